@@ -1,0 +1,3 @@
+"""emfix: the repair kit for Experiment Manager databases (SQLite and MySQL/MariaDB)."""
+
+__version__ = "0.1.0"

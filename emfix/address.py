@@ -1,0 +1,196 @@
+"""Where a database is: a SQLite path or a MySQL URL, with the password kept out of sight.
+
+A password may come from the URL, a password file, EMFIX_MYSQL_PASSWORD or the MySQL option
+files; it is never needed on the command line and never shown: `str(address)` masks it.
+"""
+
+import configparser
+import dataclasses
+import getpass
+import os
+from typing import Optional
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .errors import AddressError, UsageError
+
+PASSWORD_ENV = "EMFIX_MYSQL_PASSWORD"
+MASK = "***"
+MYSQL_SCHEMES = ("mysql", "mariadb", "mysql+mysqlconnector")
+DEFAULT_MYSQL_PORT = 3306
+
+
+@dataclasses.dataclass
+class DatabaseAddress:
+    kind: str  # "sqlite" or "mysql"
+    path: Optional[str] = None
+    host: Optional[str] = None
+    port: Optional[int] = None
+    user: Optional[str] = None
+    password: Optional[str] = dataclasses.field(default=None, repr=False)
+    database: Optional[str] = None
+    options: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def is_sqlite(self):
+        return self.kind == "sqlite"
+
+    def display(self):
+        """The address as a user would write it, password masked."""
+        if self.is_sqlite:
+            return self.path
+        auth = self.user or ""
+        if self.password:
+            auth += ":" + MASK
+        return "mysql://%s@%s:%s/%s" % (auth, self.host, self.port, self.database or "")
+
+    def __str__(self):
+        return self.display()
+
+    def to_dict(self):
+        """For reports: never contains the password."""
+        if self.is_sqlite:
+            return {"backend": "sqlite", "path": os.path.abspath(self.path)}
+        return {"backend": "mysql", "host": self.host, "port": self.port, "user": self.user,
+                "database": self.database, "password": MASK if self.password else None,
+                "url": self.display()}
+
+
+def parse_address(text, password_file=None, defaults_file=None, environ=None):
+    """Turn what the user typed into a DatabaseAddress, filling MySQL credentials."""
+    if text is None or not str(text).strip():
+        raise UsageError("no database given", hint="pass a SQLite file path or mysql://user@host/db")
+    text = str(text)
+    scheme = text.split(":", 1)[0].lower() if "://" in text or text.lower().startswith("sqlite:") else ""
+    if scheme == "sqlite":
+        return DatabaseAddress("sqlite", path=_sqlite_path(text))
+    if scheme in MYSQL_SCHEMES:
+        return _mysql_address(text, password_file, defaults_file, environ)
+    if "://" in text:
+        raise AddressError("unknown database URL scheme %r in %s" % (scheme, _mask_url(text)),
+                           hint="use a file path, sqlite:///path or mysql://user@host:port/dbname")
+    return DatabaseAddress("sqlite", path=text)
+
+
+def mysql_address_from_flags(database, host=None, port=None, user=None, password_file=None,
+                             defaults_file=None, environ=None):
+    """The cookbook's `--mysql --host --user --port -d NAME` form."""
+    if not database:
+        raise UsageError("--mysql needs a database name", hint="add -d NAME (or use mysql://user@host/NAME)")
+    address = DatabaseAddress("mysql", host=host, port=port, user=user, database=database)
+    return _fill_mysql(address, password_file, defaults_file, environ)
+
+
+def _sqlite_path(text):
+    rest = text[len("sqlite:"):]
+    if rest.startswith("//"):
+        rest = rest[2:]  # sqlite:///abs/path -> /abs/path, like file:// URLs
+    path = unquote(rest.split("?", 1)[0])
+    if not path:
+        raise AddressError("sqlite URL has no path: %s" % text, hint="write sqlite:///abs/path.db or sqlite:rel.db")
+    return path
+
+
+def _mask_url(text):
+    try:
+        parts = urlsplit(text)
+        if parts.password is not None:
+            netloc = parts.netloc.replace(":" + parts.password + "@", ":" + MASK + "@", 1)
+            return text.replace(parts.netloc, netloc, 1)
+    except ValueError:
+        pass
+    return text
+
+
+def _mysql_address(text, password_file, defaults_file, environ):
+    shown = _mask_url(text)
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise AddressError("malformed MySQL URL %s: %s" % (shown, exc),
+                           hint="expected mysql://user@host:port/dbname") from None
+    database = unquote(parts.path.lstrip("/"))
+    if not parts.hostname and not parts.netloc:
+        raise AddressError("MySQL URL has no host: %s" % shown, hint="expected mysql://user@host:port/dbname")
+    if not database or "/" in database:
+        raise AddressError("MySQL URL must name one database: %s" % shown,
+                           hint="expected mysql://user@host:port/dbname")
+    address = DatabaseAddress(
+        "mysql", host=parts.hostname or None, port=port,
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        database=database, options=dict(parse_qsl(parts.query)))
+    return _fill_mysql(address, password_file, defaults_file, environ)
+
+
+def _fill_mysql(address, password_file, defaults_file, environ):
+    environ = os.environ if environ is None else environ
+    option_values = read_option_file(defaults_file)
+    if address.password is None and password_file:
+        address.password = read_password_file(password_file)
+    if address.password is None and environ.get(PASSWORD_ENV) is not None:
+        address.password = environ[PASSWORD_ENV]
+    if address.password is None:
+        address.password = option_values.get("password")
+    address.user = address.user or option_values.get("user") or _login_name()
+    address.host = address.host or option_values.get("host") or "127.0.0.1"
+    if address.port is None:
+        try:
+            address.port = int(option_values.get("port") or DEFAULT_MYSQL_PORT)
+        except ValueError:
+            raise AddressError("option file has a port that is not a number: %r" % option_values["port"]) from None
+    return address
+
+
+def read_password_file(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline().rstrip("\r\n")
+    except OSError as exc:
+        raise UsageError("cannot read password file %s: %s" % (path, exc.strerror)) from None
+
+
+def read_option_file(defaults_file=None):
+    """The [client] group of a MySQL option file, read as plain strings.
+
+    mysql-connector evaluates option-file values as Python literals; we read the file ourselves
+    and pass on only user, password, host and port.
+    """
+    if defaults_file:
+        if not os.path.isfile(defaults_file):
+            raise UsageError("defaults file not found: %s" % defaults_file)
+        paths = [defaults_file]
+    else:
+        paths = [os.path.expanduser("~/.my.cnf")]
+    parser = configparser.ConfigParser(allow_no_value=True, strict=False, interpolation=None,
+                                       comment_prefixes=("#", ";"), inline_comment_prefixes=None)
+    values = {}
+    for path in paths:
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as handle:
+                parser.read_string("[__top__]\n" + handle.read(), source=path)
+        except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+            raise UsageError("cannot read MySQL option file %s: %s" % (path, exc)) from None
+        for group in ("client", "mysql"):
+            if parser.has_section(group):
+                for key in ("user", "password", "host", "port"):
+                    value = parser.get(group, key, fallback=None)
+                    if value is not None and key not in values:
+                        values[key] = _unquote_option(value)
+    return values
+
+
+def _unquote_option(value):
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def _login_name():
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "root"

@@ -1,0 +1,150 @@
+"""The small interface every capability talks to, whatever the database behind it."""
+
+import contextlib
+import dataclasses
+from typing import Tuple
+
+from ..retry import RetryPolicy
+
+
+@dataclasses.dataclass(frozen=True)
+class ForeignKey:
+    table: str
+    columns: Tuple[str, ...]
+    ref_table: str
+    ref_columns: Tuple[str, ...]
+    name: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Index:
+    table: str
+    name: str
+    columns: Tuple[str, ...]
+    unique: bool = False
+
+
+class Backend:
+    """A connection to one database.
+
+    Statements use `?` placeholders on every backend; the MySQL backend translates them.
+    Outside `transaction()` each statement commits on its own.
+    """
+
+    dialect = ""
+    quote_char = '"'
+
+    def __init__(self, address, readonly=False, retry_policy=None):
+        self.address = address
+        self.readonly = readonly
+        self.retry_policy = retry_policy or RetryPolicy()
+        self._in_transaction = False
+
+    # -- identifiers and SQL text -------------------------------------------------------------
+    def quote(self, name):
+        q = self.quote_char
+        return q + str(name).replace(q, q + q) + q
+
+    def quote_columns(self, columns, prefix=""):
+        return ", ".join(prefix + self.quote(c) for c in columns)
+
+    # -- statements (implemented per backend) ------------------------------------------------
+    def execute(self, sql, params=()):
+        """Run one statement; return its rowcount."""
+        raise NotImplementedError
+
+    def query(self, sql, params=()):
+        """Rows of a small result, as a list of tuples."""
+        raise NotImplementedError
+
+    def iter_rows(self, sql, params=(), arraysize=1000):
+        """Rows of a result of any size, fetched in chunks, never all at once."""
+        raise NotImplementedError
+
+    def executemany(self, sql, rows, batch_size=1000):
+        """Insert or update from an iterable of parameter tuples, `batch_size` at a time."""
+        total = 0
+        batch = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= batch_size:
+                total += self._executemany(sql, batch)
+                batch = []
+        if batch:
+            total += self._executemany(sql, batch)
+        return total
+
+    def _executemany(self, sql, batch):
+        raise NotImplementedError
+
+    def scalar(self, sql, params=()):
+        rows = self.query(sql, params)
+        return rows[0][0] if rows else None
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """One short write transaction: committed on success, rolled back on any error."""
+        if self._in_transaction:
+            yield self
+            return
+        self._begin()
+        self._in_transaction = True
+        try:
+            yield self
+        except BaseException:
+            self._in_transaction = False
+            self._rollback()
+            raise
+        self._in_transaction = False
+        self._commit()
+
+    def _begin(self):
+        raise NotImplementedError
+
+    def _commit(self):
+        raise NotImplementedError
+
+    def _rollback(self):
+        raise NotImplementedError
+
+    def ping(self):
+        """True when the connection still answers."""
+        try:
+            self.query("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    def close(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- introspection ------------------------------------------------------------------------
+    def tables(self):
+        raise NotImplementedError
+
+    def columns(self, table):
+        """Column names in declared order."""
+        raise NotImplementedError
+
+    def primary_key(self, table):
+        """Primary-key column names in key order; () when the table has none."""
+        raise NotImplementedError
+
+    def foreign_keys(self, table):
+        """Declared foreign keys of a table as ForeignKey tuples."""
+        raise NotImplementedError
+
+    def indexes(self, table):
+        raise NotImplementedError
+
+    def server_version(self):
+        raise NotImplementedError
+
+    def describe(self):
+        return "%s %s (%s)" % (self.dialect, self.server_version(), self.address.display())

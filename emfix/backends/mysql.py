@@ -1,0 +1,228 @@
+"""MySQL and MariaDB through mysql-connector-python (the optional extra `emfix[mysql]`).
+
+The driver is imported only when a MySQL address is opened. Large results stream through an
+unbuffered cursor; `?` placeholders are translated to the driver's `%s`.
+"""
+
+import functools
+
+from ..errors import ConnectError, DatabaseLockedError, MissingDependencyError
+from ..retry import RetriesExhausted, call_with_retry
+from .base import Backend, ForeignKey, Index
+
+ACCESS_DENIED = 1045
+UNKNOWN_DATABASE = 1049
+LOCK_ERRNOS = (1205, 1213)
+
+
+def load_driver():
+    try:
+        import mysql.connector  # noqa: F401 (optional dependency, loaded on demand)
+    except ImportError:
+        raise MissingDependencyError(
+            "MySQL support needs mysql-connector-python, which is not installed",
+            hint="pip install 'emfix[mysql]'  (or: pip install mysql-connector-python)") from None
+    return mysql.connector
+
+
+@functools.lru_cache(maxsize=512)
+def translate_placeholders(sql):
+    """`?` outside quotes becomes `%s` (the driver substitutes `%s` only, so `%` stays as it is)."""
+    out = []
+    quote = None
+    for char in sql:
+        if quote:
+            if char == quote:
+                quote = None
+            out.append(char)
+        elif char in "'\"`":
+            quote = char
+            out.append(char)
+        else:
+            out.append("%s" if char == "?" else char)
+    return "".join(out)
+
+
+def _text(value):
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("utf-8")
+    return value
+
+
+class MySQLBackend(Backend):
+    dialect = "mysql"
+    quote_char = "`"
+
+    def __init__(self, address, readonly=False, retry_policy=None, create=False, connect_timeout=10):
+        super().__init__(address, readonly, retry_policy)
+        self._driver = load_driver()
+        self._conn = None
+        self._connect_timeout = connect_timeout
+        self._conn = self._run(self._connect, "connect to %s" % address.display())
+        if readonly:
+            self.execute("SET SESSION TRANSACTION READ ONLY")
+
+    def _connect(self):
+        a = self.address
+        kwargs = dict(host=a.host, port=a.port, user=a.user, password=a.password or "",
+                      database=a.database, autocommit=True, consume_results=True,
+                      connection_timeout=self._connect_timeout, charset="utf8mb4",
+                      get_warnings=False)
+        use_pure = a.options.get("use_pure")
+        if use_pure is not None:
+            kwargs["use_pure"] = use_pure.lower() in ("1", "true", "yes")
+        return self._driver.connect(**kwargs)
+
+    def _run(self, func, what):
+        error_class = self._driver.Error
+        try:
+            if self._in_transaction:
+                return func()
+            return call_with_retry(func, self.retry_policy, what=what)
+        except RetriesExhausted as exc:
+            raise self._translate(exc.last_error, exc) from None
+        except error_class as exc:
+            raise self._translate(exc) from None
+
+    def _translate(self, exc, exhausted=None):
+        a = self.address
+        errno = getattr(exc, "errno", None)
+        msg = getattr(exc, "msg", None) or str(exc)
+        if errno == ACCESS_DENIED:
+            return ConnectError("access denied for MySQL user %r at %s:%s" % (a.user, a.host, a.port),
+                                hint="check the password (EMFIX_MYSQL_PASSWORD, --password-file or ~/.my.cnf)")
+        if errno == UNKNOWN_DATABASE:
+            return ConnectError("MySQL database %r does not exist on %s:%s" % (a.database, a.host, a.port),
+                                hint="create it, or run `emfix init %s` after CREATE DATABASE" % a.display())
+        if errno in LOCK_ERRNOS:
+            return DatabaseLockedError("MySQL %s: %s" % (a.display(), msg),
+                                       hint="another session holds the locks; retry later or raise --lock-timeout")
+        if exhausted is not None or errno in (2002, 2003, 2005, 2006, 2013, 2055):
+            tries = ""
+            if exhausted is not None:
+                tries = " (gave up after %d attempts in %.1fs)" % (exhausted.attempts, exhausted.elapsed)
+            return ConnectError("cannot reach MySQL server at %s:%s%s: %s" % (a.host, a.port, tries, msg),
+                                hint="check that the server runs and the host/port are right")
+        return exc
+
+    # -- statements ---------------------------------------------------------------------------
+    def _cursor_run(self, sql, params, fetch):
+        def run():
+            cursor = self._conn.cursor()
+            try:
+                cursor.execute(translate_placeholders(sql) if params else sql, tuple(params) or None)
+                return cursor.fetchall() if fetch else cursor.rowcount
+            finally:
+                cursor.close()
+        return self._run(run, "statement")
+
+    def execute(self, sql, params=()):
+        return self._cursor_run(sql, params, fetch=False)
+
+    def query(self, sql, params=()):
+        return [tuple(r) for r in self._cursor_run(sql, params, fetch=True)]
+
+    def iter_rows(self, sql, params=(), arraysize=1000):
+        error_class = self._driver.Error
+
+        def start():
+            cursor = self._conn.cursor(buffered=False)
+            cursor.execute(translate_placeholders(sql) if params else sql, tuple(params) or None)
+            return cursor
+        cursor = self._run(start, "query")
+        try:
+            while True:
+                try:
+                    rows = cursor.fetchmany(arraysize)
+                except error_class as exc:
+                    raise self._translate(exc) from None
+                if not rows:
+                    return
+                for row in rows:
+                    yield tuple(row)
+        finally:
+            try:
+                cursor.close()
+            except error_class:
+                pass
+
+    def _executemany(self, sql, batch):
+        def run():
+            cursor = self._conn.cursor()
+            try:
+                cursor.executemany(translate_placeholders(sql), batch)
+                return cursor.rowcount
+            finally:
+                cursor.close()
+        return self._run(run, "executemany")
+
+    def _begin(self):
+        self._run(lambda: self._conn.start_transaction(), "begin")
+
+    def _commit(self):
+        self._conn.commit()
+
+    def _rollback(self):
+        try:
+            self._conn.rollback()
+        except self._driver.Error:
+            pass  # the connection is gone; the server rolls back on its own
+
+    def ping(self):
+        try:
+            self._conn.ping(reconnect=False)
+            return True
+        except Exception:
+            return False
+
+    def close(self):
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except self._driver.Error:
+                pass
+            self._conn = None
+
+    # -- introspection ------------------------------------------------------------------------
+    def tables(self):
+        rows = self.query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                          "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME")
+        return [_text(r[0]) for r in rows]
+
+    def columns(self, table):
+        rows = self.query("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                          "AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", (table,))
+        return [_text(r[0]) for r in rows]
+
+    def primary_key(self, table):
+        rows = self.query("SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
+                          "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' "
+                          "ORDER BY ORDINAL_POSITION", (table,))
+        return tuple(_text(r[0]) for r in rows)
+
+    def foreign_keys(self, table):
+        rows = self.query(
+            "SELECT k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME "
+            "FROM information_schema.KEY_COLUMN_USAGE k "
+            "JOIN information_schema.REFERENTIAL_CONSTRAINTS r "
+            "  ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME "
+            "  AND r.TABLE_NAME = k.TABLE_NAME "
+            "WHERE k.TABLE_SCHEMA = DATABASE() AND k.TABLE_NAME = ? AND k.REFERENCED_TABLE_NAME IS NOT NULL "
+            "ORDER BY k.CONSTRAINT_NAME, k.ORDINAL_POSITION", (table,))
+        groups = {}
+        for name, column, ref_table, ref_column in rows:
+            groups.setdefault(_text(name), []).append((_text(column), _text(ref_table), _text(ref_column)))
+        return [ForeignKey(table, tuple(p[0] for p in parts), parts[0][1], tuple(p[2] for p in parts), name)
+                for name, parts in groups.items()]
+
+    def indexes(self, table):
+        rows = self.query("SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM information_schema.STATISTICS "
+                          "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+                          (table,))
+        groups = {}
+        for name, column, non_unique in rows:
+            groups.setdefault(_text(name), ([], not int(non_unique)))[0].append(_text(column))
+        return [Index(table, name, tuple(cols), unique) for name, (cols, unique) in groups.items()]
+
+    def server_version(self):
+        return _text(self.scalar("SELECT VERSION()"))

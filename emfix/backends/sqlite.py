@@ -1,0 +1,184 @@
+"""SQLite through the standard library's sqlite3.
+
+Read-only commands open the file with `mode=ro`, so a mistyped path can never create an empty
+database. Writers wait on a busy timeout and take the write lock up front (BEGIN IMMEDIATE).
+"""
+
+import os
+import sqlite3
+from urllib.parse import quote
+
+from ..errors import ConnectError, DamagedInputError, DatabaseLockedError
+from ..retry import RetriesExhausted, call_with_retry
+from .base import Backend, ForeignKey, Index
+
+DAMAGE_MESSAGES = ("file is not a database", "malformed", "file is encrypted", "not a database")
+
+
+class UndecodableText(bytes):
+    """TEXT whose bytes are not UTF-8: kept as bytes so nothing is lost or mangled."""
+
+
+def _text_factory(raw):
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return UndecodableText(raw)
+
+
+class SQLiteBackend(Backend):
+    dialect = "sqlite"
+    quote_char = '"'
+
+    def __init__(self, address, readonly=False, retry_policy=None, create=False):
+        super().__init__(address, readonly, retry_policy)
+        self.path = address.path
+        self._conn = None
+        self._check_path(create)
+        busy = max(0.05, min(1.0, self.retry_policy.deadline / 4))
+        try:
+            if readonly:
+                uri = "file:%s?mode=ro" % quote(os.path.abspath(self.path))
+                self._conn = sqlite3.connect(uri, uri=True, timeout=busy, isolation_level=None,
+                                             check_same_thread=False)
+            else:
+                self._conn = sqlite3.connect(self.path, timeout=busy, isolation_level=None,
+                                             check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise ConnectError("cannot open SQLite database %s: %s" % (self.path, exc)) from None
+        self._conn.text_factory = _text_factory
+        try:
+            self._run(lambda: self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone(),
+                      "open %s" % self.path)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _check_path(self, create):
+        path = self.path
+        if path == ":memory:":
+            return
+        if os.path.isdir(path):
+            raise ConnectError("%s is a directory, not a SQLite database file" % path,
+                               hint="pass the database file inside it, e.g. %s" % os.path.join(path, "experiment.db"))
+        if not os.path.exists(path):
+            if create:
+                parent = os.path.dirname(os.path.abspath(path))
+                if not os.path.isdir(parent):
+                    raise ConnectError("cannot create %s: directory %s does not exist" % (path, parent))
+                return
+            raise ConnectError("database file not found: %s" % path,
+                               hint="check the path; `emfix demo` writes a sample database to try")
+        if not os.access(path, os.R_OK):
+            raise ConnectError("no permission to read %s" % path)
+        if not self.readonly and not os.access(path, os.W_OK):
+            raise ConnectError("no permission to write %s (this command changes the database)" % path,
+                               hint="run as the database owner, or work on a copy")
+
+    # -- running with retry and error translation --------------------------------------------
+    def _run(self, func, what):
+        try:
+            if self._in_transaction:
+                return func()
+            return call_with_retry(func, self.retry_policy, what=what)
+        except RetriesExhausted as exc:
+            raise DatabaseLockedError(
+                "database %s is locked by another process (gave up after %d attempts in %.1fs)"
+                % (self.path, exc.attempts, exc.elapsed),
+                hint="wait for the other process to finish, or raise --lock-timeout") from None
+        except sqlite3.DatabaseError as exc:
+            raise self._translate(exc) from None
+
+    def _translate(self, exc):
+        message = str(exc)
+        if any(text in message.lower() for text in DAMAGE_MESSAGES):
+            return DamagedInputError("%s is not a usable SQLite database: %s" % (self.path, message),
+                                     hint="check the path; if it is damaged, restore a snapshot")
+        if "readonly" in message.lower().replace(" ", "") or "read-only" in message.lower():
+            return ConnectError("cannot write %s: %s" % (self.path, message))
+        return exc
+
+    def execute(self, sql, params=()):
+        return self._run(lambda: self._conn.execute(sql, params).rowcount, "statement")
+
+    def query(self, sql, params=()):
+        return self._run(lambda: self._conn.execute(sql, params).fetchall(), "query")
+
+    def iter_rows(self, sql, params=(), arraysize=1000):
+        cursor = self._run(lambda: self._conn.execute(sql, params), "query")
+        try:
+            while True:
+                try:
+                    rows = cursor.fetchmany(arraysize)
+                except sqlite3.DatabaseError as exc:
+                    raise self._translate(exc) from None
+                if not rows:
+                    return
+                yield from rows
+        finally:
+            cursor.close()
+
+    def _executemany(self, sql, batch):
+        return self._run(lambda: self._conn.executemany(sql, batch).rowcount, "executemany")
+
+    def _begin(self):
+        self._run(lambda: self._conn.execute("BEGIN" if self.readonly else "BEGIN IMMEDIATE"), "begin")
+
+    def _commit(self):
+        self._conn.execute("COMMIT")
+
+    def _rollback(self):
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    def close(self):
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def connection(self):
+        """The underlying sqlite3 connection, for the backup API and ATTACH."""
+        return self._conn
+
+    # -- introspection ------------------------------------------------------------------------
+    def tables(self):
+        rows = self.query("SELECT name FROM sqlite_master WHERE type = 'table' "
+                          "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")
+        return [r[0] for r in rows]
+
+    def _table_info(self, table):
+        return self.query("PRAGMA table_info(%s)" % self.quote(table))
+
+    def columns(self, table):
+        return [r[1] for r in self._table_info(table)]
+
+    def primary_key(self, table):
+        return tuple(r[1] for r in sorted((r for r in self._table_info(table) if r[5]), key=lambda r: r[5]))
+
+    def foreign_keys(self, table):
+        groups = {}
+        for fk_id, _seq, ref_table, column, ref_column, *_rest in self.query(
+                "PRAGMA foreign_key_list(%s)" % self.quote(table)):
+            groups.setdefault(fk_id, []).append((_seq, ref_table, column, ref_column))
+        keys = []
+        for fk_id in sorted(groups):
+            parts = sorted(groups[fk_id])
+            ref_table = parts[0][1]
+            ref_columns = tuple(p[3] for p in parts)
+            if any(c is None for c in ref_columns):  # REFERENCES T without columns: T's key
+                ref_columns = self.primary_key(ref_table)
+            keys.append(ForeignKey(table, tuple(p[2] for p in parts), ref_table, ref_columns,
+                                   "fk_%s_%d" % (table, fk_id)))
+        return keys
+
+    def indexes(self, table):
+        result = []
+        for row in self.query("PRAGMA index_list(%s)" % self.quote(table)):
+            name, unique = row[1], bool(row[2])
+            cols = tuple(r[2] for r in self.query("PRAGMA index_info(%s)" % self.quote(name)))
+            result.append(Index(table, name, cols, unique))
+        return result
+
+    def server_version(self):
+        return sqlite3.sqlite_version

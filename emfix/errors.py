@@ -1,0 +1,70 @@
+"""One exception hierarchy; each error carries the exit code the CLI returns for it.
+
+Exit codes are a contract with shell scripts and cron jobs, so they live here once:
+
+    0  healthy / done
+    1  problems found
+    2  usage error (bad arguments, malformed URL)
+    3  cannot open or connect to the database, or it stayed locked after retries
+    4  damaged input (not a database, corrupt file, snapshot mismatch)
+    5  interrupted, resumable
+"""
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+EXIT_CONNECT = 3
+EXIT_DAMAGED = 4
+EXIT_INTERRUPTED = 5
+
+
+class EmfixError(Exception):
+    """An expected failure: the CLI prints `error: message` (+ `hint: ...`) and exits."""
+
+    exit_code = EXIT_PROBLEMS
+
+    def __init__(self, message, hint=None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self):
+        return self.message
+
+
+class UsageError(EmfixError):
+    exit_code = EXIT_USAGE
+
+
+class AddressError(UsageError):
+    """A database address (path or URL) that cannot be understood."""
+
+
+class ConnectError(EmfixError):
+    """The database cannot be opened or reached."""
+
+    exit_code = EXIT_CONNECT
+
+
+class DatabaseLockedError(ConnectError):
+    """Another process held the lock for longer than the retry deadline."""
+
+
+class MissingDependencyError(ConnectError):
+    """An optional package is needed for what was asked (MySQL driver, psutil)."""
+
+
+class PoolTimeoutError(ConnectError):
+    """No connection of the pool became free in time."""
+
+
+class DamagedInputError(EmfixError):
+    exit_code = EXIT_DAMAGED
+
+
+class SchemaError(EmfixError):
+    """The database lacks what a command needs (tables, keys)."""
+
+
+class OperationInterrupted(EmfixError):
+    exit_code = EXIT_INTERRUPTED

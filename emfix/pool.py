@@ -1,0 +1,126 @@
+"""A small thread-safe connection pool that waits instead of failing at once.
+
+The cookbook's pool raised "Connection pool exhausted" the moment all connections were busy.
+This one waits up to `timeout` for a free connection, checks each connection before handing it
+out, replaces broken ones, and closes every connection it opened on `close()`.
+"""
+
+import contextlib
+import logging
+import threading
+import time
+
+from .errors import PoolTimeoutError
+
+log = logging.getLogger(__name__)
+
+
+class ConnectionPool:
+    def __init__(self, factory, size=4, timeout=30.0, check=None):
+        """factory() opens a connection; check(conn) -> bool tells whether it still works."""
+        if size < 1:
+            raise ValueError("pool size must be at least 1")
+        self._factory = factory
+        self._check = check or (lambda conn: conn.ping())
+        self.size = size
+        self.timeout = timeout
+        self._idle = []
+        self._in_use = set()
+        self._opened = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    @property
+    def opened(self):
+        return self._opened
+
+    @property
+    def in_use(self):
+        return len(self._in_use)
+
+    def acquire(self, timeout=None):
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise PoolTimeoutError("the connection pool is closed")
+                if self._idle:
+                    conn = self._idle.pop()
+                    break
+                if self._opened < self.size:
+                    self._opened += 1  # reserve the slot, open outside the lock
+                    conn = None
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PoolTimeoutError(
+                        "no database connection became free within %.1fs (pool size %d, all %d in use)"
+                        % (timeout, self.size, len(self._in_use)),
+                        hint="raise the pool size or the timeout, or finish other work first")
+                self._cond.wait(remaining)
+        conn = self._ready(conn)
+        with self._cond:
+            self._in_use.add(id(conn))
+        return conn
+
+    def _ready(self, conn):
+        """An open, working connection: check an idle one, replace it when broken."""
+        if conn is not None:
+            try:
+                healthy = self._check(conn)
+            except Exception:
+                healthy = False
+            if healthy:
+                return conn
+            log.info("replacing a broken pooled connection")
+            self._discard(conn)
+        try:
+            return self._factory()
+        except BaseException:
+            with self._cond:
+                self._opened -= 1
+                self._cond.notify()
+            raise
+
+    def _discard(self, conn):
+        try:
+            conn.close()
+        except Exception:
+            pass
+
+    def release(self, conn):
+        with self._cond:
+            if id(conn) not in self._in_use:
+                raise ValueError("connection does not belong to this pool or was already released")
+            self._in_use.discard(id(conn))
+            if self._closed:
+                self._opened -= 1
+                self._discard(conn)
+            else:
+                self._idle.append(conn)
+            self._cond.notify()
+
+    @contextlib.contextmanager
+    def connection(self, timeout=None):
+        conn = self.acquire(timeout)
+        try:
+            yield conn
+        finally:
+            self.release(conn)
+
+    def close(self):
+        """Close idle connections now and busy ones as they come back."""
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._opened -= len(idle)
+            self._cond.notify_all()
+        for conn in idle:
+            self._discard(conn)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
