@@ -1,0 +1,88 @@
+"""Shared fixtures: demo databases on SQLite and on the real MariaDB server.
+
+EMFIX_TEST_MYSQL_URL names the server (mysql://root@127.0.0.1:3306/test). When it is set, a
+server that does not answer fails the MySQL tests; when it is unset they are skipped.
+"""
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from emfix.address import DatabaseAddress, parse_address
+from emfix.backends import open_database
+from emfix.demo import Shape, build_demo, write_demo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MYSQL_URL_ENV = "EMFIX_TEST_MYSQL_URL"
+
+
+def mysql_server_url():
+    url = os.environ.get(MYSQL_URL_ENV)
+    if not url:
+        pytest.skip("%s is not set: no MySQL server to test against" % MYSQL_URL_ENV)
+    return url
+
+
+@pytest.fixture
+def mysql_address():
+    """A fresh, empty database on the test server, dropped afterwards."""
+    base = parse_address(mysql_server_url())
+    admin = open_database(base)  # fails (not skips) when the server is down
+    name = "emfix_t_%s" % uuid.uuid4().hex[:10]
+    admin.execute("CREATE DATABASE `%s` CHARACTER SET utf8mb4" % name)
+    address = DatabaseAddress("mysql", host=base.host, port=base.port, user=base.user, password=base.password,
+                              database=name, options=dict(base.options))
+    try:
+        yield address
+    finally:
+        admin.execute("DROP DATABASE IF EXISTS `%s`" % name)
+        admin.close()
+
+
+@pytest.fixture
+def sqlite_address(tmp_path):
+    return DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def address(request, tmp_path):
+    """An empty database on each backend."""
+    if request.param == "sqlite":
+        return DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    return request.getfixturevalue("mysql_address")
+
+
+def make_demo(address, shape=None, faults=True, json_type="text"):
+    """Fill `address` with the demo generator; return (rows, faults)."""
+    shape = shape or Shape()
+    if address.is_sqlite:
+        result = write_demo(address.path, shape, faults=faults, force=True)
+        return result.rows, result.faults
+    with open_database(address, create=True) as db:
+        return build_demo(db, shape, faults=faults, json_type=json_type)
+
+
+@pytest.fixture
+def demo_address(address):
+    make_demo(address)
+    return address
+
+
+def url_of(address):
+    """The command-line form of an address (password travels by environment, never argv)."""
+    if address.is_sqlite:
+        return address.path
+    return "mysql://%s@%s:%s/%s" % (address.user, address.host, address.port, address.database)
+
+
+def run_cli(*args, env=None, cwd=None, timeout=120, python_flags=()):
+    """Run `python -m emfix` in a subprocess, as a user would."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = ROOT
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, *python_flags, "-m", "emfix", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd or ROOT, timeout=timeout, stdin=subprocess.DEVNULL)

@@ -1,0 +1,95 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from emfix.address import MASK, parse_address, read_option_file
+from emfix.errors import AddressError, EmfixError, UsageError
+
+
+def test_plain_path_means_sqlite():
+    address = parse_address("experiment.db")
+    assert address.is_sqlite and address.path == "experiment.db"
+
+
+def test_sqlite_url_with_absolute_path():
+    assert parse_address("sqlite:///var/data/x.db").path == "/var/data/x.db"
+
+
+def test_sqlite_url_with_relative_path():
+    assert parse_address("sqlite:rel/x.db").path == "rel/x.db"
+
+
+def test_mysql_url_parts():
+    a = parse_address("mysql://analyst@db.example:3307/prod", environ={})
+    assert (a.kind, a.user, a.host, a.port, a.database) == ("mysql", "analyst", "db.example", 3307, "prod")
+
+
+def test_mysql_url_defaults_port_3306():
+    assert parse_address("mysql://u@h/db", environ={}).port == 3306
+
+
+def test_password_in_url_is_masked_everywhere():
+    a = parse_address("mysql://u:s3cr%40t@h/db", environ={})
+    assert a.password == "s3cr@t"
+    for shown in (str(a), a.display(), repr(a), str(a.to_dict())):
+        assert "s3cr" not in shown
+    assert MASK in a.display()
+
+
+def test_password_from_environment(tmp_path):
+    a = parse_address("mysql://u@h/db", environ={"EMFIX_MYSQL_PASSWORD": "envpw"})
+    assert a.password == "envpw"
+
+
+def test_password_file_wins_over_environment(tmp_path):
+    pw = tmp_path / "pw"
+    pw.write_text("filepw\n")
+    a = parse_address("mysql://u@h/db", password_file=str(pw), environ={"EMFIX_MYSQL_PASSWORD": "envpw"})
+    assert a.password == "filepw"
+
+
+def test_option_file_client_group_supplies_credentials(tmp_path):
+    cnf = tmp_path / "my.cnf"
+    cnf.write_text("[client]\nuser = reader\npassword = \"p w=1\"\nport=3310\n[mysqld]\nport=1\n")
+    a = parse_address("mysql://h/db", defaults_file=str(cnf), environ={})
+    assert (a.user, a.password, a.port) == ("reader", "p w=1", 3310)
+
+
+def test_option_file_values_are_not_evaluated(tmp_path):
+    cnf = tmp_path / "my.cnf"
+    cnf.write_text("[client]\npassword = __import__('os').getcwd()\n")
+    assert read_option_file(str(cnf))["password"] == "__import__('os').getcwd()"
+
+
+def test_missing_defaults_file_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError):
+        parse_address("mysql://u@h/db", defaults_file=str(tmp_path / "nope.cnf"), environ={})
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h:notaport/db", "mysql://u@h:3306/", "mysql:///db",
+                                 "postgres://u@h/db", "sqlite://", "mysql://u@h/a/b"])
+def test_malformed_urls_are_refused_with_address_error(url):
+    with pytest.raises(AddressError):
+        parse_address(url, environ={})
+
+
+def test_malformed_url_message_masks_password():
+    with pytest.raises(AddressError) as info:
+        parse_address("mysql://u:hunter2@h:bad/db", environ={})
+    assert "hunter2" not in info.value.message
+
+
+@given(st.text(max_size=80))
+def test_any_text_parses_or_raises_emfix_error(text):
+    try:
+        parse_address(text, environ={})
+    except EmfixError:
+        pass
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=6, max_size=20))
+def test_password_never_shown_in_display(password):
+    from urllib.parse import quote
+    a = parse_address("mysql://u:%s@h/db" % quote(password, safe=""), environ={})
+    assert a.password == password
+    assert password not in a.display().replace("mysql://u:", "").replace("@h:3306/db", "")

@@ -1,0 +1,104 @@
+import pytest
+
+from emfix.backends import open_database
+from emfix.errors import ConnectError, DamagedInputError
+
+
+@pytest.fixture
+def db(address):
+    backend = open_database(address, create=True)
+    backend.execute('CREATE TABLE %s (%s INT PRIMARY KEY, %s VARCHAR(50))' % (
+        backend.quote('odd "name`'), backend.quote("id"), backend.quote("desc")))
+    yield backend
+    backend.close()
+
+
+def test_quoted_identifiers_round_trip_odd_names(db):
+    t = db.quote('odd "name`')
+    db.execute("INSERT INTO %s VALUES (?, ?)" % t, (1, "it's 100% fine?"))
+    assert db.query("SELECT %s FROM %s WHERE %s = ?" % (db.quote("desc"), t, db.quote("id")), (1,)) == [
+        ("it's 100% fine?",)]
+    assert db.tables() == ['odd "name`']
+    assert db.columns('odd "name`') == ["id", "desc"]
+    assert db.primary_key('odd "name`') == ("id",)
+
+
+def test_iter_rows_streams_a_large_result(db):
+    t = db.quote('odd "name`')
+    with db.transaction():
+        db.executemany("INSERT INTO %s VALUES (?, ?)" % t, ((i, "v%d" % i) for i in range(20000)), batch_size=3000)
+    seen = 0
+    for i, (key,) in enumerate(db.iter_rows("SELECT %s FROM %s ORDER BY 1" % (db.quote("id"), t), arraysize=500)):
+        assert key == i
+        seen += 1
+    assert seen == 20000
+
+
+def test_abandoned_iterator_leaves_connection_usable(db):
+    t = db.quote('odd "name`')
+    db.executemany("INSERT INTO %s VALUES (?, ?)" % t, ((i, "x") for i in range(5000)))
+    rows = db.iter_rows("SELECT * FROM %s" % t, arraysize=100)
+    next(rows)
+    rows.close()
+    assert db.scalar("SELECT count(*) FROM %s" % t) == 5000
+
+
+def test_transaction_rolls_back_on_error(db):
+    t = db.quote('odd "name`')
+    with pytest.raises(RuntimeError):
+        with db.transaction():
+            db.execute("INSERT INTO %s VALUES (?, ?)" % t, (1, "a"))
+            raise RuntimeError("boom")
+    assert db.scalar("SELECT count(*) FROM %s" % t) == 0
+
+
+def test_transaction_commits_on_success(db):
+    t = db.quote('odd "name`')
+    with db.transaction():
+        db.execute("INSERT INTO %s VALUES (?, ?)" % t, (1, "a"))
+    assert db.scalar("SELECT count(*) FROM %s" % t) == 1
+
+
+def test_composite_foreign_keys_are_introspected(address):
+    from emfix.schema import create_schema
+    with open_database(address, create=True) as db:
+        create_schema(db)
+        fks = {(fk.columns, fk.ref_table, fk.ref_columns) for fk in db.foreign_keys("EPOCH_METRIC")}
+        assert fks == {(("epoch_idx", "epoch_trial_run_id"), "EPOCH", ("idx", "trial_run_id")),
+                       (("metric_id",), "METRIC", ("id",))}
+        assert db.primary_key("BATCH_METRIC") == ("batch_idx", "epoch_idx", "trial_run_id", "metric_id")
+        assert any(ix.columns[:1] == ("idx",) for ix in db.indexes("EPOCH")) or db.dialect == "sqlite"
+        assert db.server_version()
+
+
+def test_sqlite_readonly_open_refuses_writes(sqlite_address):
+    open_database(sqlite_address, create=True).close()
+    with open_database(sqlite_address, create=True) as db:
+        db.execute("CREATE TABLE t (x)")
+    with open_database(sqlite_address, readonly=True) as db:
+        with pytest.raises(ConnectError):
+            db.execute("INSERT INTO t VALUES (1)")
+
+
+def test_sqlite_missing_file_is_not_created(tmp_path):
+    from emfix.address import DatabaseAddress
+    path = tmp_path / "typo.db"
+    with pytest.raises(ConnectError):
+        open_database(DatabaseAddress("sqlite", path=str(path)), readonly=True)
+    assert not path.exists()
+
+
+def test_sqlite_text_file_is_damaged_input(tmp_path):
+    from emfix.address import DatabaseAddress
+    path = tmp_path / "notes.db"
+    path.write_text("not a database\n" * 100)
+    with pytest.raises(DamagedInputError):
+        open_database(DatabaseAddress("sqlite", path=str(path)), readonly=True)
+
+
+def test_sqlite_keeps_non_utf8_text_as_bytes(sqlite_address):
+    with open_database(sqlite_address, create=True) as db:
+        db.execute("CREATE TABLE t (v TEXT)")
+        db.execute("INSERT INTO t VALUES (CAST(? AS TEXT))", (b"\xff\xfeok",))
+        (value,), = db.query("SELECT v FROM t")
+        assert bytes(value) == b"\xff\xfeok"

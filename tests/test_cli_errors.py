@@ -1,0 +1,105 @@
+"""Bad input tried the way a new user would: one clear line, the documented exit code, no traceback."""
+
+import pytest
+from conftest import run_cli
+
+
+@pytest.fixture
+def no_mysql_driver(tmp_path):
+    """A PYTHONPATH on which `import mysql.connector` fails, as on a server without the extra."""
+    blocker = tmp_path / "block" / "mysql"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named mysql')\n")
+    import os
+
+    from conftest import ROOT
+    return {"PYTHONPATH": os.pathsep.join([str(blocker.parent), ROOT])}
+
+
+def assert_clean_failure(result, code, *words):
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert 1 <= len(lines) <= 2 and lines[0].startswith("error: ")
+    for word in words:
+        assert word in result.stderr
+
+
+def test_missing_file_exit_3_and_no_file_created(tmp_path):
+    result = run_cli("schema", str(tmp_path / "typo.db"))
+    assert_clean_failure(result, 3, "not found")
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_text_file_as_database_exit_4(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_text("just some notes\n")
+    assert_clean_failure(run_cli("schema", str(path)), 4, "not a usable SQLite database")
+
+
+def test_directory_as_database_exit_3(tmp_path):
+    assert_clean_failure(run_cli("schema", str(tmp_path)), 3, "is a directory")
+
+
+def test_malformed_url_exit_2():
+    assert_clean_failure(run_cli("schema", "mysql://root@localhost:port/test"), 2, "malformed MySQL URL")
+
+
+def test_unknown_scheme_exit_2():
+    assert_clean_failure(run_cli("schema", "postgres://u@h/db"), 2, "unknown database URL scheme")
+
+
+def test_unknown_command_exit_2():
+    assert_clean_failure(run_cli("frobnicate"), 2)
+
+
+def test_host_without_mysql_flag_exit_2():
+    assert_clean_failure(run_cli("schema", "-d", "x.db", "--host", "h"), 2, "--mysql")
+
+
+def test_no_database_given_exit_2():
+    assert_clean_failure(run_cli("schema"), 2, "no database")
+
+
+def test_missing_mysql_driver_says_what_to_install(no_mysql_driver):
+    result = run_cli("schema", "mysql://root@127.0.0.1/test", env=no_mysql_driver)
+    assert_clean_failure(result, 3, "pip install 'emfix[mysql]'")
+
+
+def test_missing_driver_does_not_matter_for_sqlite(tmp_path, no_mysql_driver):
+    result = run_cli("demo", str(tmp_path / "d"), env=no_mysql_driver)
+    assert result.returncode == 0, result.stderr
+
+
+def test_unreachable_host_exit_3():
+    result = run_cli("schema", "mysql://root@127.0.0.1:1/test", "--lock-timeout", "0.5")
+    assert_clean_failure(result, 3, "cannot reach MySQL server")
+
+
+@pytest.mark.mysql
+def test_wrong_password_exit_3_and_password_not_shown(mysql_address):
+    url = "mysql://%s@%s:%s/%s" % (mysql_address.user, mysql_address.host, mysql_address.port,
+                                   mysql_address.database)
+    result = run_cli("schema", url, env={"EMFIX_MYSQL_PASSWORD": "s3cret-wrong"})
+    assert_clean_failure(result, 3, "access denied")
+    assert "s3cret-wrong" not in result.stderr
+
+
+def test_version_names_emfix_and_sqlite():
+    result = run_cli("--version")
+    assert result.returncode == 0 and "emfix" in result.stdout and "SQLite" in result.stdout
+
+
+def test_help_lists_exit_codes_and_runs_without_site_packages():
+    result = run_cli("--help", python_flags=("-S", "-E"))
+    assert result.returncode == 0 and "exit codes" in result.stdout
+
+
+def test_every_command_help_has_an_example():
+    from emfix.cli import build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():
+        assert "Example:" in (command.epilog or ""), name
+        assert command.description, name

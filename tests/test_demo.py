@@ -1,0 +1,58 @@
+import json
+import sqlite3
+
+from conftest import run_cli
+
+from emfix.demo import MALFORMED_JSON, Shape, write_demo
+
+
+def test_demo_command_writes_a_damaged_database_and_prints_what_to_try(tmp_path):
+    result = run_cli("demo", str(tmp_path / "demo"), python_flags=("-S", "-E"))
+    assert result.returncode == 0, result.stderr
+    assert "emfix validate" in result.stdout
+    conn = sqlite3.connect(str(tmp_path / "demo" / "experiment.db"))
+    violations = conn.execute("PRAGMA foreign_key_check").fetchall()
+    assert {v[0] for v in violations} >= {"TRIAL", "TRIAL_RUN", "EPOCH", "BATCH", "RESULTS_METRIC", "EPOCH_METRIC"}
+
+
+def test_demo_refuses_to_overwrite_without_force(tmp_path):
+    assert run_cli("demo", str(tmp_path)).returncode == 0
+    again = run_cli("demo", str(tmp_path))
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert run_cli("demo", str(tmp_path), "--force").returncode == 0
+
+
+def test_demo_json_lists_every_fault(tmp_path):
+    result = run_cli("demo", str(tmp_path), "--json")
+    data = json.loads(result.stdout)
+    names = {f["name"] for f in data["faults"]}
+    assert {"deleted_trial", "deleted_epoch", "null_parent", "unreferenced"} <= names
+    assert {"json_" + c for c, _ in MALFORMED_JSON} <= names
+
+
+def test_clean_demo_has_no_violations(tmp_path):
+    path = str(tmp_path / "clean.db")
+    write_demo(path, faults=False)
+    assert sqlite3.connect(path).execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_generator_is_deterministic(tmp_path):
+    a, b = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+    write_demo(a, seed=7)
+    write_demo(b, seed=7)
+    dump = [list(sqlite3.connect(p).iterdump()) for p in (a, b)]
+    assert dump[0] == dump[1]
+
+
+def test_scale_shape_reaches_about_the_asked_rows():
+    shape = Shape.full(10)
+    runs = shape.experiments * shape.trials * shape.runs
+    assert 9.5e6 <= runs * 3307 <= 10.5e6
+    assert 400_000 <= shape.trials * shape.runs * 3307 <= 500_000  # one experiment
+
+
+def test_first_generation_demo_has_no_batch_tables(tmp_path):
+    path = str(tmp_path / "g1.db")
+    write_demo(path, Shape(generation=1))
+    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "BATCH" not in tables and "EPOCH_METRIC" in tables
