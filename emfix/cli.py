@@ -11,7 +11,7 @@ import sys
 from . import __version__
 from .address import PASSWORD_ENV, mysql_address_from_flags, parse_address
 from .backends import open_database
-from .errors import EXIT_OK, EmfixError, UsageError
+from .errors import EXIT_OK, EXIT_PROBLEMS, EmfixError, UsageError
 from .retry import RetryPolicy
 
 EXIT_CODES_HELP = """exit codes:
@@ -96,7 +96,30 @@ def build_parser():
     _add_database_options(p)
     _add_output_options(p)
 
+    p = _command(sub, "validate", "check every foreign key, the cascade a cleanup would follow, and every "
+                 "metric's JSON (read-only; exit 0 PASS, 1 FAIL)",
+                 "emfix validate experiment.db -o violation_report.json\n"
+                 "  emfix validate --mysql --host db1 --user em -d experiments --experiment 12")
+    _add_database_options(p)
+    p.add_argument("-o", "--output", metavar="REPORT.json", help="write the full report (the cookbook's format)")
+    p.add_argument("--limit", type=_non_negative_int, default=100, metavar="N",
+                   help="examples listed per table (default 100; 0: none); counts are always complete")
+    p.add_argument("--experiment", type=int, metavar="ID", help="also walk this experiment's hierarchy")
+    p.add_argument("--jobs", type=int, choices=(1, 2), default=2,
+                   help="database connections working at once (default 2)")
+    _add_output_options(p)
+
     return parser
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
 
 
 # -- shared plumbing for command handlers -------------------------------------------------------
@@ -217,7 +240,45 @@ def cmd_schema(args, out):
     return EXIT_OK
 
 
-HANDLERS = {"demo": cmd_demo, "init": cmd_init, "schema": cmd_schema}
+def command_target(address):
+    """How to name the database in a suggested command: never with a password in it."""
+    if address.is_sqlite:
+        return address.path
+    return "mysql://%s@%s:%s/%s" % (address.user or "", address.host, address.port, address.database or "")
+
+
+def write_report(path, data):
+    """Write a JSON report next to its final name, then rename: a reader never sees half a file."""
+    from .fileutil import atomic_write_text
+    try:
+        atomic_write_text(path, json.dumps(to_jsonable(data), indent=2, allow_nan=False, default=str) + "\n")
+    except OSError as exc:
+        raise UsageError("cannot write report %s: %s" % (path, exc.strerror or exc),
+                         hint="check that the directory exists and is writable") from None
+
+
+def cmd_validate(args, out):
+    from .progress import Progress
+    from .render import validation_lines
+    from .validate import validate
+    address = resolve_address(args)
+    progress = Progress("validate", enabled=None if not (out.json or out.quiet) else False)
+    report = validate(address, limit=args.limit, experiment=args.experiment, retry_policy=retry_policy(args),
+                      progress=progress, parallel=args.jobs > 1)
+    data = report.to_dict()
+    if args.output:
+        write_report(args.output, data)
+    if out.json:
+        emit_json(data)
+    else:
+        for line in validation_lines(report, command_target(address), "emfix", HANDLERS):
+            out.text(line)
+        if args.output:
+            out.text("report written to %s" % args.output)
+    return EXIT_OK if report.passed else EXIT_PROBLEMS
+
+
+HANDLERS = {"demo": cmd_demo, "init": cmd_init, "schema": cmd_schema, "validate": cmd_validate}
 
 
 def _configure_logging(args):

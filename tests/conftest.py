@@ -86,3 +86,20 @@ def run_cli(*args, env=None, cwd=None, timeout=120, python_flags=()):
         full_env.update(env)
     return subprocess.run([sys.executable, *python_flags, "-m", "emfix", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd or ROOT, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+def hold_write_lock(path, seconds):
+    """Another process holding an exclusive lock on a SQLite file for `seconds`."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, path, str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc

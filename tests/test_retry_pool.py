@@ -1,38 +1,21 @@
 import random
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
-from conftest import make_demo, run_cli, url_of
+from conftest import hold_write_lock, make_demo, run_cli, url_of
 
 from emfix.backends import open_database
 from emfix.errors import ConnectError, PoolTimeoutError
 from emfix.pool import ConnectionPool
 from emfix.retry import RetriesExhausted, RetryPolicy, call_with_retry, is_transient
 
-HOLD_LOCK = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.execute("COMMIT")
-"""
-
 
 @pytest.fixture
 def demo_sqlite(sqlite_address):
     make_demo(sqlite_address)
     return sqlite_address
-
-
-def hold_write_lock(path, seconds):
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, path, str(seconds)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
 
 
 def free_port():

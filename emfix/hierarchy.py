@@ -1,0 +1,142 @@
+"""One experiment's subtree (the cookbook's check-hierarchy): rows per level and every break in it.
+
+The walk goes down the relation graph from the experiment, one set-based query per table into a
+temporary table of the rows reached. A row also belongs to the experiment when its parent row is
+missing but an ancestor is reached (an EPOCH_METRIC row of a run of this experiment whose EPOCH
+row was deleted): those rows are the breaks, counted per relation.
+"""
+
+import dataclasses
+from typing import List
+
+from .schema import Relation
+
+TMP = "emfix_tmp_h_"
+ROOT = "EXPERIMENT"
+
+
+@dataclasses.dataclass
+class HierarchyLevel:
+    table: str
+    rows: int
+
+
+@dataclasses.dataclass
+class HierarchyBreak:
+    table: str
+    columns: List[str]
+    parent_table: str
+    count: int
+    examples: list
+
+    @property
+    def message(self):
+        return "%d %s %s no %s row (%s)" % (self.count, self.table, "row has" if self.count == 1 else "rows have",
+                                           self.parent_table, ", ".join(self.columns))
+
+
+@dataclasses.dataclass
+class HierarchyReport:
+    experiment_id: int
+    exists: bool
+    levels: List[HierarchyLevel]
+    breaks: List[HierarchyBreak]
+
+    def to_dict(self):
+        return {"experiment_id": self.experiment_id, "exists": self.exists,
+                "levels": {lv.table: lv.rows for lv in self.levels},
+                "breaks": [dict(dataclasses.asdict(b), message=b.message) for b in self.breaks]}
+
+
+def ancestor_chain(graph, relation):
+    """[(ancestor, child columns, ancestor columns), ...] reachable through the parent's own keys."""
+    chain, current, seen = [], relation, set()
+    while current.parent not in seen:
+        seen.add(current.parent)
+        pairs = dict(zip(current.parent_columns, current.child_columns))
+        step = None
+        for up in graph.relations_of(current.parent):
+            if up.parent != current.parent and set(up.child_columns) <= set(pairs):
+                step = (up.parent, [pairs[c] for c in up.child_columns], list(up.parent_columns))
+                break
+        if step is None:
+            break
+        chain.append(step)
+        current = Relation(relation.child, tuple(step[1]), step[0], tuple(step[2]))
+    return chain
+
+
+def _subtree_tables(graph):
+    reached, order = {ROOT}, []
+    for table in graph.parent_first():
+        if table == ROOT:
+            continue
+        if any(r.parent in reached for r in graph.relations_of(table)):
+            reached.add(table)
+            order.append(table)
+    return order
+
+
+def _temp(db, name, select_sql, params=()):
+    if db.dialect == "mysql":
+        db.execute("DROP TEMPORARY TABLE IF EXISTS %s" % db.quote(name))
+        db.execute("CREATE TEMPORARY TABLE %s AS %s" % (db.quote(name), select_sql), params)
+    else:
+        db.execute("DROP TABLE IF EXISTS temp.%s" % db.quote(name))
+        db.execute("CREATE TEMP TABLE %s AS %s" % (db.quote(name), select_sql), params)
+
+
+def _match(db, alias, columns, other, other_columns):
+    return " AND ".join("%s.%s = %s.%s" % (alias, db.quote(a), other, db.quote(b))
+                        for a, b in zip(columns, other_columns))
+
+
+def check_hierarchy(db, graph, experiment_id, limit=100):
+    q = db.quote
+    if ROOT not in graph.tables:
+        return HierarchyReport(experiment_id, False, [], [])
+    root_key = (graph.primary_keys.get(ROOT) or ("id",))[0]
+    exists = bool(db.scalar("SELECT count(*) FROM %s WHERE %s = ?" % (q(ROOT), q(root_key)), (experiment_id,)))
+    held = {ROOT: TMP + "0"}
+    cast = "CAST(? AS SIGNED)" if db.dialect == "mysql" else "?"
+    _temp(db, held[ROOT], "SELECT %s AS %s" % (cast, q(root_key)), (experiment_id,))
+    levels = [HierarchyLevel(ROOT, 1 if exists else 0)]
+    breaks = []
+    for number, table in enumerate(_subtree_tables(graph), 1):
+        relations = graph.relations_of(table)
+        columns = list(dict.fromkeys(list(graph.primary_keys.get(table) or ()) +
+                                     [c for r in relations for c in r.child_columns] +
+                                     [c for r in graph.children_of(table) for c in r.parent_columns]))
+        tests, used = [], set()
+        for rel in relations:
+            if rel.parent not in held:
+                continue
+            for ancestor, child_cols, anc_cols in [(rel.parent, rel.child_columns, rel.parent_columns)] + \
+                    ancestor_chain(graph, rel):
+                if ancestor in held and held[ancestor] not in used:
+                    used.add(held[ancestor])
+                    tests.append("EXISTS (SELECT 1 FROM %s x WHERE %s)" % (
+                        q(held[ancestor]), _match(db, "x", anc_cols, "c", child_cols)))
+        name = held[table] = TMP + str(number)
+        _temp(db, name, "SELECT %s FROM %s c WHERE %s" % (
+            ", ".join("c.%s" % q(c) for c in columns), q(table), " OR ".join(tests) or "1 = 0"))
+        levels.append(HierarchyLevel(table, int(db.scalar("SELECT count(*) FROM %s" % q(name)) or 0)))
+        for rel in relations:
+            missing = "NOT EXISTS (SELECT 1 FROM %s p WHERE %s)" % (
+                q(rel.parent), _match(db, "p", rel.parent_columns, "h", rel.child_columns))
+            not_null = " AND ".join("h.%s IS NOT NULL" % q(c) for c in rel.child_columns)
+            count = int(db.scalar("SELECT count(*) FROM %s h WHERE %s AND %s" % (q(name), not_null, missing)) or 0)
+            if count:
+                rows = db.query("SELECT %s FROM %s h WHERE %s AND %s LIMIT %d" % (
+                    ", ".join("h.%s" % q(c) for c in columns), q(name), not_null, missing, int(limit)))
+                breaks.append(HierarchyBreak(table, list(rel.child_columns), rel.parent, count,
+                                             [dict(zip(columns, r)) for r in rows]))
+    for root in [t for t in ("METRIC", "ARTIFACT") if t in graph.tables]:
+        links = [r for r in graph.children_of(root) if r.child in held and len(r.child_columns) == 1]
+        if not links:
+            continue
+        key = links[0].parent_columns[0]
+        union = " UNION ".join("SELECT %s AS k FROM %s" % (q(r.child_columns[0]), q(held[r.child])) for r in links)
+        count = db.scalar("SELECT count(*) FROM %s m WHERE m.%s IN (SELECT k FROM (%s) u)" % (q(root), q(key), union))
+        levels.append(HierarchyLevel(root, int(count or 0)))
+    return HierarchyReport(experiment_id, exists, levels, breaks)

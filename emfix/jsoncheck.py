@@ -1,0 +1,259 @@
+"""Diagnose a metric value the database's JSON check rejected: what is wrong, and can it be fixed.
+
+Only values the database already rejected reach this module, so its cost does not grow with the
+size of the METRIC table. Nothing here evaluates code; large values skip the Python-literal probe.
+"""
+
+import ast
+import dataclasses
+import json
+import math
+import re
+
+MAX_LITERAL_PROBE = 1 << 20  # ast.literal_eval uses ~60x the input in memory; do not feed it huge values
+
+NUMPY_CALL = re.compile(r"\b(?:np|numpy)\.\w+\(|\barray\(")
+PYTHONISH = re.compile(r"'|\b(?:True|False|None|nan|inf)\b")  # worth asking whether it is a Python repr
+
+
+@dataclasses.dataclass(frozen=True)
+class JsonDiagnosis:
+    category: str  # e.g. python_repr, trailing_comma, truncated, valid
+    message: str
+    fixable: bool
+    position: int = -1
+
+    @property
+    def valid(self):
+        return self.category == "valid"
+
+
+class _StrictConstant(ValueError):
+    pass
+
+
+def _reject_constant(name):
+    raise _StrictConstant(name)
+
+
+def strict_loads(text):
+    """RFC 8259 only: NaN, Infinity and -Infinity are errors, as MySQL's JSON type says."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def is_label_number_object(value):
+    return isinstance(value, dict) and all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in value.values())
+
+
+def diagnose(raw):
+    """Classify one stored per_label_val (str, bytes or number); NULL is never passed in."""
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return JsonDiagnosis("not_utf8", "bytes that are not UTF-8 text (byte %d)" % exc.start, False, exc.start)
+        inner = diagnose(text)
+        if inner.valid:
+            return JsonDiagnosis("not_text", "stored as a BLOB, not text", True)
+        return inner
+    if isinstance(raw, (int, float)):
+        return JsonDiagnosis("structure", "a bare number, not an object of label -> number", False)
+    text = raw
+    if not text.strip() or text.strip() == "\ufeff":
+        return JsonDiagnosis("empty", "empty value", True)
+    stripped = text.lstrip("\ufeff").strip()
+    try:
+        value = strict_loads(stripped)
+    except _StrictConstant as exc:
+        return JsonDiagnosis("nan_infinity", "%s is not JSON (MySQL rejects it)" % exc, True)
+    except json.JSONDecodeError as exc:
+        return _diagnose_decode_error(stripped, exc)
+    except RecursionError:
+        return JsonDiagnosis("too_deep", "nested too deeply to parse", False)
+    if text.lstrip().startswith("\ufeff"):
+        return JsonDiagnosis("byte_order_mark", "valid JSON after a byte-order mark", True)
+    return _diagnose_structure(value)
+
+
+def _diagnose_structure(value):
+    if isinstance(value, str):
+        try:
+            inner = strict_loads(value)
+        except (ValueError, RecursionError):
+            inner = None
+        if isinstance(inner, dict):
+            return JsonDiagnosis("double_encoded", "a JSON string holding the JSON object (encoded twice)", True)
+    if not isinstance(value, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+        return JsonDiagnosis("structure", "valid JSON but %s, not an object of label -> number" % kind, False)
+    if not is_label_number_object(value):
+        return JsonDiagnosis("structure", "valid JSON object whose values are not all numbers", False)
+    return JsonDiagnosis("valid", "valid", False)
+
+
+def _diagnose_decode_error(text, exc):
+    message, pos = exc.msg, exc.pos
+    if NUMPY_CALL.search(text):
+        return JsonDiagnosis("numpy_repr", "numeric-library repr such as np.float32(...)", True)
+    if len(text) <= MAX_LITERAL_PROBE and PYTHONISH.search(text):
+        literal = _probe_python_literal(text)
+        if literal is not None:
+            return literal
+    if "Extra data" in message:
+        return JsonDiagnosis("trailing_garbage", "more than one value, or text after the value (char %d)" % pos,
+                             False, pos)
+    if "Invalid \\escape" in message or "Invalid \\uXXXX" in message:
+        return JsonDiagnosis("unescaped_backslash", "backslash that is not a JSON escape (char %d)" % pos, True, pos)
+    if "Unterminated string" in message or pos >= len(text) or not text.rstrip().endswith(("}", "]", '"')):
+        return JsonDiagnosis("truncated", "value ends early (char %d): cut off, cannot be completed" % pos,
+                             False, pos)
+    before = text[:pos].rstrip()
+    if before.endswith(",") and text[pos:pos + 1] in "}]":
+        return JsonDiagnosis("trailing_comma", "comma before a closing bracket (char %d)" % pos, True, pos)
+    if text[pos:pos + 1] == "'":
+        return JsonDiagnosis("python_repr", "single-quoted strings (a Python repr) (char %d)" % pos, True, pos)
+    for token in ("True", "False", "None"):
+        if text.startswith(token, pos):
+            return JsonDiagnosis("python_literals", "Python %s instead of JSON (char %d)" % (token, pos), True, pos)
+    return JsonDiagnosis("invalid", "%s (char %d)" % (message, pos), False, pos)
+
+
+def _probe_python_literal(text):
+    """A Python repr of a dict (str(dict) by legacy writers)? Never evaluates code."""
+    probe = re.sub(r"\b(nan|inf)\b", "None", text) if ("nan" in text or "inf" in text) else text
+    try:
+        value = ast.literal_eval(probe)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    if any(not isinstance(k, (str, int, float)) for k in value):
+        return None
+    if re.search(r"\b(True|False|None)\b", text):
+        return JsonDiagnosis("python_literals", "a Python dict repr with True/False/None", True)
+    has_nonfinite = any(isinstance(v, float) and not math.isfinite(v) for v in value.values())
+    notes = [n for n, present in (("single quotes", "'" in text),
+                                  ("nan/inf", has_nonfinite or probe is not text)) if present]
+    return JsonDiagnosis("python_repr", "a Python dict repr%s" % (" (%s)" % ", ".join(notes) if notes else ""), True)
+
+
+# -- scanning METRIC.per_label_val ---------------------------------------------------------------
+
+@dataclasses.dataclass
+class JsonIssue:
+    metric_id: object
+    metric_type: object
+    error: str
+    category: str
+    fixable: bool
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class JsonScan:
+    """What the METRIC scan found; lists are capped examples, counts are complete."""
+
+    issue_count: int = 0
+    issues: list = dataclasses.field(default_factory=list)
+    categories: dict = dataclasses.field(default_factory=dict)
+    fixable_count: int = 0
+    structure_count: int = 0
+    structure_examples: list = dataclasses.field(default_factory=list)
+    judged_by: str = "database"  # or "python" when the database has no JSON functions
+    skipped: str = ""  # why the scan did not run (no METRIC table, no per_label_val column)
+
+    def add(self, metric_id, metric_type, diagnosis, limit):
+        if diagnosis.valid:
+            return
+        issue = JsonIssue(metric_id, metric_type, diagnosis.message, diagnosis.category, diagnosis.fixable)
+        if diagnosis.category == "structure":
+            self.structure_count += 1
+            if len(self.structure_examples) < limit:
+                self.structure_examples.append(issue)
+            return
+        self.issue_count += 1
+        self.fixable_count += diagnosis.fixable
+        self.categories[diagnosis.category] = self.categories.get(diagnosis.category, 0) + 1
+        if len(self.issues) < limit:
+            self.issues.append(issue)
+
+
+    def merge(self, other, limit):
+        """Fold in the scan of a later id range (ranges are merged in id order)."""
+        self.issue_count += other.issue_count
+        self.fixable_count += other.fixable_count
+        self.structure_count += other.structure_count
+        for category, n in other.categories.items():
+            self.categories[category] = self.categories.get(category, 0) + n
+        self.issues.extend(other.issues[:max(0, limit - len(self.issues))])
+        self.structure_examples.extend(other.structure_examples[:max(0, limit - len(self.structure_examples))])
+        self.judged_by = other.judged_by
+        self.skipped = self.skipped or other.skipped
+
+
+def _candidates_sql(backend, has_json_functions, id_range):
+    """Rows the database cannot vouch for: not text, not valid JSON, or maybe not label -> number.
+
+    The last test is a text probe for string, boolean or nested values after a label; Python
+    decides on the few candidates, so a false alarm costs one parse, never a wrong report.
+    """
+    q = backend.quote
+    v = q("per_label_val")
+    if backend.dialect == "mysql":
+        doubtful = ("CASE WHEN NOT JSON_VALID({v}) THEN 1 WHEN JSON_TYPE({v}) <> 'OBJECT' THEN 1 "
+                    "WHEN LOCATE('\\\\', {v}) > 0 THEN 1 "  # MariaDB's JSON_VALID lets invalid escapes through
+                    "WHEN {v} REGEXP '\\\":[[:space:]]*[\\\"[{{tf]' THEN 1 ELSE 0 END = 1").format(v=v)
+    elif has_json_functions:
+        doubtful = ("(typeof({v}) <> 'text' OR NOT json_valid({v}) OR json_type({v}) <> 'object' "
+                    "OR {v} GLOB '*\": [\"{{[tf]*' OR {v} GLOB '*\":[\"{{[tf]*')").format(v=v)
+    else:
+        doubtful = "1 = 1"
+    where = "%s IS NOT NULL AND %s" % (v, doubtful)
+    params = ()
+    if id_range is not None:
+        where += " AND %s >= ? AND %s < ?" % (q("id"), q("id"))
+        params = id_range
+    return "SELECT %s, %s, %s FROM %s WHERE %s ORDER BY %s" % (
+        q("id"), q("type"), v, q("METRIC"), where, q("id")), params
+
+
+def sqlite_has_json(backend):
+    try:
+        backend.query("SELECT json_valid('{}')")
+        return True
+    except Exception:
+        return False
+
+
+def metric_id_ranges(backend, table_columns, pieces):
+    """Split METRIC by id into about `pieces` ranges so several connections can share the scan."""
+    if "METRIC" not in table_columns or pieces <= 1:
+        return [None]
+    low, high = backend.query("SELECT min(%s), max(%s) FROM %s" % (
+        backend.quote("id"), backend.quote("id"), backend.quote("METRIC")))[0]
+    if not isinstance(low, int) or not isinstance(high, int) or isinstance(low, bool):
+        return [None]
+    step = max(1, (high - low + pieces) // pieces)
+    return [(start, start + step) for start in range(low, high + 1, step)]
+
+
+def scan_metric_json(backend, table_columns, limit=100, id_range=None):
+    """Judge every non-NULL METRIC.per_label_val (in one id range); parse in Python only what the
+    database doubts."""
+    scan = JsonScan()
+    columns = {c.lower() for c in table_columns.get("METRIC", [])}
+    if "METRIC" not in table_columns:
+        scan.skipped = "no METRIC table"
+        return scan
+    if not {"id", "type", "per_label_val"} <= columns:
+        scan.skipped = "METRIC has no id/type/per_label_val columns"
+        return scan
+    has_json = backend.dialect == "mysql" or sqlite_has_json(backend)
+    scan.judged_by = "database" if has_json else "python"
+    sql, params = _candidates_sql(backend, has_json, id_range)
+    for metric_id, metric_type, raw in backend.iter_rows(sql, params):
+        scan.add(metric_id, metric_type, diagnose(raw), limit)
+    return scan

@@ -1,0 +1,112 @@
+"""Text a person reads in a terminal, computed from the result data classes (no database access)."""
+
+EXAMPLES_SHOWN = 3
+
+
+def _n(value):
+    return "{:,}".format(value)
+
+
+def _plural(count, word):
+    return "%s %s%s" % (_n(count), word, "" if count == 1 else "s")
+
+
+def _pairs(columns, values):
+    return ", ".join("%s=%s" % (c, v) for c, v in zip(columns, values))
+
+
+def _key(key):
+    shown = {k: v for k, v in key.items() if k != "rowid"} or key
+    return ", ".join("%s=%s" % kv for kv in shown.items())
+
+
+def validation_lines(report, target, program="emfix", commands=()):
+    """The short summary of a ValidationReport; `commands` are the CLI commands that exist."""
+    lines = []
+    totals = report.total_violations
+    head = "%s: %s" % (report.status, target)
+    parts = []
+    if totals:
+        tables = sum(1 for t in report.tables.values() if t.violating_rows)
+        parts.append("%s in %s" % (_plural(totals, "foreign-key violation"), _plural(tables, "table")))
+    if report.total_cascade_rows:
+        parts.append("%s orphaned through a parent" % _plural(report.total_cascade_rows, "row"))
+    if report.json.issue_count:
+        parts.append("%s (%s fixable)" % (_plural(report.json.issue_count, "metric JSON issue"),
+                                          _n(report.json.fixable_count)))
+    lines.append(head + (": " + ", ".join(parts) if parts else ": no violations, every metric's JSON is valid"))
+
+    if totals:
+        lines.append("")
+        lines.append("Foreign keys (rows whose parent row is missing):")
+        for check in report.relations:
+            if not check.violations:
+                continue
+            rel = check.relation
+            note = ""
+            if check.recreatable:
+                note = "  (%s: parent row can be recreated, its own parent exists)" % _n(check.recreatable)
+            lines.append("  %-20s %8s  %s -> %s%s" % (rel.child, _n(check.violations), ", ".join(rel.child_columns),
+                                                     rel.parent, note))
+            for v in check.examples[:EXAMPLES_SHOWN]:
+                lines.append("      row %s: no %s with %s" % (
+                    _key(v.key), rel.parent, _pairs(v.parent_columns, v.values)))
+            if check.violations > EXAMPLES_SHOWN:
+                lines.append("      ...")
+    cascade = [(t, c.cascade_rows) for t, c in report.tables.items() if c.cascade_rows]
+    if cascade:
+        lines.append("")
+        lines.append("Orphaned through a parent (a cleanup removes these too):")
+        lines.append("  " + ", ".join("%s %s" % (t, _n(n)) for t, n in cascade))
+    if report.json.issue_count:
+        lines.append("")
+        lines.append("Metric JSON (%s):" % ", ".join("%s %s" % (c, _n(n)) for c, n in
+                                                     sorted(report.json.categories.items(), key=lambda x: -x[1])))
+        for issue in report.json.issues[:EXAMPLES_SHOWN * 2]:
+            lines.append("  METRIC %s (%s): %s%s" % (issue.metric_id, issue.metric_type, issue.error,
+                                                    "" if issue.fixable else "  [needs a person]"))
+    warnings = report.warnings()
+    if warnings:
+        lines.append("")
+        lines.append("Warnings:")
+        for warning in warnings:
+            lines.append("  - " + warning["message"])
+    if report.hierarchy is not None:
+        lines.append("")
+        lines.extend(hierarchy_lines(report.hierarchy))
+    steps = next_steps(report, program, target, commands)
+    if steps:
+        lines.append("")
+        lines.append("Next:")
+        lines.extend("  " + s for s in steps)
+    lines.append("")
+    lines.append("checked %s relations and %s metrics' JSON in %.1f s" % (
+        _n(len(report.relations)), "all" if not report.json.skipped else "no", report.timings.get("total", 0)))
+    return lines
+
+
+def next_steps(report, program, target, commands):
+    steps = []
+    if report.passed:
+        return steps
+    if "snapshot" in commands:
+        steps.append("%s snapshot create %s        # first, a verified snapshot" % (program, target))
+    if report.total_violations and "cleanup" in commands:
+        steps.append("%s cleanup %s --dry-run      # what a cleanup would remove" % (program, target))
+    if report.json.fixable_count and "fix-json" in commands:
+        steps.append("%s fix-json %s --dry-run     # how the metric JSON would be repaired" % (program, target))
+    steps.append("%s validate %s -o report.json  # every count and example in a file" % (program, target))
+    return steps
+
+
+def hierarchy_lines(h):
+    lines = ["Experiment %s%s:" % (h.experiment_id, "" if h.exists else " (NOT FOUND)")]
+    for level in h.levels:
+        lines.append("  %-20s %10s" % (level.table, _n(level.rows)))
+    if h.breaks:
+        lines.append("  breaks:")
+        for b in h.breaks:
+            lines.append("    - %s" % b.message)
+    elif h.exists:
+        lines.append("  no breaks: every row under it has its parent")
+    return lines

@@ -1,0 +1,614 @@
+"""emfix validate: every relation, the cascade a cleanup would follow, every metric's JSON.
+
+The work happens in the database. Each relation is one NULL-aware anti-join that writes only the
+offending rows into a temporary table, so counts are SQL counts and only capped examples reach
+Python. Tables are swept parents first: a doomed parent's keys are known before its children are
+scanned, which is how rows "orphaned through a parent" are counted in the same pass. The METRIC
+scans (JSON, unreferenced rows) run meanwhile on a second read-only connection.
+"""
+
+import dataclasses
+import datetime
+import os
+import re
+import threading
+import time
+from typing import Dict, List, Optional
+
+from . import __version__
+from .backends import open_database
+from .jsoncheck import JsonScan, metric_id_ranges, scan_metric_json
+from .progress import NoProgress
+from .schema import Relation, SchemaGraph, discover_graph
+
+TMP = "emfix_tmp_"  # prefix of this run's temporary tables; they vanish with the connection
+KINDS = {"d": "missing_parent", "c": "orphaned_parent", "n": "null_key"}
+UNREFERENCED_TABLES = ("METRIC", "ARTIFACT")
+
+
+@dataclasses.dataclass
+class Violation:
+    """One offending row: which key, which values, which parent it misses, and the row's own key."""
+
+    table: str
+    kind: str  # missing_parent | orphaned_parent | null_key
+    columns: List[str]
+    values: list
+    parent_table: str
+    parent_columns: List[str]
+    key: Dict[str, object]
+    parent_recreatable: bool = False  # the missing parent's own parent exists (old-API links: real data)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class RelationCheck:
+    relation: Relation
+    violations: int = 0  # every key column set, parent row missing
+    recreatable: int = 0  # of those, the parent row could be recreated under an existing grandparent
+    cascade: int = 0  # the parent row exists but is itself doomed
+    null_keys: int = 0  # a key column is NULL: allowed, reported as a warning
+    examples: List[Violation] = dataclasses.field(default_factory=list)
+    cascade_examples: List[Violation] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self):
+        r = self.relation
+        return {"table": r.child, "columns": list(r.child_columns), "parent_table": r.parent,
+                "parent_columns": list(r.parent_columns), "source": r.source, "violations": self.violations,
+                "parent_recreatable": self.recreatable, "orphaned_through_parent": self.cascade,
+                "null_keys": self.null_keys, "seconds": round(self.seconds, 4)}
+
+
+@dataclasses.dataclass
+class TableCheck:
+    """Distinct rows per table: a row that breaks two relations counts once."""
+
+    table: str
+    violating_rows: int = 0
+    cascade_rows: int = 0  # no broken key of its own, but under a doomed parent
+    null_key_rows: int = 0
+
+
+@dataclasses.dataclass
+class Unreferenced:
+    table: str
+    count: int
+    examples: list
+
+
+@dataclasses.dataclass
+class ValidationReport:
+    database: dict
+    graph: SchemaGraph
+    relations: List[RelationCheck]
+    tables: Dict[str, TableCheck]
+    json: JsonScan
+    unreferenced: List[Unreferenced]
+    timings: Dict[str, float]
+    limit: int
+    tables_without_key: List[str] = dataclasses.field(default_factory=list)
+    hierarchy: Optional[object] = None
+    generated_at: str = ""
+
+    @property
+    def total_violations(self):
+        return sum(r.violations for r in self.relations)
+
+    @property
+    def total_cascade_rows(self):
+        return sum(t.cascade_rows for t in self.tables.values())
+
+    @property
+    def passed(self):
+        return self.total_violations == 0 and self.json.issue_count == 0
+
+    @property
+    def status(self):
+        return "PASS" if self.passed else "FAIL"
+
+    def warnings(self):
+        found = []
+        if self.graph.missing_tables:
+            found.append({"kind": "missing_tables", "tables": self.graph.missing_tables,
+                          "message": "not an Experiment Manager table set: %s missing; the rest was checked"
+                          % ", ".join(self.graph.missing_tables)})
+        for rel in self.graph.unresolved:
+            found.append({"kind": "unresolved_relation", "relation": rel.describe(),
+                          "message": "%s cannot be checked: table %s is missing" % (rel.describe(), rel.parent)})
+        if self.tables_without_key:
+            found.append({"kind": "no_primary_key", "tables": self.tables_without_key,
+                          "message": "no primary key on %s: rows are named by rowid or by all their columns"
+                          % ", ".join(self.tables_without_key)})
+        for check in self.relations:
+            if check.null_keys:
+                found.append({"kind": "null_foreign_key", "relation": check.relation.describe(),
+                              "count": check.null_keys,
+                              "message": "%s NULL in %s.%s (allowed, not a violation)" % (
+                                  _rows(check.null_keys, check.relation.child, "has", "have"),
+                                  check.relation.child, ", ".join(check.relation.child_columns))})
+        for unref in self.unreferenced:
+            if unref.count:
+                found.append({"kind": "unreferenced", "table": unref.table, "count": unref.count,
+                              "examples": unref.examples,
+                              "message": "%s not referenced by any link table"
+                              % _rows(unref.count, unref.table, "is", "are")})
+        if self.json.structure_count:
+            found.append({"kind": "json_structure", "count": self.json.structure_count,
+                          "examples": [i.to_dict() for i in self.json.structure_examples],
+                          "message": "%s valid JSON that is not an object of label -> number"
+                          % _rows(self.json.structure_count, "METRIC", "holds", "hold")})
+        if self.json.skipped:
+            found.append({"kind": "json_not_checked", "message": "metric JSON not checked: %s" % self.json.skipped})
+        return found
+
+    def examples_by_table(self, cascade=False):
+        """Examples per table, capped at `limit` per table across its relations."""
+        grouped = {}
+        for check in self.relations:
+            items = check.cascade_examples if cascade else check.examples
+            bucket = grouped.setdefault(check.relation.child, [])
+            bucket.extend(items[:max(0, self.limit - len(bucket))])
+        return grouped
+
+    def to_dict(self):
+        """The cookbook's report keys first (scripts read them), then emfix's own sections."""
+        cascade_examples = self.examples_by_table(cascade=True)
+        return {
+            "foreign_key_violations": {t: [v.to_dict() for v in items]
+                                       for t, items in self.examples_by_table().items()},
+            "json_metric_issues": [i.to_dict() for i in self.json.issues],
+            "summary": {"total_foreign_key_violations": self.total_violations,
+                        "total_json_metric_issues": self.json.issue_count,
+                        "overall_status": self.status,
+                        "rows_orphaned_through_parent": self.total_cascade_rows,
+                        "fixable_json_issues": self.json.fixable_count,
+                        "warnings": len(self.warnings())},
+            "tables": {t: {"violating_rows": c.violating_rows, "orphaned_through_parent": c.cascade_rows,
+                           "null_key_rows": c.null_key_rows,
+                           "violations": sum(r.violations for r in self.relations if r.relation.child == t)}
+                       for t, c in self.tables.items()},
+            "cascade": {t: {"rows": self.tables[t].cascade_rows, "examples": [v.to_dict() for v in items]}
+                        for t, items in cascade_examples.items() if self.tables[t].cascade_rows},
+            "relations": [r.to_dict() for r in self.relations],
+            "json": {"issue_count": self.json.issue_count, "fixable": self.json.fixable_count,
+                     "categories": self.json.categories, "structure_warnings": self.json.structure_count,
+                     "judged_by": self.json.judged_by},
+            "warnings": self.warnings(),
+            "hierarchy": self.hierarchy.to_dict() if self.hierarchy is not None else None,
+            "schema": {"generation": self.graph.generation, "tables": self.graph.tables,
+                       "missing_tables": self.graph.missing_tables},
+            "database": self.database,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "limit": self.limit,
+            "generated_at": self.generated_at,
+            "emfix_version": __version__,
+        }
+
+
+def _rows(count, table, singular, plural):
+    return "%d %s %s %s" % (count, table, "row" if count == 1 else "rows", singular if count == 1 else plural)
+
+
+# -- planning --------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class _TablePlan:
+    table: str
+    number: int
+    identity: List[str]  # SQL expressions naming a row: rowid, or the primary key, or every kept column
+    identity_names: List[str]
+    columns: List[str]  # kept for each offending row: primary key, foreign keys, keys children use
+    relations: List[Relation]
+    key_sets: List[tuple]  # column tuples children reference (each gets a doomed-keys table)
+
+    @property
+    def rows_table(self):
+        return "%srows_%d" % (TMP, self.number)
+
+    def doomed_table(self, key_columns):
+        return "%sdoomed_%d_%d" % (TMP, self.number, self.key_sets.index(tuple(key_columns)))
+
+    def value_name(self, column):
+        return "v%d" % self.columns.index(column)
+
+
+def _without_rowid(db, table):
+    if db.dialect != "sqlite":
+        return True
+    sql = db.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) or ""
+    return re.search(r"\bWITHOUT\s+ROWID\s*$", sql.strip(), re.IGNORECASE) is not None
+
+
+def _plan(db, graph):
+    plans = []
+    for number, table in enumerate(graph.parent_first()):
+        relations = graph.relations_of(table)
+        key_sets = list(dict.fromkeys(tuple(r.parent_columns) for r in graph.children_of(table)))
+        if not relations and not key_sets:
+            continue
+        pk = list(graph.primary_keys.get(table) or ())
+        columns = list(dict.fromkeys(pk + [c for r in relations for c in r.child_columns]
+                                     + [c for keys in key_sets for c in keys]))
+        if not _without_rowid(db, table):
+            identity, names = ["rowid"], ["rowid"]
+        else:
+            names = pk or columns
+            identity = [db.quote(c) for c in names]
+        plans.append(_TablePlan(table, number, identity, names, columns, relations, key_sets))
+    return plans
+
+
+def _index_hint(db, graph, plan, relation, indexes):
+    """SQLite: scan the child in the parent's key order when an index allows it.
+
+    Probing the parent in its own index order turns random page reads into sequential ones; for
+    a relation the child's indexes do not follow, NOT INDEXED keeps the scan in table order
+    (insertion order, which tracks the parents' order) instead of a covering index that does not.
+    """
+    if db.dialect != "sqlite":
+        return ""
+    needed = set(plan.columns) | ({"rowid"} if plan.identity == ["rowid"] else set(plan.identity_names))
+    width = len(relation.child_columns)
+    for index in indexes:
+        lead = index.columns[:width]
+        if set(lead) != set(relation.child_columns) or not needed <= set(index.columns) | {"rowid"}:
+            continue
+        pairs = dict(zip(relation.child_columns, relation.parent_columns))
+        parent_order = tuple(pairs[c] for c in lead)
+        parent_keys = [i.columns[:width] for i in indexes_of(db, relation.parent)]
+        if width == 1 or parent_order in parent_keys:
+            return " INDEXED BY %s" % db.quote(index.name)
+    return " NOT INDEXED"
+
+
+_INDEX_CACHE = threading.local()
+
+
+def indexes_of(db, table):
+    cache = getattr(_INDEX_CACHE, "by_db", None)
+    if cache is None or cache[0] is not db:
+        cache = _INDEX_CACHE.by_db = (db, {})
+    if table not in cache[1]:
+        cache[1][table] = db.indexes(table)
+    return cache[1][table]
+
+
+def ancestor_of(graph, relation):
+    """(grandparent, child columns, grandparent columns) when the missing parent could be recreated.
+
+    RESULTS_METRIC.results_id -> RESULTS.trial_run_id -> TRIAL_RUN.id: if the run exists, the link is
+    real data whose RESULTS row was never written (the old API did that), not garbage.
+    """
+    pairs = dict(zip(relation.parent_columns, relation.child_columns))
+    for up in graph.relations_of(relation.parent):
+        if up.parent != relation.parent and set(up.child_columns) <= set(pairs):
+            return up.parent, [pairs[c] for c in up.child_columns], list(up.parent_columns)
+    return None
+
+
+# -- the foreign-key sweep --------------------------------------------------------------------------
+
+def _create_temp(db, name, select_sql, params=()):
+    if db.dialect == "mysql":
+        db.execute("DROP TEMPORARY TABLE IF EXISTS %s" % db.quote(name))
+        db.execute("CREATE TEMPORARY TABLE %s AS %s" % (db.quote(name), select_sql), params)
+    else:
+        db.execute("DROP TABLE IF EXISTS temp.%s" % db.quote(name))
+        db.execute("CREATE TEMP TABLE %s AS %s" % (db.quote(name), select_sql), params)
+
+
+def _create_temp_index(db, table, columns):
+    name = table + "_k"
+    if db.dialect == "sqlite":
+        db.execute("CREATE INDEX temp.%s ON %s (%s)" % (db.quote(name), db.quote(table), db.quote_columns(columns)))
+    else:
+        db.execute("CREATE INDEX %s ON %s (%s)" % (db.quote(name), db.quote(table), db.quote_columns(columns)))
+
+
+def _select_list(db, plan):
+    ids = ["c.%s AS i%d" % (expr, n) for n, expr in enumerate(plan.identity)]
+    vals = ["c.%s AS v%d" % (db.quote(col), n) for n, col in enumerate(plan.columns)]
+    return ids + vals
+
+
+def _kind_expression(db, plan, relation, doomed):
+    q = db.quote
+    nulls = " OR ".join("c.%s IS NULL" % q(c) for c in relation.child_columns)
+    match = " AND ".join("p.%s = c.%s" % (q(p), q(c)) for c, p in zip(relation.child_columns,
+                                                                       relation.parent_columns))
+    parts = ["WHEN %s THEN 'n'" % nulls,
+             "WHEN NOT EXISTS (SELECT 1 FROM %s p WHERE %s) THEN 'd'" % (q(relation.parent), match)]
+    if doomed and doomed[1] is None:
+        on = " AND ".join("d.k%d = c.%s" % (n, q(c)) for n, c in enumerate(relation.child_columns))
+        parts.append("WHEN EXISTS (SELECT 1 FROM %s d WHERE %s) THEN 'c'" % (q(doomed[0]), on))
+    elif doomed:
+        name, bounds = doomed
+        # Doomed keys are few and clustered (one trial, one run): a range test skips the probe for
+        # nearly every row.
+        within = " AND ".join("c.%s BETWEEN %s AND %s" % (q(c), _literal(lo), _literal(hi))
+                              for c, (lo, hi) in zip(relation.child_columns, bounds))
+        on = " AND ".join("d.k%d = c.%s" % (n, q(c)) for n, c in enumerate(relation.child_columns))
+        parts.append("WHEN %s AND EXISTS (SELECT 1 FROM %s d WHERE %s) THEN 'c'" % (within, q(name), on))
+    return "CASE %s END" % " ".join(parts)
+
+
+def _literal(value):
+    """Key bounds go into the SQL text (one statement per relation); only numbers are inlined."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("not a number")
+    return repr(value)
+
+
+def _doomed_bounds(db, name, width):
+    """Per key column (min, max) when every key is numeric, else None (no range test)."""
+    row = db.query("SELECT %s FROM %s" % (", ".join("min(k%d), max(k%d)" % (n, n) for n in range(width)),
+                                         db.quote(name)))[0]
+    bounds = list(zip(row[0::2], row[1::2]))
+    if all(isinstance(v, int) and not isinstance(v, bool) for pair in bounds for v in pair):
+        return bounds
+    return None
+
+
+def _sweep_relation(db, graph, plan, rel_no, relation, doomed):
+    q = db.quote
+    hint = _index_hint(db, graph, plan, relation, indexes_of(db, plan.table))
+    kind = _kind_expression(db, plan, relation, doomed)
+    names = ["rel", "kind"] + ["i%d" % n for n in range(len(plan.identity))] + [
+        "v%d" % n for n in range(len(plan.columns))]
+    select = "SELECT %d AS rel, %s AS emfix_kind, %s FROM %s c%s" % (
+        rel_no, kind, ", ".join(_select_list(db, plan)), q(plan.table), hint)
+    filter_clause = "HAVING" if db.dialect == "mysql" else "WHERE"
+    db.execute("INSERT INTO %s (%s) %s %s emfix_kind IS NOT NULL" % (
+        q(plan.rows_table), ", ".join(names), select, filter_clause))
+
+
+def _fetch_examples(db, graph, plan, rel_no, relation, kind, limit):
+    if limit <= 0:
+        return []
+    q = db.quote
+    ids = ", ".join("h.i%d" % n for n in range(len(plan.identity)))
+    vals = ", ".join("h.v%d" % n for n in range(len(plan.columns)))
+    recreatable = "0"
+    ancestor = ancestor_of(graph, relation) if kind == "d" else None
+    if ancestor:
+        grand, child_cols, grand_cols = ancestor
+        on = " AND ".join("g.%s = h.%s" % (q(g), plan.value_name(c)) for c, g in zip(child_cols, grand_cols))
+        recreatable = "CASE WHEN EXISTS (SELECT 1 FROM %s g WHERE %s) THEN 1 ELSE 0 END" % (q(grand), on)
+    sql = "SELECT %s, %s, %s FROM %s h WHERE h.rel = ? AND h.kind = ? ORDER BY %s LIMIT %d" % (
+        ids, vals, recreatable, q(plan.rows_table), ids, int(limit))
+    found = []
+    width = len(plan.identity)
+    for row in db.query(sql, (rel_no, kind)):
+        values = dict(zip(plan.columns, row[width:width + len(plan.columns)]))
+        key = dict(zip(plan.identity_names, row[:width]))
+        for col in graph.primary_keys.get(plan.table) or ():
+            key.setdefault(col, values.get(col))
+        found.append(Violation(plan.table, KINDS[kind], list(relation.child_columns),
+                               [values[c] for c in relation.child_columns], relation.parent,
+                               list(relation.parent_columns), key, bool(row[-1])))
+    return found
+
+
+def _count_recreatable(db, graph, plan, rel_no, relation):
+    ancestor = ancestor_of(graph, relation)
+    if not ancestor:
+        return 0
+    q = db.quote
+    grand, child_cols, grand_cols = ancestor
+    on = " AND ".join("g.%s = h.%s" % (q(g), plan.value_name(c)) for c, g in zip(child_cols, grand_cols))
+    return db.scalar("SELECT count(*) FROM %s h WHERE h.rel = ? AND h.kind = 'd' AND EXISTS "
+                     "(SELECT 1 FROM %s g WHERE %s)" % (q(plan.rows_table), q(grand), on), (rel_no,)) or 0
+
+
+def _table_counts(db, plan):
+    ids = ", ".join("i%d" % n for n in range(len(plan.identity)))
+    flags = ", ".join("max(CASE WHEN kind = '%s' THEN 1 ELSE 0 END) AS %s" % (k, k) for k in "dcn")
+    row = db.query(
+        "SELECT coalesce(sum(d), 0), coalesce(sum(CASE WHEN c = 1 AND d = 0 THEN 1 ELSE 0 END), 0), "
+        "coalesce(sum(CASE WHEN n = 1 AND d = 0 AND c = 0 THEN 1 ELSE 0 END), 0) "
+        "FROM (SELECT %s FROM %s GROUP BY %s) x" % (flags, db.quote(plan.rows_table), ids))[0]
+    return TableCheck(plan.table, int(row[0]), int(row[1]), int(row[2]))
+
+
+def sweep_foreign_keys(db, graph, limit, progress=None):
+    """Check every relation, parents first; return (relation checks, table checks)."""
+    progress = progress or NoProgress()
+    plans = _plan(db, graph)
+    doomed = {}  # (table, key columns) -> name of a temp table of doomed keys, when not empty
+    checks, tables = [], {}
+    total = sum(len(p.relations) for p in plans)
+    done = 0
+    for plan in plans:
+        _create_temp(db, plan.rows_table, "SELECT 0 AS rel, 'd' AS kind, %s FROM %s c WHERE 1 = 0" % (
+            ", ".join(_select_list(db, plan)), db.quote(plan.table)))
+        table_checks = []
+        for rel_no, relation in enumerate(plan.relations):
+            done += 1
+            progress.update("%s (%d/%d relations)" % (relation.describe(), done, total), force=True)
+            started = time.perf_counter()
+            source = doomed.get((relation.parent, tuple(relation.parent_columns)))
+            if relation.parent == relation.child:
+                source = None
+            _sweep_relation(db, graph, plan, rel_no, relation, source)
+            table_checks.append(RelationCheck(relation, seconds=time.perf_counter() - started))
+        counts = {(r, k): n for r, k, n in db.query(
+            "SELECT rel, kind, count(*) FROM %s GROUP BY rel, kind" % db.quote(plan.rows_table))}
+        for rel_no, check in enumerate(table_checks):
+            check.violations = counts.get((rel_no, "d"), 0)
+            check.cascade = counts.get((rel_no, "c"), 0)
+            check.null_keys = counts.get((rel_no, "n"), 0)
+            if check.violations:
+                check.recreatable = _count_recreatable(db, graph, plan, rel_no, check.relation)
+                check.examples = _fetch_examples(db, graph, plan, rel_no, check.relation, "d", limit)
+            if check.cascade:
+                check.cascade_examples = _fetch_examples(db, graph, plan, rel_no, check.relation, "c", limit)
+        checks.extend(table_checks)
+        if plan.relations:
+            tables[plan.table] = _table_counts(db, plan) if counts else TableCheck(plan.table)
+        if any(k in ("d", "c") for _, k in counts):
+            for keys in plan.key_sets:
+                name = plan.doomed_table(keys)
+                _create_temp(db, name, "SELECT DISTINCT %s FROM %s WHERE kind IN ('d', 'c')" % (
+                    ", ".join("%s AS k%d" % (plan.value_name(c), n) for n, c in enumerate(keys)),
+                    db.quote(plan.rows_table)))
+                _create_temp_index(db, name, ["k%d" % n for n in range(len(keys))])
+                doomed[(plan.table, keys)] = (name, _doomed_bounds(db, name, len(keys)))
+    return checks, tables
+
+
+# -- METRIC and ARTIFACT rows nothing points at --------------------------------------------------------
+
+def find_unreferenced(db, graph, limit, table):
+    """Rows of `table` (METRIC or ARTIFACT) that no link table points at; None if it cannot tell."""
+    links = [r for r in graph.children_of(table) if len(r.child_columns) == 1]
+    if table not in graph.tables or not links or len(graph.primary_keys.get(table) or ()) != 1:
+        return None
+    q = db.quote
+    key = q(links[0].parent_columns[0])
+    if db.dialect == "sqlite":  # NOT IN builds one temporary index: a merge, not N probes
+        union = " UNION ALL ".join("SELECT %s FROM %s WHERE %s IS NOT NULL" % (
+            q(r.child_columns[0]), q(r.child), q(r.child_columns[0])) for r in links)
+        where = "%s NOT IN (%s)" % (key, union)
+    else:  # InnoDB keeps an index on each foreign-key column: probe it
+        where = " AND ".join("NOT EXISTS (SELECT 1 FROM %s x WHERE x.%s = t.%s)" % (
+            q(r.child), q(r.child_columns[0]), key) for r in links)
+    name = TMP + "unref_" + table.lower()
+    _create_temp(db, name, "SELECT %s AS k FROM %s t WHERE %s" % (key, q(table), where))
+    count = db.scalar("SELECT count(*) FROM %s" % q(name)) or 0
+    examples = [r[0] for r in db.query("SELECT k FROM %s ORDER BY k LIMIT %d" % (q(name), int(limit)))]
+    return Unreferenced(table, int(count), examples)
+
+
+# -- running it all ---------------------------------------------------------------------------------
+
+class _MetricWork:
+    """The METRIC-side checks as small independent tasks any connection can take.
+
+    A second connection starts on them at once; the main one joins in when its foreign-key sweep
+    is done, so the two cores stay busy until the end.
+    """
+
+    JSON_PIECES = 8
+
+    def __init__(self, graph, limit):
+        self.graph, self.limit = graph, limit
+        self.lock = threading.Lock()
+        self.tasks = None
+        self.json_parts = {}
+        self.unreferenced = {}
+        self.seconds = {"json": 0.0, "unreferenced": 0.0}
+
+    def _prepare(self, db):
+        with self.lock:
+            if self.tasks is None:
+                ranges = metric_id_ranges(db, self.graph.columns, self.JSON_PIECES)
+                self.tasks = [("unreferenced", t) for t in UNREFERENCED_TABLES if t in self.graph.tables]
+                self.tasks += [("json", n, r) for n, r in enumerate(ranges)]
+
+    def _next(self):
+        with self.lock:
+            return self.tasks.pop(0) if self.tasks else None
+
+    def drain(self, db):
+        self._prepare(db)
+        while True:
+            task = self._next()
+            if task is None:
+                return
+            started = time.perf_counter()
+            if task[0] == "unreferenced":
+                found = find_unreferenced(db, self.graph, self.limit, task[1])
+                with self.lock:
+                    self.unreferenced[task[1]] = found
+                    self.seconds["unreferenced"] += time.perf_counter() - started
+            else:
+                part = scan_metric_json(db, self.graph.columns, self.limit, task[2])
+                with self.lock:
+                    self.json_parts[task[1]] = part
+                    self.seconds["json"] += time.perf_counter() - started
+
+    def results(self):
+        scan = JsonScan()
+        for n in sorted(self.json_parts):
+            scan.merge(self.json_parts[n], self.limit)
+        unreferenced = [self.unreferenced[t] for t in UNREFERENCED_TABLES if self.unreferenced.get(t)]
+        return scan, unreferenced
+
+
+def _open_for_checks(address, retry_policy):
+    """SQLite opens read-only (mode=ro). MariaDB refuses temporary tables in a READ ONLY session, so
+    the MySQL connection is a normal one that writes only to its own TEMPORARY tables."""
+    return open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy)
+
+
+def _tune(db):
+    if db.dialect == "sqlite":
+        db.execute("PRAGMA cache_size = -4000")  # 4 MB: parent index pages stay cached during a sweep
+
+
+def describe_database(db):
+    info = dict(db.address.to_dict())
+    info["dialect"] = db.dialect
+    info["server_version"] = db.server_version()
+    if db.dialect == "sqlite" and os.path.isfile(db.address.path):
+        info["size_bytes"] = os.path.getsize(db.address.path)
+    return info
+
+
+def _start_helper(address, retry_policy, work):
+    """A second read-only connection working through the METRIC tasks in a thread."""
+    failure = []
+
+    def run():
+        try:
+            with _open_for_checks(address, retry_policy) as db:
+                _tune(db)
+                work.drain(db)
+        except BaseException as exc:  # re-raised in the main thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="emfix-validate-metrics", daemon=True)
+    thread.start()
+    return thread, failure
+
+
+def validate(address, limit=100, experiment=None, retry_policy=None, progress=None, parallel=True):
+    """Check a database read-only; return a ValidationReport (nothing is written to it)."""
+    progress = progress or NoProgress()
+    started = time.perf_counter()
+    timings = {}
+    with _open_for_checks(address, retry_policy) as db:
+        _tune(db)
+        graph = discover_graph(db)
+        timings["discover"] = time.perf_counter() - started
+        no_key = [t for t in graph.tables if not graph.primary_keys.get(t)]
+        work = _MetricWork(graph, limit)
+        helper = None
+        if parallel and not (db.dialect == "sqlite" and db.address.path == ":memory:"):
+            helper = _start_helper(address, retry_policy, work)
+        step = time.perf_counter()
+        with db.transaction():  # one consistent view of every relation
+            checks, tables = sweep_foreign_keys(db, graph, limit, progress)
+        timings["foreign_keys"] = time.perf_counter() - step
+        progress.update("metric JSON", force=True)
+        work.drain(db)
+        if helper is not None:
+            helper[0].join()
+            if helper[1]:
+                raise helper[1][0]
+        json_scan, unreferenced = work.results()
+        timings.update(work.seconds)
+        hierarchy = None
+        if experiment is not None:
+            from .hierarchy import check_hierarchy
+            step = time.perf_counter()
+            hierarchy = check_hierarchy(db, graph, experiment, limit)
+            timings["hierarchy"] = time.perf_counter() - step
+        database = describe_database(db)
+    progress.done()
+    timings["total"] = time.perf_counter() - started
+    return ValidationReport(database, graph, checks, tables, json_scan, unreferenced, timings, limit, no_key,
+                            hierarchy, datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))

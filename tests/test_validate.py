@@ -1,0 +1,221 @@
+"""emfix validate: exact counts against a brute-force oracle, on SQLite and on the real MariaDB."""
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+
+from conftest import make_demo, run_cli, url_of
+
+from emfix.address import DatabaseAddress
+from emfix.backends import open_database
+from emfix.demo import Shape
+from emfix.schema import discover_graph
+from emfix.validate import validate
+
+EXPECTED_JSON = {"python_repr": 1, "python_literals": 1, "trailing_comma": 1, "nan_infinity": 2,
+                 "unescaped_backslash": 1, "truncated": 1, "double_encoded": 1, "not_utf8": 1, "empty": 1,
+                 "numpy_repr": 1}
+
+
+def brute_force(address):
+    """The same questions answered the slow, obvious way: every row in Python sets."""
+    with open_database(address, readonly=True) as db:
+        graph = discover_graph(db)
+        q = db.quote
+        rows = {}
+        for table in graph.tables:
+            cols = db.columns(table)
+            ident = "rowid, " if db.dialect == "sqlite" else ""
+            data = db.query("SELECT %s%s FROM %s" % (ident, ", ".join(q(c) for c in cols), q(table)))
+            pk = graph.primary_keys[table]
+            rows[table] = [(r[0] if ident else tuple(r[cols.index(c)] for c in pk),
+                            dict(zip(cols, r[1:] if ident else r))) for r in data]
+    relations = {}
+    doomed_rows = {}
+    for table in graph.parent_first():
+        flagged = {}
+        for rel in graph.relations_of(table):
+            parent_keys = {tuple(row[c] for c in rel.parent_columns) for _, row in rows[rel.parent]}
+            doomed_keys = {tuple(row[c] for c in rel.parent_columns) for _, row in doomed_rows.get(rel.parent, [])}
+            counts = {"d": 0, "c": 0, "n": 0}
+            for ident, row in rows[table]:
+                values = tuple(row[c] for c in rel.child_columns)
+                if any(v is None for v in values):
+                    kind = "n"
+                elif values not in parent_keys:
+                    kind = "d"
+                elif rel.parent != table and values in doomed_keys:
+                    kind = "c"
+                else:
+                    continue
+                counts[kind] += 1
+                flagged.setdefault(ident, set()).add(kind)
+            relations[(rel.child, rel.child_columns, rel.parent)] = counts
+        doomed_rows[table] = [(i, r) for i, r in rows[table] if flagged.get(i, set()) & {"d", "c"}]
+        relations[table] = {"violating_rows": sum("d" in k for k in flagged.values()),
+                            "cascade_rows": sum("c" in k and "d" not in k for k in flagged.values()),
+                            "null_key_rows": sum(k == {"n"} for k in flagged.values())}
+    return relations
+
+
+def test_counts_equal_brute_force_on_both_backends(demo_address):
+    report = validate(demo_address, limit=1000)
+    oracle = brute_force(demo_address)
+    for check in report.relations:
+        rel = check.relation
+        expected = oracle[(rel.child, rel.child_columns, rel.parent)]
+        assert (check.violations, check.cascade, check.null_keys) == (expected["d"], expected["c"], expected["n"]), \
+            rel.describe()
+        assert len(check.examples) == check.violations
+    for table, counts in report.tables.items():
+        assert (counts.violating_rows, counts.cascade_rows, counts.null_key_rows) == tuple(oracle[table].values())
+    assert report.total_violations == 21
+    assert report.total_cascade_rows == 156
+    assert not report.passed and report.status == "FAIL"
+
+
+def test_known_demo_faults_are_named(demo_address):
+    report = validate(demo_address)
+    by_relation = {(c.relation.child, c.relation.parent): c for c in report.relations}
+    assert by_relation[("TRIAL", "EXPERIMENT")].examples[0].values == [999999]
+    assert by_relation[("RESULTS_METRIC", "RESULTS")].recreatable == 2  # old-API links under an existing run
+    assert by_relation[("TRIAL_RUN", "TRIAL")].null_keys == 1
+    assert {u.table: u.count for u in report.unreferenced} == {"METRIC": 3, "ARTIFACT": 1}
+
+
+def test_json_issues_are_diagnosed_by_category(demo_address):
+    report = validate(demo_address)
+    expected = dict(EXPECTED_JSON)
+    if demo_address.kind == "mysql":
+        expected.pop("not_utf8")  # a utf8mb4 column cannot hold those bytes
+    assert report.json.categories == expected
+    assert report.json.issue_count == sum(expected.values())
+    assert report.json.structure_count == 1  # the list [0.91, 0.87]
+    needs_a_person = {"truncated", "not_utf8"} & set(expected)
+    assert report.json.fixable_count == report.json.issue_count - len(needs_a_person)
+    assert report.json.fixable_count == sum(i.fixable for i in report.json.issues)
+
+
+def test_results_agree_with_pragma_foreign_key_check(tmp_path):
+    path = tmp_path / "experiment.db"
+    address = DatabaseAddress("sqlite", path=str(path))
+    make_demo(address)
+    report = validate(address, limit=10 ** 6)
+    ours = {(v.table, v.key["rowid"], v.parent_table) for check in report.relations for v in check.examples}
+    con = sqlite3.connect(str(path))
+    theirs = {(t, rowid, parent) for t, rowid, parent, _fk in con.execute("PRAGMA foreign_key_check")}
+    con.close()
+    assert ours == theirs and len(ours) == 21
+
+
+def test_clean_database_passes_with_exit_0(address):
+    make_demo(address, faults=False)
+    report = validate(address)
+    assert report.passed and report.total_violations == 0 and report.total_cascade_rows == 0
+    result = run_cli("validate", url_of(address))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("PASS")
+
+
+def test_damaged_database_fails_with_exit_1_and_suggests_next_command(demo_address):
+    result = run_cli("validate", url_of(demo_address))
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("FAIL")
+    assert "no EXPERIMENT with id=999999" in result.stdout
+    assert "validate %s -o report.json" % url_of(demo_address) in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_report_file_is_read_by_the_cookbook_snippet(demo_address, tmp_path):
+    report_path = tmp_path / "violation_report.json"
+    result = run_cli("validate", url_of(demo_address), "-o", str(report_path), "-q")
+    assert result.returncode == 1 and result.stdout == ""
+    snippet = (  # the cookbook's "Step 2: Analyze the Report", unchanged
+        "import json\n"
+        "with open('violation_report.json', 'r') as f:\n"
+        "    report = json.load(f)\n"
+        "for table, violations in report['foreign_key_violations'].items():\n"
+        "    if violations:\n"
+        "        print(f\"\\n{table}: {len(violations)} violations\")\n"
+        "        for violation in violations[:3]:  # Show first 3\n"
+        "            print(f\"  - {violation}\")\n")
+    out = subprocess.run([sys.executable, "-c", snippet], cwd=str(tmp_path), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "TRIAL: 1 violations" in out.stdout
+    data = json.loads(report_path.read_text())
+    assert data["summary"]["overall_status"] == "FAIL"
+    assert data["summary"]["total_foreign_key_violations"] == 21
+    assert {"metric_id", "metric_type", "error"} <= set(data["json_metric_issues"][0])
+
+
+def test_limit_caps_examples_never_counts(demo_address):
+    report = validate(demo_address, limit=1)
+    data = report.to_dict()
+    assert all(len(v) <= 1 for v in data["foreign_key_violations"].values())
+    assert data["summary"]["total_foreign_key_violations"] == 21
+    assert data["tables"]["EPOCH"]["violations"] == 4
+    assert len(data["json_metric_issues"]) == 1 and data["summary"]["total_json_metric_issues"] >= 10
+    assert validate(demo_address, limit=0).to_dict()["foreign_key_violations"]["TRIAL"] == []
+
+
+def test_validate_never_writes_to_sqlite(tmp_path):
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    before = hashlib.sha256((tmp_path / "experiment.db").read_bytes()).hexdigest()
+    validate(address, experiment=3)
+    assert hashlib.sha256((tmp_path / "experiment.db").read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiment.db"]
+
+
+def test_validate_never_writes_to_mysql(mysql_address):
+    make_demo(mysql_address)
+    with open_database(mysql_address) as db:
+        tables = db.tables()
+        checksum = "CHECKSUM TABLE %s" % ", ".join(db.quote(t) for t in tables)
+        before = db.query(checksum)
+        validate(mysql_address, experiment=3)
+        assert db.query(checksum) == before
+        assert db.tables() == tables
+
+
+def test_hierarchy_counts_levels_and_breaks(demo_address):
+    report = validate(demo_address, experiment=1)
+    levels = {lv.table: lv.rows for lv in report.hierarchy.levels}
+    shape = Shape()
+    assert levels["TRIAL"] == shape.trials and levels["TRIAL_RUN"] == shape.trials * shape.runs
+    assert levels["EPOCH"] == shape.trials * shape.runs * shape.epochs
+    assert levels["BATCH"] == levels["EPOCH"] * shape.batches
+    assert report.hierarchy.breaks == []
+    damaged = validate(demo_address, experiment=3).hierarchy
+    breaks = {(b.table, b.parent_table): b.count for b in damaged.breaks}
+    assert breaks[("EPOCH_METRIC", "EPOCH")] == 2 and breaks[("BATCH", "EPOCH")] == 3
+    assert breaks[("RESULTS_METRIC", "RESULTS")] == 2
+    stray = validate(demo_address, experiment=999999).hierarchy
+    assert not stray.exists and [(b.table, b.count) for b in stray.breaks] == [("TRIAL", 1)]
+
+
+def test_json_output_is_the_report(demo_address):
+    result = run_cli("validate", url_of(demo_address), "--json", "--limit", "2")
+    assert result.returncode == 1
+    data = json.loads(result.stdout)
+    assert data["summary"]["total_foreign_key_violations"] == 21
+    assert data["database"]["backend"] == demo_address.kind
+
+
+def test_password_is_masked_in_the_report(mysql_address, tmp_path):
+    make_demo(mysql_address, shape=Shape(experiments=2, trials=2, runs=2, epochs=2, batches=1))
+    with open_database(mysql_address) as db:
+        db.execute("CREATE USER IF NOT EXISTS 'emfix_secret'@'%' IDENTIFIED BY 'Hunter2-secret'")
+        db.execute("GRANT ALL ON `%s`.* TO 'emfix_secret'@'%%'" % mysql_address.database)
+    try:
+        url = "mysql://emfix_secret@%s:%s/%s" % (mysql_address.host, mysql_address.port, mysql_address.database)
+        out = tmp_path / "report.json"
+        result = run_cli("validate", url, "-o", str(out), "--json", env={"EMFIX_MYSQL_PASSWORD": "Hunter2-secret"})
+        assert result.returncode == 1, result.stderr
+        assert "Hunter2-secret" not in result.stdout + result.stderr + out.read_text()
+        assert json.loads(out.read_text())["database"]["password"] == "***"
+    finally:
+        with open_database(mysql_address) as db:
+            db.execute("DROP USER IF EXISTS 'emfix_secret'@'%'")

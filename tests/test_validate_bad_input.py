@@ -1,0 +1,116 @@
+"""validate meets databases that are not what it expects: it checks what it can and says what it could not."""
+
+import sqlite3
+
+import pytest
+from conftest import hold_write_lock, make_demo, run_cli, url_of
+
+from emfix.address import DatabaseAddress
+from emfix.backends import open_database
+from emfix.validate import validate
+
+
+@pytest.fixture
+def demo_sqlite(tmp_path):
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    return address
+
+
+def sql(address, *statements):
+    """Run statements the way damage happens: on MySQL with foreign-key checks off."""
+    with open_database(address) as db:
+        if db.dialect == "mysql":
+            db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+        for statement in statements:
+            db.execute(statement)
+
+
+def test_missing_tables_are_named_and_the_rest_is_checked(demo_address):
+    sql(demo_address, "DROP TABLE BATCH_METRIC", "DROP TABLE EPOCH_ARTIFACT", "DROP TABLE ARTIFACT")
+    report = validate(demo_address)
+    assert set(report.graph.missing_tables) == {"BATCH_METRIC", "EPOCH_ARTIFACT", "ARTIFACT"}
+    kinds = {w["kind"] for w in report.warnings()}
+    assert {"missing_tables"} <= kinds
+    assert report.total_violations > 0  # TRIAL -> EXPERIMENT and the rest are still found
+    result = run_cli("validate", url_of(demo_address))
+    assert result.returncode == 1 and "BATCH_METRIC" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_table_without_primary_key_is_checked_by_rowid_and_reported(demo_sqlite):
+    sql(demo_sqlite, "CREATE TABLE TRIAL_NOTE (trial_id INTEGER REFERENCES TRIAL(id), note TEXT)",
+        "INSERT INTO TRIAL_NOTE VALUES (1, 'fine'), (424242, 'orphan'), (NULL, 'loose')")
+    report = validate(demo_sqlite)
+    check = [c for c in report.relations if c.relation.child == "TRIAL_NOTE"][0]
+    assert (check.violations, check.null_keys) == (1, 1)
+    assert check.examples[0].key == {"rowid": 2}
+    assert "TRIAL_NOTE" in report.tables_without_key
+
+
+def test_table_without_primary_key_on_mysql(mysql_address):
+    make_demo(mysql_address)
+    sql(mysql_address, "CREATE TABLE TRIAL_NOTE (trial_id INT, note TEXT, FOREIGN KEY (trial_id) REFERENCES TRIAL(id))",
+        "INSERT INTO TRIAL_NOTE VALUES (1, 'fine'), (424242, 'orphan'), (NULL, 'loose')")
+    report = validate(mysql_address)
+    check = [c for c in report.relations if c.relation.child == "TRIAL_NOTE"][0]
+    assert (check.violations, check.null_keys) == (1, 1)
+    assert "TRIAL_NOTE" in report.tables_without_key
+
+
+def test_blob_values_are_judged_as_bytes(demo_sqlite):
+    con = sqlite3.connect(demo_sqlite.path)
+    con.execute("UPDATE METRIC SET per_label_val = ? WHERE id = 2", (b'\xff\xfe{"cat": 1}',))
+    con.execute("UPDATE METRIC SET per_label_val = ? WHERE id = 3", (b'{"cat": 1}',))
+    con.commit()
+    con.close()
+    issues = {i.metric_id: i for i in validate(demo_sqlite).json.issues}
+    assert issues[2].category == "not_utf8" and not issues[2].fixable
+    assert issues[3].category == "not_text" and issues[3].fixable
+
+
+def test_fifty_megabyte_value_is_diagnosed_without_trouble(demo_sqlite):
+    huge = '{"cat": [' + "1," * (25 * 1024 * 1024)  # 50 MB, cut off before it ends
+    con = sqlite3.connect(demo_sqlite.path)
+    con.execute("UPDATE METRIC SET per_label_val = ? WHERE id = 4", (huge,))
+    con.commit()
+    con.close()
+    issues = {i.metric_id: i for i in validate(demo_sqlite).json.issues}
+    assert issues[4].category == "truncated"
+
+
+def test_locked_database_retries_then_exit_3(demo_sqlite):
+    holder = hold_write_lock(demo_sqlite.path, 30)
+    try:
+        result = run_cli("validate", demo_sqlite.path, "--lock-timeout", "1")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    assert "locked" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2
+
+
+@pytest.mark.parametrize("make", ["missing", "text", "empty", "directory"])
+def test_wrong_paths_give_one_line_and_create_nothing(tmp_path, make):
+    path = tmp_path / "experiment.db"
+    expected = {"missing": 3, "text": 4, "empty": 1, "directory": 3}[make]
+    if make == "text":
+        path.write_text("not a database\n")
+    elif make == "empty":
+        sqlite3.connect(str(path)).close()
+    elif make == "directory":
+        path.mkdir()
+    result = run_cli("validate", str(path))
+    assert result.returncode == expected, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
+    assert (make == "missing") == (not path.exists())
+
+
+def test_report_to_unwritable_place_is_a_usage_error(demo_sqlite, tmp_path):
+    result = run_cli("validate", demo_sqlite.path, "-o", str(tmp_path / "no" / "such" / "dir" / "r.json"))
+    assert result.returncode == 2 and "cannot write report" in result.stderr
+
+
+def test_bad_limit_is_a_usage_error(demo_sqlite):
+    result = run_cli("validate", demo_sqlite.path, "--limit", "-3")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
