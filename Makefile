@@ -18,5 +18,9 @@ pytest:
 demo:
 	$(PYTHON) -m emfix demo emfix-demo --force
 
+# Slow (generates 10M-row databases under bench/data once): never part of `make test`.
+bench:
+	$(PYTHON) bench/bench_validate.py
+
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis emfix-demo

@@ -194,11 +194,13 @@ class JsonScan:
         self.skipped = self.skipped or other.skipped
 
 
-def _candidates_sql(backend, has_json_functions, id_range):
-    """Rows the database cannot vouch for: not text, not valid JSON, or maybe not label -> number.
+def _candidates_sql(backend, has_json_functions, id_range, deep=False):
+    """Rows the database cannot vouch for: not text, not valid JSON, not an object, and (MySQL, or
+    SQLite with `deep`) objects whose values may not all be numbers.
 
-    The last test is a text probe for string, boolean or nested values after a label; Python
-    decides on the few candidates, so a false alarm costs one parse, never a wrong report.
+    On SQLite the per-value test costs as much again as the whole scan (json_each on every row),
+    so it runs only when asked (`validate --deep-json`). Python decides on the candidates, so a
+    false alarm costs one parse, never a wrong report.
     """
     q = backend.quote
     v = q("per_label_val")
@@ -207,8 +209,11 @@ def _candidates_sql(backend, has_json_functions, id_range):
                     "WHEN LOCATE('\\\\', {v}) > 0 THEN 1 "  # MariaDB's JSON_VALID lets invalid escapes through
                     "WHEN {v} REGEXP '\\\":[[:space:]]*[\\\"[{{tf]' THEN 1 ELSE 0 END = 1").format(v=v)
     elif has_json_functions:
-        doubtful = ("(typeof({v}) <> 'text' OR NOT json_valid({v}) OR json_type({v}) <> 'object' "
-                    "OR {v} GLOB '*\": [\"{{[tf]*' OR {v} GLOB '*\":[\"{{[tf]*')").format(v=v)
+        doubtful = "(typeof({v}) <> 'text' OR NOT json_valid({v}) OR json_type({v}) <> 'object'".format(v=v)
+        if deep:
+            doubtful += (" OR EXISTS (SELECT 1 FROM json_each({v}) e WHERE e.type NOT IN "
+                         "('integer', 'real', 'null'))").format(v=v)
+        doubtful += ")"
     else:
         doubtful = "1 = 1"
     where = "%s IS NOT NULL AND %s" % (v, doubtful)
@@ -240,7 +245,7 @@ def metric_id_ranges(backend, table_columns, pieces):
     return [(start, start + step) for start in range(low, high + 1, step)]
 
 
-def scan_metric_json(backend, table_columns, limit=100, id_range=None):
+def scan_metric_json(backend, table_columns, limit=100, id_range=None, deep=False):
     """Judge every non-NULL METRIC.per_label_val (in one id range); parse in Python only what the
     database doubts."""
     scan = JsonScan()
@@ -253,7 +258,7 @@ def scan_metric_json(backend, table_columns, limit=100, id_range=None):
         return scan
     has_json = backend.dialect == "mysql" or sqlite_has_json(backend)
     scan.judged_by = "database" if has_json else "python"
-    sql, params = _candidates_sql(backend, has_json, id_range)
+    sql, params = _candidates_sql(backend, has_json, id_range, deep)
     for metric_id, metric_type, raw in backend.iter_rows(sql, params):
         scan.add(metric_id, metric_type, diagnose(raw), limit)
     return scan

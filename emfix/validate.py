@@ -314,13 +314,23 @@ def _select_list(db, plan):
     return ids + vals
 
 
-def _kind_expression(db, plan, relation, doomed):
+def _parent_key_is_unique(db, graph, relation):
+    """A LEFT JOIN finds a missing parent with less work than NOT EXISTS, but only a unique parent
+    key guarantees it cannot multiply child rows."""
+    wanted = set(relation.parent_columns)
+    if wanted == set(graph.primary_keys.get(relation.parent) or ()):
+        return True
+    return any(i.unique and set(i.columns) == wanted for i in indexes_of(db, relation.parent))
+
+
+def _kind_expression(db, plan, relation, doomed, joined):
     q = db.quote
     nulls = " OR ".join("c.%s IS NULL" % q(c) for c in relation.child_columns)
     match = " AND ".join("p.%s = c.%s" % (q(p), q(c)) for c, p in zip(relation.child_columns,
                                                                        relation.parent_columns))
-    parts = ["WHEN %s THEN 'n'" % nulls,
-             "WHEN NOT EXISTS (SELECT 1 FROM %s p WHERE %s) THEN 'd'" % (q(relation.parent), match)]
+    missing = "p.%s IS NULL" % q(relation.parent_columns[0]) if joined else \
+        "NOT EXISTS (SELECT 1 FROM %s p WHERE %s)" % (q(relation.parent), match)
+    parts = ["WHEN %s THEN 'n'" % nulls, "WHEN %s THEN 'd'" % missing]
     if doomed and doomed[1] is None:
         on = " AND ".join("d.k%d = c.%s" % (n, q(c)) for n, c in enumerate(relation.child_columns))
         parts.append("WHEN EXISTS (SELECT 1 FROM %s d WHERE %s) THEN 'c'" % (q(doomed[0]), on))
@@ -355,11 +365,16 @@ def _doomed_bounds(db, name, width):
 def _sweep_relation(db, graph, plan, rel_no, relation, doomed):
     q = db.quote
     hint = _index_hint(db, graph, plan, relation, indexes_of(db, plan.table))
-    kind = _kind_expression(db, plan, relation, doomed)
+    joined = _parent_key_is_unique(db, graph, relation) and relation.parent != relation.child
+    kind = _kind_expression(db, plan, relation, doomed, joined)
     names = ["rel", "kind"] + ["i%d" % n for n in range(len(plan.identity))] + [
         "v%d" % n for n in range(len(plan.columns))]
-    select = "SELECT %d AS rel, %s AS emfix_kind, %s FROM %s c%s" % (
-        rel_no, kind, ", ".join(_select_list(db, plan)), q(plan.table), hint)
+    join = ""
+    if joined:
+        join = " LEFT JOIN %s p ON %s" % (q(relation.parent), " AND ".join(
+            "p.%s = c.%s" % (q(p), q(c)) for c, p in zip(relation.child_columns, relation.parent_columns)))
+    select = "SELECT %d AS rel, %s AS emfix_kind, %s FROM %s c%s%s" % (
+        rel_no, kind, ", ".join(_select_list(db, plan)), q(plan.table), hint, join)
     filter_clause = "HAVING" if db.dialect == "mysql" else "WHERE"
     db.execute("INSERT INTO %s (%s) %s %s emfix_kind IS NOT NULL" % (
         q(plan.rows_table), ", ".join(names), select, filter_clause))
@@ -493,8 +508,8 @@ class _MetricWork:
 
     JSON_PIECES = 8
 
-    def __init__(self, graph, limit):
-        self.graph, self.limit = graph, limit
+    def __init__(self, graph, limit, deep_json=False):
+        self.graph, self.limit, self.deep_json = graph, limit, deep_json
         self.lock = threading.Lock()
         self.tasks = None
         self.json_parts = {}
@@ -525,7 +540,7 @@ class _MetricWork:
                     self.unreferenced[task[1]] = found
                     self.seconds["unreferenced"] += time.perf_counter() - started
             else:
-                part = scan_metric_json(db, self.graph.columns, self.limit, task[2])
+                part = scan_metric_json(db, self.graph.columns, self.limit, task[2], self.deep_json)
                 with self.lock:
                     self.json_parts[task[1]] = part
                     self.seconds["json"] += time.perf_counter() - started
@@ -575,7 +590,8 @@ def _start_helper(address, retry_policy, work):
     return thread, failure
 
 
-def validate(address, limit=100, experiment=None, retry_policy=None, progress=None, parallel=True):
+def validate(address, limit=100, experiment=None, retry_policy=None, progress=None, parallel=True,
+             deep_json=False):
     """Check a database read-only; return a ValidationReport (nothing is written to it)."""
     progress = progress or NoProgress()
     started = time.perf_counter()
@@ -585,7 +601,7 @@ def validate(address, limit=100, experiment=None, retry_policy=None, progress=No
         graph = discover_graph(db)
         timings["discover"] = time.perf_counter() - started
         no_key = [t for t in graph.tables if not graph.primary_keys.get(t)]
-        work = _MetricWork(graph, limit)
+        work = _MetricWork(graph, limit, deep_json)
         helper = None
         if parallel and not (db.dialect == "sqlite" and db.address.path == ":memory:"):
             helper = _start_helper(address, retry_policy, work)

@@ -219,3 +219,14 @@ def test_password_is_masked_in_the_report(mysql_address, tmp_path):
     finally:
         with open_database(mysql_address) as db:
             db.execute("DROP USER IF EXISTS 'emfix_secret'@'%'")
+
+
+def test_object_with_non_number_values_is_a_structure_warning(address):
+    make_demo(address)
+    with open_database(address) as db:
+        db.execute("UPDATE METRIC SET per_label_val = ? WHERE id = 2", ('{"cat": "0.91", "dog": {"x": 1}}',))
+    deep = validate(address, deep_json=True).json
+    assert 2 in [i.metric_id for i in deep.structure_examples] and deep.structure_count == 2
+    assert deep.issue_count == validate(address).json.issue_count  # a warning, never a failure
+    if address.kind == "sqlite":  # the per-value test is opt-in there (it doubles the scan)
+        assert validate(address).json.structure_count == 1
