@@ -242,16 +242,20 @@ def _plan(db, graph):
 
 
 def _index_hint(db, graph, plan, relation, indexes):
-    """SQLite: scan the child in the parent's key order when an index allows it.
+    """Scan the child in the parent's key order when an index allows it.
 
-    Probing the parent in its own index order turns random page reads into sequential ones; for
-    a relation the child's indexes do not follow, NOT INDEXED keeps the scan in table order
-    (insertion order, which tracks the parents' order) instead of a covering index that does not.
+    Probing the parent in its own key order turns random page reads into sequential ones (on
+    InnoDB, BATCH_METRIC -> METRIC drops from 26 s to 2.7 s). On SQLite, for a relation the child's
+    indexes do not follow, NOT INDEXED keeps the scan in table order (insertion order, which tracks
+    the parents' order) instead of a covering index that does not.
     """
-    if db.dialect != "sqlite":
+    width = len(relation.child_columns)
+    if db.dialect == "mysql":
+        for index in indexes:
+            if set(index.columns[:width]) == set(relation.child_columns):
+                return " FORCE INDEX (%s)" % db.quote(index.name)
         return ""
     needed = set(plan.columns) | ({"rowid"} if plan.identity == ["rowid"] else set(plan.identity_names))
-    width = len(relation.child_columns)
     for index in indexes:
         lead = index.columns[:width]
         if set(lead) != set(relation.child_columns) or not needed <= set(index.columns) | {"rowid"}:
