@@ -5,13 +5,14 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sqlite3
 import sys
 
 from . import __version__
 from .address import PASSWORD_ENV, mysql_address_from_flags, parse_address
 from .backends import open_database
-from .errors import EXIT_OK, EXIT_PROBLEMS, EmfixError, UsageError
+from .errors import EXIT_DAMAGED, EXIT_OK, EXIT_PROBLEMS, EmfixError, UsageError
 from .retry import RetryPolicy
 
 EXIT_CODES_HELP = """exit codes:
@@ -112,7 +113,65 @@ def build_parser():
                    help="database connections working at once (default 2)")
     _add_output_options(p)
 
+    _add_snapshot_commands(sub)
     return parser
+
+
+SNAPSHOT_ACTIONS = ("create", "list", "verify", "restore", "prune")
+SNAPSHOT_ALIASES = {"create-snapshot": "create", "list-snapshots": "list", "verify-snapshot": "verify",
+                    "restore-snapshot": "restore"}
+
+
+def _add_snapshot_options(parser, action):
+    _add_database_options(parser)
+    parser.add_argument("--snapshot-dir", metavar="DIR",
+                        help="where snapshots live (default: snapshots/ beside a SQLite file, ./snapshots for MySQL)")
+    if action == "create":
+        parser.add_argument("--description", default="", help="a note stored in the manifest")
+        parser.add_argument("--verify", action="store_true", help="verify the snapshot right after writing it")
+    elif action == "verify":
+        parser.add_argument("snapshot_id", nargs="?", metavar="ID", help="the snapshot to check (or --all)")
+        parser.add_argument("--all", action="store_true", help="check every snapshot")
+        parser.add_argument("--full", action="store_true", help="PRAGMA integrity_check instead of quick_check")
+    elif action == "restore":
+        parser.add_argument("--snapshot-id", dest="snapshot_id", default=None, metavar="ID",
+                            help="the snapshot to restore, or latest-valid (default)")
+        parser.add_argument("--no-safety-snapshot", action="store_true",
+                            help="do not snapshot the current content first")
+    elif action == "prune":
+        parser.add_argument("--keep", type=_non_negative_int, metavar="N", help="keep the N newest snapshots")
+        parser.add_argument("--older-than", metavar="AGE", help="delete snapshots older than AGE (30d, 12h, 90m)")
+        parser.add_argument("--dry-run", action="store_true", help="show what would be deleted")
+    _add_output_options(parser)
+
+
+SNAPSHOT_HELP = {
+    "create": ("write a consistent, checksummed snapshot (online backup; one consistent read on MySQL)",
+               "emfix snapshot create experiment.db --description 'before cleanup' --verify"),
+    "list": ("list snapshots with their status (verified, unverified, damaged, missing, incomplete)",
+             "emfix snapshot list experiment.db"),
+    "verify": ("check snapshots against their manifests: size, SHA-256, quick_check, row counts (exit 4 if damaged)",
+               "emfix snapshot verify experiment.db --all"),
+    "restore": ("verify a snapshot, keep a safety snapshot of the current content, then restore atomically",
+                "emfix snapshot restore experiment.db --snapshot-id latest-valid"),
+    "prune": ("delete old snapshots; the newest verified one is always kept",
+              "emfix snapshot prune experiment.db --keep 10 --older-than 30d"),
+}
+
+
+def _add_snapshot_commands(sub):
+    group = _command(sub, "snapshot", "create, list, verify, restore and prune snapshots",
+                     "emfix snapshot create experiment.db --verify && emfix snapshot list experiment.db")
+    actions = group.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    for action in SNAPSHOT_ACTIONS:
+        help_text, example = SNAPSHOT_HELP[action]
+        _add_snapshot_options(_command(actions, action, help_text, example), action)
+    for alias, action in SNAPSHOT_ALIASES.items():
+        help_text, example = SNAPSHOT_HELP[action]
+        p = _command(sub, alias, "the cookbook's name for `snapshot %s`: %s" % (action, help_text),
+                     example.replace("snapshot " + action, alias))
+        _add_snapshot_options(p, action)
+        p.set_defaults(action=action)
 
 
 def _non_negative_int(text):
@@ -281,7 +340,86 @@ def cmd_validate(args, out):
     return EXIT_OK if report.passed else EXIT_PROBLEMS
 
 
-HANDLERS = {"demo": cmd_demo, "init": cmd_init, "schema": cmd_schema, "validate": cmd_validate}
+def _snapshot_dir(args, need_db=True):
+    from .snapshot import default_snapshot_dir
+    if args.snapshot_dir and not (args.db or args.database):
+        return args.snapshot_dir, None
+    address = resolve_address(args)
+    return args.snapshot_dir or default_snapshot_dir(address), address
+
+
+def cmd_snapshot(args, out):
+    from . import snapshot
+    from .progress import Progress
+    from .render import snapshot_lines
+    action = getattr(args, "action", None)
+    if action is None:
+        raise UsageError("snapshot needs an action: %s" % ", ".join(SNAPSHOT_ACTIONS),
+                         hint="e.g. emfix snapshot create experiment.db")
+    if action == "verify" and not args.snapshot_id and args.snapshot_dir and args.db and not args.database:
+        args.snapshot_id, args.db = args.db, None  # `verify --snapshot-dir DIR ID`: no database needed
+    directory, address = _snapshot_dir(args)
+    progress = Progress("snapshot", enabled=None if not (out.json or out.quiet) else False)
+    if action in ("create", "restore") and address is None:
+        raise UsageError("snapshot %s needs the database" % action, hint="pass DB as well as --snapshot-dir")
+    if action == "create":
+        manifest = snapshot.create_snapshot(address, directory, args.description, args.verify, retry_policy(args),
+                                            progress)
+        if out.json:
+            emit_json(dict(manifest.to_dict(), directory=directory))
+        else:
+            out.text("snapshot %s: %s rows in %d tables, %.1f MB, sha256 %s%s" % (
+                manifest.id, "{:,}".format(manifest.row_total), len(manifest.tables), manifest.size / 1e6,
+                manifest.sha256[:16], ", verified" if manifest.verified_at else ""))
+            out.text("  in %s" % directory)
+        return EXIT_OK
+    if action == "list":
+        found = snapshot.list_snapshots(directory)
+        if out.json:
+            emit_json({"directory": directory, "snapshots": [s.to_dict() for s in found]})
+        else:
+            for line in snapshot_lines(found, directory):
+                out.text(line)
+        return EXIT_OK
+    if action == "verify":
+        if not args.all and not args.snapshot_id:
+            raise UsageError("verify needs a snapshot id or --all", hint="see `emfix snapshot list`")
+        ids = [s.id for s in snapshot.list_snapshots(directory)] if args.all else [args.snapshot_id]
+        results = [snapshot.verify_snapshot(directory, i, full=args.full) for i in ids]
+        if out.json:
+            emit_json({"directory": directory, "snapshots": [r.to_dict() for r in results]})
+        else:
+            for r in results:
+                out.text("%-34s %-10s %s" % (r.id, r.status, r.problem))
+            if not results:
+                out.text("no snapshots in %s" % directory)
+        return EXIT_OK if all(r.status == "verified" for r in results) else EXIT_DAMAGED
+    if action == "restore":
+        result = snapshot.restore_snapshot(address, directory, args.snapshot_id or "latest-valid",
+                                           not args.no_safety_snapshot, retry_policy(args), progress)
+        if out.json:
+            emit_json(result)
+        else:
+            out.text("restored snapshot %s into %s (%s rows, %s)" % (
+                result.snapshot_id, address.display(), "{:,}".format(sum(result.tables.values())), result.method))
+            if result.safety_snapshot_id:
+                out.text("the content from before is in snapshot %s" % result.safety_snapshot_id)
+        return EXIT_OK
+    older = snapshot.parse_age(args.older_than) if args.older_than else None
+    result = snapshot.prune_snapshots(directory, args.keep, older, args.dry_run)
+    if out.json:
+        emit_json(result)
+    else:
+        verb = "would delete" if result.dry_run else "deleted"
+        out.text("%s %d snapshots, kept %d" % (verb, len(result.deleted), len(result.kept)))
+        for snapshot_id in result.deleted:
+            out.text("  - %s" % snapshot_id)
+    return EXIT_OK
+
+
+HANDLERS = {"demo": cmd_demo, "init": cmd_init, "schema": cmd_schema, "validate": cmd_validate,
+            "snapshot": cmd_snapshot}
+HANDLERS.update({alias: cmd_snapshot for alias in SNAPSHOT_ALIASES})
 
 
 def _configure_logging(args):
@@ -307,6 +445,8 @@ def _print_error(exc):
 
 
 def main(argv=None):
+    if hasattr(signal, "SIGXFSZ"):  # over a file-size limit, let the write fail with EFBIG, not kill us
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

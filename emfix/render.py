@@ -110,3 +110,19 @@ def hierarchy_lines(h):
     elif h.exists:
         lines.append("  no breaks: every row under it has its parent")
     return lines
+
+
+def snapshot_lines(found, directory):
+    if not found:
+        return ["no snapshots in %s" % directory]
+    lines = ["%-34s %-10s %-19s %10s %12s  %s" % ("ID", "STATUS", "CREATED (UTC)", "SIZE", "ROWS", "DESCRIPTION")]
+    for s in found:
+        m = s.manifest
+        if m is None:
+            lines.append("%-34s %-10s %s" % (s.id, s.status, s.problem))
+            continue
+        lines.append("%-34s %-10s %-19s %8.1f MB %12s  %s%s" % (
+            s.id, s.status, m.created_at[:19].replace("T", " "), m.size / 1e6, _n(m.row_total), m.description,
+            "  (%s)" % s.problem if s.problem else ""))
+    lines.append("in %s" % directory)
+    return lines

@@ -1,0 +1,663 @@
+"""emfix snapshot: consistent, checksummed, verified snapshots and a restore that cannot make things worse.
+
+A snapshot is a SQLite file (whatever the source: one format to verify, list and open anywhere)
+plus a JSON manifest beside it. The file is written under a temporary name, fsynced and renamed
+into place; the manifest is written the same way only after that, so a snapshot that is listed
+is complete. SQLite sources are copied with the online backup API, MySQL sources inside one
+consistent read (START TRANSACTION WITH CONSISTENT SNAPSHOT), streamed table by table.
+"""
+
+import dataclasses
+import datetime
+import decimal
+import errno
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import threading
+from typing import Dict, List, Optional
+
+from . import __version__
+from .backends import open_database
+from .errors import DamagedInputError, EmfixError, UsageError
+from .fileutil import atomic_write_text, fsync_directory
+from .schema import discover_graph
+
+log = logging.getLogger(__name__)
+
+PLAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+SQLITE_HEADER = b"SQLite format 3\x00"
+FORMAT = "emfix-snapshot-1"
+META_TABLE = "_emfix_snapshot"  # only in snapshots of MySQL databases: source DDL per table
+BATCH_ROWS = 5000
+
+
+class NoSpaceError(EmfixError):
+    exit_code = 3
+
+
+@dataclasses.dataclass
+class SnapshotManifest:
+    id: str
+    created_at: str
+    description: str
+    source: dict  # the database address, password masked
+    source_dialect: str
+    emfix_version: str
+    schema_generation: int
+    tables: Dict[str, int]
+    size: int
+    sha256: str
+    file: str
+    format: str = FORMAT
+    verified_at: Optional[str] = None
+    damage: Optional[str] = None  # what the last verify found wrong
+
+    @property
+    def row_total(self):
+        return sum(self.tables.values())
+
+    def to_dict(self):
+        data = dataclasses.asdict(self)
+        data["row_total"] = self.row_total
+        return data
+
+    @classmethod
+    def from_dict(cls, data):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        missing = {"id", "created_at", "size", "sha256", "file", "tables"} - set(data)
+        if missing or data.get("format") != FORMAT:
+            raise ValueError("not an emfix snapshot manifest (%s)" % (
+                "missing " + ", ".join(sorted(missing)) if missing else "format %r" % data.get("format")))
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+@dataclasses.dataclass
+class SnapshotStatus:
+    id: str
+    status: str  # verified | unverified | damaged | missing | incomplete
+    problem: str = ""
+    manifest: Optional[SnapshotManifest] = None
+
+    def to_dict(self):
+        data = {"id": self.id, "status": self.status, "problem": self.problem}
+        if self.manifest is not None:
+            m = self.manifest
+            data.update(created_at=m.created_at, description=m.description, size=m.size, row_total=m.row_total,
+                        sha256=m.sha256, source=m.source, verified_at=m.verified_at)
+        return data
+
+
+@dataclasses.dataclass
+class RestoreResult:
+    snapshot_id: str
+    safety_snapshot_id: Optional[str]
+    tables: Dict[str, int]
+    method: str
+
+
+@dataclasses.dataclass
+class PruneResult:
+    deleted: List[str]
+    kept: List[str]
+    dry_run: bool
+
+
+# -- where snapshots live ----------------------------------------------------------------------
+
+def default_snapshot_dir(address):
+    if address.is_sqlite:
+        return os.path.join(os.path.dirname(os.path.abspath(address.path)), "snapshots")
+    return os.path.abspath("snapshots")
+
+
+def new_snapshot_id(now=None):
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S.%fZ") + "-" + secrets.token_hex(3)
+
+
+def check_id(snapshot_id):
+    if not PLAIN_ID.match(snapshot_id or "") or ".." in snapshot_id:
+        raise UsageError("%r is not a snapshot id" % snapshot_id,
+                         hint="use an id from `emfix snapshot list` (letters, digits, . _ -)")
+    return snapshot_id
+
+
+def _paths(directory, snapshot_id):
+    check_id(snapshot_id)
+    return os.path.join(directory, snapshot_id + ".db"), os.path.join(directory, snapshot_id + ".json")
+
+
+def read_manifest(directory, snapshot_id):
+    _, manifest_path = _paths(directory, snapshot_id)
+    with open(manifest_path, encoding="utf-8") as handle:
+        return SnapshotManifest.from_dict(json.load(handle))
+
+
+def write_manifest(directory, manifest):
+    _, manifest_path = _paths(directory, manifest.id)
+    atomic_write_text(manifest_path, json.dumps(manifest.to_dict(), indent=2) + "\n", mode=0o600)
+
+
+# -- checking a file ---------------------------------------------------------------------------
+
+def sha256_of(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while True:
+            block = handle.read(chunk)
+            if not block:
+                return digest.hexdigest()
+            digest.update(block)
+
+
+def _open_snapshot_file(path):
+    uri = "file:%s?mode=ro" % path.replace("?", "%3f").replace("#", "%23")
+    return sqlite3.connect(uri, uri=True)
+
+
+def count_rows(path):
+    con = _open_snapshot_file(path)
+    try:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                           "name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")]
+        return {n: con.execute('SELECT count(*) FROM "%s"' % n.replace('"', '""')).fetchone()[0]
+                for n in names if n != META_TABLE}
+    finally:
+        con.close()
+
+
+def sqlite_check(path, full=False):
+    """'' when PRAGMA quick_check (integrity_check with full) passes, else what it says."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(16) != SQLITE_HEADER:
+                return "not a SQLite file (bad header)"
+        con = _open_snapshot_file(path)
+        try:
+            rows = con.execute("PRAGMA %s" % ("integrity_check" if full else "quick_check")).fetchall()
+        finally:
+            con.close()
+    except (sqlite3.DatabaseError, OSError) as exc:
+        return "cannot be read as SQLite: %s" % exc
+    found = [r[0] for r in rows]
+    return "" if found == ["ok"] else "%s fails: %s" % ("integrity_check" if full else "quick_check",
+                                                        "; ".join(found[:3]))
+
+
+def _in_parallel(*jobs):
+    """Run callables at once (hashing and SQLite both release the GIL); return their results."""
+    results, errors = [None] * len(jobs), []
+
+    def run(i, job):
+        try:
+            results[i] = job()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def verify_snapshot(directory, snapshot_id, full=False, record=True):
+    """Check one snapshot against its manifest; never raises for damage, returns it."""
+    check_id(snapshot_id)
+    path, manifest_path = _paths(directory, snapshot_id)
+    if not os.path.exists(manifest_path):
+        if os.path.exists(path):
+            return SnapshotStatus(snapshot_id, "incomplete", "no manifest beside %s (interrupted create?)" % path)
+        return SnapshotStatus(snapshot_id, "missing", "no snapshot %s in %s" % (snapshot_id, directory))
+    try:
+        manifest = read_manifest(directory, snapshot_id)
+    except (ValueError, OSError) as exc:
+        return SnapshotStatus(snapshot_id, "damaged", "manifest unreadable: %s" % exc)
+    problem = _find_damage(directory, snapshot_id, manifest, path, full)
+    if record:
+        manifest.damage = problem or None
+        if not problem:
+            manifest.verified_at = _now()
+        try:
+            write_manifest(directory, manifest)
+        except OSError as exc:  # a read-only snapshot directory: the verdict still stands
+            log.info("could not record the verification in the manifest: %s", exc)
+    if problem:
+        return SnapshotStatus(snapshot_id, "missing" if problem.startswith("file missing") else "damaged",
+                              problem, manifest)
+    return SnapshotStatus(snapshot_id, "verified", "", manifest)
+
+
+def _find_damage(directory, snapshot_id, manifest, path, full):
+    if manifest.id != snapshot_id or manifest.file != os.path.basename(path):
+        return "manifest describes %s, not %s" % (manifest.file, os.path.basename(path))
+    if not os.path.exists(path):
+        return "file missing: %s" % path
+    size = os.path.getsize(path)
+    if size != manifest.size:
+        return "size %d bytes, manifest says %d (truncated or appended)" % (size, manifest.size)
+    digest, problem = _in_parallel(lambda: sha256_of(path), lambda: sqlite_check(path, full))
+    if digest != manifest.sha256:
+        return "SHA-256 differs from the manifest (the file changed after it was written)"
+    if problem:
+        return problem
+    try:
+        counts = count_rows(path)
+    except sqlite3.DatabaseError as exc:
+        return "cannot count rows: %s" % exc
+    if counts != manifest.tables:
+        wrong = sorted(set(counts.items()) ^ set(manifest.tables.items()))
+        return "row counts differ from the manifest: %s" % ", ".join("%s=%s" % kv for kv in wrong[:4])
+    return ""
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+
+
+def list_snapshots(directory):
+    """Every snapshot in a directory, newest first, with a cheap status (manifest + size)."""
+    if not os.path.isdir(directory):
+        return []
+    ids = set()
+    for name in os.listdir(directory):
+        stem, ext = os.path.splitext(name)
+        if ext in (".db", ".json") and PLAIN_ID.match(stem) and not name.startswith("."):
+            ids.add(stem)
+    found = []
+    for snapshot_id in ids:
+        path, manifest_path = _paths(directory, snapshot_id)
+        if not os.path.exists(manifest_path):
+            found.append(SnapshotStatus(snapshot_id, "incomplete", "no manifest (interrupted create?)"))
+            continue
+        try:
+            manifest = read_manifest(directory, snapshot_id)
+        except (ValueError, OSError) as exc:
+            found.append(SnapshotStatus(snapshot_id, "damaged", "manifest unreadable: %s" % exc))
+            continue
+        if not os.path.exists(path):
+            status = SnapshotStatus(snapshot_id, "missing", "file missing", manifest)
+        elif os.path.getsize(path) != manifest.size:
+            status = SnapshotStatus(snapshot_id, "damaged", "size differs from the manifest", manifest)
+        elif manifest.damage:
+            status = SnapshotStatus(snapshot_id, "damaged", manifest.damage, manifest)
+        elif manifest.verified_at:
+            status = SnapshotStatus(snapshot_id, "verified", "", manifest)
+        else:
+            status = SnapshotStatus(snapshot_id, "unverified", "", manifest)
+        found.append(status)
+    found.sort(key=lambda s: (s.manifest.created_at if s.manifest else "", s.id), reverse=True)
+    return found
+
+
+# -- create ------------------------------------------------------------------------------------
+
+def _check_space(directory, expected):
+    free = shutil.disk_usage(directory).free
+    if free < expected:
+        raise NoSpaceError("not enough free space in %s: the snapshot needs about %s, %s free" % (
+            directory, _mb(expected), _mb(free)), hint="free some space, prune old snapshots "
+                                                      "(`emfix snapshot prune`), or use --snapshot-dir")
+
+
+def _mb(n):
+    return "%.1f MB" % (n / 1e6)
+
+
+TEMP_NAME = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
+def clear_stale_temps(directory):
+    """Remove temporary files left by a create that was killed (its process is gone)."""
+    for name in os.listdir(directory):
+        match = TEMP_NAME.match(name)
+        if not match:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            _remove(os.path.join(directory, name))
+        except (PermissionError, OverflowError):
+            pass
+
+
+def _temp_file(directory, snapshot_id):
+    path = os.path.join(directory, ".%s.db.tmp-%d" % (snapshot_id, os.getpid()))
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    return path
+
+
+def _fsync_file(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_sqlite(db, temp):
+    """The online backup API in one step: one consistent read of the live database."""
+    dst = sqlite3.connect(temp, isolation_level=None)
+    try:
+        db.connection.backup(dst)
+        dst.execute("PRAGMA journal_mode = DELETE")  # a WAL source must not make a WAL snapshot
+    finally:
+        dst.close()
+
+
+def _portable(value):
+    if isinstance(value, decimal.Decimal):
+        return str(value)  # exact; MySQL reads it back as the same DECIMAL
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat(" ") if isinstance(value, datetime.datetime) else value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return str(value)
+    if isinstance(value, bytearray):
+        return bytes(value)
+    if isinstance(value, set):
+        return ",".join(sorted(value))
+    return value
+
+
+def _copy_mysql(db, graph, temp, progress):
+    """Every table inside one consistent read, streamed in batches into the snapshot file."""
+    dst = sqlite3.connect(temp, isolation_level=None)
+    try:
+        dst.execute("CREATE TABLE %s (ordinal INTEGER, name TEXT PRIMARY KEY, ddl TEXT)" % META_TABLE)
+        db.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        try:
+            for ordinal, table in enumerate(graph.parent_first()):
+                columns = graph.columns[table]
+                ddl = db.query("SHOW CREATE TABLE %s" % db.quote(table))[0][1]
+                dst.execute("BEGIN")
+                dst.execute("INSERT INTO %s VALUES (?, ?, ?)" % META_TABLE, (ordinal, table, ddl))
+                dst.execute('CREATE TABLE "%s" (%s)' % (table.replace('"', '""'), ", ".join(
+                    '"%s"' % c.replace('"', '""') for c in columns)))
+                insert = 'INSERT INTO "%s" VALUES (%s)' % (table.replace('"', '""'), ", ".join("?" * len(columns)))
+                batch, copied = [], 0
+                order = graph.primary_keys.get(table) or ()
+                sql = "SELECT %s FROM %s%s" % (db.quote_columns(columns), db.quote(table),
+                                               " ORDER BY " + db.quote_columns(order) if order else "")
+                for row in db.iter_rows(sql, arraysize=BATCH_ROWS):
+                    batch.append(tuple(_portable(v) for v in row))
+                    if len(batch) >= BATCH_ROWS:
+                        dst.executemany(insert, batch)
+                        copied += len(batch)
+                        batch = []
+                        progress.update("%s: %d rows" % (table, copied))
+                if batch:
+                    dst.executemany(insert, batch)
+                dst.execute("COMMIT")
+        finally:
+            db.execute("COMMIT")
+    finally:
+        dst.close()
+
+
+def _remove(path):
+    if os.path.exists(path):
+        os.remove(path)
+
+
+def _write_error(exc, directory):
+    """Disk full, file too large, quota: one clear line; anything else stays a bug with a traceback."""
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        text = exc.strerror
+    elif not ("full" in text or "too large" in text or "disk" in text.lower()):
+        return exc
+    return NoSpaceError("cannot write the snapshot in %s: %s; no partial file was kept" % (directory, text),
+                        hint="free some space or use --snapshot-dir on a larger disk")
+
+
+def _expected_size(db):
+    if db.dialect == "sqlite":
+        size = os.path.getsize(db.address.path)
+        wal = db.address.path + "-wal"
+        return size + (os.path.getsize(wal) if os.path.exists(wal) else 0)
+    return int(db.scalar("SELECT coalesce(sum(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES "
+                         "WHERE TABLE_SCHEMA = DATABASE()") or 0)
+
+
+def create_snapshot(address, directory=None, description="", verify=False, retry_policy=None, progress=None,
+                    label="snapshot"):
+    """Write a snapshot of the database; return its manifest (verified when `verify`)."""
+    from .progress import NoProgress
+    progress = progress or NoProgress()
+    directory = directory or default_snapshot_dir(address)
+    snapshot_id = new_snapshot_id()
+    path, _ = _paths(directory, snapshot_id)
+    with open_database(address, readonly=True, retry_policy=retry_policy) as db:
+        graph = discover_graph(db)
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise UsageError("cannot create snapshot directory %s: %s" % (directory, exc.strerror),
+                             hint="choose another with --snapshot-dir") from None
+        clear_stale_temps(directory)
+        _check_space(directory, int(_expected_size(db) * 1.05) + (1 << 20))
+        temp = _temp_file(directory, snapshot_id)
+        try:
+            progress.update("copying %s" % address.display(), force=True)
+            if db.dialect == "sqlite":
+                _copy_sqlite(db, temp)
+            else:
+                _copy_mysql(db, graph, temp, progress)
+            _fsync_file(temp)
+            progress.update("checking the copy", force=True)
+            jobs = [lambda: sha256_of(temp), lambda: count_rows(temp)]
+            if verify:
+                jobs.append(lambda: sqlite_check(temp))
+            try:
+                results = _in_parallel(*jobs)
+            except sqlite3.DatabaseError as exc:
+                raise DamagedInputError("the copy of %s cannot be read back (%s): the database is damaged"
+                                        % (address.display(), exc),
+                                        hint="restore a snapshot (`emfix snapshot restore`)") from None
+            if verify and results[2]:
+                raise DamagedInputError("the snapshot failed verification right after writing: %s" % results[2],
+                                        hint="the disk or the source may be damaged; nothing was kept")
+            manifest = SnapshotManifest(
+                snapshot_id, _now(), description, address.to_dict(), db.dialect, __version__, graph.generation,
+                results[1], os.path.getsize(temp), results[0], os.path.basename(path),
+                verified_at=_now() if verify else None)
+            os.replace(temp, path)
+            fsync_directory(directory)
+        except (OSError, sqlite3.OperationalError) as exc:
+            _remove(temp)
+            raise _write_error(exc, directory) from None
+        except BaseException:
+            _remove(temp)
+            raise
+    try:
+        write_manifest(directory, manifest)
+    except OSError as exc:
+        os.remove(path)
+        raise NoSpaceError("cannot write the snapshot manifest: %s" % exc.strerror) from None
+    progress.done()
+    log.info("%s %s written (%d rows, %s)", label, snapshot_id, manifest.row_total, _mb(manifest.size))
+    return manifest
+
+
+# -- restore -----------------------------------------------------------------------------------
+
+def resolve_snapshot_id(directory, wanted):
+    """An id, or `latest-valid`: the newest snapshot that passes verification."""
+    if wanted not in ("latest-valid", "latest"):
+        return check_id(wanted)
+    for status in list_snapshots(directory):
+        if status.manifest is not None and verify_snapshot(directory, status.id).status == "verified":
+            return status.id
+    raise UsageError("no valid snapshot in %s" % directory, hint="create one with `emfix snapshot create`")
+
+
+def restore_snapshot(address, directory=None, snapshot_id="latest-valid", safety_snapshot=True, retry_policy=None,
+                     progress=None):
+    """Replace the database's content with a verified snapshot; the old content is kept first."""
+    from .progress import NoProgress
+    progress = progress or NoProgress()
+    directory = directory or default_snapshot_dir(address)
+    snapshot_id = resolve_snapshot_id(directory, snapshot_id)
+    status = verify_snapshot(directory, snapshot_id)
+    if status.status != "verified":
+        raise DamagedInputError("snapshot %s cannot be restored: %s" % (snapshot_id, status.problem),
+                                hint="nothing was changed; `emfix snapshot list` shows the others")
+    manifest = status.manifest
+    if manifest.source_dialect != ("sqlite" if address.is_sqlite else "mysql"):
+        raise UsageError("snapshot %s is of a %s database; %s is %s" % (
+            snapshot_id, manifest.source_dialect, address.display(), "SQLite" if address.is_sqlite else "MySQL"),
+            hint="restore it into the same kind of database it was taken from")
+    safety_id = None
+    if safety_snapshot:
+        safety_id = _safety_snapshot(address, directory, snapshot_id, retry_policy)
+    path, _ = _paths(directory, snapshot_id)
+    progress.update("restoring %s" % snapshot_id, force=True)
+    if address.is_sqlite:
+        method = _restore_sqlite(address, path, retry_policy)
+        counts = count_rows(address.path)
+    else:
+        counts = _restore_mysql(address, path, retry_policy, progress)
+        method = "per-table transactions"
+    progress.done()
+    if counts != manifest.tables:
+        raise DamagedInputError("after restoring %s the row counts differ from the snapshot" % snapshot_id,
+                                hint="the safety snapshot %s holds the content from before" % safety_id)
+    return RestoreResult(snapshot_id, safety_id, counts, method)
+
+
+def _safety_snapshot(address, directory, snapshot_id, retry_policy):
+    description = "safety copy before restoring %s" % snapshot_id
+    try:
+        return create_snapshot(address, directory, description, verify=True, retry_policy=retry_policy,
+                               label="safety snapshot").id
+    except DamagedInputError:
+        if not address.is_sqlite or not os.path.exists(address.path):
+            raise
+    # The database is too damaged to snapshot: keep its raw bytes, marked as damaged.
+    raw_id = new_snapshot_id()
+    raw_path, _ = _paths(directory, raw_id)
+    temp = _temp_file(directory, raw_id)
+    try:
+        shutil.copyfile(address.path, temp)
+        _fsync_file(temp)
+        os.replace(temp, raw_path)
+    except BaseException:
+        _remove(temp)
+        raise
+    write_manifest(directory, SnapshotManifest(
+        raw_id, _now(), description + " (raw copy of a damaged database)", address.to_dict(), "sqlite", __version__,
+        0, {}, os.path.getsize(raw_path), sha256_of(raw_path), os.path.basename(raw_path),
+        damage="raw copy of a database that failed its integrity check"))
+    return raw_id
+
+
+def _restore_sqlite(address, snapshot_path, retry_policy):
+    """Into the live file with the backup API (SQLite's own journal makes it all-or-nothing),
+    or, when the file is missing or unreadable, a copy beside it renamed over it."""
+    target = address.path
+    if os.path.exists(target) and not sqlite_check(target):
+        src = _open_snapshot_file(snapshot_path)
+        try:
+            timeout = retry_policy.deadline if retry_policy else 30.0
+            dst = sqlite3.connect(target, timeout=timeout, isolation_level=None)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+        except sqlite3.OperationalError as exc:
+            raise EmfixError("cannot restore into %s: %s" % (target, exc),
+                             hint="stop the programs using it, or raise --lock-timeout") from None
+        finally:
+            src.close()
+        return "backup API into the live file"
+    directory = os.path.dirname(os.path.abspath(target))
+    temp = os.path.join(directory, ".%s.emfix-restore-%d.tmp" % (os.path.basename(target), os.getpid()))
+    try:
+        shutil.copyfile(snapshot_path, temp)
+        os.chmod(temp, 0o600)
+        _fsync_file(temp)
+        for suffix in ("-wal", "-shm", "-journal"):  # they belong to the damaged file, not to this one
+            if os.path.exists(target + suffix):
+                os.remove(target + suffix)
+        os.replace(temp, target)
+        fsync_directory(directory)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+    return "copy renamed over the file"
+
+
+def _restore_mysql(address, snapshot_path, retry_policy, progress):
+    """Table by table, parents first, each in one transaction with foreign-key checks off."""
+    src = _open_snapshot_file(snapshot_path)
+    counts = {}
+    try:
+        order = [r for r in src.execute("SELECT name, ddl FROM %s ORDER BY ordinal" % META_TABLE)]
+        with open_database(address, retry_policy=retry_policy) as db:
+            db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+            existing = {t.lower() for t in db.tables()}
+            for table, ddl in order:
+                if table.lower() not in existing:
+                    db.execute(ddl)
+                columns = [r[1] for r in src.execute('PRAGMA table_info("%s")' % table.replace('"', '""'))]
+                insert = "INSERT INTO %s (%s) VALUES (%s)" % (db.quote(table), db.quote_columns(columns),
+                                                              ", ".join("?" * len(columns)))
+                with db.transaction():
+                    db.execute("DELETE FROM %s" % db.quote(table))
+                    rows = src.execute('SELECT * FROM "%s"' % table.replace('"', '""'))
+                    db.executemany(insert, iter(rows), batch_size=1000)
+                counts[table] = int(db.scalar("SELECT count(*) FROM %s" % db.quote(table)))
+                progress.update("%s: %d rows" % (table, counts[table]))
+            db.execute("SET SESSION FOREIGN_KEY_CHECKS = 1")
+    finally:
+        src.close()
+    return counts
+
+
+# -- prune -------------------------------------------------------------------------------------
+
+UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def parse_age(text):
+    match = re.match(r"^\s*(\d+)\s*([dhm])\s*$", text or "")
+    if not match:
+        raise UsageError("%r is not an age" % text, hint="write it like 30d, 12h or 90m")
+    n, unit = int(match.group(1)), match.group(2)
+    return datetime.timedelta(**{UNITS[unit]: n})
+
+
+def prune_snapshots(directory, keep=None, older_than=None, dry_run=False, now=None):
+    """Delete old snapshots; the newest verified one is never deleted."""
+    if keep is None and older_than is None:
+        raise UsageError("prune needs --keep N or --older-than AGE", hint="e.g. --keep 10 or --older-than 30d")
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    snapshots = [s for s in list_snapshots(directory) if s.manifest is not None]
+    protected = next((s.id for s in snapshots if s.status == "verified"), None)
+    deleted, kept = [], []
+    for rank, status in enumerate(snapshots):
+        created = datetime.datetime.fromisoformat(status.manifest.created_at)
+        too_many = keep is not None and rank >= keep
+        too_old = older_than is not None and now - created > older_than
+        if status.id != protected and (too_many or too_old):
+            deleted.append(status.id)
+        else:
+            kept.append(status.id)
+    if not dry_run:
+        for snapshot_id in deleted:
+            path, manifest_path = _paths(directory, snapshot_id)
+            os.remove(manifest_path)  # first: a file without manifest is never listed as usable
+            if os.path.exists(path):
+                os.remove(path)
+        fsync_directory(directory)
+    return PruneResult(deleted, kept, dry_run)
