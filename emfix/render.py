@@ -89,8 +89,8 @@ def next_steps(report, program, target, commands):
     steps = []
     if report.passed:
         return steps
-    if "snapshot" in commands:
-        steps.append("%s snapshot create %s        # first, a verified snapshot" % (program, target))
+    if "snapshot" in commands and ("cleanup" in commands or "fix-json" in commands):
+        steps.append("%s snapshot create %s --verify  # first, a verified snapshot" % (program, target))
     if report.total_violations and "cleanup" in commands:
         steps.append("%s cleanup %s --dry-run      # what a cleanup would remove" % (program, target))
     if report.json.fixable_count and "fix-json" in commands:

@@ -348,6 +348,10 @@ def _copy_sqlite(db, temp):
     """The online backup API in one step: one consistent read of the live database."""
     dst = sqlite3.connect(temp, isolation_level=None)
     try:
+        # The temporary file is thrown away if anything fails and fsynced by us before the rename,
+        # so its own journal and syncs would only double the writes (they cost 2x here).
+        dst.execute("PRAGMA journal_mode = OFF")
+        dst.execute("PRAGMA synchronous = OFF")
         db.connection.backup(dst)
         dst.execute("PRAGMA journal_mode = DELETE")  # a WAL source must not make a WAL snapshot
     finally:
