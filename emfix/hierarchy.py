@@ -77,15 +77,6 @@ def _subtree_tables(graph):
     return order
 
 
-def _temp(db, name, select_sql, params=()):
-    if db.dialect == "mysql":
-        db.execute("DROP TEMPORARY TABLE IF EXISTS %s" % db.quote(name))
-        db.execute("CREATE TEMPORARY TABLE %s AS %s" % (db.quote(name), select_sql), params)
-    else:
-        db.execute("DROP TABLE IF EXISTS temp.%s" % db.quote(name))
-        db.execute("CREATE TEMP TABLE %s AS %s" % (db.quote(name), select_sql), params)
-
-
 def _match(db, alias, columns, other, other_columns):
     return " AND ".join("%s.%s = %s.%s" % (alias, db.quote(a), other, db.quote(b))
                         for a, b in zip(columns, other_columns))
@@ -99,7 +90,7 @@ def check_hierarchy(db, graph, experiment_id, limit=100):
     exists = bool(db.scalar("SELECT count(*) FROM %s WHERE %s = ?" % (q(ROOT), q(root_key)), (experiment_id,)))
     held = {ROOT: TMP + "0"}
     cast = "CAST(? AS SIGNED)" if db.dialect == "mysql" else "?"
-    _temp(db, held[ROOT], "SELECT %s AS %s" % (cast, q(root_key)), (experiment_id,))
+    db.create_temp_table(held[ROOT], "SELECT %s AS %s" % (cast, q(root_key)), (experiment_id,))
     levels = [HierarchyLevel(ROOT, 1 if exists else 0)]
     breaks = []
     for number, table in enumerate(_subtree_tables(graph), 1):
@@ -118,7 +109,7 @@ def check_hierarchy(db, graph, experiment_id, limit=100):
                     tests.append("EXISTS (SELECT 1 FROM %s x WHERE %s)" % (
                         q(held[ancestor]), _match(db, "x", anc_cols, "c", child_cols)))
         name = held[table] = TMP + str(number)
-        _temp(db, name, "SELECT %s FROM %s c WHERE %s" % (
+        db.create_temp_table(name, "SELECT %s FROM %s c WHERE %s" % (
             ", ".join("c.%s" % q(c) for c in columns), q(table), " OR ".join(tests) or "1 = 0"))
         levels.append(HierarchyLevel(table, int(db.scalar("SELECT count(*) FROM %s" % q(name)) or 0)))
         for rel in relations:

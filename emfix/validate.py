@@ -295,15 +295,6 @@ def ancestor_of(graph, relation):
 
 # -- the foreign-key sweep --------------------------------------------------------------------------
 
-def _create_temp(db, name, select_sql, params=()):
-    if db.dialect == "mysql":
-        db.execute("DROP TEMPORARY TABLE IF EXISTS %s" % db.quote(name))
-        db.execute("CREATE TEMPORARY TABLE %s AS %s" % (db.quote(name), select_sql), params)
-    else:
-        db.execute("DROP TABLE IF EXISTS temp.%s" % db.quote(name))
-        db.execute("CREATE TEMP TABLE %s AS %s" % (db.quote(name), select_sql), params)
-
-
 def _create_temp_index(db, table, columns):
     name = table + "_k"
     if db.dialect == "sqlite":
@@ -441,7 +432,7 @@ def sweep_foreign_keys(db, graph, limit, progress=None):
     total = sum(len(p.relations) for p in plans)
     done = 0
     for plan in plans:
-        _create_temp(db, plan.rows_table, "SELECT 0 AS rel, 'd' AS kind, %s FROM %s c WHERE 1 = 0" % (
+        db.create_temp_table(plan.rows_table, "SELECT 0 AS rel, 'd' AS kind, %s FROM %s c WHERE 1 = 0" % (
             ", ".join(_select_list(db, plan)), db.quote(plan.table)))
         table_checks = []
         for rel_no, relation in enumerate(plan.relations):
@@ -470,7 +461,7 @@ def sweep_foreign_keys(db, graph, limit, progress=None):
         if any(k in ("d", "c") for _, k in counts):
             for keys in plan.key_sets:
                 name = plan.doomed_table(keys)
-                _create_temp(db, name, "SELECT DISTINCT %s FROM %s WHERE kind IN ('d', 'c')" % (
+                db.create_temp_table(name, "SELECT DISTINCT %s FROM %s WHERE kind IN ('d', 'c')" % (
                     ", ".join("%s AS k%d" % (plan.value_name(c), n) for n, c in enumerate(keys)),
                     db.quote(plan.rows_table)))
                 _create_temp_index(db, name, ["k%d" % n for n in range(len(keys))])
@@ -495,7 +486,7 @@ def find_unreferenced(db, graph, limit, table):
         where = " AND ".join("NOT EXISTS (SELECT 1 FROM %s x WHERE x.%s = t.%s)" % (
             q(r.child), q(r.child_columns[0]), key) for r in links)
     name = TMP + "unref_" + table.lower()
-    _create_temp(db, name, "SELECT %s AS k FROM %s t WHERE %s" % (key, q(table), where))
+    db.create_temp_table(name, "SELECT %s AS k FROM %s t WHERE %s" % (key, q(table), where))
     count = db.scalar("SELECT count(*) FROM %s" % q(name)) or 0
     examples = [r[0] for r in db.query("SELECT k FROM %s ORDER BY k LIMIT %d" % (q(name), int(limit)))]
     return Unreferenced(table, int(count), examples)

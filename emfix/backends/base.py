@@ -77,6 +77,14 @@ class Backend:
     def _executemany(self, sql, batch):
         raise NotImplementedError
 
+    _temp_keyword = "TEMP"
+    _drop_temp = "DROP TABLE IF EXISTS temp.%s"
+
+    def create_temp_table(self, name, select_sql, params=()):
+        """A connection-private table filled from a query: scratch space that never touches the data."""
+        self.execute(self._drop_temp % self.quote(name))
+        self.execute("CREATE %s TABLE %s AS %s" % (self._temp_keyword, self.quote(name), select_sql), params)
+
     def scalar(self, sql, params=()):
         rows = self.query(sql, params)
         return rows[0][0] if rows else None

@@ -52,6 +52,8 @@ def _text(value):
 class MySQLBackend(Backend):
     dialect = "mysql"
     quote_char = "`"
+    _temp_keyword = "TEMPORARY"
+    _drop_temp = "DROP TEMPORARY TABLE IF EXISTS %s"
 
     def __init__(self, address, readonly=False, retry_policy=None, create=False, connect_timeout=10):
         super().__init__(address, readonly, retry_policy)
