@@ -114,7 +114,46 @@ def build_parser():
     _add_output_options(p)
 
     _add_snapshot_commands(sub)
+    _add_cleanup_commands(sub)
     return parser
+
+
+def _add_cleanup_commands(sub):
+    for name in ("cleanup-orphans", "cleanup"):
+        p = _command(sub, name, "remove orphaned rows and every row orphaned through them, in short batches, "
+                     "keeping each removed row in a quarantine file for `emfix undo`" +
+                     ("" if name == "cleanup-orphans" else " (same as cleanup-orphans)"),
+                     "emfix %s experiment.db --dry-run\n  emfix %s experiment.db --yes" % (name, name))
+        _add_database_options(p)
+        p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+        p.add_argument("--batch-size", type=_positive_int, default=1000, metavar="N",
+                       help="rows per delete transaction (default 1000)")
+        p.add_argument("--sleep", type=float, default=0.0, metavar="S", help="pause between batches (seconds)")
+        p.add_argument("--max-lock-ms", type=_positive_int, metavar="M",
+                       help="shrink batches so each write transaction stays under M milliseconds")
+        p.add_argument("--tables", metavar="T,...", help="only remove rows from these tables")
+        p.add_argument("--include-unreferenced", action="store_true",
+                       help="also remove METRIC and ARTIFACT rows nothing references")
+        p.add_argument("--recreate-parents", action="store_true",
+                       help="create missing RESULTS/EPOCH rows under existing runs instead of removing their links")
+        p.add_argument("--no-snapshot", action="store_true", help="skip the verified snapshot taken first")
+        p.add_argument("--snapshot-dir", metavar="DIR", help="where the snapshot goes")
+        p.add_argument("--quarantine-dir", metavar="DIR",
+                       help="where removed rows are kept (default: quarantine/ beside a SQLite file)")
+        p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        _add_output_options(p)
+    p = _command(sub, "undo", "put back every row a cleanup removed (and remove the parents it created)",
+                 "emfix undo quarantine/cleanup-orphans-20261125T101500.000000Z.quarantine.db")
+    p.add_argument("quarantine", metavar="QUARANTINE", help="the quarantine file the repair printed")
+    _add_database_options(p, positional=False)
+    _add_output_options(p)
+
+
+def _positive_int(text):
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 SNAPSHOT_ACTIONS = ("create", "list", "verify", "restore", "prune")
@@ -417,9 +456,81 @@ def cmd_snapshot(args, out):
     return EXIT_OK
 
 
+class _StopFlag:
+    """First Ctrl-C (or SIGTERM) asks the running repair to stop between batches; a second one aborts."""
+
+    def __init__(self):
+        self.raised = False
+
+    def __call__(self):
+        return self.raised
+
+    def install(self):
+        def handler(signum, frame):
+            if self.raised:
+                raise KeyboardInterrupt
+            self.raised = True
+            sys.stderr.write("\nstopping after this batch (Ctrl-C again to abort now)\n")
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+        return self
+
+
+def _confirm(question):
+    def ask(plan):
+        if not sys.stdin.isatty():
+            raise UsageError("this changes the database and stdin is not a terminal",
+                             hint="run with --dry-run to see the plan, then with --yes")
+        sys.stderr.write("%s [y/N] " % question(plan))
+        sys.stderr.flush()
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+    return ask
+
+
+def cmd_cleanup(args, out):
+    from .cleanup import cleanup_orphans
+    from .progress import Progress
+    from .render import cleanup_lines
+    address = resolve_address(args)
+    confirm = None if args.yes or args.dry_run else _confirm(
+        lambda plan: "remove %s rows from %s (each kept in a quarantine file)?" % (
+            "{:,}".format(plan.total), address.display()))
+    tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
+    result = cleanup_orphans(
+        address, dry_run=args.dry_run, batch_size=args.batch_size, sleep=args.sleep, max_lock_ms=args.max_lock_ms,
+        tables=tables, include_unreferenced=args.include_unreferenced, recreate_parents=args.recreate_parents,
+        snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir, quarantine_dir=args.quarantine_dir,
+        retry_policy=retry_policy(args), progress=Progress("cleanup", enabled=None if not (out.json or out.quiet)
+                                                            else False),
+        confirm=confirm, interrupted=_StopFlag().install())
+    if out.json:
+        emit_json(result)
+    else:
+        for line in cleanup_lines(result, command_target(address)):
+            out.text(line)
+    if result.final and result.final.get("total_foreign_key_violations"):
+        return EXIT_PROBLEMS
+    return EXIT_OK
+
+
+def cmd_undo(args, out):
+    from .cleanup import undo
+    address = resolve_address(args) if (args.database or args.mysql) else None
+    result = undo(args.quarantine, address, retry_policy(args))
+    if out.json:
+        emit_json(result)
+    else:
+        out.text("put back %s rows into %s from %s" % ("{:,}".format(sum(result.restored.values())),
+                                                      result.database, result.quarantine))
+        if result.removed_created:
+            out.text("removed %d parent rows the repair had created" % result.removed_created)
+    return EXIT_OK
+
+
 HANDLERS = {"demo": cmd_demo, "init": cmd_init, "schema": cmd_schema, "validate": cmd_validate,
             "snapshot": cmd_snapshot}
 HANDLERS.update({alias: cmd_snapshot for alias in SNAPSHOT_ALIASES})
+HANDLERS.update({"cleanup-orphans": cmd_cleanup, "cleanup": cmd_cleanup, "undo": cmd_undo})
 
 
 def _configure_logging(args):

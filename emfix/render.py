@@ -89,10 +89,10 @@ def next_steps(report, program, target, commands):
     steps = []
     if report.passed:
         return steps
-    if "snapshot" in commands and ("cleanup" in commands or "fix-json" in commands):
+    if "snapshot" in commands and report.json.fixable_count and "fix-json" in commands:
         steps.append("%s snapshot create %s --verify  # first, a verified snapshot" % (program, target))
-    if report.total_violations and "cleanup" in commands:
-        steps.append("%s cleanup %s --dry-run      # what a cleanup would remove" % (program, target))
+    if report.total_violations and "cleanup-orphans" in commands:
+        steps.append("%s cleanup-orphans %s --dry-run  # what a cleanup would remove" % (program, target))
     if report.json.fixable_count and "fix-json" in commands:
         steps.append("%s fix-json %s --dry-run     # how the metric JSON would be repaired" % (program, target))
     steps.append("%s validate %s -o report.json  # every count and example in a file" % (program, target))
@@ -125,4 +125,32 @@ def snapshot_lines(found, directory):
             s.id, s.status, m.created_at[:19].replace("T", " "), m.size / 1e6, _n(m.row_total), m.description,
             "  (%s)" % s.problem if s.problem else ""))
     lines.append("in %s" % directory)
+    return lines
+
+
+def cleanup_lines(result, target):
+    plan = result.plan
+    lines = []
+    if result.dry_run:
+        lines.append("plan: remove %s rows from %s (dry run: nothing changed)" % (_n(plan.total), target))
+    else:
+        lines.append("removed %s rows from %s in %s batches (longest write %.0f ms), %.1f s" % (
+            _n(sum(result.removed.values())), target, _n(result.batches), result.max_batch_ms, result.seconds))
+    for table, count in plan.remove.items():
+        examples = ", ".join(str(e[0] if len(e) == 1 else tuple(e)) for e in plan.examples.get(table, []))
+        lines.append("  %-20s %10s   e.g. %s" % (table, _n(count), examples))
+    if result.created:
+        lines.append("created missing parents: %s" % ", ".join("%s %s" % (t, _n(n)) for t, n in result.created.items()))
+    elif plan.keepable and not plan.recreate:
+        lines.append("note: %s links point at RESULTS/EPOCH rows that were never written while their run exists "
+                     "(old API; real data). --recreate-parents keeps them by creating those rows." % ", ".join(
+                         "%s %s" % (t, _n(n)) for t, n in plan.keepable.items()))
+    if result.snapshot_id:
+        lines.append("snapshot before: %s" % result.snapshot_id)
+    if result.quarantine:
+        lines.append("removed rows kept in: %s" % result.quarantine)
+        lines.append("undo with: emfix undo %s" % result.quarantine)
+    if result.final:
+        lines.append("validate afterwards: %s foreign-key violations, %s rows orphaned through a parent" % (
+            _n(result.final["total_foreign_key_violations"]), _n(result.final["rows_orphaned_through_parent"])))
     return lines

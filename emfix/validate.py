@@ -424,7 +424,11 @@ def _table_counts(db, plan):
 
 
 def sweep_foreign_keys(db, graph, limit, progress=None):
-    """Check every relation, parents first; return (relation checks, table checks)."""
+    """Check every relation, parents first; return (relation checks, table checks, plans).
+
+    The offending rows stay in each plan's temporary `rows_table` (identity i0.., kind d/c/n) on
+    `db` until it closes: cleanup reads what to remove from there.
+    """
     progress = progress or NoProgress()
     plans = _plan(db, graph)
     doomed = {}  # (table, key columns) -> name of a temp table of doomed keys, when not empty
@@ -466,7 +470,7 @@ def sweep_foreign_keys(db, graph, limit, progress=None):
                     db.quote(plan.rows_table)))
                 _create_temp_index(db, name, ["k%d" % n for n in range(len(keys))])
                 doomed[(plan.table, keys)] = (name, _doomed_bounds(db, name, len(keys)))
-    return checks, tables
+    return checks, tables, plans
 
 
 # -- METRIC and ARTIFACT rows nothing points at --------------------------------------------------------
@@ -602,7 +606,7 @@ def validate(address, limit=100, experiment=None, retry_policy=None, progress=No
             helper = _start_helper(address, retry_policy, work)
         step = time.perf_counter()
         with db.transaction():  # one consistent view of every relation
-            checks, tables = sweep_foreign_keys(db, graph, limit, progress)
+            checks, tables, _plans = sweep_foreign_keys(db, graph, limit, progress)
         timings["foreign_keys"] = time.perf_counter() - step
         progress.update("metric JSON", force=True)
         work.drain(db)

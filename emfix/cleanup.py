@@ -1,0 +1,492 @@
+"""emfix cleanup-orphans: remove orphans and every row orphaned through them, keeping each one.
+
+The plan is validate's sweep: a row is doomed when a parent is missing or doomed, computed parents
+first over the whole relation graph, so one pass reaches the fixpoint. Every doomed row is copied
+into a quarantine file and committed there before anything is deleted; then children go before
+parents in short batches by rowid or primary key (the pt-archiver way), each batch its own
+transaction. Killed at any moment, the database plus the quarantine hold every original row, and
+running the command again finishes the job.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from typing import Dict, Optional
+
+from . import quarantine as q
+from .backends import open_database
+from .errors import OperationInterrupted, UsageError
+from .hierarchy import ancestor_chain
+from .progress import NoProgress
+from .schema import discover_graph
+from .snapshot import _portable, create_snapshot, default_snapshot_dir
+from .validate import TMP, UNREFERENCED_TABLES, sweep_foreign_keys
+
+log = logging.getLogger(__name__)
+
+COMMAND = "cleanup-orphans"
+RECREATABLE_PARENTS = ("RESULTS", "EPOCH")  # the old API linked to these without writing them
+TIME_SOURCES = ("start_time", "time")
+
+
+@dataclasses.dataclass
+class CleanupPlan:
+    remove: Dict[str, int]  # table -> rows, in delete order (children first)
+    recreate: Dict[str, int]  # parent table -> rows --recreate-parents creates
+    keepable: Dict[str, int]  # link rows whose missing parent could be recreated instead
+    examples: Dict[str, list]
+
+    @property
+    def total(self):
+        return sum(self.remove.values())
+
+
+@dataclasses.dataclass
+class CleanupResult:
+    plan: CleanupPlan
+    dry_run: bool
+    removed: Dict[str, int] = dataclasses.field(default_factory=dict)
+    created: Dict[str, int] = dataclasses.field(default_factory=dict)
+    quarantine: Optional[str] = None
+    snapshot_id: Optional[str] = None
+    seconds: float = 0.0
+    batches: int = 0
+    max_batch_ms: float = 0.0
+    final: Optional[dict] = None  # validate's summary afterwards
+
+
+# -- planning ------------------------------------------------------------------------------------
+
+def _doom_table(plan):
+    return "%sdoom_%d" % (TMP, plan.number)
+
+
+def _identity_list(plan):
+    return ", ".join("i%d" % n for n in range(len(plan.identity)))
+
+
+def _recreatable(graph, relation):
+    """(grandparent, child cols, grandparent cols) when a missing parent of this link may be created."""
+    if relation.parent not in RECREATABLE_PARENTS:
+        return None
+    chain = ancestor_chain(graph, relation)
+    return chain[0] if chain else None
+
+
+def _parent_rows_to_create(db, graph, plans):
+    """Distinct missing RESULTS/EPOCH rows whose trial run exists.
+
+    Returns {parent table: {key tuple (parent key columns, sorted by name): (grandparent,
+    {grandparent column: value})}}, one entry per row however many links point at it.
+    """
+    wanted = {}
+    for plan in plans:
+        for rel_no, relation in enumerate(plan.relations):
+            found = _recreatable(graph, relation)
+            if not found:
+                continue
+            grand, child_cols, grand_cols = found
+            on = " AND ".join("g.%s = h.%s" % (db.quote(g), plan.value_name(c)) for c, g in zip(child_cols, grand_cols))
+            names = list(relation.child_columns) + [c for c in child_cols if c not in relation.child_columns]
+            rows = db.query("SELECT DISTINCT %s FROM %s h WHERE h.rel = ? AND h.kind = 'd' AND EXISTS "
+                            "(SELECT 1 FROM %s g WHERE %s)" % (
+                                ", ".join("h.%s" % plan.value_name(c) for c in names), db.quote(plan.rows_table),
+                                db.quote(grand), on), (rel_no,))
+            to_parent = dict(zip(relation.child_columns, relation.parent_columns))
+            order = sorted(relation.parent_columns)
+            bucket = wanted.setdefault(relation.parent, {})
+            for row in rows:
+                values = dict(zip(names, row))
+                key = tuple(values[c] for c in sorted(relation.child_columns, key=lambda c: to_parent[c]))
+                bucket.setdefault((tuple(order), key), (grand, {g: values[c] for c, g in zip(child_cols, grand_cols)}))
+    return {parent: rows for parent, rows in wanted.items() if rows}
+
+
+def _create_parents(db, graph, wanted, record):
+    """Insert the missing parent rows; their time comes from the trial run. Returns rows per table."""
+    created = {}
+    for parent, rows in wanted.items():
+        extra = [c for c in graph.columns[parent] if c == "time"]
+        for (columns, key), (grand, grand_key) in sorted(rows.items()):
+            values = dict(zip(columns, key))
+            source = next((c for c in TIME_SOURCES if c in graph.columns[grand]), None)
+            if extra and source:
+                where = " AND ".join("%s = ?" % db.quote(c) for c in grand_key)
+                values["time"] = db.scalar("SELECT %s FROM %s WHERE %s" % (db.quote(source), db.quote(grand), where),
+                                           tuple(grand_key.values()))
+            record(parent, {c: values[c] for c in columns})
+            names = list(values)
+            db.execute("INSERT INTO %s (%s) VALUES (%s)" % (db.quote(parent), db.quote_columns(names),
+                                                           ", ".join("?" * len(names))),
+                       tuple(_portable(values[n]) for n in names))
+            created[parent] = created.get(parent, 0) + 1
+    return created
+
+
+def _build_doom(db, graph, plans, tables_filter, include_unreferenced):
+    """One temporary table of row identities per table to remove; returns {table: (plan, count)}."""
+    doom = {}
+    by_table = {p.table: p for p in plans}
+    for plan in plans:
+        if tables_filter and plan.table not in tables_filter:
+            continue
+        if db.dialect == "mysql" and plan.identity_names == plan.columns and not graph.primary_keys.get(plan.table):
+            log.warning("%s has no primary key: its orphans are reported but not removed", plan.table)
+            continue
+        ids = _identity_list(plan)
+        db.create_temp_table(_doom_table(plan), "SELECT DISTINCT %s FROM %s WHERE kind IN ('d', 'c')" % (
+            ids, db.quote(plan.rows_table)))
+        count = int(db.scalar("SELECT count(*) FROM %s" % db.quote(_doom_table(plan))) or 0)
+        if count:
+            doom[plan.table] = (plan, count)
+    if include_unreferenced:
+        for table in UNREFERENCED_TABLES:
+            if table in graph.tables and (not tables_filter or table in tables_filter):
+                found = _unreferenced_after(db, graph, table, by_table)
+                if found:
+                    doom[table] = found
+    return doom
+
+
+def _unreferenced_after(db, graph, table, by_table):
+    """METRIC/ARTIFACT rows no surviving link row points at (links being removed do not count)."""
+    links = [r for r in graph.children_of(table) if len(r.child_columns) == 1]
+    key = (graph.primary_keys.get(table) or ("id",))
+    if not links or len(key) != 1:
+        return None
+    quoted = db.quote
+    survivors = []
+    for rel in links:
+        col = quoted(rel.child_columns[0])
+        sql = "SELECT x.%s FROM %s x WHERE x.%s IS NOT NULL" % (col, quoted(rel.child), col)
+        plan = by_table.get(rel.child)
+        if plan is not None:
+            ident = ["x.rowid"] if plan.identity == ["rowid"] else ["x." + quoted(c) for c in plan.identity_names]
+            sql += " AND NOT EXISTS (SELECT 1 FROM %s d WHERE %s)" % (quoted(_doom_table(plan)), " AND ".join(
+                "d.i%d = %s" % (n, expr) for n, expr in enumerate(ident)))
+        survivors.append(sql)
+    from .validate import _TablePlan
+    plan = _TablePlan(table, 1000 + UNREFERENCED_TABLES.index(table), ["rowid"] if db.dialect == "sqlite" else
+                      [quoted(key[0])], ["rowid"] if db.dialect == "sqlite" else [key[0]], list(key), [], [])
+    ident = "t.rowid" if db.dialect == "sqlite" else "t.%s" % quoted(key[0])
+    db.create_temp_table(_doom_table(plan), "SELECT %s AS i0 FROM %s t WHERE t.%s NOT IN (%s)" % (
+        ident, quoted(table), quoted(key[0]), " UNION ALL ".join(survivors)))
+    count = int(db.scalar("SELECT count(*) FROM %s" % quoted(_doom_table(plan))) or 0)
+    return (plan, count) if count else None
+
+
+def _examples(db, plan, limit=3):
+    return [list(r) for r in db.query("SELECT %s FROM %s ORDER BY %s LIMIT %d" % (
+        _identity_list(plan), db.quote(_doom_table(plan)), _identity_list(plan), limit))]
+
+
+def _plan(db, graph):
+    with db.transaction():
+        _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0)
+    wanted = _parent_rows_to_create(db, graph, plans)
+    return plans, wanted, {parent: len(rows) for parent, rows in wanted.items()}
+
+
+def _summarize(db, graph, doom, recreate_counts, keepable):
+    order = [t for t in graph.child_first() if t in doom]
+    return CleanupPlan({t: doom[t][1] for t in order}, recreate_counts, keepable,
+                       {t: _examples(db, doom[t][0]) for t in order})
+
+
+# -- doing it ------------------------------------------------------------------------------------
+
+def _quarantine_rows(db, graph, doom, qcon, qpath, progress):
+    """Copy every doomed row into the quarantine file and commit it (fsync) before any delete."""
+    attached = db.dialect == "sqlite"
+    for table, (plan, _count) in doom.items():
+        q.ensure_table(qcon, table, graph.columns[table], with_rowid=attached)
+        key = [q.ROWID] if attached else list(plan.identity_names)
+        qcon.execute("CREATE UNIQUE INDEX IF NOT EXISTS %s ON %s (%s)" % (
+            q.qi("_emfix_key_" + table), q.qi(table), ", ".join(q.qi(k) for k in key)))
+    if not attached:
+        _copy_doomed(db, graph, doom, qcon, progress)
+    else:
+        db.execute("ATTACH DATABASE ? AS emfix_q", (qpath,))
+        try:
+            db.execute("PRAGMA emfix_q.synchronous = FULL")
+            db.execute("BEGIN")  # reads main under a shared lock only; writes only the quarantine
+            try:
+                _copy_doomed(db, graph, doom, qcon, progress)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        finally:
+            db.execute("DETACH DATABASE emfix_q")
+    meta = q.read_meta(qcon)
+    q.write_meta(qcon, tables=sorted(set(meta.get("tables", [])) | set(doom)))
+    log.info("quarantined %d rows in %s", sum(c for _, c in doom.values()), qpath)
+
+
+def _copy_doomed(db, graph, doom, qcon, progress):
+    for table in graph.child_first():
+        if table not in doom:
+            continue
+        plan, count = doom[table]
+        columns = graph.columns[table]
+        sqlite_rowid = db.dialect == "sqlite"
+        names = ([q.ROWID] if sqlite_rowid else []) + list(columns)
+        progress.update("quarantining %s (%d rows)" % (table, count), force=True)
+        quoted = db.quote
+        if sqlite_rowid:  # SQL to SQL through ATTACH: every value keeps its exact storage class
+            db.execute("INSERT OR IGNORE INTO emfix_q.%s (%s) SELECT t.rowid, %s FROM main.%s t "
+                       "WHERE t.rowid IN (SELECT i0 FROM temp.%s)" % (
+                           q.qi(table), ", ".join(q.qi(n) for n in names), ", ".join("t." + quoted(c) for c in columns),
+                           quoted(table), quoted(_doom_table(plan))))
+            continue
+        on = " AND ".join("d.i%d = t.%s" % (n, quoted(c)) for n, c in enumerate(plan.identity_names))
+        select = "SELECT %s FROM %s t JOIN %s d ON %s" % (", ".join("t." + quoted(c) for c in columns),
+                                                         quoted(table), quoted(_doom_table(plan)), on)
+        insert = "INSERT OR IGNORE INTO %s (%s) VALUES (%s)" % (q.qi(table), ", ".join(q.qi(n) for n in names),
+                                                                ", ".join("?" * len(names)))
+        qcon.execute("BEGIN")
+        batch = []
+        for row in db.iter_rows(select, arraysize=2000):
+            batch.append(tuple(_portable(v) for v in row))
+            if len(batch) >= 2000:
+                qcon.executemany(insert, batch)
+                batch = []
+        if batch:
+            qcon.executemany(insert, batch)
+        qcon.execute("COMMIT")
+
+
+def _delete_batches(db, graph, doom, batch_size, sleep, max_lock_ms, progress, interrupted):
+    removed, stats = {}, {"batches": 0, "max_ms": 0.0}
+    size = batch_size
+    for table in graph.child_first():
+        if table not in doom:
+            continue
+        plan, count = doom[table]
+        ids = _identity_list(plan)
+        width = len(plan.identity)
+        last = None
+        done = 0
+        while True:
+            if interrupted():
+                raise OperationInterrupted(
+                    "interrupted after removing %d rows; every removed row is in the quarantine"
+                    % (sum(removed.values()) + done), hint="run the same command again to finish")
+            where = ""
+            params = ()
+            if last is not None:
+                where = " WHERE (%s) > (%s)" % (ids, ", ".join("?" * width)) if width > 1 else " WHERE i0 > ?"
+                params = tuple(last)
+            keys = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT %d" % (
+                ids, db.quote(_doom_table(plan)), where, ids, size), params)
+            if not keys:
+                break
+            started = time.perf_counter()
+            with db.transaction():
+                _delete_keys(db, plan, keys)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            stats["batches"] += 1
+            stats["max_ms"] = max(stats["max_ms"], elapsed_ms)
+            if max_lock_ms:
+                if elapsed_ms > max_lock_ms and size > 1:
+                    size = max(1, size // 2)
+                elif elapsed_ms < max_lock_ms / 4:
+                    size = min(batch_size, int(size * 1.5) + 1)
+            done += len(keys)
+            last = keys[-1]
+            progress.update("%s: %d/%d rows removed" % (table, done, count))
+            if sleep:
+                time.sleep(sleep)
+        removed[table] = done
+    return removed, stats
+
+
+def _delete_keys(db, plan, keys):
+    quoted = db.quote
+    if plan.identity == ["rowid"]:
+        db.execute("DELETE FROM %s WHERE rowid IN (%s)" % (quoted(plan.table), ", ".join("?" * len(keys))),
+                   tuple(k[0] for k in keys))
+        return
+    columns = plan.identity_names
+    one = "(%s)" % ", ".join("?" * len(columns))
+    db.execute("DELETE FROM %s WHERE (%s) IN (%s)" % (quoted(plan.table), db.quote_columns(columns),
+                                                      ", ".join([one] * len(keys))),
+               tuple(v for k in keys for v in k))
+
+
+def default_quarantine_dir(address):
+    if address.is_sqlite:
+        return os.path.join(os.path.dirname(os.path.abspath(address.path)), "quarantine")
+    return os.path.abspath("quarantine")
+
+
+def database_key(address):
+    """How a quarantine names its database (never with a password)."""
+    if address.is_sqlite:
+        return os.path.abspath(address.path)
+    return "mysql://%s@%s:%s/%s" % (address.user or "", address.host, address.port, address.database or "")
+
+
+def _writable_dir(directory):
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise UsageError("cannot create quarantine directory %s: %s" % (directory, exc.strerror),
+                         hint="choose another with --quarantine-dir") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError("quarantine directory %s is not writable" % directory,
+                         hint="choose another with --quarantine-dir; nothing was changed")
+
+
+def cleanup_orphans(address, dry_run=False, batch_size=1000, sleep=0.0, max_lock_ms=None, tables=None,
+                    include_unreferenced=False, recreate_parents=False, snapshot=True, snapshot_dir=None,
+                    quarantine_dir=None, retry_policy=None, progress=None, confirm=None, interrupted=None,
+                    final_validate=True):
+    """Plan, then (unless dry_run) snapshot, quarantine and delete in batches. Returns CleanupResult."""
+    progress = progress or NoProgress()
+    interrupted = interrupted or (lambda: False)
+    started = time.perf_counter()
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    quarantine_dir = quarantine_dir or default_quarantine_dir(address)
+    with open_database(address, readonly=dry_run and address.is_sqlite and not recreate_parents,
+                       retry_policy=retry_policy) as db:
+        graph = discover_graph(db)
+        unknown = sorted(set(tables or ()) - set(graph.tables))
+        if unknown:
+            raise UsageError("no table %s in %s" % (", ".join(unknown), address.display()))
+        progress.update("planning", force=True)
+        plans, wanted, keepable = _plan(db, graph)
+        recreate_counts = dict(keepable)
+        if recreate_parents and wanted and dry_run:
+            # What the plan will be once the parents exist: create them, plan, roll back.
+            db.execute("SAVEPOINT emfix_dry_run") if db.dialect == "sqlite" else db.execute("START TRANSACTION")
+            try:
+                _create_parents(db, graph, wanted, lambda table, key: None)
+                _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0)
+                doom = _build_doom(db, graph, plans, tables, include_unreferenced)
+                plan = _summarize(db, graph, doom, recreate_counts, keepable)
+            finally:
+                db.execute("ROLLBACK TO emfix_dry_run") if db.dialect == "sqlite" else db.execute("ROLLBACK")
+                if db.dialect == "sqlite":
+                    db.execute("RELEASE emfix_dry_run")
+            return CleanupResult(plan, True, seconds=time.perf_counter() - started)
+        if not (recreate_parents and wanted):
+            doom = _build_doom(db, graph, plans, tables, include_unreferenced)
+            plan = _summarize(db, graph, doom, recreate_counts if recreate_parents else {}, keepable)
+        else:
+            plan = None
+        if dry_run:
+            return CleanupResult(plan, True, seconds=time.perf_counter() - started)
+        if plan is not None and not plan.total:
+            return CleanupResult(plan, False, seconds=time.perf_counter() - started, final=_final(address, retry_policy)
+                                 if final_validate else None)
+        if confirm is not None and plan is not None and not confirm(plan):
+            raise OperationInterrupted("cancelled; nothing was changed")
+        _writable_dir(quarantine_dir)
+        result = CleanupResult(plan, False)
+        if snapshot:
+            progress.update("snapshot before cleanup", force=True)
+            result.snapshot_id = create_snapshot(address, snapshot_dir or default_snapshot_dir(address),
+                                                 "before %s" % COMMAND, verify=True, retry_policy=retry_policy).id
+        key = database_key(address)
+        qpath = q.find_unfinished(quarantine_dir, COMMAND, key) or q.quarantine_path(quarantine_dir, COMMAND)
+        qcon = q.open_quarantine(qpath, create=True)
+        try:
+            q.start(qcon, COMMAND, key, "rows whose parent is missing, and the rows under them")
+            result.quarantine = qpath
+            if recreate_parents and wanted:
+                def record(table, values):
+                    qcon.execute("INSERT INTO %s (table_name, key_json) VALUES (?, ?)" % q.CREATED,
+                                 (table, json.dumps(values, default=str)))
+                qcon.execute("BEGIN")
+                with db.transaction():
+                    result.created = _create_parents(db, graph, wanted, record)
+                    qcon.execute("COMMIT")
+                _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0)
+                doom = _build_doom(db, graph, plans, tables, include_unreferenced)
+                result.plan = _summarize(db, graph, doom, recreate_counts, keepable)
+            _quarantine_rows(db, graph, doom, qcon, qpath, progress)
+            result.removed, stats = _delete_batches(db, graph, doom, batch_size, sleep, max_lock_ms, progress,
+                                                    interrupted)
+            result.batches, result.max_batch_ms = stats["batches"], stats["max_ms"]
+            q.write_meta(qcon, status="done", removed=result.removed, created=result.created)
+        finally:
+            qcon.close()
+    progress.done()
+    if final_validate:
+        result.final = _final(address, retry_policy)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _final(address, retry_policy):
+    from .validate import validate
+    report = validate(address, limit=0, retry_policy=retry_policy)
+    data = report.to_dict()["summary"]
+    return data
+
+
+# -- undo ----------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class UndoResult:
+    quarantine: str
+    restored: Dict[str, int]
+    removed_created: int
+    database: str
+
+
+def undo(quarantine_path, address=None, retry_policy=None):
+    """Put every quarantined row back (parents first) and remove the parents a repair created.
+
+    Idempotent: rows already present are left alone, so running it twice changes nothing more.
+    """
+    from .address import parse_address
+    qcon = q.open_quarantine(quarantine_path)
+    try:
+        meta = q.read_meta(qcon)
+        if not meta:
+            raise UsageError("%s is not an emfix quarantine file" % quarantine_path)
+        address = address or parse_address(meta["database"])
+        restored = {}
+        with open_database(address, retry_policy=retry_policy) as db:
+            graph = discover_graph(db)
+            if db.dialect == "mysql":
+                db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+            names = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                               "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
+            for table in [t for t in graph.parent_first() if t in names]:
+                columns = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table))]
+                with db.transaction():
+                    restored[table] = _reinsert(db, qcon, table, columns)
+            removed_created = 0
+            with db.transaction():
+                for table, key_json in qcon.execute("SELECT table_name, key_json FROM %s ORDER BY ordinal DESC"
+                                                    % q.CREATED).fetchall():
+                    key = json.loads(key_json)
+                    key.pop("time", None)
+                    where = " AND ".join("%s = ?" % db.quote(c) for c in key)
+                    removed_created += db.execute("DELETE FROM %s WHERE %s" % (db.quote(table), where),
+                                                  tuple(key.values()))
+        q.write_meta(qcon, status="undone")
+        return UndoResult(quarantine_path, restored, removed_created, address.display())
+    finally:
+        qcon.close()
+
+
+def _reinsert(db, qcon, table, columns):
+    data_columns = [c for c in columns if c != q.ROWID]
+    if db.dialect == "sqlite":
+        names = (["rowid"] if q.ROWID in columns else []) + data_columns
+        sql = "INSERT OR IGNORE INTO %s (%s) VALUES (%s)" % (db.quote(table), ", ".join(
+            n if n == "rowid" else db.quote(n) for n in names), ", ".join("?" * len(names)))
+    else:
+        names = data_columns
+        sql = "INSERT IGNORE INTO %s (%s) VALUES (%s)" % (db.quote(table), db.quote_columns(names),
+                                                          ", ".join("?" * len(names)))
+    order = [q.ROWID] + data_columns if q.ROWID in columns else data_columns
+    rows = qcon.execute("SELECT %s FROM %s" % (", ".join(q.qi(c) for c in order), q.qi(table)))
+    return db.executemany(sql, rows, batch_size=1000)

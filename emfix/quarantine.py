@@ -1,0 +1,89 @@
+"""The quarantine file: every row a repair removes, kept exactly, so `emfix undo` can put it back.
+
+A SQLite file with one table per source table (same column names, no declared types, so every
+value keeps its storage class; SQLite sources also keep the rowid), a table of the parent rows a
+repair created, and a small meta table saying which command, when, on which database and why.
+"""
+
+import datetime
+import json
+import os
+import sqlite3
+
+from . import __version__
+from .errors import UsageError
+
+META = "_emfix_meta"
+CREATED = "_emfix_created"
+ROWID = "_emfix_rowid"
+
+
+def qi(name):
+    return '"%s"' % str(name).replace('"', '""')
+
+
+def quarantine_path(directory, command):
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return os.path.join(directory, "%s-%s.quarantine.db" % (command, stamp))
+
+
+def open_quarantine(path, create=False):
+    if not create and not os.path.isfile(path):
+        raise UsageError("no quarantine file %s" % path, hint="pass the path cleanup printed")
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA synchronous = FULL")  # rows are committed to disk before they are deleted
+    if create:
+        con.execute("CREATE TABLE IF NOT EXISTS %s (key TEXT PRIMARY KEY, value TEXT)" % META)
+        con.execute("CREATE TABLE IF NOT EXISTS %s (ordinal INTEGER PRIMARY KEY, table_name TEXT, "
+                    "key_json TEXT)" % CREATED)
+    return con
+
+
+def write_meta(con, **values):
+    con.execute("BEGIN")
+    for key, value in values.items():
+        con.execute("INSERT OR REPLACE INTO %s VALUES (?, ?)" % META, (key, json.dumps(value)))
+    con.execute("COMMIT")
+
+
+def read_meta(con):
+    try:
+        return {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM %s" % META)}
+    except sqlite3.DatabaseError as exc:
+        raise UsageError("not an emfix quarantine file: %s" % exc) from None
+
+
+def start(con, command, database, reason):
+    meta = read_meta(con)
+    if not meta:
+        write_meta(con, command=command, database=database, reason=reason, emfix_version=__version__,
+                   started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(), status="in progress",
+                   tables=[])
+    return read_meta(con)
+
+
+def ensure_table(con, table, columns, with_rowid):
+    names = ([ROWID] if with_rowid else []) + list(columns)
+    con.execute("CREATE TABLE IF NOT EXISTS %s (%s)" % (qi(table), ", ".join(qi(c) for c in names)))
+    return names
+
+
+def find_unfinished(directory, command, database):
+    """The newest quarantine of this command on this database that did not finish (for a rerun)."""
+    if not os.path.isdir(directory):
+        return None
+    for name in sorted(os.listdir(directory), reverse=True):
+        if not (name.startswith(command + "-") and name.endswith(".quarantine.db")):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            con = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+            try:
+                meta = read_meta(con)
+            finally:
+                con.close()
+        except (sqlite3.DatabaseError, UsageError):
+            continue
+        if meta.get("database") == database and meta.get("status") == "in progress":
+            return path
+    return None
