@@ -182,9 +182,12 @@ def _examples(db, plan, limit=3):
         _identity_list(plan), db.quote(_doom_table(plan)), _identity_list(plan), limit))]
 
 
+YIELD_SECONDS = 0.01  # between batches, so a writer polling for the lock finds it free
+CHUNK_ROWS = 100000  # rows per planning statement: each takes well under 250 ms
+
+
 def _plan(db, graph):
-    with db.transaction():
-        _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0)
+    _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
     wanted = _parent_rows_to_create(db, graph, plans)
     return plans, wanted, {parent: len(rows) for parent, rows in wanted.items()}
 
@@ -205,15 +208,20 @@ def _quarantine_rows(db, graph, doom, qcon, qpath, progress):
         key = [q.ROWID] if attached else list(plan.identity_names)
         qcon.execute("CREATE UNIQUE INDEX IF NOT EXISTS %s ON %s (%s)" % (
             q.qi("_emfix_key_" + table), q.qi(table), ", ".join(q.qi(k) for k in key)))
-    if not attached:
-        _copy_doomed(db, graph, doom, qcon, progress)
-    else:
+    _copy_doomed(db, graph, doom, qcon, progress)
+    if attached:
+        # The rows were staged in temp tables by short reads of main; the commit (and its fsync)
+        # of the quarantine then happens without holding any lock on the database.
         db.execute("ATTACH DATABASE ? AS emfix_q", (qpath,))
         try:
             db.execute("PRAGMA emfix_q.synchronous = FULL")
-            db.execute("BEGIN")  # reads main under a shared lock only; writes only the quarantine
+            db.execute("BEGIN")  # deferred: it writes the quarantine only, so main stays unlocked
             try:
-                _copy_doomed(db, graph, doom, qcon, progress)
+                for table, (plan, _count) in doom.items():
+                    names = [q.ROWID] + list(graph.columns[table])
+                    db.execute("INSERT OR IGNORE INTO emfix_q.%s (%s) SELECT %s FROM temp.%s" % (
+                        q.qi(table), ", ".join(q.qi(n) for n in names), ", ".join(q.qi(n) for n in names),
+                        q.qi("%sstage_%d" % (TMP, plan.number))))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -236,10 +244,11 @@ def _copy_doomed(db, graph, doom, qcon, progress):
         progress.update("quarantining %s (%d rows)" % (table, count), force=True)
         quoted = db.quote
         if sqlite_rowid:  # SQL to SQL through ATTACH: every value keeps its exact storage class
-            db.execute("INSERT OR IGNORE INTO emfix_q.%s (%s) SELECT t.rowid, %s FROM main.%s t "
-                       "WHERE t.rowid IN (SELECT i0 FROM temp.%s)" % (
-                           q.qi(table), ", ".join(q.qi(n) for n in names), ", ".join("t." + quoted(c) for c in columns),
-                           quoted(table), quoted(_doom_table(plan))))
+            staged = "%sstage_%d" % (TMP, plan.number)
+            values = ", ".join("t." + quoted(c) for c in columns)
+            db.create_temp_table(staged, "SELECT t.rowid AS %s, %s FROM main.%s t WHERE t.rowid IN "
+                                 "(SELECT i0 FROM temp.%s)" % (q.qi(q.ROWID), values, quoted(table),
+                                                                quoted(_doom_table(plan))))
             continue
         on = " AND ".join("d.i%d = t.%s" % (n, quoted(c)) for n, c in enumerate(plan.identity_names))
         select = "SELECT %s FROM %s t JOIN %s d ON %s" % (", ".join("t." + quoted(c) for c in columns),
@@ -260,7 +269,7 @@ def _copy_doomed(db, graph, doom, qcon, progress):
 
 def _delete_batches(db, graph, doom, batch_size, sleep, max_lock_ms, progress, interrupted):
     removed, stats = {}, {"batches": 0, "max_ms": 0.0}
-    size = batch_size
+    size = min(batch_size, 500) if max_lock_ms else batch_size  # start small, grow while batches stay quick
     for table in graph.child_first():
         if table not in doom:
             continue
@@ -290,15 +299,14 @@ def _delete_batches(db, graph, doom, batch_size, sleep, max_lock_ms, progress, i
             stats["batches"] += 1
             stats["max_ms"] = max(stats["max_ms"], elapsed_ms)
             if max_lock_ms:
-                if elapsed_ms > max_lock_ms and size > 1:
+                if elapsed_ms > max_lock_ms / 2 and size > 1:
                     size = max(1, size // 2)
-                elif elapsed_ms < max_lock_ms / 4:
+                elif elapsed_ms < max_lock_ms / 5:
                     size = min(batch_size, int(size * 1.5) + 1)
             done += len(keys)
             last = keys[-1]
             progress.update("%s: %d/%d rows removed" % (table, done, count))
-            if sleep:
-                time.sleep(sleep)
+            time.sleep(max(sleep, YIELD_SECONDS))
         removed[table] = done
     return removed, stats
 
@@ -340,7 +348,7 @@ def _writable_dir(directory):
                          hint="choose another with --quarantine-dir; nothing was changed")
 
 
-def cleanup_orphans(address, dry_run=False, batch_size=1000, sleep=0.0, max_lock_ms=None, tables=None,
+def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock_ms=200, tables=None,
                     include_unreferenced=False, recreate_parents=False, snapshot=True, snapshot_dir=None,
                     quarantine_dir=None, retry_policy=None, progress=None, confirm=None, interrupted=None,
                     final_validate=True):
@@ -365,7 +373,7 @@ def cleanup_orphans(address, dry_run=False, batch_size=1000, sleep=0.0, max_lock
             db.execute("SAVEPOINT emfix_dry_run") if db.dialect == "sqlite" else db.execute("START TRANSACTION")
             try:
                 _create_parents(db, graph, wanted, lambda table, key: None)
-                _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0)
+                _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
                 doom = _build_doom(db, graph, plans, tables, include_unreferenced)
                 plan = _summarize(db, graph, doom, recreate_counts, keepable)
             finally:
@@ -405,7 +413,7 @@ def cleanup_orphans(address, dry_run=False, batch_size=1000, sleep=0.0, max_lock
                 with db.transaction():
                     result.created = _create_parents(db, graph, wanted, record)
                     qcon.execute("COMMIT")
-                _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0)
+                _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
                 doom = _build_doom(db, graph, plans, tables, include_unreferenced)
                 result.plan = _summarize(db, graph, doom, recreate_counts, keepable)
             _quarantine_rows(db, graph, doom, qcon, qpath, progress)
@@ -423,10 +431,13 @@ def cleanup_orphans(address, dry_run=False, batch_size=1000, sleep=0.0, max_lock
 
 
 def _final(address, retry_policy):
-    from .validate import validate
-    report = validate(address, limit=0, retry_policy=retry_policy)
-    data = report.to_dict()["summary"]
-    return data
+    """The foreign-key half of validate, in short statements (the JSON is not cleanup's business)."""
+    with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
+        graph = discover_graph(db)
+        checks, tables, _plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
+    return {"total_foreign_key_violations": sum(c.violations for c in checks),
+            "rows_orphaned_through_parent": sum(t.cascade_rows for t in tables.values()),
+            "null_keys": sum(c.null_keys for c in checks)}
 
 
 # -- undo ----------------------------------------------------------------------------------------

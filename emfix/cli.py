@@ -126,11 +126,11 @@ def _add_cleanup_commands(sub):
                      "emfix %s experiment.db --dry-run\n  emfix %s experiment.db --yes" % (name, name))
         _add_database_options(p)
         p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
-        p.add_argument("--batch-size", type=_positive_int, default=1000, metavar="N",
-                       help="rows per delete transaction (default 1000)")
+        p.add_argument("--batch-size", type=_positive_int, default=5000, metavar="N",
+                       help="most rows per delete transaction (default 5000)")
         p.add_argument("--sleep", type=float, default=0.0, metavar="S", help="pause between batches (seconds)")
-        p.add_argument("--max-lock-ms", type=_positive_int, metavar="M",
-                       help="shrink batches so each write transaction stays under M milliseconds")
+        p.add_argument("--max-lock-ms", type=_positive_int, default=200, metavar="M",
+                       help="shrink batches so each write transaction stays under M milliseconds (default 200)")
         p.add_argument("--tables", metavar="T,...", help="only remove rows from these tables")
         p.add_argument("--include-unreferenced", action="store_true",
                        help="also remove METRIC and ARTIFACT rows nothing references")

@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import os
 import re
+import sqlite3
 import threading
 import time
 from typing import Dict, List, Optional
@@ -357,9 +358,10 @@ def _doomed_bounds(db, name, width):
     return None
 
 
-def _sweep_relation(db, graph, plan, rel_no, relation, doomed):
+def _sweep_relation(db, graph, plan, rel_no, relation, doomed, chunk_rows=None):
     q = db.quote
-    hint = _index_hint(db, graph, plan, relation, indexes_of(db, plan.table))
+    chunked = chunk_rows and db.dialect == "sqlite" and plan.identity == ["rowid"]
+    hint = " NOT INDEXED" if chunked else _index_hint(db, graph, plan, relation, indexes_of(db, plan.table))
     joined = _parent_key_is_unique(db, graph, relation) and relation.parent != relation.child
     kind = _kind_expression(db, plan, relation, doomed, joined)
     names = ["rel", "kind"] + ["i%d" % n for n in range(len(plan.identity))] + [
@@ -371,8 +373,57 @@ def _sweep_relation(db, graph, plan, rel_no, relation, doomed):
     select = "SELECT %d AS rel, %s AS emfix_kind, %s FROM %s c%s%s" % (
         rel_no, kind, ", ".join(_select_list(db, plan)), q(plan.table), hint, join)
     filter_clause = "HAVING" if db.dialect == "mysql" else "WHERE"
-    db.execute("INSERT INTO %s (%s) %s %s emfix_kind IS NOT NULL" % (
-        q(plan.rows_table), ", ".join(names), select, filter_clause))
+    statement = "INSERT INTO %s (%s) %s %s emfix_kind IS NOT NULL" % (
+        q(plan.rows_table), ", ".join(names), select, filter_clause)
+    if not chunked:
+        db.execute(statement)
+        return
+    # Short statements: between them a waiting writer gets the lock (in rollback-journal mode a
+    # reader holding its lock longer would block every commit).
+    index = _index_hint(db, graph, plan, relation, indexes_of(db, plan.table))
+    if index.startswith(" INDEXED BY") and sqlite3.sqlite_version_info >= (3, 15):
+        _chunk_by_index(db, plan, statement.replace(" NOT INDEXED", index, 1), index, chunk_rows)
+        return
+    for start, end in _rowid_ranges(db, plan.table, chunk_rows):
+        db.execute(statement + " AND c.rowid >= %d AND c.rowid < %d" % (start, end))
+
+
+def _rowid_ranges(db, table, size):
+    low = db.scalar("SELECT min(rowid) FROM %s" % db.quote(table))  # apart: together they scan the table
+    high = db.scalar("SELECT max(rowid) FROM %s" % db.quote(table))
+    if low is None:
+        return []
+    return [(start, start + size) for start in range(low, high + 1, size)]
+
+
+def _chunk_by_index(db, plan, statement, hint, chunk_rows):
+    """Keyset ranges along the index the scan follows, so the parent is still probed in order."""
+    name = hint.split("INDEXED BY", 1)[1].strip()
+    columns = next(i.columns for i in indexes_of(db, plan.table) if db.quote(i.name) == name)
+    cols = ", ".join("c.%s" % db.quote(c) for c in columns)
+    marks = ", ".join("?" * len(columns))
+    low = None
+    while True:
+        after = " WHERE (%s) > (%s)" % (cols, marks) if low else ""
+        high = db.query("SELECT %s FROM %s c%s%s ORDER BY %s LIMIT 1 OFFSET %d" % (
+            cols, db.quote(plan.table), hint, after, cols, chunk_rows - 1), low or ())
+        bounds, params = [], []
+        if low:
+            bounds.append("(%s) > (%s)" % (cols, marks))
+            params.extend(low)
+        if high:
+            bounds.append("(%s) <= (%s)" % (cols, marks))
+            params.extend(high[0])
+        db.execute(statement + "".join(" AND " + b for b in bounds), tuple(params))
+        if not high:
+            break
+        low = tuple(high[0])
+    # Row values never compare with NULL: rows with a NULL in the index are swept apart, by rowid.
+    nulls = " OR ".join("c.%s IS NULL" % db.quote(c) for c in columns)
+    plain = statement.replace(hint, " NOT INDEXED", 1).replace(" WHERE emfix_kind",
+                                                               " WHERE (%s) AND emfix_kind" % nulls)
+    for start, end in _rowid_ranges(db, plan.table, chunk_rows * 4):
+        db.execute(plain + " AND c.rowid >= %d AND c.rowid < %d" % (start, end))
 
 
 def _fetch_examples(db, graph, plan, rel_no, relation, kind, limit):
@@ -423,11 +474,12 @@ def _table_counts(db, plan):
     return TableCheck(plan.table, int(row[0]), int(row[1]), int(row[2]))
 
 
-def sweep_foreign_keys(db, graph, limit, progress=None):
+def sweep_foreign_keys(db, graph, limit, progress=None, chunk_rows=None):
     """Check every relation, parents first; return (relation checks, table checks, plans).
 
     The offending rows stay in each plan's temporary `rows_table` (identity i0.., kind d/c/n) on
-    `db` until it closes: cleanup reads what to remove from there.
+    `db` until it closes: cleanup reads what to remove from there. With `chunk_rows` (SQLite) each
+    relation is scanned in rowid ranges of that size, so no statement holds the lock for long.
     """
     progress = progress or NoProgress()
     plans = _plan(db, graph)
@@ -446,7 +498,7 @@ def sweep_foreign_keys(db, graph, limit, progress=None):
             source = doomed.get((relation.parent, tuple(relation.parent_columns)))
             if relation.parent == relation.child:
                 source = None
-            _sweep_relation(db, graph, plan, rel_no, relation, source)
+            _sweep_relation(db, graph, plan, rel_no, relation, source, chunk_rows)
             table_checks.append(RelationCheck(relation, seconds=time.perf_counter() - started))
         counts = {(r, k): n for r, k, n in db.query(
             "SELECT rel, kind, count(*) FROM %s GROUP BY rel, kind" % db.quote(plan.rows_table))}

@@ -102,3 +102,34 @@ def test_sqlite_keeps_non_utf8_text_as_bytes(sqlite_address):
         db.execute("INSERT INTO t VALUES (CAST(? AS TEXT))", (b"\xff\xfeok",))
         (value,), = db.query("SELECT v FROM t")
         assert bytes(value) == b"\xff\xfeok"
+
+
+def test_read_only_open_recovers_a_hot_journal_left_by_a_killed_writer(tmp_path):
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from emfix.address import DatabaseAddress
+    path = tmp_path / "experiment.db"
+    con = sqlite3.connect(str(path))
+    con.execute("CREATE TABLE t (x)")
+    con.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(20000)])
+    con.commit()
+    con.close()
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3, sys, time\n"
+        "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "con.execute('PRAGMA cache_size = 1')\n"  # spill to the file: the journal becomes hot
+        "con.execute('BEGIN IMMEDIATE')\n"
+        "con.execute('DELETE FROM t')\n"
+        "print('deleted', flush=True)\n"
+        "time.sleep(60)\n"), str(path)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "deleted"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    time.sleep(0.1)
+    assert (tmp_path / "experiment.db-journal").exists()
+    with open_database(DatabaseAddress("sqlite", path=str(path)), readonly=True) as db:
+        assert db.scalar("SELECT count(*) FROM t") == 20000

@@ -48,11 +48,29 @@ class SQLiteBackend(Backend):
             raise ConnectError("cannot open SQLite database %s: %s" % (self.path, exc)) from None
         self._conn.text_factory = _text_factory
         try:
-            self._run(lambda: self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone(),
-                      "open %s" % self.path)
+            try:
+                self._run(lambda: self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone(),
+                          "open %s" % self.path)
+            except ConnectError:
+                if not (readonly and self._roll_back_hot_journal(busy)):
+                    raise
+                self._run(lambda: self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone(),
+                          "open %s" % self.path)
         except BaseException:
             self._conn.close()
             raise
+
+    def _roll_back_hot_journal(self, busy):
+        """A writer died mid-transaction: its journal must be rolled back before anyone can read, and a
+        read-only connection cannot. Let SQLite do its own recovery through a brief normal connection."""
+        if not os.path.exists(self.path + "-journal") or not os.access(self.path, os.W_OK):
+            return False
+        recovery = sqlite3.connect(self.path, timeout=busy, isolation_level=None)
+        try:
+            recovery.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            recovery.close()
+        return True
 
     def _check_path(self, create):
         path = self.path

@@ -1,0 +1,220 @@
+"""cleanup-orphans and undo: exact cascades on both backends, nothing lost, killed and rerun."""
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, hold_write_lock, make_demo, run_cli, url_of
+
+from emfix.address import DatabaseAddress
+from emfix.backends import open_database
+from emfix.cleanup import cleanup_orphans, undo
+from emfix.demo import Shape
+from emfix.validate import validate
+
+
+def dump_all(address):
+    with open_database(address, readonly=True) as db:
+        return {t: sorted(db.query("SELECT * FROM %s" % db.quote(t)), key=repr) for t in db.tables()}
+
+
+def removed_between(before, after):
+    out = {}
+    for table, rows in before.items():
+        gone = len(rows) - len(after.get(table, []))
+        if gone:
+            out[table] = gone
+    return out
+
+
+def quarantine_rows(path):
+    con = sqlite3.connect(path)
+    try:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' "
+                                           "AND name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
+        return {n: con.execute('SELECT count(*) FROM "%s"' % n).fetchone()[0] for n in names}
+    finally:
+        con.close()
+
+
+def test_cleanup_removes_exact_cascade_and_nothing_else(demo_address, tmp_path):
+    report = validate(demo_address)
+    expected = {t: c.violating_rows + c.cascade_rows for t, c in report.tables.items()
+                if c.violating_rows + c.cascade_rows}
+    before = dump_all(demo_address)
+    dry = cleanup_orphans(demo_address, dry_run=True, quarantine_dir=str(tmp_path / "q"))
+    assert dry.plan.remove == {t: expected[t] for t in dry.plan.remove} and set(dry.plan.remove) == set(expected)
+    assert dump_all(demo_address) == before  # dry run changes nothing
+    result = cleanup_orphans(demo_address, batch_size=7, quarantine_dir=str(tmp_path / "q"),
+                             snapshot_dir=str(tmp_path / "s"))
+    after = dump_all(demo_address)
+    assert result.removed == dry.plan.remove == removed_between(before, after)
+    for table, rows in after.items():  # every row that stays is untouched
+        assert set(map(repr, rows)) <= set(map(repr, before[table]))
+    assert result.final["total_foreign_key_violations"] == 0
+    assert result.final["rows_orphaned_through_parent"] == 0
+    assert quarantine_rows(result.quarantine) == result.removed
+    assert result.snapshot_id and result.batches >= len(result.removed)
+
+
+def test_cleanup_leaves_pragma_foreign_key_check_empty(tmp_path):
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    cleanup_orphans(address, snapshot=False, quarantine_dir=str(tmp_path / "q"))
+    con = sqlite3.connect(address.path)
+    assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+    con.close()
+
+
+def test_undo_restores_the_content_from_before(demo_address, tmp_path):
+    before = dump_all(demo_address)
+    result = cleanup_orphans(demo_address, snapshot=False, quarantine_dir=str(tmp_path / "q"),
+                             include_unreferenced=True, recreate_parents=True)
+    assert result.created and "METRIC" in result.removed
+    assert dump_all(demo_address) != before
+    undo(result.quarantine, demo_address)
+    assert dump_all(demo_address) == before
+    undo(result.quarantine, demo_address)  # idempotent
+    assert dump_all(demo_address) == before
+
+
+def test_recreate_parents_keeps_old_api_links(demo_address, tmp_path):
+    result = cleanup_orphans(demo_address, snapshot=False, quarantine_dir=str(tmp_path / "q"), recreate_parents=True)
+    assert result.created == {"RESULTS": 1, "EPOCH": 2}
+    plain = validate(demo_address)
+    assert plain.total_violations == 0
+    with open_database(demo_address, readonly=True) as db:
+        q = db.quote
+        assert db.scalar("SELECT count(*) FROM %s WHERE %s = ?" % (q("RESULTS_METRIC"), q("results_id")),
+                         (14,)) == 2
+
+
+def test_include_unreferenced_counts_rows_freed_by_the_cleanup(demo_address, tmp_path):
+    dry = cleanup_orphans(demo_address, dry_run=True, include_unreferenced=True)
+    real = cleanup_orphans(demo_address, snapshot=False, quarantine_dir=str(tmp_path / "q"), include_unreferenced=True)
+    assert real.removed == dry.plan.remove
+    assert real.removed["METRIC"] > 3  # the 3 never referenced plus those only orphaned links pointed at
+    assert [u.count for u in validate(demo_address).unreferenced] == [0, 0]
+
+
+def test_cli_refuses_without_yes_when_stdin_is_not_a_terminal(demo_address):
+    before = dump_all(demo_address)
+    result = run_cli("cleanup-orphans", url_of(demo_address))
+    assert result.returncode == 2 and "--yes" in result.stderr and "Traceback" not in result.stderr
+    assert dump_all(demo_address) == before
+
+
+def test_cli_cleanup_and_undo(tmp_path):
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    before = dump_all(address)
+    result = run_cli("cleanup-orphans", address.path, "--yes", "--max-lock-ms", "50")
+    assert result.returncode == 0, result.stderr
+    assert "removed 177 rows" in result.stdout and "0 foreign-key violations" in result.stdout
+    qpath = [line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith("removed rows kept")][0]
+    assert os.path.dirname(qpath) == str(tmp_path / "quarantine")
+    result = run_cli("undo", qpath)
+    assert result.returncode == 0, result.stderr
+    assert dump_all(address) == before
+
+
+def make_read_only(path):
+    """chmod for ordinary users; root writes anyway, so there the file is made immutable."""
+    os.chmod(path, 0o444)
+    if os.access(path, os.W_OK):
+        subprocess.run(["chattr", "+i", path], capture_output=True)
+    return not os.access(path, os.W_OK)
+
+
+def test_read_only_database_is_refused_before_anything(tmp_path):
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    before = dump_all(address)
+    try:
+        if not make_read_only(address.path):
+            pytest.skip("cannot make a file read-only here")
+        result = run_cli("cleanup-orphans", address.path, "--yes")
+        assert result.returncode == 3 and "permission" in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / "quarantine").exists() and not (tmp_path / "snapshots").exists()
+    finally:
+        subprocess.run(["chattr", "-i", address.path], capture_output=True)
+        os.chmod(address.path, 0o644)
+    assert dump_all(address) == before
+
+
+def test_unwritable_quarantine_dir_is_refused_before_anything(tmp_path):
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    before = dump_all(address)
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    result = run_cli("cleanup-orphans", address.path, "--yes", "--no-snapshot", "--quarantine-dir",
+                     str(blocker / "q"))
+    assert result.returncode == 2 and "quarantine directory" in result.stderr and "Traceback" not in result.stderr
+    assert dump_all(address) == before
+
+
+def test_locked_database_exit_3_and_unchanged(tmp_path):
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    before = open(address.path, "rb").read()
+    holder = hold_write_lock(address.path, 30)
+    try:
+        result = run_cli("cleanup-orphans", address.path, "--yes", "--lock-timeout", "1")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 3 and "locked" in result.stderr, result.stderr
+    assert open(address.path, "rb").read() == before
+
+
+def test_killed_at_random_batches_then_rerun_equals_an_uninterrupted_run(tmp_path):
+    shape = Shape(experiments=3, trials=3, runs=6, epochs=20, batches=10)
+    reference = DatabaseAddress("sqlite", path=str(tmp_path / "ref.db"))
+    make_demo(reference, shape=shape)
+    original = dump_all(reference)
+    cleanup_orphans(reference, snapshot=False, quarantine_dir=str(tmp_path / "refq"), final_validate=False)
+    expected = dump_all(reference)
+
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address, shape=shape)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    rng = random.Random(5)
+    qdir = str(tmp_path / "q")
+    for _ in range(8):
+        proc = subprocess.Popen([sys.executable, "-m", "emfix", "cleanup-orphans", address.path, "--yes",
+                                 "--no-snapshot", "--batch-size", "5", "--sleep", "0.01", "--quarantine-dir", qdir,
+                                 "-q"], env=env)
+        time.sleep(rng.uniform(0.1, 0.8))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        now = dump_all(address)
+        for path in os.listdir(qdir) if os.path.isdir(qdir) else []:  # database + quarantine hold every row
+            kept = quarantine_rows(os.path.join(qdir, path))
+            for table, rows in original.items():
+                assert len(now[table]) + kept.get(table, 0) >= len(rows)
+    final = run_cli("cleanup-orphans", address.path, "--yes", "--no-snapshot", "--quarantine-dir", qdir)
+    assert final.returncode == 0, final.stderr
+    assert dump_all(address) == expected
+    assert len([n for n in os.listdir(qdir) if n.endswith(".quarantine.db")]) == 1  # reruns continue one file
+
+
+def test_interrupt_between_batches_exits_5_and_rerun_finishes(tmp_path):
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address, shape=Shape(experiments=3, trials=3, runs=6, epochs=20, batches=10))
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "emfix", "cleanup-orphans", address.path, "--yes", "--no-snapshot",
+                             "--batch-size", "2", "--sleep", "0.02"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 5, (out, err)
+    assert "run the same command again" in err and "Traceback" not in err
+    assert run_cli("cleanup-orphans", address.path, "--yes", "--no-snapshot").returncode == 0
+    assert validate(address).total_violations == 0
