@@ -12,12 +12,13 @@ import dataclasses
 import json
 import logging
 import os
+import sqlite3
 import time
 from typing import Dict, Optional
 
 from . import quarantine as q
 from .backends import open_database
-from .errors import OperationInterrupted, UsageError
+from .errors import NoSpaceError, OperationInterrupted, UsageError
 from .hierarchy import ancestor_chain
 from .progress import NoProgress
 from .schema import discover_graph
@@ -416,7 +417,11 @@ def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock
                 _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
                 doom = _build_doom(db, graph, plans, tables, include_unreferenced)
                 result.plan = _summarize(db, graph, doom, recreate_counts, keepable)
-            _quarantine_rows(db, graph, doom, qcon, qpath, progress)
+            try:
+                _quarantine_rows(db, graph, doom, qcon, qpath, progress)
+            except (OSError, sqlite3.OperationalError) as exc:
+                raise NoSpaceError("cannot write the quarantine %s: %s; nothing was deleted" % (qpath, exc),
+                                   hint="free some space or use --quarantine-dir on a larger disk") from None
             result.removed, stats = _delete_batches(db, graph, doom, batch_size, sleep, max_lock_ms, progress,
                                                     interrupted)
             result.batches, result.max_batch_ms = stats["batches"], stats["max_ms"]

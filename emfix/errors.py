@@ -68,3 +68,8 @@ class SchemaError(EmfixError):
 
 class OperationInterrupted(EmfixError):
     exit_code = EXIT_INTERRUPTED
+
+
+class NoSpaceError(EmfixError):
+    """The disk (or a file-size limit) is full: nothing half-written is kept."""
+    exit_code = EXIT_CONNECT

@@ -24,7 +24,7 @@ from typing import Dict, List, Optional
 
 from . import __version__
 from .backends import open_database
-from .errors import DamagedInputError, EmfixError, UsageError
+from .errors import DamagedInputError, EmfixError, NoSpaceError, UsageError
 from .fileutil import atomic_write_text, fsync_directory
 from .schema import discover_graph
 
@@ -35,10 +35,6 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 FORMAT = "emfix-snapshot-1"
 META_TABLE = "_emfix_snapshot"  # only in snapshots of MySQL databases: source DDL per table
 BATCH_ROWS = 5000
-
-
-class NoSpaceError(EmfixError):
-    exit_code = 3
 
 
 @dataclasses.dataclass

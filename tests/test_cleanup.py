@@ -218,3 +218,21 @@ def test_interrupt_between_batches_exits_5_and_rerun_finishes(tmp_path):
     assert "run the same command again" in err and "Traceback" not in err
     assert run_cli("cleanup-orphans", address.path, "--yes", "--no-snapshot").returncode == 0
     assert validate(address).total_violations == 0
+
+
+def test_disk_full_stops_before_anything_is_deleted(tmp_path):
+    import resource
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    before = dump_all(address)
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))
+
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, "-m", "emfix", "cleanup-orphans", address.path, "--yes",
+                             "--no-snapshot", "--quarantine-dir", str(tmp_path / "q")], env=env,
+                            capture_output=True, text=True, preexec_fn=small_files)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr and ("space" in result.stderr or "full" in result.stderr)
+    assert dump_all(address) == before

@@ -8,7 +8,7 @@ import os
 import sqlite3
 from urllib.parse import quote
 
-from ..errors import ConnectError, DamagedInputError, DatabaseLockedError
+from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, NoSpaceError
 from ..retry import RetriesExhausted, call_with_retry
 from .base import Backend, ForeignKey, Index
 
@@ -114,6 +114,9 @@ class SQLiteBackend(Backend):
                                      hint="check the path; if it is damaged, restore a snapshot")
         if "readonly" in message.lower().replace(" ", "") or "read-only" in message.lower():
             return ConnectError("cannot write %s: %s" % (self.path, message))
+        if "disk is full" in message or "too large" in message:
+            return NoSpaceError("no space left while working on %s: %s" % (self.path, message),
+                                hint="free some space (SQLite also needs room for temporary files)")
         return exc
 
     def execute(self, sql, params=()):
