@@ -467,6 +467,11 @@ def undo(quarantine_path, address=None, retry_policy=None):
         if not meta:
             raise UsageError("%s is not an emfix quarantine file" % quarantine_path)
         address = address or parse_address(meta["database"])
+        if meta.get("command") == "fix-json":
+            from .jsonfix import undo_fix
+            restored = undo_fix(qcon, meta, address, retry_policy)
+            q.write_meta(qcon, status="undone")
+            return UndoResult(quarantine_path, restored, 0, address.display())
         restored = {}
         with open_database(address, retry_policy=retry_policy) as db:
             graph = discover_graph(db)

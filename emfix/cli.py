@@ -142,7 +142,22 @@ def _add_cleanup_commands(sub):
                        help="where removed rows are kept (default: quarantine/ beside a SQLite file)")
         p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         _add_output_options(p)
-    p = _command(sub, "undo", "put back every row a cleanup removed (and remove the parents it created)",
+    p = _command(sub, "fix-json", "repair malformed metric JSON exactly (never guessing), keeping every "
+                 "original in a quarantine file for `emfix undo`",
+                 "emfix fix-json experiment.db --dry-run\n  emfix fix-json experiment.db --yes")
+    _add_database_options(p)
+    p.add_argument("--dry-run", action="store_true", help="show before -> after and the counts; change nothing")
+    p.add_argument("--reset-unfixable", action="store_true",
+                   help="set values that cannot be repaired to {} (the originals are kept in the quarantine)")
+    p.add_argument("--column", default="METRIC.per_label_val", metavar="TABLE.COLUMN",
+                   help="the column to repair (default METRIC.per_label_val)")
+    p.add_argument("--batch-size", type=_positive_int, default=500, metavar="N", help="values per transaction")
+    p.add_argument("--no-snapshot", action="store_true", help="skip the verified snapshot taken first")
+    p.add_argument("--snapshot-dir", metavar="DIR", help="where the snapshot goes")
+    p.add_argument("--quarantine-dir", metavar="DIR", help="where the original values are kept")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _add_output_options(p)
+    p = _command(sub, "undo", "put back what a repair changed: rows cleanup removed, values fix-json rewrote",
                  "emfix undo quarantine/cleanup-orphans-20261125T101500.000000Z.quarantine.db")
     p.add_argument("quarantine", metavar="QUARANTINE", help="the quarantine file the repair printed")
     _add_database_options(p, positional=False)
@@ -513,6 +528,26 @@ def cmd_cleanup(args, out):
     return EXIT_OK
 
 
+def cmd_fix_json(args, out):
+    from .jsonfix import fix_json
+    from .progress import Progress
+    from .render import fix_json_lines
+    address = resolve_address(args)
+    confirm = None if args.yes or args.dry_run else _confirm(
+        lambda _a: "rewrite the malformed values of %s in %s (originals kept in a quarantine file)?" % (
+            args.column, address.display()))
+    result = fix_json(address, args.column, args.dry_run, args.reset_unfixable, args.batch_size,
+                      not args.no_snapshot, args.snapshot_dir, args.quarantine_dir, retry_policy(args),
+                      Progress("fix-json", enabled=None if not (out.json or out.quiet) else False), confirm,
+                      _StopFlag().install())
+    if out.json:
+        emit_json(result)
+    else:
+        for line in fix_json_lines(result, command_target(address)):
+            out.text(line)
+    return EXIT_PROBLEMS if result.unrepairable > result.reset else EXIT_OK
+
+
 def cmd_undo(args, out):
     from .cleanup import undo
     address = resolve_address(args) if (args.database or args.mysql) else None
@@ -520,7 +555,7 @@ def cmd_undo(args, out):
     if out.json:
         emit_json(result)
     else:
-        out.text("put back %s rows into %s from %s" % ("{:,}".format(sum(result.restored.values())),
+        out.text("put back %s rows or values into %s from %s" % ("{:,}".format(sum(result.restored.values())),
                                                       result.database, result.quarantine))
         if result.removed_created:
             out.text("removed %d parent rows the repair had created" % result.removed_created)
@@ -530,7 +565,8 @@ def cmd_undo(args, out):
 HANDLERS = {"demo": cmd_demo, "init": cmd_init, "schema": cmd_schema, "validate": cmd_validate,
             "snapshot": cmd_snapshot}
 HANDLERS.update({alias: cmd_snapshot for alias in SNAPSHOT_ALIASES})
-HANDLERS.update({"cleanup-orphans": cmd_cleanup, "cleanup": cmd_cleanup, "undo": cmd_undo})
+HANDLERS.update({"cleanup-orphans": cmd_cleanup, "cleanup": cmd_cleanup, "undo": cmd_undo,
+                 "fix-json": cmd_fix_json})
 
 
 def _configure_logging(args):

@@ -89,8 +89,6 @@ def next_steps(report, program, target, commands):
     steps = []
     if report.passed:
         return steps
-    if "snapshot" in commands and report.json.fixable_count and "fix-json" in commands:
-        steps.append("%s snapshot create %s --verify  # first, a verified snapshot" % (program, target))
     if report.total_violations and "cleanup-orphans" in commands:
         steps.append("%s cleanup-orphans %s --dry-run  # what a cleanup would remove" % (program, target))
     if report.json.fixable_count and "fix-json" in commands:
@@ -153,4 +151,32 @@ def cleanup_lines(result, target):
     if result.final:
         lines.append("validate afterwards: %s foreign-key violations, %s rows orphaned through a parent" % (
             _n(result.final["total_foreign_key_violations"]), _n(result.final["rows_orphaned_through_parent"])))
+    return lines
+
+
+def fix_json_lines(result, target):
+    lines = []
+    verb = "would repair" if result.dry_run else "repaired"
+    lines.append("%s %s of %s malformed values in %s.%s of %s%s" % (
+        verb, _n(result.repaired), _n(result.candidates), result.table, result.column, target,
+        " (dry run: nothing changed)" if result.dry_run else ""))
+    if result.changes:
+        lines.append("  changes: " + ", ".join("%s %s" % (c, _n(n)) for c, n in result.changes.items()))
+    for example in result.examples[:5]:
+        lines.append("  %s %s" % (result.column, example["id"]))
+        lines.append("      before: %s" % example["before"][:120])
+        lines.append("      after:  %s" % example["after"][:120])
+    if result.unrepairable:
+        lines.append("%s values cannot be repaired without guessing%s:" % (
+            _n(result.unrepairable), " (reset to {})" if result.reset else " (left unchanged)"))
+        for problem in result.problems[:10]:
+            lines.append("  - %s %s: %s (char %s)" % (result.column, problem["id"], problem["reason"],
+                                                      problem["position"]))
+        if not result.reset:
+            lines.append("  --reset-unfixable sets them to {} after keeping the originals")
+    if result.snapshot_id:
+        lines.append("snapshot before: %s" % result.snapshot_id)
+    if result.quarantine and not result.dry_run:
+        lines.append("originals kept in: %s" % result.quarantine)
+        lines.append("undo with: emfix undo %s" % result.quarantine)
     return lines

@@ -1,0 +1,193 @@
+"""emfix fix-json: rewrite the metric values the database's JSON check rejects, keeping each original.
+
+The scan selects only what the database doubts (not text, not valid JSON, a JSON string that may
+hold the object), pages through it by key, repairs each value with jsonrepair.repair, writes the
+originals to a quarantine file and commits it, then updates the batch in one short transaction.
+Unrepairable values are reported and left alone unless --reset-unfixable asks for {}.
+"""
+
+import collections
+import dataclasses
+import sqlite3
+import time
+from typing import Dict, List, Optional
+
+from . import quarantine as q
+from .backends import open_database
+from .backends.sqlite import UndecodableText
+from .cleanup import _writable_dir, database_key, default_quarantine_dir
+from .errors import NoSpaceError, OperationInterrupted, UsageError
+from .jsonrepair import repair
+from .progress import NoProgress
+from .schema import discover_graph
+from .snapshot import create_snapshot, default_snapshot_dir
+
+COMMAND = "fix-json"
+TYPE_COLUMN = "_emfix_type"
+EXAMPLES = 10
+
+
+@dataclasses.dataclass
+class FixJsonResult:
+    table: str
+    column: str
+    dry_run: bool
+    candidates: int = 0
+    repaired: int = 0
+    reset: int = 0
+    unrepairable: int = 0
+    changes: Dict[str, int] = dataclasses.field(default_factory=dict)
+    examples: List[dict] = dataclasses.field(default_factory=list)  # before -> after
+    problems: List[dict] = dataclasses.field(default_factory=list)  # what could not be repaired, and why
+    quarantine: Optional[str] = None
+    snapshot_id: Optional[str] = None
+    seconds: float = 0.0
+
+
+def _target(graph, column):
+    table, _, name = column.partition(".")
+    tables = {t.lower(): t for t in graph.tables}
+    if not name or table.lower() not in tables:
+        raise UsageError("no column %s" % column, hint="write it as TABLE.COLUMN, e.g. METRIC.per_label_val")
+    table = tables[table.lower()]
+    columns = {c.lower(): c for c in graph.columns[table]}
+    if name.lower() not in columns:
+        raise UsageError("%s has no column %s" % (table, name))
+    key = graph.primary_keys.get(table) or ()
+    if len(key) != 1:
+        raise UsageError("fix-json needs a one-column primary key on %s" % table)
+    return table, columns[name.lower()], key[0]
+
+
+def _page_sql(db, table, column, key, size):
+    v, k = db.quote(column), db.quote(key)
+    if db.dialect == "mysql":
+        doubtful = ("CASE WHEN NOT JSON_VALID({v}) THEN 1 WHEN LOCATE('\\\\', {v}) > 0 THEN 1 "
+                    "WHEN JSON_TYPE({v}) = 'STRING' THEN 1 ELSE 0 END = 1").format(v=v)
+    else:
+        doubtful = ("CASE WHEN typeof({v}) <> 'text' THEN 1 WHEN NOT json_valid({v}) THEN 1 "
+                    "WHEN json_type({v}) = 'text' THEN 1 ELSE 0 END = 1").format(v=v)
+    return "SELECT %s, %s FROM %s WHERE %s IS NOT NULL AND %s AND %s > ? ORDER BY %s LIMIT %d" % (
+        k, v, db.quote(table), v, doubtful, k, k, size)
+
+
+def _kind(value):
+    if isinstance(value, UndecodableText):
+        return "text-bytes"  # TEXT whose bytes are not UTF-8: restored as TEXT, byte for byte
+    if isinstance(value, (bytes, bytearray)):
+        return "blob"
+    return "text" if isinstance(value, str) else "value"
+
+
+def fix_json(address, column="METRIC.per_label_val", dry_run=False, reset_unfixable=False, batch_size=500,
+             snapshot=True, snapshot_dir=None, quarantine_dir=None, retry_policy=None, progress=None, confirm=None,
+             interrupted=None):
+    progress = progress or NoProgress()
+    interrupted = interrupted or (lambda: False)
+    started = time.perf_counter()
+    quarantine_dir = quarantine_dir or default_quarantine_dir(address)
+    with open_database(address, readonly=dry_run and address.is_sqlite, retry_policy=retry_policy) as db:
+        graph = discover_graph(db)
+        table, col, key = _target(graph, column)
+        result = FixJsonResult(table, col, dry_run)
+        if not dry_run:
+            if confirm is not None and not confirm(address):
+                raise OperationInterrupted("cancelled; nothing was changed")
+            _writable_dir(quarantine_dir)
+            if snapshot:
+                progress.update("snapshot before fix-json", force=True)
+                result.snapshot_id = create_snapshot(address, snapshot_dir or default_snapshot_dir(address),
+                                                     "before %s" % COMMAND, verify=True, retry_policy=retry_policy).id
+        qcon = None
+        if not dry_run:
+            result.quarantine = (q.find_unfinished(quarantine_dir, COMMAND, database_key(address))
+                                 or q.quarantine_path(quarantine_dir, COMMAND))
+            qcon = q.open_quarantine(result.quarantine, create=True)
+            q.start(qcon, COMMAND, database_key(address), "metric values rewritten by fix-json")
+            q.write_meta(qcon, table=table, column=col, key=key, tables=[table])
+            qcon.execute("CREATE TABLE IF NOT EXISTS %s (%s, %s, %s)" % (q.qi(table), q.qi(key), q.qi(col),
+                                                                         q.qi(TYPE_COLUMN)))
+            qcon.execute("CREATE UNIQUE INDEX IF NOT EXISTS %s ON %s (%s)" % (
+                q.qi("_emfix_key_" + table), q.qi(table), q.qi(key)))
+        try:
+            _run_pages(db, table, col, key, batch_size, reset_unfixable, qcon, result, progress, interrupted)
+            if qcon is not None:
+                q.write_meta(qcon, status="done", repaired=result.repaired, reset=result.reset)
+        finally:
+            if qcon is not None:
+                qcon.close()
+    progress.done()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _run_pages(db, table, col, key, batch_size, reset_unfixable, qcon, result, progress, interrupted):
+    changes = collections.Counter()
+    last = -(1 << 62)
+    page = _page_sql(db, table, col, key, batch_size)
+    while True:
+        if interrupted():
+            raise OperationInterrupted("interrupted after %d values; every original is in the quarantine"
+                                       % (result.repaired + result.reset), hint="run the same command again to finish")
+        rows = db.query(page, (last,))
+        if not rows:
+            break
+        last = rows[-1][0]
+        updates = []
+        for ident, raw in rows:
+            outcome = repair(raw)
+            if outcome.category == "valid":
+                continue
+            result.candidates += 1
+            if outcome.fixed:
+                result.repaired += 1
+                changes.update(outcome.changes)
+                updates.append((ident, raw, outcome.value))
+                if len(result.examples) < EXAMPLES:
+                    result.examples.append({"id": ident, "before": _show(raw), "after": outcome.value,
+                                            "changes": outcome.changes})
+                continue
+            result.unrepairable += 1
+            if len(result.problems) < 1000:
+                result.problems.append({"id": ident, "reason": outcome.reason, "position": outcome.position,
+                                        "value": _show(raw)[:200]})
+            if reset_unfixable:
+                result.reset += 1
+                updates.append((ident, raw, "{}"))
+        progress.update("%s.%s: %d repaired, %d unrepairable" % (table, col, result.repaired, result.unrepairable))
+        if qcon is None or not updates:
+            continue
+        try:
+            qcon.execute("BEGIN")
+            qcon.executemany("INSERT OR IGNORE INTO %s VALUES (?, ?, ?)" % q.qi(table),
+                             [(ident, bytes(raw) if isinstance(raw, bytes) else raw, _kind(raw))
+                              for ident, raw, _new in updates])
+            qcon.execute("COMMIT")  # the originals are on disk before a single value changes
+        except (OSError, sqlite3.OperationalError) as exc:
+            raise NoSpaceError("cannot write the quarantine %s: %s; the last batch was not changed"
+                               % (result.quarantine, exc)) from None
+        with db.transaction():
+            for ident, _raw, new in updates:
+                db.execute("UPDATE %s SET %s = ? WHERE %s = ?" % (db.quote(table), db.quote(col), db.quote(key)),
+                           (new, ident))
+    result.changes = dict(changes.most_common())
+
+
+def _show(raw):
+    if isinstance(raw, (bytes, bytearray)):
+        return bytes(raw).decode("utf-8", "backslashreplace")
+    return raw if isinstance(raw, str) else repr(raw)
+
+
+def undo_fix(qcon, meta, address, retry_policy=None):
+    """Put every original value back, byte for byte and with its storage class."""
+    table, col, key = meta["table"], meta["column"], meta["key"]
+    restored = 0
+    with open_database(address, retry_policy=retry_policy) as db:
+        with db.transaction():
+            for ident, original, kind in qcon.execute("SELECT %s, %s, %s FROM %s" % (
+                    q.qi(key), q.qi(col), q.qi(TYPE_COLUMN), q.qi(table))):
+                value = "CAST(? AS TEXT)" if kind == "text-bytes" and db.dialect == "sqlite" else "?"
+                restored += db.execute("UPDATE %s SET %s = %s WHERE %s = ?" % (
+                    db.quote(table), db.quote(col), value, db.quote(key)), (original, ident))
+    return {table: restored}

@@ -1,0 +1,394 @@
+"""Repair malformed metric JSON exactly, or say why it cannot be repaired. Never guess, never eval.
+
+Two paths. The fast one rewrites only tokens outside strings with one regular expression (single
+quoted strings, True/False/None, nan/inf, trailing commas) and lets the C JSON parser check the
+result. Anything it cannot settle goes to a small tolerant parser that reads JSON and the Python
+literal dialect legacy writers produced, builds the value and reports what it changed; truncated,
+trailing or unknown input is reported with its position and left alone.
+"""
+
+import dataclasses
+import json
+import math
+import re
+from typing import List, Optional
+
+MAX_DEPTH = 64
+MAX_CHARS = 16 * 1024 * 1024  # bigger values are reported, not parsed in Python
+NUMERIC_WRAPPERS = re.compile(r"^(?:np|numpy|torch|jnp)\.(?:float(?:16|32|64|128)?|int(?:8|16|32|64)?|"
+                              r"uint(?:8|16|32|64)|double|single|half|bool_|array|asarray|tensor)$|"
+                              r"^(?:float|int|array|tensor|Decimal)$")
+NONFINITE = {"nan", "NaN", "inf", "Infinity", "-inf", "-Infinity", "+inf", "-nan"}
+
+
+@dataclasses.dataclass
+class RepairResult:
+    """`value` is strict JSON text when `fixed`; else `reason` and `position` say why not."""
+
+    value: Optional[str]
+    category: str  # valid | repaired | unrepairable
+    changes: List[str]
+    reason: str = ""
+    position: int = -1
+
+    @property
+    def fixed(self):
+        return self.category == "repaired"
+
+
+class Unrepairable(Exception):
+    def __init__(self, reason, position):
+        super().__init__(reason)
+        self.reason, self.position = reason, position
+
+
+def _reject_constant(name):
+    raise ValueError(name)
+
+
+def _finite_float(text):
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number out of range: %s" % text)
+    return value
+
+
+def _strict(text):
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def dump(value):
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+# -- the fast path ---------------------------------------------------------------------------------
+
+FAST = re.compile(r"""
+    "(?:[^"\\]|\\.)*"                       # a double-quoted string: left alone
+  | '(?P<sq>[^'\\"]*)'                      # a single-quoted string without escapes or double quotes
+  | (?<![\w.])(?P<lit>True|False|None)\b
+  | (?<![\w.])(?P<nf>-?(?:nan|NaN|inf|Infinity))\b
+  | (?P<comma>,)(?=\s*[}\]])
+""", re.VERBOSE)
+LITERALS = {"True": "true", "False": "false", "None": "null"}
+
+
+def _fast(text):
+    changes = set()
+
+    def swap(m):
+        if m.group("sq") is not None:
+            changes.add("single quotes")
+            return json.dumps(m.group("sq"), ensure_ascii=False)
+        if m.group("lit"):
+            changes.add("Python True/False/None")
+            return LITERALS[m.group("lit")]
+        if m.group("nf"):
+            changes.add("NaN/Infinity -> null")
+            return "null"
+        if m.group("comma"):
+            changes.add("trailing comma")
+            return ""
+        return m.group(0)
+
+    candidate = FAST.sub(swap, text)
+    try:
+        return _strict(candidate), changes
+    except (ValueError, RecursionError):
+        return None, None
+
+
+# -- the tolerant parser ---------------------------------------------------------------------------
+
+TOKEN = re.compile(r"""
+    (?P<ws>\s+)
+  | (?P<str>(?P<prefix>[rRuUbB]{0,2})(?P<q>'''|\"\"\"|'|"))
+  | (?P<num>[+-]?(?:\d[\d_]*\.?[\d_]*(?:[eE][+-]?\d+)?|\.\d[\d_]*(?:[eE][+-]?\d+)?))
+  | (?P<nf>[+-]?(?:nan|NaN|inf|Infinity))\b
+  | (?P<name>[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)
+  | (?P<punct>[{}\[\](),:=])
+""", re.VERBOSE)
+ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\", "'": "'", '"': '"',
+           "0": "\0", "a": "\a", "v": "\v"}
+
+
+class _Parser:
+    def __init__(self, text):
+        self.text, self.pos, self.changes = text, 0, set()
+
+    def fail(self, reason, position=None):
+        raise Unrepairable(reason, self.pos if position is None else position)
+
+    def skip_ws(self):
+        while self.pos < len(self.text) and self.text[self.pos].isspace():
+            self.pos += 1
+
+    def peek(self):
+        self.skip_ws()
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def expect(self, char):
+        if self.peek() != char:
+            if not self.peek():
+                self.fail("truncated: ends where %r was expected" % char)
+            self.fail("expected %r, found %r" % (char, self.peek()))
+        self.pos += 1
+
+    def parse_document(self):
+        value = self.value(0)
+        self.skip_ws()
+        if self.pos < len(self.text):
+            self.fail("text after the value (several values, or trailing garbage)")
+        return value
+
+    def value(self, depth):
+        if depth > MAX_DEPTH:
+            self.fail("nested more than %d levels deep" % MAX_DEPTH)
+        char = self.peek()
+        if not char:
+            self.fail("truncated: a value was expected")
+        if char == "{":
+            return self.obj(depth)
+        if char in "[(":
+            if char == "(":
+                self.changes.add("tuple -> array")
+            return self.seq(depth, "]" if char == "[" else ")")
+        match = TOKEN.match(self.text, self.pos)
+        if not match or match.group("punct"):
+            self.fail("unexpected %r" % char)
+        if match.group("str") is not None:
+            return self.string(match)
+        if match.group("nf"):
+            self.pos = match.end()
+            self.changes.add("NaN/Infinity -> null")
+            return None
+        if match.group("num"):
+            return self.number(match)
+        return self.name(match, depth)
+
+    def obj(self, depth):
+        start = self.pos
+        self.pos += 1
+        result = {}
+        while True:
+            if self.peek() == "}":
+                self.pos += 1
+                return result
+            key = self.key(depth)
+            if self.peek() in (",", "}"):
+                self.fail("a set, not a mapping", start)
+            if self.peek() == "=":
+                self.fail("unexpected '='")
+            self.expect(":")
+            result[key] = self.value(depth + 1)
+            if self.peek() == ",":
+                self.pos += 1
+                if self.peek() == "}":
+                    self.changes.add("trailing comma")
+                continue
+            self.expect("}")
+            return result
+
+    def key(self, depth):
+        char = self.peek()
+        if not char:
+            self.fail("truncated inside an object")
+        match = TOKEN.match(self.text, self.pos)
+        if match and match.group("name") and match.group("name") not in ("True", "False", "None", "true", "false",
+                                                                          "null"):
+            after = match.end()
+            while after < len(self.text) and self.text[after].isspace():
+                after += 1
+            if after < len(self.text) and self.text[after] == ":":
+                self.pos = match.end()
+                self.changes.add("unquoted keys")
+                return match.group("name")
+        value = self.value(depth + 1)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool) or value is None:
+            self.changes.add("non-string keys")
+            return json.dumps(value)
+        if isinstance(value, (int, float)):
+            self.changes.add("non-string keys")
+            return dump(value)
+        self.fail("a key that is not a string or a number")
+
+    def seq(self, depth, close):
+        self.pos += 1
+        result = []
+        while True:
+            if self.peek() == close:
+                self.pos += 1
+                return result
+            result.append(self.value(depth + 1))
+            if self.peek() == ",":
+                self.pos += 1
+                if self.peek() == close:
+                    self.changes.add("trailing comma")
+                continue
+            self.expect(close)
+            return result
+
+    def number(self, match):
+        text = match.group("num").replace("_", "")
+        self.pos = match.end()
+        try:
+            if re.fullmatch(r"[+-]?\d+", text):
+                return int(text)
+            value = float(text)
+        except ValueError:
+            self.fail("not a number: %s" % text, match.start())
+        if math.isinf(value):
+            self.fail("number out of range: %s" % text, match.start())
+        if text.startswith("+") or text.endswith(".") or text.lstrip("+-").startswith("."):
+            self.changes.add("Python number forms")
+        return value
+
+    def name(self, match, depth):
+        word = match.group("name")
+        self.pos = match.end()
+        if word in ("true", "false", "null"):
+            return {"true": True, "false": False, "null": None}[word]
+        if word in LITERALS:
+            self.changes.add("Python True/False/None")
+            return {"True": True, "False": False, "None": None}[word]
+        if self.peek() != "(":
+            self.fail("unknown word %r" % word, match.start())
+        if not NUMERIC_WRAPPERS.match(word):
+            self.fail("a call to %s(...) (never evaluated)" % word, match.start())
+        self.pos += 1
+        self.changes.add("numeric-library wrappers")
+        inner = self.value(depth + 1)
+        while self.peek() == ",":  # dtype=..., device=...: keyword arguments are dropped
+            self.pos += 1
+            if self.peek() == ")":
+                break
+            kw = TOKEN.match(self.text, self.pos)
+            if not kw or not kw.group("name"):
+                self.fail("unexpected argument")
+            self.pos = kw.end()
+            self.expect("=")
+            self.skip_ws()
+            setting = TOKEN.match(self.text, self.pos)
+            if setting and setting.group("name"):  # dtype=float32, dtype=np.float32: a name, never looked up
+                self.pos = setting.end()
+            else:
+                self.value(depth + 1)
+        self.expect(")")
+        if isinstance(inner, str):
+            try:
+                return float(inner) if "." in inner or "e" in inner.lower() else int(inner)
+            except ValueError:
+                self.fail("a wrapper around a non-number", match.start())
+        return inner
+
+    def string(self, match):
+        prefix, quote = match.group("prefix").lower(), match.group("q")
+        if "b" in prefix:
+            self.fail("a bytes literal (binary, not text)", match.start())
+        raw = "r" in prefix
+        self.pos = match.end()
+        if quote == "'" or len(quote) == 3:
+            self.changes.add("single quotes" if quote == "'" else "triple quotes")
+        parts = []
+        text = self.text
+        while True:
+            end = text.find(quote, self.pos)
+            slash = text.find("\\", self.pos)
+            if end < 0:
+                self.fail("truncated: a string never ends", match.start())
+            if slash < 0 or slash > end:
+                parts.append(text[self.pos:end])
+                self.pos = end + len(quote)
+                return "".join(parts)
+            parts.append(text[self.pos:slash])
+            self.pos = slash + 1
+            if self.pos >= len(text):
+                self.fail("truncated after a backslash", slash)
+            char = text[self.pos]
+            if raw:
+                parts.append("\\" + char)
+                self.pos += 1
+            elif char == "u" and re.match(r"[0-9a-fA-F]{4}", text[self.pos + 1:self.pos + 5]):
+                parts.append(chr(int(text[self.pos + 1:self.pos + 5], 16)))
+                self.pos += 5
+            elif char == "x" and re.match(r"[0-9a-fA-F]{2}", text[self.pos + 1:self.pos + 3]):
+                parts.append(chr(int(text[self.pos + 1:self.pos + 3], 16)))
+                self.pos += 3
+            elif char in ESCAPES:
+                parts.append(ESCAPES[char])
+                self.pos += 1
+            else:  # \d in "C:\data": not an escape; the backslash is kept as written
+                self.changes.add("unescaped backslash kept")
+                parts.append("\\")
+
+
+def _unwrap(value, changes):
+    """A JSON string holding the JSON object: decode it once more."""
+    if isinstance(value, str):
+        inner = value.strip()
+        if inner.startswith("{"):
+            try:
+                decoded = _strict(inner)
+            except (ValueError, RecursionError):
+                decoded = None
+            if isinstance(decoded, dict):
+                changes.add("double-encoded")
+                return decoded
+    return value
+
+
+def repair(raw):
+    """Repair one stored value (str or bytes). Never raises for any input."""
+    try:
+        return _repair(raw)
+    except Unrepairable as exc:
+        return RepairResult(None, "unrepairable", [], exc.reason, exc.position)
+    except (RecursionError, MemoryError):
+        return RepairResult(None, "unrepairable", [], "too deeply nested or too large to read", -1)
+
+
+def _repair(raw):
+    changes = set()
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            raw = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Unrepairable("bytes that are not UTF-8 text (byte %d)" % exc.start, exc.start)
+        changes.add("stored as bytes -> text")
+    if not isinstance(raw, str):
+        raise Unrepairable("a %s, not text" % type(raw).__name__, -1)
+    if len(raw) > MAX_CHARS:
+        raise Unrepairable("larger than %d MB: not read" % (MAX_CHARS >> 20), -1)
+    text = raw
+    if text.startswith("\ufeff"):
+        changes.add("byte-order mark removed")
+        text = text[1:]
+    if not text.strip():
+        changes.add("empty -> {}")
+        return RepairResult("{}", "repaired", sorted(changes))
+    if text != text.strip():
+        text = text.strip()
+    try:
+        value = _strict(text)
+    except ValueError:
+        value = None
+        fast, fast_changes = _fast(text)
+        if fast is not None:
+            value = fast
+            changes |= fast_changes
+        else:
+            parser = _Parser(text)
+            value = parser.parse_document()
+            changes |= parser.changes
+    except RecursionError:
+        raise Unrepairable("nested too deeply to read", -1)
+    value = _unwrap(value, changes)
+    if not changes:
+        return RepairResult(raw, "valid", [])
+    try:
+        result = dump(value)
+    except ValueError as exc:
+        raise Unrepairable(str(exc), -1)
+    return RepairResult(result, "repaired", sorted(changes))
