@@ -11,7 +11,6 @@ running the command again finishes the job.
 import dataclasses
 import json
 import logging
-import os
 import sqlite3
 import time
 from typing import Dict, Optional
@@ -325,30 +324,6 @@ def _delete_keys(db, plan, keys):
                tuple(v for k in keys for v in k))
 
 
-def default_quarantine_dir(address):
-    if address.is_sqlite:
-        return os.path.join(os.path.dirname(os.path.abspath(address.path)), "quarantine")
-    return os.path.abspath("quarantine")
-
-
-def database_key(address):
-    """How a quarantine names its database (never with a password)."""
-    if address.is_sqlite:
-        return os.path.abspath(address.path)
-    return "mysql://%s@%s:%s/%s" % (address.user or "", address.host, address.port, address.database or "")
-
-
-def _writable_dir(directory):
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    except OSError as exc:
-        raise UsageError("cannot create quarantine directory %s: %s" % (directory, exc.strerror),
-                         hint="choose another with --quarantine-dir") from None
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise UsageError("quarantine directory %s is not writable" % directory,
-                         hint="choose another with --quarantine-dir; nothing was changed")
-
-
 def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock_ms=200, tables=None,
                     include_unreferenced=False, recreate_parents=False, snapshot=True, snapshot_dir=None,
                     quarantine_dir=None, retry_policy=None, progress=None, confirm=None, interrupted=None,
@@ -359,7 +334,7 @@ def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock
     started = time.perf_counter()
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
-    quarantine_dir = quarantine_dir or default_quarantine_dir(address)
+    quarantine_dir = quarantine_dir or q.default_quarantine_dir(address)
     with open_database(address, readonly=dry_run and address.is_sqlite and not recreate_parents,
                        retry_policy=retry_policy) as db:
         graph = discover_graph(db)
@@ -394,13 +369,13 @@ def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock
                                  if final_validate else None)
         if confirm is not None and plan is not None and not confirm(plan):
             raise OperationInterrupted("cancelled; nothing was changed")
-        _writable_dir(quarantine_dir)
+        q.writable_dir(quarantine_dir)
         result = CleanupResult(plan, False)
         if snapshot:
             progress.update("snapshot before cleanup", force=True)
             result.snapshot_id = create_snapshot(address, snapshot_dir or default_snapshot_dir(address),
                                                  "before %s" % COMMAND, verify=True, retry_policy=retry_policy).id
-        key = database_key(address)
+        key = q.database_key(address)
         qpath = q.find_unfinished(quarantine_dir, COMMAND, key) or q.quarantine_path(quarantine_dir, COMMAND)
         qcon = q.open_quarantine(qpath, create=True)
         try:

@@ -73,8 +73,22 @@ FAST = re.compile(r"""
 LITERALS = {"True": "true", "False": "false", "None": "null"}
 
 
+NEEDS_SUB = re.compile(r"(?<![\w.])(?:True|False|None|-?(?:nan|NaN|inf|Infinity))\b|,\s*[}\]]")
+
+
 def _fast(text):
+    """(value, changes, JSON text) or (None, None, None) when the slow path must decide."""
     changes = set()
+    if '"' not in text and "\\" not in text and "'" in text:
+        # No double quote and no backslash anywhere: every ' is a string delimiter (a repr would have
+        # used double quotes around a string holding one), so swapping them is exact.
+        text = text.replace("'", '"')
+        changes.add("single quotes")
+        if not NEEDS_SUB.search(text):
+            try:
+                return _strict(text), changes, text
+            except (ValueError, RecursionError):
+                return None, None, None
 
     def swap(m):
         if m.group("sq") is not None:
@@ -93,9 +107,9 @@ def _fast(text):
 
     candidate = FAST.sub(swap, text)
     try:
-        return _strict(candidate), changes
+        return _strict(candidate), changes, candidate
     except (ValueError, RecursionError):
-        return None, None
+        return None, None, None
 
 
 # -- the tolerant parser ---------------------------------------------------------------------------
@@ -313,6 +327,10 @@ class _Parser:
             elif char == "u" and re.match(r"[0-9a-fA-F]{4}", text[self.pos + 1:self.pos + 5]):
                 parts.append(chr(int(text[self.pos + 1:self.pos + 5], 16)))
                 self.pos += 5
+            elif char == "U" and re.match(r"[0-9a-fA-F]{8}", text[self.pos + 1:self.pos + 9]) \
+                    and int(text[self.pos + 1:self.pos + 9], 16) <= 0x10FFFF:
+                parts.append(chr(int(text[self.pos + 1:self.pos + 9], 16)))
+                self.pos += 9
             elif char == "x" and re.match(r"[0-9a-fA-F]{2}", text[self.pos + 1:self.pos + 3]):
                 parts.append(chr(int(text[self.pos + 1:self.pos + 3], 16)))
                 self.pos += 3
@@ -370,11 +388,12 @@ def _repair(raw):
         return RepairResult("{}", "repaired", sorted(changes))
     if text != text.strip():
         text = text.strip()
+    serialized = None
     try:
         value = _strict(text)
     except ValueError:
         value = None
-        fast, fast_changes = _fast(text)
+        fast, fast_changes, serialized = _fast(text)
         if fast is not None:
             value = fast
             changes |= fast_changes
@@ -384,9 +403,13 @@ def _repair(raw):
             changes |= parser.changes
     except RecursionError:
         raise Unrepairable("nested too deeply to read", -1)
-    value = _unwrap(value, changes)
+    if isinstance(value, str):
+        value = _unwrap(value, changes)
+        serialized = None
     if not changes:
         return RepairResult(raw, "valid", [])
+    if serialized is not None:  # already strict JSON (the C parser said so): keep its exact text
+        return RepairResult(serialized, "repaired", sorted(changes))
     try:
         result = dump(value)
     except ValueError as exc:

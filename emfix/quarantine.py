@@ -87,3 +87,27 @@ def find_unfinished(directory, command, database):
         if meta.get("database") == database and meta.get("status") == "in progress":
             return path
     return None
+
+
+def default_quarantine_dir(address):
+    if address.is_sqlite:
+        return os.path.join(os.path.dirname(os.path.abspath(address.path)), "quarantine")
+    return os.path.abspath("quarantine")
+
+
+def database_key(address):
+    """How a quarantine names its database (never with a password)."""
+    if address.is_sqlite:
+        return os.path.abspath(address.path)
+    return "mysql://%s@%s:%s/%s" % (address.user or "", address.host, address.port, address.database or "")
+
+
+def writable_dir(directory):
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise UsageError("cannot create quarantine directory %s: %s" % (directory, exc.strerror),
+                         hint="choose another with --quarantine-dir") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError("quarantine directory %s is not writable" % directory,
+                         hint="choose another with --quarantine-dir; nothing was changed")
