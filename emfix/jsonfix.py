@@ -37,6 +37,7 @@ class FixJsonResult:
     changes: Dict[str, int] = dataclasses.field(default_factory=dict)
     examples: List[dict] = dataclasses.field(default_factory=list)  # before -> after
     problems: List[dict] = dataclasses.field(default_factory=list)  # what could not be repaired, and why
+    nulled: List[object] = dataclasses.field(default_factory=list)  # keys of values whose NaN/Infinity became null
     quarantine: Optional[str] = None
     snapshot_id: Optional[str] = None
     seconds: float = 0.0
@@ -156,6 +157,8 @@ def _run_pages(db, table, col, key, batch_size, reset_unfixable, qcon, result, p
                 result.repaired += 1
                 changes.update(outcome.changes)
                 updates.append((ident, raw, outcome.value))
+                if "NaN/Infinity -> null" in outcome.changes and len(result.nulled) < 100000:
+                    result.nulled.append(ident)
                 if len(result.examples) < EXAMPLES:
                     result.examples.append({"id": ident, "before": _show(raw), "after": outcome.value,
                                             "changes": outcome.changes})

@@ -166,6 +166,9 @@ def fix_json_lines(result, target):
         lines.append("  %s %s" % (result.column, example["id"]))
         lines.append("      before: %s" % example["before"][:120])
         lines.append("      after:  %s" % example["after"][:120])
+    if result.nulled:
+        lines.append("  NaN/Infinity became null in %s: %s" % (result.column, ", ".join(
+            str(i) for i in result.nulled[:20]) + (" ..." if len(result.nulled) > 20 else "")))
     if result.unrepairable:
         lines.append("%s values cannot be repaired without guessing%s:" % (
             _n(result.unrepairable), " (reset to {})" if result.reset else " (left unchanged)"))

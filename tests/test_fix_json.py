@@ -36,6 +36,7 @@ def test_fix_json_repairs_and_lists_the_rest_then_undo_restores_every_byte(padde
     assert (result.repaired, result.unrepairable) == (dry.repaired, dry.unrepairable)
     expected_unrepairable = 2 if address.kind == "sqlite" else 1  # truncated (+ non-UTF-8 bytes on SQLite)
     assert result.unrepairable == expected_unrepairable and result.repaired == 9
+    assert len(result.nulled) == 2  # the NaN and the Infinity values, named one by one
     report = validate(address)
     assert report.json.issue_count == expected_unrepairable
     assert {i.metric_id for i in report.json.issues} == {p["id"] for p in result.problems}
