@@ -128,7 +128,6 @@ def _create_parents(db, graph, wanted, record):
 def _build_doom(db, graph, plans, tables_filter, include_unreferenced):
     """One temporary table of row identities per table to remove; returns {table: (plan, count)}."""
     doom = {}
-    by_table = {p.table: p for p in plans}
     for plan in plans:
         if tables_filter and plan.table not in tables_filter:
             continue
@@ -144,7 +143,8 @@ def _build_doom(db, graph, plans, tables_filter, include_unreferenced):
     if include_unreferenced:
         for table in UNREFERENCED_TABLES:
             if table in graph.tables and (not tables_filter or table in tables_filter):
-                found = _unreferenced_after(db, graph, table, by_table)
+                being_removed = {t: plan for t, (plan, _count) in doom.items()}
+                found = _unreferenced_after(db, graph, table, being_removed)
                 if found:
                     doom[table] = found
     return doom

@@ -236,3 +236,12 @@ def test_disk_full_stops_before_anything_is_deleted(tmp_path):
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr and ("space" in result.stderr or "full" in result.stderr)
     assert dump_all(address) == before
+
+
+def test_tables_option_limits_what_is_removed(demo_address, tmp_path):
+    dry = cleanup_orphans(demo_address, dry_run=True, tables=["BATCH_METRIC", "METRIC"], include_unreferenced=True)
+    assert set(dry.plan.remove) == {"BATCH_METRIC", "METRIC"}
+    result = cleanup_orphans(demo_address, snapshot=False, quarantine_dir=str(tmp_path / "q"),
+                             tables=["BATCH_METRIC", "METRIC"], include_unreferenced=True)
+    assert result.removed == dry.plan.remove
+    assert result.final["total_foreign_key_violations"] > 0  # the rest was left, as asked
