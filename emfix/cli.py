@@ -157,6 +157,27 @@ def _add_cleanup_commands(sub):
     p.add_argument("--quarantine-dir", metavar="DIR", help="where the original values are kept")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     _add_output_options(p)
+    for name in ("export", "export-experiment"):
+        p = _command(sub, name, "write one experiment's complete subtree to a file, streamed" +
+                     ("" if name == "export" else " (same as export)"),
+                     "emfix %s experiment.db -e 12 -o exp12.jsonl\n  emfix %s experiment.db -e 12 -o - "
+                     "--format json | gzip > exp12.json.gz" % (name, name))
+        _add_database_options(p)
+        p.add_argument("-e", "--experiment", type=int, required=True, metavar="ID", help="the experiment to export")
+        p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write ('-' for stdout)")
+        p.add_argument("--format", choices=("jsonl", "json"), default="jsonl",
+                       help="jsonl: one record per line with a checksummed trailer (default); json: the old layout")
+        p.add_argument("--include-metrics", action="store_true", default=True,
+                       help="include the METRIC rows the subtree links (always on; kept for the cookbook)")
+        p.add_argument("--include-artifacts", action="store_true", default=True,
+                       help="include the ARTIFACT rows the subtree links (always on; kept for the cookbook)")
+        _add_output_options(p)
+    p = _command(sub, "import", "read an export file (jsonl) into a database, with new ids that never collide",
+                 "emfix import experiment.db exp12.jsonl --experiment-title 'exp 12 (copy)'")
+    _add_database_options(p)
+    p.add_argument("file", metavar="FILE", help="a file written by `emfix export --format jsonl`")
+    p.add_argument("--experiment-title", metavar="T", help="title of the imported experiment")
+    _add_output_options(p)
     p = _command(sub, "undo", "put back what a repair changed: rows cleanup removed, values fix-json rewrote",
                  "emfix undo quarantine/cleanup-orphans-20261125T101500.000000Z.quarantine.db")
     p.add_argument("quarantine", metavar="QUARANTINE", help="the quarantine file the repair printed")
@@ -548,6 +569,38 @@ def cmd_fix_json(args, out):
     return EXIT_PROBLEMS if result.unrepairable > result.reset else EXIT_OK
 
 
+def cmd_export(args, out):
+    from .export import export_experiment
+    from .progress import Progress
+    address = resolve_address(args)
+    to_stdout = args.output == "-"
+    result = export_experiment(address, args.experiment, args.output, args.format, retry_policy=retry_policy(args),
+                               progress=Progress("export", enabled=None if not (out.json or out.quiet) else False))
+    if to_stdout:
+        return EXIT_OK
+    if out.json:
+        emit_json(result)
+    else:
+        out.text("exported experiment %d to %s: %s rows in %d tables, %.1f s" % (
+            result.experiment_id, result.path, "{:,}".format(sum(result.counts.values())), len(result.counts),
+            result.seconds))
+    return EXIT_OK
+
+
+def cmd_import(args, out):
+    from .importer import import_file
+    from .progress import Progress
+    address = resolve_address(args)
+    result = import_file(address, args.file, args.experiment_title, retry_policy(args),
+                         Progress("import", enabled=None if not (out.json or out.quiet) else False))
+    if out.json:
+        emit_json(result)
+    else:
+        out.text("imported %s rows into %s as experiment %d (%.1f s)" % (
+            "{:,}".format(sum(result.counts.values())), address.display(), result.experiment_id, result.seconds))
+    return EXIT_OK
+
+
 def cmd_undo(args, out):
     from .cleanup import undo
     address = resolve_address(args) if (args.database or args.mysql) else None
@@ -566,7 +619,8 @@ HANDLERS = {"demo": cmd_demo, "init": cmd_init, "schema": cmd_schema, "validate"
             "snapshot": cmd_snapshot}
 HANDLERS.update({alias: cmd_snapshot for alias in SNAPSHOT_ALIASES})
 HANDLERS.update({"cleanup-orphans": cmd_cleanup, "cleanup": cmd_cleanup, "undo": cmd_undo,
-                 "fix-json": cmd_fix_json})
+                 "fix-json": cmd_fix_json, "export": cmd_export, "export-experiment": cmd_export,
+                 "import": cmd_import})
 
 
 def _configure_logging(args):

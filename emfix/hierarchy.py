@@ -82,17 +82,40 @@ def _match(db, alias, columns, other, other_columns):
                         for a, b in zip(columns, other_columns))
 
 
-def check_hierarchy(db, graph, experiment_id, limit=100):
+@dataclasses.dataclass
+class Subtree:
+    """One experiment's rows, held as temporary key tables on the connection that reached them."""
+
+    experiment_id: int
+    exists: bool
+    held: dict  # table -> temporary table of its reached rows (key and link columns)
+    columns: dict  # table -> the columns that temporary table holds
+    order: List[str]  # EXPERIMENT first, then the hierarchy tables parents first
+
+    def rows_where(self, db, graph, table, alias="t"):
+        """SQL condition selecting the table's rows that belong to the experiment (by primary key)."""
+        key = list(graph.primary_keys.get(table) or self.columns[table])
+        return "EXISTS (SELECT 1 FROM %s x WHERE %s)" % (db.quote(self.held[table]), _match(db, "x", key, alias, key))
+
+    def referenced_where(self, db, graph, root, alias="t"):
+        """For METRIC/ARTIFACT: rows a reached link row points at; None when no link table reached."""
+        links = [r for r in graph.children_of(root) if r.child in self.held and len(r.child_columns) == 1]
+        if not links:
+            return None
+        union = " UNION ".join("SELECT %s AS k FROM %s" % (db.quote(r.child_columns[0]), db.quote(self.held[r.child]))
+                               for r in links)
+        return "%s.%s IN (SELECT k FROM (%s) u)" % (alias, db.quote(links[0].parent_columns[0]), union)
+
+
+def reach_subtree(db, graph, experiment_id):
+    """Walk down from the experiment, one set-based statement per table (see the module docstring)."""
     q = db.quote
-    if ROOT not in graph.tables:
-        return HierarchyReport(experiment_id, False, [], [])
     root_key = (graph.primary_keys.get(ROOT) or ("id",))[0]
     exists = bool(db.scalar("SELECT count(*) FROM %s WHERE %s = ?" % (q(ROOT), q(root_key)), (experiment_id,)))
-    held = {ROOT: TMP + "0"}
+    held, columns_of = {ROOT: TMP + "0"}, {ROOT: [root_key]}
     cast = "CAST(? AS SIGNED)" if db.dialect == "mysql" else "?"
     db.create_temp_table(held[ROOT], "SELECT %s AS %s" % (cast, q(root_key)), (experiment_id,))
-    levels = [HierarchyLevel(ROOT, 1 if exists else 0)]
-    breaks = []
+    order = [ROOT]
     for number, table in enumerate(_subtree_tables(graph), 1):
         relations = graph.relations_of(table)
         columns = list(dict.fromkeys(list(graph.primary_keys.get(table) or ()) +
@@ -108,11 +131,24 @@ def check_hierarchy(db, graph, experiment_id, limit=100):
                     used.add(held[ancestor])
                     tests.append("EXISTS (SELECT 1 FROM %s x WHERE %s)" % (
                         q(held[ancestor]), _match(db, "x", anc_cols, "c", child_cols)))
-        name = held[table] = TMP + str(number)
-        db.create_temp_table(name, "SELECT %s FROM %s c WHERE %s" % (
+        held[table], columns_of[table] = TMP + str(number), columns
+        db.create_temp_table(held[table], "SELECT %s FROM %s c WHERE %s" % (
             ", ".join("c.%s" % q(c) for c in columns), q(table), " OR ".join(tests) or "1 = 0"))
+        order.append(table)
+    return Subtree(experiment_id, exists, held, columns_of, order)
+
+
+def check_hierarchy(db, graph, experiment_id, limit=100):
+    q = db.quote
+    if ROOT not in graph.tables:
+        return HierarchyReport(experiment_id, False, [], [])
+    tree = reach_subtree(db, graph, experiment_id)
+    levels = [HierarchyLevel(ROOT, 1 if tree.exists else 0)]
+    breaks = []
+    for table in tree.order[1:]:
+        name, columns = tree.held[table], tree.columns[table]
         levels.append(HierarchyLevel(table, int(db.scalar("SELECT count(*) FROM %s" % q(name)) or 0)))
-        for rel in relations:
+        for rel in graph.relations_of(table):
             missing = "NOT EXISTS (SELECT 1 FROM %s p WHERE %s)" % (
                 q(rel.parent), _match(db, "p", rel.parent_columns, "h", rel.child_columns))
             not_null = " AND ".join("h.%s IS NOT NULL" % q(c) for c in rel.child_columns)
@@ -123,11 +159,8 @@ def check_hierarchy(db, graph, experiment_id, limit=100):
                 breaks.append(HierarchyBreak(table, list(rel.child_columns), rel.parent, count,
                                              [dict(zip(columns, r)) for r in rows]))
     for root in [t for t in ("METRIC", "ARTIFACT") if t in graph.tables]:
-        links = [r for r in graph.children_of(root) if r.child in held and len(r.child_columns) == 1]
-        if not links:
-            continue
-        key = links[0].parent_columns[0]
-        union = " UNION ".join("SELECT %s AS k FROM %s" % (q(r.child_columns[0]), q(held[r.child])) for r in links)
-        count = db.scalar("SELECT count(*) FROM %s m WHERE m.%s IN (SELECT k FROM (%s) u)" % (q(root), q(key), union))
-        levels.append(HierarchyLevel(root, int(count or 0)))
-    return HierarchyReport(experiment_id, exists, levels, breaks)
+        where = tree.referenced_where(db, graph, root, "m")
+        if where:
+            count = db.scalar("SELECT count(*) FROM %s m WHERE %s" % (q(root), where))
+            levels.append(HierarchyLevel(root, int(count or 0)))
+    return HierarchyReport(experiment_id, exists=tree.exists, levels=levels, breaks=breaks)

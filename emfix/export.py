@@ -1,0 +1,264 @@
+"""emfix export / import: one experiment's complete subtree as a stream, and back in with new ids.
+
+Export walks the relation graph from the experiment (hierarchy.reach_subtree: trials, runs,
+results, epochs, batches, every link row, and the METRIC/ARTIFACT rows they point at) inside one
+consistent read and writes row by row, so memory does not grow with the experiment. `jsonl` is one
+record per line between a header and a trailer holding per-table counts and a SHA-256 of the
+records; `json` keeps the old tool's layout for the scripts that read it.
+
+Import checks the whole file first (trailer, checksum, counts), then inserts parents before
+children in one transaction, shifting every auto-increment id (experiment, trial, run, metric,
+artifact) past the ids already in the database, and every key that refers to one with it.
+"""
+
+import base64
+import dataclasses
+import datetime
+import decimal
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from typing import Dict
+
+from . import __version__
+from .backends import open_database
+from .backends.sqlite import UndecodableText
+from .errors import SchemaError, UsageError
+from .fileutil import fsync_directory
+from .hierarchy import ROOT, reach_subtree
+from .jsoncheck import strict_loads
+from .progress import NoProgress
+from .schema import EM_TABLES, discover_graph
+
+FORMAT = "emfix-export-1"
+AUTO_ID_TABLES = tuple(t.name for t in EM_TABLES if any(kind == "autoid" for _, kind in t.columns))
+BATCH = 1000
+
+
+@dataclasses.dataclass
+class ExportResult:
+    experiment_id: int
+    path: str
+    format: str
+    counts: Dict[str, int]
+    sha256: str
+    seconds: float
+
+
+@dataclasses.dataclass
+class ImportResult:
+    path: str
+    experiment_id: int  # the new id
+    counts: Dict[str, int]
+    id_offsets: Dict[str, int]
+    seconds: float
+
+
+# -- values that JSON cannot hold as they are --------------------------------------------------------
+
+def encode_value(value):
+    if isinstance(value, UndecodableText):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii"), "$text": True}
+    if isinstance(value, (bytes, bytearray)):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, decimal.Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"$float": repr(value)}
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat(" ") if isinstance(value, datetime.datetime) else value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return str(value)
+    return value
+
+
+def decode_value(value):
+    if isinstance(value, dict):
+        if "$bytes" in value:
+            raw = base64.b64decode(value["$bytes"])
+            return UndecodableText(raw) if value.get("$text") else raw
+        if "$decimal" in value:
+            return value["$decimal"]
+        if "$float" in value:
+            return float(value["$float"])
+    return value
+
+
+# -- export -----------------------------------------------------------------------------------------
+
+def _tables(graph, tree, include_metrics, include_artifacts):
+    wanted = set(tree.held)
+    if include_metrics and "METRIC" in graph.tables:
+        wanted.add("METRIC")
+    if include_artifacts and "ARTIFACT" in graph.tables:
+        wanted.add("ARTIFACT")
+    return [t for t in graph.parent_first() if t in wanted]
+
+
+def _select(db, graph, tree, table):
+    q = db.quote
+    columns = graph.columns[table]
+    where = tree.rows_where(db, graph, table) if table in tree.held else tree.referenced_where(db, graph, table)
+    order = graph.primary_keys.get(table) or ()
+    return columns, "SELECT %s FROM %s t WHERE %s%s" % (
+        ", ".join("t." + q(c) for c in columns), q(table), where or "1 = 0",
+        " ORDER BY " + ", ".join("t." + q(c) for c in order) if order else "")
+
+
+def _open_output(path):
+    if path == "-":
+        return sys.stdout, None
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError("cannot write %s: directory %s does not exist" % (path, directory))
+    fd, temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
+    return os.fdopen(fd, "w", encoding="utf-8"), temp
+
+
+def _begin_consistent_read(db):
+    db.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT" if db.dialect == "mysql" else "BEGIN")
+
+
+def export_experiment(address, experiment_id, path, fmt="jsonl", include_metrics=True, include_artifacts=True,
+                      retry_policy=None, progress=None):
+    """Stream one experiment's subtree to `path` ('-' for stdout); returns counts and checksum."""
+    if fmt not in ("jsonl", "json"):
+        raise UsageError("unknown format %r" % fmt, hint="use jsonl or json")
+    progress = progress or NoProgress()
+    started = time.perf_counter()
+    with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
+        graph = discover_graph(db)
+        if ROOT not in graph.tables:
+            raise SchemaError("%s has no EXPERIMENT table" % address.display())
+        _begin_consistent_read(db)
+        try:
+            tree = reach_subtree(db, graph, experiment_id)
+            if not tree.exists:
+                raise UsageError("experiment %s does not exist in %s" % (experiment_id, address.display()),
+                                 hint="`emfix validate DB --experiment ID` lists what a missing id left behind")
+            tables = _tables(graph, tree, include_metrics, include_artifacts)
+            out, temp = _open_output(path)
+            try:
+                writer = _write_jsonl if fmt == "jsonl" else _write_json
+                counts, digest = writer(db, graph, tree, tables, out, experiment_id, address, progress)
+                if temp:
+                    out.flush()
+                    os.fsync(out.fileno())
+                    out.close()
+                    os.replace(temp, path)
+                    fsync_directory(os.path.dirname(os.path.abspath(path)))
+            except BaseException:
+                if temp:
+                    out.close()
+                    if os.path.exists(temp):
+                        os.remove(temp)
+                raise
+        finally:
+            db.execute("COMMIT")
+    progress.done()
+    return ExportResult(experiment_id, path, fmt, counts, digest, time.perf_counter() - started)
+
+
+def _metadata(address, experiment_id, db):
+    return {"exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(), "experiment_id": experiment_id,
+            "include_metrics": True, "include_artifacts": True,
+            "database_type": "SQLite" if db.dialect == "sqlite" else "MySQL", "source": address.to_dict(),
+            "emfix_version": __version__, "format": FORMAT}
+
+
+def _write_jsonl(db, graph, tree, tables, out, experiment_id, address, progress):
+    header = {"header": _metadata(address, experiment_id, db), "tables": tables,
+              "columns": {t: graph.columns[t] for t in tables}}
+    out.write(json.dumps(header) + "\n")
+    digest, counts, low_ids = hashlib.sha256(), {}, {}
+    for table in tables:
+        columns, sql = _select(db, graph, tree, table)
+        count = 0
+        for row in db.iter_rows(sql, arraysize=BATCH):
+            line = json.dumps({"table": table, "row": [encode_value(v) for v in row]}, ensure_ascii=False,
+                              allow_nan=False) + "\n"
+            digest.update(line.encode("utf-8"))
+            out.write(line)
+            count += 1
+            if table in AUTO_ID_TABLES and "id" in columns:
+                value = row[columns.index("id")]
+                if isinstance(value, int) and (table not in low_ids or value < low_ids[table]):
+                    low_ids[table] = value
+            if count % 10000 == 0:
+                progress.update("%s: %d rows" % (table, count))
+        counts[table] = count
+    trailer = {"trailer": {"counts": counts, "sha256": digest.hexdigest(), "min_ids": low_ids}}
+    out.write(json.dumps(trailer) + "\n")
+    return counts, digest.hexdigest()
+
+
+def _json_value(table, column, value):
+    if table == "METRIC" and column == "per_label_val" and isinstance(value, str):
+        try:
+            return strict_loads(value)  # as an object, like the old layout; malformed values stay text
+        except (ValueError, RecursionError):
+            return value
+    return encode_value(value)
+
+
+def _write_json(db, graph, tree, tables, out, experiment_id, address, progress):
+    """The old tool's layout, streamed: experiment, trials with nested runs, metrics, artifacts;
+    emfix adds each run's batches and a `links` section with every link table."""
+    counts = {t: 0 for t in tables}
+    digest = hashlib.sha256()
+
+    def rows(table, extra="", params=()):
+        columns, sql = _select(db, graph, tree, table)
+        if extra:
+            sql = (sql.replace(" ORDER BY", " AND %s ORDER BY" % extra, 1) if " ORDER BY" in sql
+                   else sql + " AND " + extra)
+        for row in db.iter_rows(sql, params, arraysize=BATCH):
+            counts[table] += 1
+            yield {c: _json_value(table, c, v) for c, v in zip(columns, row)}
+
+    def emit(text):
+        digest.update(text.encode("utf-8"))
+        out.write(text)
+
+    def dumps(value):
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, default=str)
+
+    q = db.quote
+    experiment = next(rows(ROOT))
+    emit('{"experiment": %s, "trials": [' % dumps(experiment))
+    for n, trial in enumerate(rows("TRIAL") if "TRIAL" in tables else []):
+        emit((", " if n else "") + '{"trial": %s, "runs": [' % dumps(trial))
+        for m, run in enumerate(rows("TRIAL_RUN", "t.%s = ?" % q("trial_id"), (trial["id"],))
+                                if "TRIAL_RUN" in tables else []):
+            results = list(rows("RESULTS", "t.%s = ?" % q("trial_run_id"), (run["id"],))) \
+                if "RESULTS" in tables else []
+            emit((", " if m else "") + '{"run": %s, "results": %s, "epochs": [' % (
+                dumps(run), dumps(results[0] if results else None)))
+            for k, epoch in enumerate(rows("EPOCH", "t.%s = ?" % q("trial_run_id"), (run["id"],))
+                                      if "EPOCH" in tables else []):
+                emit((", " if k else "") + dumps(epoch))
+            emit('], "batches": [')
+            for k, batch in enumerate(rows("BATCH", "t.%s = ?" % q("trial_run_id"), (run["id"],))
+                                      if "BATCH" in tables else []):
+                emit((", " if k else "") + dumps(batch))
+            emit("]}")
+        emit("]}")
+        progress.update("trial %s" % trial["id"])
+    for section, table in (("metrics", "METRIC"), ("artifacts", "ARTIFACT")):
+        emit('], "%s": [' % section)  # closes the trials (then the metrics) array
+        for n, row in enumerate(rows(table) if table in tables else []):
+            emit((", " if n else "") + dumps(row))
+    emit('], "links": {')
+    links = [t for t in tables if t not in (ROOT, "TRIAL", "TRIAL_RUN", "RESULTS", "EPOCH", "BATCH", "METRIC",
+                                            "ARTIFACT")]
+    for n, table in enumerate(links):
+        emit((", " if n else "") + "%s: [" % json.dumps(table))
+        for k, row in enumerate(rows(table)):
+            emit((", " if k else "") + dumps(row))
+        emit("]")
+    emit('}, "export_metadata": %s}\n' % dumps(dict(_metadata(address, experiment_id, db), counts=counts)))
+    return counts, digest.hexdigest()
