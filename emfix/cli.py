@@ -12,7 +12,7 @@ import sys
 from . import __version__
 from .address import PASSWORD_ENV, mysql_address_from_flags, parse_address
 from .backends import open_database
-from .errors import EXIT_DAMAGED, EXIT_OK, EXIT_PROBLEMS, EmfixError, UsageError
+from .errors import EXIT_DAMAGED, EXIT_OK, EXIT_PROBLEMS, DamagedInputError, EmfixError, UsageError
 from .retry import RetryPolicy
 
 EXIT_CODES_HELP = """exit codes:
@@ -178,6 +178,29 @@ def _add_cleanup_commands(sub):
     p.add_argument("file", metavar="FILE", help="a file written by `emfix export --format jsonl`")
     p.add_argument("--experiment-title", metavar="T", help="title of the imported experiment")
     _add_output_options(p)
+    for name in ("migrate", "migrate-experiment"):
+        p = _command(sub, name, "copy experiments between databases (SQLite, MySQL), resumable, verified" +
+                     ("" if name == "migrate" else " (same as migrate)"),
+                     "emfix %s experiment.db mysql://em@db1/experiments -e 12 --init\n"
+                     "  emfix %s experiment.db mysql://em@db1/experiments -e 12 --resume" % (name, name))
+        p.add_argument("source", metavar="SRC", help="the database to copy from")
+        p.add_argument("target", metavar="DST", help="the database to copy into")
+        p.add_argument("-e", "--experiment", type=int, action="append", metavar="ID", help="an experiment (repeatable)")
+        p.add_argument("--all", action="store_true", help="every experiment of SRC")
+        p.add_argument("--strategy", choices=sorted(STRATEGIES_HELP), default="balanced",
+                       help="; ".join("%s: %s" % kv for kv in sorted(STRATEGIES_HELP.items())) + " (default balanced)")
+        p.add_argument("--batch-size", type=_positive_int, default=2000, metavar="N", help="rows per transaction")
+        p.add_argument("--paging", choices=("keyset", "offset"), default="keyset",
+                       help="keyset (WHERE key > last; default) or offset (LIMIT/OFFSET, slower on big tables)")
+        p.add_argument("--resume", action="store_true", help="continue a migration that was interrupted")
+        p.add_argument("--force", action="store_true", help="copy an experiment again that was already migrated")
+        p.add_argument("--init", action="store_true", help="create the schema in DST if it has none")
+        p.add_argument("--no-verify", action="store_true", help="skip the comparison at the end")
+        p.add_argument("--password-file", metavar="FILE", help="MySQL password for both ends")
+        p.add_argument("--lock-timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="keep retrying a locked or unreachable database this long (default 30)")
+        p.add_argument("--snapshot-dir", metavar="DIR", help="where DST's snapshot goes")
+        _add_output_options(p)
     p = _command(sub, "undo", "put back what a repair changed: rows cleanup removed, values fix-json rewrote",
                  "emfix undo quarantine/cleanup-orphans-20261125T101500.000000Z.quarantine.db")
     p.add_argument("quarantine", metavar="QUARANTINE", help="the quarantine file the repair printed")
@@ -193,6 +216,11 @@ def _positive_int(text):
 
 
 SNAPSHOT_ACTIONS = ("create", "list", "verify", "restore", "prune")
+STRATEGIES_HELP = {
+    "conservative": "snapshot DST, stop on any break in the source, check each batch, verify checksums",
+    "balanced": "snapshot DST, stop on any break in the source, verify checksums at the end",
+    "aggressive": "no snapshot or validation, verify row counts only",
+}
 SNAPSHOT_ALIASES = {"create-snapshot": "create", "list-snapshots": "list", "verify-snapshot": "verify",
                     "restore-snapshot": "restore"}
 
@@ -601,6 +629,41 @@ def cmd_import(args, out):
     return EXIT_OK
 
 
+def cmd_migrate(args, out):
+    from .migrate import migrate_experiment
+    from .progress import Progress
+    source = parse_address(args.source, args.password_file)
+    target = parse_address(args.target, args.password_file)
+    ids = list(args.experiment or [])
+    if args.all:
+        with open_database(source, readonly=source.is_sqlite, retry_policy=retry_policy(args)) as db:
+            ids = [r[0] for r in db.query("SELECT %s FROM %s ORDER BY %s" % (db.quote("id"), db.quote("EXPERIMENT"),
+                                                                             db.quote("id")))]
+    if not ids:
+        raise UsageError("which experiments? give -e ID (repeatable) or --all")
+    stop = _StopFlag().install()
+    results = []
+    for experiment_id in ids:
+        result = migrate_experiment(
+            source, target, experiment_id, args.strategy, args.batch_size, args.paging, args.resume, args.force,
+            args.init, not args.no_verify, retry_policy(args),
+            Progress("migrate", enabled=None if not (out.json or out.quiet) else False), stop, args.snapshot_dir)
+        results.append(result)
+        if not out.json:
+            out.text("experiment %d -> %d in %s: %s rows in %.1f s%s" % (
+                result.experiment_id, result.new_experiment_id, target.display(),
+                "{:,}".format(sum(result.copied.values())), result.seconds, " (resumed)" if result.resumed else ""))
+            for check in result.verify:
+                out.text("  %-20s %10s %10s  %s" % (check.table, "{:,}".format(check.source_rows),
+                                                   "{:,}".format(check.target_rows), "ok" if check.ok else "DIFFERS"))
+    if out.json:
+        emit_json(results)
+    if not all(r.verified for r in results):
+        raise DamagedInputError("the copy differs from the source (see the table above)",
+                                hint="the snapshot of DST taken first holds its content from before")
+    return EXIT_OK
+
+
 def cmd_undo(args, out):
     from .cleanup import undo
     address = resolve_address(args) if (args.database or args.mysql) else None
@@ -620,7 +683,7 @@ HANDLERS = {"demo": cmd_demo, "init": cmd_init, "schema": cmd_schema, "validate"
 HANDLERS.update({alias: cmd_snapshot for alias in SNAPSHOT_ALIASES})
 HANDLERS.update({"cleanup-orphans": cmd_cleanup, "cleanup": cmd_cleanup, "undo": cmd_undo,
                  "fix-json": cmd_fix_json, "export": cmd_export, "export-experiment": cmd_export,
-                 "import": cmd_import})
+                 "import": cmd_import, "migrate": cmd_migrate, "migrate-experiment": cmd_migrate})
 
 
 def _configure_logging(args):

@@ -1,0 +1,122 @@
+"""migrate: verified copies in every direction, refusals that protect DST, and resume after a kill."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, make_demo, run_cli
+
+from emfix.address import DatabaseAddress
+from emfix.backends import open_database
+from emfix.demo import Shape
+from emfix.migrate import JOURNAL, migrate_experiment
+
+
+def content(address):
+    with open_database(address, readonly=True) as db:
+        return {t: sorted(db.query("SELECT * FROM %s" % db.quote(t)), key=repr) for t in db.tables() if t != JOURNAL}
+
+
+def sqlite_at(tmp_path, name):
+    return DatabaseAddress("sqlite", path=str(tmp_path / name))
+
+
+@pytest.mark.parametrize("generation", [1, 2])
+def test_migrate_sqlite_to_each_backend_verifies(address, tmp_path, generation):
+    source = sqlite_at(tmp_path, "source.db")
+    make_demo(source, shape=Shape(generation=generation), faults=False)
+    result = migrate_experiment(source, address, 2, init=True, snapshot_dir=str(tmp_path / "snaps"))
+    assert result.verify and result.verified
+    assert sum(c.target_rows for c in result.verify) == sum(result.copied.values())
+
+
+def test_mariadb_to_sqlite(mysql_address, tmp_path):
+    make_demo(mysql_address, faults=False)
+    target = sqlite_at(tmp_path, "copy.db")
+    result = migrate_experiment(mysql_address, target, 1, init=True, snapshot_dir=str(tmp_path / "snaps"))
+    assert result.verified and result.copied["BATCH_METRIC"] > 0
+
+
+def test_second_copy_is_refused_unless_forced(tmp_path):
+    source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
+    make_demo(source, faults=False)
+    migrate_experiment(source, target, 1, init=True, strategy="aggressive")
+    refused = run_cli("migrate", source.path, target.path, "-e", "1")
+    assert refused.returncode == 2 and "already migrated" in refused.stderr and "--force" in refused.stderr
+    forced = migrate_experiment(source, target, 1, force=True, strategy="aggressive")
+    assert forced.new_experiment_id != 1 and forced.verified
+
+
+def test_source_with_breaks_stops_balanced_but_not_aggressive(tmp_path):
+    source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
+    make_demo(source)  # experiment 3 carries the damage
+    result = run_cli("migrate", source.path, target.path, "-e", "3", "--init")
+    assert result.returncode == 1 and "breaks" in result.stderr
+    assert run_cli("migrate", source.path, target.path, "-e", "3", "--strategy", "aggressive").returncode == 0
+
+
+def test_missing_schema_and_unknown_experiment(tmp_path):
+    source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
+    make_demo(source, faults=False)
+    open_database(target, create=True).close()
+    result = run_cli("migrate", source.path, target.path, "-e", "1")
+    assert result.returncode == 2 and "--init" in result.stderr
+    result = run_cli("migrate", source.path, target.path, "-e", "999", "--init")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_killed_at_random_points_then_resume_equals_one_uninterrupted_run(tmp_path):
+    shape = Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10)
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, shape=shape, faults=False)
+    reference = sqlite_at(tmp_path, "reference.db")
+    migrate_experiment(source, reference, 1, init=True, strategy="aggressive")
+    target = sqlite_at(tmp_path, "t.db")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    rng = random.Random(3)
+    command = [sys.executable, "-m", "emfix", "migrate", source.path, target.path, "-e", "1", "--init",
+               "--strategy", "aggressive", "--batch-size", "50", "-q"]
+    finished = False
+    for attempt in range(30):
+        proc = subprocess.Popen(command + (["--resume"] if attempt else []), env=env, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.05, 0.4))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if proc.returncode == 0:
+            finished = True
+            break
+    if not finished:
+        assert run_cli(*command[3:], "--resume").returncode == 0
+    assert content(target) == content(reference)
+
+
+def test_interrupted_without_resume_explains(tmp_path):
+    source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
+    make_demo(source, shape=Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10), faults=False)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "emfix", "migrate", source.path, target.path, "-e", "1", "--init",
+                             "--strategy", "aggressive", "--batch-size", "10"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.6)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 5 and "--resume" in err
+    again = run_cli("migrate", source.path, target.path, "-e", "1")
+    assert again.returncode == 1 and "partial migration" in again.stderr and "--resume" in again.stderr
+    assert run_cli("migrate", source.path, target.path, "-e", "1", "--resume", "--strategy", "aggressive"
+                   ).returncode == 0
+
+
+def test_offset_paging_gives_the_same_copy(tmp_path):
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, faults=False)
+    a, b = sqlite_at(tmp_path, "a.db"), sqlite_at(tmp_path, "b.db")
+    migrate_experiment(source, a, 1, init=True, strategy="aggressive", batch_size=7)
+    migrate_experiment(source, b, 1, init=True, strategy="aggressive", batch_size=7, paging="offset")
+    assert content(a) == content(b)
+
