@@ -134,6 +134,10 @@ def reach_subtree(db, graph, experiment_id):
         held[table], columns_of[table] = TMP + str(number), columns
         db.create_temp_table(held[table], "SELECT %s FROM %s c WHERE %s" % (
             ", ".join("c.%s" % q(c) for c in columns), q(table), " OR ".join(tests) or "1 = 0"))
+        probes = [tuple(graph.primary_keys.get(table) or ())] + [tuple(r.parent_columns) for r in
+                                                                 graph.children_of(table)]
+        for n, keys in enumerate(dict.fromkeys(k for k in probes if k and set(k) <= set(columns))):
+            db.create_temp_index(held[table], keys, "k%d" % n)
         order.append(table)
     return Subtree(experiment_id, exists, held, columns_of, order)
 

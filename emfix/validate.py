@@ -296,14 +296,6 @@ def ancestor_of(graph, relation):
 
 # -- the foreign-key sweep --------------------------------------------------------------------------
 
-def _create_temp_index(db, table, columns):
-    name = table + "_k"
-    if db.dialect == "sqlite":
-        db.execute("CREATE INDEX temp.%s ON %s (%s)" % (db.quote(name), db.quote(table), db.quote_columns(columns)))
-    else:
-        db.execute("CREATE INDEX %s ON %s (%s)" % (db.quote(name), db.quote(table), db.quote_columns(columns)))
-
-
 def _select_list(db, plan):
     ids = ["c.%s AS i%d" % (expr, n) for n, expr in enumerate(plan.identity)]
     vals = ["c.%s AS v%d" % (db.quote(col), n) for n, col in enumerate(plan.columns)]
@@ -520,7 +512,7 @@ def sweep_foreign_keys(db, graph, limit, progress=None, chunk_rows=None):
                 db.create_temp_table(name, "SELECT DISTINCT %s FROM %s WHERE kind IN ('d', 'c')" % (
                     ", ".join("%s AS k%d" % (plan.value_name(c), n) for n, c in enumerate(keys)),
                     db.quote(plan.rows_table)))
-                _create_temp_index(db, name, ["k%d" % n for n in range(len(keys))])
+                db.create_temp_index(name, ["k%d" % n for n in range(len(keys))])
                 doomed[(plan.table, keys)] = (name, _doomed_bounds(db, name, len(keys)))
     return checks, tables, plans
 

@@ -85,6 +85,12 @@ class Backend:
         self.execute(self._drop_temp % self.quote(name))
         self.execute("CREATE %s TABLE %s AS %s" % (self._temp_keyword, self.quote(name), select_sql), params)
 
+    def create_temp_index(self, table, columns, suffix="k"):
+        """An index on a scratch table, so probes into it are lookups, not scans."""
+        temp = "temp." if self.dialect == "sqlite" else ""
+        self.execute("CREATE INDEX %s%s ON %s (%s)" % (temp, self.quote("%s_%s" % (table, suffix)), self.quote(table),
+                                                       self.quote_columns(columns)))
+
     def scalar(self, sql, params=()):
         rows = self.query(sql, params)
         return rows[0][0] if rows else None
