@@ -6,13 +6,15 @@ unbuffered cursor; `?` placeholders are translated to the driver's `%s`.
 
 import functools
 
-from ..errors import ConnectError, DatabaseLockedError, MissingDependencyError
+from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, MissingDependencyError
 from ..retry import RetriesExhausted, call_with_retry
 from .base import Backend, ForeignKey, Index
 
 ACCESS_DENIED = 1045
 UNKNOWN_DATABASE = 1049
 LOCK_ERRNOS = (1205, 1213)
+REFUSED_VALUE_ERRNOS = (3140, 4025)  # MySQL: invalid JSON text; MariaDB: CHECK (json_valid) failed
+INCORRECT_STRING = 1366  # bytes that are not UTF-8 into a utf8mb4 column
 
 
 def load_driver():
@@ -99,6 +101,14 @@ class MySQLBackend(Backend):
         if errno in LOCK_ERRNOS:
             return DatabaseLockedError("MySQL %s: %s" % (a.display(), msg),
                                        hint="another session holds the locks; retry later or raise --lock-timeout")
+        if errno in REFUSED_VALUE_ERRNOS:
+            return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
+                                     hint="a metric value is not valid JSON: repair the source with `emfix fix-json`, "
+                                          "or write into a LONGTEXT column (`emfix init DST --json-type text`)")
+        if errno == INCORRECT_STRING:
+            return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
+                                     hint="the value's bytes are not UTF-8; `emfix fix-json SRC --reset-unfixable` "
+                                          "replaces such metric values (the originals stay in its quarantine)")
         if exhausted is not None or errno in (2002, 2003, 2005, 2006, 2013, 2055):
             tries = ""
             if exhausted is not None:
@@ -162,7 +172,10 @@ class MySQLBackend(Backend):
         self._run(lambda: self._conn.start_transaction(), "begin")
 
     def _commit(self):
-        self._conn.commit()
+        try:
+            self._conn.commit()  # never retried: a lost COMMIT may have happened or not
+        except self._driver.Error as exc:
+            raise self._translate(exc) from None
 
     def _rollback(self):
         try:

@@ -146,7 +146,7 @@ class SQLiteBackend(Backend):
         self._run(lambda: self._conn.execute("BEGIN" if self.readonly else "BEGIN IMMEDIATE"), "begin")
 
     def _commit(self):
-        self._conn.execute("COMMIT")
+        self._run(lambda: self._conn.execute("COMMIT"), "commit")  # SQLite allows a busy COMMIT to be retried
 
     def _rollback(self):
         if self._conn.in_transaction:
