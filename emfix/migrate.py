@@ -11,11 +11,20 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import sys
 import time
 from typing import Dict, List, Optional
 
 from .backends import open_database
-from .errors import DamagedInputError, EmfixError, OperationInterrupted, SchemaError, UsageError
+from .errors import (
+    ConnectError,
+    DamagedInputError,
+    EmfixError,
+    NoSpaceError,
+    OperationInterrupted,
+    SchemaError,
+    UsageError,
+)
 from .hierarchy import ROOT, reach_subtree
 from .importer import id_owner
 from .progress import NoProgress
@@ -23,6 +32,9 @@ from .schema import create_schema, discover_graph
 from .snapshot import _portable
 
 JOURNAL = "_emfix_migration"
+DEFAULT_BATCH = 2000
+MAX_BATCH = 100000
+BASE_MB = 30  # the interpreter, a driver and the schema: what a migration holds before its first batch
 STRATEGIES = {
     "conservative": "snapshot DST first; validate the source subtree and stop on any break; check every batch's "
                     "row count as it is written; verify counts and checksums at the end",
@@ -118,17 +130,33 @@ def _pages(db, graph, tree, table, where, batch_size, paging, last):
             return
 
 
+def batch_for_memory(db, graph, table, where, max_memory_mb):
+    """Rows per batch so a batch (held about 4 times over: driver rows, mapped rows, the driver's
+    statement, the checksum pass) fits in what --max-memory leaves after BASE_MB."""
+    room = (max_memory_mb - BASE_MB) * 1024 * 1024
+    cols = ", ".join("t." + db.quote(c) for c in graph.columns[table])
+    sample = db.query("SELECT %s FROM %s t WHERE %s LIMIT 200" % (cols, db.quote(table), where))
+    if not sample:
+        return DEFAULT_BATCH
+    per_row = sum(sys.getsizeof(row) + sum(sys.getsizeof(v) for v in row) for row in sample) / len(sample)
+    return max(10, min(MAX_BATCH, int(room / (4 * per_row))))
+
+
 def _where(db, graph, tree, table):
     if table in tree.held:
         return tree.rows_where(db, graph, table)
     return tree.referenced_where(db, graph, table) or "1 = 0"
 
 
-def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=2000, paging="keyset",
+def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=None, paging="keyset",
                        resume=False, force=False, init=False, verify=True, retry_policy=None, progress=None,
-                       interrupted=None, snapshot_dir=None):
+                       interrupted=None, snapshot_dir=None, max_memory=None):
+    """batch_size: rows per transaction (2000 by default); max_memory (MB) caps it per table by row size."""
     if strategy not in STRATEGIES:
         raise UsageError("unknown strategy %r" % strategy, hint="conservative, balanced or aggressive")
+    if max_memory is not None and max_memory < BASE_MB + 10:
+        raise UsageError("--max-memory %d MB leaves nothing for the rows: emfix itself takes about %d MB" % (
+            max_memory, BASE_MB), hint="give at least %d" % (BASE_MB + 10))
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
     started = time.perf_counter()
@@ -142,6 +170,8 @@ def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=
                 raise UsageError("%s has no Experiment Manager schema" % dst.display(),
                                  hint="add --init to create it, or run `emfix init %s`" % dst.display())
             create_schema(target, generation=graph.generation)
+        elif init:
+            create_schema(target, generation=graph.generation)  # adds only the tables DST lacks
         target_graph = discover_graph(target)
         missing = [t for t in graph.tables if t not in target_graph.tables]
         key = _journal_key(src, experiment_id)
@@ -162,6 +192,11 @@ def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=
             if not tree.exists:
                 raise UsageError("experiment %d does not exist in %s" % (experiment_id, src.display()))
             tables = [t for t in graph.parent_first() if t in tree.held or t in ("METRIC", "ARTIFACT")]
+            lost = [t for t in tables if t in missing and source.scalar("SELECT count(*) FROM %s t WHERE %s" % (
+                source.quote(t), _where(source, graph, tree, t)))]
+            if lost:
+                raise SchemaError("%s has no table %s for rows of this experiment (an older schema generation)" % (
+                    dst.display(), ", ".join(lost)), hint="add --init to create the missing tables")
             tables = [t for t in tables if t not in missing]
             if strategy != "aggressive" and not resume:
                 from .hierarchy import check_hierarchy
@@ -170,6 +205,7 @@ def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=
                     raise EmfixError("the source subtree has %d breaks (e.g. %s); nothing was copied" % (
                         len(report.breaks), report.breaks[0].message),
                         hint="repair it first (emfix cleanup-orphans), or use --strategy aggressive")
+                _refuse_invalid_json(source, target, graph, tree)
             snapshot_id = None
             if strategy != "aggressive" and not (resume and journal):
                 from .snapshot import create_snapshot, default_snapshot_dir
@@ -185,66 +221,132 @@ def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=
                     target.execute("DELETE FROM %s WHERE run_key = ?" % journal_table, (key,))
                     target.execute("INSERT INTO %s VALUES (?, 'running', ?, '{}', '{}', ?, NULL)" % journal_table,
                                    (key, json.dumps(offsets), _now()))
-            total = sum(int(source.scalar("SELECT count(*) FROM %s t WHERE %s" % (
-                source.quote(t), _where(source, graph, tree, t))) or 0) for t in tables)
-            done_rows, rate_start = sum(copied.values()), time.perf_counter()
-            for table in tables:
-                if position.get(table) == "done":
-                    continue
-                columns = graph.columns[table]
-                moves = [(i, offsets.get(id_owner(graph, table, c), 0)) for i, c in enumerate(columns)]
-                moves = [(i, m) for i, m in moves if m]
-                insert = "INSERT INTO %s (%s) VALUES (%s)" % (target.quote(table), target.quote_columns(columns),
-                                                              ", ".join("?" * len(columns)))
-                for rows, last in _pages(source, graph, tree, table, _where(source, graph, tree, table), batch_size,
-                                         paging, position.get(table)):
-                    if interrupted():
-                        raise OperationInterrupted("interrupted after %s rows; the copy so far is committed" % (
-                            "{:,}".format(done_rows)), hint="run the same command with --resume to finish")
-                    batch = []
-                    for row in rows:
-                        row = [_portable(v) for v in row]
-                        for i, move in moves:
-                            if isinstance(row[i], int):
-                                row[i] += move
-                        batch.append(tuple(row))
-                    position[table] = last
-                    copied[table] = copied.get(table, 0) + len(batch)
-                    with target.transaction():
-                        if target.dialect == "mysql":
-                            target.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
-                        written = target.executemany(insert, batch, batch_size=len(batch))
-                        if strategy == "conservative" and written not in (len(batch), -1):
-                            raise DamagedInputError("batch of %d rows into %s wrote %d" % (len(batch), table, written))
-                        target.execute("UPDATE %s SET position = ?, copied = ? WHERE run_key = ?" % journal_table,
-                                       (json.dumps(position), json.dumps(copied), key))
-                    done_rows += len(batch)
-                    _show(progress, done_rows, total, rate_start)
-                position[table] = "done"
-                with target.transaction():
-                    target.execute("UPDATE %s SET position = ? WHERE run_key = ?" % target.quote(JOURNAL),
-                                   (json.dumps(position), key))
+            copy = _Copy(source, target, graph, tree, key, offsets, position, copied, interrupted, progress)
+            try:
+                copy.run(tables, batch_size, max_memory, paging, strategy)
+            except (ConnectError, DamagedInputError, NoSpaceError) as exc:
+                exc.hint = (exc.hint + "; " if exc.hint else "") + "the batches copied so far are committed: once " \
+                    "that is fixed, run the same command with --resume to finish"
+                raise
             checks = _verify(source, target, graph, tree, tables, offsets, experiment_id, strategy) if verify else []
             with target.transaction():
                 target.execute("UPDATE %s SET state = 'done', finished_at = ? WHERE run_key = ?" % journal_table,
                                (_now(), key))
         finally:
-            source.execute("COMMIT")
+            try:
+                source.execute("COMMIT")
+            except EmfixError:
+                pass  # the source connection is gone: its read transaction went with it
     progress.done()
     return MigrationResult(experiment_id, experiment_id + offsets.get(ROOT, 0), copied, offsets,
                            bool(resume and journal), time.perf_counter() - started, checks, snapshot_id)
 
 
+@dataclasses.dataclass
+class _Copy:
+    """The copy phase: every table of the subtree, batch by batch, each batch committed with its journal row."""
+    source: object
+    target: object
+    graph: object
+    tree: object
+    key: str
+    offsets: dict
+    position: dict
+    copied: dict
+    interrupted: object
+    progress: object
+
+    def run(self, tables, batch_size, max_memory, paging, strategy):
+        source, graph, tree = self.source, self.graph, self.tree
+        total = sum(int(source.scalar("SELECT count(*) FROM %s t WHERE %s" % (
+            source.quote(t), _where(source, graph, tree, t))) or 0) for t in tables)
+        done = sum(self.copied.values())
+        for table in tables:
+            if self.position.get(table) == "done":
+                continue
+            where = _where(source, graph, tree, table)
+            size = batch_size or (None if max_memory else DEFAULT_BATCH)
+            if max_memory:
+                size = min(size or MAX_BATCH, batch_for_memory(source, graph, table, where, max_memory))
+            for rows, last in _pages(source, graph, tree, table, where, size, paging, self.position.get(table)):
+                if self.interrupted():
+                    raise OperationInterrupted("interrupted after %s rows; the copy so far is committed" % (
+                        "{:,}".format(done)), hint="run the same command with --resume to finish")
+                self._write(table, rows, last, strategy)
+                done += len(rows)
+                self.progress.rows(done, total)
+            self.position[table] = "done"
+            self._save_position()
+
+    def _write(self, table, rows, last, strategy):
+        target, columns = self.target, self.graph.columns[table]
+        moves = [(i, self.offsets.get(id_owner(self.graph, table, c), 0)) for i, c in enumerate(columns)]
+        moves = [(i, m) for i, m in moves if m]
+        batch = []
+        for row in rows:
+            row = [_portable(v) for v in row]
+            for i, move in moves:
+                if isinstance(row[i], int):
+                    row[i] += move
+            batch.append(tuple(row))
+        self.position[table] = last
+        self.copied[table] = self.copied.get(table, 0) + len(batch)
+        insert = "INSERT INTO %s (%s) VALUES (%s)" % (target.quote(table), target.quote_columns(columns),
+                                                      ", ".join("?" * len(columns)))
+        with target.transaction():
+            if target.dialect == "mysql":
+                target.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+            written = target.executemany(insert, batch, batch_size=len(batch))
+            if strategy == "conservative" and written not in (len(batch), -1):
+                raise DamagedInputError("a batch of %d rows into %s wrote %d" % (len(batch), table, written))
+            self._save_position(copied=True)
+
+    def _save_position(self, copied=False):
+        """Inside the batch's transaction (copied=True) or on its own once a table is done."""
+        sql = "UPDATE %s SET position = ?%s WHERE run_key = ?" % (self.target.quote(JOURNAL),
+                                                                  ", copied = ?" if copied else "")
+        params = (json.dumps(self.position),) + ((json.dumps(self.copied),) if copied else ()) + (self.key,)
+        if copied:
+            self.target.execute(sql, params)
+            return
+        with self.target.transaction():
+            self.target.execute(sql, params)
+
+
+def _target_requires_json(target):
+    """MySQL's JSON type, or MariaDB's CHECK (json_valid(...)) on METRIC.per_label_val."""
+    if target.dialect != "mysql":
+        return False
+    kind = target.scalar("SELECT data_type FROM information_schema.columns WHERE table_schema = DATABASE() AND "
+                         "table_name = 'METRIC' AND column_name = 'per_label_val'")
+    if str(kind).lower() == "json":
+        return True
+    return bool(target.scalar("SELECT count(*) FROM information_schema.check_constraints WHERE constraint_schema = "
+                              "DATABASE() AND table_name = 'METRIC' AND check_clause LIKE '%json_valid%'"))
+
+
+def _refuse_invalid_json(source, target, graph, tree):
+    """Stop before the first batch, not at it, when DST's JSON column would refuse a value of this subtree."""
+    if "METRIC" not in graph.tables or "per_label_val" not in graph.columns["METRIC"]:
+        return
+    if not _target_requires_json(target):
+        return
+    where = tree.referenced_where(source, graph, "METRIC")
+    if not where:
+        return
+    value = "t.%s" % source.quote("per_label_val")
+    invalid = "NOT JSON_VALID(%s)" % value if source.dialect == "mysql" else "NOT json_valid(%s)" % value
+    count = int(source.scalar("SELECT count(*) FROM %s t WHERE %s AND %s IS NOT NULL AND %s" % (
+        source.quote("METRIC"), where, value, invalid)) or 0)
+    if count:
+        raise DamagedInputError("%s metric values of this experiment are not valid JSON, and the JSON column of %s "
+                                "refuses them; nothing was copied" % ("{:,}".format(count), target.address.display()),
+                                hint="repair them first (emfix fix-json %s), or write into a LONGTEXT column "
+                                     "(emfix init DST --json-type text)" % source.address.display())
+
+
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat()
-
-
-def _show(progress, done, total, since):
-    elapsed = max(time.perf_counter() - since, 1e-6)
-    rate = done / elapsed
-    left = (total - done) / rate if rate else 0
-    progress.update("%s/%s rows (%.0f%%), %.0f rows/s, ETA %ds" % (
-        "{:,}".format(done), "{:,}".format(total), 100.0 * done / max(total, 1), rate, left))
 
 
 def _offsets(source, target, graph, tree, tables):

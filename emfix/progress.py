@@ -1,17 +1,34 @@
-"""One self-overwriting status line on stderr, shown only when stderr is a terminal."""
+"""Progress on stderr: a self-overwriting line on a terminal, or (forced, for logs) a line every few seconds.
+
+Commands report "done/total" through `rows`, which adds %, rows/s and an ETA computed from the
+rows moved since the first report, so the ETA is a number as soon as rows are moving. With psutil
+installed the line also shows the process's resident memory.
+"""
 
 import sys
 import time
 
 
+def resident_mb():
+    """This process's RSS in MB, or None without psutil (the `monitor` extra)."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return psutil.Process().memory_info().rss / (1024.0 * 1024.0)
+
+
 class Progress:
-    def __init__(self, label, stream=None, enabled=None, min_interval=0.2):
+    def __init__(self, label, stream=None, enabled=None, min_interval=0.2, log_interval=5.0):
         self.label = label
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.min_interval = min_interval
+        tty = self.stream.isatty()
+        self.enabled = tty if enabled is None else enabled
+        self.log = self.enabled and not tty  # forced on for a log: whole lines, no carriage returns
+        self.min_interval = log_interval if self.log else min_interval
         self._last = 0.0
         self._width = 0
+        self._since = None
 
     def update(self, text, force=False):
         if not self.enabled:
@@ -20,16 +37,43 @@ class Progress:
         if not force and now - self._last < self.min_interval:
             return
         self._last = now
-        line = "%s: %s" % (self.label, text)
-        self.stream.write("\r" + line.ljust(self._width))
+        rss = resident_mb()
+        line = "%s: %s%s" % (self.label, text, "" if rss is None else ", RSS %.0f MB" % rss)
+        if self.log:
+            self.stream.write(line + "\n")
+        else:
+            self.stream.write("\r" + line.ljust(self._width))
+            self._width = len(line)
         self.stream.flush()
-        self._width = len(line)
+
+    def rows(self, done, total, unit="rows"):
+        """done/total with %, rate and ETA; the rate counts from the first call, so resumed work is not 'fast'."""
+        now = time.monotonic()
+        if self._since is None:
+            self._since = (now, done)
+            self._last = now - self.min_interval  # the first report shows at once
+        start, base = self._since
+        elapsed = now - start
+        rate = (done - base) / elapsed if elapsed > 0 else 0.0
+        text = "%s/%s %s (%.0f%%)" % ("{:,}".format(done), "{:,}".format(total), unit, 100.0 * done / max(total, 1))
+        if rate > 0:
+            text += ", %s %s/s, ETA %s" % ("{:,.0f}".format(rate), unit, _duration(max(total - done, 0) / rate))
+        self.update(text)
 
     def done(self):
-        if self.enabled and self._width:
+        if self.enabled and self._width and not self.log:
             self.stream.write("\r" + " " * self._width + "\r")
             self.stream.flush()
             self._width = 0
+
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return "%ds" % seconds
+    if seconds < 3600:
+        return "%dm%02ds" % divmod(seconds, 60)
+    return "%dh%02dm" % (seconds // 3600, seconds % 3600 // 60)
 
 
 class NoProgress(Progress):

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, make_demo, run_cli
+from conftest import ROOT, make_demo, run_cli, url_of
 
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
@@ -120,3 +120,87 @@ def test_offset_paging_gives_the_same_copy(tmp_path):
     migrate_experiment(source, b, 1, init=True, strategy="aggressive", batch_size=7, paging="offset")
     assert content(a) == content(b)
 
+
+
+def test_mariadb_connection_killed_mid_batch_then_resume_equals_one_uninterrupted_run(mysql_databases, tmp_path):
+    shape = Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10)
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, shape=shape, faults=False)
+    reference, target = mysql_databases(), mysql_databases()
+    migrate_experiment(source, reference, 1, init=True, strategy="aggressive")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    command = [sys.executable, "-m", "emfix", "migrate", source.path, url_of(target), "-e", "1", "--init",
+               "--strategy", "aggressive", "--batch-size", "20", "-q"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = 0
+    with open_database(target) as admin:
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline and proc.poll() is None:
+            rows = admin.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND "
+                               "table_name = 'BATCH_METRIC'", (target.database,))
+            if rows[0][0] and admin.scalar("SELECT count(*) FROM `BATCH_METRIC`"):
+                for (ident,) in admin.query("SELECT id FROM information_schema.processlist WHERE db = ? AND "
+                                            "id <> CONNECTION_ID()", (target.database,)):
+                    admin.execute("KILL CONNECTION %d" % int(ident))
+                    killed += 1
+            time.sleep(0.02)
+    _out, err = proc.communicate(timeout=120)
+    assert killed and proc.returncode == 3, err
+    assert "--resume" in err and "Traceback" not in err
+    assert run_cli(*command[3:], "--resume", env={"EMFIX_MYSQL_PASSWORD": ""}).returncode == 0
+    assert content(target) == content(reference)
+
+
+def test_max_memory_sizes_batches_from_row_size(tmp_path):
+    from emfix.migrate import batch_for_memory
+    from emfix.schema import discover_graph
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, faults=False)
+    with open_database(source, readonly=True) as db:
+        graph = discover_graph(db)
+        small = batch_for_memory(db, graph, "BATCH_METRIC", "1 = 1", 40)
+        large = batch_for_memory(db, graph, "BATCH_METRIC", "1 = 1", 400)
+        wide = batch_for_memory(db, graph, "METRIC", "1 = 1", 40)
+    assert 10 <= small < large and wide < small  # METRIC rows carry JSON text: fewer per batch
+    result = run_cli("migrate", source.path, str(tmp_path / "t.db"), "-e", "1", "--init", "--max-memory", "20")
+    assert result.returncode == 2 and "--max-memory" in result.stderr
+    assert run_cli("migrate", source.path, str(tmp_path / "t.db"), "-e", "1", "--init", "--max-memory", "40",
+                   "--snapshot-dir", str(tmp_path / "snaps")).returncode == 0
+
+
+def test_progress_forced_for_a_log_prints_whole_lines(tmp_path):
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, faults=False)
+    result = run_cli("migrate", source.path, str(tmp_path / "t.db"), "-e", "1", "--init", "--strategy",
+                     "aggressive", "--progress")
+    assert result.returncode == 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("migrate: ")]
+    assert lines and "\r" not in result.stderr and "rows (" in lines[0]
+    quiet = run_cli("migrate", source.path, str(tmp_path / "q.db"), "-e", "1", "--init", "--strategy",
+                    "aggressive", "--progress", "-q")
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
+
+
+def test_older_target_generation_is_refused_then_upgraded_with_init(tmp_path):
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, faults=False)  # generation 2: has BATCH tables
+    target = sqlite_at(tmp_path, "old.db")
+    assert run_cli("init", target.path, "--generation", "1").returncode == 0
+    refused = run_cli("migrate", source.path, target.path, "-e", "1", "--strategy", "aggressive")
+    assert refused.returncode == 1 and "BATCH" in refused.stderr and "--init" in refused.stderr
+    assert content(target)["EXPERIMENT"] == []
+    assert run_cli("migrate", source.path, target.path, "-e", "1", "--strategy", "aggressive", "--init"
+                   ).returncode == 0
+
+
+def test_malformed_json_into_a_mariadb_json_column_is_a_clear_refusal(mysql_address, tmp_path):
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source)  # carries malformed metric JSON
+    checked = run_cli("migrate", source.path, url_of(mysql_address), "-e", "1", "--init", "--snapshot-dir",
+                      str(tmp_path / "snaps"))
+    assert checked.returncode == 4 and "not valid JSON" in checked.stderr and "fix-json" in checked.stderr
+    with open_database(mysql_address) as db:
+        assert db.scalar("SELECT count(*) FROM `EXPERIMENT`") == 0
+    unchecked = run_cli("migrate", source.path, url_of(mysql_address), "-e", "1", "--strategy", "aggressive")
+    assert unchecked.returncode == 4 and "fix-json" in unchecked.stderr and "--resume" in unchecked.stderr
+    assert "Traceback" not in unchecked.stderr
