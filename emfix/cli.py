@@ -9,7 +9,7 @@ import signal
 import sqlite3
 import sys
 
-from . import __version__
+from . import __version__, history
 from .address import PASSWORD_ENV, mysql_address_from_flags, parse_address
 from .backends import open_database
 from .errors import EXIT_DAMAGED, EXIT_OK, EXIT_PROBLEMS, DamagedInputError, EmfixError, UsageError
@@ -35,6 +35,8 @@ def _add_output_options(parser):
     group.add_argument("--json", action="store_true", help="machine-readable result on stdout")
     group.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr (-vv: debug)")
     group.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    group.add_argument("--progress", action="store_true",
+                       help="progress on stderr even when it is not a terminal (a line every 5 s, for logs)")
 
 
 def _add_database_options(parser, positional=True):
@@ -115,7 +117,26 @@ def build_parser():
 
     _add_snapshot_commands(sub)
     _add_cleanup_commands(sub)
+    _add_care_commands(sub)
     return parser
+
+
+def _add_care_commands(sub):
+    p = _command(sub, "doctor", "what is wrong around a database and what to run: connection, locks, journal, "
+                 "engines, disk, memory, large metrics, unindexed keys, last results (exit 0 OK/WARN, 1 FAIL)",
+                 "emfix doctor experiment.db   |   emfix doctor mysql://em@db1/experiments --json")
+    _add_database_options(p)
+    p.add_argument("--snapshot-dir", metavar="DIR", help="where this database's snapshots live")
+    _add_output_options(p)
+    p = _command(sub, "optimize", "index foreign-key columns that have no index, ANALYZE, optionally VACUUM / "
+                 "OPTIMIZE TABLE; times validate's slowest check before and after",
+                 "emfix optimize experiment.db --dry-run   |   emfix optimize experiment.db --vacuum")
+    _add_database_options(p)
+    p.add_argument("--dry-run", action="store_true", help="list the indexes it would create; change nothing")
+    p.add_argument("--vacuum", action="store_true",
+                   help="also compact: VACUUM (SQLite) or OPTIMIZE TABLE (MySQL), after checking free disk")
+    p.add_argument("--no-timing", action="store_true", help="skip the validate timings before and after")
+    _add_output_options(p)
 
 
 def _add_cleanup_commands(sub):
@@ -189,7 +210,9 @@ def _add_cleanup_commands(sub):
         p.add_argument("--all", action="store_true", help="every experiment of SRC")
         p.add_argument("--strategy", choices=sorted(STRATEGIES_HELP), default="balanced",
                        help="; ".join("%s: %s" % kv for kv in sorted(STRATEGIES_HELP.items())) + " (default balanced)")
-        p.add_argument("--batch-size", type=_positive_int, default=2000, metavar="N", help="rows per transaction")
+        p.add_argument("--batch-size", type=_positive_int, metavar="N", help="rows per transaction (default 2000)")
+        p.add_argument("--max-memory", type=_positive_int, metavar="MB",
+                       help="size each table's batches from this memory budget (with --batch-size: the smaller)")
         p.add_argument("--paging", choices=("keyset", "offset"), default="keyset",
                        help="keyset (WHERE key > last; default) or offset (LIMIT/OFFSET, slower on big tables)")
         p.add_argument("--resume", action="store_true", help="continue a migration that was interrupted")
@@ -347,6 +370,16 @@ class Output:
             print(line)
 
 
+def make_progress(label, args, out):
+    """On a terminal unless --json or -q; --progress forces it on (whole lines) for logs; -q always wins."""
+    from .progress import Progress
+    if out.quiet:
+        return Progress(label, enabled=False)
+    if getattr(args, "progress", False):
+        return Progress(label, enabled=True)
+    return Progress(label, enabled=None if not out.json else False)
+
+
 # -- the commands of this module ----------------------------------------------------------------
 
 def cmd_demo(args, out):
@@ -423,14 +456,15 @@ def write_report(path, data):
 
 
 def cmd_validate(args, out):
-    from .progress import Progress
     from .render import validation_lines
     from .validate import validate
     address = resolve_address(args)
-    progress = Progress("validate", enabled=None if not (out.json or out.quiet) else False)
+    progress = make_progress("validate", args, out)
     report = validate(address, limit=args.limit, experiment=args.experiment, retry_policy=retry_policy(args),
                       progress=progress, parallel=args.jobs > 1, deep_json=args.deep_json)
     data = report.to_dict()
+    history.record(address, "validate", report.status, violations=report.total_violations,
+                   json_issues=report.json.issue_count)
     if args.output:
         write_report(args.output, data)
     if out.json:
@@ -453,7 +487,6 @@ def _snapshot_dir(args, need_db=True):
 
 def cmd_snapshot(args, out):
     from . import snapshot
-    from .progress import Progress
     from .render import snapshot_lines
     action = getattr(args, "action", None)
     if action is None:
@@ -462,7 +495,7 @@ def cmd_snapshot(args, out):
     if action == "verify" and not args.snapshot_id and args.snapshot_dir and args.db and not args.database:
         args.snapshot_id, args.db = args.db, None  # `verify --snapshot-dir DIR ID`: no database needed
     directory, address = _snapshot_dir(args)
-    progress = Progress("snapshot", enabled=None if not (out.json or out.quiet) else False)
+    progress = make_progress("snapshot", args, out)
     if action in ("create", "restore") and address is None:
         raise UsageError("snapshot %s needs the database" % action, hint="pass DB as well as --snapshot-dir")
     if action == "create":
@@ -553,7 +586,6 @@ def _confirm(question):
 
 def cmd_cleanup(args, out):
     from .cleanup import cleanup_orphans
-    from .progress import Progress
     from .render import cleanup_lines
     address = resolve_address(args)
     confirm = None if args.yes or args.dry_run else _confirm(
@@ -564,14 +596,16 @@ def cmd_cleanup(args, out):
         address, dry_run=args.dry_run, batch_size=args.batch_size, sleep=args.sleep, max_lock_ms=args.max_lock_ms,
         tables=tables, include_unreferenced=args.include_unreferenced, recreate_parents=args.recreate_parents,
         snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir, quarantine_dir=args.quarantine_dir,
-        retry_policy=retry_policy(args), progress=Progress("cleanup", enabled=None if not (out.json or out.quiet)
-                                                            else False),
+        retry_policy=retry_policy(args), progress=make_progress("cleanup", args, out),
         confirm=confirm, interrupted=_StopFlag().install())
     if out.json:
         emit_json(result)
     else:
         for line in cleanup_lines(result, command_target(address)):
             out.text(line)
+    if not result.dry_run:
+        history.record(address, "cleanup-orphans", "done", summary="removed %s rows" % "{:,}".format(
+            sum(result.removed.values())), quarantine=result.quarantine)
     if result.final and result.final.get("total_foreign_key_violations"):
         return EXIT_PROBLEMS
     return EXIT_OK
@@ -579,7 +613,6 @@ def cmd_cleanup(args, out):
 
 def cmd_fix_json(args, out):
     from .jsonfix import fix_json
-    from .progress import Progress
     from .render import fix_json_lines
     address = resolve_address(args)
     confirm = None if args.yes or args.dry_run else _confirm(
@@ -587,23 +620,25 @@ def cmd_fix_json(args, out):
             args.column, address.display()))
     result = fix_json(address, args.column, args.dry_run, args.reset_unfixable, args.batch_size,
                       not args.no_snapshot, args.snapshot_dir, args.quarantine_dir, retry_policy(args),
-                      Progress("fix-json", enabled=None if not (out.json or out.quiet) else False), confirm,
+                      make_progress("fix-json", args, out), confirm,
                       _StopFlag().install())
     if out.json:
         emit_json(result)
     else:
         for line in fix_json_lines(result, command_target(address)):
             out.text(line)
+    if not result.dry_run:
+        history.record(address, "fix-json", "done", summary="%d repaired, %d unrepairable" % (
+            result.repaired, result.unrepairable), quarantine=result.quarantine)
     return EXIT_PROBLEMS if result.unrepairable > result.reset else EXIT_OK
 
 
 def cmd_export(args, out):
     from .export import export_experiment
-    from .progress import Progress
     address = resolve_address(args)
     to_stdout = args.output == "-"
     result = export_experiment(address, args.experiment, args.output, args.format, retry_policy=retry_policy(args),
-                               progress=Progress("export", enabled=None if not (out.json or out.quiet) else False))
+                               progress=make_progress("export", args, out))
     if to_stdout:
         return EXIT_OK
     if out.json:
@@ -617,10 +652,9 @@ def cmd_export(args, out):
 
 def cmd_import(args, out):
     from .importer import import_file
-    from .progress import Progress
     address = resolve_address(args)
     result = import_file(address, args.file, args.experiment_title, retry_policy(args),
-                         Progress("import", enabled=None if not (out.json or out.quiet) else False))
+                         make_progress("import", args, out))
     if out.json:
         emit_json(result)
     else:
@@ -631,7 +665,6 @@ def cmd_import(args, out):
 
 def cmd_migrate(args, out):
     from .migrate import migrate_experiment
-    from .progress import Progress
     source = parse_address(args.source, args.password_file)
     target = parse_address(args.target, args.password_file)
     ids = list(args.experiment or [])
@@ -647,8 +680,10 @@ def cmd_migrate(args, out):
         result = migrate_experiment(
             source, target, experiment_id, args.strategy, args.batch_size, args.paging, args.resume, args.force,
             args.init, not args.no_verify, retry_policy(args),
-            Progress("migrate", enabled=None if not (out.json or out.quiet) else False), stop, args.snapshot_dir)
+            make_progress("migrate", args, out), stop, args.snapshot_dir, args.max_memory)
         results.append(result)
+        history.record(target, "migrate", "done" if result.verified else "DIFFERS", summary="experiment %d -> %s" % (
+            result.experiment_id, "{:,} rows".format(sum(result.copied.values()))))
         if not out.json:
             out.text("experiment %d -> %d in %s: %s rows in %.1f s%s" % (
                 result.experiment_id, result.new_experiment_id, target.display(),
@@ -678,12 +713,44 @@ def cmd_undo(args, out):
     return EXIT_OK
 
 
+def cmd_doctor(args, out):
+    from .doctor import doctor
+    from .errors import ConnectError
+    from .render import doctor_lines
+    address = resolve_address(args)
+    report = doctor(address, retry_policy(args), args.snapshot_dir, command_target(address))
+    if out.json:
+        emit_json({"database": report.database, "status": report.status, "connected": report.connected,
+                   "findings": report.findings, "seconds": round(report.seconds, 3)})
+    else:
+        for line in doctor_lines(report):
+            out.text(line)
+    if not report.connected:
+        return ConnectError.exit_code
+    return EXIT_PROBLEMS if report.status == "FAIL" else EXIT_OK
+
+
+def cmd_optimize(args, out):
+    from .optimize import optimize
+    from .render import optimize_lines
+    address = resolve_address(args)
+    result = optimize(address, args.dry_run, args.vacuum, not args.no_timing, retry_policy(args),
+                      make_progress("optimize", args, out))
+    if out.json:
+        emit_json(result)
+    else:
+        for line in optimize_lines(result, command_target(address)):
+            out.text(line)
+    return EXIT_OK
+
+
 HANDLERS = {"demo": cmd_demo, "init": cmd_init, "schema": cmd_schema, "validate": cmd_validate,
             "snapshot": cmd_snapshot}
 HANDLERS.update({alias: cmd_snapshot for alias in SNAPSHOT_ALIASES})
 HANDLERS.update({"cleanup-orphans": cmd_cleanup, "cleanup": cmd_cleanup, "undo": cmd_undo,
                  "fix-json": cmd_fix_json, "export": cmd_export, "export-experiment": cmd_export,
-                 "import": cmd_import, "migrate": cmd_migrate, "migrate-experiment": cmd_migrate})
+                 "import": cmd_import, "migrate": cmd_migrate, "migrate-experiment": cmd_migrate,
+                 "doctor": cmd_doctor, "optimize": cmd_optimize})
 
 
 def _configure_logging(args):

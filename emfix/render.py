@@ -183,3 +183,39 @@ def fix_json_lines(result, target):
         lines.append("originals kept in: %s" % result.quarantine)
         lines.append("undo with: emfix undo %s" % result.quarantine)
     return lines
+
+
+def doctor_lines(report):
+    yield "emfix doctor: %s" % report.database
+    for f in report.findings:
+        yield "  %-4s  %-18s %s" % (f.level, f.check, f.message)
+        if f.fix and f.level != "OK":
+            yield "        %-18s fix: %s" % ("", f.fix)
+    counts = {level: sum(1 for f in report.findings if f.level == level) for level in ("FAIL", "WARN")}
+    yield "status: %s (%d FAIL, %d WARN; %.1f s)" % (report.status, counts["FAIL"], counts["WARN"], report.seconds)
+
+
+def optimize_lines(result, target):
+    verb = "would create" if result.dry_run else "created"
+    if result.created:
+        yield "%s %d index%s:" % (verb, len(result.created), "" if len(result.created) == 1 else "es")
+        for gap in result.created:
+            yield "  %s ON %s" % (gap.name, gap.describe())
+    else:
+        yield "every foreign-key column already has an index"
+    done = [what for what, flag in (("ANALYZE", result.analyzed), ("WAL checkpoint", result.checkpointed),
+                                    ("compacted", result.vacuumed)) if flag]
+    if done:
+        yield "ran: %s" % ", ".join(done)
+    if result.before_seconds is not None:
+        line = "validate's slowest check, %s: %.2f s" % (result.slowest_relation, result.before_seconds)
+        if result.after_seconds is not None:
+            line += " -> %.2f s" % result.after_seconds
+        yield line
+    if result.validate_before is not None:
+        line = "all foreign-key checks: %.2f s" % result.validate_before
+        if result.validate_after is not None:
+            line += " -> %.2f s" % result.validate_after
+        yield line
+    if result.dry_run and result.created:
+        yield "run `emfix optimize %s` to create them" % target

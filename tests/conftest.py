@@ -27,19 +27,30 @@ def mysql_server_url():
 
 
 @pytest.fixture
-def mysql_address():
-    """A fresh, empty database on the test server, dropped afterwards."""
+def mysql_databases():
+    """Make fresh, empty databases on the test server (all dropped afterwards): call it for each one."""
     base = parse_address(mysql_server_url())
     admin = open_database(base)  # fails (not skips) when the server is down
-    name = "emfix_t_%s" % uuid.uuid4().hex[:10]
-    admin.execute("CREATE DATABASE `%s` CHARACTER SET utf8mb4" % name)
-    address = DatabaseAddress("mysql", host=base.host, port=base.port, user=base.user, password=base.password,
-                              database=name, options=dict(base.options))
+    made = []
+
+    def make():
+        name = "emfix_t_%s" % uuid.uuid4().hex[:10]
+        admin.execute("CREATE DATABASE `%s` CHARACTER SET utf8mb4" % name)
+        made.append(name)
+        return DatabaseAddress("mysql", host=base.host, port=base.port, user=base.user, password=base.password,
+                               database=name, options=dict(base.options))
     try:
-        yield address
+        yield make
     finally:
-        admin.execute("DROP DATABASE IF EXISTS `%s`" % name)
+        for name in made:
+            admin.execute("DROP DATABASE IF EXISTS `%s`" % name)
         admin.close()
+
+
+@pytest.fixture
+def mysql_address(mysql_databases):
+    """A fresh, empty database on the test server, dropped afterwards."""
+    return mysql_databases()
 
 
 @pytest.fixture
@@ -103,3 +114,9 @@ def hold_write_lock(path, seconds):
     proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, path, str(seconds)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
     return proc
+
+
+@pytest.fixture(autouse=True)
+def private_history(tmp_path, monkeypatch):
+    """Commands record what they found (emfix.history): in a test, into its own file, never ~/.local."""
+    monkeypatch.setenv("EMFIX_HISTORY", str(tmp_path / "emfix-history.jsonl"))

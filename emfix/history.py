@@ -1,0 +1,61 @@
+"""What emfix last found and did, per database, so `doctor` can say "last validated 3 days ago: 37 violations".
+
+One JSON line per command run, appended to $EMFIX_HISTORY (default
+$XDG_STATE_HOME/emfix/history.jsonl, i.e. ~/.local/state/emfix/history.jsonl). Databases are named
+by their masked address (a SQLite file by its absolute path). Recording never fails a command:
+an unwritable history is skipped.
+"""
+
+import datetime
+import json
+import logging
+import os
+
+log = logging.getLogger(__name__)
+HISTORY_ENV = "EMFIX_HISTORY"
+READ_LIMIT = 1 << 20  # doctor reads the last MB: plenty for the newest entry of each command
+
+
+def history_path():
+    explicit = os.environ.get(HISTORY_ENV)
+    if explicit:
+        return explicit
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "emfix", "history.jsonl")
+
+
+def database_key(address):
+    return os.path.abspath(address.path) if address.is_sqlite else address.display()
+
+
+def record(address, command, status, **summary):
+    entry = {"when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "database": database_key(address), "command": command, "status": status}
+    entry.update(summary)
+    path = history_path()
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, default=str) + "\n")
+    except OSError as exc:
+        log.debug("history not recorded in %s: %s", path, exc)
+
+
+def latest(address):
+    """{command: newest entry} for this database."""
+    path, key, found = history_path(), database_key(address), {}
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - READ_LIMIT))
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a partial first line after the seek, or a line cut by a crash
+        if isinstance(entry, dict) and entry.get("database") == key:
+            found[entry.get("command")] = entry
+    return found

@@ -1,0 +1,164 @@
+"""emfix optimize: index the foreign-key columns that have none, refresh statistics, optionally compact.
+
+A child column without an index makes every "which rows point at this parent" question a full
+scan: the hierarchy walk (validate --experiment, export, migrate), cleanup's deletes, and the
+Experiment Manager's own lookups. Only indexes are added and statistics refreshed; no row changes,
+so no snapshot is taken. Each CREATE INDEX is one statement, so an interrupted run is finished by
+running it again. VACUUM / OPTIMIZE TABLE rewrite the database and need room for a copy: the free
+disk is checked first.
+"""
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import time
+from typing import List, Optional, Tuple
+
+from .backends import open_database
+from .errors import NoSpaceError
+from .progress import NoProgress
+from .schema import discover_graph
+
+INDEX_PREFIX = "emfix_idx_"
+MYSQL_NAME_LIMIT = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class MissingIndex:
+    table: str
+    columns: Tuple[str, ...]
+
+    @property
+    def name(self):
+        name = INDEX_PREFIX + "_".join((self.table,) + self.columns).lower()
+        if len(name) > MYSQL_NAME_LIMIT:
+            digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+            name = name[:MYSQL_NAME_LIMIT - 9] + "_" + digest
+        return name
+
+    def describe(self):
+        return "%s(%s)" % (self.table, ", ".join(self.columns))
+
+    def to_dict(self):
+        return {"table": self.table, "columns": list(self.columns), "name": self.name}
+
+
+def covered(columns, index_columns):
+    """An index serves lookups on `columns` when they are its leading columns, in any order."""
+    return len(index_columns) >= len(columns) and set(index_columns[:len(columns)]) == set(columns)
+
+
+def find_missing_indexes(db, graph):
+    """Child sides of relations that no index (or primary key) leads with."""
+    missing = []
+    for relation in graph.relations:
+        table, columns = relation.child, tuple(relation.child_columns)
+        leads = [i.columns for i in db.indexes(table)] + [tuple(graph.primary_keys.get(table) or ())]
+        gap = MissingIndex(table, columns)
+        if not any(covered(columns, lead) for lead in leads) and gap not in missing:
+            missing.append(gap)
+    return missing
+
+
+@dataclasses.dataclass
+class OptimizeResult:
+    database: str
+    dry_run: bool
+    created: List[MissingIndex]
+    analyzed: bool = False
+    vacuumed: bool = False
+    checkpointed: bool = False
+    slowest_relation: str = ""
+    before_seconds: Optional[float] = None
+    after_seconds: Optional[float] = None
+    validate_before: Optional[float] = None
+    validate_after: Optional[float] = None
+    seconds: float = 0.0
+
+    def to_dict(self):
+        data = dataclasses.asdict(self)
+        data["created"] = [gap.to_dict() for gap in self.created]
+        return data
+
+
+def _time_validate(address, retry_policy):
+    """validate's relation checks: the slowest one (name, seconds) and their total."""
+    from .validate import validate
+    report = validate(address, limit=1, retry_policy=retry_policy, parallel=False)
+    slowest = max(report.relations, key=lambda c: c.seconds, default=None)
+    return report, slowest, report.timings.get("foreign_keys", 0.0)
+
+
+def _seconds_of(report, relation_text):
+    return next((c.seconds for c in report.relations if c.relation.describe() == relation_text), None)
+
+
+def optimize(address, dry_run=False, vacuum=False, timing=True, retry_policy=None, progress=None):
+    progress = progress or NoProgress()
+    started = time.perf_counter()
+    with open_database(address, readonly=dry_run and address.is_sqlite, retry_policy=retry_policy) as db:
+        missing = find_missing_indexes(db, discover_graph(db))
+    result = OptimizeResult(address.display(), dry_run, missing)
+    if timing:
+        progress.update("timing validate before", force=True)
+        report, slowest, total = _time_validate(address, retry_policy)
+        if slowest is not None:
+            result.slowest_relation, result.before_seconds = slowest.relation.describe(), slowest.seconds
+        result.validate_before = total
+    if dry_run:
+        result.seconds = time.perf_counter() - started
+        progress.done()
+        return result
+    with open_database(address, retry_policy=retry_policy) as db:
+        for gap in missing:
+            progress.update("creating %s" % gap.name, force=True)
+            db.execute("CREATE INDEX %s%s ON %s (%s)" % ("IF NOT EXISTS " if db.dialect == "sqlite" else "",
+                                                        db.quote(gap.name), db.quote(gap.table),
+                                                        db.quote_columns(gap.columns)))
+        progress.update("ANALYZE", force=True)
+        if db.dialect == "sqlite":
+            db.execute("ANALYZE")
+            if str(db.scalar("PRAGMA journal_mode")).lower() == "wal":
+                db.query("PRAGMA wal_checkpoint(TRUNCATE)")
+                result.checkpointed = True
+        else:
+            for table in db.tables():
+                db.query("ANALYZE TABLE %s" % db.quote(table))
+        result.analyzed = True
+        if vacuum:
+            _compact(db, progress)
+            result.vacuumed = True
+    if timing:
+        progress.update("timing validate after", force=True)
+        after, _slowest, total = _time_validate(address, retry_policy)
+        result.after_seconds = _seconds_of(after, result.slowest_relation)
+        result.validate_after = total
+    progress.done()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _compact(db, progress):
+    """VACUUM needs room for a full copy (plus its journal); OPTIMIZE TABLE for the largest table."""
+    if db.dialect == "sqlite":
+        path = os.path.abspath(db.address.path)
+        need = 2 * os.path.getsize(path)
+        where = os.path.dirname(path)
+    else:
+        need = int(db.scalar("SELECT COALESCE(max(data_length + index_length), 0) FROM information_schema.tables "
+                             "WHERE table_schema = DATABASE()") or 0)
+        where = str(db.scalar("SELECT @@datadir"))
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        free = None  # a remote server's datadir: the server itself refuses when it runs out
+    if free is not None and free < need:
+        raise NoSpaceError("compacting needs about %.0f MB free in %s, and %.0f MB are" % (
+            need / 1e6, where, free / 1e6), hint="free some space, or run optimize without --vacuum")
+    progress.update("compacting", force=True)
+    if db.dialect == "sqlite":
+        db.execute("VACUUM")
+    else:
+        for table in db.tables():
+            db.query("OPTIMIZE TABLE %s" % db.quote(table))
