@@ -1,6 +1,7 @@
 PYTHON ?= python3
+PYZ ?= dist/emfix.pyz
 
-.PHONY: test lint pytest demo bench pyz clean
+.PHONY: test lint pytest demo bench pyz dist docs clean
 
 # The one test command (README): installs the test tools, lints, checks the 3.8 floor, runs pytest.
 test:
@@ -21,6 +22,23 @@ demo:
 # Slow (generates 10M-row databases under bench/data once): never part of `make test`.
 bench:
 	$(PYTHON) bench/bench_validate.py
+
+# One file to copy onto a server: `python3 emfix.pyz validate experiment.db`. Standard library only.
+pyz:
+	mkdir -p $(dir $(PYZ))
+	$(PYTHON) -c 'import sys, zipapp; zipapp.create_archive(".", sys.argv[1], interpreter="/usr/bin/env python3", \
+	  main="emfix.cli:run", compressed=True, \
+	  filter=lambda p: p.parts[0] == "emfix" and "__pycache__" not in p.parts)' $(PYZ)
+	@ls -l $(PYZ)
+
+# A wheel and an sdist in dist/ (the `build` package is a build-time tool, not a dependency).
+dist:
+	$(PYTHON) -m pip install -q --disable-pip-version-check build
+	$(PYTHON) -m build --outdir dist .
+
+# docs/commands/*.md from the parser's own --help (tests/test_docs.py fails when they drift).
+docs:
+	$(PYTHON) docs/generate.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis emfix-demo

@@ -115,9 +115,10 @@ def main(argv=None):
             for name in os.listdir(work):
                 path = os.path.join(work, name)
                 shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-        total, pages = paging(big) if not args.only_mysql else (0, {})
-        print("| paging BATCH_METRIC (%s rows), 100,000 rows | %s |" % ("{:,}".format(total), " | ".join(
-            "%s %.3f s" % kv for kv in pages.items())))
+        if not args.only_mysql:
+            total, pages = paging(big)
+            print("| paging BATCH_METRIC (%s rows), 100,000 rows | %s |" % ("{:,}".format(total), " | ".join(
+                "%s %.3f s" % kv for kv in pages.items())))
         if args.mysql:  # MySQL refuses the sample's non-UTF-8 and non-JSON values: copy from a clean sample
             clean = ensure_demo(os.path.join(args.data, tag + "_clean"), args.scale, clean=True)
             bench_mysql(args.mysql, clean, args.experiment, emfix)

@@ -796,3 +796,8 @@ def main(argv=None):
         devnull = os.open(os.devnull, os.O_WRONLY)  # keep Python from complaining while flushing
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+
+
+def run():
+    """Entry point for zipapp's generated __main__ (which ignores a return value): exit with main's code."""
+    sys.exit(main())
