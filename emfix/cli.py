@@ -715,7 +715,6 @@ def cmd_undo(args, out):
 
 def cmd_doctor(args, out):
     from .doctor import doctor
-    from .errors import ConnectError
     from .render import doctor_lines
     address = resolve_address(args)
     report = doctor(address, retry_policy(args), args.snapshot_dir, command_target(address))
@@ -726,7 +725,7 @@ def cmd_doctor(args, out):
         for line in doctor_lines(report):
             out.text(line)
     if not report.connected:
-        return ConnectError.exit_code
+        return report.exit_code
     return EXIT_PROBLEMS if report.status == "FAIL" else EXIT_OK
 
 

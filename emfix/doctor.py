@@ -43,6 +43,7 @@ class DoctorReport:
     findings: List[Finding]
     connected: bool
     seconds: float = 0.0
+    exit_code: int = 0  # of the error that kept it from connecting
 
     @property
     def status(self):
@@ -66,7 +67,7 @@ def doctor(address, retry_policy=None, snapshot_dir=None, command_target=None):
         db = open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy)
     except EmfixError as exc:
         findings.append(Finding("connect", FAIL, str(exc), exc.hint or "", {"policy": retry_policy.describe()}))
-        return DoctorReport(address.display(), findings, False, time.perf_counter() - started)
+        return DoctorReport(address.display(), findings, False, time.perf_counter() - started, exc.exit_code)
     with db:
         ms = (time.perf_counter() - connect_started) * 1000
         findings.append(Finding("connect", OK, "connected in %.0f ms; a locked or unreachable database is retried %s"
@@ -170,7 +171,7 @@ def _sqlite_lock(path, target):
         probe.execute("BEGIN IMMEDIATE" if writable else "BEGIN")
         probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
         probe.execute("ROLLBACK")
-    except sqlite3.OperationalError as exc:
+    except sqlite3.DatabaseError as exc:
         if "locked" in str(exc).lower() or "busy" in str(exc).lower():
             return Finding("lock", WARN, "another process holds the database's lock right now: %s" % who,
                            "wait for it, or stop it; emfix commands retry for --lock-timeout seconds "
