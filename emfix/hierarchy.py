@@ -82,6 +82,16 @@ def _match(db, alias, columns, other, other_columns):
                         for a, b in zip(columns, other_columns))
 
 
+def _member(db, alias, columns, held_table, held_columns):
+    """`(c.a, c.b) IN (SELECT x.a, x.b FROM held x)`: unlike a correlated EXISTS, the planner can drive
+    this from the (small) held table through an index on c, or skip-scan one whose lead column has few values."""
+    mine = ", ".join("%s.%s" % (alias, db.quote(c)) for c in columns)
+    theirs = ", ".join("x.%s" % db.quote(c) for c in held_columns)
+    if len(columns) > 1:
+        mine, theirs = "(%s)" % mine, theirs
+    return "%s IN (SELECT %s FROM %s x)" % (mine, theirs, db.quote(held_table))
+
+
 @dataclasses.dataclass
 class Subtree:
     """One experiment's rows, held as temporary key tables on the connection that reached them."""
@@ -129,8 +139,7 @@ def reach_subtree(db, graph, experiment_id):
                     ancestor_chain(graph, rel):
                 if ancestor in held and held[ancestor] not in used:
                     used.add(held[ancestor])
-                    tests.append("EXISTS (SELECT 1 FROM %s x WHERE %s)" % (
-                        q(held[ancestor]), _match(db, "x", anc_cols, "c", child_cols)))
+                    tests.append(_member(db, "c", child_cols, held[ancestor], anc_cols))
         held[table], columns_of[table] = TMP + str(number), columns
         db.create_temp_table(held[table], "SELECT %s FROM %s c WHERE %s" % (
             ", ".join("c.%s" % q(c) for c in columns), q(table), " OR ".join(tests) or "1 = 0"))

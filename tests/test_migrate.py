@@ -204,3 +204,25 @@ def test_malformed_json_into_a_mariadb_json_column_is_a_clear_refusal(mysql_addr
     unchecked = run_cli("migrate", source.path, url_of(mysql_address), "-e", "1", "--strategy", "aggressive")
     assert unchecked.returncode == 4 and "fix-json" in unchecked.stderr and "--resume" in unchecked.stderr
     assert "Traceback" not in unchecked.stderr
+
+
+def test_mariadb_to_mariadb_killed_then_resumed_equals_one_uninterrupted_run(mysql_databases, tmp_path):
+    source, reference, target = mysql_databases(), mysql_databases(), mysql_databases()
+    make_demo(source, shape=Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10), faults=False)
+    migrate_experiment(source, reference, 1, init=True, strategy="aggressive")
+    env = dict(os.environ, PYTHONPATH=ROOT, EMFIX_MYSQL_PASSWORD="")
+    command = [sys.executable, "-m", "emfix", "migrate", url_of(source), url_of(target), "-e", "1", "--init",
+               "--strategy", "aggressive", "--batch-size", "20", "-q"]
+    rng, kills = random.Random(5), 0
+    for attempt in range(10):
+        proc = subprocess.Popen(command + (["--resume"] if attempt else []), env=env, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.3, 1.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        if proc.returncode == 0:
+            break
+    else:
+        assert run_cli(*command[3:], "--resume", env={"EMFIX_MYSQL_PASSWORD": ""}).returncode == 0
+    assert kills and content(target) == content(reference)
