@@ -54,14 +54,9 @@ def same_engine(source, target, experiment):
         db.execute("ATTACH DATABASE ? AS dst", (target,))
         rows = 0
         with db.transaction():
-            for table in graph.parent_first():
-                if table in tree.held:
-                    where = tree.rows_where(db, graph, table)
-                elif table in ("METRIC", "ARTIFACT"):
-                    where = tree.referenced_where(db, graph, table)
-                else:
-                    continue
-                rows += db.execute('INSERT INTO dst."%s" SELECT * FROM main."%s" t WHERE %s' % (table, table, where))
+            for table in tree.tables(graph):
+                rows += db.execute('INSERT INTO dst."%s" SELECT * FROM main."%s" t WHERE %s' % (
+                    table, table, tree.where(db, graph, table)))
     return time.perf_counter() - started, rows
 
 
@@ -145,13 +140,8 @@ def bench_mysql(url, source, experiment, emfix):
         dst.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
         graph = discover_graph(src)
         tree = reach_subtree(src, graph, experiment)
-        for table in graph.parent_first():
-            if table in tree.held:
-                where = tree.rows_where(src, graph, table)
-            elif table in ("METRIC", "ARTIFACT"):
-                where = tree.referenced_where(src, graph, table)
-            else:
-                continue
+        for table in tree.tables(graph):
+            where = tree.where(src, graph, table)
             cols = graph.columns[table]
             insert = "INSERT INTO `%s` (%s) VALUES (%s)" % (table, dst.quote_columns(cols), ", ".join("?" * len(cols)))
             batch = []

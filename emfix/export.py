@@ -102,11 +102,9 @@ def _tables(graph, tree, include_metrics, include_artifacts):
 def _select(db, graph, tree, table):
     q = db.quote
     columns = graph.columns[table]
-    where = tree.rows_where(db, graph, table) if table in tree.held else tree.referenced_where(db, graph, table)
-    order = graph.primary_keys.get(table) or ()
-    return columns, "SELECT %s FROM %s t WHERE %s%s" % (
-        ", ".join("t." + q(c) for c in columns), q(table), where or "1 = 0",
-        " ORDER BY " + ", ".join("t." + q(c) for c in order) if order else "")
+    source, keys, _names = tree.source(db, graph, table)
+    return columns, "SELECT %s FROM %s ORDER BY %s" % (", ".join("t." + q(c) for c in columns), source,
+                                                       ", ".join(keys))
 
 
 def _open_output(path):

@@ -101,20 +101,65 @@ class Subtree:
     held: dict  # table -> temporary table of its reached rows (key and link columns)
     columns: dict  # table -> the columns that temporary table holds
     order: List[str]  # EXPERIMENT first, then the hierarchy tables parents first
+    linked: dict = dataclasses.field(default_factory=dict)  # METRIC/ARTIFACT -> (temp table of ids, id column)
+
+    def keys(self, graph, table):
+        """(temporary key table, its key columns) for any table of the subtree, or None."""
+        if table in self.held:
+            return self.held[table], list(graph.primary_keys.get(table) or self.columns[table])
+        if table in self.linked:
+            name, column = self.linked[table]
+            return name, [column]
+        return None
+
+    def where(self, db, graph, table, alias="t"):
+        """SQL condition on `table` selecting the subtree's rows: reached rows, or METRIC/ARTIFACT rows linked."""
+        found = self.keys(graph, table)
+        if found is None:
+            return "1 = 0"
+        name, key = found
+        return _member(db, alias, key, name, key)
 
     def rows_where(self, db, graph, table, alias="t"):
-        """SQL condition selecting the table's rows that belong to the experiment (by primary key)."""
-        key = list(graph.primary_keys.get(table) or self.columns[table])
-        return "EXISTS (SELECT 1 FROM %s x WHERE %s)" % (db.quote(self.held[table]), _match(db, "x", key, alias, key))
+        return self.where(db, graph, table, alias)
 
     def referenced_where(self, db, graph, root, alias="t"):
-        """For METRIC/ARTIFACT: rows a reached link row points at; None when no link table reached."""
-        links = [r for r in graph.children_of(root) if r.child in self.held and len(r.child_columns) == 1]
-        if not links:
-            return None
-        union = " UNION ".join("SELECT %s AS k FROM %s" % (db.quote(r.child_columns[0]), db.quote(self.held[r.child]))
+        """For METRIC/ARTIFACT: rows a reached link row points at; None when no link table was reached."""
+        return self.where(db, graph, root, alias) if root in self.linked else None
+
+    def source(self, db, graph, table, alias="t"):
+        """(FROM clause, key expressions, key column names): the subtree's rows of `table` read through
+        its key table, so a page in key order costs the page, not a scan of the table. A table without
+        a primary key is read by condition (its key table may hold duplicates)."""
+        found = self.keys(graph, table)
+        if found is None or (not graph.primary_keys.get(table) and table not in self.linked):
+            names = list(graph.primary_keys.get(table) or graph.columns[table])
+            return ("%s %s WHERE %s" % (db.quote(table), alias, self.where(db, graph, table, alias)),
+                    ["%s.%s" % (alias, db.quote(c)) for c in names], names)
+        name, key = found
+        return ("%s x JOIN %s %s ON %s" % (db.quote(name), db.quote(table), alias, _match(db, "x", key, alias, key)),
+                ["x.%s" % db.quote(c) for c in key], key)
+
+    def tables(self, graph):
+        """Parents first: the hierarchy tables reached, then METRIC and ARTIFACT where the graph has them."""
+        return [t for t in graph.parent_first() if t in self.held or t in ("METRIC", "ARTIFACT")]
+
+
+def _link_keys(db, graph, held, number):
+    """Temporary tables of the METRIC/ARTIFACT ids the reached link rows point at, indexed."""
+    linked = {}
+    for root in ("METRIC", "ARTIFACT"):
+        links = [r for r in graph.children_of(root) if r.child in held and len(r.child_columns) == 1]
+        if root not in graph.tables or not links:
+            continue
+        column = links[0].parent_columns[0]
+        union = " UNION ".join("SELECT %s AS k FROM %s" % (db.quote(r.child_columns[0]), db.quote(held[r.child]))
                                for r in links)
-        return "%s.%s IN (SELECT k FROM (%s) u)" % (alias, db.quote(links[0].parent_columns[0]), union)
+        name = "%s%d" % (TMP, number + len(linked))
+        db.create_temp_table(name, "SELECT k AS %s FROM (%s) u WHERE k IS NOT NULL" % (db.quote(column), union))
+        db.create_temp_index(name, [column])
+        linked[root] = (name, column)
+    return linked
 
 
 def reach_subtree(db, graph, experiment_id):
@@ -148,7 +193,8 @@ def reach_subtree(db, graph, experiment_id):
         for n, keys in enumerate(dict.fromkeys(k for k in probes if k and set(k) <= set(columns))):
             db.create_temp_index(held[table], keys, "k%d" % n)
         order.append(table)
-    return Subtree(experiment_id, exists, held, columns_of, order)
+    linked = _link_keys(db, graph, held, len(order))
+    return Subtree(experiment_id, exists, held, columns_of, order, linked)
 
 
 def check_hierarchy(db, graph, experiment_id, limit=100):

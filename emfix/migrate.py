@@ -92,23 +92,19 @@ def _journal(db, key):
             "copied": json.loads(copied)}
 
 
-def _key_columns(graph, table):
-    return list(graph.primary_keys.get(table) or graph.columns[table])
-
-
-def _pages(db, graph, tree, table, where, batch_size, paging, last):
+def _pages(db, graph, tree, table, batch_size, paging, last):
     """Rows of one table in key order, a page at a time, starting after `last` (a key) or at an offset."""
-    q = db.quote
     columns = graph.columns[table]
-    key = _key_columns(graph, table)
-    cols = ", ".join("t." + q(c) for c in columns)
-    order = ", ".join("t." + q(c) for c in key)
-    index = [columns.index(c) for c in key]
+    source, keys, names = tree.source(db, graph, table)
+    cols = ", ".join("t." + db.quote(c) for c in columns)
+    order = ", ".join(keys)
+    index = [columns.index(c) for c in names]
+    glue = " AND " if " WHERE " in source else " WHERE "
     if paging == "offset":
         offset = last or 0
         while True:
-            rows = db.query("SELECT %s FROM %s t WHERE %s ORDER BY %s LIMIT %d OFFSET %d" % (
-                cols, q(table), where, order, batch_size, offset))
+            rows = db.query("SELECT %s FROM %s ORDER BY %s LIMIT %d OFFSET %d" % (
+                cols, source, order, batch_size, offset))
             if not rows:
                 return
             offset += len(rows)
@@ -118,10 +114,10 @@ def _pages(db, graph, tree, table, where, batch_size, paging, last):
     while True:
         after, params = "", ()
         if last is not None:
-            after = " AND (%s) > (%s)" % (order, ", ".join("?" * len(key)))
+            after = "%s(%s) > (%s)" % (glue, order, ", ".join("?" * len(keys)))
             params = tuple(last)
-        rows = db.query("SELECT %s FROM %s t WHERE %s%s ORDER BY %s LIMIT %d" % (
-            cols, q(table), where, after, order, batch_size), params)
+        rows = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT %d" % (cols, source, after, order, batch_size),
+                        params)
         if not rows:
             return
         last = [rows[-1][i] for i in index]
@@ -140,12 +136,6 @@ def batch_for_memory(db, graph, table, where, max_memory_mb):
         return DEFAULT_BATCH
     per_row = sum(sys.getsizeof(row) + sum(sys.getsizeof(v) for v in row) for row in sample) / len(sample)
     return max(10, min(MAX_BATCH, int(room / (4 * per_row))))
-
-
-def _where(db, graph, tree, table):
-    if table in tree.held:
-        return tree.rows_where(db, graph, table)
-    return tree.referenced_where(db, graph, table) or "1 = 0"
 
 
 def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=None, paging="keyset",
@@ -191,9 +181,9 @@ def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=
             tree = reach_subtree(source, graph, experiment_id)
             if not tree.exists:
                 raise UsageError("experiment %d does not exist in %s" % (experiment_id, src.display()))
-            tables = [t for t in graph.parent_first() if t in tree.held or t in ("METRIC", "ARTIFACT")]
+            tables = tree.tables(graph)
             lost = [t for t in tables if t in missing and source.scalar("SELECT count(*) FROM %s t WHERE %s" % (
-                source.quote(t), _where(source, graph, tree, t)))]
+                source.quote(t), tree.where(source, graph, t)))]
             if lost:
                 raise SchemaError("%s has no table %s for rows of this experiment (an older schema generation)" % (
                     dst.display(), ", ".join(lost)), hint="add --init to create the missing tables")
@@ -259,16 +249,16 @@ class _Copy:
     def run(self, tables, batch_size, max_memory, paging, strategy):
         source, graph, tree = self.source, self.graph, self.tree
         total = sum(int(source.scalar("SELECT count(*) FROM %s t WHERE %s" % (
-            source.quote(t), _where(source, graph, tree, t))) or 0) for t in tables)
+            source.quote(t), tree.where(source, graph, t))) or 0) for t in tables)
         done = sum(self.copied.values())
         for table in tables:
             if self.position.get(table) == "done":
                 continue
-            where = _where(source, graph, tree, table)
+            where = tree.where(source, graph, table)
             size = batch_size or (None if max_memory else DEFAULT_BATCH)
             if max_memory:
                 size = min(size or MAX_BATCH, batch_for_memory(source, graph, table, where, max_memory))
-            for rows, last in _pages(source, graph, tree, table, where, size, paging, self.position.get(table)):
+            for rows, last in _pages(source, graph, tree, table, size, paging, self.position.get(table)):
                 if self.interrupted():
                     raise OperationInterrupted("interrupted after %s rows; the copy so far is committed" % (
                         "{:,}".format(done)), hint="run the same command with --resume to finish")
@@ -355,7 +345,7 @@ def _offsets(source, target, graph, tree, tables):
         if id_owner(graph, table, "id") != table:
             continue
         low = source.scalar("SELECT min(t.%s) FROM %s t WHERE %s" % (
-            source.quote("id"), source.quote(table), _where(source, graph, tree, table)))
+            source.quote("id"), source.quote(table), tree.where(source, graph, table)))
         if low is None:
             continue
         top = target.scalar("SELECT max(%s) FROM %s" % (target.quote("id"), target.quote(table))) or 0
@@ -399,8 +389,8 @@ def _verify(source, target, graph, tree, tables, offsets, experiment_id, strateg
         columns = graph.columns[table]
         moves = [(i, offsets.get(id_owner(graph, table, c), 0)) for i, c in enumerate(columns)]
         moves = [(i, m) for i, m in moves if m]
-        src_where = _where(source, graph, tree, table)
-        dst_where = _where(target, target_graph, new_tree, table)
+        src_where = tree.where(source, graph, table)
+        dst_where = new_tree.where(target, target_graph, table)
         if strategy == "aggressive":
             a = int(source.scalar("SELECT count(*) FROM %s t WHERE %s" % (source.quote(table), src_where)) or 0)
             b = int(target.scalar("SELECT count(*) FROM %s t WHERE %s" % (target.quote(table), dst_where)) or 0)
