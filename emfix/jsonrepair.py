@@ -400,7 +400,7 @@ def _repair(raw):
         else:
             parser = _Parser(text)
             value = parser.parse_document()
-            changes |= parser.changes
+            changes |= parser.changes or {"Python string escapes"}  # e.g. \x1f: read, but not JSON as written
     except RecursionError:
         raise Unrepairable("nested too deeply to read", -1)
     if isinstance(value, str):

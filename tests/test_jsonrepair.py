@@ -124,3 +124,8 @@ def test_repair_never_raises(raw):
     assert result.category in ("valid", "repaired", "unrepairable")
     if result.value is not None and result.category == "repaired":
         json.loads(result.value)
+
+
+def test_string_escape_only_python_reads_is_rewritten_not_called_valid():
+    result = repair(repr({"'\x1f": []}))  # repr picks double quotes and writes \x1f, which JSON lacks
+    assert result.category == "repaired" and json.loads(result.value) == {"'\x1f": []}
