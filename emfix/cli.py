@@ -240,8 +240,10 @@ def _positive_int(text):
 
 SNAPSHOT_ACTIONS = ("create", "list", "verify", "restore", "prune")
 STRATEGIES_HELP = {
-    "conservative": "snapshot DST, stop on any break in the source, check each batch, verify checksums",
-    "balanced": "snapshot DST, stop on any break in the source, verify checksums at the end",
+    "conservative": "snapshot DST, stop on any break in the source (or JSON a MySQL JSON column refuses), check "
+                    "each batch, verify checksums",
+    "balanced": "snapshot DST, stop on any break in the source (or JSON a MySQL JSON column refuses), verify "
+                "checksums at the end",
     "aggressive": "no snapshot or validation, verify row counts only",
 }
 SNAPSHOT_ALIASES = {"create-snapshot": "create", "list-snapshots": "list", "verify-snapshot": "verify",

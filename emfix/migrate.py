@@ -36,10 +36,11 @@ DEFAULT_BATCH = 2000
 MAX_BATCH = 100000
 BASE_MB = 30  # the interpreter, a driver and the schema: what a migration holds before its first batch
 STRATEGIES = {
-    "conservative": "snapshot DST first; validate the source subtree and stop on any break; check every batch's "
-                    "row count as it is written; verify counts and checksums at the end",
-    "balanced": "snapshot DST first; validate the source subtree and stop on any break; verify counts and "
-                "checksums at the end",
+    "conservative": "snapshot DST first; validate the source subtree and stop on any break (or on metric JSON "
+                    "a MySQL JSON column would refuse); check every batch's row count as it is written; verify "
+                    "counts and checksums at the end",
+    "balanced": "snapshot DST first; validate the source subtree and stop on any break (or on metric JSON a "
+                "MySQL JSON column would refuse); verify counts and checksums at the end",
     "aggressive": "no snapshot, no validation; verify row counts only at the end",
 }
 
