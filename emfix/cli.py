@@ -198,6 +198,8 @@ def _add_cleanup_commands(sub):
     _add_database_options(p)
     p.add_argument("file", metavar="FILE", help="a file written by `emfix export --format jsonl`")
     p.add_argument("--experiment-title", metavar="T", help="title of the imported experiment")
+    p.add_argument("--resume", action="store_true", help="finish an import that was interrupted")
+    p.add_argument("--force", action="store_true", help="import the file again as another experiment")
     _add_output_options(p)
     for name in ("migrate", "migrate-experiment"):
         p = _command(sub, name, "copy experiments between databases (SQLite, MySQL), resumable, verified" +
@@ -656,12 +658,13 @@ def cmd_import(args, out):
     from .importer import import_file
     address = resolve_address(args)
     result = import_file(address, args.file, args.experiment_title, retry_policy(args),
-                         make_progress("import", args, out))
+                         make_progress("import", args, out), args.resume, args.force, _StopFlag().install())
     if out.json:
         emit_json(result)
     else:
-        out.text("imported %s rows into %s as experiment %d (%.1f s)" % (
-            "{:,}".format(sum(result.counts.values())), address.display(), result.experiment_id, result.seconds))
+        out.text("imported %s rows into %s as experiment %d (%.1f s)%s" % (
+            "{:,}".format(sum(result.counts.values())), address.display(), result.experiment_id, result.seconds,
+            " (resumed)" if result.resumed else ""))
     return EXIT_OK
 
 

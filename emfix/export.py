@@ -56,6 +56,7 @@ class ImportResult:
     counts: Dict[str, int]
     id_offsets: Dict[str, int]
     seconds: float
+    resumed: bool = False
 
 
 # -- values that JSON cannot hold as they are --------------------------------------------------------

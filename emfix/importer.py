@@ -1,9 +1,11 @@
 """emfix import: an export file back into a database, with every auto-increment id shifted.
 
 The file is read twice, as a stream both times: first to check it (format, every line, the
-trailer's counts and SHA-256), then to insert. Each auto-increment id gets an offset that puts it
-past the largest id already there; every column that refers to one (through the relation graph,
-composite keys included) moves with it, so nothing collides and every link still holds.
+trailer's counts and SHA-256), then to insert, in batches each committed together with the line it
+reached in a journal table (`_emfix_import`), so an interrupted import is finished by `--resume`.
+Each auto-increment id gets an offset that puts it past the largest id already there; every column
+that refers to one (through the relation graph, composite keys included) moves with it, so nothing
+collides and every link still holds.
 """
 
 import hashlib
@@ -11,13 +13,14 @@ import json
 import time
 
 from .backends import open_database
-from .errors import DamagedInputError, UsageError
+from .errors import DamagedInputError, EmfixError, OperationInterrupted, UsageError
 from .export import AUTO_ID_TABLES, FORMAT, ImportResult, decode_value
 from .hierarchy import ROOT
 from .progress import NoProgress
 from .schema import discover_graph
 
 BATCH = 1000
+JOURNAL = "_emfix_import"
 
 
 def id_owner(graph, table, column, seen=None):
@@ -84,8 +87,12 @@ def check_file(path):
     return header, trailer
 
 
-def import_file(address, path, experiment_title=None, retry_policy=None, progress=None):
+def import_file(address, path, experiment_title=None, retry_policy=None, progress=None, resume=False,
+                force=False, interrupted=None):
+    """Insert the file's rows parents first in batches, each committed with a journal row (the id
+    offsets and the last line written), so a killed import is finished by `--resume`."""
     progress = progress or NoProgress()
+    interrupted = interrupted or (lambda: False)
     started = time.perf_counter()
     header, trailer = check_file(path)
     with open_database(address, retry_policy=retry_policy) as db:
@@ -94,45 +101,79 @@ def import_file(address, path, experiment_title=None, retry_policy=None, progres
         if missing:
             raise UsageError("%s lacks tables the export has: %s" % (address.display(), ", ".join(missing)),
                              hint="create the schema first: emfix init %s" % address.display())
-        offsets = {}
-        for table, low in trailer.get("min_ids", {}).items():
-            top = db.scalar("SELECT max(%s) FROM %s" % (db.quote("id"), db.quote(table))) or 0
-            offsets[table] = int(top) + 1 - int(low)
+        key = "import:%s" % trailer["sha256"]
+        journal = _start_journal(db, key, path, trailer, resume, force)
+        offsets, done_line, counts = journal["offsets"], journal["line"], journal["counts"]
         columns = header["columns"]
         shifts = {t: [(i, offsets.get(id_owner(graph, t, c), 0)) for i, c in enumerate(columns[t])
                       if offsets.get(id_owner(graph, t, c))] for t in header["tables"]}
-        counts = {}
+        if db.dialect == "mysql":
+            db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")  # the subtree may hold rows whose parent is gone
+        total = sum(trailer.get("counts", {}).values())
+        batch, current, last = [], None, done_line
+        for number, _line, record in _records(path):
+            if number <= done_line or number == 1 or "trailer" in record:
+                continue
+            table = record["table"]
+            if batch and (table != current or len(batch) >= BATCH):
+                _commit_batch(db, key, current, columns[current], batch, last, counts)
+                batch = []
+                progress.rows(sum(counts.values()), total)
+                if interrupted():
+                    raise OperationInterrupted("interrupted after %s rows; they are committed" % "{:,}".format(
+                        sum(counts.values())), hint="run the same command with --resume to finish")
+            current, last = table, number
+            row = [decode_value(v) for v in record["row"]]
+            for index, shift in shifts[table]:
+                if isinstance(row[index], int):
+                    row[index] += shift
+            if table == ROOT and experiment_title is not None and "title" in columns[table]:
+                row[columns[table].index("title")] = experiment_title
+            batch.append(tuple(row))
+        if batch:
+            _commit_batch(db, key, current, columns[current], batch, last, counts)
         with db.transaction():
-            if db.dialect == "mysql":
-                db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")  # the subtree may hold rows whose parent is gone
-            batch, current = [], None
-            for number, _line, record in _records(path):
-                if number == 1 or "trailer" in record:
-                    continue
-                table = record["table"]
-                if table != current and batch:
-                    _insert(db, current, columns[current], batch)
-                    batch = []
-                current = table
-                row = [decode_value(v) for v in record["row"]]
-                for index, shift in shifts[table]:
-                    if isinstance(row[index], int):
-                        row[index] += shift
-                if table == ROOT and experiment_title is not None and "title" in columns[table]:
-                    row[columns[table].index("title")] = experiment_title
-                batch.append(tuple(row))
-                counts[table] = counts.get(table, 0) + 1
-                if len(batch) >= BATCH:
-                    _insert(db, table, columns[table], batch)
-                    batch = []
-                    progress.update("%s: %d rows" % (table, counts[table]))
-            if batch:
-                _insert(db, current, columns[current], batch)
-            if db.dialect == "mysql":
-                db.execute("SET SESSION FOREIGN_KEY_CHECKS = 1")
+            db.execute("UPDATE %s SET state = 'done' WHERE run_key = ?" % db.quote(JOURNAL), (key,))
     progress.done()
     new_id = header["header"]["experiment_id"] + offsets.get(ROOT, 0)
-    return ImportResult(path, new_id, counts, offsets, time.perf_counter() - started)
+    return ImportResult(path, new_id, counts, offsets, time.perf_counter() - started, bool(resume and done_line))
+
+
+def _start_journal(db, key, path, trailer, resume, force):
+    """The journal row for this file's content: new (with fresh offsets), or the one to resume."""
+    text = "VARCHAR(100)" if db.dialect == "mysql" else "TEXT"
+    q = db.quote
+    db.execute("CREATE TABLE IF NOT EXISTS %s (run_key %s PRIMARY KEY, state VARCHAR(20), offsets TEXT, "
+               "line INTEGER, counts TEXT)" % (q(JOURNAL), text))
+    rows = db.query("SELECT state, offsets, line, counts FROM %s WHERE run_key = ?" % q(JOURNAL), (key,))
+    if rows:
+        state, offsets, line, counts = rows[0]
+        offsets = json.loads(offsets)
+        if state == "running" and resume:
+            return {"offsets": offsets, "line": int(line or 0), "counts": json.loads(counts)}
+        if state == "running" and not force:
+            raise EmfixError("a partial import of %s exists (%s rows committed)" % (
+                path, "{:,}".format(sum(json.loads(counts).values()))), hint="run again with --resume to finish it")
+        if state == "done" and not force:
+            raise UsageError("%s was already imported as experiment %d" % (
+                path, int(trailer.get("min_ids", {}).get(ROOT, 0)) + offsets.get(ROOT, 0)),
+                hint="pass --force to import another copy")
+    offsets = {}
+    for table, low in trailer.get("min_ids", {}).items():
+        top = db.scalar("SELECT max(%s) FROM %s" % (q("id"), q(table))) or 0
+        offsets[table] = int(top) + 1 - int(low)
+    with db.transaction():
+        db.execute("DELETE FROM %s WHERE run_key = ?" % q(JOURNAL), (key,))
+        db.execute("INSERT INTO %s VALUES (?, 'running', ?, 0, '{}')" % q(JOURNAL), (key, json.dumps(offsets)))
+    return {"offsets": offsets, "line": 0, "counts": {}}
+
+
+def _commit_batch(db, key, table, columns, rows, line, counts):
+    counts[table] = counts.get(table, 0) + len(rows)
+    with db.transaction():
+        _insert(db, table, columns, rows)
+        db.execute("UPDATE %s SET line = ?, counts = ? WHERE run_key = ?" % db.quote(JOURNAL),
+                   (line, json.dumps(counts), key))
 
 
 def _insert(db, table, columns, rows):

@@ -140,3 +140,58 @@ def test_unknown_experiment_is_a_clear_error(demo_address, tmp_path):
     result = run_cli("export", url_of(demo_address), "-e", "4242", "-o", str(tmp_path / "x.jsonl"))
     assert result.returncode == 2 and "does not exist" in result.stderr
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_import_killed_at_random_points_then_resumed_equals_one_uninterrupted_import(tmp_path):
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+    source = DatabaseAddress("sqlite", path=str(tmp_path / "source.db"))
+    make_demo(source, shape=Shape(experiments=2, trials=4, runs=5, epochs=40, batches=20), faults=False)
+    path = str(tmp_path / "e1.jsonl")
+    export_experiment(source, 1, path)
+    reference = DatabaseAddress("sqlite", path=str(tmp_path / "reference.db"))
+    target = DatabaseAddress("sqlite", path=str(tmp_path / "target.db"))
+    for address in (reference, target):
+        make_demo(address, shape=Shape(experiments=1, trials=1, runs=1, epochs=2, batches=2), faults=False)
+    import_file(reference, path)
+    command = [sys.executable, "-m", "emfix", "import", target.path, path, "-q"]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    rng, kills = random.Random(7), 0
+    for attempt in range(30):
+        proc = subprocess.Popen(command + (["--resume"] if attempt else []), env=env, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.2, 0.8))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        if proc.returncode == 0:
+            break
+    else:
+        assert run_cli(*command[3:], "--resume").returncode == 0
+    with open_database(reference, readonly=True) as a, open_database(target, readonly=True) as b:
+        for table in a.tables():
+            if table != "_emfix_import":
+                assert sorted(a.query('SELECT * FROM "%s"' % table)) == sorted(b.query('SELECT * FROM "%s"' % table))
+    assert kills
+
+
+def test_second_import_is_refused_unless_forced_and_a_partial_one_explains(tmp_path):
+    source = DatabaseAddress("sqlite", path=str(tmp_path / "source.db"))
+    make_demo(source, faults=False)
+    path = str(tmp_path / "e1.jsonl")
+    export_experiment(source, 1, path)
+    assert run_cli("import", source.path, path).returncode == 0
+    again = run_cli("import", source.path, path)
+    assert again.returncode == 2 and "already imported" in again.stderr and "--force" in again.stderr
+    forced = run_cli("import", source.path, path, "--force", "--json")
+    assert forced.returncode == 0 and json.loads(forced.stdout)["experiment_id"] > 0
+    with open_database(source) as db:  # as a killed run leaves it: some batches in, the journal running
+        db.execute("UPDATE _emfix_import SET state = 'running'")
+    partial = run_cli("import", source.path, path)
+    assert partial.returncode == 1 and "partial import" in partial.stderr and "--resume" in partial.stderr
