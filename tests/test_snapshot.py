@@ -149,6 +149,7 @@ while True:
     con.execute("INSERT INTO TRIAL_RUN (trial_id, status) VALUES (last_insert_rowid(), 'running')")
     con.execute("COMMIT")
     n += 1
+    time.sleep(0.001)  # a busy application, not a loop that never lets go of the lock
 """
 
 

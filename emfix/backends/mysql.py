@@ -109,7 +109,9 @@ class MySQLBackend(Backend):
             return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
                                      hint="the value's bytes are not UTF-8; `emfix fix-json SRC --reset-unfixable` "
                                           "replaces such metric values (the originals stay in its quarantine)")
-        if exhausted is not None or errno in (2002, 2003, 2005, 2006, 2013, 2055):
+        gone = isinstance(exc, (self._driver.OperationalError, self._driver.InterfaceError)) and (
+            errno in (None, -1) and "connection" in str(msg).lower())  # "MySQL Connection not available"
+        if exhausted is not None or gone or errno in (2002, 2003, 2005, 2006, 2013, 2055):
             tries = ""
             if exhausted is not None:
                 tries = " (gave up after %d attempts in %.1fs)" % (exhausted.attempts, exhausted.elapsed)
