@@ -120,3 +120,26 @@ def hold_write_lock(path, seconds):
 def private_history(tmp_path, monkeypatch):
     """Commands record what they found (emfix.history): in a test, into its own file, never ~/.local."""
     monkeypatch.setenv("EMFIX_HISTORY", str(tmp_path / "emfix-history.jsonl"))
+
+
+def kill_until_done(args, seed, low, high, attempts=30, env=None):
+    """Run `emfix ARGS` (with --resume after the first try), SIGKILL it after a random low..high seconds,
+    until a run finishes on its own or the attempts run out; then finish with --resume. Returns the kills."""
+    import random
+    import signal
+    import time
+    full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
+    rng, kills = random.Random(seed), 0
+    for attempt in range(attempts):
+        proc = subprocess.Popen([sys.executable, "-m", "emfix", *args] + (["--resume"] if attempt else []),
+                                env=full_env, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(low, high))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        if proc.returncode == 0:
+            return kills
+    final = run_cli(*args, "--resume", env=env)
+    assert final.returncode == 0, final.stderr
+    return kills

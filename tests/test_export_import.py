@@ -5,7 +5,7 @@ import json
 import re
 
 import pytest
-from conftest import make_demo, run_cli, url_of
+from conftest import kill_until_done, make_demo, run_cli, url_of
 
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
@@ -143,14 +143,6 @@ def test_unknown_experiment_is_a_clear_error(demo_address, tmp_path):
 
 
 def test_import_killed_at_random_points_then_resumed_equals_one_uninterrupted_import(tmp_path):
-    import os
-    import random
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from conftest import ROOT
     source = DatabaseAddress("sqlite", path=str(tmp_path / "source.db"))
     make_demo(source, shape=Shape(experiments=2, trials=4, runs=5, epochs=40, batches=20), faults=False)
     path = str(tmp_path / "e1.jsonl")
@@ -160,20 +152,7 @@ def test_import_killed_at_random_points_then_resumed_equals_one_uninterrupted_im
     for address in (reference, target):
         make_demo(address, shape=Shape(experiments=1, trials=1, runs=1, epochs=2, batches=2), faults=False)
     import_file(reference, path)
-    command = [sys.executable, "-m", "emfix", "import", target.path, path, "-q"]
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    rng, kills = random.Random(7), 0
-    for attempt in range(30):
-        proc = subprocess.Popen(command + (["--resume"] if attempt else []), env=env, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.2, 0.8))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        if proc.returncode == 0:
-            break
-    else:
-        assert run_cli(*command[3:], "--resume").returncode == 0
+    kills = kill_until_done(["import", target.path, path, "-q"], seed=7, low=0.2, high=0.8)
     with open_database(reference, readonly=True) as a, open_database(target, readonly=True) as b:
         for table in a.tables():
             if table != "_emfix_import":

@@ -1,14 +1,13 @@
 """migrate: verified copies in every direction, refusals that protect DST, and resume after a kill."""
 
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import ROOT, make_demo, run_cli, url_of
+from conftest import ROOT, kill_until_done, make_demo, run_cli, url_of
 
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
@@ -76,23 +75,8 @@ def test_killed_at_random_points_then_resume_equals_one_uninterrupted_run(tmp_pa
     reference = sqlite_at(tmp_path, "reference.db")
     migrate_experiment(source, reference, 1, init=True, strategy="aggressive")
     target = sqlite_at(tmp_path, "t.db")
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    rng = random.Random(3)
-    command = [sys.executable, "-m", "emfix", "migrate", source.path, target.path, "-e", "1", "--init",
-               "--strategy", "aggressive", "--batch-size", "10", "-q"]
-    finished, kills = False, 0
-    for attempt in range(30):
-        proc = subprocess.Popen(command + (["--resume"] if attempt else []), env=env, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.05, 0.4))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        if proc.returncode == 0:
-            finished = True
-            break
-    if not finished:
-        assert run_cli(*command[3:], "--resume").returncode == 0
+    kills = kill_until_done(["migrate", source.path, target.path, "-e", "1", "--init", "--strategy", "aggressive",
+                             "--batch-size", "10", "-q"], seed=3, low=0.05, high=0.4)
     assert kills >= 3 and content(target) == content(reference)
 
 
@@ -211,19 +195,7 @@ def test_mariadb_to_mariadb_killed_then_resumed_equals_one_uninterrupted_run(mys
     source, reference, target = mysql_databases(), mysql_databases(), mysql_databases()
     make_demo(source, shape=Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10), faults=False)
     migrate_experiment(source, reference, 1, init=True, strategy="aggressive")
-    env = dict(os.environ, PYTHONPATH=ROOT, EMFIX_MYSQL_PASSWORD="")
-    command = [sys.executable, "-m", "emfix", "migrate", url_of(source), url_of(target), "-e", "1", "--init",
-               "--strategy", "aggressive", "--batch-size", "5", "-q"]
-    rng, kills = random.Random(5), 0
-    for attempt in range(10):
-        proc = subprocess.Popen(command + (["--resume"] if attempt else []), env=env, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.2, 0.6))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        if proc.returncode == 0:
-            break
-    else:
-        assert run_cli(*command[3:], "--resume", env={"EMFIX_MYSQL_PASSWORD": ""}).returncode == 0
+    kills = kill_until_done(["migrate", url_of(source), url_of(target), "-e", "1", "--init", "--strategy",
+                             "aggressive", "--batch-size", "5", "-q"], seed=5, low=0.2, high=0.6, attempts=10,
+                            env={"EMFIX_MYSQL_PASSWORD": ""})
     assert kills and content(target) == content(reference)
