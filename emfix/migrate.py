@@ -156,19 +156,13 @@ def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=
         graph = discover_graph(source)
         if ROOT not in graph.tables:
             raise SchemaError("%s has no EXPERIMENT table" % src.display())
-        if not target.tables():
-            if not init:
-                raise UsageError("%s has no Experiment Manager schema" % dst.display(),
-                                 hint="add --init to create it, or run `emfix init %s`" % dst.display())
-            create_schema(target, generation=graph.generation)
-        elif init:
-            create_schema(target, generation=graph.generation)  # adds only the tables DST lacks
-        target_graph = discover_graph(target)
-        missing = [t for t in graph.tables if t not in target_graph.tables]
+        existing = target.tables()
+        if not existing and not init:
+            raise UsageError("%s has no Experiment Manager schema" % dst.display(),
+                             hint="add --init to create it, or run `emfix init %s`" % dst.display())
         key = _journal_key(src, experiment_id)
         journal_table = target.quote(JOURNAL)
-        _ensure_journal(target)
-        journal = _journal(target, key)
+        journal = _journal(target, key) if JOURNAL in existing else None
         if journal and journal["state"] == "done" and not force:
             raise UsageError("experiment %d from %s was already migrated to %s" % (experiment_id, src.display(),
                                                                                    dst.display()),
@@ -183,7 +177,8 @@ def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=
             if not tree.exists:
                 raise UsageError("experiment %d does not exist in %s" % (experiment_id, src.display()))
             tables = tree.tables(graph)
-            lost = [t for t in tables if t in missing and source.scalar("SELECT count(*) FROM %s t WHERE %s" % (
+            missing = [] if init else [t for t in tables if t not in existing]
+            lost = [t for t in missing if source.scalar("SELECT count(*) FROM %s t WHERE %s" % (
                 source.quote(t), tree.where(source, graph, t)))]
             if lost:
                 raise SchemaError("%s has no table %s for rows of this experiment (an older schema generation)" % (
@@ -196,7 +191,10 @@ def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=
                     raise EmfixError("the source subtree has %d breaks (e.g. %s); nothing was copied" % (
                         len(report.breaks), report.breaks[0].message),
                         hint="repair it first (emfix cleanup-orphans), or use --strategy aggressive")
-                _refuse_invalid_json(source, target, graph, tree)
+                _refuse_invalid_json(source, target, graph, tree, will_create="METRIC" not in existing and init)
+            if init:  # only now, once nothing can refuse: creates only the tables DST lacks
+                create_schema(target, generation=graph.generation)
+            _ensure_journal(target)
             snapshot_id = None
             if strategy != "aggressive" and not (resume and journal):
                 from .snapshot import create_snapshot, default_snapshot_dir
@@ -304,10 +302,12 @@ class _Copy:
             self.target.execute(sql, params)
 
 
-def _target_requires_json(target):
-    """MySQL's JSON type, or MariaDB's CHECK (json_valid(...)) on METRIC.per_label_val."""
+def _target_requires_json(target, will_create=False):
+    """MySQL's JSON type, or MariaDB's CHECK (json_valid(...)) on METRIC.per_label_val (as --init makes it)."""
     if target.dialect != "mysql":
         return False
+    if will_create:
+        return True
     kind = target.scalar("SELECT data_type FROM information_schema.columns WHERE table_schema = DATABASE() AND "
                          "table_name = 'METRIC' AND column_name = 'per_label_val'")
     if str(kind).lower() == "json":
@@ -316,11 +316,11 @@ def _target_requires_json(target):
                               "DATABASE() AND table_name = 'METRIC' AND check_clause LIKE '%json_valid%'"))
 
 
-def _refuse_invalid_json(source, target, graph, tree):
+def _refuse_invalid_json(source, target, graph, tree, will_create=False):
     """Stop before the first batch, not at it, when DST's JSON column would refuse a value of this subtree."""
     if "METRIC" not in graph.tables or "per_label_val" not in graph.columns["METRIC"]:
         return
-    if not _target_requires_json(target):
+    if not _target_requires_json(target, will_create):
         return
     where = tree.referenced_where(source, graph, "METRIC")
     if not where:

@@ -55,7 +55,10 @@ def test_source_with_breaks_stops_balanced_but_not_aggressive(tmp_path):
     make_demo(source)  # experiment 3 carries the damage
     result = run_cli("migrate", source.path, target.path, "-e", "3", "--init")
     assert result.returncode == 1 and "breaks" in result.stderr
-    assert run_cli("migrate", source.path, target.path, "-e", "3", "--strategy", "aggressive").returncode == 0
+    with open_database(target) as db:
+        assert not db.tables()  # refused before --init created anything
+    assert run_cli("migrate", source.path, target.path, "-e", "3", "--init", "--strategy", "aggressive"
+                   ).returncode == 0
 
 
 def test_missing_schema_and_unknown_experiment(tmp_path):
@@ -185,8 +188,9 @@ def test_malformed_json_into_a_mariadb_json_column_is_a_clear_refusal(mysql_addr
                       str(tmp_path / "snaps"))
     assert checked.returncode == 4 and "not valid JSON" in checked.stderr and "fix-json" in checked.stderr
     with open_database(mysql_address) as db:
-        assert db.scalar("SELECT count(*) FROM `EXPERIMENT`") == 0
-    unchecked = run_cli("migrate", source.path, url_of(mysql_address), "-e", "1", "--strategy", "aggressive")
+        assert db.tables() == []  # refused before --init created anything
+    unchecked = run_cli("migrate", source.path, url_of(mysql_address), "-e", "1", "--init", "--strategy",
+                        "aggressive")
     assert unchecked.returncode == 4 and "fix-json" in unchecked.stderr and "--resume" in unchecked.stderr
     assert "Traceback" not in unchecked.stderr
 
