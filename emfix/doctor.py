@@ -81,9 +81,10 @@ def doctor(address, retry_policy=None, snapshot_dir=None, command_target=None):
         sizes = _table_sizes(db, graph)
         findings.append(_sizes_finding(sizes))
         findings += _missing_indexes(db, graph, target)
-        findings += _large_json(db, graph, target)
+        lengths = _metric_lengths(db, graph)
+        findings += _large_json(db, lengths, target)
         findings += _disk(db, address, sizes, snapshot_dir, target)
-        findings.append(_memory(db, graph, target))
+        findings.append(_memory(lengths, target))
     findings += _last_results(address, snapshot_dir, target)
     return DoctorReport(address.display(), findings, True, time.perf_counter() - started)
 
@@ -263,17 +264,26 @@ def _missing_indexes(db, graph, target):
         {"missing": [m.describe() for m in missing]})]
 
 
-def _large_json(db, graph, target):
+def _metric_lengths(db, graph):
+    """(values over LARGE_JSON, the longest value's length) in one scan; None without METRIC.per_label_val."""
     if "METRIC" not in graph.tables or "per_label_val" not in graph.columns["METRIC"]:
+        return None
+    length = "LENGTH(%s)" % db.quote("per_label_val")
+    count, widest = db.query("SELECT COALESCE(sum(CASE WHEN %s > ? THEN 1 ELSE 0 END), 0), COALESCE(max(%s), 0) "
+                             "FROM %s" % (length, length, db.quote("METRIC")), (LARGE_JSON,))[0]
+    return int(count), int(widest)
+
+
+def _large_json(db, lengths, target):
+    if lengths is None:
         return []
+    count, largest = lengths
+    if not count:
+        return [Finding("metric_size", OK, "no metric JSON value over %s bytes" % "{:,}".format(LARGE_JSON))]
     q = db.quote
     length = "LENGTH(%s)" % q("per_label_val")
     rows = db.query("SELECT %s, %s FROM %s WHERE %s > ? ORDER BY 2 DESC LIMIT 5" % (
         q("id"), length, q("METRIC"), length), (LARGE_JSON,))
-    if not rows:
-        return [Finding("metric_size", OK, "no metric JSON value over %s bytes" % "{:,}".format(LARGE_JSON))]
-    count = int(db.scalar("SELECT count(*) FROM %s WHERE %s > ?" % (q("METRIC"), length), (LARGE_JSON,)) or 0)
-    largest = int(rows[0][1])
     text = "%s metric values over %s bytes; largest: %s" % ("{:,}".format(count), "{:,}".format(LARGE_JSON), ", ".join(
         "id %s (%s bytes)" % (i, "{:,}".format(int(n))) for i, n in rows))
     fix = "emfix migrate %s DST -e ID --max-memory 200 (batches sized by row size)" % target
@@ -316,13 +326,10 @@ def _disk(db, address, sizes, snapshot_dir, target):
     return found
 
 
-def _memory(db, graph, target):
+def _memory(lengths, target):
     from .migrate import BASE_MB, DEFAULT_BATCH
     available = available_memory()
-    widest = 0
-    if "METRIC" in graph.tables:
-        widest = int(db.scalar("SELECT COALESCE(max(LENGTH(%s)), 0) FROM %s" % (
-            db.quote("per_label_val"), db.quote("METRIC"))) or 0) if "per_label_val" in graph.columns["METRIC"] else 0
+    widest = lengths[1] if lengths else 0
     need = BASE_MB * 1024 * 1024 + 4 * DEFAULT_BATCH * (200 + min(widest, 1 << 16)) + 4 * widest
     details = {"available": available, "need": need}
     if available is None:
