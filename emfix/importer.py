@@ -47,12 +47,21 @@ def _records(path):
     except OSError as exc:
         raise UsageError("cannot read %s: %s" % (path, exc.strerror)) from None
     with handle:
-        for number, line in enumerate(handle, 1):
-            try:
-                yield number, line, json.loads(line)
-            except ValueError:
-                raise DamagedInputError("%s line %d is not valid JSON (corrupted or cut off)" % (path, number),
-                                        hint="export the experiment again") from None
+        number = 0
+        try:
+            for number, line in enumerate(handle, 1):
+                try:
+                    yield number, line, json.loads(line)
+                except ValueError:
+                    raise DamagedInputError("%s line %d is not valid JSON (corrupted or cut off)" % (path, number),
+                                            hint="export the experiment again") from None
+        except UnicodeDecodeError:
+            with open(path, "rb") as raw:
+                sqlite = raw.read(16) == b"SQLite format 3\x00"
+            raise DamagedInputError("%s %s" % (path, "is a SQLite database, not an export file" if sqlite else
+                                               "line %d is not UTF-8 text: not an emfix export" % (number + 1)),
+                                    hint="the order is `emfix import DB FILE`" if sqlite else
+                                    "import reads files written by `emfix export --format jsonl`") from None
 
 
 def check_file(path):

@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import os
 import sys
 import time
 from typing import Dict, List, Optional
@@ -72,6 +73,14 @@ class MigrationResult:
     @property
     def verified(self):
         return all(check.ok for check in self.verify)
+
+
+def _same_database(a, b):
+    if a.is_sqlite and b.is_sqlite:
+        return os.path.exists(a.path) and os.path.exists(b.path) and os.path.samefile(a.path, b.path)
+    if a.is_sqlite or b.is_sqlite:
+        return False
+    return (a.host, a.port, a.database) == (b.host, b.port, b.database)
 
 
 def _journal_key(src, experiment_id):
@@ -148,6 +157,9 @@ def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=
     if max_memory is not None and max_memory < BASE_MB + 10:
         raise UsageError("--max-memory %d MB leaves nothing for the rows: emfix itself takes about %d MB" % (
             max_memory, BASE_MB), hint="give at least %d" % (BASE_MB + 10))
+    if _same_database(src, dst):
+        raise UsageError("SRC and DST are the same database (%s)" % src.display(),
+                         hint="to copy an experiment within one database: emfix export, then emfix import")
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
     started = time.perf_counter()

@@ -6,6 +6,8 @@ import re
 
 import pytest
 from conftest import kill_until_done, make_demo, run_cli, url_of
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
@@ -174,3 +176,22 @@ def test_second_import_is_refused_unless_forced_and_a_partial_one_explains(tmp_p
         db.execute("UPDATE _emfix_import SET state = 'running'")
     partial = run_cli("import", source.path, path)
     assert partial.returncode == 1 and "partial import" in partial.stderr and "--resume" in partial.stderr
+
+
+def test_arguments_swapped_or_binary_file_is_a_clear_refusal(tmp_path):
+    source = DatabaseAddress("sqlite", path=str(tmp_path / "source.db"))
+    make_demo(source, faults=False)
+    swapped = run_cli("import", str(tmp_path / "new.db"), source.path)
+    assert swapped.returncode == 4 and "SQLite database" in swapped.stderr and "emfix import DB FILE" in swapped.stderr
+    assert "Traceback" not in swapped.stderr
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(max_size=400))
+def test_any_bytes_as_an_export_file_are_refused_without_a_traceback(tmp_path_factory, data):
+    from emfix.errors import EmfixError
+    from emfix.importer import check_file
+    path = tmp_path_factory.mktemp("junk") / "junk.jsonl"
+    path.write_bytes(data)
+    with pytest.raises(EmfixError):
+        check_file(str(path))

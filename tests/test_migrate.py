@@ -203,3 +203,10 @@ def test_mariadb_to_mariadb_killed_then_resumed_equals_one_uninterrupted_run(mys
                              "aggressive", "--batch-size", "5", "-q"], seed=5, low=0.2, high=0.6, attempts=10,
                             env={"EMFIX_MYSQL_PASSWORD": ""})
     assert kills and content(target) == content(reference)
+
+
+def test_same_database_as_source_and_target_is_refused_at_once(tmp_path):
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, faults=False)
+    result = run_cli("migrate", source.path, str(tmp_path / "." / "s.db"), "-e", "1", "--lock-timeout", "30")
+    assert result.returncode == 2 and "same database" in result.stderr and "export" in result.stderr
