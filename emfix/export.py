@@ -15,6 +15,7 @@ import base64
 import dataclasses
 import datetime
 import decimal
+import errno
 import hashlib
 import json
 import math
@@ -27,7 +28,7 @@ from typing import Dict
 from . import __version__
 from .backends import open_database
 from .backends.sqlite import UndecodableText
-from .errors import SchemaError, UsageError
+from .errors import NoSpaceError, SchemaError, UsageError
 from .fileutil import fsync_directory
 from .hierarchy import ROOT, reach_subtree
 from .jsoncheck import strict_loads
@@ -111,10 +112,17 @@ def _select(db, graph, tree, table):
 def _open_output(path):
     if path == "-":
         return sys.stdout, None
+    if os.path.isdir(path):
+        raise UsageError("%s is a directory" % path, hint="give a file name, e.g. %s" % os.path.join(
+            path, "experiment.jsonl"))
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise UsageError("cannot write %s: directory %s does not exist" % (path, directory))
-    fd, temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
+    try:
+        fd, temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise UsageError("cannot write in %s: %s" % (directory, exc.strerror or exc),
+                         hint="choose a directory you can write to") from None
     return os.fdopen(fd, "w", encoding="utf-8"), temp
 
 
@@ -150,11 +158,14 @@ def export_experiment(address, experiment_id, path, fmt="jsonl", include_metrics
                     out.close()
                     os.replace(temp, path)
                     fsync_directory(os.path.dirname(os.path.abspath(path)))
-            except BaseException:
+            except BaseException as exc:
                 if temp:
                     out.close()
                     if os.path.exists(temp):
                         os.remove(temp)
+                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                    raise NoSpaceError("no space left writing %s: %s" % (path, exc.strerror),
+                                       hint="free some space or write elsewhere; nothing was kept") from None
                 raise
         finally:
             db.execute("COMMIT")

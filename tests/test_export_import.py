@@ -2,10 +2,14 @@
 
 import datetime
 import json
+import os
 import re
+import resource
+import subprocess
+import sys
 
 import pytest
-from conftest import kill_until_done, make_demo, run_cli, url_of
+from conftest import ROOT, kill_until_done, make_demo, run_cli, url_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -195,3 +199,21 @@ def test_any_bytes_as_an_export_file_are_refused_without_a_traceback(tmp_path_fa
     path.write_bytes(data)
     with pytest.raises(EmfixError):
         check_file(str(path))
+
+
+def test_export_to_a_full_disk_leaves_no_partial_file(tmp_path):
+    source = DatabaseAddress("sqlite", path=str(tmp_path / "source.db"))
+    make_demo(source, faults=False)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+    result = subprocess.run([sys.executable, "-m", "emfix", "export", source.path, "-e", "1", "-o",
+                             str(out / "e1.jsonl")], env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+                            text=True, preexec_fn=small_files)
+    assert result.returncode == 3 and "no space" in result.stderr and "Traceback" not in result.stderr
+    assert os.listdir(str(out)) == []
+    directory = run_cli("export", source.path, "-e", "1", "-o", str(out))
+    assert directory.returncode == 2 and "is a directory" in directory.stderr
