@@ -78,6 +78,7 @@ def doctor(address, retry_policy=None, snapshot_dir=None, command_target=None):
             findings += _sqlite_state(db, target)
         else:
             findings += _mysql_state(db, target)
+        findings.append(_schema_finding(graph, target))
         sizes = _table_sizes(db, graph)
         findings.append(_sizes_finding(sizes))
         findings += _missing_indexes(db, graph, target)
@@ -245,6 +246,17 @@ def _table_sizes(db, graph):
             "SELECT table_name, table_rows, data_length + index_length FROM information_schema.tables "
             "WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'")}
     return {t: (int(db.scalar("SELECT count(*) FROM %s" % db.quote(t)) or 0), None) for t in graph.tables}
+
+
+def _schema_finding(graph, target):
+    missing = graph.missing_tables
+    if not missing:
+        return Finding("schema", OK, "every Experiment Manager table is there (schema generation %d)" % (
+            graph.generation))
+    level = FAIL if "EXPERIMENT" in missing else WARN
+    return Finding("schema", level, "%d Experiment Manager tables are missing: %s%s" % (
+        len(missing), ", ".join(missing), " (is this the right database?)" if level == FAIL else ""),
+        "emfix init %s (creates only the missing tables)" % target, {"missing": missing})
 
 
 def _sizes_finding(sizes):

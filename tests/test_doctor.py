@@ -103,3 +103,11 @@ def test_unreachable_server_is_a_fail_finding_with_exit_3(tmp_path):
     result = run_cli("doctor", "mysql://root@127.0.0.1:1/nothing", "--lock-timeout", "0.5",
                      env={"EMFIX_HISTORY": str(tmp_path / "h.jsonl")})
     assert result.returncode == 3 and "FAIL  connect" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_a_database_without_the_schema_fails_with_init_as_the_fix(sqlite_address):
+    con = sqlite3.connect(sqlite_address.path)
+    con.execute("CREATE TABLE notes (a)")
+    con.close()
+    finding = by_check(doctor(sqlite_address))["schema"][0]
+    assert finding.level == "FAIL" and "EXPERIMENT" in finding.message and finding.fix.startswith("emfix init")
