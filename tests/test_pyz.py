@@ -1,5 +1,6 @@
 """The single-file build: `make pyz` runs alone under `python3 -I -S` (no site-packages) on the standard library."""
 
+import glob
 import os
 import shutil
 import subprocess
@@ -80,3 +81,33 @@ def test_imports_nothing_outside_the_standard_library(pyz, tmp_path):
 def test_mysql_without_the_driver_says_what_to_install(pyz, tmp_path):
     result = run_isolated(pyz, tmp_path, "validate", "mysql://root@127.0.0.1:3306/test")
     assert result.returncode == 3 and "emfix[mysql]" in result.stderr and "Traceback" not in result.stderr
+
+
+def python_3_8():
+    """A Python 3.8 interpreter that really runs (a pyenv shim may exist without one), or None."""
+    pyenv = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.8*/bin/python3.8")))
+    candidates = [shutil.which("python3.8")] + pyenv
+    for candidate in filter(None, candidates):
+        try:
+            out = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
+                                 text=True, timeout=30)
+        except OSError:
+            continue
+        if out.returncode == 0 and out.stdout.strip() == "(3, 8)":
+            return candidate
+    return None
+
+
+PYTHON_3_8 = python_3_8()
+
+
+@pytest.mark.skipif(PYTHON_3_8 is None, reason="no Python 3.8 on this machine")
+def test_runs_on_python_3_8(pyz, tmp_path):
+    """The floor vermin checks, run for real where a 3.8 interpreter exists."""
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "EMFIX_HISTORY": str(tmp_path / "h.jsonl")}
+    for args, expected in ((("demo", ".", "-q"), 0), (("validate", "experiment.db", "-q"), 1),
+                           (("migrate", "experiment.db", "copy.db", "-e", "1", "--init", "-q"), 0),
+                           (("doctor", "experiment.db", "-q"), 0)):
+        result = subprocess.run([PYTHON_3_8, "-I", str(pyz), *args], cwd=str(tmp_path), env=env,
+                                capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
+        assert result.returncode == expected and "Traceback" not in result.stderr, (args, result.stderr)
