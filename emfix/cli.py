@@ -370,6 +370,7 @@ def cmd_import(args, out):
 
 def cmd_migrate(args, out):
     from .migrate import migrate_experiment
+    from .render import migrate_check_lines
     source = parse_address(args.source, args.password_file)
     target = parse_address(args.target, args.password_file)
     ids = list(args.experiment or [])
@@ -393,9 +394,8 @@ def cmd_migrate(args, out):
             out.text("experiment %d -> %d in %s: %s rows in %.1f s%s" % (
                 result.experiment_id, result.new_experiment_id, target.display(),
                 "{:,}".format(sum(result.copied.values())), result.seconds, " (resumed)" if result.resumed else ""))
-            for check in result.verify:
-                out.text("  %-20s %10s %10s  %s" % (check.table, "{:,}".format(check.source_rows),
-                                                   "{:,}".format(check.target_rows), "ok" if check.ok else "DIFFERS"))
+            for line in migrate_check_lines(result.verify):
+                out.text(line)
     if out.json:
         emit_json(results)
     if not all(r.verified for r in results):

@@ -219,3 +219,17 @@ def optimize_lines(result, target):
         yield line
     if result.dry_run and result.created:
         yield "run `emfix optimize %s` to create them" % target
+
+
+def migrate_check_lines(checks):
+    """SRC and DST side by side: rows, and the content checksum (ids mapped) where one was taken."""
+    if not checks:
+        return
+    summed = any(c.source_checksum for c in checks)
+    yield "  %-20s %12s %12s%s" % ("table", "SRC rows", "DST rows", "  checksum SRC / DST" if summed else "")
+    for c in checks:
+        sums = ""
+        if summed:
+            sums = "  %s / %s" % (c.source_checksum[:12], c.target_checksum[:12])
+        yield "  %-20s %12s %12s%s  %s" % (c.table, _n(c.source_rows), _n(c.target_rows), sums,
+                                          "ok" if c.ok else "DIFFERS")

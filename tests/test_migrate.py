@@ -210,3 +210,13 @@ def test_same_database_as_source_and_target_is_refused_at_once(tmp_path):
     make_demo(source, faults=False)
     result = run_cli("migrate", source.path, str(tmp_path / "." / "s.db"), "-e", "1", "--lock-timeout", "30")
     assert result.returncode == 2 and "same database" in result.stderr and "export" in result.stderr
+
+
+def test_verify_prints_rows_and_checksums_side_by_side(tmp_path):
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, faults=False)
+    result = run_cli("migrate", source.path, str(tmp_path / "t.db"), "-e", "1", "--init", "--snapshot-dir",
+                     str(tmp_path / "snaps"))
+    assert result.returncode == 0 and "checksum SRC / DST" in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if line.strip().startswith("BATCH_METRIC")]
+    assert rows and rows[0][1] == rows[0][2] and rows[0][3] == rows[0][5] and rows[0][-1] == "ok"
