@@ -110,15 +110,11 @@ def _sqlite_file(path, target):
         found.append(Finding("file", OK, "%s, %s bytes, writable" % (mode, "{:,}".format(info.st_size)),
                              details=details))
     journal = path + "-journal"
-    if os.path.exists(journal) and os.path.getsize(journal) > 0 and not _someone_holds(path):
+    if os.path.exists(journal) and os.path.getsize(journal) > 0 and not _processes_with_open(path):
         found.append(Finding("journal", WARN, "a rollback journal (%s bytes) is left by a writer that died "
                              "mid-transaction; the next open rolls it back" % "{:,}".format(os.path.getsize(journal)),
                              "emfix validate %s (opening recovers it)" % target))
     return found
-
-
-def _someone_holds(path):
-    return bool(_processes_with_open(path))
 
 
 def _processes_with_open(path):

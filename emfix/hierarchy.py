@@ -120,9 +120,6 @@ class Subtree:
         name, key = found
         return _member(db, alias, key, name, key)
 
-    def rows_where(self, db, graph, table, alias="t"):
-        return self.where(db, graph, table, alias)
-
     def referenced_where(self, db, graph, root, alias="t"):
         """For METRIC/ARTIFACT: rows a reached link row points at; None when no link table was reached."""
         return self.where(db, graph, root, alias) if root in self.linked else None
