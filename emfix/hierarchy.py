@@ -4,6 +4,11 @@ The walk goes down the relation graph from the experiment, one set-based query p
 temporary table of the rows reached. A row also belongs to the experiment when its parent row is
 missing but an ancestor is reached (an EPOCH_METRIC row of a run of this experiment whose EPOCH
 row was deleted): those rows are the breaks, counted per relation.
+
+Each temporary key table is indexed on the keys its children look up, membership is a row-value
+`IN (SELECT ...)` the planner can drive from the small side, and the METRIC/ARTIFACT ids the
+reached link rows point at get a key table too, so export and migrate read any table of the
+subtree through its key table (Subtree.source) at the cost of the rows wanted, not of the table.
 """
 
 import dataclasses
