@@ -10,12 +10,18 @@ import sys
 import uuid
 
 import pytest
+from hypothesis import settings
 
 from emfix.address import DatabaseAddress, parse_address
 from emfix.backends import open_database
 from emfix.demo import Shape, build_demo, write_demo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# CI runs the property tests derandomized (HYPOTHESIS_PROFILE=ci in .ci/run), so a landing never hangs on
+# an example nobody saw before; locally they search anew on every run.
+settings.register_profile("ci", derandomize=True, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 MYSQL_URL_ENV = "EMFIX_TEST_MYSQL_URL"
 
 
