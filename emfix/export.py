@@ -93,12 +93,8 @@ def decode_value(value):
 # -- export -----------------------------------------------------------------------------------------
 
 def _tables(graph, tree, include_metrics, include_artifacts):
-    wanted = set(tree.held)
-    if include_metrics and "METRIC" in graph.tables:
-        wanted.add("METRIC")
-    if include_artifacts and "ARTIFACT" in graph.tables:
-        wanted.add("ARTIFACT")
-    return [t for t in graph.parent_first() if t in wanted]
+    skip = {t for t, wanted in (("METRIC", include_metrics), ("ARTIFACT", include_artifacts)) if not wanted}
+    return [t for t in tree.tables(graph) if t not in skip]
 
 
 def _select(db, graph, tree, table):
