@@ -8,7 +8,6 @@ by relation in parent-first order, every row whose parent is missing, and repeat
 deletes nothing; it keeps nothing and takes no snapshot (emfix is run with --no-snapshot).
 """
 
-import argparse
 import os
 import shutil
 import sqlite3
@@ -23,7 +22,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
-from bench_validate import ensure_demo  # noqa: E402
+from bench_validate import bench_parser, ensure_demo, scale_tag  # noqa: E402
 
 WRITER = """
 import sqlite3, sys, time
@@ -76,12 +75,10 @@ def with_writer(path, action):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=10.0)
+    parser = bench_parser(__doc__)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--data", default=os.path.join(HERE, "data"))
     args = parser.parse_args(argv)
-    tag = ("%g" % args.scale).replace(".", "_") + "m"
+    tag = scale_tag(args.scale)
     source = ensure_demo(os.path.join(args.data, tag), args.scale, clean=False)
     work = tempfile.mkdtemp(prefix="emfix-bench-", dir=args.data)
     env = dict(os.environ, PYTHONPATH=ROOT)

@@ -8,7 +8,6 @@
    `sqlite3 DB "SELECT count(*) FROM METRIC WHERE NOT json_valid(per_label_val)"`.
 """
 
-import argparse
 import os
 import random
 import statistics
@@ -21,7 +20,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
-from bench_validate import ensure_demo  # noqa: E402
+from bench_validate import bench_parser, ensure_demo, scale_tag  # noqa: E402
 
 from emfix.jsonrepair import repair  # noqa: E402
 
@@ -49,11 +48,9 @@ def timed(argv):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=10.0)
+    parser = bench_parser(__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--values", type=int, default=20000)
-    parser.add_argument("--data", default=os.path.join(HERE, "data"))
     args = parser.parse_args(argv)
     values = corpus(args.values)
     ours = throughput(repair, values)
@@ -67,7 +64,7 @@ def main(argv=None):
         theirs_text, ratio = "not installed (pip install -r bench/requirements.txt)", "-"
     print("| repair, Python-repr dicts of 10 labels | emfix %.0f values/s | json_repair %s | %s x |" % (
         ours, theirs_text, ratio))
-    tag = ("%g" % args.scale).replace(".", "_") + "m"
+    tag = scale_tag(args.scale)
     db = ensure_demo(os.path.join(args.data, tag), args.scale, clean=False)
     reference = ["sqlite3", db, "SELECT count(*) FROM METRIC WHERE NOT json_valid(per_label_val)"]
     command = [sys.executable, "-m", "emfix", "fix-json", db, "--dry-run", "-q"]

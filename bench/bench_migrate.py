@@ -11,7 +11,6 @@ process with its peak RSS (wait4). Also: a 10x smaller experiment, OFFSET agains
 executemany batches beside it.
 """
 
-import argparse
 import os
 import shutil
 import sqlite3
@@ -25,7 +24,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
-from bench_validate import ensure_demo  # noqa: E402
+from bench_validate import bench_parser, ensure_demo, scale_tag  # noqa: E402
 
 from emfix.address import DatabaseAddress, parse_address  # noqa: E402
 from emfix.backends import open_database  # noqa: E402
@@ -80,14 +79,12 @@ def paging(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=10.0)
+    parser = bench_parser(__doc__)
     parser.add_argument("--experiment", type=int, default=1)
-    parser.add_argument("--data", default=os.path.join(HERE, "data"))
     parser.add_argument("--mysql", metavar="URL", help="also migrate into a fresh database on this server")
     parser.add_argument("--only-mysql", action="store_true", help="skip the SQLite figures")
     args = parser.parse_args(argv)
-    tag = ("%g" % args.scale).replace(".", "_") + "m"
+    tag = scale_tag(args.scale)
     big = ensure_demo(os.path.join(args.data, tag), args.scale, clean=False)
     small = ensure_demo(os.path.join(args.data, "0_1m"), 0.1, clean=False)
     work = tempfile.mkdtemp(prefix="emfix-bench-", dir=args.data)

@@ -8,7 +8,6 @@ On a copy of the sample (bench/data/, git-ignored): doctor's index finding, `val
 and after `optimize`, medians of fresh processes, plus optimize's own time.
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bench_validate import _env, emfix, ensure_demo, run  # noqa: E402
+from bench_validate import _env, bench_parser, emfix, ensure_demo, run, scale_tag  # noqa: E402
 
 
 def median_run(argv, runs):
@@ -34,12 +33,10 @@ def index_finding(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=10.0)
+    parser = bench_parser(__doc__)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--data", default=os.path.join(HERE, "data"))
     args = parser.parse_args(argv)
-    tag = ("%g" % args.scale).replace(".", "_") + "m"
+    tag = scale_tag(args.scale)
     sample = ensure_demo(os.path.join(args.data, tag), args.scale, clean=False)
     work = os.path.join(args.data, tag + "_optimize")
     os.makedirs(work, exist_ok=True)

@@ -7,7 +7,6 @@ References: `sqlite3 DB ".backup X"` + `sha256sum X` for create --verify; `sha25
 `sqlite3 X "PRAGMA quick_check"` for verify; `mysqldump --single-transaction` for MySQL.
 """
 
-import argparse
 import os
 import shutil
 import statistics
@@ -20,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from bench_validate import ensure_demo  # noqa: E402
+from bench_validate import bench_parser, ensure_demo, scale_tag  # noqa: E402
 
 
 def timed(*commands, **kwargs):
@@ -41,13 +40,11 @@ def latest(directory):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=10.0)
+    parser = bench_parser(__doc__)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--data", default=os.path.join(HERE, "data"))
     parser.add_argument("--mysql", metavar="URL", help="also time a MySQL snapshot against mysqldump")
     args = parser.parse_args(argv)
-    tag = ("%g" % args.scale).replace(".", "_") + "m"
+    tag = scale_tag(args.scale)
     db = ensure_demo(os.path.join(args.data, tag), args.scale, clean=False)
     work = tempfile.mkdtemp(prefix="emfix-bench-", dir=args.data)
     try:

@@ -37,6 +37,19 @@ def run(argv, env=None):
     return elapsed, usage.ru_maxrss / 1024.0, proc.returncode
 
 
+def bench_parser(doc):
+    """The options every benchmark shares: the sample's size and where generated databases live."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=10.0, help="millions of rows (default 10)")
+    parser.add_argument("--data", default=os.path.join(HERE, "data"), help="where generated databases live")
+    return parser
+
+
+def scale_tag(scale):
+    """bench/data/<tag>/: 10 -> 10m, 0.1 -> 0_1m."""
+    return ("%g" % scale).replace(".", "_") + "m"
+
+
 def emfix(*args):
     return [sys.executable, "-m", "emfix", *args]
 
@@ -97,13 +110,11 @@ def side_by_side(path, runs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=10.0, help="millions of rows (default 10)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--runs", type=int, default=5, help="runs of each side (default 5)")
-    parser.add_argument("--data", default=os.path.join(HERE, "data"), help="where generated databases live")
     parser.add_argument("--mysql", metavar="URL", help="also time validate on this MariaDB server (loads a copy)")
     args = parser.parse_args(argv)
-    tag = ("%g" % args.scale).replace(".", "_") + "m"
+    tag = scale_tag(args.scale)
     damaged = ensure_demo(os.path.join(args.data, tag), args.scale, clean=False)
     clean = ensure_demo(os.path.join(args.data, tag + "-clean"), args.scale, clean=True)
     rows = []
