@@ -122,6 +122,8 @@ TOKEN = re.compile(r"""
   | (?P<name>[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)
   | (?P<punct>[{}\[\](),:=])
 """, re.VERBOSE)
+PYTHON_ONLY_ESCAPES = frozenset("xUav0'")
+CONTROL = re.compile("[\x00-\x1f]")
 ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\", "'": "'", '"': '"',
            "0": "\0", "a": "\a", "v": "\v"}
 
@@ -312,7 +314,10 @@ class _Parser:
             slash = text.find("\\", self.pos)
             if end < 0:
                 self.fail("truncated: a string never ends", match.start())
-            if slash < 0 or slash > end:
+            stop = end if slash < 0 or slash > end else slash
+            if CONTROL.search(text, self.pos, stop):
+                self.changes.add("control characters escaped")  # JSON allows them only escaped
+            if stop == end:
                 parts.append(text[self.pos:end])
                 self.pos = end + len(quote)
                 return "".join(parts)
@@ -321,6 +326,8 @@ class _Parser:
             if self.pos >= len(text):
                 self.fail("truncated after a backslash", slash)
             char = text[self.pos]
+            if not raw and char in PYTHON_ONLY_ESCAPES:
+                self.changes.add("Python string escapes")  # read exactly, but JSON has no such escape
             if raw:
                 parts.append("\\" + char)
                 self.pos += 1
@@ -400,7 +407,7 @@ def _repair(raw):
         else:
             parser = _Parser(text)
             value = parser.parse_document()
-            changes |= parser.changes or {"Python string escapes"}  # e.g. \x1f: read, but not JSON as written
+            changes |= parser.changes or {"rewritten as strict JSON"}  # strict parsing failed: never "valid"
     except RecursionError:
         raise Unrepairable("nested too deeply to read", -1)
     if isinstance(value, str):

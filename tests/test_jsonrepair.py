@@ -129,3 +129,9 @@ def test_repair_never_raises(raw):
 def test_string_escape_only_python_reads_is_rewritten_not_called_valid():
     result = repair(repr({"'\x1f": []}))  # repr picks double quotes and writes \x1f, which JSON lacks
     assert result.category == "repaired" and json.loads(result.value) == {"'\x1f": []}
+
+
+def test_raw_control_character_inside_a_string_is_escaped_and_named():
+    result = repair('{"a\x1fb": 1}')  # strict JSON refuses a raw control character in a string
+    assert result.category == "repaired" and "control characters escaped" in result.changes
+    assert json.loads(result.value) == {"a\x1fb": 1}
