@@ -8,6 +8,7 @@ import configparser
 import dataclasses
 import getpass
 import os
+import re
 from typing import Optional
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -46,6 +47,19 @@ class DatabaseAddress:
     def __str__(self):
         return self.display()
 
+    def key(self):
+        """The database's identity without a password: what snapshots, journals, quarantines and the
+        history are filed under. A SQLite file by its real path (so ./a.db, a.db and a symlink agree)."""
+        if self.is_sqlite:
+            return "sqlite:" + os.path.realpath(self.path)
+        return "mysql://%s:%s/%s" % ((self.host or "").lower(), self.port, self.database or "")
+
+    def target(self):
+        """How to name the database in a suggested command: never with a password in it."""
+        if self.is_sqlite:
+            return self.path
+        return "mysql://%s@%s:%s/%s" % (self.user or "", self.host, self.port, self.database or "")
+
     def to_dict(self):
         """For reports: never contains the password."""
         if self.is_sqlite:
@@ -55,7 +69,25 @@ class DatabaseAddress:
                 "url": self.display()}
 
 
-def parse_address(text, password_file=None, defaults_file=None, environ=None):
+_SECRETS = set()
+_URLS_WITH_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:@/\s]*:)(\S*)@")
+
+
+def remember_secret(value):
+    """A password this process knows: hide_secrets() masks it wherever it would be shown."""
+    if value:
+        _SECRETS.add(str(value))
+
+
+def hide_secrets(text):
+    """`text` with every known password, and the password of any URL in it, masked."""
+    text = _URLS_WITH_PASSWORD.sub(lambda m: m.group(1) + MASK + "@", str(text))
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def parse_address(text, password_file=None, defaults_file=None, environ=None, password=None):
     """Turn what the user typed into a DatabaseAddress, filling MySQL credentials."""
     if text is None or not str(text).strip():
         raise UsageError("no database given", hint="pass a SQLite file path or mysql://user@host/db")
@@ -64,20 +96,20 @@ def parse_address(text, password_file=None, defaults_file=None, environ=None):
     if scheme == "sqlite":
         return DatabaseAddress("sqlite", path=_sqlite_path(text))
     if scheme in MYSQL_SCHEMES:
-        return _mysql_address(text, password_file, defaults_file, environ)
+        return _mysql_address(text, password_file, defaults_file, environ, password)
     if "://" in text:
-        raise AddressError("unknown database URL scheme %r in %s" % (scheme, _mask_url(text)),
+        raise AddressError("unknown database URL scheme %r in %s" % (scheme, mask_url(text)),
                            hint="use a file path, sqlite:///path or mysql://user@host:port/dbname")
     return DatabaseAddress("sqlite", path=text)
 
 
 def mysql_address_from_flags(database, host=None, port=None, user=None, password_file=None,
-                             defaults_file=None, environ=None):
+                             defaults_file=None, environ=None, password=None):
     """The cookbook's `--mysql --host --user --port -d NAME` form."""
     if not database:
         raise UsageError("--mysql needs a database name", hint="add -d NAME (or use mysql://user@host/NAME)")
     address = DatabaseAddress("mysql", host=host, port=port, user=user, database=database)
-    return _fill_mysql(address, password_file, defaults_file, environ)
+    return _fill_mysql(address, password_file, defaults_file, environ, password)
 
 
 def _sqlite_path(text):
@@ -90,19 +122,32 @@ def _sqlite_path(text):
     return path
 
 
-def _mask_url(text):
-    try:
-        parts = urlsplit(text)
-        if parts.password is not None:
-            netloc = parts.netloc.replace(":" + parts.password + "@", ":" + MASK + "@", 1)
-            return text.replace(parts.netloc, netloc, 1)
-    except ValueError:
-        pass
-    return text
+_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:@/]*:)(.*)@", re.DOTALL)
 
 
-def _mysql_address(text, password_file, defaults_file, environ):
-    shown = _mask_url(text)
+def mask_url(text):
+    """The URL with whatever stands between `user:` and the last `@` masked, even when the URL is
+    malformed (so an error about a bad URL never shows its password)."""
+    match = _URL_PASSWORD.match(text)
+    if not match:
+        return text
+    return match.group(1) + MASK + text[match.end() - 1:]
+
+
+def key_of_source(source):
+    """DatabaseAddress.key() for an address written by to_dict() (a manifest's `source`)."""
+    if not isinstance(source, dict):
+        return None
+    if source.get("backend") == "sqlite" and source.get("path"):
+        return "sqlite:" + os.path.realpath(str(source["path"]))
+    if source.get("backend") == "mysql":
+        return "mysql://%s:%s/%s" % (str(source.get("host") or "").lower(), source.get("port"),
+                                     source.get("database") or "")
+    return None
+
+
+def _mysql_address(text, password_file, defaults_file, environ, password=None):
+    shown = mask_url(text)
     try:
         parts = urlsplit(text)
         port = parts.port
@@ -120,12 +165,15 @@ def _mysql_address(text, password_file, defaults_file, environ):
         user=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
         database=database, options=dict(parse_qsl(parts.query)))
-    return _fill_mysql(address, password_file, defaults_file, environ)
+    return _fill_mysql(address, password_file, defaults_file, environ, password)
 
 
-def _fill_mysql(address, password_file, defaults_file, environ):
+def _fill_mysql(address, password_file, defaults_file, environ, password=None):
+    """The password, first found: the URL, --password, --password-file, EMFIX_MYSQL_PASSWORD, the option file."""
     environ = os.environ if environ is None else environ
     option_values = read_option_file(defaults_file)
+    if address.password is None and password is not None:
+        address.password = password
     if address.password is None and password_file:
         address.password = read_password_file(password_file)
     if address.password is None and environ.get(PASSWORD_ENV) is not None:
@@ -139,6 +187,7 @@ def _fill_mysql(address, password_file, defaults_file, environ):
             address.port = int(option_values.get("port") or DEFAULT_MYSQL_PORT)
         except ValueError:
             raise AddressError("option file has a port that is not a number: %r" % option_values["port"]) from None
+    remember_secret(address.password)
     return address
 
 

@@ -13,16 +13,18 @@ import json
 import logging
 import sqlite3
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from . import quarantine as q
 from .backends import open_database
 from .errors import NoSpaceError, OperationInterrupted, UsageError
 from .hierarchy import ancestor_chain
 from .progress import NoProgress
-from .schema import discover_graph
-from .snapshot import _portable, create_snapshot, default_snapshot_dir
+from .schema import discover_graph, require_experiment_manager
+from .snapshot import create_snapshot, default_snapshot_dir
 from .validate import TMP, UNREFERENCED_TABLES, sweep_foreign_keys
+from .values import canonical
+from .values import portable as _portable
 
 log = logging.getLogger(__name__)
 
@@ -200,14 +202,21 @@ def _summarize(db, graph, doom, recreate_counts, keepable):
 
 # -- doing it ------------------------------------------------------------------------------------
 
+def _stage_table(plan):
+    return "%sstage_%d" % (TMP, plan.number)
+
+
 def _quarantine_rows(db, graph, doom, qcon, qpath, progress):
-    """Copy every doomed row into the quarantine file and commit it (fsync) before any delete."""
+    """Copy every doomed row into the quarantine file and commit it (fsync) before any delete.
+
+    Rows are kept by content, never by rowid alone: SQLite hands a freed rowid to the next insert,
+    so a rerun may meet a new row under an old rowid, and it must be kept as well."""
     attached = db.dialect == "sqlite"
-    for table, (plan, _count) in doom.items():
+    for table in doom:
         q.ensure_table(qcon, table, graph.columns[table], with_rowid=attached)
-        key = [q.ROWID] if attached else list(plan.identity_names)
-        qcon.execute("CREATE UNIQUE INDEX IF NOT EXISTS %s ON %s (%s)" % (
-            q.qi("_emfix_key_" + table), q.qi(table), ", ".join(q.qi(k) for k in key)))
+        qcon.execute("DROP INDEX IF EXISTS %s" % q.qi("_emfix_key_" + table))  # older files: unique by rowid
+        qcon.execute("CREATE INDEX IF NOT EXISTS %s ON %s (%s)" % (
+            q.qi("_emfix_content_" + table), q.qi(table), ", ".join(q.qi(c) for c in _content_key(graph, table))))
     _copy_doomed(db, graph, doom, qcon, progress)
     if attached:
         # The rows were staged in temp tables by short reads of main; the commit (and its fsync)
@@ -218,10 +227,8 @@ def _quarantine_rows(db, graph, doom, qcon, qpath, progress):
             db.execute("BEGIN")  # deferred: it writes the quarantine only, so main stays unlocked
             try:
                 for table, (plan, _count) in doom.items():
-                    names = [q.ROWID] + list(graph.columns[table])
-                    db.execute("INSERT OR IGNORE INTO emfix_q.%s (%s) SELECT %s FROM temp.%s" % (
-                        q.qi(table), ", ".join(q.qi(n) for n in names), ", ".join(q.qi(n) for n in names),
-                        q.qi("%sstage_%d" % (TMP, plan.number))))
+                    db.execute(_keep_new_rows_sql(graph, table, "emfix_q.%s" % q.qi(table),
+                                                  "temp.%s" % q.qi(_stage_table(plan)), with_rowid=True))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -233,28 +240,42 @@ def _quarantine_rows(db, graph, doom, qcon, qpath, progress):
     log.info("quarantined %d rows in %s", sum(c for _, c in doom.values()), qpath)
 
 
+def _content_key(graph, table):
+    return list(graph.primary_keys.get(table) or ()) or list(graph.columns[table])
+
+
+def _keep_new_rows_sql(graph, table, kept, staged, with_rowid):
+    """INSERT the staged rows the quarantine does not already hold with the same content (NULL-safe)."""
+    columns = list(graph.columns[table])
+    names = ([q.ROWID] if with_rowid else []) + columns
+    same = " AND ".join("k.%s IS s.%s" % (q.qi(c), q.qi(c)) for c in columns)
+    return "INSERT INTO %s (%s) SELECT %s FROM %s s WHERE NOT EXISTS (SELECT 1 FROM %s k WHERE %s)" % (
+        kept, ", ".join(q.qi(n) for n in names), ", ".join("s." + q.qi(n) for n in names), staged, kept, same)
+
+
 def _copy_doomed(db, graph, doom, qcon, progress):
     for table in graph.child_first():
         if table not in doom:
             continue
         plan, count = doom[table]
         columns = graph.columns[table]
-        sqlite_rowid = db.dialect == "sqlite"
-        names = ([q.ROWID] if sqlite_rowid else []) + list(columns)
         progress.update("quarantining %s (%d rows)" % (table, count), force=True)
         quoted = db.quote
-        if sqlite_rowid:  # SQL to SQL through ATTACH: every value keeps its exact storage class
-            staged = "%sstage_%d" % (TMP, plan.number)
+        if db.dialect == "sqlite":  # SQL to SQL through ATTACH: every value keeps its exact storage class
+            staged = _stage_table(plan)
             values = ", ".join("t." + quoted(c) for c in columns)
             db.create_temp_table(staged, "SELECT t.rowid AS %s, %s FROM main.%s t WHERE t.rowid IN "
                                  "(SELECT i0 FROM temp.%s)" % (q.qi(q.ROWID), values, quoted(table),
                                                                 quoted(_doom_table(plan))))
+            db.create_temp_index(staged, [q.ROWID])
             continue
         on = " AND ".join("d.i%d = t.%s" % (n, quoted(c)) for n, c in enumerate(plan.identity_names))
         select = "SELECT %s FROM %s t JOIN %s d ON %s" % (", ".join("t." + quoted(c) for c in columns),
                                                          quoted(table), quoted(_doom_table(plan)), on)
-        insert = "INSERT OR IGNORE INTO %s (%s) VALUES (%s)" % (q.qi(table), ", ".join(q.qi(n) for n in names),
-                                                                ", ".join("?" * len(names)))
+        staged = "temp.%s" % q.qi(_stage_table(plan))
+        qcon.execute("DROP TABLE IF EXISTS %s" % staged)
+        qcon.execute("CREATE TEMP TABLE %s (%s)" % (q.qi(_stage_table(plan)), ", ".join(q.qi(c) for c in columns)))
+        insert = "INSERT INTO %s VALUES (%s)" % (staged, ", ".join("?" * len(columns)))
         qcon.execute("BEGIN")
         batch = []
         for row in db.iter_rows(select, arraysize=2000):
@@ -264,7 +285,9 @@ def _copy_doomed(db, graph, doom, qcon, progress):
                 batch = []
         if batch:
             qcon.executemany(insert, batch)
+        qcon.execute(_keep_new_rows_sql(graph, table, q.qi(table), staged, with_rowid=False))
         qcon.execute("COMMIT")
+        qcon.execute("DROP TABLE %s" % staged)
 
 
 def _delete_batches(db, graph, doom, batch_size, sleep, max_lock_ms, progress, interrupted):
@@ -294,7 +317,7 @@ def _delete_batches(db, graph, doom, batch_size, sleep, max_lock_ms, progress, i
                 break
             started = time.perf_counter()
             with db.transaction():
-                _delete_keys(db, plan, keys)
+                _delete_keys(db, graph, plan, keys)
             elapsed_ms = (time.perf_counter() - started) * 1000
             stats["batches"] += 1
             stats["max_ms"] = max(stats["max_ms"], elapsed_ms)
@@ -311,10 +334,16 @@ def _delete_batches(db, graph, doom, batch_size, sleep, max_lock_ms, progress, i
     return removed, stats
 
 
-def _delete_keys(db, plan, keys):
+def _delete_keys(db, graph, plan, keys):
     quoted = db.quote
     if plan.identity == ["rowid"]:
-        db.execute("DELETE FROM %s WHERE rowid IN (%s)" % (quoted(plan.table), ", ".join("?" * len(keys))),
+        # Only a row whose content is the one quarantined: if its rowid now holds another row (freed,
+        # then reused by a writer), that row is not ours to delete.
+        same = " AND ".join("t.%s IS s.%s" % (quoted(c), q.qi(c)) for c in graph.columns[plan.table])
+        db.execute("DELETE FROM %s WHERE rowid IN (SELECT s.%s FROM temp.%s s JOIN main.%s t ON t.rowid = s.%s "
+                   "AND %s WHERE s.%s IN (%s))" % (
+                       quoted(plan.table), q.qi(q.ROWID), q.qi(_stage_table(plan)), quoted(plan.table),
+                       q.qi(q.ROWID), same, q.qi(q.ROWID), ", ".join("?" * len(keys))),
                    tuple(k[0] for k in keys))
         return
     columns = plan.identity_names
@@ -327,7 +356,7 @@ def _delete_keys(db, plan, keys):
 def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock_ms=200, tables=None,
                     include_unreferenced=False, recreate_parents=False, snapshot=True, snapshot_dir=None,
                     quarantine_dir=None, retry_policy=None, progress=None, confirm=None, interrupted=None,
-                    final_validate=True):
+                    final_validate=True, force=False):
     """Plan, then (unless dry_run) snapshot, quarantine and delete in batches. Returns CleanupResult."""
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
@@ -338,6 +367,7 @@ def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock
     with open_database(address, readonly=dry_run and address.is_sqlite and not recreate_parents,
                        retry_policy=retry_policy) as db:
         graph = discover_graph(db)
+        require_experiment_manager(graph, address, force)
         unknown = sorted(set(tables or ()) - set(graph.tables))
         if unknown:
             raise UsageError("no table %s in %s" % (", ".join(unknown), address.display()))
@@ -375,11 +405,10 @@ def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock
             progress.update("snapshot before cleanup", force=True)
             result.snapshot_id = create_snapshot(address, snapshot_dir or default_snapshot_dir(address),
                                                  "before %s" % COMMAND, verify=True, retry_policy=retry_policy).id
-        key = q.database_key(address)
-        qpath = q.find_unfinished(quarantine_dir, COMMAND, key) or q.quarantine_path(quarantine_dir, COMMAND)
+        qpath = q.find_unfinished(quarantine_dir, COMMAND, address) or q.quarantine_path(quarantine_dir, COMMAND)
         qcon = q.open_quarantine(qpath, create=True)
         try:
-            q.start(qcon, COMMAND, key, "rows whose parent is missing, and the rows under them")
+            q.start(qcon, COMMAND, address, "rows whose parent is missing, and the rows under them")
             result.quarantine = qpath
             if recreate_parents and wanted:
                 def record(table, values):
@@ -428,12 +457,16 @@ class UndoResult:
     restored: Dict[str, int]
     removed_created: int
     database: str
+    # rows that could not go back: their key now holds a different row (written since the repair)
+    not_restored: Dict[str, int] = dataclasses.field(default_factory=dict)
+    conflicts: List[dict] = dataclasses.field(default_factory=list)
 
 
 def undo(quarantine_path, address=None, retry_policy=None):
     """Put every quarantined row back (parents first) and remove the parents a repair created.
 
-    Idempotent: rows already present are left alone, so running it twice changes nothing more.
+    Idempotent: rows already present are left alone, so running it twice changes nothing more. A
+    row whose key is now taken by a different row is not forced in: it is counted in not_restored.
     """
     from .address import parse_address
     qcon = q.open_quarantine(quarantine_path)
@@ -447,7 +480,7 @@ def undo(quarantine_path, address=None, retry_policy=None):
             restored = undo_fix(qcon, meta, address, retry_policy)
             q.write_meta(qcon, status="undone")
             return UndoResult(quarantine_path, restored, 0, address.display())
-        restored = {}
+        result = UndoResult(quarantine_path, {}, 0, address.display())
         with open_database(address, retry_policy=retry_policy) as db:
             graph = discover_graph(db)
             if db.dialect == "mysql":
@@ -455,34 +488,61 @@ def undo(quarantine_path, address=None, retry_policy=None):
             names = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
                                                "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
             for table in [t for t in graph.parent_first() if t in names]:
-                columns = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table))]
-                with db.transaction():
-                    restored[table] = _reinsert(db, qcon, table, columns)
-            removed_created = 0
+                columns = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table)) if r[1] != q.ROWID]
+                _reinsert(db, qcon, graph, table, columns, result)
             with db.transaction():
                 for table, key_json in qcon.execute("SELECT table_name, key_json FROM %s ORDER BY ordinal DESC"
                                                     % q.CREATED).fetchall():
                     key = json.loads(key_json)
                     key.pop("time", None)
                     where = " AND ".join("%s = ?" % db.quote(c) for c in key)
-                    removed_created += db.execute("DELETE FROM %s WHERE %s" % (db.quote(table), where),
-                                                  tuple(key.values()))
-        q.write_meta(qcon, status="undone")
-        return UndoResult(quarantine_path, restored, removed_created, address.display())
+                    result.removed_created += db.execute("DELETE FROM %s WHERE %s" % (db.quote(table), where),
+                                                         tuple(key.values()))
+        q.write_meta(qcon, status="undone" if not result.not_restored else "undone, some rows not put back")
+        return result
     finally:
         qcon.close()
 
 
-def _reinsert(db, qcon, table, columns):
-    data_columns = [c for c in columns if c != q.ROWID]
-    if db.dialect == "sqlite":
-        names = (["rowid"] if q.ROWID in columns else []) + data_columns
-        sql = "INSERT OR IGNORE INTO %s (%s) VALUES (%s)" % (db.quote(table), ", ".join(
-            n if n == "rowid" else db.quote(n) for n in names), ", ".join("?" * len(names)))
+UNDO_BATCH = 1000
+
+
+def _reinsert(db, qcon, graph, table, columns, result):
+    """Insert the quarantined rows by their columns (never by rowid: SQLite may have given that rowid
+    to another row since), then check each row that did not go in is there with the same content."""
+    key = [c for c in (graph.primary_keys.get(table) or ()) if c in columns] or list(columns)
+    marks = ", ".join("?" * len(columns))
+    if key == list(columns) and not graph.primary_keys.get(table):
+        same = " AND ".join("%s %s ?" % (db.quote(c), "IS" if db.dialect == "sqlite" else "<=>") for c in columns)
+        insert = "INSERT INTO %s (%s) SELECT %s WHERE NOT EXISTS (SELECT 1 FROM %s WHERE %s)" % (
+            db.quote(table), db.quote_columns(columns), marks, db.quote(table), same)
+        double = True
     else:
-        names = data_columns
-        sql = "INSERT IGNORE INTO %s (%s) VALUES (%s)" % (db.quote(table), db.quote_columns(names),
-                                                          ", ".join("?" * len(names)))
-    order = [q.ROWID] + data_columns if q.ROWID in columns else data_columns
-    rows = qcon.execute("SELECT %s FROM %s" % (", ".join(q.qi(c) for c in order), q.qi(table)))
-    return db.executemany(sql, rows, batch_size=1000)
+        insert = "INSERT %s INTO %s (%s) VALUES (%s)" % ("OR IGNORE" if db.dialect == "sqlite" else "IGNORE",
+                                                        db.quote(table), db.quote_columns(columns), marks)
+        double = False
+    lookup = "SELECT %s FROM %s WHERE %s" % (db.quote_columns(columns), db.quote(table), " AND ".join(
+        "%s %s ?" % (db.quote(c), "IS" if db.dialect == "sqlite" else "<=>") for c in key))
+    where = [columns.index(c) for c in key]
+    cursor = qcon.execute("SELECT %s FROM %s" % (", ".join(q.qi(c) for c in columns), q.qi(table)))
+    restored = 0
+    while True:
+        rows = cursor.fetchmany(UNDO_BATCH)
+        if not rows:
+            break
+        with db.transaction():
+            written = db.executemany(insert, [tuple(r) + tuple(r) if double else tuple(r) for r in rows],
+                                     batch_size=UNDO_BATCH)
+        written = max(0, written)
+        restored += written
+        if written == len(rows):
+            continue
+        for row in rows:
+            present = db.query(lookup, tuple(row[i] for i in where))
+            wanted = [canonical(v) for v in row]
+            if not any([canonical(v) for v in found] == wanted for found in present):
+                result.not_restored[table] = result.not_restored.get(table, 0) + 1
+                if len(result.conflicts) < 20:
+                    result.conflicts.append({"table": table, "row": dict(zip(columns, row)),
+                                             "now": [dict(zip(columns, found)) for found in present[:1]]})
+    result.restored[table] = restored

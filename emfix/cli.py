@@ -8,7 +8,7 @@ import signal
 import sys
 
 from . import history
-from .address import mysql_address_from_flags, parse_address
+from .address import hide_secrets, mysql_address_from_flags, parse_address, remember_secret
 from .backends import open_database
 from .cliargs import SNAPSHOT_ACTIONS, SNAPSHOT_ALIASES, build_parser
 from .errors import EXIT_DAMAGED, EXIT_OK, EXIT_PROBLEMS, DamagedInputError, EmfixError, UsageError
@@ -22,15 +22,31 @@ def resolve_address(args):
     if db and flag and db != flag:
         raise UsageError("two databases given (%s and -d %s)" % (db, flag), hint="give DB or -d, not both")
     target = db or flag
+    password = _password_flag(args)
     if getattr(args, "mysql", False):
         return mysql_address_from_flags(target, args.host, args.port, args.user,
-                                        args.password_file, args.defaults_file)
+                                        args.password_file, args.defaults_file, password=password)
     if target is None:
         raise UsageError("no database given", hint="pass a SQLite file path or mysql://user@host:port/dbname")
     if args.host or args.port or args.user:
         if not str(target).startswith(("mysql:", "mariadb:")):
             raise UsageError("--host/--port/--user need --mysql", hint="add --mysql, or use a mysql:// URL")
-    return parse_address(target, args.password_file, args.defaults_file)
+    if str(target).startswith(("mysql:", "mariadb:")) and (args.host or args.port or args.user):
+        raise UsageError("--host/--port/--user given beside a mysql:// URL", hint="put them in the URL, or use --mysql "
+                         "-d NAME with the flags; not both")
+    return parse_address(target, args.password_file, args.defaults_file, password=password)
+
+
+PASSWORD_WARNING = ("warning: --password puts the password where other users can read it (the process list, shell "
+                    "history); use --password-file FILE, EMFIX_MYSQL_PASSWORD or ~/.my.cnf instead\n")
+
+
+def _password_flag(args):
+    password = getattr(args, "password", None)
+    if password is not None and not getattr(args, "_password_warned", False):
+        args._password_warned = True
+        sys.stderr.write(PASSWORD_WARNING)
+    return password
 
 
 def retry_policy(args):
@@ -56,10 +72,28 @@ def to_jsonable(value):
     return value
 
 
+def write_stdout(text):
+    """Write to stdout; once the reader has gone (`| head`), the rest is dropped quietly and the
+    command still returns its own exit code (a closed pipe never turns a FAIL into 0)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+
+
+def _silence_stdout():
+    devnull = os.open(os.devnull, os.O_WRONLY)  # keep Python from complaining while flushing at exit
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def emit_json(value, out=None):
-    out = out or sys.stdout
-    json.dump(to_jsonable(value), out, indent=2, allow_nan=False, default=str)
-    out.write("\n")
+    if out is not None:
+        json.dump(to_jsonable(value), out, indent=2, allow_nan=False, default=str)
+        out.write("\n")
+        return
+    write_stdout(json.dumps(to_jsonable(value), indent=2, allow_nan=False, default=str) + "\n")
 
 
 class Output:
@@ -71,7 +105,7 @@ class Output:
 
     def text(self, line=""):
         if not self.json and not self.quiet:
-            print(line)
+            write_stdout(line + "\n")
 
 
 def make_progress(label, args, out):
@@ -144,16 +178,18 @@ def cmd_schema(args, out):
 
 def command_target(address):
     """How to name the database in a suggested command: never with a password in it."""
-    if address.is_sqlite:
-        return address.path
-    return "mysql://%s@%s:%s/%s" % (address.user or "", address.host, address.port, address.database or "")
+    return address.target()
 
 
-def write_report(path, data):
-    """Write a JSON report next to its final name, then rename: a reader never sees half a file."""
-    from .fileutil import atomic_write_text
+def write_report(path, data, address=None):
+    """Write a JSON report next to its final name, then rename: a reader never sees half a file, and
+    the database, a snapshot or a device is never replaced by it."""
+    from .fileutil import check_output_path, durable_output
+    protect = [address.path] if address is not None and address.is_sqlite else []
+    real, in_place = check_output_path(path, protect)
     try:
-        atomic_write_text(path, json.dumps(to_jsonable(data), indent=2, allow_nan=False, default=str) + "\n")
+        with durable_output(real, in_place=in_place) as handle:
+            handle.write(json.dumps(to_jsonable(data), indent=2, allow_nan=False, default=str) + "\n")
     except OSError as exc:
         raise UsageError("cannot write report %s: %s" % (path, exc.strerror or exc),
                          hint="check that the directory exists and is writable") from None
@@ -163,14 +199,17 @@ def cmd_validate(args, out):
     from .render import validation_lines
     from .validate import validate
     address = resolve_address(args)
+    if args.output:  # a wrong -o is said before the work, not after it
+        from .fileutil import check_output_path
+        check_output_path(args.output, [address.path] if address.is_sqlite else [])
     progress = make_progress("validate", args, out)
     report = validate(address, limit=args.limit, experiment=args.experiment, retry_policy=retry_policy(args),
-                      progress=progress, parallel=args.jobs > 1, deep_json=args.deep_json)
+                      progress=progress, parallel=args.jobs > 1, deep_json=args.deep_json, force=args.force)
     data = report.to_dict()
     history.record(address, "validate", report.status, violations=report.total_violations,
                    json_issues=report.json.issue_count)
     if args.output:
-        write_report(args.output, data)
+        write_report(args.output, data, address)
     if out.json:
         emit_json(data)
     else:
@@ -214,7 +253,7 @@ def cmd_snapshot(args, out):
             out.text("  in %s" % directory)
         return EXIT_OK
     if action == "list":
-        found = snapshot.list_snapshots(directory)
+        found = snapshot.list_snapshots(directory, address)
         if out.json:
             emit_json({"directory": directory, "snapshots": [s.to_dict() for s in found]})
         else:
@@ -224,8 +263,8 @@ def cmd_snapshot(args, out):
     if action == "verify":
         if not args.all and not args.snapshot_id:
             raise UsageError("verify needs a snapshot id or --all", hint="see `emfix snapshot list`")
-        ids = [s.id for s in snapshot.list_snapshots(directory)] if args.all else [args.snapshot_id]
-        results = [snapshot.verify_snapshot(directory, i, full=args.full) for i in ids]
+        ids = [s.id for s in snapshot.list_snapshots(directory, address)] if args.all else [args.snapshot_id]
+        results = [snapshot.verify_snapshot(directory, i, full=args.full, address=address) for i in ids]
         if out.json:
             emit_json({"directory": directory, "snapshots": [r.to_dict() for r in results]})
         else:
@@ -235,8 +274,12 @@ def cmd_snapshot(args, out):
                 out.text("no snapshots in %s" % directory)
         return EXIT_OK if all(r.status == "verified" for r in results) else EXIT_DAMAGED
     if action == "restore":
-        result = snapshot.restore_snapshot(address, directory, args.snapshot_id or "latest-valid",
-                                           not args.no_safety_snapshot, retry_policy(args), progress)
+        chosen = snapshot.resolve_snapshot_id(directory, args.snapshot_id or "latest-valid", address)
+        if not out.quiet:
+            sys.stderr.write("restoring snapshot %s into %s\n" % (chosen, address.display()))
+        result = snapshot.restore_snapshot(address, directory, chosen, not args.no_safety_snapshot,
+                                           retry_policy(args), progress,
+                                           allow_other_database=args.from_other_database)
         if out.json:
             emit_json(result)
         else:
@@ -246,7 +289,7 @@ def cmd_snapshot(args, out):
                 out.text("the content from before is in snapshot %s" % result.safety_snapshot_id)
         return EXIT_OK
     older = snapshot.parse_age(args.older_than) if args.older_than else None
-    result = snapshot.prune_snapshots(directory, args.keep, older, args.dry_run)
+    result = snapshot.prune_snapshots(directory, args.keep, older, args.dry_run, address=address)
     if out.json:
         emit_json(result)
     else:
@@ -301,7 +344,7 @@ def cmd_cleanup(args, out):
         tables=tables, include_unreferenced=args.include_unreferenced, recreate_parents=args.recreate_parents,
         snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir, quarantine_dir=args.quarantine_dir,
         retry_policy=retry_policy(args), progress=make_progress("cleanup", args, out),
-        confirm=confirm, interrupted=_StopFlag().install())
+        confirm=confirm, interrupted=_StopFlag().install(), force=args.force)
     if out.json:
         emit_json(result)
     else:
@@ -325,7 +368,7 @@ def cmd_fix_json(args, out):
     result = fix_json(address, args.column, args.dry_run, args.reset_unfixable, args.batch_size,
                       not args.no_snapshot, args.snapshot_dir, args.quarantine_dir, retry_policy(args),
                       make_progress("fix-json", args, out), confirm,
-                      _StopFlag().install())
+                      _StopFlag().install(), force=args.force)
     if out.json:
         emit_json(result)
     else:
@@ -371,8 +414,8 @@ def cmd_import(args, out):
 def cmd_migrate(args, out):
     from .migrate import migrate_experiment
     from .render import migrate_check_lines
-    source = parse_address(args.source, args.password_file)
-    target = parse_address(args.target, args.password_file)
+    source = parse_address(args.source, args.password_file, password=_password_flag(args))
+    target = parse_address(args.target, args.password_file, password=_password_flag(args))
     ids = list(args.experiment or [])
     if args.all:
         with open_database(source, readonly=source.is_sqlite, retry_policy=retry_policy(args)) as db:
@@ -415,6 +458,13 @@ def cmd_undo(args, out):
                                                       result.database, result.quarantine))
         if result.removed_created:
             out.text("removed %d parent rows the repair had created" % result.removed_created)
+    if result.not_restored:
+        sys.stderr.write("error: %s rows could not be put back: their key now holds a different row (%s); they stay "
+                         "in %s\n" % ("{:,}".format(sum(result.not_restored.values())), ", ".join(
+                             "%s %d" % kv for kv in sorted(result.not_restored.items())), result.quarantine))
+        sys.stderr.write("hint: `emfix undo %s --json` lists them with the row that holds each key now\n"
+                         % result.quarantine)
+        return EXIT_PROBLEMS
     return EXIT_OK
 
 
@@ -430,6 +480,9 @@ def cmd_doctor(args, out):
         for line in doctor_lines(report):
             out.text(line)
     if not report.connected:
+        if out.quiet:  # -q prints only errors: not reaching the database is one
+            failed = next((f for f in report.findings if f.level == "FAIL"), None)
+            sys.stderr.write("error: %s\n" % hide_secrets(failed.message if failed else "cannot open the database"))
         return report.exit_code
     return EXIT_PROBLEMS if report.status == "FAIL" else EXIT_OK
 
@@ -439,7 +492,7 @@ def cmd_optimize(args, out):
     from .render import optimize_lines
     address = resolve_address(args)
     result = optimize(address, args.dry_run, args.vacuum, not args.no_timing, retry_policy(args),
-                      make_progress("optimize", args, out))
+                      make_progress("optimize", args, out), force=args.force)
     if out.json:
         emit_json(result)
     else:
@@ -474,15 +527,58 @@ def _configure_logging(args):
 
 
 def _print_error(exc):
-    sys.stderr.write("error: %s\n" % exc.message)
+    sys.stderr.write("error: %s\n" % hide_secrets(exc.message))
     if exc.hint:
-        sys.stderr.write("hint: %s\n" % exc.hint)
+        sys.stderr.write("hint: %s\n" % hide_secrets(exc.hint))
+
+
+def _secrets_on_argv(argv):
+    """Passwords given on the command line (--password X, --password=X, a URL's user:password@)."""
+    found = []
+    for n, token in enumerate(argv):
+        name = token.split("=", 1)[0]
+        if name.startswith("--pass") and "--password".startswith(name):  # not --password-file (a path)
+            if "=" in token:
+                found.append(token.split("=", 1)[1])
+            elif n + 1 < len(argv):
+                found.append(argv[n + 1])  # --password X, or a mistyped --pass X: kept out of every message
+        if "://" in token and "@" in token:
+            masked = hide_secrets(token)
+            if masked != token:
+                found.append(token[token.index(":", token.index("://") + 3) + 1:token.rindex("@")])
+    return [f for f in found if f]
+
+
+def hide_from_process_list(secrets):
+    """Overwrite the passwords in this process's own argv (what `ps` and /proc/PID/cmdline show), as the
+    mysql client does. Linux only, best effort: the bytes live between arg_start and arg_end."""
+    try:
+        with open("/proc/self/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (fields 48 and 49 of stat)
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(start)
+            raw = mem.read(end - start)
+            scrubbed = raw
+            for secret in secrets:
+                encoded = secret.encode(sys.getfilesystemencoding(), "surrogateescape")
+                scrubbed = scrubbed.replace(encoded, b"x" * len(encoded))
+            if scrubbed != raw:
+                mem.seek(start)
+                mem.write(scrubbed)
+    except (OSError, ValueError, IndexError):
+        pass
 
 
 def main(argv=None):
     if hasattr(signal, "SIGXFSZ"):  # over a file-size limit, let the write fail with EFBIG, not kill us
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     parser = build_parser()
+    secrets = _secrets_on_argv(sys.argv[1:] if argv is None else list(argv))
+    for secret in secrets:
+        remember_secret(secret)
+    if secrets and argv is None:
+        hide_from_process_list(secrets)
     try:
         args = parser.parse_args(argv)
         if not args.command:
@@ -497,9 +593,9 @@ def main(argv=None):
         sys.stderr.write("error: interrupted\n")
         return 130
     except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)  # keep Python from complaining while flushing
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_OK
+        _silence_stdout()
+        sys.stderr.write("error: the output was closed before everything was written\n")
+        return EXIT_PROBLEMS
 
 
 def run():

@@ -19,6 +19,12 @@ EXIT_CODES_HELP = """exit codes:
 
 
 class _Parser(argparse.ArgumentParser):
+    """No abbreviations (`--pass` must never become `--password-file`); errors are UsageError."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         raise UsageError(message, hint="see `%s --help`" % self.prog)
 
@@ -48,9 +54,14 @@ def _add_database_options(parser, positional=True):
     group.add_argument("--user", help="MySQL user (with --mysql)")
     group.add_argument("--password-file", metavar="FILE",
                        help="read the MySQL password from FILE (or set %s, or use ~/.my.cnf)" % PASSWORD_ENV)
+    group.add_argument("--password", metavar="TEXT", help=PASSWORD_HELP)
     group.add_argument("--defaults-file", metavar="FILE", help="MySQL option file to read instead of ~/.my.cnf")
     group.add_argument("--lock-timeout", type=float, default=30.0, metavar="SECONDS",
                        help="keep retrying a locked or unreachable database this long (default 30)")
+
+
+PASSWORD_HELP = ("the old tool's flag: works, but other users can read it in the process list; prefer "
+                 "--password-file, %s or ~/.my.cnf" % PASSWORD_ENV)
 
 
 def _command(sub, name, help_text, example, **kwargs):
@@ -110,6 +121,8 @@ def build_parser():
                         "JSON scan time; MySQL always does)")
     p.add_argument("--jobs", type=int, choices=(1, 2), default=2,
                    help="database connections working at once (default 2)")
+    p.add_argument("--force", action="store_true",
+                   help="work on a database that is not recognised as the Experiment Manager's (refused without)")
     _add_output_options(p)
 
     _add_snapshot_commands(sub)
@@ -133,6 +146,8 @@ def _add_care_commands(sub):
     p.add_argument("--vacuum", action="store_true",
                    help="also compact: VACUUM (SQLite) or OPTIMIZE TABLE (MySQL), after checking free disk")
     p.add_argument("--no-timing", action="store_true", help="skip the validate timings before and after")
+    p.add_argument("--force", action="store_true",
+                   help="work on a database that is not recognised as the Experiment Manager's (refused without)")
     _add_output_options(p)
 
 
@@ -159,6 +174,8 @@ def _add_cleanup_commands(sub):
         p.add_argument("--quarantine-dir", metavar="DIR",
                        help="where removed rows are kept (default: quarantine/ beside a SQLite file)")
         p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        p.add_argument("--force", action="store_true",
+                       help="work on a database that is not recognised as the Experiment Manager's (refused without)")
         _add_output_options(p)
     p = _command(sub, "fix-json", "repair malformed metric JSON exactly (never guessing), keeping every "
                  "original in a quarantine file for `emfix undo`",
@@ -174,6 +191,8 @@ def _add_cleanup_commands(sub):
     p.add_argument("--snapshot-dir", metavar="DIR", help="where the snapshot goes")
     p.add_argument("--quarantine-dir", metavar="DIR", help="where the original values are kept")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--force", action="store_true",
+                   help="work on a database that is not recognised as the Experiment Manager's (refused without)")
     _add_output_options(p)
     for name in ("export", "export-experiment"):
         p = _command(sub, name, "write one experiment's complete subtree to a file, streamed" +
@@ -219,6 +238,7 @@ def _add_cleanup_commands(sub):
         p.add_argument("--init", action="store_true", help="create the schema in DST if it has none")
         p.add_argument("--no-verify", action="store_true", help="skip the comparison at the end")
         p.add_argument("--password-file", metavar="FILE", help="MySQL password for both ends")
+        p.add_argument("--password", metavar="TEXT", help=PASSWORD_HELP)
         p.add_argument("--lock-timeout", type=float, default=30.0, metavar="SECONDS",
                        help="keep retrying a locked or unreachable database this long (default 30)")
         p.add_argument("--snapshot-dir", metavar="DIR", help="where DST's snapshot goes")
@@ -265,6 +285,8 @@ def _add_snapshot_options(parser, action):
                             help="the snapshot to restore, or latest-valid (default)")
         parser.add_argument("--no-safety-snapshot", action="store_true",
                             help="do not snapshot the current content first")
+        parser.add_argument("--from-other-database", action="store_true",
+                            help="restore a snapshot taken of another database (refused without this)")
     elif action == "prune":
         parser.add_argument("--keep", type=_non_negative_int, metavar="N", help="keep the N newest snapshots")
         parser.add_argument("--older-than", metavar="AGE", help="delete snapshots older than AGE (30d, 12h, 90m)")

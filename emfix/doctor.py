@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from . import history
 from .backends import open_database
+from .backends.sqlite import processes_with_open
 from .errors import EmfixError
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -110,34 +111,10 @@ def _sqlite_file(path, target):
         found.append(Finding("file", OK, "%s, %s bytes, writable" % (mode, "{:,}".format(info.st_size)),
                              details=details))
     journal = path + "-journal"
-    if os.path.exists(journal) and os.path.getsize(journal) > 0 and not _processes_with_open(path):
+    if os.path.exists(journal) and os.path.getsize(journal) > 0 and not processes_with_open(path):
         found.append(Finding("journal", WARN, "a rollback journal (%s bytes) is left by a writer that died "
                              "mid-transaction; the next open rolls it back" % "{:,}".format(os.path.getsize(journal)),
                              "emfix validate %s (opening recovers it)" % target))
-    return found
-
-
-def _processes_with_open(path):
-    """(pid, command) of other processes with the file open, where /proc shows it (Linux, same user or root)."""
-    found, me = [], os.getpid()
-    try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != me]
-    except OSError:
-        return found
-    wanted = {path, path + "-wal", path + "-journal", path + "-shm"}
-    for pid in pids:
-        try:
-            fds = os.listdir("/proc/%s/fd" % pid)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) in wanted:
-                    with open("/proc/%s/comm" % pid) as handle:
-                        found.append((int(pid), handle.read().strip()))
-                    break
-            except OSError:
-                continue
     return found
 
 
@@ -159,7 +136,7 @@ def _sqlite_state(db, target):
 
 def _sqlite_lock(path, target):
     """Try for the write lock without waiting, then let go at once: nothing is written."""
-    holders = _processes_with_open(path)
+    holders = processes_with_open(path)
     who = ", ".join("pid %d (%s)" % h for h in holders) or "a process this user cannot see"
     probe = None
     try:
@@ -386,7 +363,7 @@ def _last_results(address, snapshot_dir, target):
             found.append(Finding("last_" + command.replace("-", "_"), OK, "%s on %s: %s" % (
                 command, entry["when"], entry.get("summary", entry.get("status"))), details=entry))
     try:
-        snapshots = list_snapshots(snapshot_dir or default_snapshot_dir(address))
+        snapshots = list_snapshots(snapshot_dir or default_snapshot_dir(address), address)
     except EmfixError:
         snapshots = []
     verified = [s for s in snapshots if s.status == "verified"]

@@ -66,6 +66,12 @@ class SchemaError(EmfixError):
     """The database lacks what a command needs (tables, keys)."""
 
 
+class NotExperimentManagerError(SchemaError):
+    """The database given is not an Experiment Manager database: most likely the wrong one."""
+
+    exit_code = EXIT_USAGE
+
+
 class OperationInterrupted(EmfixError):
     exit_code = EXIT_INTERRUPTED
 

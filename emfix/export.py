@@ -15,21 +15,19 @@ import base64
 import dataclasses
 import datetime
 import decimal
-import errno
 import hashlib
 import json
 import math
 import os
 import sys
-import tempfile
 import time
 from typing import Dict
 
 from . import __version__
 from .backends import open_database
 from .backends.sqlite import UndecodableText
-from .errors import NoSpaceError, SchemaError, UsageError
-from .fileutil import fsync_directory
+from .errors import SchemaError, UsageError
+from .fileutil import check_output_path, fsync_directory, new_temp, no_space
 from .hierarchy import ROOT, reach_subtree
 from .jsoncheck import strict_loads
 from .progress import NoProgress
@@ -105,21 +103,20 @@ def _select(db, graph, tree, table):
                                                        ", ".join(keys))
 
 
-def _open_output(path):
+def _open_output(path, address):
+    """(handle, temp path or None): stdout, a device/FIFO written in place, or a temp file beside `path`."""
     if path == "-":
         return sys.stdout, None
-    if os.path.isdir(path):
-        raise UsageError("%s is a directory" % path, hint="give a file name, e.g. %s" % os.path.join(
-            path, "experiment.jsonl"))
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise UsageError("cannot write %s: directory %s does not exist" % (path, directory))
+    protect = [address.path] if address.is_sqlite else []
+    real, in_place = check_output_path(path, protect)
+    if in_place:
+        return open(real, "w", encoding="utf-8"), None
     try:
-        fd, temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
+        temp = new_temp(real)
     except OSError as exc:
-        raise UsageError("cannot write in %s: %s" % (directory, exc.strerror or exc),
-                         hint="choose a directory you can write to") from None
-    return os.fdopen(fd, "w", encoding="utf-8"), temp
+        raise no_space(exc, path) or UsageError("cannot write in %s: %s" % (
+            os.path.dirname(real), exc.strerror or exc), hint="choose a directory you can write to") from None
+    return open(temp, "w", encoding="utf-8"), temp
 
 
 def _begin_consistent_read(db):
@@ -144,7 +141,8 @@ def export_experiment(address, experiment_id, path, fmt="jsonl", include_metrics
                 raise UsageError("experiment %s does not exist in %s" % (experiment_id, address.display()),
                                  hint="`emfix validate DB --experiment ID` lists what a missing id left behind")
             tables = _tables(graph, tree, include_metrics, include_artifacts)
-            out, temp = _open_output(path)
+            out, temp = _open_output(path, address)
+            final = os.path.realpath(path) if temp else path
             try:
                 writer = _write_jsonl if fmt == "jsonl" else _write_json
                 counts, digest = writer(db, graph, tree, tables, out, experiment_id, address, progress)
@@ -152,16 +150,21 @@ def export_experiment(address, experiment_id, path, fmt="jsonl", include_metrics
                     out.flush()
                     os.fsync(out.fileno())
                     out.close()
-                    os.replace(temp, path)
-                    fsync_directory(os.path.dirname(os.path.abspath(path)))
-            except BaseException as exc:
-                if temp:
+                    os.replace(temp, final)
+                    fsync_directory(os.path.dirname(final))
+                elif out is not sys.stdout:
                     out.close()
-                    if os.path.exists(temp):
-                        os.remove(temp)
-                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-                    raise NoSpaceError("no space left writing %s: %s" % (path, exc.strerror),
-                                       hint="free some space or write elsewhere; nothing was kept") from None
+            except BaseException as exc:
+                if out is not sys.stdout:
+                    try:
+                        out.close()
+                    except OSError:
+                        pass
+                if temp and os.path.exists(temp):
+                    os.remove(temp)
+                full = no_space(exc, path)
+                if full is not None:
+                    raise full from None
                 raise
         finally:
             db.execute("COMMIT")

@@ -2,7 +2,7 @@
 
 One JSON line per command run, appended to $EMFIX_HISTORY (default
 $XDG_STATE_HOME/emfix/history.jsonl, i.e. ~/.local/state/emfix/history.jsonl). Databases are named
-by their masked address (a SQLite file by its absolute path). Recording never fails a command:
+by DatabaseAddress.key() (a SQLite file by its real path; never a password). Recording never fails a command:
 an unwritable history is skipped.
 """
 
@@ -24,13 +24,9 @@ def history_path():
     return os.path.join(state, "emfix", "history.jsonl")
 
 
-def database_key(address):
-    return os.path.abspath(address.path) if address.is_sqlite else address.display()
-
-
 def record(address, command, status, **summary):
     entry = {"when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-             "database": database_key(address), "command": command, "status": status}
+             "database": address.key(), "command": command, "status": status}
     entry.update(summary)
     path = history_path()
     try:
@@ -43,7 +39,7 @@ def record(address, command, status, **summary):
 
 def latest(address):
     """{command: newest entry} for this database."""
-    path, key, found = history_path(), database_key(address), {}
+    path, key, found = history_path(), address.key(), {}
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)

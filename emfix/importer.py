@@ -113,6 +113,9 @@ def import_file(address, path, experiment_title=None, retry_policy=None, progres
         key = "import:%s" % trailer["sha256"]
         journal = _start_journal(db, key, path, trailer, resume, force)
         offsets, done_line, counts = journal["offsets"], journal["line"], journal["counts"]
+        if journal.get("done"):
+            new_id = header["header"]["experiment_id"] + offsets.get(ROOT, 0)
+            return ImportResult(path, new_id, counts, offsets, time.perf_counter() - started, True)
         columns = header["columns"]
         shifts = {t: [(i, offsets.get(id_owner(graph, t, c), 0)) for i, c in enumerate(columns[t])
                       if offsets.get(id_owner(graph, t, c))] for t in header["tables"]}
@@ -158,8 +161,8 @@ def _start_journal(db, key, path, trailer, resume, force):
     if rows:
         state, offsets, line, counts = rows[0]
         offsets = json.loads(offsets)
-        if state == "running" and resume:
-            return {"offsets": offsets, "line": int(line or 0), "counts": json.loads(counts)}
+        if state in ("running", "done") and resume:  # done: killed after its last commit; nothing left to do
+            return {"offsets": offsets, "line": int(line or 0), "counts": json.loads(counts), "done": state == "done"}
         if state == "running" and not force:
             raise EmfixError("a partial import of %s exists (%s rows committed)" % (
                 path, "{:,}".format(sum(json.loads(counts).values()))), hint="run again with --resume to finish it")

@@ -18,7 +18,7 @@ from .backends.sqlite import UndecodableText
 from .errors import NoSpaceError, OperationInterrupted, UsageError
 from .jsonrepair import repair
 from .progress import NoProgress
-from .schema import discover_graph
+from .schema import discover_graph, require_experiment_manager
 
 COMMAND = "fix-json"
 TYPE_COLUMN = "_emfix_type"
@@ -83,13 +83,14 @@ def _kind(value):
 
 def fix_json(address, column="METRIC.per_label_val", dry_run=False, reset_unfixable=False, batch_size=500,
              snapshot=True, snapshot_dir=None, quarantine_dir=None, retry_policy=None, progress=None, confirm=None,
-             interrupted=None):
+             interrupted=None, force=False):
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
     started = time.perf_counter()
     quarantine_dir = quarantine_dir or q.default_quarantine_dir(address)
     with open_database(address, readonly=dry_run and address.is_sqlite, retry_policy=retry_policy) as db:
         graph = discover_graph(db)
+        require_experiment_manager(graph, address, force)
         table, col, key = _target(graph, column)
         result = FixJsonResult(table, col, dry_run)
         if not dry_run:
@@ -103,10 +104,10 @@ def fix_json(address, column="METRIC.per_label_val", dry_run=False, reset_unfixa
                                                      "before %s" % COMMAND, verify=True, retry_policy=retry_policy).id
         qcon = None
         if not dry_run:
-            result.quarantine = (q.find_unfinished(quarantine_dir, COMMAND, q.database_key(address))
+            result.quarantine = (q.find_unfinished(quarantine_dir, COMMAND, address)
                                  or q.quarantine_path(quarantine_dir, COMMAND))
             qcon = q.open_quarantine(result.quarantine, create=True)
-            q.start(qcon, COMMAND, q.database_key(address), "metric values rewritten by fix-json")
+            q.start(qcon, COMMAND, address, "metric values rewritten by fix-json")
             q.write_meta(qcon, table=table, column=col, key=key, tables=[table])
             qcon.execute("CREATE TABLE IF NOT EXISTS %s (%s, %s, %s)" % (q.qi(table), q.qi(key), q.qi(col),
                                                                          q.qi(TYPE_COLUMN)))

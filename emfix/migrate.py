@@ -30,7 +30,8 @@ from .hierarchy import ROOT, reach_subtree
 from .importer import id_owner
 from .progress import NoProgress
 from .schema import create_schema, discover_graph
-from .snapshot import _portable
+from .values import canonical as _canonical
+from .values import portable as _portable
 
 JOURNAL = "_emfix_migration"
 DEFAULT_BATCH = 2000
@@ -84,7 +85,8 @@ def _same_database(a, b):
 
 
 def _journal_key(src, experiment_id):
-    return "%s#%d" % (src.display(), experiment_id)
+    """SRC by its identity (real path, or host:port/database), so `./a.db` and `a.db` resume the same copy."""
+    return "%s#%d" % (src.key(), experiment_id)
 
 
 def _ensure_journal(db):
@@ -174,7 +176,20 @@ def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=
                              hint="add --init to create it, or run `emfix init %s`" % dst.display())
         key = _journal_key(src, experiment_id)
         journal_table = target.quote(JOURNAL)
-        journal = _journal(target, key) if JOURNAL in existing else None
+        journal = None
+        if JOURNAL in existing:
+            journal = _journal(target, key)
+            legacy = "%s#%d" % (src.display(), experiment_id)  # how emfix before 0.3 keyed it
+            if journal is None and _journal(target, legacy) is not None:
+                key, journal = legacy, _journal(target, legacy)
+        if resume and not (journal and journal["state"] in ("running", "done")):
+            raise UsageError("nothing to resume: %s has no interrupted migration of experiment %d from %s" % (
+                dst.display(), experiment_id, src.display()), hint="run the same command without --resume")
+        if journal and journal["state"] == "done" and resume and not force:
+            # Killed after the last commit but before it could say so: the job is done, and says so.
+            offsets = journal["offsets"]
+            return MigrationResult(experiment_id, experiment_id + offsets.get(ROOT, 0), journal["copied"], offsets,
+                                   True, time.perf_counter() - started)
         if journal and journal["state"] == "done" and not force:
             raise UsageError("experiment %d from %s was already migrated to %s" % (experiment_id, src.display(),
                                                                                    dst.display()),
@@ -379,18 +394,6 @@ def _checksum(db, graph, table, where, moves):
         acc ^= int.from_bytes(hashlib.sha256(json.dumps(row, default=str).encode()).digest()[:16], "big")
         count += 1
     return count, "%032x" % acc
-
-
-def _canonical(value):
-    value = _portable(value)
-    if isinstance(value, str) and len(value) >= 19 and value[4:5] == "-" and value[10:11] in (" ", "T"):
-        try:
-            return datetime.datetime.fromisoformat(value.replace(" ", "T")).isoformat()
-        except ValueError:
-            return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value) if abs(value) < 1e15 else value
-    return value
 
 
 def _verify(source, target, graph, tree, tables, offsets, experiment_id, strategy):

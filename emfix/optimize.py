@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 from .backends import open_database
 from .errors import NoSpaceError
 from .progress import NoProgress
-from .schema import discover_graph
+from .schema import discover_graph, require_experiment_manager
 
 INDEX_PREFIX = "emfix_idx_"
 MYSQL_NAME_LIMIT = 64
@@ -97,11 +97,13 @@ def _seconds_of(checks, relation_text):
     return next((c.seconds for c in checks if c.relation.describe() == relation_text), None)
 
 
-def optimize(address, dry_run=False, vacuum=False, timing=True, retry_policy=None, progress=None):
+def optimize(address, dry_run=False, vacuum=False, timing=True, retry_policy=None, progress=None, force=False):
     progress = progress or NoProgress()
     started = time.perf_counter()
     with open_database(address, readonly=dry_run and address.is_sqlite, retry_policy=retry_policy) as db:
-        missing = find_missing_indexes(db, discover_graph(db))
+        graph = discover_graph(db)
+        require_experiment_manager(graph, address, force)
+        missing = find_missing_indexes(db, graph)
     result = OptimizeResult(address.display(), dry_run, missing)
     if timing:
         progress.update("timing validate before", force=True)

@@ -12,6 +12,7 @@ import sqlite3
 
 from . import __version__
 from .errors import UsageError
+from .fileutil import DATA_FILE_MODE, create_private
 
 META = "_emfix_meta"
 CREATED = "_emfix_created"
@@ -30,6 +31,8 @@ def quarantine_path(directory, command):
 def open_quarantine(path, create=False):
     if not create and not os.path.isfile(path):
         raise UsageError("no quarantine file %s" % path, hint="pass the path cleanup printed")
+    if create and not os.path.exists(path):
+        create_private(path, DATA_FILE_MODE)  # every removed row is in here: readable by the owner only
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA synchronous = FULL")  # rows are committed to disk before they are deleted
     if create:
@@ -53,10 +56,11 @@ def read_meta(con):
         raise UsageError("not an emfix quarantine file: %s" % exc) from None
 
 
-def start(con, command, database, reason):
+def start(con, command, address, reason):
     meta = read_meta(con)
     if not meta:
-        write_meta(con, command=command, database=database, reason=reason, emfix_version=__version__,
+        write_meta(con, command=command, database=address.target(), database_key=address.key(), reason=reason,
+                   emfix_version=__version__,
                    started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(), status="in progress",
                    tables=[])
     return read_meta(con)
@@ -68,7 +72,7 @@ def ensure_table(con, table, columns, with_rowid):
     return names
 
 
-def find_unfinished(directory, command, database):
+def find_unfinished(directory, command, address):
     """The newest quarantine of this command on this database that did not finish (for a rerun)."""
     if not os.path.isdir(directory):
         return None
@@ -84,22 +88,26 @@ def find_unfinished(directory, command, database):
                 con.close()
         except (sqlite3.DatabaseError, UsageError):
             continue
-        if meta.get("database") == database and meta.get("status") == "in progress":
+        if meta.get("status") == "in progress" and owner_key(meta) == address.key():
             return path
     return None
+
+
+def owner_key(meta):
+    """The identity of the database a quarantine belongs to (older files name it by address only)."""
+    if meta.get("database_key"):
+        return meta["database_key"]
+    from .address import parse_address
+    try:
+        return parse_address(meta.get("database"), environ={}).key()
+    except Exception:  # an address this emfix cannot parse is nobody's
+        return None
 
 
 def default_quarantine_dir(address):
     if address.is_sqlite:
         return os.path.join(os.path.dirname(os.path.abspath(address.path)), "quarantine")
     return os.path.abspath("quarantine")
-
-
-def database_key(address):
-    """How a quarantine names its database (never with a password)."""
-    if address.is_sqlite:
-        return os.path.abspath(address.path)
-    return "mysql://%s@%s:%s/%s" % (address.user or "", address.host, address.port, address.database or "")
 
 
 def writable_dir(directory):

@@ -9,6 +9,7 @@ import logging
 import random
 import sqlite3
 import time
+from typing import Optional
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +28,14 @@ SQLITE_TRANSIENT_MESSAGES = ("database is locked", "database table is locked", "
 
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 8
+    attempts: Optional[int] = None  # None: the deadline alone decides when to give up
     base: float = 0.05
     cap: float = 2.0
     deadline: float = 30.0
 
     def describe(self):
-        return "up to %d attempts within %.1fs, backoff %.2fs..%.1fs with full jitter" % (
-            self.attempts, self.deadline, self.base, self.cap)
+        tries = "retries" if self.attempts is None else "up to %d attempts" % self.attempts
+        return "%s within %.1fs, backoff %.2fs..%.1fs with full jitter" % (tries, self.deadline, self.base, self.cap)
 
     def delay(self, attempt, rng=random):
         """Full jitter: uniform(0, min(cap, base * 2**attempt))."""
@@ -77,9 +78,8 @@ def call_with_retry(func, policy=None, transient=is_transient, what="operation",
             attempt += 1
             elapsed = clock() - start
             remaining = policy.deadline - elapsed
-            if attempt >= policy.attempts or remaining <= 0:
+            if (policy.attempts is not None and attempt >= policy.attempts) or remaining <= 0:
                 raise RetriesExhausted(exc, attempt, elapsed) from exc
             pause = min(policy.delay(attempt), remaining)
-            log.info("%s failed (%s); retry %d/%d in %.2fs", what, exc, attempt,
-                     policy.attempts - 1, pause)
+            log.info("%s failed (%s); retry %d in %.2fs (%.1fs left)", what, exc, attempt, pause, remaining)
             sleep(pause)

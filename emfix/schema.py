@@ -8,7 +8,7 @@ created without foreign keys is still checked completely. Unknown extra tables a
 import dataclasses
 from typing import Dict, List, Tuple
 
-from .errors import SchemaError
+from .errors import NotExperimentManagerError, SchemaError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,10 +136,26 @@ def _canonical(name, existing):
     return lowered.get(name.lower())
 
 
+CORE_TABLES = ("EXPERIMENT", "TRIAL", "TRIAL_RUN")
+
+
+def require_experiment_manager(graph, address, force=False):
+    """Refuse (unless `force`) to check or repair a database that lacks the Experiment Manager's core
+    tables: a shop's `orders -> users` are not ours to delete or index."""
+    present = {t.lower() for t in graph.tables}
+    missing = [t for t in CORE_TABLES if t.lower() not in present]
+    if missing and not force:
+        raise NotExperimentManagerError(
+            "%s is not an Experiment Manager database (no %s table); nothing was changed" % (
+                address.display(), ", ".join(missing)),
+            hint="check the path or URL; to work on it anyway, add --force")
+
+
 def discover_graph(backend):
     tables = backend.tables()
     if not tables:
-        raise SchemaError("%s has no tables: it is not an Experiment Manager database" % backend.address.display(),
+        raise NotExperimentManagerError("%s has no tables: it is not an Experiment Manager database"
+                                        % backend.address.display(),
                           hint="check the path, or create the schema with `emfix init`")
     columns = {t: backend.columns(t) for t in tables}
     primary_keys = {t: backend.primary_key(t) for t in tables}
@@ -214,7 +230,11 @@ def create_schema(backend, generation=2, json_type="json"):
                 continue
             backend.execute(table_ddl(backend, table, json_type))
             created.append(table.name)
-        if "SCHEMA_VERSION" in created:
+    # Outside the CREATE's transaction on purpose: MySQL commits each CREATE by itself, so a run killed
+    # between the CREATE and the INSERT left an empty SCHEMA_VERSION; the row is written whenever missing.
+    if "schema_version" in existing | {t.lower() for t in created} and not backend.scalar(
+            "SELECT count(*) FROM %s" % backend.quote("SCHEMA_VERSION")):
+        with backend.transaction():
             backend.execute("INSERT INTO %s (%s, %s, %s) VALUES (?, ?, ?)" % (
                 backend.quote("SCHEMA_VERSION"), backend.quote("version"), backend.quote("migration_name"),
                 backend.quote("description")),

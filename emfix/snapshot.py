@@ -9,7 +9,6 @@ consistent read (START TRANSACTION WITH CONSISTENT SNAPSHOT), streamed table by 
 
 import dataclasses
 import datetime
-import decimal
 import errno
 import hashlib
 import json
@@ -23,10 +22,12 @@ import threading
 from typing import Dict, List, Optional
 
 from . import __version__
+from .address import key_of_source
 from .backends import open_database
 from .errors import DamagedInputError, EmfixError, NoSpaceError, UsageError
-from .fileutil import atomic_write_text, fsync_directory
+from .fileutil import DATA_FILE_MODE, atomic_write_text, clear_stale_temps, fsync_directory, fsync_file, new_temp
 from .schema import discover_graph
+from .values import portable
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,20 @@ class SnapshotManifest:
     format: str = FORMAT
     verified_at: Optional[str] = None
     damage: Optional[str] = None  # what the last verify found wrong
+    kind: str = "snapshot"  # or "safety" (taken by restore before it overwrote) or "raw" (bytes of a damaged file)
+    source_key: Optional[str] = None  # DatabaseAddress.key() of the source: whose snapshot this is
 
     @property
     def row_total(self):
         return sum(self.tables.values())
+
+    @property
+    def owner(self):
+        return self.source_key or key_of_source(self.source)
+
+    @property
+    def is_safety_copy(self):
+        return self.kind in ("safety", "raw") or str(self.description).startswith("safety copy before restoring")
 
     def to_dict(self):
         data = dataclasses.asdict(self)
@@ -66,11 +77,22 @@ class SnapshotManifest:
     @classmethod
     def from_dict(cls, data):
         fields = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(data, dict):
+            raise ValueError("not an emfix snapshot manifest (a JSON %s, not an object)" % type(data).__name__)
         missing = {"id", "created_at", "size", "sha256", "file", "tables"} - set(data)
         if missing or data.get("format") != FORMAT:
             raise ValueError("not an emfix snapshot manifest (%s)" % (
                 "missing " + ", ".join(sorted(missing)) if missing else "format %r" % data.get("format")))
-        return cls(**{k: v for k, v in data.items() if k in fields})
+        manifest = cls(**{k: v for k, v in data.items() if k in fields})
+        wrong = [name for name, kinds in _FIELD_TYPES.items() if not isinstance(getattr(manifest, name), kinds)
+                 or isinstance(getattr(manifest, name), bool)]
+        if wrong or not all(isinstance(n, int) for n in manifest.tables.values()):
+            raise ValueError("manifest field %s has the wrong type" % ", ".join(wrong or ["tables"]))
+        return manifest
+
+
+_FIELD_TYPES = {"id": str, "created_at": str, "size": int, "sha256": str, "file": str, "tables": dict,
+                "description": str, "source": dict, "kind": str}
 
 
 @dataclasses.dataclass
@@ -85,7 +107,7 @@ class SnapshotStatus:
         if self.manifest is not None:
             m = self.manifest
             data.update(created_at=m.created_at, description=m.description, size=m.size, row_total=m.row_total,
-                        sha256=m.sha256, source=m.source, verified_at=m.verified_at)
+                        sha256=m.sha256, source=m.source, verified_at=m.verified_at, kind=m.kind)
         return data
 
 
@@ -206,8 +228,10 @@ def _in_parallel(*jobs):
     return results
 
 
-def verify_snapshot(directory, snapshot_id, full=False, record=True):
-    """Check one snapshot against its manifest; never raises for damage, returns it."""
+def verify_snapshot(directory, snapshot_id, full=False, record=True, address=None):
+    """Check one snapshot against its manifest; never raises for damage, returns it.
+
+    With `address`, a snapshot of another database is refused (UsageError), not checked."""
     check_id(snapshot_id)
     path, manifest_path = _paths(directory, snapshot_id)
     if not os.path.exists(manifest_path):
@@ -218,6 +242,10 @@ def verify_snapshot(directory, snapshot_id, full=False, record=True):
         manifest = read_manifest(directory, snapshot_id)
     except (ValueError, OSError) as exc:
         return SnapshotStatus(snapshot_id, "damaged", "manifest unreadable: %s" % exc)
+    if address is not None and manifest.owner != address.key():
+        raise UsageError("snapshot %s is of another database (%s), not of %s" % (
+            snapshot_id, _source_text(manifest), address.display()),
+            hint="`emfix snapshot list %s` shows this database's snapshots" % address.target())
     problem = _find_damage(directory, snapshot_id, manifest, path, full)
     if record:
         manifest.damage = problem or None
@@ -260,8 +288,18 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
-def list_snapshots(directory):
-    """Every snapshot in a directory, newest first, with a cheap status (manifest + size)."""
+def belongs_to(status, address):
+    """Is this snapshot one of `address`'s? (None: every snapshot in the folder counts.)"""
+    if address is None:
+        return True
+    if status.manifest is None:
+        return False  # no manifest: nobody can tell whose it is, so it is never restored or pruned as ours
+    return status.manifest.owner == address.key()
+
+
+def list_snapshots(directory, address=None):
+    """The snapshots of `address` in a directory (every one when None), newest first, with a cheap
+    status (manifest + size). Snapshots of other databases sharing the folder are never included."""
     if not os.path.isdir(directory):
         return []
     ids = set()
@@ -291,6 +329,7 @@ def list_snapshots(directory):
         else:
             status = SnapshotStatus(snapshot_id, "unverified", "", manifest)
         found.append(status)
+    found = [s for s in found if belongs_to(s, address)]
     found.sort(key=lambda s: (s.manifest.created_at if s.manifest else "", s.id), reverse=True)
     return found
 
@@ -309,35 +348,8 @@ def _mb(n):
     return "%.1f MB" % (n / 1e6)
 
 
-TEMP_NAME = re.compile(r"^\..+\.tmp-(\d+)$")
-
-
-def clear_stale_temps(directory):
-    """Remove temporary files left by a create that was killed (its process is gone)."""
-    for name in os.listdir(directory):
-        match = TEMP_NAME.match(name)
-        if not match:
-            continue
-        try:
-            os.kill(int(match.group(1)), 0)
-        except ProcessLookupError:
-            _remove(os.path.join(directory, name))
-        except (PermissionError, OverflowError):
-            pass
-
-
 def _temp_file(directory, snapshot_id):
-    path = os.path.join(directory, ".%s.db.tmp-%d" % (snapshot_id, os.getpid()))
-    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    return path
-
-
-def _fsync_file(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return new_temp(os.path.join(directory, snapshot_id + ".db"))
 
 
 def _copy_sqlite(db, temp):
@@ -348,24 +360,12 @@ def _copy_sqlite(db, temp):
         # so its own journal and syncs would only double the writes (they cost 2x here).
         dst.execute("PRAGMA journal_mode = OFF")
         dst.execute("PRAGMA synchronous = OFF")
-        db.connection.backup(dst)
+        # A writer committing at that moment makes the one-step backup fail with "locked": wait and
+        # try again until --lock-timeout, then say who holds it.
+        db.run_with_retry(lambda: db.connection.backup(dst), "back up %s" % db.address.display())
         dst.execute("PRAGMA journal_mode = DELETE")  # a WAL source must not make a WAL snapshot
     finally:
         dst.close()
-
-
-def _portable(value):
-    if isinstance(value, decimal.Decimal):
-        return str(value)  # exact; MySQL reads it back as the same DECIMAL
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat(" ") if isinstance(value, datetime.datetime) else value.isoformat()
-    if isinstance(value, datetime.timedelta):
-        return str(value)
-    if isinstance(value, bytearray):
-        return bytes(value)
-    if isinstance(value, set):
-        return ",".join(sorted(value))
-    return value
 
 
 def _copy_mysql(db, graph, temp, progress):
@@ -388,7 +388,7 @@ def _copy_mysql(db, graph, temp, progress):
                 sql = "SELECT %s FROM %s%s" % (db.quote_columns(columns), db.quote(table),
                                                " ORDER BY " + db.quote_columns(order) if order else "")
                 for row in db.iter_rows(sql, arraysize=BATCH_ROWS):
-                    batch.append(tuple(_portable(v) for v in row))
+                    batch.append(tuple(portable(v) for v in row))
                     if len(batch) >= BATCH_ROWS:
                         dst.executemany(insert, batch)
                         copied += len(batch)
@@ -429,7 +429,7 @@ def _expected_size(db):
 
 
 def create_snapshot(address, directory=None, description="", verify=False, retry_policy=None, progress=None,
-                    label="snapshot"):
+                    label="snapshot", kind="snapshot"):
     """Write a snapshot of the database; return its manifest (verified when `verify`)."""
     from .progress import NoProgress
     progress = progress or NoProgress()
@@ -452,7 +452,7 @@ def create_snapshot(address, directory=None, description="", verify=False, retry
                 _copy_sqlite(db, temp)
             else:
                 _copy_mysql(db, graph, temp, progress)
-            _fsync_file(temp)
+            fsync_file(temp)
             progress.update("checking the copy", force=True)
             jobs = [lambda: sha256_of(temp), lambda: count_rows(temp)]
             if verify:
@@ -469,7 +469,7 @@ def create_snapshot(address, directory=None, description="", verify=False, retry
             manifest = SnapshotManifest(
                 snapshot_id, _now(), description, address.to_dict(), db.dialect, __version__, graph.generation,
                 results[1], os.path.getsize(temp), results[0], os.path.basename(path),
-                verified_at=_now() if verify else None)
+                verified_at=_now() if verify else None, kind=kind, source_key=address.key())
             os.replace(temp, path)
             fsync_directory(directory)
         except (OSError, sqlite3.OperationalError) as exc:
@@ -490,23 +490,29 @@ def create_snapshot(address, directory=None, description="", verify=False, retry
 
 # -- restore -----------------------------------------------------------------------------------
 
-def resolve_snapshot_id(directory, wanted):
-    """An id, or `latest-valid`: the newest snapshot that passes verification."""
+def resolve_snapshot_id(directory, wanted, address=None):
+    """An id, or `latest-valid`: the newest snapshot of `address` that passes verification, never a
+    safety copy a restore took (restoring that would undo the restore)."""
     if wanted not in ("latest-valid", "latest"):
         return check_id(wanted)
-    for status in list_snapshots(directory):
-        if status.manifest is not None and verify_snapshot(directory, status.id).status == "verified":
+    for status in list_snapshots(directory, address):
+        if status.manifest is None or status.manifest.is_safety_copy:
+            continue
+        if verify_snapshot(directory, status.id).status == "verified":
             return status.id
-    raise UsageError("no valid snapshot in %s" % directory, hint="create one with `emfix snapshot create`")
+    raise UsageError("no valid snapshot of %s in %s" % (address.display() if address else "this database", directory),
+                     hint="create one with `emfix snapshot create`; `emfix snapshot list` shows what is there")
 
 
 def restore_snapshot(address, directory=None, snapshot_id="latest-valid", safety_snapshot=True, retry_policy=None,
-                     progress=None):
-    """Replace the database's content with a verified snapshot; the old content is kept first."""
+                     progress=None, allow_other_database=False):
+    """Replace the database's content with a verified snapshot of it; the old content is kept first.
+
+    A snapshot of another database is refused unless `allow_other_database`."""
     from .progress import NoProgress
     progress = progress or NoProgress()
     directory = directory or default_snapshot_dir(address)
-    snapshot_id = resolve_snapshot_id(directory, snapshot_id)
+    snapshot_id = resolve_snapshot_id(directory, snapshot_id, address)
     status = verify_snapshot(directory, snapshot_id)
     if status.status != "verified":
         raise DamagedInputError("snapshot %s cannot be restored: %s" % (snapshot_id, status.problem),
@@ -516,6 +522,10 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", safety
         raise UsageError("snapshot %s is of a %s database; %s is %s" % (
             snapshot_id, manifest.source_dialect, address.display(), "SQLite" if address.is_sqlite else "MySQL"),
             hint="restore it into the same kind of database it was taken from")
+    if manifest.owner != address.key() and not allow_other_database:
+        raise UsageError("snapshot %s is of another database (%s), not of %s; nothing was changed" % (
+            snapshot_id, _source_text(manifest), address.display()),
+            hint="to put that content into this database anyway, add --from-other-database")
     safety_id = None
     if safety_snapshot:
         safety_id = _safety_snapshot(address, directory, snapshot_id, retry_policy)
@@ -534,11 +544,18 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", safety
     return RestoreResult(snapshot_id, safety_id, counts, method)
 
 
+def _source_text(manifest):
+    source = manifest.source if isinstance(manifest.source, dict) else {}
+    if source.get("backend") == "sqlite":
+        return source.get("path")
+    return source.get("url") or "%s:%s/%s" % (source.get("host"), source.get("port"), source.get("database"))
+
+
 def _safety_snapshot(address, directory, snapshot_id, retry_policy):
     description = "safety copy before restoring %s" % snapshot_id
     try:
         return create_snapshot(address, directory, description, verify=True, retry_policy=retry_policy,
-                               label="safety snapshot").id
+                               label="safety snapshot", kind="safety").id
     except DamagedInputError:
         if not address.is_sqlite or not os.path.exists(address.path):
             raise
@@ -548,7 +565,7 @@ def _safety_snapshot(address, directory, snapshot_id, retry_policy):
     temp = _temp_file(directory, raw_id)
     try:
         shutil.copyfile(address.path, temp)
-        _fsync_file(temp)
+        fsync_file(temp)
         os.replace(temp, raw_path)
     except BaseException:
         _remove(temp)
@@ -556,7 +573,7 @@ def _safety_snapshot(address, directory, snapshot_id, retry_policy):
     write_manifest(directory, SnapshotManifest(
         raw_id, _now(), description + " (raw copy of a damaged database)", address.to_dict(), "sqlite", __version__,
         0, {}, os.path.getsize(raw_path), sha256_of(raw_path), os.path.basename(raw_path),
-        damage="raw copy of a database that failed its integrity check"))
+        damage="raw copy of a database that failed its integrity check", kind="raw", source_key=address.key()))
     return raw_id
 
 
@@ -580,11 +597,11 @@ def _restore_sqlite(address, snapshot_path, retry_policy):
             src.close()
         return "backup API into the live file"
     directory = os.path.dirname(os.path.abspath(target))
-    temp = os.path.join(directory, ".%s.emfix-restore-%d.tmp" % (os.path.basename(target), os.getpid()))
+    temp = new_temp(target)
     try:
         shutil.copyfile(snapshot_path, temp)
-        os.chmod(temp, 0o600)
-        _fsync_file(temp)
+        os.chmod(temp, DATA_FILE_MODE)
+        fsync_file(temp)
         for suffix in ("-wal", "-shm", "-journal"):  # they belong to the damaged file, not to this one
             if os.path.exists(target + suffix):
                 os.remove(target + suffix)
@@ -637,22 +654,28 @@ def parse_age(text):
     return datetime.timedelta(**{UNITS[unit]: n})
 
 
-def prune_snapshots(directory, keep=None, older_than=None, dry_run=False, now=None):
-    """Delete old snapshots; the newest verified one is never deleted."""
+def prune_snapshots(directory, keep=None, older_than=None, dry_run=False, now=None, address=None):
+    """Delete old snapshots of `address` (without one: of each database in the folder, counted apart);
+    the newest verified snapshot of each database is never deleted."""
     if keep is None and older_than is None:
         raise UsageError("prune needs --keep N or --older-than AGE", hint="e.g. --keep 10 or --older-than 30d")
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    snapshots = [s for s in list_snapshots(directory) if s.manifest is not None]
-    protected = next((s.id for s in snapshots if s.status == "verified"), None)
+    by_owner = {}
+    for status in list_snapshots(directory, address):
+        if status.manifest is not None:
+            by_owner.setdefault(status.manifest.owner, []).append(status)
     deleted, kept = [], []
-    for rank, status in enumerate(snapshots):
-        created = datetime.datetime.fromisoformat(status.manifest.created_at)
-        too_many = keep is not None and rank >= keep
-        too_old = older_than is not None and now - created > older_than
-        if status.id != protected and (too_many or too_old):
-            deleted.append(status.id)
-        else:
-            kept.append(status.id)
+    for snapshots in by_owner.values():
+        protected = next((s.id for s in snapshots if s.status == "verified" and not s.manifest.is_safety_copy),
+                         None) or next((s.id for s in snapshots if s.status == "verified"), None)
+        for rank, status in enumerate(snapshots):
+            created = _created(status.manifest)
+            too_many = keep is not None and rank >= keep
+            too_old = older_than is not None and created is not None and now - created > older_than
+            if status.id != protected and (too_many or too_old):
+                deleted.append(status.id)
+            else:
+                kept.append(status.id)
     if not dry_run:
         for snapshot_id in deleted:
             path, manifest_path = _paths(directory, snapshot_id)
@@ -661,3 +684,11 @@ def prune_snapshots(directory, keep=None, older_than=None, dry_run=False, now=No
                 os.remove(path)
         fsync_directory(directory)
     return PruneResult(deleted, kept, dry_run)
+
+
+def _created(manifest):
+    try:
+        created = datetime.datetime.fromisoformat(str(manifest.created_at).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return created if created.tzinfo else created.replace(tzinfo=datetime.timezone.utc)

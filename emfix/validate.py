@@ -20,7 +20,7 @@ from . import __version__
 from .backends import open_database
 from .jsoncheck import JsonScan, metric_id_ranges, scan_metric_json
 from .progress import NoProgress
-from .schema import Relation, SchemaGraph, discover_graph
+from .schema import Relation, SchemaGraph, discover_graph, require_experiment_manager
 
 TMP = "emfix_tmp_"  # prefix of this run's temporary tables; they vanish with the connection
 KINDS = {"d": "missing_parent", "c": "orphaned_parent", "n": "null_key"}
@@ -634,7 +634,7 @@ def _start_helper(address, retry_policy, work):
 
 
 def validate(address, limit=100, experiment=None, retry_policy=None, progress=None, parallel=True,
-             deep_json=False):
+             deep_json=False, force=False):
     """Check a database read-only; return a ValidationReport (nothing is written to it)."""
     progress = progress or NoProgress()
     started = time.perf_counter()
@@ -642,6 +642,7 @@ def validate(address, limit=100, experiment=None, retry_policy=None, progress=No
     with _open_for_checks(address, retry_policy) as db:
         _tune(db)
         graph = discover_graph(db)
+        require_experiment_manager(graph, address, force)
         timings["discover"] = time.perf_counter() - started
         no_key = [t for t in graph.tables if not graph.primary_keys.get(t)]
         work = _MetricWork(graph, limit, deep_json)

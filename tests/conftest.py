@@ -128,24 +128,35 @@ def private_history(tmp_path, monkeypatch):
     monkeypatch.setenv("EMFIX_HISTORY", str(tmp_path / "emfix-history.jsonl"))
 
 
-def kill_until_done(args, seed, low, high, attempts=30, env=None):
-    """Run `emfix ARGS` (with --resume after the first try), SIGKILL it after a random low..high seconds,
-    until a run finishes on its own or the attempts run out; then finish with --resume. Returns the kills."""
+def kill_until_done(args, seed, delay=0.3, attempts=30, env=None):
+    """Run `emfix ARGS --progress` (with --resume once there is something to resume), SIGKILL it a random
+    0..delay seconds after its first rows-copied line (the first time: at once), until a run finishes on
+    its own or the attempts run out; then finish with --resume. Returns how many kills landed mid-copy.
+
+    Waiting for the progress line, not a fixed sleep, is what makes the kills land on a loaded machine."""
     import random
     import signal
     import time
     full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
-    rng, kills = random.Random(seed), 0
+    rng, kills, resume = random.Random(seed), 0, False
     for attempt in range(attempts):
-        proc = subprocess.Popen([sys.executable, "-m", "emfix", *args] + (["--resume"] if attempt else []),
-                                env=full_env, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(low, high))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
+        proc = subprocess.Popen([sys.executable, "-m", "emfix", *[a for a in args if a != "-q"], "--progress"]
+                                + (["--resume"] if resume else []), env=full_env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if b" rows (" in line:
+                time.sleep(rng.uniform(0, delay) if attempt else 0)
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL)
+                    kills += 1
+                break
+        _out, err = proc.communicate()
         if proc.returncode == 0:
             return kills
-    final = run_cli(*args, "--resume", env=env)
+        # Killed before anything was journalled: there is nothing to resume yet, so start again.
+        resume = not (proc.returncode == 2 and b"nothing to resume" in b"".join(seen) + err)
+    final = run_cli(*args, *(["--resume"] if resume else []), env=env)
     assert final.returncode == 0, final.stderr
     return kills

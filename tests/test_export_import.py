@@ -158,7 +158,7 @@ def test_import_killed_at_random_points_then_resumed_equals_one_uninterrupted_im
     for address in (reference, target):
         make_demo(address, shape=Shape(experiments=1, trials=1, runs=1, epochs=2, batches=2), faults=False)
     import_file(reference, path)
-    kills = kill_until_done(["import", target.path, path, "-q"], seed=7, low=0.2, high=0.8)
+    kills = kill_until_done(["import", target.path, path, "-q"], seed=7, delay=0.8)
     with open_database(reference, readonly=True) as a, open_database(target, readonly=True) as b:
         for table in a.tables():
             if table != "_emfix_import":

@@ -79,7 +79,7 @@ def test_killed_at_random_points_then_resume_equals_one_uninterrupted_run(tmp_pa
     migrate_experiment(source, reference, 1, init=True, strategy="aggressive")
     target = sqlite_at(tmp_path, "t.db")
     kills = kill_until_done(["migrate", source.path, target.path, "-e", "1", "--init", "--strategy", "aggressive",
-                             "--batch-size", "10", "-q"], seed=3, low=0.05, high=0.4)
+                             "--batch-size", "10", "-q"], seed=3, delay=0.4)
     assert kills >= 3 and content(target) == content(reference)
 
 
@@ -200,7 +200,7 @@ def test_mariadb_to_mariadb_killed_then_resumed_equals_one_uninterrupted_run(mys
     make_demo(source, shape=Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10), faults=False)
     migrate_experiment(source, reference, 1, init=True, strategy="aggressive")
     kills = kill_until_done(["migrate", url_of(source), url_of(target), "-e", "1", "--init", "--strategy",
-                             "aggressive", "--batch-size", "5", "-q"], seed=5, low=0.2, high=0.6, attempts=10,
+                             "aggressive", "--batch-size", "5", "-q"], seed=5, delay=0.6, attempts=10,
                             env={"EMFIX_MYSQL_PASSWORD": ""})
     assert kills and content(target) == content(reference)
 

@@ -61,7 +61,7 @@ class MySQLBackend(Backend):
         super().__init__(address, readonly, retry_policy)
         self._driver = load_driver()
         self._conn = None
-        self._connect_timeout = connect_timeout
+        self._connect_timeout = max(1, min(connect_timeout, int(self.retry_policy.deadline) or 1))
         self._conn = self._run(self._connect, "connect to %s" % address.display())
         if readonly:
             self.execute("SET SESSION TRANSACTION READ ONLY")

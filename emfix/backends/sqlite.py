@@ -9,10 +9,41 @@ import sqlite3
 from urllib.parse import quote
 
 from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, NoSpaceError
+from ..fileutil import create_private
 from ..retry import RetriesExhausted, call_with_retry
 from .base import Backend, ForeignKey, Index
 
 DAMAGE_MESSAGES = ("file is not a database", "malformed", "file is encrypted", "not a database")
+
+
+def processes_with_open(path):
+    """(pid, command) of other processes with the file open, where /proc shows it (Linux, same user or root)."""
+    found, me = [], os.getpid()
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != me]
+    except OSError:
+        return found
+    path = os.path.abspath(path)
+    wanted = {path, path + "-wal", path + "-journal", path + "-shm"}
+    for pid in pids:
+        try:
+            fds = os.listdir("/proc/%s/fd" % pid)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) in wanted:
+                    with open("/proc/%s/comm" % pid) as handle:
+                        found.append((int(pid), handle.read().strip()))
+                    break
+            except OSError:
+                continue
+    return found
+
+
+def lock_holders_text(path):
+    holders = processes_with_open(path)
+    return ", ".join("pid %d (%s)" % h for h in holders) or "a process this user cannot see"
 
 
 class UndecodableText(bytes):
@@ -35,7 +66,9 @@ class SQLiteBackend(Backend):
         self.path = address.path
         self._conn = None
         self._check_path(create)
-        busy = max(0.05, min(1.0, self.retry_policy.deadline / 4))
+        if create and self.path != ":memory:" and not os.path.exists(self.path):
+            create_private(self.path)  # a new database holds data: readable by its owner only
+        busy = max(0.05, self.retry_policy.deadline)  # SQLite waits for the lock itself, up to --lock-timeout
         try:
             if readonly:
                 uri = "file:%s?mode=ro" % quote(os.path.abspath(self.path))
@@ -65,9 +98,13 @@ class SQLiteBackend(Backend):
         read-only connection cannot. Let SQLite do its own recovery through a brief normal connection."""
         if not os.path.exists(self.path + "-journal") or not os.access(self.path, os.W_OK):
             return False
+        if processes_with_open(self.path):
+            return False  # a live writer's journal, not a dead one's: the lock is simply held
         recovery = sqlite3.connect(self.path, timeout=busy, isolation_level=None)
         try:
             recovery.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            return False  # still locked: the caller reports who holds it
         finally:
             recovery.close()
         return True
@@ -100,15 +137,19 @@ class SQLiteBackend(Backend):
                 return func()
             return call_with_retry(func, self.retry_policy, what=what)
         except RetriesExhausted as exc:
-            raise DatabaseLockedError(
-                "database %s is locked by another process (gave up after %d attempts in %.1fs)"
-                % (self.path, exc.attempts, exc.elapsed),
-                hint="wait for the other process to finish, or raise --lock-timeout") from None
+            raise self._locked("gave up after %.1fs" % exc.elapsed) from None
         except sqlite3.DatabaseError as exc:
             raise self._translate(exc) from None
 
+    def _locked(self, how):
+        return DatabaseLockedError("database %s is locked by another process (%s): held by %s" % (
+            self.path, how, lock_holders_text(self.path)),
+            hint="wait for the other process to finish, or raise --lock-timeout (now %gs)" % self.retry_policy.deadline)
+
     def _translate(self, exc):
         message = str(exc)
+        if "database is locked" in message or "database table is locked" in message or "busy" in message.lower():
+            return self._locked("waited %gs" % self.retry_policy.deadline)
         if any(text in message.lower() for text in DAMAGE_MESSAGES):
             return DamagedInputError("%s is not a usable SQLite database: %s" % (self.path, message),
                                      hint="check the path; if it is damaged, restore a snapshot")
@@ -118,6 +159,10 @@ class SQLiteBackend(Backend):
             return NoSpaceError("no space left while working on %s: %s" % (self.path, message),
                                 hint="free some space (SQLite also needs room for temporary files)")
         return exc
+
+    def run_with_retry(self, func, what):
+        """Any call on the connection (the backup API, say) with the busy retries and error translation."""
+        return self._run(func, what)
 
     def execute(self, sql, params=()):
         return self._run(lambda: self._conn.execute(sql, params).rowcount, "statement")
