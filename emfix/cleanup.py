@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 
 from . import quarantine as q
 from .backends import open_database
-from .errors import NoSpaceError, OperationInterrupted, UsageError
+from .errors import Cancelled, NoSpaceError, OperationInterrupted, UsageError
 from .hierarchy import ancestor_chain
 from .progress import NoProgress
 from .schema import discover_graph, require_experiment_manager
@@ -39,6 +39,7 @@ class CleanupPlan:
     recreate: Dict[str, int]  # parent table -> rows --recreate-parents creates
     keepable: Dict[str, int]  # link rows whose missing parent could be recreated instead
     examples: Dict[str, list]
+    left_behind: Dict[str, int] = dataclasses.field(default_factory=dict)  # doomed rows outside --tables
 
     @property
     def total(self):
@@ -129,9 +130,13 @@ def _create_parents(db, graph, wanted, record):
 
 def _build_doom(db, graph, plans, tables_filter, include_unreferenced):
     """One temporary table of row identities per table to remove; returns {table: (plan, count)}."""
-    doom = {}
+    doom, left = {}, {}
     for plan in plans:
         if tables_filter and plan.table not in tables_filter:
+            count = int(db.scalar("SELECT count(*) FROM %s WHERE kind IN ('d', 'c')" % db.quote(plan.rows_table))
+                        or 0)
+            if count:
+                left[plan.table] = count
             continue
         if db.dialect == "mysql" and plan.identity_names == plan.columns and not graph.primary_keys.get(plan.table):
             log.warning("%s has no primary key: its orphans are reported but not removed", plan.table)
@@ -149,7 +154,7 @@ def _build_doom(db, graph, plans, tables_filter, include_unreferenced):
                 found = _unreferenced_after(db, graph, table, being_removed)
                 if found:
                     doom[table] = found
-    return doom
+    return doom, left
 
 
 def _unreferenced_after(db, graph, table, by_table):
@@ -194,10 +199,11 @@ def _plan(db, graph):
     return plans, wanted, {parent: len(rows) for parent, rows in wanted.items()}
 
 
-def _summarize(db, graph, doom, recreate_counts, keepable):
+def _summarize(db, graph, doomed, recreate_counts, keepable):
+    doom, left = doomed
     order = [t for t in graph.child_first() if t in doom]
     return CleanupPlan({t: doom[t][1] for t in order}, recreate_counts, keepable,
-                       {t: _examples(db, doom[t][0]) for t in order})
+                       {t: _examples(db, doom[t][0]) for t in order}, left)
 
 
 # -- doing it ------------------------------------------------------------------------------------
@@ -380,16 +386,16 @@ def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock
             try:
                 _create_parents(db, graph, wanted, lambda table, key: None)
                 _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
-                doom = _build_doom(db, graph, plans, tables, include_unreferenced)
-                plan = _summarize(db, graph, doom, recreate_counts, keepable)
+                doom, left = _build_doom(db, graph, plans, tables, include_unreferenced)
+                plan = _summarize(db, graph, (doom, left), recreate_counts, keepable)
             finally:
                 db.execute("ROLLBACK TO emfix_dry_run") if db.dialect == "sqlite" else db.execute("ROLLBACK")
                 if db.dialect == "sqlite":
                     db.execute("RELEASE emfix_dry_run")
             return CleanupResult(plan, True, seconds=time.perf_counter() - started)
         if not (recreate_parents and wanted):
-            doom = _build_doom(db, graph, plans, tables, include_unreferenced)
-            plan = _summarize(db, graph, doom, recreate_counts if recreate_parents else {}, keepable)
+            doom, left = _build_doom(db, graph, plans, tables, include_unreferenced)
+            plan = _summarize(db, graph, (doom, left), recreate_counts if recreate_parents else {}, keepable)
         else:
             plan = None
         if dry_run:
@@ -397,8 +403,9 @@ def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock
         if plan is not None and not plan.total:
             return CleanupResult(plan, False, seconds=time.perf_counter() - started, final=_final(address, retry_policy)
                                  if final_validate else None)
+        progress.done()  # a question must not share the line with the progress
         if confirm is not None and plan is not None and not confirm(plan):
-            raise OperationInterrupted("cancelled; nothing was changed")
+            raise Cancelled("cancelled; nothing was changed")
         q.writable_dir(quarantine_dir)
         result = CleanupResult(plan, False)
         if snapshot:
@@ -419,8 +426,8 @@ def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock
                     result.created = _create_parents(db, graph, wanted, record)
                     qcon.execute("COMMIT")
                 _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
-                doom = _build_doom(db, graph, plans, tables, include_unreferenced)
-                result.plan = _summarize(db, graph, doom, recreate_counts, keepable)
+                doom, left = _build_doom(db, graph, plans, tables, include_unreferenced)
+                result.plan = _summarize(db, graph, (doom, left), recreate_counts, keepable)
             try:
                 _quarantine_rows(db, graph, doom, qcon, qpath, progress)
             except (OSError, sqlite3.OperationalError) as exc:

@@ -217,6 +217,8 @@ def cmd_validate(args, out):
             out.text(line)
         if args.output:
             out.text("report written to %s" % args.output)
+    if args.experiment is not None:  # "is experiment 12 intact?": answered for that experiment alone
+        return EXIT_OK if report.hierarchy.exists and not report.hierarchy.breaks else EXIT_PROBLEMS
     return EXIT_OK if report.passed else EXIT_PROBLEMS
 
 
@@ -320,11 +322,13 @@ class _StopFlag:
         return self
 
 
-def _confirm(question):
+def _confirm(question, describe=None):
     def ask(plan):
         if not sys.stdin.isatty():
             raise UsageError("this changes the database and stdin is not a terminal",
                              hint="run with --dry-run to see the plan, then with --yes")
+        for line in describe(plan) if describe else ():
+            sys.stderr.write(line + "\n")
         sys.stderr.write("%s [y/N] " % question(plan))
         sys.stderr.flush()
         return sys.stdin.readline().strip().lower() in ("y", "yes")
@@ -333,11 +337,11 @@ def _confirm(question):
 
 def cmd_cleanup(args, out):
     from .cleanup import cleanup_orphans
-    from .render import cleanup_lines
+    from .render import cleanup_lines, cleanup_plan_lines
     address = resolve_address(args)
     confirm = None if args.yes or args.dry_run else _confirm(
         lambda plan: "remove %s rows from %s (each kept in a quarantine file)?" % (
-            "{:,}".format(plan.total), address.display()))
+            "{:,}".format(plan.total), address.display()), cleanup_plan_lines)
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
     result = cleanup_orphans(
         address, dry_run=args.dry_run, batch_size=args.batch_size, sleep=args.sleep, max_lock_ms=args.max_lock_ms,
@@ -377,6 +381,8 @@ def cmd_fix_json(args, out):
     if not result.dry_run:
         history.record(address, "fix-json", "done", summary="%d repaired, %d unrepairable" % (
             result.repaired, result.unrepairable), quarantine=result.quarantine)
+    if result.dry_run:
+        return EXIT_OK  # a plan is not a failure (as cleanup --dry-run)
     return EXIT_PROBLEMS if result.unrepairable > result.reset else EXIT_OK
 
 
@@ -532,6 +538,25 @@ def _print_error(exc):
         sys.stderr.write("hint: %s\n" % hide_secrets(exc.hint))
 
 
+VALUE_OPTIONS = ("--older-than",)
+
+
+def _glue_negative_values(argv):
+    """`--older-than -1d` as `--older-than=-1d`: argparse would take `-1d` for an option, and say so
+    ("expected one argument") instead of what is wrong with the value."""
+    out, skip = [], False
+    for n, token in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if token in VALUE_OPTIONS and n + 1 < len(argv) and argv[n + 1].startswith("-"):
+            out.append("%s=%s" % (token, argv[n + 1]))
+            skip = True
+        else:
+            out.append(token)
+    return out
+
+
 def _secrets_on_argv(argv):
     """Passwords given on the command line (--password X, --password=X, a URL's user:password@)."""
     found = []
@@ -580,7 +605,7 @@ def main(argv=None):
     if secrets and argv is None:
         hide_from_process_list(secrets)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_glue_negative_values(sys.argv[1:] if argv is None else list(argv)))
         if not args.command:
             parser.print_help()
             return EXIT_OK

@@ -50,13 +50,13 @@ def _add_database_options(parser, positional=True):
     group.add_argument("-d", "--database", metavar="DB", help="same as DB; with --mysql, the database name")
     group.add_argument("--mysql", action="store_true", help="DB is a MySQL database name on --host")
     group.add_argument("--host", help="MySQL host (with --mysql)")
-    group.add_argument("--port", type=int, help="MySQL port (with --mysql)")
+    group.add_argument("--port", type=_port, help="MySQL port (with --mysql)")
     group.add_argument("--user", help="MySQL user (with --mysql)")
     group.add_argument("--password-file", metavar="FILE",
                        help="read the MySQL password from FILE (or set %s, or use ~/.my.cnf)" % PASSWORD_ENV)
     group.add_argument("--password", metavar="TEXT", help=PASSWORD_HELP)
     group.add_argument("--defaults-file", metavar="FILE", help="MySQL option file to read instead of ~/.my.cnf")
-    group.add_argument("--lock-timeout", type=float, default=30.0, metavar="SECONDS",
+    group.add_argument("--lock-timeout", type=_seconds, default=30.0, metavar="SECONDS",
                        help="keep retrying a locked or unreachable database this long (default 30)")
 
 
@@ -84,13 +84,14 @@ def build_parser():
                  "emfix demo ./emfix-demo && emfix validate ./emfix-demo/experiment.db")
     p.add_argument("directory", nargs="?", default="emfix-demo", metavar="DIR",
                    help="where to write experiment.db (default: ./emfix-demo)")
-    p.add_argument("--scale", type=float, metavar="MILLIONS",
+    p.add_argument("--scale", type=_scale, metavar="MILLIONS",
                    help="write about MILLIONS million rows (e.g. 10) instead of the small demo")
     p.add_argument("--generation", type=int, choices=(1, 2), default=2,
                    help="schema generation: 1 without the BATCH tables, 2 with (default)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--clean", action="store_true", help="write no damage")
-    p.add_argument("--force", action="store_true", help="overwrite an existing demo database")
+    p.add_argument("--force", action="store_true",
+                   help="kept for old scripts: demo rewrites a database it wrote itself, and never any other file")
     _add_output_options(p)
 
     p = _command(sub, "init", "create the Experiment Manager schema (missing tables only)",
@@ -115,7 +116,8 @@ def build_parser():
     p.add_argument("-o", "--output", metavar="REPORT.json", help="write the full report (the cookbook's format)")
     p.add_argument("--limit", type=_non_negative_int, default=100, metavar="N",
                    help="examples listed per table (default 100; 0: none); counts are always complete")
-    p.add_argument("--experiment", type=int, metavar="ID", help="also walk this experiment's hierarchy")
+    p.add_argument("--experiment", type=_row_id, metavar="ID",
+                   help="walk this experiment's hierarchy; the exit code then answers for it alone")
     p.add_argument("--deep-json", action="store_true",
                    help="SQLite: also check every value inside each metric object is a number (about 2x the "
                         "JSON scan time; MySQL always does)")
@@ -161,7 +163,7 @@ def _add_cleanup_commands(sub):
         p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
         p.add_argument("--batch-size", type=_positive_int, default=5000, metavar="N",
                        help="most rows per delete transaction (default 5000)")
-        p.add_argument("--sleep", type=float, default=0.0, metavar="S", help="pause between batches (seconds)")
+        p.add_argument("--sleep", type=_seconds, default=0.0, metavar="S", help="pause between batches (seconds)")
         p.add_argument("--max-lock-ms", type=_positive_int, default=200, metavar="M",
                        help="shrink batches so each write transaction stays under M milliseconds (default 200)")
         p.add_argument("--tables", metavar="T,...", help="only remove rows from these tables")
@@ -200,7 +202,7 @@ def _add_cleanup_commands(sub):
                      "emfix %s experiment.db -e 12 -o exp12.jsonl\n  emfix %s experiment.db -e 12 -o - "
                      "--format json | gzip > exp12.json.gz" % (name, name))
         _add_database_options(p)
-        p.add_argument("-e", "--experiment", type=int, required=True, metavar="ID", help="the experiment to export")
+        p.add_argument("-e", "--experiment", type=_row_id, required=True, metavar="ID", help="the experiment to export")
         p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write ('-' for stdout)")
         p.add_argument("--format", choices=("jsonl", "json"), default="jsonl",
                        help="jsonl: one record per line with a checksummed trailer (default); json: the old layout")
@@ -224,7 +226,8 @@ def _add_cleanup_commands(sub):
                      "  emfix %s experiment.db mysql://em@db1/experiments -e 12 --resume" % (name, name))
         p.add_argument("source", metavar="SRC", help="the database to copy from")
         p.add_argument("target", metavar="DST", help="the database to copy into")
-        p.add_argument("-e", "--experiment", type=int, action="append", metavar="ID", help="an experiment (repeatable)")
+        p.add_argument("-e", "--experiment", type=_row_id, action="append", metavar="ID",
+                       help="an experiment (repeatable)")
         p.add_argument("--all", action="store_true", help="every experiment of SRC")
         p.add_argument("--strategy", choices=sorted(STRATEGIES_HELP), default="balanced",
                        help="; ".join("%s: %s" % kv for kv in sorted(STRATEGIES_HELP.items())) + " (default balanced)")
@@ -239,7 +242,7 @@ def _add_cleanup_commands(sub):
         p.add_argument("--no-verify", action="store_true", help="skip the comparison at the end")
         p.add_argument("--password-file", metavar="FILE", help="MySQL password for both ends")
         p.add_argument("--password", metavar="TEXT", help=PASSWORD_HELP)
-        p.add_argument("--lock-timeout", type=float, default=30.0, metavar="SECONDS",
+        p.add_argument("--lock-timeout", type=_seconds, default=30.0, metavar="SECONDS",
                        help="keep retrying a locked or unreachable database this long (default 30)")
         p.add_argument("--snapshot-dir", metavar="DIR", help="where DST's snapshot goes")
         _add_output_options(p)
@@ -250,11 +253,54 @@ def _add_cleanup_commands(sub):
     _add_output_options(p)
 
 
-def _positive_int(text):
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
+MAX_ROW_ID = (1 << 63) - 1  # the largest key SQLite and MySQL BIGINT hold
+MAX_COUNT = 1 << 31
+
+
+def _whole_number(text, low, high, what):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
+    if value < low:
+        raise argparse.ArgumentTypeError("%s must be %d or more" % (what, low))
+    if value > high:
+        raise argparse.ArgumentTypeError("%s must be at most %d" % (what, high))
     return value
+
+
+def _positive_int(text):
+    return _whole_number(text, 1, MAX_COUNT, "it")
+
+
+def _non_negative_int(text):
+    return _whole_number(text, 0, MAX_COUNT, "it")
+
+
+def _row_id(text):
+    return _whole_number(text, -MAX_ROW_ID, MAX_ROW_ID, "an id")
+
+
+def _port(text):
+    return _whole_number(text, 1, 65535, "a port")
+
+
+def _number(text, low, high, what):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a number" % text) from None
+    if not low <= value <= high:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError("%s must be between %g and %g" % (what, low, high))
+    return value
+
+
+def _seconds(text):
+    return _number(text, 0, 7 * 86400, "seconds")
+
+
+def _scale(text):
+    return _number(text, 0.001, 1000, "the scale (millions of rows)")
 
 
 SNAPSHOT_ACTIONS = ("create", "list", "verify", "restore", "prune")
@@ -321,13 +367,3 @@ def _add_snapshot_commands(sub):
                      example.replace("snapshot " + action, alias))
         _add_snapshot_options(p, action)
         p.set_defaults(action=action)
-
-
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a whole number" % text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value

@@ -11,10 +11,13 @@ import json
 import math
 import os
 import random
+import sqlite3
+from urllib.parse import quote
 
 from .address import DatabaseAddress
 from .backends import open_database
 from .errors import UsageError
+from .fileutil import new_temp
 from .schema import create_schema
 
 ROWS_PER_FULL_RUN = 3307  # rows one run of 100 epochs x 10 batches writes (see Shape.full)
@@ -268,21 +271,47 @@ def build_demo(backend, shape=Shape(), seed=0, faults=True, json_type="text"):
     return rows, injected
 
 
+DEMO_APPLICATION_ID = 0x656D6678  # "emfx": how demo knows a file is its own to rewrite
+
+
+def is_demo_database(path):
+    try:
+        con = sqlite3.connect("file:%s?mode=ro" % quote(os.path.abspath(path)), uri=True)
+        try:
+            return con.execute("PRAGMA application_id").fetchone()[0] == DEMO_APPLICATION_ID
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+
+
 def write_demo(path, shape=Shape(), seed=0, faults=True, force=False):
-    """Write a demo SQLite database file at `path`."""
-    if os.path.exists(path):
-        if not force:
-            raise UsageError("%s already exists" % path, hint="choose another directory or pass --force")
-        for suffix in ("", "-wal", "-shm", "-journal"):
+    """Write a demo SQLite database file at `path`: built under a temporary name, then renamed.
+
+    A file demo wrote before is replaced; any other file never is (`force` no longer matters)."""
+    if os.path.exists(path) and not is_demo_database(path):
+        raise UsageError("%s already exists and is not a database `emfix demo` wrote: it is left alone" % path,
+                         hint="choose another directory for the demo")
+    temp = new_temp(path)
+    os.remove(temp)  # SQLite creates it (as 0600: see backends.sqlite)
+    try:
+        backend = open_database(DatabaseAddress("sqlite", path=temp), create=True)
+        try:
+            conn = backend.connection
+            conn.execute("PRAGMA journal_mode = OFF")  # a new file: nothing to protect while it is written
+            conn.execute("PRAGMA synchronous = OFF")
+            conn.execute("PRAGMA application_id = %d" % DEMO_APPLICATION_ID)
+            rows, injected = build_demo(backend, shape, seed, faults)
+            conn.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            backend.close()
+        for suffix in ("-wal", "-shm", "-journal"):
             if os.path.exists(path + suffix):
                 os.remove(path + suffix)
-    backend = open_database(DatabaseAddress("sqlite", path=path), create=True)
-    try:
-        conn = backend.connection
-        conn.execute("PRAGMA journal_mode = OFF")  # a new file: nothing to protect while it is written
-        conn.execute("PRAGMA synchronous = OFF")
-        rows, injected = build_demo(backend, shape, seed, faults)
-        conn.execute("PRAGMA journal_mode = DELETE")
-    finally:
-        backend.close()
+        os.replace(temp, path)
+    except BaseException:
+        for suffix in ("", "-journal"):
+            if os.path.exists(temp + suffix):
+                os.remove(temp + suffix)
+        raise
     return DemoResult(path, shape, rows, injected)

@@ -20,7 +20,7 @@ from urllib.parse import quote
 from . import history
 from .backends import open_database
 from .backends.sqlite import processes_with_open
-from .errors import EmfixError
+from .errors import DamagedInputError, EmfixError, SchemaError
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 LARGE_JSON = 10000  # the cookbook's LENGTH(per_label_val) > 10000
@@ -66,6 +66,9 @@ def doctor(address, retry_policy=None, snapshot_dir=None, command_target=None):
     connect_started = time.perf_counter()
     try:
         db = open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy)
+    except DamagedInputError as exc:  # it opened, and what is there is damaged: a finding, not a failure to run
+        findings.append(Finding("file", FAIL, str(exc), "restore a snapshot: emfix snapshot restore %s" % target))
+        return DoctorReport(address.display(), findings, True, time.perf_counter() - started)
     except EmfixError as exc:
         findings.append(Finding("connect", FAIL, str(exc), exc.hint or "", {"policy": retry_policy.describe()}))
         return DoctorReport(address.display(), findings, False, time.perf_counter() - started, exc.exit_code)
@@ -74,7 +77,11 @@ def doctor(address, retry_policy=None, snapshot_dir=None, command_target=None):
         findings.append(Finding("connect", OK, "connected in %.0f ms; a locked or unreachable database is retried %s"
                                 % (ms, retry_policy.describe()), details={"connect_ms": round(ms, 1)}))
         from .schema import discover_graph
-        graph = discover_graph(db)
+        try:
+            graph = discover_graph(db)
+        except SchemaError as exc:
+            findings.append(Finding("schema", FAIL, str(exc), "emfix init %s (if this is the right database)" % target))
+            return DoctorReport(address.display(), findings, True, time.perf_counter() - started)
         if db.dialect == "sqlite":
             findings += _sqlite_state(db, target)
         else:

@@ -76,6 +76,12 @@ class OperationInterrupted(EmfixError):
     exit_code = EXIT_INTERRUPTED
 
 
+class Cancelled(EmfixError):
+    """The user answered no: nothing was changed, and nothing is left to resume."""
+
+    exit_code = EXIT_PROBLEMS
+
+
 class NoSpaceError(EmfixError):
     """The disk (or a file-size limit) is full: nothing half-written is kept."""
     exit_code = EXIT_CONNECT

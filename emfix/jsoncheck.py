@@ -10,6 +10,8 @@ import json
 import math
 import re
 
+from .jsonrepair import repair
+
 MAX_LITERAL_PROBE = 1 << 20  # ast.literal_eval uses ~60x the input in memory; do not feed it huge values
 
 NUMPY_CALL = re.compile(r"\b(?:np|numpy)\.\w+\(|\barray\(")
@@ -47,13 +49,38 @@ def is_label_number_object(value):
 
 
 def diagnose(raw):
-    """Classify one stored per_label_val (str, bytes or number); NULL is never passed in."""
+    """Classify one stored per_label_val (str, bytes or number); NULL is never passed in.
+
+    Whether it can be fixed is what fix-json's own repair says, so validate and fix-json never
+    disagree (the reason shown for an unrepairable value is the repair's)."""
+    found = _classify(raw)
+    if found.category in ("valid", "structure"):
+        return found
+    outcome = repair(raw)
+    if outcome.fixed:
+        return found if found.fixable else dataclasses.replace(found, fixable=True)
+    reason = outcome.reason or found.message
+    if reason.startswith("larger than"):  # fix-json does not read it: keep what is wrong, say why it stays
+        return dataclasses.replace(found, fixable=False, message="%s; %s, so fix-json leaves it alone" % (
+            found.message, reason.split(":")[0]))
+    category = next((c for prefix, c in UNREPAIRABLE_CATEGORIES if reason.startswith(prefix)), "invalid")
+    at = outcome.position if outcome.position is not None else -1
+    return JsonDiagnosis(category, reason + (" (char %d)" % at if at >= 0 and "(char" not in reason else ""),
+                         False, at)
+
+
+UNREPAIRABLE_CATEGORIES = (("truncated", "truncated"), ("text after the value", "trailing_garbage"),
+                           ("bytes that are not UTF-8", "not_utf8"), ("larger than", "too_large"),
+                           ("nested", "too_deep"))
+
+
+def _classify(raw):
     if isinstance(raw, (bytes, bytearray)):
         try:
             text = bytes(raw).decode("utf-8")
         except UnicodeDecodeError as exc:
             return JsonDiagnosis("not_utf8", "bytes that are not UTF-8 text (byte %d)" % exc.start, False, exc.start)
-        inner = diagnose(text)
+        inner = _classify(text)
         if inner.valid:
             return JsonDiagnosis("not_text", "stored as a BLOB, not text", True)
         return inner

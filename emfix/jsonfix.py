@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 from . import quarantine as q
 from .backends import open_database
 from .backends.sqlite import UndecodableText
-from .errors import NoSpaceError, OperationInterrupted, UsageError
+from .errors import Cancelled, NoSpaceError, OperationInterrupted, UsageError
 from .jsonrepair import repair
 from .progress import NoProgress
 from .schema import discover_graph, require_experiment_manager
@@ -94,35 +94,47 @@ def fix_json(address, column="METRIC.per_label_val", dry_run=False, reset_unfixa
         table, col, key = _target(graph, column)
         result = FixJsonResult(table, col, dry_run)
         if not dry_run:
+            progress.done()
             if confirm is not None and not confirm(address):
-                raise OperationInterrupted("cancelled; nothing was changed")
+                raise Cancelled("cancelled; nothing was changed")
             q.writable_dir(quarantine_dir)
-            if snapshot:
-                from .snapshot import create_snapshot, default_snapshot_dir
-                progress.update("snapshot before fix-json", force=True)
-                result.snapshot_id = create_snapshot(address, snapshot_dir or default_snapshot_dir(address),
-                                                     "before %s" % COMMAND, verify=True, retry_policy=retry_policy).id
-        qcon = None
-        if not dry_run:
-            result.quarantine = (q.find_unfinished(quarantine_dir, COMMAND, address)
-                                 or q.quarantine_path(quarantine_dir, COMMAND))
-            qcon = q.open_quarantine(result.quarantine, create=True)
-            q.start(qcon, COMMAND, address, "metric values rewritten by fix-json")
-            q.write_meta(qcon, table=table, column=col, key=key, tables=[table])
-            qcon.execute("CREATE TABLE IF NOT EXISTS %s (%s, %s, %s)" % (q.qi(table), q.qi(key), q.qi(col),
-                                                                         q.qi(TYPE_COLUMN)))
-            qcon.execute("CREATE UNIQUE INDEX IF NOT EXISTS %s ON %s (%s)" % (
-                q.qi("_emfix_key_" + table), q.qi(table), q.qi(key)))
+        opened = []
+
+        def quarantine():
+            """The snapshot and the quarantine, made when the first value is about to change (never for nothing)."""
+            if not opened:
+                if snapshot:
+                    from .snapshot import create_snapshot, default_snapshot_dir
+                    progress.update("snapshot before fix-json", force=True)
+                    result.snapshot_id = create_snapshot(
+                        address, snapshot_dir or default_snapshot_dir(address), "before %s" % COMMAND, verify=True,
+                        retry_policy=retry_policy).id
+                opened.append(_open_fix_quarantine(address, quarantine_dir, result, table, col, key))
+            return opened[0]
         try:
-            _run_pages(db, table, col, key, batch_size, reset_unfixable, qcon, result, progress, interrupted)
-            if qcon is not None:
-                q.write_meta(qcon, status="done", repaired=result.repaired, reset=result.reset)
+            _run_pages(db, table, col, key, batch_size, reset_unfixable, None if dry_run else quarantine, result,
+                       progress, interrupted)
+            if opened:
+                q.write_meta(opened[0], status="done", repaired=result.repaired, reset=result.reset)
         finally:
-            if qcon is not None:
-                qcon.close()
+            if opened:
+                opened[0].close()
     progress.done()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _open_fix_quarantine(address, quarantine_dir, result, table, col, key):
+    result.quarantine = (q.find_unfinished(quarantine_dir, COMMAND, address)
+                         or q.quarantine_path(quarantine_dir, COMMAND))
+    qcon = q.open_quarantine(result.quarantine, create=True)
+    q.start(qcon, COMMAND, address, "metric values rewritten by fix-json")
+    q.write_meta(qcon, table=table, column=col, key=key, tables=[table])
+    qcon.execute("CREATE TABLE IF NOT EXISTS %s (%s, %s, %s)" % (q.qi(table), q.qi(key), q.qi(col),
+                                                                 q.qi(TYPE_COLUMN)))
+    qcon.execute("CREATE UNIQUE INDEX IF NOT EXISTS %s ON %s (%s)" % (q.qi("_emfix_key_" + table), q.qi(table),
+                                                                      q.qi(key)))
+    return qcon
 
 
 def _scan_range(db, table, col, key, batch_size, low, high):
@@ -142,7 +154,7 @@ def _scan_range(db, table, col, key, batch_size, low, high):
         last = rows[-1][0]
 
 
-def _run_pages(db, table, col, key, batch_size, reset_unfixable, qcon, result, progress, interrupted):
+def _run_pages(db, table, col, key, batch_size, reset_unfixable, quarantine, result, progress, interrupted):
     changes = collections.Counter()
     for rows in _scan_range(db, table, col, key, batch_size, -(1 << 62), 1 << 62):
         if interrupted():
@@ -172,8 +184,9 @@ def _run_pages(db, table, col, key, batch_size, reset_unfixable, qcon, result, p
                 result.reset += 1
                 updates.append((ident, raw, "{}"))
         progress.update("%s.%s: %d repaired, %d unrepairable" % (table, col, result.repaired, result.unrepairable))
-        if qcon is None or not updates:
+        if quarantine is None or not updates:
             continue
+        qcon = quarantine()
         try:
             qcon.execute("BEGIN")
             qcon.executemany("INSERT OR IGNORE INTO %s VALUES (?, ?, ?)" % q.qi(table),

@@ -52,7 +52,7 @@ def validation_lines(report, target, program="emfix", commands=()):
                 lines.append("      row %s: no %s with %s" % (
                     _key(v.key), rel.parent, _pairs(v.parent_columns, v.values)))
             if check.violations > EXAMPLES_SHOWN:
-                lines.append("      ...")
+                lines.append("      ... and %s more" % _n(check.violations - min(EXAMPLES_SHOWN, len(check.examples))))
     cascade = [(t, c.cascade_rows) for t, c in report.tables.items() if c.cascade_rows]
     if cascade:
         lines.append("")
@@ -62,9 +62,13 @@ def validation_lines(report, target, program="emfix", commands=()):
         lines.append("")
         lines.append("Metric JSON (%s):" % ", ".join("%s %s" % (c, _n(n)) for c, n in
                                                      sorted(report.json.categories.items(), key=lambda x: -x[1])))
-        for issue in report.json.issues[:EXAMPLES_SHOWN * 2]:
+        # The ones fix-json cannot repair come first: they are the ones that need a person.
+        shown = sorted(report.json.issues, key=lambda i: bool(i.fixable))[:EXAMPLES_SHOWN * 2]
+        for issue in shown:
             lines.append("  METRIC %s (%s): %s%s" % (issue.metric_id, issue.metric_type, issue.error,
                                                     "" if issue.fixable else "  [needs a person]"))
+        if report.json.issue_count > len(shown):
+            lines.append("  ... and %s more" % _n(report.json.issue_count - len(shown)))
     warnings = report.warnings()
     if warnings:
         lines.append("")
@@ -126,6 +130,29 @@ def snapshot_lines(found, directory):
     return lines
 
 
+def cleanup_plan_lines(plan, created=None):
+    """What a cleanup removes, table by table, and what the user should know before saying yes."""
+    lines = []
+    for table, count in plan.remove.items():
+        examples = ", ".join(str(e[0] if len(e) == 1 else tuple(e)) for e in plan.examples.get(table, []))
+        lines.append("  %-20s %10s   e.g. %s" % (table, _n(count), examples))
+    if created:
+        lines.append("created missing parents: %s" % ", ".join("%s %s" % (t, _n(n)) for t, n in created.items()))
+    elif plan.recreate:
+        lines.append("creates missing parents first: %s" % ", ".join(
+            "%s %s" % (t, _n(n)) for t, n in plan.recreate.items()))
+    elif plan.keepable:
+        lines.append("note: %s links point at RESULTS/EPOCH rows that were never written while their run exists "
+                     "(old API; real data). --recreate-parents keeps them by creating those rows." % ", ".join(
+                         "%s %s" % (t, _n(n)) for t, n in plan.keepable.items()))
+    if plan.left_behind:
+        lines.append("warning: --tables leaves %s doomed rows in other tables (%s); rows under removed parents become "
+                     "new violations: add those tables to --tables, or drop --tables" % (
+                         _n(sum(plan.left_behind.values())), ", ".join(
+                             "%s %s" % (t, _n(n)) for t, n in plan.left_behind.items())))
+    return lines
+
+
 def cleanup_lines(result, target):
     plan = result.plan
     lines = []
@@ -134,15 +161,7 @@ def cleanup_lines(result, target):
     else:
         lines.append("removed %s rows from %s in %s batches (longest write %.0f ms), %.1f s" % (
             _n(sum(result.removed.values())), target, _n(result.batches), result.max_batch_ms, result.seconds))
-    for table, count in plan.remove.items():
-        examples = ", ".join(str(e[0] if len(e) == 1 else tuple(e)) for e in plan.examples.get(table, []))
-        lines.append("  %-20s %10s   e.g. %s" % (table, _n(count), examples))
-    if result.created:
-        lines.append("created missing parents: %s" % ", ".join("%s %s" % (t, _n(n)) for t, n in result.created.items()))
-    elif plan.keepable and not plan.recreate:
-        lines.append("note: %s links point at RESULTS/EPOCH rows that were never written while their run exists "
-                     "(old API; real data). --recreate-parents keeps them by creating those rows." % ", ".join(
-                         "%s %s" % (t, _n(n)) for t, n in plan.keepable.items()))
+    lines += cleanup_plan_lines(plan, result.created)
     if result.snapshot_id:
         lines.append("snapshot before: %s" % result.snapshot_id)
     if result.quarantine:

@@ -647,11 +647,16 @@ UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 
 def parse_age(text):
-    match = re.match(r"^\s*(\d+)\s*([dhm])\s*$", text or "")
+    match = re.match(r"^\s*(-?\d+)\s*([dhm])\s*$", text or "")
     if not match:
         raise UsageError("%r is not an age" % text, hint="write it like 30d, 12h or 90m")
     n, unit = int(match.group(1)), match.group(2)
-    return datetime.timedelta(**{UNITS[unit]: n})
+    if n < 0:
+        raise UsageError("an age cannot be negative (%s)" % text.strip(), hint="write it like 30d, 12h or 90m")
+    try:
+        return datetime.timedelta(**{UNITS[unit]: n})
+    except OverflowError:
+        raise UsageError("%s is too long an age" % text.strip(), hint="at most 999999999 days") from None
 
 
 def prune_snapshots(directory, keep=None, older_than=None, dry_run=False, now=None, address=None):

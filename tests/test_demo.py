@@ -15,11 +15,23 @@ def test_demo_command_writes_a_damaged_database_and_prints_what_to_try(tmp_path)
     assert {v[0] for v in violations} >= {"TRIAL", "TRIAL_RUN", "EPOCH", "BATCH", "RESULTS_METRIC", "EPOCH_METRIC"}
 
 
-def test_demo_refuses_to_overwrite_without_force(tmp_path):
+def test_demo_rewrites_its_own_database_and_never_another_file(tmp_path):
     assert run_cli("demo", str(tmp_path)).returncode == 0
-    again = run_cli("demo", str(tmp_path))
-    assert again.returncode == 2 and "already exists" in again.stderr
-    assert run_cli("demo", str(tmp_path), "--force").returncode == 0
+    assert run_cli("demo", str(tmp_path)).returncode == 0  # the README's first line works twice
+    other = tmp_path / "real"
+    other.mkdir()
+    con = sqlite3.connect(str(other / "experiment.db"))
+    con.execute("CREATE TABLE EXPERIMENT (id INTEGER PRIMARY KEY)")
+    con.close()
+    before = (other / "experiment.db").read_bytes()
+    again = run_cli("demo", str(other), "--force")
+    assert again.returncode == 2 and "is not a database `emfix demo` wrote" in again.stderr
+    assert (other / "experiment.db").read_bytes() == before
+
+
+def test_demo_that_fails_leaves_no_database(tmp_path):
+    result = run_cli("demo", str(tmp_path / "d"), "--scale", "0.0001")
+    assert result.returncode == 2 and not (tmp_path / "d" / "experiment.db").exists()
 
 
 def test_demo_json_lists_every_fault(tmp_path):

@@ -75,7 +75,13 @@ class MySQLBackend(Backend):
         use_pure = a.options.get("use_pure")
         if use_pure is not None:
             kwargs["use_pure"] = use_pure.lower() in ("1", "true", "yes")
-        return self._driver.connect(**kwargs)
+        try:
+            return self._driver.connect(**kwargs)
+        except ImportError:
+            raise MissingDependencyError(
+                "use_pure=0 asks for the C extension of mysql-connector-python, which is not installed here",
+                hint="drop ?use_pure=0 from the URL (the pure-Python driver works), or install the full "
+                     "mysql-connector-python wheel") from None
 
     def _run(self, func, what):
         error_class = self._driver.Error
