@@ -24,12 +24,9 @@ bench:
 	$(PYTHON) bench/bench_validate.py
 
 # One file to copy onto a server: `python3 emfix.pyz validate experiment.db`. Standard library only.
+# Reproducible (sorted entries, fixed timestamps): the SHA-256 it prints is written beside it.
 pyz:
-	mkdir -p $(dir $(PYZ))
-	$(PYTHON) -c 'import sys, zipapp; zipapp.create_archive(".", sys.argv[1], interpreter="/usr/bin/env python3", \
-	  main="emfix.cli:run", compressed=True, \
-	  filter=lambda p: p.parts[0] == "emfix" and "__pycache__" not in p.parts)' $(PYZ)
-	@ls -l $(PYZ)
+	$(PYTHON) .ci/build_pyz.py $(PYZ)
 
 # A wheel and an sdist in dist/ (the `build` package is a build-time tool, not a dependency).
 dist:

@@ -380,7 +380,8 @@ def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock
         progress.update("planning", force=True)
         plans, wanted, keepable = _plan(db, graph)
         recreate_counts = dict(keepable)
-        if recreate_parents and wanted and dry_run:
+        preview = None
+        if recreate_parents and wanted and (dry_run or confirm is not None):
             # What the plan will be once the parents exist: create them, plan, roll back.
             db.execute("SAVEPOINT emfix_dry_run") if db.dialect == "sqlite" else db.execute("START TRANSACTION")
             try:
@@ -392,7 +393,9 @@ def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock
                 db.execute("ROLLBACK TO emfix_dry_run") if db.dialect == "sqlite" else db.execute("ROLLBACK")
                 if db.dialect == "sqlite":
                     db.execute("RELEASE emfix_dry_run")
-            return CleanupResult(plan, True, seconds=time.perf_counter() - started)
+            if dry_run:
+                return CleanupResult(plan, True, seconds=time.perf_counter() - started)
+            preview = plan  # what the question shows; the real plan is made once the parents exist
         if not (recreate_parents and wanted):
             doom, left = _build_doom(db, graph, plans, tables, include_unreferenced)
             plan = _summarize(db, graph, (doom, left), recreate_counts if recreate_parents else {}, keepable)
@@ -404,7 +407,7 @@ def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock
             return CleanupResult(plan, False, seconds=time.perf_counter() - started, final=_final(address, retry_policy)
                                  if final_validate else None)
         progress.done()  # a question must not share the line with the progress
-        if confirm is not None and plan is not None and not confirm(plan):
+        if confirm is not None and (plan or preview) is not None and not confirm(plan or preview):
             raise Cancelled("cancelled; nothing was changed")
         q.writable_dir(quarantine_dir)
         result = CleanupResult(plan, False)

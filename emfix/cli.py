@@ -237,7 +237,8 @@ def cmd_snapshot(args, out):
     if action is None:
         raise UsageError("snapshot needs an action: %s" % ", ".join(SNAPSHOT_ACTIONS),
                          hint="e.g. emfix snapshot create experiment.db")
-    if action == "verify" and not args.snapshot_id and args.snapshot_dir and args.db and not args.database:
+    if action == "verify" and not args.snapshot_id and not args.all and args.snapshot_dir and args.db \
+            and not args.database:
         args.snapshot_id, args.db = args.db, None  # `verify --snapshot-dir DIR ID`: no database needed
     directory, address = _snapshot_dir(args)
     progress = make_progress("snapshot", args, out)
@@ -342,7 +343,7 @@ def cmd_cleanup(args, out):
     confirm = None if args.yes or args.dry_run else _confirm(
         lambda plan: "remove %s rows from %s (each kept in a quarantine file)?" % (
             "{:,}".format(plan.total), address.display()), cleanup_plan_lines)
-    tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
+    tables = _table_list(args.tables)
     result = cleanup_orphans(
         address, dry_run=args.dry_run, batch_size=args.batch_size, sleep=args.sleep, max_lock_ms=args.max_lock_ms,
         tables=tables, include_unreferenced=args.include_unreferenced, recreate_parents=args.recreate_parents,
@@ -360,6 +361,10 @@ def cmd_cleanup(args, out):
     if result.final and result.final.get("total_foreign_key_violations"):
         return EXIT_PROBLEMS
     return EXIT_OK
+
+
+def _table_list(text):
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
 def cmd_fix_json(args, out):
@@ -407,7 +412,8 @@ def cmd_import(args, out):
     from .importer import import_file
     address = resolve_address(args)
     result = import_file(address, args.file, args.experiment_title, retry_policy(args),
-                         make_progress("import", args, out), args.resume, args.force, _StopFlag().install())
+                         make_progress("import", args, out), args.resume, args.force, _StopFlag().install(),
+                         skip_tables=_table_list(args.skip_tables))
     if out.json:
         emit_json(result)
     else:
@@ -435,7 +441,8 @@ def cmd_migrate(args, out):
         result = migrate_experiment(
             source, target, experiment_id, args.strategy, args.batch_size, args.paging, args.resume, args.force,
             args.init, not args.no_verify, retry_policy(args),
-            make_progress("migrate", args, out), stop, args.snapshot_dir, args.max_memory)
+            make_progress("migrate", args, out), stop, args.snapshot_dir, args.max_memory,
+            skip_tables=_table_list(args.skip_tables))
         results.append(result)
         history.record(target, "migrate", "done" if result.verified else "DIFFERS", summary="experiment %d -> %s" % (
             result.experiment_id, "{:,} rows".format(sum(result.copied.values()))))

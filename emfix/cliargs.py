@@ -218,6 +218,8 @@ def _add_cleanup_commands(sub):
     p.add_argument("--experiment-title", metavar="T", help="title of the imported experiment")
     p.add_argument("--resume", action="store_true", help="finish an import that was interrupted")
     p.add_argument("--force", action="store_true", help="import the file again as another experiment")
+    p.add_argument("--skip-tables", metavar="T,...",
+                   help="leave these tables' rows out (tables DST lacks that are not the Experiment Manager's)")
     _add_output_options(p)
     for name in ("migrate", "migrate-experiment"):
         p = _command(sub, name, "copy experiments between databases (SQLite, MySQL), resumable, verified" +
@@ -240,6 +242,8 @@ def _add_cleanup_commands(sub):
         p.add_argument("--force", action="store_true", help="copy an experiment again that was already migrated")
         p.add_argument("--init", action="store_true", help="create the schema in DST if it has none")
         p.add_argument("--no-verify", action="store_true", help="skip the comparison at the end")
+        p.add_argument("--skip-tables", metavar="T,...",
+                       help="leave these tables' rows out (tables DST lacks that are not the Experiment Manager's)")
         p.add_argument("--password-file", metavar="FILE", help="MySQL password for both ends")
         p.add_argument("--password", metavar="TEXT", help=PASSWORD_HELP)
         p.add_argument("--lock-timeout", type=_seconds, default=30.0, metavar="SECONDS",

@@ -50,6 +50,10 @@ class DatabaseLockedError(ConnectError):
     """Another process held the lock for longer than the retry deadline."""
 
 
+class PrivilegeError(ConnectError):
+    """The database refused a statement for want of a privilege: the hint is the GRANT that allows it."""
+
+
 class MissingDependencyError(ConnectError):
     """An optional package is needed for what was asked (MySQL driver, psutil)."""
 

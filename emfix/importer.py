@@ -13,11 +13,11 @@ import json
 import time
 
 from .backends import open_database
-from .errors import DamagedInputError, EmfixError, OperationInterrupted, UsageError
+from .errors import DamagedInputError, EmfixError, OperationInterrupted, SchemaError, UsageError
 from .export import AUTO_ID_TABLES, FORMAT, ImportResult, decode_value
 from .hierarchy import ROOT
 from .progress import NoProgress
-from .schema import discover_graph
+from .schema import EM_TABLE_NAMES, discover_graph
 
 BATCH = 1000
 JOURNAL = "_emfix_import"
@@ -70,6 +70,10 @@ def check_file(path):
     for number, line, record in _records(path):
         if number == 1:
             meta = record.get("header") if isinstance(record, dict) else None
+            if isinstance(record, dict) and "export_metadata" in record and "experiment" in record:
+                raise UsageError("%s is an export in the old single-document layout (--format json); import reads "
+                                 "the jsonl layout" % path,
+                                 hint="export the experiment again without --format json (jsonl is the default)")
             if not isinstance(meta, dict) or "tables" not in record or "columns" not in record:
                 raise DamagedInputError("%s is not an emfix jsonl export (no header)" % path,
                                         hint="import reads files written by `emfix export --format jsonl`")
@@ -97,7 +101,7 @@ def check_file(path):
 
 
 def import_file(address, path, experiment_title=None, retry_policy=None, progress=None, resume=False,
-                force=False, interrupted=None):
+                force=False, interrupted=None, skip_tables=None):
     """Insert the file's rows parents first in batches, each committed with a journal row (the id
     offsets and the last line written), so a killed import is finished by `--resume`."""
     progress = progress or NoProgress()
@@ -106,10 +110,18 @@ def import_file(address, path, experiment_title=None, retry_policy=None, progres
     header, trailer = check_file(path)
     with open_database(address, retry_policy=retry_policy) as db:
         graph = discover_graph(db)
-        missing = [t for t in header["tables"] if t not in graph.tables]
+        skip = set(skip_tables or ())
+        missing = [t for t in header["tables"] if t not in graph.tables and t not in skip]
+        ours = [t for t in missing if t in EM_TABLE_NAMES]
+        if ours:
+            raise SchemaError("%s lacks Experiment Manager tables the export has: %s (an older schema generation)" % (
+                address.display(), ", ".join(ours)), hint="create them first: emfix init %s" % address.target())
         if missing:
-            raise UsageError("%s lacks tables the export has: %s" % (address.display(), ", ".join(missing)),
-                             hint="create the schema first: emfix init %s" % address.display())
+            raise SchemaError("%s lacks tables that are not the Experiment Manager's: %s; nothing was imported" % (
+                address.display(), "; ".join("%s (columns %s)" % (t, ", ".join(header["columns"][t]))
+                                             for t in missing)),
+                hint="create them in the database first, or add --skip-tables %s to leave those rows out"
+                % ",".join(missing))
         key = "import:%s" % trailer["sha256"]
         journal = _start_journal(db, key, path, trailer, resume, force)
         offsets, done_line, counts = journal["offsets"], journal["line"], journal["counts"]
@@ -124,7 +136,7 @@ def import_file(address, path, experiment_title=None, retry_policy=None, progres
         total = sum(trailer.get("counts", {}).values())
         batch, current, last = [], None, done_line
         for number, _line, record in _records(path):
-            if number <= done_line or number == 1 or "trailer" in record:
+            if number <= done_line or number == 1 or "trailer" in record or record.get("table") in skip:
                 continue
             table = record["table"]
             if batch and (table != current or len(batch) >= BATCH):

@@ -10,7 +10,7 @@ import json
 import math
 import re
 
-from .jsonrepair import repair
+from .jsonrepair import MAX_DEPTH, deeper_than, repair
 
 MAX_LITERAL_PROBE = 1 << 20  # ast.literal_eval uses ~60x the input in memory; do not feed it huge values
 
@@ -98,6 +98,8 @@ def _classify(raw):
         return _diagnose_decode_error(stripped, exc)
     except RecursionError:
         return JsonDiagnosis("too_deep", "nested too deeply to parse", False)
+    if stripped.count("[") + stripped.count("{") > MAX_DEPTH and deeper_than(value, MAX_DEPTH):
+        return JsonDiagnosis("too_deep", "nested more than %d levels deep" % MAX_DEPTH, False)
     if text.lstrip().startswith("\ufeff"):
         return JsonDiagnosis("byte_order_mark", "valid JSON after a byte-order mark", True)
     return _diagnose_structure(value)
@@ -136,7 +138,7 @@ def _diagnose_decode_error(text, exc):
         return JsonDiagnosis("truncated", "value ends early (char %d): cut off, cannot be completed" % pos,
                              False, pos)
     before = text[:pos].rstrip()
-    if before.endswith(",") and text[pos:pos + 1] in "}]":
+    if (before.endswith(",") and text[pos:pos + 1] in "}]") or "trailing comma" in message.lower():  # 3.13 says so
         return JsonDiagnosis("trailing_comma", "comma before a closing bracket (char %d)" % pos, True, pos)
     if text[pos:pos + 1] == "'":
         return JsonDiagnosis("python_repr", "single-quoted strings (a Python repr) (char %d)" % pos, True, pos)

@@ -57,6 +57,15 @@ def _strict(text):
     return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
 
 
+def _refuse_if_cut_off(text, exc):
+    """The C decoder stopped at the very end of the text (or in a string that never closes): the value was
+    cut off, which no repair may complete. Saying so here keeps a huge truncated value from the slow parser."""
+    if not isinstance(exc, json.JSONDecodeError):
+        return
+    if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
+        raise Unrepairable("truncated: the value ends before it is complete", exc.pos)
+
+
 def dump(value):
     return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
@@ -66,11 +75,14 @@ def dump(value):
 FAST = re.compile(r"""
     "(?:[^"\\]|\\.)*"                       # a double-quoted string: left alone
   | '(?P<sq>[^'\\"]*)'                      # a single-quoted string without escapes or double quotes
+  | (?P<kpre>[{,]\s*)(?!(?:True|False|None)\b)(?P<key>[A-Za-z_]\w*)(?=\s*:)   # an unquoted key
   | (?<![\w.])(?P<lit>True|False|None)\b
   | (?<![\w.])(?P<nf>-?(?:nan|NaN|inf|Infinity))\b
   | (?P<comma>,)(?=\s*[}\]])
 """, re.VERBOSE)
 LITERALS = {"True": "true", "False": "false", "None": "null"}
+FAST_CHANGES = {"sq": "single quotes", "key": "unquoted keys", "lit": "Python True/False/None",
+                "nf": "NaN/Infinity -> null", "comma": "trailing comma"}
 
 
 NEEDS_SUB = re.compile(r"(?<![\w.])(?:True|False|None|-?(?:nan|NaN|inf|Infinity))\b|,\s*[}\]]")
@@ -87,23 +99,24 @@ def _fast(text):
         if not NEEDS_SUB.search(text):
             try:
                 return _strict(text), changes, text
-            except (ValueError, RecursionError):
+            except ValueError as exc:  # the swap was exact, so a cut in its result is a cut in the original
+                _refuse_if_cut_off(text, exc)
+                return None, None, None
+            except RecursionError:
                 return None, None, None
 
     def swap(m):
-        if m.group("sq") is not None:
-            changes.add("single quotes")
+        kind = m.lastgroup  # which alternative matched (None: a double-quoted string, kept as it is)
+        if kind is None:
+            return m.group(0)
+        changes.add(FAST_CHANGES[kind])
+        if kind == "sq":
             return json.dumps(m.group("sq"), ensure_ascii=False)
-        if m.group("lit"):
-            changes.add("Python True/False/None")
+        if kind == "key":
+            return '%s"%s"' % (m.group("kpre"), m.group("key"))
+        if kind == "lit":
             return LITERALS[m.group("lit")]
-        if m.group("nf"):
-            changes.add("NaN/Infinity -> null")
-            return "null"
-        if m.group("comma"):
-            changes.add("trailing comma")
-            return ""
-        return m.group(0)
+        return "null" if kind == "nf" else ""
 
     candidate = FAST.sub(swap, text)
     try:
@@ -122,6 +135,8 @@ TOKEN = re.compile(r"""
   | (?P<name>[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)
   | (?P<punct>[{}\[\](),:=])
 """, re.VERBOSE)
+BLANKS = re.compile(r"\s*")
+NUMBER_CHARS = re.compile(r"[-+0-9.eE,\s]*")
 PYTHON_ONLY_ESCAPES = frozenset("xUav0'")
 CONTROL = re.compile("[\x00-\x1f]")
 ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\", "'": "'", '"': '"',
@@ -136,12 +151,11 @@ class _Parser:
         raise Unrepairable(reason, self.pos if position is None else position)
 
     def skip_ws(self):
-        while self.pos < len(self.text) and self.text[self.pos].isspace():
-            self.pos += 1
+        self.pos = BLANKS.match(self.text, self.pos).end()
 
     def peek(self):
-        self.skip_ws()
-        return self.text[self.pos] if self.pos < len(self.text) else ""
+        self.pos = BLANKS.match(self.text, self.pos).end()
+        return self.text[self.pos:self.pos + 1]
 
     def expect(self, char):
         if self.peek() != char:
@@ -234,6 +248,14 @@ class _Parser:
         self.pos += 1
         result = []
         while True:
+            end = NUMBER_CHARS.match(self.text, self.pos).end()  # a long run of numbers: the C decoder reads it
+            if end > self.pos + 64:
+                last = self.text.rfind(",", self.pos, end)
+                try:
+                    result.extend(_strict("[%s]" % self.text[self.pos:last]))
+                    self.pos = last + 1
+                except ValueError:
+                    pass  # a number JSON has no form for, say: the careful way below tells what it is
             if self.peek() == close:
                 self.pos += 1
                 return result
@@ -250,7 +272,7 @@ class _Parser:
         text = match.group("num").replace("_", "")
         self.pos = match.end()
         try:
-            if re.fullmatch(r"[+-]?\d+", text):
+            if text.lstrip("+-").isdigit() and text.isascii():
                 return int(text)
             value = float(text)
         except ValueError:
@@ -364,6 +386,18 @@ def _unwrap(value, changes):
     return value
 
 
+def deeper_than(value, limit):
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (list, dict)):
+            if depth >= limit:
+                return True
+            pending.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)
+                           if isinstance(v, (list, dict)))
+    return False
+
+
 def repair(raw):
     """Repair one stored value (str or bytes). Never raises for any input."""
     try:
@@ -398,8 +432,9 @@ def _repair(raw):
     serialized = None
     try:
         value = _strict(text)
-    except ValueError:
+    except ValueError as exc:
         value = None
+        _refuse_if_cut_off(text, exc)
         fast, fast_changes, serialized = _fast(text)
         if fast is not None:
             value = fast
@@ -410,6 +445,9 @@ def _repair(raw):
             changes |= parser.changes or {"rewritten as strict JSON"}  # strict parsing failed: never "valid"
     except RecursionError:
         raise Unrepairable("nested too deeply to read", -1)
+    if text.count("[") + text.count("{") > MAX_DEPTH and deeper_than(value, MAX_DEPTH):
+        # Python 3.13's decoder reads any depth; MySQL refuses over 100 levels: the same answer everywhere.
+        raise Unrepairable("nested more than %d levels deep" % MAX_DEPTH, -1)
     if isinstance(value, str):
         value = _unwrap(value, changes)
         serialized = None

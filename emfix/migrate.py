@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from typing import Dict, List, Optional
@@ -29,7 +30,7 @@ from .errors import (
 from .hierarchy import ROOT, reach_subtree
 from .importer import id_owner
 from .progress import NoProgress
-from .schema import create_schema, discover_graph
+from .schema import EM_TABLE_NAMES, EM_TABLES, create_schema, discover_graph
 from .values import canonical as _canonical
 from .values import portable as _portable
 
@@ -152,7 +153,7 @@ def batch_for_memory(db, graph, table, where, max_memory_mb):
 
 def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=None, paging="keyset",
                        resume=False, force=False, init=False, verify=True, retry_policy=None, progress=None,
-                       interrupted=None, snapshot_dir=None, max_memory=None):
+                       interrupted=None, snapshot_dir=None, max_memory=None, skip_tables=None):
     """batch_size: rows per transaction (2000 by default); max_memory (MB) caps it per table by row size."""
     if strategy not in STRATEGIES:
         raise UsageError("unknown strategy %r" % strategy, hint="conservative, balanced or aggressive")
@@ -165,6 +166,33 @@ def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
     started = time.perf_counter()
+    made_dst = init and dst.is_sqlite and not os.path.exists(dst.path)
+    try:
+        return _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, force, init, verify,
+                        retry_policy, progress, interrupted, snapshot_dir, max_memory, skip_tables, started)
+    except BaseException:
+        # A refusal before anything was written must not leave an empty DST file behind it.
+        if made_dst and os.path.exists(dst.path) and _holds_nothing(dst.path):
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                if os.path.exists(dst.path + suffix):
+                    os.remove(dst.path + suffix)
+        raise
+
+
+def _holds_nothing(path):
+    import sqlite3
+    try:
+        con = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+        try:
+            return not con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+
+
+def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, force, init, verify, retry_policy,
+             progress, interrupted, snapshot_dir, max_memory, skip_tables, started):
     with open_database(src, readonly=src.is_sqlite, retry_policy=retry_policy) as source, \
             open_database(dst, create=init, retry_policy=retry_policy) as target:
         graph = discover_graph(source)
@@ -203,14 +231,17 @@ def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=
             tree = reach_subtree(source, graph, experiment_id)
             if not tree.exists:
                 raise UsageError("experiment %d does not exist in %s" % (experiment_id, src.display()))
-            tables = tree.tables(graph)
-            missing = [] if init else [t for t in tables if t not in existing]
-            lost = [t for t in missing if source.scalar("SELECT count(*) FROM %s t WHERE %s" % (
-                source.quote(t), tree.where(source, graph, t)))]
-            if lost:
+            tables = [t for t in tree.tables(graph) if t not in (skip_tables or ())]
+            missing = [t for t in tables if t.lower() not in {e.lower() for e in existing}]
+            rows = {t: int(source.scalar("SELECT count(*) FROM %s t WHERE %s" % (
+                source.quote(t), tree.where(source, graph, t))) or 0) for t in missing}
+            ours = [t for t in missing if t in EM_TABLE_NAMES and rows[t]]
+            if ours and not init:
                 raise SchemaError("%s has no table %s for rows of this experiment (an older schema generation)" % (
-                    dst.display(), ", ".join(lost)), hint="add --init to create the missing tables")
-            tables = [t for t in tables if t not in missing]
+                    dst.display(), ", ".join(ours)), hint="add --init to create the missing tables")
+            foreign = {t: n for t, n in rows.items() if t not in EM_TABLE_NAMES and n}
+            foreign_ddl = _foreign_ddl(source, target, graph, foreign, init)
+            tables = [t for t in tables if t not in missing or (t in EM_TABLE_NAMES and init) or t in foreign]
             if strategy != "aggressive" and not resume:
                 from .hierarchy import check_hierarchy
                 report = check_hierarchy(source, graph, experiment_id)
@@ -219,8 +250,11 @@ def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=
                         len(report.breaks), report.breaks[0].message),
                         hint="repair it first (emfix cleanup-orphans), or use --strategy aggressive")
                 _refuse_invalid_json(source, target, graph, tree, will_create="METRIC" not in existing and init)
+            _refuse_oversized_values(source, target, graph, tree, tables)
             if init:  # only now, once nothing can refuse: creates only the tables DST lacks
                 create_schema(target, generation=graph.generation)
+                for ddl in foreign_ddl:
+                    target.execute(ddl)
             _ensure_journal(target)
             snapshot_id = None
             if strategy != "aggressive" and not (resume and journal):
@@ -329,6 +363,28 @@ class _Copy:
             self.target.execute(sql, params)
 
 
+def _foreign_ddl(source, target, graph, foreign, init):
+    """CREATE statements for tables of SRC's subtree that are not the Experiment Manager's and DST lacks:
+    taken from SRC when both are the same engine and --init asks for tables; otherwise a refusal that
+    names them before anything is copied (a copy that stops at them half-way helps nobody)."""
+    if not foreign:
+        return []
+    if init and source.dialect == target.dialect:
+        if source.dialect == "sqlite":
+            return [re.sub(r"^\s*CREATE\s+TABLE\s+", "CREATE TABLE IF NOT EXISTS ", source.scalar(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (t,)), count=1, flags=re.I)
+                for t in foreign]
+        return [source.query("SHOW CREATE TABLE %s" % source.quote(t))[0][1] for t in foreign]
+    described = "; ".join("%s (%d rows of this experiment; columns %s)" % (t, n, ", ".join(graph.columns[t]))
+                          for t, n in foreign.items())
+    raise SchemaError("%s lacks tables that are not the Experiment Manager's: %s; nothing was copied" % (
+        target.address.display(), described),
+        hint="create %s in DST first%s, or add --skip-tables %s to leave those rows out" % (
+            "it" if len(foreign) == 1 else "them",
+            "" if source.dialect == target.dialect else " (SRC and DST are different engines, so emfix does not "
+            "translate their DDL)", ",".join(foreign)))
+
+
 def _target_requires_json(target, will_create=False):
     """MySQL's JSON type, or MariaDB's CHECK (json_valid(...)) on METRIC.per_label_val (as --init makes it)."""
     if target.dialect != "mysql":
@@ -341,6 +397,31 @@ def _target_requires_json(target, will_create=False):
         return True
     return bool(target.scalar("SELECT count(*) FROM information_schema.check_constraints WHERE constraint_schema = "
                               "DATABASE() AND table_name = 'METRIC' AND check_clause LIKE '%json_valid%'"))
+
+
+def _refuse_oversized_values(source, target, graph, tree, tables):
+    """A value longer than DST's max_allowed_packet makes MySQL drop the connection mid-batch, and every
+    --resume after it fail the same way: find it before the first batch."""
+    if target.dialect != "mysql":
+        return
+    packet = int(target.scalar("SELECT @@max_allowed_packet") or 0)
+    length = "length" if source.dialect == "sqlite" else "LENGTH"
+    text_columns = {t.name: [c for c, kind in t.columns if kind in ("text", "json") or kind.startswith("str")]
+                    for t in EM_TABLES}
+    for table in tables:
+        columns = [c for c in text_columns.get(table, graph.columns[table]) if c in graph.columns[table]]
+        if not columns:
+            continue
+        row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(
+            "max(%s(t.%s))" % (length, source.quote(c)) for c in columns), source.quote(table),
+            tree.where(source, graph, table)))[0]
+        longest = max(int(v or 0) for v in row)
+        if packet and longest > packet - 1024:  # the statement around the value needs room too
+            raise DamagedInputError(
+                "a value in %s is %s bytes, more than %s's max_allowed_packet (%s bytes); nothing was copied" % (
+                    table, "{:,}".format(longest), target.address.display(), "{:,}".format(packet)),
+                hint="as an administrator: SET GLOBAL max_allowed_packet = %d (and in the server's config), then "
+                     "run again" % min(1 << 30, 1 << (longest + 4096).bit_length()))
 
 
 def _refuse_invalid_json(source, target, graph, tree, will_create=False):

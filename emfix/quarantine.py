@@ -11,8 +11,8 @@ import os
 import sqlite3
 
 from . import __version__
-from .errors import UsageError
-from .fileutil import DATA_FILE_MODE, create_private
+from .errors import NoSpaceError, UsageError
+from .fileutil import DATA_FILE_MODE, FULL_ERRNOS, create_private
 
 META = "_emfix_meta"
 CREATED = "_emfix_created"
@@ -31,14 +31,21 @@ def quarantine_path(directory, command):
 def open_quarantine(path, create=False):
     if not create and not os.path.isfile(path):
         raise UsageError("no quarantine file %s" % path, hint="pass the path cleanup printed")
-    if create and not os.path.exists(path):
-        create_private(path, DATA_FILE_MODE)  # every removed row is in here: readable by the owner only
-    con = sqlite3.connect(path, isolation_level=None)
-    con.execute("PRAGMA synchronous = FULL")  # rows are committed to disk before they are deleted
-    if create:
-        con.execute("CREATE TABLE IF NOT EXISTS %s (key TEXT PRIMARY KEY, value TEXT)" % META)
-        con.execute("CREATE TABLE IF NOT EXISTS %s (ordinal INTEGER PRIMARY KEY, table_name TEXT, "
-                    "key_json TEXT)" % CREATED)
+    try:
+        if create and not os.path.exists(path):
+            create_private(path, DATA_FILE_MODE)  # every removed row is in here: readable by the owner only
+        con = sqlite3.connect(path, isolation_level=None)
+        con.execute("PRAGMA synchronous = FULL")  # rows are committed to disk before they are deleted
+        if create:
+            con.execute("CREATE TABLE IF NOT EXISTS %s (key TEXT PRIMARY KEY, value TEXT)" % META)
+            con.execute("CREATE TABLE IF NOT EXISTS %s (ordinal INTEGER PRIMARY KEY, table_name TEXT, "
+                        "key_json TEXT)" % CREATED)
+    except (OSError, sqlite3.OperationalError) as exc:
+        if "full" in str(exc) or getattr(exc, "errno", None) in FULL_ERRNOS:
+            raise NoSpaceError("cannot write the quarantine %s: the disk is full; nothing was changed" % path,
+                               hint="free some space or use --quarantine-dir on a larger disk") from None
+        raise UsageError("cannot write the quarantine %s: %s; nothing was changed" % (path, exc),
+                         hint="use --quarantine-dir with a folder you can write to") from None
     return con
 
 

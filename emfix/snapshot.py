@@ -24,8 +24,17 @@ from typing import Dict, List, Optional
 from . import __version__
 from .address import key_of_source
 from .backends import open_database
-from .errors import DamagedInputError, EmfixError, NoSpaceError, UsageError
-from .fileutil import DATA_FILE_MODE, atomic_write_text, clear_stale_temps, fsync_directory, fsync_file, new_temp
+from .backends.sqlite import check_summary
+from .errors import ConnectError, DamagedInputError, DatabaseLockedError, EmfixError, NoSpaceError, UsageError
+from .fileutil import (
+    DATA_FILE_MODE,
+    atomic_write_text,
+    clear_stale_temps,
+    fsync_directory,
+    fsync_file,
+    new_temp,
+    no_space,
+)
 from .schema import discover_graph
 from .values import portable
 
@@ -83,7 +92,10 @@ class SnapshotManifest:
         if missing or data.get("format") != FORMAT:
             raise ValueError("not an emfix snapshot manifest (%s)" % (
                 "missing " + ", ".join(sorted(missing)) if missing else "format %r" % data.get("format")))
-        manifest = cls(**{k: v for k, v in data.items() if k in fields})
+        try:
+            manifest = cls(**{k: v for k, v in data.items() if k in fields})
+        except TypeError as exc:  # a field it must have is missing
+            raise ValueError("not an emfix snapshot manifest (%s)" % exc) from None
         wrong = [name for name, kinds in _FIELD_TYPES.items() if not isinstance(getattr(manifest, name), kinds)
                  or isinstance(getattr(manifest, name), bool)]
         if wrong or not all(isinstance(n, int) for n in manifest.tables.values()):
@@ -203,9 +215,7 @@ def sqlite_check(path, full=False):
             con.close()
     except (sqlite3.DatabaseError, OSError) as exc:
         return "cannot be read as SQLite: %s" % exc
-    found = [r[0] for r in rows]
-    return "" if found == ["ok"] else "%s fails: %s" % ("integrity_check" if full else "quick_check",
-                                                        "; ".join(found[:3]))
+    return check_summary(rows, "integrity_check" if full else "quick_check")
 
 
 def _in_parallel(*jobs):
@@ -349,7 +359,13 @@ def _mb(n):
 
 
 def _temp_file(directory, snapshot_id):
-    return new_temp(os.path.join(directory, snapshot_id + ".db"))
+    try:
+        return new_temp(os.path.join(directory, snapshot_id + ".db"))
+    except PermissionError:
+        raise UsageError("cannot write in the snapshot folder %s: permission denied; nothing was changed" % directory,
+                         hint="choose another with --snapshot-dir (or --no-snapshot, at your own risk)") from None
+    except OSError as exc:
+        raise _write_error(exc, directory) from None
 
 
 def _copy_sqlite(db, temp):
@@ -362,7 +378,7 @@ def _copy_sqlite(db, temp):
         dst.execute("PRAGMA synchronous = OFF")
         # A writer committing at that moment makes the one-step backup fail with "locked": wait and
         # try again until --lock-timeout, then say who holds it.
-        db.run_with_retry(lambda: db.connection.backup(dst), "back up %s" % db.address.display())
+        db.retry_while_locked(lambda: db.connection.backup(dst), "back up %s" % db.address.display())
         dst.execute("PRAGMA journal_mode = DELETE")  # a WAL source must not make a WAL snapshot
     finally:
         dst.close()
@@ -500,8 +516,11 @@ def resolve_snapshot_id(directory, wanted, address=None):
             continue
         if verify_snapshot(directory, status.id).status == "verified":
             return status.id
+    others = len([s for s in list_snapshots(directory) if s.manifest is not None]) if address is not None else 0
     raise UsageError("no valid snapshot of %s in %s" % (address.display() if address else "this database", directory),
-                     hint="create one with `emfix snapshot create`; `emfix snapshot list` shows what is there")
+                     hint=("%d snapshots of other databases are there: `emfix snapshot list --snapshot-dir %s` "
+                           "names them; restore one with --snapshot-id ID --from-other-database" % (others, directory))
+                     if others else "create one with `emfix snapshot create`")
 
 
 def restore_snapshot(address, directory=None, snapshot_id="latest-valid", safety_snapshot=True, retry_policy=None,
@@ -591,8 +610,7 @@ def _restore_sqlite(address, snapshot_path, retry_policy):
             finally:
                 dst.close()
         except sqlite3.OperationalError as exc:
-            raise EmfixError("cannot restore into %s: %s" % (target, exc),
-                             hint="stop the programs using it, or raise --lock-timeout") from None
+            raise _restore_error(target, exc) from None
         finally:
             src.close()
         return "backup API into the live file"
@@ -607,11 +625,29 @@ def _restore_sqlite(address, snapshot_path, retry_policy):
                 os.remove(target + suffix)
         os.replace(temp, target)
         fsync_directory(directory)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(temp):
             os.remove(temp)
+        if isinstance(exc, OSError):
+            raise no_space(exc, target) or ConnectError("cannot restore into %s: %s; nothing was changed" % (
+                target, exc.strerror or exc)) from None
         raise
     return "copy renamed over the file"
+
+
+def _restore_error(target, exc):
+    """What stopped a restore into a SQLite file, said as what it is (nothing was changed: SQLite rolled back)."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return DatabaseLockedError("cannot restore into %s: it is locked by another process; nothing was changed"
+                                   % target, hint="stop the programs using it, or raise --lock-timeout")
+    if "readonly" in text.replace(" ", "") or "read-only" in text:
+        return ConnectError("cannot restore into %s: the file (or its folder) is read-only; nothing was changed"
+                            % target, hint="restore as the database's owner, or make it writable")
+    if "full" in text or "too large" in text:
+        return NoSpaceError("cannot restore into %s: the disk is full; nothing was changed" % target,
+                            hint="free some space (a restore needs room for SQLite's journal too)")
+    return EmfixError("cannot restore into %s: %s; nothing was changed" % (target, text))
 
 
 def _restore_mysql(address, snapshot_path, retry_policy, progress):
@@ -681,14 +717,38 @@ def prune_snapshots(directory, keep=None, older_than=None, dry_run=False, now=No
                 deleted.append(status.id)
             else:
                 kept.append(status.id)
+    leftovers = _dead_leftovers(directory, now)
     if not dry_run:
         for snapshot_id in deleted:
             path, manifest_path = _paths(directory, snapshot_id)
             os.remove(manifest_path)  # first: a file without manifest is never listed as usable
             if os.path.exists(path):
                 os.remove(path)
+        for snapshot_id in leftovers:
+            _remove(_paths(directory, snapshot_id)[0])
+        clear_stale_temps(directory)
         fsync_directory(directory)
-    return PruneResult(deleted, kept, dry_run)
+    return PruneResult(deleted + leftovers, kept, dry_run)
+
+
+LEFTOVER_AGE = datetime.timedelta(hours=1)
+
+
+def _dead_leftovers(directory, now):
+    """Snapshot files without a manifest (a create killed between its rename and its manifest) old enough
+    that no create can still be writing it: never usable, so prune takes them away."""
+    found = []
+    for status in list_snapshots(directory):
+        if status.status != "incomplete":
+            continue
+        path = _paths(directory, status.id)[0]
+        try:
+            written = datetime.datetime.fromtimestamp(os.path.getmtime(path), datetime.timezone.utc)
+        except OSError:
+            continue
+        if now - written > LEFTOVER_AGE:
+            found.append(status.id)
+    return found
 
 
 def _created(manifest):

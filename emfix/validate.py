@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 
 from . import __version__
 from .backends import open_database
+from .errors import DamagedInputError
 from .jsoncheck import JsonScan, metric_id_ranges, scan_metric_json
 from .progress import NoProgress
 from .schema import Relation, SchemaGraph, discover_graph, require_experiment_manager
@@ -558,12 +559,14 @@ class _MetricWork:
         self.json_parts = {}
         self.unreferenced = {}
         self.seconds = {"json": 0.0, "unreferenced": 0.0}
+        self.damage = ""
 
     def _prepare(self, db):
         with self.lock:
             if self.tasks is None:
                 ranges = metric_id_ranges(db, self.graph.columns, self.JSON_PIECES)
-                self.tasks = [("unreferenced", t) for t in UNREFERENCED_TABLES if t in self.graph.tables]
+                self.tasks = [("quick_check",)] if db.dialect == "sqlite" else []
+                self.tasks += [("unreferenced", t) for t in UNREFERENCED_TABLES if t in self.graph.tables]
                 self.tasks += [("json", n, r) for n, r in enumerate(ranges)]
 
     def _next(self):
@@ -577,7 +580,10 @@ class _MetricWork:
             if task is None:
                 return
             started = time.perf_counter()
-            if task[0] == "unreferenced":
+            if task[0] == "quick_check":  # validate reads the whole file anyway: a damaged one is said first
+                self.damage = db.quick_check()
+                self.seconds["quick_check"] = time.perf_counter() - started
+            elif task[0] == "unreferenced":
                 found = find_unreferenced(db, self.graph, self.limit, task[1])
                 with self.lock:
                     self.unreferenced[task[1]] = found
@@ -659,6 +665,10 @@ def validate(address, limit=100, experiment=None, retry_policy=None, progress=No
             helper[0].join()
             if helper[1]:
                 raise helper[1][0]
+        if work.damage:
+            raise DamagedInputError("%s is damaged: %s" % (address.display(), work.damage),
+                                    hint="restore a snapshot (emfix snapshot restore %s), or recover what is "
+                                         "readable with the sqlite3 shell's .recover" % address.target())
         json_scan, unreferenced = work.results()
         timings.update(work.seconds)
         hierarchy = None

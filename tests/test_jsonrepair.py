@@ -135,3 +135,35 @@ def test_raw_control_character_inside_a_string_is_escaped_and_named():
     result = repair('{"a\x1fb": 1}')  # strict JSON refuses a raw control character in a string
     assert result.category == "repaired" and "control characters escaped" in result.changes
     assert json.loads(result.value) == {"a\x1fb": 1}
+
+
+SHAPES = {
+    "truncated array": lambda n, x: '{"cat": [' + ("%s," % x) * n,
+    "truncated repr": lambda n, x: "{'cat': [" + ("%s, " % x) * n,
+    "tuple": lambda n, x: "{'cat': (" + ("%s, " % x) * n + ")}",
+    "numpy array": lambda n, x: "{'cat': np.array([" + ("%s, " % x) * n + "], dtype=float32)}",
+    "nan repr": lambda n, x: "{" + ", ".join("'k%d': nan" % i for i in range(n // 2)) + "}",
+    "unquoted keys": lambda n, x: "{" + ", ".join("k%d: %s" % (i, x) for i in range(n // 2)) + "}",
+    "garbage": lambda n, x: "x" * (n * 6),
+}
+
+
+@settings(max_examples=len(SHAPES) * 2, deadline=None)
+@given(st.sampled_from(sorted(SHAPES)), st.sampled_from(["0.123", "1", "-2.5e-3", "7"]))
+def test_repair_time_grows_linearly_with_size(shape, number):
+    """A few MB of any shape in well under a second per MB (it was quadratic: 7.5 MB took 6.4 s)."""
+    import time
+    timings = []
+    for n in (100_000, 400_000):
+        text = SHAPES[shape](n, number)
+        best = min(_timed(time, text) for _ in range(2))
+        timings.append(best / (len(text) / 1e6))
+    small, large = timings
+    assert large < 0.5, (shape, "%.2f s per MB" % large)
+    assert large < max(small, 0.02) * 3, (shape, "%.3f -> %.3f s per MB: not linear" % (small, large))
+
+
+def _timed(time, text):
+    started = time.perf_counter()
+    repair(text)
+    return time.perf_counter() - started

@@ -111,3 +111,16 @@ def test_runs_on_python_3_8(pyz, tmp_path):
         result = subprocess.run([PYTHON_3_8, "-I", str(pyz), *args], cwd=str(tmp_path), env=env,
                                 capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
         assert result.returncode == expected and "Traceback" not in result.stderr, (args, result.stderr)
+
+
+def test_two_builds_give_one_hash(tmp_path):
+    hashes = []
+    for name in ("a", "b"):
+        out = tmp_path / name / "emfix.pyz"
+        printed = subprocess.run(["make", "-s", "pyz", "PYTHON=" + sys.executable, "PYZ=" + str(out)], cwd=ROOT,
+                                 check=True, capture_output=True, text=True).stdout
+        digest = (tmp_path / name / "emfix.pyz.sha256").read_text().split()[0]
+        assert printed.startswith(digest)
+        hashes.append(digest)
+        os.utime(os.path.join(ROOT, "emfix", "cli.py"))  # a newer mtime must not change the bytes
+    assert hashes[0] == hashes[1]

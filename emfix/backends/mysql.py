@@ -5,8 +5,9 @@ unbuffered cursor; `?` placeholders are translated to the driver's `%s`.
 """
 
 import functools
+import re
 
-from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, MissingDependencyError
+from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, MissingDependencyError, PrivilegeError
 from ..retry import RetriesExhausted, call_with_retry
 from .base import Backend, ForeignKey, Index
 
@@ -15,6 +16,7 @@ UNKNOWN_DATABASE = 1049
 LOCK_ERRNOS = (1205, 1213)
 REFUSED_VALUE_ERRNOS = (3140, 4025)  # MySQL: invalid JSON text; MariaDB: CHECK (json_valid) failed
 INCORRECT_STRING = 1366  # bytes that are not UTF-8 into a utf8mb4 column
+PRIVILEGE_ERRNOS = (1044, 1142, 1143, 1227)  # database / table / column / global privilege missing
 
 
 def load_driver():
@@ -62,9 +64,30 @@ class MySQLBackend(Backend):
         self._driver = load_driver()
         self._conn = None
         self._connect_timeout = max(1, min(connect_timeout, int(self.retry_policy.deadline) or 1))
-        self._conn = self._run(self._connect, "connect to %s" % address.display())
+        try:
+            self._conn = self._run(self._connect, "connect to %s" % address.display())
+        except ConnectError as exc:
+            if not (create and getattr(exc, "missing_database", False)):
+                raise
+            self._create_database()
+            self._conn = self._run(self._connect, "connect to %s" % address.display())
         if readonly:
             self.execute("SET SESSION TRANSACTION READ ONLY")
+
+    def _create_database(self):
+        """init and migrate --init: a database that does not exist yet is created (utf8mb4), when the user may."""
+        statement = "CREATE DATABASE IF NOT EXISTS %s CHARACTER SET utf8mb4" % self.quote(self.address.database)
+        wanted = self.address.database
+        try:
+            self.address.database = None
+            self._conn = self._run(self._connect, "connect to %s" % self.address.display())
+            self.execute(statement)
+        except PrivilegeError:
+            raise PrivilegeError("MySQL database %r does not exist and user %r may not create it" % (
+                wanted, self.address.user), hint="as an administrator: %s; then run this again" % statement) from None
+        finally:
+            self.address.database = wanted
+            self.close()
 
     def _connect(self):
         a = self.address
@@ -102,8 +125,15 @@ class MySQLBackend(Backend):
             return ConnectError("access denied for MySQL user %r at %s:%s" % (a.user, a.host, a.port),
                                 hint="check the password (EMFIX_MYSQL_PASSWORD, --password-file or ~/.my.cnf)")
         if errno == UNKNOWN_DATABASE:
-            return ConnectError("MySQL database %r does not exist on %s:%s" % (a.database, a.host, a.port),
-                                hint="create it, or run `emfix init %s` after CREATE DATABASE" % a.display())
+            error = ConnectError("MySQL database %r does not exist on %s:%s" % (a.database, a.host, a.port),
+                                 hint="check the name; `emfix init %s` creates it with the schema (or, as an "
+                                      "administrator: CREATE DATABASE %s CHARACTER SET utf8mb4)" % (
+                                          a.target(), self.quote(a.database)))
+            error.missing_database = True
+            return error
+        if errno in PRIVILEGE_ERRNOS:
+            return PrivilegeError("MySQL user %r may not do this on %s: %s" % (a.user, a.display(), msg),
+                                  hint=self._grant_hint(errno, msg))
         if errno in LOCK_ERRNOS:
             return DatabaseLockedError("MySQL %s: %s" % (a.display(), msg),
                                        hint="another session holds the locks; retry later or raise --lock-timeout")
@@ -124,6 +154,23 @@ class MySQLBackend(Backend):
             return ConnectError("cannot reach MySQL server at %s:%s%s: %s" % (a.host, a.port, tries, msg),
                                 hint="check that the server runs and the host/port are right")
         return exc
+
+    def _grant_hint(self, errno, msg):
+        a = self.address
+        who = "'%s'@'%%'" % a.user
+        if errno == 1227:  # "you need (at least one of) the PROCESS privilege(s)"
+            wanted = re.search(r"the ([A-Z ]+?) privilege", msg)
+            return "as an administrator: GRANT %s ON *.* TO %s" % (wanted.group(1) if wanted else "PROCESS", who)
+        if errno in (1142, 1143):  # "CREATE command denied to user ..."
+            command = msg.split(" command", 1)[0].strip().upper() or "ALL"
+            return "as an administrator: GRANT %s ON `%s`.* TO %s" % (command, a.database, who)
+        if self._conn is None:  # refused at connect: the database itself (or it does not exist; MySQL does not say)
+            return ("the database may not exist, or the user may not use it; as an administrator: CREATE DATABASE "
+                    "IF NOT EXISTS `%s` CHARACTER SET utf8mb4; GRANT ALL ON `%s`.* TO %s" % (
+                        a.database, a.database, who))
+        # 1044 on a database the user can read: emfix's scratch tables (validate, export, cleanup)
+        return ("emfix works in connection-private temporary tables; as an administrator: GRANT CREATE TEMPORARY "
+                "TABLES ON `%s`.* TO %s" % (a.database, who))
 
     # -- statements ---------------------------------------------------------------------------
     def _cursor_run(self, sql, params, fetch):
@@ -190,6 +237,11 @@ class MySQLBackend(Backend):
             self._conn.commit()  # never retried: a lost COMMIT may have happened or not
         except self._driver.Error as exc:
             raise self._translate(exc) from None
+        except Exception as exc:
+            if type(exc).__module__ != "_mysql_connector":  # the C extension's own error escapes its wrapper
+                raise
+            raise ConnectError("lost the connection to MySQL %s during COMMIT: %s" % (self.address.display(), exc),
+                               hint="check that the server runs; the batch may or may not be committed") from None
 
     def _rollback(self):
         try:

@@ -46,6 +46,16 @@ def lock_holders_text(path):
     return ", ".join("pid %d (%s)" % h for h in holders) or "a process this user cannot see"
 
 
+def check_summary(rows, pragma="quick_check"):
+    """'' for ok, else one line: how many problems and the first (SQLite returns them as multi-line text)."""
+    found = [line.strip() for r in rows for line in str(r[0]).splitlines()
+             if line.strip() and not line.startswith("***")]
+    if found == ["ok"]:
+        return ""
+    return "%s found %d problem%s, first: %s" % (pragma, len(found), "" if len(found) == 1 else "s",
+                                                  found[0] if found else "?")
+
+
 class UndecodableText(bytes):
     """TEXT whose bytes are not UTF-8: kept as bytes so nothing is lost or mangled."""
 
@@ -155,14 +165,23 @@ class SQLiteBackend(Backend):
                                      hint="check the path; if it is damaged, restore a snapshot")
         if "readonly" in message.lower().replace(" ", "") or "read-only" in message.lower():
             return ConnectError("cannot write %s: %s" % (self.path, message))
-        if "disk is full" in message or "too large" in message:
-            return NoSpaceError("no space left while working on %s: %s" % (self.path, message),
+        if "disk is full" in message or "too large" in message or "disk I/O error" in message:
+            return NoSpaceError("cannot write %s: %s (the disk is full, a file-size limit was reached, or the disk "
+                                "failed); the transaction was rolled back" % (self.path, message),
                                 hint="free some space (SQLite also needs room for temporary files)")
         return exc
 
-    def run_with_retry(self, func, what):
-        """Any call on the connection (the backup API, say) with the busy retries and error translation."""
-        return self._run(func, what)
+    def quick_check(self):
+        """'' when PRAGMA quick_check passes (O(N): one read of the file), else one line of what is wrong."""
+        return check_summary(self.query("PRAGMA quick_check"))
+
+    def retry_while_locked(self, func, what):
+        """Any call on the connection (the backup API, say), retried while the database is locked, up to
+        --lock-timeout; its other errors are the caller's to explain (they may be about another file)."""
+        try:
+            return call_with_retry(func, self.retry_policy, what=what)
+        except RetriesExhausted as exc:
+            raise self._locked("gave up after %.1fs" % exc.elapsed) from None
 
     def execute(self, sql, params=()):
         return self._run(lambda: self._conn.execute(sql, params).rowcount, "statement")

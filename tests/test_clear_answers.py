@@ -1,0 +1,306 @@
+"""Every failure a clear answer: one line, the documented exit code, never a traceback, nothing changed."""
+
+import json
+import os
+import sqlite3
+import uuid
+
+import pytest
+from conftest import make_demo, mysql_server_url, run_cli, url_of
+
+from emfix import snapshot
+from emfix.address import DatabaseAddress, parse_address
+from emfix.backends import open_database
+
+
+@pytest.fixture
+def demo_db(tmp_path):
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    return address
+
+
+def assert_one_clear_line(result, code, *words):
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert 1 <= len(lines) <= 2 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+# -- odd numbers -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, words", [
+    (["validate", "{db}", "--experiment", "99999999999999999999999"], "an id must be at most"),
+    (["export", "{db}", "-e", "99999999999999999999999", "-o", "x.jsonl"], "an id must be at most"),
+    (["migrate", "{db}", "x.db", "-e", "99999999999999999999999"], "an id must be at most"),
+    (["validate", "{db}", "--limit", "99999999999999999999"], "must be at most"),
+    (["demo", "{dir}", "--scale", "nan"], "between"),
+    (["demo", "{dir}", "--scale", "inf"], "between"),
+    (["cleanup-orphans", "{db}", "--batch-size", "-5"], "must be 1 or more"),
+    (["snapshot", "prune", "{db}", "--older-than", "99999999999d"], "too long an age"),
+    (["snapshot", "prune", "{db}", "--older-than", "-1d"], "cannot be negative"),
+    (["validate", "{db}", "--lock-timeout", "nan"], "between"),
+    (["validate", "--mysql", "-d", "x", "--port", "99999"], "a port must be at most"),
+])
+def test_odd_numbers_are_usage_errors(demo_db, tmp_path, args, words):
+    argv = [a.replace("{db}", demo_db.path).replace("{dir}", str(tmp_path / "d")) for a in args]
+    assert_one_clear_line(run_cli(*argv, cwd=str(tmp_path)), 2, words)
+    assert not (tmp_path / "d").exists()
+
+
+def test_use_pure_0_without_the_c_extension_is_a_missing_dependency():
+    base = parse_address(mysql_server_url(), environ={})
+    try:
+        import _mysql_connector  # noqa: F401
+        pytest.skip("the C extension is installed here")
+    except ImportError:
+        pass
+    url = "mysql://%s@%s:%s/%s?use_pure=0" % (base.user, base.host, base.port, base.database)
+    assert_one_clear_line(run_cli("schema", url), 3, "C extension")
+
+
+# -- exit codes that mean what the README says ------------------------------------------------------------
+
+def test_dry_runs_exit_0(demo_db):
+    assert run_cli("fix-json", demo_db.path, "--dry-run").returncode == 0
+    assert run_cli("cleanup-orphans", demo_db.path, "--dry-run").returncode == 0
+
+
+def test_validate_experiment_answers_for_that_experiment_alone(demo_db):
+    assert run_cli("validate", demo_db.path).returncode == 1  # the database is damaged...
+    assert run_cli("validate", demo_db.path, "--experiment", "1").returncode == 0  # ...experiment 1 is intact
+    assert run_cli("validate", demo_db.path, "--experiment", "3").returncode == 1  # experiment 3 is not
+    missing = run_cli("validate", demo_db.path, "--experiment", "12")
+    assert missing.returncode == 1 and "NOT FOUND" in missing.stdout
+
+
+def test_empty_database_is_exit_2_and_doctor_reports_it(tmp_path):
+    path = str(tmp_path / "empty.db")
+    sqlite3.connect(path).close()
+    assert_one_clear_line(run_cli("validate", path), 2, "not an Experiment Manager database")
+    doctor = run_cli("doctor", path, "--json")
+    assert doctor.returncode == 1, doctor.stderr
+    assert any(f["check"] == "schema" and f["level"] == "FAIL" for f in json.loads(doctor.stdout)["findings"])
+
+
+def test_a_damaged_file_is_exit_4_for_validate_and_a_fail_for_doctor(demo_db):
+    size = os.path.getsize(demo_db.path)
+    with open(demo_db.path, "r+b") as handle:
+        handle.truncate(size - 1024)
+    assert_one_clear_line(run_cli("validate", demo_db.path), 4, "is damaged", "quick_check found")
+    doctor = run_cli("doctor", demo_db.path, "--json")
+    assert doctor.returncode == 1
+    assert any(f["level"] == "FAIL" for f in json.loads(doctor.stdout)["findings"])
+
+
+def test_an_old_layout_export_given_to_import_is_a_usage_error(demo_db, tmp_path):
+    path = str(tmp_path / "old.json")
+    assert run_cli("export", demo_db.path, "-e", "1", "-o", path, "--format", "json").returncode == 0
+    assert_one_clear_line(run_cli("import", demo_db.path, path), 2, "old single-document layout")
+
+
+# -- snapshots after kills and odd manifests ------------------------------------------------------------
+
+def test_prune_removes_a_snapshot_left_without_manifest(demo_db, tmp_path):
+    folder = str(tmp_path / "snaps")
+    made = snapshot.create_snapshot(demo_db, folder, verify=True)
+    os.remove(os.path.join(folder, made.id + ".json"))  # killed between the rename and the manifest
+    hour_ago = made.size and (os.path.getmtime(os.path.join(folder, made.file)) - 7200)
+    os.utime(os.path.join(folder, made.file), (hour_ago, hour_ago))
+    assert run_cli("snapshot", "verify", demo_db.path, "--snapshot-dir", folder, "--all").returncode == 0
+    result = run_cli("snapshot", "prune", demo_db.path, "--snapshot-dir", folder, "--keep", "5", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["deleted"] == [made.id]
+    assert os.listdir(folder) == []
+
+
+@pytest.mark.parametrize("manifest", ['["a list"]', '{"id": 5, "format": "emfix-snapshot-1", "created_at": 1, '
+                                                   '"size": "big", "sha256": 1, "file": 2, "tables": []}', "{not json"])
+def test_a_manifest_of_the_wrong_shape_is_damage_not_a_crash(demo_db, tmp_path, manifest):
+    folder = str(tmp_path / "snaps")
+    made = snapshot.create_snapshot(demo_db, folder, verify=True)
+    with open(os.path.join(folder, made.id + ".json"), "w") as handle:
+        handle.write(manifest)
+    for args in (["list"], ["verify", "--all"], ["prune", "--keep", "1"], ["restore"]):
+        result = run_cli("snapshot", args[0], demo_db.path, "--snapshot-dir", folder, *args[1:])
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+        assert result.returncode in (0, 2), (args, result.stderr)
+    verify = run_cli("snapshot", "verify", "--snapshot-dir", folder, made.id)
+    assert verify.returncode == 4 and "damaged" in verify.stdout
+
+
+# -- tables the Experiment Manager does not have ----------------------------------------------------------
+
+def _add_trial_notes(path):
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("CREATE TABLE TRIAL_NOTE (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                    "trial_id INTEGER REFERENCES TRIAL(id), note TEXT)")
+        con.execute("INSERT INTO TRIAL_NOTE (trial_id, note) VALUES (1, 'a'), (2, 'b')")
+    con.close()
+
+
+def test_migrate_init_copies_an_extra_child_table_between_sqlite_files(demo_db, tmp_path):
+    _add_trial_notes(demo_db.path)
+    target = str(tmp_path / "dst.db")
+    result = run_cli("migrate", demo_db.path, target, "-e", "1", "--init", "--strategy", "aggressive")
+    assert result.returncode == 0, result.stderr
+    con = sqlite3.connect(target)
+    assert con.execute("SELECT trial_id, note FROM TRIAL_NOTE ORDER BY id").fetchall() == [(1, "a"), (2, "b")]
+    con.close()
+
+
+def test_migrate_and_import_name_an_extra_table_up_front(tmp_path, mysql_address):
+    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
+    make_demo(demo_db, faults=False)
+    _add_trial_notes(demo_db.path)
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    refused = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1", "--strategy", "aggressive")
+    assert_one_clear_line(refused, 1, "TRIAL_NOTE", "--skip-tables")
+    with open_database(mysql_address, readonly=True) as db:
+        assert db.scalar("SELECT count(*) FROM `EXPERIMENT`") == 0  # nothing was copied
+    skipped = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1", "--strategy", "aggressive",
+                      "--skip-tables", "TRIAL_NOTE")
+    assert skipped.returncode == 0, skipped.stderr
+    export = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", demo_db.path, "-e", "1", "-o", export).returncode == 0
+    assert_one_clear_line(run_cli("import", url_of(mysql_address), export), 1, "TRIAL_NOTE", "--skip-tables")
+    assert run_cli("import", url_of(mysql_address), export, "--skip-tables", "TRIAL_NOTE").returncode == 0
+
+
+def test_migrate_to_a_missing_experiment_leaves_no_empty_dst(demo_db, tmp_path):
+    target = tmp_path / "dst.db"
+    result = run_cli("migrate", demo_db.path, str(target), "-e", "77", "--init")
+    assert result.returncode == 2 and not target.exists()
+
+
+# -- MySQL: privileges, a missing database, an oversized value ------------------------------------------
+
+@pytest.fixture
+def select_only_user(mysql_address):
+    make_demo(mysql_address)
+    base = parse_address(mysql_server_url(), environ={})
+    user, password = "emfix_ro_%s" % uuid.uuid4().hex[:6], uuid.uuid4().hex
+    with open_database(base) as admin:
+        admin.execute("CREATE USER '%s'@'%%' IDENTIFIED BY '%s'" % (user, password))
+        admin.execute("GRANT SELECT ON `%s`.* TO '%s'@'%%'" % (mysql_address.database, user))
+    try:
+        yield ("mysql://%s@%s:%s/%s" % (user, base.host, base.port, mysql_address.database),
+               {"EMFIX_MYSQL_PASSWORD": password})
+    finally:
+        with open_database(base) as admin:
+            admin.execute("DROP USER IF EXISTS '%s'@'%%'" % user)
+
+
+@pytest.mark.parametrize("args, grant", [
+    (["validate", "{db}"], "GRANT CREATE TEMPORARY TABLES"),
+    (["export", "{db}", "-e", "1", "-o", "{tmp}/e.jsonl"], "GRANT CREATE TEMPORARY TABLES"),
+    (["fix-json", "{db}", "--yes", "--no-snapshot", "--quarantine-dir", "{tmp}/q"], "GRANT UPDATE"),
+])
+def test_a_missing_privilege_is_exit_3_with_the_grant(select_only_user, tmp_path, args, grant):
+    url, env = select_only_user
+    argv = [a.replace("{db}", url).replace("{tmp}", str(tmp_path)) for a in args]
+    assert_one_clear_line(run_cli(*argv, env=env), 3, "may not do this", grant)
+
+
+def test_doctor_without_process_privilege_warns_and_goes_on(select_only_user):
+    url, env = select_only_user
+    result = run_cli("doctor", url, "--json", env=env)
+    assert result.returncode in (0, 1), result.stderr
+    lock = [f for f in json.loads(result.stdout)["findings"] if f["check"] == "lock"][0]
+    assert lock["level"] == "WARN" and "PROCESS" in lock["fix"]
+
+
+def test_init_creates_a_missing_mysql_database(mysql_databases):
+    base = parse_address(mysql_server_url(), environ={})
+    name = "emfix_t_new_%s" % uuid.uuid4().hex[:8]
+    url = "mysql://%s@%s:%s/%s" % (base.user, base.host, base.port, name)
+    try:
+        assert run_cli("init", url).returncode == 0
+        assert run_cli("schema", url).returncode == 0
+    finally:
+        with open_database(base) as admin:
+            admin.execute("DROP DATABASE IF EXISTS `%s`" % name)
+
+
+def test_migrate_refuses_a_value_over_max_allowed_packet_up_front(demo_db, mysql_address):
+    with open_database(parse_address(mysql_server_url(), environ={})) as admin:
+        packet = int(admin.scalar("SELECT @@max_allowed_packet"))
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("UPDATE METRIC SET per_label_val = ? WHERE id = 1", ('{"a": "%s"}' % ("x" * packet),))
+    con.close()
+    result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1", "--init", "--strategy", "aggressive")
+    assert_one_clear_line(result, 4, "max_allowed_packet", "SET GLOBAL max_allowed_packet")
+
+
+# -- disk full ----------------------------------------------------------------------------------------------
+
+def test_import_over_a_file_size_limit_is_exit_3(demo_db, tmp_path):
+    export = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", demo_db.path, "-e", "1", "-o", export).returncode == 0
+    target = DatabaseAddress("sqlite", path=str(tmp_path / "small.db"))
+    assert run_cli("init", target.path).returncode == 0
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    blocks = os.path.getsize(target.path) // 1024 + 4  # room for the empty schema, not for the rows
+    limited = subprocess.run(["bash", "-c", 'ulimit -f %d; exec "$0" -m emfix import "$1" "$2"' % blocks,
+                              sys.executable, target.path, export], capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=ROOT))
+    assert_one_clear_line(limited, 3, "cannot write")
+
+
+def test_host_flags_beside_a_url_are_refused():
+    assert_one_clear_line(run_cli("validate", "mysql://u@h/db", "--host", "other"), 2, "beside a mysql:// URL")
+
+
+def _ask_on_a_terminal(args, answer):
+    """Run emfix on a pseudo-terminal, answer its question; return (exit code, everything it showed)."""
+    import pty
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "emfix", *args], stdin=slave, stdout=slave, stderr=slave,
+                            env=dict(os.environ, PYTHONPATH=ROOT), close_fds=True)
+    os.close(slave)
+    shown, deadline = b"", time.monotonic() + 60
+    while b"[y/N]" not in shown and time.monotonic() < deadline:
+        shown += os.read(master, 4096)
+    os.write(master, answer + b"\n")
+    code = proc.wait(timeout=60)
+    try:
+        while True:
+            chunk = os.read(master, 4096)
+            if not chunk:
+                break
+            shown += chunk
+    except OSError:
+        pass
+    os.close(master)
+    return code, shown.decode("utf-8", "replace")
+
+
+def test_answering_no_exits_1_after_showing_the_plan_on_its_own_line(demo_db, tmp_path):
+    before = _content(demo_db.path)
+    code, shown = _ask_on_a_terminal(["cleanup-orphans", demo_db.path, "--recreate-parents", "--quarantine-dir",
+                                      str(tmp_path / "q")], b"n")
+    assert code == 1 and "cancelled; nothing was changed" in shown
+    question = [line for line in shown.splitlines() if "[y/N]" in line][0]
+    assert question.lstrip("\r").startswith("remove "), question  # not glued to a progress line
+    assert "creates missing parents first: EPOCH 2, RESULTS 1" in shown  # said before, not after
+    assert _content(demo_db.path) == before
+
+
+def _content(path):
+    con = sqlite3.connect(path)
+    try:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {n: sorted(con.execute('SELECT * FROM "%s"' % n).fetchall(), key=repr) for n in names}
+    finally:
+        con.close()
