@@ -334,7 +334,7 @@ def _delete_batches(db, graph, doom, batch_size, sleep, max_lock_ms, progress, i
                     size = min(batch_size, int(size * 1.5) + 1)
             done += len(keys)
             last = keys[-1]
-            progress.update("%s: %d/%d rows removed" % (table, done, count))
+            progress.update("%s: %d/%d rows removed" % (table, done, count), force=done == len(keys))  # each table
             time.sleep(max(sleep, YIELD_SECONDS))
         removed[table] = done
     return removed, stats

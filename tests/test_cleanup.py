@@ -186,18 +186,28 @@ def test_killed_at_random_batches_then_rerun_equals_an_uninterrupted_run(tmp_pat
     env = dict(os.environ, PYTHONPATH=ROOT)
     rng = random.Random(5)
     qdir = str(tmp_path / "q")
-    for _ in range(8):
+    kills = 0
+    for attempt in range(8):
         proc = subprocess.Popen([sys.executable, "-m", "emfix", "cleanup-orphans", address.path, "--yes",
                                  "--no-snapshot", "--batch-size", "5", "--sleep", "0.01", "--quarantine-dir", qdir,
-                                 "-q"], env=env)
-        time.sleep(rng.uniform(0.1, 0.8))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+                                 "--progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for line in proc.stderr:  # kill only once deletes are under way: no guessing with a sleep
+            if b"rows removed" in line:
+                time.sleep(rng.uniform(0, 0.1) if attempt else 0)
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL)
+                    kills += 1
+                break
+        proc.communicate()
         now = dump_all(address)
-        for path in os.listdir(qdir) if os.path.isdir(qdir) else []:  # database + quarantine hold every row
-            kept = quarantine_rows(os.path.join(qdir, path))
+        files = [n for n in os.listdir(qdir) if n.endswith(".quarantine.db")] if os.path.isdir(qdir) else []
+        for name in files:  # database + quarantine hold every row
+            kept = quarantine_rows(os.path.join(qdir, name))
             for table, rows in original.items():
                 assert len(now[table]) + kept.get(table, 0) >= len(rows)
+        if proc.returncode == 0:
+            break
+    assert kills >= 2
     final = run_cli("cleanup-orphans", address.path, "--yes", "--no-snapshot", "--quarantine-dir", qdir)
     assert final.returncode == 0, final.stderr
     assert dump_all(address) == expected
