@@ -276,7 +276,7 @@ def _copy_doomed(db, graph, doom, qcon, progress):
             db.create_temp_index(staged, [q.ROWID])
             continue
         on = " AND ".join("d.i%d = t.%s" % (n, quoted(c)) for n, c in enumerate(plan.identity_names))
-        select = "SELECT %s FROM %s t JOIN %s d ON %s" % (", ".join("t." + quoted(c) for c in columns),
+        select = "SELECT %s FROM %s t JOIN %s d ON %s" % (db.exact_columns(table, columns, "t."),
                                                          quoted(table), quoted(_doom_table(plan)), on)
         staged = "temp.%s" % q.qi(_stage_table(plan))
         qcon.execute("DROP TABLE IF EXISTS %s" % staged)
@@ -531,7 +531,7 @@ def _reinsert(db, qcon, graph, table, columns, result):
         insert = "INSERT %s INTO %s (%s) VALUES (%s)" % ("OR IGNORE" if db.dialect == "sqlite" else "IGNORE",
                                                         db.quote(table), db.quote_columns(columns), marks)
         double = False
-    lookup = "SELECT %s FROM %s WHERE %s" % (db.quote_columns(columns), db.quote(table), " AND ".join(
+    lookup = "SELECT %s FROM %s WHERE %s" % (db.exact_columns(table, columns), db.quote(table), " AND ".join(
         "%s %s ?" % (db.quote(c), "IS" if db.dialect == "sqlite" else "<=>") for c in key))
     where = [columns.index(c) for c in key]
     cursor = qcon.execute("SELECT %s FROM %s" % (", ".join(q.qi(c) for c in columns), q.qi(table)))

@@ -29,12 +29,12 @@ from .backends.sqlite import UndecodableText
 from .errors import SchemaError, UsageError
 from .fileutil import check_output_path, fsync_directory, new_temp, no_space
 from .hierarchy import ROOT, reach_subtree
+from .idshift import AUTO_ID_TABLES
 from .jsoncheck import strict_loads
 from .progress import NoProgress
-from .schema import EM_TABLES, discover_graph
+from .schema import discover_graph
 
 FORMAT = "emfix-export-1"
-AUTO_ID_TABLES = tuple(t.name for t in EM_TABLES if any(kind == "autoid" for _, kind in t.columns))
 BATCH = 1000
 
 
@@ -96,10 +96,9 @@ def _tables(graph, tree, include_metrics, include_artifacts):
 
 
 def _select(db, graph, tree, table):
-    q = db.quote
     columns = graph.columns[table]
     source, keys, _names = tree.source(db, graph, table)
-    return columns, "SELECT %s FROM %s ORDER BY %s" % (", ".join("t." + q(c) for c in columns), source,
+    return columns, "SELECT %s FROM %s ORDER BY %s" % (db.exact_columns(table, columns, "t."), source,
                                                        ", ".join(keys))
 
 
@@ -183,7 +182,7 @@ def _write_jsonl(db, graph, tree, tables, out, experiment_id, address, progress)
     header = {"header": _metadata(address, experiment_id, db), "tables": tables,
               "columns": {t: graph.columns[t] for t in tables}}
     out.write(json.dumps(header) + "\n")
-    digest, counts, low_ids = hashlib.sha256(), {}, {}
+    digest, counts, low_ids, high_ids = hashlib.sha256(), {}, {}, {}
     for table in tables:
         columns, sql = _select(db, graph, tree, table)
         count = 0
@@ -195,12 +194,13 @@ def _write_jsonl(db, graph, tree, tables, out, experiment_id, address, progress)
             count += 1
             if table in AUTO_ID_TABLES and "id" in columns:
                 value = row[columns.index("id")]
-                if isinstance(value, int) and (table not in low_ids or value < low_ids[table]):
-                    low_ids[table] = value
+                if isinstance(value, int):
+                    low_ids[table] = min(value, low_ids.get(table, value))
+                    high_ids[table] = max(value, high_ids.get(table, value))
             if count % 10000 == 0:
                 progress.update("%s: %d rows" % (table, count))
         counts[table] = count
-    trailer = {"trailer": {"counts": counts, "sha256": digest.hexdigest(), "min_ids": low_ids}}
+    trailer = {"trailer": {"counts": counts, "sha256": digest.hexdigest(), "min_ids": low_ids, "max_ids": high_ids}}
     out.write(json.dumps(trailer) + "\n")
     return counts, digest.hexdigest()
 

@@ -14,30 +14,14 @@ import time
 
 from .backends import open_database
 from .errors import DamagedInputError, EmfixError, OperationInterrupted, SchemaError, UsageError
-from .export import AUTO_ID_TABLES, FORMAT, ImportResult, decode_value
+from .export import FORMAT, ImportResult, decode_value
 from .hierarchy import ROOT
+from .idshift import column_shifts, id_offset
 from .progress import NoProgress
 from .schema import EM_TABLE_NAMES, discover_graph
 
 BATCH = 1000
 JOURNAL = "_emfix_import"
-
-
-def id_owner(graph, table, column, seen=None):
-    """The auto-increment table whose id this column holds (following foreign keys), or None."""
-    seen = seen or set()
-    if (table, column) in seen:
-        return None
-    seen.add((table, column))
-    if table in AUTO_ID_TABLES and column == "id" and tuple(graph.primary_keys.get(table) or ()) == ("id",):
-        return table
-    for rel in graph.relations_of(table):
-        if column in rel.child_columns:
-            parent_column = rel.parent_columns[rel.child_columns.index(column)]
-            owner = id_owner(graph, rel.parent, parent_column, seen)
-            if owner:
-                return owner
-    return None
 
 
 def _records(path):
@@ -129,8 +113,7 @@ def import_file(address, path, experiment_title=None, retry_policy=None, progres
             new_id = header["header"]["experiment_id"] + offsets.get(ROOT, 0)
             return ImportResult(path, new_id, counts, offsets, time.perf_counter() - started, True)
         columns = header["columns"]
-        shifts = {t: [(i, offsets.get(id_owner(graph, t, c), 0)) for i, c in enumerate(columns[t])
-                      if offsets.get(id_owner(graph, t, c))] for t in header["tables"]}
+        shifts = {t: column_shifts(graph, t, columns[t], offsets) for t in header["tables"]}
         if db.dialect == "mysql":
             db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")  # the subtree may hold rows whose parent is gone
         total = sum(trailer.get("counts", {}).values())
@@ -184,8 +167,7 @@ def _start_journal(db, key, path, trailer, resume, force):
                 hint="pass --force to import another copy")
     offsets = {}
     for table, low in trailer.get("min_ids", {}).items():
-        top = db.scalar("SELECT max(%s) FROM %s" % (q("id"), q(table))) or 0
-        offsets[table] = int(top) + 1 - int(low)
+        offsets[table] = id_offset(db, table, low, trailer.get("max_ids", {}).get(table))
     with db.transaction():
         db.execute("DELETE FROM %s WHERE run_key = ?" % q(JOURNAL), (key,))
         db.execute("INSERT INTO %s VALUES (?, 'running', ?, 0, '{}')" % q(JOURNAL), (key, json.dumps(offsets)))

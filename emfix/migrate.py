@@ -4,7 +4,7 @@ The source subtree is found with hierarchy.reach_subtree and read table by table
 in keyset pages (`WHERE key > last ORDER BY key LIMIT n`; OFFSET paging on request). Every batch
 is inserted into DST in one transaction together with the journal row that records the last key
 copied per table, so after a crash `--resume` continues exactly there: no duplicate, no gap. Ids
-are shifted as import shifts them (importer.id_owner), with the offsets kept in the journal.
+move only where they would collide (idshift), with the offsets kept in the journal.
 """
 
 import dataclasses
@@ -28,7 +28,7 @@ from .errors import (
     UsageError,
 )
 from .hierarchy import ROOT, reach_subtree
-from .importer import id_owner
+from .idshift import column_shifts, id_offset, id_owner
 from .progress import NoProgress
 from .schema import EM_TABLE_NAMES, EM_TABLES, create_schema, discover_graph
 from .values import canonical as _canonical
@@ -109,7 +109,7 @@ def _pages(db, graph, tree, table, batch_size, paging, last):
     """Rows of one table in key order, a page at a time, starting after `last` (a key) or at an offset."""
     columns = graph.columns[table]
     source, keys, names = tree.source(db, graph, table)
-    cols = ", ".join("t." + db.quote(c) for c in columns)
+    cols = db.exact_columns(table, columns, "t.")
     order = ", ".join(keys)
     index = [columns.index(c) for c in names]
     glue = " AND " if " WHERE " in source else " WHERE "
@@ -330,8 +330,7 @@ class _Copy:
 
     def _write(self, table, rows, last, strategy):
         target, columns = self.target, self.graph.columns[table]
-        moves = [(i, self.offsets.get(id_owner(self.graph, table, c), 0)) for i, c in enumerate(columns)]
-        moves = [(i, m) for i, m in moves if m]
+        moves = column_shifts(self.graph, table, columns, self.offsets)
         batch = []
         for row in rows:
             row = [_portable(v) for v in row]
@@ -453,12 +452,11 @@ def _offsets(source, target, graph, tree, tables):
     for table in tables:
         if id_owner(graph, table, "id") != table:
             continue
-        low = source.scalar("SELECT min(t.%s) FROM %s t WHERE %s" % (
-            source.quote("id"), source.quote(table), tree.where(source, graph, table)))
+        low, high = source.query("SELECT min(t.%s), max(t.%s) FROM %s t WHERE %s" % (
+            source.quote("id"), source.quote("id"), source.quote(table), tree.where(source, graph, table)))[0]
         if low is None:
             continue
-        top = target.scalar("SELECT max(%s) FROM %s" % (target.quote("id"), target.quote(table))) or 0
-        offsets[table] = int(top) + 1 - int(low)
+        offsets[table] = id_offset(target, table, low, high)
     return offsets
 
 
@@ -466,7 +464,7 @@ def _checksum(db, graph, table, where, moves):
     """Order-independent: XOR of each row's SHA-256 (ids already moved), with the row count."""
     columns = graph.columns[table]
     acc, count = 0, 0
-    for row in db.iter_rows("SELECT %s FROM %s t WHERE %s" % (", ".join("t." + db.quote(c) for c in columns),
+    for row in db.iter_rows("SELECT %s FROM %s t WHERE %s" % (db.exact_columns(table, columns, "t."),
                                                                db.quote(table), where), arraysize=2000):
         row = [_canonical(v) for v in row]
         for i, move in moves:
@@ -484,8 +482,7 @@ def _verify(source, target, graph, tree, tables, offsets, experiment_id, strateg
     checks = []
     for table in tables:
         columns = graph.columns[table]
-        moves = [(i, offsets.get(id_owner(graph, table, c), 0)) for i, c in enumerate(columns)]
-        moves = [(i, m) for i, m in moves if m]
+        moves = column_shifts(graph, table, columns, offsets)
         src_where = tree.where(source, graph, table)
         dst_where = new_tree.where(target, target_graph, table)
         if strategy == "aggressive":

@@ -401,7 +401,7 @@ def _copy_mysql(db, graph, temp, progress):
                 insert = 'INSERT INTO "%s" VALUES (%s)' % (table.replace('"', '""'), ", ".join("?" * len(columns)))
                 batch, copied = [], 0
                 order = graph.primary_keys.get(table) or ()
-                sql = "SELECT %s FROM %s%s" % (db.quote_columns(columns), db.quote(table),
+                sql = "SELECT %s FROM %s%s" % (db.exact_columns(table, columns), db.quote(table),
                                                " ORDER BY " + db.quote_columns(order) if order else "")
                 for row in db.iter_rows(sql, arraysize=BATCH_ROWS):
                     batch.append(tuple(portable(v) for v in row))

@@ -17,7 +17,8 @@ from emfix.address import DatabaseAddress
 from emfix.backends import open_database
 from emfix.demo import Shape
 from emfix.export import export_experiment
-from emfix.importer import id_owner, import_file
+from emfix.idshift import id_owner
+from emfix.importer import import_file
 from emfix.schema import create_schema, discover_graph
 
 DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?$")

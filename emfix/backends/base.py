@@ -48,6 +48,17 @@ class Backend:
     def quote_columns(self, columns, prefix=""):
         return ", ".join(prefix + self.quote(c) for c in columns)
 
+    def exact_columns(self, table, columns, prefix=""):
+        """The select list that reads each column's stored value, not a printed approximation of it.
+
+        Every read of data that is written elsewhere (snapshot, migrate, export, quarantine, checksum)
+        goes through here: MySQL's text protocol prints a FLOAT with six significant digits, so a
+        FLOAT column is read as `col + 0e0`, the double that holds the stored single exactly."""
+        return ", ".join(self.exact_column(table, c, prefix) for c in columns)
+
+    def exact_column(self, table, column, prefix=""):
+        return prefix + self.quote(column)
+
     # -- statements (implemented per backend) ------------------------------------------------
     def execute(self, sql, params=()):
         """Run one statement; return its rowcount."""

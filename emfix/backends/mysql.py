@@ -264,6 +264,20 @@ class MySQLBackend(Backend):
                 pass
             self._conn = None
 
+    def exact_column(self, table, column, prefix=""):
+        if self.column_types(table).get(column.lower()) == "float":
+            return "(%s%s + 0e0)" % (prefix, self.quote(column))
+        return prefix + self.quote(column)
+
+    def column_types(self, table):
+        """{column name (lower case): DATA_TYPE}, read once per table and connection."""
+        cache = self.__dict__.setdefault("_column_types", {})
+        if table not in cache:
+            cache[table] = {_text(name).lower(): _text(kind).lower() for name, kind in self.query(
+                "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                "AND TABLE_NAME = ?", (table,))}
+        return cache[table]
+
     # -- introspection ------------------------------------------------------------------------
     def tables(self):
         rows = self.query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "

@@ -1,0 +1,48 @@
+"""Ids that move only where they would collide: the offsets import and migrate give auto-increment ids.
+
+An experiment copied into a database keeps its ids when none of them is taken there (a whole database
+moved to MySQL keeps the ids notebooks refer to); otherwise every id of that table moves past the
+largest one already there, and every column that refers to it (through the relation graph,
+composite keys included) moves with it.
+"""
+
+from .schema import EM_TABLES
+
+AUTO_ID_TABLES = tuple(t.name for t in EM_TABLES if any(kind == "autoid" for _, kind in t.columns))
+
+
+def id_owner(graph, table, column, seen=None):
+    """The auto-increment table whose id this column holds (following foreign keys), or None."""
+    seen = seen or set()
+    if (table, column) in seen:
+        return None
+    seen.add((table, column))
+    if table in AUTO_ID_TABLES and column == "id" and tuple(graph.primary_keys.get(table) or ()) == ("id",):
+        return table
+    for rel in graph.relations_of(table):
+        if column in rel.child_columns:
+            parent_column = rel.parent_columns[rel.child_columns.index(column)]
+            owner = id_owner(graph, rel.parent, parent_column, seen)
+            if owner:
+                return owner
+    return None
+
+
+def id_offset(db, table, low, high=None):
+    """0 when no id in low..high is taken in `db` (high unknown: when every id there is below low);
+    else the shift that puts low just past the largest id there."""
+    q = db.quote
+    if high is not None:
+        taken = db.scalar("SELECT count(*) FROM %s WHERE %s BETWEEN ? AND ?" % (q(table), q("id")), (low, high))
+        if not taken:
+            return 0
+    top = db.scalar("SELECT max(%s) FROM %s" % (q("id"), q(table)))
+    if top is None or (high is None and int(top) < int(low)):
+        return 0
+    return int(top) + 1 - int(low)
+
+
+def column_shifts(graph, table, columns, offsets):
+    """[(column index, shift)] for the columns of `table` that hold a moved id."""
+    shifts = [(i, offsets.get(id_owner(graph, table, c), 0)) for i, c in enumerate(columns)]
+    return [(i, shift) for i, shift in shifts if shift]
