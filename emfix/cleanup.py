@@ -13,18 +13,17 @@ import json
 import logging
 import sqlite3
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 from . import quarantine as q
 from .backends import open_database
 from .errors import Cancelled, NoSpaceError, OperationInterrupted, UsageError
+from .fksweep import TMP, UNREFERENCED_TABLES, TablePlan, sweep_foreign_keys
 from .hierarchy import ancestor_chain
 from .progress import NoProgress
 from .schema import discover_graph, require_experiment_manager
 from .snapshot import create_snapshot, default_snapshot_dir
-from .validate import TMP, UNREFERENCED_TABLES, sweep_foreign_keys
-from .values import canonical
-from .values import portable as _portable
+from .values import portable
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +122,7 @@ def _create_parents(db, graph, wanted, record):
             names = list(values)
             db.execute("INSERT INTO %s (%s) VALUES (%s)" % (db.quote(parent), db.quote_columns(names),
                                                            ", ".join("?" * len(names))),
-                       tuple(_portable(values[n]) for n in names))
+                       tuple(portable(values[n]) for n in names))
             created[parent] = created.get(parent, 0) + 1
     return created
 
@@ -174,8 +173,7 @@ def _unreferenced_after(db, graph, table, by_table):
             sql += " AND NOT EXISTS (SELECT 1 FROM %s d WHERE %s)" % (quoted(_doom_table(plan)), " AND ".join(
                 "d.i%d = %s" % (n, expr) for n, expr in enumerate(ident)))
         survivors.append(sql)
-    from .validate import _TablePlan
-    plan = _TablePlan(table, 1000 + UNREFERENCED_TABLES.index(table), ["rowid"] if db.dialect == "sqlite" else
+    plan = TablePlan(table, 1000 + UNREFERENCED_TABLES.index(table), ["rowid"] if db.dialect == "sqlite" else
                       [quoted(key[0])], ["rowid"] if db.dialect == "sqlite" else [key[0]], list(key), [], [])
     ident = "t.rowid" if db.dialect == "sqlite" else "t.%s" % quoted(key[0])
     db.create_temp_table(_doom_table(plan), "SELECT %s AS i0 FROM %s t WHERE t.%s NOT IN (%s)" % (
@@ -285,7 +283,7 @@ def _copy_doomed(db, graph, doom, qcon, progress):
         qcon.execute("BEGIN")
         batch = []
         for row in db.iter_rows(select, arraysize=2000):
-            batch.append(tuple(_portable(v) for v in row))
+            batch.append(tuple(portable(v) for v in row))
             if len(batch) >= 2000:
                 qcon.executemany(insert, batch)
                 batch = []
@@ -457,102 +455,3 @@ def _final(address, retry_policy):
     return {"total_foreign_key_violations": sum(c.violations for c in checks),
             "rows_orphaned_through_parent": sum(t.cascade_rows for t in tables.values()),
             "null_keys": sum(c.null_keys for c in checks)}
-
-
-# -- undo ----------------------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class UndoResult:
-    quarantine: str
-    restored: Dict[str, int]
-    removed_created: int
-    database: str
-    # rows that could not go back: their key now holds a different row (written since the repair)
-    not_restored: Dict[str, int] = dataclasses.field(default_factory=dict)
-    conflicts: List[dict] = dataclasses.field(default_factory=list)
-
-
-def undo(quarantine_path, address=None, retry_policy=None):
-    """Put every quarantined row back (parents first) and remove the parents a repair created.
-
-    Idempotent: rows already present are left alone, so running it twice changes nothing more. A
-    row whose key is now taken by a different row is not forced in: it is counted in not_restored.
-    """
-    from .address import parse_address
-    qcon = q.open_quarantine(quarantine_path)
-    try:
-        meta = q.read_meta(qcon)
-        if not meta:
-            raise UsageError("%s is not an emfix quarantine file" % quarantine_path)
-        address = address or parse_address(meta["database"])
-        if meta.get("command") == "fix-json":
-            from .jsonfix import undo_fix
-            restored = undo_fix(qcon, meta, address, retry_policy)
-            q.write_meta(qcon, status="undone")
-            return UndoResult(quarantine_path, restored, 0, address.display())
-        result = UndoResult(quarantine_path, {}, 0, address.display())
-        with open_database(address, retry_policy=retry_policy) as db:
-            graph = discover_graph(db)
-            if db.dialect == "mysql":
-                db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
-            names = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
-                                               "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
-            for table in [t for t in graph.parent_first() if t in names]:
-                columns = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table)) if r[1] != q.ROWID]
-                _reinsert(db, qcon, graph, table, columns, result)
-            with db.transaction():
-                for table, key_json in qcon.execute("SELECT table_name, key_json FROM %s ORDER BY ordinal DESC"
-                                                    % q.CREATED).fetchall():
-                    key = json.loads(key_json)
-                    key.pop("time", None)
-                    where = " AND ".join("%s = ?" % db.quote(c) for c in key)
-                    result.removed_created += db.execute("DELETE FROM %s WHERE %s" % (db.quote(table), where),
-                                                         tuple(key.values()))
-        q.write_meta(qcon, status="undone" if not result.not_restored else "undone, some rows not put back")
-        return result
-    finally:
-        qcon.close()
-
-
-UNDO_BATCH = 1000
-
-
-def _reinsert(db, qcon, graph, table, columns, result):
-    """Insert the quarantined rows by their columns (never by rowid: SQLite may have given that rowid
-    to another row since), then check each row that did not go in is there with the same content."""
-    key = [c for c in (graph.primary_keys.get(table) or ()) if c in columns] or list(columns)
-    marks = ", ".join("?" * len(columns))
-    if key == list(columns) and not graph.primary_keys.get(table):
-        same = " AND ".join("%s %s ?" % (db.quote(c), "IS" if db.dialect == "sqlite" else "<=>") for c in columns)
-        insert = "INSERT INTO %s (%s) SELECT %s WHERE NOT EXISTS (SELECT 1 FROM %s WHERE %s)" % (
-            db.quote(table), db.quote_columns(columns), marks, db.quote(table), same)
-        double = True
-    else:
-        insert = "INSERT %s INTO %s (%s) VALUES (%s)" % ("OR IGNORE" if db.dialect == "sqlite" else "IGNORE",
-                                                        db.quote(table), db.quote_columns(columns), marks)
-        double = False
-    lookup = "SELECT %s FROM %s WHERE %s" % (db.exact_columns(table, columns), db.quote(table), " AND ".join(
-        "%s %s ?" % (db.quote(c), "IS" if db.dialect == "sqlite" else "<=>") for c in key))
-    where = [columns.index(c) for c in key]
-    cursor = qcon.execute("SELECT %s FROM %s" % (", ".join(q.qi(c) for c in columns), q.qi(table)))
-    restored = 0
-    while True:
-        rows = cursor.fetchmany(UNDO_BATCH)
-        if not rows:
-            break
-        with db.transaction():
-            written = db.executemany(insert, [tuple(r) + tuple(r) if double else tuple(r) for r in rows],
-                                     batch_size=UNDO_BATCH)
-        written = max(0, written)
-        restored += written
-        if written == len(rows):
-            continue
-        for row in rows:
-            present = db.query(lookup, tuple(row[i] for i in where))
-            wanted = [canonical(v) for v in row]
-            if not any([canonical(v) for v in found] == wanted for found in present):
-                result.not_restored[table] = result.not_restored.get(table, 0) + 1
-                if len(result.conflicts) < 20:
-                    result.conflicts.append({"table": table, "row": dict(zip(columns, row)),
-                                             "now": [dict(zip(columns, found)) for found in present[:1]]})
-    result.restored[table] = restored

@@ -461,7 +461,7 @@ def cmd_migrate(args, out):
 
 
 def cmd_undo(args, out):
-    from .cleanup import undo
+    from .undo import undo
     address = resolve_address(args) if (args.database or args.mysql) else None
     result = undo(args.quarantine, address, retry_policy(args))
     if out.json:

@@ -21,6 +21,8 @@ from . import history
 from .backends import open_database
 from .backends.sqlite import processes_with_open
 from .errors import DamagedInputError, EmfixError, PrivilegeError, SchemaError
+from .progress import BASE_MB, DEFAULT_BATCH, format_mb
+from .schema import find_missing_indexes
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 LARGE_JSON = 10000  # the cookbook's LENGTH(per_label_val) > 10000
@@ -258,7 +260,6 @@ def _sizes_finding(sizes):
 
 
 def _missing_indexes(db, graph, target):
-    from .optimize import find_missing_indexes
     missing = find_missing_indexes(db, graph)
     if not missing:
         return [Finding("indexes", OK, "every foreign-key column has an index")]
@@ -316,7 +317,7 @@ def _disk(db, address, sizes, snapshot_dir, target):
             found.append(Finding("disk", WARN, "cannot read free space of %s: %s" % (where, exc)))
             continue
         text = "%s free where the %s live (%s); a snapshot needs about %s" % (
-            _mb(free), what if what == "snapshots" else "database files", where, _mb(need))
+            format_mb(free), what if what == "snapshots" else "database files", where, format_mb(need))
         details = {"path": where, "free": free, "need": need}
         if free < need:
             found.append(Finding("disk", FAIL, text, "free space, or give --snapshot-dir on another disk "
@@ -330,7 +331,6 @@ def _disk(db, address, sizes, snapshot_dir, target):
 
 
 def _memory(lengths, target):
-    from .migrate import BASE_MB, DEFAULT_BATCH
     available = available_memory()
     widest = lengths[1] if lengths else 0
     need = BASE_MB * 1024 * 1024 + 4 * DEFAULT_BATCH * (200 + min(widest, 1 << 16)) + 4 * widest
@@ -338,7 +338,7 @@ def _memory(lengths, target):
     if available is None:
         return Finding("memory", WARN, "cannot tell the free memory here (no psutil, no /proc/meminfo)",
                        "pip install 'emfix[monitor]'", details)
-    text = "%s available; a migration with the default batch needs about %s" % (_mb(available), _mb(need))
+    text = "%s available; a migration with the default batch needs about %s" % (format_mb(available), format_mb(need))
     if available < need:
         return Finding("memory", FAIL, text, "emfix migrate %s DST -e ID --max-memory %d" % (
             target, max(BASE_MB + 10, available // (2 * 1024 * 1024))), details)
@@ -406,9 +406,3 @@ def _age_days(stamp):
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.timezone.utc)
     return (datetime.datetime.now(datetime.timezone.utc) - when).total_seconds() / 86400
-
-
-def _mb(n):
-    if n < 10e6:
-        return "%.1f MB" % (n / 1e6)
-    return "%.0f MB" % (n / 1e6) if n < 10e9 else "%.1f GB" % (n / 1e9)

@@ -11,13 +11,10 @@ children in one transaction, shifting every auto-increment id (experiment, trial
 artifact) past the ids already in the database, and every key that refers to one with it.
 """
 
-import base64
 import dataclasses
 import datetime
-import decimal
 import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -25,7 +22,6 @@ from typing import Dict
 
 from . import __version__
 from .backends import open_database
-from .backends.sqlite import UndecodableText
 from .errors import SchemaError, UsageError
 from .fileutil import check_output_path, fsync_directory, new_temp, no_space
 from .hierarchy import ROOT, reach_subtree
@@ -33,8 +29,8 @@ from .idshift import AUTO_ID_TABLES
 from .jsoncheck import strict_loads
 from .progress import NoProgress
 from .schema import discover_graph
+from .values import EXPORT_FORMAT, encode_value
 
-FORMAT = "emfix-export-1"
 BATCH = 1000
 
 
@@ -46,46 +42,6 @@ class ExportResult:
     counts: Dict[str, int]
     sha256: str
     seconds: float
-
-
-@dataclasses.dataclass
-class ImportResult:
-    path: str
-    experiment_id: int  # the new id
-    counts: Dict[str, int]
-    id_offsets: Dict[str, int]
-    seconds: float
-    resumed: bool = False
-
-
-# -- values that JSON cannot hold as they are --------------------------------------------------------
-
-def encode_value(value):
-    if isinstance(value, UndecodableText):
-        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii"), "$text": True}
-    if isinstance(value, (bytes, bytearray)):
-        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, decimal.Decimal):
-        return {"$decimal": str(value)}
-    if isinstance(value, float) and not math.isfinite(value):
-        return {"$float": repr(value)}
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat(" ") if isinstance(value, datetime.datetime) else value.isoformat()
-    if isinstance(value, datetime.timedelta):
-        return str(value)
-    return value
-
-
-def decode_value(value):
-    if isinstance(value, dict):
-        if "$bytes" in value:
-            raw = base64.b64decode(value["$bytes"])
-            return UndecodableText(raw) if value.get("$text") else raw
-        if "$decimal" in value:
-            return value["$decimal"]
-        if "$float" in value:
-            return float(value["$float"])
-    return value
 
 
 # -- export -----------------------------------------------------------------------------------------
@@ -175,7 +131,7 @@ def _metadata(address, experiment_id, db):
     return {"exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(), "experiment_id": experiment_id,
             "include_metrics": True, "include_artifacts": True,
             "database_type": "SQLite" if db.dialect == "sqlite" else "MySQL", "source": address.to_dict(),
-            "emfix_version": __version__, "format": FORMAT}
+            "emfix_version": __version__, "format": EXPORT_FORMAT}
 
 
 def _write_jsonl(db, graph, tree, tables, out, experiment_id, address, progress):

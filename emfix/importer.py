@@ -8,17 +8,30 @@ that refers to one (through the relation graph, composite keys included) moves w
 collides and every link still holds.
 """
 
+import dataclasses
 import hashlib
 import json
 import time
+from typing import Dict
 
 from .backends import open_database
 from .errors import DamagedInputError, EmfixError, OperationInterrupted, SchemaError, UsageError
-from .export import FORMAT, ImportResult, decode_value
 from .hierarchy import ROOT
 from .idshift import column_shifts, id_offset
 from .progress import NoProgress
 from .schema import EM_TABLE_NAMES, discover_graph
+from .values import EXPORT_FORMAT, decode_value
+
+
+@dataclasses.dataclass
+class ImportResult:
+    path: str
+    experiment_id: int  # the new id
+    counts: Dict[str, int]
+    id_offsets: Dict[str, int]
+    seconds: float
+    resumed: bool = False
+
 
 BATCH = 1000
 JOURNAL = "_emfix_import"
@@ -61,9 +74,9 @@ def check_file(path):
             if not isinstance(meta, dict) or "tables" not in record or "columns" not in record:
                 raise DamagedInputError("%s is not an emfix jsonl export (no header)" % path,
                                         hint="import reads files written by `emfix export --format jsonl`")
-            if meta.get("format") != FORMAT:
+            if meta.get("format") != EXPORT_FORMAT:
                 raise UsageError("%s was written in format %r; this emfix reads %r" % (
-                    path, meta.get("format"), FORMAT), hint="use the emfix version that wrote it, or newer")
+                    path, meta.get("format"), EXPORT_FORMAT), hint="use the emfix version that wrote it, or newer")
             header = record
             continue
         if trailer is not None:

@@ -21,7 +21,6 @@ from .progress import NoProgress
 from .schema import discover_graph, require_experiment_manager
 
 COMMAND = "fix-json"
-TYPE_COLUMN = "_emfix_type"
 EXAMPLES = 10
 
 
@@ -131,7 +130,7 @@ def _open_fix_quarantine(address, quarantine_dir, result, table, col, key):
     q.start(qcon, COMMAND, address, "metric values rewritten by fix-json")
     q.write_meta(qcon, table=table, column=col, key=key, tables=[table])
     qcon.execute("CREATE TABLE IF NOT EXISTS %s (%s, %s, %s)" % (q.qi(table), q.qi(key), q.qi(col),
-                                                                 q.qi(TYPE_COLUMN)))
+                                                                 q.qi(q.TYPE_COLUMN)))
     qcon.execute("CREATE UNIQUE INDEX IF NOT EXISTS %s ON %s (%s)" % (q.qi("_emfix_key_" + table), q.qi(table),
                                                                       q.qi(key)))
     return qcon
@@ -207,17 +206,3 @@ def _show(raw):
     if isinstance(raw, (bytes, bytearray)):
         return bytes(raw).decode("utf-8", "backslashreplace")
     return raw if isinstance(raw, str) else repr(raw)
-
-
-def undo_fix(qcon, meta, address, retry_policy=None):
-    """Put every original value back, byte for byte and with its storage class."""
-    table, col, key = meta["table"], meta["column"], meta["key"]
-    restored = 0
-    with open_database(address, retry_policy=retry_policy) as db:
-        with db.transaction():
-            for ident, original, kind in qcon.execute("SELECT %s, %s, %s FROM %s" % (
-                    q.qi(key), q.qi(col), q.qi(TYPE_COLUMN), q.qi(table))):
-                value = "CAST(? AS TEXT)" if kind == "text-bytes" and db.dialect == "sqlite" else "?"
-                restored += db.execute("UPDATE %s SET %s = %s WHERE %s = ?" % (
-                    db.quote(table), db.quote(col), value, db.quote(key)), (original, ident))
-    return {table: restored}

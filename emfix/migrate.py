@@ -8,7 +8,6 @@ move only where they would collide (idshift), with the offsets kept in the journ
 """
 
 import dataclasses
-import datetime
 import hashlib
 import json
 import os
@@ -29,15 +28,12 @@ from .errors import (
 )
 from .hierarchy import ROOT, reach_subtree
 from .idshift import column_shifts, id_offset, id_owner
-from .progress import NoProgress
+from .progress import BASE_MB, DEFAULT_BATCH, NoProgress, utc_now
 from .schema import EM_TABLE_NAMES, EM_TABLES, create_schema, discover_graph
-from .values import canonical as _canonical
-from .values import portable as _portable
+from .values import canonical, portable
 
 JOURNAL = "_emfix_migration"
-DEFAULT_BATCH = 2000
 MAX_BATCH = 100000
-BASE_MB = 30  # the interpreter, a driver and the schema: what a migration holds before its first batch
 STRATEGIES = {
     "conservative": "snapshot DST first; validate the source subtree and stop on any break (or on metric JSON "
                     "a MySQL JSON column would refuse); check every batch's row count as it is written; verify "
@@ -134,7 +130,7 @@ def _pages(db, graph, tree, table, batch_size, paging, last):
         if not rows:
             return
         last = [rows[-1][i] for i in index]
-        yield rows, [_portable(v) for v in last]
+        yield rows, [portable(v) for v in last]
         if len(rows) < batch_size:
             return
 
@@ -270,7 +266,7 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
                 with target.transaction():
                     target.execute("DELETE FROM %s WHERE run_key = ?" % journal_table, (key,))
                     target.execute("INSERT INTO %s VALUES (?, 'running', ?, '{}', '{}', ?, NULL)" % journal_table,
-                                   (key, json.dumps(offsets), _now()))
+                                   (key, json.dumps(offsets), utc_now()))
             copy = _Copy(source, target, graph, tree, key, offsets, position, copied, interrupted, progress)
             try:
                 copy.run(tables, batch_size, max_memory, paging, strategy)
@@ -281,7 +277,7 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
             checks = _verify(source, target, graph, tree, tables, offsets, experiment_id, strategy) if verify else []
             with target.transaction():
                 target.execute("UPDATE %s SET state = 'done', finished_at = ? WHERE run_key = ?" % journal_table,
-                               (_now(), key))
+                               (utc_now(), key))
         finally:
             try:
                 source.execute("COMMIT")
@@ -333,7 +329,7 @@ class _Copy:
         moves = column_shifts(self.graph, table, columns, self.offsets)
         batch = []
         for row in rows:
-            row = [_portable(v) for v in row]
+            row = [portable(v) for v in row]
             for i, move in moves:
                 if isinstance(row[i], int):
                     row[i] += move
@@ -443,10 +439,6 @@ def _refuse_invalid_json(source, target, graph, tree, will_create=False):
                                      "(emfix init DST --json-type text)" % source.address.display())
 
 
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat()
-
-
 def _offsets(source, target, graph, tree, tables):
     offsets = {}
     for table in tables:
@@ -466,7 +458,7 @@ def _checksum(db, graph, table, where, moves):
     acc, count = 0, 0
     for row in db.iter_rows("SELECT %s FROM %s t WHERE %s" % (db.exact_columns(table, columns, "t."),
                                                                db.quote(table), where), arraysize=2000):
-        row = [_canonical(v) for v in row]
+        row = [canonical(v) for v in row]
         for i, move in moves:
             if isinstance(row[i], int):
                 row[i] += move

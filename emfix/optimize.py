@@ -9,56 +9,16 @@ disk is checked first.
 """
 
 import dataclasses
-import hashlib
 import os
 import shutil
 import time
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 from .backends import open_database
 from .errors import NoSpaceError
+from .fksweep import sweep_foreign_keys
 from .progress import NoProgress
-from .schema import discover_graph, require_experiment_manager
-
-INDEX_PREFIX = "emfix_idx_"
-MYSQL_NAME_LIMIT = 64
-
-
-@dataclasses.dataclass(frozen=True)
-class MissingIndex:
-    table: str
-    columns: Tuple[str, ...]
-
-    @property
-    def name(self):
-        name = INDEX_PREFIX + "_".join((self.table,) + self.columns).lower()
-        if len(name) > MYSQL_NAME_LIMIT:
-            digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-            name = name[:MYSQL_NAME_LIMIT - 9] + "_" + digest
-        return name
-
-    def describe(self):
-        return "%s(%s)" % (self.table, ", ".join(self.columns))
-
-    def to_dict(self):
-        return {"table": self.table, "columns": list(self.columns), "name": self.name}
-
-
-def covered(columns, index_columns):
-    """An index serves lookups on `columns` when they are its leading columns, in any order."""
-    return len(index_columns) >= len(columns) and set(index_columns[:len(columns)]) == set(columns)
-
-
-def find_missing_indexes(db, graph):
-    """Child sides of relations that no index (or primary key) leads with."""
-    missing = []
-    for relation in graph.relations:
-        table, columns = relation.child, tuple(relation.child_columns)
-        leads = [i.columns for i in db.indexes(table)] + [tuple(graph.primary_keys.get(table) or ())]
-        gap = MissingIndex(table, columns)
-        if not any(covered(columns, lead) for lead in leads) and gap not in missing:
-            missing.append(gap)
-    return missing
+from .schema import MissingIndex, discover_graph, find_missing_indexes, require_experiment_manager
 
 
 @dataclasses.dataclass
@@ -85,7 +45,6 @@ class OptimizeResult:
 def _time_checks(address, retry_policy):
     """validate's foreign-key checks alone (what indexes can change), timed: (checks, total seconds).
     The metric JSON scan, which no index touches, is not run."""
-    from .validate import sweep_foreign_keys
     started = time.perf_counter()
     with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
         with db.transaction():

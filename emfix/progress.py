@@ -1,12 +1,30 @@
-"""Progress on stderr: a self-overwriting line on a terminal, or (forced, for logs) a line every few seconds.
+"""Progress on stderr, and the memory and time figures it shows.
+
+A self-overwriting line on a terminal, or (forced, for logs) a line every few seconds.
 
 Commands report "done/total" through `rows`, which adds %, rows/s and an ETA computed from the
 rows moved since the first report, so the ETA is a number as soon as rows are moving. With psutil
 installed the line also shows the process's resident memory.
 """
 
+import datetime
 import sys
 import time
+
+DEFAULT_BATCH = 2000  # rows per migrate transaction unless told otherwise
+BASE_MB = 30  # the interpreter, a driver and the schema: what a migration holds before its first batch
+
+
+def format_mb(n):
+    """Bytes for people: 12.3 MB, 456 MB, 7.8 GB."""
+    if n < 10e6:
+        return "%.1f MB" % (n / 1e6)
+    return "%.0f MB" % (n / 1e6) if n < 10e9 else "%.1f GB" % (n / 1e9)
+
+
+def utc_now():
+    """Now, as the ISO text manifests, journals and histories carry."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
 def resident_mb():

@@ -17,6 +17,7 @@ from .fileutil import DATA_FILE_MODE, FULL_ERRNOS, create_private
 META = "_emfix_meta"
 CREATED = "_emfix_created"
 ROWID = "_emfix_rowid"
+TYPE_COLUMN = "_emfix_type"  # fix-json: how the original value was stored (text, text-bytes, blob)
 
 
 def qi(name):

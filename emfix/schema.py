@@ -6,6 +6,7 @@ created without foreign keys is still checked completely. Unknown extra tables a
 """
 
 import dataclasses
+import hashlib
 from typing import Dict, List, Tuple
 
 from .errors import NotExperimentManagerError, SchemaError
@@ -181,6 +182,49 @@ def discover_graph(backend):
     missing = [t.name for t in EM_TABLES if t.name.lower() not in present and t.generation <= generation]
     relations = list(dict.fromkeys(relations))
     return SchemaGraph(tables, relations, primary_keys, columns, missing, unresolved)
+
+
+# -- foreign keys without an index ---------------------------------------------------------------
+
+INDEX_PREFIX = "emfix_idx_"
+MYSQL_NAME_LIMIT = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class MissingIndex:
+    table: str
+    columns: Tuple[str, ...]
+
+    @property
+    def name(self):
+        name = INDEX_PREFIX + "_".join((self.table,) + self.columns).lower()
+        if len(name) > MYSQL_NAME_LIMIT:
+            digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+            name = name[:MYSQL_NAME_LIMIT - 9] + "_" + digest
+        return name
+
+    def describe(self):
+        return "%s(%s)" % (self.table, ", ".join(self.columns))
+
+    def to_dict(self):
+        return {"table": self.table, "columns": list(self.columns), "name": self.name}
+
+
+def covered(columns, index_columns):
+    """An index serves lookups on `columns` when they are its leading columns, in any order."""
+    return len(index_columns) >= len(columns) and set(index_columns[:len(columns)]) == set(columns)
+
+
+def find_missing_indexes(db, graph):
+    """Child sides of relations that no index (or primary key) leads with."""
+    missing = []
+    for relation in graph.relations:
+        table, columns = relation.child, tuple(relation.child_columns)
+        leads = [i.columns for i in db.indexes(table)] + [tuple(graph.primary_keys.get(table) or ())]
+        gap = MissingIndex(table, columns)
+        if not any(covered(columns, lead) for lead in leads) and gap not in missing:
+            missing.append(gap)
+    return missing
 
 
 # -- creating the schema -------------------------------------------------------------------------

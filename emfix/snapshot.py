@@ -35,6 +35,7 @@ from .fileutil import (
     new_temp,
     no_space,
 )
+from .progress import NoProgress, format_mb, utc_now
 from .schema import discover_graph
 from .values import portable
 
@@ -260,7 +261,7 @@ def verify_snapshot(directory, snapshot_id, full=False, record=True, address=Non
     if record:
         manifest.damage = problem or None
         if not problem:
-            manifest.verified_at = _now()
+            manifest.verified_at = utc_now()
         try:
             write_manifest(directory, manifest)
         except OSError as exc:  # a read-only snapshot directory: the verdict still stands
@@ -292,10 +293,6 @@ def _find_damage(directory, snapshot_id, manifest, path, full):
         wrong = sorted(set(counts.items()) ^ set(manifest.tables.items()))
         return "row counts differ from the manifest: %s" % ", ".join("%s=%s" % kv for kv in wrong[:4])
     return ""
-
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
 def belongs_to(status, address):
@@ -350,12 +347,8 @@ def _check_space(directory, expected):
     free = shutil.disk_usage(directory).free
     if free < expected:
         raise NoSpaceError("not enough free space in %s: the snapshot needs about %s, %s free" % (
-            directory, _mb(expected), _mb(free)), hint="free some space, prune old snapshots "
+            directory, format_mb(expected), format_mb(free)), hint="free some space, prune old snapshots "
                                                       "(`emfix snapshot prune`), or use --snapshot-dir")
-
-
-def _mb(n):
-    return "%.1f MB" % (n / 1e6)
 
 
 def _temp_file(directory, snapshot_id):
@@ -447,7 +440,6 @@ def _expected_size(db):
 def create_snapshot(address, directory=None, description="", verify=False, retry_policy=None, progress=None,
                     label="snapshot", kind="snapshot"):
     """Write a snapshot of the database; return its manifest (verified when `verify`)."""
-    from .progress import NoProgress
     progress = progress or NoProgress()
     directory = directory or default_snapshot_dir(address)
     snapshot_id = new_snapshot_id()
@@ -483,9 +475,9 @@ def create_snapshot(address, directory=None, description="", verify=False, retry
                 raise DamagedInputError("the snapshot failed verification right after writing: %s" % results[2],
                                         hint="the disk or the source may be damaged; nothing was kept")
             manifest = SnapshotManifest(
-                snapshot_id, _now(), description, address.to_dict(), db.dialect, __version__, graph.generation,
+                snapshot_id, utc_now(), description, address.to_dict(), db.dialect, __version__, graph.generation,
                 results[1], os.path.getsize(temp), results[0], os.path.basename(path),
-                verified_at=_now() if verify else None, kind=kind, source_key=address.key())
+                verified_at=utc_now() if verify else None, kind=kind, source_key=address.key())
             os.replace(temp, path)
             fsync_directory(directory)
         except (OSError, sqlite3.OperationalError) as exc:
@@ -500,7 +492,7 @@ def create_snapshot(address, directory=None, description="", verify=False, retry
         os.remove(path)
         raise NoSpaceError("cannot write the snapshot manifest: %s" % exc.strerror) from None
     progress.done()
-    log.info("%s %s written (%d rows, %s)", label, snapshot_id, manifest.row_total, _mb(manifest.size))
+    log.info("%s %s written (%d rows, %s)", label, snapshot_id, manifest.row_total, format_mb(manifest.size))
     return manifest
 
 
@@ -528,7 +520,6 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", safety
     """Replace the database's content with a verified snapshot of it; the old content is kept first.
 
     A snapshot of another database is refused unless `allow_other_database`."""
-    from .progress import NoProgress
     progress = progress or NoProgress()
     directory = directory or default_snapshot_dir(address)
     snapshot_id = resolve_snapshot_id(directory, snapshot_id, address)
@@ -590,7 +581,7 @@ def _safety_snapshot(address, directory, snapshot_id, retry_policy):
         _remove(temp)
         raise
     write_manifest(directory, SnapshotManifest(
-        raw_id, _now(), description + " (raw copy of a damaged database)", address.to_dict(), "sqlite", __version__,
+        raw_id, utc_now(), description + " (raw copy of a damaged database)", address.to_dict(), "sqlite", __version__,
         0, {}, os.path.getsize(raw_path), sha256_of(raw_path), os.path.basename(raw_path),
         damage="raw copy of a database that failed its integrity check", kind="raw", source_key=address.key()))
     return raw_id

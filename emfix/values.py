@@ -1,12 +1,20 @@
 """How a value read from one database is written to another, or to a file, and compared.
 
+One codec for snapshot, export, import, migrate, the quarantine and every checksum.
+
 `portable` turns what a driver returns into what sqlite3 and mysql-connector both bind without
 loss; `canonical` is the form two readings of the same stored value share, for checksums and
 for telling whether a row already holds a quarantined value.
 """
 
+import base64
 import datetime
 import decimal
+import math
+
+from .backends.sqlite import UndecodableText
+
+EXPORT_FORMAT = "emfix-export-1"  # the jsonl export's header says which codec wrote it
 
 
 def portable(value):
@@ -32,4 +40,34 @@ def canonical(value):
             return value
     if isinstance(value, float) and value.is_integer():
         return int(value) if abs(value) < 1e15 else value
+    return value
+
+
+# -- in a JSON file (export, import): what JSON cannot hold as it is ------------------------------
+
+def encode_value(value):
+    if isinstance(value, UndecodableText):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii"), "$text": True}
+    if isinstance(value, (bytes, bytearray)):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, decimal.Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"$float": repr(value)}
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat(" ") if isinstance(value, datetime.datetime) else value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return str(value)
+    return value
+
+
+def decode_value(value):
+    if isinstance(value, dict):
+        if "$bytes" in value:
+            raw = base64.b64decode(value["$bytes"])
+            return UndecodableText(raw) if value.get("$text") else raw
+        if "$decimal" in value:
+            return value["$decimal"]
+        if "$float" in value:
+            return float(value["$float"])
     return value

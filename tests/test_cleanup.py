@@ -13,8 +13,9 @@ from conftest import ROOT, hold_write_lock, make_demo, run_cli, url_of
 
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
-from emfix.cleanup import cleanup_orphans, undo
+from emfix.cleanup import cleanup_orphans
 from emfix.demo import Shape
+from emfix.undo import undo
 from emfix.validate import validate
 
 

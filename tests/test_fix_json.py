@@ -4,8 +4,8 @@ import pytest
 from conftest import run_cli, url_of
 
 from emfix.backends import open_database
-from emfix.cleanup import undo
 from emfix.jsonfix import fix_json
+from emfix.undo import undo
 from emfix.validate import validate
 
 

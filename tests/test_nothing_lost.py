@@ -13,9 +13,10 @@ from conftest import ROOT, make_demo, run_cli, url_of
 from emfix import snapshot
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
-from emfix.cleanup import cleanup_orphans, undo
+from emfix.cleanup import cleanup_orphans
 from emfix.errors import NotExperimentManagerError, OperationInterrupted, UsageError
 from emfix.schema import create_schema
+from emfix.undo import undo
 
 
 @pytest.fixture

@@ -1,0 +1,127 @@
+"""emfix undo: put back what a repair removed or rewrote, from its quarantine file.
+
+Rows cleanup-orphans removed go back parents first, by their columns (never by rowid: SQLite may
+have given that rowid to another row since); the parents --recreate-parents created are removed.
+Values fix-json rewrote get their originals back byte for byte, with their storage class. Running
+it twice changes nothing more; a row whose key now holds a different row is reported, not forced.
+"""
+
+import dataclasses
+import json
+from typing import Dict, List
+
+from . import quarantine as q
+from .address import parse_address
+from .backends import open_database
+from .errors import UsageError
+from .schema import discover_graph
+from .values import canonical
+
+
+@dataclasses.dataclass
+class UndoResult:
+    quarantine: str
+    restored: Dict[str, int]
+    removed_created: int
+    database: str
+    # rows that could not go back: their key now holds a different row (written since the repair)
+    not_restored: Dict[str, int] = dataclasses.field(default_factory=dict)
+    conflicts: List[dict] = dataclasses.field(default_factory=list)
+
+
+def undo(quarantine_path, address=None, retry_policy=None):
+    """Put every quarantined row back (parents first) and remove the parents a repair created.
+
+    Idempotent: rows already present are left alone, so running it twice changes nothing more. A
+    row whose key is now taken by a different row is not forced in: it is counted in not_restored.
+    """
+    qcon = q.open_quarantine(quarantine_path)
+    try:
+        meta = q.read_meta(qcon)
+        if not meta:
+            raise UsageError("%s is not an emfix quarantine file" % quarantine_path)
+        address = address or parse_address(meta["database"])
+        if meta.get("command") == "fix-json":
+            restored = _put_values_back(qcon, meta, address, retry_policy)
+            q.write_meta(qcon, status="undone")
+            return UndoResult(quarantine_path, restored, 0, address.display())
+        result = UndoResult(quarantine_path, {}, 0, address.display())
+        with open_database(address, retry_policy=retry_policy) as db:
+            graph = discover_graph(db)
+            if db.dialect == "mysql":
+                db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+            names = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                               "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
+            for table in [t for t in graph.parent_first() if t in names]:
+                columns = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table)) if r[1] != q.ROWID]
+                _reinsert(db, qcon, graph, table, columns, result)
+            with db.transaction():
+                for table, key_json in qcon.execute("SELECT table_name, key_json FROM %s ORDER BY ordinal DESC"
+                                                    % q.CREATED).fetchall():
+                    key = json.loads(key_json)
+                    key.pop("time", None)
+                    where = " AND ".join("%s = ?" % db.quote(c) for c in key)
+                    result.removed_created += db.execute("DELETE FROM %s WHERE %s" % (db.quote(table), where),
+                                                         tuple(key.values()))
+        q.write_meta(qcon, status="undone" if not result.not_restored else "undone, some rows not put back")
+        return result
+    finally:
+        qcon.close()
+
+
+UNDO_BATCH = 1000
+
+
+def _reinsert(db, qcon, graph, table, columns, result):
+    """Insert the quarantined rows by their columns (never by rowid: SQLite may have given that rowid
+    to another row since), then check each row that did not go in is there with the same content."""
+    key = [c for c in (graph.primary_keys.get(table) or ()) if c in columns] or list(columns)
+    marks = ", ".join("?" * len(columns))
+    if key == list(columns) and not graph.primary_keys.get(table):
+        same = " AND ".join("%s %s ?" % (db.quote(c), "IS" if db.dialect == "sqlite" else "<=>") for c in columns)
+        insert = "INSERT INTO %s (%s) SELECT %s WHERE NOT EXISTS (SELECT 1 FROM %s WHERE %s)" % (
+            db.quote(table), db.quote_columns(columns), marks, db.quote(table), same)
+        double = True
+    else:
+        insert = "INSERT %s INTO %s (%s) VALUES (%s)" % ("OR IGNORE" if db.dialect == "sqlite" else "IGNORE",
+                                                        db.quote(table), db.quote_columns(columns), marks)
+        double = False
+    lookup = "SELECT %s FROM %s WHERE %s" % (db.exact_columns(table, columns), db.quote(table), " AND ".join(
+        "%s %s ?" % (db.quote(c), "IS" if db.dialect == "sqlite" else "<=>") for c in key))
+    where = [columns.index(c) for c in key]
+    cursor = qcon.execute("SELECT %s FROM %s" % (", ".join(q.qi(c) for c in columns), q.qi(table)))
+    restored = 0
+    while True:
+        rows = cursor.fetchmany(UNDO_BATCH)
+        if not rows:
+            break
+        with db.transaction():
+            written = db.executemany(insert, [tuple(r) + tuple(r) if double else tuple(r) for r in rows],
+                                     batch_size=UNDO_BATCH)
+        written = max(0, written)
+        restored += written
+        if written == len(rows):
+            continue
+        for row in rows:
+            present = db.query(lookup, tuple(row[i] for i in where))
+            wanted = [canonical(v) for v in row]
+            if not any([canonical(v) for v in found] == wanted for found in present):
+                result.not_restored[table] = result.not_restored.get(table, 0) + 1
+                if len(result.conflicts) < 20:
+                    result.conflicts.append({"table": table, "row": dict(zip(columns, row)),
+                                             "now": [dict(zip(columns, found)) for found in present[:1]]})
+    result.restored[table] = restored
+
+
+def _put_values_back(qcon, meta, address, retry_policy=None):
+    """Put every original value back, byte for byte and with its storage class."""
+    table, col, key = meta["table"], meta["column"], meta["key"]
+    restored = 0
+    with open_database(address, retry_policy=retry_policy) as db:
+        with db.transaction():
+            for ident, original, kind in qcon.execute("SELECT %s, %s, %s FROM %s" % (
+                    q.qi(key), q.qi(col), q.qi(q.TYPE_COLUMN), q.qi(table))):
+                value = "CAST(? AS TEXT)" if kind == "text-bytes" and db.dialect == "sqlite" else "?"
+                restored += db.execute("UPDATE %s SET %s = %s WHERE %s = ?" % (
+                    db.quote(table), db.quote(col), value, db.quote(key)), (original, ident))
+    return {table: restored}
