@@ -262,12 +262,10 @@ _NAMES = ("TRIAL", "TRIAL_RUN", "EPOCH", "RESULTS", "METRIC", "EPOCH_METRIC", "A
 def build_demo(backend, shape=Shape(), seed=0, faults=True, json_type="text"):
     """Create the schema, fill it and damage it; works on SQLite and MySQL backends."""
     create_schema(backend, generation=shape.generation, json_type=json_type)
-    if backend.dialect == "mysql":
-        backend.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")  # how orphans reach InnoDB in the field
+    backend.foreign_key_checks(False)  # how orphans reach InnoDB in the field
     rows = populate(backend, shape, seed)
     injected = inject_faults(backend, shape) if faults else []
-    if backend.dialect == "mysql":
-        backend.execute("SET SESSION FOREIGN_KEY_CHECKS = 1")
+    backend.foreign_key_checks(True)
     return rows, injected
 
 

@@ -26,7 +26,7 @@ from .errors import SchemaError, UsageError
 from .fileutil import check_output_path, fsync_directory, new_temp, no_space
 from .hierarchy import ROOT, reach_subtree
 from .idshift import AUTO_ID_TABLES
-from .jsoncheck import strict_loads
+from .jsonrepair import strict_loads
 from .progress import NoProgress
 from .schema import discover_graph
 from .values import EXPORT_FORMAT, encode_value
@@ -74,10 +74,6 @@ def _open_output(path, address):
     return open(temp, "w", encoding="utf-8"), temp
 
 
-def _begin_consistent_read(db):
-    db.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT" if db.dialect == "mysql" else "BEGIN")
-
-
 def export_experiment(address, experiment_id, path, fmt="jsonl", include_metrics=True, include_artifacts=True,
                       retry_policy=None, progress=None):
     """Stream one experiment's subtree to `path` ('-' for stdout); returns counts and checksum."""
@@ -89,8 +85,7 @@ def export_experiment(address, experiment_id, path, fmt="jsonl", include_metrics
         graph = discover_graph(db)
         if ROOT not in graph.tables:
             raise SchemaError("%s has no EXPERIMENT table" % address.display())
-        _begin_consistent_read(db)
-        try:
+        with db.consistent_read():
             tree = reach_subtree(db, graph, experiment_id)
             if not tree.exists:
                 raise UsageError("experiment %s does not exist in %s" % (experiment_id, address.display()),
@@ -121,8 +116,6 @@ def export_experiment(address, experiment_id, path, fmt="jsonl", include_metrics
                 if full is not None:
                     raise full from None
                 raise
-        finally:
-            db.execute("COMMIT")
     progress.done()
     return ExportResult(experiment_id, path, fmt, counts, digest, time.perf_counter() - started)
 

@@ -127,8 +127,7 @@ def import_file(address, path, experiment_title=None, retry_policy=None, progres
             return ImportResult(path, new_id, counts, offsets, time.perf_counter() - started, True)
         columns = header["columns"]
         shifts = {t: column_shifts(graph, t, columns[t], offsets) for t in header["tables"]}
-        if db.dialect == "mysql":
-            db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")  # the subtree may hold rows whose parent is gone
+        db.foreign_key_checks(False)  # the subtree may hold rows whose parent is gone
         total = sum(trailer.get("counts", {}).values())
         batch, current, last = [], None, done_line
         for number, _line, record in _records(path):

@@ -10,7 +10,7 @@ import json
 import math
 import re
 
-from .jsonrepair import MAX_DEPTH, deeper_than, repair
+from .jsonrepair import MAX_DEPTH, NonFiniteConstant, deeper_than, repair, strict_loads
 
 MAX_LITERAL_PROBE = 1 << 20  # ast.literal_eval uses ~60x the input in memory; do not feed it huge values
 
@@ -28,19 +28,6 @@ class JsonDiagnosis:
     @property
     def valid(self):
         return self.category == "valid"
-
-
-class _StrictConstant(ValueError):
-    pass
-
-
-def _reject_constant(name):
-    raise _StrictConstant(name)
-
-
-def strict_loads(text):
-    """RFC 8259 only: NaN, Infinity and -Infinity are errors, as MySQL's JSON type says."""
-    return json.loads(text, parse_constant=_reject_constant)
 
 
 def is_label_number_object(value):
@@ -92,10 +79,12 @@ def _classify(raw):
     stripped = text.lstrip("\ufeff").strip()
     try:
         value = strict_loads(stripped)
-    except _StrictConstant as exc:
+    except NonFiniteConstant as exc:
         return JsonDiagnosis("nan_infinity", "%s is not JSON (MySQL rejects it)" % exc, True)
     except json.JSONDecodeError as exc:
         return _diagnose_decode_error(stripped, exc)
+    except ValueError as exc:  # a number past a double's range: MySQL refuses it, nothing can say what it meant
+        return JsonDiagnosis("out_of_range", str(exc), False)
     except RecursionError:
         return JsonDiagnosis("too_deep", "nested too deeply to parse", False)
     if stripped.count("[") + stripped.count("{") > MAX_DEPTH and deeper_than(value, MAX_DEPTH):

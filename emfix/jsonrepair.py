@@ -42,8 +42,12 @@ class Unrepairable(Exception):
         self.reason, self.position = reason, position
 
 
+class NonFiniteConstant(ValueError):
+    """NaN, Infinity or -Infinity: Python's json reads them, RFC 8259 and MySQL's JSON type do not."""
+
+
 def _reject_constant(name):
-    raise ValueError(name)
+    raise NonFiniteConstant(name)
 
 
 def _finite_float(text):
@@ -53,7 +57,8 @@ def _finite_float(text):
     return value
 
 
-def _strict(text):
+def strict_loads(text):
+    """RFC 8259 only, as MySQL's JSON type reads it: no NaN/Infinity, no number past a double's range."""
     return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
 
 
@@ -98,7 +103,7 @@ def _fast(text):
         changes.add("single quotes")
         if not NEEDS_SUB.search(text):
             try:
-                return _strict(text), changes, text
+                return strict_loads(text), changes, text
             except ValueError as exc:  # the swap was exact, so a cut in its result is a cut in the original
                 _refuse_if_cut_off(text, exc)
                 return None, None, None
@@ -120,7 +125,7 @@ def _fast(text):
 
     candidate = FAST.sub(swap, text)
     try:
-        return _strict(candidate), changes, candidate
+        return strict_loads(candidate), changes, candidate
     except (ValueError, RecursionError):
         return None, None, None
 
@@ -252,7 +257,7 @@ class _Parser:
             if end > self.pos + 64:
                 last = self.text.rfind(",", self.pos, end)
                 try:
-                    result.extend(_strict("[%s]" % self.text[self.pos:last]))
+                    result.extend(strict_loads("[%s]" % self.text[self.pos:last]))
                     self.pos = last + 1
                 except ValueError:
                     pass  # a number JSON has no form for, say: the careful way below tells what it is
@@ -377,7 +382,7 @@ def _unwrap(value, changes):
         inner = value.strip()
         if inner.startswith("{"):
             try:
-                decoded = _strict(inner)
+                decoded = strict_loads(inner)
             except (ValueError, RecursionError):
                 decoded = None
             if isinstance(decoded, dict):
@@ -431,7 +436,7 @@ def _repair(raw):
         text = text.strip()
     serialized = None
     try:
-        value = _strict(text)
+        value = strict_loads(text)
     except ValueError as exc:
         value = None
         _refuse_if_cut_off(text, exc)

@@ -222,8 +222,7 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
             raise EmfixError("a partial migration of experiment %d into %s exists (%s rows copied)" % (
                 experiment_id, dst.display(), "{:,}".format(sum(journal["copied"].values()))),
                 hint="run again with --resume to finish it")
-        source.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT" if source.dialect == "mysql" else "BEGIN")
-        try:
+        with source.consistent_read():
             tree = reach_subtree(source, graph, experiment_id)
             if not tree.exists:
                 raise UsageError("experiment %d does not exist in %s" % (experiment_id, src.display()))
@@ -278,11 +277,6 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
             with target.transaction():
                 target.execute("UPDATE %s SET state = 'done', finished_at = ? WHERE run_key = ?" % journal_table,
                                (utc_now(), key))
-        finally:
-            try:
-                source.execute("COMMIT")
-            except EmfixError:
-                pass  # the source connection is gone: its read transaction went with it
     progress.done()
     return MigrationResult(experiment_id, experiment_id + offsets.get(ROOT, 0), copied, offsets,
                            bool(resume and journal), time.perf_counter() - started, checks, snapshot_id)
@@ -339,8 +333,7 @@ class _Copy:
         insert = "INSERT INTO %s (%s) VALUES (%s)" % (target.quote(table), target.quote_columns(columns),
                                                       ", ".join("?" * len(columns)))
         with target.transaction():
-            if target.dialect == "mysql":
-                target.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+            target.foreign_key_checks(False)
             written = target.executemany(insert, batch, batch_size=len(batch))
             if strategy == "conservative" and written not in (len(batch), -1):
                 raise DamagedInputError("a batch of %d rows into %s wrote %d" % (len(batch), table, written))

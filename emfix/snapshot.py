@@ -382,8 +382,7 @@ def _copy_mysql(db, graph, temp, progress):
     dst = sqlite3.connect(temp, isolation_level=None)
     try:
         dst.execute("CREATE TABLE %s (ordinal INTEGER, name TEXT PRIMARY KEY, ddl TEXT)" % META_TABLE)
-        db.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-        try:
+        with db.consistent_read():
             for ordinal, table in enumerate(graph.parent_first()):
                 columns = graph.columns[table]
                 ddl = db.query("SHOW CREATE TABLE %s" % db.quote(table))[0][1]
@@ -406,8 +405,6 @@ def _copy_mysql(db, graph, temp, progress):
                 if batch:
                     dst.executemany(insert, batch)
                 dst.execute("COMMIT")
-        finally:
-            db.execute("COMMIT")
     finally:
         dst.close()
 
@@ -648,7 +645,7 @@ def _restore_mysql(address, snapshot_path, retry_policy, progress):
     try:
         order = [r for r in src.execute("SELECT name, ddl FROM %s ORDER BY ordinal" % META_TABLE)]
         with open_database(address, retry_policy=retry_policy) as db:
-            db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+            db.foreign_key_checks(False)
             existing = {t.lower() for t in db.tables()}
             for table, ddl in order:
                 if table.lower() not in existing:
@@ -662,7 +659,7 @@ def _restore_mysql(address, snapshot_path, retry_policy, progress):
                     db.executemany(insert, iter(rows), batch_size=1000)
                 counts[table] = int(db.scalar("SELECT count(*) FROM %s" % db.quote(table)))
                 progress.update("%s: %d rows" % (table, counts[table]))
-            db.execute("SET SESSION FOREIGN_KEY_CHECKS = 1")
+            db.foreign_key_checks(True)
     finally:
         src.close()
     return counts

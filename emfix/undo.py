@@ -48,8 +48,7 @@ def undo(quarantine_path, address=None, retry_policy=None):
         result = UndoResult(quarantine_path, {}, 0, address.display())
         with open_database(address, retry_policy=retry_policy) as db:
             graph = discover_graph(db)
-            if db.dialect == "mysql":
-                db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+            db.foreign_key_checks(False)
             names = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
                                                "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
             for table in [t for t in graph.parent_first() if t in names]:

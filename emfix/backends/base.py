@@ -123,6 +123,25 @@ class Backend:
         self._in_transaction = False
         self._commit()
 
+    @contextlib.contextmanager
+    def consistent_read(self):
+        """Every read inside sees one moment of the database (SQLite: a read transaction; MySQL: a
+        consistent snapshot), however long it takes and whatever other sessions commit meanwhile."""
+        self.execute(self._consistent_read_sql)
+        try:
+            yield self
+        finally:
+            try:
+                self.execute("COMMIT")
+            except Exception:  # the connection is gone: its read transaction went with it
+                pass
+
+    _consistent_read_sql = "BEGIN"
+
+    def foreign_key_checks(self, on):
+        """MySQL checks foreign keys on each write; copies and restores of damaged data must not
+        (the orphans are the point). SQLite never enforces them here (PRAGMA foreign_keys is off)."""
+
     def _begin(self):
         raise NotImplementedError
 

@@ -58,6 +58,10 @@ class MySQLBackend(Backend):
     quote_char = "`"
     _temp_keyword = "TEMPORARY"
     _drop_temp = "DROP TEMPORARY TABLE IF EXISTS %s"
+    _consistent_read_sql = "START TRANSACTION WITH CONSISTENT SNAPSHOT"
+
+    def foreign_key_checks(self, on):
+        self.execute("SET SESSION FOREIGN_KEY_CHECKS = %d" % (1 if on else 0))
 
     def __init__(self, address, readonly=False, retry_policy=None, create=False, connect_timeout=10):
         super().__init__(address, readonly, retry_policy)
