@@ -41,8 +41,14 @@ def render_pages():
                         "(Python %d.%d wording); tests/test_docs.py fails when a page differs." % GENERATED_WITH,
                         "", "```text", _help(parser).rstrip(), "```",
                         "", "| Command | What it does |", "|---|---|"]
+    primary = {}
+    for name, sub in commands.choices.items():
+        primary.setdefault(id(sub), name)
     for name, sub in commands.choices.items():
         summary = summaries.get(name, "")
+        if primary[id(sub)] != name:  # an argparse alias: the same parser under another name
+            index.append("| `%s` | same as `%s` |" % (name, primary[id(sub)]))
+            continue
         if _is_alias(summary):
             index.append("| `%s` | %s |" % (name, summary))
             continue

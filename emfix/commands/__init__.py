@@ -1,0 +1,21 @@
+"""The commands: one module each, holding its options, its handler and its text. cli.py builds the parser
+from REGISTERED (in --help order); adding a command is adding a module here."""
+
+from . import (
+              cleanup,
+              demo,
+              doctor,
+              export,
+              fixjson,
+              importing,
+              init,
+              migrate,
+              optimize,
+              schema,
+              snapshot,
+              undo,
+              validate,
+)
+
+REGISTERED = (demo, init, schema, validate, snapshot, cleanup, fixjson, export, importing, migrate, undo, doctor,
+              optimize)

@@ -1,0 +1,108 @@
+"""emfix cleanup-orphans (also `cleanup`): remove orphans and what hangs under them, every row kept."""
+
+from .. import history
+from ..cleanup import cleanup_orphans
+from ..errors import EXIT_OK, EXIT_PROBLEMS
+from .common import (
+    StopFlag,
+    add_database_options,
+    add_output_options,
+    add_repair_options,
+    command,
+    confirm,
+    emit_json,
+    make_progress,
+    n,
+    positive_int,
+    resolve_address,
+    retry_policy,
+    seconds,
+    table_list,
+)
+
+
+def register(sub):
+    p = command(sub, "cleanup-orphans", "remove orphaned rows and every row orphaned through them, in short "
+                "batches, keeping each removed row in a quarantine file for `emfix undo`",
+                "emfix cleanup-orphans experiment.db --dry-run\n  emfix cleanup-orphans experiment.db --yes",
+                aliases=["cleanup"])
+    add_database_options(p)
+    add_repair_options(p, 5000, "most rows per delete transaction (default 5000)")
+    p.add_argument("--sleep", type=seconds, default=0.0, metavar="S", help="pause between batches (seconds)")
+    p.add_argument("--max-lock-ms", type=positive_int, default=200, metavar="M",
+                   help="shrink batches so each write transaction stays under M milliseconds (default 200)")
+    p.add_argument("--tables", metavar="T,...", help="only remove rows from these tables")
+    p.add_argument("--include-unreferenced", action="store_true",
+                   help="also remove METRIC and ARTIFACT rows nothing references")
+    p.add_argument("--recreate-parents", action="store_true",
+                   help="create missing RESULTS/EPOCH rows under existing runs instead of removing their links")
+    add_output_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args, out):
+    address = resolve_address(args)
+    ask = None if args.yes or args.dry_run else confirm(
+        lambda plan: "remove %s rows from %s (each kept in a quarantine file)?" % (n(plan.total), address.display()),
+        cleanup_plan_lines)
+    result = cleanup_orphans(
+        address, dry_run=args.dry_run, batch_size=args.batch_size, sleep=args.sleep, max_lock_ms=args.max_lock_ms,
+        tables=table_list(args.tables), include_unreferenced=args.include_unreferenced,
+        recreate_parents=args.recreate_parents, snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir,
+        quarantine_dir=args.quarantine_dir, retry_policy=retry_policy(args),
+        progress=make_progress("cleanup", args, out), confirm=ask, interrupted=StopFlag().install(), force=args.force)
+    if out.json:
+        emit_json(result)
+    else:
+        out.lines(cleanup_lines(result, address.target()))
+    if not result.dry_run:
+        history.record(address, "cleanup-orphans", "done", summary="removed %s rows" % n(
+            sum(result.removed.values())), quarantine=result.quarantine)
+    if result.final and result.final.get("total_foreign_key_violations"):
+        return EXIT_PROBLEMS
+    return EXIT_OK
+
+
+def cleanup_plan_lines(plan, created=None):
+    """What a cleanup removes, table by table, and what the user should know before saying yes."""
+    lines = []
+    for table, count in plan.remove.items():
+        examples = ", ".join(str(e[0] if len(e) == 1 else tuple(e)) for e in plan.examples.get(table, []))
+        lines.append("  %-20s %10s   e.g. %s" % (table, n(count), examples))
+    if created:
+        lines.append("created missing parents: %s" % ", ".join("%s %s" % (t, n(count)) for t, count in created.items()))
+    elif plan.recreate:
+        lines.append("creates missing parents first: %s" % ", ".join(
+            "%s %s" % (t, n(count)) for t, count in plan.recreate.items()))
+    elif plan.keepable:
+        lines.append("note: %s links point at RESULTS/EPOCH rows that were never written while their run exists "
+                     "(old API; real data). --recreate-parents keeps them by creating those rows." % ", ".join(
+                         "%s %s" % (t, n(count)) for t, count in plan.keepable.items()))
+    if plan.left_behind:
+        lines.append("warning: --tables leaves %s doomed rows in other tables (%s); rows under removed parents become "
+                     "new violations: add those tables to --tables, or drop --tables" % (
+                         n(sum(plan.left_behind.values())), ", ".join(
+                             "%s %s" % (t, n(count)) for t, count in plan.left_behind.items())))
+    return lines
+
+
+def cleanup_lines(result, target):
+    plan = result.plan
+    lines = []
+    if result.dry_run:
+        lines.append("plan: remove %s rows from %s (dry run: nothing changed)" % (n(plan.total), target))
+    else:
+        lines.append("removed %s rows from %s in %s batches (longest write %.0f ms), %.1f s" % (
+            n(sum(result.removed.values())), target, n(result.batches), result.max_batch_ms, result.seconds))
+    lines += cleanup_plan_lines(plan, result.created)
+    if result.snapshot_id:
+        lines.append("snapshot before: %s" % result.snapshot_id)
+    if result.quarantine:
+        lines.append("removed rows kept in: %s" % result.quarantine)
+        lines.append("undo with: emfix undo %s" % result.quarantine)
+    if result.final:
+        lines.append("validate afterwards: %s foreign-key violations, %s rows orphaned through a parent" % (
+            n(result.final["total_foreign_key_violations"]), n(result.final["rows_orphaned_through_parent"])))
+    return lines
+
+

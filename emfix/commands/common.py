@@ -1,0 +1,305 @@
+"""What every command module shares: the options declared once, and the plumbing between the parser,
+the library and the terminal (addresses, output, progress, questions, Ctrl-C)."""
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import sys
+
+from ..address import PASSWORD_ENV, mysql_address_from_flags, parse_address
+from ..backends import open_database
+from ..errors import UsageError
+from ..retry import RetryPolicy
+
+# -- the grammar shared by every command ----------------------------------------------------------
+
+
+class Parser(argparse.ArgumentParser):
+    """No abbreviations (`--pass` must never become `--password-file`); errors are UsageError."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        raise UsageError(message, hint="see `%s --help`" % self.prog)
+
+
+def formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def command(sub, name, help_text, example, **kwargs):
+    """A command's parser with its help and a pasteable example; `aliases=[...]` for its other names."""
+    return sub.add_parser(name, help=help_text, description=help_text, formatter_class=formatter,
+                          epilog="Example:\n  " + example, **kwargs)
+
+
+PASSWORD_HELP = ("the old tool's flag: works, but other users can read it in the process list; prefer "
+                 "--password-file, %s or ~/.my.cnf" % PASSWORD_ENV)
+SKIP_TABLES_HELP = "leave these tables' rows out (tables DST lacks that are not the Experiment Manager's)"
+FORCE_HELP = "work on a database that is not recognised as the Experiment Manager's (refused without)"
+
+
+def add_output_options(parser):
+    group = parser.add_argument_group("output")
+    group.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    group.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr (-vv: debug)")
+    group.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    group.add_argument("--progress", action="store_true",
+                       help="progress on stderr even when it is not a terminal (a line every 5 s, for logs)")
+
+
+def add_database_options(parser, positional=True):
+    if positional:
+        parser.add_argument("db", nargs="?", metavar="DB",
+                            help="SQLite file, sqlite:///path, or mysql://user@host:port/dbname")
+    group = parser.add_argument_group("database (the cookbook's flags work too)")
+    group.add_argument("-d", "--database", metavar="DB", help="same as DB; with --mysql, the database name")
+    group.add_argument("--mysql", action="store_true", help="DB is a MySQL database name on --host")
+    group.add_argument("--host", help="MySQL host (with --mysql)")
+    group.add_argument("--port", type=port, help="MySQL port (with --mysql)")
+    group.add_argument("--user", help="MySQL user (with --mysql)")
+    group.add_argument("--password-file", metavar="FILE",
+                       help="read the MySQL password from FILE (or set %s, or use ~/.my.cnf)" % PASSWORD_ENV)
+    group.add_argument("--password", metavar="TEXT", help=PASSWORD_HELP)
+    group.add_argument("--defaults-file", metavar="FILE", help="MySQL option file to read instead of ~/.my.cnf")
+    add_lock_timeout(group)
+
+
+def add_lock_timeout(parser):
+    parser.add_argument("--lock-timeout", type=seconds, default=30.0, metavar="SECONDS",
+                        help="keep retrying a locked or unreachable database this long (default 30)")
+
+
+def add_repair_options(parser, batch_default, batch_help):
+    """The options every repair shares: a plan first, a question, a snapshot, a quarantine, batches."""
+    parser.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    parser.add_argument("--batch-size", type=positive_int, default=batch_default, metavar="N", help=batch_help)
+    parser.add_argument("--no-snapshot", action="store_true", help="skip the verified snapshot taken first")
+    parser.add_argument("--snapshot-dir", metavar="DIR", help="where the snapshot goes")
+    parser.add_argument("--quarantine-dir", metavar="DIR",
+                        help="where what it removes or rewrites is kept (default: quarantine/ beside a SQLite file)")
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--force", action="store_true", help=FORCE_HELP)
+
+
+# -- numbers, checked where they are read ---------------------------------------------------------
+
+MAX_ROW_ID = (1 << 63) - 1  # the largest key SQLite and MySQL BIGINT hold
+MAX_COUNT = 1 << 31
+
+
+def whole_number(text, low, high, what):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
+    if value < low:
+        raise argparse.ArgumentTypeError("%s must be %d or more" % (what, low))
+    if value > high:
+        raise argparse.ArgumentTypeError("%s must be at most %d" % (what, high))
+    return value
+
+
+def positive_int(text):
+    return whole_number(text, 1, MAX_COUNT, "it")
+
+
+def non_negative_int(text):
+    return whole_number(text, 0, MAX_COUNT, "it")
+
+
+def row_id(text):
+    return whole_number(text, -MAX_ROW_ID, MAX_ROW_ID, "an id")
+
+
+def port(text):
+    return whole_number(text, 1, 65535, "a port")
+
+
+def number(text, low, high, what):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a number" % text) from None
+    if not low <= value <= high:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError("%s must be between %g and %g" % (what, low, high))
+    return value
+
+
+def seconds(text):
+    return number(text, 0, 7 * 86400, "seconds")
+
+
+def table_list(text):
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+# -- from arguments to an address ---------------------------------------------------------------------
+
+PASSWORD_WARNING = ("warning: --password puts the password where other users can read it (the process list, shell "
+                    "history); use --password-file FILE, EMFIX_MYSQL_PASSWORD or ~/.my.cnf instead\n")
+
+
+def password_flag(args):
+    password = getattr(args, "password", None)
+    if password is not None and not getattr(args, "_password_warned", False):
+        args._password_warned = True
+        sys.stderr.write(PASSWORD_WARNING)
+    return password
+
+
+def resolve_address(args):
+    db = getattr(args, "db", None)
+    flag = getattr(args, "database", None)
+    if db and flag and db != flag:
+        raise UsageError("two databases given (%s and -d %s)" % (db, flag), hint="give DB or -d, not both")
+    target = db or flag
+    password = password_flag(args)
+    if getattr(args, "mysql", False):
+        return mysql_address_from_flags(target, args.host, args.port, args.user,
+                                        args.password_file, args.defaults_file, password=password)
+    if target is None:
+        raise UsageError("no database given", hint="pass a SQLite file path or mysql://user@host:port/dbname")
+    if args.host or args.port or args.user:
+        if not str(target).startswith(("mysql:", "mariadb:")):
+            raise UsageError("--host/--port/--user need --mysql", hint="add --mysql, or use a mysql:// URL")
+        raise UsageError("--host/--port/--user given beside a mysql:// URL", hint="put them in the URL, or use --mysql "
+                         "-d NAME with the flags; not both")
+    return parse_address(target, args.password_file, args.defaults_file, password=password)
+
+
+def address_of(text, args):
+    """A positional SRC or DST (migrate) with the password options that apply to both."""
+    return parse_address(text, args.password_file, password=password_flag(args))
+
+
+def retry_policy(args):
+    return RetryPolicy(deadline=max(0.0, getattr(args, "lock_timeout", 30.0)))
+
+
+def open_from_args(args, readonly=False, create=False):
+    return open_database(resolve_address(args), readonly=readonly, create=create, retry_policy=retry_policy(args))
+
+
+# -- output ---------------------------------------------------------------------------------------------
+
+def to_jsonable(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if hasattr(value, "to_dict"):
+            return value.to_dict()
+        return {k: to_jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return value
+
+
+def write_stdout(text):
+    """Write to stdout; once the reader has gone (`| head`), the rest is dropped quietly and the
+    command still returns its own exit code (a closed pipe never turns a FAIL into 0)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
+
+
+def silence_stdout():
+    devnull = os.open(os.devnull, os.O_WRONLY)  # keep Python from complaining while flushing at exit
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def emit_json(value):
+    write_stdout(json.dumps(to_jsonable(value), indent=2, allow_nan=False, default=str) + "\n")
+
+
+class Output:
+    """Where a handler writes: text for people unless --json or -q says otherwise."""
+
+    def __init__(self, args):
+        self.json = getattr(args, "json", False)
+        self.quiet = getattr(args, "quiet", False)
+
+    def text(self, line=""):
+        if not self.json and not self.quiet:
+            write_stdout(line + "\n")
+
+    def lines(self, lines):
+        for line in lines:
+            self.text(line)
+
+
+def make_progress(label, args, out):
+    """On a terminal unless --json or -q; --progress forces it on (whole lines) for logs; -q always wins."""
+    from ..progress import Progress
+    if out.quiet:
+        return Progress(label, enabled=False)
+    if getattr(args, "progress", False):
+        return Progress(label, enabled=True)
+    return Progress(label, enabled=None if not out.json else False)
+
+
+def write_report(path, data, address=None):
+    """Write a JSON report next to its final name, then rename: a reader never sees half a file, and
+    the database, a snapshot or a device is never replaced by it."""
+    from ..fileutil import check_output_path, durable_output
+    real, in_place = check_output_path(path, protected_paths(address))
+    try:
+        with durable_output(real, in_place=in_place) as handle:
+            handle.write(json.dumps(to_jsonable(data), indent=2, allow_nan=False, default=str) + "\n")
+    except OSError as exc:
+        raise UsageError("cannot write report %s: %s" % (path, exc.strerror or exc),
+                         hint="check that the directory exists and is writable") from None
+
+
+def protected_paths(address):
+    return [address.path] if address is not None and address.is_sqlite else []
+
+
+# -- questions and Ctrl-C ---------------------------------------------------------------------------------
+
+class StopFlag:
+    """First Ctrl-C (or SIGTERM) asks the running repair to stop between batches; a second one aborts."""
+
+    def __init__(self):
+        self.raised = False
+
+    def __call__(self):
+        return self.raised
+
+    def install(self):
+        def handler(_signum, _frame):
+            if self.raised:
+                raise KeyboardInterrupt
+            self.raised = True
+            sys.stderr.write("\nstopping after this batch (Ctrl-C again to abort now)\n")
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+        return self
+
+
+def confirm(question, describe=None):
+    """A yes/no question on the terminal (shown after `describe(plan)`'s lines); never without one."""
+    def ask(plan):
+        if not sys.stdin.isatty():
+            raise UsageError("this changes the database and stdin is not a terminal",
+                             hint="run with --dry-run to see the plan, then with --yes")
+        for line in describe(plan) if describe else ():
+            sys.stderr.write(line + "\n")
+        sys.stderr.write("%s [y/N] " % question(plan))
+        sys.stderr.flush()
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+    return ask
+
+
+def n(value):
+    """A count for people: 1,234,567."""
+    return "{:,}".format(value)

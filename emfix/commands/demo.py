@@ -1,0 +1,52 @@
+"""emfix demo: a sample database with the damage found in the field, to try emfix on."""
+
+import dataclasses
+import os
+
+from ..demo import Shape, write_demo
+from ..errors import EXIT_OK, UsageError
+from .common import add_output_options, command, emit_json, number
+
+
+def register(sub):
+    p = command(sub, "demo", "write a sample database with realistic damage to try emfix on",
+                "emfix demo ./emfix-demo && emfix validate ./emfix-demo/experiment.db")
+    p.add_argument("directory", nargs="?", default="emfix-demo", metavar="DIR",
+                   help="where to write experiment.db (default: ./emfix-demo)")
+    p.add_argument("--scale", type=scale, metavar="MILLIONS",
+                   help="write about MILLIONS million rows (e.g. 10) instead of the small demo")
+    p.add_argument("--generation", type=int, choices=(1, 2), default=2,
+                   help="schema generation: 1 without the BATCH tables, 2 with (default)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--clean", action="store_true", help="write no damage")
+    p.add_argument("--force", action="store_true",
+                   help="kept for old scripts: demo rewrites a database it wrote itself, and never any other file")
+    add_output_options(p)
+    p.set_defaults(func=run)
+
+
+def scale(text):
+    return number(text, 0.001, 1000, "the scale (millions of rows)")
+
+
+def run(args, out):
+    shape = Shape.full(args.scale, args.generation) if args.scale else Shape(generation=args.generation)
+    directory = args.directory
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UsageError("%s exists and is not a directory" % directory)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "experiment.db")
+    result = write_demo(path, shape, seed=args.seed, faults=not args.clean)
+    if out.json:
+        emit_json({"path": path, "rows": result.rows, "total_rows": result.total_rows,
+                   "shape": dataclasses.asdict(shape), "faults": [dict(name=n, what=w) for n, w in result.faults]})
+        return EXIT_OK
+    out.text("wrote %s: %d rows, schema generation %d, %d kinds of damage" % (
+        path, result.total_rows, shape.generation, len(result.faults)))
+    for _name, what in result.faults:
+        out.text("  - %s" % what)
+    out.text("")
+    out.text("try:")
+    for line in ("emfix validate %s" % path, "emfix schema %s" % path, "emfix --help"):
+        out.text("  python -m " + line)
+    return EXIT_OK

@@ -1,0 +1,86 @@
+"""emfix fix-json: repair malformed metric JSON exactly, never guessing, every original kept."""
+
+from .. import history
+from ..errors import EXIT_OK, EXIT_PROBLEMS
+from ..jsonfix import fix_json
+from .common import (
+    StopFlag,
+    add_database_options,
+    add_output_options,
+    add_repair_options,
+    command,
+    confirm,
+    emit_json,
+    make_progress,
+    n,
+    resolve_address,
+    retry_policy,
+)
+
+
+def register(sub):
+    p = command(sub, "fix-json", "repair malformed metric JSON exactly (never guessing), keeping every "
+                "original in a quarantine file for `emfix undo`",
+                "emfix fix-json experiment.db --dry-run\n  emfix fix-json experiment.db --yes")
+    add_database_options(p)
+    add_repair_options(p, 500, "values per transaction (default 500)")
+    p.add_argument("--reset-unfixable", action="store_true",
+                   help="set values that cannot be repaired to {} (the originals are kept in the quarantine)")
+    p.add_argument("--column", default="METRIC.per_label_val", metavar="TABLE.COLUMN",
+                   help="the column to repair (default METRIC.per_label_val)")
+    add_output_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args, out):
+    address = resolve_address(args)
+    ask = None if args.yes or args.dry_run else confirm(
+        lambda _a: "rewrite the malformed values of %s in %s (originals kept in a quarantine file)?" % (
+            args.column, address.display()))
+    result = fix_json(address, column=args.column, dry_run=args.dry_run, reset_unfixable=args.reset_unfixable,
+                      batch_size=args.batch_size, snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir,
+                      quarantine_dir=args.quarantine_dir, retry_policy=retry_policy(args),
+                      progress=make_progress("fix-json", args, out), confirm=ask,
+                      interrupted=StopFlag().install(), force=args.force)
+    if out.json:
+        emit_json(result)
+    else:
+        out.lines(fix_json_lines(result, address.target()))
+    if result.dry_run:
+        return EXIT_OK  # a plan is not a failure (as cleanup --dry-run)
+    history.record(address, "fix-json", "done", summary="%d repaired, %d unrepairable" % (
+        result.repaired, result.unrepairable), quarantine=result.quarantine)
+    return EXIT_PROBLEMS if result.unrepairable > result.reset else EXIT_OK
+
+
+def fix_json_lines(result, target):
+    lines = []
+    verb = "would repair" if result.dry_run else "repaired"
+    lines.append("%s %s of %s malformed values in %s.%s of %s%s" % (
+        verb, n(result.repaired), n(result.candidates), result.table, result.column, target,
+        " (dry run: nothing changed)" if result.dry_run else ""))
+    if result.changes:
+        lines.append("  changes: " + ", ".join("%s %s" % (c, n(count)) for c, count in result.changes.items()))
+    for example in result.examples[:5]:
+        lines.append("  %s %s" % (result.column, example["id"]))
+        lines.append("      before: %s" % example["before"][:120])
+        lines.append("      after:  %s" % example["after"][:120])
+    if result.nulled:
+        lines.append("  NaN/Infinity became null in %s: %s" % (result.column, ", ".join(
+            str(i) for i in result.nulled[:20]) + (" ..." if len(result.nulled) > 20 else "")))
+    if result.unrepairable:
+        lines.append("%s values cannot be repaired without guessing%s:" % (
+            n(result.unrepairable), " (reset to {})" if result.reset else " (left unchanged)"))
+        for problem in result.problems[:10]:
+            lines.append("  - %s %s: %s (char %s)" % (result.column, problem["id"], problem["reason"],
+                                                      problem["position"]))
+        if not result.reset:
+            lines.append("  --reset-unfixable sets them to {} after keeping the originals")
+    if result.snapshot_id:
+        lines.append("snapshot before: %s" % result.snapshot_id)
+    if result.quarantine and not result.dry_run:
+        lines.append("originals kept in: %s" % result.quarantine)
+        lines.append("undo with: emfix undo %s" % result.quarantine)
+    return lines
+
+

@@ -1,0 +1,68 @@
+"""emfix optimize: index the foreign-key columns that have none, ANALYZE, optionally compact."""
+
+from ..errors import EXIT_OK
+from ..optimize import optimize
+from .common import (
+    FORCE_HELP,
+    add_database_options,
+    add_output_options,
+    command,
+    emit_json,
+    make_progress,
+    resolve_address,
+    retry_policy,
+)
+
+
+def register(sub):
+    p = command(sub, "optimize", "index foreign-key columns that have no index, ANALYZE, optionally VACUUM / "
+                "OPTIMIZE TABLE; times validate's slowest check before and after",
+                "emfix optimize experiment.db --dry-run   |   emfix optimize experiment.db --vacuum")
+    add_database_options(p)
+    p.add_argument("--dry-run", action="store_true", help="list the indexes it would create; change nothing")
+    p.add_argument("--vacuum", action="store_true",
+                   help="also compact: VACUUM (SQLite) or OPTIMIZE TABLE (MySQL), after checking free disk")
+    p.add_argument("--no-timing", action="store_true", help="skip the validate timings before and after")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    add_output_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args, out):
+    address = resolve_address(args)
+    result = optimize(address, dry_run=args.dry_run, vacuum=args.vacuum, timing=not args.no_timing,
+                      retry_policy=retry_policy(args), progress=make_progress("optimize", args, out),
+                      force=args.force)
+    if out.json:
+        emit_json(result)
+    else:
+        out.lines(optimize_lines(result, address.target()))
+    return EXIT_OK
+
+
+def optimize_lines(result, target):
+    verb = "would create" if result.dry_run else "created"
+    if result.created:
+        yield "%s %d index%s:" % (verb, len(result.created), "" if len(result.created) == 1 else "es")
+        for gap in result.created:
+            yield "  %s ON %s" % (gap.name, gap.describe())
+    else:
+        yield "every foreign-key column already has an index"
+    done = [what for what, flag in (("ANALYZE", result.analyzed), ("WAL checkpoint", result.checkpointed),
+                                    ("compacted", result.vacuumed)) if flag]
+    if done:
+        yield "ran: %s" % ", ".join(done)
+    if result.before_seconds is not None:
+        line = "validate's slowest check, %s: %.2f s" % (result.slowest_relation, result.before_seconds)
+        if result.after_seconds is not None:
+            line += " -> %.2f s" % result.after_seconds
+        yield line
+    if result.validate_before is not None:
+        line = "all foreign-key checks: %.2f s" % result.validate_before
+        if result.validate_after is not None:
+            line += " -> %.2f s" % result.validate_after
+        yield line
+    if result.dry_run and result.created:
+        yield "run `emfix optimize %s` to create them" % target
+
+

@@ -1,0 +1,177 @@
+"""emfix snapshot create|list|verify|restore|prune, and the cookbook's create-snapshot, list-snapshots,
+verify-snapshot and restore-snapshot."""
+
+import sys
+
+from .. import snapshot
+from ..errors import EXIT_DAMAGED, EXIT_OK, UsageError
+from .common import (
+    add_database_options,
+    add_output_options,
+    command,
+    emit_json,
+    make_progress,
+    n,
+    non_negative_int,
+    resolve_address,
+    retry_policy,
+)
+
+ACTIONS = {
+    "create": ("write a consistent, checksummed snapshot (online backup; one consistent read on MySQL)",
+               "emfix snapshot create experiment.db --description 'before cleanup' --verify"),
+    "list": ("list snapshots with their status (verified, unverified, damaged, missing, incomplete)",
+             "emfix snapshot list experiment.db"),
+    "verify": ("check snapshots against their manifests: size, SHA-256, quick_check, row counts (exit 4 if damaged)",
+               "emfix snapshot verify experiment.db --all"),
+    "restore": ("verify a snapshot, keep a safety snapshot of the current content, then restore atomically",
+                "emfix snapshot restore experiment.db --snapshot-id latest-valid"),
+    "prune": ("delete old snapshots; the newest verified one is always kept",
+              "emfix snapshot prune experiment.db --keep 10 --older-than 30d"),
+}
+COOKBOOK_NAMES = {"create-snapshot": "create", "list-snapshots": "list", "verify-snapshot": "verify",
+                  "restore-snapshot": "restore"}
+
+
+def register(sub):
+    group = command(sub, "snapshot", "create, list, verify, restore and prune snapshots",
+                    "emfix snapshot create experiment.db --verify && emfix snapshot list experiment.db")
+    actions = group.add_subparsers(dest="action", metavar="ACTION", parser_class=type(group))
+    for action, (help_text, example) in ACTIONS.items():
+        _add_options(command(actions, action, help_text, example), action)
+    group.set_defaults(func=run)
+    for name, action in COOKBOOK_NAMES.items():
+        help_text, example = ACTIONS[action]
+        p = command(sub, name, "the cookbook's name for `snapshot %s`: %s" % (action, help_text),
+                    example.replace("snapshot " + action, name))
+        _add_options(p, action)
+        p.set_defaults(func=run, action=action)
+
+
+def _add_options(parser, action):
+    add_database_options(parser)
+    parser.add_argument("--snapshot-dir", metavar="DIR",
+                        help="where snapshots live (default: snapshots/ beside a SQLite file, ./snapshots for MySQL)")
+    if action == "create":
+        parser.add_argument("--description", default="", help="a note stored in the manifest")
+        parser.add_argument("--verify", action="store_true", help="verify the snapshot right after writing it")
+    elif action == "verify":
+        parser.add_argument("snapshot_id", nargs="?", metavar="ID", help="the snapshot to check (or --all)")
+        parser.add_argument("--all", action="store_true", help="check every snapshot")
+        parser.add_argument("--full", action="store_true", help="PRAGMA integrity_check instead of quick_check")
+    elif action == "restore":
+        parser.add_argument("--snapshot-id", dest="snapshot_id", default=None, metavar="ID",
+                            help="the snapshot to restore, or latest-valid (default)")
+        parser.add_argument("--no-safety-snapshot", action="store_true",
+                            help="do not snapshot the current content first")
+        parser.add_argument("--from-other-database", action="store_true",
+                            help="restore a snapshot taken of another database (refused without this)")
+    elif action == "prune":
+        parser.add_argument("--keep", type=non_negative_int, metavar="N", help="keep the N newest snapshots")
+        parser.add_argument("--older-than", metavar="AGE", help="delete snapshots older than AGE (30d, 12h, 90m)")
+        parser.add_argument("--dry-run", action="store_true", help="show what would be deleted")
+    add_output_options(parser)
+
+
+def _where(args):
+    """(snapshot folder, database address or None: a folder alone lists and verifies what is in it)."""
+    if args.snapshot_dir and not (args.db or args.database):
+        return args.snapshot_dir, None
+    address = resolve_address(args)
+    return args.snapshot_dir or snapshot.default_snapshot_dir(address), address
+
+
+def run(args, out):
+    action = getattr(args, "action", None)
+    if action is None:
+        raise UsageError("snapshot needs an action: %s" % ", ".join(ACTIONS),
+                         hint="e.g. emfix snapshot create experiment.db")
+    if action == "verify" and not args.snapshot_id and not args.all and args.snapshot_dir and args.db \
+            and not args.database:
+        args.snapshot_id, args.db = args.db, None  # `verify --snapshot-dir DIR ID`: no database needed
+    directory, address = _where(args)
+    if action in ("create", "restore") and address is None:
+        raise UsageError("snapshot %s needs the database" % action, hint="pass DB as well as --snapshot-dir")
+    return {"create": _create, "list": _list, "verify": _verify, "restore": _restore,
+            "prune": _prune}[action](args, out, directory, address)
+
+
+def _create(args, out, directory, address):
+    manifest = snapshot.create_snapshot(address, directory, args.description, args.verify, retry_policy(args),
+                                        make_progress("snapshot", args, out))
+    if out.json:
+        emit_json(dict(manifest.to_dict(), directory=directory))
+        return EXIT_OK
+    out.text("snapshot %s: %s rows in %d tables, %.1f MB, sha256 %s%s" % (
+        manifest.id, n(manifest.row_total), len(manifest.tables), manifest.size / 1e6, manifest.sha256[:16],
+        ", verified" if manifest.verified_at else ""))
+    out.text("  in %s" % directory)
+    return EXIT_OK
+
+
+def _list(args, out, directory, address):
+    found = snapshot.list_snapshots(directory, address)
+    if out.json:
+        emit_json({"directory": directory, "snapshots": [s.to_dict() for s in found]})
+    else:
+        out.lines(snapshot_lines(found, directory))
+    return EXIT_OK
+
+
+def _verify(args, out, directory, address):
+    if not args.all and not args.snapshot_id:
+        raise UsageError("verify needs a snapshot id or --all", hint="see `emfix snapshot list`")
+    ids = [s.id for s in snapshot.list_snapshots(directory, address)] if args.all else [args.snapshot_id]
+    results = [snapshot.verify_snapshot(directory, i, full=args.full, address=address) for i in ids]
+    if out.json:
+        emit_json({"directory": directory, "snapshots": [r.to_dict() for r in results]})
+    else:
+        out.lines("%-34s %-10s %s" % (r.id, r.status, r.problem) for r in results)
+        if not results:
+            out.text("no snapshots in %s" % directory)
+    return EXIT_OK if all(r.status == "verified" for r in results) else EXIT_DAMAGED
+
+
+def _restore(args, out, directory, address):
+    chosen = snapshot.resolve_snapshot_id(directory, args.snapshot_id or "latest-valid", address)
+    if not out.quiet:
+        sys.stderr.write("restoring snapshot %s into %s\n" % (chosen, address.display()))
+    result = snapshot.restore_snapshot(address, directory, chosen, not args.no_safety_snapshot, retry_policy(args),
+                                       make_progress("snapshot", args, out),
+                                       allow_other_database=args.from_other_database)
+    if out.json:
+        emit_json(result)
+        return EXIT_OK
+    out.text("restored snapshot %s into %s (%s rows, %s)" % (
+        result.snapshot_id, address.display(), n(sum(result.tables.values())), result.method))
+    if result.safety_snapshot_id:
+        out.text("the content from before is in snapshot %s" % result.safety_snapshot_id)
+    return EXIT_OK
+
+
+def _prune(args, out, directory, address):
+    older = snapshot.parse_age(args.older_than) if args.older_than else None
+    result = snapshot.prune_snapshots(directory, args.keep, older, args.dry_run, address=address)
+    if out.json:
+        emit_json(result)
+        return EXIT_OK
+    out.text("%s %d snapshots, kept %d" % ("would delete" if result.dry_run else "deleted", len(result.deleted),
+                                           len(result.kept)))
+    out.lines("  - %s" % snapshot_id for snapshot_id in result.deleted)
+    return EXIT_OK
+
+
+def snapshot_lines(found, directory):
+    if not found:
+        return ["no snapshots in %s" % directory]
+    lines = ["%-34s %-10s %-19s %10s %12s  %s" % ("ID", "STATUS", "CREATED (UTC)", "SIZE", "ROWS", "DESCRIPTION")]
+    for s in found:
+        m = s.manifest
+        if m is None:
+            lines.append("%-34s %-10s %s" % (s.id, s.status, s.problem))
+            continue
+        lines.append("%-34s %-10s %-19s %8.1f MB %12s  %s%s" % (
+            s.id, s.status, m.created_at[:19].replace("T", " "), m.size / 1e6, n(m.row_total), m.description,
+            "  (%s)" % s.problem if s.problem else ""))
+    lines.append("in %s" % directory)
+    return lines

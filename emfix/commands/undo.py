@@ -1,0 +1,36 @@
+"""emfix undo: put back what a repair removed or rewrote, from its quarantine file."""
+
+import sys
+
+from ..errors import EXIT_OK, EXIT_PROBLEMS
+from ..undo import undo
+from .common import add_database_options, add_output_options, command, emit_json, n, resolve_address, retry_policy
+
+
+def register(sub):
+    p = command(sub, "undo", "put back what a repair changed: rows cleanup removed, values fix-json rewrote",
+                "emfix undo quarantine/cleanup-orphans-20261125T101500.000000Z.quarantine.db")
+    p.add_argument("quarantine", metavar="QUARANTINE", help="the quarantine file the repair printed")
+    add_database_options(p, positional=False)
+    add_output_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args, out):
+    address = resolve_address(args) if (args.database or args.mysql) else None
+    result = undo(args.quarantine, address, retry_policy=retry_policy(args))
+    if out.json:
+        emit_json(result)
+    else:
+        out.text("put back %s rows or values into %s from %s" % (n(sum(result.restored.values())), result.database,
+                                                                result.quarantine))
+        if result.removed_created:
+            out.text("removed %d parent rows the repair had created" % result.removed_created)
+    if result.not_restored:
+        sys.stderr.write("error: %s rows could not be put back: their key now holds a different row (%s); they stay "
+                         "in %s\n" % (n(sum(result.not_restored.values())), ", ".join(
+                             "%s %d" % kv for kv in sorted(result.not_restored.items())), result.quarantine))
+        sys.stderr.write("hint: `emfix undo %s --json` lists them with the row that holds each key now\n"
+                         % result.quarantine)
+        return EXIT_PROBLEMS
+    return EXIT_OK

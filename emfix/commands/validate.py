@@ -1,0 +1,174 @@
+"""emfix validate: every relation, the cascade a cleanup would follow, every metric's JSON (read-only)."""
+
+from .. import history
+from ..errors import EXIT_OK, EXIT_PROBLEMS
+from ..fileutil import check_output_path
+from ..validate import validate
+from .common import (
+    FORCE_HELP,
+    add_database_options,
+    add_output_options,
+    command,
+    emit_json,
+    make_progress,
+    n,
+    non_negative_int,
+    protected_paths,
+    resolve_address,
+    retry_policy,
+    row_id,
+    write_report,
+)
+
+EXAMPLES_SHOWN = 3
+
+
+def register(sub):
+    p = command(sub, "validate", "check every foreign key, the cascade a cleanup would follow, and every "
+                "metric's JSON (read-only; exit 0 PASS, 1 FAIL)",
+                "emfix validate experiment.db -o violation_report.json\n"
+                "  emfix validate --mysql --host db1 --user em -d experiments --experiment 12")
+    add_database_options(p)
+    p.add_argument("-o", "--output", metavar="REPORT.json", help="write the full report (the cookbook's format)")
+    p.add_argument("--limit", type=non_negative_int, default=100, metavar="N",
+                   help="examples listed per table (default 100; 0: none); counts are always complete")
+    p.add_argument("--experiment", type=row_id, metavar="ID",
+                   help="walk this experiment's hierarchy; the exit code then answers for it alone")
+    p.add_argument("--deep-json", action="store_true",
+                   help="SQLite: also check every value inside each metric object is a number (about 2x the "
+                        "JSON scan time; MySQL always does)")
+    p.add_argument("--jobs", type=int, choices=(1, 2), default=2,
+                   help="database connections working at once (default 2)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    add_output_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args, out):
+    address = resolve_address(args)
+    if args.output:  # a wrong -o is said before the work, not after it
+        check_output_path(args.output, protected_paths(address))
+    report = validate(address, limit=args.limit, experiment=args.experiment, retry_policy=retry_policy(args),
+                      progress=make_progress("validate", args, out), parallel=args.jobs > 1,
+                      deep_json=args.deep_json, force=args.force)
+    data = report.to_dict()
+    history.record(address, "validate", report.status, violations=report.total_violations,
+                   json_issues=report.json.issue_count)
+    if args.output:
+        write_report(args.output, data, address)
+    if out.json:
+        emit_json(data)
+    else:
+        out.lines(validation_lines(report, address.target()))
+        if args.output:
+            out.text("report written to %s" % args.output)
+    if args.experiment is not None:  # "is experiment 12 intact?": answered for that experiment alone
+        return EXIT_OK if report.hierarchy.exists and not report.hierarchy.breaks else EXIT_PROBLEMS
+    return EXIT_OK if report.passed else EXIT_PROBLEMS
+
+
+def _plural(count, word):
+    return "%s %s%s" % (n(count), word, "" if count == 1 else "s")
+
+
+def _pairs(columns, values):
+    return ", ".join("%s=%s" % (c, v) for c, v in zip(columns, values))
+
+
+def _key(key):
+    shown = {k: v for k, v in key.items() if k != "rowid"} or key
+    return ", ".join("%s=%s" % kv for kv in shown.items())
+
+
+def validation_lines(report, target):
+    """The short summary of a ValidationReport."""
+    lines = []
+    totals = report.total_violations
+    head = "%s: %s" % (report.status, target)
+    parts = []
+    if totals:
+        tables = sum(1 for t in report.tables.values() if t.violating_rows)
+        parts.append("%s in %s" % (_plural(totals, "foreign-key violation"), _plural(tables, "table")))
+    if report.total_cascade_rows:
+        parts.append("%s orphaned through a parent" % _plural(report.total_cascade_rows, "row"))
+    if report.json.issue_count:
+        parts.append("%s (%s fixable)" % (_plural(report.json.issue_count, "metric JSON issue"),
+                                          n(report.json.fixable_count)))
+    lines.append(head + (": " + ", ".join(parts) if parts else ": no violations, every metric's JSON is valid"))
+
+    if totals:
+        lines.append("")
+        lines.append("Foreign keys (rows whose parent row is missing):")
+        for check in report.relations:
+            if not check.violations:
+                continue
+            rel = check.relation
+            note = ""
+            if check.recreatable:
+                note = "  (%s: parent row can be recreated, its own parent exists)" % n(check.recreatable)
+            lines.append("  %-20s %8s  %s -> %s%s" % (rel.child, n(check.violations), ", ".join(rel.child_columns),
+                                                     rel.parent, note))
+            for v in check.examples[:EXAMPLES_SHOWN]:
+                lines.append("      row %s: no %s with %s" % (
+                    _key(v.key), rel.parent, _pairs(v.parent_columns, v.values)))
+            if check.violations > EXAMPLES_SHOWN:
+                lines.append("      ... and %s more" % n(check.violations - min(EXAMPLES_SHOWN, len(check.examples))))
+    cascade = [(t, c.cascade_rows) for t, c in report.tables.items() if c.cascade_rows]
+    if cascade:
+        lines.append("")
+        lines.append("Orphaned through a parent (a cleanup removes these too):")
+        lines.append("  " + ", ".join("%s %s" % (t, n(count)) for t, count in cascade))
+    if report.json.issue_count:
+        lines.append("")
+        lines.append("Metric JSON (%s):" % ", ".join("%s %s" % (c, n(count)) for c, count in
+                                                     sorted(report.json.categories.items(), key=lambda x: -x[1])))
+        # The ones fix-json cannot repair come first: they are the ones that need a person.
+        shown = sorted(report.json.issues, key=lambda i: bool(i.fixable))[:EXAMPLES_SHOWN * 2]
+        for issue in shown:
+            lines.append("  METRIC %s (%s): %s%s" % (issue.metric_id, issue.metric_type, issue.error,
+                                                    "" if issue.fixable else "  [needs a person]"))
+        if report.json.issue_count > len(shown):
+            lines.append("  ... and %s more" % n(report.json.issue_count - len(shown)))
+    warnings = report.warnings()
+    if warnings:
+        lines.append("")
+        lines.append("Warnings:")
+        for warning in warnings:
+            lines.append("  - " + warning["message"])
+    if report.hierarchy is not None:
+        lines.append("")
+        lines.extend(hierarchy_lines(report.hierarchy))
+    steps = next_steps(report, target)
+    if steps:
+        lines.append("")
+        lines.append("Next:")
+        lines.extend("  " + s for s in steps)
+    lines.append("")
+    lines.append("checked %s relations and %s metrics' JSON in %.1f s" % (
+        n(len(report.relations)), "all" if not report.json.skipped else "no", report.timings.get("total", 0)))
+    return lines
+
+
+def next_steps(report, target):
+    steps = []
+    if report.passed:
+        return steps
+    if report.total_violations:
+        steps.append("emfix cleanup-orphans %s --dry-run  # what a cleanup would remove" % target)
+    if report.json.fixable_count:
+        steps.append("emfix fix-json %s --dry-run     # how the metric JSON would be repaired" % target)
+    steps.append("emfix validate %s -o report.json  # every count and example in a file" % target)
+    return steps
+
+
+def hierarchy_lines(h):
+    lines = ["Experiment %s%s:" % (h.experiment_id, "" if h.exists else " (NOT FOUND)")]
+    for level in h.levels:
+        lines.append("  %-20s %10s" % (level.table, n(level.rows)))
+    if h.breaks:
+        lines.append("  breaks:")
+        for b in h.breaks:
+            lines.append("    - %s" % b.message)
+    elif h.exists:
+        lines.append("  no breaks: every row under it has its parent")
+    return lines
