@@ -357,7 +357,7 @@ def _delete_keys(db, graph, plan, keys):
                tuple(v for k in keys for v in k))
 
 
-def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock_ms=200, tables=None,
+def cleanup_orphans(address, *, dry_run=False, batch_size=5000, sleep=0.0, max_lock_ms=200, tables=None,
                     include_unreferenced=False, recreate_parents=False, snapshot=True, snapshot_dir=None,
                     quarantine_dir=None, retry_policy=None, progress=None, confirm=None, interrupted=None,
                     final_validate=True, force=False):
@@ -383,7 +383,7 @@ def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock
             # What the plan will be once the parents exist: create them, plan, roll back.
             db.execute("SAVEPOINT emfix_dry_run") if db.dialect == "sqlite" else db.execute("START TRANSACTION")
             try:
-                _create_parents(db, graph, wanted, lambda table, key: None)
+                _create_parents(db, graph, wanted, lambda _table, _values: None)
                 _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
                 doom, left = _build_doom(db, graph, plans, tables, include_unreferenced)
                 plan = _summarize(db, graph, (doom, left), recreate_counts, keepable)
@@ -412,7 +412,8 @@ def cleanup_orphans(address, dry_run=False, batch_size=5000, sleep=0.0, max_lock
         if snapshot:
             progress.update("snapshot before cleanup", force=True)
             result.snapshot_id = create_snapshot(address, snapshot_dir or default_snapshot_dir(address),
-                                                 "before %s" % COMMAND, verify=True, retry_policy=retry_policy).id
+                                                 description="before %s" % COMMAND, verify=True,
+                                                 retry_policy=retry_policy).id
         qpath = q.find_unfinished(quarantine_dir, COMMAND, address) or q.quarantine_path(quarantine_dir, COMMAND)
         qcon = q.open_quarantine(qpath, create=True)
         try:

@@ -283,10 +283,10 @@ def is_demo_database(path):
         return False
 
 
-def write_demo(path, shape=Shape(), seed=0, faults=True, force=False):
+def write_demo(path, shape=Shape(), seed=0, faults=True):
     """Write a demo SQLite database file at `path`: built under a temporary name, then renamed.
 
-    A file demo wrote before is replaced; any other file never is (`force` no longer matters)."""
+    A file demo wrote before is replaced; any other file never is."""
     if os.path.exists(path) and not is_demo_database(path):
         raise UsageError("%s already exists and is not a database `emfix demo` wrote: it is left alone" % path,
                          hint="choose another directory for the demo")

@@ -54,7 +54,7 @@ class DoctorReport:
         return FAIL if FAIL in levels else WARN if WARN in levels else OK
 
 
-def doctor(address, retry_policy=None, snapshot_dir=None, command_target=None):
+def doctor(address, *, retry_policy=None, snapshot_dir=None, command_target=None):
     """command_target: how the fix commands should name the database (defaults to its display form)."""
     from .retry import RetryPolicy
     retry_policy = retry_policy or RetryPolicy()
@@ -98,7 +98,7 @@ def doctor(address, retry_policy=None, snapshot_dir=None, command_target=None):
         findings += _missing_indexes(db, graph, target)
         lengths = _metric_lengths(db, graph)
         findings += _large_json(db, lengths, target)
-        findings += _disk(db, address, sizes, snapshot_dir, target)
+        findings += _disk(address, sizes, snapshot_dir, target)
         findings.append(_memory(lengths, target))
     findings += _last_results(address, snapshot_dir, target)
     return DoctorReport(address.display(), findings, True, time.perf_counter() - started)
@@ -297,7 +297,7 @@ def _large_json(db, lengths, target):
     return [Finding("metric_size", WARN, text, fix, {"count": count, "largest": [list(r) for r in rows]})]
 
 
-def _disk(db, address, sizes, snapshot_dir, target):
+def _disk(address, sizes, snapshot_dir, target):
     from .snapshot import default_snapshot_dir
     if address.is_sqlite:
         need = os.path.getsize(address.path)

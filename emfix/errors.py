@@ -32,7 +32,25 @@ class EmfixError(Exception):
         return self.message
 
 
+class SchemaError(EmfixError):
+    """The database lacks what a command needs (tables, keys)."""
+
+
+class NotExperimentManagerError(SchemaError):
+    """The database given is not an Experiment Manager database: most likely the wrong one."""
+
+    exit_code = EXIT_USAGE
+
+
+class Cancelled(EmfixError):
+    """The user answered no: nothing was changed, and nothing is left to resume."""
+
+    exit_code = EXIT_PROBLEMS
+
+
 class UsageError(EmfixError):
+    """What was asked cannot be done as asked: a bad option, a wrong path, the wrong database."""
+
     exit_code = EXIT_USAGE
 
 
@@ -62,30 +80,19 @@ class PoolTimeoutError(ConnectError):
     """No connection of the pool became free in time."""
 
 
+class NoSpaceError(EmfixError):
+    """The disk (or a file-size limit) is full: nothing half-written is kept."""
+
+    exit_code = EXIT_CONNECT
+
+
 class DamagedInputError(EmfixError):
+    """A file or value is damaged: a corrupt database, a snapshot or export that fails its checks."""
+
     exit_code = EXIT_DAMAGED
 
 
-class SchemaError(EmfixError):
-    """The database lacks what a command needs (tables, keys)."""
-
-
-class NotExperimentManagerError(SchemaError):
-    """The database given is not an Experiment Manager database: most likely the wrong one."""
-
-    exit_code = EXIT_USAGE
-
-
 class OperationInterrupted(EmfixError):
+    """Stopped between batches (Ctrl-C, SIGTERM): what is committed stays, a rerun finishes."""
+
     exit_code = EXIT_INTERRUPTED
-
-
-class Cancelled(EmfixError):
-    """The user answered no: nothing was changed, and nothing is left to resume."""
-
-    exit_code = EXIT_PROBLEMS
-
-
-class NoSpaceError(EmfixError):
-    """The disk (or a file-size limit) is full: nothing half-written is kept."""
-    exit_code = EXIT_CONNECT

@@ -46,11 +46,6 @@ class ExportResult:
 
 # -- export -----------------------------------------------------------------------------------------
 
-def _tables(graph, tree, include_metrics, include_artifacts):
-    skip = {t for t, wanted in (("METRIC", include_metrics), ("ARTIFACT", include_artifacts)) if not wanted}
-    return [t for t in tree.tables(graph) if t not in skip]
-
-
 def _select(db, graph, tree, table):
     columns = graph.columns[table]
     source, keys, _names = tree.source(db, graph, table)
@@ -74,8 +69,7 @@ def _open_output(path, address):
     return open(temp, "w", encoding="utf-8"), temp
 
 
-def export_experiment(address, experiment_id, path, fmt="jsonl", include_metrics=True, include_artifacts=True,
-                      retry_policy=None, progress=None):
+def export_experiment(address, experiment_id, path, *, fmt="jsonl", retry_policy=None, progress=None):
     """Stream one experiment's subtree to `path` ('-' for stdout); returns counts and checksum."""
     if fmt not in ("jsonl", "json"):
         raise UsageError("unknown format %r" % fmt, hint="use jsonl or json")
@@ -90,7 +84,7 @@ def export_experiment(address, experiment_id, path, fmt="jsonl", include_metrics
             if not tree.exists:
                 raise UsageError("experiment %s does not exist in %s" % (experiment_id, address.display()),
                                  hint="`emfix validate DB --experiment ID` lists what a missing id left behind")
-            tables = _tables(graph, tree, include_metrics, include_artifacts)
+            tables = tree.tables(graph)
             out, temp = _open_output(path, address)
             final = os.path.realpath(path) if temp else path
             try:

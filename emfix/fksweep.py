@@ -124,7 +124,7 @@ def plan_tables(db, graph):
     return plans
 
 
-def _index_hint(db, graph, plan, relation, indexes):
+def _index_hint(db, plan, relation, indexes):
     """Scan the child in the parent's key order when an index allows it.
 
     Probing the parent in its own key order turns random page reads into sequential ones (on
@@ -193,7 +193,7 @@ def _parent_key_is_unique(db, graph, relation):
     return any(i.unique and set(i.columns) == wanted for i in indexes_of(db, relation.parent))
 
 
-def _kind_expression(db, plan, relation, doomed, joined):
+def _kind_expression(db, relation, doomed, joined):
     q = db.quote
     nulls = " OR ".join("c.%s IS NULL" % q(c) for c in relation.child_columns)
     match = " AND ".join("p.%s = c.%s" % (q(p), q(c)) for c, p in zip(relation.child_columns,
@@ -235,9 +235,9 @@ def _doomed_bounds(db, name, width):
 def _sweep_relation(db, graph, plan, rel_no, relation, doomed, chunk_rows=None):
     q = db.quote
     chunked = chunk_rows and db.dialect == "sqlite" and plan.identity == ["rowid"]
-    hint = " NOT INDEXED" if chunked else _index_hint(db, graph, plan, relation, indexes_of(db, plan.table))
+    hint = " NOT INDEXED" if chunked else _index_hint(db, plan, relation, indexes_of(db, plan.table))
     joined = _parent_key_is_unique(db, graph, relation) and relation.parent != relation.child
-    kind = _kind_expression(db, plan, relation, doomed, joined)
+    kind = _kind_expression(db, relation, doomed, joined)
     names = ["rel", "kind"] + ["i%d" % n for n in range(len(plan.identity))] + [
         "v%d" % n for n in range(len(plan.columns))]
     join = ""
@@ -254,7 +254,7 @@ def _sweep_relation(db, graph, plan, rel_no, relation, doomed, chunk_rows=None):
         return
     # Short statements: between them a waiting writer gets the lock (in rollback-journal mode a
     # reader holding its lock longer would block every commit).
-    index = _index_hint(db, graph, plan, relation, indexes_of(db, plan.table))
+    index = _index_hint(db, plan, relation, indexes_of(db, plan.table))
     if index.startswith(" INDEXED BY") and sqlite3.sqlite_version_info >= (3, 15):
         _chunk_by_index(db, plan, statement.replace(" NOT INDEXED", index, 1), index, chunk_rows)
         return

@@ -97,7 +97,7 @@ def check_file(path):
     return header, trailer
 
 
-def import_file(address, path, experiment_title=None, retry_policy=None, progress=None, resume=False,
+def import_file(address, path, *, experiment_title=None, retry_policy=None, progress=None, resume=False,
                 force=False, interrupted=None, skip_tables=None):
     """Insert the file's rows parents first in batches, each committed with a journal row (the id
     offsets and the last line written), so a killed import is finished by `--resume`."""

@@ -80,7 +80,7 @@ def _kind(value):
     return "text" if isinstance(value, str) else "value"
 
 
-def fix_json(address, column="METRIC.per_label_val", dry_run=False, reset_unfixable=False, batch_size=500,
+def fix_json(address, *, column="METRIC.per_label_val", dry_run=False, reset_unfixable=False, batch_size=500,
              snapshot=True, snapshot_dir=None, quarantine_dir=None, retry_policy=None, progress=None, confirm=None,
              interrupted=None, force=False):
     progress = progress or NoProgress()
@@ -106,7 +106,8 @@ def fix_json(address, column="METRIC.per_label_val", dry_run=False, reset_unfixa
                     from .snapshot import create_snapshot, default_snapshot_dir
                     progress.update("snapshot before fix-json", force=True)
                     result.snapshot_id = create_snapshot(
-                        address, snapshot_dir or default_snapshot_dir(address), "before %s" % COMMAND, verify=True,
+                        address, snapshot_dir or default_snapshot_dir(address), description="before %s" % COMMAND,
+                        verify=True,
                         retry_policy=retry_policy).id
                 opened.append(_open_fix_quarantine(address, quarantine_dir, result, table, col, key))
             return opened[0]

@@ -419,7 +419,7 @@ def _repair(raw):
         try:
             raw = bytes(raw).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise Unrepairable("bytes that are not UTF-8 text (byte %d)" % exc.start, exc.start)
+            raise Unrepairable("bytes that are not UTF-8 text (byte %d)" % exc.start, exc.start) from None
         changes.add("stored as bytes -> text")
     if not isinstance(raw, str):
         raise Unrepairable("a %s, not text" % type(raw).__name__, -1)
@@ -449,7 +449,7 @@ def _repair(raw):
             value = parser.parse_document()
             changes |= parser.changes or {"rewritten as strict JSON"}  # strict parsing failed: never "valid"
     except RecursionError:
-        raise Unrepairable("nested too deeply to read", -1)
+        raise Unrepairable("nested too deeply to read", -1) from None
     if text.count("[") + text.count("{") > MAX_DEPTH and deeper_than(value, MAX_DEPTH):
         # Python 3.13's decoder reads any depth; MySQL refuses over 100 levels: the same answer everywhere.
         raise Unrepairable("nested more than %d levels deep" % MAX_DEPTH, -1)
@@ -463,5 +463,5 @@ def _repair(raw):
     try:
         result = dump(value)
     except ValueError as exc:
-        raise Unrepairable(str(exc), -1)
+        raise Unrepairable(str(exc), -1) from None
     return RepairResult(result, "repaired", sorted(changes))

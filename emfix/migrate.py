@@ -147,7 +147,7 @@ def batch_for_memory(db, graph, table, where, max_memory_mb):
     return max(10, min(MAX_BATCH, int(room / (4 * per_row))))
 
 
-def migrate_experiment(src, dst, experiment_id, strategy="balanced", batch_size=None, paging="keyset",
+def migrate_experiment(src, dst, experiment_id, *, strategy="balanced", batch_size=None, paging="keyset",
                        resume=False, force=False, init=False, verify=True, retry_policy=None, progress=None,
                        interrupted=None, snapshot_dir=None, max_memory=None, skip_tables=None):
     """batch_size: rows per transaction (2000 by default); max_memory (MB) caps it per table by row size."""
@@ -255,7 +255,7 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
             if strategy != "aggressive" and not (resume and journal):
                 from .snapshot import create_snapshot, default_snapshot_dir
                 snapshot_id = create_snapshot(dst, snapshot_dir or default_snapshot_dir(dst),
-                                              "before migrating experiment %d" % experiment_id, verify=True,
+                                              description="before migrating experiment %d" % experiment_id, verify=True,
                                               retry_policy=retry_policy).id
             if resume and journal and journal["state"] == "running":
                 offsets, position, copied = journal["offsets"], journal["position"], journal["copied"]

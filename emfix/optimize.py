@@ -56,7 +56,7 @@ def _seconds_of(checks, relation_text):
     return next((c.seconds for c in checks if c.relation.describe() == relation_text), None)
 
 
-def optimize(address, dry_run=False, vacuum=False, timing=True, retry_policy=None, progress=None, force=False):
+def optimize(address, *, dry_run=False, vacuum=False, timing=True, retry_policy=None, progress=None, force=False):
     progress = progress or NoProgress()
     started = time.perf_counter()
     with open_database(address, readonly=dry_run and address.is_sqlite, retry_policy=retry_policy) as db:

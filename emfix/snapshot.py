@@ -239,7 +239,7 @@ def _in_parallel(*jobs):
     return results
 
 
-def verify_snapshot(directory, snapshot_id, full=False, record=True, address=None):
+def verify_snapshot(directory, snapshot_id, *, full=False, record=True, address=None):
     """Check one snapshot against its manifest; never raises for damage, returns it.
 
     With `address`, a snapshot of another database is refused (UsageError), not checked."""
@@ -257,7 +257,7 @@ def verify_snapshot(directory, snapshot_id, full=False, record=True, address=Non
         raise UsageError("snapshot %s is of another database (%s), not of %s" % (
             snapshot_id, _source_text(manifest), address.display()),
             hint="`emfix snapshot list %s` shows this database's snapshots" % address.target())
-    problem = _find_damage(directory, snapshot_id, manifest, path, full)
+    problem = _find_damage(snapshot_id, manifest, path, full)
     if record:
         manifest.damage = problem or None
         if not problem:
@@ -272,7 +272,7 @@ def verify_snapshot(directory, snapshot_id, full=False, record=True, address=Non
     return SnapshotStatus(snapshot_id, "verified", "", manifest)
 
 
-def _find_damage(directory, snapshot_id, manifest, path, full):
+def _find_damage(snapshot_id, manifest, path, full):
     if manifest.id != snapshot_id or manifest.file != os.path.basename(path):
         return "manifest describes %s, not %s" % (manifest.file, os.path.basename(path))
     if not os.path.exists(path):
@@ -434,7 +434,7 @@ def _expected_size(db):
                          "WHERE TABLE_SCHEMA = DATABASE()") or 0)
 
 
-def create_snapshot(address, directory=None, description="", verify=False, retry_policy=None, progress=None,
+def create_snapshot(address, directory=None, *, description="", verify=False, retry_policy=None, progress=None,
                     label="snapshot", kind="snapshot"):
     """Write a snapshot of the database; return its manifest (verified when `verify`)."""
     progress = progress or NoProgress()
@@ -512,7 +512,7 @@ def resolve_snapshot_id(directory, wanted, address=None):
                      if others else "create one with `emfix snapshot create`")
 
 
-def restore_snapshot(address, directory=None, snapshot_id="latest-valid", safety_snapshot=True, retry_policy=None,
+def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, safety_snapshot=True, retry_policy=None,
                      progress=None, allow_other_database=False):
     """Replace the database's content with a verified snapshot of it; the old content is kept first.
 
@@ -561,7 +561,7 @@ def _source_text(manifest):
 def _safety_snapshot(address, directory, snapshot_id, retry_policy):
     description = "safety copy before restoring %s" % snapshot_id
     try:
-        return create_snapshot(address, directory, description, verify=True, retry_policy=retry_policy,
+        return create_snapshot(address, directory, description=description, verify=True, retry_policy=retry_policy,
                                label="safety snapshot", kind="safety").id
     except DamagedInputError:
         if not address.is_sqlite or not os.path.exists(address.path):
@@ -683,7 +683,7 @@ def parse_age(text):
         raise UsageError("%s is too long an age" % text.strip(), hint="at most 999999999 days") from None
 
 
-def prune_snapshots(directory, keep=None, older_than=None, dry_run=False, now=None, address=None):
+def prune_snapshots(directory, *, keep=None, older_than=None, dry_run=False, now=None, address=None):
     """Delete old snapshots of `address` (without one: of each database in the folder, counted apart);
     the newest verified snapshot of each database is never deleted."""
     if keep is None and older_than is None:

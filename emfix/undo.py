@@ -29,7 +29,7 @@ class UndoResult:
     conflicts: List[dict] = dataclasses.field(default_factory=list)
 
 
-def undo(quarantine_path, address=None, retry_policy=None):
+def undo(quarantine_path, address=None, *, retry_policy=None):
     """Put every quarantined row back (parents first) and remove the parents a repair created.
 
     Idempotent: rows already present are left alone, so running it twice changes nothing more. A

@@ -232,7 +232,7 @@ def _start_helper(address, retry_policy, work):
     return thread, failure
 
 
-def validate(address, limit=100, experiment=None, retry_policy=None, progress=None, parallel=True,
+def validate(address, *, limit=100, experiment=None, retry_policy=None, progress=None, parallel=True,
              deep_json=False, force=False):
     """Check a database read-only; return a ValidationReport (nothing is written to it)."""
     progress = progress or NoProgress()

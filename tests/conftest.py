@@ -76,7 +76,7 @@ def make_demo(address, shape=None, faults=True, json_type="text"):
     """Fill `address` with the demo generator; return (rows, faults)."""
     shape = shape or Shape()
     if address.is_sqlite:
-        result = write_demo(address.path, shape, faults=faults, force=True)
+        result = write_demo(address.path, shape, faults=faults)
         return result.rows, result.faults
     with open_database(address, create=True) as db:
         return build_demo(db, shape, faults=faults, json_type=json_type)

@@ -95,7 +95,7 @@ def test_restore_never_takes_another_databases_snapshot(demo_db, tmp_path):
     other = DatabaseAddress("sqlite", path=str(tmp_path / "copy.db"))
     make_demo(other, faults=False)
     shared = str(tmp_path / "snapshots")
-    snapshot.create_snapshot(other, shared, "of the copy", verify=True)
+    snapshot.create_snapshot(other, shared, description="of the copy", verify=True)
     before = all_rows(demo_db.path)
     result = run_cli("snapshot", "restore", demo_db.path, "--snapshot-dir", shared, "--no-safety-snapshot")
     assert result.returncode == 2 and "no valid snapshot" in result.stderr, result.stderr
@@ -147,7 +147,7 @@ def test_mysql_snapshots_of_two_databases_in_one_folder_stay_apart(mysql_databas
 
 def test_restoring_latest_valid_twice_does_not_flip_back(demo_db, tmp_path):
     folder = str(tmp_path / "snapshots")
-    snapshot.create_snapshot(demo_db, folder, "good state", verify=True)
+    snapshot.create_snapshot(demo_db, folder, description="good state", verify=True)
     wanted = all_rows(demo_db.path)
     con = sqlite3.connect(demo_db.path)
     con.execute("DELETE FROM METRIC")

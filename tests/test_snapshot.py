@@ -39,7 +39,7 @@ def snapdir(tmp_path):
 
 def test_restore_round_trips_exactly_on_both_backends(demo_address, tmp_path):
     before = dump_all(demo_address)
-    manifest = snapshot.create_snapshot(demo_address, snapdir(tmp_path), "before", verify=True)
+    manifest = snapshot.create_snapshot(demo_address, snapdir(tmp_path), description="before", verify=True)
     assert manifest.row_total == sum(len(rows) for rows in before.values())
     with open_database(demo_address) as db:
         if db.dialect == "mysql":

@@ -1,27 +1,13 @@
 """The small interface every capability talks to, whatever the database behind it."""
 
+import collections
 import contextlib
-import dataclasses
-from typing import Tuple
 
 from ..retry import RetryPolicy
 
-
-@dataclasses.dataclass(frozen=True)
-class ForeignKey:
-    table: str
-    columns: Tuple[str, ...]
-    ref_table: str
-    ref_columns: Tuple[str, ...]
-    name: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class Index:
-    table: str
-    name: str
-    columns: Tuple[str, ...]
-    unique: bool = False
+# What the database declares, as it declares it (schema.Relation is the graph's own, resolved form).
+ForeignKey = collections.namedtuple("ForeignKey", "table columns ref_table ref_columns name", defaults=("",))
+Index = collections.namedtuple("Index", "table name columns unique", defaults=(False,))
 
 
 class Backend:
@@ -56,7 +42,7 @@ class Backend:
         FLOAT column is read as `col + 0e0`, the double that holds the stored single exactly."""
         return ", ".join(self.exact_column(table, c, prefix) for c in columns)
 
-    def exact_column(self, table, column, prefix=""):
+    def exact_column(self, table, column, prefix=""):  # noqa: ARG002 (a backend that reads by type needs it)
         return prefix + self.quote(column)
 
     # -- statements (implemented per backend) ------------------------------------------------

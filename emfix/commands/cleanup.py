@@ -3,56 +3,42 @@
 from .. import history
 from ..cleanup import cleanup_orphans
 from ..errors import EXIT_OK, EXIT_PROBLEMS
-from .common import (
-    StopFlag,
-    add_database_options,
-    add_output_options,
-    add_repair_options,
-    command,
-    confirm,
-    emit_json,
-    make_progress,
-    n,
-    positive_int,
-    resolve_address,
-    retry_policy,
-    seconds,
-    table_list,
-)
+from . import common
+from .common import n
 
 
 def register(sub):
-    p = command(sub, "cleanup-orphans", "remove orphaned rows and every row orphaned through them, in short "
+    p = common.command(sub, "cleanup-orphans", "remove orphaned rows and every row orphaned through them, in short "
                 "batches, keeping each removed row in a quarantine file for `emfix undo`",
                 "emfix cleanup-orphans experiment.db --dry-run\n  emfix cleanup-orphans experiment.db --yes",
                 aliases=["cleanup"])
-    add_database_options(p)
-    add_repair_options(p, 5000, "most rows per delete transaction (default 5000)")
-    p.add_argument("--sleep", type=seconds, default=0.0, metavar="S", help="pause between batches (seconds)")
-    p.add_argument("--max-lock-ms", type=positive_int, default=200, metavar="M",
+    common.add_database_options(p)
+    common.add_repair_options(p, 5000, "most rows per delete transaction (default 5000)")
+    p.add_argument("--sleep", type=common.seconds, default=0.0, metavar="S", help="pause between batches (seconds)")
+    p.add_argument("--max-lock-ms", type=common.positive_int, default=200, metavar="M",
                    help="shrink batches so each write transaction stays under M milliseconds (default 200)")
     p.add_argument("--tables", metavar="T,...", help="only remove rows from these tables")
     p.add_argument("--include-unreferenced", action="store_true",
                    help="also remove METRIC and ARTIFACT rows nothing references")
     p.add_argument("--recreate-parents", action="store_true",
                    help="create missing RESULTS/EPOCH rows under existing runs instead of removing their links")
-    add_output_options(p)
-    p.set_defaults(func=run)
+    common.finish(p, run)
 
 
 def run(args, out):
-    address = resolve_address(args)
-    ask = None if args.yes or args.dry_run else confirm(
+    address = common.resolve_address(args)
+    ask = None if args.yes or args.dry_run else common.confirm(
         lambda plan: "remove %s rows from %s (each kept in a quarantine file)?" % (n(plan.total), address.display()),
         cleanup_plan_lines)
     result = cleanup_orphans(
         address, dry_run=args.dry_run, batch_size=args.batch_size, sleep=args.sleep, max_lock_ms=args.max_lock_ms,
-        tables=table_list(args.tables), include_unreferenced=args.include_unreferenced,
+        tables=common.table_list(args.tables), include_unreferenced=args.include_unreferenced,
         recreate_parents=args.recreate_parents, snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir,
-        quarantine_dir=args.quarantine_dir, retry_policy=retry_policy(args),
-        progress=make_progress("cleanup", args, out), confirm=ask, interrupted=StopFlag().install(), force=args.force)
+        quarantine_dir=args.quarantine_dir, retry_policy=common.retry_policy(args),
+        progress=common.make_progress("cleanup", args, out), confirm=ask, interrupted=common.StopFlag().install(),
+        force=args.force)
     if out.json:
-        emit_json(result)
+        common.emit_json(result)
     else:
         out.lines(cleanup_lines(result, address.target()))
     if not result.dry_run:

@@ -52,6 +52,12 @@ def add_output_options(parser):
                        help="progress on stderr even when it is not a terminal (a line every 5 s, for logs)")
 
 
+def finish(parser, handler):
+    """What every command ends with: the output options, and the handler its arguments go to."""
+    add_output_options(parser)
+    parser.set_defaults(func=handler)
+
+
 def add_database_options(parser, positional=True):
     if positional:
         parser.add_argument("db", nargs="?", metavar="DB",

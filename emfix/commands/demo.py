@@ -5,11 +5,11 @@ import os
 
 from ..demo import Shape, write_demo
 from ..errors import EXIT_OK, UsageError
-from .common import add_output_options, command, emit_json, number
+from . import common
 
 
 def register(sub):
-    p = command(sub, "demo", "write a sample database with realistic damage to try emfix on",
+    p = common.command(sub, "demo", "write a sample database with realistic damage to try emfix on",
                 "emfix demo ./emfix-demo && emfix validate ./emfix-demo/experiment.db")
     p.add_argument("directory", nargs="?", default="emfix-demo", metavar="DIR",
                    help="where to write experiment.db (default: ./emfix-demo)")
@@ -21,12 +21,11 @@ def register(sub):
     p.add_argument("--clean", action="store_true", help="write no damage")
     p.add_argument("--force", action="store_true",
                    help="kept for old scripts: demo rewrites a database it wrote itself, and never any other file")
-    add_output_options(p)
-    p.set_defaults(func=run)
+    common.finish(p, run)
 
 
 def scale(text):
-    return number(text, 0.001, 1000, "the scale (millions of rows)")
+    return common.number(text, 0.001, 1000, "the scale (millions of rows)")
 
 
 def run(args, out):
@@ -38,7 +37,7 @@ def run(args, out):
     path = os.path.join(directory, "experiment.db")
     result = write_demo(path, shape, seed=args.seed, faults=not args.clean)
     if out.json:
-        emit_json({"path": path, "rows": result.rows, "total_rows": result.total_rows,
+        common.emit_json({"path": path, "rows": result.rows, "total_rows": result.total_rows,
                    "shape": dataclasses.asdict(shape), "faults": [dict(name=n, what=w) for n, w in result.faults]})
         return EXIT_OK
     out.text("wrote %s: %d rows, schema generation %d, %d kinds of damage" % (

@@ -5,25 +5,26 @@ import sys
 from ..address import hide_secrets
 from ..doctor import doctor
 from ..errors import EXIT_OK, EXIT_PROBLEMS
-from .common import add_database_options, add_output_options, command, emit_json, resolve_address, retry_policy
+from . import common
+
+SUMMARY = ("what is wrong around a database and what to run: connection, locks, journal, engines, disk, memory, "
+           "large metrics, unindexed keys, last results (exit 0 OK/WARN, 1 FAIL)")
 
 
 def register(sub):
-    p = command(sub, "doctor", "what is wrong around a database and what to run: connection, locks, journal, "
-                "engines, disk, memory, large metrics, unindexed keys, last results (exit 0 OK/WARN, 1 FAIL)",
-                "emfix doctor experiment.db   |   emfix doctor mysql://em@db1/experiments --json")
-    add_database_options(p)
+    p = common.command(sub, "doctor", SUMMARY,
+                       "emfix doctor experiment.db   |   emfix doctor mysql://em@db1/experiments --json")
+    common.add_database_options(p)
     p.add_argument("--snapshot-dir", metavar="DIR", help="where this database's snapshots live")
-    add_output_options(p)
-    p.set_defaults(func=run)
+    common.finish(p, run)
 
 
 def run(args, out):
-    address = resolve_address(args)
-    report = doctor(address, retry_policy=retry_policy(args), snapshot_dir=args.snapshot_dir,
+    address = common.resolve_address(args)
+    report = doctor(address, retry_policy=common.retry_policy(args), snapshot_dir=args.snapshot_dir,
                     command_target=address.target())
     if out.json:
-        emit_json({"database": report.database, "status": report.status, "connected": report.connected,
+        common.emit_json({"database": report.database, "status": report.status, "connected": report.connected,
                    "findings": report.findings, "seconds": round(report.seconds, 3)})
     else:
         out.lines(doctor_lines(report))

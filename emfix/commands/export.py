@@ -2,26 +2,18 @@
 
 from ..errors import EXIT_OK
 from ..export import export_experiment
-from .common import (
-    add_database_options,
-    add_output_options,
-    command,
-    emit_json,
-    make_progress,
-    n,
-    resolve_address,
-    retry_policy,
-    row_id,
-)
+from . import common
+from .common import n
 
 
 def register(sub):
-    p = command(sub, "export", "write one experiment's complete subtree to a file, streamed",
+    p = common.command(sub, "export", "write one experiment's complete subtree to a file, streamed",
                 "emfix export experiment.db -e 12 -o exp12.jsonl\n"
                 "  emfix export experiment.db -e 12 -o - --format json | gzip > exp12.json.gz",
                 aliases=["export-experiment"])
-    add_database_options(p)
-    p.add_argument("-e", "--experiment", type=row_id, required=True, metavar="ID", help="the experiment to export")
+    common.add_database_options(p)
+    p.add_argument("-e", "--experiment", type=common.row_id, required=True, metavar="ID",
+                   help="the experiment to export")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write ('-' for stdout)")
     p.add_argument("--format", choices=("jsonl", "json"), default="jsonl",
                    help="jsonl: one record per line with a checksummed trailer (default); json: the old layout")
@@ -29,18 +21,18 @@ def register(sub):
                    help="include the METRIC rows the subtree links (always on; kept for the cookbook)")
     p.add_argument("--include-artifacts", action="store_true", default=True,
                    help="include the ARTIFACT rows the subtree links (always on; kept for the cookbook)")
-    add_output_options(p)
-    p.set_defaults(func=run)
+    common.finish(p, run)
 
 
 def run(args, out):
-    address = resolve_address(args)
+    address = common.resolve_address(args)
     result = export_experiment(address, args.experiment, args.output, fmt=args.format,
-                               retry_policy=retry_policy(args), progress=make_progress("export", args, out))
+                               retry_policy=common.retry_policy(args),
+                               progress=common.make_progress("export", args, out))
     if args.output == "-":
         return EXIT_OK
     if out.json:
-        emit_json(result)
+        common.emit_json(result)
     else:
         out.text("exported experiment %d to %s: %s rows in %d tables, %.1f s" % (
             result.experiment_id, result.path, n(sum(result.counts.values())), len(result.counts), result.seconds))

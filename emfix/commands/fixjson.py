@@ -3,47 +3,35 @@
 from .. import history
 from ..errors import EXIT_OK, EXIT_PROBLEMS
 from ..jsonfix import fix_json
-from .common import (
-    StopFlag,
-    add_database_options,
-    add_output_options,
-    add_repair_options,
-    command,
-    confirm,
-    emit_json,
-    make_progress,
-    n,
-    resolve_address,
-    retry_policy,
-)
+from . import common
+from .common import n
 
 
 def register(sub):
-    p = command(sub, "fix-json", "repair malformed metric JSON exactly (never guessing), keeping every "
+    p = common.command(sub, "fix-json", "repair malformed metric JSON exactly (never guessing), keeping every "
                 "original in a quarantine file for `emfix undo`",
                 "emfix fix-json experiment.db --dry-run\n  emfix fix-json experiment.db --yes")
-    add_database_options(p)
-    add_repair_options(p, 500, "values per transaction (default 500)")
+    common.add_database_options(p)
+    common.add_repair_options(p, 500, "values per transaction (default 500)")
     p.add_argument("--reset-unfixable", action="store_true",
                    help="set values that cannot be repaired to {} (the originals are kept in the quarantine)")
     p.add_argument("--column", default="METRIC.per_label_val", metavar="TABLE.COLUMN",
                    help="the column to repair (default METRIC.per_label_val)")
-    add_output_options(p)
-    p.set_defaults(func=run)
+    common.finish(p, run)
 
 
 def run(args, out):
-    address = resolve_address(args)
-    ask = None if args.yes or args.dry_run else confirm(
+    address = common.resolve_address(args)
+    ask = None if args.yes or args.dry_run else common.confirm(
         lambda _a: "rewrite the malformed values of %s in %s (originals kept in a quarantine file)?" % (
             args.column, address.display()))
     result = fix_json(address, column=args.column, dry_run=args.dry_run, reset_unfixable=args.reset_unfixable,
                       batch_size=args.batch_size, snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir,
-                      quarantine_dir=args.quarantine_dir, retry_policy=retry_policy(args),
-                      progress=make_progress("fix-json", args, out), confirm=ask,
-                      interrupted=StopFlag().install(), force=args.force)
+                      quarantine_dir=args.quarantine_dir, retry_policy=common.retry_policy(args),
+                      progress=common.make_progress("fix-json", args, out), confirm=ask,
+                      interrupted=common.StopFlag().install(), force=args.force)
     if out.json:
-        emit_json(result)
+        common.emit_json(result)
     else:
         out.lines(fix_json_lines(result, address.target()))
     if result.dry_run:

@@ -2,41 +2,30 @@
 
 from ..errors import EXIT_OK
 from ..importer import import_file
-from .common import (
-    SKIP_TABLES_HELP,
-    StopFlag,
-    add_database_options,
-    add_output_options,
-    command,
-    emit_json,
-    make_progress,
-    n,
-    resolve_address,
-    retry_policy,
-    table_list,
-)
+from . import common
+from .common import n
 
 
 def register(sub):
-    p = command(sub, "import", "read an export file (jsonl) into a database, with new ids that never collide",
+    p = common.command(sub, "import", "read an export file (jsonl) into a database, with new ids that never collide",
                 "emfix import experiment.db exp12.jsonl --experiment-title 'exp 12 (copy)'")
-    add_database_options(p)
+    common.add_database_options(p)
     p.add_argument("file", metavar="FILE", help="a file written by `emfix export --format jsonl`")
     p.add_argument("--experiment-title", metavar="T", help="title of the imported experiment")
     p.add_argument("--resume", action="store_true", help="finish an import that was interrupted")
     p.add_argument("--force", action="store_true", help="import the file again as another experiment")
-    p.add_argument("--skip-tables", metavar="T,...", help=SKIP_TABLES_HELP)
-    add_output_options(p)
-    p.set_defaults(func=run)
+    p.add_argument("--skip-tables", metavar="T,...", help=common.SKIP_TABLES_HELP)
+    common.finish(p, run)
 
 
 def run(args, out):
-    address = resolve_address(args)
-    result = import_file(address, args.file, experiment_title=args.experiment_title, retry_policy=retry_policy(args),
-                         progress=make_progress("import", args, out), resume=args.resume, force=args.force,
-                         interrupted=StopFlag().install(), skip_tables=table_list(args.skip_tables))
+    address = common.resolve_address(args)
+    result = import_file(address, args.file, experiment_title=args.experiment_title,
+                         retry_policy=common.retry_policy(args),
+                         progress=common.make_progress("import", args, out), resume=args.resume, force=args.force,
+                         interrupted=common.StopFlag().install(), skip_tables=common.table_list(args.skip_tables))
     if out.json:
-        emit_json(result)
+        common.emit_json(result)
     else:
         out.text("imported %s rows into %s as experiment %d (%.1f s)%s" % (
             n(sum(result.counts.values())), address.display(), result.experiment_id, result.seconds,

@@ -2,26 +2,25 @@
 
 from ..errors import EXIT_OK
 from ..schema import create_schema
-from .common import add_database_options, add_output_options, command, emit_json, open_from_args
+from . import common
 
 
 def register(sub):
-    p = command(sub, "init", "create the Experiment Manager schema (missing tables only)",
+    p = common.command(sub, "init", "create the Experiment Manager schema (missing tables only)",
                 "emfix init experiment.db   |   emfix init mysql://root@127.0.0.1/test")
-    add_database_options(p)
+    common.add_database_options(p)
     p.add_argument("--generation", type=int, choices=(1, 2), default=2,
                    help="1: without the BATCH tables, 2: with them (default)")
     p.add_argument("--json-type", choices=("json", "text"), default="json",
                    help="MySQL type of METRIC.per_label_val: JSON (default) or LONGTEXT as legacy installs")
-    add_output_options(p)
-    p.set_defaults(func=run)
+    common.finish(p, run)
 
 
 def run(args, out):
-    with open_from_args(args, create=True) as db:
+    with common.open_from_args(args, create=True) as db:
         created = create_schema(db, generation=args.generation, json_type=args.json_type)
         if out.json:
-            emit_json({"database": db.address.to_dict(), "created": created})
+            common.emit_json({"database": db.address.to_dict(), "created": created})
         elif created:
             out.text("created %d tables in %s: %s" % (len(created), db.address.display(), ", ".join(created)))
         else:

@@ -2,39 +2,29 @@
 
 from ..errors import EXIT_OK
 from ..optimize import optimize
-from .common import (
-    FORCE_HELP,
-    add_database_options,
-    add_output_options,
-    command,
-    emit_json,
-    make_progress,
-    resolve_address,
-    retry_policy,
-)
+from . import common
 
 
 def register(sub):
-    p = command(sub, "optimize", "index foreign-key columns that have no index, ANALYZE, optionally VACUUM / "
+    p = common.command(sub, "optimize", "index foreign-key columns that have no index, ANALYZE, optionally VACUUM / "
                 "OPTIMIZE TABLE; times validate's slowest check before and after",
                 "emfix optimize experiment.db --dry-run   |   emfix optimize experiment.db --vacuum")
-    add_database_options(p)
+    common.add_database_options(p)
     p.add_argument("--dry-run", action="store_true", help="list the indexes it would create; change nothing")
     p.add_argument("--vacuum", action="store_true",
                    help="also compact: VACUUM (SQLite) or OPTIMIZE TABLE (MySQL), after checking free disk")
     p.add_argument("--no-timing", action="store_true", help="skip the validate timings before and after")
-    p.add_argument("--force", action="store_true", help=FORCE_HELP)
-    add_output_options(p)
-    p.set_defaults(func=run)
+    p.add_argument("--force", action="store_true", help=common.FORCE_HELP)
+    common.finish(p, run)
 
 
 def run(args, out):
-    address = resolve_address(args)
+    address = common.resolve_address(args)
     result = optimize(address, dry_run=args.dry_run, vacuum=args.vacuum, timing=not args.no_timing,
-                      retry_policy=retry_policy(args), progress=make_progress("optimize", args, out),
+                      retry_policy=common.retry_policy(args), progress=common.make_progress("optimize", args, out),
                       force=args.force)
     if out.json:
-        emit_json(result)
+        common.emit_json(result)
     else:
         out.lines(optimize_lines(result, address.target()))
     return EXIT_OK

@@ -2,22 +2,21 @@
 
 from ..errors import EXIT_OK
 from ..schema import discover_graph
-from .common import add_database_options, add_output_options, command, emit_json, open_from_args
+from . import common
 
 
 def register(sub):
-    p = command(sub, "schema", "show the relation graph emfix discovered (parents before children)",
+    p = common.command(sub, "schema", "show the relation graph emfix discovered (parents before children)",
                 "emfix schema experiment.db --json")
-    add_database_options(p)
-    add_output_options(p)
-    p.set_defaults(func=run)
+    common.add_database_options(p)
+    common.finish(p, run)
 
 
 def run(args, out):
-    with open_from_args(args, readonly=True) as db:
+    with common.open_from_args(args, readonly=True) as db:
         graph = discover_graph(db)
     if out.json:
-        emit_json(graph)
+        common.emit_json(graph)
         return EXIT_OK
     out.lines(schema_lines(graph))
     return EXIT_OK

@@ -5,17 +5,8 @@ import sys
 
 from .. import snapshot
 from ..errors import EXIT_DAMAGED, EXIT_OK, UsageError
-from .common import (
-    add_database_options,
-    add_output_options,
-    command,
-    emit_json,
-    make_progress,
-    n,
-    non_negative_int,
-    resolve_address,
-    retry_policy,
-)
+from . import common
+from .common import n
 
 ACTIONS = {
     "create": ("write a consistent, checksummed snapshot (online backup; one consistent read on MySQL)",
@@ -34,22 +25,22 @@ COOKBOOK_NAMES = {"create-snapshot": "create", "list-snapshots": "list", "verify
 
 
 def register(sub):
-    group = command(sub, "snapshot", "create, list, verify, restore and prune snapshots",
+    group = common.command(sub, "snapshot", "create, list, verify, restore and prune snapshots",
                     "emfix snapshot create experiment.db --verify && emfix snapshot list experiment.db")
     actions = group.add_subparsers(dest="action", metavar="ACTION", parser_class=type(group))
     for action, (help_text, example) in ACTIONS.items():
-        _add_options(command(actions, action, help_text, example), action)
+        _add_options(common.command(actions, action, help_text, example), action)
     group.set_defaults(func=run)
     for name, action in COOKBOOK_NAMES.items():
         help_text, example = ACTIONS[action]
-        p = command(sub, name, "the cookbook's name for `snapshot %s`: %s" % (action, help_text),
+        p = common.command(sub, name, "the cookbook's name for `snapshot %s`: %s" % (action, help_text),
                     example.replace("snapshot " + action, name))
         _add_options(p, action)
         p.set_defaults(func=run, action=action)
 
 
 def _add_options(parser, action):
-    add_database_options(parser)
+    common.add_database_options(parser)
     parser.add_argument("--snapshot-dir", metavar="DIR",
                         help="where snapshots live (default: snapshots/ beside a SQLite file, ./snapshots for MySQL)")
     if action == "create":
@@ -67,17 +58,17 @@ def _add_options(parser, action):
         parser.add_argument("--from-other-database", action="store_true",
                             help="restore a snapshot taken of another database (refused without this)")
     elif action == "prune":
-        parser.add_argument("--keep", type=non_negative_int, metavar="N", help="keep the N newest snapshots")
+        parser.add_argument("--keep", type=common.non_negative_int, metavar="N", help="keep the N newest snapshots")
         parser.add_argument("--older-than", metavar="AGE", help="delete snapshots older than AGE (30d, 12h, 90m)")
         parser.add_argument("--dry-run", action="store_true", help="show what would be deleted")
-    add_output_options(parser)
+    common.add_output_options(parser)
 
 
 def _where(args):
     """(snapshot folder, database address or None: a folder alone lists and verifies what is in it)."""
     if args.snapshot_dir and not (args.db or args.database):
         return args.snapshot_dir, None
-    address = resolve_address(args)
+    address = common.resolve_address(args)
     return args.snapshot_dir or snapshot.default_snapshot_dir(address), address
 
 
@@ -97,10 +88,11 @@ def run(args, out):
 
 
 def _create(args, out, directory, address):
-    manifest = snapshot.create_snapshot(address, directory, args.description, args.verify, retry_policy(args),
-                                        make_progress("snapshot", args, out))
+    manifest = snapshot.create_snapshot(address, directory, description=args.description, verify=args.verify,
+                                        retry_policy=common.retry_policy(args),
+                                        progress=common.make_progress("snapshot", args, out))
     if out.json:
-        emit_json(dict(manifest.to_dict(), directory=directory))
+        common.emit_json(dict(manifest.to_dict(), directory=directory))
         return EXIT_OK
     out.text("snapshot %s: %s rows in %d tables, %.1f MB, sha256 %s%s" % (
         manifest.id, n(manifest.row_total), len(manifest.tables), manifest.size / 1e6, manifest.sha256[:16],
@@ -109,10 +101,10 @@ def _create(args, out, directory, address):
     return EXIT_OK
 
 
-def _list(args, out, directory, address):
+def _list(_args, out, directory, address):
     found = snapshot.list_snapshots(directory, address)
     if out.json:
-        emit_json({"directory": directory, "snapshots": [s.to_dict() for s in found]})
+        common.emit_json({"directory": directory, "snapshots": [s.to_dict() for s in found]})
     else:
         out.lines(snapshot_lines(found, directory))
     return EXIT_OK
@@ -124,7 +116,7 @@ def _verify(args, out, directory, address):
     ids = [s.id for s in snapshot.list_snapshots(directory, address)] if args.all else [args.snapshot_id]
     results = [snapshot.verify_snapshot(directory, i, full=args.full, address=address) for i in ids]
     if out.json:
-        emit_json({"directory": directory, "snapshots": [r.to_dict() for r in results]})
+        common.emit_json({"directory": directory, "snapshots": [r.to_dict() for r in results]})
     else:
         out.lines("%-34s %-10s %s" % (r.id, r.status, r.problem) for r in results)
         if not results:
@@ -136,11 +128,12 @@ def _restore(args, out, directory, address):
     chosen = snapshot.resolve_snapshot_id(directory, args.snapshot_id or "latest-valid", address)
     if not out.quiet:
         sys.stderr.write("restoring snapshot %s into %s\n" % (chosen, address.display()))
-    result = snapshot.restore_snapshot(address, directory, chosen, not args.no_safety_snapshot, retry_policy(args),
-                                       make_progress("snapshot", args, out),
+    result = snapshot.restore_snapshot(address, directory, chosen, safety_snapshot=not args.no_safety_snapshot,
+                                       retry_policy=common.retry_policy(args),
+                                       progress=common.make_progress("snapshot", args, out),
                                        allow_other_database=args.from_other_database)
     if out.json:
-        emit_json(result)
+        common.emit_json(result)
         return EXIT_OK
     out.text("restored snapshot %s into %s (%s rows, %s)" % (
         result.snapshot_id, address.display(), n(sum(result.tables.values())), result.method))
@@ -151,9 +144,10 @@ def _restore(args, out, directory, address):
 
 def _prune(args, out, directory, address):
     older = snapshot.parse_age(args.older_than) if args.older_than else None
-    result = snapshot.prune_snapshots(directory, args.keep, older, args.dry_run, address=address)
+    result = snapshot.prune_snapshots(directory, keep=args.keep, older_than=older, dry_run=args.dry_run,
+                                      address=address)
     if out.json:
-        emit_json(result)
+        common.emit_json(result)
         return EXIT_OK
     out.text("%s %d snapshots, kept %d" % ("would delete" if result.dry_run else "deleted", len(result.deleted),
                                            len(result.kept)))

@@ -4,23 +4,23 @@ import sys
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS
 from ..undo import undo
-from .common import add_database_options, add_output_options, command, emit_json, n, resolve_address, retry_policy
+from . import common
+from .common import n
 
 
 def register(sub):
-    p = command(sub, "undo", "put back what a repair changed: rows cleanup removed, values fix-json rewrote",
+    p = common.command(sub, "undo", "put back what a repair changed: rows cleanup removed, values fix-json rewrote",
                 "emfix undo quarantine/cleanup-orphans-20261125T101500.000000Z.quarantine.db")
     p.add_argument("quarantine", metavar="QUARANTINE", help="the quarantine file the repair printed")
-    add_database_options(p, positional=False)
-    add_output_options(p)
-    p.set_defaults(func=run)
+    common.add_database_options(p, positional=False)
+    common.finish(p, run)
 
 
 def run(args, out):
-    address = resolve_address(args) if (args.database or args.mysql) else None
-    result = undo(args.quarantine, address, retry_policy=retry_policy(args))
+    address = common.resolve_address(args) if (args.database or args.mysql) else None
+    result = undo(args.quarantine, address, retry_policy=common.retry_policy(args))
     if out.json:
-        emit_json(result)
+        common.emit_json(result)
     else:
         out.text("put back %s rows or values into %s from %s" % (n(sum(result.restored.values())), result.database,
                                                                 result.quarantine))

@@ -4,60 +4,46 @@ from .. import history
 from ..errors import EXIT_OK, EXIT_PROBLEMS
 from ..fileutil import check_output_path
 from ..validate import validate
-from .common import (
-    FORCE_HELP,
-    add_database_options,
-    add_output_options,
-    command,
-    emit_json,
-    make_progress,
-    n,
-    non_negative_int,
-    protected_paths,
-    resolve_address,
-    retry_policy,
-    row_id,
-    write_report,
-)
+from . import common
+from .common import n
 
 EXAMPLES_SHOWN = 3
 
 
 def register(sub):
-    p = command(sub, "validate", "check every foreign key, the cascade a cleanup would follow, and every "
+    p = common.command(sub, "validate", "check every foreign key, the cascade a cleanup would follow, and every "
                 "metric's JSON (read-only; exit 0 PASS, 1 FAIL)",
                 "emfix validate experiment.db -o violation_report.json\n"
                 "  emfix validate --mysql --host db1 --user em -d experiments --experiment 12")
-    add_database_options(p)
+    common.add_database_options(p)
     p.add_argument("-o", "--output", metavar="REPORT.json", help="write the full report (the cookbook's format)")
-    p.add_argument("--limit", type=non_negative_int, default=100, metavar="N",
+    p.add_argument("--limit", type=common.non_negative_int, default=100, metavar="N",
                    help="examples listed per table (default 100; 0: none); counts are always complete")
-    p.add_argument("--experiment", type=row_id, metavar="ID",
+    p.add_argument("--experiment", type=common.row_id, metavar="ID",
                    help="walk this experiment's hierarchy; the exit code then answers for it alone")
     p.add_argument("--deep-json", action="store_true",
                    help="SQLite: also check every value inside each metric object is a number (about 2x the "
                         "JSON scan time; MySQL always does)")
     p.add_argument("--jobs", type=int, choices=(1, 2), default=2,
                    help="database connections working at once (default 2)")
-    p.add_argument("--force", action="store_true", help=FORCE_HELP)
-    add_output_options(p)
-    p.set_defaults(func=run)
+    p.add_argument("--force", action="store_true", help=common.FORCE_HELP)
+    common.finish(p, run)
 
 
 def run(args, out):
-    address = resolve_address(args)
+    address = common.resolve_address(args)
     if args.output:  # a wrong -o is said before the work, not after it
-        check_output_path(args.output, protected_paths(address))
-    report = validate(address, limit=args.limit, experiment=args.experiment, retry_policy=retry_policy(args),
-                      progress=make_progress("validate", args, out), parallel=args.jobs > 1,
+        check_output_path(args.output, common.protected_paths(address))
+    report = validate(address, limit=args.limit, experiment=args.experiment, retry_policy=common.retry_policy(args),
+                      progress=common.make_progress("validate", args, out), parallel=args.jobs > 1,
                       deep_json=args.deep_json, force=args.force)
     data = report.to_dict()
     history.record(address, "validate", report.status, violations=report.total_violations,
                    json_issues=report.json.issue_count)
     if args.output:
-        write_report(args.output, data, address)
+        common.write_report(args.output, data, address)
     if out.json:
-        emit_json(data)
+        common.emit_json(data)
     else:
         out.lines(validation_lines(report, address.target()))
         if args.output:
