@@ -17,7 +17,7 @@ from urllib.parse import quote
 from .address import DatabaseAddress
 from .backends import open_database
 from .errors import UsageError
-from .fileutil import new_temp
+from .fileutil import durable_file
 from .schema import create_schema
 
 ROWS_PER_FULL_RUN = 3307  # rows one run of 100 epochs x 10 batches writes (see Shape.full)
@@ -290,9 +290,7 @@ def write_demo(path, shape=Shape(), seed=0, faults=True):
     if os.path.exists(path) and not is_demo_database(path):
         raise UsageError("%s already exists and is not a database `emfix demo` wrote: it is left alone" % path,
                          hint="choose another directory for the demo")
-    temp = new_temp(path)
-    os.remove(temp)  # SQLite creates it (as 0600: see backends.sqlite)
-    try:
+    with durable_file(path) as temp:
         backend = open_database(DatabaseAddress("sqlite", path=temp), create=True)
         try:
             conn = backend.connection
@@ -306,10 +304,4 @@ def write_demo(path, shape=Shape(), seed=0, faults=True):
         for suffix in ("-wal", "-shm", "-journal"):
             if os.path.exists(path + suffix):
                 os.remove(path + suffix)
-        os.replace(temp, path)
-    except BaseException:
-        for suffix in ("", "-journal"):
-            if os.path.exists(temp + suffix):
-                os.remove(temp + suffix)
-        raise
     return DemoResult(path, shape, rows, injected)

@@ -15,7 +15,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import os
 import sys
 import time
 from typing import Dict
@@ -23,7 +22,7 @@ from typing import Dict
 from . import __version__
 from .backends import open_database
 from .errors import SchemaError, UsageError
-from .fileutil import check_output_path, fsync_directory, new_temp, no_space
+from .fileutil import check_output_path, durable_output
 from .hierarchy import ROOT, reach_subtree
 from .idshift import AUTO_ID_TABLES
 from .jsonrepair import strict_loads
@@ -53,22 +52,6 @@ def _select(db, graph, tree, table):
                                                        ", ".join(keys))
 
 
-def _open_output(path, address):
-    """(handle, temp path or None): stdout, a device/FIFO written in place, or a temp file beside `path`."""
-    if path == "-":
-        return sys.stdout, None
-    protect = [address.path] if address.is_sqlite else []
-    real, in_place = check_output_path(path, protect)
-    if in_place:
-        return open(real, "w", encoding="utf-8"), None
-    try:
-        temp = new_temp(real)
-    except OSError as exc:
-        raise no_space(exc, path) or UsageError("cannot write in %s: %s" % (
-            os.path.dirname(real), exc.strerror or exc), hint="choose a directory you can write to") from None
-    return open(temp, "w", encoding="utf-8"), temp
-
-
 def export_experiment(address, experiment_id, path, *, fmt="jsonl", retry_policy=None, progress=None):
     """Stream one experiment's subtree to `path` ('-' for stdout); returns counts and checksum."""
     if fmt not in ("jsonl", "json"):
@@ -85,31 +68,13 @@ def export_experiment(address, experiment_id, path, *, fmt="jsonl", retry_policy
                 raise UsageError("experiment %s does not exist in %s" % (experiment_id, address.display()),
                                  hint="`emfix validate DB --experiment ID` lists what a missing id left behind")
             tables = tree.tables(graph)
-            out, temp = _open_output(path, address)
-            final = os.path.realpath(path) if temp else path
-            try:
-                writer = _write_jsonl if fmt == "jsonl" else _write_json
-                counts, digest = writer(db, graph, tree, tables, out, experiment_id, address, progress)
-                if temp:
-                    out.flush()
-                    os.fsync(out.fileno())
-                    out.close()
-                    os.replace(temp, final)
-                    fsync_directory(os.path.dirname(final))
-                elif out is not sys.stdout:
-                    out.close()
-            except BaseException as exc:
-                if out is not sys.stdout:
-                    try:
-                        out.close()
-                    except OSError:
-                        pass
-                if temp and os.path.exists(temp):
-                    os.remove(temp)
-                full = no_space(exc, path)
-                if full is not None:
-                    raise full from None
-                raise
+            writer = _write_jsonl if fmt == "jsonl" else _write_json
+            if path == "-":
+                counts, digest = writer(db, graph, tree, tables, sys.stdout, experiment_id, address, progress)
+            else:
+                real, in_place = check_output_path(path, [address.path] if address.is_sqlite else [])
+                with durable_output(real, in_place=in_place) as out:
+                    counts, digest = writer(db, graph, tree, tables, out, experiment_id, address, progress)
     progress.done()
     return ExportResult(experiment_id, path, fmt, counts, digest, time.perf_counter() - started)
 

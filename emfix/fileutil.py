@@ -127,46 +127,43 @@ def no_space(exc, what):
 
 
 @contextlib.contextmanager
-def durable_output(path, mode=DATA_FILE_MODE, binary=False, in_place=False):
-    """Yield a handle whose content replaces `path` only once it is complete and on disk.
-
-    Temp name in the same folder, fsync, rename, fsync the folder; the temp is removed on any
-    error (a disk filling up, even inside close(), becomes NoSpaceError). `in_place` writes
-    straight through (a device or FIFO the user named).
-    """
-    flags = "wb" if binary else "w"
-    encoding = None if binary else "utf-8"
-    if in_place:
-        with open(path, flags, encoding=encoding) as handle:
-            yield handle
-        return
+def durable_file(path, mode=DATA_FILE_MODE):
+    """Yield a temporary path beside `path` to write (by any means: a handle, SQLite, a copy); when the
+    block ends without error the file is fsynced and renamed onto `path`, then the folder is fsynced.
+    On any error the temporary file is removed, and a full disk becomes NoSpaceError."""
     try:
         temp = new_temp(path, mode)
     except OSError as exc:
         raise no_space(exc, path) or UsageError("cannot write in %s: %s" % (
             os.path.dirname(os.path.abspath(path)), exc.strerror or exc), hint="choose a folder you can write to") \
             from None
-    handle = None
     try:
-        handle = open(temp, flags, encoding=encoding)
-        yield handle
-        handle.flush()
-        os.fsync(handle.fileno())
-        handle.close()
+        yield temp
+        fsync_file(temp)
         os.replace(temp, path)
     except BaseException as exc:
-        if handle is not None:
-            try:
-                handle.close()
-            except OSError:
-                pass
-        if os.path.exists(temp):
-            os.remove(temp)
+        for leftover in (temp, temp + "-journal"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
         full = no_space(exc, path)
         if full is not None:
             raise full from None
         raise
     fsync_directory(os.path.dirname(os.path.abspath(path)))
+
+
+@contextlib.contextmanager
+def durable_output(path, mode=DATA_FILE_MODE, binary=False, in_place=False):
+    """A handle whose content replaces `path` only once it is complete and on disk (durable_file);
+    `in_place` writes straight through (a device or FIFO the user named)."""
+    flags, encoding = ("wb", None) if binary else ("w", "utf-8")
+    if in_place:
+        with open(path, flags, encoding=encoding) as handle:
+            yield handle
+        return
+    with durable_file(path, mode) as temp:
+        with open(temp, flags, encoding=encoding) as handle:
+            yield handle
 
 
 def atomic_write_text(path, text, mode=DATA_FILE_MODE):

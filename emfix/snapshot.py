@@ -26,15 +26,7 @@ from .address import key_of_source
 from .backends import open_database
 from .backends.sqlite import check_summary
 from .errors import ConnectError, DamagedInputError, DatabaseLockedError, EmfixError, NoSpaceError, UsageError
-from .fileutil import (
-    DATA_FILE_MODE,
-    atomic_write_text,
-    clear_stale_temps,
-    fsync_directory,
-    fsync_file,
-    new_temp,
-    no_space,
-)
+from .fileutil import atomic_write_text, clear_stale_temps, durable_file, fsync_directory
 from .progress import NoProgress, format_mb, utc_now
 from .schema import discover_graph
 from .values import portable
@@ -351,16 +343,6 @@ def _check_space(directory, expected):
                                                       "(`emfix snapshot prune`), or use --snapshot-dir")
 
 
-def _temp_file(directory, snapshot_id):
-    try:
-        return new_temp(os.path.join(directory, snapshot_id + ".db"))
-    except PermissionError:
-        raise UsageError("cannot write in the snapshot folder %s: permission denied; nothing was changed" % directory,
-                         hint="choose another with --snapshot-dir (or --no-snapshot, at your own risk)") from None
-    except OSError as exc:
-        raise _write_error(exc, directory) from None
-
-
 def _copy_sqlite(db, temp):
     """The online backup API in one step: one consistent read of the live database."""
     dst = sqlite3.connect(temp, isolation_level=None)
@@ -450,39 +432,32 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
                              hint="choose another with --snapshot-dir") from None
         clear_stale_temps(directory)
         _check_space(directory, int(_expected_size(db) * 1.05) + (1 << 20))
-        temp = _temp_file(directory, snapshot_id)
         try:
-            progress.update("copying %s" % address.display(), force=True)
-            if db.dialect == "sqlite":
-                _copy_sqlite(db, temp)
-            else:
-                _copy_mysql(db, graph, temp, progress)
-            fsync_file(temp)
-            progress.update("checking the copy", force=True)
-            jobs = [lambda: sha256_of(temp), lambda: count_rows(temp)]
-            if verify:
-                jobs.append(lambda: sqlite_check(temp))
-            try:
-                results = _in_parallel(*jobs)
-            except sqlite3.DatabaseError as exc:
-                raise DamagedInputError("the copy of %s cannot be read back (%s): the database is damaged"
-                                        % (address.display(), exc),
-                                        hint="restore a snapshot (`emfix snapshot restore`)") from None
-            if verify and results[2]:
-                raise DamagedInputError("the snapshot failed verification right after writing: %s" % results[2],
-                                        hint="the disk or the source may be damaged; nothing was kept")
-            manifest = SnapshotManifest(
-                snapshot_id, utc_now(), description, address.to_dict(), db.dialect, __version__, graph.generation,
-                results[1], os.path.getsize(temp), results[0], os.path.basename(path),
-                verified_at=utc_now() if verify else None, kind=kind, source_key=address.key())
-            os.replace(temp, path)
-            fsync_directory(directory)
+            with durable_file(path) as temp:
+                progress.update("copying %s" % address.display(), force=True)
+                if db.dialect == "sqlite":
+                    _copy_sqlite(db, temp)
+                else:
+                    _copy_mysql(db, graph, temp, progress)
+                progress.update("checking the copy", force=True)
+                jobs = [lambda: sha256_of(temp), lambda: count_rows(temp)]
+                if verify:
+                    jobs.append(lambda: sqlite_check(temp))
+                try:
+                    results = _in_parallel(*jobs)
+                except sqlite3.DatabaseError as exc:
+                    raise DamagedInputError("the copy of %s cannot be read back (%s): the database is damaged"
+                                            % (address.display(), exc),
+                                            hint="restore a snapshot (`emfix snapshot restore`)") from None
+                if verify and results[2]:
+                    raise DamagedInputError("the snapshot failed verification right after writing: %s" % results[2],
+                                            hint="the disk or the source may be damaged; nothing was kept")
+                manifest = SnapshotManifest(
+                    snapshot_id, utc_now(), description, address.to_dict(), db.dialect, __version__,
+                    graph.generation, results[1], os.path.getsize(temp), results[0], os.path.basename(path),
+                    verified_at=utc_now() if verify else None, kind=kind, source_key=address.key())
         except (OSError, sqlite3.OperationalError) as exc:
-            _remove(temp)
             raise _write_error(exc, directory) from None
-        except BaseException:
-            _remove(temp)
-            raise
     try:
         write_manifest(directory, manifest)
     except OSError as exc:
@@ -569,14 +544,8 @@ def _safety_snapshot(address, directory, snapshot_id, retry_policy):
     # The database is too damaged to snapshot: keep its raw bytes, marked as damaged.
     raw_id = new_snapshot_id()
     raw_path, _ = _paths(directory, raw_id)
-    temp = _temp_file(directory, raw_id)
-    try:
+    with durable_file(raw_path) as temp:
         shutil.copyfile(address.path, temp)
-        fsync_file(temp)
-        os.replace(temp, raw_path)
-    except BaseException:
-        _remove(temp)
-        raise
     write_manifest(directory, SnapshotManifest(
         raw_id, utc_now(), description + " (raw copy of a damaged database)", address.to_dict(), "sqlite", __version__,
         0, {}, os.path.getsize(raw_path), sha256_of(raw_path), os.path.basename(raw_path),
@@ -602,24 +571,14 @@ def _restore_sqlite(address, snapshot_path, retry_policy):
         finally:
             src.close()
         return "backup API into the live file"
-    directory = os.path.dirname(os.path.abspath(target))
-    temp = new_temp(target)
     try:
-        shutil.copyfile(snapshot_path, temp)
-        os.chmod(temp, DATA_FILE_MODE)
-        fsync_file(temp)
-        for suffix in ("-wal", "-shm", "-journal"):  # they belong to the damaged file, not to this one
-            if os.path.exists(target + suffix):
-                os.remove(target + suffix)
-        os.replace(temp, target)
-        fsync_directory(directory)
-    except BaseException as exc:
-        if os.path.exists(temp):
-            os.remove(temp)
-        if isinstance(exc, OSError):
-            raise no_space(exc, target) or ConnectError("cannot restore into %s: %s; nothing was changed" % (
-                target, exc.strerror or exc)) from None
-        raise
+        with durable_file(target) as temp:
+            shutil.copyfile(snapshot_path, temp)
+            for suffix in ("-wal", "-shm", "-journal"):  # they belong to the damaged file, not to this one
+                if os.path.exists(target + suffix):
+                    os.remove(target + suffix)
+    except OSError as exc:
+        raise ConnectError("cannot restore into %s: %s; nothing was changed" % (target, exc.strerror or exc)) from None
     return "copy renamed over the file"
 
 
