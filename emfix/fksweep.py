@@ -303,6 +303,19 @@ def _chunk_by_index(db, plan, statement, hint, chunk_rows):
 def _fetch_examples(db, graph, plan, rel_no, relation, kind, limit):
     if limit <= 0:
         return []
+    return list(_violations(db, graph, plan, rel_no, relation, kind, limit, db.query))
+
+
+def iter_violations(db, graph, plans):
+    """Every row whose parent is missing, (table, Violation) one at a time, from the sweep's temporary
+    tables (so on the connection that swept): what a complete report file holds, never all in memory."""
+    for plan in plans:
+        for rel_no, relation in enumerate(plan.relations):
+            for violation in _violations(db, graph, plan, rel_no, relation, "d", None, db.iter_rows):
+                yield plan.table, violation
+
+
+def _violations(db, graph, plan, rel_no, relation, kind, limit, read):
     q = db.quote
     ids = ", ".join("h.i%d" % n for n in range(len(plan.identity)))
     vals = ", ".join("h.v%d" % n for n in range(len(plan.columns)))
@@ -312,19 +325,17 @@ def _fetch_examples(db, graph, plan, rel_no, relation, kind, limit):
         grand, child_cols, grand_cols = ancestor
         on = " AND ".join("g.%s = h.%s" % (q(g), plan.value_name(c)) for c, g in zip(child_cols, grand_cols))
         recreatable = "CASE WHEN EXISTS (SELECT 1 FROM %s g WHERE %s) THEN 1 ELSE 0 END" % (q(grand), on)
-    sql = "SELECT %s, %s, %s FROM %s h WHERE h.rel = ? AND h.kind = ? ORDER BY %s LIMIT %d" % (
-        ids, vals, recreatable, q(plan.rows_table), ids, int(limit))
-    found = []
+    sql = "SELECT %s, %s, %s FROM %s h WHERE h.rel = ? AND h.kind = ? ORDER BY %s%s" % (
+        ids, vals, recreatable, q(plan.rows_table), ids, "" if limit is None else " LIMIT %d" % int(limit))
     width = len(plan.identity)
-    for row in db.query(sql, (rel_no, kind)):
+    for row in read(sql, (rel_no, kind)):
         values = dict(zip(plan.columns, row[width:width + len(plan.columns)]))
         key = dict(zip(plan.identity_names, row[:width]))
         for col in graph.primary_keys.get(plan.table) or ():
             key.setdefault(col, values.get(col))
-        found.append(Violation(plan.table, KINDS[kind], list(relation.child_columns),
-                               [values[c] for c in relation.child_columns], relation.parent,
-                               list(relation.parent_columns), key, bool(row[-1])))
-    return found
+        yield Violation(plan.table, KINDS[kind], list(relation.child_columns),
+                        [values[c] for c in relation.child_columns], relation.parent,
+                        list(relation.parent_columns), key, bool(row[-1]))
 
 
 def _count_recreatable(db, graph, plan, rel_no, relation):

@@ -165,9 +165,23 @@ class JsonIssue:
     error: str
     category: str
     fixable: bool
+    data: str = ""  # the start of the stored value, as the old tool's report showed it
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+
+EXCERPT_CHARS = 200
+
+
+def excerpt(raw):
+    """The start of a stored value as text (bytes that are not UTF-8 shown as \\x escapes)."""
+    if raw is None:
+        return ""
+    if isinstance(raw, (bytes, bytearray)):
+        raw = bytes(raw[:EXCERPT_CHARS * 4]).decode("utf-8", "backslashreplace")
+    text = raw if isinstance(raw, str) else repr(raw)
+    return text[:EXCERPT_CHARS] + ("..." if len(text) > EXCERPT_CHARS else "")
 
 
 @dataclasses.dataclass
@@ -183,10 +197,13 @@ class JsonScan:
     judged_by: str = "database"  # or "python" when the database has no JSON functions
     skipped: str = ""  # why the scan did not run (no METRIC table, no per_label_val column)
 
-    def add(self, metric_id, metric_type, diagnosis, limit):
+    def add(self, metric_id, metric_type, diagnosis, limit, raw=None, sink=None):
         if diagnosis.valid:
             return
-        issue = JsonIssue(metric_id, metric_type, diagnosis.message, diagnosis.category, diagnosis.fixable)
+        issue = JsonIssue(metric_id, metric_type, diagnosis.message, diagnosis.category, diagnosis.fixable,
+                          excerpt(raw))
+        if sink is not None and diagnosis.category != "structure":
+            sink(issue)  # every one, for a complete report file; the lists below stay capped
         if diagnosis.category == "structure":
             self.structure_count += 1
             if len(self.structure_examples) < limit:
@@ -263,7 +280,7 @@ def metric_id_ranges(backend, table_columns, pieces):
     return [(start, start + step) for start in range(low, high + 1, step)]
 
 
-def scan_metric_json(backend, table_columns, limit=100, id_range=None, deep=False):
+def scan_metric_json(backend, table_columns, limit=100, id_range=None, deep=False, sink=None):
     """Judge every non-NULL METRIC.per_label_val (in one id range); parse in Python only what the
     database doubts."""
     scan = JsonScan()
@@ -278,5 +295,5 @@ def scan_metric_json(backend, table_columns, limit=100, id_range=None, deep=Fals
     scan.judged_by = "database" if has_json else "python"
     sql, params = _candidates_sql(backend, has_json, id_range, deep)
     for metric_id, metric_type, raw in backend.iter_rows(sql, params):
-        scan.add(metric_id, metric_type, diagnose(raw), limit)
+        scan.add(metric_id, metric_type, diagnose(raw), limit, raw, sink)
     return scan

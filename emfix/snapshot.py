@@ -237,6 +237,8 @@ def verify_snapshot(directory, snapshot_id, *, full=False, record=True, address=
     With `address`, a snapshot of another database is refused (UsageError), not checked."""
     check_id(snapshot_id)
     path, manifest_path = _paths(directory, snapshot_id)
+    if LEGACY_ID.match(snapshot_id) and not os.path.exists(manifest_path):
+        return _verify_legacy(directory, snapshot_id)
     if not os.path.exists(manifest_path):
         if os.path.exists(path):
             return SnapshotStatus(snapshot_id, "incomplete", "no manifest beside %s (interrupted create?)" % path)
@@ -293,7 +295,59 @@ def belongs_to(status, address):
         return True
     if status.manifest is None:
         return False  # no manifest: nobody can tell whose it is, so it is never restored or pruned as ours
+    if status.manifest.kind == LEGACY_KIND:
+        return True  # the old tool's: it never said whose; shown to all, restored only by its id
     return status.manifest.owner == address.key()
+
+
+# -- the old tool's snapshots: <id>.db beside <id>_metadata.json, no checksum ---------------------
+
+LEGACY_ID = re.compile(r"^snapshot_\d{8}_\d{6}$")
+LEGACY_KIND = "legacy"
+
+
+def _legacy_manifest(directory, snapshot_id):
+    """A manifest for a snapshot the Experiment Manager's own tool wrote, from its metadata file.
+    It says nothing of its source, so it is every database's to see and restore by its id."""
+    path = os.path.join(directory, snapshot_id + ".db")
+    meta_path = os.path.join(directory, snapshot_id + "_metadata.json")
+    meta = {}
+    try:
+        with open(meta_path, encoding="utf-8") as handle:
+            meta = json.load(handle)
+    except (OSError, ValueError):
+        pass
+    meta = meta if isinstance(meta, dict) else {}
+    created = str(meta.get("created_at") or "")
+    try:  # str(datetime) in local time, as the old tool wrote it
+        created = datetime.datetime.fromisoformat(created).astimezone(datetime.timezone.utc).isoformat()
+    except ValueError:
+        stamp = datetime.datetime.strptime(snapshot_id, "snapshot_%Y%m%d_%H%M%S")
+        created = stamp.astimezone(datetime.timezone.utc).isoformat()
+    size = os.path.getsize(path) if os.path.exists(path) else 0
+    return SnapshotManifest(snapshot_id, created, str(meta.get("description") or ""), {"backend": "unknown"},
+                            "sqlite", "", 0, {}, size, "", os.path.basename(path), format=LEGACY_KIND,
+                            kind=LEGACY_KIND)
+
+
+def _verify_legacy(directory, snapshot_id):
+    """What can be checked without a checksum: a readable SQLite file, integrity_check, the tables."""
+    manifest = _legacy_manifest(directory, snapshot_id)
+    path = os.path.join(directory, manifest.file)
+    if not os.path.exists(path):
+        return SnapshotStatus(snapshot_id, "missing", "file missing: %s" % path, manifest)
+    problem = sqlite_check(path, full=True)
+    if not problem:
+        try:
+            manifest.tables = count_rows(path)
+        except sqlite3.DatabaseError as exc:
+            problem = "cannot count rows: %s" % exc
+    if not problem and "EXPERIMENT" not in manifest.tables:
+        problem = "no EXPERIMENT table: not a snapshot of an Experiment Manager database"
+    if problem:
+        return SnapshotStatus(snapshot_id, "damaged", problem, manifest)
+    return SnapshotStatus(snapshot_id, "verified", "the old tool's snapshot: integrity_check and tables checked "
+                          "(it has no checksum)", manifest)
 
 
 def list_snapshots(directory, address=None):
@@ -301,12 +355,15 @@ def list_snapshots(directory, address=None):
     status (manifest + size). Snapshots of other databases sharing the folder are never included."""
     if not os.path.isdir(directory):
         return []
-    ids = set()
+    ids, legacy = set(), set()
     for name in os.listdir(directory):
         stem, ext = os.path.splitext(name)
-        if ext in (".db", ".json") and PLAIN_ID.match(stem) and not name.startswith("."):
+        if LEGACY_ID.match(stem.replace("_metadata", "")) and ext in (".db", ".json"):
+            legacy.add(stem.replace("_metadata", ""))
+        elif ext in (".db", ".json") and PLAIN_ID.match(stem) and not name.startswith("."):
             ids.add(stem)
-    found = []
+    found = [SnapshotStatus(i, LEGACY_KIND, "the old tool's snapshot (no checksum)", _legacy_manifest(directory, i))
+             for i in legacy if os.path.exists(os.path.join(directory, i + ".db"))]
     for snapshot_id in ids:
         path, manifest_path = _paths(directory, snapshot_id)
         if not os.path.exists(manifest_path):
@@ -476,7 +533,7 @@ def resolve_snapshot_id(directory, wanted, address=None):
     if wanted not in ("latest-valid", "latest"):
         return check_id(wanted)
     for status in list_snapshots(directory, address):
-        if status.manifest is None or status.manifest.is_safety_copy:
+        if status.manifest is None or status.manifest.is_safety_copy or status.manifest.kind == LEGACY_KIND:
             continue
         if verify_snapshot(directory, status.id).status == "verified":
             return status.id
@@ -504,7 +561,11 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
         raise UsageError("snapshot %s is of a %s database; %s is %s" % (
             snapshot_id, manifest.source_dialect, address.display(), "SQLite" if address.is_sqlite else "MySQL"),
             hint="restore it into the same kind of database it was taken from")
-    if manifest.owner != address.key() and not allow_other_database:
+    if manifest.kind == LEGACY_KIND and not address.is_sqlite:
+        raise UsageError("snapshot %s is the old tool's (a SQLite file without its MySQL DDL); emfix restores it "
+                         "into SQLite only" % snapshot_id, hint="restore it into a SQLite file, then `emfix migrate` "
+                         "that into MySQL")
+    if manifest.kind != LEGACY_KIND and manifest.owner != address.key() and not allow_other_database:
         raise UsageError("snapshot %s is of another database (%s), not of %s; nothing was changed" % (
             snapshot_id, _source_text(manifest), address.display()),
             hint="to put that content into this database anyway, add --from-other-database")
@@ -650,7 +711,7 @@ def prune_snapshots(directory, *, keep=None, older_than=None, dry_run=False, now
     now = now or datetime.datetime.now(datetime.timezone.utc)
     by_owner = {}
     for status in list_snapshots(directory, address):
-        if status.manifest is not None:
+        if status.manifest is not None and status.manifest.kind != LEGACY_KIND:  # the old tool's: never pruned
             by_owner.setdefault(status.manifest.owner, []).append(status)
     deleted, kept = [], []
     for snapshots in by_owner.values():

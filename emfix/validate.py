@@ -15,7 +15,15 @@ from typing import Dict, List, Optional
 from . import __version__
 from .backends import open_database
 from .errors import DamagedInputError
-from .fksweep import UNREFERENCED_TABLES, RelationCheck, TableCheck, Unreferenced, find_unreferenced, sweep_foreign_keys
+from .fksweep import (
+    UNREFERENCED_TABLES,
+    RelationCheck,
+    TableCheck,
+    Unreferenced,
+    find_unreferenced,
+    iter_violations,
+    sweep_foreign_keys,
+)
 from .jsoncheck import JsonScan, metric_id_ranges, scan_metric_json
 from .progress import NoProgress
 from .schema import SchemaGraph, discover_graph, require_experiment_manager
@@ -126,6 +134,7 @@ class ValidationReport:
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "limit": self.limit,
             "generated_at": self.generated_at,
+            "timestamp": self.generated_at,  # the old tool's name for it (scripts read it)
             "emfix_version": __version__,
         }
 
@@ -145,8 +154,8 @@ class _MetricWork:
 
     JSON_PIECES = 8
 
-    def __init__(self, graph, limit, deep_json=False):
-        self.graph, self.limit, self.deep_json = graph, limit, deep_json
+    def __init__(self, graph, limit, deep_json=False, sink=None):
+        self.graph, self.limit, self.deep_json, self.sink = graph, limit, deep_json, sink
         self.lock = threading.Lock()
         self.tasks = None
         self.json_parts = {}
@@ -182,7 +191,7 @@ class _MetricWork:
                     self.unreferenced[task[1]] = found
                     self.seconds["unreferenced"] += time.perf_counter() - started
             else:
-                part = scan_metric_json(db, self.graph.columns, self.limit, task[2], self.deep_json)
+                part = scan_metric_json(db, self.graph.columns, self.limit, task[2], self.deep_json, self.sink)
                 with self.lock:
                     self.json_parts[task[1]] = part
                     self.seconds["json"] += time.perf_counter() - started
@@ -233,8 +242,12 @@ def _start_helper(address, retry_policy, work):
 
 
 def validate(address, *, limit=100, experiment=None, retry_policy=None, progress=None, parallel=True,
-             deep_json=False, force=False):
-    """Check a database read-only; return a ValidationReport (nothing is written to it)."""
+             deep_json=False, force=False, every_violation=None, every_json_issue=None):
+    """Check a database read-only; return a ValidationReport (nothing is written to it).
+
+    The report's lists are capped at `limit`; every_violation(table, violation) and
+    every_json_issue(issue) are called for each one found (the latter from helper threads), for a
+    report file that holds them all without holding them in memory."""
     progress = progress or NoProgress()
     started = time.perf_counter()
     timings = {}
@@ -244,13 +257,16 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
         require_experiment_manager(graph, address, force)
         timings["discover"] = time.perf_counter() - started
         no_key = [t for t in graph.tables if not graph.primary_keys.get(t)]
-        work = _MetricWork(graph, limit, deep_json)
+        work = _MetricWork(graph, limit, deep_json, every_json_issue)
         helper = None
         if parallel and not (db.dialect == "sqlite" and db.address.path == ":memory:"):
             helper = _start_helper(address, retry_policy, work)
         step = time.perf_counter()
         with db.transaction():  # one consistent view of every relation
-            checks, tables, _plans = sweep_foreign_keys(db, graph, limit, progress)
+            checks, tables, plans = sweep_foreign_keys(db, graph, limit, progress)
+            if every_violation is not None:
+                for table, violation in iter_violations(db, graph, plans):
+                    every_violation(table, violation)
         timings["foreign_keys"] = time.perf_counter() - step
         progress.update("metric JSON", force=True)
         work.drain(db)

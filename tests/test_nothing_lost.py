@@ -100,7 +100,7 @@ def test_restore_never_takes_another_databases_snapshot(demo_db, tmp_path):
     result = run_cli("snapshot", "restore", demo_db.path, "--snapshot-dir", shared, "--no-safety-snapshot")
     assert result.returncode == 2 and "no valid snapshot" in result.stderr, result.stderr
     theirs = snapshot.list_snapshots(shared)[0].id
-    result = run_cli("snapshot", "restore", demo_db.path, "--snapshot-dir", shared, "--snapshot-id", theirs)
+    result = run_cli("snapshot", "restore", demo_db.path, "--snapshot-dir", shared, "--snapshot-id", theirs, "--yes")
     assert result.returncode == 2 and "of another database" in result.stderr, result.stderr
     assert all_rows(demo_db.path) == before
     assert snapshot.list_snapshots(shared, demo_db) == []
@@ -154,7 +154,7 @@ def test_restoring_latest_valid_twice_does_not_flip_back(demo_db, tmp_path):
     con.commit()
     con.close()
     for _ in range(2):
-        result = run_cli("snapshot", "restore", demo_db.path, "--snapshot-dir", folder)
+        result = run_cli("snapshot", "restore", demo_db.path, "--snapshot-dir", folder, "--yes")
         assert result.returncode == 0, result.stderr
         assert "restoring snapshot" in result.stderr
         assert all_rows(demo_db.path) == wanted

@@ -109,7 +109,8 @@ def test_restore_refuses_damaged_snapshot_and_leaves_database_untouched(demo_sql
     checked = snapshot.verify_snapshot(directory, good.id)
     assert checked.status == status and words in checked.problem, checked
     before = open(demo_sqlite.path, "rb").read()
-    result = run_cli("restore-snapshot", demo_sqlite.path, "--snapshot-dir", directory, "--snapshot-id", good.id)
+    result = run_cli("restore-snapshot", demo_sqlite.path, "--snapshot-dir", directory, "--snapshot-id", good.id,
+                     "--yes")
     assert result.returncode == 4 and "Traceback" not in result.stderr, result.stderr
     assert open(demo_sqlite.path, "rb").read() == before
     verify = run_cli("snapshot", "verify", "--snapshot-dir", directory, good.id)
@@ -231,7 +232,7 @@ def test_restore_killed_at_random_moments_leaves_old_or_new_content(tmp_path):
     for _ in range(12):
         proc = subprocess.Popen([sys.executable, "-m", "emfix", "snapshot", "restore", address.path,
                                  "--snapshot-dir", directory, "--snapshot-id", new.id, "--no-safety-snapshot",
-                                 "-q"], env=env)
+                                 "--yes", "-q"], env=env)
         time.sleep(rng.uniform(0.05, 0.6))
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -2,20 +2,21 @@
 from REGISTERED (in --help order); adding a command is adding a module here."""
 
 from . import (
-              cleanup,
-              demo,
-              doctor,
-              export,
-              fixjson,
-              importing,
-              init,
-              migrate,
-              optimize,
-              schema,
-              snapshot,
-              undo,
-              validate,
+    cleanup,
+    demo,
+    doctor,
+    export,
+    fixjson,
+    hierarchy,
+    importing,
+    init,
+    migrate,
+    optimize,
+    schema,
+    snapshot,
+    undo,
+    validate,
 )
 
-REGISTERED = (demo, init, schema, validate, snapshot, cleanup, fixjson, export, importing, migrate, undo, doctor,
-              optimize)
+REGISTERED = (demo, init, schema, validate, hierarchy, snapshot, cleanup, fixjson, export, importing, migrate, undo,
+              doctor, optimize)

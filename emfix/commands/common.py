@@ -65,6 +65,7 @@ def add_database_options(parser, positional=True):
     group = parser.add_argument_group("database (the cookbook's flags work too)")
     group.add_argument("-d", "--database", metavar="DB", help="same as DB; with --mysql, the database name")
     group.add_argument("--mysql", action="store_true", help="DB is a MySQL database name on --host")
+    group.add_argument("--sqlite", action="store_true", help="DB is a SQLite file (the default; the old tool's flag)")
     group.add_argument("--host", help="MySQL host (with --mysql)")
     group.add_argument("--port", type=port, help="MySQL port (with --mysql)")
     group.add_argument("--user", help="MySQL user (with --mysql)")
@@ -165,6 +166,8 @@ def resolve_address(args):
         raise UsageError("two databases given (%s and -d %s)" % (db, flag), hint="give DB or -d, not both")
     target = db or flag
     password = password_flag(args)
+    if getattr(args, "mysql", False) and getattr(args, "sqlite", False):
+        raise UsageError("--sqlite and --mysql together", hint="give one: the database is one or the other")
     if getattr(args, "mysql", False):
         return mysql_address_from_flags(target, args.host, args.port, args.user,
                                         args.password_file, args.defaults_file, password=password)

@@ -15,8 +15,9 @@ def register(sub):
     p.add_argument("-e", "--experiment", type=common.row_id, required=True, metavar="ID",
                    help="the experiment to export")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write ('-' for stdout)")
-    p.add_argument("--format", choices=("jsonl", "json"), default="jsonl",
-                   help="jsonl: one record per line with a checksummed trailer (default); json: the old layout")
+    p.add_argument("--format", choices=("jsonl", "json"), default=None,
+                   help="jsonl: one record per line with a checksummed trailer; json: the old single-document "
+                        "layout (default: from the file name, .json -> json, else jsonl)")
     p.add_argument("--include-metrics", action="store_true", default=True,
                    help="include the METRIC rows the subtree links (always on; kept for the cookbook)")
     p.add_argument("--include-artifacts", action="store_true", default=True,
@@ -26,7 +27,8 @@ def register(sub):
 
 def run(args, out):
     address = common.resolve_address(args)
-    result = export_experiment(address, args.experiment, args.output, fmt=args.format,
+    fmt = args.format or ("json" if args.output.lower().endswith(".json") else "jsonl")
+    result = export_experiment(address, args.experiment, args.output, fmt=fmt,
                                retry_policy=common.retry_policy(args),
                                progress=common.make_progress("export", args, out))
     if args.output == "-":

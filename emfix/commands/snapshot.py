@@ -4,7 +4,7 @@ verify-snapshot and restore-snapshot."""
 import sys
 
 from .. import snapshot
-from ..errors import EXIT_DAMAGED, EXIT_OK, UsageError
+from ..errors import EXIT_DAMAGED, EXIT_OK, Cancelled, UsageError
 from . import common
 from .common import n
 
@@ -57,6 +57,8 @@ def _add_options(parser, action):
                             help="do not snapshot the current content first")
         parser.add_argument("--from-other-database", action="store_true",
                             help="restore a snapshot taken of another database (refused without this)")
+        parser.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed without a "
+                            "terminal)")
     elif action == "prune":
         parser.add_argument("--keep", type=common.non_negative_int, metavar="N", help="keep the N newest snapshots")
         parser.add_argument("--older-than", metavar="AGE", help="delete snapshots older than AGE (30d, 12h, 90m)")
@@ -77,9 +79,10 @@ def run(args, out):
     if action is None:
         raise UsageError("snapshot needs an action: %s" % ", ".join(ACTIONS),
                          hint="e.g. emfix snapshot create experiment.db")
-    if action == "verify" and not args.snapshot_id and not args.all and args.snapshot_dir and args.db \
-            and not args.database:
-        args.snapshot_id, args.db = args.db, None  # `verify --snapshot-dir DIR ID`: no database needed
+    if action == "verify" and not args.snapshot_id and not args.all and args.db and (
+            args.database or args.snapshot_dir):
+        # `verify -d DB ID` (the old tool's form) or `verify --snapshot-dir DIR ID`: the positional is the id
+        args.snapshot_id, args.db = args.db, None
     directory, address = _where(args)
     if action in ("create", "restore") and address is None:
         raise UsageError("snapshot %s needs the database" % action, hint="pass DB as well as --snapshot-dir")
@@ -126,6 +129,11 @@ def _verify(args, out, directory, address):
 
 def _restore(args, out, directory, address):
     chosen = snapshot.resolve_snapshot_id(directory, args.snapshot_id or "latest-valid", address)
+    if not args.yes:  # it replaces the database's content: asked first, as the old tool and every repair do
+        ask = common.confirm(lambda _plan: "replace the content of %s with snapshot %s (a safety snapshot of what is "
+                                           "there now is taken first)?" % (address.display(), chosen))
+        if not ask(None):
+            raise Cancelled("cancelled; nothing was changed")
     if not out.quiet:
         sys.stderr.write("restoring snapshot %s into %s\n" % (chosen, address.display()))
     result = snapshot.restore_snapshot(address, directory, chosen, safety_snapshot=not args.no_safety_snapshot,

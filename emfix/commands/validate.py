@@ -1,8 +1,13 @@
 """emfix validate: every relation, the cascade a cleanup would follow, every metric's JSON (read-only)."""
 
+import json
+import shutil
+import tempfile
+import threading
+
 from .. import history
-from ..errors import EXIT_OK, EXIT_PROBLEMS
-from ..fileutil import check_output_path
+from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
+from ..fileutil import check_output_path, durable_output
 from ..validate import validate
 from . import common
 from .common import n
@@ -32,25 +37,77 @@ def register(sub):
 
 def run(args, out):
     address = common.resolve_address(args)
+    options = dict(limit=args.limit, experiment=args.experiment, retry_policy=common.retry_policy(args),
+                   progress=common.make_progress("validate", args, out), parallel=args.jobs > 1,
+                   deep_json=args.deep_json, force=args.force)
     if args.output:  # a wrong -o is said before the work, not after it
-        check_output_path(args.output, common.protected_paths(address))
-    report = validate(address, limit=args.limit, experiment=args.experiment, retry_policy=common.retry_policy(args),
-                      progress=common.make_progress("validate", args, out), parallel=args.jobs > 1,
-                      deep_json=args.deep_json, force=args.force)
-    data = report.to_dict()
+        real, in_place = check_output_path(args.output, common.protected_paths(address))
+        try:
+            with durable_output(real, in_place=in_place) as handle:
+                writer = ReportWriter(handle)
+                report = validate(address, every_violation=writer.violation, every_json_issue=writer.json_issue,
+                                  **options)
+                writer.finish(report.to_dict())
+        except OSError as exc:
+            raise UsageError("cannot write report %s: %s" % (args.output, exc.strerror or exc),
+                             hint="check that the directory exists and is writable") from None
+    else:
+        report = validate(address, **options)
     history.record(address, "validate", report.status, violations=report.total_violations,
                    json_issues=report.json.issue_count)
-    if args.output:
-        common.write_report(args.output, data, address)
     if out.json:
-        common.emit_json(data)
+        common.emit_json(report.to_dict())
     else:
         out.lines(validation_lines(report, address.target()))
         if args.output:
-            out.text("report written to %s" % args.output)
+            out.text("report written to %s (every violation and JSON issue; the lists above stop at --limit)"
+                     % args.output)
     if args.experiment is not None:  # "is experiment 12 intact?": answered for that experiment alone
         return EXIT_OK if report.hierarchy.exists and not report.hierarchy.breaks else EXIT_PROBLEMS
     return EXIT_OK if report.passed else EXIT_PROBLEMS
+
+
+class ReportWriter:
+    """The report file, written as it is found: every violation (grouped by table, as the cookbook's
+    Step 2 counts them) and every JSON issue, then the rest of the report. Nothing is held in memory:
+    the JSON issues, which arrive from helper threads meanwhile, wait in a spool file."""
+
+    def __init__(self, handle):
+        self.handle, self.table, self.tables, self.lock = handle, None, set(), threading.Lock()
+        self.spool, self.spooled = tempfile.TemporaryFile("w+", encoding="utf-8"), 0
+        handle.write('{\n  "foreign_key_violations": {')
+
+    def violation(self, table, violation):
+        if table != self.table:
+            self.handle.write("%s\n    %s: [" % ("]," if self.table else "", json.dumps(table)))
+            self.table, first = table, True
+            self.tables.add(table)
+        else:
+            first = False
+        self.handle.write(("\n      " if first else ",\n      ") + _dumps(violation.to_dict()))
+
+    def json_issue(self, issue):
+        with self.lock:
+            self.spool.write(("" if not self.spooled else ",\n    ") + _dumps(issue.to_dict()))
+            self.spooled += 1
+
+    def finish(self, data):
+        empty = [t for t in data["foreign_key_violations"] if t not in self.tables]
+        parts = (["%s: []" % json.dumps(t) for t in empty])
+        self.handle.write(("]" if self.table else "") + ("," if self.table and parts else "")
+                          + ",".join("\n    " + p for p in parts) + "\n  },\n  \"json_metric_issues\": [\n    ")
+        self.spool.seek(0)
+        shutil.copyfileobj(self.spool, self.handle)
+        self.spool.close()
+        self.handle.write("\n  ]")
+        for key, value in data.items():
+            if key not in ("foreign_key_violations", "json_metric_issues"):
+                self.handle.write(",\n  %s: %s" % (json.dumps(key), _dumps(common.to_jsonable(value))))
+        self.handle.write("\n}\n")
+
+
+def _dumps(value):
+    return json.dumps(value, allow_nan=False, default=str)
 
 
 def _plural(count, word):

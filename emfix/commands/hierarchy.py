@@ -1,0 +1,50 @@
+"""emfix check-hierarchy: is each experiment's tree whole (the old tool's command, which never could be)."""
+
+from ..errors import EXIT_OK, EXIT_PROBLEMS, SchemaError
+from ..hierarchy import ROOT, check_hierarchy
+from ..schema import discover_graph
+from . import common
+from .common import n
+
+
+def register(sub):
+    p = common.command(sub, "check-hierarchy", "walk each experiment's tree (trials, runs, epochs, batches, "
+                       "links) and say where a row's parent is missing (exit 1 if any experiment is broken)",
+                       "emfix check-hierarchy experiment.db   |   emfix check-hierarchy -d experiment.db -e 12")
+    common.add_database_options(p)
+    p.add_argument("-e", "--experiment-id", "--experiment", dest="experiment", type=common.row_id, metavar="ID",
+                   help="only this experiment (default: every one, a line each)")
+    p.add_argument("--limit", type=common.non_negative_int, default=10, metavar="N",
+                   help="example rows listed per break (default 10)")
+    common.finish(p, run)
+
+
+def run(args, out):
+    with common.open_from_args(args, readonly=True) as db:
+        graph = discover_graph(db)
+        if ROOT not in graph.tables:
+            raise SchemaError("%s has no EXPERIMENT table" % db.address.display())
+        q = db.quote
+        ids = [args.experiment] if args.experiment is not None else [
+            r[0] for r in db.query("SELECT %s FROM %s ORDER BY %s" % (q("id"), q(ROOT), q("id")))]
+        reports = [check_hierarchy(db, graph, experiment_id, args.limit) for experiment_id in ids]
+    if out.json:
+        common.emit_json({"experiments": [r.to_dict() for r in reports]})
+    else:
+        out.lines(hierarchy_lines(reports))
+    whole = all(r.exists and not r.breaks for r in reports)
+    return EXIT_OK if whole else EXIT_PROBLEMS
+
+
+def hierarchy_lines(reports):
+    for report in reports:
+        levels = ", ".join("%s %s" % (lv.table, n(lv.rows)) for lv in report.levels[1:])
+        if not report.exists:
+            yield "experiment %s: NOT FOUND%s" % (report.experiment_id, "; rows left under it: " + levels
+                                                  if report.breaks else "")
+        elif report.breaks:
+            yield "experiment %s: %d breaks (%s)" % (report.experiment_id, len(report.breaks), levels)
+        else:
+            yield "experiment %s: whole (%s)" % (report.experiment_id, levels)
+        for b in report.breaks:
+            yield "  - %s" % b.message
