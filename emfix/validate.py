@@ -154,8 +154,9 @@ class _MetricWork:
 
     JSON_PIECES = 8
 
-    def __init__(self, graph, limit, deep_json=False, sink=None):
+    def __init__(self, graph, limit, deep_json=False, sink=None, quick_check=True):
         self.graph, self.limit, self.deep_json, self.sink = graph, limit, deep_json, sink
+        self.quick_check = quick_check
         self.lock = threading.Lock()
         self.tasks = None
         self.json_parts = {}
@@ -167,7 +168,7 @@ class _MetricWork:
         with self.lock:
             if self.tasks is None:
                 ranges = metric_id_ranges(db, self.graph.columns, self.JSON_PIECES)
-                self.tasks = [("quick_check",)] if db.dialect == "sqlite" else []
+                self.tasks = [("quick_check",)] if db.dialect == "sqlite" and self.quick_check else []
                 self.tasks += [("unreferenced", t) for t in UNREFERENCED_TABLES if t in self.graph.tables]
                 self.tasks += [("json", n, r) for n, r in enumerate(ranges)]
 
@@ -242,7 +243,7 @@ def _start_helper(address, retry_policy, work):
 
 
 def validate(address, *, limit=100, experiment=None, retry_policy=None, progress=None, parallel=True,
-             deep_json=False, force=False, every_violation=None, every_json_issue=None):
+             deep_json=False, force=False, every_violation=None, every_json_issue=None, quick_check=True):
     """Check a database read-only; return a ValidationReport (nothing is written to it).
 
     The report's lists are capped at `limit`; every_violation(table, violation) and
@@ -257,7 +258,7 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
         require_experiment_manager(graph, address, force)
         timings["discover"] = time.perf_counter() - started
         no_key = [t for t in graph.tables if not graph.primary_keys.get(t)]
-        work = _MetricWork(graph, limit, deep_json, every_json_issue)
+        work = _MetricWork(graph, limit, deep_json, every_json_issue, quick_check)
         helper = None
         if parallel and not (db.dialect == "sqlite" and db.address.path == ":memory:"):
             helper = _start_helper(address, retry_policy, work)

@@ -304,3 +304,37 @@ def _content(path):
         return {n: sorted(con.execute('SELECT * FROM "%s"' % n).fetchall(), key=repr) for n in names}
     finally:
         con.close()
+
+
+def test_fix_json_with_nothing_to_fix_takes_no_snapshot(tmp_path):
+    clean = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
+    make_demo(clean, faults=False)
+    result = run_cli("fix-json", clean.path, "--yes", "--snapshot-dir", str(tmp_path / "snaps"),
+                     "--quarantine-dir", str(tmp_path / "q"))
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "snaps").exists() and not os.listdir(str(tmp_path / "q"))
+
+
+def test_cleanup_dry_run_says_what_tables_leaves_behind(demo_db):
+    result = run_cli("cleanup-orphans", demo_db.path, "--dry-run", "--tables", "TRIAL_RUN")
+    assert result.returncode == 0 and "warning: --tables leaves" in result.stdout and "EPOCH" in result.stdout
+
+
+def test_validate_and_fix_json_give_one_diagnosis():
+    from emfix.jsoncheck import diagnose
+    from emfix.jsonrepair import repair
+    for raw in ("\x00\x01garbage\xff", "garbage", '{"a": 1', "{'a': 1}", '{"a": 1} x'):
+        found, outcome = diagnose(raw), repair(raw)
+        assert found.fixable == outcome.fixed, raw
+        if not outcome.fixed:
+            assert outcome.reason.split(" (")[0] in found.message, (raw, found.message, outcome.reason)
+    assert diagnose("\x00\x01garbage\xff").category != "truncated"
+
+
+def test_an_unreachable_server_is_retried_until_the_lock_timeout():
+    import time
+    started = time.monotonic()
+    result = run_cli("schema", "mysql://nobody@127.0.0.1:1/db", "--lock-timeout", "3")
+    elapsed = time.monotonic() - started
+    assert_one_clear_line(result, 3, "cannot reach MySQL server")
+    assert elapsed >= 2.5, elapsed  # the deadline decides, not a count of attempts
