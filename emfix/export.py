@@ -23,7 +23,7 @@ from . import __version__
 from .backends import open_database
 from .errors import SchemaError, UsageError
 from .fileutil import check_output_path, durable_output
-from .hierarchy import ROOT, reach_subtree
+from .hierarchy import ROOT, check_hierarchy, reach_subtree
 from .idshift import AUTO_ID_TABLES
 from .jsonrepair import strict_loads
 from .progress import NoProgress
@@ -41,6 +41,7 @@ class ExportResult:
     counts: Dict[str, int]
     sha256: str
     seconds: float
+    dangling: Dict[str, int] = dataclasses.field(default_factory=dict)  # link rows whose parent is missing
 
 
 # -- export -----------------------------------------------------------------------------------------
@@ -68,15 +69,18 @@ def export_experiment(address, experiment_id, path, *, fmt="jsonl", retry_policy
                 raise UsageError("experiment %s does not exist in %s" % (experiment_id, address.display()),
                                  hint="`emfix validate DB --experiment ID` lists what a missing id left behind")
             tables = tree.tables(graph)
+            dangling = {}
+            for broken in check_hierarchy(db, graph, experiment_id, limit=0, tree=tree).breaks:
+                dangling[broken.table] = dangling.get(broken.table, 0) + broken.count
             writer = _write_jsonl if fmt == "jsonl" else _write_json
             if path == "-":
-                counts, digest = writer(db, graph, tree, tables, sys.stdout, experiment_id, address, progress)
+                counts, digest = writer(db, graph, tree, tables, sys.stdout, experiment_id, address, progress, dangling)
             else:
                 real, in_place = check_output_path(path, [address.path] if address.is_sqlite else [])
                 with durable_output(real, in_place=in_place) as out:
-                    counts, digest = writer(db, graph, tree, tables, out, experiment_id, address, progress)
+                    counts, digest = writer(db, graph, tree, tables, out, experiment_id, address, progress, dangling)
     progress.done()
-    return ExportResult(experiment_id, path, fmt, counts, digest, time.perf_counter() - started)
+    return ExportResult(experiment_id, path, fmt, counts, digest, time.perf_counter() - started, dangling)
 
 
 def _metadata(address, experiment_id, db):
@@ -86,7 +90,7 @@ def _metadata(address, experiment_id, db):
             "emfix_version": __version__, "format": EXPORT_FORMAT}
 
 
-def _write_jsonl(db, graph, tree, tables, out, experiment_id, address, progress):
+def _write_jsonl(db, graph, tree, tables, out, experiment_id, address, progress, dangling):
     header = {"header": _metadata(address, experiment_id, db), "tables": tables,
               "columns": {t: graph.columns[t] for t in tables}}
     out.write(json.dumps(header) + "\n")
@@ -108,7 +112,8 @@ def _write_jsonl(db, graph, tree, tables, out, experiment_id, address, progress)
             if count % 10000 == 0:
                 progress.update("%s: %d rows" % (table, count))
         counts[table] = count
-    trailer = {"trailer": {"counts": counts, "sha256": digest.hexdigest(), "min_ids": low_ids, "max_ids": high_ids}}
+    trailer = {"trailer": {"counts": counts, "sha256": digest.hexdigest(), "min_ids": low_ids, "max_ids": high_ids,
+                           "dangling": dangling}}
     out.write(json.dumps(trailer) + "\n")
     return counts, digest.hexdigest()
 
@@ -122,7 +127,7 @@ def _json_value(table, column, value):
     return encode_value(value)
 
 
-def _write_json(db, graph, tree, tables, out, experiment_id, address, progress):
+def _write_json(db, graph, tree, tables, out, experiment_id, address, progress, dangling):
     """The old tool's layout, streamed: experiment, trials with nested runs, metrics, artifacts;
     emfix adds each run's batches and a `links` section with every link table."""
     counts = {t: 0 for t in tables}
@@ -177,5 +182,6 @@ def _write_json(db, graph, tree, tables, out, experiment_id, address, progress):
         for k, row in enumerate(rows(table)):
             emit((", " if k else "") + dumps(row))
         emit("]")
-    emit('}, "export_metadata": %s}\n' % dumps(dict(_metadata(address, experiment_id, db), counts=counts)))
+    metadata = dict(_metadata(address, experiment_id, db), counts=counts, dangling=dangling)
+    emit('}, "export_metadata": %s}\n' % dumps(metadata))
     return counts, digest.hexdigest()

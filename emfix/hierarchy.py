@@ -199,11 +199,12 @@ def reach_subtree(db, graph, experiment_id):
     return Subtree(experiment_id, exists, held, columns_of, order, linked)
 
 
-def check_hierarchy(db, graph, experiment_id, limit=100):
+def check_hierarchy(db, graph, experiment_id, limit=100, tree=None):
+    """Levels and breaks of one experiment's subtree (`tree`: one already reached, not walked again)."""
     q = db.quote
     if ROOT not in graph.tables:
         return HierarchyReport(experiment_id, False, [], [])
-    tree = reach_subtree(db, graph, experiment_id)
+    tree = tree or reach_subtree(db, graph, experiment_id)
     levels = [HierarchyLevel(ROOT, 1 if tree.exists else 0)]
     breaks = []
     for table in tree.order[1:]:

@@ -31,6 +31,7 @@ class ImportResult:
     id_offsets: Dict[str, int]
     seconds: float
     resumed: bool = False
+    dangling: Dict[str, int] = dataclasses.field(default_factory=dict)  # link rows imported without their parent
 
 
 BATCH = 1000
@@ -98,13 +99,19 @@ def check_file(path):
 
 
 def import_file(address, path, *, experiment_title=None, retry_policy=None, progress=None, resume=False,
-                force=False, interrupted=None, skip_tables=None):
+                force=False, interrupted=None, skip_tables=None, allow_dangling=False):
     """Insert the file's rows parents first in batches, each committed with a journal row (the id
     offsets and the last line written), so a killed import is finished by `--resume`."""
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
     started = time.perf_counter()
     header, trailer = check_file(path)
+    dangling = {t: n for t, n in (trailer.get("dangling") or {}).items() if n}
+    if dangling and not allow_dangling:
+        raise EmfixError("%s holds %s link rows whose parent row is missing (%s); nothing was imported" % (
+            path, "{:,}".format(sum(dangling.values())), ", ".join("%s %d" % kv for kv in sorted(dangling.items()))),
+            hint="--allow-dangling imports them as they are (they stay orphans in DB), or clean the source "
+                 "(emfix cleanup-orphans) and export again")
     with open_database(address, retry_policy=retry_policy) as db:
         graph = discover_graph(db)
         skip = set(skip_tables or ())
@@ -155,7 +162,8 @@ def import_file(address, path, *, experiment_title=None, retry_policy=None, prog
             db.execute("UPDATE %s SET state = 'done' WHERE run_key = ?" % db.quote(JOURNAL), (key,))
     progress.done()
     new_id = header["header"]["experiment_id"] + offsets.get(ROOT, 0)
-    return ImportResult(path, new_id, counts, offsets, time.perf_counter() - started, bool(resume and done_line))
+    return ImportResult(path, new_id, counts, offsets, time.perf_counter() - started, bool(resume and done_line),
+                        dangling)
 
 
 def _start_journal(db, key, path, trailer, resume, force):

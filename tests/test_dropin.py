@@ -163,3 +163,24 @@ def test_a_damaged_old_snapshot_is_refused(cookbook):
     before = _rows(db)
     refused = run_cli("restore-snapshot", "-d", "experiment.db", "--snapshot-id", old_id, "--yes", cwd=str(cookbook))
     assert refused.returncode == 4 and _rows(db) == before
+
+
+def test_dangling_links_are_reported_by_export_and_refused_by_import(cookbook):
+    exported = run_cli("export", "-d", "experiment.db", "-e", "3", "-o", "e3.jsonl", cwd=str(cookbook))
+    assert exported.returncode == 0 and "warning: " in exported.stderr and "--allow-dangling" in exported.stderr
+    target = str(cookbook / "other.db")
+    assert run_cli("init", target).returncode == 0
+    before = _rows(target)
+    refused = run_cli("import", target, "e3.jsonl", cwd=str(cookbook))
+    assert refused.returncode == 1 and "parent row is missing" in refused.stderr
+    assert _rows(target) == before  # nothing written
+    allowed = run_cli("import", target, "e3.jsonl", "--allow-dangling", "--json", cwd=str(cookbook))
+    assert allowed.returncode == 0, allowed.stderr
+    assert sum(json.loads(allowed.stdout)["dangling"].values()) == sum(
+        json.loads(exported_trailer(cookbook / "e3.jsonl"))["dangling"].values())
+
+
+def exported_trailer(path):
+    with open(str(path)) as handle:
+        last = handle.readlines()[-1]
+    return json.dumps(json.loads(last)["trailer"])

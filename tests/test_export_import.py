@@ -76,7 +76,8 @@ def test_sqlite_to_mariadb_and_back(tmp_path, mysql_address):
     export_experiment(source, 3, path)  # the damaged experiment: breaks travel too
     with open_database(mysql_address, create=True) as db:
         create_schema(db)
-    result = import_file(mysql_address, path)
+    result = import_file(mysql_address, path, allow_dangling=True)  # the breaks, asked for
+    assert result.dangling
     back = str(tmp_path / "back.jsonl")
     export_experiment(mysql_address, result.experiment_id, back)
     assert records(back) == shifted(path, source, result.id_offsets)

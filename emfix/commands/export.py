@@ -1,5 +1,7 @@
 """emfix export (also `export-experiment`): one experiment's whole subtree, streamed to a file."""
 
+import sys
+
 from ..errors import EXIT_OK
 from ..export import export_experiment
 from . import common
@@ -31,6 +33,10 @@ def run(args, out):
     result = export_experiment(address, args.experiment, args.output, fmt=fmt,
                                retry_policy=common.retry_policy(args),
                                progress=common.make_progress("export", args, out))
+    if result.dangling:  # on stderr: stdout may be the export itself (-o -)
+        sys.stderr.write("warning: %s link rows of this experiment point at rows that do not exist (%s); import "
+                         "refuses them unless --allow-dangling\n" % (n(sum(result.dangling.values())), ", ".join(
+                             "%s %d" % kv for kv in sorted(result.dangling.items()))))
     if args.output == "-":
         return EXIT_OK
     if out.json:

@@ -15,6 +15,8 @@ def register(sub):
     p.add_argument("--resume", action="store_true", help="finish an import that was interrupted")
     p.add_argument("--force", action="store_true", help="import the file again as another experiment")
     p.add_argument("--skip-tables", metavar="T,...", help=common.SKIP_TABLES_HELP)
+    p.add_argument("--allow-dangling", action="store_true",
+                   help="import link rows whose parent row is missing in the export (refused without; counted)")
     common.finish(p, run)
 
 
@@ -23,11 +25,15 @@ def run(args, out):
     result = import_file(address, args.file, experiment_title=args.experiment_title,
                          retry_policy=common.retry_policy(args),
                          progress=common.make_progress("import", args, out), resume=args.resume, force=args.force,
-                         interrupted=common.StopFlag().install(), skip_tables=common.table_list(args.skip_tables))
+                         interrupted=common.StopFlag().install(), skip_tables=common.table_list(args.skip_tables),
+                         allow_dangling=args.allow_dangling)
     if out.json:
         common.emit_json(result)
     else:
         out.text("imported %s rows into %s as experiment %d (%.1f s)%s" % (
             n(sum(result.counts.values())), address.display(), result.experiment_id, result.seconds,
             " (resumed)" if result.resumed else ""))
+        if result.dangling:
+            out.text("including %s link rows whose parent row is missing: %s" % (
+                n(sum(result.dangling.values())), ", ".join("%s %d" % kv for kv in sorted(result.dangling.items()))))
     return EXIT_OK
