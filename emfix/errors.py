@@ -42,6 +42,10 @@ class NotExperimentManagerError(SchemaError):
     exit_code = EXIT_USAGE
 
 
+class DanglingLinksError(EmfixError):
+    """Link rows whose parent row is missing would be copied: refused unless asked for."""
+
+
 class Cancelled(EmfixError):
     """The user answered no: nothing was changed, and nothing is left to resume."""
 
@@ -52,6 +56,10 @@ class UsageError(EmfixError):
     """What was asked cannot be done as asked: a bad option, a wrong path, the wrong database."""
 
     exit_code = EXIT_USAGE
+
+
+class AlreadyDoneError(UsageError):
+    """This import or migration was finished before: another copy needs --force."""
 
 
 class AddressError(UsageError):

@@ -15,7 +15,15 @@ import time
 from typing import Dict
 
 from .backends import open_database
-from .errors import DamagedInputError, EmfixError, OperationInterrupted, SchemaError, UsageError
+from .errors import (
+    AlreadyDoneError,
+    DamagedInputError,
+    DanglingLinksError,
+    EmfixError,
+    OperationInterrupted,
+    SchemaError,
+    UsageError,
+)
 from .hierarchy import ROOT
 from .idshift import column_shifts, id_offset
 from .progress import NoProgress
@@ -99,16 +107,19 @@ def check_file(path):
 
 
 def import_file(address, path, *, experiment_title=None, retry_policy=None, progress=None, resume=False,
-                force=False, interrupted=None, skip_tables=None, allow_dangling=False):
+                force=False, interrupted=None, skip_tables=None, allow_dangling=False, into_experiment=None):
     """Insert the file's rows parents first in batches, each committed with a journal row (the id
-    offsets and the last line written), so a killed import is finished by `--resume`."""
+    offsets and the last line written), so a killed import is finished by `--resume`.
+
+    into_experiment: add the file's trials (and experiment links) to this existing experiment
+    instead of creating a new one (the old tool's `migrate-experiment -t`)."""
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
     started = time.perf_counter()
     header, trailer = check_file(path)
     dangling = {t: n for t, n in (trailer.get("dangling") or {}).items() if n}
     if dangling and not allow_dangling:
-        raise EmfixError("%s holds %s link rows whose parent row is missing (%s); nothing was imported" % (
+        raise DanglingLinksError("%s holds %s link rows whose parent row is missing (%s); nothing was imported" % (
             path, "{:,}".format(sum(dangling.values())), ", ".join("%s %d" % kv for kv in sorted(dangling.items()))),
             hint="--allow-dangling imports them as they are (they stay orphans in DB), or clean the source "
                  "(emfix cleanup-orphans) and export again")
@@ -127,7 +138,14 @@ def import_file(address, path, *, experiment_title=None, retry_policy=None, prog
                 hint="create them in the database first, or add --skip-tables %s to leave those rows out"
                 % ",".join(missing))
         key = "import:%s" % trailer["sha256"]
-        journal = _start_journal(db, key, path, trailer, resume, force)
+        pinned = {}
+        if into_experiment is not None:
+            if not db.query("SELECT 1 FROM %s WHERE %s = ?" % (db.quote(ROOT), db.quote("id")), (into_experiment,)):
+                raise UsageError("experiment %d does not exist in %s" % (into_experiment, address.display()),
+                                 hint="give an existing experiment as the target, or none to make a new one")
+            pinned[ROOT] = into_experiment - header["header"]["experiment_id"]
+            key += ":into:%d" % into_experiment
+        journal = _start_journal(db, key, path, trailer, resume, force, pinned)
         offsets, done_line, counts = journal["offsets"], journal["line"], journal["counts"]
         if journal.get("done"):
             new_id = header["header"]["experiment_id"] + offsets.get(ROOT, 0)
@@ -140,6 +158,8 @@ def import_file(address, path, *, experiment_title=None, retry_policy=None, prog
         for number, _line, record in _records(path):
             if number <= done_line or number == 1 or "trailer" in record or record.get("table") in skip:
                 continue
+            if pinned and record.get("table") == ROOT:
+                continue  # the experiment they go into exists already
             table = record["table"]
             if batch and (table != current or len(batch) >= BATCH):
                 _commit_batch(db, key, current, columns[current], batch, last, counts)
@@ -166,7 +186,7 @@ def import_file(address, path, *, experiment_title=None, retry_policy=None, prog
                         dangling)
 
 
-def _start_journal(db, key, path, trailer, resume, force):
+def _start_journal(db, key, path, trailer, resume, force, pinned=None):
     """The journal row for this file's content: new (with fresh offsets), or the one to resume."""
     text = "VARCHAR(100)" if db.dialect == "mysql" else "TEXT"
     q = db.quote
@@ -182,12 +202,13 @@ def _start_journal(db, key, path, trailer, resume, force):
             raise EmfixError("a partial import of %s exists (%s rows committed)" % (
                 path, "{:,}".format(sum(json.loads(counts).values()))), hint="run again with --resume to finish it")
         if state == "done" and not force:
-            raise UsageError("%s was already imported as experiment %d" % (
+            raise AlreadyDoneError("%s was already imported as experiment %d" % (
                 path, int(trailer.get("min_ids", {}).get(ROOT, 0)) + offsets.get(ROOT, 0)),
                 hint="pass --force to import another copy")
     offsets = {}
     for table, low in trailer.get("min_ids", {}).items():
         offsets[table] = id_offset(db, table, low, trailer.get("max_ids", {}).get(table))
+    offsets.update(pinned or {})
     with db.transaction():
         db.execute("DELETE FROM %s WHERE run_key = ?" % q(JOURNAL), (key,))
         db.execute("INSERT INTO %s VALUES (?, 'running', ?, 0, '{}')" % q(JOURNAL), (key, json.dumps(offsets)))

@@ -184,3 +184,38 @@ def exported_trailer(path):
     with open(str(path)) as handle:
         last = handle.readlines()[-1]
     return json.dumps(json.loads(last)["trailer"])
+
+
+def _count(path, sql, params=()):
+    con = sqlite3.connect(path)
+    try:
+        return con.execute(sql, params).fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_migrate_experiment_within_one_database_as_the_old_tool_did(cookbook):
+    db = str(cookbook / "experiment.db")
+    trials_of_1 = _count(db, "SELECT count(*) FROM TRIAL WHERE experiment_id = 1")
+    experiments = _count(db, "SELECT count(*) FROM EXPERIMENT")
+    copied = run_cli("migrate-experiment", "-d", "experiment.db", "-s", "1", "--json", cwd=str(cookbook))
+    assert copied.returncode == 0, copied.stderr
+    new_id = json.loads(copied.stdout)["experiment_id"]
+    assert json.loads(copied.stdout)["snapshot_id"]  # a snapshot first, unless --no-snapshot
+    assert _count(db, "SELECT count(*) FROM EXPERIMENT") == experiments + 1
+    assert _count(db, "SELECT count(*) FROM TRIAL WHERE experiment_id = ?", (new_id,)) == trials_of_1
+    into = run_cli("migrate-experiment", "-d", "experiment.db", "-s", "1", "-t", "2", "--no-snapshot",
+                   cwd=str(cookbook))
+    assert into.returncode == 0 and "added to experiment 2" in into.stdout, into.stderr
+    assert _count(db, "SELECT count(*) FROM EXPERIMENT") == experiments + 1  # no new experiment row
+    assert _count(db, "SELECT count(*) FROM TRIAL WHERE experiment_id = 2") == 2 * trials_of_1
+    whole = run_cli("check-hierarchy", "-d", "experiment.db", "-e", str(new_id), cwd=str(cookbook))
+    assert whole.returncode == 0, whole.stdout
+
+
+def test_migrate_experiment_refuses_a_damaged_source_and_a_missing_target(cookbook):
+    damaged = run_cli("migrate-experiment", "-d", "experiment.db", "-s", "3", "--no-snapshot", cwd=str(cookbook))
+    assert damaged.returncode == 1 and "--strategy aggressive" in damaged.stderr
+    missing = run_cli("migrate-experiment", "-d", "experiment.db", "-s", "1", "-t", "77", "--no-snapshot",
+                      cwd=str(cookbook))
+    assert missing.returncode == 2 and "experiment 77 does not exist" in missing.stderr

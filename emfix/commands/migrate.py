@@ -1,9 +1,15 @@
 """emfix migrate (also `migrate-experiment`): copy experiments between databases, resumable, verified."""
 
+import os
+import tempfile
+
 from .. import history
 from ..backends import open_database
-from ..errors import EXIT_OK, DamagedInputError, UsageError
+from ..errors import EXIT_OK, AlreadyDoneError, DamagedInputError, DanglingLinksError, UsageError
+from ..export import export_experiment
+from ..importer import import_file
 from ..migrate import STRATEGIES, migrate_experiment
+from ..snapshot import create_snapshot, default_snapshot_dir
 from . import common
 from .common import n
 
@@ -11,12 +17,16 @@ from .common import n
 def register(sub):
     p = common.command(sub, "migrate", "copy experiments between databases (SQLite, MySQL), resumable, verified",
                 "emfix migrate experiment.db mysql://em@db1/experiments -e 12 --init\n"
-                "  emfix migrate experiment.db mysql://em@db1/experiments -e 12 --resume",
+                "  emfix migrate experiment.db mysql://em@db1/experiments -e 12 --resume\n"
+                "  emfix migrate-experiment -d experiment.db -s 12 -t 3   # the old form: within one database",
                 aliases=["migrate-experiment"])
-    p.add_argument("source", metavar="SRC", help="the database to copy from")
-    p.add_argument("target", metavar="DST", help="the database to copy into")
-    p.add_argument("-e", "--experiment", type=common.row_id, action="append", metavar="ID",
-                   help="an experiment (repeatable)")
+    p.add_argument("source", nargs="?", metavar="SRC", help="the database to copy from")
+    p.add_argument("target", nargs="?", metavar="DST", help="the database to copy into")
+    p.add_argument("-e", "-s", "--experiment", "--source-experiment", dest="experiment", type=common.row_id,
+                   action="append", metavar="ID", help="an experiment (repeatable)")
+    p.add_argument("-t", "--target-experiment", type=common.row_id, metavar="ID",
+                   help="with -d DB (one database): add the copied trials to this existing experiment")
+    p.add_argument("--no-snapshot", action="store_true", help="with -d DB: skip the snapshot taken first")
     p.add_argument("--all", action="store_true", help="every experiment of SRC")
     p.add_argument("--strategy", choices=sorted(STRATEGIES), default="balanced",
                    help="; ".join("%s: %s" % kv for kv in sorted(STRATEGIES.items())) + " (default balanced)")
@@ -30,14 +40,19 @@ def register(sub):
     p.add_argument("--init", action="store_true", help="create the schema in DST if it has none")
     p.add_argument("--no-verify", action="store_true", help="skip the comparison at the end")
     p.add_argument("--skip-tables", metavar="T,...", help=common.SKIP_TABLES_HELP)
-    p.add_argument("--password-file", metavar="FILE", help="MySQL password for both ends")
-    p.add_argument("--password", metavar="TEXT", help=common.PASSWORD_HELP)
-    common.add_lock_timeout(p)
     p.add_argument("--snapshot-dir", metavar="DIR", help="where DST's snapshot goes")
+    common.add_database_options(p, positional=False)  # -d DB: a copy within one database (the old tool's form)
     common.finish(p, run)
 
 
 def run(args, out):
+    if args.source is None and (args.database or args.mysql):
+        return _copy_within(args, out)
+    if args.source is None or args.target is None:
+        raise UsageError("migrate needs SRC and DST (or -d DB -s ID for a copy within one database)",
+                         hint="e.g. emfix migrate experiment.db mysql://em@db1/experiments -e 12 --init")
+    if args.target_experiment is not None:
+        raise UsageError("-t/--target-experiment works within one database", hint="use -d DB -s ID -t ID")
     source, target = common.address_of(args.source, args), common.address_of(args.target, args)
     ids = list(args.experiment or [])
     if args.all:
@@ -67,6 +82,46 @@ def run(args, out):
     if not all(r.verified for r in results):
         raise DamagedInputError("the copy differs from the source (see the table above)",
                                 hint="the snapshot of DST taken first holds its content from before")
+    return EXIT_OK
+
+
+def _copy_within(args, out):
+    """The old tool's `migrate-experiment -d DB -s ID [-t ID]`: a copy of an experiment inside its own
+    database (new ids), or its trials added to experiment -t. Export to a private temporary file, then
+    import: both stream, both check, and the import is resumable like any other."""
+    address = common.resolve_address(args)
+    if not args.experiment or len(args.experiment) != 1:
+        raise UsageError("which experiment? give -s ID (one)", hint="e.g. emfix migrate-experiment -d DB -s 12")
+    source_id = args.experiment[0]
+    snapshot_id = None
+    if not args.no_snapshot:
+        snapshot_id = create_snapshot(address, args.snapshot_dir or default_snapshot_dir(address),
+                                      description="before copying experiment %d" % source_id, verify=True,
+                                      retry_policy=common.retry_policy(args)).id
+    with tempfile.TemporaryDirectory(prefix="emfix-copy-") as folder:
+        path = os.path.join(folder, "experiment-%d.jsonl" % source_id)
+        export_experiment(address, source_id, path, retry_policy=common.retry_policy(args))
+        options = dict(retry_policy=common.retry_policy(args), progress=common.make_progress("migrate", args, out),
+                       interrupted=common.StopFlag().install(), allow_dangling=args.strategy == "aggressive",
+                       into_experiment=args.target_experiment, resume=args.resume)
+        try:  # a killed copy is finished with --resume; one that finished before is made again, as asked
+            result = import_file(address, path, **options)
+        except AlreadyDoneError:
+            result = import_file(address, path, force=True, **options)
+        except DanglingLinksError as exc:
+            raise DanglingLinksError("experiment %d has link rows whose parent row is missing; nothing was copied "
+                                     "(%s)" % (source_id, exc.message.split("(", 1)[-1].split(")")[0]),
+                                     hint="repair it first (emfix cleanup-orphans), or copy them as they are with "
+                                          "--strategy aggressive") from None
+    if out.json:
+        common.emit_json(dict(common.to_jsonable(result), source_experiment=source_id, snapshot_id=snapshot_id))
+    else:
+        out.text("experiment %d %s in %s: %s rows, %.1f s" % (
+            source_id, "added to experiment %d" % result.experiment_id if args.target_experiment is not None
+            else "copied as experiment %d" % result.experiment_id, address.display(),
+            n(sum(result.counts.values())), result.seconds))
+        if snapshot_id:
+            out.text("snapshot before: %s" % snapshot_id)
     return EXIT_OK
 
 
