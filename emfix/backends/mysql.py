@@ -242,16 +242,22 @@ class MySQLBackend(Backend):
         except self._driver.Error as exc:
             raise self._translate(exc) from None
         except Exception as exc:
-            if type(exc).__module__ != "_mysql_connector":  # the C extension's own error escapes its wrapper
+            if not self._driver_failure(exc):
                 raise
             raise ConnectError("lost the connection to MySQL %s during COMMIT: %s" % (self.address.display(), exc),
                                hint="check that the server runs; the batch may or may not be committed") from None
 
+    def _driver_failure(self, exc):
+        """The driver's errors, and the C extension's own, which its commit/rollback/close let escape."""
+        return isinstance(exc, self._driver.Error) or type(exc).__module__ == "_mysql_connector"
+
     def _rollback(self):
         try:
             self._conn.rollback()
-        except self._driver.Error:
-            pass  # the connection is gone; the server rolls back on its own
+        except Exception as exc:
+            if not self._driver_failure(exc):
+                raise
+            # the connection is gone; the server rolls back on its own
 
     def ping(self):
         try:
@@ -264,8 +270,9 @@ class MySQLBackend(Backend):
         if self._conn is not None:
             try:
                 self._conn.close()
-            except self._driver.Error:
-                pass
+            except Exception as exc:
+                if not self._driver_failure(exc):
+                    raise
             self._conn = None
 
     def exact_column(self, table, column, prefix=""):
