@@ -89,6 +89,12 @@ def check_output_path(path, protect=()):
     quarantine file. A symlink is followed (its target is what gets written). A device or FIFO is
     written through, never replaced by a regular file.
     """
+    try:
+        mode = os.stat(path).st_mode  # through links: /dev/stdout is a link to a pipe, not a file
+    except OSError:
+        mode = None
+    if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return path, True
     real = os.path.realpath(path)
     if os.path.isdir(real):
         raise UsageError("%s is a directory" % path, hint="give a file name, e.g. %s" % os.path.join(

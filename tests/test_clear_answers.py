@@ -338,3 +338,10 @@ def test_an_unreachable_server_is_retried_until_the_lock_timeout():
     elapsed = time.monotonic() - started
     assert_one_clear_line(result, 3, "cannot reach MySQL server")
     assert elapsed >= 2.5, elapsed  # the deadline decides, not a count of attempts
+
+
+def test_restore_without_a_terminal_says_to_add_yes(demo_db, tmp_path):
+    snapshot.create_snapshot(demo_db, str(tmp_path / "snaps"), verify=True)
+    result = run_cli("snapshot", "restore", demo_db.path, "--snapshot-dir", str(tmp_path / "snaps"))
+    assert_one_clear_line(result, 2, "add --yes")
+    assert "--dry-run" not in result.stderr

@@ -419,3 +419,9 @@ def test_files_holding_data_are_private(demo_db, tmp_path):
     files = [str(p) for p in qdir.iterdir()] + [str(report), str(tmp_path / "dst.db")]
     for path in files:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+
+
+def test_output_to_dev_stdout_writes_through_the_pipe(demo_db):
+    result = run_cli("export", demo_db.path, "-e", "1", "-o", "/dev/stdout")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('{"header"')

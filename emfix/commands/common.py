@@ -295,12 +295,11 @@ class StopFlag:
         return self
 
 
-def confirm(question, describe=None):
+def confirm(question, describe=None, without_terminal="run with --dry-run to see the plan, then with --yes"):
     """A yes/no question on the terminal (shown after `describe(plan)`'s lines); never without one."""
     def ask(plan):
         if not sys.stdin.isatty():
-            raise UsageError("this changes the database and stdin is not a terminal",
-                             hint="run with --dry-run to see the plan, then with --yes")
+            raise UsageError("this changes the database and stdin is not a terminal", hint=without_terminal)
         for line in describe(plan) if describe else ():
             sys.stderr.write(line + "\n")
         sys.stderr.write("%s [y/N] " % question(plan))

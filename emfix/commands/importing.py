@@ -1,6 +1,6 @@
 """emfix import: an export file back in, with ids that never collide, resumable."""
 
-from ..errors import EXIT_OK
+from ..errors import EXIT_OK, UsageError
 from ..importer import import_file
 from . import common
 from .common import n
@@ -21,6 +21,8 @@ def register(sub):
 
 
 def run(args, out):
+    if not (args.db or args.database or args.mysql):
+        raise UsageError("import needs the database and the file", hint="emfix import DB FILE")
     address = common.resolve_address(args)
     result = import_file(address, args.file, experiment_title=args.experiment_title,
                          retry_policy=common.retry_policy(args),

@@ -131,7 +131,8 @@ def _restore(args, out, directory, address):
     chosen = snapshot.resolve_snapshot_id(directory, args.snapshot_id or "latest-valid", address)
     if not args.yes:  # it replaces the database's content: asked first, as the old tool and every repair do
         ask = common.confirm(lambda _plan: "replace the content of %s with snapshot %s (a safety snapshot of what is "
-                                           "there now is taken first)?" % (address.display(), chosen))
+                                           "there now is taken first)?" % (address.display(), chosen),
+                             without_terminal="add --yes to restore snapshot %s without a question" % chosen)
         if not ask(None):
             raise Cancelled("cancelled; nothing was changed")
     if not out.quiet:

@@ -50,6 +50,8 @@ def run(args, out):
                 report = validate(address, every_violation=writer.violation, every_json_issue=writer.json_issue,
                                   **options)
                 writer.finish(report.to_dict())
+        except BrokenPipeError:
+            raise UsageError("cannot write report %s: its reader went away" % args.output) from None
         except OSError as exc:
             raise UsageError("cannot write report %s: %s" % (args.output, exc.strerror or exc),
                              hint="check that the directory exists and is writable") from None
