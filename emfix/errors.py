@@ -47,9 +47,7 @@ class DanglingLinksError(EmfixError):
 
 
 class Cancelled(EmfixError):
-    """The user answered no: nothing was changed, and nothing is left to resume."""
-
-    exit_code = EXIT_PROBLEMS
+    """The user answered no: nothing was changed, and nothing is left to resume (exit 1)."""
 
 
 class UsageError(EmfixError):
@@ -88,10 +86,8 @@ class PoolTimeoutError(ConnectError):
     """No connection of the pool became free in time."""
 
 
-class NoSpaceError(EmfixError):
+class NoSpaceError(ConnectError):
     """The disk (or a file-size limit) is full: nothing half-written is kept."""
-
-    exit_code = EXIT_CONNECT
 
 
 class DamagedInputError(EmfixError):
