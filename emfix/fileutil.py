@@ -108,11 +108,8 @@ def check_output_path(path, protect=()):
         if not os.path.isdir(directory):
             raise UsageError("cannot write %s: directory %s does not exist" % (path, directory))
         return real, False
-    mode = os.stat(real).st_mode
-    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISBLK(mode):
-        if stat.S_ISBLK(mode):
-            raise UsageError("refusing to write to the block device %s" % path, hint="give -o a file name")
-        return real, True
+    if stat.S_ISBLK(mode):  # (devices, FIFOs and sockets were written through above)
+        raise UsageError("refusing to write to the block device %s" % path, hint="give -o a file name")
     if not stat.S_ISREG(mode):
         raise UsageError("%s is not a regular file" % path, hint="give -o a file name")
     if is_sqlite_file(real):

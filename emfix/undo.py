@@ -69,6 +69,7 @@ def undo(quarantine_path, address=None, *, retry_policy=None):
 
 
 UNDO_BATCH = 1000
+KEYS_PER_QUERY = 200
 
 
 def _reinsert(db, qcon, graph, table, columns, result):
@@ -85,8 +86,6 @@ def _reinsert(db, qcon, graph, table, columns, result):
         insert = "INSERT %s INTO %s (%s) VALUES (%s)" % ("OR IGNORE" if db.dialect == "sqlite" else "IGNORE",
                                                         db.quote(table), db.quote_columns(columns), marks)
         double = False
-    lookup = "SELECT %s FROM %s WHERE %s" % (db.exact_columns(table, columns), db.quote(table), " AND ".join(
-        "%s %s ?" % (db.quote(c), "IS" if db.dialect == "sqlite" else "<=>") for c in key))
     where = [columns.index(c) for c in key]
     cursor = qcon.execute("SELECT %s FROM %s" % (", ".join(q.qi(c) for c in columns), q.qi(table)))
     restored = 0
@@ -101,15 +100,39 @@ def _reinsert(db, qcon, graph, table, columns, result):
         restored += written
         if written == len(rows):
             continue
+        present = _rows_by_key(db, table, columns, where, rows)
         for row in rows:
-            present = db.query(lookup, tuple(row[i] for i in where))
             wanted = [canonical(v) for v in row]
-            if not any([canonical(v) for v in found] == wanted for found in present):
+            found = present.get(tuple(wanted[i] for i in where), [])
+            if wanted not in found:
                 result.not_restored[table] = result.not_restored.get(table, 0) + 1
                 if len(result.conflicts) < 20:
                     result.conflicts.append({"table": table, "row": dict(zip(columns, row)),
-                                             "now": [dict(zip(columns, found)) for found in present[:1]]})
+                                             "now": [dict(zip(columns, f)) for f in found[:1]]})
     result.restored[table] = restored
+
+
+def _rows_by_key(db, table, columns, where, rows):
+    """{key: [row as stored now, canonical]} for the keys of `rows`: one query for the batch (rows whose
+    key holds a NULL, which `IN` never matches, are looked up one by one, NULL-safely)."""
+    keyed = [tuple(row[i] for i in where) for row in rows]
+    plain = sorted({k for k in keyed if None not in k}, key=repr)
+    names = db.quote_columns([columns[i] for i in where])
+    select = "SELECT %s FROM %s WHERE " % (db.exact_columns(table, columns), db.quote(table))
+    found = []
+    one = "(%s)" % ", ".join("?" * len(where))
+    for start in range(0, len(plain), KEYS_PER_QUERY):  # within old SQLite's 999 parameters
+        part = plain[start:start + KEYS_PER_QUERY]
+        found += db.query(select + "(%s) IN (%s)" % (names, ", ".join([one] * len(part))),
+                          tuple(v for k in part for v in k))
+    same = " AND ".join("%s %s ?" % (db.quote(columns[i]), "IS" if db.dialect == "sqlite" else "<=>") for i in where)
+    for k in {k for k in keyed if None in k}:
+        found += db.query(select + same, k)
+    present = {}
+    for row in found:
+        row = [canonical(v) for v in row]
+        present.setdefault(tuple(row[i] for i in where), []).append(row)
+    return present
 
 
 def _put_values_back(qcon, meta, address, retry_policy=None):

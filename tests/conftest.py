@@ -5,6 +5,7 @@ server that does not answer fails the MySQL tests; when it is unset they are ski
 """
 
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -93,6 +94,18 @@ def url_of(address):
     if address.is_sqlite:
         return address.path
     return "mysql://%s@%s:%s/%s" % (address.user, address.host, address.port, address.database)
+
+
+def sqlite_rows(path):
+    """Every row of every table of a SQLite file (emfix's own and SQLite's tables left out), sorted:
+    what "the same content" means in a test."""
+    con = sqlite3.connect(path)
+    try:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
+                                           "'sqlite%' AND name NOT LIKE '\\_emfix%' ESCAPE '\\'")]
+        return {n: sorted(con.execute('SELECT * FROM "%s"' % n).fetchall(), key=repr) for n in names}
+    finally:
+        con.close()
 
 
 def run_cli(*args, env=None, cwd=None, timeout=120, python_flags=()):

@@ -6,7 +6,7 @@ import sqlite3
 import uuid
 
 import pytest
-from conftest import make_demo, mysql_server_url, run_cli, url_of
+from conftest import make_demo, mysql_server_url, run_cli, sqlite_rows, url_of
 
 from emfix import snapshot
 from emfix.address import DatabaseAddress, parse_address
@@ -287,23 +287,14 @@ def _ask_on_a_terminal(args, answer):
 
 
 def test_answering_no_exits_1_after_showing_the_plan_on_its_own_line(demo_db, tmp_path):
-    before = _content(demo_db.path)
+    before = sqlite_rows(demo_db.path)
     code, shown = _ask_on_a_terminal(["cleanup-orphans", demo_db.path, "--recreate-parents", "--quarantine-dir",
                                       str(tmp_path / "q")], b"n")
     assert code == 1 and "cancelled; nothing was changed" in shown
     question = [line for line in shown.splitlines() if "[y/N]" in line][0]
     assert question.lstrip("\r").startswith("remove "), question  # not glued to a progress line
     assert "creates missing parents first: EPOCH 2, RESULTS 1" in shown  # said before, not after
-    assert _content(demo_db.path) == before
-
-
-def _content(path):
-    con = sqlite3.connect(path)
-    try:
-        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {n: sorted(con.execute('SELECT * FROM "%s"' % n).fetchall(), key=repr) for n in names}
-    finally:
-        con.close()
+    assert sqlite_rows(demo_db.path) == before
 
 
 def test_fix_json_with_nothing_to_fix_takes_no_snapshot(tmp_path):

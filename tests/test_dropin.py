@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_demo, run_cli
+from conftest import make_demo, run_cli, sqlite_rows
 
 from emfix import snapshot
 from emfix.address import DatabaseAddress
@@ -124,18 +124,9 @@ def _old_tool_snapshot(folder, source, snapshot_id="snapshot_20250601_140322", d
     return snapshot_id
 
 
-def _rows(path):
-    con = sqlite3.connect(path)
-    try:
-        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {n: sorted(con.execute('SELECT * FROM "%s"' % n).fetchall(), key=repr) for n in names}
-    finally:
-        con.close()
-
-
 def test_old_tool_snapshots_are_listed_verified_and_restored(cookbook):
     db = str(cookbook / "experiment.db")
-    wanted = _rows(db)
+    wanted = sqlite_rows(db)
     old_id = _old_tool_snapshot(str(cookbook / "snapshots"), db)
     con = sqlite3.connect(db)
     with con:
@@ -146,7 +137,7 @@ def test_old_tool_snapshots_are_listed_verified_and_restored(cookbook):
     assert run_cli("verify-snapshot", "-d", "experiment.db", old_id, cwd=str(cookbook)).returncode == 0
     done = run_cli("restore-snapshot", "-d", "experiment.db", "--snapshot-id", old_id, "--yes", cwd=str(cookbook))
     assert done.returncode == 0, done.stderr
-    assert _rows(db) == wanted
+    assert sqlite_rows(db) == wanted
     safety = [s for s in snapshot.list_snapshots(str(cookbook / "snapshots"),
                                                  DatabaseAddress("sqlite", path=db)) if s.manifest.kind == "safety"]
     assert len(safety) == 1 and safety[0].manifest.tables["METRIC"] == 0  # what was there before is kept
@@ -160,9 +151,9 @@ def test_a_damaged_old_snapshot_is_refused(cookbook):
         handle.truncate(os.path.getsize(path) // 2)
     verify = run_cli("verify-snapshot", "-d", "experiment.db", old_id, cwd=str(cookbook))
     assert verify.returncode == 4 and "damaged" in verify.stdout
-    before = _rows(db)
+    before = sqlite_rows(db)
     refused = run_cli("restore-snapshot", "-d", "experiment.db", "--snapshot-id", old_id, "--yes", cwd=str(cookbook))
-    assert refused.returncode == 4 and _rows(db) == before
+    assert refused.returncode == 4 and sqlite_rows(db) == before
 
 
 def test_dangling_links_are_reported_by_export_and_refused_by_import(cookbook):
@@ -170,10 +161,10 @@ def test_dangling_links_are_reported_by_export_and_refused_by_import(cookbook):
     assert exported.returncode == 0 and "warning: " in exported.stderr and "--allow-dangling" in exported.stderr
     target = str(cookbook / "other.db")
     assert run_cli("init", target).returncode == 0
-    before = _rows(target)
+    before = sqlite_rows(target)
     refused = run_cli("import", target, "e3.jsonl", cwd=str(cookbook))
     assert refused.returncode == 1 and "parent row is missing" in refused.stderr
-    assert _rows(target) == before  # nothing written
+    assert sqlite_rows(target) == before  # nothing written
     allowed = run_cli("import", target, "e3.jsonl", "--allow-dangling", "--json", cwd=str(cookbook))
     assert allowed.returncode == 0, allowed.stderr
     assert sum(json.loads(allowed.stdout)["dangling"].values()) == sum(

@@ -2,8 +2,11 @@
 
 import json
 import math
+import os
+import runpy
 
 import pytest
+from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -137,15 +140,7 @@ def test_raw_control_character_inside_a_string_is_escaped_and_named():
     assert json.loads(result.value) == {"a\x1fb": 1}
 
 
-SHAPES = {
-    "truncated array": lambda n, x: '{"cat": [' + ("%s," % x) * n,
-    "truncated repr": lambda n, x: "{'cat': [" + ("%s, " % x) * n,
-    "tuple": lambda n, x: "{'cat': (" + ("%s, " % x) * n + ")}",
-    "numpy array": lambda n, x: "{'cat': np.array([" + ("%s, " % x) * n + "], dtype=float32)}",
-    "nan repr": lambda n, x: "{" + ", ".join("'k%d': nan" % i for i in range(n // 2)) + "}",
-    "unquoted keys": lambda n, x: "{" + ", ".join("k%d: %s" % (i, x) for i in range(n // 2)) + "}",
-    "garbage": lambda n, x: "x" * (n * 6),
-}
+SHAPES = runpy.run_path(os.path.join(ROOT, "bench", "bench_repair_sizes.py"))["SHAPES"]  # one list of shapes
 
 
 @settings(max_examples=len(SHAPES) * 2, deadline=None)

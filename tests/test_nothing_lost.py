@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, make_demo, run_cli, url_of
+from conftest import ROOT, make_demo, run_cli, sqlite_rows, url_of
 
 from emfix import snapshot
 from emfix.address import DatabaseAddress
@@ -30,16 +30,6 @@ def table_rows(path, table):
     con = sqlite3.connect(path)
     try:
         return sorted(con.execute('SELECT * FROM "%s"' % table).fetchall(), key=repr)
-    finally:
-        con.close()
-
-
-def all_rows(path):
-    con = sqlite3.connect(path)
-    try:
-        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' "
-                                           "AND name NOT LIKE 'sqlite%' AND name NOT LIKE '\\_emfix%' ESCAPE '\\'")]
-        return {n: sorted(con.execute('SELECT * FROM "%s"' % n).fetchall(), key=repr) for n in names}
     finally:
         con.close()
 
@@ -96,13 +86,13 @@ def test_restore_never_takes_another_databases_snapshot(demo_db, tmp_path):
     make_demo(other, faults=False)
     shared = str(tmp_path / "snapshots")
     snapshot.create_snapshot(other, shared, description="of the copy", verify=True)
-    before = all_rows(demo_db.path)
+    before = sqlite_rows(demo_db.path)
     result = run_cli("snapshot", "restore", demo_db.path, "--snapshot-dir", shared, "--no-safety-snapshot")
     assert result.returncode == 2 and "no valid snapshot" in result.stderr, result.stderr
     theirs = snapshot.list_snapshots(shared)[0].id
     result = run_cli("snapshot", "restore", demo_db.path, "--snapshot-dir", shared, "--snapshot-id", theirs, "--yes")
     assert result.returncode == 2 and "of another database" in result.stderr, result.stderr
-    assert all_rows(demo_db.path) == before
+    assert sqlite_rows(demo_db.path) == before
     assert snapshot.list_snapshots(shared, demo_db) == []
     result = run_cli("snapshot", "list", demo_db.path, "--snapshot-dir", shared, "--json")
     assert json.loads(result.stdout)["snapshots"] == []
@@ -148,7 +138,7 @@ def test_mysql_snapshots_of_two_databases_in_one_folder_stay_apart(mysql_databas
 def test_restoring_latest_valid_twice_does_not_flip_back(demo_db, tmp_path):
     folder = str(tmp_path / "snapshots")
     snapshot.create_snapshot(demo_db, folder, description="good state", verify=True)
-    wanted = all_rows(demo_db.path)
+    wanted = sqlite_rows(demo_db.path)
     con = sqlite3.connect(demo_db.path)
     con.execute("DELETE FROM METRIC")
     con.commit()
@@ -157,7 +147,7 @@ def test_restoring_latest_valid_twice_does_not_flip_back(demo_db, tmp_path):
         result = run_cli("snapshot", "restore", demo_db.path, "--snapshot-dir", folder, "--yes")
         assert result.returncode == 0, result.stderr
         assert "restoring snapshot" in result.stderr
-        assert all_rows(demo_db.path) == wanted
+        assert sqlite_rows(demo_db.path) == wanted
     kinds = sorted(s.manifest.kind for s in snapshot.list_snapshots(folder, demo_db))
     assert kinds == ["safety", "safety", "snapshot"]
 

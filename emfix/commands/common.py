@@ -256,19 +256,6 @@ def make_progress(label, args, out):
     return Progress(label, enabled=None if not out.json else False)
 
 
-def write_report(path, data, address=None):
-    """Write a JSON report next to its final name, then rename: a reader never sees half a file, and
-    the database, a snapshot or a device is never replaced by it."""
-    from ..fileutil import check_output_path, durable_output
-    real, in_place = check_output_path(path, protected_paths(address))
-    try:
-        with durable_output(real, in_place=in_place) as handle:
-            handle.write(json.dumps(to_jsonable(data), indent=2, allow_nan=False, default=str) + "\n")
-    except OSError as exc:
-        raise UsageError("cannot write report %s: %s" % (path, exc.strerror or exc),
-                         hint="check that the directory exists and is writable") from None
-
-
 def protected_paths(address):
     return [address.path] if address is not None and address.is_sqlite else []
 
