@@ -228,12 +228,18 @@ def inject_faults(backend, shape):
         faults.append(("deleted_artifact", "ARTIFACT %d deleted while TRIAL_RUN_ARTIFACT still links it" % art))
         trial_id = last_trial + 1000
         run_id = backend.scalar("SELECT max(%s) FROM %s" % (q("id"), q("TRIAL_RUN"))) + 1000
-        run("INSERT INTO {TRIAL} ({id}, {name}, {experiment_id}) VALUES (?, 'stray trial', 999999)", (trial_id,))
-        run("INSERT INTO {TRIAL_RUN} ({id}, {trial_id}, {status}) VALUES (?, ?, 'failed')", (run_id, trial_id))
-        run("INSERT INTO {EPOCH} ({idx}, {trial_run_id}) VALUES (0, ?)", (run_id,))
+        stamp = BASE_TIME.isoformat(" ")
+        run("INSERT INTO {TRIAL} ({id}, {name}, {experiment_id}, {start_time}, {update_time}) "
+            "VALUES (?, 'stray trial', 999999, ?, ?)", (trial_id, stamp, stamp))
+        run("INSERT INTO {TRIAL_RUN} ({id}, {trial_id}, {status}, {start_time}, {update_time}) "
+            "VALUES (?, ?, 'failed', ?, ?)", (run_id, trial_id, stamp, stamp))
+        run("INSERT INTO {EPOCH} ({idx}, {trial_run_id}, {time}) VALUES (0, ?, ?)", (run_id, stamp))
         faults.append(("missing_experiment", "TRIAL %d points at EXPERIMENT 999999, which never existed" % trial_id))
-        run("INSERT INTO {TRIAL_RUN} ({id}, {trial_id}, {status}) VALUES (?, NULL, 'unknown')", (run_id + 1,))
-        faults.append(("null_parent", "TRIAL_RUN %d has trial_id NULL (a warning, not a violation)" % (run_id + 1)))
+        if backend.dialect == "sqlite":  # MySQL makes every primary-key column NOT NULL
+            link = backend.scalar("SELECT min(%s) FROM %s" % (q("id"), q("ARTIFACT")))
+            run("INSERT INTO {TRIAL_RUN_ARTIFACT} ({trial_run_id}, {artifact_id}) VALUES (NULL, ?)", (link,))
+            faults.append(("null_parent", "a TRIAL_RUN_ARTIFACT row links artifact %d to trial_run_id NULL "
+                           "(a warning, not a violation)" % link))
         for k in range(3):
             run("INSERT INTO {METRIC} ({id}, {type}, {total_val}, {per_label_val}) VALUES (?, 'accuracy', 0.5, NULL)",
                 (metric_id + 1 + k,))
@@ -256,12 +262,13 @@ def inject_faults(backend, shape):
 
 _NAMES = ("TRIAL", "TRIAL_RUN", "EPOCH", "RESULTS", "METRIC", "EPOCH_METRIC", "ARTIFACT", "id", "trial_run_id",
           "idx", "type", "total_val", "per_label_val", "epoch_idx", "epoch_trial_run_id", "metric_id", "name",
-          "experiment_id", "trial_id", "status", "loc")
+          "experiment_id", "trial_id", "status", "loc", "start_time", "update_time", "time", "TRIAL_RUN_ARTIFACT",
+          "artifact_id")
 
 
 def build_demo(backend, shape=Shape(), seed=0, faults=True, json_type="text"):
     """Create the schema, fill it and damage it; works on SQLite and MySQL backends."""
-    create_schema(backend, generation=shape.generation, json_type=json_type)
+    create_schema(backend, generation=shape.generation, json_type=json_type, applied_at=BASE_TIME)
     backend.foreign_key_checks(False)  # how orphans reach InnoDB in the field
     rows = populate(backend, shape, seed)
     injected = inject_faults(backend, shape) if faults else []

@@ -8,7 +8,7 @@ composite keys included) moves with it.
 
 from .schema import EM_TABLES
 
-AUTO_ID_TABLES = tuple(t.name for t in EM_TABLES if any(kind == "autoid" for _, kind in t.columns))
+AUTO_ID_TABLES = tuple(t.name for t in EM_TABLES if t.auto_id)
 
 
 def id_owner(graph, table, column, seen=None):

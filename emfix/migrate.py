@@ -30,7 +30,7 @@ from .hierarchy import ROOT, reach_subtree
 from .idshift import column_shifts, id_offset, id_owner
 from .progress import BASE_MB, DEFAULT_BATCH, NoProgress, utc_now
 from .schema import EM_TABLE_NAMES, EM_TABLES, create_schema, discover_graph
-from .values import canonical, portable
+from .values import as_stored, canonical, portable
 
 JOURNAL = "_emfix_migration"
 MAX_BATCH = 100000
@@ -51,6 +51,7 @@ class TableCheck:
     target_rows: int
     source_checksum: str = ""
     target_checksum: str = ""
+    narrowed: Dict[str, int] = dataclasses.field(default_factory=dict)  # column: values DST keeps less of
 
     @property
     def ok(self):
@@ -394,7 +395,7 @@ def _refuse_oversized_values(source, target, graph, tree, tables):
         return
     packet = int(target.scalar("SELECT @@max_allowed_packet") or 0)
     length = "length" if source.dialect == "sqlite" else "LENGTH"
-    text_columns = {t.name: [c for c, kind in t.columns if kind in ("text", "json") or kind.startswith("str")]
+    text_columns = {t.name: [c.name for c in t.columns if c.type in ("TEXT", "JSON") or c.type.startswith("VARCHAR")]
                     for t in EM_TABLES}
     for table in tables:
         columns = [c for c in text_columns.get(table, graph.columns[table]) if c in graph.columns[table]]
@@ -445,19 +446,32 @@ def _offsets(source, target, graph, tree, tables):
     return offsets
 
 
-def _checksum(db, graph, table, where, moves):
-    """Order-independent: XOR of each row's SHA-256 (ids already moved), with the row count."""
+def _checksum(db, graph, table, where, moves, limits=None):
+    """Order-independent: XOR of each row's SHA-256 (ids already moved), with the row count.
+
+    `limits` (DST's columns that keep less than SRC holds, such as the application's FLOAT total_val on
+    MySQL) make SRC's values count as DST stores them; how many that changed is returned per column."""
     columns = graph.columns[table]
+    lowered = {k.lower(): v for k, v in (limits or {}).items()}
+    narrow = [(i, lowered[c.lower()]) for i, c in enumerate(columns) if c.lower() in lowered]
+    narrowed = dict.fromkeys((columns[i] for i, _ in narrow), 0)
     acc, count = 0, 0
     for row in db.iter_rows("SELECT %s FROM %s t WHERE %s" % (db.exact_columns(table, columns, "t."),
                                                                db.quote(table), where), arraysize=2000):
+        if narrow:
+            row = list(row)
+            for i, limit in narrow:
+                kept = as_stored(row[i], limit)
+                if canonical(kept) != canonical(row[i]):
+                    narrowed[columns[i]] += 1
+                    row[i] = kept
         row = [canonical(v) for v in row]
         for i, move in moves:
             if isinstance(row[i], int):
                 row[i] += move
         acc ^= int.from_bytes(hashlib.sha256(json.dumps(row, default=str).encode()).digest()[:16], "big")
         count += 1
-    return count, "%032x" % acc
+    return count, "%032x" % acc, {c: n for c, n in narrowed.items() if n}
 
 
 def _verify(source, target, graph, tree, tables, offsets, experiment_id, strategy):
@@ -475,7 +489,7 @@ def _verify(source, target, graph, tree, tables, offsets, experiment_id, strateg
             b = int(target.scalar("SELECT count(*) FROM %s t WHERE %s" % (target.quote(table), dst_where)) or 0)
             checks.append(TableCheck(table, a, b))
             continue
-        a, sa = _checksum(source, graph, table, src_where, moves)
-        b, sb = _checksum(target, target_graph, table, dst_where, [])
-        checks.append(TableCheck(table, a, b, sa, sb))
+        a, sa, narrowed = _checksum(source, graph, table, src_where, moves, target.storage_limits(table))
+        b, sb, _ = _checksum(target, target_graph, table, dst_where, [])
+        checks.append(TableCheck(table, a, b, sa, sb, narrowed))
     return checks

@@ -6,6 +6,7 @@ created without foreign keys is still checked completely. Unknown extra tables a
 """
 
 import dataclasses
+import datetime
 import hashlib
 from typing import Dict, List, Tuple
 
@@ -28,43 +29,75 @@ class Relation:
 
 
 @dataclasses.dataclass(frozen=True)
+class Column:
+    """One column as the Experiment Manager declares it on MySQL (the SQLite text is derived)."""
+
+    name: str
+    type: str  # INT, VARCHAR(n), TEXT, DATETIME, FLOAT, JSON
+    not_null: bool = False
+    auto: bool = False  # INT PRIMARY KEY AUTO_INCREMENT
+    unique: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class TableDef:
     name: str
-    columns: Tuple[Tuple[str, str], ...]  # (name, neutral type)
+    columns: Tuple[Column, ...]
     primary_key: Tuple[str, ...]
     foreign_keys: Tuple[Tuple[Tuple[str, ...], str, Tuple[str, ...]], ...] = ()
     generation: int = 1  # 2: only in databases with the BATCH tables
 
+    @property
+    def column_names(self):
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def auto_id(self):
+        return any(c.auto for c in self.columns)
+
+
+def _auto():
+    return Column("id", "INT", auto=True)
+
+
+def _int(name):
+    return Column(name, "INT")
+
+
+def _req(name, kind):
+    return Column(name, kind, not_null=True)
+
 
 def _junction(name, left_cols, left_table, left_ref, right_col, right_table, generation=1):
-    cols = tuple((c, "int") for c in left_cols) + ((right_col, "int"),)
+    cols = tuple(_int(c) for c in left_cols) + (_int(right_col),)
     return TableDef(name, cols, tuple(left_cols) + (right_col,),
                     ((tuple(left_cols), left_table, tuple(left_ref)), ((right_col,), right_table, ("id",))),
                     generation)
 
 
+# ../shared/docs/experiment-manager-schema.md, "Columns": what the application itself creates.
 EM_TABLES = (
-    TableDef("SCHEMA_VERSION", (("id", "autoid"), ("version", "str50"), ("migration_name", "str255"),
-                                ("description", "text"), ("applied_at", "datetime"), ("rollback_script", "text")),
-             ("id",)),
-    TableDef("EXPERIMENT", (("id", "autoid"), ("title", "str255"), ("desc", "text"),
-                            ("start_time", "datetime"), ("update_time", "datetime")), ("id",)),
-    TableDef("TRIAL", (("id", "autoid"), ("name", "str255"), ("experiment_id", "int"),
-                       ("start_time", "datetime"), ("update_time", "datetime")), ("id",),
+    TableDef("SCHEMA_VERSION", (_auto(), Column("version", "VARCHAR(20)", not_null=True, unique=True),
+                                _req("migration_name", "VARCHAR(255)"), Column("description", "TEXT"),
+                                _req("applied_at", "DATETIME"), Column("rollback_script", "TEXT")), ("id",)),
+    TableDef("EXPERIMENT", (_auto(), _req("title", "VARCHAR(255)"), Column("desc", "TEXT"),
+                            _req("start_time", "DATETIME"), _req("update_time", "DATETIME")), ("id",)),
+    TableDef("TRIAL", (_auto(), _req("name", "VARCHAR(255)"), _req("experiment_id", "INT"),
+                       _req("start_time", "DATETIME"), _req("update_time", "DATETIME")), ("id",),
              ((("experiment_id",), "EXPERIMENT", ("id",)),)),
-    TableDef("TRIAL_RUN", (("id", "autoid"), ("trial_id", "int"), ("status", "str50"),
-                           ("start_time", "datetime"), ("update_time", "datetime")), ("id",),
+    TableDef("TRIAL_RUN", (_auto(), _req("trial_id", "INT"), _req("status", "VARCHAR(50)"),
+                           _req("start_time", "DATETIME"), _req("update_time", "DATETIME")), ("id",),
              ((("trial_id",), "TRIAL", ("id",)),)),
-    TableDef("RESULTS", (("trial_run_id", "intkey"), ("time", "datetime")), ("trial_run_id",),
+    TableDef("RESULTS", (_int("trial_run_id"), _req("time", "DATETIME")), ("trial_run_id",),
              ((("trial_run_id",), "TRIAL_RUN", ("id",)),)),
-    TableDef("EPOCH", (("idx", "intkey"), ("trial_run_id", "intkey"), ("time", "datetime")),
+    TableDef("EPOCH", (_int("idx"), _int("trial_run_id"), _req("time", "DATETIME")),
              ("idx", "trial_run_id"), ((("trial_run_id",), "TRIAL_RUN", ("id",)),)),
-    TableDef("BATCH", (("idx", "intkey"), ("epoch_idx", "intkey"), ("trial_run_id", "intkey"), ("time", "datetime")),
+    TableDef("BATCH", (_int("idx"), _int("epoch_idx"), _int("trial_run_id"), _req("time", "DATETIME")),
              ("idx", "epoch_idx", "trial_run_id"),
              ((("epoch_idx", "trial_run_id"), "EPOCH", ("idx", "trial_run_id")),), generation=2),
-    TableDef("METRIC", (("id", "autoid"), ("type", "str255"), ("total_val", "float"), ("per_label_val", "json")),
-             ("id",)),
-    TableDef("ARTIFACT", (("id", "autoid"), ("type", "str255"), ("loc", "str1024")), ("id",)),
+    TableDef("METRIC", (_auto(), _req("type", "VARCHAR(50)"), _req("total_val", "FLOAT"),
+                        Column("per_label_val", "JSON")), ("id",)),
+    TableDef("ARTIFACT", (_auto(), _req("type", "VARCHAR(50)"), _req("loc", "VARCHAR(255)")), ("id",)),
     _junction("EXPERIMENT_ARTIFACT", ("experiment_id",), "EXPERIMENT", ("id",), "artifact_id", "ARTIFACT"),
     _junction("TRIAL_ARTIFACT", ("trial_id",), "TRIAL", ("id",), "artifact_id", "ARTIFACT"),
     _junction("TRIAL_RUN_ARTIFACT", ("trial_run_id",), "TRIAL_RUN", ("id",), "artifact_id", "ARTIFACT"),
@@ -79,6 +112,7 @@ EM_TABLES = (
     _junction("BATCH_ARTIFACT", ("batch_idx", "epoch_idx", "trial_run_id"), "BATCH",
               ("idx", "epoch_idx", "trial_run_id"), "artifact_id", "ARTIFACT", generation=2),
 )
+EM_TABLE_BY_NAME = {t.name: t for t in EM_TABLES}
 EM_TABLE_NAMES = tuple(t.name for t in EM_TABLES)
 GENERATION_2_TABLES = tuple(t.name for t in EM_TABLES if t.generation == 2)
 
@@ -229,38 +263,47 @@ def find_missing_indexes(db, graph):
 
 # -- creating the schema -------------------------------------------------------------------------
 
-SQLITE_TYPES = {"autoid": "INTEGER PRIMARY KEY AUTOINCREMENT", "int": "INTEGER", "intkey": "INTEGER",
-                "str50": "VARCHAR(50)", "str255": "VARCHAR(255)", "str1024": "VARCHAR(1024)", "text": "TEXT",
-                "datetime": "DATETIME", "float": "FLOAT", "json": "TEXT"}
-MYSQL_TYPES = {"autoid": "INT NOT NULL AUTO_INCREMENT", "int": "INT", "intkey": "INT NOT NULL",
-               "str50": "VARCHAR(50)", "str255": "VARCHAR(255)", "str1024": "VARCHAR(1024)", "text": "TEXT",
-               "datetime": "DATETIME(6)", "float": "DOUBLE", "json": "JSON"}
-JSON_TYPES = ("json", "text")
+SQLITE_TYPES = {"DATETIME": "TEXT", "JSON": "TEXT"}  # the application's SQLite spelling of its MySQL types
+
+
+def column_type(dialect, column, json_type="json"):
+    """The column's declared type on `dialect`, as the application writes it."""
+    if dialect == "mysql":
+        return "LONGTEXT" if column.type == "JSON" and json_type == "text" else column.type
+    return SQLITE_TYPES.get(column.type, column.type)
+
+
+def column_ddl(backend, column, json_type="json"):
+    mysql = backend.dialect == "mysql"
+    if column.auto:
+        return "%s %s" % (backend.quote(column.name), "INT PRIMARY KEY AUTO_INCREMENT" if mysql
+                          else "INTEGER PRIMARY KEY AUTOINCREMENT")
+    text = "%s %s" % (backend.quote(column.name), column_type(backend.dialect, column, json_type))
+    if column.not_null:
+        text += " NOT NULL"
+    if column.unique:
+        text += " UNIQUE"
+    return text
 
 
 def table_ddl(backend, table, json_type="json"):
-    """CREATE TABLE IF NOT EXISTS for one Experiment Manager table in the backend's dialect."""
+    """CREATE TABLE IF NOT EXISTS for one Experiment Manager table, exactly as the application writes it
+    (in the backend's dialect)."""
     q = backend.quote
-    mysql = backend.dialect == "mysql"
-    types = dict(MYSQL_TYPES if mysql else SQLITE_TYPES)
-    if mysql and json_type == "text":
-        types["json"] = "LONGTEXT"
-    parts = []
-    for name, kind in table.columns:
-        if mysql and name in table.primary_key and kind == "int":
-            kind = "intkey"
-        parts.append("%s %s" % (q(name), types[kind]))
-    autoid = any(kind == "autoid" for _, kind in table.columns)
-    if mysql or not autoid:
+    parts = [column_ddl(backend, c, json_type) for c in table.columns]
+    if not table.auto_id:
         parts.append("PRIMARY KEY (%s)" % backend.quote_columns(table.primary_key))
     for cols, parent, ref in table.foreign_keys:
         parts.append("FOREIGN KEY (%s) REFERENCES %s (%s)" % (
             backend.quote_columns(cols), q(parent), backend.quote_columns(ref)))
-    suffix = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" if mysql else ""
+    suffix = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" if backend.dialect == "mysql" else ""
     return "CREATE TABLE IF NOT EXISTS %s (\n  %s\n)%s" % (q(table.name), ",\n  ".join(parts), suffix)
 
 
-def create_schema(backend, generation=2, json_type="json"):
+JSON_TYPES = ("json", "text")
+
+
+def create_schema(backend, generation=2, json_type="json", applied_at=None):
     """Create the Experiment Manager tables that do not exist yet; return the names created."""
     if generation not in (1, 2):
         raise SchemaError("unknown schema generation %r (1: without BATCH tables, 2: with)" % generation)
@@ -278,9 +321,17 @@ def create_schema(backend, generation=2, json_type="json"):
     # between the CREATE and the INSERT left an empty SCHEMA_VERSION; the row is written whenever missing.
     if "schema_version" in existing | {t.lower() for t in created} and not backend.scalar(
             "SELECT count(*) FROM %s" % backend.quote("SCHEMA_VERSION")):
-        with backend.transaction():
-            backend.execute("INSERT INTO %s (%s, %s, %s) VALUES (?, ?, ?)" % (
-                backend.quote("SCHEMA_VERSION"), backend.quote("version"), backend.quote("migration_name"),
-                backend.quote("description")),
-                ("%d.0" % generation, "emfix_init", "created by emfix init (generation %d)" % generation))
+        record_schema_version(backend, "%d.0" % generation, "emfix_init",
+                              "created by emfix init (generation %d)" % generation, applied_at)
     return created
+
+
+def record_schema_version(backend, version, name, description, applied_at=None):
+    """A SCHEMA_VERSION row, as the application's own migrations write one (applied_at in UTC)."""
+    q = backend.quote
+    applied = (applied_at or datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)).isoformat(
+        " ", "seconds")
+    with backend.transaction():
+        backend.execute("INSERT INTO %s (%s, %s, %s, %s) VALUES (?, ?, ?, ?)" % (
+            q("SCHEMA_VERSION"), q("version"), q("migration_name"), q("description"), q("applied_at")),
+            (version, name, description, applied))

@@ -11,6 +11,7 @@ import base64
 import datetime
 import decimal
 import math
+import struct
 
 from .backends.sqlite import UndecodableText
 
@@ -71,3 +72,38 @@ def decode_value(value):
         if "$float" in value:
             return float(value["$float"])
     return value
+
+
+# -- a column that keeps less than it is given ----------------------------------------------------
+
+def as_stored(value, limit):
+    """What a column with this `backends.base.StorageLimit` keeps of `value`: a double rounded to single
+    precision (as MySQL converts it), a timestamp's fraction cut to the column's digits."""
+    if value is None:
+        return None
+    if limit.kind == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                return struct.unpack("f", struct.pack("f", value))[0]
+            except OverflowError:
+                return value
+        return value
+    text = portable(value)
+    if not isinstance(text, str) or "." not in text[-7:]:
+        return value
+    head, _, fraction = text.rpartition(".")
+    if not fraction.isdigit():
+        return value
+    micros = int(fraction.ljust(6, "0")[:6])
+    unit = 10 ** (6 - limit.digits)
+    kept = (micros + unit // 2) // unit * unit if limit.rounds else micros // unit * unit
+    if kept >= 10 ** 6:  # rounding up carries into the seconds
+        try:
+            moment = datetime.datetime.fromisoformat(head.replace(" ", "T")) + datetime.timedelta(seconds=1)
+        except ValueError:
+            return value
+        head = moment.isoformat(" ")
+        kept = 0
+    if not limit.digits:
+        return head
+    return "%s.%s" % (head, str(kept).rjust(6, "0")[:limit.digits])

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, kill_until_done, make_demo, run_cli, url_of
+from conftest import ROOT, kill_until_done, make_demo, run_cli, select_all, url_of
 
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
@@ -17,7 +17,7 @@ from emfix.migrate import JOURNAL, migrate_experiment
 
 def content(address):
     with open_database(address, readonly=True) as db:
-        return {t: sorted(db.query("SELECT * FROM %s" % db.quote(t)), key=repr) for t in db.tables() if t != JOURNAL}
+        return {t: sorted(db.query(select_all(t, db.quote)), key=repr) for t in db.tables() if t != JOURNAL}
 
 
 def sqlite_at(tmp_path, name):

@@ -63,11 +63,10 @@ def test_builtin_relations_equal_the_document():
 
 
 def test_database_without_declared_keys_gets_builtin_graph(sqlite_address):
-    from emfix.schema import EM_TABLES, SQLITE_TYPES
+    from emfix.schema import EM_TABLES, column_type
     with open_database(sqlite_address, create=True) as db:
         for table in EM_TABLES:  # the same tables, with no FOREIGN KEY clauses
-            cols = ", ".join('"%s" %s' % (n, SQLITE_TYPES[k].replace(" PRIMARY KEY AUTOINCREMENT", ""))
-                             for n, k in table.columns)
+            cols = ", ".join('"%s" %s' % (c.name, column_type("sqlite", c)) for c in table.columns)
             db.execute('CREATE TABLE "%s" (%s, PRIMARY KEY (%s))' % (
                 table.name, cols, ", ".join('"%s"' % c for c in table.primary_key)))
         assert all(not db.foreign_keys(t) for t in db.tables())

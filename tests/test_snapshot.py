@@ -146,8 +146,9 @@ n = 0
 print("writing", flush=True)
 while True:
     con.execute("BEGIN IMMEDIATE")
-    con.execute("INSERT INTO TRIAL (name, experiment_id) VALUES ('w', 1)")
-    con.execute("INSERT INTO TRIAL_RUN (trial_id, status) VALUES (last_insert_rowid(), 'running')")
+    con.execute("INSERT INTO TRIAL (name, experiment_id, start_time, update_time) VALUES ('w', 1, '2025', '2025')")
+    con.execute("INSERT INTO TRIAL_RUN (trial_id, status, start_time, update_time) "
+                "VALUES (last_insert_rowid(), 'running', '2025', '2025')")
     con.execute("COMMIT")
     n += 1
     time.sleep(0.001)  # a busy application, not a loop that never lets go of the lock

@@ -81,7 +81,8 @@ def test_known_demo_faults_are_named(demo_address):
     by_relation = {(c.relation.child, c.relation.parent): c for c in report.relations}
     assert by_relation[("TRIAL", "EXPERIMENT")].examples[0].values == [999999]
     assert by_relation[("RESULTS_METRIC", "RESULTS")].recreatable == 2  # old-API links under an existing run
-    assert by_relation[("TRIAL_RUN", "TRIAL")].null_keys == 1
+    if demo_address.kind == "sqlite":  # MySQL makes every primary-key column NOT NULL
+        assert by_relation[("TRIAL_RUN_ARTIFACT", "TRIAL_RUN")].null_keys == 1
     assert {u.table: u.count for u in report.unreferenced} == {"METRIC": 3, "ARTIFACT": 1}
 
 

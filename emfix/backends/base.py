@@ -10,6 +10,11 @@ ForeignKey = collections.namedtuple("ForeignKey", "table columns ref_table ref_c
 Index = collections.namedtuple("Index", "table name columns unique", defaults=(False,))
 
 
+class StorageLimit(collections.namedtuple("StorageLimit", "kind digits rounds")):
+    """A column that keeps less than it is given: a single-precision FLOAT, or a DATETIME/TIME with
+    `digits` (< 6) fractional digits that the server rounds or (`rounds` False) truncates."""
+
+
 class Backend:
     """A connection to one database.
 
@@ -44,6 +49,11 @@ class Backend:
 
     def exact_column(self, table, column, prefix=""):  # noqa: ARG002 (a backend that reads by type needs it)
         return prefix + self.quote(column)
+
+    def storage_limits(self, table):  # noqa: ARG002 (SQLite keeps what it is given)
+        """{column: values.StorageLimit} for columns that keep less than a double or a microsecond:
+        what a value written there comes back as (verify compares against that, and says so)."""
+        return {}
 
     # -- statements (implemented per backend) ------------------------------------------------
     def execute(self, sql, params=()):

@@ -9,7 +9,7 @@ import re
 
 from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, MissingDependencyError, PrivilegeError
 from ..retry import RetriesExhausted, call_with_retry
-from .base import Backend, ForeignKey, Index
+from .base import Backend, ForeignKey, Index, StorageLimit
 
 ACCESS_DENIED = 1045
 UNKNOWN_DATABASE = 1049
@@ -279,6 +279,24 @@ class MySQLBackend(Backend):
         if self.column_types(table).get(column.lower()) == "float":
             return "(%s%s + 0e0)" % (prefix, self.quote(column))
         return prefix + self.quote(column)
+
+    def storage_limits(self, table):
+        cache = self.__dict__.setdefault("_storage_limits", {})
+        if table not in cache:
+            modes = _text(self.scalar("SELECT @@sql_mode")).upper().split(",")
+            rounds = ("TIME_ROUND_FRACTIONAL" in modes) if "mariadb" in self.server_version().lower() else (
+                "TIME_TRUNCATE_FRACTIONAL" not in modes)
+            limits = {}
+            for name, kind, digits in self.query(
+                    "SELECT COLUMN_NAME, DATA_TYPE, DATETIME_PRECISION FROM information_schema.COLUMNS "
+                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", (table,)):
+                kind = _text(kind).lower()
+                if kind == "float":
+                    limits[_text(name)] = StorageLimit("float", 0, False)
+                elif kind in ("datetime", "timestamp", "time") and int(digits or 0) < 6:
+                    limits[_text(name)] = StorageLimit(kind, int(digits or 0), rounds)
+            cache[table] = limits
+        return cache[table]
 
     def column_types(self, table):
         """{column name (lower case): DATA_TYPE}, read once per table and connection."""

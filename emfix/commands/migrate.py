@@ -137,3 +137,8 @@ def migrate_check_lines(checks):
             sums = "  %s / %s" % (c.source_checksum[:12], c.target_checksum[:12])
         yield "  %-20s %12s %12s%s  %s" % (c.table, n(c.source_rows), n(c.target_rows), sums,
                                           "ok" if c.ok else "DIFFERS")
+    for c in checks:
+        for column, count in sorted(c.narrowed.items()):
+            yield ("  note: %s values of %s.%s are stored at DST's precision (its column keeps less: a "
+                   "single-precision FLOAT or a DATETIME without the fraction, as the Experiment Manager's MySQL "
+                   "schema declares it); the checksums compare them as DST stores them" % (n(count), c.table, column))
