@@ -7,7 +7,7 @@ import sys
 
 from . import __version__
 from .address import hide_secrets, remember_secret
-from .commands import REGISTERED
+from .commands import REGISTERED, rewrite_argv
 from .commands.common import Output, Parser, formatter, silence_stdout
 from .errors import EXIT_OK, EXIT_PROBLEMS, EmfixError
 
@@ -118,7 +118,7 @@ def main(argv=None):
     if secrets and argv is None:
         hide_from_process_list(secrets)
     try:
-        args = parser.parse_args(_glue_negative_values(sys.argv[1:] if argv is None else list(argv)))
+        args = parser.parse_args(_glue_negative_values(rewrite_argv(sys.argv[1:] if argv is None else list(argv))))
         if not args.command:
             parser.print_help()
             return EXIT_OK

@@ -263,6 +263,21 @@ def find_missing_indexes(db, graph):
 
 # -- creating the schema -------------------------------------------------------------------------
 
+class Dialect:
+    """Quoting without a connection (DDL written for a database that is only a file description)."""
+
+    def __init__(self, dialect):
+        self.dialect = dialect
+        self.quote_char = "`" if dialect == "mysql" else '"'
+
+    def quote(self, name):
+        q = self.quote_char
+        return q + str(name).replace(q, q + q) + q
+
+    def quote_columns(self, columns, prefix=""):
+        return ", ".join(prefix + self.quote(c) for c in columns)
+
+
 SQLITE_TYPES = {"DATETIME": "TEXT", "JSON": "TEXT"}  # the application's SQLite spelling of its MySQL types
 
 

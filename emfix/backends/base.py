@@ -8,6 +8,8 @@ from ..retry import RetryPolicy
 # What the database declares, as it declares it (schema.Relation is the graph's own, resolved form).
 ForeignKey = collections.namedtuple("ForeignKey", "table columns ref_table ref_columns name", defaults=("",))
 Index = collections.namedtuple("Index", "table name columns unique", defaults=(False,))
+# `type` as declared (SQLite) or as the server reports it (MySQL COLUMN_TYPE); `default` as SQL text or None.
+ColumnDetail = collections.namedtuple("ColumnDetail", "name type not_null default auto")
 
 
 class StorageLimit(collections.namedtuple("StorageLimit", "kind digits rounds")):

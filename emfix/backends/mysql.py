@@ -9,7 +9,7 @@ import re
 
 from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, MissingDependencyError, PrivilegeError
 from ..retry import RetriesExhausted, call_with_retry
-from .base import Backend, ForeignKey, Index, StorageLimit
+from .base import Backend, ColumnDetail, ForeignKey, Index, StorageLimit
 
 ACCESS_DENIED = 1045
 UNKNOWN_DATABASE = 1049
@@ -279,6 +279,28 @@ class MySQLBackend(Backend):
         if self.column_types(table).get(column.lower()) == "float":
             return "(%s%s + 0e0)" % (prefix, self.quote(column))
         return prefix + self.quote(column)
+
+    def column_details(self, table):
+        json_checked = set() if not self._has_check_constraints() else {_text(c).lower() for (c,) in self.query(
+            "SELECT c.COLUMN_NAME FROM information_schema.COLUMNS c JOIN information_schema.CHECK_CONSTRAINTS k "
+            "ON k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME "
+            "AND k.CHECK_CLAUSE = CONCAT('json_valid(`', c.COLUMN_NAME, '`)') "
+            "WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = ?", (table,))}
+        details = []
+        for name, kind, nullable, default, extra in self.query(
+                "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", (table,)):
+            name, kind = _text(name), _text(kind)
+            if name.lower() in json_checked and kind.lower() == "longtext":
+                kind = "json"  # MariaDB's JSON: LONGTEXT with a json_valid check
+            default = None if default is None or _text(default) == "NULL" else _text(default)
+            details.append(ColumnDetail(name, kind, _text(nullable) == "NO", default,
+                                        "auto_increment" in _text(extra or "").lower()))
+        return details
+
+    def _has_check_constraints(self):
+        return bool(self.scalar("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+                                "'information_schema' AND TABLE_NAME = 'CHECK_CONSTRAINTS'"))
 
     def storage_limits(self, table):
         cache = self.__dict__.setdefault("_storage_limits", {})

@@ -11,7 +11,7 @@ from urllib.parse import quote
 from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, NoSpaceError
 from ..fileutil import create_private
 from ..retry import RetriesExhausted, call_with_retry
-from .base import Backend, ForeignKey, Index
+from .base import Backend, ColumnDetail, ForeignKey, Index
 
 DAMAGE_MESSAGES = ("file is not a database", "malformed", "file is encrypted", "not a database")
 
@@ -237,6 +237,14 @@ class SQLiteBackend(Backend):
 
     def columns(self, table):
         return [r[1] for r in self._table_info(table)]
+
+    def column_details(self, table):
+        info = self._table_info(table)
+        sql = str(self.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) or "")
+        keys = [r for r in info if r[5]]
+        rowid = len(keys) == 1 and keys[0][2].upper() == "INTEGER"  # an alias of the rowid
+        auto = rowid and "AUTOINCREMENT" in sql.upper()
+        return [ColumnDetail(r[1], r[2], bool(r[3]), r[4], bool(auto and r[5])) for r in info]
 
     def primary_key(self, table):
         return tuple(r[1] for r in sorted((r for r in self._table_info(table) if r[5]), key=lambda r: r[5]))

@@ -20,3 +20,10 @@ from . import (
 
 REGISTERED = (demo, init, schema, validate, hierarchy, snapshot, cleanup, fixjson, export, importing, migrate, undo,
               doctor, optimize)
+
+
+def rewrite_argv(argv):
+    """A command's older spelling, turned into today's before parsing (`emfix schema DB`)."""
+    for module in REGISTERED:
+        argv = getattr(module, "rewrite_argv", lambda a: a)(argv)
+    return argv

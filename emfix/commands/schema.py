@@ -1,28 +1,77 @@
-"""emfix schema: the relation graph emfix discovered, parents before children."""
+"""emfix schema: the relation graph (`schema DB`), the whole schema (`show`), two compared (`diff`), and
+the upgrade to the current Experiment Manager schema (`upgrade`)."""
 
-from ..errors import EXIT_OK
+import os
+
+from ..address import parse_address
+from ..backends import open_database
+from ..catalog import load_catalog, read_catalog
+from ..errors import EXIT_OK, EXIT_PROBLEMS, Cancelled, UsageError
 from ..schema import discover_graph
+from ..schemadiff import diff_catalogs
+from ..upgrade import upgrade_schema
 from . import common
+
+ACTIONS = ("graph", "show", "diff", "upgrade")
+
+
+def rewrite_argv(argv):
+    """`emfix schema DB` (the first wave's spelling) is `emfix schema graph DB`."""
+    if argv[:1] == ["schema"] and (len(argv) == 1 or argv[1] not in ACTIONS + ("-h", "--help")):
+        return ["schema", "graph"] + argv[1:]
+    return argv
 
 
 def register(sub):
-    p = common.command(sub, "schema", "show the relation graph emfix discovered (parents before children)",
-                "emfix schema experiment.db --json")
-    common.add_database_options(p)
-    common.finish(p, run)
+    p = common.command(sub, "schema", "the schema: relation graph, every table in full, two compared, or upgraded",
+                       "emfix schema show experiment.db   |   emfix schema diff experiment.db mysql://root@db/em")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=common.Parser)
+    actions.required = True
+
+    g = common.command(actions, "graph", "the relation graph emfix discovered (parents before children); "
+                       "`emfix schema DB` is this", "emfix schema graph experiment.db --json")
+    common.add_database_options(g)
+    common.finish(g, run_graph)
+
+    s = common.command(actions, "show", "every table: columns (type, NULL-ability, default), keys, unique "
+                       "constraints, indexes, foreign keys, row counts; the generation and SCHEMA_VERSION rows",
+                       "emfix schema show experiment.db --json > schema.json")
+    common.add_database_options(s)
+    s.add_argument("--no-counts", action="store_true", help="skip the row counts (a count(*) per table)")
+    common.finish(s, run_show)
+
+    d = common.command(actions, "diff", "compare two schemas (live databases of either engine, or files from "
+                       "`schema show --json`) through the SQLite <-> MySQL type mapping; print the DDL that makes B "
+                       "like A. Exit 0: the same, 1: different",
+                       "emfix schema diff experiment.db mysql://root@127.0.0.1/em")
+    d.add_argument("a", metavar="A", help="database or schema file: the reference")
+    d.add_argument("b", metavar="B", help="database or schema file: the one the DDL is written for")
+    d.add_argument("--password-file", metavar="FILE", help="MySQL password for A and B (or %s)" % common.PASSWORD_ENV)
+    common.finish(d, run_diff)
+
+    u = common.command(actions, "upgrade", "bring a database to the current Experiment Manager schema (missing "
+                       "tables, columns, constraints); the plan is printed as DDL first; a verified snapshot before, "
+                       "a SCHEMA_VERSION row after", "emfix schema upgrade experiment.db --dry-run")
+    common.add_database_options(u)
+    u.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    u.add_argument("--no-snapshot", action="store_true", help="skip the verified snapshot taken first")
+    u.add_argument("--snapshot-dir", metavar="DIR", help="where the snapshot goes")
+    u.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    u.add_argument("--force", action="store_true", help=common.FORCE_HELP)
+    common.finish(u, run_upgrade)
 
 
-def run(args, out):
+def run_graph(args, out):
     with common.open_from_args(args, readonly=True) as db:
         graph = discover_graph(db)
     if out.json:
         common.emit_json(graph)
         return EXIT_OK
-    out.lines(schema_lines(graph))
+    out.lines(graph_lines(graph))
     return EXIT_OK
 
 
-def schema_lines(graph):
+def graph_lines(graph):
     yield "schema generation %d, %d tables, %d relations" % (graph.generation, len(graph.tables), len(graph.relations))
     if graph.missing_tables:
         yield "missing Experiment Manager tables: %s" % ", ".join(graph.missing_tables)
@@ -31,3 +80,113 @@ def schema_lines(graph):
         yield "  %s%s" % (rel.describe(), "  (built-in: not declared)" if rel.source == "builtin" else "")
     for rel in graph.unresolved:
         yield "  %s  (parent table missing)" % rel.describe()
+
+
+def run_show(args, out):
+    with common.open_from_args(args, readonly=True) as db:
+        catalog = read_catalog(db, counts=not args.no_counts)
+    if out.json:
+        common.emit_json(catalog)
+    else:
+        out.lines(show_lines(catalog))
+    return EXIT_OK
+
+
+def show_lines(catalog):
+    yield "%s (%s), schema generation %d, %d tables" % (catalog.database, catalog.dialect, catalog.generation,
+                                                        len(catalog.tables))
+    for row in catalog.schema_versions:
+        yield "  schema version %s: %s (%s)" % (row.get("version"), row.get("migration_name"), row.get("applied_at"))
+    for name, table in sorted(catalog.tables.items()):
+        rows = "" if table.rows is None else ", %s rows" % common.n(table.rows)
+        yield ""
+        yield "%s%s" % (name, rows)
+        for c in table.columns:
+            flags = [c.type, "NOT NULL" if c.not_null else "NULL"]
+            if c.default is not None:
+                flags.append("DEFAULT %s" % c.default)
+            if c.auto:
+                flags.append("auto-increment")
+            yield "  %-22s %s" % (c.name, " ".join(flags))
+        yield "  primary key (%s)" % ", ".join(table.primary_key) if table.primary_key else "  no primary key"
+        for unique in table.unique:
+            yield "  unique (%s)" % ", ".join(unique)
+        for index in table.indexes:
+            yield "  index %s (%s)" % (index.name, ", ".join(index.columns))
+        for fk in table.foreign_keys:
+            yield "  foreign key (%s) -> %s (%s)" % (", ".join(fk.columns), fk.table, ", ".join(fk.ref_columns))
+
+
+def _catalog_of(text, password_file):
+    """A schema file from `schema show --json`, or a live database."""
+    if os.path.isfile(text) and not text.endswith((".db", ".sqlite", ".sqlite3")):
+        with open(text, "rb") as handle:
+            head = handle.read(16)
+        if not head.startswith(b"SQLite format 3"):
+            return load_catalog(text)
+    address = parse_address(text, password_file=password_file)
+    if address.is_sqlite and not os.path.exists(address.path):
+        raise UsageError("%s does not exist" % address.path, hint="give a database or a file from `schema show --json`")
+    with open_database(address, readonly=True) as db:
+        return read_catalog(db, counts=False)
+
+
+def run_diff(args, out):
+    diff = diff_catalogs(_catalog_of(args.a, args.password_file), _catalog_of(args.b, args.password_file))
+    if out.json:
+        common.emit_json(diff)
+    else:
+        out.lines(diff_lines(diff))
+    return EXIT_OK if diff.same else EXIT_PROBLEMS
+
+
+def diff_lines(diff):
+    if diff.same:
+        yield "same schema: %s and %s" % (diff.a, diff.b)
+        return
+    yield "%d difference%s between A (%s) and B (%s):" % (len(diff.differences), "" if len(diff.differences) == 1
+                                                           else "s", diff.a, diff.b)
+    for d in diff.differences:
+        yield "  %s" % d.what
+    yield ""
+    yield "-- DDL that makes B like A (%s); lines starting with -- are left for you to decide" % diff.dialect
+    for statement in diff.statements:
+        yield statement + ("" if statement.startswith("--") else ";")
+
+
+def run_upgrade(args, out):
+    address = common.resolve_address(args)
+    plan = upgrade_schema(address, dry_run=True, force=args.force, retry_policy=common.retry_policy(args))
+    if not args.dry_run and plan.statements and not args.yes:
+        ask = common.confirm(lambda p: "upgrade the schema of %s?" % p.database, upgrade_lines)
+        if not ask(plan):
+            raise Cancelled("cancelled; nothing was changed")
+    result = plan if args.dry_run or not plan.statements else upgrade_schema(
+        address, snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir, force=args.force,
+        retry_policy=common.retry_policy(args), progress=common.make_progress("schema upgrade", args, out))
+    if out.json:
+        common.emit_json(result)
+    else:
+        out.lines(upgrade_lines(result))
+    return EXIT_OK
+
+
+def upgrade_lines(result):
+    if result.up_to_date:
+        yield "%s already has the current Experiment Manager schema (generation %d)" % (result.database,
+                                                                                       result.generation_after)
+    else:
+        yield "%s %d change%s to %s:" % ("would make" if result.dry_run else "made", len(result.changes),
+                                         "" if len(result.changes) == 1 else "s", result.database)
+        for change in result.changes:
+            yield "  %s" % change
+        yield "DDL:"
+        for statement in result.statements:
+            yield "  " + statement.replace("\n", "\n  ") + ";"
+    for kept in result.kept:
+        yield "not changed: %s" % kept
+    if result.snapshot_id:
+        yield "snapshot before: %s" % result.snapshot_id
+    if not result.dry_run and not result.up_to_date:
+        yield "schema generation %d -> %d; a SCHEMA_VERSION row records it" % (result.generation_before,
+                                                                              result.generation_after)

@@ -1,0 +1,179 @@
+"""What a database declares: tables, columns, keys, indexes, row counts, schema versions.
+
+The same description is read from a live database (either engine) or from the JSON file
+`emfix schema show --json` writes, so `schema diff` compares any two of them. Types are kept as the
+engine spells them (normalized: upper case, no integer display width); `comparable_type` maps them
+through the Experiment Manager's own SQLite <-> MySQL mapping when the engines differ.
+"""
+
+import dataclasses
+import json
+import re
+from typing import Dict, List, Optional, Tuple
+
+from .errors import DamagedInputError, SchemaError
+from .schema import EM_TABLES, column_type
+
+CATALOG_FORMAT = "emfix-schema-1"
+
+
+@dataclasses.dataclass
+class ColumnInfo:
+    name: str
+    type: str
+    not_null: bool = False
+    default: Optional[str] = None
+    auto: bool = False
+
+
+@dataclasses.dataclass
+class IndexInfo:
+    name: str
+    columns: Tuple[str, ...]
+    unique: bool = False
+
+
+@dataclasses.dataclass
+class ForeignKeyInfo:
+    columns: Tuple[str, ...]
+    table: str
+    ref_columns: Tuple[str, ...]
+
+
+@dataclasses.dataclass
+class TableInfo:
+    name: str
+    columns: List[ColumnInfo]
+    primary_key: Tuple[str, ...] = ()
+    unique: List[Tuple[str, ...]] = dataclasses.field(default_factory=list)
+    indexes: List[IndexInfo] = dataclasses.field(default_factory=list)  # non-unique, explicit
+    foreign_keys: List[ForeignKeyInfo] = dataclasses.field(default_factory=list)
+    rows: Optional[int] = None
+
+    def column(self, name):
+        return next((c for c in self.columns if c.name.lower() == name.lower()), None)
+
+
+@dataclasses.dataclass
+class Catalog:
+    dialect: str
+    database: str
+    tables: Dict[str, TableInfo]
+    schema_versions: List[Dict[str, object]] = dataclasses.field(default_factory=list)
+
+    @property
+    def generation(self):
+        return 2 if self.table("BATCH") else 1
+
+    def table(self, name):
+        return self.tables.get(name) or next((t for n, t in self.tables.items() if n.lower() == name.lower()), None)
+
+    def to_dict(self):
+        return {"format": CATALOG_FORMAT, "dialect": self.dialect, "database": self.database,
+                "generation": self.generation, "schema_versions": self.schema_versions,
+                "tables": {name: dataclasses.asdict(t) for name, t in sorted(self.tables.items())}}
+
+
+def normal_type(text):
+    """INT(11) -> INT, INTEGER -> INT, varchar(50) -> VARCHAR(50): the spelling differences that mean nothing."""
+    kind = re.sub(r"\s+", " ", str(text or "").strip().upper())
+    kind = re.sub(r"^(TINYINT|SMALLINT|MEDIUMINT|INT|INTEGER|BIGINT)\(\d+\)", r"\1", kind)
+    return "INT" + kind[7:] if kind.startswith("INTEGER") else kind
+
+
+# The application writes MySQL's DATETIME and JSON as TEXT on SQLite (the schema doc, "Columns").
+_AS_SQLITE = {"DATETIME": "TEXT", "TIMESTAMP": "TEXT", "JSON": "TEXT", "LONGTEXT": "TEXT", "MEDIUMTEXT": "TEXT",
+              "TINYTEXT": "TEXT"}
+
+
+def comparable_type(kind, same_engine):
+    kind = normal_type(kind)
+    return kind if same_engine else _AS_SQLITE.get(kind, kind)
+
+
+def normal_default(text):
+    if text is None:
+        return None
+    value = str(text).strip()
+    if value.upper() in ("NULL", ""):
+        return None
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]
+    if value.lower() in ("current_timestamp()", "current_timestamp"):
+        return "CURRENT_TIMESTAMP"
+    return value
+
+
+def read_catalog(db, counts=True):
+    tables = {}
+    for name in db.tables():
+        primary = tuple(db.primary_key(name))
+        foreign = [ForeignKeyInfo(tuple(fk.columns), fk.ref_table, tuple(fk.ref_columns))
+                   for fk in db.foreign_keys(name)]
+        unique, indexes = [], []
+        for index in db.indexes(name):
+            if index.name == "PRIMARY" or (index.unique and tuple(index.columns) == primary):
+                continue
+            if index.unique:
+                unique.append(tuple(index.columns))
+            else:
+                indexes.append(IndexInfo(index.name, tuple(index.columns)))
+        columns = [ColumnInfo(c.name, normal_type(c.type), c.not_null, c.default, c.auto)
+                   for c in db.column_details(name)]
+        rows = int(db.scalar("SELECT count(*) FROM %s" % db.quote(name)) or 0) if counts else None
+        tables[name] = TableInfo(name, columns, primary, sorted(unique), sorted(indexes, key=lambda i: i.columns),
+                                 foreign, rows)
+    catalog = Catalog(db.dialect, db.address.display(), tables)
+    version_table = catalog.table("SCHEMA_VERSION")
+    if version_table:
+        names = [c.name for c in version_table.columns]
+        catalog.schema_versions = [dict(zip(names, (v if v is None or isinstance(v, (int, float)) else str(v)
+                                                    for v in row)))
+                                   for row in db.query("SELECT * FROM %s ORDER BY 1" % db.quote(version_table.name))]
+    return catalog
+
+
+def catalog_from_dict(data, origin="the file"):
+    if not isinstance(data, dict) or data.get("format") != CATALOG_FORMAT:
+        raise DamagedInputError("%s is not a schema file written by `emfix schema show --json` (no format %r)"
+                                % (origin, CATALOG_FORMAT))
+    try:
+        tables = {}
+        for name, t in data["tables"].items():
+            tables[name] = TableInfo(
+                name, [ColumnInfo(**c) for c in t["columns"]], tuple(t["primary_key"]),
+                [tuple(u) for u in t["unique"]], [IndexInfo(i["name"], tuple(i["columns"]), bool(i.get("unique")))
+                                                  for i in t["indexes"]],
+                [ForeignKeyInfo(tuple(f["columns"]), f["table"], tuple(f["ref_columns"])) for f in t["foreign_keys"]],
+                t.get("rows"))
+        return Catalog(data["dialect"], data.get("database", origin), tables, list(data.get("schema_versions", [])))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise DamagedInputError("%s is not a complete schema file (%s missing or wrong)" % (origin, exc)) from None
+
+
+def load_catalog(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except ValueError as exc:
+        raise DamagedInputError("%s is not JSON (%s)" % (path, exc)) from None
+    except OSError as exc:
+        raise SchemaError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
+    return catalog_from_dict(data, path)
+
+
+def expected_catalog(dialect, generation=2, json_type="json"):
+    """The Experiment Manager's schema as `read_catalog` sees a database `emfix init` made."""
+    tables = {}
+    for table in EM_TABLES:
+        if table.generation > generation:
+            continue
+        columns = []
+        for c in table.columns:
+            kind = "INT" if c.auto else normal_type(column_type(dialect, c, json_type))
+            not_null = c.not_null or (dialect == "mysql" and c.name in table.primary_key)
+            columns.append(ColumnInfo(c.name, kind, not_null, None, c.auto))
+        unique = sorted((c.name,) for c in table.columns if c.unique)
+        tables[table.name] = TableInfo(table.name, columns, table.primary_key, unique, [],
+                                       [ForeignKeyInfo(cols, parent, ref) for cols, parent, ref in table.foreign_keys])
+    return Catalog(dialect, "the Experiment Manager schema (generation %d)" % generation, tables)
