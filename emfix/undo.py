@@ -2,7 +2,7 @@
 
 Rows cleanup-orphans removed go back parents first, by their columns (never by rowid: SQLite may
 have given that rowid to another row since); the parents --recreate-parents created are removed.
-Values fix-json rewrote get their originals back byte for byte, with their storage class. Running
+Values fix-json or transform-metrics rewrote get their originals back byte for byte, with their storage class. Running
 it twice changes nothing more; a row whose key now holds a different row is reported, not forced.
 """
 
@@ -16,6 +16,8 @@ from .backends import open_database
 from .errors import UsageError
 from .schema import discover_graph
 from .values import canonical
+
+VALUE_COMMANDS = ("fix-json", "transform-metrics")  # repairs that rewrote values in place
 
 
 @dataclasses.dataclass
@@ -41,7 +43,7 @@ def undo(quarantine_path, address=None, *, retry_policy=None):
         if not meta:
             raise UsageError("%s is not an emfix quarantine file" % quarantine_path)
         address = address or parse_address(meta["database"])
-        if meta.get("command") == "fix-json":
+        if meta.get("command") in VALUE_COMMANDS:
             restored = _put_values_back(qcon, meta, address, retry_policy)
             q.write_meta(qcon, status="undone")
             return UndoResult(quarantine_path, restored, 0, address.display())

@@ -14,12 +14,13 @@ from . import (
     optimize,
     schema,
     snapshot,
+    transform,
     undo,
     validate,
 )
 
-REGISTERED = (demo, init, schema, validate, hierarchy, snapshot, cleanup, fixjson, export, importing, migrate, undo,
-              doctor, optimize)
+REGISTERED = (demo, init, schema, validate, hierarchy, snapshot, cleanup, fixjson, transform, export, importing,
+              migrate, undo, doctor, optimize)
 
 
 def rewrite_argv(argv):

@@ -1,0 +1,95 @@
+"""emfix transform-metrics (and the old `create-transformation-template`): per-label rules over metric
+values, every original kept for `emfix undo`."""
+
+import sys
+
+from .. import history
+from ..errors import EXIT_OK, UsageError
+from ..transform import load_rules, transform_metrics, write_template
+from . import common
+from .common import n
+
+
+def register(sub):
+    p = common.command(sub, "transform-metrics", "apply per-label rules (normalize, round, scale, rename, drop) to "
+                       "every metric's per_label_val, keeping each original in a quarantine file for `emfix undo`",
+                       "emfix transform-metrics experiment.db --rules rules.json --dry-run\n"
+                       "  emfix transform-metrics --template rules.json")
+    common.add_database_options(p)
+    p.add_argument("--rules", "--transformation-file", dest="rules", metavar="FILE",
+                   help="the rules: a JSON object label -> rule (see --template)")
+    p.add_argument("-e", "--experiment", dest="experiments", type=common.row_id, nargs="+", metavar="ID",
+                   help="only the metrics of these experiments (default: every metric)")
+    p.add_argument("--experiment-ids", metavar="1,2,3", help="the old tool's spelling of -e: ids separated by commas")
+    p.add_argument("--template", metavar="FILE", help="write a commented starting rules file (- for stdout) and stop")
+    common.add_repair_options(p, 10000, "values per transaction (default 10,000)")
+    common.finish(p, run)
+
+    t = common.command(sub, "create-transformation-template", "the old tool's name for `transform-metrics "
+                       "--template`", "emfix create-transformation-template -o rules.json")
+    t.add_argument("-o", "--output", default="-", metavar="FILE", help="where to write it (default: stdout)")
+    common.finish(t, run_template)
+
+
+def _experiment_ids(args):
+    ids = list(args.experiments or [])
+    for part in (args.experiment_ids or "").split(","):
+        if part.strip():
+            ids.append(common.row_id(part.strip()))
+    return list(dict.fromkeys(ids))
+
+
+def run_template(args, out):
+    path = args.output if hasattr(args, "output") else args.template
+    text = write_template(path)
+    if text is not None:
+        common.write_stdout(text)
+    elif not out.quiet:
+        sys.stderr.write("wrote %s: edit it, then run emfix transform-metrics DB --rules %s --dry-run\n" % (path, path))
+    return EXIT_OK
+
+
+def run(args, out):
+    if args.template:
+        return run_template(args, out)
+    if not args.rules:
+        raise UsageError("no rules given", hint="add --rules FILE (emfix transform-metrics --template FILE writes one)")
+    rules = load_rules(args.rules)
+    address = common.resolve_address(args)
+    ask = None if args.yes or args.dry_run else common.confirm(
+        lambda _a: "transform the metric values of %s (originals kept in a quarantine file)?" % address.display())
+    result = transform_metrics(address, rules, experiment_ids=_experiment_ids(args), dry_run=args.dry_run,
+                               batch_size=args.batch_size, snapshot=not args.no_snapshot,
+                               snapshot_dir=args.snapshot_dir, quarantine_dir=args.quarantine_dir,
+                               retry_policy=common.retry_policy(args), confirm=ask,
+                               progress=common.make_progress("transform-metrics", args, out),
+                               interrupted=common.StopFlag().install(), force=args.force)
+    if out.json:
+        common.emit_json(result)
+    else:
+        out.lines(transform_lines(result, address.target()))
+    if not result.dry_run:
+        history.record(address, "transform-metrics", "done", summary="%d values changed" % result.changed,
+                       quarantine=result.quarantine)
+    return EXIT_OK
+
+
+def transform_lines(result, target):
+    yield "%s %s of %s metric values in %s%s" % (
+        "would change" if result.dry_run else "changed", n(result.changed), n(result.scanned), target,
+        " (dry run: nothing changed)" if result.dry_run else "")
+    for example in result.examples:
+        yield "  METRIC %s" % example["id"]
+        yield "      before: %s" % str(example["before"])[:120]
+        yield "      after:  %s" % example["after"][:120]
+    for count, what in ((result.already_done, "already transformed by the interrupted run"),
+                        (result.malformed, "skipped: not a JSON object (run `emfix fix-json` first)"),
+                        (result.not_numbers, "label values left as they are: not numbers"),
+                        (result.rename_conflicts, "metrics left alone: a rename would overwrite a label")):
+        if count:
+            yield "  %s %s" % (n(count), what)
+    if result.snapshot_id:
+        yield "snapshot before: %s" % result.snapshot_id
+    if result.quarantine and not result.dry_run:
+        yield "originals kept in: %s" % result.quarantine
+        yield "undo with: emfix undo %s" % result.quarantine

@@ -1,0 +1,272 @@
+"""emfix init makes the application's schema; schema show / diff / upgrade read, compare and bring it up to date."""
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, make_demo, run_cli, url_of
+
+from emfix.address import DatabaseAddress
+from emfix.backends import open_database
+from emfix.catalog import read_catalog
+from emfix.demo import Shape
+from emfix.schema import create_schema
+from emfix.schemadiff import diff_catalogs
+
+# The Experiment Manager's own DDL, written out from ../shared/docs/experiment-manager-schema.md ("Columns").
+APP_MYSQL_DDL = """
+CREATE TABLE IF NOT EXISTS SCHEMA_VERSION (id INT PRIMARY KEY AUTO_INCREMENT, version VARCHAR(20) NOT NULL UNIQUE,
+  migration_name VARCHAR(255) NOT NULL, description TEXT, applied_at DATETIME NOT NULL, rollback_script TEXT);
+CREATE TABLE IF NOT EXISTS EXPERIMENT (id INT PRIMARY KEY AUTO_INCREMENT, title VARCHAR(255) NOT NULL, `desc` TEXT,
+  start_time DATETIME NOT NULL, update_time DATETIME NOT NULL);
+CREATE TABLE IF NOT EXISTS TRIAL (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(255) NOT NULL,
+  experiment_id INT NOT NULL, start_time DATETIME NOT NULL, update_time DATETIME NOT NULL,
+  FOREIGN KEY (experiment_id) REFERENCES EXPERIMENT(id));
+CREATE TABLE IF NOT EXISTS TRIAL_RUN (id INT PRIMARY KEY AUTO_INCREMENT, trial_id INT NOT NULL,
+  status VARCHAR(50) NOT NULL, start_time DATETIME NOT NULL, update_time DATETIME NOT NULL,
+  FOREIGN KEY (trial_id) REFERENCES TRIAL(id));
+CREATE TABLE IF NOT EXISTS RESULTS (trial_run_id INT PRIMARY KEY, time DATETIME NOT NULL,
+  FOREIGN KEY (trial_run_id) REFERENCES TRIAL_RUN(id));
+CREATE TABLE IF NOT EXISTS EPOCH (idx INT, trial_run_id INT, time DATETIME NOT NULL, PRIMARY KEY (idx, trial_run_id),
+  FOREIGN KEY (trial_run_id) REFERENCES TRIAL_RUN(id));
+CREATE TABLE IF NOT EXISTS BATCH (idx INT, epoch_idx INT, trial_run_id INT, time DATETIME NOT NULL,
+  PRIMARY KEY (idx, epoch_idx, trial_run_id),
+  FOREIGN KEY (epoch_idx, trial_run_id) REFERENCES EPOCH(idx, trial_run_id));
+CREATE TABLE IF NOT EXISTS METRIC (id INT PRIMARY KEY AUTO_INCREMENT, type VARCHAR(50) NOT NULL,
+  total_val FLOAT NOT NULL, per_label_val JSON);
+CREATE TABLE IF NOT EXISTS ARTIFACT (id INT PRIMARY KEY AUTO_INCREMENT, type VARCHAR(50) NOT NULL,
+  loc VARCHAR(255) NOT NULL);
+CREATE TABLE IF NOT EXISTS EXPERIMENT_ARTIFACT (experiment_id INT, artifact_id INT,
+  PRIMARY KEY (experiment_id, artifact_id), FOREIGN KEY (experiment_id) REFERENCES EXPERIMENT(id),
+  FOREIGN KEY (artifact_id) REFERENCES ARTIFACT(id));
+CREATE TABLE IF NOT EXISTS TRIAL_ARTIFACT (trial_id INT, artifact_id INT, PRIMARY KEY (trial_id, artifact_id),
+  FOREIGN KEY (trial_id) REFERENCES TRIAL(id), FOREIGN KEY (artifact_id) REFERENCES ARTIFACT(id));
+CREATE TABLE IF NOT EXISTS TRIAL_RUN_ARTIFACT (trial_run_id INT, artifact_id INT, PRIMARY KEY (trial_run_id,
+  artifact_id), FOREIGN KEY (trial_run_id) REFERENCES TRIAL_RUN(id), FOREIGN KEY (artifact_id) REFERENCES ARTIFACT(id));
+CREATE TABLE IF NOT EXISTS RESULTS_METRIC (results_id INT, metric_id INT, PRIMARY KEY (results_id, metric_id),
+  FOREIGN KEY (results_id) REFERENCES RESULTS(trial_run_id), FOREIGN KEY (metric_id) REFERENCES METRIC(id));
+CREATE TABLE IF NOT EXISTS RESULTS_ARTIFACT (results_id INT, artifact_id INT, PRIMARY KEY (results_id, artifact_id),
+  FOREIGN KEY (results_id) REFERENCES RESULTS(trial_run_id), FOREIGN KEY (artifact_id) REFERENCES ARTIFACT(id));
+CREATE TABLE IF NOT EXISTS EPOCH_METRIC (epoch_idx INT, epoch_trial_run_id INT, metric_id INT,
+  PRIMARY KEY (epoch_idx, epoch_trial_run_id, metric_id),
+  FOREIGN KEY (epoch_idx, epoch_trial_run_id) REFERENCES EPOCH(idx, trial_run_id),
+  FOREIGN KEY (metric_id) REFERENCES METRIC(id));
+CREATE TABLE IF NOT EXISTS EPOCH_ARTIFACT (epoch_idx INT, epoch_trial_run_id INT, artifact_id INT,
+  PRIMARY KEY (epoch_idx, epoch_trial_run_id, artifact_id),
+  FOREIGN KEY (epoch_idx, epoch_trial_run_id) REFERENCES EPOCH(idx, trial_run_id),
+  FOREIGN KEY (artifact_id) REFERENCES ARTIFACT(id));
+CREATE TABLE IF NOT EXISTS BATCH_METRIC (batch_idx INT, epoch_idx INT, trial_run_id INT, metric_id INT,
+  PRIMARY KEY (batch_idx, epoch_idx, trial_run_id, metric_id),
+  FOREIGN KEY (batch_idx, epoch_idx, trial_run_id) REFERENCES BATCH(idx, epoch_idx, trial_run_id),
+  FOREIGN KEY (metric_id) REFERENCES METRIC(id));
+CREATE TABLE IF NOT EXISTS BATCH_ARTIFACT (batch_idx INT, epoch_idx INT, trial_run_id INT, artifact_id INT,
+  PRIMARY KEY (batch_idx, epoch_idx, trial_run_id, artifact_id),
+  FOREIGN KEY (batch_idx, epoch_idx, trial_run_id) REFERENCES BATCH(idx, epoch_idx, trial_run_id),
+  FOREIGN KEY (artifact_id) REFERENCES ARTIFACT(id));
+"""
+BATCH_TABLES = ("BATCH ", "BATCH_METRIC", "BATCH_ARTIFACT")
+
+
+def app_statements(dialect, generation=2):
+    """The application's statements, in SQLite's spelling when asked (the doc's rules)."""
+    statements = [s.strip() for s in APP_MYSQL_DDL.split(";") if s.strip()]
+    if generation == 1:
+        statements = [s for s in statements if not s.startswith(tuple("CREATE TABLE IF NOT EXISTS " + t
+                                                                      for t in BATCH_TABLES))]
+    if dialect == "sqlite":
+        statements = [s.replace("INT PRIMARY KEY AUTO_INCREMENT", "INTEGER PRIMARY KEY AUTOINCREMENT")
+                      .replace("DATETIME", "TEXT").replace(" JSON", " TEXT").replace("`desc`", "desc")
+                      for s in statements]
+    return statements
+
+
+def create_as_the_application(address, generation=2):
+    with open_database(address, create=True) as db:
+        for statement in app_statements(address.kind, generation):
+            db.execute(statement)
+
+
+def catalog_of(address):
+    with open_database(address, readonly=True) as db:
+        return read_catalog(db, counts=False)
+
+
+def second_address(address, tmp_path, mysql_databases=None):
+    if address.is_sqlite:
+        return DatabaseAddress("sqlite", path=str(tmp_path / "other.db"))
+    return mysql_databases()
+
+
+@pytest.fixture
+def other(address, tmp_path, request):
+    return second_address(address, tmp_path, None if address.is_sqlite else request.getfixturevalue("mysql_databases"))
+
+
+def test_init_creates_exactly_the_applications_ddl(address, other):
+    create_as_the_application(address)
+    assert run_cli("init", url_of(other), env={"EMFIX_MYSQL_PASSWORD": ""}).returncode == 0
+    app, emfix = catalog_of(address), catalog_of(other)
+    assert diff_catalogs(app, emfix).differences == []
+    metric = emfix.table("METRIC")
+    assert metric.column("total_val").type == "FLOAT" and metric.column("total_val").not_null
+    assert emfix.table("SCHEMA_VERSION").unique == [("version",)]
+    assert emfix.table("ARTIFACT").column("type").type == "VARCHAR(50)"
+    assert {"name", "experiment_id", "start_time", "update_time"} <= {
+        c.name for c in emfix.table("TRIAL").columns if c.not_null}
+
+
+def test_schema_diff_sees_the_difference_the_application_ddl_would_not_have(address, other):
+    create_as_the_application(address)
+    with open_database(other, create=True) as db:
+        create_schema(db)
+        q = db.quote
+        if db.dialect == "mysql":
+            db.execute("ALTER TABLE %s MODIFY %s DOUBLE NOT NULL" % (q("METRIC"), q("total_val")))
+        else:
+            db.execute("ALTER TABLE %s ADD COLUMN %s TEXT" % (q("METRIC"), q("note")))
+    diff = diff_catalogs(catalog_of(address), catalog_of(other))
+    assert [d.kind for d in diff.differences] == ["column_type" if address.kind == "mysql" else "extra_column"]
+
+
+def test_sqlite_and_its_mariadb_copy_made_by_migrate_init_are_the_same_schema(tmp_path, mysql_address):
+    source = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(source, faults=False)
+    done = run_cli("migrate", source.path, url_of(mysql_address), "--all", "--init", "-q",
+                   env={"EMFIX_MYSQL_PASSWORD": ""})
+    assert done.returncode == 0, done.stderr
+    same = run_cli("schema", "diff", source.path, url_of(mysql_address), env={"EMFIX_MYSQL_PASSWORD": ""})
+    assert same.returncode == 0 and "same schema" in same.stdout, same.stdout + same.stderr
+
+
+def test_dropped_index_not_null_and_table_are_reported_with_the_ddl_that_fixes_them(address, other):
+    for target in (address, other):
+        with open_database(target, create=True) as db:
+            create_schema(db)
+            db.execute("CREATE INDEX %s ON %s (%s)" % (db.quote("metric_type"), db.quote("METRIC"), db.quote("type")))
+    with open_database(other) as db:
+        q = db.quote
+        db.execute("DROP INDEX %s%s" % (q("metric_type"), " ON %s" % q("METRIC") if db.dialect == "mysql" else ""))
+        db.execute("DROP TABLE %s" % q("BATCH_ARTIFACT"))
+        if db.dialect == "mysql":
+            db.execute("ALTER TABLE %s MODIFY %s VARCHAR(255) NULL" % (q("TRIAL"), q("name")))
+    if address.is_sqlite:  # SQLite cannot drop NOT NULL in place: the table is made again without it
+        con = sqlite3.connect(other.path)
+        sql = con.execute("SELECT sql FROM sqlite_master WHERE name = 'TRIAL'").fetchone()[0]
+        con.executescript('DROP TABLE "TRIAL"; %s;' % sql.replace('"name" VARCHAR(255) NOT NULL',
+                                                                 '"name" VARCHAR(255)'))
+        con.close()
+    result = run_cli("schema", "diff", url_of(address), url_of(other), "--json", env={"EMFIX_MYSQL_PASSWORD": ""})
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert {d["kind"] for d in report["differences"]} == {"missing_index", "missing_table", "column_null"}
+    ddl = "\n".join(report["ddl"])
+    assert "CREATE INDEX" in ddl and "BATCH_ARTIFACT" in ddl and "NOT NULL" in ddl
+    with open_database(other) as db:  # the DDL, run on B, leaves nothing to report
+        statements = [s for s in report["ddl"] if not s.startswith("--")]
+        with db.transaction():
+            for statement in statements:
+                db.execute(statement)
+    again = run_cli("schema", "diff", url_of(address), url_of(other), env={"EMFIX_MYSQL_PASSWORD": ""})
+    assert again.returncode == 0, again.stdout
+
+
+def test_schema_show_json_is_a_file_diff_reads(tmp_path):
+    db = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(db)
+    shown = run_cli("schema", "show", db.path, "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["generation"] == 2 and data["tables"]["METRIC"]["rows"] > 0
+    assert data["schema_versions"][0]["version"] == "2.0"
+    path = tmp_path / "schema.json"
+    path.write_text(shown.stdout)
+    assert run_cli("schema", "diff", str(path), db.path).returncode == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\"tables\": 1}")
+    refused = run_cli("schema", "diff", str(bad), db.path)
+    assert refused.returncode == 4 and "schema show --json" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_first_wave_spelling_still_shows_the_graph(tmp_path):
+    db = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(db)
+    result = run_cli("schema", db.path)
+    assert result.returncode == 0 and "parent -> child order" in result.stdout
+
+
+def test_upgrade_turns_a_first_generation_database_into_what_init_makes(address, other, tmp_path):
+    make_demo(address, Shape(generation=1), faults=False, json_type="json")
+    create_as_the_application(other)
+    dry = run_cli("schema", "upgrade", url_of(address), "--dry-run", env={"EMFIX_MYSQL_PASSWORD": ""})
+    assert dry.returncode == 0 and "CREATE TABLE" in dry.stdout
+    assert catalog_of(address).generation == 1
+    done = run_cli("schema", "upgrade", url_of(address), "--yes", "--snapshot-dir", str(tmp_path / "snapshots"),
+                   env={"EMFIX_MYSQL_PASSWORD": ""})
+    assert done.returncode == 0, done.stderr
+    assert "snapshot before" in done.stdout
+    after = catalog_of(address)
+    assert after.generation == 2 and after.schema_versions[-1]["migration_name"] == "emfix_schema_upgrade"
+    assert diff_catalogs(catalog_of(other), after).differences == []
+    again = run_cli("schema", "upgrade", url_of(address), "--yes", env={"EMFIX_MYSQL_PASSWORD": ""})
+    assert "already has the current" in again.stdout
+
+
+def test_upgrade_without_a_terminal_asks_for_yes(tmp_path):
+    db = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(db, Shape(generation=1))
+    result = run_cli("schema", "upgrade", db.path)
+    assert result.returncode == 2 and "--yes" in result.stderr
+    assert catalog_of(db).generation == 1
+
+
+def test_upgrade_rebuilds_a_table_that_lost_not_null_and_keeps_every_row(tmp_path):
+    db = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(db)
+    con = sqlite3.connect(db.path)
+    sql = con.execute("SELECT sql FROM sqlite_master WHERE name = 'TRIAL_RUN'").fetchone()[0]
+    before = con.execute('SELECT * FROM "TRIAL_RUN" ORDER BY id').fetchall()
+    con.executescript('ALTER TABLE "TRIAL_RUN" RENAME TO old; %s; INSERT INTO "TRIAL_RUN" SELECT * FROM old; '
+                      'DROP TABLE old;' % sql.replace('"status" VARCHAR(50) NOT NULL', '"status" VARCHAR(50)'))
+    con.close()
+    assert not catalog_of(db).table("TRIAL_RUN").column("status").not_null
+    done = run_cli("schema", "upgrade", db.path, "--yes")
+    assert done.returncode == 0, done.stderr
+    assert catalog_of(db).table("TRIAL_RUN").column("status").not_null
+    con = sqlite3.connect(db.path)
+    assert con.execute('SELECT * FROM "TRIAL_RUN" ORDER BY id').fetchall() == before
+    con.close()
+
+
+def test_upgrade_killed_at_any_moment_leaves_the_database_before_or_upgraded(tmp_path):
+    db = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(db, Shape(generation=1, runs=12))
+    con = sqlite3.connect(db.path)  # a rebuild too, so the transaction holds more than CREATE TABLEs
+    sql = con.execute("SELECT sql FROM sqlite_master WHERE name = 'EPOCH'").fetchone()[0]
+    con.executescript('ALTER TABLE "EPOCH" RENAME TO old; %s; INSERT INTO "EPOCH" SELECT * FROM old; DROP TABLE old;'
+                      % sql.replace('"time" TEXT NOT NULL', '"time" TEXT'))
+    con.close()
+    rng = random.Random(7)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    upgraded = False
+    for _ in range(12):
+        proc = subprocess.Popen([sys.executable, "-m", "emfix", "schema", "upgrade", db.path, "--yes",
+                                 "--no-snapshot"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, 0.6))  # when the kill lands is the variable; every outcome must hold
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        con = sqlite3.connect(db.path)
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        con.close()
+        catalog = catalog_of(db)
+        epoch_required = catalog.table("EPOCH").column("time").not_null
+        assert (catalog.generation == 2) == epoch_required  # one transaction: both or neither
+        upgraded = upgraded or epoch_required
+    finished = run_cli("schema", "upgrade", db.path, "--yes", "--no-snapshot")
+    assert finished.returncode == 0
+    assert catalog_of(db).generation == 2 and catalog_of(db).table("EPOCH").column("time").not_null

@@ -1,0 +1,136 @@
+"""transform-metrics: the old rules and the new ones, every original kept, never applied twice."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+
+from conftest import ROOT, make_demo, run_cli, select_all, sqlite_rows, url_of
+
+from emfix.backends import open_database
+from emfix.demo import Shape
+from emfix.transform import TransformResult, apply_rules, parse_rules
+
+PASSWORD = {"EMFIX_MYSQL_PASSWORD": ""}
+
+
+def metric_rows(address):
+    with open_database(address, readonly=True) as db:
+        return sorted(db.query(select_all("METRIC", db.quote)), key=repr)
+
+
+def write_rules(tmp_path, rules):
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(rules))
+    return str(path)
+
+
+def test_old_rules_normalize_and_round_and_comments_are_ignored():
+    rules = parse_rules({"_comment": "ignored", "accuracy": "normalize", "loss": "round"})
+    result = TransformResult(False, {})
+    assert apply_rules(rules, {"accuracy": 91.5, "loss": 0.123456, "other": 3}, result) == {
+        "accuracy": 0.915, "loss": 0.12, "other": 3}
+
+
+def test_new_rules_scale_round_rename_drop_and_star():
+    rules = parse_rules({"cat": [{"scale": 2}, {"round": 1}], "old": {"rename": "new"}, "tmp": "drop",
+                         "*": {"round": 0}})
+    result = TransformResult(False, {})
+    assert apply_rules(rules, {"cat": 0.26, "old": 1.5, "tmp": 9, "dog": 0.7}, result) == {
+        "cat": 0.5, "new": 1.5, "dog": 1.0}
+    assert apply_rules(rules, {"old": 1, "new": 2}, result) is None and result.rename_conflicts == 1
+    assert apply_rules(parse_rules({"cat": "round"}), {"cat": "high"}, result) is None and result.not_numbers == 1
+
+
+def test_a_rules_file_with_an_unknown_rule_is_refused_by_name(tmp_path, demo_address):
+    path = write_rules(tmp_path, {"cat": "halve"})
+    result = run_cli("transform-metrics", url_of(demo_address), "--rules", path, "--yes", env=PASSWORD)
+    assert result.returncode == 2 and "'cat'" in result.stderr and "halve" in result.stderr
+    assert "Traceback" not in result.stderr
+    (tmp_path / "broken.json").write_text("{cat: normalize")
+    result = run_cli("transform-metrics", url_of(demo_address), "--rules", str(tmp_path / "broken.json"), env=PASSWORD)
+    assert result.returncode == 2 and "not JSON" in result.stderr
+
+
+def test_dry_run_shows_pairs_and_changes_nothing(demo_address, tmp_path):
+    before = metric_rows(demo_address)
+    path = write_rules(tmp_path, {"cat": "normalize"})
+    result = run_cli("transform-metrics", url_of(demo_address), "--rules", path, "--dry-run", "--json", env=PASSWORD)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["changed"] > 0 and report["examples"][0]["before"] != report["examples"][0]["after"]
+    assert metric_rows(demo_address) == before
+
+
+def test_transform_then_undo_leaves_metric_as_before(demo_address, tmp_path):
+    before = metric_rows(demo_address)
+    path = write_rules(tmp_path, {"cat": "normalize", "dog": {"rename": "hound"}, "bird": "drop"})
+    done = run_cli("transform-metrics", url_of(demo_address), "--rules", path, "--yes", "--json",
+                   "--snapshot-dir", str(tmp_path / "s"), "--quarantine-dir", str(tmp_path / "q"), env=PASSWORD)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["changed"] > 0 and report["malformed"] > 0 and report["snapshot_id"]
+    after = metric_rows(demo_address)
+    assert after != before
+    changed = [json.loads(row[3]) for row in after if row not in before]
+    assert changed and not any("dog" in values or "bird" in values for values in changed)
+    undone = run_cli("undo", report["quarantine"], env=PASSWORD)
+    assert undone.returncode == 0, undone.stderr
+    assert metric_rows(demo_address) == before
+
+
+def test_old_spellings_limit_the_run_to_the_experiments_given(tmp_path):
+    address = make_sqlite(tmp_path)
+    path = write_rules(tmp_path, {"*": {"scale": 10}})
+    done = run_cli("transform-metrics", "-d", address.path, "--sqlite", "--transformation-file", path,
+                   "--experiment-ids", "1", "--yes", "--no-snapshot", "--json")
+    assert done.returncode == 0, done.stderr
+    only_first = json.loads(done.stdout)["scanned"]
+    every = run_cli("transform-metrics", address.path, "--rules", path, "--dry-run", "--json")
+    assert 0 < only_first < json.loads(every.stdout)["scanned"]
+
+
+def make_sqlite(tmp_path, shape=None):
+    from emfix.address import DatabaseAddress
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address, shape)
+    return address
+
+
+def test_template_is_a_rules_file_once_a_rule_is_uncommented(tmp_path):
+    target = tmp_path / "rules.json"
+    assert run_cli("create-transformation-template", "-o", str(target)).returncode == 0
+    assert run_cli("transform-metrics", "--template", "-").stdout == target.read_text()
+    data = json.loads(target.read_text())
+    assert parse_rules({"accuracy": data["_example_accuracy"], "loss": data["_example_loss"]})
+    db = make_sqlite(tmp_path)
+    refused = run_cli("transform-metrics", db.path, "--rules", str(target), "--yes")
+    assert refused.returncode == 2 and "no rules" in refused.stderr
+
+
+def test_killed_runs_then_a_rerun_apply_each_rule_exactly_once(tmp_path):
+    address = make_sqlite(tmp_path, Shape(runs=10, epochs=10, batches=5))
+    reference = tmp_path / "reference.db"
+    con = sqlite3.connect(address.path)
+    con.execute("VACUUM INTO ?", (str(reference),))
+    con.close()
+    path = write_rules(tmp_path, {"*": {"scale": 2}})
+    common = ["--rules", path, "--yes", "--no-snapshot", "--batch-size", "50", "--progress"]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    kills = 0
+    for _ in range(6):
+        proc = subprocess.Popen([sys.executable, "-m", "emfix", "transform-metrics", address.path] + common, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for line in proc.stderr:
+            if b"changed of" in line:  # a batch is under way: kill it mid-run
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+                break
+        proc.communicate()
+    finished = run_cli("transform-metrics", address.path, *common)
+    assert finished.returncode == 0, finished.stderr
+    once = run_cli("transform-metrics", str(reference), *common)
+    assert once.returncode == 0 and kills
+    assert sqlite_rows(address.path)["METRIC"] == sqlite_rows(str(reference))["METRIC"]
