@@ -39,25 +39,28 @@ def change(values):
 
 
 def plain_script(path):
+    """Pages of 10,000 by id, each page's UPDATEs committed together."""
     con = sqlite3.connect(path)
-    read = sqlite3.connect(path)
-    pending = 0
-    for ident, raw in read.execute("SELECT id, per_label_val FROM METRIC ORDER BY id"):
-        try:  # NaN/Infinity are not JSON: skipped, as emfix skips them
-            values = json.loads(raw, parse_constant=lambda name: float("x"))
-        except (TypeError, ValueError):
-            continue
-        if not isinstance(values, dict):
-            continue
-        new = json.dumps(change(values))
-        if new != raw:
-            con.execute("UPDATE METRIC SET per_label_val = ? WHERE id = ?", (new, ident))
-            pending += 1
-            if pending >= 10000:
-                con.commit()
-                pending = 0
-    con.commit()
-    read.close()
+    last = -1
+    while True:
+        rows = con.execute("SELECT id, per_label_val FROM METRIC WHERE id > ? ORDER BY id LIMIT 10000",
+                           (last,)).fetchall()
+        if not rows:
+            break
+        last = rows[-1][0]
+        updates = []
+        for ident, raw in rows:
+            try:  # NaN/Infinity are not JSON: skipped, as emfix skips them
+                values = json.loads(raw, parse_constant=lambda _name: float("x"))
+            except (TypeError, ValueError):
+                continue
+            if not isinstance(values, dict):
+                continue
+            new = json.dumps(change(values))
+            if new != raw:
+                updates.append((new, ident))
+        con.executemany("UPDATE METRIC SET per_label_val = ? WHERE id = ?", updates)
+        con.commit()
     con.close()
 
 

@@ -21,7 +21,7 @@ from .backends import open_database
 from .errors import Cancelled, NoSpaceError, OperationInterrupted, UsageError
 from .fileutil import atomic_write_text
 from .hierarchy import reach_subtree
-from .jsonrepair import strict_loads
+from .jsonrepair import NonFiniteConstant
 from .progress import NoProgress
 from .schema import discover_graph, require_experiment_manager
 
@@ -275,8 +275,9 @@ def _run_pages(db, rules, scope, batch_size, quarantine, opened, result, progres
             if raw is None:
                 result.unchanged += 1
                 continue
-            try:
-                values = strict_loads(raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw)
+            try:  # NaN/Infinity refused here, a number past a double's range by allow_nan=False below
+                values = json.loads(raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw,
+                                    parse_constant=_not_json)
             except (ValueError, UnicodeDecodeError, TypeError):
                 values = None
             if not isinstance(values, dict):
@@ -286,7 +287,11 @@ def _run_pages(db, rules, scope, batch_size, quarantine, opened, result, progres
             if new is None:
                 result.unchanged += 1
                 continue
-            text = json.dumps(new)
+            try:
+                text = json.dumps(new, allow_nan=False)
+            except ValueError:  # 1e999 read as inf, or a scale that overflowed: not JSON any more
+                result.malformed += 1
+                continue
             updates.append((ident, raw, text))
             result.changed += 1
             if len(result.examples) < EXAMPLES:
@@ -305,6 +310,10 @@ def _run_pages(db, rules, scope, batch_size, quarantine, opened, result, progres
                                % (result.quarantine, exc)) from None
         with db.transaction():
             db.executemany(update, [(new, ident) for ident, _raw, new in updates], batch_size=len(updates))
+
+
+def _not_json(name):
+    raise NonFiniteConstant(name)
 
 
 def _quarantined(opened, rows):

@@ -134,3 +134,21 @@ def test_killed_runs_then_a_rerun_apply_each_rule_exactly_once(tmp_path):
     once = run_cli("transform-metrics", str(reference), *common)
     assert once.returncode == 0 and kills
     assert sqlite_rows(address.path)["METRIC"] == sqlite_rows(str(reference))["METRIC"]
+
+
+def test_values_that_are_not_json_numbers_are_skipped_not_written(tmp_path):
+    address = make_sqlite(tmp_path)
+    con = sqlite3.connect(address.path)
+    con.execute("UPDATE METRIC SET per_label_val = '{\"cat\": 1e999}' WHERE id = 1")
+    con.execute("UPDATE METRIC SET per_label_val = '{\"cat\": NaN}' WHERE id = 2")
+    con.commit()
+    con.close()
+    path = write_rules(tmp_path, {"cat": "normalize"})
+    done = run_cli("transform-metrics", address.path, "--rules", path, "--yes", "--no-snapshot", "--json")
+    assert done.returncode == 0, done.stderr
+    con = sqlite3.connect(address.path)
+    assert [r[0] for r in con.execute("SELECT per_label_val FROM METRIC WHERE id IN (1, 2) ORDER BY id")] == [
+        '{"cat": 1e999}', '{"cat": NaN}']
+    assert not con.execute("SELECT count(*) FROM METRIC WHERE per_label_val IS NOT NULL AND json_valid("
+                           "per_label_val) = 0 AND id > 2 AND per_label_val LIKE '{\"%'").fetchone()[0] > 20
+    con.close()
