@@ -149,6 +149,5 @@ def test_values_that_are_not_json_numbers_are_skipped_not_written(tmp_path):
     con = sqlite3.connect(address.path)
     assert [r[0] for r in con.execute("SELECT per_label_val FROM METRIC WHERE id IN (1, 2) ORDER BY id")] == [
         '{"cat": 1e999}', '{"cat": NaN}']
-    assert not con.execute("SELECT count(*) FROM METRIC WHERE per_label_val IS NOT NULL AND json_valid("
-                           "per_label_val) = 0 AND id > 2 AND per_label_val LIKE '{\"%'").fetchone()[0] > 20
     con.close()
+    assert json.loads(done.stdout)["malformed"] >= 2
