@@ -25,6 +25,7 @@ from .fksweep import (
     sweep_foreign_keys,
 )
 from .jsoncheck import JsonScan, metric_id_ranges, scan_metric_json
+from .pool import ConnectionPool
 from .progress import NoProgress
 from .schema import SchemaGraph, discover_graph, require_experiment_manager
 
@@ -225,13 +226,13 @@ def describe_database(db):
     return info
 
 
-def _start_helper(address, retry_policy, work):
-    """A second read-only connection working through the METRIC tasks in a thread."""
+def _start_helper(pool, work):
+    """A second read-only connection, from the pool, working through the METRIC tasks in a thread."""
     failure = []
 
     def run():
         try:
-            with _open_for_checks(address, retry_policy) as db:
+            with pool.connection() as db:
                 _tune(db)
                 work.drain(db)
         except BaseException as exc:  # re-raised in the main thread
@@ -252,7 +253,10 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
     progress = progress or NoProgress()
     started = time.perf_counter()
     timings = {}
-    with _open_for_checks(address, retry_policy) as db:
+    # Both connections come from the pool: it opens them (retrying as the policy says), checks one
+    # before handing it out again, and closes them all, whatever happens here.
+    with ConnectionPool(lambda: _open_for_checks(address, retry_policy), size=2) as pool, \
+            pool.connection() as db:
         _tune(db)
         graph = discover_graph(db)
         require_experiment_manager(graph, address, force)
@@ -261,7 +265,7 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
         work = _MetricWork(graph, limit, deep_json, every_json_issue, quick_check)
         helper = None
         if parallel and not (db.dialect == "sqlite" and db.address.path == ":memory:"):
-            helper = _start_helper(address, retry_policy, work)
+            helper = _start_helper(pool, work)
         step = time.perf_counter()
         with db.transaction():  # one consistent view of every relation
             checks, tables, plans = sweep_foreign_keys(db, graph, limit, progress)
