@@ -113,3 +113,19 @@ def test_verify_sees_a_float_one_ulp_off(exact_mysql, mysql_databases, tmp_path,
     result = migrate_experiment(exact_mysql, target, 1, snapshot_dir=str(tmp_path / "s"))
     assert not result.verified
     assert [c.table for c in result.verify if not c.ok] == ["METRIC"]
+
+
+def test_server_side_checksum_sees_one_microsecond_and_one_bit(exact_mysql):
+    from emfix.migrate import _server_checksum
+    columns = ["id", "f", "d", "n", "t6", "t0", "j", "s", "b"]
+    with open_database(exact_mysql) as db:
+        before = _server_checksum(db, "VALS", columns, "1 = 1", [])
+        moved = _server_checksum(db, "VALS", columns, "1 = 1", [(0, 10)])
+        db.execute("UPDATE `VALS` SET t6 = t6 + INTERVAL 1 MICROSECOND WHERE id = 1")
+        later = _server_checksum(db, "VALS", columns, "1 = 1", [])
+        db.execute("UPDATE `VALS` SET t6 = t6 - INTERVAL 1 MICROSECOND, b = x'00fffe' WHERE id = 1")
+        again = _server_checksum(db, "VALS", columns, "1 = 1", [])
+        db.execute("UPDATE `VALS` SET b = x'00fffc' WHERE id = 1")
+        flipped = _server_checksum(db, "VALS", columns, "1 = 1", [])
+    assert before[0] == 4 and again == before
+    assert len({before[1], moved[1], later[1], flipped[1]}) == 4
