@@ -37,7 +37,9 @@ def register(sub):
                    help="keyset (WHERE key > last; default) or offset (LIMIT/OFFSET, slower on big tables)")
     p.add_argument("--resume", action="store_true", help="continue a migration that was interrupted")
     p.add_argument("--force", action="store_true", help="copy an experiment again that was already migrated")
-    p.add_argument("--init", action="store_true", help="create the schema in DST if it has none")
+    p.add_argument("--init", action="store_true",
+                   help="create the tables DST lacks, with the Experiment Manager's own DDL (on MySQL: FLOAT total_val "
+                        "and DATETIME without fraction; values DST keeps less of are counted in the verify)")
     p.add_argument("--no-verify", action="store_true", help="skip the comparison at the end")
     p.add_argument("--skip-tables", metavar="T,...", help=common.SKIP_TABLES_HELP)
     p.add_argument("--snapshot-dir", metavar="DIR", help="where DST's snapshot goes")
