@@ -30,6 +30,15 @@ TABLE, KEY, COLUMN = "METRIC", "id", "per_label_val"
 EXAMPLES = 5
 SCOPE_TABLE = "emfix_transform_scope"
 
+
+def _not_json(name):
+    raise NonFiniteConstant(name)
+
+
+# Made once: json.loads/dumps with any keyword build a new decoder/encoder for every value.
+READER = json.JSONDecoder(parse_constant=_not_json)
+WRITER = json.JSONEncoder(allow_nan=False)
+
 TEMPLATE = """{
   "_about": "emfix transform-metrics rules: label -> rule. Keys starting with _ are comments.",
   "_rules": "normalize (divide by 100), round (2 decimals), drop, {\\"round\\": N}, {\\"scale\\": F}",
@@ -276,8 +285,7 @@ def _run_pages(db, rules, scope, batch_size, quarantine, opened, result, progres
                 result.unchanged += 1
                 continue
             try:  # NaN/Infinity refused here, a number past a double's range by allow_nan=False below
-                values = json.loads(raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw,
-                                    parse_constant=_not_json)
+                values = READER.decode(raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw)
             except (ValueError, UnicodeDecodeError, TypeError):
                 values = None
             if not isinstance(values, dict):
@@ -288,7 +296,7 @@ def _run_pages(db, rules, scope, batch_size, quarantine, opened, result, progres
                 result.unchanged += 1
                 continue
             try:
-                text = json.dumps(new, allow_nan=False)
+                text = WRITER.encode(new)
             except ValueError:  # 1e999 read as inf, or a scale that overflowed: not JSON any more
                 result.malformed += 1
                 continue
@@ -310,10 +318,6 @@ def _run_pages(db, rules, scope, batch_size, quarantine, opened, result, progres
                                % (result.quarantine, exc)) from None
         with db.transaction():
             db.executemany(update, [(new, ident) for ident, _raw, new in updates], batch_size=len(updates))
-
-
-def _not_json(name):
-    raise NonFiniteConstant(name)
 
 
 def _quarantined(opened, rows):
