@@ -3,8 +3,9 @@
     python3 bench/bench_migrate.py                       # 10M-row database, experiment 1
     python3 bench/bench_migrate.py --mysql mysql://root@127.0.0.1:3306/test
 
-Reference: ATTACH + `INSERT INTO dst.T SELECT ... FROM main.T WHERE <in the subtree>` for every
-table of the subtree, in one process. emfix: `export --format jsonl` and `migrate --strategy
+Reference (no emfix code): ATTACH + `INSERT INTO dst.T SELECT ... FROM main.T WHERE <in the subtree>`
+for every table of the subtree, the subtree found through a temporary table of run ids (PLAIN_COPY).
+emfix: `export --format jsonl` and `migrate --strategy
 aggressive` (count verify) and `--strategy balanced` (snapshot of DST + checksums), each a fresh
 process with its peak RSS (wait4). Also: a 10x smaller experiment, OFFSET against keyset pages of
 100,000 rows at the start and the end of BATCH_METRIC, and SQLite -> MariaDB rows/s with plain
@@ -41,21 +42,52 @@ def run(argv):
     return time.perf_counter() - started, usage.ru_maxrss / 1024.0
 
 
+# The reference a user writes without emfix: the subtree through a temporary table of run ids, every
+# table (METRIC and ARTIFACT through the links copied) by ATTACH + INSERT ... SELECT, one transaction.
+PLAIN_COPY = """
+CREATE TEMP TABLE runs AS SELECT r.id FROM TRIAL_RUN r JOIN TRIAL t ON t.id = r.trial_id WHERE t.experiment_id = :e;
+CREATE INDEX temp.runs_id ON runs (id);
+INSERT INTO dst.EXPERIMENT SELECT * FROM main.EXPERIMENT WHERE id = :e;
+INSERT INTO dst.TRIAL SELECT * FROM main.TRIAL WHERE experiment_id = :e;
+INSERT INTO dst.TRIAL_RUN SELECT * FROM main.TRIAL_RUN WHERE id IN (SELECT id FROM runs);
+INSERT INTO dst.RESULTS SELECT * FROM main.RESULTS WHERE trial_run_id IN (SELECT id FROM runs);
+INSERT INTO dst.EPOCH SELECT * FROM main.EPOCH WHERE trial_run_id IN (SELECT id FROM runs);
+INSERT INTO dst.BATCH SELECT * FROM main.BATCH WHERE trial_run_id IN (SELECT id FROM runs);
+INSERT INTO dst.EXPERIMENT_ARTIFACT SELECT * FROM main.EXPERIMENT_ARTIFACT WHERE experiment_id = :e;
+INSERT INTO dst.TRIAL_ARTIFACT SELECT * FROM main.TRIAL_ARTIFACT WHERE trial_id IN (SELECT id FROM dst.TRIAL);
+INSERT INTO dst.TRIAL_RUN_ARTIFACT SELECT * FROM main.TRIAL_RUN_ARTIFACT WHERE trial_run_id IN (SELECT id FROM runs);
+INSERT INTO dst.RESULTS_METRIC SELECT * FROM main.RESULTS_METRIC WHERE results_id IN (SELECT id FROM runs);
+INSERT INTO dst.RESULTS_ARTIFACT SELECT * FROM main.RESULTS_ARTIFACT WHERE results_id IN (SELECT id FROM runs);
+INSERT INTO dst.EPOCH_METRIC SELECT * FROM main.EPOCH_METRIC WHERE epoch_trial_run_id IN (SELECT id FROM runs);
+INSERT INTO dst.EPOCH_ARTIFACT SELECT * FROM main.EPOCH_ARTIFACT WHERE epoch_trial_run_id IN (SELECT id FROM runs);
+INSERT INTO dst.BATCH_METRIC SELECT * FROM main.BATCH_METRIC WHERE trial_run_id IN (SELECT id FROM runs);
+INSERT INTO dst.BATCH_ARTIFACT SELECT * FROM main.BATCH_ARTIFACT WHERE trial_run_id IN (SELECT id FROM runs);
+INSERT INTO dst.METRIC SELECT * FROM main.METRIC WHERE id IN (SELECT metric_id FROM dst.RESULTS_METRIC UNION
+  SELECT metric_id FROM dst.EPOCH_METRIC UNION SELECT metric_id FROM dst.BATCH_METRIC);
+INSERT INTO dst.ARTIFACT SELECT * FROM main.ARTIFACT WHERE id IN (SELECT artifact_id FROM dst.EXPERIMENT_ARTIFACT
+  UNION SELECT artifact_id FROM dst.TRIAL_ARTIFACT UNION SELECT artifact_id FROM dst.TRIAL_RUN_ARTIFACT UNION
+  SELECT artifact_id FROM dst.RESULTS_ARTIFACT UNION SELECT artifact_id FROM dst.EPOCH_ARTIFACT UNION
+  SELECT artifact_id FROM dst.BATCH_ARTIFACT);
+"""
+
+
 def same_engine(source, target, experiment):
-    """The limit: SQLite copying the subtree into an attached file in SQL."""
+    """The limit: plain SQL (sqlite3 module only), schema copied from the source's own sqlite_master."""
     started = time.perf_counter()
-    with open_database(DatabaseAddress("sqlite", path=target), create=True) as db:
-        create_schema(db)
-    con_address = DatabaseAddress("sqlite", path=source)
-    with open_database(con_address) as db:
-        graph = discover_graph(db)
-        tree = reach_subtree(db, graph, experiment)
-        db.execute("ATTACH DATABASE ? AS dst", (target,))
-        rows = 0
-        with db.transaction():
-            for table in tree.tables(graph):
-                rows += db.execute('INSERT INTO dst."%s" SELECT * FROM main."%s" t WHERE %s' % (
-                    table, table, tree.where(db, graph, table)))
+    con = sqlite3.connect(source, isolation_level=None)
+    schema = [sql for (sql,) in con.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
+                                            "'sqlite%'")]
+    con.execute("ATTACH DATABASE ? AS dst", (target,))
+    for sql in schema:
+        con.execute(sql.replace("CREATE TABLE ", "CREATE TABLE dst.", 1).replace(
+            "CREATE TABLE dst.IF NOT EXISTS ", "CREATE TABLE IF NOT EXISTS dst.", 1))
+    con.execute("BEGIN")
+    rows = 0
+    for statement in PLAIN_COPY.split(";"):
+        if statement.strip():
+            rows += max(con.execute(statement, {"e": experiment}).rowcount, 0)
+    con.execute("COMMIT")
+    con.close()
     return time.perf_counter() - started, rows
 
 

@@ -154,7 +154,7 @@ def test_repair_time_grows_linearly_with_size(shape, number):
         best = min(_timed(time, text) for _ in range(2))
         timings.append(best / (len(text) / 1e6))
     small, large = timings
-    assert large < 0.5, (shape, "%.2f s per MB" % large)
+    assert large < 2.0, (shape, "%.2f s per MB" % large)  # a gross bound (about 0.1-0.7 s/MB here, by load)
     assert large < max(small, 0.02) * 3, (shape, "%.3f -> %.3f s per MB: not linear" % (small, large))
 
 
