@@ -158,6 +158,12 @@ class Subtree:
         return ("%s x JOIN %s %s ON %s" % (db.quote(name), db.quote(table), alias, _match(db, "x", key, alias, key)),
                 ["x.%s" % db.quote(c) for c in key], key)
 
+    def count(self, db, graph, table):
+        """How many rows of `table` the subtree holds, counted through its key table (the cost of the
+        subtree, not of a scan of the table)."""
+        source = self.source(db, graph, table)[0]
+        return int(db.scalar("SELECT count(*) FROM %s" % source) or 0)
+
     def tables(self, graph):
         """Parents first: the hierarchy tables reached, then METRIC and ARTIFACT where the graph has them."""
         return [t for t in graph.parent_first() if t in self.held or t in ("METRIC", "ARTIFACT")]

@@ -229,8 +229,7 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
                 raise UsageError("experiment %d does not exist in %s" % (experiment_id, src.display()))
             tables = [t for t in tree.tables(graph) if t not in (skip_tables or ())]
             missing = [t for t in tables if t.lower() not in {e.lower() for e in existing}]
-            rows = {t: int(source.scalar("SELECT count(*) FROM %s t WHERE %s" % (
-                source.quote(t), tree.where(source, graph, t))) or 0) for t in missing}
+            rows = {t: tree.count(source, graph, t) for t in missing}
             ours = [t for t in missing if t in EM_TABLE_NAMES and rows[t]]
             if ours and not init:
                 raise SchemaError("%s has no table %s for rows of this experiment (an older schema generation)" % (
@@ -299,8 +298,7 @@ class _Copy:
 
     def run(self, tables, batch_size, max_memory, paging, strategy):
         source, graph, tree = self.source, self.graph, self.tree
-        total = sum(int(source.scalar("SELECT count(*) FROM %s t WHERE %s" % (
-            source.quote(t), tree.where(source, graph, t))) or 0) for t in tables)
+        total = sum(tree.count(source, graph, t) for t in tables)
         done = sum(self.copied.values())
         for table in tables:
             if self.position.get(table) == "done":
@@ -322,13 +320,16 @@ class _Copy:
     def _write(self, table, rows, last, strategy):
         target, columns = self.target, self.graph.columns[table]
         moves = column_shifts(self.graph, table, columns, self.offsets)
-        batch = []
-        for row in rows:
-            row = [portable(v) for v in row]
-            for i, move in moves:
-                if isinstance(row[i], int):
-                    row[i] += move
-            batch.append(tuple(row))
+        if self.source.dialect == "sqlite" and not moves:
+            batch = rows  # sqlite3 returns only what it binds back unchanged: no conversion to make
+        else:
+            batch = []
+            for row in rows:
+                row = [portable(v) for v in row]
+                for i, move in moves:
+                    if isinstance(row[i], int):
+                        row[i] += move
+                batch.append(tuple(row))
         self.position[table] = last
         self.copied[table] = self.copied.get(table, 0) + len(batch)
         insert = "INSERT INTO %s (%s) VALUES (%s)" % (target.quote(table), target.quote_columns(columns),
@@ -508,8 +509,7 @@ def _verify(source, target, graph, tree, tables, offsets, experiment_id, strateg
         src_where = tree.where(source, graph, table)
         dst_where = new_tree.where(target, target_graph, table)
         if strategy == "aggressive":
-            a = int(source.scalar("SELECT count(*) FROM %s t WHERE %s" % (source.quote(table), src_where)) or 0)
-            b = int(target.scalar("SELECT count(*) FROM %s t WHERE %s" % (target.quote(table), dst_where)) or 0)
+            a, b = tree.count(source, graph, table), new_tree.count(target, target_graph, table)
             checks.append(TableCheck(table, a, b))
             continue
         if source.dialect == target.dialect == "mysql" and _same_types(source, target, table):
