@@ -8,14 +8,13 @@ Unrepairable values are reported and left alone unless --reset-unfixable asks fo
 
 import collections
 import dataclasses
-import sqlite3
 import time
 from typing import Dict, List, Optional
 
 from . import quarantine as q
 from .backends import open_database
 from .backends.sqlite import UndecodableText
-from .errors import Cancelled, NoSpaceError, OperationInterrupted, UsageError
+from .errors import Cancelled, OperationInterrupted, UsageError
 from .jsonrepair import repair
 from .progress import NoProgress
 from .schema import discover_graph, require_experiment_manager
@@ -186,16 +185,8 @@ def _run_pages(db, table, col, key, batch_size, reset_unfixable, quarantine, res
         progress.update("%s.%s: %d repaired, %d unrepairable" % (table, col, result.repaired, result.unrepairable))
         if quarantine is None or not updates:
             continue
-        qcon = quarantine()
-        try:
-            qcon.execute("BEGIN")
-            qcon.executemany("INSERT OR IGNORE INTO %s VALUES (?, ?, ?)" % q.qi(table),
-                             [(ident, bytes(raw) if isinstance(raw, bytes) else raw, _kind(raw))
-                              for ident, raw, _new in updates])
-            qcon.execute("COMMIT")  # the originals are on disk before a single value changes
-        except (OSError, sqlite3.OperationalError) as exc:
-            raise NoSpaceError("cannot write the quarantine %s: %s; the last batch was not changed"
-                               % (result.quarantine, exc)) from None
+        q.keep_values(quarantine(), table, [(ident, bytes(raw) if isinstance(raw, bytes) else raw, _kind(raw))
+                                            for ident, raw, _new in updates], result.quarantine)
         with db.transaction():
             for ident, _raw, new in updates:
                 db.execute("UPDATE %s SET %s = ? WHERE %s = ?" % (db.quote(table), db.quote(col), db.quote(key)),

@@ -127,3 +127,14 @@ def writable_dir(directory):
     if not os.access(directory, os.W_OK | os.X_OK):
         raise UsageError("quarantine directory %s is not writable" % directory,
                          hint="choose another with --quarantine-dir; nothing was changed")
+
+
+def keep_values(con, table, rows, path):
+    """Commit (key, original value, storage class) rows before the batch they come from changes a
+    single value (fix-json, transform-metrics); a full disk stops the batch, not the database."""
+    try:
+        con.execute("BEGIN")
+        con.executemany("INSERT OR IGNORE INTO %s VALUES (?, ?, ?)" % qi(table), rows)
+        con.execute("COMMIT")
+    except (OSError, sqlite3.OperationalError) as exc:
+        raise NoSpaceError("cannot write the quarantine %s: %s; the last batch was not changed" % (path, exc)) from None

@@ -12,13 +12,12 @@ applied twice. Metrics whose JSON is malformed are skipped and counted (run fix-
 import dataclasses
 import hashlib
 import json
-import sqlite3
 import time
 from typing import Dict, List, Optional
 
 from . import quarantine as q
 from .backends import open_database
-from .errors import Cancelled, NoSpaceError, OperationInterrupted, UsageError
+from .errors import Cancelled, OperationInterrupted, UsageError
 from .fileutil import atomic_write_text
 from .hierarchy import reach_subtree
 from .jsonrepair import NonFiniteConstant
@@ -307,15 +306,7 @@ def _run_pages(db, rules, scope, batch_size, quarantine, opened, result, progres
         progress.update("%s.%s: %d changed of %d" % (TABLE, COLUMN, result.changed, result.scanned))
         if quarantine is None or not updates:
             continue
-        qcon = quarantine()
-        try:
-            qcon.execute("BEGIN")
-            qcon.executemany("INSERT OR IGNORE INTO %s VALUES (?, ?, 'text')" % q.qi(TABLE),
-                             [(ident, raw) for ident, raw, _new in updates])
-            qcon.execute("COMMIT")  # the originals are on disk before a single value changes
-        except (OSError, sqlite3.OperationalError) as exc:
-            raise NoSpaceError("cannot write the quarantine %s: %s; the last batch was not changed"
-                               % (result.quarantine, exc)) from None
+        q.keep_values(quarantine(), TABLE, [(ident, raw, "text") for ident, raw, _new in updates], result.quarantine)
         with db.transaction():
             db.executemany(update, [(new, ident) for ident, _raw, new in updates], batch_size=len(updates))
 
