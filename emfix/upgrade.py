@@ -4,7 +4,7 @@ The plan is `schemadiff.diff_catalogs(the schema emfix init makes, the database)
 the database has beyond it (extra tables, columns, indexes) and any type change that would round or
 cut stored values (DOUBLE -> FLOAT, DATETIME(6) -> DATETIME, a shorter VARCHAR): those are reported,
 not made. A verified snapshot comes first. On SQLite every statement, table rebuilds included, runs
-in one transaction with a foreign_key_check of the rebuilt tables before COMMIT, so a process killed
+in one transaction with row counts and a foreign_key_check before COMMIT, so a process killed
 at any moment leaves the database as it was or upgraded. MySQL commits each DDL statement by itself:
 a killed run leaves some statements done, and running it again finishes the rest.
 """
@@ -116,13 +116,13 @@ def plan_upgrade(db):
         diff = diff_catalogs(target, catalog)
     changes = [d.what for d in diff.differences if d.kind not in LEFT_ALONE]
     statements = [s for s in diff.statements if not s.startswith("--")]
-    _refuse_nulls_in_required_columns(db, diff)
+    _refuse_nulls_in_required_columns(db, diff, target)
     return catalog, diff, changes, statements, kept
 
 
-def _refuse_nulls_in_required_columns(db, diff):
+def _refuse_nulls_in_required_columns(db, diff, target):
     for d in diff.differences:
-        if d.kind != "column_null" or "lost NOT NULL" not in d.what:
+        if d.kind != "column_null" or not target.table(d.table).column(d.column).not_null:
             continue
         column = d.column
         count = int(db.scalar("SELECT count(*) FROM %s WHERE %s IS NULL" % (db.quote(d.table), db.quote(column))) or 0)

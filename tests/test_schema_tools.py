@@ -270,3 +270,18 @@ def test_upgrade_killed_at_any_moment_leaves_the_database_before_or_upgraded(tmp
     finished = run_cli("schema", "upgrade", db.path, "--yes", "--no-snapshot")
     assert finished.returncode == 0
     assert catalog_of(db).generation == 2 and catalog_of(db).table("EPOCH").column("time").not_null
+
+
+def test_upgrade_refuses_a_not_null_its_rows_would_break_and_changes_nothing(tmp_path):
+    db = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(db)
+    con = sqlite3.connect(db.path)
+    sql = con.execute("SELECT sql FROM sqlite_master WHERE name = 'TRIAL_RUN'").fetchone()[0]
+    con.executescript('ALTER TABLE "TRIAL_RUN" RENAME TO old; %s; INSERT INTO "TRIAL_RUN" SELECT * FROM old; '
+                      'DROP TABLE old; UPDATE "TRIAL_RUN" SET status = NULL WHERE id = 1;'
+                      % sql.replace('"status" VARCHAR(50) NOT NULL', '"status" VARCHAR(50)'))
+    con.close()
+    before = open(db.path, "rb").read()
+    refused = run_cli("schema", "upgrade", db.path, "--yes")
+    assert refused.returncode == 4 and "NULL in status" in refused.stderr and "Traceback" not in refused.stderr
+    assert open(db.path, "rb").read() == before
