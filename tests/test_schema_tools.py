@@ -138,7 +138,7 @@ def test_sqlite_and_its_mariadb_copy_made_by_migrate_init_are_the_same_schema(tm
     source = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
     make_demo(source, faults=False)
     done = run_cli("migrate", source.path, url_of(mysql_address), "--all", "--init", "-q",
-                   env={"EMFIX_MYSQL_PASSWORD": ""})
+                   "--snapshot-dir", str(tmp_path / "snapshots"), env={"EMFIX_MYSQL_PASSWORD": ""})
     assert done.returncode == 0, done.stderr
     same = run_cli("schema", "diff", source.path, url_of(mysql_address), env={"EMFIX_MYSQL_PASSWORD": ""})
     assert same.returncode == 0 and "same schema" in same.stdout, same.stdout + same.stderr
