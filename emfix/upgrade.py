@@ -193,4 +193,6 @@ def _run_in_one_transaction(db, statements, declared_before):
 
 
 def _broken_links(db):
-    return collections.Counter((str(r[0]).lower(), str(r[2]).lower()) for r in db.query("PRAGMA foreign_key_check"))
+    """{(child, parent): broken links}, counted by SQLite (a damaged database can have millions)."""
+    rows = db.query('SELECT "table", parent, count(*) FROM pragma_foreign_key_check GROUP BY "table", parent')
+    return collections.Counter({(str(child).lower(), str(parent).lower()): int(n) for child, parent, n in rows})

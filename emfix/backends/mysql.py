@@ -305,9 +305,7 @@ class MySQLBackend(Backend):
     def storage_limits(self, table):
         cache = self.__dict__.setdefault("_storage_limits", {})
         if table not in cache:
-            modes = _text(self.scalar("SELECT @@sql_mode")).upper().split(",")
-            rounds = ("TIME_ROUND_FRACTIONAL" in modes) if "mariadb" in self.server_version().lower() else (
-                "TIME_TRUNCATE_FRACTIONAL" not in modes)
+            rounds = self._rounds_fractions()
             limits = {}
             for name, kind, digits in self.query(
                     "SELECT COLUMN_NAME, DATA_TYPE, DATETIME_PRECISION FROM information_schema.COLUMNS "
@@ -319,6 +317,15 @@ class MySQLBackend(Backend):
                     limits[_text(name)] = StorageLimit(kind, int(digits or 0), rounds)
             cache[table] = limits
         return cache[table]
+
+    def _rounds_fractions(self):
+        """Whether this session rounds (True) or truncates a fraction of a second its column cannot hold
+        (asked once per connection)."""
+        if "_rounds" not in self.__dict__:
+            modes = _text(self.scalar("SELECT @@sql_mode")).upper().split(",")
+            self._rounds = ("TIME_ROUND_FRACTIONAL" in modes if "mariadb" in self.server_version().lower()
+                            else "TIME_TRUNCATE_FRACTIONAL" not in modes)
+        return self._rounds
 
     def column_types(self, table):
         """{column name (lower case): DATA_TYPE}, read once per table and connection."""
