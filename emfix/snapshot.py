@@ -29,6 +29,7 @@ from .errors import ConnectError, DamagedInputError, DatabaseLockedError, EmfixE
 from .fileutil import atomic_write_text, clear_stale_temps, durable_file, fsync_directory
 from .progress import NoProgress, format_mb, utc_now
 from .schema import discover_graph
+from .sqlsnapshot import SnapshotReader, load_sql_snapshot, write_sql_snapshot
 from .values import portable
 
 log = logging.getLogger(__name__)
@@ -152,8 +153,11 @@ def check_id(snapshot_id):
 
 
 def _paths(directory, snapshot_id):
+    """The snapshot's data file (SQL text for MySQL since #16, else a SQLite file) and its manifest."""
     check_id(snapshot_id)
-    return os.path.join(directory, snapshot_id + ".db"), os.path.join(directory, snapshot_id + ".json")
+    sql = os.path.join(directory, snapshot_id + ".sql")
+    data = sql if os.path.exists(sql) else os.path.join(directory, snapshot_id + ".db")
+    return data, os.path.join(directory, snapshot_id + ".json")
 
 
 def read_manifest(directory, snapshot_id):
@@ -274,13 +278,18 @@ def _find_damage(snapshot_id, manifest, path, full):
     size = os.path.getsize(path)
     if size != manifest.size:
         return "size %d bytes, manifest says %d (truncated or appended)" % (size, manifest.size)
-    digest, problem = _in_parallel(lambda: sha256_of(path), lambda: sqlite_check(path, full))
+    if path.endswith(".sql"):
+        reader = SnapshotReader(path)
+        digest, problem = _in_parallel(lambda: sha256_of(path), reader.check)
+        counts = reader.counts
+    else:
+        digest, problem = _in_parallel(lambda: sha256_of(path), lambda: sqlite_check(path, full))
     if digest != manifest.sha256:
         return "SHA-256 differs from the manifest (the file changed after it was written)"
     if problem:
         return problem
     try:
-        counts = count_rows(path)
+        counts = counts if path.endswith(".sql") else count_rows(path)
     except sqlite3.DatabaseError as exc:
         return "cannot count rows: %s" % exc
     if counts != manifest.tables:
@@ -360,7 +369,7 @@ def list_snapshots(directory, address=None):
         stem, ext = os.path.splitext(name)
         if LEGACY_ID.match(stem.replace("_metadata", "")) and ext in (".db", ".json"):
             legacy.add(stem.replace("_metadata", ""))
-        elif ext in (".db", ".json") and PLAIN_ID.match(stem) and not name.startswith("."):
+        elif ext in (".db", ".sql", ".json") and PLAIN_ID.match(stem) and not name.startswith("."):
             ids.add(stem)
     found = [SnapshotStatus(i, LEGACY_KIND, "the old tool's snapshot (no checksum)", _legacy_manifest(directory, i))
              for i in legacy if os.path.exists(os.path.join(directory, i + ".db"))]
@@ -474,12 +483,16 @@ def _expected_size(db):
 
 
 def create_snapshot(address, directory=None, *, description="", verify=False, retry_policy=None, progress=None,
-                    label="snapshot", kind="snapshot"):
-    """Write a snapshot of the database; return its manifest (verified when `verify`)."""
+                    label="snapshot", kind="snapshot", file_format=None, workers=2):
+    """Write a snapshot of the database; return its manifest (verified when `verify`).
+
+    A MySQL database is written as SQL text (`file_format="sql"`, the default) or as a SQLite file
+    ("sqlite": slower, but it opens anywhere); a SQLite database is always a SQLite file."""
     progress = progress or NoProgress()
     directory = directory or default_snapshot_dir(address)
     snapshot_id = new_snapshot_id()
-    path, _ = _paths(directory, snapshot_id)
+    as_sql = not address.is_sqlite and (file_format or "sql") == "sql"
+    path = os.path.join(directory, snapshot_id + (".sql" if as_sql else ".db"))
     with open_database(address, readonly=True, retry_policy=retry_policy) as db:
         graph = discover_graph(db)
         try:
@@ -492,26 +505,22 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
         try:
             with durable_file(path) as temp:
                 progress.update("copying %s" % address.display(), force=True)
-                if db.dialect == "sqlite":
-                    _copy_sqlite(db, temp)
+                if as_sql:
+                    written = write_sql_snapshot(address, graph, temp, retry_policy=retry_policy, progress=progress,
+                                                 workers=workers)
+                    digest, counts, problem = _check_sql_copy(temp, written)
                 else:
-                    _copy_mysql(db, graph, temp, progress)
-                progress.update("checking the copy", force=True)
-                jobs = [lambda: sha256_of(temp), lambda: count_rows(temp)]
-                if verify:
-                    jobs.append(lambda: sqlite_check(temp))
-                try:
-                    results = _in_parallel(*jobs)
-                except sqlite3.DatabaseError as exc:
-                    raise DamagedInputError("the copy of %s cannot be read back (%s): the database is damaged"
-                                            % (address.display(), exc),
-                                            hint="restore a snapshot (`emfix snapshot restore`)") from None
-                if verify and results[2]:
-                    raise DamagedInputError("the snapshot failed verification right after writing: %s" % results[2],
+                    if db.dialect == "sqlite":
+                        _copy_sqlite(db, temp)
+                    else:
+                        _copy_mysql(db, graph, temp, progress)
+                    digest, counts, problem = _check_sqlite_copy(temp, verify, address, progress)
+                if problem:
+                    raise DamagedInputError("the snapshot failed verification right after writing: %s" % problem,
                                             hint="the disk or the source may be damaged; nothing was kept")
                 manifest = SnapshotManifest(
                     snapshot_id, utc_now(), description, address.to_dict(), db.dialect, __version__,
-                    graph.generation, results[1], os.path.getsize(temp), results[0], os.path.basename(path),
+                    graph.generation, counts, os.path.getsize(temp), digest, os.path.basename(path),
                     verified_at=utc_now() if verify else None, kind=kind, source_key=address.key())
         except (OSError, sqlite3.OperationalError) as exc:
             raise _write_error(exc, directory) from None
@@ -523,6 +532,29 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
     progress.done()
     log.info("%s %s written (%d rows, %s)", label, snapshot_id, manifest.row_total, format_mb(manifest.size))
     return manifest
+
+
+def _check_sqlite_copy(temp, verify, address, progress):
+    progress.update("checking the copy", force=True)
+    jobs = [lambda: sha256_of(temp), lambda: count_rows(temp)]
+    if verify:
+        jobs.append(lambda: sqlite_check(temp))
+    try:
+        results = _in_parallel(*jobs)
+    except sqlite3.DatabaseError as exc:
+        raise DamagedInputError("the copy of %s cannot be read back (%s): the database is damaged"
+                                % (address.display(), exc),
+                                hint="restore a snapshot (`emfix snapshot restore`)") from None
+    return results[0], results[1], results[2] if verify else ""
+
+
+def _check_sql_copy(temp, written):
+    """SQL text is always checked as it is hashed: every statement whole, the counts it says it holds."""
+    reader = SnapshotReader(temp)
+    digest, problem = _in_parallel(lambda: sha256_of(temp), reader.check)
+    if not problem and reader.counts != written:
+        problem = "the file's row counts are not the ones written"
+    return digest, written, problem
 
 
 # -- restore -----------------------------------------------------------------------------------
@@ -577,6 +609,9 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
     if address.is_sqlite:
         method = _restore_sqlite(address, path, retry_policy)
         counts = count_rows(address.path)
+    elif path.endswith(".sql"):
+        counts, _ = load_sql_snapshot(address, path, retry_policy=retry_policy, progress=progress)
+        method = "SQL text: tables emptied, then loaded over 2 connections"
     else:
         counts = _restore_mysql(address, path, retry_policy, progress)
         method = "per-table transactions"

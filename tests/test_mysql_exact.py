@@ -2,50 +2,12 @@
 
 import struct
 
-import pytest
-from conftest import make_demo
+from conftest import SUBTREE_TABLES, checksums
 
 from emfix import snapshot
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
-from emfix.demo import Shape
 from emfix.migrate import migrate_experiment
-
-SUBTREE_TABLES = ("EXPERIMENT", "TRIAL", "TRIAL_RUN", "RESULTS", "EPOCH", "BATCH", "METRIC", "ARTIFACT",
-                  "EXPERIMENT_ARTIFACT", "TRIAL_ARTIFACT", "TRIAL_RUN_ARTIFACT", "RESULTS_METRIC", "RESULTS_ARTIFACT",
-                  "EPOCH_METRIC", "EPOCH_ARTIFACT", "BATCH_METRIC", "BATCH_ARTIFACT")
-VALUES_DDL = ("CREATE TABLE `VALS` (id INT PRIMARY KEY, f FLOAT, d DOUBLE, n DECIMAL(30,10), t6 DATETIME(6), "
-              "t0 DATETIME, j JSON, s TEXT, b VARBINARY(16))")
-VALUES = [
-    (1, 0.40344512462615967, 0.40344512462615967, "12345678901234567890.0123456789", "2025-05-22 23:17:42.123456",
-     "2025-05-22 23:17:42", '{"cat": 0.91, "dög": 1e-7}', "ünïcødé ✓", b"\x00\xff\xfe"),
-    (2, -3.4028234663852886e38, 5e-324, "-0.0000000001", "1999-12-31 23:59:59.999999", "2000-01-01 00:00:00",
-     '{"a": [1, 2, {"b": null}]}', "", b""),
-    (3, None, None, None, None, None, None, None, None),
-    (4, 1e-45, 1.7976931348623157e308, "0", "2025-01-01 00:00:00.000001", "2025-01-01 00:00:01", "{}", "'\"\\",
-     b"\\"),
-]
-
-
-def checksums(address, tables):
-    with open_database(address, readonly=True) as db:
-        return {t: db.query("CHECKSUM TABLE %s" % db.quote(t))[0][1] for t in tables}
-
-
-@pytest.fixture
-def exact_mysql(mysql_address):
-    """A clean demo on MariaDB with the application's FLOAT total_val, random doubles stored in it, and a
-    table of every awkward type."""
-    make_demo(mysql_address, shape=Shape(experiments=2, trials=2, runs=2, epochs=3, batches=2), faults=False,
-              json_type="json")
-    with open_database(mysql_address) as db:
-        db.execute("ALTER TABLE `METRIC` MODIFY `total_val` FLOAT NOT NULL")
-        db.execute("UPDATE `METRIC` SET `total_val` = RAND(7) * 100 - 50")
-        db.execute("UPDATE `TRIAL` SET `name` = CONCAT(`name`, ' — ünïcødé'), `start_time` = "
-                   "`start_time` + INTERVAL 123456 MICROSECOND")
-        db.execute(VALUES_DDL)
-        db.executemany("INSERT INTO `VALS` VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", VALUES)
-    return mysql_address
 
 
 def test_float_is_read_as_the_stored_value(exact_mysql):

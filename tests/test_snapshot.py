@@ -300,9 +300,9 @@ def test_restore_of_a_damaged_database_keeps_its_raw_bytes(demo_sqlite, tmp_path
     assert [s.status for s in snapshot.list_snapshots(directory) if s.id == result.safety_snapshot_id] == ["damaged"]
 
 
-def test_mysql_snapshot_opens_with_plain_sqlite(mysql_address, tmp_path):
+def test_mysql_snapshot_in_sqlite_format_opens_with_plain_sqlite(mysql_address, tmp_path):
     make_demo(mysql_address)
-    manifest = snapshot.create_snapshot(mysql_address, snapdir(tmp_path), verify=True)
+    manifest = snapshot.create_snapshot(mysql_address, snapdir(tmp_path), verify=True, file_format="sqlite")
     con = sqlite3.connect(os.path.join(snapdir(tmp_path), manifest.id + ".db"))
     assert con.execute("SELECT count(*) FROM METRIC").fetchone()[0] == manifest.tables["METRIC"]
     assert manifest.source["backend"] == "mysql" and manifest.source_dialect == "mysql"

@@ -7,7 +7,14 @@ unbuffered cursor; `?` placeholders are translated to the driver's `%s`.
 import functools
 import re
 
-from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, MissingDependencyError, PrivilegeError
+from ..errors import (
+    ConnectError,
+    DamagedInputError,
+    DatabaseLockedError,
+    MissingDependencyError,
+    PrivilegeError,
+    SchemaError,
+)
 from ..retry import RetriesExhausted, call_with_retry
 from .base import Backend, ColumnDetail, ForeignKey, Index, StorageLimit
 
@@ -17,6 +24,10 @@ LOCK_ERRNOS = (1205, 1213)
 REFUSED_VALUE_ERRNOS = (3140, 4025)  # MySQL: invalid JSON text; MariaDB: CHECK (json_valid) failed
 INCORRECT_STRING = 1366  # bytes that are not UTF-8 into a utf8mb4 column
 PRIVILEGE_ERRNOS = (1044, 1142, 1143, 1227)  # database / table / column / global privilege missing
+NUMBER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric", "float",
+                "double", "real", "bit", "year"}
+BINARY_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry", "point",
+                "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection"}
 
 
 def load_driver():
@@ -279,6 +290,52 @@ class MySQLBackend(Backend):
         if self.column_types(table).get(column.lower()) == "float":
             return "(%s%s + 0e0)" % (prefix, self.quote(column))
         return prefix + self.quote(column)
+
+    def literal_row(self, table, columns):
+        """An expression the server evaluates to one row as the body of a SQL tuple (`1,'a',NULL`) that
+        gives back the same bits when inserted: FLOAT through DOUBLE (its text would keep six digits),
+        binary types as X'hex', strings through QUOTE, NULL as NULL."""
+        kinds = {_text(name).lower(): (_text(kind).lower(), _text(nullable) == "YES") for name, kind, nullable in
+                 self.query("SELECT COLUMN_NAME, DATA_TYPE, IS_NULLABLE FROM information_schema.COLUMNS "
+                            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", (table,))}
+        parts = []
+        for column in columns:
+            kind, nullable = kinds[column.lower()]
+            name = self.quote(column)
+            if kind not in NUMBER_TYPES and kind not in BINARY_TYPES:  # text, dates, JSON, ENUM
+                parts.append("QUOTE(%s)" % name)  # QUOTE(NULL) is NULL's literal
+                continue
+            if kind == "float":
+                value = "CAST(%s AS DOUBLE)" % name
+            elif kind == "bit":
+                value = "(%s + 0)" % name
+            elif kind in BINARY_TYPES:
+                value = "CONCAT('X''', HEX(%s), '''')" % name
+            else:
+                value = name
+            parts.append("IFNULL(%s, 'NULL')" % value if nullable else value)
+        return "CONCAT_WS(',', %s)" % ", ".join(parts)
+
+    def query_raw(self, sql, params=()):
+        """Rows as the server sent them (bytes, not decoded): for text that goes straight into a file."""
+        def run():
+            cursor = self._conn.cursor(raw=True)
+            try:
+                cursor.execute(translate_placeholders(sql) if params else sql, tuple(params) or None)
+                return cursor.fetchall()
+            finally:
+                cursor.close()
+        return self._run(run, "query")
+
+    def execute_raw(self, statement):
+        """One statement of bytes sent as it is: no placeholder or multi-statement parsing of a
+        megabyte INSERT on the client."""
+        try:
+            return self._run(lambda: self._conn.cmd_query(statement), "statement")
+        except self._driver.Error as exc:  # what _translate leaves as it is: a statement the server refused
+            raise SchemaError("MySQL %s refused a statement: %s" % (self.address.display(), getattr(exc, "msg", exc)),
+                              hint="its tables differ from the ones the statements were written for; "
+                                   "`emfix schema diff` shows how") from None
 
     def column_details(self, table):
         json_checked = set() if not self._has_check_constraints() else {_text(c).lower() for (c,) in self.query(

@@ -46,6 +46,11 @@ def _add_options(parser, action):
     if action == "create":
         parser.add_argument("--description", default="", help="a note stored in the manifest")
         parser.add_argument("--verify", action="store_true", help="verify the snapshot right after writing it")
+        parser.add_argument("--format", choices=("sql", "sqlite"), default=None, dest="file_format",
+                            help="MySQL only: SQL text that `mysql DB < file` also loads (default, fast), or a "
+                                 "SQLite file that opens anywhere (slower)")
+        parser.add_argument("--connections", type=common.positive_int, default=2, metavar="N",
+                            help="MySQL: read this many key ranges at once, in one moment (default 2)")
     elif action == "verify":
         parser.add_argument("snapshot_id", nargs="?", metavar="ID", help="the snapshot to check (or --all)")
         parser.add_argument("--all", action="store_true", help="check every snapshot")
@@ -91,8 +96,12 @@ def run(args, out):
 
 
 def _create(args, out, directory, address):
+    if args.file_format and address.is_sqlite and args.file_format != "sqlite":
+        raise UsageError("--format sql is for MySQL databases; a SQLite database is snapshot as a SQLite file",
+                         hint="drop --format")
     manifest = snapshot.create_snapshot(address, directory, description=args.description, verify=args.verify,
-                                        retry_policy=common.retry_policy(args),
+                                        retry_policy=common.retry_policy(args), file_format=args.file_format,
+                                        workers=args.connections,
                                         progress=common.make_progress("snapshot", args, out))
     if out.json:
         common.emit_json(dict(manifest.to_dict(), directory=directory))

@@ -1,0 +1,438 @@
+"""Snapshots of MySQL databases as SQL text, written and loaded at the speed of the MySQL tools.
+
+mysqldump is fast because the server sends text and the client only escapes it; but the text of
+a FLOAT keeps six digits, so a dump loses METRIC.total_val. Here the server formats every row as
+an exact SQL literal (`MySQLBackend.literal_row`: FLOAT through DOUBLE, binary as X'hex') and
+aggregates a page of rows into one value, so Python handles a few thousand strings of ~2 MB
+instead of millions of rows. Tables are split into key ranges that several connections from the
+pool read at once, all inside one moment (FLUSH TABLES WITH READ LOCK held only while each
+connection starts its consistent snapshot; one connection when the user may not take that lock).
+
+The file is plain SQL that `mysql DB < file` loads. Each statement is preceded by a comment with
+its length in bytes (`-- 1234`), so emfix reads it back without parsing SQL; the last line names
+every table's row count, so a cut-off file is recognised even without its manifest.
+"""
+
+import json
+import logging
+import os
+import queue
+import re
+import threading
+
+from .backends import open_database
+from .errors import DamagedInputError, DatabaseLockedError, EmfixError, PrivilegeError
+from .pool import ConnectionPool
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"-- emfix-sql-snapshot-1"
+END = b"-- emfix: complete "
+FRAME = re.compile(rb"^-- (\d+)\n$")
+SESSION = [
+    "/*!40101 SET NAMES utf8mb4 */",
+    "SET time_zone = '+00:00'",
+    "SET foreign_key_checks = 0",
+    "SET unique_checks = 0",
+    "SET sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+]
+PAGE_BYTES = 2 << 20  # one INSERT; the server's max_allowed_packet bounds it further
+FIRST_PAGE_ROWS = 2000
+CHUNK_ROWS = 100000  # a key range one connection reads; the unit tables are split into
+INTEGER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+class _Output:
+    """The snapshot file, written by several threads a whole statement at a time."""
+
+    def __init__(self, handle):
+        self._handle = handle
+        self._lock = threading.Lock()
+        self.counts = {}
+        self.failed = threading.Event()  # one reader failed: the others stop at their next range
+
+    def statement(self, sql, table=None, rows=0):
+        body = (sql.encode("utf-8") if isinstance(sql, str) else sql) + b";\n"
+        with self._lock:
+            self._handle.write(b"-- %d\n" % len(body))
+            self._handle.write(body)
+            if table is not None:
+                self.counts[table] = self.counts.get(table, 0) + rows
+
+
+class _TablePlan:
+    def __init__(self, db, table, keys, columns, estimate):
+        self.table, self.keys, self.columns = table, tuple(keys), tuple(columns)
+        self.row_sql = db.literal_row(table, columns)
+        self.insert = ("INSERT INTO %s (%s) VALUES (" % (db.quote(table), db.quote_columns(columns))).encode("utf-8")
+        types = db.column_types(table)
+        self.integer_key = bool(keys) and types.get(keys[0].lower()) in INTEGER_TYPES
+        self.estimate = estimate
+
+
+def write_sql_snapshot(address, graph, temp, *, retry_policy=None, progress=None, workers=2):
+    """Write every table of `graph` into `temp` inside one moment of the database; return the row counts."""
+    with ConnectionPool(lambda: _open_reader(address, retry_policy), size=workers) as pool:
+        connections = [pool.acquire() for _ in range(workers)]
+        try:
+            readers = _one_moment(connections)
+            lead = readers[0]
+            with open(temp, "wb") as handle:
+                out = _Output(handle)
+                plans = _write_head(lead, graph, out)
+                chunks = queue.Queue()
+                for chunk in sorted(_chunks(lead, plans), key=lambda c: -c[0].estimate):
+                    chunks.put(chunk)
+                out.counts.update({p.table: 0 for p in plans})
+                _run_parallel([lambda db=db: _drain(db, chunks, out, progress) for db in readers], out.failed)
+                handle.write(END + json.dumps({"tables": out.counts}, sort_keys=True).encode("ascii") + b"\n")
+                handle.flush()
+            return out.counts
+        finally:
+            for db in connections:
+                _end_read(db)
+                pool.release(db)
+
+
+def _open_reader(address, retry_policy):
+    db = open_database(address, readonly=True, retry_policy=retry_policy)
+    try:
+        limit = int(db.scalar("SELECT @@max_allowed_packet"))
+        db.execute("SET SESSION group_concat_max_len = %d" % max(1 << 20, limit - 1024))
+        db.execute("SET SESSION time_zone = '+00:00'")
+        db.page_limit = max(1 << 20, limit - 1024)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _one_moment(connections):
+    """Start a consistent snapshot on each connection at the same moment, or on the first one alone."""
+    lead = connections[0]
+    locked = False
+    if len(connections) > 1:
+        try:
+            lead.execute("SET SESSION lock_wait_timeout = 5")
+            lead.execute("FLUSH TABLES WITH READ LOCK")
+            locked = True
+        except (PrivilegeError, DatabaseLockedError) as exc:
+            log.info("reading with one connection (%s)", exc)
+            connections = connections[:1]
+    try:
+        for db in connections:
+            db.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+    finally:
+        if locked:
+            lead.execute("UNLOCK TABLES")
+    return connections
+
+
+def _end_read(db):
+    try:
+        db.execute("COMMIT")
+    except Exception:  # the connection is gone: its read went with it
+        pass
+
+
+def _write_head(db, graph, out):
+    out._handle.write(MAGIC + (" of %s; load it with `emfix snapshot restore` or `mysql DB < this file` "
+                               "(it empties the tables it fills)\n" % db.address.display()).encode("utf-8"))
+    for sql in SESSION:
+        out.statement(sql)
+    estimates = {name: int(rows or 0) for name, rows in db.query(
+        "SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")}
+    plans = []
+    for table in graph.parent_first():
+        ddl = db.query("SHOW CREATE TABLE %s" % db.quote(table))[0][1]
+        # SHOW CREATE TABLE writes a newline inside a comment as \n, so the statement fits on one line.
+        out.statement(re.sub(r"^CREATE TABLE", "CREATE TABLE IF NOT EXISTS", ddl.replace("\n", " ")))
+        plans.append(_TablePlan(db, table, graph.primary_keys.get(table) or (), graph.columns[table],
+                                estimates.get(table, 0)))
+    for plan in plans:
+        out.statement("TRUNCATE TABLE %s" % db.quote(plan.table))
+    return plans
+
+
+def _chunks(db, plans):
+    """Key ranges on each table's first key column (integer keys), about CHUNK_ROWS rows each."""
+    for plan in plans:
+        parts = max(1, min(64, plan.estimate // CHUNK_ROWS))
+        if not plan.integer_key or parts == 1:
+            yield plan, None, None
+            continue
+        first = db.quote(plan.keys[0])
+        low, high = db.query("SELECT MIN(%s), MAX(%s) FROM %s" % (first, first, db.quote(plan.table)))[0]
+        if low is None:
+            continue
+        step = max(1, (int(high) - int(low) + 1) // parts + 1)
+        for start in range(int(low), int(high) + 1, step):
+            yield plan, start, start + step
+
+
+def _drain(db, chunks, out, progress):
+    while not out.failed.is_set():
+        try:
+            plan, low, high = chunks.get_nowait()
+        except queue.Empty:
+            return
+        _copy_chunk(db, plan, low, high, out)
+        if progress is not None:
+            progress.update("%s: %d rows" % (plan.table, out.counts.get(plan.table, 0)))
+
+
+def _copy_chunk(db, plan, low, high, out):
+    bounds, params = [], []
+    if low is not None:
+        first = db.quote(plan.keys[0])
+        bounds, params = ["%s >= ? AND %s < ?" % (first, first)], [low, high]
+    pages = _Pages(db, plan, out)
+    if not plan.keys:
+        pages.by_offset()
+    elif len(plan.keys) == 1 and plan.integer_key:
+        pages.by_arithmetic(bounds, params, low, high)
+    else:
+        pages.by_probes(bounds, params, ())
+
+
+class _Pages:
+    """Pages of one key range, each one aggregate (COUNT, GROUP_CONCAT of the row literals) that
+    fits in group_concat_max_len; the page size follows the bytes the last page took."""
+
+    def __init__(self, db, plan, out):
+        self.db, self.plan, self.out = db, plan, out
+        self.rows = FIRST_PAGE_ROWS
+        self.target = min(PAGE_BYTES, db.page_limit // 4)
+        self.table = db.quote(plan.table)
+
+    def _page(self, where, params, source=None):
+        """Write the rows matching `where` (or all of `source`); False (nothing written) when they do not fit
+        in one value, else how many rows were written."""
+        source = source or "%s%s" % (self.table, _where(where))
+        count, text = self.db.query_raw("SELECT COUNT(*), GROUP_CONCAT(%s SEPARATOR '),(') FROM %s" % (
+            self.plan.row_sql, source), params)[0]
+        count = int(count)
+        if count and len(text) >= self.db.page_limit:  # GROUP_CONCAT stopped at the limit: too many rows
+            return False
+        if count:
+            self._write(count, text)
+        return count
+
+    def _write(self, count, text):
+        self.out.statement(self.plan.insert + bytes(text) + b")", self.plan.table, count)
+        self.rows = max(1, min(100000, int(self.rows * self.target / max(len(text), 1))))
+
+    def by_arithmetic(self, bounds, params, low, high):
+        key = self.db.quote(self.plan.keys[0])
+        start = low
+        if start is None:
+            start = self.db.scalar("SELECT MIN(%s) FROM %s" % (key, self.table))
+            if start is None:
+                return
+            start = int(start)
+        while high is None or start < high:
+            stop = start + self.rows if high is None else min(high, start + self.rows)
+            written = self._page(bounds + ["%s >= ? AND %s < ?" % (key, key)], params + [start, stop])
+            if written is False:
+                self._shrink()
+                continue
+            if not written:  # a gap in the ids: jump to the next one
+                nxt = self.db.scalar("SELECT MIN(%s) FROM %s WHERE %s" % (key, self.table, " AND ".join(
+                    bounds + ["%s >= ?" % key])), params + [stop])
+                if nxt is None:
+                    return
+                stop = int(nxt)
+            start = stop
+
+    def by_probes(self, bounds, params, prefix):
+        """Ranges of one key column (the ones before it fixed by `prefix`) found by an index probe:
+        [v, the value `rows` rows further), down to the next column when one value has more rows."""
+        db, keys = self.db, self.plan.keys
+        column = db.quote(keys[len(prefix)])
+        where = bounds + ["%s = ?" % db.quote(k) for k in keys[:len(prefix)]]
+        base = params + list(prefix)
+        last = len(prefix) == len(keys) - 1
+        low = db.scalar("SELECT MIN(%s) FROM %s%s" % (column, self.table, _where(where)), base)
+        while low is not None:
+            probe = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT 1 OFFSET %d" % (
+                column, self.table, _where(where + ["%s >= ?" % column]), column, self.rows), base + [low])
+            if probe and probe[0][0] == low and not last:
+                self.by_probes(bounds, params, tuple(prefix) + (low,))  # one value, too many rows: split it
+                low = db.scalar("SELECT MIN(%s) FROM %s%s" % (column, self.table, _where(where + [
+                    "%s > ?" % column])), base + [low])
+                continue
+            if probe:
+                page, values = where + ["%s >= ? AND %s < ?" % (column, column)], base + [low, probe[0][0]]
+            else:
+                page, values = where + ["%s >= ?" % column], base + [low]
+            if self._page(page, values) is False:
+                self._shrink()
+                continue
+            low = probe[0][0] if probe else None
+
+    def by_offset(self):
+        """A table without a primary key: OFFSET pages, stable inside the consistent snapshot."""
+        offset = 0
+        while True:
+            written = self._page((), (), "(SELECT * FROM %s LIMIT %d OFFSET %d) page" % (self.table, self.rows, offset))
+            if written is False:
+                self._shrink()
+                continue
+            if not written:
+                return
+            offset += written
+
+    def _shrink(self):
+        if self.rows == 1:
+            raise EmfixError("a row of %s is larger than the server's max_allowed_packet (%d bytes) allows in one "
+                             "value" % (self.plan.table, self.db.page_limit),
+                             hint="raise max_allowed_packet on the server, or snapshot with --format sqlite")
+        self.rows = max(1, self.rows // 4)
+
+
+def _where(conditions):
+    return " WHERE " + " AND ".join(conditions) if conditions else ""
+
+
+def _run_parallel(jobs, failed):
+    """Run the jobs in threads (the driver waits on its socket without the GIL); re-raise the first failure."""
+    errors = []
+
+    def run(job):
+        try:
+            job()
+        except BaseException as exc:
+            errors.append(exc)
+            failed.set()
+
+    threads = [threading.Thread(target=run, args=(job,), daemon=True) for job in jobs[1:]]
+    for thread in threads:
+        thread.start()
+    run(jobs[0])
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+class SnapshotReader:
+    """The statements of a snapshot file, in order; `counts` (from its last line) once they are all read."""
+
+    def __init__(self, path):
+        self.path = path
+        self.counts = None
+
+    def _damaged(self, what):
+        return DamagedInputError("%s is not a whole emfix SQL snapshot: %s" % (self.path, what),
+                                 hint="nothing was changed; `emfix snapshot list` shows the others")
+
+    def frames(self, handle, read_bodies=True):
+        if not handle.readline().startswith(MAGIC):
+            raise self._damaged("it does not start with the emfix-sql-snapshot-1 line")
+        while True:
+            line = handle.readline()
+            if line.startswith(END):
+                if not line.endswith(b"\n") or handle.read(1):
+                    raise self._damaged("its last line is cut off or followed by more bytes")
+                try:
+                    self.counts = json.loads(line[len(END):].decode("ascii"))["tables"]
+                except (ValueError, KeyError, TypeError):
+                    raise self._damaged("its last line is unreadable") from None
+                return
+            match = FRAME.match(line)
+            if not match:
+                raise self._damaged("it ends early or a statement's length line is broken")
+            size = int(match.group(1))
+            if read_bodies:
+                body = handle.read(size)
+            else:
+                handle.seek(size - 2, os.SEEK_CUR)
+                body = handle.read(2)
+            if not body.endswith(b";\n") or read_bodies and len(body) != size:
+                raise self._damaged("a statement is cut off")
+            yield body[:-2]
+
+    def check(self):
+        """'' when every statement is whole and the last line is there; else what is wrong."""
+        try:
+            with open(self.path, "rb") as handle:
+                for _ in self.frames(handle, read_bodies=False):
+                    pass
+        except DamagedInputError as exc:
+            return exc.message.split(": ", 1)[-1]
+        return ""
+
+
+def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, workers=2):
+    """Run the snapshot's statements against the database: its session settings on every connection,
+    the tables' DDL and TRUNCATEs on one, the INSERTs over `workers` pooled connections at once.
+    Return the row count of every table it filled, counted afterwards."""
+    reader = SnapshotReader(path)
+    with ConnectionPool(lambda: open_database(address, retry_policy=retry_policy), size=workers) as pool:
+        connections = [pool.acquire() for _ in range(workers)]
+        try:
+            session, inserts, failed, threads = [], queue.Queue(maxsize=2 * workers), threading.Event(), []
+            errors = []
+            with open(path, "rb") as handle:
+                for statement in reader.frames(handle):
+                    if failed.is_set():
+                        break
+                    if not statement.startswith(b"INSERT"):
+                        if statement.startswith((b"SET ", b"/*!")):
+                            session.append(statement)
+                        connections[0].execute_raw(statement)
+                        continue
+                    if not threads:
+                        threads = [_start_loader(db, session, inserts, failed, errors) for db in connections]
+                    _put(inserts, statement, failed)
+                    if progress is not None:
+                        progress.update("loading %s" % path)
+            for _ in threads:
+                _put(inserts, None, failed)
+            for thread in threads:
+                thread.join()
+            if errors:
+                raise errors[0]
+            lead = connections[0]
+            counts = {table: int(lead.scalar("SELECT count(*) FROM %s" % lead.quote(table)))
+                      for table in (reader.counts or {})}
+        finally:
+            for db in connections:
+                pool.release(db)
+    if reader.counts is None:
+        raise reader._damaged("its last line is missing")
+    return counts, reader.counts
+
+
+def _start_loader(db, session, inserts, failed, errors):
+    def run():
+        try:
+            for statement in session:
+                db.execute_raw(statement)
+            while not failed.is_set():
+                try:
+                    statement = inserts.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if statement is None:
+                    return
+                db.execute_raw(statement)
+        except BaseException as exc:
+            errors.append(exc)
+            failed.set()
+    thread = threading.Thread(target=run, name="emfix-restore", daemon=True)
+    thread.start()
+    return thread
+
+
+def _put(inserts, statement, failed):
+    while not failed.is_set():
+        try:
+            inserts.put(statement, timeout=0.5)
+            return
+        except queue.Full:
+            continue

@@ -1,0 +1,142 @@
+"""MySQL snapshots as SQL text: exact, one moment over several connections, loadable by the mysql client."""
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+
+import pytest
+from conftest import SUBTREE_TABLES, checksums, make_demo
+
+from emfix import snapshot, sqlsnapshot
+from emfix.backends import open_database
+from emfix.demo import Shape
+from emfix.errors import EmfixError, SchemaError
+
+TABLES = SUBTREE_TABLES + ("VALS",)
+
+
+def empty(address):
+    with open_database(address) as db:
+        db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+        for table in TABLES:
+            db.execute("DELETE FROM %s" % db.quote(table))
+
+
+@pytest.mark.parametrize("file_format", ["sql", "sqlite"])
+def test_restore_of_either_format_leaves_checksum_table_identical(exact_mysql, tmp_path, file_format):
+    before = checksums(exact_mysql, TABLES)
+    made = snapshot.create_snapshot(exact_mysql, str(tmp_path), verify=True, file_format=file_format)
+    assert made.file.endswith("." + ("sql" if file_format == "sql" else "db"))
+    empty(exact_mysql)
+    result = snapshot.restore_snapshot(exact_mysql, str(tmp_path), made.id, safety_snapshot=False)
+    assert checksums(exact_mysql, TABLES) == before
+    assert result.tables == made.tables
+
+
+@pytest.mark.skipif(not shutil.which("mysql"), reason="the mysql client is not installed")
+def test_sql_snapshot_loads_with_the_mysql_client_into_an_empty_database(exact_mysql, mysql_databases, tmp_path):
+    made = snapshot.create_snapshot(exact_mysql, str(tmp_path))
+    target = mysql_databases()
+    with open(os.path.join(str(tmp_path), made.file), "rb") as dump:
+        subprocess.run(["mysql", "-h", target.host, "-P", str(target.port), "-u", target.user, target.database],
+                       stdin=dump, check=True, timeout=120)
+    assert checksums(target, TABLES) == checksums(exact_mysql, TABLES)
+
+
+def test_pages_shrink_until_each_fits_the_servers_limit(exact_mysql, tmp_path, monkeypatch):
+    """GROUP_CONCAT stops at group_concat_max_len without an error: a page that reaches it is read again
+    smaller, never written cut off."""
+    opened = sqlsnapshot._open_reader
+
+    def small_limit(address, retry_policy):
+        db = opened(address, retry_policy)
+        db.execute("SET SESSION group_concat_max_len = 3000")
+        db.page_limit = 3000
+        return db
+
+    monkeypatch.setattr(sqlsnapshot, "_open_reader", small_limit)
+    before = checksums(exact_mysql, TABLES)
+    made = snapshot.create_snapshot(exact_mysql, str(tmp_path), verify=True)
+    empty(exact_mysql)
+    snapshot.restore_snapshot(exact_mysql, str(tmp_path), made.id, safety_snapshot=False)
+    assert checksums(exact_mysql, TABLES) == before
+
+
+def test_a_row_larger_than_the_limit_is_a_clear_error(exact_mysql, tmp_path, monkeypatch):
+    opened = sqlsnapshot._open_reader
+
+    def tiny_limit(address, retry_policy):
+        db = opened(address, retry_policy)
+        db.execute("SET SESSION group_concat_max_len = 20")
+        db.page_limit = 20
+        return db
+
+    monkeypatch.setattr(sqlsnapshot, "_open_reader", tiny_limit)
+    with pytest.raises(EmfixError, match="larger than the server's max_allowed_packet"):
+        snapshot.create_snapshot(exact_mysql, str(tmp_path))
+    assert not [n for n in os.listdir(str(tmp_path)) if not n.startswith(".")]
+
+
+@pytest.mark.parametrize("cut", [1, 100, -1])
+def test_cut_off_sql_snapshot_is_damaged_even_with_a_matching_checksum(exact_mysql, tmp_path, cut):
+    made = snapshot.create_snapshot(exact_mysql, str(tmp_path))
+    path = os.path.join(str(tmp_path), made.file)
+    data = open(path, "rb").read()
+    with open(path, "wb") as handle:
+        handle.write(data[:-cut] if cut > 0 else data + b"-- 5\nX;\n")
+    made.size, made.sha256 = os.path.getsize(path), snapshot.sha256_of(path)
+    snapshot.write_manifest(str(tmp_path), made)
+    status = snapshot.verify_snapshot(str(tmp_path), made.id)
+    assert status.status == "damaged"
+    assert "emfix SQL snapshot" not in status.problem and status.problem
+
+
+WRITER = """
+import sys
+import mysql.connector
+host, port, user, database = sys.argv[1:5]
+con = mysql.connector.connect(host=host, port=int(port), user=user, database=database, autocommit=False)
+cur = con.cursor()
+print("writing", flush=True)
+n = 0
+while True:
+    n += 1
+    cur.execute("INSERT INTO EXPERIMENT (title, `desc`, start_time, update_time) VALUES ('w', 'w', NOW(), NOW())")
+    cur.execute("INSERT INTO TRIAL (name, experiment_id, start_time, update_time) "
+                "VALUES ('w', LAST_INSERT_ID(), NOW(), NOW())")
+    con.commit()
+"""
+
+
+def test_snapshot_over_two_connections_during_writes_is_one_moment(mysql_address, tmp_path, monkeypatch):
+    """Each experiment and its trial are written in one transaction, and both tables are split into
+    ranges that two connections take turns reading: a snapshot that mixed two moments would split a pair."""
+    make_demo(mysql_address, shape=Shape(experiments=20, trials=2, runs=1, epochs=1, batches=1), faults=False)
+    monkeypatch.setattr(sqlsnapshot, "CHUNK_ROWS", 2)
+    with open_database(mysql_address) as db:
+        db.execute("ANALYZE TABLE `EXPERIMENT`, `TRIAL`")  # row estimates, so the tables are split
+        gap = int(db.scalar("SELECT (SELECT count(*) FROM EXPERIMENT) - (SELECT count(*) FROM TRIAL)"))
+    a = mysql_address
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, a.host, str(a.port), a.user, a.database],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        made = [snapshot.create_snapshot(mysql_address, str(tmp_path), verify=True) for _ in range(4)]
+    finally:
+        writer.kill()
+        writer.wait()
+    for manifest in made:
+        assert manifest.tables["EXPERIMENT"] - manifest.tables["TRIAL"] == gap
+    assert len({m.tables["TRIAL"] for m in made}) > 1  # the writer really was writing
+
+
+def test_restore_stops_at_the_first_refused_statement(exact_mysql, tmp_path):
+    made = snapshot.create_snapshot(exact_mysql, str(tmp_path))
+    with open_database(exact_mysql) as db:
+        db.execute("DELETE FROM `VALS`")
+        db.execute("ALTER TABLE `VALS` MODIFY `s` VARCHAR(1)")  # the snapshot's longer texts no longer fit
+    with pytest.raises(SchemaError, match="refused a statement: Data too long for column 's'"):
+        snapshot.restore_snapshot(exact_mysql, str(tmp_path), made.id, safety_snapshot=False)
+    assert threading.active_count() == 1  # no loader thread is left waiting
