@@ -161,6 +161,8 @@ class Subtree:
     def count(self, db, graph, table):
         """How many rows of `table` the subtree holds, counted through its key table (the cost of the
         subtree, not of a scan of the table)."""
+        if table in self.held:  # its key table was filled from the table's own rows, one row each
+            return int(db.scalar("SELECT count(*) FROM %s" % db.quote(self.held[table])) or 0)
         source = self.source(db, graph, table)[0]
         return int(db.scalar("SELECT count(*) FROM %s" % source) or 0)
 
@@ -180,8 +182,8 @@ def _link_keys(db, graph, held, number):
         union = " UNION ".join("SELECT %s AS k FROM %s" % (db.quote(r.child_columns[0]), db.quote(held[r.child]))
                                for r in links)
         name = "%s%d" % (TMP, number + len(linked))
-        db.create_temp_table(name, "SELECT k AS %s FROM (%s) u WHERE k IS NOT NULL" % (db.quote(column), union))
-        db.create_temp_index(name, [column])
+        db.create_temp_table(name, "SELECT k AS %s FROM (%s) u WHERE k IS NOT NULL" % (db.quote(column), union),
+                             indexes=[[column]])
         linked[root] = (name, column)
     return linked
 
@@ -209,12 +211,11 @@ def reach_subtree(db, graph, experiment_id):
                     used.add(held[ancestor])
                     tests.append(_member(db, "c", child_cols, held[ancestor], anc_cols))
         held[table], columns_of[table] = TMP + str(number), columns
-        db.create_temp_table(held[table], "SELECT %s FROM %s c WHERE %s" % (
-            ", ".join("c.%s" % q(c) for c in columns), q(table), " OR ".join(tests) or "1 = 0"))
         probes = [tuple(graph.primary_keys.get(table) or ())] + [tuple(r.parent_columns) for r in
                                                                  graph.children_of(table)]
-        for n, keys in enumerate(dict.fromkeys(k for k in probes if k and set(k) <= set(columns))):
-            db.create_temp_index(held[table], keys, "k%d" % n)
+        db.create_temp_table(held[table], "SELECT %s FROM %s c WHERE %s" % (
+            ", ".join("c.%s" % q(c) for c in columns), q(table), " OR ".join(tests) or "1 = 0"),
+            indexes=list(dict.fromkeys(k for k in probes if k and set(k) <= set(columns))))
         order.append(table)
     linked = _link_keys(db, graph, held, len(order))
     return Subtree(experiment_id, exists, held, columns_of, order, linked)

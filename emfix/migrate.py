@@ -11,8 +11,10 @@ import dataclasses
 import hashlib
 import json
 import os
+import queue
 import re
 import sys
+import threading
 import time
 from typing import Dict, List, Optional
 
@@ -34,6 +36,9 @@ from .values import as_stored, canonical, portable
 
 JOURNAL = "_emfix_migration"
 MAX_BATCH = 100000
+PAGE_BYTES = 1 << 20  # a page of SQL text into MySQL, when --batch-size does not say
+ENGINE_BATCH = 20000  # rows per transaction of an in-engine copy (no row passes through Python)
+ENGINE_DST = "emfix_dst"
 STRATEGIES = {
     "conservative": "snapshot DST first; validate the source subtree and stop on any break (or on metric JSON "
                     "a MySQL JSON column would refuse); check every batch's row count as it is written; verify "
@@ -136,6 +141,165 @@ def _pages(db, graph, tree, table, batch_size, paging, last):
             return
 
 
+class LiteralPage:
+    """A page of rows as the body of a multi-row INSERT (`1,'a'),(2,'b'`), made by SQLite's quote()."""
+
+    def __init__(self, count, text):
+        self.count, self.text = count, text
+
+    def __len__(self):
+        return self.count
+
+
+def _literal_pages(db, graph, tree, table, batch_size, last, moves, limit, adaptive=False):
+    """SQLite SRC into MySQL: each page is one group_concat of quote()d values, so no row passes through
+    Python (quote() writes a REAL with 20 digits, exact; MySQL reads a backslash as an escape, so it is
+    doubled). Pages hold batch_size rows, fewer when that would pass `limit` bytes; `adaptive` (no
+    --batch-size) pages grow or shrink to about PAGE_BYTES, as the mysql client's statements do."""
+    target = min(PAGE_BYTES, limit // 2)
+    columns = graph.columns[table]
+    source, keys, _ = tree.source(db, graph, table)
+    shift = dict(moves)
+    values = []
+    for i, column in enumerate(columns):
+        value = "t.%s" % db.quote(column)
+        if shift.get(i):
+            value = "CASE WHEN typeof(%s) = 'integer' THEN %s + %d ELSE %s END" % (value, value, shift[i], value)
+        values.append("replace(quote(%s), '\\', '\\\\')" % value)
+    literal = " || ',' || ".join(values)
+    order = ", ".join(keys)
+    row = "(%s)" % order
+    glue = " AND " if " WHERE " in source else " WHERE "
+    marks = "(%s)" % ", ".join("?" * len(keys))
+    size = batch_size
+    while True:
+        after, params = ([row + " > " + marks], tuple(last)) if last is not None else ([], ())
+        bound = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT 1 OFFSET %d" % (
+            order, source, glue + " AND ".join(after) if after else "", order, size - 1), params)
+        final = not bound
+        if final:
+            bound = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT 1" % (
+                order, source, glue + " AND ".join(after) if after else "", ", ".join(k + " DESC" for k in keys)),
+                params)
+            if not bound:
+                return
+        count, text = db.query_raw("SELECT count(*), group_concat(%s, '),(') FROM %s%s" % (
+            literal, source, glue + " AND ".join(after + [row + " <= " + marks])), params + tuple(bound[0]))[0]
+        if len(text or b"") > limit and size > 1:
+            size = max(1, size // 4)
+            continue
+        if adaptive:
+            size = max(1, min(MAX_BATCH, int(size * target / max(1, len(text or b""))) or 1))
+        last = [portable(v) for v in bound[0]]
+        yield LiteralPage(count, text), last
+        if final:
+            return
+
+
+class EngineBatch:
+    """SQLite into SQLite: one batch as an INSERT ... SELECT that SQLite runs from SRC into the attached DST."""
+
+    def __init__(self, sql, params, expected):
+        self.sql, self.params, self.expected = sql, params, expected
+
+    def __len__(self):
+        return self.expected
+
+
+def _copies_in_engine(source, target, paging):
+    """SQLite into another SQLite file, keyset pages, SRC in rollback-journal mode: there a read lock held
+    on SRC (the pin) keeps every writer out, so batches read in separate transactions all see one moment.
+    (In WAL mode a writer could commit between two batches: rows go through Python, inside one read.)"""
+    if source.dialect != "sqlite" or target.dialect != "sqlite" or paging != "keyset":
+        return False
+    if ":memory:" in (source.address.path, target.address.path):
+        return False
+    return str(source.scalar("PRAGMA journal_mode")).lower() != "wal"
+
+
+def _pin(source):
+    pin = open_database(source.address, readonly=True, retry_policy=source.retry_policy)
+    pin.execute("BEGIN")
+    pin.scalar("SELECT count(*) FROM sqlite_master")  # the read that takes SRC's shared lock
+    return pin
+
+
+def _engine_batches(db, graph, tree, table, batch_size, last, moves):
+    """Batches of `batch_size` rows in key order, each an INSERT ... SELECT through the key table."""
+    columns = graph.columns[table]
+    source, keys, _ = tree.source(db, graph, table)
+    shift = dict(moves)
+    values = []
+    for i, column in enumerate(columns):
+        value = "t.%s" % db.quote(column)
+        if shift.get(i):
+            value = "CASE WHEN typeof(%s) = 'integer' THEN %s + %d ELSE %s END" % (value, value, shift[i], value)
+        values.append(value)
+    insert = "INSERT INTO %s.%s (%s) SELECT %s FROM %s" % (ENGINE_DST, db.quote(table), db.quote_columns(columns),
+                                                          ", ".join(values), source)
+    order, glue = ", ".join(keys), " AND " if " WHERE " in source else " WHERE "
+    row, marks = "(%s)" % order, "(%s)" % ", ".join("?" * len(keys))
+    while True:
+        after, params = ([row + " > " + marks], tuple(last)) if last is not None else ([], ())
+        where = glue + " AND ".join(after) if after else ""
+        bound = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT 1 OFFSET %d" % (order, source, where, order,
+                                                                               batch_size - 1), params)
+        final = not bound
+        if final:
+            bound = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT 1" % (
+                order, source, where, ", ".join(k + " DESC" for k in keys)), params)
+            if not bound:
+                return
+        expected = batch_size if not final else int(db.scalar("SELECT count(*) FROM %s%s" % (source, where), params))
+        last = [portable(v) for v in bound[0]]
+        yield EngineBatch(insert + glue + " AND ".join(after + [row + " <= " + marks]), params + tuple(bound[0]),
+                          expected), last
+        if final:
+            return
+
+
+def _prefetched(items, depth=2):
+    """Yield from `items` while a thread already produces the next ones (at most `depth` ahead)."""
+    ready, stop = queue.Queue(maxsize=depth), threading.Event()
+
+    def put(entry):
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def produce():
+        try:
+            for item in items:
+                put(("item", item))
+                if stop.is_set():
+                    return
+            put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="emfix-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                ready.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        worker.join()
+
+
 def batch_for_memory(db, graph, table, where, max_memory_mb):
     """Rows per batch so a batch (held about 4 times over: driver rows, mapped rows, the driver's
     statement, the checksum pass) fits in what --max-memory leaves after BASE_MB."""
@@ -223,7 +387,10 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
             raise EmfixError("a partial migration of experiment %d into %s exists (%s rows copied)" % (
                 experiment_id, dst.display(), "{:,}".format(sum(journal["copied"].values()))),
                 hint="run again with --resume to finish it")
+        pin = None
         with source.consistent_read():
+            if _copies_in_engine(source, target, paging):
+                pin = _pin(source)  # taken while SRC's read is held: the same moment, kept for the copy
             tree = reach_subtree(source, graph, experiment_id)
             if not tree.exists:
                 raise UsageError("experiment %d does not exist in %s" % (experiment_id, src.display()))
@@ -266,14 +433,19 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
                     target.execute("DELETE FROM %s WHERE run_key = ?" % journal_table, (key,))
                     target.execute("INSERT INTO %s VALUES (?, 'running', ?, '{}', '{}', ?, NULL)" % journal_table,
                                    (key, json.dumps(offsets), utc_now()))
-            copy = _Copy(source, target, graph, tree, key, offsets, position, copied, interrupted, progress)
+            copy = _Copy(source, target, graph, tree, key, offsets, position, copied, interrupted, progress,
+                         _literal_limit(source, target), in_engine=pin is not None)
             try:
                 copy.run(tables, batch_size, max_memory, paging, strategy)
             except (ConnectError, DamagedInputError, NoSpaceError) as exc:
                 exc.hint = (exc.hint + "; " if exc.hint else "") + "the batches copied so far are committed: once " \
                     "that is fixed, run the same command with --resume to finish"
                 raise
-            checks = _verify(source, target, graph, tree, tables, offsets, experiment_id, strategy) if verify else []
+            finally:
+                if pin is not None:
+                    pin.close()
+            checks = _verify(source, target, graph, tree, tables, offsets, experiment_id, strategy,
+                             copy.source_counts) if verify else []
             with target.transaction():
                 target.execute("UPDATE %s SET state = 'done', finished_at = ? WHERE run_key = ?" % journal_table,
                                (utc_now(), key))
@@ -295,11 +467,39 @@ class _Copy:
     copied: dict
     interrupted: object
     progress: object
+    packet: int = 0  # SQLite into MySQL: pages go as SQL text of at most this many bytes (0: as rows)
+    source_counts: dict = dataclasses.field(default_factory=dict)
+    in_engine: bool = False  # SQLite into SQLite: DST attached to SRC's connection, INSERT ... SELECT per batch
 
     def run(self, tables, batch_size, max_memory, paging, strategy):
         source, graph, tree = self.source, self.graph, self.tree
-        total = sum(tree.count(source, graph, t) for t in tables)
+        self.source_counts = {t: tree.count(source, graph, t) for t in tables}  # inside SRC's one moment
+        total = sum(self.source_counts.values())
         done = sum(self.copied.values())
+        pages = self._pages(tables, batch_size, max_memory, paging)
+        if self.target.dialect == "mysql":  # the next page is read while this one crosses the network
+            pages = _prefetched(pages)
+        if self.in_engine:
+            source.execute("COMMIT")  # ATTACH is refused inside a transaction; the pin holds SRC's moment
+            source.execute("ATTACH DATABASE ? AS %s" % ENGINE_DST, (self.target.address.path,))
+        try:
+            for table, rows, last in pages:
+                if rows is None:
+                    self.position[table] = "done"
+                    self._save_position()
+                    continue
+                if self.interrupted():
+                    raise OperationInterrupted("interrupted after %s rows; the copy so far is committed" % (
+                        "{:,}".format(done)), hint="run the same command with --resume to finish")
+                done += self._write(table, rows, last, strategy)
+                self.progress.rows(done, total)
+        finally:
+            if self.in_engine:
+                source.execute("DETACH DATABASE %s" % ENGINE_DST)
+
+    def _pages(self, tables, batch_size, max_memory, paging):
+        """(table, page, last key) for every page still to copy, then (table, None, None) when it is done."""
+        source, graph, tree = self.source, self.graph, self.tree
         for table in tables:
             if self.position.get(table) == "done":
                 continue
@@ -307,18 +507,26 @@ class _Copy:
             size = batch_size or (None if max_memory else DEFAULT_BATCH)
             if max_memory:
                 size = min(size or MAX_BATCH, batch_for_memory(source, graph, table, where, max_memory))
-            for rows, last in _pages(source, graph, tree, table, size, paging, self.position.get(table)):
-                if self.interrupted():
-                    raise OperationInterrupted("interrupted after %s rows; the copy so far is committed" % (
-                        "{:,}".format(done)), hint="run the same command with --resume to finish")
-                self._write(table, rows, last, strategy)
-                done += len(rows)
-                self.progress.rows(done, total)
-            self.position[table] = "done"
-            self._save_position()
+            pages = _pages(source, graph, tree, table, size, paging, self.position.get(table))
+            if self.packet and paging == "keyset" and (graph.primary_keys.get(table) or table in tree.linked):
+                moves = column_shifts(graph, table, graph.columns[table], self.offsets)
+                pages = _literal_pages(source, graph, tree, table, size, self.position.get(table), moves,
+                                       self.packet, adaptive=not (batch_size or max_memory))
+            if self.in_engine and (graph.primary_keys.get(table) or table in tree.linked):
+                moves = column_shifts(graph, table, graph.columns[table], self.offsets)
+                pages = _engine_batches(source, graph, tree, table, batch_size or ENGINE_BATCH,
+                                        self.position.get(table), moves)
+            for rows, last in pages:
+                yield table, rows, last
+            yield table, None, None
 
     def _write(self, table, rows, last, strategy):
         target, columns = self.target, self.graph.columns[table]
+        if isinstance(rows, LiteralPage):
+            self._write_literal(table, rows, last, strategy)
+            return len(rows)
+        if isinstance(rows, EngineBatch):
+            return self._write_in_engine(table, rows, last, strategy)
         moves = column_shifts(self.graph, table, columns, self.offsets)
         if self.source.dialect == "sqlite" and not moves:
             batch = rows  # sqlite3 returns only what it binds back unchanged: no conversion to make
@@ -340,17 +548,52 @@ class _Copy:
             if strategy == "conservative" and written not in (len(batch), -1):
                 raise DamagedInputError("a batch of %d rows into %s wrote %d" % (len(batch), table, written))
             self._save_position(copied=True)
+        return len(batch)
 
-    def _save_position(self, copied=False):
+    def _write_literal(self, table, page, last, strategy):
+        self.position[table] = last
+        self.copied[table] = self.copied.get(table, 0) + page.count
+        target = self.target
+        with target.transaction():
+            target.foreign_key_checks(False)
+            written = target.execute_raw(b"INSERT INTO %s (%s) VALUES (%s)" % (
+                target.quote(table).encode("utf-8"), target.quote_columns(self.graph.columns[table]).encode("utf-8"),
+                page.text))
+            if strategy == "conservative" and written != page.count:
+                raise DamagedInputError("a batch of %d rows into %s wrote %d" % (page.count, table, written))
+            self._save_position(copied=True)
+
+    def _write_in_engine(self, table, batch, last, strategy):
+        source = self.source
+        with source.transaction():
+            written = source.execute(batch.sql, batch.params)
+            if strategy == "conservative" and written != batch.expected:
+                raise DamagedInputError("a batch of %d rows into %s wrote %d" % (batch.expected, table, written))
+            self.position[table] = last
+            self.copied[table] = self.copied.get(table, 0) + written
+            self._save_position(copied=True, db=source, journal="%s.%s" % (ENGINE_DST, source.quote(JOURNAL)))
+        return written
+
+    def _save_position(self, copied=False, db=None, journal=None):
         """Inside the batch's transaction (copied=True) or on its own once a table is done."""
-        sql = "UPDATE %s SET position = ?%s WHERE run_key = ?" % (self.target.quote(JOURNAL),
+        sql = "UPDATE %s SET position = ?%s WHERE run_key = ?" % (journal or self.target.quote(JOURNAL),
                                                                   ", copied = ?" if copied else "")
         params = (json.dumps(self.position),) + ((json.dumps(self.copied),) if copied else ()) + (self.key,)
         if copied:
-            self.target.execute(sql, params)
+            (db or self.target).execute(sql, params)
             return
         with self.target.transaction():
             self.target.execute(sql, params)
+
+
+def _literal_limit(source, target):
+    """Bytes a page of SQL text may take into MySQL (its max_allowed_packet, less room for the statement),
+    when SRC is a SQLite whose quote() writes a REAL exactly (3.x before 2021 wrote 15 digits); else 0."""
+    if source.dialect != "sqlite" or target.dialect != "mysql":
+        return 0
+    if source.scalar("SELECT quote(0.1 + 0.2) = '3.00000000000000044408e-01'") != 1:
+        return 0
+    return max(1 << 16, min(16 << 20, int(target.scalar("SELECT @@max_allowed_packet") or 0) - (64 << 10)))
 
 
 def _foreign_ddl(source, target, graph, foreign, init):
@@ -498,10 +741,11 @@ def _server_checksum(db, table, columns, where, moves):
     return int(count or 0), "%016x%016x" % (int(high or 0), int(low or 0))
 
 
-def _verify(source, target, graph, tree, tables, offsets, experiment_id, strategy):
-    """Counts (and, unless aggressive, checksums) of the subtree on both sides, ids mapped."""
-    new_tree = reach_subtree(target, discover_graph(target), experiment_id + offsets.get(ROOT, 0))
+def _verify(source, target, graph, tree, tables, offsets, experiment_id, strategy, source_counts):
+    """Counts (and, unless aggressive, checksums) of the subtree on both sides, ids mapped; SRC's
+    counts were taken before the copy, in the same read."""
     target_graph = discover_graph(target)
+    new_tree = reach_subtree(target, target_graph, experiment_id + offsets.get(ROOT, 0))
     checks = []
     for table in tables:
         columns = graph.columns[table]
@@ -509,7 +753,7 @@ def _verify(source, target, graph, tree, tables, offsets, experiment_id, strateg
         src_where = tree.where(source, graph, table)
         dst_where = new_tree.where(target, target_graph, table)
         if strategy == "aggressive":
-            a, b = tree.count(source, graph, table), new_tree.count(target, target_graph, table)
+            a, b = source_counts[table], new_tree.count(target, target_graph, table)
             checks.append(TableCheck(table, a, b))
             continue
         if source.dialect == target.dialect == "mysql" and _same_types(source, target, table):

@@ -219,3 +219,36 @@ def test_verify_prints_rows_and_checksums_side_by_side(tmp_path):
     assert result.returncode == 0 and "checksum SRC / DST" in result.stdout
     rows = [line.split() for line in result.stdout.splitlines() if line.strip().startswith("BATCH_METRIC")]
     assert rows and rows[0][1] == rows[0][2] and rows[0][3] == rows[0][5] and rows[0][-1] == "ok"
+
+
+def test_in_engine_copy_equals_the_row_by_row_copy_with_ids_moved(tmp_path, monkeypatch):
+    """A rollback-journal SRC is copied by INSERT ... SELECT into the attached DST; a WAL SRC row by row
+    through Python (a writer could commit between two batches there). Both copies are the same."""
+    import sqlite3
+
+    from emfix import migrate
+    plain, wal = sqlite_at(tmp_path, "plain.db"), sqlite_at(tmp_path, "wal.db")
+    make_demo(plain, shape=Shape(experiments=2, trials=2, runs=3, epochs=4, batches=5), faults=False)
+    with open(plain.path, "rb") as a, open(wal.path, "wb") as b:
+        b.write(a.read())
+    con = sqlite3.connect(wal.path)
+    assert con.execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)
+    con.close()
+    engine_runs, real = [], migrate._engine_batches
+
+    def counting(*args, **kwargs):
+        engine_runs.append(args[3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(migrate, "_engine_batches", counting)
+    results = {}
+    for source in (plain, wal):
+        target = sqlite_at(tmp_path, "to-" + os.path.basename(source.path))
+        engine_runs.clear()
+        for experiment_id in (1, 2, 1):  # experiment 1 twice: its second copy moves every id
+            result = migrate_experiment(source, target, experiment_id, init=True, force=True,
+                                        snapshot_dir=str(tmp_path / "s"), batch_size=7)
+            assert result.verified
+        results[source.path] = (content(target), bool(engine_runs))
+    assert results[plain.path][1] and not results[wal.path][1]
+    assert results[plain.path][0] == results[wal.path][0]

@@ -2,11 +2,13 @@
 
 import struct
 
-from conftest import SUBTREE_TABLES, checksums
+import pytest
+from conftest import SUBTREE_TABLES, checksums, make_demo
 
 from emfix import snapshot
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
+from emfix.demo import Shape
 from emfix.migrate import migrate_experiment
 
 
@@ -91,3 +93,57 @@ def test_server_side_checksum_sees_one_microsecond_and_one_bit(exact_mysql):
         flipped = _server_checksum(db, "VALS", columns, "1 = 1", [])
     assert before[0] == 4 and again == before
     assert len({before[1], moved[1], later[1], flipped[1]}) == 4
+
+
+AWKWARD_NAMES = ["back\\slash \\n \\' \\\\", "it's \"quoted\"", "line\nbreak\ttab", "ünïcødé ✓ 🧪", ""]
+AWKWARD_FLOATS = [5e-324, 1.7976931348623157e308, -0.0, 0.1 + 0.2, -2.2250738585072014e-308, 1 / 3]
+
+
+def awkward_sqlite(tmp_path):
+    source = DatabaseAddress("sqlite", path=str(tmp_path / "awkward.db"))
+    make_demo(source, shape=Shape(experiments=1, trials=2, runs=2, epochs=3, batches=4), faults=False)
+    with open_database(source) as db:
+        ids = [r[0] for r in db.query("SELECT id FROM TRIAL ORDER BY id")]
+        for trial_id, name in zip(ids, AWKWARD_NAMES):
+            db.execute("UPDATE TRIAL SET name = ? WHERE id = ?", (name, trial_id))
+        metric_ids = [r[0] for r in db.query("SELECT id FROM METRIC ORDER BY id")]
+        for metric_id, value in zip(metric_ids, AWKWARD_FLOATS):
+            db.execute("UPDATE METRIC SET total_val = ?, per_label_val = ? WHERE id = ?",
+                       (value, '{"a\\\\b\\"c": %r}' % value if value == value and abs(value) < 1e300 else "{}",
+                        metric_id))
+    return source
+
+
+def double_target(mysql_databases):
+    """The application's schema with total_val as DOUBLE, so SQLite's doubles must arrive bit for bit."""
+    target = mysql_databases()
+    from emfix.schema import create_schema
+    with open_database(target) as db:
+        create_schema(db)
+        db.execute("ALTER TABLE `METRIC` MODIFY `total_val` DOUBLE NOT NULL")
+    return target
+
+
+@pytest.mark.parametrize("page_bytes", [None, 700])
+def test_sqlite_into_mariadb_as_sql_text_keeps_every_bit(mysql_databases, tmp_path, monkeypatch, page_bytes):
+    from emfix import migrate
+    if page_bytes:  # pages cut down to a few rows by the byte limit, then read again smaller
+        monkeypatch.setattr(migrate, "_literal_limit", lambda source, target: page_bytes)
+    source, target = awkward_sqlite(tmp_path), double_target(mysql_databases)
+    result = migrate_experiment(source, target, 1, snapshot_dir=str(tmp_path / "s"))
+    assert result.verified
+    with open_database(source) as a, open_database(target) as b:
+        for sql in ("SELECT id, name FROM TRIAL ORDER BY id", "SELECT id, total_val, per_label_val FROM METRIC "
+                    "ORDER BY id"):
+            theirs = [tuple(r) for r in b.query(sql)]
+            assert [tuple(r) for r in a.query(sql)] == theirs
+        sql = "SELECT total_val FROM METRIC ORDER BY id LIMIT 6"  # repr: 0.1 + 0.2 is not 0.3, nor -0.0 0.0
+        assert [repr(v) for (v,) in b.query(sql)] == [repr(v) for (v,) in a.query(sql)]
+
+
+def test_second_copy_into_mariadb_moves_ids_in_the_sql_text(mysql_databases, tmp_path):
+    source, target = awkward_sqlite(tmp_path), double_target(mysql_databases)
+    first = migrate_experiment(source, target, 1, snapshot_dir=str(tmp_path / "s"))
+    second = migrate_experiment(source, target, 1, force=True, snapshot_dir=str(tmp_path / "s"))
+    assert first.verified and second.verified and second.new_experiment_id != 1
+    assert any(second.offsets.values())

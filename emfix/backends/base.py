@@ -89,10 +89,13 @@ class Backend:
     _temp_keyword = "TEMP"
     _drop_temp = "DROP TABLE IF EXISTS temp.%s"
 
-    def create_temp_table(self, name, select_sql, params=()):
-        """A connection-private table filled from a query: scratch space that never touches the data."""
+    def create_temp_table(self, name, select_sql, params=(), indexes=()):
+        """A connection-private table filled from a query: scratch space that never touches the data.
+        `indexes`: column lists to index (a table read only afterwards; MySQL builds them as it fills it)."""
         self.execute(self._drop_temp % self.quote(name))
         self.execute("CREATE %s TABLE %s AS %s" % (self._temp_keyword, self.quote(name), select_sql), params)
+        for n, columns in enumerate(indexes):
+            self.create_temp_index(name, columns, "k%d" % n)
 
     def create_temp_index(self, table, columns, suffix="k"):
         """An index on a scratch table, so probes into it are lookups, not scans."""

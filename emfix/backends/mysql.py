@@ -291,6 +291,23 @@ class MySQLBackend(Backend):
             return "(%s%s + 0e0)" % (prefix, self.quote(column))
         return prefix + self.quote(column)
 
+    def create_temp_table(self, name, select_sql, params=(), indexes=()):
+        if not indexes:
+            return super().create_temp_table(name, select_sql, params)
+        # Indexes declared up front are filled as the rows go in; CREATE INDEX afterwards copies the table
+        # once per index. MariaDB's Aria builds such a scratch table 4-6x faster than InnoDB (no undo log:
+        # it is read, never rolled back).
+        inline = ", ".join("INDEX %s (%s)" % (self.quote("k%d" % n), self.quote_columns(columns))
+                           for n, columns in enumerate(indexes))
+        engine = " ENGINE=Aria" if self.is_mariadb() else ""
+        self.execute(self._drop_temp % self.quote(name))
+        self.execute("CREATE TEMPORARY TABLE %s (%s)%s AS %s" % (self.quote(name), inline, engine, select_sql), params)
+
+    def is_mariadb(self):
+        if "_mariadb" not in self.__dict__:
+            self._mariadb = "mariadb" in self.server_version().lower()
+        return self._mariadb
+
     def literal_row(self, table, columns):
         """An expression the server evaluates to one row as the body of a SQL tuple (`1,'a',NULL`) that
         gives back the same bits when inserted: FLOAT through DOUBLE (its text would keep six digits),
@@ -328,10 +345,10 @@ class MySQLBackend(Backend):
         return self._run(run, "query")
 
     def execute_raw(self, statement):
-        """One statement of bytes sent as it is: no placeholder or multi-statement parsing of a
-        megabyte INSERT on the client."""
+        """One statement of bytes sent as it is (no placeholder or multi-statement parsing of a
+        megabyte INSERT on the client); the number of rows it changed."""
         try:
-            return self._run(lambda: self._conn.cmd_query(statement), "statement")
+            return self._run(lambda: self._conn.cmd_query(statement), "statement").get("affected_rows", -1)
         except self._driver.Error as exc:  # what _translate leaves as it is: a statement the server refused
             raise SchemaError("MySQL %s refused a statement: %s" % (self.address.display(), getattr(exc, "msg", exc)),
                               hint="its tables differ from the ones the statements were written for; "
@@ -380,7 +397,7 @@ class MySQLBackend(Backend):
         (asked once per connection)."""
         if "_rounds" not in self.__dict__:
             modes = _text(self.scalar("SELECT @@sql_mode")).upper().split(",")
-            self._rounds = ("TIME_ROUND_FRACTIONAL" in modes if "mariadb" in self.server_version().lower()
+            self._rounds = ("TIME_ROUND_FRACTIONAL" in modes if self.is_mariadb()
                             else "TIME_TRUNCATE_FRACTIONAL" not in modes)
         return self._rounds
 

@@ -189,6 +189,16 @@ class SQLiteBackend(Backend):
     def query(self, sql, params=()):
         return self._run(lambda: self._conn.execute(sql, params).fetchall(), "query")
 
+    def query_raw(self, sql, params=()):
+        """Rows with TEXT as its stored bytes, not decoded: for text that goes straight into a statement."""
+        def run():
+            self._conn.text_factory = bytes
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            finally:
+                self._conn.text_factory = _text_factory
+        return self._run(run, "query")
+
     def iter_rows(self, sql, params=(), arraysize=1000):
         cursor = self._run(lambda: self._conn.execute(sql, params), "query")
         try:
