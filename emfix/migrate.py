@@ -30,6 +30,7 @@ from .errors import (
 )
 from .hierarchy import ROOT, reach_subtree
 from .idshift import column_shifts, id_offset, id_owner
+from .pool import ConnectionPool
 from .progress import BASE_MB, DEFAULT_BATCH, NoProgress, utc_now
 from .schema import EM_TABLE_NAMES, EM_TABLES, create_schema, discover_graph
 from .values import as_stored, canonical, portable
@@ -217,8 +218,8 @@ def _copies_in_engine(source, target, paging):
     return str(source.scalar("PRAGMA journal_mode")).lower() != "wal"
 
 
-def _pin(source):
-    pin = open_database(source.address, readonly=True, retry_policy=source.retry_policy)
+def _pin(readers):
+    pin = readers.acquire()
     pin.execute("BEGIN")
     pin.scalar("SELECT count(*) FROM sqlite_master")  # the read that takes SRC's shared lock
     return pin
@@ -354,8 +355,12 @@ def _holds_nothing(path):
 
 def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, force, init, verify, retry_policy,
              progress, interrupted, snapshot_dir, max_memory, skip_tables, started):
-    with open_database(src, readonly=src.is_sqlite, retry_policy=retry_policy) as source, \
-            open_database(dst, create=init, retry_policy=retry_policy) as target:
+    # SRC's pool has room for a second reader (the pin of an in-engine copy); the pools open, check and
+    # close every connection, whatever happens here.
+    with ConnectionPool(lambda: open_database(src, readonly=src.is_sqlite, retry_policy=retry_policy),
+                        size=2) as readers, \
+            ConnectionPool(lambda: open_database(dst, create=init, retry_policy=retry_policy), size=1) as writers, \
+            readers.connection() as source, writers.connection() as target:
         graph = discover_graph(source)
         if ROOT not in graph.tables:
             raise SchemaError("%s has no EXPERIMENT table" % src.display())
@@ -390,7 +395,7 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
         pin = None
         with source.consistent_read():
             if _copies_in_engine(source, target, paging):
-                pin = _pin(source)  # taken while SRC's read is held: the same moment, kept for the copy
+                pin = _pin(readers)  # taken while SRC's read is held: the same moment, kept for the copy
             tree = reach_subtree(source, graph, experiment_id)
             if not tree.exists:
                 raise UsageError("experiment %d does not exist in %s" % (experiment_id, src.display()))
@@ -443,7 +448,8 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
                 raise
             finally:
                 if pin is not None:
-                    pin.close()
+                    pin.execute("COMMIT")
+                    readers.release(pin)
             checks = _verify(source, target, graph, tree, tables, offsets, experiment_id, strategy,
                              copy.source_counts) if verify else []
             with target.transaction():

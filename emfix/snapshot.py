@@ -27,9 +27,10 @@ from .backends import open_database
 from .backends.sqlite import check_summary
 from .errors import ConnectError, DamagedInputError, DatabaseLockedError, EmfixError, NoSpaceError, UsageError
 from .fileutil import atomic_write_text, clear_stale_temps, durable_file, fsync_directory
+from .pool import ConnectionPool
 from .progress import NoProgress, format_mb, utc_now
 from .schema import discover_graph
-from .sqlsnapshot import SnapshotReader, load_sql_snapshot, write_sql_snapshot
+from .sqlsnapshot import SnapshotReader, load_sql_snapshot, open_reader, write_sql_snapshot
 from .values import portable
 
 log = logging.getLogger(__name__)
@@ -493,7 +494,12 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
     snapshot_id = new_snapshot_id()
     as_sql = not address.is_sqlite and (file_format or "sql") == "sql"
     path = os.path.join(directory, snapshot_id + (".sql" if as_sql else ".db"))
-    with open_database(address, readonly=True, retry_policy=retry_policy) as db:
+    def opener():
+        if as_sql:
+            return open_reader(address, retry_policy)
+        return open_database(address, readonly=True, retry_policy=retry_policy)
+
+    with ConnectionPool(opener, size=workers if as_sql else 1) as pool, pool.connection() as db:
         graph = discover_graph(db)
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -506,8 +512,7 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
             with durable_file(path) as temp:
                 progress.update("copying %s" % address.display(), force=True)
                 if as_sql:
-                    written = write_sql_snapshot(address, graph, temp, retry_policy=retry_policy, progress=progress,
-                                                 workers=workers)
+                    written = write_sql_snapshot(pool, db, graph, temp, progress=progress, workers=workers)
                     digest, counts, problem = _check_sql_copy(temp, written)
                 else:
                     if db.dialect == "sqlite":

@@ -72,31 +72,33 @@ class _TablePlan:
         self.estimate = estimate
 
 
-def write_sql_snapshot(address, graph, temp, *, retry_policy=None, progress=None, workers=2):
-    """Write every table of `graph` into `temp` inside one moment of the database; return the row counts."""
-    with ConnectionPool(lambda: _open_reader(address, retry_policy), size=workers) as pool:
-        connections = [pool.acquire() for _ in range(workers)]
-        try:
-            readers = _one_moment(connections)
-            lead = readers[0]
-            with open(temp, "wb") as handle:
-                out = _Output(handle)
-                plans = _write_head(lead, graph, out)
-                chunks = queue.Queue()
-                for chunk in sorted(_chunks(lead, plans), key=lambda c: -c[0].estimate):
-                    chunks.put(chunk)
-                out.counts.update({p.table: 0 for p in plans})
-                _run_parallel([lambda db=db: _drain(db, chunks, out, progress) for db in readers], out.failed)
-                handle.write(END + json.dumps({"tables": out.counts}, sort_keys=True).encode("ascii") + b"\n")
-                handle.flush()
-            return out.counts
-        finally:
-            for db in connections:
-                _end_read(db)
-                pool.release(db)
+def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=2):
+    """Write every table of `graph` into `temp` inside one moment of the database; return the row counts.
+
+    `lead` (from `pool`, opened by `open_reader`) plans; it and `workers - 1` more connections read."""
+    connections = [lead] + [pool.acquire() for _ in range(workers - 1)]
+    try:
+        readers = _one_moment(connections)
+        with open(temp, "wb") as handle:
+            out = _Output(handle)
+            plans = _write_head(lead, graph, out)
+            chunks = queue.Queue()
+            for chunk in sorted(_chunks(lead, plans), key=lambda c: -c[0].estimate):
+                chunks.put(chunk)
+            out.counts.update({p.table: 0 for p in plans})
+            _run_parallel([lambda db=db: _drain(db, chunks, out, progress) for db in readers], out.failed)
+            handle.write(END + json.dumps({"tables": out.counts}, sort_keys=True).encode("ascii") + b"\n")
+            handle.flush()
+        return out.counts
+    finally:
+        for db in connections:
+            _end_read(db)
+        for db in connections[1:]:
+            pool.release(db)
 
 
-def _open_reader(address, retry_policy):
+def open_reader(address, retry_policy):
+    """A read-only MySQL session for snapshots: UTC times, GROUP_CONCAT as long as a packet allows."""
     db = open_database(address, readonly=True, retry_policy=retry_policy)
     try:
         limit = int(db.scalar("SELECT @@max_allowed_packet"))

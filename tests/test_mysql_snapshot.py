@@ -48,7 +48,7 @@ def test_sql_snapshot_loads_with_the_mysql_client_into_an_empty_database(exact_m
 def test_pages_shrink_until_each_fits_the_servers_limit(exact_mysql, tmp_path, monkeypatch):
     """GROUP_CONCAT stops at group_concat_max_len without an error: a page that reaches it is read again
     smaller, never written cut off."""
-    opened = sqlsnapshot._open_reader
+    opened = sqlsnapshot.open_reader
 
     def small_limit(address, retry_policy):
         db = opened(address, retry_policy)
@@ -56,7 +56,7 @@ def test_pages_shrink_until_each_fits_the_servers_limit(exact_mysql, tmp_path, m
         db.page_limit = 3000
         return db
 
-    monkeypatch.setattr(sqlsnapshot, "_open_reader", small_limit)
+    monkeypatch.setattr(snapshot, "open_reader", small_limit)
     before = checksums(exact_mysql, TABLES)
     made = snapshot.create_snapshot(exact_mysql, str(tmp_path), verify=True)
     empty(exact_mysql)
@@ -65,7 +65,7 @@ def test_pages_shrink_until_each_fits_the_servers_limit(exact_mysql, tmp_path, m
 
 
 def test_a_row_larger_than_the_limit_is_a_clear_error(exact_mysql, tmp_path, monkeypatch):
-    opened = sqlsnapshot._open_reader
+    opened = sqlsnapshot.open_reader
 
     def tiny_limit(address, retry_policy):
         db = opened(address, retry_policy)
@@ -73,7 +73,7 @@ def test_a_row_larger_than_the_limit_is_a_clear_error(exact_mysql, tmp_path, mon
         db.page_limit = 20
         return db
 
-    monkeypatch.setattr(sqlsnapshot, "_open_reader", tiny_limit)
+    monkeypatch.setattr(snapshot, "open_reader", tiny_limit)
     with pytest.raises(EmfixError, match="larger than the server's max_allowed_packet"):
         snapshot.create_snapshot(exact_mysql, str(tmp_path))
     assert not [n for n in os.listdir(str(tmp_path)) if not n.startswith(".")]

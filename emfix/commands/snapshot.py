@@ -9,7 +9,8 @@ from . import common
 from .common import n
 
 ACTIONS = {
-    "create": ("write a consistent, checksummed snapshot (online backup; one consistent read on MySQL)",
+    "create": ("write a consistent, checksummed snapshot (SQLite: online backup; MySQL: exact SQL text read in one "
+               "moment over --connections)",
                "emfix snapshot create experiment.db --description 'before cleanup' --verify"),
     "list": ("list snapshots with their status (verified, unverified, damaged, missing, incomplete)",
              "emfix snapshot list experiment.db"),
