@@ -192,12 +192,11 @@ def discover_graph(backend):
         raise NotExperimentManagerError("%s has no tables: it is not an Experiment Manager database"
                                         % backend.address.display(),
                           hint="check the path, or create the schema with `emfix init`")
-    columns = {t: backend.columns(t) for t in tables}
-    primary_keys = {t: backend.primary_key(t) for t in tables}
+    columns, primary_keys, foreign_keys = backend.describe_tables(tables)
     relations, unresolved = [], []
     declaring = set()
     for table in tables:
-        for fk in backend.foreign_keys(table):
+        for fk in foreign_keys[table]:
             parent = _canonical(fk.ref_table, tables)
             rel = Relation(table, tuple(fk.columns), parent or fk.ref_table, tuple(fk.ref_columns), "declared")
             declaring.add(table)

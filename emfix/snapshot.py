@@ -512,8 +512,8 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
             with durable_file(path) as temp:
                 progress.update("copying %s" % address.display(), force=True)
                 if as_sql:
-                    written = write_sql_snapshot(pool, db, graph, temp, progress=progress, workers=workers)
-                    digest, counts, problem = _check_sql_copy(temp, written)
+                    written, digest = write_sql_snapshot(pool, db, graph, temp, progress=progress, workers=workers)
+                    counts, problem = written, _check_sql_copy(temp, written, digest if verify else None)
                 else:
                     if db.dialect == "sqlite":
                         _copy_sqlite(db, temp)
@@ -553,13 +553,19 @@ def _check_sqlite_copy(temp, verify, address, progress):
     return results[0], results[1], results[2] if verify else ""
 
 
-def _check_sql_copy(temp, written):
-    """SQL text is always checked as it is hashed: every statement whole, the counts it says it holds."""
+def _check_sql_copy(temp, written, digest=None):
+    """SQL text is always checked for whole statements and the counts it says it holds; with `digest`
+    (--verify) it is also read back in full and hashed again."""
     reader = SnapshotReader(temp)
-    digest, problem = _in_parallel(lambda: sha256_of(temp), reader.check)
-    if not problem and reader.counts != written:
-        problem = "the file's row counts are not the ones written"
-    return digest, written, problem
+    jobs = [reader.check] + ([lambda: sha256_of(temp)] if digest else [])
+    results = _in_parallel(*jobs)
+    if results[0]:
+        return results[0]
+    if reader.counts != written:
+        return "the file's row counts are not the ones written"
+    if digest and results[1] != digest:
+        return "the file read back differs from what was written"
+    return ""
 
 
 # -- restore -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ its length in bytes (`-- 1234`), so emfix reads it back without parsing SQL; the
 every table's row count, so a cut-off file is recognised even without its manifest.
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -52,12 +53,17 @@ class _Output:
         self._lock = threading.Lock()
         self.counts = {}
         self.failed = threading.Event()  # one reader failed: the others stop at their next range
+        self.sha256 = hashlib.sha256()  # of every byte as it is written: no second pass over the file
+
+    def write(self, data):
+        self._handle.write(data)
+        self.sha256.update(data)
 
     def statement(self, sql, table=None, rows=0):
         body = (sql.encode("utf-8") if isinstance(sql, str) else sql) + b";\n"
         with self._lock:
-            self._handle.write(b"-- %d\n" % len(body))
-            self._handle.write(body)
+            self.write(b"-- %d\n" % len(body))
+            self.write(body)
             if table is not None:
                 self.counts[table] = self.counts.get(table, 0) + rows
 
@@ -73,7 +79,8 @@ class _TablePlan:
 
 
 def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=2):
-    """Write every table of `graph` into `temp` inside one moment of the database; return the row counts.
+    """Write every table of `graph` into `temp` inside one moment of the database; return the row counts
+    and the SHA-256 of what was written.
 
     `lead` (from `pool`, opened by `open_reader`) plans; it and `workers - 1` more connections read."""
     connections = [lead] + [pool.acquire() for _ in range(workers - 1)]
@@ -87,9 +94,9 @@ def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=2):
                 chunks.put(chunk)
             out.counts.update({p.table: 0 for p in plans})
             _run_parallel([lambda db=db: _drain(db, chunks, out, progress) for db in readers], out.failed)
-            handle.write(END + json.dumps({"tables": out.counts}, sort_keys=True).encode("ascii") + b"\n")
+            out.write(END + json.dumps({"tables": out.counts}, sort_keys=True).encode("ascii") + b"\n")
             handle.flush()
-        return out.counts
+        return out.counts, out.sha256.hexdigest()
     finally:
         for db in connections:
             _end_read(db)
@@ -140,7 +147,7 @@ def _end_read(db):
 
 
 def _write_head(db, graph, out):
-    out._handle.write(MAGIC + (" of %s; load it with `emfix snapshot restore` or `mysql DB < this file` "
+    out.write(MAGIC + (" of %s; load it with `emfix snapshot restore` or `mysql DB < this file` "
                                "(it empties the tables it fills)\n" % db.address.display()).encode("utf-8"))
     for sql in SESSION:
         out.statement(sql)

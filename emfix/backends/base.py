@@ -188,6 +188,11 @@ class Backend:
     def indexes(self, table):
         raise NotImplementedError
 
+    def describe_tables(self, tables):
+        """({table: columns}, {table: primary key}, {table: [ForeignKey]}) of many tables at once."""
+        return ({t: self.columns(t) for t in tables}, {t: self.primary_key(t) for t in tables},
+                {t: self.foreign_keys(t) for t in tables})
+
     def server_version(self):
         raise NotImplementedError
 
