@@ -40,14 +40,7 @@ MAX_BATCH = 100000
 PAGE_BYTES = 1 << 20  # a page of SQL text into MySQL, when --batch-size does not say
 ENGINE_BATCH = 20000  # rows per transaction of an in-engine copy (no row passes through Python)
 ENGINE_DST = "emfix_dst"
-STRATEGIES = {
-    "conservative": "snapshot DST first; validate the source subtree and stop on any break (or on metric JSON "
-                    "a MySQL JSON column would refuse); check every batch's row count as it is written; verify "
-                    "counts and checksums at the end",
-    "balanced": "snapshot DST first; validate the source subtree and stop on any break (or on metric JSON a "
-                "MySQL JSON column would refuse); verify counts and checksums at the end",
-    "aggressive": "no snapshot, no validation; verify row counts only at the end",
-}
+STRATEGIES = ("conservative", "balanced", "aggressive")  # what each does: `emfix migrate --help`
 
 
 @dataclasses.dataclass
@@ -191,7 +184,7 @@ def _literal_pages(db, graph, tree, table, batch_size, last, moves, limit, adapt
             continue
         if adaptive:
             size = max(1, min(MAX_BATCH, int(size * target / max(1, len(text or b""))) or 1))
-        last = [portable(v) for v in bound[0]]
+        last = "done" if final else [portable(v) for v in bound[0]]  # the last page also ends the table
         yield LiteralPage(count, text), last
         if final:
             return
@@ -252,7 +245,7 @@ def _engine_batches(db, graph, tree, table, batch_size, last, moves):
             if not bound:
                 return
         expected = batch_size if not final else int(db.scalar("SELECT count(*) FROM %s%s" % (source, where), params))
-        last = [portable(v) for v in bound[0]]
+        last = "done" if final else [portable(v) for v in bound[0]]  # the last batch also ends the table
         yield EngineBatch(insert + glue + " AND ".join(after + [row + " <= " + marks]), params + tuple(bound[0]),
                           expected), last
         if final:
@@ -491,8 +484,9 @@ class _Copy:
         try:
             for table, rows, last in pages:
                 if rows is None:
-                    self.position[table] = "done"
-                    self._save_position()
+                    if self.position.get(table) != "done":  # a last page that said so saved it with its rows
+                        self.position[table] = "done"
+                        self._save_position()
                     continue
                 if self.interrupted():
                     raise OperationInterrupted("interrupted after %s rows; the copy so far is committed" % (

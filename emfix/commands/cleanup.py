@@ -1,10 +1,11 @@
 """emfix cleanup-orphans (also `cleanup`): remove orphans and what hangs under them, every row kept."""
 
 from .. import history
-from ..cleanup import cleanup_orphans
 from ..errors import EXIT_OK, EXIT_PROBLEMS
 from . import common
 from .common import n
+
+cleanup = common.lazy_module("emfix.cleanup")
 
 
 def register(sub):
@@ -30,7 +31,7 @@ def run(args, out):
     ask = None if args.yes or args.dry_run else common.confirm(
         lambda plan: "remove %s rows from %s (each kept in a quarantine file)?" % (n(plan.total), address.display()),
         cleanup_plan_lines)
-    result = cleanup_orphans(
+    result = cleanup.cleanup_orphans(
         address, dry_run=args.dry_run, batch_size=args.batch_size, sleep=args.sleep, max_lock_ms=args.max_lock_ms,
         tables=common.table_list(args.tables), include_unreferenced=args.include_unreferenced,
         recreate_parents=args.recreate_parents, snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir,

@@ -3,6 +3,8 @@ the library and the terminal (addresses, output, progress, questions, Ctrl-C).""
 
 import argparse
 import dataclasses
+import importlib
+import importlib.util
 import json
 import os
 import signal
@@ -12,6 +14,23 @@ from ..address import PASSWORD_ENV, mysql_address_from_flags, parse_address
 from ..backends import open_database
 from ..errors import UsageError
 from ..retry import RetryPolicy
+
+
+def lazy_module(name):
+    """An emfix module loaded on first use, so a command starts without importing every other one
+    (all of them cost about 0.15 s). Where the import system cannot defer (a .pyz on Python < 3.10),
+    it is imported at once."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if not hasattr(spec.loader, "exec_module"):
+        return importlib.import_module(name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
 
 # -- the grammar shared by every command ----------------------------------------------------------
 

@@ -3,9 +3,10 @@
 import dataclasses
 import os
 
-from ..demo import Shape, write_demo
 from ..errors import EXIT_OK, UsageError
 from . import common
+
+demo = common.lazy_module("emfix.demo")
 
 
 def register(sub):
@@ -29,13 +30,13 @@ def scale(text):
 
 
 def run(args, out):
-    shape = Shape.full(args.scale, args.generation) if args.scale else Shape(generation=args.generation)
+    shape = demo.Shape.full(args.scale, args.generation) if args.scale else demo.Shape(generation=args.generation)
     directory = args.directory
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise UsageError("%s exists and is not a directory" % directory)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "experiment.db")
-    result = write_demo(path, shape, seed=args.seed, faults=not args.clean)
+    result = demo.write_demo(path, shape, seed=args.seed, faults=not args.clean)
     if out.json:
         common.emit_json({"path": path, "rows": result.rows, "total_rows": result.total_rows,
                    "shape": dataclasses.asdict(shape), "faults": [dict(name=n, what=w) for n, w in result.faults]})

@@ -3,9 +3,10 @@
 import sys
 
 from ..address import hide_secrets
-from ..doctor import doctor
 from ..errors import EXIT_OK, EXIT_PROBLEMS
 from . import common
+
+doctor = common.lazy_module("emfix.doctor")
 
 SUMMARY = ("what is wrong around a database and what to run: connection, locks, journal, engines, disk, memory, "
            "large metrics, unindexed keys, last results (exit 0 OK/WARN, 1 FAIL)")
@@ -21,7 +22,7 @@ def register(sub):
 
 def run(args, out):
     address = common.resolve_address(args)
-    report = doctor(address, retry_policy=common.retry_policy(args), snapshot_dir=args.snapshot_dir,
+    report = doctor.doctor(address, retry_policy=common.retry_policy(args), snapshot_dir=args.snapshot_dir,
                     command_target=address.target())
     if out.json:
         common.emit_json({"database": report.database, "status": report.status, "connected": report.connected,

@@ -3,9 +3,10 @@
 import sys
 
 from ..errors import EXIT_OK
-from ..export import export_experiment
 from . import common
 from .common import n
+
+export = common.lazy_module("emfix.export")
 
 
 def register(sub):
@@ -30,7 +31,7 @@ def register(sub):
 def run(args, out):
     address = common.resolve_address(args)
     fmt = args.format or ("json" if args.output.lower().endswith(".json") else "jsonl")
-    result = export_experiment(address, args.experiment, args.output, fmt=fmt,
+    result = export.export_experiment(address, args.experiment, args.output, fmt=fmt,
                                retry_policy=common.retry_policy(args),
                                progress=common.make_progress("export", args, out))
     if result.dangling:  # on stderr: stdout may be the export itself (-o -)

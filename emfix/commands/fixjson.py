@@ -2,9 +2,10 @@
 
 from .. import history
 from ..errors import EXIT_OK, EXIT_PROBLEMS
-from ..jsonfix import fix_json
 from . import common
 from .common import n
+
+jsonfix = common.lazy_module("emfix.jsonfix")
 
 
 def register(sub):
@@ -25,7 +26,7 @@ def run(args, out):
     ask = None if args.yes or args.dry_run else common.confirm(
         lambda _a: "rewrite the malformed values of %s in %s (originals kept in a quarantine file)?" % (
             args.column, address.display()))
-    result = fix_json(address, column=args.column, dry_run=args.dry_run, reset_unfixable=args.reset_unfixable,
+    result = jsonfix.fix_json(address, column=args.column, dry_run=args.dry_run, reset_unfixable=args.reset_unfixable,
                       batch_size=args.batch_size, snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir,
                       quarantine_dir=args.quarantine_dir, retry_policy=common.retry_policy(args),
                       progress=common.make_progress("fix-json", args, out), confirm=ask,

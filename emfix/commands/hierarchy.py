@@ -1,10 +1,11 @@
 """emfix check-hierarchy: is each experiment's tree whole (the old tool's command, which never could be)."""
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS, SchemaError
-from ..hierarchy import ROOT, check_hierarchy
-from ..schema import discover_graph
 from . import common
 from .common import n
+
+hierarchy = common.lazy_module("emfix.hierarchy")
+schema = common.lazy_module("emfix.schema")
 
 
 def register(sub):
@@ -21,13 +22,13 @@ def register(sub):
 
 def run(args, out):
     with common.open_from_args(args, readonly=True) as db:
-        graph = discover_graph(db)
-        if ROOT not in graph.tables:
+        graph = schema.discover_graph(db)
+        if hierarchy.ROOT not in graph.tables:
             raise SchemaError("%s has no EXPERIMENT table" % db.address.display())
         q = db.quote
         ids = [args.experiment] if args.experiment is not None else [
-            r[0] for r in db.query("SELECT %s FROM %s ORDER BY %s" % (q("id"), q(ROOT), q("id")))]
-        reports = [check_hierarchy(db, graph, experiment_id, args.limit) for experiment_id in ids]
+            r[0] for r in db.query("SELECT %s FROM %s ORDER BY %s" % (q("id"), q(hierarchy.ROOT), q("id")))]
+        reports = [hierarchy.check_hierarchy(db, graph, experiment_id, args.limit) for experiment_id in ids]
     if out.json:
         common.emit_json({"experiments": [r.to_dict() for r in reports]})
     else:

@@ -1,9 +1,10 @@
 """emfix import: an export file back in, with ids that never collide, resumable."""
 
 from ..errors import EXIT_OK, UsageError
-from ..importer import import_file
 from . import common
 from .common import n
+
+importer = common.lazy_module("emfix.importer")
 
 
 def register(sub):
@@ -24,7 +25,7 @@ def run(args, out):
     if not (args.db or args.database or args.mysql):
         raise UsageError("import needs the database and the file", hint="emfix import DB FILE")
     address = common.resolve_address(args)
-    result = import_file(address, args.file, experiment_title=args.experiment_title,
+    result = importer.import_file(address, args.file, experiment_title=args.experiment_title,
                          retry_policy=common.retry_policy(args),
                          progress=common.make_progress("import", args, out), resume=args.resume, force=args.force,
                          interrupted=common.StopFlag().install(), skip_tables=common.table_list(args.skip_tables),

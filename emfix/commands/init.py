@@ -1,8 +1,9 @@
 """emfix init: the Experiment Manager's tables, created where they are missing."""
 
 from ..errors import EXIT_OK
-from ..schema import create_schema
 from . import common
+
+schema = common.lazy_module("emfix.schema")
 
 
 def register(sub):
@@ -18,7 +19,7 @@ def register(sub):
 
 def run(args, out):
     with common.open_from_args(args, create=True) as db:
-        created = create_schema(db, generation=args.generation, json_type=args.json_type)
+        created = schema.create_schema(db, generation=args.generation, json_type=args.json_type)
         if out.json:
             common.emit_json({"database": db.address.to_dict(), "created": created})
         elif created:

@@ -6,12 +6,22 @@ import tempfile
 from .. import history
 from ..backends import open_database
 from ..errors import EXIT_OK, AlreadyDoneError, DamagedInputError, DanglingLinksError, UsageError
-from ..export import export_experiment
-from ..importer import import_file
-from ..migrate import STRATEGIES, migrate_experiment
-from ..snapshot import create_snapshot, default_snapshot_dir
 from . import common
 from .common import n
+
+export = common.lazy_module("emfix.export")
+importer = common.lazy_module("emfix.importer")
+migrate = common.lazy_module("emfix.migrate")
+snapshot = common.lazy_module("emfix.snapshot")
+
+STRATEGIES = {
+    "conservative": "snapshot DST first; validate the source subtree and stop on any break (or on metric JSON "
+                    "a MySQL JSON column would refuse); check every batch's row count as it is written; verify "
+                    "counts and checksums at the end",
+    "balanced": "snapshot DST first; validate the source subtree and stop on any break (or on metric JSON a "
+                "MySQL JSON column would refuse); verify counts and checksums at the end",
+    "aggressive": "no snapshot, no validation; verify row counts only at the end",
+}
 
 
 def register(sub):
@@ -66,7 +76,7 @@ def run(args, out):
     stop = common.StopFlag().install()
     results = []
     for experiment_id in ids:
-        result = migrate_experiment(
+        result = migrate.migrate_experiment(
             source, target, experiment_id, strategy=args.strategy, batch_size=args.batch_size, paging=args.paging,
             resume=args.resume, force=args.force, init=args.init, verify=not args.no_verify,
             retry_policy=common.retry_policy(args), progress=common.make_progress("migrate", args, out),
@@ -97,19 +107,19 @@ def _copy_within(args, out):
     source_id = args.experiment[0]
     snapshot_id = None
     if not args.no_snapshot:
-        snapshot_id = create_snapshot(address, args.snapshot_dir or default_snapshot_dir(address),
+        snapshot_id = snapshot.create_snapshot(address, args.snapshot_dir or snapshot.default_snapshot_dir(address),
                                       description="before copying experiment %d" % source_id, verify=True,
                                       retry_policy=common.retry_policy(args)).id
     with tempfile.TemporaryDirectory(prefix="emfix-copy-") as folder:
         path = os.path.join(folder, "experiment-%d.jsonl" % source_id)
-        export_experiment(address, source_id, path, retry_policy=common.retry_policy(args))
+        export.export_experiment(address, source_id, path, retry_policy=common.retry_policy(args))
         options = dict(retry_policy=common.retry_policy(args), progress=common.make_progress("migrate", args, out),
                        interrupted=common.StopFlag().install(), allow_dangling=args.strategy == "aggressive",
                        into_experiment=args.target_experiment, resume=args.resume)
         try:  # a killed copy is finished with --resume; one that finished before is made again, as asked
-            result = import_file(address, path, **options)
+            result = importer.import_file(address, path, **options)
         except AlreadyDoneError:
-            result = import_file(address, path, force=True, **options)
+            result = importer.import_file(address, path, force=True, **options)
         except DanglingLinksError as exc:
             raise DanglingLinksError("experiment %d has link rows whose parent row is missing; nothing was copied "
                                      "(%s)" % (source_id, exc.message.split("(", 1)[-1].split(")")[0]),

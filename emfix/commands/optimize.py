@@ -1,8 +1,9 @@
 """emfix optimize: index the foreign-key columns that have none, ANALYZE, optionally compact."""
 
 from ..errors import EXIT_OK
-from ..optimize import optimize
 from . import common
+
+optimize = common.lazy_module("emfix.optimize")
 
 
 def register(sub):
@@ -20,7 +21,7 @@ def register(sub):
 
 def run(args, out):
     address = common.resolve_address(args)
-    result = optimize(address, dry_run=args.dry_run, vacuum=args.vacuum, timing=not args.no_timing,
+    result = optimize.optimize(address, dry_run=args.dry_run, vacuum=args.vacuum, timing=not args.no_timing,
                       retry_policy=common.retry_policy(args), progress=common.make_progress("optimize", args, out),
                       force=args.force)
     if out.json:

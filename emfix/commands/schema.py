@@ -5,12 +5,13 @@ import os
 
 from ..address import parse_address
 from ..backends import open_database
-from ..catalog import load_catalog, read_catalog
 from ..errors import EXIT_OK, EXIT_PROBLEMS, Cancelled, UsageError
-from ..schema import discover_graph
-from ..schemadiff import diff_catalogs
-from ..upgrade import upgrade_schema
 from . import common
+
+catalog = common.lazy_module("emfix.catalog")
+schema = common.lazy_module("emfix.schema")
+schemadiff = common.lazy_module("emfix.schemadiff")
+upgrade = common.lazy_module("emfix.upgrade")
 
 ACTIONS = ("graph", "show", "diff", "upgrade")
 
@@ -63,7 +64,7 @@ def register(sub):
 
 def run_graph(args, out):
     with common.open_from_args(args, readonly=True) as db:
-        graph = discover_graph(db)
+        graph = schema.discover_graph(db)
     if out.json:
         common.emit_json(graph)
         return EXIT_OK
@@ -84,20 +85,20 @@ def graph_lines(graph):
 
 def run_show(args, out):
     with common.open_from_args(args, readonly=True) as db:
-        catalog = read_catalog(db, counts=not args.no_counts)
+        declared = catalog.read_catalog(db, counts=not args.no_counts)
     if out.json:
-        common.emit_json(catalog)
+        common.emit_json(declared)
     else:
         out.lines(show_lines(catalog))
     return EXIT_OK
 
 
-def show_lines(catalog):
-    yield "%s (%s), schema generation %d, %d tables" % (catalog.database, catalog.dialect, catalog.generation,
-                                                        len(catalog.tables))
-    for row in catalog.schema_versions:
+def show_lines(declared):
+    yield "%s (%s), schema generation %d, %d tables" % (declared.database, declared.dialect, declared.generation,
+                                                        len(declared.tables))
+    for row in declared.schema_versions:
         yield "  schema version %s: %s (%s)" % (row.get("version"), row.get("migration_name"), row.get("applied_at"))
-    for name, table in sorted(catalog.tables.items()):
+    for name, table in sorted(declared.tables.items()):
         rows = "" if table.rows is None else ", %s rows" % common.n(table.rows)
         yield ""
         yield "%s%s" % (name, rows)
@@ -123,16 +124,16 @@ def _catalog_of(text, password_file):
         with open(text, "rb") as handle:
             head = handle.read(16)
         if not head.startswith(b"SQLite format 3"):
-            return load_catalog(text)
+            return catalog.load_catalog(text)
     address = parse_address(text, password_file=password_file)
     if address.is_sqlite and not os.path.exists(address.path):
         raise UsageError("%s does not exist" % address.path, hint="give a database or a file from `schema show --json`")
     with open_database(address, readonly=True) as db:
-        return read_catalog(db, counts=False)
+        return catalog.read_catalog(db, counts=False)
 
 
 def run_diff(args, out):
-    diff = diff_catalogs(_catalog_of(args.a, args.password_file), _catalog_of(args.b, args.password_file))
+    diff = schemadiff.diff_catalogs(_catalog_of(args.a, args.password_file), _catalog_of(args.b, args.password_file))
     if out.json:
         common.emit_json(diff)
     else:
@@ -156,12 +157,12 @@ def diff_lines(diff):
 
 def run_upgrade(args, out):
     address = common.resolve_address(args)
-    plan = upgrade_schema(address, dry_run=True, force=args.force, retry_policy=common.retry_policy(args))
+    plan = upgrade.upgrade_schema(address, dry_run=True, force=args.force, retry_policy=common.retry_policy(args))
     if not args.dry_run and plan.statements and not args.yes:
         ask = common.confirm(lambda p: "upgrade the schema of %s?" % p.database, upgrade_lines)
         if not ask(plan):
             raise Cancelled("cancelled; nothing was changed")
-    result = plan if args.dry_run or not plan.statements else upgrade_schema(
+    result = plan if args.dry_run or not plan.statements else upgrade.upgrade_schema(
         address, snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir, force=args.force,
         retry_policy=common.retry_policy(args), progress=common.make_progress("schema upgrade", args, out))
     if out.json:

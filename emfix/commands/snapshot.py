@@ -3,10 +3,11 @@ verify-snapshot and restore-snapshot."""
 
 import sys
 
-from .. import snapshot
 from ..errors import EXIT_DAMAGED, EXIT_OK, Cancelled, UsageError
 from . import common
 from .common import n
+
+snapshot = common.lazy_module("emfix.snapshot")
 
 ACTIONS = {
     "create": ("write a consistent, checksummed snapshot (SQLite: online backup; MySQL: exact SQL text read in one "

@@ -5,9 +5,10 @@ import sys
 
 from .. import history
 from ..errors import EXIT_OK, UsageError
-from ..transform import load_rules, transform_metrics, write_template
 from . import common
 from .common import n
+
+transform = common.lazy_module("emfix.transform")
 
 
 def register(sub):
@@ -41,7 +42,7 @@ def _experiment_ids(args):
 
 def run_template(args, out):
     path = args.output if hasattr(args, "output") else args.template
-    text = write_template(path)
+    text = transform.write_template(path)
     if text is not None:
         common.write_stdout(text)
     elif not out.quiet:
@@ -54,11 +55,11 @@ def run(args, out):
         return run_template(args, out)
     if not args.rules:
         raise UsageError("no rules given", hint="add --rules FILE (emfix transform-metrics --template FILE writes one)")
-    rules = load_rules(args.rules)
+    rules = transform.load_rules(args.rules)
     address = common.resolve_address(args)
     ask = None if args.yes or args.dry_run else common.confirm(
         lambda _a: "transform the metric values of %s (originals kept in a quarantine file)?" % address.display())
-    result = transform_metrics(address, rules, experiment_ids=_experiment_ids(args), dry_run=args.dry_run,
+    result = transform.transform_metrics(address, rules, experiment_ids=_experiment_ids(args), dry_run=args.dry_run,
                                batch_size=args.batch_size, snapshot=not args.no_snapshot,
                                snapshot_dir=args.snapshot_dir, quarantine_dir=args.quarantine_dir,
                                retry_policy=common.retry_policy(args), confirm=ask,

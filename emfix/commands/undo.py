@@ -3,9 +3,10 @@
 import sys
 
 from ..errors import EXIT_OK, EXIT_PROBLEMS
-from ..undo import undo
 from . import common
 from .common import n
+
+undo = common.lazy_module("emfix.undo")
 
 
 def register(sub):
@@ -18,7 +19,7 @@ def register(sub):
 
 def run(args, out):
     address = common.resolve_address(args) if (args.database or args.mysql) else None
-    result = undo(args.quarantine, address, retry_policy=common.retry_policy(args))
+    result = undo.undo(args.quarantine, address, retry_policy=common.retry_policy(args))
     if out.json:
         common.emit_json(result)
     else:

@@ -8,9 +8,10 @@ import threading
 from .. import history
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from ..fileutil import check_output_path, durable_output
-from ..validate import validate
 from . import common
 from .common import n
+
+validate = common.lazy_module("emfix.validate")
 
 EXAMPLES_SHOWN = 3
 
@@ -47,8 +48,8 @@ def run(args, out):
         try:
             with durable_output(real, in_place=in_place) as handle:
                 writer = ReportWriter(handle)
-                report = validate(address, every_violation=writer.violation, every_json_issue=writer.json_issue,
-                                  **options)
+                report = validate.validate(address, every_violation=writer.violation,
+                                           every_json_issue=writer.json_issue, **options)
                 writer.finish(report.to_dict())
         except BrokenPipeError:
             raise UsageError("cannot write report %s: its reader went away" % args.output) from None
@@ -56,7 +57,7 @@ def run(args, out):
             raise UsageError("cannot write report %s: %s" % (args.output, exc.strerror or exc),
                              hint="check that the directory exists and is writable") from None
     else:
-        report = validate(address, **options)
+        report = validate.validate(address, **options)
     history.record(address, "validate", report.status, violations=report.total_violations,
                    json_issues=report.json.issue_count)
     if out.json:
