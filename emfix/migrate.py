@@ -152,7 +152,7 @@ def _literal_pages(db, graph, tree, table, batch_size, last, moves, limit, adapt
     --batch-size) pages grow or shrink to about PAGE_BYTES, as the mysql client's statements do."""
     target = min(PAGE_BYTES, limit // 2)
     columns = graph.columns[table]
-    source, keys, _ = tree.source(db, graph, table)
+    source = tree.source(db, graph, table)[0]
     shift = dict(moves)
     values = []
     for i, column in enumerate(columns):
@@ -160,33 +160,24 @@ def _literal_pages(db, graph, tree, table, batch_size, last, moves, limit, adapt
         if shift.get(i):
             value = "CASE WHEN typeof(%s) = 'integer' THEN %s + %d ELSE %s END" % (value, value, shift[i], value)
         values.append("replace(quote(%s), '\\', '\\\\')" % value)
-    literal = " || ',' || ".join(values)
-    order = ", ".join(keys)
-    row = "(%s)" % order
-    glue = " AND " if " WHERE " in source else " WHERE "
-    marks = "(%s)" % ", ".join("?" * len(keys))
+    select = "SELECT count(*), group_concat(%s, '),(') FROM %s%s" % (
+        " || ',' || ".join(values), source, " AND " if " WHERE " in source else " WHERE ")
     size = batch_size
-    while True:
-        after, params = ([row + " > " + marks], tuple(last)) if last is not None else ([], ())
-        bound = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT 1 OFFSET %d" % (
-            order, source, glue + " AND ".join(after) if after else "", order, size - 1), params)
-        final = not bound
-        if final:
-            bound = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT 1" % (
-                order, source, glue + " AND ".join(after) if after else "", ", ".join(k + " DESC" for k in keys)),
-                params)
-            if not bound:
-                return
-        count, text = db.query_raw("SELECT count(*), group_concat(%s, '),(') FROM %s%s" % (
-            literal, source, glue + " AND ".join(after + [row + " <= " + marks])), params + tuple(bound[0]))[0]
+    while last != "done":
+        found = _key_range(db, graph, tree, table, size, last)
+        if found is None:
+            return
+        where, params, after = found
+        count, text = db.query_raw(select + where, params)[0]
         if len(text or b"") > limit and size > 1:
             size = max(1, size // 4)
             continue
         if adaptive:
             size = max(1, min(MAX_BATCH, int(size * target / max(1, len(text or b""))) or 1))
-        last = "done" if final else [portable(v) for v in bound[0]]  # the last page also ends the table
-        yield LiteralPage(count, text), last
-        if final:
+        last = after
+        if count:
+            yield LiteralPage(count, text), last
+        elif last == "done":
             return
 
 
@@ -194,10 +185,7 @@ class EngineBatch:
     """SQLite into SQLite: one batch as an INSERT ... SELECT that SQLite runs from SRC into the attached DST."""
 
     def __init__(self, sql, params, expected):
-        self.sql, self.params, self.expected = sql, params, expected
-
-    def __len__(self):
-        return self.expected
+        self.sql, self.params, self.expected = sql, params, expected  # expected: rows it must write, or None
 
 
 def _copies_in_engine(source, target, paging):
@@ -218,8 +206,10 @@ def _pin(readers):
     return pin
 
 
-def _engine_batches(db, graph, tree, table, batch_size, last, moves):
-    """Batches of `batch_size` rows in key order, each an INSERT ... SELECT through the key table."""
+def _engine_batches(db, graph, tree, table, batch_size, last, moves, check):
+    """Batches of at most `batch_size` rows in key order, each an INSERT ... SELECT through the key table.
+    A batch's bounds are found in the key table alone (no lookup into the table per row); `check`
+    (conservative) also counts what each batch should write."""
     columns = graph.columns[table]
     source, keys, _ = tree.source(db, graph, table)
     shift = dict(moves)
@@ -231,25 +221,32 @@ def _engine_batches(db, graph, tree, table, batch_size, last, moves):
         values.append(value)
     insert = "INSERT INTO %s.%s (%s) SELECT %s FROM %s" % (ENGINE_DST, db.quote(table), db.quote_columns(columns),
                                                           ", ".join(values), source)
-    order, glue = ", ".join(keys), " AND " if " WHERE " in source else " WHERE "
-    row, marks = "(%s)" % order, "(%s)" % ", ".join("?" * len(keys))
-    while True:
-        after, params = ([row + " > " + marks], tuple(last)) if last is not None else ([], ())
-        where = glue + " AND ".join(after) if after else ""
-        bound = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT 1 OFFSET %d" % (order, source, where, order,
-                                                                               batch_size - 1), params)
-        final = not bound
-        if final:
-            bound = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT 1" % (
-                order, source, where, ", ".join(k + " DESC" for k in keys)), params)
-            if not bound:
-                return
-        expected = batch_size if not final else int(db.scalar("SELECT count(*) FROM %s%s" % (source, where), params))
-        last = "done" if final else [portable(v) for v in bound[0]]  # the last batch also ends the table
-        yield EngineBatch(insert + glue + " AND ".join(after + [row + " <= " + marks]), params + tuple(bound[0]),
-                          expected), last
-        if final:
+    while last != "done":
+        found = _key_range(db, graph, tree, table, batch_size, last)
+        if found is None:
             return
+        where, params, last = found
+        expected = int(db.scalar("SELECT count(*) FROM %s WHERE %s" % (source, where), params)) if check else None
+        yield EngineBatch("%s%s%s" % (insert, " AND " if " WHERE " in source else " WHERE ", where), params,
+                          expected), last
+
+
+def _key_range(db, graph, tree, table, size, last):
+    """(condition on the key columns, its parameters, its last key or "done" at the end) for the next
+    `size` keys after `last`, found by probing the table's key table (never the table itself); None
+    when no key is left."""
+    name, key = tree.keys(graph, table)
+    keys = ["x.%s" % db.quote(c) for c in key]
+    order, row, marks = ", ".join(keys), "(%s)" % ", ".join(keys), "(%s)" % ", ".join("?" * len(keys))
+    after, params = ([row + " > " + marks], tuple(last)) if last is not None else ([], ())
+    where = " WHERE " + " AND ".join(after) if after else ""
+    bound = db.query("SELECT %s FROM %s x%s ORDER BY %s LIMIT 1 OFFSET %d" % (order, db.quote(name), where, order,
+                                                                             size - 1), params)
+    if bound:
+        return " AND ".join(after + [row + " <= " + marks]), params + tuple(bound[0]), [portable(v) for v in bound[0]]
+    if db.query("SELECT 1 FROM %s x%s LIMIT 1" % (db.quote(name), where), params):
+        return " AND ".join(after) or "1 = 1", params, "done"
+    return None
 
 
 def _prefetched(items, depth=2):
@@ -475,7 +472,7 @@ class _Copy:
         self.source_counts = {t: tree.count(source, graph, t) for t in tables}  # inside SRC's one moment
         total = sum(self.source_counts.values())
         done = sum(self.copied.values())
-        pages = self._pages(tables, batch_size, max_memory, paging)
+        pages = self._pages(tables, batch_size, max_memory, paging, strategy)
         if self.target.dialect == "mysql":  # the next page is read while this one crosses the network
             pages = _prefetched(pages)
         if self.in_engine:
@@ -497,7 +494,7 @@ class _Copy:
             if self.in_engine:
                 source.execute("DETACH DATABASE %s" % ENGINE_DST)
 
-    def _pages(self, tables, batch_size, max_memory, paging):
+    def _pages(self, tables, batch_size, max_memory, paging, strategy):
         """(table, page, last key) for every page still to copy, then (table, None, None) when it is done."""
         source, graph, tree = self.source, self.graph, self.tree
         for table in tables:
@@ -515,7 +512,7 @@ class _Copy:
             if self.in_engine and (graph.primary_keys.get(table) or table in tree.linked):
                 moves = column_shifts(graph, table, graph.columns[table], self.offsets)
                 pages = _engine_batches(source, graph, tree, table, batch_size or ENGINE_BATCH,
-                                        self.position.get(table), moves)
+                                        self.position.get(table), moves, strategy == "conservative")
             for rows, last in pages:
                 yield table, rows, last
             yield table, None, None
@@ -526,7 +523,7 @@ class _Copy:
             self._write_literal(table, rows, last, strategy)
             return len(rows)
         if isinstance(rows, EngineBatch):
-            return self._write_in_engine(table, rows, last, strategy)
+            return self._write_in_engine(table, rows, last)
         moves = column_shifts(self.graph, table, columns, self.offsets)
         if self.source.dialect == "sqlite" and not moves:
             batch = rows  # sqlite3 returns only what it binds back unchanged: no conversion to make
@@ -563,11 +560,11 @@ class _Copy:
                 raise DamagedInputError("a batch of %d rows into %s wrote %d" % (page.count, table, written))
             self._save_position(copied=True)
 
-    def _write_in_engine(self, table, batch, last, strategy):
+    def _write_in_engine(self, table, batch, last):
         source = self.source
         with source.transaction():
             written = source.execute(batch.sql, batch.params)
-            if strategy == "conservative" and written != batch.expected:
+            if batch.expected is not None and written != batch.expected:
                 raise DamagedInputError("a batch of %d rows into %s wrote %d" % (batch.expected, table, written))
             self.position[table] = last
             self.copied[table] = self.copied.get(table, 0) + written

@@ -245,8 +245,9 @@ def test_in_engine_copy_equals_the_row_by_row_copy_with_ids_moved(tmp_path, monk
     for source in (plain, wal):
         target = sqlite_at(tmp_path, "to-" + os.path.basename(source.path))
         engine_runs.clear()
-        for experiment_id in (1, 2, 1):  # experiment 1 twice: its second copy moves every id
-            result = migrate_experiment(source, target, experiment_id, init=True, force=True,
+        for experiment_id, strategy in ((1, "balanced"), (2, "aggressive"), (1, "conservative")):
+            # experiment 1 twice: its second copy moves every id (and checks each batch's row count)
+            result = migrate_experiment(source, target, experiment_id, init=True, force=True, strategy=strategy,
                                         snapshot_dir=str(tmp_path / "s"), batch_size=7)
             assert result.verified
         results[source.path] = (content(target), bool(engine_runs))
