@@ -39,7 +39,7 @@ SESSION = [
 ]
 PAGE_BYTES = 2 << 20  # one INSERT; the server's max_allowed_packet bounds it further
 FIRST_PAGE_ROWS = 2000
-CHUNK_ROWS = 100000  # a key range one connection reads; the unit tables are split into
+CHUNK_ROWS = 30000  # a key range one connection reads: small enough that the readers finish together
 INTEGER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
 
 
@@ -168,7 +168,7 @@ def _write_head(db, graph, out):
 def _chunks(db, plans):
     """Key ranges on each table's first key column (integer keys), about CHUNK_ROWS rows each."""
     for plan in plans:
-        parts = max(1, min(64, plan.estimate // CHUNK_ROWS))
+        parts = max(1, min(1024, plan.estimate // CHUNK_ROWS))
         if not plan.integer_key or parts == 1:
             yield plan, None, None
             continue
