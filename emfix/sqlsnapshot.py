@@ -200,7 +200,7 @@ def _copy_chunk(db, plan, low, high, out):
     pages = _Pages(db, plan, out)
     if not plan.keys:
         pages.by_offset()
-    elif len(plan.keys) == 1 and plan.integer_key:
+    elif plan.integer_key:  # ranges of the first key column's values, as wide as a page's bytes allow
         pages.by_arithmetic(bounds, params, low, high)
     else:
         pages.by_probes(bounds, params, ())
@@ -244,6 +244,11 @@ class _Pages:
         while high is None or start < high:
             stop = start + self.rows if high is None else min(high, start + self.rows)
             written = self._page(bounds + ["%s >= ? AND %s < ?" % (key, key)], params + [start, stop])
+            if written is False and self.rows == 1 and len(self.plan.keys) > 1:
+                self.rows = FIRST_PAGE_ROWS  # one value of the first key column holds too much: split it
+                self.by_probes(bounds, params, (start,))
+                self.rows, start = 1, start + 1
+                continue
             if written is False:
                 self._shrink()
                 continue

@@ -45,18 +45,23 @@ def test_sql_snapshot_loads_with_the_mysql_client_into_an_empty_database(exact_m
     assert checksums(target, TABLES) == checksums(exact_mysql, TABLES)
 
 
-def test_pages_shrink_until_each_fits_the_servers_limit(exact_mysql, tmp_path, monkeypatch):
-    """GROUP_CONCAT stops at group_concat_max_len without an error: a page that reaches it is read again
-    smaller, never written cut off."""
+def small_pages(monkeypatch, limit):
+    """The server's GROUP_CONCAT limit (and so a page) cut down to `limit` bytes."""
     opened = sqlsnapshot.open_reader
 
     def small_limit(address, retry_policy):
         db = opened(address, retry_policy)
-        db.execute("SET SESSION group_concat_max_len = 3000")
-        db.page_limit = 3000
+        db.execute("SET SESSION group_concat_max_len = %d" % limit)
+        db.page_limit = limit
         return db
 
     monkeypatch.setattr(snapshot, "open_reader", small_limit)
+
+
+def test_pages_shrink_until_each_fits_the_servers_limit(exact_mysql, tmp_path, monkeypatch):
+    """GROUP_CONCAT stops at group_concat_max_len without an error: a page that reaches it is read again
+    smaller, never written cut off."""
+    small_pages(monkeypatch, 3000)
     before = checksums(exact_mysql, TABLES)
     made = snapshot.create_snapshot(exact_mysql, str(tmp_path), verify=True)
     empty(exact_mysql)
@@ -64,16 +69,30 @@ def test_pages_shrink_until_each_fits_the_servers_limit(exact_mysql, tmp_path, m
     assert checksums(exact_mysql, TABLES) == before
 
 
+def test_one_key_value_too_large_for_a_page_is_split_by_the_next_key_column(mysql_address, tmp_path, monkeypatch):
+    make_demo(mysql_address, shape=Shape(experiments=1, trials=2, runs=4, epochs=30, batches=2), faults=False)
+    small_pages(monkeypatch, 3000)  # one BATCH.idx value holds 240 rows, about 9 kB
+    split, by_probes = [], sqlsnapshot._Pages.by_probes
+
+    def recording(pages, bounds, params, prefix):
+        split.append((pages.plan.table, prefix))
+        return by_probes(pages, bounds, params, prefix)
+
+    monkeypatch.setattr(sqlsnapshot._Pages, "by_probes", recording)
+    tables = ("BATCH", "BATCH_METRIC", "EPOCH", "METRIC")
+    before = checksums(mysql_address, tables)
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path), verify=True)
+    with open_database(mysql_address) as db:
+        db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+        for table in tables:
+            db.execute("DELETE FROM %s" % db.quote(table))
+    snapshot.restore_snapshot(mysql_address, str(tmp_path), made.id, safety_snapshot=False)
+    assert checksums(mysql_address, tables) == before
+    assert ("BATCH", (0,)) in split
+
+
 def test_a_row_larger_than_the_limit_is_a_clear_error(exact_mysql, tmp_path, monkeypatch):
-    opened = sqlsnapshot.open_reader
-
-    def tiny_limit(address, retry_policy):
-        db = opened(address, retry_policy)
-        db.execute("SET SESSION group_concat_max_len = 20")
-        db.page_limit = 20
-        return db
-
-    monkeypatch.setattr(snapshot, "open_reader", tiny_limit)
+    small_pages(monkeypatch, 20)
     with pytest.raises(EmfixError, match="larger than the server's max_allowed_packet"):
         snapshot.create_snapshot(exact_mysql, str(tmp_path))
     assert not [n for n in os.listdir(str(tmp_path)) if not n.startswith(".")]
