@@ -37,7 +37,7 @@ SESSION = [
     "SET unique_checks = 0",
     "SET sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
 ]
-PAGE_BYTES = 2 << 20  # one INSERT; the server's max_allowed_packet bounds it further
+PAGE_BYTES = 1 << 20  # one INSERT, as mysqldump writes them; a page is read again smaller past twice this
 FIRST_PAGE_ROWS = 2000
 CHUNK_ROWS = 30000  # a key range one connection reads: small enough that the readers finish together
 INTEGER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
@@ -76,6 +76,7 @@ class _TablePlan:
         types = db.column_types(table)
         self.integer_key = bool(keys) and types.get(keys[0].lower()) in INTEGER_TYPES
         self.estimate = estimate
+        self.density = 1.0  # rows per value of the first key column
 
 
 def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=2):
@@ -166,19 +167,22 @@ def _write_head(db, graph, out):
 
 
 def _chunks(db, plans):
-    """Key ranges on each table's first key column (integer keys), about CHUNK_ROWS rows each."""
+    """Key ranges on each table's first key column (integer keys), about CHUNK_ROWS rows each; each
+    plan learns how many rows a value of that column holds on average (its first page's width)."""
     for plan in plans:
-        parts = max(1, min(1024, plan.estimate // CHUNK_ROWS))
-        if not plan.integer_key or parts == 1:
+        if not plan.integer_key:
             yield plan, None, None
             continue
         first = db.quote(plan.keys[0])
         low, high = db.query("SELECT MIN(%s), MAX(%s) FROM %s" % (first, first, db.quote(plan.table)))[0]
         if low is None:
             continue
-        step = max(1, (int(high) - int(low) + 1) // parts + 1)
-        for start in range(int(low), int(high) + 1, step):
-            yield plan, start, start + step
+        low, high = int(low), int(high) + 1
+        plan.density = max(plan.estimate, 1) / float(high - low)
+        parts = max(1, min(1024, plan.estimate // CHUNK_ROWS))
+        step = max(1, (high - low) // parts + 1)
+        for start in range(low, high, step):
+            yield plan, start, min(high, start + step)
 
 
 def _drain(db, chunks, out, progress):
@@ -216,14 +220,17 @@ class _Pages:
         self.target = min(PAGE_BYTES, db.page_limit // 4)
         self.table = db.quote(plan.table)
 
-    def _page(self, where, params, source=None):
+    def _page(self, where, params, source=None, can_split=None):
         """Write the rows matching `where` (or all of `source`); False (nothing written) when they do not fit
-        in one value, else how many rows were written."""
+        in one value, or (when they `can_split`, by default: more than one row asked for) take more than
+        twice a page's bytes (memory stays flat, here and in restore); else how many rows were written."""
         source = source or "%s%s" % (self.table, _where(where))
         count, text = self.db.query_raw("SELECT COUNT(*), GROUP_CONCAT(%s SEPARATOR '),(') FROM %s" % (
             self.plan.row_sql, source), params)[0]
         count = int(count)
         if count and len(text) >= self.db.page_limit:  # GROUP_CONCAT stopped at the limit: too many rows
+            return False
+        if count and len(text) > 2 * self.target and (self.rows > 1 if can_split is None else can_split):
             return False
         if count:
             self._write(count, text)
@@ -234,16 +241,15 @@ class _Pages:
         self.rows = max(1, min(100000, int(self.rows * self.target / max(len(text), 1))))
 
     def by_arithmetic(self, bounds, params, low, high):
+        self.rows = max(1, int(FIRST_PAGE_ROWS / max(self.plan.density, 1e-9)))  # values, not rows
         key = self.db.quote(self.plan.keys[0])
         start = low
-        if start is None:
-            start = self.db.scalar("SELECT MIN(%s) FROM %s" % (key, self.table))
-            if start is None:
-                return
-            start = int(start)
-        while high is None or start < high:
-            stop = start + self.rows if high is None else min(high, start + self.rows)
-            written = self._page(bounds + ["%s >= ? AND %s < ?" % (key, key)], params + [start, stop])
+        crowded = len(self.plan.keys) > 1 and self.plan.density > 4 * FIRST_PAGE_ROWS  # values hold many pages
+        while start < high:
+            stop = min(high, start + self.rows)
+            written = False if crowded else self._page(
+                bounds + ["%s >= ? AND %s < ?" % (key, key)], params + [start, stop],
+                can_split=self.rows > 1 or len(self.plan.keys) > 1)
             if written is False and self.rows == 1 and len(self.plan.keys) > 1:
                 self.rows = FIRST_PAGE_ROWS  # one value of the first key column holds too much: split it
                 self.by_probes(bounds, params, (start,))
@@ -389,7 +395,7 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
     with ConnectionPool(lambda: open_database(address, retry_policy=retry_policy), size=workers) as pool:
         connections = [pool.acquire() for _ in range(workers)]
         try:
-            session, inserts, failed, threads = [], queue.Queue(maxsize=2 * workers), threading.Event(), []
+            session, inserts, failed, threads = [], queue.Queue(maxsize=workers), threading.Event(), []
             errors = []
             with open(path, "rb") as handle:
                 for statement in reader.frames(handle):
