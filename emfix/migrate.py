@@ -37,7 +37,7 @@ from .values import as_stored, canonical, portable
 
 JOURNAL = "_emfix_migration"
 MAX_BATCH = 100000
-PAGE_BYTES = 1 << 20  # a page of SQL text into MySQL, when --batch-size does not say
+PAGE_BYTES = 512 << 10  # a page of SQL text into MySQL, when --batch-size does not say
 ENGINE_BATCH = 20000  # rows per transaction of an in-engine copy (no row passes through Python)
 ENGINE_DST = "emfix_dst"
 STRATEGIES = ("conservative", "balanced", "aggressive")  # what each does: `emfix migrate --help`
@@ -474,7 +474,7 @@ class _Copy:
         done = sum(self.copied.values())
         pages = self._pages(tables, batch_size, max_memory, paging, strategy)
         if self.target.dialect == "mysql":  # the next page is read while this one crosses the network
-            pages = _prefetched(pages)
+            pages = _prefetched(pages, depth=1)
         if self.in_engine:
             source.execute("COMMIT")  # ATTACH is refused inside a transaction; the pin holds SRC's moment
             source.execute("ATTACH DATABASE ? AS %s" % ENGINE_DST, (self.target.address.path,))

@@ -37,7 +37,7 @@ SESSION = [
     "SET unique_checks = 0",
     "SET sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
 ]
-PAGE_BYTES = 1 << 20  # one INSERT, as mysqldump writes them; a page is read again smaller past twice this
+PAGE_BYTES = 512 << 10  # one INSERT, as mysqldump writes them; a page is read again smaller past twice this
 FIRST_PAGE_ROWS = 2000
 CHUNK_ROWS = 30000  # a key range one connection reads: small enough that the readers finish together
 INTEGER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
@@ -59,11 +59,13 @@ class _Output:
         self._handle.write(data)
         self.sha256.update(data)
 
-    def statement(self, sql, table=None, rows=0):
-        body = (sql.encode("utf-8") if isinstance(sql, str) else sql) + b";\n"
+    def statement(self, *parts, table=None, rows=0):
+        """One statement from its parts (str or bytes), written as they are: a page is never copied whole."""
+        parts = [p.encode("utf-8") if isinstance(p, str) else p for p in parts] + [b";\n"]
         with self._lock:
-            self.write(b"-- %d\n" % len(body))
-            self.write(body)
+            self.write(b"-- %d\n" % sum(len(p) for p in parts))
+            for part in parts:
+                self.write(part)
             if table is not None:
                 self.counts[table] = self.counts.get(table, 0) + rows
 
@@ -237,7 +239,7 @@ class _Pages:
         return count
 
     def _write(self, count, text):
-        self.out.statement(self.plan.insert + bytes(text) + b")", self.plan.table, count)
+        self.out.statement(self.plan.insert, text, b")", table=self.plan.table, rows=count)
         self.rows = max(1, min(100000, int(self.rows * self.target / max(len(text), 1))))
 
     def by_arithmetic(self, bounds, params, low, high):
