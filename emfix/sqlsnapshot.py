@@ -112,9 +112,10 @@ def open_reader(address, retry_policy):
     db = open_database(address, readonly=True, retry_policy=retry_policy)
     try:
         limit = int(db.scalar("SELECT @@max_allowed_packet"))
-        db.execute("SET SESSION group_concat_max_len = %d" % max(1 << 20, limit - 1024))
+        db.page_limit = max(1 << 20, limit - 1024)  # the longest value the server may send
+        db.concat_limit = min(db.page_limit, 4 * PAGE_BYTES)  # raised only for a row that needs it
+        db.execute("SET SESSION group_concat_max_len = %d" % db.concat_limit)
         db.execute("SET SESSION time_zone = '+00:00'")
-        db.page_limit = max(1 << 20, limit - 1024)
     except BaseException:
         db.close()
         raise
@@ -230,9 +231,14 @@ class _Pages:
         count, text = self.db.query_raw("SELECT COUNT(*), GROUP_CONCAT(%s SEPARATOR '),(') FROM %s" % (
             self.plan.row_sql, source), params)[0]
         count = int(count)
-        if count and len(text) >= self.db.page_limit:  # GROUP_CONCAT stopped at the limit: too many rows
-            return False
-        if count and len(text) > 2 * self.target and (self.rows > 1 if can_split is None else can_split):
+        splittable = self.rows > 1 if can_split is None else can_split
+        if count and len(text) >= self.db.concat_limit:  # GROUP_CONCAT stopped at the limit: too many rows
+            if splittable or self.db.concat_limit >= self.db.page_limit:
+                return False
+            self.db.concat_limit = self.db.page_limit  # one row longer than pages are: room for it, once more
+            self.db.execute("SET SESSION group_concat_max_len = %d" % self.db.concat_limit)
+            return self._page(where, params, source, can_split)
+        if count and len(text) > 2 * self.target and splittable:
             return False
         if count:
             self._write(count, text)

@@ -139,7 +139,7 @@ def test_mariadb_connection_killed_mid_batch_then_resume_equals_one_uninterrupte
 
 
 def test_max_memory_sizes_batches_from_row_size(tmp_path):
-    from emfix.migrate import batch_for_memory
+    from emfix.pages import batch_for_memory
     from emfix.schema import discover_graph
     source = sqlite_at(tmp_path, "s.db")
     make_demo(source, faults=False)
@@ -226,7 +226,7 @@ def test_in_engine_copy_equals_the_row_by_row_copy_with_ids_moved(tmp_path, monk
     through Python (a writer could commit between two batches there). Both copies are the same."""
     import sqlite3
 
-    from emfix import migrate
+    from emfix import pages
     plain, wal = sqlite_at(tmp_path, "plain.db"), sqlite_at(tmp_path, "wal.db")
     make_demo(plain, shape=Shape(experiments=2, trials=2, runs=3, epochs=4, batches=5), faults=False)
     with open(plain.path, "rb") as a, open(wal.path, "wb") as b:
@@ -234,13 +234,13 @@ def test_in_engine_copy_equals_the_row_by_row_copy_with_ids_moved(tmp_path, monk
     con = sqlite3.connect(wal.path)
     assert con.execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)
     con.close()
-    engine_runs, real = [], migrate._engine_batches
+    engine_runs, real = [], pages.engine_batches
 
     def counting(*args, **kwargs):
         engine_runs.append(args[3])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(migrate, "_engine_batches", counting)
+    monkeypatch.setattr(pages, "engine_batches", counting)
     results = {}
     for source in (plain, wal):
         target = sqlite_at(tmp_path, "to-" + os.path.basename(source.path))

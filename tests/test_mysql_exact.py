@@ -126,9 +126,9 @@ def double_target(mysql_databases):
 
 @pytest.mark.parametrize("page_bytes", [None, 700])
 def test_sqlite_into_mariadb_as_sql_text_keeps_every_bit(mysql_databases, tmp_path, monkeypatch, page_bytes):
-    from emfix import migrate
+    from emfix import pages
     if page_bytes:  # pages cut down to a few rows by the byte limit, then read again smaller
-        monkeypatch.setattr(migrate, "_literal_limit", lambda source, target: page_bytes)
+        monkeypatch.setattr(pages, "literal_limit", lambda source, target: page_bytes)
     source, target = awkward_sqlite(tmp_path), double_target(mysql_databases)
     result = migrate_experiment(source, target, 1, snapshot_dir=str(tmp_path / "s"))
     assert result.verified

@@ -52,7 +52,7 @@ def small_pages(monkeypatch, limit):
     def small_limit(address, retry_policy):
         db = opened(address, retry_policy)
         db.execute("SET SESSION group_concat_max_len = %d" % limit)
-        db.page_limit = limit
+        db.page_limit = db.concat_limit = limit
         return db
 
     monkeypatch.setattr(snapshot, "open_reader", small_limit)
@@ -89,6 +89,17 @@ def test_one_key_value_too_large_for_a_page_is_split_by_the_next_key_column(mysq
     snapshot.restore_snapshot(mysql_address, str(tmp_path), made.id, safety_snapshot=False)
     assert checksums(mysql_address, tables) == before
     assert ("BATCH", (0,)) in split
+
+
+def test_a_row_longer_than_a_page_is_kept_whole(exact_mysql, tmp_path):
+    """Pages stay near 512 kB (memory stays flat); a single 3 MB value still fits, up to max_allowed_packet."""
+    with open_database(exact_mysql) as db:
+        db.execute("INSERT INTO `VALS` (id, j, s) VALUES (5, ?, ?)", ('{"big": "%s"}' % ("x" * (3 << 20)), "ü" * 1000))
+    before = checksums(exact_mysql, TABLES)
+    made = snapshot.create_snapshot(exact_mysql, str(tmp_path), verify=True)
+    empty(exact_mysql)
+    snapshot.restore_snapshot(exact_mysql, str(tmp_path), made.id, safety_snapshot=False)
+    assert checksums(exact_mysql, TABLES) == before
 
 
 def test_a_row_larger_than_the_limit_is_a_clear_error(exact_mysql, tmp_path, monkeypatch):

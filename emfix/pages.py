@@ -1,0 +1,233 @@
+"""How migrate reads an experiment's subtree: pages of rows, pages of SQL text, or INSERT ... SELECT batches.
+
+Every reader goes in key order after a last key (keyset), so a copy killed at any moment resumes
+exactly where its journal says. Which one a copy uses:
+
+- rows (`row_pages`): any pair of databases, a page of Python rows at a time (OFFSET on request);
+- SQL text (`literal_pages`): SQLite into MySQL; SQLite's quote() and group_concat turn a page into
+  the body of one multi-row INSERT, which MySQL parses as it parses the mysql client's;
+- in-engine batches (`engine_batches`): SQLite into SQLite; DST is attached to SRC's connection and
+  each batch is one INSERT ... SELECT, while a second read lock on SRC (`pin_moment`) keeps its moment.
+"""
+
+import queue
+import sys
+import threading
+
+from .progress import BASE_MB, DEFAULT_BATCH
+from .values import portable
+
+MAX_BATCH = 100000
+PAGE_BYTES = 512 << 10  # a page of SQL text into MySQL, when --batch-size does not say
+ENGINE_BATCH = 20000  # rows per transaction of an in-engine copy (no row passes through Python)
+ENGINE_DST = "emfix_dst"
+
+
+def row_pages(db, graph, tree, table, batch_size, paging, last):
+    """Rows of one table in key order, a page at a time, starting after `last` (a key) or at an offset."""
+    columns = graph.columns[table]
+    source, keys, names = tree.source(db, graph, table)
+    cols = db.exact_columns(table, columns, "t.")
+    order = ", ".join(keys)
+    index = [columns.index(c) for c in names]
+    glue = " AND " if " WHERE " in source else " WHERE "
+    if paging == "offset":
+        offset = last or 0
+        while True:
+            rows = db.query("SELECT %s FROM %s ORDER BY %s LIMIT %d OFFSET %d" % (
+                cols, source, order, batch_size, offset))
+            if not rows:
+                return
+            offset += len(rows)
+            yield rows, offset
+            if len(rows) < batch_size:
+                return
+    while True:
+        after, params = "", ()
+        if last is not None:
+            after = "%s(%s) > (%s)" % (glue, order, ", ".join("?" * len(keys)))
+            params = tuple(last)
+        rows = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT %d" % (cols, source, after, order, batch_size),
+                        params)
+        if not rows:
+            return
+        last = [rows[-1][i] for i in index]
+        yield rows, [portable(v) for v in last]
+        if len(rows) < batch_size:
+            return
+
+
+class LiteralPage:
+    """A page of rows as the body of a multi-row INSERT (`1,'a'),(2,'b'`), made by SQLite's quote()."""
+
+    def __init__(self, count, text):
+        self.count, self.text = count, text
+
+    def __len__(self):
+        return self.count
+
+
+def literal_pages(db, graph, tree, table, batch_size, last, moves, limit, adaptive=False):
+    """SQLite SRC into MySQL: each page is one group_concat of quote()d values, so no row passes through
+    Python (quote() writes a REAL with 20 digits, exact; MySQL reads a backslash as an escape, so it is
+    doubled). Pages hold batch_size rows, fewer when that would pass `limit` bytes; `adaptive` (no
+    --batch-size) pages grow or shrink to about PAGE_BYTES, as the mysql client's statements do."""
+    target = min(PAGE_BYTES, limit // 2)
+    source = tree.source(db, graph, table)[0]
+    values = ["replace(quote(%s), '\\', '\\\\')" % v for v in moved_values(db, graph.columns[table], moves)]
+    select = "SELECT count(*), group_concat(%s, '),(') FROM %s%s" % (
+        " || ',' || ".join(values), source, " AND " if " WHERE " in source else " WHERE ")
+    size = batch_size
+    while last != "done":
+        found = key_range(db, graph, tree, table, size, last)
+        if found is None:
+            return
+        where, params, after = found
+        count, text = db.query_raw(select + where, params)[0]
+        if len(text or b"") > limit and size > 1:
+            size = max(1, size // 4)
+            continue
+        if adaptive:
+            size = max(1, min(MAX_BATCH, int(size * target / max(1, len(text or b""))) or 1))
+        last = after
+        if count:
+            yield LiteralPage(count, text), last
+        elif last == "done":
+            return
+
+
+def moved_values(db, columns, moves):
+    """SQLite expressions for a row's columns (table alias t), the ids in `moves` shifted in the engine."""
+    shift = dict(moves)
+    values = []
+    for i, column in enumerate(columns):
+        value = "t.%s" % db.quote(column)
+        if shift.get(i):
+            value = "CASE WHEN typeof(%s) = 'integer' THEN %s + %d ELSE %s END" % (value, value, shift[i], value)
+        values.append(value)
+    return values
+
+
+class EngineBatch:
+    """SQLite into SQLite: one batch as an INSERT ... SELECT that SQLite runs from SRC into the attached DST."""
+
+    def __init__(self, sql, params, expected):
+        self.sql, self.params, self.expected = sql, params, expected  # expected: rows it must write, or None
+
+
+def copies_in_engine(source, target, paging):
+    """SQLite into another SQLite file, keyset pages, SRC in rollback-journal mode: there a read lock held
+    on SRC (the pin) keeps every writer out, so batches read in separate transactions all see one moment.
+    (In WAL mode a writer could commit between two batches: rows go through Python, inside one read.)"""
+    if source.dialect != "sqlite" or target.dialect != "sqlite" or paging != "keyset":
+        return False
+    if ":memory:" in (source.address.path, target.address.path):
+        return False
+    return str(source.scalar("PRAGMA journal_mode")).lower() != "wal"
+
+
+def pin_moment(readers):
+    pin = readers.acquire()
+    pin.execute("BEGIN")
+    pin.scalar("SELECT count(*) FROM sqlite_master")  # the read that takes SRC's shared lock
+    return pin
+
+
+def engine_batches(db, graph, tree, table, batch_size, last, moves, check):
+    """Batches of at most `batch_size` rows in key order, each an INSERT ... SELECT through the key table.
+    A batch's bounds are found in the key table alone (no lookup into the table per row); `check`
+    (conservative) also counts what each batch should write."""
+    columns = graph.columns[table]
+    source = tree.source(db, graph, table)[0]
+    insert = "INSERT INTO %s.%s (%s) SELECT %s FROM %s" % (ENGINE_DST, db.quote(table), db.quote_columns(columns),
+                                                          ", ".join(moved_values(db, columns, moves)), source)
+    while last != "done":
+        found = key_range(db, graph, tree, table, batch_size, last)
+        if found is None:
+            return
+        where, params, last = found
+        expected = int(db.scalar("SELECT count(*) FROM %s WHERE %s" % (source, where), params)) if check else None
+        yield EngineBatch("%s%s%s" % (insert, " AND " if " WHERE " in source else " WHERE ", where), params,
+                          expected), last
+
+
+def key_range(db, graph, tree, table, size, last):
+    """(condition on the key columns, its parameters, its last key or "done" at the end) for the next
+    `size` keys after `last`, found by probing the table's key table (never the table itself); None
+    when no key is left."""
+    name, key = tree.keys(graph, table)
+    keys = ["x.%s" % db.quote(c) for c in key]
+    order, row, marks = ", ".join(keys), "(%s)" % ", ".join(keys), "(%s)" % ", ".join("?" * len(keys))
+    after, params = ([row + " > " + marks], tuple(last)) if last is not None else ([], ())
+    where = " WHERE " + " AND ".join(after) if after else ""
+    bound = db.query("SELECT %s FROM %s x%s ORDER BY %s LIMIT 1 OFFSET %d" % (order, db.quote(name), where, order,
+                                                                             size - 1), params)
+    if bound:
+        return " AND ".join(after + [row + " <= " + marks]), params + tuple(bound[0]), [portable(v) for v in bound[0]]
+    if db.query("SELECT 1 FROM %s x%s LIMIT 1" % (db.quote(name), where), params):
+        return " AND ".join(after) or "1 = 1", params, "done"
+    return None
+
+
+def prefetched(items, depth=2):
+    """Yield from `items` while a thread already produces the next ones (at most `depth` ahead)."""
+    ready, stop = queue.Queue(maxsize=depth), threading.Event()
+
+    def put(entry):
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def produce():
+        try:
+            for item in items:
+                put(("item", item))
+                if stop.is_set():
+                    return
+            put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="emfix-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                ready.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        worker.join()
+
+
+def batch_for_memory(db, graph, table, where, max_memory_mb):
+    """Rows per batch so a batch (held about 4 times over: driver rows, mapped rows, the driver's
+    statement, the checksum pass) fits in what --max-memory leaves after BASE_MB."""
+    room = (max_memory_mb - BASE_MB) * 1024 * 1024
+    cols = ", ".join("t." + db.quote(c) for c in graph.columns[table])
+    sample = db.query("SELECT %s FROM %s t WHERE %s LIMIT 200" % (cols, db.quote(table), where))
+    if not sample:
+        return DEFAULT_BATCH
+    per_row = sum(sys.getsizeof(row) + sum(sys.getsizeof(v) for v in row) for row in sample) / len(sample)
+    return max(10, min(MAX_BATCH, int(room / (4 * per_row))))
+
+
+def literal_limit(source, target):
+    """Bytes a page of SQL text may take into MySQL (its max_allowed_packet, less room for the statement),
+    when SRC is a SQLite whose quote() writes a REAL exactly (older builds wrote 15 digits); else 0."""
+    if source.dialect != "sqlite" or target.dialect != "mysql":
+        return 0
+    if source.scalar("SELECT quote(0.1 + 0.2) = '3.00000000000000044408e-01'") != 1:
+        return 0
+    return max(1 << 16, min(16 << 20, int(target.scalar("SELECT @@max_allowed_packet") or 0) - (64 << 10)))
