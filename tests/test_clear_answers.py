@@ -336,3 +336,15 @@ def test_restore_without_a_terminal_says_to_add_yes(demo_db, tmp_path):
     result = run_cli("snapshot", "restore", demo_db.path, "--snapshot-dir", str(tmp_path / "snaps"))
     assert_one_clear_line(result, 2, "add --yes")
     assert "--dry-run" not in result.stderr
+
+
+def test_snapshot_by_a_user_without_reload_reads_in_one_connection(select_only_user, tmp_path):
+    """FLUSH TABLES WITH READ LOCK needs RELOAD; without it the snapshot is read by one connection, still
+    in one moment, and restores like any other."""
+    url, env = select_only_user
+    result = run_cli("snapshot", "create", url, "--snapshot-dir", str(tmp_path), "--json", "-v", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "reading with one connection" in result.stderr and "RELOAD" in result.stderr
+    made = json.loads(result.stdout)
+    assert made["file"].endswith(".sql") and made["tables"]["METRIC"] > 0
+    assert run_cli("snapshot", "verify", url, made["id"], "--snapshot-dir", str(tmp_path), env=env).returncode == 0

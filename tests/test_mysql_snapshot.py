@@ -7,7 +7,7 @@ import sys
 import threading
 
 import pytest
-from conftest import SUBTREE_TABLES, checksums, make_demo
+from conftest import ROOT, SUBTREE_TABLES, checksums, make_demo, run_cli, url_of
 
 from emfix import snapshot, sqlsnapshot
 from emfix.backends import open_database
@@ -170,3 +170,30 @@ def test_restore_stops_at_the_first_refused_statement(exact_mysql, tmp_path):
     with pytest.raises(SchemaError, match="refused a statement: Data too long for column 's'"):
         snapshot.restore_snapshot(exact_mysql, str(tmp_path), made.id, safety_snapshot=False)
     assert threading.active_count() == 1  # no loader thread is left waiting
+
+
+def test_restore_killed_mid_load_is_finished_by_running_it_again(mysql_address, tmp_path, monkeypatch):
+    make_demo(mysql_address, shape=Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10), faults=False)
+    tables = ("BATCH", "BATCH_METRIC", "EPOCH", "METRIC", "TRIAL_RUN")
+    before = checksums(mysql_address, tables)
+    small_pages(monkeypatch, 4000)  # a file of a few hundred small INSERTs: a kill lands between two
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path))
+    monkeypatch.undo()
+    with open_database(mysql_address) as db:
+        db.execute("UPDATE `METRIC` SET total_val = total_val + 1")
+    total = made.tables["BATCH_METRIC"]
+    argv = [sys.executable, "-m", "emfix", "snapshot", "restore", url_of(mysql_address), "--snapshot-dir",
+            str(tmp_path), "--snapshot-id", made.id, "--no-safety-snapshot", "--yes", "-q"]
+    proc = subprocess.Popen(argv, env=dict(os.environ, PYTHONPATH=ROOT), stderr=subprocess.DEVNULL)
+    killed = False
+    with open_database(mysql_address) as admin:
+        while proc.poll() is None:  # kill it once BATCH_METRIC is emptied and partly loaded again
+            if 0 < int(admin.scalar("SELECT count(*) FROM `BATCH_METRIC`")) < total:
+                proc.kill()
+                killed = True
+    proc.wait()
+    assert killed, "the restore finished before it could be killed"
+    assert checksums(mysql_address, tables) != before  # half restored
+    again = run_cli(*argv[3:])
+    assert again.returncode == 0, again.stderr
+    assert checksums(mysql_address, tables) == before
