@@ -89,6 +89,18 @@ class ConnectionPool:
         except Exception:
             pass
 
+    def prepare(self, count):
+        """Open up to `count` connections in the background, idle and ready when they are asked for
+        (connecting is a few round trips; the caller meanwhile does its own work). A failure here is
+        left for the acquire that opens the connection again to report."""
+        def open_one():
+            try:
+                self.release(self.acquire(timeout=0))
+            except Exception as exc:
+                log.info("a connection opened ahead failed: %s", exc)
+        for _ in range(count):
+            threading.Thread(target=open_one, name="emfix-pool-prepare", daemon=True).start()
+
     def release(self, conn):
         with self._cond:
             if id(conn) not in self._in_use:

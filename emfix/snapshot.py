@@ -500,6 +500,7 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
         return open_database(address, readonly=True, retry_policy=retry_policy)
 
     with ConnectionPool(opener, size=workers if as_sql else 1) as pool, pool.connection() as db:
+        pool.prepare(workers - 1 if as_sql else 0)  # the other readers connect while this one plans
         graph = discover_graph(db)
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)

@@ -177,6 +177,32 @@ def test_pool_timeout_names_the_sizes(demo_sqlite):
     pool.close()
 
 
+def test_pool_prepares_connections_in_the_background_and_hands_them_out_later():
+    opened, gate = [], threading.Event()
+
+    class Connection:
+        def ping(self):
+            return True
+
+        def close(self):
+            pass
+
+    def factory():
+        gate.wait(5)  # connecting takes a while; the caller is not kept waiting for it
+        opened.append(Connection())
+        return opened[-1]
+
+    pool = ConnectionPool(factory, size=2, timeout=5)
+    pool.prepare(2)
+    assert not opened
+    gate.set()
+    first, second = pool.acquire(), pool.acquire()  # the two prepared ones: no third connection made
+    assert len(opened) == 2 and {id(first), id(second)} == {id(c) for c in opened}
+    pool.release(first)
+    pool.release(second)
+    pool.close()
+
+
 def test_pool_replaces_a_broken_connection(address):
     make_demo(address)
     pool = ConnectionPool(lambda: open_database(address), size=1, timeout=5)

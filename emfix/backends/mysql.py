@@ -312,9 +312,7 @@ class MySQLBackend(Backend):
         """An expression the server evaluates to one row as the body of a SQL tuple (`1,'a',NULL`) that
         gives back the same bits when inserted: FLOAT through DOUBLE (its text would keep six digits),
         binary types as X'hex', strings through QUOTE, NULL as NULL."""
-        kinds = {_text(name).lower(): (_text(kind).lower(), _text(nullable) == "YES") for name, kind, nullable in
-                 self.query("SELECT COLUMN_NAME, DATA_TYPE, IS_NULLABLE FROM information_schema.COLUMNS "
-                            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", (table,))}
+        kinds = self._column_kinds(table)
         parts = []
         for column in columns:
             kind, nullable = kinds[column.lower()]
@@ -402,13 +400,22 @@ class MySQLBackend(Backend):
         return self._rounds
 
     def column_types(self, table):
-        """{column name (lower case): DATA_TYPE}, read once per table and connection."""
-        cache = self.__dict__.setdefault("_column_types", {})
-        if table not in cache:
-            cache[table] = {_text(name).lower(): _text(kind).lower() for name, kind in self.query(
-                "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
-                "AND TABLE_NAME = ?", (table,))}
-        return cache[table]
+        """{column name (lower case): DATA_TYPE}."""
+        return {name: kind for name, (kind, _) in self._column_kinds(table).items()}
+
+    def _column_kinds(self, table):
+        """{column (lower case): (DATA_TYPE, nullable)}: every table's, read in one query per connection
+        (and again for a table created since)."""
+        cache = self.__dict__.get("_kinds")
+        if cache is None or table.lower() not in cache:
+            cache = {}
+            for owner, name, kind, nullable in self.query(
+                    "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, IS_NULLABLE FROM information_schema.COLUMNS "
+                    "WHERE TABLE_SCHEMA = DATABASE()"):
+                cache.setdefault(_text(owner).lower(), {})[_text(name).lower()] = (_text(kind).lower(),
+                                                                                   _text(nullable) == "YES")
+            self._kinds = cache
+        return cache.get(table.lower(), {})
 
     # -- introspection ------------------------------------------------------------------------
     def tables(self):
