@@ -16,6 +16,7 @@ from .errors import NoSpaceError, UsageError
 
 DATA_FILE_MODE = 0o600  # reports, exports, snapshots, quarantines: they hold the database's data
 SQLITE_HEADER = b"SQLite format 3\x00"
+SQL_SNAPSHOT_HEADER = b"-- emfix-sql-snapshot-"  # the first bytes of a MySQL snapshot's SQL text
 TEMP_NAME = re.compile(r"^\..+\.emfix-(\d+)\.tmp$")
 LEGACY_TEMP_NAMES = (re.compile(r"^\..+\.tmp-(\d+)$"), re.compile(r"^\..+\.emfix-restore-(\d+)\.tmp$"))
 FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
@@ -115,6 +116,10 @@ def check_output_path(path, protect=()):
     if is_sqlite_file(real):
         raise UsageError("refusing to write over %s: it is a SQLite database (a database, snapshot or "
                          "quarantine file)" % path, hint="give -o another file name")
+    with open(real, "rb") as handle:
+        if handle.read(len(SQL_SNAPSHOT_HEADER)) == SQL_SNAPSHOT_HEADER:
+            raise UsageError("refusing to write over %s: it is a snapshot (SQL text)" % path,
+                             hint="give -o another file name")
     if _is_snapshot_manifest(real):
         raise UsageError("refusing to write over %s: it is a snapshot manifest" % path,
                          hint="give -o another file name")

@@ -3,7 +3,7 @@
 mysqldump is fast because the server sends text and the client only escapes it; but the text of
 a FLOAT keeps six digits, so a dump loses METRIC.total_val. Here the server formats every row as
 an exact SQL literal (`MySQLBackend.literal_row`: FLOAT through DOUBLE, binary as X'hex') and
-aggregates a page of rows into one value, so Python handles a few thousand strings of ~2 MB
+aggregates a page of rows into one value, so Python handles a few thousand strings of ~512 kB
 instead of millions of rows. Tables are split into key ranges that several connections from the
 pool read at once, all inside one moment (FLUSH TABLES WITH READ LOCK held only while each
 connection starts its consistent snapshot; one connection when the user may not take that lock).
@@ -23,11 +23,12 @@ import threading
 
 from .backends import open_database
 from .errors import DamagedInputError, DatabaseLockedError, EmfixError, PrivilegeError
+from .fileutil import SQL_SNAPSHOT_HEADER
 from .pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"-- emfix-sql-snapshot-1"
+MAGIC = SQL_SNAPSHOT_HEADER + b"1"
 END = b"-- emfix: complete "
 FRAME = re.compile(rb"^-- (\d+)\n$")
 SESSION = [
@@ -151,8 +152,8 @@ def _end_read(db):
 
 
 def _write_head(db, graph, out):
-    out.write(MAGIC + (" of %s; load it with `emfix snapshot restore` or `mysql DB < this file` "
-                               "(it empties the tables it fills)\n" % db.address.display()).encode("utf-8"))
+    out.write(MAGIC + (" of %s; load it with `emfix snapshot restore` or `mysql DB < this file` (it empties "
+                       "the tables it fills)\n" % db.address.display().replace("\n", " ")).encode("utf-8"))
     for sql in SESSION:
         out.statement(sql)
     estimates = {name: int(rows or 0) for name, rows in db.query(
@@ -160,8 +161,7 @@ def _write_head(db, graph, out):
     plans = []
     for table in graph.parent_first():
         ddl = db.query("SHOW CREATE TABLE %s" % db.quote(table))[0][1]
-        # SHOW CREATE TABLE writes a newline inside a comment as \n, so the statement fits on one line.
-        out.statement(re.sub(r"^CREATE TABLE", "CREATE TABLE IF NOT EXISTS", ddl.replace("\n", " ")))
+        out.statement(re.sub(r"^CREATE TABLE", "CREATE TABLE IF NOT EXISTS", ddl))
         plans.append(_TablePlan(db, table, graph.primary_keys.get(table) or (), graph.columns[table],
                                 estimates.get(table, 0)))
     for plan in plans:

@@ -55,6 +55,16 @@ def test_output_onto_a_snapshot_or_quarantine_is_refused(demo_db, tmp_path):
         assert open(target, "rb").read() == before
 
 
+def test_output_onto_a_mysql_sql_snapshot_is_refused(demo_db, mysql_address, tmp_path):
+    make_demo(mysql_address)
+    manifest = snapshot.create_snapshot(mysql_address, str(tmp_path / "snaps"))
+    target = os.path.join(str(tmp_path / "snaps"), manifest.file)
+    before = open(target, "rb").read()
+    result = run_cli("validate", demo_db.path, "-o", target)
+    assert result.returncode == 2 and "it is a snapshot (SQL text)" in result.stderr, result.stderr
+    assert open(target, "rb").read() == before
+
+
 def test_output_through_a_symlink_writes_its_target_and_keeps_the_link(demo_db, tmp_path):
     real = tmp_path / "reports" / "report.json"
     real.parent.mkdir()
