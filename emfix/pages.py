@@ -14,6 +14,7 @@ import queue
 import sys
 import threading
 
+from .pool import put_unless_stopped
 from .progress import BASE_MB, DEFAULT_BATCH
 from .values import portable
 
@@ -173,23 +174,15 @@ def prefetched(items, depth=2):
     """Yield from `items` while a thread already produces the next ones (at most `depth` ahead)."""
     ready, stop = queue.Queue(maxsize=depth), threading.Event()
 
-    def put(entry):
-        while not stop.is_set():
-            try:
-                ready.put(entry, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
     def produce():
         try:
             for item in items:
-                put(("item", item))
+                put_unless_stopped(ready, ("item", item), stop)
                 if stop.is_set():
                     return
-            put(("end", None))
+            put_unless_stopped(ready, ("end", None), stop)
         except BaseException as exc:  # handed to the consumer, raised there
-            put(("error", exc))
+            put_unless_stopped(ready, ("error", exc), stop)
 
     worker = threading.Thread(target=produce, name="emfix-read-ahead", daemon=True)
     worker.start()

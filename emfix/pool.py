@@ -7,6 +7,7 @@ out, replaces broken ones, and closes every connection it opened on `close()`.
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 
@@ -136,3 +137,14 @@ class ConnectionPool:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def put_unless_stopped(bounded, item, stop, wait=0.2):
+    """Put `item` on a bounded queue shared by the threads working over a pool's connections, giving up
+    once `stop` is set (the consumer is gone: waiting for room would wait for ever)."""
+    while not stop.is_set():
+        try:
+            bounded.put(item, timeout=wait)
+            return
+        except queue.Full:
+            continue

@@ -24,7 +24,7 @@ import threading
 from .backends import open_database
 from .errors import DamagedInputError, DatabaseLockedError, EmfixError, PrivilegeError
 from .fileutil import SQL_SNAPSHOT_HEADER
-from .pool import ConnectionPool
+from .pool import ConnectionPool, put_unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -416,11 +416,11 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                         continue
                     if not threads:
                         threads = [_start_loader(db, session, inserts, failed, errors) for db in connections]
-                    _put(inserts, statement, failed)
+                    put_unless_stopped(inserts, statement, failed)
                     if progress is not None:
                         progress.update("loading %s" % path)
             for _ in threads:
-                _put(inserts, None, failed)
+                put_unless_stopped(inserts, None, failed)
             for thread in threads:
                 thread.join()
             if errors:
@@ -455,12 +455,3 @@ def _start_loader(db, session, inserts, failed, errors):
     thread = threading.Thread(target=run, name="emfix-restore", daemon=True)
     thread.start()
     return thread
-
-
-def _put(inserts, statement, failed):
-    while not failed.is_set():
-        try:
-            inserts.put(statement, timeout=0.5)
-            return
-        except queue.Full:
-            continue

@@ -17,21 +17,27 @@ from emfix.errors import EmfixError, SchemaError
 TABLES = SUBTREE_TABLES + ("VALS",)
 
 
-def empty(address):
+def empty(address, tables=TABLES):
     with open_database(address) as db:
         db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
-        for table in TABLES:
+        for table in tables:
             db.execute("DELETE FROM %s" % db.quote(table))
+
+
+def round_trip(address, directory, tables=TABLES, **create):
+    """Snapshot (verified), empty the tables, restore; CHECKSUM TABLE must be what it was before."""
+    before = checksums(address, tables)
+    made = snapshot.create_snapshot(address, str(directory), verify=True, **create)
+    empty(address, tables)
+    result = snapshot.restore_snapshot(address, str(directory), made.id, safety_snapshot=False)
+    assert checksums(address, tables) == before
+    return made, result
 
 
 @pytest.mark.parametrize("file_format", ["sql", "sqlite"])
 def test_restore_of_either_format_leaves_checksum_table_identical(exact_mysql, tmp_path, file_format):
-    before = checksums(exact_mysql, TABLES)
-    made = snapshot.create_snapshot(exact_mysql, str(tmp_path), verify=True, file_format=file_format)
+    made, result = round_trip(exact_mysql, tmp_path, file_format=file_format)
     assert made.file.endswith("." + ("sql" if file_format == "sql" else "db"))
-    empty(exact_mysql)
-    result = snapshot.restore_snapshot(exact_mysql, str(tmp_path), made.id, safety_snapshot=False)
-    assert checksums(exact_mysql, TABLES) == before
     assert result.tables == made.tables
 
 
@@ -62,11 +68,7 @@ def test_pages_shrink_until_each_fits_the_servers_limit(exact_mysql, tmp_path, m
     """GROUP_CONCAT stops at group_concat_max_len without an error: a page that reaches it is read again
     smaller, never written cut off."""
     small_pages(monkeypatch, 3000)
-    before = checksums(exact_mysql, TABLES)
-    made = snapshot.create_snapshot(exact_mysql, str(tmp_path), verify=True)
-    empty(exact_mysql)
-    snapshot.restore_snapshot(exact_mysql, str(tmp_path), made.id, safety_snapshot=False)
-    assert checksums(exact_mysql, TABLES) == before
+    round_trip(exact_mysql, tmp_path)
 
 
 def test_one_key_value_too_large_for_a_page_is_split_by_the_next_key_column(mysql_address, tmp_path, monkeypatch):
@@ -79,15 +81,7 @@ def test_one_key_value_too_large_for_a_page_is_split_by_the_next_key_column(mysq
         return by_probes(pages, bounds, params, prefix)
 
     monkeypatch.setattr(sqlsnapshot._Pages, "by_probes", recording)
-    tables = ("BATCH", "BATCH_METRIC", "EPOCH", "METRIC")
-    before = checksums(mysql_address, tables)
-    made = snapshot.create_snapshot(mysql_address, str(tmp_path), verify=True)
-    with open_database(mysql_address) as db:
-        db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
-        for table in tables:
-            db.execute("DELETE FROM %s" % db.quote(table))
-    snapshot.restore_snapshot(mysql_address, str(tmp_path), made.id, safety_snapshot=False)
-    assert checksums(mysql_address, tables) == before
+    round_trip(mysql_address, tmp_path, ("BATCH", "BATCH_METRIC", "EPOCH", "METRIC"))
     assert ("BATCH", (0,)) in split
 
 
@@ -95,11 +89,7 @@ def test_a_row_longer_than_a_page_is_kept_whole(exact_mysql, tmp_path):
     """Pages stay near 512 kB (memory stays flat); a single 3 MB value still fits, up to max_allowed_packet."""
     with open_database(exact_mysql) as db:
         db.execute("INSERT INTO `VALS` (id, j, s) VALUES (5, ?, ?)", ('{"big": "%s"}' % ("x" * (3 << 20)), "ü" * 1000))
-    before = checksums(exact_mysql, TABLES)
-    made = snapshot.create_snapshot(exact_mysql, str(tmp_path), verify=True)
-    empty(exact_mysql)
-    snapshot.restore_snapshot(exact_mysql, str(tmp_path), made.id, safety_snapshot=False)
-    assert checksums(exact_mysql, TABLES) == before
+    round_trip(exact_mysql, tmp_path)
 
 
 def test_a_row_larger_than_the_limit_is_a_clear_error(exact_mysql, tmp_path, monkeypatch):

@@ -424,58 +424,56 @@ class MySQLBackend(Backend):
         return [_text(r[0]) for r in rows]
 
     def columns(self, table):
-        rows = self.query("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
-                          "AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", (table,))
-        return [_text(r[0]) for r in rows]
+        return self._columns_of(table).get(table.lower(), [])
 
     def primary_key(self, table):
-        rows = self.query("SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
-                          "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' "
-                          "ORDER BY ORDINAL_POSITION", (table,))
-        return tuple(_text(r[0]) for r in rows)
+        return tuple(self._primary_keys_of(table).get(table.lower(), ()))
 
     def foreign_keys(self, table):
-        rows = self.query(
-            "SELECT k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME "
+        return [fk._replace(table=table) for fk in self._foreign_keys_of(table).get(table.lower(), [])]
+
+    def describe_tables(self, tables):
+        """Three queries for the whole database, not three per table (information_schema is slow to ask)."""
+        columns, keys, foreign = self._columns_of(), self._primary_keys_of(), self._foreign_keys_of()
+        return ({t: columns.get(t.lower(), []) for t in tables}, {t: tuple(keys.get(t.lower(), ())) for t in tables},
+                {t: [fk._replace(table=t) for fk in foreign.get(t.lower(), [])] for t in tables})
+
+    def _by_table(self, sql, table, column="TABLE_NAME"):
+        """{table name (lower case): [the rest of each row]} of an information_schema query whose first
+        column is the table (`column`), over the whole database or (`table`) one table of it."""
+        found = {}
+        for row in self.query(sql % ("AND %s = ?" % column if table else ""), (table,) if table else ()):
+            found.setdefault(_text(row[0]).lower(), []).append(tuple(_text(v) for v in row[1:]))
+        return found
+
+    def _columns_of(self, table=None):
+        rows = self._by_table("SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+                              "DATABASE() %s ORDER BY TABLE_NAME, ORDINAL_POSITION", table)
+        return {t: [r[0] for r in found] for t, found in rows.items()}
+
+    def _primary_keys_of(self, table=None):
+        rows = self._by_table("SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE "
+                              "TABLE_SCHEMA = DATABASE() AND CONSTRAINT_NAME = 'PRIMARY' %s "
+                              "ORDER BY TABLE_NAME, ORDINAL_POSITION", table)
+        return {t: [r[0] for r in found] for t, found in rows.items()}
+
+    def _foreign_keys_of(self, table=None):
+        rows = self._by_table(
+            "SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME "
             "FROM information_schema.KEY_COLUMN_USAGE k "
             "JOIN information_schema.REFERENTIAL_CONSTRAINTS r "
             "  ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME "
             "  AND r.TABLE_NAME = k.TABLE_NAME "
-            "WHERE k.TABLE_SCHEMA = DATABASE() AND k.TABLE_NAME = ? AND k.REFERENCED_TABLE_NAME IS NOT NULL "
-            "ORDER BY k.CONSTRAINT_NAME, k.ORDINAL_POSITION", (table,))
-        groups = {}
-        for name, column, ref_table, ref_column in rows:
-            groups.setdefault(_text(name), []).append((_text(column), _text(ref_table), _text(ref_column)))
-        return [ForeignKey(table, tuple(p[0] for p in parts), parts[0][1], tuple(p[2] for p in parts), name)
-                for name, parts in groups.items()]
-
-    def describe_tables(self, tables):
-        """Three queries for the whole database, not three per table (information_schema is slow to ask)."""
-        wanted = {t.lower(): t for t in tables}
-        columns, keys, foreign = {t: [] for t in tables}, {t: [] for t in tables}, {t: {} for t in tables}
-        for table, name in self.query("SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE "
-                                      "TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"):
-            if _text(table).lower() in wanted:
-                columns[wanted[_text(table).lower()]].append(_text(name))
-        for table, name in self.query("SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
-                                      "WHERE TABLE_SCHEMA = DATABASE() AND CONSTRAINT_NAME = 'PRIMARY' "
-                                      "ORDER BY TABLE_NAME, ORDINAL_POSITION"):
-            if _text(table).lower() in wanted:
-                keys[wanted[_text(table).lower()]].append(_text(name))
-        for table, name, column, ref_table, ref_column in self.query(
-                "SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, "
-                "k.REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE k "
-                "JOIN information_schema.REFERENTIAL_CONSTRAINTS r "
-                "  ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME "
-                "  AND r.TABLE_NAME = k.TABLE_NAME "
-                "WHERE k.TABLE_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_NAME IS NOT NULL "
-                "ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"):
-            if _text(table).lower() in wanted:
-                foreign[wanted[_text(table).lower()]].setdefault(_text(name), []).append(
-                    (_text(column), _text(ref_table), _text(ref_column)))
-        fks = {t: [ForeignKey(t, tuple(p[0] for p in parts), parts[0][1], tuple(p[2] for p in parts), name)
-                   for name, parts in groups.items()] for t, groups in foreign.items()}
-        return columns, {t: tuple(k) for t, k in keys.items()}, fks
+            "WHERE k.TABLE_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_NAME IS NOT NULL %s "
+            "ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION", table, "k.TABLE_NAME")
+        keys = {}
+        for owner, found in rows.items():
+            groups = {}
+            for name, column, ref_table, ref_column in found:
+                groups.setdefault(name, []).append((column, ref_table, ref_column))
+            keys[owner] = [ForeignKey(owner, tuple(p[0] for p in parts), parts[0][1], tuple(p[2] for p in parts), name)
+                           for name, parts in groups.items()]
+        return keys  # {table (lower case): [ForeignKey]}; callers put back the table's own spelling
 
     def indexes(self, table):
         rows = self.query("SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM information_schema.STATISTICS "
