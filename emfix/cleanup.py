@@ -17,12 +17,12 @@ from typing import Dict, Optional
 
 from . import quarantine as q
 from .backends import open_database
-from .errors import Cancelled, NoSpaceError, OperationInterrupted, UsageError
+from .errors import NoSpaceError, OperationInterrupted, UsageError
 from .fksweep import TMP, UNREFERENCED_TABLES, TablePlan, sweep_foreign_keys
+from .guarded import GuardedChange, Safeguards, preflight
 from .hierarchy import ancestor_chain
 from .progress import NoProgress
-from .schema import discover_graph, require_experiment_manager
-from .snapshot import create_snapshot, default_snapshot_dir
+from .schema import discover_graph
 from .values import portable
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ class CleanupResult:
     batches: int = 0
     max_batch_ms: float = 0.0
     final: Optional[dict] = None  # validate's summary afterwards
+    # rows another process changed after they were planned (re-parented, edited): not deleted
+    left_alone: Dict[str, int] = dataclasses.field(default_factory=dict)
+    left_alone_examples: Dict[str, list] = dataclasses.field(default_factory=dict)
 
 
 # -- planning ------------------------------------------------------------------------------------
@@ -274,8 +277,11 @@ def _copy_doomed(db, graph, doom, qcon, progress):
             db.create_temp_index(staged, [q.ROWID])
             continue
         on = " AND ".join("d.i%d = t.%s" % (n, quoted(c)) for n, c in enumerate(plan.identity_names))
-        select = "SELECT %s FROM %s t JOIN %s d ON %s" % (db.exact_columns(table, columns, "t."),
-                                                         quoted(table), quoted(_doom_table(plan)), on)
+        # The doomed rows as read now, in a scratch table on the server: what the quarantine keeps is
+        # what the delete compares with, so a row changed after this read is not deleted.
+        db.create_temp_table(_stage_table(plan), "SELECT t.* FROM %s t JOIN %s d ON %s" % (
+            quoted(table), quoted(_doom_table(plan)), on), indexes=[plan.identity_names])
+        select = "SELECT %s FROM %s t" % (db.exact_columns(table, columns, "t."), quoted(_stage_table(plan)))
         staged = "temp.%s" % q.qi(_stage_table(plan))
         qcon.execute("DROP TABLE IF EXISTS %s" % staged)
         qcon.execute("CREATE TEMP TABLE %s (%s)" % (q.qi(_stage_table(plan)), ", ".join(q.qi(c) for c in columns)))
@@ -294,8 +300,10 @@ def _copy_doomed(db, graph, doom, qcon, progress):
         qcon.execute("DROP TABLE %s" % staged)
 
 
-def _delete_batches(db, graph, doom, batch_size, sleep, max_lock_ms, progress, interrupted):
+def _delete_batches(db, graph, doom, qcon, batch_size, sleep, max_lock_ms, progress, interrupted):
+    """Children before parents, a short transaction a batch; returns (removed, stats, left alone)."""
     removed, stats = {}, {"batches": 0, "max_ms": 0.0}
+    left_alone, left_alone_examples = {}, {}
     size = min(batch_size, 500) if max_lock_ms else batch_size  # start small, grow while batches stay quick
     for table in graph.child_first():
         if table not in doom:
@@ -321,7 +329,13 @@ def _delete_batches(db, graph, doom, batch_size, sleep, max_lock_ms, progress, i
                 break
             started = time.perf_counter()
             with db.transaction():
-                _delete_keys(db, graph, plan, keys)
+                deleted = _delete_keys(db, graph, plan, keys)
+                left = _still_there(db, plan, keys) if deleted < len(keys) else []
+            if left:
+                _forget_left_alone(db, graph, plan, left, qcon)
+                left_alone[table] = left_alone.get(table, 0) + len(left)
+                examples = left_alone_examples.setdefault(table, [])
+                examples.extend(list(k) for k in left[:max(0, 3 - len(examples))])
             elapsed_ms = (time.perf_counter() - started) * 1000
             stats["batches"] += 1
             stats["max_ms"] = max(stats["max_ms"], elapsed_ms)
@@ -330,31 +344,68 @@ def _delete_batches(db, graph, doom, batch_size, sleep, max_lock_ms, progress, i
                     size = max(1, size // 2)
                 elif elapsed_ms < max_lock_ms / 5:
                     size = min(batch_size, int(size * 1.5) + 1)
-            done += len(keys)
+            done += deleted
             last = keys[-1]
             progress.update("%s: %d/%d rows removed" % (table, done, count), force=done == len(keys))  # each table
             time.sleep(max(sleep, YIELD_SECONDS))
         removed[table] = done
-    return removed, stats
+    stats["left_alone_examples"] = left_alone_examples
+    return removed, stats, left_alone
 
 
 def _delete_keys(db, graph, plan, keys):
+    """Delete the batch's rows that still hold what was quarantined (compare-and-swap, NULL-safe, byte
+    for byte): a row another process changed since (re-parented, edited, its rowid reused) is not ours
+    to delete. Returns the rows deleted."""
     quoted = db.quote
     if plan.identity == ["rowid"]:
-        # Only a row whose content is the one quarantined: if its rowid now holds another row (freed,
-        # then reused by a writer), that row is not ours to delete.
         same = " AND ".join("t.%s IS s.%s" % (quoted(c), q.qi(c)) for c in graph.columns[plan.table])
-        db.execute("DELETE FROM %s WHERE rowid IN (SELECT s.%s FROM temp.%s s JOIN main.%s t ON t.rowid = s.%s "
-                   "AND %s WHERE s.%s IN (%s))" % (
-                       quoted(plan.table), q.qi(q.ROWID), q.qi(_stage_table(plan)), quoted(plan.table),
-                       q.qi(q.ROWID), same, q.qi(q.ROWID), ", ".join("?" * len(keys))),
-                   tuple(k[0] for k in keys))
-        return
+        return db.execute("DELETE FROM %s WHERE rowid IN (SELECT s.%s FROM temp.%s s JOIN main.%s t ON t.rowid = "
+                          "s.%s AND %s WHERE s.%s IN (%s))" % (
+                              quoted(plan.table), q.qi(q.ROWID), q.qi(_stage_table(plan)), quoted(plan.table),
+                              q.qi(q.ROWID), same, q.qi(q.ROWID), ", ".join("?" * len(keys))),
+                          tuple(k[0] for k in keys))
     columns = plan.identity_names
     one = "(%s)" % ", ".join("?" * len(columns))
-    db.execute("DELETE FROM %s WHERE (%s) IN (%s)" % (quoted(plan.table), db.quote_columns(columns),
-                                                      ", ".join([one] * len(keys))),
-               tuple(v for k in keys for v in k))
+    on = " AND ".join("t.%s = s.%s" % (quoted(c), quoted(c)) for c in columns)
+    same = " AND ".join("t.{c} <=> s.{c} AND BINARY t.{c} <=> BINARY s.{c}".format(c=quoted(c))
+                        for c in graph.columns[plan.table] if c not in columns)
+    return db.execute("DELETE t FROM %s t JOIN %s s ON %s%s WHERE (%s) IN (%s)" % (
+        quoted(plan.table), quoted(_stage_table(plan)), on, " AND " + same if same else "",
+        ", ".join("s." + quoted(c) for c in columns), ", ".join([one] * len(keys))),
+        tuple(v for k in keys for v in k))
+
+
+def _still_there(db, plan, keys):
+    """The batch's keys whose row is still there after the delete: another process changed them."""
+    names = ["rowid"] if plan.identity == ["rowid"] else [db.quote(c) for c in plan.identity_names]
+    one = "(%s)" % ", ".join("?" * len(names))
+    found = {tuple(r) for r in db.query("SELECT %s FROM %s WHERE (%s) IN (%s)" % (
+        ", ".join(names), db.quote(plan.table), ", ".join(names), ", ".join([one] * len(keys))),
+        tuple(v for k in keys for v in k))}
+    return [tuple(k) for k in keys if tuple(k) in found]
+
+
+def _forget_left_alone(db, graph, plan, keys, qcon):
+    """Take rows that were not deleted out of the quarantine (undo must not put back what was never
+    removed): the quarantined copy with the staged content of each such key."""
+    columns = list(graph.columns[plan.table])
+    one = "(%s)" % ", ".join("?" * len(keys[0]))
+    if plan.identity == ["rowid"]:
+        names = [q.ROWID] + columns
+        staged = db.query("SELECT %s FROM temp.%s WHERE %s IN (%s)" % (
+            ", ".join(q.qi(c) for c in names), q.qi(_stage_table(plan)), q.qi(q.ROWID), ", ".join("?" * len(keys))),
+            tuple(k[0] for k in keys))
+    else:
+        names = columns
+        staged = [tuple(portable(v) for v in row) for row in db.query("SELECT %s FROM %s t WHERE (%s) IN (%s)" % (
+            db.exact_columns(plan.table, columns, "t."), db.quote(_stage_table(plan)),
+            ", ".join("t." + db.quote(c) for c in plan.identity_names), ", ".join([one] * len(keys))),
+            tuple(v for k in keys for v in k))]
+    same = " AND ".join("%s IS ?" % q.qi(c) for c in names)
+    qcon.execute("BEGIN")
+    qcon.executemany("DELETE FROM %s WHERE %s" % (q.qi(plan.table), same), staged)
+    qcon.execute("COMMIT")
 
 
 def cleanup_orphans(address, *, dry_run=False, batch_size=5000, sleep=0.0, max_lock_ms=200, tables=None,
@@ -367,11 +418,9 @@ def cleanup_orphans(address, *, dry_run=False, batch_size=5000, sleep=0.0, max_l
     started = time.perf_counter()
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
-    quarantine_dir = quarantine_dir or q.default_quarantine_dir(address)
     with open_database(address, readonly=dry_run and address.is_sqlite and not recreate_parents,
                        retry_policy=retry_policy) as db:
-        graph = discover_graph(db)
-        require_experiment_manager(graph, address, force)
+        graph = preflight(db, address, force)
         unknown = sorted(set(tables or ()) - set(graph.tables))
         if unknown:
             raise UsageError("no table %s in %s" % (", ".join(unknown), address.display()))
@@ -404,21 +453,15 @@ def cleanup_orphans(address, *, dry_run=False, batch_size=5000, sleep=0.0, max_l
         if plan is not None and not plan.total:
             return CleanupResult(plan, False, seconds=time.perf_counter() - started, final=_final(address, retry_policy)
                                  if final_validate else None)
-        progress.done()  # a question must not share the line with the progress
-        if confirm is not None and (plan or preview) is not None and not confirm(plan or preview):
-            raise Cancelled("cancelled; nothing was changed")
-        q.writable_dir(quarantine_dir)
+        change = GuardedChange(address, COMMAND, "rows whose parent is missing, and the rows under them",
+                               Safeguards(snapshot, snapshot_dir, quarantine_dir, retry_policy, force), progress)
+        change.confirm(confirm, plan or preview)
+        change.prepare()
         result = CleanupResult(plan, False)
-        if snapshot:
-            progress.update("snapshot before cleanup", force=True)
-            result.snapshot_id = create_snapshot(address, snapshot_dir or default_snapshot_dir(address),
-                                                 description="before %s" % COMMAND, verify=True,
-                                                 retry_policy=retry_policy).id
-        qpath = q.find_unfinished(quarantine_dir, COMMAND, address) or q.quarantine_path(quarantine_dir, COMMAND)
-        qcon = q.open_quarantine(qpath, create=True)
-        try:
-            q.start(qcon, COMMAND, address, "rows whose parent is missing, and the rows under them")
-            result.quarantine = qpath
+        with change:
+            qcon = change.open()
+            qpath = result.quarantine = change.quarantine_path
+            result.snapshot_id = change.snapshot_id
             if recreate_parents and wanted:
                 def record(table, values):
                     qcon.execute("INSERT INTO %s (table_name, key_json) VALUES (?, ?)" % q.CREATED,
@@ -435,12 +478,11 @@ def cleanup_orphans(address, *, dry_run=False, batch_size=5000, sleep=0.0, max_l
             except (OSError, sqlite3.OperationalError) as exc:
                 raise NoSpaceError("cannot write the quarantine %s: %s; nothing was deleted" % (qpath, exc),
                                    hint="free some space or use --quarantine-dir on a larger disk") from None
-            result.removed, stats = _delete_batches(db, graph, doom, batch_size, sleep, max_lock_ms, progress,
-                                                    interrupted)
+            result.removed, stats, result.left_alone = _delete_batches(
+                db, graph, doom, qcon, batch_size, sleep, max_lock_ms, progress, interrupted)
             result.batches, result.max_batch_ms = stats["batches"], stats["max_ms"]
-            q.write_meta(qcon, status="done", removed=result.removed, created=result.created)
-        finally:
-            qcon.close()
+            result.left_alone_examples = stats["left_alone_examples"]
+            change.finish(removed=result.removed, created=result.created, left_alone=result.left_alone)
     progress.done()
     if final_validate:
         result.final = _final(address, retry_policy)

@@ -205,3 +205,9 @@ def clear_stale_temps(directory):
             except OSError:
                 pass
     return removed
+
+
+def read_only_uri(path):
+    """The URI that opens a SQLite file read-only, whatever characters its path holds (`?`, `#`, `%`)."""
+    from urllib.parse import quote
+    return "file:%s?mode=ro" % quote(os.path.abspath(path))

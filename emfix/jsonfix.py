@@ -11,13 +11,12 @@ import dataclasses
 import time
 from typing import Dict, List, Optional
 
-from . import quarantine as q
 from .backends import open_database
 from .backends.sqlite import UndecodableText
-from .errors import Cancelled, OperationInterrupted, UsageError
+from .errors import OperationInterrupted, UsageError
+from .guarded import GuardedChange, Rewrite, Safeguards, ValueRewrites, preflight
 from .jsonrepair import repair
 from .progress import NoProgress
-from .schema import discover_graph, require_experiment_manager
 
 COMMAND = "fix-json"
 EXAMPLES = 10
@@ -36,6 +35,9 @@ class FixJsonResult:
     examples: List[dict] = dataclasses.field(default_factory=list)  # before -> after
     problems: List[dict] = dataclasses.field(default_factory=list)  # what could not be repaired, and why
     nulled: List[object] = dataclasses.field(default_factory=list)  # keys of values whose NaN/Infinity became null
+    # values another process changed after emfix read them: left as that process wrote them
+    left_alone: List[object] = dataclasses.field(default_factory=list)
+    left_alone_count: int = 0
     quarantine: Optional[str] = None
     snapshot_id: Optional[str] = None
     seconds: float = 0.0
@@ -85,55 +87,23 @@ def fix_json(address, *, column="METRIC.per_label_val", dry_run=False, reset_unf
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
     started = time.perf_counter()
-    quarantine_dir = quarantine_dir or q.default_quarantine_dir(address)
+    safeguards = Safeguards(snapshot, snapshot_dir, quarantine_dir, retry_policy, force)
     with open_database(address, readonly=dry_run and address.is_sqlite, retry_policy=retry_policy) as db:
-        graph = discover_graph(db)
-        require_experiment_manager(graph, address, force)
+        graph = preflight(db, address, force)
         table, col, key = _target(graph, column)
         result = FixJsonResult(table, col, dry_run)
-        if not dry_run:
-            progress.done()
-            if confirm is not None and not confirm(address):
-                raise Cancelled("cancelled; nothing was changed")
-            q.writable_dir(quarantine_dir)
-        opened = []
-
-        def quarantine():
-            """The snapshot and the quarantine, made when the first value is about to change (never for nothing)."""
-            if not opened:
-                if snapshot:
-                    from .snapshot import create_snapshot, default_snapshot_dir
-                    progress.update("snapshot before fix-json", force=True)
-                    result.snapshot_id = create_snapshot(
-                        address, snapshot_dir or default_snapshot_dir(address), description="before %s" % COMMAND,
-                        verify=True,
-                        retry_policy=retry_policy).id
-                opened.append(_open_fix_quarantine(address, quarantine_dir, result, table, col, key))
-            return opened[0]
-        try:
-            _run_pages(db, table, col, key, batch_size, reset_unfixable, None if dry_run else quarantine, result,
-                       progress, interrupted)
-            if opened:
-                q.write_meta(opened[0], status="done", repaired=result.repaired, reset=result.reset)
-        finally:
-            if opened:
-                opened[0].close()
+        with GuardedChange(address, COMMAND, "metric values rewritten by fix-json", safeguards, progress) as change:
+            rewrites = None
+            if not dry_run:
+                change.confirm(confirm, address)
+                change.prepare(table=table, column=col, key=key, tables=[table])
+                rewrites = ValueRewrites(change, table, key, col)
+            _run_pages(db, table, col, key, batch_size, reset_unfixable, rewrites, result, progress, interrupted)
+            change.finish(repaired=result.repaired, reset=result.reset, left_alone=result.left_alone_count)
+            result.snapshot_id, result.quarantine = change.snapshot_id, change.kept_in
     progress.done()
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _open_fix_quarantine(address, quarantine_dir, result, table, col, key):
-    result.quarantine = (q.find_unfinished(quarantine_dir, COMMAND, address)
-                         or q.quarantine_path(quarantine_dir, COMMAND))
-    qcon = q.open_quarantine(result.quarantine, create=True)
-    q.start(qcon, COMMAND, address, "metric values rewritten by fix-json")
-    q.write_meta(qcon, table=table, column=col, key=key, tables=[table])
-    qcon.execute("CREATE TABLE IF NOT EXISTS %s (%s, %s, %s)" % (q.qi(table), q.qi(key), q.qi(col),
-                                                                 q.qi(q.TYPE_COLUMN)))
-    qcon.execute("CREATE UNIQUE INDEX IF NOT EXISTS %s ON %s (%s)" % (q.qi("_emfix_key_" + table), q.qi(table),
-                                                                      q.qi(key)))
-    return qcon
 
 
 def _scan_range(db, table, col, key, batch_size, low, high):
@@ -153,7 +123,7 @@ def _scan_range(db, table, col, key, batch_size, low, high):
         last = rows[-1][0]
 
 
-def _run_pages(db, table, col, key, batch_size, reset_unfixable, quarantine, result, progress, interrupted):
+def _run_pages(db, table, col, key, batch_size, reset_unfixable, rewrites, result, progress, interrupted):
     changes = collections.Counter()
     for rows in _scan_range(db, table, col, key, batch_size, -(1 << 62), 1 << 62):
         if interrupted():
@@ -168,7 +138,7 @@ def _run_pages(db, table, col, key, batch_size, reset_unfixable, quarantine, res
             if outcome.fixed:
                 result.repaired += 1
                 changes.update(outcome.changes)
-                updates.append((ident, raw, outcome.value))
+                updates.append((ident, raw, outcome.value, False))
                 if "NaN/Infinity -> null" in outcome.changes and len(result.nulled) < 100000:
                     result.nulled.append(ident)
                 if len(result.examples) < EXAMPLES:
@@ -181,17 +151,25 @@ def _run_pages(db, table, col, key, batch_size, reset_unfixable, quarantine, res
                                         "value": _show(raw)[:200]})
             if reset_unfixable:
                 result.reset += 1
-                updates.append((ident, raw, "{}"))
+                updates.append((ident, raw, "{}", True))
         progress.update("%s.%s: %d repaired, %d unrepairable" % (table, col, result.repaired, result.unrepairable))
-        if quarantine is None or not updates:
+        if rewrites is None or not updates:
             continue
-        q.keep_values(quarantine(), table, [(ident, bytes(raw) if isinstance(raw, bytes) else raw, _kind(raw))
-                                            for ident, raw, _new in updates], result.quarantine)
-        with db.transaction():
-            for ident, _raw, new in updates:
-                db.execute("UPDATE %s SET %s = ? WHERE %s = ?" % (db.quote(table), db.quote(col), db.quote(key)),
-                           (new, ident))
+        left = set(rewrites.apply(db, [Rewrite(u[0], u[1], _kind(u[1]), u[2]) for u in updates]))
+        _count_left_alone(result, [u for u in updates if u[0] in left])
     result.changes = dict(changes.most_common())
+
+
+def _count_left_alone(result, left):
+    """Values another process changed between emfix's read and its write: not repaired, not counted."""
+    for ident, _raw, _new, was_reset in left:
+        if len(result.left_alone) < 1000:
+            result.left_alone.append(ident)
+        result.left_alone_count += 1
+        if was_reset:
+            result.reset -= 1
+        else:
+            result.repaired -= 1
 
 
 def _show(raw):

@@ -12,7 +12,7 @@ import sqlite3
 
 from . import __version__
 from .errors import NoSpaceError, UsageError
-from .fileutil import DATA_FILE_MODE, FULL_ERRNOS, create_private
+from .fileutil import DATA_FILE_MODE, FULL_ERRNOS, create_private, read_only_uri
 
 META = "_emfix_meta"
 CREATED = "_emfix_created"
@@ -22,6 +22,11 @@ TYPE_COLUMN = "_emfix_type"  # fix-json: how the original value was stored (text
 
 def qi(name):
     return '"%s"' % str(name).replace('"', '""')
+
+
+def sql_text(value):
+    """A string as an SQL literal (for the quarantine's own constants)."""
+    return "'%s'" % str(value).replace("'", "''")
 
 
 def quarantine_path(directory, command):
@@ -89,7 +94,7 @@ def find_unfinished(directory, command, address):
             continue
         path = os.path.join(directory, name)
         try:
-            con = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+            con = sqlite3.connect(read_only_uri(path), uri=True)
             try:
                 meta = read_meta(con)
             finally:
@@ -129,12 +134,18 @@ def writable_dir(directory):
                          hint="choose another with --quarantine-dir; nothing was changed")
 
 
-def keep_values(con, table, rows, path):
-    """Commit (key, original value, storage class) rows before the batch they come from changes a
-    single value (fix-json, transform-metrics); a full disk stops the batch, not the database."""
+def keep_rows(con, sql, rows, path):
+    """Commit rows into the quarantine (one statement, one transaction) before the batch they describe
+    changes the database; a quarantine that cannot be written stops the batch, not the database."""
     try:
         con.execute("BEGIN")
-        con.executemany("INSERT OR IGNORE INTO %s VALUES (?, ?, ?)" % qi(table), rows)
+        con.executemany(sql, rows)
         con.execute("COMMIT")
     except (OSError, sqlite3.OperationalError) as exc:
-        raise NoSpaceError("cannot write the quarantine %s: %s; the last batch was not changed" % (path, exc)) from None
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        if "full" in str(exc) or getattr(exc, "errno", None) in FULL_ERRNOS:
+            raise NoSpaceError("cannot write the quarantine %s: the disk is full; the last batch was not changed"
+                               % path, hint="free some space, then run the same command again") from None
+        raise UsageError("cannot write the quarantine %s: %s; the last batch was not changed" % (path, exc),
+                         hint="check the quarantine folder, then run the same command again") from None

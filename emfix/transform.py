@@ -17,12 +17,12 @@ from typing import Dict, List, Optional
 
 from . import quarantine as q
 from .backends import open_database
-from .errors import Cancelled, OperationInterrupted, UsageError
+from .errors import OperationInterrupted, UsageError
 from .fileutil import atomic_write_text
+from .guarded import GuardedChange, Rewrite, Safeguards, ValueRewrites, preflight
 from .hierarchy import reach_subtree
 from .jsonrepair import NonFiniteConstant
 from .progress import NoProgress
-from .schema import discover_graph, require_experiment_manager
 
 COMMAND = "transform-metrics"
 TABLE, KEY, COLUMN = "METRIC", "id", "per_label_val"
@@ -64,6 +64,8 @@ class TransformResult:
     not_numbers: int = 0  # label values a numeric rule could not apply to: left as they are
     rename_conflicts: int = 0  # metrics left alone: the new label was already there
     examples: List[dict] = dataclasses.field(default_factory=list)
+    left_alone_count: int = 0  # values another process changed after emfix read them: left as it wrote them
+    left_alone: List[object] = dataclasses.field(default_factory=list)  # their keys (the first 1,000)
     quarantine: Optional[str] = None
     snapshot_id: Optional[str] = None
     seconds: float = 0.0
@@ -172,41 +174,28 @@ def transform_metrics(address, rules, *, experiment_ids=(), dry_run=False, batch
     started = time.perf_counter()
     result = TransformResult(dry_run, raw_rules if raw_rules is not None else
                              {k: [list(s) for s in v] for k, v in rules.items()})
-    fingerprint = hashlib.sha256(json.dumps(result.rules, sort_keys=True).encode()).hexdigest()
-    quarantine_dir = quarantine_dir or q.default_quarantine_dir(address)
+    rules_sha256 = hashlib.sha256(json.dumps(result.rules, sort_keys=True).encode()).hexdigest()
+    # The same rules over the same metrics are the same change: a second run would apply them on top.
+    fingerprint = hashlib.sha256(json.dumps([rules_sha256, sorted(experiment_ids)]).encode()).hexdigest()
+    safeguards = Safeguards(snapshot, snapshot_dir, quarantine_dir, retry_policy, force)
     with open_database(address, readonly=dry_run and address.is_sqlite, retry_policy=retry_policy) as db:
-        graph = discover_graph(db)
-        require_experiment_manager(graph, address, force)
+        graph = preflight(db, address, force)
         if TABLE not in graph.tables or COLUMN not in graph.columns[TABLE]:
             raise UsageError("%s has no %s.%s column" % (address.display(), TABLE, COLUMN))
         scope = _scope(db, graph, experiment_ids)
-        opened = []
-        if not dry_run:
-            if confirm is not None and not confirm(address):
-                raise Cancelled("cancelled; nothing was changed")
-            q.writable_dir(quarantine_dir)
-            unfinished = q.find_unfinished(quarantine_dir, COMMAND, address)
-            if unfinished:
-                _resume_quarantine(unfinished, fingerprint, opened, result)
-
-        def quarantine():
-            if not opened:
-                if snapshot:
-                    from .snapshot import create_snapshot, default_snapshot_dir
-                    progress.update("snapshot before transform-metrics", force=True)
-                    result.snapshot_id = create_snapshot(address, snapshot_dir or default_snapshot_dir(address),
-                                                         description="before %s" % COMMAND, verify=True,
-                                                         retry_policy=retry_policy).id
-                opened.append(_new_quarantine(address, quarantine_dir, result, fingerprint))
-            return opened[0]
-        try:
-            _run_pages(db, rules, scope, batch_size, None if dry_run else quarantine, opened, result, progress,
-                       interrupted)
-            if opened:
-                q.write_meta(opened[0], status="done", changed=result.changed)
-        finally:
-            if opened:
-                opened[0].close()
+        with GuardedChange(address, COMMAND, "metric values rewritten by transform-metrics", safeguards, progress,
+                           fingerprint=fingerprint) as change:
+            rewrites = None
+            if not dry_run:
+                change.confirm(confirm, address)
+                change.prepare(table=TABLE, column=COLUMN, key=KEY, tables=[TABLE], rules=result.rules,
+                               rules_sha256=rules_sha256, experiments=sorted(experiment_ids))
+                if change.resuming:
+                    _check_same_rules(change.quarantine_path, rules_sha256)
+                rewrites = ValueRewrites(change, TABLE, KEY, COLUMN)
+            _run_pages(db, rules, scope, batch_size, rewrites, result, progress, interrupted)
+            change.finish(changed=result.changed, left_alone=result.left_alone_count)
+            result.snapshot_id, result.quarantine = change.snapshot_id, change.kept_in
     progress.done()
     result.seconds = time.perf_counter() - started
     return result
@@ -230,26 +219,16 @@ def _scope(db, graph, experiment_ids):
     return SCOPE_TABLE
 
 
-def _new_quarantine(address, directory, result, fingerprint):
-    result.quarantine = q.quarantine_path(directory, COMMAND)
-    qcon = q.open_quarantine(result.quarantine, create=True)
-    q.start(qcon, COMMAND, address, "metric values rewritten by transform-metrics")
-    q.write_meta(qcon, table=TABLE, column=COLUMN, key=KEY, tables=[TABLE], rules=result.rules,
-                 rules_sha256=fingerprint)
-    qcon.execute("CREATE TABLE IF NOT EXISTS %s (%s PRIMARY KEY, %s, %s)" % (q.qi(TABLE), q.qi(KEY), q.qi(COLUMN),
-                                                                             q.qi(q.TYPE_COLUMN)))
-    return qcon
-
-
-def _resume_quarantine(path, fingerprint, opened, result):
+def _check_same_rules(path, rules_sha256):
     qcon = q.open_quarantine(path)
-    if q.read_meta(qcon).get("rules_sha256") != fingerprint:
+    try:
+        theirs = q.read_meta(qcon).get("rules_sha256")
+    finally:
         qcon.close()
+    if theirs != rules_sha256:
         raise UsageError("an interrupted transform-metrics with other rules has not finished (%s); nothing was "
                          "changed" % path, hint="run it again with its own rules to finish it, or `emfix undo %s` "
                                                 "first" % path)
-    result.quarantine = path
-    opened.append(qcon)
 
 
 def _pages(db, scope, batch_size):
@@ -267,17 +246,16 @@ def _pages(db, scope, batch_size):
         last = rows[-1][0]
 
 
-def _run_pages(db, rules, scope, batch_size, quarantine, opened, result, progress, interrupted):
-    update = "UPDATE %s SET %s = ? WHERE %s = ?" % (db.quote(TABLE), db.quote(COLUMN), db.quote(KEY))
+def _run_pages(db, rules, scope, batch_size, rewrites, result, progress, interrupted):
     for rows in _pages(db, scope, batch_size):
         if interrupted():
             raise OperationInterrupted("interrupted after %d values; every original is in the quarantine"
                                        % result.changed, hint="run the same command again to finish")
-        kept = _quarantined(opened, rows)
+        kept = rewrites.kept(rows[0][0], rows[-1][0]) if rewrites is not None else {}
         updates = []
         for ident, raw in rows:
             result.scanned += 1
-            if ident in kept and kept[ident] != raw:
+            if ident in kept and kept[ident][0] != raw:  # changed since it was kept: never transformed twice
                 result.already_done += 1
                 continue
             if raw is None:
@@ -304,16 +282,9 @@ def _run_pages(db, rules, scope, batch_size, quarantine, opened, result, progres
             if len(result.examples) < EXAMPLES:
                 result.examples.append({"id": ident, "before": raw, "after": text})
         progress.update("%s.%s: %d changed of %d" % (TABLE, COLUMN, result.changed, result.scanned))
-        if quarantine is None or not updates:
+        if rewrites is None or not updates:
             continue
-        q.keep_values(quarantine(), TABLE, [(ident, raw, "text") for ident, raw, _new in updates], result.quarantine)
-        with db.transaction():
-            db.executemany(update, [(new, ident) for ident, _raw, new in updates], batch_size=len(updates))
-
-
-def _quarantined(opened, rows):
-    """{id: original} for this page's rows already in the quarantine (a rerun after a kill)."""
-    if not opened or not rows:
-        return {}
-    return dict(opened[0].execute("SELECT %s, %s FROM %s WHERE %s BETWEEN ? AND ?" % (
-        q.qi(KEY), q.qi(COLUMN), q.qi(TABLE), q.qi(KEY)), (rows[0][0], rows[-1][0])).fetchall())
+        left = rewrites.apply(db, [Rewrite(ident, raw, "text", new) for ident, raw, new in updates])
+        result.changed -= len(left)
+        result.left_alone_count += len(left)
+        result.left_alone.extend(left[:max(0, 1000 - len(result.left_alone))])

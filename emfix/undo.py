@@ -14,6 +14,7 @@ from . import quarantine as q
 from .address import parse_address
 from .backends import open_database
 from .errors import UsageError
+from .guarded import AFTER, LEFT_ALONE, STATE, current_values, same_value, swap_params, swap_sql
 from .schema import discover_graph
 from .values import canonical
 
@@ -31,7 +32,26 @@ class UndoResult:
     conflicts: List[dict] = dataclasses.field(default_factory=list)
 
 
-def undo(quarantine_path, address=None, *, retry_policy=None):
+def _owner(meta, address, force, quarantine_path):
+    """The database the quarantine came from, by its identity (a SQLite file by its real path, never
+    resolved against the current directory); `address`, if given, must be that database."""
+    key = q.owner_key(meta)
+    if address is None:
+        if key and key.startswith("sqlite:"):
+            return parse_address(key[len("sqlite:"):])
+        if not meta.get("database"):
+            raise UsageError("%s does not say which database it came from" % quarantine_path,
+                             hint="name the database with -d DB")
+        address = parse_address(meta["database"])
+    if key and address.key() != key and not force:
+        raise UsageError("%s came from %s, not %s; nothing was changed" % (
+            quarantine_path, key.replace("sqlite:", "", 1), address.display()),
+            hint="leave out -d to undo into the database it came from, or add --force to put its rows into "
+                 "this one (a moved or copied database)")
+    return address
+
+
+def undo(quarantine_path, address=None, *, retry_policy=None, force=False):
     """Put every quarantined row back (parents first) and remove the parents a repair created.
 
     Idempotent: rows already present are left alone, so running it twice changes nothing more. A
@@ -42,11 +62,12 @@ def undo(quarantine_path, address=None, *, retry_policy=None):
         meta = q.read_meta(qcon)
         if not meta:
             raise UsageError("%s is not an emfix quarantine file" % quarantine_path)
-        address = address or parse_address(meta["database"])
+        address = _owner(meta, address, force, quarantine_path)
         if meta.get("command") in VALUE_COMMANDS:
-            restored = _put_values_back(qcon, meta, address, retry_policy)
-            q.write_meta(qcon, status="undone")
-            return UndoResult(quarantine_path, restored, 0, address.display())
+            result = UndoResult(quarantine_path, {}, 0, address.display())
+            _put_values_back(qcon, meta, address, result, retry_policy)
+            q.write_meta(qcon, status="undone" if not result.not_restored else "undone, some values not put back")
+            return result
         result = UndoResult(quarantine_path, {}, 0, address.display())
         with open_database(address, retry_policy=retry_policy) as db:
             graph = discover_graph(db)
@@ -137,15 +158,57 @@ def _rows_by_key(db, table, columns, where, rows):
     return present
 
 
-def _put_values_back(qcon, meta, address, retry_policy=None):
-    """Put every original value back, byte for byte and with its storage class."""
+def _put_values_back(qcon, meta, address, result, retry_policy=None):
+    """Put each original back, byte for byte and with its storage class, only where the row still holds
+    the value the repair wrote (compare-and-swap): a value changed since is named, never overwritten.
+    Batches of UNDO_BATCH commit on their own, so a large undo is many short transactions (replicas,
+    Galera's write-set limits); killed, a rerun finishes it (a value already back is counted as back)."""
     table, col, key = meta["table"], meta["column"], meta["key"]
+    present = {r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table))}
+    has_after = AFTER in present
+    columns = [q.qi(c) for c in (key, col, q.TYPE_COLUMN)] + ([q.qi(AFTER)] if has_after else ["NULL"])
+    where = " WHERE %s IS NOT %s" % (q.qi(STATE), q.sql_text(LEFT_ALONE)) if STATE in present else ""
+    cursor = qcon.execute("SELECT %s FROM %s%s ORDER BY %s" % (", ".join(columns), q.qi(table), where, q.qi(key)))
     restored = 0
     with open_database(address, retry_policy=retry_policy) as db:
-        with db.transaction():
-            for ident, original, kind in qcon.execute("SELECT %s, %s, %s FROM %s" % (
-                    q.qi(key), q.qi(col), q.qi(q.TYPE_COLUMN), q.qi(table))):
-                value = "CAST(? AS TEXT)" if kind == "text-bytes" and db.dialect == "sqlite" else "?"
-                restored += db.execute("UPDATE %s SET %s = %s WHERE %s = ?" % (
-                    db.quote(table), db.quote(col), value, db.quote(key)), (original, ident))
-    return {table: restored}
+        while True:
+            rows = cursor.fetchmany(UNDO_BATCH)
+            if not rows:
+                break
+            with db.transaction():
+                for ident, original, kind, after in rows:
+                    back = "text-bytes" if kind == "text-bytes" else "plain"
+                    if has_after:
+                        done = db.execute(swap_sql(db, table, key, col, "plain", back),
+                                          swap_params(db, original, ident, after))
+                    else:  # a quarantine of an older emfix: it did not keep what it wrote
+                        value = "CAST(? AS TEXT)" if back == "text-bytes" and db.dialect == "sqlite" else "?"
+                        done = db.execute("UPDATE %s SET %s = %s WHERE %s = ?" % (
+                            db.quote(table), db.quote(col), value, db.quote(key)), (original, ident))
+                    restored += done
+            if has_after:
+                _name_changed_values(db, table, key, col, rows, result)
+    result.restored = {table: restored}
+
+
+def _name_changed_values(db, table, key, col, rows, result):
+    """Rows of this batch that hold neither the repair's value nor the original: written since."""
+    now = current_values(db, table, key, col, [r[0] for r in rows])
+    for ident, original, _kind, after in rows:
+        value = now[ident] if ident in now else _GONE
+        if value is not _GONE and same_value(value, original):
+            continue  # put back (now, or by an earlier run of undo)
+        result.not_restored[table] = result.not_restored.get(table, 0) + 1
+        if len(result.conflicts) < 20:
+            result.conflicts.append({"table": table, "key": ident, "original": _shown(original),
+                                     "repair_wrote": _shown(after),
+                                     "now": None if value is _GONE else _shown(value)})
+
+
+_GONE = object()
+
+
+def _shown(value):
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    return value

@@ -303,6 +303,13 @@ class MySQLBackend(Backend):
         self.execute(self._drop_temp % self.quote(name))
         self.execute("CREATE TEMPORARY TABLE %s (%s)%s AS %s" % (self.quote(name), inline, engine, select_sql), params)
 
+    def create_temp_index(self, table, columns, suffix="k"):
+        """CREATE INDEX commits the open transaction, even on a temporary table: refused inside one
+        (declare the index with the table instead: create_temp_table(..., indexes=))."""
+        if self._conn is not None and self._conn.in_transaction:
+            raise RuntimeError("CREATE INDEX on %s inside a transaction would commit it" % table)
+        super().create_temp_index(table, columns, suffix)
+
     def is_mariadb(self):
         if "_mariadb" not in self.__dict__:
             self._mariadb = "mariadb" in self.server_version().lower()

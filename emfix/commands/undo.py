@@ -14,12 +14,15 @@ def register(sub):
                 "emfix undo quarantine/cleanup-orphans-20261125T101500.000000Z.quarantine.db")
     p.add_argument("quarantine", metavar="QUARANTINE", help="the quarantine file the repair printed")
     common.add_database_options(p, positional=False)
+    p.add_argument("--force", action="store_true",
+                   help="put the rows into the database named by -d although the quarantine came from another "
+                        "(a moved or copied database)")
     common.finish(p, run)
 
 
 def run(args, out):
     address = common.resolve_address(args) if (args.database or args.mysql) else None
-    result = undo.undo(args.quarantine, address, retry_policy=common.retry_policy(args))
+    result = undo.undo(args.quarantine, address, retry_policy=common.retry_policy(args), force=args.force)
     if out.json:
         common.emit_json(result)
     else:
@@ -28,10 +31,11 @@ def run(args, out):
         if result.removed_created:
             out.text("removed %d parent rows the repair had created" % result.removed_created)
     if result.not_restored:
-        sys.stderr.write("error: %s rows could not be put back: their key now holds a different row (%s); they stay "
-                         "in %s\n" % (n(sum(result.not_restored.values())), ", ".join(
-                             "%s %d" % kv for kv in sorted(result.not_restored.items())), result.quarantine))
-        sys.stderr.write("hint: `emfix undo %s --json` lists them with the row that holds each key now\n"
+        counts = ", ".join("%s %d" % kv for kv in sorted(result.not_restored.items()))
+        sys.stderr.write("error: %s rows or values could not be put back: another process changed them after the "
+                         "repair (%s); they were left as they are now and stay in %s\n" % (
+                             n(sum(result.not_restored.values())), counts, result.quarantine))
+        sys.stderr.write("hint: `emfix undo %s --json` lists them with what each holds now\n"
                          % result.quarantine)
         return EXIT_PROBLEMS
     return EXIT_OK

@@ -1,0 +1,329 @@
+"""The guarded-change engine: how every repair changes a database without losing anything.
+
+A repair describes what to change (its plan, and the rows or values it would write); this module
+owns, once, the protocol around it:
+
+- preflight: the Experiment Manager's schema recognised and a SQLite file's integrity checked before
+  anything is read to act on (a damaged file makes a wrong plan), whatever --no-snapshot says;
+- a finished change is not applied again over the same scope without --force;
+- the verified safety snapshot, then the quarantine, opened when the first change is about to
+  happen (never for nothing), filed under the database's identity so `undo` finds the right one;
+- compare-and-swap writes: a value is rewritten only where the row still holds what emfix read,
+  NULL-safe and byte for byte; what another process changed meanwhile is left alone and reported;
+- the quarantine keeps each value before and the value emfix wrote, committed before the write,
+  so undo puts back only what still holds emfix's value.
+"""
+
+import dataclasses
+import os
+import sqlite3
+from typing import Callable, List, Optional
+
+from . import quarantine as q
+from .errors import AlreadyDoneError, Cancelled, DamagedInputError
+from .fileutil import read_only_uri
+from .progress import NoProgress
+from .schema import discover_graph, require_experiment_manager
+
+AFTER = "_emfix_after"  # the value emfix wrote in place of the original
+STATE = "_emfix_state"  # 'kept' before the write; 'left alone' when another process changed the row first
+LEFT_ALONE = "left alone"
+
+
+@dataclasses.dataclass(frozen=True)
+class Safeguards:
+    """What a repair's caller decides about its safety net (the engine does the rest)."""
+
+    snapshot: bool = True
+    snapshot_dir: Optional[str] = None
+    quarantine_dir: Optional[str] = None
+    retry_policy: object = None
+    force: bool = False
+
+
+# -- preflight ------------------------------------------------------------------------------------
+
+def check_integrity(db):
+    """Refuse a SQLite file that PRAGMA quick_check finds damaged: a plan made from a damaged file
+    deletes rows whose parents are only unreadable (one read of the file: ~1 s on ten million rows)."""
+    if db.dialect != "sqlite":
+        return
+    damage = db.quick_check()
+    if damage:
+        raise DamagedInputError("%s is damaged (%s); nothing was read or changed" % (db.address.display(), damage),
+                                hint="`emfix snapshot restore %s` puts back the last verified snapshot; "
+                                     "`sqlite3 FILE .recover` salvages what is readable" % db.address.target())
+
+
+def preflight(db, address, force=False):
+    """The database's relation graph, once its schema is recognised and (SQLite) its file is sound."""
+    graph = discover_graph(db)
+    require_experiment_manager(graph, address, force)
+    check_integrity(db)
+    refuse_replica = _replica_gate()
+    if refuse_replica is not None:
+        refuse_replica(db, force)
+    return graph
+
+
+def _replica_gate():
+    """The write gate of replicas (emfix.writegate) where this emfix has one."""
+    try:
+        from .writegate import refuse_if_replica
+    except ImportError:
+        return None
+    return refuse_if_replica
+
+
+# -- the change and its quarantine ------------------------------------------------------------------
+
+class GuardedChange:
+    """One repair of one database: the safety snapshot and the quarantine, made once, on first use."""
+
+    def __init__(self, address, command, reason, safeguards=None, progress=None, fingerprint=None):
+        self.address = address
+        self.command = command
+        self.reason = reason
+        self.safeguards = safeguards or Safeguards()
+        self.progress = progress or NoProgress()
+        self.fingerprint = fingerprint  # what makes two runs "the same change" (rules, scope)
+        self.quarantine_dir = self.safeguards.quarantine_dir or q.default_quarantine_dir(address)
+        self.quarantine_path = None
+        self.snapshot_id = None
+        self._con = None
+        self._meta = {}
+
+    # before anything is written
+    def confirm(self, ask, plan):
+        """One question, on the plan that will be executed."""
+        self.progress.done()  # a question must not share the line with the progress
+        if ask is not None and not ask(plan):
+            raise Cancelled("cancelled; nothing was changed")
+
+    def prepare(self, **meta):
+        """Check the quarantine folder can be written, pick up an unfinished run of the same change,
+        and refuse a repeat of a finished one. `meta` goes into the quarantine when it is opened."""
+        q.writable_dir(self.quarantine_dir)
+        self._meta = meta
+        unfinished = q.find_unfinished(self.quarantine_dir, self.command, self.address)
+        if unfinished:
+            self.quarantine_path = unfinished
+            return
+        if self.fingerprint is not None and not self.safeguards.force:
+            done = find_finished(self.quarantine_dir, self.command, self.address, self.fingerprint)
+            if done:
+                raise AlreadyDoneError(
+                    "%s with these rules over this scope already ran on %s (%s); nothing was changed"
+                    % (self.command, self.address.display(), done),
+                    hint="`emfix undo %s` first, or add --force to apply it again on top" % done)
+
+    @property
+    def resuming(self):
+        return self.quarantine_path is not None and self._con is None and os.path.exists(self.quarantine_path)
+
+    def open(self):
+        """The quarantine connection; the first call takes the verified snapshot and opens the file."""
+        if self._con is not None:
+            return self._con
+        if self.safeguards.snapshot and self.snapshot_id is None:
+            from .snapshot import create_snapshot, default_snapshot_dir
+            self.progress.update("snapshot before %s" % self.command, force=True)
+            self.snapshot_id = create_snapshot(
+                self.address, self.safeguards.snapshot_dir or default_snapshot_dir(self.address),
+                description="before %s" % self.command, verify=True,
+                retry_policy=self.safeguards.retry_policy).id
+        self.quarantine_path = self.quarantine_path or q.quarantine_path(self.quarantine_dir, self.command)
+        con = q.open_quarantine(self.quarantine_path, create=True)
+        q.start(con, self.command, self.address, self.reason)
+        extra = dict(self._meta)
+        if self.fingerprint is not None:
+            extra["change_fingerprint"] = self.fingerprint
+        if extra:
+            q.write_meta(con, **extra)
+        self._con = con
+        return con
+
+    @property
+    def opened(self):
+        return self._con is not None
+
+    def finish(self, **meta):
+        """Mark the quarantine done (also one an interrupted run left, when this run had nothing left to do)."""
+        if self._con is None and self.resuming:
+            self._con = q.open_quarantine(self.quarantine_path)
+        if self._con is not None:
+            q.write_meta(self._con, status="done", **meta)
+
+    @property
+    def kept_in(self):
+        """The quarantine file, once something was kept in it."""
+        return self.quarantine_path if self._con is not None else None
+
+    def close(self):
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def find_finished(directory, command, address, fingerprint):
+    """The newest finished (not undone) quarantine of the same change on the same database, or None."""
+    if not os.path.isdir(directory):
+        return None
+    for name in sorted(os.listdir(directory), reverse=True):
+        if not (name.startswith(command + "-") and name.endswith(".quarantine.db")):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            con = sqlite3.connect(read_only_uri(path), uri=True)
+            try:
+                meta = q.read_meta(con)
+            finally:
+                con.close()
+        except (sqlite3.DatabaseError, Exception):  # noqa: BLE001 - a file that cannot be read is no proof
+            continue
+        if (meta.get("status") == "done" and meta.get("change_fingerprint") == fingerprint
+                and q.owner_key(meta) == address.key()):
+            return path
+    return None
+
+
+# -- values rewritten in place: kept (before and after), then compare-and-swap -----------------------
+
+@dataclasses.dataclass
+class Rewrite:
+    """One value to rewrite: the row's key, the value emfix read, its storage kind, the new value."""
+
+    key: object
+    before: object
+    kind: str
+    after: object
+
+
+class ValueRewrites:
+    """The quarantine table of one column's rewritten values, and the compare-and-swap writes."""
+
+    def __init__(self, change, table, key, column):
+        self.change, self.table, self.key, self.column = change, table, key, column
+        self._ready = False
+
+    def _table(self):
+        con = self.change.open()
+        if not self._ready:
+            con.execute("CREATE TABLE IF NOT EXISTS %s (%s, %s, %s, %s, %s)" % (
+                q.qi(self.table), q.qi(self.key), q.qi(self.column), q.qi(q.TYPE_COLUMN), q.qi(AFTER), q.qi(STATE)))
+            present = {r[1] for r in con.execute("PRAGMA table_info(%s)" % q.qi(self.table))}
+            for column in (AFTER, STATE):  # a run of an older emfix being finished
+                if column not in present:
+                    con.execute("ALTER TABLE %s ADD COLUMN %s" % (q.qi(self.table), q.qi(column)))
+            con.execute("CREATE UNIQUE INDEX IF NOT EXISTS %s ON %s (%s)" % (
+                q.qi("_emfix_key_" + self.table), q.qi(self.table), q.qi(self.key)))
+            self._ready = True
+        return con
+
+    def kept(self, low, high):
+        """{key: (before, after)} already in the quarantine for keys in [low, high] (a rerun after a kill)."""
+        if not self.change.opened and not self.change.resuming:
+            return {}
+        con = self._table()
+        return {k: (b, a) for k, b, a in con.execute("SELECT %s, %s, %s FROM %s WHERE %s BETWEEN ? AND ?" % (
+            q.qi(self.key), q.qi(self.column), q.qi(AFTER), q.qi(self.table), q.qi(self.key)), (low, high))}
+
+    def apply(self, db, rewrites: List[Rewrite]):
+        """Keep, then write: the batch's originals and new values are committed to the quarantine, then
+        each value is replaced in one short transaction only where the row still holds the original.
+        Returns the keys left alone because another process changed them first."""
+        if not rewrites:
+            return []
+        con = self._table()
+        names = ", ".join(q.qi(c) for c in (self.key, self.column, q.TYPE_COLUMN, AFTER, STATE))
+        upsert = ("INSERT INTO {t} ({names}) VALUES (?, ?, ?, ?, 'kept') ON CONFLICT ({k}) DO UPDATE SET "
+                  "{b} = excluded.{b}, {ty} = excluded.{ty}, {a} = excluded.{a}, {s} = 'kept' "
+                  "WHERE {t}.{b} IS NOT excluded.{b} AND {t}.{a} IS NOT excluded.{b}").format(
+            t=q.qi(self.table), names=names, k=q.qi(self.key), b=q.qi(self.column), ty=q.qi(q.TYPE_COLUMN),
+            a=q.qi(AFTER), s=q.qi(STATE))
+        # A row kept by an earlier run whose value has changed since (by another process) is kept anew:
+        # the earlier change is no longer in the database, this one is what undo must reverse.
+        q.keep_rows(con, upsert, [(r.key, _storable(r.before), r.kind, r.after) for r in rewrites],
+                    self.change.quarantine_path)
+        written = 0
+        with db.transaction():
+            for kind, group in _by_kind(rewrites).items():
+                written += db.executemany(swap_sql(db, self.table, self.key, self.column, kind),
+                                          [swap_params(db, r.after, r.key, _storable(r.before)) for r in group],
+                                          batch_size=len(group))
+        if written >= len(rewrites):
+            return []
+        now = current_values(db, self.table, self.key, self.column, [r.key for r in rewrites])
+        left = [r.key for r in rewrites if not same_value(now.get(r.key, _MISSING), r.after)]
+        if left:
+            con.execute("BEGIN")
+            con.executemany("UPDATE %s SET %s = ? WHERE %s = ?" % (q.qi(self.table), q.qi(STATE), q.qi(self.key)),
+                            [(LEFT_ALONE, k) for k in left])
+            con.execute("COMMIT")
+        return left
+
+
+_MISSING = object()
+
+
+def _storable(value):
+    return bytes(value) if isinstance(value, (bytes, bytearray)) else value
+
+
+def _by_kind(rewrites):
+    groups = {}
+    for r in rewrites:
+        groups.setdefault("text-bytes" if r.kind == "text-bytes" else "plain", []).append(r)
+    return groups
+
+
+def holds(db, column, kind="plain"):
+    """`column` still holds the bound value, exactly: NULL-safe, byte for byte (MySQL's case- and
+    space-insensitive collations would call '{"A":1} ' equal to '{"a":1}')."""
+    c = db.quote(column)
+    if db.dialect == "sqlite":
+        return "%s IS %s" % (c, "CAST(? AS TEXT)" if kind == "text-bytes" else "?")
+    return "(%s <=> ? AND BINARY %s <=> BINARY ?)" % (c, c)
+
+
+def swap_sql(db, table, key, column, kind="plain", new_kind="plain"):
+    """UPDATE one value where the row still holds the expected one; parameters (new, key, expected)."""
+    new = "CAST(? AS TEXT)" if new_kind == "text-bytes" and db.dialect == "sqlite" else "?"
+    return "UPDATE %s SET %s = %s WHERE %s = ? AND %s" % (db.quote(table), db.quote(column), new, db.quote(key),
+                                                         holds(db, column, kind))
+
+
+def swap_params(db, new, key, expected):
+    return (new, key, expected) if db.dialect == "sqlite" else (new, key, expected, expected)
+
+
+def current_values(db, table, key, column, keys, per_query=200):
+    """{key: value now} for `keys` (one query per 200 keys)."""
+    found = {}
+    keys = list(keys)
+    for start in range(0, len(keys), per_query):
+        part = keys[start:start + per_query]
+        found.update(db.query("SELECT %s, %s FROM %s WHERE %s IN (%s)" % (
+            db.quote(key), db.quote(column), db.quote(table), db.quote(key), ", ".join("?" * len(part))),
+            tuple(part)))
+    return found
+
+
+def same_value(now, expected):
+    """Exactly the same stored value (text and bytes compared as bytes; 1 and 1.0 differ)."""
+    if now is _MISSING:
+        return False
+    if isinstance(now, (bytes, bytearray)) or isinstance(expected, (bytes, bytearray)):
+        as_bytes = [bytes(v) if isinstance(v, (bytes, bytearray)) else v.encode("utf-8") if isinstance(v, str) else v
+                    for v in (now, expected)]
+        return as_bytes[0] == as_bytes[1]
+    return type(now) is type(expected) and now == expected
+
+
+Confirm = Optional[Callable[[object], bool]]
