@@ -19,7 +19,7 @@ from . import quarantine as q
 from .backends import open_database
 from .errors import NoSpaceError, OperationInterrupted, UsageError
 from .fksweep import TMP, UNREFERENCED_TABLES, TablePlan, sweep_foreign_keys
-from .guarded import GuardedChange, Safeguards, preflight
+from .guarded import GuardedChange, Safeguards, kill_point, preflight
 from .hierarchy import ancestor_chain
 from .progress import NoProgress
 from .schema import discover_graph
@@ -225,6 +225,7 @@ def _quarantine_rows(db, graph, doom, qcon, qpath, progress):
         qcon.execute("CREATE INDEX IF NOT EXISTS %s ON %s (%s)" % (
             q.qi("_emfix_content_" + table), q.qi(table), ", ".join(q.qi(c) for c in _content_key(graph, table))))
     _copy_doomed(db, graph, doom, qcon, progress)
+    kill_point("staged")
     if attached:
         # The rows were staged in temp tables by short reads of main; the commit (and its fsync)
         # of the quarantine then happens without holding any lock on the database.
@@ -244,6 +245,7 @@ def _quarantine_rows(db, graph, doom, qcon, qpath, progress):
             db.execute("DETACH DATABASE emfix_q")
     meta = q.read_meta(qcon)
     q.write_meta(qcon, tables=sorted(set(meta.get("tables", [])) | set(doom)))
+    kill_point("kept")
     log.info("quarantined %d rows in %s", sum(c for _, c in doom.values()), qpath)
 
 
@@ -331,6 +333,7 @@ def _delete_batches(db, graph, doom, qcon, batch_size, sleep, max_lock_ms, progr
             with db.transaction():
                 deleted = _delete_keys(db, graph, plan, keys)
                 left = _still_there(db, plan, keys) if deleted < len(keys) else []
+            kill_point("written")
             if left:
                 _forget_left_alone(db, graph, plan, left, qcon)
                 left_alone[table] = left_alone.get(table, 0) + len(left)

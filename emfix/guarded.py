@@ -41,6 +41,24 @@ class Safeguards:
     force: bool = False
 
 
+# -- kill points for the tests ------------------------------------------------------------------------
+
+FAULT_ENV = "EMFIX_TEST_KILL_AT"  # "POINT:N": SIGKILL this process the N-th time it passes POINT
+_passes = {}
+
+
+def kill_point(point):
+    """Where a test may kill the process for certain (no timing): after the quarantine commit
+    ("kept"), after a batch's database commit ("written"), and so on."""
+    wanted = os.environ.get(FAULT_ENV)
+    if not wanted or not wanted.startswith(point + ":"):
+        return
+    _passes[point] = _passes.get(point, 0) + 1
+    if str(_passes[point]) == wanted.split(":", 1)[1]:
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 # -- preflight ------------------------------------------------------------------------------------
 
 def check_integrity(db):
@@ -251,12 +269,14 @@ class ValueRewrites:
         # the earlier change is no longer in the database, this one is what undo must reverse.
         q.keep_rows(con, upsert, [(r.key, _storable(r.before), r.kind, r.after) for r in rewrites],
                     self.change.quarantine_path)
+        kill_point("kept")
         written = 0
         with db.transaction():
             for kind, group in _by_kind(rewrites).items():
                 written += db.executemany(swap_sql(db, self.table, self.key, self.column, kind),
                                           [swap_params(db, r.after, r.key, _storable(r.before)) for r in group],
                                           batch_size=len(group))
+        kill_point("written")
         if written >= len(rewrites):
             return []
         now = current_values(db, self.table, self.key, self.column, [r.key for r in rewrites])

@@ -14,7 +14,7 @@ from . import quarantine as q
 from .address import parse_address
 from .backends import open_database
 from .errors import UsageError
-from .guarded import AFTER, LEFT_ALONE, STATE, current_values, same_value, swap_params, swap_sql
+from .guarded import AFTER, LEFT_ALONE, STATE, current_values, kill_point, same_value, swap_params, swap_sql
 from .schema import discover_graph
 from .values import canonical
 
@@ -51,7 +51,7 @@ def _owner(meta, address, force, quarantine_path):
     return address
 
 
-def undo(quarantine_path, address=None, *, retry_policy=None, force=False):
+def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch_size=None):
     """Put every quarantined row back (parents first) and remove the parents a repair created.
 
     Idempotent: rows already present are left alone, so running it twice changes nothing more. A
@@ -65,7 +65,7 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False):
         address = _owner(meta, address, force, quarantine_path)
         if meta.get("command") in VALUE_COMMANDS:
             result = UndoResult(quarantine_path, {}, 0, address.display())
-            _put_values_back(qcon, meta, address, result, retry_policy)
+            _put_values_back(qcon, meta, address, result, retry_policy, batch_size or UNDO_BATCH)
             q.write_meta(qcon, status="undone" if not result.not_restored else "undone, some values not put back")
             return result
         result = UndoResult(quarantine_path, {}, 0, address.display())
@@ -76,7 +76,7 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False):
                                                "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
             for table in [t for t in graph.parent_first() if t in names]:
                 columns = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table)) if r[1] != q.ROWID]
-                _reinsert(db, qcon, graph, table, columns, result)
+                _reinsert(db, qcon, graph, table, columns, result, batch_size or UNDO_BATCH)
             with db.transaction():
                 for table, key_json in qcon.execute("SELECT table_name, key_json FROM %s ORDER BY ordinal DESC"
                                                     % q.CREATED).fetchall():
@@ -95,7 +95,7 @@ UNDO_BATCH = 1000
 KEYS_PER_QUERY = 200
 
 
-def _reinsert(db, qcon, graph, table, columns, result):
+def _reinsert(db, qcon, graph, table, columns, result, batch_size=None):
     """Insert the quarantined rows by their columns (never by rowid: SQLite may have given that rowid
     to another row since), then check each row that did not go in is there with the same content."""
     key = [c for c in (graph.primary_keys.get(table) or ()) if c in columns] or list(columns)
@@ -113,12 +113,13 @@ def _reinsert(db, qcon, graph, table, columns, result):
     cursor = qcon.execute("SELECT %s FROM %s" % (", ".join(q.qi(c) for c in columns), q.qi(table)))
     restored = 0
     while True:
-        rows = cursor.fetchmany(UNDO_BATCH)
+        rows = cursor.fetchmany(batch_size or UNDO_BATCH)
         if not rows:
             break
         with db.transaction():
             written = db.executemany(insert, [tuple(r) + tuple(r) if double else tuple(r) for r in rows],
-                                     batch_size=UNDO_BATCH)
+                                     batch_size=len(rows))
+        kill_point("undone")
         written = max(0, written)
         restored += written
         if written == len(rows):
@@ -158,7 +159,7 @@ def _rows_by_key(db, table, columns, where, rows):
     return present
 
 
-def _put_values_back(qcon, meta, address, result, retry_policy=None):
+def _put_values_back(qcon, meta, address, result, retry_policy=None, batch_size=None):
     """Put each original back, byte for byte and with its storage class, only where the row still holds
     the value the repair wrote (compare-and-swap): a value changed since is named, never overwritten.
     Batches of UNDO_BATCH commit on their own, so a large undo is many short transactions (replicas,
@@ -172,7 +173,7 @@ def _put_values_back(qcon, meta, address, result, retry_policy=None):
     restored = 0
     with open_database(address, retry_policy=retry_policy) as db:
         while True:
-            rows = cursor.fetchmany(UNDO_BATCH)
+            rows = cursor.fetchmany(batch_size or UNDO_BATCH)
             if not rows:
                 break
             with db.transaction():
@@ -186,6 +187,7 @@ def _put_values_back(qcon, meta, address, result, retry_policy=None):
                         done = db.execute("UPDATE %s SET %s = %s WHERE %s = ?" % (
                             db.quote(table), db.quote(col), value, db.quote(key)), (original, ident))
                     restored += done
+            kill_point("undone")
             if has_after:
                 _name_changed_values(db, table, key, col, rows, result)
     result.restored = {table: restored}

@@ -45,7 +45,7 @@ def run(args, out):
     if not result.dry_run:
         history.record(address, "cleanup-orphans", "done", summary="removed %s rows" % n(
             sum(result.removed.values())), quarantine=result.quarantine)
-    if result.final and result.final.get("total_foreign_key_violations"):
+    if result.final and result.final.get("total_foreign_key_violations") or result.left_alone:
         return EXIT_PROBLEMS
     return EXIT_OK
 
@@ -87,6 +87,10 @@ def cleanup_lines(result, target):
     if result.quarantine:
         lines.append("removed rows kept in: %s" % result.quarantine)
         lines.append("undo with: emfix undo %s" % result.quarantine)
+    if result.left_alone:
+        lines.append("left alone: %s rows another process changed after they were planned (%s); run the same "
+                     "command again to check them anew" % (n(sum(result.left_alone.values())), ", ".join(
+                         "%s %s" % (t, n(c)) for t, c in sorted(result.left_alone.items()))))
     if result.final:
         lines.append("validate afterwards: %s foreign-key violations, %s rows orphaned through a parent" % (
             n(result.final["total_foreign_key_violations"]), n(result.final["rows_orphaned_through_parent"])))

@@ -39,7 +39,7 @@ def run(args, out):
         return EXIT_OK  # a plan is not a failure (as cleanup --dry-run)
     history.record(address, "fix-json", "done", summary="%d repaired, %d unrepairable" % (
         result.repaired, result.unrepairable), quarantine=result.quarantine)
-    return EXIT_PROBLEMS if result.unrepairable > result.reset else EXIT_OK
+    return EXIT_PROBLEMS if result.unrepairable > result.reset or result.left_alone_count else EXIT_OK
 
 
 def fix_json_lines(result, target):
@@ -70,6 +70,10 @@ def fix_json_lines(result, target):
     if result.quarantine and not result.dry_run:
         lines.append("originals kept in: %s" % result.quarantine)
         lines.append("undo with: emfix undo %s" % result.quarantine)
+    if result.left_alone_count:
+        lines.append("left alone: %s values another process changed after emfix read them (%s%s); run the same "
+                     "command again to check them anew" % (n(result.left_alone_count), result.column, " " + ", ".join(
+                         str(k) for k in result.left_alone[:5]) + (" ..." if result.left_alone_count > 5 else "")))
     return lines
 
 

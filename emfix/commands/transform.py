@@ -4,7 +4,7 @@ values, every original kept for `emfix undo`."""
 import sys
 
 from .. import history
-from ..errors import EXIT_OK, UsageError
+from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from . import common
 from .common import n
 
@@ -72,7 +72,7 @@ def run(args, out):
     if not result.dry_run:
         history.record(address, "transform-metrics", "done", summary="%d values changed" % result.changed,
                        quarantine=result.quarantine)
-    return EXIT_OK
+    return EXIT_PROBLEMS if result.left_alone_count else EXIT_OK
 
 
 def transform_lines(result, target):
@@ -94,3 +94,7 @@ def transform_lines(result, target):
     if result.quarantine and not result.dry_run:
         yield "originals kept in: %s" % result.quarantine
         yield "undo with: emfix undo %s" % result.quarantine
+    if result.left_alone_count:
+        yield ("left alone: %s values another process changed after emfix read them (METRIC %s%s); they keep what "
+               "that process wrote" % (n(result.left_alone_count), ", ".join(str(k) for k in result.left_alone[:5]),
+                                        " ..." if result.left_alone_count > 5 else ""))

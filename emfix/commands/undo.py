@@ -14,6 +14,8 @@ def register(sub):
                 "emfix undo quarantine/cleanup-orphans-20261125T101500.000000Z.quarantine.db")
     p.add_argument("quarantine", metavar="QUARANTINE", help="the quarantine file the repair printed")
     common.add_database_options(p, positional=False)
+    p.add_argument("--batch-size", type=common.positive_int, default=1000, metavar="N",
+                   help="rows or values per transaction (default 1,000; lower it for Galera's wsrep_max_ws_rows)")
     p.add_argument("--force", action="store_true",
                    help="put the rows into the database named by -d although the quarantine came from another "
                         "(a moved or copied database)")
@@ -22,7 +24,8 @@ def register(sub):
 
 def run(args, out):
     address = common.resolve_address(args) if (args.database or args.mysql) else None
-    result = undo.undo(args.quarantine, address, retry_policy=common.retry_policy(args), force=args.force)
+    result = undo.undo(args.quarantine, address, retry_policy=common.retry_policy(args), force=args.force,
+                       batch_size=args.batch_size)
     if out.json:
         common.emit_json(result)
     else:

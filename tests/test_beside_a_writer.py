@@ -1,0 +1,359 @@
+"""The guarded-change engine under attack, on SQLite and MariaDB, for every repair that rewrites or
+removes rows: (a) a second process writes the same rows throughout the run and the undo, and none of
+its writes is lost; (b) a kill at each step of a batch, then a rerun, ends exactly where an
+uninterrupted run ends, and undo goes back bit for bit; (c) the same command twice applies nothing
+twice; (d) undo from another folder beside a file of the same name touches only the right database.
+"""
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, make_demo, run_cli, url_of
+
+from emfix.backends import open_database
+
+WRITER = r'''
+import json, os, random, sys, time
+url, config, log_path, stop_path = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+table, column, ids, values = config["table"], config["column"], config["ids"], config.get("values")
+if url.startswith("mysql://"):
+    import mysql.connector
+    user, rest = url[len("mysql://"):].split("@")
+    hostport, database = rest.split("/")
+    host, port = hostport.split(":")
+    con = mysql.connector.connect(host=host, port=int(port), user=user, database=database, autocommit=True)
+    mark, quote = "%s", "`"
+else:
+    import sqlite3
+    con = sqlite3.connect(url, timeout=60, isolation_level=None)
+    mark, quote = "?", '"'
+rng = random.Random(config["seed"])
+log = open(log_path, "a")
+deadline = time.monotonic() + 90  # bounded, whatever happens to the test
+mine, n = [], 0
+print("ready", flush=True)
+while not os.path.exists(stop_path) and time.monotonic() < deadline:
+    n += 1
+    cur = con.cursor()
+    action = rng.random()
+    if not config.get("inserts") or action < 0.8 or not mine:
+        target = rng.choice(ids)
+        value = rng.choice(values) if values else json.dumps({"w": n})
+        cur.execute("UPDATE %s%s%s SET %s%s%s = %s WHERE id = %s" % (quote, table, quote, quote, column, quote,
+                                                                   mark, mark), (value, target))
+        if cur.rowcount == 1:
+            log.write(json.dumps(["U", target, value]) + "\n")
+    elif action < 0.9:
+        value = json.dumps({"w": n})
+        cur.execute("INSERT INTO METRIC (type, total_val, per_label_val) VALUES ('w', 0.5, %s)" % mark, (value,))
+        mine.append(cur.lastrowid)
+        log.write(json.dumps(["I", cur.lastrowid, value]) + "\n")
+    else:
+        victim = mine.pop(rng.randrange(len(mine)))
+        cur.execute("DELETE FROM METRIC WHERE id = %s" % mark, (victim,))
+        log.write(json.dumps(["D", victim, None]) + "\n")
+    log.flush()
+    cur.close()
+    time.sleep(0.002)  # a busy application, not a lock hog
+'''
+
+
+class Writer:
+    """A second process writing `column` of `table` for rows `ids` until stopped; each committed write
+    is logged, so the test knows the last value every row was given."""
+
+    def __init__(self, address, tmp_path, table, column, ids, values=None, inserts=False, seed=0):
+        self.log = str(tmp_path / "writer.log")
+        self.stop_file = str(tmp_path / "writer.stop")
+        config = {"table": table, "column": column, "ids": ids, "values": values, "inserts": inserts, "seed": seed}
+        self.proc = subprocess.Popen([sys.executable, "-c", WRITER, url_of(address), json.dumps(config), self.log,
+                                      self.stop_file], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def writes(self):
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as handle:
+            return [json.loads(line) for line in handle if line.endswith("\n")]
+
+    def stop(self):
+        open(self.stop_file, "w").close()
+        self.proc.wait(timeout=120)
+
+    def last_values(self):
+        """{id: the value the writer last wrote} for rows it still has (deleted ones map to None)."""
+        last = {}
+        for action, key, value in self.writes():
+            last[key] = None if action == "D" else value
+        return last
+
+
+def values_of(address, table, column):
+    with open_database(address) as db:
+        return dict(db.query("SELECT id, %s FROM %s" % (db.quote(column), db.quote(table))))
+
+
+def lost_writes(address, writer, table="METRIC", column="per_label_val", kept=None):
+    """The writer's writes the database no longer holds (a row emfix removed counts as kept when its
+    quarantined copy holds the writer's value)."""
+    now = values_of(address, table, column)
+    lost = []
+    for key, value in writer.last_values().items():
+        if value is None:
+            if key in now:
+                lost.append((key, "deleted by the writer, back again"))
+        elif key in now and str(now[key]) == str(value):
+            continue
+        elif key not in now and kept is not None and str(kept.get(key)) == str(value):
+            continue
+        else:
+            lost.append((key, value, now.get(key)))
+    return lost
+
+
+def damaged_metrics(address, every=2):
+    """The demo, with every `every`-th metric value written as a Python repr (fix-json's work)."""
+    make_demo(address)
+    with open_database(address) as db, db.transaction():
+        concat = ("CONCAT('{''acc'': 0.5047, ''n'': ', id, '}')" if db.dialect == "mysql"
+                  else "'{''acc'': 0.5047, ''n'': ' || id || '}'")
+        db.execute("UPDATE METRIC SET per_label_val = %s WHERE id %% %d = 0" % (concat, every))
+        return [r[0] for r in db.query("SELECT id FROM METRIC WHERE id %% %d = 0" % every)]
+
+
+def labelled_metrics(address):
+    """The demo, every metric holding an `acc` label for transform-metrics' rule."""
+    make_demo(address)
+    with open_database(address) as db, db.transaction():
+        concat = ("CONCAT('{\"acc\": 0.5047, \"n\": ', id, '}')" if db.dialect == "mysql"
+                  else "'{\"acc\": 0.5047, \"n\": ' || id || '}'")
+        db.execute("UPDATE METRIC SET per_label_val = %s" % concat)
+        return [r[0] for r in db.query("SELECT id FROM METRIC")]
+
+
+def rules_file(tmp_path):
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps({"acc": "normalize"}))
+    return str(path)
+
+
+def repair_args(command, address, tmp_path, batch="2"):
+    args = [command, url_of(address), "--yes", "--json", "--batch-size", batch,
+            "--quarantine-dir", str(tmp_path / "q"), "--snapshot-dir", str(tmp_path / "snaps")]
+    if command == "transform-metrics":
+        args += ["--rules", rules_file(tmp_path)]
+    return args
+
+
+def quarantine_of(stdout):
+    return json.loads(stdout)["quarantine"]
+
+
+# -- (a) a second process writes the same rows throughout ------------------------------------------
+
+@pytest.mark.parametrize("command", ["fix-json", "transform-metrics"])
+def test_value_repairs_and_their_undo_lose_no_write_of_a_concurrent_writer(address, tmp_path, command):
+    ids = damaged_metrics(address) if command == "fix-json" else labelled_metrics(address)
+    original = values_of(address, "METRIC", "per_label_val")
+    writer = Writer(address, tmp_path, "METRIC", "per_label_val", ids, inserts=True, seed=7)
+    try:
+        before = len(writer.writes())
+        result = run_cli(*repair_args(command, address, tmp_path))
+        during = len(writer.writes()) - before
+        assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr
+        quarantine = quarantine_of(result.stdout)
+        assert lost_writes(address, writer) == []
+        undone = run_cli("undo", quarantine, "--json")
+        assert undone.returncode in (0, 1) and "Traceback" not in undone.stderr, undone.stderr
+    finally:
+        writer.stop()
+    assert during > 0, "the writer made no write while the repair ran"
+    assert lost_writes(address, writer) == []
+    # Every value the writer never touched is back as it was, bit for bit.
+    touched = set(writer.last_values())
+    now = values_of(address, "METRIC", "per_label_val")
+    assert {k: v for k, v in now.items() if k not in touched} == {k: v for k, v in original.items() if k not in touched}
+
+
+def doomed_runs(address, tmp_path):
+    """The TRIAL_RUN ids an uninterrupted cleanup removes (found on a copy)."""
+    if address.is_sqlite:
+        copy = tmp_path / "copy.db"
+        shutil.copy(address.path, str(copy))
+        before = set(values_of(address, "TRIAL_RUN", "status"))
+        run_cli("cleanup-orphans", str(copy), "--yes", "--no-snapshot", "--quarantine-dir", str(tmp_path / "cq"))
+        from emfix.address import DatabaseAddress
+        return sorted(before - set(values_of(DatabaseAddress("sqlite", path=str(copy)), "TRIAL_RUN", "status")))
+    with open_database(address) as db:
+        return [r[0] for r in db.query("SELECT r.id FROM TRIAL_RUN r LEFT JOIN TRIAL t ON t.id = r.trial_id "
+                                       "LEFT JOIN EXPERIMENT e ON e.id = t.experiment_id "
+                                       "WHERE t.id IS NULL OR e.id IS NULL")]
+
+
+def test_cleanup_and_its_undo_lose_no_write_of_a_concurrent_writer(address, tmp_path):
+    make_demo(address)
+    runs = doomed_runs(address, tmp_path)
+    assert runs
+    with open_database(address) as db:
+        live_trials = [str(r[0]) for r in db.query("SELECT id FROM TRIAL")]
+    # Some writes edit a doomed run, some re-parent it under a live trial (it is no orphan any more).
+    orphan_parents = ["999991", "999992", "999993", "999994", "999995", "999996", "999997"]
+    writer = Writer(address, tmp_path, "TRIAL_RUN", "trial_id", runs, values=orphan_parents + live_trials[:1], seed=3)
+    try:
+        result = run_cli("cleanup-orphans", url_of(address), "--yes", "--json", "--batch-size", "1",
+                         "--quarantine-dir", str(tmp_path / "q"), "--no-snapshot")
+        assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr
+        quarantine = quarantine_of(result.stdout)
+        con = sqlite3.connect(quarantine)
+        kept = dict(con.execute("SELECT id, trial_id FROM TRIAL_RUN").fetchall()) if con.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'TRIAL_RUN'").fetchone() else {}
+        con.close()
+        assert lost_writes(address, writer, "TRIAL_RUN", "trial_id", kept) == []
+        undone = run_cli("undo", quarantine, "--json")
+        assert undone.returncode in (0, 1) and "Traceback" not in undone.stderr, undone.stderr
+    finally:
+        writer.stop()
+    assert lost_writes(address, writer, "TRIAL_RUN", "trial_id") == []
+
+
+# -- (b) killed at each step of a batch, then run again ------------------------------------------------
+
+def digest(address):
+    """Every table's rows, exactly (FLOAT read as the double that holds it)."""
+    with open_database(address) as db:
+        tables = [t for t in db.tables() if not t.lower().startswith(("_emfix", "sqlite"))]
+        out = {}
+        for table in tables:
+            columns = db.columns(table)
+            rows = db.query("SELECT %s FROM %s" % (db.exact_columns(table, columns), db.quote(table)))
+            out[table] = sorted((repr(r) for r in rows))
+        return out
+
+
+def copy_database(address, tmp_path, mysql_databases, name):
+    if address.is_sqlite:
+        from emfix.address import DatabaseAddress
+        path = str(tmp_path / ("%s.db" % name))
+        shutil.copy(address.path, path)
+        return DatabaseAddress("sqlite", path=path)
+    other = mysql_databases()
+    from emfix.snapshot import create_snapshot, restore_snapshot
+    manifest = create_snapshot(address, str(tmp_path / ("copy-" + name)))
+    restore_snapshot(other, str(tmp_path / ("copy-" + name)), manifest.id, safety_snapshot=False,
+                     allow_other_database=True)
+    return other
+
+
+KILLS = [("fix-json", "kept:2"), ("fix-json", "written:3"), ("transform-metrics", "kept:1"),
+         ("transform-metrics", "written:4"), ("cleanup-orphans", "staged:1"), ("cleanup-orphans", "written:2")]
+
+
+@pytest.mark.parametrize("command,kill_at", KILLS)
+def test_a_kill_at_each_step_then_a_rerun_ends_where_one_run_ends(address, tmp_path, request, command, kill_at):
+    if command == "transform-metrics":
+        labelled_metrics(address)
+    else:
+        damaged_metrics(address)
+    databases = request.getfixturevalue("mysql_databases") if not address.is_sqlite else None
+    reference = copy_database(address, tmp_path, databases, "reference")
+    original = digest(address)
+    args = repair_args(command, address, tmp_path)
+    killed = run_cli(*args, env={"EMFIX_TEST_KILL_AT": kill_at})
+    assert killed.returncode == -9, (killed.returncode, killed.stderr)
+    rerun = run_cli(*args)
+    assert rerun.returncode in (0, 1) and "Traceback" not in rerun.stderr, rerun.stderr
+    (tmp_path / "ref").mkdir()
+    once = run_cli(*repair_args(command, reference, tmp_path / "ref"))
+    assert once.returncode in (0, 1), once.stderr
+    assert digest(address) == digest(reference)
+    undone = run_cli("undo", quarantine_of(rerun.stdout))
+    assert undone.returncode == 0, undone.stderr
+    assert digest(address) == original
+
+
+def test_an_undo_killed_midway_is_finished_by_running_it_again(address, tmp_path):
+    damaged_metrics(address)
+    original = digest(address)
+    done = run_cli(*repair_args("fix-json", address, tmp_path))
+    quarantine = quarantine_of(done.stdout)
+    killed = run_cli("undo", quarantine, "--batch-size", "10", env={"EMFIX_TEST_KILL_AT": "undone:2"})
+    assert killed.returncode == -9
+    again = run_cli("undo", quarantine)
+    assert again.returncode == 0, again.stderr
+    assert digest(address) == original
+
+
+# -- (c) the same command twice ------------------------------------------------------------------------
+
+def test_the_same_transform_twice_is_refused_and_applies_nothing_twice(address, tmp_path):
+    labelled_metrics(address)
+    first = run_cli(*repair_args("transform-metrics", address, tmp_path, batch="100"))
+    assert first.returncode == 0, first.stderr
+    after_first = digest(address)
+    second = run_cli(*repair_args("transform-metrics", address, tmp_path, batch="100"))
+    assert second.returncode == 2 and "already ran" in second.stderr and "--force" in second.stderr, second.stderr
+    assert digest(address) == after_first
+    # Undone, the same rules may run again; --force applies them on top on purpose.
+    assert run_cli("undo", quarantine_of(first.stdout)).returncode == 0
+    assert run_cli(*repair_args("transform-metrics", address, tmp_path, batch="100")).returncode == 0
+    forced = run_cli(*repair_args("transform-metrics", address, tmp_path, batch="100"), "--force")
+    assert forced.returncode == 0, forced.stderr
+
+
+@pytest.mark.parametrize("command", ["fix-json", "cleanup-orphans"])
+def test_a_second_run_of_a_finished_repair_changes_nothing(address, tmp_path, command):
+    damaged_metrics(address)
+    first = run_cli(*repair_args(command, address, tmp_path, batch="100"))
+    assert first.returncode in (0, 1), first.stderr
+    after_first = digest(address)
+    second = run_cli(*repair_args(command, address, tmp_path, batch="100"))
+    assert second.returncode in (0, 1) and "Traceback" not in second.stderr, second.stderr
+    assert digest(address) == after_first
+
+
+# -- (d) undo from another folder ------------------------------------------------------------------------
+
+def test_undo_from_another_folder_beside_a_same_named_file_changes_only_the_right_database(tmp_path):
+    from emfix.address import DatabaseAddress
+    home = tmp_path / "home"
+    elsewhere = tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    ours = DatabaseAddress("sqlite", path=str(home / "experiment.db"))
+    damaged_metrics(ours)
+    original = digest(ours)
+    theirs = DatabaseAddress("sqlite", path=str(elsewhere / "experiment.db"))
+    make_demo(theirs)
+    untouched = open(theirs.path, "rb").read()
+    # The repair is run the way a user would: from the database's folder, by a relative name.
+    done = run_cli("fix-json", "experiment.db", "--yes", "--json", "--no-snapshot", cwd=str(home))
+    quarantine = os.path.join(str(home), quarantine_of(done.stdout))
+    undone = run_cli("undo", quarantine, cwd=str(elsewhere))
+    assert undone.returncode == 0, undone.stderr
+    assert digest(ours) == original
+    assert open(theirs.path, "rb").read() == untouched
+    # Naming the other file is refused, and changes nothing.
+    again = run_cli(*repair_args("fix-json", ours, tmp_path))
+    refused = run_cli("undo", quarantine_of(again.stdout), "-d", "experiment.db", cwd=str(elsewhere))
+    assert refused.returncode == 2 and "came from" in refused.stderr, refused.stderr
+    assert open(theirs.path, "rb").read() == untouched
+
+
+def test_undo_into_another_mysql_database_is_refused(mysql_databases, tmp_path):
+    ours, theirs = mysql_databases(), mysql_databases()
+    damaged_metrics(ours)
+    make_demo(theirs)
+    before = digest(theirs)
+    done = run_cli(*repair_args("fix-json", ours, tmp_path))
+    refused = run_cli("undo", quarantine_of(done.stdout), "-d", url_of(theirs))
+    assert refused.returncode == 2 and "came from" in refused.stderr, refused.stderr
+    assert digest(theirs) == before
+
+
+def test_root_is_importable_for_the_writer():
+    assert os.path.isdir(os.path.join(ROOT, "emfix"))
