@@ -8,7 +8,6 @@ move only where they would collide (idshift), with the offsets kept in the journ
 """
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -17,6 +16,7 @@ from typing import Dict, List, Optional
 
 from . import pages
 from .backends import open_database
+from .copycheck import TableCheck, verify_copy
 from .errors import (
     ConnectError,
     DamagedInputError,
@@ -31,24 +31,10 @@ from .idshift import column_shifts, id_offset, id_owner
 from .pool import ConnectionPool
 from .progress import BASE_MB, DEFAULT_BATCH, NoProgress, utc_now
 from .schema import EM_TABLE_NAMES, EM_TABLES, create_schema, discover_graph
-from .values import as_stored, canonical, portable
+from .values import portable
 
 JOURNAL = "_emfix_migration"
 STRATEGIES = ("conservative", "balanced", "aggressive")  # what each does: `emfix migrate --help`
-
-
-@dataclasses.dataclass
-class TableCheck:
-    table: str
-    source_rows: int
-    target_rows: int
-    source_checksum: str = ""
-    target_checksum: str = ""
-    narrowed: Dict[str, int] = dataclasses.field(default_factory=dict)  # column: values DST keeps less of
-
-    @property
-    def ok(self):
-        return self.source_rows == self.target_rows and self.source_checksum == self.target_checksum
 
 
 @dataclasses.dataclass
@@ -232,7 +218,7 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
                 if pin is not None:
                     pin.execute("COMMIT")
                     readers.release(pin)
-            checks = _verify(source, target, graph, tree, tables, offsets, experiment_id, strategy,
+            checks = verify_copy(source, target, graph, tree, tables, offsets, experiment_id, strategy,
                              copy.source_counts) if verify else []
             with target.transaction():
                 target.execute("UPDATE %s SET state = 'done', finished_at = ? WHERE run_key = ?" % journal_table,
@@ -468,79 +454,3 @@ def _offsets(source, target, graph, tree, tables):
         offsets[table] = id_offset(target, table, low, high)
     return offsets
 
-
-def _checksum(db, graph, table, where, moves, limits=None):
-    """Order-independent: XOR of each row's SHA-256 (ids already moved), with the row count.
-
-    `limits` (DST's columns that keep less than SRC holds, such as the application's FLOAT total_val on
-    MySQL) make SRC's values count as DST stores them; how many that changed is returned per column."""
-    columns = graph.columns[table]
-    lowered = {k.lower(): v for k, v in (limits or {}).items()}
-    narrow = [(i, lowered[c.lower()]) for i, c in enumerate(columns) if c.lower() in lowered]
-    narrowed = dict.fromkeys((columns[i] for i, _ in narrow), 0)
-    acc, count = 0, 0
-    for row in db.iter_rows("SELECT %s FROM %s t WHERE %s" % (db.exact_columns(table, columns, "t."),
-                                                               db.quote(table), where), arraysize=2000):
-        if narrow:
-            row = list(row)
-            for i, limit in narrow:
-                kept = as_stored(row[i], limit)
-                if canonical(kept) != canonical(row[i]):
-                    narrowed[columns[i]] += 1
-                    row[i] = kept
-        row = [canonical(v) for v in row]
-        for i, move in moves:
-            if isinstance(row[i], int):
-                row[i] += move
-        acc ^= int.from_bytes(hashlib.sha256(json.dumps(row, default=str).encode()).digest()[:16], "big")
-        count += 1
-    return count, "%032x" % acc, {c: n for c, n in narrowed.items() if n}
-
-
-def _same_types(source, target, table):
-    return source.column_types(table) == target.column_types(table)
-
-
-def _server_checksum(db, table, columns, where, moves):
-    """Both ends MySQL with the same column types: each side hashes its rows in the server (SHA-256 of
-    every column's exact value, NULL marked, ids moved), XORed over the rows, so nothing but two numbers
-    crosses the wire. A changed bit or microsecond changes the sum; the two sides read alike only
-    because their columns are the same types."""
-    shift = dict(moves)
-    parts = []
-    for i, column in enumerate(columns):
-        value = db.exact_column(table, column, "t.")
-        if shift.get(i):
-            value = "(%s + %d)" % (value, int(shift[i]))
-        parts.append("IFNULL(CONCAT('v', HEX(CONCAT(%s))), 'N')" % value)  # CONCAT: a number's shortest exact text
-    digest = "SHA2(CONCAT_WS(',', %s), 256)" % ", ".join(parts)
-    halves = ", ".join("BIT_XOR(CAST(CONV(SUBSTRING(%s, %d, 16), 16, 10) AS UNSIGNED))" % (digest, start)
-                       for start in (1, 17))
-    count, high, low = db.query("SELECT COUNT(*), %s FROM %s t WHERE %s" % (halves, db.quote(table), where))[0]
-    return int(count or 0), "%016x%016x" % (int(high or 0), int(low or 0))
-
-
-def _verify(source, target, graph, tree, tables, offsets, experiment_id, strategy, source_counts):
-    """Counts (and, unless aggressive, checksums) of the subtree on both sides, ids mapped; SRC's
-    counts were taken before the copy, in the same read."""
-    target_graph = discover_graph(target)
-    new_tree = reach_subtree(target, target_graph, experiment_id + offsets.get(ROOT, 0))
-    checks = []
-    for table in tables:
-        columns = graph.columns[table]
-        moves = column_shifts(graph, table, columns, offsets)
-        src_where = tree.where(source, graph, table)
-        dst_where = new_tree.where(target, target_graph, table)
-        if strategy == "aggressive":
-            a, b = source_counts[table], new_tree.count(target, target_graph, table)
-            checks.append(TableCheck(table, a, b))
-            continue
-        if source.dialect == target.dialect == "mysql" and _same_types(source, target, table):
-            a, sa = _server_checksum(source, table, columns, src_where, moves)
-            b, sb = _server_checksum(target, table, columns, dst_where, [])
-            checks.append(TableCheck(table, a, b, sa, sb))
-            continue
-        a, sa, narrowed = _checksum(source, graph, table, src_where, moves, target.storage_limits(table))
-        b, sb, _ = _checksum(target, target_graph, table, dst_where, [])
-        checks.append(TableCheck(table, a, b, sa, sb, narrowed))
-    return checks
