@@ -253,3 +253,71 @@ def test_in_engine_copy_equals_the_row_by_row_copy_with_ids_moved(tmp_path, monk
         results[source.path] = (content(target), bool(engine_runs))
     assert results[plain.path][1] and not results[wal.path][1]
     assert results[plain.path][0] == results[wal.path][0]
+
+
+def _journal_states(address):
+    with open_database(address, readonly=address.is_sqlite) as db:
+        return dict(db.query("SELECT run_key, state FROM %s" % db.quote(JOURNAL)))
+
+
+def _negate_every_50th_metric(address, trigger):
+    """A trigger on DST that flips the sign of every 50th METRIC value as it is written (a copy that
+    cannot verify), or (trigger=False) that trigger dropped and those values flipped back, exactly."""
+    with open_database(address) as db:
+        if not trigger:
+            db.execute("DROP TRIGGER %s" % db.quote("emfix_t_flip"))
+            db.execute("UPDATE %s SET total_val = -total_val WHERE id %% 50 = 0" % db.quote("METRIC"))
+        elif db.dialect == "sqlite":
+            db.execute('CREATE TRIGGER emfix_t_flip AFTER INSERT ON "METRIC" WHEN NEW.id % 50 = 0 BEGIN '
+                       'UPDATE "METRIC" SET total_val = -total_val WHERE id = NEW.id; END')
+        else:
+            db.execute("CREATE TRIGGER emfix_t_flip BEFORE INSERT ON `METRIC` FOR EACH ROW SET NEW.total_val = "
+                       "IF(NEW.id % 50 = 0, -NEW.total_val, NEW.total_val)")
+
+
+def test_a_copy_that_fails_its_verify_is_never_done_and_resume_verifies_again(address, tmp_path):
+    """#23 item 10: the journal records the verify's result. A copy DST changed as it was written stays
+    `differs`: --resume verifies again (exit 4 again), a plain rerun says what to do; once DST holds
+    what SRC holds, --resume verifies it and only then is it done."""
+    from emfix.schema import create_schema
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, faults=False)
+    with open_database(address, create=True) as db:
+        create_schema(db)
+    _negate_every_50th_metric(address, trigger=True)
+    command = ("migrate", source.path, url_of(address), "-e", "1", "--snapshot-dir", str(tmp_path / "snaps"))
+    env = {"EMFIX_MYSQL_PASSWORD": ""}
+    first = run_cli(*command, env=env)
+    assert first.returncode == 4 and "differs" in first.stderr, first.stderr
+    assert list(_journal_states(address).values()) == ["differs"]
+    again = run_cli(*command, "--resume", env=env)
+    assert again.returncode == 4 and "differs" in again.stderr and "METRIC" in again.stdout, again.stderr
+    assert "Traceback" not in again.stderr and list(_journal_states(address).values()) == ["differs"]
+    plain = run_cli(*command, env=env)
+    assert plain.returncode == 1 and "differs" in plain.stderr and "--resume" in plain.stderr, plain.stderr
+    experiments = content(address)["EXPERIMENT"]
+    assert len(experiments) == 1  # neither rerun copied anything more
+    _negate_every_50th_metric(address, trigger=False)
+    fixed = run_cli(*command, "--resume", env=env)
+    assert fixed.returncode == 0 and "DIFFERS" not in fixed.stdout, fixed.stderr
+    assert list(_journal_states(address).values()) == ["done"]
+    done = run_cli(*command, env=env)
+    assert done.returncode == 2 and "already migrated" in done.stderr
+
+
+def test_an_unverified_copy_is_verified_by_resume(tmp_path):
+    from emfix.schema import create_schema
+    source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
+    make_demo(source, faults=False)
+    with open_database(target, create=True) as db:
+        create_schema(db)
+    _negate_every_50th_metric(target, trigger=True)
+    command = ("migrate", source.path, target.path, "-e", "1", "--strategy", "aggressive")
+    assert run_cli(*command, "--no-verify").returncode == 0
+    assert list(_journal_states(target).values()) == ["unverified"]
+    plain = run_cli(*command)
+    assert plain.returncode == 2 and "not verified" in plain.stderr and "--resume" in plain.stderr
+    assert run_cli(*command, "--resume", "--no-verify").returncode == 0  # as asked: not verified, nothing to do
+    checked = run_cli(*command, "--resume", "--strategy", "balanced")
+    assert checked.returncode == 4 and "differs" in checked.stderr, checked.stderr
+    assert list(_journal_states(target).values()) == ["differs"]
