@@ -321,3 +321,60 @@ def test_an_unverified_copy_is_verified_by_resume(tmp_path):
     checked = run_cli(*command, "--resume", "--strategy", "balanced")
     assert checked.returncode == 4 and "differs" in checked.stderr, checked.stderr
     assert list(_journal_states(target).values()) == ["differs"]
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def new_database(request, tmp_path):
+    """Call it for each fresh, empty database of one backend."""
+    if request.param == "mysql":
+        return request.getfixturevalue("mysql_databases")
+    made = []
+    return lambda: made.append(sqlite_at(tmp_path, "db%d.db" % len(made))) or made[-1]
+
+
+def _kill_in_second_experiment(args):
+    """Run `emfix ARGS --progress` and SIGKILL it once its progress says the second experiment has
+    committed a batch: each experiment's first rows line shows at once, its count back at the start."""
+    proc = subprocess.Popen([sys.executable, "-m", "emfix", *args, "--progress"], env=dict(
+        os.environ, PYTHONPATH=ROOT, EMFIX_MYSQL_PASSWORD=""), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
+    before = None
+    for line in proc.stderr:
+        if line.startswith("migrate: ") and " rows (" in line:
+            done = int(line.split()[1].split("/")[0].replace(",", ""))
+            if before is not None and done <= before:
+                proc.send_signal(signal.SIGKILL)
+                break
+            before = done
+    proc.communicate(timeout=120)
+    return proc.returncode
+
+
+def test_a_killed_migrate_all_is_finished_by_resume(new_database, tmp_path):
+    """#23 item 12: killed in its second experiment, `--all --resume` finishes that one and copies the
+    third (not begun); a plain `--all` before it copies nothing and says to use --resume."""
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, shape=Shape(experiments=3, trials=2, runs=3, epochs=10, batches=5), faults=False)
+    reference, target = new_database(), new_database()
+    for experiment_id in (1, 2, 3):
+        migrate_experiment(source, reference, experiment_id, init=True, strategy="aggressive")
+    command = ["migrate", source.path, url_of(target), "--all", "--init", "--strategy", "aggressive",
+               "--batch-size", "10"]
+    assert _kill_in_second_experiment(command) == -signal.SIGKILL
+    assert sorted(_journal_states(target).values()) == ["done", "running"]
+    kept = content(target)
+    env = {"EMFIX_MYSQL_PASSWORD": ""}
+    plain = run_cli(*command, env=env)
+    assert plain.returncode == 1 and "nothing was copied" in plain.stderr, plain.stderr
+    assert "experiment 1 copied" in plain.stderr and "experiment 2 partly copied" in plain.stderr
+    assert "--resume" in plain.stderr and "copies the 1 not begun" in plain.stderr
+    assert content(target) == kept
+    finished = run_cli(*command, "--resume", env=env)
+    assert finished.returncode == 0, finished.stderr
+    assert "experiment 2 -> 2" in finished.stdout and "experiment 3 -> 3" in finished.stdout
+    assert content(target) == content(reference)
+    assert sorted(_journal_states(target).values()) == ["done"] * 3
+    again = run_cli(*command, env=env)
+    assert again.returncode == 2 and "--force" in again.stderr and "nothing was copied" in again.stderr
+    assert run_cli(*command, "--resume", env=env).returncode == 0  # each one done: nothing more to copy
+    assert content(target) == content(reference)
