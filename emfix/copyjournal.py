@@ -15,6 +15,7 @@ import json
 import os
 
 from .backends import open_database
+from .progress import utc_now
 
 JOURNAL = "_emfix_migration"
 RUNNING, DONE, DIFFERS, UNVERIFIED = "running", "done", "differs", "unverified"
@@ -72,3 +73,35 @@ def set_state(db, key, state, finished_at):
     with db.transaction():
         db.execute("UPDATE %s SET state = ?, finished_at = ? WHERE run_key = ?" % db.quote(JOURNAL),
                    (state, finished_at, key))
+
+
+# -- copies within one database (`migrate-experiment -d DB -s ID [-t ID]`) -----------------------------
+# The rows travel by export and import (whose own journal resumes them); this row, in the same table,
+# records the finished copy by its scope (which experiment, into which), so that a second copy of
+# the same scope is refused without --force even when the source experiment changed in between.
+
+def within_key(address, source_id, into):
+    return "within:%s#%d>%s" % (address.key(), source_id, "new" if into is None else "%d" % into)
+
+
+def find_copy_within(address, source_id, into, retry_policy=None):
+    """The finished copy of experiment SOURCE_ID within ADDRESS (into experiment INTO, or as a new one):
+    {"experiment_id": the experiment it went into, "copied": rows per table}, or None."""
+    with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
+        if JOURNAL not in db.tables():
+            return None
+        journal = read_journal(db, within_key(address, source_id, into))
+    if journal is None or journal["state"] != DONE:
+        return None
+    return {"experiment_id": journal["offsets"].get("EXPERIMENT", 0) + source_id, "copied": journal["copied"]}
+
+
+def record_copy_within(address, source_id, into, experiment_id, copied, retry_policy=None):
+    key, finished_at = within_key(address, source_id, into), utc_now()
+    with open_database(address, retry_policy=retry_policy) as db:
+        ensure_journal(db)
+        with db.transaction():
+            db.execute("DELETE FROM %s WHERE run_key = ?" % db.quote(JOURNAL), (key,))
+            db.execute("INSERT INTO %s VALUES (?, ?, ?, '{}', ?, ?, ?)" % db.quote(JOURNAL),
+                       (key, DONE, json.dumps({"EXPERIMENT": experiment_id - source_id}), json.dumps(copied),
+                        finished_at, finished_at))

@@ -378,3 +378,47 @@ def test_a_killed_migrate_all_is_finished_by_resume(new_database, tmp_path):
     assert again.returncode == 2 and "--force" in again.stderr and "nothing was copied" in again.stderr
     assert run_cli(*command, "--resume", env=env).returncode == 0  # each one done: nothing more to copy
     assert content(target) == content(reference)
+
+
+def _scalar(address, sql, params=()):
+    with open_database(address, readonly=address.is_sqlite) as db:
+        return db.scalar(sql, params)
+
+
+def test_migrate_experiment_within_one_database_twice_is_refused_unless_forced(address, tmp_path):
+    """#23 item 11: the old tool's `migrate-experiment -d DB -s 2 -t 1` run twice added the trials
+    twice. A finished copy is recorded by its scope (which experiment, into which): a repeat is
+    refused (exit 2) even after the source experiment changed, --resume has nothing to do, and
+    --force adds them again."""
+    make_demo(address, faults=False)
+    env, db = {"EMFIX_MYSQL_PASSWORD": ""}, url_of(address)
+    trials_of_1 = "SELECT count(*) FROM %s WHERE experiment_id = 1" % ('"TRIAL"' if address.is_sqlite else "`TRIAL`")
+    before = _scalar(address, trials_of_1)
+    into = ("migrate-experiment", "-d", db, "-s", "2", "-t", "1", "--no-snapshot")
+    first = run_cli(*into, env=env)
+    assert first.returncode == 0 and "added to experiment 1" in first.stdout, first.stderr
+    added = _scalar(address, trials_of_1) - before
+    assert added == 2
+    again = run_cli(*into, env=env)
+    assert again.returncode == 2 and "already added to experiment 1" in again.stderr, again.stderr
+    assert "--force" in again.stderr and "Traceback" not in again.stderr
+    with open_database(address) as writer:  # the source experiment changes: still the same scope
+        writer.execute("UPDATE %s SET name = ? WHERE experiment_id = 2" % writer.quote("TRIAL"), ("renamed",))
+    assert run_cli(*into, env=env).returncode == 2
+    resumed = run_cli(*into, "--resume", env=env)
+    assert resumed.returncode == 0 and "nothing to resume" in resumed.stdout, resumed.stderr
+    assert _scalar(address, trials_of_1) == before + added
+    assert run_cli(*into, "--force", env=env).returncode == 0
+    assert _scalar(address, trials_of_1) == before + 2 * added
+    with open_database(address) as writer:  # killed after the import's last commit, before its copy was recorded
+        writer.execute("DELETE FROM %s WHERE run_key LIKE 'within:%%'" % writer.quote(JOURNAL))
+    unrecorded = run_cli(*into, env=env)
+    assert unrecorded.returncode == 2 and "already added" in unrecorded.stderr, unrecorded.stderr
+    assert _scalar(address, trials_of_1) == before + 2 * added
+    experiments = "SELECT count(*) FROM %s" % ('"EXPERIMENT"' if address.is_sqlite else "`EXPERIMENT`")
+    copy = ("migrate-experiment", "-d", db, "-s", "3", "--no-snapshot")
+    assert run_cli(*copy, env=env).returncode == 0
+    made = _scalar(address, experiments)
+    twice = run_cli(*copy, env=env)
+    assert twice.returncode == 2 and "already copied as experiment" in twice.stderr, twice.stderr
+    assert _scalar(address, experiments) == made

@@ -144,32 +144,51 @@ def _copy_within(args, out):
     address = common.resolve_address(args)
     if not args.experiment or len(args.experiment) != 1:
         raise UsageError("which experiment? give -s ID (one)", hint="e.g. emfix migrate-experiment -d DB -s 12")
-    source_id = args.experiment[0]
+    source_id, into, policy = args.experiment[0], args.target_experiment, common.retry_policy(args)
+    done = copyjournal.find_copy_within(address, source_id, into, retry_policy=policy)
+    if done and not args.force:
+        # A repeat of a finished copy would add the same trials (or make the same experiment) again.
+        what = "added to experiment %d" % into if into is not None else "copied as experiment %d" % (
+            done["experiment_id"])
+        if not args.resume:
+            raise AlreadyDoneError("experiment %d was already %s in %s; nothing was copied" % (
+                source_id, what, address.display()), hint="pass --force to %s again" % (
+                    "add its trials" if into is not None else "make another copy"))
+        out.text("experiment %d was already %s in %s: nothing to resume" % (source_id, what, address.display()))
+        if out.json:
+            common.emit_json(dict(done, source_experiment=source_id, resumed=True))
+        return EXIT_OK
     snapshot_id = None
     if not args.no_snapshot:
         snapshot_id = snapshot.create_snapshot(address, args.snapshot_dir or snapshot.default_snapshot_dir(address),
-                                      description="before copying experiment %d" % source_id, verify=True,
-                                      retry_policy=common.retry_policy(args)).id
+                                               description="before copying experiment %d" % source_id, verify=True,
+                                               retry_policy=policy).id
     with tempfile.TemporaryDirectory(prefix="emfix-copy-") as folder:
         path = os.path.join(folder, "experiment-%d.jsonl" % source_id)
-        export.export_experiment(address, source_id, path, retry_policy=common.retry_policy(args))
-        options = dict(retry_policy=common.retry_policy(args), progress=common.make_progress("migrate", args, out),
+        export.export_experiment(address, source_id, path, retry_policy=policy)
+        options = dict(retry_policy=policy, progress=common.make_progress("migrate", args, out),
                        interrupted=common.StopFlag().install(), allow_dangling=args.strategy == "aggressive",
-                       into_experiment=args.target_experiment, resume=args.resume)
-        try:  # a killed copy is finished with --resume; one that finished before is made again, as asked
+                       into_experiment=into, resume=args.resume)
+        try:  # a killed copy is finished with --resume; one that finished before only with --force
             result = importer.import_file(address, path, **options)
         except AlreadyDoneError:
+            if not args.force:  # the same rows imported before (killed before its copy was recorded)
+                raise AlreadyDoneError("experiment %d was already %s in %s; nothing was copied" % (
+                    source_id, "added to experiment %d" % into if into is not None else "copied", address.display()),
+                    hint="pass --force to copy it again") from None
             result = importer.import_file(address, path, force=True, **options)
         except DanglingLinksError as exc:
             raise DanglingLinksError("experiment %d has link rows whose parent row is missing; nothing was copied "
                                      "(%s)" % (source_id, exc.message.split("(", 1)[-1].split(")")[0]),
                                      hint="repair it first (emfix cleanup-orphans), or copy them as they are with "
                                           "--strategy aggressive") from None
+    copyjournal.record_copy_within(address, source_id, into, result.experiment_id, result.counts,
+                                   retry_policy=policy)
     if out.json:
         common.emit_json(dict(common.to_jsonable(result), source_experiment=source_id, snapshot_id=snapshot_id))
     else:
         out.text("experiment %d %s in %s: %s rows, %.1f s" % (
-            source_id, "added to experiment %d" % result.experiment_id if args.target_experiment is not None
+            source_id, "added to experiment %d" % result.experiment_id if into is not None
             else "copied as experiment %d" % result.experiment_id, address.display(),
             n(sum(result.counts.values())), result.seconds))
         if snapshot_id:
