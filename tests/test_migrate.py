@@ -422,3 +422,16 @@ def test_migrate_experiment_within_one_database_twice_is_refused_unless_forced(a
     twice = run_cli(*copy, env=env)
     assert twice.returncode == 2 and "already copied as experiment" in twice.stderr, twice.stderr
     assert _scalar(address, experiments) == made
+
+
+def test_migrate_all_killed_again_and_again_is_finished_by_resume(new_database, tmp_path):
+    """#23 item 12, with conftest's kill_until_done: SIGKILLs at random moments across the experiments
+    of `--all`, each run after the first with --resume, until one finishes: the same as one run."""
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, shape=Shape(experiments=3, trials=2, runs=2, epochs=10, batches=5), faults=False)
+    reference, target = new_database(), new_database()
+    for experiment_id in (1, 2, 3):
+        migrate_experiment(source, reference, experiment_id, init=True, strategy="aggressive")
+    kills = kill_until_done(["migrate", source.path, url_of(target), "--all", "--init", "--strategy", "aggressive",
+                             "--batch-size", "10", "-q"], seed=11, delay=0.5, env={"EMFIX_MYSQL_PASSWORD": ""})
+    assert kills >= 2 and content(target) == content(reference)
