@@ -219,6 +219,8 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
                 if pin is not None:
                     pin.execute("COMMIT")
                     readers.release(pin)
+            if state == DIFFERS:  # a copy that differed is checked again in full, whatever else was asked
+                verify, strategy = True, "balanced" if strategy == "aggressive" else strategy
             checks = verify_copy(source, target, graph, tree, tables, offsets, experiment_id, strategy,
                                  copy.source_counts) if verify else []
             # The verify's result is the journal's: a copy is done only once it is verified.

@@ -321,6 +321,9 @@ def test_an_unverified_copy_is_verified_by_resume(tmp_path):
     checked = run_cli(*command, "--resume", "--strategy", "balanced")
     assert checked.returncode == 4 and "differs" in checked.stderr, checked.stderr
     assert list(_journal_states(target).values()) == ["differs"]
+    lighter = run_cli(*command, "--resume", "--no-verify")  # a copy that differed is checked in full regardless
+    assert lighter.returncode == 4 and "differs" in lighter.stderr, lighter.stderr
+    assert list(_journal_states(target).values()) == ["differs"]
 
 
 @pytest.fixture(params=["sqlite", "mysql"])
