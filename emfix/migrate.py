@@ -456,4 +456,3 @@ def _offsets(source, target, graph, tree, tables):
             continue
         offsets[table] = id_offset(target, table, low, high)
     return offsets
-
