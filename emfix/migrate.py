@@ -8,7 +8,6 @@ move only where they would collide (idshift), with the offsets kept in the journ
 """
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -17,7 +16,20 @@ from typing import Dict, List, Optional
 
 from . import pages
 from .backends import open_database
+from .copycheck import TableCheck, verify_copy
+from .copyjournal import (
+    DIFFERS,
+    DONE,
+    JOURNAL,
+    RUNNING,
+    UNVERIFIED,
+    ensure_journal,
+    find_journal,
+    journal_key,
+    set_state,
+)
 from .errors import (
+    AlreadyDoneError,
     ConnectError,
     DamagedInputError,
     EmfixError,
@@ -31,24 +43,9 @@ from .idshift import column_shifts, id_offset, id_owner
 from .pool import ConnectionPool
 from .progress import BASE_MB, DEFAULT_BATCH, NoProgress, utc_now
 from .schema import EM_TABLE_NAMES, EM_TABLES, create_schema, discover_graph
-from .values import as_stored, canonical, portable
+from .values import portable
 
-JOURNAL = "_emfix_migration"
 STRATEGIES = ("conservative", "balanced", "aggressive")  # what each does: `emfix migrate --help`
-
-
-@dataclasses.dataclass
-class TableCheck:
-    table: str
-    source_rows: int
-    target_rows: int
-    source_checksum: str = ""
-    target_checksum: str = ""
-    narrowed: Dict[str, int] = dataclasses.field(default_factory=dict)  # column: values DST keeps less of
-
-    @property
-    def ok(self):
-        return self.source_rows == self.target_rows and self.source_checksum == self.target_checksum
 
 
 @dataclasses.dataclass
@@ -73,26 +70,6 @@ def _same_database(a, b):
     if a.is_sqlite or b.is_sqlite:
         return False
     return (a.host, a.port, a.database) == (b.host, b.port, b.database)
-
-
-def _journal_key(src, experiment_id):
-    """SRC by its identity (real path, or host:port/database), so `./a.db` and `a.db` resume the same copy."""
-    return "%s#%d" % (src.key(), experiment_id)
-
-
-def _ensure_journal(db):
-    text = "VARCHAR(700)" if db.dialect == "mysql" else "TEXT"
-    db.execute("CREATE TABLE IF NOT EXISTS %s (run_key %s PRIMARY KEY, state VARCHAR(20), offsets TEXT, position "
-               "TEXT, copied TEXT, started_at VARCHAR(40), finished_at VARCHAR(40))" % (db.quote(JOURNAL), text))
-
-
-def _journal(db, key):
-    rows = db.query("SELECT state, offsets, position, copied FROM %s WHERE run_key = ?" % db.quote(JOURNAL), (key,))
-    if not rows:
-        return None
-    state, offsets, position, copied = rows[0]
-    return {"state": state, "offsets": json.loads(offsets), "position": json.loads(position),
-            "copied": json.loads(copied)}
 
 
 def migrate_experiment(src, dst, experiment_id, *, strategy="balanced", batch_size=None, paging="keyset",
@@ -123,6 +100,30 @@ def migrate_experiment(src, dst, experiment_id, *, strategy="balanced", batch_si
         raise
 
 
+def _refuse_by_journal(src, dst, experiment_id, journal, resume, force):
+    """What DST's journal says against copying this experiment as asked."""
+    state = journal and journal["state"]
+    if resume and state not in (RUNNING, DONE, DIFFERS, UNVERIFIED):
+        raise UsageError("nothing to resume: %s has no interrupted migration of experiment %d from %s" % (
+            dst.display(), experiment_id, src.display()), hint="run the same command without --resume")
+    if state == RUNNING and not resume:
+        raise EmfixError("a partial migration of experiment %d into %s exists (%s rows copied)" % (
+            experiment_id, dst.display(), "{:,}".format(sum(journal["copied"].values()))),
+            hint="run again with --resume to finish it")
+    if resume or force:
+        return
+    if state == DIFFERS:
+        raise EmfixError("experiment %d from %s was copied into %s, but the copy differs from the source" % (
+            experiment_id, src.display(), dst.display()),
+            hint="find what changes DST's rows (a trigger?), then run again with --resume to verify it again; "
+                 "--force copies it again as a new experiment")
+    if state in (DONE, UNVERIFIED):
+        raise AlreadyDoneError("experiment %d from %s was already migrated to %s%s" % (
+            experiment_id, src.display(), dst.display(), " (not verified)" if state == UNVERIFIED else ""),
+            hint="pass --force to copy it again as a new experiment%s" % (
+                "; --resume verifies the copy" if state == UNVERIFIED else ""))
+
+
 def _holds_nothing(path):
     import sqlite3
     try:
@@ -150,30 +151,16 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
         if not existing and not init:
             raise UsageError("%s has no Experiment Manager schema" % dst.display(),
                              hint="add --init to create it, or run `emfix init %s`" % dst.display())
-        key = _journal_key(src, experiment_id)
+        key, journal = (find_journal(target, src, experiment_id) if JOURNAL in existing
+                        else (journal_key(src, experiment_id), None))
         journal_table = target.quote(JOURNAL)
-        journal = None
-        if JOURNAL in existing:
-            journal = _journal(target, key)
-            legacy = "%s#%d" % (src.display(), experiment_id)  # how emfix before 0.3 keyed it
-            if journal is None and _journal(target, legacy) is not None:
-                key, journal = legacy, _journal(target, legacy)
-        if resume and not (journal and journal["state"] in ("running", "done")):
-            raise UsageError("nothing to resume: %s has no interrupted migration of experiment %d from %s" % (
-                dst.display(), experiment_id, src.display()), hint="run the same command without --resume")
-        if journal and journal["state"] == "done" and resume and not force:
+        state = journal and journal["state"]
+        if state and not force and (state == DONE or (state == UNVERIFIED and not verify)) and resume:
             # Killed after the last commit but before it could say so: the job is done, and says so.
             offsets = journal["offsets"]
             return MigrationResult(experiment_id, experiment_id + offsets.get(ROOT, 0), journal["copied"], offsets,
                                    True, time.perf_counter() - started)
-        if journal and journal["state"] == "done" and not force:
-            raise UsageError("experiment %d from %s was already migrated to %s" % (experiment_id, src.display(),
-                                                                                   dst.display()),
-                             hint="pass --force to copy it again as a new experiment")
-        if journal and journal["state"] == "running" and not resume:
-            raise EmfixError("a partial migration of experiment %d into %s exists (%s rows copied)" % (
-                experiment_id, dst.display(), "{:,}".format(sum(journal["copied"].values()))),
-                hint="run again with --resume to finish it")
+        _refuse_by_journal(src, dst, experiment_id, journal, resume, force)
         pin = None
         with source.consistent_read():
             if pages.copies_in_engine(source, target, paging):
@@ -204,22 +191,22 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
                 create_schema(target, generation=graph.generation)
                 for ddl in foreign_ddl:
                     target.execute(ddl)
-            _ensure_journal(target)
+            ensure_journal(target)
             snapshot_id = None
             if strategy != "aggressive" and not (resume and journal):
                 from .snapshot import create_snapshot, default_snapshot_dir
                 snapshot_id = create_snapshot(dst, snapshot_dir or default_snapshot_dir(dst),
                                               description="before migrating experiment %d" % experiment_id, verify=True,
                                               retry_policy=retry_policy).id
-            if resume and journal and journal["state"] == "running":
+            if resume and state in (RUNNING, DIFFERS, UNVERIFIED):  # copies what is left (if any), verifies
                 offsets, position, copied = journal["offsets"], journal["position"], journal["copied"]
             else:
                 offsets = _offsets(source, target, graph, tree, tables)
                 position, copied = {}, {}
                 with target.transaction():
                     target.execute("DELETE FROM %s WHERE run_key = ?" % journal_table, (key,))
-                    target.execute("INSERT INTO %s VALUES (?, 'running', ?, '{}', '{}', ?, NULL)" % journal_table,
-                                   (key, json.dumps(offsets), utc_now()))
+                    target.execute("INSERT INTO %s VALUES (?, ?, ?, '{}', '{}', ?, NULL)" % journal_table,
+                                   (key, RUNNING, json.dumps(offsets), utc_now()))
             copy = _Copy(source, target, graph, tree, key, offsets, position, copied, interrupted, progress,
                          pages.literal_limit(source, target), in_engine=pin is not None)
             try:
@@ -232,11 +219,13 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
                 if pin is not None:
                     pin.execute("COMMIT")
                     readers.release(pin)
-            checks = _verify(source, target, graph, tree, tables, offsets, experiment_id, strategy,
-                             copy.source_counts) if verify else []
-            with target.transaction():
-                target.execute("UPDATE %s SET state = 'done', finished_at = ? WHERE run_key = ?" % journal_table,
-                               (utc_now(), key))
+            if state == DIFFERS:  # a copy that differed is checked again in full, whatever else was asked
+                verify, strategy = True, "balanced" if strategy == "aggressive" else strategy
+            checks = verify_copy(source, target, graph, tree, tables, offsets, experiment_id, strategy,
+                                 copy.source_counts) if verify else []
+            # The verify's result is the journal's: a copy is done only once it is verified.
+            set_state(target, key, (DONE if all(c.ok for c in checks) else DIFFERS) if verify else UNVERIFIED,
+                      utc_now())
     progress.done()
     return MigrationResult(experiment_id, experiment_id + offsets.get(ROOT, 0), copied, offsets,
                            bool(resume and journal), time.perf_counter() - started, checks, snapshot_id)
@@ -467,80 +456,3 @@ def _offsets(source, target, graph, tree, tables):
             continue
         offsets[table] = id_offset(target, table, low, high)
     return offsets
-
-
-def _checksum(db, graph, table, where, moves, limits=None):
-    """Order-independent: XOR of each row's SHA-256 (ids already moved), with the row count.
-
-    `limits` (DST's columns that keep less than SRC holds, such as the application's FLOAT total_val on
-    MySQL) make SRC's values count as DST stores them; how many that changed is returned per column."""
-    columns = graph.columns[table]
-    lowered = {k.lower(): v for k, v in (limits or {}).items()}
-    narrow = [(i, lowered[c.lower()]) for i, c in enumerate(columns) if c.lower() in lowered]
-    narrowed = dict.fromkeys((columns[i] for i, _ in narrow), 0)
-    acc, count = 0, 0
-    for row in db.iter_rows("SELECT %s FROM %s t WHERE %s" % (db.exact_columns(table, columns, "t."),
-                                                               db.quote(table), where), arraysize=2000):
-        if narrow:
-            row = list(row)
-            for i, limit in narrow:
-                kept = as_stored(row[i], limit)
-                if canonical(kept) != canonical(row[i]):
-                    narrowed[columns[i]] += 1
-                    row[i] = kept
-        row = [canonical(v) for v in row]
-        for i, move in moves:
-            if isinstance(row[i], int):
-                row[i] += move
-        acc ^= int.from_bytes(hashlib.sha256(json.dumps(row, default=str).encode()).digest()[:16], "big")
-        count += 1
-    return count, "%032x" % acc, {c: n for c, n in narrowed.items() if n}
-
-
-def _same_types(source, target, table):
-    return source.column_types(table) == target.column_types(table)
-
-
-def _server_checksum(db, table, columns, where, moves):
-    """Both ends MySQL with the same column types: each side hashes its rows in the server (SHA-256 of
-    every column's exact value, NULL marked, ids moved), XORed over the rows, so nothing but two numbers
-    crosses the wire. A changed bit or microsecond changes the sum; the two sides read alike only
-    because their columns are the same types."""
-    shift = dict(moves)
-    parts = []
-    for i, column in enumerate(columns):
-        value = db.exact_column(table, column, "t.")
-        if shift.get(i):
-            value = "(%s + %d)" % (value, int(shift[i]))
-        parts.append("IFNULL(CONCAT('v', HEX(CONCAT(%s))), 'N')" % value)  # CONCAT: a number's shortest exact text
-    digest = "SHA2(CONCAT_WS(',', %s), 256)" % ", ".join(parts)
-    halves = ", ".join("BIT_XOR(CAST(CONV(SUBSTRING(%s, %d, 16), 16, 10) AS UNSIGNED))" % (digest, start)
-                       for start in (1, 17))
-    count, high, low = db.query("SELECT COUNT(*), %s FROM %s t WHERE %s" % (halves, db.quote(table), where))[0]
-    return int(count or 0), "%016x%016x" % (int(high or 0), int(low or 0))
-
-
-def _verify(source, target, graph, tree, tables, offsets, experiment_id, strategy, source_counts):
-    """Counts (and, unless aggressive, checksums) of the subtree on both sides, ids mapped; SRC's
-    counts were taken before the copy, in the same read."""
-    target_graph = discover_graph(target)
-    new_tree = reach_subtree(target, target_graph, experiment_id + offsets.get(ROOT, 0))
-    checks = []
-    for table in tables:
-        columns = graph.columns[table]
-        moves = column_shifts(graph, table, columns, offsets)
-        src_where = tree.where(source, graph, table)
-        dst_where = new_tree.where(target, target_graph, table)
-        if strategy == "aggressive":
-            a, b = source_counts[table], new_tree.count(target, target_graph, table)
-            checks.append(TableCheck(table, a, b))
-            continue
-        if source.dialect == target.dialect == "mysql" and _same_types(source, target, table):
-            a, sa = _server_checksum(source, table, columns, src_where, moves)
-            b, sb = _server_checksum(target, table, columns, dst_where, [])
-            checks.append(TableCheck(table, a, b, sa, sb))
-            continue
-        a, sa, narrowed = _checksum(source, graph, table, src_where, moves, target.storage_limits(table))
-        b, sb, _ = _checksum(target, target_graph, table, dst_where, [])
-        checks.append(TableCheck(table, a, b, sa, sb, narrowed))
-    return checks

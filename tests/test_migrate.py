@@ -253,3 +253,188 @@ def test_in_engine_copy_equals_the_row_by_row_copy_with_ids_moved(tmp_path, monk
         results[source.path] = (content(target), bool(engine_runs))
     assert results[plain.path][1] and not results[wal.path][1]
     assert results[plain.path][0] == results[wal.path][0]
+
+
+def _journal_states(address):
+    with open_database(address, readonly=address.is_sqlite) as db:
+        return dict(db.query("SELECT run_key, state FROM %s" % db.quote(JOURNAL)))
+
+
+def _negate_every_50th_metric(address, trigger):
+    """A trigger on DST that flips the sign of every 50th METRIC value as it is written (a copy that
+    cannot verify), or (trigger=False) that trigger dropped and those values flipped back, exactly."""
+    with open_database(address) as db:
+        if not trigger:
+            db.execute("DROP TRIGGER %s" % db.quote("emfix_t_flip"))
+            db.execute("UPDATE %s SET total_val = -total_val WHERE id %% 50 = 0" % db.quote("METRIC"))
+        elif db.dialect == "sqlite":
+            db.execute('CREATE TRIGGER emfix_t_flip AFTER INSERT ON "METRIC" WHEN NEW.id % 50 = 0 BEGIN '
+                       'UPDATE "METRIC" SET total_val = -total_val WHERE id = NEW.id; END')
+        else:
+            db.execute("CREATE TRIGGER emfix_t_flip BEFORE INSERT ON `METRIC` FOR EACH ROW SET NEW.total_val = "
+                       "IF(NEW.id % 50 = 0, -NEW.total_val, NEW.total_val)")
+
+
+def test_a_copy_that_fails_its_verify_is_never_done_and_resume_verifies_again(address, tmp_path):
+    """#23 item 10: the journal records the verify's result. A copy DST changed as it was written stays
+    `differs`: --resume verifies again (exit 4 again), a plain rerun says what to do; once DST holds
+    what SRC holds, --resume verifies it and only then is it done."""
+    from emfix.schema import create_schema
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, faults=False)
+    with open_database(address, create=True) as db:
+        create_schema(db)
+    _negate_every_50th_metric(address, trigger=True)
+    command = ("migrate", source.path, url_of(address), "-e", "1", "--snapshot-dir", str(tmp_path / "snaps"))
+    env = {"EMFIX_MYSQL_PASSWORD": ""}
+    first = run_cli(*command, env=env)
+    assert first.returncode == 4 and "differs" in first.stderr, first.stderr
+    assert list(_journal_states(address).values()) == ["differs"]
+    again = run_cli(*command, "--resume", env=env)
+    assert again.returncode == 4 and "differs" in again.stderr and "METRIC" in again.stdout, again.stderr
+    assert "Traceback" not in again.stderr and list(_journal_states(address).values()) == ["differs"]
+    plain = run_cli(*command, env=env)
+    assert plain.returncode == 1 and "differs" in plain.stderr and "--resume" in plain.stderr, plain.stderr
+    experiments = content(address)["EXPERIMENT"]
+    assert len(experiments) == 1  # neither rerun copied anything more
+    _negate_every_50th_metric(address, trigger=False)
+    fixed = run_cli(*command, "--resume", env=env)
+    assert fixed.returncode == 0 and "DIFFERS" not in fixed.stdout, fixed.stderr
+    assert list(_journal_states(address).values()) == ["done"]
+    done = run_cli(*command, env=env)
+    assert done.returncode == 2 and "already migrated" in done.stderr
+
+
+def test_an_unverified_copy_is_verified_by_resume(tmp_path):
+    from emfix.schema import create_schema
+    source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
+    make_demo(source, faults=False)
+    with open_database(target, create=True) as db:
+        create_schema(db)
+    _negate_every_50th_metric(target, trigger=True)
+    command = ("migrate", source.path, target.path, "-e", "1", "--strategy", "aggressive")
+    assert run_cli(*command, "--no-verify").returncode == 0
+    assert list(_journal_states(target).values()) == ["unverified"]
+    plain = run_cli(*command)
+    assert plain.returncode == 2 and "not verified" in plain.stderr and "--resume" in plain.stderr
+    assert run_cli(*command, "--resume", "--no-verify").returncode == 0  # as asked: not verified, nothing to do
+    checked = run_cli(*command, "--resume", "--strategy", "balanced")
+    assert checked.returncode == 4 and "differs" in checked.stderr, checked.stderr
+    assert list(_journal_states(target).values()) == ["differs"]
+    lighter = run_cli(*command, "--resume", "--no-verify")  # a copy that differed is checked in full regardless
+    assert lighter.returncode == 4 and "differs" in lighter.stderr, lighter.stderr
+    assert list(_journal_states(target).values()) == ["differs"]
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def new_database(request, tmp_path):
+    """Call it for each fresh, empty database of one backend."""
+    if request.param == "mysql":
+        return request.getfixturevalue("mysql_databases")
+    made = []
+    return lambda: made.append(sqlite_at(tmp_path, "db%d.db" % len(made))) or made[-1]
+
+
+def _kill_in_second_experiment(args):
+    """Run `emfix ARGS --progress` and SIGKILL it once its progress says the second experiment has
+    committed a batch: each experiment's first rows line shows at once, its count back at the start."""
+    proc = subprocess.Popen([sys.executable, "-m", "emfix", *args, "--progress"], env=dict(
+        os.environ, PYTHONPATH=ROOT, EMFIX_MYSQL_PASSWORD=""), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
+    before = None
+    for line in proc.stderr:
+        if line.startswith("migrate: ") and " rows (" in line:
+            done = int(line.split()[1].split("/")[0].replace(",", ""))
+            if before is not None and done <= before:
+                proc.send_signal(signal.SIGKILL)
+                break
+            before = done
+    proc.communicate(timeout=120)
+    return proc.returncode
+
+
+def test_a_killed_migrate_all_is_finished_by_resume(new_database, tmp_path):
+    """#23 item 12: killed in its second experiment, `--all --resume` finishes that one and copies the
+    third (not begun); a plain `--all` before it copies nothing and says to use --resume."""
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, shape=Shape(experiments=3, trials=2, runs=3, epochs=10, batches=5), faults=False)
+    reference, target = new_database(), new_database()
+    for experiment_id in (1, 2, 3):
+        migrate_experiment(source, reference, experiment_id, init=True, strategy="aggressive")
+    command = ["migrate", source.path, url_of(target), "--all", "--init", "--strategy", "aggressive",
+               "--batch-size", "10"]
+    assert _kill_in_second_experiment(command) == -signal.SIGKILL
+    assert sorted(_journal_states(target).values()) == ["done", "running"]
+    kept = content(target)
+    env = {"EMFIX_MYSQL_PASSWORD": ""}
+    plain = run_cli(*command, env=env)
+    assert plain.returncode == 1 and "nothing was copied" in plain.stderr, plain.stderr
+    assert "experiment 1 copied" in plain.stderr and "experiment 2 partly copied" in plain.stderr
+    assert "--resume" in plain.stderr and "copies the 1 not begun" in plain.stderr
+    assert content(target) == kept
+    finished = run_cli(*command, "--resume", env=env)
+    assert finished.returncode == 0, finished.stderr
+    assert "experiment 2 -> 2" in finished.stdout and "experiment 3 -> 3" in finished.stdout
+    assert content(target) == content(reference)
+    assert sorted(_journal_states(target).values()) == ["done"] * 3
+    again = run_cli(*command, env=env)
+    assert again.returncode == 2 and "--force" in again.stderr and "nothing was copied" in again.stderr
+    assert run_cli(*command, "--resume", env=env).returncode == 0  # each one done: nothing more to copy
+    assert content(target) == content(reference)
+
+
+def _scalar(address, sql, params=()):
+    with open_database(address, readonly=address.is_sqlite) as db:
+        return db.scalar(sql, params)
+
+
+def test_migrate_experiment_within_one_database_twice_is_refused_unless_forced(address, tmp_path):
+    """#23 item 11: the old tool's `migrate-experiment -d DB -s 2 -t 1` run twice added the trials
+    twice. A finished copy is recorded by its scope (which experiment, into which): a repeat is
+    refused (exit 2) even after the source experiment changed, --resume has nothing to do, and
+    --force adds them again."""
+    make_demo(address, faults=False)
+    env, db = {"EMFIX_MYSQL_PASSWORD": ""}, url_of(address)
+    trials_of_1 = "SELECT count(*) FROM %s WHERE experiment_id = 1" % ('"TRIAL"' if address.is_sqlite else "`TRIAL`")
+    before = _scalar(address, trials_of_1)
+    into = ("migrate-experiment", "-d", db, "-s", "2", "-t", "1", "--no-snapshot")
+    first = run_cli(*into, env=env)
+    assert first.returncode == 0 and "added to experiment 1" in first.stdout, first.stderr
+    added = _scalar(address, trials_of_1) - before
+    assert added == 2
+    again = run_cli(*into, env=env)
+    assert again.returncode == 2 and "already added to experiment 1" in again.stderr, again.stderr
+    assert "--force" in again.stderr and "Traceback" not in again.stderr
+    with open_database(address) as writer:  # the source experiment changes: still the same scope
+        writer.execute("UPDATE %s SET name = ? WHERE experiment_id = 2" % writer.quote("TRIAL"), ("renamed",))
+    assert run_cli(*into, env=env).returncode == 2
+    resumed = run_cli(*into, "--resume", env=env)
+    assert resumed.returncode == 0 and "nothing to resume" in resumed.stdout, resumed.stderr
+    assert _scalar(address, trials_of_1) == before + added
+    assert run_cli(*into, "--force", env=env).returncode == 0
+    assert _scalar(address, trials_of_1) == before + 2 * added
+    with open_database(address) as writer:  # killed after the import's last commit, before its copy was recorded
+        writer.execute("DELETE FROM %s WHERE run_key LIKE 'within:%%'" % writer.quote(JOURNAL))
+    unrecorded = run_cli(*into, env=env)
+    assert unrecorded.returncode == 2 and "already added" in unrecorded.stderr, unrecorded.stderr
+    assert _scalar(address, trials_of_1) == before + 2 * added
+    experiments = "SELECT count(*) FROM %s" % ('"EXPERIMENT"' if address.is_sqlite else "`EXPERIMENT`")
+    copy = ("migrate-experiment", "-d", db, "-s", "3", "--no-snapshot")
+    assert run_cli(*copy, env=env).returncode == 0
+    made = _scalar(address, experiments)
+    twice = run_cli(*copy, env=env)
+    assert twice.returncode == 2 and "already copied as experiment" in twice.stderr, twice.stderr
+    assert _scalar(address, experiments) == made
+
+
+def test_migrate_all_killed_again_and_again_is_finished_by_resume(new_database, tmp_path):
+    """#23 item 12, with conftest's kill_until_done: SIGKILLs at random moments across the experiments
+    of `--all`, each run after the first with --resume, until one finishes: the same as one run."""
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, shape=Shape(experiments=3, trials=2, runs=2, epochs=10, batches=5), faults=False)
+    reference, target = new_database(), new_database()
+    for experiment_id in (1, 2, 3):
+        migrate_experiment(source, reference, experiment_id, init=True, strategy="aggressive")
+    kills = kill_until_done(["migrate", source.path, url_of(target), "--all", "--init", "--strategy", "aggressive",
+                             "--batch-size", "10", "-q"], seed=11, delay=0.5, env={"EMFIX_MYSQL_PASSWORD": ""})
+    assert kills >= 2 and content(target) == content(reference)

@@ -80,17 +80,17 @@ def test_verify_sees_a_float_one_ulp_off(exact_mysql, mysql_databases, tmp_path,
 
 
 def test_server_side_checksum_sees_one_microsecond_and_one_bit(exact_mysql):
-    from emfix.migrate import _server_checksum
+    from emfix.copycheck import server_checksum
     columns = ["id", "f", "d", "n", "t6", "t0", "j", "s", "b"]
     with open_database(exact_mysql) as db:
-        before = _server_checksum(db, "VALS", columns, "1 = 1", [])
-        moved = _server_checksum(db, "VALS", columns, "1 = 1", [(0, 10)])
+        before = server_checksum(db, "VALS", columns, "1 = 1", [])
+        moved = server_checksum(db, "VALS", columns, "1 = 1", [(0, 10)])
         db.execute("UPDATE `VALS` SET t6 = t6 + INTERVAL 1 MICROSECOND WHERE id = 1")
-        later = _server_checksum(db, "VALS", columns, "1 = 1", [])
+        later = server_checksum(db, "VALS", columns, "1 = 1", [])
         db.execute("UPDATE `VALS` SET t6 = t6 - INTERVAL 1 MICROSECOND, b = x'00fffe' WHERE id = 1")
-        again = _server_checksum(db, "VALS", columns, "1 = 1", [])
+        again = server_checksum(db, "VALS", columns, "1 = 1", [])
         db.execute("UPDATE `VALS` SET b = x'00fffc' WHERE id = 1")
-        flipped = _server_checksum(db, "VALS", columns, "1 = 1", [])
+        flipped = server_checksum(db, "VALS", columns, "1 = 1", [])
     assert before[0] == 4 and again == before
     assert len({before[1], moved[1], later[1], flipped[1]}) == 4
 

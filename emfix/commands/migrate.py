@@ -5,10 +5,11 @@ import tempfile
 
 from .. import history
 from ..backends import open_database
-from ..errors import EXIT_OK, AlreadyDoneError, DamagedInputError, DanglingLinksError, UsageError
+from ..errors import EXIT_OK, AlreadyDoneError, DamagedInputError, DanglingLinksError, EmfixError, UsageError
 from . import common
 from .common import n
 
+copyjournal = common.lazy_module("emfix.copyjournal")
 export = common.lazy_module("emfix.export")
 importer = common.lazy_module("emfix.importer")
 migrate = common.lazy_module("emfix.migrate")
@@ -45,7 +46,9 @@ def register(sub):
                    help="size each table's batches from this memory budget (with --batch-size: the smaller)")
     p.add_argument("--paging", choices=("keyset", "offset"), default="keyset",
                    help="keyset (WHERE key > last; default) or offset (LIMIT/OFFSET, slower on big tables)")
-    p.add_argument("--resume", action="store_true", help="continue a migration that was interrupted")
+    p.add_argument("--resume", action="store_true",
+                   help="finish a migration that was interrupted (with --all: the experiment begun, then the others), "
+                        "or verify again a copy that differed")
     p.add_argument("--force", action="store_true", help="copy an experiment again that was already migrated")
     p.add_argument("--init", action="store_true",
                    help="create the tables DST lacks, with the Experiment Manager's own DDL (on MySQL: FLOAT total_val "
@@ -73,12 +76,13 @@ def run(args, out):
                                                                              db.quote("id")))]
     if not ids:
         raise UsageError("which experiments? give -e ID (repeatable) or --all")
+    resume = _to_resume(source, target, ids, args) if len(ids) > 1 else set(ids if args.resume else ())
     stop = common.StopFlag().install()
     results = []
     for experiment_id in ids:
         result = migrate.migrate_experiment(
             source, target, experiment_id, strategy=args.strategy, batch_size=args.batch_size, paging=args.paging,
-            resume=args.resume, force=args.force, init=args.init, verify=not args.no_verify,
+            resume=experiment_id in resume, force=args.force, init=args.init, verify=not args.no_verify,
             retry_policy=common.retry_policy(args), progress=common.make_progress("migrate", args, out),
             interrupted=stop,
             snapshot_dir=args.snapshot_dir, max_memory=args.max_memory, skip_tables=common.table_list(args.skip_tables))
@@ -97,6 +101,42 @@ def run(args, out):
     return EXIT_OK
 
 
+def _to_resume(source, target, ids, args):
+    """Several experiments (--all, -e repeated), as DST's journal holds them: with --resume, those
+    begun are finished (or verified again) and the others copied; without it, nothing is copied
+    while one of them was begun, and the message says what to run."""
+    states = copyjournal.journal_states(source, target, ids, retry_policy=common.retry_policy(args))
+    if args.resume:
+        if not states:
+            raise UsageError("nothing to resume: %s has no migration of these %d experiments from %s" % (
+                target.display(), len(ids), source.display()), hint="run the same command without --resume")
+        return set(states)
+    if not states or args.force:
+        return set()
+    words = {copyjournal.DONE: "copied", copyjournal.UNVERIFIED: "copied, not verified",
+             copyjournal.RUNNING: "partly copied", copyjournal.DIFFERS: "copied, but differs from the source"}
+    found = "; ".join("%s %s" % (_ids([i for i in ids if states.get(i) == state]), word)
+                      for state, word in words.items() if state in states.values())
+    fresh = len(ids) - len(states)
+    message = "%s already holds %d of these %d experiments of %s (%s); nothing was copied" % (
+        target.display(), len(states), len(ids), source.display(), found)
+    if fresh or set(states.values()) - {copyjournal.DONE}:
+        begun = set(states.values())
+        does = [what for what, needed in (("finishes what was partly copied", copyjournal.RUNNING in begun),
+                                          ("verifies the copies not verified or that differ",
+                                           begun & {copyjournal.DIFFERS, copyjournal.UNVERIFIED}),
+                                          ("copies the %d not begun" % fresh, fresh)) if needed]
+        again = "" if copyjournal.RUNNING in begun else "; --force copies every one again as a new experiment"
+        raise EmfixError(message, hint="to finish: the same command with --resume (it %s)%s" % (
+            " and ".join(does), again))
+    raise AlreadyDoneError(message, hint="pass --force to copy them again as new experiments")
+
+
+def _ids(ids):
+    shown = ", ".join(str(i) for i in ids[:10])
+    return "experiment%s %s%s" % ("s" if len(ids) > 1 else "", shown, ", …" if len(ids) > 10 else "")
+
+
 def _copy_within(args, out):
     """The old tool's `migrate-experiment -d DB -s ID [-t ID]`: a copy of an experiment inside its own
     database (new ids), or its trials added to experiment -t. Export to a private temporary file, then
@@ -104,32 +144,51 @@ def _copy_within(args, out):
     address = common.resolve_address(args)
     if not args.experiment or len(args.experiment) != 1:
         raise UsageError("which experiment? give -s ID (one)", hint="e.g. emfix migrate-experiment -d DB -s 12")
-    source_id = args.experiment[0]
+    source_id, into, policy = args.experiment[0], args.target_experiment, common.retry_policy(args)
+    done = copyjournal.find_copy_within(address, source_id, into, retry_policy=policy)
+    if done and not args.force:
+        # A repeat of a finished copy would add the same trials (or make the same experiment) again.
+        what = "added to experiment %d" % into if into is not None else "copied as experiment %d" % (
+            done["experiment_id"])
+        if not args.resume:
+            raise AlreadyDoneError("experiment %d was already %s in %s; nothing was copied" % (
+                source_id, what, address.display()), hint="pass --force to %s again" % (
+                    "add its trials" if into is not None else "make another copy"))
+        out.text("experiment %d was already %s in %s: nothing to resume" % (source_id, what, address.display()))
+        if out.json:
+            common.emit_json(dict(done, source_experiment=source_id, resumed=True))
+        return EXIT_OK
     snapshot_id = None
     if not args.no_snapshot:
         snapshot_id = snapshot.create_snapshot(address, args.snapshot_dir or snapshot.default_snapshot_dir(address),
-                                      description="before copying experiment %d" % source_id, verify=True,
-                                      retry_policy=common.retry_policy(args)).id
+                                               description="before copying experiment %d" % source_id, verify=True,
+                                               retry_policy=policy).id
     with tempfile.TemporaryDirectory(prefix="emfix-copy-") as folder:
         path = os.path.join(folder, "experiment-%d.jsonl" % source_id)
-        export.export_experiment(address, source_id, path, retry_policy=common.retry_policy(args))
-        options = dict(retry_policy=common.retry_policy(args), progress=common.make_progress("migrate", args, out),
+        export.export_experiment(address, source_id, path, retry_policy=policy)
+        options = dict(retry_policy=policy, progress=common.make_progress("migrate", args, out),
                        interrupted=common.StopFlag().install(), allow_dangling=args.strategy == "aggressive",
-                       into_experiment=args.target_experiment, resume=args.resume)
-        try:  # a killed copy is finished with --resume; one that finished before is made again, as asked
+                       into_experiment=into, resume=args.resume)
+        try:  # a killed copy is finished with --resume; one that finished before only with --force
             result = importer.import_file(address, path, **options)
         except AlreadyDoneError:
+            if not args.force:  # the same rows imported before (killed before its copy was recorded)
+                raise AlreadyDoneError("experiment %d was already %s in %s; nothing was copied" % (
+                    source_id, "added to experiment %d" % into if into is not None else "copied", address.display()),
+                    hint="pass --force to copy it again") from None
             result = importer.import_file(address, path, force=True, **options)
         except DanglingLinksError as exc:
             raise DanglingLinksError("experiment %d has link rows whose parent row is missing; nothing was copied "
                                      "(%s)" % (source_id, exc.message.split("(", 1)[-1].split(")")[0]),
                                      hint="repair it first (emfix cleanup-orphans), or copy them as they are with "
                                           "--strategy aggressive") from None
+    copyjournal.record_copy_within(address, source_id, into, result.experiment_id, result.counts,
+                                   retry_policy=policy)
     if out.json:
         common.emit_json(dict(common.to_jsonable(result), source_experiment=source_id, snapshot_id=snapshot_id))
     else:
         out.text("experiment %d %s in %s: %s rows, %.1f s" % (
-            source_id, "added to experiment %d" % result.experiment_id if args.target_experiment is not None
+            source_id, "added to experiment %d" % result.experiment_id if into is not None
             else "copied as experiment %d" % result.experiment_id, address.display(),
             n(sum(result.counts.values())), result.seconds))
         if snapshot_id:

@@ -1,0 +1,107 @@
+"""migrate's journal in DST (`_emfix_migration`): one row per experiment copied from a SRC.
+
+A row's state says how far its copy got, and what its verify found:
+
+- running: batches are being copied (position: the last key per table); --resume continues there;
+- done: every row copied and the verify found SRC and DST alike;
+- differs: every row copied, but the verify found DST unlike SRC; --resume verifies again;
+- unverified: every row copied, the verify skipped (--no-verify); --resume verifies it.
+
+A copy killed between its last batch and its verify stays `running`: --resume copies nothing more
+and verifies.
+"""
+
+import json
+import os
+
+from .backends import open_database
+from .progress import utc_now
+
+JOURNAL = "_emfix_migration"
+RUNNING, DONE, DIFFERS, UNVERIFIED = "running", "done", "differs", "unverified"
+STATES = (RUNNING, DONE, DIFFERS, UNVERIFIED)
+
+
+def journal_key(src, experiment_id):
+    """SRC by its identity (real path, or host:port/database), so `./a.db` and `a.db` resume the same copy."""
+    return "%s#%d" % (src.key(), experiment_id)
+
+
+def ensure_journal(db):
+    text = "VARCHAR(700)" if db.dialect == "mysql" else "TEXT"
+    db.execute("CREATE TABLE IF NOT EXISTS %s (run_key %s PRIMARY KEY, state VARCHAR(20), offsets TEXT, position "
+               "TEXT, copied TEXT, started_at VARCHAR(40), finished_at VARCHAR(40))" % (db.quote(JOURNAL), text))
+
+
+def read_journal(db, key):
+    rows = db.query("SELECT state, offsets, position, copied FROM %s WHERE run_key = ?" % db.quote(JOURNAL), (key,))
+    if not rows:
+        return None
+    state, offsets, position, copied = rows[0]
+    return {"state": state, "offsets": json.loads(offsets), "position": json.loads(position),
+            "copied": json.loads(copied)}
+
+
+def find_journal(db, src, experiment_id):
+    """(key, journal row or None) of this experiment's copy from SRC; emfix before 0.3 keyed it by SRC's name."""
+    key = journal_key(src, experiment_id)
+    journal = read_journal(db, key)
+    if journal is None:
+        legacy = "%s#%d" % (src.display(), experiment_id)
+        found = read_journal(db, legacy)
+        if found is not None:
+            return legacy, found
+    return key, journal
+
+
+def journal_states(src, dst, experiment_ids, retry_policy=None):
+    """{experiment id: journal state} for those of SRC's experiments whose copy DST has begun or finished."""
+    if dst.is_sqlite and not os.path.exists(dst.path):
+        return {}
+    with open_database(dst, readonly=dst.is_sqlite, retry_policy=retry_policy) as db:
+        if JOURNAL not in db.tables():
+            return {}
+        states = {}
+        for experiment_id in experiment_ids:
+            journal = find_journal(db, src, experiment_id)[1]
+            if journal is not None:
+                states[experiment_id] = journal["state"]
+        return states
+
+
+def set_state(db, key, state, finished_at):
+    with db.transaction():
+        db.execute("UPDATE %s SET state = ?, finished_at = ? WHERE run_key = ?" % db.quote(JOURNAL),
+                   (state, finished_at, key))
+
+
+# -- copies within one database (`migrate-experiment -d DB -s ID [-t ID]`) -----------------------------
+# The rows travel by export and import (whose own journal resumes them); this row, in the same table,
+# records the finished copy by its scope (which experiment, into which), so that a second copy of
+# the same scope is refused without --force even when the source experiment changed in between.
+
+def within_key(address, source_id, into):
+    return "within:%s#%d>%s" % (address.key(), source_id, "new" if into is None else "%d" % into)
+
+
+def find_copy_within(address, source_id, into, retry_policy=None):
+    """The finished copy of experiment SOURCE_ID within ADDRESS (into experiment INTO, or as a new one):
+    {"experiment_id": the experiment it went into, "copied": rows per table}, or None."""
+    with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
+        if JOURNAL not in db.tables():
+            return None
+        journal = read_journal(db, within_key(address, source_id, into))
+    if journal is None or journal["state"] != DONE:
+        return None
+    return {"experiment_id": journal["offsets"].get("EXPERIMENT", 0) + source_id, "copied": journal["copied"]}
+
+
+def record_copy_within(address, source_id, into, experiment_id, copied, retry_policy=None):
+    key, finished_at = within_key(address, source_id, into), utc_now()
+    with open_database(address, retry_policy=retry_policy) as db:
+        ensure_journal(db)
+        with db.transaction():
+            db.execute("DELETE FROM %s WHERE run_key = ?" % db.quote(JOURNAL), (key,))
+            db.execute("INSERT INTO %s VALUES (?, ?, ?, '{}', ?, ?, ?)" % db.quote(JOURNAL),
+                       (key, DONE, json.dumps({"EXPERIMENT": experiment_id - source_id}), json.dumps(copied),
+                        finished_at, finished_at))
