@@ -23,6 +23,7 @@ from . import __version__
 from .backends import open_database
 from .errors import SchemaError, UsageError
 from .fileutil import check_output_path, durable_output
+from .guarded import check_integrity
 from .hierarchy import ROOT, check_hierarchy, reach_subtree
 from .idshift import AUTO_ID_TABLES
 from .jsonrepair import strict_loads
@@ -61,6 +62,7 @@ def export_experiment(address, experiment_id, path, *, fmt="jsonl", retry_policy
     started = time.perf_counter()
     with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
         graph = discover_graph(db)
+        check_integrity(db)  # a damaged file would give a partial export that looks whole
         if ROOT not in graph.tables:
             raise SchemaError("%s has no EXPERIMENT table" % address.display())
         with db.consistent_read():

@@ -24,6 +24,7 @@ from .errors import (
     SchemaError,
     UsageError,
 )
+from .guarded import check_integrity
 from .hierarchy import ROOT
 from .idshift import column_shifts, id_offset
 from .progress import NoProgress
@@ -125,6 +126,7 @@ def import_file(address, path, *, experiment_title=None, retry_policy=None, prog
                  "(emfix cleanup-orphans) and export again")
     with open_database(address, retry_policy=retry_policy) as db:
         graph = discover_graph(db)
+        check_integrity(db)
         skip = set(skip_tables or ())
         missing = [t for t in header["tables"] if t not in graph.tables and t not in skip]
         ours = [t for t in missing if t in EM_TABLE_NAMES]

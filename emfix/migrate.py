@@ -38,6 +38,7 @@ from .errors import (
     SchemaError,
     UsageError,
 )
+from .guarded import check_integrity
 from .hierarchy import ROOT, reach_subtree
 from .idshift import column_shifts, id_offset, id_owner
 from .pool import ConnectionPool
@@ -145,6 +146,7 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
             ConnectionPool(lambda: open_database(dst, create=init, retry_policy=retry_policy), size=1) as writers, \
             readers.connection() as source, writers.connection() as target:
         graph = discover_graph(source)
+        check_integrity(source)
         if ROOT not in graph.tables:
             raise SchemaError("%s has no EXPERIMENT table" % src.display())
         existing = target.tables()

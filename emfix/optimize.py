@@ -17,6 +17,7 @@ from typing import List, Optional
 from .backends import open_database
 from .errors import NoSpaceError
 from .fksweep import sweep_foreign_keys
+from .guarded import check_integrity
 from .progress import NoProgress
 from .schema import MissingIndex, discover_graph, find_missing_indexes, require_experiment_manager
 
@@ -62,6 +63,7 @@ def optimize(address, *, dry_run=False, vacuum=False, timing=True, retry_policy=
     with open_database(address, readonly=dry_run and address.is_sqlite, retry_policy=retry_policy) as db:
         graph = discover_graph(db)
         require_experiment_manager(graph, address, force)
+        check_integrity(db)
         missing = find_missing_indexes(db, graph)
     result = OptimizeResult(address.display(), dry_run, missing)
     if timing:

@@ -14,7 +14,17 @@ from . import quarantine as q
 from .address import parse_address
 from .backends import open_database
 from .errors import UsageError
-from .guarded import AFTER, LEFT_ALONE, STATE, current_values, kill_point, same_value, swap_params, swap_sql
+from .guarded import (
+    AFTER,
+    LEFT_ALONE,
+    STATE,
+    check_integrity,
+    current_values,
+    kill_point,
+    same_value,
+    swap_params,
+    swap_sql,
+)
 from .schema import discover_graph
 from .values import canonical
 
@@ -71,6 +81,7 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
         result = UndoResult(quarantine_path, {}, 0, address.display())
         with open_database(address, retry_policy=retry_policy) as db:
             graph = discover_graph(db)
+            check_integrity(db)
             db.foreign_key_checks(False)
             names = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
                                                "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
@@ -172,6 +183,7 @@ def _put_values_back(qcon, meta, address, result, retry_policy=None, batch_size=
     cursor = qcon.execute("SELECT %s FROM %s%s ORDER BY %s" % (", ".join(columns), q.qi(table), where, q.qi(key)))
     restored = 0
     with open_database(address, retry_policy=retry_policy) as db:
+        check_integrity(db)
         while True:
             rows = cursor.fetchmany(batch_size or UNDO_BATCH)
             if not rows:

@@ -357,3 +357,26 @@ def test_undo_into_another_mysql_database_is_refused(mysql_databases, tmp_path):
 
 def test_root_is_importable_for_the_writer():
     assert os.path.isdir(os.path.join(ROOT, "emfix"))
+
+
+# -- a damaged file is never acted on -------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [
+    ["cleanup-orphans", "--yes", "--no-snapshot"], ["fix-json", "--yes", "--no-snapshot"],
+    ["transform-metrics", "--yes", "--no-snapshot", "--rules", "RULES"], ["export", "-e", "1", "-o", "OUT"],
+    ["optimize"]])
+def test_a_file_quick_check_rejects_is_exit_4_and_left_as_it_is(tmp_path, command):
+    from emfix.address import DatabaseAddress
+    damaged = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(damaged)
+    size = os.path.getsize(damaged.path)
+    with open(damaged.path, "r+b") as handle:
+        handle.truncate(size - 1024)
+    before = open(damaged.path, "rb").read()
+    args = [a.replace("RULES", rules_file(tmp_path)).replace("OUT", str(tmp_path / "out.jsonl")) for a in command]
+    result = run_cli(args[0], damaged.path, *args[1:])
+    assert result.returncode == 4 and "is damaged" in result.stderr, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert open(damaged.path, "rb").read() == before
+    assert not os.path.exists(str(tmp_path / "out.jsonl"))
+    assert not os.path.isdir(str(tmp_path / "quarantine")) or os.listdir(str(tmp_path / "quarantine")) == []
