@@ -380,3 +380,14 @@ def test_a_file_quick_check_rejects_is_exit_4_and_left_as_it_is(tmp_path, comman
     assert open(damaged.path, "rb").read() == before
     assert not os.path.exists(str(tmp_path / "out.jsonl"))
     assert not os.path.isdir(str(tmp_path / "quarantine")) or os.listdir(str(tmp_path / "quarantine")) == []
+
+
+def test_a_recreate_parents_dry_run_on_mariadb_commits_nothing(mysql_address):
+    """On MySQL a CREATE INDEX commits the open transaction, even on a temporary table: the dry run's
+    parents, created to see the plan they make and rolled back, must not survive it."""
+    make_demo(mysql_address)
+    before = digest(mysql_address)
+    result = run_cli("cleanup-orphans", url_of(mysql_address), "--recreate-parents", "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["plan"]["recreate"], "the demo has parents to recreate"
+    assert digest(mysql_address) == before
