@@ -5,12 +5,14 @@ uninterrupted run ends, and undo goes back bit for bit; (c) the same command twi
 twice; (d) undo from another folder beside a file of the same name touches only the right database.
 """
 
+import contextlib
 import json
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import ROOT, make_demo, run_cli, url_of
@@ -20,6 +22,7 @@ from emfix.backends import open_database
 WRITER = r'''
 import json, os, random, sys, time
 url, config, log_path, stop_path = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+pause_path = stop_path + ".pause"
 table, column, ids, values = config["table"], config["column"], config["ids"], config.get("values")
 if url.startswith("mysql://"):
     import mysql.connector
@@ -38,6 +41,11 @@ deadline = time.monotonic() + 90  # bounded, whatever happens to the test
 mine, n = [], 0
 print("ready", flush=True)
 while not os.path.exists(stop_path) and time.monotonic() < deadline:
+    if os.path.exists(pause_path):  # the test reads the database and the log: both must be still
+        open(pause_path + ".ack", "w").close()
+        while os.path.exists(pause_path) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        os.remove(pause_path + ".ack")
     n += 1
     cur = con.cursor()
     action = rng.random()
@@ -80,6 +88,20 @@ class Writer:
             return []
         with open(self.log) as handle:
             return [json.loads(line) for line in handle if line.endswith("\n")]
+
+    @contextlib.contextmanager
+    def paused(self):
+        """The writer between two writes, each logged: the database and the log agree meanwhile."""
+        pause = self.stop_file + ".pause"
+        open(pause, "w").close()
+        try:
+            while not os.path.exists(pause + ".ack"):
+                if self.proc.poll() is not None:
+                    break  # it stopped on its own: still, nothing more will be written
+                time.sleep(0.001)
+            yield
+        finally:
+            os.remove(pause)
 
     def stop(self):
         open(self.stop_file, "w").close()
@@ -167,7 +189,8 @@ def test_value_repairs_and_their_undo_lose_no_write_of_a_concurrent_writer(addre
         during = len(writer.writes()) - before
         assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr
         quarantine = quarantine_of(result.stdout)
-        assert lost_writes(address, writer) == []
+        with writer.paused():
+            assert lost_writes(address, writer) == []
         undone = run_cli("undo", quarantine, "--json")
         assert undone.returncode in (0, 1) and "Traceback" not in undone.stderr, undone.stderr
     finally:
@@ -213,7 +236,8 @@ def test_cleanup_and_its_undo_lose_no_write_of_a_concurrent_writer(address, tmp_
         kept = dict(con.execute("SELECT id, trial_id FROM TRIAL_RUN").fetchall()) if con.execute(
             "SELECT 1 FROM sqlite_master WHERE name = 'TRIAL_RUN'").fetchone() else {}
         con.close()
-        assert lost_writes(address, writer, "TRIAL_RUN", "trial_id", kept) == []
+        with writer.paused():
+            assert lost_writes(address, writer, "TRIAL_RUN", "trial_id", kept) == []
         undone = run_cli("undo", quarantine, "--json")
         assert undone.returncode in (0, 1) and "Traceback" not in undone.stderr, undone.stderr
     finally:
