@@ -18,7 +18,13 @@ DATA_FILE_MODE = 0o600  # reports, exports, snapshots, quarantines: they hold th
 SQLITE_HEADER = b"SQLite format 3\x00"
 SQL_SNAPSHOT_HEADER = b"-- emfix-sql-snapshot-"  # the first bytes of a MySQL snapshot's SQL text
 TEMP_NAME = re.compile(r"^\..+\.emfix-(\d+)\.tmp$")
-LEGACY_TEMP_NAMES = (re.compile(r"^\..+\.tmp-(\d+)$"), re.compile(r"^\..+\.emfix-restore-(\d+)\.tmp$"))
+# A snapshot's id (snapshot.new_snapshot_id: UTC time to the microsecond, 6 random hex digits) with the
+# extension of its data file or manifest: the only names `snapshot prune` ever deletes.
+SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}$")
+SNAPSHOT_FILE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}\.(?:db|sql|json)$")
+# Temporary names older emfix versions used in a snapshot folder (only for a snapshot's own files).
+LEGACY_TEMP_NAMES = (re.compile(r"^\.\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}\.(?:db|sql|json)\.tmp-(\d+)$"),
+                     re.compile(r"^\..+\.emfix-restore-(\d+)\.tmp$"))
 FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
@@ -189,7 +195,40 @@ def _pid_alive(pid):
     return True
 
 
-def clear_stale_temps(directory):
+def _temp_match(name):
+    return TEMP_NAME.match(name) or next((m for m in (p.match(name) for p in LEGACY_TEMP_NAMES) if m), None)
+
+
+def _same_file(path, other):
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return False
+
+
+def is_own_file(path, protect=()):
+    """Is `path` a file emfix wrote, by its name (a snapshot or manifest named by emfix's snapshot id, or one
+    of its temporary files), and none of the files in `protect` (the database a command was given, by any
+    name or link)? Only such a file is ever deleted."""
+    name = os.path.basename(path)
+    if not (SNAPSHOT_FILE.match(name) or _temp_match(name)):
+        return False
+    return not any(other and _same_file(path, other) for other in protect)
+
+
+def remove_own_file(path, protect=()):
+    """Delete a file emfix wrote (is_own_file); anything else is refused, never deleted. A file that is
+    already gone is fine."""
+    if not os.path.lexists(path):
+        return False
+    if not is_own_file(path, protect):
+        raise UsageError("refusing to delete %s: emfix did not write it (or it is the database)" % path,
+                         hint="emfix deletes only its own snapshots and temporary files; nothing was deleted")
+    os.remove(path)
+    return True
+
+
+def clear_stale_temps(directory, protect=()):
     """Remove the temporary files of emfix runs that were killed (their process is gone)."""
     try:
         names = os.listdir(directory)
@@ -197,10 +236,11 @@ def clear_stale_temps(directory):
         return []
     removed = []
     for name in names:
-        match = TEMP_NAME.match(name) or next((m for m in (p.match(name) for p in LEGACY_TEMP_NAMES) if m), None)
-        if match and not _pid_alive(int(match.group(1))):
+        match = _temp_match(name)
+        path = os.path.join(directory, name)
+        if match and not _pid_alive(int(match.group(1))) and is_own_file(path, protect):
             try:
-                os.remove(os.path.join(directory, name))
+                os.remove(path)
                 removed.append(name)
             except OSError:
                 pass
