@@ -2,8 +2,10 @@
 
 Every file emfix writes goes through `durable_output` (or `atomic_write_text`), so there is one
 temporary-name scheme (`.NAME.emfix-PID.tmp`) and one sweep (`clear_stale_temps`) that knows it.
-`check_output_path` is the guard for paths a user names with `-o`: it never lets a report or an
-export replace a database, a snapshot, a quarantine file, a device or a FIFO.
+`check_output_path` is the one guard for every path a user names (`-o`, `--template`): it never lets a
+report, an export or a template replace a database, a snapshot, a quarantine file, a device or a FIFO,
+nor a file of the user's without --force. Deletes go through `remove_own_file`: only a file named as
+emfix names its own (a snapshot id, its temporary marker) is ever deleted, and never the database.
 """
 
 import contextlib
@@ -89,12 +91,25 @@ def _is_snapshot_manifest(path):
     return b'"emfix-snapshot-' in head or b'"snapshot_id"' in head and b'"file_path"' in head
 
 
-def check_output_path(path, protect=()):
-    """Where a report or export named by the user may go: (real path, write in place?).
+SIDECARS = ("-wal", "-shm", "-journal")
 
-    Refuses to replace a database (`protect`, any SQLite file), a snapshot or its manifest, or a
-    quarantine file. A symlink is followed (its target is what gets written). A device or FIFO is
-    written through, never replaced by a regular file.
+
+def _sidecar_of_database(real):
+    """The SQLite file `real` is the -wal, -shm or -journal of (writing there corrupts it), else None."""
+    for suffix in SIDECARS:
+        if real.endswith(suffix) and is_sqlite_file(real[:-len(suffix)]):
+            return real[:-len(suffix)]
+    return None
+
+
+def check_output_path(path, protect=(), *, force=False, replaceable=None):
+    """The one guard for every file emfix writes where a user said (-o, --template): (real path, in place?).
+
+    Refuses, whatever `force` says, to replace a database (`protect`, any SQLite file) or its -wal/-shm/
+    -journal, a snapshot or its manifest, or a quarantine file. An existing file of the user's is replaced
+    only with `force`, or when `replaceable(real)` says emfix wrote it as this same kind of output (an
+    earlier report). A symlink is followed (its target is what gets written). A device or FIFO is written
+    through, never replaced by a regular file.
     """
     try:
         mode = os.stat(path).st_mode  # through links: /dev/stdout is a link to a pipe, not a file
@@ -107,29 +122,55 @@ def check_output_path(path, protect=()):
         raise UsageError("%s is a directory" % path, hint="give a file name, e.g. %s" % os.path.join(
             path, "report.json"))
     for other in protect:
-        if other and os.path.exists(other) and os.path.exists(real) and os.path.samefile(real, other):
-            raise UsageError("refusing to write over the database %s" % other,
-                             hint="give -o another file name")
+        if other and os.path.exists(real) and _same_file(real, other):
+            raise UsageError("refusing to write over the database %s" % other, hint=ANOTHER_NAME)
+    database = _sidecar_of_database(real)
+    if database is not None:
+        raise UsageError("refusing to write %s: it belongs to the SQLite database %s" % (path, database),
+                         hint=ANOTHER_NAME)
     if not os.path.exists(real):
         directory = os.path.dirname(real)
         if not os.path.isdir(directory):
             raise UsageError("cannot write %s: directory %s does not exist" % (path, directory))
         return real, False
     if stat.S_ISBLK(mode):  # (devices, FIFOs and sockets were written through above)
-        raise UsageError("refusing to write to the block device %s" % path, hint="give -o a file name")
+        raise UsageError("refusing to write to the block device %s" % path, hint="give a file name")
     if not stat.S_ISREG(mode):
-        raise UsageError("%s is not a regular file" % path, hint="give -o a file name")
+        raise UsageError("%s is not a regular file" % path, hint="give a file name")
     if is_sqlite_file(real):
         raise UsageError("refusing to write over %s: it is a SQLite database (a database, snapshot or "
-                         "quarantine file)" % path, hint="give -o another file name")
+                         "quarantine file)" % path, hint=ANOTHER_NAME)
     with open(real, "rb") as handle:
         if handle.read(len(SQL_SNAPSHOT_HEADER)) == SQL_SNAPSHOT_HEADER:
-            raise UsageError("refusing to write over %s: it is a snapshot (SQL text)" % path,
-                             hint="give -o another file name")
+            raise UsageError("refusing to write over %s: it is a snapshot (SQL text)" % path, hint=ANOTHER_NAME)
     if _is_snapshot_manifest(real):
-        raise UsageError("refusing to write over %s: it is a snapshot manifest" % path,
-                         hint="give -o another file name")
+        raise UsageError("refusing to write over %s: it is a snapshot manifest" % path, hint=ANOTHER_NAME)
+    if not force and not (replaceable is not None and replaceable(real)):
+        raise UsageError("refusing to overwrite %s: the file exists; nothing was written" % path,
+                         hint="give another file name, or add --force to replace it")
     return real, False
+
+
+ANOTHER_NAME = "give another file name"
+
+
+def write_output_text(path, text, protect=(), *, force=False, replaceable=None):
+    """Write `text` where the user said, through the guard (check_output_path) and durably."""
+    real, in_place = check_output_path(path, protect, force=force, replaceable=replaceable)
+    with durable_output(real, in_place=in_place) as handle:
+        handle.write(text)
+    return real
+
+
+def starts_with(prefix):
+    """A `replaceable` test: the file begins with these bytes (an earlier output of the same kind)."""
+    def test(real):
+        try:
+            with open(real, "rb") as handle:
+                return handle.read(len(prefix)) == prefix
+        except OSError:
+            return False
+    return test
 
 
 def no_space(exc, what):

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 from . import quarantine as q
 from .backends import open_database
 from .errors import Cancelled, OperationInterrupted, UsageError
-from .fileutil import atomic_write_text
+from .fileutil import write_output_text
 from .hierarchy import reach_subtree
 from .jsonrepair import NonFiniteConstant
 from .progress import NoProgress
@@ -121,11 +121,21 @@ def load_rules(path):
         raise UsageError("the rules file %s is not JSON: %s" % (path, exc)) from None
 
 
-def write_template(path):
+def write_template(path, force=False):
+    """The template's text for `-` (stdout), else None once it is written to `path` through the output guard:
+    an existing file (an edited rules file) is replaced only with `force`, or when it is the template as is."""
     if path == "-":
         return TEMPLATE
-    atomic_write_text(path, TEMPLATE)
+    write_output_text(path, TEMPLATE, force=force, replaceable=_is_template)
     return None
+
+
+def _is_template(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(len(TEMPLATE) + 1) == TEMPLATE
+    except (OSError, ValueError):
+        return False
 
 
 def apply_rules(rules, values, result):
