@@ -90,6 +90,8 @@ def transform_lines(result, target):
     for count, what in ((result.already_done, "already transformed by the interrupted run"),
                         (result.malformed, "skipped: not a JSON object (run `emfix fix-json` first)"),
                         (result.not_numbers, "label values left as they are: not numbers"),
+                        (result.too_large, "label values left as they are: past a double's range (METRIC %s)"
+                         % ", ".join(str(i) for i in result.too_large_ids)),
                         (result.rename_conflicts, "metrics left alone: a rename would overwrite a label")):
         if count:
             yield "  %s %s" % (n(count), what)
