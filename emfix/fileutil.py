@@ -67,8 +67,7 @@ def create_private(path, mode=DATA_FILE_MODE):
 def new_temp(path, mode=DATA_FILE_MODE):
     """Create (exclusively) the temporary file for `path`, removing a stale one of ours first."""
     temp = temp_path(path)
-    if os.path.lexists(temp):
-        os.remove(temp)
+    remove_own_file(temp)  # our pid's: left by a run killed before this one got its pid
     return create_private(temp, mode)
 
 
