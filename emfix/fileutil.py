@@ -28,6 +28,7 @@ SNAPSHOT_FILE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}\.(?:db|sql|json)$"
 LEGACY_TEMP_NAMES = (re.compile(r"^\.\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}\.(?:db|sql|json)\.tmp-(\d+)$"),
                      re.compile(r"^\..+\.emfix-restore-(\d+)\.tmp$"))
 FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+ANOTHER_NAME = "give another file name"  # the hint when the output guard refuses a path
 
 
 def fsync_directory(path):
@@ -148,9 +149,6 @@ def check_output_path(path, protect=(), *, force=False, replaceable=None):
         raise UsageError("refusing to overwrite %s: the file exists; nothing was written" % path,
                          hint="give another file name, or add --force to replace it")
     return real, False
-
-
-ANOTHER_NAME = "give another file name"
 
 
 def write_output_text(path, text, protect=(), *, force=False, replaceable=None):
