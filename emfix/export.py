@@ -54,7 +54,7 @@ def _select(db, graph, tree, table):
                                                        ", ".join(keys))
 
 
-def export_experiment(address, experiment_id, path, *, fmt="jsonl", retry_policy=None, progress=None):
+def export_experiment(address, experiment_id, path, *, fmt="jsonl", retry_policy=None, progress=None, force=False):
     """Stream one experiment's subtree to `path` ('-' for stdout); returns counts and checksum."""
     if fmt not in ("jsonl", "json"):
         raise UsageError("unknown format %r" % fmt, hint="use jsonl or json")
@@ -78,7 +78,7 @@ def export_experiment(address, experiment_id, path, *, fmt="jsonl", retry_policy
             if path == "-":
                 counts, digest = writer(db, graph, tree, tables, sys.stdout, experiment_id, address, progress, dangling)
             else:
-                real, in_place = check_output_path(path, [address.path] if address.is_sqlite else [])
+                real, in_place = check_output_path(path, [address.path] if address.is_sqlite else [], force=force)
                 with durable_output(real, in_place=in_place) as out:
                     counts, digest = writer(db, graph, tree, tables, out, experiment_id, address, progress, dangling)
     progress.done()

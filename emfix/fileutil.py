@@ -2,8 +2,10 @@
 
 Every file emfix writes goes through `durable_output` (or `atomic_write_text`), so there is one
 temporary-name scheme (`.NAME.emfix-PID.tmp`) and one sweep (`clear_stale_temps`) that knows it.
-`check_output_path` is the guard for paths a user names with `-o`: it never lets a report or an
-export replace a database, a snapshot, a quarantine file, a device or a FIFO.
+`check_output_path` is the one guard for every path a user names (`-o`, `--template`): it never lets a
+report, an export or a template replace a database, a snapshot, a quarantine file, a device or a FIFO,
+nor a file of the user's without --force. Deletes go through `remove_own_file`: only a file named as
+emfix names its own (a snapshot id, its temporary marker) is ever deleted, and never the database.
 """
 
 import contextlib
@@ -18,8 +20,15 @@ DATA_FILE_MODE = 0o600  # reports, exports, snapshots, quarantines: they hold th
 SQLITE_HEADER = b"SQLite format 3\x00"
 SQL_SNAPSHOT_HEADER = b"-- emfix-sql-snapshot-"  # the first bytes of a MySQL snapshot's SQL text
 TEMP_NAME = re.compile(r"^\..+\.emfix-(\d+)\.tmp$")
-LEGACY_TEMP_NAMES = (re.compile(r"^\..+\.tmp-(\d+)$"), re.compile(r"^\..+\.emfix-restore-(\d+)\.tmp$"))
+# A snapshot's id (snapshot.new_snapshot_id: UTC time to the microsecond, 6 random hex digits) with the
+# extension of its data file or manifest: the only names `snapshot prune` ever deletes.
+SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}$")
+SNAPSHOT_FILE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}\.(?:db|sql|json)$")
+# Temporary names older emfix versions used in a snapshot folder (only for a snapshot's own files).
+LEGACY_TEMP_NAMES = (re.compile(r"^\.\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}\.(?:db|sql|json)\.tmp-(\d+)$"),
+                     re.compile(r"^\..+\.emfix-restore-(\d+)\.tmp$"))
 FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+ANOTHER_NAME = "give another file name"  # the hint when the output guard refuses a path
 
 
 def fsync_directory(path):
@@ -59,8 +68,7 @@ def create_private(path, mode=DATA_FILE_MODE):
 def new_temp(path, mode=DATA_FILE_MODE):
     """Create (exclusively) the temporary file for `path`, removing a stale one of ours first."""
     temp = temp_path(path)
-    if os.path.lexists(temp):
-        os.remove(temp)
+    remove_own_file(temp)  # our pid's: left by a run killed before this one got its pid
     return create_private(temp, mode)
 
 
@@ -83,12 +91,25 @@ def _is_snapshot_manifest(path):
     return b'"emfix-snapshot-' in head or b'"snapshot_id"' in head and b'"file_path"' in head
 
 
-def check_output_path(path, protect=()):
-    """Where a report or export named by the user may go: (real path, write in place?).
+SIDECARS = ("-wal", "-shm", "-journal")
 
-    Refuses to replace a database (`protect`, any SQLite file), a snapshot or its manifest, or a
-    quarantine file. A symlink is followed (its target is what gets written). A device or FIFO is
-    written through, never replaced by a regular file.
+
+def _sidecar_of_database(real):
+    """The SQLite file `real` is the -wal, -shm or -journal of (writing there corrupts it), else None."""
+    for suffix in SIDECARS:
+        if real.endswith(suffix) and is_sqlite_file(real[:-len(suffix)]):
+            return real[:-len(suffix)]
+    return None
+
+
+def check_output_path(path, protect=(), *, force=False, replaceable=None):
+    """The one guard for every file emfix writes where a user said (-o, --template): (real path, in place?).
+
+    Refuses, whatever `force` says, to replace a database (`protect`, any SQLite file) or its -wal/-shm/
+    -journal, a snapshot or its manifest, or a quarantine file. An existing file of the user's is replaced
+    only with `force`, or when `replaceable(real)` says emfix wrote it as this same kind of output (an
+    earlier report). A symlink is followed (its target is what gets written). A device or FIFO is written
+    through, never replaced by a regular file.
     """
     try:
         mode = os.stat(path).st_mode  # through links: /dev/stdout is a link to a pipe, not a file
@@ -101,29 +122,52 @@ def check_output_path(path, protect=()):
         raise UsageError("%s is a directory" % path, hint="give a file name, e.g. %s" % os.path.join(
             path, "report.json"))
     for other in protect:
-        if other and os.path.exists(other) and os.path.exists(real) and os.path.samefile(real, other):
-            raise UsageError("refusing to write over the database %s" % other,
-                             hint="give -o another file name")
+        if other and os.path.exists(real) and _same_file(real, other):
+            raise UsageError("refusing to write over the database %s" % other, hint=ANOTHER_NAME)
+    database = _sidecar_of_database(real)
+    if database is not None:
+        raise UsageError("refusing to write %s: it belongs to the SQLite database %s" % (path, database),
+                         hint=ANOTHER_NAME)
     if not os.path.exists(real):
         directory = os.path.dirname(real)
         if not os.path.isdir(directory):
             raise UsageError("cannot write %s: directory %s does not exist" % (path, directory))
         return real, False
     if stat.S_ISBLK(mode):  # (devices, FIFOs and sockets were written through above)
-        raise UsageError("refusing to write to the block device %s" % path, hint="give -o a file name")
+        raise UsageError("refusing to write to the block device %s" % path, hint="give a file name")
     if not stat.S_ISREG(mode):
-        raise UsageError("%s is not a regular file" % path, hint="give -o a file name")
+        raise UsageError("%s is not a regular file" % path, hint="give a file name")
     if is_sqlite_file(real):
         raise UsageError("refusing to write over %s: it is a SQLite database (a database, snapshot or "
-                         "quarantine file)" % path, hint="give -o another file name")
+                         "quarantine file)" % path, hint=ANOTHER_NAME)
     with open(real, "rb") as handle:
         if handle.read(len(SQL_SNAPSHOT_HEADER)) == SQL_SNAPSHOT_HEADER:
-            raise UsageError("refusing to write over %s: it is a snapshot (SQL text)" % path,
-                             hint="give -o another file name")
+            raise UsageError("refusing to write over %s: it is a snapshot (SQL text)" % path, hint=ANOTHER_NAME)
     if _is_snapshot_manifest(real):
-        raise UsageError("refusing to write over %s: it is a snapshot manifest" % path,
-                         hint="give -o another file name")
+        raise UsageError("refusing to write over %s: it is a snapshot manifest" % path, hint=ANOTHER_NAME)
+    if not force and not (replaceable is not None and replaceable(real)):
+        raise UsageError("refusing to overwrite %s: the file exists; nothing was written" % path,
+                         hint="give another file name, or add --force to replace it")
     return real, False
+
+
+def write_output_text(path, text, protect=(), *, force=False, replaceable=None):
+    """Write `text` where the user said, through the guard (check_output_path) and durably."""
+    real, in_place = check_output_path(path, protect, force=force, replaceable=replaceable)
+    with durable_output(real, in_place=in_place) as handle:
+        handle.write(text)
+    return real
+
+
+def starts_with(prefix):
+    """A `replaceable` test: the file begins with these bytes (an earlier output of the same kind)."""
+    def test(real):
+        try:
+            with open(real, "rb") as handle:
+                return handle.read(len(prefix)) == prefix
+        except OSError:
+            return False
+    return test
 
 
 def no_space(exc, what):
@@ -189,7 +233,40 @@ def _pid_alive(pid):
     return True
 
 
-def clear_stale_temps(directory):
+def _temp_match(name):
+    return TEMP_NAME.match(name) or next((m for m in (p.match(name) for p in LEGACY_TEMP_NAMES) if m), None)
+
+
+def _same_file(path, other):
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return False
+
+
+def is_own_file(path, protect=()):
+    """Is `path` a file emfix wrote, by its name (a snapshot or manifest named by emfix's snapshot id, or one
+    of its temporary files), and none of the files in `protect` (the database a command was given, by any
+    name or link)? Only such a file is ever deleted."""
+    name = os.path.basename(path)
+    if not (SNAPSHOT_FILE.match(name) or _temp_match(name)):
+        return False
+    return not any(other and _same_file(path, other) for other in protect)
+
+
+def remove_own_file(path, protect=()):
+    """Delete a file emfix wrote (is_own_file); anything else is refused, never deleted. A file that is
+    already gone is fine."""
+    if not os.path.lexists(path):
+        return False
+    if not is_own_file(path, protect):
+        raise UsageError("refusing to delete %s: emfix did not write it (or it is the database)" % path,
+                         hint="emfix deletes only its own snapshots and temporary files; nothing was deleted")
+    os.remove(path)
+    return True
+
+
+def clear_stale_temps(directory, protect=()):
     """Remove the temporary files of emfix runs that were killed (their process is gone)."""
     try:
         names = os.listdir(directory)
@@ -197,10 +274,11 @@ def clear_stale_temps(directory):
         return []
     removed = []
     for name in names:
-        match = TEMP_NAME.match(name) or next((m for m in (p.match(name) for p in LEGACY_TEMP_NAMES) if m), None)
-        if match and not _pid_alive(int(match.group(1))):
+        match = _temp_match(name)
+        path = os.path.join(directory, name)
+        if match and not _pid_alive(int(match.group(1))) and is_own_file(path, protect):
             try:
-                os.remove(os.path.join(directory, name))
+                os.remove(path)
                 removed.append(name)
             except OSError:
                 pass

@@ -26,7 +26,15 @@ from .address import key_of_source
 from .backends import open_database
 from .backends.sqlite import check_summary
 from .errors import ConnectError, DamagedInputError, DatabaseLockedError, EmfixError, NoSpaceError, UsageError
-from .fileutil import atomic_write_text, clear_stale_temps, durable_file, fsync_directory
+from .fileutil import (
+    SNAPSHOT_ID,
+    atomic_write_text,
+    clear_stale_temps,
+    durable_file,
+    fsync_directory,
+    is_own_file,
+    remove_own_file,
+)
 from .pool import ConnectionPool
 from .progress import NoProgress, format_mb, utc_now
 from .schema import discover_graph
@@ -168,7 +176,11 @@ def read_manifest(directory, snapshot_id):
 
 
 def write_manifest(directory, manifest):
+    """Written (or rewritten by verify) only under emfix's own name for it: never over a user's file."""
     _, manifest_path = _paths(directory, manifest.id)
+    if not is_own_file(manifest_path):
+        raise UsageError("refusing to write %s: not a name emfix gives its snapshot manifests" % manifest_path,
+                         hint="snapshot ids are written by `emfix snapshot create`")
     atomic_write_text(manifest_path, json.dumps(manifest.to_dict(), indent=2) + "\n", mode=0o600)
 
 
@@ -263,7 +275,7 @@ def verify_snapshot(directory, snapshot_id, *, full=False, record=True, address=
             manifest.verified_at = utc_now()
         try:
             write_manifest(directory, manifest)
-        except OSError as exc:  # a read-only snapshot directory: the verdict still stands
+        except (OSError, UsageError) as exc:  # a read-only folder, a hand-made id: the verdict still stands
             log.info("could not record the verification in the manifest: %s", exc)
     if problem:
         return SnapshotStatus(snapshot_id, "missing" if problem.startswith("file missing") else "damaged",
@@ -370,7 +382,7 @@ def list_snapshots(directory, address=None):
         stem, ext = os.path.splitext(name)
         if LEGACY_ID.match(stem.replace("_metadata", "")) and ext in (".db", ".json"):
             legacy.add(stem.replace("_metadata", ""))
-        elif ext in (".db", ".sql", ".json") and PLAIN_ID.match(stem) and not name.startswith("."):
+        elif ext in (".db", ".sql", ".json") and SNAPSHOT_ID.match(stem):  # emfix's ids only: never a user's file
             ids.add(stem)
     found = [SnapshotStatus(i, LEGACY_KIND, "the old tool's snapshot (no checksum)", _legacy_manifest(directory, i))
              for i in legacy if os.path.exists(os.path.join(directory, i + ".db"))]
@@ -458,11 +470,6 @@ def _copy_mysql(db, graph, temp, progress):
         dst.close()
 
 
-def _remove(path):
-    if os.path.exists(path):
-        os.remove(path)
-
-
 def _write_error(exc, directory):
     """Disk full, file too large, quota: one clear line; anything else stays a bug with a traceback."""
     text = str(exc)
@@ -507,7 +514,7 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
         except OSError as exc:
             raise UsageError("cannot create snapshot directory %s: %s" % (directory, exc.strerror),
                              hint="choose another with --snapshot-dir") from None
-        clear_stale_temps(directory)
+        clear_stale_temps(directory, [address.path] if address.is_sqlite else [])
         _check_space(directory, int(_expected_size(db) * 1.05) + (1 << 20))
         try:
             with durable_file(path) as temp:
@@ -533,7 +540,7 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
     try:
         write_manifest(directory, manifest)
     except OSError as exc:
-        os.remove(path)
+        remove_own_file(path)
         raise NoSpaceError("cannot write the snapshot manifest: %s" % exc.strerror) from None
     progress.done()
     log.info("%s %s written (%d rows, %s)", label, snapshot_id, manifest.row_total, format_mb(manifest.size))
@@ -760,6 +767,7 @@ def prune_snapshots(directory, *, keep=None, older_than=None, dry_run=False, now
     for status in list_snapshots(directory, address):
         if status.manifest is not None and status.manifest.kind != LEGACY_KIND:  # the old tool's: never pruned
             by_owner.setdefault(status.manifest.owner, []).append(status)
+    protect = [address.path] if address is not None and address.is_sqlite else []
     deleted, kept = [], []
     for snapshots in by_owner.values():
         protected = next((s.id for s in snapshots if s.status == "verified" and not s.manifest.is_safety_copy),
@@ -768,20 +776,19 @@ def prune_snapshots(directory, *, keep=None, older_than=None, dry_run=False, now
             created = _created(status.manifest)
             too_many = keep is not None and rank >= keep
             too_old = older_than is not None and created is not None and now - created > older_than
-            if status.id != protected and (too_many or too_old):
+            if status.id != protected and (too_many or too_old) and _is_own_snapshot(directory, status.id, protect):
                 deleted.append(status.id)
             else:
                 kept.append(status.id)
-    leftovers = _dead_leftovers(directory, now)
+    leftovers = _dead_leftovers(directory, now, protect)
     if not dry_run:
         for snapshot_id in deleted:
             path, manifest_path = _paths(directory, snapshot_id)
-            os.remove(manifest_path)  # first: a file without manifest is never listed as usable
-            if os.path.exists(path):
-                os.remove(path)
+            remove_own_file(manifest_path, protect)  # first: a file without manifest is never listed as usable
+            remove_own_file(path, protect)
         for snapshot_id in leftovers:
-            _remove(_paths(directory, snapshot_id)[0])
-        clear_stale_temps(directory)
+            remove_own_file(_paths(directory, snapshot_id)[0], protect)
+        clear_stale_temps(directory, protect)
         fsync_directory(directory)
     return PruneResult(deleted + leftovers, kept, dry_run)
 
@@ -789,14 +796,22 @@ def prune_snapshots(directory, *, keep=None, older_than=None, dry_run=False, now
 LEFTOVER_AGE = datetime.timedelta(hours=1)
 
 
-def _dead_leftovers(directory, now):
+def _is_own_snapshot(directory, snapshot_id, protect):
+    """Both files of the snapshot are emfix's (named by its id pattern) and neither is the database."""
+    return all(is_own_file(path, protect) for path in _paths(directory, snapshot_id))
+
+
+def _dead_leftovers(directory, now, protect=()):
     """Snapshot files without a manifest (a create killed between its rename and its manifest) old enough
-    that no create can still be writing it: never usable, so prune takes them away."""
+    that no create can still be writing it: never usable, so prune takes them away. Only files named as
+    emfix names a snapshot: a user's file (backup.db, mydump.sql) or the database is never one."""
     found = []
     for status in list_snapshots(directory):
         if status.status != "incomplete":
             continue
         path = _paths(directory, status.id)[0]
+        if not is_own_file(path, protect):
+            continue
         try:
             written = datetime.datetime.fromtimestamp(os.path.getmtime(path), datetime.timezone.utc)
         except OSError:

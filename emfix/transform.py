@@ -6,19 +6,23 @@ The rules file is the old tool's (a JSON object label -> rule; keys starting wit
 rule of its own. Pages of METRIC go by key; each page's originals are committed to a quarantine file
 before the page's UPDATE commits, so `emfix undo` puts them back. A rerun after a kill skips the
 rows whose value is no longer the quarantined original (already transformed): a rule is never
-applied twice. Metrics whose JSON is malformed are skipped and counted (run fix-json first).
+applied twice. Metrics whose JSON is malformed are skipped and counted (run fix-json first); a
+label value a rule cannot compute with (an integer past a double's range, a result that would be)
+is left as it is and counted. A rules file is strict JSON: NaN, Infinity, a number past a double's
+range and a label (or key) given twice are refused, never guessed.
 """
 
 import dataclasses
 import hashlib
 import json
+import math
 import time
 from typing import Dict, List, Optional
 
 from . import quarantine as q
 from .backends import open_database
 from .errors import OperationInterrupted, UsageError
-from .fileutil import atomic_write_text
+from .fileutil import write_output_text
 from .guarded import GuardedChange, Rewrite, Safeguards, ValueRewrites, preflight
 from .hierarchy import reach_subtree
 from .jsonrepair import NonFiniteConstant
@@ -62,6 +66,8 @@ class TransformResult:
     already_done: int = 0  # a rerun: transformed by the interrupted run
     malformed: int = 0  # not JSON, or not an object: skipped (fix-json first)
     not_numbers: int = 0  # label values a numeric rule could not apply to: left as they are
+    too_large: int = 0  # label values past a double's range (or a result that would be): left as they are
+    too_large_ids: List[object] = dataclasses.field(default_factory=list)  # the first few metrics holding one
     rename_conflicts: int = 0  # metrics left alone: the new label was already there
     examples: List[dict] = dataclasses.field(default_factory=list)
     left_alone_count: int = 0  # values another process changed after emfix read them: left as it wrote them
@@ -83,7 +89,7 @@ def _step(rule, where):
     if isinstance(rule, dict) and len(rule) == 1:
         (name, value), = rule.items()
         if name == "scale" and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return ("scale", float(value))
+            return ("scale", _finite(value, where))
         if name == "round" and isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 17:
             return ("round", value)
         if name == "rename" and isinstance(value, str) and value:
@@ -113,21 +119,96 @@ def parse_rules(data, origin="the rules"):
     return rules
 
 
+def _finite(value, where):
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of more than 308 digits
+        raise UsageError("%s: the integer is past a double's range" % where, hint=FINITE_HINT) from None
+    if not math.isfinite(number):
+        raise UsageError("%s: %s is not a finite number" % (where, value), hint=FINITE_HINT)
+    return number
+
+
+FINITE_HINT = "give a number a double holds (about 1e-308 to 1e308)"
+
+
+class RulesFileError(ValueError):
+    """What makes a rules file unusable although Python's json would read it."""
+
+
+def _refuse_constant(name):
+    raise RulesFileError("%s is not a number (JSON has no NaN or Infinity)" % name)
+
+
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise RulesFileError("%s is past a double's range" % text)
+    return value
+
+
+def _double_int(text):
+    value = int(text)
+    try:
+        float(value)
+    except OverflowError:
+        raise RulesFileError("an integer of %d digits is past a double's range" % len(text.lstrip("-"))) from None
+    return value
+
+
+def _refuse_duplicates(pairs):
+    found = {}
+    for key, value in pairs:
+        if key in found:
+            raise RulesFileError("%r is given twice (which one was meant cannot be told)" % key)
+        found[key] = value
+    return found
+
+
+# Strict JSON as RFC 8259 reads it: Python's own json takes NaN, Infinity and 1e400 (as inf) and keeps the
+# last of two equal keys; a rules file doing that is refused instead.
+RULES_READER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_double_int,
+                                object_pairs_hook=_refuse_duplicates)
+
+
+def read_rules_text(text, origin="the rules"):
+    """The rules from a rules file's text: {label: [steps]}; UsageError (exit 2) for anything else."""
+    try:
+        data = RULES_READER.decode(text)
+    except RulesFileError as exc:
+        raise UsageError("%s: %s; nothing was changed" % (origin, exc),
+                         hint="fix the file: each label once, every number finite") from None
+    except (ValueError, RecursionError) as exc:
+        raise UsageError("the rules file %s is not JSON: %s" % (origin, exc)) from None
+    return parse_rules(data, origin)
+
+
 def load_rules(path):
     try:
         with open(path, encoding="utf-8") as handle:
-            return parse_rules(json.load(handle), path)
+            text = handle.read()
     except OSError as exc:
         raise UsageError("cannot read the rules file %s: %s" % (path, exc.strerror or exc)) from None
-    except ValueError as exc:
+    except ValueError as exc:  # not UTF-8
         raise UsageError("the rules file %s is not JSON: %s" % (path, exc)) from None
+    return read_rules_text(text, path)
 
 
-def write_template(path):
+def write_template(path, force=False):
+    """The template's text for `-` (stdout), else None once it is written to `path` through the output guard:
+    an existing file (an edited rules file) is replaced only with `force`, or when it is the template as is."""
     if path == "-":
         return TEMPLATE
-    atomic_write_text(path, TEMPLATE)
+    write_output_text(path, TEMPLATE, force=force, replaceable=_is_template)
     return None
+
+
+def _is_template(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(len(TEMPLATE) + 1) == TEMPLATE
+    except (OSError, ValueError):
+        return False
 
 
 def apply_rules(rules, values, result):
@@ -141,7 +222,7 @@ def apply_rules(rules, values, result):
                 return None
             out[label] = value
             continue
-        name = label
+        name, too_large = label, False
         for kind, arg in steps:
             if kind == "drop":
                 name = None
@@ -152,7 +233,14 @@ def apply_rules(rules, values, result):
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 result.not_numbers += 1
                 continue
-            value = value * arg if kind == "scale" else value / arg if kind == "divide" else round(value, arg)
+            if too_large:
+                continue
+            computed = _compute(kind, arg, value)
+            if computed is None:  # left as it is: no step of this label applies to it
+                too_large, value = True, values[label]
+                result.too_large += 1
+                continue
+            value = computed
         if name is None:
             changed = True
             continue
@@ -162,6 +250,18 @@ def apply_rules(rules, values, result):
         changed = changed or name != label or value != values[label] or type(value) is not type(values[label])
         out[name] = value
     return out if changed else None
+
+
+def _compute(kind, arg, value):
+    """One numeric step, or None when the value or the result is past a double's range (a huge integer
+    cannot be divided as a float; a finite value scaled to infinity is no JSON number)."""
+    try:
+        out = value * arg if kind == "scale" else value / arg if kind == "divide" else round(value, arg)
+    except OverflowError:
+        return None
+    if isinstance(out, float) and math.isinf(out) and not (isinstance(value, float) and math.isinf(value)):
+        return None
+    return out
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -268,7 +368,10 @@ def _run_pages(db, rules, scope, batch_size, rewrites, result, progress, interru
             if not isinstance(values, dict):
                 result.malformed += 1
                 continue
+            too_large = result.too_large
             new = apply_rules(rules, values, result)
+            if result.too_large > too_large and len(result.too_large_ids) < EXAMPLES:
+                result.too_large_ids.append(ident)
             if new is None:
                 result.unchanged += 1
                 continue

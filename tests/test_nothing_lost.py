@@ -72,6 +72,8 @@ def test_output_through_a_symlink_writes_its_target_and_keeps_the_link(demo_db, 
     link = tmp_path / "latest.json"
     link.symlink_to(real)
     result = run_cli("validate", demo_db.path, "-o", str(link), "-q")
+    assert result.returncode == 2 and "refusing to overwrite" in result.stderr and real.read_text() == "old"
+    result = run_cli("validate", demo_db.path, "-o", str(link), "-q", "--force")  # a user's file: only with --force
     assert result.returncode == 1, result.stderr
     assert link.is_symlink() and json.loads(real.read_text())["summary"]["overall_status"] == "FAIL"
 

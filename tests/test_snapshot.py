@@ -336,3 +336,67 @@ def test_cli_snapshot_commands_fail_cleanly_on_bad_input(tmp_path):
     assert result.returncode == 2
     result = run_cli("snapshot", "prune", "--snapshot-dir", str(tmp_path), "--older-than", "soon")
     assert result.returncode == 2 and "not an age" in result.stderr
+
+
+# -- prune deletes only what emfix wrote (#23) ------------------------------------------------------------
+
+def age(path, hours):
+    stamp = os.path.getmtime(path) - hours * 3600
+    os.utime(path, (stamp, stamp))
+
+
+def test_prune_never_deletes_the_database_nor_user_files_beside_its_snapshots(tmp_path):
+    folder = tmp_path / "w"
+    folder.mkdir()
+    address = DatabaseAddress("sqlite", path=str(folder / "experiment.db"))
+    make_demo(address)
+    before = open(address.path, "rb").read()
+    made = run_cli("snapshot", "create", address.path, "--snapshot-dir", str(folder), "--json")
+    assert made.returncode == 0, made.stderr
+    mine = json.loads(made.stdout)["id"]
+    users = {"backup.db": b"SQLite format 3\x00" + b"\x00" * 100, "mydump.sql": b"INSERT INTO t VALUES (1);\n",
+             "notes.json": b'{"a": 1}\n', ".notes.txt.tmp-4194999": b"an editor's file\n",
+             ".x.emfix-restore.tmp": b"not a pid\n"}
+    for name, data in users.items():
+        (folder / name).write_bytes(data)
+    for name in list(users) + ["experiment.db"]:
+        age(str(folder / name), 2)
+    listed = run_cli("snapshot", "list", "--snapshot-dir", str(folder), "--json")
+    assert [s["id"] for s in json.loads(listed.stdout)["snapshots"]] == [mine]
+    for args in (["--keep", "3"], ["--keep", "0"], ["--older-than", "0m"]):
+        result = run_cli("snapshot", "prune", address.path, "--snapshot-dir", str(folder), *args, "--json")
+        assert result.returncode == 0, result.stderr
+        assert "experiment" not in result.stdout
+    assert open(address.path, "rb").read() == before
+    for name, data in users.items():
+        assert (folder / name).read_bytes() == data, name
+
+
+def test_prune_never_deletes_a_database_named_like_a_snapshot(tmp_path):
+    """Even a file named as emfix names its snapshots is left alone when it is the database given."""
+    folder = tmp_path / "snaps"
+    folder.mkdir()
+    address = DatabaseAddress("sqlite", path=str(folder / (snapshot.new_snapshot_id() + ".db")))
+    make_demo(address)
+    age(address.path, 2)
+    result = snapshot.prune_snapshots(str(folder), keep=1, address=address)
+    assert result.deleted == [] and os.path.exists(address.path)
+    link = tmp_path / "experiment.db"
+    link.symlink_to(address.path)
+    result = snapshot.prune_snapshots(str(folder), keep=1, address=DatabaseAddress("sqlite", path=str(link)))
+    assert result.deleted == [] and os.path.exists(address.path)
+
+
+def test_remove_own_file_refuses_anything_emfix_did_not_write(tmp_path):
+    from emfix.errors import UsageError
+    from emfix.fileutil import remove_own_file
+    user = tmp_path / "backup.db"
+    user.write_bytes(b"mine")
+    with pytest.raises(UsageError, match="did not write"):
+        remove_own_file(str(user))
+    assert user.read_bytes() == b"mine"
+    own = tmp_path / (snapshot.new_snapshot_id() + ".json")
+    own.write_text("{}")
+    with pytest.raises(UsageError):
+        remove_own_file(str(own), protect=[str(own)])
+    assert remove_own_file(str(own)) and not own.exists()

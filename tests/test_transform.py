@@ -2,16 +2,21 @@
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, make_demo, run_cli, select_all, sqlite_rows, url_of
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emfix.backends import open_database
 from emfix.demo import Shape
-from emfix.transform import TransformResult, apply_rules, parse_rules
+from emfix.errors import UsageError
+from emfix.transform import WRITER, TransformResult, apply_rules, parse_rules, read_rules_text
 
 PASSWORD = {"EMFIX_MYSQL_PASSWORD": ""}
 
@@ -151,3 +156,99 @@ def test_values_that_are_not_json_numbers_are_skipped_not_written(tmp_path):
         '{"cat": 1e999}', '{"cat": NaN}']
     con.close()
     assert json.loads(done.stdout)["malformed"] >= 2
+
+
+# -- numbers past a double's range, rules files Python's json reads but JSON does not (#23, item 13) ---------
+
+HUGE = "1" + "0" * 400
+
+
+def test_a_huge_integer_is_left_as_it_is_counted_and_the_run_goes_on(demo_address, tmp_path):
+    with open_database(demo_address) as db:
+        ids = [r[0] for r in db.query("SELECT id FROM METRIC ORDER BY id")]
+        middle = ids[len(ids) // 2]
+        db.execute("UPDATE METRIC SET per_label_val = ? WHERE id = ?", ('{"cat": %s, "dog": 50}' % HUGE, middle))
+    path = write_rules(tmp_path, {"cat": "normalize", "dog": "normalize"})
+    args = [url_of(demo_address), "--rules", path, "--yes", "--no-snapshot", "--quarantine-dir", str(tmp_path / "q")]
+    done = run_cli("transform-metrics", *args, "--json", env=PASSWORD)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    report = json.loads(done.stdout)
+    assert report["too_large"] == 1 and report["too_large_ids"] == [middle]
+    assert report["scanned"] == len(ids) and report["changed"] > 1
+    with open_database(demo_address, readonly=True) as db:
+        kept = db.scalar("SELECT per_label_val FROM METRIC WHERE id = ?", (middle,))
+    assert json.loads(kept) == {"cat": int(HUGE), "dog": 0.5}  # the huge value as it was, the other label done
+    again = run_cli("transform-metrics", *args, "--dry-run", env=PASSWORD)
+    assert again.returncode == 0 and "past a double's range (METRIC %s)" % middle in again.stdout, again.stderr
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"cat": {"scale": NaN}}', "NaN is not a number"),
+    ('{"cat": {"scale": Infinity}}', "Infinity is not a number"),
+    ('{"cat": {"scale": -Infinity}}', "-Infinity is not a number"),
+    ('{"cat": {"scale": 1e400}}', "1e400 is past a double's range"),
+    ('{"cat": {"scale": %s}}' % HUGE, "past a double's range"),
+    ('{"cat": "normalize", "dog": "round", "cat": "drop"}', "'cat' is given twice"),
+    ('{"cat": {"scale": 2, "scale": 3}}', "'scale' is given twice"),
+])
+def test_a_rules_file_json_would_not_read_is_refused_and_nothing_changes(tmp_path, text, words):
+    address = make_sqlite(tmp_path)
+    before = sqlite_rows(address.path)
+    (tmp_path / "rules.json").write_text(text)
+    result = run_cli("transform-metrics", address.path, "--rules", str(tmp_path / "rules.json"), "--yes",
+                     "--no-snapshot")
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 2 and not result.stdout
+    assert sqlite_rows(address.path) == before
+
+
+LABELS = st.text(alphabet="abcdefgh*", min_size=1, max_size=4)
+STEPS = st.one_of(st.sampled_from(["normalize", "round", "drop"]),
+                  st.builds(lambda f: {"scale": f}, st.floats(allow_nan=False, allow_infinity=False)),
+                  st.builds(lambda n: {"round": n}, st.integers(0, 17)),
+                  st.builds(lambda s: {"rename": s}, st.text(alphabet="xyz", min_size=1, max_size=3)))
+RULES = st.dictionaries(LABELS, st.one_of(STEPS, st.lists(STEPS, min_size=1, max_size=3)), min_size=1, max_size=5)
+
+
+@settings(max_examples=80, deadline=None)
+@given(rules=RULES, data=st.data())
+def test_any_rules_file_with_a_label_given_twice_is_refused_by_that_label(rules, data):
+    label = data.draw(st.sampled_from(sorted(rules)))
+    other = data.draw(STEPS)
+    text = json.dumps(rules)[:-1] + ", %s: %s}" % (json.dumps(label), json.dumps(other))
+    with pytest.raises(UsageError, match="%s is given twice" % re.escape(repr(label))):
+        read_rules_text(text, "rules.json")
+    assert read_rules_text(json.dumps(rules)).keys() == rules.keys()  # without the repeat it is read
+
+
+@settings(max_examples=80, deadline=None)
+@given(number=st.one_of(st.sampled_from(["NaN", "Infinity", "-Infinity", "1e309", "-2E400", "1" + "0" * 309]),
+                        st.integers(309, 5000).map(lambda e: "9.5e%d" % e)))
+def test_any_number_past_a_double_in_a_rules_file_is_refused(number):
+    with pytest.raises(UsageError, match="not a number|past a double's range"):
+        read_rules_text('{"cat": {"scale": %s}}' % number, "rules.json")
+    with pytest.raises(UsageError):  # even in a comment: the file is not JSON as RFC 8259 reads it
+        read_rules_text('{"_note": %s, "cat": "round"}' % number, "rules.json")
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=200))
+def test_any_text_given_as_a_rules_file_is_rules_or_a_usage_error(text):
+    try:
+        rules = read_rules_text(text, "rules.json")
+    except UsageError:
+        return
+    assert rules and all(isinstance(steps, list) and steps for steps in rules.values())
+
+
+NUMBERS = st.one_of(st.integers(-10 ** 500, 10 ** 500), st.floats(allow_nan=False, allow_infinity=False),
+                    st.booleans(), st.text(max_size=3), st.none())
+
+
+@settings(max_examples=300, deadline=None)
+@given(rules=RULES, values=st.dictionaries(LABELS, NUMBERS, max_size=6))
+def test_rules_over_any_finite_values_never_raise_and_always_write_json(rules, values):
+    result = TransformResult(False, {})
+    out = apply_rules(parse_rules(rules), values, result)
+    if out is not None:
+        WRITER.encode(out)  # allow_nan=False: no infinity ever written

@@ -100,7 +100,7 @@ def add_lock_timeout(parser):
                         help="keep retrying a locked or unreachable database this long (default 30)")
 
 
-def add_repair_options(parser, batch_default, batch_help):
+def add_repair_options(parser, batch_default, batch_help, force_help=FORCE_HELP):
     """The options every repair shares: a plan first, a question, a snapshot, a quarantine, batches."""
     parser.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     parser.add_argument("--batch-size", type=positive_int, default=batch_default, metavar="N", help=batch_help)
@@ -109,7 +109,7 @@ def add_repair_options(parser, batch_default, batch_help):
     parser.add_argument("--quarantine-dir", metavar="DIR",
                         help="where what it removes or rewrites is kept (default: quarantine/ beside a SQLite file)")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    parser.add_argument("--force", action="store_true", help=FORCE_HELP)
+    parser.add_argument("--force", action="store_true", help=force_help)
 
 
 # -- numbers, checked where they are read ---------------------------------------------------------

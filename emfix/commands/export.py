@@ -21,6 +21,8 @@ def register(sub):
     p.add_argument("--format", choices=("jsonl", "json"), default=None,
                    help="jsonl: one record per line with a checksummed trailer; json: the old single-document "
                         "layout (default: from the file name, .json -> json, else jsonl)")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists (refused without: it may be "
+                   "the only copy of an experiment)")
     p.add_argument("--include-metrics", action="store_true", default=True,
                    help="include the METRIC rows the subtree links (always on; kept for the cookbook)")
     p.add_argument("--include-artifacts", action="store_true", default=True,
@@ -32,7 +34,7 @@ def run(args, out):
     address = common.resolve_address(args)
     fmt = args.format or ("json" if args.output.lower().endswith(".json") else "jsonl")
     result = export.export_experiment(address, args.experiment, args.output, fmt=fmt,
-                               retry_policy=common.retry_policy(args),
+                               retry_policy=common.retry_policy(args), force=args.force,
                                progress=common.make_progress("export", args, out))
     if result.dangling:  # on stderr: stdout may be the export itself (-o -)
         sys.stderr.write("warning: %s link rows of this experiment point at rows that do not exist (%s); import "

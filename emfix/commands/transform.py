@@ -22,13 +22,17 @@ def register(sub):
     p.add_argument("-e", "--experiment", dest="experiments", type=common.row_id, nargs="+", metavar="ID",
                    help="only the metrics of these experiments (default: every metric)")
     p.add_argument("--experiment-ids", metavar="1,2,3", help="the old tool's spelling of -e: ids separated by commas")
-    p.add_argument("--template", metavar="FILE", help="write a commented starting rules file (- for stdout) and stop")
-    common.add_repair_options(p, 10000, "values per transaction (default 10,000)")
+    p.add_argument("--template", metavar="FILE", help="write a commented starting rules file (- for stdout) and stop; "
+                   "an existing FILE is replaced only with --force")
+    common.add_repair_options(p, 10000, "values per transaction (default 10,000)", force_help=common.FORCE_HELP
+                              + "; with --template, replace an existing FILE")
     common.finish(p, run)
 
     t = common.command(sub, "create-transformation-template", "the old tool's name for `transform-metrics "
                        "--template`", "emfix create-transformation-template -o rules.json")
     t.add_argument("-o", "--output", default="-", metavar="FILE", help="where to write it (default: stdout)")
+    t.add_argument("--force", action="store_true", help="replace FILE if it exists (an edited rules file is kept "
+                   "without it)")
     common.finish(t, run_template)
 
 
@@ -42,7 +46,7 @@ def _experiment_ids(args):
 
 def run_template(args, out):
     path = args.output if hasattr(args, "output") else args.template
-    text = transform.write_template(path)
+    text = transform.write_template(path, force=args.force)
     if text is not None:
         common.write_stdout(text)
     elif not out.quiet:
@@ -86,6 +90,8 @@ def transform_lines(result, target):
     for count, what in ((result.already_done, "already transformed by the interrupted run"),
                         (result.malformed, "skipped: not a JSON object (run `emfix fix-json` first)"),
                         (result.not_numbers, "label values left as they are: not numbers"),
+                        (result.too_large, "label values left as they are: past a double's range (METRIC %s)"
+                         % ", ".join(str(i) for i in result.too_large_ids)),
                         (result.rename_conflicts, "metrics left alone: a rename would overwrite a label")):
         if count:
             yield "  %s %s" % (n(count), what)

@@ -7,13 +7,14 @@ import threading
 
 from .. import history
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
-from ..fileutil import check_output_path, durable_output
+from ..fileutil import check_output_path, durable_output, starts_with
 from . import common
 from .common import n
 
 validate = common.lazy_module("emfix.validate")
 
 EXAMPLES_SHOWN = 3
+REPORT_HEAD = '{\n  "foreign_key_violations": {'  # how a report begins: an earlier one is replaced without --force
 
 
 def register(sub):
@@ -34,7 +35,8 @@ def register(sub):
                    help="SQLite: skip PRAGMA quick_check (it proves the file is undamaged; about 1 s per 10M rows)")
     p.add_argument("--jobs", type=int, choices=(1, 2), default=2,
                    help="database connections working at once (default 2)")
-    p.add_argument("--force", action="store_true", help=common.FORCE_HELP)
+    p.add_argument("--force", action="store_true", help=common.FORCE_HELP + "; also replace an existing -o file "
+                   "that is not an earlier report")
     common.finish(p, run)
 
 
@@ -44,7 +46,8 @@ def run(args, out):
                    progress=common.make_progress("validate", args, out), parallel=args.jobs > 1,
                    deep_json=args.deep_json, force=args.force, quick_check=not args.no_quick_check)
     if args.output:  # a wrong -o is said before the work, not after it
-        real, in_place = check_output_path(args.output, common.protected_paths(address))
+        real, in_place = check_output_path(args.output, common.protected_paths(address), force=args.force,
+                                           replaceable=starts_with(REPORT_HEAD.encode()))
         try:
             with durable_output(real, in_place=in_place) as handle:
                 writer = ReportWriter(handle)
@@ -80,7 +83,7 @@ class ReportWriter:
     def __init__(self, handle):
         self.handle, self.table, self.tables, self.lock = handle, None, set(), threading.Lock()
         self.spool, self.spooled = tempfile.TemporaryFile("w+", encoding="utf-8"), 0
-        handle.write('{\n  "foreign_key_violations": {')
+        handle.write(REPORT_HEAD)
 
     def violation(self, table, violation):
         if table != self.table:
