@@ -10,7 +10,7 @@ constraints, the actions of its foreign keys, its indexes and triggers, and its 
 counter (sqlite_sequence), so ids deleted before are never handed out again. Views are not dropped:
 with legacy_alter_table on, the RENAME leaves them (and triggers on other tables) as written, and
 `check_rebuilds` makes sure each one still compiles. Anything the rebuild cannot carry (WITHOUT
-ROWID, STRICT, a collation or check on a column whose definition changes) is refused before any
+ROWID, STRICT, a collation or check on one of the application's columns) is refused before any
 change; `check_rebuilds` compares the table before and after, before COMMIT.
 """
 
@@ -127,7 +127,7 @@ def _fk_key(fk):
     return tuple(c.lower() for c in fk.columns), fk.table.lower(), tuple(c.lower() for c in fk.ref_columns)
 
 
-def rebuild_statements(db, d, ta, tb, a_dialect, changed_columns):
+def rebuild_statements(db, d, ta, tb, a_dialect):
     """The statements that rebuild the live table `tb` as `ta` says, keeping everything else it has."""
     sql = str(db.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (tb.name,)) or "")
     written, constraints, tail = split_create_table(sql)
@@ -137,11 +137,11 @@ def rebuild_statements(db, d, ta, tb, a_dialect, changed_columns):
         raise SchemaError("%s is a %s table, which the rebuild this upgrade needs would not keep; nothing was "
                           "changed" % (tb.name, "WITHOUT ROWID" if "ROWID" in tail_words else "STRICT"),
                           hint="make the change by hand (https://www.sqlite.org/lang_altertable.html, section 7)")
-    for column in ta.columns:
+    for column in ta.columns:  # the new table declares these as the Experiment Manager's schema does
         words = _words(definitions.get(column.name.lower(), ""))
-        if column.name.lower() in changed_columns and any(w in words for w in ("COLLATE", "CHECK", "GENERATED")):
-            raise SchemaError("%s.%s has a collation or check that the rebuild changing it would not keep; "
-                              "nothing was changed" % (tb.name, column.name),
+        if any(w in words for w in ("COLLATE", "CHECK", "GENERATED")):
+            raise SchemaError("%s.%s has a collation or check that the rebuild of %s this upgrade needs would not "
+                              "keep; nothing was changed" % (tb.name, column.name, tb.name),
                               hint="make the change by hand (https://www.sqlite.org/lang_altertable.html, section 7)")
     q = db.quote
     extra = [(name, text) for name, text in written if not ta.column(name)]  # generated ones too

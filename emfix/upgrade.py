@@ -27,7 +27,7 @@ from typing import List, Optional, Tuple
 from . import rebuild
 from .backends import open_database
 from .catalog import expected_catalog, normal_type, read_catalog
-from .errors import Cancelled, DamagedInputError, SchemaError
+from .errors import Cancelled, DamagedInputError, EmfixError, SchemaError
 from .schema import discover_graph, record_schema_version, require_experiment_manager
 from .schemadiff import diff_catalogs
 
@@ -132,10 +132,6 @@ def _fingerprint(db, catalog):
     return hashlib.sha256(json.dumps(tables, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _changed_columns(found):
-    return {d.column.lower() for d in found if d.column and d.kind.startswith("column_")}
-
-
 def plan_upgrade(db):
     """The plan, as data: the statements, what they change, what is left alone, and the preconditions."""
     catalog = read_catalog(db, counts=False)
@@ -161,9 +157,9 @@ def plan_upgrade(db):
                 column.type = catalog.table(name).column(column.name).type
     rebuilt = []
 
-    def rebuild_live(d, ta, tb, a_dialect, found):
+    def rebuild_live(d, ta, tb, a_dialect, _found):
         rebuilt.append(tb.name)
-        return rebuild.rebuild_statements(db, d, ta, tb, a_dialect, _changed_columns(found))
+        return rebuild.rebuild_statements(db, d, ta, tb, a_dialect)
 
     diff = diff_catalogs(target, catalog, rebuild_live if db.dialect == "sqlite" else functools.partial(
         _no_rebuild, db.dialect))
@@ -269,8 +265,7 @@ def _execute_sqlite(db, plan, address, before_commit):
         _check_plan_still_holds(db, plan)
         kept = rebuild.remember(db, plan.rebuilt)
         before = _broken_links(db) if plan.rebuilt else collections.Counter()
-        for statement in plan.statements:
-            db.execute(statement)
+        _run_statements(db, plan.statements, "nothing was changed")
         rebuild.check_rebuilds(db, kept)
         after = _broken_links(db) if plan.rebuilt else collections.Counter()
         for pair, count in after.items():
@@ -299,8 +294,8 @@ def _execute_mysql(db, plan, _address, before_commit):
         with db.transaction():
             db.execute("INSERT INTO %s (version, description) VALUES (?, ?)" % q(JOURNAL), _version_row(plan))
         plan.pending_version = _pending_version(db)
-    for statement in plan.statements:
-        db.execute(statement)
+    _run_statements(db, plan.statements, "the statements before it are done; running the upgrade again after "
+                                         "fixing the cause finishes it")
     if before_commit:
         before_commit()
     version, description = plan.pending_version
@@ -309,6 +304,17 @@ def _execute_mysql(db, plan, _address, before_commit):
         record_schema_version(db, version, "emfix_schema_upgrade", description)
         db.execute("DELETE FROM %s" % q(JOURNAL))
     db.execute("DROP TABLE IF EXISTS %s" % q(JOURNAL))
+
+
+def _run_statements(db, statements, outcome):
+    for statement in statements:
+        try:
+            db.execute(statement)
+        except EmfixError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (the engine's own error, whatever its class: said in one line)
+            raise SchemaError("the upgrade stopped at `%s`: %s; %s" % (statement.split("\n")[0][:80], exc, outcome),
+                              hint="`emfix schema upgrade --dry-run` prints every statement") from None
 
 
 def _broken_links(db):

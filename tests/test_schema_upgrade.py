@@ -252,3 +252,15 @@ def test_schema_diff_ddl_for_a_rebuild_keeps_the_extra_column_and_index(tmp_path
     assert con.execute("SELECT id, extra_col FROM TRIAL_RUN ORDER BY id").fetchall() == before
     assert con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'i1'").fetchone()[0] == 1
     con.close()
+
+
+def test_a_statement_the_engine_rejects_stops_the_upgrade_in_one_line_with_nothing_changed(tmp_path):
+    db = sqlite_db(tmp_path, Shape(generation=1))
+    before = open(db.path, "rb").read()
+
+    def confirm(plan):
+        plan.statements.append('INSERT INTO "nowhere" VALUES (1)')  # as if the engine refused the last one
+        return True
+    with pytest.raises(SchemaError, match=r"stopped at `INSERT INTO \"nowhere\".*no such table.*nothing was changed"):
+        upgrade_schema(db, confirm=confirm, snapshot=False)
+    assert open(db.path, "rb").read() == before
