@@ -145,7 +145,7 @@ def rebuild_statements(db, d, ta, tb, a_dialect):
                               hint="make the change by hand (https://www.sqlite.org/lang_altertable.html, section 7)")
     q = db.quote
     extra = [(name, text) for name, text in written if not ta.column(name)]  # generated ones too
-    generated = {str(r[1]).lower() for r in db.query("PRAGMA table_xinfo(%s)" % q(tb.name)) if r[6] in (2, 3)}
+    generated = {str(r[1]).lower() for r in _xinfo(db, tb.name) if r[6:7] and r[6] in (2, 3)}
     inline = {name.lower(): _words(text) for name, text in extra}
 
     def declared_inline(columns, word):
@@ -186,6 +186,15 @@ def rebuild_statements(db, d, ta, tb, a_dialect):
     return statements
 
 
+def _xinfo(db, table):
+    """Every column, generated ones too (table_xinfo, SQLite 3.26+; before it there are none to see)."""
+    try:
+        rows = db.query("PRAGMA table_xinfo(%s)" % db.quote(table))  # an unknown pragma returns no rows
+    except Exception:  # noqa: BLE001
+        rows = []
+    return rows or db.query("PRAGMA table_info(%s)" % db.quote(table))
+
+
 @contextlib.contextmanager
 def rebuild_session(db):
     """Steps 1 and 12 of SQLite's procedure, around the transaction: foreign keys off (the DROP TABLE must
@@ -211,7 +220,7 @@ def remember(db, tables):
         "tbl_name IN (%s)" % marks, wanted))),
         "views": set(map(tuple, db.query("SELECT name, sql FROM sqlite_master WHERE type = 'view'"))),
         "rows": {t: db.scalar("SELECT count(*) FROM %s" % db.quote(t)) for t in wanted},
-        "columns": {t: {str(r[1]).lower() for r in db.query("PRAGMA table_xinfo(%s)" % db.quote(t))} for t in wanted},
+        "columns": {t: {str(r[1]).lower() for r in _xinfo(db, t)} for t in wanted},
         "sequence": {}}
     if db.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_sequence'"):
         state["sequence"] = dict(db.query("SELECT name, seq FROM sqlite_sequence WHERE name IN (%s)" % marks, wanted))

@@ -264,3 +264,21 @@ def test_a_statement_the_engine_rejects_stops_the_upgrade_in_one_line_with_nothi
     with pytest.raises(SchemaError, match=r"stopped at `INSERT INTO \"nowhere\".*no such table.*nothing was changed"):
         upgrade_schema(db, confirm=confirm, snapshot=False)
     assert open(db.path, "rb").read() == before
+
+
+def test_upgrade_rebuild_keeps_a_generated_column_and_an_extra_foreign_key_with_its_action(tmp_path):
+    db = sqlite_db(tmp_path)
+    loosen(db.path, "TRIAL_RUN", '"status" VARCHAR(50) NOT NULL', '"status" VARCHAR(50)')
+    con = sqlite3.connect(db.path)
+    con.executescript("ALTER TABLE TRIAL_RUN ADD COLUMN shout TEXT GENERATED ALWAYS AS (upper(status)) VIRTUAL;"
+                      "ALTER TABLE TRIAL_RUN ADD COLUMN artifact_id INT REFERENCES ARTIFACT (id) ON DELETE SET NULL;"
+                      "UPDATE TRIAL_RUN SET artifact_id = id;")
+    before = con.execute("SELECT id, shout, artifact_id FROM TRIAL_RUN ORDER BY id").fetchall()
+    con.close()
+    done = run_cli("schema", "upgrade", db.path, "--yes", "--no-snapshot")
+    assert done.returncode == 0, done.stderr
+    con = sqlite3.connect(db.path)
+    assert con.execute("SELECT id, shout, artifact_id FROM TRIAL_RUN ORDER BY id").fetchall() == before
+    assert [r[3:7] for r in con.execute("PRAGMA foreign_key_list(TRIAL_RUN)") if r[2] == "ARTIFACT"] == [
+        ("artifact_id", "id", "NO ACTION", "SET NULL")]
+    con.close()
