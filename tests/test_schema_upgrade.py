@@ -16,7 +16,7 @@ from emfix.address import DatabaseAddress
 from emfix.backends import open_database
 from emfix.catalog import read_catalog
 from emfix.demo import Shape
-from emfix.errors import SchemaError
+from emfix.errors import Cancelled, SchemaError
 from emfix.upgrade import JOURNAL, upgrade_schema
 
 NO_PASSWORD = {"EMFIX_MYSQL_PASSWORD": ""}
@@ -282,3 +282,11 @@ def test_upgrade_rebuild_keeps_a_generated_column_and_an_extra_foreign_key_with_
     assert [r[3:7] for r in con.execute("PRAGMA foreign_key_list(TRIAL_RUN)") if r[2] == "ARTIFACT"] == [
         ("artifact_id", "id", "NO ACTION", "SET NULL")]
     con.close()
+
+
+def test_no_at_the_prompt_changes_nothing_and_takes_no_snapshot(tmp_path):
+    db = sqlite_db(tmp_path, Shape(generation=1))
+    before = open(db.path, "rb").read()
+    with pytest.raises(Cancelled):
+        upgrade_schema(db, confirm=lambda plan: False, snapshot_dir=str(tmp_path / "snapshots"))
+    assert open(db.path, "rb").read() == before and not (tmp_path / "snapshots").exists()
