@@ -165,9 +165,35 @@ def plan_upgrade(db):
         _no_rebuild, db.dialect))
     changes = [d.what for d in diff.differences if d.kind not in LEFT_ALONE]
     statements = [s for s in diff.statements if not s.startswith("--")]
+    if db.dialect == "mysql":
+        statements = [_keep_column_attributes(db, s) for s in statements]
     checks += _refuse_nulls_in_required_columns(db, diff, target)
     return UpgradeResult(db.address.display(), True, catalog.generation, catalog.generation, changes, statements,
                          kept, fingerprint=_fingerprint(db, catalog), checks=checks, rebuilt=rebuilt)
+
+
+MODIFY = re.compile(r"ALTER TABLE `((?:[^`]|``)+)` MODIFY COLUMN `((?:[^`]|``)+)` "
+                    r"(.+?)((?: NOT NULL)?(?: DEFAULT .*)?)$", re.S)
+
+
+def _keep_column_attributes(db, statement):
+    """MySQL: MODIFY COLUMN redefines the whole column; the character set, collation and comment it had are
+    written into the statement, so only what the plan names changes."""
+    match = MODIFY.match(statement)
+    if not match:
+        return statement
+    table, column, kind, rest = (match.group(1).replace("``", "`"), match.group(2).replace("``", "`"),
+                                 match.group(3), match.group(4))
+    row = db.query("SELECT CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_COMMENT FROM information_schema.COLUMNS "
+                   "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?", (table, column))
+    if not row:
+        return statement
+    charset, collation, comment = row[0]
+    if charset and collation and re.search(r"CHAR|TEXT", kind.upper()) and "JSON" not in kind.upper():
+        kind += " CHARACTER SET %s COLLATE %s" % (charset, collation)
+    if comment:
+        rest += " COMMENT '%s'" % str(comment).replace("\\", "\\\\").replace("'", "''")
+    return statement[:match.start(3)] + kind + rest
 
 
 def _no_rebuild(dialect, *_args):

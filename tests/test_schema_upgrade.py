@@ -290,3 +290,16 @@ def test_no_at_the_prompt_changes_nothing_and_takes_no_snapshot(tmp_path):
     with pytest.raises(Cancelled):
         upgrade_schema(db, confirm=lambda plan: False, snapshot_dir=str(tmp_path / "snapshots"))
     assert open(db.path, "rb").read() == before and not (tmp_path / "snapshots").exists()
+
+
+def test_upgrade_on_mariadb_keeps_the_collation_and_comment_of_a_column_it_modifies(mysql_address):
+    make_demo(mysql_address, faults=False, json_type="json")
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE `TRIAL_RUN` MODIFY `status` VARCHAR(50) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin "
+                   "NULL COMMENT 'run''s state'")
+    done = run_cli("schema", "upgrade", url_of(mysql_address), "--yes", "--no-snapshot", env=NO_PASSWORD)
+    assert done.returncode == 0, done.stderr
+    with open_database(mysql_address, readonly=True) as db:
+        row = db.query("SELECT IS_NULLABLE, COLLATION_NAME, COLUMN_COMMENT FROM information_schema.COLUMNS WHERE "
+                       "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'TRIAL_RUN' AND COLUMN_NAME = 'status'")
+    assert [tuple(r) for r in row] == [("NO", "utf8mb4_bin", "run's state")]
