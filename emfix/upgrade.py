@@ -252,6 +252,7 @@ def upgrade_schema(address, *, dry_run=False, confirm=None, snapshot=True, snaps
         if not dry_run and journal_left and not plan.pending_version:
             db.execute("DROP TABLE %s" % db.quote(JOURNAL))  # emptied by a run killed just after its last step
         if dry_run or plan.up_to_date:
+            plan.dry_run = dry_run
             plan.seconds = time.perf_counter() - started
             return plan
         if confirm is not None and not confirm(plan):
