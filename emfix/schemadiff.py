@@ -102,17 +102,26 @@ def index_sql(d, table, index, unique=False):
                                             d.quote_columns(columns))
 
 
-def rebuild_sql(d, ta, tb, a_dialect):
-    """SQLite's procedure for a change ALTER TABLE cannot make (https://www.sqlite.org/lang_altertable.html)."""
+def rebuild_sql(d, ta, tb, a_dialect, _found=()):
+    """SQLite's procedure for a change ALTER TABLE cannot make (https://www.sqlite.org/lang_altertable.html),
+    as far as two catalogs tell it: B's extra columns, UNIQUE and FOREIGN KEY constraints and indexes go with
+    the table. On a live database `schema upgrade` writes it from the table's own SQL (emfix.rebuild)."""
     temp = REBUILD_PREFIX + tb.name
-    common = [c.name for c in ta.columns if tb.column(c.name)]
-    statements = [create_table_sql(d, ta, a_dialect, temp),
+    keys = {_key(f.columns + (f.table,) + f.ref_columns) for f in ta.foreign_keys}
+    merged = dataclasses.replace(
+        ta, columns=list(ta.columns) + [c for c in tb.columns if not ta.column(c.name)],
+        unique=list(ta.unique) + [u for u in tb.unique if _key(u) not in {_key(x) for x in ta.unique}],
+        foreign_keys=list(ta.foreign_keys) + [f for f in tb.foreign_keys
+                                              if _key(f.columns + (f.table,) + f.ref_columns) not in keys])
+    common = [c.name for c in merged.columns if tb.column(c.name)]
+    statements = [create_table_sql(d, merged, a_dialect, temp),
                   "INSERT INTO %s (%s) SELECT %s FROM %s" % (d.quote(temp), d.quote_columns(common),
                                                               d.quote_columns([tb.column(c).name for c in common]),
                                                               d.quote(tb.name)),
                   "DROP TABLE %s" % d.quote(tb.name),
                   "ALTER TABLE %s RENAME TO %s" % (d.quote(temp), d.quote(tb.name))]
-    statements += [index_sql(d, tb.name, i) for i in ta.indexes]
+    indexes = list(tb.indexes) + [i for i in ta.indexes if _key(i.columns) not in {_key(x.columns) for x in tb.indexes}]
+    statements += [index_sql(d, tb.name, i) for i in indexes]
     return statements
 
 
@@ -206,7 +215,9 @@ def _compare_table(d, ta, tb, a_dialect, b_dialect):
     return found
 
 
-def diff_catalogs(a, b):
+def diff_catalogs(a, b, rebuild=rebuild_sql):
+    """A compared with B; `rebuild(dialect, table in A, table in B, A's dialect, its differences)` writes a
+    SQLite table rebuild's statements."""
     d = Dialect(b.dialect)
     differences, statements, rebuilds = [], [], []
     order = {name.upper(): i for i, name in enumerate(EM_TABLE_BY_NAME)}
@@ -219,8 +230,8 @@ def diff_catalogs(a, b):
         found = _compare_table(d, ta, tb, a.dialect, b.dialect)
         differences += found
         if any(f.rebuild for f in found):
-            rebuilds.append(rebuild_sql(d, ta, tb, a.dialect))
-            for f in found:  # what the rebuild does not make: nothing but advice and extra indexes
+            rebuilds.append(rebuild(d, ta, tb, a.dialect, found))
+            for f in found:  # what the rebuild does not make: advice on what B has beyond A, which it keeps
                 if f.kind in ("extra_index", "extra_column", "extra_unique", "extra_foreign_key"):
                     statements += f.fix
         else:

@@ -5,7 +5,7 @@ import os
 
 from ..address import parse_address
 from ..backends import open_database
-from ..errors import EXIT_OK, EXIT_PROBLEMS, Cancelled, UsageError
+from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from . import common
 
 catalog = common.lazy_module("emfix.catalog")
@@ -156,15 +156,12 @@ def diff_lines(diff):
 
 
 def run_upgrade(args, out):
-    address = common.resolve_address(args)
-    plan = upgrade.upgrade_schema(address, dry_run=True, force=args.force, retry_policy=common.retry_policy(args))
-    if not args.dry_run and plan.statements and not args.yes:
-        ask = common.confirm(lambda p: "upgrade the schema of %s?" % p.database, upgrade_lines)
-        if not ask(plan):
-            raise Cancelled("cancelled; nothing was changed")
-    result = plan if args.dry_run or not plan.statements else upgrade.upgrade_schema(
-        address, snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir, force=args.force,
-        retry_policy=common.retry_policy(args), progress=common.make_progress("schema upgrade", args, out))
+    """One plan: the one shown (and confirmed, unless --yes) is the one executed."""
+    ask = None if args.yes else common.confirm(lambda p: "upgrade the schema of %s?" % p.database, upgrade_lines)
+    result = upgrade.upgrade_schema(
+        common.resolve_address(args), dry_run=args.dry_run, confirm=ask, snapshot=not args.no_snapshot,
+        snapshot_dir=args.snapshot_dir, force=args.force, retry_policy=common.retry_policy(args),
+        progress=common.make_progress("schema upgrade", args, out))
     if out.json:
         common.emit_json(result)
     else:
