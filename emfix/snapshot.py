@@ -281,7 +281,7 @@ def _find_damage(snapshot_id, manifest, path, full):
         return "size %d bytes, manifest says %d (truncated or appended)" % (size, manifest.size)
     if path.endswith(".sql"):
         reader = SnapshotReader(path)
-        digest, problem = _in_parallel(lambda: sha256_of(path), reader.check)
+        digest, problem = _in_parallel(lambda: sha256_of(path), lambda: reader.check(full))
         counts = reader.counts
     else:
         digest, problem = _in_parallel(lambda: sha256_of(path), lambda: sqlite_check(path, full))

@@ -8,8 +8,10 @@ import threading
 
 import pytest
 from conftest import ROOT, SUBTREE_TABLES, checksums, make_demo, run_cli, url_of
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from emfix import snapshot, sqlsnapshot
+from emfix import snapshot, sqlrows, sqlsnapshot
 from emfix.backends import open_database
 from emfix.demo import Shape
 from emfix.errors import EmfixError, SchemaError
@@ -187,3 +189,102 @@ def test_restore_killed_mid_load_is_finished_by_running_it_again(mysql_address, 
     again = run_cli(*argv[3:])
     assert again.returncode == 0, again.stderr
     assert checksums(mysql_address, tables) == before
+
+
+# -- #23: a page GROUP_CONCAT cut off is never written, and verify sees one an older emfix wrote ------
+
+GRIN = "\U0001F600"
+HUGE_JSON = '{"a":"x' + GRIN * 800000 + '"}'  # 3.2 MB: past the 2 MB a page may first take, cut at a whole character
+
+
+def huge_metric(address):
+    make_demo(address, shape=Shape(experiments=1, trials=2, runs=2, epochs=3, batches=2), faults=False)
+    with open_database(address) as db:
+        db.execute("UPDATE `METRIC` SET per_label_val = ? WHERE id = 3", (HUGE_JSON,))
+
+
+def test_a_row_that_group_concat_cuts_mid_character_is_read_again_not_written_cut(mysql_address, tmp_path):
+    huge_metric(mysql_address)
+    made, _ = round_trip(mysql_address, tmp_path, SUBTREE_TABLES)
+    assert snapshot.verify_snapshot(str(tmp_path), made.id, full=True).status == "verified"
+    with open_database(mysql_address, readonly=True) as db:
+        assert db.scalar("SELECT per_label_val FROM `METRIC` WHERE id = 3") == HUGE_JSON
+
+
+def rewrite_statements(directory, made, change):
+    """Write the snapshot again with `change` applied to each statement, its manifest made to match."""
+    path = os.path.join(directory, made.file)
+    with open(path, "rb") as handle:
+        first = handle.readline()
+        handle.seek(0)
+        statements = [change(s) for s in sqlsnapshot.SnapshotReader(path).frames(handle)]
+    last = open(path, "rb").read().rsplit(b"\n", 2)[-2] + b"\n"
+    with open(path, "wb") as handle:
+        handle.write(first)
+        for statement in statements:
+            handle.write(b"-- %d\n%s;\n" % (len(statement) + 2, statement))
+        handle.write(last)
+    made.size, made.sha256 = os.path.getsize(path), snapshot.sha256_of(path)
+    snapshot.write_manifest(directory, made)
+
+
+def test_verify_and_restore_refuse_a_snapshot_with_a_row_cut_mid_character(mysql_address, tmp_path):
+    """What emfix wrote before #23: the page cut 1-3 bytes short of the limit, inside the string, `)` after it."""
+    huge_metric(mysql_address)
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path), verify=True)
+    emoji = GRIN.encode("utf-8")
+    rewrite_statements(str(tmp_path), made, lambda s: s[:s.index(emoji) + 4 * 500000] + b")" if emoji in s else s)
+    before = checksums(mysql_address, SUBTREE_TABLES)
+    for full in (False, True):
+        status = snapshot.verify_snapshot(str(tmp_path), made.id, full=full)
+        assert status.status == "damaged" and "INSERT into METRIC" in status.problem
+    listed = run_cli("snapshot", "verify", "--all", "--snapshot-dir", str(tmp_path))
+    assert listed.returncode != 0 and "damaged" in listed.stdout
+    restore = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
+                      "--snapshot-id", made.id, "--yes")
+    assert restore.returncode != 0 and "cut off" in restore.stderr and "Traceback" not in restore.stderr
+    assert checksums(mysql_address, SUBTREE_TABLES) == before  # refused before anything was emptied
+
+
+def test_full_verify_counts_the_rows_of_every_insert(mysql_address, tmp_path):
+    """A page cut exactly where a row ends leaves whole rows: only counting them finds the missing ones."""
+    make_demo(mysql_address, shape=Shape(experiments=1, trials=2, runs=2, epochs=3, batches=2), faults=False)
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path))
+    rewrite_statements(str(tmp_path), made, lambda s: s[:s.rindex(b"),(")] + b")"
+                       if s.startswith(b"INSERT INTO `METRIC`") else s)
+    assert snapshot.verify_snapshot(str(tmp_path), made.id, record=False).status == "verified"
+    status = snapshot.verify_snapshot(str(tmp_path), made.id, full=True)
+    assert status.status == "damaged" and "METRIC %d, not %d" % (made.tables["METRIC"] - 1, made.tables["METRIC"]) \
+        in status.problem
+
+
+def sql_quote(text):
+    """MySQL's QUOTE(): backslash, quote, NUL and Control-Z escaped."""
+    return "'%s'" % text.replace("\\", "\\\\").replace("'", "\\'").replace("\0", "\\0").replace("\x1a", "\\Z")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.none(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                                   st.text(alphabet="'\\(),X0e.-\0\x1a \n" + GRIN, max_size=12), st.binary(max_size=4)),
+                         min_size=3, max_size=3), min_size=1, max_size=6),
+       st.integers(min_value=1, max_value=40))
+def test_rows_read_from_the_text_are_the_rows_written(rows, window):
+    def literal(value):
+        if value is None:
+            return "NULL"
+        if isinstance(value, bytes):
+            return "X'%s'" % value.hex().upper()
+        return sql_quote(value) if isinstance(value, str) else repr(value)
+
+    statement = ("INSERT INTO `T``x` (`a`, `b`, `c`) VALUES (%s)" % "),(".join(
+        ",".join(literal(v) for v in row) for row in rows)).encode("utf-8")
+    assert sqlrows.count_insert_rows(statement) == ("T`x", len(rows))
+    assert sqlrows.last_row_problem(statement) == ""
+    assert sqlrows.last_row_problem(statement, statement[-window:]) in ("", None)  # never a cut that is not there
+    last = literal(rows[-1][-1]).encode("utf-8")
+    if last.endswith(b"'"):  # a cut inside a quoted value (the server cuts at a character, so in a string)
+        for cut in range(len(statement) - len(last) + 1, len(statement) - 1):
+            for damaged in (statement[:cut] + b")", statement[:cut]):
+                assert sqlrows.last_row_problem(damaged), damaged
+                with pytest.raises(ValueError):
+                    sqlrows.count_insert_rows(damaged)
