@@ -3,7 +3,7 @@ counts the server gave when it was written: a page the server cut off has its la
 
 The snapshot writer (sqlsnapshot.py) writes each row as `(v,v,...)`, every value one of: a QUOTE()d
 string (`'...'`, a quote or backslash in it escaped by a backslash), `X'hex'`, `NULL`, a number.
-`last_row_problem` reads an INSERT's last row backwards (a few bytes per statement: every verify);
+`last_row_problem` reads an INSERT's last row backwards (a few kB per statement: every verify);
 `count_insert_rows` reads every row (strings taken out by one regular expression, in C; verify --full).
 """
 
@@ -18,6 +18,7 @@ VALUE = rb"(?:X?''|NULL|" + NUMBER + rb")"
 BARE = re.compile(rb"NULL|" + NUMBER)  # a value that is not quoted
 BARE_BYTES = frozenset(b"-+0123456789.eENUL")
 QUOTE, BACKSLASH, COMMA, OPEN, CLOSE, HEX = b"'\\,()X"
+TAIL_BYTES = 64 << 10  # what verify reads of an INSERT's end to see its last row whole
 _ROWS = {}
 
 
@@ -106,3 +107,21 @@ def _last_row(tail, width, cut):
         else:
             return cut
     return None
+
+
+def last_row_problem_at(handle, start, size):
+    """`last_row_problem` of the statement of `size` bytes (its `;\n` included) at `start` in a file: its
+    first and last TAIL_BYTES read, all of it only when its last row is longer. '' for other statements."""
+    handle.seek(start)
+    head = handle.read(min(size, TAIL_BYTES))
+    if not head.startswith(b"INSERT"):
+        return ""
+    if size > 2 * TAIL_BYTES:
+        handle.seek(start + size - TAIL_BYTES)
+        problem = last_row_problem(head, handle.read(TAIL_BYTES)[:-2])
+        if problem is not None:
+            return problem
+    if len(head) < size:
+        handle.seek(start)
+        head = handle.read(size)
+    return last_row_problem(head[:-2]) if head.endswith(b";\n") else ""

@@ -28,7 +28,7 @@ from .backends import open_database
 from .errors import DamagedInputError, DatabaseLockedError, EmfixError, PrivilegeError
 from .fileutil import SQL_SNAPSHOT_HEADER
 from .pool import ConnectionPool, put_unless_stopped
-from .sqlrows import count_insert_rows, last_row_problem
+from .sqlrows import count_insert_rows, last_row_problem_at
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,6 @@ MAGIC = SQL_SNAPSHOT_HEADER + b"1"
 END = b"-- emfix: complete "
 FRAME = re.compile(rb"^-- (\d+)\n$")
 ROW_END = b"\0"  # after each row's literal in a page as the server sends it; `),(` between them in the file
-TAIL_BYTES = 64 << 10  # what verify reads of an INSERT's end to see its last row whole
 SESSION = [
     "/*!40101 SET NAMES utf8mb4 */",
     "SET time_zone = '+00:00'",
@@ -399,23 +398,11 @@ class SnapshotReader:
             yield body[:-2]
 
     def _skim(self, handle, size):
-        """The last two bytes of a statement of `size` bytes, the rest skipped; an INSERT's last row read
-        (backwards, from its end) and refused when it is cut off or not one value per column."""
+        """The last two bytes of a statement of `size` bytes, the rest skipped (an INSERT's last row read)."""
         start = handle.tell()
-        head = handle.read(min(size, TAIL_BYTES))
-        if head.startswith(b"INSERT"):
-            problem = None
-            if size > 2 * TAIL_BYTES:
-                handle.seek(start + size - TAIL_BYTES)
-                problem = last_row_problem(head, handle.read(TAIL_BYTES)[:-2])
-            if problem is None:  # a short statement, or a last row longer than TAIL_BYTES: read it all
-                if len(head) < size:
-                    handle.seek(start)
-                    head = handle.read(size)
-                whole = head
-                problem = last_row_problem(whole[:-2]) if whole.endswith(b";\n") else ""
-            if problem:
-                raise self._damaged(problem)
+        problem = last_row_problem_at(handle, start, size)
+        if problem:
+            raise self._damaged(problem)
         handle.seek(start + size - 2)
         return handle.read(2)
 
@@ -441,10 +428,12 @@ class SnapshotReader:
         return ""
 
 
-def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, workers=2):
+def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, workers=2, partial=None):
     """Run the snapshot's statements against the database: its session settings on every connection,
     the tables' DDL and TRUNCATEs on one, the INSERTs over `workers` pooled connections at once.
-    Return the row count of every table it filled, counted afterwards."""
+    Return the row count of every table it filled, counted afterwards; an error once a table was
+    emptied is raised as `partial(error)`."""
+    emptied = False
     reader = SnapshotReader(path)
     with ConnectionPool(lambda: open_database(address, retry_policy=retry_policy), size=workers) as pool:
         connections = [pool.acquire() for _ in range(workers)]
@@ -459,6 +448,7 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                         if statement.startswith((b"SET ", b"/*!")):
                             session.append(statement)
                         connections[0].execute_raw(statement)
+                        emptied = emptied or statement.startswith(b"TRUNCATE")
                         continue
                     if not threads:
                         threads = [_start_loader(db, session, inserts, failed, errors) for db in connections]
@@ -474,6 +464,10 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
             lead = connections[0]
             counts = {table: int(lead.scalar("SELECT count(*) FROM %s" % lead.quote(table)))
                       for table in (reader.counts or {})}
+        except EmfixError as exc:
+            if emptied and partial is not None:
+                raise partial(exc) from None
+            raise
         finally:
             for db in connections:
                 pool.release(db)

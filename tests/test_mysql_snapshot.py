@@ -11,7 +11,7 @@ from conftest import ROOT, SUBTREE_TABLES, checksums, make_demo, run_cli, url_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emfix import snapshot, sqlrows, sqlsnapshot
+from emfix import mysqlrestore, snapshot, sqlrows, sqlsnapshot
 from emfix.backends import open_database
 from emfix.demo import Shape
 from emfix.errors import EmfixError, SchemaError
@@ -154,12 +154,15 @@ def test_snapshot_over_two_connections_during_writes_is_one_moment(mysql_address
     assert len({m.tables["TRIAL"] for m in made}) > 1  # the writer really was writing
 
 
+REFUSE_ROW = ("CREATE TRIGGER `refuse` BEFORE INSERT ON `%s` FOR EACH ROW IF NEW.id = %d THEN "
+              "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'row refused by a trigger'; END IF")
+
+
 def test_restore_stops_at_the_first_refused_statement(exact_mysql, tmp_path):
     made = snapshot.create_snapshot(exact_mysql, str(tmp_path))
     with open_database(exact_mysql) as db:
-        db.execute("DELETE FROM `VALS`")
-        db.execute("ALTER TABLE `VALS` MODIFY `s` VARCHAR(1)")  # the snapshot's longer texts no longer fit
-    with pytest.raises(SchemaError, match="refused a statement: Data too long for column 's'"):
+        db.execute(REFUSE_ROW % ("VALS", 4))  # the tables fit; one row of the snapshot is refused all the same
+    with pytest.raises(SchemaError, match="refused a statement: row refused by a trigger"):
         snapshot.restore_snapshot(exact_mysql, str(tmp_path), made.id, safety_snapshot=False)
     assert threading.active_count() == 1  # no loader thread is left waiting
 
@@ -288,3 +291,76 @@ def test_rows_read_from_the_text_are_the_rows_written(rows, window):
                 assert sqlrows.last_row_problem(damaged), damaged
                 with pytest.raises(ValueError):
                     sqlrows.count_insert_rows(damaged)
+
+
+# -- #23: a restore into tables that changed is refused before anything is emptied ----------------
+
+@pytest.mark.parametrize("file_format", ["sql", "sqlite"])
+@pytest.mark.parametrize("change, named", [
+    ("ALTER TABLE `METRIC` ADD `note` VARCHAR(10) NOT NULL", "METRIC.note (varchar(10) NOT NULL, no default)"),
+    ("ALTER TABLE `TRIAL` DROP COLUMN `name`", "TRIAL.name (in the snapshot) is not in the table"),
+    ("UPDATE `EXPERIMENT` SET title = 'abc'; ALTER TABLE `EXPERIMENT` MODIFY `title` VARCHAR(3)",
+     "EXPERIMENT.title is varchar(3)"),  # the snapshot's titles are longer
+])
+def test_restore_into_tables_that_no_longer_fit_is_refused_before_anything_is_emptied(
+        mysql_address, tmp_path, file_format, change, named):
+    make_demo(mysql_address, shape=Shape(experiments=2, trials=2, runs=2, epochs=3, batches=2), faults=False)
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path), file_format=file_format)
+    with open_database(mysql_address) as db:
+        for statement in change.split("; "):
+            db.execute(statement)
+    before = checksums(mysql_address, SUBTREE_TABLES)
+    result = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
+                     "--snapshot-id", made.id, "--yes")
+    assert result.returncode == 1, result.stderr
+    assert named in result.stderr and "nothing was changed" in result.stderr and "Traceback" not in result.stderr
+    assert checksums(mysql_address, SUBTREE_TABLES) == before
+    assert [s.id for s in snapshot.list_snapshots(str(tmp_path))] == [made.id]  # no safety snapshot taken for it
+
+
+@pytest.mark.parametrize("file_format", ["sql", "sqlite"])
+def test_restore_that_stops_part_way_says_so_and_names_the_safety_snapshot(mysql_address, tmp_path, file_format):
+    make_demo(mysql_address, shape=Shape(experiments=2, trials=2, runs=2, epochs=3, batches=2), faults=False)
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path), file_format=file_format)
+    with open_database(mysql_address) as db:
+        db.execute("UPDATE `METRIC` SET total_val = total_val + 1")
+        db.execute(REFUSE_ROW % ("METRIC", 5))
+    before = checksums(mysql_address, SUBTREE_TABLES)
+    result = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
+                     "--snapshot-id", made.id, "--yes")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    said = [line for line in result.stderr.splitlines() if not line.startswith("restoring snapshot")]
+    assert "partly restored" in said[0] and len(said) == 2 and said[1].startswith("hint: "), result.stderr
+    safety = [s.id for s in snapshot.list_snapshots(str(tmp_path)) if s.id != made.id]
+    assert len(safety) == 1 and "safety snapshot %s" % safety[0] in result.stderr
+    assert "--snapshot-id %s" % safety[0] in result.stderr
+    with open_database(mysql_address) as db:
+        db.execute("DROP TRIGGER `refuse`")
+    again = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
+                    "--snapshot-id", safety[0], "--yes", "--no-safety-snapshot")
+    assert again.returncode == 0, again.stderr
+    assert checksums(mysql_address, SUBTREE_TABLES) == before
+
+
+def test_restore_into_tables_that_still_take_every_row_goes_ahead(mysql_address, tmp_path):
+    make_demo(mysql_address, shape=Shape(experiments=2, trials=2, runs=2, epochs=3, batches=2), faults=False)
+    before = checksums(mysql_address, ("EPOCH_METRIC",))
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path))
+    with open_database(mysql_address) as db:
+        for statement in ("ALTER TABLE `EXPERIMENT` MODIFY `title` VARCHAR(500) NOT NULL",
+                          "ALTER TABLE `METRIC` ADD `note` VARCHAR(10) NULL, ADD `kept` INT NOT NULL DEFAULT 7",
+                          "DELETE FROM `EPOCH_METRIC`"):
+            db.execute(statement)
+    snapshot.restore_snapshot(mysql_address, str(tmp_path), made.id, safety_snapshot=False)
+    assert checksums(mysql_address, ("EPOCH_METRIC",)) == before
+
+
+@pytest.mark.parametrize("live, wanted, fits", [
+    ("varchar(20)", "varchar(10)", True), ("varchar(5)", "varchar(10)", False), ("bigint", "int", True),
+    ("int", "bigint", False), ("int unsigned", "int", False), ("longtext", "text", True), ("text", "longtext", False),
+    ("text", "varchar(255)", True), ("decimal(12,2)", "decimal(10,2)", True), ("decimal(10,3)", "decimal(10,2)", False),
+    ("double", "float", True), ("float", "double", False), ("datetime(6)", "datetime", True),
+    ("datetime", "datetime(6)", False), ("enum('a','b','c')", "enum('a','b')", False), ("blob", "varbinary(16)", True),
+])
+def test_a_column_type_takes_the_values_of_a_narrower_one(live, wanted, fits):
+    assert mysqlrestore.takes(live, wanted) is fits
