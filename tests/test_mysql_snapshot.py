@@ -364,3 +364,16 @@ def test_restore_into_tables_that_still_take_every_row_goes_ahead(mysql_address,
 ])
 def test_a_column_type_takes_the_values_of_a_narrower_one(live, wanted, fits):
     assert mysqlrestore.takes(live, wanted) is fits
+
+
+def test_a_session_without_backslash_escapes_still_ends_each_row_with_a_nul(exact_mysql, tmp_path, monkeypatch):
+    """The server's sql_mode may say NO_BACKSLASH_ESCAPES: '\\0' would then be two characters, not a NUL."""
+    opened = sqlsnapshot.open_database
+
+    def strict_server(*args, **kwargs):
+        db = opened(*args, **kwargs)
+        db.execute("SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES,STRICT_TRANS_TABLES'")
+        return db
+
+    monkeypatch.setattr(sqlsnapshot, "open_database", strict_server)
+    round_trip(exact_mysql, tmp_path)
