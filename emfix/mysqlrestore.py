@@ -17,7 +17,7 @@ from .errors import EmfixError, SchemaError
 from .sqlsnapshot import SnapshotReader
 
 COLUMN_LINE = re.compile(r"^  `((?:[^`]|``)+)` ([a-z]+(?:\((?:[^()']|'(?:[^'\\]|\\.|'')*')*\))?(?: unsigned)?)",
-                         re.M)
+                         re.M | re.I)
 INTEGERS = {"tinyint": 1, "smallint": 2, "mediumint": 3, "int": 4, "integer": 4, "bigint": 5}
 TEXTS = {"tinytext": 255, "text": 65535, "mediumtext": 16777215, "longtext": 4294967295}
 BLOBS = {"tinyblob": 255, "blob": 65535, "mediumblob": 16777215, "longblob": 4294967295}
@@ -77,10 +77,11 @@ def takes(live, wanted):
     if a in ("char", "varchar") and b in ("char", "varchar") or a in ("binary", "varbinary") and b in (
             "binary", "varbinary"):
         return a_size >= b_size
+    length = max(b_size or (1,))
     if a in TEXTS:  # bytes; a character of utf8mb4 takes up to 4
-        return TEXTS[a] >= (TEXTS[b] if b in TEXTS else 4 * b_size[0] if b in ("char", "varchar") else 1 << 40)
+        return TEXTS[a] >= (TEXTS[b] if b in TEXTS else 4 * length if b in ("char", "varchar") else 1 << 40)
     if a in BLOBS:
-        return BLOBS[a] >= (BLOBS[b] if b in BLOBS else b_size[0] if b in ("binary", "varbinary") else 1 << 40)
+        return BLOBS[a] >= (BLOBS[b] if b in BLOBS else length if b in ("binary", "varbinary") else 1 << 40)
     return a == "double" and b == "float"
 
 
