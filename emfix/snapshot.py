@@ -35,6 +35,7 @@ from .fileutil import (
     is_own_file,
     remove_own_file,
 )
+from .mysqlrestore import META_TABLE, check_restorable, load_sqlite_snapshot, partly_restored
 from .pool import ConnectionPool
 from .progress import NoProgress, format_mb, utc_now
 from .schema import discover_graph
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 PLAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 SQLITE_HEADER = b"SQLite format 3\x00"
 FORMAT = "emfix-snapshot-1"
-META_TABLE = "_emfix_snapshot"  # only in snapshots of MySQL databases: source DDL per table
 BATCH_ROWS = 5000
 
 
@@ -293,7 +293,7 @@ def _find_damage(snapshot_id, manifest, path, full):
         return "size %d bytes, manifest says %d (truncated or appended)" % (size, manifest.size)
     if path.endswith(".sql"):
         reader = SnapshotReader(path)
-        digest, problem = _in_parallel(lambda: sha256_of(path), reader.check)
+        digest, problem = _in_parallel(lambda: sha256_of(path), lambda: reader.check(full))
         counts = reader.counts
     else:
         digest, problem = _in_parallel(lambda: sha256_of(path), lambda: sqlite_check(path, full))
@@ -620,19 +620,20 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
         raise UsageError("snapshot %s is of another database (%s), not of %s; nothing was changed" % (
             snapshot_id, _source_text(manifest), address.display()),
             hint="to put that content into this database anyway, add --from-other-database")
-    safety_id = None
-    if safety_snapshot:
-        safety_id = _safety_snapshot(address, directory, snapshot_id, retry_policy)
     path, _ = _paths(directory, snapshot_id)
+    if not address.is_sqlite:  # before anything is emptied: will the tables as they are take its rows?
+        check_restorable(address, path, snapshot_id, retry_policy)
+    safety_id = _safety_snapshot(address, directory, snapshot_id, retry_policy) if safety_snapshot else None
     progress.update("restoring %s" % snapshot_id, force=True)
+    partial = lambda error: partly_restored(error, address, safety_id, directory)  # noqa: E731
     if address.is_sqlite:
         method = _restore_sqlite(address, path, retry_policy)
         counts = count_rows(address.path)
     elif path.endswith(".sql"):
-        counts, _ = load_sql_snapshot(address, path, retry_policy=retry_policy, progress=progress)
+        counts, _ = load_sql_snapshot(address, path, retry_policy=retry_policy, progress=progress, partial=partial)
         method = "SQL text: tables emptied, then loaded over 2 connections"
     else:
-        counts = _restore_mysql(address, path, retry_policy, progress)
+        counts = load_sqlite_snapshot(address, path, retry_policy, progress, partial)
         method = "per-table transactions"
     progress.done()
     if counts != manifest.tables:
@@ -710,33 +711,6 @@ def _restore_error(target, exc):
         return NoSpaceError("cannot restore into %s: the disk is full; nothing was changed" % target,
                             hint="free some space (a restore needs room for SQLite's journal too)")
     return EmfixError("cannot restore into %s: %s; nothing was changed" % (target, text))
-
-
-def _restore_mysql(address, snapshot_path, retry_policy, progress):
-    """Table by table, parents first, each in one transaction with foreign-key checks off."""
-    src = _open_snapshot_file(snapshot_path)
-    counts = {}
-    try:
-        order = [r for r in src.execute("SELECT name, ddl FROM %s ORDER BY ordinal" % META_TABLE)]
-        with open_database(address, retry_policy=retry_policy) as db:
-            db.foreign_key_checks(False)
-            existing = {t.lower() for t in db.tables()}
-            for table, ddl in order:
-                if table.lower() not in existing:
-                    db.execute(ddl)
-                columns = [r[1] for r in src.execute('PRAGMA table_info("%s")' % table.replace('"', '""'))]
-                insert = "INSERT INTO %s (%s) VALUES (%s)" % (db.quote(table), db.quote_columns(columns),
-                                                              ", ".join("?" * len(columns)))
-                with db.transaction():
-                    db.execute("DELETE FROM %s" % db.quote(table))
-                    rows = src.execute('SELECT * FROM "%s"' % table.replace('"', '""'))
-                    db.executemany(insert, iter(rows), batch_size=1000)
-                counts[table] = int(db.scalar("SELECT count(*) FROM %s" % db.quote(table)))
-                progress.update("%s: %d rows" % (table, counts[table]))
-            db.foreign_key_checks(True)
-    finally:
-        src.close()
-    return counts
 
 
 # -- prune -------------------------------------------------------------------------------------

@@ -4,13 +4,16 @@ mysqldump is fast because the server sends text and the client only escapes it; 
 a FLOAT keeps six digits, so a dump loses METRIC.total_val. Here the server formats every row as
 an exact SQL literal (`MySQLBackend.literal_row`: FLOAT through DOUBLE, binary as X'hex') and
 aggregates a page of rows into one value, so Python handles a few thousand strings of ~512 kB
-instead of millions of rows. Tables are split into key ranges that several connections from the
-pool read at once, all inside one moment (FLUSH TABLES WITH READ LOCK held only while each
-connection starts its consistent snapshot; one connection when the user may not take that lock).
+instead of millions of rows. Each row's literal ends in a NUL (QUOTE escapes NULs in values): a page
+is written only with one NUL per row it counted, as GROUP_CONCAT stops at its limit without an error.
+Tables are split into key ranges that several connections from the pool read at once, all inside
+one moment (FLUSH TABLES WITH READ LOCK held only while each connection starts its consistent
+snapshot; one connection when the user may not take that lock).
 
 The file is plain SQL that `mysql DB < file` loads. Each statement is preceded by a comment with
 its length in bytes (`-- 1234`), so emfix reads it back without parsing SQL; the last line names
-every table's row count, so a cut-off file is recognised even without its manifest.
+every table's row count, so a cut-off file is recognised even without its manifest. Verify reads
+each INSERT's last row (with --full: every row) from the text (sqlrows.py).
 """
 
 import hashlib
@@ -25,12 +28,14 @@ from .backends import open_database
 from .errors import DamagedInputError, DatabaseLockedError, EmfixError, PrivilegeError
 from .fileutil import SQL_SNAPSHOT_HEADER
 from .pool import ConnectionPool, put_unless_stopped
+from .sqlrows import count_insert_rows, last_row_problem_at
 
 log = logging.getLogger(__name__)
 
 MAGIC = SQL_SNAPSHOT_HEADER + b"1"
 END = b"-- emfix: complete "
 FRAME = re.compile(rb"^-- (\d+)\n$")
+ROW_END = b"\0"  # after each row's literal in a page as the server sends it; `),(` between them in the file
 SESSION = [
     "/*!40101 SET NAMES utf8mb4 */",
     "SET time_zone = '+00:00'",
@@ -74,7 +79,7 @@ class _Output:
 class _TablePlan:
     def __init__(self, db, table, keys, columns, estimate):
         self.table, self.keys, self.columns = table, tuple(keys), tuple(columns)
-        self.row_sql = db.literal_row(table, columns)
+        self.row_sql = "CONCAT(%s, '\\0')" % db.literal_row(table, columns)  # the row, then ROW_END
         self.insert = ("INSERT INTO %s (%s) VALUES (" % (db.quote(table), db.quote_columns(columns))).encode("utf-8")
         types = db.column_types(table)
         self.integer_key = bool(keys) and types.get(keys[0].lower()) in INTEGER_TYPES
@@ -112,7 +117,10 @@ def open_reader(address, retry_policy):
     """A read-only MySQL session for snapshots: UTC times, GROUP_CONCAT as long as a packet allows."""
     db = open_database(address, readonly=True, retry_policy=retry_policy)
     try:
-        limit = int(db.scalar("SELECT @@max_allowed_packet"))
+        limit, modes = db.query("SELECT @@max_allowed_packet, @@sql_mode")[0]
+        if "NO_BACKSLASH_ESCAPES" in str(modes).upper():  # '\0' (ROW_END) must be a NUL
+            db.execute("SET SESSION sql_mode = ''")
+        limit = int(limit)
         db.page_limit = max(1 << 20, limit - 1024)  # the longest value the server may send
         db.concat_limit = min(db.page_limit, 4 * PAGE_BYTES)  # raised only for a row that needs it
         db.execute("SET SESSION group_concat_max_len = %d" % db.concat_limit)
@@ -228,11 +236,11 @@ class _Pages:
         in one value, or (when they `can_split`, by default: more than one row asked for) take more than
         twice a page's bytes (memory stays flat, here and in restore); else how many rows were written."""
         source = source or "%s%s" % (self.table, _where(where))
-        count, text = self.db.query_raw("SELECT COUNT(*), GROUP_CONCAT(%s SEPARATOR '),(') FROM %s" % (
+        count, text = self.db.query_raw("SELECT COUNT(*), GROUP_CONCAT(%s SEPARATOR '') FROM %s" % (
             self.plan.row_sql, source), params)[0]
         count = int(count)
         splittable = self.rows > 1 if can_split is None else can_split
-        if count and len(text) >= self.db.concat_limit:  # GROUP_CONCAT stopped at the limit: too many rows
+        if count and text.count(ROW_END) != count:  # GROUP_CONCAT stopped at the limit: a row is cut off
             if splittable or self.db.concat_limit >= self.db.page_limit:
                 return False
             self.db.concat_limit = self.db.page_limit  # one row longer than pages are: room for it, once more
@@ -245,7 +253,8 @@ class _Pages:
         return count
 
     def _write(self, count, text):
-        self.out.statement(self.plan.insert, text, b")", table=self.plan.table, rows=count)
+        rows = memoryview(text.replace(ROW_END, b"),("))[:-2]  # `1,'a'),(2,'b')`
+        self.out.statement(self.plan.insert, rows, table=self.plan.table, rows=count)
         self.rows = max(1, min(100000, int(self.rows * self.target / max(len(text), 1))))
 
     def by_arithmetic(self, bounds, params, low, high):
@@ -359,6 +368,9 @@ class SnapshotReader:
                                  hint="nothing was changed; `emfix snapshot list` shows the others")
 
     def frames(self, handle, read_bodies=True):
+        """Each statement without its `;\n`; without `read_bodies`, only its last two bytes (and an INSERT's
+        last row checked, see `_skim`)."""
+        end = os.fstat(handle.fileno()).st_size
         if not handle.readline().startswith(MAGIC):
             raise self._damaged("it does not start with the emfix-sql-snapshot-1 line")
         while True:
@@ -377,28 +389,51 @@ class SnapshotReader:
             size = int(match.group(1))
             if read_bodies:
                 body = handle.read(size)
+            elif handle.tell() + size > end:
+                raise self._damaged("a statement is cut off")
             else:
-                handle.seek(size - 2, os.SEEK_CUR)
-                body = handle.read(2)
+                body = self._skim(handle, size)
             if not body.endswith(b";\n") or read_bodies and len(body) != size:
                 raise self._damaged("a statement is cut off")
             yield body[:-2]
 
-    def check(self):
-        """'' when every statement is whole and the last line is there; else what is wrong."""
+    def _skim(self, handle, size):
+        """The last two bytes of a statement of `size` bytes, the rest skipped (an INSERT's last row read)."""
+        start = handle.tell()
+        problem = last_row_problem_at(handle, start, size)
+        if problem:
+            raise self._damaged(problem)
+        handle.seek(start + size - 2)
+        return handle.read(2)
+
+    def check(self, full=False):
+        """'' when every statement is whole and the last line is there; else what is wrong. With `full`,
+        every row of every INSERT is read and counted against the last line's counts."""
+        found = {}
         try:
             with open(self.path, "rb") as handle:
-                for _ in self.frames(handle, read_bodies=False):
-                    pass
+                for statement in self.frames(handle, read_bodies=full):
+                    if full and statement.startswith(b"INSERT"):
+                        try:
+                            table, rows = count_insert_rows(statement)
+                        except ValueError as exc:
+                            raise self._damaged(str(exc)) from None
+                        found[table] = found.get(table, 0) + rows
         except DamagedInputError as exc:
             return exc.message.split(": ", 1)[-1]
+        wrong = sorted(t for t in set(found) | set(self.counts) if full and found.get(t, 0) != self.counts.get(t))
+        if wrong:
+            return "its INSERTs hold other row counts than its last line names: %s" % ", ".join(
+                "%s %d, not %s" % (t, found.get(t, 0), self.counts.get(t)) for t in wrong[:4])
         return ""
 
 
-def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, workers=2):
+def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, workers=2, partial=None):
     """Run the snapshot's statements against the database: its session settings on every connection,
     the tables' DDL and TRUNCATEs on one, the INSERTs over `workers` pooled connections at once.
-    Return the row count of every table it filled, counted afterwards."""
+    Return the row count of every table it filled, counted afterwards; an error once a table was
+    emptied is raised as `partial(error)`."""
+    emptied = False
     reader = SnapshotReader(path)
     with ConnectionPool(lambda: open_database(address, retry_policy=retry_policy), size=workers) as pool:
         connections = [pool.acquire() for _ in range(workers)]
@@ -413,6 +448,7 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                         if statement.startswith((b"SET ", b"/*!")):
                             session.append(statement)
                         connections[0].execute_raw(statement)
+                        emptied = emptied or statement.startswith(b"TRUNCATE")
                         continue
                     if not threads:
                         threads = [_start_loader(db, session, inserts, failed, errors) for db in connections]
@@ -428,6 +464,10 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
             lead = connections[0]
             counts = {table: int(lead.scalar("SELECT count(*) FROM %s" % lead.quote(table)))
                       for table in (reader.counts or {})}
+        except EmfixError as exc:
+            if emptied and partial is not None:
+                raise partial(exc) from None
+            raise
         finally:
             for db in connections:
                 pool.release(db)

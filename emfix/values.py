@@ -24,12 +24,23 @@ def portable(value):
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat(" ") if isinstance(value, datetime.datetime) else value.isoformat()
     if isinstance(value, datetime.timedelta):
-        return str(value)
+        return time_text(value)
     if isinstance(value, bytearray):
         return bytes(value)
     if isinstance(value, set):
         return ",".join(sorted(value))
     return value
+
+
+def time_text(value):
+    """A MySQL TIME (the driver's timedelta) as MySQL reads it back, to the microsecond: `-838:59:59.000001`,
+    `100:00:00` (str() writes `-35 days, 1:00:01`, which MySQL refuses)."""
+    micros = (value.days * 86400 + value.seconds) * 1000000 + value.microseconds
+    seconds, fraction = divmod(abs(micros), 1000000)
+    minutes, second = divmod(seconds, 60)
+    hours, minute = divmod(minutes, 60)
+    return "%s%02d:%02d:%02d%s" % ("-" if micros < 0 else "", hours, minute, second,
+                                   ".%06d" % fraction if fraction else "")
 
 
 def canonical(value):
@@ -58,7 +69,7 @@ def encode_value(value):
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat(" ") if isinstance(value, datetime.datetime) else value.isoformat()
     if isinstance(value, datetime.timedelta):
-        return str(value)
+        return time_text(value)
     return value
 
 

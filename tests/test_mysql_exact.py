@@ -1,5 +1,6 @@
 """Every value read from MySQL comes back with the same bits: FLOAT, DOUBLE, DECIMAL, DATETIME(6), JSON, text."""
 
+import datetime
 import struct
 
 import pytest
@@ -147,3 +148,36 @@ def test_second_copy_into_mariadb_moves_ids_in_the_sql_text(mysql_databases, tmp
     second = migrate_experiment(source, target, 1, force=True, snapshot_dir=str(tmp_path / "s"))
     assert first.verified and second.verified and second.new_experiment_id != 1
     assert any(second.offsets.values())
+
+
+# -- #23: TIME values beyond a day, negative ones, microseconds -----------------------------------------
+
+TIMES = ["-838:59:59.000000", "838:59:59.000000", "-00:00:00.000001", "00:00:00.000000", "24:00:00.000000",
+         "-01:02:03.500000", "100:00:00.250000", "-24:00:00.999999", None]
+
+
+@pytest.mark.parametrize("file_format", ["sql", "sqlite"])
+def test_time_values_outside_a_day_round_trip_exactly_in_both_formats(exact_mysql, tmp_path, file_format):
+    read = "SELECT id, CAST(t6 AS CHAR), CAST(t0 AS CHAR) FROM `TIMES` ORDER BY id"
+    with open_database(exact_mysql) as db:
+        db.execute("CREATE TABLE `TIMES` (id INT PRIMARY KEY, t6 TIME(6), t0 TIME NOT NULL DEFAULT '00:00:00')")
+        db.executemany("INSERT INTO `TIMES` VALUES (?, ?, ?)", [(n, t, t or "0") for n, t in enumerate(TIMES)])
+        before = db.query(read)
+    made = snapshot.create_snapshot(exact_mysql, str(tmp_path), verify=True, file_format=file_format)
+    with open_database(exact_mysql) as db:
+        db.execute("UPDATE `TIMES` SET t6 = '00:00:01', t0 = '00:00:01'")
+    snapshot.restore_snapshot(exact_mysql, str(tmp_path), made.id, safety_snapshot=False)
+    with open_database(exact_mysql, readonly=True) as db:
+        assert db.query(read) == before
+    assert [r[1] for r in before] == TIMES
+
+
+def test_a_time_is_written_as_mysql_reads_it():
+    from emfix.values import encode_value, portable
+    for text in TIMES[:-1]:
+        sign, rest = ("-", text[1:]) if text.startswith("-") else ("", text)
+        hours, minutes, seconds = rest.split(":")
+        value = datetime.timedelta(hours=int(hours), minutes=int(minutes), seconds=float(seconds))
+        value = -value if sign else value
+        expected = text[:-7] if text.endswith(".000000") else text
+        assert portable(value) == encode_value(value) == expected

@@ -8,8 +8,10 @@ import threading
 
 import pytest
 from conftest import ROOT, SUBTREE_TABLES, checksums, make_demo, run_cli, url_of
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from emfix import snapshot, sqlsnapshot
+from emfix import mysqlrestore, snapshot, sqlrows, sqlsnapshot
 from emfix.backends import open_database
 from emfix.demo import Shape
 from emfix.errors import EmfixError, SchemaError
@@ -152,12 +154,15 @@ def test_snapshot_over_two_connections_during_writes_is_one_moment(mysql_address
     assert len({m.tables["TRIAL"] for m in made}) > 1  # the writer really was writing
 
 
+REFUSE_ROW = ("CREATE TRIGGER `refuse` BEFORE INSERT ON `%s` FOR EACH ROW IF NEW.id = %d THEN "
+              "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'row refused by a trigger'; END IF")
+
+
 def test_restore_stops_at_the_first_refused_statement(exact_mysql, tmp_path):
     made = snapshot.create_snapshot(exact_mysql, str(tmp_path))
     with open_database(exact_mysql) as db:
-        db.execute("DELETE FROM `VALS`")
-        db.execute("ALTER TABLE `VALS` MODIFY `s` VARCHAR(1)")  # the snapshot's longer texts no longer fit
-    with pytest.raises(SchemaError, match="refused a statement: Data too long for column 's'"):
+        db.execute(REFUSE_ROW % ("VALS", 4))  # the tables fit; one row of the snapshot is refused all the same
+    with pytest.raises(SchemaError, match="refused a statement: row refused by a trigger"):
         snapshot.restore_snapshot(exact_mysql, str(tmp_path), made.id, safety_snapshot=False)
     assert threading.active_count() == 1  # no loader thread is left waiting
 
@@ -187,3 +192,188 @@ def test_restore_killed_mid_load_is_finished_by_running_it_again(mysql_address, 
     again = run_cli(*argv[3:])
     assert again.returncode == 0, again.stderr
     assert checksums(mysql_address, tables) == before
+
+
+# -- #23: a page GROUP_CONCAT cut off is never written, and verify sees one an older emfix wrote ------
+
+GRIN = "\U0001F600"
+HUGE_JSON = '{"a":"x' + GRIN * 800000 + '"}'  # 3.2 MB: past the 2 MB a page may first take, cut at a whole character
+
+
+def huge_metric(address):
+    make_demo(address, shape=Shape(experiments=1, trials=2, runs=2, epochs=3, batches=2), faults=False)
+    with open_database(address) as db:
+        db.execute("UPDATE `METRIC` SET per_label_val = ? WHERE id = 3", (HUGE_JSON,))
+
+
+def test_a_row_that_group_concat_cuts_mid_character_is_read_again_not_written_cut(mysql_address, tmp_path):
+    huge_metric(mysql_address)
+    made, _ = round_trip(mysql_address, tmp_path, SUBTREE_TABLES)
+    assert snapshot.verify_snapshot(str(tmp_path), made.id, full=True).status == "verified"
+    with open_database(mysql_address, readonly=True) as db:
+        assert db.scalar("SELECT per_label_val FROM `METRIC` WHERE id = 3") == HUGE_JSON
+
+
+def rewrite_statements(directory, made, change):
+    """Write the snapshot again with `change` applied to each statement, its manifest made to match."""
+    path = os.path.join(directory, made.file)
+    with open(path, "rb") as handle:
+        first = handle.readline()
+        handle.seek(0)
+        statements = [change(s) for s in sqlsnapshot.SnapshotReader(path).frames(handle)]
+    last = open(path, "rb").read().rsplit(b"\n", 2)[-2] + b"\n"
+    with open(path, "wb") as handle:
+        handle.write(first)
+        for statement in statements:
+            handle.write(b"-- %d\n%s;\n" % (len(statement) + 2, statement))
+        handle.write(last)
+    made.size, made.sha256 = os.path.getsize(path), snapshot.sha256_of(path)
+    snapshot.write_manifest(directory, made)
+
+
+def test_verify_and_restore_refuse_a_snapshot_with_a_row_cut_mid_character(mysql_address, tmp_path):
+    """What emfix wrote before #23: the page cut 1-3 bytes short of the limit, inside the string, `)` after it."""
+    huge_metric(mysql_address)
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path), verify=True)
+    emoji = GRIN.encode("utf-8")
+    rewrite_statements(str(tmp_path), made, lambda s: s[:s.index(emoji) + 4 * 500000] + b")" if emoji in s else s)
+    before = checksums(mysql_address, SUBTREE_TABLES)
+    for full in (False, True):
+        status = snapshot.verify_snapshot(str(tmp_path), made.id, full=full)
+        assert status.status == "damaged" and "INSERT into METRIC" in status.problem
+    listed = run_cli("snapshot", "verify", "--all", "--snapshot-dir", str(tmp_path))
+    assert listed.returncode != 0 and "damaged" in listed.stdout
+    restore = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
+                      "--snapshot-id", made.id, "--yes")
+    assert restore.returncode != 0 and "cut off" in restore.stderr and "Traceback" not in restore.stderr
+    assert checksums(mysql_address, SUBTREE_TABLES) == before  # refused before anything was emptied
+
+
+def test_full_verify_counts_the_rows_of_every_insert(mysql_address, tmp_path):
+    """A page cut exactly where a row ends leaves whole rows: only counting them finds the missing ones."""
+    make_demo(mysql_address, shape=Shape(experiments=1, trials=2, runs=2, epochs=3, batches=2), faults=False)
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path))
+    rewrite_statements(str(tmp_path), made, lambda s: s[:s.rindex(b"),(")] + b")"
+                       if s.startswith(b"INSERT INTO `METRIC`") else s)
+    assert snapshot.verify_snapshot(str(tmp_path), made.id, record=False).status == "verified"
+    status = snapshot.verify_snapshot(str(tmp_path), made.id, full=True)
+    assert status.status == "damaged" and "METRIC %d, not %d" % (made.tables["METRIC"] - 1, made.tables["METRIC"]) \
+        in status.problem
+
+
+def sql_quote(text):
+    """MySQL's QUOTE(): backslash, quote, NUL and Control-Z escaped."""
+    return "'%s'" % text.replace("\\", "\\\\").replace("'", "\\'").replace("\0", "\\0").replace("\x1a", "\\Z")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.none(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                                   st.text(alphabet="'\\(),X0e.-\0\x1a \n" + GRIN, max_size=12), st.binary(max_size=4)),
+                         min_size=3, max_size=3), min_size=1, max_size=6),
+       st.integers(min_value=1, max_value=40))
+def test_rows_read_from_the_text_are_the_rows_written(rows, window):
+    def literal(value):
+        if value is None:
+            return "NULL"
+        if isinstance(value, bytes):
+            return "X'%s'" % value.hex().upper()
+        return sql_quote(value) if isinstance(value, str) else repr(value)
+
+    statement = ("INSERT INTO `T``x` (`a`, `b`, `c`) VALUES (%s)" % "),(".join(
+        ",".join(literal(v) for v in row) for row in rows)).encode("utf-8")
+    assert sqlrows.count_insert_rows(statement) == ("T`x", len(rows))
+    assert sqlrows.last_row_problem(statement) == ""
+    assert sqlrows.last_row_problem(statement, statement[-window:]) in ("", None)  # never a cut that is not there
+    last = literal(rows[-1][-1]).encode("utf-8")
+    if last.endswith(b"'"):  # a cut inside a quoted value (the server cuts at a character, so in a string)
+        for cut in range(len(statement) - len(last) + 1, len(statement) - 1):
+            for damaged in (statement[:cut] + b")", statement[:cut]):
+                assert sqlrows.last_row_problem(damaged), damaged
+                with pytest.raises(ValueError):
+                    sqlrows.count_insert_rows(damaged)
+
+
+# -- #23: a restore into tables that changed is refused before anything is emptied ----------------
+
+@pytest.mark.parametrize("file_format", ["sql", "sqlite"])
+@pytest.mark.parametrize("change, named", [
+    ("ALTER TABLE `METRIC` ADD `note` VARCHAR(10) NOT NULL", "METRIC.note (varchar(10) NOT NULL, no default)"),
+    ("ALTER TABLE `TRIAL` DROP COLUMN `name`", "TRIAL.name (in the snapshot) is not in the table"),
+    ("UPDATE `EXPERIMENT` SET title = 'abc'; ALTER TABLE `EXPERIMENT` MODIFY `title` VARCHAR(3)",
+     "EXPERIMENT.title is varchar(3)"),  # the snapshot's titles are longer
+])
+def test_restore_into_tables_that_no_longer_fit_is_refused_before_anything_is_emptied(
+        mysql_address, tmp_path, file_format, change, named):
+    make_demo(mysql_address, shape=Shape(experiments=2, trials=2, runs=2, epochs=3, batches=2), faults=False)
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path), file_format=file_format)
+    with open_database(mysql_address) as db:
+        for statement in change.split("; "):
+            db.execute(statement)
+    before = checksums(mysql_address, SUBTREE_TABLES)
+    result = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
+                     "--snapshot-id", made.id, "--yes")
+    assert result.returncode == 1, result.stderr
+    assert named in result.stderr and "nothing was changed" in result.stderr and "Traceback" not in result.stderr
+    assert checksums(mysql_address, SUBTREE_TABLES) == before
+    assert [s.id for s in snapshot.list_snapshots(str(tmp_path))] == [made.id]  # no safety snapshot taken for it
+
+
+@pytest.mark.parametrize("file_format", ["sql", "sqlite"])
+def test_restore_that_stops_part_way_says_so_and_names_the_safety_snapshot(mysql_address, tmp_path, file_format):
+    make_demo(mysql_address, shape=Shape(experiments=2, trials=2, runs=2, epochs=3, batches=2), faults=False)
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path), file_format=file_format)
+    with open_database(mysql_address) as db:
+        db.execute("UPDATE `METRIC` SET total_val = total_val + 1")
+        db.execute(REFUSE_ROW % ("METRIC", 5))
+    before = checksums(mysql_address, SUBTREE_TABLES)
+    result = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
+                     "--snapshot-id", made.id, "--yes")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    said = [line for line in result.stderr.splitlines() if not line.startswith("restoring snapshot")]
+    assert "partly restored" in said[0] and len(said) == 2 and said[1].startswith("hint: "), result.stderr
+    safety = [s.id for s in snapshot.list_snapshots(str(tmp_path)) if s.id != made.id]
+    assert len(safety) == 1 and "safety snapshot %s" % safety[0] in result.stderr
+    assert "--snapshot-id %s" % safety[0] in result.stderr
+    with open_database(mysql_address) as db:
+        db.execute("DROP TRIGGER `refuse`")
+    again = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
+                    "--snapshot-id", safety[0], "--yes", "--no-safety-snapshot")
+    assert again.returncode == 0, again.stderr
+    assert checksums(mysql_address, SUBTREE_TABLES) == before
+
+
+def test_restore_into_tables_that_still_take_every_row_goes_ahead(mysql_address, tmp_path):
+    make_demo(mysql_address, shape=Shape(experiments=2, trials=2, runs=2, epochs=3, batches=2), faults=False)
+    before = checksums(mysql_address, ("EPOCH_METRIC",))
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path))
+    with open_database(mysql_address) as db:
+        for statement in ("ALTER TABLE `EXPERIMENT` MODIFY `title` VARCHAR(500) NOT NULL",
+                          "ALTER TABLE `METRIC` ADD `note` VARCHAR(10) NULL, ADD `kept` INT NOT NULL DEFAULT 7",
+                          "DELETE FROM `EPOCH_METRIC`"):
+            db.execute(statement)
+    snapshot.restore_snapshot(mysql_address, str(tmp_path), made.id, safety_snapshot=False)
+    assert checksums(mysql_address, ("EPOCH_METRIC",)) == before
+
+
+@pytest.mark.parametrize("live, wanted, fits", [
+    ("varchar(20)", "varchar(10)", True), ("varchar(5)", "varchar(10)", False), ("bigint", "int", True),
+    ("int", "bigint", False), ("int unsigned", "int", False), ("longtext", "text", True), ("text", "longtext", False),
+    ("text", "varchar(255)", True), ("decimal(12,2)", "decimal(10,2)", True), ("decimal(10,3)", "decimal(10,2)", False),
+    ("double", "float", True), ("float", "double", False), ("datetime(6)", "datetime", True),
+    ("datetime", "datetime(6)", False), ("enum('a','b','c')", "enum('a','b')", False), ("blob", "varbinary(16)", True),
+])
+def test_a_column_type_takes_the_values_of_a_narrower_one(live, wanted, fits):
+    assert mysqlrestore.takes(live, wanted) is fits
+
+
+def test_a_session_without_backslash_escapes_still_ends_each_row_with_a_nul(exact_mysql, tmp_path, monkeypatch):
+    """The server's sql_mode may say NO_BACKSLASH_ESCAPES: '\\0' would then be two characters, not a NUL."""
+    opened = sqlsnapshot.open_database
+
+    def strict_server(*args, **kwargs):
+        db = opened(*args, **kwargs)
+        db.execute("SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES,STRICT_TRANS_TABLES'")
+        return db
+
+    monkeypatch.setattr(sqlsnapshot, "open_database", strict_server)
+    round_trip(exact_mysql, tmp_path)

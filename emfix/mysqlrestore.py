@@ -1,0 +1,191 @@
+"""Restoring a snapshot into MySQL: the check made before anything is emptied, the loader of a
+SQLite-file snapshot (`--format sqlite`; SQL text is loaded by sqlsnapshot.py), and what a restore
+that stops part way says.
+
+A restore empties every table, then loads it; a table whose columns changed since the snapshot
+(a column added NOT NULL without a default, one dropped, one narrowed) refuses the rows only after
+that, so the check is made first, from the snapshot's own CREATE TABLE text (SHOW CREATE TABLE as
+it was) against information_schema. A restore that stops part way anyway says so, and names the
+safety snapshot that holds the content from before.
+"""
+
+import re
+import sqlite3
+
+from .backends import open_database
+from .errors import EmfixError, SchemaError
+from .sqlsnapshot import SnapshotReader
+
+COLUMN_LINE = re.compile(r"^  `((?:[^`]|``)+)` ([a-z]+(?:\((?:[^()']|'(?:[^'\\]|\\.|'')*')*\))?(?: unsigned)?)",
+                         re.M | re.I)
+INTEGERS = {"tinyint": 1, "smallint": 2, "mediumint": 3, "int": 4, "integer": 4, "bigint": 5}
+TEXTS = {"tinytext": 255, "text": 65535, "mediumtext": 16777215, "longtext": 4294967295}
+BLOBS = {"tinyblob": 255, "blob": 65535, "mediumblob": 16777215, "longblob": 4294967295}
+META_TABLE = "_emfix_snapshot"  # only in SQLite-file snapshots of MySQL databases: source DDL per table
+CREATE = re.compile(rb"CREATE TABLE IF NOT EXISTS `((?:[^`]|``)+)`")
+SIZED = {"char", "varchar", "binary", "varbinary", "datetime", "timestamp", "time", "bit"}
+
+
+def snapshot_tables(path):
+    """{table: SHOW CREATE TABLE text} of a snapshot of a MySQL database (SQL text or a SQLite file)."""
+    if not path.endswith(".sql"):
+        con = _open_file(path)
+        try:
+            return dict(con.execute("SELECT name, ddl FROM %s" % META_TABLE).fetchall())
+        finally:
+            con.close()
+    tables = {}
+    with open(path, "rb") as handle:
+        for statement in SnapshotReader(path).frames(handle):
+            if statement.startswith((b"TRUNCATE", b"INSERT")):
+                break
+            match = CREATE.match(statement)
+            if match:
+                tables[match.group(1).replace(b"``", b"`").decode("utf-8")] = statement.decode("utf-8")
+    return tables
+
+
+def snapshot_columns(ddl):
+    """{column (lower case): (name, type)} of one SHOW CREATE TABLE text."""
+    return {m.group(1).replace("``", "`").lower(): (m.group(1).replace("``", "`"), _plain(m.group(2)))
+            for m in COLUMN_LINE.finditer(ddl)}
+
+
+def _plain(kind):
+    """A column type as both servers print it: integer display widths dropped (int(11) is int)."""
+    kind = kind.lower().strip()
+    return re.sub(r"^(tinyint|smallint|mediumint|int|integer|bigint)\(\d+\)", r"\1", kind)
+
+
+def _split(kind):
+    match = re.match(r"^([a-z]+)(?:\(([^)]*)\))?( unsigned)?", kind)
+    numbers = tuple(int(n) for n in (match.group(2) or "").split(",") if n.strip().isdigit())
+    return match.group(1), numbers, bool(match.group(3))
+
+
+def takes(live, wanted):
+    """Does a column of type `live` take every value a column of type `wanted` held?"""
+    if live == wanted:
+        return True
+    (a, a_size, a_unsigned), (b, b_size, b_unsigned) = _split(live), _split(wanted)
+    if a in INTEGERS and b in INTEGERS:
+        return a_unsigned == b_unsigned and INTEGERS[a] >= INTEGERS[b]
+    if a == b and a in SIZED and a_unsigned == b_unsigned:
+        return a_size >= b_size
+    if a == b == "decimal" and len(a_size) == len(b_size) == 2:
+        return a_size[1] >= b_size[1] and a_size[0] - a_size[1] >= b_size[0] - b_size[1]
+    if a in ("char", "varchar") and b in ("char", "varchar") or a in ("binary", "varbinary") and b in (
+            "binary", "varbinary"):
+        return a_size >= b_size
+    length = max(b_size or (1,))
+    if a in TEXTS:  # bytes; a character of utf8mb4 takes up to 4
+        return TEXTS[a] >= (TEXTS[b] if b in TEXTS else 4 * length if b in ("char", "varchar") else 1 << 40)
+    if a in BLOBS:
+        return BLOBS[a] >= (BLOBS[b] if b in BLOBS else length if b in ("binary", "varbinary") else 1 << 40)
+    return a == "double" and b == "float"
+
+
+def restore_problems(db, tables):
+    """What stops the rows of the snapshot's `tables` ({name: SHOW CREATE TABLE text}) going into the
+    database as it is now: [text], empty when nothing does. A table the database lacks is created."""
+    live = {}
+    for table, column, kind, nullable, default, extra in db.query(
+            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA FROM "
+            "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"):
+        table, column, kind, extra = (_text(v) for v in (table, column, kind, extra))
+        needs_value = _text(nullable) == "NO" and default is None and not re.search(
+            r"auto_increment|generated", (extra or "").lower())
+        live.setdefault(table.lower(), {})[column.lower()] = (column, _plain(kind), needs_value)
+    problems = []
+    for table, ddl in tables.items():
+        columns = live.get(table.lower())
+        if columns is None:
+            continue
+        wanted = snapshot_columns(ddl)
+        for key, (name, kind) in wanted.items():
+            if key not in columns:
+                problems.append("%s.%s (in the snapshot) is not in the table" % (table, name))
+            elif not takes(columns[key][1], kind):
+                problems.append("%s.%s is %s, the snapshot's was %s" % (table, name, columns[key][1], kind))
+        for key, (name, kind, needs_value) in columns.items():
+            if key not in wanted and needs_value:
+                problems.append("%s.%s (%s NOT NULL, no default) is not in the snapshot" % (table, name, kind))
+    return problems
+
+
+def check_restorable(address, path, snapshot_id, retry_policy=None):
+    """Refuse (SchemaError: nothing changed yet) a restore whose rows the live tables would not take."""
+    with open_database(address, readonly=True, retry_policy=retry_policy) as db:
+        problems = restore_problems(db, snapshot_tables(path))
+    if problems:
+        raise SchemaError("snapshot %s does not fit the tables of %s as they are now: %s%s; nothing was changed" % (
+            snapshot_id, address.display(), "; ".join(problems[:4]),
+            " (and %d more)" % (len(problems) - 4) if len(problems) > 4 else ""),
+            hint="make those columns as they were (or give an added one a default) and restore again; "
+                 "`emfix schema diff` shows how the tables differ")
+
+
+def partly_restored(error, address, safety_id, directory):
+    """The error of a restore that stopped after it emptied a table: what stopped it, that the database
+    is partly restored, and the safety snapshot that holds the content from before."""
+    message = "%s; the restore stopped part way: %s is partly restored (tables emptied, not all loaded)" % (
+        error.message, address.display())
+    if safety_id:
+        hint = ("safety snapshot %s holds the content from before: emfix snapshot restore %s --snapshot-dir %s "
+                "--snapshot-id %s" % (safety_id, address.target(), directory, safety_id))
+    else:
+        hint = "no safety snapshot was taken (--no-safety-snapshot): fix what stopped it and restore again"
+    failure = type(error)(message, hint=hint)
+    failure.__dict__.update({k: v for k, v in error.__dict__.items() if k not in ("message", "hint", "args")})
+    return failure
+
+
+def load_sqlite_snapshot(address, path, retry_policy, progress, partial):
+    """A SQLite-file snapshot of a MySQL database, table by table, parents first, each in one transaction
+    with foreign-key checks off; an error once a table was replaced is raised as `partial(error)`."""
+    src = _open_file(path)
+    counts = {}
+    try:
+        order = [r for r in src.execute("SELECT name, ddl FROM %s ORDER BY ordinal" % META_TABLE)]
+        with open_database(address, retry_policy=retry_policy) as db:
+            db.foreign_key_checks(False)
+            existing = {t.lower() for t in db.tables()}
+            for table, ddl in order:
+                if table.lower() not in existing:
+                    db.execute(ddl)
+                columns = [r[1] for r in src.execute('PRAGMA table_info("%s")' % table.replace('"', '""'))]
+                insert = "INSERT INTO %s (%s) VALUES (%s)" % (db.quote(table), db.quote_columns(columns),
+                                                              ", ".join("?" * len(columns)))
+                with db.transaction():
+                    db.execute("DELETE FROM %s" % db.quote(table))
+                    rows = src.execute('SELECT * FROM "%s"' % table.replace('"', '""'))
+                    db.executemany(insert, iter(rows), batch_size=1000)
+                counts[table] = int(db.scalar("SELECT count(*) FROM %s" % db.quote(table)))
+                progress.update("%s: %d rows" % (table, counts[table]))
+            db.foreign_key_checks(True)
+    except Exception as exc:
+        error = exc if isinstance(exc, EmfixError) else _refused(address, exc)
+        if error is None:  # not the server's: a bug, with its traceback
+            raise
+        if counts:
+            raise partial(error) from None
+        raise error from None
+    finally:
+        src.close()
+    return counts
+
+
+def _refused(address, exc):
+    """A statement the server refused, as the driver raised it (executemany does not translate it)."""
+    if not type(exc).__module__.startswith(("mysql.connector", "_mysql_connector")):
+        return None
+    return SchemaError("MySQL %s refused a statement: %s" % (address.display(), getattr(exc, "msg", None) or exc),
+                       hint="its tables differ from the ones the snapshot was taken of; `emfix schema diff` shows how")
+
+
+def _open_file(path):
+    return sqlite3.connect("file:%s?mode=ro" % path.replace("?", "%3f").replace("#", "%23"), uri=True)
+
+
+def _text(value):
+    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else value
