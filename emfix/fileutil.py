@@ -289,3 +289,19 @@ def read_only_uri(path):
     """The URI that opens a SQLite file read-only, whatever characters its path holds (`?`, `#`, `%`)."""
     from urllib.parse import quote
     return "file:%s?mode=ro" % quote(os.path.abspath(path))
+
+
+def state_home():
+    """emfix's own folder for state a cron job must find whatever its working directory:
+    $XDG_STATE_HOME/emfix, by default ~/.local/state/emfix."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "emfix")
+
+
+def server_state_dir(address, kind):
+    """Where a MySQL database's snapshots or quarantines live by default: one folder per
+    host:port/database under state_home(), the same from any working directory."""
+    def part(text):
+        return re.sub(r"[^A-Za-z0-9._-]", "_", str(text)) or "_"
+    return os.path.join(state_home(), "mysql", "%s_%s" % (part(address.host or "localhost"), part(address.port)),
+                        part(address.database or "_"), kind)

@@ -11,6 +11,8 @@ import json
 import logging
 import os
 
+from .fileutil import state_home
+
 log = logging.getLogger(__name__)
 HISTORY_ENV = "EMFIX_HISTORY"
 READ_LIMIT = 1 << 20  # doctor reads the last MB: plenty for the newest entry of each command
@@ -20,8 +22,7 @@ def history_path():
     explicit = os.environ.get(HISTORY_ENV)
     if explicit:
         return explicit
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(state, "emfix", "history.jsonl")
+    return os.path.join(state_home(), "history.jsonl")
 
 
 def record(address, command, status, **summary):

@@ -12,7 +12,7 @@ import sqlite3
 
 from . import __version__
 from .errors import NoSpaceError, UsageError
-from .fileutil import DATA_FILE_MODE, FULL_ERRNOS, create_private, read_only_uri
+from .fileutil import DATA_FILE_MODE, FULL_ERRNOS, create_private, read_only_uri, server_state_dir
 
 META = "_emfix_meta"
 CREATED = "_emfix_created"
@@ -120,7 +120,7 @@ def owner_key(meta):
 def default_quarantine_dir(address):
     if address.is_sqlite:
         return os.path.join(os.path.dirname(os.path.abspath(address.path)), "quarantine")
-    return os.path.abspath("quarantine")
+    return server_state_dir(address, "quarantine")
 
 
 def writable_dir(directory):

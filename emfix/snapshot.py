@@ -34,6 +34,7 @@ from .fileutil import (
     fsync_directory,
     is_own_file,
     remove_own_file,
+    server_state_dir,
 )
 from .mysqlrestore import META_TABLE, check_restorable, load_sqlite_snapshot, partly_restored
 from .pool import ConnectionPool
@@ -144,9 +145,15 @@ class PruneResult:
 # -- where snapshots live ----------------------------------------------------------------------
 
 def default_snapshot_dir(address):
+    """Beside a SQLite file; for MySQL one folder per server and database under emfix's state home
+    (the same from any working directory), or ./snapshots where an older emfix kept this database's."""
     if address.is_sqlite:
         return os.path.join(os.path.dirname(os.path.abspath(address.path)), "snapshots")
-    return os.path.abspath("snapshots")
+    home = server_state_dir(address, "snapshots")
+    legacy = os.path.abspath("snapshots")
+    if not os.path.isdir(home) and os.path.isdir(legacy) and list_snapshots(legacy, address):
+        return legacy
+    return home
 
 
 def new_snapshot_id(now=None):

@@ -147,6 +147,7 @@ def hold_write_lock(path, seconds):
 def private_history(tmp_path, monkeypatch):
     """Commands record what they found (emfix.history): in a test, into its own file, never ~/.local."""
     monkeypatch.setenv("EMFIX_HISTORY", str(tmp_path / "emfix-history.jsonl"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # MySQL snapshots and quarantines too
 
 
 def kill_until_done(args, seed, delay=0.3, attempts=30, env=None):

@@ -415,3 +415,20 @@ def test_a_recreate_parents_dry_run_on_mariadb_commits_nothing(mysql_address):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["plan"]["recreate"], "the demo has parents to recreate"
     assert digest(mysql_address) == before
+
+
+def test_mysql_snapshots_and_quarantines_live_in_one_place_whatever_the_working_directory(mysql_address, tmp_path):
+    """A cron job started from elsewhere finds them: one folder per host:port/database under
+    $XDG_STATE_HOME/emfix, never ./snapshots or ./quarantine of the current directory."""
+    damaged_metrics(mysql_address)
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    there.mkdir()
+    done = run_cli("fix-json", url_of(mysql_address), "--yes", "--json", cwd=str(here))
+    assert done.returncode in (0, 1), done.stderr
+    quarantine = quarantine_of(done.stdout)
+    home = os.path.join(str(tmp_path / "state"), "emfix", "mysql")
+    assert quarantine.startswith(home) and os.listdir(str(here)) == []
+    listed = run_cli("snapshot", "list", url_of(mysql_address), "--json", cwd=str(there))
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout), "the safety snapshot is found from another folder"
