@@ -112,6 +112,20 @@ def owner_key(meta):
         return None
 
 
+def database_of(path):
+    """The address of the database a quarantine file was taken from; None when the file says none."""
+    from .address import parse_address
+    try:
+        con = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+        try:
+            meta = read_meta(con)
+        finally:
+            con.close()
+    except (sqlite3.DatabaseError, UsageError):
+        return None
+    return parse_address(meta["database"]) if meta.get("database") else None
+
+
 def default_quarantine_dir(address):
     if address.is_sqlite:
         return os.path.join(os.path.dirname(os.path.abspath(address.path)), "quarantine")

@@ -14,6 +14,7 @@ from ..address import PASSWORD_ENV, mysql_address_from_flags, parse_address
 from ..backends import open_database
 from ..errors import UsageError
 from ..retry import RetryPolicy
+from ..writegate import check_before_writing
 
 
 def lazy_module(name):
@@ -60,6 +61,9 @@ PASSWORD_HELP = ("the old tool's flag: works, but other users can read it in the
                  "--password-file, %s or ~/.my.cnf" % PASSWORD_ENV)
 SKIP_TABLES_HELP = "leave these tables' rows out (tables DST lacks that are not the Experiment Manager's)"
 FORCE_HELP = "work on a database that is not recognised as the Experiment Manager's (refused without)"
+WRITE_FORCE_HELP = ("work on a database that is not recognised as the Experiment Manager's, or write to a MySQL "
+                    "replica (both refused without)")
+REPLICA_FORCE_HELP = "write to a MySQL server that is a replica or read_only (refused without: run it on the primary)"
 
 
 def add_output_options(parser):
@@ -109,7 +113,7 @@ def add_repair_options(parser, batch_default, batch_help):
     parser.add_argument("--quarantine-dir", metavar="DIR",
                         help="where what it removes or rewrites is kept (default: quarantine/ beside a SQLite file)")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    parser.add_argument("--force", action="store_true", help=FORCE_HELP)
+    parser.add_argument("--force", action="store_true", help=WRITE_FORCE_HELP)
 
 
 # -- numbers, checked where they are read ---------------------------------------------------------
@@ -207,6 +211,12 @@ def address_of(text, args):
 
 def retry_policy(args):
     return RetryPolicy(deadline=max(0.0, getattr(args, "lock_timeout", 30.0)))
+
+
+def refuse_replica(args, address, force=None):
+    """The write gate (emfix.writegate), before a command that writes takes a snapshot or opens a quarantine:
+    a MySQL replica is refused unless --force, a server that refuses this user's writes always."""
+    check_before_writing(address, getattr(args, "force", False) if force is None else force, retry_policy(args))
 
 
 def open_from_args(args, readonly=False, create=False):

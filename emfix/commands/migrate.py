@@ -46,7 +46,8 @@ def register(sub):
     p.add_argument("--paging", choices=("keyset", "offset"), default="keyset",
                    help="keyset (WHERE key > last; default) or offset (LIMIT/OFFSET, slower on big tables)")
     p.add_argument("--resume", action="store_true", help="continue a migration that was interrupted")
-    p.add_argument("--force", action="store_true", help="copy an experiment again that was already migrated")
+    p.add_argument("--force", action="store_true", help="copy an experiment again that was already migrated; "
+                   "also write to a MySQL replica (refused without)")
     p.add_argument("--init", action="store_true",
                    help="create the tables DST lacks, with the Experiment Manager's own DDL (on MySQL: FLOAT total_val "
                         "and DATETIME without fraction; values DST keeps less of are counted in the verify)")
@@ -66,6 +67,7 @@ def run(args, out):
     if args.target_experiment is not None:
         raise UsageError("-t/--target-experiment works within one database", hint="use -d DB -s ID -t ID")
     source, target = common.address_of(args.source, args), common.address_of(args.target, args)
+    common.refuse_replica(args, target)  # DST is written; SRC is only read (a replica serves)
     ids = list(args.experiment or [])
     if args.all:
         with open_database(source, readonly=source.is_sqlite, retry_policy=common.retry_policy(args)) as db:
@@ -105,6 +107,7 @@ def _copy_within(args, out):
     if not args.experiment or len(args.experiment) != 1:
         raise UsageError("which experiment? give -s ID (one)", hint="e.g. emfix migrate-experiment -d DB -s 12")
     source_id = args.experiment[0]
+    common.refuse_replica(args, address)
     snapshot_id = None
     if not args.no_snapshot:
         snapshot_id = snapshot.create_snapshot(address, args.snapshot_dir or snapshot.default_snapshot_dir(address),

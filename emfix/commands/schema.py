@@ -58,7 +58,7 @@ def register(sub):
     u.add_argument("--no-snapshot", action="store_true", help="skip the verified snapshot taken first")
     u.add_argument("--snapshot-dir", metavar="DIR", help="where the snapshot goes")
     u.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    u.add_argument("--force", action="store_true", help=common.FORCE_HELP)
+    u.add_argument("--force", action="store_true", help=common.WRITE_FORCE_HELP)
     common.finish(u, run_upgrade)
 
 
@@ -157,6 +157,8 @@ def diff_lines(diff):
 
 def run_upgrade(args, out):
     address = common.resolve_address(args)
+    if not args.dry_run:
+        common.refuse_replica(args, address)
     plan = upgrade.upgrade_schema(address, dry_run=True, force=args.force, retry_policy=common.retry_policy(args))
     if not args.dry_run and plan.statements and not args.yes:
         ask = common.confirm(lambda p: "upgrade the schema of %s?" % p.database, upgrade_lines)

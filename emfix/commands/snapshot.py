@@ -66,6 +66,7 @@ def _add_options(parser, action):
                             help="restore a snapshot taken of another database (refused without this)")
         parser.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed without a "
                             "terminal)")
+        parser.add_argument("--force", action="store_true", help=common.REPLICA_FORCE_HELP)
     elif action == "prune":
         parser.add_argument("--keep", type=common.non_negative_int, metavar="N", help="keep the N newest snapshots")
         parser.add_argument("--older-than", metavar="AGE", help="delete snapshots older than AGE (30d, 12h, 90m)")
@@ -140,6 +141,7 @@ def _verify(args, out, directory, address):
 
 def _restore(args, out, directory, address):
     chosen = snapshot.resolve_snapshot_id(directory, args.snapshot_id or "latest-valid", address)
+    common.refuse_replica(args, address)
     if not args.yes:  # it replaces the database's content: asked first, as the old tool and every repair do
         ask = common.confirm(lambda _plan: "replace the content of %s with snapshot %s (a safety snapshot of what is "
                                            "there now is taken first)?" % (address.display(), chosen),

@@ -2,6 +2,7 @@
 
 import sys
 
+from .. import quarantine
 from ..errors import EXIT_OK, EXIT_PROBLEMS
 from . import common
 from .common import n
@@ -14,11 +15,15 @@ def register(sub):
                 "emfix undo quarantine/cleanup-orphans-20261125T101500.000000Z.quarantine.db")
     p.add_argument("quarantine", metavar="QUARANTINE", help="the quarantine file the repair printed")
     common.add_database_options(p, positional=False)
+    p.add_argument("--force", action="store_true", help=common.REPLICA_FORCE_HELP)
     common.finish(p, run)
 
 
 def run(args, out):
     address = common.resolve_address(args) if (args.database or args.mysql) else None
+    target = address or quarantine.database_of(args.quarantine)
+    if target is not None:
+        common.refuse_replica(args, target)
     result = undo.undo(args.quarantine, address, retry_policy=common.retry_policy(args))
     if out.json:
         common.emit_json(result)
