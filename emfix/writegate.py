@@ -62,9 +62,8 @@ def check_before_writing(address, force, retry_policy=None):
 
 
 def _primary_hint(address, role, force_helps):
-    if role.primary:
-        host, _, port = role.primary.rpartition(":")
-        primary = dataclasses.replace(address, host=host, port=int(port) if port.isdigit() else port, password=None)
+    primary = role.primary_address(address)
+    if primary is not None:
         text = "run it on the primary: %s" % primary.target()
     else:
         text = "run it on the primary (`emfix doctor` on this server shows what it knows of it)"

@@ -77,6 +77,13 @@ class ReplicationRole:
         """host:port of the (first) server this one replicates from, when it is known."""
         return self.channels[0].source if self.channels else None
 
+    def primary_address(self, address):
+        """`address` moved to the primary (same user and database, no password); None when not known."""
+        if not self.primary:
+            return None
+        host, _, port = self.primary.rpartition(":")
+        return dataclasses.replace(address, host=host, port=int(port) if port.isdigit() else port, password=None)
+
     def describe(self):
         """`a replica of 127.0.0.1:3306 (read_only=ON)`, or `a primary (...)`."""
         flags = ["read_only=%s" % ("ON" if self.read_only else "OFF")]
