@@ -320,8 +320,7 @@ def _delete_batches(db, graph, doom, batch_size, sleep, max_lock_ms, progress, i
             if not keys:
                 break
             started = time.perf_counter()
-            with db.transaction():
-                _delete_keys(db, graph, plan, keys)
+            db.write_batch(lambda plan=plan, keys=keys: _delete_keys(db, graph, plan, keys))
             elapsed_ms = (time.perf_counter() - started) * 1000
             stats["batches"] += 1
             stats["max_ms"] = max(stats["max_ms"], elapsed_ms)

@@ -187,10 +187,11 @@ def _run_pages(db, table, col, key, batch_size, reset_unfixable, quarantine, res
             continue
         q.keep_values(quarantine(), table, [(ident, bytes(raw) if isinstance(raw, bytes) else raw, _kind(raw))
                                             for ident, raw, _new in updates], result.quarantine)
-        with db.transaction():
+        def write(updates=updates):
             for ident, _raw, new in updates:
                 db.execute("UPDATE %s SET %s = ? WHERE %s = ?" % (db.quote(table), db.quote(col), db.quote(key)),
                            (new, ident))
+        db.write_batch(write)
     result.changes = dict(changes.most_common())
 
 

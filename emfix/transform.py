@@ -307,8 +307,8 @@ def _run_pages(db, rules, scope, batch_size, quarantine, opened, result, progres
         if quarantine is None or not updates:
             continue
         q.keep_values(quarantine(), TABLE, [(ident, raw, "text") for ident, raw, _new in updates], result.quarantine)
-        with db.transaction():
-            db.executemany(update, [(new, ident) for ident, _raw, new in updates], batch_size=len(updates))
+        values = [(new, ident) for ident, _raw, new in updates]
+        db.write_batch(lambda values=values: db.executemany(update, values, batch_size=len(values)))
 
 
 def _quarantined(opened, rows):
