@@ -142,8 +142,8 @@ def _verify(args, out, directory, address):
 
 
 def _restore(args, out, directory, address):
+    common.refuse_replica(args, address)  # before the safety snapshot, and before any question
     chosen = snapshot.resolve_snapshot_id(directory, args.snapshot_id or "latest-valid", address)
-    common.refuse_replica(args, address)
     if not args.yes:  # it replaces the database's content: asked first, as the old tool and every repair do
         ask = common.confirm(lambda _plan: "replace the content of %s with snapshot %s (a safety snapshot of what is "
                                            "there now is taken first)?" % (address.display(), chosen),
