@@ -225,6 +225,21 @@ def test_snapshot_manifest_records_the_gtid_and_binlog_position_of_its_data(pair
     assert made["position"]["replica_gtid"] == expected_gtid
 
 
+def test_repairs_replicate_under_statement_binlog_format_too(pair, tmp_path):
+    primary, replica = pair
+    primary.sql("CREATE DATABASE em_statement CHARACTER SET utf8mb4")
+    make_demo(primary.address("em_statement"))
+    primary.sql("SET GLOBAL binlog_format = 'STATEMENT'")  # our own server: new sessions log statements
+    try:
+        for args in (["cleanup-orphans"], ["fix-json", "--reset-unfixable"]):
+            result = run_cli(args[0], primary.url("em_statement"), *args[1:], "--yes", "--no-snapshot",
+                             "--quarantine-dir", str(tmp_path), env=ENV)
+            assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr
+    finally:
+        primary.sql("SET GLOBAL binlog_format = 'ROW'")
+    assert_identical(primary, replica, "em_statement")
+
+
 # -- on the replica: every write command refuses ------------------------------------------------
 
 def refused_commands(replica, primary_work, snaps, quarantine):
