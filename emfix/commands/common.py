@@ -213,10 +213,10 @@ def retry_policy(args):
     return RetryPolicy(deadline=max(0.0, getattr(args, "lock_timeout", 30.0)))
 
 
-def refuse_replica(args, address, force=None):
+def refuse_replica(args, address):
     """The write gate (emfix.writegate), before a command that writes takes a snapshot or opens a quarantine:
     a MySQL replica is refused unless --force, a server that refuses this user's writes always."""
-    check_before_writing(address, getattr(args, "force", False) if force is None else force, retry_policy(args))
+    check_before_writing(address, getattr(args, "force", False), retry_policy(args))
 
 
 def open_from_args(args, readonly=False, create=False):
