@@ -386,6 +386,8 @@ def test_server_errors_become_clear_errors_with_what_to_do():
     assert isinstance(translate_server_error(ADDRESS, 1180, 'Got error 149 "Lock deadlock" during COMMIT'),
                       ConflictError)
     assert translate_server_error(ADDRESS, 1146, "Table 'em.x' doesn't exist") is None
+    not_ready = translate_server_error(ADDRESS, 1047, "WSREP has not yet prepared node for application use")
+    assert not_ready.exit_code == 3 and "Synced" in not_ready.hint
 
 
 def test_write_batch_runs_a_conflicted_batch_again_and_gives_up_at_the_deadline(sqlite_address):

@@ -10,12 +10,20 @@ what to do instead of what the server said.
 import dataclasses
 from typing import List, Optional
 
-from ..errors import ConflictError, EmfixError, PrivilegeError, ReadOnlyServerError, TransactionTooLargeError
+from ..errors import (
+    ConflictError,
+    ConnectError,
+    EmfixError,
+    PrivilegeError,
+    ReadOnlyServerError,
+    TransactionTooLargeError,
+)
 
 READ_ONLY = 1290  # "running with the --read-only (or --super-read-only) option"
 ERROR_DURING_COMMIT = 1180  # Galera: wsrep_max_ws_rows exceeded, a write set too large, a commit aborted
 DEADLOCK, LOCK_WAIT_TIMEOUT = 1213, 1205  # Galera reports a certification conflict as a deadlock
 SYNTAX_ERROR = 1064
+NODE_NOT_READY = 1047  # Galera: "WSREP has not yet prepared node for application use"
 NO_SUCH_TABLE = 1146
 PROBE_TABLE = "emfix_read_only_probe"  # never created: deleting nothing from it asks whether writes are allowed
 GALERA_STATUS = ("wsrep_local_state_comment", "wsrep_cluster_size", "wsrep_cluster_status", "wsrep_ready")
@@ -104,6 +112,10 @@ def translate_server_error(address, errno, msg, exhausted=None):
         return ReadOnlyServerError("this server is read-only: run it on the primary (MySQL %s runs with %s)" % (
             where, option), hint="a replica takes every change from its primary; point emfix at the primary "
                                  "(`emfix doctor` says which server this one replicates from)")
+    if errno == NODE_NOT_READY and "wsrep" in low:
+        return ConnectError("the Galera node MySQL %s does not take queries now: %s" % (where, msg),
+                            hint="point emfix at a node that is Synced in the Primary component (`emfix doctor` "
+                                 "shows a node's state)")
     tries = ""
     if exhausted is not None:
         tries = " (gave up after %d attempts in %.1fs)" % (exhausted.attempts, exhausted.elapsed)
@@ -116,11 +128,14 @@ def translate_server_error(address, errno, msg, exhausted=None):
         return ConflictError("MySQL %s: another session held locks on these rows for longer than "
                              "innodb_lock_wait_timeout%s: %s" % (where, tries, msg),
                              hint="retry when that session has finished, or raise --lock-timeout")
-    if "max_ws_" in low or "writeset size" in low or "write set size" in low or errno == ERROR_DURING_COMMIT:
+    limit = "max_ws_" in low or "writeset size" in low or "write set size" in low
+    if limit or errno == ERROR_DURING_COMMIT:
         return TransactionTooLargeError(
             "MySQL %s refused to commit a batch: %s" % (where, msg),
-            hint="a Galera node refuses a transaction over wsrep_max_ws_rows / wsrep_max_ws_size: run it again with "
-                 "a smaller --batch-size (`emfix doctor` shows the limits); nothing of that batch was written")
+            hint="%s: run it again with a smaller --batch-size (`emfix doctor` shows the limits); nothing of that "
+                 "batch was written" % ("a Galera node refuses a transaction over wsrep_max_ws_rows / wsrep_max_ws_size"
+                                        if limit else "on a Galera node this is most often a batch over "
+                                        "wsrep_max_ws_rows / wsrep_max_ws_size"))
     return None
 
 
