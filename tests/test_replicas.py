@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -25,10 +26,10 @@ from emfix.backends.replication import Channel, Galera, ReplicationRole, transla
 from emfix.clustercheck import cluster_findings, point_repairs_at_primary
 from emfix.doctor import Finding
 from emfix.errors import ConflictError, ReadOnlyServerError, TransactionTooLargeError
+from emfix.quarantine import write_meta
 from emfix.retry import RetryPolicy
 
 ENV = {"EMFIX_MYSQL_PASSWORD": ""}
-WRITE_TABLES_OF_DEMO = ("EXPERIMENT", "TRIAL", "TRIAL_RUN", "RESULTS", "EPOCH", "BATCH", "METRIC", "ARTIFACT")
 
 
 # -- the pair ---------------------------------------------------------------------------------------
@@ -271,6 +272,14 @@ def test_every_write_command_refuses_the_replica_as_root(pair, primary_work, tmp
         assert "run it on the primary: mysql://root@127.0.0.1:%d/" % primary.port in result.stderr, name
         assert "--force" in result.stderr and "Traceback" not in result.stderr, name
     assert not os.path.exists(snaps) and not os.path.exists(quarantine)  # nothing taken, nothing opened
+    # undo without -d goes where the quarantine says it came from: here, the replica
+    copy = str(tmp_path / "from-replica.quarantine.db")
+    shutil.copyfile(primary_work["quarantine"], copy)
+    con = sqlite3.connect(copy)
+    write_meta(con, database=replica.url("em"), database_key=replica.address("em").key())
+    con.close()
+    result = run_cli("undo", copy, env=ENV)
+    assert result.returncode == 2 and "is a replica of 127.0.0.1:%d" % primary.port in result.stderr, result.stderr
     assert_identical(primary, replica, "em", "em2")
 
 
@@ -284,6 +293,10 @@ def test_a_user_read_only_stops_gets_a_clear_error_before_anything_is_taken(pair
         assert result.stderr.startswith("error: this server is read-only: run it on the primary")
         assert "Traceback" not in result.stderr
     assert not os.path.exists(snaps) and not os.path.exists(quarantine)
+    report = json.loads(run_cli("doctor", replica.url("em", user="app"), "--json", env=ENV).stdout)
+    role = {f["check"]: f for f in report["findings"]}["replication"]
+    assert role["level"] == "WARN" and "most likely a replica" in role["message"] and "'app' may not see" in role[
+        "message"]
     # 1290 met anywhere else (the gate skipped, as a library caller may) is the same clear error
     with open_database(replica.address("em", user="app")) as db:
         with pytest.raises(ReadOnlyServerError, match="this server is read-only: run it on the primary"):
