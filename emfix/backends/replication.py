@@ -8,6 +8,7 @@ what to do instead of what the server said.
 """
 
 import dataclasses
+import logging
 from typing import List, Optional
 
 from ..errors import (
@@ -18,6 +19,8 @@ from ..errors import (
     ReadOnlyServerError,
     TransactionTooLargeError,
 )
+
+log = logging.getLogger(__name__)
 
 READ_ONLY = 1290  # "running with the --read-only (or --super-read-only) option"
 ERROR_DURING_COMMIT = 1180  # Galera: wsrep_max_ws_rows exceeded, a write set too large, a commit aborted
@@ -212,7 +215,15 @@ class ReplicationMixin:
     def stream_position(self, locked):
         """Where the data of this moment is in the server's binary log: GTID position and binlog file and
         position. Called on the connection that just started its consistent snapshot; `locked`: inside
-        FLUSH TABLES WITH READ LOCK, where nothing commits, so the server-wide values are exact too."""
+        FLUSH TABLES WITH READ LOCK, where nothing commits, so the server-wide values are exact too.
+        None when the server keeps no binary log (or will not say): a snapshot never fails for want of it."""
+        try:
+            return self._stream_position(locked)
+        except (EmfixError, self._driver.Error) as exc:
+            log.info("no binary log position for this snapshot: %s", exc)
+            return None
+
+    def _stream_position(self, locked):
         position = {}
         if self.is_mariadb():
             status = {_text(k).lower(): _text(v) for k, v in self.query("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'")}
