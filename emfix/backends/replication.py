@@ -169,8 +169,10 @@ class ReplicationMixin:
         role = ReplicationRole(_on(settings.get("read_only")), _on(settings["super_read_only"])
                                if "super_read_only" in settings else None, channels, visible, None,
                                self._galera(settings), _on(settings.get("log_bin")), settings.get("binlog_format", ""))
-        role.writable = (self._writes_get_through() if probe else None) if (role.read_only or role.super_read_only) \
-            else True
+        if not (role.read_only or role.super_read_only):
+            role.writable = True
+        elif probe:
+            role.writable = self._writes_get_through()
         return role
 
     def _channels(self):
