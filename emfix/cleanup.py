@@ -330,9 +330,10 @@ def _delete_batches(db, graph, doom, qcon, batch_size, sleep, max_lock_ms, progr
             if not keys:
                 break
             started = time.perf_counter()
-            with db.transaction():
+            def batch(plan=plan, keys=keys):
                 deleted = _delete_keys(db, graph, plan, keys)
-                left = _still_there(db, plan, keys) if deleted < len(keys) else []
+                return deleted, (_still_there(db, plan, keys) if deleted < len(keys) else [])
+            deleted, left = db.write_batch(batch)  # a conflict rolls it back whole, then it runs again
             kill_point("written")
             if left:
                 _forget_left_alone(db, graph, plan, left, qcon)

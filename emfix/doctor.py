@@ -92,6 +92,7 @@ def doctor(address, *, retry_policy=None, snapshot_dir=None, command_target=None
                             if damage else Finding("integrity", OK, "PRAGMA quick_check: ok"))
         else:
             findings += _mysql_state(db, target)
+        server_end = len(findings)  # replication and Galera findings go here, once the metric lengths are known
         findings.append(_schema_finding(graph, target))
         sizes = _table_sizes(db, graph)
         findings.append(_sizes_finding(sizes))
@@ -100,7 +101,14 @@ def doctor(address, *, retry_policy=None, snapshot_dir=None, command_target=None
         findings += _large_json(db, lengths, target)
         findings += _disk(address, sizes, snapshot_dir, target)
         findings.append(_memory(lengths, target))
+        role = db.replication_role(probe=False) if db.dialect == "mysql" else None
+        if role is not None:
+            from .clustercheck import cluster_findings
+            findings[server_end:server_end] = cluster_findings(address, role, lengths)
     findings += _last_results(address, snapshot_dir, target)
+    if role is not None and role.is_replica:
+        from .clustercheck import point_repairs_at_primary
+        point_repairs_at_primary(findings, role, address, target)
     return DoctorReport(address.display(), findings, True, time.perf_counter() - started)
 
 

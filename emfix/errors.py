@@ -60,6 +60,15 @@ class AlreadyDoneError(UsageError):
     """This import or migration was finished before: another copy needs --force."""
 
 
+class ReplicaError(UsageError):
+    """A writing command pointed at a replica: a change there breaks replication; refused without --force."""
+
+
+class TransactionTooLargeError(UsageError):
+    """The server refused to commit a batch this large (a Galera node's wsrep_max_ws_rows / wsrep_max_ws_size):
+    a smaller --batch-size fits."""
+
+
 class AddressError(UsageError):
     """A database address (path or URL) that cannot be understood."""
 
@@ -72,6 +81,15 @@ class ConnectError(EmfixError):
 
 class DatabaseLockedError(ConnectError):
     """Another process held the lock for longer than the retry deadline."""
+
+
+class ConflictError(DatabaseLockedError):
+    """The server aborted a transaction for a conflict with another session (deadlock, lock wait timeout,
+    a Galera certification failure): a batch is rolled back and run again until --lock-timeout."""
+
+
+class ReadOnlyServerError(ConnectError):
+    """The server refuses this user's writes (read_only / super_read_only): a replica; run it on the primary."""
 
 
 class PrivilegeError(ConnectError):

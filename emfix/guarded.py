@@ -270,12 +270,14 @@ class ValueRewrites:
         q.keep_rows(con, upsert, [(r.key, _storable(r.before), r.kind, r.after) for r in rewrites],
                     self.change.quarantine_path)
         kill_point("kept")
-        written = 0
-        with db.transaction():
+        def write():
+            written = 0
             for kind, group in _by_kind(rewrites).items():
                 written += db.executemany(swap_sql(db, self.table, self.key, self.column, kind),
                                           [swap_params(db, r.after, r.key, _storable(r.before)) for r in group],
                                           batch_size=len(group))
+            return written
+        written = db.write_batch(write)  # a conflict (deadlock, Galera) rolls it back whole, then runs it again
         kill_point("written")
         if written >= len(rewrites):
             return []

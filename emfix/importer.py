@@ -219,10 +219,12 @@ def _start_journal(db, key, path, trailer, resume, force, pinned=None):
 
 def _commit_batch(db, key, table, columns, rows, line, counts):
     counts[table] = counts.get(table, 0) + len(rows)
-    with db.transaction():
+
+    def write():  # run again whole after a conflict rolled it back
         _insert(db, table, columns, rows)
         db.execute("UPDATE %s SET line = ?, counts = ? WHERE run_key = ?" % db.quote(JOURNAL),
                    (line, json.dumps(counts), key))
+    db.write_batch(write)
 
 
 def _insert(db, table, columns, rows):

@@ -322,19 +322,20 @@ class _Copy:
         self.copied[table] = self.copied.get(table, 0) + len(batch)
         insert = "INSERT INTO %s (%s) VALUES (%s)" % (target.quote(table), target.quote_columns(columns),
                                                       ", ".join("?" * len(columns)))
-        with target.transaction():
+        def write():  # run again whole after a conflict rolled it back (write_batch)
             target.foreign_key_checks(False)
             written = target.executemany(insert, batch, batch_size=len(batch))
             if strategy == "conservative" and written not in (len(batch), -1):
                 raise DamagedInputError("a batch of %d rows into %s wrote %d" % (len(batch), table, written))
             self._save_position(copied=True)
+        target.write_batch(write)
         return len(batch)
 
     def _write_literal(self, table, page, last, strategy):
         self.position[table] = last
         self.copied[table] = self.copied.get(table, 0) + page.count
         target = self.target
-        with target.transaction():
+        def write():
             target.foreign_key_checks(False)
             written = target.execute_raw(b"INSERT INTO %s (%s) VALUES (%s)" % (
                 target.quote(table).encode("utf-8"), target.quote_columns(self.graph.columns[table]).encode("utf-8"),
@@ -342,17 +343,20 @@ class _Copy:
             if strategy == "conservative" and written != page.count:
                 raise DamagedInputError("a batch of %d rows into %s wrote %d" % (page.count, table, written))
             self._save_position(copied=True)
+        target.write_batch(write)
 
     def _write_in_engine(self, table, batch, last):
-        source = self.source
-        with source.transaction():
+        source, before = self.source, self.copied.get(table, 0)
+
+        def write():  # the same again after a conflict rolled it back: counted from `before`
             written = source.execute(batch.sql, batch.params)
             if batch.expected is not None and written != batch.expected:
                 raise DamagedInputError("a batch of %d rows into %s wrote %d" % (batch.expected, table, written))
             self.position[table] = last
-            self.copied[table] = self.copied.get(table, 0) + written
+            self.copied[table] = before + written
             self._save_position(copied=True, db=source, journal="%s.%s" % (pages.ENGINE_DST, source.quote(JOURNAL)))
-        return written
+            return written
+        return source.write_batch(write)
 
     def _save_position(self, copied=False, db=None, journal=None):
         """Inside the batch's transaction (copied=True) or on its own once a table is done."""

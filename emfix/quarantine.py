@@ -117,6 +117,29 @@ def owner_key(meta):
         return None
 
 
+def database_of(path):
+    """The address of the database a quarantine file was taken from (a SQLite file by its real path, never
+    resolved against the current directory); None when the file says none or cannot be read."""
+    try:
+        con = sqlite3.connect(read_only_uri(path), uri=True)
+        try:
+            meta = read_meta(con)
+        finally:
+            con.close()
+    except (sqlite3.DatabaseError, UsageError):
+        return None
+    return owner_address(meta)
+
+
+def owner_address(meta):
+    """The address of the database a quarantine's meta names, or None."""
+    from .address import parse_address
+    key = owner_key(meta)
+    if key and key.startswith("sqlite:"):
+        return parse_address(key[len("sqlite:"):])
+    return parse_address(meta["database"]) if meta.get("database") else None
+
+
 def default_quarantine_dir(address):
     if address.is_sqlite:
         return os.path.join(os.path.dirname(os.path.abspath(address.path)), "quarantine")

@@ -69,6 +69,7 @@ class SnapshotManifest:
     damage: Optional[str] = None  # what the last verify found wrong
     kind: str = "snapshot"  # or "safety" (taken by restore before it overwrote) or "raw" (bytes of a damaged file)
     source_key: Optional[str] = None  # DatabaseAddress.key() of the source: whose snapshot this is
+    position: Optional[dict] = None  # MySQL: the data's moment in the binlog (gtid, binlog_file, binlog_position)
 
     @property
     def row_total(self):
@@ -123,7 +124,8 @@ class SnapshotStatus:
         if self.manifest is not None:
             m = self.manifest
             data.update(created_at=m.created_at, description=m.description, size=m.size, row_total=m.row_total,
-                        sha256=m.sha256, source=m.source, verified_at=m.verified_at, kind=m.kind)
+                        sha256=m.sha256, source=m.source, verified_at=m.verified_at, kind=m.kind,
+                        position=m.position)
         return data
 
 
@@ -446,11 +448,13 @@ def _copy_sqlite(db, temp):
 
 
 def _copy_mysql(db, graph, temp, progress):
-    """Every table inside one consistent read, streamed in batches into the snapshot file."""
+    """Every table inside one consistent read, streamed in batches into the snapshot file; the read's place
+    in the binary log (where the consistent snapshot starts)."""
     dst = sqlite3.connect(temp, isolation_level=None)
     try:
         dst.execute("CREATE TABLE %s (ordinal INTEGER, name TEXT PRIMARY KEY, ddl TEXT)" % META_TABLE)
         with db.consistent_read():
+            position = db.stream_position(locked=False)
             for ordinal, table in enumerate(graph.parent_first()):
                 columns = graph.columns[table]
                 ddl = db.query("SHOW CREATE TABLE %s" % db.quote(table))[0][1]
@@ -475,6 +479,7 @@ def _copy_mysql(db, graph, temp, progress):
                 dst.execute("COMMIT")
     finally:
         dst.close()
+    return position
 
 
 def _write_error(exc, directory):
@@ -526,14 +531,16 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
         try:
             with durable_file(path) as temp:
                 progress.update("copying %s" % address.display(), force=True)
+                position = None
                 if as_sql:
-                    written, digest = write_sql_snapshot(pool, db, graph, temp, progress=progress, workers=workers)
+                    written, digest, position = write_sql_snapshot(pool, db, graph, temp, progress=progress,
+                                                                   workers=workers)
                     counts, problem = written, _check_sql_copy(temp, written, digest if verify else None)
                 else:
                     if db.dialect == "sqlite":
                         _copy_sqlite(db, temp)
                     else:
-                        _copy_mysql(db, graph, temp, progress)
+                        position = _copy_mysql(db, graph, temp, progress)
                     digest, counts, problem = _check_sqlite_copy(temp, verify, address, progress)
                 if problem:
                     raise DamagedInputError("the snapshot failed verification right after writing: %s" % problem,
@@ -541,7 +548,7 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
                 manifest = SnapshotManifest(
                     snapshot_id, utc_now(), description, address.to_dict(), db.dialect, __version__,
                     graph.generation, counts, os.path.getsize(temp), digest, os.path.basename(path),
-                    verified_at=utc_now() if verify else None, kind=kind, source_key=address.key())
+                    verified_at=utc_now() if verify else None, kind=kind, source_key=address.key(), position=position)
         except (OSError, sqlite3.OperationalError) as exc:
             raise _write_error(exc, directory) from None
     try:

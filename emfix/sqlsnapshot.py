@@ -88,13 +88,13 @@ class _TablePlan:
 
 
 def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=2):
-    """Write every table of `graph` into `temp` inside one moment of the database; return the row counts
-    and the SHA-256 of what was written.
+    """Write every table of `graph` into `temp` inside one moment of the database; return the row counts,
+    the SHA-256 of what was written, and that moment's place in the binary log (None without one).
 
     `lead` (from `pool`, opened by `open_reader`) plans; it and `workers - 1` more connections read."""
     connections = [lead] + [pool.acquire() for _ in range(workers - 1)]
     try:
-        readers = _one_moment(connections)
+        readers, position = _one_moment(connections)
         with open(temp, "wb") as handle:
             out = _Output(handle)
             plans = _write_head(lead, graph, out)
@@ -105,7 +105,7 @@ def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=2):
             _run_parallel([lambda db=db: _drain(db, chunks, out, progress) for db in readers], out.failed)
             out.write(END + json.dumps({"tables": out.counts}, sort_keys=True).encode("ascii") + b"\n")
             handle.flush()
-        return out.counts, out.sha256.hexdigest()
+        return out.counts, out.sha256.hexdigest(), position
     finally:
         for db in connections:
             _end_read(db)
@@ -132,7 +132,8 @@ def open_reader(address, retry_policy):
 
 
 def _one_moment(connections):
-    """Start a consistent snapshot on each connection at the same moment, or on the first one alone."""
+    """Start a consistent snapshot on each connection at the same moment, or on the first one alone; with
+    it, the moment's GTID and binlog position, read while the lock holds (or where the snapshot starts)."""
     lead = connections[0]
     locked = False
     if len(connections) > 1:
@@ -146,10 +147,11 @@ def _one_moment(connections):
     try:
         for db in connections:
             db.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        position = lead.stream_position(locked)
     finally:
         if locked:
             lead.execute("UNLOCK TABLES")
-    return connections
+    return connections, position
 
 
 def _end_read(db):

@@ -11,7 +11,6 @@ import json
 from typing import Dict, List
 
 from . import quarantine as q
-from .address import parse_address
 from .backends import open_database
 from .errors import UsageError
 from .guarded import (
@@ -47,12 +46,10 @@ def _owner(meta, address, force, quarantine_path):
     resolved against the current directory); `address`, if given, must be that database."""
     key = q.owner_key(meta)
     if address is None:
-        if key and key.startswith("sqlite:"):
-            return parse_address(key[len("sqlite:"):])
-        if not meta.get("database"):
+        address = q.owner_address(meta)
+        if address is None:
             raise UsageError("%s does not say which database it came from" % quarantine_path,
                              hint="name the database with -d DB")
-        address = parse_address(meta["database"])
     if key and address.key() != key and not force:
         raise UsageError("%s came from %s, not %s; nothing was changed" % (
             quarantine_path, key.replace("sqlite:", "", 1), address.display()),
@@ -188,17 +185,19 @@ def _put_values_back(qcon, meta, address, result, retry_policy=None, batch_size=
             rows = cursor.fetchmany(batch_size or UNDO_BATCH)
             if not rows:
                 break
-            with db.transaction():
+            def batch(rows=rows):
+                done = 0
                 for ident, original, kind, after in rows:
                     back = "text-bytes" if kind == "text-bytes" else "plain"
                     if has_after:
-                        done = db.execute(swap_sql(db, table, key, col, "plain", back),
-                                          swap_params(db, original, ident, after))
+                        done += db.execute(swap_sql(db, table, key, col, "plain", back),
+                                           swap_params(db, original, ident, after))
                     else:  # a quarantine of an older emfix: it did not keep what it wrote
                         value = "CAST(? AS TEXT)" if back == "text-bytes" and db.dialect == "sqlite" else "?"
-                        done = db.execute("UPDATE %s SET %s = %s WHERE %s = ?" % (
+                        done += db.execute("UPDATE %s SET %s = %s WHERE %s = ?" % (
                             db.quote(table), db.quote(col), value, db.quote(key)), (original, ident))
-                    restored += done
+                return done
+            restored += db.write_batch(batch)  # compare-and-swap: safe to run again after a conflict
             kill_point("undone")
             if has_after:
                 _name_changed_values(db, table, key, col, rows, result)

@@ -3,7 +3,8 @@
 import collections
 import contextlib
 
-from ..retry import RetryPolicy
+from ..errors import ConflictError
+from ..retry import RetriesExhausted, RetryPolicy, call_with_retry
 
 # What the database declares, as it declares it (schema.Relation is the graph's own, resolved form).
 ForeignKey = collections.namedtuple("ForeignKey", "table columns ref_table ref_columns name", defaults=("",))
@@ -123,6 +124,26 @@ class Backend:
             raise
         self._in_transaction = False
         self._commit()
+
+    def write_batch(self, func, what="batch"):
+        """func() inside one write transaction, committed; its result. A transaction the server aborted
+        for a conflict with another session (a deadlock, a lock wait timeout, a Galera certification
+        failure: ConflictError) is rolled back whole and run again, with backoff, until --lock-timeout.
+        That is safe: after the rollback nothing of the batch is written, and each write of a batch
+        only changes a row that still holds what it held when the batch was planned."""
+        if self._in_transaction:
+            return func()
+
+        def once():
+            with self.transaction():
+                return func()
+        try:
+            return call_with_retry(once, self.retry_policy, transient=lambda exc: isinstance(exc, ConflictError),
+                                   what=what)
+        except RetriesExhausted as exc:
+            last = exc.last_error
+            raise type(last)("%s (gave up after %d attempts in %.1fs)" % (last.message, exc.attempts, exc.elapsed),
+                             hint=last.hint) from None
 
     @contextlib.contextmanager
     def consistent_read(self):

@@ -10,17 +10,16 @@ import re
 from ..errors import (
     ConnectError,
     DamagedInputError,
-    DatabaseLockedError,
     MissingDependencyError,
     PrivilegeError,
     SchemaError,
 )
 from ..retry import RetriesExhausted, call_with_retry
 from .base import Backend, ColumnDetail, ForeignKey, Index, StorageLimit
+from .replication import ReplicationMixin, translate_server_error
 
 ACCESS_DENIED = 1045
 UNKNOWN_DATABASE = 1049
-LOCK_ERRNOS = (1205, 1213)
 REFUSED_VALUE_ERRNOS = (3140, 4025)  # MySQL: invalid JSON text; MariaDB: CHECK (json_valid) failed
 INCORRECT_STRING = 1366  # bytes that are not UTF-8 into a utf8mb4 column
 PRIVILEGE_ERRNOS = (1044, 1142, 1143, 1227)  # database / table / column / global privilege missing
@@ -64,7 +63,7 @@ def _text(value):
     return value
 
 
-class MySQLBackend(Backend):
+class MySQLBackend(ReplicationMixin, Backend):
     dialect = "mysql"
     quote_char = "`"
     _temp_keyword = "TEMPORARY"
@@ -149,9 +148,9 @@ class MySQLBackend(Backend):
         if errno in PRIVILEGE_ERRNOS:
             return PrivilegeError("MySQL user %r may not do this on %s: %s" % (a.user, a.display(), msg),
                                   hint=self._grant_hint(errno, msg))
-        if errno in LOCK_ERRNOS:
-            return DatabaseLockedError("MySQL %s: %s" % (a.display(), msg),
-                                       hint="another session holds the locks; retry later or raise --lock-timeout")
+        cluster = translate_server_error(a, errno, msg, exhausted)  # read-only, conflicts, Galera limits
+        if cluster is not None:
+            return cluster
         if errno in REFUSED_VALUE_ERRNOS:
             return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
                                      hint="a metric value is not valid JSON: repair the source with `emfix fix-json`, "

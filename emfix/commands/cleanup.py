@@ -28,6 +28,8 @@ def register(sub):
 
 def run(args, out):
     address = common.resolve_address(args)
+    if not args.dry_run:
+        common.refuse_replica(args, address)
     ask = None if args.yes or args.dry_run else common.confirm(
         lambda plan: "remove %s rows from %s (each kept in a quarantine file)?" % (n(plan.total), address.display()),
         cleanup_plan_lines)

@@ -14,6 +14,7 @@ from ..address import PASSWORD_ENV, mysql_address_from_flags, parse_address
 from ..backends import open_database
 from ..errors import UsageError
 from ..retry import RetryPolicy
+from ..writegate import check_before_writing
 
 
 def lazy_module(name):
@@ -60,6 +61,9 @@ PASSWORD_HELP = ("the old tool's flag: works, but other users can read it in the
                  "--password-file, %s or ~/.my.cnf" % PASSWORD_ENV)
 SKIP_TABLES_HELP = "leave these tables' rows out (tables DST lacks that are not the Experiment Manager's)"
 FORCE_HELP = "work on a database that is not recognised as the Experiment Manager's (refused without)"
+WRITE_FORCE_HELP = ("work on a database that is not recognised as the Experiment Manager's, or write to a MySQL "
+                    "replica (both refused without)")
+REPLICA_FORCE_HELP = "write to a MySQL server that is a replica or read_only (refused without: run it on the primary)"
 
 
 def add_output_options(parser):
@@ -100,7 +104,7 @@ def add_lock_timeout(parser):
                         help="keep retrying a locked or unreachable database this long (default 30)")
 
 
-def add_repair_options(parser, batch_default, batch_help, force_help=FORCE_HELP):
+def add_repair_options(parser, batch_default, batch_help, force_help=WRITE_FORCE_HELP):
     """The options every repair shares: a plan first, a question, a snapshot, a quarantine, batches."""
     parser.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     parser.add_argument("--batch-size", type=positive_int, default=batch_default, metavar="N", help=batch_help)
@@ -207,6 +211,12 @@ def address_of(text, args):
 
 def retry_policy(args):
     return RetryPolicy(deadline=max(0.0, getattr(args, "lock_timeout", 30.0)))
+
+
+def refuse_replica(args, address):
+    """The write gate (emfix.writegate), before a command that writes takes a snapshot or opens a quarantine:
+    a MySQL replica is refused unless --force, a server that refuses this user's writes always."""
+    check_before_writing(address, getattr(args, "force", False), retry_policy(args))
 
 
 def open_from_args(args, readonly=False, create=False):

@@ -9,7 +9,7 @@ from . import common
 doctor = common.lazy_module("emfix.doctor")
 
 SUMMARY = ("what is wrong around a database and what to run: connection, locks, journal, engines, disk, memory, "
-           "large metrics, unindexed keys, last results (exit 0 OK/WARN, 1 FAIL)")
+           "large metrics, unindexed keys, replication and Galera, last results (exit 0 OK/WARN, 1 FAIL)")
 
 
 def register(sub):

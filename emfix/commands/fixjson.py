@@ -23,6 +23,8 @@ def register(sub):
 
 def run(args, out):
     address = common.resolve_address(args)
+    if not args.dry_run:
+        common.refuse_replica(args, address)
     ask = None if args.yes or args.dry_run else common.confirm(
         lambda _a: "rewrite the malformed values of %s in %s (originals kept in a quarantine file)?" % (
             args.column, address.display()))

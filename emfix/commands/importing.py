@@ -14,7 +14,8 @@ def register(sub):
     p.add_argument("file", metavar="FILE", help="a file written by `emfix export --format jsonl`")
     p.add_argument("--experiment-title", metavar="T", help="title of the imported experiment")
     p.add_argument("--resume", action="store_true", help="finish an import that was interrupted")
-    p.add_argument("--force", action="store_true", help="import the file again as another experiment")
+    p.add_argument("--force", action="store_true", help="import the file again as another experiment; "
+                   "also write to a MySQL replica (refused without)")
     p.add_argument("--skip-tables", metavar="T,...", help=common.SKIP_TABLES_HELP)
     p.add_argument("--allow-dangling", action="store_true",
                    help="import link rows whose parent row is missing in the export (refused without; counted)")
@@ -25,6 +26,7 @@ def run(args, out):
     if not (args.db or args.database or args.mysql):
         raise UsageError("import needs the database and the file", hint="emfix import DB FILE")
     address = common.resolve_address(args)
+    common.refuse_replica(args, address)
     result = importer.import_file(address, args.file, experiment_title=args.experiment_title,
                          retry_policy=common.retry_policy(args),
                          progress=common.make_progress("import", args, out), resume=args.resume, force=args.force,

@@ -14,10 +14,12 @@ def register(sub):
                    help="1: without the BATCH tables, 2: with them (default)")
     p.add_argument("--json-type", choices=("json", "text"), default="json",
                    help="MySQL type of METRIC.per_label_val: JSON (default) or LONGTEXT as legacy installs")
+    p.add_argument("--force", action="store_true", help=common.REPLICA_FORCE_HELP)
     common.finish(p, run)
 
 
 def run(args, out):
+    common.refuse_replica(args, common.resolve_address(args))
     with common.open_from_args(args, create=True) as db:
         created = schema.create_schema(db, generation=args.generation, json_type=args.json_type)
         if out.json:

@@ -49,7 +49,8 @@ def register(sub):
     p.add_argument("--resume", action="store_true",
                    help="finish a migration that was interrupted (with --all: the experiment begun, then the others), "
                         "or verify again a copy that differed")
-    p.add_argument("--force", action="store_true", help="copy an experiment again that was already migrated")
+    p.add_argument("--force", action="store_true", help="copy an experiment again that was already migrated; "
+                   "also write to a MySQL replica (refused without)")
     p.add_argument("--init", action="store_true",
                    help="create the tables DST lacks, with the Experiment Manager's own DDL (on MySQL: FLOAT total_val "
                         "and DATETIME without fraction; values DST keeps less of are counted in the verify)")
@@ -69,6 +70,7 @@ def run(args, out):
     if args.target_experiment is not None:
         raise UsageError("-t/--target-experiment works within one database", hint="use -d DB -s ID -t ID")
     source, target = common.address_of(args.source, args), common.address_of(args.target, args)
+    common.refuse_replica(args, target)  # DST is written; SRC is only read (a replica serves)
     ids = list(args.experiment or [])
     if args.all:
         with open_database(source, readonly=source.is_sqlite, retry_policy=common.retry_policy(args)) as db:
@@ -145,6 +147,7 @@ def _copy_within(args, out):
     if not args.experiment or len(args.experiment) != 1:
         raise UsageError("which experiment? give -s ID (one)", hint="e.g. emfix migrate-experiment -d DB -s 12")
     source_id, into, policy = args.experiment[0], args.target_experiment, common.retry_policy(args)
+    common.refuse_replica(args, address)
     done = copyjournal.find_copy_within(address, source_id, into, retry_policy=policy)
     if done and not args.force:
         # A repeat of a finished copy would add the same trials (or make the same experiment) again.

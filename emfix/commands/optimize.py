@@ -15,12 +15,14 @@ def register(sub):
     p.add_argument("--vacuum", action="store_true",
                    help="also compact: VACUUM (SQLite) or OPTIMIZE TABLE (MySQL), after checking free disk")
     p.add_argument("--no-timing", action="store_true", help="skip the validate timings before and after")
-    p.add_argument("--force", action="store_true", help=common.FORCE_HELP)
+    p.add_argument("--force", action="store_true", help=common.WRITE_FORCE_HELP)
     common.finish(p, run)
 
 
 def run(args, out):
     address = common.resolve_address(args)
+    if not args.dry_run:
+        common.refuse_replica(args, address)
     result = optimize.optimize(address, dry_run=args.dry_run, vacuum=args.vacuum, timing=not args.no_timing,
                       retry_policy=common.retry_policy(args), progress=common.make_progress("optimize", args, out),
                       force=args.force)

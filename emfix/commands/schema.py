@@ -58,7 +58,7 @@ def register(sub):
     u.add_argument("--no-snapshot", action="store_true", help="skip the verified snapshot taken first")
     u.add_argument("--snapshot-dir", metavar="DIR", help="where the snapshot goes")
     u.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    u.add_argument("--force", action="store_true", help=common.FORCE_HELP)
+    u.add_argument("--force", action="store_true", help=common.WRITE_FORCE_HELP)
     common.finish(u, run_upgrade)
 
 
@@ -157,9 +157,12 @@ def diff_lines(diff):
 
 def run_upgrade(args, out):
     """One plan: the one shown (and confirmed, unless --yes) is the one executed."""
+    address = common.resolve_address(args)
+    if not args.dry_run:
+        common.refuse_replica(args, address)
     ask = None if args.yes else common.confirm(lambda p: "upgrade the schema of %s?" % p.database, upgrade_lines)
     result = upgrade.upgrade_schema(
-        common.resolve_address(args), dry_run=args.dry_run, confirm=ask, snapshot=not args.no_snapshot,
+        address, dry_run=args.dry_run, confirm=ask, snapshot=not args.no_snapshot,
         snapshot_dir=args.snapshot_dir, force=args.force, retry_policy=common.retry_policy(args),
         progress=common.make_progress("schema upgrade", args, out))
     if out.json:

@@ -67,6 +67,7 @@ def _add_options(parser, action):
                             help="restore a snapshot taken of another database (refused without this)")
         parser.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed without a "
                             "terminal)")
+        parser.add_argument("--force", action="store_true", help=common.REPLICA_FORCE_HELP)
     elif action == "prune":
         parser.add_argument("--keep", type=common.non_negative_int, metavar="N", help="keep the N newest snapshots")
         parser.add_argument("--older-than", metavar="AGE", help="delete snapshots older than AGE (30d, 12h, 90m)")
@@ -112,6 +113,8 @@ def _create(args, out, directory, address):
     out.text("snapshot %s: %s rows in %d tables, %.1f MB, sha256 %s%s" % (
         manifest.id, n(manifest.row_total), len(manifest.tables), manifest.size / 1e6, manifest.sha256[:16],
         ", verified" if manifest.verified_at else ""))
+    if manifest.position:
+        out.text("  binary log position: %s" % position_text(manifest.position))
     out.text("  in %s" % directory)
     return EXIT_OK
 
@@ -140,6 +143,7 @@ def _verify(args, out, directory, address):
 
 
 def _restore(args, out, directory, address):
+    common.refuse_replica(args, address)  # before the safety snapshot, and before any question
     chosen = snapshot.resolve_snapshot_id(directory, args.snapshot_id or "latest-valid", address)
     if not args.yes:  # it replaces the database's content: asked first, as the old tool and every repair do
         ask = common.confirm(lambda _plan: "replace the content of %s with snapshot %s (a safety snapshot of what is "
@@ -176,6 +180,18 @@ def _prune(args, out, directory, address):
     return EXIT_OK
 
 
+def position_text(position):
+    """`gtid 0-1-42, bin.000003:1234` (`about ...` when read just after the data's moment, not in it)."""
+    parts = []
+    if position.get("gtid"):
+        parts.append("gtid %s" % position["gtid"])
+    if position.get("binlog_file"):
+        parts.append("%s:%s" % (position["binlog_file"], position.get("binlog_position")))
+    if position.get("replica_gtid"):
+        parts.append("replica of its primary at gtid %s" % position["replica_gtid"])
+    return ("" if position.get("exact", True) else "about ") + (", ".join(parts) or "?")
+
+
 def snapshot_lines(found, directory):
     if not found:
         return ["no snapshots in %s" % directory]
@@ -185,8 +201,8 @@ def snapshot_lines(found, directory):
         if m is None:
             lines.append("%-34s %-10s %s" % (s.id, s.status, s.problem))
             continue
-        lines.append("%-34s %-10s %-19s %8.1f MB %12s  %s%s" % (
+        lines.append("%-34s %-10s %-19s %8.1f MB %12s  %s%s%s" % (
             s.id, s.status, m.created_at[:19].replace("T", " "), m.size / 1e6, n(m.row_total), m.description,
-            "  (%s)" % s.problem if s.problem else ""))
+            "  (%s)" % s.problem if s.problem else "", "  [at %s]" % position_text(m.position) if m.position else ""))
     lines.append("in %s" % directory)
     return lines

@@ -61,6 +61,8 @@ def run(args, out):
         raise UsageError("no rules given", hint="add --rules FILE (emfix transform-metrics --template FILE writes one)")
     rules = transform.load_rules(args.rules)
     address = common.resolve_address(args)
+    if not args.dry_run:
+        common.refuse_replica(args, address)
     ask = None if args.yes or args.dry_run else common.confirm(
         lambda _a: "transform the metric values of %s (originals kept in a quarantine file)?" % address.display())
     result = transform.transform_metrics(address, rules, experiment_ids=_experiment_ids(args), dry_run=args.dry_run,

@@ -2,6 +2,7 @@
 
 import sys
 
+from .. import quarantine
 from ..errors import EXIT_OK, EXIT_PROBLEMS
 from . import common
 from .common import n
@@ -18,12 +19,15 @@ def register(sub):
                    help="rows or values per transaction (default 1,000; lower it for Galera's wsrep_max_ws_rows)")
     p.add_argument("--force", action="store_true",
                    help="put the rows into the database named by -d although the quarantine came from another "
-                        "(a moved or copied database)")
+                        "(a moved or copied database); also " + common.REPLICA_FORCE_HELP)
     common.finish(p, run)
 
 
 def run(args, out):
     address = common.resolve_address(args) if (args.database or args.mysql) else None
+    target = address or quarantine.database_of(args.quarantine)
+    if target is not None:
+        common.refuse_replica(args, target)
     result = undo.undo(args.quarantine, address, retry_policy=common.retry_policy(args), force=args.force,
                        batch_size=args.batch_size)
     if out.json:

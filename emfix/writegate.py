@@ -1,0 +1,72 @@
+"""The gate every command that writes passes first, before it takes a snapshot or opens a quarantine.
+
+A change made on a MySQL replica breaks replication: the primary's next change to the same rows
+stops the replica's SQL thread (1032 "Can't find record"). Root on a read_only replica is not
+stopped by the server, so emfix stops itself: a server that is read_only / super_read_only or has a
+replication source configured is refused unless --force; a server that refuses this user's writes
+anyway (1290) is refused whatever the flags say, before anything was taken or opened.
+"""
+
+import dataclasses
+import logging
+
+from .backends import open_database
+from .errors import ConnectError, ReadOnlyServerError, ReplicaError
+
+log = logging.getLogger(__name__)
+
+
+def refuse_if_replica(db, force):
+    """Raise unless the server behind `db` is the one to write to; return its ReplicationRole (None on
+    SQLite, which has no replicas).
+
+    ReadOnlyServerError (exit 3) when the server refuses this user's writes, with or without `force`;
+    ReplicaError (exit 2) when it is a replica and `force` is false. With `force`, writing to a
+    replica goes ahead with a warning."""
+    return _judge(db, force, db.address)
+
+
+def _judge(db, force, address):
+    if not hasattr(db, "replication_role"):
+        return None
+    role = db.replication_role()
+    where = "%s:%s" % (address.host, address.port)
+    if role.writable is False:
+        raise ReadOnlyServerError("this server is read-only: run it on the primary (MySQL %s: %s; user %r may not "
+                                  "write past read_only)" % (where, role.describe(), address.user),
+                                  hint=_primary_hint(address, role, force_helps=False))
+    if role.is_replica and not force:
+        raise ReplicaError("MySQL %s is %s: a change made here breaks replication (the primary's next change to "
+                           "the same rows stops the replica); nothing was changed" % (where, role.describe()),
+                           hint=_primary_hint(address, role, force_helps=True))
+    if role.is_replica:
+        log.warning("writing to MySQL %s, %s, as --force asks: replication from its primary may stop", where,
+                    role.describe())
+    return role
+
+
+def check_before_writing(address, force, retry_policy=None):
+    """refuse_if_replica on a connection of its own: what a command calls before the library opens the
+    database to change it. A database that does not exist yet (init, migrate --init) is judged by its
+    server."""
+    if address.is_sqlite:
+        return None
+    try:
+        db = open_database(address, retry_policy=retry_policy)
+    except ConnectError as exc:
+        if not getattr(exc, "missing_database", False):
+            raise
+        db = open_database(dataclasses.replace(address, database=None), retry_policy=retry_policy)
+    with db:
+        return _judge(db, force, address)
+
+
+def _primary_hint(address, role, force_helps):
+    primary = role.primary_address(address)
+    if primary is not None:
+        text = "run it on the primary: %s" % primary.target()
+    else:
+        text = "run it on the primary (`emfix doctor` on this server shows what it knows of it)"
+    if force_helps:
+        text += "; --force writes here anyway (only for a replica taken out of replication)"
+    return text

@@ -1,0 +1,469 @@
+"""Replicas (issue #29): a primary + replica pair of MariaDB servers of our own on loopback.
+
+The write commands run on the primary and the replica stays identical (CHECKSUM TABLE) with its
+replication running; every write command refuses the replica, as root (which read_only does not
+stop) and as a user read_only does stop, before any snapshot or quarantine. The pair runs only
+when EMFIX_TEST_MYSQL_URL is set (the signal that MySQL tests should run) and `mariadbd` is
+installed. A Galera cluster needs packages this machine does not have (galera-4, mariadb-backup):
+its findings and errors are tested here without one.
+"""
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+
+import pytest
+from conftest import make_demo, mysql_server_url, run_cli
+
+from emfix.address import DatabaseAddress
+from emfix.backends import open_database
+from emfix.backends.replication import Channel, Galera, ReplicationRole, translate_server_error
+from emfix.clustercheck import cluster_findings, point_repairs_at_primary
+from emfix.doctor import Finding
+from emfix.errors import ConflictError, ReadOnlyServerError, TransactionTooLargeError
+from emfix.quarantine import write_meta
+from emfix.retry import RetryPolicy
+
+ENV = {"EMFIX_MYSQL_PASSWORD": ""}
+
+
+# -- the pair ---------------------------------------------------------------------------------------
+
+def _free_port(start=3310):
+    for port in range(start, 3400):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    pytest.skip("no free port in 3310..3399 for the test servers")
+
+
+class Server:
+    def __init__(self, folder, server_id):
+        self.folder, self.server_id = folder, server_id
+        self.port = None
+        self.proc = None
+
+    def start(self, mariadbd, install):
+        as_root = ["--user=root"] if os.geteuid() == 0 else []
+        done = subprocess.run([install, "--no-defaults", "--datadir=%s" % self.folder, "--skip-test-db",
+                               "--auth-root-authentication-method=normal"] + as_root, capture_output=True, text=True)
+        if done.returncode:
+            pytest.fail("mariadb-install-db failed: %s" % done.stderr[-500:])
+        for _ in range(5):  # another process may take the port between the probe and the bind
+            self.port = _free_port(3310 + 10 * self.server_id)
+            self.proc = subprocess.Popen(
+                [mariadbd, "--no-defaults", "--datadir=%s" % self.folder, "--port=%d" % self.port,
+                 "--bind-address=127.0.0.1", "--socket=%s" % os.path.join(self.folder, "sock"),
+                 # Its own temporary folder: a mariadbd starting removes every #sql* file in its tmpdir,
+                 # which in /tmp would be the live temporary tables of the machine's other server.
+                 "--tmpdir=%s" % self._tmpdir(),
+                 "--server-id=%d" % self.server_id, "--log-bin=%s" % os.path.join(self.folder, "bin"),
+                 "--binlog-format=ROW", "--skip-name-resolve", "--innodb-buffer-pool-size=32M",
+                 "--log-error=%s" % os.path.join(self.folder, "error.log"),
+                 "--pid-file=%s" % os.path.join(self.folder, "pid")] + as_root,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if self._wait_ready():
+                return
+            self.stop()
+        pytest.fail("mariadbd did not start: see %s" % os.path.join(self.folder, "error.log"))
+
+    def _tmpdir(self):
+        path = os.path.join(self.folder, "tmp")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def _wait_ready(self, seconds=30):
+        import mysql.connector
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                mysql.connector.connect(host="127.0.0.1", port=self.port, user="root", password="").close()
+                return True
+            except mysql.connector.Error:
+                time.sleep(0.2)
+        return False
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def address(self, database, user="root"):
+        return DatabaseAddress("mysql", host="127.0.0.1", port=self.port, user=user, password="", database=database)
+
+    def url(self, database, user="root"):
+        return "mysql://%s@127.0.0.1:%d/%s" % (user, self.port, database)
+
+    def sql(self, statement, database=None):
+        with open_database(self.address(database)) as db:
+            return db.query(statement) if statement.lstrip().upper().startswith(("SELECT", "SHOW", "CHECKSUM")) \
+                else db.execute(statement)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    mysql_server_url()  # skips unless EMFIX_TEST_MYSQL_URL says the MySQL tests should run
+    pytest.importorskip("mysql.connector")
+    mariadbd = shutil.which("mariadbd") or ("/usr/sbin/mariadbd" if os.path.exists("/usr/sbin/mariadbd") else None)
+    install = shutil.which("mariadb-install-db")
+    if not mariadbd or not install:
+        pytest.skip("mariadbd / mariadb-install-db are not installed: no primary + replica pair to test with")
+    folder = tmp_path_factory.mktemp("pair")
+    primary, replica = Server(str(folder / "primary"), 1), Server(str(folder / "replica"), 2)
+    try:
+        primary.start(mariadbd, install)
+        replica.start(mariadbd, install)
+        replica.sql("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='root', "
+                    "MASTER_USE_GTID=slave_pos" % primary.port)
+        replica.sql("START SLAVE")
+        replica.sql("SET GLOBAL read_only = 1")
+        primary.sql("CREATE DATABASE em CHARACTER SET utf8mb4")
+        primary.sql("CREATE USER app@'%'")  # replicated: on the replica, a user read_only stops
+        primary.sql("GRANT ALL ON em.* TO app@'%'")
+        make_demo(primary.address("em"))
+        wait_for_replica(primary, replica)
+        yield primary, replica
+    finally:
+        replica.stop()
+        primary.stop()
+
+
+def wait_for_replica(primary, replica, seconds=20):
+    position = primary.sql("SELECT @@gtid_binlog_pos")[0][0]
+    assert replica.sql("SELECT MASTER_GTID_WAIT('%s', %d)" % (position, seconds))[0][0] == 0, replication_state(
+        replica)
+
+
+def replication_state(replica):
+    with open_database(replica.address(None)) as db:
+        return db.named_rows("SHOW SLAVE STATUS")[0]
+
+
+def checksums(server, database):
+    with open_database(server.address(database)) as db:
+        tables = db.tables()
+        return dict((name.split(".")[-1], value) for name, value in db.query(
+            "CHECKSUM TABLE %s" % ", ".join(db.quote(t) for t in tables)))
+
+
+def assert_identical(primary, replica, *databases):
+    wait_for_replica(primary, replica)
+    state = replication_state(replica)
+    assert state["Slave_IO_Running"] == "Yes" and state["Slave_SQL_Running"] == "Yes", state
+    assert state["Last_SQL_Errno"] in (0, "0"), state["Last_SQL_Error"]
+    for database in databases:
+        sums = checksums(primary, database)
+        assert sums and checksums(replica, database) == sums, database
+
+
+@pytest.fixture(scope="module")
+def primary_work(pair, tmp_path_factory):
+    """Every write command run on the primary, once: what it left (quarantines, snapshots, an export)."""
+    primary, replica = pair
+    work = tmp_path_factory.mktemp("work")
+    url, snaps, quarantine = primary.url("em"), str(work / "snaps"), str(work / "quarantine")
+    rules = work / "rules.json"
+    rules.write_text(json.dumps({"*": {"round": 2}}))
+
+    def ok(*args):
+        result = run_cli(*args, env=ENV, cwd=str(work))
+        assert result.returncode in (0, 1), (args, result.stderr)  # 1: problems found (validate afterwards)
+        assert "Traceback" not in result.stderr
+        return result
+
+    first = json.loads(ok("snapshot", "create", url, "--snapshot-dir", snaps, "--json").stdout)
+    ok("cleanup-orphans", url, "--yes", "--snapshot-dir", snaps, "--quarantine-dir", quarantine)
+    ok("fix-json", url, "--yes", "--reset-unfixable", "--snapshot-dir", snaps, "--quarantine-dir", quarantine)
+    ok("transform-metrics", url, "--rules", str(rules), "--yes", "--snapshot-dir", snaps, "--quarantine-dir",
+       quarantine)
+    made = sorted(os.listdir(quarantine))
+    transform = os.path.join(quarantine, [m for m in made if m.startswith("transform-metrics")][0])
+    ok("undo", transform)
+    ok("optimize", url, "--no-timing")
+    ok("schema", "upgrade", url, "--yes", "--snapshot-dir", snaps)
+    ok("export", url, "-e", "1", "-o", str(work / "exp1.jsonl"))
+    ok("import", url, str(work / "exp1.jsonl"), "--allow-dangling")
+    ok("init", primary.url("em2"))
+    ok("migrate", url, primary.url("em2"), "-e", "2", "--strategy", "aggressive")
+    ok("snapshot", "restore", url, "--snapshot-dir", snaps, "--snapshot-id", first["id"], "--yes")
+    return {"snaps": snaps, "first": first, "export": str(work / "exp1.jsonl"), "rules": str(rules),
+            "quarantine": os.path.join(quarantine, made[0])}
+
+
+# -- on the primary: everything replicates ------------------------------------------------------
+
+def test_every_write_command_on_the_primary_leaves_the_replica_identical(pair, primary_work):
+    primary, replica = pair
+    assert_identical(primary, replica, "em", "em2")
+
+
+def test_snapshot_manifest_records_the_gtid_and_binlog_position_of_its_data(pair, primary_work, tmp_path):
+    primary, replica = pair
+    first = primary_work["first"]["position"]
+    assert first["exact"] and first["gtid_variable"] == "gtid_binlog_pos" and first["binlog_file"].startswith("bin.")
+    for fmt in ("sql", "sqlite"):
+        expected_gtid = primary.sql("SELECT @@gtid_binlog_pos")[0][0]
+        expected_file, expected_pos = primary.sql("SHOW MASTER STATUS")[0][:2]
+        made = json.loads(run_cli("snapshot", "create", primary.url("em"), "--snapshot-dir", str(tmp_path), "--format",
+                                  fmt, "--json", env=ENV).stdout)
+        assert made["position"]["gtid"] == expected_gtid, fmt
+        assert (made["position"]["binlog_file"], made["position"]["binlog_position"]) == (expected_file,
+                                                                                           int(expected_pos))
+    listed = json.loads(run_cli("snapshot", "list", "--snapshot-dir", str(tmp_path), "--json", env=ENV).stdout)
+    assert all(s["position"]["gtid"] == expected_gtid for s in listed["snapshots"])
+    text = run_cli("snapshot", "list", "--snapshot-dir", str(tmp_path), env=ENV).stdout
+    assert "[at gtid %s, %s:%s]" % (expected_gtid, expected_file, expected_pos) in text
+    # a replica's snapshot (read-only: allowed there) says where it is in its primary's stream
+    wait_for_replica(primary, replica)
+    made = json.loads(run_cli("snapshot", "create", replica.url("em"), "--snapshot-dir", str(tmp_path / "r"),
+                              "--json", env=ENV).stdout)
+    assert made["position"]["replica_gtid"] == expected_gtid
+
+
+def test_repairs_replicate_under_statement_binlog_format_too(pair, tmp_path):
+    primary, replica = pair
+    primary.sql("CREATE DATABASE em_statement CHARACTER SET utf8mb4")
+    make_demo(primary.address("em_statement"))
+    primary.sql("SET GLOBAL binlog_format = 'STATEMENT'")  # our own server: new sessions log statements
+    try:
+        for args in (["cleanup-orphans"], ["fix-json", "--reset-unfixable"]):
+            result = run_cli(args[0], primary.url("em_statement"), *args[1:], "--yes", "--no-snapshot",
+                             "--quarantine-dir", str(tmp_path), env=ENV)
+            assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr
+    finally:
+        primary.sql("SET GLOBAL binlog_format = 'ROW'")
+    assert_identical(primary, replica, "em_statement")
+
+
+# -- on the replica: every write command refuses ------------------------------------------------
+
+def refused_commands(replica, primary_work, snaps, quarantine):
+    url = replica.url("em")
+    where = ["--snapshot-dir", snaps]
+    return {
+        "cleanup-orphans": ["cleanup-orphans", url, "--yes", "--quarantine-dir", quarantine] + where,
+        "fix-json": ["fix-json", url, "--yes", "--quarantine-dir", quarantine] + where,
+        "transform-metrics": ["transform-metrics", url, "--rules", primary_work["rules"], "--yes", "--quarantine-dir",
+                              quarantine] + where,
+        "undo": ["undo", primary_work["quarantine"], "--database", url],
+        "schema upgrade": ["schema", "upgrade", url, "--yes"] + where,
+        "snapshot restore": ["snapshot", "restore", url, "--yes"] + where,
+        "import": ["import", url, primary_work["export"]],
+        "migrate": ["migrate", primary_work["export"].replace("exp1.jsonl", "none.db"), url, "-e", "1"],
+        "optimize": ["optimize", url, "--no-timing"],
+        "init": ["init", replica.url("brand_new")],
+    }
+
+
+def test_every_write_command_refuses_the_replica_as_root(pair, primary_work, tmp_path):
+    primary, replica = pair
+    snaps, quarantine = str(tmp_path / "snaps"), str(tmp_path / "quarantine")
+    open(primary_work["export"].replace("exp1.jsonl", "none.db"), "a").close()  # migrate's SRC: never read
+    for name, args in refused_commands(replica, primary_work, snaps, quarantine).items():
+        result = run_cli(*args, env=ENV)
+        assert result.returncode == 2, (name, result.stderr)
+        assert "is a replica of 127.0.0.1:%d" % primary.port in result.stderr, (name, result.stderr)
+        assert "run it on the primary: mysql://root@127.0.0.1:%d/" % primary.port in result.stderr, name
+        assert "--force" in result.stderr and "Traceback" not in result.stderr, name
+    assert not os.path.exists(snaps) and not os.path.exists(quarantine)  # nothing taken, nothing opened
+    # undo without -d goes where the quarantine says it came from: here, the replica
+    copy = str(tmp_path / "from-replica.quarantine.db")
+    shutil.copyfile(primary_work["quarantine"], copy)
+    con = sqlite3.connect(copy)
+    write_meta(con, database=replica.url("em"), database_key=replica.address("em").key())
+    con.close()
+    result = run_cli("undo", copy, env=ENV)
+    assert result.returncode == 2 and "is a replica of 127.0.0.1:%d" % primary.port in result.stderr, result.stderr
+    assert_identical(primary, replica, "em", "em2")
+
+
+def test_a_user_read_only_stops_gets_a_clear_error_before_anything_is_taken(pair, tmp_path):
+    primary, replica = pair
+    snaps, quarantine = str(tmp_path / "snaps"), str(tmp_path / "quarantine")
+    for force in ([], ["--force"]):  # --force cannot write past read_only: the same clear error
+        result = run_cli("cleanup-orphans", replica.url("em", user="app"), "--yes", "--snapshot-dir", snaps,
+                         "--quarantine-dir", quarantine, *force, env=ENV)
+        assert result.returncode == 3, result.stderr
+        assert result.stderr.startswith("error: this server is read-only: run it on the primary")
+        assert "Traceback" not in result.stderr
+    assert not os.path.exists(snaps) and not os.path.exists(quarantine)
+    report = json.loads(run_cli("doctor", replica.url("em", user="app"), "--json", env=ENV).stdout)
+    role = {f["check"]: f for f in report["findings"]}["replication"]
+    assert role["level"] == "WARN" and "most likely a replica" in role["message"] and "'app' may not see" in role[
+        "message"]
+    # 1290 met anywhere else (the gate skipped, as a library caller may) is the same clear error
+    with open_database(replica.address("em", user="app")) as db:
+        with pytest.raises(ReadOnlyServerError, match="this server is read-only: run it on the primary"):
+            db.execute("DELETE FROM %s WHERE id = -1" % db.quote("METRIC"))
+    # and the user may write on the primary (the grant replicated): the gate lets it through
+    assert run_cli("optimize", primary.url("em", user="app"), "--no-timing", env=ENV).returncode == 0
+    assert_identical(primary, replica, "em")
+
+
+def test_force_writes_to_a_replica_with_a_warning(pair):
+    primary, replica = pair
+    result = run_cli("init", replica.url("replica_only"), "--force", env=ENV)  # a database the primary never has
+    assert result.returncode == 0, result.stderr
+    assert "as --force asks: replication from its primary may stop" in result.stderr
+    replica.sql("DROP DATABASE replica_only")
+    assert_identical(primary, replica, "em")
+
+
+def test_doctor_says_replica_and_points_repairs_at_the_primary(pair, tmp_path):
+    primary, replica = pair
+    history = {"EMFIX_HISTORY": str(tmp_path / "history.jsonl"), **ENV}
+    assert run_cli("validate", replica.url("em"), "-q", env=history).returncode in (0, 1)  # reading is fine there
+    report = json.loads(run_cli("doctor", replica.url("em"), "--json", env=history).stdout)
+    found = {f["check"]: f for f in report["findings"]}
+    role = found["replication"]
+    assert role["level"] == "WARN" and "a replica of 127.0.0.1:%d" % primary.port in role["message"]
+    assert "running, 0 s behind" in role["message"] and role["details"]["channels"][0]["seconds_behind_master"] == 0
+    assert "mysql://root@127.0.0.1:%d/em" % primary.port in role["fix"]
+    writing = ("cleanup-orphans", "fix-json", "optimize", "init", "undo", "snapshot restore", "schema upgrade")
+    for finding in report["findings"]:
+        assert not any("emfix %s %s" % (c, replica.url("em")) in finding["fix"] for c in writing), finding
+    if "cleanup-orphans" in found["last_validate"]["fix"]:
+        assert primary.url("em") in found["last_validate"]["fix"]
+    on_primary = json.loads(run_cli("doctor", primary.url("em"), "--json", env=history).stdout)
+    role = {f["check"]: f for f in on_primary["findings"]}["replication"]
+    assert role["level"] == "OK" and role["message"].startswith("a primary") and "ROW" in role["message"]
+
+
+def test_a_batch_chosen_as_deadlock_victim_is_rolled_back_and_run_again(pair):
+    import mysql.connector
+    primary, _replica = pair
+    primary.sql("CREATE TABLE em.deadlock (id INT PRIMARY KEY, v INT)")
+    primary.sql("INSERT INTO deadlock SELECT seq, 0 FROM seq_1_to_200", database="em")
+    other = mysql.connector.connect(host="127.0.0.1", port=primary.port, user="root", password="", database="em")
+    db = open_database(primary.address("em"), retry_policy=RetryPolicy(deadline=20))
+    calls, outcome = [], {}
+
+    def batch():
+        calls.append(1)
+        db.execute("UPDATE deadlock SET v = 100 WHERE id = 1")
+        db.execute("UPDATE deadlock SET v = 100 WHERE id = 2")  # the first time: waits for `other`
+
+    def run():
+        try:
+            db.write_batch(batch)
+            outcome["ok"] = True
+        except Exception as exc:  # reported by the assertion below
+            outcome["error"] = exc
+    try:
+        cursor = other.cursor()
+        cursor.execute("START TRANSACTION")
+        cursor.execute("UPDATE deadlock SET v = v + 1 WHERE id > 1")  # 199 rows: the heavier side survives
+        worker = threading.Thread(target=run)
+        worker.start()
+        deadline = time.monotonic() + 20
+        waiting = "SELECT count(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'"
+        while primary.sql(waiting)[0][0] == 0:
+            assert time.monotonic() < deadline and worker.is_alive(), ("the batch never waited for the lock", outcome)
+            time.sleep(0.25)  # INNODB_TRX is a cache, refreshed only when it was not read for 0.1 s
+        cursor.execute("UPDATE deadlock SET v = v + 1 WHERE id = 1")  # closes the cycle: the batch is the victim
+        other.commit()
+        worker.join(30)
+    finally:
+        other.close()
+        db.close()
+    assert outcome.get("ok"), outcome.get("error")
+    assert len(calls) == 2
+    assert primary.sql("SELECT v FROM em.deadlock WHERE id IN (1, 2) ORDER BY id") == [(100,), (100,)]
+    primary.sql("DROP TABLE em.deadlock")
+
+
+# -- without a server: errors, retries and Galera findings ---------------------------------------
+
+ADDRESS = DatabaseAddress("mysql", host="db1", port=3306, user="em", database="em")
+
+
+def test_server_errors_become_clear_errors_with_what_to_do():
+    read_only = translate_server_error(ADDRESS, 1290, "The MariaDB server is running with the --read-only option")
+    assert isinstance(read_only, ReadOnlyServerError) and read_only.exit_code == 3
+    assert read_only.message.startswith("this server is read-only: run it on the primary")
+    deadlock = translate_server_error(ADDRESS, 1213, "Deadlock found when trying to get lock")
+    assert isinstance(deadlock, ConflictError) and "--lock-timeout" not in deadlock.hint.split(";")[-1]
+    assert "raise --lock-timeout" not in deadlock.hint
+    assert "raise --lock-timeout" in translate_server_error(ADDRESS, 1205, "Lock wait timeout exceeded").hint
+    for errno, msg in ((1180, "wsrep_max_ws_rows exceeded"), (1180, "Got error 90 during COMMIT"),
+                       (1105, "Maximum writeset size exceeded (wsrep_max_ws_size)")):
+        error = translate_server_error(ADDRESS, errno, msg)
+        assert isinstance(error, TransactionTooLargeError) and "--batch-size" in error.hint, msg
+    assert isinstance(translate_server_error(ADDRESS, 1180, 'Got error 149 "Lock deadlock" during COMMIT'),
+                      ConflictError)
+    assert translate_server_error(ADDRESS, 1146, "Table 'em.x' doesn't exist") is None
+    not_ready = translate_server_error(ADDRESS, 1047, "WSREP has not yet prepared node for application use")
+    assert not_ready.exit_code == 3 and "Synced" in not_ready.hint
+
+
+def test_write_batch_runs_a_conflicted_batch_again_and_gives_up_at_the_deadline(sqlite_address):
+    make_demo(sqlite_address, faults=False)
+    with open_database(sqlite_address, retry_policy=RetryPolicy(deadline=0.5, base=0.01, cap=0.05)) as db:
+        calls = []
+
+        def flaky():
+            calls.append(1)
+            db.execute("UPDATE EXPERIMENT SET title = 'changed' WHERE id = 1")
+            if len(calls) < 3:
+                raise ConflictError("deadlock", hint="h")
+            return "done"
+        assert db.write_batch(flaky) == "done" and len(calls) == 3
+        assert db.scalar("SELECT title FROM EXPERIMENT WHERE id = 1") == "changed"
+
+        def never():
+            db.execute("UPDATE EXPERIMENT SET title = 'never' WHERE id = 1")
+            raise ConflictError("deadlock", hint="h")
+        with pytest.raises(ConflictError, match="gave up after"):
+            db.write_batch(never)
+        assert db.scalar("SELECT title FROM EXPERIMENT WHERE id = 1") == "changed"  # each try rolled back
+
+
+def galera_role(**changes):
+    galera = dict(state="Synced", cluster_size=3, cluster_status="Primary", ready=True, max_ws_rows=0,
+                  max_ws_size=2147483647, sync_wait=0)
+    galera.update(changes)
+    return ReplicationRole(False, None, [], True, True, Galera(**galera), True, "ROW")
+
+
+def test_doctor_on_a_galera_node_checks_state_write_set_limits_snapshot_lock_and_sync_wait():
+    found = {f.check: f for f in cluster_findings(ADDRESS, galera_role(), (0, 5000))}
+    assert found["galera"].level == "OK" and "Synced, cluster of 3" in found["galera"].message
+    assert found["write_set"].level == "OK"
+    assert "desyncs this node" in found["galera_snapshot"].message
+    assert "SET SESSION wsrep_sync_wait = 1" in found["sync_wait"].message
+    found = {f.check: f for f in cluster_findings(ADDRESS, galera_role(max_ws_rows=4000), (0, 5000))}
+    assert found["write_set"].level == "WARN" and "--batch-size 3600" in found["write_set"].fix
+    assert "transform-metrics" in found["write_set"].message and "fix-json" not in found["write_set"].message
+    found = {f.check: f for f in cluster_findings(ADDRESS, galera_role(ready=False, cluster_status="non-Primary"),
+                                                  None)}
+    assert found["galera"].level == "FAIL"
+
+
+def test_on_a_replica_doctor_names_the_primary_in_every_repair_it_suggests():
+    role = ReplicationRole(True, None, [Channel("", "db0:3306", "Yes", "Yes", 3, "")], True, None)
+    target = ADDRESS.target()
+    findings = [Finding("a", "WARN", "x", "emfix cleanup-orphans %s --dry-run; emfix fix-json %s --dry-run" % (
+        target, target)), Finding("b", "WARN", "y", "emfix validate %s" % target)]
+    point_repairs_at_primary(findings, role, ADDRESS, target)
+    assert target not in findings[0].fix and findings[0].fix.count("mysql://em@db0:3306/em") == 2
+    assert findings[1].fix == "emfix validate %s" % target  # reading on a replica is fine
+    found = {f.check: f for f in cluster_findings(ADDRESS, role, None)}
+    assert "a replica of db0:3306" in found["replication"].message and "3 s behind" in found["replication"].message
+    stopped = ReplicationRole(True, None, [Channel("", "db0:3306", "Yes", "No", None, "Could not execute "
+                                                   "Delete_rows_v1 event")], True, None)
+    finding = cluster_findings(ADDRESS, stopped, None)[0]
+    assert finding.level == "FAIL" and "STOPPED" in finding.message and "Delete_rows" in finding.message
