@@ -53,7 +53,8 @@ class Server:
 
     def start(self, mariadbd, install):
         as_root = ["--user=root"] if os.geteuid() == 0 else []
-        done = subprocess.run([install, "--no-defaults", "--datadir=%s" % self.folder, "--skip-test-db",
+        done = subprocess.run([install, "--no-defaults", "--datadir=%s" % self.folder, "--tmpdir=%s" % self._tmpdir(),
+                               "--skip-test-db",
                                "--auth-root-authentication-method=normal"] + as_root, capture_output=True, text=True)
         if done.returncode:
             pytest.fail("mariadb-install-db failed: %s" % done.stderr[-500:])
@@ -76,7 +77,7 @@ class Server:
         pytest.fail("mariadbd did not start: see %s" % os.path.join(self.folder, "error.log"))
 
     def _tmpdir(self):
-        path = os.path.join(self.folder, "tmp")
+        path = self.folder.rstrip(os.sep) + "-tmp"  # beside the datadir: inside it would be a database
         os.makedirs(path, exist_ok=True)
         return path
 
