@@ -211,6 +211,25 @@ def find_finished(directory, command, address, fingerprint):
     return None
 
 
+# -- reading what to change: pages by key ---------------------------------------------------------
+
+SMALLEST_KEY = -(1 << 63)  # SQLite's and BIGINT's smallest: a page from here misses no integer key
+
+
+def key_pages(db, sql, batch_size):
+    """Pages of rows in key order: `sql` selects the key first and holds one `{after}` where the key's
+    lower bound goes (`key >= ?` on the first page, `key > ?` after). Every key is reached, integers
+    of any size and (SQLite) the text keys that sort after them."""
+    last, op = SMALLEST_KEY, ">="
+    while True:
+        rows = db.query(sql.replace("{after}", op + " ?", 1), (last,))
+        if rows:
+            yield rows
+        if len(rows) < batch_size:
+            return
+        last, op = rows[-1][0], ">"
+
+
 # -- values rewritten in place: kept (before and after), then compare-and-swap -----------------------
 
 @dataclasses.dataclass

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 from .backends import open_database
 from .backends.sqlite import UndecodableText
 from .errors import OperationInterrupted, UsageError
-from .guarded import GuardedChange, Rewrite, Safeguards, ValueRewrites, preflight
+from .guarded import GuardedChange, Rewrite, Safeguards, ValueRewrites, key_pages, preflight
 from .jsonrepair import repair
 from .progress import NoProgress
 
@@ -69,7 +69,9 @@ def _page_sql(db, table, column, key, size):
         # first byte cost far less than typeof() or a second JSON parse.
         doubtful = ("({v} < '!' OR ({v} >= '\"' AND {v} < '#') OR {v} >= x'' OR NOT json_valid({v}))"
                     ).format(v=v)
-    return "SELECT %s, %s FROM %s WHERE %s IS NOT NULL AND %s AND %s > ? ORDER BY %s LIMIT %d" % (
+    # (Two connections splitting the key range were tried: SQLite's JSON functions scale badly across
+    # threads here, two halves took as long as the whole.)
+    return "SELECT %s, %s FROM %s WHERE %s IS NOT NULL AND %s AND %s {after} ORDER BY %s LIMIT %d" % (
         k, v, db.quote(table), v, doubtful, k, k, size)
 
 
@@ -106,26 +108,9 @@ def fix_json(address, *, column="METRIC.per_label_val", dry_run=False, reset_unf
     return result
 
 
-def _scan_range(db, table, col, key, batch_size, low, high):
-    """Pages of (key, value) the database doubts, in key order, within [low, high).
-
-    (Two connections splitting the range were tried: SQLite's JSON functions scale badly across
-    threads here, two halves took as long as the whole.)"""
-    page = _page_sql(db, table, col, key, batch_size).replace(
-        " ORDER BY", " AND %s < ? ORDER BY" % db.quote(key), 1)
-    last = low - 1
-    while True:
-        rows = db.query(page, (last, high))
-        if rows:
-            yield rows
-        if len(rows) < batch_size:
-            return
-        last = rows[-1][0]
-
-
 def _run_pages(db, table, col, key, batch_size, reset_unfixable, rewrites, result, progress, interrupted):
     changes = collections.Counter()
-    for rows in _scan_range(db, table, col, key, batch_size, -(1 << 62), 1 << 62):
+    for rows in key_pages(db, _page_sql(db, table, col, key, batch_size), batch_size):
         if interrupted():
             raise OperationInterrupted("interrupted after %d values; every original is in the quarantine"
                                        % (result.repaired + result.reset), hint="run the same command again to finish")

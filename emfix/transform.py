@@ -23,7 +23,7 @@ from . import quarantine as q
 from .backends import open_database
 from .errors import OperationInterrupted, UsageError
 from .fileutil import write_output_text
-from .guarded import GuardedChange, Rewrite, Safeguards, ValueRewrites, preflight
+from .guarded import GuardedChange, Rewrite, Safeguards, ValueRewrites, key_pages, preflight
 from .hierarchy import reach_subtree
 from .jsonrepair import NonFiniteConstant
 from .progress import NoProgress
@@ -334,16 +334,9 @@ def _check_same_rules(path, rules_sha256):
 def _pages(db, scope, batch_size):
     k, v = db.quote(KEY), db.quote(COLUMN)
     inside = " AND t.%s IN (SELECT %s FROM %s)" % (k, k, db.quote(scope)) if scope else ""
-    sql = "SELECT t.%s, t.%s FROM %s t WHERE t.%s > ?%s ORDER BY t.%s LIMIT %d" % (
+    sql = "SELECT t.%s, t.%s FROM %s t WHERE t.%s {after}%s ORDER BY t.%s LIMIT %d" % (
         k, v, db.quote(TABLE), k, inside, k, batch_size)
-    last = -(1 << 62)
-    while True:
-        rows = db.query(sql, (last,))
-        if rows:
-            yield rows
-        if len(rows) < batch_size:
-            return
-        last = rows[-1][0]
+    return key_pages(db, sql, batch_size)
 
 
 def _run_pages(db, rules, scope, batch_size, rewrites, result, progress, interrupted):

@@ -432,3 +432,27 @@ def test_mysql_snapshots_and_quarantines_live_in_one_place_whatever_the_working_
     listed = run_cli("snapshot", "list", url_of(mysql_address), "--json", cwd=str(there))
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout), "the safety snapshot is found from another folder"
+
+
+def test_value_repairs_reach_keys_of_any_size(tmp_path):
+    """Keys past ±2**62, up to the largest a BIGINT or SQLite rowid holds, are repaired too."""
+    from emfix.address import DatabaseAddress
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    con = sqlite3.connect(address.path)
+    with con:
+        for ident in (-(1 << 63), (1 << 63) - 1, 1 << 62, -(1 << 62) - 1):
+            con.execute("INSERT INTO METRIC (id, type, total_val, per_label_val) VALUES (?, 'x', 0.5, ?)",
+                        (ident, "{'acc': 0.5, 'n': 1}"))
+    con.close()
+    fixed = run_cli("fix-json", address.path, "--yes", "--json", "--no-snapshot", "--batch-size", "3")
+    assert fixed.returncode in (0, 1), fixed.stderr
+    values = values_of(address, "METRIC", "per_label_val")
+    for ident in (-(1 << 63), (1 << 63) - 1, 1 << 62, -(1 << 62) - 1):
+        assert values[ident] == '{"acc": 0.5, "n": 1}', (ident, values[ident])
+    rules = rules_file(tmp_path)
+    changed = run_cli("transform-metrics", address.path, "--rules", rules, "--yes", "--json", "--no-snapshot")
+    assert changed.returncode == 0, changed.stderr
+    values = values_of(address, "METRIC", "per_label_val")
+    for ident in (-(1 << 63), (1 << 63) - 1, 1 << 62, -(1 << 62) - 1):
+        assert values[ident] == '{"acc": 0.005, "n": 1}', (ident, values[ident])
