@@ -11,7 +11,7 @@ import json
 import re
 from typing import Dict, List, Optional, Tuple
 
-from .errors import DamagedInputError, SchemaError
+from .errors import DamagedInputError, NotFoundError
 from .schema import EM_TABLES, column_type
 
 CATALOG_FORMAT = "emfix-schema-1"
@@ -158,7 +158,7 @@ def load_catalog(path):
     except ValueError as exc:
         raise DamagedInputError("%s is not JSON (%s)" % (path, exc)) from None
     except OSError as exc:
-        raise SchemaError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
+        raise NotFoundError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
     return catalog_from_dict(data, path)
 
 

@@ -20,6 +20,7 @@ from .errors import (
     DamagedInputError,
     DanglingLinksError,
     EmfixError,
+    NotFoundError,
     OperationInterrupted,
     SchemaError,
     UsageError,
@@ -51,7 +52,7 @@ def _records(path):
     try:
         handle = open(path, encoding="utf-8")
     except OSError as exc:
-        raise UsageError("cannot read %s: %s" % (path, exc.strerror)) from None
+        raise NotFoundError("cannot read %s: %s" % (path, exc.strerror)) from None
     with handle:
         number = 0
         try:

@@ -25,7 +25,15 @@ from . import __version__
 from .address import key_of_source
 from .backends import open_database
 from .backends.sqlite import check_summary
-from .errors import ConnectError, DamagedInputError, DatabaseLockedError, EmfixError, NoSpaceError, UsageError
+from .errors import (
+    ConnectError,
+    DamagedInputError,
+    DatabaseLockedError,
+    EmfixError,
+    NoSpaceError,
+    NotFoundError,
+    UsageError,
+)
 from .fileutil import atomic_write_text, clear_stale_temps, durable_file, fsync_directory
 from .pool import ConnectionPool
 from .progress import NoProgress, format_mb, utc_now
@@ -159,6 +167,16 @@ def _paths(directory, snapshot_id):
     sql = os.path.join(directory, snapshot_id + ".sql")
     data = sql if os.path.exists(sql) else os.path.join(directory, snapshot_id + ".db")
     return data, os.path.join(directory, snapshot_id + ".json")
+
+
+def require_snapshot(directory, snapshot_id):
+    """The id, when a snapshot by it is in `directory` (whole or not); NotFoundError (exit 3, as a
+    missing database file) when there is none."""
+    path, manifest_path = _paths(directory, snapshot_id)
+    if not (os.path.exists(manifest_path) or os.path.exists(path)):
+        raise NotFoundError("no snapshot %s in %s" % (snapshot_id, directory),
+                            hint="`emfix snapshot list` shows the snapshots there")
+    return snapshot_id
 
 
 def read_manifest(directory, snapshot_id):
@@ -575,7 +593,7 @@ def resolve_snapshot_id(directory, wanted, address=None):
     """An id, or `latest-valid`: the newest snapshot of `address` that passes verification, never a
     safety copy a restore took (restoring that would undo the restore)."""
     if wanted not in ("latest-valid", "latest"):
-        return check_id(wanted)
+        return require_snapshot(directory, wanted)
     for status in list_snapshots(directory, address):
         if status.manifest is None or status.manifest.is_safety_copy or status.manifest.kind == LEGACY_KIND:
             continue

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 
 from . import quarantine as q
 from .backends import open_database
-from .errors import Cancelled, OperationInterrupted, UsageError
+from .errors import Cancelled, NotFoundError, OperationInterrupted, UsageError
 from .fileutil import atomic_write_text
 from .hierarchy import reach_subtree
 from .jsonrepair import NonFiniteConstant
@@ -116,7 +116,7 @@ def load_rules(path):
         with open(path, encoding="utf-8") as handle:
             return parse_rules(json.load(handle), path)
     except OSError as exc:
-        raise UsageError("cannot read the rules file %s: %s" % (path, exc.strerror or exc)) from None
+        raise NotFoundError("cannot read the rules file %s: %s" % (path, exc.strerror or exc)) from None
     except ValueError as exc:
         raise UsageError("the rules file %s is not JSON: %s" % (path, exc)) from None
 

@@ -127,7 +127,8 @@ def _list(_args, out, directory, address):
 def _verify(args, out, directory, address):
     if not args.all and not args.snapshot_id:
         raise UsageError("verify needs a snapshot id or --all", hint="see `emfix snapshot list`")
-    ids = [s.id for s in snapshot.list_snapshots(directory, address)] if args.all else [args.snapshot_id]
+    ids = [s.id for s in snapshot.list_snapshots(directory, address)] if args.all else [
+        snapshot.require_snapshot(directory, args.snapshot_id)]
     results = [snapshot.verify_snapshot(directory, i, full=args.full, address=address) for i in ids]
     if out.json:
         common.emit_json({"directory": directory, "snapshots": [r.to_dict() for r in results]})
