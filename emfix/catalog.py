@@ -12,7 +12,7 @@ import re
 from typing import Dict, List, Optional, Tuple
 
 from .errors import DamagedInputError, NotFoundError
-from .schema import EM_TABLES, column_type
+from .schema import EM_TABLES, column_type, is_own_table
 
 CATALOG_FORMAT = "emfix-schema-1"
 
@@ -107,6 +107,8 @@ def normal_default(text):
 def read_catalog(db, counts=True):
     tables = {}
     for name in db.tables():
+        if is_own_table(name):  # emfix's journals are not part of the user's schema
+            continue
         primary = tuple(db.primary_key(name))
         foreign = [ForeignKeyInfo(tuple(fk.columns), fk.ref_table, tuple(fk.ref_columns))
                    for fk in db.foreign_keys(name)]

@@ -41,6 +41,7 @@ class ImportResult:
     seconds: float
     resumed: bool = False
     dangling: Dict[str, int] = dataclasses.field(default_factory=dict)  # link rows imported without their parent
+    already_done: bool = False  # --resume of an import that had finished: nothing was inserted this time
 
 
 BATCH = 1000
@@ -150,7 +151,7 @@ def import_file(address, path, *, experiment_title=None, retry_policy=None, prog
         offsets, done_line, counts = journal["offsets"], journal["line"], journal["counts"]
         if journal.get("done"):
             new_id = header["header"]["experiment_id"] + offsets.get(ROOT, 0)
-            return ImportResult(path, new_id, counts, offsets, time.perf_counter() - started, True)
+            return ImportResult(path, new_id, counts, offsets, time.perf_counter() - started, True, already_done=True)
         columns = header["columns"]
         shifts = {t: column_shifts(graph, t, columns[t], offsets) for t in header["tables"]}
         db.foreign_key_checks(False)  # the subtree may hold rows whose parent is gone

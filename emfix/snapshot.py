@@ -139,6 +139,7 @@ class PruneResult:
     deleted: List[str]
     kept: List[str]
     dry_run: bool
+    protected: List[str] = dataclasses.field(default_factory=list)  # kept past --keep/--older-than: newest verified
 
 
 # -- where snapshots live ----------------------------------------------------------------------
@@ -654,9 +655,13 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
 
 def _source_text(manifest):
     source = manifest.source if isinstance(manifest.source, dict) else {}
-    if source.get("backend") == "sqlite":
-        return source.get("path")
-    return source.get("url") or "%s:%s/%s" % (source.get("host"), source.get("port"), source.get("database"))
+    if source.get("backend") == "sqlite" and source.get("path"):
+        return source["path"]
+    if source.get("url"):
+        return source["url"]
+    if source.get("host") or source.get("database"):
+        return "%s:%s/%s" % (source.get("host") or "?", source.get("port") or "?", source.get("database") or "?")
+    return "its manifest does not say which"
 
 
 def _safety_snapshot(address, directory, snapshot_id, retry_policy):
@@ -778,7 +783,7 @@ def prune_snapshots(directory, *, keep=None, older_than=None, dry_run=False, now
     for status in list_snapshots(directory, address):
         if status.manifest is not None and status.manifest.kind != LEGACY_KIND:  # the old tool's: never pruned
             by_owner.setdefault(status.manifest.owner, []).append(status)
-    deleted, kept = [], []
+    deleted, kept, spared = [], [], []
     for snapshots in by_owner.values():
         protected = next((s.id for s in snapshots if s.status == "verified" and not s.manifest.is_safety_copy),
                          None) or next((s.id for s in snapshots if s.status == "verified"), None)
@@ -790,6 +795,8 @@ def prune_snapshots(directory, *, keep=None, older_than=None, dry_run=False, now
                 deleted.append(status.id)
             else:
                 kept.append(status.id)
+                if too_many or too_old:
+                    spared.append(status.id)
     leftovers = _dead_leftovers(directory, now)
     if not dry_run:
         for snapshot_id in deleted:
@@ -801,7 +808,7 @@ def prune_snapshots(directory, *, keep=None, older_than=None, dry_run=False, now
             _remove(_paths(directory, snapshot_id)[0])
         clear_stale_temps(directory)
         fsync_directory(directory)
-    return PruneResult(deleted + leftovers, kept, dry_run)
+    return PruneResult(deleted + leftovers, kept, dry_run, spared)
 
 
 LEFTOVER_AGE = datetime.timedelta(hours=1)

@@ -1,6 +1,7 @@
 """emfix schema: the relation graph (`schema DB`), the whole schema (`show`), two compared (`diff`), and
 the upgrade to the current Experiment Manager schema (`upgrade`)."""
 
+import dataclasses
 import os
 
 from ..address import parse_address
@@ -64,7 +65,7 @@ def register(sub):
 
 def run_graph(args, out):
     with common.open_from_args(args, readonly=True) as db:
-        graph = schema.discover_graph(db)
+        graph = schema.users_graph(schema.discover_graph(db))
     if out.json:
         common.emit_json(graph)
         return EXIT_OK
@@ -163,6 +164,8 @@ def run_upgrade(args, out):
         ask = common.confirm(lambda p: "upgrade the schema of %s?" % p.database, upgrade_lines)
         if not ask(plan):
             raise Cancelled("cancelled; nothing was changed")
+    if not args.dry_run and not plan.statements:  # nothing to do is done, not a dry run nobody asked for
+        plan = dataclasses.replace(plan, dry_run=False)
     result = plan if args.dry_run or not plan.statements else upgrade.upgrade_schema(
         address, snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir, force=args.force,
         retry_policy=common.retry_policy(args), progress=common.make_progress("schema upgrade", args, out))
