@@ -27,6 +27,7 @@ from .errors import (
 )
 from .hierarchy import ROOT
 from .idshift import column_shifts, id_offset
+from .journal import damaged, decode_fields, is_table_numbers
 from .progress import NoProgress
 from .schema import EM_TABLE_NAMES, discover_graph
 from .values import EXPORT_FORMAT, decode_value
@@ -188,6 +189,23 @@ def import_file(address, path, *, experiment_title=None, retry_policy=None, prog
                         dangling)
 
 
+def _read_journal(db, key, row):
+    """(state, offsets, line, counts) of a journal row, each checked: a damaged row is DamagedInputError."""
+    state, offsets, line, counts = row
+    try:
+        fields = decode_fields((offsets, counts), ("offsets", "counts"))
+        line = int(line or 0)
+        whole = isinstance(state, str) and is_table_numbers(fields["offsets"]) and is_table_numbers(
+            fields["counts"]) and line >= 0
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
+        raise damaged("import", db.address.display(), JOURNAL, key, "a field is missing or of the wrong type",
+                      "what it imported stays; to start again, remove it (or restore a snapshot), delete that "
+                      "journal row, and import without --resume")
+    return state, fields["offsets"], line, fields["counts"]
+
+
 def _start_journal(db, key, path, trailer, resume, force, pinned=None):
     """The journal row for this file's content: new (with fresh offsets), or the one to resume."""
     text = "VARCHAR(100)" if db.dialect == "mysql" else "TEXT"
@@ -196,13 +214,12 @@ def _start_journal(db, key, path, trailer, resume, force, pinned=None):
                "line INTEGER, counts TEXT)" % (q(JOURNAL), text))
     rows = db.query("SELECT state, offsets, line, counts FROM %s WHERE run_key = ?" % q(JOURNAL), (key,))
     if rows:
-        state, offsets, line, counts = rows[0]
-        offsets = json.loads(offsets)
+        state, offsets, line, counts = _read_journal(db, key, rows[0])
         if state in ("running", "done") and resume:  # done: killed after its last commit; nothing left to do
-            return {"offsets": offsets, "line": int(line or 0), "counts": json.loads(counts), "done": state == "done"}
+            return {"offsets": offsets, "line": line, "counts": counts, "done": state == "done"}
         if state == "running" and not force:
             raise EmfixError("a partial import of %s exists (%s rows committed)" % (
-                path, "{:,}".format(sum(json.loads(counts).values()))), hint="run again with --resume to finish it")
+                path, "{:,}".format(sum(counts.values()))), hint="run again with --resume to finish it")
         if state == "done" and not force:
             raise AlreadyDoneError("%s was already imported as experiment %d" % (
                 path, int(trailer.get("min_ids", {}).get(ROOT, 0)) + offsets.get(ROOT, 0)),

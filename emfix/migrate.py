@@ -29,6 +29,7 @@ from .errors import (
 )
 from .hierarchy import ROOT, reach_subtree
 from .idshift import column_shifts, id_offset, id_owner
+from .journal import damaged, decode_fields, is_table_numbers, position_problem
 from .pool import ConnectionPool
 from .progress import BASE_MB, DEFAULT_BATCH, NoProgress, utc_now
 from .schema import EM_TABLE_NAMES, EM_TABLES, create_schema, discover_graph
@@ -92,8 +93,19 @@ def _journal(db, key):
     if not rows:
         return None
     state, offsets, position, copied = rows[0]
-    return {"state": state, "offsets": json.loads(offsets), "position": json.loads(position),
-            "copied": json.loads(copied)}
+    try:
+        journal = dict(decode_fields((offsets, position, copied), ("offsets", "position", "copied")), state=state)
+        wrong = ("its state is not text" if not isinstance(state, str) else
+                 "offsets or copied is not a table -> number object" if not (
+                     is_table_numbers(journal["offsets"]) and is_table_numbers(journal["copied"])) else
+                 position_problem(journal["position"]))
+    except (TypeError, ValueError) as exc:
+        wrong = "not JSON (%s)" % exc
+    if wrong:
+        raise damaged("migration", db.address.display(), JOURNAL, key, wrong,
+                      "what it copied stays in DST; to start again, remove it there (or restore the snapshot taken "
+                      "first), delete that journal row, and run without --resume")
+    return journal
 
 
 def migrate_experiment(src, dst, experiment_id, *, strategy="balanced", batch_size=None, paging="keyset",
