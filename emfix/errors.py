@@ -80,6 +80,12 @@ class NotFoundError(ConnectError):
     missing database file; a file that exists but is damaged is DamagedInputError (4)."""
 
 
+class NotWritableError(ConnectError):
+    """A place emfix must write cannot be written: a missing or read-only folder for a new database, a
+    report, a snapshot or a quarantine (exit 3, as a file that cannot be opened). Writing onto something
+    that must not be overwritten is a UsageError (2): that is a refusal, not a failure."""
+
+
 class DatabaseLockedError(ConnectError):
     """Another process held the lock for longer than the retry deadline."""
 

@@ -32,6 +32,7 @@ from .errors import (
     EmfixError,
     NoSpaceError,
     NotFoundError,
+    NotWritableError,
     UsageError,
 )
 from .fileutil import atomic_write_text, clear_stale_temps, durable_file, fsync_directory
@@ -524,7 +525,7 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as exc:
-            raise UsageError("cannot create snapshot directory %s: %s" % (directory, exc.strerror),
+            raise NotWritableError("cannot create snapshot directory %s: %s" % (directory, exc.strerror),
                              hint="choose another with --snapshot-dir") from None
         clear_stale_temps(directory)
         _check_space(directory, int(_expected_size(db) * 1.05) + (1 << 20))

@@ -139,3 +139,15 @@ def test_closed_stdout_one_rule_quiet_and_the_commands_own_code(demo_db):
     export = _with_closed_stdout("export", demo_db, "-e", "1", "-o", "-")
     assert export.returncode == 0 and export.stderr == ""
 
+
+
+def test_every_place_that_cannot_be_written_is_exit_3(demo_db, tmp_path):
+    blocker = tmp_path / "plain-file"
+    blocker.write_text("x")
+    nowhere = str(blocker / "sub")
+    assert_one_error(run_cli("validate", demo_db, "-o", nowhere + "/r.json"), 3, "cannot write")
+    assert_one_error(run_cli("snapshot", "create", demo_db, "--snapshot-dir", nowhere), 3, "snapshot directory")
+    assert_one_error(run_cli("cleanup-orphans", demo_db, "--yes", "--no-snapshot", "--quarantine-dir", nowhere), 3,
+                     "quarantine directory")
+    assert_one_error(run_cli("init", nowhere + "/new.db"), 3, "cannot create")
+    assert_one_error(run_cli("demo", nowhere), 3, "cannot write")

@@ -6,7 +6,7 @@ import tempfile
 import threading
 
 from .. import history
-from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
+from ..errors import EXIT_OK, EXIT_PROBLEMS, NotWritableError, UsageError
 from ..fileutil import check_output_path, durable_output
 from . import common
 from .common import n
@@ -59,7 +59,7 @@ def run(args, out):
         except BrokenPipeError:
             raise UsageError("cannot write report %s: its reader went away" % args.output) from None
         except OSError as exc:
-            raise UsageError("cannot write report %s: %s" % (args.output, exc.strerror or exc),
+            raise NotWritableError("cannot write report %s: %s" % (args.output, exc.strerror or exc),
                              hint="check that the directory exists and is writable") from None
     else:
         report = validate.validate(address, **options)
