@@ -362,3 +362,20 @@ def test_init_demo_and_migrate_init_into_a_place_that_cannot_be_written(tmp_path
         result = run_cli(*args)
         assert result.returncode == 3, (args, result.stderr)
         assert "Traceback" not in result.stderr and result.stderr.startswith("error: "), result.stderr
+
+
+def test_snapshot_verify_of_a_sql_snapshot_with_a_19_digit_length_line(tmp_path):
+    assert run_cli("demo", str(tmp_path / "d")).returncode == 0
+    db = str(tmp_path / "d" / "experiment.db")
+    made = json.loads(run_cli("snapshot", "create", db, "--json").stdout)
+    directory = os.path.join(os.path.dirname(db), "snapshots")
+    raw = MAGIC + b"\n-- " + b"9" * 19 + b"\nSELECT 1;\n"
+    with open(os.path.join(directory, made["id"] + ".sql"), "wb") as handle:
+        handle.write(raw)
+    manifest_path = os.path.join(directory, made["id"] + ".json")
+    with open(manifest_path, encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    manifest.update(file=made["id"] + ".sql", size=len(raw))  # the SHA-256 differs as well
+    _write(manifest_path, manifest)
+    result = run_cli("snapshot", "verify", db, made["id"])
+    assert result.returncode == 4 and "damaged" in result.stdout and "Traceback" not in result.stderr, result.stderr
