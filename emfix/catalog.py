@@ -11,8 +11,8 @@ import json
 import re
 from typing import Dict, List, Optional, Tuple
 
-from .errors import DamagedInputError, SchemaError
-from .schema import EM_TABLES, column_type
+from .errors import DamagedInputError, NotFoundError
+from .schema import EM_TABLES, column_type, is_own_table
 
 CATALOG_FORMAT = "emfix-schema-1"
 
@@ -107,6 +107,8 @@ def normal_default(text):
 def read_catalog(db, counts=True):
     tables = {}
     for name in db.tables():
+        if is_own_table(name):  # emfix's journals are not part of the user's schema
+            continue
         primary = tuple(db.primary_key(name))
         foreign = [ForeignKeyInfo(tuple(fk.columns), fk.ref_table, tuple(fk.ref_columns))
                    for fk in db.foreign_keys(name)]
@@ -133,21 +135,64 @@ def read_catalog(db, counts=True):
     return catalog
 
 
+class _Wrong(Exception):
+    """A field of a schema file that is missing or of the wrong type (what is wrong, for the message)."""
+
+
+def _of(value, kind, what):
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _Wrong(what)
+    return value
+
+
+def _names(value, what):
+    return tuple(_of(c, str, what) for c in _of(value, list, what))
+
+
+def _column(c, table):
+    what = "a column of %s" % table
+    _of(c, dict, what)
+    default = c.get("default")
+    if isinstance(default, bool) or (default is not None and not isinstance(default, (str, int, float))):
+        raise _Wrong("the default of %s" % what)
+    return ColumnInfo(_of(c.get("name"), str, what), _of(c.get("type"), str, what), bool(c.get("not_null")),
+                      None if default is None else str(default), bool(c.get("auto")))
+
+
+def _table(name, t):
+    _of(t, dict, "table %s" % name)
+    rows = t.get("rows")
+    if rows is not None:
+        _of(rows, int, "the row count of %s" % name)
+    indexes = [IndexInfo(_of(i.get("name"), str, "an index of %s" % name), _names(i.get("columns"), "an index of %s"
+                                                                                    % name), bool(i.get("unique")))
+               for i in (_of(i, dict, "an index of %s" % name) for i in _of(t.get("indexes", []), list, name))]
+    foreign = [ForeignKeyInfo(_names(f.get("columns"), "a foreign key of %s" % name),
+                              _of(f.get("table"), str, "a foreign key of %s" % name),
+                              _names(f.get("ref_columns"), "a foreign key of %s" % name))
+               for f in (_of(f, dict, "a foreign key of %s" % name)
+                         for f in _of(t.get("foreign_keys", []), list, name))]
+    return TableInfo(name, [_column(c, name) for c in _of(t.get("columns"), list, "the columns of %s" % name)],
+                     _names(t.get("primary_key", []), "the primary key of %s" % name),
+                     [_names(u, "a unique key of %s" % name) for u in _of(t.get("unique", []), list, name)],
+                     indexes, foreign, rows)
+
+
 def catalog_from_dict(data, origin="the file"):
+    """A Catalog from `schema show --json`'s object; every name and field checked, so a hand-edited or
+    damaged file is one DamagedInputError, never an exception further on."""
     if not isinstance(data, dict) or data.get("format") != CATALOG_FORMAT:
         raise DamagedInputError("%s is not a schema file written by `emfix schema show --json` (no format %r)"
                                 % (origin, CATALOG_FORMAT))
     try:
-        tables = {}
-        for name, t in data["tables"].items():
-            tables[name] = TableInfo(
-                name, [ColumnInfo(**c) for c in t["columns"]], tuple(t["primary_key"]),
-                [tuple(u) for u in t["unique"]], [IndexInfo(i["name"], tuple(i["columns"]), bool(i.get("unique")))
-                                                  for i in t["indexes"]],
-                [ForeignKeyInfo(tuple(f["columns"]), f["table"], tuple(f["ref_columns"])) for f in t["foreign_keys"]],
-                t.get("rows"))
-        return Catalog(data["dialect"], data.get("database", origin), tables, list(data.get("schema_versions", [])))
-    except (KeyError, TypeError, AttributeError) as exc:
+        if data.get("dialect") not in ("sqlite", "mysql"):
+            raise _Wrong("dialect (sqlite or mysql)")
+        tables = {_of(name, str, "a table name"): _table(name, t)
+                  for name, t in _of(data.get("tables"), dict, "tables").items()}
+        versions = [_of(v, dict, "schema_versions") for v in _of(data.get("schema_versions", []), list,
+                                                                  "schema_versions")]
+        return Catalog(data["dialect"], str(data.get("database", origin)), tables, versions)
+    except _Wrong as exc:
         raise DamagedInputError("%s is not a complete schema file (%s missing or wrong)" % (origin, exc)) from None
 
 
@@ -158,7 +203,7 @@ def load_catalog(path):
     except ValueError as exc:
         raise DamagedInputError("%s is not JSON (%s)" % (path, exc)) from None
     except OSError as exc:
-        raise SchemaError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
+        raise NotFoundError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
     return catalog_from_dict(data, path)
 
 

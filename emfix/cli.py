@@ -1,20 +1,30 @@
 """The command line: build the parser from the command modules, run one, map errors to exit codes."""
 
 import logging
+import os
+import select
 import signal
 import sqlite3
 import sys
+import tempfile
+import time
+import traceback
 
 from . import __version__
 from .address import hide_secrets, remember_secret
 from .commands import REGISTERED, rewrite_argv
 from .commands.common import Output, Parser, formatter, silence_stdout
-from .errors import EXIT_OK, EXIT_PROBLEMS, EmfixError
+from .errors import EXIT_BUG, EXIT_CTRL_C, EXIT_OK, EXIT_USAGE, EmfixError
 
 EXIT_CODES_HELP = """exit codes:
-  0  healthy / done          3  cannot open or connect, or locked after retries
-  1  problems found          4  damaged input (corrupt file, snapshot mismatch)
-  2  usage error             5  interrupted; run again (or --resume) to finish"""
+    0  healthy / done
+    1  problems found
+    2  usage error (bad arguments, no command, the wrong database)
+    3  cannot open, connect or write: a missing file or snapshot id, locked after retries, disk full
+    4  damaged input (corrupt file, snapshot mismatch)
+    5  interrupted; run again (or --resume) to finish
+   70  a bug in emfix: the message says where its traceback is
+  130  Ctrl-C twice: stopped at once"""
 
 
 def build_parser():
@@ -119,9 +129,10 @@ def main(argv=None):
         hide_from_process_list(secrets)
     try:
         args = parser.parse_args(_glue_negative_values(rewrite_argv(sys.argv[1:] if argv is None else list(argv))))
-        if not args.command:
-            parser.print_help()
-            return EXIT_OK
+        if not args.command:  # not a request for help (that is --help): a usage error, help on stderr
+            parser.print_help(sys.stderr)
+            sys.stderr.write("error: no command given\n")
+            return EXIT_USAGE
         _configure_logging(args)
         return args.func(args, Output(args))
     except EmfixError as exc:
@@ -129,11 +140,48 @@ def main(argv=None):
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
-        return 130
-    except BrokenPipeError:
+        return EXIT_CTRL_C
+    except BrokenPipeError as exc:
+        # One rule for a closed stdout (`validate | head`, `export -o - | head`): the reader chose to stop, so
+        # the rest is dropped quietly and nothing is reported. A command that writes through write_stdout keeps
+        # its own code; one whose output was the data (export -o -) stops there, with nothing failed: 0.
+        if not _stdout_closed():
+            report_bug(exc)
+            return EXIT_BUG
         silence_stdout()
-        sys.stderr.write("error: the output was closed before everything was written\n")
-        return EXIT_PROBLEMS
+        return EXIT_OK
+    except Exception as exc:  # a crash is reported as one, never as a finding (exit 1)
+        report_bug(exc)
+        return EXIT_BUG
+
+
+def _stdout_closed():
+    """Whether stdout is a pipe its reader has closed (poll says POLLERR); True when that cannot be told."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _fd, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return True
+
+
+def report_bug(exc):
+    """One line on stderr saying this is emfix's bug and where its traceback went: a file in the temp
+    directory (passwords masked), or stderr when that cannot be written."""
+    text = hide_secrets("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    summary = hide_secrets("%s: %s" % (type(exc).__name__, exc))[:300].replace("\n", " ")
+    name = "emfix-crash-%s-%d.txt" % (time.strftime("%Y%m%d-%H%M%S"), os.getpid())
+    path = os.path.join(tempfile.gettempdir(), name)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
+            handle.write("emfix %s, Python %s\nargv: %s\n\n%s" % (
+                __version__, sys.version.split()[0], hide_secrets(" ".join(sys.argv)), text))
+        where = "its traceback is in %s" % path
+    except OSError:
+        sys.stderr.write(text)
+        where = "its traceback is above"
+    sys.stderr.write("error: a bug in emfix (%s); %s: please report it with the command you ran\n" % (summary, where))
 
 
 def run():

@@ -15,6 +15,7 @@ import json
 import os
 
 from .backends import open_database
+from .journal import damaged, decode_fields, is_table_numbers, position_problem
 from .progress import utc_now
 
 JOURNAL = "_emfix_migration"
@@ -38,8 +39,19 @@ def read_journal(db, key):
     if not rows:
         return None
     state, offsets, position, copied = rows[0]
-    return {"state": state, "offsets": json.loads(offsets), "position": json.loads(position),
-            "copied": json.loads(copied)}
+    try:
+        journal = dict(decode_fields((offsets, position, copied), ("offsets", "position", "copied")), state=state)
+        wrong = ("its state is not one of %s" % ", ".join(STATES) if state not in STATES else
+                 "offsets or copied is not a table -> number object" if not (
+                     is_table_numbers(journal["offsets"]) and is_table_numbers(journal["copied"])) else
+                 position_problem(journal["position"]))
+    except (TypeError, ValueError) as exc:
+        wrong = "not JSON (%s)" % exc
+    if wrong:
+        raise damaged("migration", db.address.display(), JOURNAL, key, wrong,
+                      "what it copied stays in DST; to start again, remove it there (or restore the snapshot taken "
+                      "first), delete that journal row, and run without --resume")
+    return journal
 
 
 def find_journal(db, src, experiment_id):

@@ -8,6 +8,8 @@ Exit codes are a contract with shell scripts and cron jobs, so they live here on
     3  cannot open or connect to the database, or it stayed locked after retries
     4  damaged input (not a database, corrupt file, snapshot mismatch)
     5  interrupted, resumable
+   70  a bug in emfix (an unexpected exception; EX_SOFTWARE): never 1, so a crash is not read as a finding
+  130  Ctrl-C twice: stopped at once
 """
 
 EXIT_OK = 0
@@ -16,6 +18,8 @@ EXIT_USAGE = 2
 EXIT_CONNECT = 3
 EXIT_DAMAGED = 4
 EXIT_INTERRUPTED = 5
+EXIT_BUG = 70  # sysexits.h EX_SOFTWARE
+EXIT_CTRL_C = 130
 
 
 class EmfixError(Exception):
@@ -77,6 +81,18 @@ class ConnectError(EmfixError):
     """The database cannot be opened or reached."""
 
     exit_code = EXIT_CONNECT
+
+
+class NotFoundError(ConnectError):
+    """A file or snapshot named on the command line does not exist or cannot be read: the database,
+    an export to import, a rules or schema file, a snapshot id. One code for all of them (3), as for a
+    missing database file; a file that exists but is damaged is DamagedInputError (4)."""
+
+
+class NotWritableError(ConnectError):
+    """A place emfix must write cannot be written: a missing or read-only folder for a new database, a
+    report, a snapshot or a quarantine (exit 3, as a file that cannot be opened). Writing onto something
+    that must not be overwritten is a UsageError (2): that is a refusal, not a failure."""
 
 
 class DatabaseLockedError(ConnectError):

@@ -14,7 +14,7 @@ import os
 import re
 import stat
 
-from .errors import NoSpaceError, UsageError
+from .errors import NoSpaceError, NotWritableError, UsageError
 
 DATA_FILE_MODE = 0o600  # reports, exports, snapshots, quarantines: they hold the database's data
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -131,7 +131,7 @@ def check_output_path(path, protect=(), *, force=False, replaceable=None):
     if not os.path.exists(real):
         directory = os.path.dirname(real)
         if not os.path.isdir(directory):
-            raise UsageError("cannot write %s: directory %s does not exist" % (path, directory))
+            raise NotWritableError("cannot write %s: directory %s does not exist" % (path, directory))
         return real, False
     if stat.S_ISBLK(mode):  # (devices, FIFOs and sockets were written through above)
         raise UsageError("refusing to write to the block device %s" % path, hint="give a file name")
@@ -186,7 +186,7 @@ def durable_file(path, mode=DATA_FILE_MODE):
     try:
         temp = new_temp(path, mode)
     except OSError as exc:
-        raise no_space(exc, path) or UsageError("cannot write in %s: %s" % (
+        raise no_space(exc, path) or NotWritableError("cannot write in %s: %s" % (
             os.path.dirname(os.path.abspath(path)), exc.strerror or exc), hint="choose a folder you can write to") \
             from None
     try:

@@ -20,6 +20,7 @@ from .errors import (
     DamagedInputError,
     DanglingLinksError,
     EmfixError,
+    NotFoundError,
     OperationInterrupted,
     SchemaError,
     UsageError,
@@ -27,6 +28,7 @@ from .errors import (
 from .guarded import check_integrity
 from .hierarchy import ROOT
 from .idshift import column_shifts, id_offset
+from .journal import damaged, decode_fields, is_table_numbers
 from .progress import NoProgress
 from .schema import EM_TABLE_NAMES, discover_graph
 from .values import EXPORT_FORMAT, decode_value
@@ -41,6 +43,7 @@ class ImportResult:
     seconds: float
     resumed: bool = False
     dangling: Dict[str, int] = dataclasses.field(default_factory=dict)  # link rows imported without their parent
+    already_done: bool = False  # --resume of an import that had finished: nothing was inserted this time
 
 
 BATCH = 1000
@@ -52,7 +55,7 @@ def _records(path):
     try:
         handle = open(path, encoding="utf-8")
     except OSError as exc:
-        raise UsageError("cannot read %s: %s" % (path, exc.strerror)) from None
+        raise NotFoundError("cannot read %s: %s" % (path, exc.strerror)) from None
     with handle:
         number = 0
         try:
@@ -151,7 +154,7 @@ def import_file(address, path, *, experiment_title=None, retry_policy=None, prog
         offsets, done_line, counts = journal["offsets"], journal["line"], journal["counts"]
         if journal.get("done"):
             new_id = header["header"]["experiment_id"] + offsets.get(ROOT, 0)
-            return ImportResult(path, new_id, counts, offsets, time.perf_counter() - started, True)
+            return ImportResult(path, new_id, counts, offsets, time.perf_counter() - started, True, already_done=True)
         columns = header["columns"]
         shifts = {t: column_shifts(graph, t, columns[t], offsets) for t in header["tables"]}
         db.foreign_key_checks(False)  # the subtree may hold rows whose parent is gone
@@ -188,6 +191,23 @@ def import_file(address, path, *, experiment_title=None, retry_policy=None, prog
                         dangling)
 
 
+def _read_journal(db, key, row):
+    """(state, offsets, line, counts) of a journal row, each checked: a damaged row is DamagedInputError."""
+    state, offsets, line, counts = row
+    try:
+        fields = decode_fields((offsets, counts), ("offsets", "counts"))
+        line = int(line or 0)
+        whole = isinstance(state, str) and is_table_numbers(fields["offsets"]) and is_table_numbers(
+            fields["counts"]) and line >= 0
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
+        raise damaged("import", db.address.display(), JOURNAL, key, "a field is missing or of the wrong type",
+                      "what it imported stays; to start again, remove it (or restore a snapshot), delete that "
+                      "journal row, and import without --resume")
+    return state, fields["offsets"], line, fields["counts"]
+
+
 def _start_journal(db, key, path, trailer, resume, force, pinned=None):
     """The journal row for this file's content: new (with fresh offsets), or the one to resume."""
     text = "VARCHAR(100)" if db.dialect == "mysql" else "TEXT"
@@ -196,13 +216,12 @@ def _start_journal(db, key, path, trailer, resume, force, pinned=None):
                "line INTEGER, counts TEXT)" % (q(JOURNAL), text))
     rows = db.query("SELECT state, offsets, line, counts FROM %s WHERE run_key = ?" % q(JOURNAL), (key,))
     if rows:
-        state, offsets, line, counts = rows[0]
-        offsets = json.loads(offsets)
+        state, offsets, line, counts = _read_journal(db, key, rows[0])
         if state in ("running", "done") and resume:  # done: killed after its last commit; nothing left to do
-            return {"offsets": offsets, "line": int(line or 0), "counts": json.loads(counts), "done": state == "done"}
+            return {"offsets": offsets, "line": line, "counts": counts, "done": state == "done"}
         if state == "running" and not force:
             raise EmfixError("a partial import of %s exists (%s rows committed)" % (
-                path, "{:,}".format(sum(json.loads(counts).values()))), hint="run again with --resume to finish it")
+                path, "{:,}".format(sum(counts.values()))), hint="run again with --resume to finish it")
         if state == "done" and not force:
             raise AlreadyDoneError("%s was already imported as experiment %d" % (
                 path, int(trailer.get("min_ids", {}).get(ROOT, 0)) + offsets.get(ROOT, 0)),

@@ -34,6 +34,7 @@ from .errors import (
     DamagedInputError,
     EmfixError,
     NoSpaceError,
+    NotFoundError,
     OperationInterrupted,
     SchemaError,
     UsageError,
@@ -85,6 +86,10 @@ def migrate_experiment(src, dst, experiment_id, *, strategy="balanced", batch_si
     if _same_database(src, dst):
         raise UsageError("SRC and DST are the same database (%s)" % src.display(),
                          hint="to copy an experiment within one database: emfix export, then emfix import")
+    if dst.is_sqlite and not init and not os.path.exists(dst.path):
+        raise NotFoundError("database file not found: %s" % dst.path,
+                            hint="add --init to create it with the Experiment Manager's tables (or run `emfix init "
+                                 "%s` first)" % dst.path)
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
     started = time.perf_counter()
@@ -214,6 +219,8 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
             try:
                 copy.run(tables, batch_size, max_memory, paging, strategy)
             except (ConnectError, DamagedInputError, NoSpaceError) as exc:
+                if isinstance(exc, NoSpaceError):  # SRC's reader may be the one whose temporary files hit it
+                    exc.message = "copying into %s stopped: %s" % (dst.display(), exc.message)
                 exc.hint = (exc.hint + "; " if exc.hint else "") + "the batches copied so far are committed: once " \
                     "that is fixed, run the same command with --resume to finish"
                 raise

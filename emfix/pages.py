@@ -14,6 +14,7 @@ import queue
 import sys
 import threading
 
+from .errors import DamagedInputError
 from .pool import put_unless_stopped
 from .progress import BASE_MB, DEFAULT_BATCH
 from .values import portable
@@ -46,6 +47,9 @@ def row_pages(db, graph, tree, table, batch_size, paging, last):
     while True:
         after, params = "", ()
         if last is not None:
+            if not isinstance(last, list) or len(last) != len(keys):  # a journal from another schema or hand
+                raise DamagedInputError("the position saved for %s (%r) is not a key of %d columns" % (
+                    table, last, len(keys)), hint="run without --resume after removing what was copied")
             after = "%s(%s) > (%s)" % (glue, order, ", ".join("?" * len(keys)))
             params = tuple(last)
         rows = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT %d" % (cols, source, after, order, batch_size),

@@ -11,7 +11,7 @@ import os
 import sqlite3
 
 from . import __version__
-from .errors import NoSpaceError, UsageError
+from .errors import NoSpaceError, NotWritableError, UsageError
 from .fileutil import DATA_FILE_MODE, FULL_ERRNOS, create_private, read_only_uri, server_state_dir
 
 META = "_emfix_meta"
@@ -50,7 +50,7 @@ def open_quarantine(path, create=False):
         if "full" in str(exc) or getattr(exc, "errno", None) in FULL_ERRNOS:
             raise NoSpaceError("cannot write the quarantine %s: the disk is full; nothing was changed" % path,
                                hint="free some space or use --quarantine-dir on a larger disk") from None
-        raise UsageError("cannot write the quarantine %s: %s; nothing was changed" % (path, exc),
+        raise NotWritableError("cannot write the quarantine %s: %s; nothing was changed" % (path, exc),
                          hint="use --quarantine-dir with a folder you can write to") from None
     return con
 
@@ -150,10 +150,10 @@ def writable_dir(directory):
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
     except OSError as exc:
-        raise UsageError("cannot create quarantine directory %s: %s" % (directory, exc.strerror),
+        raise NotWritableError("cannot create quarantine directory %s: %s" % (directory, exc.strerror),
                          hint="choose another with --quarantine-dir") from None
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise UsageError("quarantine directory %s is not writable" % directory,
+        raise NotWritableError("quarantine directory %s is not writable" % directory,
                          hint="choose another with --quarantine-dir; nothing was changed")
 
 

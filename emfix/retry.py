@@ -34,8 +34,10 @@ class RetryPolicy:
     deadline: float = 30.0
 
     def describe(self):
-        tries = "retries" if self.attempts is None else "up to %d attempts" % self.attempts
-        return "%s within %.1fs, backoff %.2fs..%.1fs with full jitter" % (tries, self.deadline, self.base, self.cap)
+        """What follows "is retried": `for up to 30.0s (backoff ...)`."""
+        tries = "for up to %.1fs" % self.deadline if self.attempts is None else "up to %d times within %.1fs" % (
+            self.attempts, self.deadline)
+        return "%s (backoff %.2fs..%.1fs with full jitter)" % (tries, self.base, self.cap)
 
     def delay(self, attempt, rng=random):
         """Full jitter: uniform(0, min(cap, base * 2**attempt))."""

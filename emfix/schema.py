@@ -186,6 +186,22 @@ def require_experiment_manager(graph, address, force=False):
             hint="check the path or URL; to work on it anyway, add --force")
 
 
+OWN_TABLE_PREFIX = "_emfix"  # emfix's journals (_emfix_migration, _emfix_import): not the user's schema
+
+
+def is_own_table(name):
+    return name.lower().startswith(OWN_TABLE_PREFIX)
+
+
+def users_graph(graph):
+    """The graph without emfix's own journal tables: the schema as the user made it (what `schema` shows)."""
+    return dataclasses.replace(
+        graph, tables=[t for t in graph.tables if not is_own_table(t)],
+        relations=[r for r in graph.relations if not (is_own_table(r.child) or is_own_table(r.parent))],
+        primary_keys={t: k for t, k in graph.primary_keys.items() if not is_own_table(t)},
+        columns={t: c for t, c in graph.columns.items() if not is_own_table(t)})
+
+
 def discover_graph(backend):
     tables = backend.tables()
     if not tables:

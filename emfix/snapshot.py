@@ -25,7 +25,16 @@ from . import __version__
 from .address import key_of_source
 from .backends import open_database
 from .backends.sqlite import check_summary
-from .errors import ConnectError, DamagedInputError, DatabaseLockedError, EmfixError, NoSpaceError, UsageError
+from .errors import (
+    ConnectError,
+    DamagedInputError,
+    DatabaseLockedError,
+    EmfixError,
+    NoSpaceError,
+    NotFoundError,
+    NotWritableError,
+    UsageError,
+)
 from .fileutil import (
     SNAPSHOT_ID,
     atomic_write_text,
@@ -142,6 +151,7 @@ class PruneResult:
     deleted: List[str]
     kept: List[str]
     dry_run: bool
+    protected: List[str] = dataclasses.field(default_factory=list)  # kept past --keep/--older-than: newest verified
 
 
 # -- where snapshots live ----------------------------------------------------------------------
@@ -176,6 +186,16 @@ def _paths(directory, snapshot_id):
     sql = os.path.join(directory, snapshot_id + ".sql")
     data = sql if os.path.exists(sql) else os.path.join(directory, snapshot_id + ".db")
     return data, os.path.join(directory, snapshot_id + ".json")
+
+
+def require_snapshot(directory, snapshot_id):
+    """The id, when a snapshot by it is in `directory` (whole or not); NotFoundError (exit 3, as a
+    missing database file) when there is none."""
+    path, manifest_path = _paths(directory, snapshot_id)
+    if not (os.path.exists(manifest_path) or os.path.exists(path)):
+        raise NotFoundError("no snapshot %s in %s" % (snapshot_id, directory),
+                            hint="`emfix snapshot list` shows the snapshots there")
+    return snapshot_id
 
 
 def read_manifest(directory, snapshot_id):
@@ -524,7 +544,7 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as exc:
-            raise UsageError("cannot create snapshot directory %s: %s" % (directory, exc.strerror),
+            raise NotWritableError("cannot create snapshot directory %s: %s" % (directory, exc.strerror),
                              hint="choose another with --snapshot-dir") from None
         clear_stale_temps(directory, [address.path] if address.is_sqlite else [])
         _check_space(directory, int(_expected_size(db) * 1.05) + (1 << 20))
@@ -596,7 +616,7 @@ def resolve_snapshot_id(directory, wanted, address=None):
     """An id, or `latest-valid`: the newest snapshot of `address` that passes verification, never a
     safety copy a restore took (restoring that would undo the restore)."""
     if wanted not in ("latest-valid", "latest"):
-        return check_id(wanted)
+        return require_snapshot(directory, wanted)
     for status in list_snapshots(directory, address):
         if status.manifest is None or status.manifest.is_safety_copy or status.manifest.kind == LEGACY_KIND:
             continue
@@ -658,9 +678,13 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
 
 def _source_text(manifest):
     source = manifest.source if isinstance(manifest.source, dict) else {}
-    if source.get("backend") == "sqlite":
-        return source.get("path")
-    return source.get("url") or "%s:%s/%s" % (source.get("host"), source.get("port"), source.get("database"))
+    if source.get("backend") == "sqlite" and source.get("path"):
+        return source["path"]
+    if source.get("url"):
+        return source["url"]
+    if source.get("host") or source.get("database"):
+        return "%s:%s/%s" % (source.get("host") or "?", source.get("port") or "?", source.get("database") or "?")
+    return "its manifest does not say which"
 
 
 def _safety_snapshot(address, directory, snapshot_id, retry_policy):
@@ -756,7 +780,7 @@ def prune_snapshots(directory, *, keep=None, older_than=None, dry_run=False, now
         if status.manifest is not None and status.manifest.kind != LEGACY_KIND:  # the old tool's: never pruned
             by_owner.setdefault(status.manifest.owner, []).append(status)
     protect = [address.path] if address is not None and address.is_sqlite else []
-    deleted, kept = [], []
+    deleted, kept, spared = [], [], []
     for snapshots in by_owner.values():
         protected = next((s.id for s in snapshots if s.status == "verified" and not s.manifest.is_safety_copy),
                          None) or next((s.id for s in snapshots if s.status == "verified"), None)
@@ -768,6 +792,8 @@ def prune_snapshots(directory, *, keep=None, older_than=None, dry_run=False, now
                 deleted.append(status.id)
             else:
                 kept.append(status.id)
+                if too_many or too_old:
+                    spared.append(status.id)
     leftovers = _dead_leftovers(directory, now, protect)
     if not dry_run:
         for snapshot_id in deleted:
@@ -778,7 +804,7 @@ def prune_snapshots(directory, *, keep=None, older_than=None, dry_run=False, now
             remove_own_file(_paths(directory, snapshot_id)[0], protect)
         clear_stale_temps(directory, protect)
         fsync_directory(directory)
-    return PruneResult(deleted + leftovers, kept, dry_run)
+    return PruneResult(deleted + leftovers, kept, dry_run, spared)
 
 
 LEFTOVER_AGE = datetime.timedelta(hours=1)

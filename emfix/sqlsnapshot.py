@@ -389,6 +389,8 @@ class SnapshotReader:
             if not match:
                 raise self._damaged("it ends early or a statement's length line is broken")
             size = int(match.group(1))
+            if size < 2 or size > os.fstat(handle.fileno()).st_size - handle.tell():  # 19 digits, or a seek back
+                raise self._damaged("a statement is cut off (its length line says %d bytes)" % size)
             if read_bodies:
                 body = handle.read(size)
             elif handle.tell() + size > end:

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional
 
 from . import quarantine as q
 from .backends import open_database
-from .errors import OperationInterrupted, UsageError
+from .errors import NotFoundError, OperationInterrupted, UsageError
 from .fileutil import write_output_text
 from .guarded import GuardedChange, Rewrite, Safeguards, ValueRewrites, key_pages, preflight
 from .hierarchy import reach_subtree
@@ -188,7 +188,7 @@ def load_rules(path):
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as exc:
-        raise UsageError("cannot read the rules file %s: %s" % (path, exc.strerror or exc)) from None
+        raise NotFoundError("cannot read the rules file %s: %s" % (path, exc.strerror or exc)) from None
     except ValueError as exc:  # not UTF-8
         raise UsageError("the rules file %s is not JSON: %s" % (path, exc)) from None
     return read_rules_text(text, path)

@@ -156,7 +156,7 @@ def test_unwritable_quarantine_dir_is_refused_before_anything(tmp_path):
     blocker.write_text("x")
     result = run_cli("cleanup-orphans", address.path, "--yes", "--no-snapshot", "--quarantine-dir",
                      str(blocker / "q"))
-    assert result.returncode == 2 and "quarantine directory" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 3 and "quarantine directory" in result.stderr and "Traceback" not in result.stderr
     assert dump_all(address) == before
 
 

@@ -106,9 +106,9 @@ def test_wrong_paths_give_one_line_and_create_nothing(tmp_path, make):
     assert (make == "missing") == (not path.exists())
 
 
-def test_report_to_unwritable_place_is_a_usage_error(demo_sqlite, tmp_path):
+def test_report_to_unwritable_place_is_exit_3_as_every_place_that_cannot_be_written(demo_sqlite, tmp_path):
     result = run_cli("validate", demo_sqlite.path, "-o", str(tmp_path / "no" / "such" / "dir" / "r.json"))
-    assert result.returncode == 2 and "cannot write" in result.stderr and "does not exist" in result.stderr
+    assert result.returncode == 3 and "cannot write" in result.stderr and "does not exist" in result.stderr
 
 
 def test_bad_limit_is_a_usage_error(demo_sqlite):

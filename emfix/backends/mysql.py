@@ -22,6 +22,7 @@ ACCESS_DENIED = 1045
 UNKNOWN_DATABASE = 1049
 REFUSED_VALUE_ERRNOS = (3140, 4025)  # MySQL: invalid JSON text; MariaDB: CHECK (json_valid) failed
 INCORRECT_STRING = 1366  # bytes that are not UTF-8 into a utf8mb4 column
+OUT_OF_RANGE = 1264  # a number past the column's type (1e39 in a FLOAT); a text too long is a schema difference
 PRIVILEGE_ERRNOS = (1044, 1142, 1143, 1227)  # database / table / column / global privilege missing
 NUMBER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric", "float",
                 "double", "real", "bit", "year"}
@@ -155,6 +156,11 @@ class MySQLBackend(ReplicationMixin, Backend):
             return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
                                      hint="a metric value is not valid JSON: repair the source with `emfix fix-json`, "
                                           "or write into a LONGTEXT column (`emfix init DST --json-type text`)")
+        if errno == OUT_OF_RANGE:
+            return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
+                                     hint="the value does not fit the column's type there (a FLOAT holds at most "
+                                          "about 3.4e38): correct it where it comes from, or widen the column "
+                                          "(e.g. ALTER TABLE ... MODIFY ... DOUBLE)")
         if errno == INCORRECT_STRING:
             return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
                                      hint="the value's bytes are not UTF-8; `emfix fix-json SRC --reset-unfixable` "

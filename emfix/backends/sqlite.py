@@ -77,7 +77,11 @@ class SQLiteBackend(Backend):
         self._conn = None
         self._check_path(create)
         if create and self.path != ":memory:" and not os.path.exists(self.path):
-            create_private(self.path)  # a new database holds data: readable by its owner only
+            try:
+                create_private(self.path)  # a new database holds data: readable by its owner only
+            except OSError as exc:  # a read-only folder, /proc, a full disk
+                raise ConnectError("cannot create %s: %s" % (self.path, exc.strerror or exc),
+                                   hint="choose a folder you can write to") from None
         busy = max(0.05, self.retry_policy.deadline)  # SQLite waits for the lock itself, up to --lock-timeout
         try:
             if readonly:
@@ -166,8 +170,9 @@ class SQLiteBackend(Backend):
         if "readonly" in message.lower().replace(" ", "") or "read-only" in message.lower():
             return ConnectError("cannot write %s: %s" % (self.path, message))
         if "disk is full" in message or "too large" in message or "disk I/O error" in message:
+            what = ("SQLite's temporary files while reading %s" if self.readonly else "%s") % self.path
             return NoSpaceError("cannot write %s: %s (the disk is full, a file-size limit was reached, or the disk "
-                                "failed); the transaction was rolled back" % (self.path, message),
+                                "failed); the transaction was rolled back" % (what, message),
                                 hint="free some space (SQLite also needs room for temporary files)")
         return exc
 

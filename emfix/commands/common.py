@@ -6,6 +6,7 @@ import dataclasses
 import importlib
 import importlib.util
 import json
+import math
 import os
 import signal
 import sys
@@ -236,6 +237,8 @@ def to_jsonable(value):
         return [to_jsonable(v) for v in value]
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, float) and not math.isfinite(value):  # strict JSON has no NaN: named, not a crash
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
     return value
 
 

@@ -3,7 +3,7 @@
 import dataclasses
 import os
 
-from ..errors import EXIT_OK, UsageError
+from ..errors import EXIT_OK, ConnectError, UsageError
 from . import common
 
 demo = common.lazy_module("emfix.demo")
@@ -34,9 +34,13 @@ def run(args, out):
     directory = args.directory
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise UsageError("%s exists and is not a directory" % directory)
-    os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "experiment.db")
-    result = demo.write_demo(path, shape, seed=args.seed, faults=not args.clean)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        result = demo.write_demo(path, shape, seed=args.seed, faults=not args.clean)
+    except OSError as exc:  # a read-only place; a full disk is NoSpaceError, raised where it is written
+        raise ConnectError("cannot write the demo into %s: %s" % (directory, exc.strerror or exc),
+                           hint="choose a folder you can write to") from None
     if out.json:
         common.emit_json({"path": path, "rows": result.rows, "total_rows": result.total_rows,
                    "shape": dataclasses.asdict(shape), "faults": [dict(name=n, what=w) for n, w in result.faults]})

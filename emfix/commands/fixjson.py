@@ -44,6 +44,9 @@ def run(args, out):
     return EXIT_PROBLEMS if result.unrepairable > result.reset or result.left_alone_count else EXIT_OK
 
 
+EXAMPLES_SHOWN = 5  # repairs shown before/after in the text
+
+
 def fix_json_lines(result, target):
     lines = []
     verb = "would repair" if result.dry_run else "repaired"
@@ -52,10 +55,13 @@ def fix_json_lines(result, target):
         " (dry run: nothing changed)" if result.dry_run else ""))
     if result.changes:
         lines.append("  changes: " + ", ".join("%s %s" % (c, n(count)) for c, count in result.changes.items()))
-    for example in result.examples[:5]:
+    shown = result.examples[:EXAMPLES_SHOWN]
+    for example in shown:
         lines.append("  %s %s" % (result.column, example["id"]))
         lines.append("      before: %s" % example["before"][:120])
         lines.append("      after:  %s" % example["after"][:120])
+    if result.repaired > len(shown):
+        lines.append("  ... and %s more" % n(result.repaired - len(shown)))
     if result.nulled:
         lines.append("  NaN/Infinity became null in %s: %s" % (result.column, ", ".join(
             str(i) for i in result.nulled[:20]) + (" ..." if len(result.nulled) > 20 else "")))

@@ -21,7 +21,10 @@ def register(sub):
 
 
 def run(args, out):
-    with common.open_from_args(args, readonly=True) as db:
+    # SQLite opens read-only; MariaDB refuses the walk's TEMPORARY tables in a READ ONLY session, so the
+    # MySQL connection is a normal one that writes only to its own temporary tables (as validate's).
+    address = common.resolve_address(args)
+    with common.open_from_args(args, readonly=address.is_sqlite) as db:
         graph = schema.discover_graph(db)
         if hierarchy.ROOT not in graph.tables:
             raise SchemaError("%s has no EXPERIMENT table" % db.address.display())
@@ -32,12 +35,13 @@ def run(args, out):
     if out.json:
         common.emit_json({"experiments": [r.to_dict() for r in reports]})
     else:
-        out.lines(hierarchy_lines(reports))
+        out.lines(hierarchy_lines(reports, args.limit))
     whole = all(r.exists and not r.breaks for r in reports)
     return EXIT_OK if whole else EXIT_PROBLEMS
 
 
-def hierarchy_lines(reports):
+def hierarchy_lines(reports, limit=10):
+    """Each experiment's verdict; under each break up to `limit` of its rows, then "... and N more"."""
     for report in reports:
         levels = ", ".join("%s %s" % (lv.table, n(lv.rows)) for lv in report.levels[1:])
         if not report.exists:
@@ -49,3 +53,8 @@ def hierarchy_lines(reports):
             yield "experiment %s: whole (%s)" % (report.experiment_id, levels)
         for b in report.breaks:
             yield "  - %s" % b.message
+            examples = b.examples[:limit]
+            for row in examples:
+                yield "      row %s" % ", ".join("%s=%s" % kv for kv in row.items())
+            if b.count > len(examples):
+                yield "      ... and %s more" % n(b.count - len(examples))

@@ -34,6 +34,9 @@ def run(args, out):
                          allow_dangling=args.allow_dangling)
     if out.json:
         common.emit_json(result)
+    elif result.already_done:
+        out.text("nothing to resume: %s was already imported into %s as experiment %d (%s rows); nothing was "
+                 "inserted" % (result.path, address.display(), result.experiment_id, n(sum(result.counts.values()))))
     else:
         out.text("imported %s rows into %s as experiment %d (%.1f s)%s" % (
             n(sum(result.counts.values())), address.display(), result.experiment_id, result.seconds,

@@ -5,7 +5,7 @@ import os
 
 from ..address import parse_address
 from ..backends import open_database
-from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
+from ..errors import EXIT_OK, EXIT_PROBLEMS, NotFoundError
 from . import common
 
 catalog = common.lazy_module("emfix.catalog")
@@ -64,7 +64,7 @@ def register(sub):
 
 def run_graph(args, out):
     with common.open_from_args(args, readonly=True) as db:
-        graph = schema.discover_graph(db)
+        graph = schema.users_graph(schema.discover_graph(db))
     if out.json:
         common.emit_json(graph)
         return EXIT_OK
@@ -89,7 +89,7 @@ def run_show(args, out):
     if out.json:
         common.emit_json(declared)
     else:
-        out.lines(show_lines(catalog))
+        out.lines(show_lines(declared))
     return EXIT_OK
 
 
@@ -127,7 +127,8 @@ def _catalog_of(text, password_file):
             return catalog.load_catalog(text)
     address = parse_address(text, password_file=password_file)
     if address.is_sqlite and not os.path.exists(address.path):
-        raise UsageError("%s does not exist" % address.path, hint="give a database or a file from `schema show --json`")
+        raise NotFoundError("%s does not exist" % address.path,
+                            hint="give a database or a file from `schema show --json`")
     with open_database(address, readonly=True) as db:
         return catalog.read_catalog(db, counts=False)
 

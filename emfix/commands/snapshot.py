@@ -131,7 +131,8 @@ def _list(_args, out, directory, address):
 def _verify(args, out, directory, address):
     if not args.all and not args.snapshot_id:
         raise UsageError("verify needs a snapshot id or --all", hint="see `emfix snapshot list`")
-    ids = [s.id for s in snapshot.list_snapshots(directory, address)] if args.all else [args.snapshot_id]
+    ids = [s.id for s in snapshot.list_snapshots(directory, address)] if args.all else [
+        snapshot.require_snapshot(directory, args.snapshot_id)]
     results = [snapshot.verify_snapshot(directory, i, full=args.full, address=address) for i in ids]
     if out.json:
         common.emit_json({"directory": directory, "snapshots": [r.to_dict() for r in results]})
@@ -177,6 +178,8 @@ def _prune(args, out, directory, address):
     out.text("%s %d snapshots, kept %d" % ("would delete" if result.dry_run else "deleted", len(result.deleted),
                                            len(result.kept)))
     out.lines("  - %s" % snapshot_id for snapshot_id in result.deleted)
+    out.lines("kept %s as well: the newest verified snapshot of its database is never deleted" % snapshot_id
+              for snapshot_id in result.protected)
     return EXIT_OK
 
 

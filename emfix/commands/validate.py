@@ -6,14 +6,16 @@ import tempfile
 import threading
 
 from .. import history
-from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
+from ..errors import EXIT_OK, EXIT_PROBLEMS, NotWritableError, UsageError
 from ..fileutil import check_output_path, durable_output, starts_with
 from . import common
 from .common import n
 
 validate = common.lazy_module("emfix.validate")
 
-EXAMPLES_SHOWN = 3
+EXAMPLES_SHOWN = 3  # the text's lists, unless --limit says otherwise
+JSON_ISSUES_SHOWN = 6
+KEPT_LIMIT = 100  # examples kept per relation for --json and -o, unless --limit says otherwise
 REPORT_HEAD = '{\n  "foreign_key_violations": {'  # how a report begins: an earlier one is replaced without --force
 
 
@@ -24,8 +26,10 @@ def register(sub):
                 "  emfix validate --mysql --host db1 --user em -d experiments --experiment 12")
     common.add_database_options(p)
     p.add_argument("-o", "--output", metavar="REPORT.json", help="write the full report (the cookbook's format)")
-    p.add_argument("--limit", type=common.non_negative_int, default=100, metavar="N",
-                   help="examples listed per table (default 100; 0: none); counts are always complete")
+    p.add_argument("--limit", type=common.non_negative_int, metavar="N",
+                   help="examples listed per relation, and metric JSON issues listed (default: %d and %d in the "
+                        "text, %d in --json and -o; 0: none); counts are always complete"
+                        % (EXAMPLES_SHOWN, JSON_ISSUES_SHOWN, KEPT_LIMIT))
     p.add_argument("--experiment", type=common.row_id, metavar="ID",
                    help="walk this experiment's hierarchy; the exit code then answers for it alone")
     p.add_argument("--deep-json", action="store_true",
@@ -42,7 +46,8 @@ def register(sub):
 
 def run(args, out):
     address = common.resolve_address(args)
-    options = dict(limit=args.limit, experiment=args.experiment, retry_policy=common.retry_policy(args),
+    options = dict(limit=KEPT_LIMIT if args.limit is None else args.limit, experiment=args.experiment,
+                   retry_policy=common.retry_policy(args),
                    progress=common.make_progress("validate", args, out), parallel=args.jobs > 1,
                    deep_json=args.deep_json, force=args.force, quick_check=not args.no_quick_check)
     if args.output:  # a wrong -o is said before the work, not after it
@@ -57,7 +62,7 @@ def run(args, out):
         except BrokenPipeError:
             raise UsageError("cannot write report %s: its reader went away" % args.output) from None
         except OSError as exc:
-            raise UsageError("cannot write report %s: %s" % (args.output, exc.strerror or exc),
+            raise NotWritableError("cannot write report %s: %s" % (args.output, exc.strerror or exc),
                              hint="check that the directory exists and is writable") from None
     else:
         report = validate.validate(address, **options)
@@ -66,10 +71,11 @@ def run(args, out):
     if out.json:
         common.emit_json(report.to_dict())
     else:
-        out.lines(validation_lines(report, address.target()))
+        shown = (EXAMPLES_SHOWN, JSON_ISSUES_SHOWN) if args.limit is None else (args.limit, args.limit)
+        out.lines(validation_lines(report, address.target(), *shown))
         if args.output:
-            out.text("report written to %s (every violation and JSON issue; the lists above stop at --limit)"
-                     % args.output)
+            out.text("report written to %s (every violation and JSON issue; the lists above show at most %d "
+                     "per relation)" % (args.output, shown[0]))
     if args.experiment is not None:  # "is experiment 12 intact?": answered for that experiment alone
         return EXIT_OK if report.hierarchy.exists and not report.hierarchy.breaks else EXIT_PROBLEMS
     return EXIT_OK if report.passed else EXIT_PROBLEMS
@@ -131,8 +137,9 @@ def _key(key):
     return ", ".join("%s=%s" % kv for kv in shown.items())
 
 
-def validation_lines(report, target):
-    """The short summary of a ValidationReport."""
+def validation_lines(report, target, examples_shown=EXAMPLES_SHOWN, issues_shown=JSON_ISSUES_SHOWN):
+    """The short summary of a ValidationReport: at most `examples_shown` rows per relation and
+    `issues_shown` JSON issues, each list followed by "... and N more" when it holds more."""
     lines = []
     totals = report.total_violations
     head = "%s: %s" % (report.status, target)
@@ -159,11 +166,12 @@ def validation_lines(report, target):
                 note = "  (%s: parent row can be recreated, its own parent exists)" % n(check.recreatable)
             lines.append("  %-20s %8s  %s -> %s%s" % (rel.child, n(check.violations), ", ".join(rel.child_columns),
                                                      rel.parent, note))
-            for v in check.examples[:EXAMPLES_SHOWN]:
+            examples = check.examples[:examples_shown]
+            for v in examples:
                 lines.append("      row %s: no %s with %s" % (
                     _key(v.key), rel.parent, _pairs(v.parent_columns, v.values)))
-            if check.violations > EXAMPLES_SHOWN:
-                lines.append("      ... and %s more" % n(check.violations - min(EXAMPLES_SHOWN, len(check.examples))))
+            if check.violations > len(examples):
+                lines.append("      ... and %s more" % n(check.violations - len(examples)))
     cascade = [(t, c.cascade_rows) for t, c in report.tables.items() if c.cascade_rows]
     if cascade:
         lines.append("")
@@ -174,7 +182,7 @@ def validation_lines(report, target):
         lines.append("Metric JSON (%s):" % ", ".join("%s %s" % (c, n(count)) for c, count in
                                                      sorted(report.json.categories.items(), key=lambda x: -x[1])))
         # The ones fix-json cannot repair come first: they are the ones that need a person.
-        shown = sorted(report.json.issues, key=lambda i: bool(i.fixable))[:EXAMPLES_SHOWN * 2]
+        shown = sorted(report.json.issues, key=lambda i: bool(i.fixable))[:issues_shown]
         for issue in shown:
             lines.append("  METRIC %s (%s): %s%s" % (issue.metric_id, issue.metric_type, issue.error,
                                                     "" if issue.fixable else "  [needs a person]"))

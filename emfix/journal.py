@@ -1,0 +1,39 @@
+"""The journals import and migrate keep in the database they write (`_emfix_import`,
+`_emfix_migration`), read back for --resume and checked: a row edited by hand or left by another
+schema is one DamagedInputError naming it, never an exception further on."""
+
+import json
+
+from .errors import DamagedInputError
+
+SCALARS = (int, float, str, type(None))
+
+
+def is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_table_numbers(value):
+    """{table: whole number}: offsets, counts, rows copied."""
+    return isinstance(value, dict) and all(isinstance(k, str) and is_count(v) for k, v in value.items())
+
+
+def position_problem(position):
+    """What is wrong with migrate's per-table positions ("done", an offset, or the last key copied), or ''."""
+    if not isinstance(position, dict):
+        return "position is not an object"
+    for table, last in position.items():
+        if not (last == "done" or (is_count(last) and last >= 0) or (
+                isinstance(last, list) and all(isinstance(v, SCALARS) and not isinstance(v, bool) for v in last))):
+            return "the position of %s is not a key" % table
+    return ""
+
+
+def decode_fields(row, names):
+    """The row's JSON fields decoded: {name: value}; ValueError/TypeError when one is not JSON."""
+    return {name: json.loads(text) for name, text in zip(names, row)}
+
+
+def damaged(what, database, table, key, problem, hint):
+    return DamagedInputError("the %s journal in %s (table %s, run %s) is damaged: %s" % (
+        what, database, table, key, problem), hint=hint)
