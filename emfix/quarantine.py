@@ -172,3 +172,19 @@ def keep_rows(con, sql, rows, path):
                                % path, hint="free some space, then run the same command again") from None
         raise UsageError("cannot write the quarantine %s: %s; the last batch was not changed" % (path, exc),
                          hint="check the quarantine folder, then run the same command again") from None
+
+
+def contents(path):
+    """{table: rows kept} of a quarantine file, and its meta: what an undo of it would put back."""
+    try:
+        con = sqlite3.connect(read_only_uri(path), uri=True)
+        try:
+            meta = read_meta(con)
+            names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                               "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
+            counts = {name: con.execute("SELECT count(*) FROM %s" % qi(name)).fetchone()[0] for name in names}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return {}, {}
+    return counts, meta

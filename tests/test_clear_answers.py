@@ -348,3 +348,17 @@ def test_snapshot_by_a_user_without_reload_reads_in_one_connection(select_only_u
     made = json.loads(result.stdout)
     assert made["file"].endswith(".sql") and made["tables"]["METRIC"] > 0
     assert run_cli("snapshot", "verify", url, made["id"], "--snapshot-dir", str(tmp_path), env=env).returncode == 0
+
+
+def test_undo_on_a_terminal_says_what_it_puts_back_and_asks_first(demo_db, tmp_path):
+    done = run_cli("cleanup-orphans", demo_db.path, "--yes", "--no-snapshot", "--json",
+                   "--quarantine-dir", str(tmp_path / "q"))
+    quarantine = json.loads(done.stdout)["quarantine"]
+    after_cleanup = sqlite_rows(demo_db.path)
+    code, shown = _ask_on_a_terminal(["undo", quarantine], b"n")
+    assert code == 1 and "cancelled; nothing was changed" in shown, shown
+    assert "kept by cleanup-orphans: " in shown and "TRIAL_RUN" in shown
+    assert sqlite_rows(demo_db.path) == after_cleanup
+    code, shown = _ask_on_a_terminal(["undo", quarantine], b"y")
+    assert code == 0, shown
+    assert sqlite_rows(demo_db.path) != after_cleanup

@@ -252,3 +252,15 @@ def test_rules_over_any_finite_values_never_raise_and_always_write_json(rules, v
     out = apply_rules(parse_rules(rules), values, result)
     if out is not None:
         WRITER.encode(out)  # allow_nan=False: no infinity ever written
+
+
+def test_a_database_after_the_experiment_ids_is_the_database(sqlite_address, tmp_path):
+    """`-e 1 2 DB`: the ids stop where a path begins (it was read as one more id)."""
+    make_demo(sqlite_address)
+    rules = tmp_path / "rules.json"
+    rules.write_text('{"cat": "normalize"}')
+    result = run_cli("transform-metrics", "-e", "1", "2", sqlite_address.path, "--rules", str(rules), "--dry-run",
+                     "--json")
+    assert result.returncode == 0, result.stderr
+    wrong = run_cli("transform-metrics", "-e", "1", "x2", sqlite_address.path, "--rules", str(rules), "--dry-run")
+    assert wrong.returncode == 2 and "'x2' is not a whole number" in wrong.stderr

@@ -135,6 +135,28 @@ def whole_number(text, low, high, what):
     return value
 
 
+class IdsThenDatabase(argparse.Action):
+    """`-e ID [ID ...]` that leaves a database given after the ids to DB (`-e 1 2 experiment.db`), instead of
+    reading the path as one more id."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ARG002 (argparse.Action)
+        values = list(values)
+        if len(values) > 1 and not _is_whole_number(values[-1]):
+            namespace.database_after_ids = values.pop()
+        try:
+            setattr(namespace, self.dest, [row_id(v) for v in values])
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
+
+
+def _is_whole_number(text):
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
 def positive_int(text):
     return whole_number(text, 1, MAX_COUNT, "it")
 
@@ -184,7 +206,7 @@ def password_flag(args):
 
 
 def resolve_address(args):
-    db = getattr(args, "db", None)
+    db = getattr(args, "db", None) or getattr(args, "database_after_ids", None)
     flag = getattr(args, "database", None)
     if db and flag and db != flag:
         raise UsageError("two databases given (%s and -d %s)" % (db, flag), hint="give DB or -d, not both")

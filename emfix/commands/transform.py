@@ -19,7 +19,7 @@ def register(sub):
     common.add_database_options(p)
     p.add_argument("--rules", "--transformation-file", dest="rules", metavar="FILE",
                    help="the rules: a JSON object label -> rule (see --template)")
-    p.add_argument("-e", "--experiment", dest="experiments", type=common.row_id, nargs="+", metavar="ID",
+    p.add_argument("-e", "--experiment", dest="experiments", action=common.IdsThenDatabase, nargs="+", metavar="ID",
                    help="only the metrics of these experiments (default: every metric)")
     p.add_argument("--experiment-ids", metavar="1,2,3", help="the old tool's spelling of -e: ids separated by commas")
     p.add_argument("--template", metavar="FILE", help="write a commented starting rules file (- for stdout) and stop; "

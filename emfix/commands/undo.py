@@ -3,7 +3,7 @@
 import sys
 
 from .. import quarantine
-from ..errors import EXIT_OK, EXIT_PROBLEMS
+from ..errors import EXIT_OK, EXIT_PROBLEMS, Cancelled
 from . import common
 from .common import n
 
@@ -17,6 +17,7 @@ def register(sub):
     common.add_database_options(p, positional=False)
     p.add_argument("--batch-size", type=common.positive_int, default=1000, metavar="N",
                    help="rows or values per transaction (default 1,000; lower it for Galera's wsrep_max_ws_rows)")
+    p.add_argument("--yes", action="store_true", help="do not ask on a terminal (without one it never asks)")
     p.add_argument("--force", action="store_true",
                    help="put the rows into the database named by -d although the quarantine came from another "
                         "(a moved or copied database); also " + common.REPLICA_FORCE_HELP)
@@ -28,6 +29,13 @@ def run(args, out):
     target = address or quarantine.database_of(args.quarantine)
     if target is not None:
         common.refuse_replica(args, target)
+    if not args.yes and sys.stdin.isatty():  # like every other write, it says what it will do and asks first
+        counts, meta = quarantine.contents(args.quarantine)
+        what = ", ".join("%s %s" % (table, n(count)) for table, count in sorted(counts.items())) or "nothing"
+        sys.stderr.write("%s kept by %s: %s\n" % (args.quarantine, meta.get("command", "a repair"), what))
+        if not common.confirm(lambda _p: "put them back into %s?" % (
+                target.display() if target is not None else "the database it came from"))(None):
+            raise Cancelled("cancelled; nothing was changed")
     result = undo.undo(args.quarantine, address, retry_policy=common.retry_policy(args), force=args.force,
                        batch_size=args.batch_size)
     if out.json:
