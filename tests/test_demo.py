@@ -1,4 +1,5 @@
 import json
+import os
 import sqlite3
 
 from conftest import run_cli
@@ -68,3 +69,20 @@ def test_first_generation_demo_has_no_batch_tables(tmp_path):
     write_demo(path, Shape(generation=1))
     tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "BATCH" not in tables and "EPOCH_METRIC" in tables
+
+
+def test_the_demo_suggests_commands_that_run_from_another_folder(tmp_path):
+    """The "try:" lines work pasted anywhere: `python -m emfix` alone fails outside the clone."""
+    import shlex
+    import subprocess
+    result = run_cli("demo", str(tmp_path / "d"))
+    assert result.returncode == 0, result.stderr
+    line = [text for text in result.stdout.splitlines() if text.strip().endswith("--help")][0].strip()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    words = shlex.split(line)
+    if words[0].startswith("PYTHONPATH="):
+        env["PYTHONPATH"] = words.pop(0).split("=", 1)[1]
+    ran = subprocess.run(words, cwd=str(elsewhere), env=env, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0 and "usage" in ran.stdout.lower(), (line, ran.stderr)

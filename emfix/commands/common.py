@@ -349,6 +349,22 @@ def confirm(question, describe=None, without_terminal="run with --dry-run to see
     return ask
 
 
+def invocation():
+    """How to run emfix again the way it was started now: the .pyz by its path, the installed `emfix`, or
+    `python3 -m emfix` (with PYTHONPATH when the package is only importable from here)."""
+    import shlex
+    started = sys.argv[0] if sys.argv else ""
+    if started.endswith(".pyz") or (os.path.isfile(started) and not started.endswith(".py")
+                                    and os.path.basename(started) != "emfix"):
+        return "python3 %s" % shlex.quote(os.path.abspath(started))
+    if os.path.basename(started) == "emfix":
+        return "emfix"
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if "site-packages" in package_root or "dist-packages" in package_root:  # installed: importable anywhere
+        return "python3 -m emfix"
+    return "PYTHONPATH=%s python3 -m emfix" % shlex.quote(package_root)
+
+
 def n(value):
     """A count for people: 1,234,567."""
     return "{:,}".format(value)

@@ -51,6 +51,7 @@ def run(args, out):
         out.text("  - %s" % what)
     out.text("")
     out.text("try:")
-    for line in ("emfix validate %s" % path, "emfix schema %s" % path, "emfix --help"):
-        out.text("  python -m " + line)
+    emfix = common.invocation()
+    for line in ("validate %s" % path, "schema %s" % path, "--help"):
+        out.text("  %s %s" % (emfix, line))
     return EXIT_OK
