@@ -27,15 +27,19 @@ from bench_validate import bench_parser, ensure_demo, scale_tag  # noqa: E402
 WRITER = """
 import sqlite3, sys, time
 con = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
-worst = 0.0
+worst, writes = 0.0, 0
 stop = sys.argv[2]
 import os
+print("ready", flush=True)
 while not os.path.exists(stop):
     started = time.perf_counter()
-    con.execute("INSERT INTO EXPERIMENT (title) VALUES ('bench writer')")
+    # The application's NOT NULL columns filled, as the application does.
+    con.execute("INSERT INTO EXPERIMENT (title, start_time, update_time) VALUES "
+                "('bench writer', datetime('now'), datetime('now'))")
     worst = max(worst, time.perf_counter() - started)
+    writes += 1
     time.sleep(0.01)
-print(worst)
+print(worst, writes)
 """
 
 
@@ -63,15 +67,23 @@ def fixpoint(path):
 
 def with_writer(path, action):
     stop = path + ".stop"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, path, stop], stdout=subprocess.PIPE, text=True)
-    time.sleep(0.3)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, path, stop], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    if writer.stdout.readline().strip() != "ready":
+        raise SystemExit("bench: the writer did not start: %s" % writer.communicate()[1][-500:])
     started = time.perf_counter()
     action()
     elapsed = time.perf_counter() - started
     open(stop, "w").close()
-    worst = float(writer.communicate()[0].strip() or 0)
+    out, err = writer.communicate()
     os.remove(stop)
-    return elapsed, worst
+    # A writer that died measured nothing: the figure would be void, so the bench fails loudly.
+    if writer.returncode != 0 or not out.strip():
+        raise SystemExit("bench: the writer failed (exit %s): %s" % (writer.returncode, err.strip()[-500:]))
+    worst, writes = out.split()
+    if int(writes) == 0:
+        raise SystemExit("bench: the writer wrote nothing while the cleanup ran: nothing was measured")
+    return elapsed, float(worst)
 
 
 def main(argv=None):
