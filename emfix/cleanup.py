@@ -17,7 +17,7 @@ from typing import Dict, Optional
 
 from . import quarantine as q
 from .backends import open_database
-from .errors import NoSpaceError, OperationInterrupted, UsageError
+from .errors import OperationInterrupted, UsageError
 from .fksweep import TMP, UNREFERENCED_TABLES, TablePlan, sweep_foreign_keys
 from .guarded import GuardedChange, Safeguards, kill_point, preflight
 from .hierarchy import ancestor_chain
@@ -489,8 +489,7 @@ def cleanup_orphans(address, *, dry_run=False, batch_size=5000, sleep=0.0, max_l
             try:
                 _quarantine_rows(db, graph, doom, qcon, qpath, progress)
             except (OSError, sqlite3.OperationalError) as exc:
-                raise NoSpaceError("cannot write the quarantine %s: %s; nothing was deleted" % (qpath, exc),
-                                   hint="free some space or use --quarantine-dir on a larger disk") from None
+                raise q.write_error(exc, qpath, "nothing was deleted") from None
             result.removed, stats, result.left_alone = _delete_batches(
                 db, graph, doom, qcon, batch_size, sleep, max_lock_ms, progress, interrupted)
             result.batches, result.max_batch_ms = stats["batches"], stats["max_ms"]

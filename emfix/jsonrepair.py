@@ -254,8 +254,8 @@ class _Parser:
         result = []
         while True:
             end = NUMBER_CHARS.match(self.text, self.pos).end()  # a long run of numbers: the C decoder reads it
-            if end > self.pos + 64:
-                last = self.text.rfind(",", self.pos, end)
+            last = self.text.rfind(",", self.pos, end) if end > self.pos + 64 else -1
+            if last > self.pos:  # one long number and no comma (-1): nothing to take in bulk
                 try:
                     result.extend(strict_loads("[%s]" % self.text[self.pos:last]))
                     self.pos = last + 1

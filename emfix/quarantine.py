@@ -167,11 +167,17 @@ def keep_rows(con, sql, rows, path):
     except (OSError, sqlite3.OperationalError) as exc:
         if con.in_transaction:
             con.execute("ROLLBACK")
-        if "full" in str(exc) or getattr(exc, "errno", None) in FULL_ERRNOS:
-            raise NoSpaceError("cannot write the quarantine %s: the disk is full; the last batch was not changed"
-                               % path, hint="free some space, then run the same command again") from None
-        raise UsageError("cannot write the quarantine %s: %s; the last batch was not changed" % (path, exc),
-                         hint="check the quarantine folder, then run the same command again") from None
+        raise write_error(exc, path, "the last batch was not changed") from None
+
+
+def write_error(exc, path, consequence):
+    """What a failed quarantine write means: a full disk (ENOSPC, EFBIG, a quota: SQLite says "full")
+    is NoSpaceError; anything else says what happened, never "free some space"."""
+    if "full" in str(exc).lower() or getattr(exc, "errno", None) in FULL_ERRNOS:
+        return NoSpaceError("cannot write the quarantine %s: the disk is full; %s" % (path, consequence),
+                            hint="free some space or use --quarantine-dir on a larger disk, then run it again")
+    return NotWritableError("cannot write the quarantine %s: %s; %s" % (path, exc, consequence),
+                            hint="check the quarantine folder (or use --quarantine-dir), then run it again")
 
 
 def contents(path):

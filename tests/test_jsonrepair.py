@@ -162,3 +162,25 @@ def _timed(time, text):
     started = time.perf_counter()
     repair(text)
     return time.perf_counter() - started
+
+
+def test_a_long_number_alone_in_a_sequence_is_read_like_a_short_one():
+    """A run of digits with no comma in it was cut at rfind's -1 and reported as nested too deep."""
+    long = "1" * 70
+    assert repair('{"a": (%s)}' % long).value == '{"a": [%s]}' % long
+    assert repair('{"a": (%s)}' % long).value.replace(long, "5") == repair('{"a": (5)}').value
+
+
+def test_a_quarantine_that_cannot_be_written_says_why_and_only_a_full_disk_is_no_space():
+    import errno
+    import sqlite3
+
+    from emfix import quarantine
+    from emfix.errors import NoSpaceError, NotWritableError
+    full = quarantine.write_error(OSError(errno.ENOSPC, "No space left on device"), "q.db", "nothing was deleted")
+    assert isinstance(full, NoSpaceError) and "disk is full" in full.message
+    sqlite_full = quarantine.write_error(sqlite3.OperationalError("database or disk is full"), "q.db", "x")
+    assert isinstance(sqlite_full, NoSpaceError)
+    denied = quarantine.write_error(OSError(errno.EACCES, "Permission denied"), "q.db", "nothing was deleted")
+    assert isinstance(denied, NotWritableError) and "Permission denied" in denied.message
+    assert "space" not in denied.message + (denied.hint or "")
