@@ -10,7 +10,6 @@ optimize times it.
 import dataclasses
 import re
 import sqlite3
-import threading
 import time
 from typing import Dict, List
 
@@ -151,16 +150,8 @@ def _index_hint(db, plan, relation, indexes):
     return " NOT INDEXED"
 
 
-_INDEX_CACHE = threading.local()
-
-
 def indexes_of(db, table):
-    cache = getattr(_INDEX_CACHE, "by_db", None)
-    if cache is None or cache[0] is not db:
-        cache = _INDEX_CACHE.by_db = (db, {})
-    if table not in cache[1]:
-        cache[1][table] = db.indexes(table)
-    return cache[1][table]
+    return db.indexes_cached(table)
 
 
 def ancestor_of(graph, relation):

@@ -133,3 +133,19 @@ def test_read_only_open_recovers_a_hot_journal_left_by_a_killed_writer(tmp_path)
     assert (tmp_path / "experiment.db-journal").exists()
     with open_database(DatabaseAddress("sqlite", path=str(path)), readonly=True) as db:
         assert db.scalar("SELECT count(*) FROM t") == 20000
+
+
+def test_creating_a_missing_mysql_database_leaves_the_callers_address_as_it_is(mysql_databases):
+    """No hidden state: the backend connected to the server without a database by a copy of the address."""
+    import dataclasses
+    import uuid
+    base = mysql_databases()
+    address = dataclasses.replace(base, database="emfix_t_new_%s" % uuid.uuid4().hex[:8])
+    before = dataclasses.asdict(address)
+    try:
+        with open_database(address, create=True) as db:
+            assert db.scalar("SELECT DATABASE()") == address.database
+        assert dataclasses.asdict(address) == before
+    finally:
+        with open_database(base) as admin:
+            admin.execute("DROP DATABASE IF EXISTS `%s`" % address.database)

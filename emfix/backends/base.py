@@ -206,6 +206,14 @@ class Backend:
         """Declared foreign keys of a table as ForeignKey tuples."""
         raise NotImplementedError
 
+    def indexes_cached(self, table):
+        """indexes(table), read once per connection object (the foreign-key sweep asks for each table
+        many times); the cache belongs to this object, so another database never sees it."""
+        cache = self.__dict__.setdefault("_indexes_cache", {})
+        if table not in cache:
+            cache[table] = self.indexes(table)
+        return cache[table]
+
     def indexes(self, table):
         raise NotImplementedError
 

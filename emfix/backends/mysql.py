@@ -4,6 +4,7 @@ The driver is imported only when a MySQL address is opened. Large results stream
 unbuffered cursor; `?` placeholders are translated to the driver's `%s`.
 """
 
+import dataclasses
 import functools
 import re
 
@@ -93,19 +94,18 @@ class MySQLBackend(ReplicationMixin, Backend):
         """init and migrate --init: a database that does not exist yet is created (utf8mb4), when the user may."""
         statement = "CREATE DATABASE IF NOT EXISTS %s CHARACTER SET utf8mb4" % self.quote(self.address.database)
         wanted = self.address.database
+        server = dataclasses.replace(self.address, database=None)  # the caller's address is left as it is
         try:
-            self.address.database = None
-            self._conn = self._run(self._connect, "connect to %s" % self.address.display())
+            self._conn = self._run(lambda: self._connect(server), "connect to %s" % server.display())
             self.execute(statement)
         except PrivilegeError:
             raise PrivilegeError("MySQL database %r does not exist and user %r may not create it" % (
                 wanted, self.address.user), hint="as an administrator: %s; then run this again" % statement) from None
         finally:
-            self.address.database = wanted
             self.close()
 
-    def _connect(self):
-        a = self.address
+    def _connect(self, address=None):
+        a = address or self.address
         kwargs = dict(host=a.host, port=a.port, user=a.user, password=a.password or "",
                       database=a.database, autocommit=True, consume_results=True,
                       connection_timeout=self._connect_timeout, charset="utf8mb4",
