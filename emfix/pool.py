@@ -35,10 +35,6 @@ class ConnectionPool:
     def opened(self):
         return self._opened
 
-    @property
-    def in_use(self):
-        return len(self._in_use)
-
     def acquire(self, timeout=None):
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout

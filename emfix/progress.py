@@ -23,7 +23,7 @@ def format_mb(n):
 
 
 def utc_now():
-    """Now, as the ISO text manifests, journals and histories carry."""
+    """Now, as the ISO text manifests and journals carry (the history keeps whole seconds of its own)."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 

@@ -82,9 +82,17 @@ def test_malformed_url_message_masks_password():
 @given(st.text(max_size=80))
 def test_any_text_parses_or_raises_emfix_error(text):
     try:
-        parse_address(text, environ={})
-    except EmfixError:
-        pass
+        address = parse_address(text, environ={})
+    except EmfixError as exc:
+        assert exc.message and exc.exit_code in (2, 3)  # a clear usage or not-found error, never empty
+        return
+    # What parses is a whole address: one of the two engines, an identity, a name to show.
+    assert address.kind in ("sqlite", "mysql")
+    assert address.key().startswith(("sqlite:", "mysql://")) and address.display()
+    if address.is_sqlite:
+        assert address.path and address.path.strip()
+    else:
+        assert address.host and 0 < int(address.port) < 65536
 
 
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=6, max_size=20))

@@ -69,9 +69,11 @@ def test_dry_runs_exit_0(demo_db):
 
 
 def test_validate_experiment_answers_for_that_experiment_alone(demo_db):
-    assert run_cli("validate", demo_db.path).returncode == 1  # the database is damaged...
+    damaged = run_cli("validate", demo_db.path)  # the database is damaged...
+    assert damaged.returncode == 1 and damaged.stdout.startswith("FAIL:") and "Traceback" not in damaged.stderr
     assert run_cli("validate", demo_db.path, "--experiment", "1").returncode == 0  # ...experiment 1 is intact
-    assert run_cli("validate", demo_db.path, "--experiment", "3").returncode == 1  # experiment 3 is not
+    three = run_cli("validate", demo_db.path, "--experiment", "3")  # experiment 3 is not
+    assert three.returncode == 1 and three.stdout.startswith("FAIL:") and "Traceback" not in three.stderr
     missing = run_cli("validate", demo_db.path, "--experiment", "12")
     assert missing.returncode == 1 and "NOT FOUND" in missing.stdout
 
