@@ -16,12 +16,10 @@ owns, once, the protocol around it:
 
 import dataclasses
 import os
-import sqlite3
 from typing import Callable, List, Optional
 
 from . import quarantine as q
 from .errors import AlreadyDoneError, Cancelled, DamagedInputError
-from .fileutil import read_only_uri
 from .progress import NoProgress
 from .schema import discover_graph, require_experiment_manager
 
@@ -128,7 +126,7 @@ class GuardedChange:
             self.quarantine_path = unfinished
             return
         if self.fingerprint is not None and not self.safeguards.force:
-            done = find_finished(self.quarantine_dir, self.command, self.address, self.fingerprint)
+            done = q.find_finished(self.quarantine_dir, self.command, self.address, self.fingerprint)
             if done:
                 raise AlreadyDoneError(
                     "%s with these rules over this scope already ran on %s (%s); nothing was changed"
@@ -187,28 +185,6 @@ class GuardedChange:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def find_finished(directory, command, address, fingerprint):
-    """The newest finished (not undone) quarantine of the same change on the same database, or None."""
-    if not os.path.isdir(directory):
-        return None
-    for name in sorted(os.listdir(directory), reverse=True):
-        if not (name.startswith(command + "-") and name.endswith(".quarantine.db")):
-            continue
-        path = os.path.join(directory, name)
-        try:
-            con = sqlite3.connect(read_only_uri(path), uri=True)
-            try:
-                meta = q.read_meta(con)
-            finally:
-                con.close()
-        except (sqlite3.DatabaseError, Exception):  # noqa: BLE001 - a file that cannot be read is no proof
-            continue
-        if (meta.get("status") == "done" and meta.get("change_fingerprint") == fingerprint
-                and q.owner_key(meta) == address.key()):
-            return path
-    return None
 
 
 # -- reading what to change: pages by key ---------------------------------------------------------

@@ -85,25 +85,41 @@ def ensure_table(con, table, columns, with_rowid):
     return names
 
 
+def meta_of(path):
+    """The meta of a quarantine file, read-only; None when it is not one or cannot be read."""
+    try:
+        con = sqlite3.connect(read_only_uri(path), uri=True)
+        try:
+            return read_meta(con)
+        finally:
+            con.close()
+    except (sqlite3.DatabaseError, UsageError):
+        return None
+
+
+def quarantines(directory, command):
+    """(path, meta) of this command's quarantine files in `directory`, newest first."""
+    if not os.path.isdir(directory):
+        return
+    for name in sorted(os.listdir(directory), reverse=True):
+        if name.startswith(command + "-") and name.endswith(".quarantine.db"):
+            path = os.path.join(directory, name)
+            meta = meta_of(path)
+            if meta is not None:
+                yield path, meta
+
+
 def find_unfinished(directory, command, address):
     """The newest quarantine of this command on this database that did not finish (for a rerun)."""
-    if not os.path.isdir(directory):
-        return None
-    for name in sorted(os.listdir(directory), reverse=True):
-        if not (name.startswith(command + "-") and name.endswith(".quarantine.db")):
-            continue
-        path = os.path.join(directory, name)
-        try:
-            con = sqlite3.connect(read_only_uri(path), uri=True)
-            try:
-                meta = read_meta(con)
-            finally:
-                con.close()
-        except (sqlite3.DatabaseError, UsageError):
-            continue
-        if meta.get("status") == "in progress" and owner_key(meta) == address.key():
-            return path
-    return None
+    return next((path for path, meta in quarantines(directory, command)
+                 if meta.get("status") == "in progress" and owner_key(meta) == address.key()), None)
+
+
+def find_finished(directory, command, address, fingerprint):
+    """The newest finished (not undone) quarantine of the same change on the same database, or None."""
+    return next((path for path, meta in quarantines(directory, command)
+                 if meta.get("status") == "done" and meta.get("change_fingerprint") == fingerprint
+                 and owner_key(meta) == address.key()), None)
 
 
 def owner_key(meta):
@@ -120,15 +136,8 @@ def owner_key(meta):
 def database_of(path):
     """The address of the database a quarantine file was taken from (a SQLite file by its real path, never
     resolved against the current directory); None when the file says none or cannot be read."""
-    try:
-        con = sqlite3.connect(read_only_uri(path), uri=True)
-        try:
-            meta = read_meta(con)
-        finally:
-            con.close()
-    except (sqlite3.DatabaseError, UsageError):
-        return None
-    return owner_address(meta)
+    meta = meta_of(path)
+    return owner_address(meta) if meta is not None else None
 
 
 def owner_address(meta):
