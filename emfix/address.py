@@ -92,6 +92,9 @@ def parse_address(text, password_file=None, defaults_file=None, environ=None, pa
     if text is None or not str(text).strip():
         raise UsageError("no database given", hint="pass a SQLite file path or mysql://user@host/db")
     text = str(text)
+    if "\x00" in text:  # no file system names a file with a NUL in it
+        raise AddressError("a database name cannot hold a NUL character: %r" % mask_url(text),
+                           hint="check how the name was typed or generated")
     scheme = text.split(":", 1)[0].lower() if "://" in text or text.lower().startswith("sqlite:") else ""
     if scheme == "sqlite":
         return DatabaseAddress("sqlite", path=_sqlite_path(text))

@@ -12,12 +12,11 @@ import math
 import os
 import random
 import sqlite3
-from urllib.parse import quote
 
 from .address import DatabaseAddress
 from .backends import open_database
 from .errors import UsageError
-from .fileutil import durable_file
+from .fileutil import durable_file, read_only_uri
 from .schema import create_schema
 
 ROWS_PER_FULL_RUN = 3307  # rows one run of 100 epochs x 10 batches writes (see Shape.full)
@@ -281,7 +280,7 @@ DEMO_APPLICATION_ID = 0x656D6678  # "emfx": how demo knows a file is its own to 
 
 def is_demo_database(path):
     try:
-        con = sqlite3.connect("file:%s?mode=ro" % quote(os.path.abspath(path)), uri=True)
+        con = sqlite3.connect(read_only_uri(path), uri=True)
         try:
             return con.execute("PRAGMA application_id").fetchone()[0] == DEMO_APPLICATION_ID
         finally:

@@ -20,6 +20,7 @@ from typing import Callable, List, Optional
 
 from . import quarantine as q
 from .errors import AlreadyDoneError, Cancelled, DamagedInputError
+from .killpoints import kill_point
 from .progress import NoProgress
 from .schema import discover_graph, require_experiment_manager
 
@@ -37,24 +38,6 @@ class Safeguards:
     quarantine_dir: Optional[str] = None
     retry_policy: object = None
     force: bool = False
-
-
-# -- kill points for the tests ------------------------------------------------------------------------
-
-FAULT_ENV = "EMFIX_TEST_KILL_AT"  # "POINT:N": SIGKILL this process the N-th time it passes POINT
-_passes = {}
-
-
-def kill_point(point):
-    """Where a test may kill the process for certain (no timing): after the quarantine commit
-    ("kept"), after a batch's database commit ("written"), and so on."""
-    wanted = os.environ.get(FAULT_ENV)
-    if not wanted or not wanted.startswith(point + ":"):
-        return
-    _passes[point] = _passes.get(point, 0) + 1
-    if str(_passes[point]) == wanted.split(":", 1)[1]:
-        import signal
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # -- preflight ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ subtree through its key table (Subtree.source) at the cost of the rows wanted, n
 import dataclasses
 from typing import List
 
+from .errors import SchemaError
 from .schema import Relation
 
 TMP = "emfix_tmp_h_"
@@ -248,3 +249,22 @@ def check_hierarchy(db, graph, experiment_id, limit=100, tree=None):
             count = db.scalar("SELECT count(*) FROM %s m WHERE %s" % (q(root), where))
             levels.append(HierarchyLevel(root, int(count or 0)))
     return HierarchyReport(experiment_id, exists=tree.exists, levels=levels, breaks=breaks)
+
+
+def check_experiments(address, experiment_id=None, limit=10, *, retry_policy=None):
+    """check_hierarchy of one experiment, or of every one in id order, once the file is known sound.
+
+    SQLite opens read-only; MariaDB refuses the walk's TEMPORARY tables in a READ ONLY session, so the
+    MySQL connection is a normal one that writes only to its own temporary tables (as validate's)."""
+    from .backends import open_database
+    from .guarded import check_integrity
+    from .schema import discover_graph
+    with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
+        graph = discover_graph(db)
+        check_integrity(db)  # a damaged file's breaks would be the damage, not the data's
+        if ROOT not in graph.tables:
+            raise SchemaError("%s has no EXPERIMENT table" % db.address.display())
+        q = db.quote
+        ids = [experiment_id] if experiment_id is not None else [
+            r[0] for r in db.query("SELECT %s FROM %s ORDER BY %s" % (q("id"), q(ROOT), q("id")))]
+        return [check_hierarchy(db, graph, ident, limit) for ident in ids]

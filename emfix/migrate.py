@@ -39,6 +39,7 @@ from .errors import (
     SchemaError,
     UsageError,
 )
+from .fileutil import read_only_uri
 from .guarded import check_integrity
 from .hierarchy import ROOT, reach_subtree
 from .idshift import column_shifts, id_offset, id_owner
@@ -133,7 +134,7 @@ def _refuse_by_journal(src, dst, experiment_id, journal, resume, force):
 def _holds_nothing(path):
     import sqlite3
     try:
-        con = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+        con = sqlite3.connect(read_only_uri(path), uri=True)
         try:
             return not con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         finally:

@@ -14,6 +14,7 @@ import sqlite3
 
 from .backends import open_database
 from .errors import EmfixError, SchemaError
+from .fileutil import read_only_uri
 from .sqlsnapshot import SnapshotReader
 
 COLUMN_LINE = re.compile(r"^  `((?:[^`]|``)+)` ([a-z]+(?:\((?:[^()']|'(?:[^'\\]|\\.|'')*')*\))?(?: unsigned)?)",
@@ -184,7 +185,7 @@ def _refused(address, exc):
 
 
 def _open_file(path):
-    return sqlite3.connect("file:%s?mode=ro" % path.replace("?", "%3f").replace("#", "%23"), uri=True)
+    return sqlite3.connect(read_only_uri(path), uri=True)
 
 
 def _text(value):

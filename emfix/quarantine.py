@@ -11,8 +11,9 @@ import os
 import sqlite3
 
 from . import __version__
-from .errors import NoSpaceError, NotWritableError, UsageError
+from .errors import DamagedInputError, NoSpaceError, NotWritableError, UsageError
 from .fileutil import DATA_FILE_MODE, FULL_ERRNOS, create_private, read_only_uri, server_state_dir
+from .killpoints import kill_point
 
 META = "_emfix_meta"
 CREATED = "_emfix_created"
@@ -46,8 +47,18 @@ def open_quarantine(path, create=False):
             con.execute("CREATE TABLE IF NOT EXISTS %s (key TEXT PRIMARY KEY, value TEXT)" % META)
             con.execute("CREATE TABLE IF NOT EXISTS %s (ordinal INTEGER PRIMARY KEY, table_name TEXT, "
                         "key_json TEXT)" % CREATED)
-    except (OSError, sqlite3.OperationalError) as exc:
-        if "full" in str(exc) or getattr(exc, "errno", None) in FULL_ERRNOS:
+    except sqlite3.DatabaseError as exc:
+        if not create and not isinstance(exc, sqlite3.OperationalError):  # not SQLite, or cut short
+            raise DamagedInputError("%s is not a readable quarantine file (%s)" % (path, exc),
+                                    hint="pass the file the repair printed; a damaged copy cannot be undone "
+                                         "from") from None
+        if "full" in str(exc):
+            raise NoSpaceError("cannot write the quarantine %s: the disk is full; nothing was changed" % path,
+                               hint="free some space or use --quarantine-dir on a larger disk") from None
+        raise NotWritableError("cannot write the quarantine %s: %s; nothing was changed" % (path, exc),
+                               hint="use --quarantine-dir with a folder you can write to") from None
+    except OSError as exc:
+        if getattr(exc, "errno", None) in FULL_ERRNOS:
             raise NoSpaceError("cannot write the quarantine %s: the disk is full; nothing was changed" % path,
                                hint="free some space or use --quarantine-dir on a larger disk") from None
         raise NotWritableError("cannot write the quarantine %s: %s; nothing was changed" % (path, exc),
@@ -65,8 +76,11 @@ def write_meta(con, **values):
 def read_meta(con):
     try:
         return {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM %s" % META)}
-    except sqlite3.DatabaseError as exc:
+    except sqlite3.OperationalError as exc:  # a SQLite file without our table
         raise UsageError("not an emfix quarantine file: %s" % exc) from None
+    except sqlite3.DatabaseError as exc:  # not SQLite at all, or cut short
+        raise DamagedInputError("not a readable quarantine file: %s" % exc,
+                                hint="pass the file the repair printed") from None
 
 
 def start(con, command, address, reason):
@@ -86,15 +100,21 @@ def ensure_table(con, table, columns, with_rowid):
 
 
 def meta_of(path):
-    """The meta of a quarantine file, read-only; None when it is not one or cannot be read."""
+    """The meta of a quarantine file; None when it is not one. Opened read-write: a run killed while it
+    wrote the file leaves a hot journal that only a writer may roll back (read-only, SQLite refuses to
+    open it, and a rerun would start a second quarantine and apply its change twice)."""
     try:
-        con = sqlite3.connect(read_only_uri(path), uri=True)
+        con = sqlite3.connect(path, isolation_level=None)
         try:
             return read_meta(con)
         finally:
             con.close()
-    except (sqlite3.DatabaseError, UsageError):
-        return None
+    except UsageError:
+        return None  # a SQLite file without our meta table: not a quarantine
+    except (sqlite3.DatabaseError, DamagedInputError) as exc:
+        raise DamagedInputError("cannot read the quarantine %s: %s" % (path, exc),
+                                hint="a repair's originals may be in it: move it out of the folder only once you "
+                                     "know it is not needed, then run the command again") from None
 
 
 def quarantines(directory, command):
@@ -136,7 +156,10 @@ def owner_key(meta):
 def database_of(path):
     """The address of the database a quarantine file was taken from (a SQLite file by its real path, never
     resolved against the current directory); None when the file says none or cannot be read."""
-    meta = meta_of(path)
+    try:
+        meta = meta_of(path)
+    except DamagedInputError:
+        return None  # opening it to undo says what is wrong with it
     return owner_address(meta) if meta is not None else None
 
 
@@ -172,6 +195,7 @@ def keep_rows(con, sql, rows, path):
     try:
         con.execute("BEGIN")
         con.executemany(sql, rows)
+        kill_point("keeping")  # a kill here leaves a hot journal beside the file
         con.execute("COMMIT")
     except (OSError, sqlite3.OperationalError) as exc:
         if con.in_transaction:

@@ -42,6 +42,7 @@ from .fileutil import (
     durable_file,
     fsync_directory,
     is_own_file,
+    read_only_uri,
     remove_own_file,
     server_state_dir,
 )
@@ -226,7 +227,7 @@ def sha256_of(path, chunk=1 << 20):
 
 
 def _open_snapshot_file(path):
-    uri = "file:%s?mode=ro" % path.replace("?", "%3f").replace("#", "%23")
+    uri = read_only_uri(path)
     return sqlite3.connect(uri, uri=True)
 
 

@@ -400,3 +400,16 @@ def test_remove_own_file_refuses_anything_emfix_did_not_write(tmp_path):
     with pytest.raises(UsageError):
         remove_own_file(str(own), protect=[str(own)])
     assert remove_own_file(str(own)) and not own.exists()
+
+
+def test_a_database_in_a_folder_named_with_percent_escapes_is_snapshotted_and_repaired(tmp_path):
+    """`a%20b` is a folder name, not a URI escape: the snapshot's read-back opened the wrong path."""
+    folder = tmp_path / "a%20b ?#"
+    folder.mkdir()
+    from emfix.address import DatabaseAddress
+    address = DatabaseAddress("sqlite", path=str(folder / "experiment.db"))
+    make_demo(address)
+    made = run_cli("snapshot", "create", address.path, "--verify")
+    assert made.returncode == 0, made.stderr
+    fixed = run_cli("fix-json", address.path, "--yes")
+    assert fixed.returncode in (0, 1) and "damaged" not in fixed.stderr, fixed.stderr

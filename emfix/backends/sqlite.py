@@ -6,10 +6,9 @@ database. Writers wait on a busy timeout and take the write lock up front (BEGIN
 
 import os
 import sqlite3
-from urllib.parse import quote
 
 from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, NoSpaceError
-from ..fileutil import create_private
+from ..fileutil import create_private, read_only_uri
 from ..retry import RetriesExhausted, call_with_retry
 from .base import Backend, ColumnDetail, ForeignKey, Index
 
@@ -85,7 +84,7 @@ class SQLiteBackend(Backend):
         busy = max(0.05, self.retry_policy.deadline)  # SQLite waits for the lock itself, up to --lock-timeout
         try:
             if readonly:
-                uri = "file:%s?mode=ro" % quote(os.path.abspath(self.path))
+                uri = read_only_uri(self.path)
                 self._conn = sqlite3.connect(uri, uri=True, timeout=busy, isolation_level=None,
                                              check_same_thread=False)
             else:

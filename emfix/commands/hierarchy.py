@@ -1,11 +1,10 @@
 """emfix check-hierarchy: is each experiment's tree whole (the old tool's command, which never could be)."""
 
-from ..errors import EXIT_OK, EXIT_PROBLEMS, SchemaError
+from ..errors import EXIT_OK, EXIT_PROBLEMS
 from . import common
 from .common import n
 
 hierarchy = common.lazy_module("emfix.hierarchy")
-schema = common.lazy_module("emfix.schema")
 
 
 def register(sub):
@@ -21,17 +20,8 @@ def register(sub):
 
 
 def run(args, out):
-    # SQLite opens read-only; MariaDB refuses the walk's TEMPORARY tables in a READ ONLY session, so the
-    # MySQL connection is a normal one that writes only to its own temporary tables (as validate's).
-    address = common.resolve_address(args)
-    with common.open_from_args(args, readonly=address.is_sqlite) as db:
-        graph = schema.discover_graph(db)
-        if hierarchy.ROOT not in graph.tables:
-            raise SchemaError("%s has no EXPERIMENT table" % db.address.display())
-        q = db.quote
-        ids = [args.experiment] if args.experiment is not None else [
-            r[0] for r in db.query("SELECT %s FROM %s ORDER BY %s" % (q("id"), q(hierarchy.ROOT), q("id")))]
-        reports = [hierarchy.check_hierarchy(db, graph, experiment_id, args.limit) for experiment_id in ids]
+    reports = hierarchy.check_experiments(common.resolve_address(args), args.experiment, args.limit,
+                                          retry_policy=common.retry_policy(args))
     if out.json:
         common.emit_json({"experiments": [r.to_dict() for r in reports]})
     else:
