@@ -134,9 +134,17 @@ def read_catalog(db, counts=True):
 
 
 def catalog_from_dict(data, origin="the file"):
+    from . import oldformat
+    if oldformat.is_old_schema(data):  # the old tool's `extract-schema` file (emfix's, when it wrote one)
+        if isinstance(data.get("emfix"), dict) and data["emfix"].get("format") == CATALOG_FORMAT:
+            return catalog_from_dict(data["emfix"], origin)
+        return oldformat.catalog_from_old(data, origin)
+    if oldformat.is_old_diff(data):
+        raise DamagedInputError("%s is a schema diff file, not a schema file" % origin,
+                                hint="give it to `emfix generate-migration-plan -d %s`" % origin)
     if not isinstance(data, dict) or data.get("format") != CATALOG_FORMAT:
-        raise DamagedInputError("%s is not a schema file written by `emfix schema show --json` (no format %r)"
-                                % (origin, CATALOG_FORMAT))
+        raise DamagedInputError("%s is not a schema file written by `emfix schema show --json` (no format %r) "
+                                "nor by the old tool's extract-schema" % (origin, CATALOG_FORMAT))
     try:
         tables = {}
         for name, t in data["tables"].items():
@@ -147,19 +155,42 @@ def catalog_from_dict(data, origin="the file"):
                 [ForeignKeyInfo(tuple(f["columns"]), f["table"], tuple(f["ref_columns"])) for f in t["foreign_keys"]],
                 t.get("rows"))
         return Catalog(data["dialect"], data.get("database", origin), tables, list(data.get("schema_versions", [])))
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise DamagedInputError("%s is not a complete schema file (%s missing or wrong)" % (origin, exc)) from None
 
 
-def load_catalog(path):
+def load_json_file(path, what="a schema file"):
     try:
         with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except ValueError as exc:
-        raise DamagedInputError("%s is not JSON (%s)" % (path, exc)) from None
+            return json.load(handle)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise DamagedInputError("%s is not JSON (%s)" % (path, str(exc)[:200] or "nested too deeply"),
+                                hint="give %s" % what) from None
     except OSError as exc:
         raise SchemaError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
-    return catalog_from_dict(data, path)
+
+
+def load_catalog(path):
+    return catalog_from_dict(load_json_file(path), path)
+
+
+def catalog_of(text, password_file=None, counts=False):
+    """A schema file (emfix's `schema show --json`, or the old tool's extract-schema), or a live database."""
+    import os
+
+    from .address import parse_address
+    from .backends import open_database
+    from .errors import UsageError
+    if os.path.isfile(text) and not text.endswith((".db", ".sqlite", ".sqlite3")):
+        with open(text, "rb") as handle:
+            head = handle.read(16)
+        if not head.startswith(b"SQLite format 3"):
+            return load_catalog(text)
+    address = parse_address(text, password_file=password_file)
+    if address.is_sqlite and not os.path.exists(address.path):
+        raise UsageError("%s does not exist" % address.path, hint="give a database or a schema file")
+    with open_database(address, readonly=True) as db:
+        return read_catalog(db, counts=counts)
 
 
 def expected_catalog(dialect, generation=2, json_type="json"):

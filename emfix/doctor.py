@@ -96,6 +96,7 @@ def doctor(address, *, retry_policy=None, snapshot_dir=None, command_target=None
         sizes = _table_sizes(db, graph)
         findings.append(_sizes_finding(sizes))
         findings += _missing_indexes(db, graph, target)
+        findings += _schema_checks(db)
         lengths = _metric_lengths(db, graph)
         findings += _large_json(db, lengths, target)
         findings += _disk(address, sizes, snapshot_dir, target)
@@ -266,6 +267,14 @@ def _missing_indexes(db, graph, target):
     return [Finding("indexes", WARN, "%d foreign keys have no index, so lookups by parent scan the table: %s" % (
         len(missing), ", ".join(m.describe() for m in missing)), "emfix optimize %s" % target,
         {"missing": [m.describe() for m in missing]})]
+
+
+def _schema_checks(db):
+    """analyze-schema's checks (complexity, tables without a primary key); the index one is above."""
+    from .catalog import read_catalog
+    from .schemacheck import analyze_catalog
+    return [Finding(f.check, f.level, f.message, "", f.details)
+            for f in analyze_catalog(read_catalog(db, counts=False)).findings if f.check != "indexes"]
 
 
 def _metric_lengths(db, graph):

@@ -114,7 +114,7 @@ def plan_upgrade(db):
                 column.type = catalog.table(name).column(column.name).type
     if blocking:
         diff = diff_catalogs(target, catalog)
-    changes = [d.what for d in diff.differences if d.kind not in LEFT_ALONE]
+    changes = ["%s  [%s: %s]" % (d.what, d.rating, d.reason) for d in diff.differences if d.kind not in LEFT_ALONE]
     statements = [s for s in diff.statements if not s.startswith("--")]
     _refuse_nulls_in_required_columns(db, diff, target)
     return catalog, diff, changes, statements, kept
