@@ -47,7 +47,7 @@ def render_plan(diff, strategy, source="", target="", database=""):
              "-- Overall rating: %s (%d changes: %s)" % (diff.overall_rating, len(diff.differences), ", ".join(
                  "%d %s" % (n, r) for r, n in diff.rating_counts().items() if n) or "none"), ""]
     for d in diff.differences:
-        lines.append("--   %-8s %s" % (d.rating, d.what))
+        lines.append("--   %-8s %s (%s)" % (d.rating, d.what, d.reason))
     steps = _steps(diff)
     advice = [s for s in diff.statements if s.startswith("--")]
     if not steps:
@@ -79,6 +79,9 @@ def render_plan(diff, strategy, source="", target="", database=""):
         if offline and not mysql:
             lines.append("COMMIT;")
     if advice:
-        lines += ["", "-- Left for a person to decide (dropping these loses what they hold):"] + advice
+        lines += ["", "-- Left for a person to decide (A is the target, B the source):"]
+        for d in diff.differences:
+            if any(s.startswith("--") for s in d.fix):
+                lines += [_head(d)] + [s for s in d.fix if s.startswith("--")]
     lines += ["", "-- Rollback: emfix snapshot restore %s (the snapshot taken before)" % (database or "DB"), ""]
     return "\n".join(lines)

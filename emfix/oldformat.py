@@ -255,5 +255,10 @@ def catalogs_from_old_diff(data, origin="the diff file"):
                                 "--format json`")
     old = [t.get("old_table") for t in diffs if isinstance(t, dict) and isinstance(t.get("old_table"), dict)]
     new = [t.get("new_table") for t in diffs if isinstance(t, dict) and isinstance(t.get("new_table"), dict)]
-    return (catalog_from_old({"database_name": "source", "tables": old}, origin + " (old_table)"),
-            catalog_from_old({"database_name": "target", "tables": new}, origin + " (new_table)"))
+
+    def engine(tables):  # only MySQL tables name a storage engine
+        return "mysql" if any(isinstance(t.get("engine"), str) and t.get("engine") for t in tables) else "sqlite"
+    return (catalog_from_old({"database_name": "source", "database_type": engine(old), "tables": old},
+                             origin + " (old_table)"),
+            catalog_from_old({"database_name": "target", "database_type": engine(new), "tables": new},
+                             origin + " (new_table)"))

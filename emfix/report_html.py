@@ -21,7 +21,8 @@ min-width:150px}.card b{display:block;font-size:22px}.card span{color:#57606a;fo
 pre,code{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}pre{background:#f6f8fa;padding:8px;
 white-space:pre-wrap;word-break:break-word;border-radius:6px;margin:4px 0}
 .rating{font-weight:700;padding:1px 6px;border-radius:3px;font-size:12px;color:#fff}.COSMETIC{background:#8c959f}
-.card .rating{color:#fff;font-size:18px}.MINOR{background:#0969da}.MAJOR{background:#bc4c00}.BREAKING{background:#cf222e}
+.card .rating{color:#fff;font-size:18px}.MINOR{background:#0969da}.MAJOR{background:#bc4c00}
+.BREAKING{background:#cf222e}
 .legend span{margin-right:14px;font-size:12px}.sw{display:inline-block;width:22px;height:4px;vertical-align:middle;
 margin-right:4px}svg{width:100%;height:auto;border:1px solid #d0d7de;border-radius:6px;background:#fff}
 @media print{body{margin:0;max-width:none;font-size:11px}h2{break-after:avoid}tr,.card,svg{break-inside:avoid}}
@@ -101,7 +102,8 @@ def hierarchy_svg(report):
     parts = ['<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" role="img" '
              'aria-label="experiment hierarchy" data-picture="hierarchy">' % (SVG_W, SVG_H),
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="10" markerHeight="10" '
-             'markerUnits="userSpaceOnUse" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#57606a"/></marker></defs>']
+             'markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
+             '<path d="M0,0 L10,5 L0,10 z" fill="#57606a"/></marker></defs>']
     labels = []
     for rel in report.get("relations", []):
         child, parent = rel.get("table"), rel.get("parent_table")
