@@ -25,9 +25,15 @@ white-space:pre-wrap;word-break:break-word;border-radius:6px;margin:4px 0}
 .BREAKING{background:#cf222e}
 .legend span{margin-right:14px;font-size:12px}.sw{display:inline-block;width:22px;height:4px;vertical-align:middle;
 margin-right:4px}svg{width:100%;height:auto;border:1px solid #d0d7de;border-radius:6px;background:#fff}
-@media print{body{margin:0;max-width:none;font-size:11px}h2{break-after:avoid}tr,.card,svg{break-inside:avoid}}
+@media print{body{margin:0;max-width:none;font-size:10px}h1{font-size:16px}h2{font-size:13px;margin:10px 0 4px;
+break-after:avoid}tr,.card,svg{break-inside:avoid}tr.clean,.more,.excerpt{display:none}
+th,td{font-size:9px;padding:1px 4px}
+.card{padding:3px 8px;min-width:0}.card b{font-size:15px}pre{padding:3px;font-size:9px}svg{max-height:105mm}
+.cards{gap:5px}}
 """
 
+EXAMPLES_PER_TABLE = 3  # the page is for reading and printing: every example is in the JSON report
+EXAMPLES_PER_KIND = 2
 DAMAGE_COLOURS = {"violations": "#cf222e", "orphaned": "#bc4c00", "null": "#9a6700", "ok": "#1a7f37"}
 
 
@@ -177,29 +183,33 @@ def validation_html(report, target, steps=()):
     rows = []
     for rel in report.get("relations", []):
         key = "%s-%s" % (rel.get("table"), rel.get("parent_table"))
-        rows.append('<tr data-relation="%s"><td><code>%s(%s)</code> &rarr; <code>%s(%s)</code></td>'
+        clean = not (rel.get("violations") or rel.get("orphaned_through_parent") or rel.get("null_keys"))
+        rows.append('<tr data-relation="%s"%s><td><code>%s(%s)</code> &rarr; <code>%s(%s)</code></td>'
                     '<td class="n" data-count="violations:%s">%s</td><td class="n" data-count="orphaned:%s">%s</td>'
                     '<td class="n" data-count="null_keys:%s">%s</td></tr>' % (
-                        esc(key), esc(rel.get("table")), esc(", ".join(rel.get("columns", []))),
+                        esc(key), ' class="clean"' if clean else "", esc(rel.get("table")),
+                        esc(", ".join(rel.get("columns", []))),
                         esc(rel.get("parent_table")), esc(", ".join(rel.get("parent_columns", []))), esc(key),
                         esc(rel.get("violations", 0)), esc(key), esc(rel.get("orphaned_through_parent", 0)), esc(key),
                         esc(rel.get("null_keys", 0))))
     body.append("<table><tr><th>relation (child &rarr; parent)</th><th>missing parent</th><th>orphaned through a "
                 "parent</th><th>NULL keys</th></tr>%s</table>" % "".join(rows))
+    body.append('<p class="meta">printed: only the relations with damage, and one example of each kind</p>' if any(
+        'class="clean"' in r for r in rows) else "")
     examples = report.get("foreign_key_violation_records") or report.get("foreign_key_violations") or {}
     shown = [(t, items) for t, items in examples.items() if items]
     if shown:
         body.append("<h2>Examples of violations</h2><table><tr><th>table</th><th>row</th><th>missing</th></tr>")
         for table, items in shown:
-            for v in items[:5]:
+            for n, v in enumerate(items[:EXAMPLES_PER_TABLE]):
                 if isinstance(v, dict):
                     row = ", ".join("%s=%s" % kv for kv in (v.get("key") or {}).items())
                     what = "%s (%s)" % (v.get("parent_table"), ", ".join(
                         "%s=%s" % kv for kv in zip(v.get("parent_columns") or [], v.get("values") or [])))
                 else:
                     row, what = "", v
-                body.append("<tr><td><code>%s</code></td><td><code>%s</code></td><td>%s</td></tr>" % (
-                    esc(table), esc(row), esc(what)))
+                body.append("<tr%s><td><code>%s</code></td><td><code>%s</code></td><td>%s</td></tr>" % (
+                    ' class="more"' if n else "", esc(table), esc(row), esc(what)))
         body.append("</table>")
     body.append(_json_section(report))
     warnings = report.get("warnings") or []
@@ -218,12 +228,13 @@ def _json_section(report):
     issues = report.get("json_metric_issues") or []
     out = ["<h2>Metric JSON</h2><table><tr><th>kind</th><th>metrics</th><th>examples</th></tr>"]
     for kind, number in sorted(categories.items(), key=lambda kv: -kv[1]):
-        examples = [i for i in issues if i.get("category") == kind][:3]
+        examples = [i for i in issues if i.get("category") == kind][:EXAMPLES_PER_KIND]
         out.append('<tr><td>%s</td><td class="n" data-count="json:%s">%s</td><td>%s</td></tr>' % (
             esc(kind), esc(kind), esc(number), "".join(
-                "<div>METRIC %s (%s): %s<pre>%s</pre></div>" % (esc(i.get("metric_id")), esc(i.get("metric_type")),
-                                                               esc(i.get("error")), esc(i.get("data")))
-                for i in examples)))
+                '<div%s>METRIC %s (%s): %s<pre class="excerpt">%s</pre></div>' % (
+                    ' class="more"' if n else "", esc(i.get("metric_id")), esc(i.get("metric_type")),
+                    esc(i.get("error")), esc(i.get("data")))
+                for n, i in enumerate(examples))))
     out.append("</table>")
     return "".join(out)
 

@@ -6,6 +6,7 @@ the test's temporary folder. Without chromium these tests skip and say so."""
 import html.parser
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -35,6 +36,8 @@ def chromium(tmp_path):
                 "--user-data-dir=%s" % profile]
         if kind == "dom":
             args += ["--dump-dom"]
+        elif kind == "pdf":
+            args += ["--no-pdf-header-footer", "--print-to-pdf=%s" % png]
         else:
             args += ["--screenshot=%s" % png, "--window-size=1200,1600"]
         done = subprocess.run(args + ["file://%s" % os.path.abspath(str(page))], capture_output=True, text=True,
@@ -144,6 +147,12 @@ def test_validate_page_in_chromium_holds_the_json_figures_and_the_hierarchy(addr
     png = tmp_path / "validate-report.png"
     chromium("png", page, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20000
+    assert printed_pages(chromium, page, tmp_path / "validate-report.pdf") <= 2
+
+
+def printed_pages(chromium, page, pdf):
+    chromium("pdf", page, pdf)
+    return len(re.findall(rb"/Type\s*/Page[^s]", pdf.read_bytes()))
 
 
 def html_text(dom):
@@ -201,3 +210,4 @@ def test_schema_diff_page_in_chromium_holds_the_json_figures(address, tmp_path, 
     png = tmp_path / "schema-diff.png"
     chromium("png", page, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert printed_pages(chromium, page, tmp_path / "schema-diff.pdf") == 1
