@@ -115,6 +115,10 @@ def test_compare_schemas_takes_the_old_files_and_options(pair, tmp_path):
     assert rated == {("missing_table", "NOTES"): "MINOR", ("missing_column", "TRIAL"): "MINOR",
                      ("missing_index", "METRIC"): "COSMETIC", ("extra_column", "EXPERIMENT"): "BREAKING"}
 
+    # `schema diff` reads the old files as well (it refused them: exit 4)
+    plain = run_cli("schema", "diff", "new.json", "old.json", "--json", cwd=str(tmp_path))
+    assert plain.returncode == 1 and json.loads(plain.stdout)["overall_rating"] == "BREAKING", plain.stderr
+
     default = run_cli("compare-schemas", "--source", "old.json", "--target", "new.json", cwd=str(tmp_path))
     assert default.returncode == 0, default.stderr
     assert sorted(os.listdir(str(tmp_path / "schema_diff_reports"))) == ["schema_diff.json",
@@ -164,6 +168,10 @@ def test_analyze_schema_writes_its_report_and_doctor_shows_the_same_checks(pair,
     doctor = run_cli("doctor", url, "--json", cwd=str(tmp_path), env=env_of(source))
     found = {f["check"]: f for f in json.loads(doctor.stdout)["findings"]}
     assert found["primary_keys"]["message"] == keyless["message"]
+    unindexed = next(f for f in report["findings"] if f["check"] == "indexes")
+    assert (found["indexes"]["message"], found["indexes"]["level"]) == (unindexed["message"], unindexed["level"])
+    if source.is_sqlite:  # InnoDB indexes every foreign key by itself
+        assert unindexed["level"] == "WARN" and found["indexes"]["fix"].startswith("emfix optimize")
     assert "complexity" in found
 
     named = run_cli("analyze-schema", "-s", "current.json", "-o", "a.json", cwd=str(tmp_path))
