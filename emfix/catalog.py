@@ -105,6 +105,7 @@ def normal_default(text):
 
 
 def read_catalog(db, counts=True):
+    """counts: True (every table's rows counted), False, or the names of the tables to count."""
     tables = {}
     for name in db.tables():
         primary = tuple(db.primary_key(name))
@@ -120,7 +121,8 @@ def read_catalog(db, counts=True):
                 indexes.append(IndexInfo(index.name, tuple(index.columns)))
         columns = [ColumnInfo(c.name, normal_type(c.type), c.not_null, c.default, c.auto)
                    for c in db.column_details(name)]
-        rows = int(db.scalar("SELECT count(*) FROM %s" % db.quote(name)) or 0) if counts else None
+        counted = counts is True or (not isinstance(counts, bool) and name in (counts or ()))
+        rows = int(db.scalar("SELECT count(*) FROM %s" % db.quote(name)) or 0) if counted else None
         tables[name] = TableInfo(name, columns, primary, sorted(unique), sorted(indexes, key=lambda i: i.columns),
                                  foreign, rows)
     catalog = Catalog(db.dialect, db.address.display(), tables)

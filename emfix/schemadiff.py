@@ -59,6 +59,13 @@ class SchemaDiff:
 
 
 RATINGS = ("COSMETIC", "MINOR", "MAJOR", "BREAKING")  # the old tool's scale, mildest first
+ROW_DEPENDENT = ("extra_table", "extra_column", "missing_column", "column_type", "column_null")
+
+
+def tables_to_count(diff, b):
+    """B's tables whose rating waits on a row count (an empty table loses nothing): count only these."""
+    return sorted({d.table for d in diff.differences if d.kind in ROW_DEPENDENT and b.table(d.table) is not None
+                   and b.table(d.table).rows is None})
 
 
 def _holds(rows):

@@ -126,9 +126,12 @@ def show_lines(declared):
 
 
 def run_diff(args, out):
-    # B's row counts decide whether dropping one of its columns or tables loses data (the rating).
-    diff = schemadiff.diff_catalogs(catalog.catalog_of(args.a, args.password_file),
-                                    catalog.catalog_of(args.b, args.password_file, counts=True))
+    a, b = catalog.catalog_of(args.a, args.password_file), catalog.catalog_of(args.b, args.password_file)
+    diff = schemadiff.diff_catalogs(a, b)
+    count = schemadiff.tables_to_count(diff, b)
+    if count:  # (a schema file keeps the counts it was written with)
+        # B's row counts decide whether dropping one of its columns or tables loses data (the rating)
+        diff = schemadiff.diff_catalogs(a, catalog.catalog_of(args.b, args.password_file, counts=count))
     kind = "json" if out.json else (args.format or ("html" if args.open_html else "text"))
     if args.open_html and kind != "html":
         raise UsageError("--open-html goes with --format html")
