@@ -211,6 +211,7 @@ def validation_html(report, target, steps=()):
                 body.append("<tr%s><td><code>%s</code></td><td><code>%s</code></td><td>%s</td></tr>" % (
                     ' class="more"' if n else "", esc(table), esc(row), esc(what)))
         body.append("</table>")
+    body.append(_experiment_section(report.get("hierarchy")))
     body.append(_json_section(report))
     warnings = report.get("warnings") or []
     if warnings:
@@ -218,6 +219,22 @@ def validation_html(report, target, steps=()):
     if steps:
         body.append("<h2>What to run</h2><pre>%s</pre>" % esc("\n".join(steps)))
     return page("emfix validate %s: %s" % (status, target), "\n".join(body))
+
+
+def _experiment_section(h):
+    """validate --experiment ID: that experiment's levels and breaks."""
+    if not h:
+        return ""
+    head = "Experiment %s" % h.get("experiment_id")
+    if not h.get("exists"):
+        return "<h2>%s</h2><p>Not found.</p>" % esc(head)
+    rows = "".join('<tr><td><code>%s</code></td><td class="n">%s</td></tr>' % (esc(t), esc("{:,}".format(n)))
+                   for t, n in (h.get("levels") or {}).items())
+    breaks = h.get("breaks") or []
+    return ('<h2>%s: <span data-field="experiment_title">%s</span></h2><table><tr><th>table</th><th>rows under it'
+            '</th></tr>%s</table>%s' % (esc(head), esc(h.get("title")), rows,
+                                        "<ul>%s</ul>" % "".join("<li>%s</li>" % esc(b.get("message")) for b in breaks)
+                                        if breaks else "<p>No breaks: every row under it has its parent.</p>"))
 
 
 def _json_section(report):

@@ -211,3 +211,20 @@ def test_schema_diff_page_in_chromium_holds_the_json_figures(address, tmp_path, 
     chromium("png", page, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert printed_pages(chromium, page, tmp_path / "schema-diff.pdf") == 1
+
+
+def test_an_experiment_title_that_is_a_script_tag_shows_as_text(tmp_path, chromium):
+    db = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(db)
+    with open_database(db) as con:
+        con.execute("UPDATE EXPERIMENT SET title = ? WHERE id = 1", (SCRIPT_TYPE,))
+    page = tmp_path / "experiment-1.html"
+    result = run_cli("validate", db.path, "--experiment", "1", "--format", "html", "-o", str(page))
+    assert result.returncode == 0, result.stderr  # experiment 1 is whole
+    assert "<script" not in page.read_text()
+    dom = chromium("dom", page)
+    found = figures(dom)
+    assert "script" not in found.tags and not found.title.startswith("owned")
+    assert "Experiment 1: %s" % SCRIPT_TYPE in html_text(dom)
+    assert json.loads(run_cli("validate", db.path, "--experiment", "1", "--json").stdout)["hierarchy"]["title"] \
+        == SCRIPT_TYPE
