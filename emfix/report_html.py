@@ -29,7 +29,7 @@ margin-right:4px}svg{width:100%;height:auto;border:1px solid #d0d7de;border-radi
 break-after:avoid}tr,.card,svg{break-inside:avoid}tr.clean,.more,.excerpt{display:none}
 th,td{font-size:9px;padding:1px 4px}
 .card{padding:3px 8px;min-width:0}.card b{font-size:15px}pre{padding:3px;font-size:9px}svg{max-height:105mm}
-.cards{gap:5px}}
+.cards{gap:5px}.print-only{display:block}}.print-only{display:none}
 """
 
 EXAMPLES_PER_TABLE = 3  # the page is for reading and printing: every example is in the JSON report
@@ -194,8 +194,9 @@ def validation_html(report, target, steps=()):
                         esc(rel.get("null_keys", 0))))
     body.append("<table><tr><th>relation (child &rarr; parent)</th><th>missing parent</th><th>orphaned through a "
                 "parent</th><th>NULL keys</th></tr>%s</table>" % "".join(rows))
-    body.append('<p class="meta">printed: only the relations with damage, and one example of each kind</p>' if any(
-        'class="clean"' in r for r in rows) else "")
+    if any('class="clean"' in r for r in rows):
+        body.append('<p class="meta print-only">printed: only the relations with damage, and one example of each '
+                    "kind</p>")
     examples = report.get("foreign_key_violation_records") or report.get("foreign_key_violations") or {}
     shown = [(t, items) for t, items in examples.items() if items]
     if shown:
