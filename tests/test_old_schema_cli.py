@@ -232,3 +232,13 @@ def test_generate_migration_plan_reads_the_old_tools_own_diff_file(pair, tmp_pat
     junk = run_cli("generate-migration-plan", "-d", "junk.json", cwd=str(tmp_path))
     assert junk.returncode == 4 and "not a schema diff file" in junk.stderr and "Traceback" not in junk.stderr
     assert not (tmp_path / "migration_plan.sql").exists()
+
+
+def test_compare_live_schemas_keeps_the_old_password_flags_out_of_every_message(tmp_path):
+    result = run_cli("compare-live-schemas", "--source-db", "em", "--source-mysql", "--source-host", "127.0.0.1",
+                     "--source-port", "1", "--source-user", "root", "--source-password", "hunter2-secret",
+                     "--target-db", "em2", "--target-mysql", "--target-password=other-secret", "--lock-timeout", "0",
+                     cwd=str(tmp_path))
+    assert result.returncode == 3, result.stderr
+    assert "hunter2-secret" not in result.stderr + result.stdout and "other-secret" not in result.stderr
+    assert "warning: --password puts the password where other users can read it" in result.stderr
