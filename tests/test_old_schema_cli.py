@@ -64,8 +64,8 @@ def test_extract_schema_writes_the_old_layout_to_schema_db_json(pair, tmp_path):
     source, _target = pair
     result = extract(source, tmp_path, "--include-stats", "--format", "json")
     name = "schema_%s.json" % ("experiment" if source.is_sqlite else source.database)
-    assert name in result.stdout
     data = json.loads((tmp_path / name).read_text())
+    assert "Output: %s" % name in result.stdout and "Tables: %d" % len(data["tables"]) in result.stdout
     assert data["database_type"] == ("sqlite" if source.is_sqlite else "mysql")
     tables = {t["name"]: t for t in data["tables"]}
     assert {"EXPERIMENT", "TRIAL", "BATCH_METRIC"} <= set(tables)
@@ -104,7 +104,9 @@ def test_compare_schemas_takes_the_old_files_and_options(pair, tmp_path):
     result = run_cli("compare-schemas", "-s", "old.json", "-t", "new.json", "-o", "reports", "--format", "json",
                      "--format", "html", cwd=str(tmp_path))
     assert result.returncode == 0 and result.stderr == "", result.stderr
-    assert "overall impact: BREAKING" in result.stdout
+    assert "  Overall Impact: BREAKING" in result.stdout  # the old tool's summary lines, which scripts grep
+    assert "  Tables: 1 added, 0 removed, 3 modified" in result.stdout  # NOTES; TRIAL, METRIC, EXPERIMENT
+    assert "  Columns: 1 added, 1 removed, 0 modified" in result.stdout
     diff = json.loads((tmp_path / "reports" / "schema_diff.json").read_text())
     assert (tmp_path / "reports" / "schema_diff_report.html").exists()
     assert diff["overall_impact"] == "BREAKING"

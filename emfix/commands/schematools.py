@@ -114,11 +114,14 @@ def run_extract(args, out):
                           "rows": sum(t.rows or 0 for t in declared.tables.values()) if args.include_stats else None,
                           "schema_version": data["schema_version"]})
         return EXIT_OK
-    out.text("schema of %s (%s) written to %s" % (declared.database, declared.dialect, output))
-    out.text("  tables: %d" % len(declared.tables))
+    out.text("Schema extracted: %s" % output)  # the old tool's lines, without its emoji
+    out.text("Output: %s" % output)
+    out.text("Database: %s (%s)" % (declared.database, declared.dialect))
+    out.text("Tables: %d" % len(declared.tables))
     if args.include_stats:
-        out.text("  total rows: %s" % common.n(sum(t.rows or 0 for t in declared.tables.values())))
-    out.text("  schema version: %s" % (data["schema_version"] or "not versioned"))
+        out.text("Total rows: %s" % common.n(sum(t.rows or 0 for t in declared.tables.values())))
+    out.text("Schema version: %s" % (data["schema_version"] or "Not versioned"))
+    out.text("Extracted at: %s" % data["extracted_at"])
     return EXIT_OK
 
 
@@ -176,9 +179,9 @@ def _write_reports(args, out, source, target, extra):
     for name, text in extra:
         written.append(common.write_report(os.path.join(folder, name), text + "\n"))
     stamp = datetime.datetime.now().isoformat()
+    data = oldformat.diff_to_old(diff, source, target, stamp)
     for kind in formats:
         if kind == "json":
-            data = oldformat.diff_to_old(diff, source, target, stamp)
             text, name = json.dumps(data, indent=2, allow_nan=False, default=str) + "\n", "schema_diff.json"
         elif kind == "html":
             text, name = report_html.schema_diff_html(diff), "schema_diff_report.html"
@@ -186,7 +189,7 @@ def _write_reports(args, out, source, target, extra):
             text = "".join(s + ("" if s.startswith("--") else ";") + "\n" for s in diff.statements)
             name = "schema_diff.sql"
         else:
-            text, name = "".join(line + "\n" for line in summary_lines(diff)), "schema_diff.txt"
+            text, name = "".join(line + "\n" for line in summary_lines(diff, data)), "schema_diff.txt"
         written.append(common.write_report(os.path.join(folder, name), text))
     if out.json:
         common.emit_json({"written": written, "overall_impact": diff.overall_rating, "ratings": diff.rating_counts(),
@@ -194,17 +197,26 @@ def _write_reports(args, out, source, target, extra):
     else:
         for path in written:
             out.text("written: %s" % path)
-        out.lines(summary_lines(diff))
+        out.lines(summary_lines(diff, data))
     html_path = os.path.join(folder, "schema_diff_report.html")
     if args.open_html:
         common.open_report(html_path, out)
     return EXIT_OK
 
 
-def summary_lines(diff):
-    counts = diff.rating_counts()
-    yield "overall impact: %s (%s)" % (diff.overall_rating, ", ".join("%d %s" % (n, r) for r, n in counts.items()
-                                                                     if n) or "no changes")
+def summary_lines(diff, old):
+    """The old tool's summary lines (scripts grep them), then each change with its rating."""
+    counts, summary = diff.rating_counts(), old["summary"]
+    yield "Summary:"
+    yield "  Overall Impact: %s (%s)" % (diff.overall_rating, ", ".join(
+        "%d %s" % (n, r) for r, n in counts.items() if n) or "no changes")
+    for label, key in (("Migration Strategy", "migration_strategy"), ("Estimated Downtime", "estimated_downtime"),
+                       ("Rollback Complexity", "rollback_complexity")):
+        yield "  %s: %s" % (label, old[key])
+    yield "Changes:"
+    for label, key in (("Tables", "tables"), ("Columns", "columns"), ("Indexes", "indexes")):
+        yield "  %s: %d added, %d removed, %d modified" % (label, summary["added_" + key], summary["removed_" + key],
+                                                           summary["modified_" + key])
     for d in diff.differences:
         yield "  %-8s %s  (%s)" % (d.rating, d.what, d.reason)
     if counts["BREAKING"]:
@@ -225,12 +237,16 @@ def run_analyze(args, out):
     if out.json:
         common.emit_json(dict(report, output=output))
         return EXIT_OK
-    out.text("analysis of %s written to %s" % (analysis.database, output))
-    out.text("  tables %d, columns %d, indexes %d, foreign keys %d, complexity %.1f/10" % (
-        analysis.table_count, analysis.column_count, analysis.index_count, analysis.foreign_key_count,
-        analysis.complexity_score))
-    for finding in analysis.findings:
-        out.text("  %-4s %s" % (finding.level, finding.message))
+    out.text("Analysis report: %s" % output)
+    out.text("Analysis Summary (%s):" % analysis.database)
+    for label, value in (("Total Tables", analysis.table_count), ("Total Columns", analysis.column_count),
+                         ("Total Indexes", analysis.index_count), ("Foreign Keys", analysis.foreign_key_count)):
+        out.text("  %s: %d" % (label, value))
+    out.text("  Complexity Score: %.1f/10" % analysis.complexity_score)
+    for title, key in (("Recommendations", "recommendations"), ("Potential Issues", "potential_issues")):
+        if report[key]:
+            out.text("%s:" % title)
+            out.lines("  - %s" % item for item in report[key])
     return EXIT_OK
 
 
@@ -250,8 +266,10 @@ def run_plan(args, out):
         common.emit_json({"output": output, "strategy": args.strategy, "overall_impact": diff.overall_rating,
                           "statements": [s for s in diff.statements if not s.startswith("--")]})
         return EXIT_OK
-    out.text("migration plan (%s) written to %s: %d statements, overall rating %s" % (
-        args.strategy, output, sum(1 for s in diff.statements if not s.startswith("--")), diff.overall_rating))
+    out.text("Migration script: %s (%d statements)" % (output, sum(1 for s in diff.statements
+                                                                   if not s.startswith("--"))))
+    out.text("Strategy: %s" % args.strategy)
+    out.text("Impact Level: %s" % diff.overall_rating)
     if diff.overall_rating in ("MAJOR", "BREAKING"):
         out.text("  take a snapshot first and try it on a copy: emfix snapshot create DB")
     return EXIT_OK
