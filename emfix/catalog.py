@@ -105,6 +105,7 @@ def normal_default(text):
 
 
 def read_catalog(db, counts=True):
+    """counts: True (every table's rows counted), False, or the names of the tables to count."""
     tables = {}
     for name in db.tables():
         if is_own_table(name):  # emfix's journals are not part of the user's schema
@@ -122,7 +123,8 @@ def read_catalog(db, counts=True):
                 indexes.append(IndexInfo(index.name, tuple(index.columns)))
         columns = [ColumnInfo(c.name, normal_type(c.type), c.not_null, c.default, c.auto)
                    for c in db.column_details(name)]
-        rows = int(db.scalar("SELECT count(*) FROM %s" % db.quote(name)) or 0) if counts else None
+        counted = counts is True or (not isinstance(counts, bool) and name in (counts or ()))
+        rows = int(db.scalar("SELECT count(*) FROM %s" % db.quote(name)) or 0) if counted else None
         tables[name] = TableInfo(name, columns, primary, sorted(unique), sorted(indexes, key=lambda i: i.columns),
                                  foreign, rows)
     catalog = Catalog(db.dialect, db.address.display(), tables)
@@ -181,9 +183,17 @@ def _table(name, t):
 def catalog_from_dict(data, origin="the file"):
     """A Catalog from `schema show --json`'s object; every name and field checked, so a hand-edited or
     damaged file is one DamagedInputError, never an exception further on."""
+    from . import oldformat
+    if oldformat.is_old_schema(data):  # the old tool's `extract-schema` file (emfix's, when it wrote one)
+        if isinstance(data.get("emfix"), dict) and data["emfix"].get("format") == CATALOG_FORMAT:
+            return catalog_from_dict(data["emfix"], origin)
+        return oldformat.catalog_from_old(data, origin)
+    if oldformat.is_old_diff(data):
+        raise DamagedInputError("%s is a schema diff file, not a schema file" % origin,
+                                hint="give it to `emfix generate-migration-plan -d %s`" % origin)
     if not isinstance(data, dict) or data.get("format") != CATALOG_FORMAT:
-        raise DamagedInputError("%s is not a schema file written by `emfix schema show --json` (no format %r)"
-                                % (origin, CATALOG_FORMAT))
+        raise DamagedInputError("%s is not a schema file written by `emfix schema show --json` (no format %r) "
+                                "nor by the old tool's extract-schema" % (origin, CATALOG_FORMAT))
     try:
         if data.get("dialect") not in ("sqlite", "mysql"):
             raise _Wrong("dialect (sqlite or mysql)")
@@ -196,15 +206,37 @@ def catalog_from_dict(data, origin="the file"):
         raise DamagedInputError("%s is not a complete schema file (%s missing or wrong)" % (origin, exc)) from None
 
 
-def load_catalog(path):
+def load_json_file(path, what="a schema file"):
     try:
         with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except ValueError as exc:
-        raise DamagedInputError("%s is not JSON (%s)" % (path, exc)) from None
+            return json.load(handle)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise DamagedInputError("%s is not JSON (%s)" % (path, str(exc)[:200] or "nested too deeply"),
+                                hint="give %s" % what) from None
     except OSError as exc:
         raise NotFoundError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
-    return catalog_from_dict(data, path)
+
+
+def load_catalog(path):
+    return catalog_from_dict(load_json_file(path), path)
+
+
+def catalog_of(text, password_file=None, counts=False):
+    """A schema file (emfix's `schema show --json`, or the old tool's extract-schema), or a live database."""
+    import os
+
+    from .address import parse_address
+    from .backends import open_database
+    if os.path.isfile(text) and not text.endswith((".db", ".sqlite", ".sqlite3")):
+        with open(text, "rb") as handle:
+            head = handle.read(16)
+        if not head.startswith(b"SQLite format 3"):
+            return load_catalog(text)
+    address = parse_address(text, password_file=password_file)
+    if address.is_sqlite and not os.path.exists(address.path):
+        raise NotFoundError("%s does not exist" % address.path, hint="give a database or a schema file")
+    with open_database(address, readonly=True) as db:
+        return read_catalog(db, counts=counts)
 
 
 def expected_catalog(dialect, generation=2, json_type="json"):

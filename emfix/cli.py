@@ -85,7 +85,8 @@ def _secrets_on_argv(argv):
     found = []
     for n, token in enumerate(argv):
         name = token.split("=", 1)[0]
-        if name.startswith("--pass") and "--password".startswith(name):  # not --password-file (a path)
+        old_pair = name in ("--source-password", "--target-password")  # compare-live-schemas
+        if old_pair or (name.startswith("--pass") and "--password".startswith(name)):  # not --password-file (a path)
             if "=" in token:
                 found.append(token.split("=", 1)[1])
             elif n + 1 < len(argv):

@@ -22,7 +22,6 @@ from .backends import open_database
 from .backends.sqlite import processes_with_open
 from .errors import DamagedInputError, EmfixError, PrivilegeError, SchemaError
 from .progress import BASE_MB, DEFAULT_BATCH, format_mb
-from .schema import find_missing_indexes
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 LARGE_JSON = 10000  # the cookbook's LENGTH(per_label_val) > 10000
@@ -96,7 +95,7 @@ def doctor(address, *, retry_policy=None, snapshot_dir=None, command_target=None
         findings.append(_schema_finding(graph, target))
         sizes = _table_sizes(db, graph)
         findings.append(_sizes_finding(sizes))
-        findings += _missing_indexes(db, graph, target)
+        findings += _schema_checks(db, target)
         lengths = _metric_lengths(db, graph)
         findings += _large_json(db, lengths, target)
         findings += _disk(address, sizes, snapshot_dir, target)
@@ -267,13 +266,15 @@ def _sizes_finding(sizes):
         "%s %s" % (t, "{:,}".format(r)) for t, (r, _) in top)), details={t: r for t, (r, _) in sizes.items()})
 
 
-def _missing_indexes(db, graph, target):
-    missing = find_missing_indexes(db, graph)
-    if not missing:
-        return [Finding("indexes", OK, "every foreign-key column has an index")]
-    return [Finding("indexes", WARN, "%d foreign keys have no index, so lookups by parent scan the table: %s" % (
-        len(missing), ", ".join(m.describe() for m in missing)), "emfix optimize %s" % target,
-        {"missing": [m.describe() for m in missing]})]
+def _schema_checks(db, target):
+    """The checks `analyze-schema` writes (schemacheck): foreign keys without an index, tables without a
+    primary key, complexity: one set of checks, two spellings."""
+    from .catalog import read_catalog
+    from .schemacheck import WARN as NEEDS_WORK
+    from .schemacheck import analyze_catalog
+    fixes = {"indexes": "emfix optimize %s" % target}
+    return [Finding(f.check, f.level, f.message, fixes.get(f.check, "") if f.level == NEEDS_WORK else "", f.details)
+            for f in analyze_catalog(read_catalog(db, counts=False)).findings]
 
 
 def _metric_lengths(db, graph):

@@ -12,7 +12,7 @@ subtree through its key table (Subtree.source) at the cost of the rows wanted, n
 """
 
 import dataclasses
-from typing import List
+from typing import List, Optional
 
 from .errors import SchemaError
 from .schema import Relation
@@ -47,9 +47,10 @@ class HierarchyReport:
     exists: bool
     levels: List[HierarchyLevel]
     breaks: List[HierarchyBreak]
+    title: Optional[str] = None
 
     def to_dict(self):
-        return {"experiment_id": self.experiment_id, "exists": self.exists,
+        return {"experiment_id": self.experiment_id, "exists": self.exists, "title": self.title,
                 "levels": {lv.table: lv.rows for lv in self.levels},
                 "breaks": [dict(dataclasses.asdict(b), message=b.message) for b in self.breaks]}
 
@@ -248,7 +249,12 @@ def check_hierarchy(db, graph, experiment_id, limit=100, tree=None):
         if where:
             count = db.scalar("SELECT count(*) FROM %s m WHERE %s" % (q(root), where))
             levels.append(HierarchyLevel(root, int(count or 0)))
-    return HierarchyReport(experiment_id, exists=tree.exists, levels=levels, breaks=breaks)
+    title = None
+    if tree.exists and "title" in graph.columns.get(ROOT, ()):
+        key = (graph.primary_keys.get(ROOT) or ("id",))[0]
+        value = db.scalar("SELECT %s FROM %s WHERE %s = ?" % (q("title"), q(ROOT), q(key)), (experiment_id,))
+        title = None if value is None else str(value)
+    return HierarchyReport(experiment_id, exists=tree.exists, levels=levels, breaks=breaks, title=title)
 
 
 def check_experiments(address, experiment_id=None, limit=10, *, retry_policy=None):

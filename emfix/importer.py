@@ -110,8 +110,24 @@ def check_file(path):
     return header, trailer
 
 
-def import_file(address, path, *, experiment_title=None, retry_policy=None, progress=None, resume=False,
-                force=False, interrupted=None, skip_tables=None, allow_dangling=False, into_experiment=None):
+def imported_ids(path, table, offsets, column="id"):
+    """The `column` values `table`'s rows of the file got in the database it was imported into (with the
+    ImportResult's id_offsets): e.g. the metrics a copy made, for rules applied to them alone."""
+    header, ids = None, []
+    for number, _line, record in _records(path):
+        if number == 1:
+            header = record
+            continue
+        if record.get("table") == table and column in header["columns"].get(table, ()):
+            value = decode_value(record["row"][header["columns"][table].index(column)])
+            if isinstance(value, int):
+                ids.append(value + offsets.get(table, 0))
+    return ids
+
+
+def import_file(address, path, *, experiment_title=None, experiment_desc=None, retry_policy=None, progress=None,
+                resume=False, force=False, interrupted=None, skip_tables=None, allow_dangling=False,
+                into_experiment=None):
     """Insert the file's rows parents first in batches, each committed with a journal row (the id
     offsets and the last line written), so a killed import is finished by `--resume`.
 
@@ -180,6 +196,8 @@ def import_file(address, path, *, experiment_title=None, retry_policy=None, prog
                     row[index] += shift
             if table == ROOT and experiment_title is not None and "title" in columns[table]:
                 row[columns[table].index("title")] = experiment_title
+            if table == ROOT and experiment_desc is not None and "desc" in columns[table]:
+                row[columns[table].index("desc")] = experiment_desc
             batch.append(tuple(row))
         if batch:
             _commit_batch(db, key, current, columns[current], batch, last, counts)

@@ -28,6 +28,8 @@ class Difference:
     fix: List[str] = dataclasses.field(default_factory=list)  # statements for B; "-- " lines are advice
     rebuild: bool = False  # on SQLite: made by rebuilding the table
     column: str = ""  # for the column kinds
+    rating: str = ""  # COSMETIC, MINOR, MAJOR or BREAKING (the old tool's scale), set by `rate`
+    reason: str = ""  # why it rates so, in a few words
 
 
 @dataclasses.dataclass
@@ -42,9 +44,72 @@ class SchemaDiff:
     def same(self):
         return not self.differences
 
+    @property
+    def overall_rating(self):
+        """The worst rating of any change (COSMETIC when there is none: the old tool's answer)."""
+        return max((d.rating for d in self.differences), key=RATINGS.index, default=RATINGS[0])
+
+    def rating_counts(self):
+        return {r: sum(1 for d in self.differences if d.rating == r) for r in RATINGS}
+
     def to_dict(self):
         return {"a": self.a, "b": self.b, "same": self.same, "dialect": self.dialect,
+                "overall_rating": self.overall_rating, "ratings": self.rating_counts(),
                 "differences": [dataclasses.asdict(d) for d in self.differences], "ddl": self.statements}
+
+
+RATINGS = ("COSMETIC", "MINOR", "MAJOR", "BREAKING")  # the old tool's scale, mildest first
+ROW_DEPENDENT = ("extra_table", "extra_column", "missing_column", "column_type", "column_null")
+
+
+def tables_to_count(diff, b):
+    """B's tables whose rating waits on a row count (an empty table loses nothing): count only these."""
+    return sorted({d.table for d in diff.differences if d.kind in ROW_DEPENDENT and b.table(d.table) is not None
+                   and b.table(d.table).rows is None})
+
+
+def _holds(rows):
+    return "rows unknown: it may hold data" if rows is None else "%d row%s" % (rows, "" if rows == 1 else "s")
+
+
+def rate(kind, rows=None, not_null=False, has_default=False, losing_not_null=False):
+    """(rating, reason) of one change made to B, whose table holds `rows` (None: not counted).
+
+    What loses data or makes writes that work today fail is BREAKING; what rewrites a table or can
+    fail on the data already there is MAJOR; what adds without touching existing rows is MINOR; what
+    changes only how fast queries run is COSMETIC."""
+    empty = rows == 0
+    if kind in ("missing_index", "extra_index"):
+        return "COSMETIC", "an index changes only how fast lookups run"
+    if kind == "missing_table":
+        return "MINOR", "a new table; no existing row changes"
+    if kind in ("extra_table", "extra_column"):
+        what = "table" if kind == "extra_table" else "column"
+        if empty:
+            return "MINOR", "dropping the %s loses nothing: the table is empty" % what
+        return "BREAKING", "dropping the %s loses its data (%s)" % (what, _holds(rows))
+    if kind == "missing_column":
+        if not_null and not has_default and not empty:
+            return "BREAKING", "NOT NULL without a default: existing rows have no value for it"
+        return "MINOR", "a new column; existing rows keep theirs"
+    if kind == "column_type":
+        return ("MINOR", "the table is empty") if empty else ("MAJOR", "values are converted (%s)" % _holds(rows))
+    if kind == "column_null":
+        if losing_not_null:
+            return "MINOR", "NULL becomes allowed; no value changes"
+        return ("MINOR", "the table is empty") if empty else (
+            "BREAKING", "NOT NULL: writes without it fail, and NULLs already there block the change")
+    if kind == "column_default":
+        return "MINOR", "only rows written later get the new default"
+    if kind == "primary_key":
+        return "BREAKING", "rows are identified differently; duplicates block the change"
+    if kind == "missing_unique":
+        return "MAJOR", "duplicates already there block it; duplicate writes then fail"
+    if kind == "missing_foreign_key":
+        return "MAJOR", "rows without a parent block it; writes without one then fail"
+    if kind in ("extra_unique", "extra_foreign_key"):
+        return "MINOR", "a constraint dropped: writes it refused are allowed"
+    return "MINOR", ""
 
 
 def _key(columns):
@@ -136,7 +201,11 @@ def _compare_table(d, ta, tb, a_dialect, b_dialect):
     found = []
 
     def add(kind, what, fix=(), rebuild=False, column=""):
-        found.append(Difference(kind, tb.name, what, list(fix), rebuild and not mysql, column))
+        a_column = ta.column(column) if column else None
+        rating, reason = rate(kind, tb.rows, not_null=bool(a_column and a_column.not_null),
+                              has_default=bool(a_column and normal_default(a_column.default) is not None),
+                              losing_not_null=bool(column and a_column and not a_column.not_null))
+        found.append(Difference(kind, tb.name, what, list(fix), rebuild and not mysql, column, rating, reason))
 
     for column in ta.columns:
         other = tb.column(column.name)
@@ -225,7 +294,8 @@ def diff_catalogs(a, b, rebuild=rebuild_sql):
         ta, tb = a.tables[name], b.table(name)
         if tb is None:
             create = [create_table_sql(d, ta, a.dialect)] + [index_sql(d, ta.name, i) for i in ta.indexes]
-            differences.append(Difference("missing_table", name, "table %s is missing" % name, create))
+            differences.append(Difference("missing_table", name, "table %s is missing" % name, create,
+                                          rating=rate("missing_table")[0], reason=rate("missing_table")[1]))
             continue
         found = _compare_table(d, ta, tb, a.dialect, b.dialect)
         differences += found
@@ -239,8 +309,9 @@ def diff_catalogs(a, b, rebuild=rebuild_sql):
                 statements += f.fix
     for name in sorted(b.tables):
         if not a.table(name) and not name.lower().startswith("_emfix"):
+            rating, reason = rate("extra_table", b.tables[name].rows)
             differences.append(Difference("extra_table", name, "table %s is not in A" % name,
-                                          ["-- DROP TABLE %s" % d.quote(name)]))
+                                          ["-- DROP TABLE %s" % d.quote(name)], rating=rating, reason=reason))
     creates = [s for diff in differences if diff.kind == "missing_table" for s in diff.fix]
     advice = [s for s in statements if s.startswith("--")] + [s for diff in differences if diff.kind == "extra_table"
                                                                for s in diff.fix]

@@ -268,7 +268,8 @@ def _compute(kind, arg, value):
 
 def transform_metrics(address, rules, *, experiment_ids=(), dry_run=False, batch_size=10000, snapshot=True,
                       snapshot_dir=None, quarantine_dir=None, retry_policy=None, progress=None, confirm=None,
-                      interrupted=None, force=False, raw_rules=None):
+                      interrupted=None, force=False, raw_rules=None, metric_ids=None):
+    """metric_ids: only these metrics (the ones a copy just made), instead of experiments' or all."""
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
     started = time.perf_counter()
@@ -276,13 +277,14 @@ def transform_metrics(address, rules, *, experiment_ids=(), dry_run=False, batch
                              {k: [list(s) for s in v] for k, v in rules.items()})
     rules_sha256 = hashlib.sha256(json.dumps(result.rules, sort_keys=True).encode()).hexdigest()
     # The same rules over the same metrics are the same change: a second run would apply them on top.
-    fingerprint = hashlib.sha256(json.dumps([rules_sha256, sorted(experiment_ids)]).encode()).hexdigest()
+    scoped = [rules_sha256, sorted(experiment_ids)] + ([sorted(metric_ids)] if metric_ids is not None else [])
+    fingerprint = hashlib.sha256(json.dumps(scoped).encode()).hexdigest()
     safeguards = Safeguards(snapshot, snapshot_dir, quarantine_dir, retry_policy, force)
     with open_database(address, readonly=dry_run and address.is_sqlite, retry_policy=retry_policy) as db:
         graph = preflight(db, address, force)
         if TABLE not in graph.tables or COLUMN not in graph.columns[TABLE]:
             raise UsageError("%s has no %s.%s column" % (address.display(), TABLE, COLUMN))
-        scope = _scope(db, graph, experiment_ids)
+        scope = _scope(db, graph, experiment_ids, metric_ids)
         with GuardedChange(address, COMMAND, "metric values rewritten by transform-metrics", safeguards, progress,
                            fingerprint=fingerprint) as change:
             rewrites = None
@@ -301,12 +303,16 @@ def transform_metrics(address, rules, *, experiment_ids=(), dry_run=False, batch
     return result
 
 
-def _scope(db, graph, experiment_ids):
-    """None (every metric), or the name of a temporary table of the metric ids the experiments link to."""
-    if not experiment_ids:
+def _scope(db, graph, experiment_ids, metric_ids=None):
+    """None (every metric), or the name of a temporary table of the metric ids the experiments link to
+    (or of the metric ids given)."""
+    if not experiment_ids and metric_ids is None:
         return None
     cast = "CAST(NULL AS SIGNED)" if db.dialect == "mysql" else "NULL"
     db.create_temp_table(SCOPE_TABLE, "SELECT %s AS %s FROM %s WHERE 1 = 0" % (cast, db.quote(KEY), db.quote(TABLE)))
+    if metric_ids is not None:
+        db.executemany("INSERT INTO %s (%s) VALUES (?)" % (db.quote(SCOPE_TABLE), db.quote(KEY)),
+                       ((i,) for i in metric_ids))
     for experiment_id in experiment_ids:
         tree = reach_subtree(db, graph, experiment_id)
         if not tree.exists:

@@ -163,7 +163,7 @@ def plan_upgrade(db):
 
     diff = diff_catalogs(target, catalog, rebuild_live if db.dialect == "sqlite" else functools.partial(
         _no_rebuild, db.dialect))
-    changes = [d.what for d in diff.differences if d.kind not in LEFT_ALONE]
+    changes = ["%s  [%s: %s]" % (d.what, d.rating, d.reason) for d in diff.differences if d.kind not in LEFT_ALONE]
     statements = [s for s in diff.statements if not s.startswith("--")]
     if db.dialect == "mysql":
         statements = [_keep_column_attributes(db, s) for s in statements]

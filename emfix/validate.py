@@ -107,9 +107,10 @@ class ValidationReport:
     def to_dict(self):
         """The cookbook's report keys first (scripts read them), then emfix's own sections."""
         cascade_examples = self.examples_by_table(cascade=True)
+        examples = self.examples_by_table()
         return {
-            "foreign_key_violations": {t: [v.to_dict() for v in items]
-                                       for t, items in self.examples_by_table().items()},
+            "foreign_key_violations": {t: [old_violation_text(v) for v in items] for t, items in examples.items()},
+            "foreign_key_violation_records": {t: [v.to_dict() for v in items] for t, items in examples.items()},
             "json_metric_issues": [i.to_dict() for i in self.json.issues],
             "summary": {"total_foreign_key_violations": self.total_violations,
                         "total_json_metric_issues": self.json.issue_count,
@@ -138,6 +139,18 @@ class ValidationReport:
             "timestamp": self.generated_at,  # the old tool's name for it (scripts read it)
             "emfix_version": __version__,
         }
+
+
+def old_violation_text(v):
+    """A violation as the old tool's report wrote it: "T.col = v references non-existent P.col"."""
+    def side(table, columns, values=None):
+        names = columns[0] if len(columns) == 1 else "(%s)" % ", ".join(columns)
+        if values is None:
+            return "%s.%s" % (table, names)
+        shown = values[0] if len(values) == 1 else "(%s)" % ", ".join(str(x) for x in values)
+        return "%s.%s = %s" % (table, names, shown)
+    return "%s references non-existent %s" % (side(v.table, list(v.columns), list(v.values)),
+                                              side(v.parent_table, list(v.parent_columns)))
 
 
 def _rows(count, table, singular, plural):

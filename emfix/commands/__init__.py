@@ -13,14 +13,15 @@ from . import (
     migrate,
     optimize,
     schema,
+    schematools,
     snapshot,
     transform,
     undo,
     validate,
 )
 
-REGISTERED = (demo, init, schema, validate, hierarchy, snapshot, cleanup, fixjson, transform, export, importing,
-              migrate, undo, doctor, optimize)
+REGISTERED = (demo, init, schema, schematools, validate, hierarchy, snapshot, cleanup, fixjson, transform, export,
+              importing, migrate, undo, doctor, optimize)
 
 
 def rewrite_argv(argv):

@@ -368,3 +368,32 @@ def invocation():
 def n(value):
     """A count for people: 1,234,567."""
     return "{:,}".format(value)
+
+
+# -- report files ---------------------------------------------------------------------------------------
+
+def write_report(path, text, protect=(), exclusive=False, force=False, replaceable=None):
+    """A report or plan file through the output guard (never over a database, snapshot or quarantine; an
+    existing file only with `force` or when `replaceable` says emfix wrote it), written whole or not at
+    all. exclusive: an existing file is left alone whatever `force` says (an error says so)."""
+    from ..errors import NotWritableError
+    from ..fileutil import check_output_path, durable_output
+    if exclusive and os.path.lexists(path):
+        raise UsageError("%s already exists; it was left as it is" % path, hint="give -o another file name")
+    real, in_place = check_output_path(path, protect, force=force, replaceable=replaceable)
+    try:
+        with durable_output(real, in_place=in_place) as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise NotWritableError("cannot write %s: %s" % (path, exc.strerror or exc),
+                               hint="check that the directory exists and is writable") from None
+    return path
+
+
+def open_report(path, out):
+    """--open-html: a browser where there is one; on a server without, say where the file is, nothing else."""
+    from ..report_html import open_in_browser
+    if open_in_browser(path):
+        out.text("opened %s in a browser" % path)
+    else:
+        sys.stderr.write("no browser to open here (no display); the report is %s\n" % os.path.abspath(path))

@@ -14,6 +14,7 @@ export = common.lazy_module("emfix.export")
 importer = common.lazy_module("emfix.importer")
 migrate = common.lazy_module("emfix.migrate")
 snapshot = common.lazy_module("emfix.snapshot")
+transform = common.lazy_module("emfix.transform")
 
 STRATEGIES = {
     "conservative": "snapshot DST first; validate the source subtree and stop on any break (or on metric JSON "
@@ -57,6 +58,10 @@ def register(sub):
     p.add_argument("--no-verify", action="store_true", help="skip the comparison at the end")
     p.add_argument("--skip-tables", metavar="T,...", help=common.SKIP_TABLES_HELP)
     p.add_argument("--snapshot-dir", metavar="DIR", help="where DST's snapshot goes")
+    p.add_argument("--transformation-file", metavar="FILE",
+                   help="with -d DB (the old form): apply these transform-metrics rules to the copied metrics "
+                        "(originals kept in a quarantine file for `emfix undo`)")
+    p.add_argument("--quarantine-dir", metavar="DIR", help="with --transformation-file: where the originals go")
     common.add_database_options(p, positional=False)  # -d DB: a copy within one database (the old tool's form)
     common.finish(p, run)
 
@@ -69,6 +74,9 @@ def run(args, out):
                          hint="e.g. emfix migrate experiment.db mysql://em@db1/experiments -e 12 --init")
     if args.target_experiment is not None:
         raise UsageError("-t/--target-experiment works within one database", hint="use -d DB -s ID -t ID")
+    if args.transformation_file:
+        raise UsageError("--transformation-file works with the old form, a copy within one database (-d DB -s ID)",
+                         hint="after the migration: emfix transform-metrics DST -e NEW_ID --rules FILE")
     source, target = common.address_of(args.source, args), common.address_of(args.target, args)
     common.refuse_replica(args, target)  # DST is written; SRC is only read (a replica serves)
     ids = list(args.experiment or [])
@@ -148,6 +156,7 @@ def _copy_within(args, out):
         raise UsageError("which experiment? give -s ID (one)", hint="e.g. emfix migrate-experiment -d DB -s 12")
     source_id, into, policy = args.experiment[0], args.target_experiment, common.retry_policy(args)
     common.refuse_replica(args, address)
+    rules = transform.load_rules(args.transformation_file) if args.transformation_file else None
     done = copyjournal.find_copy_within(address, source_id, into, retry_policy=policy)
     if done and not args.force:
         # A repeat of a finished copy would add the same trials (or make the same experiment) again.
@@ -172,6 +181,8 @@ def _copy_within(args, out):
         options = dict(retry_policy=policy, progress=common.make_progress("migrate", args, out),
                        interrupted=common.StopFlag().install(), allow_dangling=args.strategy == "aggressive",
                        into_experiment=into, resume=args.resume)
+        if into is None:  # named as the old tool named its copies
+            options.update(zip(("experiment_title", "experiment_desc"), _migrated_names(address, source_id, policy)))
         try:  # a killed copy is finished with --resume; one that finished before only with --force
             result = importer.import_file(address, path, **options)
         except AlreadyDoneError:
@@ -185,10 +196,17 @@ def _copy_within(args, out):
                                      "(%s)" % (source_id, exc.message.split("(", 1)[-1].split(")")[0]),
                                      hint="repair it first (emfix cleanup-orphans), or copy them as they are with "
                                           "--strategy aggressive") from None
-    copyjournal.record_copy_within(address, source_id, into, result.experiment_id, result.counts,
-                                   retry_policy=policy)
+        copyjournal.record_copy_within(address, source_id, into, result.experiment_id, result.counts,
+                                       retry_policy=policy)
+        transformed = None
+        if rules is not None:  # the same transform as transform-metrics, over the copied metrics alone
+            transformed = transform.transform_metrics(
+                address, rules, metric_ids=importer.imported_ids(path, "METRIC", result.id_offsets), snapshot=False,
+                quarantine_dir=args.quarantine_dir, retry_policy=policy, force=args.force,
+                progress=common.make_progress("transform-metrics", args, out))
     if out.json:
-        common.emit_json(dict(common.to_jsonable(result), source_experiment=source_id, snapshot_id=snapshot_id))
+        common.emit_json(dict(common.to_jsonable(result), source_experiment=source_id, snapshot_id=snapshot_id,
+                              transform=common.to_jsonable(transformed) if transformed else None))
     else:
         out.text("experiment %d %s in %s: %s rows, %.1f s" % (
             source_id, "added to experiment %d" % result.experiment_id if into is not None
@@ -196,7 +214,22 @@ def _copy_within(args, out):
             n(sum(result.counts.values())), result.seconds))
         if snapshot_id:
             out.text("snapshot before: %s" % snapshot_id)
+        if transformed is not None:
+            out.text("transformed %s of %s copied metric values; originals kept in %s (undo: emfix undo %s)" % (
+                n(transformed.changed), n(transformed.scanned), transformed.quarantine, transformed.quarantine))
     return EXIT_OK
+
+
+def _migrated_names(address, experiment_id, policy):
+    """("Migrated_<title>", "Migrated from experiment N: <desc>"): the old tool's names for a copy."""
+    with open_database(address, readonly=address.is_sqlite, retry_policy=policy) as db:
+        row = db.query("SELECT %s, %s FROM %s WHERE %s = ?" % (db.quote("title"), db.quote("desc"),
+                                                              db.quote("EXPERIMENT"), db.quote("id")),
+                       (experiment_id,))
+    if not row:
+        raise UsageError("experiment %d does not exist in %s" % (experiment_id, address.display()))
+    title, desc = row[0]
+    return "Migrated_%s" % (title or ""), "Migrated from experiment %d: %s" % (experiment_id, desc or "")
 
 
 def migrate_check_lines(checks):

@@ -1,14 +1,15 @@
 """emfix schema: the relation graph (`schema DB`), the whole schema (`show`), two compared (`diff`), and
 the upgrade to the current Experiment Manager schema (`upgrade`)."""
 
+import json
 import os
+import sys
 
-from ..address import parse_address
-from ..backends import open_database
-from ..errors import EXIT_OK, EXIT_PROBLEMS, NotFoundError
+from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from . import common
 
 catalog = common.lazy_module("emfix.catalog")
+report_html = common.lazy_module("emfix.report_html")
 schema = common.lazy_module("emfix.schema")
 schemadiff = common.lazy_module("emfix.schemadiff")
 upgrade = common.lazy_module("emfix.upgrade")
@@ -48,6 +49,12 @@ def register(sub):
     d.add_argument("a", metavar="A", help="database or schema file: the reference")
     d.add_argument("b", metavar="B", help="database or schema file: the one the DDL is written for")
     d.add_argument("--password-file", metavar="FILE", help="MySQL password for A and B (or %s)" % common.PASSWORD_ENV)
+    d.add_argument("--format", choices=("text", "json", "html", "ddl"), default=None,
+                   help="text (default), json (as --json), html (one self-contained page: each change with its "
+                        "rating and DDL) or ddl (the statements alone)")
+    d.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
+    d.add_argument("--open-html", action="store_true",
+                   help="open the HTML page in a browser (on a machine without one: says where the file is)")
     common.finish(d, run_diff)
 
     u = common.command(actions, "upgrade", "bring a database to the current Experiment Manager schema (missing "
@@ -118,27 +125,33 @@ def show_lines(declared):
             yield "  foreign key (%s) -> %s (%s)" % (", ".join(fk.columns), fk.table, ", ".join(fk.ref_columns))
 
 
-def _catalog_of(text, password_file):
-    """A schema file from `schema show --json`, or a live database."""
-    if os.path.isfile(text) and not text.endswith((".db", ".sqlite", ".sqlite3")):
-        with open(text, "rb") as handle:
-            head = handle.read(16)
-        if not head.startswith(b"SQLite format 3"):
-            return catalog.load_catalog(text)
-    address = parse_address(text, password_file=password_file)
-    if address.is_sqlite and not os.path.exists(address.path):
-        raise NotFoundError("%s does not exist" % address.path,
-                            hint="give a database or a file from `schema show --json`")
-    with open_database(address, readonly=True) as db:
-        return catalog.read_catalog(db, counts=False)
-
-
 def run_diff(args, out):
-    diff = schemadiff.diff_catalogs(_catalog_of(args.a, args.password_file), _catalog_of(args.b, args.password_file))
-    if out.json:
-        common.emit_json(diff)
+    a, b = catalog.catalog_of(args.a, args.password_file), catalog.catalog_of(args.b, args.password_file)
+    diff = schemadiff.diff_catalogs(a, b)
+    count = schemadiff.tables_to_count(diff, b)
+    if count:  # (a schema file keeps the counts it was written with)
+        # B's row counts decide whether dropping one of its columns or tables loses data (the rating)
+        diff = schemadiff.diff_catalogs(a, catalog.catalog_of(args.b, args.password_file, counts=count))
+    kind = "json" if out.json else (args.format or ("html" if args.open_html else "text"))
+    if args.open_html and kind != "html":
+        raise UsageError("--open-html goes with --format html")
+    if kind == "json":
+        text = json.dumps(common.to_jsonable(diff), indent=2, allow_nan=False, default=str) + "\n"
+    elif kind == "html":
+        text = report_html.schema_diff_html(diff)
+    elif kind == "ddl":
+        text = "".join(s + ("" if s.startswith("--") else ";") + "\n" for s in diff.statements)
     else:
-        out.lines(diff_lines(diff))
+        text = "".join(line + "\n" for line in diff_lines(diff))
+    output = args.output or ("schema_diff_report.html" if args.open_html else None)
+    if output:
+        common.write_report(output, text, [p for p in (args.a, args.b) if os.path.isfile(p)])
+        if not out.quiet and not out.json:
+            sys.stderr.write("%s written to %s\n" % (kind, output))
+        if args.open_html:
+            common.open_report(output, out)
+    elif not out.quiet or out.json:
+        common.write_stdout(text)
     return EXIT_OK if diff.same else EXIT_PROBLEMS
 
 
@@ -146,10 +159,10 @@ def diff_lines(diff):
     if diff.same:
         yield "same schema: %s and %s" % (diff.a, diff.b)
         return
-    yield "%d difference%s between A (%s) and B (%s):" % (len(diff.differences), "" if len(diff.differences) == 1
-                                                           else "s", diff.a, diff.b)
+    yield "%d difference%s between A (%s) and B (%s), rated %s:" % (
+        len(diff.differences), "" if len(diff.differences) == 1 else "s", diff.a, diff.b, diff.overall_rating)
     for d in diff.differences:
-        yield "  %s" % d.what
+        yield "  %-8s %s  (%s)" % (d.rating, d.what, d.reason)
     yield ""
     yield "-- DDL that makes B like A (%s); lines starting with -- are left for you to decide" % diff.dialect
     for statement in diff.statements:

@@ -11,14 +11,19 @@ from .common import n
 transform = common.lazy_module("emfix.transform")
 
 
+TEMPLATE_FILE = "transformation_rules_template.json"
+
+
 def register(sub):
     p = common.command(sub, "transform-metrics", "apply per-label rules (normalize, round, scale, rename, drop) to "
                        "every metric's per_label_val, keeping each original in a quarantine file for `emfix undo`",
                        "emfix transform-metrics experiment.db --rules rules.json --dry-run\n"
                        "  emfix transform-metrics --template rules.json")
     common.add_database_options(p)
-    p.add_argument("--rules", "--transformation-file", dest="rules", metavar="FILE",
-                   help="the rules: a JSON object label -> rule (see --template)")
+    p.add_argument("--rules", metavar="FILE", help="the rules: a JSON object label -> rule (see --template)")
+    p.add_argument("--transformation-file", metavar="FILE",
+                   help="the old tool's spelling of --rules: runs without asking, as the old tool did (the verified "
+                        "snapshot and the quarantine make it undoable)")
     p.add_argument("-e", "--experiment", dest="experiments", action=common.IdsThenDatabase, nargs="+", metavar="ID",
                    help="only the metrics of these experiments (default: every metric)")
     p.add_argument("--experiment-ids", metavar="1,2,3", help="the old tool's spelling of -e: ids separated by commas")
@@ -30,9 +35,9 @@ def register(sub):
 
     t = common.command(sub, "create-transformation-template", "the old tool's name for `transform-metrics "
                        "--template`", "emfix create-transformation-template -o rules.json")
-    t.add_argument("-o", "--output", default="-", metavar="FILE", help="where to write it (default: stdout)")
-    t.add_argument("--force", action="store_true", help="replace FILE if it exists (an edited rules file is kept "
-                   "without it)")
+    t.add_argument("-o", "--output", default=TEMPLATE_FILE, metavar="FILE",
+                   help="where to write it (default: ./%s, as the old tool; - for stdout); an existing file is "
+                        "never overwritten (unless it is the template unedited)" % TEMPLATE_FILE)
     common.finish(t, run_template)
 
 
@@ -46,7 +51,10 @@ def _experiment_ids(args):
 
 def run_template(args, out):
     path = args.output if hasattr(args, "output") else args.template
-    text = transform.write_template(path, force=args.force)
+    if hasattr(args, "output"):  # the old name never overwrites: its default file may hold someone's edits
+        text = transform.write_template(path, force=False)
+    else:
+        text = transform.write_template(path, force=args.force)
     if text is not None:
         common.write_stdout(text)
     elif not out.quiet:
@@ -57,13 +65,16 @@ def run_template(args, out):
 def run(args, out):
     if args.template:
         return run_template(args, out)
-    if not args.rules:
+    if args.rules and args.transformation_file:
+        raise UsageError("--rules and --transformation-file together", hint="give one: they are the same option")
+    if not (args.rules or args.transformation_file):
         raise UsageError("no rules given", hint="add --rules FILE (emfix transform-metrics --template FILE writes one)")
-    rules = transform.load_rules(args.rules)
+    rules = transform.load_rules(args.rules or args.transformation_file)
     address = common.resolve_address(args)
     if not args.dry_run:
         common.refuse_replica(args, address)
-    ask = None if args.yes or args.dry_run else common.confirm(
+    old_spelling = bool(args.transformation_file)  # the old tool's scripts never answered a question
+    ask = None if args.yes or args.dry_run or old_spelling else common.confirm(
         lambda _a: "transform the metric values of %s (originals kept in a quarantine file)?" % address.display())
     result = transform.transform_metrics(address, rules, experiment_ids=_experiment_ids(args), dry_run=args.dry_run,
                                batch_size=args.batch_size, snapshot=not args.no_snapshot,

@@ -12,6 +12,7 @@ from . import common
 from .common import n
 
 validate = common.lazy_module("emfix.validate")
+report_html = common.lazy_module("emfix.report_html")
 
 EXAMPLES_SHOWN = 3  # the text's lists, unless --limit says otherwise
 JSON_ISSUES_SHOWN = 6
@@ -25,7 +26,12 @@ def register(sub):
                 "emfix validate experiment.db -o violation_report.json\n"
                 "  emfix validate --mysql --host db1 --user em -d experiments --experiment 12")
     common.add_database_options(p)
-    p.add_argument("-o", "--output", metavar="REPORT.json", help="write the full report (the cookbook's format)")
+    p.add_argument("-o", "--output", metavar="REPORT", help="write the full report: REPORT.json in the cookbook's "
+                   "format, REPORT.html as one page to look at and attach to a ticket")
+    p.add_argument("--format", choices=("text", "json", "html"), default=None,
+                   help="what is printed (or, with -o, written): text (default), json (as --json), html")
+    p.add_argument("--open-html", action="store_true",
+                   help="open the HTML report in a browser (on a machine without one: says where the file is)")
     p.add_argument("--limit", type=common.non_negative_int, metavar="N",
                    help="examples listed per relation, and metric JSON issues listed (default: %d and %d in the "
                         "text, %d in --json and -o; 0: none); counts are always complete"
@@ -44,13 +50,36 @@ def register(sub):
     common.finish(p, run)
 
 
+def _html_wanted(args):
+    if args.format == "html" or args.open_html:
+        return True
+    return bool(args.output and args.output.lower().endswith((".html", ".htm")) and args.format != "json")
+
+
 def run(args, out):
     address = common.resolve_address(args)
+    if args.format == "json":
+        out.json = True
+    html_report = _html_wanted(args)
+    if html_report and out.json and not args.output:
+        raise UsageError("--json and --format html both print to stdout", hint="write the page with -o report.html")
     options = dict(limit=KEPT_LIMIT if args.limit is None else args.limit, experiment=args.experiment,
                    retry_policy=common.retry_policy(args),
                    progress=common.make_progress("validate", args, out), parallel=args.jobs > 1,
                    deep_json=args.deep_json, force=args.force, quick_check=not args.no_quick_check)
-    if args.output:  # a wrong -o is said before the work, not after it
+    if html_report:
+        output = args.output or ("validation_report.html" if args.open_html else None)
+        if output:  # a wrong -o is said before the work, not after it
+            check_output_path(output, common.protected_paths(address), force=args.force,
+                              replaceable=starts_with(report_html.PAGE_HEAD.encode()))
+        report = validate.validate(address, **options)
+        page = report_html.validation_html(report.to_dict(), address.target(), next_steps(report, address.target()))
+        if output:
+            common.write_report(output, page, common.protected_paths(address), force=args.force,
+                                replaceable=starts_with(report_html.PAGE_HEAD.encode()))
+        else:
+            common.write_stdout(page)
+    elif args.output:  # a wrong -o is said before the work, not after it
         real, in_place = check_output_path(args.output, common.protected_paths(address), force=args.force,
                                            replaceable=starts_with(REPORT_HEAD.encode()))
         try:
@@ -70,35 +99,61 @@ def run(args, out):
                    json_issues=report.json.issue_count)
     if out.json:
         common.emit_json(report.to_dict())
+    elif html_report and not (args.output or args.open_html):
+        pass  # the page went to stdout
     else:
         shown = (EXAMPLES_SHOWN, JSON_ISSUES_SHOWN) if args.limit is None else (args.limit, args.limit)
         out.lines(validation_lines(report, address.target(), *shown))
-        if args.output:
+        if args.output and html_report:
+            out.text("page written to %s (the counts are complete; examples stop at --limit)" % args.output)
+        elif args.output:
             out.text("report written to %s (every violation and JSON issue; the lists above show at most %d "
                      "per relation)" % (args.output, shown[0]))
+    if args.open_html:
+        common.open_report(args.output or "validation_report.html", out)
     if args.experiment is not None:  # "is experiment 12 intact?": answered for that experiment alone
         return EXIT_OK if report.hierarchy.exists and not report.hierarchy.breaks else EXIT_PROBLEMS
     return EXIT_OK if report.passed else EXIT_PROBLEMS
 
 
-class ReportWriter:
-    """The report file, written as it is found: every violation (grouped by table, as the cookbook's
-    Step 2 counts them) and every JSON issue, then the rest of the report. Nothing is held in memory:
-    the JSON issues, which arrive from helper threads meanwhile, wait in a spool file."""
+class GroupedWriter:
+    """A JSON object of table -> list, written as the items arrive (grouped by table, as the sweep gives
+    them); tables without items are listed empty at the end."""
 
     def __init__(self, handle):
-        self.handle, self.table, self.tables, self.lock = handle, None, set(), threading.Lock()
-        self.spool, self.spooled = tempfile.TemporaryFile("w+", encoding="utf-8"), 0
-        handle.write(REPORT_HEAD)
+        self.handle, self.table, self.tables = handle, None, set()
 
-    def violation(self, table, violation):
+    def add(self, table, text):
         if table != self.table:
             self.handle.write("%s\n    %s: [" % ("]," if self.table else "", json.dumps(table)))
             self.table, first = table, True
             self.tables.add(table)
         else:
             first = False
-        self.handle.write(("\n      " if first else ",\n      ") + _dumps(violation.to_dict()))
+        self.handle.write(("\n      " if first else ",\n      ") + text)
+
+    def close(self, all_tables):
+        parts = ["%s: []" % json.dumps(t) for t in all_tables if t not in self.tables]
+        self.handle.write(("]" if self.table else "") + ("," if self.table and parts else "")
+                          + ",".join("\n    " + p for p in parts) + "\n  }")
+
+
+class ReportWriter:
+    """The report file, written as it is found: every violation (grouped by table, as the cookbook's
+    Step 2 counts them) as the old tool's string, the same violations as emfix's records beside them,
+    every JSON issue, then the rest of the report. Nothing is held in memory: the records and the JSON
+    issues (which arrive from helper threads meanwhile) wait in spool files."""
+
+    def __init__(self, handle):
+        self.handle, self.lock = handle, threading.Lock()
+        self.records_spool = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.strings, self.records = GroupedWriter(handle), GroupedWriter(self.records_spool)
+        self.spool, self.spooled = tempfile.TemporaryFile("w+", encoding="utf-8"), 0
+        handle.write(REPORT_HEAD)
+
+    def violation(self, table, violation):
+        self.strings.add(table, _dumps(validate.old_violation_text(violation)))
+        self.records.add(table, _dumps(violation.to_dict()))
 
     def json_issue(self, issue):
         with self.lock:
@@ -106,16 +161,18 @@ class ReportWriter:
             self.spooled += 1
 
     def finish(self, data):
-        empty = [t for t in data["foreign_key_violations"] if t not in self.tables]
-        parts = (["%s: []" % json.dumps(t) for t in empty])
-        self.handle.write(("]" if self.table else "") + ("," if self.table and parts else "")
-                          + ",".join("\n    " + p for p in parts) + "\n  },\n  \"json_metric_issues\": [\n    ")
-        self.spool.seek(0)
-        shutil.copyfileobj(self.spool, self.handle)
-        self.spool.close()
+        tables = list(data["foreign_key_violations"])
+        self.strings.close(tables)
+        self.handle.write(',\n  "foreign_key_violation_records": {')
+        self.records.close(tables)
+        for spool, head in ((self.records_spool, ""), (self.spool, ',\n  "json_metric_issues": [\n    ')):
+            self.handle.write(head)
+            spool.seek(0)
+            shutil.copyfileobj(spool, self.handle)
+            spool.close()
         self.handle.write("\n  ]")
         for key, value in data.items():
-            if key not in ("foreign_key_violations", "json_metric_issues"):
+            if key not in ("foreign_key_violations", "foreign_key_violation_records", "json_metric_issues"):
                 self.handle.write(",\n  %s: %s" % (json.dumps(key), _dumps(common.to_jsonable(value))))
         self.handle.write("\n}\n")
 
