@@ -73,6 +73,18 @@ def _rules(ctx):
         handle.write('{"cat": "normalize"}')
 
 
+def _schema_files(ctx):
+    for name in ("s.json", "s2.json"):
+        done = run_cli("extract-schema", "-d", ctx.db, "-o", ctx.path(name))
+        assert done.returncode == 0, done.stderr
+
+
+def _diff_file(ctx):
+    _schema_files(ctx)
+    done = run_cli("compare-schemas", "-s", ctx.path("s.json"), "-t", ctx.path("s2.json"), "-o", ctx.path("cmp"))
+    assert done.returncode == 0, done.stderr
+
+
 def _undo_argv(ctx):
     return ["undo", ctx.prepared["quarantine"]]
 
@@ -133,6 +145,18 @@ ROWS = [
     Row("migrate-experiment", lambda c: ["migrate-experiment", "-d", c.db, "-s", "1"], same(0)),
     Row("undo", _undo_argv, same(0), lambda d: [_sum(d["restored"].values())], prepare=_quarantine),
     Row("doctor", lambda c: ["doctor", c.db], same(0)),
+    # The old schema tool's command lines (schema_diff_cli), with their old options.
+    Row("extract-schema", lambda c: ["extract-schema", "-d", c.db, "-o", c.path("x.json")], same(0),
+        lambda d: [d["tables"], d["rows"]]),
+    Row("compare-schemas", lambda c: ["compare-schemas", "-s", c.path("s.json"), "-t", c.path("s2.json"), "-o",
+                                      c.path("out")], same(0), lambda d: [d["differences"]], prepare=_schema_files),
+    Row("compare-live-schemas", lambda c: ["compare-live-schemas", "--source-db", c.db, "--target-db", c.db, "-o",
+                                           c.path("live")], same(0), lambda d: [d["differences"]]),
+    Row("analyze-schema", lambda c: ["analyze-schema", "-s", c.path("s.json"), "-o", c.path("a.json")], same(0),
+        lambda d: [d["table_count"], d["foreign_key_count"]], prepare=_schema_files),
+    Row("generate-migration-plan", lambda c: ["generate-migration-plan", "-d", c.path("cmp/schema_diff.json"), "-o",
+                                              c.path("plan.sql")], same(0), lambda d: [len(d["statements"])],
+        prepare=_diff_file),
     Row("optimize", lambda c: ["optimize", c.db], same(0)),
 ]
 

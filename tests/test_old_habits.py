@@ -88,7 +88,7 @@ def test_create_transformation_template_writes_the_old_default_file_and_never_ov
     assert json.loads(written.read_text())
     written.write_text('{"accuracy": "normalize"}')  # someone's edits
     again = run_cli("create-transformation-template", cwd=str(tmp_path))
-    assert again.returncode == 2 and "already exists" in again.stderr and again.stdout == ""
+    assert again.returncode == 2 and "the file exists" in again.stderr and again.stdout == ""
     assert written.read_text() == '{"accuracy": "normalize"}'
     assert run_cli("create-transformation-template", "-o", "-").stdout.startswith("{")
 

@@ -37,7 +37,9 @@ def register(sub):
                        "--template`", "emfix create-transformation-template -o rules.json")
     t.add_argument("-o", "--output", default=TEMPLATE_FILE, metavar="FILE",
                    help="where to write it (default: ./%s, as the old tool; - for stdout); an existing file is "
-                        "never overwritten (unless it is the template unedited)" % TEMPLATE_FILE)
+                        "never overwritten (unless it is the template unedited) without --force" % TEMPLATE_FILE)
+    t.add_argument("--force", action="store_true", help="replace FILE if it exists (an edited rules file is kept "
+                   "without it)")
     common.finish(t, run_template)
 
 
@@ -51,10 +53,7 @@ def _experiment_ids(args):
 
 def run_template(args, out):
     path = args.output if hasattr(args, "output") else args.template
-    if hasattr(args, "output"):  # the old name never overwrites: its default file may hold someone's edits
-        text = transform.write_template(path, force=False)
-    else:
-        text = transform.write_template(path, force=args.force)
+    text = transform.write_template(path, force=args.force)  # an edited rules file is kept without --force
     if text is not None:
         common.write_stdout(text)
     elif not out.quiet:
