@@ -12,6 +12,7 @@ from . import (
     init,
     migrate,
     optimize,
+    repair,
     schema,
     snapshot,
     transform,
@@ -19,7 +20,7 @@ from . import (
     validate,
 )
 
-REGISTERED = (demo, init, schema, validate, hierarchy, snapshot, cleanup, fixjson, transform, export, importing,
+REGISTERED = (demo, init, schema, validate, hierarchy, snapshot, repair, cleanup, fixjson, transform, export, importing,
               migrate, undo, doctor, optimize)
 
 

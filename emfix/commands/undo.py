@@ -10,7 +10,8 @@ undo = common.lazy_module("emfix.undo")
 
 
 def register(sub):
-    p = common.command(sub, "undo", "put back what a repair changed: rows cleanup removed, values fix-json rewrote",
+    p = common.command(sub, "undo", "put back what a repair changed: rows repair or cleanup removed, values "
+                "repair, fix-json or transform-metrics rewrote (rows first, then values)",
                 "emfix undo quarantine/cleanup-orphans-20261125T101500.000000Z.quarantine.db")
     p.add_argument("quarantine", metavar="QUARANTINE", help="the quarantine file the repair printed")
     common.add_database_options(p, positional=False)
