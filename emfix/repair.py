@@ -165,10 +165,10 @@ def _plan(work, scan, reset_unfixable):
                       dict(shown.examples) if shown else {}, values, list(NOT_TOUCHED))
 
 
-def _recorded_options(path):
+def _recorded(path):
     con = q.open_quarantine(path)
     try:
-        return q.read_meta(con).get("options") or {}
+        return q.read_meta(con)
     finally:
         con.close()
 
@@ -191,7 +191,7 @@ def repair(address, *, dry_run=False, recreate_parents=False, reset_unfixable=Fa
         if not unfinished:
             raise UsageError("nothing to resume: no unfinished repair of %s in %s" % (
                 address.display(), change.quarantine_dir), hint="run it without --resume")
-        options = _recorded_options(unfinished)
+        options = _recorded(unfinished).get("options") or {}
         recreate_parents = options.get("recreate_parents", recreate_parents)
         reset_unfixable = options.get("reset_unfixable", reset_unfixable)
     with open_database(address, readonly=dry_run and address.is_sqlite and not recreate_parents,
@@ -202,7 +202,7 @@ def repair(address, *, dry_run=False, recreate_parents=False, reset_unfixable=Fa
         work = plan_orphans(db, graph, recreate_parents=recreate_parents, preview=dry_run or confirm is not None)
         progress.update("planning: metric JSON", force=True)
         scan, found = FixJsonResult(table, col, True), []
-        repair_values(db, table, col, key, batch_size, reset_unfixable, None, scan, progress, lambda: False,
+        repair_values(db, table, col, key, batch_size, reset_unfixable, None, scan, NoProgress(), lambda: False,
                       found=found)
         plan = _plan(work, scan, reset_unfixable)
         result = RepairResult(address.display(), dry_run, plan, figures(work.checks, work.tables, scan.candidates))
@@ -219,7 +219,10 @@ def repair(address, *, dry_run=False, recreate_parents=False, reset_unfixable=Fa
         change.prepare(values=[{"table": table, "column": col, "key": key, "kept_as": KEPT_VALUES % table}],
                        options={"recreate_parents": recreate_parents, "reset_unfixable": reset_unfixable})
         result.resumed = change.resuming
+        if result.resumed:  # the snapshot the interrupted run took holds the content from before it
+            change.snapshot_id = _recorded(change.quarantine_path).get("snapshot_id")
         with change:
+            q.write_meta(change.open(), snapshot_id=change.snapshot_id)
             if work.anything:
                 outcome = remove_orphans(db, graph, work, change, batch_size=batch_size, max_lock_ms=max_lock_ms,
                                          progress=progress, interrupted=interrupted)

@@ -11,7 +11,16 @@ import sqlite3
 
 import pytest
 from conftest import make_demo, run_cli, url_of
-from test_beside_a_writer import Writer, copy_database, damaged_metrics, digest, lost_writes, values_of
+from test_beside_a_writer import (
+    Writer,
+    copy_database,
+    damaged_metrics,
+    digest,
+    doomed_runs,
+    lost_writes,
+    quarantine_of,
+    values_of,
+)
 
 from emfix import quarantine as q
 from emfix.backends import open_database
@@ -156,27 +165,81 @@ def test_a_damaged_file_is_exit_4_and_left_as_it_is(tmp_path, sqlite_address):
 
 # -- beside a writer, killed, twice ------------------------------------------------------------------------
 
+class Writers:
+    """Two writers one after the other (one beside the repair, one beside its undo), as one log."""
+
+    def __init__(self, *writers):
+        self.writers = writers
+
+    def last_values(self):
+        last = {}
+        for writer in self.writers:
+            last.update(writer.last_values())
+        return last
+
+
+def beside(address, tmp_path, name, *args, **kwargs):
+    """A writer in a folder of its own (its log and stop file), so a second one can follow it."""
+    folder = tmp_path / name
+    folder.mkdir()
+    return Writer(address, folder, *args, **kwargs)
+
+
+# The writer is stopped before its writes are compared with the database: read while it writes, a
+# value it writes after the read would look lost.
+
 def test_a_repair_and_its_undo_lose_no_write_of_a_concurrent_writer(address, tmp_path):
     ids = damaged_metrics(address)
     original = values_of(address, "METRIC", "per_label_val")
     others = {t: rows for t, rows in digest(address).items() if t != "METRIC"}
-    writer = Writer(address, tmp_path, "METRIC", "per_label_val", ids, inserts=True, seed=11)
+    during = beside(address, tmp_path, "during", "METRIC", "per_label_val", ids, inserts=True, seed=11)
     try:
-        before = len(writer.writes())
         done = repaired(address, tmp_path, batch="2")
-        during = len(writer.writes()) - before
-        assert done["removed"] and done["repaired"]
-        assert lost_writes(address, writer) == []
-        undone = run_cli("undo", done["quarantine"], "--json")
-        assert undone.returncode in (0, 1) and "Traceback" not in undone.stderr, undone.stderr
     finally:
-        writer.stop()
-    assert during > 0, "the writer made no write while the repair ran"
-    assert lost_writes(address, writer) == []
-    touched = set(writer.last_values())
+        during.stop()
+    assert done["removed"] and done["quarantine"], done
+    assert len(during.writes()) > 0, "the writer made no write while the repair ran"
+    assert lost_writes(address, during) == []
+    after = beside(address, tmp_path, "undo", "METRIC", "per_label_val", ids, inserts=True, seed=12)
+    try:
+        undone = run_cli("undo", done["quarantine"], "--json")
+    finally:
+        after.stop()
+    assert undone.returncode in (0, 1) and "Traceback" not in undone.stderr, undone.stderr
+    both = Writers(during, after)
+    assert lost_writes(address, both) == []
+    touched = set(both.last_values())
     now = values_of(address, "METRIC", "per_label_val")
     assert {k: v for k, v in now.items() if k not in touched} == {k: v for k, v in original.items() if k not in touched}
     assert {t: rows for t, rows in digest(address).items() if t != "METRIC"} == others
+
+
+def test_a_repair_leaves_alone_the_runs_a_concurrent_writer_edits_or_re_parents(address, tmp_path):
+    make_demo(address)
+    runs = doomed_runs(address, tmp_path)
+    with open_database(address) as db:
+        live_trials = [str(r[0]) for r in db.query("SELECT id FROM TRIAL")]
+    parents = ["999991", "999992", "999993", "999994", "999995", "999996", "999997"] + live_trials[:1]
+    during = beside(address, tmp_path, "during", "TRIAL_RUN", "trial_id", runs, values=parents, seed=5)
+    try:
+        result = run_cli("repair", url_of(address), "--yes", "--json", "--batch-size", "1", "--no-snapshot",
+                         "--quarantine-dir", str(tmp_path / "q"))
+    finally:
+        during.stop()
+    assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr
+    quarantine = quarantine_of(result.stdout)
+    con = sqlite3.connect(quarantine)
+    kept = dict(con.execute("SELECT id, trial_id FROM TRIAL_RUN").fetchall()) if con.execute(
+        "SELECT 1 FROM sqlite_master WHERE name = 'TRIAL_RUN'").fetchone() else {}
+    con.close()
+    assert lost_writes(address, during, "TRIAL_RUN", "trial_id", kept) == []
+    after = beside(address, tmp_path, "undo", "TRIAL_RUN", "trial_id", runs, values=parents, seed=6)
+    try:
+        undone = run_cli("undo", quarantine, "--json")
+    finally:
+        after.stop()
+    assert undone.returncode in (0, 1) and "Traceback" not in undone.stderr, undone.stderr
+    assert lost_writes(address, Writers(during, after), "TRIAL_RUN", "trial_id") == []
 
 
 KILLS = ["staged:1", "kept:1", "written:3", "between:1", "kept:3", "kept:4", "resume kept:5"]
@@ -204,6 +267,25 @@ def test_a_kill_at_each_point_then_a_rerun_ends_where_one_run_ends(address, tmp_
     undone = run_cli("undo", quarantine)
     assert undone.returncode == 0, undone.stderr
     assert digest(address) == original
+
+
+def test_a_resumed_repair_keeps_the_snapshot_taken_before_it_began(sqlite_address, tmp_path):
+    damaged_metrics(sqlite_address)
+    killed = run_cli(*repair_args(sqlite_address, tmp_path, batch="2"), env={"EMFIX_TEST_KILL_AT": "kept:2"})
+    assert killed.returncode == -9
+    snapshots = sorted(os.listdir(str(tmp_path / "snaps")))
+    rerun = run_cli(*repair_args(sqlite_address, tmp_path, "--resume", batch="2"))
+    assert rerun.returncode == 1, rerun.stderr
+    done = json.loads(rerun.stdout)
+    assert done["resumed"] and done["snapshot_id"] and sorted(os.listdir(str(tmp_path / "snaps"))) == snapshots
+
+
+def test_the_readme_first_line_works_and_works_again(tmp_path):
+    for _ in range(2):
+        assert run_cli("demo", cwd=str(tmp_path)).returncode == 0
+        result = run_cli("repair", "emfix-demo/experiment.db", "--yes", cwd=str(tmp_path))
+        assert result.returncode == 1 and "cannot be repaired without guessing" in result.stdout, result.stderr
+        assert "undo with: emfix undo" in result.stdout and "Traceback" not in result.stderr
 
 
 def test_resume_without_an_interrupted_repair_is_refused(sqlite_address, tmp_path):
