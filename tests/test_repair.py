@@ -338,6 +338,18 @@ def test_undo_puts_back_a_value_rewritten_in_a_row_removed_later(address, tmp_pa
     assert digest(address) == original
 
 
+@pytest.mark.parametrize("kill_at", ["undone:2", "undone:26"])  # in the rows' batches; the values' batch
+def test_an_undo_of_a_repair_killed_midway_is_finished_by_running_it_again(address, tmp_path, kill_at):
+    make_demo(address)
+    original = digest(address)
+    done = repaired(address, tmp_path)
+    killed = run_cli("undo", done["quarantine"], "--batch-size", "10", env={"EMFIX_TEST_KILL_AT": kill_at})
+    assert killed.returncode == -9, (killed.returncode, killed.stderr)
+    again = run_cli("undo", done["quarantine"])
+    assert again.returncode == 0, again.stderr
+    assert digest(address) == original
+
+
 def test_undo_names_a_value_written_since_the_repair_instead_of_overwriting_it(address, tmp_path):
     make_demo(address)
     done = repaired(address, tmp_path)
