@@ -186,7 +186,7 @@ def repair(address, *, dry_run=False, recreate_parents=False, reset_unfixable=Fa
         raise UsageError("--batch-size must be at least 1")
     change = GuardedChange(address, COMMAND, REASON, Safeguards(snapshot, snapshot_dir, quarantine_dir, retry_policy,
                                                                 force), progress)
-    unfinished = None if dry_run else q.find_unfinished(change.quarantine_dir, COMMAND, address)
+    unfinished = q.find_unfinished(change.quarantine_dir, COMMAND, address)
     if resume:
         if not unfinished:
             raise UsageError("nothing to resume: no unfinished repair of %s in %s" % (

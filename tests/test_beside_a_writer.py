@@ -5,6 +5,7 @@ uninterrupted run ends, and undo goes back bit for bit; (c) the same command twi
 twice; (d) undo from another folder beside a file of the same name touches only the right database.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -35,9 +36,16 @@ else:
 rng = random.Random(config["seed"])
 log = open(log_path, "a")
 deadline = time.monotonic() + 90  # bounded, whatever happens to the test
-mine, n = [], 0
+mine, n, paused = [], 0, False
 print("ready", flush=True)
 while not os.path.exists(stop_path) and time.monotonic() < deadline:
+    if os.path.exists(stop_path + ".pause"):  # the test compares its log with the database meanwhile
+        if not paused:
+            print("paused", flush=True)
+            paused = True
+        time.sleep(0.002)
+        continue
+    paused = False
     n += 1
     cur = con.cursor()
     action = rng.random()
@@ -85,6 +93,23 @@ class Writer:
         open(self.stop_file, "w").close()
         self.proc.wait(timeout=120)
 
+    def paused(self):
+        """A context in which the writer makes no write: its log and the database can be compared (read
+        while it writes, a value committed after the read, or logged after it, looks lost)."""
+        writer = self
+
+        class Paused:
+            def __enter__(self):
+                if writer.proc.poll() is None:
+                    open(writer.stop_file + ".pause", "w").close()
+                    line = writer.proc.stdout.readline().strip()
+                    assert line in ("paused", ""), line  # "": it stopped on its own (its deadline)
+
+            def __exit__(self, *exc):
+                if os.path.exists(writer.stop_file + ".pause"):
+                    os.remove(writer.stop_file + ".pause")
+        return Paused()
+
     def last_values(self):
         """{id: the value the writer last wrote} for rows it still has (deleted ones map to None)."""
         last = {}
@@ -100,10 +125,13 @@ def values_of(address, table, column):
 
 def lost_writes(address, writer, table="METRIC", column="per_label_val", kept=None):
     """The writer's writes the database no longer holds (a row emfix removed counts as kept when its
-    quarantined copy holds the writer's value)."""
-    now = values_of(address, table, column)
+    quarantined copy holds the writer's value), compared while the writer is paused."""
+    pause = writer.paused() if hasattr(writer, "paused") else contextlib.nullcontext()
+    with pause:
+        now = values_of(address, table, column)
+        last = writer.last_values()
     lost = []
-    for key, value in writer.last_values().items():
+    for key, value in last.items():
         if value is None:
             if key in now:
                 lost.append((key, "deleted by the writer, back again"))
