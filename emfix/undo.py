@@ -10,6 +10,7 @@ different row, or a value written since, is reported, not forced.
 
 import dataclasses
 import json
+import os
 from typing import Dict, List
 
 from . import quarantine as q
@@ -63,6 +64,19 @@ def _owner(meta, address, force, quarantine_path):
     return address
 
 
+def find_quarantine(name, address=None):
+    """The quarantine file named by its path, or by its id (the file name, with or without
+    .quarantine.db) in the database's quarantine folder (-d DB) or ./quarantine."""
+    if os.path.isfile(name) or os.sep in name:
+        return name
+    folders = ([q.default_quarantine_dir(address)] if address is not None else []) + [os.path.abspath("quarantine")]
+    for folder in folders:
+        for candidate in (name, name + ".quarantine.db"):
+            if os.path.isfile(os.path.join(folder, candidate)):
+                return os.path.join(folder, candidate)
+    return name  # open_quarantine says it is not there
+
+
 def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch_size=None):
     """Put every quarantined row back (parents first), remove the parents a repair created, and put
     every rewritten value back.
@@ -70,6 +84,7 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
     Idempotent: rows already present are left alone, so running it twice changes nothing more. A
     row whose key is now taken by a different row is not forced in: it is counted in not_restored.
     """
+    quarantine_path = find_quarantine(quarantine_path, address)
     qcon = q.open_quarantine(quarantine_path)
     try:
         meta = q.read_meta(qcon)

@@ -338,6 +338,20 @@ def test_undo_puts_back_a_value_rewritten_in_a_row_removed_later(address, tmp_pa
     assert digest(address) == original
 
 
+def test_undo_finds_a_repair_by_its_id(sqlite_address, tmp_path):
+    make_demo(sqlite_address)
+    original = digest(sqlite_address)
+    done = run_cli("repair", sqlite_address.path, "--yes", "--json", "--no-snapshot")
+    quarantine = json.loads(done.stdout)["quarantine"]
+    assert os.path.dirname(quarantine) == os.path.join(str(tmp_path), "quarantine")
+    name = os.path.basename(quarantine)[:-len(".quarantine.db")]
+    undone = run_cli("undo", name, "-d", sqlite_address.path)
+    assert undone.returncode == 0, undone.stderr
+    assert digest(sqlite_address) == original
+    missing = run_cli("undo", "repair-nothing", "-d", sqlite_address.path)
+    assert missing.returncode == 2 and "no quarantine file" in missing.stderr
+
+
 @pytest.mark.parametrize("kill_at", ["undone:2", "undone:26"])  # in the rows' batches; the values' batch
 def test_an_undo_of_a_repair_killed_midway_is_finished_by_running_it_again(address, tmp_path, kill_at):
     make_demo(address)
