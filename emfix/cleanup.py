@@ -5,44 +5,25 @@ first over the whole relation graph, so one pass reaches the fixpoint. Every doo
 into a quarantine file and committed there before anything is deleted; then children go before
 parents in short batches by rowid or primary key (the pt-archiver way), each batch its own
 transaction. Killed at any moment, the database plus the quarantine hold every original row, and
-running the command again finishes the job.
+running the command again finishes the job. The two halves live in emfix.orphans, so `repair` runs
+them inside its own guarded change.
 """
 
 import dataclasses
-import json
-import logging
-import sqlite3
 import time
 from typing import Dict, Optional
 
-from . import quarantine as q
 from .backends import open_database
-from .errors import OperationInterrupted, UsageError
-from .fksweep import TMP, UNREFERENCED_TABLES, TablePlan, sweep_foreign_keys
-from .guarded import GuardedChange, Safeguards, kill_point, preflight
-from .hierarchy import ancestor_chain
+from .errors import UsageError
+from .fksweep import sweep_foreign_keys
+from .guarded import GuardedChange, Safeguards, preflight
+from .orphans import CHUNK_ROWS, RECREATABLE_PARENTS, CleanupPlan, plan_orphans, remove_orphans
 from .progress import NoProgress
 from .schema import discover_graph
-from .values import portable
 
-log = logging.getLogger(__name__)
+__all__ = ["COMMAND", "RECREATABLE_PARENTS", "CleanupPlan", "CleanupResult", "cleanup_orphans"]
 
 COMMAND = "cleanup-orphans"
-RECREATABLE_PARENTS = ("RESULTS", "EPOCH")  # the old API linked to these without writing them
-TIME_SOURCES = ("start_time", "time")
-
-
-@dataclasses.dataclass
-class CleanupPlan:
-    remove: Dict[str, int]  # table -> rows, in delete order (children first)
-    recreate: Dict[str, int]  # parent table -> rows --recreate-parents creates
-    keepable: Dict[str, int]  # link rows whose missing parent could be recreated instead
-    examples: Dict[str, list]  # table -> a few rows to be removed, each {key column: value}
-    left_behind: Dict[str, int] = dataclasses.field(default_factory=dict)  # doomed rows outside --tables
-
-    @property
-    def total(self):
-        return sum(self.remove.values())
 
 
 @dataclasses.dataclass
@@ -62,365 +43,6 @@ class CleanupResult:
     left_alone_examples: Dict[str, list] = dataclasses.field(default_factory=dict)
 
 
-# -- planning ------------------------------------------------------------------------------------
-
-def _doom_table(plan):
-    return "%sdoom_%d" % (TMP, plan.number)
-
-
-def _identity_list(plan):
-    return ", ".join("i%d" % n for n in range(len(plan.identity)))
-
-
-def _recreatable(graph, relation):
-    """(grandparent, child cols, grandparent cols) when a missing parent of this link may be created."""
-    if relation.parent not in RECREATABLE_PARENTS:
-        return None
-    chain = ancestor_chain(graph, relation)
-    return chain[0] if chain else None
-
-
-def _parent_rows_to_create(db, graph, plans):
-    """Distinct missing RESULTS/EPOCH rows whose trial run exists.
-
-    Returns {parent table: {key tuple (parent key columns, sorted by name): (grandparent,
-    {grandparent column: value})}}, one entry per row however many links point at it.
-    """
-    wanted = {}
-    for plan in plans:
-        for rel_no, relation in enumerate(plan.relations):
-            found = _recreatable(graph, relation)
-            if not found:
-                continue
-            grand, child_cols, grand_cols = found
-            on = " AND ".join("g.%s = h.%s" % (db.quote(g), plan.value_name(c)) for c, g in zip(child_cols, grand_cols))
-            names = list(relation.child_columns) + [c for c in child_cols if c not in relation.child_columns]
-            rows = db.query("SELECT DISTINCT %s FROM %s h WHERE h.rel = ? AND h.kind = 'd' AND EXISTS "
-                            "(SELECT 1 FROM %s g WHERE %s)" % (
-                                ", ".join("h.%s" % plan.value_name(c) for c in names), db.quote(plan.rows_table),
-                                db.quote(grand), on), (rel_no,))
-            to_parent = dict(zip(relation.child_columns, relation.parent_columns))
-            order = sorted(relation.parent_columns)
-            bucket = wanted.setdefault(relation.parent, {})
-            for row in rows:
-                values = dict(zip(names, row))
-                key = tuple(values[c] for c in sorted(relation.child_columns, key=lambda c: to_parent[c]))
-                bucket.setdefault((tuple(order), key), (grand, {g: values[c] for c, g in zip(child_cols, grand_cols)}))
-    return {parent: rows for parent, rows in wanted.items() if rows}
-
-
-def _create_parents(db, graph, wanted, record):
-    """Insert the missing parent rows; their time comes from the trial run. Returns rows per table."""
-    created = {}
-    for parent, rows in wanted.items():
-        extra = [c for c in graph.columns[parent] if c == "time"]
-        for (columns, key), (grand, grand_key) in sorted(rows.items()):
-            values = dict(zip(columns, key))
-            source = next((c for c in TIME_SOURCES if c in graph.columns[grand]), None)
-            if extra and source:
-                where = " AND ".join("%s = ?" % db.quote(c) for c in grand_key)
-                values["time"] = db.scalar("SELECT %s FROM %s WHERE %s" % (db.quote(source), db.quote(grand), where),
-                                           tuple(grand_key.values()))
-            record(parent, {c: values[c] for c in columns})
-            names = list(values)
-            db.execute("INSERT INTO %s (%s) VALUES (%s)" % (db.quote(parent), db.quote_columns(names),
-                                                           ", ".join("?" * len(names))),
-                       tuple(portable(values[n]) for n in names))
-            created[parent] = created.get(parent, 0) + 1
-    return created
-
-
-def _build_doom(db, graph, plans, tables_filter, include_unreferenced):
-    """One temporary table of row identities per table to remove; returns {table: (plan, count)}."""
-    doom, left = {}, {}
-    for plan in plans:
-        if tables_filter and plan.table not in tables_filter:
-            count = int(db.scalar("SELECT count(*) FROM %s WHERE kind IN ('d', 'c')" % db.quote(plan.rows_table))
-                        or 0)
-            if count:
-                left[plan.table] = count
-            continue
-        if db.dialect == "mysql" and plan.identity_names == plan.columns and not graph.primary_keys.get(plan.table):
-            log.warning("%s has no primary key: its orphans are reported but not removed", plan.table)
-            continue
-        ids = _identity_list(plan)
-        db.create_temp_table(_doom_table(plan), "SELECT DISTINCT %s FROM %s WHERE kind IN ('d', 'c')" % (
-            ids, db.quote(plan.rows_table)))
-        count = int(db.scalar("SELECT count(*) FROM %s" % db.quote(_doom_table(plan))) or 0)
-        if count:
-            doom[plan.table] = (plan, count)
-    if include_unreferenced:
-        for table in UNREFERENCED_TABLES:
-            if table in graph.tables and (not tables_filter or table in tables_filter):
-                being_removed = {t: plan for t, (plan, _count) in doom.items()}
-                found = _unreferenced_after(db, graph, table, being_removed)
-                if found:
-                    doom[table] = found
-    return doom, left
-
-
-def _unreferenced_after(db, graph, table, by_table):
-    """METRIC/ARTIFACT rows no surviving link row points at (links being removed do not count)."""
-    links = [r for r in graph.children_of(table) if len(r.child_columns) == 1]
-    key = (graph.primary_keys.get(table) or ("id",))
-    if not links or len(key) != 1:
-        return None
-    quoted = db.quote
-    survivors = []
-    for rel in links:
-        col = quoted(rel.child_columns[0])
-        sql = "SELECT x.%s FROM %s x WHERE x.%s IS NOT NULL" % (col, quoted(rel.child), col)
-        plan = by_table.get(rel.child)
-        if plan is not None:
-            ident = ["x.rowid"] if plan.identity == ["rowid"] else ["x." + quoted(c) for c in plan.identity_names]
-            sql += " AND NOT EXISTS (SELECT 1 FROM %s d WHERE %s)" % (quoted(_doom_table(plan)), " AND ".join(
-                "d.i%d = %s" % (n, expr) for n, expr in enumerate(ident)))
-        survivors.append(sql)
-    plan = TablePlan(table, 1000 + UNREFERENCED_TABLES.index(table), ["rowid"] if db.dialect == "sqlite" else
-                      [quoted(key[0])], ["rowid"] if db.dialect == "sqlite" else [key[0]], list(key), [], [])
-    ident = "t.rowid" if db.dialect == "sqlite" else "t.%s" % quoted(key[0])
-    db.create_temp_table(_doom_table(plan), "SELECT %s AS i0 FROM %s t WHERE t.%s NOT IN (%s)" % (
-        ident, quoted(table), quoted(key[0]), " UNION ALL ".join(survivors)))
-    count = int(db.scalar("SELECT count(*) FROM %s" % quoted(_doom_table(plan))) or 0)
-    return (plan, count) if count else None
-
-
-def _examples(db, graph, plan, limit=3):
-    """A few doomed rows, each {column: value} of its key: the primary key (or the columns kept for the
-    row), never SQLite's rowid, which a user cannot look up."""
-    if plan.identity != ["rowid"]:
-        names = plan.identity_names
-        rows = db.query("SELECT %s FROM %s ORDER BY %s LIMIT %d" % (
-            _identity_list(plan), db.quote(_doom_table(plan)), _identity_list(plan), limit))
-    else:
-        names = list(graph.primary_keys.get(plan.table) or plan.columns)
-        rows = db.query("SELECT %s FROM %s d JOIN main.%s t ON t.rowid = d.i0 ORDER BY d.i0 LIMIT %d" % (
-            ", ".join("t.%s" % db.quote(c) for c in names), db.quote(_doom_table(plan)), db.quote(plan.table), limit))
-    return [dict(zip(names, r)) for r in rows]
-
-
-YIELD_SECONDS = 0.01  # between batches, so a writer polling for the lock finds it free
-CHUNK_ROWS = 100000  # rows per planning statement: each takes well under 250 ms
-
-
-def _plan(db, graph):
-    _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
-    wanted = _parent_rows_to_create(db, graph, plans)
-    return plans, wanted, {parent: len(rows) for parent, rows in wanted.items()}
-
-
-def _summarize(db, graph, doomed, recreate_counts, keepable):
-    doom, left = doomed
-    order = [t for t in graph.child_first() if t in doom]
-    return CleanupPlan({t: doom[t][1] for t in order}, recreate_counts, keepable,
-                       {t: _examples(db, graph, doom[t][0]) for t in order}, left)
-
-
-# -- doing it ------------------------------------------------------------------------------------
-
-def _stage_table(plan):
-    return "%sstage_%d" % (TMP, plan.number)
-
-
-def _quarantine_rows(db, graph, doom, qcon, qpath, progress):
-    """Copy every doomed row into the quarantine file and commit it (fsync) before any delete.
-
-    Rows are kept by content, never by rowid alone: SQLite hands a freed rowid to the next insert,
-    so a rerun may meet a new row under an old rowid, and it must be kept as well."""
-    attached = db.dialect == "sqlite"
-    for table in doom:
-        q.ensure_table(qcon, table, graph.columns[table], with_rowid=attached)
-        qcon.execute("DROP INDEX IF EXISTS %s" % q.qi("_emfix_key_" + table))  # older files: unique by rowid
-        qcon.execute("CREATE INDEX IF NOT EXISTS %s ON %s (%s)" % (
-            q.qi("_emfix_content_" + table), q.qi(table), ", ".join(q.qi(c) for c in _content_key(graph, table))))
-    _copy_doomed(db, graph, doom, qcon, progress)
-    kill_point("staged")
-    if attached:
-        # The rows were staged in temp tables by short reads of main; the commit (and its fsync)
-        # of the quarantine then happens without holding any lock on the database.
-        db.execute("ATTACH DATABASE ? AS emfix_q", (qpath,))
-        try:
-            db.execute("PRAGMA emfix_q.synchronous = FULL")
-            db.execute("BEGIN")  # deferred: it writes the quarantine only, so main stays unlocked
-            try:
-                for table, (plan, _count) in doom.items():
-                    db.execute(_keep_new_rows_sql(graph, table, "emfix_q.%s" % q.qi(table),
-                                                  "temp.%s" % q.qi(_stage_table(plan)), with_rowid=True))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        finally:
-            db.execute("DETACH DATABASE emfix_q")
-    meta = q.read_meta(qcon)
-    q.write_meta(qcon, tables=sorted(set(meta.get("tables", [])) | set(doom)))
-    kill_point("kept")
-    log.info("quarantined %d rows in %s", sum(c for _, c in doom.values()), qpath)
-
-
-def _content_key(graph, table):
-    return list(graph.primary_keys.get(table) or ()) or list(graph.columns[table])
-
-
-def _keep_new_rows_sql(graph, table, kept, staged, with_rowid):
-    """INSERT the staged rows the quarantine does not already hold with the same content (NULL-safe)."""
-    columns = list(graph.columns[table])
-    names = ([q.ROWID] if with_rowid else []) + columns
-    same = " AND ".join("k.%s IS s.%s" % (q.qi(c), q.qi(c)) for c in columns)
-    return "INSERT INTO %s (%s) SELECT %s FROM %s s WHERE NOT EXISTS (SELECT 1 FROM %s k WHERE %s)" % (
-        kept, ", ".join(q.qi(n) for n in names), ", ".join("s." + q.qi(n) for n in names), staged, kept, same)
-
-
-def _copy_doomed(db, graph, doom, qcon, progress):
-    for table in graph.child_first():
-        if table not in doom:
-            continue
-        plan, count = doom[table]
-        columns = graph.columns[table]
-        progress.update("quarantining %s (%d rows)" % (table, count), force=True)
-        quoted = db.quote
-        if db.dialect == "sqlite":  # SQL to SQL through ATTACH: every value keeps its exact storage class
-            staged = _stage_table(plan)
-            values = ", ".join("t." + quoted(c) for c in columns)
-            db.create_temp_table(staged, "SELECT t.rowid AS %s, %s FROM main.%s t WHERE t.rowid IN "
-                                 "(SELECT i0 FROM temp.%s)" % (q.qi(q.ROWID), values, quoted(table),
-                                                                quoted(_doom_table(plan))))
-            db.create_temp_index(staged, [q.ROWID])
-            continue
-        on = " AND ".join("d.i%d = t.%s" % (n, quoted(c)) for n, c in enumerate(plan.identity_names))
-        # The doomed rows as read now, in a scratch table on the server: what the quarantine keeps is
-        # what the delete compares with, so a row changed after this read is not deleted.
-        db.create_temp_table(_stage_table(plan), "SELECT t.* FROM %s t JOIN %s d ON %s" % (
-            quoted(table), quoted(_doom_table(plan)), on), indexes=[plan.identity_names])
-        select = "SELECT %s FROM %s t" % (db.exact_columns(table, columns, "t."), quoted(_stage_table(plan)))
-        staged = "temp.%s" % q.qi(_stage_table(plan))
-        qcon.execute("DROP TABLE IF EXISTS %s" % staged)
-        qcon.execute("CREATE TEMP TABLE %s (%s)" % (q.qi(_stage_table(plan)), ", ".join(q.qi(c) for c in columns)))
-        insert = "INSERT INTO %s VALUES (%s)" % (staged, ", ".join("?" * len(columns)))
-        qcon.execute("BEGIN")
-        batch = []
-        for row in db.iter_rows(select, arraysize=2000):
-            batch.append(tuple(portable(v) for v in row))
-            if len(batch) >= 2000:
-                qcon.executemany(insert, batch)
-                batch = []
-        if batch:
-            qcon.executemany(insert, batch)
-        qcon.execute(_keep_new_rows_sql(graph, table, q.qi(table), staged, with_rowid=False))
-        qcon.execute("COMMIT")
-        qcon.execute("DROP TABLE %s" % staged)
-
-
-def _delete_batches(db, graph, doom, qcon, batch_size, sleep, max_lock_ms, progress, interrupted):
-    """Children before parents, a short transaction a batch; returns (removed, stats, left alone)."""
-    removed, stats = {}, {"batches": 0, "max_ms": 0.0}
-    left_alone, left_alone_examples = {}, {}
-    size = min(batch_size, 500) if max_lock_ms else batch_size  # start small, grow while batches stay quick
-    for table in graph.child_first():
-        if table not in doom:
-            continue
-        plan, count = doom[table]
-        ids = _identity_list(plan)
-        width = len(plan.identity)
-        last = None
-        done = 0
-        while True:
-            if interrupted():
-                raise OperationInterrupted(
-                    "interrupted after removing %d rows; every removed row is in the quarantine"
-                    % (sum(removed.values()) + done), hint="run the same command again to finish")
-            where = ""
-            params = ()
-            if last is not None:
-                where = " WHERE (%s) > (%s)" % (ids, ", ".join("?" * width)) if width > 1 else " WHERE i0 > ?"
-                params = tuple(last)
-            keys = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT %d" % (
-                ids, db.quote(_doom_table(plan)), where, ids, size), params)
-            if not keys:
-                break
-            started = time.perf_counter()
-            def batch(plan=plan, keys=keys):
-                deleted = _delete_keys(db, graph, plan, keys)
-                return deleted, (_still_there(db, plan, keys) if deleted < len(keys) else [])
-            deleted, left = db.write_batch(batch)  # a conflict rolls it back whole, then it runs again
-            kill_point("written")
-            if left:
-                _forget_left_alone(db, graph, plan, left, qcon)
-                left_alone[table] = left_alone.get(table, 0) + len(left)
-                examples = left_alone_examples.setdefault(table, [])
-                examples.extend(list(k) for k in left[:max(0, 3 - len(examples))])
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            stats["batches"] += 1
-            stats["max_ms"] = max(stats["max_ms"], elapsed_ms)
-            if max_lock_ms:
-                if elapsed_ms > max_lock_ms / 2 and size > 1:
-                    size = max(1, size // 2)
-                elif elapsed_ms < max_lock_ms / 5:
-                    size = min(batch_size, int(size * 1.5) + 1)
-            done += deleted
-            last = keys[-1]
-            progress.update("%s: %d/%d rows removed" % (table, done, count), force=done == len(keys))  # each table
-            time.sleep(max(sleep, YIELD_SECONDS))
-        removed[table] = done
-    stats["left_alone_examples"] = left_alone_examples
-    return removed, stats, left_alone
-
-
-def _delete_keys(db, graph, plan, keys):
-    """Delete the batch's rows that still hold what was quarantined (compare-and-swap, NULL-safe, byte
-    for byte): a row another process changed since (re-parented, edited, its rowid reused) is not ours
-    to delete. Returns the rows deleted."""
-    quoted = db.quote
-    if plan.identity == ["rowid"]:
-        same = " AND ".join("t.%s IS s.%s" % (quoted(c), q.qi(c)) for c in graph.columns[plan.table])
-        return db.execute("DELETE FROM %s WHERE rowid IN (SELECT s.%s FROM temp.%s s JOIN main.%s t ON t.rowid = "
-                          "s.%s AND %s WHERE s.%s IN (%s))" % (
-                              quoted(plan.table), q.qi(q.ROWID), q.qi(_stage_table(plan)), quoted(plan.table),
-                              q.qi(q.ROWID), same, q.qi(q.ROWID), ", ".join("?" * len(keys))),
-                          tuple(k[0] for k in keys))
-    columns = plan.identity_names
-    one = "(%s)" % ", ".join("?" * len(columns))
-    on = " AND ".join("t.%s = s.%s" % (quoted(c), quoted(c)) for c in columns)
-    same = " AND ".join("t.{c} <=> s.{c} AND BINARY t.{c} <=> BINARY s.{c}".format(c=quoted(c))
-                        for c in graph.columns[plan.table] if c not in columns)
-    return db.execute("DELETE t FROM %s t JOIN %s s ON %s%s WHERE (%s) IN (%s)" % (
-        quoted(plan.table), quoted(_stage_table(plan)), on, " AND " + same if same else "",
-        ", ".join("s." + quoted(c) for c in columns), ", ".join([one] * len(keys))),
-        tuple(v for k in keys for v in k))
-
-
-def _still_there(db, plan, keys):
-    """The batch's keys whose row is still there after the delete: another process changed them."""
-    names = ["rowid"] if plan.identity == ["rowid"] else [db.quote(c) for c in plan.identity_names]
-    one = "(%s)" % ", ".join("?" * len(names))
-    found = {tuple(r) for r in db.query("SELECT %s FROM %s WHERE (%s) IN (%s)" % (
-        ", ".join(names), db.quote(plan.table), ", ".join(names), ", ".join([one] * len(keys))),
-        tuple(v for k in keys for v in k))}
-    return [tuple(k) for k in keys if tuple(k) in found]
-
-
-def _forget_left_alone(db, graph, plan, keys, qcon):
-    """Take rows that were not deleted out of the quarantine (undo must not put back what was never
-    removed): the quarantined copy with the staged content of each such key."""
-    columns = list(graph.columns[plan.table])
-    one = "(%s)" % ", ".join("?" * len(keys[0]))
-    if plan.identity == ["rowid"]:
-        names = [q.ROWID] + columns
-        staged = db.query("SELECT %s FROM temp.%s WHERE %s IN (%s)" % (
-            ", ".join(q.qi(c) for c in names), q.qi(_stage_table(plan)), q.qi(q.ROWID), ", ".join("?" * len(keys))),
-            tuple(k[0] for k in keys))
-    else:
-        names = columns
-        staged = [tuple(portable(v) for v in row) for row in db.query("SELECT %s FROM %s t WHERE (%s) IN (%s)" % (
-            db.exact_columns(plan.table, columns, "t."), db.quote(_stage_table(plan)),
-            ", ".join("t." + db.quote(c) for c in plan.identity_names), ", ".join([one] * len(keys))),
-            tuple(v for k in keys for v in k))]
-    same = " AND ".join("%s IS ?" % q.qi(c) for c in names)
-    qcon.execute("BEGIN")
-    qcon.executemany("DELETE FROM %s WHERE %s" % (q.qi(plan.table), same), staged)
-    qcon.execute("COMMIT")
-
-
 def cleanup_orphans(address, *, dry_run=False, batch_size=5000, sleep=0.0, max_lock_ms=200, tables=None,
                     include_unreferenced=False, recreate_parents=False, snapshot=True, snapshot_dir=None,
                     quarantine_dir=None, retry_policy=None, progress=None, confirm=None, interrupted=None,
@@ -438,62 +60,25 @@ def cleanup_orphans(address, *, dry_run=False, batch_size=5000, sleep=0.0, max_l
         if unknown:
             raise UsageError("no table %s in %s" % (", ".join(unknown), address.display()))
         progress.update("planning", force=True)
-        plans, wanted, keepable = _plan(db, graph)
-        recreate_counts = dict(keepable)
-        preview = None
-        if recreate_parents and wanted and (dry_run or confirm is not None):
-            # What the plan will be once the parents exist: create them, plan, roll back.
-            db.execute("SAVEPOINT emfix_dry_run") if db.dialect == "sqlite" else db.execute("START TRANSACTION")
-            try:
-                _create_parents(db, graph, wanted, lambda _table, _values: None)
-                _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
-                doom, left = _build_doom(db, graph, plans, tables, include_unreferenced)
-                plan = _summarize(db, graph, (doom, left), recreate_counts, keepable)
-            finally:
-                db.execute("ROLLBACK TO emfix_dry_run") if db.dialect == "sqlite" else db.execute("ROLLBACK")
-                if db.dialect == "sqlite":
-                    db.execute("RELEASE emfix_dry_run")
-            if dry_run:
-                return CleanupResult(plan, True, seconds=time.perf_counter() - started)
-            preview = plan  # what the question shows; the real plan is made once the parents exist
-        if not (recreate_parents and wanted):
-            doom, left = _build_doom(db, graph, plans, tables, include_unreferenced)
-            plan = _summarize(db, graph, (doom, left), recreate_counts if recreate_parents else {}, keepable)
-        else:
-            plan = None
+        work = plan_orphans(db, graph, tables=tables, include_unreferenced=include_unreferenced,
+                            recreate_parents=recreate_parents, preview=dry_run or confirm is not None)
         if dry_run:
-            return CleanupResult(plan, True, seconds=time.perf_counter() - started)
-        if plan is not None and not plan.total:
-            return CleanupResult(plan, False, seconds=time.perf_counter() - started, final=_final(address, retry_policy)
-                                 if final_validate else None)
+            return CleanupResult(work.shown, True, seconds=time.perf_counter() - started)
+        if not work.anything:
+            final = _final(address, retry_policy) if final_validate else None
+            return CleanupResult(work.plan, False, seconds=time.perf_counter() - started, final=final)
         change = GuardedChange(address, COMMAND, "rows whose parent is missing, and the rows under them",
                                Safeguards(snapshot, snapshot_dir, quarantine_dir, retry_policy, force), progress)
-        change.confirm(confirm, plan or preview)
+        change.confirm(confirm, work.shown)
         change.prepare()
-        result = CleanupResult(plan, False)
+        result = CleanupResult(work.plan, False)
         with change:
-            qcon = change.open()
-            qpath = result.quarantine = change.quarantine_path
-            result.snapshot_id = change.snapshot_id
-            if recreate_parents and wanted:
-                def record(table, values):
-                    qcon.execute("INSERT INTO %s (table_name, key_json) VALUES (?, ?)" % q.CREATED,
-                                 (table, json.dumps(values, default=str)))
-                qcon.execute("BEGIN")
-                with db.transaction():
-                    result.created = _create_parents(db, graph, wanted, record)
-                    qcon.execute("COMMIT")
-                _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
-                doom, left = _build_doom(db, graph, plans, tables, include_unreferenced)
-                result.plan = _summarize(db, graph, (doom, left), recreate_counts, keepable)
-            try:
-                _quarantine_rows(db, graph, doom, qcon, qpath, progress)
-            except (OSError, sqlite3.OperationalError) as exc:
-                raise q.write_error(exc, qpath, "nothing was deleted") from None
-            result.removed, stats, result.left_alone = _delete_batches(
-                db, graph, doom, qcon, batch_size, sleep, max_lock_ms, progress, interrupted)
-            result.batches, result.max_batch_ms = stats["batches"], stats["max_ms"]
-            result.left_alone_examples = stats["left_alone_examples"]
+            outcome = remove_orphans(db, graph, work, change, batch_size=batch_size, sleep=sleep,
+                                     max_lock_ms=max_lock_ms, progress=progress, interrupted=interrupted)
+            result.quarantine, result.snapshot_id = change.quarantine_path, change.snapshot_id
+            result.plan, result.removed, result.created = outcome.plan, outcome.removed, outcome.created
+            result.batches, result.max_batch_ms = outcome.batches, outcome.max_batch_ms
+            result.left_alone, result.left_alone_examples = outcome.left_alone, outcome.left_alone_examples
             change.finish(removed=result.removed, created=result.created, left_alone=result.left_alone)
     progress.done()
     if final_validate:

@@ -204,21 +204,22 @@ class Rewrite:
 class ValueRewrites:
     """The quarantine table of one column's rewritten values, and the compare-and-swap writes."""
 
-    def __init__(self, change, table, key, column):
+    def __init__(self, change, table, key, column, kept_as=None):
         self.change, self.table, self.key, self.column = change, table, key, column
+        self.kept_as = kept_as or table  # the quarantine table (another name when rows of `table` are kept too)
         self._ready = False
 
     def _table(self):
         con = self.change.open()
         if not self._ready:
             con.execute("CREATE TABLE IF NOT EXISTS %s (%s, %s, %s, %s, %s)" % (
-                q.qi(self.table), q.qi(self.key), q.qi(self.column), q.qi(q.TYPE_COLUMN), q.qi(AFTER), q.qi(STATE)))
-            present = {r[1] for r in con.execute("PRAGMA table_info(%s)" % q.qi(self.table))}
+                q.qi(self.kept_as), q.qi(self.key), q.qi(self.column), q.qi(q.TYPE_COLUMN), q.qi(AFTER), q.qi(STATE)))
+            present = {r[1] for r in con.execute("PRAGMA table_info(%s)" % q.qi(self.kept_as))}
             for column in (AFTER, STATE):  # a run of an older emfix being finished
                 if column not in present:
-                    con.execute("ALTER TABLE %s ADD COLUMN %s" % (q.qi(self.table), q.qi(column)))
+                    con.execute("ALTER TABLE %s ADD COLUMN %s" % (q.qi(self.kept_as), q.qi(column)))
             con.execute("CREATE UNIQUE INDEX IF NOT EXISTS %s ON %s (%s)" % (
-                q.qi("_emfix_key_" + self.table), q.qi(self.table), q.qi(self.key)))
+                q.qi("_emfix_key_" + self.kept_as), q.qi(self.kept_as), q.qi(self.key)))
             self._ready = True
         return con
 
@@ -228,7 +229,7 @@ class ValueRewrites:
             return {}
         con = self._table()
         return {k: (b, a) for k, b, a in con.execute("SELECT %s, %s, %s FROM %s WHERE %s BETWEEN ? AND ?" % (
-            q.qi(self.key), q.qi(self.column), q.qi(AFTER), q.qi(self.table), q.qi(self.key)), (low, high))}
+            q.qi(self.key), q.qi(self.column), q.qi(AFTER), q.qi(self.kept_as), q.qi(self.key)), (low, high))}
 
     def apply(self, db, rewrites: List[Rewrite]):
         """Keep, then write: the batch's originals and new values are committed to the quarantine, then
@@ -241,7 +242,7 @@ class ValueRewrites:
         upsert = ("INSERT INTO {t} ({names}) VALUES (?, ?, ?, ?, 'kept') ON CONFLICT ({k}) DO UPDATE SET "
                   "{b} = excluded.{b}, {ty} = excluded.{ty}, {a} = excluded.{a}, {s} = 'kept' "
                   "WHERE {t}.{b} IS NOT excluded.{b} AND {t}.{a} IS NOT excluded.{b}").format(
-            t=q.qi(self.table), names=names, k=q.qi(self.key), b=q.qi(self.column), ty=q.qi(q.TYPE_COLUMN),
+            t=q.qi(self.kept_as), names=names, k=q.qi(self.key), b=q.qi(self.column), ty=q.qi(q.TYPE_COLUMN),
             a=q.qi(AFTER), s=q.qi(STATE))
         # A row kept by an earlier run whose value has changed since (by another process) is kept anew:
         # the earlier change is no longer in the database, this one is what undo must reverse.
@@ -263,7 +264,7 @@ class ValueRewrites:
         left = [r.key for r in rewrites if not same_value(now.get(r.key, _MISSING), r.after)]
         if left:
             con.execute("BEGIN")
-            con.executemany("UPDATE %s SET %s = ? WHERE %s = ?" % (q.qi(self.table), q.qi(STATE), q.qi(self.key)),
+            con.executemany("UPDATE %s SET %s = ? WHERE %s = ?" % (q.qi(self.kept_as), q.qi(STATE), q.qi(self.key)),
                             [(LEFT_ALONE, k) for k in left])
             con.execute("COMMIT")
         return left

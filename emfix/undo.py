@@ -2,12 +2,15 @@
 
 Rows cleanup-orphans removed go back parents first, by their columns (never by rowid: SQLite may
 have given that rowid to another row since); the parents --recreate-parents created are removed.
-Values fix-json or transform-metrics rewrote get their originals back byte for byte, with their storage class. Running
-it twice changes nothing more; a row whose key now holds a different row is reported, not forced.
+Values fix-json, transform-metrics or repair rewrote get their originals back byte for byte, with their
+storage class, where the row still holds what the repair wrote. A quarantine may hold both (repair's):
+rows go back first, then values. Running it twice changes nothing more; a row whose key now holds a
+different row, or a value written since, is reported, not forced.
 """
 
 import dataclasses
 import json
+import os
 from typing import Dict, List
 
 from . import quarantine as q
@@ -58,45 +61,68 @@ def _owner(meta, address, force, quarantine_path):
     return address
 
 
+def find_quarantine(name, address=None):
+    """The quarantine file named by its path, or by its id (the file name, with or without
+    .quarantine.db) in the database's quarantine folder (-d DB) or ./quarantine."""
+    if os.path.isfile(name) or os.sep in name:
+        return name
+    folders = ([q.default_quarantine_dir(address)] if address is not None else []) + [os.path.abspath("quarantine")]
+    for folder in folders:
+        for candidate in (name, name + ".quarantine.db"):
+            if os.path.isfile(os.path.join(folder, candidate)):
+                return os.path.join(folder, candidate)
+    return name  # open_quarantine says it is not there
+
+
 def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch_size=None):
-    """Put every quarantined row back (parents first) and remove the parents a repair created.
+    """Put every quarantined row back (parents first), remove the parents a repair created, and put
+    every rewritten value back.
 
     Idempotent: rows already present are left alone, so running it twice changes nothing more. A
     row whose key is now taken by a different row is not forced in: it is counted in not_restored.
     """
+    quarantine_path = find_quarantine(quarantine_path, address)
     qcon = q.open_quarantine(quarantine_path)
     try:
         meta = q.read_meta(qcon)
         if not meta:
             raise UsageError("%s is not an emfix quarantine file" % quarantine_path)
         address = _owner(meta, address, force, quarantine_path)
-        if meta.get("command") in VALUE_COMMANDS:
-            result = UndoResult(quarantine_path, {}, 0, address.display())
-            _put_values_back(qcon, meta, address, result, retry_policy, batch_size or UNDO_BATCH)
-            q.write_meta(qcon, status="undone" if not result.not_restored else "undone, some values not put back")
-            return result
         result = UndoResult(quarantine_path, {}, 0, address.display())
+        batch_size = batch_size or UNDO_BATCH
         with open_database(address, retry_policy=retry_policy) as db:
-            graph = discover_graph(db)
             check_integrity(db)
-            db.foreign_key_checks(False)
-            names = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
-                                               "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
-            for table in [t for t in graph.parent_first() if t in names]:
-                columns = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table)) if r[1] != q.ROWID]
-                _reinsert(db, qcon, graph, table, columns, result, batch_size or UNDO_BATCH)
-            with db.transaction():
-                for table, key_json in qcon.execute("SELECT table_name, key_json FROM %s ORDER BY ordinal DESC"
-                                                    % q.CREATED).fetchall():
-                    key = json.loads(key_json)
-                    key.pop("time", None)
-                    where = " AND ".join("%s = ?" % db.quote(c) for c in key)
-                    result.removed_created += db.execute("DELETE FROM %s WHERE %s" % (db.quote(table), where),
-                                                         tuple(key.values()))
-        q.write_meta(qcon, status="undone" if not result.not_restored else "undone, some rows not put back")
+            if meta.get("command") in VALUE_COMMANDS:  # a quarantine of values alone, named after their table
+                _put_values_back(db, qcon, dict(meta, kept_as=meta["table"]), result, batch_size)
+            else:
+                # Rows first, then values: a value a repair rewrote in a row it later removed is kept
+                # (in the row's copy) as the repair wrote it; the row goes back first, then its value.
+                _put_rows_back(db, qcon, result, batch_size)
+                for values in meta.get("values") or ():
+                    _put_values_back(db, qcon, values, result, batch_size)
+        q.write_meta(qcon, status="undone" if not result.not_restored else "undone, some rows or values not put back")
         return result
     finally:
         qcon.close()
+
+
+def _put_rows_back(db, qcon, result, batch_size):
+    """Every kept row back (parents first), then the parents the repair created removed."""
+    graph = discover_graph(db)
+    db.foreign_key_checks(False)
+    names = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                       "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
+    for table in [t for t in graph.parent_first() if t in names]:
+        columns = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table)) if r[1] != q.ROWID]
+        _reinsert(db, qcon, graph, table, columns, result, batch_size)
+    with db.transaction():
+        for table, key_json in qcon.execute("SELECT table_name, key_json FROM %s ORDER BY ordinal DESC"
+                                            % q.CREATED).fetchall():
+            key = json.loads(key_json)
+            key.pop("time", None)
+            where = " AND ".join("%s = ?" % db.quote(c) for c in key)
+            result.removed_created += db.execute("DELETE FROM %s WHERE %s" % (db.quote(table), where),
+                                                 tuple(key.values()))
 
 
 UNDO_BATCH = 1000
@@ -167,41 +193,43 @@ def _rows_by_key(db, table, columns, where, rows):
     return present
 
 
-def _put_values_back(qcon, meta, address, result, retry_policy=None, batch_size=None):
+def _put_values_back(db, qcon, values, result, batch_size=None):
     """Put each original back, byte for byte and with its storage class, only where the row still holds
     the value the repair wrote (compare-and-swap): a value changed since is named, never overwritten.
+    `values` says which column ({table, column, key}) and the quarantine table that keeps it (kept_as).
     Batches of UNDO_BATCH commit on their own, so a large undo is many short transactions (replicas,
     Galera's write-set limits); killed, a rerun finishes it (a value already back is counted as back)."""
-    table, col, key = meta["table"], meta["column"], meta["key"]
-    present = {r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table))}
+    table, col, key, kept = values["table"], values["column"], values["key"], values.get("kept_as") or values["table"]
+    present = {r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(kept))}
+    if not present:
+        return  # the repair stopped before it kept any value
     has_after = AFTER in present
     columns = [q.qi(c) for c in (key, col, q.TYPE_COLUMN)] + ([q.qi(AFTER)] if has_after else ["NULL"])
     where = " WHERE %s IS NOT %s" % (q.qi(STATE), q.sql_text(LEFT_ALONE)) if STATE in present else ""
-    cursor = qcon.execute("SELECT %s FROM %s%s ORDER BY %s" % (", ".join(columns), q.qi(table), where, q.qi(key)))
+    cursor = qcon.execute("SELECT %s FROM %s%s ORDER BY %s" % (", ".join(columns), q.qi(kept), where, q.qi(key)))
     restored = 0
-    with open_database(address, retry_policy=retry_policy) as db:
-        check_integrity(db)
-        while True:
-            rows = cursor.fetchmany(batch_size or UNDO_BATCH)
-            if not rows:
-                break
-            def batch(rows=rows):
-                done = 0
-                for ident, original, kind, after in rows:
-                    back = "text-bytes" if kind == "text-bytes" else "plain"
-                    if has_after:
-                        done += db.execute(swap_sql(db, table, key, col, "plain", back),
-                                           swap_params(db, original, ident, after))
-                    else:  # a quarantine of an older emfix: it did not keep what it wrote
-                        value = "CAST(? AS TEXT)" if back == "text-bytes" and db.dialect == "sqlite" else "?"
-                        done += db.execute("UPDATE %s SET %s = %s WHERE %s = ?" % (
-                            db.quote(table), db.quote(col), value, db.quote(key)), (original, ident))
-                return done
-            restored += db.write_batch(batch)  # compare-and-swap: safe to run again after a conflict
-            kill_point("undone")
-            if has_after:
-                _name_changed_values(db, table, key, col, rows, result)
-    result.restored = {table: restored}
+    while True:
+        rows = cursor.fetchmany(batch_size or UNDO_BATCH)
+        if not rows:
+            break
+        def batch(rows=rows):
+            done = 0
+            for ident, original, kind, after in rows:
+                back = "text-bytes" if kind == "text-bytes" else "plain"
+                if has_after:
+                    done += db.execute(swap_sql(db, table, key, col, "plain", back),
+                                       swap_params(db, original, ident, after))
+                else:  # a quarantine of an older emfix: it did not keep what it wrote
+                    value = "CAST(? AS TEXT)" if back == "text-bytes" and db.dialect == "sqlite" else "?"
+                    done += db.execute("UPDATE %s SET %s = %s WHERE %s = ?" % (
+                        db.quote(table), db.quote(col), value, db.quote(key)), (original, ident))
+            return done
+        restored += db.write_batch(batch)  # compare-and-swap: safe to run again after a conflict
+        kill_point("undone")
+        if has_after:
+            _name_changed_values(db, table, key, col, rows, result)
+    name = table if kept == table else "%s.%s" % (table, col)
+    result.restored[name] = result.restored.get(name, 0) + restored
 
 
 def _name_changed_values(db, table, key, col, rows, result):

@@ -122,10 +122,13 @@ def values_of(address, table, column):
 
 def lost_writes(address, writer, table="METRIC", column="per_label_val", kept=None):
     """The writer's writes the database no longer holds (a row emfix removed counts as kept when its
-    quarantined copy holds the writer's value)."""
-    now = values_of(address, table, column)
+    quarantined copy holds the writer's value), compared while the writer is paused."""
+    pause = writer.paused() if hasattr(writer, "paused") else contextlib.nullcontext()
+    with pause:
+        now = values_of(address, table, column)
+        last = writer.last_values()
     lost = []
-    for key, value in writer.last_values().items():
+    for key, value in last.items():
         if value is None:
             if key in now:
                 lost.append((key, "deleted by the writer, back again"))

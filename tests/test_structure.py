@@ -10,7 +10,7 @@ PACKAGE = os.path.join(ROOT, "emfix")
 # One module per command's work; each may use the shared ground (and snapshot, the net under every
 # repair), never another capability.
 CAPABILITIES = {"validate", "cleanup", "jsonfix", "export", "importer", "migrate", "doctor", "optimize", "demo",
-                "undo", "upgrade", "transform"}
+                "undo", "upgrade", "transform", "repair"}
 
 
 def modules():

@@ -12,6 +12,7 @@ from . import (
     init,
     migrate,
     optimize,
+    repair,
     schema,
     schematools,
     snapshot,
@@ -20,8 +21,8 @@ from . import (
     validate,
 )
 
-REGISTERED = (demo, init, schema, schematools, validate, hierarchy, snapshot, cleanup, fixjson, transform, export,
-              importing, migrate, undo, doctor, optimize)
+REGISTERED = (demo, init, schema, schematools, validate, hierarchy, snapshot, repair, cleanup, fixjson, transform,
+              export, importing, migrate, undo, doctor, optimize)
 
 
 def rewrite_argv(argv):

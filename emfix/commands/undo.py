@@ -11,9 +11,12 @@ undo = common.lazy_module("emfix.undo")
 
 
 def register(sub):
-    p = common.command(sub, "undo", "put back what a repair changed: rows cleanup removed, values fix-json rewrote",
+    p = common.command(sub, "undo", "put back what a repair changed: rows repair or cleanup removed, values "
+                "repair, fix-json or transform-metrics rewrote (rows first, then values)",
                 "emfix undo quarantine/cleanup-orphans-20261125T101500.000000Z.quarantine.db")
-    p.add_argument("quarantine", metavar="QUARANTINE", help="the quarantine file the repair printed")
+    p.add_argument("quarantine", metavar="QUARANTINE",
+                   help="the quarantine file the repair printed, or its id (the file name: looked for in the "
+                        "quarantine folder of -d DB, then ./quarantine)")
     common.add_database_options(p, positional=False)
     p.add_argument("--batch-size", type=common.positive_int, default=1000, metavar="N",
                    help="rows or values per transaction (default 1,000; lower it for Galera's wsrep_max_ws_rows)")

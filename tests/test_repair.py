@@ -1,0 +1,376 @@
+"""emfix repair: the cookbook's whole workflow in one command under one undo, on SQLite and MariaDB.
+
+The damaged demo repaired to a clean validate; the same final rows as the cookbook's steps run one
+after the other (cleanup-orphans, then fix-json); undo back bit for bit; a concurrent writer loses
+nothing; a kill at each kill point then a rerun ends where one run ends; a second run changes nothing.
+"""
+
+import json
+import os
+import sqlite3
+
+import pytest
+from conftest import make_demo, run_cli, url_of
+from test_beside_a_writer import (
+    Writer,
+    copy_database,
+    damaged_metrics,
+    digest,
+    doomed_runs,
+    lost_writes,
+    quarantine_of,
+    values_of,
+)
+
+from emfix import quarantine as q
+from emfix.backends import open_database
+from emfix.guarded import GuardedChange, Rewrite, Safeguards, ValueRewrites
+from emfix.values import portable
+
+
+def repair_args(address, tmp_path, *extra, batch="1000"):
+    return ["repair", url_of(address), "--yes", "--json", "--batch-size", batch, "--quarantine-dir",
+            str(tmp_path / "q"), "--snapshot-dir", str(tmp_path / "snaps"), *extra]
+
+
+def repaired(address, tmp_path, *extra, batch="1000", expect=(0, 1)):
+    result = run_cli(*repair_args(address, tmp_path, *extra, batch=batch))
+    assert result.returncode in expect and "Traceback" not in result.stderr, (result.returncode, result.stderr)
+    return json.loads(result.stdout)
+
+
+def other_database(address, tmp_path, request, name):
+    databases = request.getfixturevalue("mysql_databases") if not address.is_sqlite else None
+    return copy_database(address, tmp_path, databases, name)
+
+
+# -- the repair itself ------------------------------------------------------------------------------------
+
+def test_repair_turns_the_damaged_demo_into_a_clean_validate(address, tmp_path):
+    make_demo(address)
+    assert run_cli("validate", url_of(address)).returncode == 1
+    done = repaired(address, tmp_path, "--reset-unfixable", expect=(0,))
+    assert done["clean"] and done["remaining"] == []
+    assert done["after"]["status"] == "PASS" and done["before"]["status"] == "FAIL"
+    assert all(row["after"] == {"violations": 0, "orphaned_through_parent": 0, "json_issues": 0}
+               for row in done["per_table"])
+    values = done["plan"]["values"]
+    assert done["removed"] and done["repaired"] == values["to_repair"] == 9
+    assert done["reset"] == values["unfixable"] >= 1  # MariaDB holds no text that is not UTF-8: one fewer
+    checked = run_cli("validate", url_of(address), "--json")
+    assert checked.returncode == 0, checked.stdout[-2000:]
+    # One quarantine holds both: the removed rows and the rewritten values.
+    con = sqlite3.connect(done["quarantine"])
+    names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    meta = q.read_meta(con)
+    con.close()
+    assert {"TRIAL_RUN", "EPOCH", "_emfix_values_METRIC"} <= names
+    assert meta["command"] == "repair" and meta["status"] == "done"
+    assert len([f for f in os.listdir(str(tmp_path / "q")) if f.endswith(".quarantine.db")]) == 1
+    assert len([f for f in os.listdir(str(tmp_path / "snaps")) if f.endswith(".json")]) <= 1
+
+
+def test_what_cannot_be_repaired_is_left_said_and_exits_1(address, tmp_path):
+    make_demo(address)
+    result = run_cli(*repair_args(address, tmp_path))
+    assert result.returncode == 1, result.stderr
+    done = json.loads(result.stdout)
+    unfixable = done["plan"]["values"]["unfixable"]
+    assert done["after"]["json_metric_issues"] == unfixable >= 1 and done["after"]["foreign_key_violations"] == 0
+    assert len(done["remaining"]) == 1 and "cannot be repaired without guessing" in done["remaining"][0]
+    text = run_cli("repair", url_of(address), "--yes", "--quarantine-dir", str(tmp_path / "q"), "--no-snapshot")
+    assert text.returncode == 1 and "nothing to repair" in text.stdout and "--reset-unfixable" in text.stdout
+
+
+def test_the_before_figures_are_what_validate_finds(address, tmp_path):
+    make_demo(address)
+    report = json.loads(run_cli("validate", url_of(address), "--json").stdout)
+    plan = repaired(address, tmp_path, "--dry-run", expect=(0,))
+    before = plan["before"]
+    assert before["foreign_key_violations"] == report["summary"]["total_foreign_key_violations"]
+    assert before["rows_orphaned_through_parent"] == report["summary"]["rows_orphaned_through_parent"]
+    assert before["json_metric_issues"] == report["summary"]["total_json_metric_issues"]
+    for table, figures in report["tables"].items():
+        mine = before["tables"].get(table, {"violations": 0, "orphaned_through_parent": 0})
+        assert (mine["violations"], mine["orphaned_through_parent"]) == (
+            figures["violating_rows"], figures["orphaned_through_parent"]), table
+    assert plan["plan"]["values"]["to_repair"] == report["summary"]["fixable_json_issues"]
+
+
+@pytest.mark.parametrize("options", [[], ["--reset-unfixable"], ["--recreate-parents"]])
+def test_repair_ends_with_the_same_rows_as_the_cookbook_steps_one_after_the_other(address, tmp_path, request,
+                                                                                  options):
+    make_demo(address)
+    steps = other_database(address, tmp_path, request, "steps")
+    repaired(address, tmp_path, *options)
+    cleanup = ["--recreate-parents"] if "--recreate-parents" in options else []
+    fix = ["--reset-unfixable"] if "--reset-unfixable" in options else []
+    common = ["--yes", "--no-snapshot", "--quarantine-dir", str(tmp_path / "steps-q")]
+    assert run_cli("cleanup-orphans", url_of(steps), *common, *cleanup).returncode in (0, 1)
+    assert run_cli("fix-json", url_of(steps), *common, *fix).returncode in (0, 1)
+    assert digest(address) == digest(steps)
+
+
+@pytest.mark.parametrize("options", [[], ["--reset-unfixable", "--recreate-parents"]])
+def test_undo_of_a_repair_from_another_folder_returns_every_table_bit_for_bit(address, tmp_path, options):
+    make_demo(address)
+    original = digest(address)
+    done = repaired(address, tmp_path, *options)
+    assert digest(address) != original
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    undone = run_cli("undo", done["quarantine"], "--json", cwd=str(elsewhere))
+    assert undone.returncode == 0, undone.stderr
+    assert digest(address) == original
+    again = run_cli("undo", done["quarantine"])
+    assert again.returncode == 0, again.stderr
+    assert digest(address) == original
+
+
+def test_a_dry_run_changes_nothing_and_the_report_file_holds_the_same_figures(address, tmp_path):
+    make_demo(address)
+    original = digest(address)
+    report = tmp_path / "repair.json"
+    result = run_cli(*repair_args(address, tmp_path, "--dry-run", "-o", str(report)))
+    assert result.returncode == 0, result.stderr
+    assert digest(address) == original
+    shown, written = json.loads(result.stdout), json.loads(report.read_text())
+    for data in (shown, written):
+        data.pop("seconds")
+    assert shown == written and shown["dry_run"] and shown["after"] is None
+    assert shown["plan"]["rows_to_remove"] == 177 and shown["plan"]["values"]["unfixable"] >= 1
+    assert not os.path.exists(str(tmp_path / "q")) or os.listdir(str(tmp_path / "q")) == []
+
+
+def test_without_yes_and_without_a_terminal_nothing_is_changed(sqlite_address, tmp_path):
+    make_demo(sqlite_address)
+    original = digest(sqlite_address)
+    result = run_cli("repair", sqlite_address.path, "--quarantine-dir", str(tmp_path / "q"))
+    assert result.returncode == 2 and "not a terminal" in result.stderr, result.stderr
+    assert digest(sqlite_address) == original
+    html = run_cli("repair", sqlite_address.path, "--yes", "-o", str(tmp_path / "r.html"))
+    assert html.returncode == 2 and "-o REPORT.json" in html.stderr
+    assert digest(sqlite_address) == original
+
+
+def test_a_damaged_file_is_exit_4_and_left_as_it_is(tmp_path, sqlite_address):
+    make_demo(sqlite_address)
+    with open(sqlite_address.path, "r+b") as handle:
+        handle.truncate(os.path.getsize(sqlite_address.path) - 1024)
+    before = open(sqlite_address.path, "rb").read()
+    result = run_cli("repair", sqlite_address.path, "--yes", "--no-snapshot")
+    assert result.returncode == 4 and "is damaged" in result.stderr and "Traceback" not in result.stderr
+    assert open(sqlite_address.path, "rb").read() == before
+
+
+# -- beside a writer, killed, twice ------------------------------------------------------------------------
+
+class Writers:
+    """Two writers one after the other (one beside the repair, one beside its undo), as one log."""
+
+    def __init__(self, *writers):
+        self.writers = writers
+
+    def last_values(self):
+        last = {}
+        for writer in self.writers:
+            last.update(writer.last_values())
+        return last
+
+
+def beside(address, tmp_path, name, *args, **kwargs):
+    """A writer in a folder of its own (its log and stop file), so a second one can follow it."""
+    folder = tmp_path / name
+    folder.mkdir()
+    return Writer(address, folder, *args, **kwargs)
+
+
+# The writer is stopped before its writes are compared with the database: read while it writes, a
+# value it writes after the read would look lost.
+
+def test_a_repair_and_its_undo_lose_no_write_of_a_concurrent_writer(address, tmp_path):
+    ids = damaged_metrics(address)
+    original = values_of(address, "METRIC", "per_label_val")
+    others = {t: rows for t, rows in digest(address).items() if t != "METRIC"}
+    during = beside(address, tmp_path, "during", "METRIC", "per_label_val", ids, inserts=True, seed=11)
+    try:
+        done = repaired(address, tmp_path, batch="2")
+    finally:
+        during.stop()
+    assert done["removed"] and done["quarantine"], done
+    assert len(during.writes()) > 0, "the writer made no write while the repair ran"
+    assert lost_writes(address, during) == []
+    after = beside(address, tmp_path, "undo", "METRIC", "per_label_val", ids, inserts=True, seed=12)
+    try:
+        undone = run_cli("undo", done["quarantine"], "--json")
+    finally:
+        after.stop()
+    assert undone.returncode in (0, 1) and "Traceback" not in undone.stderr, undone.stderr
+    both = Writers(during, after)
+    assert lost_writes(address, both) == []
+    touched = set(both.last_values())
+    now = values_of(address, "METRIC", "per_label_val")
+    assert {k: v for k, v in now.items() if k not in touched} == {k: v for k, v in original.items() if k not in touched}
+    assert {t: rows for t, rows in digest(address).items() if t != "METRIC"} == others
+
+
+def test_a_repair_leaves_alone_the_runs_a_concurrent_writer_edits_or_re_parents(address, tmp_path):
+    make_demo(address)
+    runs = doomed_runs(address, tmp_path)
+    with open_database(address) as db:
+        live_trials = [str(r[0]) for r in db.query("SELECT id FROM TRIAL")]
+    parents = ["999991", "999992", "999993", "999994", "999995", "999996", "999997"] + live_trials[:1]
+    during = beside(address, tmp_path, "during", "TRIAL_RUN", "trial_id", runs, values=parents, seed=5)
+    try:
+        result = run_cli("repair", url_of(address), "--yes", "--json", "--batch-size", "1", "--no-snapshot",
+                         "--quarantine-dir", str(tmp_path / "q"))
+    finally:
+        during.stop()
+    assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr
+    quarantine = quarantine_of(result.stdout)
+    con = sqlite3.connect(quarantine)
+    kept = dict(con.execute("SELECT id, trial_id FROM TRIAL_RUN").fetchall()) if con.execute(
+        "SELECT 1 FROM sqlite_master WHERE name = 'TRIAL_RUN'").fetchone() else {}
+    con.close()
+    assert lost_writes(address, during, "TRIAL_RUN", "trial_id", kept) == []
+    after = beside(address, tmp_path, "undo", "TRIAL_RUN", "trial_id", runs, values=parents, seed=6)
+    try:
+        undone = run_cli("undo", quarantine, "--json")
+    finally:
+        after.stop()
+    assert undone.returncode in (0, 1) and "Traceback" not in undone.stderr, undone.stderr
+    assert lost_writes(address, Writers(during, after), "TRIAL_RUN", "trial_id") == []
+
+
+KILLS = ["staged:1", "kept:1", "written:3", "between:1", "kept:3", "kept:4", "resume kept:5"]
+
+
+@pytest.mark.parametrize("kill_at", KILLS)
+def test_a_kill_at_each_point_then_a_rerun_ends_where_one_run_ends(address, tmp_path, request, kill_at):
+    damaged_metrics(address)
+    reference = other_database(address, tmp_path, request, "reference")
+    original = digest(address)
+    resume = kill_at.startswith("resume ")
+    kill_at = kill_at.split()[-1]
+    killed = run_cli(*repair_args(address, tmp_path, "--reset-unfixable", batch="2"),
+                     env={"EMFIX_TEST_KILL_AT": kill_at})
+    assert killed.returncode == -9, (killed.returncode, killed.stderr)
+    # --resume takes the options the repair was started with; a plain rerun is the same command again.
+    rerun = run_cli(*repair_args(address, tmp_path, *(["--resume"] if resume else ["--reset-unfixable"]), batch="2"))
+    assert rerun.returncode == 0 and "Traceback" not in rerun.stderr, (rerun.returncode, rerun.stderr)
+    (tmp_path / "ref").mkdir()
+    once = run_cli(*repair_args(reference, tmp_path / "ref", "--reset-unfixable", batch="2"))
+    assert once.returncode == 0, once.stderr
+    assert digest(address) == digest(reference)
+    quarantine = json.loads(rerun.stdout)["quarantine"]
+    assert quarantine and len(os.listdir(str(tmp_path / "q"))) == 1, "one repair, one quarantine"
+    undone = run_cli("undo", quarantine)
+    assert undone.returncode == 0, undone.stderr
+    assert digest(address) == original
+
+
+def test_a_resumed_repair_keeps_the_snapshot_taken_before_it_began(sqlite_address, tmp_path):
+    damaged_metrics(sqlite_address)
+    killed = run_cli(*repair_args(sqlite_address, tmp_path, batch="2"), env={"EMFIX_TEST_KILL_AT": "kept:2"})
+    assert killed.returncode == -9
+    snapshots = sorted(os.listdir(str(tmp_path / "snaps")))
+    rerun = run_cli(*repair_args(sqlite_address, tmp_path, "--resume", batch="2"))
+    assert rerun.returncode == 1, rerun.stderr
+    done = json.loads(rerun.stdout)
+    assert done["resumed"] and done["snapshot_id"] and sorted(os.listdir(str(tmp_path / "snaps"))) == snapshots
+
+
+def test_the_readme_first_line_works_and_works_again(tmp_path):
+    for _ in range(2):
+        assert run_cli("demo", cwd=str(tmp_path)).returncode == 0
+        result = run_cli("repair", "emfix-demo/experiment.db", "--yes", cwd=str(tmp_path))
+        assert result.returncode == 1 and "cannot be repaired without guessing" in result.stdout, result.stderr
+        assert "undo with: emfix undo" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_resume_without_an_interrupted_repair_is_refused(sqlite_address, tmp_path):
+    make_demo(sqlite_address)
+    result = run_cli(*repair_args(sqlite_address, tmp_path, "--resume"))
+    assert result.returncode == 2 and "nothing to resume" in result.stderr
+
+
+@pytest.mark.parametrize("options", [[], ["--reset-unfixable"]])
+def test_a_second_repair_changes_nothing(address, tmp_path, options):
+    damaged_metrics(address)
+    first = repaired(address, tmp_path, *options)
+    after_first = digest(address)
+    second = repaired(address, tmp_path, *options, expect=(1,) if not options else (0,))
+    assert second["quarantine"] is None and second["removed"] == {} and second["repaired"] == 0
+    assert second["plan"]["rows_to_remove"] == 0 and second["plan"]["values"]["to_repair"] == 0
+    assert digest(address) == after_first
+    assert first["quarantine"] and len(os.listdir(str(tmp_path / "q"))) == 1
+
+
+# -- undo of a quarantine holding both rows and values -------------------------------------------------------
+
+def test_undo_puts_back_a_value_rewritten_in_a_row_removed_later(address, tmp_path):
+    """A value is rewritten, then its row is removed (kept as it was then: with the new value). Undo puts
+    the row back first, then its original value, whatever order the repair's parts ran in."""
+    make_demo(address)
+    with open_database(address) as db, db.transaction():
+        db.execute("INSERT INTO METRIC (id, type, total_val, per_label_val) VALUES (900001, 'x', 0.5, ?)",
+                   ("{'a': 1}",))
+    original = digest(address)
+    values = {"table": "METRIC", "column": "per_label_val", "key": "id", "kept_as": "_emfix_values_METRIC"}
+    change = GuardedChange(address, "repair", "test", Safeguards(snapshot=False, quarantine_dir=str(tmp_path / "q")))
+    change.prepare(values=[values])
+    with open_database(address) as db, change:
+        rewrites = ValueRewrites(change, "METRIC", "id", "per_label_val", kept_as=values["kept_as"])
+        assert rewrites.apply(db, [Rewrite(900001, "{'a': 1}", "text", '{"a": 1}')]) == []
+        con = change.open()
+        columns = db.columns("METRIC")
+        row = db.query("SELECT %s FROM METRIC WHERE id = 900001" % db.exact_columns("METRIC", columns))[0]
+        q.ensure_table(con, "METRIC", columns, with_rowid=False)
+        con.execute("INSERT INTO METRIC (%s) VALUES (%s)" % (", ".join(q.qi(c) for c in columns),
+                                                           ", ".join("?" * len(columns))),
+                    tuple(portable(v) for v in row))
+        with db.transaction():
+            db.execute("DELETE FROM METRIC WHERE id = 900001")
+        change.finish()
+        path = change.quarantine_path
+    undone = run_cli("undo", path, "--json")
+    assert undone.returncode == 0, undone.stderr
+    assert digest(address) == original
+
+
+def test_undo_finds_a_repair_by_its_id(sqlite_address, tmp_path):
+    make_demo(sqlite_address)
+    original = digest(sqlite_address)
+    done = run_cli("repair", sqlite_address.path, "--yes", "--json", "--no-snapshot")
+    quarantine = json.loads(done.stdout)["quarantine"]
+    assert os.path.dirname(quarantine) == os.path.join(str(tmp_path), "quarantine")
+    name = os.path.basename(quarantine)[:-len(".quarantine.db")]
+    undone = run_cli("undo", name, "-d", sqlite_address.path)
+    assert undone.returncode == 0, undone.stderr
+    assert digest(sqlite_address) == original
+    missing = run_cli("undo", "repair-nothing", "-d", sqlite_address.path)
+    assert missing.returncode == 2 and "no quarantine file" in missing.stderr
+
+
+@pytest.mark.parametrize("kill_at", ["undone:2", "undone:26"])  # in the rows' batches; the values' batch
+def test_an_undo_of_a_repair_killed_midway_is_finished_by_running_it_again(address, tmp_path, kill_at):
+    make_demo(address)
+    original = digest(address)
+    done = repaired(address, tmp_path)
+    killed = run_cli("undo", done["quarantine"], "--batch-size", "10", env={"EMFIX_TEST_KILL_AT": kill_at})
+    assert killed.returncode == -9, (killed.returncode, killed.stderr)
+    again = run_cli("undo", done["quarantine"])
+    assert again.returncode == 0, again.stderr
+    assert digest(address) == original
+
+
+def test_undo_names_a_value_written_since_the_repair_instead_of_overwriting_it(address, tmp_path):
+    make_demo(address)
+    done = repaired(address, tmp_path)
+    with open_database(address) as db, db.transaction():
+        db.execute("UPDATE METRIC SET per_label_val = '{\"later\": 1}' WHERE id = 1")
+    undone = run_cli("undo", done["quarantine"], "--json")
+    assert undone.returncode == 1 and "another process changed them" in undone.stderr
+    assert values_of(address, "METRIC", "per_label_val")[1] == '{"later": 1}'
+    conflicts = json.loads(undone.stdout)["conflicts"]
+    assert [c["key"] for c in conflicts] == [1]
