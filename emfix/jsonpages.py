@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 
 from .backends.sqlite import UndecodableText
 from .errors import OperationInterrupted, UsageError
-from .guarded import Rewrite
+from .guarded import Rewrite, key_pages
 from .jsonrepair import repair
 
 EXAMPLES = 10
@@ -66,7 +66,9 @@ def _page_sql(db, table, column, key, size):
         # first byte cost far less than typeof() or a second JSON parse.
         doubtful = ("({v} < '!' OR ({v} >= '\"' AND {v} < '#') OR {v} >= x'' OR NOT json_valid({v}))"
                     ).format(v=v)
-    return "SELECT %s, %s FROM %s WHERE %s IS NOT NULL AND %s AND %s > ? ORDER BY %s LIMIT %d" % (
+    # (Two connections splitting the key range were tried: SQLite's JSON functions scale badly across
+    # threads here, two halves took as long as the whole.)
+    return "SELECT %s, %s FROM %s WHERE %s IS NOT NULL AND %s AND %s {after} ORDER BY %s LIMIT %d" % (
         k, v, db.quote(table), v, doubtful, k, k, size)
 
 
@@ -78,30 +80,13 @@ def storage_kind(value):
     return "text" if isinstance(value, str) else "value"
 
 
-def _scan_range(db, table, col, key, batch_size, low, high):
-    """Pages of (key, value) the database doubts, in key order, within [low, high).
-
-    (Two connections splitting the range were tried: SQLite's JSON functions scale badly across
-    threads here, two halves took as long as the whole.)"""
-    page = _page_sql(db, table, col, key, batch_size).replace(
-        " ORDER BY", " AND %s < ? ORDER BY" % db.quote(key), 1)
-    last = low - 1
-    while True:
-        rows = db.query(page, (last, high))
-        if rows:
-            yield rows
-        if len(rows) < batch_size:
-            return
-        last = rows[-1][0]
-
-
 def repair_values(db, table, col, key, batch_size, reset_unfixable, rewrites, result, progress, interrupted,
                   keys=None, found=None):
     """Repair every doubtful value (or only `keys`, the ones a plan found), counting into `result`;
     with `rewrites` (a ValueRewrites) each page is kept, then written by compare-and-swap; without,
     nothing is written (a plan). `found`, a list, receives the key of every value that is not valid."""
     changes = collections.Counter(result.changes)
-    pages = _scan_range(db, table, col, key, batch_size, -(1 << 62), 1 << 62) if keys is None else \
+    pages = key_pages(db, _page_sql(db, table, col, key, batch_size), batch_size) if keys is None else \
         _key_pages(db, table, col, key, keys, batch_size)
     for rows in pages:
         if interrupted():

@@ -16,7 +16,7 @@ import time
 from typing import Dict, Optional
 
 from . import quarantine as q
-from .errors import NoSpaceError, OperationInterrupted
+from .errors import OperationInterrupted
 from .fksweep import TMP, UNREFERENCED_TABLES, TablePlan, sweep_foreign_keys
 from .guarded import kill_point
 from .hierarchy import ancestor_chain
@@ -33,7 +33,7 @@ class CleanupPlan:
     remove: Dict[str, int]  # table -> rows, in delete order (children first)
     recreate: Dict[str, int]  # parent table -> rows --recreate-parents creates
     keepable: Dict[str, int]  # link rows whose missing parent could be recreated instead
-    examples: Dict[str, list]
+    examples: Dict[str, list]  # table -> a few rows to be removed, each {key column: value}
     left_behind: Dict[str, int] = dataclasses.field(default_factory=dict)  # doomed rows outside --tables
 
     @property
@@ -165,9 +165,18 @@ def _unreferenced_after(db, graph, table, by_table):
     return (plan, count) if count else None
 
 
-def _examples(db, plan, limit=3):
-    return [list(r) for r in db.query("SELECT %s FROM %s ORDER BY %s LIMIT %d" % (
-        _identity_list(plan), db.quote(_doom_table(plan)), _identity_list(plan), limit))]
+def _examples(db, graph, plan, limit=3):
+    """A few doomed rows, each {column: value} of its key: the primary key (or the columns kept for the
+    row), never SQLite's rowid, which a user cannot look up."""
+    if plan.identity != ["rowid"]:
+        names = plan.identity_names
+        rows = db.query("SELECT %s FROM %s ORDER BY %s LIMIT %d" % (
+            _identity_list(plan), db.quote(_doom_table(plan)), _identity_list(plan), limit))
+    else:
+        names = list(graph.primary_keys.get(plan.table) or plan.columns)
+        rows = db.query("SELECT %s FROM %s d JOIN main.%s t ON t.rowid = d.i0 ORDER BY d.i0 LIMIT %d" % (
+            ", ".join("t.%s" % db.quote(c) for c in names), db.quote(_doom_table(plan)), db.quote(plan.table), limit))
+    return [dict(zip(names, r)) for r in rows]
 
 
 YIELD_SECONDS = 0.01  # between batches, so a writer polling for the lock finds it free
@@ -178,7 +187,7 @@ def _summarize(db, graph, doomed, recreate_counts, keepable):
     doom, left = doomed
     order = [t for t in graph.child_first() if t in doom]
     return CleanupPlan({t: doom[t][1] for t in order}, recreate_counts, keepable,
-                       {t: _examples(db, doom[t][0]) for t in order}, left)
+                       {t: _examples(db, graph, doom[t][0]) for t in order}, left)
 
 
 # -- doing it ------------------------------------------------------------------------------------
@@ -471,8 +480,7 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
     try:
         _quarantine_rows(db, graph, doom, qcon, qpath, progress)
     except (OSError, sqlite3.OperationalError) as exc:
-        raise NoSpaceError("cannot write the quarantine %s: %s; nothing was deleted" % (qpath, exc),
-                           hint="free some space or use --quarantine-dir on a larger disk") from None
+        raise q.write_error(exc, qpath, "nothing was deleted") from None
     removed, stats, left_alone = _delete_batches(db, graph, doom, qcon, batch_size, sleep, max_lock_ms, progress,
                                                  interrupted)
     return OrphanOutcome(plan, removed, created, left_alone, stats["left_alone_examples"], stats["batches"],

@@ -101,7 +101,8 @@ class Writer:
                 time.sleep(0.001)
             yield
         finally:
-            os.remove(pause)
+            if os.path.exists(pause):  # a pause inside a pause: the inner one ended it
+                os.remove(pause)
 
     def stop(self):
         open(self.stop_file, "w").close()

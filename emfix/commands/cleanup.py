@@ -52,21 +52,12 @@ def run(args, out):
     return EXIT_OK
 
 
-def example_keys(rows):
-    """`id 13, 16, 17` for a one-column key; `(trial_run_id=13, artifact_id=57), ...` for a longer one."""
-    if not rows:
-        return ""
-    if len(rows[0]) == 1:
-        column = next(iter(rows[0]))
-        return "%s %s" % (column, ", ".join(str(r[column]) for r in rows))
-    return ", ".join("(%s)" % ", ".join("%s=%s" % kv for kv in r.items()) for r in rows)
-
-
 def cleanup_plan_lines(plan, created=None):
     """What a cleanup removes, table by table, and what the user should know before saying yes."""
     lines = []
     for table, count in plan.remove.items():
-        lines.append("  %-20s %10s   e.g. %s" % (table, n(count), example_keys(plan.examples.get(table, []))))
+        lines.append("  %-20s %10s   e.g. %s" % (
+            table, n(count), common.example_keys(plan.examples.get(table, []))))
     if created:
         lines.append("created missing parents: %s" % ", ".join("%s %s" % (t, n(count)) for t, count in created.items()))
     elif plan.recreate:

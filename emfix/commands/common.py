@@ -365,6 +365,16 @@ def invocation():
     return "PYTHONPATH=%s python3 -m emfix" % shlex.quote(package_root)
 
 
+def example_keys(rows):
+    """`id 13, 16, 17` for a one-column key; `(trial_run_id=13, artifact_id=57), ...` for a longer one."""
+    if not rows:
+        return ""
+    if len(rows[0]) == 1:
+        column = next(iter(rows[0]))
+        return "%s %s" % (column, ", ".join(str(r[column]) for r in rows))
+    return ", ".join("(%s)" % ", ".join("%s=%s" % kv for kv in r.items()) for r in rows)
+
+
 def n(value):
     """A count for people: 1,234,567."""
     return "{:,}".format(value)

@@ -83,8 +83,8 @@ def plan_lines(plan):
     if plan.remove:
         lines.append("remove %s orphaned rows (children first):" % n(plan.rows_to_remove))
         for table, count in plan.remove.items():
-            examples = ", ".join(str(e[0] if len(e) == 1 else tuple(e)) for e in plan.examples.get(table, []))
-            lines.append("  %-20s %10s   e.g. %s" % (table, n(count), examples))
+            lines.append("  %-20s %10s   e.g. %s" % (
+                table, n(count), common.example_keys(plan.examples.get(table, []))))
     elif not plan.recreate:
         lines.append("no orphaned rows")
     elif plan.recreate:
