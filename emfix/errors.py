@@ -50,6 +50,10 @@ class DanglingLinksError(EmfixError):
     """Link rows whose parent row is missing would be copied: refused unless asked for."""
 
 
+class StillReferencedError(EmfixError):
+    """MySQL refused to delete a row that other rows still reference (a foreign key, error 1451)."""
+
+
 class Cancelled(EmfixError):
     """The user answered no: nothing was changed, and nothing is left to resume (exit 1)."""
 

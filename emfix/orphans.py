@@ -12,14 +12,13 @@ import dataclasses
 import json
 import logging
 import sqlite3
-import time
 from typing import Dict, Optional
 
 from . import quarantine as q
-from .errors import OperationInterrupted
 from .fksweep import TMP, UNREFERENCED_TABLES, TablePlan, sweep_foreign_keys
 from .guarded import kill_point
 from .hierarchy import ancestor_chain
+from .orphandelete import delete_batches, settle_marks
 from .values import portable
 
 log = logging.getLogger(__name__)
@@ -101,7 +100,7 @@ def create_parents(db, graph, wanted, record):
                 where = " AND ".join("%s = ?" % db.quote(c) for c in grand_key)
                 values["time"] = db.scalar("SELECT %s FROM %s WHERE %s" % (db.quote(source), db.quote(grand), where),
                                            tuple(grand_key.values()))
-            record(parent, {c: values[c] for c in columns})
+            record(parent, dict(values))  # the whole row: undo removes it only while it still holds this
             names = list(values)
             db.execute("INSERT INTO %s (%s) VALUES (%s)" % (db.quote(parent), db.quote_columns(names),
                                                            ", ".join("?" * len(names))),
@@ -179,7 +178,6 @@ def _examples(db, graph, plan, limit=3):
     return [dict(zip(names, r)) for r in rows]
 
 
-YIELD_SECONDS = 0.01  # between batches, so a writer polling for the lock finds it free
 CHUNK_ROWS = 100000  # rows per planning statement: each takes well under 250 ms
 
 
@@ -204,6 +202,7 @@ def _quarantine_rows(db, graph, doom, qcon, qpath, progress):
     attached = db.dialect == "sqlite"
     for table in doom:
         q.ensure_table(qcon, table, graph.columns[table], with_rowid=attached)
+    for table in doom:
         qcon.execute("DROP INDEX IF EXISTS %s" % q.qi("_emfix_key_" + table))  # older files: unique by rowid
         qcon.execute("CREATE INDEX IF NOT EXISTS %s ON %s (%s)" % (
             q.qi("_emfix_content_" + table), q.qi(table), ", ".join(q.qi(c) for c in _content_key(graph, table))))
@@ -285,115 +284,6 @@ def _copy_doomed(db, graph, doom, qcon, progress):
         qcon.execute("DROP TABLE %s" % staged)
 
 
-def _delete_batches(db, graph, doom, qcon, batch_size, sleep, max_lock_ms, progress, interrupted):
-    """Children before parents, a short transaction a batch; returns (removed, stats, left alone)."""
-    removed, stats = {}, {"batches": 0, "max_ms": 0.0}
-    left_alone, left_alone_examples = {}, {}
-    size = min(batch_size, 500) if max_lock_ms else batch_size  # start small, grow while batches stay quick
-    for table in graph.child_first():
-        if table not in doom:
-            continue
-        plan, count = doom[table]
-        ids = _identity_list(plan)
-        width = len(plan.identity)
-        last = None
-        done = 0
-        while True:
-            if interrupted():
-                raise OperationInterrupted(
-                    "interrupted after removing %d rows; every removed row is in the quarantine"
-                    % (sum(removed.values()) + done), hint="run the same command again to finish")
-            where = ""
-            params = ()
-            if last is not None:
-                where = " WHERE (%s) > (%s)" % (ids, ", ".join("?" * width)) if width > 1 else " WHERE i0 > ?"
-                params = tuple(last)
-            keys = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT %d" % (
-                ids, db.quote(_doom_table(plan)), where, ids, size), params)
-            if not keys:
-                break
-            started = time.perf_counter()
-            with db.transaction():
-                deleted = _delete_keys(db, graph, plan, keys)
-                left = _still_there(db, plan, keys) if deleted < len(keys) else []
-            kill_point("written")
-            if left:
-                _forget_left_alone(db, graph, plan, left, qcon)
-                left_alone[table] = left_alone.get(table, 0) + len(left)
-                examples = left_alone_examples.setdefault(table, [])
-                examples.extend(list(k) for k in left[:max(0, 3 - len(examples))])
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            stats["batches"] += 1
-            stats["max_ms"] = max(stats["max_ms"], elapsed_ms)
-            if max_lock_ms:
-                if elapsed_ms > max_lock_ms / 2 and size > 1:
-                    size = max(1, size // 2)
-                elif elapsed_ms < max_lock_ms / 5:
-                    size = min(batch_size, int(size * 1.5) + 1)
-            done += deleted
-            last = keys[-1]
-            progress.update("%s: %d/%d rows removed" % (table, done, count), force=done == len(keys))  # each table
-            time.sleep(max(sleep, YIELD_SECONDS))
-        removed[table] = done
-    stats["left_alone_examples"] = left_alone_examples
-    return removed, stats, left_alone
-
-
-def _delete_keys(db, graph, plan, keys):
-    """Delete the batch's rows that still hold what was quarantined (compare-and-swap, NULL-safe, byte
-    for byte): a row another process changed since (re-parented, edited, its rowid reused) is not ours
-    to delete. Returns the rows deleted."""
-    quoted = db.quote
-    if plan.identity == ["rowid"]:
-        same = " AND ".join("t.%s IS s.%s" % (quoted(c), q.qi(c)) for c in graph.columns[plan.table])
-        return db.execute("DELETE FROM %s WHERE rowid IN (SELECT s.%s FROM temp.%s s JOIN main.%s t ON t.rowid = "
-                          "s.%s AND %s WHERE s.%s IN (%s))" % (
-                              quoted(plan.table), q.qi(q.ROWID), q.qi(_stage_table(plan)), quoted(plan.table),
-                              q.qi(q.ROWID), same, q.qi(q.ROWID), ", ".join("?" * len(keys))),
-                          tuple(k[0] for k in keys))
-    columns = plan.identity_names
-    one = "(%s)" % ", ".join("?" * len(columns))
-    on = " AND ".join("t.%s = s.%s" % (quoted(c), quoted(c)) for c in columns)
-    same = " AND ".join("t.{c} <=> s.{c} AND BINARY t.{c} <=> BINARY s.{c}".format(c=quoted(c))
-                        for c in graph.columns[plan.table] if c not in columns)
-    return db.execute("DELETE t FROM %s t JOIN %s s ON %s%s WHERE (%s) IN (%s)" % (
-        quoted(plan.table), quoted(_stage_table(plan)), on, " AND " + same if same else "",
-        ", ".join("s." + quoted(c) for c in columns), ", ".join([one] * len(keys))),
-        tuple(v for k in keys for v in k))
-
-
-def _still_there(db, plan, keys):
-    """The batch's keys whose row is still there after the delete: another process changed them."""
-    names = ["rowid"] if plan.identity == ["rowid"] else [db.quote(c) for c in plan.identity_names]
-    one = "(%s)" % ", ".join("?" * len(names))
-    found = {tuple(r) for r in db.query("SELECT %s FROM %s WHERE (%s) IN (%s)" % (
-        ", ".join(names), db.quote(plan.table), ", ".join(names), ", ".join([one] * len(keys))),
-        tuple(v for k in keys for v in k))}
-    return [tuple(k) for k in keys if tuple(k) in found]
-
-
-def _forget_left_alone(db, graph, plan, keys, qcon):
-    """Take rows that were not deleted out of the quarantine (undo must not put back what was never
-    removed): the quarantined copy with the staged content of each such key."""
-    columns = list(graph.columns[plan.table])
-    one = "(%s)" % ", ".join("?" * len(keys[0]))
-    if plan.identity == ["rowid"]:
-        names = [q.ROWID] + columns
-        staged = db.query("SELECT %s FROM temp.%s WHERE %s IN (%s)" % (
-            ", ".join(q.qi(c) for c in names), q.qi(_stage_table(plan)), q.qi(q.ROWID), ", ".join("?" * len(keys))),
-            tuple(k[0] for k in keys))
-    else:
-        names = columns
-        staged = [tuple(portable(v) for v in row) for row in db.query("SELECT %s FROM %s t WHERE (%s) IN (%s)" % (
-            db.exact_columns(plan.table, columns, "t."), db.quote(_stage_table(plan)),
-            ", ".join("t." + db.quote(c) for c in plan.identity_names), ", ".join([one] * len(keys))),
-            tuple(v for k in keys for v in k))]
-    same = " AND ".join("%s IS ?" % q.qi(c) for c in names)
-    qcon.execute("BEGIN")
-    qcon.executemany("DELETE FROM %s WHERE %s" % (q.qi(plan.table), same), staged)
-    qcon.execute("COMMIT")
-
-
 # -- the two halves, as a repair calls them ----------------------------------------------------------
 
 @dataclasses.dataclass
@@ -465,6 +355,7 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
     parents, keep every doomed row, then delete in short compare-and-swap batches."""
     qcon = change.open()
     qpath = change.quarantine_path
+    settle_marks(db, graph, qcon)  # what a killed run kept but did not remove, or removed but did not mark
     created, doom, plan = {}, work.doom, work.plan
     if work.recreate_parents and work.wanted:
         def record(table, values):
@@ -481,7 +372,8 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
         _quarantine_rows(db, graph, doom, qcon, qpath, progress)
     except (OSError, sqlite3.OperationalError) as exc:
         raise q.write_error(exc, qpath, "nothing was deleted") from None
-    removed, stats, left_alone = _delete_batches(db, graph, doom, qcon, batch_size, sleep, max_lock_ms, progress,
-                                                 interrupted)
+    removed, stats, left_alone = delete_batches(
+        db, graph, doom, lambda p: (_doom_table(p), _stage_table(p)), qcon, qpath, (batch_size, sleep, max_lock_ms),
+        progress, interrupted)
     return OrphanOutcome(plan, removed, created, left_alone, stats["left_alone_examples"], stats["batches"],
                          stats["max_ms"])

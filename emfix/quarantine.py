@@ -18,6 +18,7 @@ from .killpoints import kill_point
 META = "_emfix_meta"
 CREATED = "_emfix_created"
 ROWID = "_emfix_rowid"
+DELETED = "_emfix_deleted"  # cleanup: 1 once the row was removed from the database (undo puts back only those)
 TYPE_COLUMN = "_emfix_type"  # fix-json: how the original value was stored (text, text-bytes, blob)
 
 
@@ -94,8 +95,15 @@ def start(con, command, address, reason):
 
 
 def ensure_table(con, table, columns, with_rowid):
+    """The quarantine table of removed rows: the source's columns (SQLite: and the rowid), and the mark of
+    the rows actually removed. A table an older emfix made has no mark: its rows count as removed."""
     names = ([ROWID] if with_rowid else []) + list(columns)
-    con.execute("CREATE TABLE IF NOT EXISTS %s (%s)" % (qi(table), ", ".join(qi(c) for c in names)))
+    con.execute("CREATE TABLE IF NOT EXISTS %s (%s, %s)" % (qi(table), ", ".join(qi(c) for c in names), qi(DELETED)))
+    if DELETED not in {r[1] for r in con.execute("PRAGMA table_info(%s)" % qi(table))}:
+        con.execute("BEGIN")
+        con.execute("ALTER TABLE %s ADD COLUMN %s" % (qi(table), qi(DELETED)))
+        con.execute("UPDATE %s SET %s = 1" % (qi(table), qi(DELETED)))
+        con.execute("COMMIT")
     return names
 
 

@@ -25,6 +25,7 @@ from .fksweep import sweep_foreign_keys
 from .guarded import GuardedChange, Safeguards, ValueRewrites, kill_point, preflight
 from .jsoncheck import scan_metric_json
 from .jsonpages import FixJsonResult, metric_target, repair_values
+from .orphandelete import settle_marks
 from .orphans import CHUNK_ROWS, plan_orphans, remove_orphans
 from .progress import NoProgress
 from .schema import discover_graph
@@ -230,6 +231,8 @@ def repair(address, *, dry_run=False, recreate_parents=False, reset_unfixable=Fa
                 result.rows_left_alone = outcome.left_alone
                 if work.plan is None:  # the parents were created first: this is the plan that ran
                     plan.remove, plan.examples = dict(outcome.plan.remove), dict(outcome.plan.examples)
+            elif result.resumed:  # nothing left to remove: still, settle what the interrupted run removed
+                settle_marks(db, graph, change.open())
             kill_point("between")
             if plan.values.to_rewrite:
                 done = FixJsonResult(table, col, False)

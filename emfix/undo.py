@@ -97,7 +97,7 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
             else:
                 # Rows first, then values: a value a repair rewrote in a row it later removed is kept
                 # (in the row's copy) as the repair wrote it; the row goes back first, then its value.
-                _put_rows_back(db, qcon, result, batch_size)
+                _put_rows_back(db, qcon, result, batch_size, finished=meta.get("status") != "in progress")
                 for values in meta.get("values") or ():
                     _put_values_back(db, qcon, values, result, batch_size)
         q.write_meta(qcon, status="undone" if not result.not_restored else "undone, some rows or values not put back")
@@ -106,30 +106,53 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
         qcon.close()
 
 
-def _put_rows_back(db, qcon, result, batch_size):
-    """Every kept row back (parents first), then the parents the repair created removed."""
+def _put_rows_back(db, qcon, result, batch_size, finished=True):
+    """Every row the repair removed back (parents first), then the parents it created removed. Only rows
+    marked removed go back; of a run that did not finish, an unmarked copy goes back too where its key is
+    free (a kill may have come between a delete and its mark), never reported as a conflict."""
     graph = discover_graph(db)
     db.foreign_key_checks(False)
     names = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
                                        "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
     for table in [t for t in graph.parent_first() if t in names]:
-        columns = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table)) if r[1] != q.ROWID]
-        _reinsert(db, qcon, graph, table, columns, result, batch_size)
+        present = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table))]
+        columns = [c for c in present if c not in (q.ROWID, q.DELETED)]
+        if q.DELETED not in present:  # an older emfix kept only what it removed
+            _reinsert(db, qcon, graph, table, columns, result, batch_size)
+            continue
+        _reinsert(db, qcon, graph, table, columns, result, batch_size, where="%s = 1" % q.qi(q.DELETED))
+        if not finished:
+            _reinsert(db, qcon, graph, table, columns, result, batch_size, where="%s IS NULL" % q.qi(q.DELETED),
+                      report=False)
+    _remove_created(db, qcon, graph, result)
+
+
+def _remove_created(db, qcon, graph, result):
+    """The parents --recreate-parents created, removed only while they hold what it wrote (one the
+    application changed since is named and left)."""
+    op = "IS" if db.dialect == "sqlite" else "<=>"
     with db.transaction():
         for table, key_json in qcon.execute("SELECT table_name, key_json FROM %s ORDER BY ordinal DESC"
                                             % q.CREATED).fetchall():
-            key = json.loads(key_json)
-            key.pop("time", None)
+            row = json.loads(key_json)
+            same = " AND ".join("%s %s ?" % (db.quote(c), op) for c in row)
+            gone = db.execute("DELETE FROM %s WHERE %s" % (db.quote(table), same), tuple(row.values()))
+            result.removed_created += gone
+            if gone:
+                continue
+            key = [c for c in (graph.primary_keys.get(table) or ()) if c in row] or [c for c in row if c != "time"]
             where = " AND ".join("%s = ?" % db.quote(c) for c in key)
-            result.removed_created += db.execute("DELETE FROM %s WHERE %s" % (db.quote(table), where),
-                                                 tuple(key.values()))
+            if db.query("SELECT 1 FROM %s WHERE %s" % (db.quote(table), where), tuple(row[c] for c in key)):
+                result.not_restored[table] = result.not_restored.get(table, 0) + 1
+                if len(result.conflicts) < 20:
+                    result.conflicts.append({"table": table, "created": row, "now": "changed since the repair"})
 
 
 UNDO_BATCH = 1000
 KEYS_PER_QUERY = 200
 
 
-def _reinsert(db, qcon, graph, table, columns, result, batch_size=None):
+def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=None, report=True):
     """Insert the quarantined rows by their columns (never by rowid: SQLite may have given that rowid
     to another row since), then check each row that did not go in is there with the same content."""
     key = [c for c in (graph.primary_keys.get(table) or ()) if c in columns] or list(columns)
@@ -143,8 +166,9 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None):
         insert = "INSERT %s INTO %s (%s) VALUES (%s)" % ("OR IGNORE" if db.dialect == "sqlite" else "IGNORE",
                                                         db.quote(table), db.quote_columns(columns), marks)
         double = False
+    cursor = qcon.execute("SELECT %s FROM %s%s" % (", ".join(q.qi(c) for c in columns), q.qi(table),
+                                                   " WHERE " + where if where else ""))
     where = [columns.index(c) for c in key]
-    cursor = qcon.execute("SELECT %s FROM %s" % (", ".join(q.qi(c) for c in columns), q.qi(table)))
     restored = 0
     while True:
         rows = cursor.fetchmany(batch_size or UNDO_BATCH)
@@ -156,7 +180,7 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None):
         kill_point("undone")
         written = max(0, written)
         restored += written
-        if written == len(rows):
+        if written == len(rows) or not report:
             continue
         present = _rows_by_key(db, table, columns, where, rows)
         for row in rows:
@@ -167,7 +191,7 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None):
                 if len(result.conflicts) < 20:
                     result.conflicts.append({"table": table, "row": dict(zip(columns, row)),
                                              "now": [dict(zip(columns, f)) for f in found[:1]]})
-    result.restored[table] = restored
+    result.restored[table] = result.restored.get(table, 0) + restored
 
 
 def _rows_by_key(db, table, columns, where, rows):

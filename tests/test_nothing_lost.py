@@ -333,7 +333,8 @@ while True:
 """
 
 
-@pytest.mark.parametrize("command", [["validate"], ["doctor"], ["snapshot", "create"], ["export", "-e", "1", "-o"]])
+@pytest.mark.parametrize("command", [["validate"], ["doctor"], ["snapshot", "create"],
+                                     ["export", "-e", "1", "--force", "-o"]])
 def test_read_only_commands_work_beside_a_live_writer(demo_db, tmp_path, command):
     writer = subprocess.Popen([sys.executable, "-c", WRITER, demo_db.path], stdout=subprocess.PIPE, text=True)
     try:
@@ -351,7 +352,8 @@ def test_read_only_commands_work_beside_a_live_writer(demo_db, tmp_path, command
         writer.wait()
 
 
-@pytest.mark.parametrize("command", [["validate"], ["doctor"], ["snapshot", "create"], ["export", "-e", "1", "-o"]])
+@pytest.mark.parametrize("command", [["validate"], ["doctor"], ["snapshot", "create"],
+                                     ["export", "-e", "1", "--force", "-o"]])
 def test_a_writer_that_never_pauses_gives_exit_3_naming_it_never_a_traceback(demo_db, tmp_path, command):
     tight = WRITER.replace("    time.sleep(0.001)", "")
     writer = subprocess.Popen([sys.executable, "-c", tight, demo_db.path], stdout=subprocess.PIPE, text=True)

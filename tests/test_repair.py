@@ -326,9 +326,9 @@ def test_undo_puts_back_a_value_rewritten_in_a_row_removed_later(address, tmp_pa
         columns = db.columns("METRIC")
         row = db.query("SELECT %s FROM METRIC WHERE id = 900001" % db.exact_columns("METRIC", columns))[0]
         q.ensure_table(con, "METRIC", columns, with_rowid=False)
-        con.execute("INSERT INTO METRIC (%s) VALUES (%s)" % (", ".join(q.qi(c) for c in columns),
-                                                           ", ".join("?" * len(columns))),
-                    tuple(portable(v) for v in row))
+        con.execute("INSERT INTO METRIC (%s, %s) VALUES (%s, 1)" % (  # kept, and marked removed, as cleanup does
+            ", ".join(q.qi(c) for c in columns), q.qi(q.DELETED), ", ".join("?" * len(columns))),
+            tuple(portable(v) for v in row))
         with db.transaction():
             db.execute("DELETE FROM METRIC WHERE id = 900001")
         change.finish()

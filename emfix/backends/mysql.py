@@ -14,6 +14,7 @@ from ..errors import (
     MissingDependencyError,
     PrivilegeError,
     SchemaError,
+    StillReferencedError,
 )
 from ..retry import RetriesExhausted, call_with_retry
 from .base import Backend, ColumnDetail, ForeignKey, Index, StorageLimit
@@ -152,6 +153,9 @@ class MySQLBackend(ReplicationMixin, Backend):
         cluster = translate_server_error(a, errno, msg, exhausted)  # read-only, conflicts, Galera limits
         if cluster is not None:
             return cluster
+        if errno == 1451:  # Cannot delete or update a parent row: a foreign key constraint fails
+            return StillReferencedError("MySQL %s refused to delete a row others still reference: %s" % (
+                a.display(), msg), hint="validate shows which rows reference it")
         if errno in REFUSED_VALUE_ERRNOS:
             return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
                                      hint="a metric value is not valid JSON: repair the source with `emfix fix-json`, "

@@ -1,0 +1,225 @@
+"""Removing the doomed rows a cleanup quarantined, and recording in the quarantine which ones it removed.
+
+Each batch is one short transaction: it locks the batch's rows that are still there, deletes those that
+still hold the quarantined content (compare-and-swap, NULL-safe, byte for byte), and marks exactly those
+as deleted in the quarantine (`_emfix_deleted`). A row another process changed meanwhile is left alone,
+a row it deleted first is not ours: both leave the quarantine, so undo puts back only what emfix removed.
+On SQLite the quarantine is attached to the same connection, so the delete and its mark commit together;
+on MySQL the mark follows the commit, and a rerun settles the rows a kill left unmarked (settle_marks).
+"""
+
+import logging
+import time
+
+from . import quarantine as q
+from .errors import OperationInterrupted, StillReferencedError
+from .killpoints import kill_point
+from .values import portable
+
+log = logging.getLogger(__name__)
+
+YIELD_SECONDS = 0.01  # between batches, so a writer polling for the lock finds it free
+ATTACHED = "emfix_q"
+
+
+def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interrupted):
+    """Children before parents, a short transaction a batch. `names(plan)` gives the doom and stage tables;
+    `batch` is (batch_size, sleep, max_lock_ms). Returns (removed, stats, left alone per table)."""
+    batch_size, sleep, max_lock_ms = batch
+    removed, stats = {}, {"batches": 0, "max_ms": 0.0, "left_alone_examples": {}}
+    left_alone = {}
+    size = min(batch_size, 500) if max_lock_ms else batch_size  # start small, grow while batches stay quick
+    attached = db.dialect == "sqlite"
+    if attached:
+        db.execute("ATTACH DATABASE ? AS %s" % ATTACHED, (qpath,))
+        db.execute("PRAGMA %s.synchronous = FULL" % ATTACHED)
+    try:
+        for table in graph.child_first():
+            if table not in doom:
+                continue
+            plan, count = doom[table]
+            doom_table, stage = names(plan)
+            ids = ", ".join("i%d" % n for n in range(len(plan.identity)))
+            width, last, done = len(plan.identity), None, 0
+            while True:
+                if interrupted():
+                    raise OperationInterrupted(
+                        "interrupted after removing %d rows; every removed row is in the quarantine"
+                        % (sum(removed.values()) + done), hint="run the same command again to finish")
+                where, params = "", ()
+                if last is not None:
+                    where = " WHERE (%s) > (%s)" % (ids, ", ".join("?" * width)) if width > 1 else " WHERE i0 > ?"
+                    params = tuple(last)
+                keys = [tuple(k) for k in db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT %d" % (
+                    ids, db.quote(doom_table), where, ids, size), params)]
+                if not keys:
+                    break
+                started = time.perf_counter()
+                ours, not_ours = _remove(db, graph, plan, stage, keys, qcon)
+                if not_ours:
+                    left_alone[table] = left_alone.get(table, 0) + len(not_ours)
+                    examples = stats["left_alone_examples"].setdefault(table, [])
+                    examples.extend(list(k) for k in not_ours[:max(0, 3 - len(examples))])
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                stats["batches"] += 1
+                stats["max_ms"] = max(stats["max_ms"], elapsed_ms)
+                if max_lock_ms:
+                    if elapsed_ms > max_lock_ms / 2 and size > 1:
+                        size = max(1, size // 2)
+                    elif elapsed_ms < max_lock_ms / 5:
+                        size = min(batch_size, int(size * 1.5) + 1)
+                done += len(ours)
+                last = keys[-1]
+                progress.update("%s: %d/%d rows removed" % (table, done, count), force=done == len(ours))
+                time.sleep(max(sleep, YIELD_SECONDS))
+            removed[table] = done
+    finally:
+        if attached:
+            db.execute("DETACH DATABASE %s" % ATTACHED)
+    return removed, stats, left_alone
+
+
+def _remove(db, graph, plan, stage, keys, qcon):
+    """One batch, in one transaction (run again whole after a conflict); a parent a left-alone child still
+    references (MySQL's foreign keys refuse it) is left alone too, found by removing the batch row by row."""
+    try:
+        ours, not_ours = db.write_batch(lambda: _remove_in_transaction(db, graph, plan, stage, keys))
+    except StillReferencedError:
+        ours, not_ours = [], []
+        for key in keys:
+            try:
+                one = db.write_batch(lambda key=key: _remove_in_transaction(db, graph, plan, stage, [key]))
+            except StillReferencedError:
+                one = ([], [key])
+            ours += one[0]
+            not_ours += one[1]
+    kill_point("written")
+    if db.dialect != "sqlite":
+        _mark_in_quarantine(db, graph, plan, stage, qcon, ours, not_ours)
+    return ours, not_ours
+
+
+def _remove_in_transaction(db, graph, plan, stage, keys):
+    present = _present(db, plan, keys, lock=db.dialect != "sqlite")
+    deleted = _delete_keys(db, graph, plan, stage, present) if present else 0
+    still = set(_present(db, plan, present)) if deleted < len(present) else set()
+    ours = [k for k in present if k not in still]
+    not_ours = [k for k in keys if k not in set(ours)]  # changed meanwhile, or deleted by someone else first
+    if db.dialect == "sqlite":
+        _mark_attached(db, graph, plan, stage, ours, not_ours)
+    return ours, not_ours
+
+
+def _present(db, plan, keys, lock=False):
+    """The keys whose row is there now (MySQL: locked until the batch commits)."""
+    if not keys:
+        return []
+    names = ["rowid"] if plan.identity == ["rowid"] else [db.quote(c) for c in plan.identity_names]
+    one = "(%s)" % ", ".join("?" * len(names))
+    found = {tuple(r) for r in db.query("SELECT %s FROM %s WHERE (%s) IN (%s)%s" % (
+        ", ".join(names), db.quote(plan.table), ", ".join(names), ", ".join([one] * len(keys)),
+        " FOR UPDATE" if lock else ""), tuple(v for k in keys for v in k))}
+    return [k for k in keys if k in found]
+
+
+def _delete_keys(db, graph, plan, stage, keys):
+    """Delete the batch's rows that still hold what was quarantined (compare-and-swap, NULL-safe, byte
+    for byte): a row another process changed since (re-parented, edited, its rowid reused) is not ours
+    to delete. Returns the rows deleted."""
+    quoted = db.quote
+    if plan.identity == ["rowid"]:
+        same = " AND ".join("t.%s IS s.%s" % (quoted(c), q.qi(c)) for c in graph.columns[plan.table])
+        return db.execute("DELETE FROM %s WHERE rowid IN (SELECT s.%s FROM temp.%s s JOIN main.%s t ON t.rowid = "
+                          "s.%s AND %s WHERE s.%s IN (%s))" % (
+                              quoted(plan.table), q.qi(q.ROWID), q.qi(stage), quoted(plan.table),
+                              q.qi(q.ROWID), same, q.qi(q.ROWID), ", ".join("?" * len(keys))),
+                          tuple(k[0] for k in keys))
+    columns = plan.identity_names
+    one = "(%s)" % ", ".join("?" * len(columns))
+    on = " AND ".join("t.%s = s.%s" % (quoted(c), quoted(c)) for c in columns)
+    same = " AND ".join("t.{c} <=> s.{c} AND BINARY t.{c} <=> BINARY s.{c}".format(c=quoted(c))
+                        for c in graph.columns[plan.table] if c not in columns)
+    return db.execute("DELETE t FROM %s t JOIN %s s ON %s%s WHERE (%s) IN (%s)" % (
+        quoted(plan.table), quoted(stage), on, " AND " + same if same else "",
+        ", ".join("s." + quoted(c) for c in columns), ", ".join([one] * len(keys))),
+        tuple(v for k in keys for v in k))
+
+
+def _mark_attached(db, graph, plan, stage, ours, not_ours):
+    """SQLite: in the batch's own transaction, the quarantined copies of the rows it removed are marked
+    deleted, and the copies of the rows it did not remove leave the quarantine."""
+    kept = "%s.%s" % (ATTACHED, q.qi(plan.table))
+    same = " AND ".join(["k.%s = s.%s" % (q.qi(q.ROWID), q.qi(q.ROWID))] + [
+        "k.%s IS s.%s" % (q.qi(c), q.qi(c)) for c in graph.columns[plan.table]])
+    copies = "SELECT k.rowid FROM %s k JOIN temp.%s s ON %s WHERE s.%s IN (%%s)" % (kept, q.qi(stage), same,
+                                                                                    q.qi(q.ROWID))
+    if ours:
+        db.execute("UPDATE %s SET %s = 1 WHERE rowid IN (%s)" % (kept, q.qi(q.DELETED), copies % ", ".join(
+            "?" * len(ours))), tuple(k[0] for k in ours))
+    if not_ours:
+        db.execute("DELETE FROM %s WHERE %s IS NULL AND rowid IN (%s)" % (kept, q.qi(q.DELETED), copies % ", ".join(
+            "?" * len(not_ours))), tuple(k[0] for k in not_ours))
+
+
+def _mark_in_quarantine(db, graph, plan, stage, qcon, ours, not_ours):
+    """MySQL: after the batch's commit, the same marks, by the staged content of each key."""
+    if not ours and not not_ours:
+        return
+    columns = list(graph.columns[plan.table])
+    same = " AND ".join("%s IS ?" % q.qi(c) for c in columns)
+    qcon.execute("BEGIN")
+    if ours:
+        qcon.executemany("UPDATE %s SET %s = 1 WHERE %s" % (q.qi(plan.table), q.qi(q.DELETED), same),
+                         _staged(db, graph, plan, stage, ours))
+    if not_ours:
+        qcon.executemany("DELETE FROM %s WHERE %s IS NULL AND %s" % (q.qi(plan.table), q.qi(q.DELETED), same),
+                         _staged(db, graph, plan, stage, not_ours))
+    qcon.execute("COMMIT")
+
+
+def _staged(db, graph, plan, stage, keys):
+    columns = list(graph.columns[plan.table])
+    one = "(%s)" % ", ".join("?" * len(plan.identity_names))
+    return [tuple(portable(v) for v in row) for row in db.query("SELECT %s FROM %s t WHERE (%s) IN (%s)" % (
+        db.exact_columns(plan.table, columns, "t."), db.quote(stage),
+        ", ".join("t." + db.quote(c) for c in plan.identity_names), ", ".join([one] * len(keys))),
+        tuple(v for k in keys for v in k))]
+
+
+def settle_marks(db, graph, qcon):
+    """Before a rerun stages anew: what an interrupted run kept but did not mark. On SQLite the mark
+    commits with the delete, so an unmarked copy was never removed: it leaves (the rerun keeps the row
+    again if it is still doomed, as it is now). On MySQL a kill between a batch's commit and its marks
+    leaves removed rows unmarked: a copy whose key is gone is marked removed; one whose key holds a
+    row is dropped as above."""
+    tables = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                         "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
+    for table in [t for t in tables if t in graph.tables]:
+        present = {r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table))}
+        if q.DELETED not in present:
+            continue
+        if db.dialect == "sqlite":
+            qcon.execute("DELETE FROM %s WHERE %s IS NULL" % (q.qi(table), q.qi(q.DELETED)))
+            continue
+        key = list(graph.primary_keys.get(table) or ())
+        if not key:
+            continue
+        unmarked = qcon.execute("SELECT DISTINCT %s FROM %s WHERE %s IS NULL" % (
+            ", ".join(q.qi(c) for c in key), q.qi(table), q.qi(q.DELETED))).fetchall()
+        one = "(%s)" % ", ".join("?" * len(key))
+        alive = set()
+        for start in range(0, len(unmarked), 200):
+            part = unmarked[start:start + 200]
+            alive |= {tuple(r) for r in db.query("SELECT %s FROM %s WHERE (%s) IN (%s)" % (
+                db.quote_columns(key), db.quote(table), db.quote_columns(key), ", ".join([one] * len(part))),
+                tuple(v for k in part for v in k))}
+        where = " AND ".join("%s IS ?" % q.qi(c) for c in key)
+        qcon.execute("BEGIN")
+        for row in unmarked:
+            if tuple(row) in alive:
+                qcon.execute("DELETE FROM %s WHERE %s IS NULL AND %s" % (q.qi(table), q.qi(q.DELETED), where), row)
+            else:
+                qcon.execute("UPDATE %s SET %s = 1 WHERE %s IS NULL AND %s" % (
+                    q.qi(table), q.qi(q.DELETED), q.qi(q.DELETED), where), row)
+        qcon.execute("COMMIT")
+        log.info("settled %d unmarked rows of %s in the quarantine", len(unmarked), table)
