@@ -5,7 +5,8 @@ still hold the quarantined content (compare-and-swap, NULL-safe, byte for byte),
 as deleted in the quarantine (`_emfix_deleted`). A row another process changed meanwhile is left alone,
 a row it deleted first is not ours: both leave the quarantine, so undo puts back only what emfix removed.
 On SQLite the quarantine is attached to the same connection, so the delete and its mark commit together;
-on MySQL the mark follows the commit, and a rerun settles the rows a kill left unmarked (settle_marks).
+on MySQL a batch marks its copies pending first and removed after its commit, and a rerun settles the rows a
+kill left pending (settle_marks).
 """
 
 import logging
@@ -81,7 +82,11 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
 
 def _remove(db, graph, plan, stage, keys, qcon):
     """One batch, in one transaction (run again whole after a conflict); a parent a left-alone child still
-    references (MySQL's foreign keys refuse it) is left alone too, found by removing the batch row by row."""
+    references (MySQL's foreign keys refuse it) is left alone too, found by removing the batch row by row.
+    MySQL: the batch's copies are marked pending (0) first, so a rerun after a kill knows which absent
+    rows emfix may have removed (pending) and which someone else did (never pending)."""
+    if db.dialect != "sqlite":
+        _mark_in_quarantine(db, graph, plan, stage, qcon, pending=keys)
     try:
         ours, not_ours = db.write_batch(lambda: _remove_in_transaction(db, graph, plan, stage, keys))
     except StillReferencedError:
@@ -161,19 +166,23 @@ def _mark_attached(db, graph, plan, stage, ours, not_ours):
             "?" * len(not_ours))), tuple(k[0] for k in not_ours))
 
 
-def _mark_in_quarantine(db, graph, plan, stage, qcon, ours, not_ours):
-    """MySQL: after the batch's commit, the same marks, by the staged content of each key."""
-    if not ours and not not_ours:
+def _mark_in_quarantine(db, graph, plan, stage, qcon, ours=(), not_ours=(), pending=()):
+    """MySQL: after the batch's commit, the same marks, by the staged content of each key (and before it,
+    `pending`: the copies of the rows the batch is about to remove)."""
+    if not ours and not not_ours and not pending:
         return
     columns = list(graph.columns[plan.table])
     same = " AND ".join("%s IS ?" % q.qi(c) for c in columns)
     qcon.execute("BEGIN")
+    if pending:
+        qcon.executemany("UPDATE %s SET %s = 0 WHERE %s IS NULL AND %s" % (
+            q.qi(plan.table), q.qi(q.DELETED), q.qi(q.DELETED), same), _staged(db, graph, plan, stage, pending))
     if ours:
         qcon.executemany("UPDATE %s SET %s = 1 WHERE %s" % (q.qi(plan.table), q.qi(q.DELETED), same),
                          _staged(db, graph, plan, stage, ours))
     if not_ours:
-        qcon.executemany("DELETE FROM %s WHERE %s IS NULL AND %s" % (q.qi(plan.table), q.qi(q.DELETED), same),
-                         _staged(db, graph, plan, stage, not_ours))
+        qcon.executemany("DELETE FROM %s WHERE (%s IS NULL OR %s = 0) AND %s" % (
+            q.qi(plan.table), q.qi(q.DELETED), q.qi(q.DELETED), same), _staged(db, graph, plan, stage, not_ours))
     qcon.execute("COMMIT")
 
 
@@ -187,39 +196,37 @@ def _staged(db, graph, plan, stage, keys):
 
 
 def settle_marks(db, graph, qcon):
-    """Before a rerun stages anew: what an interrupted run kept but did not mark. On SQLite the mark
-    commits with the delete, so an unmarked copy was never removed: it leaves (the rerun keeps the row
-    again if it is still doomed, as it is now). On MySQL a kill between a batch's commit and its marks
-    leaves removed rows unmarked: a copy whose key is gone is marked removed; one whose key holds a
-    row is dropped as above."""
+    """Before a rerun stages anew: what an interrupted run kept but did not mark. A copy never marked
+    was never removed by emfix (on SQLite the mark commits with the delete; on MySQL a batch marks its
+    copies pending first): it leaves, and the rerun keeps the row again if it is still doomed, as it is
+    now. A copy marked pending (MySQL: a kill came between the batch and its marks) was removed when its
+    key is gone, and leaves when its key still holds a row."""
     tables = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
                                          "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
     for table in [t for t in tables if t in graph.tables]:
         present = {r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table))}
         if q.DELETED not in present:
             continue
-        if db.dialect == "sqlite":
-            qcon.execute("DELETE FROM %s WHERE %s IS NULL" % (q.qi(table), q.qi(q.DELETED)))
-            continue
+        qcon.execute("DELETE FROM %s WHERE %s IS NULL" % (q.qi(table), q.qi(q.DELETED)))
         key = list(graph.primary_keys.get(table) or ())
-        if not key:
+        pending = qcon.execute("SELECT DISTINCT %s FROM %s WHERE %s = 0" % (
+            ", ".join(q.qi(c) for c in key), q.qi(table), q.qi(q.DELETED))).fetchall() if key else []
+        if not pending:
             continue
-        unmarked = qcon.execute("SELECT DISTINCT %s FROM %s WHERE %s IS NULL" % (
-            ", ".join(q.qi(c) for c in key), q.qi(table), q.qi(q.DELETED))).fetchall()
         one = "(%s)" % ", ".join("?" * len(key))
         alive = set()
-        for start in range(0, len(unmarked), 200):
-            part = unmarked[start:start + 200]
+        for start in range(0, len(pending), 200):
+            part = pending[start:start + 200]
             alive |= {tuple(r) for r in db.query("SELECT %s FROM %s WHERE (%s) IN (%s)" % (
                 db.quote_columns(key), db.quote(table), db.quote_columns(key), ", ".join([one] * len(part))),
                 tuple(v for k in part for v in k))}
         where = " AND ".join("%s IS ?" % q.qi(c) for c in key)
         qcon.execute("BEGIN")
-        for row in unmarked:
+        for row in pending:
             if tuple(row) in alive:
-                qcon.execute("DELETE FROM %s WHERE %s IS NULL AND %s" % (q.qi(table), q.qi(q.DELETED), where), row)
+                qcon.execute("DELETE FROM %s WHERE %s = 0 AND %s" % (q.qi(table), q.qi(q.DELETED), where), row)
             else:
-                qcon.execute("UPDATE %s SET %s = 1 WHERE %s IS NULL AND %s" % (
+                qcon.execute("UPDATE %s SET %s = 1 WHERE %s = 0 AND %s" % (
                     q.qi(table), q.qi(q.DELETED), q.qi(q.DELETED), where), row)
         qcon.execute("COMMIT")
-        log.info("settled %d unmarked rows of %s in the quarantine", len(unmarked), table)
+        log.info("settled %d rows of %s a killed run was removing", len(pending), table)

@@ -108,8 +108,8 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
 
 def _put_rows_back(db, qcon, result, batch_size, finished=True):
     """Every row the repair removed back (parents first), then the parents it created removed. Only rows
-    marked removed go back; of a run that did not finish, an unmarked copy goes back too where its key is
-    free (a kill may have come between a delete and its mark), never reported as a conflict."""
+    marked removed go back; of a run that did not finish, a copy marked pending goes back too where its key
+    is free (MySQL: a kill may have come between a batch and its mark), never reported as a conflict."""
     graph = discover_graph(db)
     db.foreign_key_checks(False)
     names = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
@@ -122,7 +122,7 @@ def _put_rows_back(db, qcon, result, batch_size, finished=True):
             continue
         _reinsert(db, qcon, graph, table, columns, result, batch_size, where="%s = 1" % q.qi(q.DELETED))
         if not finished:
-            _reinsert(db, qcon, graph, table, columns, result, batch_size, where="%s IS NULL" % q.qi(q.DELETED),
+            _reinsert(db, qcon, graph, table, columns, result, batch_size, where="%s = 0" % q.qi(q.DELETED),
                       report=False)
     _remove_created(db, qcon, graph, result)
 

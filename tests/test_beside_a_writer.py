@@ -464,3 +464,73 @@ def test_value_repairs_reach_keys_of_any_size(tmp_path):
     values = values_of(address, "METRIC", "per_label_val")
     for ident in (-(1 << 63), (1 << 63) - 1, 1 << 62, -(1 << 62) - 1):
         assert values[ident] == '{"acc": 0.005, "n": 1}', (ident, values[ident])
+
+
+# -- what an outside attack found ------------------------------------------------------------------------
+
+def _doomed_epoch(address):
+    with open_database(address) as db:
+        return db.query("SELECT e.idx, e.trial_run_id FROM EPOCH e LEFT JOIN TRIAL_RUN r ON r.id = e.trial_run_id "
+                        "WHERE r.id IS NULL ORDER BY e.trial_run_id, e.idx")[0]
+
+
+def test_undo_never_brings_back_a_row_another_process_deleted_during_the_cleanup(address, tmp_path):
+    """Staged and quarantined, then deleted by someone else before emfix's own delete: not emfix's to put
+    back. (A kill after staging, the delete, then the rerun.)"""
+    make_demo(address)
+    idx, run = _doomed_epoch(address)
+    args = ["cleanup-orphans", url_of(address), "--yes", "--json", "--no-snapshot", "--quarantine-dir",
+            str(tmp_path / "q"), "--batch-size", "5"]
+    killed = run_cli(*args, env={"EMFIX_TEST_KILL_AT": "kept:1"})
+    assert killed.returncode == -9, killed.stderr
+    with open_database(address) as db:
+        db.foreign_key_checks(False)  # the application's delete, whatever hangs below the row
+        with db.transaction():
+            assert db.execute("DELETE FROM EPOCH WHERE idx = ? AND trial_run_id = ?", (idx, run)) == 1
+    done = run_cli(*args)
+    assert done.returncode in (0, 1), done.stderr
+    undone = run_cli("undo", quarantine_of(done.stdout))
+    assert undone.returncode == 0, undone.stderr
+    with open_database(address) as db:
+        assert db.query("SELECT 1 FROM EPOCH WHERE idx = ? AND trial_run_id = ?", (idx, run)) == []
+
+
+def test_undo_after_a_killed_cleanup_puts_back_the_version_it_removed(address, tmp_path):
+    """A killed run kept a row it never removed; the application changed it; the rerun removed the changed
+    row: undo puts back that one, not the old copy."""
+    make_demo(address)
+    runs = doomed_runs(address, tmp_path)
+    args = ["cleanup-orphans", url_of(address), "--yes", "--json", "--no-snapshot", "--quarantine-dir",
+            str(tmp_path / "q"), "--batch-size", "5"]
+    killed = run_cli(*args, env={"EMFIX_TEST_KILL_AT": "kept:1"})
+    assert killed.returncode == -9, killed.stderr
+    with open_database(address) as db, db.transaction():
+        db.execute("UPDATE TRIAL_RUN SET status = 'CHANGED-BY-USER' WHERE id = ?", (runs[0],))
+    done = run_cli(*args)
+    assert done.returncode in (0, 1), done.stderr
+    undone = run_cli("undo", quarantine_of(done.stdout))
+    assert undone.returncode == 0, undone.stderr
+    assert values_of(address, "TRIAL_RUN", "status")[runs[0]] == "CHANGED-BY-USER"
+
+
+def test_undo_leaves_a_created_parent_the_application_changed(sqlite_address, tmp_path):
+    make_demo(sqlite_address)
+    done = run_cli("cleanup-orphans", sqlite_address.path, "--yes", "--json", "--no-snapshot", "--recreate-parents",
+                   "--quarantine-dir", str(tmp_path / "q"))
+    assert done.returncode == 0, done.stderr
+    kept = sqlite3.connect(quarantine_of(done.stdout))
+    created = [json.loads(k)["trial_run_id"] for (k,) in kept.execute(
+        "SELECT key_json FROM _emfix_created WHERE table_name = 'RESULTS'")]
+    kept.close()
+    assert created, "the demo has RESULTS rows to create"
+    con = sqlite3.connect(sqlite_address.path)
+    with con:
+        changed = con.execute("UPDATE RESULTS SET time = 'APP WROTE THIS' WHERE trial_run_id = ?",
+                              (created[0],)).rowcount
+    con.close()
+    assert changed == 1
+    undone = run_cli("undo", quarantine_of(done.stdout), "--json")
+    assert undone.returncode == 1 and "could not be put back" in undone.stderr, undone.stderr
+    con = sqlite3.connect(sqlite_address.path)
+    assert con.execute("SELECT count(*) FROM RESULTS WHERE time = 'APP WROTE THIS'").fetchone()[0] == changed
+    con.close()
