@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Dict, List
 
+from .fkmerge import merge_order, sweep_by_merge
 from .progress import NoProgress
 from .schema import Relation
 
@@ -235,11 +236,16 @@ def _doomed_bounds(db, name, width):
 def _sweep_relation(db, graph, plan, rel_no, relation, doomed, chunk_rows=None):
     q = db.quote
     chunked = chunk_rows and db.dialect == "sqlite" and plan.identity == ["rowid"]
+    names = ["rel", "kind"] + ["i%d" % n for n in range(len(plan.identity))] + [
+        "v%d" % n for n in range(len(plan.columns))]
+    order = None if chunked else merge_order(db, relation, indexes_of)
+    if order:  # both sides indexed in one key order: a merge of the two indexes, no probe per row
+        sweep_by_merge(db, order, relation, plan.table, plan.rows_table, rel_no, names, _select_list(db, plan),
+                       doomed[0] if doomed else None, "%smerge_%d_%d" % (TMP, plan.number, rel_no))
+        return
     hint = " NOT INDEXED" if chunked else _index_hint(db, plan, relation, indexes_of(db, plan.table))
     joined = _parent_key_is_unique(db, graph, relation) and relation.parent != relation.child
     kind = _kind_expression(db, relation, doomed, joined)
-    names = ["rel", "kind"] + ["i%d" % n for n in range(len(plan.identity))] + [
-        "v%d" % n for n in range(len(plan.columns))]
     join = ""
     if joined:
         join = " LEFT JOIN %s p ON %s" % (q(relation.parent), " AND ".join(
