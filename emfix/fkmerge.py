@@ -21,10 +21,9 @@ def merge_order(db, relation, indexes_of):
     stored, binary), so both find the same rows."""
     if db.dialect != "sqlite" or relation.parent == relation.child:
         return None
-    for table, columns in ((relation.child, relation.child_columns), (relation.parent, relation.parent_columns)):
-        types = {d.name: d.type for d in db.column_details(table)}
-        if any(INTEGER_AFFINITY not in str(types.get(c, "")).upper() for c in columns):
-            return None
+    if not integer_keys(db, relation.child, relation.child_columns) or \
+            not integer_keys(db, relation.parent, relation.parent_columns):
+        return None
     width = len(relation.child_columns)
     pairs = dict(zip(relation.child_columns, relation.parent_columns))
     parent_orders = {tuple(i.columns[:width]) for i in indexes_of(db, relation.parent)}
@@ -33,6 +32,26 @@ def merge_order(db, relation, indexes_of):
         if set(lead) == set(relation.child_columns) and tuple(pairs[c] for c in lead) in parent_orders:
             return list(lead), [pairs[c] for c in lead]
     return None
+
+
+def integer_keys(db, table, columns):
+    """Every one of `columns` has INTEGER affinity in `table` (SQLite)."""
+    types = {d.name: d.type for d in db.column_details(table)}
+    return all(INTEGER_AFFINITY in str(types.get(c, "")).upper() for c in columns)
+
+
+def unreferenced_by_merge(db, table, key, links):
+    """SELECT of `table`'s keys that no link column holds, as a merge (SQLite, INTEGER keys everywhere): the
+    table read in key order, the links' values sorted once, instead of a probe of the links' values per
+    row. None where the merge would not compare as NOT IN does."""
+    if db.dialect != "sqlite" or not integer_keys(db, table, [key]) or not all(
+            integer_keys(db, r.child, r.child_columns) for r in links):
+        return None
+    q = db.quote
+    union = " UNION ALL ".join("SELECT %s FROM %s WHERE %s IS NOT NULL" % (
+        q(r.child_columns[0]), q(r.child), q(r.child_columns[0])) for r in links)
+    return "SELECT k FROM (SELECT %s AS k FROM %s WHERE %s IS NOT NULL EXCEPT SELECT * FROM (%s) ORDER BY 1)" % (
+        q(key), q(table), q(key), union)
 
 
 def sweep_by_merge(db, order, relation, table, rows_table, rel_no, names, select_list, doomed, scratch):

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Dict, List
 
-from .fkmerge import merge_order, sweep_by_merge
+from .fkmerge import merge_order, sweep_by_merge, unreferenced_by_merge
 from .progress import NoProgress
 from .schema import Relation
 
@@ -434,7 +434,8 @@ def find_unreferenced(db, graph, limit, table):
         where = " AND ".join("NOT EXISTS (SELECT 1 FROM %s x WHERE x.%s = t.%s)" % (
             q(r.child), q(r.child_columns[0]), key) for r in links)
     name = TMP + "unref_" + table.lower()
-    db.create_temp_table(name, "SELECT %s AS k FROM %s t WHERE %s" % (key, q(table), where))
+    merged = unreferenced_by_merge(db, table, links[0].parent_columns[0], links)
+    db.create_temp_table(name, merged or "SELECT %s AS k FROM %s t WHERE %s" % (key, q(table), where))
     count = db.scalar("SELECT count(*) FROM %s" % q(name)) or 0
     examples = [r[0] for r in db.query("SELECT k FROM %s ORDER BY k LIMIT %d" % (q(name), int(limit)))]
     return Unreferenced(table, int(count), examples)

@@ -278,3 +278,29 @@ def test_object_with_non_number_values_is_a_structure_warning(address):
     assert deep.issue_count == validate(address).json.issue_count  # a warning, never a failure
     if address.kind == "sqlite":  # the per-value test is opt-in there (it doubles the scan)
         assert validate(address).json.structure_count == 1
+
+
+def test_unreferenced_rows_by_merge_equal_not_in(tmp_path, monkeypatch):
+    """#28: METRIC/ARTIFACT rows no link points at, found by a merge of sorted ids, equal NOT IN's answer
+    (links holding NULL, REAL, text and missing ids included)."""
+    from emfix import fksweep
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    con = sqlite3.connect(address.path)
+    con.executescript("""
+        INSERT INTO METRIC (type, total_val) VALUES ('loss', 1), ('loss', 2), ('loss', 3);
+        INSERT INTO BATCH_METRIC VALUES (0, 0, 1, NULL), (0, 0, 2, 'x'), (0, 0, 3, 99999999);
+        INSERT INTO EPOCH_METRIC VALUES (0, 1, (SELECT max(id) FROM METRIC) + 0.0);
+        INSERT INTO ARTIFACT (type, loc) VALUES ('file', '/a'), ('file', '/b');
+    """)
+    con.close()
+
+    def found():
+        with open_database(address, readonly=True) as db:
+            graph = discover_graph(db)
+            return [vars(fksweep.find_unreferenced(db, graph, 1000, t)) for t in fksweep.UNREFERENCED_TABLES]
+
+    merged = found()
+    assert merged[0]["count"] >= 2 and merged[1]["count"] >= 2  # two of the three new METRIC rows, both ARTIFACTs
+    monkeypatch.setattr(fksweep, "unreferenced_by_merge", lambda *args: None)
+    assert found() == merged
