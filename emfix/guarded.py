@@ -72,9 +72,11 @@ def check_integrity(db):
 
 def _refuse_damage(db, damage):
     if damage:
-        raise DamagedInputError("%s is damaged (%s); nothing was read or changed" % (db.address.display(), damage),
-                                hint="`emfix snapshot restore %s` puts back the last verified snapshot; "
-                                     "`sqlite3 FILE .recover` salvages what is readable" % db.address.target())
+        error = DamagedInputError("%s is damaged (%s); nothing was read or changed" % (db.address.display(), damage),
+                                  hint="`emfix snapshot restore %s` puts back the last verified snapshot; "
+                                       "`sqlite3 FILE .recover` salvages what is readable" % db.address.target())
+        error.quick_check = True  # the file itself, not something read from it
+        raise error
 
 
 class IntegrityCheck:
@@ -102,17 +104,25 @@ class IntegrityCheck:
                 self.done(self.checker)
 
     def wait(self):
+        """Once the check is over: its error, or the damage it found, raised (each time asked)."""
         if self.thread is not None:
             self.thread.join()
             self.thread = None
-            if self.error is not None:
-                raise self.error
-            _refuse_damage(self.db, self.damage)
+        if self.error is not None:
+            raise self.error
+        _refuse_damage(self.db, self.damage)
+
+    @property
+    def finished(self):
+        return self.thread is None or not self.thread.is_alive()
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, error, trace):
+        """On leaving the block: waited for, unless `deferred` (the caller waits later, before it commits)."""
+        if kind is None and getattr(self, "deferred", False):
+            return False
         if kind is None or issubclass(kind, Exception):
             self.wait()  # a damaged file is said as such, whatever else failed on it
         else:
@@ -121,7 +131,7 @@ class IntegrityCheck:
 
     def cancel(self):
         """Stop it early (the caller failed): interrupt the statement, wait for the thread."""
-        if self.thread is not None:
+        if self.thread is not None and self.thread.is_alive():
             try:
                 self.checker.connection.interrupt()
             except Exception:  # noqa: BLE001 - already closed or done: nothing to stop

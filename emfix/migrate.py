@@ -93,9 +93,10 @@ def migrate_experiment(src, dst, experiment_id, *, strategy="balanced", batch_si
     try:
         return _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, force, init, verify,
                         retry_policy, progress, interrupted, snapshot_dir, max_memory, skip_tables, started)
-    except BaseException:
-        # A refusal before anything was written must not leave an empty DST file behind it.
-        if made_dst and os.path.exists(dst.path) and _holds_nothing(dst.path):
+    except BaseException as exc:
+        # A refusal before anything was written must not leave an empty DST file behind it; nor a damaged SRC
+        # found while the copy ran uncommitted.
+        if made_dst and os.path.exists(dst.path) and _holds_nothing(dst.path, getattr(exc, "quick_check", False)):
             for suffix in ("", "-journal", "-wal", "-shm"):
                 if os.path.exists(dst.path + suffix):
                     os.remove(dst.path + suffix)
@@ -126,12 +127,32 @@ def _refuse_by_journal(src, dst, experiment_id, journal, resume, force):
                 "; --resume verifies the copy" if state == UNVERIFIED else ""))
 
 
-def _holds_nothing(path):
+def _undo_start(target, key, exc, integrity, journal):
+    """SRC turned out damaged while the copy ran (nothing of it was committed): the journal row this run
+    wrote goes too, so DST is as it was but for the tables --init created. Any other failure: SRC's
+    check is waited for (a damaged SRC is said as such) or stopped."""
+    if isinstance(exc, Exception):
+        try:
+            integrity.wait()
+        except DamagedInputError:
+            if journal is None:
+                with target.transaction():
+                    target.execute("DELETE FROM %s WHERE run_key = ?" % target.quote(JOURNAL), (key,))
+            raise
+    else:
+        integrity.cancel()
+
+
+def _holds_nothing(path, but_schema=False):
     import sqlite3
     try:
         con = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
         try:
-            return not con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            if not but_schema:
+                return not tables
+            return not any(con.execute('SELECT 1 FROM "%s" LIMIT 1' % t.replace('"', '""')).fetchone()
+                           for t in tables if t not in (JOURNAL, "SCHEMA_VERSION") and not t.startswith("sqlite_"))
         finally:
             con.close()
     except sqlite3.Error:
@@ -167,9 +188,12 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
         with source.consistent_read():
             if pages.copies_in_engine(source, target, paging):
                 pin = pages.pin_moment(readers)  # taken while SRC's read is held: the same moment, kept for the copy
-            # SRC's quick_check runs on the second reader while this one walks; DST is written once it passed.
+            # SRC's quick_check runs on the second reader while this one walks and copies.
             second = pin or (readers.acquire() if source.dialect == "sqlite" else None)
-            with IntegrityCheck(source, second, None if pin or second is None else readers.release):
+            with IntegrityCheck(source, second, None if pin or second is None else readers.release) as integrity:
+                # In-engine, the copy goes on meanwhile but commits nothing before it passed; otherwise DST is
+                # written only once it passed.
+                integrity.deferred = pin is not None
                 tree = reach_subtree(source, graph, experiment_id)
                 if not tree.exists:
                     raise UsageError("experiment %d does not exist in %s" % (experiment_id, src.display()))
@@ -218,10 +242,13 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
             copy = _Copy(source, target, graph, tree, key, offsets, position, copied, interrupted, progress,
                          pages.literal_limit(source, target), in_engine=pin is not None)
             try:
-                copy.run(tables, batch_size, max_memory, paging, strategy)
-            except (ConnectError, DamagedInputError, NoSpaceError) as exc:
-                exc.hint = (exc.hint + "; " if exc.hint else "") + "the batches copied so far are committed: once " \
-                    "that is fixed, run the same command with --resume to finish"
+                copy.run(tables, batch_size, max_memory, paging, strategy, integrity)
+            except BaseException as exc:
+                _undo_start(target, key, exc, integrity, journal)
+                if isinstance(exc, (ConnectError, NoSpaceError)) or (
+                        isinstance(exc, DamagedInputError) and not integrity.damage):
+                    exc.hint = (exc.hint + "; " if exc.hint else "") + "the batches copied so far are committed: " \
+                        "once that is fixed, run the same command with --resume to finish"
                 raise
             finally:
                 if pin is not None:
@@ -256,7 +283,7 @@ class _Copy:
     source_counts: dict = dataclasses.field(default_factory=dict)
     in_engine: bool = False  # SQLite into SQLite: DST attached to SRC's connection, INSERT ... SELECT per batch
 
-    def run(self, tables, batch_size, max_memory, paging, strategy):
+    def run(self, tables, batch_size, max_memory, paging, strategy, integrity=None):
         source, graph, tree = self.source, self.graph, self.tree
         self.source_counts = {t: tree.count(source, graph, t) for t in tables}  # inside SRC's one moment
         total = sum(self.source_counts.values())
@@ -269,7 +296,7 @@ class _Copy:
             source.execute("COMMIT")  # ATTACH is refused inside a transaction; the pin holds SRC's moment
             source.execute("ATTACH DATABASE ? AS %s" % pages.ENGINE_DST, (self.target.address.path,))
             # --batch-size says rows per transaction; without it, batches are grouped into fewer commits
-            group = pages.CommitGroup(source, batch_size or pages.ENGINE_GROUP)
+            group = pages.CommitGroup(source, batch_size or pages.ENGINE_GROUP, gate=integrity)
             restore = pages.quick_commits(source, pages.ENGINE_DST)
         try:
             for table, rows, last in stream:

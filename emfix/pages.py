@@ -141,8 +141,10 @@ class CommitGroup:
     batch still writes its journal row with its rows, so a kill leaves DST at the last commit, journal and rows
     alike, and --resume goes on from there. Fewer commits, fewer fsyncs of DST and its journal."""
 
-    def __init__(self, db, rows=ENGINE_GROUP):
-        self.db, self.rows, self.pending, self.open = db, rows, 0, None
+    def __init__(self, db, rows=ENGINE_GROUP, gate=None):
+        """`gate`: SRC's IntegrityCheck still running; nothing is committed before it passed (the group
+        just grows until then), and the last commit waits for it: a damaged SRC leaves DST as it was."""
+        self.db, self.rows, self.pending, self.open, self.gate = db, rows, 0, None, gate
 
     def begin(self):
         if self.open is None:
@@ -151,10 +153,13 @@ class CommitGroup:
 
     def wrote(self, count):
         self.pending += count
-        if self.pending >= self.rows:
+        if self.pending >= self.rows and (self.gate is None or self.gate.finished):
             self.commit()
 
     def commit(self):
+        if self.gate is not None:
+            self.gate.wait()  # raises the damage: the caller rolls the group back
+            self.gate = None
         if self.open is not None:
             self.open, done = None, self.open
             self.pending = 0

@@ -486,3 +486,41 @@ def test_grouped_in_engine_batches_stopped_midway_then_resumed_equal_one_run(tmp
     result = migrate_experiment(source, target, 1, strategy="aggressive", resume=True)
     assert result.verified and content(target) == content(reference)
     assert not os.path.exists(target.path + "-journal")
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_source_found_damaged_while_the_copy_ran_leaves_dst_as_it_was(tmp_path, monkeypatch, existing):
+    """In-engine, the copy runs beside SRC's quick_check but commits nothing before it passed: when it finds
+    damage, DST holds what it held before (a DST --init made is removed), and the answer is the damage."""
+    import threading
+
+    from emfix.backends.sqlite import SQLiteBackend
+    from emfix.errors import DamagedInputError
+    monkeypatch.setattr("emfix.pages.ENGINE_BATCH", 17)
+    monkeypatch.setattr("emfix.pages.ENGINE_GROUP", 40)
+    source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
+    make_demo(source, shape=Shape(experiments=2, trials=3, runs=4, epochs=5, batches=4), faults=False)
+    if existing:
+        migrate_experiment(source, target, 2, init=True, strategy="aggressive")
+        before = content(target)
+    copied = threading.Event()
+    real = SQLiteBackend.execute
+
+    def watching(self, sql, params=()):
+        if sql.startswith("INSERT INTO emfix_dst."):
+            copied.set()
+        return real(self, sql, params)
+
+    def slow_and_damaged(self):
+        assert copied.wait(30), "the copy never started while the check ran"
+        return "quick_check found 1 problem, first: page 7 is never used"
+
+    monkeypatch.setattr(SQLiteBackend, "execute", watching)
+    monkeypatch.setattr(SQLiteBackend, "quick_check", slow_and_damaged)
+    with pytest.raises(DamagedInputError, match="is damaged"):
+        migrate_experiment(source, target, 1, init=True, strategy="aggressive")
+    if existing:
+        assert content(target) == before
+        assert list(_journal_states(target).values()) == ["done"]
+    else:
+        assert not os.path.exists(target.path)
