@@ -136,8 +136,11 @@ def _undo_start(target, key, exc, integrity, journal):
             integrity.wait()
         except DamagedInputError:
             if journal is None:
-                with target.transaction():
-                    target.execute("DELETE FROM %s WHERE run_key = ?" % target.quote(JOURNAL), (key,))
+                try:
+                    with target.transaction():
+                        target.execute("DELETE FROM %s WHERE run_key = ?" % target.quote(JOURNAL), (key,))
+                except Exception:  # noqa: BLE001 - DST failing too: the damage is still the answer
+                    pass
             raise
     else:
         integrity.cancel()
@@ -216,29 +219,33 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
                             hint="repair it first (emfix cleanup-orphans), or use --strategy aggressive")
                     refuse_invalid_json(source, target, graph, tree, will_create="METRIC" not in existing and init)
                 refuse_oversized_values(source, target, graph, tree, tables)
-            # SQLite DST without a snapshot first: schema, journal table and journal row in one commit (fsyncs).
-            with target.transaction() if target.dialect == "sqlite" and strategy == "aggressive" else nullcontext():
-                if init:  # only now, once nothing can refuse: creates only the tables DST lacks
-                    create_schema(target, generation=graph.generation)
-                    for ddl in creates:
-                        target.execute(ddl)
-                ensure_journal(target)
-                snapshot_id = None
-                if strategy != "aggressive" and not (resume and journal):
-                    from .snapshot import create_snapshot, default_snapshot_dir
-                    snapshot_id = create_snapshot(dst, snapshot_dir or default_snapshot_dir(dst),
-                                                  description="before migrating experiment %d" % experiment_id,
-                                                  verify=True,
-                                                  retry_policy=retry_policy).id
-                if resume and state in (RUNNING, DIFFERS, UNVERIFIED):  # copies what is left (if any), verifies
-                    offsets, position, copied = journal["offsets"], journal["position"], journal["copied"]
-                else:
-                    offsets = _offsets(source, target, graph, tree, tables)
-                    position, copied = {}, {}
-                    with target.transaction():
-                        target.execute("DELETE FROM %s WHERE run_key = ?" % journal_table, (key,))
-                        target.execute("INSERT INTO %s VALUES (?, ?, ?, '{}', '{}', ?, NULL)" % journal_table,
-                                       (key, RUNNING, json.dumps(offsets), utc_now()))
+            try:
+                # SQLite DST without a snapshot first: schema, journal table and journal row in one commit (fsyncs).
+                with target.transaction() if target.dialect == "sqlite" and strategy == "aggressive" else nullcontext():
+                    if init:  # only now, once nothing can refuse: creates only the tables DST lacks
+                        create_schema(target, generation=graph.generation)
+                        for ddl in creates:
+                            target.execute(ddl)
+                    ensure_journal(target)
+                    snapshot_id = None
+                    if strategy != "aggressive" and not (resume and journal):
+                        from .snapshot import create_snapshot, default_snapshot_dir
+                        snapshot_id = create_snapshot(dst, snapshot_dir or default_snapshot_dir(dst),
+                                                      description="before migrating experiment %d" % experiment_id,
+                                                      verify=True,
+                                                      retry_policy=retry_policy).id
+                    if resume and state in (RUNNING, DIFFERS, UNVERIFIED):  # copies what is left (if any), verifies
+                        offsets, position, copied = journal["offsets"], journal["position"], journal["copied"]
+                    else:
+                        offsets = _offsets(source, target, graph, tree, tables)
+                        position, copied = {}, {}
+                        with target.transaction():
+                            target.execute("DELETE FROM %s WHERE run_key = ?" % journal_table, (key,))
+                            target.execute("INSERT INTO %s VALUES (?, ?, ?, '{}', '{}', ?, NULL)" % journal_table,
+                                           (key, RUNNING, json.dumps(offsets), utc_now()))
+            except BaseException as exc:
+                _undo_start(target, key, exc, integrity, journal)
+                raise
             copy = _Copy(source, target, graph, tree, key, offsets, position, copied, interrupted, progress,
                          pages.literal_limit(source, target), in_engine=pin is not None)
             try:
