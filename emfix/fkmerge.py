@@ -11,6 +11,7 @@ no parent row has the key, 'c' when the parent row is itself doomed.
 """
 
 INTEGER_AFFINITY = "INT"  # SQLite's rule: a declared type containing INT has INTEGER affinity
+MAX_PARTITIONS = 64  # merges of one relation, each a few statements: beyond that, the probing sweep
 
 
 def merge_order(db, relation, indexes_of):
@@ -52,8 +53,8 @@ def merge_order(db, relation, indexes_of):
 
 def _few_values(db, relation, column):
     q = db.quote
-    budget = 2 * int(db.scalar("SELECT count(*) FROM %s" % q(relation.child)) or 0) // max(
-        1, int(db.scalar("SELECT count(*) FROM %s" % q(relation.parent)) or 0))
+    budget = min(MAX_PARTITIONS, 2 * int(db.scalar("SELECT count(*) FROM %s" % q(relation.child)) or 0) // max(
+        1, int(db.scalar("SELECT count(*) FROM %s" % q(relation.parent)) or 0)))
     return len(partition_values(db, relation.child, column, budget + 1)) <= budget
 
 
