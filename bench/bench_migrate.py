@@ -1,20 +1,23 @@
-"""Benchmark: export and migrate of one experiment against SQLite's same-engine limit.
+"""Benchmark: migrate of one experiment, SQLite -> SQLite, against the sqlite3 shell running one plain script.
 
-    python3 bench/bench_migrate.py                       # 10M-row database, experiment 1
+    python3 bench/bench_migrate.py                       # 10M-row database, experiment 1, 5 runs each
+    python3 bench/bench_migrate.py --scale 1 --runs 3
     python3 bench/bench_migrate.py --mysql mysql://root@127.0.0.1:3306/test
 
-Reference (no emfix code): ATTACH + `INSERT INTO dst.T SELECT ... FROM main.T WHERE <in the subtree>`
-for every table of the subtree, the subtree found through a temporary table of run ids (PLAIN_COPY).
-emfix: `export --format jsonl` and `migrate --strategy
-aggressive` (count verify) and `--strategy balanced` (snapshot of DST + checksums), each a fresh
-process with its peak RSS (wait4). Also: a 10x smaller experiment, OFFSET against keyset pages of
-100,000 rows at the start and the end of BATCH_METRIC, and SQLite -> MariaDB rows/s with plain
-executemany batches beside it.
+Reference (no emfix code, #28): the `sqlite3` shell running one script on SRC (`shell_script`): ATTACH of
+a new DST, BEGIN, CREATE TABLE/INDEX from SRC's own schema, INSERT ... SELECT of every table of the
+subtree (found through a temporary table of run ids, METRIC and ARTIFACT through the links copied:
+PLAIN_COPY), COMMIT. emfix: `migrate SRC DST -e 1 --init --strategy aggressive` (count verify) into a
+new file. The two run in turn, each a fresh process (wall time and its own peak RSS from wait4);
+medians and the median of the pairwise ratios are printed. Then, one run each as before: `export
+--format jsonl`, `migrate --strategy balanced` (snapshot of DST + checksums), a 10x smaller experiment,
+OFFSET against keyset pages of BATCH_METRIC, and (--mysql) SQLite -> MariaDB rows/s.
 """
 
 import os
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,6 +94,56 @@ def same_engine(source, target, experiment):
     return time.perf_counter() - started, rows
 
 
+def shell_script(source, target, experiment):
+    """The plain script for the sqlite3 shell: SRC's schema created in DST, the subtree copied, one commit."""
+    con = sqlite3.connect("file:%s?mode=ro" % source, uri=True)
+    ddl = []
+    for kind, sql in con.execute("SELECT type, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE "
+                                 "'sqlite%' AND type IN ('table', 'index') ORDER BY type = 'index'"):
+        word = "CREATE TABLE " if kind == "table" else ("CREATE UNIQUE INDEX " if sql.upper().startswith(
+            "CREATE UNIQUE") else "CREATE INDEX ")
+        ddl.append(word + "dst." + sql[len(word):].lstrip() + ";")
+    con.close()
+    return "ATTACH DATABASE '%s' AS dst;\nBEGIN;\n%s\n%s;\nCOMMIT;\n" % (
+        target.replace("'", "''"), "\n".join(ddl), PLAIN_COPY.strip().rstrip(";").replace(":e", str(int(experiment))))
+
+
+def side_by_side(source, experiment, runs, work):
+    """(reference seconds, emfix seconds, emfix peak RSS MB, pairwise ratios): the sqlite3 shell with the
+    plain script and emfix migrate --strategy aggressive, in turn, each into a new file."""
+    shell = shutil.which("sqlite3")
+    script = os.path.join(work, "plain.sql")
+    with open(script, "w") as out:
+        out.write(shell_script(source, os.path.join(work, "plain.db"), experiment))
+    ours_db = os.path.join(work, "ours.db")
+    ref, ours, rss = [], [], []
+    for n in range(runs + 1):  # the first pair warms the page cache and is not counted
+        for name in ("plain.db", "ours.db"):
+            if os.path.exists(os.path.join(work, name)):
+                os.remove(os.path.join(work, name))
+        if shell:
+            with open(script) as stdin:
+                seconds = timed_stdin([shell, source], stdin)
+        else:  # no sqlite3 shell: the same statements through Python's sqlite3 (a slightly faster reference)
+            seconds = same_engine(source, os.path.join(work, "plain.db"), experiment)[0]
+        mine, peak = run([sys.executable, "-m", "emfix", "migrate", source, ours_db, "-e", str(experiment), "--init",
+                          "--strategy", "aggressive", "-q"])
+        if n:
+            ref.append(seconds)
+            ours.append(mine)
+            rss.append(peak)
+    return ref, ours, rss, [b / a for a, b in zip(ref, ours)]
+
+
+def timed_stdin(argv, stdin):
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.DEVNULL)
+    _, status, _usage = os.wait4(proc.pid, 0)
+    if status:
+        raise SystemExit("%s failed" % " ".join(argv))
+    return time.perf_counter() - started
+
+
 def paging(path):
     con = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
     key = "batch_idx, epoch_idx, trial_run_id, metric_id"
@@ -115,13 +168,27 @@ def main(argv=None):
     parser.add_argument("--experiment", type=int, default=1)
     parser.add_argument("--mysql", metavar="URL", help="also migrate into a fresh database on this server")
     parser.add_argument("--only-mysql", action="store_true", help="skip the SQLite figures")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each side, side by side (default 5)")
+    parser.add_argument("--side-by-side-only", action="store_true", help="only the table against the sqlite3 shell")
     args = parser.parse_args(argv)
     tag = scale_tag(args.scale)
     big = ensure_demo(os.path.join(args.data, tag), args.scale, clean=False)
-    small = ensure_demo(os.path.join(args.data, "0_1m"), 0.1, clean=False)
     work = tempfile.mkdtemp(prefix="emfix-bench-", dir=args.data)
     emfix = [sys.executable, "-m", "emfix"]
     try:
+        if not args.only_mysql:
+            ref, ours, rss, ratios = side_by_side(big, args.experiment, args.runs, work)
+            print("| %g M rows, experiment %d, %d runs each | sqlite3 shell, one plain script | emfix migrate "
+                  "--init --strategy aggressive | ratio (median of pairs) | emfix peak RSS |" % (
+                      args.scale, args.experiment, args.runs))
+            print("|---|---|---|---|---|")
+            print("| medians | %.2f s | %.2f s | **%.2f** | %.0f MB |" % (
+                statistics.median(ref), statistics.median(ours), statistics.median(ratios), statistics.median(rss)))
+            print("| each pair | %s | %s | %s | |" % (" ".join("%.2f" % t for t in ref), " ".join(
+                "%.2f" % t for t in ours), " ".join("%.2f" % r for r in ratios)), flush=True)
+        if args.side_by_side_only:
+            return
+        small = ensure_demo(os.path.join(args.data, "0_1m"), 0.1, clean=False)
         for label, db in () if args.only_mysql else (("10x smaller experiment", small),
                                                       ("experiment %d" % args.experiment, big)):
             limit, rows = same_engine(db, os.path.join(work, "limit.db"), args.experiment)

@@ -13,6 +13,7 @@ import sqlite3
 import time
 from typing import Dict, List
 
+from .fkmerge import merge_order, sweep_by_merge, unreferenced_by_merge
 from .progress import NoProgress
 from .schema import Relation
 
@@ -226,11 +227,16 @@ def _doomed_bounds(db, name, width):
 def _sweep_relation(db, graph, plan, rel_no, relation, doomed, chunk_rows=None):
     q = db.quote
     chunked = chunk_rows and db.dialect == "sqlite" and plan.identity == ["rowid"]
+    names = ["rel", "kind"] + ["i%d" % n for n in range(len(plan.identity))] + [
+        "v%d" % n for n in range(len(plan.columns))]
+    order = None if chunked else merge_order(db, relation, indexes_of)
+    if order:  # both sides indexed in one key order: a merge of the two indexes, no probe per row
+        sweep_by_merge(db, order, relation, plan.table, plan.rows_table, rel_no, names, _select_list(db, plan),
+                       doomed[0] if doomed else None, "%smerge_%d_%d" % (TMP, plan.number, rel_no))
+        return
     hint = " NOT INDEXED" if chunked else _index_hint(db, plan, relation, indexes_of(db, plan.table))
     joined = _parent_key_is_unique(db, graph, relation) and relation.parent != relation.child
     kind = _kind_expression(db, relation, doomed, joined)
-    names = ["rel", "kind"] + ["i%d" % n for n in range(len(plan.identity))] + [
-        "v%d" % n for n in range(len(plan.columns))]
     join = ""
     if joined:
         join = " LEFT JOIN %s p ON %s" % (q(relation.parent), " AND ".join(
@@ -419,7 +425,8 @@ def find_unreferenced(db, graph, limit, table):
         where = " AND ".join("NOT EXISTS (SELECT 1 FROM %s x WHERE x.%s = t.%s)" % (
             q(r.child), q(r.child_columns[0]), key) for r in links)
     name = TMP + "unref_" + table.lower()
-    db.create_temp_table(name, "SELECT %s AS k FROM %s t WHERE %s" % (key, q(table), where))
+    merged = unreferenced_by_merge(db, table, links[0].parent_columns[0], links)
+    db.create_temp_table(name, merged or "SELECT %s AS k FROM %s t WHERE %s" % (key, q(table), where))
     count = db.scalar("SELECT count(*) FROM %s" % q(name)) or 0
     examples = [r[0] for r in db.query("SELECT k FROM %s ORDER BY k LIMIT %d" % (q(name), int(limit)))]
     return Unreferenced(table, int(count), examples)

@@ -16,6 +16,7 @@ owns, once, the protocol around it:
 
 import dataclasses
 import os
+import threading
 from typing import Callable, List, Optional
 
 from . import quarantine as q
@@ -47,11 +48,77 @@ def check_integrity(db):
     deletes rows whose parents are only unreadable (one read of the file: ~1 s on ten million rows)."""
     if db.dialect != "sqlite":
         return
-    damage = db.quick_check()
+    _refuse_damage(db, db.quick_check())
+
+
+def _refuse_damage(db, damage):
     if damage:
-        raise DamagedInputError("%s is damaged (%s); nothing was read or changed" % (db.address.display(), damage),
-                                hint="`emfix snapshot restore %s` puts back the last verified snapshot; "
-                                     "`sqlite3 FILE .recover` salvages what is readable" % db.address.target())
+        error = DamagedInputError("%s is damaged (%s); nothing was read or changed" % (db.address.display(), damage),
+                                  hint="`emfix snapshot restore %s` puts back the last verified snapshot; "
+                                       "`sqlite3 FILE .recover` salvages what is readable" % db.address.target())
+        error.quick_check = True  # the file itself, not something read from it
+        raise error
+
+
+class IntegrityCheck:
+    """check_integrity on a second connection of the same file, in a thread, while the caller reads on
+    its own (SQLite releases the GIL while it steps): the whole quick_check still runs, and `wait()`
+    refuses a damaged file before the caller writes anything. `checker` is the connection to check on;
+    `done(checker)` is called once the check is over (to hand a pooled connection back)."""
+
+    def __init__(self, db, checker, done=None):
+        self.db, self.checker, self.done = db, checker, done
+        self.damage, self.error, self.thread = "", None, None
+        if db.dialect == "sqlite":
+            self.thread = threading.Thread(target=self._run, name="emfix-quick-check", daemon=True)
+            self.thread.start()
+        elif done is not None:
+            done(checker)
+
+    def _run(self):
+        try:
+            self.damage = self.checker.quick_check()
+        except BaseException as exc:  # raised by wait(), in the caller's thread
+            self.error = exc
+        finally:
+            if self.done is not None:
+                self.done(self.checker)
+
+    def wait(self):
+        """Once the check is over: its error, or the damage it found, raised (each time asked)."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            raise self.error
+        _refuse_damage(self.db, self.damage)
+
+    @property
+    def finished(self):
+        return self.thread is None or not self.thread.is_alive()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        """On leaving the block: waited for, unless `deferred` (the caller waits later, before it commits)."""
+        if kind is None and getattr(self, "deferred", False):
+            return False
+        if kind is None or issubclass(kind, Exception):
+            self.wait()  # a damaged file is said as such, whatever else failed on it
+        else:
+            self.cancel()
+        return False
+
+    def cancel(self):
+        """Stop it early (the caller failed): interrupt the statement, wait for the thread."""
+        if self.thread is not None and self.thread.is_alive():
+            try:
+                self.checker.connection.interrupt()
+            except Exception:  # noqa: BLE001 - already closed or done: nothing to stop
+                pass
+            self.thread.join()
+            self.thread = None
 
 
 def preflight(db, address, force=False):

@@ -10,8 +10,8 @@ move only where they would collide (idshift), with the offsets kept in the journ
 import dataclasses
 import json
 import os
-import re
 import time
+from contextlib import nullcontext
 from typing import Dict, List, Optional
 
 from . import pages
@@ -28,6 +28,7 @@ from .copyjournal import (
     journal_key,
     set_state,
 )
+from .copyrefusals import foreign_ddl, refuse_invalid_json, refuse_oversized_values
 from .errors import (
     AlreadyDoneError,
     ConnectError,
@@ -40,12 +41,12 @@ from .errors import (
     UsageError,
 )
 from .fileutil import read_only_uri
-from .guarded import check_integrity
+from .guarded import IntegrityCheck
 from .hierarchy import ROOT, reach_subtree
 from .idshift import column_shifts, id_offset, id_owner
 from .pool import ConnectionPool
 from .progress import BASE_MB, DEFAULT_BATCH, NoProgress, utc_now
-from .schema import EM_TABLE_NAMES, EM_TABLES, create_schema, discover_graph
+from .schema import EM_TABLE_NAMES, create_schema, discover_graph
 from .values import portable
 
 STRATEGIES = ("conservative", "balanced", "aggressive")  # what each does: `emfix migrate --help`
@@ -98,9 +99,10 @@ def migrate_experiment(src, dst, experiment_id, *, strategy="balanced", batch_si
     try:
         return _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, force, init, verify,
                         retry_policy, progress, interrupted, snapshot_dir, max_memory, skip_tables, started)
-    except BaseException:
-        # A refusal before anything was written must not leave an empty DST file behind it.
-        if made_dst and os.path.exists(dst.path) and _holds_nothing(dst.path):
+    except BaseException as exc:
+        # A refusal before anything was written must not leave an empty DST file behind it; nor a damaged SRC
+        # found while the copy ran uncommitted.
+        if made_dst and os.path.exists(dst.path) and _holds_nothing(dst.path, getattr(exc, "quick_check", False)):
             for suffix in ("", "-journal", "-wal", "-shm"):
                 if os.path.exists(dst.path + suffix):
                     os.remove(dst.path + suffix)
@@ -131,12 +133,35 @@ def _refuse_by_journal(src, dst, experiment_id, journal, resume, force):
                 "; --resume verifies the copy" if state == UNVERIFIED else ""))
 
 
-def _holds_nothing(path):
+def _undo_start(target, key, exc, integrity, journal):
+    """SRC turned out damaged while the copy ran (nothing of it was committed): the journal row this run
+    wrote goes too, so DST is as it was but for the tables --init created. Any other failure: SRC's
+    check is waited for (a damaged SRC is said as such) or stopped."""
+    if isinstance(exc, Exception):
+        try:
+            integrity.wait()
+        except DamagedInputError:
+            if journal is None:
+                try:
+                    with target.transaction():
+                        target.execute("DELETE FROM %s WHERE run_key = ?" % target.quote(JOURNAL), (key,))
+                except Exception:  # noqa: BLE001 - DST failing too: the damage is still the answer
+                    pass
+            raise
+    else:
+        integrity.cancel()
+
+
+def _holds_nothing(path, but_schema=False):
     import sqlite3
     try:
         con = sqlite3.connect(read_only_uri(path), uri=True)
         try:
-            return not con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            if not but_schema:
+                return not tables
+            return not any(con.execute('SELECT 1 FROM "%s" LIMIT 1' % t.replace('"', '""')).fetchone()
+                           for t in tables if t not in (JOURNAL, "SCHEMA_VERSION") and not t.startswith("sqlite_"))
         finally:
             con.close()
     except sqlite3.Error:
@@ -152,7 +177,6 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
             ConnectionPool(lambda: open_database(dst, create=init, retry_policy=retry_policy), size=1) as writers, \
             readers.connection() as source, writers.connection() as target:
         graph = discover_graph(source)
-        check_integrity(source)
         if ROOT not in graph.tables:
             raise SchemaError("%s has no EXPERIMENT table" % src.display())
         existing = target.tables()
@@ -173,57 +197,73 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
         with source.consistent_read():
             if pages.copies_in_engine(source, target, paging):
                 pin = pages.pin_moment(readers)  # taken while SRC's read is held: the same moment, kept for the copy
-            tree = reach_subtree(source, graph, experiment_id)
-            if not tree.exists:
-                raise UsageError("experiment %d does not exist in %s" % (experiment_id, src.display()))
-            tables = [t for t in tree.tables(graph) if t not in (skip_tables or ())]
-            missing = [t for t in tables if t.lower() not in {e.lower() for e in existing}]
-            rows = {t: tree.count(source, graph, t) for t in missing}
-            ours = [t for t in missing if t in EM_TABLE_NAMES and rows[t]]
-            if ours and not init:
-                raise SchemaError("%s has no table %s for rows of this experiment (an older schema generation)" % (
-                    dst.display(), ", ".join(ours)), hint="add --init to create the missing tables")
-            foreign = {t: n for t, n in rows.items() if t not in EM_TABLE_NAMES and n}
-            foreign_ddl = _foreign_ddl(source, target, graph, foreign, init)
-            tables = [t for t in tables if t not in missing or (t in EM_TABLE_NAMES and init) or t in foreign]
-            if strategy != "aggressive" and not resume:
-                from .hierarchy import check_hierarchy
-                report = check_hierarchy(source, graph, experiment_id)
-                if report.breaks:
-                    raise EmfixError("the source subtree has %d breaks (e.g. %s); nothing was copied" % (
-                        len(report.breaks), report.breaks[0].message),
-                        hint="repair it first (emfix cleanup-orphans), or use --strategy aggressive")
-                _refuse_invalid_json(source, target, graph, tree, will_create="METRIC" not in existing and init)
-            _refuse_oversized_values(source, target, graph, tree, tables)
-            if init:  # only now, once nothing can refuse: creates only the tables DST lacks
-                create_schema(target, generation=graph.generation)
-                for ddl in foreign_ddl:
-                    target.execute(ddl)
-            ensure_journal(target)
-            snapshot_id = None
-            if strategy != "aggressive" and not (resume and journal):
-                from .snapshot import create_snapshot, default_snapshot_dir
-                snapshot_id = create_snapshot(dst, snapshot_dir or default_snapshot_dir(dst),
-                                              description="before migrating experiment %d" % experiment_id, verify=True,
-                                              retry_policy=retry_policy).id
-            if resume and state in (RUNNING, DIFFERS, UNVERIFIED):  # copies what is left (if any), verifies
-                offsets, position, copied = journal["offsets"], journal["position"], journal["copied"]
-            else:
-                offsets = _offsets(source, target, graph, tree, tables)
-                position, copied = {}, {}
-                with target.transaction():
-                    target.execute("DELETE FROM %s WHERE run_key = ?" % journal_table, (key,))
-                    target.execute("INSERT INTO %s VALUES (?, ?, ?, '{}', '{}', ?, NULL)" % journal_table,
-                                   (key, RUNNING, json.dumps(offsets), utc_now()))
+            # SRC's quick_check runs on the second reader while this one walks and copies.
+            second = pin or (readers.acquire() if source.dialect == "sqlite" else None)
+            with IntegrityCheck(source, second, None if pin or second is None else readers.release) as integrity:
+                # In-engine, the copy goes on meanwhile but commits nothing before it passed; otherwise DST is
+                # written only once it passed.
+                integrity.deferred = pin is not None
+                tree = reach_subtree(source, graph, experiment_id)
+                if not tree.exists:
+                    raise UsageError("experiment %d does not exist in %s" % (experiment_id, src.display()))
+                tables = [t for t in tree.tables(graph) if t not in (skip_tables or ())]
+                missing = [t for t in tables if t.lower() not in {e.lower() for e in existing}]
+                rows = {t: tree.count(source, graph, t) for t in missing}
+                ours = [t for t in missing if t in EM_TABLE_NAMES and rows[t]]
+                if ours and not init:
+                    raise SchemaError("%s has no table %s for rows of this experiment (an older schema generation)" % (
+                        dst.display(), ", ".join(ours)), hint="add --init to create the missing tables")
+                foreign = {t: n for t, n in rows.items() if t not in EM_TABLE_NAMES and n}
+                creates = foreign_ddl(source, target, graph, foreign, init)
+                tables = [t for t in tables if t not in missing or (t in EM_TABLE_NAMES and init) or t in foreign]
+                if strategy != "aggressive" and not resume:
+                    from .hierarchy import check_hierarchy
+                    report = check_hierarchy(source, graph, experiment_id)
+                    if report.breaks:
+                        raise EmfixError("the source subtree has %d breaks (e.g. %s); nothing was copied" % (
+                            len(report.breaks), report.breaks[0].message),
+                            hint="repair it first (emfix cleanup-orphans), or use --strategy aggressive")
+                    refuse_invalid_json(source, target, graph, tree, will_create="METRIC" not in existing and init)
+                refuse_oversized_values(source, target, graph, tree, tables)
+            try:
+                # SQLite DST without a snapshot first: schema, journal table and journal row in one commit (fsyncs).
+                with target.transaction() if target.dialect == "sqlite" and strategy == "aggressive" else nullcontext():
+                    if init:  # only now, once nothing can refuse: creates only the tables DST lacks
+                        create_schema(target, generation=graph.generation)
+                        for ddl in creates:
+                            target.execute(ddl)
+                    ensure_journal(target)
+                    snapshot_id = None
+                    if strategy != "aggressive" and not (resume and journal):
+                        from .snapshot import create_snapshot, default_snapshot_dir
+                        snapshot_id = create_snapshot(dst, snapshot_dir or default_snapshot_dir(dst),
+                                                      description="before migrating experiment %d" % experiment_id,
+                                                      verify=True,
+                                                      retry_policy=retry_policy).id
+                    if resume and state in (RUNNING, DIFFERS, UNVERIFIED):  # copies what is left (if any), verifies
+                        offsets, position, copied = journal["offsets"], journal["position"], journal["copied"]
+                    else:
+                        offsets = _offsets(source, target, graph, tree, tables)
+                        position, copied = {}, {}
+                        with target.transaction():
+                            target.execute("DELETE FROM %s WHERE run_key = ?" % journal_table, (key,))
+                            target.execute("INSERT INTO %s VALUES (?, ?, ?, '{}', '{}', ?, NULL)" % journal_table,
+                                           (key, RUNNING, json.dumps(offsets), utc_now()))
+            except BaseException as exc:
+                _undo_start(target, key, exc, integrity, journal)
+                raise
             copy = _Copy(source, target, graph, tree, key, offsets, position, copied, interrupted, progress,
                          pages.literal_limit(source, target), in_engine=pin is not None)
             try:
-                copy.run(tables, batch_size, max_memory, paging, strategy)
-            except (ConnectError, DamagedInputError, NoSpaceError) as exc:
+                copy.run(tables, batch_size, max_memory, paging, strategy, integrity)
+            except BaseException as exc:
+                _undo_start(target, key, exc, integrity, journal)
                 if isinstance(exc, NoSpaceError):  # SRC's reader may be the one whose temporary files hit it
                     exc.message = "copying into %s stopped: %s" % (dst.display(), exc.message)
-                exc.hint = (exc.hint + "; " if exc.hint else "") + "the batches copied so far are committed: once " \
-                    "that is fixed, run the same command with --resume to finish"
+                if isinstance(exc, (ConnectError, NoSpaceError)) or (
+                        isinstance(exc, DamagedInputError) and not integrity.damage):
+                    exc.hint = (exc.hint + "; " if exc.hint else "") + "the batches copied so far are committed: " \
+                        "once that is fixed, run the same command with --resume to finish"
                 raise
             finally:
                 if pin is not None:
@@ -258,7 +298,7 @@ class _Copy:
     source_counts: dict = dataclasses.field(default_factory=dict)
     in_engine: bool = False  # SQLite into SQLite: DST attached to SRC's connection, INSERT ... SELECT per batch
 
-    def run(self, tables, batch_size, max_memory, paging, strategy):
+    def run(self, tables, batch_size, max_memory, paging, strategy, integrity=None):
         source, graph, tree = self.source, self.graph, self.tree
         self.source_counts = {t: tree.count(source, graph, t) for t in tables}  # inside SRC's one moment
         total = sum(self.source_counts.values())
@@ -266,23 +306,42 @@ class _Copy:
         stream = self._pages(tables, batch_size, max_memory, paging, strategy)
         if self.target.dialect == "mysql":  # the next page is read while this one crosses the network
             stream = pages.prefetched(stream, depth=1)
+        group, restore = None, None
         if self.in_engine:
             source.execute("COMMIT")  # ATTACH is refused inside a transaction; the pin holds SRC's moment
             source.execute("ATTACH DATABASE ? AS %s" % pages.ENGINE_DST, (self.target.address.path,))
+            # --batch-size says rows per transaction; without it, batches are grouped into fewer commits
+            group = pages.CommitGroup(source, batch_size or pages.ENGINE_GROUP, gate=integrity)
+            restore = pages.quick_commits(source, pages.ENGINE_DST)
         try:
             for table, rows, last in stream:
                 if rows is None:
                     if self.position.get(table) != "done":  # a last page that said so saved it with its rows
                         self.position[table] = "done"
-                        self._save_position()
+                        self._save_position(group=group)
                     continue
                 if self.interrupted():
+                    if group is not None:
+                        group.commit()
                     raise OperationInterrupted("interrupted after %s rows; the copy so far is committed" % (
                         "{:,}".format(done)), hint="run the same command with --resume to finish")
-                done += self._write(table, rows, last, strategy)
+                if group is not None:
+                    group.begin()
+                written = self._write(table, rows, last, strategy)
+                if group is not None:
+                    group.wrote(written)
+                done += written
                 self.progress.rows(done, total)
+            if group is not None:
+                group.commit()
+        except BaseException as exc:
+            if group is not None:
+                group.rollback(exc)
+            raise
         finally:
             if self.in_engine:
+                if restore:
+                    source.scalar(restore)
                 source.execute("DETACH DATABASE %s" % pages.ENGINE_DST)
 
     def _pages(self, tables, batch_size, max_memory, paging, strategy):
@@ -366,97 +425,20 @@ class _Copy:
             return written
         return source.write_batch(write)
 
-    def _save_position(self, copied=False, db=None, journal=None):
-        """Inside the batch's transaction (copied=True) or on its own once a table is done."""
+    def _save_position(self, copied=False, db=None, journal=None, group=None):
+        """Inside the batch's transaction (copied=True), in the open group of in-engine batches, or on its
+        own once a table is done."""
+        if group is not None:
+            group.begin()
+            db, journal = self.source, "%s.%s" % (pages.ENGINE_DST, self.source.quote(JOURNAL))
         sql = "UPDATE %s SET position = ?%s WHERE run_key = ?" % (journal or self.target.quote(JOURNAL),
                                                                   ", copied = ?" if copied else "")
         params = (json.dumps(self.position),) + ((json.dumps(self.copied),) if copied else ()) + (self.key,)
-        if copied:
+        if copied or group is not None:
             (db or self.target).execute(sql, params)
             return
         with self.target.transaction():
             self.target.execute(sql, params)
-
-
-def _foreign_ddl(source, target, graph, foreign, init):
-    """CREATE statements for tables of SRC's subtree that are not the Experiment Manager's and DST lacks:
-    taken from SRC when both are the same engine and --init asks for tables; otherwise a refusal that
-    names them before anything is copied (a copy that stops at them half-way helps nobody)."""
-    if not foreign:
-        return []
-    if init and source.dialect == target.dialect:
-        if source.dialect == "sqlite":
-            return [re.sub(r"^\s*CREATE\s+TABLE\s+", "CREATE TABLE IF NOT EXISTS ", source.scalar(
-                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (t,)), count=1, flags=re.I)
-                for t in foreign]
-        return [source.query("SHOW CREATE TABLE %s" % source.quote(t))[0][1] for t in foreign]
-    described = "; ".join("%s (%d rows of this experiment; columns %s)" % (t, n, ", ".join(graph.columns[t]))
-                          for t, n in foreign.items())
-    raise SchemaError("%s lacks tables that are not the Experiment Manager's: %s; nothing was copied" % (
-        target.address.display(), described),
-        hint="create %s in DST first%s, or add --skip-tables %s to leave those rows out" % (
-            "it" if len(foreign) == 1 else "them",
-            "" if source.dialect == target.dialect else " (SRC and DST are different engines, so emfix does not "
-            "translate their DDL)", ",".join(foreign)))
-
-
-def _target_requires_json(target, will_create=False):
-    """MySQL's JSON type, or MariaDB's CHECK (json_valid(...)) on METRIC.per_label_val (as --init makes it)."""
-    if target.dialect != "mysql":
-        return False
-    if will_create:
-        return True
-    kind = target.scalar("SELECT data_type FROM information_schema.columns WHERE table_schema = DATABASE() AND "
-                         "table_name = 'METRIC' AND column_name = 'per_label_val'")
-    if str(kind).lower() == "json":
-        return True
-    return bool(target.scalar("SELECT count(*) FROM information_schema.check_constraints WHERE constraint_schema = "
-                              "DATABASE() AND table_name = 'METRIC' AND check_clause LIKE '%json_valid%'"))
-
-
-def _refuse_oversized_values(source, target, graph, tree, tables):
-    """A value longer than DST's max_allowed_packet makes MySQL drop the connection mid-batch, and every
-    --resume after it fail the same way: find it before the first batch."""
-    if target.dialect != "mysql":
-        return
-    packet = int(target.scalar("SELECT @@max_allowed_packet") or 0)
-    length = "length" if source.dialect == "sqlite" else "LENGTH"
-    text_columns = {t.name: [c.name for c in t.columns if c.type in ("TEXT", "JSON") or c.type.startswith("VARCHAR")]
-                    for t in EM_TABLES}
-    for table in tables:
-        columns = [c for c in text_columns.get(table, graph.columns[table]) if c in graph.columns[table]]
-        if not columns:
-            continue
-        row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(
-            "max(%s(t.%s))" % (length, source.quote(c)) for c in columns), source.quote(table),
-            tree.where(source, graph, table)))[0]
-        longest = max(int(v or 0) for v in row)
-        if packet and longest > packet - 1024:  # the statement around the value needs room too
-            raise DamagedInputError(
-                "a value in %s is %s bytes, more than %s's max_allowed_packet (%s bytes); nothing was copied" % (
-                    table, "{:,}".format(longest), target.address.display(), "{:,}".format(packet)),
-                hint="as an administrator: SET GLOBAL max_allowed_packet = %d (and in the server's config), then "
-                     "run again" % min(1 << 30, 1 << (longest + 4096).bit_length()))
-
-
-def _refuse_invalid_json(source, target, graph, tree, will_create=False):
-    """Stop before the first batch, not at it, when DST's JSON column would refuse a value of this subtree."""
-    if "METRIC" not in graph.tables or "per_label_val" not in graph.columns["METRIC"]:
-        return
-    if not _target_requires_json(target, will_create):
-        return
-    where = tree.referenced_where(source, graph, "METRIC")
-    if not where:
-        return
-    value = "t.%s" % source.quote("per_label_val")
-    invalid = "NOT JSON_VALID(%s)" % value if source.dialect == "mysql" else "NOT json_valid(%s)" % value
-    count = int(source.scalar("SELECT count(*) FROM %s t WHERE %s AND %s IS NOT NULL AND %s" % (
-        source.quote("METRIC"), where, value, invalid)) or 0)
-    if count:
-        raise DamagedInputError("%s metric values of this experiment are not valid JSON, and the JSON column of %s "
-                                "refuses them; nothing was copied" % ("{:,}".format(count), target.address.display()),
-                                hint="repair them first (emfix fix-json %s), or write into a LONGTEXT column "
-                                     "(emfix init DST --json-type text)" % source.address.display())
 
 
 def _offsets(source, target, graph, tree, tables):

@@ -23,6 +23,8 @@ MAX_BATCH = 100000
 PAGE_BYTES = 512 << 10  # a page of SQL text into MySQL, when --batch-size does not say
 ENGINE_BATCH = 20000  # rows per transaction of an in-engine copy (no row passes through Python)
 ENGINE_DST = "emfix_dst"
+ENGINE_GROUP = 100000  # rows of in-engine batches committed together (each commit of DST costs its fsyncs)
+GROUP_CACHE_KB = 16384  # DST's page cache while they are: a cache that spills syncs the journal each time
 
 
 def row_pages(db, graph, tree, table, batch_size, paging, last):
@@ -136,6 +138,56 @@ def pin_moment(readers):
     pin.execute("BEGIN")
     pin.scalar("SELECT count(*) FROM sqlite_master")  # the read that takes SRC's shared lock
     return pin
+
+
+class CommitGroup:
+    """In-engine batches share one transaction on SRC's connection until about `rows` rows are written: each
+    batch still writes its journal row with its rows, so a kill leaves DST at the last commit, journal and rows
+    alike, and --resume goes on from there. Fewer commits, fewer fsyncs of DST and its journal."""
+
+    def __init__(self, db, rows=ENGINE_GROUP, gate=None):
+        """`gate`: SRC's IntegrityCheck still running; nothing is committed before it passed (the group
+        just grows until then), and the last commit waits for it: a damaged SRC leaves DST as it was."""
+        self.db, self.rows, self.pending, self.open, self.gate = db, rows, 0, None, gate
+
+    def begin(self):
+        if self.open is None:
+            self.open = self.db.transaction()
+            self.open.__enter__()
+
+    def wrote(self, count):
+        self.pending += count
+        if self.pending >= self.rows and (self.gate is None or self.gate.finished):
+            self.commit()
+
+    def commit(self):
+        if self.gate is not None:
+            self.gate.wait()  # raises the damage: the caller rolls the group back
+            self.gate = None
+        if self.open is not None:
+            self.open, done = None, self.open
+            self.pending = 0
+            done.__exit__(None, None, None)
+
+    def rollback(self, error):
+        if self.open is not None:
+            self.open, failed = None, self.open
+            try:
+                failed.__exit__(type(error), error, error.__traceback__)
+            except BaseException:  # noqa: BLE001 - the rollback re-raises `error`: the caller raises it
+                pass
+
+
+def quick_commits(db, schema):
+    """An attached DST in rollback-journal mode keeps its journal file between commits (TRUNCATE) instead of
+    creating and deleting it, and the directory's fsync with it, each time; the mode of a WAL file is left
+    alone. Returns what to run to put the mode back (DELETE also removes the emptied journal file)."""
+    db.execute("PRAGMA %s.cache_size = -%d" % (schema, GROUP_CACHE_KB))  # a group's pages, not spilled in between
+    mode = str(db.scalar("PRAGMA %s.journal_mode" % schema)).lower()
+    if mode != "delete":
+        return None
+    db.scalar("PRAGMA %s.journal_mode = TRUNCATE" % schema)
+    return "PRAGMA %s.journal_mode = DELETE" % schema
 
 
 def engine_batches(db, graph, tree, table, batch_size, last, moves, check):

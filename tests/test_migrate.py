@@ -438,3 +438,89 @@ def test_migrate_all_killed_again_and_again_is_finished_by_resume(new_database, 
     kills = kill_until_done(["migrate", source.path, url_of(target), "--all", "--init", "--strategy", "aggressive",
                              "--batch-size", "10", "-q"], seed=11, delay=0.5, env={"EMFIX_MYSQL_PASSWORD": ""})
     assert kills >= 2 and content(target) == content(reference)
+
+
+def test_a_damaged_source_is_refused_before_anything_is_written(tmp_path):
+    """SRC's quick_check runs beside the walk now, not before it: still exit 4, and DST never made."""
+    source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
+    make_demo(source, shape=Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10), faults=False)
+    with open(source.path, "r+b") as handle:
+        handle.truncate(os.path.getsize(source.path) - 1024)
+    result = run_cli("migrate", source.path, target.path, "-e", "1", "--init", "--strategy", "aggressive")
+    assert result.returncode == 4 and "is damaged" in result.stderr, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(target.path)
+
+
+@pytest.mark.parametrize("stop", ["interrupted", "failed"])
+def test_grouped_in_engine_batches_stopped_midway_then_resumed_equal_one_run(tmp_path, monkeypatch, stop):
+    """Without --batch-size, in-engine batches share a commit up to ENGINE_GROUP rows. Stopped between two
+    batches (Ctrl-C: the group so far is committed; an error: it is rolled back), the journal and the rows
+    agree, and --resume finishes the copy exactly."""
+    from emfix import pages
+    from emfix.errors import ConnectError, OperationInterrupted
+    monkeypatch.setattr(pages, "ENGINE_BATCH", 23)
+    monkeypatch.setattr(pages, "ENGINE_GROUP", 100)
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, shape=Shape(experiments=2, trials=3, runs=4, epochs=5, batches=4), faults=False)
+    reference = sqlite_at(tmp_path, "reference.db")
+    migrate_experiment(source, reference, 1, init=True, strategy="aggressive")
+    target = sqlite_at(tmp_path, "t.db")
+    calls = []
+
+    def stopper():
+        calls.append(1)
+        if len(calls) == 12:
+            if stop == "failed":
+                raise ConnectError("lost the disk for a moment")
+            return True
+        return False
+
+    with pytest.raises(OperationInterrupted if stop == "interrupted" else ConnectError):
+        migrate_experiment(source, target, 1, init=True, strategy="aggressive", interrupted=stopper)
+    with open_database(target) as db:
+        journal = db.query("SELECT copied FROM %s" % db.quote(JOURNAL))[0][0]
+        copied = __import__("json").loads(journal)
+        counts = {t: int(db.scalar("SELECT count(*) FROM %s" % db.quote(t))) for t in copied}
+    assert copied == counts and 0 < sum(copied.values())
+    result = migrate_experiment(source, target, 1, strategy="aggressive", resume=True)
+    assert result.verified and content(target) == content(reference)
+    assert not os.path.exists(target.path + "-journal")
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_source_found_damaged_while_the_copy_ran_leaves_dst_as_it_was(tmp_path, monkeypatch, existing):
+    """In-engine, the copy runs beside SRC's quick_check but commits nothing before it passed: when it finds
+    damage, DST holds what it held before (a DST --init made is removed), and the answer is the damage."""
+    import threading
+
+    from emfix.backends.sqlite import SQLiteBackend
+    from emfix.errors import DamagedInputError
+    monkeypatch.setattr("emfix.pages.ENGINE_BATCH", 17)
+    monkeypatch.setattr("emfix.pages.ENGINE_GROUP", 40)
+    source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
+    make_demo(source, shape=Shape(experiments=2, trials=3, runs=4, epochs=5, batches=4), faults=False)
+    if existing:
+        migrate_experiment(source, target, 2, init=True, strategy="aggressive")
+        before = content(target)
+    copied = threading.Event()
+    real = SQLiteBackend.execute
+
+    def watching(self, sql, params=()):
+        if sql.startswith("INSERT INTO emfix_dst."):
+            copied.set()
+        return real(self, sql, params)
+
+    def slow_and_damaged(self):
+        assert copied.wait(30), "the copy never started while the check ran"
+        return "quick_check found 1 problem, first: page 7 is never used"
+
+    monkeypatch.setattr(SQLiteBackend, "execute", watching)
+    monkeypatch.setattr(SQLiteBackend, "quick_check", slow_and_damaged)
+    with pytest.raises(DamagedInputError, match="is damaged"):
+        migrate_experiment(source, target, 1, init=True, strategy="aggressive")
+    if existing:
+        assert content(target) == before
+        assert list(_journal_states(target).values()) == ["done"]
+    else:
+        assert not os.path.exists(target.path)

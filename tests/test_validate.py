@@ -76,6 +76,55 @@ def test_counts_equal_brute_force_on_both_backends(demo_address):
     assert not report.passed and report.status == "FAIL"
 
 
+def test_merge_anti_join_finds_what_probing_finds(tmp_path, monkeypatch):
+    """#28: relations indexed in one key order on both sides (BATCH_METRIC -> BATCH, EPOCH_METRIC -> EPOCH,
+    ...) are swept by merging the two indexes. On keys made awkward on purpose (NULL parts, REAL and text
+    values in INT columns, a key twice, missing and doomed parents) it reports exactly what the probing
+    sweep and the brute-force oracle report, examples included."""
+    from emfix import fkmerge, fksweep
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    con = sqlite3.connect(address.path)
+    con.executescript("""
+        INSERT INTO BATCH_METRIC VALUES (NULL, 0, 1, 1), (0, NULL, 1, 2), (0, 0, NULL, 3);
+        INSERT INTO BATCH_METRIC VALUES (0.0, 0, 1, 4), (1.0, 0, 1, 5), (0.5, 0, 1, 6), ('x', 0, 1, 7);
+        INSERT INTO BATCH_METRIC VALUES (999, 0, 1, 8), (999, 0, 1, 9), (-1, 99999, 1, 10);
+        INSERT INTO BATCH VALUES ('x', 0, 1, '2025-01-01'), (NULL, 0, 1, '2025-01-01');
+        INSERT INTO BATCH_METRIC VALUES (NULL, 0, 1, 11);
+        INSERT INTO EPOCH_METRIC VALUES (NULL, 1, 12), (5000, 1, 13), (0.0, 1, 14);
+        INSERT INTO BATCH VALUES (0, NULL, 1, 't'), (1, 0.5, 99999, 't'), (2, 77777, 1, 't'), ('x', 999, 2, 't'),
+                                 (NULL, 1, NULL, 't'), (1, 'x', 1, 't');
+    """)
+    con.close()
+    used = []
+    real = fkmerge.merge_order
+
+    def spy(*args):
+        found = real(*args)
+        used.append(found and (found[0] or "whole"))
+        return found
+
+    def report():
+        result = validate(address, limit=1000)
+        return {c.relation.describe(): (c.violations, c.cascade, c.null_keys,
+                                        sorted(json.dumps(v.to_dict(), sort_keys=True) for v in c.examples),
+                                        sorted(json.dumps(v.to_dict(), sort_keys=True) for v in c.cascade_examples))
+                for c in result.relations}, {t: vars(c) for t, c in result.tables.items()}
+
+    monkeypatch.setattr(fksweep, "merge_order", spy)
+    merged = report()
+    assert used.count("whole") >= 4 and "idx" in used  # BATCH -> EPOCH merged once per BATCH.idx value
+    monkeypatch.setattr(fksweep, "merge_order", lambda *args: None)
+    assert report() == merged
+    oracle = brute_force(address)
+    with open_database(address, readonly=True) as db:
+        relations = {r.describe(): r for r in discover_graph(db).relations}
+    for described, (violations, cascade, nulls, _examples, _cascade) in merged[0].items():
+        rel = relations[described]
+        expected = oracle[(rel.child, rel.child_columns, rel.parent)]
+        assert (violations, cascade, nulls) == (expected["d"], expected["c"], expected["n"]), described
+
+
 def test_known_demo_faults_are_named(demo_address):
     report = validate(demo_address)
     by_relation = {(c.relation.child, c.relation.parent): c for c in report.relations}
@@ -231,3 +280,29 @@ def test_object_with_non_number_values_is_a_structure_warning(address):
     assert deep.issue_count == validate(address).json.issue_count  # a warning, never a failure
     if address.kind == "sqlite":  # the per-value test is opt-in there (it doubles the scan)
         assert validate(address).json.structure_count == 1
+
+
+def test_unreferenced_rows_by_merge_equal_not_in(tmp_path, monkeypatch):
+    """#28: METRIC/ARTIFACT rows no link points at, found by a merge of sorted ids, equal NOT IN's answer
+    (links holding NULL, REAL, text and missing ids included)."""
+    from emfix import fksweep
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    con = sqlite3.connect(address.path)
+    con.executescript("""
+        INSERT INTO METRIC (type, total_val) VALUES ('loss', 1), ('loss', 2), ('loss', 3);
+        INSERT INTO BATCH_METRIC VALUES (0, 0, 1, NULL), (0, 0, 2, 'x'), (0, 0, 3, 99999999);
+        INSERT INTO EPOCH_METRIC VALUES (0, 1, (SELECT max(id) FROM METRIC) + 0.0);
+        INSERT INTO ARTIFACT (type, loc) VALUES ('file', '/a'), ('file', '/b');
+    """)
+    con.close()
+
+    def found():
+        with open_database(address, readonly=True) as db:
+            graph = discover_graph(db)
+            return [vars(fksweep.find_unreferenced(db, graph, 1000, t)) for t in fksweep.UNREFERENCED_TABLES]
+
+    merged = found()
+    assert merged[0]["count"] >= 2 and merged[1]["count"] >= 2  # two of the three new METRIC rows, both ARTIFACTs
+    monkeypatch.setattr(fksweep, "unreferenced_by_merge", lambda *args: None)
+    assert found() == merged

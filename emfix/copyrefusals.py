@@ -1,0 +1,90 @@
+"""What migrate refuses before its first batch, so that a copy never stops half-way at something it could
+have seen: tables DST lacks that are not the Experiment Manager's, values longer than a MySQL DST's
+max_allowed_packet, metric values a JSON column of DST would refuse.
+"""
+
+import re
+
+from .errors import DamagedInputError, SchemaError
+from .schema import EM_TABLES
+
+
+def foreign_ddl(source, target, graph, foreign, init):
+    """CREATE statements for tables of SRC's subtree that are not the Experiment Manager's and DST lacks:
+    taken from SRC when both are the same engine and --init asks for tables; otherwise a refusal that
+    names them before anything is copied (a copy that stops at them half-way helps nobody)."""
+    if not foreign:
+        return []
+    if init and source.dialect == target.dialect:
+        if source.dialect == "sqlite":
+            return [re.sub(r"^\s*CREATE\s+TABLE\s+", "CREATE TABLE IF NOT EXISTS ", source.scalar(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (t,)), count=1, flags=re.I)
+                for t in foreign]
+        return [source.query("SHOW CREATE TABLE %s" % source.quote(t))[0][1] for t in foreign]
+    described = "; ".join("%s (%d rows of this experiment; columns %s)" % (t, n, ", ".join(graph.columns[t]))
+                          for t, n in foreign.items())
+    raise SchemaError("%s lacks tables that are not the Experiment Manager's: %s; nothing was copied" % (
+        target.address.display(), described),
+        hint="create %s in DST first%s, or add --skip-tables %s to leave those rows out" % (
+            "it" if len(foreign) == 1 else "them",
+            "" if source.dialect == target.dialect else " (SRC and DST are different engines, so emfix does not "
+            "translate their DDL)", ",".join(foreign)))
+
+
+def target_requires_json(target, will_create=False):
+    """MySQL's JSON type, or MariaDB's CHECK (json_valid(...)) on METRIC.per_label_val (as --init makes it)."""
+    if target.dialect != "mysql":
+        return False
+    if will_create:
+        return True
+    kind = target.scalar("SELECT data_type FROM information_schema.columns WHERE table_schema = DATABASE() AND "
+                         "table_name = 'METRIC' AND column_name = 'per_label_val'")
+    if str(kind).lower() == "json":
+        return True
+    return bool(target.scalar("SELECT count(*) FROM information_schema.check_constraints WHERE constraint_schema = "
+                              "DATABASE() AND table_name = 'METRIC' AND check_clause LIKE '%json_valid%'"))
+
+
+def refuse_oversized_values(source, target, graph, tree, tables):
+    """A value longer than DST's max_allowed_packet makes MySQL drop the connection mid-batch, and every
+    --resume after it fail the same way: find it before the first batch."""
+    if target.dialect != "mysql":
+        return
+    packet = int(target.scalar("SELECT @@max_allowed_packet") or 0)
+    length = "length" if source.dialect == "sqlite" else "LENGTH"
+    text_columns = {t.name: [c.name for c in t.columns if c.type in ("TEXT", "JSON") or c.type.startswith("VARCHAR")]
+                    for t in EM_TABLES}
+    for table in tables:
+        columns = [c for c in text_columns.get(table, graph.columns[table]) if c in graph.columns[table]]
+        if not columns:
+            continue
+        row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(
+            "max(%s(t.%s))" % (length, source.quote(c)) for c in columns), source.quote(table),
+            tree.where(source, graph, table)))[0]
+        longest = max(int(v or 0) for v in row)
+        if packet and longest > packet - 1024:  # the statement around the value needs room too
+            raise DamagedInputError(
+                "a value in %s is %s bytes, more than %s's max_allowed_packet (%s bytes); nothing was copied" % (
+                    table, "{:,}".format(longest), target.address.display(), "{:,}".format(packet)),
+                hint="as an administrator: SET GLOBAL max_allowed_packet = %d (and in the server's config), then "
+                     "run again" % min(1 << 30, 1 << (longest + 4096).bit_length()))
+
+
+def refuse_invalid_json(source, target, graph, tree, will_create=False):
+    """Stop before the first batch, not at it, when DST's JSON column would refuse a value of this subtree."""
+    if "METRIC" not in graph.tables or "per_label_val" not in graph.columns["METRIC"]:
+        return
+    if not target_requires_json(target, will_create):
+        return
+    where = tree.referenced_where(source, graph, "METRIC")
+    if not where:
+        return
+    value = "t.%s" % source.quote("per_label_val")
+    invalid = "NOT JSON_VALID(%s)" % value if source.dialect == "mysql" else "NOT json_valid(%s)" % value
+    count = int(source.scalar("SELECT count(*) FROM %s t WHERE %s AND %s IS NOT NULL AND %s" % (
+        source.quote("METRIC"), where, value, invalid)) or 0)
+    if count:
+        raise DamagedInputError("%s metric values of this experiment are not valid JSON, and the JSON column of %s "
+                                "refuses them; nothing was copied" % ("{:,}".format(count), target.address.display()),
+                                hint="repair them first (emfix fix-json %s), or write into a LONGTEXT column "
+                                     "(emfix init DST --json-type text)" % source.address.display())
