@@ -11,14 +11,13 @@ its findings and errors are tested here without one.
 import json
 import os
 import shutil
-import socket
 import sqlite3
-import subprocess
 import threading
 import time
 
 import pytest
 from conftest import make_demo, mysql_server_url, run_cli
+from servers import Server, checksums, find_mariadbd
 
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
@@ -34,100 +33,20 @@ ENV = {"EMFIX_MYSQL_PASSWORD": ""}
 
 # -- the pair ---------------------------------------------------------------------------------------
 
-def _free_port(start=3310):
-    for port in range(start, 3400):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.skip("no free port in 3310..3399 for the test servers")
-
-
-class Server:
-    def __init__(self, folder, server_id):
-        self.folder, self.server_id = folder, server_id
-        self.port = None
-        self.proc = None
-
-    def start(self, mariadbd, install):
-        as_root = ["--user=root"] if os.geteuid() == 0 else []
-        done = subprocess.run([install, "--no-defaults", "--datadir=%s" % self.folder, "--tmpdir=%s" % self._tmpdir(),
-                               "--skip-test-db",
-                               "--auth-root-authentication-method=normal"] + as_root, capture_output=True, text=True)
-        if done.returncode:
-            pytest.fail("mariadb-install-db failed: %s" % done.stderr[-500:])
-        for _ in range(5):  # another process may take the port between the probe and the bind
-            self.port = _free_port(3310 + 10 * self.server_id)
-            self.proc = subprocess.Popen(
-                [mariadbd, "--no-defaults", "--datadir=%s" % self.folder, "--port=%d" % self.port,
-                 "--bind-address=127.0.0.1", "--socket=%s" % os.path.join(self.folder, "sock"),
-                 # Its own temporary folder: a mariadbd starting removes every #sql* file in its tmpdir,
-                 # which in /tmp would be the live temporary tables of the machine's other server.
-                 "--tmpdir=%s" % self._tmpdir(),
-                 "--server-id=%d" % self.server_id, "--log-bin=%s" % os.path.join(self.folder, "bin"),
-                 "--binlog-format=ROW", "--skip-name-resolve", "--innodb-buffer-pool-size=32M",
-                 "--log-error=%s" % os.path.join(self.folder, "error.log"),
-                 "--pid-file=%s" % os.path.join(self.folder, "pid")] + as_root,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if self._wait_ready():
-                return
-            self.stop()
-        pytest.fail("mariadbd did not start: see %s" % os.path.join(self.folder, "error.log"))
-
-    def _tmpdir(self):
-        path = self.folder.rstrip(os.sep) + "-tmp"  # beside the datadir: inside it would be a database
-        os.makedirs(path, exist_ok=True)
-        return path
-
-    def _wait_ready(self, seconds=30):
-        import mysql.connector
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                mysql.connector.connect(host="127.0.0.1", port=self.port, user="root", password="").close()
-                return True
-            except mysql.connector.Error:
-                time.sleep(0.2)
-        return False
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def address(self, database, user="root"):
-        return DatabaseAddress("mysql", host="127.0.0.1", port=self.port, user=user, password="", database=database)
-
-    def url(self, database, user="root"):
-        return "mysql://%s@127.0.0.1:%d/%s" % (user, self.port, database)
-
-    def sql(self, statement, database=None):
-        with open_database(self.address(database)) as db:
-            return db.query(statement) if statement.lstrip().upper().startswith(("SELECT", "SHOW", "CHECKSUM")) \
-                else db.execute(statement)
+def replication_options(server):
+    return lambda: ["--log-bin=%s" % os.path.join(server.folder, "bin"), "--binlog-format=ROW"]
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     mysql_server_url()  # skips unless EMFIX_TEST_MYSQL_URL says the MySQL tests should run
     pytest.importorskip("mysql.connector")
-    mariadbd = shutil.which("mariadbd") or ("/usr/sbin/mariadbd" if os.path.exists("/usr/sbin/mariadbd") else None)
-    install = shutil.which("mariadb-install-db")
-    if not mariadbd or not install:
-        pytest.skip("mariadbd / mariadb-install-db are not installed: no primary + replica pair to test with")
+    mariadbd, install = find_mariadbd()
     folder = tmp_path_factory.mktemp("pair")
     primary, replica = Server(str(folder / "primary"), 1), Server(str(folder / "replica"), 2)
     try:
-        primary.start(mariadbd, install)
-        replica.start(mariadbd, install)
+        primary.start(mariadbd, install, replication_options(primary))
+        replica.start(mariadbd, install, replication_options(replica))
         replica.sql("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='root', "
                     "MASTER_USE_GTID=slave_pos" % primary.port)
         replica.sql("START SLAVE")
@@ -152,13 +71,6 @@ def wait_for_replica(primary, replica, seconds=20):
 def replication_state(replica):
     with open_database(replica.address(None)) as db:
         return db.named_rows("SHOW SLAVE STATUS")[0]
-
-
-def checksums(server, database):
-    with open_database(server.address(database)) as db:
-        tables = db.tables()
-        return dict((name.split(".")[-1], value) for name, value in db.query(
-            "CHECKSUM TABLE %s" % ", ".join(db.quote(t) for t in tables)))
 
 
 def assert_identical(primary, replica, *databases):
