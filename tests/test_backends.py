@@ -1,7 +1,8 @@
 import pytest
 
 from emfix.backends import open_database
-from emfix.errors import ConnectError, DamagedInputError
+from emfix.errors import ConflictError, ConnectError, DamagedInputError
+from emfix.retry import RetryPolicy
 
 
 @pytest.fixture
@@ -57,6 +58,36 @@ def test_transaction_commits_on_success(db):
     with db.transaction():
         db.execute("INSERT INTO %s VALUES (?, ?)" % t, (1, "a"))
     assert db.scalar("SELECT count(*) FROM %s" % t) == 1
+
+
+def test_a_refused_commit_is_rolled_back_and_write_batch_runs_the_batch_again(db, monkeypatch):
+    """A Galera node refuses a COMMIT that fails certification (1213): the transaction stayed open on the
+    connection, so the retry's BEGIN failed ("Transaction already in progress": a crash, exit 70)."""
+    t = db.quote('odd "name`')
+    db.retry_policy = RetryPolicy(deadline=5, base=0.01, cap=0.05)
+    real_commit, commits = db._commit, []
+
+    def refused_once():
+        commits.append(1)
+        if len(commits) == 1:
+            raise ConflictError("certification failed at COMMIT", hint="h")  # the server kept nothing
+        real_commit()
+    monkeypatch.setattr(db, "_commit", refused_once)
+    tries = []
+
+    def batch():
+        tries.append(1)
+        db.execute("INSERT INTO %s VALUES (?, ?)" % t, (len(tries), "try %d" % len(tries)))
+        return len(tries)
+    assert db.write_batch(batch) == 2 and len(commits) == 2
+    assert db.query("SELECT %s FROM %s" % (db.quote("desc"), t)) == [("try 2",)]  # the refused try left nothing
+    with pytest.raises(ConflictError):  # a plain transaction whose COMMIT is refused leaves none open either
+        commits.clear()
+        with db.transaction():
+            db.execute("INSERT INTO %s VALUES (?, ?)" % t, (9, "x"))
+    with db.transaction():
+        db.execute("INSERT INTO %s VALUES (?, ?)" % t, (10, "y"))
+    assert db.scalar("SELECT count(*) FROM %s" % t) == 2
 
 
 def test_composite_foreign_keys_are_introspected(address):
