@@ -7,9 +7,12 @@ pointed at the primary, never at the replica's own URL.
 import re
 
 from .doctor import FAIL, OK, WARN, Finding
+from .undo import UNDO_BATCH
 
-# The largest transaction each repair writes by default: (command, rows per transaction).
-DEFAULT_BATCHES = (("transform-metrics", 10000), ("cleanup-orphans", 5000), ("migrate", 2000), ("fix-json", 500))
+# The largest transaction each repair writes by default: (command, rows per transaction). Undo's batches are
+# as many values (or rows) as it puts back at once: under wsrep_max_ws_rows 500 they need --batch-size too.
+DEFAULT_BATCHES = (("transform-metrics", 10000), ("cleanup-orphans", 5000), ("migrate", 2000),
+                   ("undo", UNDO_BATCH), ("fix-json", 500))
 WRITING = ("cleanup-orphans", "fix-json", "transform-metrics", "undo", "optimize", "init", "import",
            "schema upgrade", "snapshot restore")
 
@@ -94,7 +97,7 @@ def _write_set(galera, lengths):
         fits = rows
         if galera.max_ws_rows:
             fits = min(fits, galera.max_ws_rows)
-        if galera.max_ws_size and widest and command in ("transform-metrics", "fix-json"):
+        if galera.max_ws_size and widest and command in ("transform-metrics", "fix-json", "undo"):
             # each value travels in the write set with its row's old image: half the limit leaves room
             fits = min(fits, max(1, galera.max_ws_size // (2 * widest)))
         if fits < rows:

@@ -316,6 +316,7 @@ def test_server_errors_become_clear_errors_with_what_to_do():
                        (1105, "Maximum writeset size exceeded (wsrep_max_ws_size)")):
         error = translate_server_error(ADDRESS, errno, msg)
         assert isinstance(error, TransactionTooLargeError) and "--batch-size" in error.hint, msg
+        assert error.exit_code == 3, msg  # the database could not be written, whatever the batch size asked
     assert isinstance(translate_server_error(ADDRESS, 1180, 'Got error 149 "Lock deadlock" during COMMIT'),
                       ConflictError)
     assert translate_server_error(ADDRESS, 1146, "Table 'em.x' doesn't exist") is None
@@ -361,6 +362,8 @@ def test_doctor_on_a_galera_node_checks_state_write_set_limits_snapshot_lock_and
     found = {f.check: f for f in cluster_findings(ADDRESS, galera_role(max_ws_rows=4000), (0, 5000))}
     assert found["write_set"].level == "WARN" and "--batch-size 3600" in found["write_set"].fix
     assert "transform-metrics" in found["write_set"].message and "fix-json" not in found["write_set"].message
+    found = {f.check: f for f in cluster_findings(ADDRESS, galera_role(max_ws_rows=500), (0, 5000))}
+    assert "emfix undo ... --batch-size 450" in found["write_set"].fix  # value undo's 1,000 a batch is over
     found = {f.check: f for f in cluster_findings(ADDRESS, galera_role(ready=False, cluster_status="non-Primary"),
                                                   None)}
     assert found["galera"].level == "FAIL"
