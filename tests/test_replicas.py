@@ -4,8 +4,8 @@ The write commands run on the primary and the replica stays identical (CHECKSUM 
 replication running; every write command refuses the replica, as root (which read_only does not
 stop) and as a user read_only does stop, before any snapshot or quarantine. The pair runs only
 when EMFIX_TEST_MYSQL_URL is set (the signal that MySQL tests should run) and `mariadbd` is
-installed. A Galera cluster needs packages this machine does not have (galera-4, mariadb-backup):
-its findings and errors are tested here without one.
+installed. Galera's findings and errors are tested here without a cluster; tests/test_galera.py runs
+one (2 nodes).
 """
 
 import json
