@@ -85,14 +85,17 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
             for table in [t for t in graph.parent_first() if t in names]:
                 columns = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table)) if r[1] != q.ROWID]
                 _reinsert(db, qcon, graph, table, columns, result, batch_size or UNDO_BATCH)
-            with db.transaction():
-                for table, key_json in qcon.execute("SELECT table_name, key_json FROM %s ORDER BY ordinal DESC"
-                                                    % q.CREATED).fetchall():
+            created = qcon.execute("SELECT table_name, key_json FROM %s ORDER BY ordinal DESC" % q.CREATED).fetchall()
+
+            def remove_created():  # run again whole after a conflict: deleting by key twice deletes once
+                removed = 0
+                for table, key_json in created:
                     key = json.loads(key_json)
                     key.pop("time", None)
                     where = " AND ".join("%s = ?" % db.quote(c) for c in key)
-                    result.removed_created += db.execute("DELETE FROM %s WHERE %s" % (db.quote(table), where),
-                                                         tuple(key.values()))
+                    removed += db.execute("DELETE FROM %s WHERE %s" % (db.quote(table), where), tuple(key.values()))
+                return removed
+            result.removed_created += db.write_batch(remove_created)
         q.write_meta(qcon, status="undone" if not result.not_restored else "undone, some rows not put back")
         return result
     finally:
@@ -124,9 +127,9 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None):
         rows = cursor.fetchmany(batch_size or UNDO_BATCH)
         if not rows:
             break
-        with db.transaction():
-            written = db.executemany(insert, [tuple(r) + tuple(r) if double else tuple(r) for r in rows],
-                                     batch_size=len(rows))
+        # INSERT IGNORE / WHERE NOT EXISTS: a batch aborted by a conflict is rolled back and run again whole
+        written = db.write_batch(lambda rows=rows: db.executemany(
+            insert, [tuple(r) + tuple(r) if double else tuple(r) for r in rows], batch_size=len(rows)))
         kill_point("undone")
         written = max(0, written)
         restored += written

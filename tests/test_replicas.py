@@ -16,9 +16,10 @@ import threading
 import time
 
 import pytest
-from conftest import make_demo, mysql_server_url, run_cli
+from conftest import make_demo, mysql_server_url, run_cli, sqlite_rows
 from servers import Server, checksums, find_mariadbd
 
+import emfix.undo as undo_module
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
 from emfix.backends.replication import Channel, Galera, ReplicationRole, translate_server_error
@@ -344,6 +345,35 @@ def test_write_batch_runs_a_conflicted_batch_again_and_gives_up_at_the_deadline(
         with pytest.raises(ConflictError, match="gave up after"):
             db.write_batch(never)
         assert db.scalar("SELECT title FROM EXPERIMENT WHERE id = 1") == "changed"  # each try rolled back
+
+
+def test_row_undo_runs_a_batch_aborted_by_a_conflict_again(sqlite_address, tmp_path, monkeypatch):
+    """Undo of a cleanup put rows back in plain transactions: a batch aborted by a deadlock or a Galera
+    conflict ended the undo (exit 3) under a hint saying such batches are run again."""
+    make_demo(sqlite_address)
+    before = sqlite_rows(sqlite_address.path)
+    made = run_cli("cleanup-orphans", sqlite_address.path, "--yes", "--json", "--no-snapshot", "--quarantine-dir",
+                   str(tmp_path / "quarantine"))
+    assert made.returncode in (0, 1), made.stderr
+    real_open, aborted = undo_module.open_database, []
+
+    def open_with_one_conflict(*args, **kwargs):
+        db = real_open(*args, **kwargs)
+        db.retry_policy = RetryPolicy(deadline=5, base=0.01, cap=0.05)
+        real_executemany = db.executemany
+
+        def executemany(sql, rows, **options):
+            written = real_executemany(sql, rows, **options)
+            if sql.startswith("INSERT") and not aborted:
+                aborted.append(sql)  # written, then the server aborts the transaction
+                raise ConflictError("deadlock", hint="h")
+            return written
+        db.executemany = executemany
+        return db
+    monkeypatch.setattr(undo_module, "open_database", open_with_one_conflict)
+    result = undo_module.undo(json.loads(made.stdout)["quarantine"])
+    assert aborted and not result.not_restored
+    assert sqlite_rows(sqlite_address.path) == before
 
 
 def galera_role(**changes):
