@@ -7,7 +7,7 @@ and each node has its own data directory and tmpdir (tests/servers.py). emfix ru
 
 - transform-metrics and value undo commit in batches under a low wsrep_max_ws_rows, the data comes
   back bit for bit on both nodes, and a batch over the limit is a clear error (exit 3) that says to
-  lower --batch-size, also in migrate (with --resume);
+  lower --batch-size, also in migrate (with --resume); cleanup-orphans and row undo likewise;
 - a writer on node 2 updating METRIC while transform-metrics runs on node 1: the batches aborted by
   the writes applied from node 2 are run again, values the writer changed are left alone and
   reported, and no update of the writer is lost (nor by the undo after);
@@ -236,6 +236,22 @@ def test_value_undo_commits_in_batches_under_a_low_wsrep_max_ws_rows(cluster, tm
         assert undone.returncode == 0, undone.stderr
         assert json.loads(undone.stdout)["restored"] == {"METRIC": report["changed"]}
         assert identical(cluster, "em_rows") == original  # bit for bit, on both nodes
+
+
+def test_cleanup_and_row_undo_in_batches_under_a_low_wsrep_max_ws_rows(cluster, tmp_path):
+    url = new_demo(cluster, "em_cleanup")
+    original = identical(cluster, "em_cleanup")
+    with max_ws_rows(cluster, 50):
+        done = cli("cleanup-orphans", url, "--yes", "--batch-size", "10", "--json", "--snapshot-dir",
+                   str(tmp_path / "snaps"), "--quarantine-dir", str(tmp_path / "quarantine"))
+        assert done.returncode in (0, 1), done.stderr
+        report = json.loads(done.stdout)
+        assert sum(report["removed"].values()) > 50  # more rows than one write set takes
+        assert identical(cluster, "em_cleanup") != original
+        assert_batch_too_large(cli("undo", report["quarantine"], "--batch-size", "200"))
+        undone = cli("undo", report["quarantine"], "--batch-size", "20")
+        assert undone.returncode == 0, undone.stderr
+    assert identical(cluster, "em_cleanup") == original
 
 
 def test_migrate_into_a_node_says_lower_batch_size_and_resumes_with_a_smaller_one(cluster, tmp_path):
