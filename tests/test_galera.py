@@ -254,6 +254,33 @@ def test_cleanup_and_row_undo_in_batches_under_a_low_wsrep_max_ws_rows(cluster, 
     assert identical(cluster, "em_cleanup") == original
 
 
+def test_the_batch_size_doctor_suggests_under_a_low_wsrep_max_ws_size_fits(cluster, tmp_path):
+    url = new_demo(cluster, "em_size")
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"*": {"round": 2}}))
+    where = ["--no-snapshot", "--quarantine-dir", str(tmp_path / "quarantine")]
+    original = identical(cluster, "em_size")
+    for node in cluster:
+        node.sql("SET GLOBAL wsrep_max_ws_size = 4096")  # bytes: the smallest the server takes is 1024
+    try:
+        refused = cli("transform-metrics", url, "--rules", str(rules), "--yes", *where)
+        assert refused.returncode == 3 and "Maximum writeset size exceeded" in refused.stderr, refused.stderr
+        assert "run it again with a smaller --batch-size" in refused.stderr
+        doctor = json.loads(cli("doctor", url, "--json").stdout)
+        write_set = {f["check"]: f for f in doctor["findings"]}["write_set"]
+        assert write_set["level"] == "WARN" and "wsrep_max_ws_size 4,096 bytes" in write_set["message"]
+        fits = {o["command"]: o["batch_size"] for o in write_set["details"]["over"]}
+        done = cli("transform-metrics", url, "--rules", str(rules), "--yes", "--batch-size",
+                   str(fits["transform-metrics"]), "--json", *where)
+        assert done.returncode == 0, done.stderr
+        undone = cli("undo", json.loads(done.stdout)["quarantine"], "--batch-size", str(fits["undo"]))
+        assert undone.returncode == 0, undone.stderr
+    finally:
+        for node in cluster:
+            node.sql("SET GLOBAL wsrep_max_ws_size = 2147483647")
+    assert identical(cluster, "em_size") == original
+
+
 def test_migrate_into_a_node_says_lower_batch_size_and_resumes_with_a_smaller_one(cluster, tmp_path):
     source = DatabaseAddress("sqlite", path=str(tmp_path / "source.db"))
     make_demo(source, faults=False)

@@ -394,6 +394,12 @@ def test_doctor_on_a_galera_node_checks_state_write_set_limits_snapshot_lock_and
     assert "transform-metrics" in found["write_set"].message and "fix-json" not in found["write_set"].message
     found = {f.check: f for f in cluster_findings(ADDRESS, galera_role(max_ws_rows=500), (0, 5000))}
     assert "emfix undo ... --batch-size 450" in found["write_set"].fix  # value undo's 1,000 a batch is over
+    # wsrep_max_ws_size: a METRIC value rewritten by compare-and-swap cost 555 bytes a row in a write set (values
+    # of 53 bytes on average), a transaction 120, measured on a node; doctor said 22 rows fit in 4,096 bytes
+    found = {f.check: f for f in cluster_findings(ADDRESS, galera_role(max_ws_size=4096), (0, 79))}
+    fits = {o["command"]: o["batch_size"] for o in found["write_set"].details["over"]}
+    assert set(fits) == {"transform-metrics", "cleanup-orphans", "migrate", "undo", "fix-json"}
+    assert all(fits[c] * (555 + 5 * (79 - 53)) + 120 <= 4096 for c in ("transform-metrics", "undo", "fix-json")), fits
     found = {f.check: f for f in cluster_findings(ADDRESS, galera_role(ready=False, cluster_status="non-Primary"),
                                                   None)}
     assert found["galera"].level == "FAIL"
