@@ -1,7 +1,7 @@
 import pytest
 
 from emfix.backends import open_database
-from emfix.errors import ConflictError, ConnectError, DamagedInputError
+from emfix.errors import ConflictError, ConnectError, DamagedInputError, TransactionTooLargeError
 from emfix.retry import RetryPolicy
 
 
@@ -88,6 +88,37 @@ def test_a_refused_commit_is_rolled_back_and_write_batch_runs_the_batch_again(db
     with db.transaction():
         db.execute("INSERT INTO %s VALUES (?, ?)" % t, (10, "y"))
     assert db.scalar("SELECT count(*) FROM %s" % t) == 2
+
+
+def test_a_commit_the_server_refuses_through_the_c_extension_is_that_error_not_a_lost_connection(
+        mysql_address, monkeypatch):
+    """mysql-connector's C extension lets its own MySQLInterfaceError (errno, msg, sqlstate) out of commit():
+    a Galera node refusing a write set too large read as "lost the connection ... check that the server runs"
+    (Python 3.8's connector 9.0 on a 2-node cluster)."""
+    interface_error = type("MySQLInterfaceError", (Exception,), {"__module__": "_mysql_connector"})
+
+    def refused(errno, msg):
+        def commit():
+            exc = interface_error(msg)
+            exc.errno, exc.msg, exc.sqlstate = errno, msg, "HY000"
+            raise exc
+        return commit
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+        monkeypatch.setattr(db._conn, "commit", refused(1180, "Maximum writeset size exceeded"))
+        with pytest.raises(TransactionTooLargeError, match="refused to commit a batch: Maximum writeset size"):
+            with db.transaction():
+                db.execute("INSERT INTO t VALUES (1)")
+        monkeypatch.setattr(db._conn, "commit", refused(1213, "Deadlock found when trying to get lock"))
+        with pytest.raises(ConflictError):
+            with db.transaction():
+                db.execute("INSERT INTO t VALUES (2)")
+        monkeypatch.setattr(db._conn, "commit", refused(2013, "Lost connection to MySQL server during query"))
+        with pytest.raises(ConnectError, match="lost the connection"):
+            with db.transaction():
+                db.execute("INSERT INTO t VALUES (3)")
+        monkeypatch.undo()
+        assert db.scalar("SELECT count(*) FROM t") == 0  # each refused COMMIT was rolled back
 
 
 def test_composite_foreign_keys_are_introspected(address):

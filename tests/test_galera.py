@@ -7,7 +7,8 @@ and each node has its own data directory and tmpdir (tests/servers.py). emfix ru
 
 - transform-metrics and value undo commit in batches under a low wsrep_max_ws_rows, the data comes
   back bit for bit on both nodes, and a batch over the limit is a clear error (exit 3) that says to
-  lower --batch-size, also in migrate (with --resume); cleanup-orphans and row undo likewise;
+  lower --batch-size, also in migrate (with --resume); cleanup-orphans and row undo likewise; under
+  a low wsrep_max_ws_size the batch size doctor suggests fits;
 - a writer on node 2 updating METRIC while transform-metrics runs on node 1: the batches aborted by
   the writes applied from node 2 are run again, values the writer changed are left alone and
   reported, and no update of the writer is lost (nor by the undo after);
