@@ -7,9 +7,12 @@ pointed at the primary, never at the replica's own URL.
 import re
 
 from .doctor import FAIL, OK, WARN, Finding
+from .undo import UNDO_BATCH
 
-# The largest transaction each repair writes by default: (command, rows per transaction).
-DEFAULT_BATCHES = (("transform-metrics", 10000), ("cleanup-orphans", 5000), ("migrate", 2000), ("fix-json", 500))
+# The largest transaction each repair writes by default: (command, rows per transaction). Undo's batches are
+# as many values (or rows) as it puts back at once: under wsrep_max_ws_rows 500 they need --batch-size too.
+DEFAULT_BATCHES = (("transform-metrics", 10000), ("cleanup-orphans", 5000), ("migrate", 2000),
+                   ("undo", UNDO_BATCH), ("fix-json", 500))
 WRITING = ("cleanup-orphans", "fix-json", "transform-metrics", "undo", "optimize", "init", "import",
            "schema upgrade", "snapshot restore")
 
@@ -86,6 +89,16 @@ def _galera(galera, lengths):
     return found
 
 
+# What a row costs in a write set, measured on a Galera node (MariaDB 10.11, binlog_row_image FULL,
+# binlog_annotate_row_events ON): a value rewritten by compare-and-swap travels five times (the row's image
+# before and after, and the statement's text, annotated, with the new value and the expected one twice)
+# beside about 300 bytes of the row's other columns, event headers and key; a row deleted or copied once
+# or twice. A transaction adds about 120 bytes. Each figure here leaves room beyond what was measured.
+ROW_OVERHEAD = 500
+TRANSACTION_OVERHEAD = 512
+VALUE_COPIES = {"transform-metrics": 5, "fix-json": 5, "undo": 5, "migrate": 2, "cleanup-orphans": 1}
+
+
 def _write_set(galera, lengths):
     """wsrep_max_ws_rows / wsrep_max_ws_size against the largest batch each repair writes by default."""
     widest = lengths[1] if lengths else 0
@@ -94,9 +107,9 @@ def _write_set(galera, lengths):
         fits = rows
         if galera.max_ws_rows:
             fits = min(fits, galera.max_ws_rows)
-        if galera.max_ws_size and widest and command in ("transform-metrics", "fix-json"):
-            # each value travels in the write set with its row's old image: half the limit leaves room
-            fits = min(fits, max(1, galera.max_ws_size // (2 * widest)))
+        if galera.max_ws_size:
+            per_row = VALUE_COPIES[command] * widest + ROW_OVERHEAD
+            fits = min(fits, max(1, (galera.max_ws_size - TRANSACTION_OVERHEAD) // per_row))
         if fits < rows:
             over.append((command, rows, max(1, fits * 9 // 10)))
     limits = "wsrep_max_ws_rows %s, wsrep_max_ws_size %s bytes" % (

@@ -72,11 +72,6 @@ class ReplicaError(UsageError):
     """A writing command pointed at a replica: a change there breaks replication; refused without --force."""
 
 
-class TransactionTooLargeError(UsageError):
-    """The server refused to commit a batch this large (a Galera node's wsrep_max_ws_rows / wsrep_max_ws_size):
-    a smaller --batch-size fits."""
-
-
 class AddressError(UsageError):
     """A database address (path or URL) that cannot be understood."""
 
@@ -106,6 +101,12 @@ class DatabaseLockedError(ConnectError):
 class ConflictError(DatabaseLockedError):
     """The server aborted a transaction for a conflict with another session (deadlock, lock wait timeout,
     a Galera certification failure): a batch is rolled back and run again until --lock-timeout."""
+
+
+class TransactionTooLargeError(ConnectError):
+    """The server refused to commit a batch this large (a Galera node's wsrep_max_ws_rows / wsrep_max_ws_size):
+    a smaller --batch-size fits. The database could not be written (exit 3), like a read-only server: the
+    default batch meets it as surely as a chosen one, so it is no usage error."""
 
 
 class ReadOnlyServerError(ConnectError):

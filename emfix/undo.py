@@ -129,23 +129,30 @@ def _put_rows_back(db, qcon, result, batch_size, finished=True):
 
 def _remove_created(db, qcon, graph, result):
     """The parents --recreate-parents created, removed only while they hold what it wrote (one the
-    application changed since is named and left)."""
+    application changed since is named and left). One transaction, run again whole after a conflict."""
     op = "IS" if db.dialect == "sqlite" else "<=>"
-    with db.transaction():
-        for table, key_json in qcon.execute("SELECT table_name, key_json FROM %s ORDER BY ordinal DESC"
-                                            % q.CREATED).fetchall():
-            row = json.loads(key_json)
+    created = [(table, json.loads(key_json)) for table, key_json in qcon.execute(
+        "SELECT table_name, key_json FROM %s ORDER BY ordinal DESC" % q.CREATED).fetchall()]
+
+    def remove():
+        removed, changed = 0, []
+        for table, row in created:
             same = " AND ".join("%s %s ?" % (db.quote(c), op) for c in row)
             gone = db.execute("DELETE FROM %s WHERE %s" % (db.quote(table), same), tuple(row.values()))
-            result.removed_created += gone
+            removed += gone
             if gone:
                 continue
             key = [c for c in (graph.primary_keys.get(table) or ()) if c in row] or [c for c in row if c != "time"]
             where = " AND ".join("%s = ?" % db.quote(c) for c in key)
             if db.query("SELECT 1 FROM %s WHERE %s" % (db.quote(table), where), tuple(row[c] for c in key)):
-                result.not_restored[table] = result.not_restored.get(table, 0) + 1
-                if len(result.conflicts) < 20:
-                    result.conflicts.append({"table": table, "created": row, "now": "changed since the repair"})
+                changed.append((table, row))
+        return removed, changed
+    removed, changed = db.write_batch(remove)
+    result.removed_created += removed
+    for table, row in changed:
+        result.not_restored[table] = result.not_restored.get(table, 0) + 1
+        if len(result.conflicts) < 20:
+            result.conflicts.append({"table": table, "created": row, "now": "changed since the repair"})
 
 
 UNDO_BATCH = 1000
@@ -174,9 +181,9 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
         rows = cursor.fetchmany(batch_size or UNDO_BATCH)
         if not rows:
             break
-        with db.transaction():
-            written = db.executemany(insert, [tuple(r) + tuple(r) if double else tuple(r) for r in rows],
-                                     batch_size=len(rows))
+        # INSERT IGNORE / WHERE NOT EXISTS: a batch aborted by a conflict is rolled back and run again whole
+        written = db.write_batch(lambda rows=rows: db.executemany(
+            insert, [tuple(r) + tuple(r) if double else tuple(r) for r in rows], batch_size=len(rows)))
         kill_point("undone")
         written = max(0, written)
         restored += written

@@ -1,7 +1,8 @@
 import pytest
 
 from emfix.backends import open_database
-from emfix.errors import ConnectError, DamagedInputError
+from emfix.errors import ConflictError, ConnectError, DamagedInputError, TransactionTooLargeError
+from emfix.retry import RetryPolicy
 
 
 @pytest.fixture
@@ -57,6 +58,67 @@ def test_transaction_commits_on_success(db):
     with db.transaction():
         db.execute("INSERT INTO %s VALUES (?, ?)" % t, (1, "a"))
     assert db.scalar("SELECT count(*) FROM %s" % t) == 1
+
+
+def test_a_refused_commit_is_rolled_back_and_write_batch_runs_the_batch_again(db, monkeypatch):
+    """A Galera node refuses a COMMIT that fails certification (1213): the transaction stayed open on the
+    connection, so the retry's BEGIN failed ("Transaction already in progress": a crash, exit 70)."""
+    t = db.quote('odd "name`')
+    db.retry_policy = RetryPolicy(deadline=5, base=0.01, cap=0.05)
+    real_commit, commits = db._commit, []
+
+    def refused_once():
+        commits.append(1)
+        if len(commits) == 1:
+            raise ConflictError("certification failed at COMMIT", hint="h")  # the server kept nothing
+        real_commit()
+    monkeypatch.setattr(db, "_commit", refused_once)
+    tries = []
+
+    def batch():
+        tries.append(1)
+        db.execute("INSERT INTO %s VALUES (?, ?)" % t, (len(tries), "try %d" % len(tries)))
+        return len(tries)
+    assert db.write_batch(batch) == 2 and len(commits) == 2
+    assert db.query("SELECT %s FROM %s" % (db.quote("desc"), t)) == [("try 2",)]  # the refused try left nothing
+    with pytest.raises(ConflictError):  # a plain transaction whose COMMIT is refused leaves none open either
+        commits.clear()
+        with db.transaction():
+            db.execute("INSERT INTO %s VALUES (?, ?)" % t, (9, "x"))
+    with db.transaction():
+        db.execute("INSERT INTO %s VALUES (?, ?)" % t, (10, "y"))
+    assert db.scalar("SELECT count(*) FROM %s" % t) == 2
+
+
+def test_a_commit_the_server_refuses_through_the_c_extension_is_that_error_not_a_lost_connection(
+        mysql_address, monkeypatch):
+    """mysql-connector's C extension lets its own MySQLInterfaceError (errno, msg, sqlstate) out of commit():
+    a Galera node refusing a write set too large read as "lost the connection ... check that the server runs"
+    (Python 3.8's connector 9.0 on a 2-node cluster)."""
+    interface_error = type("MySQLInterfaceError", (Exception,), {"__module__": "_mysql_connector"})
+
+    def refused(errno, msg):
+        def commit():
+            exc = interface_error(msg)
+            exc.errno, exc.msg, exc.sqlstate = errno, msg, "HY000"
+            raise exc
+        return commit
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+        monkeypatch.setattr(db._conn, "commit", refused(1180, "Maximum writeset size exceeded"))
+        with pytest.raises(TransactionTooLargeError, match="refused to commit a batch: Maximum writeset size"):
+            with db.transaction():
+                db.execute("INSERT INTO t VALUES (1)")
+        monkeypatch.setattr(db._conn, "commit", refused(1213, "Deadlock found when trying to get lock"))
+        with pytest.raises(ConflictError):
+            with db.transaction():
+                db.execute("INSERT INTO t VALUES (2)")
+        monkeypatch.setattr(db._conn, "commit", refused(2013, "Lost connection to MySQL server during query"))
+        with pytest.raises(ConnectError, match="lost the connection"):
+            with db.transaction():
+                db.execute("INSERT INTO t VALUES (3)")
+        monkeypatch.undo()
+        assert db.scalar("SELECT count(*) FROM t") == 0  # each refused COMMIT was rolled back
 
 
 def test_composite_foreign_keys_are_introspected(address):

@@ -4,22 +4,22 @@ The write commands run on the primary and the replica stays identical (CHECKSUM 
 replication running; every write command refuses the replica, as root (which read_only does not
 stop) and as a user read_only does stop, before any snapshot or quarantine. The pair runs only
 when EMFIX_TEST_MYSQL_URL is set (the signal that MySQL tests should run) and `mariadbd` is
-installed. A Galera cluster needs packages this machine does not have (galera-4, mariadb-backup):
-its findings and errors are tested here without one.
+installed. Galera's findings and errors are tested here without a cluster; tests/test_galera.py runs
+one (2 nodes).
 """
 
 import json
 import os
 import shutil
-import socket
 import sqlite3
-import subprocess
 import threading
 import time
 
 import pytest
-from conftest import make_demo, mysql_server_url, run_cli
+from conftest import make_demo, mysql_server_url, run_cli, sqlite_rows
+from servers import Server, checksums, find_mariadbd
 
+import emfix.undo as undo_module
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
 from emfix.backends.replication import Channel, Galera, ReplicationRole, translate_server_error
@@ -34,100 +34,20 @@ ENV = {"EMFIX_MYSQL_PASSWORD": ""}
 
 # -- the pair ---------------------------------------------------------------------------------------
 
-def _free_port(start=3310):
-    for port in range(start, 3400):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.skip("no free port in 3310..3399 for the test servers")
-
-
-class Server:
-    def __init__(self, folder, server_id):
-        self.folder, self.server_id = folder, server_id
-        self.port = None
-        self.proc = None
-
-    def start(self, mariadbd, install):
-        as_root = ["--user=root"] if os.geteuid() == 0 else []
-        done = subprocess.run([install, "--no-defaults", "--datadir=%s" % self.folder, "--tmpdir=%s" % self._tmpdir(),
-                               "--skip-test-db",
-                               "--auth-root-authentication-method=normal"] + as_root, capture_output=True, text=True)
-        if done.returncode:
-            pytest.fail("mariadb-install-db failed: %s" % done.stderr[-500:])
-        for _ in range(5):  # another process may take the port between the probe and the bind
-            self.port = _free_port(3310 + 10 * self.server_id)
-            self.proc = subprocess.Popen(
-                [mariadbd, "--no-defaults", "--datadir=%s" % self.folder, "--port=%d" % self.port,
-                 "--bind-address=127.0.0.1", "--socket=%s" % os.path.join(self.folder, "sock"),
-                 # Its own temporary folder: a mariadbd starting removes every #sql* file in its tmpdir,
-                 # which in /tmp would be the live temporary tables of the machine's other server.
-                 "--tmpdir=%s" % self._tmpdir(),
-                 "--server-id=%d" % self.server_id, "--log-bin=%s" % os.path.join(self.folder, "bin"),
-                 "--binlog-format=ROW", "--skip-name-resolve", "--innodb-buffer-pool-size=32M",
-                 "--log-error=%s" % os.path.join(self.folder, "error.log"),
-                 "--pid-file=%s" % os.path.join(self.folder, "pid")] + as_root,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if self._wait_ready():
-                return
-            self.stop()
-        pytest.fail("mariadbd did not start: see %s" % os.path.join(self.folder, "error.log"))
-
-    def _tmpdir(self):
-        path = self.folder.rstrip(os.sep) + "-tmp"  # beside the datadir: inside it would be a database
-        os.makedirs(path, exist_ok=True)
-        return path
-
-    def _wait_ready(self, seconds=30):
-        import mysql.connector
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                mysql.connector.connect(host="127.0.0.1", port=self.port, user="root", password="").close()
-                return True
-            except mysql.connector.Error:
-                time.sleep(0.2)
-        return False
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def address(self, database, user="root"):
-        return DatabaseAddress("mysql", host="127.0.0.1", port=self.port, user=user, password="", database=database)
-
-    def url(self, database, user="root"):
-        return "mysql://%s@127.0.0.1:%d/%s" % (user, self.port, database)
-
-    def sql(self, statement, database=None):
-        with open_database(self.address(database)) as db:
-            return db.query(statement) if statement.lstrip().upper().startswith(("SELECT", "SHOW", "CHECKSUM")) \
-                else db.execute(statement)
+def replication_options(server):
+    return lambda: ["--log-bin=%s" % os.path.join(server.folder, "bin"), "--binlog-format=ROW"]
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     mysql_server_url()  # skips unless EMFIX_TEST_MYSQL_URL says the MySQL tests should run
     pytest.importorskip("mysql.connector")
-    mariadbd = shutil.which("mariadbd") or ("/usr/sbin/mariadbd" if os.path.exists("/usr/sbin/mariadbd") else None)
-    install = shutil.which("mariadb-install-db")
-    if not mariadbd or not install:
-        pytest.skip("mariadbd / mariadb-install-db are not installed: no primary + replica pair to test with")
+    mariadbd, install = find_mariadbd()
     folder = tmp_path_factory.mktemp("pair")
     primary, replica = Server(str(folder / "primary"), 1), Server(str(folder / "replica"), 2)
     try:
-        primary.start(mariadbd, install)
-        replica.start(mariadbd, install)
+        primary.start(mariadbd, install, replication_options(primary))
+        replica.start(mariadbd, install, replication_options(replica))
         replica.sql("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='root', "
                     "MASTER_USE_GTID=slave_pos" % primary.port)
         replica.sql("START SLAVE")
@@ -152,13 +72,6 @@ def wait_for_replica(primary, replica, seconds=20):
 def replication_state(replica):
     with open_database(replica.address(None)) as db:
         return db.named_rows("SHOW SLAVE STATUS")[0]
-
-
-def checksums(server, database):
-    with open_database(server.address(database)) as db:
-        tables = db.tables()
-        return dict((name.split(".")[-1], value) for name, value in db.query(
-            "CHECKSUM TABLE %s" % ", ".join(db.quote(t) for t in tables)))
 
 
 def assert_identical(primary, replica, *databases):
@@ -404,6 +317,7 @@ def test_server_errors_become_clear_errors_with_what_to_do():
                        (1105, "Maximum writeset size exceeded (wsrep_max_ws_size)")):
         error = translate_server_error(ADDRESS, errno, msg)
         assert isinstance(error, TransactionTooLargeError) and "--batch-size" in error.hint, msg
+        assert error.exit_code == 3, msg  # the database could not be written, whatever the batch size asked
     assert isinstance(translate_server_error(ADDRESS, 1180, 'Got error 149 "Lock deadlock" during COMMIT'),
                       ConflictError)
     assert translate_server_error(ADDRESS, 1146, "Table 'em.x' doesn't exist") is None
@@ -433,6 +347,35 @@ def test_write_batch_runs_a_conflicted_batch_again_and_gives_up_at_the_deadline(
         assert db.scalar("SELECT title FROM EXPERIMENT WHERE id = 1") == "changed"  # each try rolled back
 
 
+def test_row_undo_runs_a_batch_aborted_by_a_conflict_again(sqlite_address, tmp_path, monkeypatch):
+    """Undo of a cleanup put rows back in plain transactions: a batch aborted by a deadlock or a Galera
+    conflict ended the undo (exit 3) under a hint saying such batches are run again."""
+    make_demo(sqlite_address)
+    before = sqlite_rows(sqlite_address.path)
+    made = run_cli("cleanup-orphans", sqlite_address.path, "--yes", "--json", "--no-snapshot", "--quarantine-dir",
+                   str(tmp_path / "quarantine"))
+    assert made.returncode in (0, 1), made.stderr
+    real_open, aborted = undo_module.open_database, []
+
+    def open_with_one_conflict(*args, **kwargs):
+        db = real_open(*args, **kwargs)
+        db.retry_policy = RetryPolicy(deadline=5, base=0.01, cap=0.05)
+        real_executemany = db.executemany
+
+        def executemany(sql, rows, **options):
+            written = real_executemany(sql, rows, **options)
+            if sql.startswith("INSERT") and not aborted:
+                aborted.append(sql)  # written, then the server aborts the transaction
+                raise ConflictError("deadlock", hint="h")
+            return written
+        db.executemany = executemany
+        return db
+    monkeypatch.setattr(undo_module, "open_database", open_with_one_conflict)
+    result = undo_module.undo(json.loads(made.stdout)["quarantine"])
+    assert aborted and not result.not_restored
+    assert sqlite_rows(sqlite_address.path) == before
+
+
 def galera_role(**changes):
     galera = dict(state="Synced", cluster_size=3, cluster_status="Primary", ready=True, max_ws_rows=0,
                   max_ws_size=2147483647, sync_wait=0)
@@ -449,6 +392,14 @@ def test_doctor_on_a_galera_node_checks_state_write_set_limits_snapshot_lock_and
     found = {f.check: f for f in cluster_findings(ADDRESS, galera_role(max_ws_rows=4000), (0, 5000))}
     assert found["write_set"].level == "WARN" and "--batch-size 3600" in found["write_set"].fix
     assert "transform-metrics" in found["write_set"].message and "fix-json" not in found["write_set"].message
+    found = {f.check: f for f in cluster_findings(ADDRESS, galera_role(max_ws_rows=500), (0, 5000))}
+    assert "emfix undo ... --batch-size 450" in found["write_set"].fix  # value undo's 1,000 a batch is over
+    # wsrep_max_ws_size: a METRIC value rewritten by compare-and-swap cost 555 bytes a row in a write set (values
+    # of 53 bytes on average), a transaction 120, measured on a node; doctor said 22 rows fit in 4,096 bytes
+    found = {f.check: f for f in cluster_findings(ADDRESS, galera_role(max_ws_size=4096), (0, 79))}
+    fits = {o["command"]: o["batch_size"] for o in found["write_set"].details["over"]}
+    assert set(fits) == {"transform-metrics", "cleanup-orphans", "migrate", "undo", "fix-json"}
+    assert all(fits[c] * (555 + 5 * (79 - 53)) + 120 <= 4096 for c in ("transform-metrics", "undo", "fix-json")), fits
     found = {f.check: f for f in cluster_findings(ADDRESS, galera_role(ready=False, cluster_status="non-Primary"),
                                                   None)}
     assert found["galera"].level == "FAIL"

@@ -123,7 +123,14 @@ class Backend:
             self._rollback()
             raise
         self._in_transaction = False
-        self._commit()
+        try:
+            self._commit()
+        except BaseException:
+            # A COMMIT refused (a Galera certification conflict, SQLite still busy) leaves the connection in
+            # its transaction: rolled back here, or the next BEGIN fails ("Transaction already in progress")
+            # and write_batch could never run the batch again. After a lost connection this does nothing.
+            self._rollback()
+            raise
 
     def write_batch(self, func, what="batch"):
         """func() inside one write transaction, committed; its result. A transaction the server aborted

@@ -264,6 +264,14 @@ class MySQLBackend(ReplicationMixin, Backend):
         except Exception as exc:
             if not self._driver_failure(exc):
                 raise
+            errno = getattr(exc, "errno", None)
+            if isinstance(errno, int) and 0 < errno < 2000:
+                # The server refused the COMMIT (a Galera write set too large, a certification conflict), told by
+                # the C extension's own error class: the same error as from the pure-Python driver, not a lost
+                # connection (which said "check that the server runs" to a batch over wsrep_max_ws_size)
+                error = self._driver.errors.get_mysql_exception(
+                    errno=errno, msg=getattr(exc, "msg", None) or str(exc), sqlstate=getattr(exc, "sqlstate", None))
+                raise self._translate(error) from None
             raise ConnectError("lost the connection to MySQL %s during COMMIT: %s" % (self.address.display(), exc),
                                hint="check that the server runs; the batch may or may not be committed") from None
 
