@@ -46,3 +46,24 @@ def column_shifts(graph, table, columns, offsets):
     """[(column index, shift)] for the columns of `table` that hold a moved id."""
     shifts = [(i, offsets.get(id_owner(graph, table, c), 0)) for i, c in enumerate(columns)]
     return [(i, shift) for i, shift in shifts if shift]
+
+
+def reserve_ids(db, table, top):
+    """Make `db` hand out ids above `top` from now on, so an application inserting while an import or copy
+    writes its rows cannot take one of theirs: SQLite's AUTOINCREMENT sequence, MySQL's AUTO_INCREMENT.
+    (A SQLite table without AUTOINCREMENT takes max(rowid) + 1, which the copy's own rows move past.)"""
+    if top is None:
+        return
+    if db.dialect == "sqlite":
+        sql = db.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) or ""
+        if "AUTOINCREMENT" not in sql.upper():
+            return
+        with db.transaction():
+            if not db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = ? AND seq < ?", (top, table, top)):
+                if db.scalar("SELECT count(*) FROM sqlite_sequence WHERE name = ?", (table,)) == 0:
+                    db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, top))
+        return
+    current = db.scalar("SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
+                        "TABLE_NAME = ?", (table,))
+    if current is not None and int(current) <= int(top):
+        db.execute("ALTER TABLE %s AUTO_INCREMENT = %d" % (db.quote(table), int(top) + 1))

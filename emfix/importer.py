@@ -27,8 +27,9 @@ from .errors import (
 )
 from .guarded import check_integrity
 from .hierarchy import ROOT
-from .idshift import column_shifts, id_offset
+from .idshift import column_shifts, id_offset, reserve_ids
 from .journal import damaged, decode_fields, is_table_numbers
+from .killpoints import kill_point
 from .progress import NoProgress
 from .schema import EM_TABLE_NAMES, discover_graph
 from .values import EXPORT_FORMAT, decode_value
@@ -167,6 +168,7 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
             pinned[ROOT] = into_experiment - header["header"]["experiment_id"]
             key += ":into:%d" % into_experiment
         journal = _start_journal(db, key, path, trailer, resume, force, pinned)
+        kill_point("journaled")
         offsets, done_line, counts = journal["offsets"], journal["line"], journal["counts"]
         if journal.get("done"):
             new_id = header["header"]["experiment_id"] + offsets.get(ROOT, 0)
@@ -248,6 +250,9 @@ def _start_journal(db, key, path, trailer, resume, force, pinned=None):
     for table, low in trailer.get("min_ids", {}).items():
         offsets[table] = id_offset(db, table, low, trailer.get("max_ids", {}).get(table))
     offsets.update(pinned or {})
+    for table, high in trailer.get("max_ids", {}).items():  # an application inserting meanwhile gets ids above
+        if table in offsets and high is not None:
+            reserve_ids(db, table, int(high) + offsets[table])
     with db.transaction():
         db.execute("DELETE FROM %s WHERE run_key = ?" % q(JOURNAL), (key,))
         db.execute("INSERT INTO %s VALUES (?, 'running', ?, 0, '{}')" % q(JOURNAL), (key, json.dumps(offsets)))

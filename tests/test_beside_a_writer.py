@@ -534,3 +534,37 @@ def test_undo_leaves_a_created_parent_the_application_changed(sqlite_address, tm
     con = sqlite3.connect(sqlite_address.path)
     assert con.execute("SELECT count(*) FROM RESULTS WHERE time = 'APP WROTE THIS'").fetchone()[0] == changed
     con.close()
+
+
+def test_an_import_beside_an_application_inserting_rows_finishes_and_loses_none_of_them(address, tmp_path):
+    """The ids an import moves its rows to are reserved first: the application's own inserts go above them
+    (they collided: a UNIQUE/duplicate-key traceback, and --resume failed the same way)."""
+    make_demo(address)
+    exported = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", url_of(address), "-e", "1", "-o", exported).returncode == 0
+    with open_database(address) as db:
+        ids = [r[0] for r in db.query("SELECT id FROM METRIC ORDER BY id LIMIT 20")]
+    writer = Writer(address, tmp_path, "METRIC", "per_label_val", ids, inserts=True, seed=11)
+    try:
+        done = run_cli("import", url_of(address), exported, "--force", "--json")
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        assert lost_writes(address, writer) == []
+    finally:
+        writer.stop()
+    assert lost_writes(address, writer) == []
+
+
+def test_rows_the_application_inserts_while_an_import_is_interrupted_keep_their_ids(address, tmp_path):
+    make_demo(address)
+    exported = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", url_of(address), "-e", "1", "-o", exported).returncode == 0
+    killed = run_cli("import", url_of(address), exported, "--force", env={"EMFIX_TEST_KILL_AT": "journaled:1"})
+    assert killed.returncode == -9, killed.stderr
+    with open_database(address) as db, db.transaction():  # the application goes on meanwhile
+        for n in range(5):
+            db.execute("INSERT INTO METRIC (type, total_val, per_label_val) VALUES ('app', 0.5, ?)", ('{"n": %d}' % n,))
+        mine = db.query("SELECT id, per_label_val FROM METRIC WHERE type = 'app'")
+    done = run_cli("import", url_of(address), exported, "--resume")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    with open_database(address) as db:
+        assert db.query("SELECT id, per_label_val FROM METRIC WHERE type = 'app'") == mine
