@@ -50,6 +50,7 @@ from .mysqlrestore import META_TABLE, check_restorable, load_sqlite_snapshot, pa
 from .pool import ConnectionPool
 from .progress import NoProgress, format_mb, utc_now
 from .schema import discover_graph
+from .sqliterestore import restore_by_content
 from .sqlsnapshot import SnapshotReader, load_sql_snapshot, open_reader, write_sql_snapshot
 from .values import portable
 
@@ -658,11 +659,20 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
     path, _ = _paths(directory, snapshot_id)
     if not address.is_sqlite:  # before anything is emptied: will the tables as they are take its rows?
         check_restorable(address, path, snapshot_id, retry_policy)
-    safety_id = _safety_snapshot(address, directory, snapshot_id, retry_policy) if safety_snapshot else None
+    def take_safety():
+        return _safety_snapshot(address, directory, snapshot_id, retry_policy) if safety_snapshot else None
+    done = False
+    if address.is_sqlite and os.path.exists(address.path) and not sqlite_check(address.path):
+        progress.update("restoring %s" % snapshot_id, force=True)
+        safety_id, done = restore_by_content(address.path, path, take_safety,
+                                             retry_policy.deadline if retry_policy else 30.0)
+    if not done:
+        safety_id = take_safety()
     progress.update("restoring %s" % snapshot_id, force=True)
     partial = lambda error: partly_restored(error, address, safety_id, directory)  # noqa: E731
     if address.is_sqlite:
-        method = _restore_sqlite(address, path, retry_policy)
+        method = ("by content under one write lock (the safety snapshot taken inside it)" if done else
+                  _restore_sqlite(address, path, retry_policy))
         counts = count_rows(address.path)
     elif path.endswith(".sql"):
         counts, _ = load_sql_snapshot(address, path, retry_policy=retry_policy, progress=progress, partial=partial)

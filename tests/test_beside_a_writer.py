@@ -568,3 +568,28 @@ def test_rows_the_application_inserts_while_an_import_is_interrupted_keep_their_
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     with open_database(address) as db:
         assert db.query("SELECT id, per_label_val FROM METRIC WHERE type = 'app'") == mine
+
+
+def test_a_sqlite_restore_beside_a_writer_loses_none_of_its_writes(sqlite_address, tmp_path):
+    """Each write lands in the safety snapshot (before) or in the restored database (after): the safety
+    snapshot and the restore happen under one write lock."""
+    make_demo(sqlite_address)
+    snaps = str(tmp_path / "snaps")
+    made = run_cli("snapshot", "create", sqlite_address.path, "--snapshot-dir", snaps, "--json")
+    snapshot_id = json.loads(made.stdout)["id"]
+    with open_database(sqlite_address) as db:
+        ids = [r[0] for r in db.query("SELECT id FROM METRIC ORDER BY id LIMIT 20")]
+    writer = Writer(sqlite_address, tmp_path, "METRIC", "per_label_val", ids, inserts=True, seed=5)
+    try:
+        restored = run_cli("snapshot", "restore", sqlite_address.path, "--snapshot-dir", snaps, "--snapshot-id",
+                           snapshot_id, "--yes", "--json")
+        assert restored.returncode == 0, restored.stderr
+        safety = json.loads(restored.stdout)["safety_snapshot_id"]
+    finally:
+        writer.stop()
+    from emfix.address import DatabaseAddress
+    kept = DatabaseAddress("sqlite", path=os.path.join(snaps, safety + ".db"))
+    now, before = values_of(sqlite_address, "METRIC", "per_label_val"), values_of(kept, "METRIC", "per_label_val")
+    written = [(k, v) for k, v in writer.last_values().items() if v is not None]
+    assert written
+    assert [(k, v) for k, v in written if now.get(k) != v and before.get(k) != v] == []
