@@ -239,5 +239,7 @@ def test_the_matrix(backend, damaged, row, tmp_path, templates, request):
     data = json.loads(runs["json"].stdout)
     named = _numbers(runs["text"].stdout + runs["text"].stderr)
     for figure in row.figures(data):
+        if figure == 0:
+            continue  # none may be said in words ("nothing to repair", "PASS: no ...")
         assert figure in named, "%s: --json says %s, the text does not: %s" % (row.command, figure,
                                                                               runs["text"].stdout[:2000])
