@@ -1,13 +1,21 @@
 PYTHON ?= python3
 PYZ ?= dist/emfix.pyz
 
-.PHONY: test lint pytest demo bench pyz dist docs clean
+.PHONY: test test-other-python lint pytest demo bench pyz dist docs clean
 
-# The one test command (README): installs the test tools, lints, checks the 3.8 floor, runs pytest.
+# The one test command (README): installs the test tools, lints, checks the 3.8 floor, runs pytest
+# on parallel workers (the tests wait on subprocesses and servers more than on the 2 cores).
+WORKERS ?= 3
 test:
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-test.txt
 	$(MAKE) lint
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n $(WORKERS)
+
+# Another Python (CI: the 3.8 floor and the newest): every test but the whole-system scenarios, which
+# the default Python runs (conftest.py SCENARIO_MODULES).
+test-other-python:
+	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-test.txt
+	$(PYTHON) -m pytest -q -n $(WORKERS) -m "not scenario"
 
 lint:
 	$(PYTHON) -m ruff check emfix tests bench

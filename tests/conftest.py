@@ -143,6 +143,18 @@ def hold_write_lock(path, seconds):
     return proc
 
 
+# Whole-system scenarios (every command in every output, a concurrent writer, kills, server pairs and
+# clusters, a browser): run on the default Python in CI; the other Pythons run the rest (`-m "not scenario"`).
+SCENARIO_MODULES = {"test_matrix", "test_beside_a_writer", "test_replicas", "test_galera", "test_html_reports",
+                    "test_repair"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__ in SCENARIO_MODULES:
+            item.add_marker(pytest.mark.scenario)
+
+
 @pytest.fixture(autouse=True)
 def private_history(tmp_path, monkeypatch):
     """Commands record what they found (emfix.history): in a test, into its own file, never ~/.local."""
