@@ -83,3 +83,17 @@ def test_readme_layout_names_every_module_and_only_those():
     present = {os.path.relpath(path, ROOT).replace(os.sep, "/") for _dotted, path in modules()}
     present |= {"emfix/backends/", "emfix/commands/"}
     assert listed == present, (sorted(present - listed), sorted(listed - present))
+
+
+def test_the_commands_wiring_is_visible_to_tools():
+    """Each command imports the library modules it uses by ordinary import statements (inside the function
+    that needs one, so a command starts quickly), never by a string: drawings, linters and this file see
+    every command above what it uses."""
+    for dotted, path in modules():
+        if not dotted.startswith("emfix.commands.") or dotted in ("emfix.commands.common",):
+            continue
+        text = open(path).read()
+        assert "importlib" not in text and "lazy_module" not in text, dotted
+        library = [t for t, _names in imports_of(dotted, path) if not t.startswith("emfix.commands")
+                   and t not in ("emfix", "emfix.errors")]
+        assert library, "%s imports no library module: where does its work happen?" % dotted

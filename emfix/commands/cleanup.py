@@ -5,8 +5,6 @@ from ..errors import EXIT_OK, EXIT_PROBLEMS
 from . import common
 from .common import n
 
-cleanup = common.lazy_module("emfix.cleanup")
-
 
 def register(sub):
     p = common.command(sub, "cleanup-orphans", "remove orphaned rows and every row orphaned through them, in short "
@@ -27,6 +25,7 @@ def register(sub):
 
 
 def run(args, out):
+    from .. import cleanup
     address = common.resolve_address(args)
     if not args.dry_run:
         common.refuse_replica(args, address)

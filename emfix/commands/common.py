@@ -3,8 +3,6 @@ the library and the terminal (addresses, output, progress, questions, Ctrl-C).""
 
 import argparse
 import dataclasses
-import importlib
-import importlib.util
 import json
 import math
 import os
@@ -12,27 +10,7 @@ import signal
 import sys
 
 from ..address import PASSWORD_ENV, mysql_address_from_flags, parse_address
-from ..backends import open_database
 from ..errors import UsageError
-from ..retry import RetryPolicy
-from ..writegate import check_before_writing
-
-
-def lazy_module(name):
-    """An emfix module loaded on first use, so a command starts without importing every other one
-    (all of them cost about 0.15 s). Where the import system cannot defer (a .pyz on Python < 3.10),
-    it is imported at once."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if not hasattr(spec.loader, "exec_module"):
-        return importlib.import_module(name)
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 # -- the grammar shared by every command ----------------------------------------------------------
 
@@ -233,16 +211,19 @@ def address_of(text, args):
 
 
 def retry_policy(args):
+    from ..retry import RetryPolicy
     return RetryPolicy(deadline=max(0.0, getattr(args, "lock_timeout", 30.0)))
 
 
 def refuse_replica(args, address):
     """The write gate (emfix.writegate), before a command that writes takes a snapshot or opens a quarantine:
     a MySQL replica is refused unless --force, a server that refuses this user's writes always."""
+    from ..writegate import check_before_writing
     check_before_writing(address, getattr(args, "force", False), retry_policy(args))
 
 
 def open_from_args(args, readonly=False, create=False):
+    from ..backends import open_database
     return open_database(resolve_address(args), readonly=readonly, create=create, retry_policy=retry_policy(args))
 
 

@@ -6,8 +6,6 @@ import os
 from ..errors import EXIT_OK, ConnectError, UsageError
 from . import common
 
-demo = common.lazy_module("emfix.demo")
-
 
 def register(sub):
     p = common.command(sub, "demo", "write a sample database with realistic damage to try emfix on",
@@ -30,6 +28,7 @@ def scale(text):
 
 
 def run(args, out):
+    from .. import demo
     shape = demo.Shape.full(args.scale, args.generation) if args.scale else demo.Shape(generation=args.generation)
     directory = args.directory
     if os.path.exists(directory) and not os.path.isdir(directory):

@@ -6,8 +6,6 @@ from ..address import hide_secrets
 from ..errors import EXIT_OK, EXIT_PROBLEMS
 from . import common
 
-doctor = common.lazy_module("emfix.doctor")
-
 SUMMARY = ("what is wrong around a database and what to run: connection, locks, journal, engines, disk, memory, "
            "large metrics, unindexed keys, replication and Galera, last results (exit 0 OK/WARN, 1 FAIL)")
 
@@ -21,6 +19,7 @@ def register(sub):
 
 
 def run(args, out):
+    from .. import doctor
     address = common.resolve_address(args)
     report = doctor.doctor(address, retry_policy=common.retry_policy(args), snapshot_dir=args.snapshot_dir,
                     command_target=address.target())

@@ -6,8 +6,6 @@ from ..errors import EXIT_OK
 from . import common
 from .common import n
 
-export = common.lazy_module("emfix.export")
-
 
 def register(sub):
     p = common.command(sub, "export", "write one experiment's complete subtree to a file, streamed",
@@ -31,6 +29,7 @@ def register(sub):
 
 
 def run(args, out):
+    from .. import export
     address = common.resolve_address(args)
     fmt = args.format or ("json" if args.output.lower().endswith(".json") else "jsonl")
     result = export.export_experiment(address, args.experiment, args.output, fmt=fmt,

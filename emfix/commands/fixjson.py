@@ -5,8 +5,6 @@ from ..errors import EXIT_OK, EXIT_PROBLEMS
 from . import common
 from .common import n
 
-jsonfix = common.lazy_module("emfix.jsonfix")
-
 
 def register(sub):
     p = common.command(sub, "fix-json", "repair malformed metric JSON exactly (never guessing), keeping every "
@@ -22,6 +20,7 @@ def register(sub):
 
 
 def run(args, out):
+    from .. import jsonfix
     address = common.resolve_address(args)
     if not args.dry_run:
         common.refuse_replica(args, address)

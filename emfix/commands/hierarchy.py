@@ -4,8 +4,6 @@ from ..errors import EXIT_OK, EXIT_PROBLEMS
 from . import common
 from .common import n
 
-hierarchy = common.lazy_module("emfix.hierarchy")
-
 
 def register(sub):
     p = common.command(sub, "check-hierarchy", "walk each experiment's tree (trials, runs, epochs, batches, "
@@ -20,6 +18,7 @@ def register(sub):
 
 
 def run(args, out):
+    from .. import hierarchy
     reports = hierarchy.check_experiments(common.resolve_address(args), args.experiment, args.limit,
                                           retry_policy=common.retry_policy(args))
     if out.json:

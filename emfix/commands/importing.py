@@ -4,8 +4,6 @@ from ..errors import EXIT_OK, UsageError
 from . import common
 from .common import n
 
-importer = common.lazy_module("emfix.importer")
-
 
 def register(sub):
     p = common.command(sub, "import", "read an export file (jsonl) into a database, with new ids that never collide",
@@ -23,6 +21,7 @@ def register(sub):
 
 
 def run(args, out):
+    from .. import importer
     if not (args.db or args.database or args.mysql):
         raise UsageError("import needs the database and the file", hint="emfix import DB FILE")
     address = common.resolve_address(args)

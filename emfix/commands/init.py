@@ -3,8 +3,6 @@
 from ..errors import EXIT_OK
 from . import common
 
-schema = common.lazy_module("emfix.schema")
-
 
 def register(sub):
     p = common.command(sub, "init", "create the Experiment Manager schema (missing tables only)",
@@ -19,6 +17,7 @@ def register(sub):
 
 
 def run(args, out):
+    from .. import schema
     common.refuse_replica(args, common.resolve_address(args))
     with common.open_from_args(args, create=True) as db:
         created = schema.create_schema(db, generation=args.generation, json_type=args.json_type)

@@ -4,17 +4,9 @@ import os
 import tempfile
 
 from .. import history
-from ..backends import open_database
 from ..errors import EXIT_OK, AlreadyDoneError, DamagedInputError, DanglingLinksError, EmfixError, UsageError
 from . import common
 from .common import n
-
-copyjournal = common.lazy_module("emfix.copyjournal")
-export = common.lazy_module("emfix.export")
-importer = common.lazy_module("emfix.importer")
-migrate = common.lazy_module("emfix.migrate")
-snapshot = common.lazy_module("emfix.snapshot")
-transform = common.lazy_module("emfix.transform")
 
 STRATEGIES = {
     "conservative": "snapshot DST first; validate the source subtree and stop on any break (or on metric JSON "
@@ -67,6 +59,8 @@ def register(sub):
 
 
 def run(args, out):
+    from .. import migrate
+    from ..backends import open_database
     if args.source is None and (args.database or args.mysql):
         return _copy_within(args, out)
     if args.source is None or args.target is None:
@@ -115,6 +109,7 @@ def _to_resume(source, target, ids, args):
     """Several experiments (--all, -e repeated), as DST's journal holds them: with --resume, those
     begun are finished (or verified again) and the others copied; without it, nothing is copied
     while one of them was begun, and the message says what to run."""
+    from .. import copyjournal
     states = copyjournal.journal_states(source, target, ids, retry_policy=common.retry_policy(args))
     if args.resume:
         if not states:
@@ -151,6 +146,7 @@ def _copy_within(args, out):
     """The old tool's `migrate-experiment -d DB -s ID [-t ID]`: a copy of an experiment inside its own
     database (new ids), or its trials added to experiment -t. Export to a private temporary file, then
     import: both stream, both check, and the import is resumable like any other."""
+    from .. import copyjournal, export, importer, snapshot, transform
     address = common.resolve_address(args)
     if not args.experiment or len(args.experiment) != 1:
         raise UsageError("which experiment? give -s ID (one)", hint="e.g. emfix migrate-experiment -d DB -s 12")
@@ -222,6 +218,7 @@ def _copy_within(args, out):
 
 def _migrated_names(address, experiment_id, policy):
     """("Migrated_<title>", "Migrated from experiment N: <desc>"): the old tool's names for a copy."""
+    from ..backends import open_database
     with open_database(address, readonly=address.is_sqlite, retry_policy=policy) as db:
         row = db.query("SELECT %s, %s FROM %s WHERE %s = ?" % (db.quote("title"), db.quote("desc"),
                                                               db.quote("EXPERIMENT"), db.quote("id")),

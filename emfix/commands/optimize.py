@@ -3,8 +3,6 @@
 from ..errors import EXIT_OK
 from . import common
 
-optimize = common.lazy_module("emfix.optimize")
-
 
 def register(sub):
     p = common.command(sub, "optimize", "index foreign-key columns that have no index, ANALYZE, optionally VACUUM / "
@@ -20,6 +18,7 @@ def register(sub):
 
 
 def run(args, out):
+    from .. import optimize
     address = common.resolve_address(args)
     if not args.dry_run:
         common.refuse_replica(args, address)

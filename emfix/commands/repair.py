@@ -9,8 +9,6 @@ from ..fileutil import check_output_path, durable_output
 from . import common
 from .common import n
 
-repairing = common.lazy_module("emfix.repair")
-
 
 def register(sub):
     p = common.command(sub, "repair", "the cookbook's whole workflow in one command: remove orphans (or recreate "
@@ -32,6 +30,7 @@ def register(sub):
 
 
 def run(args, out):
+    from .. import repair as repairing
     address = common.resolve_address(args)
     target = None
     if args.output:  # a wrong -o is said before the work, not after it

@@ -8,12 +8,6 @@ import sys
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from . import common
 
-catalog = common.lazy_module("emfix.catalog")
-report_html = common.lazy_module("emfix.report_html")
-schema = common.lazy_module("emfix.schema")
-schemadiff = common.lazy_module("emfix.schemadiff")
-upgrade = common.lazy_module("emfix.upgrade")
-
 ACTIONS = ("graph", "show", "diff", "upgrade")
 
 
@@ -70,6 +64,7 @@ def register(sub):
 
 
 def run_graph(args, out):
+    from .. import schema
     with common.open_from_args(args, readonly=True) as db:
         graph = schema.users_graph(schema.discover_graph(db))
     if out.json:
@@ -91,6 +86,7 @@ def graph_lines(graph):
 
 
 def run_show(args, out):
+    from .. import catalog
     with common.open_from_args(args, readonly=True) as db:
         declared = catalog.read_catalog(db, counts=not args.no_counts)
     if out.json:
@@ -126,6 +122,7 @@ def show_lines(declared):
 
 
 def run_diff(args, out):
+    from .. import catalog, report_html, schemadiff
     a, b = catalog.catalog_of(args.a, args.password_file), catalog.catalog_of(args.b, args.password_file)
     diff = schemadiff.diff_catalogs(a, b)
     count = schemadiff.tables_to_count(diff, b)
@@ -171,6 +168,7 @@ def diff_lines(diff):
 
 def run_upgrade(args, out):
     """One plan: the one shown (and confirmed, unless --yes) is the one executed."""
+    from .. import upgrade
     address = common.resolve_address(args)
     if not args.dry_run:
         common.refuse_replica(args, address)

@@ -9,16 +9,8 @@ import os
 import sys
 
 from ..address import mysql_address_from_flags, parse_address
-from ..backends import open_database
 from ..errors import EXIT_OK, UsageError
 from . import common
-
-catalog = common.lazy_module("emfix.catalog")
-oldformat = common.lazy_module("emfix.oldformat")
-schemadiff = common.lazy_module("emfix.schemadiff")
-schemacheck = common.lazy_module("emfix.schemacheck")
-migrationplan = common.lazy_module("emfix.migrationplan")
-report_html = common.lazy_module("emfix.report_html")
 
 OLD = "the old schema tool's `%s`"
 REPORT_FORMATS = ("json", "html", "text", "ddl")
@@ -96,6 +88,8 @@ def _report_options(parser, default_dir, default_formats):
 # -- extract-schema --------------------------------------------------------------------------------------
 
 def run_extract(args, out):
+    from .. import catalog, oldformat
+    from ..backends import open_database
     address = common.resolve_address(args)
     if address.is_sqlite:
         name = os.path.splitext(os.path.basename(address.path))[0]
@@ -145,6 +139,7 @@ def _live_address(args, side):
 
 
 def run_compare(args, out):
+    from .. import catalog
     for path in (args.source, args.target):
         if not os.path.exists(path):
             raise UsageError("schema file not found: %s" % path)
@@ -153,6 +148,8 @@ def run_compare(args, out):
 
 
 def run_compare_live(args, out):
+    from .. import catalog, oldformat
+    from ..backends import open_database
     catalogs = []
     for side in ("source", "target"):
         address = _live_address(args, side)
@@ -167,6 +164,7 @@ def run_compare_live(args, out):
 
 def _write_reports(args, out, source, target, extra):
     # What makes the source like the target: the target is the reference; the source's row counts rate drops.
+    from .. import oldformat, report_html, schemadiff
     diff = schemadiff.diff_catalogs(target, source)
     formats = args.formats or list(args.default_formats)
     if args.open_html and "html" not in formats:
@@ -227,6 +225,7 @@ def summary_lines(diff, old):
 # -- analyze-schema ----------------------------------------------------------------------------------------
 
 def run_analyze(args, out):
+    from .. import catalog, schemacheck
     if not os.path.exists(args.schema_file):
         raise UsageError("schema file not found: %s" % args.schema_file)
     analysis = schemacheck.analyze_catalog(catalog.catalog_of(args.schema_file))
@@ -253,6 +252,7 @@ def run_analyze(args, out):
 # -- generate-migration-plan ----------------------------------------------------------------------------------
 
 def run_plan(args, out):
+    from .. import catalog, migrationplan, oldformat, schemadiff
     if not os.path.exists(args.diff_file):
         raise UsageError("diff file not found: %s" % args.diff_file)
     data = catalog.load_json_file(args.diff_file, "a diff file from compare-schemas --format json")

@@ -7,8 +7,6 @@ from ..errors import EXIT_DAMAGED, EXIT_OK, Cancelled, UsageError
 from . import common
 from .common import n
 
-snapshot = common.lazy_module("emfix.snapshot")
-
 ACTIONS = {
     "create": ("write a consistent, checksummed snapshot (SQLite: online backup; MySQL: exact SQL text read in one "
                "moment over --connections)",
@@ -77,6 +75,7 @@ def _add_options(parser, action):
 
 def _where(args):
     """(snapshot folder, database address or None: a folder alone lists and verifies what is in it)."""
+    from .. import snapshot
     if args.snapshot_dir and not (args.db or args.database):
         return args.snapshot_dir, None
     address = common.resolve_address(args)
@@ -100,6 +99,7 @@ def run(args, out):
 
 
 def _create(args, out, directory, address):
+    from .. import snapshot
     if args.file_format and address.is_sqlite and args.file_format != "sqlite":
         raise UsageError("--format sql is for MySQL databases; a SQLite database is snapshot as a SQLite file",
                          hint="drop --format")
@@ -120,6 +120,7 @@ def _create(args, out, directory, address):
 
 
 def _list(_args, out, directory, address):
+    from .. import snapshot
     found = snapshot.list_snapshots(directory, address)
     if out.json:
         common.emit_json({"directory": directory, "snapshots": [s.to_dict() for s in found]})
@@ -129,6 +130,7 @@ def _list(_args, out, directory, address):
 
 
 def _verify(args, out, directory, address):
+    from .. import snapshot
     if not args.all and not args.snapshot_id:
         raise UsageError("verify needs a snapshot id or --all", hint="see `emfix snapshot list`")
     ids = [s.id for s in snapshot.list_snapshots(directory, address)] if args.all else [
@@ -144,6 +146,7 @@ def _verify(args, out, directory, address):
 
 
 def _restore(args, out, directory, address):
+    from .. import snapshot
     common.refuse_replica(args, address)  # before the safety snapshot, and before any question
     chosen = snapshot.resolve_snapshot_id(directory, args.snapshot_id or "latest-valid", address)
     if not args.yes:  # it replaces the database's content: asked first, as the old tool and every repair do
@@ -169,6 +172,7 @@ def _restore(args, out, directory, address):
 
 
 def _prune(args, out, directory, address):
+    from .. import snapshot
     older = snapshot.parse_age(args.older_than) if args.older_than else None
     result = snapshot.prune_snapshots(directory, keep=args.keep, older_than=older, dry_run=args.dry_run,
                                       address=address)

@@ -8,9 +8,6 @@ from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
 from . import common
 from .common import n
 
-transform = common.lazy_module("emfix.transform")
-
-
 TEMPLATE_FILE = "transformation_rules_template.json"
 
 
@@ -52,6 +49,7 @@ def _experiment_ids(args):
 
 
 def run_template(args, out):
+    from .. import transform
     path = args.output if hasattr(args, "output") else args.template
     text = transform.write_template(path, force=args.force)  # an edited rules file is kept without --force
     if text is not None:
@@ -62,6 +60,7 @@ def run_template(args, out):
 
 
 def run(args, out):
+    from .. import transform
     if args.template:
         return run_template(args, out)
     if args.rules and args.transformation_file:

@@ -7,8 +7,6 @@ from ..errors import EXIT_OK, EXIT_PROBLEMS, Cancelled
 from . import common
 from .common import n
 
-undo = common.lazy_module("emfix.undo")
-
 
 def register(sub):
     p = common.command(sub, "undo", "put back what a repair changed: rows repair or cleanup removed, values "
@@ -28,6 +26,7 @@ def register(sub):
 
 
 def run(args, out):
+    from .. import undo
     address = common.resolve_address(args) if (args.database or args.mysql) else None
     target = address or quarantine.database_of(args.quarantine)
     if target is not None:

@@ -11,9 +11,6 @@ from ..fileutil import check_output_path, durable_output, starts_with
 from . import common
 from .common import n
 
-validate = common.lazy_module("emfix.validate")
-report_html = common.lazy_module("emfix.report_html")
-
 EXAMPLES_SHOWN = 3  # the text's lists, unless --limit says otherwise
 JSON_ISSUES_SHOWN = 6
 KEPT_LIMIT = 100  # examples kept per relation for --json and -o, unless --limit says otherwise
@@ -57,6 +54,7 @@ def _html_wanted(args):
 
 
 def run(args, out):
+    from .. import report_html, validate
     address = common.resolve_address(args)
     if args.format == "json":
         out.json = True
@@ -152,6 +150,7 @@ class ReportWriter:
         handle.write(REPORT_HEAD)
 
     def violation(self, table, violation):
+        from .. import validate
         self.strings.add(table, _dumps(validate.old_violation_text(violation)))
         self.records.add(table, _dumps(violation.to_dict()))
 
