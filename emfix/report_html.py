@@ -48,6 +48,15 @@ def count(name, value):
 PAGE_HEAD = '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="emfix">'
 
 
+def is_page(path):
+    """An earlier page emfix wrote (it may be replaced without --force)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(PAGE_HEAD)) == PAGE_HEAD.encode()
+    except OSError:
+        return False
+
+
 def page(title, body):
     return (PAGE_HEAD + '<meta name="viewport" content="width=device-width,initial-scale=1">'
             "<title>%s</title><style>%s</style></head><body>\n%s\n</body></html>\n" % (esc(title), STYLE, body))
@@ -159,8 +168,9 @@ def hierarchy_svg(report):
     return "\n".join(parts) + legend
 
 
-def validation_html(report, target, steps=()):
-    """`report`: ValidationReport.to_dict(); `steps`: the commands that repair what it found."""
+def validation_html(report, target, steps=(), before=""):
+    """`report`: ValidationReport.to_dict(); `steps`: the commands that repair what it found; `before`: an
+    HTML section shown first (a repair's before -> after)."""
     summary = report.get("summary", {})
     status = summary.get("overall_status", "FAIL")
     damaged = [(t, c) for t, c in report.get("tables", {}).items()
@@ -168,7 +178,8 @@ def validation_html(report, target, steps=()):
     body = ['<h1>emfix validate <span class="status %s" data-count="overall_status">%s</span></h1>' % (
         esc(status), esc(status)),
         '<p class="meta">%s &middot; generated %s &middot; emfix %s</p>' % (
-            esc(target), esc(report.get("generated_at")), esc(report.get("emfix_version")))]
+            esc(target), esc(report.get("generated_at")), esc(report.get("emfix_version")))] + (
+        [before] if before else [])
     body.append('<div class="cards">%s%s%s%s%s</div>' % (
         card("total_foreign_key_violations", summary.get("total_foreign_key_violations", 0),
              "foreign-key violations (rows whose parent is missing)"),
@@ -301,3 +312,31 @@ def open_in_browser(path):
         return bool(webbrowser.open("file://" + os.path.abspath(path)))
     except webbrowser.Error:
         return False
+
+
+def _figures_text(figures):
+    if figures is None:
+        return "(not checked: a dry run)"
+    parts = [("%s missing parent" % figures.get("violations", 0)) if figures.get("violations") else "",
+             ("%s orphaned" % figures.get("orphaned_through_parent", 0)) if figures.get("orphaned_through_parent")
+             else "", ("%s JSON issues" % figures.get("json_issues", 0)) if figures.get("json_issues") else ""]
+    return ", ".join(p for p in parts if p) or "clean"
+
+
+def repair_section(result):
+    """A repair's before -> after per table, what is left and why, and the one command that undoes it all
+    (`result`: RepairResult.to_dict())."""
+    verdict = "CLEAN" if result.get("clean") else "PLAN" if result.get("dry_run") else "LEFT"
+    rows = "".join("<tr><td><code>%s</code></td><td>%s</td><td>%s</td></tr>" % (
+        esc(r["table"]), esc(_figures_text(r["before"])), esc(_figures_text(r["after"])))
+        for r in result.get("per_table", []))
+    left = "".join("<li>%s</li>" % esc(line) for line in result.get("remaining") or [])
+    undo = result.get("undo")
+    return ('<h2>Repair <span class="status %s" data-count="repair_status">%s</span></h2>'
+            '<div class="cards">%s%s</div>'
+            '<table><tr><th>table</th><th>before</th><th>after</th></tr>%s</table>%s%s' % (
+                "PASS" if verdict == "CLEAN" else "FAIL", esc(verdict),
+                card("rows_removed", sum((result.get("removed") or {}).values()), "rows removed"),
+                card("values_repaired", result.get("repaired", 0) + result.get("reset", 0), "metric values rewritten"),
+                rows, "<h3>Left, and why</h3><ul>%s</ul>" % left if left else "",
+                "<p>Undo all of it: <code>%s</code></p>" % esc(undo) if undo else ""))

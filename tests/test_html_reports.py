@@ -228,3 +228,22 @@ def test_an_experiment_title_that_is_a_script_tag_shows_as_text(tmp_path, chromi
     assert "Experiment 1: %s" % SCRIPT_TYPE in html_text(dom)
     assert json.loads(run_cli("validate", db.path, "--experiment", "1", "--json").stdout)["hierarchy"]["title"] \
         == SCRIPT_TYPE
+
+
+def test_repair_page_in_chromium_holds_the_json_figures_and_the_undo(tmp_path, chromium):
+    """`repair -o repair.html`: validate's page of the result, the repair's before -> after first, the undo."""
+    from emfix.address import DatabaseAddress
+    db = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(db)
+    page = tmp_path / "repair.html"
+    done = run_cli("repair", db.path, "--yes", "--json", "-o", str(page))
+    assert done.returncode == 1, done.stderr  # two values are left: the demo's unfixable ones
+    data = json.loads(done.stdout)
+    found = figures(chromium("dom", page))
+    assert found.counts["repair_status"] == "LEFT"
+    assert number(found.counts["rows_removed"]) == sum(data["removed"].values())
+    assert number(found.counts["values_repaired"]) == data["repaired"] + data["reset"]
+    assert number(found.counts["total_json_metric_issues"]) == data["after"]["json_metric_issues"]
+    dom = chromium("dom", page)
+    assert data["undo"] in html.unescape(dom)
+    chromium("png", page, tmp_path / "repair.png")

@@ -24,8 +24,9 @@ def register(sub):
     p.add_argument("--resume", action="store_true",
                    help="finish an interrupted repair with the options it was started with (running the same "
                         "command again finishes it too)")
-    p.add_argument("-o", "--output", metavar="REPORT.json",
-                   help="write the plan, the before -> after and the undo command as JSON (the same as --json)")
+    p.add_argument("-o", "--output", metavar="REPORT",
+                   help="REPORT.json: the plan, the before -> after and the undo command as JSON (as --json); "
+                        "REPORT.html: validate's page of the result with the before -> after and the undo command")
     common.finish(p, run)
 
 
@@ -33,9 +34,8 @@ def run(args, out):
     from .. import repair as repairing
     address = common.resolve_address(args)
     target = None
+    html = bool(args.output and args.output.lower().endswith((".html", ".htm")))
     if args.output:  # a wrong -o is said before the work, not after it
-        if args.output.lower().endswith((".html", ".htm")):
-            raise UsageError("an HTML report of repair is not available yet", hint="use -o REPORT.json")
         target = check_output_path(args.output, common.protected_paths(address))
     ask = None if args.yes or args.dry_run else common.confirm(
         lambda plan: "repair %s: remove %s rows and rewrite %s metric values (everything kept in one quarantine "
@@ -47,7 +47,9 @@ def run(args, out):
         quarantine_dir=args.quarantine_dir, retry_policy=common.retry_policy(args),
         progress=common.make_progress("repair", args, out), confirm=ask, interrupted=common.StopFlag().install(),
         force=args.force)
-    if target is not None:
+    if target is not None and html:
+        _write_page(args.output, address, result, common.retry_policy(args))
+    elif target is not None:
         _write_report(args.output, target, result)
     if out.json:
         common.emit_json(result)
@@ -61,6 +63,16 @@ def run(args, out):
         history.record(address, "repair", "done", summary="removed %s rows, rewrote %s values" % (
             n(sum(result.removed.values())), n(result.repaired + result.reset)), quarantine=result.quarantine)
     return EXIT_OK if result.clean else EXIT_PROBLEMS
+
+
+def _write_page(name, address, result, retry_policy):
+    """The ticket page: validate's page of the database as it is now, with the repair's before -> after
+    and the undo command first."""
+    from .. import report_html, validate
+    report = validate.validate(address, retry_policy=retry_policy, limit=20)
+    section = report_html.repair_section(common.to_jsonable(result))
+    page = report_html.validation_html(report.to_dict(), address.target(), before=section)
+    common.write_report(name, page, common.protected_paths(address), replaceable=report_html.is_page)
 
 
 def _write_report(name, target, result):
