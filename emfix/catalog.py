@@ -182,15 +182,8 @@ def _table(name, t):
 
 def catalog_from_dict(data, origin="the file"):
     """A Catalog from `schema show --json`'s object; every name and field checked, so a hand-edited or
-    damaged file is one DamagedInputError, never an exception further on."""
-    from . import oldformat
-    if oldformat.is_old_schema(data):  # the old tool's `extract-schema` file (emfix's, when it wrote one)
-        if isinstance(data.get("emfix"), dict) and data["emfix"].get("format") == CATALOG_FORMAT:
-            return catalog_from_dict(data["emfix"], origin)
-        return oldformat.catalog_from_old(data, origin)
-    if oldformat.is_old_diff(data):
-        raise DamagedInputError("%s is a schema diff file, not a schema file" % origin,
-                                hint="give it to `emfix generate-migration-plan -d %s`" % origin)
+    damaged file is one DamagedInputError, never an exception further on. (The old tool's files too:
+    schemafiles.schema_from_data.)"""
     if not isinstance(data, dict) or data.get("format") != CATALOG_FORMAT:
         raise DamagedInputError("%s is not a schema file written by `emfix schema show --json` (no format %r) "
                                 "nor by the old tool's extract-schema" % (origin, CATALOG_FORMAT))
@@ -215,28 +208,6 @@ def load_json_file(path, what="a schema file"):
                                 hint="give %s" % what) from None
     except OSError as exc:
         raise NotFoundError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
-
-
-def load_catalog(path):
-    return catalog_from_dict(load_json_file(path), path)
-
-
-def catalog_of(text, password_file=None, counts=False):
-    """A schema file (emfix's `schema show --json`, or the old tool's extract-schema), or a live database."""
-    import os
-
-    from .address import parse_address
-    from .backends import open_database
-    if os.path.isfile(text) and not text.endswith((".db", ".sqlite", ".sqlite3")):
-        with open(text, "rb") as handle:
-            head = handle.read(16)
-        if not head.startswith(b"SQLite format 3"):
-            return load_catalog(text)
-    address = parse_address(text, password_file=password_file)
-    if address.is_sqlite and not os.path.exists(address.path):
-        raise NotFoundError("%s does not exist" % address.path, hint="give a database or a schema file")
-    with open_database(address, readonly=True) as db:
-        return read_catalog(db, counts=counts)
 
 
 def expected_catalog(dialect, generation=2, json_type="json"):

@@ -6,7 +6,7 @@ pointed at the primary, never at the replica's own URL.
 
 import re
 
-from .doctor import FAIL, OK, WARN, Finding
+from .findings import FAIL, OK, WARN, Finding
 from .undo import UNDO_BATCH
 
 # The largest transaction each repair writes by default: (command, rows per transaction). Undo's batches are

@@ -21,22 +21,13 @@ from . import history
 from .backends import open_database
 from .backends.sqlite import processes_with_open
 from .errors import DamagedInputError, EmfixError, PrivilegeError, SchemaError
+from .findings import FAIL, OK, WARN, Finding
 from .progress import BASE_MB, DEFAULT_BATCH, format_mb
 
-OK, WARN, FAIL = "OK", "WARN", "FAIL"
 LARGE_JSON = 10000  # the cookbook's LENGTH(per_label_val) > 10000
 MYSQL_DEFAULT_PACKET = 16 * 1024 * 1024
 WAL_WARN_BYTES = 256 * 1024 * 1024
 SNAPSHOT_MAX_AGE_DAYS = 7
-
-
-@dataclasses.dataclass
-class Finding:
-    check: str
-    level: str
-    message: str
-    fix: str = ""
-    details: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

@@ -13,13 +13,12 @@ from emfix.catalog import (
     ForeignKeyInfo,
     IndexInfo,
     TableInfo,
-    catalog_from_dict,
     expected_catalog,
-    load_catalog,
 )
 from emfix.errors import DamagedInputError, EmfixError
 from emfix.oldformat import catalog_from_old, catalog_to_old, catalogs_from_old_diff, diff_to_old
 from emfix.schemadiff import diff_catalogs
+from emfix.schemafiles import load_catalog, schema_from_data
 
 KEYS = ["database_name", "database_type", "tables", "name", "columns", "indexes", "foreign_keys", "data_type",
         "normalized_type", "is_nullable", "default_value", "is_primary_key", "is_auto_increment", "is_unique",
@@ -58,7 +57,7 @@ def read_or_refuse(read, data):
 @settings(max_examples=300)
 @given(st.one_of(old_schema, values))
 def test_any_schema_json_gives_a_catalog_or_a_damaged_input_error(data):
-    result = read_or_refuse(catalog_from_dict, data)
+    result = read_or_refuse(schema_from_data, data)
     if result is not None:
         assert isinstance(result, Catalog)
         for name, t in result.tables.items():

@@ -139,11 +139,11 @@ def _live_address(args, side):
 
 
 def run_compare(args, out):
-    from .. import catalog
+    from .. import schemafiles
     for path in (args.source, args.target):
         if not os.path.exists(path):
             raise UsageError("schema file not found: %s" % path)
-    source, target = catalog.catalog_of(args.source, counts=True), catalog.catalog_of(args.target)
+    source, target = schemafiles.catalog_of(args.source, counts=True), schemafiles.catalog_of(args.target)
     return _write_reports(args, out, source, target, [])
 
 
@@ -225,10 +225,10 @@ def summary_lines(diff, old):
 # -- analyze-schema ----------------------------------------------------------------------------------------
 
 def run_analyze(args, out):
-    from .. import catalog, schemacheck
+    from .. import schemacheck, schemafiles
     if not os.path.exists(args.schema_file):
         raise UsageError("schema file not found: %s" % args.schema_file)
-    analysis = schemacheck.analyze_catalog(catalog.catalog_of(args.schema_file))
+    analysis = schemacheck.analyze_catalog(schemafiles.catalog_of(args.schema_file))
     report = schemacheck.old_report(analysis)
     output = args.output or "schema_analysis.json"
     common.write_report(output, json.dumps(report, indent=2, allow_nan=False, default=str) + "\n",
