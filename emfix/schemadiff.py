@@ -161,7 +161,7 @@ def create_table_sql(d, table, a_dialect, name=None):
 
 
 def index_sql(d, table, index, unique=False):
-    name = index.name if not unique else "emfix_uq_%s_%s" % (table, "_".join(index)).lower()
+    name = index.name if not unique else ("emfix_uq_%s_%s" % (table, "_".join(index))).lower()
     columns = index.columns if not unique else index
     return "CREATE %sINDEX %s ON %s (%s)" % ("UNIQUE " if unique else "", d.quote(name), d.quote(table),
                                             d.quote_columns(columns))

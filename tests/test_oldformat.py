@@ -142,3 +142,13 @@ def test_ratings_follow_what_a_change_does_to_data():
     assert diff.overall_rating == "BREAKING" and diff.to_dict()["ratings"]["COSMETIC"] == 1
     old = diff_to_old(diff, b, a)
     assert old["overall_impact"] == "BREAKING" and old["summary"]["breaking_changes"] == 3
+
+
+def test_a_new_unique_constraint_in_an_old_diff_gets_its_ddl():
+    """(found by the property test above: the index name's lower() was applied to a tuple)"""
+    data = {"table_diffs": [{"old_table": {"name": "T"}},
+                            {"new_table": {"name": "T", "indexes": [{"columns": ["a"], "is_unique": 1}]}}]}
+    try:
+        catalogs_from_old_diff(data, "d.json")
+    except EmfixError:
+        pass
