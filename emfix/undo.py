@@ -114,17 +114,30 @@ def _put_rows_back(db, qcon, result, batch_size, finished=True):
     db.foreign_key_checks(False)
     names = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
                                        "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
-    for table in [t for t in graph.parent_first() if t in names]:
-        present = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table))]
-        columns = [c for c in present if c not in (q.ROWID, q.DELETED)]
-        if q.DELETED not in present:  # an older emfix kept only what it removed
-            _reinsert(db, qcon, graph, table, columns, result, batch_size)
-            continue
-        _reinsert(db, qcon, graph, table, columns, result, batch_size, where="%s = 1" % q.qi(q.DELETED))
-        if not finished:
-            _reinsert(db, qcon, graph, table, columns, result, batch_size, where="%s = 0" % q.qi(q.DELETED),
-                      report=False)
+    attached = db.dialect == "sqlite"
+    if attached:  # undo's own marks commit with its inserts
+        db.execute("ATTACH DATABASE ? AS %s" % ATTACHED, (qcon_path(qcon),))
+    try:
+        for table in [t for t in graph.parent_first() if t in names]:
+            present = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table))]
+            columns = [c for c in present if c not in (q.ROWID, q.DELETED)]
+            if q.DELETED not in present:  # an older emfix kept only what it removed
+                _reinsert(db, qcon, graph, table, columns, result, batch_size)
+                continue
+            _reinsert(db, qcon, graph, table, columns, result, batch_size,
+                      where="%s IN (1, %d)" % (q.qi(q.DELETED), PUTTING_BACK))
+            if not finished:
+                _reinsert(db, qcon, graph, table, columns, result, batch_size, where="%s = 0" % q.qi(q.DELETED),
+                          report=False)
+    finally:
+        if attached:
+            db.execute("DETACH DATABASE %s" % ATTACHED)
     _remove_created(db, qcon, graph, result)
+
+
+def qcon_path(con):
+    """The file a quarantine connection has open."""
+    return next(r[2] for r in con.execute("PRAGMA database_list") if r[1] == "main")
 
 
 def _remove_created(db, qcon, graph, result):
@@ -159,9 +172,16 @@ UNDO_BATCH = 1000
 KEYS_PER_QUERY = 200
 
 
+PUT_BACK, PUTTING_BACK = 2, 3  # the quarantine's marks of undo's own progress (1: removed by the repair)
+
+
 def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=None, report=True):
     """Insert the quarantined rows by their columns (never by rowid: SQLite may have given that rowid
-    to another row since), then check each row that did not go in is there with the same content."""
+    to another row since), then check each row that did not go in is there with the same content.
+
+    With marks (`where` given), each batch also marks its copies put back, so an undo killed and run
+    again does not put back a row the application deleted in between: on SQLite in the batch's own
+    transaction (the quarantine attached), on MySQL marked "putting back" first and "put back" after."""
     key = [c for c in (graph.primary_keys.get(table) or ()) if c in columns] or list(columns)
     marks = ", ".join("?" * len(columns))
     if key == list(columns) and not graph.primary_keys.get(table):
@@ -173,32 +193,62 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
         insert = "INSERT %s INTO %s (%s) VALUES (%s)" % ("OR IGNORE" if db.dialect == "sqlite" else "IGNORE",
                                                         db.quote(table), db.quote_columns(columns), marks)
         double = False
-    cursor = qcon.execute("SELECT %s FROM %s%s" % (", ".join(q.qi(c) for c in columns), q.qi(table),
-                                                   " WHERE " + where if where else ""))
-    where = [columns.index(c) for c in key]
-    restored = 0
+    key_at = [columns.index(c) for c in key]
+    restored, last, mark = 0, 0, where is not None
     while True:
-        rows = cursor.fetchmany(batch_size or UNDO_BATCH)
-        if not rows:
+        if where is None:  # an older quarantine: no marks, read it whole in pages of its own rowid
+            found = qcon.execute("SELECT rowid, %s FROM %s WHERE rowid > ? ORDER BY rowid LIMIT %d" % (
+                ", ".join(q.qi(c) for c in columns), q.qi(table), batch_size or UNDO_BATCH), (last,)).fetchall()
+        else:
+            found = qcon.execute("SELECT rowid, %s FROM %s WHERE (%s) AND rowid > ? ORDER BY rowid LIMIT %d" % (
+                ", ".join(q.qi(c) for c in columns), q.qi(table), where, batch_size or UNDO_BATCH), (last,)).fetchall()
+        if not found:
             break
-        # INSERT IGNORE / WHERE NOT EXISTS: a batch aborted by a conflict is rolled back and run again whole
-        written = db.write_batch(lambda rows=rows: db.executemany(
-            insert, [tuple(r) + tuple(r) if double else tuple(r) for r in rows], batch_size=len(rows)))
+        last = found[-1][0]
+        ids, rows = [r[0] for r in found], [tuple(r[1:]) for r in found]
+        if mark and db.dialect != "sqlite":
+            _mark(qcon, "main", table, ids, PUTTING_BACK)
+
+        def batch(rows=rows, ids=ids):  # INSERT IGNORE / WHERE NOT EXISTS: a conflict reruns it whole
+            done = db.executemany(insert, [r + r if double else r for r in rows], batch_size=len(rows))
+            if mark and db.dialect == "sqlite":
+                _mark(db, ATTACHED, table, ids, PUT_BACK)
+            return done
+        written = db.write_batch(batch)
+        if mark and db.dialect != "sqlite":
+            _mark(qcon, "main", table, ids, PUT_BACK)
         kill_point("undone")
         written = max(0, written)
         restored += written
         if written == len(rows) or not report:
             continue
-        present = _rows_by_key(db, table, columns, where, rows)
+        present = _rows_by_key(db, table, columns, key_at, rows)
         for row in rows:
             wanted = [canonical(v) for v in row]
-            found = present.get(tuple(wanted[i] for i in where), [])
-            if wanted not in found:
+            found_now = present.get(tuple(wanted[i] for i in key_at), [])
+            if wanted not in found_now:
                 result.not_restored[table] = result.not_restored.get(table, 0) + 1
                 if len(result.conflicts) < 20:
                     result.conflicts.append({"table": table, "row": dict(zip(columns, row)),
-                                             "now": [dict(zip(columns, f)) for f in found[:1]]})
+                                             "now": [dict(zip(columns, f)) for f in found_now[:1]]})
     result.restored[table] = result.restored.get(table, 0) + restored
+
+
+ATTACHED = "emfix_q"
+
+
+def _mark(con, schema, table, ids, value):
+    """Set the quarantine's mark of these copies (by their rowid in the quarantine)."""
+    for start in range(0, len(ids), KEYS_PER_QUERY):
+        part = ids[start:start + KEYS_PER_QUERY]
+        sql = "UPDATE %s.%s SET %s = ? WHERE rowid IN (%s)" % (schema, q.qi(table), q.qi(q.DELETED),
+                                                               ", ".join("?" * len(part)))
+        if schema != "main":  # the database's connection, inside the batch's transaction
+            con.execute(sql, (value,) + tuple(part))
+        else:  # the quarantine's own connection
+            con.execute("BEGIN")
+            con.execute(sql, (value,) + tuple(part))
+            con.execute("COMMIT")
 
 
 def _rows_by_key(db, table, columns, where, rows):

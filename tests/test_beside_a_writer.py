@@ -593,3 +593,30 @@ def test_a_sqlite_restore_beside_a_writer_loses_none_of_its_writes(sqlite_addres
     written = [(k, v) for k, v in writer.last_values().items() if v is not None]
     assert written
     assert [(k, v) for k, v in written if now.get(k) != v and before.get(k) != v] == []
+
+
+def test_an_undo_killed_then_run_again_never_puts_back_a_row_deleted_in_between(address, tmp_path):
+    make_demo(address)
+    done = run_cli("cleanup-orphans", url_of(address), "--yes", "--json", "--no-snapshot", "--quarantine-dir",
+                   str(tmp_path / "q"))
+    quarantine = quarantine_of(done.stdout)
+    killed = run_cli("undo", quarantine, "--batch-size", "5", env={"EMFIX_TEST_KILL_AT": "undone:2"})
+    assert killed.returncode == -9, killed.stderr
+    kept = sqlite3.connect(quarantine)
+    tables = [r[0] for r in kept.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
+                                         "'\\_emfix\\_%' ESCAPE '\\'")]
+    table, victim = next((t, row) for t in tables for row in kept.execute(
+        "SELECT * FROM \"%s\" WHERE _emfix_deleted = 2 LIMIT 1" % t))  # one the first undo put back
+    names = [r[1] for r in kept.execute("PRAGMA table_info(\"%s\")" % table) if not r[1].startswith("_emfix")]
+    values = dict(zip([r[1] for r in kept.execute("PRAGMA table_info(\"%s\")" % table)], victim))
+    kept.close()
+    with open_database(address) as db:  # the application deletes it again
+        db.foreign_key_checks(False)
+        where = " AND ".join("%s = ?" % db.quote(c) for c in names if values[c] is not None)
+        params = tuple(values[c] for c in names if values[c] is not None)
+        with db.transaction():
+            assert db.execute("DELETE FROM %s WHERE %s" % (db.quote(table), where), params) == 1
+    again = run_cli("undo", quarantine)
+    assert again.returncode in (0, 1), again.stderr
+    with open_database(address) as db:
+        assert db.query("SELECT 1 FROM %s WHERE %s" % (db.quote(table), where), params) == []

@@ -148,9 +148,6 @@ def test_without_yes_and_without_a_terminal_nothing_is_changed(sqlite_address, t
     result = run_cli("repair", sqlite_address.path, "--quarantine-dir", str(tmp_path / "q"))
     assert result.returncode == 2 and "not a terminal" in result.stderr, result.stderr
     assert digest(sqlite_address) == original
-    html = run_cli("repair", sqlite_address.path, "--yes", "-o", str(tmp_path / "r.html"))
-    assert html.returncode == 2 and "-o REPORT.json" in html.stderr
-    assert digest(sqlite_address) == original
 
 
 def test_a_damaged_file_is_exit_4_and_left_as_it_is(tmp_path, sqlite_address):
