@@ -11,7 +11,7 @@ import os
 import sqlite3
 
 from . import __version__
-from .errors import DamagedInputError, NoSpaceError, NotWritableError, UsageError
+from .errors import DamagedInputError, NoSpaceError, NotFoundError, NotWritableError, UsageError
 from .fileutil import DATA_FILE_MODE, FULL_ERRNOS, create_private, read_only_uri, server_state_dir
 from .killpoints import kill_point
 
@@ -38,7 +38,7 @@ def quarantine_path(directory, command):
 
 def open_quarantine(path, create=False):
     if not create and not os.path.isfile(path):
-        raise UsageError("no quarantine file %s" % path, hint="pass the path cleanup printed")
+        raise NotFoundError("no quarantine file %s" % path, hint="pass the path (or the id) the repair printed")
     try:
         if create and not os.path.exists(path):
             create_private(path, DATA_FILE_MODE)  # every removed row is in here: readable by the owner only
@@ -111,6 +111,8 @@ def meta_of(path):
     """The meta of a quarantine file; None when it is not one. Opened read-write: a run killed while it
     wrote the file leaves a hot journal that only a writer may roll back (read-only, SQLite refuses to
     open it, and a rerun would start a second quarantine and apply its change twice)."""
+    if not os.path.isfile(path):
+        return None  # (opened read-write, a missing file would be created)
     try:
         con = sqlite3.connect(path, isolation_level=None)
         try:

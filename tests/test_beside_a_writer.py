@@ -620,3 +620,10 @@ def test_an_undo_killed_then_run_again_never_puts_back_a_row_deleted_in_between(
     assert again.returncode in (0, 1), again.stderr
     with open_database(address) as db:
         assert db.query("SELECT 1 FROM %s WHERE %s" % (db.quote(table), where), params) == []
+
+
+def test_undo_of_a_file_that_is_not_there_is_exit_3_and_creates_nothing(tmp_path):
+    missing = str(tmp_path / "nope.quarantine.db")
+    result = run_cli("undo", missing)
+    assert result.returncode == 3 and "no quarantine file" in result.stderr, result.stderr
+    assert not os.path.exists(missing)

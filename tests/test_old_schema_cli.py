@@ -244,3 +244,15 @@ def test_compare_live_schemas_keeps_the_old_password_flags_out_of_every_message(
     assert result.returncode == 3, result.stderr
     assert "hunter2-secret" not in result.stderr + result.stdout and "other-secret" not in result.stderr
     assert "warning: --password puts the password where other users can read it" in result.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["extract-schema", "-d", "MISSING.db", "-o", "OUT.json"], ["analyze-schema", "-s", "MISSING.json"],
+    ["compare-schemas", "-s", "MISSING.json", "-t", "MISSING.json"],
+    ["compare-live-schemas", "--source-db", "MISSING.db", "--target-db", "MISSING.db"],
+    ["generate-migration-plan", "-d", "MISSING.json"]])
+def test_a_missing_input_of_the_old_commands_is_exit_3(tmp_path, argv):
+    """Anything named that does not exist is 3, as the README's table says (they said 2)."""
+    args = [str(tmp_path / a) if a.startswith(("MISSING", "OUT")) else a for a in argv]
+    result = run_cli(*args)
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr

@@ -9,7 +9,7 @@ import os
 import sys
 
 from ..address import mysql_address_from_flags, parse_address
-from ..errors import EXIT_OK, UsageError
+from ..errors import EXIT_OK, NotFoundError, UsageError
 from . import common
 
 OLD = "the old schema tool's `%s`"
@@ -97,7 +97,7 @@ def run_extract(args, out):
         name = address.database or "mysql"
     output = args.output or "schema_%s.json" % name
     if address.is_sqlite and not os.path.exists(address.path):
-        raise UsageError("%s does not exist" % address.path, hint="give the database file (-d PATH)")
+        raise NotFoundError("%s does not exist" % address.path, hint="give the database file (-d PATH)")
     with open_database(address, readonly=True, retry_policy=common.retry_policy(args)) as db:
         declared = catalog.read_catalog(db, counts=args.include_stats)
     data = oldformat.catalog_to_old(declared, stats=args.include_stats)
@@ -134,7 +134,7 @@ def _live_address(args, side):
         raise UsageError("--%s-host/--%s-user/--%s-port need --%s-mysql" % ((side,) * 4))
     address = parse_address(text, password_file, password=password)
     if address.is_sqlite and not os.path.exists(address.path):
-        raise UsageError("%s database %s does not exist" % (side, address.path))
+        raise NotFoundError("%s database %s does not exist" % (side, address.path))
     return address
 
 
@@ -142,7 +142,7 @@ def run_compare(args, out):
     from .. import schemafiles
     for path in (args.source, args.target):
         if not os.path.exists(path):
-            raise UsageError("schema file not found: %s" % path)
+            raise NotFoundError("schema file not found: %s" % path)
     source, target = schemafiles.catalog_of(args.source, counts=True), schemafiles.catalog_of(args.target)
     return _write_reports(args, out, source, target, [])
 
@@ -227,7 +227,7 @@ def summary_lines(diff, old):
 def run_analyze(args, out):
     from .. import schemacheck, schemafiles
     if not os.path.exists(args.schema_file):
-        raise UsageError("schema file not found: %s" % args.schema_file)
+        raise NotFoundError("schema file not found: %s" % args.schema_file)
     analysis = schemacheck.analyze_catalog(schemafiles.catalog_of(args.schema_file))
     report = schemacheck.old_report(analysis)
     output = args.output or "schema_analysis.json"
@@ -254,7 +254,7 @@ def run_analyze(args, out):
 def run_plan(args, out):
     from .. import catalog, migrationplan, oldformat, schemadiff
     if not os.path.exists(args.diff_file):
-        raise UsageError("diff file not found: %s" % args.diff_file)
+        raise NotFoundError("diff file not found: %s" % args.diff_file)
     data = catalog.load_json_file(args.diff_file, "a diff file from compare-schemas --format json")
     source, target = oldformat.catalogs_from_old_diff(data, args.diff_file)
     diff = schemadiff.diff_catalogs(target, source)
