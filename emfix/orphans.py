@@ -88,6 +88,19 @@ def _parent_rows_to_create(db, graph, plans):
     return {parent: rows for parent, rows in wanted.items() if rows}
 
 
+def children_of(db, graph, table, values):
+    """{relation: rows pointing at the row `values` of `table`} (its key columns among `values`)."""
+    counts = {}
+    for rel in graph.relations:
+        if rel.parent != table or not all(c in values for c in rel.parent_columns):
+            continue
+        where = " AND ".join("%s = ?" % db.quote(c) for c in rel.child_columns)
+        counts["%s(%s)" % (rel.child, ",".join(rel.child_columns))] = int(db.scalar(
+            "SELECT count(*) FROM %s WHERE %s" % (db.quote(rel.child), where),
+            tuple(values[c] for c in rel.parent_columns)) or 0)
+    return counts
+
+
 def create_parents(db, graph, wanted, record):
     """Insert the missing parent rows; their time comes from the trial run. Returns rows per table."""
     created = {}
@@ -359,8 +372,9 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
     created, doom, plan = {}, work.doom, work.plan
     if work.recreate_parents and work.wanted:
         def record(table, values):
-            qcon.execute("INSERT INTO %s (table_name, key_json) VALUES (?, ?)" % q.CREATED,
-                         (table, json.dumps(values, default=str)))
+            # With the rows that already point at it: undo leaves a parent the application has since used.
+            qcon.execute("INSERT INTO %s (table_name, key_json, children_json) VALUES (?, ?, ?)" % q.CREATED,
+                         (table, json.dumps(values, default=str), json.dumps(children_of(db, graph, table, values))))
         qcon.execute("BEGIN")
         with db.transaction():
             created = create_parents(db, graph, work.wanted, record)

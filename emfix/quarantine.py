@@ -47,7 +47,9 @@ def open_quarantine(path, create=False):
         if create:
             con.execute("CREATE TABLE IF NOT EXISTS %s (key TEXT PRIMARY KEY, value TEXT)" % META)
             con.execute("CREATE TABLE IF NOT EXISTS %s (ordinal INTEGER PRIMARY KEY, table_name TEXT, "
-                        "key_json TEXT)" % CREATED)
+                        "key_json TEXT, children_json TEXT)" % CREATED)
+            if "children_json" not in {r[1] for r in con.execute("PRAGMA table_info(%s)" % CREATED)}:
+                con.execute("ALTER TABLE %s ADD COLUMN children_json TEXT" % CREATED)  # an older file
     except sqlite3.DatabaseError as exc:
         if not create and not isinstance(exc, sqlite3.OperationalError):  # not SQLite, or cut short
             raise DamagedInputError("%s is not a readable quarantine file (%s)" % (path, exc),

@@ -27,6 +27,7 @@ from .guarded import (
     swap_params,
     swap_sql,
 )
+from .orphans import children_of
 from .schema import discover_graph
 from .values import canonical
 
@@ -141,15 +142,23 @@ def qcon_path(con):
 
 
 def _remove_created(db, qcon, graph, result):
-    """The parents --recreate-parents created, removed only while they hold what it wrote (one the
-    application changed since is named and left). One transaction, run again whole after a conflict."""
+    """The parents --recreate-parents created, removed only while they hold what it wrote and no row the
+    application added since points at them (such a one is named and left). One transaction, run again
+    whole after a conflict."""
     op = "IS" if db.dialect == "sqlite" else "<=>"
-    created = [(table, json.loads(key_json)) for table, key_json in qcon.execute(
-        "SELECT table_name, key_json FROM %s ORDER BY ordinal DESC" % q.CREATED).fetchall()]
+    columns = {r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.CREATED)}
+    children = ", children_json" if "children_json" in columns else ", NULL"
+    created = [(table, json.loads(key_json), json.loads(kids) if kids else None)
+               for table, key_json, kids in qcon.execute("SELECT table_name, key_json%s FROM %s ORDER BY ordinal DESC"
+                                                         % (children, q.CREATED)).fetchall()]
 
     def remove():
         removed, changed = 0, []
-        for table, row in created:
+        for table, row, kids in created:
+            if kids is not None and any(now > kids.get(rel, 0) for rel, now in
+                                        children_of(db, graph, table, row).items()):
+                changed.append((table, row, "rows the application added since point at it"))
+                continue
             same = " AND ".join("%s %s ?" % (db.quote(c), op) for c in row)
             gone = db.execute("DELETE FROM %s WHERE %s" % (db.quote(table), same), tuple(row.values()))
             removed += gone
@@ -158,14 +167,14 @@ def _remove_created(db, qcon, graph, result):
             key = [c for c in (graph.primary_keys.get(table) or ()) if c in row] or [c for c in row if c != "time"]
             where = " AND ".join("%s = ?" % db.quote(c) for c in key)
             if db.query("SELECT 1 FROM %s WHERE %s" % (db.quote(table), where), tuple(row[c] for c in key)):
-                changed.append((table, row))
+                changed.append((table, row, "changed since the repair"))
         return removed, changed
     removed, changed = db.write_batch(remove)
     result.removed_created += removed
-    for table, row in changed:
+    for table, row, why in changed:
         result.not_restored[table] = result.not_restored.get(table, 0) + 1
         if len(result.conflicts) < 20:
-            result.conflicts.append({"table": table, "created": row, "now": "changed since the repair"})
+            result.conflicts.append({"table": table, "created": row, "now": why})
 
 
 UNDO_BATCH = 1000

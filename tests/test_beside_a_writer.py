@@ -627,3 +627,26 @@ def test_undo_of_a_file_that_is_not_there_is_exit_3_and_creates_nothing(tmp_path
     result = run_cli("undo", missing)
     assert result.returncode == 3 and "no quarantine file" in result.stderr, result.stderr
     assert not os.path.exists(missing)
+
+
+def test_undo_leaves_a_created_parent_the_application_has_since_used(sqlite_address, tmp_path):
+    make_demo(sqlite_address)
+    done = run_cli("cleanup-orphans", sqlite_address.path, "--yes", "--json", "--no-snapshot", "--recreate-parents",
+                   "--quarantine-dir", str(tmp_path / "q"))
+    assert done.returncode == 0, done.stderr
+    kept = sqlite3.connect(quarantine_of(done.stdout))
+    epochs = [json.loads(k) for (k,) in kept.execute("SELECT key_json FROM _emfix_created WHERE table_name = 'EPOCH'")]
+    kept.close()
+    assert epochs, "the demo has EPOCH rows to create"
+    epoch = epochs[0]
+    con = sqlite3.connect(sqlite_address.path)
+    with con:  # the application logs a batch under the epoch the repair created
+        con.execute("INSERT INTO BATCH (idx, epoch_idx, trial_run_id, time) VALUES (777, ?, ?, 'app')",
+                    (epoch["idx"], epoch["trial_run_id"]))
+    con.close()
+    undone = run_cli("undo", quarantine_of(done.stdout), "--json")
+    assert undone.returncode == 1 and "could not be put back" in undone.stderr, undone.stderr
+    con = sqlite3.connect(sqlite_address.path)
+    assert con.execute("SELECT count(*) FROM EPOCH WHERE idx = ? AND trial_run_id = ?",
+                       (epoch["idx"], epoch["trial_run_id"])).fetchone()[0] == 1
+    con.close()
