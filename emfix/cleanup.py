@@ -55,7 +55,7 @@ def cleanup_orphans(address, *, dry_run=False, batch_size=5000, sleep=0.0, max_l
         raise UsageError("--batch-size must be at least 1")
     with open_database(address, readonly=dry_run and address.is_sqlite and not recreate_parents,
                        retry_policy=retry_policy) as db:
-        graph = preflight(db, address, force)
+        graph = preflight(db, address, force, writing=not dry_run)
         unknown = sorted(set(tables or ()) - set(graph.tables))
         if unknown:
             raise UsageError("no table %s in %s" % (", ".join(unknown), address.display()))

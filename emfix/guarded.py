@@ -17,7 +17,7 @@ owns, once, the protocol around it:
 import dataclasses
 import os
 import threading
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 from . import quarantine as q
 from .errors import AlreadyDoneError, Cancelled, DamagedInputError
@@ -121,24 +121,16 @@ class IntegrityCheck:
             self.thread = None
 
 
-def preflight(db, address, force=False):
-    """The database's relation graph, once its schema is recognised and (SQLite) its file is sound."""
+def preflight(db, address, force=False, writing=True):
+    """The database's relation graph, once its schema is recognised, (SQLite) its file is sound and,
+    when the command will write, the server is the one to write to (a replica is refused: writegate)."""
     graph = discover_graph(db)
     require_experiment_manager(graph, address, force)
     check_integrity(db)
-    refuse_replica = _replica_gate()
-    if refuse_replica is not None:
-        refuse_replica(db, force)
-    return graph
-
-
-def _replica_gate():
-    """The write gate of replicas (emfix.writegate) where this emfix has one."""
-    try:
+    if writing:
         from .writegate import refuse_if_replica
-    except ImportError:
-        return None
-    return refuse_if_replica
+        refuse_if_replica(db, force)
+    return graph
 
 
 # -- the change and its quarantine ------------------------------------------------------------------
@@ -393,5 +385,3 @@ def same_value(now, expected):
         return as_bytes[0] == as_bytes[1]
     return type(now) is type(expected) and now == expected
 
-
-Confirm = Optional[Callable[[object], bool]]

@@ -27,7 +27,7 @@ def fix_json(address, *, column="METRIC.per_label_val", dry_run=False, reset_unf
     started = time.perf_counter()
     safeguards = Safeguards(snapshot, snapshot_dir, quarantine_dir, retry_policy, force)
     with open_database(address, readonly=dry_run and address.is_sqlite, retry_policy=retry_policy) as db:
-        graph = preflight(db, address, force)
+        graph = preflight(db, address, force, writing=not dry_run)
         table, col, key = metric_target(graph, column)
         result = FixJsonResult(table, col, dry_run)
         with GuardedChange(address, COMMAND, "metric values rewritten by fix-json", safeguards, progress) as change:

@@ -197,7 +197,7 @@ def repair(address, *, dry_run=False, recreate_parents=False, reset_unfixable=Fa
         reset_unfixable = options.get("reset_unfixable", reset_unfixable)
     with open_database(address, readonly=dry_run and address.is_sqlite and not recreate_parents,
                        retry_policy=retry_policy) as db:
-        graph = preflight(db, address, force)
+        graph = preflight(db, address, force, writing=not dry_run)
         table, col, key = metric_target(graph, COLUMN)
         progress.update("planning: foreign keys", force=True)
         work = plan_orphans(db, graph, recreate_parents=recreate_parents, preview=dry_run or confirm is not None)

@@ -281,7 +281,7 @@ def transform_metrics(address, rules, *, experiment_ids=(), dry_run=False, batch
     fingerprint = hashlib.sha256(json.dumps(scoped).encode()).hexdigest()
     safeguards = Safeguards(snapshot, snapshot_dir, quarantine_dir, retry_policy, force)
     with open_database(address, readonly=dry_run and address.is_sqlite, retry_policy=retry_policy) as db:
-        graph = preflight(db, address, force)
+        graph = preflight(db, address, force, writing=not dry_run)
         if TABLE not in graph.tables or COLUMN not in graph.columns[TABLE]:
             raise UsageError("%s has no %s.%s column" % (address.display(), TABLE, COLUMN))
         scope = _scope(db, graph, experiment_ids, metric_ids)

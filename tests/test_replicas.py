@@ -194,6 +194,9 @@ def test_every_write_command_refuses_the_replica_as_root(pair, primary_work, tmp
         assert "run it on the primary: mysql://root@127.0.0.1:%d/" % primary.port in result.stderr, name
         assert "--force" in result.stderr and "Traceback" not in result.stderr, name
     assert not os.path.exists(snaps) and not os.path.exists(quarantine)  # nothing taken, nothing opened
+    for dry in (["cleanup-orphans"], ["fix-json"], ["repair"]):  # a plan only reads: it works on a replica
+        result = run_cli(*dry, replica.url("em"), "--dry-run", env=ENV)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, (dry, result.stderr)
     # undo without -d goes where the quarantine says it came from: here, the replica
     copy = str(tmp_path / "from-replica.quarantine.db")
     shutil.copyfile(primary_work["quarantine"], copy)
