@@ -15,7 +15,7 @@ from typing import Dict, List
 
 from . import quarantine as q
 from .backends import open_database
-from .errors import UsageError
+from .errors import DamagedInputError, UsageError
 from .guarded import (
     AFTER,
     LEFT_ALONE,
@@ -141,6 +141,16 @@ def qcon_path(con):
     return next(r[2] for r in con.execute("PRAGMA database_list") if r[1] == "main")
 
 
+def _json_object(text):
+    """A JSON object read from the quarantine, or None (absent, or not an object of plain values)."""
+    try:
+        value = json.loads(text) if text else None
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) and all(isinstance(v, (str, int, float, type(None)))
+                                                    for v in value.values()) else None
+
+
 def _remove_created(db, qcon, graph, result):
     """The parents --recreate-parents created, removed only while they hold what it wrote and no row the
     application added since points at them (such a one is named and left). One transaction, run again
@@ -148,14 +158,19 @@ def _remove_created(db, qcon, graph, result):
     op = "IS" if db.dialect == "sqlite" else "<=>"
     columns = {r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.CREATED)}
     children = ", children_json" if "children_json" in columns else ", NULL"
-    created = [(table, json.loads(key_json), json.loads(kids) if kids else None)
-               for table, key_json, kids in qcon.execute("SELECT table_name, key_json%s FROM %s ORDER BY ordinal DESC"
-                                                         % (children, q.CREATED)).fetchall()]
+    created = []
+    for table, key_json, kids in qcon.execute("SELECT table_name, key_json%s FROM %s ORDER BY ordinal DESC"
+                                              % (children, q.CREATED)).fetchall():
+        row, kids = _json_object(key_json), _json_object(kids)
+        if table not in graph.tables or not row or not all(c in graph.columns[table] for c in row):
+            raise DamagedInputError("the quarantine's record of a created %s row is damaged: %r" % (table, key_json),
+                                    hint="nothing of the created rows was removed; the rows put back stay")
+        created.append((table, row, kids))
 
     def remove():
         removed, changed = 0, []
         for table, row, kids in created:
-            if kids is not None and any(now > kids.get(rel, 0) for rel, now in
+            if kids is not None and any(now > (kids.get(rel) if isinstance(kids.get(rel), int) else 0) for rel, now in
                                         children_of(db, graph, table, row).items()):
                 changed.append((table, row, "rows the application added since point at it"))
                 continue

@@ -246,7 +246,7 @@ def test_undo_of_any_edited_quarantine(tmp_path, quarantine_of_demo, data):
     try:
         con.execute("DELETE FROM _emfix_meta")
         con.executemany("INSERT INTO _emfix_meta VALUES (?, ?)", rows)
-        con.executemany("INSERT INTO _emfix_created VALUES (NULL, ?, ?)", created)
+        con.executemany("INSERT INTO _emfix_created (table_name, key_json) VALUES (?, ?)", created)
         con.commit()
     finally:
         con.close()

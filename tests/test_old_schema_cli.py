@@ -129,7 +129,7 @@ def test_compare_schemas_takes_the_old_files_and_options(pair, tmp_path):
 
 def test_compare_schemas_missing_file_is_a_clear_error(tmp_path):
     result = run_cli("compare-schemas", "-s", "nope.json", "-t", "nope2.json", cwd=str(tmp_path))
-    assert result.returncode == 2 and "schema file not found: nope.json" in result.stderr and result.stdout == ""
+    assert result.returncode == 3 and "schema file not found: nope.json" in result.stderr and result.stdout == ""
 
 
 def test_compare_live_schemas_with_the_old_flags(pair, tmp_path):
