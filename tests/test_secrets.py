@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 from conftest import ROOT, make_demo, mysql_server_url
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from emfix.address import MASK, DatabaseAddress, hide_secrets, mask_url, parse_address
@@ -168,7 +168,17 @@ def test_malformed_urls_never_show_their_password(secret, host, path):
     except EmfixError as exc:
         shown = hide_secrets(exc.message + " " + (exc.hint or ""))
         assert MASK in shown or secret not in url.split("@")[0]
+        # A "secret" that is the message's own words (e.g. "intege" of "integer") shows for that reason alone.
+        assume(secret not in _shown_for("mysql://u:%s@%s%s" % ("0", host, path)))
         assert secret not in shown.replace(host, "").replace(path, "")
+
+
+def _shown_for(url):
+    try:
+        parse_address(url, environ={})
+    except EmfixError as exc:
+        return exc.message + " " + (exc.hint or "")
+    return ""
 
 
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp"), blacklist_characters="@/"),
