@@ -239,6 +239,9 @@ def test_a_repair_leaves_alone_the_runs_a_concurrent_writer_edits_or_re_parents(
     assert lost_writes(address, Writers(during, after), "TRIAL_RUN", "trial_id") == []
 
 
+# With --batch-size 2: the orphans staged, then kept (kept:1), a delete batch written (written:3), all
+# rows gone and no value yet (between:1), a values batch kept but not written (kept:3), one written and
+# the next kept (kept:4); the last is finished by --resume instead of the same command.
 KILLS = ["staged:1", "kept:1", "written:3", "between:1", "kept:3", "kept:4", "resume kept:5"]
 
 
