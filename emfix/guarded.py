@@ -70,7 +70,9 @@ class IntegrityCheck:
         self.db, self.checker, self.done = db, checker, done
         self.damage, self.error, self.thread = "", None, None
         if db.dialect == "sqlite":
-            self.thread = threading.Thread(target=self._run, name="emfix-quick-check", daemon=True)
+            # Not a daemon: a command that stops early still waits for it at exit (Python 3.8 could crash
+            # finalising while a daemon thread was inside SQLite).
+            self.thread = threading.Thread(target=self._run, name="emfix-quick-check")
             self.thread.start()
         elif done is not None:
             done(checker)

@@ -339,6 +339,9 @@ class _Copy:
                 group.rollback(exc)
             raise
         finally:
+            close = getattr(stream, "close", None)
+            if close is not None:  # the read-ahead thread stops and is joined now, not at interpreter exit
+                close()
             if self.in_engine:
                 if restore:
                     source.scalar(restore)
