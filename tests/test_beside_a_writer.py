@@ -207,6 +207,17 @@ def test_value_repairs_and_their_undo_lose_no_write_of_a_concurrent_writer(addre
     assert {k: v for k, v in now.items() if k not in touched} == {k: v for k, v in original.items() if k not in touched}
 
 
+def kept_trial_ids(quarantine):
+    """{TRIAL_RUN id: trial_id} as the quarantine keeps the runs a cleanup removed ({} when it kept none)."""
+    con = sqlite3.connect(quarantine)
+    try:
+        if not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'TRIAL_RUN'").fetchone():
+            return {}
+        return dict(con.execute("SELECT id, trial_id FROM TRIAL_RUN").fetchall())
+    finally:
+        con.close()
+
+
 def doomed_runs(address, tmp_path):
     """The TRIAL_RUN ids an uninterrupted cleanup removes (found on a copy)."""
     if address.is_sqlite:
@@ -236,10 +247,7 @@ def test_cleanup_and_its_undo_lose_no_write_of_a_concurrent_writer(address, tmp_
                          "--quarantine-dir", str(tmp_path / "q"), "--no-snapshot")
         assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr
         quarantine = quarantine_of(result.stdout)
-        con = sqlite3.connect(quarantine)
-        kept = dict(con.execute("SELECT id, trial_id FROM TRIAL_RUN").fetchall()) if con.execute(
-            "SELECT 1 FROM sqlite_master WHERE name = 'TRIAL_RUN'").fetchone() else {}
-        con.close()
+        kept = kept_trial_ids(quarantine)
         with writer.paused():
             assert lost_writes(address, writer, "TRIAL_RUN", "trial_id", kept) == []
         undone = run_cli("undo", quarantine, "--json")

@@ -17,6 +17,7 @@ from test_beside_a_writer import (
     damaged_metrics,
     digest,
     doomed_runs,
+    kept_trial_ids,
     lost_writes,
     quarantine_of,
     values_of,
@@ -225,10 +226,7 @@ def test_a_repair_leaves_alone_the_runs_a_concurrent_writer_edits_or_re_parents(
         during.stop()
     assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr
     quarantine = quarantine_of(result.stdout)
-    con = sqlite3.connect(quarantine)
-    kept = dict(con.execute("SELECT id, trial_id FROM TRIAL_RUN").fetchall()) if con.execute(
-        "SELECT 1 FROM sqlite_master WHERE name = 'TRIAL_RUN'").fetchone() else {}
-    con.close()
+    kept = kept_trial_ids(quarantine)
     assert lost_writes(address, during, "TRIAL_RUN", "trial_id", kept) == []
     after = beside(address, tmp_path, "undo", "TRIAL_RUN", "trial_id", runs, values=parents, seed=6)
     try:
