@@ -18,7 +18,6 @@ import re
 import secrets
 import shutil
 import sqlite3
-import threading
 from typing import Dict, List, Optional
 
 from . import __version__
@@ -37,6 +36,7 @@ from .errors import (
 )
 from .fileutil import (
     SNAPSHOT_ID,
+    SQLITE_HEADER,
     atomic_write_text,
     clear_stale_temps,
     durable_file,
@@ -47,7 +47,7 @@ from .fileutil import (
     server_state_dir,
 )
 from .mysqlrestore import META_TABLE, check_restorable, load_sqlite_snapshot, partly_restored
-from .pool import ConnectionPool
+from .pool import ConnectionPool, run_parallel
 from .progress import NoProgress, format_mb, utc_now
 from .schema import discover_graph
 from .sqliterestore import restore_by_content
@@ -57,7 +57,6 @@ from .values import portable
 log = logging.getLogger(__name__)
 
 PLAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-SQLITE_HEADER = b"SQLite format 3\x00"
 FORMAT = "emfix-snapshot-1"
 BATCH_ROWS = 5000
 
@@ -259,26 +258,6 @@ def sqlite_check(path, full=False):
     return check_summary(rows, "integrity_check" if full else "quick_check")
 
 
-def _in_parallel(*jobs):
-    """Run callables at once (hashing and SQLite both release the GIL); return their results."""
-    results, errors = [None] * len(jobs), []
-
-    def run(i, job):
-        try:
-            results[i] = job()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results
-
-
 def verify_snapshot(directory, snapshot_id, *, full=False, record=True, address=None):
     """Check one snapshot against its manifest; never raises for damage, returns it.
 
@@ -324,10 +303,10 @@ def _find_damage(snapshot_id, manifest, path, full):
         return "size %d bytes, manifest says %d (truncated or appended)" % (size, manifest.size)
     if path.endswith(".sql"):
         reader = SnapshotReader(path)
-        digest, problem = _in_parallel(lambda: sha256_of(path), lambda: reader.check(full))
+        digest, problem = run_parallel([lambda: sha256_of(path), lambda: reader.check(full)])
         counts = reader.counts
     else:
-        digest, problem = _in_parallel(lambda: sha256_of(path), lambda: sqlite_check(path, full))
+        digest, problem = run_parallel([lambda: sha256_of(path), lambda: sqlite_check(path, full)])
     if digest != manifest.sha256:
         return "SHA-256 differs from the manifest (the file changed after it was written)"
     if problem:
@@ -589,7 +568,7 @@ def _check_sqlite_copy(temp, verify, address, progress):
     if verify:
         jobs.append(lambda: sqlite_check(temp))
     try:
-        results = _in_parallel(*jobs)
+        results = run_parallel(jobs)
     except sqlite3.DatabaseError as exc:
         raise DamagedInputError("the copy of %s cannot be read back (%s): the database is damaged"
                                 % (address.display(), exc),
@@ -602,7 +581,7 @@ def _check_sql_copy(temp, written, digest=None):
     (--verify) it is also read back in full and hashed again."""
     reader = SnapshotReader(temp)
     jobs = [reader.check] + ([lambda: sha256_of(temp)] if digest else [])
-    results = _in_parallel(*jobs)
+    results = run_parallel(jobs)
     if results[0]:
         return results[0]
     if reader.counts != written:

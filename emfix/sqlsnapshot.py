@@ -27,7 +27,7 @@ import threading
 from .backends import open_database
 from .errors import DamagedInputError, DatabaseLockedError, EmfixError, PrivilegeError
 from .fileutil import SQL_SNAPSHOT_HEADER
-from .pool import ConnectionPool, put_unless_stopped
+from .pool import ConnectionPool, put_unless_stopped, run_parallel
 from .sqlrows import count_insert_rows, last_row_problem_at
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=2):
             for chunk in sorted(_chunks(lead, plans), key=lambda c: -c[0].estimate):
                 chunks.put(chunk)
             out.counts.update({p.table: 0 for p in plans})
-            _run_parallel([lambda db=db: _drain(db, chunks, out, progress) for db in readers], out.failed)
+            run_parallel([lambda db=db: _drain(db, chunks, out, progress) for db in readers], out.failed)
             out.write(END + json.dumps({"tables": out.counts}, sort_keys=True).encode("ascii") + b"\n")
             handle.flush()
         return out.counts, out.sha256.hexdigest(), position
@@ -333,27 +333,6 @@ class _Pages:
 
 def _where(conditions):
     return " WHERE " + " AND ".join(conditions) if conditions else ""
-
-
-def _run_parallel(jobs, failed):
-    """Run the jobs in threads (the driver waits on its socket without the GIL); re-raise the first failure."""
-    errors = []
-
-    def run(job):
-        try:
-            job()
-        except BaseException as exc:
-            errors.append(exc)
-            failed.set()
-
-    threads = [threading.Thread(target=run, args=(job,), daemon=True) for job in jobs[1:]]
-    for thread in threads:
-        thread.start()
-    run(jobs[0])
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
 
 
 # -- reading -----------------------------------------------------------------------------------
