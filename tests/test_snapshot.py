@@ -4,6 +4,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -17,7 +18,7 @@ from emfix import snapshot
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
 from emfix.demo import Shape
-from emfix.errors import DamagedInputError
+from emfix.errors import DamagedInputError, NoSpaceError
 
 
 def dump_all(address):
@@ -268,8 +269,8 @@ def test_disk_full_leaves_no_partial_file_and_a_clear_error(demo_sqlite, tmp_pat
 def test_refuses_when_free_space_is_too_small(demo_sqlite, tmp_path, monkeypatch):
     import collections
     usage = collections.namedtuple("usage", "total used free")
-    monkeypatch.setattr(snapshot.shutil, "disk_usage", lambda path: usage(10 ** 9, 10 ** 9, 1000))
-    with pytest.raises(snapshot.NoSpaceError, match="not enough free space"):
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 ** 9, 10 ** 9, 1000))
+    with pytest.raises(NoSpaceError, match="not enough free space"):
         snapshot.create_snapshot(demo_sqlite, snapdir(tmp_path))
     assert not os.path.exists(snapdir(tmp_path)) or os.listdir(snapdir(tmp_path)) == []
 
