@@ -54,6 +54,27 @@ def test_restore_round_trips_exactly_on_both_backends(demo_address, tmp_path):
     assert safety.status == "verified" and safety.manifest.tables["METRIC"] == 5
 
 
+def test_a_safety_snapshot_is_verified_and_says_before_what(demo_sqlite, tmp_path):
+    """The one entry point every change and every restore takes its snapshot through."""
+    class Lines:
+        def __init__(self):
+            self.lines = []
+
+        def update(self, text, force=False):
+            self.lines.append((text, force))
+
+    progress, directory = Lines(), snapdir(tmp_path)
+    taken = snapshot.safety_snapshot(demo_sqlite, directory, "cleanup-orphans", progress=progress)
+    result = snapshot.restore_snapshot(demo_sqlite, directory, taken)
+    described = {s.id: (s.status, s.manifest.description, s.manifest.kind) for s in snapshot.list_snapshots(directory)}
+    assert described == {taken: ("verified", "before cleanup-orphans", "snapshot"),
+                         result.safety_snapshot_id: ("verified", "safety copy before restoring %s" % taken, "safety")}
+    assert progress.lines == [("snapshot before cleanup-orphans", True)]
+    assert snapshot.resolve_snapshot_id(directory, "latest-valid", demo_sqlite) == taken  # never the restore's own
+    beside = snapshot.safety_snapshot(demo_sqlite, None, "schema upgrade")  # no folder given: the database's own
+    assert [s.id for s in snapshot.list_snapshots(snapshot.default_snapshot_dir(demo_sqlite))] == [beside]
+
+
 def test_snapshot_files_are_private_and_listed(demo_sqlite, tmp_path):
     result = run_cli("snapshot", "create", demo_sqlite.path, "--description", "first", "--verify", "--json")
     assert result.returncode == 0, result.stderr

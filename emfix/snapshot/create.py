@@ -17,7 +17,7 @@ from ..progress import NoProgress, format_mb, utc_now
 from ..schema import discover_graph
 from ..values import portable
 from .checks import count_rows, sha256_of, sqlite_check
-from .manifest import META_TABLE, SnapshotManifest, new_snapshot_id, write_manifest
+from .manifest import META_TABLE, SnapshotManifest, new_snapshot_id, snapshot_files, write_manifest
 from .sqltext import SnapshotReader, open_reader, write_sql_snapshot
 from .store import default_snapshot_dir
 
@@ -162,6 +162,42 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
     progress.done()
     log.info("%s %s written (%d rows, %s)", label, snapshot_id, manifest.row_total, format_mb(manifest.size))
     return manifest
+
+
+def safety_snapshot(address, directory, reason, *, retry_policy=None, progress=None, before_restore=False):
+    """The verified snapshot taken before a change (described as "before <reason>"); its id. `directory`
+    None: the database's own snapshot folder. `progress` shows one line while it is taken.
+
+    `before_restore`: the one a restore takes of the content it replaces ("safety copy before <reason>",
+    kind "safety": `latest-valid` never picks it, as restoring it would undo the restore); a SQLite file
+    too damaged to be read is then kept as its raw bytes, marked as damaged, so the restore can go on."""
+    directory = directory or default_snapshot_dir(address)
+    if progress is not None:
+        progress.update("snapshot before %s" % reason, force=True)
+    if not before_restore:
+        return create_snapshot(address, directory, description="before %s" % reason, verify=True,
+                               retry_policy=retry_policy).id
+    description = "safety copy before %s" % reason
+    try:
+        return create_snapshot(address, directory, description=description, verify=True, retry_policy=retry_policy,
+                               label="safety snapshot", kind="safety").id
+    except DamagedInputError:
+        if not address.is_sqlite or not os.path.exists(address.path):
+            raise
+    return _raw_copy(address, directory, description)
+
+
+def _raw_copy(address, directory, description):
+    """The database is too damaged to snapshot: keep its raw bytes, marked as damaged."""
+    raw_id = new_snapshot_id()
+    raw_path, _ = snapshot_files(directory, raw_id)
+    with durable_file(raw_path) as temp:
+        shutil.copyfile(address.path, temp)
+    write_manifest(directory, SnapshotManifest(
+        raw_id, utc_now(), description + " (raw copy of a damaged database)", address.to_dict(), "sqlite", __version__,
+        0, {}, os.path.getsize(raw_path), sha256_of(raw_path), os.path.basename(raw_path),
+        damage="raw copy of a database that failed its integrity check", kind="raw", source_key=address.key()))
+    return raw_id
 
 
 def _check_sqlite_copy(temp, verify, address, progress):

@@ -9,14 +9,13 @@ import shutil
 import sqlite3
 from typing import Dict, Optional
 
-from .. import __version__
 from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, EmfixError, NoSpaceError, UsageError
 from ..fileutil import durable_file
-from ..progress import NoProgress, utc_now
-from .checks import count_rows, open_snapshot_file, sha256_of, sqlite_check, verify_snapshot
-from .create import create_snapshot
+from ..progress import NoProgress
+from . import create
+from .checks import count_rows, open_snapshot_file, sqlite_check, verify_snapshot
 from .legacy import LEGACY_KIND
-from .manifest import SnapshotManifest, new_snapshot_id, snapshot_files, source_text, write_manifest
+from .manifest import snapshot_files, source_text
 from .mysqlrestore import check_restorable, load_sql_snapshot, load_sqlite_snapshot, partly_restored
 from .sqliterestore import restore_by_content
 from .store import default_snapshot_dir, resolve_snapshot_id
@@ -59,7 +58,8 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
     if not address.is_sqlite:  # before anything is emptied: will the tables as they are take its rows?
         check_restorable(address, path, snapshot_id, retry_policy)
     def take_safety():
-        return _safety_snapshot(address, directory, snapshot_id, retry_policy) if safety_snapshot else None
+        return create.safety_snapshot(address, directory, "restoring %s" % snapshot_id, retry_policy=retry_policy,
+                                      before_restore=True) if safety_snapshot else None
     done = False
     if address.is_sqlite and os.path.exists(address.path) and not sqlite_check(address.path):
         progress.update("restoring %s" % snapshot_id, force=True)
@@ -84,26 +84,6 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
         raise DamagedInputError("after restoring %s the row counts differ from the snapshot" % snapshot_id,
                                 hint="the safety snapshot %s holds the content from before" % safety_id)
     return RestoreResult(snapshot_id, safety_id, counts, method)
-
-
-def _safety_snapshot(address, directory, snapshot_id, retry_policy):
-    description = "safety copy before restoring %s" % snapshot_id
-    try:
-        return create_snapshot(address, directory, description=description, verify=True, retry_policy=retry_policy,
-                               label="safety snapshot", kind="safety").id
-    except DamagedInputError:
-        if not address.is_sqlite or not os.path.exists(address.path):
-            raise
-    # The database is too damaged to snapshot: keep its raw bytes, marked as damaged.
-    raw_id = new_snapshot_id()
-    raw_path, _ = snapshot_files(directory, raw_id)
-    with durable_file(raw_path) as temp:
-        shutil.copyfile(address.path, temp)
-    write_manifest(directory, SnapshotManifest(
-        raw_id, utc_now(), description + " (raw copy of a damaged database)", address.to_dict(), "sqlite", __version__,
-        0, {}, os.path.getsize(raw_path), sha256_of(raw_path), os.path.basename(raw_path),
-        damage="raw copy of a database that failed its integrity check", kind="raw", source_key=address.key()))
-    return raw_id
 
 
 def _restore_sqlite(address, snapshot_path, retry_policy):
