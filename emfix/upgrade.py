@@ -270,12 +270,9 @@ def upgrade_schema(address, *, dry_run=False, confirm=None, snapshot=True, snaps
             raise Cancelled("cancelled; nothing was changed")
         plan.dry_run = False
         if snapshot:
-            from .snapshot import create_snapshot, default_snapshot_dir
-            if progress:
-                progress.update("snapshot before schema upgrade", force=True)
-            plan.snapshot_id = create_snapshot(address, snapshot_dir or default_snapshot_dir(address),
-                                               description="before schema upgrade", verify=True,
-                                               retry_policy=retry_policy).id
+            from .snapshot import safety_snapshot
+            plan.snapshot_id = safety_snapshot(address, snapshot_dir, "schema upgrade", retry_policy=retry_policy,
+                                               progress=progress)
         (_execute_sqlite if db.dialect == "sqlite" else _execute_mysql)(db, plan, address, before_commit)
     plan.seconds = time.perf_counter() - started
     return plan
