@@ -166,7 +166,7 @@ class _MetricWork:
     is done, so the two cores stay busy until the end.
     """
 
-    JSON_PIECES = 8
+    JSON_PIECES = 16  # small pieces: the connection that finishes first waits less for the other
 
     def __init__(self, graph, limit, deep_json=False, sink=None, quick_check=True):
         self.graph, self.limit, self.deep_json, self.sink = graph, limit, deep_json, sink
@@ -176,6 +176,7 @@ class _MetricWork:
         self.json_parts = {}
         self.unreferenced = {}
         self.seconds = {"json": 0.0, "unreferenced": 0.0}
+        self.busy = {}  # connection -> seconds spent on these tasks (the critical path, in --json's timings)
         self.damage = ""
 
     def _prepare(self, db):
@@ -190,7 +191,14 @@ class _MetricWork:
         with self.lock:
             return self.tasks.pop(0) if self.tasks else None
 
-    def drain(self, db):
+    def drain(self, db, who):
+        began = time.perf_counter()
+        try:
+            self._drain(db)
+        finally:
+            self.busy[who] = time.perf_counter() - began
+
+    def _drain(self, db):
         self._prepare(db)
         while True:
             task = self._next()
@@ -247,7 +255,7 @@ def _start_helper(pool, work):
         try:
             with pool.connection() as db:
                 _tune(db)
-                work.drain(db)
+                work.drain(db, "helper")
         except BaseException as exc:  # re-raised in the main thread
             failure.append(exc)
 
@@ -287,17 +295,20 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
                     every_violation(table, violation)
         timings["foreign_keys"] = time.perf_counter() - step
         progress.update("metric JSON", force=True)
-        work.drain(db)
+        work.drain(db, "main")
+        step = time.perf_counter()
         if helper is not None:
             helper[0].join()
             if helper[1]:
                 raise helper[1][0]
+        timings["waiting_for_helper"] = time.perf_counter() - step
         if work.damage:
             raise DamagedInputError("%s is damaged: %s" % (address.display(), work.damage),
                                     hint="restore a snapshot (emfix snapshot restore %s), or recover what is "
                                          "readable with the sqlite3 shell's .recover" % address.target())
         json_scan, unreferenced = work.results()
         timings.update(work.seconds)
+        timings.update(("metric_tasks_%s" % who, seconds) for who, seconds in work.busy.items())
         hierarchy = None
         if experiment is not None:
             from .hierarchy import check_hierarchy
