@@ -6,8 +6,6 @@ import contextlib
 from ..errors import ConflictError
 from ..retry import RetriesExhausted, RetryPolicy, call_with_retry
 
-# What the database declares, as it declares it (schema.Relation is the graph's own, resolved form).
-ForeignKey = collections.namedtuple("ForeignKey", "table columns ref_table ref_columns name", defaults=("",))
 Index = collections.namedtuple("Index", "table name columns unique", defaults=(False,))
 # `type` as declared (SQLite) or as the server reports it (MySQL COLUMN_TYPE); `default` as SQL text or None.
 ColumnDetail = collections.namedtuple("ColumnDetail", "name type not_null default auto")
@@ -210,7 +208,7 @@ class Backend:
         raise NotImplementedError
 
     def foreign_keys(self, table):
-        """Declared foreign keys of a table as ForeignKey tuples."""
+        """Declared foreign keys of a table (foreignkey.ForeignKey, child = this table)."""
         raise NotImplementedError
 
     def indexes_cached(self, table):

@@ -16,8 +16,9 @@ from ..errors import (
     SchemaError,
     StillReferencedError,
 )
+from ..foreignkey import ForeignKey
 from ..retry import RetriesExhausted, call_with_retry
-from .base import Backend, ColumnDetail, ForeignKey, Index, StorageLimit
+from .base import Backend, ColumnDetail, Index, StorageLimit
 from .replication import ReplicationMixin, translate_server_error
 
 ACCESS_DENIED = 1045
@@ -454,13 +455,13 @@ class MySQLBackend(ReplicationMixin, Backend):
         return tuple(self._primary_keys_of(table).get(table.lower(), ()))
 
     def foreign_keys(self, table):
-        return [fk._replace(table=table) for fk in self._foreign_keys_of(table).get(table.lower(), [])]
+        return [dataclasses.replace(fk, child=table) for fk in self._foreign_keys_of(table).get(table.lower(), [])]
 
     def describe_tables(self, tables):
         """Three queries for the whole database, not three per table (information_schema is slow to ask)."""
         columns, keys, foreign = self._columns_of(), self._primary_keys_of(), self._foreign_keys_of()
         return ({t: columns.get(t.lower(), []) for t in tables}, {t: tuple(keys.get(t.lower(), ())) for t in tables},
-                {t: [fk._replace(table=t) for fk in foreign.get(t.lower(), [])] for t in tables})
+                {t: [dataclasses.replace(fk, child=t) for fk in foreign.get(t.lower(), [])] for t in tables})
 
     def _by_table(self, sql, table, column="TABLE_NAME"):
         """{table name (lower case): [the rest of each row]} of an information_schema query whose first

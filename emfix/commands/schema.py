@@ -118,7 +118,8 @@ def show_lines(declared):
         for index in table.indexes:
             yield "  index %s (%s)" % (index.name, ", ".join(index.columns))
         for fk in table.foreign_keys:
-            yield "  foreign key (%s) -> %s (%s)" % (", ".join(fk.columns), fk.table, ", ".join(fk.ref_columns))
+            yield "  foreign key (%s) -> %s (%s)" % (", ".join(fk.child_columns), fk.parent,
+                                                     ", ".join(fk.parent_columns))
 
 
 def run_diff(args, out):
