@@ -147,3 +147,28 @@ def _exported(tmp_path):
     path = str(tmp_path / "e.jsonl")
     assert run_cli("export", str(tmp_path / "src" / "experiment.db"), "-e", "1", "-o", path).returncode == 0
     return path
+
+
+def test_the_library_says_what_happened_and_the_command_layer_words_what_to_run():
+    from emfix.address import DatabaseAddress
+    from emfix.backends.replication import translate_server_error
+    from emfix.commands.common import hint_for
+    address = DatabaseAddress("mysql", host="db1", port=3306, user="em", database="em")
+    read_only = translate_server_error(address, 1290, "The MariaDB server is running with the --read-only option")
+    assert read_only.kind == "read_only_server" and read_only.hint is None  # no command line in the library
+    assert hint_for(read_only) == ("a replica takes every change from its primary; point emfix at the primary "
+                                   "(`emfix doctor` says which server this one replicates from)")
+    too_large = translate_server_error(address, 1180, "wsrep_max_ws_rows exceeded")
+    assert too_large.hint is None and "`emfix doctor` shows the limits" in hint_for(too_large)
+    too_large.hint = "the batches copied so far are committed"  # a library hint comes after the command's
+    assert hint_for(too_large).endswith("nothing of that batch was written; the batches copied so far are committed")
+
+
+def test_a_missing_mysql_database_points_at_init_with_its_own_address(mysql_address):
+    import dataclasses
+    missing = dataclasses.replace(mysql_address, database="emfix_no_such_database")
+    result = run_cli("validate", url_of(missing))
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    assert "error: MySQL database 'emfix_no_such_database' does not exist" in result.stderr
+    assert "hint: check the name; `emfix init mysql://" in result.stderr
+    assert "CREATE DATABASE `emfix_no_such_database` CHARACTER SET utf8mb4)" in result.stderr

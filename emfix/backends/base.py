@@ -148,7 +148,7 @@ class Backend:
         except RetriesExhausted as exc:
             last = exc.last_error
             raise type(last)("%s (gave up after %d attempts in %.1fs)" % (last.message, exc.attempts, exc.elapsed),
-                             hint=last.hint) from None
+                             hint=last.hint, kind=last.kind, facts=last.facts) from None
 
     @contextlib.contextmanager
     def consistent_read(self):

@@ -12,6 +12,38 @@ import sys
 from ..address import PASSWORD_ENV, mysql_address_from_flags, parse_address
 from ..errors import UsageError
 
+# -- what to run next, for what the library says happened (EmfixError.kind and .facts) ------------
+
+GALERA_LIMIT = "wsrep_max_ws_rows / wsrep_max_ws_size"
+HINTS = {
+    "access_denied": lambda: "check the password (%s, --password-file or ~/.my.cnf)" % PASSWORD_ENV,
+    "unknown_database": lambda target, database: (
+        "check the name; `emfix init %s` creates it with the schema (or, as an administrator: CREATE DATABASE %s "
+        "CHARACTER SET utf8mb4)" % (target, database)),
+    "refused_json": lambda: ("a metric value is not valid JSON: repair the source with `emfix fix-json`, or write "
+                             "into a LONGTEXT column (`emfix init DST --json-type text`)"),
+    "refused_text": lambda: ("the value's bytes are not UTF-8; `emfix fix-json SRC --reset-unfixable` replaces such "
+                             "metric values (the originals stay in its quarantine)"),
+    "refused_statement": lambda: ("its tables differ from the ones the statements were written for; "
+                                  "`emfix schema diff` shows how"),
+    "read_only_server": lambda: ("a replica takes every change from its primary; point emfix at the primary "
+                                 "(`emfix doctor` says which server this one replicates from)"),
+    "galera_node_not_ready": lambda: ("point emfix at a node that is Synced in the Primary component "
+                                      "(`emfix doctor` shows a node's state)"),
+    "transaction_too_large": lambda galera_limit: (
+        "%s: run it again with a smaller --batch-size (`emfix doctor` shows the limits); nothing of that batch was "
+        "written" % ("a Galera node refuses a transaction over " + GALERA_LIMIT if galera_limit
+                     else "on a Galera node this is most often a batch over " + GALERA_LIMIT)),
+}
+
+
+def hint_for(error):
+    """The `hint:` a user sees for an EmfixError: the command to run for what happened (its kind), then
+    the library's own hint; None when there is neither."""
+    wording = HINTS.get(getattr(error, "kind", None))
+    parts = [wording(**error.facts) if wording else None, error.hint]
+    return "; ".join(p for p in parts if p) or None
+
 # -- the grammar shared by every command ----------------------------------------------------------
 
 
