@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from ..address import PASSWORD_ENV, mysql_address_from_flags, parse_address
+from ..address import PASSWORD_ENV, mysql_address_from_flags, parse_address, remember_secret
 from ..errors import UsageError
 
 # -- what to run next, for what the library says happened (EmfixError.kind and .facts) ------------
@@ -215,6 +215,26 @@ def password_flag(args):
     return password
 
 
+def known(address):
+    """An address the command was given, its password registered so that no message, report or traceback
+    file shows it (address.hide_secrets): every address a command parses passes through here."""
+    if address is not None:
+        remember_secret(address.password)
+    return address
+
+
+def address_from_text(text, password_file=None, defaults_file=None, password=None):
+    """parse_address for what the user typed, the password registered (known)."""
+    return known(parse_address(text, password_file, defaults_file, password=password))
+
+
+def address_from_flags(database, host=None, port=None, user=None, password_file=None, defaults_file=None,
+                       password=None):
+    """mysql_address_from_flags (`--mysql -d NAME --host ...`), the password registered (known)."""
+    return known(mysql_address_from_flags(database, host, port, user, password_file, defaults_file,
+                                          password=password))
+
+
 def resolve_address(args):
     db = getattr(args, "db", None) or getattr(args, "database_after_ids", None)
     flag = getattr(args, "database", None)
@@ -225,8 +245,8 @@ def resolve_address(args):
     if getattr(args, "mysql", False) and getattr(args, "sqlite", False):
         raise UsageError("--sqlite and --mysql together", hint="give one: the database is one or the other")
     if getattr(args, "mysql", False):
-        return mysql_address_from_flags(target, args.host, args.port, args.user,
-                                        args.password_file, args.defaults_file, password=password)
+        return address_from_flags(target, args.host, args.port, args.user, args.password_file, args.defaults_file,
+                                  password=password)
     if target is None:
         raise UsageError("no database given", hint="pass a SQLite file path or mysql://user@host:port/dbname")
     if args.host or args.port or args.user:
@@ -234,12 +254,12 @@ def resolve_address(args):
             raise UsageError("--host/--port/--user need --mysql", hint="add --mysql, or use a mysql:// URL")
         raise UsageError("--host/--port/--user given beside a mysql:// URL", hint="put them in the URL, or use --mysql "
                          "-d NAME with the flags; not both")
-    return parse_address(target, args.password_file, args.defaults_file, password=password)
+    return address_from_text(target, args.password_file, args.defaults_file, password=password)
 
 
 def address_of(text, args):
     """A positional SRC or DST (migrate) with the password options that apply to both."""
-    return parse_address(text, args.password_file, password=password_flag(args))
+    return address_from_text(text, args.password_file, password=password_flag(args))
 
 
 def retry_policy(args):

@@ -124,12 +124,14 @@ def show_lines(declared):
 
 def run_diff(args, out):
     from .. import report_html, schemadiff, schemafiles
-    a, b = schemafiles.catalog_of(args.a, args.password_file), schemafiles.catalog_of(args.b, args.password_file)
+    a, b = (schemafiles.catalog_of(args.a, args.password_file, parse=common.address_from_text),
+            schemafiles.catalog_of(args.b, args.password_file, parse=common.address_from_text))
     diff = schemadiff.diff_catalogs(a, b)
     count = schemadiff.tables_to_count(diff, b)
     if count:  # (a schema file keeps the counts it was written with)
         # B's row counts decide whether dropping one of its columns or tables loses data (the rating)
-        diff = schemadiff.diff_catalogs(a, schemafiles.catalog_of(args.b, args.password_file, counts=count))
+        diff = schemadiff.diff_catalogs(a, schemafiles.catalog_of(args.b, args.password_file, counts=count,
+                                                                  parse=common.address_from_text))
     kind = "json" if out.json else (args.format or ("html" if args.open_html else "text"))
     if args.open_html and kind != "html":
         raise UsageError("--open-html goes with --format html")
