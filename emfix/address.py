@@ -142,14 +142,14 @@ def mask_url(text):
 
 
 def key_of_source(source):
-    """DatabaseAddress.key() for an address written by to_dict() (a manifest's `source`)."""
+    """DatabaseAddress.key() (the one identity) of an address written by to_dict() (a manifest's `source`)."""
     if not isinstance(source, dict):
         return None
     if source.get("backend") == "sqlite" and source.get("path"):
-        return "sqlite:" + os.path.realpath(str(source["path"]))
+        return DatabaseAddress("sqlite", path=str(source["path"])).key()
     if source.get("backend") == "mysql":
-        return "mysql://%s:%s/%s" % (str(source.get("host") or "").lower(), source.get("port"),
-                                     source.get("database") or "")
+        return DatabaseAddress("mysql", host=str(source.get("host") or ""), port=source.get("port"),
+                               database=source.get("database")).key()
     return None
 
 

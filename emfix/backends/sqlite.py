@@ -8,7 +8,7 @@ import os
 import sqlite3
 
 from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, NoSpaceError
-from ..fileutil import create_private, read_only_uri
+from ..fileutil import create_private, is_disk_full, read_only_uri
 from ..foreignkey import ForeignKey
 from ..retry import RetriesExhausted, call_with_retry
 from .base import Backend, ColumnDetail, Index
@@ -169,7 +169,7 @@ class SQLiteBackend(Backend):
                                      hint="check the path; if it is damaged, restore a snapshot")
         if "readonly" in message.lower().replace(" ", "") or "read-only" in message.lower():
             return ConnectError("cannot write %s: %s" % (self.path, message))
-        if "disk is full" in message or "too large" in message or "disk I/O error" in message:
+        if is_disk_full(exc) or "too large" in message or "disk I/O error" in message:
             what = ("SQLite's temporary files while reading %s" if self.readonly else "%s") % self.path
             return NoSpaceError("cannot write %s: %s (the disk is full, a file-size limit was reached, or the disk "
                                 "failed); the transaction was rolled back" % (what, message),
