@@ -229,6 +229,3 @@ class Backend:
 
     def server_version(self):
         raise NotImplementedError
-
-    def describe(self):
-        return "%s %s (%s)" % (self.dialect, self.server_version(), self.address.display())
