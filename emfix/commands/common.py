@@ -2,15 +2,14 @@
 the library and the terminal (addresses, output, progress, questions, Ctrl-C)."""
 
 import argparse
-import dataclasses
 import json
-import math
 import os
 import signal
 import sys
 
 from ..address import PASSWORD_ENV, mysql_address_from_flags, parse_address, remember_secret
 from ..errors import UsageError
+from ..jsonable import to_jsonable  # noqa: F401 (the commands use common.to_jsonable)
 
 # -- what to run next, for what the library says happened (EmfixError.kind and .facts) ------------
 
@@ -280,22 +279,6 @@ def open_from_args(args, readonly=False, create=False):
 
 
 # -- output ---------------------------------------------------------------------------------------------
-
-def to_jsonable(value):
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        if hasattr(value, "to_dict"):
-            return value.to_dict()
-        return {k: to_jsonable(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    if isinstance(value, float) and not math.isfinite(value):  # strict JSON has no NaN: named, not a crash
-        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
-    return value
-
 
 def write_stdout(text):
     """Write to stdout; once the reader has gone (`| head`), the rest is dropped quietly and the
