@@ -12,12 +12,6 @@ from emfix.pool import ConnectionPool
 from emfix.retry import RetriesExhausted, RetryPolicy, call_with_retry, is_transient
 
 
-@pytest.fixture
-def demo_sqlite(sqlite_address):
-    make_demo(sqlite_address)
-    return sqlite_address
-
-
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -6,16 +6,8 @@ import sqlite3
 import pytest
 from conftest import hold_write_lock, make_demo, run_cli, url_of
 
-from emfix.address import DatabaseAddress
 from emfix.backends import open_database
 from emfix.validate import validate
-
-
-@pytest.fixture
-def demo_sqlite(tmp_path):
-    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
-    make_demo(address)
-    return address
 
 
 def sql(address, *statements):

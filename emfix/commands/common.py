@@ -273,6 +273,28 @@ def refuse_replica(args, address):
     check_before_writing(address, getattr(args, "force", False), retry_policy(args))
 
 
+def writing_address(args):
+    """The database a writing command works on, past the write gate (refuse_replica) unless --dry-run,
+    which writes nothing."""
+    address = resolve_address(args)
+    if not args.dry_run:
+        refuse_replica(args, address)
+    return address
+
+
+def ask_first(args, question, describe=None):
+    """The confirm() a writing command hands its library call: none with --yes or --dry-run."""
+    return None if args.yes or args.dry_run else confirm(question, describe)
+
+
+RECREATE_PARENTS_HELP = "create missing RESULTS/EPOCH rows under existing runs instead of removing their links"
+
+
+def add_reset_unfixable(parser, what="values"):
+    parser.add_argument("--reset-unfixable", action="store_true",
+                        help="set %s that cannot be repaired to {} (the originals are kept in the quarantine)" % what)
+
+
 def open_from_args(args, readonly=False, create=False):
     from ..backends import open_database
     return open_database(resolve_address(args), readonly=readonly, create=create, retry_policy=retry_policy(args))
@@ -314,6 +336,13 @@ class Output:
     def lines(self, lines):
         for line in lines:
             self.text(line)
+
+    def result(self, value, render, *render_args):
+        """A command's result: as JSON with --json, else the lines render(value, *render_args) gives."""
+        if self.json:
+            emit_json(value)
+        else:
+            self.lines(render(value, *render_args))
 
 
 def make_progress(label, args, out):

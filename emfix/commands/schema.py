@@ -67,10 +67,7 @@ def run_graph(args, out):
     from .. import schema
     with common.open_from_args(args, readonly=True) as db:
         graph = schema.users_graph(schema.discover_graph(db))
-    if out.json:
-        common.emit_json(graph)
-        return EXIT_OK
-    out.lines(graph_lines(graph))
+    out.result(graph, graph_lines)
     return EXIT_OK
 
 
@@ -89,10 +86,7 @@ def run_show(args, out):
     from .. import catalog
     with common.open_from_args(args, readonly=True) as db:
         declared = catalog.read_catalog(db, counts=not args.no_counts)
-    if out.json:
-        common.emit_json(declared)
-    else:
-        out.lines(show_lines(declared))
+    out.result(declared, show_lines)
     return EXIT_OK
 
 
@@ -172,18 +166,13 @@ def diff_lines(diff):
 def run_upgrade(args, out):
     """One plan: the one shown (and confirmed, unless --yes) is the one executed."""
     from .. import upgrade
-    address = common.resolve_address(args)
-    if not args.dry_run:
-        common.refuse_replica(args, address)
+    address = common.writing_address(args)
     ask = None if args.yes else common.confirm(lambda p: "upgrade the schema of %s?" % p.database, upgrade_lines)
     result = upgrade.upgrade_schema(
         address, dry_run=args.dry_run, confirm=ask, snapshot=not args.no_snapshot,
         snapshot_dir=args.snapshot_dir, force=args.force, retry_policy=common.retry_policy(args),
         progress=common.make_progress("schema upgrade", args, out))
-    if out.json:
-        common.emit_json(result)
-    else:
-        out.lines(upgrade_lines(result))
+    out.result(result, upgrade_lines)
     return EXIT_OK
 
 
