@@ -1,7 +1,10 @@
 """Where a database is: a SQLite path or a MySQL URL, with the password kept out of sight.
 
 A password may come from the URL, a password file, EMFIX_MYSQL_PASSWORD or the MySQL option
-files; it is never needed on the command line and never shown: `str(address)` masks it.
+files; it is never needed on the command line and never shown: `str(address)` masks it, and a caller
+that prints messages (the CLI) registers each address's password with `remember_secret` so that
+`hide_secrets` masks it in any text, a driver's message or a traceback included. Parsing registers
+nothing by itself. An address is a value: nothing writes to it once made (dataclasses.replace).
 """
 
 import configparser
@@ -20,7 +23,7 @@ MYSQL_SCHEMES = ("mysql", "mariadb", "mysql+mysqlconnector")
 DEFAULT_MYSQL_PORT = 3306
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class DatabaseAddress:
     kind: str  # "sqlite" or "mysql"
     path: Optional[str] = None
@@ -74,7 +77,8 @@ _URLS_WITH_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:@/\s]*:)(\S*)@"
 
 
 def remember_secret(value):
-    """A password this process knows: hide_secrets() masks it wherever it would be shown."""
+    """A password this process knows: hide_secrets() masks it wherever it would be shown. The CLI calls it
+    for each password it is given (on argv: cli.main; by any means: commands.common's address parsing)."""
     if value:
         _SECRETS.add(str(value))
 
@@ -138,14 +142,14 @@ def mask_url(text):
 
 
 def key_of_source(source):
-    """DatabaseAddress.key() for an address written by to_dict() (a manifest's `source`)."""
+    """DatabaseAddress.key() (the one identity) of an address written by to_dict() (a manifest's `source`)."""
     if not isinstance(source, dict):
         return None
     if source.get("backend") == "sqlite" and source.get("path"):
-        return "sqlite:" + os.path.realpath(str(source["path"]))
+        return DatabaseAddress("sqlite", path=str(source["path"])).key()
     if source.get("backend") == "mysql":
-        return "mysql://%s:%s/%s" % (str(source.get("host") or "").lower(), source.get("port"),
-                                     source.get("database") or "")
+        return DatabaseAddress("mysql", host=str(source.get("host") or ""), port=source.get("port"),
+                               database=source.get("database")).key()
     return None
 
 
@@ -175,23 +179,24 @@ def _fill_mysql(address, password_file, defaults_file, environ, password=None):
     """The password, first found: the URL, --password, --password-file, EMFIX_MYSQL_PASSWORD, the option file."""
     environ = os.environ if environ is None else environ
     option_values = read_option_file(defaults_file)
-    if address.password is None and password is not None:
-        address.password = password
-    if address.password is None and password_file:
-        address.password = read_password_file(password_file)
-    if address.password is None and environ.get(PASSWORD_ENV) is not None:
-        address.password = environ[PASSWORD_ENV]
-    if address.password is None:
-        address.password = option_values.get("password")
-    address.user = address.user or option_values.get("user") or _login_name()
-    address.host = address.host or option_values.get("host") or "127.0.0.1"
-    if address.port is None:
+    secret = address.password
+    if secret is None and password is not None:
+        secret = password
+    if secret is None and password_file:
+        secret = read_password_file(password_file)
+    if secret is None and environ.get(PASSWORD_ENV) is not None:
+        secret = environ[PASSWORD_ENV]
+    if secret is None:
+        secret = option_values.get("password")
+    port = address.port
+    if port is None:
         try:
-            address.port = int(option_values.get("port") or DEFAULT_MYSQL_PORT)
+            port = int(option_values.get("port") or DEFAULT_MYSQL_PORT)
         except ValueError:
             raise AddressError("option file has a port that is not a number: %r" % option_values["port"]) from None
-    remember_secret(address.password)
-    return address
+    return dataclasses.replace(address, password=secret, port=port,
+                               user=address.user or option_values.get("user") or _login_name(),
+                               host=address.host or option_values.get("host") or "127.0.0.1")
 
 
 def read_password_file(path):

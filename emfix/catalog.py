@@ -12,6 +12,7 @@ import re
 from typing import Dict, List, Optional, Tuple
 
 from .errors import DamagedInputError, NotFoundError
+from .foreignkey import ForeignKey
 from .schema import EM_TABLES, column_type, is_own_table
 
 CATALOG_FORMAT = "emfix-schema-1"
@@ -34,21 +35,21 @@ class IndexInfo:
 
 
 @dataclasses.dataclass
-class ForeignKeyInfo:
-    columns: Tuple[str, ...]
-    table: str
-    ref_columns: Tuple[str, ...]
-
-
-@dataclasses.dataclass
 class TableInfo:
     name: str
     columns: List[ColumnInfo]
     primary_key: Tuple[str, ...] = ()
     unique: List[Tuple[str, ...]] = dataclasses.field(default_factory=list)
     indexes: List[IndexInfo] = dataclasses.field(default_factory=list)  # non-unique, explicit
-    foreign_keys: List[ForeignKeyInfo] = dataclasses.field(default_factory=list)
+    foreign_keys: List[ForeignKey] = dataclasses.field(default_factory=list)  # child: this table
     rows: Optional[int] = None
+
+    def to_dict(self):
+        """The schema file's form: a foreign key is {"columns", "table" (the parent), "ref_columns"}."""
+        data = dataclasses.asdict(dataclasses.replace(self, foreign_keys=[]))
+        data["foreign_keys"] = [{"columns": fk.child_columns, "table": fk.parent, "ref_columns": fk.parent_columns}
+                                for fk in self.foreign_keys]
+        return data
 
     def column(self, name):
         return next((c for c in self.columns if c.name.lower() == name.lower()), None)
@@ -71,7 +72,7 @@ class Catalog:
     def to_dict(self):
         return {"format": CATALOG_FORMAT, "dialect": self.dialect, "database": self.database,
                 "generation": self.generation, "schema_versions": self.schema_versions,
-                "tables": {name: dataclasses.asdict(t) for name, t in sorted(self.tables.items())}}
+                "tables": {name: t.to_dict() for name, t in sorted(self.tables.items())}}
 
 
 def normal_type(text):
@@ -111,8 +112,7 @@ def read_catalog(db, counts=True):
         if is_own_table(name):  # emfix's journals are not part of the user's schema
             continue
         primary = tuple(db.primary_key(name))
-        foreign = [ForeignKeyInfo(tuple(fk.columns), fk.ref_table, tuple(fk.ref_columns))
-                   for fk in db.foreign_keys(name)]
+        foreign = [ForeignKey(name, fk.child_columns, fk.parent, fk.parent_columns) for fk in db.foreign_keys(name)]
         unique, indexes = [], []
         for index in db.indexes(name):
             if index.name == "PRIMARY" or (index.unique and tuple(index.columns) == primary):
@@ -169,9 +169,9 @@ def _table(name, t):
     indexes = [IndexInfo(_of(i.get("name"), str, "an index of %s" % name), _names(i.get("columns"), "an index of %s"
                                                                                     % name), bool(i.get("unique")))
                for i in (_of(i, dict, "an index of %s" % name) for i in _of(t.get("indexes", []), list, name))]
-    foreign = [ForeignKeyInfo(_names(f.get("columns"), "a foreign key of %s" % name),
-                              _of(f.get("table"), str, "a foreign key of %s" % name),
-                              _names(f.get("ref_columns"), "a foreign key of %s" % name))
+    foreign = [ForeignKey(name, _names(f.get("columns"), "a foreign key of %s" % name),
+                          _of(f.get("table"), str, "a foreign key of %s" % name),
+                          _names(f.get("ref_columns"), "a foreign key of %s" % name))
                for f in (_of(f, dict, "a foreign key of %s" % name)
                          for f in _of(t.get("foreign_keys", []), list, name))]
     return TableInfo(name, [_column(c, name) for c in _of(t.get("columns"), list, "the columns of %s" % name)],
@@ -223,5 +223,5 @@ def expected_catalog(dialect, generation=2, json_type="json"):
             columns.append(ColumnInfo(c.name, kind, not_null, None, c.auto))
         unique = sorted((c.name,) for c in table.columns if c.unique)
         tables[table.name] = TableInfo(table.name, columns, table.primary_key, unique, [],
-                                       [ForeignKeyInfo(cols, parent, ref) for cols, parent, ref in table.foreign_keys])
+                                       [dataclasses.replace(fk, source="declared") for fk in table.foreign_keys])
     return Catalog(dialect, "the Experiment Manager schema (generation %d)" % generation, tables)

@@ -13,7 +13,7 @@ import traceback
 from . import __version__
 from .address import hide_secrets, remember_secret
 from .commands import REGISTERED, rewrite_argv
-from .commands.common import Output, Parser, formatter, silence_stdout
+from .commands.common import Output, Parser, formatter, hint_for, silence_stdout
 from .errors import EXIT_BUG, EXIT_CTRL_C, EXIT_OK, EXIT_USAGE, EmfixError
 
 EXIT_CODES_HELP = """exit codes:
@@ -57,8 +57,9 @@ def _configure_logging(args):
 
 def _print_error(exc):
     sys.stderr.write("error: %s\n" % hide_secrets(exc.message))
-    if exc.hint:
-        sys.stderr.write("hint: %s\n" % hide_secrets(exc.hint))
+    hint = hint_for(exc)
+    if hint:
+        sys.stderr.write("hint: %s\n" % hide_secrets(hint))
 
 
 VALUE_OPTIONS = ("--older-than",)

@@ -14,7 +14,7 @@ import shutil
 import sqlite3
 import stat
 import time
-from typing import List
+from typing import List, Optional
 from urllib.parse import quote
 
 from . import history
@@ -37,6 +37,7 @@ class DoctorReport:
     connected: bool
     seconds: float = 0.0
     exit_code: int = 0  # of the error that kept it from connecting
+    error: Optional[EmfixError] = None  # that error (the command words its hint: commands.common.hint_for)
 
     @property
     def status(self):
@@ -63,7 +64,7 @@ def doctor(address, *, retry_policy=None, snapshot_dir=None, command_target=None
         return DoctorReport(address.display(), findings, True, time.perf_counter() - started)
     except EmfixError as exc:
         findings.append(Finding("connect", FAIL, str(exc), exc.hint or "", {"policy": retry_policy.describe()}))
-        return DoctorReport(address.display(), findings, False, time.perf_counter() - started, exc.exit_code)
+        return DoctorReport(address.display(), findings, False, time.perf_counter() - started, exc.exit_code, exc)
     with db:
         ms = (time.perf_counter() - connect_started) * 1000
         findings.append(Finding("connect", OK, "connected in %.0f ms; a locked or unreachable database is retried %s"

@@ -23,14 +23,20 @@ EXIT_CTRL_C = 130
 
 
 class EmfixError(Exception):
-    """An expected failure: the CLI prints `error: message` (+ `hint: ...`) and exits."""
+    """An expected failure: the CLI prints `error: message` (+ `hint: ...`) and exits.
+
+    `kind` names what happened where the next step is a command to run (`unknown_database`,
+    `refused_json`, ...), with the `facts` that step needs: the library does not know the command line,
+    so the command layer words that hint (commands.common.hint_for) before `hint`, the library's own."""
 
     exit_code = EXIT_PROBLEMS
 
-    def __init__(self, message, hint=None):
+    def __init__(self, message, hint=None, kind=None, facts=None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.kind = kind
+        self.facts = dict(facts or {})
 
     def __str__(self):
         return self.message

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import re
+import sqlite3
 import stat
 
 from .errors import NoSpaceError, NotWritableError, UsageError
@@ -170,9 +171,17 @@ def starts_with(prefix):
     return test
 
 
+def is_disk_full(exc):
+    """Whether an error means the disk is full: an OSError with ENOSPC, EFBIG (a file-size limit) or EDQUOT
+    (a quota), or SQLite's "database or disk is full". Every mapping to NoSpaceError asks here."""
+    if isinstance(exc, OSError):
+        return exc.errno in FULL_ERRNOS
+    return isinstance(exc, sqlite3.Error) and "disk is full" in str(exc).lower()
+
+
 def no_space(exc, what):
-    """A disk-full OSError as the one clear error (nothing half-written is kept), else None."""
-    if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+    """A disk-full error as the one clear error (nothing half-written is kept), else None."""
+    if is_disk_full(exc):
         return NoSpaceError("no space left writing %s: %s; nothing was kept" % (what, exc.strerror),
                             hint="free some space or write elsewhere")
     return None

@@ -14,8 +14,8 @@ import time
 from typing import Dict, List
 
 from .fkmerge import merge_order, sweep_by_merge, unreferenced_by_merge
+from .foreignkey import ForeignKey
 from .progress import NoProgress
-from .schema import Relation
 
 TMP = "emfix_tmp_"  # prefix of this run's temporary tables; they vanish with the connection
 KINDS = {"d": "missing_parent", "c": "orphaned_parent", "n": "null_key"}
@@ -41,7 +41,7 @@ class Violation:
 
 @dataclasses.dataclass
 class RelationCheck:
-    relation: Relation
+    relation: ForeignKey
     violations: int = 0  # every key column set, parent row missing
     recreatable: int = 0  # of those, the parent row could be recreated under an existing grandparent
     cascade: int = 0  # the parent row exists but is itself doomed
@@ -84,7 +84,7 @@ class TablePlan:
     identity: List[str]  # SQL expressions naming a row: rowid, or the primary key, or every kept column
     identity_names: List[str]
     columns: List[str]  # kept for each offending row: primary key, foreign keys, keys children use
-    relations: List[Relation]
+    relations: List[ForeignKey]
     key_sets: List[tuple]  # column tuples children reference (each gets a doomed-keys table)
 
     @property

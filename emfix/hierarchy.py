@@ -15,7 +15,6 @@ import dataclasses
 from typing import List, Optional
 
 from .errors import SchemaError
-from .schema import Relation
 
 TMP = "emfix_tmp_h_"
 ROOT = "EXPERIMENT"
@@ -69,7 +68,8 @@ def ancestor_chain(graph, relation):
         if step is None:
             break
         chain.append(step)
-        current = Relation(relation.child, tuple(step[1]), step[0], tuple(step[2]))
+        current = dataclasses.replace(relation, child_columns=tuple(step[1]), parent=step[0],
+                                      parent_columns=tuple(step[2]))
     return chain
 
 

@@ -3,7 +3,11 @@
 One JSON line per command run, appended to $EMFIX_HISTORY (default
 $XDG_STATE_HOME/emfix/history.jsonl, i.e. ~/.local/state/emfix/history.jsonl). Databases are named
 by DatabaseAddress.key() (a SQLite file by its real path; never a password). Recording never fails a command:
-an unwritable history is skipped.
+an unwritable history is skipped (a full disk included).
+
+Appended, not written through fileutil.durable_file: a whole-file rewrite per run would cost the whole
+history each time and lose the line of another emfix appending at the same moment; one write of one line
+in append mode cannot, and a line cut short by a crash is skipped when read.
 """
 
 import datetime

@@ -6,12 +6,14 @@ them, so scripts that read the old layout keep working; emfix's own records trav
 keys under `emfix`. Whatever a file holds, reading it gives a Catalog or a DamagedInputError.
 """
 
+import dataclasses
 import datetime
 import json
 
 from . import __version__
-from .catalog import Catalog, ColumnInfo, ForeignKeyInfo, IndexInfo, TableInfo, comparable_type, normal_type
+from .catalog import Catalog, ColumnInfo, IndexInfo, TableInfo, comparable_type, normal_type
 from .errors import DamagedInputError
+from .foreignkey import ForeignKey
 
 OLD_SCHEMA_VERSION = "1.0"
 
@@ -90,12 +92,13 @@ def _table_from_old(raw, n):
         parent = _text(f.get("referenced_table"), "%s foreign key %d referenced_table" % (where, i))
         ref = _text(f.get("referenced_column"), "%s foreign key %d referenced_column" % (where, i))
         key = f.get("name") if isinstance(f.get("name"), str) and f.get("name") else "#%d" % i
-        if key in by_name and by_name[key].table == parent:  # a composite key: one entry per column
-            fk = by_name[key]
-            fk.columns, fk.ref_columns = fk.columns + (column,), fk.ref_columns + (ref,)
+        if key in by_name and foreign[by_name[key]].parent == parent:  # a composite key: one entry per column
+            fk = foreign[by_name[key]]
+            foreign[by_name[key]] = dataclasses.replace(fk, child_columns=fk.child_columns + (column,),
+                                                        parent_columns=fk.parent_columns + (ref,))
         else:
-            by_name[key] = ForeignKeyInfo((column,), parent, (ref,))
-            foreign.append(by_name[key])
+            by_name[key] = len(foreign)
+            foreign.append(ForeignKey(name, (column,), parent, (ref,)))
     rows = t.get("row_count")
     rows = rows if isinstance(rows, int) and not isinstance(rows, bool) and rows >= 0 else None
     return TableInfo(name, columns, primary or tuple(flagged), sorted(unique),
@@ -148,8 +151,8 @@ def catalog_to_old(catalog, extracted_at=None, stats=True):
         indexes += [{"name": i.name, "table_name": name, "columns": list(i.columns), "is_unique": False,
                      "is_primary": False, "comment": None} for i in t.indexes]
         foreign = [{"name": "fk_%s_%d" % (name, n), "table_name": name, "column_name": column,
-                    "referenced_table": f.table, "referenced_column": ref, "on_update": None, "on_delete": None}
-                   for n, f in enumerate(t.foreign_keys) for column, ref in zip(f.columns, f.ref_columns)]
+                    "referenced_table": f.parent, "referenced_column": ref, "on_update": None, "on_delete": None}
+                   for n, f in enumerate(t.foreign_keys) for column, ref in zip(f.child_columns, f.parent_columns)]
         tables.append({"name": name, "columns": columns, "indexes": indexes, "foreign_keys": foreign,
                        "check_constraints": [], "engine": "InnoDB" if catalog.dialect == "mysql" else None,
                        "charset": None, "collation": None, "comment": None,

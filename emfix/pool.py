@@ -32,10 +32,6 @@ class ConnectionPool:
         self._closed = False
         self._cond = threading.Condition()
 
-    @property
-    def opened(self):
-        return self._opened
-
     def acquire(self, timeout=None):
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout

@@ -3,6 +3,11 @@
 A SQLite file with one table per source table (same column names, no declared types, so every
 value keeps its storage class; SQLite sources also keep the rowid), a table of the parent rows a
 repair created, and a small meta table saying which command, when, on which database and why.
+
+It is written in place, not through fileutil.durable_file (a whole file written, then renamed): each
+batch of rows is committed to it (synchronous=FULL) before the repair deletes them from the database,
+so it must be durable while it grows, not only once complete. A full disk is NoSpaceError
+(fileutil.is_disk_full), and the batch it stopped is not changed.
 """
 
 import datetime
@@ -12,7 +17,7 @@ import sqlite3
 
 from . import __version__
 from .errors import DamagedInputError, NoSpaceError, NotFoundError, NotWritableError, UsageError
-from .fileutil import DATA_FILE_MODE, FULL_ERRNOS, create_private, read_only_uri, server_state_dir
+from .fileutil import DATA_FILE_MODE, create_private, is_disk_full, read_only_uri, server_state_dir
 from .killpoints import kill_point
 
 META = "_emfix_meta"
@@ -55,13 +60,13 @@ def open_quarantine(path, create=False):
             raise DamagedInputError("%s is not a readable quarantine file (%s)" % (path, exc),
                                     hint="pass the file the repair printed; a damaged copy cannot be undone "
                                          "from") from None
-        if "full" in str(exc):
+        if is_disk_full(exc):
             raise NoSpaceError("cannot write the quarantine %s: the disk is full; nothing was changed" % path,
                                hint="free some space or use --quarantine-dir on a larger disk") from None
         raise NotWritableError("cannot write the quarantine %s: %s; nothing was changed" % (path, exc),
                                hint="use --quarantine-dir with a folder you can write to") from None
     except OSError as exc:
-        if getattr(exc, "errno", None) in FULL_ERRNOS:
+        if is_disk_full(exc):
             raise NoSpaceError("cannot write the quarantine %s: the disk is full; nothing was changed" % path,
                                hint="free some space or use --quarantine-dir on a larger disk") from None
         raise NotWritableError("cannot write the quarantine %s: %s; nothing was changed" % (path, exc),
@@ -218,7 +223,7 @@ def keep_rows(con, sql, rows, path):
 def write_error(exc, path, consequence):
     """What a failed quarantine write means: a full disk (ENOSPC, EFBIG, a quota: SQLite says "full")
     is NoSpaceError; anything else says what happened, never "free some space"."""
-    if "full" in str(exc).lower() or getattr(exc, "errno", None) in FULL_ERRNOS:
+    if is_disk_full(exc):
         return NoSpaceError("cannot write the quarantine %s: the disk is full; %s" % (path, consequence),
                             hint="free some space or use --quarantine-dir on a larger disk, then run it again")
     return NotWritableError("cannot write the quarantine %s: %s; %s" % (path, exc, consequence),

@@ -124,7 +124,7 @@ def _fk_actions(db, table):
 
 
 def _fk_key(fk):
-    return tuple(c.lower() for c in fk.columns), fk.table.lower(), tuple(c.lower() for c in fk.ref_columns)
+    return tuple(c.lower() for c in fk.child_columns), fk.parent.lower(), tuple(c.lower() for c in fk.parent_columns)
 
 
 def rebuild_statements(db, d, ta, tb, a_dialect):
@@ -161,9 +161,9 @@ def rebuild_statements(db, d, ta, tb, a_dialect):
     actions = _fk_actions(db, tb.name)
     keys = [_fk_key(f) for f in ta.foreign_keys]
     fks = list(ta.foreign_keys) + [f for f in tb.foreign_keys if _fk_key(f) not in keys
-                                   and not declared_inline(f.columns, "REFERENCES")]
-    parts += ["FOREIGN KEY (%s) REFERENCES %s (%s)%s" % (d.quote_columns(f.columns), q(f.table),
-                                                        d.quote_columns(f.ref_columns), actions.get(_fk_key(f), ""))
+                                   and not declared_inline(f.child_columns, "REFERENCES")]
+    parts += ["FOREIGN KEY (%s) REFERENCES %s (%s)%s" % (d.quote_columns(f.child_columns), q(f.parent),
+                                                        d.quote_columns(f.parent_columns), actions.get(_fk_key(f), ""))
               for f in fks]
     parts += [c for c in constraints if _words(c)[:1] == ["CHECK"] or _words(c)[:3][2:] == ["CHECK"]]
     temp = REBUILD_PREFIX + tb.name

@@ -11,21 +11,7 @@ import hashlib
 from typing import Dict, List, Tuple
 
 from .errors import NotExperimentManagerError, SchemaError
-
-
-@dataclasses.dataclass(frozen=True)
-class Relation:
-    """child(child_columns) references parent(parent_columns)."""
-
-    child: str
-    child_columns: Tuple[str, ...]
-    parent: str
-    parent_columns: Tuple[str, ...]
-    source: str = "declared"  # or "builtin"
-
-    def describe(self):
-        return "%s(%s) -> %s(%s)" % (self.child, ", ".join(self.child_columns),
-                                     self.parent, ", ".join(self.parent_columns))
+from .foreignkey import ForeignKey
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +30,7 @@ class TableDef:
     name: str
     columns: Tuple[Column, ...]
     primary_key: Tuple[str, ...]
-    foreign_keys: Tuple[Tuple[Tuple[str, ...], str, Tuple[str, ...]], ...] = ()
+    foreign_keys: Tuple[ForeignKey, ...] = ()  # source "builtin"
     generation: int = 1  # 2: only in databases with the BATCH tables
 
     @property
@@ -68,11 +54,14 @@ def _req(name, kind):
     return Column(name, kind, not_null=True)
 
 
+def _fk(child, columns, parent, parent_columns=("id",)):
+    return ForeignKey(child, tuple(columns), parent, tuple(parent_columns), source="builtin")
+
+
 def _junction(name, left_cols, left_table, left_ref, right_col, right_table, generation=1):
     cols = tuple(_int(c) for c in left_cols) + (_int(right_col),)
     return TableDef(name, cols, tuple(left_cols) + (right_col,),
-                    ((tuple(left_cols), left_table, tuple(left_ref)), ((right_col,), right_table, ("id",))),
-                    generation)
+                    (_fk(name, left_cols, left_table, left_ref), _fk(name, (right_col,), right_table)), generation)
 
 
 # ../shared/docs/experiment-manager-schema.md, "Columns": what the application itself creates.
@@ -84,17 +73,17 @@ EM_TABLES = (
                             _req("start_time", "DATETIME"), _req("update_time", "DATETIME")), ("id",)),
     TableDef("TRIAL", (_auto(), _req("name", "VARCHAR(255)"), _req("experiment_id", "INT"),
                        _req("start_time", "DATETIME"), _req("update_time", "DATETIME")), ("id",),
-             ((("experiment_id",), "EXPERIMENT", ("id",)),)),
+             (_fk("TRIAL", ("experiment_id",), "EXPERIMENT"),)),
     TableDef("TRIAL_RUN", (_auto(), _req("trial_id", "INT"), _req("status", "VARCHAR(50)"),
                            _req("start_time", "DATETIME"), _req("update_time", "DATETIME")), ("id",),
-             ((("trial_id",), "TRIAL", ("id",)),)),
+             (_fk("TRIAL_RUN", ("trial_id",), "TRIAL"),)),
     TableDef("RESULTS", (_int("trial_run_id"), _req("time", "DATETIME")), ("trial_run_id",),
-             ((("trial_run_id",), "TRIAL_RUN", ("id",)),)),
+             (_fk("RESULTS", ("trial_run_id",), "TRIAL_RUN"),)),
     TableDef("EPOCH", (_int("idx"), _int("trial_run_id"), _req("time", "DATETIME")),
-             ("idx", "trial_run_id"), ((("trial_run_id",), "TRIAL_RUN", ("id",)),)),
+             ("idx", "trial_run_id"), (_fk("EPOCH", ("trial_run_id",), "TRIAL_RUN"),)),
     TableDef("BATCH", (_int("idx"), _int("epoch_idx"), _int("trial_run_id"), _req("time", "DATETIME")),
              ("idx", "epoch_idx", "trial_run_id"),
-             ((("epoch_idx", "trial_run_id"), "EPOCH", ("idx", "trial_run_id")),), generation=2),
+             (_fk("BATCH", ("epoch_idx", "trial_run_id"), "EPOCH", ("idx", "trial_run_id")),), generation=2),
     TableDef("METRIC", (_auto(), _req("type", "VARCHAR(50)"), _req("total_val", "FLOAT"),
                         Column("per_label_val", "JSON")), ("id",)),
     TableDef("ARTIFACT", (_auto(), _req("type", "VARCHAR(50)"), _req("loc", "VARCHAR(255)")), ("id",)),
@@ -116,18 +105,17 @@ EM_TABLE_BY_NAME = {t.name: t for t in EM_TABLES}
 EM_TABLE_NAMES = tuple(t.name for t in EM_TABLES)
 GENERATION_2_TABLES = tuple(t.name for t in EM_TABLES if t.generation == 2)
 
-BUILTIN_RELATIONS = tuple(
-    Relation(t.name, cols, parent, ref, "builtin") for t in EM_TABLES for cols, parent, ref in t.foreign_keys)
+BUILTIN_RELATIONS = tuple(fk for t in EM_TABLES for fk in t.foreign_keys)
 
 
 @dataclasses.dataclass
 class SchemaGraph:
     tables: List[str]
-    relations: List[Relation]
+    relations: List[ForeignKey]  # resolved: the parent as this database spells it
     primary_keys: Dict[str, Tuple[str, ...]]
     columns: Dict[str, List[str]]
     missing_tables: List[str]  # Experiment Manager tables this database lacks
-    unresolved: List[Relation]  # declared keys whose parent table does not exist
+    unresolved: List[ForeignKey]  # declared keys whose parent table does not exist
 
     @property
     def generation(self):
@@ -161,8 +149,8 @@ class SchemaGraph:
 
     def to_dict(self):
         return {"generation": self.generation, "tables": self.tables, "missing_tables": self.missing_tables,
-                "relations": [dataclasses.asdict(r) for r in self.relations],
-                "unresolved": [dataclasses.asdict(r) for r in self.unresolved]}
+                "relations": [r.to_dict() for r in self.relations],
+                "unresolved": [r.to_dict() for r in self.unresolved]}
 
 
 def _canonical(name, existing):
@@ -213,8 +201,8 @@ def discover_graph(backend):
     declaring = set()
     for table in tables:
         for fk in foreign_keys[table]:
-            parent = _canonical(fk.ref_table, tables)
-            rel = Relation(table, tuple(fk.columns), parent or fk.ref_table, tuple(fk.ref_columns), "declared")
+            parent = _canonical(fk.parent, tables)
+            rel = dataclasses.replace(fk, child=table, parent=parent or fk.parent, name="", source="declared")
             declaring.add(table)
             (relations if parent else unresolved).append(rel)
     for rel in BUILTIN_RELATIONS:
@@ -222,10 +210,10 @@ def discover_graph(backend):
         if not child or child in declaring:
             continue
         if not parent:
-            unresolved.append(Relation(child, rel.child_columns, rel.parent, rel.parent_columns, "builtin"))
+            unresolved.append(dataclasses.replace(rel, child=child))
             continue
         if set(rel.child_columns) <= set(columns[child]) and set(rel.parent_columns) <= set(columns[parent]):
-            relations.append(Relation(child, rel.child_columns, parent, rel.parent_columns, "builtin"))
+            relations.append(dataclasses.replace(rel, child=child, parent=parent))
     present = {t.lower() for t in tables}
     generation = 2 if "batch" in present else 1
     missing = [t.name for t in EM_TABLES if t.name.lower() not in present and t.generation <= generation]
@@ -323,9 +311,9 @@ def table_ddl(backend, table, json_type="json"):
     parts = [column_ddl(backend, c, json_type) for c in table.columns]
     if not table.auto_id:
         parts.append("PRIMARY KEY (%s)" % backend.quote_columns(table.primary_key))
-    for cols, parent, ref in table.foreign_keys:
+    for fk in table.foreign_keys:
         parts.append("FOREIGN KEY (%s) REFERENCES %s (%s)" % (
-            backend.quote_columns(cols), q(parent), backend.quote_columns(ref)))
+            backend.quote_columns(fk.child_columns), q(fk.parent), backend.quote_columns(fk.parent_columns)))
     suffix = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" if backend.dialect == "mysql" else ""
     return "CREATE TABLE IF NOT EXISTS %s (\n  %s\n)%s" % (q(table.name), ",\n  ".join(parts), suffix)
 

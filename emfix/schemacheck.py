@@ -40,10 +40,10 @@ def relations_of(catalog):
     tables that declare none (the old tool created them without)."""
     found = []
     for name, table in sorted(catalog.tables.items()):
-        keys = [tuple(f.columns) for f in table.foreign_keys]
+        keys = [tuple(f.child_columns) for f in table.foreign_keys]
         known = EM_TABLE_BY_NAME.get(name.upper())
         if not keys and known:
-            keys = [cols for cols, parent, _ in known.foreign_keys if catalog.table(parent)]
+            keys = [f.child_columns for f in known.foreign_keys if catalog.table(f.parent)]
         found += [(name, cols) for cols in keys]
     return found
 

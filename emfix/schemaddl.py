@@ -62,8 +62,8 @@ def create_table_sql(d, table, a_dialect, name=None):
     if table.primary_key and not any(c.auto and tuple(table.primary_key) == (c.name,) for c in table.columns):
         parts.append("PRIMARY KEY (%s)" % d.quote_columns(table.primary_key))
     parts += ["UNIQUE (%s)" % d.quote_columns(u) for u in table.unique]
-    parts += ["FOREIGN KEY (%s) REFERENCES %s (%s)" % (d.quote_columns(f.columns), d.quote(f.table),
-                                                      d.quote_columns(f.ref_columns)) for f in table.foreign_keys]
+    parts += ["FOREIGN KEY (%s) REFERENCES %s (%s)" % (d.quote_columns(f.child_columns), d.quote(f.parent),
+                                                      d.quote_columns(f.parent_columns)) for f in table.foreign_keys]
     suffix = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" if d.dialect == "mysql" else ""
     return "CREATE TABLE %s (\n  %s\n)%s" % (d.quote(name or table.name), ",\n  ".join(parts), suffix)
 
@@ -80,12 +80,12 @@ def rebuild_sql(d, ta, tb, a_dialect, _found=()):
     as far as two catalogs tell it: B's extra columns, UNIQUE and FOREIGN KEY constraints and indexes go with
     the table. On a live database `schema upgrade` writes it from the table's own SQL (emfix.rebuild)."""
     temp = REBUILD_PREFIX + tb.name
-    keys = {key(f.columns + (f.table,) + f.ref_columns) for f in ta.foreign_keys}
+    keys = {key(f.child_columns + (f.parent,) + f.parent_columns) for f in ta.foreign_keys}
     merged = dataclasses.replace(
         ta, columns=list(ta.columns) + [c for c in tb.columns if not ta.column(c.name)],
         unique=list(ta.unique) + [u for u in tb.unique if key(u) not in {key(x) for x in ta.unique}],
         foreign_keys=list(ta.foreign_keys) + [f for f in tb.foreign_keys
-                                              if key(f.columns + (f.table,) + f.ref_columns) not in keys])
+                                              if key(f.child_columns + (f.parent,) + f.parent_columns) not in keys])
     common = [c.name for c in merged.columns if tb.column(c.name)]
     statements = [create_table_sql(d, merged, a_dialect, temp),
                   "INSERT INTO %s (%s) SELECT %s FROM %s" % (d.quote(temp), d.quote_columns(common),
@@ -146,7 +146,8 @@ def fix_of(difference, a, b):
     if kind == "missing_foreign_key":
         fk = difference.a
         return ["ALTER TABLE %s ADD FOREIGN KEY (%s) REFERENCES %s (%s)" % (
-            q(tb.name), d.quote_columns(fk.columns), q(fk.table), d.quote_columns(fk.ref_columns))] if mysql else []
+            q(tb.name), d.quote_columns(fk.child_columns), q(fk.parent),
+            d.quote_columns(fk.parent_columns))] if mysql else []
     if kind == "extra_foreign_key":
         return ["-- drop that foreign key if it is not wanted"]
     raise ValueError("no DDL for a change of kind %r" % kind)

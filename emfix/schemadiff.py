@@ -153,7 +153,7 @@ def _change_dict(change):
 
 
 def _fk_indexed(table, index_columns):
-    return any(key(f.columns) == key(index_columns) for f in table.foreign_keys)
+    return any(key(f.child_columns) == key(index_columns) for f in table.foreign_keys)
 
 
 def _compare_table(ta, tb, a_dialect, b_dialect):
@@ -202,7 +202,7 @@ def _compare_table(ta, tb, a_dialect, b_dialect):
             add("extra_index", b=index)
 
     def fk_key(f):
-        return key(f.columns), f.table.lower(), key(f.ref_columns)
+        return key(f.child_columns), f.parent.lower(), key(f.parent_columns)
 
     b_keys, a_keys = {fk_key(f) for f in tb.foreign_keys}, {fk_key(f) for f in ta.foreign_keys}
     for fk in ta.foreign_keys:
@@ -232,7 +232,8 @@ def compare_catalogs(a, b):
 
 
 def _fk_text(fk):
-    return "FOREIGN KEY (%s) REFERENCES %s (%s)" % (", ".join(fk.columns), fk.table, ", ".join(fk.ref_columns))
+    return "FOREIGN KEY (%s) REFERENCES %s (%s)" % (", ".join(fk.child_columns), fk.parent,
+                                                    ", ".join(fk.parent_columns))
 
 
 def describe(d, a_dialect, b_dialect):

@@ -24,16 +24,19 @@ def load_catalog(path):
     return schema_from_data(load_json_file(path), path)
 
 
-def catalog_of(text, password_file=None, counts=False):
-    """A schema file (emfix's `schema show --json`, or the old tool's extract-schema), or a live database."""
+def catalog_of(text, password_file=None, counts=False, parse=None):
+    """A schema file (emfix's `schema show --json`, or the old tool's extract-schema), or a live database.
+    parse(text, password_file): the address of a live one (default address.parse_address; the CLI's
+    registers the password it finds, commands.common.address_from_text)."""
     from .address import parse_address
+    parse = parse or parse_address
     from .backends import open_database
     if os.path.isfile(text) and not text.endswith((".db", ".sqlite", ".sqlite3")):
         with open(text, "rb") as handle:
             head = handle.read(16)
         if not head.startswith(b"SQLite format 3"):
             return load_catalog(text)
-    address = parse_address(text, password_file=password_file)
+    address = parse(text, password_file)
     if address.is_sqlite and not os.path.exists(address.path):
         raise NotFoundError("%s does not exist" % address.path, hint="give a database or a schema file")
     with open_database(address, readonly=True) as db:

@@ -295,7 +295,7 @@ def _execute_sqlite(db, plan, address, before_commit):
     and a foreign_key_check makes sure it broke no link that was declared before. A key the upgrade
     declares for the first time may find links that were already broken: those are counted for the
     report (repairing them is cleanup-orphans' job), not blamed on the upgrade."""
-    declared = {(t.lower(), fk.ref_table.lower()) for t in db.tables() for fk in db.foreign_keys(t)}
+    declared = {(t.lower(), fk.parent.lower()) for t in db.tables() for fk in db.foreign_keys(t)}
     with rebuild.rebuild_session(db), db.transaction():
         _check_plan_still_holds(db, plan)
         kept = rebuild.remember(db, plan.rebuilt)

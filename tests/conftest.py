@@ -89,6 +89,21 @@ def demo_address(address):
     return address
 
 
+@pytest.fixture
+def demo_sqlite(sqlite_address):
+    """The demo database, damage and all, in a SQLite file: its address."""
+    make_demo(sqlite_address)
+    return sqlite_address
+
+
+@pytest.fixture
+def demo_file(tmp_path):
+    """The demo database as `emfix demo` writes it (tmp_path/d/experiment.db): its path."""
+    result = run_cli("demo", str(tmp_path / "d"))
+    assert result.returncode == 0, result.stderr
+    return str(tmp_path / "d" / "experiment.db")
+
+
 def url_of(address):
     """The command-line form of an address (password travels by environment, never argv)."""
     if address.is_sqlite:

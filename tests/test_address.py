@@ -91,8 +91,49 @@ def test_any_text_parses_or_raises_emfix_error(text):
     assert address.key().startswith(("sqlite:", "mysql://")) and address.display()
     if address.is_sqlite:
         assert address.path and address.path.strip()
+        if "://" not in text and not text.lower().startswith("sqlite:"):
+            assert address.path == text and address.display() == text  # a plain path is taken as it is
     else:
         assert address.host and 0 < int(address.port) < 65536
+        assert address.key() == "mysql://%s:%d/%s" % (address.host.lower(), address.port, address.database)
+
+
+names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_", min_size=1, max_size=12)
+
+
+@given(st.sampled_from(["mysql", "mariadb", "MySQL"]), names, st.one_of(st.none(), st.text(min_size=1, max_size=12)),
+       st.sampled_from(["db1", "db.example", "127.0.0.1", "[::1]"]), st.one_of(st.none(), st.integers(1, 65535)),
+       names)
+def test_a_mysql_url_parses_into_exactly_its_parts(scheme, user, password, host, port, database):
+    from urllib.parse import quote
+    url = "%s://%s%s@%s%s/%s" % (scheme, user, "" if password is None else ":" + quote(password, safe=""), host,
+                                 "" if port is None else ":%d" % port, database)
+    a = parse_address(url, environ={})
+    assert (a.kind, a.user, a.password, a.host, a.port, a.database) == (
+        "mysql", user, password, host.strip("[]"), 3306 if port is None else port, database)
+    assert a.key() == "mysql://%s:%d/%s" % (host.strip("[]"), a.port, database)
+
+
+@pytest.mark.parametrize("text, path", [("experiment.db", "experiment.db"), ("sqlite:///var/x.db", "/var/x.db"),
+                                        ("sqlite:rel/x%20y.db", "rel/x y.db"), ("SQLITE:///a.db?mode=ro", "/a.db")])
+def test_a_sqlite_address_parses_into_its_path(text, path):
+    a = parse_address(text, environ={})
+    assert (a.kind, a.path, a.host, a.password) == ("sqlite", path, None, None)
+
+
+def test_a_manifests_source_has_the_same_identity_as_its_address(tmp_path):
+    from emfix.address import key_of_source
+    for address in (parse_address(str(tmp_path / "x.db")),
+                    parse_address("mysql://u:pw@DB1.example:3307/prod", environ={})):
+        assert key_of_source(address.to_dict()) == address.key()
+    assert key_of_source("x") is None and key_of_source({"backend": "postgres"}) is None
+
+
+def test_an_address_is_a_value_nothing_writes_to():
+    import dataclasses
+    a = parse_address("mysql://u@h/db", environ={"EMFIX_MYSQL_PASSWORD": "pw"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.password = "other"  # type: ignore[misc]
 
 
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=6, max_size=20))

@@ -125,7 +125,7 @@ def test_composite_foreign_keys_are_introspected(address):
     from emfix.schema import create_schema
     with open_database(address, create=True) as db:
         create_schema(db)
-        fks = {(fk.columns, fk.ref_table, fk.ref_columns) for fk in db.foreign_keys("EPOCH_METRIC")}
+        fks = {(fk.child_columns, fk.parent, fk.parent_columns) for fk in db.foreign_keys("EPOCH_METRIC")}
         assert fks == {(("epoch_idx", "epoch_trial_run_id"), "EPOCH", ("idx", "trial_run_id")),
                        (("metric_id",), "METRIC", ("id",))}
         assert db.primary_key("BATCH_METRIC") == ("batch_idx", "epoch_idx", "trial_run_id", "metric_id")

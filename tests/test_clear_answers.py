@@ -70,12 +70,13 @@ def test_dry_runs_exit_0(demo_db):
 
 def test_validate_experiment_answers_for_that_experiment_alone(demo_db):
     damaged = run_cli("validate", demo_db.path)  # the database is damaged...
-    assert damaged.returncode == 1 and damaged.stdout.startswith("FAIL:") and "Traceback" not in damaged.stderr
-    assert run_cli("validate", demo_db.path, "--experiment", "1").returncode == 0  # ...experiment 1 is intact
+    assert damaged.returncode == 1 and damaged.stdout.startswith("FAIL:") and damaged.stderr == ""
+    intact = run_cli("validate", demo_db.path, "--experiment", "1")  # ...experiment 1 is intact
+    assert intact.returncode == 0 and "\nExperiment 1:\n" in intact.stdout and intact.stderr == "", intact.stderr
     three = run_cli("validate", demo_db.path, "--experiment", "3")  # experiment 3 is not
-    assert three.returncode == 1 and three.stdout.startswith("FAIL:") and "Traceback" not in three.stderr
+    assert three.returncode == 1 and three.stdout.startswith("FAIL:") and three.stderr == ""
     missing = run_cli("validate", demo_db.path, "--experiment", "12")
-    assert missing.returncode == 1 and "NOT FOUND" in missing.stdout
+    assert missing.returncode == 1 and "Experiment 12 (NOT FOUND)" in missing.stdout and missing.stderr == ""
 
 
 def test_empty_database_is_exit_2_and_doctor_reports_it(tmp_path):
@@ -83,8 +84,9 @@ def test_empty_database_is_exit_2_and_doctor_reports_it(tmp_path):
     sqlite3.connect(path).close()
     assert_one_clear_line(run_cli("validate", path), 2, "not an Experiment Manager database")
     doctor = run_cli("doctor", path, "--json")
-    assert doctor.returncode == 1, doctor.stderr
-    assert any(f["check"] == "schema" and f["level"] == "FAIL" for f in json.loads(doctor.stdout)["findings"])
+    assert doctor.returncode == 1 and doctor.stderr == "", doctor.stderr  # a finding, not a crash
+    assert any(f["check"] == "schema" and f["level"] == "FAIL" and "not an Experiment Manager database" in f["message"]
+               for f in json.loads(doctor.stdout)["findings"])
 
 
 def test_a_damaged_file_is_exit_4_for_validate_and_a_fail_for_doctor(demo_db):
@@ -93,8 +95,9 @@ def test_a_damaged_file_is_exit_4_for_validate_and_a_fail_for_doctor(demo_db):
         handle.truncate(size - 1024)
     assert_one_clear_line(run_cli("validate", demo_db.path), 4, "is damaged", "quick_check found")
     doctor = run_cli("doctor", demo_db.path, "--json")
-    assert doctor.returncode == 1
-    assert any(f["level"] == "FAIL" for f in json.loads(doctor.stdout)["findings"])
+    assert doctor.returncode == 1 and doctor.stderr == "", doctor.stderr  # a finding, not a crash
+    assert any(f["check"] == "integrity" and f["level"] == "FAIL" and "quick_check found" in f["message"]
+               and "emfix snapshot restore" in f["fix"] for f in json.loads(doctor.stdout)["findings"])
 
 
 def test_an_old_layout_export_given_to_import_is_a_usage_error(demo_db, tmp_path):

@@ -90,36 +90,29 @@ def test_readme_table_lists_70_and_130():
     assert "| 70 |" in text and "| 130 |" in text
 
 
-@pytest.fixture
-def demo_db(tmp_path):
-    result = run_cli("demo", str(tmp_path / "d"))
-    assert result.returncode == 0, result.stderr
-    return str(tmp_path / "d" / "experiment.db")
-
-
-def test_everything_named_that_does_not_exist_is_exit_3(demo_db, tmp_path):
+def test_everything_named_that_does_not_exist_is_exit_3(demo_file, tmp_path):
     missing = str(tmp_path / "nosuch")
     assert_one_error(run_cli("validate", missing + ".db"), 3, "not found")
-    assert_one_error(run_cli("import", demo_db, missing + ".jsonl"), 3, "nosuch.jsonl")
-    assert_one_error(run_cli("schema", "diff", missing + ".json", demo_db), 3, "does not exist")
-    assert_one_error(run_cli("snapshot", "verify", demo_db, "nosuch"), 3, "no snapshot nosuch")
-    assert_one_error(run_cli("snapshot", "verify", demo_db, "nosuch", "--json"), 3, "no snapshot nosuch")
+    assert_one_error(run_cli("import", demo_file, missing + ".jsonl"), 3, "nosuch.jsonl")
+    assert_one_error(run_cli("schema", "diff", missing + ".json", demo_file), 3, "does not exist")
+    assert_one_error(run_cli("snapshot", "verify", demo_file, "nosuch"), 3, "no snapshot nosuch")
+    assert_one_error(run_cli("snapshot", "verify", demo_file, "nosuch", "--json"), 3, "no snapshot nosuch")
 
 
-def test_restore_of_unknown_snapshot_is_exit_3_before_saying_it_restores(demo_db):
-    result = run_cli("snapshot", "restore", demo_db, "--snapshot-id", "nosuch", "--yes")
+def test_restore_of_unknown_snapshot_is_exit_3_before_saying_it_restores(demo_file):
+    result = run_cli("snapshot", "restore", demo_file, "--snapshot-id", "nosuch", "--yes")
     assert_one_error(result, 3, "no snapshot nosuch")
     assert "restoring" not in result.stderr and result.stdout == ""
 
 
-def test_damaged_snapshot_stays_exit_4(demo_db):
-    made = run_cli("snapshot", "create", demo_db, "--json")
+def test_damaged_snapshot_stays_exit_4(demo_file):
+    made = run_cli("snapshot", "create", demo_file, "--json")
     assert made.returncode == 0, made.stderr
     snapshot_id = json.loads(made.stdout)["id"]
-    directory = os.path.join(os.path.dirname(demo_db), "snapshots")
+    directory = os.path.join(os.path.dirname(demo_file), "snapshots")
     with open(os.path.join(directory, snapshot_id + ".db"), "ab") as handle:
         handle.write(b"x")
-    assert run_cli("snapshot", "verify", demo_db, snapshot_id).returncode == 4
+    assert run_cli("snapshot", "verify", demo_file, snapshot_id).returncode == 4
 
 
 def _with_closed_stdout(*args):
@@ -133,21 +126,21 @@ def _with_closed_stdout(*args):
         os.close(write_end)
 
 
-def test_closed_stdout_one_rule_quiet_and_the_commands_own_code(demo_db):
-    validate = _with_closed_stdout("validate", demo_db)
+def test_closed_stdout_one_rule_quiet_and_the_commands_own_code(demo_file):
+    validate = _with_closed_stdout("validate", demo_file)
     assert validate.returncode == 1 and validate.stderr == ""  # the demo has damage: FAIL stands
-    export = _with_closed_stdout("export", demo_db, "-e", "1", "-o", "-")
+    export = _with_closed_stdout("export", demo_file, "-e", "1", "-o", "-")
     assert export.returncode == 0 and export.stderr == ""
 
 
 
-def test_every_place_that_cannot_be_written_is_exit_3(demo_db, tmp_path):
+def test_every_place_that_cannot_be_written_is_exit_3(demo_file, tmp_path):
     blocker = tmp_path / "plain-file"
     blocker.write_text("x")
     nowhere = str(blocker / "sub")
-    assert_one_error(run_cli("validate", demo_db, "-o", nowhere + "/r.json"), 3, "cannot write")
-    assert_one_error(run_cli("snapshot", "create", demo_db, "--snapshot-dir", nowhere), 3, "snapshot directory")
-    assert_one_error(run_cli("cleanup-orphans", demo_db, "--yes", "--no-snapshot", "--quarantine-dir", nowhere), 3,
+    assert_one_error(run_cli("validate", demo_file, "-o", nowhere + "/r.json"), 3, "cannot write")
+    assert_one_error(run_cli("snapshot", "create", demo_file, "--snapshot-dir", nowhere), 3, "snapshot directory")
+    assert_one_error(run_cli("cleanup-orphans", demo_file, "--yes", "--no-snapshot", "--quarantine-dir", nowhere), 3,
                      "quarantine directory")
     assert_one_error(run_cli("init", nowhere + "/new.db"), 3, "cannot create")
     assert_one_error(run_cli("demo", nowhere), 3, "cannot write")

@@ -10,12 +10,12 @@ from hypothesis import strategies as st
 from emfix.catalog import (
     Catalog,
     ColumnInfo,
-    ForeignKeyInfo,
     IndexInfo,
     TableInfo,
     expected_catalog,
 )
 from emfix.errors import DamagedInputError, EmfixError
+from emfix.foreignkey import ForeignKey
 from emfix.oldformat import catalog_from_old, catalog_to_old, catalogs_from_old_diff, diff_to_old
 from emfix.schemadiff import diff_catalogs
 from emfix.schemafiles import load_catalog, schema_from_data
@@ -103,7 +103,8 @@ def sample():
                             [("k",)], [], [], 3),
         "CHILD": TableInfo("CHILD", [ColumnInfo("a", "INT", True), ColumnInfo("b", "INT", True),
                                      ColumnInfo("note", "VARCHAR(20)", False, "'x'")], ("a", "b"), [],
-                           [IndexInfo("ix_note", ("note",))], [ForeignKeyInfo(("a", "b"), "PARENT", ("id", "k"))], 0),
+                           [IndexInfo("ix_note", ("note",))],
+                           [ForeignKey("CHILD", ("a", "b"), "PARENT", ("id", "k"))], 0),
     }
     return Catalog("mysql", "sample", tables)
 
@@ -117,7 +118,7 @@ def test_the_old_layout_written_without_emfix_section_reads_back_the_same_schema
     del written["emfix"]
     back = catalog_from_old(json.loads(json.dumps(written)))
     assert diff_catalogs(sample(), back).same
-    assert back.tables["CHILD"].foreign_keys[0].columns == ("a", "b") and back.tables["PARENT"].rows == 3
+    assert back.tables["CHILD"].foreign_keys[0].child_columns == ("a", "b") and back.tables["PARENT"].rows == 3
 
 
 def test_ratings_follow_what_a_change_does_to_data():

@@ -5,18 +5,10 @@ import json
 import os
 
 import pytest
-from conftest import make_demo, run_cli
+from conftest import run_cli
 
 from emfix import snapshot
-from emfix.address import DatabaseAddress
 from emfix.transform import TEMPLATE
-
-
-@pytest.fixture
-def demo_db(tmp_path):
-    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
-    make_demo(address)
-    return address
 
 
 def refused(result, words="refusing to"):
@@ -25,10 +17,10 @@ def refused(result, words="refusing to"):
 
 
 @pytest.mark.parametrize("argv", [["create-transformation-template", "-o"], ["transform-metrics", "--template"]])
-def test_the_template_never_replaces_a_database_snapshot_or_quarantine(demo_db, tmp_path, argv):
-    made = snapshot.create_snapshot(demo_db, str(tmp_path / "snaps"))
+def test_the_template_never_replaces_a_database_snapshot_or_quarantine(demo_sqlite, tmp_path, argv):
+    made = snapshot.create_snapshot(demo_sqlite, str(tmp_path / "snaps"))
     snap = os.path.join(str(tmp_path / "snaps"), made.file)
-    for target in (demo_db.path, snap, snap[:-3] + ".json"):
+    for target in (demo_sqlite.path, snap, snap[:-3] + ".json"):
         before = open(target, "rb").read()
         refused(run_cli(*argv, target))
         refused(run_cli(*argv, target, "--force"))
@@ -50,34 +42,34 @@ def test_an_edited_rules_file_is_kept_unless_force(tmp_path, argv):
     assert rules.read_text() == TEMPLATE
 
 
-def test_a_report_replaces_an_earlier_report_but_no_other_file(demo_db, tmp_path):
+def test_a_report_replaces_an_earlier_report_but_no_other_file(demo_sqlite, tmp_path):
     report = tmp_path / "violation_report.json"
-    assert run_cli("validate", demo_db.path, "-o", str(report), "-q").returncode == 1
+    assert run_cli("validate", demo_sqlite.path, "-o", str(report), "-q").returncode == 1
     first = json.loads(report.read_text())
-    assert run_cli("validate", demo_db.path, "-o", str(report), "-q").returncode == 1
+    assert run_cli("validate", demo_sqlite.path, "-o", str(report), "-q").returncode == 1
     assert json.loads(report.read_text())["summary"] == first["summary"]
     notes = tmp_path / "notes.json"
     notes.write_text('{"mine": true}\n')
-    refused(run_cli("validate", demo_db.path, "-o", str(notes)), "refusing to overwrite")
+    refused(run_cli("validate", demo_sqlite.path, "-o", str(notes)), "refusing to overwrite")
     assert notes.read_text() == '{"mine": true}\n'
-    assert run_cli("validate", demo_db.path, "-o", str(notes), "--force", "-q").returncode == 1
+    assert run_cli("validate", demo_sqlite.path, "-o", str(notes), "--force", "-q").returncode == 1
     assert "foreign_key_violations" in json.loads(notes.read_text())
 
 
-def test_an_export_never_replaces_an_existing_file_without_force(demo_db, tmp_path):
+def test_an_export_never_replaces_an_existing_file_without_force(demo_sqlite, tmp_path):
     earlier = tmp_path / "exp12.jsonl"
-    assert run_cli("export", demo_db.path, "-e", "1", "-o", str(earlier)).returncode == 0
+    assert run_cli("export", demo_sqlite.path, "-e", "1", "-o", str(earlier)).returncode == 0
     kept = earlier.read_bytes()
-    refused(run_cli("export", demo_db.path, "-e", "2", "-o", str(earlier)), "refusing to overwrite")
+    refused(run_cli("export", demo_sqlite.path, "-e", "2", "-o", str(earlier)), "refusing to overwrite")
     assert earlier.read_bytes() == kept
-    replaced = run_cli("export", demo_db.path, "-e", "2", "-o", str(earlier), "--force")
+    replaced = run_cli("export", demo_sqlite.path, "-e", "2", "-o", str(earlier), "--force")
     assert replaced.returncode == 0, replaced.stderr
     assert earlier.read_bytes() != kept
 
 
 @pytest.mark.parametrize("suffix", ["-wal", "-journal", "-shm"])
-def test_output_onto_a_databases_sidecar_is_refused_even_when_missing(demo_db, suffix):
-    target = demo_db.path + suffix
-    refused(run_cli("validate", demo_db.path, "-o", target, "--force"), "belongs to the SQLite database")
+def test_output_onto_a_databases_sidecar_is_refused_even_when_missing(demo_sqlite, suffix):
+    target = demo_sqlite.path + suffix
+    refused(run_cli("validate", demo_sqlite.path, "-o", target, "--force"), "belongs to the SQLite database")
     refused(run_cli("create-transformation-template", "-o", target, "--force"), "belongs to the SQLite database")
     assert not os.path.exists(target)

@@ -24,6 +24,7 @@ from emfix.address import DatabaseAddress
 from emfix.backends import open_database
 from emfix.backends.replication import Channel, Galera, ReplicationRole, translate_server_error
 from emfix.clustercheck import cluster_findings, point_repairs_at_primary
+from emfix.commands.common import hint_for
 from emfix.doctor import Finding
 from emfix.errors import ConflictError, ReadOnlyServerError, TransactionTooLargeError
 from emfix.quarantine import write_meta
@@ -319,13 +320,13 @@ def test_server_errors_become_clear_errors_with_what_to_do():
     for errno, msg in ((1180, "wsrep_max_ws_rows exceeded"), (1180, "Got error 90 during COMMIT"),
                        (1105, "Maximum writeset size exceeded (wsrep_max_ws_size)")):
         error = translate_server_error(ADDRESS, errno, msg)
-        assert isinstance(error, TransactionTooLargeError) and "--batch-size" in error.hint, msg
+        assert isinstance(error, TransactionTooLargeError) and "--batch-size" in hint_for(error), msg
         assert error.exit_code == 3, msg  # the database could not be written, whatever the batch size asked
     assert isinstance(translate_server_error(ADDRESS, 1180, 'Got error 149 "Lock deadlock" during COMMIT'),
                       ConflictError)
     assert translate_server_error(ADDRESS, 1146, "Table 'em.x' doesn't exist") is None
     not_ready = translate_server_error(ADDRESS, 1047, "WSREP has not yet prepared node for application use")
-    assert not_ready.exit_code == 3 and "Synced" in not_ready.hint
+    assert not_ready.exit_code == 3 and "Synced" in hint_for(not_ready)
 
 
 def test_write_batch_runs_a_conflicted_batch_again_and_gives_up_at_the_deadline(sqlite_address):

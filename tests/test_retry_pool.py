@@ -12,12 +12,6 @@ from emfix.pool import ConnectionPool, run_parallel
 from emfix.retry import RetriesExhausted, RetryPolicy, call_with_retry, is_transient
 
 
-@pytest.fixture
-def demo_sqlite(sqlite_address):
-    make_demo(sqlite_address)
-    return sqlite_address
-
-
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -152,8 +146,9 @@ def test_pool_under_8_threads_never_hands_out_a_connection_twice(address):
     pool.close()
     assert errors == []
     assert 1 <= len(created) <= 4
-    assert all(c.closed for c in created)
-    assert pool.opened == 0
+    assert all(c.closed for c in created)  # every connection it opened, none left open
+    with pytest.raises(PoolTimeoutError, match="closed"):
+        pool.acquire(timeout=0)  # and a closed pool opens no more
 
 
 def test_pool_waits_for_a_free_connection_instead_of_failing(demo_sqlite):

@@ -68,8 +68,8 @@ def test_upgrade_keeps_a_type_that_would_round_values_and_writes_no_statement_wi
         plan = plan_upgrade(db)
     assert any("total_val is DOUBLE, not FLOAT" in k and "would change stored values" in k for k in plan.kept)
     assert plan.statements == ["ALTER TABLE `METRIC` MODIFY COLUMN `total_val` DOUBLE NOT NULL"]
-    assert plan.changes == ["METRIC.total_val is NULL-able (it lost NOT NULL)  [BREAKING: NOT NULL: writes without it fail, and NULLs "
-                            "already there block the change]"]
+    assert plan.changes == ["METRIC.total_val is NULL-able (it lost NOT NULL)  [BREAKING: NOT NULL: writes without "
+                            "it fail, and NULLs already there block the change]"]
     assert expected_catalog("mysql", 2, "json").table("METRIC").column("total_val").type == "FLOAT"
     assert before.table("METRIC").column("total_val").type == "DOUBLE"
 

@@ -187,3 +187,35 @@ def test_any_url_in_any_text_is_masked(secret):
     """A URL has no blank in it; its password is masked wherever the URL stands in a message."""
     text = "cannot use mysql://someone:%s@db1:3306/x today" % secret
     assert secret not in hide_secrets(text).replace("someone", "").replace("db1:3306/x today", "")
+
+
+@pytest.mark.parametrize("way", ["url", "environment", "option file", "password file"])
+def test_a_password_never_shows_in_stderr_json_or_the_traceback_file(way, tmp_path, monkeypatch):
+    """Parsing an address registers nothing by itself: the CLI registers each address's password where it
+    parses it, so a crash whose text holds the password (a driver's message) still shows it masked."""
+    import tempfile
+
+    import emfix.address
+    from emfix.backends.mysql import MySQLBackend
+    secret = "Zq8%sPw" % uuid.uuid4().hex[:10]
+    monkeypatch.setattr(emfix.address, "_SECRETS", set())  # nothing an earlier test registered helps here
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where report_bug writes the traceback
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    def crash(self, address, *args, **kwargs):  # noqa: ARG001
+        raise RuntimeError("the driver says: no login with password %s" % address.password)
+    monkeypatch.setattr(MySQLBackend, "__init__", crash)
+    plain = "mysql://u@127.0.0.1:1/db"
+    (tmp_path / "my.cnf").write_text("[client]\npassword = %s\n" % secret)
+    (tmp_path / "pw").write_text(secret + "\n")
+    db_args, env = {"url": (["mysql://u:%s@127.0.0.1:1/db" % secret], {}),
+                    "environment": ([plain], {"EMFIX_MYSQL_PASSWORD": secret}),
+                    "option file": ([plain, "--defaults-file", str(tmp_path / "my.cnf")], {}),
+                    "password file": ([plain, "--password-file", str(tmp_path / "pw")], {})}[way]
+    code, shown = run_in_process(["validate"] + db_args + ["--json"], env, monkeypatch)
+    assert code == 70 and "a bug in emfix" in shown, shown
+    assert secret not in shown and "no login with password %s" % MASK in shown, shown
+    crashes = [p for p in tmp_path.iterdir() if p.name.startswith("emfix-crash-")]
+    assert len(crashes) == 1
+    text = crashes[0].read_text()
+    assert "RuntimeError" in text and secret not in text and MASK in text

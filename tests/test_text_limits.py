@@ -3,16 +3,7 @@ names rows by their key."""
 
 import json
 
-import pytest
 from conftest import run_cli, url_of
-
-
-@pytest.fixture
-def demo_db(tmp_path):
-    result = run_cli("demo", str(tmp_path / "d"))
-    assert result.returncode == 0, result.stderr
-    return str(tmp_path / "d" / "experiment.db")
-
 
 # -- 3. text output honours its options -----------------------------------------------------------------
 
@@ -20,20 +11,20 @@ def _more_lines(text):
     return [line for line in text.splitlines() if "... and" in line]
 
 
-def test_validate_text_shows_limit_rows_and_says_how_many_more(demo_db):
-    one = run_cli("validate", demo_db, "--limit", "1").stdout
+def test_validate_text_shows_limit_rows_and_says_how_many_more(demo_file):
+    one = run_cli("validate", demo_file, "--limit", "1").stdout
     trial_run = one[one.index("  TRIAL_RUN "):].splitlines()
     assert trial_run[1].strip().startswith("row ") and trial_run[2].strip() == "... and 2 more"
-    five = run_cli("validate", demo_db, "--limit", "5").stdout
+    five = run_cli("validate", demo_file, "--limit", "5").stdout
     assert "... and" not in five[five.index("  TRIAL_RUN "):five.index("  TRIAL_ARTIFACT")]
     json_part = one[one.index("Metric JSON"):one.index("Warnings")].splitlines()
     assert len([line for line in json_part if line.startswith("  METRIC")]) == 1 and "... and 10 more" in json_part[-2]
-    zero = run_cli("validate", demo_db, "--limit", "0").stdout
+    zero = run_cli("validate", demo_file, "--limit", "0").stdout
     assert "      row " not in zero and len(_more_lines(zero)) >= 10
 
 
-def test_validate_report_note_names_what_the_text_shows(demo_db, tmp_path):
-    result = run_cli("validate", demo_db, "--limit", "2", "-o", str(tmp_path / "r.json"))
+def test_validate_report_note_names_what_the_text_shows(demo_file, tmp_path):
+    result = run_cli("validate", demo_file, "--limit", "2", "-o", str(tmp_path / "r.json"))
     assert "the lists above show at most 2 per relation" in result.stdout
 
 

@@ -1,20 +1,13 @@
 """validate meets databases that are not what it expects: it checks what it can and says what it could not."""
 
+import json
 import sqlite3
 
 import pytest
 from conftest import hold_write_lock, make_demo, run_cli, url_of
 
-from emfix.address import DatabaseAddress
 from emfix.backends import open_database
 from emfix.validate import validate
-
-
-@pytest.fixture
-def demo_sqlite(tmp_path):
-    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
-    make_demo(address)
-    return address
 
 
 def sql(address, *statements):
@@ -114,3 +107,35 @@ def test_report_to_unwritable_place_is_exit_3_as_every_place_that_cannot_be_writ
 def test_bad_limit_is_a_usage_error(demo_sqlite):
     result = run_cli("validate", demo_sqlite.path, "--limit", "-3")
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_the_report_file_has_the_layout_of_json_output(demo_sqlite, tmp_path):
+    """The file is streamed, yet it is ValidationReport.to_dict() key for key (here every list is under --limit)."""
+    report = tmp_path / "r.json"
+    result = run_cli("validate", demo_sqlite.path, "-o", str(report), "--json")
+    assert result.returncode == 1 and result.stderr == "", result.stderr
+    written, printed = json.loads(report.read_text()), json.loads(result.stdout)
+    assert list(written) == list(printed) and written == printed
+
+
+def test_an_oserror_of_the_validation_is_not_called_a_failure_to_write_the_report(tmp_path):
+    from emfix.errors import EmfixError, NotWritableError
+    from emfix.validatereport import write_validation_report
+
+    def failing(_violation, _issue):
+        raise OSError(5, "Input/output error (reading the database)")
+    with pytest.raises(OSError) as info:
+        write_validation_report(str(tmp_path / "r.json"), failing)
+    assert not isinstance(info.value, EmfixError) and "reading the database" in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
+
+    class Done:
+        def to_dict(self):
+            return {"foreign_key_violations": {}, "foreign_key_violation_records": {}, "json_metric_issues": [],
+                    "summary": {"overall_status": "PASS"}}
+    with pytest.raises(NotWritableError) as info:  # the write itself failing is said as such
+        write_validation_report("/dev/full", lambda _v, _i: Done(), in_place=True, shown="/dev/full")
+    assert info.value.message.startswith("cannot write report /dev/full: ")
+    path = tmp_path / "ok.json"
+    write_validation_report(str(path), lambda _v, _i: Done())
+    assert json.loads(path.read_text()) == Done().to_dict()

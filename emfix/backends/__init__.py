@@ -1,6 +1,7 @@
 """Open a database by its address; the MySQL driver loads only when a MySQL address is opened."""
 
-from .base import Backend, ForeignKey, Index
+from ..foreignkey import ForeignKey
+from .base import Backend, Index
 from .sqlite import SQLiteBackend
 
 __all__ = ["Backend", "ForeignKey", "Index", "open_database"]

@@ -6,8 +6,6 @@ import contextlib
 from ..errors import ConflictError
 from ..retry import RetriesExhausted, RetryPolicy, call_with_retry
 
-# What the database declares, as it declares it (schema.Relation is the graph's own, resolved form).
-ForeignKey = collections.namedtuple("ForeignKey", "table columns ref_table ref_columns name", defaults=("",))
 Index = collections.namedtuple("Index", "table name columns unique", defaults=(False,))
 # `type` as declared (SQLite) or as the server reports it (MySQL COLUMN_TYPE); `default` as SQL text or None.
 ColumnDetail = collections.namedtuple("ColumnDetail", "name type not_null default auto")
@@ -150,7 +148,7 @@ class Backend:
         except RetriesExhausted as exc:
             last = exc.last_error
             raise type(last)("%s (gave up after %d attempts in %.1fs)" % (last.message, exc.attempts, exc.elapsed),
-                             hint=last.hint) from None
+                             hint=last.hint, kind=last.kind, facts=last.facts) from None
 
     @contextlib.contextmanager
     def consistent_read(self):
@@ -210,7 +208,7 @@ class Backend:
         raise NotImplementedError
 
     def foreign_keys(self, table):
-        """Declared foreign keys of a table as ForeignKey tuples."""
+        """Declared foreign keys of a table (foreignkey.ForeignKey, child = this table)."""
         raise NotImplementedError
 
     def indexes_cached(self, table):
@@ -231,6 +229,3 @@ class Backend:
 
     def server_version(self):
         raise NotImplementedError
-
-    def describe(self):
-        return "%s %s (%s)" % (self.dialect, self.server_version(), self.address.display())

@@ -16,8 +16,9 @@ from ..errors import (
     SchemaError,
     StillReferencedError,
 )
+from ..foreignkey import ForeignKey
 from ..retry import RetriesExhausted, call_with_retry
-from .base import Backend, ColumnDetail, ForeignKey, Index, StorageLimit
+from .base import Backend, ColumnDetail, Index, StorageLimit
 from .replication import ReplicationMixin, translate_server_error
 
 ACCESS_DENIED = 1045
@@ -139,12 +140,11 @@ class MySQLBackend(ReplicationMixin, Backend):
         msg = getattr(exc, "msg", None) or str(exc)
         if errno == ACCESS_DENIED:
             return ConnectError("access denied for MySQL user %r at %s:%s" % (a.user, a.host, a.port),
-                                hint="check the password (EMFIX_MYSQL_PASSWORD, --password-file or ~/.my.cnf)")
+                                kind="access_denied")
         if errno == UNKNOWN_DATABASE:
             error = ConnectError("MySQL database %r does not exist on %s:%s" % (a.database, a.host, a.port),
-                                 hint="check the name; `emfix init %s` creates it with the schema (or, as an "
-                                      "administrator: CREATE DATABASE %s CHARACTER SET utf8mb4)" % (
-                                          a.target(), self.quote(a.database)))
+                                 kind="unknown_database", facts={"target": a.target(),
+                                                                 "database": self.quote(a.database)})
             error.missing_database = True
             return error
         if errno in PRIVILEGE_ERRNOS:
@@ -157,18 +157,14 @@ class MySQLBackend(ReplicationMixin, Backend):
             return StillReferencedError("MySQL %s refused to delete a row others still reference: %s" % (
                 a.display(), msg), hint="validate shows which rows reference it")
         if errno in REFUSED_VALUE_ERRNOS:
-            return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
-                                     hint="a metric value is not valid JSON: repair the source with `emfix fix-json`, "
-                                          "or write into a LONGTEXT column (`emfix init DST --json-type text`)")
+            return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg), kind="refused_json")
         if errno == OUT_OF_RANGE:
             return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
                                      hint="the value does not fit the column's type there (a FLOAT holds at most "
                                           "about 3.4e38): correct it where it comes from, or widen the column "
                                           "(e.g. ALTER TABLE ... MODIFY ... DOUBLE)")
         if errno == INCORRECT_STRING:
-            return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
-                                     hint="the value's bytes are not UTF-8; `emfix fix-json SRC --reset-unfixable` "
-                                          "replaces such metric values (the originals stay in its quarantine)")
+            return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg), kind="refused_text")
         gone = isinstance(exc, (self._driver.OperationalError, self._driver.InterfaceError)) and (
             errno in (None, -1) and "connection" in str(msg).lower())  # "MySQL Connection not available"
         if exhausted is not None or gone or errno in (2002, 2003, 2005, 2006, 2013, 2055):
@@ -373,8 +369,7 @@ class MySQLBackend(ReplicationMixin, Backend):
             return self._run(lambda: self._conn.cmd_query(statement), "statement").get("affected_rows", -1)
         except self._driver.Error as exc:  # what _translate leaves as it is: a statement the server refused
             raise SchemaError("MySQL %s refused a statement: %s" % (self.address.display(), getattr(exc, "msg", exc)),
-                              hint="its tables differ from the ones the statements were written for; "
-                                   "`emfix schema diff` shows how") from None
+                              kind="refused_statement") from None
 
     def column_details(self, table):
         json_checked = set() if not self._has_check_constraints() else {_text(c).lower() for (c,) in self.query(
@@ -454,13 +449,13 @@ class MySQLBackend(ReplicationMixin, Backend):
         return tuple(self._primary_keys_of(table).get(table.lower(), ()))
 
     def foreign_keys(self, table):
-        return [fk._replace(table=table) for fk in self._foreign_keys_of(table).get(table.lower(), [])]
+        return [dataclasses.replace(fk, child=table) for fk in self._foreign_keys_of(table).get(table.lower(), [])]
 
     def describe_tables(self, tables):
         """Three queries for the whole database, not three per table (information_schema is slow to ask)."""
         columns, keys, foreign = self._columns_of(), self._primary_keys_of(), self._foreign_keys_of()
         return ({t: columns.get(t.lower(), []) for t in tables}, {t: tuple(keys.get(t.lower(), ())) for t in tables},
-                {t: [fk._replace(table=t) for fk in foreign.get(t.lower(), [])] for t in tables})
+                {t: [dataclasses.replace(fk, child=t) for fk in foreign.get(t.lower(), [])] for t in tables})
 
     def _by_table(self, sql, table, column="TABLE_NAME"):
         """{table name (lower case): [the rest of each row]} of an information_schema query whose first

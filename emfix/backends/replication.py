@@ -113,12 +113,10 @@ def translate_server_error(address, errno, msg, exhausted=None):
     if errno == READ_ONLY:
         option = "--super-read-only" if "super" in low else "--read-only"
         return ReadOnlyServerError("this server is read-only: run it on the primary (MySQL %s runs with %s)" % (
-            where, option), hint="a replica takes every change from its primary; point emfix at the primary "
-                                 "(`emfix doctor` says which server this one replicates from)")
+            where, option), kind="read_only_server")
     if errno == NODE_NOT_READY and "wsrep" in low:
         return ConnectError("the Galera node MySQL %s does not take queries now: %s" % (where, msg),
-                            hint="point emfix at a node that is Synced in the Primary component (`emfix doctor` "
-                                 "shows a node's state)")
+                            kind="galera_node_not_ready")
     tries = ""
     if exhausted is not None:
         tries = " (gave up after %d attempts in %.1fs)" % (exhausted.attempts, exhausted.elapsed)
@@ -133,12 +131,8 @@ def translate_server_error(address, errno, msg, exhausted=None):
                              hint="retry when that session has finished, or raise --lock-timeout")
     limit = "max_ws_" in low or "writeset size" in low or "write set size" in low
     if limit or errno == ERROR_DURING_COMMIT:
-        return TransactionTooLargeError(
-            "MySQL %s refused to commit a batch: %s" % (where, msg),
-            hint="%s: run it again with a smaller --batch-size (`emfix doctor` shows the limits); nothing of that "
-                 "batch was written" % ("a Galera node refuses a transaction over wsrep_max_ws_rows / wsrep_max_ws_size"
-                                        if limit else "on a Galera node this is most often a batch over "
-                                        "wsrep_max_ws_rows / wsrep_max_ws_size"))
+        return TransactionTooLargeError("MySQL %s refused to commit a batch: %s" % (where, msg),
+                                        kind="transaction_too_large", facts={"galera_limit": limit})
     return None
 
 

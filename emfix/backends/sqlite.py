@@ -8,9 +8,10 @@ import os
 import sqlite3
 
 from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, NoSpaceError
-from ..fileutil import create_private, read_only_uri
+from ..fileutil import create_private, is_disk_full, read_only_uri
+from ..foreignkey import ForeignKey
 from ..retry import RetriesExhausted, call_with_retry
-from .base import Backend, ColumnDetail, ForeignKey, Index
+from .base import Backend, ColumnDetail, Index
 
 DAMAGE_MESSAGES = ("file is not a database", "malformed", "file is encrypted", "not a database")
 
@@ -168,7 +169,7 @@ class SQLiteBackend(Backend):
                                      hint="check the path; if it is damaged, restore a snapshot")
         if "readonly" in message.lower().replace(" ", "") or "read-only" in message.lower():
             return ConnectError("cannot write %s: %s" % (self.path, message))
-        if "disk is full" in message or "too large" in message or "disk I/O error" in message:
+        if is_disk_full(exc) or "too large" in message or "disk I/O error" in message:
             what = ("SQLite's temporary files while reading %s" if self.readonly else "%s") % self.path
             return NoSpaceError("cannot write %s: %s (the disk is full, a file-size limit was reached, or the disk "
                                 "failed); the transaction was rolled back" % (what, message),
@@ -271,11 +272,11 @@ class SQLiteBackend(Backend):
         keys = []
         for fk_id in sorted(groups):
             parts = sorted(groups[fk_id])
-            ref_table = parts[0][1]
-            ref_columns = tuple(p[3] for p in parts)
-            if any(c is None for c in ref_columns):  # REFERENCES T without columns: T's key
-                ref_columns = self.primary_key(ref_table)
-            keys.append(ForeignKey(table, tuple(p[2] for p in parts), ref_table, ref_columns,
+            parent = parts[0][1]
+            parent_columns = tuple(p[3] for p in parts)
+            if any(c is None for c in parent_columns):  # REFERENCES T without columns: T's key
+                parent_columns = tuple(self.primary_key(parent))
+            keys.append(ForeignKey(table, tuple(p[2] for p in parts), parent, parent_columns,
                                    "fk_%s_%d" % (table, fk_id)))
         return keys
 

@@ -19,19 +19,15 @@ def register(sub):
     p.add_argument("--tables", metavar="T,...", help="only remove rows from these tables")
     p.add_argument("--include-unreferenced", action="store_true",
                    help="also remove METRIC and ARTIFACT rows nothing references")
-    p.add_argument("--recreate-parents", action="store_true",
-                   help="create missing RESULTS/EPOCH rows under existing runs instead of removing their links")
+    p.add_argument("--recreate-parents", action="store_true", help=common.RECREATE_PARENTS_HELP)
     common.finish(p, run)
 
 
 def run(args, out):
     from .. import cleanup
-    address = common.resolve_address(args)
-    if not args.dry_run:
-        common.refuse_replica(args, address)
-    ask = None if args.yes or args.dry_run else common.confirm(
-        lambda plan: "remove %s rows from %s (each kept in a quarantine file)?" % (n(plan.total), address.display()),
-        cleanup_plan_lines)
+    address = common.writing_address(args)
+    ask = common.ask_first(args, lambda plan: "remove %s rows from %s (each kept in a quarantine file)?" % (
+        n(plan.total), address.display()), cleanup_plan_lines)
     result = cleanup.cleanup_orphans(
         address, dry_run=args.dry_run, batch_size=args.batch_size, sleep=args.sleep, max_lock_ms=args.max_lock_ms,
         tables=common.table_list(args.tables), include_unreferenced=args.include_unreferenced,
@@ -39,10 +35,7 @@ def run(args, out):
         quarantine_dir=args.quarantine_dir, retry_policy=common.retry_policy(args),
         progress=common.make_progress("cleanup", args, out), confirm=ask, interrupted=common.StopFlag().install(),
         force=args.force)
-    if out.json:
-        common.emit_json(result)
-    else:
-        out.lines(cleanup_lines(result, address.target()))
+    out.result(result, cleanup_lines, address.target())
     if not result.dry_run:
         history.record(address, "cleanup-orphans", "done", summary="removed %s rows" % n(
             sum(result.removed.values())), quarantine=result.quarantine)

@@ -2,15 +2,46 @@
 the library and the terminal (addresses, output, progress, questions, Ctrl-C)."""
 
 import argparse
-import dataclasses
 import json
-import math
 import os
 import signal
 import sys
 
-from ..address import PASSWORD_ENV, mysql_address_from_flags, parse_address
+from ..address import PASSWORD_ENV, mysql_address_from_flags, parse_address, remember_secret
 from ..errors import UsageError
+from ..jsonable import to_jsonable  # noqa: F401 (the commands use common.to_jsonable)
+
+# -- what to run next, for what the library says happened (EmfixError.kind and .facts) ------------
+
+GALERA_LIMIT = "wsrep_max_ws_rows / wsrep_max_ws_size"
+HINTS = {
+    "access_denied": lambda: "check the password (%s, --password-file or ~/.my.cnf)" % PASSWORD_ENV,
+    "unknown_database": lambda target, database: (
+        "check the name; `emfix init %s` creates it with the schema (or, as an administrator: CREATE DATABASE %s "
+        "CHARACTER SET utf8mb4)" % (target, database)),
+    "refused_json": lambda: ("a metric value is not valid JSON: repair the source with `emfix fix-json`, or write "
+                             "into a LONGTEXT column (`emfix init DST --json-type text`)"),
+    "refused_text": lambda: ("the value's bytes are not UTF-8; `emfix fix-json SRC --reset-unfixable` replaces such "
+                             "metric values (the originals stay in its quarantine)"),
+    "refused_statement": lambda: ("its tables differ from the ones the statements were written for; "
+                                  "`emfix schema diff` shows how"),
+    "read_only_server": lambda: ("a replica takes every change from its primary; point emfix at the primary "
+                                 "(`emfix doctor` says which server this one replicates from)"),
+    "galera_node_not_ready": lambda: ("point emfix at a node that is Synced in the Primary component "
+                                      "(`emfix doctor` shows a node's state)"),
+    "transaction_too_large": lambda galera_limit: (
+        "%s: run it again with a smaller --batch-size (`emfix doctor` shows the limits); nothing of that batch was "
+        "written" % ("a Galera node refuses a transaction over " + GALERA_LIMIT if galera_limit
+                     else "on a Galera node this is most often a batch over " + GALERA_LIMIT)),
+}
+
+
+def hint_for(error):
+    """The `hint:` a user sees for an EmfixError: the command to run for what happened (its kind), then
+    the library's own hint; None when there is neither."""
+    wording = HINTS.get(getattr(error, "kind", None))
+    parts = [wording(**error.facts) if wording else None, error.hint]
+    return "; ".join(p for p in parts if p) or None
 
 # -- the grammar shared by every command ----------------------------------------------------------
 
@@ -183,6 +214,26 @@ def password_flag(args):
     return password
 
 
+def known(address):
+    """An address the command was given, its password registered so that no message, report or traceback
+    file shows it (address.hide_secrets): every address a command parses passes through here."""
+    if address is not None:
+        remember_secret(address.password)
+    return address
+
+
+def address_from_text(text, password_file=None, defaults_file=None, password=None):
+    """parse_address for what the user typed, the password registered (known)."""
+    return known(parse_address(text, password_file, defaults_file, password=password))
+
+
+def address_from_flags(database, host=None, port=None, user=None, password_file=None, defaults_file=None,
+                       password=None):
+    """mysql_address_from_flags (`--mysql -d NAME --host ...`), the password registered (known)."""
+    return known(mysql_address_from_flags(database, host, port, user, password_file, defaults_file,
+                                          password=password))
+
+
 def resolve_address(args):
     db = getattr(args, "db", None) or getattr(args, "database_after_ids", None)
     flag = getattr(args, "database", None)
@@ -193,8 +244,8 @@ def resolve_address(args):
     if getattr(args, "mysql", False) and getattr(args, "sqlite", False):
         raise UsageError("--sqlite and --mysql together", hint="give one: the database is one or the other")
     if getattr(args, "mysql", False):
-        return mysql_address_from_flags(target, args.host, args.port, args.user,
-                                        args.password_file, args.defaults_file, password=password)
+        return address_from_flags(target, args.host, args.port, args.user, args.password_file, args.defaults_file,
+                                  password=password)
     if target is None:
         raise UsageError("no database given", hint="pass a SQLite file path or mysql://user@host:port/dbname")
     if args.host or args.port or args.user:
@@ -202,12 +253,12 @@ def resolve_address(args):
             raise UsageError("--host/--port/--user need --mysql", hint="add --mysql, or use a mysql:// URL")
         raise UsageError("--host/--port/--user given beside a mysql:// URL", hint="put them in the URL, or use --mysql "
                          "-d NAME with the flags; not both")
-    return parse_address(target, args.password_file, args.defaults_file, password=password)
+    return address_from_text(target, args.password_file, args.defaults_file, password=password)
 
 
 def address_of(text, args):
     """A positional SRC or DST (migrate) with the password options that apply to both."""
-    return parse_address(text, args.password_file, password=password_flag(args))
+    return address_from_text(text, args.password_file, password=password_flag(args))
 
 
 def retry_policy(args):
@@ -222,28 +273,34 @@ def refuse_replica(args, address):
     check_before_writing(address, getattr(args, "force", False), retry_policy(args))
 
 
+def writing_address(args):
+    """The database a writing command works on, past the write gate (refuse_replica) unless --dry-run,
+    which writes nothing."""
+    address = resolve_address(args)
+    if not args.dry_run:
+        refuse_replica(args, address)
+    return address
+
+
+def ask_first(args, question, describe=None):
+    """The confirm() a writing command hands its library call: none with --yes or --dry-run."""
+    return None if args.yes or args.dry_run else confirm(question, describe)
+
+
+RECREATE_PARENTS_HELP = "create missing RESULTS/EPOCH rows under existing runs instead of removing their links"
+
+
+def add_reset_unfixable(parser, what="values"):
+    parser.add_argument("--reset-unfixable", action="store_true",
+                        help="set %s that cannot be repaired to {} (the originals are kept in the quarantine)" % what)
+
+
 def open_from_args(args, readonly=False, create=False):
     from ..backends import open_database
     return open_database(resolve_address(args), readonly=readonly, create=create, retry_policy=retry_policy(args))
 
 
 # -- output ---------------------------------------------------------------------------------------------
-
-def to_jsonable(value):
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        if hasattr(value, "to_dict"):
-            return value.to_dict()
-        return {k: to_jsonable(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    if isinstance(value, float) and not math.isfinite(value):  # strict JSON has no NaN: named, not a crash
-        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
-    return value
-
 
 def write_stdout(text):
     """Write to stdout; once the reader has gone (`| head`), the rest is dropped quietly and the
@@ -279,6 +336,13 @@ class Output:
     def lines(self, lines):
         for line in lines:
             self.text(line)
+
+    def result(self, value, render, *render_args):
+        """A command's result: as JSON with --json, else the lines render(value, *render_args) gives."""
+        if self.json:
+            emit_json(value)
+        else:
+            self.lines(render(value, *render_args))
 
 
 def make_progress(label, args, out):

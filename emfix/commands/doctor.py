@@ -23,6 +23,10 @@ def run(args, out):
     address = common.resolve_address(args)
     report = doctor.doctor(address, retry_policy=common.retry_policy(args), snapshot_dir=args.snapshot_dir,
                     command_target=address.target())
+    if report.error is not None:  # what to run for the error that kept it from connecting
+        for finding in report.findings:
+            if finding.check == "connect":
+                finding.fix = common.hint_for(report.error) or ""
     if out.json:
         common.emit_json({"database": report.database, "status": report.status, "connected": report.connected,
                    "findings": report.findings, "seconds": round(report.seconds, 3)})

@@ -12,8 +12,7 @@ def register(sub):
                 "emfix fix-json experiment.db --dry-run\n  emfix fix-json experiment.db --yes")
     common.add_database_options(p)
     common.add_repair_options(p, 500, "values per transaction (default 500)")
-    p.add_argument("--reset-unfixable", action="store_true",
-                   help="set values that cannot be repaired to {} (the originals are kept in the quarantine)")
+    common.add_reset_unfixable(p)
     p.add_argument("--column", default="METRIC.per_label_val", metavar="TABLE.COLUMN",
                    help="the column to repair (default METRIC.per_label_val)")
     common.finish(p, run)
@@ -21,21 +20,16 @@ def register(sub):
 
 def run(args, out):
     from .. import jsonfix
-    address = common.resolve_address(args)
-    if not args.dry_run:
-        common.refuse_replica(args, address)
-    ask = None if args.yes or args.dry_run else common.confirm(
-        lambda _a: "rewrite the malformed values of %s in %s (originals kept in a quarantine file)?" % (
+    address = common.writing_address(args)
+    ask = common.ask_first(
+        args, lambda _a: "rewrite the malformed values of %s in %s (originals kept in a quarantine file)?" % (
             args.column, address.display()))
     result = jsonfix.fix_json(address, column=args.column, dry_run=args.dry_run, reset_unfixable=args.reset_unfixable,
                       batch_size=args.batch_size, snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir,
                       quarantine_dir=args.quarantine_dir, retry_policy=common.retry_policy(args),
                       progress=common.make_progress("fix-json", args, out), confirm=ask,
                       interrupted=common.StopFlag().install(), force=args.force)
-    if out.json:
-        common.emit_json(result)
-    else:
-        out.lines(fix_json_lines(result, address.target()))
+    out.result(result, fix_json_lines, address.target())
     if result.dry_run:
         return EXIT_OK  # a plan is not a failure (as cleanup --dry-run)
     history.record(address, "fix-json", "done", summary="%d repaired, %d unrepairable" % (

@@ -19,16 +19,11 @@ def register(sub):
 
 def run(args, out):
     from .. import optimize
-    address = common.resolve_address(args)
-    if not args.dry_run:
-        common.refuse_replica(args, address)
+    address = common.writing_address(args)
     result = optimize.optimize(address, dry_run=args.dry_run, vacuum=args.vacuum, timing=not args.no_timing,
                       retry_policy=common.retry_policy(args), progress=common.make_progress("optimize", args, out),
                       force=args.force)
-    if out.json:
-        common.emit_json(result)
-    else:
-        out.lines(optimize_lines(result, address.target()))
+    out.result(result, optimize_lines, address.target())
     return EXIT_OK
 
 

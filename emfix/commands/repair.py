@@ -17,10 +17,8 @@ def register(sub):
                 "emfix repair experiment.db --dry-run\n  emfix repair experiment.db --yes -o repair.json")
     common.add_database_options(p)
     common.add_repair_options(p, 1000, "rows or values per transaction (default 1000)")
-    p.add_argument("--recreate-parents", action="store_true",
-                   help="create missing RESULTS/EPOCH rows under existing runs instead of removing their links")
-    p.add_argument("--reset-unfixable", action="store_true",
-                   help="set metric values that cannot be repaired to {} (the originals are kept in the quarantine)")
+    p.add_argument("--recreate-parents", action="store_true", help=common.RECREATE_PARENTS_HELP)
+    common.add_reset_unfixable(p, "metric values")
     p.add_argument("--resume", action="store_true",
                    help="finish an interrupted repair with the options it was started with (running the same "
                         "command again finishes it too)")
@@ -37,8 +35,8 @@ def run(args, out):
     html = bool(args.output and args.output.lower().endswith((".html", ".htm")))
     if args.output:  # a wrong -o is said before the work, not after it
         target = check_output_path(args.output, common.protected_paths(address))
-    ask = None if args.yes or args.dry_run else common.confirm(
-        lambda plan: "repair %s: remove %s rows and rewrite %s metric values (everything kept in one quarantine "
+    ask = common.ask_first(
+        args, lambda plan: "repair %s: remove %s rows and rewrite %s metric values (everything kept in one quarantine "
                      "file for `emfix undo`)?" % (address.display(), n(plan.rows_to_remove),
                                                   n(plan.values.to_rewrite)), plan_lines)
     result = repairing.repair(

@@ -67,10 +67,7 @@ def run_graph(args, out):
     from .. import schema
     with common.open_from_args(args, readonly=True) as db:
         graph = schema.users_graph(schema.discover_graph(db))
-    if out.json:
-        common.emit_json(graph)
-        return EXIT_OK
-    out.lines(graph_lines(graph))
+    out.result(graph, graph_lines)
     return EXIT_OK
 
 
@@ -89,10 +86,7 @@ def run_show(args, out):
     from .. import catalog
     with common.open_from_args(args, readonly=True) as db:
         declared = catalog.read_catalog(db, counts=not args.no_counts)
-    if out.json:
-        common.emit_json(declared)
-    else:
-        out.lines(show_lines(declared))
+    out.result(declared, show_lines)
     return EXIT_OK
 
 
@@ -118,17 +112,19 @@ def show_lines(declared):
         for index in table.indexes:
             yield "  index %s (%s)" % (index.name, ", ".join(index.columns))
         for fk in table.foreign_keys:
-            yield "  foreign key (%s) -> %s (%s)" % (", ".join(fk.columns), fk.table, ", ".join(fk.ref_columns))
+            yield "  foreign key (%s) -> %s (%s)" % (", ".join(fk.child_columns), fk.parent,
+                                                     ", ".join(fk.parent_columns))
 
 
 def run_diff(args, out):
     from .. import report_html, schemadiff, schemafiles
-    a, b = schemafiles.catalog_of(args.a, args.password_file), schemafiles.catalog_of(args.b, args.password_file)
+    a, b = (schemafiles.catalog_of(args.a, args.password_file, parse=common.address_from_text),
+            schemafiles.catalog_of(args.b, args.password_file, parse=common.address_from_text))
     differences = schemadiff.compare_catalogs(a, b)
     count = schemadiff.tables_to_count(differences, b)
     if count:  # (a schema file keeps the counts it was written with)
         # B's row counts decide whether dropping one of its columns or tables loses data (the rating)
-        b = schemafiles.catalog_of(args.b, args.password_file, counts=count)
+        b = schemafiles.catalog_of(args.b, args.password_file, counts=count, parse=common.address_from_text)
         differences = schemadiff.rated(differences, b)
     diff = schemadiff.render(differences, a, b)
     kind = "json" if out.json else (args.format or ("html" if args.open_html else "text"))
@@ -171,18 +167,13 @@ def diff_lines(diff):
 def run_upgrade(args, out):
     """One plan: the one shown (and confirmed, unless --yes) is the one executed."""
     from .. import upgrade
-    address = common.resolve_address(args)
-    if not args.dry_run:
-        common.refuse_replica(args, address)
+    address = common.writing_address(args)
     ask = None if args.yes else common.confirm(lambda p: "upgrade the schema of %s?" % p.database, upgrade_lines)
     result = upgrade.upgrade_schema(
         address, dry_run=args.dry_run, confirm=ask, snapshot=not args.no_snapshot,
         snapshot_dir=args.snapshot_dir, force=args.force, retry_policy=common.retry_policy(args),
         progress=common.make_progress("schema upgrade", args, out))
-    if out.json:
-        common.emit_json(result)
-    else:
-        out.lines(upgrade_lines(result))
+    out.result(result, upgrade_lines)
     return EXIT_OK
 
 

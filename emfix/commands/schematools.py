@@ -8,7 +8,6 @@ import json
 import os
 import sys
 
-from ..address import mysql_address_from_flags, parse_address
 from ..errors import EXIT_OK, NotFoundError, UsageError
 from . import common
 
@@ -128,11 +127,11 @@ def _live_address(args, side):
     if password is not None:
         sys.stderr.write(common.PASSWORD_WARNING)
     if getattr(args, side + "_mysql"):
-        return mysql_address_from_flags(text, getattr(args, side + "_host"), getattr(args, side + "_port"),
-                                        getattr(args, side + "_user"), password_file, password=password)
+        return common.address_from_flags(text, getattr(args, side + "_host"), getattr(args, side + "_port"),
+                                         getattr(args, side + "_user"), password_file, password=password)
     if getattr(args, side + "_host") or getattr(args, side + "_user") or getattr(args, side + "_port"):
         raise UsageError("--%s-host/--%s-user/--%s-port need --%s-mysql" % ((side,) * 4))
-    address = parse_address(text, password_file, password=password)
+    address = common.address_from_text(text, password_file, password=password)
     if address.is_sqlite and not os.path.exists(address.path):
         raise NotFoundError("%s database %s does not exist" % (side, address.path))
     return address
@@ -143,7 +142,8 @@ def run_compare(args, out):
     for path in (args.source, args.target):
         if not os.path.exists(path):
             raise NotFoundError("schema file not found: %s" % path)
-    source, target = schemafiles.catalog_of(args.source, counts=True), schemafiles.catalog_of(args.target)
+    source = schemafiles.catalog_of(args.source, counts=True, parse=common.address_from_text)
+    target = schemafiles.catalog_of(args.target, parse=common.address_from_text)
     return _write_reports(args, out, source, target, [])
 
 
@@ -228,7 +228,7 @@ def run_analyze(args, out):
     from .. import schemacheck, schemafiles
     if not os.path.exists(args.schema_file):
         raise NotFoundError("schema file not found: %s" % args.schema_file)
-    analysis = schemacheck.analyze_catalog(schemafiles.catalog_of(args.schema_file))
+    analysis = schemacheck.analyze_catalog(schemafiles.catalog_of(args.schema_file, parse=common.address_from_text))
     report = schemacheck.old_report(analysis)
     output = args.output or "schema_analysis.json"
     common.write_report(output, json.dumps(report, indent=2, allow_nan=False, default=str) + "\n",

@@ -68,9 +68,7 @@ def run(args, out):
     if not (args.rules or args.transformation_file):
         raise UsageError("no rules given", hint="add --rules FILE (emfix transform-metrics --template FILE writes one)")
     rules = transform.load_rules(args.rules or args.transformation_file)
-    address = common.resolve_address(args)
-    if not args.dry_run:
-        common.refuse_replica(args, address)
+    address = common.writing_address(args)
     old_spelling = bool(args.transformation_file)  # the old tool's scripts never answered a question
     ask = None if args.yes or args.dry_run or old_spelling else common.confirm(
         lambda _a: "transform the metric values of %s (originals kept in a quarantine file)?" % address.display())

@@ -28,7 +28,7 @@ def register(sub):
 def run(args, out):
     from .. import undo
     address = common.resolve_address(args) if (args.database or args.mysql) else None
-    target = address or quarantine.database_of(args.quarantine)
+    target = address or common.known(quarantine.database_of(args.quarantine))  # the one undo opens
     if target is not None:
         common.refuse_replica(args, target)
     if not args.yes and sys.stdin.isatty():  # like every other write, it says what it will do and asks first

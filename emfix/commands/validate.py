@@ -1,20 +1,14 @@
 """emfix validate: every relation, the cascade a cleanup would follow, every metric's JSON (read-only)."""
 
-import json
-import shutil
-import tempfile
-import threading
-
 from .. import history
-from ..errors import EXIT_OK, EXIT_PROBLEMS, NotWritableError, UsageError
-from ..fileutil import check_output_path, durable_output, starts_with
+from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
+from ..fileutil import check_output_path, starts_with
 from . import common
 from .common import n
 
 EXAMPLES_SHOWN = 3  # the text's lists, unless --limit says otherwise
 JSON_ISSUES_SHOWN = 6
 KEPT_LIMIT = 100  # examples kept per relation for --json and -o, unless --limit says otherwise
-REPORT_HEAD = '{\n  "foreign_key_violations": {'  # how a report begins: an earlier one is replaced without --force
 
 
 def register(sub):
@@ -54,7 +48,7 @@ def _html_wanted(args):
 
 
 def run(args, out):
-    from .. import report_html, validate
+    from .. import report_html, validate, validatereport
     address = common.resolve_address(args)
     if args.format == "json":
         out.json = True
@@ -79,18 +73,11 @@ def run(args, out):
             common.write_stdout(page)
     elif args.output:  # a wrong -o is said before the work, not after it
         real, in_place = check_output_path(args.output, common.protected_paths(address), force=args.force,
-                                           replaceable=starts_with(REPORT_HEAD.encode()))
-        try:
-            with durable_output(real, in_place=in_place) as handle:
-                writer = ReportWriter(handle)
-                report = validate.validate(address, every_violation=writer.violation,
-                                           every_json_issue=writer.json_issue, **options)
-                writer.finish(report.to_dict())
-        except BrokenPipeError:
-            raise UsageError("cannot write report %s: its reader went away" % args.output) from None
-        except OSError as exc:
-            raise NotWritableError("cannot write report %s: %s" % (args.output, exc.strerror or exc),
-                             hint="check that the directory exists and is writable") from None
+                                           replaceable=starts_with(validatereport.REPORT_HEAD.encode()))
+        report = validatereport.write_validation_report(
+            real, lambda violation, json_issue: validate.validate(
+                address, every_violation=violation, every_json_issue=json_issue, **options),
+            in_place=in_place, shown=args.output)
     else:
         report = validate.validate(address, **options)
     history.record(address, "validate", report.status, violations=report.total_violations,
@@ -112,72 +99,6 @@ def run(args, out):
     if args.experiment is not None:  # "is experiment 12 intact?": answered for that experiment alone
         return EXIT_OK if report.hierarchy.exists and not report.hierarchy.breaks else EXIT_PROBLEMS
     return EXIT_OK if report.passed else EXIT_PROBLEMS
-
-
-class GroupedWriter:
-    """A JSON object of table -> list, written as the items arrive (grouped by table, as the sweep gives
-    them); tables without items are listed empty at the end."""
-
-    def __init__(self, handle):
-        self.handle, self.table, self.tables = handle, None, set()
-
-    def add(self, table, text):
-        if table != self.table:
-            self.handle.write("%s\n    %s: [" % ("]," if self.table else "", json.dumps(table)))
-            self.table, first = table, True
-            self.tables.add(table)
-        else:
-            first = False
-        self.handle.write(("\n      " if first else ",\n      ") + text)
-
-    def close(self, all_tables):
-        parts = ["%s: []" % json.dumps(t) for t in all_tables if t not in self.tables]
-        self.handle.write(("]" if self.table else "") + ("," if self.table and parts else "")
-                          + ",".join("\n    " + p for p in parts) + "\n  }")
-
-
-class ReportWriter:
-    """The report file, written as it is found: every violation (grouped by table, as the cookbook's
-    Step 2 counts them) as the old tool's string, the same violations as emfix's records beside them,
-    every JSON issue, then the rest of the report. Nothing is held in memory: the records and the JSON
-    issues (which arrive from helper threads meanwhile) wait in spool files."""
-
-    def __init__(self, handle):
-        self.handle, self.lock = handle, threading.Lock()
-        self.records_spool = tempfile.TemporaryFile("w+", encoding="utf-8")
-        self.strings, self.records = GroupedWriter(handle), GroupedWriter(self.records_spool)
-        self.spool, self.spooled = tempfile.TemporaryFile("w+", encoding="utf-8"), 0
-        handle.write(REPORT_HEAD)
-
-    def violation(self, table, violation):
-        from .. import validate
-        self.strings.add(table, _dumps(validate.old_violation_text(violation)))
-        self.records.add(table, _dumps(violation.to_dict()))
-
-    def json_issue(self, issue):
-        with self.lock:
-            self.spool.write(("" if not self.spooled else ",\n    ") + _dumps(issue.to_dict()))
-            self.spooled += 1
-
-    def finish(self, data):
-        tables = list(data["foreign_key_violations"])
-        self.strings.close(tables)
-        self.handle.write(',\n  "foreign_key_violation_records": {')
-        self.records.close(tables)
-        for spool, head in ((self.records_spool, ""), (self.spool, ',\n  "json_metric_issues": [\n    ')):
-            self.handle.write(head)
-            spool.seek(0)
-            shutil.copyfileobj(spool, self.handle)
-            spool.close()
-        self.handle.write("\n  ]")
-        for key, value in data.items():
-            if key not in ("foreign_key_violations", "foreign_key_violation_records", "json_metric_issues"):
-                self.handle.write(",\n  %s: %s" % (json.dumps(key), _dumps(common.to_jsonable(value))))
-        self.handle.write("\n}\n")
-
-
-def _dumps(value):
-    return json.dumps(value, allow_nan=False, default=str)
 
 
 def _plural(count, word):

@@ -140,7 +140,8 @@ def partly_restored(error, address, safety_id, directory):
     else:
         hint = "no safety snapshot was taken (--no-safety-snapshot): fix what stopped it and restore again"
     failure = type(error)(message, hint=hint)
-    failure.__dict__.update({k: v for k, v in error.__dict__.items() if k not in ("message", "hint", "args")})
+    failure.__dict__.update({k: v for k, v in error.__dict__.items()
+                             if k not in ("message", "hint", "kind", "facts", "args")})
     return failure
 
 

@@ -1,0 +1,22 @@
+"""Results as plain JSON data: one conversion for --json, report files and the HTML pages' data."""
+
+import dataclasses
+import math
+
+
+def to_jsonable(value):
+    """Data classes through their to_dict (or field by field), bytes as text, a float JSON has no word
+    for by its name ("NaN", "Infinity"): what json.dumps(allow_nan=False) writes without failing."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if hasattr(value, "to_dict"):
+            return value.to_dict()
+        return {k: to_jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, float) and not math.isfinite(value):  # strict JSON has no NaN: named, not a crash
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    return value
