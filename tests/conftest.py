@@ -5,6 +5,7 @@ server that does not answer fails the MySQL tests; when it is unset they are ski
 """
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -139,6 +140,28 @@ def run_cli(*args, env=None, cwd=None, timeout=120, python_flags=()):
         full_env.update(env)
     return subprocess.run([sys.executable, *python_flags, "-m", "emfix", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd or ROOT, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+
+def interrupt_when(args, marker, timeout=120):
+    """Run `python -m emfix ARGS --progress`, send it Ctrl-C once its stderr shows `marker` (so the signal lands
+    in the work, not while Python starts, whatever the machine's load), and return (exit code, stdout, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "emfix", *args, "--progress"], env=dict(os.environ, PYTHONPATH=ROOT),
+                            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if marker in line:
+                proc.send_signal(signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert any(marker in line for line in seen), "never showed %r: %s" % (marker, "".join(seen)[-2000:])
+    return proc.returncode, out, "".join(seen) + err
 
 
 HOLD_LOCK = """

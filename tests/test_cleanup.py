@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, hold_write_lock, make_demo, run_cli, url_of
+from conftest import ROOT, hold_write_lock, interrupt_when, make_demo, run_cli, url_of
 
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
@@ -218,14 +218,9 @@ def test_killed_at_random_batches_then_rerun_equals_an_uninterrupted_run(tmp_pat
 def test_interrupt_between_batches_exits_5_and_rerun_finishes(tmp_path):
     address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
     make_demo(address, shape=Shape(experiments=3, trials=3, runs=6, epochs=20, batches=10))
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    proc = subprocess.Popen([sys.executable, "-m", "emfix", "cleanup-orphans", address.path, "--yes", "--no-snapshot",
-                             "--batch-size", "2", "--sleep", "0.02"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 5, (out, err)
+    code, out, err = interrupt_when(("cleanup-orphans", address.path, "--yes", "--no-snapshot", "--batch-size", "2",
+                                     "--sleep", "0.02"), "quarantining")
+    assert code == 5, (out, err)
     assert "run the same command again" in err and "Traceback" not in err
     assert run_cli("cleanup-orphans", address.path, "--yes", "--no-snapshot").returncode == 0
     assert validate(address).total_violations == 0

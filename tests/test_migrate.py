@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, kill_until_done, make_demo, run_cli, select_all, url_of
+from conftest import ROOT, interrupt_when, kill_until_done, make_demo, run_cli, select_all, url_of
 
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
@@ -85,14 +85,9 @@ def test_killed_at_random_points_then_resume_equals_one_uninterrupted_run(tmp_pa
 def test_interrupted_without_resume_explains(tmp_path):
     source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
     make_demo(source, shape=Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10), faults=False)
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    proc = subprocess.Popen([sys.executable, "-m", "emfix", "migrate", source.path, target.path, "-e", "1", "--init",
-                             "--strategy", "aggressive", "--batch-size", "10"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    time.sleep(0.6)
-    proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 5 and "--resume" in err
+    code, _out, err = interrupt_when(("migrate", source.path, target.path, "-e", "1", "--init", "--strategy",
+                                      "aggressive", "--batch-size", "10"), " rows (")
+    assert code == 5 and "--resume" in err, err
     again = run_cli("migrate", source.path, target.path, "-e", "1")
     assert again.returncode == 1 and "partial migration" in again.stderr and "--resume" in again.stderr
     assert run_cli("migrate", source.path, target.path, "-e", "1", "--resume", "--strategy", "aggressive"
