@@ -186,12 +186,9 @@ class GuardedChange:
         if self._con is not None:
             return self._con
         if self.safeguards.snapshot and self.snapshot_id is None:
-            from .snapshot import create_snapshot, default_snapshot_dir
-            self.progress.update("snapshot before %s" % self.command, force=True)
-            self.snapshot_id = create_snapshot(
-                self.address, self.safeguards.snapshot_dir or default_snapshot_dir(self.address),
-                description="before %s" % self.command, verify=True,
-                retry_policy=self.safeguards.retry_policy).id
+            from .snapshot import safety_snapshot
+            self.snapshot_id = safety_snapshot(self.address, self.safeguards.snapshot_dir, self.command,
+                                               retry_policy=self.safeguards.retry_policy, progress=self.progress)
         self.quarantine_path = self.quarantine_path or q.quarantine_path(self.quarantine_dir, self.command)
         con = q.open_quarantine(self.quarantine_path, create=True)
         q.start(con, self.command, self.address, self.reason)

@@ -235,11 +235,9 @@ def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, forc
                     ensure_journal(target)
                     snapshot_id = None
                     if strategy != "aggressive" and not (resume and journal):
-                        from .snapshot import create_snapshot, default_snapshot_dir
-                        snapshot_id = create_snapshot(dst, snapshot_dir or default_snapshot_dir(dst),
-                                                      description="before migrating experiment %d" % experiment_id,
-                                                      verify=True,
-                                                      retry_policy=retry_policy).id
+                        from .snapshot import safety_snapshot
+                        snapshot_id = safety_snapshot(dst, snapshot_dir, "migrating experiment %d" % experiment_id,
+                                                      retry_policy=retry_policy)
                     if resume and state in (RUNNING, DIFFERS, UNVERIFIED):  # copies what is left (if any), verifies
                         offsets, position, copied = journal["offsets"], journal["position"], journal["copied"]
                     else:

@@ -2,7 +2,8 @@
 
 The cookbook's pool raised "Connection pool exhausted" the moment all connections were busy.
 This one waits up to `timeout` for a free connection, checks each connection before handing it
-out, replaces broken ones, and closes every connection it opened on `close()`.
+out, replaces broken ones, and closes every connection it opened on `close()`. `run_parallel` runs
+jobs at once (the readers over a pool's connections, or a file hashed while SQLite checks it).
 """
 
 import contextlib
@@ -144,3 +145,33 @@ def put_unless_stopped(bounded, item, stop, wait=0.2):
             return
         except queue.Full:
             continue
+
+
+def run_parallel(jobs, failed=None):
+    """Run the callables at once, the first on this thread and each other on its own (hashing, SQLite and
+    a driver waiting on its socket release the GIL); return their results in order, or raise the first
+    failure once every job has ended. `failed` is set as soon as one fails (or this thread is interrupted
+    while it waits), so jobs that watch it stop early."""
+    failed = threading.Event() if failed is None else failed
+    results, errors = [None] * len(jobs), []
+
+    def run(i):
+        try:
+            results[i] = jobs[i]()
+        except BaseException as exc:
+            errors.append(exc)
+            failed.set()
+
+    threads = [threading.Thread(target=run, args=(i,), name="emfix-parallel") for i in range(1, len(jobs))]
+    for thread in threads:
+        thread.start()
+    run(0)
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:
+        failed.set()
+        raise
+    if errors:
+        raise errors[0]
+    return results

@@ -18,7 +18,7 @@ import contextlib
 import re
 
 from .errors import SchemaError
-from .schemadiff import REBUILD_PREFIX, column_sql, index_sql
+from .schemaddl import REBUILD_PREFIX, column_sql, index_sql
 
 TABLE_CONSTRAINTS = ("CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN")
 

@@ -1,6 +1,6 @@
 """emfix schema upgrade: bring a database to the Experiment Manager's current schema.
 
-The plan is `schemadiff.diff_catalogs(the schema emfix init makes, the database)`, leaving alone what
+The plan is `schemadiff.compare_catalogs(the schema emfix init makes, the database)`, leaving alone what
 the database has beyond it (extra tables, columns, indexes) and any type change that would round or
 cut stored values (DOUBLE -> FLOAT, DATETIME(6) -> DATETIME, a shorter VARCHAR): those are reported,
 not made. The plan is a value: it is shown, confirmed, and exactly it is executed, on the connection
@@ -29,7 +29,7 @@ from .backends import open_database
 from .catalog import expected_catalog, normal_type, read_catalog
 from .errors import Cancelled, DamagedInputError, EmfixError, SchemaError
 from .schema import discover_graph, record_schema_version, require_experiment_manager
-from .schemadiff import diff_catalogs
+from .schemadiff import compare_catalogs, describe, render
 
 CURRENT_GENERATION = 2
 LEFT_ALONE = ("extra_table", "extra_column", "extra_index", "extra_unique", "extra_foreign_key")
@@ -133,43 +133,54 @@ def _fingerprint(db, catalog):
 
 
 def plan_upgrade(db):
-    """The plan, as data: the statements, what they change, what is left alone, and the preconditions."""
+    """The plan, as data: the statements, what they change, what is left alone, and the preconditions.
+
+    One comparison (`schemadiff.compare_catalogs`); a type change that would change stored values is
+    taken out of it and the target keeps the database's type for that column, so no statement (a
+    MODIFY COLUMN for another change, a rebuild) writes the narrower type either."""
     catalog = read_catalog(db, counts=False)
     target = expected_catalog(db.dialect, CURRENT_GENERATION, _json_type(catalog))
-    diff = diff_catalogs(target, catalog)
+    differences = compare_catalogs(target, catalog)
     kept, blocking, checks = [], set(), []
-    for d in diff.differences:
+    for d in differences:
         if d.kind in LEFT_ALONE:
-            kept.append("%s (left as it is)" % d.what)
+            kept.append("%s (left as it is)" % describe(d, target.dialect, catalog.dialect))
         elif d.kind == "column_type":
-            column = d.column
-            old = catalog.table(d.table).column(column).type
-            new = target.table(d.table).column(column).type
-            if narrows(db, d.table, column, old, new):
-                kept.append("%s (left as it is: changing it would change stored values)" % d.what)
-                blocking.add((d.table.lower(), column.lower()))
-            elif db.dialect == "sqlite" and _narrowing_query(db, d.table, column, old, new):
-                checks.append(("a value of %s.%s the new type would convert" % (d.table, column),
-                               _narrowing_query(db, d.table, column, old, new)))
-    for name, table in target.tables.items():  # keep the types that would narrow in the target
-        for column in table.columns:
-            if (name.lower(), column.name.lower()) in blocking:
-                column.type = catalog.table(name).column(column.name).type
+            if narrows(db, d.table, d.column, d.b.type, d.a.type):
+                kept.append("%s (left as it is: changing it would change stored values)"
+                            % describe(d, target.dialect, catalog.dialect))
+                blocking.add((d.table.lower(), d.column.lower()))
+            elif db.dialect == "sqlite" and _narrowing_query(db, d.table, d.column, d.b.type, d.a.type):
+                checks.append(("a value of %s.%s the new type would convert" % (d.table, d.column),
+                               _narrowing_query(db, d.table, d.column, d.b.type, d.a.type)))
+    target = _keeping_types(target, catalog, blocking)
+    differences = [d for d in differences
+                   if not (d.kind == "column_type" and (d.table.lower(), d.column.lower()) in blocking)]
     rebuilt = []
 
     def rebuild_live(d, ta, tb, a_dialect, _found):
         rebuilt.append(tb.name)
         return rebuild.rebuild_statements(db, d, ta, tb, a_dialect)
 
-    diff = diff_catalogs(target, catalog, rebuild_live if db.dialect == "sqlite" else functools.partial(
-        _no_rebuild, db.dialect))
-    changes = ["%s  [%s: %s]" % (d.what, d.rating, d.reason) for d in diff.differences if d.kind not in LEFT_ALONE]
+    diff = render(differences, target, catalog,
+                  rebuild_live if db.dialect == "sqlite" else functools.partial(_no_rebuild, db.dialect))
+    changes = ["%s  [%s: %s]" % (c.what, c.rating, c.reason) for c in diff.differences if c.kind not in LEFT_ALONE]
     statements = [s for s in diff.statements if not s.startswith("--")]
     if db.dialect == "mysql":
         statements = [_keep_column_attributes(db, s) for s in statements]
-    checks += _refuse_nulls_in_required_columns(db, diff, target)
+    checks += _refuse_nulls_in_required_columns(db, differences, target)
     return UpgradeResult(db.address.display(), True, catalog.generation, catalog.generation, changes, statements,
                          kept, fingerprint=_fingerprint(db, catalog), checks=checks, rebuilt=rebuilt)
+
+
+def _keeping_types(target, catalog, columns):
+    """The target with the database's own type for `columns` ({(table, column)} in lower case): a copy."""
+    tables = {}
+    for name, table in target.tables.items():
+        tables[name] = dataclasses.replace(table, columns=[
+            dataclasses.replace(c, type=catalog.table(name).column(c.name).type)
+            if (name.lower(), c.name.lower()) in columns else c for c in table.columns])
+    return dataclasses.replace(target, tables=tables)
 
 
 MODIFY = re.compile(r"ALTER TABLE `((?:[^`]|``)+)` MODIFY COLUMN `((?:[^`]|``)+)` "
@@ -200,9 +211,9 @@ def _no_rebuild(dialect, *_args):
     raise AssertionError("no table rebuild on %s" % dialect)  # MySQL changes a table with ALTER TABLE
 
 
-def _refuse_nulls_in_required_columns(db, diff, target):
+def _refuse_nulls_in_required_columns(db, differences, target):
     checks = []
-    for d in diff.differences:
+    for d in differences:
         if d.kind != "column_null" or not target.table(d.table).column(d.column).not_null:
             continue
         column = d.column
@@ -259,12 +270,9 @@ def upgrade_schema(address, *, dry_run=False, confirm=None, snapshot=True, snaps
             raise Cancelled("cancelled; nothing was changed")
         plan.dry_run = False
         if snapshot:
-            from .snapshot import create_snapshot, default_snapshot_dir
-            if progress:
-                progress.update("snapshot before schema upgrade", force=True)
-            plan.snapshot_id = create_snapshot(address, snapshot_dir or default_snapshot_dir(address),
-                                               description="before schema upgrade", verify=True,
-                                               retry_policy=retry_policy).id
+            from .snapshot import safety_snapshot
+            plan.snapshot_id = safety_snapshot(address, snapshot_dir, "schema upgrade", retry_policy=retry_policy,
+                                               progress=progress)
         (_execute_sqlite if db.dialect == "sqlite" else _execute_mysql)(db, plan, address, before_commit)
     plan.seconds = time.perf_counter() - started
     return plan

@@ -166,7 +166,7 @@ class _MetricWork:
     is done, so the two cores stay busy until the end.
     """
 
-    JSON_PIECES = 8
+    JSON_PIECES = 16  # small pieces: the connection that finishes first waits less for the other
 
     def __init__(self, graph, limit, deep_json=False, sink=None, quick_check=True):
         self.graph, self.limit, self.deep_json, self.sink = graph, limit, deep_json, sink
@@ -176,6 +176,7 @@ class _MetricWork:
         self.json_parts = {}
         self.unreferenced = {}
         self.seconds = {"json": 0.0, "unreferenced": 0.0}
+        self.busy = {}  # seconds (and CPU) each connection spent on these tasks: the critical path, in --json
         self.damage = ""
 
     def _prepare(self, db):
@@ -190,26 +191,35 @@ class _MetricWork:
         with self.lock:
             return self.tasks.pop(0) if self.tasks else None
 
-    def drain(self, db):
+    def drain(self, db, who):
+        began, cpu = time.perf_counter(), time.thread_time()
+        try:
+            self._drain(db)
+        finally:
+            self.busy["metric_tasks_" + who] = time.perf_counter() - began
+            self.busy["cpu_metric_tasks_" + who] = time.thread_time() - cpu
+
+    def _drain(self, db):
         self._prepare(db)
         while True:
             task = self._next()
             if task is None:
                 return
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             if task[0] == "quick_check":  # validate reads the whole file anyway: a damaged one is said first
                 self.damage = db.quick_check()
-                self.seconds["quick_check"] = time.perf_counter() - started
             elif task[0] == "unreferenced":
                 found = find_unreferenced(db, self.graph, self.limit, task[1])
                 with self.lock:
                     self.unreferenced[task[1]] = found
-                    self.seconds["unreferenced"] += time.perf_counter() - started
             else:
                 part = scan_metric_json(db, self.graph.columns, self.limit, task[2], self.deep_json, self.sink)
                 with self.lock:
                     self.json_parts[task[1]] = part
-                    self.seconds["json"] += time.perf_counter() - started
+            with self.lock:
+                self.seconds[task[0]] = self.seconds.get(task[0], 0.0) + time.perf_counter() - started
+                # This thread's own CPU: the shares of the work, whatever else the machine runs.
+                self.seconds["cpu_" + task[0]] = self.seconds.get("cpu_" + task[0], 0.0) + time.thread_time() - cpu
 
     def results(self):
         scan = JsonScan()
@@ -247,7 +257,7 @@ def _start_helper(pool, work):
         try:
             with pool.connection() as db:
                 _tune(db)
-                work.drain(db)
+                work.drain(db, "helper")
         except BaseException as exc:  # re-raised in the main thread
             failure.append(exc)
 
@@ -279,25 +289,29 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
         helper = None
         if parallel and not (db.dialect == "sqlite" and db.address.path == ":memory:"):
             helper = _start_helper(pool, work)
-        step = time.perf_counter()
+        step, cpu = time.perf_counter(), time.thread_time()
         with db.transaction():  # one consistent view of every relation
             checks, tables, plans = sweep_foreign_keys(db, graph, limit, progress)
             if every_violation is not None:
                 for table, violation in iter_violations(db, graph, plans):
                     every_violation(table, violation)
         timings["foreign_keys"] = time.perf_counter() - step
+        timings["cpu_foreign_keys"] = time.thread_time() - cpu
         progress.update("metric JSON", force=True)
-        work.drain(db)
+        work.drain(db, "main")
+        step = time.perf_counter()
         if helper is not None:
             helper[0].join()
             if helper[1]:
                 raise helper[1][0]
+        timings["waiting_for_helper"] = time.perf_counter() - step
         if work.damage:
             raise DamagedInputError("%s is damaged: %s" % (address.display(), work.damage),
                                     hint="restore a snapshot (emfix snapshot restore %s), or recover what is "
                                          "readable with the sqlite3 shell's .recover" % address.target())
         json_scan, unreferenced = work.results()
         timings.update(work.seconds)
+        timings.update(work.busy)
         hierarchy = None
         if experiment is not None:
             from .hierarchy import check_hierarchy

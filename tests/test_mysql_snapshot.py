@@ -11,10 +11,11 @@ from conftest import ROOT, SUBTREE_TABLES, checksums, make_demo, run_cli, url_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emfix import mysqlrestore, snapshot, sqlrows, sqlsnapshot
+from emfix import snapshot
 from emfix.backends import open_database
 from emfix.demo import Shape
 from emfix.errors import EmfixError, SchemaError
+from emfix.snapshot import mysqlrestore, sqlrows, sqltext
 
 TABLES = SUBTREE_TABLES + ("VALS",)
 
@@ -55,7 +56,7 @@ def test_sql_snapshot_loads_with_the_mysql_client_into_an_empty_database(exact_m
 
 def small_pages(monkeypatch, limit):
     """The server's GROUP_CONCAT limit (and so a page) cut down to `limit` bytes."""
-    opened = sqlsnapshot.open_reader
+    opened = sqltext.open_reader
 
     def small_limit(address, retry_policy):
         db = opened(address, retry_policy)
@@ -63,7 +64,7 @@ def small_pages(monkeypatch, limit):
         db.page_limit = db.concat_limit = limit
         return db
 
-    monkeypatch.setattr(snapshot, "open_reader", small_limit)
+    monkeypatch.setattr(snapshot.create, "open_reader", small_limit)
 
 
 def test_pages_shrink_until_each_fits_the_servers_limit(exact_mysql, tmp_path, monkeypatch):
@@ -76,13 +77,13 @@ def test_pages_shrink_until_each_fits_the_servers_limit(exact_mysql, tmp_path, m
 def test_one_key_value_too_large_for_a_page_is_split_by_the_next_key_column(mysql_address, tmp_path, monkeypatch):
     make_demo(mysql_address, shape=Shape(experiments=1, trials=2, runs=4, epochs=30, batches=2), faults=False)
     small_pages(monkeypatch, 3000)  # one BATCH.idx value holds 240 rows, about 9 kB
-    split, by_probes = [], sqlsnapshot._Pages.by_probes
+    split, by_probes = [], sqltext._Pages.by_probes
 
     def recording(pages, bounds, params, prefix):
         split.append((pages.plan.table, prefix))
         return by_probes(pages, bounds, params, prefix)
 
-    monkeypatch.setattr(sqlsnapshot._Pages, "by_probes", recording)
+    monkeypatch.setattr(sqltext._Pages, "by_probes", recording)
     round_trip(mysql_address, tmp_path, ("BATCH", "BATCH_METRIC", "EPOCH", "METRIC"))
     assert ("BATCH", (0,)) in split
 
@@ -90,14 +91,14 @@ def test_one_key_value_too_large_for_a_page_is_split_by_the_next_key_column(mysq
 def test_a_snapshot_synced_in_the_background_while_written_is_whole(exact_mysql, tmp_path, monkeypatch):
     """The file goes to disk in pieces as it is written (the last fsync has little left); what is written is
     what is restored, and each sync ends before the file is closed."""
-    synced, sync = [], sqlsnapshot._sync_quietly
+    synced, sync = [], sqltext._sync_quietly
 
     def recording(fd):
         sync(fd)
         synced.append(os.fstat(fd).st_size)  # the descriptor is still open when the sync ends
 
-    monkeypatch.setattr(sqlsnapshot, "SYNC_BYTES", 2000)
-    monkeypatch.setattr(sqlsnapshot, "_sync_quietly", recording)
+    monkeypatch.setattr(sqltext, "SYNC_BYTES", 2000)
+    monkeypatch.setattr(sqltext, "_sync_quietly", recording)
     small_pages(monkeypatch, 3000)
     made, _ = round_trip(exact_mysql, tmp_path)
     assert len(synced) > 1 and max(synced) <= made.size
@@ -152,7 +153,7 @@ def test_snapshot_over_two_connections_during_writes_is_one_moment(mysql_address
     """Each experiment and its trial are written in one transaction, and both tables are split into
     ranges that two connections take turns reading: a snapshot that mixed two moments would split a pair."""
     make_demo(mysql_address, shape=Shape(experiments=20, trials=2, runs=1, epochs=1, batches=1), faults=False)
-    monkeypatch.setattr(sqlsnapshot, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(sqltext, "CHUNK_ROWS", 2)
     with open_database(mysql_address) as db:
         db.execute("ANALYZE TABLE `EXPERIMENT`, `TRIAL`")  # row estimates, so the tables are split
         gap = int(db.scalar("SELECT (SELECT count(*) FROM EXPERIMENT) - (SELECT count(*) FROM TRIAL)"))
@@ -236,7 +237,7 @@ def rewrite_statements(directory, made, change):
     with open(path, "rb") as handle:
         first = handle.readline()
         handle.seek(0)
-        statements = [change(s) for s in sqlsnapshot.SnapshotReader(path).frames(handle)]
+        statements = [change(s) for s in sqltext.SnapshotReader(path).frames(handle)]
     last = open(path, "rb").read().rsplit(b"\n", 2)[-2] + b"\n"
     with open(path, "wb") as handle:
         handle.write(first)
@@ -384,12 +385,13 @@ def test_a_column_type_takes_the_values_of_a_narrower_one(live, wanted, fits):
 
 def test_a_session_without_backslash_escapes_still_ends_each_row_with_a_nul(exact_mysql, tmp_path, monkeypatch):
     """The server's sql_mode may say NO_BACKSLASH_ESCAPES: '\\0' would then be two characters, not a NUL."""
-    opened = sqlsnapshot.open_database
+    opened = sqltext.open_database
 
     def strict_server(*args, **kwargs):
         db = opened(*args, **kwargs)
         db.execute("SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES,STRICT_TRANS_TABLES'")
         return db
 
-    monkeypatch.setattr(sqlsnapshot, "open_database", strict_server)
+    for module in (sqltext, mysqlrestore):  # the snapshot's readers and the restore's loaders
+        monkeypatch.setattr(module, "open_database", strict_server)
     round_trip(exact_mysql, tmp_path)

@@ -8,7 +8,7 @@ from conftest import hold_write_lock, make_demo, run_cli, url_of
 
 from emfix.backends import open_database
 from emfix.errors import ConnectError, PoolTimeoutError
-from emfix.pool import ConnectionPool
+from emfix.pool import ConnectionPool, run_parallel
 from emfix.retry import RetriesExhausted, RetryPolicy, call_with_retry, is_transient
 
 
@@ -201,6 +201,21 @@ def test_pool_prepares_connections_in_the_background_and_hands_them_out_later():
     pool.release(first)
     pool.release(second)
     pool.close()
+
+
+def test_run_parallel_gives_results_in_order_and_a_failure_once_every_job_ended():
+    assert run_parallel([lambda: 1, lambda: 2, lambda: 3]) == [1, 2, 3]
+    failed, ended = threading.Event(), []
+
+    def stops_when_another_fails():
+        ended.append(failed.wait(30))  # True: told by the failure, not by the time running out
+
+    def boom():
+        raise ValueError("first job failed")
+
+    with pytest.raises(ValueError, match="first job failed"):
+        run_parallel([boom, stops_when_another_fails], failed)
+    assert ended == [True]
 
 
 def test_pool_replaces_a_broken_connection(address):

@@ -4,6 +4,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -17,7 +18,7 @@ from emfix import snapshot
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
 from emfix.demo import Shape
-from emfix.errors import DamagedInputError
+from emfix.errors import DamagedInputError, NoSpaceError
 
 
 def dump_all(address):
@@ -51,6 +52,27 @@ def test_restore_round_trips_exactly_on_both_backends(demo_address, tmp_path):
     assert dump_all(demo_address) == before
     safety = snapshot.verify_snapshot(snapdir(tmp_path), result.safety_snapshot_id)
     assert safety.status == "verified" and safety.manifest.tables["METRIC"] == 5
+
+
+def test_a_safety_snapshot_is_verified_and_says_before_what(demo_sqlite, tmp_path):
+    """The one entry point every change and every restore takes its snapshot through."""
+    class Lines:
+        def __init__(self):
+            self.lines = []
+
+        def update(self, text, force=False):
+            self.lines.append((text, force))
+
+    progress, directory = Lines(), snapdir(tmp_path)
+    taken = snapshot.safety_snapshot(demo_sqlite, directory, "cleanup-orphans", progress=progress)
+    result = snapshot.restore_snapshot(demo_sqlite, directory, taken)
+    described = {s.id: (s.status, s.manifest.description, s.manifest.kind) for s in snapshot.list_snapshots(directory)}
+    assert described == {taken: ("verified", "before cleanup-orphans", "snapshot"),
+                         result.safety_snapshot_id: ("verified", "safety copy before restoring %s" % taken, "safety")}
+    assert progress.lines == [("snapshot before cleanup-orphans", True)]
+    assert snapshot.resolve_snapshot_id(directory, "latest-valid", demo_sqlite) == taken  # never the restore's own
+    beside = snapshot.safety_snapshot(demo_sqlite, None, "schema upgrade")  # no folder given: the database's own
+    assert [s.id for s in snapshot.list_snapshots(snapshot.default_snapshot_dir(demo_sqlite))] == [beside]
 
 
 def test_snapshot_files_are_private_and_listed(demo_sqlite, tmp_path):
@@ -268,8 +290,8 @@ def test_disk_full_leaves_no_partial_file_and_a_clear_error(demo_sqlite, tmp_pat
 def test_refuses_when_free_space_is_too_small(demo_sqlite, tmp_path, monkeypatch):
     import collections
     usage = collections.namedtuple("usage", "total used free")
-    monkeypatch.setattr(snapshot.shutil, "disk_usage", lambda path: usage(10 ** 9, 10 ** 9, 1000))
-    with pytest.raises(snapshot.NoSpaceError, match="not enough free space"):
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 ** 9, 10 ** 9, 1000))
+    with pytest.raises(NoSpaceError, match="not enough free space"):
         snapshot.create_snapshot(demo_sqlite, snapdir(tmp_path))
     assert not os.path.exists(snapdir(tmp_path)) or os.listdir(snapdir(tmp_path)) == []
 

@@ -81,7 +81,7 @@ def test_readme_layout_names_every_module_and_only_those():
     layout = readme.split("## Layout", 1)[1]
     listed = set(re.findall(r"`(emfix/[\w/]+(?:\.py)?)`", layout))
     present = {os.path.relpath(path, ROOT).replace(os.sep, "/") for _dotted, path in modules()}
-    present |= {"emfix/backends/", "emfix/commands/"}
+    present |= {"emfix/backends/", "emfix/commands/", "emfix/snapshot/"}
     assert listed == present, (sorted(present - listed), sorted(listed - present))
 
 

@@ -306,3 +306,39 @@ def test_unreferenced_rows_by_merge_equal_not_in(tmp_path, monkeypatch):
     assert merged[0]["count"] >= 2 and merged[1]["count"] >= 2  # two of the three new METRIC rows, both ARTIFACTs
     monkeypatch.setattr(fksweep, "unreferenced_by_merge", lambda *args: None)
     assert found() == merged
+
+
+AWKWARD_METRIC_VALUES = [
+    None, "", " ", "{}", " {}", "\n{\"a\": 1}", "[1]", " [1]", "\"x\"", "1", "true", "null", "{\"a\": \"x\"}",
+    " {\"a\": \"x\"}", "{\"a\": 1}", "{\"a\": [1]}", "{", "{\"a\": 1,}", "{'a': 1}", b"{}", b"\xff", 1, 1.5,
+    "\ufeff{}", "{\"a\": 1} ", "{\"a\": 1}x", "{\"a\": NaN}", "\"{\\\"a\\\": 1}\"", "{\"a\": null}", "{}\x00x",
+    "\t{\"a\": {\"b\": 1}}", "{\"a\": 1} {\"b\": 2}", "[{\"a\": 1}]", "{\"a\": true}", "{\"\\u00e9\": 1.5e300}"]
+
+
+def test_sqlite_json_candidates_equal_the_plain_test(tmp_path):
+    """#28: the JSON scan's one-CASE test (json_type asked only of valid text not starting with "{") picks
+    exactly the rows of the plain "not text, not valid, or not an object" test, with and without
+    --deep-json's per-value test."""
+    from emfix.jsoncheck import _candidates_sql
+    con = sqlite3.connect(str(tmp_path / "m.db"))
+    con.execute("CREATE TABLE METRIC (id INTEGER PRIMARY KEY, type TEXT, per_label_val TEXT)")
+    con.executemany("INSERT INTO METRIC (type, per_label_val) VALUES ('t', ?)", [(v,) for v in AWKWARD_METRIC_VALUES])
+    con.execute("UPDATE METRIC SET per_label_val = CAST(per_label_val AS BLOB) WHERE id = 20")  # b"{}" as a BLOB
+
+    class Backend:
+        dialect = "sqlite"
+        quote = staticmethod(lambda name: '"%s"' % name)
+
+    plain = ("per_label_val IS NOT NULL AND (typeof(per_label_val) <> 'text' OR NOT json_valid(per_label_val) "
+             "OR json_type(per_label_val) <> 'object'%s)")
+    deep_part = (" OR EXISTS (SELECT 1 FROM json_each(per_label_val) e WHERE e.type NOT IN "
+                 "('integer', 'real', 'null'))")
+    for deep in (False, True):
+        for id_range in (None, (3, 30)):
+            sql, params = _candidates_sql(Backend(), True, id_range, deep)
+            expected_sql = "SELECT id, type, per_label_val FROM METRIC WHERE %s%s ORDER BY id" % (
+                plain % (deep_part if deep else ""), " AND id >= ? AND id < ?" if id_range else "")
+            expected = con.execute(expected_sql, id_range or ()).fetchall()
+            assert con.execute(sql, params).fetchall() == expected
+            assert len(expected) >= (10 if id_range else 20)
+    con.close()

@@ -28,11 +28,8 @@ OUT_OF_RANGE = 1264  # a number past the column's type (1e39 in a FLOAT); a text
 PRIVILEGE_ERRNOS = (1044, 1142, 1143, 1227)  # database / table / column / global privilege missing
 NUMBER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric", "float",
                 "double", "real", "bit", "year"}
-# A FLOAT as SQL text that gives back its bits. From 0.1 on, FORMAT(x, 9) (nine fixed decimals; en_US grouping
-# taken out) is within 1e-9 of the value, while neighbouring floats there are at least 2^-27 (7.5e-9) apart: read
-# back as DOUBLE and stored as FLOAT, the text rounds to the same float (tests/test_mysql_exact.py checks every
-# float of a range and of each binade's edges). It costs the server less than half of CAST(x AS DOUBLE), whose 17
-# digits are printed the slow way; smaller values, 1e7 and more (long fixed text), and NULL keep the DOUBLE text.
+# A FLOAT as text that gives back its bits: from 0.1 on, nine fixed decimals are within 1e-9 of it and floats are
+# 7.5e-9 apart or more (tests/test_mysql_exact.py); FORMAT prints them at half the server's cost of CAST AS DOUBLE.
 FLOAT_LITERAL = "IF(ABS({c}) >= 0.1 AND ABS({c}) < 1e7, REPLACE(FORMAT({c}, 9), ',', ''), CAST({c} AS DOUBLE))"
 BINARY_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry", "point",
                 "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection"}

@@ -168,9 +168,8 @@ def _copy_within(args, out):
         return EXIT_OK
     snapshot_id = None
     if not args.no_snapshot:
-        snapshot_id = snapshot.create_snapshot(address, args.snapshot_dir or snapshot.default_snapshot_dir(address),
-                                               description="before copying experiment %d" % source_id, verify=True,
-                                               retry_policy=policy).id
+        snapshot_id = snapshot.safety_snapshot(address, args.snapshot_dir, "copying experiment %d" % source_id,
+                                               retry_policy=policy)
     with tempfile.TemporaryDirectory(prefix="emfix-copy-") as folder:
         path = os.path.join(folder, "experiment-%d.jsonl" % source_id)
         export.export_experiment(address, source_id, path, retry_policy=policy)

@@ -124,11 +124,13 @@ def show_lines(declared):
 def run_diff(args, out):
     from .. import report_html, schemadiff, schemafiles
     a, b = schemafiles.catalog_of(args.a, args.password_file), schemafiles.catalog_of(args.b, args.password_file)
-    diff = schemadiff.diff_catalogs(a, b)
-    count = schemadiff.tables_to_count(diff, b)
+    differences = schemadiff.compare_catalogs(a, b)
+    count = schemadiff.tables_to_count(differences, b)
     if count:  # (a schema file keeps the counts it was written with)
         # B's row counts decide whether dropping one of its columns or tables loses data (the rating)
-        diff = schemadiff.diff_catalogs(a, schemafiles.catalog_of(args.b, args.password_file, counts=count))
+        b = schemafiles.catalog_of(args.b, args.password_file, counts=count)
+        differences = schemadiff.rated(differences, b)
+    diff = schemadiff.render(differences, a, b)
     kind = "json" if out.json else (args.format or ("html" if args.open_html else "text"))
     if args.open_html and kind != "html":
         raise UsageError("--open-html goes with --format html")

@@ -1,6 +1,6 @@
-"""Restoring a snapshot into MySQL: the check made before anything is emptied, the loader of a
-SQLite-file snapshot (`--format sqlite`; SQL text is loaded by sqlsnapshot.py), and what a restore
-that stops part way says.
+"""Restoring a snapshot into MySQL: the check made before anything is emptied, the loaders of SQL text
+(the default) and of a SQLite-file snapshot (`--format sqlite`), and what a restore that stops part
+way says.
 
 A restore empties every table, then loads it; a table whose columns changed since the snapshot
 (a column added NOT NULL without a default, one dropped, one narrowed) refuses the rows only after
@@ -9,20 +9,23 @@ it was) against information_schema. A restore that stops part way anyway says so
 safety snapshot that holds the content from before.
 """
 
+import queue
 import re
 import sqlite3
+import threading
 
-from .backends import open_database
-from .errors import EmfixError, SchemaError
-from .fileutil import read_only_uri
-from .sqlsnapshot import SnapshotReader
+from ..backends import open_database
+from ..errors import EmfixError, SchemaError
+from ..fileutil import read_only_uri
+from ..pool import ConnectionPool, put_unless_stopped
+from .manifest import META_TABLE
+from .sqltext import SnapshotReader
 
 COLUMN_LINE = re.compile(r"^  `((?:[^`]|``)+)` ([a-z]+(?:\((?:[^()']|'(?:[^'\\]|\\.|'')*')*\))?(?: unsigned)?)",
                          re.M | re.I)
 INTEGERS = {"tinyint": 1, "smallint": 2, "mediumint": 3, "int": 4, "integer": 4, "bigint": 5}
 TEXTS = {"tinytext": 255, "text": 65535, "mediumtext": 16777215, "longtext": 4294967295}
 BLOBS = {"tinyblob": 255, "blob": 65535, "mediumblob": 16777215, "longblob": 4294967295}
-META_TABLE = "_emfix_snapshot"  # only in SQLite-file snapshots of MySQL databases: source DDL per table
 CREATE = re.compile(rb"CREATE TABLE IF NOT EXISTS `((?:[^`]|``)+)`")
 SIZED = {"char", "varchar", "binary", "varbinary", "datetime", "timestamp", "time", "bit"}
 
@@ -139,6 +142,75 @@ def partly_restored(error, address, safety_id, directory):
     failure = type(error)(message, hint=hint)
     failure.__dict__.update({k: v for k, v in error.__dict__.items() if k not in ("message", "hint", "args")})
     return failure
+
+
+def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, workers=2, partial=None):
+    """Run the snapshot's statements against the database: its session settings on every connection,
+    the tables' DDL and TRUNCATEs on one, the INSERTs over `workers` pooled connections at once.
+    Return the row count of every table it filled, counted afterwards; an error once a table was
+    emptied is raised as `partial(error)`."""
+    emptied = False
+    reader = SnapshotReader(path)
+    with ConnectionPool(lambda: open_database(address, retry_policy=retry_policy), size=workers) as pool:
+        connections = [pool.acquire() for _ in range(workers)]
+        try:
+            session, inserts, failed, threads = [], queue.Queue(maxsize=workers), threading.Event(), []
+            errors = []
+            with open(path, "rb") as handle:
+                for statement in reader.frames(handle):
+                    if failed.is_set():
+                        break
+                    if not statement.startswith(b"INSERT"):
+                        if statement.startswith((b"SET ", b"/*!")):
+                            session.append(statement)
+                        connections[0].execute_raw(statement)
+                        emptied = emptied or statement.startswith(b"TRUNCATE")
+                        continue
+                    if not threads:
+                        threads = [_start_loader(db, session, inserts, failed, errors) for db in connections]
+                    put_unless_stopped(inserts, statement, failed)
+                    if progress is not None:
+                        progress.update("loading %s" % path)
+            for _ in threads:
+                put_unless_stopped(inserts, None, failed)
+            for thread in threads:
+                thread.join()
+            if errors:
+                raise errors[0]
+            lead = connections[0]
+            counts = {table: int(lead.scalar("SELECT count(*) FROM %s" % lead.quote(table)))
+                      for table in (reader.counts or {})}
+        except EmfixError as exc:
+            if emptied and partial is not None:
+                raise partial(exc) from None
+            raise
+        finally:
+            for db in connections:
+                pool.release(db)
+    if reader.counts is None:
+        raise reader.damaged("its last line is missing")
+    return counts, reader.counts
+
+
+def _start_loader(db, session, inserts, failed, errors):
+    def run():
+        try:
+            for statement in session:
+                db.execute_raw(statement)
+            while not failed.is_set():
+                try:
+                    statement = inserts.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if statement is None:
+                    return
+                db.execute_raw(statement)
+        except BaseException as exc:
+            errors.append(exc)
+            failed.set()
+    thread = threading.Thread(target=run, name="emfix-restore", daemon=True)
+    thread.start()
+    return thread
 
 
 def load_sqlite_snapshot(address, path, retry_policy, progress, partial):

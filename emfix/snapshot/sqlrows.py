@@ -1,7 +1,7 @@
 """The rows of an SQL snapshot's INSERTs, checked from the file's text alone (verify), not from the row
 counts the server gave when it was written: a page the server cut off has its last value cut too.
 
-The snapshot writer (sqlsnapshot.py) writes each row as `(v,v,...)`, every value one of: a QUOTE()d
+The snapshot writer (sqltext.py) writes each row as `(v,v,...)`, every value one of: a QUOTE()d
 string (`'...'`, a quote or backslash in it escaped by a backslash), `X'hex'`, `NULL`, a number.
 `last_row_problem` reads an INSERT's last row backwards (a few kB per statement: every verify);
 `count_insert_rows` reads every row (strings taken out by one regular expression, in C; verify --full).

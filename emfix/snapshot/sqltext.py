@@ -1,4 +1,5 @@
-"""Snapshots of MySQL databases as SQL text, written and loaded at the speed of the MySQL tools.
+"""Snapshots of MySQL databases as SQL text, written at the speed of the MySQL tools and read back (the
+loader, also as fast, is mysqlrestore.py's).
 
 mysqldump is fast because the server sends text and the client only escapes it; but the text of
 a FLOAT keeps six digits, so a dump loses METRIC.total_val. Here the server formats every row as
@@ -24,10 +25,10 @@ import queue
 import re
 import threading
 
-from .backends import open_database
-from .errors import DamagedInputError, DatabaseLockedError, EmfixError, PrivilegeError
-from .fileutil import SQL_SNAPSHOT_HEADER
-from .pool import ConnectionPool, put_unless_stopped
+from ..backends import open_database
+from ..errors import DamagedInputError, DatabaseLockedError, EmfixError, PrivilegeError
+from ..fileutil import SQL_SNAPSHOT_HEADER
+from ..pool import run_parallel
 from .sqlrows import count_insert_rows, last_row_problem_at
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=2):
                 for chunk in sorted(_chunks(lead, plans), key=lambda c: -c[0].estimate):
                     chunks.put(chunk)
                 out.counts.update({p.table: 0 for p in plans})
-                _run_parallel([lambda db=db: _drain(db, chunks, out, progress) for db in readers], out.failed)
+                run_parallel([lambda db=db: _drain(db, chunks, out, progress) for db in readers], out.failed)
                 out.write(END + json.dumps({"tables": out.counts}, sort_keys=True).encode("ascii") + b"\n")
                 handle.flush()
             finally:
@@ -361,27 +362,6 @@ def _where(conditions):
     return " WHERE " + " AND ".join(conditions) if conditions else ""
 
 
-def _run_parallel(jobs, failed):
-    """Run the jobs in threads (the driver waits on its socket without the GIL); re-raise the first failure."""
-    errors = []
-
-    def run(job):
-        try:
-            job()
-        except BaseException as exc:
-            errors.append(exc)
-            failed.set()
-
-    threads = [threading.Thread(target=run, args=(job,), daemon=True) for job in jobs[1:]]
-    for thread in threads:
-        thread.start()
-    run(jobs[0])
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-
-
 # -- reading -----------------------------------------------------------------------------------
 
 class SnapshotReader:
@@ -391,7 +371,7 @@ class SnapshotReader:
         self.path = path
         self.counts = None
 
-    def _damaged(self, what):
+    def damaged(self, what):
         return DamagedInputError("%s is not a whole emfix SQL snapshot: %s" % (self.path, what),
                                  hint="nothing was changed; `emfix snapshot list` shows the others")
 
@@ -400,31 +380,31 @@ class SnapshotReader:
         last row checked, see `_skim`)."""
         end = os.fstat(handle.fileno()).st_size
         if not handle.readline().startswith(MAGIC):
-            raise self._damaged("it does not start with the emfix-sql-snapshot-1 line")
+            raise self.damaged("it does not start with the emfix-sql-snapshot-1 line")
         while True:
             line = handle.readline()
             if line.startswith(END):
                 if not line.endswith(b"\n") or handle.read(1):
-                    raise self._damaged("its last line is cut off or followed by more bytes")
+                    raise self.damaged("its last line is cut off or followed by more bytes")
                 try:
                     self.counts = json.loads(line[len(END):].decode("ascii"))["tables"]
                 except (ValueError, KeyError, TypeError):
-                    raise self._damaged("its last line is unreadable") from None
+                    raise self.damaged("its last line is unreadable") from None
                 return
             match = FRAME.match(line)
             if not match:
-                raise self._damaged("it ends early or a statement's length line is broken")
+                raise self.damaged("it ends early or a statement's length line is broken")
             size = int(match.group(1))
             if size < 2 or size > os.fstat(handle.fileno()).st_size - handle.tell():  # 19 digits, or a seek back
-                raise self._damaged("a statement is cut off (its length line says %d bytes)" % size)
+                raise self.damaged("a statement is cut off (its length line says %d bytes)" % size)
             if read_bodies:
                 body = handle.read(size)
             elif handle.tell() + size > end:
-                raise self._damaged("a statement is cut off")
+                raise self.damaged("a statement is cut off")
             else:
                 body = self._skim(handle, size)
             if not body.endswith(b";\n") or read_bodies and len(body) != size:
-                raise self._damaged("a statement is cut off")
+                raise self.damaged("a statement is cut off")
             yield body[:-2]
 
     def _skim(self, handle, size):
@@ -432,7 +412,7 @@ class SnapshotReader:
         start = handle.tell()
         problem = last_row_problem_at(handle, start, size)
         if problem:
-            raise self._damaged(problem)
+            raise self.damaged(problem)
         handle.seek(start + size - 2)
         return handle.read(2)
 
@@ -447,7 +427,7 @@ class SnapshotReader:
                         try:
                             table, rows = count_insert_rows(statement)
                         except ValueError as exc:
-                            raise self._damaged(str(exc)) from None
+                            raise self.damaged(str(exc)) from None
                         found[table] = found.get(table, 0) + rows
         except DamagedInputError as exc:
             return exc.message.split(": ", 1)[-1]
@@ -456,72 +436,3 @@ class SnapshotReader:
             return "its INSERTs hold other row counts than its last line names: %s" % ", ".join(
                 "%s %d, not %s" % (t, found.get(t, 0), self.counts.get(t)) for t in wrong[:4])
         return ""
-
-
-def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, workers=2, partial=None):
-    """Run the snapshot's statements against the database: its session settings on every connection,
-    the tables' DDL and TRUNCATEs on one, the INSERTs over `workers` pooled connections at once.
-    Return the row count of every table it filled, counted afterwards; an error once a table was
-    emptied is raised as `partial(error)`."""
-    emptied = False
-    reader = SnapshotReader(path)
-    with ConnectionPool(lambda: open_database(address, retry_policy=retry_policy), size=workers) as pool:
-        connections = [pool.acquire() for _ in range(workers)]
-        try:
-            session, inserts, failed, threads = [], queue.Queue(maxsize=workers), threading.Event(), []
-            errors = []
-            with open(path, "rb") as handle:
-                for statement in reader.frames(handle):
-                    if failed.is_set():
-                        break
-                    if not statement.startswith(b"INSERT"):
-                        if statement.startswith((b"SET ", b"/*!")):
-                            session.append(statement)
-                        connections[0].execute_raw(statement)
-                        emptied = emptied or statement.startswith(b"TRUNCATE")
-                        continue
-                    if not threads:
-                        threads = [_start_loader(db, session, inserts, failed, errors) for db in connections]
-                    put_unless_stopped(inserts, statement, failed)
-                    if progress is not None:
-                        progress.update("loading %s" % path)
-            for _ in threads:
-                put_unless_stopped(inserts, None, failed)
-            for thread in threads:
-                thread.join()
-            if errors:
-                raise errors[0]
-            lead = connections[0]
-            counts = {table: int(lead.scalar("SELECT count(*) FROM %s" % lead.quote(table)))
-                      for table in (reader.counts or {})}
-        except EmfixError as exc:
-            if emptied and partial is not None:
-                raise partial(exc) from None
-            raise
-        finally:
-            for db in connections:
-                pool.release(db)
-    if reader.counts is None:
-        raise reader._damaged("its last line is missing")
-    return counts, reader.counts
-
-
-def _start_loader(db, session, inserts, failed, errors):
-    def run():
-        try:
-            for statement in session:
-                db.execute_raw(statement)
-            while not failed.is_set():
-                try:
-                    statement = inserts.get(timeout=0.5)
-                except queue.Empty:
-                    continue
-                if statement is None:
-                    return
-                db.execute_raw(statement)
-        except BaseException as exc:
-            errors.append(exc)
-            failed.set()
-    thread = threading.Thread(target=run, name="emfix-restore", daemon=True)
-    thread.start()
-    return thread

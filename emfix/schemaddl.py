@@ -1,0 +1,179 @@
+"""The DDL that makes B like A, written from a list of `schemadiff.Difference`s: one renderer of a schema diff.
+
+Statements are written for B's engine from the two catalogs' own definitions (so a caller may pass an A
+that keeps some of B's column types, as `schema upgrade` does for a type change that would change stored
+values). On SQLite a change ALTER TABLE cannot make is written as SQLite's own rebuild procedure (create
+the new table, copy, drop, rename), which `schema upgrade` runs inside one transaction. Lines starting
+with `-- ` are advice: what B has beyond A is left for a person to decide.
+"""
+
+import dataclasses
+import re
+
+from .catalog import comparable_type, normal_default
+from .schema import EM_TABLE_BY_NAME, Dialect, column_type
+
+REBUILD_PREFIX = "emfix_rebuild_"
+# changes SQLite's ALTER TABLE cannot make: the table is rebuilt (a new column only when it needs a value)
+REBUILT_KINDS = ("column_type", "column_null", "column_default", "primary_key", "missing_foreign_key")
+ADVICE_KINDS = ("extra_index", "extra_column", "extra_unique", "extra_foreign_key")
+
+
+def key(columns):
+    """A column list compared without regard to case."""
+    return tuple(c.lower() for c in columns)
+
+
+def literal(value):
+    if value is None:
+        return "NULL"
+    if value == "CURRENT_TIMESTAMP" or re.fullmatch(r"-?\d+(\.\d+)?", value):
+        return value
+    return "'%s'" % value.replace("'", "''")
+
+
+def translate_type(table, column, a_dialect, b_dialect):
+    """A's column type as B's engine spells it: the application's own mapping for its columns."""
+    if a_dialect == b_dialect:
+        return column.type
+    em_table = EM_TABLE_BY_NAME.get(table.upper())
+    em_column = next((c for c in em_table.columns if c.name == column.name), None) if em_table else None
+    if em_column and comparable_type(column_type(a_dialect, em_column), False) == comparable_type(column.type, False):
+        return column_type(b_dialect, em_column, "text" if column.type == "LONGTEXT" else "json")
+    if b_dialect == "mysql":
+        return {"REAL": "DOUBLE", "TEXT": "TEXT"}.get(column.type, column.type or "TEXT")
+    return comparable_type(column.type, False)
+
+
+def column_sql(d, table, column, a_dialect, primary_key):
+    if column.auto and tuple(primary_key) == (column.name,):
+        return "%s %s" % (d.quote(column.name), "INT PRIMARY KEY AUTO_INCREMENT" if d.dialect == "mysql"
+                          else "INTEGER PRIMARY KEY AUTOINCREMENT")
+    text = "%s %s" % (d.quote(column.name), translate_type(table, column, a_dialect, d.dialect))
+    if column.not_null:
+        text += " NOT NULL"
+    if normal_default(column.default) is not None:
+        text += " DEFAULT %s" % literal(normal_default(column.default))
+    return text
+
+
+def create_table_sql(d, table, a_dialect, name=None):
+    parts = [column_sql(d, table.name, c, a_dialect, table.primary_key) for c in table.columns]
+    if table.primary_key and not any(c.auto and tuple(table.primary_key) == (c.name,) for c in table.columns):
+        parts.append("PRIMARY KEY (%s)" % d.quote_columns(table.primary_key))
+    parts += ["UNIQUE (%s)" % d.quote_columns(u) for u in table.unique]
+    parts += ["FOREIGN KEY (%s) REFERENCES %s (%s)" % (d.quote_columns(f.columns), d.quote(f.table),
+                                                      d.quote_columns(f.ref_columns)) for f in table.foreign_keys]
+    suffix = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" if d.dialect == "mysql" else ""
+    return "CREATE TABLE %s (\n  %s\n)%s" % (d.quote(name or table.name), ",\n  ".join(parts), suffix)
+
+
+def index_sql(d, table, index, unique=False):
+    name = index.name if not unique else ("emfix_uq_%s_%s" % (table, "_".join(index))).lower()
+    columns = index.columns if not unique else index
+    return "CREATE %sINDEX %s ON %s (%s)" % ("UNIQUE " if unique else "", d.quote(name), d.quote(table),
+                                            d.quote_columns(columns))
+
+
+def rebuild_sql(d, ta, tb, a_dialect, _found=()):
+    """SQLite's procedure for a change ALTER TABLE cannot make (https://www.sqlite.org/lang_altertable.html),
+    as far as two catalogs tell it: B's extra columns, UNIQUE and FOREIGN KEY constraints and indexes go with
+    the table. On a live database `schema upgrade` writes it from the table's own SQL (emfix.rebuild)."""
+    temp = REBUILD_PREFIX + tb.name
+    keys = {key(f.columns + (f.table,) + f.ref_columns) for f in ta.foreign_keys}
+    merged = dataclasses.replace(
+        ta, columns=list(ta.columns) + [c for c in tb.columns if not ta.column(c.name)],
+        unique=list(ta.unique) + [u for u in tb.unique if key(u) not in {key(x) for x in ta.unique}],
+        foreign_keys=list(ta.foreign_keys) + [f for f in tb.foreign_keys
+                                              if key(f.columns + (f.table,) + f.ref_columns) not in keys])
+    common = [c.name for c in merged.columns if tb.column(c.name)]
+    statements = [create_table_sql(d, merged, a_dialect, temp),
+                  "INSERT INTO %s (%s) SELECT %s FROM %s" % (d.quote(temp), d.quote_columns(common),
+                                                              d.quote_columns([tb.column(c).name for c in common]),
+                                                              d.quote(tb.name)),
+                  "DROP TABLE %s" % d.quote(tb.name),
+                  "ALTER TABLE %s RENAME TO %s" % (d.quote(temp), d.quote(tb.name))]
+    indexes = list(tb.indexes) + [i for i in ta.indexes if key(i.columns) not in {key(x.columns) for x in tb.indexes}]
+    statements += [index_sql(d, tb.name, i) for i in indexes]
+    return statements
+
+
+def needs_rebuild(difference, a, dialect):
+    """Does B's engine make this change by rebuilding the table (SQLite only)?"""
+    if dialect == "mysql":
+        return False
+    if difference.kind == "missing_column":
+        return not _simple_new_column(a.table(difference.table).column(difference.column))
+    return difference.kind in REBUILT_KINDS
+
+
+def _simple_new_column(column):
+    """ALTER TABLE ADD COLUMN can add it: it may be NULL, or it has a default for the rows already there."""
+    return not column.not_null or normal_default(column.default) is not None
+
+
+def fix_of(difference, a, b):
+    """The statements (or `-- ` advice) that make this one change to B, for B's engine; [] when only a
+    rebuild of the table makes it."""
+    d = Dialect(b.dialect)
+    q, mysql, kind = d.quote, d.dialect == "mysql", difference.kind
+    if kind == "missing_table":
+        ta = a.table(difference.table)
+        return [create_table_sql(d, ta, a.dialect)] + [index_sql(d, ta.name, i) for i in ta.indexes]
+    if kind == "extra_table":
+        return ["-- DROP TABLE %s" % q(difference.table)]
+    ta, tb = a.table(difference.table), b.table(difference.table)
+    if difference.column and kind != "extra_column":
+        column = ta.column(difference.column)
+        definition = column_sql(d, ta.name, column, a.dialect, ta.primary_key)
+        if kind == "missing_column":
+            return ["ALTER TABLE %s ADD COLUMN %s" % (q(tb.name), definition)] if (
+                mysql or _simple_new_column(column)) else []
+        return ["ALTER TABLE %s MODIFY COLUMN %s" % (q(tb.name), definition)] if mysql else []
+    if kind == "extra_column":
+        return ["-- ALTER TABLE %s DROP COLUMN %s" % (q(tb.name), q(difference.column))]
+    if kind == "primary_key":
+        return ["ALTER TABLE %s %sADD PRIMARY KEY (%s)" % (q(tb.name), "DROP PRIMARY KEY, " if tb.primary_key else "",
+                                                           d.quote_columns(ta.primary_key))] if mysql else []
+    if kind == "missing_unique":
+        return [index_sql(d, tb.name, difference.a, unique=True)]
+    if kind == "extra_unique":
+        return ["-- drop the unique index on %s (%s) if it is not wanted" % (tb.name, ", ".join(difference.b))]
+    if kind == "missing_index":
+        return [index_sql(d, tb.name, difference.a)]
+    if kind == "extra_index":
+        return ["-- DROP INDEX %s%s" % (q(difference.b.name), " ON %s" % q(tb.name) if mysql else "")]
+    if kind == "missing_foreign_key":
+        fk = difference.a
+        return ["ALTER TABLE %s ADD FOREIGN KEY (%s) REFERENCES %s (%s)" % (
+            q(tb.name), d.quote_columns(fk.columns), q(fk.table), d.quote_columns(fk.ref_columns))] if mysql else []
+    if kind == "extra_foreign_key":
+        return ["-- drop that foreign key if it is not wanted"]
+    raise ValueError("no DDL for a change of kind %r" % kind)
+
+
+def statements_of(differences, a, b, rebuild=rebuild_sql):
+    """Every statement, in the order it runs: new tables, table rebuilds, the other changes, then the advice.
+
+    `rebuild(dialect, table in A, table in B, A's dialect, its differences)` writes a SQLite table
+    rebuild's statements (`emfix.rebuild` writes them from a live table's own SQL)."""
+    d = Dialect(b.dialect)
+    creates, rebuilds, actions, advice, dropped = [], [], [], [], []
+    by_table = {}
+    for difference in differences:
+        if difference.kind == "missing_table":
+            creates += fix_of(difference, a, b)
+        elif difference.kind == "extra_table":
+            dropped += fix_of(difference, a, b)
+        else:
+            by_table.setdefault(difference.table, []).append(difference)
+    for table, found in by_table.items():
+        statements = []
+        if any(needs_rebuild(f, a, b.dialect) for f in found):
+            rebuilds.append(rebuild(d, a.table(table), b.table(table), a.dialect, found))
+            found = [f for f in found if f.kind in ADVICE_KINDS]  # what the rebuild does not make: what B has beyond A
+        for f in found:
+            statements += fix_of(f, a, b)
+        actions += [s for s in statements if not s.startswith("--")]
+        advice += [s for s in statements if s.startswith("--")]
+    return creates + [s for r in rebuilds for s in r] + actions + advice + dropped

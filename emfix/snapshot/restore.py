@@ -1,0 +1,130 @@
+"""Restoring a snapshot: resolved and verified, refused when it is another database's or of another kind,
+a safety snapshot of the content it replaces taken first, then the restore that fits: into a SQLite file
+by content under one write lock (sqliterestore.py), with the backup API, or as a copy renamed over it;
+into MySQL from SQL text or a SQLite file (mysqlrestore.py)."""
+
+import dataclasses
+import os
+import shutil
+import sqlite3
+from typing import Dict, Optional
+
+from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, EmfixError, NoSpaceError, UsageError
+from ..fileutil import durable_file
+from ..progress import NoProgress
+from . import create
+from .checks import count_rows, open_snapshot_file, sqlite_check, verify_snapshot
+from .legacy import LEGACY_KIND
+from .manifest import snapshot_files, source_text
+from .mysqlrestore import check_restorable, load_sql_snapshot, load_sqlite_snapshot, partly_restored
+from .sqliterestore import restore_by_content
+from .store import default_snapshot_dir, resolve_snapshot_id
+
+
+@dataclasses.dataclass
+class RestoreResult:
+    snapshot_id: str
+    safety_snapshot_id: Optional[str]
+    tables: Dict[str, int]
+    method: str
+
+
+def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, safety_snapshot=True, retry_policy=None,
+                     progress=None, allow_other_database=False):
+    """Replace the database's content with a verified snapshot of it; the old content is kept first.
+
+    A snapshot of another database is refused unless `allow_other_database`."""
+    progress = progress or NoProgress()
+    directory = directory or default_snapshot_dir(address)
+    snapshot_id = resolve_snapshot_id(directory, snapshot_id, address)
+    status = verify_snapshot(directory, snapshot_id)
+    if status.status != "verified":
+        raise DamagedInputError("snapshot %s cannot be restored: %s" % (snapshot_id, status.problem),
+                                hint="nothing was changed; `emfix snapshot list` shows the others")
+    manifest = status.manifest
+    if manifest.source_dialect != ("sqlite" if address.is_sqlite else "mysql"):
+        raise UsageError("snapshot %s is of a %s database; %s is %s" % (
+            snapshot_id, manifest.source_dialect, address.display(), "SQLite" if address.is_sqlite else "MySQL"),
+            hint="restore it into the same kind of database it was taken from")
+    if manifest.kind == LEGACY_KIND and not address.is_sqlite:
+        raise UsageError("snapshot %s is the old tool's (a SQLite file without its MySQL DDL); emfix restores it "
+                         "into SQLite only" % snapshot_id, hint="restore it into a SQLite file, then `emfix migrate` "
+                         "that into MySQL")
+    if manifest.kind != LEGACY_KIND and manifest.owner != address.key() and not allow_other_database:
+        raise UsageError("snapshot %s is of another database (%s), not of %s; nothing was changed" % (
+            snapshot_id, source_text(manifest), address.display()),
+            hint="to put that content into this database anyway, add --from-other-database")
+    path, _ = snapshot_files(directory, snapshot_id)
+    if not address.is_sqlite:  # before anything is emptied: will the tables as they are take its rows?
+        check_restorable(address, path, snapshot_id, retry_policy)
+    def take_safety():
+        return create.safety_snapshot(address, directory, "restoring %s" % snapshot_id, retry_policy=retry_policy,
+                                      before_restore=True) if safety_snapshot else None
+    done = False
+    if address.is_sqlite and os.path.exists(address.path) and not sqlite_check(address.path):
+        progress.update("restoring %s" % snapshot_id, force=True)
+        safety_id, done = restore_by_content(address.path, path, take_safety,
+                                             retry_policy.deadline if retry_policy else 30.0)
+    if not done:
+        safety_id = take_safety()
+    progress.update("restoring %s" % snapshot_id, force=True)
+    partial = lambda error: partly_restored(error, address, safety_id, directory)  # noqa: E731
+    if address.is_sqlite:
+        method = ("by content under one write lock (the safety snapshot taken inside it)" if done else
+                  _restore_sqlite(address, path, retry_policy))
+        counts = count_rows(address.path)
+    elif path.endswith(".sql"):
+        counts, _ = load_sql_snapshot(address, path, retry_policy=retry_policy, progress=progress, partial=partial)
+        method = "SQL text: tables emptied, then loaded over 2 connections"
+    else:
+        counts = load_sqlite_snapshot(address, path, retry_policy, progress, partial)
+        method = "per-table transactions"
+    progress.done()
+    if counts != manifest.tables:
+        raise DamagedInputError("after restoring %s the row counts differ from the snapshot" % snapshot_id,
+                                hint="the safety snapshot %s holds the content from before" % safety_id)
+    return RestoreResult(snapshot_id, safety_id, counts, method)
+
+
+def _restore_sqlite(address, snapshot_path, retry_policy):
+    """Into the live file with the backup API (SQLite's own journal makes it all-or-nothing),
+    or, when the file is missing or unreadable, a copy beside it renamed over it."""
+    target = address.path
+    if os.path.exists(target) and not sqlite_check(target):
+        src = open_snapshot_file(snapshot_path)
+        try:
+            timeout = retry_policy.deadline if retry_policy else 30.0
+            dst = sqlite3.connect(target, timeout=timeout, isolation_level=None)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+        except sqlite3.OperationalError as exc:
+            raise _restore_error(target, exc) from None
+        finally:
+            src.close()
+        return "backup API into the live file"
+    try:
+        with durable_file(target) as temp:
+            shutil.copyfile(snapshot_path, temp)
+            for suffix in ("-wal", "-shm", "-journal"):  # they belong to the damaged file, not to this one
+                if os.path.exists(target + suffix):
+                    os.remove(target + suffix)
+    except OSError as exc:
+        raise ConnectError("cannot restore into %s: %s; nothing was changed" % (target, exc.strerror or exc)) from None
+    return "copy renamed over the file"
+
+
+def _restore_error(target, exc):
+    """What stopped a restore into a SQLite file, said as what it is (nothing was changed: SQLite rolled back)."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return DatabaseLockedError("cannot restore into %s: it is locked by another process; nothing was changed"
+                                   % target, hint="stop the programs using it, or raise --lock-timeout")
+    if "readonly" in text.replace(" ", "") or "read-only" in text:
+        return ConnectError("cannot restore into %s: the file (or its folder) is read-only; nothing was changed"
+                            % target, hint="restore as the database's owner, or make it writable")
+    if "full" in text or "too large" in text:
+        return NoSpaceError("cannot restore into %s: the disk is full; nothing was changed" % target,
+                            hint="free some space (a restore needs room for SQLite's journal too)")
+    return EmfixError("cannot restore into %s: %s; nothing was changed" % (target, text))

@@ -1,0 +1,95 @@
+"""A schema diff is data (issue 25, item 8): one comparison, then text, DDL and JSON rendered from the same list;
+schema upgrade compares once and keeps a type that would change stored values without editing its target."""
+
+import dataclasses
+
+from conftest import make_demo
+
+from emfix.backends import open_database
+from emfix.catalog import ColumnInfo, expected_catalog, read_catalog
+from emfix.schemadiff import Difference, compare_catalogs, describe, diff_catalogs, rated, render
+from emfix.upgrade import plan_upgrade
+
+
+def _with_metric(catalog, **changes):
+    """A copy of `catalog` whose METRIC table has `changes` (the original is left as it was)."""
+    tables = dict(catalog.tables)
+    tables["METRIC"] = dataclasses.replace(catalog.tables["METRIC"], **changes)
+    return dataclasses.replace(catalog, tables=tables)
+
+
+def test_the_comparison_holds_no_words_and_no_sql_only_what_each_side_has():
+    a = expected_catalog("sqlite", 2, "json")
+    metric = a.tables["METRIC"]
+    b = _with_metric(a, columns=[c for c in metric.columns if c.name != "total_val"]
+                     + [ColumnInfo("note", "TEXT")], rows=3)
+    differences = compare_catalogs(a, b)
+    assert [(d.kind, d.table, d.column) for d in differences] == [
+        ("missing_column", "METRIC", "total_val"), ("extra_column", "METRIC", "note")]
+    missing, extra = differences
+    assert isinstance(missing, Difference) and missing.a == metric.column("total_val") and missing.b is None
+    assert extra.a is None and extra.b == ColumnInfo("note", "TEXT")
+    assert (extra.rating, extra.reason) == ("BREAKING", "dropping the column loses its data (3 rows)")
+    assert not any(hasattr(d, name) for d in differences for name in ("what", "fix", "statements"))
+
+
+def test_text_ddl_and_json_are_renderings_of_the_same_list():
+    a = expected_catalog("mysql", 2, "json")
+    b = _with_metric(a, indexes=[], columns=[dataclasses.replace(c, not_null=False) if c.name == "total_val" else c
+                                              for c in a.tables["METRIC"].columns])
+    differences = compare_catalogs(a, b)
+    diff = render(differences, a, b)
+    assert [c.difference for c in diff.differences] == differences
+    assert [c.what for c in diff.differences] == [describe(d, "mysql", "mysql") for d in differences]
+    null = next(c for c in diff.differences if c.kind == "column_null")
+    assert null.what == "METRIC.total_val is NULL-able (it lost NOT NULL)"
+    assert null.fix == ["ALTER TABLE `METRIC` MODIFY COLUMN `total_val` FLOAT NOT NULL"]
+    assert null.fix[0] in diff.statements
+    as_json = diff.to_dict()["differences"]
+    assert [(j["kind"], j["what"], j["fix"]) for j in as_json] == [(c.kind, c.what, c.fix) for c in diff.differences]
+    assert diff_catalogs(a, b).to_dict() == diff.to_dict()
+
+
+def test_row_counts_read_later_rate_the_same_list_again():
+    a = expected_catalog("sqlite", 2, "json")
+    b = _with_metric(a, columns=a.tables["METRIC"].columns + [ColumnInfo("note", "TEXT")])
+    unknown = compare_catalogs(a, b)
+    assert unknown[0].reason == "dropping the column loses its data (rows unknown: it may hold data)"
+    empty = rated(unknown, _with_metric(b, rows=0))
+    assert [(d.kind, d.rating) for d in empty] == [("extra_column", "MINOR")]
+    assert empty[0].b is unknown[0].b
+
+
+def test_upgrade_keeps_a_type_that_would_round_values_and_writes_no_statement_with_the_narrower_one(mysql_address):
+    make_demo(mysql_address, faults=False, json_type="json")
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE `METRIC` MODIFY COLUMN `total_val` DOUBLE NULL")
+        before = read_catalog(db, counts=False)
+        plan = plan_upgrade(db)
+    assert any("total_val is DOUBLE, not FLOAT" in k and "would change stored values" in k for k in plan.kept)
+    assert plan.statements == ["ALTER TABLE `METRIC` MODIFY COLUMN `total_val` DOUBLE NOT NULL"]
+    assert plan.changes == ["METRIC.total_val is NULL-able (it lost NOT NULL)  [BREAKING: NOT NULL: writes without it fail, and NULLs "
+                            "already there block the change]"]
+    assert expected_catalog("mysql", 2, "json").table("METRIC").column("total_val").type == "FLOAT"
+    assert before.table("METRIC").column("total_val").type == "DOUBLE"
+
+
+def test_upgrade_on_sqlite_rebuilds_with_the_kept_type_when_text_values_would_be_converted(tmp_path):
+    from emfix.address import DatabaseAddress
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address, faults=False)
+    with open_database(address) as db:
+        sql = db.scalar("SELECT sql FROM sqlite_master WHERE name = 'METRIC'")
+        changed = sql.replace('"total_val" FLOAT NOT NULL', '"total_val" TEXT')
+        assert changed != sql
+        db.execute("PRAGMA foreign_keys = OFF")
+        with db.transaction():
+            db.execute('ALTER TABLE "METRIC" RENAME TO old_metric')
+            db.execute(changed)
+            db.execute('INSERT INTO "METRIC" SELECT * FROM old_metric')
+            db.execute("DROP TABLE old_metric")
+            db.execute("UPDATE \"METRIC\" SET total_val = 'about 3' WHERE id = (SELECT min(id) FROM \"METRIC\")")
+        plan = plan_upgrade(db)
+    assert any("total_val is TEXT, not FLOAT" in k for k in plan.kept)
+    create = next(s for s in plan.statements if s.startswith('CREATE TABLE "emfix_rebuild_METRIC"'))
+    assert '"total_val" TEXT NOT NULL' in create
