@@ -39,6 +39,12 @@ from emfix.demo import Shape, build_demo  # noqa: E402
 from emfix.schema import create_schema  # noqa: E402
 
 
+def scratch(name):
+    """A scratch database of this run: two runs of the script at once (on a shared server) never empty
+    each other's."""
+    return "%s_%d" % (name, os.getpid())
+
+
 def emfix(*args):
     return [sys.executable, "-m", "emfix", *args]
 
@@ -75,9 +81,13 @@ class Server:
                 create_schema(db)
         return self.url_prefix + name
 
-    def loaded(self, scale):
-        """The demo database at `scale` in MariaDB (loaded once)."""
-        name = "emfix_bench_%s" % ("%g" % scale).replace(".", "_")
+    def drop(self, name):
+        with open_database(self.base) as admin:
+            admin.execute("DROP DATABASE IF EXISTS `%s`" % name)
+
+    def loaded(self, scale, name=None):
+        """The demo database at `scale` in MariaDB (loaded once), by default `emfix_bench_<scale>`."""
+        name = name or "emfix_bench_%s" % ("%g" % scale).replace(".", "_")
         with open_database(self.base) as admin:
             exists = admin.scalar("SELECT count(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", (name,))
         if not exists:
@@ -92,16 +102,19 @@ class Server:
 
 
 def median_row(label, reference, ref_times, ours, our_times, rss=None):
+    """Medians, and the median of the pairwise ratios (each pair ran side by side: the machine's speed
+    drifts less within a pair than over the whole run)."""
     ref, mine = statistics.median(ref_times), statistics.median(our_times)
-    print("| %s | %s %.2f s | %s %.2f s | **%.2f** |%s" % (
-        label, reference, ref, ours, mine, mine / ref, " %.0f MB |" % statistics.median(rss) if rss else " |"),
+    pairs = statistics.median(b / a for a, b in zip(ref_times, our_times))
+    print("| %s | %s %.2f s | %s %.2f s | **%.2f** (pairs; medians %.2f) |%s" % (
+        label, reference, ref, ours, mine, pairs, mine / ref, " %.0f MB |" % statistics.median(rss) if rss else " |"),
         flush=True)
 
 
 def bench_snapshot(server, name, url, work, runs):
     dump = os.path.join(work, "dump.sql")
     snaps = os.path.join(work, "snaps")
-    other = "emfix_bench_load"
+    other = scratch("emfix_bench_load")
     create = {"ref": [], "ours": [], "rss": []}
     restore = {"ref": [], "ours": [], "rss": []}
     for _ in range(runs):
@@ -127,23 +140,24 @@ def bench_snapshot(server, name, url, work, runs):
 
 def bench_migrate(server, source, work, runs, experiment=1):
     dump = os.path.join(work, "copied.sql")
+    migrated, plain = scratch("emfix_bench_migrate"), scratch("emfix_bench_plain")
     mysql = {"ref": [], "ours": [], "rss": []}
     sqlite = {"ref": [], "ours": [], "rss": []}
     rows = 0
     for _ in range(runs):
-        target = server.fresh("emfix_bench_migrate")
+        target = server.fresh(migrated)
         seconds, rss = timed(emfix("migrate", source, target, "-e", str(experiment), "--init", "--strategy",
                                    "aggressive", "-q"))
         mysql["ours"].append(seconds)
         mysql["rss"].append(rss)
         with open(dump, "wb") as out:  # the same rows as a dump (data only: DST has the schema)
-            subprocess.run(server.client("mysqldump", "--no-create-info", "--ignore-table=emfix_bench_migrate."
-                                         "_emfix_migration", "--ignore-table=emfix_bench_migrate.SCHEMA_VERSION",
-                                         "emfix_bench_migrate"), stdout=out, check=True)
-        rows = server.rows("emfix_bench_migrate") - 2  # less the journal row and SCHEMA_VERSION's
-        server.fresh("emfix_bench_plain", schema=True)
+            subprocess.run(server.client("mysqldump", "--no-create-info", "--ignore-table=%s._emfix_migration" %
+                                         migrated, "--ignore-table=%s.SCHEMA_VERSION" % migrated, migrated),
+                           stdout=out, check=True)
+        rows = server.rows(migrated) - 2  # less the journal row and SCHEMA_VERSION's
+        server.fresh(plain, schema=True)
         with open(dump, "rb") as data:
-            mysql["ref"].append(timed(server.client("mysql", "emfix_bench_plain"), stdin=data)[0])
+            mysql["ref"].append(timed(server.client("mysql", plain), stdin=data)[0])
         for name in ("limit.db", "ours.db"):
             if os.path.exists(os.path.join(work, name)):
                 os.remove(os.path.join(work, name))
@@ -164,6 +178,9 @@ def main(argv=None):
     parser.add_argument("--mysql", metavar="URL", required=True, help="the MariaDB server (any database on it)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", choices=("snapshot", "migrate"), help="one half only")
+    parser.add_argument("--database", metavar="NAME", help="the MariaDB database snapshots are taken of and restored "
+                        "into (loaded at --scale when missing; default emfix_bench_<scale>): one of your own when "
+                        "others run this script on the same server")
     args = parser.parse_args(argv)
     server = Server(args.mysql)
     work = tempfile.mkdtemp(prefix="emfix-bench-", dir=args.data)
@@ -171,7 +188,7 @@ def main(argv=None):
         print("| %g M-row demo, %d runs each | reference | emfix | ratio | emfix peak RSS |" % (args.scale, args.runs))
         print("|---|---|---|---|---|")
         if args.only != "migrate":
-            name, url = server.loaded(args.scale)
+            name, url = server.loaded(args.scale, args.database)
             print("| MariaDB database %s: %s rows | | | | |" % (name, "{:,}".format(server.rows(name))), flush=True)
             bench_snapshot(server, name, url, work, args.runs)
         if args.only != "snapshot":
@@ -179,6 +196,8 @@ def main(argv=None):
             bench_migrate(server, source, work, args.runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        for name in ("emfix_bench_load", "emfix_bench_migrate", "emfix_bench_plain"):
+            server.drop(scratch(name))
 
 
 if __name__ == "__main__":

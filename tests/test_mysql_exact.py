@@ -22,6 +22,46 @@ def test_float_is_read_as_the_stored_value(exact_mysql):
         assert struct.unpack("f", struct.pack("f", value))[0] == value and len(repr(value)) > 9
 
 
+def _float32(bits):
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
+
+
+def _bits(value):
+    return struct.unpack("<I", struct.pack("<f", value))[0]
+
+
+def test_float_literals_give_back_every_float_of_a_range_and_of_each_binades_edges(mysql_address):
+    """The snapshot's text of a FLOAT (nine fixed decimals from 0.1 on, DOUBLE text elsewhere) inserted as
+    the file inserts it gives back the same bits: every float from below 0.1 to well above it, the floats
+    around every power of two and around 1e7, where the two ways meet, and random bit patterns."""
+    near_tenth = _bits(0.1)
+    values = [_float32(near_tenth + k) for k in range(-3000, 12000)]
+    values += [_float32(_bits(2.0 ** e) + k) for e in range(-126, 128) for k in (-2, -1, 0, 1, 2)]
+    values += [_float32(_bits(x) + k) for x in (1e7, 1e-1, 1.0) for k in range(-50, 50)]
+    values += [-v for v in values[::7]] + [1.401298464324817e-45, 3.4028234663852886e38, 0.0]
+    seed = 12345
+    for _ in range(5000):  # random finite bit patterns (a small LCG: the same floats every run)
+        seed = (seed * 1103515245 + 12345) % (1 << 32)
+        if (seed >> 23) & 0xFF != 0xFF:
+            values.append(_float32(seed))
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE `F` (`id` INT PRIMARY KEY, `v` FLOAT NULL)")
+        db.execute("CREATE TABLE `G` (`id` INT PRIMARY KEY, `v` FLOAT NULL)")
+        for start in range(0, len(values), 2000):
+            db.execute("INSERT INTO `F` VALUES %s" % ", ".join(
+                "(%d, CAST(%r AS DOUBLE))" % (start + i, v) for i, v in enumerate(values[start:start + 2000])))
+        db.execute("INSERT INTO `F` VALUES (-1, NULL)")
+        texts = db.query("SELECT %s FROM `F`" % db.literal_row("F", ["id", "v"]))
+        assert any(len(t[0]) < 16 for t in texts) and any(len(t[0]) > 16 for t in texts)  # both ways are used
+        for start in range(0, len(texts), 2000):
+            db.execute("INSERT INTO `G` VALUES %s" % ", ".join("(%s)" % t for (t,) in texts[start:start + 2000]))
+        stored = dict(db.query("SELECT `id`, %s FROM `G`" % db.exact_columns("G", ["v"])))
+    assert stored.pop(-1) is None
+    wrong = [(v, stored[i]) for i, v in enumerate(values) if _bits(stored[i]) != _bits(v) and v != 0.0]
+    assert not wrong[:5]
+    assert len(stored) == len(values)
+
+
 def test_snapshot_then_restore_leaves_checksum_table_identical(exact_mysql, tmp_path):
     tables = SUBTREE_TABLES + ("VALS",)
     before = checksums(exact_mysql, tables)

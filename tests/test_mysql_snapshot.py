@@ -88,6 +88,22 @@ def test_one_key_value_too_large_for_a_page_is_split_by_the_next_key_column(mysq
     assert ("BATCH", (0,)) in split
 
 
+def test_a_snapshot_synced_in_the_background_while_written_is_whole(exact_mysql, tmp_path, monkeypatch):
+    """The file goes to disk in pieces as it is written (the last fsync has little left); what is written is
+    what is restored, and each sync ends before the file is closed."""
+    synced, sync = [], sqltext._sync_quietly
+
+    def recording(fd):
+        sync(fd)
+        synced.append(os.fstat(fd).st_size)  # the descriptor is still open when the sync ends
+
+    monkeypatch.setattr(sqltext, "SYNC_BYTES", 2000)
+    monkeypatch.setattr(sqltext, "_sync_quietly", recording)
+    small_pages(monkeypatch, 3000)
+    made, _ = round_trip(exact_mysql, tmp_path)
+    assert len(synced) > 1 and max(synced) <= made.size
+
+
 def test_a_row_longer_than_a_page_is_kept_whole(exact_mysql, tmp_path):
     """Pages stay near 512 kB (memory stays flat); a single 3 MB value still fits, up to max_allowed_packet."""
     with open_database(exact_mysql) as db:
