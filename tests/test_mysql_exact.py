@@ -31,9 +31,9 @@ def _bits(value):
 
 
 def test_float_literals_give_back_every_float_of_a_range_and_of_each_binades_edges(mysql_address):
-    """The snapshot's text of a FLOAT (nine fixed decimals from 0.1 on, DOUBLE text elsewhere) inserted as
+    """The snapshot's text of a FLOAT (its exact value as DOUBLE text) inserted as
     the file inserts it gives back the same bits: every float from below 0.1 to well above it, the floats
-    around every power of two and around 1e7, where the two ways meet, and random bit patterns."""
+    around every power of two and around 1e7, and random bit patterns."""
     near_tenth = _bits(0.1)
     values = [_float32(near_tenth + k) for k in range(-3000, 12000)]
     values += [_float32(_bits(2.0 ** e) + k) for e in range(-126, 128) for k in (-2, -1, 0, 1, 2)]
@@ -52,7 +52,6 @@ def test_float_literals_give_back_every_float_of_a_range_and_of_each_binades_edg
                 "(%d, CAST(%r AS DOUBLE))" % (start + i, v) for i, v in enumerate(values[start:start + 2000])))
         db.execute("INSERT INTO `F` VALUES (-1, NULL)")
         texts = db.query("SELECT %s FROM `F`" % db.literal_row("F", ["id", "v"]))
-        assert any(len(t[0]) < 16 for t in texts) and any(len(t[0]) > 16 for t in texts)  # both ways are used
         for start in range(0, len(texts), 2000):
             db.execute("INSERT INTO `G` VALUES %s" % ", ".join("(%s)" % t for (t,) in texts[start:start + 2000]))
         stored = dict(db.query("SELECT `id`, %s FROM `G`" % db.exact_columns("G", ["v"])))
