@@ -8,6 +8,7 @@ transaction, so a kill leaves rows and journal at the same commit and `--resume`
 import json
 
 from . import pages
+from .copycheck import count_in_engine
 from .copyjournal import JOURNAL
 from .errors import DamagedInputError, OperationInterrupted
 from .idshift import column_shifts
@@ -24,6 +25,7 @@ class BatchCopy:
         self.source, self.target, self.plan, self.start = source, target, plan, start
         self.interrupted, self.progress, self.packet, self.in_engine = interrupted, progress, packet, in_engine
         self.source_counts = {}
+        self.counted = None  # in-engine, aggressive: both sides counted while DST was attached (copycheck)
 
     @property
     def graph(self):
@@ -37,7 +39,9 @@ class BatchCopy:
     def copied(self):
         return self.start.copied
 
-    def run(self, options, integrity=None):
+    def run(self, options, integrity=None, count_both=False):
+        """`count_both`: in-engine, count DST's copy through SRC's key tables before DST is detached (before
+        the last commit, which waits for SRC's quick_check: the count runs meanwhile, and counts what it commits)."""
         source, graph, tree, tables = self.source, self.graph, self.plan.tree, self.plan.tables
         self.source_counts = {t: tree.count(source, graph, t) for t in tables}  # inside SRC's one moment
         total = sum(self.source_counts.values())
@@ -71,6 +75,9 @@ class BatchCopy:
                     group.wrote(written)
                 done += written
                 self.progress.rows(done, total)
+            if self.in_engine and count_both:  # DST's rows as this transaction leaves them, while SRC's check ends
+                self.counted = count_in_engine(source, graph, tree, tables, self.start.offsets, self.source_counts,
+                                               pages.ENGINE_DST)
             if group is not None:
                 group.commit()
         except BaseException as exc:

@@ -354,9 +354,9 @@ class _Migration:
         held SRC's moment, is let go whatever happens."""
         source, target = self.source, self.target
         copy = BatchCopy(source, target, plan, start, self.interrupted, self.progress,
-                     pages.literal_limit(source, target), in_engine=pin is not None)
+                         pages.literal_limit(source, target), in_engine=pin is not None)
         try:
-            copy.run(self.options, integrity)
+            copy.run(self.options, integrity, count_both=self.counts_in_engine(plan))
         except BaseException as exc:
             self.undo_start(plan, exc, integrity)
             if isinstance(exc, NoSpaceError):  # SRC's reader may be the one whose temporary files hit it
@@ -372,6 +372,15 @@ class _Migration:
                 self.readers.release(pin)
         return copy
 
+    def counts_in_engine(self, plan):
+        """An in-engine copy checked by counts alone has DST attached to SRC's connection: both sides are
+        counted then, through SRC's key tables (copycheck.count_in_engine), instead of a second walk of DST.
+        Only for a copy made whole in this run, at this moment of SRC: a resumed one may hold rows copied
+        before from rows SRC has lost since, which only a walk of DST finds."""
+        options = self.options
+        return bool(options.verify and options.strategy == "aggressive" and plan.state != DIFFERS
+                    and not (options.resume and plan.journal))
+
     def verify(self, plan, start, copy):
         """Counts (and unless aggressive, checksums) of the subtree on both sides, ids mapped; none with
         --no-verify. A copy that differed before is checked again in full, whatever was asked."""
@@ -380,6 +389,8 @@ class _Migration:
             verify, strategy = True, "balanced" if strategy == "aggressive" else strategy
         if not verify:
             return None
+        if copy.counted is not None and strategy == "aggressive":
+            return copy.counted  # both sides counted in one pass while DST was attached (in-engine)
         return verify_copy(self.source, self.target, plan.graph, plan.tree, plan.tables, start.offsets,
                            self.experiment_id, strategy, copy.source_counts)
 
@@ -409,12 +420,20 @@ class _Migration:
 
 
 def _offsets(source, target, graph, tree, tables):
-    offsets = {}
+    """{table: shift of its ids} for the tables of the subtree that own an id column: 0 unless DST already
+    holds ids in the range of the subtree's (idshift.id_offset). A DST table without a row needs no range:
+    only whether the subtree has an id there."""
+    offsets, q = {}, source.quote
     for table in tables:
         if id_owner(graph, table, "id") != table:
             continue
+        where = tree.where(source, graph, table)
+        if target.scalar("SELECT 1 FROM %s LIMIT 1" % target.quote(table)) is None:
+            if source.scalar("SELECT 1 FROM %s t WHERE %s AND t.%s IS NOT NULL LIMIT 1" % (q(table), where, q("id"))):
+                offsets[table] = 0
+            continue
         low, high = source.query("SELECT min(t.%s), max(t.%s) FROM %s t WHERE %s" % (
-            source.quote("id"), source.quote("id"), source.quote(table), tree.where(source, graph, table)))[0]
+            q("id"), q("id"), q(table), where))[0]
         if low is None:
             continue
         offsets[table] = id_offset(target, table, low, high)
