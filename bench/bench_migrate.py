@@ -8,10 +8,11 @@ Reference (no emfix code, #28): the `sqlite3` shell running one script on SRC (`
 a new DST, BEGIN, CREATE TABLE/INDEX from SRC's own schema, INSERT ... SELECT of every table of the
 subtree (found through a temporary table of run ids, METRIC and ARTIFACT through the links copied:
 PLAIN_COPY), COMMIT. emfix: `migrate SRC DST -e 1 --init --strategy aggressive` (count verify) into a
-new file. The two run in turn, each a fresh process (wall time and its own peak RSS from wait4);
-medians and the median of the pairwise ratios are printed. Then, one run each as before: `export
---format jsonl`, `migrate --strategy balanced` (snapshot of DST + checksums), a 10x smaller experiment,
-OFFSET against keyset pages of BATCH_METRIC, and (--mysql) SQLite -> MariaDB rows/s.
+new file. The two run in turn, each a fresh process (wall time, CPU time and its own peak RSS from
+wait4); medians, the median of the pairwise ratios and the ratio of the CPU medians are printed.
+Then, one run each as before: `export --format jsonl`, `migrate --strategy balanced` (snapshot of DST
++ checksums), a 10x smaller experiment, OFFSET against keyset pages of BATCH_METRIC, and (--mysql)
+SQLite -> MariaDB rows/s.
 """
 
 import os
@@ -36,13 +37,18 @@ from emfix.hierarchy import reach_subtree  # noqa: E402
 from emfix.schema import create_schema, discover_graph  # noqa: E402
 
 
-def run(argv):
+def run(argv, cpu=False):
+    """(wall seconds, peak RSS MB) of one fresh process; with cpu=True also its CPU seconds (user + system,
+    every thread), which the machine's load moves less than wall time."""
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=ROOT))
     _, status, usage = os.wait4(proc.pid, 0)
     if status:
         raise SystemExit("%s failed" % " ".join(argv))
-    return time.perf_counter() - started, usage.ru_maxrss / 1024.0
+    seconds = time.perf_counter() - started
+    if cpu:
+        return seconds, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
+    return seconds, usage.ru_maxrss / 1024.0
 
 
 # The reference a user writes without emfix: the subtree through a temporary table of run ids, every
@@ -109,39 +115,41 @@ def shell_script(source, target, experiment):
 
 
 def side_by_side(source, experiment, runs, work):
-    """(reference seconds, emfix seconds, emfix peak RSS MB, pairwise ratios): the sqlite3 shell with the
-    plain script and emfix migrate --strategy aggressive, in turn, each into a new file."""
+    """{"ref": [...], "ours": [...], "rss": [...], "ratios": [...], "ref_cpu": [...], "ours_cpu": [...]}: the
+    sqlite3 shell with the plain script and emfix migrate --strategy aggressive, in turn, each into a new file
+    (wall and CPU seconds per run, emfix's peak RSS, the pairwise wall ratios)."""
     shell = shutil.which("sqlite3")
     script = os.path.join(work, "plain.sql")
     with open(script, "w") as out:
         out.write(shell_script(source, os.path.join(work, "plain.db"), experiment))
     ours_db = os.path.join(work, "ours.db")
-    ref, ours, rss = [], [], []
+    found = {name: [] for name in ("ref", "ours", "rss", "ratios", "ref_cpu", "ours_cpu")}
     for n in range(runs + 1):  # the first pair warms the page cache and is not counted
         for name in ("plain.db", "ours.db"):
             if os.path.exists(os.path.join(work, name)):
                 os.remove(os.path.join(work, name))
         if shell:
             with open(script) as stdin:
-                seconds = timed_stdin([shell, source], stdin)
+                seconds, cpu = timed_stdin([shell, source], stdin)
         else:  # no sqlite3 shell: the same statements through Python's sqlite3 (a slightly faster reference)
-            seconds = same_engine(source, os.path.join(work, "plain.db"), experiment)[0]
-        mine, peak = run([sys.executable, "-m", "emfix", "migrate", source, ours_db, "-e", str(experiment), "--init",
-                          "--strategy", "aggressive", "-q"])
+            seconds, cpu = same_engine(source, os.path.join(work, "plain.db"), experiment)[0], float("nan")
+        mine, peak, mine_cpu = run([sys.executable, "-m", "emfix", "migrate", source, ours_db, "-e", str(experiment),
+                                    "--init", "--strategy", "aggressive", "-q"], cpu=True)
         if n:
-            ref.append(seconds)
-            ours.append(mine)
-            rss.append(peak)
-    return ref, ours, rss, [b / a for a, b in zip(ref, ours)]
+            for name, value in (("ref", seconds), ("ours", mine), ("rss", peak), ("ratios", mine / seconds),
+                                ("ref_cpu", cpu), ("ours_cpu", mine_cpu)):
+                found[name].append(value)
+    return found
 
 
 def timed_stdin(argv, stdin):
+    """(wall seconds, CPU seconds) of one run of argv reading stdin."""
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.DEVNULL)
-    _, status, _usage = os.wait4(proc.pid, 0)
+    _, status, usage = os.wait4(proc.pid, 0)
     if status:
         raise SystemExit("%s failed" % " ".join(argv))
-    return time.perf_counter() - started
+    return time.perf_counter() - started, usage.ru_utime + usage.ru_stime
 
 
 def paging(path):
@@ -177,15 +185,17 @@ def main(argv=None):
     emfix = [sys.executable, "-m", "emfix"]
     try:
         if not args.only_mysql:
-            ref, ours, rss, ratios = side_by_side(big, args.experiment, args.runs, work)
+            found = side_by_side(big, args.experiment, args.runs, work)
+            median = {name: statistics.median(values) for name, values in found.items()}
             print("| %g M rows, experiment %d, %d runs each | sqlite3 shell, one plain script | emfix migrate "
-                  "--init --strategy aggressive | ratio (median of pairs) | emfix peak RSS |" % (
-                      args.scale, args.experiment, args.runs))
-            print("|---|---|---|---|---|")
-            print("| medians | %.2f s | %.2f s | **%.2f** | %.0f MB |" % (
-                statistics.median(ref), statistics.median(ours), statistics.median(ratios), statistics.median(rss)))
-            print("| each pair | %s | %s | %s | |" % (" ".join("%.2f" % t for t in ref), " ".join(
-                "%.2f" % t for t in ours), " ".join("%.2f" % r for r in ratios)), flush=True)
+                  "--init --strategy aggressive | ratio (median of pairs) | CPU: shell, emfix, ratio | emfix peak "
+                  "RSS |" % (args.scale, args.experiment, args.runs))
+            print("|---|---|---|---|---|---|")
+            print("| medians | %.2f s | %.2f s | **%.2f** | %.2f s, %.2f s, %.2f | %.0f MB |" % (
+                median["ref"], median["ours"], median["ratios"], median["ref_cpu"], median["ours_cpu"],
+                median["ours_cpu"] / median["ref_cpu"], median["rss"]))
+            print("| each pair | %s | %s | %s | %s | |" % tuple(" ".join("%.2f" % t for t in found[name]) for name in (
+                "ref", "ours", "ratios", "ours_cpu")), flush=True)
         if args.side_by_side_only:
             return
         small = ensure_demo(os.path.join(args.data, "0_1m"), 0.1, clean=False)

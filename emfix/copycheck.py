@@ -11,7 +11,7 @@ import json
 from typing import Dict
 
 from .hierarchy import ROOT, reach_subtree
-from .idshift import column_shifts
+from .idshift import column_shifts, id_owner
 from .schema import discover_graph
 from .values import as_stored, canonical
 
@@ -105,3 +105,47 @@ def verify_copy(source, target, graph, tree, tables, offsets, experiment_id, str
         b, sb, _ = checksum(target, target_graph, table, dst_where, [])
         checks.append(TableCheck(table, a, b, sa, sb, narrowed))
     return checks
+
+
+def count_in_engine(db, graph, tree, tables, offsets, source_counts, schema):
+    """SQLite into SQLite with DST attached to SRC's connection as `schema`: DST's rows of the copy counted
+    through SRC's key tables (the rows the walk of SRC reached, with their keys and links), each joined to
+    DST's row with the same columns, ids moved. A row missing in DST, copied twice or under another parent
+    makes the counts differ, as a second walk of DST would. SRC's counts are `source_counts`, taken in
+    SRC's moment. None (verify as usual) when a key table holds a NULL or a table has no primary key:
+    there the join would not count one DST row per SRC row."""
+    sums = []
+    for table in tables:
+        found = tree.keys(graph, table)
+        if found is None:
+            sums.append("0")
+            continue
+        name, key = found
+        if table in tree.held and not graph.primary_keys.get(table):
+            return None
+        columns = list(tree.columns[table]) if table in tree.held else key
+        x = ["x.%s" % db.quote(c) for c in columns]
+        if db.scalar("SELECT 1 FROM %s x WHERE %s LIMIT 1" % (db.quote(name), " OR ".join(
+                "%s IS NULL" % c for c in x))):
+            return None
+        match = []
+        for column, value in zip(columns, x):
+            shift = offsets.get(id_owner(graph, table, column), 0)
+            if shift:
+                value = "CASE WHEN typeof(%s) = 'integer' THEN %s + %d ELSE %s END" % (value, value, shift, value)
+            match.append("d.%s = %s" % (db.quote(column), value))
+        sums.append("(SELECT count(*) FROM %s x%s JOIN %s.%s d ON %s)" % (
+            db.quote(name), _in_key_order(db, name, graph.primary_keys.get(table) or key), schema, db.quote(table),
+            " AND ".join(match)))
+    counts = db.query("SELECT %s" % ", ".join(sums))[0] if sums else ()
+    return [TableCheck(table, source_counts[table], int(n or 0)) for table, n in zip(tables, counts)]
+
+
+def _in_key_order(db, name, key):
+    """` INDEXED BY` the key table's index on the table's primary key, when it has one: its rows are then read
+    in key order, so DST's rows are looked up in the order of DST's own key (about 3 times fewer page misses
+    than in the key table's insertion order)."""
+    for _seq, index, *_rest in db.query("PRAGMA temp.index_list(%s)" % db.quote(name)):
+        if [row[2] for row in db.query("PRAGMA temp.index_info(%s)" % db.quote(index))] == list(key):
+            return " INDEXED BY %s" % db.quote(index)
+    return ""

@@ -1,5 +1,9 @@
 """emfix migrate: copy experiments between any two databases, resumable, and prove nothing was lost.
 
+A migration runs in named phases (`_Migration.run`): preflight (what DST's journal says, the source
+subtree reached and everything that would stop the copy half-way refused), prepare DST (tables,
+journal row, snapshot), copy, verify, finish (the journal says what the verify found).
+
 The source subtree is found with hierarchy.reach_subtree and read table by table (parents first)
 in keyset pages (`WHERE key > last ORDER BY key LIMIT n`; OFFSET paging on request). Every batch
 is inserted into DST in one transaction together with the journal row that records the last key
@@ -12,10 +16,11 @@ import json
 import os
 import time
 from contextlib import nullcontext
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from . import pages
 from .backends import open_database
+from .copybatches import BatchCopy
 from .copycheck import TableCheck, verify_copy
 from .copyjournal import (
     DIFFERS,
@@ -36,20 +41,44 @@ from .errors import (
     EmfixError,
     NoSpaceError,
     NotFoundError,
-    OperationInterrupted,
     SchemaError,
     UsageError,
 )
 from .fileutil import read_only_uri
 from .guarded import IntegrityCheck
 from .hierarchy import ROOT, reach_subtree
-from .idshift import column_shifts, id_offset, id_owner
+from .idshift import id_offset, id_owner
 from .pool import ConnectionPool
-from .progress import BASE_MB, DEFAULT_BATCH, NoProgress, utc_now
+from .progress import BASE_MB, NoProgress, utc_now
 from .schema import EM_TABLE_NAMES, create_schema, discover_graph
-from .values import portable
 
 STRATEGIES = ("conservative", "balanced", "aggressive")  # what each does: `emfix migrate --help`
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrateOptions:
+    """How an experiment is copied: `emfix migrate`'s options, checked once when built (by keyword).
+
+    batch_size: rows per transaction (2000 by default); max_memory (MB) caps it per table by row size."""
+    strategy: str = "balanced"
+    batch_size: Optional[int] = None
+    paging: str = "keyset"
+    resume: bool = False
+    force: bool = False
+    init: bool = False
+    verify: bool = True
+    retry_policy: object = None
+    snapshot_dir: Optional[str] = None
+    max_memory: Optional[int] = None
+    skip_tables: Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise UsageError("unknown strategy %r" % self.strategy, hint="conservative, balanced or aggressive")
+        if self.max_memory is not None and self.max_memory < BASE_MB + 10:
+            raise UsageError("--max-memory %d MB leaves nothing for the rows: emfix itself takes about %d MB" % (
+                self.max_memory, BASE_MB), hint="give at least %d" % (BASE_MB + 10))
+        object.__setattr__(self, "skip_tables", tuple(self.skip_tables or ()))
 
 
 @dataclasses.dataclass
@@ -68,6 +97,25 @@ class MigrationResult:
         return all(check.ok for check in self.verify)
 
 
+def list_experiments(address, retry_policy=None):
+    """Every experiment id of a database, in order (`migrate --all`)."""
+    with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
+        return [r[0] for r in db.query("SELECT %s FROM %s ORDER BY %s" % (db.quote("id"), db.quote(ROOT),
+                                                                         db.quote("id")))]
+
+
+def copy_names(address, experiment_id, retry_policy=None):
+    """("Migrated_<title>", "Migrated from experiment N: <desc>"): the old tool's names for a copy made
+    within one database (`migrate-experiment -d DB -s N`)."""
+    with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
+        row = db.query("SELECT %s, %s FROM %s WHERE %s = ?" % (db.quote("title"), db.quote("desc"), db.quote(ROOT),
+                                                              db.quote("id")), (experiment_id,))
+    if not row:
+        raise UsageError("experiment %d does not exist in %s" % (experiment_id, address.display()))
+    title, desc = row[0]
+    return "Migrated_%s" % (title or ""), "Migrated from experiment %d: %s" % (experiment_id, desc or "")
+
+
 def _same_database(a, b):
     if a.is_sqlite and b.is_sqlite:
         return os.path.exists(a.path) and os.path.exists(b.path) and os.path.samefile(a.path, b.path)
@@ -76,29 +124,24 @@ def _same_database(a, b):
     return (a.host, a.port, a.database) == (b.host, b.port, b.database)
 
 
-def migrate_experiment(src, dst, experiment_id, *, strategy="balanced", batch_size=None, paging="keyset",
-                       resume=False, force=False, init=False, verify=True, retry_policy=None, progress=None,
-                       interrupted=None, snapshot_dir=None, max_memory=None, skip_tables=None):
-    """batch_size: rows per transaction (2000 by default); max_memory (MB) caps it per table by row size."""
-    if strategy not in STRATEGIES:
-        raise UsageError("unknown strategy %r" % strategy, hint="conservative, balanced or aggressive")
-    if max_memory is not None and max_memory < BASE_MB + 10:
-        raise UsageError("--max-memory %d MB leaves nothing for the rows: emfix itself takes about %d MB" % (
-            max_memory, BASE_MB), hint="give at least %d" % (BASE_MB + 10))
+def migrate_experiment(src, dst, experiment_id, *, options=None, progress=None, interrupted=None, **keywords):
+    """Copy one experiment of SRC into DST and verify it. `options` is a MigrateOptions, or its fields are
+    given here by keyword (strategy=..., init=..., ...)."""
+    if options is not None and keywords:
+        raise TypeError("give either options or their keywords, not both")
+    options = options if options is not None else MigrateOptions(**keywords)
     if _same_database(src, dst):
         raise UsageError("SRC and DST are the same database (%s)" % src.display(),
                          hint="to copy an experiment within one database: emfix export, then emfix import")
-    if dst.is_sqlite and not init and not os.path.exists(dst.path):
+    if dst.is_sqlite and not options.init and not os.path.exists(dst.path):
         raise NotFoundError("database file not found: %s" % dst.path,
                             hint="add --init to create it with the Experiment Manager's tables (or run `emfix init "
                                  "%s` first)" % dst.path)
-    progress = progress or NoProgress()
-    interrupted = interrupted or (lambda: False)
-    started = time.perf_counter()
-    made_dst = init and dst.is_sqlite and not os.path.exists(dst.path)
+    migration = _Migration(src, dst, experiment_id, options, progress or NoProgress(),
+                           interrupted or (lambda: False))
+    made_dst = options.init and dst.is_sqlite and not os.path.exists(dst.path)
     try:
-        return _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, force, init, verify,
-                        retry_policy, progress, interrupted, snapshot_dir, max_memory, skip_tables, started)
+        return migration.run()
     except BaseException as exc:
         # A refusal before anything was written must not leave an empty DST file behind it; nor a damaged SRC
         # found while the copy ran uncommitted.
@@ -133,25 +176,6 @@ def _refuse_by_journal(src, dst, experiment_id, journal, resume, force):
                 "; --resume verifies the copy" if state == UNVERIFIED else ""))
 
 
-def _undo_start(target, key, exc, integrity, journal):
-    """SRC turned out damaged while the copy ran (nothing of it was committed): the journal row this run
-    wrote goes too, so DST is as it was but for the tables --init created. Any other failure: SRC's
-    check is waited for (a damaged SRC is said as such) or stopped."""
-    if isinstance(exc, Exception):
-        try:
-            integrity.wait()
-        except DamagedInputError:
-            if journal is None:
-                try:
-                    with target.transaction():
-                        target.execute("DELETE FROM %s WHERE run_key = ?" % target.quote(JOURNAL), (key,))
-                except Exception:  # noqa: BLE001 - DST failing too: the damage is still the answer
-                    pass
-            raise
-    else:
-        integrity.cancel()
-
-
 def _holds_nothing(path, but_schema=False):
     import sqlite3
     try:
@@ -168,287 +192,247 @@ def _holds_nothing(path, but_schema=False):
         return False
 
 
-def _migrate(src, dst, experiment_id, strategy, batch_size, paging, resume, force, init, verify, retry_policy,
-             progress, interrupted, snapshot_dir, max_memory, skip_tables, started):
-    # SRC's pool has room for a second reader (the pin of an in-engine copy); the pools open, check and
-    # close every connection, whatever happens here.
-    with ConnectionPool(lambda: open_database(src, readonly=src.is_sqlite, retry_policy=retry_policy),
-                        size=2) as readers, \
-            ConnectionPool(lambda: open_database(dst, create=init, retry_policy=retry_policy), size=1) as writers, \
-            readers.connection() as source, writers.connection() as target:
-        graph = discover_graph(source)
-        if ROOT not in graph.tables:
-            raise SchemaError("%s has no EXPERIMENT table" % src.display())
-        existing = target.tables()
-        if not existing and not init:
-            raise UsageError("%s has no Experiment Manager schema" % dst.display(),
-                             hint="add --init to create it, or run `emfix init %s`" % dst.display())
-        key, journal = (find_journal(target, src, experiment_id) if JOURNAL in existing
-                        else (journal_key(src, experiment_id), None))
-        journal_table = target.quote(JOURNAL)
-        state = journal and journal["state"]
-        if state and not force and (state == DONE or (state == UNVERIFIED and not verify)) and resume:
-            # Killed after the last commit but before it could say so: the job is done, and says so.
-            offsets = journal["offsets"]
-            return MigrationResult(experiment_id, experiment_id + offsets.get(ROOT, 0), journal["copied"], offsets,
-                                   True, time.perf_counter() - started)
-        _refuse_by_journal(src, dst, experiment_id, journal, resume, force)
-        pin = None
-        with source.consistent_read():
-            if pages.copies_in_engine(source, target, paging):
-                pin = pages.pin_moment(readers)  # taken while SRC's read is held: the same moment, kept for the copy
-            # SRC's quick_check runs on the second reader while this one walks and copies.
-            second = pin or (readers.acquire() if source.dialect == "sqlite" else None)
-            with IntegrityCheck(source, second, None if pin or second is None else readers.release) as integrity:
-                # In-engine, the copy goes on meanwhile but commits nothing before it passed; otherwise DST is
-                # written only once it passed.
-                integrity.deferred = pin is not None
-                tree = reach_subtree(source, graph, experiment_id)
-                if not tree.exists:
-                    raise UsageError("experiment %d does not exist in %s" % (experiment_id, src.display()))
-                tables = [t for t in tree.tables(graph) if t not in (skip_tables or ())]
-                missing = [t for t in tables if t.lower() not in {e.lower() for e in existing}]
-                rows = {t: tree.count(source, graph, t) for t in missing}
-                ours = [t for t in missing if t in EM_TABLE_NAMES and rows[t]]
-                if ours and not init:
-                    raise SchemaError("%s has no table %s for rows of this experiment (an older schema generation)" % (
-                        dst.display(), ", ".join(ours)), hint="add --init to create the missing tables")
-                foreign = {t: n for t, n in rows.items() if t not in EM_TABLE_NAMES and n}
-                creates = foreign_ddl(source, target, graph, foreign, init)
-                tables = [t for t in tables if t not in missing or (t in EM_TABLE_NAMES and init) or t in foreign]
-                if strategy != "aggressive" and not resume:
-                    from .hierarchy import check_hierarchy
-                    report = check_hierarchy(source, graph, experiment_id)
-                    if report.breaks:
-                        raise EmfixError("the source subtree has %d breaks (e.g. %s); nothing was copied" % (
-                            len(report.breaks), report.breaks[0].message),
-                            hint="repair it first (emfix cleanup-orphans), or use --strategy aggressive")
-                    refuse_invalid_json(source, target, graph, tree, will_create="METRIC" not in existing and init)
-                refuse_oversized_values(source, target, graph, tree, tables)
-            try:
-                # SQLite DST without a snapshot first: schema, journal table and journal row in one commit (fsyncs).
-                with target.transaction() if target.dialect == "sqlite" and strategy == "aggressive" else nullcontext():
-                    if init:  # only now, once nothing can refuse: creates only the tables DST lacks
-                        create_schema(target, generation=graph.generation)
-                        for ddl in creates:
-                            target.execute(ddl)
-                    ensure_journal(target)
-                    snapshot_id = None
-                    if strategy != "aggressive" and not (resume and journal):
-                        from .snapshot import safety_snapshot
-                        snapshot_id = safety_snapshot(dst, snapshot_dir, "migrating experiment %d" % experiment_id,
-                                                      retry_policy=retry_policy)
-                    if resume and state in (RUNNING, DIFFERS, UNVERIFIED):  # copies what is left (if any), verifies
-                        offsets, position, copied = journal["offsets"], journal["position"], journal["copied"]
-                    else:
-                        offsets = _offsets(source, target, graph, tree, tables)
-                        position, copied = {}, {}
-                        with target.transaction():
-                            target.execute("DELETE FROM %s WHERE run_key = ?" % journal_table, (key,))
-                            target.execute("INSERT INTO %s VALUES (?, ?, ?, '{}', '{}', ?, NULL)" % journal_table,
-                                           (key, RUNNING, json.dumps(offsets), utc_now()))
-            except BaseException as exc:
-                _undo_start(target, key, exc, integrity, journal)
-                raise
-            copy = _Copy(source, target, graph, tree, key, offsets, position, copied, interrupted, progress,
-                         pages.literal_limit(source, target), in_engine=pin is not None)
-            try:
-                copy.run(tables, batch_size, max_memory, paging, strategy, integrity)
-            except BaseException as exc:
-                _undo_start(target, key, exc, integrity, journal)
-                if isinstance(exc, NoSpaceError):  # SRC's reader may be the one whose temporary files hit it
-                    exc.message = "copying into %s stopped: %s" % (dst.display(), exc.message)
-                if isinstance(exc, (ConnectError, NoSpaceError)) or (
-                        isinstance(exc, DamagedInputError) and not integrity.damage):
-                    exc.hint = (exc.hint + "; " if exc.hint else "") + "the batches copied so far are committed: " \
-                        "once that is fixed, run the same command with --resume to finish"
-                raise
-            finally:
-                if pin is not None:
-                    pin.execute("COMMIT")
-                    readers.release(pin)
-            if state == DIFFERS:  # a copy that differed is checked again in full, whatever else was asked
-                verify, strategy = True, "balanced" if strategy == "aggressive" else strategy
-            checks = verify_copy(source, target, graph, tree, tables, offsets, experiment_id, strategy,
-                                 copy.source_counts) if verify else []
-            # The verify's result is the journal's: a copy is done only once it is verified.
-            set_state(target, key, (DONE if all(c.ok for c in checks) else DIFFERS) if verify else UNVERIFIED,
-                      utc_now())
-    progress.done()
-    return MigrationResult(experiment_id, experiment_id + offsets.get(ROOT, 0), copied, offsets,
-                           bool(resume and journal), time.perf_counter() - started, checks, snapshot_id)
+@dataclasses.dataclass
+class _Plan:
+    """What preflight found: DST's journal of this copy, SRC's subtree and the tables to copy."""
+    graph: object
+    existing: List[str]  # DST's tables
+    key: str  # the journal row's run_key
+    journal: Optional[dict]
+    tree: object = None
+    tables: List[str] = dataclasses.field(default_factory=list)
+    creates: List[str] = dataclasses.field(default_factory=list)  # DDL of SRC's own tables DST lacks (--init)
+
+    @property
+    def state(self):
+        return self.journal and self.journal["state"]
 
 
 @dataclasses.dataclass
-class _Copy:
-    """The copy phase: every table of the subtree, batch by batch, each batch committed with its journal row."""
-    source: object
-    target: object
-    graph: object
-    tree: object
-    key: str
+class _Start:
+    """Where the copy starts: the id offsets, the last key copied per table, the rows copied so far."""
     offsets: dict
     position: dict
     copied: dict
-    interrupted: object
-    progress: object
-    packet: int = 0  # SQLite into MySQL: pages go as SQL text of at most this many bytes (0: as rows)
-    source_counts: dict = dataclasses.field(default_factory=dict)
-    in_engine: bool = False  # SQLite into SQLite: DST attached to SRC's connection, INSERT ... SELECT per batch
+    snapshot_id: Optional[str] = None
 
-    def run(self, tables, batch_size, max_memory, paging, strategy, integrity=None):
-        source, graph, tree = self.source, self.graph, self.tree
-        self.source_counts = {t: tree.count(source, graph, t) for t in tables}  # inside SRC's one moment
-        total = sum(self.source_counts.values())
-        done = sum(self.copied.values())
-        stream = self._pages(tables, batch_size, max_memory, paging, strategy)
-        if self.target.dialect == "mysql":  # the next page is read while this one crosses the network
-            stream = pages.prefetched(stream, depth=1)
-        group, restore = None, None
-        if self.in_engine:
-            source.execute("COMMIT")  # ATTACH is refused inside a transaction; the pin holds SRC's moment
-            source.execute("ATTACH DATABASE ? AS %s" % pages.ENGINE_DST, (self.target.address.path,))
-            # --batch-size says rows per transaction; without it, batches are grouped into fewer commits
-            group = pages.CommitGroup(source, batch_size or pages.ENGINE_GROUP, gate=integrity)
-            restore = pages.quick_commits(source, pages.ENGINE_DST)
+
+class _Migration:
+    """One experiment's copy from SRC into DST, phase by phase (see `run`)."""
+
+    def __init__(self, src, dst, experiment_id, options, progress, interrupted):
+        self.src, self.dst, self.experiment_id, self.options = src, dst, experiment_id, options
+        self.progress, self.interrupted = progress, interrupted
+        self.started = time.perf_counter()
+        self.readers = self.source = self.target = None
+
+    def run(self):
+        """preflight -> prepare DST -> copy -> verify -> finish. SRC is read at one moment from the first
+        read to the last batch; its quick_check runs on a second reader meanwhile. SRC's pool has room for
+        that second reader (or the pin of an in-engine copy); the pools open, check and close every
+        connection, whatever happens here."""
+        src, dst, options = self.src, self.dst, self.options
+        with ConnectionPool(lambda: open_database(src, readonly=src.is_sqlite, retry_policy=options.retry_policy),
+                            size=2) as readers, \
+                ConnectionPool(lambda: open_database(dst, create=options.init, retry_policy=options.retry_policy),
+                               size=1) as writers, \
+                readers.connection() as source, writers.connection() as target:
+            self.readers, self.source, self.target = readers, source, target
+            plan = self.read_journal()
+            if self.already_done(plan):
+                # Killed after the last commit but before it could say so: the job is done, and says so.
+                offsets = plan.journal["offsets"]
+                return MigrationResult(self.experiment_id, self.experiment_id + offsets.get(ROOT, 0),
+                                       plan.journal["copied"], offsets, True, time.perf_counter() - self.started)
+            _refuse_by_journal(src, dst, self.experiment_id, plan.journal, options.resume, options.force)
+            with source.consistent_read():
+                pin = pages.pin_moment(readers) if pages.copies_in_engine(source, target, options.paging) else None
+                second = pin or (readers.acquire() if source.dialect == "sqlite" else None)
+                with IntegrityCheck(source, second, None if pin or second is None else readers.release) as integrity:
+                    # In-engine, the copy goes on meanwhile but commits nothing before it passed; otherwise DST is
+                    # written only once it passed.
+                    integrity.deferred = pin is not None
+                    self.preflight(plan)
+                start = self.prepare_dst(plan, integrity)
+                copy = self.copy(plan, start, integrity, pin)
+                checks = self.verify(plan, start, copy)
+                self.finish(plan, checks)
+        self.progress.done()
+        return MigrationResult(self.experiment_id, self.experiment_id + start.offsets.get(ROOT, 0), start.copied,
+                               start.offsets, bool(options.resume and plan.journal),
+                               time.perf_counter() - self.started, checks or [], start.snapshot_id)
+
+    def read_journal(self):
+        """Preflight, first step: SRC has an experiment table, DST a schema (or --init makes one), and DST's
+        journal row of this experiment, if any, says how far an earlier copy got."""
+        source, target = self.source, self.target
+        graph = discover_graph(source)
+        if ROOT not in graph.tables:
+            raise SchemaError("%s has no EXPERIMENT table" % self.src.display())
+        existing = target.tables()
+        if not existing and not self.options.init:
+            raise UsageError("%s has no Experiment Manager schema" % self.dst.display(),
+                             hint="add --init to create it, or run `emfix init %s`" % self.dst.display())
+        key, journal = (find_journal(target, self.src, self.experiment_id) if JOURNAL in existing
+                        else (journal_key(self.src, self.experiment_id), None))
+        return _Plan(graph, existing, key, journal)
+
+    def already_done(self, plan):
+        """--resume of a copy whose journal already says done (or unverified, and no verify asked)."""
+        options, state = self.options, plan.state
+        return bool(state and not options.force and options.resume and (
+            state == DONE or (state == UNVERIFIED and not options.verify)))
+
+    def preflight(self, plan):
+        """Reach SRC's subtree and refuse, before anything is written, what would stop the copy half-way:
+        tables DST lacks, (unless aggressive) breaks in the subtree or metric JSON DST's column refuses,
+        values too long for a MySQL DST. Runs inside SRC's one moment, beside its quick_check."""
+        source, target, graph, options = self.source, self.target, plan.graph, self.options
+        tree = reach_subtree(source, graph, self.experiment_id)
+        if not tree.exists:
+            raise UsageError("experiment %d does not exist in %s" % (self.experiment_id, self.src.display()))
+        tables = [t for t in tree.tables(graph) if t not in options.skip_tables]
+        known = {e.lower() for e in plan.existing}
+        missing = [t for t in tables if t.lower() not in known]
+        rows = {t: tree.count(source, graph, t) for t in missing}
+        ours = [t for t in missing if t in EM_TABLE_NAMES and rows[t]]
+        if ours and not options.init:
+            raise SchemaError("%s has no table %s for rows of this experiment (an older schema generation)" % (
+                self.dst.display(), ", ".join(ours)), hint="add --init to create the missing tables")
+        foreign = {t: n for t, n in rows.items() if t not in EM_TABLE_NAMES and n}
+        plan.creates = foreign_ddl(source, target, graph, foreign, options.init)
+        plan.tree, plan.tables = tree, [t for t in tables if t not in missing or (t in EM_TABLE_NAMES and options.init)
+                                        or t in foreign]
+        if options.strategy != "aggressive" and not options.resume:
+            from .hierarchy import check_hierarchy
+            report = check_hierarchy(source, graph, self.experiment_id)
+            if report.breaks:
+                raise EmfixError("the source subtree has %d breaks (e.g. %s); nothing was copied" % (
+                    len(report.breaks), report.breaks[0].message),
+                    hint="repair it first (emfix cleanup-orphans), or use --strategy aggressive")
+            refuse_invalid_json(source, target, graph, tree, will_create="METRIC" not in plan.existing and options.init)
+        refuse_oversized_values(source, target, graph, tree, plan.tables)
+
+    def prepare_dst(self, plan, integrity):
+        """Only now, once nothing can refuse: the tables DST lacks (--init), the journal table, the snapshot
+        of DST (unless aggressive), and the journal row saying `running` with the id offsets; or, resuming,
+        where the journal says the copy stopped. A failure here takes back the journal row this run wrote."""
+        source, target, options = self.source, self.target, self.options
+        state, journal = plan.state, plan.journal
         try:
-            for table, rows, last in stream:
-                if rows is None:
-                    if self.position.get(table) != "done":  # a last page that said so saved it with its rows
-                        self.position[table] = "done"
-                        self._save_position(group=group)
-                    continue
-                if self.interrupted():
-                    if group is not None:
-                        group.commit()
-                    raise OperationInterrupted("interrupted after %s rows; the copy so far is committed" % (
-                        "{:,}".format(done)), hint="run the same command with --resume to finish")
-                if group is not None:
-                    group.begin()
-                written = self._write(table, rows, last, strategy)
-                if group is not None:
-                    group.wrote(written)
-                done += written
-                self.progress.rows(done, total)
-            if group is not None:
-                group.commit()
+            # SQLite DST without a snapshot first: schema, journal table and journal row in one commit (fsyncs).
+            one_commit = target.dialect == "sqlite" and options.strategy == "aggressive"
+            with target.transaction() if one_commit else nullcontext():
+                if options.init:  # creates only the tables DST lacks
+                    create_schema(target, generation=plan.graph.generation)
+                    for ddl in plan.creates:
+                        target.execute(ddl)
+                ensure_journal(target)
+                snapshot_id = None
+                if options.strategy != "aggressive" and not (options.resume and journal):
+                    from .snapshot import safety_snapshot
+                    snapshot_id = safety_snapshot(self.dst, options.snapshot_dir,
+                                                  "migrating experiment %d" % self.experiment_id,
+                                                  retry_policy=options.retry_policy)
+                if options.resume and state in (RUNNING, DIFFERS, UNVERIFIED):  # copies what is left, verifies
+                    return _Start(journal["offsets"], journal["position"], journal["copied"], snapshot_id)
+                offsets = _offsets(source, target, plan.graph, plan.tree, plan.tables)
+                journal_table = target.quote(JOURNAL)
+                with target.transaction():
+                    target.execute("DELETE FROM %s WHERE run_key = ?" % journal_table, (plan.key,))
+                    target.execute("INSERT INTO %s VALUES (?, ?, ?, '{}', '{}', ?, NULL)" % journal_table,
+                                   (plan.key, RUNNING, json.dumps(offsets), utc_now()))
+                return _Start(offsets, {}, {}, snapshot_id)
         except BaseException as exc:
-            if group is not None:
-                group.rollback(exc)
+            self.undo_start(plan, exc, integrity)
+            raise
+
+    def copy(self, plan, start, integrity, pin):
+        """Every batch still to copy, each committed with its journal row. A failure is said with what to do
+        next (the batches committed stay: --resume goes on from them); the pin of an in-engine copy, which
+        held SRC's moment, is let go whatever happens."""
+        source, target = self.source, self.target
+        copy = BatchCopy(source, target, plan, start, self.interrupted, self.progress,
+                         pages.literal_limit(source, target), in_engine=pin is not None)
+        try:
+            copy.run(self.options, integrity, count_both=self.counts_in_engine(plan))
+        except BaseException as exc:
+            self.undo_start(plan, exc, integrity)
+            if isinstance(exc, NoSpaceError):  # SRC's reader may be the one whose temporary files hit it
+                exc.message = "copying into %s stopped: %s" % (self.dst.display(), exc.message)
+            if isinstance(exc, (ConnectError, NoSpaceError)) or (
+                    isinstance(exc, DamagedInputError) and not integrity.damage):
+                exc.hint = (exc.hint + "; " if exc.hint else "") + "the batches copied so far are committed: " \
+                    "once that is fixed, run the same command with --resume to finish"
             raise
         finally:
-            close = getattr(stream, "close", None)
-            if close is not None:  # the read-ahead thread stops and is joined now, not at interpreter exit
-                close()
-            if self.in_engine:
-                if restore:
-                    source.scalar(restore)
-                source.execute("DETACH DATABASE %s" % pages.ENGINE_DST)
+            if pin is not None:
+                pin.execute("COMMIT")
+                self.readers.release(pin)
+        return copy
 
-    def _pages(self, tables, batch_size, max_memory, paging, strategy):
-        """(table, page, last key) for every page still to copy, then (table, None, None) when it is done."""
-        source, graph, tree = self.source, self.graph, self.tree
-        for table in tables:
-            if self.position.get(table) == "done":
-                continue
-            where = tree.where(source, graph, table)
-            size = batch_size or (None if max_memory else DEFAULT_BATCH)
-            if max_memory:
-                size = min(size or pages.MAX_BATCH, pages.batch_for_memory(source, graph, table, where, max_memory))
-            found = pages.row_pages(source, graph, tree, table, size, paging, self.position.get(table))
-            if self.packet and paging == "keyset" and (graph.primary_keys.get(table) or table in tree.linked):
-                moves = column_shifts(graph, table, graph.columns[table], self.offsets)
-                found = pages.literal_pages(source, graph, tree, table, size, self.position.get(table), moves,
-                                            self.packet, adaptive=not (batch_size or max_memory))
-            if self.in_engine and (graph.primary_keys.get(table) or table in tree.linked):
-                moves = column_shifts(graph, table, graph.columns[table], self.offsets)
-                found = pages.engine_batches(source, graph, tree, table, batch_size or pages.ENGINE_BATCH,
-                                             self.position.get(table), moves, strategy == "conservative")
-            for rows, last in found:
-                yield table, rows, last
-            yield table, None, None
+    def counts_in_engine(self, plan):
+        """An in-engine copy checked by counts alone has DST attached to SRC's connection: both sides are
+        counted then, through SRC's key tables (copycheck.count_in_engine), instead of a second walk of DST.
+        Only for a copy made whole in this run, at this moment of SRC: a resumed one may hold rows copied
+        before from rows SRC has lost since, which only a walk of DST finds."""
+        options = self.options
+        return bool(options.verify and options.strategy == "aggressive" and plan.state != DIFFERS
+                    and not (options.resume and plan.journal))
 
-    def _write(self, table, rows, last, strategy):
-        target, columns = self.target, self.graph.columns[table]
-        if isinstance(rows, pages.LiteralPage):
-            self._write_literal(table, rows, last, strategy)
-            return len(rows)
-        if isinstance(rows, pages.EngineBatch):
-            return self._write_in_engine(table, rows, last)
-        moves = column_shifts(self.graph, table, columns, self.offsets)
-        if self.source.dialect == "sqlite" and not moves:
-            batch = rows  # sqlite3 returns only what it binds back unchanged: no conversion to make
-        else:
-            batch = []
-            for row in rows:
-                row = [portable(v) for v in row]
-                for i, move in moves:
-                    if isinstance(row[i], int):
-                        row[i] += move
-                batch.append(tuple(row))
-        self.position[table] = last
-        self.copied[table] = self.copied.get(table, 0) + len(batch)
-        insert = "INSERT INTO %s (%s) VALUES (%s)" % (target.quote(table), target.quote_columns(columns),
-                                                      ", ".join("?" * len(columns)))
-        def write():  # run again whole after a conflict rolled it back (write_batch)
-            target.foreign_key_checks(False)
-            written = target.executemany(insert, batch, batch_size=len(batch))
-            if strategy == "conservative" and written not in (len(batch), -1):
-                raise DamagedInputError("a batch of %d rows into %s wrote %d" % (len(batch), table, written))
-            self._save_position(copied=True)
-        target.write_batch(write)
-        return len(batch)
+    def verify(self, plan, start, copy):
+        """Counts (and unless aggressive, checksums) of the subtree on both sides, ids mapped; none with
+        --no-verify. A copy that differed before is checked again in full, whatever was asked."""
+        verify, strategy = self.options.verify, self.options.strategy
+        if plan.state == DIFFERS:
+            verify, strategy = True, "balanced" if strategy == "aggressive" else strategy
+        if not verify:
+            return None
+        if copy.counted is not None and strategy == "aggressive":
+            return copy.counted  # both sides counted in one pass while DST was attached (in-engine)
+        return verify_copy(self.source, self.target, plan.graph, plan.tree, plan.tables, start.offsets,
+                           self.experiment_id, strategy, copy.source_counts)
 
-    def _write_literal(self, table, page, last, strategy):
-        self.position[table] = last
-        self.copied[table] = self.copied.get(table, 0) + page.count
-        target = self.target
-        def write():
-            target.foreign_key_checks(False)
-            written = target.execute_raw(b"INSERT INTO %s (%s) VALUES (%s)" % (
-                target.quote(table).encode("utf-8"), target.quote_columns(self.graph.columns[table]).encode("utf-8"),
-                page.text))
-            if strategy == "conservative" and written != page.count:
-                raise DamagedInputError("a batch of %d rows into %s wrote %d" % (page.count, table, written))
-            self._save_position(copied=True)
-        target.write_batch(write)
+    def finish(self, plan, checks):
+        """The verify's result is the journal's: a copy is done only once it is verified."""
+        state = UNVERIFIED if checks is None else DONE if all(c.ok for c in checks) else DIFFERS
+        set_state(self.target, plan.key, state, utc_now())
 
-    def _write_in_engine(self, table, batch, last):
-        source, before = self.source, self.copied.get(table, 0)
-
-        def write():  # the same again after a conflict rolled it back: counted from `before`
-            written = source.execute(batch.sql, batch.params)
-            if batch.expected is not None and written != batch.expected:
-                raise DamagedInputError("a batch of %d rows into %s wrote %d" % (batch.expected, table, written))
-            self.position[table] = last
-            self.copied[table] = before + written
-            self._save_position(copied=True, db=source, journal="%s.%s" % (pages.ENGINE_DST, source.quote(JOURNAL)))
-            return written
-        return source.write_batch(write)
-
-    def _save_position(self, copied=False, db=None, journal=None, group=None):
-        """Inside the batch's transaction (copied=True), in the open group of in-engine batches, or on its
-        own once a table is done."""
-        if group is not None:
-            group.begin()
-            db, journal = self.source, "%s.%s" % (pages.ENGINE_DST, self.source.quote(JOURNAL))
-        sql = "UPDATE %s SET position = ?%s WHERE run_key = ?" % (journal or self.target.quote(JOURNAL),
-                                                                  ", copied = ?" if copied else "")
-        params = (json.dumps(self.position),) + ((json.dumps(self.copied),) if copied else ()) + (self.key,)
-        if copied or group is not None:
-            (db or self.target).execute(sql, params)
+    def undo_start(self, plan, exc, integrity):
+        """SRC turned out damaged while the copy ran (nothing of it was committed): the journal row this run
+        wrote goes too, so DST is as it was but for the tables --init created. Any other failure: SRC's
+        check is waited for (a damaged SRC is said as such) or stopped."""
+        if not isinstance(exc, Exception):
+            integrity.cancel()
             return
-        with self.target.transaction():
-            self.target.execute(sql, params)
+        try:
+            integrity.wait()
+        except DamagedInputError:
+            if plan.journal is None:
+                target = self.target
+                try:
+                    with target.transaction():
+                        target.execute("DELETE FROM %s WHERE run_key = ?" % target.quote(JOURNAL), (plan.key,))
+                except Exception:  # noqa: BLE001 - DST failing too: the damage is still the answer
+                    pass
+            raise
 
 
 def _offsets(source, target, graph, tree, tables):
-    offsets = {}
+    """{table: shift of its ids} for the tables of the subtree that own an id column: 0 unless DST already
+    holds ids in the range of the subtree's (idshift.id_offset). A DST table without a row needs no range:
+    only whether the subtree has an id there."""
+    offsets, q = {}, source.quote
     for table in tables:
         if id_owner(graph, table, "id") != table:
             continue
+        where = tree.where(source, graph, table)
+        if target.scalar("SELECT 1 FROM %s LIMIT 1" % target.quote(table)) is None:
+            if source.scalar("SELECT 1 FROM %s t WHERE %s AND t.%s IS NOT NULL LIMIT 1" % (q(table), where, q("id"))):
+                offsets[table] = 0
+            continue
         low, high = source.query("SELECT min(t.%s), max(t.%s) FROM %s t WHERE %s" % (
-            source.quote("id"), source.quote("id"), source.quote(table), tree.where(source, graph, table)))[0]
+            q("id"), q("id"), q(table), where))[0]
         if low is None:
             continue
         offsets[table] = id_offset(target, table, low, high)

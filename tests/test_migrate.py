@@ -519,3 +519,35 @@ def test_a_source_found_damaged_while_the_copy_ran_leaves_dst_as_it_was(tmp_path
         assert list(_journal_states(target).values()) == ["done"]
     else:
         assert not os.path.exists(target.path)
+
+
+@pytest.mark.parametrize("moved", [False, True])
+def test_the_in_engine_count_verify_reads_dst_rows_missing_or_under_another_parent(tmp_path, monkeypatch, moved):
+    """#28: an aggressive SQLite -> SQLite copy counts DST's rows through SRC's key tables while DST is
+    attached (no second walk of DST). Rows DST lost as they were written (a trigger), or put under
+    another parent, still make the copy differ; with ids moved (a second copy) the counts match."""
+    from emfix import copybatches
+    from emfix.schema import create_schema
+    counted = []
+    real = copybatches.count_in_engine
+    monkeypatch.setattr(copybatches, "count_in_engine", lambda *a: counted.append(1) or real(*a))
+    source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
+    make_demo(source, shape=Shape(experiments=2, trials=2, runs=2, epochs=3, batches=3), faults=False)
+    if moved:  # a first copy: the second one's ids are moved past it
+        assert migrate_experiment(source, target, 1, init=True, strategy="aggressive").verified
+        counted.clear()
+    with open_database(target, create=True) as db:
+        create_schema(db)
+        db.execute('CREATE TRIGGER emfix_t_lose AFTER INSERT ON "METRIC" WHEN NEW.id % 7 = 0 BEGIN '
+                   'DELETE FROM "METRIC" WHERE id = NEW.id; END')
+        db.execute('CREATE TRIGGER emfix_t_move AFTER INSERT ON "BATCH" WHEN NEW.idx = 1 BEGIN '
+                   'UPDATE "BATCH" SET trial_run_id = trial_run_id + 100000 WHERE rowid = NEW.rowid; END')
+    result = migrate_experiment(source, target, 1, strategy="aggressive", force=moved)
+    assert counted and (result.new_experiment_id != 1) == moved
+    assert sorted(c.table for c in result.verify if not c.ok) == ["BATCH", "METRIC"]
+    with open_database(target) as db:
+        db.execute('DROP TRIGGER emfix_t_lose')
+        db.execute('DROP TRIGGER emfix_t_move')
+    again = migrate_experiment(source, target, 1, strategy="aggressive", force=True)
+    assert again.verified and again.new_experiment_id != result.new_experiment_id
+    assert len(counted) == 1 and all(c.source_checksum for c in again.verify)  # after a differing copy: in full

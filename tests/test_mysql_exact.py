@@ -100,10 +100,10 @@ def _next_float32(value):
 
 
 def test_verify_sees_a_float_one_ulp_off(exact_mysql, mysql_databases, tmp_path, monkeypatch):
-    from emfix import migrate
+    from emfix import copybatches
     target = mysql_databases()
     _like(exact_mysql, target, SUBTREE_TABLES)
-    original = migrate._Copy._write
+    original = copybatches.BatchCopy._write
 
     def one_ulp_off(self, table, rows, last, strategy):
         if table == "METRIC" and rows:
@@ -113,7 +113,7 @@ def test_verify_sees_a_float_one_ulp_off(exact_mysql, mysql_databases, tmp_path,
             rows = [tuple(first)] + list(rows[1:])
         return original(self, table, rows, last, strategy)
 
-    monkeypatch.setattr(migrate._Copy, "_write", one_ulp_off)
+    monkeypatch.setattr(copybatches.BatchCopy, "_write", one_ulp_off)
     result = migrate_experiment(exact_mysql, target, 1, snapshot_dir=str(tmp_path / "s"))
     assert not result.verified
     assert [c.table for c in result.verify if not c.ok] == ["METRIC"]

@@ -1,5 +1,6 @@
 """emfix migrate (also `migrate-experiment`): copy experiments between databases, resumable, verified."""
 
+import dataclasses
 import os
 import tempfile
 
@@ -60,7 +61,6 @@ def register(sub):
 
 def run(args, out):
     from .. import migrate
-    from ..backends import open_database
     if args.source is None and (args.database or args.mysql):
         return _copy_within(args, out)
     if args.source is None or args.target is None:
@@ -75,21 +75,20 @@ def run(args, out):
     common.refuse_replica(args, target)  # DST is written; SRC is only read (a replica serves)
     ids = list(args.experiment or [])
     if args.all:
-        with open_database(source, readonly=source.is_sqlite, retry_policy=common.retry_policy(args)) as db:
-            ids = [r[0] for r in db.query("SELECT %s FROM %s ORDER BY %s" % (db.quote("id"), db.quote("EXPERIMENT"),
-                                                                             db.quote("id")))]
+        ids = migrate.list_experiments(source, retry_policy=common.retry_policy(args))
     if not ids:
         raise UsageError("which experiments? give -e ID (repeatable) or --all")
     resume = _to_resume(source, target, ids, args) if len(ids) > 1 else set(ids if args.resume else ())
     stop = common.StopFlag().install()
+    options = migrate.MigrateOptions(
+        strategy=args.strategy, batch_size=args.batch_size, paging=args.paging, force=args.force, init=args.init,
+        verify=not args.no_verify, retry_policy=common.retry_policy(args), snapshot_dir=args.snapshot_dir,
+        max_memory=args.max_memory, skip_tables=tuple(common.table_list(args.skip_tables) or ()))
     results = []
     for experiment_id in ids:
         result = migrate.migrate_experiment(
-            source, target, experiment_id, strategy=args.strategy, batch_size=args.batch_size, paging=args.paging,
-            resume=experiment_id in resume, force=args.force, init=args.init, verify=not args.no_verify,
-            retry_policy=common.retry_policy(args), progress=common.make_progress("migrate", args, out),
-            interrupted=stop,
-            snapshot_dir=args.snapshot_dir, max_memory=args.max_memory, skip_tables=common.table_list(args.skip_tables))
+            source, target, experiment_id, options=dataclasses.replace(options, resume=experiment_id in resume),
+            progress=common.make_progress("migrate", args, out), interrupted=stop)
         results.append(result)
         history.record(target, "migrate", "done" if result.verified else "DIFFERS", summary="experiment %d -> %s" % (
             result.experiment_id, "%s rows" % n(sum(result.copied.values()))))
@@ -146,7 +145,7 @@ def _copy_within(args, out):
     """The old tool's `migrate-experiment -d DB -s ID [-t ID]`: a copy of an experiment inside its own
     database (new ids), or its trials added to experiment -t. Export to a private temporary file, then
     import: both stream, both check, and the import is resumable like any other."""
-    from .. import copyjournal, export, importer, snapshot, transform
+    from .. import copyjournal, export, importer, migrate, snapshot, transform
     address = common.resolve_address(args)
     if not args.experiment or len(args.experiment) != 1:
         raise UsageError("which experiment? give -s ID (one)", hint="e.g. emfix migrate-experiment -d DB -s 12")
@@ -172,12 +171,18 @@ def _copy_within(args, out):
                                                retry_policy=policy)
     with tempfile.TemporaryDirectory(prefix="emfix-copy-") as folder:
         path = os.path.join(folder, "experiment-%d.jsonl" % source_id)
-        export.export_experiment(address, source_id, path, retry_policy=policy)
+        exported = export.export_experiment(address, source_id, path, retry_policy=policy)
+        dangling = {t: count for t, count in exported.dangling.items() if count}
+        if dangling and args.strategy != "aggressive":  # the export says so: nothing is imported
+            raise DanglingLinksError("experiment %d has link rows whose parent row is missing; nothing was copied "
+                                     "(%s)" % (source_id, ", ".join("%s %d" % kv for kv in sorted(dangling.items()))),
+                                     hint="repair it first (emfix cleanup-orphans), or copy them as they are with "
+                                          "--strategy aggressive")
         options = dict(retry_policy=policy, progress=common.make_progress("migrate", args, out),
                        interrupted=common.StopFlag().install(), allow_dangling=args.strategy == "aggressive",
                        into_experiment=into, resume=args.resume)
         if into is None:  # named as the old tool named its copies
-            options.update(zip(("experiment_title", "experiment_desc"), _migrated_names(address, source_id, policy)))
+            options.update(zip(("experiment_title", "experiment_desc"), migrate.copy_names(address, source_id, policy)))
         try:  # a killed copy is finished with --resume; one that finished before only with --force
             result = importer.import_file(address, path, **options)
         except AlreadyDoneError:
@@ -186,11 +191,6 @@ def _copy_within(args, out):
                     source_id, "added to experiment %d" % into if into is not None else "copied", address.display()),
                     hint="pass --force to copy it again") from None
             result = importer.import_file(address, path, force=True, **options)
-        except DanglingLinksError as exc:
-            raise DanglingLinksError("experiment %d has link rows whose parent row is missing; nothing was copied "
-                                     "(%s)" % (source_id, exc.message.split("(", 1)[-1].split(")")[0]),
-                                     hint="repair it first (emfix cleanup-orphans), or copy them as they are with "
-                                          "--strategy aggressive") from None
         copyjournal.record_copy_within(address, source_id, into, result.experiment_id, result.counts,
                                        retry_policy=policy)
         transformed = None
@@ -213,19 +213,6 @@ def _copy_within(args, out):
             out.text("transformed %s of %s copied metric values; originals kept in %s (undo: emfix undo %s)" % (
                 n(transformed.changed), n(transformed.scanned), transformed.quarantine, transformed.quarantine))
     return EXIT_OK
-
-
-def _migrated_names(address, experiment_id, policy):
-    """("Migrated_<title>", "Migrated from experiment N: <desc>"): the old tool's names for a copy."""
-    from ..backends import open_database
-    with open_database(address, readonly=address.is_sqlite, retry_policy=policy) as db:
-        row = db.query("SELECT %s, %s FROM %s WHERE %s = ?" % (db.quote("title"), db.quote("desc"),
-                                                              db.quote("EXPERIMENT"), db.quote("id")),
-                       (experiment_id,))
-    if not row:
-        raise UsageError("experiment %d does not exist in %s" % (experiment_id, address.display()))
-    title, desc = row[0]
-    return "Migrated_%s" % (title or ""), "Migrated from experiment %d: %s" % (experiment_id, desc or "")
 
 
 def migrate_check_lines(checks):

@@ -1,0 +1,191 @@
+"""migrate's copy phase: every table of the subtree, batch by batch, each batch committed with its journal row.
+
+Pages come from emfix/pages.py (rows, SQL text into MySQL, or INSERT ... SELECT batches from SQLite into
+an attached SQLite DST); each batch's journal row says the last key copied per table, in the batch's own
+transaction, so a kill leaves rows and journal at the same commit and `--resume` goes on from there.
+"""
+
+import json
+
+from . import pages
+from .copycheck import count_in_engine
+from .copyjournal import JOURNAL
+from .errors import DamagedInputError, OperationInterrupted
+from .idshift import column_shifts
+from .progress import DEFAULT_BATCH
+from .values import portable
+
+
+class BatchCopy:
+    """The copy phase: every table of the subtree, batch by batch, each batch committed with its journal row."""
+
+    def __init__(self, source, target, plan, start, interrupted, progress, packet=0, in_engine=False):
+        """packet: SQLite into MySQL, pages go as SQL text of at most this many bytes (0: as rows); in_engine:
+        SQLite into SQLite, DST attached to SRC's connection, INSERT ... SELECT per batch."""
+        self.source, self.target, self.plan, self.start = source, target, plan, start
+        self.interrupted, self.progress, self.packet, self.in_engine = interrupted, progress, packet, in_engine
+        self.source_counts = {}
+        self.counted = None  # in-engine, aggressive: both sides counted while DST was attached (copycheck)
+
+    @property
+    def graph(self):
+        return self.plan.graph
+
+    @property
+    def position(self):
+        return self.start.position
+
+    @property
+    def copied(self):
+        return self.start.copied
+
+    def run(self, options, integrity=None, count_both=False):
+        """`count_both`: in-engine, count DST's copy through SRC's key tables before DST is detached (before
+        the last commit, which waits for SRC's quick_check: the count runs meanwhile, and counts what it commits)."""
+        source, graph, tree, tables = self.source, self.graph, self.plan.tree, self.plan.tables
+        self.source_counts = {t: tree.count(source, graph, t) for t in tables}  # inside SRC's one moment
+        total = sum(self.source_counts.values())
+        done = sum(self.copied.values())
+        stream = self._pages(tables, options)
+        if self.target.dialect == "mysql":  # the next page is read while this one crosses the network
+            stream = pages.prefetched(stream, depth=1)
+        group, restore = None, None
+        if self.in_engine:
+            source.execute("COMMIT")  # ATTACH is refused inside a transaction; the pin holds SRC's moment
+            source.execute("ATTACH DATABASE ? AS %s" % pages.ENGINE_DST, (self.target.address.path,))
+            # --batch-size says rows per transaction; without it, batches are grouped into fewer commits
+            group = pages.CommitGroup(source, options.batch_size or pages.ENGINE_GROUP, gate=integrity)
+            restore = pages.quick_commits(source, pages.ENGINE_DST)
+        try:
+            for table, rows, last in stream:
+                if rows is None:
+                    if self.position.get(table) != "done":  # a last page that said so saved it with its rows
+                        self.position[table] = "done"
+                        self._save_position(group=group)
+                    continue
+                if self.interrupted():
+                    if group is not None:
+                        group.commit()
+                    raise OperationInterrupted("interrupted after %s rows; the copy so far is committed" % (
+                        "{:,}".format(done)), hint="run the same command with --resume to finish")
+                if group is not None:
+                    group.begin()
+                written = self._write(table, rows, last, options.strategy)
+                if group is not None:
+                    group.wrote(written)
+                done += written
+                self.progress.rows(done, total)
+            if self.in_engine and count_both:  # DST's rows as this transaction leaves them, while SRC's check ends
+                self.counted = count_in_engine(source, graph, tree, tables, self.start.offsets, self.source_counts,
+                                               pages.ENGINE_DST)
+            if group is not None:
+                group.commit()
+        except BaseException as exc:
+            if group is not None:
+                group.rollback(exc)
+            raise
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:  # the read-ahead thread stops and is joined now, not at interpreter exit
+                close()
+            if self.in_engine:
+                if restore:
+                    source.scalar(restore)
+                source.execute("DETACH DATABASE %s" % pages.ENGINE_DST)
+
+    def _pages(self, tables, options):
+        """(table, page, last key) for every page still to copy, then (table, None, None) when it is done."""
+        source, graph, tree, offsets = self.source, self.graph, self.plan.tree, self.start.offsets
+        batch_size, max_memory, paging = options.batch_size, options.max_memory, options.paging
+        for table in tables:
+            if self.position.get(table) == "done":
+                continue
+            where = tree.where(source, graph, table)
+            size = batch_size or (None if max_memory else DEFAULT_BATCH)
+            if max_memory:
+                size = min(size or pages.MAX_BATCH, pages.batch_for_memory(source, graph, table, where, max_memory))
+            found = pages.row_pages(source, graph, tree, table, size, paging, self.position.get(table))
+            if self.packet and paging == "keyset" and (graph.primary_keys.get(table) or table in tree.linked):
+                moves = column_shifts(graph, table, graph.columns[table], offsets)
+                found = pages.literal_pages(source, graph, tree, table, size, self.position.get(table), moves,
+                                            self.packet, adaptive=not (batch_size or max_memory))
+            if self.in_engine and (graph.primary_keys.get(table) or table in tree.linked):
+                moves = column_shifts(graph, table, graph.columns[table], offsets)
+                found = pages.engine_batches(source, graph, tree, table, batch_size or pages.ENGINE_BATCH,
+                                             self.position.get(table), moves, options.strategy == "conservative")
+            for rows, last in found:
+                yield table, rows, last
+            yield table, None, None
+
+    def _write(self, table, rows, last, strategy):
+        target, columns = self.target, self.graph.columns[table]
+        if isinstance(rows, pages.LiteralPage):
+            self._write_literal(table, rows, last, strategy)
+            return len(rows)
+        if isinstance(rows, pages.EngineBatch):
+            return self._write_in_engine(table, rows, last)
+        moves = column_shifts(self.graph, table, columns, self.start.offsets)
+        if self.source.dialect == "sqlite" and not moves:
+            batch = rows  # sqlite3 returns only what it binds back unchanged: no conversion to make
+        else:
+            batch = []
+            for row in rows:
+                row = [portable(v) for v in row]
+                for i, move in moves:
+                    if isinstance(row[i], int):
+                        row[i] += move
+                batch.append(tuple(row))
+        self.position[table] = last
+        self.copied[table] = self.copied.get(table, 0) + len(batch)
+        insert = "INSERT INTO %s (%s) VALUES (%s)" % (target.quote(table), target.quote_columns(columns),
+                                                      ", ".join("?" * len(columns)))
+        def write():  # run again whole after a conflict rolled it back (write_batch)
+            target.foreign_key_checks(False)
+            written = target.executemany(insert, batch, batch_size=len(batch))
+            if strategy == "conservative" and written not in (len(batch), -1):
+                raise DamagedInputError("a batch of %d rows into %s wrote %d" % (len(batch), table, written))
+            self._save_position(copied=True)
+        target.write_batch(write)
+        return len(batch)
+
+    def _write_literal(self, table, page, last, strategy):
+        self.position[table] = last
+        self.copied[table] = self.copied.get(table, 0) + page.count
+        target = self.target
+        def write():
+            target.foreign_key_checks(False)
+            written = target.execute_raw(b"INSERT INTO %s (%s) VALUES (%s)" % (
+                target.quote(table).encode("utf-8"), target.quote_columns(self.graph.columns[table]).encode("utf-8"),
+                page.text))
+            if strategy == "conservative" and written != page.count:
+                raise DamagedInputError("a batch of %d rows into %s wrote %d" % (page.count, table, written))
+            self._save_position(copied=True)
+        target.write_batch(write)
+
+    def _write_in_engine(self, table, batch, last):
+        source, before = self.source, self.copied.get(table, 0)
+
+        def write():  # the same again after a conflict rolled it back: counted from `before`
+            written = source.execute(batch.sql, batch.params)
+            if batch.expected is not None and written != batch.expected:
+                raise DamagedInputError("a batch of %d rows into %s wrote %d" % (batch.expected, table, written))
+            self.position[table] = last
+            self.copied[table] = before + written
+            self._save_position(copied=True, db=source, journal="%s.%s" % (pages.ENGINE_DST, source.quote(JOURNAL)))
+            return written
+        return source.write_batch(write)
+
+    def _save_position(self, copied=False, db=None, journal=None, group=None):
+        """Inside the batch's transaction (copied=True), in the open group of in-engine batches, or on its
+        own once a table is done."""
+        if group is not None:
+            group.begin()
+            db, journal = self.source, "%s.%s" % (pages.ENGINE_DST, self.source.quote(JOURNAL))
+        sql = "UPDATE %s SET position = ?%s WHERE run_key = ?" % (journal or self.target.quote(JOURNAL),
+                                                                  ", copied = ?" if copied else "")
+        params = (json.dumps(self.position),) + ((json.dumps(self.copied),) if copied else ()) + (self.plan.key,)
+        if copied or group is not None:
+            (db or self.target).execute(sql, params)
+            return
+        with self.target.transaction():
+            self.target.execute(sql, params)
