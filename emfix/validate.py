@@ -321,5 +321,7 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
         database = describe_database(db)
     progress.done()
     timings["total"] = time.perf_counter() - started
-    return ValidationReport(database, graph, checks, tables, json_scan, unreferenced, timings, limit, no_key,
-                            hierarchy, datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    return ValidationReport(database=database, graph=graph, relations=checks, tables=tables, json=json_scan,
+                            unreferenced=unreferenced, timings=timings, limit=limit, tables_without_key=no_key,
+                            hierarchy=hierarchy,
+                            generated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))

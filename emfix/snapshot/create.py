@@ -149,8 +149,9 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
                     raise DamagedInputError("the snapshot failed verification right after writing: %s" % problem,
                                             hint="the disk or the source may be damaged; nothing was kept")
                 manifest = SnapshotManifest(
-                    snapshot_id, utc_now(), description, address.to_dict(), db.dialect, __version__,
-                    graph.generation, counts, os.path.getsize(temp), digest, os.path.basename(path),
+                    id=snapshot_id, created_at=utc_now(), description=description, source=address.to_dict(),
+                    source_dialect=db.dialect, emfix_version=__version__, schema_generation=graph.generation,
+                    tables=counts, size=os.path.getsize(temp), sha256=digest, file=os.path.basename(path),
                     verified_at=utc_now() if verify else None, kind=kind, source_key=address.key(), position=position)
         except (OSError, sqlite3.OperationalError) as exc:
             raise _write_error(exc, directory) from None
@@ -194,8 +195,9 @@ def _raw_copy(address, directory, description):
     with durable_file(raw_path) as temp:
         shutil.copyfile(address.path, temp)
     write_manifest(directory, SnapshotManifest(
-        raw_id, utc_now(), description + " (raw copy of a damaged database)", address.to_dict(), "sqlite", __version__,
-        0, {}, os.path.getsize(raw_path), sha256_of(raw_path), os.path.basename(raw_path),
+        id=raw_id, created_at=utc_now(), description=description + " (raw copy of a damaged database)",
+        source=address.to_dict(), source_dialect="sqlite", emfix_version=__version__, schema_generation=0, tables={},
+        size=os.path.getsize(raw_path), sha256=sha256_of(raw_path), file=os.path.basename(raw_path),
         damage="raw copy of a database that failed its integrity check", kind="raw", source_key=address.key()))
     return raw_id
 

@@ -32,6 +32,7 @@ def legacy_manifest(directory, snapshot_id):
         stamp = datetime.datetime.strptime(snapshot_id, "snapshot_%Y%m%d_%H%M%S")
         created = stamp.astimezone(datetime.timezone.utc).isoformat()
     size = os.path.getsize(path) if os.path.exists(path) else 0
-    return SnapshotManifest(snapshot_id, created, str(meta.get("description") or ""), {"backend": "unknown"},
-                            "sqlite", "", 0, {}, size, "", os.path.basename(path), format=LEGACY_KIND,
-                            kind=LEGACY_KIND)
+    return SnapshotManifest(id=snapshot_id, created_at=created, description=str(meta.get("description") or ""),
+                            source={"backend": "unknown"}, source_dialect="sqlite", emfix_version="",
+                            schema_generation=0, tables={}, size=size, sha256="", file=os.path.basename(path),
+                            format=LEGACY_KIND, kind=LEGACY_KIND)
