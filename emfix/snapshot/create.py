@@ -2,7 +2,6 @@
 then its manifest, so a snapshot that is listed is complete. SQLite sources are copied with the online
 backup API; MySQL sources inside one consistent read, as SQL text (sqltext.py) or as a SQLite file."""
 
-import errno
 import logging
 import os
 import shutil
@@ -11,7 +10,7 @@ import sqlite3
 from .. import __version__
 from ..backends import open_database
 from ..errors import DamagedInputError, NoSpaceError, NotWritableError
-from ..fileutil import clear_stale_temps, durable_file, remove_own_file
+from ..fileutil import clear_stale_temps, durable_file, is_disk_full, remove_own_file
 from ..pool import ConnectionPool, run_parallel
 from ..progress import NoProgress, format_mb, utc_now
 from ..schema import discover_graph
@@ -88,10 +87,10 @@ def _copy_mysql(db, graph, temp, progress):
 def _write_error(exc, directory):
     """Disk full, file too large, quota: one clear line; anything else stays a bug with a traceback."""
     text = str(exc)
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+    if isinstance(exc, OSError) and is_disk_full(exc):
         text = exc.strerror
-    elif not ("full" in text or "too large" in text or "disk" in text.lower()):
-        return exc
+    elif not (is_disk_full(exc) or "too large" in text or "disk I/O error" in text):
+        return exc  # (SQLite says "disk I/O error" when a write stops at a file-size limit: EFBIG)
     return NoSpaceError("cannot write the snapshot in %s: %s; no partial file was kept" % (directory, text),
                         hint="free some space or use --snapshot-dir on a larger disk")
 
