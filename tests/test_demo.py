@@ -86,3 +86,10 @@ def test_the_demo_suggests_commands_that_run_from_another_folder(tmp_path):
         env["PYTHONPATH"] = words.pop(0).split("=", 1)[1]
     ran = subprocess.run(words, cwd=str(elsewhere), env=env, capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0 and "usage" in ran.stdout.lower(), (line, ran.stderr)
+
+
+def test_demo_refuses_a_database_url_for_its_folder_and_never_shows_its_password(tmp_path):
+    result = run_cli("demo", "mysql://someone:Pw9SecretWord@127.0.0.1:3306/x", cwd=str(tmp_path))
+    assert result.returncode == 2 and "looks like a database URL" in result.stderr
+    assert "Pw9SecretWord" not in result.stdout + result.stderr
+    assert os.listdir(str(tmp_path)) == []

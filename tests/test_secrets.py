@@ -219,3 +219,19 @@ def test_a_password_never_shows_in_stderr_json_or_the_traceback_file(way, tmp_pa
     assert len(crashes) == 1
     text = crashes[0].read_text()
     assert "RuntimeError" in text and secret not in text and MASK in text
+
+
+@pytest.mark.parametrize("way", ["--password-file", "--defaults-file", "--password"])
+def test_undo_into_the_database_the_quarantine_names_takes_the_password_options(secret_user, tmp_path, monkeypatch,
+                                                                                way):
+    """undo without -d opens the database the quarantine came from, with the password given to undo itself."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    db_args, _env = ways(secret_user, tmp_path)[way]
+    code, shown = run_in_process(["cleanup-orphans", *db_args, "--yes", "--no-snapshot", "--quarantine-dir",
+                                  str(tmp_path / "q"), "--json"], {}, monkeypatch)
+    assert code == 0, shown
+    (kept,) = os.listdir(str(tmp_path / "q"))
+    code, shown = run_in_process(["undo", str(tmp_path / "q" / kept), "--yes", *db_args[1:], "--json"], {},
+                                 monkeypatch)
+    assert code == 0, shown
+    assert '"restored"' in shown and MARKER not in shown

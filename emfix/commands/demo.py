@@ -31,6 +31,10 @@ def run(args, out):
     from .. import demo
     shape = demo.Shape.full(args.scale, args.generation) if args.scale else demo.Shape(generation=args.generation)
     directory = args.directory
+    if "://" in directory:  # (not echoed: a URL may hold a password)
+        raise UsageError("demo writes a SQLite file into a folder, and DIR looks like a database URL",
+                         hint="write it to a folder (`emfix demo DIR --clean`), then copy it: `emfix init URL` and "
+                              "`emfix migrate DIR/experiment.db URL --all --strategy aggressive`")
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise UsageError("%s exists and is not a directory" % directory)
     path = os.path.join(directory, "experiment.db")

@@ -28,15 +28,20 @@ def register(sub):
 def run(args, out):
     from .. import undo
     address = common.resolve_address(args) if (args.database or args.mysql) else None
-    target = address or common.known(quarantine.database_of(args.quarantine))  # the one undo opens
-    if target is not None:
-        common.refuse_replica(args, target)
+    if address is None:  # the database the quarantine came from, with the password options given here
+        owner = quarantine.database_of(args.quarantine)
+        if owner is not None and not owner.is_sqlite:
+            owner = common.address_from_text(owner.target(), args.password_file, args.defaults_file,
+                                             password=common.password_flag(args))
+        address = owner
+    if address is not None:
+        common.refuse_replica(args, address)
     if not args.yes and sys.stdin.isatty():  # like every other write, it says what it will do and asks first
         counts, meta = quarantine.contents(args.quarantine)
         what = ", ".join("%s %s" % (table, n(count)) for table, count in sorted(counts.items())) or "nothing"
         sys.stderr.write("%s kept by %s: %s\n" % (args.quarantine, meta.get("command", "a repair"), what))
         if not common.confirm(lambda _p: "put them back into %s?" % (
-                target.display() if target is not None else "the database it came from"))(None):
+                address.display() if address is not None else "the database it came from"))(None):
             raise Cancelled("cancelled; nothing was changed")
     result = undo.undo(args.quarantine, address, retry_policy=common.retry_policy(args), force=args.force,
                        batch_size=args.batch_size)
