@@ -50,6 +50,11 @@ def render_plan(diff, strategy, source="", target="", database=""):
         lines.append("--   %-8s %s (%s)" % (d.rating, d.what, d.reason))
     steps = _steps(diff)
     advice = [s for s in diff.statements if s.startswith("--")]
+    rebuilds = not mysql and any(d.rebuild for d in diff.differences)
+    if rebuilds:  # SQLite's own procedure for a table rebuild: views and other tables' triggers keep their text
+        lines += ["", "-- SQLite rebuilds tables: foreign keys off and legacy_alter_table on while it does. Triggers",
+                  "-- ON a rebuilt table go with the old table; on a live database `emfix schema upgrade` keeps them.",
+                  "PRAGMA foreign_keys = OFF;", "PRAGMA legacy_alter_table = ON;"]
     if not steps:
         lines += ["", "-- Nothing to run: the schemas are the same%s." % (" apart from what is left to decide below"
                                                                            if advice else "")]
@@ -83,5 +88,7 @@ def render_plan(diff, strategy, source="", target="", database=""):
         for d in diff.differences:
             if any(s.startswith("--") for s in d.fix):
                 lines += [_head(d)] + [s for s in d.fix if s.startswith("--")]
+    if rebuilds:
+        lines += ["", "PRAGMA legacy_alter_table = OFF;", "PRAGMA foreign_keys = ON;"]
     lines += ["", "-- Rollback: emfix snapshot restore %s (the snapshot taken before)" % (database or "DB"), ""]
     return "\n".join(lines)

@@ -295,7 +295,7 @@ def schema_diff_html(diff):
                                 "\n".join(d.fix))))
         body.append("</table><h2>DDL that makes B like A</h2><p class=\"meta\">lines starting with -- are left for "
                     "a person to decide</p><pre>%s</pre>" % esc("\n".join(
-                        s + ("" if s.startswith("--") else ";") for s in diff.statements)))
+                        s + ("" if s.startswith("--") else ";") for s in diff.script)))
     return page("emfix schema diff: %s vs %s" % (diff.a, diff.b), "\n".join(body))
 
 

@@ -178,3 +178,21 @@ def statements_of(differences, a, b, rebuild=rebuild_sql):
         actions += [s for s in statements if not s.startswith("--")]
         advice += [s for s in statements if s.startswith("--")]
     return creates + [s for r in rebuilds for s in r] + actions + advice + dropped
+
+
+SQLITE_SCRIPT_BEFORE = (
+    "-- SQLite rebuilds tables below: run this script whole, as it is (foreign keys off and legacy_alter_table on,",
+    "-- so views and other tables' triggers keep their text; one transaction). Triggers ON a rebuilt table are not",
+    "-- in a schema description and go with the old table: on a live database `emfix schema upgrade` keeps them.",
+    "PRAGMA foreign_keys = OFF", "PRAGMA legacy_alter_table = ON", "BEGIN")
+SQLITE_SCRIPT_AFTER = ("COMMIT", "PRAGMA legacy_alter_table = OFF", "PRAGMA foreign_keys = ON")
+
+
+def as_script(statements, dialect, rebuilds):
+    """The statements as a script a person runs (the sqlite3 shell, mysql < file): on SQLite, table rebuilds
+    need the settings of SQLite's own procedure around them, and every statement one transaction."""
+    if dialect != "sqlite" or not rebuilds:
+        return list(statements)
+    actions = [s for s in statements if not s.startswith("--")]
+    return list(SQLITE_SCRIPT_BEFORE) + actions + list(SQLITE_SCRIPT_AFTER) + [s for s in statements
+                                                                                 if s.startswith("--")]

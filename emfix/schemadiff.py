@@ -60,6 +60,11 @@ class SchemaDiff:
     statements: List[str]
 
     @property
+    def script(self):
+        """The statements as a script to run by hand (schemaddl.as_script): what the DDL outputs print."""
+        return schemaddl.as_script(self.statements, self.dialect, any(c.rebuild for c in self.differences))
+
+    @property
     def same(self):
         return not self.differences
 

@@ -93,3 +93,36 @@ def test_upgrade_on_sqlite_rebuilds_with_the_kept_type_when_text_values_would_be
     assert any("total_val is TEXT, not FLOAT" in k for k in plan.kept)
     create = next(s for s in plan.statements if s.startswith('CREATE TABLE "emfix_rebuild_METRIC"'))
     assert '"total_val" TEXT NOT NULL' in create
+
+
+def test_the_ddl_script_of_a_sqlite_rebuild_runs_whole_beside_a_view_and_keeps_every_row(tmp_path):
+    """`schema diff --format ddl` run by hand (as the sqlite3 shell would: one script) rebuilds a table a view
+    names without breaking the view, in one transaction (found by an outside tester: TRIAL was left renamed)."""
+    import sqlite3
+
+    from conftest import run_cli
+
+    from emfix.address import DatabaseAddress
+    reference = DatabaseAddress("sqlite", path=str(tmp_path / "reference.db"))
+    target = DatabaseAddress("sqlite", path=str(tmp_path / "target.db"))
+    make_demo(reference, faults=False)
+    make_demo(target, faults=False)
+    con = sqlite3.connect(target.path)
+    sql = con.execute("SELECT sql FROM sqlite_master WHERE name = 'TRIAL'").fetchone()[0]
+    loose = sql.replace('"name" VARCHAR(255) NOT NULL', '"name" VARCHAR(255)')
+    assert loose != sql
+    con.executescript('PRAGMA foreign_keys = OFF; PRAGMA legacy_alter_table = ON; ALTER TABLE "TRIAL" RENAME TO old; '
+                      '%s; INSERT INTO "TRIAL" SELECT * FROM old; DROP TABLE old; '
+                      'CREATE VIEW named AS SELECT id, name FROM "TRIAL";' % loose)
+    before = con.execute('SELECT * FROM "TRIAL" ORDER BY id').fetchall()
+    con.close()
+    ddl = run_cli("schema", "diff", reference.path, target.path, "--format", "ddl")
+    assert ddl.returncode in (0, 1) and "PRAGMA legacy_alter_table = ON" in ddl.stdout, ddl.stderr
+    con = sqlite3.connect(target.path)
+    con.executescript(ddl.stdout)
+    assert con.execute('SELECT * FROM "TRIAL" ORDER BY id').fetchall() == before
+    assert con.execute("SELECT count(*) FROM named").fetchone()[0] == len(before)
+    assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert con.execute("SELECT name FROM sqlite_master WHERE name LIKE 'emfix_rebuild%'").fetchall() == []
+    con.close()
+    assert run_cli("schema", "diff", reference.path, target.path, "--json").returncode == 0

@@ -135,7 +135,7 @@ def run_diff(args, out):
     elif kind == "html":
         text = report_html.schema_diff_html(diff)
     elif kind == "ddl":
-        text = "".join(s + ("" if s.startswith("--") else ";") + "\n" for s in diff.statements)
+        text = "".join(s + ("" if s.startswith("--") else ";") + "\n" for s in diff.script)
     else:
         text = "".join(line + "\n" for line in diff_lines(diff))
     output = args.output or ("schema_diff_report.html" if args.open_html else None)
@@ -160,7 +160,7 @@ def diff_lines(diff):
         yield "  %-8s %s  (%s)" % (d.rating, d.what, d.reason)
     yield ""
     yield "-- DDL that makes B like A (%s); lines starting with -- are left for you to decide" % diff.dialect
-    for statement in diff.statements:
+    for statement in diff.script:
         yield statement + ("" if statement.startswith("--") else ";")
 
 

@@ -184,7 +184,7 @@ def _write_reports(args, out, source, target, extra):
         elif kind == "html":
             text, name = report_html.schema_diff_html(diff), "schema_diff_report.html"
         elif kind == "ddl":
-            text = "".join(s + ("" if s.startswith("--") else ";") + "\n" for s in diff.statements)
+            text = "".join(s + ("" if s.startswith("--") else ";") + "\n" for s in diff.script)
             name = "schema_diff.sql"
         else:
             text, name = "".join(line + "\n" for line in summary_lines(diff, data)), "schema_diff.txt"
