@@ -6,14 +6,28 @@ transaction, so a kill leaves rows and journal at the same commit and `--resume`
 """
 
 import json
+import sqlite3
 
 from . import pages
 from .copycheck import count_in_engine
 from .copyjournal import JOURNAL
-from .errors import DamagedInputError, OperationInterrupted
+from .errors import DamagedInputError, EmfixError, OperationInterrupted
 from .idshift import column_shifts
 from .progress import DEFAULT_BATCH
 from .values import portable
+
+DUPLICATE_KEY = "duplicate_key"  # EmfixError.kind of a batch stopped at a key DST already holds
+
+
+def is_duplicate_key(exc):
+    """A UNIQUE / PRIMARY KEY refusal: SQLite's IntegrityError, MySQL's 1062 (raw, or as the refused statement
+    of a batch sent as text)."""
+    if getattr(exc, "errno", None) == 1062:
+        return True
+    text = str(exc)
+    if isinstance(exc, sqlite3.IntegrityError):
+        return "UNIQUE constraint failed" in text or "PRIMARY KEY must be unique" in text
+    return getattr(exc, "kind", None) == "refused_statement" and "Duplicate entry" in text
 
 
 class BatchCopy:
@@ -70,7 +84,15 @@ class BatchCopy:
                         "{:,}".format(done)), hint="run the same command with --resume to finish")
                 if group is not None:
                     group.begin()
-                written = self._write(table, rows, last, options.strategy)
+                try:
+                    written = self._write(table, rows, last, options.strategy)
+                except Exception as exc:  # noqa: BLE001 - only a duplicate key is said otherwise
+                    if not is_duplicate_key(exc):
+                        raise
+                    raise EmfixError("copying %s into %s stopped: DST already holds a key of a row of this "
+                                     "experiment (%s); the %s rows copied before are committed" % (
+                                         table, self.target.address.display(), exc, "{:,}".format(done)),
+                                     kind=DUPLICATE_KEY, facts={"table": table}) from None
                 if group is not None:
                     group.wrote(written)
                 done += written

@@ -1,6 +1,6 @@
 """What migrate refuses before its first batch, so that a copy never stops half-way at something it could
-have seen: tables DST lacks that are not the Experiment Manager's, values longer than a MySQL DST's
-max_allowed_packet, metric values a JSON column of DST would refuse.
+have seen: tables DST lacks that are not the Experiment Manager's, columns DST's tables lack, values longer
+than a MySQL DST's max_allowed_packet, metric values a JSON column of DST would refuse.
 """
 
 import re
@@ -88,3 +88,29 @@ def refuse_invalid_json(source, target, graph, tree, will_create=False):
                                 "refuses them; nothing was copied" % ("{:,}".format(count), target.address.display()),
                                 hint="repair them first (emfix fix-json %s), or write into a LONGTEXT column "
                                      "(emfix init DST --json-type text)" % source.address.display())
+
+
+def refuse_missing_columns(source, target, graph, tree, tables, existing):
+    """SRC's columns that DST's table lacks (an INSERT naming them would stop the copy at that table), for the
+    tables to copy that hold rows of this experiment: DST's own, or the Experiment Manager's as --init makes
+    them. `existing`: DST's table names."""
+    names = {e.lower(): e for e in existing}
+    ours = {t.name: [c.name for c in t.columns] for t in EM_TABLES}
+    missing = {}
+    for table in tables:
+        there = target.columns(names[table.lower()]) if table.lower() in names else ours.get(table)
+        if there is None:
+            continue  # made from SRC's own DDL (foreign_ddl): SRC's columns
+        have = {c.lower() for c in there}
+        lacking = [c for c in graph.columns[table] if c.lower() not in have]
+        if lacking and tree.count(source, graph, table):
+            missing[table] = lacking
+    if not missing:
+        return
+    columns = ["%s.%s" % (t, c) for t, lacking in missing.items() for c in lacking]
+    foreign = [t for t in missing if t not in ours]
+    raise SchemaError("%s lacks column%s %s that rows of this experiment have in %s; nothing was copied" % (
+        target.address.display(), "s" if len(columns) > 1 else "", ", ".join(columns), source.address.display()),
+        hint="add %s to DST first (`emfix schema diff SRC DST` prints the ALTER TABLE; --init creates missing "
+             "tables only, never columns)%s" % ("it" if len(columns) == 1 else "them", (
+                 ", or add --skip-tables %s to leave those rows out" % ",".join(foreign)) if foreign else ""))

@@ -67,3 +67,41 @@ def reserve_ids(db, table, top):
                         "TABLE_NAME = ?", (table,))
     if current is not None and int(current) <= int(top):
         db.execute("ALTER TABLE %s AUTO_INCREMENT = %d" % (db.quote(table), int(top) + 1))
+
+
+SLACK = 1000  # room for the application's inserts while MySQL's reservation (an ALTER TABLE) is made
+
+
+def claim_ids(db, ranges, offsets=None):
+    """{table: shift} for each table's ids low..high (`ranges`: {table: (low, high)}), each shifted range
+    reserved in `db` (reserve_ids), so that the application's inserts from now on go above it. Given offsets
+    (a resumed copy's) are reserved again as they are."""
+    if offsets is not None:
+        for table, (_low, high) in ranges.items():
+            reserve_ids(db, table, int(high) + offsets.get(table, 0))
+        return offsets
+    return {table: _claim(db, table, int(low), int(high)) for table, (low, high) in ranges.items()}
+
+
+def _claim(db, table, low, high):
+    """Inside a write transaction (SQLite) the application waits, and the first choice holds. MySQL's ALTER TABLE
+    is no transaction: an insert meanwhile may take an id of the range. Then a ceiling with room to spare is
+    reserved first, and the range put just past the largest id under it: every id the application takes from
+    then on is above the ceiling, every one it took before is below the range."""
+    offset = id_offset(db, table, low, high)
+    reserve_ids(db, table, high + offset)
+    if not _taken(db, table, low + offset, high + offset):
+        return offset
+    slack, q = SLACK, db.quote
+    for _ in range(6):
+        ceiling = int(db.scalar("SELECT max(%s) FROM %s" % (q("id"), q(table))) or 0) + 1 + high - low + slack
+        reserve_ids(db, table, ceiling)
+        below = int(db.scalar("SELECT max(%s) FROM %s WHERE %s <= ?" % (q("id"), q(table), q("id")), (ceiling,)) or 0)
+        offset = below + 1 - low
+        if high + offset <= ceiling:
+            return offset
+        slack *= 10
+    return offset  # still taken: the copy stops at that id with a clear error (copybatches)
+def _taken(db, table, low, high):
+    q = db.quote
+    return bool(db.scalar("SELECT count(*) FROM %s WHERE %s BETWEEN ? AND ?" % (q(table), q("id")), (low, high)))

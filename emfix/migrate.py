@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 from . import pages
 from .backends import open_database
-from .copybatches import BatchCopy
+from .copybatches import DUPLICATE_KEY, BatchCopy
 from .copycheck import TableCheck, verify_copy
 from .copyjournal import (
     DIFFERS,
@@ -33,7 +33,7 @@ from .copyjournal import (
     journal_key,
     set_state,
 )
-from .copyrefusals import foreign_ddl, refuse_invalid_json, refuse_oversized_values
+from .copyrefusals import foreign_ddl, refuse_invalid_json, refuse_missing_columns, refuse_oversized_values
 from .errors import (
     AlreadyDoneError,
     ConnectError,
@@ -47,7 +47,8 @@ from .errors import (
 from .fileutil import read_only_uri
 from .guarded import IntegrityCheck
 from .hierarchy import ROOT, reach_subtree
-from .idshift import id_offset, id_owner
+from .idshift import claim_ids, id_owner
+from .killpoints import kill_point
 from .pool import ConnectionPool
 from .progress import BASE_MB, NoProgress, utc_now
 from .schema import EM_TABLE_NAMES, create_schema, discover_graph
@@ -158,10 +159,11 @@ def _refuse_by_journal(src, dst, experiment_id, journal, resume, force):
     if resume and state not in (RUNNING, DONE, DIFFERS, UNVERIFIED):
         raise UsageError("nothing to resume: %s has no interrupted migration of experiment %d from %s" % (
             dst.display(), experiment_id, src.display()), hint="run the same command without --resume")
-    if state == RUNNING and not resume:
+    if state == RUNNING and not resume and not force:
         raise EmfixError("a partial migration of experiment %d into %s exists (%s rows copied)" % (
             experiment_id, dst.display(), "{:,}".format(sum(journal["copied"].values()))),
-            hint="run again with --resume to finish it")
+            hint="run again with --resume to finish it (--force copies it again from the start with new ids; "
+                 "the rows copied so far stay)")
     if resume or force:
         return
     if state == DIFFERS:
@@ -254,6 +256,7 @@ class _Migration:
                     integrity.deferred = pin is not None
                     self.preflight(plan)
                 start = self.prepare_dst(plan, integrity)
+                kill_point("prepared")  # tests: the journal row and the reservation are committed
                 copy = self.copy(plan, start, integrity, pin)
                 checks = self.verify(plan, start, copy)
                 self.finish(plan, checks)
@@ -311,6 +314,7 @@ class _Migration:
                     len(report.breaks), report.breaks[0].message),
                     hint="repair it first (emfix cleanup-orphans), or use --strategy aggressive")
             refuse_invalid_json(source, target, graph, tree, will_create="METRIC" not in plan.existing and options.init)
+        refuse_missing_columns(source, target, graph, tree, plan.tables, plan.existing)
         refuse_oversized_values(source, target, graph, tree, plan.tables)
 
     def prepare_dst(self, plan, integrity):
@@ -335,13 +339,20 @@ class _Migration:
                                                   "migrating experiment %d" % self.experiment_id,
                                                   retry_policy=options.retry_policy)
                 if options.resume and state in (RUNNING, DIFFERS, UNVERIFIED):  # copies what is left, verifies
+                    if state == RUNNING:  # reserved again: a kill may have come before the reservation held
+                        claim_ids(target, _id_ranges(source, plan.graph, plan.tree, plan.tables), journal["offsets"])
                     return _Start(journal["offsets"], journal["position"], journal["copied"], snapshot_id)
-                offsets = _offsets(source, target, plan.graph, plan.tree, plan.tables)
                 journal_table = target.quote(JOURNAL)
-                with target.transaction():
-                    target.execute("DELETE FROM %s WHERE run_key = ?" % journal_table, (plan.key,))
-                    target.execute("INSERT INTO %s VALUES (?, ?, ?, '{}', '{}', ?, NULL)" % journal_table,
-                                   (plan.key, RUNNING, json.dumps(offsets), utc_now()))
+                # The ids are reserved as they are chosen, so the application's inserts meanwhile go above them:
+                # SQLite in one transaction with the journal row (the application waits for it); MySQL's
+                # ALTER TABLE commits by itself, so there the reservation comes before the journal row.
+                ranges = _id_ranges(source, plan.graph, plan.tree, plan.tables)
+                with target.transaction() if target.dialect == "sqlite" else nullcontext():
+                    offsets = claim_ids(target, ranges)
+                    with target.transaction():
+                        target.execute("DELETE FROM %s WHERE run_key = ?" % journal_table, (plan.key,))
+                        target.execute("INSERT INTO %s VALUES (?, ?, ?, '{}', '{}', ?, NULL)" % journal_table,
+                                       (plan.key, RUNNING, json.dumps(offsets), utc_now()))
                 return _Start(offsets, {}, {}, snapshot_id)
         except BaseException as exc:
             self.undo_start(plan, exc, integrity)
@@ -358,6 +369,8 @@ class _Migration:
             copy.run(self.options, integrity, count_both=self.counts_in_engine(plan))
         except BaseException as exc:
             self.undo_start(plan, exc, integrity)
+            if getattr(exc, "kind", None) == DUPLICATE_KEY:
+                exc.hint = self.collision_hint(start, exc.facts["table"])
             if isinstance(exc, NoSpaceError):  # SRC's reader may be the one whose temporary files hit it
                 exc.message = "copying into %s stopped: %s" % (self.dst.display(), exc.message)
             if isinstance(exc, (ConnectError, NoSpaceError)) or (
@@ -370,6 +383,17 @@ class _Migration:
                 pin.execute("COMMIT")
                 self.readers.release(pin)
         return copy
+
+    def collision_hint(self, start, table):
+        """The way out of a copy stopped at a key DST already holds: --resume meets it again (the journal's
+        ids are fixed), --force starts again with new ids chosen past it and reserved."""
+        partial = ""
+        if table != ROOT and start.copied.get(ROOT):  # copied first: committed before the batch that stopped
+            partial = " (as experiment %d: delete it there if it is not wanted)" % (
+                self.experiment_id + start.offsets.get(ROOT, 0))
+        return ("--resume would stop at the same row; run the same command with --force to copy the experiment "
+                "again from the start with new ids, reserved first: the rows copied so far stay in DST%s. If "
+                "the application writes its own ids into %s, stop it meanwhile" % (partial, table))
 
     def counts_in_engine(self, plan):
         """An in-engine copy checked by counts alone has DST attached to SRC's connection: both sides are
@@ -418,22 +442,15 @@ class _Migration:
             raise
 
 
-def _offsets(source, target, graph, tree, tables):
-    """{table: shift of its ids} for the tables of the subtree that own an id column: 0 unless DST already
-    holds ids in the range of the subtree's (idshift.id_offset). A DST table without a row needs no range:
-    only whether the subtree has an id there."""
-    offsets, q = {}, source.quote
+def _id_ranges(source, graph, tree, tables):
+    """{table: (lowest, highest) id of the subtree} for the tables of the subtree that own an id column and
+    hold one there: what the offsets move (idshift.claim_ids), and what DST reserves."""
+    ranges, q = {}, source.quote
     for table in tables:
         if id_owner(graph, table, "id") != table:
             continue
-        where = tree.where(source, graph, table)
-        if target.scalar("SELECT 1 FROM %s LIMIT 1" % target.quote(table)) is None:
-            if source.scalar("SELECT 1 FROM %s t WHERE %s AND t.%s IS NOT NULL LIMIT 1" % (q(table), where, q("id"))):
-                offsets[table] = 0
-            continue
         low, high = source.query("SELECT min(t.%s), max(t.%s) FROM %s t WHERE %s" % (
-            q("id"), q("id"), q(table), where))[0]
-        if low is None:
-            continue
-        offsets[table] = id_offset(target, table, low, high)
-    return offsets
+            q("id"), q("id"), q(table), tree.where(source, graph, table)))[0]
+        if low is not None:
+            ranges[table] = (int(low), int(high))
+    return ranges

@@ -1,0 +1,219 @@
+"""migrate into a DST the application keeps writing: the ids the copy moves its rows to are reserved as they are
+chosen (and again on --resume), a key DST holds all the same is a clear error with a way out, and a SRC column
+DST lacks is refused before anything is written. SQLite and MariaDB."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+
+from conftest import make_demo, run_cli, url_of
+
+from emfix.address import DatabaseAddress
+from emfix.backends import open_database
+from emfix.migrate import JOURNAL
+
+APPLICATION = r'''
+import json, os, sys, time
+url, log_path, stop_path = sys.argv[1], sys.argv[2], sys.argv[3]
+if url.startswith("mysql://"):
+    import mysql.connector
+    user, rest = url[len("mysql://"):].split("@")
+    hostport, database = rest.split("/")
+    host, port = hostport.split(":")
+    con = mysql.connector.connect(host=host, port=int(port), user=user, database=database, autocommit=True)
+    mark = "%s"
+else:
+    import sqlite3
+    con = sqlite3.connect(url, timeout=60, isolation_level=None)
+    mark = "?"
+log = open(log_path, "a")
+deadline = time.monotonic() + 90  # bounded, whatever happens to the test
+n = 0
+print("ready", flush=True)
+while not os.path.exists(stop_path) and time.monotonic() < deadline:
+    n += 1
+    now = "2026-01-01 00:00:00"
+    cur = con.cursor()
+    cur.execute("INSERT INTO EXPERIMENT (title, start_time, update_time) VALUES (%s, %s, %s)" % (mark, mark, mark),
+                ("app %d" % n, now, now))
+    experiment = cur.lastrowid
+    cur.execute("INSERT INTO TRIAL (name, experiment_id, start_time, update_time) VALUES (%s, %s, %s, %s)" % (
+        mark, mark, mark, mark), ("app %d" % n, experiment, now, now))
+    trial = cur.lastrowid
+    cur.execute("INSERT INTO METRIC (type, total_val, per_label_val) VALUES ('app', 0.5, %s)" % mark,
+                (json.dumps({"n": n}),))
+    log.write(json.dumps([n, experiment, trial, cur.lastrowid]) + "\n")
+    log.flush()
+    cur.close()
+    time.sleep(0.01)  # an application's pace, not the test's timing
+'''
+
+
+class Application:
+    """A second process inserting a row into EXPERIMENT, TRIAL and METRIC every 10 ms; each insert logged."""
+
+    def __init__(self, address, tmp_path):
+        self.log, self.stop_file = str(tmp_path / "app.log"), str(tmp_path / "app.stop")
+        self.proc = subprocess.Popen([sys.executable, "-c", APPLICATION, url_of(address), self.log, self.stop_file],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def inserted(self):
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as handle:
+            return [json.loads(line) for line in handle if line.endswith("\n")]
+
+    def wait_for(self, count):
+        """Until it has inserted `count` rows in all (a condition, not a time)."""
+        while len(self.inserted()) < count:
+            assert self.proc.poll() is None, "the application stopped"
+            time.sleep(0.001)
+
+    def stop(self):
+        open(self.stop_file, "w").close()
+        self.proc.wait(timeout=120)
+
+
+def app_rows_lost(address, inserted):
+    """The application's rows no longer where it put them."""
+    with open_database(address) as db:
+        found = {(t, i) for t, column in (("EXPERIMENT", "title"), ("TRIAL", "name")) for (i,) in db.query(
+            "SELECT id FROM %s WHERE %s LIKE 'app %%'" % (db.quote(t), db.quote(column)))}
+        metrics = dict(db.query("SELECT id, per_label_val FROM METRIC WHERE type = 'app'"))
+    lost = []
+    for n, experiment, trial, metric in inserted:
+        for key in (("EXPERIMENT", experiment), ("TRIAL", trial)):
+            if key not in found:
+                lost.append(key)
+        if metric not in metrics or json.loads(metrics[metric])["n"] != n:
+            lost.append(("METRIC", metric))
+    return lost
+
+
+def journal_states(address):
+    with open_database(address) as db:
+        return [s for (s,) in db.query("SELECT state FROM %s" % db.quote(JOURNAL))]
+
+
+def source_and_target(address, tmp_path):
+    source = str(tmp_path / "source.db")
+    make_demo(DatabaseAddress("sqlite", path=source), faults=False)
+    make_demo(address, faults=False)  # DST holds ids of its own where SRC's are: the copy's ids move
+    return source
+
+
+def lower_reservation(address, table):
+    """What a kill before the reservation held would leave: DST hands out max(id) + 1 again."""
+    if address.is_sqlite:
+        con = sqlite3.connect(address.path, isolation_level=None)
+        con.execute("UPDATE sqlite_sequence SET seq = (SELECT max(id) FROM %s) WHERE name = ?" % table, (table,))
+        con.close()
+        return
+    with open_database(address) as db:
+        db.execute("ALTER TABLE %s AUTO_INCREMENT = 1" % db.quote(table))  # the server makes it max(id) + 1
+
+
+def insert_experiment(address):
+    with open_database(address) as db, db.transaction():
+        db.execute("INSERT INTO EXPERIMENT (title, start_time, update_time) VALUES ('app 0', ?, ?)",
+                   ("2026-01-01 00:00:00", "2026-01-01 00:00:00"))
+        return db.scalar("SELECT max(id) FROM EXPERIMENT WHERE title = 'app 0'")
+
+
+def test_a_migrate_beside_an_application_inserting_rows_finishes_and_loses_none_of_them(address, tmp_path):
+    """They collided: UNIQUE constraint failed: EXPERIMENT.id (exit 70) or Duplicate entry (exit 1), then
+    --resume failed the same way for good."""
+    source = source_and_target(address, tmp_path)
+    app = Application(address, tmp_path)
+    try:
+        app.wait_for(3)  # inserting before the copy starts, and throughout it
+        done = run_cli("migrate", source, url_of(address), "-e", "1", "--batch-size", "500",
+                       "--snapshot-dir", str(tmp_path / "snaps"))
+        app.wait_for(len(app.inserted()) + 3)  # and after it
+    finally:
+        app.stop()
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert journal_states(address) == ["done"]
+    assert app_rows_lost(address, app.inserted()) == []
+
+
+def insert_app_rows(address):
+    """One row into EXPERIMENT, TRIAL and METRIC, as the application makes them: {table: id}."""
+    now = "2026-01-01 00:00:00"
+    with open_database(address) as db, db.transaction():
+        db.execute("INSERT INTO EXPERIMENT (title, start_time, update_time) VALUES ('app 0', ?, ?)", (now, now))
+        experiment = db.scalar("SELECT max(id) FROM EXPERIMENT WHERE title = 'app 0'")
+        db.execute("INSERT INTO TRIAL (name, experiment_id, start_time, update_time) VALUES ('app 0', ?, ?, ?)",
+                   (experiment, now, now))
+        db.execute("INSERT INTO METRIC (type, total_val, per_label_val) VALUES ('app', 0.5, '{}')")
+        return {"EXPERIMENT": experiment, "TRIAL": db.scalar("SELECT max(id) FROM TRIAL WHERE name = 'app 0'"),
+                "METRIC": db.scalar("SELECT max(id) FROM METRIC WHERE type = 'app'")}
+
+
+def test_rows_the_application_inserts_once_the_ids_are_chosen_go_above_the_copy(address, tmp_path):
+    source = source_and_target(address, tmp_path)
+    args = ("migrate", source, url_of(address), "-e", "1", "--strategy", "aggressive")
+    assert run_cli(*args, env={"EMFIX_TEST_KILL_AT": "prepared:1"}).returncode == -9  # ids chosen, nothing copied
+    mine = insert_app_rows(address)
+    done = run_cli(*args, "--resume")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    with open_database(address) as db:
+        assert db.scalar("SELECT title FROM EXPERIMENT WHERE id = ?", (mine["EXPERIMENT"],)) == "app 0"
+        assert db.scalar("SELECT name FROM TRIAL WHERE id = ?", (mine["TRIAL"],)) == "app 0"
+        assert db.scalar("SELECT type FROM METRIC WHERE id = ?", (mine["METRIC"],)) == "app"
+
+
+def test_a_key_dst_holds_stops_the_copy_clearly_and_force_is_the_way_out(address, tmp_path):
+    source = source_and_target(address, tmp_path)
+    args = ("migrate", source, url_of(address), "-e", "1", "--strategy", "aggressive")
+    killed = run_cli(*args, env={"EMFIX_TEST_KILL_AT": "prepared:1"})
+    assert killed.returncode == -9, killed.stderr
+    lower_reservation(address, "EXPERIMENT")
+    taken = insert_experiment(address)  # the id the journal says the copy's experiment gets
+    for _ in range(2):  # stopped, and again: the same clear error, never a bug's exit 70
+        stopped = run_cli(*args, "--resume")
+        assert stopped.returncode == 1 and "Traceback" not in stopped.stderr, stopped.stderr
+        assert "copying EXPERIMENT into" in stopped.stderr and "--force" in stopped.stderr, stopped.stderr
+    forced = run_cli(*args, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert journal_states(address) == ["done"]
+    with open_database(address) as db:
+        assert db.scalar("SELECT title FROM EXPERIMENT WHERE id = ?", (taken,)) == "app 0"
+
+
+def test_a_resumed_migrate_reserves_its_ids_again(address, tmp_path):
+    """A kill before the reservation held must not leave the journal's ids open to the application."""
+    source = source_and_target(address, tmp_path)
+    args = ("migrate", source, url_of(address), "-e", "1", "--strategy", "aggressive")
+    assert run_cli(*args, env={"EMFIX_TEST_KILL_AT": "prepared:1"}).returncode == -9
+    with open_database(address) as db:
+        before = db.scalar("SELECT count(*) FROM EXPERIMENT")
+    lower_reservation(address, "EXPERIMENT")
+    resumed = run_cli(*args, "--resume", env={"EMFIX_TEST_KILL_AT": "prepared:1"})
+    assert resumed.returncode == -9, resumed.stderr
+    mine = insert_experiment(address)  # after the reservation: above the copy's ids
+    done = run_cli(*args, "--resume")
+    assert done.returncode == 0, done.stderr
+    with open_database(address) as db:
+        assert db.scalar("SELECT title FROM EXPERIMENT WHERE id = ?", (mine,)) == "app 0"
+        assert db.scalar("SELECT count(*) FROM EXPERIMENT") == before + 2  # the copy's and the app's
+
+
+def test_a_source_column_dst_lacks_is_refused_before_anything_is_written(address, tmp_path):
+    source = str(tmp_path / "source.db")
+    make_demo(DatabaseAddress("sqlite", path=source), faults=False)
+    con = sqlite3.connect(source, isolation_level=None)
+    con.execute("ALTER TABLE TRIAL ADD COLUMN owner TEXT")
+    con.execute("UPDATE TRIAL SET owner = 'me'")
+    con.close()
+    assert run_cli("init", url_of(address)).returncode == 0
+    refused = run_cli("migrate", source, url_of(address), "-e", "1")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "TRIAL.owner" in refused.stderr and "schema diff" in refused.stderr, refused.stderr
+    with open_database(address) as db:
+        assert JOURNAL not in db.tables() or db.scalar("SELECT count(*) FROM %s" % db.quote(JOURNAL)) == 0
+        assert db.scalar("SELECT count(*) FROM EXPERIMENT") == 0
