@@ -1,6 +1,11 @@
 """What migrate refuses before its first batch, so that a copy never stops half-way at something it could
+<<<<<<< HEAD
 have seen: tables DST lacks that are not the Experiment Manager's, columns DST's tables lack, values longer
 than a MySQL DST's max_allowed_packet, metric values a JSON column of DST would refuse.
+=======
+have seen: tables DST lacks that are not the Experiment Manager's, values longer than a MySQL DST's
+max_allowed_packet, metric values a JSON column of DST would refuse, metric BLOBs no MySQL column gives back.
+>>>>>>> nulfix
 """
 
 import re
@@ -47,20 +52,26 @@ def target_requires_json(target, will_create=False):
 
 def refuse_oversized_values(source, target, graph, tree, tables):
     """A value longer than DST's max_allowed_packet makes MySQL drop the connection mid-batch, and every
-    --resume after it fail the same way: find it before the first batch."""
+    --resume after it fail the same way: find it before the first batch. The same scan counts BLOBs in
+    METRIC.per_label_val (refuse_blob_json), after the sizes, in every strategy."""
     if target.dialect != "mysql":
         return
     packet = int(target.scalar("SELECT @@max_allowed_packet") or 0)
-    length = "length" if source.dialect == "sqlite" else "LENGTH"
+    # bytes, not characters: SQLite's length() of TEXT counts characters, and only up to a NUL
+    length = "length(CAST(t.%s AS BLOB))" if source.dialect == "sqlite" else "LENGTH(t.%s)"
     text_columns = {t.name: [c.name for c in t.columns if c.type in ("TEXT", "JSON") or c.type.startswith("VARCHAR")]
                     for t in EM_TABLES}
+    blob_count = 0
     for table in tables:
         columns = [c for c in text_columns.get(table, graph.columns[table]) if c in graph.columns[table]]
         if not columns:
             continue
+        blobs = blob_json_count(source, graph, table)
         row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(
-            "max(%s(t.%s))" % (length, source.quote(c)) for c in columns), source.quote(table),
-            tree.where(source, graph, table)))[0]
+            ["max(%s)" % (length % source.quote(c)) for c in columns] + ([blobs] if blobs else [])),
+            source.quote(table), tree.where(source, graph, table)))[0]
+        if blobs:
+            blob_count, row = int(row[-1] or 0), row[:len(columns)]
         longest = max(int(v or 0) for v in row)
         if packet and longest > packet - 1024:  # the statement around the value needs room too
             raise DamagedInputError(
@@ -68,6 +79,33 @@ def refuse_oversized_values(source, target, graph, tree, tables):
                     table, "{:,}".format(longest), target.address.display(), "{:,}".format(packet)),
                 hint="as an administrator: SET GLOBAL max_allowed_packet = %d (and in the server's config), then "
                      "run again" % min(1 << 30, 1 << (longest + 4096).bit_length()))
+    if blob_count:
+        refuse_blob_json(source, target, graph, tree, blob_count)
+
+
+def blob_json_count(source, graph, table):
+    """The SQL that counts BLOBs in METRIC.per_label_val of a SQLite SRC (None for any other column): a
+    MySQL column (JSON or LONGTEXT) gives back text, never the BLOB, so their copy could never verify."""
+    if source.dialect != "sqlite" or table != "METRIC" or "per_label_val" not in graph.columns[table]:
+        return None
+    return "sum(typeof(t.%s) = 'blob')" % source.quote("per_label_val")
+
+
+def refuse_blob_json(source, target, graph, tree, count):
+    """Refuse, naming the rows, before anything is written (migrate's check found `count` BLOBs)."""
+    ids = [str(r[0]) for r in source.query("SELECT t.%s FROM %s t WHERE %s AND typeof(t.%s) = 'blob' ORDER BY 1 "
+                                           "LIMIT %d" % (source.quote("id"), source.quote("METRIC"), tree.where(
+                                               source, graph, "METRIC"), source.quote("per_label_val"),
+                                                         BLOB_IDS_SHOWN))]
+    raise DamagedInputError(BLOB_JSON_REFUSAL % ("{:,}".format(count), ", ".join(ids) + (
+        ", ..." if count > len(ids) else ""), target.address.display()),
+        hint="turn them into text first (emfix fix-json %s stores each as the text it holds), then run again" % (
+            source.address.display()))
+
+
+BLOB_IDS_SHOWN = 10
+BLOB_JSON_REFUSAL = ("%s metric values of this experiment are stored as BLOBs (METRIC id %s); a MySQL column of %s "
+                     "holds text, so their copy could not be the same value; nothing was copied")
 
 
 def refuse_invalid_json(source, target, graph, tree, will_create=False):
@@ -80,7 +118,9 @@ def refuse_invalid_json(source, target, graph, tree, will_create=False):
     if not where:
         return
     value = "t.%s" % source.quote("per_label_val")
-    invalid = "NOT JSON_VALID(%s)" % value if source.dialect == "mysql" else "NOT json_valid(%s)" % value
+    # SQLite's json_valid() reads TEXT only up to a NUL ('{}' NUL 'x' passes), MySQL's reads it whole
+    invalid = "NOT JSON_VALID(%s)" % value if source.dialect == "mysql" else \
+        "(NOT json_valid({v}) OR (typeof({v}) = 'text' AND instr({v}, char(0)) > 0))".format(v=value)
     count = int(source.scalar("SELECT count(*) FROM %s t WHERE %s AND %s IS NOT NULL AND %s" % (
         source.quote("METRIC"), where, value, invalid)) or 0)
     if count:

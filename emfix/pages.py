@@ -83,7 +83,8 @@ def literal_pages(db, graph, tree, table, batch_size, last, moves, limit, adapti
     statements do."""
     target = min(PAGE_BYTES, limit // 2)
     source = tree.source(db, graph, table)[0]
-    values = ["quote(%s)" % v for v in moved_values(db, graph.columns[table], moves)]
+    introducer = text_introducer(db)
+    values = [exact_quote(v, introducer) for v in moved_values(db, graph.columns[table], moves)]
     select = "SELECT count(*), replace(group_concat(%s, '),('), '\\', '\\\\') FROM %s%s" % (
         " || ',' || ".join(values), source, " AND " if " WHERE " in source else " WHERE ")
     size = batch_size
@@ -103,6 +104,23 @@ def literal_pages(db, graph, tree, table, batch_size, last, moves, limit, adapti
             yield LiteralPage(count, text), last
         elif last == "done":
             return
+
+
+INTRODUCERS = {"utf-8": "_utf8mb4", "utf-16le": "_utf16le", "utf-16be": "_utf16"}
+
+
+def text_introducer(db):
+    """MySQL's name for the character set SQLite stores TEXT in (PRAGMA encoding)."""
+    return INTRODUCERS.get(str(db.scalar("PRAGMA encoding")).lower(), "_utf8mb4")
+
+
+def exact_quote(value, introducer="_utf8mb4"):
+    """SQLite's quote() of `value` as a MySQL literal of the same value. quote() ends TEXT at its first NUL
+    ('a' || char(0) || 'b' gives 'a'), so TEXT holding one goes as its exact bytes in hex with their character
+    set (_utf8mb4 X'610062': MySQL stores those characters, the NUL too). Ordinary values pay a typeof(),
+    TEXT an instr() besides (about a quarter more of SQLite's work on a page; MySQL's is the same)."""
+    return ("CASE WHEN typeof({v}) = 'text' AND instr({v}, char(0)) > 0 "
+            "THEN '{i} X''' || hex({v}) || '''' ELSE quote({v}) END").format(v=value, i=introducer)
 
 
 def moved_values(db, columns, moves):
