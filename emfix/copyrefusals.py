@@ -1,11 +1,7 @@
 """What migrate refuses before its first batch, so that a copy never stops half-way at something it could
-<<<<<<< HEAD
 have seen: tables DST lacks that are not the Experiment Manager's, columns DST's tables lack, values longer
-than a MySQL DST's max_allowed_packet, metric values a JSON column of DST would refuse.
-=======
-have seen: tables DST lacks that are not the Experiment Manager's, values longer than a MySQL DST's
-max_allowed_packet, metric values a JSON column of DST would refuse, metric BLOBs no MySQL column gives back.
->>>>>>> nulfix
+than a MySQL DST's max_allowed_packet, metric values a JSON column of DST would refuse, metric BLOBs no MySQL
+column gives back.
 """
 
 import re
