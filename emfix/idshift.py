@@ -102,6 +102,8 @@ def _claim(db, table, low, high):
             return offset
         slack *= 10
     return offset  # still taken: the copy stops at that id with a clear error (copybatches)
+
+
 def _taken(db, table, low, high):
     q = db.quote
     return bool(db.scalar("SELECT count(*) FROM %s WHERE %s BETWEEN ? AND ?" % (q(table), q("id")), (low, high)))

@@ -521,15 +521,22 @@ def test_undo_after_a_killed_cleanup_puts_back_the_version_it_removed(address, t
     assert values_of(address, "TRIAL_RUN", "status")[runs[0]] == "CHANGED-BY-USER"
 
 
-def test_undo_leaves_a_created_parent_the_application_changed(sqlite_address, tmp_path):
-    make_demo(sqlite_address)
-    done = run_cli("cleanup-orphans", sqlite_address.path, "--yes", "--json", "--no-snapshot", "--recreate-parents",
+def cleanup_recreating_parents(address, tmp_path, table):
+    """cleanup-orphans --recreate-parents on the demo: (its output, the keys of the `table` rows it created)."""
+    make_demo(address)
+    done = run_cli("cleanup-orphans", address.path, "--yes", "--json", "--no-snapshot", "--recreate-parents",
                    "--quarantine-dir", str(tmp_path / "q"))
     assert done.returncode == 0, done.stderr
     kept = sqlite3.connect(quarantine_of(done.stdout))
-    created = [json.loads(k)["trial_run_id"] for (k,) in kept.execute(
-        "SELECT key_json FROM _emfix_created WHERE table_name = 'RESULTS'")]
+    keys = [json.loads(k) for (k,) in kept.execute("SELECT key_json FROM _emfix_created WHERE table_name = ?",
+                                                    (table,))]
     kept.close()
+    return done, keys
+
+
+def test_undo_leaves_a_created_parent_the_application_changed(sqlite_address, tmp_path):
+    done, keys = cleanup_recreating_parents(sqlite_address, tmp_path, "RESULTS")
+    created = [k["trial_run_id"] for k in keys]
     assert created, "the demo has RESULTS rows to create"
     con = sqlite3.connect(sqlite_address.path)
     with con:
@@ -638,13 +645,7 @@ def test_undo_of_a_file_that_is_not_there_is_exit_3_and_creates_nothing(tmp_path
 
 
 def test_undo_leaves_a_created_parent_the_application_has_since_used(sqlite_address, tmp_path):
-    make_demo(sqlite_address)
-    done = run_cli("cleanup-orphans", sqlite_address.path, "--yes", "--json", "--no-snapshot", "--recreate-parents",
-                   "--quarantine-dir", str(tmp_path / "q"))
-    assert done.returncode == 0, done.stderr
-    kept = sqlite3.connect(quarantine_of(done.stdout))
-    epochs = [json.loads(k) for (k,) in kept.execute("SELECT key_json FROM _emfix_created WHERE table_name = 'EPOCH'")]
-    kept.close()
+    done, epochs = cleanup_recreating_parents(sqlite_address, tmp_path, "EPOCH")
     assert epochs, "the demo has EPOCH rows to create"
     epoch = epochs[0]
     con = sqlite3.connect(sqlite_address.path)
