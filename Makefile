@@ -11,11 +11,14 @@ test:
 	$(MAKE) lint
 	$(PYTHON) -m pytest -q -n $(WORKERS)
 
-# Another Python (CI: the 3.8 floor and the newest): every test but the whole-system scenarios, which
-# the default Python runs (conftest.py SCENARIO_MODULES).
+# Another Python (CI: the 3.8 floor and the newest): every test but the whole-system scenarios, the
+# kill / interrupt / resume / concurrent-writer tests and the slow ones, which the default Python runs
+# (conftest.py SCENARIO_MODULES and PROCESS_TEST): they test what happens between processes.
+# CI runs the 3.8 floor so, and the newest Python with MARKERS='... and not mysql' as well (CI's 12 minutes).
+MARKERS ?= not scenario and not processes and not slow
 test-other-python:
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-test.txt
-	$(PYTHON) -m pytest -q -n $(WORKERS) -m "not scenario"
+	$(PYTHON) -m pytest -q -n $(WORKERS) -m "$(MARKERS)"
 
 lint:
 	$(PYTHON) -m ruff check emfix tests bench

@@ -5,6 +5,7 @@ server that does not answer fails the MySQL tests; when it is unset they are ski
 """
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -182,15 +183,26 @@ def hold_write_lock(path, seconds):
 
 
 # Whole-system scenarios (every command in every output, a concurrent writer, kills, server pairs and
-# clusters, a browser): run on the default Python in CI; the other Pythons run the rest (`-m "not scenario"`).
+# clusters, a browser): run on the default Python in CI; the other Pythons run the rest (see PROCESS_TEST below).
 SCENARIO_MODULES = {"test_matrix", "test_beside_a_writer", "test_replicas", "test_galera", "test_html_reports",
                     "test_repair"}
+
+
+# Kills, interrupts, resumes and concurrent writers: what they test happens between processes (signals, locks,
+# a second writer), the same on every Python, and they are a third of the suite's time. The default Python
+# runs them; the other Pythons run the rest (`-m "not scenario and not processes and not slow"`, CI's time).
+PROCESS_TEST = re.compile(r"kill|interrupt|resum|writer|random_moments")
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.module.__name__ in SCENARIO_MODULES:
             item.add_marker(pytest.mark.scenario)
+        if PROCESS_TEST.search(item.name):
+            item.add_marker(pytest.mark.processes)
+        params = getattr(item, "callspec", None)
+        if "mysql_databases" in item.fixturenames or (params is not None and "mysql" in params.params.values()):
+            item.add_marker(pytest.mark.mysql)  # the newest Python in CI runs without these (Makefile)
 
 
 @pytest.fixture(autouse=True)

@@ -143,6 +143,7 @@ def test_raw_control_character_inside_a_string_is_escaped_and_named():
 SHAPES = runpy.run_path(os.path.join(ROOT, "bench", "bench_repair_sizes.py"))["SHAPES"]  # one list of shapes
 
 
+@pytest.mark.slow  # 10 s of large values: the default Python runs it, the other Pythons skip it in CI
 @settings(max_examples=len(SHAPES) * 2, deadline=None)
 @given(st.sampled_from(sorted(SHAPES)), st.sampled_from(["0.123", "1", "-2.5e-3", "7"]))
 def test_repair_time_grows_linearly_with_size(shape, number):
