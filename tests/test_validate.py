@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
 from conftest import make_demo, run_cli, url_of
 
 from emfix.address import DatabaseAddress
@@ -312,16 +313,21 @@ AWKWARD_METRIC_VALUES = [
     None, "", " ", "{}", " {}", "\n{\"a\": 1}", "[1]", " [1]", "\"x\"", "1", "true", "null", "{\"a\": \"x\"}",
     " {\"a\": \"x\"}", "{\"a\": 1}", "{\"a\": [1]}", "{", "{\"a\": 1,}", "{'a': 1}", b"{}", b"\xff", 1, 1.5,
     "\ufeff{}", "{\"a\": 1} ", "{\"a\": 1}x", "{\"a\": NaN}", "\"{\\\"a\\\": 1}\"", "{\"a\": null}", "{}\x00x",
-    "\t{\"a\": {\"b\": 1}}", "{\"a\": 1} {\"b\": 2}", "[{\"a\": 1}]", "{\"a\": true}", "{\"\\u00e9\": 1.5e300}"]
+    "\t{\"a\": {\"b\": 1}}", "{\"a\": 1} {\"b\": 2}", "[{\"a\": 1}]", "{\"a\": true}", "{\"\\u00e9\": 1.5e300}",
+    "\u017b{}", "\u7b00", "|{}", "z{}", "{\"a\": 1}\u017b", b"{\"a\": 1}"]
 
 
-def test_sqlite_json_candidates_equal_the_plain_test(tmp_path):
-    """#28: the JSON scan's one-CASE test (json_type asked only of valid text not starting with "{") picks
-    exactly the rows of the plain "not text, not valid, or not an object" test, with and without
-    --deep-json's per-value test."""
+@pytest.mark.parametrize("encoding, collation", [("UTF-8", ""), ("UTF-8", " COLLATE NOCASE"), ("UTF-16le", ""),
+                                                 ("UTF-16be", " COLLATE RTRIM")])
+def test_sqlite_json_candidates_equal_the_plain_test(tmp_path, encoding, collation):
+    """#28: the JSON scan's one-CASE test (json_valid alone for text starting with "{", found by a range of
+    bytes; json_type asked only of valid text not starting so) picks exactly the rows of the plain "not text,
+    not valid, or not an object" test, with and without --deep-json's per-value test, whatever the
+    database's text encoding and the column's collation."""
     from emfix.jsoncheck import _candidates_sql
     con = sqlite3.connect(str(tmp_path / "m.db"))
-    con.execute("CREATE TABLE METRIC (id INTEGER PRIMARY KEY, type TEXT, per_label_val TEXT)")
+    con.execute("PRAGMA encoding = '%s'" % encoding)
+    con.execute("CREATE TABLE METRIC (id INTEGER PRIMARY KEY, type TEXT, per_label_val TEXT%s)" % collation)
     con.executemany("INSERT INTO METRIC (type, per_label_val) VALUES ('t', ?)", [(v,) for v in AWKWARD_METRIC_VALUES])
     con.execute("UPDATE METRIC SET per_label_val = CAST(per_label_val AS BLOB) WHERE id = 20")  # b"{}" as a BLOB
 
