@@ -16,9 +16,9 @@ from ..errors import (
     SchemaError,
     StillReferencedError,
 )
-from ..foreignkey import ForeignKey
 from ..retry import RetriesExhausted, call_with_retry
-from .base import Backend, ColumnDetail, Index, StorageLimit
+from .base import Backend
+from .mysqlcatalog import MySQLCatalogMixin, text_of
 from .replication import ReplicationMixin, translate_server_error
 
 ACCESS_DENIED = 1045
@@ -65,13 +65,7 @@ def translate_placeholders(sql):
     return "".join(out)
 
 
-def _text(value):
-    if isinstance(value, (bytes, bytearray)):
-        return value.decode("utf-8")
-    return value
-
-
-class MySQLBackend(ReplicationMixin, Backend):
+class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
     dialect = "mysql"
     quote_char = "`"
     _temp_keyword = "TEMPORARY"
@@ -377,137 +371,5 @@ class MySQLBackend(ReplicationMixin, Backend):
             raise SchemaError("MySQL %s refused a statement: %s" % (self.address.display(), getattr(exc, "msg", exc)),
                               kind="refused_statement") from None
 
-    def column_details(self, table):
-        json_checked = set() if not self._has_check_constraints() else {_text(c).lower() for (c,) in self.query(
-            "SELECT c.COLUMN_NAME FROM information_schema.COLUMNS c JOIN information_schema.CHECK_CONSTRAINTS k "
-            "ON k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME "
-            "AND k.CHECK_CLAUSE = CONCAT('json_valid(`', c.COLUMN_NAME, '`)') "
-            "WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = ?", (table,))}
-        details = []
-        for name, kind, nullable, default, extra in self.query(
-                "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA FROM information_schema.COLUMNS "
-                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", (table,)):
-            name, kind = _text(name), _text(kind)
-            if name.lower() in json_checked and kind.lower() == "longtext":
-                kind = "json"  # MariaDB's JSON: LONGTEXT with a json_valid check
-            default = None if default is None or _text(default) == "NULL" else _text(default)
-            details.append(ColumnDetail(name, kind, _text(nullable) == "NO", default,
-                                        "auto_increment" in _text(extra or "").lower()))
-        return details
-
-    def _has_check_constraints(self):
-        return bool(self.scalar("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
-                                "'information_schema' AND TABLE_NAME = 'CHECK_CONSTRAINTS'"))
-
-    def storage_limits(self, table):
-        cache = self.__dict__.setdefault("_storage_limits", {})
-        if table not in cache:
-            rounds = self._rounds_fractions()
-            limits = {}
-            for name, kind, digits in self.query(
-                    "SELECT COLUMN_NAME, DATA_TYPE, DATETIME_PRECISION FROM information_schema.COLUMNS "
-                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", (table,)):
-                kind = _text(kind).lower()
-                if kind == "float":
-                    limits[_text(name)] = StorageLimit("float", 0, False)
-                elif kind in ("datetime", "timestamp", "time") and int(digits or 0) < 6:
-                    limits[_text(name)] = StorageLimit(kind, int(digits or 0), rounds)
-            cache[table] = limits
-        return cache[table]
-
-    def _rounds_fractions(self):
-        """Whether this session rounds (True) or truncates a fraction of a second its column cannot hold
-        (asked once per connection)."""
-        if "_rounds" not in self.__dict__:
-            modes = _text(self.scalar("SELECT @@sql_mode")).upper().split(",")
-            self._rounds = ("TIME_ROUND_FRACTIONAL" in modes if self.is_mariadb()
-                            else "TIME_TRUNCATE_FRACTIONAL" not in modes)
-        return self._rounds
-
-    def column_types(self, table):
-        """{column name (lower case): DATA_TYPE}."""
-        return {name: kind for name, (kind, _) in self._column_kinds(table).items()}
-
-    def _column_kinds(self, table):
-        """{column (lower case): (DATA_TYPE, nullable)}: every table's, read in one query per connection
-        (and again for a table created since)."""
-        cache = self.__dict__.get("_kinds")
-        if cache is None or table.lower() not in cache:
-            cache = {}
-            for owner, name, kind, nullable in self.query(
-                    "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, IS_NULLABLE FROM information_schema.COLUMNS "
-                    "WHERE TABLE_SCHEMA = DATABASE()"):
-                cache.setdefault(_text(owner).lower(), {})[_text(name).lower()] = (_text(kind).lower(),
-                                                                                   _text(nullable) == "YES")
-            self._kinds = cache
-        return cache.get(table.lower(), {})
-
-    # -- introspection ------------------------------------------------------------------------
-    def tables(self):
-        rows = self.query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                          "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME")
-        return [_text(r[0]) for r in rows]
-
-    def columns(self, table):
-        return self._columns_of(table).get(table.lower(), [])
-
-    def primary_key(self, table):
-        return tuple(self._primary_keys_of(table).get(table.lower(), ()))
-
-    def foreign_keys(self, table):
-        return [dataclasses.replace(fk, child=table) for fk in self._foreign_keys_of(table).get(table.lower(), [])]
-
-    def describe_tables(self, tables):
-        """Three queries for the whole database, not three per table (information_schema is slow to ask)."""
-        columns, keys, foreign = self._columns_of(), self._primary_keys_of(), self._foreign_keys_of()
-        return ({t: columns.get(t.lower(), []) for t in tables}, {t: tuple(keys.get(t.lower(), ())) for t in tables},
-                {t: [dataclasses.replace(fk, child=t) for fk in foreign.get(t.lower(), [])] for t in tables})
-
-    def _by_table(self, sql, table, column="TABLE_NAME"):
-        """{table name (lower case): [the rest of each row]} of an information_schema query whose first
-        column is the table (`column`), over the whole database or (`table`) one table of it."""
-        found = {}
-        for row in self.query(sql % ("AND %s = ?" % column if table else ""), (table,) if table else ()):
-            found.setdefault(_text(row[0]).lower(), []).append(tuple(_text(v) for v in row[1:]))
-        return found
-
-    def _columns_of(self, table=None):
-        rows = self._by_table("SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
-                              "DATABASE() %s ORDER BY TABLE_NAME, ORDINAL_POSITION", table)
-        return {t: [r[0] for r in found] for t, found in rows.items()}
-
-    def _primary_keys_of(self, table=None):
-        rows = self._by_table("SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE "
-                              "TABLE_SCHEMA = DATABASE() AND CONSTRAINT_NAME = 'PRIMARY' %s "
-                              "ORDER BY TABLE_NAME, ORDINAL_POSITION", table)
-        return {t: [r[0] for r in found] for t, found in rows.items()}
-
-    def _foreign_keys_of(self, table=None):
-        rows = self._by_table(
-            "SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME "
-            "FROM information_schema.KEY_COLUMN_USAGE k "
-            "JOIN information_schema.REFERENTIAL_CONSTRAINTS r "
-            "  ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME "
-            "  AND r.TABLE_NAME = k.TABLE_NAME "
-            "WHERE k.TABLE_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_NAME IS NOT NULL %s "
-            "ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION", table, "k.TABLE_NAME")
-        keys = {}
-        for owner, found in rows.items():
-            groups = {}
-            for name, column, ref_table, ref_column in found:
-                groups.setdefault(name, []).append((column, ref_table, ref_column))
-            keys[owner] = [ForeignKey(owner, tuple(p[0] for p in parts), parts[0][1], tuple(p[2] for p in parts), name)
-                           for name, parts in groups.items()]
-        return keys  # {table (lower case): [ForeignKey]}; callers put back the table's own spelling
-
-    def indexes(self, table):
-        rows = self.query("SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM information_schema.STATISTICS "
-                          "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
-                          (table,))
-        groups = {}
-        for name, column, non_unique in rows:
-            groups.setdefault(_text(name), ([], not int(non_unique)))[0].append(_text(column))
-        return [Index(table, name, tuple(cols), unique) for name, (cols, unique) in groups.items()]
-
     def server_version(self):
-        return _text(self.scalar("SELECT VERSION()"))
+        return text_of(self.scalar("SELECT VERSION()"))
