@@ -1,7 +1,7 @@
 """What migrate refuses before its first batch, so that a copy never stops half-way at something it could
 have seen: tables DST lacks that are not the Experiment Manager's, columns DST's tables lack, values longer
-than a MySQL DST's max_allowed_packet, metric values a JSON column of DST would refuse, metric BLOBs no MySQL
-column gives back.
+than a MySQL DST's max_allowed_packet, metric values a JSON column of DST would refuse, BLOBs in text columns that no
+MySQL text column gives back.
 """
 
 import re
@@ -48,8 +48,9 @@ def target_requires_json(target, will_create=False):
 
 def refuse_oversized_values(source, target, graph, tree, tables):
     """A value longer than DST's max_allowed_packet makes MySQL drop the connection mid-batch, and every
-    --resume after it fail the same way: find it before the first batch. The same scan counts BLOBs in
-    METRIC.per_label_val (refuse_blob_json), after the sizes, in every strategy."""
+    --resume after it fail the same way: find it before the first batch. The same scan counts BLOBs in the
+    Experiment Manager's text columns of a SQLite SRC (refuse_blobs_in_text), after the sizes, in every
+    strategy."""
     if target.dialect != "mysql":
         return
     packet = int(target.scalar("SELECT @@max_allowed_packet") or 0)
@@ -57,51 +58,54 @@ def refuse_oversized_values(source, target, graph, tree, tables):
     length = "length(CAST(t.%s AS BLOB))" if source.dialect == "sqlite" else "LENGTH(t.%s)"
     text_columns = {t.name: [c.name for c in t.columns if c.type in ("TEXT", "JSON") or c.type.startswith("VARCHAR")]
                     for t in EM_TABLES}
-    blob_count = 0
+    blobs = {}  # (table, column): BLOBs found
     for table in tables:
         columns = [c for c in text_columns.get(table, graph.columns[table]) if c in graph.columns[table]]
         if not columns:
             continue
-        blobs = blob_json_count(source, graph, table)
+        # a MySQL text column gives back text, never the BLOB: such a copy could never be the same value
+        held_as_text = list(text_columns.get(table, ())) if source.dialect == "sqlite" else []
         row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(
-            ["max(%s)" % (length % source.quote(c)) for c in columns] + ([blobs] if blobs else [])),
+            ["max(%s)" % (length % source.quote(c)) for c in columns] +
+            ["sum(typeof(t.%s) = 'blob')" % source.quote(c) for c in held_as_text]),
             source.quote(table), tree.where(source, graph, table)))[0]
-        if blobs:
-            blob_count, row = int(row[-1] or 0), row[:len(columns)]
-        longest = max(int(v or 0) for v in row)
+        for column, found in zip(held_as_text, row[len(columns):]):
+            if found:
+                blobs[(table, column)] = int(found)
+        longest = max(int(v or 0) for v in row[:len(columns)])
         if packet and longest > packet - 1024:  # the statement around the value needs room too
             raise DamagedInputError(
                 "a value in %s is %s bytes, more than %s's max_allowed_packet (%s bytes); nothing was copied" % (
                     table, "{:,}".format(longest), target.address.display(), "{:,}".format(packet)),
                 hint="as an administrator: SET GLOBAL max_allowed_packet = %d (and in the server's config), then "
                      "run again" % min(1 << 30, 1 << (longest + 4096).bit_length()))
-    if blob_count:
-        refuse_blob_json(source, target, graph, tree, blob_count)
+    if blobs:
+        refuse_blobs_in_text(source, target, graph, tree, blobs)
 
 
-def blob_json_count(source, graph, table):
-    """The SQL that counts BLOBs in METRIC.per_label_val of a SQLite SRC (None for any other column): a
-    MySQL column (JSON or LONGTEXT) gives back text, never the BLOB, so their copy could never verify."""
-    if source.dialect != "sqlite" or table != "METRIC" or "per_label_val" not in graph.columns[table]:
-        return None
-    return "sum(typeof(t.%s) = 'blob')" % source.quote("per_label_val")
-
-
-def refuse_blob_json(source, target, graph, tree, count):
-    """Refuse, naming the rows, before anything is written (migrate's check found `count` BLOBs)."""
-    ids = [str(r[0]) for r in source.query("SELECT t.%s FROM %s t WHERE %s AND typeof(t.%s) = 'blob' ORDER BY 1 "
-                                           "LIMIT %d" % (source.quote("id"), source.quote("METRIC"), tree.where(
-                                               source, graph, "METRIC"), source.quote("per_label_val"),
-                                                         BLOB_IDS_SHOWN))]
-    raise DamagedInputError(BLOB_JSON_REFUSAL % ("{:,}".format(count), ", ".join(ids) + (
-        ", ..." if count > len(ids) else ""), target.address.display()),
-        hint="turn them into text first (emfix fix-json %s stores each as the text it holds), then run again" % (
-            source.address.display()))
+def refuse_blobs_in_text(source, target, graph, tree, blobs):
+    """Refuse, naming the rows, before anything is written (migrate's check found `blobs`: {(table, column):
+    count})."""
+    described = []
+    for (table, column), count in sorted(blobs.items()):
+        key = graph.primary_keys.get(table) or ("rowid",)
+        rows = source.query("SELECT %s FROM %s t WHERE %s AND typeof(t.%s) = 'blob' ORDER BY %s LIMIT %d" % (
+            ", ".join("t.%s" % source.quote(k) for k in key), source.quote(table), tree.where(source, graph, table),
+            source.quote(column), ", ".join("t.%s" % source.quote(k) for k in key), BLOB_IDS_SHOWN))
+        shown = ", ".join("/".join(str(v) for v in row) for row in rows) + (", ..." if count > len(rows) else "")
+        described.append("%s %s.%s (%s %s)" % ("{:,}".format(count), table, column, "/".join(key), shown))
+    only_metric_json = set(blobs) == {("METRIC", "per_label_val")}
+    raise DamagedInputError(
+        "values of this experiment are stored as BLOBs in text columns: %s; a MySQL text column of %s gives back "
+        "text, so their copy could not be the same value; nothing was copied" % (
+            "; ".join(described), target.address.display()),
+        hint=("turn them into text first (emfix fix-json %s stores each as the text it holds), then run again"
+              % source.address.display()) if only_metric_json else
+        "if they are text, store them as text first (UPDATE the table SET the column = CAST(column AS TEXT) WHERE "
+        "typeof(column) = 'blob', after `emfix snapshot create`), then run again")
 
 
 BLOB_IDS_SHOWN = 10
-BLOB_JSON_REFUSAL = ("%s metric values of this experiment are stored as BLOBs (METRIC id %s); a MySQL column of %s "
-                     "holds text, so their copy could not be the same value; nothing was copied")
 
 
 def refuse_invalid_json(source, target, graph, tree, will_create=False):

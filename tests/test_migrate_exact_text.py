@@ -126,7 +126,7 @@ def test_metric_json_stored_as_blob_is_refused_before_anything_is_written(mysql_
     source = DatabaseAddress("sqlite", path=path)
     with pytest.raises(DamagedInputError) as refused:
         migrate_experiment(source, mysql_address, 1, strategy=strategy, snapshot_dir=str(tmp_path / "s"))
-    assert "BLOB" in str(refused.value) and "METRIC id %d, %d" % tuple(blobs) in str(refused.value)
+    assert "BLOB" in str(refused.value) and "METRIC.per_label_val (id %d, %d)" % tuple(blobs) in str(refused.value)
     assert "nothing was copied" in str(refused.value) and "emfix fix-json" in refused.value.hint
     with open_database(mysql_address) as db:
         assert db.tables() == tables  # no journal table either
@@ -138,6 +138,34 @@ def test_metric_json_stored_as_blob_is_refused_before_anything_is_written(mysql_
     assert result.verified
     copied = stored_bytes(mysql_address, "METRIC", "per_label_val")
     assert copied == {k: v for k, v in stored_bytes(source, "METRIC", "per_label_val").items() if k in copied}
+
+
+def test_a_blob_in_any_text_column_is_refused_before_anything_is_written(mysql_address, tmp_path):
+    """A BLOB in TRIAL.name or ARTIFACT.loc comes back from a MySQL text column as text (or not at all): the
+    copy is refused up front, naming table, column and rows; stored as text, it then copies and verifies."""
+    path = str(tmp_path / "src.db")
+    write_demo(path, SHAPE, faults=False)
+    with sqlite3.connect(path) as db:
+        trial = db.execute("SELECT min(id) FROM TRIAL WHERE experiment_id = 1").fetchone()[0]
+        db.execute("UPDATE TRIAL SET name = CAST(name AS BLOB) WHERE id = ?", (trial,))
+        db.execute("UPDATE ARTIFACT SET loc = CAST(loc AS BLOB) WHERE id IN (SELECT artifact_id FROM "
+                   "EXPERIMENT_ARTIFACT WHERE experiment_id = 1)")
+    with open_database(mysql_address) as db:
+        create_schema(db)
+    source = DatabaseAddress("sqlite", path=path)
+    with pytest.raises(DamagedInputError) as refused:
+        migrate_experiment(source, mysql_address, 1, strategy="aggressive", snapshot_dir=str(tmp_path / "s"))
+    message = str(refused.value)
+    assert "TRIAL.name (id %d)" % trial in message and "ARTIFACT.loc (id " in message, message
+    assert "nothing was copied" in message and "CAST(column AS TEXT)" in refused.value.hint
+    with open_database(mysql_address) as db:
+        assert all(db.scalar("SELECT count(*) FROM %s" % t) == 0 for t in ("EXPERIMENT", "TRIAL", "ARTIFACT"))
+    with sqlite3.connect(path) as db:  # the way out the hint names
+        db.execute("UPDATE TRIAL SET name = CAST(name AS TEXT) WHERE typeof(name) = 'blob'")
+        db.execute("UPDATE ARTIFACT SET loc = CAST(loc AS TEXT) WHERE typeof(loc) = 'blob'")
+    result = migrate_experiment(source, mysql_address, 1, snapshot_dir=str(tmp_path / "s"))
+    assert result.verified
+    assert stored_bytes(mysql_address, "TRIAL", "name")[trial] == stored_bytes(source, "TRIAL", "name")[trial]
 
 
 def test_exact_quote_gives_back_every_sqlite_value_as_quote_would_or_whole():
