@@ -74,18 +74,29 @@ def test_pages_shrink_until_each_fits_the_servers_limit(exact_mysql, tmp_path, m
     round_trip(exact_mysql, tmp_path)
 
 
-def test_one_key_value_too_large_for_a_page_is_split_by_the_next_key_column(mysql_address, tmp_path, monkeypatch):
+@pytest.mark.parametrize("limit, probed", [(3000, False), (200, True)])
+def test_one_key_value_too_large_for_a_page_is_split_by_the_next_key_column(mysql_address, tmp_path, monkeypatch,
+                                                                            limit, probed):
+    """BATCH's first key column (idx) has a few values holding every row: one value is read in ranges of the
+    second (epoch_idx), and where one pair of values still holds more than a page, by probes on the third."""
     make_demo(mysql_address, shape=Shape(experiments=1, trials=2, runs=4, epochs=30, batches=2), faults=False)
-    small_pages(monkeypatch, 3000)  # one BATCH.idx value holds 240 rows, about 9 kB
+    small_pages(monkeypatch, limit)  # one BATCH.idx value holds 240 rows, about 9 kB; one (idx, epoch_idx) 8 rows
     split, by_probes = [], sqltext._Pages.by_probes
+    values, split_value = [], sqltext._Pages._split_value
 
     def recording(pages, bounds, params, prefix):
         split.append((pages.plan.table, prefix))
         return by_probes(pages, bounds, params, prefix)
 
+    def recording_value(pages, bounds, params, value):
+        values.append((pages.plan.table, value))
+        return split_value(pages, bounds, params, value)
+
     monkeypatch.setattr(sqltext._Pages, "by_probes", recording)
+    monkeypatch.setattr(sqltext._Pages, "_split_value", recording_value)
     round_trip(mysql_address, tmp_path, ("BATCH", "BATCH_METRIC", "EPOCH", "METRIC"))
-    assert ("BATCH", (0,)) in split
+    assert ("BATCH", 0) in values
+    assert any(table == "BATCH" and len(prefix) == 2 for table, prefix in split) == probed, split
 
 
 def test_a_snapshot_synced_in_the_background_while_written_is_whole(exact_mysql, tmp_path, monkeypatch):

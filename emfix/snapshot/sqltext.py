@@ -100,6 +100,7 @@ class _TablePlan:
         self.insert = ("INSERT INTO %s (%s) VALUES (" % (db.quote(table), db.quote_columns(columns))).encode("utf-8")
         types = db.column_types(table)
         self.integer_key = bool(keys) and types.get(keys[0].lower()) in INTEGER_TYPES
+        self.integer_second = len(keys) > 1 and types.get(keys[1].lower()) in INTEGER_TYPES
         self.estimate = estimate
         self.density = 1.0  # rows per value of the first key column
 
@@ -297,8 +298,7 @@ class _Pages:
                 bounds + ["%s >= ? AND %s < ?" % (key, key)], params + [start, stop],
                 can_split=self.rows > 1 or len(self.plan.keys) > 1)
             if written is False and self.rows == 1 and len(self.plan.keys) > 1:
-                self.rows = FIRST_PAGE_ROWS  # one value of the first key column holds too much: split it
-                self.by_probes(bounds, params, (start,))
+                self._split_value(bounds, params, start)  # one value of the first key column holds too much
                 self.rows, start = 1, start + 1
                 continue
             if written is False:
@@ -310,6 +310,36 @@ class _Pages:
                 if nxt is None:
                     return
                 stop = int(nxt)
+            start = stop
+
+    def _split_value(self, bounds, params, value):
+        """The rows of one value of the first key column, in pages: ranges of the second key column's values
+        when it is an integer (BATCH's and BATCH_METRIC's: a few values of `idx` hold every row), else probes."""
+        if not self.plan.integer_second:
+            self.rows = FIRST_PAGE_ROWS
+            self.by_probes(bounds, params, (value,))
+            return
+        db, keys = self.db, self.plan.keys
+        where, base = bounds + ["%s = ?" % db.quote(keys[0])], params + [value]
+        column = db.quote(keys[1])
+        low, high = db.query("SELECT MIN(%s), MAX(%s) FROM %s%s" % (column, column, self.table, _where(where)), base)[0]
+        if low is None:
+            return
+        low, high = int(low), int(high) + 1
+        self.rows = max(1, int(FIRST_PAGE_ROWS * (high - low) / max(self.plan.density, 1.0)))  # values per page
+        start = low
+        while start < high:
+            stop = min(high, start + self.rows)
+            written = self._page(where + ["%s >= ? AND %s < ?" % (column, column)], base + [start, stop],
+                                 can_split=self.rows > 1 or len(keys) > 2)
+            if written is False and self.rows == 1 and len(keys) > 2:
+                self.rows = FIRST_PAGE_ROWS  # one value of the second column holds too much: probes under it
+                self.by_probes(bounds, params, (value, start))
+                self.rows, start = 1, start + 1
+                continue
+            if written is False:
+                self._shrink()
+                continue
             start = stop
 
     def by_probes(self, bounds, params, prefix):
