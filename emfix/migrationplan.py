@@ -10,7 +10,7 @@ by a strategy, each step headed by the change it makes and its rating.
 
 import datetime
 
-from . import __version__
+from . import __version__, schemaddl
 
 STRATEGIES = ("safe", "fast", "minimal-downtime")
 ONLINE_PREFIXES = ("CREATE TABLE", "CREATE INDEX", "CREATE UNIQUE INDEX")
@@ -48,6 +48,9 @@ def render_plan(diff, strategy, source="", target="", database=""):
                  "%d %s" % (n, r) for r, n in diff.rating_counts().items() if n) or "none"), ""]
     for d in diff.differences:
         lines.append("--   %-8s %s (%s)" % (d.rating, d.what, d.reason))
+    if not mysql:  # the sqlite3 shell goes on after a failed statement unless told not to (the mysql client stops)
+        lines += ["", "-- for the sqlite3 shell (sqlite3 DB < this file): it stops at the first statement that fails",
+                  schemaddl.SQLITE_BAIL]
     steps = _steps(diff)
     advice = [s for s in diff.statements if s.startswith("--")]
     rebuilds = not mysql and any(d.rebuild for d in diff.differences)

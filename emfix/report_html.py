@@ -8,6 +8,8 @@ Each figure a reader (or a test) looks for carries `data-count="NAME"`.
 
 import html
 
+from . import schemaddl
+
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2328;margin:24px auto;
 max-width:1100px;padding:0 16px}
@@ -295,7 +297,7 @@ def schema_diff_html(diff):
                                 "\n".join(d.fix))))
         body.append("</table><h2>DDL that makes B like A</h2><p class=\"meta\">lines starting with -- are left for "
                     "a person to decide</p><pre>%s</pre>" % esc("\n".join(
-                        s + ("" if s.startswith("--") else ";") for s in diff.script)))
+                        schemaddl.script_lines(diff.script))))
     return page("emfix schema diff: %s vs %s" % (diff.a, diff.b), "\n".join(body))
 
 

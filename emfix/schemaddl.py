@@ -180,19 +180,35 @@ def statements_of(differences, a, b, rebuild=rebuild_sql):
     return creates + [s for r in rebuilds for s in r] + actions + advice + dropped
 
 
+SQLITE_BAIL = ".bail on"  # the sqlite3 shell goes on after a failed statement unless told not to
+SQLITE_SCRIPT_HEAD = (
+    "-- for the sqlite3 shell (sqlite3 B.db < this file): it stops at the first statement that fails (.bail on)",)
 SQLITE_SCRIPT_BEFORE = (
     "-- SQLite rebuilds tables below: run this script whole, as it is (foreign keys off and legacy_alter_table on,",
-    "-- so views and other tables' triggers keep their text; one transaction). Triggers ON a rebuilt table are not",
-    "-- in a schema description and go with the old table: on a live database `emfix schema upgrade` keeps them.",
+    "-- so views and other tables' triggers keep their text; one transaction, rolled back if a statement fails: a",
+    "-- copy that fails, such as a new NOT NULL column without a default on a table with rows, never drops the old",
+    "-- table). Triggers ON a rebuilt table are not in a schema description and go with the old table: on a live",
+    "-- database `emfix schema upgrade` keeps them.",
     "PRAGMA foreign_keys = OFF", "PRAGMA legacy_alter_table = ON", "BEGIN")
 SQLITE_SCRIPT_AFTER = ("COMMIT", "PRAGMA legacy_alter_table = OFF", "PRAGMA foreign_keys = ON")
 
 
 def as_script(statements, dialect, rebuilds):
-    """The statements as a script a person runs (the sqlite3 shell, mysql < file): on SQLite, table rebuilds
-    need the settings of SQLite's own procedure around them, and every statement one transaction."""
-    if dialect != "sqlite" or not rebuilds:
+    """The statements as a script a person runs (the sqlite3 shell, mysql < file), which stops at the first
+    statement that fails (the mysql client does; the sqlite3 shell is told so: found by an outside tester, a
+    rebuild whose copy failed went on to drop the old table). On SQLite, table rebuilds need the settings of
+    SQLite's own procedure around them, and every statement one transaction."""
+    if dialect != "sqlite":
         return list(statements)
+    if not rebuilds:
+        return [SQLITE_BAIL] + list(SQLITE_SCRIPT_HEAD) + list(statements)
     actions = [s for s in statements if not s.startswith("--")]
-    return list(SQLITE_SCRIPT_BEFORE) + actions + list(SQLITE_SCRIPT_AFTER) + [s for s in statements
-                                                                                 if s.startswith("--")]
+    return [SQLITE_BAIL] + list(SQLITE_SCRIPT_HEAD) + list(SQLITE_SCRIPT_BEFORE) + actions + list(
+        SQLITE_SCRIPT_AFTER) + [s for s in statements if s.startswith("--")]
+
+
+def script_lines(script):
+    """Each line of a script as it is printed: a statement ends in `;`, advice (`-- `) and the sqlite3 shell's
+    own commands (`.bail on`) do not."""
+    return [s if s.startswith(("--", ".")) else s + ";" for s in script]
+

@@ -181,7 +181,7 @@ def test_analyze_schema_writes_its_report_and_doctor_shows_the_same_checks(pair,
 
 
 def statements_of(script):
-    body = "\n".join(line for line in script.splitlines() if not line.startswith("--"))
+    body = "\n".join(line for line in script.splitlines() if not line.startswith(("--", ".")))
     return [s.strip() for s in body.split(";\n") if s.strip() and s.strip() not in (
         "BEGIN TRANSACTION", "START TRANSACTION", "COMMIT")]
 

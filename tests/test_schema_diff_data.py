@@ -3,6 +3,7 @@ schema upgrade compares once and keeps a type that would change stored values wi
 
 import dataclasses
 
+import pytest
 from conftest import make_demo
 
 from emfix.backends import open_database
@@ -118,11 +119,54 @@ def test_the_ddl_script_of_a_sqlite_rebuild_runs_whole_beside_a_view_and_keeps_e
     con.close()
     ddl = run_cli("schema", "diff", reference.path, target.path, "--format", "ddl")
     assert ddl.returncode in (0, 1) and "PRAGMA legacy_alter_table = ON" in ddl.stdout, ddl.stderr
+    ran = in_the_sqlite3_shell(target.path, ddl.stdout)
+    assert ran.returncode == 0, ran.stderr
     con = sqlite3.connect(target.path)
-    con.executescript(ddl.stdout)
     assert con.execute('SELECT * FROM "TRIAL" ORDER BY id').fetchall() == before
     assert con.execute("SELECT count(*) FROM named").fetchone()[0] == len(before)
     assert con.execute("PRAGMA foreign_key_check").fetchall() == []
     assert con.execute("SELECT name FROM sqlite_master WHERE name LIKE 'emfix_rebuild%'").fetchall() == []
     con.close()
     assert run_cli("schema", "diff", reference.path, target.path, "--json").returncode == 0
+
+
+def in_the_sqlite3_shell(path, script):
+    """Run a script as its header says a person runs it: `sqlite3 DB < script`."""
+    import shutil
+    import subprocess
+    shell = shutil.which("sqlite3")
+    if shell is None:
+        pytest.skip("no sqlite3 shell on this machine: the script is written for it")
+    return subprocess.run([shell, path], input=script, capture_output=True, text=True)
+
+
+def test_a_sqlite_rebuild_whose_copy_fails_stops_the_script_and_keeps_every_row(tmp_path):
+    """Found by an outside tester: ARTIFACT without its `loc` column (NOT NULL, no default in A) is rebuilt by
+    the script; the copy into the new table fails on the rows there, and the sqlite3 shell went on to drop the
+    old table (114 rows gone). The script stops at the failure now, and the transaction is rolled back."""
+    import sqlite3
+
+    from conftest import run_cli
+
+    from emfix.address import DatabaseAddress
+    reference = DatabaseAddress("sqlite", path=str(tmp_path / "reference.db"))
+    target = DatabaseAddress("sqlite", path=str(tmp_path / "target.db"))
+    make_demo(reference, faults=False)
+    make_demo(target, faults=False)
+    con = sqlite3.connect(target.path)
+    con.execute('ALTER TABLE "ARTIFACT" DROP COLUMN "loc"')
+    con.commit()
+    before = con.execute('SELECT * FROM "ARTIFACT" ORDER BY id').fetchall()
+    con.close()
+    assert before
+    ddl = run_cli("schema", "diff", reference.path, target.path, "--format", "ddl")
+    assert ddl.returncode == 1 and ddl.stdout.startswith(".bail on\n"), ddl.stdout[:200]
+    ran = in_the_sqlite3_shell(target.path, ddl.stdout)
+    assert ran.returncode != 0 and "NOT NULL constraint failed" in ran.stderr, (ran.returncode, ran.stderr)
+    con = sqlite3.connect(target.path)
+    assert con.execute('SELECT * FROM "ARTIFACT" ORDER BY id').fetchall() == before
+    assert con.execute("SELECT name FROM sqlite_master WHERE name LIKE 'emfix_rebuild%'").fetchall() == []
+    con.close()
+    text = run_cli("schema", "diff", reference.path, target.path)  # the text output prints the same script
+    assert "\n.bail on\n" in text.stdout and ".bail on;" not in text.stdout
+

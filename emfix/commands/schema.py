@@ -117,7 +117,7 @@ def show_lines(declared):
 
 
 def run_diff(args, out):
-    from .. import report_html, schemadiff, schemafiles
+    from .. import report_html, schemaddl, schemadiff, schemafiles
     a, b = (schemafiles.catalog_of(args.a, args.password_file, parse=common.address_from_text),
             schemafiles.catalog_of(args.b, args.password_file, parse=common.address_from_text))
     differences = schemadiff.compare_catalogs(a, b)
@@ -135,7 +135,7 @@ def run_diff(args, out):
     elif kind == "html":
         text = report_html.schema_diff_html(diff)
     elif kind == "ddl":
-        text = "".join(s + ("" if s.startswith("--") else ";") + "\n" for s in diff.script)
+        text = "".join(line + "\n" for line in schemaddl.script_lines(diff.script))
     else:
         text = "".join(line + "\n" for line in diff_lines(diff))
     output = args.output or ("schema_diff_report.html" if args.open_html else None)
@@ -151,6 +151,7 @@ def run_diff(args, out):
 
 
 def diff_lines(diff):
+    from .. import schemaddl
     if diff.same:
         yield "same schema: %s and %s" % (diff.a, diff.b)
         return
@@ -160,8 +161,7 @@ def diff_lines(diff):
         yield "  %-8s %s  (%s)" % (d.rating, d.what, d.reason)
     yield ""
     yield "-- DDL that makes B like A (%s); lines starting with -- are left for you to decide" % diff.dialect
-    for statement in diff.script:
-        yield statement + ("" if statement.startswith("--") else ";")
+    yield from schemaddl.script_lines(diff.script)
 
 
 def run_upgrade(args, out):
