@@ -92,6 +92,29 @@ def _is_snapshot_manifest(path):
     return b'"emfix-snapshot-' in head or b'"snapshot_id"' in head and b'"file_path"' in head
 
 
+EMFIX_TABLES = {"_emfix_meta": "a quarantine file", "_emfix_snapshot": "a snapshot (of a MySQL database)"}
+
+
+def emfix_file_kind(path):
+    """What of emfix's own a SQLite file is ("a snapshot", "a quarantine file"), or None: a database emfix is
+    told to write into must be none of them (the write gate refuses them, whatever --force says)."""
+    real = os.path.realpath(path)
+    stem = os.path.splitext(real)[0]
+    if _is_snapshot_manifest(stem + ".json") or os.path.exists(stem + "_metadata.json"):
+        return "a snapshot"
+    if not is_sqlite_file(real):
+        return None
+    try:
+        con = sqlite3.connect(read_only_uri(real), uri=True)
+        try:
+            names = {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None  # what it is, the command that opens it says
+    return next((kind for table, kind in EMFIX_TABLES.items() if table in names), None)
+
+
 SIDECARS = ("-wal", "-shm", "-journal")
 
 

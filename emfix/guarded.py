@@ -126,6 +126,9 @@ class IntegrityCheck:
 def preflight(db, address, force=False, writing=True):
     """The database's relation graph, once its schema is recognised, (SQLite) its file is sound and,
     when the command will write, the server is the one to write to (a replica is refused: writegate)."""
+    if writing:
+        from .writegate import refuse_own_file
+        refuse_own_file(db.address)
     graph = discover_graph(db)
     require_experiment_manager(graph, address, force)
     check_integrity(db)

@@ -11,7 +11,8 @@ import dataclasses
 import logging
 
 from .backends import open_database
-from .errors import ConnectError, ReadOnlyServerError, ReplicaError
+from .errors import ConnectError, ReadOnlyServerError, ReplicaError, UsageError
+from .fileutil import emfix_file_kind
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,9 @@ def _judge(db, force, address):
 def check_before_writing(address, force, retry_policy=None):
     """refuse_if_replica on a connection of its own: what a command calls before the library opens the
     database to change it. A database that does not exist yet (init, migrate --init) is judged by its
-    server."""
+    server. A SQLite file that is emfix's own (a snapshot, a quarantine file) is refused, --force or not."""
     if address.is_sqlite:
+        refuse_own_file(address)
         return None
     try:
         db = open_database(address, retry_policy=retry_policy)
@@ -59,6 +61,18 @@ def check_before_writing(address, force, retry_policy=None):
         db = open_database(dataclasses.replace(address, database=None), retry_policy=retry_policy)
     with db:
         return _judge(db, force, address)
+
+
+def refuse_own_file(address):
+    """A SQLite file that is emfix's own (a snapshot, a quarantine file) is never a database to change,
+    whatever --force says (found by an outside tester: migrate wrote into a snapshot, which then failed
+    its verify)."""
+    kind = emfix_file_kind(address.path) if address.is_sqlite else None
+    if kind is not None:
+        raise UsageError("refusing to write into %s: it is %s emfix keeps, not a database to change; nothing was "
+                         "changed" % (address.path, kind),
+                         hint="name the database itself (`emfix snapshot restore` puts a snapshot back, `emfix undo` "
+                              "a quarantine)")
 
 
 def _primary_hint(address, role, force_helps):

@@ -73,3 +73,27 @@ def test_output_onto_a_databases_sidecar_is_refused_even_when_missing(demo_sqlit
     refused(run_cli("validate", demo_sqlite.path, "-o", target, "--force"), "belongs to the SQLite database")
     refused(run_cli("create-transformation-template", "-o", target, "--force"), "belongs to the SQLite database")
     assert not os.path.exists(target)
+
+
+def test_no_command_writes_into_a_snapshot_or_a_quarantine_file(demo_sqlite, tmp_path):
+    """Found by an outside tester: `migrate SRC SNAPSHOT.db --init` wrote into a snapshot, which then failed its
+    verify. A snapshot or quarantine file given as the database to change is refused (exit 2), --force or not,
+    by every command that writes; a read (validate, --dry-run) is fine."""
+    made = snapshot.create_snapshot(demo_sqlite, str(tmp_path / "snaps"))
+    snap = os.path.join(str(tmp_path / "snaps"), made.file)
+    cleaned = run_cli("cleanup-orphans", demo_sqlite.path, "--yes", "--no-snapshot", "--quarantine-dir",
+                      str(tmp_path / "q"), "--json")
+    assert cleaned.returncode == 0, cleaned.stderr
+    quarantine = json.loads(cleaned.stdout)["quarantine"]
+    rules = str(tmp_path / "rules.json")
+    with open(rules, "w") as handle:
+        json.dump({"cat": "normalize"}, handle)
+    for target, kind in ((snap, "a snapshot"), (quarantine, "a quarantine file")):
+        before = open(target, "rb").read()
+        for argv in (["migrate", demo_sqlite.path, target, "-e", "1", "--init"], ["cleanup-orphans", target, "--yes"],
+                     ["fix-json", target, "--yes"], ["repair", target, "--yes"], ["repair", target, "--yes", "--force"],
+                     ["optimize", target], ["schema", "upgrade", target, "--yes"], ["init", target],
+                     ["transform-metrics", target, "--rules", rules, "--yes"]):
+            refused(run_cli(*argv), "it is %s emfix keeps" % kind)
+            assert open(target, "rb").read() == before, argv
+    assert run_cli("repair", snap, "--dry-run").returncode in (0, 1)  # reading a snapshot is fine
