@@ -119,9 +119,11 @@ def add_repair_options(parser, batch_default, batch_help, force_help=WRITE_FORCE
     parser.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     parser.add_argument("--batch-size", type=positive_int, default=batch_default, metavar="N", help=batch_help)
     parser.add_argument("--no-snapshot", action="store_true", help="skip the verified snapshot taken first")
-    parser.add_argument("--snapshot-dir", metavar="DIR", help="where the snapshot goes")
+    parser.add_argument("--snapshot-dir", metavar="DIR", help="where the snapshot goes (default: snapshots/ beside a "
+                        "SQLite file; for MySQL, ~/.local/state/emfix/mysql/HOST_PORT/DB/snapshots)")
     parser.add_argument("--quarantine-dir", metavar="DIR",
-                        help="where what it removes or rewrites is kept (default: quarantine/ beside a SQLite file)")
+                        help="where what it removes or rewrites is kept (default: quarantine/ beside a SQLite file; "
+                             "for MySQL, ~/.local/state/emfix/mysql/HOST_PORT/DB/quarantine)")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--force", action="store_true", help=force_help)
 

@@ -42,7 +42,8 @@ def register(sub):
 def _add_options(parser, action):
     common.add_database_options(parser)
     parser.add_argument("--snapshot-dir", metavar="DIR",
-                        help="where snapshots live (default: snapshots/ beside a SQLite file, ./snapshots for MySQL)")
+                        help="where snapshots live (default: snapshots/ beside a SQLite file; for MySQL, "
+                             "~/.local/state/emfix/mysql/HOST_PORT/DB/snapshots)")
     if action == "create":
         parser.add_argument("--description", default="", help="a note stored in the manifest")
         parser.add_argument("--verify", action="store_true", help="verify the snapshot right after writing it")
