@@ -99,6 +99,28 @@ def test_one_key_value_too_large_for_a_page_is_split_by_the_next_key_column(mysq
     assert any(table == "BATCH" and len(prefix) == 2 for table, prefix in split) == probed, split
 
 
+def test_a_gap_in_the_second_key_column_is_jumped_not_walked(mysql_address, tmp_path, monkeypatch):
+    """A value of BATCH.idx read in ranges of epoch_idx: a range with no rows jumps to the next value there is
+    (epoch 1,000,000 beside epochs 0-29), as the first column's ranges do, instead of a million empty pages."""
+    make_demo(mysql_address, shape=Shape(experiments=1, trials=2, runs=4, epochs=30, batches=2), faults=False)
+    with open_database(mysql_address) as db:
+        run = db.scalar("SELECT min(trial_run_id) FROM EPOCH")
+        db.execute("INSERT INTO EPOCH (idx, trial_run_id, time) VALUES (1000000, ?, '2026-01-01 00:00:00')", (run,))
+        db.execute("INSERT INTO BATCH (idx, epoch_idx, trial_run_id, time) VALUES (0, 1000000, ?, "
+                   "'2026-01-01 00:00:00')", (run,))
+    small_pages(monkeypatch, 3000)
+    pages = []
+    page = sqltext._Pages._page
+
+    def counted(self, *args, **kwargs):
+        pages.append(self.plan.table)
+        return page(self, *args, **kwargs)
+
+    monkeypatch.setattr(sqltext._Pages, "_page", counted)
+    round_trip(mysql_address, tmp_path, ("BATCH", "EPOCH"))
+    assert pages.count("BATCH") < 500, pages.count("BATCH")
+
+
 def test_a_snapshot_synced_in_the_background_while_written_is_whole(exact_mysql, tmp_path, monkeypatch):
     """The file goes to disk in pieces as it is written (the last fsync has little left); what is written is
     what is restored, and each sync ends before the file is closed."""

@@ -340,6 +340,12 @@ class _Pages:
             if written is False:
                 self._shrink()
                 continue
+            if not written:  # a gap in the second column's values: jump to the next one
+                nxt = db.scalar("SELECT MIN(%s) FROM %s WHERE %s" % (column, self.table, " AND ".join(
+                    where + ["%s >= ?" % column])), base + [stop])
+                if nxt is None:
+                    return
+                stop = int(nxt)
             start = stop
 
     def by_probes(self, bounds, params, prefix):
