@@ -105,5 +105,12 @@ def _claim(db, table, low, high):
 
 
 def _taken(db, table, low, high):
+    """Is an id of low..high in use? On MySQL a locking read, in its own short transaction: an id the application
+    took but has not committed yet is invisible to a count, so the read waits for that insert to end (found by
+    an outside tester: the copy was given such an id and stopped at a duplicate key)."""
     q = db.quote
-    return bool(db.scalar("SELECT count(*) FROM %s WHERE %s BETWEEN ? AND ?" % (q(table), q("id")), (low, high)))
+    sql = "SELECT count(*) FROM %s WHERE %s BETWEEN ? AND ?" % (q(table), q("id"))
+    if db.dialect != "mysql":
+        return bool(db.scalar(sql, (low, high)))
+    with db.transaction():
+        return bool(db.scalar(sql + " LOCK IN SHARE MODE", (low, high)))

@@ -217,3 +217,49 @@ def test_a_source_column_dst_lacks_is_refused_before_anything_is_written(address
     with open_database(address) as db:
         assert JOURNAL not in db.tables() or db.scalar("SELECT count(*) FROM %s" % db.quote(JOURNAL)) == 0
         assert db.scalar("SELECT count(*) FROM EXPERIMENT") == 0
+
+
+def test_an_id_the_application_holds_uncommitted_is_never_chosen_for_the_copy(mysql_address, tmp_path):
+    """Found by an outside tester (once in ten runs): an application's INSERT that had taken the next
+    AUTO_INCREMENT id but not committed yet is invisible to a count, so the copy's experiment was given that id
+    and stopped at a duplicate key. The copy's ids now start at the server's AUTO_INCREMENT at least (ids it
+    handed out, committed or not), and the reservation waits for that insert's transaction."""
+    import mysql.connector
+    source = DatabaseAddress("sqlite", path=str(tmp_path / "src.db"))
+    make_demo(source, faults=False)
+    make_demo(mysql_address, faults=False)
+    with open_database(mysql_address) as db:
+        top = int(db.scalar("SELECT max(id) FROM EXPERIMENT"))
+    with sqlite3.connect(source.path) as db:  # SRC's experiment moves past DST's largest id: to top + 1
+        first = db.execute("SELECT min(id) FROM EXPERIMENT").fetchone()[0]
+    app = mysql.connector.connect(host=mysql_address.host, port=mysql_address.port, user=mysql_address.user,
+                                  database=mysql_address.database)
+    try:
+        cursor = app.cursor()
+        cursor.execute("INSERT INTO EXPERIMENT (title, start_time, update_time) VALUES ('app', NOW(), NOW())")
+        held = cursor.lastrowid  # taken, not committed: no count sees it
+        assert held == top + 1
+        proc = subprocess.Popen([sys.executable, "-m", "emfix", "migrate", source.path, url_of(mysql_address),
+                                 "-e", str(first), "--snapshot-dir", str(tmp_path / "s"), "-q"],
+                                env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__))),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        watcher = mysql.connector.connect(host=mysql_address.host, port=mysql_address.port, user=mysql_address.user,
+                                          autocommit=True)
+        watch = watcher.cursor()
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:  # until migrate waits for the application
+            watch.execute("SELECT count(*) FROM information_schema.PROCESSLIST WHERE (STATE LIKE '%metadata lock%' AND "
+                          "INFO LIKE 'ALTER TABLE%') OR INFO LIKE '%EXPERIMENT%LOCK IN SHARE MODE' OR INFO LIKE "
+                          "'INSERT INTO `EXPERIMENT`%'")
+            if watch.fetchall()[0][0]:
+                break
+            time.sleep(0.02)
+        watcher.close()
+        app.commit()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        app.close()
+    assert proc.returncode == 0, err
+    with open_database(mysql_address) as db:
+        assert db.scalar("SELECT title FROM EXPERIMENT WHERE id = ?", (held,)) == "app"
+        assert db.scalar("SELECT count(*) FROM EXPERIMENT WHERE id > ?", (held,)) == 1
