@@ -81,15 +81,20 @@ def is_sqlite_file(path):
         return False
 
 
+MANIFEST_BYTES = 64 << 20  # a manifest names every table: read whole, however many there are
+
+
 def _is_snapshot_manifest(path):
+    """The whole file is read (an outside tester's manifest of 120 extra tables put the format past the first
+    4 kB, and repair then wrote into that snapshot)."""
     if not path.endswith(".json"):
         return False
     try:
         with open(path, "rb") as handle:
-            head = handle.read(4096)
+            text = handle.read(MANIFEST_BYTES)
     except OSError:
         return False
-    return b'"emfix-snapshot-' in head or b'"snapshot_id"' in head and b'"file_path"' in head
+    return b'"emfix-snapshot-' in text or b'"snapshot_id"' in text and b'"file_path"' in text
 
 
 EMFIX_TABLES = {"_emfix_meta": "a quarantine file", "_emfix_snapshot": "a snapshot (of a MySQL database)"}

@@ -222,8 +222,8 @@ def test_a_source_column_dst_lacks_is_refused_before_anything_is_written(address
 def test_an_id_the_application_holds_uncommitted_is_never_chosen_for_the_copy(mysql_address, tmp_path):
     """Found by an outside tester (once in ten runs): an application's INSERT that had taken the next
     AUTO_INCREMENT id but not committed yet is invisible to a count, so the copy's experiment was given that id
-    and stopped at a duplicate key. The copy's ids now start at the server's AUTO_INCREMENT at least (ids it
-    handed out, committed or not), and the reservation waits for that insert's transaction."""
+    and stopped at a duplicate key. Whether the chosen ids are free is now asked with a locking read, which waits
+    for that insert to commit and then sees it: the copy goes past it."""
     import mysql.connector
     source = DatabaseAddress("sqlite", path=str(tmp_path / "src.db"))
     make_demo(source, faults=False)

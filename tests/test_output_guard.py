@@ -97,3 +97,15 @@ def test_no_command_writes_into_a_snapshot_or_a_quarantine_file(demo_sqlite, tmp
             refused(run_cli(*argv), "it is %s emfix keeps" % kind)
             assert open(target, "rb").read() == before, argv
     assert run_cli("repair", snap, "--dry-run").returncode in (0, 1)  # reading a snapshot is fine
+
+
+def test_a_snapshot_with_a_long_manifest_is_still_refused(demo_sqlite, tmp_path):
+    """Found by an outside tester: a description of 5,000 characters put the manifest's format past the first
+    4 kB, and repair wrote into the snapshot."""
+    made = snapshot.create_snapshot(demo_sqlite, str(tmp_path / "snaps"), description="x" * 5000)
+    snap = os.path.join(str(tmp_path / "snaps"), made.file)
+    before = open(snap, "rb").read()
+    refused(run_cli("repair", snap, "--yes", "--force"), "it is a snapshot emfix keeps")
+    report = run_cli("validate", demo_sqlite.path, "-o", snap[:-3] + ".json")  # nor over its manifest
+    assert report.returncode == 2 and "snapshot manifest" in report.stderr, report.stderr
+    assert open(snap, "rb").read() == before
