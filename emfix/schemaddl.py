@@ -24,6 +24,10 @@ def key(columns):
     return tuple(c.lower() for c in columns)
 
 
+def _text(name):
+    return "'%s'" % name.replace("'", "''")
+
+
 def literal(value):
     if value is None:
         return "NULL"
@@ -90,9 +94,14 @@ def rebuild_sql(d, ta, tb, a_dialect, _found=()):
     statements = [create_table_sql(d, merged, a_dialect, temp),
                   "INSERT INTO %s (%s) SELECT %s FROM %s" % (d.quote(temp), d.quote_columns(common),
                                                               d.quote_columns([tb.column(c).name for c in common]),
-                                                              d.quote(tb.name)),
-                  "DROP TABLE %s" % d.quote(tb.name),
-                  "ALTER TABLE %s RENAME TO %s" % (d.quote(temp), d.quote(tb.name))]
+                                                              d.quote(tb.name))]
+    if any(c.auto for c in merged.columns):  # the AUTOINCREMENT counter goes with the table (as emfix.rebuild's):
+        statements += [  # ids once handed out, then deleted, are not handed out again (an outside tester's find)
+            "DELETE FROM sqlite_sequence WHERE name = %s" % _text(temp),
+            "INSERT INTO sqlite_sequence (name, seq) SELECT %s, seq FROM sqlite_sequence WHERE name = %s" % (
+                _text(temp), _text(tb.name))]
+    statements += ["DROP TABLE %s" % d.quote(tb.name), "ALTER TABLE %s RENAME TO %s" % (d.quote(temp),
+                                                                                      d.quote(tb.name))]
     indexes = list(tb.indexes) + [i for i in ta.indexes if key(i.columns) not in {key(x.columns) for x in tb.indexes}]
     statements += [index_sql(d, tb.name, i) for i in indexes]
     return statements

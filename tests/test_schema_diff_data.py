@@ -170,3 +170,35 @@ def test_a_sqlite_rebuild_whose_copy_fails_stops_the_script_and_keeps_every_row(
     text = run_cli("schema", "diff", reference.path, target.path)  # the text output prints the same script
     assert "\n.bail on\n" in text.stdout and ".bail on;" not in text.stdout
 
+
+
+def test_a_sqlite_rebuild_by_the_ddl_script_keeps_the_autoincrement_counter(tmp_path):
+    """Found by an outside tester: TRIAL's highest id deleted (sqlite_sequence 1 above max(id)), then rebuilt
+    by the script for a type change: the counter fell to max(id), and the next insert took the deleted id
+    (links still pointing at it would have been adopted by the new row)."""
+    import sqlite3
+
+    from conftest import run_cli
+
+    from emfix.address import DatabaseAddress
+    reference = DatabaseAddress("sqlite", path=str(tmp_path / "reference.db"))
+    target = DatabaseAddress("sqlite", path=str(tmp_path / "target.db"))
+    make_demo(reference, faults=False)
+    make_demo(target, faults=False)
+    con = sqlite3.connect(target.path)
+    con.execute("PRAGMA foreign_keys = OFF")
+    top = con.execute('SELECT max(id) FROM "TRIAL"').fetchone()[0]
+    con.execute('DELETE FROM "TRIAL" WHERE id = ?', (top,))
+    sql = con.execute("SELECT sql FROM sqlite_master WHERE name = 'TRIAL'").fetchone()[0]
+    con.executescript('PRAGMA legacy_alter_table = ON; ALTER TABLE "TRIAL" RENAME TO old; %s; INSERT INTO "TRIAL" '
+                      'SELECT * FROM old; DROP TABLE old;' % sql.replace('"name" VARCHAR(255)', '"name" TEXT'))
+    con.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'TRIAL'", (top,))
+    con.commit()
+    con.close()
+    ddl = run_cli("schema", "diff", reference.path, target.path, "--format", "ddl")
+    assert "emfix_rebuild_TRIAL" in ddl.stdout, ddl.stdout
+    ran = in_the_sqlite3_shell(target.path, ddl.stdout)
+    assert ran.returncode == 0, ran.stderr
+    con = sqlite3.connect(target.path)
+    assert con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'TRIAL'").fetchone()[0] == top
+    con.close()
