@@ -174,3 +174,35 @@ def test_exact_quote_gives_back_every_sqlite_value_as_quote_would_or_whole():
     got = [db.execute("SELECT %s FROM (SELECT ? AS v)" % pages.exact_quote("v"), r).fetchone()[0] for r in rows]
     assert got[:5] == ["1", "2.5", "NULL", "X'00FF'", "'plain ''q'''"]
     assert got[5:] == ["_utf8mb4 X'610062'", "_utf8mb4 X'00'", "_utf8mb4 X'C3A900E29C93'"]
+
+
+def test_a_server_that_is_not_strict_never_cuts_a_value_emfix_writes(mysql_address, tmp_path, monkeypatch):
+    """An outside tester's question: on a server whose sql_mode is not strict, a value longer than its column is
+    cut with a warning only. emfix's writing sessions add strict mode, so the copy stops instead (the session is
+    made lax here, as such a server's would be, before emfix sets its own)."""
+    import mysql.connector
+
+    from emfix.errors import EmfixError
+    connect = mysql.connector.connect
+
+    def lax(**kwargs):
+        conn = connect(**kwargs)
+        conn.cmd_query("SET SESSION sql_mode = ''")
+        return conn
+
+    monkeypatch.setattr(mysql.connector, "connect", lax)
+    path = str(tmp_path / "src.db")
+    write_demo(path, SHAPE, faults=False)
+    with sqlite3.connect(path) as db:
+        run = db.execute("SELECT min(r.id) FROM TRIAL_RUN r JOIN TRIAL t ON t.id = r.trial_id "
+                         "WHERE t.experiment_id = 1").fetchone()[0]
+        db.execute("UPDATE TRIAL_RUN SET status = ? WHERE id = ?", ("x" * 80, run))  # the column is VARCHAR(50)
+    with open_database(mysql_address) as db:
+        create_schema(db)
+        assert "STRICT" in db.scalar("SELECT @@sql_mode")
+    with pytest.raises(EmfixError) as stopped:
+        migrate_experiment(DatabaseAddress("sqlite", path=path), mysql_address, 1, strategy="aggressive",
+                           snapshot_dir=str(tmp_path / "s"))
+    assert "status" in str(stopped.value), stopped.value
+    with open_database(mysql_address) as db:
+        assert db.scalar("SELECT count(*) FROM TRIAL_RUN WHERE status = ?", ("x" * 50,)) == 0

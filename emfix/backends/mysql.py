@@ -47,6 +47,13 @@ def load_driver():
     return mysql.connector
 
 
+# A server whose sql_mode is not strict cuts a value too long for its column, or a number out of range, with a
+# warning only: a repair or a copy must fail instead. Added where neither strict mode is on; the rest is kept.
+STRICT_SESSION = ("SET SESSION sql_mode = IF(FIND_IN_SET('STRICT_TRANS_TABLES', @@sql_mode) OR FIND_IN_SET("
+                  "'STRICT_ALL_TABLES', @@sql_mode), @@sql_mode, CONCAT_WS(',', NULLIF(@@sql_mode, ''), "
+                  "'STRICT_ALL_TABLES'))")
+
+
 @functools.lru_cache(maxsize=512)
 def translate_placeholders(sql):
     """`?` outside quotes becomes `%s` (the driver substitutes `%s` only, so `%` stays as it is)."""
@@ -114,12 +121,15 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
         if use_pure is not None:
             kwargs["use_pure"] = use_pure.lower() in ("1", "true", "yes")
         try:
-            return self._driver.connect(**kwargs)
+            conn = self._driver.connect(**kwargs)
         except ImportError:
             raise MissingDependencyError(
                 "use_pure=0 asks for the C extension of mysql-connector-python, which is not installed here",
                 hint="drop ?use_pure=0 from the URL (the pure-Python driver works), or install the full "
                      "mysql-connector-python wheel") from None
+        if not self.readonly:  # on every connection, a reconnection too
+            conn.cmd_query(STRICT_SESSION)
+        return conn
 
     def _run(self, func, what):
         error_class = self._driver.Error
