@@ -57,7 +57,7 @@ class Shape:
             raise UsageError("--scale must be a positive number of millions of rows")
         runs = max(4, int(round(millions * 1e6 / ROWS_PER_FULL_RUN)))
         experiments = max(2, int(math.ceil(runs / 136.0)))
-        runs_per_trial = max(1, int(math.ceil(runs / (experiments * 4.0))))
+        runs_per_trial = max(2, int(math.ceil(runs / (experiments * 4.0))))  # the damage needs two runs a trial
         return cls(experiments, 4, runs_per_trial, 100, 10, generation)
 
 

@@ -93,3 +93,12 @@ def test_demo_refuses_a_database_url_for_its_folder_and_never_shows_its_password
     assert result.returncode == 2 and "looks like a database URL" in result.stderr
     assert "Pw9SecretWord" not in result.stdout + result.stderr
     assert os.listdir(str(tmp_path)) == []
+
+
+def test_the_smallest_scales_write_a_damaged_demo(tmp_path):
+    """Found by an outside tester: --scale 0.01 stopped with "fault injection needs at least 2 ... runs" (one run
+    a trial); any scale --scale accepts writes the demo with its damage."""
+    for scale in ("0.001", "0.01"):
+        result = run_cli("demo", str(tmp_path / scale), "--scale", scale, "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["faults"]
