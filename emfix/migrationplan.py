@@ -33,6 +33,28 @@ def _steps(diff):
     return [(s, owner.get(s)) for s in diff.statements if not s.startswith("--")]
 
 
+def _rebuilds_whole(steps):
+    """The steps, one per group, except a SQLite table rebuild (from CREATE TABLE emfix_rebuild_T to its
+    RENAME), which is one group: run as one transaction, a copy that fails leaves no emfix_rebuild_T behind
+    (found by an outside tester: a rerun of the plan then stopped at it)."""
+    groups, open_group = [], None
+    for statement, d in steps:
+        text = statement.upper()
+        if open_group is None and text.startswith("CREATE TABLE") and schemaddl.REBUILD_PREFIX.upper() in text:
+            open_group = [(statement, d)]
+            continue
+        if open_group is not None:
+            open_group.append((statement, d))
+            if text.startswith("ALTER TABLE") and " RENAME TO " in text and schemaddl.REBUILD_PREFIX.upper() in text:
+                groups.append(open_group)
+                open_group = None
+            continue
+        groups.append([(statement, d)])
+    if open_group is not None:
+        groups.append(open_group)
+    return groups
+
+
 def _head(d):
     return "-- %s: %s (%s)" % (d.rating, d.what, d.reason) if d else "-- part of rebuilding a table"
 
@@ -64,8 +86,13 @@ def render_plan(diff, strategy, source="", target="", database=""):
     elif strategy == "safe":
         lines += ["", "-- Step 1: a verified snapshot, so every step below can be undone:",
                   "--   emfix snapshot create %s" % (database or "DB")]
-        for n, (statement, d) in enumerate(steps, 2):
-            lines += ["", "-- Step %d" % n, _head(d), statement + ";"]
+        for n, group in enumerate(_rebuilds_whole(steps), 2):
+            lines += ["", "-- Step %d" % n]
+            if len(group) > 1:  # a SQLite table rebuild: all of it or none (a failed copy leaves nothing behind)
+                lines += ["BEGIN TRANSACTION;"] + [x for statement, d in group for x in (_head(d), statement + ";")] \
+                    + ["COMMIT;"]
+            else:
+                lines += [_head(group[0][1]), group[0][0] + ";"]
     elif strategy == "fast":
         lines += ["", "-- One transaction%s." % (": MySQL commits each DDL statement by itself, so a failure "
                                                  "part way leaves the steps before it applied" if mysql else "")]

@@ -202,3 +202,36 @@ def test_a_sqlite_rebuild_by_the_ddl_script_keeps_the_autoincrement_counter(tmp_
     con = sqlite3.connect(target.path)
     assert con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'TRIAL'").fetchone()[0] == top
     con.close()
+
+
+def test_the_safe_migration_plan_rebuilds_a_sqlite_table_whole_or_not_at_all(tmp_path):
+    """Found by an outside tester: the safe plan (one statement per step) stopped at a rebuild's failed copy and
+    left emfix_rebuild_ARTIFACT behind, so running the plan again stopped at it. A rebuild is one step now, in
+    one transaction: the failure leaves the table as it was and nothing else."""
+    import sqlite3
+
+    from conftest import run_cli
+
+    from emfix.address import DatabaseAddress
+    reference = DatabaseAddress("sqlite", path=str(tmp_path / "reference.db"))
+    target = DatabaseAddress("sqlite", path=str(tmp_path / "target.db"))
+    make_demo(reference, faults=False)
+    make_demo(target, faults=False)
+    con = sqlite3.connect(target.path)
+    con.execute('ALTER TABLE "ARTIFACT" DROP COLUMN "loc"')
+    con.commit()
+    before = con.execute('SELECT * FROM "ARTIFACT" ORDER BY id').fetchall()
+    con.close()
+    compared = run_cli("compare-live-schemas", "--source-db", target.path, "--target-db", reference.path, "-o",
+                       "reports", "--format", "json", cwd=str(tmp_path))
+    assert compared.returncode == 0, compared.stderr
+    plan = run_cli("generate-migration-plan", "-d", "reports/schema_diff.json", "--strategy", "safe", "-o", "p.sql",
+                   cwd=str(tmp_path))
+    assert plan.returncode == 0, plan.stderr
+    for _ in range(2):  # and again: the first run left nothing in the way
+        ran = in_the_sqlite3_shell(target.path, (tmp_path / "p.sql").read_text())
+        assert ran.returncode != 0 and "NOT NULL constraint failed" in ran.stderr, ran.stderr
+    con = sqlite3.connect(target.path)
+    assert con.execute('SELECT * FROM "ARTIFACT" ORDER BY id').fetchall() == before
+    assert con.execute("SELECT name FROM sqlite_master WHERE name LIKE 'emfix_rebuild%'").fetchall() == []
+    con.close()
