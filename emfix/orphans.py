@@ -40,7 +40,6 @@ class CleanupPlan:
         return sum(self.remove.values())
 
 
-
 # -- planning ------------------------------------------------------------------------------------
 
 def _doom_table(plan):

@@ -143,7 +143,6 @@ def run_cli(*args, env=None, cwd=None, timeout=120, python_flags=()):
                           env=full_env, cwd=cwd or ROOT, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-
 def interrupt_when(args, marker, timeout=120):
     """Run `python -m emfix ARGS --progress`, send it Ctrl-C once its stderr shows `marker` (so the signal lands
     in the work, not while Python starts, whatever the machine's load), and return (exit code, stdout, stderr)."""

@@ -133,7 +133,6 @@ def test_closed_stdout_one_rule_quiet_and_the_commands_own_code(demo_file):
     assert export.returncode == 0 and export.stderr == ""
 
 
-
 def test_every_place_that_cannot_be_written_is_exit_3(demo_file, tmp_path):
     blocker = tmp_path / "plain-file"
     blocker.write_text("x")

@@ -103,7 +103,6 @@ def test_offset_paging_gives_the_same_copy(tmp_path):
     assert content(a) == content(b)
 
 
-
 def test_mariadb_connection_killed_mid_batch_then_resume_equals_one_uninterrupted_run(mysql_databases, tmp_path):
     shape = Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10)
     source = sqlite_at(tmp_path, "s.db")

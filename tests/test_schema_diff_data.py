@@ -171,7 +171,6 @@ def test_a_sqlite_rebuild_whose_copy_fails_stops_the_script_and_keeps_every_row(
     assert "\n.bail on\n" in text.stdout and ".bail on;" not in text.stdout
 
 
-
 def test_a_sqlite_rebuild_by_the_ddl_script_keeps_the_autoincrement_counter(tmp_path):
     """Found by an outside tester: TRIAL's highest id deleted (sqlite_sequence 1 above max(id)), then rebuilt
     by the script for a type change: the counter fell to max(id), and the next insert took the deleted id
