@@ -290,7 +290,7 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
         if parallel and not (db.dialect == "sqlite" and db.address.path == ":memory:"):
             helper = _start_helper(pool, work)
         step, cpu = time.perf_counter(), time.thread_time()
-        with db.transaction():  # one consistent view of every relation
+        with db.consistent_read():  # one moment of every relation, read without locks (MySQL too)
             checks, tables, plans = sweep_foreign_keys(db, graph, limit, progress)
             if every_violation is not None:
                 for table, violation in iter_violations(db, graph, plans):

@@ -155,15 +155,18 @@ class Backend:
         """Every read inside sees one moment of the database (SQLite: a read transaction; MySQL: a
         consistent snapshot), however long it takes and whatever other sessions commit meanwhile."""
         self.execute(self._consistent_read_sql)
+        self.reading_one_moment = True
         try:
             yield self
         finally:
+            self.reading_one_moment = False
             try:
                 self.execute("COMMIT")
             except Exception:  # the connection is gone: its read transaction went with it
                 pass
 
     _consistent_read_sql = "BEGIN"
+    reading_one_moment = False  # inside consistent_read(): what is read now must lock nothing (MySQL)
 
     def foreign_key_checks(self, on):
         """MySQL checks foreign keys on each write; copies and restores of damaged data must not
