@@ -273,4 +273,8 @@ def check_experiments(address, experiment_id=None, limit=10, *, retry_policy=Non
         q = db.quote
         ids = [experiment_id] if experiment_id is not None else [
             r[0] for r in db.query("SELECT %s FROM %s ORDER BY %s" % (q("id"), q(ROOT), q("id")))]
-        return [check_hierarchy(db, graph, ident, limit) for ident in ids]
+        reports = []
+        for ident in ids:  # each experiment read in one moment (on MySQL without a row lock: create_temp_table)
+            with db.consistent_read():
+                reports.append(check_hierarchy(db, graph, ident, limit))
+        return reports
