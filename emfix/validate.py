@@ -5,8 +5,10 @@ METRIC scans (JSON, unreferenced rows, SQLite's quick_check) run meanwhile on a 
 one. This module holds the report and that driver.
 """
 
+import contextlib
 import dataclasses
 import datetime
+import functools
 import os
 import threading
 import time
@@ -209,11 +211,14 @@ class _MetricWork:
             if task[0] == "quick_check":  # validate reads the whole file anyway: a damaged one is said first
                 self.damage = db.quick_check()
             elif task[0] == "unreferenced":
-                found = find_unreferenced(db, self.graph, self.limit, task[1])
+                # MySQL: in a consistent read its scratch table is filled without shared locks (create_temp_table)
+                with db.consistent_read() if db.dialect == "mysql" else contextlib.nullcontext():
+                    found = find_unreferenced(db, self.graph, self.limit, task[1])
                 with self.lock:
                     self.unreferenced[task[1]] = found
             else:
-                part = scan_metric_json(db, self.graph.columns, self.limit, task[2], self.deep_json, self.sink)
+                sink = None if self.sink is None else functools.partial(self.sink, part=task[1])  # in id order
+                part = scan_metric_json(db, self.graph.columns, self.limit, task[2], self.deep_json, sink)
                 with self.lock:
                     self.json_parts[task[1]] = part
             with self.lock:
@@ -271,8 +276,9 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
     """Check a database read-only; return a ValidationReport (nothing is written to it).
 
     The report's lists are capped at `limit`; every_violation(table, violation) and
-    every_json_issue(issue) are called for each one found (the latter from helper threads), for a
-    report file that holds them all without holding them in memory."""
+    every_json_issue(issue, part=N) are called for each one found (the latter from helper threads; `part`
+    numbers the id ranges of the scan in id order), for a report file that holds them all without holding them
+    in memory."""
     progress = progress or NoProgress()
     started = time.perf_counter()
     timings = {}
@@ -316,7 +322,8 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
         if experiment is not None:
             from .hierarchy import check_hierarchy
             step = time.perf_counter()
-            hierarchy = check_hierarchy(db, graph, experiment, limit)
+            with db.consistent_read():  # one moment, and on MySQL no row lock
+                hierarchy = check_hierarchy(db, graph, experiment, limit)
             timings["hierarchy"] = time.perf_counter() - step
         database = describe_database(db)
     progress.done()

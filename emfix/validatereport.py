@@ -109,7 +109,7 @@ class ReportWriter:
         self.handle, self.lock = checked(handle), threading.Lock()
         self.records_spool = checked(tempfile.TemporaryFile("w+", encoding="utf-8"))
         self.strings, self.records = GroupedWriter(self.handle), GroupedWriter(self.records_spool)
-        self.spool, self.spooled = checked(tempfile.TemporaryFile("w+", encoding="utf-8")), 0
+        self.checked, self.spools = checked, {}  # part of the JSON scan -> [spool file, issues in it]
         self.handle.write(REPORT_HEAD)
 
     def violation(self, table, violation):
@@ -117,10 +117,15 @@ class ReportWriter:
         self.strings.add(table, _dumps(old_violation_text(violation)))
         self.records.add(table, _dumps(violation.to_dict()))
 
-    def json_issue(self, issue):
+    def json_issue(self, issue, part=0):
+        """One JSON issue, from the scan of part `part` (an id range): the parts are written in their order, so
+        the file lists the issues as the report does, whichever connection finished first (found flaky)."""
         with self.lock:
-            self.spool.write(("" if not self.spooled else ",\n    ") + _dumps(issue.to_dict()))
-            self.spooled += 1
+            if part not in self.spools:
+                self.spools[part] = [self.checked(tempfile.TemporaryFile("w+", encoding="utf-8")), 0]
+            spool = self.spools[part]
+            spool[0].write(("" if not spool[1] else ",\n    ") + _dumps(issue.to_dict()))
+            spool[1] += 1
 
     def finish(self, data):
         """The rest of the report: `data` is ValidationReport.to_dict(), whose first keys are STREAMED."""
@@ -130,10 +135,18 @@ class ReportWriter:
         self.strings.close(tables)
         self.handle.write(',\n  "%s": {' % STREAMED[1])
         self.records.close(tables)
-        for spool, head in ((self.records_spool, ""), (self.spool, ',\n  "%s": [\n    ' % STREAMED[2])):
-            self.handle.write(head)
-            spool.seek(0)
-            shutil.copyfileobj(spool, self.handle)
+        self.records_spool.seek(0)
+        shutil.copyfileobj(self.records_spool, self.handle)
+        self.records_spool.close()
+        self.handle.write(',\n  "%s": [\n    ' % STREAMED[2])
+        written = False
+        for part in sorted(self.spools):
+            spool, count = self.spools[part]
+            if count:
+                self.handle.write(",\n    " if written else "")
+                spool.seek(0)
+                shutil.copyfileobj(spool, self.handle)
+                written = True
             spool.close()
         self.handle.write("\n  ]")
         for key, value in data.items():

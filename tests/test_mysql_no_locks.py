@@ -91,3 +91,30 @@ def test_validate_reads_its_moment_without_locking_a_row(mysql_address, monkeypa
     monkeypatch.setattr(validating, "sweep_foreign_keys", sweep_then_look)
     report = validating.validate(mysql_address, parallel=False)
     assert locked == [0] and report.total_violations > 0
+
+
+@pytest.mark.parametrize("argv", [["check-hierarchy"], ["check-hierarchy", "-e", "1"],
+                                  ["validate", "--experiment", "1"], ["validate"]])
+def test_read_only_commands_finish_beside_an_application_transaction_left_open(mysql_address, argv):
+    """Found by an outside tester: an application's insert under experiment 1 and into METRIC, not committed yet,
+    held check-hierarchy and validate (a locking read waits for it) until it ended."""
+    import subprocess
+
+    import mysql.connector
+    from conftest import run_cli, url_of
+    make_demo(mysql_address, faults=False)
+    app = mysql.connector.connect(host=mysql_address.host, port=mysql_address.port, user=mysql_address.user,
+                                  database=mysql_address.database)
+    try:
+        cursor = app.cursor()
+        cursor.execute("INSERT INTO TRIAL (name, experiment_id, start_time, update_time) VALUES ('app', 1, NOW(), "
+                       "NOW())")
+        cursor.execute("INSERT INTO METRIC (type, total_val, per_label_val) VALUES ('app', 0.5, '{}')")
+        try:
+            result = run_cli(*argv[:1], url_of(mysql_address), *argv[1:], "-q", timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("%s waited for the application's open transaction" % " ".join(argv))
+        assert result.returncode in (0, 1), result.stderr
+    finally:
+        app.rollback()
+        app.close()
