@@ -305,11 +305,9 @@ class _Pages:
                 self._shrink()
                 continue
             if not written:  # a gap in the ids: jump to the next one
-                nxt = self.db.scalar("SELECT MIN(%s) FROM %s WHERE %s" % (key, self.table, " AND ".join(
-                    bounds + ["%s >= ?" % key])), params + [stop])
-                if nxt is None:
+                stop = self._next_value(key, bounds, params, stop)
+                if stop is None:
                     return
-                stop = int(nxt)
             start = stop
 
     def _split_value(self, bounds, params, value):
@@ -341,12 +339,16 @@ class _Pages:
                 self._shrink()
                 continue
             if not written:  # a gap in the second column's values: jump to the next one
-                nxt = db.scalar("SELECT MIN(%s) FROM %s WHERE %s" % (column, self.table, " AND ".join(
-                    where + ["%s >= ?" % column])), base + [stop])
-                if nxt is None:
+                stop = self._next_value(column, where, base, stop)
+                if stop is None:
                     return
-                stop = int(nxt)
             start = stop
+
+    def _next_value(self, column, where, params, at_least):
+        """The smallest value of `column` from `at_least` on under `where` (past a gap), or None."""
+        found = self.db.scalar("SELECT MIN(%s) FROM %s WHERE %s" % (column, self.table, " AND ".join(
+            where + ["%s >= ?" % column])), params + [at_least])
+        return None if found is None else int(found)
 
     def by_probes(self, bounds, params, prefix):
         """Ranges of one key column (the ones before it fixed by `prefix`) found by an index probe:
