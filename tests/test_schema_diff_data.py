@@ -2,10 +2,12 @@
 schema upgrade compares once and keeps a type that would change stored values without editing its target."""
 
 import dataclasses
+import sqlite3
 
 import pytest
-from conftest import make_demo
+from conftest import make_demo, run_cli
 
+from emfix.address import DatabaseAddress
 from emfix.backends import open_database
 from emfix.catalog import ColumnInfo, expected_catalog, read_catalog
 from emfix.schemadiff import Difference, compare_catalogs, describe, diff_catalogs, rated, render
@@ -76,7 +78,6 @@ def test_upgrade_keeps_a_type_that_would_round_values_and_writes_no_statement_wi
 
 
 def test_upgrade_on_sqlite_rebuilds_with_the_kept_type_when_text_values_would_be_converted(tmp_path):
-    from emfix.address import DatabaseAddress
     address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
     make_demo(address, faults=False)
     with open_database(address) as db:
@@ -99,15 +100,7 @@ def test_upgrade_on_sqlite_rebuilds_with_the_kept_type_when_text_values_would_be
 def test_the_ddl_script_of_a_sqlite_rebuild_runs_whole_beside_a_view_and_keeps_every_row(tmp_path):
     """`schema diff --format ddl` run by hand (as the sqlite3 shell would: one script) rebuilds a table a view
     names without breaking the view, in one transaction (found by an outside tester: TRIAL was left renamed)."""
-    import sqlite3
-
-    from conftest import run_cli
-
-    from emfix.address import DatabaseAddress
-    reference = DatabaseAddress("sqlite", path=str(tmp_path / "reference.db"))
-    target = DatabaseAddress("sqlite", path=str(tmp_path / "target.db"))
-    make_demo(reference, faults=False)
-    make_demo(target, faults=False)
+    reference, target = two_demo_files(tmp_path)
     con = sqlite3.connect(target.path)
     sql = con.execute("SELECT sql FROM sqlite_master WHERE name = 'TRIAL'").fetchone()[0]
     loose = sql.replace('"name" VARCHAR(255) NOT NULL', '"name" VARCHAR(255)')
@@ -144,15 +137,7 @@ def test_a_sqlite_rebuild_whose_copy_fails_stops_the_script_and_keeps_every_row(
     """Found by an outside tester: ARTIFACT without its `loc` column (NOT NULL, no default in A) is rebuilt by
     the script; the copy into the new table fails on the rows there, and the sqlite3 shell went on to drop the
     old table (114 rows gone). The script stops at the failure now, and the transaction is rolled back."""
-    import sqlite3
-
-    from conftest import run_cli
-
-    from emfix.address import DatabaseAddress
-    reference = DatabaseAddress("sqlite", path=str(tmp_path / "reference.db"))
-    target = DatabaseAddress("sqlite", path=str(tmp_path / "target.db"))
-    make_demo(reference, faults=False)
-    make_demo(target, faults=False)
+    reference, target = two_demo_files(tmp_path)
     con = sqlite3.connect(target.path)
     con.execute('ALTER TABLE "ARTIFACT" DROP COLUMN "loc"')
     con.commit()
@@ -175,15 +160,7 @@ def test_a_sqlite_rebuild_by_the_ddl_script_keeps_the_autoincrement_counter(tmp_
     """Found by an outside tester: TRIAL's highest id deleted (sqlite_sequence 1 above max(id)), then rebuilt
     by the script for a type change: the counter fell to max(id), and the next insert took the deleted id
     (links still pointing at it would have been adopted by the new row)."""
-    import sqlite3
-
-    from conftest import run_cli
-
-    from emfix.address import DatabaseAddress
-    reference = DatabaseAddress("sqlite", path=str(tmp_path / "reference.db"))
-    target = DatabaseAddress("sqlite", path=str(tmp_path / "target.db"))
-    make_demo(reference, faults=False)
-    make_demo(target, faults=False)
+    reference, target = two_demo_files(tmp_path)
     con = sqlite3.connect(target.path)
     con.execute("PRAGMA foreign_keys = OFF")
     top = con.execute('SELECT max(id) FROM "TRIAL"').fetchone()[0]
@@ -207,15 +184,7 @@ def test_the_safe_migration_plan_rebuilds_a_sqlite_table_whole_or_not_at_all(tmp
     """Found by an outside tester: the safe plan (one statement per step) stopped at a rebuild's failed copy and
     left emfix_rebuild_ARTIFACT behind, so running the plan again stopped at it. A rebuild is one step now, in
     one transaction: the failure leaves the table as it was and nothing else."""
-    import sqlite3
-
-    from conftest import run_cli
-
-    from emfix.address import DatabaseAddress
-    reference = DatabaseAddress("sqlite", path=str(tmp_path / "reference.db"))
-    target = DatabaseAddress("sqlite", path=str(tmp_path / "target.db"))
-    make_demo(reference, faults=False)
-    make_demo(target, faults=False)
+    reference, target = two_demo_files(tmp_path)
     con = sqlite3.connect(target.path)
     con.execute('ALTER TABLE "ARTIFACT" DROP COLUMN "loc"')
     con.commit()
@@ -234,3 +203,13 @@ def test_the_safe_migration_plan_rebuilds_a_sqlite_table_whole_or_not_at_all(tmp
     assert con.execute('SELECT * FROM "ARTIFACT" ORDER BY id').fetchall() == before
     assert con.execute("SELECT name FROM sqlite_master WHERE name LIKE 'emfix_rebuild%'").fetchall() == []
     con.close()
+
+
+def two_demo_files(tmp_path):
+    """The clean demo twice, as SQLite files: A (reference.db) and B (target.db, the one a test alters)."""
+    reference = DatabaseAddress("sqlite", path=str(tmp_path / "reference.db"))
+    target = DatabaseAddress("sqlite", path=str(tmp_path / "target.db"))
+    make_demo(reference, faults=False)
+    make_demo(target, faults=False)
+    return reference, target
+
