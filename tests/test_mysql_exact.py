@@ -9,6 +9,7 @@ from conftest import SUBTREE_TABLES, checksums, make_demo
 from emfix import snapshot
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
+from emfix.backends.mysql import literal_of
 from emfix.demo import Shape
 from emfix.migrate import migrate_experiment
 
@@ -59,6 +60,37 @@ def test_float_literals_give_back_every_float_of_a_range_and_of_each_binades_edg
     wrong = [(v, stored[i]) for i, v in enumerate(values) if _bits(stored[i]) != _bits(v) and v != 0.0]
     assert not wrong[:5]
     assert len(stored) == len(values)
+
+
+def test_a_float_goes_out_as_the_servers_short_text_where_that_reads_back_as_the_same_float(mysql_address):
+    """Six digits where they give back the float (the demo's values), the exact double's text where not."""
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE `F` (`id` INT PRIMARY KEY, `v` FLOAT NULL)")
+        db.execute("INSERT INTO `F` VALUES (1, 0.757954), (2, CAST(1 AS DOUBLE) / 3), (3, NULL)")
+        texts = [t for (t,) in db.query("SELECT %s FROM `F` ORDER BY `id`" % db.literal_row("F", ["v"]))]
+    assert texts[0] == "0.757954"
+    assert len(texts[1]) > 9 and texts[2] == "NULL"
+
+
+def test_a_server_without_cast_as_float_gets_the_exact_doubles_text():
+    assert literal_of("`v`", "float", False, short_floats=False) == "CAST(`v` AS DOUBLE)"
+    assert "AS FLOAT" in literal_of("`v`", "float", False)
+
+
+def test_a_float_column_widened_to_double_since_the_snapshot_gets_each_floats_exact_value(mysql_address, tmp_path):
+    """The short text of a FLOAT read into a DOUBLE would be the decimal (0.757954), not the float
+    (0.7579540014266968): restore rounds such a column back through FLOAT."""
+    make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=2, epochs=3, batches=2), faults=False)
+    with open_database(mysql_address) as db:
+        floats = dict(db.query("SELECT `id`, %s FROM `METRIC`" % db.exact_columns("METRIC", ["total_val"])))
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path))
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE `METRIC` MODIFY `total_val` DOUBLE NOT NULL")
+    snapshot.restore_snapshot(mysql_address, str(tmp_path), made.id, safety_snapshot=False)
+    with open_database(mysql_address) as db:
+        doubles = dict(db.query("SELECT `id`, `total_val` FROM `METRIC`"))
+    assert any(len(repr(v)) > 12 for v in floats.values())  # values whose decimal text is not the float
+    assert doubles == floats
 
 
 def test_snapshot_then_restore_leaves_checksum_table_identical(exact_mysql, tmp_path):

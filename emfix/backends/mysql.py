@@ -30,10 +30,14 @@ OUT_OF_RANGE = 1264  # a number past the column's type (1e39 in a FLOAT); a text
 PRIVILEGE_ERRNOS = (1044, 1142, 1143, 1227)  # database / table / column / global privilege missing
 NUMBER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric", "float",
                 "double", "real", "bit", "year"}
-# A FLOAT as text that gives back its bits: its exact value as a DOUBLE (17 digits). Nine fixed decimals
-# (FORMAT(x, 9), half the server's cost) give back a float32 too, but not its exact value when a snapshot is
-# restored into a column since widened to DOUBLE, which restore allows: not used.
-FLOAT_LITERAL = "CAST({c} AS DOUBLE)"
+# A FLOAT as text that gives back its bits: the server's own short text (six digits) where it reads back as the
+# same float (CAST ... AS FLOAT rounds the text as an INSERT into a FLOAT column does), else its exact value as a
+# DOUBLE (17 digits, which the server prints the slow way: the short text costs it about half). A short text
+# inserted into a column since widened to DOUBLE is not the float's exact double: restore rounds such columns
+# back through FLOAT after loading (mysqlrestore.mend_widened_floats). Servers before CAST AS FLOAT (MariaDB
+# 10.4.5, MySQL 8.0.17) get the DOUBLE text.
+FLOAT_LITERAL = "IF(CAST(CONCAT({c}) AS FLOAT) = {c}, CONCAT({c}), CAST({c} AS DOUBLE))"
+FLOAT_LITERAL_OLD_SERVER = "CAST({c} AS DOUBLE)"
 BINARY_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry", "point",
                 "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection"}
 
@@ -56,12 +60,12 @@ STRICT_SESSION = ("SET SESSION sql_mode = IF(FIND_IN_SET('STRICT_TRANS_TABLES', 
 
 
 @functools.lru_cache(maxsize=512)
-def literal_of(name, kind, nullable=True):
+def literal_of(name, kind, nullable=True, short_floats=True):
     """The SQL literal of column `name` (of DATA_TYPE `kind`) as the server writes it: see literal_row."""
     if kind not in NUMBER_TYPES and kind not in BINARY_TYPES:  # text, dates, JSON, ENUM
         return "QUOTE(%s)" % name  # QUOTE(NULL) is NULL's literal
     if kind == "float":
-        value = FLOAT_LITERAL.format(c=name)
+        value = (FLOAT_LITERAL if short_floats else FLOAT_LITERAL_OLD_SERVER).format(c=name)
     elif kind == "bit":
         value = "(%s + 0)" % name
     elif kind in BINARY_TYPES:
@@ -360,7 +364,8 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
         columns = [(text_of(r[0]), text_of(r[1])) for r in self.query("SHOW COLUMNS FROM %s" % self.quote(table))]
         found = self._result_columns("SELECT * FROM (%s) AS emfix_s LIMIT 0" % select_sql, params)  # by position
         literal = "CONCAT('(', CONCAT_WS(',', %s), ')', '\\0')" % ", ".join(
-            literal_of("emfix_s.%s" % self.quote(f), re.match(r"[a-z]+", t.lower()).group(0))
+            literal_of("emfix_s.%s" % self.quote(f), re.match(r"[a-z]+", t.lower()).group(0),
+                       short_floats=self.casts_to_float())
             for f, (_c, t) in zip(found, columns))
         names = self.quote_columns([c for c, _ in columns])
         head = ("INSERT INTO %s (%s) VALUES " % (self.quote(table), names)).encode()
@@ -419,13 +424,21 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
             self._mariadb = "mariadb" in self.server_version().lower()
         return self._mariadb
 
+    def casts_to_float(self):
+        """Does the server know CAST(... AS FLOAT) (MariaDB 10.4.5, MySQL 8.0.17)?"""
+        if "_float_cast" not in self.__dict__:
+            found = re.match(r"(\d+)\.(\d+)\.(\d+)", self.server_version())
+            version = tuple(int(n) for n in found.groups()) if found else (0, 0, 0)
+            self._float_cast = version >= ((10, 4, 5) if self.is_mariadb() else (8, 0, 17))
+        return self._float_cast
+
     def literal_row(self, table, columns):
         """An expression the server evaluates to one row as the body of a SQL tuple (`1,'a',NULL`) that
-        gives back the same bits when inserted: FLOAT with nine significant digits or more (its own text
-        keeps six; FLOAT_LITERAL),
-        binary types as X'hex', strings through QUOTE, NULL as NULL."""
+        gives back the same bits when inserted into the same column types: FLOAT as a text that reads back
+        as the same float (FLOAT_LITERAL), binary types as X'hex', strings through QUOTE, NULL as NULL."""
         kinds = self._column_kinds(table)
-        return "CONCAT_WS(',', %s)" % ", ".join(literal_of(self.quote(c), *kinds[c.lower()]) for c in columns)
+        return "CONCAT_WS(',', %s)" % ", ".join(
+            literal_of(self.quote(c), *kinds[c.lower()], short_floats=self.casts_to_float()) for c in columns)
 
     def query_raw(self, sql, params=()):
         """Rows as the server sent them (bytes, not decoded): for text that goes straight into a file."""

@@ -156,7 +156,7 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
         connections = [pool.acquire() for _ in range(workers)]
         try:
             session, inserts, failed, threads = [], queue.Queue(maxsize=workers), threading.Event(), []
-            errors = []
+            errors, tables = [], {}
             with open(path, "rb") as handle:
                 for statement in reader.frames(handle):
                     if failed.is_set():
@@ -164,6 +164,9 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                     if not statement.startswith(b"INSERT"):
                         if statement.startswith((b"SET ", b"/*!")):
                             session.append(statement)
+                        created = CREATE.match(statement)
+                        if created:
+                            tables[created.group(1).replace(b"``", b"`").decode("utf-8")] = statement.decode("utf-8")
                         connections[0].execute_raw(statement)
                         emptied = emptied or statement.startswith(b"TRUNCATE")
                         continue
@@ -179,6 +182,7 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
             if errors:
                 raise errors[0]
             lead = connections[0]
+            mend_widened_floats(lead, tables)
             counts = {table: int(lead.scalar("SELECT count(*) FROM %s" % lead.quote(table)))
                       for table in (reader.counts or {})}
         except EmfixError as exc:
@@ -191,6 +195,19 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
     if reader.counts is None:
         raise reader.damaged("its last line is missing")
     return counts, reader.counts
+
+
+def mend_widened_floats(db, tables):
+    """A FLOAT column since widened to DOUBLE took the float's short text (backends.mysql.FLOAT_LITERAL), which
+    as a DOUBLE is the decimal, not the float: round each such value through FLOAT, as copying the FLOAT
+    into the DOUBLE would have. `tables` is {name: SHOW CREATE TABLE text} of the snapshot."""
+    live = {(_text(t).lower(), _text(c).lower()): _text(k) for t, c, k in db.query(
+        "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()")}
+    for table, ddl in tables.items():
+        for key, (name, kind) in snapshot_columns(ddl).items():
+            if _split(kind)[0] == "float" and live.get((table.lower(), key), "").lower() == "double":
+                db.execute("UPDATE %s SET %s = CAST(%s AS FLOAT) WHERE %s IS NOT NULL" % (
+                    db.quote(table), db.quote(name), db.quote(name), db.quote(name)))
 
 
 def _start_loader(db, session, inserts, failed, errors):
