@@ -83,14 +83,27 @@ def test_a_float_column_widened_to_double_since_the_snapshot_gets_each_floats_ex
     make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=2, epochs=3, batches=2), faults=False)
     with open_database(mysql_address) as db:
         floats = dict(db.query("SELECT `id`, %s FROM `METRIC`" % db.exact_columns("METRIC", ["total_val"])))
+        db.execute("CREATE TABLE `OU` (`id` INT PRIMARY KEY, `x` FLOAT, `changed` TIMESTAMP NOT NULL DEFAULT "
+                   "CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP)")
+        db.execute("INSERT INTO `OU` VALUES (1, 0.1, '2020-01-01 00:00:00'), (2, NULL, '2020-01-01 00:00:00')")
+        db.execute("CREATE TABLE `UPDATES` (`n` INT)")
+        db.execute("INSERT INTO `UPDATES` VALUES (0)")
+        db.execute("CREATE TRIGGER `ou_updated` BEFORE UPDATE ON `OU` FOR EACH ROW UPDATE `UPDATES` SET `n` = `n` + 1")
     made = snapshot.create_snapshot(mysql_address, str(tmp_path))
     with open_database(mysql_address) as db:
         db.execute("ALTER TABLE `METRIC` MODIFY `total_val` DOUBLE NOT NULL")
+        db.execute("ALTER TABLE `OU` MODIFY `x` DOUBLE")
     snapshot.restore_snapshot(mysql_address, str(tmp_path), made.id, safety_snapshot=False)
     with open_database(mysql_address) as db:
         doubles = dict(db.query("SELECT `id`, `total_val` FROM `METRIC`"))
+        others = db.query("SELECT `id`, `x`, CAST(`changed` AS CHAR) FROM `OU` ORDER BY `id`")
+        updates = db.scalar("SELECT `n` FROM `UPDATES`")
     assert any(len(repr(v)) > 12 for v in floats.values())  # values whose decimal text is not the float
     assert doubles == floats
+    # loaded through FLOAT, not mended by an UPDATE: no ON UPDATE column moves, no UPDATE trigger fires
+    assert others == [(1, struct.unpack("f", struct.pack("f", 0.1))[0], "2020-01-01 00:00:00"),
+                      (2, None, "2020-01-01 00:00:00")]
+    assert updates == 0
 
 
 def test_snapshot_then_restore_leaves_checksum_table_identical(exact_mysql, tmp_path):

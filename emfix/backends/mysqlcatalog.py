@@ -4,6 +4,7 @@ second). A part of MySQLBackend (as replication.py is), kept apart so that each 
 """
 
 import dataclasses
+import re
 
 from ..foreignkey import ForeignKey
 from .base import ColumnDetail, Index, StorageLimit
@@ -36,6 +37,14 @@ class MySQLCatalogMixin:
             details.append(ColumnDetail(name, kind, text_of(nullable) == "NO", default,
                                         "auto_increment" in text_of(extra or "").lower()))
         return details
+
+    def generated_columns(self, table):
+        """Names (lower case) of `table`'s generated columns (VIRTUAL, STORED, PERSISTENT): the server
+        computes them and refuses a value for one, so a copy of the rows leaves them out. MySQL 8's
+        DEFAULT_GENERATED (a default expression) is an ordinary column."""
+        return {text_of(c).lower() for c, extra in self.query(
+            "SELECT COLUMN_NAME, EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND "
+            "TABLE_NAME = ?", (table,)) if re.search(r"\b(VIRTUAL|STORED|PERSISTENT)\b", text_of(extra or "").upper())}
 
     def _has_check_constraints(self):
         return bool(self.scalar("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "

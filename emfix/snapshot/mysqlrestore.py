@@ -156,7 +156,7 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
         connections = [pool.acquire() for _ in range(workers)]
         try:
             session, inserts, failed, threads = [], queue.Queue(maxsize=workers), threading.Event(), []
-            errors, tables = [], {}
+            errors, tables, widened = [], {}, {}
             with open(path, "rb") as handle:
                 for statement in reader.frames(handle):
                     if failed.is_set():
@@ -171,7 +171,10 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                         emptied = emptied or statement.startswith(b"TRUNCATE")
                         continue
                     if not threads:
+                        widened = widened_floats(connections[0], tables)
                         threads = [_start_loader(db, session, inserts, failed, errors) for db in connections]
+                    if widened and _inserted_table(statement) in widened:
+                        continue  # loaded afterwards, through FLOAT (load_through_floats)
                     put_unless_stopped(inserts, statement, failed)
                     if progress is not None:
                         progress.update("loading %s" % path)
@@ -182,7 +185,8 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
             if errors:
                 raise errors[0]
             lead = connections[0]
-            mend_widened_floats(lead, tables)
+            if widened:
+                load_through_floats(lead, reader, path, widened)
             counts = {table: int(lead.scalar("SELECT count(*) FROM %s" % lead.quote(table)))
                       for table in (reader.counts or {})}
         except EmfixError as exc:
@@ -197,17 +201,49 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
     return counts, reader.counts
 
 
-def mend_widened_floats(db, tables):
-    """A FLOAT column since widened to DOUBLE took the float's short text (backends.mysql.FLOAT_LITERAL), which
-    as a DOUBLE is the decimal, not the float: round each such value through FLOAT, as copying the FLOAT
-    into the DOUBLE would have. `tables` is {name: SHOW CREATE TABLE text} of the snapshot."""
+INSERT_INTO = re.compile(rb"INSERT INTO `((?:[^`]|``)+)` \(")
+STAGE = "emfix_restore_stage"
+
+
+def _inserted_table(statement):
+    found = INSERT_INTO.match(statement)
+    return found.group(1).replace(b"``", b"`").decode("utf-8") if found else None
+
+
+def widened_floats(db, tables):
+    """{table: [column]}: columns FLOAT in the snapshot (`tables`: {name: SHOW CREATE TABLE text}) and DOUBLE now.
+    The snapshot holds a FLOAT as its short text where that reads back as the same float
+    (backends.mysql.FLOAT_LITERAL); read into a DOUBLE, that text is the decimal, not the float."""
     live = {(_text(t).lower(), _text(c).lower()): _text(k) for t, c, k in db.query(
         "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()")}
+    found = {}
     for table, ddl in tables.items():
         for key, (name, kind) in snapshot_columns(ddl).items():
-            if _split(kind)[0] == "float" and live.get((table.lower(), key), "").lower() == "double":
-                db.execute("UPDATE %s SET %s = CAST(%s AS FLOAT) WHERE %s IS NOT NULL" % (
-                    db.quote(table), db.quote(name), db.quote(name), db.quote(name)))
+            if _split(kind)[0] == "float" and (live.get((table.lower(), key)) or "").lower() == "double":
+                found.setdefault(table, []).append(name)
+    return found
+
+
+def load_through_floats(db, reader, path, widened):
+    """The rows of the tables in `widened` ({table: [column]}), statement by statement: into a temporary
+    table whose widened columns are FLOAT again, then from it into the table, as a FLOAT copied into a
+    DOUBLE gives the float's exact value (an UPDATE afterwards would fire ON UPDATE columns and triggers,
+    and round rows the application wrote meanwhile)."""
+    q = db.quote
+    with open(path, "rb") as handle:
+        for statement in reader.frames(handle):
+            table = _inserted_table(statement) if statement.startswith(b"INSERT") else None
+            if table not in widened:
+                continue
+            rest = statement[INSERT_INTO.match(statement).end() - 1:]  # (`a`, `b`) VALUES (...)
+            columns = rest[1:rest.index(b") VALUES (")].decode("utf-8")
+            db.execute("DROP TEMPORARY TABLE IF EXISTS %s" % q(STAGE))
+            db.execute("CREATE TEMPORARY TABLE %s AS SELECT %s FROM %s LIMIT 0" % (q(STAGE), columns, q(table)))
+            db.execute("ALTER TABLE %s %s" % (q(STAGE), ", ".join("MODIFY %s FLOAT NULL" % q(c)
+                                                                  for c in widened[table])))
+            db.execute_raw(b"INSERT INTO " + q(STAGE).encode("utf-8") + b" " + rest)
+            db.execute("INSERT INTO %s (%s) SELECT %s FROM %s" % (q(table), columns, columns, q(STAGE)))
+    db.execute("DROP TEMPORARY TABLE IF EXISTS %s" % q(STAGE))
 
 
 def _start_loader(db, session, inserts, failed, errors):
@@ -244,12 +280,15 @@ def load_sqlite_snapshot(address, path, retry_policy, progress, partial):
             for table, ddl in order:
                 if table.lower() not in existing:
                     db.execute(ddl)
-                columns = [r[1] for r in src.execute('PRAGMA table_info("%s")' % table.replace('"', '""'))]
+                generated = db.generated_columns(table)  # the server computes them and refuses a value
+                columns = [r[1] for r in src.execute('PRAGMA table_info("%s")' % table.replace('"', '""'))
+                           if r[1].lower() not in generated]
                 insert = "INSERT INTO %s (%s) VALUES (%s)" % (db.quote(table), db.quote_columns(columns),
                                                               ", ".join("?" * len(columns)))
                 with db.transaction():
                     db.execute("DELETE FROM %s" % db.quote(table))
-                    rows = src.execute('SELECT * FROM "%s"' % table.replace('"', '""'))
+                    rows = src.execute('SELECT %s FROM "%s"' % (
+                        ", ".join('"%s"' % c.replace('"', '""') for c in columns), table.replace('"', '""')))
                     db.executemany(insert, iter(rows), batch_size=1000)
                 counts[table] = int(db.scalar("SELECT count(*) FROM %s" % db.quote(table)))
                 progress.update("%s: %d rows" % (table, counts[table]))

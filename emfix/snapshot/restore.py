@@ -82,7 +82,9 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
     progress.done()
     if counts != manifest.tables:
         raise DamagedInputError("after restoring %s the row counts differ from the snapshot" % snapshot_id,
-                                hint="the safety snapshot %s holds the content from before" % safety_id)
+                                hint="the safety snapshot %s holds the content from before" % safety_id if safety_id
+                                else "no safety snapshot was taken (--no-safety-snapshot); another program "
+                                     "writing meanwhile also changes the counts: stop it and restore again")
     return RestoreResult(snapshot_id, safety_id, counts, method)
 
 

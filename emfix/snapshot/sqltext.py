@@ -95,6 +95,8 @@ class _Output:
 
 class _TablePlan:
     def __init__(self, db, table, keys, columns, estimate):
+        generated = db.generated_columns(table)  # computed by the server, which refuses a value for one
+        columns = [c for c in columns if c.lower() not in generated]
         self.table, self.keys, self.columns = table, tuple(keys), tuple(columns)
         self.row_sql = "CONCAT(%s, '\\0')" % db.literal_row(table, columns)  # the row, then ROW_END
         self.insert = ("INSERT INTO %s (%s) VALUES (" % (db.quote(table), db.quote_columns(columns))).encode("utf-8")
