@@ -5,17 +5,22 @@ an attached SQLite DST); each batch's journal row says the last key copied per t
 transaction, so a kill leaves rows and journal at the same commit and `--resume` goes on from there.
 """
 
+import collections
 import json
+import queue
 import sqlite3
+import threading
 
 from . import pages
 from .copycheck import count_in_engine
 from .copyjournal import JOURNAL
 from .errors import DamagedInputError, EmfixError, OperationInterrupted
 from .idshift import column_shifts
+from .pool import run_parallel
 from .progress import DEFAULT_BATCH
 from .values import portable
 
+LANE_DEPTH = 1  # pages read ahead for each lane
 DUPLICATE_KEY = "duplicate_key"  # EmfixError.kind of a batch stopped at a key DST already holds
 
 
@@ -33,11 +38,14 @@ def is_duplicate_key(exc):
 class BatchCopy:
     """The copy phase: every table of the subtree, batch by batch, each batch committed with its journal row."""
 
-    def __init__(self, source, target, plan, start, interrupted, progress, packet=0, in_engine=False):
+    def __init__(self, source, target, plan, start, interrupted, progress, packet=0, in_engine=False, lanes=()):
         """packet: SQLite into MySQL, pages go as SQL text of at most this many bytes (0: as rows); in_engine:
-        SQLite into SQLite, DST attached to SRC's connection, INSERT ... SELECT per batch."""
+        SQLite into SQLite, DST attached to SRC's connection, INSERT ... SELECT per batch; lanes: more DST
+        connections that insert pages of other tables meanwhile (SQL text pages only: see _run_in_lanes)."""
         self.source, self.target, self.plan, self.start = source, target, plan, start
         self.interrupted, self.progress, self.packet, self.in_engine = interrupted, progress, packet, in_engine
+        self.lanes = [target] + [db for db in lanes if db is not target]
+        self.journal_lock = threading.Lock()
         self.source_counts = {}
         self.counted = None  # in-engine, aggressive: both sides counted while DST was attached (copycheck)
 
@@ -60,6 +68,9 @@ class BatchCopy:
         self.source_counts = {t: tree.count(source, graph, t) for t in tables}  # inside SRC's one moment
         total = sum(self.source_counts.values())
         done = sum(self.copied.values())
+        if len(self.lanes) > 1 and self._all_as_text(tables, options):
+            self._run_in_lanes(tables, options, done, total)
+            return
         stream = self._pages(tables, options)
         if self.target.dialect == "mysql":  # the next page is read while this one crosses the network
             stream = pages.prefetched(stream, depth=1)
@@ -89,10 +100,7 @@ class BatchCopy:
                 except Exception as exc:  # noqa: BLE001 - only a duplicate key is said otherwise
                     if not is_duplicate_key(exc):
                         raise
-                    raise EmfixError("copying %s into %s stopped: DST already holds a key of a row of this "
-                                     "experiment (%s); the %s rows copied before are committed" % (
-                                         table, self.target.address.display(), exc, "{:,}".format(done)),
-                                     kind=DUPLICATE_KEY, facts={"table": table}) from None
+                    raise self._collision(table, exc, done) from None
                 if group is not None:
                     group.wrote(written)
                 done += written
@@ -117,27 +125,137 @@ class BatchCopy:
 
     def _pages(self, tables, options):
         """(table, page, last key) for every page still to copy, then (table, None, None) when it is done."""
+        for table in tables:
+            if self.position.get(table) != "done":
+                yield from self._table_pages(table, options)
+
+    def _table_pages(self, table, options):
         source, graph, tree, offsets = self.source, self.graph, self.plan.tree, self.start.offsets
         batch_size, max_memory, paging = options.batch_size, options.max_memory, options.paging
-        for table in tables:
-            if self.position.get(table) == "done":
-                continue
-            where = tree.where(source, graph, table)
-            size = batch_size or (None if max_memory else DEFAULT_BATCH)
-            if max_memory:
-                size = min(size or pages.MAX_BATCH, pages.batch_for_memory(source, graph, table, where, max_memory))
-            found = pages.row_pages(source, graph, tree, table, size, paging, self.position.get(table))
-            if self.packet and paging == "keyset" and (graph.primary_keys.get(table) or table in tree.linked):
-                moves = column_shifts(graph, table, graph.columns[table], offsets)
-                found = pages.literal_pages(source, graph, tree, table, size, self.position.get(table), moves,
-                                            self.packet, adaptive=not (batch_size or max_memory))
-            if self.in_engine and (graph.primary_keys.get(table) or table in tree.linked):
-                moves = column_shifts(graph, table, graph.columns[table], offsets)
-                found = pages.engine_batches(source, graph, tree, table, batch_size or pages.ENGINE_BATCH,
-                                             self.position.get(table), moves, options.strategy == "conservative")
-            for rows, last in found:
-                yield table, rows, last
-            yield table, None, None
+        where = tree.where(source, graph, table)
+        size = batch_size or (None if max_memory else DEFAULT_BATCH)
+        if max_memory:
+            size = min(size or pages.MAX_BATCH, pages.batch_for_memory(source, graph, table, where, max_memory))
+        found = pages.row_pages(source, graph, tree, table, size, paging, self.position.get(table))
+        if self.packet and paging == "keyset" and (graph.primary_keys.get(table) or table in tree.linked):
+            moves = column_shifts(graph, table, graph.columns[table], offsets)
+            found = pages.literal_pages(source, graph, tree, table, size, self.position.get(table), moves,
+                                        self.packet, adaptive=not (batch_size or max_memory))
+        if self.in_engine and (graph.primary_keys.get(table) or table in tree.linked):
+            moves = column_shifts(graph, table, graph.columns[table], offsets)
+            found = pages.engine_batches(source, graph, tree, table, batch_size or pages.ENGINE_BATCH,
+                                         self.position.get(table), moves, options.strategy == "conservative")
+        for rows, last in found:
+            yield table, rows, last
+        yield table, None, None
+
+    def _all_as_text(self, tables, options):
+        """Every table left goes as pages of SQL text (SQLite into MySQL, keyset pages, keys known)."""
+        graph, tree = self.graph, self.plan.tree
+        return bool(self.packet) and not self.in_engine and options.paging == "keyset" and all(
+            graph.primary_keys.get(t) or t in tree.linked for t in tables if self.position.get(t) != "done")
+
+    def _run_in_lanes(self, tables, options, done, total):
+        """The tables left, in their order, each taken whole by the next free DST connection (a lane); one
+        thread reads SRC's pages (one connection, one moment) for whichever lane has room. A page commits
+        with its journal row as before, the journal row written under one lock from what has committed: each
+        table's last key in it is that table's last committed page, whichever lane commits. A failure in any
+        lane stops the others after their current page; what committed stays, and --resume goes on from it."""
+        left = collections.deque(t for t in tables if self.position.get(t) != "done")
+        failed, room = threading.Event(), threading.Condition()
+        queues = [queue.Queue(maxsize=LANE_DEPTH) for _ in self.lanes]
+        counter, counted = {"done": done}, threading.Lock()
+
+        def produce():
+            current = [None] * len(self.lanes)
+            finished = [False] * len(self.lanes)
+            while not all(finished):
+                with room:
+                    ready = [n for n in range(len(self.lanes)) if not finished[n] and not queues[n].full()]
+                    while not ready and not failed.is_set():
+                        room.wait(0.2)
+                        ready = [n for n in range(len(self.lanes)) if not finished[n] and not queues[n].full()]
+                if failed.is_set():
+                    return
+                for n in ready:
+                    item = None
+                    while item is None:
+                        if current[n] is None:
+                            if not left:
+                                break
+                            current[n] = self._table_pages(left.popleft(), options)
+                        item = next(current[n], None)
+                        if item is None:
+                            current[n] = None
+                    if item is None:
+                        finished[n] = True
+                    queues[n].put(item)  # None: this lane is done
+
+        def lane(n):
+            db = self.lanes[n]
+            while True:
+                try:
+                    item = queues[n].get(timeout=0.2)
+                except queue.Empty:
+                    if failed.is_set():
+                        return
+                    continue
+                with room:
+                    room.notify_all()
+                if item is None or failed.is_set():
+                    return
+                table, rows, last = item
+                if rows is None:
+                    if self.position.get(table) != "done":  # a last page that said so saved it with its rows
+                        self._commit_position(db, table, "done", 0)
+                    continue
+                if self.interrupted():
+                    raise OperationInterrupted("interrupted after %s rows; the copy so far is committed" % (
+                        "{:,}".format(counter["done"])), hint="run the same command with --resume to finish")
+                try:
+                    self._write_literal(table, rows, last, options.strategy, db)
+                except Exception as exc:  # noqa: BLE001 - only a duplicate key is said otherwise
+                    if not is_duplicate_key(exc):
+                        raise
+                    raise self._collision(table, exc, counter["done"]) from None
+                with counted:
+                    counter["done"] += rows.count
+                    self.progress.rows(counter["done"], total)
+
+        run_parallel([lambda n=n: lane(n) for n in range(len(self.lanes))] + [produce], failed)
+
+    def _collision(self, table, exc, done):
+        return EmfixError("copying %s into %s stopped: DST already holds a key of a row of this experiment (%s); "
+                          "the %s rows copied before are committed" % (
+                              table, self.target.address.display(), exc, "{:,}".format(done)),
+                          kind=DUPLICATE_KEY, facts={"table": table})
+
+    def _commit_position(self, db, table, last, rows, write=None):
+        """Lanes: `write()` (the page's INSERT) and the journal row with this table's new last key and count,
+        in one transaction on `db`; the journal row is made, and the transaction committed, under the journal
+        lock from what has committed (self.position / self.copied), which this table's entry joins only once
+        committed."""
+        held = []
+
+        def batch():
+            if write is not None:
+                write()
+            if not held:  # a retry after a conflict keeps the lock it took
+                self.journal_lock.acquire()
+                held.append(True)
+            position, copied = dict(self.position), dict(self.copied)
+            position[table] = last
+            if rows:
+                copied[table] = copied.get(table, 0) + rows
+            db.execute("UPDATE %s SET position = ?, copied = ? WHERE run_key = ?" % db.quote(JOURNAL),
+                       (json.dumps(position), json.dumps(copied), self.plan.key))
+            return copied
+        try:
+            copied = db.write_batch(batch)
+            self.position[table], self.copied[table] = last, copied.get(table, 0)
+        finally:
+            if held:
+                self.journal_lock.release()
 
     def _write(self, table, rows, last, strategy):
         target, columns = self.target, self.graph.columns[table]
@@ -170,17 +288,26 @@ class BatchCopy:
         target.write_batch(write)
         return len(batch)
 
-    def _write_literal(self, table, page, last, strategy):
-        self.position[table] = last
-        self.copied[table] = self.copied.get(table, 0) + page.count
-        target = self.target
-        def write():
+    def _write_literal(self, table, page, last, strategy, lane=None):
+        """One page of SQL text and its journal row in one transaction: on the copy's DST connection, or
+        (lanes) on `lane`, the journal row then made under the journal lock (_commit_position)."""
+        target = lane or self.target
+
+        def insert():
             target.foreign_key_checks(False)
             written = target.execute_raw(b"INSERT INTO %s (%s) VALUES (%s)" % (
                 target.quote(table).encode("utf-8"), target.quote_columns(self.graph.columns[table]).encode("utf-8"),
                 page.text))
             if strategy == "conservative" and written != page.count:
                 raise DamagedInputError("a batch of %d rows into %s wrote %d" % (page.count, table, written))
+        if lane is not None:
+            self._commit_position(lane, table, last, page.count, insert)
+            return
+        self.position[table] = last
+        self.copied[table] = self.copied.get(table, 0) + page.count
+
+        def write():
+            insert()
             self._save_position(copied=True)
         target.write_batch(write)
 

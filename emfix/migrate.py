@@ -226,7 +226,7 @@ class _Migration:
         self.src, self.dst, self.experiment_id, self.options = src, dst, experiment_id, options
         self.progress, self.interrupted = progress, interrupted
         self.started = time.perf_counter()
-        self.readers = self.source = self.target = None
+        self.readers = self.writers = self.source = self.target = None
 
     def run(self):
         """preflight -> prepare DST -> copy -> verify -> finish. SRC is read at one moment from the first
@@ -237,9 +237,9 @@ class _Migration:
         with ConnectionPool(lambda: open_database(src, readonly=src.is_sqlite, retry_policy=options.retry_policy),
                             size=2) as readers, \
                 ConnectionPool(lambda: open_database(dst, create=options.init, retry_policy=options.retry_policy),
-                               size=1) as writers, \
+                               size=2 if src.is_sqlite and not dst.is_sqlite else 1) as writers, \
                 readers.connection() as source, writers.connection() as target:
-            self.readers, self.source, self.target = readers, source, target
+            self.readers, self.writers, self.source, self.target = readers, writers, source, target
             plan = self.read_journal()
             if self.already_done(plan):
                 # Killed after the last commit but before it could say so: the job is done, and says so.
@@ -363,8 +363,10 @@ class _Migration:
         next (the batches committed stay: --resume goes on from them); the pin of an in-engine copy, which
         held SRC's moment, is let go whatever happens."""
         source, target = self.source, self.target
-        copy = BatchCopy(source, target, plan, start, self.interrupted, self.progress,
-                         pages.literal_limit(source, target), in_engine=pin is not None)
+        packet = pages.literal_limit(source, target)
+        lanes = [self.writers.acquire()] if packet and self.writers.size > 1 else []  # SQL text: two inserting
+        copy = BatchCopy(source, target, plan, start, self.interrupted, self.progress, packet,
+                         in_engine=pin is not None, lanes=lanes)
         try:
             copy.run(self.options, integrity, count_both=self.counts_in_engine(plan))
         except BaseException as exc:
@@ -379,6 +381,8 @@ class _Migration:
                     "once that is fixed, run the same command with --resume to finish"
             raise
         finally:
+            for lane in lanes:
+                self.writers.release(lane)
             if pin is not None:
                 pin.execute("COMMIT")
                 self.readers.release(pin)

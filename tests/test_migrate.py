@@ -1,5 +1,6 @@
 """migrate: verified copies in every direction, refusals that protect DST, and resume after a kill."""
 
+import json
 import os
 import signal
 import subprocess
@@ -130,6 +131,31 @@ def test_mariadb_connection_killed_mid_batch_then_resume_equals_one_uninterrupte
     assert "--resume" in err and "Traceback" not in err
     assert run_cli(*command[3:], "--resume", env={"EMFIX_MYSQL_PASSWORD": ""}).returncode == 0
     assert content(target) == content(reference)
+
+
+def test_sqlite_to_mariadb_over_two_connections_killed_at_random_points_then_resume_equals_one_run(
+        mysql_databases, tmp_path, monkeypatch):
+    """Pages of SQL text go into MariaDB over two connections, a table each (its pages in order, each with
+    the journal row made from what has committed): a kill at any moment, then --resume, is one whole copy."""
+    from emfix import copybatches
+    shape = Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10)
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, shape=shape, faults=False)
+    reference, target = mysql_databases(), mysql_databases()
+    lanes = []
+    original = copybatches.BatchCopy._run_in_lanes
+    monkeypatch.setattr(copybatches.BatchCopy, "_run_in_lanes",
+                        lambda self, *a: lanes.append(len(self.lanes)) or original(self, *a))
+    migrate_experiment(source, reference, 1, init=True, strategy="aggressive")
+    assert lanes == [2]
+    kills = kill_until_done(["migrate", source.path, url_of(target), "-e", "1", "--init", "--strategy",
+                             "aggressive", "--batch-size", "10", "-q"], seed=7, delay=0.5, attempts=12,
+                            env={"EMFIX_MYSQL_PASSWORD": ""})
+    assert kills >= 3 and content(target) == content(reference)
+    with open_database(target) as db:
+        state, copied = db.query("SELECT state, copied FROM `_emfix_migration`")[0]
+    assert state == "done" and json.loads(copied) == {t: len(rows) for t, rows in content(reference).items()
+                                                      if rows and t != "SCHEMA_VERSION"}  # once, whatever the kills
 
 
 def test_max_memory_sizes_batches_from_row_size(tmp_path):
