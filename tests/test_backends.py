@@ -121,6 +121,21 @@ def test_a_commit_the_server_refuses_through_the_c_extension_is_that_error_not_a
         assert db.scalar("SELECT count(*) FROM t") == 0  # each refused COMMIT was rolled back
 
 
+def test_a_connection_killed_by_the_server_is_said_at_once_not_retried_until_the_lock_timeout(mysql_address):
+    """The driver does not reconnect: retrying a statement (or a BEGIN) on a killed connection failed the
+    same way until --lock-timeout, then said the server could not be reached."""
+    import time
+    with open_database(mysql_address, retry_policy=RetryPolicy(deadline=20)) as db, \
+            open_database(mysql_address) as admin:
+        admin.execute("KILL CONNECTION %d" % int(db.scalar("SELECT CONNECTION_ID()")))
+        started = time.monotonic()
+        for run in (lambda: db.scalar("SELECT 1"), lambda: db.transaction().__enter__()):
+            with pytest.raises(ConnectError, match="lost the connection to MySQL") as raised:
+                run()
+            assert "killed" in raised.value.hint
+        assert time.monotonic() - started < 5
+
+
 def test_composite_foreign_keys_are_introspected(address):
     from emfix.schema import create_schema
     with open_database(address, create=True) as db:

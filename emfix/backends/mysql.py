@@ -17,12 +17,13 @@ from ..errors import (
     SchemaError,
     StillReferencedError,
 )
-from ..retry import RetriesExhausted, call_with_retry
+from ..retry import RetriesExhausted, call_with_retry, is_transient
 from .base import Backend
 from .mysqlcatalog import MySQLCatalogMixin, text_of
 from .replication import ReplicationMixin, translate_server_error
 
 ACCESS_DENIED = 1045
+LOST_CONNECTION = (2006, 2013, 2055)  # server gone away, lost during a query, lost (broken pipe)
 UNKNOWN_DATABASE = 1049
 REFUSED_VALUE_ERRNOS = (3140, 4025)  # MySQL: invalid JSON text; MariaDB: CHECK (json_valid) failed
 INCORRECT_STRING = 1366  # bytes that are not UTF-8 into a utf8mb4 column
@@ -152,15 +153,32 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
         return conn
 
     def _run(self, func, what):
+        """func() with retries of what passes (a lock wait, a deadlock; before a connection is made, a server not
+        reachable yet). A connection lost once made is not retried: the driver does not reconnect, so every
+        retry would fail the same way until --lock-timeout (and a new session would lack this one's settings)."""
         error_class = self._driver.Error
+        connected = self._conn is not None
         try:
             if self._in_transaction:
                 return func()
-            return call_with_retry(func, self.retry_policy, what=what)
+            return call_with_retry(func, self.retry_policy, what=what, transient=lambda exc: is_transient(exc) and not (
+                connected and self._lost(exc)))
         except RetriesExhausted as exc:
             raise self._translate(exc.last_error, exc) from None
         except error_class as exc:
+            if connected and self._lost(exc):
+                raise ConnectError("lost the connection to MySQL %s during %s: %s" % (
+                    self.address.display(), what, getattr(exc, "msg", None) or exc),
+                    hint="the server closed it (it restarted, or the connection was killed)"
+                ) from None
             raise self._translate(exc) from None
+
+    def _lost(self, exc):
+        """The connection is gone: lost during a statement, or the driver's "MySQL Connection not available"."""
+        errno = getattr(exc, "errno", None)
+        return errno in LOST_CONNECTION or (
+            isinstance(exc, (self._driver.OperationalError, self._driver.InterfaceError)) and errno in (None, -1)
+            and "connection" in str(getattr(exc, "msg", None) or exc).lower())
 
     def _translate(self, exc, exhausted=None):
         a = self.address
