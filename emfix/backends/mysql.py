@@ -34,9 +34,9 @@ NUMBER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", 
 # A FLOAT as text that gives back its bits: the server's own short text (six digits) where it reads back as the
 # same float (CAST ... AS FLOAT rounds the text as an INSERT into a FLOAT column does), else its exact value as a
 # DOUBLE (17 digits, which the server prints the slow way: the short text costs it about half). A short text
-# inserted into a column since widened to DOUBLE is not the float's exact double: restore rounds such columns
-# back through FLOAT after loading (mysqlrestore.mend_widened_floats). Servers before CAST AS FLOAT (MariaDB
-# 10.4.5, MySQL 8.0.17) get the DOUBLE text.
+# inserted into a column since widened to DOUBLE is not the float's exact double: restore loads such a table
+# through a temporary table whose column is FLOAT (mysqlrestore.load_through_floats). Servers before CAST AS
+# FLOAT (MariaDB 10.4.5, MySQL 8.0.17) get the DOUBLE text.
 FLOAT_LITERAL = "IF(CAST(CONCAT({c}) AS FLOAT) = {c}, CONCAT({c}), CAST({c} AS DOUBLE))"
 FLOAT_LITERAL_OLD_SERVER = "CAST({c} AS DOUBLE)"
 BINARY_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry", "point",
