@@ -9,7 +9,7 @@ WORKERS ?= 3
 test:
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-test.txt
 	$(MAKE) lint
-	$(PYTHON) -m pytest -q -n $(WORKERS) --dist worksteal
+	$(PYTHON) -m pytest -q -n $(WORKERS) --dist worksteal $(if $(SUITE_MARKERS),-m "$(SUITE_MARKERS)")
 
 # Another Python (CI: the 3.8 floor and the newest): every test but the whole-system scenarios, the
 # kill / interrupt / resume / concurrent-writer tests and the slow ones, which the default Python runs
