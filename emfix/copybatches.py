@@ -170,14 +170,12 @@ class BatchCopy:
             current = [None] * len(self.lanes)
             finished = [False] * len(self.lanes)
             while not all(finished):
-                with room:
-                    ready = [n for n in range(len(self.lanes)) if not finished[n] and not queues[n].full()]
-                    while not ready and not failed.is_set():
-                        room.wait(0.2)
-                        ready = [n for n in range(len(self.lanes)) if not finished[n] and not queues[n].full()]
+                with room:  # a lane that took a page notifies
+                    room.wait_for(lambda: failed.is_set() or any(
+                        not finished[n] and not queues[n].full() for n in range(len(self.lanes))), timeout=0.2)
                 if failed.is_set():
                     return
-                for n in ready:
+                for n in [n for n in range(len(self.lanes)) if not finished[n] and not queues[n].full()]:
                     item = None
                     while item is None:
                         if current[n] is None:

@@ -211,9 +211,7 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
                                           "(e.g. ALTER TABLE ... MODIFY ... DOUBLE)")
         if errno == INCORRECT_STRING:
             return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg), kind="refused_text")
-        gone = isinstance(exc, (self._driver.OperationalError, self._driver.InterfaceError)) and (
-            errno in (None, -1) and "connection" in str(msg).lower())  # "MySQL Connection not available"
-        if exhausted is not None or gone or errno in (2002, 2003, 2005, 2006, 2013, 2055):
+        if exhausted is not None or self._lost(exc) or errno in (2002, 2003, 2005):
             tries = ""
             if exhausted is not None:
                 tries = " (gave up after %d attempts in %.1fs)" % (exhausted.attempts, exhausted.elapsed)

@@ -41,10 +41,15 @@ class MySQLCatalogMixin:
     def generated_columns(self, table):
         """Names (lower case) of `table`'s generated columns (VIRTUAL, STORED, PERSISTENT): the server
         computes them and refuses a value for one, so a copy of the rows leaves them out. MySQL 8's
-        DEFAULT_GENERATED (a default expression) is an ordinary column."""
-        return {text_of(c).lower() for c, extra in self.query(
-            "SELECT COLUMN_NAME, EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND "
-            "TABLE_NAME = ?", (table,)) if re.search(r"\b(VIRTUAL|STORED|PERSISTENT)\b", text_of(extra or "").upper())}
+        DEFAULT_GENERATED (a default expression) is an ordinary column. Every table's, read in one query
+        per connection."""
+        if "_generated" not in self.__dict__:
+            rows = self._by_table("SELECT TABLE_NAME, COLUMN_NAME, EXTRA FROM information_schema.COLUMNS WHERE "
+                                  "TABLE_SCHEMA = DATABASE() %s", None)
+            self._generated = {t: {c.lower() for c, extra in found
+                                   if re.search(r"\b(VIRTUAL|STORED|PERSISTENT)\b", (extra or "").upper())}
+                               for t, found in rows.items()}
+        return self._generated.get(table.lower(), set())
 
     def _has_check_constraints(self):
         return bool(self.scalar("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "

@@ -230,6 +230,7 @@ def load_through_floats(db, reader, path, widened):
     DOUBLE gives the float's exact value (an UPDATE afterwards would fire ON UPDATE columns and triggers,
     and round rows the application wrote meanwhile)."""
     q = db.quote
+    staged = None  # (table, its statements' column list) the temporary table is made for
     with open(path, "rb") as handle:
         for statement in reader.frames(handle):
             table = _inserted_table(statement) if statement.startswith(b"INSERT") else None
@@ -237,12 +238,15 @@ def load_through_floats(db, reader, path, widened):
                 continue
             rest = statement[INSERT_INTO.match(statement).end() - 1:]  # (`a`, `b`) VALUES (...)
             columns = rest[1:rest.index(b") VALUES (")].decode("utf-8")
-            db.execute("DROP TEMPORARY TABLE IF EXISTS %s" % q(STAGE))
-            db.execute("CREATE TEMPORARY TABLE %s AS SELECT %s FROM %s LIMIT 0" % (q(STAGE), columns, q(table)))
-            db.execute("ALTER TABLE %s %s" % (q(STAGE), ", ".join("MODIFY %s FLOAT NULL" % q(c)
-                                                                  for c in widened[table])))
+            if staged != (table, columns):
+                db.execute("DROP TEMPORARY TABLE IF EXISTS %s" % q(STAGE))
+                db.execute("CREATE TEMPORARY TABLE %s AS SELECT %s FROM %s LIMIT 0" % (q(STAGE), columns, q(table)))
+                db.execute("ALTER TABLE %s %s" % (q(STAGE), ", ".join("MODIFY %s FLOAT NULL" % q(c)
+                                                                      for c in widened[table])))
+                staged = (table, columns)
             db.execute_raw(b"INSERT INTO " + q(STAGE).encode("utf-8") + b" " + rest)
             db.execute("INSERT INTO %s (%s) SELECT %s FROM %s" % (q(table), columns, columns, q(STAGE)))
+            db.execute("DELETE FROM %s" % q(STAGE))
     db.execute("DROP TEMPORARY TABLE IF EXISTS %s" % q(STAGE))
 
 
