@@ -256,6 +256,32 @@ def test_time_values_outside_a_day_round_trip_exactly_in_both_formats(exact_mysq
     assert [r[1] for r in before] == TIMES
 
 
+DATES = [("2024-02-29", "2024-02-29 23:59:59.999999", "2038-01-19 03:14:07.999", "0000-00-00 00:00:00"),
+         ("1000-01-01", "9999-12-31 23:59:59.000001", "1970-01-01 00:00:01.000", "2024-00-00 00:00:00"),
+         (None, None, None, "0000-00-00 00:00:00")]
+
+
+@pytest.mark.parametrize("file_format", ["sql", "sqlite"])
+def test_dates_datetimes_and_timestamps_round_trip_exactly_zero_dates_and_nulls_included(exact_mysql, tmp_path,
+                                                                                        file_format):
+    """Written as the server's own text between quotes (no QUOTE scan): every fraction, zero date and NULL back;
+    read through the driver (the SQLite file), a zero date is the server's text, not None. Id 0 stays 0."""
+    read = "SELECT id, CAST(d AS CHAR), CAST(dt AS CHAR), CAST(ts AS CHAR), CAST(z AS CHAR) FROM `DATES` ORDER BY id"
+    with open_database(exact_mysql) as db:
+        db.execute("SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'")  # zero dates, as an old application wrote them
+        db.execute("CREATE TABLE `DATES` (id INT AUTO_INCREMENT PRIMARY KEY, d DATE, dt DATETIME(6), ts TIMESTAMP(3) NULL, "
+                   "z DATETIME NOT NULL)")
+        db.executemany("INSERT INTO `DATES` VALUES (?, ?, ?, ?, ?)", [(n,) + row for n, row in enumerate(DATES)])
+        before = db.query(read)
+    made = snapshot.create_snapshot(exact_mysql, str(tmp_path), verify=True, file_format=file_format)
+    with open_database(exact_mysql) as db:
+        db.execute("UPDATE `DATES` SET d = '2000-01-01', dt = NULL, ts = NULL")
+    snapshot.restore_snapshot(exact_mysql, str(tmp_path), made.id, safety_snapshot=False)
+    with open_database(exact_mysql, readonly=True) as db:
+        assert db.query(read) == before
+    assert [r[2] for r in before] == [r[1] for r in DATES] and [r[0] for r in before] == [0, 1, 2]
+
+
 def test_a_time_is_written_as_mysql_reads_it():
     from emfix.values import encode_value, portable
     for text in TIMES[:-1]:

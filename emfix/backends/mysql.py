@@ -39,6 +39,7 @@ NUMBER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", 
 # FLOAT (MariaDB 10.4.5, MySQL 8.0.17) get the DOUBLE text.
 FLOAT_LITERAL = "IF(CAST(CONCAT({c}) AS FLOAT) = {c}, CONCAT({c}), CAST({c} AS DOUBLE))"
 FLOAT_LITERAL_OLD_SERVER = "CAST({c} AS DOUBLE)"
+TEMPORAL_TYPES = {"date", "datetime", "timestamp", "time"}  # their text holds no quote or backslash: no QUOTE scan
 BINARY_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry", "point",
                 "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection"}
 
@@ -63,9 +64,11 @@ STRICT_SESSION = ("SET SESSION sql_mode = IF(FIND_IN_SET('STRICT_TRANS_TABLES', 
 @functools.lru_cache(maxsize=512)
 def literal_of(name, kind, nullable=True, short_floats=True):
     """The SQL literal of column `name` (of DATA_TYPE `kind`) as the server writes it: see literal_row."""
-    if kind not in NUMBER_TYPES and kind not in BINARY_TYPES:  # text, dates, JSON, ENUM
+    if kind not in NUMBER_TYPES and kind not in BINARY_TYPES and kind not in TEMPORAL_TYPES:  # text, JSON, ENUM
         return "QUOTE(%s)" % name  # QUOTE(NULL) is NULL's literal
-    if kind == "float":
+    if kind in TEMPORAL_TYPES:  # the server's text of the value, as QUOTE would give it, without its escaping scan
+        value = "CONCAT('''', %s, '''')" % name
+    elif kind == "float":
         value = (FLOAT_LITERAL if short_floats else FLOAT_LITERAL_OLD_SERVER).format(c=name)
     elif kind == "bit":
         value = "(%s + 0)" % name
@@ -74,6 +77,28 @@ def literal_of(name, kind, nullable=True, short_floats=True):
     else:
         value = name
     return "IFNULL(%s, 'NULL')" % value if nullable else value
+
+
+@functools.lru_cache(maxsize=None)
+def exact_dates_converter(driver):
+    """The driver's converter, but a DATE, DATETIME or TIMESTAMP that Python's datetime cannot hold (a zero date,
+    a zero month or day, which MariaDB's default sql_mode accepts) comes back as the server's text instead of
+    None: a snapshot, a copy or a quarantine keeps it, and the server reads the text back as the same value."""
+    base = driver.conversion.MySQLConverter
+
+    def keeping_text(convert):
+        def to_python(value, dsc=None):
+            result = convert(value, dsc)
+            if result is None and isinstance(value, (bytes, bytearray)):
+                return bytes(value).decode("ascii", "replace")
+            return result
+        return staticmethod(to_python)
+
+    return type("ExactDatesConverter", (base,), {
+        "_date_to_python": keeping_text(base._date_to_python),
+        "_datetime_to_python": keeping_text(base._datetime_to_python),
+        "_timestamp_to_python": keeping_text(base._timestamp_to_python),
+        "__doc__": exact_dates_converter.__doc__})
 
 
 def translate_placeholders(sql):
@@ -137,7 +162,7 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
         kwargs = dict(host=a.host, port=a.port, user=a.user, password=a.password or "",
                       database=a.database, autocommit=True, consume_results=True,
                       connection_timeout=self._connect_timeout, charset="utf8mb4",
-                      get_warnings=False)
+                      get_warnings=False, converter_class=exact_dates_converter(self._driver))
         use_pure = a.options.get("use_pure")
         if use_pure is not None:
             kwargs["use_pure"] = use_pure.lower() in ("1", "true", "yes")

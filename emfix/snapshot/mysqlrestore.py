@@ -19,7 +19,7 @@ from ..errors import EmfixError, SchemaError
 from ..fileutil import read_only_uri
 from ..pool import ConnectionPool, put_unless_stopped
 from .manifest import META_TABLE
-from .sqltext import SnapshotReader
+from .sqltext import LOAD_SQL_MODE, SnapshotReader
 
 COLUMN_LINE = re.compile(r"^  `((?:[^`]|``)+)` ([a-z]+(?:\((?:[^()']|'(?:[^'\\]|\\.|'')*')*\))?(?: unsigned)?)",
                          re.M | re.I)
@@ -279,6 +279,7 @@ def load_sqlite_snapshot(address, path, retry_policy, progress, partial):
     try:
         order = [r for r in src.execute("SELECT name, ddl FROM %s ORDER BY ordinal" % META_TABLE)]
         with open_database(address, retry_policy=retry_policy) as db:
+            db.execute("SET SESSION sql_mode = '%s'" % LOAD_SQL_MODE)  # as the SQL text's loader has it
             db.foreign_key_checks(False)
             existing = {t.lower() for t in db.tables()}
             for table, ddl in order:

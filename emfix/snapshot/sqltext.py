@@ -37,12 +37,14 @@ MAGIC = SQL_SNAPSHOT_HEADER + b"1"
 END = b"-- emfix: complete "
 FRAME = re.compile(rb"^-- (\d+)\n$")
 ROW_END = b"\0"  # after each row's literal in a page as the server sends it; `),(` between them in the file
+# Strict (a value the column would cut is an error), an id 0 kept as 0, zero dates taken as they were stored.
+LOAD_SQL_MODE = "NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION"
 SESSION = [
     "/*!40101 SET NAMES utf8mb4 */",
     "SET time_zone = '+00:00'",
     "SET foreign_key_checks = 0",
     "SET unique_checks = 0",
-    "SET sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+    "SET sql_mode = '%s'" % LOAD_SQL_MODE,
 ]
 PAGE_BYTES = 512 << 10  # one INSERT, as mysqldump writes them; a page is read again smaller past twice this
 FIRST_PAGE_ROWS = 2000
