@@ -262,17 +262,7 @@ class BatchCopy:
             return len(rows)
         if isinstance(rows, pages.EngineBatch):
             return self._write_in_engine(table, rows, last)
-        moves = column_shifts(self.graph, table, columns, self.start.offsets)
-        if self.source.dialect == "sqlite" and not moves:
-            batch = rows  # sqlite3 returns only what it binds back unchanged: no conversion to make
-        else:
-            batch = []
-            for row in rows:
-                row = [portable(v) for v in row]
-                for i, move in moves:
-                    if isinstance(row[i], int):
-                        row[i] += move
-                batch.append(tuple(row))
+        batch = self._moved(table, rows)
         self.position[table] = last
         self.copied[table] = self.copied.get(table, 0) + len(batch)
         insert = "INSERT INTO %s (%s) VALUES (%s)" % (target.quote(table), target.quote_columns(columns),
@@ -285,6 +275,70 @@ class BatchCopy:
             self._save_position(copied=True)
         target.write_batch(write)
         return len(batch)
+
+    def _moved(self, table, rows):
+        """SRC's rows as DST gets them: values made portable, ids moved by the copy's offsets."""
+        moves = column_shifts(self.graph, table, self.graph.columns[table], self.start.offsets)
+        if self.source.dialect == "sqlite" and not moves:
+            return rows  # sqlite3 returns only what it binds back unchanged: no conversion to make
+        batch = []
+        for row in rows:
+            row = [portable(v) for v in row]
+            for i, move in moves:
+                if isinstance(row[i], int):
+                    row[i] += move
+            batch.append(tuple(row))
+        return batch
+
+    def catch_up(self, options):
+        """A resumed copy whose SRC gained rows, after the interruption, in tables the copy had already gone
+        through: SRC's rows of those tables are walked again from the start, and the ones whose key DST does
+        not hold yet are copied (each page with its journal row; the positions stay as they are, so a kill here
+        and another --resume walk them again). Rows SRC lost meanwhile are left for the verify to say."""
+        behind = [t for t in self.plan.tables if self.source_counts.get(t, 0) > self.copied.get(t, 0)
+                  and self.graph.primary_keys.get(t)]
+        for table in behind:
+            for rows, _last in pages.row_pages(self.source, self.graph, self.plan.tree, table,
+                                               options.batch_size or DEFAULT_BATCH, "keyset", None):
+                if self.interrupted():
+                    raise OperationInterrupted("interrupted while copying the rows SRC gained since the copy "
+                                               "began; the copy so far is committed",
+                                               hint="run the same command with --resume to finish")
+                try:
+                    self._write_missing(table, self._moved(table, rows))
+                except Exception as exc:  # noqa: BLE001 - only a duplicate key is said otherwise
+                    if not is_duplicate_key(exc):
+                        raise
+                    raise self._collision(table, exc, sum(self.copied.values())) from None
+        return behind
+
+    def _write_missing(self, table, batch, chunk=200):
+        """Insert the rows of `batch` (DST's values) whose primary key DST does not hold, with the journal's
+        counts, in one transaction."""
+        target, columns = self.target, self.graph.columns[table]
+        keys = [columns.index(c) for c in self.graph.primary_keys[table]]
+        match = "(%s)" % " AND ".join("%s = ?" % target.quote(columns[i]) for i in keys)
+        held = set()
+        for start in range(0, len(batch), chunk):
+            part = batch[start:start + chunk]
+            held.update(tuple(r) for r in target.query("SELECT %s FROM %s WHERE %s" % (
+                ", ".join(target.quote(columns[i]) for i in keys), target.quote(table),
+                " OR ".join([match] * len(part))), tuple(row[i] for row in part for i in keys)))
+        missing = [row for row in batch if tuple(row[i] for i in keys) not in held]
+        if not missing:
+            return 0
+        insert = "INSERT INTO %s (%s) VALUES (%s)" % (target.quote(table), target.quote_columns(columns),
+                                                      ", ".join("?" * len(columns)))
+        before = self.copied.get(table, 0)
+
+        def write():  # run again whole after a conflict rolled it back (write_batch)
+            target.foreign_key_checks(False)
+            target.executemany(insert, missing, batch_size=len(missing))
+            self.copied[table] = before + len(missing)
+            self._save_position(copied=True)
+        target.write_batch(write)
+        self.progress.rows(sum(self.copied.values()), sum(self.source_counts.values()))
+        return len(missing)
 
     def _write_literal(self, table, page, last, strategy, lane=None):
         """One page of SQL text and its journal row in one transaction: on the copy's DST connection, or

@@ -369,6 +369,8 @@ class _Migration:
                          in_engine=pin is not None, lanes=lanes)
         try:
             copy.run(self.options, integrity, count_both=self.counts_in_engine(plan))
+            if self.options.resume and plan.journal:  # SRC may have gained rows since the interruption
+                copy.catch_up(self.options)
         except BaseException as exc:
             self.undo_start(plan, exc, integrity)
             if getattr(exc, "kind", None) == DUPLICATE_KEY:

@@ -578,3 +578,44 @@ def test_the_in_engine_count_verify_reads_dst_rows_missing_or_under_another_pare
     again = migrate_experiment(source, target, 1, strategy="aggressive", force=True)
     assert again.verified and again.new_experiment_id != result.new_experiment_id
     assert len(counted) == 1 and all(c.source_checksum for c in again.verify)  # after a differing copy: in full
+
+
+def _gain_a_run(address):
+    """The application writes on under experiment 1: a new run, its epochs, a metric and its link."""
+    when = "2026-01-01 00:00:00"
+    with open_database(address) as db, db.transaction():
+        trial = db.scalar("SELECT min(id) FROM TRIAL WHERE experiment_id = 1")
+        db.execute("INSERT INTO TRIAL_RUN (trial_id, status, start_time, update_time) VALUES (?, 'running', ?, ?)",
+                   (trial, when, when))
+        run = db.scalar("SELECT max(id) FROM TRIAL_RUN")
+        db.executemany("INSERT INTO EPOCH (idx, trial_run_id, time) VALUES (?, ?, ?)",
+                       [(i, run, when) for i in range(3)])
+        db.execute("INSERT INTO METRIC (type, total_val, per_label_val) VALUES ('acc', 0.25, '{\"a\": 1}')")
+        metric = db.scalar("SELECT max(id) FROM METRIC")
+        db.execute("INSERT INTO EPOCH_METRIC (epoch_idx, epoch_trial_run_id, metric_id) VALUES (0, ?, ?)",
+                   (run, metric))
+
+
+def test_resume_copies_the_rows_src_gained_after_the_interruption_in_tables_already_copied(new_database, tmp_path):
+    """Stopped with TRIAL_RUN, EPOCH and METRIC already copied, then the application adds a run under the
+    experiment: --resume copies the new rows too (it walks again the tables SRC has more rows of than the journal
+    copied), verifies, and DST equals a copy made in one go of SRC as it is now."""
+    from emfix.errors import OperationInterrupted
+    source, target = sqlite_at(tmp_path, "s.db"), new_database()
+    make_demo(source, shape=Shape(experiments=2, trials=2, runs=3, epochs=4, batches=3), faults=False)
+    calls = []
+    with pytest.raises(OperationInterrupted):
+        migrate_experiment(source, target, 1, init=True, strategy="aggressive", batch_size=10,
+                           interrupted=lambda: calls.append(1) or len(calls) == 45)
+    with open_database(target) as db:
+        position = json.loads(db.query("SELECT position FROM %s" % db.quote(JOURNAL))[0][0])
+    assert position.get("TRIAL_RUN") == position.get("EPOCH") == position.get("METRIC") == "done", position
+    assert position.get("BATCH_METRIC") != "done", position
+    _gain_a_run(source)
+    result = migrate_experiment(source, target, 1, strategy="aggressive", resume=True)
+    assert result.verified and result.copied["TRIAL_RUN"] == 7 and result.copied["EPOCH_METRIC"] == 25
+    reference = new_database()
+    migrate_experiment(source, reference, 1, init=True, strategy="aggressive")
+    assert content(target) == content(reference)
+    again = migrate_experiment(source, target, 1, strategy="balanced", resume=True, force=False)
+    assert again.verified

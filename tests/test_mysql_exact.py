@@ -269,9 +269,10 @@ def test_dates_datetimes_and_timestamps_round_trip_exactly_zero_dates_and_nulls_
     read = "SELECT id, CAST(d AS CHAR), CAST(dt AS CHAR), CAST(ts AS CHAR), CAST(z AS CHAR) FROM `DATES` ORDER BY id"
     with open_database(exact_mysql) as db:
         db.execute("SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'")  # zero dates, as an old application wrote them
-        db.execute("CREATE TABLE `DATES` (id INT AUTO_INCREMENT PRIMARY KEY, d DATE, dt DATETIME(6), ts TIMESTAMP(3) NULL, "
-                   "z DATETIME NOT NULL)")
-        db.executemany("INSERT INTO `DATES` VALUES (?, ?, ?, ?, ?)", [(n,) + row for n, row in enumerate(DATES)])
+        db.execute("CREATE TABLE `DATES` (id INT AUTO_INCREMENT PRIMARY KEY, d DATE, dt DATETIME(6), "
+                   "ts TIMESTAMP(3) NULL, z DATETIME NOT NULL)")
+        db.executemany("INSERT INTO `DATES` VALUES (?, ?, ?, ?, ?)",
+                       [(n,) + row for n, row in enumerate(DATES)])
         before = db.query(read)
     made = snapshot.create_snapshot(exact_mysql, str(tmp_path), verify=True, file_format=file_format)
     with open_database(exact_mysql) as db:

@@ -98,10 +98,29 @@ def run(args, out):
         out.lines(migrate_check_lines(result.verify))
     if out.json:
         common.emit_json(results)
-    if not all(r.verified for r in results):
+    differing = [r for r in results if not r.verified]
+    if differing:
         raise DamagedInputError("the copy differs from the source (see the table above)",
-                                hint="the snapshot of DST taken first holds its content from before")
+                                hint=_differs_hint(differing, target, args.snapshot_dir))
     return EXIT_OK
+
+
+def _differs_hint(differing, target, snapshot_dir):
+    """What to do about a copy that differs: where DST's content from before is (if a snapshot was taken), and,
+    for a resumed copy, the likely cause: SRC changed between the interruption and the resume."""
+    parts = []
+    if any(r.resumed for r in differing):
+        parts.append("a resumed copy differs when SRC lost or changed rows after the copy began (--resume copies "
+                     "the rows SRC gained, but takes nothing back from DST): run the same command with --force to "
+                     "copy it again from the start (new ids; the rows copied so far stay in DST)")
+    taken = [r.snapshot_id for r in differing if r.snapshot_id]
+    if taken:
+        parts.append("snapshot %s of DST, taken first, holds its content from before: emfix snapshot restore %s%s "
+                     "--snapshot-id %s" % (taken[0], target.target(), " --snapshot-dir %s" % snapshot_dir
+                                           if snapshot_dir else "", taken[0]))
+    elif not parts:
+        parts.append("no snapshot of DST was taken first (--strategy aggressive or --no-snapshot)")
+    return "; ".join(parts)
 
 
 def _to_resume(source, target, ids, args):
