@@ -10,6 +10,7 @@ import hashlib
 import json
 from typing import Dict
 
+from .errors import OperationInterrupted
 from .hierarchy import ROOT, reach_subtree
 from .idshift import column_shifts, id_owner
 from .schema import discover_graph
@@ -81,13 +82,18 @@ def server_checksum(db, table, columns, where, moves):
     return int(count or 0), "%016x%016x" % (int(high or 0), int(low or 0))
 
 
-def verify_copy(source, target, graph, tree, tables, offsets, experiment_id, strategy, source_counts):
+def verify_copy(source, target, graph, tree, tables, offsets, experiment_id, strategy, source_counts,
+                interrupted=None):
     """Counts (and, unless aggressive, checksums) of the subtree on both sides, ids mapped; SRC's
-    counts were taken before the copy, in the same read."""
+    counts were taken before the copy, in the same read. `interrupted()` (Ctrl-C) is asked before each table."""
     target_graph = discover_graph(target)
     new_tree = reach_subtree(target, target_graph, experiment_id + offsets.get(ROOT, 0))
     checks = []
     for table in tables:
+        if interrupted is not None and interrupted():
+            raise OperationInterrupted("interrupted while verifying the copy (%d of %d tables checked); every row "
+                                       "is copied and committed" % (len(checks), len(tables)),
+                                       hint="run the same command with --resume to verify it")
         columns = graph.columns[table]
         moves = column_shifts(graph, table, columns, offsets)
         src_where = tree.where(source, graph, table)

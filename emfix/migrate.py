@@ -420,8 +420,13 @@ class _Migration:
             return None
         if copy.counted is not None and strategy == "aggressive":
             return copy.counted  # both sides counted in one pass while DST was attached (in-engine)
-        return verify_copy(self.source, self.target, plan.graph, plan.tree, plan.tables, start.offsets,
-                           self.experiment_id, strategy, copy.source_counts)
+        try:
+            return verify_copy(self.source, self.target, plan.graph, plan.tree, plan.tables, start.offsets,
+                               self.experiment_id, strategy, copy.source_counts, self.interrupted)
+        except ConnectError as exc:  # the copy is whole: only the verify is left
+            exc.hint = (exc.hint + "; " if exc.hint else "") + "every row is copied and committed: once that is " \
+                "fixed, run the same command with --resume to verify the copy"
+            raise
 
     def finish(self, plan, checks):
         """The verify's result is the journal's: a copy is done only once it is verified."""

@@ -619,3 +619,23 @@ def test_resume_copies_the_rows_src_gained_after_the_interruption_in_tables_alre
     assert content(target) == content(reference)
     again = migrate_experiment(source, target, 1, strategy="balanced", resume=True, force=False)
     assert again.verified
+
+
+def test_ctrl_c_during_the_verify_stops_it_and_resume_verifies(tmp_path):
+    """Ctrl-C while the verify runs stops it (exit 5, not a copy said to be done), and --resume verifies."""
+    from emfix.errors import OperationInterrupted
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, shape=Shape(experiments=2, trials=2, runs=3, epochs=4, batches=3), faults=False)
+    reference, calls = sqlite_at(tmp_path, "reference.db"), []
+    migrate_experiment(source, reference, 1, init=True, strategy="balanced", batch_size=10,
+                       snapshot_dir=str(tmp_path / "snaps"), interrupted=lambda: calls.append(1) or False)
+    every = len(calls)  # the copy's pages, then the verify's tables
+    target, calls = sqlite_at(tmp_path, "t.db"), []
+    with pytest.raises(OperationInterrupted) as stopped:
+        migrate_experiment(source, target, 1, init=True, strategy="balanced", batch_size=10,
+                           snapshot_dir=str(tmp_path / "snaps"), interrupted=lambda: calls.append(1) or len(calls) == every - 3)
+    assert "verifying" in stopped.value.message and "--resume" in stopped.value.hint
+    assert list(_journal_states(target).values()) == ["running"]
+    result = migrate_experiment(source, target, 1, strategy="balanced", resume=True,
+                                snapshot_dir=str(tmp_path / "snaps"))
+    assert result.verified and content(target) == content(reference) and list(_journal_states(target).values()) == ["done"]
