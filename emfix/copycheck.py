@@ -31,12 +31,13 @@ class TableCheck:
         return self.source_rows == self.target_rows and self.source_checksum == self.target_checksum
 
 
-def checksum(db, graph, table, where, moves, limits=None):
-    """Order-independent: XOR of each row's SHA-256 (ids already moved), with the row count.
+def checksum(db, graph, table, where, moves, limits=None, columns=None):
+    """Order-independent: XOR of each row's SHA-256 (ids already moved), with the row count; of `columns`
+    (by default all the table's).
 
     `limits` (DST's columns that keep less than SRC holds, such as the application's FLOAT total_val on
     MySQL) make SRC's values count as DST stores them; how many that changed is returned per column."""
-    columns = graph.columns[table]
+    columns = columns or graph.columns[table]
     lowered = {k.lower(): v for k, v in (limits or {}).items()}
     narrow = [(i, lowered[c.lower()]) for i, c in enumerate(columns) if c.lower() in lowered]
     narrowed = dict.fromkeys((columns[i] for i, _ in narrow), 0)
@@ -108,7 +109,7 @@ def verify_copy(source, target, graph, tree, tables, offsets, experiment_id, str
             checks.append(TableCheck(table, a, b, sa, sb))
             continue
         a, sa, narrowed = checksum(source, graph, table, src_where, moves, target.storage_limits(table))
-        b, sb, _ = checksum(target, target_graph, table, dst_where, [])
+        b, sb, _ = checksum(target, target_graph, table, dst_where, [], columns=columns)  # DST's own columns aside
         checks.append(TableCheck(table, a, b, sa, sb, narrowed))
     return checks
 

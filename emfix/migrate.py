@@ -365,8 +365,8 @@ class _Migration:
         source, target = self.source, self.target
         packet = pages.literal_limit(source, target)
         lanes = [self.writers.acquire()] if packet and self.writers.size > 1 else []  # SQL text: two inserting
-        copy = BatchCopy(source, target, plan, start, self.interrupted, self.progress, packet,
-                         in_engine=pin is not None, lanes=lanes)
+        copy = BatchCopy(source, target, _without_generated(plan, target), start, self.interrupted, self.progress,
+                         packet, in_engine=pin is not None, lanes=lanes)
         try:
             copy.run(self.options, integrity, count_both=self.counts_in_engine(plan))
             if self.options.resume and plan.journal:  # SRC may have gained rows since the interruption
@@ -451,6 +451,19 @@ class _Migration:
                 except Exception:  # noqa: BLE001 - DST failing too: the damage is still the answer
                     pass
             raise
+
+
+def _without_generated(plan, target):
+    """The plan the copy writes by: DST's generated columns (VIRTUAL, STORED) left out of every column list, as
+    DST computes them and refuses a value for one. SRC's generated columns go as values into plain ones."""
+    target.forget_catalog()  # --init may have created tables since the catalog was read
+    generated = {t: target.generated_columns(t) for t in plan.tables}
+    if not any(generated.values()):
+        return plan
+    columns = dict(plan.graph.columns)
+    for table, names in generated.items():
+        columns[table] = [c for c in columns[table] if c.lower() not in names]
+    return dataclasses.replace(plan, graph=dataclasses.replace(plan.graph, columns=columns))
 
 
 def _id_ranges(source, graph, tree, tables):

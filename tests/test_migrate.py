@@ -633,9 +633,34 @@ def test_ctrl_c_during_the_verify_stops_it_and_resume_verifies(tmp_path):
     target, calls = sqlite_at(tmp_path, "t.db"), []
     with pytest.raises(OperationInterrupted) as stopped:
         migrate_experiment(source, target, 1, init=True, strategy="balanced", batch_size=10,
-                           snapshot_dir=str(tmp_path / "snaps"), interrupted=lambda: calls.append(1) or len(calls) == every - 3)
+                           snapshot_dir=str(tmp_path / "snaps"),
+                           interrupted=lambda: calls.append(1) or len(calls) == every - 3)
     assert "verifying" in stopped.value.message and "--resume" in stopped.value.hint
     assert list(_journal_states(target).values()) == ["running"]
     result = migrate_experiment(source, target, 1, strategy="balanced", resume=True,
                                 snapshot_dir=str(tmp_path / "snaps"))
-    assert result.verified and content(target) == content(reference) and list(_journal_states(target).values()) == ["done"]
+    assert result.verified and content(target) == content(reference)
+    assert list(_journal_states(target).values()) == ["done"]
+
+
+@pytest.mark.parametrize("stored", ["VIRTUAL", "PERSISTENT"])
+def test_mariadb_to_mariadb_leaves_dst_generated_columns_to_dst(mysql_databases, tmp_path, stored):
+    """A generated column (on both sides, or on DST alone) is computed by DST, never sent a value; the copy
+    verifies with it."""
+    source, target = mysql_databases(), mysql_databases()
+    make_demo(source, shape=Shape(experiments=1, trials=2, runs=2, epochs=3, batches=2), faults=False)
+    from emfix.schema import create_schema
+    with open_database(target) as db:
+        create_schema(db)
+    for address in (source, target):
+        with open_database(address) as db:
+            db.execute("ALTER TABLE `METRIC` ADD COLUMN `doubled` DOUBLE AS (`total_val` * 2) %s" % stored)
+    with open_database(target) as db:
+        db.execute("ALTER TABLE `TRIAL` ADD COLUMN `shout` VARCHAR(300) AS (UPPER(`name`)) %s" % stored)
+    for strategy in ("aggressive", "balanced"):
+        result = migrate_experiment(source, target, 1, strategy=strategy, force=strategy == "balanced",
+                                    snapshot_dir=str(tmp_path / "s"))
+        assert result.verified
+    with open_database(target) as db:
+        assert db.scalar("SELECT count(*) FROM `METRIC` WHERE `doubled` <> `total_val` * 2") == 0
+        assert db.scalar("SELECT count(*) FROM `TRIAL` WHERE `shout` = UPPER(`name`)") == 4

@@ -225,6 +225,16 @@ class Backend:
     def indexes(self, table):
         raise NotImplementedError
 
+    def generated_columns(self, table):
+        """Names (lower case) of `table`'s columns the database computes and refuses a value for. SQLite's
+        table_info leaves its generated columns out, so none of the columns it names is one."""
+        return set()
+
+    def forget_catalog(self):
+        """Read the catalog again from now on (indexes, generated columns): tables were created since."""
+        for name in ("_indexes_cache", "_generated"):
+            self.__dict__.pop(name, None)
+
     def describe_tables(self, tables):
         """({table: columns}, {table: primary key}, {table: [ForeignKey]}) of many tables at once."""
         return ({t: self.columns(t) for t in tables}, {t: self.primary_key(t) for t in tables},
