@@ -9,6 +9,8 @@ anyway (1290) is refused whatever the flags say, before anything was taken or op
 
 import dataclasses
 import logging
+import os
+import shlex
 
 from .backends import open_database
 from .errors import ConnectError, ReadOnlyServerError, ReplicaError, UsageError
@@ -73,6 +75,20 @@ def refuse_own_file(address):
                          "changed" % (address.path, kind),
                          hint="name the database itself (`emfix snapshot restore` puts a snapshot back, `emfix undo` "
                               "a quarantine)")
+    links = _links(address.path) if address.is_sqlite else 1
+    if links > 1:  # a hard link to a snapshot looks like any database; a write here changes every name of it
+        raise UsageError("refusing to write into %s: the file has %d other name%s (hard links), which a change here "
+                         "would change too (one may be an emfix snapshot); nothing was changed" % (
+                             address.path, links - 1, "" if links == 2 else "s"),
+                         hint="give the database a file of its own first: cp %s %s.own && mv %s.own %s" % (
+                             (shlex.quote(address.path),) * 4))
+
+
+def _links(path):
+    try:
+        return os.stat(path).st_nlink
+    except OSError:  # not there yet (init, migrate --init): no other name
+        return 1
 
 
 def _primary_hint(address, role, force_helps):

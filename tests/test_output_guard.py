@@ -109,3 +109,19 @@ def test_a_snapshot_with_a_long_manifest_is_still_refused(demo_sqlite, tmp_path)
     report = run_cli("validate", demo_sqlite.path, "-o", snap[:-3] + ".json")  # nor over its manifest
     assert report.returncode == 2 and "snapshot manifest" in report.stderr, report.stderr
     assert open(snap, "rb").read() == before
+
+
+def test_a_hard_link_to_a_snapshot_is_not_written_through(demo_sqlite, tmp_path):
+    """Found by an outside tester: a hard link to a snapshot, elsewhere, looked like any database, and a change
+    through it changed the snapshot. A SQLite file with other names is refused by every command that writes."""
+    made = snapshot.create_snapshot(demo_sqlite, str(tmp_path / "snaps"))
+    snap = os.path.join(str(tmp_path / "snaps"), made.file)
+    linked = str(tmp_path / "elsewhere.db")
+    os.link(snap, linked)
+    before = open(snap, "rb").read()
+    for argv in (["cleanup-orphans", linked, "--yes", "--no-snapshot"], ["fix-json", linked, "--yes"],
+                 ["repair", linked, "--yes", "--force"], ["migrate", demo_sqlite.path, linked, "-e", "1"]):
+        refused(run_cli(*argv), "other name (hard links)")
+    assert open(snap, "rb").read() == before
+    assert snapshot.verify_snapshot(str(tmp_path / "snaps"), made.id).status == "verified"
+    assert run_cli("validate", linked).returncode in (0, 1)  # reading it is fine
