@@ -245,8 +245,7 @@ class BatchCopy:
             position[table] = last
             if rows:
                 copied[table] = copied.get(table, 0) + rows
-            db.execute("UPDATE %s SET position = ?, copied = ? WHERE run_key = ?" % db.quote(JOURNAL),
-                       (json.dumps(position), json.dumps(copied), self.plan.key))
+            self._update_journal(db, position, copied)
             return copied
         try:
             copied = db.write_batch(batch)
@@ -382,11 +381,16 @@ class BatchCopy:
         if group is not None:
             group.begin()
             db, journal = self.source, "%s.%s" % (pages.ENGINE_DST, self.source.quote(JOURNAL))
-        sql = "UPDATE %s SET position = ?%s WHERE run_key = ?" % (journal or self.target.quote(JOURNAL),
-                                                                  ", copied = ?" if copied else "")
-        params = (json.dumps(self.position),) + ((json.dumps(self.copied),) if copied else ()) + (self.plan.key,)
+        counts = self.copied if copied else None
         if copied or group is not None:
-            (db or self.target).execute(sql, params)
+            self._update_journal(db or self.target, self.position, counts, journal)
             return
         with self.target.transaction():
-            self.target.execute(sql, params)
+            self._update_journal(self.target, self.position, counts, journal)
+
+    def _update_journal(self, db, position, copied=None, journal=None):
+        """The one UPDATE of the journal row: the last key copied per table, and (given) the rows copied per
+        table; `journal` names the table where DST is attached to SRC's connection."""
+        db.execute("UPDATE %s SET position = ?%s WHERE run_key = ?" % (
+            journal or db.quote(JOURNAL), ", copied = ?" if copied is not None else ""),
+            (json.dumps(position),) + ((json.dumps(copied),) if copied is not None else ()) + (self.plan.key,))
