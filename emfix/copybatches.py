@@ -289,12 +289,14 @@ class BatchCopy:
             batch.append(tuple(row))
         return batch
 
-    def catch_up(self, options):
+    def catch_up(self, options, everything=False):
         """A resumed copy whose SRC gained rows, after the interruption, in tables the copy had already gone
         through: SRC's rows of those tables are walked again from the start, and the ones whose key DST does
         not hold yet are copied (each page with its journal row; the positions stay as they are, so a kill here
-        and another --resume walk them again). Rows SRC lost meanwhile are left for the verify to say."""
-        behind = [t for t in self.plan.tables if self.source_counts.get(t, 0) > self.copied.get(t, 0)
+        and another --resume walk them again). The tables walked: those SRC has more rows of than the journal
+        copied, or (`everything`: SRC gained ids since the copy began, and a row lost beside one gained leaves
+        the count as it was) all. Rows SRC lost meanwhile are left for the verify to say."""
+        behind = [t for t in self.plan.tables if (everything or self.source_counts.get(t, 0) > self.copied.get(t, 0))
                   and self.graph.primary_keys.get(t)]
         for table in behind:
             for rows, _last in pages.row_pages(self.source, self.graph, self.plan.tree, table,

@@ -29,21 +29,36 @@ def journal_key(src, experiment_id):
 
 
 def ensure_journal(db):
+    """The journal table, with `reserved` (SRC's highest id per table whose moved range DST reserved: what a
+    resumed copy compares SRC's ids with) added to one an older emfix made."""
     text = "VARCHAR(700)" if db.dialect == "mysql" else "TEXT"
     db.execute("CREATE TABLE IF NOT EXISTS %s (run_key %s PRIMARY KEY, state VARCHAR(20), offsets TEXT, position "
-               "TEXT, copied TEXT, started_at VARCHAR(40), finished_at VARCHAR(40))" % (db.quote(JOURNAL), text))
+               "TEXT, copied TEXT, started_at VARCHAR(40), finished_at VARCHAR(40), reserved TEXT)" % (
+                   db.quote(JOURNAL), text))
+    if not _has_reserved(db):
+        db.execute("ALTER TABLE %s ADD COLUMN reserved TEXT" % db.quote(JOURNAL))
+
+
+def _has_reserved(db):
+    return "reserved" in {c.lower() for c in db.columns(JOURNAL)}
 
 
 def read_journal(db, key):
-    rows = db.query("SELECT state, offsets, position, copied FROM %s WHERE run_key = ?" % db.quote(JOURNAL), (key,))
+    """The journal row of `key` as a dict (state, offsets, position, copied, reserved: None when an older emfix
+    began the copy), or None."""
+    reserved = "reserved" if _has_reserved(db) else "NULL"
+    rows = db.query("SELECT state, offsets, position, copied, %s FROM %s WHERE run_key = ?" % (
+        reserved, db.quote(JOURNAL)), (key,))
     if not rows:
         return None
-    state, offsets, position, copied = rows[0]
+    state, offsets, position, copied, reserved = rows[0]
     try:
         journal = dict(decode_fields((offsets, position, copied), ("offsets", "position", "copied")), state=state)
+        journal["reserved"] = None if reserved is None else json.loads(reserved)
         wrong = ("its state is not one of %s" % ", ".join(STATES) if state not in STATES else
-                 "offsets or copied is not a table -> number object" if not (
-                     is_table_numbers(journal["offsets"]) and is_table_numbers(journal["copied"])) else
+                 "offsets, copied or reserved is not a table -> number object" if not (
+                     is_table_numbers(journal["offsets"]) and is_table_numbers(journal["copied"]) and (
+                         reserved is None or is_table_numbers(journal["reserved"]))) else
                  position_problem(journal["position"]))
     except (TypeError, ValueError) as exc:
         wrong = "not JSON (%s)" % exc
@@ -81,6 +96,20 @@ def journal_states(src, dst, experiment_ids, retry_policy=None):
         return states
 
 
+def new_journal_row(db, key, offsets, reserved, started_at):
+    """The journal row of a copy that begins: running, the id offsets, what DST reserved (see ensure_journal)."""
+    db.execute("DELETE FROM %s WHERE run_key = ?" % db.quote(JOURNAL), (key,))
+    db.execute("INSERT INTO %s (run_key, state, offsets, position, copied, started_at, finished_at, reserved) "
+               "VALUES (?, ?, ?, '{}', '{}', ?, NULL, ?)" % db.quote(JOURNAL),
+               (key, RUNNING, json.dumps(offsets), started_at, json.dumps(reserved)))
+
+
+def set_reserved(db, key, offsets, reserved):
+    """A resumed copy moved on what DST reserved (SRC gained rows): the offsets and reserved tops it holds now."""
+    db.execute("UPDATE %s SET offsets = ?, reserved = ? WHERE run_key = ?" % db.quote(JOURNAL),
+               (json.dumps(offsets), json.dumps(reserved), key))
+
+
 def set_state(db, key, state, finished_at):
     with db.transaction():
         db.execute("UPDATE %s SET state = ?, finished_at = ? WHERE run_key = ?" % db.quote(JOURNAL),
@@ -114,6 +143,7 @@ def record_copy_within(address, source_id, into, experiment_id, copied, retry_po
         ensure_journal(db)
         with db.transaction():
             db.execute("DELETE FROM %s WHERE run_key = ?" % db.quote(JOURNAL), (key,))
-            db.execute("INSERT INTO %s VALUES (?, ?, ?, '{}', ?, ?, ?)" % db.quote(JOURNAL),
+            db.execute("INSERT INTO %s (run_key, state, offsets, position, copied, started_at, finished_at) "
+                       "VALUES (?, ?, ?, '{}', ?, ?, ?)" % db.quote(JOURNAL),
                        (key, DONE, json.dumps({"EXPERIMENT": experiment_id - source_id}), json.dumps(copied),
                         finished_at, finished_at))

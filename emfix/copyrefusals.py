@@ -154,3 +154,41 @@ def refuse_missing_columns(source, target, graph, tree, tables, existing):
         hint="add %s to DST first (`emfix schema diff SRC DST` prints the ALTER TABLE; --init creates missing "
              "tables only, never columns)%s" % ("it" if len(columns) == 1 else "them", (
                  ", or add --skip-tables %s to leave those rows out" % ",".join(foreign)) if foreign else ""))
+
+
+def refuse_unfillable_columns(source, target, graph, tree, tables, existing):
+    """DST columns a copy cannot fill, for the tables to copy that hold rows of this experiment: NOT NULL
+    without a default where SRC has no such column (the INSERT would stop at that table half-way), and DST's
+    generated columns where SRC holds values of its own (DST computes them: SRC's values could not arrive, and
+    the verify would say the copy differs)."""
+    names = {e.lower(): e for e in existing}
+    unfilled, computed = {}, {}
+    for table in tables:
+        if table.lower() not in names:
+            continue  # created by --init, from the Experiment Manager's schema or SRC's own DDL
+        there = names[table.lower()]
+        have = {c.lower() for c in graph.columns[table]}
+        generated, theirs = target.generated_columns(there), source.generated_columns(table)
+        for column in target.column_details(there):
+            key = column.name.lower()
+            if key in generated:
+                if key in have and key not in theirs:
+                    computed.setdefault(table, []).append(column.name)
+            elif key not in have and column.not_null and column.default is None and not column.auto:
+                unfilled.setdefault(table, []).append(column.name)
+    unfilled = ["%s.%s" % (t, c) for t, cs in unfilled.items() if tree.count(source, graph, t) for c in cs]
+    computed = ["%s.%s" % (t, c) for t, cs in computed.items() if tree.count(source, graph, t) for c in cs]
+    if unfilled:
+        raise SchemaError("%s has column%s %s (NOT NULL, no default) that %s lacks: the copy could not fill %s; "
+                          "nothing was copied" % (target.address.display(), "s" if len(unfilled) > 1 else "",
+                                                  ", ".join(unfilled), source.address.display(),
+                                                  "them" if len(unfilled) > 1 else "it"),
+                          hint="give %s a default in DST (ALTER TABLE ... ALTER COLUMN ... SET DEFAULT ...) or allow "
+                               "NULL there, then run the same command again" % ("them" if len(unfilled) > 1 else "it"))
+    if computed:
+        raise SchemaError("%s computes %s (generated column%s) where %s holds values of its own, which the copy "
+                          "could not bring; nothing was copied" % (
+                              target.address.display(), ", ".join(computed), "s" if len(computed) > 1 else "",
+                              source.address.display()),
+                          hint="make %s a plain column in DST, or the same generated column in SRC, then run the "
+                               "same command again" % ("each" if len(computed) > 1 else "it"))

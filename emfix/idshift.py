@@ -6,9 +6,14 @@ largest one already there, and every column that refers to it (through the relat
 composite keys included) moves with it.
 """
 
+from .errors import EmfixError
 from .schema import EM_TABLES
 
 AUTO_ID_TABLES = tuple(t.name for t in EM_TABLES if t.auto_id)
+
+
+class IdsTakenError(EmfixError):
+    """The ids a resumed copy would give the rows SRC gained are taken in DST."""
 
 
 def id_owner(graph, table, column, seen=None):
@@ -81,6 +86,35 @@ def claim_ids(db, ranges, offsets=None):
             reserve_ids(db, table, int(high) + offsets.get(table, 0))
         return offsets
     return {table: _claim(db, table, int(low), int(high)) for table, (low, high) in ranges.items()}
+
+
+def claim_gained_ids(db, ranges, offsets, reserved, copied):
+    """A resumed copy: (offsets, reserved, gained). `ranges` are SRC's id ranges now, `reserved` SRC's highest
+    id per table whose moved range DST reserved when the copy began. Ids SRC gained above that are reserved now,
+    moved by the table's offset (reserved first, then checked with a locking read, as _claim does); a table
+    without an offset (no rows when the copy began, none copied) gets one. When DST holds a row at a gained id
+    moved (its application wrote it since), the copy cannot take that id: IdsTakenError, before anything more
+    is copied. `gained`: SRC has ids now that it had not when the copy began."""
+    offsets, reserved, taken, gained = dict(offsets), dict(reserved), [], False
+    for table, (low, high) in sorted(ranges.items()):
+        if table not in offsets and not copied.get(table):
+            offsets[table], reserved[table], gained = _claim(db, table, int(low), int(high)), int(high), True
+            continue
+        shift, top = offsets.get(table, 0), int(reserved.get(table, high))
+        if int(high) <= top:
+            reserve_ids(db, table, top + shift)  # again: a kill may have come before it held
+            continue
+        gained = True
+        reserve_ids(db, table, int(high) + shift)
+        if _taken(db, table, top + 1 + shift, int(high) + shift):
+            taken.append("%s %d-%d (SRC's %d-%d)" % (table, top + 1 + shift, int(high) + shift, top + 1, int(high)))
+        else:
+            reserved[table] = int(high)
+    if taken:
+        raise IdsTakenError(
+            "SRC gained rows since this copy began, and DST's application has written rows since at the ids this "
+            "copy would move them to (%s); nothing more was copied" % ", ".join(taken), kind="ids_taken")
+    return offsets, reserved, gained
 
 
 def _claim(db, table, low, high):

@@ -12,7 +12,6 @@ move only where they would collide (idshift), with the offsets kept in the journ
 """
 
 import dataclasses
-import json
 import os
 import time
 from contextlib import nullcontext
@@ -31,9 +30,17 @@ from .copyjournal import (
     ensure_journal,
     find_journal,
     journal_key,
+    new_journal_row,
+    set_reserved,
     set_state,
 )
-from .copyrefusals import foreign_ddl, refuse_invalid_json, refuse_missing_columns, refuse_oversized_values
+from .copyrefusals import (
+    foreign_ddl,
+    refuse_invalid_json,
+    refuse_missing_columns,
+    refuse_oversized_values,
+    refuse_unfillable_columns,
+)
 from .errors import (
     AlreadyDoneError,
     ConnectError,
@@ -47,7 +54,7 @@ from .errors import (
 from .fileutil import read_only_uri
 from .guarded import IntegrityCheck
 from .hierarchy import ROOT, reach_subtree
-from .idshift import claim_ids, id_owner
+from .idshift import IdsTakenError, claim_gained_ids, claim_ids, id_owner
 from .killpoints import kill_point
 from .pool import ConnectionPool
 from .progress import BASE_MB, NoProgress, utc_now
@@ -217,6 +224,7 @@ class _Start:
     position: dict
     copied: dict
     snapshot_id: Optional[str] = None
+    gained: bool = False  # a resumed copy whose SRC gained ids since it began: every table is walked again
 
 
 class _Migration:
@@ -315,6 +323,7 @@ class _Migration:
                     hint="repair it first (emfix cleanup-orphans), or use --strategy aggressive")
             refuse_invalid_json(source, target, graph, tree, will_create="METRIC" not in plan.existing and options.init)
         refuse_missing_columns(source, target, graph, tree, plan.tables, plan.existing)
+        refuse_unfillable_columns(source, target, graph, tree, plan.tables, plan.existing)
         refuse_oversized_values(source, target, graph, tree, plan.tables)
 
     def prepare_dst(self, plan, integrity):
@@ -338,25 +347,47 @@ class _Migration:
                     snapshot_id = safety_snapshot(self.dst, options.snapshot_dir,
                                                   "migrating experiment %d" % self.experiment_id,
                                                   retry_policy=options.retry_policy)
+                ranges = _id_ranges(source, plan.graph, plan.tree, plan.tables)
                 if options.resume and state in (RUNNING, DIFFERS, UNVERIFIED):  # copies what is left, verifies
-                    if state == RUNNING:  # reserved again: a kill may have come before the reservation held
-                        claim_ids(target, _id_ranges(source, plan.graph, plan.tree, plan.tables), journal["offsets"])
-                    return _Start(journal["offsets"], journal["position"], journal["copied"], snapshot_id)
-                journal_table = target.quote(JOURNAL)
+                    return self.resume_start(plan, ranges, snapshot_id)
                 # The ids are reserved as they are chosen, so the application's inserts meanwhile go above them:
                 # SQLite in one transaction with the journal row (the application waits for it); MySQL's
                 # ALTER TABLE commits by itself, so there the reservation comes before the journal row.
-                ranges = _id_ranges(source, plan.graph, plan.tree, plan.tables)
                 with target.transaction() if target.dialect == "sqlite" else nullcontext():
                     offsets = claim_ids(target, ranges)
                     with target.transaction():
-                        target.execute("DELETE FROM %s WHERE run_key = ?" % journal_table, (plan.key,))
-                        target.execute("INSERT INTO %s VALUES (?, ?, ?, '{}', '{}', ?, NULL)" % journal_table,
-                                       (plan.key, RUNNING, json.dumps(offsets), utc_now()))
+                        new_journal_row(target, plan.key, offsets, {t: high for t, (_low, high) in ranges.items()},
+                                        utc_now())
                 return _Start(offsets, {}, {}, snapshot_id)
         except BaseException as exc:
             self.undo_start(plan, exc, integrity)
             raise
+
+    def resume_start(self, plan, ranges, snapshot_id):
+        """Where a resumed copy starts. DST's reservation is made again (a kill may have come before it held); ids
+        SRC gained since the copy began (above what the journal says DST reserved) are reserved too, moved by the
+        same offsets, unless DST's application took one of them meanwhile: then the copy cannot take them, and
+        that is said before anything more is copied. A table that had no rows when the copy began gets its offset
+        now. A copy an older emfix began (no `reserved` in its journal) is reserved again as it was."""
+        target, journal = self.target, plan.journal
+        offsets, gained = journal["offsets"], False
+        if journal.get("reserved") is None:
+            if plan.state == RUNNING:
+                claim_ids(target, ranges, offsets)
+        else:
+            with target.transaction() if target.dialect == "sqlite" else nullcontext():
+                try:
+                    offsets, reserved, gained = claim_gained_ids(target, ranges, offsets, journal["reserved"],
+                                                                 journal["copied"])
+                except IdsTakenError as exc:
+                    exc.hint = ("run the same command with --force to copy the experiment again from the start with "
+                                "new ids, reserved first (the rows copied so far stay in DST as experiment %d: "
+                                "delete it there if it is not wanted)" % (self.experiment_id + offsets.get(ROOT, 0)))
+                    raise
+                if gained:
+                    with target.transaction():
+                        set_reserved(target, plan.key, offsets, reserved)
+        return _Start(offsets, journal["position"], journal["copied"], snapshot_id, gained)
 
     def copy(self, plan, start, integrity, pin):
         """Every batch still to copy, each committed with its journal row. A failure is said with what to do
@@ -370,7 +401,7 @@ class _Migration:
         try:
             copy.run(self.options, integrity, count_both=self.counts_in_engine(plan))
             if self.options.resume and plan.journal:  # SRC may have gained rows since the interruption
-                copy.catch_up(self.options)
+                copy.catch_up(self.options, everything=start.gained)
         except BaseException as exc:
             self.undo_start(plan, exc, integrity)
             if getattr(exc, "kind", None) == DUPLICATE_KEY:

@@ -358,21 +358,10 @@ def new_database(request, tmp_path):
 
 
 def _kill_in_second_experiment(args):
-    """Run `emfix ARGS --progress` and SIGKILL it once its progress says the second experiment has
-    committed a batch: each experiment's first rows line shows at once, its count back at the start."""
-    proc = subprocess.Popen([sys.executable, "-m", "emfix", *args, "--progress"], env=dict(
-        os.environ, PYTHONPATH=ROOT, EMFIX_MYSQL_PASSWORD=""), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True)
-    before = None
-    for line in proc.stderr:
-        if line.startswith("migrate: ") and " rows (" in line:
-            done = int(line.split()[1].split("/")[0].replace(",", ""))
-            if before is not None and done <= before:
-                proc.send_signal(signal.SIGKILL)
-                break
-            before = done
-    proc.communicate(timeout=120)
-    return proc.returncode
+    """Run `emfix ARGS` and SIGKILL it (killpoints) once the second experiment's journal row and id reservation
+    are committed: for certain, not by timing (a kill sent on its first progress line came, under load, after
+    the second experiment had finished)."""
+    return run_cli(*args, env={"EMFIX_MYSQL_PASSWORD": "", "EMFIX_TEST_KILL_AT": "prepared:2"}).returncode
 
 
 def test_a_killed_migrate_all_is_finished_by_resume(new_database, tmp_path):
@@ -664,3 +653,111 @@ def test_mariadb_to_mariadb_leaves_dst_generated_columns_to_dst(mysql_databases,
     with open_database(target) as db:
         assert db.scalar("SELECT count(*) FROM `METRIC` WHERE `doubled` <> `total_val` * 2") == 0
         assert db.scalar("SELECT count(*) FROM `TRIAL` WHERE `shout` = UPPER(`name`)") == 4
+
+
+def test_columns_dst_cannot_fill_are_refused_before_anything_is_copied(mysql_databases):
+    """Found by an outside tester: a DST column NOT NULL without a default stopped the copy half-way with a
+    traceback (exit 70); a DST generated column where SRC holds values of its own made the copy differ. Both are
+    refused first, naming the column."""
+    from emfix.errors import SchemaError
+    from emfix.schema import create_schema
+    source = mysql_databases()
+    make_demo(source, shape=Shape(experiments=1, trials=2, runs=2, epochs=2, batches=2), faults=False)
+    with open_database(source) as db:
+        db.execute("ALTER TABLE `TRIAL` ADD COLUMN `name_len` INT NOT NULL DEFAULT 99")
+    for alter, said in (("ALTER TABLE `ARTIFACT` ADD COLUMN `must` INT NOT NULL",
+                         "ARTIFACT.must (NOT NULL, no default)"),
+                        ("ALTER TABLE `TRIAL` ADD COLUMN `name_len` INT AS (CHAR_LENGTH(`name`)) STORED",
+                         "computes TRIAL.name_len (generated column)")):
+        target = mysql_databases()
+        with open_database(target) as db:
+            create_schema(db)
+            db.execute(alter)
+            if "must" in alter:
+                db.execute("ALTER TABLE `TRIAL` ADD COLUMN `name_len` INT NOT NULL DEFAULT 0")
+        with pytest.raises(SchemaError) as refused:
+            migrate_experiment(source, target, 1, strategy="aggressive")
+        assert said in refused.value.message and "nothing was copied" in refused.value.message
+        with open_database(target) as db:
+            assert db.scalar("SELECT count(*) FROM `EXPERIMENT`") == 0
+
+
+def test_mariadb_to_mariadb_keeps_id_zero_rows_and_their_children(mysql_databases):
+    """Found by an outside tester: rows with id 0 got new ids in DST (the server's AUTO_INCREMENT took 0 as
+    "give me one"), their children still pointing at 0."""
+    source, target = mysql_databases(), mysql_databases()
+    make_demo(source, shape=Shape(experiments=1, trials=1, runs=1, epochs=2, batches=2), faults=False)
+    with open_database(source) as db:
+        db.execute("SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'")
+        db.foreign_key_checks(False)
+        db.execute("UPDATE `EXPERIMENT` SET `id` = 0 WHERE `id` = 1")
+        db.execute("UPDATE `TRIAL` SET `id` = 0, `experiment_id` = 0")
+        db.execute("UPDATE `TRIAL_RUN` SET `trial_id` = 0")
+        for table, column in (("EXPERIMENT_ARTIFACT", "experiment_id"), ("TRIAL_ARTIFACT", "trial_id")):
+            db.execute("UPDATE `%s` SET `%s` = 0" % (table, column))
+    result = migrate_experiment(source, target, 0, init=True, strategy="aggressive")
+    assert result.verified and result.new_experiment_id == 0
+    with open_database(target) as db:
+        assert db.query("SELECT `id`, `experiment_id` FROM `TRIAL`") == [(0, 0)]
+        assert db.scalar("SELECT count(*) FROM `TRIAL_RUN` WHERE `trial_id` = 0") == 1
+
+
+def _stop_after_metric(source, target, calls=45):
+    """A copy stopped (Ctrl-C) once TRIAL_RUN, EPOCH and METRIC are copied, BATCH_METRIC not yet."""
+    from emfix.errors import OperationInterrupted
+    pages = []
+    with pytest.raises(OperationInterrupted):
+        migrate_experiment(source, target, 1, init=True, strategy="aggressive", batch_size=10,
+                           interrupted=lambda: pages.append(1) or len(pages) == calls)
+
+
+def test_resume_refuses_gained_ids_the_dst_application_took_before_copying_more(tmp_path):
+    """Found by an outside tester: DST's application wrote trials after the kill, at the ids just above what the
+    copy reserved; SRC gained a trial, whose id moved lands on one of them. The resume says so before it copies
+    anything more (it stopped half-way at a duplicate key, with a misleading hint)."""
+    from emfix.idshift import IdsTakenError
+    source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
+    make_demo(source, shape=Shape(experiments=2, trials=2, runs=3, epochs=4, batches=3), faults=False)
+    _stop_after_metric(source, target)
+    when = "2026-01-01 00:00:00"
+    with open_database(target) as db, db.transaction():  # the application, beside the copy's rows
+        db.execute("INSERT INTO EXPERIMENT (title, \"desc\", start_time, update_time) VALUES ('app', '', ?, ?)",
+                   (when, when))
+        app = db.scalar("SELECT max(id) FROM EXPERIMENT")
+        db.executemany("INSERT INTO TRIAL (name, experiment_id, start_time, update_time) VALUES (?, ?, ?, ?)",
+                       [("app %d" % n, app, when, when) for n in range(3)])
+        before = db.query("SELECT copied FROM %s" % db.quote(JOURNAL))
+    _gain_a_run(source)
+    with open_database(source) as db, db.transaction():
+        db.execute("INSERT INTO TRIAL (name, experiment_id, start_time, update_time) VALUES ('late', 1, ?, ?)",
+                   (when, when))
+    with pytest.raises(IdsTakenError) as refused:
+        migrate_experiment(source, target, 1, strategy="aggressive", resume=True)
+    assert "TRIAL" in refused.value.message and "--force" in refused.value.hint
+    with open_database(target) as db:
+        assert db.query("SELECT copied FROM %s" % db.quote(JOURNAL)) == before
+        assert [r[0] for r in db.query("SELECT name FROM TRIAL WHERE name LIKE 'app%' ORDER BY id")] == [
+            "app 0", "app 1", "app 2"]
+
+
+def test_resume_copies_a_gained_row_beside_a_lost_one_and_says_the_copy_differs(tmp_path):
+    """Found by an outside tester: SRC lost one TRIAL_ARTIFACT link and gained another (a new artifact) after
+    the kill; the count stayed, so the gained row was never looked for, and the count verify said done. Gained
+    ids make the resume walk every table: the new link is copied, and the verify says the copy differs (DST
+    keeps the link SRC lost)."""
+    source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
+    make_demo(source, shape=Shape(experiments=2, trials=2, runs=3, epochs=4, batches=3), faults=False)
+    _stop_after_metric(source, target)
+    with open_database(source) as db, db.transaction():
+        trial, artifact = db.query("SELECT ta.trial_id, ta.artifact_id FROM TRIAL_ARTIFACT ta JOIN TRIAL t ON "
+                                   "t.id = ta.trial_id WHERE t.experiment_id = 1 LIMIT 1")[0]
+        db.execute("DELETE FROM TRIAL_ARTIFACT WHERE trial_id = ? AND artifact_id = ?", (trial, artifact))
+        db.execute("INSERT INTO ARTIFACT (type, loc) VALUES ('log', 'gained.txt')")
+        db.execute("INSERT INTO TRIAL_ARTIFACT (trial_id, artifact_id) VALUES (?, ?)",
+                   (trial, db.scalar("SELECT max(id) FROM ARTIFACT")))
+    result = migrate_experiment(source, target, 1, strategy="aggressive", resume=True)
+    assert not result.verified
+    # the artifact of the lost link is in DST's subtree still, not in SRC's any more
+    assert [c.table for c in result.verify if not c.ok] == ["ARTIFACT", "TRIAL_ARTIFACT"]
+    with open_database(target) as db:
+        assert db.scalar("SELECT count(*) FROM ARTIFACT WHERE loc = 'gained.txt'") == 1

@@ -27,6 +27,7 @@ LOST_CONNECTION = (2006, 2013, 2055)  # server gone away, lost during a query, l
 UNKNOWN_DATABASE = 1049
 REFUSED_VALUE_ERRNOS = (3140, 4025)  # MySQL: invalid JSON text; MariaDB: CHECK (json_valid) failed
 INCORRECT_STRING = 1366  # bytes that are not UTF-8 into a utf8mb4 column
+NO_DEFAULT = 1364  # a NOT NULL column without a default that the INSERT does not name
 OUT_OF_RANGE = 1264  # a number past the column's type (1e39 in a FLOAT); a text too long is a schema difference
 PRIVILEGE_ERRNOS = (1044, 1142, 1143, 1227)  # database / table / column / global privilege missing
 NUMBER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric", "float",
@@ -56,9 +57,12 @@ def load_driver():
 
 # A server whose sql_mode is not strict cuts a value too long for its column, or a number out of range, with a
 # warning only: a repair or a copy must fail instead. Added where neither strict mode is on; the rest is kept.
-STRICT_SESSION = ("SET SESSION sql_mode = IF(FIND_IN_SET('STRICT_TRANS_TABLES', @@sql_mode) OR FIND_IN_SET("
-                  "'STRICT_ALL_TABLES', @@sql_mode), @@sql_mode, CONCAT_WS(',', NULLIF(@@sql_mode, ''), "
-                  "'STRICT_ALL_TABLES'))")
+# NO_AUTO_VALUE_ON_ZERO too: a row with id 0 that a copy, an import or an undo writes keeps id 0 (without it the
+# server gives the row a new id, and its children point at 0).
+STRICT_SESSION = ("SET SESSION sql_mode = CONCAT_WS(',', IF(FIND_IN_SET('STRICT_TRANS_TABLES', @@sql_mode) OR "
+                  "FIND_IN_SET('STRICT_ALL_TABLES', @@sql_mode), NULLIF(@@sql_mode, ''), CONCAT_WS(',', "
+                  "NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')), IF(FIND_IN_SET('NO_AUTO_VALUE_ON_ZERO', "
+                  "@@sql_mode), NULL, 'NO_AUTO_VALUE_ON_ZERO'))")
 
 
 @functools.lru_cache(maxsize=512)
@@ -229,6 +233,10 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
                 a.display(), msg), hint="validate shows which rows reference it")
         if errno in REFUSED_VALUE_ERRNOS:
             return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg), kind="refused_json")
+        if errno == NO_DEFAULT:
+            return SchemaError("MySQL %s refused a row: %s" % (a.display(), msg), kind="refused_statement",
+                               hint="the table has a NOT NULL column without a default that the rows do not fill: give "
+                                    "it a default (ALTER TABLE ... ALTER COLUMN ... SET DEFAULT ...) or allow NULL")
         if errno == OUT_OF_RANGE:
             return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
                                      hint="the value does not fit the column's type there (a FLOAT holds at most "
