@@ -9,7 +9,7 @@ from conftest import SUBTREE_TABLES, checksums, make_demo
 from emfix import snapshot
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
-from emfix.backends.mysql import literal_of
+from emfix.backends.mysqlvalues import literal_of
 from emfix.demo import Shape
 from emfix.migrate import migrate_experiment
 

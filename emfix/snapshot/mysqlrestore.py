@@ -213,7 +213,7 @@ def _inserted_table(statement):
 def widened_floats(db, tables):
     """{table: [column]}: columns FLOAT in the snapshot (`tables`: {name: SHOW CREATE TABLE text}) and DOUBLE now.
     The snapshot holds a FLOAT as its short text where that reads back as the same float
-    (backends.mysql.FLOAT_LITERAL); read into a DOUBLE, that text is the decimal, not the float."""
+    (backends.mysqlvalues.FLOAT_LITERAL); read into a DOUBLE, that text is the decimal, not the float."""
     live = {(_text(t).lower(), _text(c).lower()): _text(k) for t, c, k in db.query(
         "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()")}
     found = {}
