@@ -6,6 +6,7 @@ transaction, so a kill leaves rows and journal at the same commit and `--resume`
 """
 
 import collections
+import dataclasses
 import json
 import queue
 import sqlite3
@@ -396,3 +397,16 @@ class BatchCopy:
         db.execute("UPDATE %s SET position = ?%s WHERE run_key = ?" % (
             journal or db.quote(JOURNAL), ", copied = ?" if copied is not None else ""),
             (json.dumps(position),) + ((json.dumps(copied),) if copied is not None else ()) + (self.plan.key,))
+
+
+def without_generated(plan, target):
+    """The plan the copy writes by: DST's generated columns (VIRTUAL, STORED) left out of every column list, as
+    DST computes them and refuses a value for one. SRC's generated columns go as values into plain ones."""
+    target.forget_catalog()  # --init may have created tables since the catalog was read
+    generated = {t: target.generated_columns(t) for t in plan.tables}
+    if not any(generated.values()):
+        return plan
+    columns = dict(plan.graph.columns)
+    for table, names in generated.items():
+        columns[table] = [c for c in columns[table] if c.lower() not in names]
+    return dataclasses.replace(plan, graph=dataclasses.replace(plan.graph, columns=columns))

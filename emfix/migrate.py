@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 from . import pages
 from .backends import open_database
-from .copybatches import DUPLICATE_KEY, BatchCopy
+from .copybatches import DUPLICATE_KEY, BatchCopy, without_generated
 from .copycheck import TableCheck, verify_copy
 from .copyjournal import (
     DIFFERS,
@@ -396,7 +396,7 @@ class _Migration:
         source, target = self.source, self.target
         packet = pages.literal_limit(source, target)
         lanes = [self.writers.acquire()] if packet and self.writers.size > 1 else []  # SQL text: two inserting
-        copy = BatchCopy(source, target, _without_generated(plan, target), start, self.interrupted, self.progress,
+        copy = BatchCopy(source, target, without_generated(plan, target), start, self.interrupted, self.progress,
                          packet, in_engine=pin is not None, lanes=lanes)
         try:
             copy.run(self.options, integrity, count_both=self.counts_in_engine(plan))
@@ -482,19 +482,6 @@ class _Migration:
                 except Exception:  # noqa: BLE001 - DST failing too: the damage is still the answer
                     pass
             raise
-
-
-def _without_generated(plan, target):
-    """The plan the copy writes by: DST's generated columns (VIRTUAL, STORED) left out of every column list, as
-    DST computes them and refuses a value for one. SRC's generated columns go as values into plain ones."""
-    target.forget_catalog()  # --init may have created tables since the catalog was read
-    generated = {t: target.generated_columns(t) for t in plan.tables}
-    if not any(generated.values()):
-        return plan
-    columns = dict(plan.graph.columns)
-    for table, names in generated.items():
-        columns[table] = [c for c in columns[table] if c.lower() not in names]
-    return dataclasses.replace(plan, graph=dataclasses.replace(plan.graph, columns=columns))
 
 
 def _id_ranges(source, graph, tree, tables):
