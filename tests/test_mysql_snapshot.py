@@ -54,6 +54,20 @@ def test_sql_snapshot_loads_with_the_mysql_client_into_an_empty_database(exact_m
     assert checksums(target, TABLES) == checksums(exact_mysql, TABLES)
 
 
+@pytest.mark.parametrize("file_format", ["sql", "sqlite"])
+def test_restore_into_a_database_without_tables_needs_no_safety_snapshot(exact_mysql, mysql_databases, tmp_path,
+                                                                         file_format):
+    """Found by an outside tester: a restore into a database whose tables were dropped failed on its safety
+    snapshot ("has no tables: not an Experiment Manager database"); there is nothing to keep from before."""
+    made = snapshot.create_snapshot(exact_mysql, str(tmp_path), file_format=file_format)
+    target = mysql_databases()
+    restored = run_cli("snapshot", "restore", url_of(target), "--snapshot-dir", str(tmp_path), "--snapshot-id",
+                       made.id, "--from-other-database", "--yes", env={"EMFIX_MYSQL_PASSWORD": ""})
+    assert restored.returncode == 0, restored.stderr
+    assert "no safety snapshot: the database had no tables before" in restored.stdout
+    assert checksums(target, TABLES) == checksums(exact_mysql, TABLES)
+
+
 def small_pages(monkeypatch, limit):
     """The server's GROUP_CONCAT limit (and so a page) cut down to `limit` bytes."""
     opened = sqltext.open_reader

@@ -169,6 +169,8 @@ def _restore(args, out, directory, address):
         result.snapshot_id, address.display(), n(sum(result.tables.values())), result.method))
     if result.safety_snapshot_id:
         out.text("the content from before is in snapshot %s" % result.safety_snapshot_id)
+    elif not args.no_safety_snapshot:
+        out.text("no safety snapshot: the database had no tables before")
     return EXIT_OK
 
 
