@@ -440,12 +440,22 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
     def query_raw(self, sql, params=()):
         """Rows as the server sent them (bytes, not decoded): for text that goes straight into a file."""
         def run():
-            cursor = self._conn.cursor(raw=True)
+            conn = self._conn
+            # The C extension runs a converter class over a raw cursor's rows too (mysql-connector 9.0: the
+            # text came back decoded, found by CI on Python 3.8): without it for this query, the bytes stay bytes.
+            converter = conn.converter if type(conn).__name__ == "CMySQLConnection" else None
+            if converter is not None:
+                conn.converter = None
             try:
-                cursor.execute(translate_placeholders(sql) if params else sql, tuple(params) or None)
-                return cursor.fetchall()
+                cursor = conn.cursor(raw=True)
+                try:
+                    cursor.execute(translate_placeholders(sql) if params else sql, tuple(params) or None)
+                    return cursor.fetchall()
+                finally:
+                    cursor.close()
             finally:
-                cursor.close()
+                if converter is not None:
+                    conn.converter = converter
         return self._run(run, "query")
 
     def execute_raw(self, statement):
