@@ -761,3 +761,19 @@ def test_resume_copies_a_gained_row_beside_a_lost_one_and_says_the_copy_differs(
     assert [c.table for c in result.verify if not c.ok] == ["ARTIFACT", "TRIAL_ARTIFACT"]
     with open_database(target) as db:
         assert db.scalar("SELECT count(*) FROM ARTIFACT WHERE loc = 'gained.txt'") == 1
+
+
+def test_a_copy_an_older_emfix_began_is_resumed_and_its_journal_gains_reserved(tmp_path):
+    """A journal table from before `reserved` (what DST reserved): --resume reads it, reserves as before, finishes
+    the copy, and the table gains the column."""
+    source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
+    make_demo(source, shape=Shape(experiments=2, trials=2, runs=3, epochs=4, batches=3), faults=False)
+    _stop_after_metric(source, target)
+    with open_database(target) as db:
+        db.execute("ALTER TABLE %s DROP COLUMN reserved" % db.quote(JOURNAL))
+    result = migrate_experiment(source, target, 1, strategy="aggressive", resume=True)
+    reference = sqlite_at(tmp_path, "reference.db")
+    migrate_experiment(source, reference, 1, init=True, strategy="aggressive")
+    assert result.verified and content(target) == content(reference)
+    with open_database(target) as db:
+        assert "reserved" in db.columns(JOURNAL)
