@@ -142,6 +142,8 @@ def refuse_missing_columns(source, target, graph, tree, tables, existing):
         if there is None:
             continue  # made from SRC's own DDL (foreign_ddl): SRC's columns
         have = {c.lower() for c in there}
+        if table.lower() in names:  # a generated column is there, if not among the columns SQLite lists
+            have |= target.generated_columns(names[table.lower()])
         lacking = [c for c in graph.columns[table] if c.lower() not in have]
         if lacking and tree.count(source, graph, table):
             missing[table] = lacking
@@ -169,12 +171,14 @@ def refuse_unfillable_columns(source, target, graph, tree, tables, existing):
         there = names[table.lower()]
         have = {c.lower() for c in graph.columns[table]}
         generated, theirs = target.generated_columns(there), source.generated_columns(table)
+        names_here = {c.lower(): c for c in graph.columns[table]}
+        computed_here = [names_here[c] for c in sorted(generated) if c in have and c not in theirs]
+        if computed_here:
+            computed[table] = computed_here
         for column in target.column_details(there):
             key = column.name.lower()
-            if key in generated:
-                if key in have and key not in theirs:
-                    computed.setdefault(table, []).append(column.name)
-            elif key not in have and column.not_null and column.default is None and not column.auto:
+            if key not in generated and key not in have and column.not_null and column.default is None \
+                    and not column.auto:
                 unfilled.setdefault(table, []).append(column.name)
     unfilled = ["%s.%s" % (t, c) for t, cs in unfilled.items() if tree.count(source, graph, t) for c in cs]
     computed = ["%s.%s" % (t, c) for t, cs in computed.items() if tree.count(source, graph, t) for c in cs]

@@ -88,13 +88,14 @@ def claim_ids(db, ranges, offsets=None):
     return {table: _claim(db, table, int(low), int(high)) for table, (low, high) in ranges.items()}
 
 
-def claim_gained_ids(db, ranges, offsets, reserved, copied):
-    """A resumed copy: (offsets, reserved, gained). `ranges` are SRC's id ranges now, `reserved` SRC's highest
-    id per table whose moved range DST reserved when the copy began. Ids SRC gained above that are reserved now,
-    moved by the table's offset (reserved first, then checked with a locking read, as _claim does); a table
-    without an offset (no rows when the copy began, none copied) gets one. When DST holds a row at a gained id
-    moved (its application wrote it since), the copy cannot take that id: IdsTakenError, before anything more
-    is copied. `gained`: SRC has ids now that it had not when the copy began."""
+def claim_gained_ids(db, ranges, offsets, reserved, copied, gained_ids):
+    """A resumed copy: (offsets, reserved, gained). `ranges` are the subtree's id ranges in SRC now, `reserved`
+    SRC's highest id per table whose moved range DST reserved when the copy began, `gained_ids(table, above)`
+    the subtree's ids above that in SRC now (its other experiments' ids lie between). The gained ids are
+    reserved, moved by the table's offset (reserved first, then checked with a locking read, as _claim does); a
+    table without an offset (no rows when the copy began, none copied) gets one. When DST holds a row at a
+    gained id moved (its application wrote it since), the copy cannot take that id: IdsTakenError, before
+    anything more is copied. `gained`: the subtree has ids now that it had not when the copy began."""
     offsets, reserved, taken, gained = dict(offsets), dict(reserved), [], False
     for table, (low, high) in sorted(ranges.items()):
         if table not in offsets and not copied.get(table):
@@ -106,15 +107,30 @@ def claim_gained_ids(db, ranges, offsets, reserved, copied):
             continue
         gained = True
         reserve_ids(db, table, int(high) + shift)
-        if _taken(db, table, top + 1 + shift, int(high) + shift):
-            taken.append("%s %d-%d (SRC's %d-%d)" % (table, top + 1 + shift, int(high) + shift, top + 1, int(high)))
+        runs = [(a + shift, b + shift) for a, b in _runs(gained_ids(table, top))]
+        clashes = [(a, b) for a, b in runs if _taken(db, table, a, b)]
+        if clashes:
+            taken.append("%s %s" % (table, ", ".join("%d-%d" % run if run[0] != run[1] else "%d" % run[0]
+                                                      for run in clashes[:3])))
         else:
             reserved[table] = int(high)
     if taken:
         raise IdsTakenError(
-            "SRC gained rows since this copy began, and DST's application has written rows since at the ids this "
-            "copy would move them to (%s); nothing more was copied" % ", ".join(taken), kind="ids_taken")
+            "SRC gained rows since this copy began, and DST's application has written rows since at ids this "
+            "copy would move them to (%s); nothing more was copied" % "; ".join(taken), kind="ids_taken")
     return offsets, reserved, gained
+
+
+def _runs(ids):
+    """Sorted ids as runs of consecutive ones: [(first, last)]."""
+    runs = []
+    for value in ids:
+        value = int(value)
+        if runs and value == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], value)
+        else:
+            runs.append((value, value))
+    return runs
 
 
 def _claim(db, table, low, high):
@@ -148,3 +164,24 @@ def _taken(db, table, low, high):
         return bool(db.scalar(sql, (low, high)))
     with db.transaction():
         return bool(db.scalar(sql + " LOCK IN SHARE MODE", (low, high)))
+
+
+def subtree_id_ranges(source, graph, tree, tables):
+    """{table: (lowest, highest) id of the subtree} for the tables of the subtree that own an id column and
+    hold one there: what the offsets move (claim_ids), and what DST reserves."""
+    ranges, q = {}, source.quote
+    for table in tables:
+        if id_owner(graph, table, "id") != table:
+            continue
+        low, high = source.query("SELECT min(t.%s), max(t.%s) FROM %s t WHERE %s" % (
+            q("id"), q("id"), q(table), tree.where(source, graph, table)))[0]
+        if low is not None:
+            ranges[table] = (int(low), int(high))
+    return ranges
+
+
+def subtree_ids_above(source, graph, tree, table, above):
+    """The ids of `table` in the subtree above `above`, in order: the rows a resumed copy's SRC gained."""
+    q = source.quote
+    return [r[0] for r in source.query("SELECT t.%s FROM %s t WHERE %s AND t.%s > ? ORDER BY t.%s" % (
+        q("id"), q(table), tree.where(source, graph, table), q("id"), q("id")), (above,))]

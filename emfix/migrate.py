@@ -54,7 +54,7 @@ from .errors import (
 from .fileutil import read_only_uri
 from .guarded import IntegrityCheck
 from .hierarchy import ROOT, reach_subtree
-from .idshift import IdsTakenError, claim_gained_ids, claim_ids, id_owner
+from .idshift import IdsTakenError, claim_gained_ids, claim_ids, subtree_id_ranges, subtree_ids_above
 from .killpoints import kill_point
 from .pool import ConnectionPool
 from .progress import BASE_MB, NoProgress, utc_now
@@ -347,7 +347,7 @@ class _Migration:
                     snapshot_id = safety_snapshot(self.dst, options.snapshot_dir,
                                                   "migrating experiment %d" % self.experiment_id,
                                                   retry_policy=options.retry_policy)
-                ranges = _id_ranges(source, plan.graph, plan.tree, plan.tables)
+                ranges = subtree_id_ranges(source, plan.graph, plan.tree, plan.tables)
                 if options.resume and state in (RUNNING, DIFFERS, UNVERIFIED):  # copies what is left, verifies
                     return self.resume_start(plan, ranges, snapshot_id)
                 # The ids are reserved as they are chosen, so the application's inserts meanwhile go above them:
@@ -377,8 +377,9 @@ class _Migration:
         else:
             with target.transaction() if target.dialect == "sqlite" else nullcontext():
                 try:
-                    offsets, reserved, gained = claim_gained_ids(target, ranges, offsets, journal["reserved"],
-                                                                 journal["copied"])
+                    offsets, reserved, gained = claim_gained_ids(
+                        target, ranges, offsets, journal["reserved"], journal["copied"],
+                        lambda table, above: subtree_ids_above(self.source, plan.graph, plan.tree, table, above))
                 except IdsTakenError as exc:
                     exc.hint = ("run the same command with --force to copy the experiment again from the start with "
                                 "new ids, reserved first (the rows copied so far stay in DST as experiment %d: "
@@ -482,17 +483,3 @@ class _Migration:
                 except Exception:  # noqa: BLE001 - DST failing too: the damage is still the answer
                     pass
             raise
-
-
-def _id_ranges(source, graph, tree, tables):
-    """{table: (lowest, highest) id of the subtree} for the tables of the subtree that own an id column and
-    hold one there: what the offsets move (idshift.claim_ids), and what DST reserves."""
-    ranges, q = {}, source.quote
-    for table in tables:
-        if id_owner(graph, table, "id") != table:
-            continue
-        low, high = source.query("SELECT min(t.%s), max(t.%s) FROM %s t WHERE %s" % (
-            q("id"), q("id"), q(table), tree.where(source, graph, table)))[0]
-        if low is not None:
-            ranges[table] = (int(low), int(high))
-    return ranges

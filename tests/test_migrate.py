@@ -777,3 +777,53 @@ def test_a_copy_an_older_emfix_began_is_resumed_and_its_journal_gains_reserved(t
     assert result.verified and content(target) == content(reference)
     with open_database(target) as db:
         assert "reserved" in db.columns(JOURNAL)
+
+
+def test_resume_takes_gained_ids_that_are_free_though_dst_wrote_above_the_reservation(tmp_path):
+    """Found by a second outside tester: the resume refused when DST's application had written anywhere above the
+    copy's reserved ids, though SRC's other experiments' ids lay there and the gained rows' own ids were free."""
+    source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
+    make_demo(source, shape=Shape(experiments=2, trials=2, runs=3, epochs=4, batches=3), faults=False)
+    when = "2026-01-01 00:00:00"
+    from emfix.schema import create_schema
+
+    def app_trial(name):
+        with open_database(target) as db, db.transaction():
+            experiment = db.scalar("SELECT min(id) FROM EXPERIMENT WHERE title = 'app'")
+            db.execute("INSERT INTO TRIAL (name, experiment_id, start_time, update_time) VALUES (?, ?, ?, ?)",
+                       (name, experiment, when, when))
+
+    with open_database(target, create=True) as db, db.transaction():
+        create_schema(db)
+        db.execute("INSERT INTO EXPERIMENT (title, \"desc\", start_time, update_time) VALUES ('app', '', ?, ?)",
+                   (when, when))
+    app_trial("app before")  # TRIAL 1: the copy's trials move by 1
+    _stop_after_metric(source, target)
+    app_trial("app after")  # just above the copy's reserved trials, at an id of SRC's experiment 2 moved
+    with open_database(source) as db, db.transaction():
+        db.execute("INSERT INTO TRIAL (name, experiment_id, start_time, update_time) VALUES ('late', 1, ?, ?)",
+                   (when, when))
+    result = migrate_experiment(source, target, 1, strategy="balanced", resume=True,
+                                snapshot_dir=str(tmp_path / "snaps"))
+    assert result.verified and result.copied["TRIAL"] == 3
+    with open_database(target) as db:
+        names = [r[0] for r in db.query("SELECT name FROM TRIAL ORDER BY id")]
+    assert names[:2] == ["app before", "trial 1"] and "app after" in names and names[-1] == "late"
+
+
+def test_a_sqlite_generated_column_in_dst_is_named_as_computed_not_as_missing(tmp_path):
+    """Found by a second outside tester: a DST SQLite column GENERATED ALWAYS where SRC holds values was said to be
+    missing ("add it to DST first"); it is refused as a column DST computes."""
+    from emfix.errors import SchemaError
+    from emfix.schema import create_schema
+    source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
+    make_demo(source, shape=Shape(experiments=1, trials=2, runs=2, epochs=2, batches=2), faults=False)
+    with open_database(target, create=True) as db:
+        create_schema(db)
+        db.execute("DROP TABLE TRIAL")
+        db.execute("CREATE TABLE TRIAL (id INTEGER PRIMARY KEY AUTOINCREMENT, name VARCHAR(255) GENERATED ALWAYS "
+                   "AS ('t' || id) VIRTUAL, experiment_id INT NOT NULL, start_time TEXT NOT NULL, "
+                   "update_time TEXT NOT NULL)")
+    with pytest.raises(SchemaError) as refused:
+        migrate_experiment(source, target, 1, strategy="aggressive")
+    assert "computes TRIAL.name (generated column)" in refused.value.message

@@ -226,8 +226,7 @@ class Backend:
         raise NotImplementedError
 
     def generated_columns(self, table):  # noqa: ARG002 - every table alike
-        """Names (lower case) of `table`'s columns the database computes and refuses a value for. SQLite's
-        table_info leaves its generated columns out, so none of the columns it names is one."""
+        """Names (lower case) of `table`'s columns the database computes and refuses a value for."""
         return set()
 
     def forget_catalog(self):

@@ -253,6 +253,11 @@ class SQLiteBackend(Backend):
     def columns(self, table):
         return [r[1] for r in self._table_info(table)]
 
+    def generated_columns(self, table):
+        """Names (lower case) of `table`'s generated columns, which table_info (and so `columns`) leaves out and
+        an INSERT may not name: table_xinfo's hidden 2 (VIRTUAL) and 3 (STORED)."""
+        return {str(r[1]).lower() for r in self.query("PRAGMA table_xinfo(%s)" % self.quote(table)) if r[6] in (2, 3)}
+
     def column_details(self, table):
         info = self._table_info(table)
         sql = str(self.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) or "")
