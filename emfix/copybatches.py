@@ -256,7 +256,7 @@ class BatchCopy:
                 self.journal_lock.release()
 
     def _write(self, table, rows, last, strategy):
-        target, columns = self.target, self.graph.columns[table]
+        target = self.target
         if isinstance(rows, pages.LiteralPage):
             self._write_literal(table, rows, last, strategy)
             return len(rows)
@@ -265,8 +265,8 @@ class BatchCopy:
         batch = self._moved(table, rows)
         self.position[table] = last
         self.copied[table] = self.copied.get(table, 0) + len(batch)
-        insert = "INSERT INTO %s (%s) VALUES (%s)" % (target.quote(table), target.quote_columns(columns),
-                                                      ", ".join("?" * len(columns)))
+        insert = self._insert_statement(table)
+
         def write():  # run again whole after a conflict rolled it back (write_batch)
             target.foreign_key_checks(False)
             written = target.executemany(insert, batch, batch_size=len(batch))
@@ -275,6 +275,12 @@ class BatchCopy:
             self._save_position(copied=True)
         target.write_batch(write)
         return len(batch)
+
+    def _insert_statement(self, table):
+        """DST's INSERT of one row of `table`, its columns as the copy writes them."""
+        target, columns = self.target, self.graph.columns[table]
+        return "INSERT INTO %s (%s) VALUES (%s)" % (target.quote(table), target.quote_columns(columns),
+                                                    ", ".join("?" * len(columns)))
 
     def _moved(self, table, rows):
         """SRC's rows as DST gets them: values made portable, ids moved by the copy's offsets."""
@@ -329,8 +335,7 @@ class BatchCopy:
         missing = [row for row in batch if tuple(row[i] for i in keys) not in held]
         if not missing:
             return 0
-        insert = "INSERT INTO %s (%s) VALUES (%s)" % (target.quote(table), target.quote_columns(columns),
-                                                      ", ".join("?" * len(columns)))
+        insert = self._insert_statement(table)
         before = self.copied.get(table, 0)
 
         def write():  # run again whole after a conflict rolled it back (write_batch)

@@ -175,11 +175,9 @@ def refuse_unfillable_columns(source, target, graph, tree, tables, existing):
         computed_here = [names_here[c] for c in sorted(generated) if c in have and c not in theirs]
         if computed_here:
             computed[table] = computed_here
-        for column in target.column_details(there):
-            key = column.name.lower()
-            if key not in generated and key not in have and column.not_null and column.default is None \
-                    and not column.auto:
-                unfilled.setdefault(table, []).append(column.name)
+        lacking = [c for c in target.required_columns(there) if c.lower() not in have]
+        if lacking:
+            unfilled[table] = lacking
     unfilled = ["%s.%s" % (t, c) for t, cs in unfilled.items() if tree.count(source, graph, t) for c in cs]
     computed = ["%s.%s" % (t, c) for t, cs in computed.items() if tree.count(source, graph, t) for c in cs]
     if unfilled:

@@ -6,6 +6,8 @@ largest one already there, and every column that refers to it (through the relat
 composite keys included) moves with it.
 """
 
+from contextlib import nullcontext
+
 from .errors import EmfixError
 from .schema import EM_TABLES
 
@@ -107,11 +109,11 @@ def claim_gained_ids(db, ranges, offsets, reserved, copied, gained_ids):
             continue
         gained = True
         reserve_ids(db, table, int(high) + shift)
-        runs = [(a + shift, b + shift) for a, b in _runs(gained_ids(table, top))]
-        clashes = [(a, b) for a, b in runs if _taken(db, table, a, b)]
-        if clashes:
-            taken.append("%s %s" % (table, ", ".join("%d-%d" % run if run[0] != run[1] else "%d" % run[0]
-                                                      for run in clashes[:3])))
+        count, first = _held_among(db, table, (int(i) + shift for i in gained_ids(table, top)),
+                                   top + 1 + shift, int(high) + shift)
+        if count:
+            taken.append("%s %s%s" % (table, ", ".join(str(i) for i in first),
+                                      " and %d more" % (count - len(first)) if count > len(first) else ""))
         else:
             reserved[table] = int(high)
     if taken:
@@ -121,16 +123,26 @@ def claim_gained_ids(db, ranges, offsets, reserved, copied, gained_ids):
     return offsets, reserved, gained
 
 
-def _runs(ids):
-    """Sorted ids as runs of consecutive ones: [(first, last)]."""
-    runs = []
-    for value in ids:
-        value = int(value)
-        if runs and value == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], value)
-        else:
-            runs.append((value, value))
-    return runs
+def _held_among(db, table, moved_ids, low, high, shown=3):
+    """(how many, the first `shown`) of `moved_ids` (ascending, within low..high) that DST holds: one ordered read
+    of DST's ids in low..high, merged with them as they stream (no id list in memory, no query per id). On MySQL
+    a locking read, in its own short transaction, as _taken's."""
+    q = db.quote
+    sql = "SELECT %s FROM %s WHERE %s BETWEEN ? AND ? ORDER BY %s" % (q("id"), q(table), q("id"), q("id"))
+    mysql = db.dialect == "mysql"
+    count, first = 0, []
+    with db.transaction() if mysql else nullcontext():
+        held = (int(r[0]) for r in db.iter_rows(sql + (" LOCK IN SHARE MODE" if mysql else ""), (low, high)))
+        current = next(held, None)
+        for wanted in moved_ids:
+            while current is not None and current < wanted:
+                current = next(held, None)
+            if current == wanted:
+                count += 1
+                first.extend([wanted][:shown - len(first)])
+        for _ in held:  # read to its end: the cursor streams
+            pass
+    return count, first
 
 
 def _claim(db, table, low, high):
@@ -181,7 +193,8 @@ def subtree_id_ranges(source, graph, tree, tables):
 
 
 def subtree_ids_above(source, graph, tree, table, above):
-    """The ids of `table` in the subtree above `above`, in order: the rows a resumed copy's SRC gained."""
+    """The ids of `table` in the subtree above `above`, in order, as they stream: the rows a resumed copy's SRC
+    gained."""
     q = source.quote
-    return [r[0] for r in source.query("SELECT t.%s FROM %s t WHERE %s AND t.%s > ? ORDER BY t.%s" % (
-        q("id"), q(table), tree.where(source, graph, table), q("id"), q("id")), (above,))]
+    return (r[0] for r in source.iter_rows("SELECT t.%s FROM %s t WHERE %s AND t.%s > ? ORDER BY t.%s" % (
+        q("id"), q(table), tree.where(source, graph, table), q("id"), q("id")), (above,)))

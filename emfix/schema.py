@@ -195,7 +195,7 @@ def discover_graph(backend):
     if not tables:
         raise NotExperimentManagerError("%s has no tables: it is not an Experiment Manager database"
                                         % backend.address.display(),
-                          hint="check the path, or create the schema with `emfix init`")
+                          hint="check the path, or create the schema with `emfix init`", kind="no_tables")
     columns, primary_keys, foreign_keys = backend.describe_tables(tables)
     relations, unresolved = [], []
     declaring = set()

@@ -247,13 +247,19 @@ def test_time_values_outside_a_day_round_trip_exactly_in_both_formats(exact_mysq
         db.execute("CREATE TABLE `TIMES` (id INT PRIMARY KEY, t6 TIME(6), t0 TIME NOT NULL DEFAULT '00:00:00')")
         db.executemany("INSERT INTO `TIMES` VALUES (?, ?, ?)", [(n, t, t or "0") for n, t in enumerate(TIMES)])
         before = db.query(read)
-    made = snapshot.create_snapshot(exact_mysql, str(tmp_path), verify=True, file_format=file_format)
-    with open_database(exact_mysql) as db:
-        db.execute("UPDATE `TIMES` SET t6 = '00:00:01', t0 = '00:00:01'")
-    snapshot.restore_snapshot(exact_mysql, str(tmp_path), made.id, safety_snapshot=False)
-    with open_database(exact_mysql, readonly=True) as db:
-        assert db.query(read) == before
+    assert _changed_then_restored(exact_mysql, tmp_path, file_format, "UPDATE `TIMES` SET t6 = '00:00:01', "
+                                  "t0 = '00:00:01'", read) == before
     assert [r[1] for r in before] == TIMES
+
+
+def _changed_then_restored(address, tmp_path, file_format, change, read):
+    """Snapshot `address` (in `file_format`), run `change` on it, restore the snapshot: the rows of `read` then."""
+    made = snapshot.create_snapshot(address, str(tmp_path), verify=True, file_format=file_format)
+    with open_database(address) as db:
+        db.execute(change)
+    snapshot.restore_snapshot(address, str(tmp_path), made.id, safety_snapshot=False)
+    with open_database(address, readonly=True) as db:
+        return db.query(read)
 
 
 DATES = [("2024-02-29", "2024-02-29 23:59:59.999999", "2038-01-19 03:14:07.999", "0000-00-00 00:00:00"),
@@ -274,12 +280,8 @@ def test_dates_datetimes_and_timestamps_round_trip_exactly_zero_dates_and_nulls_
         db.executemany("INSERT INTO `DATES` VALUES (?, ?, ?, ?, ?)",
                        [(n,) + row for n, row in enumerate(DATES)])
         before = db.query(read)
-    made = snapshot.create_snapshot(exact_mysql, str(tmp_path), verify=True, file_format=file_format)
-    with open_database(exact_mysql) as db:
-        db.execute("UPDATE `DATES` SET d = '2000-01-01', dt = NULL, ts = NULL")
-    snapshot.restore_snapshot(exact_mysql, str(tmp_path), made.id, safety_snapshot=False)
-    with open_database(exact_mysql, readonly=True) as db:
-        assert db.query(read) == before
+    assert _changed_then_restored(exact_mysql, tmp_path, file_format, "UPDATE `DATES` SET d = '2000-01-01', "
+                                  "dt = NULL, ts = NULL", read) == before
     assert [r[2] for r in before] == [r[1] for r in DATES] and [r[0] for r in before] == [0, 1, 2]
 
 

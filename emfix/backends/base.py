@@ -229,9 +229,14 @@ class Backend:
         """Names (lower case) of `table`'s columns the database computes and refuses a value for."""
         return set()
 
+    def required_columns(self, table):
+        """Names of `table`'s columns an INSERT must give a value: NOT NULL, without a default, not filled
+        by the database itself."""
+        return [c.name for c in self.column_details(table) if c.not_null and c.default is None and not c.auto]
+
     def forget_catalog(self):
-        """Read the catalog again from now on (indexes, generated columns): tables were created since."""
-        for name in ("_indexes_cache", "_generated"):
+        """Read the catalog again from now on (indexes, columns' facts): tables were created since."""
+        for name in ("_indexes_cache", "_facts"):
             self.__dict__.pop(name, None)
 
     def describe_tables(self, tables):

@@ -41,15 +41,29 @@ class MySQLCatalogMixin:
     def generated_columns(self, table):
         """Names (lower case) of `table`'s generated columns (VIRTUAL, STORED, PERSISTENT): the server
         computes them and refuses a value for one, so a copy of the rows leaves them out. MySQL 8's
-        DEFAULT_GENERATED (a default expression) is an ordinary column. Every table's, read in one query
-        per connection."""
-        if "_generated" not in self.__dict__:
-            rows = self._by_table("SELECT TABLE_NAME, COLUMN_NAME, EXTRA FROM information_schema.COLUMNS WHERE "
-                                  "TABLE_SCHEMA = DATABASE() %s", None)
-            self._generated = {t: {c.lower() for c, extra in found
-                                   if re.search(r"\b(VIRTUAL|STORED|PERSISTENT)\b", (extra or "").upper())}
-                               for t, found in rows.items()}
-        return self._generated.get(table.lower(), set())
+        DEFAULT_GENERATED (a default expression) is an ordinary column."""
+        return {c.lower() for c, generated, _required in self._column_facts().get(table.lower(), ()) if generated}
+
+    def required_columns(self, table):
+        """Names of `table`'s columns an INSERT must give a value: NOT NULL, without a default, neither
+        AUTO_INCREMENT nor generated."""
+        return [c for c, _generated, required in self._column_facts().get(table.lower(), ()) if required]
+
+    def _column_facts(self):
+        """{table (lower case): [(column, generated?, needs a value?)]} of every table, read in one query per
+        connection (forget_catalog reads it again)."""
+        if "_facts" not in self.__dict__:
+            facts = {}
+            for table, column, nullable, default, extra in self.query(
+                    "SELECT TABLE_NAME, COLUMN_NAME, IS_NULLABLE, COLUMN_DEFAULT, EXTRA FROM "
+                    "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"):
+                extra = (text_of(extra) or "").upper()
+                generated = re.search(r"\b(VIRTUAL|STORED|PERSISTENT)\b", extra) is not None
+                required = text_of(nullable) == "NO" and default is None and not generated and \
+                    "AUTO_INCREMENT" not in extra and "GENERATED" not in extra
+                facts.setdefault(text_of(table).lower(), []).append((text_of(column), generated, required))
+            self._facts = facts
+        return self._facts
 
     def _has_check_constraints(self):
         return bool(self.scalar("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "

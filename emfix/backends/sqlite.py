@@ -258,6 +258,12 @@ class SQLiteBackend(Backend):
         an INSERT may not name: table_xinfo's hidden 2 (VIRTUAL) and 3 (STORED)."""
         return {str(r[1]).lower() for r in self.query("PRAGMA table_xinfo(%s)" % self.quote(table)) if r[6] in (2, 3)}
 
+    def required_columns(self, table):
+        """As Backend's, but a rowid alias (one INTEGER PRIMARY KEY) takes a rowid when none is given."""
+        keys = [r for r in self._table_info(table) if r[5]]
+        alias = keys[0][1].lower() if len(keys) == 1 and keys[0][2].upper() == "INTEGER" else None
+        return [c for c in super().required_columns(table) if c.lower() != alias]
+
     def column_details(self, table):
         info = self._table_info(table)
         sql = str(self.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) or "")

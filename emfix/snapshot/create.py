@@ -181,21 +181,14 @@ def safety_snapshot(address, directory, reason, *, retry_policy=None, progress=N
     try:
         return create_snapshot(address, directory, description=description, verify=True, retry_policy=retry_policy,
                                label="safety snapshot", kind="safety").id
-    except NotExperimentManagerError:  # no table at all (found by an outside tester): nothing to keep from before
-        if not _has_no_tables(address, retry_policy):
+    except NotExperimentManagerError as exc:  # no table at all (found by an outside tester): nothing to keep
+        if exc.kind != "no_tables":
             raise
         return None
     except DamagedInputError:
         if not address.is_sqlite or not os.path.exists(address.path):
             raise
     return _raw_copy(address, directory, description)
-
-
-def _has_no_tables(address, retry_policy):
-    if address.is_sqlite and not os.path.exists(address.path):
-        return True
-    with open_database(address, readonly=True, retry_policy=retry_policy) as db:
-        return not db.tables()
 
 
 def _raw_copy(address, directory, description):

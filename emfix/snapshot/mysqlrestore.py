@@ -92,13 +92,14 @@ def takes(live, wanted):
 def restore_problems(db, tables):
     """What stops the rows of the snapshot's `tables` ({name: SHOW CREATE TABLE text}) going into the
     database as it is now: [text], empty when nothing does. A table the database lacks is created."""
-    live = {}
-    for table, column, kind, nullable, default, extra in db.query(
-            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA FROM "
-            "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"):
-        table, column, kind, extra = (_text(v) for v in (table, column, kind, extra))
-        needs_value = _text(nullable) == "NO" and default is None and not re.search(
-            r"auto_increment|generated", (extra or "").lower())
+    live, required = {}, {}
+    for table, column, kind in db.query(
+            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+            "DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"):
+        table, column, kind = (_text(v) for v in (table, column, kind))
+        if table not in required:
+            required[table] = {c.lower() for c in db.required_columns(table)}
+        needs_value = column.lower() in required[table]
         live.setdefault(table.lower(), {})[column.lower()] = (column, _plain(kind), needs_value)
     problems = []
     for table, ddl in tables.items():
