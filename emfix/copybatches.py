@@ -47,6 +47,7 @@ class BatchCopy:
         self.interrupted, self.progress, self.packet, self.in_engine = interrupted, progress, packet, in_engine
         self.lanes = [target] + [db for db in lanes if db is not target]
         self.journal_lock = threading.Lock()
+        self.journal_unsure = False  # lanes: a commit failed with the journal lock held (it may have committed)
         self.source_counts = {}
         self.counted = None  # in-engine, aggressive: both sides counted while DST was attached (copycheck)
 
@@ -242,6 +243,9 @@ class BatchCopy:
             if not held:  # a retry after a conflict keeps the lock it took
                 self.journal_lock.acquire()
                 held.append(True)
+            if self.journal_unsure:  # written from a state that may lack that commit, the journal could go back
+                raise EmfixError("stopped before committing a page into %s: another connection to DST failed "
+                                 "while it committed" % table, hint="run the same command with --resume to finish")
             position, copied = dict(self.position), dict(self.copied)
             position[table] = last
             if rows:
@@ -251,6 +255,13 @@ class BatchCopy:
         try:
             copied = db.write_batch(batch)
             self.position[table], self.copied[table] = last, copied.get(table, 0)
+        except BaseException:
+            # A connection lost at COMMIT may have committed: the other lanes write no journal row from now on
+            # (one made from self.position / self.copied without this page would take its last key back, and a
+            # resume would copy the page again: a duplicate key, seen once in CI with connections killed).
+            if held:
+                self.journal_unsure = True
+            raise
         finally:
             if held:
                 self.journal_lock.release()
