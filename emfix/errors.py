@@ -41,6 +41,9 @@ class EmfixError(Exception):
     def __str__(self):
         return self.message
 
+    def __reduce__(self):  # pickled whole (a helper process sends it back): hint, kind and facts too
+        return self.__class__, (self.message, self.hint, self.kind, self.facts)
+
 
 class SchemaError(EmfixError):
     """The database lacks what a command needs (tables, keys)."""

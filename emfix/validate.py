@@ -26,6 +26,7 @@ from .fksweep import (
     iter_violations,
     sweep_foreign_keys,
 )
+from .forkworker import ForkedWorker, fork_possible
 from .jsoncheck import JsonScan, metric_id_ranges, scan_metric_json
 from .pool import ConnectionPool
 from .progress import NoProgress
@@ -164,8 +165,12 @@ def _rows(count, table, singular, plural):
 class _MetricWork:
     """The METRIC-side checks as small independent tasks any connection can take.
 
-    A second connection starts on them at once; the main one joins in when its foreign-key sweep
-    is done, so the two cores stay busy until the end.
+    A helper starts on them at once; the main connection joins in when its foreign-key sweep is
+    done, so the two cores stay busy until the end. On a SQLite file the helper is a forked process
+    (forkworker: SQLite's allocator has one lock per process); where it is a thread, the two never
+    test JSON at the same time (json_valid allocates for every value: side by side, each piece took
+    4-5 times as long), so while one tests JSON the other takes the other tasks, or stops when only
+    JSON is left.
     """
 
     JSON_PIECES = 16  # small pieces: the connection that finishes first waits less for the other
@@ -174,57 +179,89 @@ class _MetricWork:
         self.graph, self.limit, self.deep_json, self.sink = graph, limit, deep_json, sink
         self.quick_check = quick_check
         self.lock = threading.Lock()
-        self.tasks = None
+        self.tasks = []
         self.json_parts = {}
         self.unreferenced = {}
         self.seconds = {"json": 0.0, "unreferenced": 0.0}
         self.busy = {}  # seconds (and CPU) each connection spent on these tasks: the critical path, in --json
         self.damage = ""
+        self.json_alone = False  # a helper thread on SQLite: one connection at a time tests JSON
+        self.testing_json = 0  # connections testing JSON now
 
-    def _prepare(self, db):
-        with self.lock:
-            if self.tasks is None:
-                ranges = metric_id_ranges(db, self.graph.columns, self.JSON_PIECES)
-                self.tasks = [("quick_check",)] if db.dialect == "sqlite" and self.quick_check else []
-                self.tasks += [("unreferenced", t) for t in UNREFERENCED_TABLES if t in self.graph.tables]
-                self.tasks += [("json", n, r) for n, r in enumerate(ranges)]
+    def prepare(self, db, helper_thread):
+        ranges = metric_id_ranges(db, self.graph.columns, self.JSON_PIECES)
+        self.json_alone = helper_thread and db.dialect == "sqlite"
+        whole = [("quick_check",)] if db.dialect == "sqlite" and self.quick_check else []
+        whole += [("unreferenced", t) for t in UNREFERENCED_TABLES if t in self.graph.tables]
+        pieces = [("json", n, r) for n, r in enumerate(ranges)]
+        # The helper starts on the tasks that cannot be split while the main connection sweeps, and
+        # the two share the JSON pieces at the end. A helper thread on SQLite starts on the JSON
+        # instead, and the main connection, done, takes the other tasks beside it.
+        self.tasks = pieces + whole if self.json_alone else whole + pieces
 
     def _next(self):
         with self.lock:
-            return self.tasks.pop(0) if self.tasks else None
+            for n, task in enumerate(self.tasks):
+                if task[0] == "json" and self.json_alone and self.testing_json:
+                    continue  # the other connection is testing JSON: leave the rest of it to that one
+                if task[0] == "json":
+                    self.testing_json += 1
+                return self.tasks.pop(n)
+            return None
 
     def drain(self, db, who):
-        began, cpu = time.perf_counter(), time.thread_time()
+        """Take tasks until none is left, running them on `db`."""
+        self._drain(who, lambda task: run_metric_task(db, self._message(task), self._sink_of(task)))
+
+    def drain_through(self, worker, who):
+        """Take tasks until none is left, running them in a helper process (forkworker.ForkedWorker)."""
+        def run(task):
+            result = worker.run(self._message(task), self._sink_of(task))
+            return result, worker.last_cpu
+        self._drain(who, run, remote=True)
+
+    def _message(self, task):
+        return task, self.graph, self.limit, self.deep_json
+
+    def _sink_of(self, task):
+        return None if self.sink is None or task[0] != "json" else functools.partial(self.sink, part=task[1])
+
+    def _drain(self, who, run, remote=False):
+        began, cpu, spent = time.perf_counter(), time.thread_time(), 0.0
         try:
-            self._drain(db)
+            while True:
+                task = self._next()
+                if task is None:
+                    return
+                started, cpu_started = time.perf_counter(), time.thread_time()
+                result = None
+                try:
+                    result = run(task)
+                    if remote:
+                        result, task_cpu = result
+                    else:
+                        task_cpu = time.thread_time() - cpu_started
+                    spent += task_cpu
+                finally:
+                    self._record(task, result, time.perf_counter() - started, task_cpu if result else None)
         finally:
             self.busy["metric_tasks_" + who] = time.perf_counter() - began
-            self.busy["cpu_metric_tasks_" + who] = time.thread_time() - cpu
+            self.busy["cpu_metric_tasks_" + who] = spent if remote else time.thread_time() - cpu
 
-    def _drain(self, db):
-        self._prepare(db)
-        while True:
-            task = self._next()
-            if task is None:
-                return
-            started, cpu = time.perf_counter(), time.thread_time()
-            if task[0] == "quick_check":  # validate reads the whole file anyway: a damaged one is said first
-                self.damage = db.quick_check()
-            elif task[0] == "unreferenced":
-                # MySQL: in a consistent read its scratch table is filled without shared locks (create_temp_table)
-                with db.consistent_read() if db.dialect == "mysql" else contextlib.nullcontext():
-                    found = find_unreferenced(db, self.graph, self.limit, task[1])
-                with self.lock:
-                    self.unreferenced[task[1]] = found
-            else:
-                sink = None if self.sink is None else functools.partial(self.sink, part=task[1])  # in id order
-                part = scan_metric_json(db, self.graph.columns, self.limit, task[2], self.deep_json, sink)
-                with self.lock:
-                    self.json_parts[task[1]] = part
-            with self.lock:
-                self.seconds[task[0]] = self.seconds.get(task[0], 0.0) + time.perf_counter() - started
-                # This thread's own CPU: the shares of the work, whatever else the machine runs.
-                self.seconds["cpu_" + task[0]] = self.seconds.get("cpu_" + task[0], 0.0) + time.thread_time() - cpu
+    def _record(self, task, result, seconds, cpu):
+        with self.lock:
+            if task[0] == "json":
+                self.testing_json -= 1
+            if result is not None:
+                if task[0] == "quick_check":
+                    self.damage = result[1]
+                elif task[0] == "unreferenced":
+                    self.unreferenced[task[1]] = result[1]
+                else:
+                    self.json_parts[task[1]] = result[1]
+            self.seconds[task[0]] = self.seconds.get(task[0], 0.0) + seconds
+            if cpu is not None:  # the CPU of the thread (or process) that ran it, whatever else the machine runs
+                self.seconds["cpu_" + task[0]] = self.seconds.get("cpu_" + task[0], 0.0) + cpu
 
     def results(self):
         scan = JsonScan()
@@ -232,6 +269,18 @@ class _MetricWork:
             scan.merge(self.json_parts[n], self.limit)
         unreferenced = [self.unreferenced[t] for t in UNREFERENCED_TABLES if self.unreferenced.get(t)]
         return scan, unreferenced
+
+
+def run_metric_task(db, message, sink=None):
+    """One METRIC task on `db`: (its kind, what it found). A plain function: a helper process runs it too."""
+    task, graph, limit, deep_json = message
+    if task[0] == "quick_check":  # validate reads the whole file anyway: a damaged one is said first
+        return task[0], db.quick_check()
+    if task[0] == "unreferenced":
+        # MySQL: in a consistent read its scratch table is filled without shared locks (create_temp_table)
+        with db.consistent_read() if db.dialect == "mysql" else contextlib.nullcontext():
+            return task[0], find_unreferenced(db, graph, limit, task[1])
+    return task[0], scan_metric_json(db, graph.columns, limit, task[2], deep_json, sink)  # `sink`: in id order
 
 
 def _open_for_checks(address, retry_policy):
@@ -254,21 +303,32 @@ def describe_database(db):
     return info
 
 
-def _start_helper(pool, work):
-    """A second read-only connection, from the pool, working through the METRIC tasks in a thread."""
+def _helper_connection(address, retry_policy):
+    db = _open_for_checks(address, retry_policy)
+    _tune(db)
+    return db
+
+
+def _start_helper(drain):
+    """A thread working through the METRIC tasks beside the main connection's sweep: on a second
+    connection, or feeding a helper process."""
     failure = []
 
     def run():
         try:
-            with pool.connection() as db:
-                _tune(db)
-                work.drain(db, "helper")
+            drain()
         except BaseException as exc:  # re-raised in the main thread
             failure.append(exc)
 
     thread = threading.Thread(target=run, name="emfix-validate-metrics", daemon=True)
     thread.start()
     return thread, failure
+
+
+def _drain_on_own_connection(pool, work):
+    with pool.connection() as db:
+        _tune(db)
+        work.drain(db, "helper")
 
 
 def validate(address, *, limit=100, experiment=None, retry_policy=None, progress=None, parallel=True,
@@ -281,8 +341,25 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
     in memory."""
     progress = progress or NoProgress()
     started = time.perf_counter()
+    worker = None
+    if parallel and address.is_sqlite and address.path != ":memory:" and fork_possible():
+        # forked before this process opens a connection: one must not cross fork()
+        worker = ForkedWorker.start(lambda: _helper_connection(address, retry_policy), run_metric_task)
+    finished = False
+    try:
+        report = _validate(address, worker, started, limit, experiment, retry_policy, progress, parallel, deep_json,
+                           force, every_violation, every_json_issue, quick_check)
+        finished = True
+        return report
+    finally:
+        if worker is not None:
+            worker.close(kill=not finished)
+
+
+def _validate(address, worker, started, limit, experiment, retry_policy, progress, parallel, deep_json, force,
+              every_violation, every_json_issue, quick_check):
     timings = {}
-    # Both connections come from the pool: it opens them (retrying as the policy says), checks one
+    # The connections come from the pool: it opens them (retrying as the policy says), checks one
     # before handing it out again, and closes them all, whatever happens here.
     with ConnectionPool(lambda: _open_for_checks(address, retry_policy), size=2) as pool, \
             pool.connection() as db:
@@ -292,9 +369,13 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
         timings["discover"] = time.perf_counter() - started
         no_key = [t for t in graph.tables if not graph.primary_keys.get(t)]
         work = _MetricWork(graph, limit, deep_json, every_json_issue, quick_check)
+        in_memory = db.dialect == "sqlite" and db.address.path == ":memory:"
+        work.prepare(db, helper_thread=worker is None and parallel and not in_memory)
         helper = None
-        if parallel and not (db.dialect == "sqlite" and db.address.path == ":memory:"):
-            helper = _start_helper(pool, work)
+        if worker is not None:
+            helper = _start_helper(lambda: work.drain_through(worker, "helper"))
+        elif parallel and not in_memory:
+            helper = _start_helper(lambda: _drain_on_own_connection(pool, work))
         step, cpu = time.perf_counter(), time.thread_time()
         with db.consistent_read():  # one moment of every relation, read without locks (MySQL too)
             checks, tables, plans = sweep_foreign_keys(db, graph, limit, progress)

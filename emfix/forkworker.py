@@ -1,0 +1,127 @@
+"""A helper process for CPU-bound SQLite work beside the main thread.
+
+SQLite counts every memory allocation under one lock for the whole process (its memory statistics,
+which Python's build leaves on), so two threads that allocate much run far slower side by side than
+alone: two halves of validate's JSON test (json_valid allocates for every value) took 1.2 s each
+alone, 3.9 s each as two threads, and 1.2 s each as two processes (#28). A forked child has a lock
+of its own.
+
+The child is forked before the parent opens a connection (a SQLite connection must not cross
+fork()), and only while the parent runs no other thread (one holding a lock at that moment would
+leave it held in the child forever). It opens its own connection, runs the tasks the parent sends
+one at a time, and sends back what each gave, and what it emits on the way, pickled over a pipe. It
+leaves when the pipe closes (the parent is done, or gone); a parent that stops early kills it.
+"""
+
+import gc
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+import traceback
+
+
+def fork_possible():
+    """Linux, with fork, and no other thread running in this process."""
+    return sys.platform.startswith("linux") and hasattr(os, "fork") and threading.active_count() == 1
+
+
+class RemoteTraceback(Exception):
+    """Where an error raised in the helper process came from (the `__cause__` of the error re-raised here)."""
+
+    def __str__(self):
+        return "in the helper process:\n" + self.args[0]
+
+
+class ForkedWorker:
+    """The parent's end: `run(task, on_event)` returns what the child's `run_task` gave for it."""
+
+    def __init__(self, pid, to_child, from_child):
+        self.pid, self._to, self._from = pid, to_child, from_child
+        self.last_cpu = 0.0  # the CPU seconds the child spent on the last task
+
+    @classmethod
+    def start(cls, open_state, run_task):
+        """Fork a child that calls open_state() once, then run_task(state, task, emit) for each task."""
+        down_read, down_write = os.pipe()
+        up_read, up_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: it never returns into the parent's code
+            status = 1
+            try:
+                gc.freeze()  # the parent's objects are not collected (nor closed) here
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+                os.close(down_write)
+                os.close(up_read)
+                with os.fdopen(down_read, "rb") as tasks, os.fdopen(up_write, "wb") as replies:
+                    _serve(tasks, replies, open_state, run_task)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(down_read)
+        os.close(up_write)
+        return cls(pid, os.fdopen(down_write, "wb"), os.fdopen(up_read, "rb"))
+
+    def run(self, task, on_event=None):
+        _send(self._to, task)
+        while True:
+            try:
+                reply = pickle.load(self._from)
+            except EOFError:
+                raise RuntimeError("the helper process ended without an answer") from None
+            if reply[0] == "event":
+                if on_event is not None:
+                    on_event(reply[1])
+            elif reply[0] == "done":
+                self.last_cpu = reply[2]
+                return reply[1]
+            else:
+                error, where = reply[1], reply[2]
+                raise error from RemoteTraceback(where)
+
+    def close(self, kill=False):
+        """Let the child leave (or kill it) and reap it."""
+        if kill:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for stream in (self._to, self._from):
+            try:
+                stream.close()
+            except OSError:  # the child is gone: nothing to flush into
+                pass
+        os.waitpid(self.pid, 0)
+
+
+def _send(stream, message):
+    pickle.dump(message, stream, pickle.HIGHEST_PROTOCOL)
+    stream.flush()
+
+
+def _serve(tasks, replies, open_state, run_task):
+    state = None
+    while True:
+        try:
+            task = pickle.load(tasks)
+        except EOFError:  # the parent is done, or gone
+            return
+        cpu = time.thread_time()
+        try:
+            if state is None:
+                state = open_state()
+            result = run_task(state, task, lambda event: _send(replies, ("event", event)))
+        except BaseException as exc:  # noqa: BLE001 -- every error goes back to the parent, which raises it
+            _send(replies, ("failed", _portable(exc), traceback.format_exc()))
+            return
+        _send(replies, ("done", result, time.thread_time() - cpu))
+
+
+def _portable(exc):
+    """The error itself when it survives pickling, else a RuntimeError that says what it was."""
+    try:
+        return pickle.loads(pickle.dumps(exc, pickle.HIGHEST_PROTOCOL))
+    except Exception:  # noqa: BLE001 -- any failure to pickle means: send its text instead
+        return RuntimeError("%s: %s" % (type(exc).__name__, exc))
