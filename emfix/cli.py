@@ -121,6 +121,14 @@ def hide_from_process_list(secrets):
 
 
 def main(argv=None):
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # also while the parser is built, before _main's own handling
+        sys.stderr.write("error: interrupted\n")
+        return EXIT_CTRL_C
+
+
+def _main(argv):
     if hasattr(signal, "SIGXFSZ"):  # over a file-size limit, let the write fail with EFBIG, not kill us
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     parser = build_parser()

@@ -147,9 +147,9 @@ def check_output_path(path, protect=(), *, force=False, replaceable=None):
     if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
         return path, True
     real = os.path.realpath(path)
-    if os.path.isdir(real):
-        raise UsageError("%s is a directory" % path, hint="give a file name, e.g. %s" % os.path.join(
-            path, "report.json"))
+    if os.path.isdir(real) or path.endswith(("/", os.sep)):  # `out/` names a directory, never a file `out`
+        raise UsageError("%s is a directory" % path if os.path.isdir(real) else "%s names a directory" % path,
+                         hint="give a file name, e.g. %s" % os.path.join(path, "report.json"))
     for other in protect:
         if other and os.path.exists(real) and _same_file(real, other):
             raise UsageError("refusing to write over the database %s" % other, hint=ANOTHER_NAME)
@@ -162,6 +162,8 @@ def check_output_path(path, protect=(), *, force=False, replaceable=None):
         if not os.path.isdir(directory):
             raise NotWritableError("cannot write %s: directory %s does not exist" % (path, directory))
         return real, False
+    if mode is None:
+        mode = os.stat(real).st_mode
     if stat.S_ISBLK(mode):  # (devices, FIFOs and sockets were written through above)
         raise UsageError("refusing to write to the block device %s" % path, hint="give a file name")
     if not stat.S_ISREG(mode):

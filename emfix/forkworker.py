@@ -10,7 +10,8 @@ The child is forked before the parent opens a connection (a SQLite connection mu
 fork()), and only while the parent runs no other thread (one holding a lock at that moment would
 leave it held in the child forever). It opens its own connection, runs the tasks the parent sends
 one at a time, and sends back what each gave, and what it emits on the way, pickled over a pipe. It
-leaves when the pipe closes (the parent is done, or gone); a parent that stops early kills it.
+leaves when the pipe closes (the parent is done), is killed when the parent dies (PR_SET_PDEATHSIG:
+even while it waits for a lock), and killed by a parent that stops early.
 """
 
 import gc
@@ -21,6 +22,10 @@ import sys
 import threading
 import time
 import traceback
+
+from .errors import OperationInterrupted
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def fork_possible():
@@ -41,18 +46,26 @@ class ForkedWorker:
     def __init__(self, pid, to_child, from_child):
         self.pid, self._to, self._from = pid, to_child, from_child
         self.last_cpu = 0.0  # the CPU seconds the child spent on the last task
+        self.reaped = False
 
     @classmethod
     def start(cls, open_state, run_task):
         """Fork a child that calls open_state() once, then run_task(state, task, emit) for each task."""
         down_read, down_write = os.pipe()
         up_read, up_write = os.pipe()
-        pid = os.fork()
+        parent = os.getpid()
+        try:
+            pid = os.fork()
+        except OSError:  # no process to be had (a limit): the caller does without
+            for fd in (down_read, down_write, up_read, up_write):
+                os.close(fd)
+            raise
         if pid == 0:  # the child: it never returns into the parent's code
             status = 1
             try:
                 gc.freeze()  # the parent's objects are not collected (nor closed) here
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+                _die_with(parent)
                 os.close(down_write)
                 os.close(up_read)
                 with os.fdopen(down_read, "rb") as tasks, os.fdopen(up_write, "wb") as replies:
@@ -70,7 +83,8 @@ class ForkedWorker:
             try:
                 reply = pickle.load(self._from)
             except EOFError:
-                raise RuntimeError("the helper process ended without an answer") from None
+                raise OperationInterrupted("the helper process %d ended before it answered (%s)" % (
+                    self.pid, self._ending()), hint="run the command again") from None
             if reply[0] == "event":
                 if on_event is not None:
                     on_event(reply[1])
@@ -81,9 +95,20 @@ class ForkedWorker:
                 error, where = reply[1], reply[2]
                 raise error from RemoteTraceback(where)
 
+    def _ending(self):
+        """How the child ended (reaping it): killed from outside, say, by the OOM killer or an admin."""
+        try:
+            status = os.waitpid(self.pid, 0)[1]
+        except ChildProcessError:
+            return "already reaped"
+        self.reaped = True
+        if os.WIFSIGNALED(status):
+            return "killed by signal %d" % os.WTERMSIG(status)
+        return "exit status %d" % os.WEXITSTATUS(status)
+
     def close(self, kill=False):
         """Let the child leave (or kill it) and reap it."""
-        if kill:
+        if kill and not self.reaped:
             try:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -93,7 +118,21 @@ class ForkedWorker:
                 stream.close()
             except OSError:  # the child is gone: nothing to flush into
                 pass
-        os.waitpid(self.pid, 0)
+        if not self.reaped:
+            self.reaped = True
+            os.waitpid(self.pid, 0)
+
+
+def _die_with(parent):
+    """The child is killed when the parent dies, even while it waits inside SQLite for a lock (Linux's
+    PR_SET_PDEATHSIG); if the parent is already gone, it leaves now."""
+    try:
+        import ctypes  # noqa: PLC0415 -- only the child needs it
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # no prctl here: the closed pipe still ends the child, after its task
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _send(stream, message):

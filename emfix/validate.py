@@ -16,7 +16,7 @@ from typing import Dict, List, Optional
 
 from . import __version__
 from .backends import open_database
-from .errors import DamagedInputError
+from .errors import ConnectError, DamagedInputError, DatabaseLockedError
 from .fksweep import (
     UNREFERENCED_TABLES,
     RelationCheck,
@@ -213,8 +213,17 @@ class _MetricWork:
         """Take tasks until none is left, running them on `db`."""
         self._drain(who, lambda task: run_metric_task(db, self._message(task), self._sink_of(task)))
 
-    def drain_through(self, worker, who):
-        """Take tasks until none is left, running them in a helper process (forkworker.ForkedWorker)."""
+    def drain_through(self, worker, who, identity):
+        """Take tasks until none is left, running them in a helper process (forkworker.ForkedWorker)
+        that first shows it reads the file of `identity` (file_identity), not one put in its place."""
+        try:
+            theirs = worker.run((("identity",), None, None, None))[1]
+        except DatabaseLockedError:  # a writer waits for this process's read lock: this one does it all
+            return
+        if theirs != identity:
+            raise ConnectError("the database file was replaced while validate opened it: the report would mix "
+                               "two files", hint="run validate again")
+
         def run(task):
             result = worker.run(self._message(task), self._sink_of(task))
             return result, worker.last_cpu
@@ -274,6 +283,8 @@ class _MetricWork:
 def run_metric_task(db, message, sink=None):
     """One METRIC task on `db`: (its kind, what it found). A plain function: a helper process runs it too."""
     task, graph, limit, deep_json = message
+    if task[0] == "identity":
+        return task[0], db.file_identity
     if task[0] == "quick_check":  # validate reads the whole file anyway: a damaged one is said first
         return task[0], db.quick_check()
     if task[0] == "unreferenced":
@@ -303,9 +314,32 @@ def describe_database(db):
     return info
 
 
+def file_identity(path):
+    """(device, inode) of the file at `path` now; None when there is none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _same_file_throughout(path, before):
+    """The identity of the file a connection opened between `before` (file_identity then) and now."""
+    if before is None or file_identity(path) != before:
+        raise ConnectError("%s was replaced while validate opened it: the report would mix two files" % path,
+                           hint="run validate again")
+    return before
+
+
 def _helper_connection(address, retry_policy):
+    """The helper process's connection, its read lock taken at once and held to its end (see _validate),
+    and the identity of the file it opened."""
+    before = file_identity(address.path)
     db = _open_for_checks(address, retry_policy)
     _tune(db)
+    db.execute("BEGIN")
+    db.scalar("SELECT count(*) FROM sqlite_master")
+    db.file_identity = _same_file_throughout(address.path, before)
     return db
 
 
@@ -321,7 +355,10 @@ def _start_helper(drain):
             failure.append(exc)
 
     thread = threading.Thread(target=run, name="emfix-validate-metrics", daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had (a limit): the main connection does it all
+        return None
     return thread, failure
 
 
@@ -343,8 +380,10 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
     started = time.perf_counter()
     worker = None
     if parallel and address.is_sqlite and address.path != ":memory:" and fork_possible():
-        # forked before this process opens a connection: one must not cross fork()
-        worker = ForkedWorker.start(lambda: _helper_connection(address, retry_policy), run_metric_task)
+        try:  # forked before this process opens a connection: one must not cross fork()
+            worker = ForkedWorker.start(lambda: _helper_connection(address, retry_policy), run_metric_task)
+        except OSError:  # no process to be had: a thread, or this one alone
+            worker = None
     finished = False
     try:
         report = _validate(address, worker, started, limit, experiment, retry_policy, progress, parallel, deep_json,
@@ -359,6 +398,7 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
 def _validate(address, worker, started, limit, experiment, retry_policy, progress, parallel, deep_json, force,
               every_violation, every_json_issue, quick_check):
     timings = {}
+    opened = file_identity(address.path) if worker is not None else None
     # The connections come from the pool: it opens them (retrying as the policy says), checks one
     # before handing it out again, and closes them all, whatever happens here.
     with ConnectionPool(lambda: _open_for_checks(address, retry_policy), size=2) as pool, \
@@ -372,20 +412,29 @@ def _validate(address, worker, started, limit, experiment, retry_policy, progres
         in_memory = db.dialect == "sqlite" and db.address.path == ":memory:"
         work.prepare(db, helper_thread=worker is None and parallel and not in_memory)
         helper = None
-        if worker is not None:
-            helper = _start_helper(lambda: work.drain_through(worker, "helper"))
-        elif parallel and not in_memory:
+        if worker is None and parallel and not in_memory:
             helper = _start_helper(lambda: _drain_on_own_connection(pool, work))
         step, cpu = time.perf_counter(), time.thread_time()
         with db.consistent_read():  # one moment of every relation, read without locks (MySQL too)
+            if worker is not None:
+                # The helper process holds a read lock of its own. This process holds its own from before
+                # the helper's to after its last task, so it never asks for one while a writer waits for
+                # the helper's (rollback journal: a waiting writer blocks new readers); and the helper
+                # must have opened the same file (checked on its first answer).
+                db.scalar("SELECT count(*) FROM sqlite_master")
+                identity = _same_file_throughout(address.path, opened)
+                helper = _start_helper(lambda: work.drain_through(worker, "helper", identity))
             checks, tables, plans = sweep_foreign_keys(db, graph, limit, progress)
             if every_violation is not None:
                 for table, violation in iter_violations(db, graph, plans):
                     every_violation(table, violation)
-        timings["foreign_keys"] = time.perf_counter() - step
-        timings["cpu_foreign_keys"] = time.thread_time() - cpu
-        progress.update("metric JSON", force=True)
-        work.drain(db, "main")
+            timings["foreign_keys"] = time.perf_counter() - step
+            timings["cpu_foreign_keys"] = time.thread_time() - cpu
+            progress.update("metric JSON", force=True)
+            if worker is not None:
+                work.drain(db, "main")
+        if worker is None:
+            work.drain(db, "main")
         step = time.perf_counter()
         if helper is not None:
             helper[0].join()

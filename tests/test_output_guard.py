@@ -125,3 +125,15 @@ def test_a_hard_link_to_a_snapshot_is_not_written_through(demo_sqlite, tmp_path)
     assert open(snap, "rb").read() == before
     assert snapshot.verify_snapshot(str(tmp_path / "snaps"), made.id).status == "verified"
     assert run_cli("validate", linked).returncode in (0, 1)  # reading it is fine
+
+
+@pytest.mark.parametrize("existing", [None, "a file"])
+def test_an_output_path_ending_in_a_slash_names_a_directory_never_a_file(demo_sqlite, tmp_path, existing):
+    """`-o out/` with no directory `out` wrote a file `out`; run again, it was exit 70."""
+    if existing:
+        (tmp_path / "out").write_text("the user's\n")
+    result = run_cli("validate", demo_sqlite.path, "-o", str(tmp_path / "out") + "/")
+    assert result.returncode == 2 and "names a directory" in result.stderr, result.stderr
+    assert (tmp_path / "out").exists() == bool(existing)
+    if existing:
+        assert (tmp_path / "out").read_text() == "the user's\n"

@@ -1,6 +1,7 @@
 """validate meets databases that are not what it expects: it checks what it can and says what it could not."""
 
 import json
+import os
 import sqlite3
 
 import pytest
@@ -83,10 +84,13 @@ def test_locked_database_retries_then_exit_3(demo_sqlite):
     assert len(result.stderr.strip().splitlines()) <= 2
 
 
-@pytest.mark.parametrize("make", ["missing", "text", "empty", "directory"])
+@pytest.mark.parametrize("make", ["missing", "text", "empty", "directory", "fifo"])
 def test_wrong_paths_give_one_line_and_create_nothing(tmp_path, make):
+    """(A FIFO hung the first read for ever.)"""
     path = tmp_path / "experiment.db"
-    expected = {"missing": 3, "text": 4, "empty": 2, "directory": 3}[make]  # empty: not an EM database
+    expected = {"missing": 3, "text": 4, "empty": 2, "directory": 3, "fifo": 3}[make]  # empty: not an EM database
+    if make == "fifo":
+        os.mkfifo(str(path))
     if make == "text":
         path.write_text("not a database\n")
     elif make == "empty":

@@ -11,10 +11,11 @@ import textwrap
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, make_demo
 
 from emfix import validate as validate_module
-from emfix.errors import DamagedInputError
+from emfix.address import DatabaseAddress
+from emfix.errors import ConnectError, DamagedInputError, OperationInterrupted
 from emfix.forkworker import ForkedWorker, RemoteTraceback
 from emfix.validate import validate
 
@@ -79,20 +80,67 @@ def _gone(pid):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the helper process is Linux's")
-def test_the_helper_process_leaves_when_emfix_is_killed():
+@pytest.mark.parametrize("helper_is", ["waiting for a task", "inside a long task"])
+def test_the_helper_process_leaves_when_emfix_is_killed(helper_is):
+    """Even inside a task (as inside SQLite's wait for a lock a writer holds): not when the task ends."""
     script = textwrap.dedent("""
-        import os, signal, sys
+        import os, signal, sys, threading, time
         from emfix.forkworker import ForkedWorker
-        worker = ForkedWorker.start(lambda: None, lambda state, task, emit: task)
+        def run(state, task, emit):
+            emit("started")
+            if task == "long":
+                time.sleep(600)
+            return task
+        worker = ForkedWorker.start(lambda: None, run)
         assert worker.run("ready") == "ready"
+        if sys.argv[1] == "inside a long task":
+            started = threading.Event()
+            threading.Thread(target=worker.run, args=("long", lambda event: started.set()), daemon=True).start()
+            started.wait()
         print(worker.pid, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+    proc = subprocess.run([sys.executable, "-c", script, helper_is], capture_output=True, text=True, timeout=60,
                           env=dict(os.environ, PYTHONPATH=ROOT))
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     child = int(proc.stdout.split()[0])
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 20
     while not _gone(child):
         assert time.monotonic() < deadline, "the helper process %d outlived its parent" % child
         time.sleep(0.05)
+
+
+def test_a_helper_process_killed_from_outside_is_exit_5_not_a_bug():
+    worker = ForkedWorker.start(lambda: None, lambda state, task, emit: os.kill(os.getpid(), signal.SIGKILL))
+    try:
+        with pytest.raises(OperationInterrupted) as caught:
+            worker.run("die")
+    finally:
+        worker.close()
+    assert caught.value.exit_code == 5 and "killed by signal %d" % signal.SIGKILL in caught.value.message
+
+
+def test_without_a_process_to_fork_validate_uses_a_thread(demo_sqlite, monkeypatch):
+    alone = _findings(validate(demo_sqlite, parallel=False), [])
+    monkeypatch.setattr(validate_module, "fork_possible", lambda: True)
+
+    def no_process():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+    monkeypatch.setattr(os, "fork", no_process)
+    assert _findings(validate(demo_sqlite), []) == alone
+
+
+def test_a_file_replaced_between_the_two_opens_is_said_not_mixed(demo_sqlite, tmp_path, monkeypatch):
+    """The helper process opens its connection after this process: a file renamed over the database
+    between the two would give a report of two files."""
+    monkeypatch.setattr(validate_module, "fork_possible", lambda: True)
+    other = tmp_path / "other.db"
+    make_demo(DatabaseAddress("sqlite", path=str(other)), faults=False)
+    opened = validate_module._helper_connection
+
+    def replaced_first(address, retry_policy):  # runs in the helper process
+        os.rename(str(other), address.path)
+        return opened(address, retry_policy)
+    monkeypatch.setattr(validate_module, "_helper_connection", replaced_first)
+    with pytest.raises(ConnectError, match="replaced while validate opened it"):
+        validate(demo_sqlite)

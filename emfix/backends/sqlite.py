@@ -6,6 +6,7 @@ database. Writers wait on a busy timeout and take the write lock up front (BEGIN
 
 import os
 import sqlite3
+import stat
 
 from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, NoSpaceError
 from ..fileutil import create_private, is_disk_full, read_only_uri
@@ -138,6 +139,9 @@ class SQLiteBackend(Backend):
                 return
             raise ConnectError("database file not found: %s" % path,
                                hint="check the path; `emfix demo` writes a sample database to try")
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would hang the first read; a device is no database
+            raise ConnectError("%s is not a regular file (a pipe, socket or device), not a SQLite database file" % path,
+                               hint="pass the database file itself")
         if not os.access(path, os.R_OK):
             raise ConnectError("no permission to read %s" % path)
         if not self.readonly and not os.access(path, os.W_OK):
