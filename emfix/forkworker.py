@@ -78,13 +78,15 @@ class ForkedWorker:
         return cls(pid, os.fdopen(down_write, "wb"), os.fdopen(up_read, "rb"))
 
     def run(self, task, on_event=None):
-        _send(self._to, task)
+        try:
+            _send(self._to, task)
+        except BrokenPipeError:
+            raise self._gone() from None
         while True:
             try:
                 reply = pickle.load(self._from)
             except EOFError:
-                raise OperationInterrupted("the helper process %d ended before it answered (%s)" % (
-                    self.pid, self._ending()), hint="run the command again") from None
+                raise self._gone() from None
             if reply[0] == "event":
                 if on_event is not None:
                     on_event(reply[1])
@@ -94,6 +96,10 @@ class ForkedWorker:
             else:
                 error, where = reply[1], reply[2]
                 raise error from RemoteTraceback(where)
+
+    def _gone(self):
+        return OperationInterrupted("the helper process %d ended before it answered (%s)" % (
+            self.pid, self._ending()), hint="run the command again")
 
     def _ending(self):
         """How the child ended (reaping it): killed from outside, say, by the OOM killer or an admin."""
@@ -120,7 +126,10 @@ class ForkedWorker:
                 pass
         if not self.reaped:
             self.reaped = True
-            os.waitpid(self.pid, 0)
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:  # reaped meanwhile by the thread that saw it end
+                pass
 
 
 def _die_with(parent):

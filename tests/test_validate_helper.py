@@ -144,3 +144,14 @@ def test_a_file_replaced_between_the_two_opens_is_said_not_mixed(demo_sqlite, tm
     monkeypatch.setattr(validate_module, "_helper_connection", replaced_first)
     with pytest.raises(ConnectError, match="replaced while validate opened it"):
         validate(demo_sqlite)
+
+
+def test_a_task_sent_to_a_helper_process_already_gone_is_exit_5():
+    worker = ForkedWorker.start(lambda: None, lambda state, task, emit: task)
+    os.kill(worker.pid, signal.SIGKILL)
+    try:
+        with pytest.raises(OperationInterrupted, match="ended before it answered"):
+            for _ in range(100):  # the first sends may still fit in the pipe
+                worker.run("x" * 100000)
+    finally:
+        worker.close()
