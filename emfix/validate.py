@@ -168,8 +168,8 @@ class _MetricWork:
     A helper starts on them at once; the main connection joins in when its foreign-key sweep is
     done, so the two cores stay busy until the end. On a SQLite file the helper is a forked process
     (forkworker: SQLite's allocator has one lock per process); where it is a thread, the two never
-    test JSON at the same time (json_valid allocates for every value: side by side, each piece took
-    4-5 times as long), so while one tests JSON the other takes the other tasks, or stops when only
+    test JSON at the same time (json_valid allocates for every value: side by side, each took 2-4
+    times as long as alone), so while one tests JSON the other takes the other tasks, or stops when only
     JSON is left.
     """
 
