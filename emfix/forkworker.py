@@ -85,7 +85,7 @@ class ForkedWorker:
         while True:
             try:
                 reply = pickle.load(self._from)
-            except EOFError:
+            except (EOFError, OSError, ValueError, pickle.UnpicklingError):  # ended, or closed by close(kill=True)
                 raise self._gone() from None
             if reply[0] == "event":
                 if on_event is not None:

@@ -155,3 +155,24 @@ def test_a_task_sent_to_a_helper_process_already_gone_is_exit_5():
                 worker.run("x" * 100000)
     finally:
         worker.close()
+
+
+def test_killing_a_busy_helper_process_raises_nothing_in_close():
+    """validate stopping early (Ctrl-C) kills the helper while a thread waits for its answer: the thread sees it
+    end and reaps it, and close() must not fail reaping it again (it was exit 70 instead of 130)."""
+    import threading
+
+    worker = ForkedWorker.start(lambda: None, lambda state, task, emit: (emit("busy"), time.sleep(600)))
+    busy, seen = threading.Event(), []
+
+    def wait_for_answer():
+        try:
+            worker.run("long", lambda event: busy.set())
+        except OperationInterrupted as exc:
+            seen.append(exc)
+    thread = threading.Thread(target=wait_for_answer)
+    thread.start()
+    busy.wait(30)
+    worker.close(kill=True)
+    thread.join(30)
+    assert len(seen) == 1 and ("killed by signal" in seen[0].message or "already reaped" in seen[0].message)
