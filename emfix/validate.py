@@ -211,7 +211,11 @@ class _MetricWork:
 
     def drain(self, db, who):
         """Take tasks until none is left, running them on `db`."""
-        self._drain(who, lambda task: run_metric_task(db, self._message(task), self._sink_of(task)))
+        def run(task):
+            cpu = time.thread_time()
+            result = run_metric_task(db, self._message(task), self._sink_of(task))
+            return result, time.thread_time() - cpu
+        self._drain(who, run)
 
     def drain_through(self, worker, who, identity):
         """Take tasks until none is left, running them in a helper process (forkworker.ForkedWorker)
@@ -221,13 +225,12 @@ class _MetricWork:
         except DatabaseLockedError:  # a writer waits for this process's read lock: this one does it all
             return
         if theirs != identity:
-            raise ConnectError("the database file was replaced while validate opened it: the report would mix "
-                               "two files", hint="run validate again")
+            raise _replaced("the database file")
 
         def run(task):
             result = worker.run(self._message(task), self._sink_of(task))
             return result, worker.last_cpu
-        self._drain(who, run, remote=True)
+        self._drain(who, run)
 
     def _message(self, task):
         return task, self.graph, self.limit, self.deep_json
@@ -235,27 +238,23 @@ class _MetricWork:
     def _sink_of(self, task):
         return None if self.sink is None or task[0] != "json" else functools.partial(self.sink, part=task[1])
 
-    def _drain(self, who, run, remote=False):
-        began, cpu, spent = time.perf_counter(), time.thread_time(), 0.0
+    def _drain(self, who, run):
+        """`run(task)` -> (what it found, the CPU seconds of the thread or process that ran it)."""
+        began, spent = time.perf_counter(), 0.0
         try:
             while True:
                 task = self._next()
                 if task is None:
                     return
-                started, cpu_started = time.perf_counter(), time.thread_time()
-                result = None
+                started, result, cpu = time.perf_counter(), None, None
                 try:
-                    result = run(task)
-                    if remote:
-                        result, task_cpu = result
-                    else:
-                        task_cpu = time.thread_time() - cpu_started
-                    spent += task_cpu
+                    result, cpu = run(task)
+                    spent += cpu
                 finally:
-                    self._record(task, result, time.perf_counter() - started, task_cpu if result else None)
+                    self._record(task, result, time.perf_counter() - started, cpu)
         finally:
             self.busy["metric_tasks_" + who] = time.perf_counter() - began
-            self.busy["cpu_metric_tasks_" + who] = spent if remote else time.thread_time() - cpu
+            self.busy["cpu_metric_tasks_" + who] = spent
 
     def _record(self, task, result, seconds, cpu):
         with self.lock:
@@ -326,9 +325,13 @@ def file_identity(path):
 def _same_file_throughout(path, before):
     """The identity of the file a connection opened between `before` (file_identity then) and now."""
     if before is None or file_identity(path) != before:
-        raise ConnectError("%s was replaced while validate opened it: the report would mix two files" % path,
-                           hint="run validate again")
+        raise _replaced(path)
     return before
+
+
+def _replaced(what):
+    return ConnectError("%s was replaced while validate opened it: the report would mix two files" % what,
+                        hint="run validate again")
 
 
 def _helper_connection(address, retry_policy):
@@ -368,6 +371,27 @@ def _drain_on_own_connection(pool, work):
         work.drain(db, "helper")
 
 
+@contextlib.contextmanager
+def _helper_process(address, retry_policy, wanted):
+    """A forked helper (forkworker.ForkedWorker) for a SQLite file, or None where it cannot be had: forked
+    before this process opens a connection (one must not cross fork()); killed when validate stops early."""
+    worker = None
+    if wanted and fork_possible():
+        try:
+            worker = ForkedWorker.start(lambda: _helper_connection(address, retry_policy), run_metric_task)
+        except OSError:  # no process to be had: a thread, or this one alone
+            worker = None
+    if worker is None:
+        yield None
+        return
+    try:
+        yield worker
+    except BaseException:
+        worker.close(kill=True)
+        raise
+    worker.close()
+
+
 def validate(address, *, limit=100, experiment=None, retry_policy=None, progress=None, parallel=True,
              deep_json=False, force=False, every_violation=None, every_json_issue=None, quick_check=True):
     """Check a database read-only; return a ValidationReport (nothing is written to it).
@@ -378,87 +402,70 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
     in memory."""
     progress = progress or NoProgress()
     started = time.perf_counter()
-    worker = None
-    if parallel and address.is_sqlite and address.path != ":memory:" and fork_possible():
-        try:  # forked before this process opens a connection: one must not cross fork()
-            worker = ForkedWorker.start(lambda: _helper_connection(address, retry_policy), run_metric_task)
-        except OSError:  # no process to be had: a thread, or this one alone
-            worker = None
-    finished = False
-    try:
-        report = _validate(address, worker, started, limit, experiment, retry_policy, progress, parallel, deep_json,
-                           force, every_violation, every_json_issue, quick_check)
-        finished = True
-        return report
-    finally:
-        if worker is not None:
-            worker.close(kill=not finished)
-
-
-def _validate(address, worker, started, limit, experiment, retry_policy, progress, parallel, deep_json, force,
-              every_violation, every_json_issue, quick_check):
-    timings = {}
-    opened = file_identity(address.path) if worker is not None else None
-    # The connections come from the pool: it opens them (retrying as the policy says), checks one
-    # before handing it out again, and closes them all, whatever happens here.
-    with ConnectionPool(lambda: _open_for_checks(address, retry_policy), size=2) as pool, \
-            pool.connection() as db:
-        _tune(db)
-        graph = discover_graph(db)
-        require_experiment_manager(graph, address, force)
-        timings["discover"] = time.perf_counter() - started
-        no_key = [t for t in graph.tables if not graph.primary_keys.get(t)]
-        work = _MetricWork(graph, limit, deep_json, every_json_issue, quick_check)
-        in_memory = db.dialect == "sqlite" and db.address.path == ":memory:"
-        work.prepare(db, helper_thread=worker is None and parallel and not in_memory)
-        helper = None
-        if worker is None and parallel and not in_memory:
-            helper = _start_helper(lambda: _drain_on_own_connection(pool, work))
-        step, cpu = time.perf_counter(), time.thread_time()
-        with db.consistent_read():  # one moment of every relation, read without locks (MySQL too)
-            if worker is not None:
-                # The helper process holds a read lock of its own. This process holds its own from before
-                # the helper's to after its last task, so it never asks for one while a writer waits for
-                # the helper's (rollback journal: a waiting writer blocks new readers); and the helper
-                # must have opened the same file (checked on its first answer).
-                db.scalar("SELECT count(*) FROM sqlite_master")
-                identity = _same_file_throughout(address.path, opened)
-                helper = _start_helper(lambda: work.drain_through(worker, "helper", identity))
-            checks, tables, plans = sweep_foreign_keys(db, graph, limit, progress)
-            if every_violation is not None:
-                for table, violation in iter_violations(db, graph, plans):
-                    every_violation(table, violation)
-            timings["foreign_keys"] = time.perf_counter() - step
-            timings["cpu_foreign_keys"] = time.thread_time() - cpu
-            progress.update("metric JSON", force=True)
-            if worker is not None:
+    wanted = parallel and address.is_sqlite and address.path != ":memory:"
+    with _helper_process(address, retry_policy, wanted) as worker:
+        timings = {}
+        opened = file_identity(address.path) if worker is not None else None
+        # The connections come from the pool: it opens them (retrying as the policy says), checks one
+        # before handing it out again, and closes them all, whatever happens here.
+        with ConnectionPool(lambda: _open_for_checks(address, retry_policy), size=2) as pool, \
+                pool.connection() as db:
+            _tune(db)
+            graph = discover_graph(db)
+            require_experiment_manager(graph, address, force)
+            timings["discover"] = time.perf_counter() - started
+            no_key = [t for t in graph.tables if not graph.primary_keys.get(t)]
+            work = _MetricWork(graph, limit, deep_json, every_json_issue, quick_check)
+            in_memory = db.dialect == "sqlite" and db.address.path == ":memory:"
+            work.prepare(db, helper_thread=worker is None and parallel and not in_memory)
+            helper = None
+            if worker is None and parallel and not in_memory:
+                helper = _start_helper(lambda: _drain_on_own_connection(pool, work))
+            step, cpu = time.perf_counter(), time.thread_time()
+            with db.consistent_read():  # one moment of every relation, read without locks (MySQL too)
+                if worker is not None:
+                    # The helper process holds a read lock of its own. This process holds its own from before
+                    # the helper's to after its last task, so it never asks for one while a writer waits for
+                    # the helper's (rollback journal: a waiting writer blocks new readers); and the helper
+                    # must have opened the same file (checked on its first answer).
+                    db.scalar("SELECT count(*) FROM sqlite_master")
+                    identity = _same_file_throughout(address.path, opened)
+                    helper = _start_helper(lambda: work.drain_through(worker, "helper", identity))
+                checks, tables, plans = sweep_foreign_keys(db, graph, limit, progress)
+                if every_violation is not None:
+                    for table, violation in iter_violations(db, graph, plans):
+                        every_violation(table, violation)
+                timings["foreign_keys"] = time.perf_counter() - step
+                timings["cpu_foreign_keys"] = time.thread_time() - cpu
+                progress.update("metric JSON", force=True)
+                if worker is not None:
+                    work.drain(db, "main")
+            if worker is None:
                 work.drain(db, "main")
-        if worker is None:
-            work.drain(db, "main")
-        step = time.perf_counter()
-        if helper is not None:
-            helper[0].join()
-            if helper[1]:
-                raise helper[1][0]
-        timings["waiting_for_helper"] = time.perf_counter() - step
-        if work.damage:
-            raise DamagedInputError("%s is damaged: %s" % (address.display(), work.damage),
-                                    hint="restore a snapshot (emfix snapshot restore %s), or recover what is "
-                                         "readable with the sqlite3 shell's .recover" % address.target())
-        json_scan, unreferenced = work.results()
-        timings.update(work.seconds)
-        timings.update(work.busy)
-        hierarchy = None
-        if experiment is not None:
-            from .hierarchy import check_hierarchy
             step = time.perf_counter()
-            with db.consistent_read():  # one moment, and on MySQL no row lock
-                hierarchy = check_hierarchy(db, graph, experiment, limit)
-            timings["hierarchy"] = time.perf_counter() - step
-        database = describe_database(db)
-    progress.done()
-    timings["total"] = time.perf_counter() - started
-    return ValidationReport(database=database, graph=graph, relations=checks, tables=tables, json=json_scan,
-                            unreferenced=unreferenced, timings=timings, limit=limit, tables_without_key=no_key,
-                            hierarchy=hierarchy,
-                            generated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+            if helper is not None:
+                helper[0].join()
+                if helper[1]:
+                    raise helper[1][0]
+            timings["waiting_for_helper"] = time.perf_counter() - step
+            if work.damage:
+                raise DamagedInputError("%s is damaged: %s" % (address.display(), work.damage),
+                                        hint="restore a snapshot (emfix snapshot restore %s), or recover what is "
+                                             "readable with the sqlite3 shell's .recover" % address.target())
+            json_scan, unreferenced = work.results()
+            timings.update(work.seconds)
+            timings.update(work.busy)
+            hierarchy = None
+            if experiment is not None:
+                from .hierarchy import check_hierarchy
+                step = time.perf_counter()
+                with db.consistent_read():  # one moment, and on MySQL no row lock
+                    hierarchy = check_hierarchy(db, graph, experiment, limit)
+                timings["hierarchy"] = time.perf_counter() - step
+            database = describe_database(db)
+        progress.done()
+        timings["total"] = time.perf_counter() - started
+        return ValidationReport(database=database, graph=graph, relations=checks, tables=tables, json=json_scan,
+                                unreferenced=unreferenced, timings=timings, limit=limit, tables_without_key=no_key,
+                                hierarchy=hierarchy,
+                                generated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
