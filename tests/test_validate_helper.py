@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -160,8 +161,6 @@ def test_a_task_sent_to_a_helper_process_already_gone_is_exit_5():
 def test_killing_a_busy_helper_process_raises_nothing_in_close():
     """validate stopping early (Ctrl-C) kills the helper while a thread waits for its answer: the thread sees it
     end and reaps it, and close() must not fail reaping it again (it was exit 70 instead of 130)."""
-    import threading
-
     worker = ForkedWorker.start(lambda: None, lambda state, task, emit: (emit("busy"), time.sleep(600)))
     busy, seen = threading.Event(), []
 
