@@ -284,8 +284,10 @@ def metric_id_ranges(backend, table_columns, pieces):
     """Split METRIC by id into about `pieces` ranges so several connections can share the scan."""
     if "METRIC" not in table_columns or pieces <= 1:
         return [None]
-    low, high = backend.query("SELECT min(%s), max(%s) FROM %s" % (
-        backend.quote("id"), backend.quote("id"), backend.quote("METRIC")))[0]
+    # Two subqueries: SQLite answers a lone min() or max() from the key, but both in one SELECT by a scan
+    # of the whole table (0.4 s of 10M rows, before validate's sweep could start).
+    key, table = backend.quote("id"), backend.quote("METRIC")
+    low, high = backend.query("SELECT (SELECT min(%s) FROM %s), (SELECT max(%s) FROM %s)" % (key, table, key, table))[0]
     if not isinstance(low, int) or not isinstance(high, int) or isinstance(low, bool):
         return [None]
     step = max(1, (high - low + pieces) // pieces)
