@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -14,7 +15,7 @@ from . import __version__
 from .address import hide_secrets, remember_secret
 from .commands import REGISTERED, rewrite_argv
 from .commands.common import Output, Parser, formatter, hint_for, silence_stdout
-from .errors import EXIT_BUG, EXIT_CTRL_C, EXIT_OK, EXIT_USAGE, EmfixError
+from .errors import EXIT_BUG, EXIT_CTRL_C, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, EmfixError, Terminated
 
 EXIT_CODES_HELP = """exit codes:
     0  healthy / done
@@ -123,14 +124,27 @@ def hide_from_process_list(secrets):
 def main(argv=None):
     try:
         return _main(argv)
-    except KeyboardInterrupt:  # also while the parser is built, before _main's own handling
-        sys.stderr.write("error: interrupted\n")
-        return EXIT_CTRL_C
+    except KeyboardInterrupt as exc:  # also while the parser is built, before _main's own handling
+        return _interrupted(exc)
+
+
+def _interrupted(exc):
+    if isinstance(exc, Terminated):
+        sys.stderr.write("error: terminated (SIGTERM); nothing half-written was kept\n")
+        return EXIT_TERMINATED
+    sys.stderr.write("error: interrupted\n")
+    return EXIT_CTRL_C
+
+
+def _terminate(_signum, _frame):
+    raise Terminated()
 
 
 def _main(argv):
     if hasattr(signal, "SIGXFSZ"):  # over a file-size limit, let the write fail with EFBIG, not kill us
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    if threading.current_thread() is threading.main_thread():  # StopFlag replaces it where batches can stop
+        signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     secrets = _secrets_on_argv(sys.argv[1:] if argv is None else list(argv))
     for secret in secrets:
@@ -148,9 +162,8 @@ def _main(argv):
     except EmfixError as exc:
         _print_error(exc)
         return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        return EXIT_CTRL_C
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
     except BrokenPipeError as exc:
         # One rule for a closed stdout (`validate | head`, `export -o - | head`): the reader chose to stop, so
         # the rest is dropped quietly and nothing is reported. A command that writes through write_stdout keeps

@@ -20,6 +20,7 @@ EXIT_DAMAGED = 4
 EXIT_INTERRUPTED = 5
 EXIT_BUG = 70  # sysexits.h EX_SOFTWARE
 EXIT_CTRL_C = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
 
 
 class EmfixError(Exception):
@@ -142,6 +143,12 @@ class DamagedInputError(EmfixError):
     """A file or value is damaged: a corrupt database, a snapshot or export that fails its checks."""
 
     exit_code = EXIT_DAMAGED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to a command with no batches to stop between (validate, a snapshot, an export): raised in the
+    main thread so every `finally` and context manager runs (a half-written -o file's temporary is removed)
+    before emfix exits with EXIT_TERMINATED. A KeyboardInterrupt, so what Ctrl-C stops, SIGTERM stops alike."""
 
 
 class OperationInterrupted(EmfixError):

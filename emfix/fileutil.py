@@ -131,6 +131,20 @@ def _sidecar_of_database(real):
     return None
 
 
+def _names_directory(path):
+    """`out/`, or a link (through any chain of links) whose target is written `out/`: realpath drops that
+    slash, and a file named `out` would be written where the user named a directory."""
+    for _hop in range(40):  # the kernel's own limit on a chain of links
+        if path.endswith(("/", os.sep)):
+            return True
+        try:
+            target = os.readlink(path)
+        except OSError:  # not a link (or nothing there): the name is what it says
+            return False
+        path = os.path.join(os.path.dirname(path), target)
+    return False
+
+
 def check_output_path(path, protect=(), *, force=False, replaceable=None):
     """The one guard for every file emfix writes where a user said (-o, --template): (real path, in place?).
 
@@ -147,7 +161,7 @@ def check_output_path(path, protect=(), *, force=False, replaceable=None):
     if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
         return path, True
     real = os.path.realpath(path)
-    if os.path.isdir(real) or path.endswith(("/", os.sep)):  # `out/` names a directory, never a file `out`
+    if os.path.isdir(real) or _names_directory(path):  # `out/` names a directory, never a file `out`
         raise UsageError("%s is a directory" % path if os.path.isdir(real) else "%s names a directory" % path,
                          hint="give a file name, e.g. %s" % os.path.join(path, "report.json"))
     for other in protect:

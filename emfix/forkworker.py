@@ -65,6 +65,7 @@ class ForkedWorker:
             try:
                 gc.freeze()  # the parent's objects are not collected (nor closed) here
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: a SIGTERM ends it
                 _die_with(parent)
                 os.close(down_write)
                 os.close(up_read)

@@ -143,3 +143,35 @@ def test_an_oserror_of_the_validation_is_not_called_a_failure_to_write_the_repor
     path = tmp_path / "ok.json"
     write_validation_report(str(path), lambda _v, _i: Done())
     assert json.loads(path.read_text()) == Done().to_dict()
+
+
+def test_sigterm_while_writing_a_report_keeps_no_temporary_file_and_exits_143(demo_sqlite, tmp_path):
+    """A service manager's SIGTERM (stop, timeout) is not Ctrl-C but ends emfix as cleanly: the half-written
+    report's temporary is removed, the helper process goes with it, and the status is the shell's 143."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    holder = hold_write_lock(demo_sqlite.path, 120)  # validate waits for it, its report file already open
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "emfix", "validate", demo_sqlite.path, "-o",
+                                 str(reports / "r.json"), "--lock-timeout", "100"], env=dict(os.environ, PYTHONPATH=ROOT),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not os.listdir(str(reports)) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # polling for the temporary file: the signal must land once it exists
+        assert os.listdir(str(reports)), "validate never opened its report: %s" % (proc.communicate()[1],)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 143, err
+    assert "terminated" in err and "Traceback" not in err and not out
+    assert os.listdir(str(reports)) == []
+    alive = subprocess.run(["pgrep", "-f", "emfix validate %s" % demo_sqlite.path], capture_output=True, text=True)
+    assert alive.stdout == "", "a helper outlived emfix"

@@ -15,6 +15,7 @@ from ..retry import RetriesExhausted, call_with_retry
 from .base import Backend, ColumnDetail, Index
 
 DAMAGE_MESSAGES = ("file is not a database", "malformed", "file is encrypted", "not a database")
+OPEN_WAIT = 0.1  # seconds SQLite itself waits for a lock at each try to open a file (see SQLiteBackend)
 
 
 def processes_with_open(path):
@@ -84,13 +85,16 @@ class SQLiteBackend(Backend):
                 raise ConnectError("cannot create %s: %s" % (self.path, exc.strerror or exc),
                                    hint="choose a folder you can write to") from None
         busy = max(0.05, self.retry_policy.deadline)  # SQLite waits for the lock itself, up to --lock-timeout
+        # ... once open. Opening, SQLite waits in short turns and this process between them (call_with_retry):
+        # a wait inside SQLite lets no signal through, so Ctrl-C or SIGTERM would wait for the lock too.
+        opening = min(busy, OPEN_WAIT)
         try:
             if readonly:
                 uri = read_only_uri(self.path)
-                self._conn = sqlite3.connect(uri, uri=True, timeout=busy, isolation_level=None,
+                self._conn = sqlite3.connect(uri, uri=True, timeout=opening, isolation_level=None,
                                              check_same_thread=False)
             else:
-                self._conn = sqlite3.connect(self.path, timeout=busy, isolation_level=None,
+                self._conn = sqlite3.connect(self.path, timeout=opening, isolation_level=None,
                                              check_same_thread=False)
         except sqlite3.Error as exc:
             raise ConnectError("cannot open SQLite database %s: %s" % (self.path, exc)) from None
@@ -104,6 +108,7 @@ class SQLiteBackend(Backend):
                     raise
                 self._run(lambda: self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone(),
                           "open %s" % self.path)
+            self._conn.execute("PRAGMA busy_timeout = %d" % int(busy * 1000))
         except BaseException:
             self._conn.close()
             raise
