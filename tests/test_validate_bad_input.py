@@ -158,8 +158,8 @@ def test_sigterm_while_writing_a_report_keeps_no_temporary_file_and_exits_143(de
     reports.mkdir()
     holder = hold_write_lock(demo_sqlite.path, 120)  # validate waits for it, its report file already open
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "emfix", "validate", demo_sqlite.path, "-o",
-                                 str(reports / "r.json"), "--lock-timeout", "100"], env=dict(os.environ, PYTHONPATH=ROOT),
+        argv = ["validate", demo_sqlite.path, "-o", str(reports / "r.json"), "--lock-timeout", "100"]
+        proc = subprocess.Popen([sys.executable, "-m", "emfix", *argv], env=dict(os.environ, PYTHONPATH=ROOT),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         while not os.listdir(str(reports)) and proc.poll() is None and time.monotonic() < deadline:
