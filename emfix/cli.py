@@ -25,7 +25,8 @@ EXIT_CODES_HELP = """exit codes:
     4  damaged input (corrupt file, snapshot mismatch)
     5  interrupted; run again (or --resume) to finish
    70  a bug in emfix: the message says where its traceback is
-  130  Ctrl-C twice: stopped at once"""
+  130  Ctrl-C twice: stopped at once
+  143  SIGTERM to a command with no batches to stop between: stopped at once, nothing half-written kept"""
 
 
 def build_parser():

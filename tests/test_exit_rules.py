@@ -80,14 +80,14 @@ def test_no_command_is_a_usage_error_with_help_on_stderr():
 def test_help_lists_every_exit_code():
     text = run_cli("--help").stdout
     for code in ("0  healthy", "1  problems", "2  usage", "3  cannot open", "4  damaged", "5  interrupted",
-                 "70  a bug", "130  Ctrl-C"):
+                 "70  a bug", "130  Ctrl-C", "143  SIGTERM"):
         assert code in text
 
 
-def test_readme_table_lists_70_and_130():
+def test_readme_table_lists_70_130_and_143():
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
         text = handle.read()
-    assert "| 70 |" in text and "| 130 |" in text
+    assert "| 70 |" in text and "| 130 |" in text and "| 143 |" in text
 
 
 def test_everything_named_that_does_not_exist_is_exit_3(demo_file, tmp_path):
