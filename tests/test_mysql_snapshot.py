@@ -258,6 +258,45 @@ def test_restore_killed_mid_load_is_finished_by_running_it_again(mysql_address, 
     assert checksums(mysql_address, tables) == before
 
 
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_restore_interrupted_mid_load_says_it_is_partly_restored_and_names_the_safety_snapshot(
+        mysql_address, tmp_path, monkeypatch, signal_name):
+    """Found by an outside tester: a restore stopped by SIGTERM said "nothing half-written was kept" (Ctrl-C:
+    "interrupted") over emptied tables. It says the database is partly restored, and which snapshot holds
+    what was there (exit 5: running it again finishes it)."""
+    import signal
+    make_demo(mysql_address, shape=Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10), faults=False)
+    tables = ("BATCH", "BATCH_METRIC", "EPOCH", "METRIC", "TRIAL_RUN")
+    small_pages(monkeypatch, 4000)  # a file of a few hundred small INSERTs: the signal lands between two
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path))
+    monkeypatch.undo()
+    with open_database(mysql_address) as db:
+        db.execute("UPDATE `METRIC` SET total_val = total_val + 1")
+    before = checksums(mysql_address, tables)
+    total = made.tables["BATCH_METRIC"]
+    argv = [sys.executable, "-m", "emfix", "snapshot", "restore", url_of(mysql_address), "--snapshot-dir",
+            str(tmp_path), "--snapshot-id", made.id, "--yes", "-q"]
+    proc = subprocess.Popen(argv, env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    sent = False
+    with open_database(mysql_address) as admin:
+        while proc.poll() is None and not sent:  # once BATCH_METRIC is emptied and partly loaded again
+            if 0 < int(admin.scalar("SELECT count(*) FROM `BATCH_METRIC`")) < total:
+                proc.send_signal(getattr(signal, signal_name))
+                sent = True
+    _out, err = proc.communicate(timeout=120)
+    assert sent, "the restore finished before the signal could be sent"
+    assert proc.returncode == 5 and "Traceback" not in err, err
+    assert "partly restored" in err and ("SIGTERM" if signal_name == "SIGTERM" else "Ctrl-C") in err, err
+    safety = [s.id for s in snapshot.list_snapshots(str(tmp_path)) if s.id != made.id]
+    assert len(safety) == 1 and "--snapshot-id %s" % safety[0] in err
+    back = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
+                   "--snapshot-id", safety[0], "--yes", "--no-safety-snapshot")
+    assert back.returncode == 0, back.stderr
+    assert checksums(mysql_address, tables) == before
+
+
 # -- #23: a page GROUP_CONCAT cut off is never written, and verify sees one an older emfix wrote ------
 
 GRIN = "\U0001F600"

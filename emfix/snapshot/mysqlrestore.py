@@ -15,7 +15,7 @@ import sqlite3
 import threading
 
 from ..backends import open_database
-from ..errors import EmfixError, SchemaError
+from ..errors import EmfixError, OperationInterrupted, SchemaError, Terminated
 from ..fileutil import read_only_uri
 from ..pool import ConnectionPool, put_unless_stopped
 from .manifest import META_TABLE
@@ -146,6 +146,13 @@ def partly_restored(error, address, safety_id, directory):
     return failure
 
 
+def interruption(exc):
+    """Ctrl-C or SIGTERM (a KeyboardInterrupt) once the restore changed tables: an error that says so, for
+    `partial` to tell that the database is partly restored and which snapshot holds what was there."""
+    what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+    return OperationInterrupted("the restore was %s" % what)
+
+
 def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, workers=2, partial=None):
     """Run the snapshot's statements against the database: its session settings on every connection,
     the tables' DDL and TRUNCATEs on one, the INSERTs over `workers` pooled connections at once.
@@ -155,8 +162,9 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
     reader = SnapshotReader(path)
     with ConnectionPool(lambda: open_database(address, retry_policy=retry_policy), size=workers) as pool:
         connections = [pool.acquire() for _ in range(workers)]
+        failed = threading.Event()
         try:
-            session, inserts, failed, threads = [], queue.Queue(maxsize=workers), threading.Event(), []
+            session, inserts, threads = [], queue.Queue(maxsize=workers), []
             errors, tables, widened = [], {}, {}
             with open(path, "rb") as handle:
                 for statement in reader.frames(handle):
@@ -168,8 +176,8 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                         created = CREATE.match(statement)
                         if created:
                             tables[created.group(1).replace(b"``", b"`").decode("utf-8")] = statement.decode("utf-8")
+                        emptied = emptied or statement.startswith(b"TRUNCATE")  # (before: it may end mid-way)
                         connections[0].execute_raw(statement)
-                        emptied = emptied or statement.startswith(b"TRUNCATE")
                         continue
                     if not threads:
                         widened = widened_floats(connections[0], tables)
@@ -193,6 +201,11 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
         except EmfixError as exc:
             if emptied and partial is not None:
                 raise partial(exc) from None
+            raise
+        except KeyboardInterrupt as exc:
+            failed.set()  # the loaders stop after the statement they are running
+            if emptied and partial is not None:
+                raise partial(interruption(exc)) from None
             raise
         finally:
             for db in connections:
@@ -299,6 +312,10 @@ def load_sqlite_snapshot(address, path, retry_policy, progress, partial):
                 counts[table] = int(db.scalar("SELECT count(*) FROM %s" % db.quote(table)))
                 progress.update("%s: %d rows" % (table, counts[table]))
             db.foreign_key_checks(True)
+    except KeyboardInterrupt as exc:  # the table being loaded rolls back; the ones before it are replaced
+        if counts:
+            raise partial(interruption(exc)) from None
+        raise
     except Exception as exc:
         error = exc if isinstance(exc, EmfixError) else _refused(address, exc)
         if error is None:  # not the server's: a bug, with its traceback
