@@ -130,9 +130,15 @@ def _put_rows_back(db, qcon, result, batch_size, finished=True):
             if not finished:
                 _reinsert(db, qcon, graph, table, columns, result, batch_size, where="%s = 0" % q.qi(q.DELETED),
                           report=False)
-    finally:
-        if attached:
-            db.execute("DETACH DATABASE %s" % ATTACHED)
+    except BaseException:
+        if attached:  # stopped (Ctrl-C, SIGTERM, an error) with a statement still open on it: the error it
+            try:      # was is what the user must see; closing the connection detaches it anyway
+                db.execute("DETACH DATABASE %s" % ATTACHED)
+            except Exception:  # noqa: BLE001 - "database emfix_q is locked" was exit 70 over the real stop
+                pass
+        raise
+    if attached:
+        db.execute("DETACH DATABASE %s" % ATTACHED)
     _remove_created(db, qcon, graph, result)
 
 

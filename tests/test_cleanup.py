@@ -84,6 +84,28 @@ def test_undo_restores_the_content_from_before(demo_address, tmp_path):
     assert dump_all(demo_address) == before
 
 
+
+def test_undo_stopped_with_a_statement_open_on_the_quarantine_raises_the_stop_not_a_bug(demo_sqlite, tmp_path,
+                                                                                         monkeypatch):
+    """Found by an outside tester (2 SIGTERMs in 42): undo's DETACH of the quarantine, in its cleanup, failed
+    ("database emfix_q is locked") while a read of it was still open, and that error (exit 70) hid the stop."""
+    from emfix import undo as undo_module
+    result = cleanup_orphans(demo_sqlite, snapshot=False, quarantine_dir=str(tmp_path / "q"))
+
+    largest = max(result.removed, key=result.removed.get)
+    assert result.removed[largest] >= 3  # a read of it still open after its first row
+
+    def stopped_mid_read(db, *args, **kwargs):
+        reading = db.connection.execute("SELECT * FROM %s.%s" % (undo_module.ATTACHED, db.quote(largest)))
+        reading.fetchone()  # a statement left open on the attached quarantine, as a batch being read is
+        stopped_mid_read.open = reading
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(undo_module, "_reinsert", stopped_mid_read)
+    with pytest.raises(KeyboardInterrupt):
+        undo(result.quarantine, demo_sqlite)
+
+
 def test_recreate_parents_keeps_old_api_links(demo_address, tmp_path):
     result = cleanup_orphans(demo_address, snapshot=False, quarantine_dir=str(tmp_path / "q"), recreate_parents=True)
     assert result.created == {"RESULTS": 1, "EPOCH": 2}

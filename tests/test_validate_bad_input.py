@@ -165,13 +165,14 @@ def test_sigterm_while_writing_a_report_keeps_no_temporary_file_and_exits_143(de
         while not os.listdir(str(reports)) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)  # polling for the temporary file: the signal must land once it exists
         assert os.listdir(str(reports)), "validate never opened its report: %s" % (proc.communicate()[1],)
-        proc.send_signal(signal.SIGTERM)
+        for _ in range(30):  # a supervisor that sends several: the first counts, the rest must not break cleanup
+            proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:
         holder.kill()
         holder.wait()
     assert proc.returncode == 143, err
-    assert "terminated" in err and "Traceback" not in err and not out
+    assert err.startswith("error: terminated") and "Traceback" not in err and "ignored" not in err and not out
     assert os.listdir(str(reports)) == []
     alive = subprocess.run(["pgrep", "-f", "emfix validate %s" % demo_sqlite.path], capture_output=True, text=True)
     assert alive.stdout == "", "a helper outlived emfix"
