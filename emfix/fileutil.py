@@ -16,6 +16,7 @@ import sqlite3
 import stat
 
 from .errors import NoSpaceError, NotWritableError, UsageError
+from .retry import RetriesExhausted, RetryPolicy, call_with_retry
 
 DATA_FILE_MODE = 0o600  # reports, exports, snapshots, quarantines: they hold the database's data
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -53,10 +54,21 @@ def fsync_file(path):
         os.close(fd)
 
 
+NAME_MAX = 255  # bytes in one file name, on the file systems emfix meets
+
+
 def temp_path(path):
-    """The temporary name emfix writes `path` under: same folder, hidden, marked with our pid."""
+    """The temporary name emfix writes `path` under: same folder, hidden, marked with our pid. A name so long
+    that the marks would pass the file system's limit keeps only its start (found by an outside tester: a
+    250-byte `-o` name was "File name too long"); two such names of one process never share a temporary, as
+    one file is written at a time."""
     directory, name = os.path.split(os.path.abspath(path))
-    return os.path.join(directory, ".%s.emfix-%d.tmp" % (name, os.getpid()))
+    marks = ".emfix-%d.tmp" % os.getpid()
+    room = NAME_MAX - 1 - len(marks.encode())
+    encoded = os.fsencode(name)
+    if len(encoded) > room:
+        name = os.fsdecode(encoded[:room])  # (a character cut in two is bytes the file system takes as they are)
+    return os.path.join(directory, ".%s%s" % (name, marks))
 
 
 def create_private(path, mode=DATA_FILE_MODE):
@@ -100,22 +112,27 @@ def _is_snapshot_manifest(path):
 EMFIX_TABLES = {"_emfix_meta": "a quarantine file", "_emfix_snapshot": "a snapshot (of a MySQL database)"}
 
 
-def emfix_file_kind(path):
+def emfix_file_kind(path, lock_timeout=5.0):
     """What of emfix's own a SQLite file is ("a snapshot", "a quarantine file"), or None: a database emfix is
-    told to write into must be none of them (the write gate refuses them, whatever --force says)."""
+    told to write into must be none of them (the write gate refuses them, whatever --force says). A file locked
+    by another process is waited for up to `lock_timeout`, in short turns (a wait inside SQLite lets no Ctrl-C
+    or SIGTERM through: found by an outside tester)."""
     real = os.path.realpath(path)
     stem = os.path.splitext(real)[0]
     if _is_snapshot_manifest(stem + ".json") or os.path.exists(stem + "_metadata.json"):
         return "a snapshot"
     if not is_sqlite_file(real):
         return None
-    try:
-        con = sqlite3.connect(read_only_uri(real), uri=True)
+
+    def table_names():
+        con = sqlite3.connect(read_only_uri(real), uri=True, timeout=0.1)
         try:
-            names = {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            return {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:
             con.close()
-    except sqlite3.Error:
+    try:
+        names = call_with_retry(table_names, RetryPolicy(deadline=lock_timeout), what="read %s" % real)
+    except (sqlite3.Error, RetriesExhausted):
         return None  # what it is, the command that opens it says
     return next((kind for table, kind in EMFIX_TABLES.items() if table in names), None)
 
@@ -132,10 +149,10 @@ def _sidecar_of_database(real):
 
 
 def _names_directory(path):
-    """`out/`, or a link (through any chain of links) whose target is written `out/`: realpath drops that
-    slash, and a file named `out` would be written where the user named a directory."""
+    """`out/` or `out/.`, or a link (through any chain of links) whose target is written so: realpath drops
+    that slash, and a file named `out` would be written where the user named a directory."""
     for _hop in range(40):  # the kernel's own limit on a chain of links
-        if path.endswith(("/", os.sep)):
+        if path.endswith(("/", os.sep)) or os.path.basename(path) in (".", ".."):  # `out/.` too
             return True
         try:
             target = os.readlink(path)
@@ -154,6 +171,9 @@ def check_output_path(path, protect=(), *, force=False, replaceable=None):
     earlier report). A symlink is followed (its target is what gets written). A device or FIFO is written
     through, never replaced by a regular file.
     """
+    if path == "-":  # export's `-o -` is stdout; here stdout holds the command's own output
+        raise UsageError("-o - would be a file named '-' (stdout holds this command's own output)",
+                         hint="use --json for the result on stdout, or name the file ./- if that is what you want")
     try:
         mode = os.stat(path).st_mode  # through links: /dev/stdout is a link to a pipe, not a file
     except OSError:

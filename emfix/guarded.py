@@ -128,7 +128,7 @@ def preflight(db, address, force=False, writing=True):
     when the command will write, the server is the one to write to (a replica is refused: writegate)."""
     if writing:
         from .writegate import refuse_own_file
-        refuse_own_file(db.address)
+        refuse_own_file(db.address, db.retry_policy)
     graph = discover_graph(db)
     require_experiment_manager(graph, address, force)
     check_integrity(db)

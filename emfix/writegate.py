@@ -53,7 +53,7 @@ def check_before_writing(address, force, retry_policy=None):
     database to change it. A database that does not exist yet (init, migrate --init) is judged by its
     server. A SQLite file that is emfix's own (a snapshot, a quarantine file) is refused, --force or not."""
     if address.is_sqlite:
-        refuse_own_file(address)
+        refuse_own_file(address, retry_policy)
         return None
     try:
         db = open_database(address, retry_policy=retry_policy)
@@ -65,11 +65,12 @@ def check_before_writing(address, force, retry_policy=None):
         return _judge(db, force, address)
 
 
-def refuse_own_file(address):
+def refuse_own_file(address, retry_policy=None):
     """A SQLite file that is emfix's own (a snapshot, a quarantine file) is never a database to change,
     whatever --force says (found by an outside tester: migrate wrote into a snapshot, which then failed
-    its verify)."""
-    kind = emfix_file_kind(address.path) if address.is_sqlite else None
+    its verify). A locked file is waited for up to the policy's --lock-timeout."""
+    wait = retry_policy.deadline if retry_policy is not None else 5.0
+    kind = emfix_file_kind(address.path, wait) if address.is_sqlite else None
     if kind is not None:
         raise UsageError("refusing to write into %s: it is %s emfix keeps, not a database to change; nothing was "
                          "changed" % (address.path, kind),

@@ -143,8 +143,21 @@ def test_a_link_whose_target_names_a_directory_is_not_written_as_a_file(demo_sql
     """`ln -s nowhere/ out`: realpath drops the slash; writing a file `nowhere` is not what the link says."""
     os.symlink("nowhere/", str(tmp_path / "out"))
     os.symlink("out", str(tmp_path / "out2"))  # through a chain of links too
+    os.symlink("nowhere/.", str(tmp_path / "out3"))
     before = sorted(os.listdir(str(tmp_path)))
-    for name in ("out", "out2"):
-        result = run_cli("validate", demo_sqlite.path, "-o", str(tmp_path / name))
+    for name in ("out", "out2", "out3", "newdir/."):  # (a Path would drop the `/.`)
+        result = run_cli("validate", demo_sqlite.path, "-o", os.path.join(str(tmp_path), name))
         assert result.returncode == 2 and "names a directory" in result.stderr, result.stderr
-    assert sorted(os.listdir(str(tmp_path))) == before and "nowhere" not in before  # no file `nowhere` written
+    assert sorted(os.listdir(str(tmp_path))) == before and "nowhere" not in before  # no `nowhere`, no `newdir`
+
+
+def test_dash_is_not_a_report_file_name_and_a_long_name_gets_a_temporary_that_fits(demo_sqlite, tmp_path):
+    """Found by an outside tester: `validate -o -` wrote a file named `-` (export's `-o -` is stdout), and a
+    250-byte name (valid) was "File name too long": the hidden temporary's marks pushed it past 255."""
+    result = run_cli("validate", demo_sqlite.path, "-o", "-", cwd=str(tmp_path))
+    assert result.returncode == 2 and "-o -" in result.stderr and not os.path.exists(str(tmp_path / "-"))
+    long_name = "r" * 245 + ".json"
+    result = run_cli("validate", demo_sqlite.path, "-o", long_name, cwd=str(tmp_path))
+    assert result.returncode == 1, result.stderr
+    assert long_name in os.listdir(str(tmp_path)) and not [n for n in os.listdir(str(tmp_path)) if n.startswith(".")]
+    assert json.load(open(str(tmp_path / long_name)))["summary"]["overall_status"] == "FAIL"
