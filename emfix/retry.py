@@ -8,8 +8,11 @@ import dataclasses
 import logging
 import random
 import sqlite3
+import threading
 import time
 from typing import Optional
+
+from .errors import OperationInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,11 @@ def is_transient(exc):
     return False
 
 
+# Set by the first Ctrl-C or SIGTERM of a command that stops between batches (commands.common.StopFlag): a wait
+# for a lock ends there (exit 5), instead of holding the stop back until --lock-timeout (found by an outside tester).
+STOP_WAITING = threading.Event()
+
+
 class RetriesExhausted(Exception):
     """Carries the last transient error once the policy gives up."""
 
@@ -66,8 +74,9 @@ class RetriesExhausted(Exception):
 
 
 def call_with_retry(func, policy=None, transient=is_transient, what="operation",
-                    sleep=time.sleep, clock=time.monotonic):
-    """Run func() until it succeeds, a non-transient error is raised, or the policy gives up."""
+                    sleep=STOP_WAITING.wait, clock=time.monotonic):
+    """Run func() until it succeeds, a non-transient error is raised, or the policy gives up (or a stop was
+    asked for: STOP_WAITING, OperationInterrupted)."""
     policy = policy or RetryPolicy()
     start = clock()
     attempt = 0
@@ -84,4 +93,6 @@ def call_with_retry(func, policy=None, transient=is_transient, what="operation",
                 raise RetriesExhausted(exc, attempt, elapsed) from exc
             pause = min(policy.delay(attempt), remaining)
             log.info("%s failed (%s); retry %d in %.2fs (%.1fs left)", what, exc, attempt, pause, remaining)
-            sleep(pause)
+            if STOP_WAITING.is_set() or sleep(pause) is True:  # (Event.wait says True once the stop is asked)
+                raise OperationInterrupted("stopped while waiting to %s (%s)" % (what, exc),
+                                           hint="run the command again (or with --resume) to finish") from None

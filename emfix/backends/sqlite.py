@@ -4,6 +4,7 @@ Read-only commands open the file with `mode=ro`, so a mistyped path can never cr
 database. Writers wait on a busy timeout and take the write lock up front (BEGIN IMMEDIATE).
 """
 
+import contextlib
 import os
 import sqlite3
 import stat
@@ -15,7 +16,7 @@ from ..retry import RetriesExhausted, call_with_retry
 from .base import Backend, ColumnDetail, Index
 
 DAMAGE_MESSAGES = ("file is not a database", "malformed", "file is encrypted", "not a database")
-OPEN_WAIT = 0.1  # seconds SQLite itself waits for a lock at each try to open a file (see SQLiteBackend)
+OPEN_WAIT = 0.1  # seconds SQLite itself waits for a lock at each try outside a transaction (_waiting_in_turns)
 
 
 def processes_with_open(path):
@@ -84,17 +85,16 @@ class SQLiteBackend(Backend):
             except OSError as exc:  # a read-only folder, /proc, a full disk
                 raise ConnectError("cannot create %s: %s" % (self.path, exc.strerror or exc),
                                    hint="choose a folder you can write to") from None
-        busy = max(0.05, self.retry_policy.deadline)  # SQLite waits for the lock itself, up to --lock-timeout
-        # ... once open. Opening, SQLite waits in short turns and this process between them (call_with_retry):
-        # a wait inside SQLite lets no signal through, so Ctrl-C or SIGTERM would wait for the lock too.
-        opening = min(busy, OPEN_WAIT)
+        # Inside a transaction SQLite waits for the lock itself, up to --lock-timeout; outside one, in short
+        # turns with this process waiting between them (_waiting_in_turns).
+        busy = self._busy = max(0.05, self.retry_policy.deadline)
         try:
             if readonly:
                 uri = read_only_uri(self.path)
-                self._conn = sqlite3.connect(uri, uri=True, timeout=opening, isolation_level=None,
+                self._conn = sqlite3.connect(uri, uri=True, timeout=busy, isolation_level=None,
                                              check_same_thread=False)
             else:
-                self._conn = sqlite3.connect(self.path, timeout=opening, isolation_level=None,
+                self._conn = sqlite3.connect(self.path, timeout=busy, isolation_level=None,
                                              check_same_thread=False)
         except sqlite3.Error as exc:
             raise ConnectError("cannot open SQLite database %s: %s" % (self.path, exc)) from None
@@ -108,7 +108,6 @@ class SQLiteBackend(Backend):
                     raise
                 self._run(lambda: self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone(),
                           "open %s" % self.path)
-            self._conn.execute("PRAGMA busy_timeout = %d" % int(busy * 1000))
         except BaseException:
             self._conn.close()
             raise
@@ -158,11 +157,26 @@ class SQLiteBackend(Backend):
         try:
             if self._in_transaction:
                 return func()
-            return call_with_retry(func, self.retry_policy, what=what)
+            if self._conn.in_transaction:  # an explicit BEGIN of the caller's: SQLite waits, as it always did
+                return call_with_retry(func, self.retry_policy, what=what)
+            with self._waiting_in_turns():
+                return call_with_retry(func, self.retry_policy, what=what)
         except RetriesExhausted as exc:
             raise self._locked("gave up after %.1fs" % exc.elapsed) from None
         except sqlite3.DatabaseError as exc:
             raise self._translate(exc) from None
+
+    @contextlib.contextmanager
+    def _waiting_in_turns(self):
+        """Outside a transaction a statement that found the file locked may simply run again: there SQLite waits
+        OPEN_WAIT at a time and call_with_retry between turns, where Ctrl-C, SIGTERM and a batch command's stop
+        get through (inside SQLite's own wait nothing does, up to --lock-timeout: found by an outside tester)."""
+        self._conn.execute("PRAGMA busy_timeout = %d" % int(min(OPEN_WAIT, self._busy) * 1000))
+        try:
+            yield
+        finally:
+            if self._conn is not None:
+                self._conn.execute("PRAGMA busy_timeout = %d" % int(self._busy * 1000))
 
     def _locked(self, how):
         return DatabaseLockedError("database %s is locked by another process (%s): held by %s" % (

@@ -374,10 +374,14 @@ class StopFlag:
         return self.raised
 
     def install(self):
+        from ..retry import STOP_WAITING
+        STOP_WAITING.clear()
+
         def handler(_signum, _frame):
             if self.raised:
                 raise KeyboardInterrupt
             self.raised = True
+            STOP_WAITING.set()  # a wait for a lock stops now, not at --lock-timeout
             sys.stderr.write("\nstopping after this batch (Ctrl-C again to abort now)\n")
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
