@@ -232,3 +232,25 @@ def test_cli_connects_to_mariadb_with_password_from_environment(mysql_address):
                      env={"EMFIX_MYSQL_PASSWORD": mysql_address.password or ""})
     assert result.returncode == 0, result.stderr
     assert '"generation": 2' in result.stdout
+
+
+def test_a_stop_asked_for_ends_a_wait_for_a_sqlite_lock_at_once(sqlite_address):
+    """Found by an outside tester: a batch command's first Ctrl-C (StopFlag sets STOP_WAITING) was held back until
+    --lock-timeout while SQLite itself waited for the lock. Outside a transaction SQLite now waits in short turns
+    and emfix between them, where the stop ends the wait (exit 5)."""
+    from emfix.errors import OperationInterrupted
+    from emfix.retry import STOP_WAITING
+    make_demo(sqlite_address)
+    holder = hold_write_lock(sqlite_address.path, 120)
+    asked = threading.Timer(0.3, STOP_WAITING.set)  # whenever it lands, before the wait or in it, the wait ends
+    try:
+        asked.start()
+        started = time.monotonic()
+        with pytest.raises(OperationInterrupted):
+            open_database(sqlite_address, retry_policy=RetryPolicy(deadline=60))
+        assert time.monotonic() - started < 30  # not at --lock-timeout (60 s here)
+    finally:
+        asked.cancel()
+        STOP_WAITING.clear()
+        holder.kill()
+        holder.wait()
