@@ -16,6 +16,7 @@ from .address import hide_secrets, remember_secret
 from .commands import REGISTERED, rewrite_argv
 from .commands.common import Output, Parser, formatter, hint_for, silence_stdout
 from .errors import EXIT_BUG, EXIT_CTRL_C, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, EmfixError, Terminated
+from .retry import STOP_WAITING, TERMINATE
 
 EXIT_CODES_HELP = """exit codes:
     0  healthy / done
@@ -138,16 +139,26 @@ def _interrupted(exc):
 
 
 def _terminate(_signum, _frame):
-    # One is enough: more (a supervisor sending several) are ignored, or one would land inside the cleanup
-    # the first set going (a temporary file left, "Exception ignored" tracebacks), found by an outside tester.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """SIGTERM: Terminated, once. More within a second (a supervisor sending several) are ignored, or one would
+    land inside the cleanup the first set going (a temporary file left, "Exception ignored" tracebacks: found by
+    an outside tester); a later one raises again, as the first may have been dropped (see retry.TERMINATE)."""
+    now = time.monotonic()
+    if TERMINATE.is_set() and now - _terminate.at < 1.0:
+        return
+    _terminate.at = now
+    TERMINATE.set()  # a wait for a lock ends, even where Python drops the exception below
     raise Terminated()
+
+
+_terminate.at = 0.0
 
 
 def _main(argv):
     if hasattr(signal, "SIGXFSZ"):  # over a file-size limit, let the write fail with EFBIG, not kill us
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     if threading.current_thread() is threading.main_thread():  # StopFlag replaces it where batches can stop
+        TERMINATE.clear()
+        STOP_WAITING.clear()
         signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     secrets = _secrets_on_argv(sys.argv[1:] if argv is None else list(argv))

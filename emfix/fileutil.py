@@ -16,7 +16,7 @@ import sqlite3
 import stat
 
 from .errors import NoSpaceError, NotWritableError, UsageError
-from .retry import RetriesExhausted, RetryPolicy, call_with_retry
+from .retry import RetriesExhausted, RetryPolicy, call_with_retry, lock_wait_policy
 
 DATA_FILE_MODE = 0o600  # reports, exports, snapshots, quarantines: they hold the database's data
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -125,13 +125,14 @@ def emfix_file_kind(path, lock_timeout=5.0):
         return None
 
     def table_names():
-        con = sqlite3.connect(read_only_uri(real), uri=True, timeout=0.1)
+        con = sqlite3.connect(read_only_uri(real), uri=True, timeout=min(0.5, lock_timeout))
         try:
             return {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:
             con.close()
     try:
-        names = call_with_retry(table_names, RetryPolicy(deadline=lock_timeout), what="read %s" % real)
+        names = call_with_retry(table_names, lock_wait_policy(RetryPolicy(deadline=lock_timeout)),
+                                what="read %s" % real)
     except (sqlite3.Error, RetriesExhausted):
         return None  # what it is, the command that opens it says
     return next((kind for table, kind in EMFIX_TABLES.items() if table in names), None)

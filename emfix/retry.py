@@ -8,11 +8,10 @@ import dataclasses
 import logging
 import random
 import sqlite3
-import threading
 import time
 from typing import Optional
 
-from .errors import OperationInterrupted
+from .errors import OperationInterrupted, Terminated
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +46,12 @@ class RetryPolicy:
         return rng.uniform(0, min(self.cap, self.base * (2 ** attempt)))
 
 
+def lock_wait_policy(policy):
+    """`policy`'s deadline with short pauses: between turns of a wait for a SQLite lock, where a pause of its own
+    would let an application that commits in a tight loop take the lock every time (found by an outside tester)."""
+    return dataclasses.replace(policy or RetryPolicy(), base=0.005, cap=0.02)
+
+
 def is_transient(exc):
     if isinstance(exc, sqlite3.OperationalError):
         message = str(exc).lower()
@@ -58,9 +63,39 @@ def is_transient(exc):
     return False
 
 
+class SignalFlag:
+    """A flag a signal handler sets: a plain attribute, no lock (a handler that takes a lock deadlocks when a
+    second signal lands inside it: found by CI), read between the turns of call_with_retry."""
+
+    def __init__(self):
+        self.on = False
+
+    def set(self):
+        self.on = True
+
+    def clear(self):
+        self.on = False
+
+    def is_set(self):
+        return self.on
+
+
 # Set by the first Ctrl-C or SIGTERM of a command that stops between batches (commands.common.StopFlag): a wait
 # for a lock ends there (exit 5), instead of holding the stop back until --lock-timeout (found by an outside tester).
-STOP_WAITING = threading.Event()
+STOP_WAITING = SignalFlag()
+# Set by SIGTERM to a command without batches (cli): a wait ends in Terminated (exit 143). The handler raises
+# Terminated too, but Python drops an exception raised inside an at-fork or __del__ callback, which a signal may
+# land in (found by CI: validate then waited for a lock until --lock-timeout).
+TERMINATE = SignalFlag()
+
+
+def _stop_asked(what, exc):
+    if TERMINATE.is_set():
+        return Terminated()
+    if STOP_WAITING.is_set():
+        return OperationInterrupted("stopped while waiting to %s (%s)" % (what, exc),
+                                    hint="run the command again (or with --resume) to finish")
+    return None
 
 
 class RetriesExhausted(Exception):
@@ -74,7 +109,7 @@ class RetriesExhausted(Exception):
 
 
 def call_with_retry(func, policy=None, transient=is_transient, what="operation",
-                    sleep=STOP_WAITING.wait, clock=time.monotonic):
+                    sleep=time.sleep, clock=time.monotonic):
     """Run func() until it succeeds, a non-transient error is raised, or the policy gives up (or a stop was
     asked for: STOP_WAITING, OperationInterrupted)."""
     policy = policy or RetryPolicy()
@@ -93,6 +128,9 @@ def call_with_retry(func, policy=None, transient=is_transient, what="operation",
                 raise RetriesExhausted(exc, attempt, elapsed) from exc
             pause = min(policy.delay(attempt), remaining)
             log.info("%s failed (%s); retry %d in %.2fs (%.1fs left)", what, exc, attempt, pause, remaining)
-            if STOP_WAITING.is_set() or sleep(pause) is True:  # (Event.wait says True once the stop is asked)
-                raise OperationInterrupted("stopped while waiting to %s (%s)" % (what, exc),
-                                           hint="run the command again (or with --resume) to finish") from None
+            for _turn in (0, 1):  # before the pause and after it (a signal cuts a sleep short only by raising)
+                stop = _stop_asked(what, exc)
+                if stop is not None:
+                    raise stop from None
+                if not _turn:
+                    sleep(pause)
