@@ -236,8 +236,8 @@ def test_cli_connects_to_mariadb_with_password_from_environment(mysql_address):
 
 def test_a_stop_asked_for_ends_a_wait_for_a_sqlite_lock_at_once(sqlite_address):
     """Found by an outside tester: a batch command's first Ctrl-C (StopFlag sets STOP_WAITING) was held back until
-    --lock-timeout while SQLite itself waited for the lock. Outside a transaction SQLite now waits in short turns
-    and emfix between them, where the stop ends the wait (exit 5)."""
+    --lock-timeout while SQLite itself waited for the lock. Opening a file, SQLite now waits in turns and emfix
+    between them, where the stop ends the wait (exit 5)."""
     from emfix.errors import OperationInterrupted
     from emfix.retry import STOP_WAITING
     make_demo(sqlite_address)
