@@ -437,6 +437,12 @@ def test_restore_that_stops_part_way_says_so_and_names_the_safety_snapshot(mysql
     safety = [s.id for s in snapshot.list_snapshots(str(tmp_path)) if s.id != made.id]
     assert len(safety) == 1 and "safety snapshot %s" % safety[0] in result.stderr
     assert "--snapshot-id %s" % safety[0] in result.stderr
+    # Stopped a second time (found by an outside tester): its own safety snapshot holds the first one's half,
+    # so the hint also names the one taken before the first.
+    twice = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
+                    "--snapshot-id", made.id, "--yes")
+    assert twice.returncode == 1 and "partly restored" in twice.stderr
+    assert "safety snapshot %s, taken before that one" % safety[0] in twice.stderr, twice.stderr
     with open_database(mysql_address) as db:
         db.execute("DROP TRIGGER `refuse`")
     again = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
