@@ -16,7 +16,7 @@ import sqlite3
 import stat
 
 from .errors import NoSpaceError, NotWritableError, UsageError
-from .retry import RetriesExhausted, RetryPolicy, call_with_retry, lock_wait_policy
+from .retry import LOCK_TURN, RetriesExhausted, RetryPolicy, call_with_retry, lock_wait_policy
 
 DATA_FILE_MODE = 0o600  # reports, exports, snapshots, quarantines: they hold the database's data
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -125,7 +125,7 @@ def emfix_file_kind(path, lock_timeout=5.0):
         return None
 
     def table_names():
-        con = sqlite3.connect(read_only_uri(real), uri=True, timeout=min(0.5, lock_timeout))
+        con = sqlite3.connect(read_only_uri(real), uri=True, timeout=min(LOCK_TURN, lock_timeout))
         try:
             return {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:

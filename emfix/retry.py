@@ -46,6 +46,9 @@ class RetryPolicy:
         return rng.uniform(0, min(self.cap, self.base * (2 ** attempt)))
 
 
+LOCK_TURN = 0.5  # seconds SQLite itself waits for a lock at each turn of a wait in turns (with lock_wait_policy)
+
+
 def lock_wait_policy(policy):
     """`policy`'s deadline with short pauses: between turns of a wait for a SQLite lock, where a pause of its own
     would let an application that commits in a tight loop take the lock every time (found by an outside tester)."""

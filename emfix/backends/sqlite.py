@@ -11,11 +11,10 @@ import stat
 from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, NoSpaceError
 from ..fileutil import create_private, is_disk_full, read_only_uri
 from ..foreignkey import ForeignKey
-from ..retry import RetriesExhausted, call_with_retry, lock_wait_policy
+from ..retry import LOCK_TURN, RetriesExhausted, call_with_retry, lock_wait_policy
 from .base import Backend, ColumnDetail, Index
 
 DAMAGE_MESSAGES = ("file is not a database", "malformed", "file is encrypted", "not a database")
-OPEN_WAIT = 0.5  # seconds SQLite itself waits for a lock at each turn while a file is opened (_open_in_turns)
 
 
 def processes_with_open(path):
@@ -160,12 +159,12 @@ class SQLiteBackend(Backend):
             raise self._translate(exc) from None
 
     def _open_in_turns(self):
-        """The first read, which waits if another process holds the file: in turns of OPEN_WAIT inside SQLite with
+        """The first read, which waits if another process holds the file: in turns of LOCK_TURN inside SQLite with
         short pauses of this process between them, up to --lock-timeout, so Ctrl-C and SIGTERM get through (inside
         SQLite's own wait nothing does) and a batch command's stop ends the wait (retry.STOP_WAITING). Only here: a
         statement waits inside SQLite, whose frequent tries get in beside an application that commits in a tight
         loop, where pauses of this process's own let it starve (found by an outside tester: exit 3 beside one)."""
-        self._conn.execute("PRAGMA busy_timeout = %d" % int(min(OPEN_WAIT, self._busy) * 1000))
+        self._conn.execute("PRAGMA busy_timeout = %d" % int(min(LOCK_TURN, self._busy) * 1000))
         try:
             call_with_retry(lambda: self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone(),
                             lock_wait_policy(self.retry_policy), what="open %s" % self.path)

@@ -20,6 +20,7 @@ from ..fileutil import read_only_uri
 from ..pool import ConnectionPool, put_unless_stopped
 from .manifest import META_TABLE
 from .sqltext import LOAD_SQL_MODE, SnapshotReader
+from .store import newest_safety_before
 
 COLUMN_LINE = re.compile(r"^  `((?:[^`]|``)+)` ([a-z]+(?:\((?:[^()']|'(?:[^'\\]|\\.|'')*')*\))?(?: unsigned)?)",
                          re.M | re.I)
@@ -138,7 +139,7 @@ def partly_restored(error, address, safety_id, directory):
     if safety_id:
         hint = ("safety snapshot %s holds the content from before: emfix snapshot restore %s --snapshot-dir %s "
                 "--snapshot-id %s" % (safety_id, address.target(), directory, safety_id))
-        earlier = _safety_before(address, directory, safety_id)
+        earlier = newest_safety_before(directory, address, safety_id)
         if earlier:  # a restore stopped twice: this safety snapshot may hold the first one's half (an outside tester)
             hint += ("; if an earlier restore of it stopped part way too, safety snapshot %s, taken before that one, "
                      "holds what was there before it" % earlier)
@@ -148,14 +149,6 @@ def partly_restored(error, address, safety_id, directory):
     failure.__dict__.update({k: v for k, v in error.__dict__.items()
                              if k not in ("message", "hint", "kind", "facts", "args")})
     return failure
-
-
-def _safety_before(address, directory, safety_id):
-    """The newest safety snapshot of `address` in `directory` older than `safety_id` (ids sort by time), or None."""
-    from .store import list_snapshots
-    older = [s.id for s in list_snapshots(directory, address)
-             if s.manifest is not None and s.manifest.kind == "safety" and s.id < safety_id]
-    return max(older) if older else None
 
 
 def interruption(exc):

@@ -81,6 +81,14 @@ def list_snapshots(directory, address=None):
     return found
 
 
+def newest_safety_before(directory, address, snapshot_id):
+    """The newest safety snapshot of `address` in `directory` older than `snapshot_id` (ids sort by time), or None:
+    after a restore stopped twice, the one that holds what was there before the first (see partly_restored)."""
+    older = [s.id for s in list_snapshots(directory, address)
+             if s.manifest is not None and s.manifest.kind == "safety" and s.id < snapshot_id]
+    return max(older) if older else None
+
+
 def belongs_to(status, address):
     """Is this snapshot one of `address`'s? (None: every snapshot in the folder counts.)"""
     if address is None:
