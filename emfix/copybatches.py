@@ -50,6 +50,7 @@ class BatchCopy:
         self.journal_unsure = False  # lanes: a commit failed with the journal lock held (it may have committed)
         self.source_counts = {}
         self.counted = None  # in-engine, aggressive: both sides counted while DST was attached (copycheck)
+        self.gate = None  # SRC's IntegrityCheck, still running: every commit into DST waits for it to pass
 
     @property
     def graph(self):
@@ -67,6 +68,9 @@ class BatchCopy:
         """`count_both`: in-engine, count DST's copy through SRC's key tables before DST is detached (before
         the last commit, which waits for SRC's quick_check: the count runs meanwhile, and counts what it commits)."""
         source, graph, tree, tables = self.source, self.graph, self.plan.tree, self.plan.tables
+        self.gate = None if self.in_engine else integrity  # in-engine, the group of batches waits for it
+        if self.gate is not None and self.target.dialect == "sqlite":
+            self._pass_gate()  # not inside a write transaction: the application would wait for SRC's check too
         self.source_counts = {t: tree.count(source, graph, t) for t in tables}  # inside SRC's one moment
         total = sum(self.source_counts.values())
         done = sum(self.copied.values())
@@ -163,7 +167,11 @@ class BatchCopy:
         with its journal row as before, the journal row written under one lock from what has committed: each
         table's last key in it is that table's last committed page, whichever lane commits. A failure in any
         lane stops the others after their current page; what committed stays, and --resume goes on from it."""
-        left = collections.deque(t for t in tables if self.position.get(t) != "done")
+        # The largest tables first (rows left times columns), each to the next free lane: the two finish
+        # together, where in the subtree's order the last big table ran alone. Any order is safe: foreign-key
+        # checks are off and each table's journal position is its own.
+        left = collections.deque(sorted((t for t in tables if self.position.get(t) != "done"), key=lambda t: -max(
+            0, self.source_counts.get(t, 0) - self.copied.get(t, 0)) * len(self.graph.columns[t])))
         failed, room = threading.Event(), threading.Condition()
         queues = [queue.Queue(maxsize=LANE_DEPTH) for _ in self.lanes]
         counter, counted = {"done": done}, threading.Lock()
@@ -240,6 +248,7 @@ class BatchCopy:
         def batch():
             if write is not None:
                 write()
+            self._pass_gate()
             if not held:  # a retry after a conflict keeps the lock it took
                 self.journal_lock.acquire()
                 held.append(True)
@@ -283,6 +292,7 @@ class BatchCopy:
             written = target.executemany(insert, batch, batch_size=len(batch))
             if strategy == "conservative" and written not in (len(batch), -1):
                 raise DamagedInputError("a batch of %d rows into %s wrote %d" % (len(batch), table, written))
+            self._pass_gate()
             self._save_position(copied=True)
         target.write_batch(write)
         return len(batch)
@@ -352,6 +362,7 @@ class BatchCopy:
         def write():  # run again whole after a conflict rolled it back (write_batch)
             target.foreign_key_checks(False)
             target.executemany(insert, missing, batch_size=len(missing))
+            self._pass_gate()
             self.copied[table] = before + len(missing)
             self._save_position(copied=True)
         target.write_batch(write)
@@ -378,6 +389,7 @@ class BatchCopy:
 
         def write():
             insert()
+            self._pass_gate()
             self._save_position(copied=True)
         target.write_batch(write)
 
@@ -405,7 +417,14 @@ class BatchCopy:
             self._update_journal(db or self.target, self.position, counts, journal)
             return
         with self.target.transaction():
+            self._pass_gate()
             self._update_journal(self.target, self.position, counts, journal)
+
+    def _pass_gate(self):
+        """Inside a transaction about to commit into DST: SRC's quick_check passed (waited for the first time;
+        its damage raised, so the transaction rolls back). The page's INSERT ran meanwhile."""
+        if self.gate is not None:
+            self.gate.wait()
 
     def _update_journal(self, db, position, copied=None, journal=None):
         """The one UPDATE of the journal row: the last key copied per table, and (given) the rows copied per

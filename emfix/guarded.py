@@ -88,8 +88,9 @@ class IntegrityCheck:
 
     def wait(self):
         """Once the check is over: its error, or the damage it found, raised (each time asked)."""
-        if self.thread is not None:
-            self.thread.join()
+        thread = self.thread  # several threads may wait (migrate's lanes): each joins the same one
+        if thread is not None:
+            thread.join()
             self.thread = None
         if self.error is not None:
             raise self.error

@@ -259,9 +259,9 @@ class _Migration:
                 pin = pages.pin_moment(readers) if pages.copies_in_engine(source, target, options.paging) else None
                 second = pin or (readers.acquire() if source.dialect == "sqlite" else None)
                 with IntegrityCheck(source, second, None if pin or second is None else readers.release) as integrity:
-                    # In-engine, the copy goes on meanwhile but commits nothing before it passed; otherwise DST is
-                    # written only once it passed.
-                    integrity.deferred = pin is not None
+                    # DST is prepared and the copy goes on meanwhile, but commits no row before it passed (a
+                    # damaged SRC takes back the journal row this run wrote: undo_start).
+                    integrity.deferred = True
                     self.preflight(plan)
                 start = self.prepare_dst(plan, integrity)
                 kill_point("prepared")  # tests: the journal row and the reservation are committed
@@ -403,6 +403,7 @@ class _Migration:
             copy.run(self.options, integrity, count_both=self.counts_in_engine(plan))
             if self.options.resume and plan.journal:  # SRC may have gained rows since the interruption
                 copy.catch_up(self.options, everything=start.gained)
+            integrity.wait()  # a copy with nothing left to commit still says a damaged SRC
         except BaseException as exc:
             self.undo_start(plan, exc, integrity)
             if getattr(exc, "kind", None) == DUPLICATE_KEY:

@@ -2,9 +2,11 @@
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -538,6 +540,41 @@ def test_a_source_found_damaged_while_the_copy_ran_leaves_dst_as_it_was(tmp_path
         assert not os.path.exists(target.path)
 
 
+def test_into_mysql_the_pages_go_beside_the_source_check_but_none_commits_before_it_passed(tmp_path, monkeypatch,
+                                                                                            mysql_databases):
+    """#28: SQLite into MySQL, the copy no longer waits for SRC's quick_check before its first page: the lanes
+    send their pages meanwhile, but each commit waits for the check. When it finds damage, DST holds no row of the
+    copy (the pages sent are rolled back), its journal row is taken back, and the answer is the damage."""
+    import threading
+
+    from emfix.backends.mysql import MySQLBackend
+    from emfix.backends.sqlite import SQLiteBackend
+    from emfix.errors import DamagedInputError
+    source, target = sqlite_at(tmp_path, "s.db"), mysql_databases()
+    make_demo(source, shape=Shape(experiments=2, trials=3, runs=4, epochs=5, batches=4), faults=False)
+    migrate_experiment(source, target, 2, init=True, strategy="aggressive")
+    before = content(target)
+    sent = threading.Event()
+    real = MySQLBackend.execute_raw
+
+    def watching(self, statement):
+        written = real(self, statement)
+        if statement.startswith(b"INSERT INTO"):
+            sent.set()
+        return written
+
+    def slow_and_damaged(self):
+        assert sent.wait(30), "no page was sent while the check ran"
+        return "quick_check found 1 problem, first: page 7 is never used"
+
+    monkeypatch.setattr(MySQLBackend, "execute_raw", watching)
+    monkeypatch.setattr(SQLiteBackend, "quick_check", slow_and_damaged)
+    with pytest.raises(DamagedInputError, match="is damaged"):
+        migrate_experiment(source, target, 1, strategy="aggressive", batch_size=20)
+    assert content(target) == before
+    assert list(_journal_states(target).values()) == ["done"]
+
+
 @pytest.mark.parametrize("moved", [False, True])
 def test_the_in_engine_count_verify_reads_dst_rows_missing_or_under_another_parent(tmp_path, monkeypatch, moved):
     """#28: an aggressive SQLite -> SQLite copy counts DST's rows through SRC's key tables while DST is
@@ -592,11 +629,8 @@ def test_resume_copies_the_rows_src_gained_after_the_interruption_in_tables_alre
     copied), verifies, and DST equals a copy made in one go of SRC as it is now."""
     source, target = sqlite_at(tmp_path, "s.db"), new_database()
     make_demo(source, shape=Shape(experiments=2, trials=2, runs=3, epochs=4, batches=3), faults=False)
-    _stop_after_metric(source, target)
-    with open_database(target) as db:
-        position = json.loads(db.query("SELECT position FROM %s" % db.quote(JOURNAL))[0][0])
-    assert position.get("TRIAL_RUN") == position.get("EPOCH") == position.get("METRIC") == "done", position
-    assert position.get("BATCH_METRIC") != "done", position
+    left = _stop_after_metric(source, target)
+    assert left and not left & {"TRIAL_RUN", "EPOCH", "METRIC"}, left
     _gain_a_run(source)
     result = migrate_experiment(source, target, 1, strategy="aggressive", resume=True)
     assert result.verified and result.copied["TRIAL_RUN"] == 7 and result.copied["EPOCH_METRIC"] == 25
@@ -699,13 +733,24 @@ def test_mariadb_to_mariadb_keeps_id_zero_rows_and_their_children(mysql_database
         assert db.scalar("SELECT count(*) FROM `TRIAL_RUN` WHERE `trial_id` = 0") == 1
 
 
-def _stop_after_metric(source, target, calls=45):
-    """A copy stopped (Ctrl-C) once TRIAL_RUN, EPOCH and METRIC are copied, BATCH_METRIC not yet."""
+def _stop_after_metric(source, target):
+    """A copy stopped (Ctrl-C) once TRIAL_RUN, EPOCH and METRIC are copied and some table is not yet (the order
+    the tables go in is the copy's own: DST's journal is asked before each page); the tables not done."""
     from emfix.errors import OperationInterrupted
-    pages = []
+    with tempfile.TemporaryDirectory() as scratch:  # the tables a whole copy writes
+        tables = set(migrate_experiment(source, sqlite_at(pathlib.Path(scratch), "whole.db"), 1, init=True,
+                                        strategy="aggressive").copied)
+
+    def not_done():
+        with open_database(target) as db:
+            rows = db.query("SELECT position FROM %s" % db.quote(JOURNAL)) if JOURNAL in db.tables() else []
+        position = json.loads(rows[0][0]) if rows else {}
+        return {t for t in tables if position.get(t) != "done"}
+
     with pytest.raises(OperationInterrupted):
         migrate_experiment(source, target, 1, init=True, strategy="aggressive", batch_size=10,
-                           interrupted=lambda: pages.append(1) or len(pages) == calls)
+                           interrupted=lambda: not not_done() & {"TRIAL_RUN", "EPOCH", "METRIC"} and bool(not_done()))
+    return not_done()
 
 
 def test_resume_refuses_gained_ids_the_dst_application_took_before_copying_more(tmp_path):
