@@ -45,6 +45,7 @@ from .errors import (
     AlreadyDoneError,
     ConnectError,
     DamagedInputError,
+    DatabaseLockedError,
     EmfixError,
     NoSpaceError,
     NotFoundError,
@@ -408,6 +409,11 @@ class _Migration:
             self.undo_start(plan, exc, integrity)
             if getattr(exc, "kind", None) == DUPLICATE_KEY:
                 exc.hint = self.collision_hint(start, exc.facts["table"])
+            if pin is not None and isinstance(exc, DatabaseLockedError):
+                # In-engine, SRC's connection writes DST attached to it, and only DST can be locked: SRC's own
+                # reads never wait while the pin holds its read lock. It named SRC and SRC's holders.
+                found = target.locked_error("waited %gs" % target.retry_policy.deadline)
+                exc.message, exc.hint = found.message, found.hint
             if isinstance(exc, NoSpaceError):  # SRC's reader may be the one whose temporary files hit it
                 exc.message = "copying into %s stopped: %s" % (self.dst.display(), exc.message)
             if isinstance(exc, (ConnectError, NoSpaceError)) or (

@@ -575,6 +575,40 @@ def test_into_mysql_the_pages_go_beside_the_source_check_but_none_commits_before
     assert list(_journal_states(target).values()) == ["done"]
 
 
+def test_dst_locked_part_way_through_an_in_engine_copy_is_said_of_dst(tmp_path):
+    """Found in a session's notes: SQLite into SQLite, DST locked by another process once the copy had begun was
+    said to be SRC ("database s.db is locked ... held by a process this user cannot see"): in-engine, SRC's
+    connection writes the DST attached to it. It names DST and the process that holds it; --resume finishes."""
+    from conftest import hold_write_lock
+
+    from emfix.errors import DatabaseLockedError
+    from emfix.retry import RetryPolicy
+    source, target = sqlite_at(tmp_path, "s.db"), sqlite_at(tmp_path, "t.db")
+    make_demo(source, shape=Shape(experiments=2, trials=2, runs=3, epochs=4, batches=3), faults=False)
+    holders, pages = [], []
+
+    def lock_dst_once():
+        pages.append(1)
+        if len(pages) == 3:
+            holders.append(hold_write_lock(target.path, 30))
+        return False
+
+    try:
+        with pytest.raises(DatabaseLockedError) as locked:
+            migrate_experiment(source, target, 1, init=True, strategy="aggressive", batch_size=10,
+                               retry_policy=RetryPolicy(deadline=0.3), interrupted=lock_dst_once)
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+    assert holders and "t.db is locked" in locked.value.message, locked.value.message
+    assert "pid %d" % holders[0].pid in locked.value.message and "--resume" in locked.value.hint
+    reference = sqlite_at(tmp_path, "reference.db")
+    migrate_experiment(source, reference, 1, init=True, strategy="aggressive")
+    assert migrate_experiment(source, target, 1, strategy="aggressive", resume=True).verified
+    assert content(target) == content(reference)
+
+
 @pytest.mark.parametrize("moved", [False, True])
 def test_the_in_engine_count_verify_reads_dst_rows_missing_or_under_another_parent(tmp_path, monkeypatch, moved):
     """#28: an aggressive SQLite -> SQLite copy counts DST's rows through SRC's key tables while DST is

@@ -154,7 +154,7 @@ class SQLiteBackend(Backend):
                 return func()
             return call_with_retry(func, self.retry_policy, what=what)
         except RetriesExhausted as exc:
-            raise self._locked("gave up after %.1fs" % exc.elapsed) from None
+            raise self.locked_error("gave up after %.1fs" % exc.elapsed) from None
         except sqlite3.DatabaseError as exc:
             raise self._translate(exc) from None
 
@@ -169,13 +169,14 @@ class SQLiteBackend(Backend):
             call_with_retry(lambda: self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone(),
                             lock_wait_policy(self.retry_policy), what="open %s" % self.path)
         except RetriesExhausted as exc:
-            raise self._locked("gave up after %.1fs" % exc.elapsed) from None
+            raise self.locked_error("gave up after %.1fs" % exc.elapsed) from None
         except sqlite3.DatabaseError as exc:
             raise self._translate(exc) from None
         finally:
             self._conn.execute("PRAGMA busy_timeout = %d" % int(self._busy * 1000))
 
-    def _locked(self, how):
+    def locked_error(self, how):
+        """The error for this file found locked (`how`: how long emfix waited), naming who holds it."""
         return DatabaseLockedError("database %s is locked by another process (%s): held by %s" % (
             self.path, how, lock_holders_text(self.path)),
             hint="wait for the other process to finish, or raise --lock-timeout (now %gs)" % self.retry_policy.deadline)
@@ -183,7 +184,7 @@ class SQLiteBackend(Backend):
     def _translate(self, exc):
         message = str(exc)
         if "database is locked" in message or "database table is locked" in message or "busy" in message.lower():
-            return self._locked("waited %gs" % self.retry_policy.deadline)
+            return self.locked_error("waited %gs" % self.retry_policy.deadline)
         if any(text in message.lower() for text in DAMAGE_MESSAGES):
             return DamagedInputError("%s is not a usable SQLite database: %s" % (self.path, message),
                                      hint="check the path; if it is damaged, restore a snapshot")
@@ -206,7 +207,7 @@ class SQLiteBackend(Backend):
         try:
             return call_with_retry(func, self.retry_policy, what=what)
         except RetriesExhausted as exc:
-            raise self._locked("gave up after %.1fs" % exc.elapsed) from None
+            raise self.locked_error("gave up after %.1fs" % exc.elapsed) from None
 
     def execute(self, sql, params=()):
         return self._run(lambda: self._conn.execute(sql, params).rowcount, "statement")
