@@ -86,23 +86,37 @@ def refuse_oversized_values(source, target, graph, tree, tables):
 def refuse_blobs_in_text(source, target, graph, tree, blobs):
     """Refuse, naming the rows, before anything is written (migrate's check found `blobs`: {(table, column):
     count})."""
-    described = []
+    described, not_utf8 = [], []
     for (table, column), count in sorted(blobs.items()):
         key = graph.primary_keys.get(table) or ("rowid",)
-        rows = source.query("SELECT %s FROM %s t WHERE %s AND typeof(t.%s) = 'blob' ORDER BY %s LIMIT %d" % (
-            ", ".join("t.%s" % source.quote(k) for k in key), source.quote(table), tree.where(source, graph, table),
-            source.quote(column), ", ".join("t.%s" % source.quote(k) for k in key), BLOB_IDS_SHOWN))
-        shown = ", ".join("/".join(str(v) for v in row) for row in rows) + (", ..." if count > len(rows) else "")
+        rows = source.query("SELECT %s, t.%s FROM %s t WHERE %s AND typeof(t.%s) = 'blob' ORDER BY %s LIMIT %d" % (
+            ", ".join("t.%s" % source.quote(k) for k in key), source.quote(column), source.quote(table),
+            tree.where(source, graph, table), source.quote(column), ", ".join("t.%s" % source.quote(k) for k in key),
+            BLOB_IDS_SHOWN))
+        shown = ", ".join("/".join(str(v) for v in row[:-1]) for row in rows) + (", ..." if count > len(rows) else "")
         described.append("%s %s.%s (%s %s)" % ("{:,}".format(count), table, column, "/".join(key), shown))
+        not_utf8 += ["/".join(str(v) for v in row[:-1]) for row in rows if not _is_utf8(row[-1])]
     only_metric_json = set(blobs) == {("METRIC", "per_label_val")}
+    fix = "turn them into text first (emfix fix-json %s stores each as the text it holds" % source.address.display()
+    if not_utf8:  # fix-json cannot make text of those: only --reset-unfixable changes them
+        fix += "; %s %s not UTF-8 text, which only `fix-json --reset-unfixable` replaces, keeping the original in " \
+               "its quarantine" % ("id" if len(not_utf8) == 1 else "ids", ", ".join(not_utf8) + (
+                   " is" if len(not_utf8) == 1 else " are"))
     raise DamagedInputError(
         "values of this experiment are stored as BLOBs in text columns: %s; a MySQL text column of %s gives back "
         "text, so their copy could not be the same value; nothing was copied" % (
             "; ".join(described), target.address.display()),
-        hint=("turn them into text first (emfix fix-json %s stores each as the text it holds), then run again"
-              % source.address.display()) if only_metric_json else
+        hint=fix + "), then run again" if only_metric_json else
         "if they are text, store them as text first (UPDATE the table SET the column = CAST(column AS TEXT) WHERE "
         "typeof(column) = 'blob', after `emfix snapshot create`), then run again")
+
+
+def _is_utf8(value):
+    try:
+        bytes(value).decode("utf-8")
+        return True
+    except (UnicodeDecodeError, TypeError):
+        return False
 
 
 BLOB_IDS_SHOWN = 10

@@ -140,6 +140,34 @@ def test_metric_json_stored_as_blob_is_refused_before_anything_is_written(mysql_
     assert copied == {k: v for k, v in stored_bytes(source, "METRIC", "per_label_val").items() if k in copied}
 
 
+def test_a_blob_that_is_not_utf8_is_named_with_the_only_fix_json_that_changes_it(mysql_address, tmp_path):
+    """Found in a session's notes: the refusal said fix-json would store each BLOB as its text, but one whose bytes
+    are not UTF-8 fix-json leaves alone (it needs a person). The hint names it and `--reset-unfixable`, which
+    then lets the copy through."""
+    path = str(tmp_path / "src.db")
+    write_demo(path, SHAPE, faults=False)
+    text, raw = metric_ids(path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE METRIC SET per_label_val = CAST(per_label_val AS BLOB) WHERE id = ?", (text,))
+        db.execute("UPDATE METRIC SET per_label_val = X'7B2261223A20FF7D' WHERE id = ?", (raw,))
+    with open_database(mysql_address) as db:
+        create_schema(db)
+    source = DatabaseAddress("sqlite", path=path)
+    with pytest.raises(DamagedInputError) as refused:
+        migrate_experiment(source, mysql_address, 1, strategy="aggressive")
+    hint = refused.value.hint
+    assert "id %d is not UTF-8 text" % raw in hint and "--reset-unfixable" in hint and "id %d " % text not in hint, hint
+    fixed = run_cli("fix-json", path, "--yes", "--no-snapshot", "--quarantine-dir", str(tmp_path / "q"))
+    assert fixed.returncode == 1 and "cannot be repaired without guessing" in fixed.stdout, fixed  # one left
+    with pytest.raises(DamagedInputError) as still:
+        migrate_experiment(source, mysql_address, 1, strategy="aggressive")
+    assert "(id %d)" % raw in str(still.value)
+    fixed = run_cli("fix-json", path, "--yes", "--reset-unfixable", "--no-snapshot", "--quarantine-dir",
+                    str(tmp_path / "q"))
+    assert fixed.returncode == 0, fixed.stderr
+    assert migrate_experiment(source, mysql_address, 1, strategy="aggressive").verified
+
+
 def test_a_blob_in_any_text_column_is_refused_before_anything_is_written(mysql_address, tmp_path):
     """A BLOB in TRIAL.name or ARTIFACT.loc comes back from a MySQL text column as text (or not at all): the
     copy is refused up front, naming table, column and rows; stored as text, it then copies and verifies."""
