@@ -14,6 +14,7 @@ import os
 import re
 import sqlite3
 import stat
+import time
 
 from .errors import NoSpaceError, NotWritableError, UsageError
 from .retry import LOCK_TURN, RetriesExhausted, RetryPolicy, call_with_retry, lock_wait_policy
@@ -78,11 +79,38 @@ def create_private(path, mode=DATA_FILE_MODE):
     return path
 
 
+STALE_TEMP_SECONDS = 600  # a sibling's temporary this long untouched, its process gone, was left by a kill
+
+
 def new_temp(path, mode=DATA_FILE_MODE):
-    """Create (exclusively) the temporary file for `path`, removing a stale one of ours first."""
+    """Create (exclusively) the temporary file for `path`, removing a stale one of ours first, and those
+    earlier runs killed while writing `path` left beside it (see _clear_killed_siblings)."""
     temp = temp_path(path)
     remove_own_file(temp)  # our pid's: left by a run killed before this one got its pid
+    _clear_killed_siblings(temp)
     return create_private(temp, mode)
+
+
+def _clear_killed_siblings(temp):
+    """The hidden `.NAME.emfix-PID.tmp` of runs killed while they wrote the same NAME (a cron job's report
+    under the OOM killer, say): removed once their process is gone and the file untouched for
+    STALE_TEMP_SECONDS (a pid from another container or host sharing the folder looks gone here, but
+    the run it belongs to keeps its file fresh). Only files of exactly that name; nothing else is read."""
+    directory, name = os.path.split(temp)
+    stem = name[:name.rindex(".emfix-") + len(".emfix-")]
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(stem) and n != name and TEMP_NAME.match(n)]
+    except OSError:
+        return
+    for other in names:
+        path = os.path.join(directory, other)
+        try:
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime > STALE_TEMP_SECONDS and \
+                    not _pid_alive(int(TEMP_NAME.match(other).group(1))):
+                os.remove(path)
+        except OSError:  # gone meanwhile, or not ours to remove: left as it is
+            pass
 
 
 def is_sqlite_file(path):

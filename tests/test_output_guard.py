@@ -3,6 +3,9 @@
 
 import json
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 from conftest import run_cli
@@ -161,3 +164,24 @@ def test_dash_is_not_a_report_file_name_and_a_long_name_gets_a_temporary_that_fi
     assert result.returncode == 1, result.stderr
     assert long_name in os.listdir(str(tmp_path)) and not [n for n in os.listdir(str(tmp_path)) if n.startswith(".")]
     assert json.load(open(str(tmp_path / long_name)))["summary"]["overall_status"] == "FAIL"
+
+
+def test_a_report_clears_what_killed_runs_left_writing_it_and_nothing_else(demo_sqlite, tmp_path):
+    """Found in a session's notes: a run killed while writing `-o report.json` (SIGKILL: nothing of it runs
+    again) left `.report.json.emfix-PID.tmp` in the user's folder for ever. The next run writing that name
+    removes such files once their process is gone and they are 10 minutes old; a fresh one (its run may live
+    in another container), one of a live process, one of another name and a user's look-alike stay."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    names = {".report.json.emfix-%d.tmp" % gone.pid: 3600, ".report.json.emfix-%d.tmp" % (gone.pid + 1): 5,
+             ".report.json.emfix-%d.tmp" % os.getppid(): 3600, ".other.json.emfix-%d.tmp" % gone.pid: 3600,
+             ".report.json.emfix-%d.tmp.keep" % gone.pid: 3600}
+    for name, age in names.items():
+        path = str(tmp_path / name)
+        with open(path, "w") as handle:
+            handle.write("{}")
+        os.utime(path, (time.time() - age, time.time() - age))
+    result = run_cli("validate", demo_sqlite.path, "-o", "report.json", cwd=str(tmp_path))
+    assert result.returncode == 1, result.stderr
+    left = sorted(n for n in os.listdir(str(tmp_path)) if n.startswith("."))
+    assert left == sorted(n for n in names if n != ".report.json.emfix-%d.tmp" % gone.pid), left
