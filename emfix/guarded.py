@@ -69,13 +69,20 @@ class IntegrityCheck:
     def __init__(self, db, checker, done=None):
         self.db, self.checker, self.done = db, checker, done
         self.damage, self.error, self.thread = "", None, None
+        # Set by the check's own thread once its answer is in: `wait()` trusts nothing else. A join the main
+        # thread's Ctrl-C interrupts marks the thread stopped while it still runs (Python 3.11, bpo-45274), and
+        # another thread's join then returned at once: a lane of migrate committed a page of a damaged SRC
+        # (found by an outside tester).
+        self.over = threading.Event()
         if db.dialect == "sqlite":
             # Not a daemon: a command that stops early still waits for it at exit (Python 3.8 could crash
             # finalising while a daemon thread was inside SQLite).
             self.thread = threading.Thread(target=self._run, name="emfix-quick-check")
             self.thread.start()
-        elif done is not None:
-            done(checker)
+        else:
+            self.over.set()
+            if done is not None:
+                done(checker)
 
     def _run(self):
         try:
@@ -83,22 +90,22 @@ class IntegrityCheck:
         except BaseException as exc:  # raised by wait(), in the caller's thread
             self.error = exc
         finally:
-            if self.done is not None:
-                self.done(self.checker)
+            try:
+                if self.done is not None:
+                    self.done(self.checker)
+            finally:
+                self.over.set()
 
     def wait(self):
-        """Once the check is over: its error, or the damage it found, raised (each time asked)."""
-        thread = self.thread  # several threads may wait (migrate's lanes): each joins the same one
-        if thread is not None:
-            thread.join()
-            self.thread = None
+        """Once the check is over: its error, or the damage it found, raised (each time asked, by any thread)."""
+        self.over.wait()
         if self.error is not None:
             raise self.error
         _refuse_damage(self.db, self.damage)
 
     @property
     def finished(self):
-        return self.thread is None or not self.thread.is_alive()
+        return self.over.is_set()
 
     def __enter__(self):
         return self
@@ -114,14 +121,13 @@ class IntegrityCheck:
         return False
 
     def cancel(self):
-        """Stop it early (the caller failed): interrupt the statement, wait for the thread."""
-        if self.thread is not None and self.thread.is_alive():
+        """Stop it early (the caller failed): interrupt the statement, wait for its answer (an error, then)."""
+        if not self.over.is_set():
             try:
                 self.checker.connection.interrupt()
             except Exception:  # noqa: BLE001 - already closed or done: nothing to stop
                 pass
-            self.thread.join()
-            self.thread = None
+            self.over.wait()
 
 
 def preflight(db, address, force=False, writing=True):

@@ -260,10 +260,13 @@ class _Migration:
                 pin = pages.pin_moment(readers) if pages.copies_in_engine(source, target, options.paging) else None
                 second = pin or (readers.acquire() if source.dialect == "sqlite" else None)
                 with IntegrityCheck(source, second, None if pin or second is None else readers.release) as integrity:
-                    # DST is prepared and the copy goes on meanwhile, but commits no row before it passed (a
-                    # damaged SRC takes back the journal row this run wrote: undo_start).
-                    integrity.deferred = True
                     self.preflight(plan)
+                    # DST is prepared and the copy goes on meanwhile, but commits no row before it passed. Before
+                    # then DST gets only what a damaged SRC lets undo_start take back or leave harmlessly: a new
+                    # journal row, the id reservation, tables --init creates. A safety snapshot, or a journal row
+                    # that is there already (--force, --resume), waits for the check (an outside tester: --force
+                    # on a damaged SRC replaced a finished copy's journal row).
+                    integrity.deferred = options.strategy == "aggressive" and plan.journal is None
                 start = self.prepare_dst(plan, integrity)
                 kill_point("prepared")  # tests: the journal row and the reservation are committed
                 copy = self.copy(plan, start, integrity, pin)
@@ -481,12 +484,17 @@ class _Migration:
             return
         try:
             integrity.wait()
-        except DamagedInputError:
+        except DamagedInputError as damaged:
             if plan.journal is None:
                 target = self.target
                 try:
                     with target.transaction():
-                        target.execute("DELETE FROM %s WHERE run_key = ?" % target.quote(JOURNAL), (plan.key,))
+                        removed = target.execute("DELETE FROM %s WHERE run_key = ?" % target.quote(JOURNAL),
+                                                 (plan.key,))
                 except Exception:  # noqa: BLE001 - DST failing too: the damage is still the answer
-                    pass
+                    removed = 0
+                if removed:  # prepared before the check's answer: the journal row is gone, the reservation stays
+                    damaged.message = damaged.message.replace("nothing was read or changed", (
+                        "nothing was copied into %s (its id counters stay past the ids the copy had "
+                        "reserved)") % self.dst.display())
             raise

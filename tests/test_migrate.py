@@ -609,6 +609,92 @@ def test_dst_locked_part_way_through_an_in_engine_copy_is_said_of_dst(tmp_path):
     assert content(target) == content(reference)
 
 
+@pytest.mark.parametrize("strategy,force", [("aggressive", True), ("balanced", False)])
+def test_a_damaged_source_leaves_a_finished_copy_and_the_snapshot_folder_as_they_were(new_database, tmp_path,
+                                                                                      monkeypatch, strategy, force):
+    """Found by an outside tester: DST was prepared before SRC's check answered, so `--force` over a finished
+    copy replaced its `done` journal row with a `running` one (and a rerun then copied the experiment twice), and
+    a balanced copy took its safety snapshot of DST, for a SRC the check then refused. Only a fresh aggressive
+    copy is prepared before the answer; these wait for it, and DST stays as it was."""
+    from emfix.backends.sqlite import SQLiteBackend
+    from emfix.errors import DamagedInputError
+    source, target = sqlite_at(tmp_path, "s.db"), new_database()
+    make_demo(source, shape=Shape(experiments=2, trials=2, runs=3, epochs=4, batches=3), faults=False)
+    migrate_experiment(source, target, 1, init=True, strategy="aggressive")
+    before, journal = content(target), _journal_states(target)
+    monkeypatch.setattr(SQLiteBackend, "quick_check", lambda self: "quick_check found 1 problem, first: page 9")
+    snapshots = tmp_path / "snaps"
+    with pytest.raises(DamagedInputError, match="is damaged"):
+        migrate_experiment(source, target, 1 if force else 2, strategy=strategy, force=force,
+                           snapshot_dir=str(snapshots))
+    assert content(target) == before and _journal_states(target) == journal
+    assert not snapshots.exists() or not os.listdir(str(snapshots))
+
+
+def test_a_damaged_source_into_a_fresh_copy_says_what_stays_in_dst(new_database, tmp_path, monkeypatch):
+    """A fresh aggressive copy is prepared while SRC's check runs: on damage its journal row is taken back and
+    no row is copied, and the answer says the id counters stay past what it reserved (not "nothing changed")."""
+    from emfix.backends.sqlite import SQLiteBackend
+    from emfix.errors import DamagedInputError
+    source, target = sqlite_at(tmp_path, "s.db"), new_database()
+    make_demo(source, shape=Shape(experiments=2, trials=2, runs=3, epochs=4, batches=3), faults=False)
+    migrate_experiment(source, target, 2, init=True, strategy="aggressive")
+    before, journal = content(target), _journal_states(target)
+    monkeypatch.setattr(SQLiteBackend, "quick_check", lambda self: "quick_check found 1 problem, first: page 9")
+    with pytest.raises(DamagedInputError) as damaged:
+        migrate_experiment(source, target, 1, strategy="aggressive")
+    assert "nothing was copied into" in damaged.value.message and "id counters" in damaged.value.message
+    assert content(target) == before and _journal_states(target) == journal
+
+
+def test_a_ctrl_c_in_one_wait_for_the_source_check_does_not_let_another_through(tmp_path):
+    """Found by an outside tester: Ctrl-C twice while SRC's check ran committed a page of a damaged SRC. The
+    second KeyboardInterrupt landed in the main thread's join of the check's thread, which Python (3.11,
+    bpo-45274) then marks stopped though it runs on; the other lane's join returned at once, with no damage
+    known yet, and its page committed. A wait now ends only on the check's own answer."""
+    import signal
+    import threading
+
+    from emfix.errors import DamagedInputError
+    from emfix.guarded import IntegrityCheck
+    answer = threading.Event()
+
+    class Checker:
+        connection = None
+
+        def quick_check(self):
+            answer.wait(30)
+            return "quick_check found 1 problem, first: page 9"
+
+    db = open_database(sqlite_at(tmp_path, "x.db"), create=True)
+    check = IntegrityCheck(db, Checker())
+    other, outcome = threading.Event(), []
+
+    def lane():
+        other.set()
+        try:
+            check.wait()
+            outcome.append("passed")
+        except DamagedInputError:
+            outcome.append("damaged")
+
+    waiting = threading.Thread(target=lane)
+    waiting.start()
+    other.wait(10)
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        check.wait()
+        timer.join()  # the Ctrl-C came after the wait: let it land here
+        threading.Event().wait(5)
+    waiting.join(0.5)
+    assert waiting.is_alive() and not outcome  # still waiting for the check's answer
+    answer.set()
+    waiting.join(10)
+    assert outcome == ["damaged"]
+    db.close()
+
+
 @pytest.mark.parametrize("moved", [False, True])
 def test_the_in_engine_count_verify_reads_dst_rows_missing_or_under_another_parent(tmp_path, monkeypatch, moved):
     """#28: an aggressive SQLite -> SQLite copy counts DST's rows through SRC's key tables while DST is
