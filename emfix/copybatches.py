@@ -51,6 +51,7 @@ class BatchCopy:
         self.source_counts = {}
         self.counted = None  # in-engine, aggressive: both sides counted while DST was attached (copycheck)
         self.gate = None  # SRC's IntegrityCheck, still running: every commit into DST waits for it to pass
+        self.stopping = None  # lanes: set when one failed or was stopped (a wait for the gate ends then)
 
     @property
     def graph(self):
@@ -173,6 +174,7 @@ class BatchCopy:
         left = collections.deque(sorted((t for t in tables if self.position.get(t) != "done"), key=lambda t: -max(
             0, self.source_counts.get(t, 0) - self.copied.get(t, 0)) * len(self.graph.columns[t])))
         failed, room = threading.Event(), threading.Condition()
+        self.stopping = failed  # Ctrl-C in one lane: the other does not wait out SRC's check before it stops
         queues = [queue.Queue(maxsize=LANE_DEPTH) for _ in self.lanes]
         counter, counted = {"done": done}, threading.Lock()
 
@@ -424,7 +426,7 @@ class BatchCopy:
         """Inside a transaction about to commit into DST: SRC's quick_check passed (waited for the first time;
         its damage raised, so the transaction rolls back). The page's INSERT ran meanwhile."""
         if self.gate is not None:
-            self.gate.wait()
+            self.gate.wait(self.stopping)
 
     def _update_journal(self, db, position, copied=None, journal=None):
         """The one UPDATE of the journal row: the last key copied per table, and (given) the rows copied per

@@ -20,7 +20,7 @@ import threading
 from typing import List, Optional
 
 from . import quarantine as q
-from .errors import AlreadyDoneError, Cancelled, DamagedInputError
+from .errors import AlreadyDoneError, Cancelled, DamagedInputError, OperationInterrupted
 from .killpoints import kill_point
 from .progress import NoProgress
 from .schema import discover_graph, require_experiment_manager
@@ -96,9 +96,12 @@ class IntegrityCheck:
             finally:
                 self.over.set()
 
-    def wait(self):
-        """Once the check is over: its error, or the damage it found, raised (each time asked, by any thread)."""
-        self.over.wait()
+    def wait(self, stop=None):
+        """Once the check is over: its error, or the damage it found, raised (each time asked, by any thread).
+        `stop` (an Event): set meanwhile, the wait ends with OperationInterrupted (the caller is stopping)."""
+        while not self.over.wait(None if stop is None else 0.05):
+            if stop.is_set():
+                raise OperationInterrupted("stopped while waiting for the check of %s" % self.db.address.display())
         if self.error is not None:
             raise self.error
         _refuse_damage(self.db, self.damage)

@@ -59,6 +59,7 @@ from .idshift import IdsTakenError, claim_gained_ids, claim_ids, subtree_id_rang
 from .killpoints import kill_point
 from .pool import ConnectionPool
 from .progress import BASE_MB, NoProgress, utc_now
+from .retry import RetryPolicy
 from .schema import EM_TABLE_NAMES, create_schema, discover_graph
 
 STRATEGIES = ("conservative", "balanced", "aggressive")  # what each does: `emfix migrate --help`
@@ -478,23 +479,34 @@ class _Migration:
     def undo_start(self, plan, exc, integrity):
         """SRC turned out damaged while the copy ran (nothing of it was committed): the journal row this run
         wrote goes too, so DST is as it was but for the tables --init created. Any other failure: SRC's
-        check is waited for (a damaged SRC is said as such) or stopped."""
+        check is waited for (a damaged SRC is said as such) or stopped. Stopped at once (a second Ctrl-C): the
+        check is stopped, and the journal row this run wrote goes if no page was committed under it (a rerun
+        said "a partial migration exists (0 rows copied)")."""
         if not isinstance(exc, Exception):
             integrity.cancel()
+            if plan.journal is None:
+                self.take_back_journal_row(plan, only_empty=True)
             return
         try:
             integrity.wait()
         except DamagedInputError as damaged:
             if plan.journal is None:
-                target = self.target
-                try:
-                    with target.transaction():
-                        removed = target.execute("DELETE FROM %s WHERE run_key = ?" % target.quote(JOURNAL),
-                                                 (plan.key,))
-                except Exception:  # noqa: BLE001 - DST failing too: the damage is still the answer
-                    removed = 0
+                removed = self.take_back_journal_row(plan)
                 if removed:  # prepared before the check's answer: the journal row is gone, the reservation stays
                     damaged.message = damaged.message.replace("nothing was read or changed", (
                         "nothing was copied into %s (its id counters stay past the ids the copy had "
                         "reserved)") % self.dst.display())
             raise
+
+    def take_back_journal_row(self, plan, only_empty=False):
+        """Delete the journal row this run wrote; 0 when DST fails too (the answer is the one on its way).
+        `only_empty` (stopped at once): only if no page committed under it, and on a connection of its own,
+        as the copy's may have been stopped inside a statement (a BEGIN there would commit what it held)."""
+        empty = " AND position = '{}' AND copied = '{}'" if only_empty else ""
+        try:
+            with open_database(self.dst, retry_policy=RetryPolicy(deadline=2.0)) if only_empty else \
+                    nullcontext(self.target) as target, target.transaction():
+                return target.execute("DELETE FROM %s WHERE run_key = ?%s" % (target.quote(JOURNAL), empty),
+                                      (plan.key,))
+        except Exception:  # noqa: BLE001 - DST failing too
+            return 0

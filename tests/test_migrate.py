@@ -655,7 +655,7 @@ def test_a_ctrl_c_in_one_wait_for_the_source_check_does_not_let_another_through(
     import signal
     import threading
 
-    from emfix.errors import DamagedInputError
+    from emfix.errors import DamagedInputError, OperationInterrupted
     from emfix.guarded import IntegrityCheck
     answer = threading.Event()
 
@@ -692,7 +692,48 @@ def test_a_ctrl_c_in_one_wait_for_the_source_check_does_not_let_another_through(
     answer.set()
     waiting.join(10)
     assert outcome == ["damaged"]
+    stopping = threading.Event()
+    stopping.set()
+    answer.clear()
+    again = IntegrityCheck(db, Checker())
+    with pytest.raises(OperationInterrupted):  # a lane of a copy that is stopping does not wait it out
+        again.wait(stopping)
+    answer.set()
+    with pytest.raises(DamagedInputError):  # and its answer is still there for whoever waits
+        again.wait()
     db.close()
+
+
+def test_stopped_at_once_while_the_source_check_runs_stops_at_once_and_leaves_no_journal_row(tmp_path, monkeypatch,
+                                                                                               mysql_databases):
+    """Found by an outside tester: a second Ctrl-C while SRC's check ran (SQLite into MySQL) exited only once the
+    check was over (the other lane waited it out: seconds on a large file), and left a journal row `running, 0
+    rows`, which a rerun took for a partial copy. The other lane stops too, the check is stopped, and the row
+    goes; DST is as it was."""
+    import threading
+
+    from emfix.backends.mysql import MySQLBackend
+    from emfix.backends.sqlite import SQLiteBackend
+    source, target = sqlite_at(tmp_path, "s.db"), mysql_databases()
+    make_demo(source, shape=Shape(experiments=2, trials=3, runs=4, epochs=5, batches=4), faults=False)
+    migrate_experiment(source, target, 2, init=True, strategy="aggressive")
+    before, journal = content(target), _journal_states(target)
+    real = MySQLBackend.execute_raw
+
+    def ctrl_c_after_a_page(self, statement):
+        written = real(self, statement)
+        if statement.startswith(b"INSERT INTO") and threading.current_thread() is threading.main_thread():
+            raise KeyboardInterrupt
+        return written
+
+    def endless_check(self):  # runs until stopped (SQLite's interrupt), as a long quick_check would
+        return self.query("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) SELECT count(*) FROM c")
+
+    monkeypatch.setattr(MySQLBackend, "execute_raw", ctrl_c_after_a_page)
+    monkeypatch.setattr(SQLiteBackend, "quick_check", endless_check)
+    with pytest.raises(KeyboardInterrupt):
+        migrate_experiment(source, target, 1, strategy="aggressive", batch_size=20)
+    assert content(target) == before and _journal_states(target) == journal
 
 
 @pytest.mark.parametrize("moved", [False, True])
