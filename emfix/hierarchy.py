@@ -14,7 +14,8 @@ subtree through its key table (Subtree.source) at the cost of the rows wanted, n
 import dataclasses
 from typing import List, Optional
 
-from .errors import SchemaError
+from .backends import open_database
+from .errors import SchemaError, UsageError
 
 TMP = "emfix_tmp_h_"
 ROOT = "EXPERIMENT"
@@ -278,3 +279,22 @@ def check_experiments(address, experiment_id=None, limit=10, *, retry_policy=Non
             with db.consistent_read():
                 reports.append(check_hierarchy(db, graph, ident, limit))
         return reports
+
+
+def list_experiments(address, retry_policy=None):
+    """Every experiment id of a database, in order (`migrate --all`)."""
+    with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
+        return [r[0] for r in db.query("SELECT %s FROM %s ORDER BY %s" % (db.quote("id"), db.quote(ROOT),
+                                                                         db.quote("id")))]
+
+
+def copy_names(address, experiment_id, retry_policy=None):
+    """("Migrated_<title>", "Migrated from experiment N: <desc>"): the old tool's names for a copy made
+    within one database (`migrate-experiment -d DB -s N`)."""
+    with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
+        row = db.query("SELECT %s, %s FROM %s WHERE %s = ?" % (db.quote("title"), db.quote("desc"), db.quote(ROOT),
+                                                              db.quote("id")), (experiment_id,))
+    if not row:
+        raise UsageError("experiment %d does not exist in %s" % (experiment_id, address.display()))
+    title, desc = row[0]
+    return "Migrated_%s" % (title or ""), "Migrated from experiment %d: %s" % (experiment_id, desc or "")

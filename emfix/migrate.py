@@ -107,25 +107,6 @@ class MigrationResult:
         return all(check.ok for check in self.verify)
 
 
-def list_experiments(address, retry_policy=None):
-    """Every experiment id of a database, in order (`migrate --all`)."""
-    with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
-        return [r[0] for r in db.query("SELECT %s FROM %s ORDER BY %s" % (db.quote("id"), db.quote(ROOT),
-                                                                         db.quote("id")))]
-
-
-def copy_names(address, experiment_id, retry_policy=None):
-    """("Migrated_<title>", "Migrated from experiment N: <desc>"): the old tool's names for a copy made
-    within one database (`migrate-experiment -d DB -s N`)."""
-    with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
-        row = db.query("SELECT %s, %s FROM %s WHERE %s = ?" % (db.quote("title"), db.quote("desc"), db.quote(ROOT),
-                                                              db.quote("id")), (experiment_id,))
-    if not row:
-        raise UsageError("experiment %d does not exist in %s" % (experiment_id, address.display()))
-    title, desc = row[0]
-    return "Migrated_%s" % (title or ""), "Migrated from experiment %d: %s" % (experiment_id, desc or "")
-
-
 def _same_database(a, b):
     if a.is_sqlite and b.is_sqlite:
         return os.path.exists(a.path) and os.path.exists(b.path) and os.path.samefile(a.path, b.path)

@@ -27,6 +27,11 @@ settings.register_profile("ci", derandomize=True, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 MYSQL_URL_ENV = "EMFIX_TEST_MYSQL_URL"
 
+# A test run started in the background of a script (`make test &`) inherits SIGINT ignored, as POSIX shells
+# start such jobs, and so would every emfix it starts: the tests that press Ctrl-C (send SIGINT) need it heard.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def mysql_server_url():
     url = os.environ.get(MYSQL_URL_ENV)

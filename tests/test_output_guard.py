@@ -171,9 +171,10 @@ def test_a_report_clears_what_killed_runs_left_writing_it_and_nothing_else(demo_
     again) left `.report.json.emfix-PID.tmp` in the user's folder for ever. The next run writing that name
     removes such files once their process is gone and they are 10 minutes old; a fresh one (its run may live
     in another container), one of a live process, one of another name and a user's look-alike stay."""
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone, also_gone = [subprocess.Popen([sys.executable, "-c", "pass"]) for _ in range(2)]
     gone.wait()
-    names = {".report.json.emfix-%d.tmp" % gone.pid: 3600, ".report.json.emfix-%d.tmp" % (gone.pid + 1): 5,
+    also_gone.wait()
+    names = {".report.json.emfix-%d.tmp" % gone.pid: 3600, ".report.json.emfix-%d.tmp" % also_gone.pid: 5,
              ".report.json.emfix-%d.tmp" % os.getppid(): 3600, ".other.json.emfix-%d.tmp" % gone.pid: 3600,
              ".report.json.emfix-%d.tmp.keep" % gone.pid: 3600}
     for name, age in names.items():

@@ -60,7 +60,7 @@ def register(sub):
 
 
 def run(args, out):
-    from .. import migrate
+    from .. import hierarchy, migrate
     if args.source is None and (args.database or args.mysql):
         return _copy_within(args, out)
     if args.source is None or args.target is None:
@@ -75,7 +75,7 @@ def run(args, out):
     common.refuse_replica(args, target)  # DST is written; SRC is only read (a replica serves)
     ids = list(args.experiment or [])
     if args.all:
-        ids = migrate.list_experiments(source, retry_policy=common.retry_policy(args))
+        ids = hierarchy.list_experiments(source, retry_policy=common.retry_policy(args))
     if not ids:
         raise UsageError("which experiments? give -e ID (repeatable) or --all")
     resume = _to_resume(source, target, ids, args) if len(ids) > 1 else set(ids if args.resume else ())
@@ -164,7 +164,7 @@ def _copy_within(args, out):
     """The old tool's `migrate-experiment -d DB -s ID [-t ID]`: a copy of an experiment inside its own
     database (new ids), or its trials added to experiment -t. Export to a private temporary file, then
     import: both stream, both check, and the import is resumable like any other."""
-    from .. import copyjournal, export, importer, migrate, snapshot, transform
+    from .. import copyjournal, export, hierarchy, importer, snapshot, transform
     address = common.resolve_address(args)
     if not args.experiment or len(args.experiment) != 1:
         raise UsageError("which experiment? give -s ID (one)", hint="e.g. emfix migrate-experiment -d DB -s 12")
@@ -201,7 +201,8 @@ def _copy_within(args, out):
                        interrupted=common.StopFlag().install(), allow_dangling=args.strategy == "aggressive",
                        into_experiment=into, resume=args.resume)
         if into is None:  # named as the old tool named its copies
-            options.update(zip(("experiment_title", "experiment_desc"), migrate.copy_names(address, source_id, policy)))
+            options.update(zip(("experiment_title", "experiment_desc"),
+                               hierarchy.copy_names(address, source_id, policy)))
         try:  # a killed copy is finished with --resume; one that finished before only with --force
             result = importer.import_file(address, path, **options)
         except AlreadyDoneError:
