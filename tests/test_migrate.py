@@ -125,8 +125,11 @@ def test_mariadb_connection_killed_mid_batch_then_resume_equals_one_uninterrupte
             if rows[0][0] and admin.scalar("SELECT count(*) FROM `BATCH_METRIC`"):
                 for (ident,) in admin.query("SELECT id FROM information_schema.processlist WHERE db = ? AND "
                                             "id <> CONNECTION_ID()", (target.database,)):
-                    admin.execute("KILL CONNECTION %d" % int(ident))
-                    killed += 1
+                    try:
+                        admin.execute("KILL CONNECTION %d" % int(ident))
+                        killed += 1
+                    except Exception as exc:  # noqa: BLE001 - closed meanwhile (emfix stopping after the first kill)
+                        assert "Unknown thread id" in str(exc), exc
             time.sleep(0.02)
     _out, err = proc.communicate(timeout=120)
     assert killed and proc.returncode == 3, err
