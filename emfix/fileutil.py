@@ -108,8 +108,8 @@ def _clear_killed_siblings(temp):
             info = os.lstat(path)
             if stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime > STALE_TEMP_SECONDS and \
                     not _pid_alive(int(TEMP_NAME.match(other).group(1))):
-                os.remove(path)
-        except OSError:  # gone meanwhile, or not ours to remove: left as it is
+                remove_own_file(path)  # through the one guard of what emfix deletes
+        except (OSError, UsageError):  # gone meanwhile, or not ours to remove: left as it is
             pass
 
 
