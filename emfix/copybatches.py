@@ -50,7 +50,7 @@ class BatchCopy:
         self.journal_unsure = False  # lanes: a commit failed with the journal lock held (it may have committed)
         self.source_counts = {}
         self.counted = None  # in-engine, aggressive: both sides counted while DST was attached (copycheck)
-        self.gate = None  # SRC's IntegrityCheck, still running: every commit into DST waits for it to pass
+        self.gate = None  # SRC's IntegrityCheck, maybe still running: no write into DST begins before it passed
         self.stopping = None  # lanes: set when one failed or was stopped (a wait for the gate ends then)
 
     @property
@@ -70,8 +70,6 @@ class BatchCopy:
         the last commit, which waits for SRC's quick_check: the count runs meanwhile, and counts what it commits)."""
         source, graph, tree, tables = self.source, self.graph, self.plan.tree, self.plan.tables
         self.gate = None if self.in_engine else integrity  # in-engine, the group of batches waits for it
-        if self.gate is not None and self.target.dialect == "sqlite":
-            self._pass_gate()  # not inside a write transaction: the application would wait for SRC's check too
         self.source_counts = {t: tree.count(source, graph, t) for t in tables}  # inside SRC's one moment
         total = sum(self.source_counts.values())
         done = sum(self.copied.values())
@@ -250,7 +248,6 @@ class BatchCopy:
         def batch():
             if write is not None:
                 write()
-            self._pass_gate()
             if not held:  # a retry after a conflict keeps the lock it took
                 self.journal_lock.acquire()
                 held.append(True)
@@ -263,6 +260,7 @@ class BatchCopy:
                 copied[table] = copied.get(table, 0) + rows
             self._update_journal(db, position, copied)
             return copied
+        self._pass_gate()
         try:
             copied = db.write_batch(batch)
             self.position[table], self.copied[table] = last, copied.get(table, 0)
@@ -284,6 +282,7 @@ class BatchCopy:
             return len(rows)
         if isinstance(rows, pages.EngineBatch):
             return self._write_in_engine(table, rows, last)
+        self._pass_gate()
         batch = self._moved(table, rows)
         self.position[table] = last
         self.copied[table] = self.copied.get(table, 0) + len(batch)
@@ -294,7 +293,6 @@ class BatchCopy:
             written = target.executemany(insert, batch, batch_size=len(batch))
             if strategy == "conservative" and written not in (len(batch), -1):
                 raise DamagedInputError("a batch of %d rows into %s wrote %d" % (len(batch), table, written))
-            self._pass_gate()
             self._save_position(copied=True)
         target.write_batch(write)
         return len(batch)
@@ -360,11 +358,11 @@ class BatchCopy:
             return 0
         insert = self._insert_statement(table)
         before = self.copied.get(table, 0)
+        self._pass_gate()
 
         def write():  # run again whole after a conflict rolled it back (write_batch)
             target.foreign_key_checks(False)
             target.executemany(insert, missing, batch_size=len(missing))
-            self._pass_gate()
             self.copied[table] = before + len(missing)
             self._save_position(copied=True)
         target.write_batch(write)
@@ -386,12 +384,12 @@ class BatchCopy:
         if lane is not None:
             self._commit_position(lane, table, last, page.count, insert)
             return
+        self._pass_gate()
         self.position[table] = last
         self.copied[table] = self.copied.get(table, 0) + page.count
 
         def write():
             insert()
-            self._pass_gate()
             self._save_position(copied=True)
         target.write_batch(write)
 
@@ -418,13 +416,13 @@ class BatchCopy:
         if copied or group is not None:
             self._update_journal(db or self.target, self.position, counts, journal)
             return
+        self._pass_gate()
         with self.target.transaction():
-            self._pass_gate()
             self._update_journal(self.target, self.position, counts, journal)
 
     def _pass_gate(self):
-        """Inside a transaction about to commit into DST: SRC's quick_check passed (waited for the first time;
-        its damage raised, so the transaction rolls back). The page's INSERT ran meanwhile."""
+        """Before a transaction into DST opens: SRC's quick_check passed (waited for the first time; its damage
+        raised). Not inside one: a page's transaction would stay open as long as the check of a large file."""
         if self.gate is not None:
             self.gate.wait(self.stopping)
 

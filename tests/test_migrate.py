@@ -543,11 +543,12 @@ def test_a_source_found_damaged_while_the_copy_ran_leaves_dst_as_it_was(tmp_path
         assert not os.path.exists(target.path)
 
 
-def test_into_mysql_the_pages_go_beside_the_source_check_but_none_commits_before_it_passed(tmp_path, monkeypatch,
-                                                                                            mysql_databases):
-    """#28: SQLite into MySQL, the copy no longer waits for SRC's quick_check before its first page: the lanes
-    send their pages meanwhile, but each commit waits for the check. When it finds damage, DST holds no row of the
-    copy (the pages sent are rolled back), its journal row is taken back, and the answer is the damage."""
+def test_into_mysql_dst_is_prepared_beside_the_source_check_but_no_page_goes_before_it_passed(tmp_path, monkeypatch,
+                                                                                               mysql_databases):
+    """#28: SQLite into MySQL, a fresh aggressive copy prepares DST (its journal row, the id reservation) while
+    SRC's quick_check still runs, but sends no page before the check passed: a page's transaction does not stay
+    open for as long as the check of a large file. When it finds damage, DST holds no row of the copy, its journal
+    row is taken back, and the answer is the damage."""
     import threading
 
     from emfix.backends.mysql import MySQLBackend
@@ -557,24 +558,30 @@ def test_into_mysql_the_pages_go_beside_the_source_check_but_none_commits_before
     make_demo(source, shape=Shape(experiments=2, trials=3, runs=4, epochs=5, batches=4), faults=False)
     migrate_experiment(source, target, 2, init=True, strategy="aggressive")
     before = content(target)
-    sent = threading.Event()
+    sent = []
     real = MySQLBackend.execute_raw
 
     def watching(self, statement):
-        written = real(self, statement)
         if statement.startswith(b"INSERT INTO"):
-            sent.set()
-        return written
+            sent.append(threading.current_thread().name)
+        return real(self, statement)
 
     def slow_and_damaged(self):
-        assert sent.wait(30), "no page was sent while the check ran"
+        with open_database(target) as db:
+            for _ in range(600):  # until this copy's journal row is there (DST prepared), at most 30 s
+                if len(db.query("SELECT run_key FROM %s" % db.quote(JOURNAL))) == 2:
+                    break
+                threading.Event().wait(0.05)
+            else:
+                raise AssertionError("DST was not prepared while the check ran")
+        assert not sent, "a page went into DST before the check passed"
         return "quick_check found 1 problem, first: page 7 is never used"
 
     monkeypatch.setattr(MySQLBackend, "execute_raw", watching)
     monkeypatch.setattr(SQLiteBackend, "quick_check", slow_and_damaged)
     with pytest.raises(DamagedInputError, match="is damaged"):
         migrate_experiment(source, target, 1, strategy="aggressive", batch_size=20)
-    assert content(target) == before
+    assert not sent and content(target) == before
     assert list(_journal_states(target).values()) == ["done"]
 
 
@@ -715,24 +722,23 @@ def test_stopped_at_once_while_the_source_check_runs_stops_at_once_and_leaves_no
     goes; DST is as it was."""
     import threading
 
-    from emfix.backends.mysql import MySQLBackend
     from emfix.backends.sqlite import SQLiteBackend
+    from emfix.copybatches import BatchCopy
     source, target = sqlite_at(tmp_path, "s.db"), mysql_databases()
     make_demo(source, shape=Shape(experiments=2, trials=3, runs=4, epochs=5, batches=4), faults=False)
     migrate_experiment(source, target, 2, init=True, strategy="aggressive")
     before, journal = content(target), _journal_states(target)
-    real = MySQLBackend.execute_raw
+    real = BatchCopy._pass_gate
 
-    def ctrl_c_after_a_page(self, statement):
-        written = real(self, statement)
-        if statement.startswith(b"INSERT INTO") and threading.current_thread() is threading.main_thread():
+    def ctrl_c_while_waiting(self):  # the Ctrl-C reaches the main thread's lane as it waits for the check
+        if threading.current_thread() is threading.main_thread():
             raise KeyboardInterrupt
-        return written
+        return real(self)
 
     def endless_check(self):  # runs until stopped (SQLite's interrupt), as a long quick_check would
         return self.query("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) SELECT count(*) FROM c")
 
-    monkeypatch.setattr(MySQLBackend, "execute_raw", ctrl_c_after_a_page)
+    monkeypatch.setattr(BatchCopy, "_pass_gate", ctrl_c_while_waiting)
     monkeypatch.setattr(SQLiteBackend, "quick_check", endless_check)
     with pytest.raises(KeyboardInterrupt):
         migrate_experiment(source, target, 1, strategy="aggressive", batch_size=20)
