@@ -84,33 +84,15 @@ STALE_TEMP_SECONDS = 600  # a sibling's temporary this long untouched, its proce
 
 def new_temp(path, mode=DATA_FILE_MODE):
     """Create (exclusively) the temporary file for `path`, removing a stale one of ours first, and those
-    earlier runs killed while writing `path` left beside it (see _clear_killed_siblings)."""
+    earlier runs killed while writing `path` left beside it."""
     temp = temp_path(path)
     remove_own_file(temp)  # our pid's: left by a run killed before this one got its pid
-    _clear_killed_siblings(temp)
-    return create_private(temp, mode)
-
-
-def _clear_killed_siblings(temp):
-    """The hidden `.NAME.emfix-PID.tmp` of runs killed while they wrote the same NAME (a cron job's report
-    under the OOM killer, say): removed once their process is gone and the file untouched for
-    STALE_TEMP_SECONDS (a pid from another container or host sharing the folder looks gone here, but
-    the run it belongs to keeps its file fresh). Only files of exactly that name; nothing else is read."""
+    # Those of runs killed while they wrote the same name (a cron job's report under the OOM killer), untouched
+    # for STALE_TEMP_SECONDS: a pid of another container or host sharing the folder looks gone here, but the
+    # run it belongs to keeps its file fresh.
     directory, name = os.path.split(temp)
-    stem = name[:name.rindex(".emfix-") + len(".emfix-")]
-    try:
-        names = [n for n in os.listdir(directory) if n.startswith(stem) and n != name and TEMP_NAME.match(n)]
-    except OSError:
-        return
-    for other in names:
-        path = os.path.join(directory, other)
-        try:
-            info = os.lstat(path)
-            if stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime > STALE_TEMP_SECONDS and \
-                    not _pid_alive(int(TEMP_NAME.match(other).group(1))):
-                remove_own_file(path)  # through the one guard of what emfix deletes
-        except (OSError, UsageError):  # gone meanwhile, or not ours to remove: left as it is
-            pass
+    clear_stale_temps(directory, prefix=name[:name.rindex(".emfix-") + len(".emfix-")], older_than=STALE_TEMP_SECONDS)
+    return create_private(temp, mode)
 
 
 def is_sqlite_file(path):
@@ -368,10 +350,11 @@ def remove_own_file(path, protect=()):
     return True
 
 
-def clear_stale_temps(directory, protect=()):
-    """Remove the temporary files of emfix runs that were killed (their process is gone)."""
+def clear_stale_temps(directory, protect=(), prefix="", older_than=0):
+    """Remove the temporary files of emfix runs that were killed (their process is gone); only those whose
+    name starts with `prefix` and that are `older_than` seconds untouched, when given."""
     try:
-        names = os.listdir(directory)
+        names = [n for n in os.listdir(directory) if n.startswith(prefix)]
     except OSError:
         return []
     removed = []
@@ -380,6 +363,9 @@ def clear_stale_temps(directory, protect=()):
         path = os.path.join(directory, name)
         if match and not _pid_alive(int(match.group(1))) and is_own_file(path, protect):
             try:
+                info = os.lstat(path)
+                if not stat.S_ISREG(info.st_mode) or time.time() - info.st_mtime < older_than:
+                    continue
                 os.remove(path)
                 removed.append(name)
             except OSError:

@@ -263,7 +263,6 @@ def check_experiments(address, experiment_id=None, limit=10, *, retry_policy=Non
 
     SQLite opens read-only; MariaDB refuses the walk's TEMPORARY tables in a READ ONLY session, so the
     MySQL connection is a normal one that writes only to its own temporary tables (as validate's)."""
-    from .backends import open_database
     from .guarded import check_integrity
     from .schema import discover_graph
     with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
@@ -271,9 +270,7 @@ def check_experiments(address, experiment_id=None, limit=10, *, retry_policy=Non
         check_integrity(db)  # a damaged file's breaks would be the damage, not the data's
         if ROOT not in graph.tables:
             raise SchemaError("%s has no EXPERIMENT table" % db.address.display())
-        q = db.quote
-        ids = [experiment_id] if experiment_id is not None else [
-            r[0] for r in db.query("SELECT %s FROM %s ORDER BY %s" % (q("id"), q(ROOT), q("id")))]
+        ids = [experiment_id] if experiment_id is not None else _experiment_ids(db)
         reports = []
         for ident in ids:  # each experiment read in one moment (on MySQL without a row lock: create_temp_table)
             with db.consistent_read():
@@ -284,8 +281,12 @@ def check_experiments(address, experiment_id=None, limit=10, *, retry_policy=Non
 def list_experiments(address, retry_policy=None):
     """Every experiment id of a database, in order (`migrate --all`)."""
     with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
-        return [r[0] for r in db.query("SELECT %s FROM %s ORDER BY %s" % (db.quote("id"), db.quote(ROOT),
-                                                                         db.quote("id")))]
+        return _experiment_ids(db)
+
+
+def _experiment_ids(db):
+    q = db.quote
+    return [r[0] for r in db.query("SELECT %s FROM %s ORDER BY %s" % (q("id"), q(ROOT), q("id")))]
 
 
 def copy_names(address, experiment_id, retry_policy=None):
