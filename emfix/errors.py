@@ -131,6 +131,11 @@ class MissingDependencyError(ConnectError):
     """An optional package is needed for what was asked (MySQL driver, psutil)."""
 
 
+class TooManyConnectionsError(ConnectError):
+    """The server allows no more connections (max_connections, or the user's max_user_connections): a command
+    that reads over several (a MySQL snapshot's readers) reads over those it has."""
+
+
 class PoolTimeoutError(ConnectError):
     """No connection of the pool became free in time."""
 

@@ -382,7 +382,8 @@ class _Migration:
         held SRC's moment, is let go whatever happens."""
         source, target = self.source, self.target
         packet = pages.literal_limit(source, target)
-        lanes = [self.writers.acquire()] if packet and self.writers.size > 1 else []  # SQL text: two inserting
+        # SQL text: two inserting, where the server allows this user a second connection
+        lanes = self.writers.acquire_up_to(2, first=[target])[1:] if packet and self.writers.size > 1 else []
         copy = BatchCopy(source, target, without_generated(plan, target), start, self.interrupted, self.progress,
                          packet, in_engine=pin is not None, lanes=lanes)
         try:

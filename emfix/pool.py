@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 
-from .errors import PoolTimeoutError
+from .errors import PoolTimeoutError, TooManyConnectionsError
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,21 @@ class ConnectionPool:
             else:
                 self._idle.append(conn)
             self._cond.notify()
+
+    def acquire_up_to(self, count, first=()):
+        """`first` (connections already taken) and more, up to `count` in all, as many as the server allows this
+        user (max_connections, max_user_connections): work that several connections only speed up takes fewer.
+        The first connection is required: without one, the refusal is raised."""
+        taken = list(first)
+        while len(taken) < count:
+            try:
+                taken.append(self.acquire())
+            except TooManyConnectionsError as exc:
+                if not taken:
+                    raise
+                log.info("working over %d connection(s): %s", len(taken), exc)
+                break
+        return taken
 
     @contextlib.contextmanager
     def connection(self, timeout=None):

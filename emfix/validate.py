@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import logging
 import os
 import threading
 import time
@@ -16,7 +17,7 @@ from typing import Dict, List, Optional
 
 from . import __version__
 from .backends import open_database
-from .errors import ConnectError, DamagedInputError, DatabaseLockedError
+from .errors import ConnectError, DamagedInputError, DatabaseLockedError, TooManyConnectionsError
 from .fksweep import (
     UNREFERENCED_TABLES,
     RelationCheck,
@@ -31,6 +32,8 @@ from .jsoncheck import JsonScan, metric_id_ranges, scan_metric_json
 from .pool import ConnectionPool
 from .progress import NoProgress
 from .schema import SchemaGraph, discover_graph, require_experiment_manager
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -366,9 +369,16 @@ def _start_helper(drain):
 
 
 def _drain_on_own_connection(pool, work):
-    with pool.connection() as db:
+    try:
+        db = pool.acquire()
+    except TooManyConnectionsError as exc:  # the server allows this user one connection: the main one does it all
+        log.info("checking over one connection: %s", exc)
+        return
+    try:
         _tune(db)
         work.drain(db, "helper")
+    finally:
+        pool.release(db)
 
 
 @contextlib.contextmanager

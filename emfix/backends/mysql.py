@@ -15,6 +15,7 @@ from ..errors import (
     PrivilegeError,
     SchemaError,
     StillReferencedError,
+    TooManyConnectionsError,
 )
 from ..retry import RetriesExhausted, call_with_retry, is_transient
 from .base import Backend
@@ -30,6 +31,7 @@ INCORRECT_STRING = 1366  # bytes that are not UTF-8 into a utf8mb4 column
 NO_DEFAULT = 1364  # a NOT NULL column without a default that the INSERT does not name
 OUT_OF_RANGE = 1264  # a number past the column's type (1e39 in a FLOAT); a text too long is a schema difference
 PRIVILEGE_ERRNOS = (1044, 1142, 1143, 1227)  # database / table / column / global privilege missing
+TOO_MANY_CONNECTIONS = (1040, 1203, 1226)  # the server's max_connections; the user's max_user_connections or limits
 
 
 
@@ -170,6 +172,12 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
                                                                  "database": self.quote(a.database)})
             error.missing_database = True
             return error
+        if errno in TOO_MANY_CONNECTIONS:
+            return TooManyConnectionsError(
+                "MySQL %s allows user %r no more connections now: %s" % (a.display(), a.user, msg),
+                kind="too_many_connections",
+                hint="close other sessions of this user, or raise the server's limit (max_connections, "
+                     "max_user_connections)")
         if errno in PRIVILEGE_ERRNOS:
             return PrivilegeError("MySQL user %r may not do this on %s: %s" % (a.user, a.display(), msg),
                                   hint=self._grant_hint(errno, msg))

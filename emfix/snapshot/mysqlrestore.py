@@ -160,13 +160,14 @@ def interruption(exc):
 
 def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, workers=2, partial=None):
     """Run the snapshot's statements against the database: its session settings on every connection,
-    the tables' DDL and TRUNCATEs on one, the INSERTs over `workers` pooled connections at once.
-    Return the row count of every table it filled, counted afterwards; an error once a table was
-    emptied is raised as `partial(error)`."""
+    the tables' DDL and TRUNCATEs on one, the INSERTs over up to `workers` pooled connections at once (as
+    many as the server allows this user). Return the row count of every table it filled, counted afterwards,
+    and the number of connections that loaded them; an error once a table was emptied is raised as
+    `partial(error)`."""
     emptied = False
     reader = SnapshotReader(path)
     with ConnectionPool(lambda: open_database(address, retry_policy=retry_policy), size=workers) as pool:
-        connections = [pool.acquire() for _ in range(workers)]
+        connections = pool.acquire_up_to(workers)
         failed = threading.Event()
         try:
             session, inserts, threads = [], queue.Queue(maxsize=workers), []
@@ -217,7 +218,7 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                 pool.release(db)
     if reader.counts is None:
         raise reader.damaged("its last line is missing")
-    return counts, reader.counts
+    return counts, len(connections)
 
 
 INSERT_INTO = re.compile(rb"INSERT INTO `((?:[^`]|``)+)` \(")

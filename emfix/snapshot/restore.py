@@ -74,8 +74,9 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
                   _restore_sqlite(address, path, retry_policy))
         counts = count_rows(address.path)
     elif path.endswith(".sql"):
-        counts, _ = load_sql_snapshot(address, path, retry_policy=retry_policy, progress=progress, partial=partial)
-        method = "SQL text: tables emptied, then loaded over 2 connections"
+        counts, loaders = load_sql_snapshot(address, path, retry_policy=retry_policy, progress=progress,
+                                            partial=partial)
+        method = "SQL text: tables emptied, then loaded over %d connection%s" % (loaders, "" if loaders == 1 else "s")
     else:
         counts = load_sqlite_snapshot(address, path, retry_policy, progress, partial)
         method = "per-table transactions"

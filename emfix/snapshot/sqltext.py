@@ -48,6 +48,9 @@ SESSION = [
 ]
 PAGE_BYTES = 512 << 10  # one INSERT, as mysqldump writes them; a page is read again smaller past twice this
 FIRST_PAGE_ROWS = 2000
+# Readers of a MySQL snapshot by default, as mydumper's threads: a page waits on the server's disk as much as on its
+# CPU (10M rows, buffer pool smaller than the data, 2 cores: 1 reader 10.4 s, 2 6.95 s, 3 5.8 s, 4 5.45 s).
+READERS = 4
 CHUNK_ROWS = 30000  # a key range one connection reads: small enough that the readers finish together
 INTEGER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
 SYNC_BYTES = 32 << 20  # written bytes pushed to disk in the background: the fsync before the rename has little left
@@ -109,12 +112,13 @@ class _TablePlan:
         self.density = 1.0  # rows per value of the first key column
 
 
-def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=2):
+def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=READERS):
     """Write every table of `graph` into `temp` inside one moment of the database; return the row counts,
     the SHA-256 of what was written, and that moment's place in the binary log (None without one).
 
-    `lead` (from `pool`, opened by `open_reader`) plans; it and `workers - 1` more connections read."""
-    connections = [lead] + [pool.acquire() for _ in range(workers - 1)]
+    `lead` (from `pool`, opened by `open_reader`) plans; it and up to `workers - 1` more connections read, as
+    many as the server allows this user."""
+    connections = pool.acquire_up_to(workers, first=[lead])
     try:
         readers, position = _one_moment(connections)
         with open(temp, "wb") as handle:
