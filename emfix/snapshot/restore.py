@@ -13,12 +13,12 @@ from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, Emfix
 from ..fileutil import durable_file
 from ..progress import NoProgress
 from . import create
-from .checks import count_rows, open_snapshot_file, sqlite_check, verify_snapshot
+from .checks import count_rows, open_snapshot_file, sqlite_check
 from .legacy import LEGACY_KIND
 from .manifest import snapshot_files, source_text
 from .mysqlrestore import check_restorable, load_sql_snapshot, load_sqlite_snapshot, partly_restored
 from .sqliterestore import restore_by_content
-from .store import default_snapshot_dir, resolve_snapshot_id
+from .store import default_snapshot_dir, verified_snapshot
 
 
 @dataclasses.dataclass
@@ -36,8 +36,7 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
     A snapshot of another database is refused unless `allow_other_database`."""
     progress = progress or NoProgress()
     directory = directory or default_snapshot_dir(address)
-    snapshot_id = resolve_snapshot_id(directory, snapshot_id, address)
-    status = verify_snapshot(directory, snapshot_id)
+    snapshot_id, status = verified_snapshot(directory, snapshot_id, address)
     if status.status != "verified":
         raise DamagedInputError("snapshot %s cannot be restored: %s" % (snapshot_id, status.problem),
                                 hint="nothing was changed; `emfix snapshot list` shows the others")

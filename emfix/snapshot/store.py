@@ -115,11 +115,21 @@ def resolve_snapshot_id(directory, wanted, address=None):
     safety copy a restore took (restoring that would undo the restore)."""
     if wanted not in ("latest-valid", "latest"):
         return require_snapshot(directory, wanted)
+    return verified_snapshot(directory, wanted, address)[0]
+
+
+def verified_snapshot(directory, wanted, address=None):
+    """(id, its verification status) of `wanted` as resolve_snapshot_id finds it: each file read once (a restore
+    checks the one it takes; `latest-valid` has checked it already)."""
+    if wanted not in ("latest-valid", "latest"):
+        snapshot_id = require_snapshot(directory, wanted)
+        return snapshot_id, verify_snapshot(directory, snapshot_id)
     for status in list_snapshots(directory, address):
         if status.manifest is None or status.manifest.is_safety_copy or status.manifest.kind == LEGACY_KIND:
             continue
-        if verify_snapshot(directory, status.id).status == "verified":
-            return status.id
+        checked = verify_snapshot(directory, status.id)
+        if checked.status == "verified":
+            return status.id, checked
     others = len([s for s in list_snapshots(directory) if s.manifest is not None]) if address is not None else 0
     raise UsageError("no valid snapshot of %s in %s" % (address.display() if address else "this database", directory),
                      hint=("%d snapshots of other databases are there: `emfix snapshot list --snapshot-dir %s` "
