@@ -7,7 +7,7 @@ import pytest
 from conftest import hold_write_lock, make_demo, run_cli, url_of
 
 from emfix.backends import open_database
-from emfix.errors import ConnectError, PoolTimeoutError
+from emfix.errors import ConnectError, PoolTimeoutError, TooManyConnectionsError
 from emfix.pool import ConnectionPool, run_parallel
 from emfix.retry import RetriesExhausted, RetryPolicy, call_with_retry, is_transient
 
@@ -196,6 +196,37 @@ def test_pool_prepares_connections_in_the_background_and_hands_them_out_later():
     pool.release(first)
     pool.release(second)
     pool.close()
+
+
+def test_work_that_more_connections_only_speed_up_takes_as_many_as_the_server_allows():
+    allowed, opened = [3], []
+
+    class Connection:
+        def ping(self):
+            return True
+
+        def close(self):
+            allowed[0] += 1
+
+    def factory():  # a server that lets this user have `allowed` connections at once
+        if not allowed[0]:
+            raise TooManyConnectionsError("MySQL allows user 'u' no more connections now")
+        allowed[0] -= 1
+        opened.append(Connection())
+        return opened[-1]
+
+    pool = ConnectionPool(factory, size=6, timeout=5)
+    pool.prepare(5)  # opened ahead: the refusals are left for the acquires
+    lead = pool.acquire()
+    taken = pool.acquire_up_to(6, first=[lead])
+    assert taken[0] is lead and len(taken) == 3 and len({id(c) for c in taken}) == 3
+    for conn in taken:
+        pool.release(conn)
+    pool.close()
+    with ConnectionPool(factory, size=2, timeout=5) as none_left:
+        allowed[0] = 0
+        with pytest.raises(TooManyConnectionsError):  # not even one: that is the caller's error to report
+            none_left.acquire_up_to(2)
 
 
 def test_run_parallel_gives_results_in_order_and_a_failure_once_every_job_ended():
