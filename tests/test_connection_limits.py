@@ -1,17 +1,21 @@
-"""A MySQL user the server allows few connections (max_user_connections): what several connections only
-speed up (a snapshot's readers, a restore's loaders, validate's second connection) takes as many as the
-server gives; what cannot be done is refused with a clear error (exit 3), never a traceback."""
+"""Connections a MySQL server gives emfix: a user it allows few (max_user_connections), and the global read lock
+several readers need. What several connections only speed up (a snapshot's readers, a restore's loaders,
+validate's second connection) takes as many as the server gives; what cannot be done is refused with a clear
+error (exit 3), never a traceback."""
 
 import dataclasses
 import json
+import threading
+import time
 import uuid
 
 import pytest
-from conftest import make_demo, run_cli
+from conftest import make_demo, run_cli, url_of
 
 from emfix.address import parse_address
 from emfix.backends import open_database
 from emfix.demo import Shape
+from emfix.errors import ConnectError
 
 PASSWORD = "limited-Pw-7"
 
@@ -82,3 +86,86 @@ def test_a_command_the_limit_leaves_no_connection_for_says_so(limited, tmp_path)
 
 def limited_address(url):
     return dataclasses.replace(parse_address(url), password=PASSWORD)
+
+
+def test_a_snapshot_does_not_hold_every_write_behind_the_global_lock_for_a_long_statement(mysql_address, tmp_path):
+    """FLUSH TABLES WITH READ LOCK waits for every running statement, and every write on the server waits for it:
+    with another session's statement running, the snapshot reads over one connection and asks for no lock."""
+    make_demo(mysql_address, shape=Shape(experiments=2, trials=2, runs=2, epochs=2, batches=1))
+    holder = open_database(mysql_address)
+    long_one = threading.Thread(target=lambda: _ignore_kill(holder, "UPDATE METRIC SET type = type WHERE id = 1 "
+                                                                    "AND SLEEP(120) = 0"), daemon=True)
+    long_one.start()
+    with open_database(mysql_address) as watcher:
+        running = "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'UPDATE METRIC SET type = type%' " \
+                  "AND TIME >= 1"
+        try:
+            wait_until(lambda: watcher.query(running), "the long statement running for a second")
+            made = run_cli("snapshot", "create", url_of(mysql_address), "--snapshot-dir", str(tmp_path), "-v")
+            assert made.returncode == 0, made.stderr
+            assert "reading with one connection" in made.stderr and "FLUSH TABLES WITH READ LOCK" in made.stderr
+            assert "retry" not in made.stderr  # the lock is not asked for again and again (writes wait each time)
+            assert long_one.is_alive()  # the snapshot did not wait for it (it sleeps two minutes)
+        finally:
+            for (thread_id,) in watcher.query(running.replace(" AND TIME >= 1", "")):
+                watcher.execute("KILL QUERY %d" % int(thread_id))
+    long_one.join(30)
+    holder.close()
+
+
+def _ignore_kill(db, statement):
+    try:
+        db.execute(statement)
+    except Exception:  # noqa: BLE001 - the test kills it at the end
+        pass
+
+
+def wait_until(condition, what, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "%s did not happen within %d s" % (what, seconds)
+        time.sleep(0.1)
+
+
+class _CutShort:
+    """A socket that raises KeyboardInterrupt (Ctrl-C landing there) after `reads` reads: mid-packet."""
+
+    def __init__(self, sock, reads):
+        self._sock, self.reads = sock, reads
+
+    def recv_into(self, *args):
+        self.reads -= 1
+        if self.reads < 0:
+            raise KeyboardInterrupt
+        return self._sock.recv_into(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def test_ctrl_c_mid_result_cuts_the_connection_instead_of_reading_on_for_ever(mysql_address):
+    """Found by an outside tester: Ctrl-C inside a page of a snapshot left the protocol mid-packet, and the
+    cursor's close then waited for bytes that never came (the command hung)."""
+    make_demo(mysql_address, shape=Shape(experiments=2, trials=2, runs=2, epochs=3, batches=2))
+    db = open_database(mysql_address)
+    socket_of = getattr(getattr(db._conn, "_socket", None), "sock", None)
+    if socket_of is None:
+        pytest.skip("not the pure-Python driver's socket")
+    db._conn._socket.sock = _CutShort(socket_of, reads=3)
+    outcome = []
+
+    def interrupted_then_next_statement():
+        try:
+            db.query_raw("SELECT GROUP_CONCAT(per_label_val) FROM METRIC")
+        except KeyboardInterrupt:
+            outcome.append("interrupted")
+        try:
+            db.execute("ROLLBACK")
+        except ConnectError as exc:
+            outcome.append(str(exc))
+    worker = threading.Thread(target=interrupted_then_next_statement, daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "a statement after the interruption waited on the cut-off result"
+    assert outcome[0] == "interrupted" and "lost the connection" in outcome[1]
+    db.close()

@@ -4,6 +4,7 @@ The driver is imported only when a MySQL address is opened. Large results stream
 unbuffered cursor; `?` placeholders are translated to the driver's `%s`.
 """
 
+import contextlib
 import dataclasses
 import re
 
@@ -142,6 +143,9 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
                 return func()
             return call_with_retry(func, self.retry_policy, what=what, transient=lambda exc: is_transient(exc) and not (
                 connected and self._lost(exc)))
+        except (KeyboardInterrupt, SystemExit):
+            self._cut()
+            raise
         except RetriesExhausted as exc:
             raise self._translate(exc.last_error, exc) from None
         except error_class as exc:
@@ -225,15 +229,38 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
         return ("emfix works in connection-private temporary tables; as an administrator: GRANT CREATE TEMPORARY "
                 "TABLES ON `%s`.* TO %s" % (a.database, who))
 
+    def _cut(self):
+        """Close the socket without a word to the server. Ctrl-C or SIGTERM may land in the middle of a packet;
+        whatever reads on from there (a cursor's close, a ROLLBACK) waits for bytes that never come (an outside
+        tester's `snapshot create` hung so after Ctrl-C). The server rolls back what the session left open; any
+        later call on this connection fails at once as a lost connection."""
+        shutdown = getattr(self._conn, "shutdown", None)
+        if shutdown is not None:
+            try:
+                shutdown()
+            except Exception:  # noqa: BLE001 - gone already
+                pass
+
+    @contextlib.contextmanager
+    def _cursor(self, **options):
+        """A cursor, closed after use; after an interruption the connection is cut instead (_cut)."""
+        cursor = self._conn.cursor(**options)
+        try:
+            yield cursor
+        except (KeyboardInterrupt, SystemExit):
+            self._cut()
+            raise
+        except BaseException:
+            cursor.close()
+            raise
+        cursor.close()
+
     # -- statements ---------------------------------------------------------------------------
     def _cursor_run(self, sql, params, fetch):
         def run():
-            cursor = self._conn.cursor()
-            try:
+            with self._cursor() as cursor:
                 cursor.execute(translate_placeholders(sql) if params else sql, tuple(params) or None)
                 return cursor.fetchall() if fetch else cursor.rowcount
-            finally:
-                cursor.close()
         return self._run(run, "statement")
 
     def execute(self, sql, params=()):
@@ -266,6 +293,9 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
                     yield tuple(row)
                 if not rows or eof:
                     return
+        except (KeyboardInterrupt, SystemExit):
+            self._cut()  # mid-packet, perhaps: the close below would wait for the rest
+            raise
         finally:
             try:
                 cursor.close()
@@ -274,12 +304,9 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
 
     def _executemany(self, sql, batch):
         def run():
-            cursor = self._conn.cursor()
-            try:
+            with self._cursor() as cursor:
                 cursor.executemany(translate_placeholders(sql), batch)
                 return cursor.rowcount
-            finally:
-                cursor.close()
         return self._run(run, "executemany")
 
     def _begin(self):
@@ -288,6 +315,9 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
     def _commit(self):
         try:
             self._conn.commit()  # never retried: a lost COMMIT may have happened or not
+        except (KeyboardInterrupt, SystemExit):
+            self._cut()
+            raise
         except self._driver.Error as exc:
             raise self._translate(exc) from None
         except Exception as exc:
@@ -401,13 +431,10 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
     def _result_columns(self, sql, params=()):
         """The names of a query's result columns."""
         def run():
-            cursor = self._conn.cursor()
-            try:
+            with self._cursor() as cursor:
                 cursor.execute(translate_placeholders(sql) if params else sql, tuple(params) or None)
                 cursor.fetchall()
                 return [text_of(d[0]) for d in cursor.description]
-            finally:
-                cursor.close()
         return self._run(run, "query")
 
     def _concat_limit(self):
@@ -455,12 +482,9 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
             if converter is not None:
                 conn.converter = None
             try:
-                cursor = conn.cursor(raw=True)
-                try:
+                with self._cursor(raw=True) as cursor:
                     cursor.execute(translate_placeholders(sql) if params else sql, tuple(params) or None)
                     return cursor.fetchall()
-                finally:
-                    cursor.close()
             finally:
                 if converter is not None:
                     conn.converter = converter

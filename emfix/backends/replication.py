@@ -137,18 +137,15 @@ def translate_server_error(address, errno, msg, exhausted=None):
 
 
 class ReplicationMixin:
-    """What MySQLBackend answers about replication (it provides _run, _conn, query, execute, scalar)."""
+    """What MySQLBackend answers about replication (it provides _run, _cursor, query, execute, scalar)."""
 
     def named_rows(self, sql):
         """Rows as {column: value}: for SHOW statements whose columns differ between servers and versions."""
         def run():
-            cursor = self._conn.cursor()
-            try:
+            with self._cursor() as cursor:
                 cursor.execute(sql)
                 names = [d[0] for d in cursor.description or ()]
                 return [dict(zip(names, (_text(v) for v in row))) for row in cursor.fetchall()]
-            finally:
-                cursor.close()
         return self._run(run, "statement")
 
     def _settings(self, statement, names):

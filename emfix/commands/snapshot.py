@@ -51,8 +51,8 @@ def _add_options(parser, action):
                             help="MySQL only: SQL text that `mysql DB < file` also loads (default, fast), or a "
                                  "SQLite file that opens anywhere (slower)")
         parser.add_argument("--connections", type=common.positive_int, default=None, metavar="N",
-                            help="MySQL: read this many key ranges at once, in one moment (default 4, fewer where the "
-                                 "server allows this user fewer connections)")
+                            help="MySQL: read this many key ranges at once, in one moment (default 4, at most 32; "
+                                 "fewer where the server allows this user fewer connections)")
     elif action == "verify":
         parser.add_argument("snapshot_id", nargs="?", metavar="ID", help="the snapshot to check (or --all)")
         parser.add_argument("--all", action="store_true", help="check every snapshot")

@@ -17,7 +17,7 @@ from ..schema import discover_graph
 from ..values import portable
 from .checks import count_rows, sha256_of, sqlite_check
 from .manifest import META_TABLE, SnapshotManifest, new_snapshot_id, snapshot_files, write_manifest
-from .sqltext import READERS, SnapshotReader, open_reader, write_sql_snapshot
+from .sqltext import MAX_READERS, READERS, SnapshotReader, open_reader, write_sql_snapshot
 from .store import default_snapshot_dir
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
     A MySQL database is written as SQL text (`file_format="sql"`, the default) or as a SQLite file
     ("sqlite": slower, but it opens anywhere); a SQLite database is always a SQLite file."""
     progress = progress or NoProgress()
-    workers = workers or READERS
+    workers = min(workers or READERS, MAX_READERS)
     directory = directory or default_snapshot_dir(address)
     snapshot_id = new_snapshot_id()
     as_sql = not address.is_sqlite and (file_format or "sql") == "sql"

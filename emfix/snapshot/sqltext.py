@@ -29,6 +29,7 @@ from ..backends import open_database
 from ..errors import DamagedInputError, DatabaseLockedError, EmfixError, PrivilegeError
 from ..fileutil import SQL_SNAPSHOT_HEADER
 from ..pool import run_parallel
+from ..retry import RetryPolicy
 from .sqlrows import count_insert_rows, last_row_problem_at
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ FIRST_PAGE_ROWS = 2000
 # Readers of a MySQL snapshot by default, as mydumper's threads: a page waits on the server's disk as much as on its
 # CPU (10M rows, buffer pool smaller than the data, 2 cores: 1 reader 10.4 s, 2 6.95 s, 3 5.8 s, 4 5.45 s).
 READERS = 4
+MAX_READERS = 32  # more asks the server for its every connection (its max_connections) and waits to open them
+FLUSH_LOCK_WAIT = 2  # seconds FLUSH TABLES WITH READ LOCK may wait (every write on the server waits meanwhile)
 CHUNK_ROWS = 30000  # a key range one connection reads: small enough that the readers finish together
 INTEGER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
 SYNC_BYTES = 32 << 20  # written bytes pushed to disk in the background: the fsync before the rename has little left
@@ -169,17 +172,36 @@ def open_reader(address, retry_policy):
 
 def _one_moment(connections):
     """Start a consistent snapshot on each connection at the same moment, or on the first one alone; with
-    it, the moment's GTID and binlog position, read while the lock holds (or where the snapshot starts)."""
+    it, the moment's GTID and binlog position, read while the lock holds (or where the snapshot starts).
+
+    FLUSH TABLES WITH READ LOCK waits for every running statement, and every write waits for it: a statement
+    running for a while already means one connection, and the lock is asked for once, for at most
+    FLUSH_LOCK_WAIT seconds (retried, a long UPDATE held the application's writes for 30 s: an outside tester)."""
     lead = connections[0]
     locked = False
     if len(connections) > 1:
+        running = lead.scalar(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query' AND TIME >= 1 "
+            "AND ID <> CONNECTION_ID()")
+        if running:
+            log.info("reading with one connection: %d statement(s) of other sessions running for a second or more "
+                     "would hold FLUSH TABLES WITH READ LOCK, and every write with it", running)
+            connections = connections[:1]
+    if len(connections) > 1:
+        policy, lead.retry_policy = lead.retry_policy, RetryPolicy(deadline=0)  # asked once: no retries
         try:
-            lead.execute("SET SESSION lock_wait_timeout = 5")
+            lead.execute("SET SESSION lock_wait_timeout = %d" % FLUSH_LOCK_WAIT)
             lead.execute("FLUSH TABLES WITH READ LOCK")
             locked = True
-        except (PrivilegeError, DatabaseLockedError) as exc:
+        except PrivilegeError as exc:
             log.info("reading with one connection (%s)", exc)
             connections = connections[:1]
+        except DatabaseLockedError:
+            log.info("reading with one connection: FLUSH TABLES WITH READ LOCK waited %d s for another session's "
+                     "statement", FLUSH_LOCK_WAIT)
+            connections = connections[:1]
+        finally:
+            lead.retry_policy = policy
     try:
         for db in connections:
             db.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
