@@ -64,24 +64,22 @@ def cleanup_orphans(address, *, dry_run=False, batch_size=5000, sleep=0.0, max_l
                             recreate_parents=recreate_parents, preview=dry_run or confirm is not None)
         if dry_run:
             return CleanupResult(work.shown, True, seconds=time.perf_counter() - started)
-        if not work.anything:
-            final = _final(address, retry_policy) if final_validate else None
-            return CleanupResult(work.plan, False, seconds=time.perf_counter() - started, final=final)
-        change = GuardedChange(address, COMMAND, "rows whose parent is missing, and the rows under them",
-                               Safeguards(snapshot, snapshot_dir, quarantine_dir, retry_policy, force), progress)
-        change.confirm(confirm, work.shown)
-        change.prepare()
         result = CleanupResult(work.plan, False)
-        with change:
-            outcome = remove_orphans(db, graph, work, change, batch_size=batch_size, sleep=sleep,
-                                     max_lock_ms=max_lock_ms, progress=progress, interrupted=interrupted)
-            result.quarantine, result.snapshot_id = change.quarantine_path, change.snapshot_id
-            result.plan, result.removed, result.created = outcome.plan, outcome.removed, outcome.created
-            result.batches, result.max_batch_ms = outcome.batches, outcome.max_batch_ms
-            result.left_alone, result.left_alone_examples = outcome.left_alone, outcome.left_alone_examples
-            change.finish(removed=result.removed, created=result.created, left_alone=result.left_alone)
+        if work.anything:
+            change = GuardedChange(address, COMMAND, "rows whose parent is missing, and the rows under them",
+                                   Safeguards(snapshot, snapshot_dir, quarantine_dir, retry_policy, force), progress)
+            change.confirm(confirm, work.shown)
+            change.prepare()
+            with change:
+                outcome = remove_orphans(db, graph, work, change, batch_size=batch_size, sleep=sleep,
+                                         max_lock_ms=max_lock_ms, progress=progress, interrupted=interrupted)
+                result.quarantine, result.snapshot_id = change.quarantine_path, change.snapshot_id
+                result.plan, result.removed, result.created = outcome.plan, outcome.removed, outcome.created
+                result.batches, result.max_batch_ms = outcome.batches, outcome.max_batch_ms
+                result.left_alone, result.left_alone_examples = outcome.left_alone, outcome.left_alone_examples
+                change.finish(removed=result.removed, created=result.created, left_alone=result.left_alone)
     progress.done()
-    if final_validate:
+    if final_validate:  # on a connection of its own, once the one above is closed (a user may be allowed one)
         result.final = _final(address, retry_policy)
     result.seconds = time.perf_counter() - started
     return result

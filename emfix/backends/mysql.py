@@ -181,7 +181,7 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
                 "MySQL %s allows user %r no more connections now: %s" % (a.display(), a.user, msg),
                 kind="too_many_connections",
                 hint="close other sessions of this user, or raise the server's limit (max_connections, "
-                     "max_user_connections)")
+                     "max_user_connections); emfix itself may need two at once (a safety snapshot beside a change)")
         if errno in PRIVILEGE_ERRNOS:
             return PrivilegeError("MySQL user %r may not do this on %s: %s" % (a.user, a.display(), msg),
                                   hint=self._grant_hint(errno, msg))
