@@ -15,6 +15,7 @@ import json
 import os
 
 from .backends import open_database
+from .errors import ConnectError
 from .journal import damaged, decode_fields, is_table_numbers, position_problem
 from .progress import utc_now
 
@@ -85,7 +86,13 @@ def journal_states(src, dst, experiment_ids, retry_policy=None):
     """{experiment id: journal state} for those of SRC's experiments whose copy DST has begun or finished."""
     if dst.is_sqlite and not os.path.exists(dst.path):
         return {}
-    with open_database(dst, readonly=dst.is_sqlite, retry_policy=retry_policy) as db:
+    try:
+        opened = open_database(dst, readonly=dst.is_sqlite, retry_policy=retry_policy)
+    except ConnectError as exc:
+        if getattr(exc, "missing_database", False):  # a MySQL database --init will create: nothing begun there
+            return {}
+        raise
+    with opened as db:
         if JOURNAL not in db.tables():
             return {}
         states = {}

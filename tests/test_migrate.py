@@ -73,6 +73,20 @@ def test_missing_schema_and_unknown_experiment(tmp_path):
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
+def test_every_experiment_into_a_mysql_database_init_creates(tmp_path, mysql_address):
+    """--init creates a missing MySQL database for --all as for -e (--all refused it: outside tester)."""
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, shape=Shape(experiments=2, trials=1, runs=1, epochs=2, batches=1), faults=False)
+    with open_database(mysql_address) as db:
+        db.execute("DROP DATABASE %s" % db.quote(mysql_address.database))  # the fixture drops it again afterwards
+    missing = run_cli("migrate", source.path, url_of(mysql_address), "--all")
+    assert missing.returncode == 3 and "does not exist" in missing.stderr and "emfix init" in missing.stderr
+    result = run_cli("migrate", source.path, url_of(mysql_address), "--all", "--init")
+    assert result.returncode == 0, result.stderr
+    with open_database(mysql_address) as db:
+        assert db.scalar("SELECT count(*) FROM EXPERIMENT") == 2
+
+
 def test_killed_at_random_points_then_resume_equals_one_uninterrupted_run(tmp_path):
     shape = Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10)
     source = sqlite_at(tmp_path, "s.db")
