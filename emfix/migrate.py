@@ -318,11 +318,13 @@ class _Migration:
         where the journal says the copy stopped. A failure here takes back the journal row this run wrote."""
         source, target, options = self.source, self.target, self.options
         state, journal = plan.state, plan.journal
+        created = False  # tables --init made that outlive a failure here (MySQL's DDL commits by itself)
         try:
             # SQLite DST without a snapshot first: schema, journal table and journal row in one commit (fsyncs).
             one_commit = target.dialect == "sqlite" and options.strategy == "aggressive"
             with target.transaction() if one_commit else nullcontext():
                 if options.init:  # creates only the tables DST lacks
+                    created = not one_commit and bool(set(plan.tables) - set(plan.existing))
                     create_schema(target, generation=plan.graph.generation)
                     for ddl in plan.creates:
                         target.execute(ddl)
@@ -347,6 +349,8 @@ class _Migration:
                 return _Start(offsets, {}, {}, snapshot_id)
         except BaseException as exc:
             self.undo_start(plan, exc, integrity)
+            if created and isinstance(exc, EmfixError) and "--init created" not in exc.message:
+                exc.message += " (the tables --init created in DST stay, empty)"
             raise
 
     def resume_start(self, plan, ranges, snapshot_id):
