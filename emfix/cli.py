@@ -131,11 +131,12 @@ def main(argv=None):
 
 
 def _interrupted(exc):
-    if isinstance(exc, Terminated):
-        sys.stderr.write("error: terminated (SIGTERM)\n")
-        return EXIT_TERMINATED
-    sys.stderr.write("error: interrupted\n")
-    return EXIT_CTRL_C
+    terminated = isinstance(exc, Terminated)
+    sys.stderr.write("error: terminated (SIGTERM)\n" if terminated else "error: interrupted\n")
+    if getattr(exc, "after_stop", False):  # a second signal, while the command was stopping between batches
+        sys.stderr.write("hint: stopped at once, not after the batch: what the batches before committed stays; the "
+                         "same command again (with --resume where it takes one) finishes the rest\n")
+    return EXIT_TERMINATED if terminated else EXIT_CTRL_C
 
 
 def _terminate(_signum, _frame):

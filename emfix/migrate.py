@@ -324,7 +324,8 @@ class _Migration:
             one_commit = target.dialect == "sqlite" and options.strategy == "aggressive"
             with target.transaction() if one_commit else nullcontext():
                 if options.init:  # creates only the tables DST lacks
-                    created = not one_commit and bool({t.lower() for t in plan.tables} - {t.lower() for t in plan.existing})
+                    lacked = {t.lower() for t in plan.tables} - {t.lower() for t in plan.existing}
+                    created = not one_commit and bool(lacked)
                     create_schema(target, generation=plan.graph.generation)
                     for ddl in plan.creates:
                         target.execute(ddl)

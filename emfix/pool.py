@@ -91,7 +91,7 @@ class ConnectionPool:
             try:
                 self.release(self.acquire(timeout=0))
             except Exception as exc:
-                log.info("a connection opened ahead failed: %s", exc)
+                log.debug("a connection opened ahead failed: %s", exc)  # the acquire that needs it says it
         for _ in range(count):
             threading.Thread(target=open_one, name="emfix-pool-prepare", daemon=True).start()
 

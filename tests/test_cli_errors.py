@@ -1,5 +1,7 @@
 """Bad input tried the way a new user would: one clear line, the documented exit code, no traceback."""
 
+import signal
+
 import pytest
 from conftest import run_cli
 
@@ -103,3 +105,28 @@ def test_every_command_help_has_an_example():
     for name, command in sub.choices.items():
         assert "Example:" in (command.epilog or ""), name
         assert command.description, name
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_second_signal_stops_at_once_and_says_the_batches_before_stay(signum, code, capsys):
+    """Found by an outside tester: the second signal to a batch command aborted with a bare `interrupted` (130 even
+    for SIGTERM), not saying the batches before were committed nor how to finish."""
+    from emfix.cli import _interrupted
+    from emfix.commands.common import StopFlag
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop = StopFlag().install()
+    try:
+        handler = signal.getsignal(signum)
+        handler(signum, None)  # the first: stop after this batch
+        assert stop()
+        with pytest.raises(KeyboardInterrupt) as second:
+            handler(signum, None)
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+        from emfix.retry import STOP_WAITING
+        STOP_WAITING.clear()
+    assert _interrupted(second.value) == code
+    err = capsys.readouterr().err
+    assert ("terminated (SIGTERM)" if signum == signal.SIGTERM else "error: interrupted") in err
+    assert "what the batches before committed stays" in err and "--resume" in err

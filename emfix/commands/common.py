@@ -8,7 +8,7 @@ import signal
 import sys
 
 from ..address import PASSWORD_ENV, mysql_address_from_flags, parse_address, remember_secret
-from ..errors import UsageError
+from ..errors import Terminated, UsageError
 from ..jsonable import to_jsonable  # noqa: F401 (the commands use common.to_jsonable)
 
 # -- what to run next, for what the library says happened (EmfixError.kind and .facts) ------------
@@ -377,9 +377,11 @@ class StopFlag:
         from ..retry import STOP_WAITING
         STOP_WAITING.clear()
 
-        def handler(_signum, _frame):
-            if self.raised:
-                raise KeyboardInterrupt
+        def handler(signum, _frame):
+            if self.raised:  # the second: at once, as SIGTERM (143) or Ctrl-C (130) says
+                stop = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+                stop.after_stop = True  # the batches before it are committed: the message says so
+                raise stop
             self.raised = True
             STOP_WAITING.set()  # a wait for a lock stops now, not at --lock-timeout
             sys.stderr.write("\nstopping after this batch (Ctrl-C again to abort now)\n")

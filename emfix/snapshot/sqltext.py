@@ -53,7 +53,7 @@ FIRST_PAGE_ROWS = 2000
 # CPU (10M rows, buffer pool smaller than the data, 2 cores: 1 reader 10.4 s, 2 6.95 s, 3 5.8 s, 4 5.45 s).
 READERS = 4
 MAX_READERS = 32  # more asks the server for its every connection (its max_connections) and waits to open them
-FLUSH_LOCK_WAIT = 2  # seconds FLUSH TABLES WITH READ LOCK may wait (every write on the server waits meanwhile)
+FLUSH_LOCK_WAIT = 1  # seconds FLUSH TABLES WITH READ LOCK may wait (every write on the server waits meanwhile)
 CHUNK_ROWS = 30000  # a key range one connection reads: small enough that the readers finish together
 INTEGER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
 SYNC_BYTES = 32 << 20  # written bytes pushed to disk in the background: the fsync before the rename has little left
@@ -175,17 +175,17 @@ def _one_moment(connections):
     it, the moment's GTID and binlog position, read while the lock holds (or where the snapshot starts).
 
     FLUSH TABLES WITH READ LOCK waits for every running statement, and every write waits for it: a statement
-    running for a while already means one connection, and the lock is asked for once, for at most
-    FLUSH_LOCK_WAIT seconds (retried, a long UPDATE held the application's writes for 30 s: an outside tester)."""
+    running (MariaDB: for 0.1 s; MySQL: for a second) means one connection, and the lock is asked for once, for at
+    most FLUSH_LOCK_WAIT seconds (retried, a long UPDATE held the application's writes for 30 s: an outside tester)."""
     lead = connections[0]
     locked = False
     if len(connections) > 1:
         running = lead.scalar(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query' AND TIME >= 1 "
-            "AND ID <> CONNECTION_ID()")
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query' AND ID <> CONNECTION_ID() "
+            "AND %s" % ("TIME_MS >= 100" if lead.is_mariadb() else "TIME >= 1"))
         if running:
-            log.info("reading with one connection: %d statement(s) of other sessions running for a second or more "
-                     "would hold FLUSH TABLES WITH READ LOCK, and every write with it", running)
+            log.info("reading with one connection: %d statement(s) of other sessions running would hold FLUSH "
+                     "TABLES WITH READ LOCK, and every write with it", running)
             connections = connections[:1]
     if len(connections) > 1:
         policy, lead.retry_policy = lead.retry_policy, RetryPolicy(deadline=0)  # asked once: no retries
@@ -202,6 +202,7 @@ def _one_moment(connections):
             connections = connections[:1]
         finally:
             lead.retry_policy = policy
+            lead.execute("SET SESSION lock_wait_timeout = DEFAULT")  # the reads wait for table locks as usual
     try:
         for db in connections:
             db.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
