@@ -122,10 +122,13 @@ def _sqlite_file(path, target):
     else:
         found.append(Finding("file", OK, "%s, %s bytes, writable" % (mode, "{:,}".format(info.st_size)),
                              details=details))
-    journal = path + "-journal"
-    if os.path.exists(journal) and os.path.getsize(journal) > 0 and not processes_with_open(path):
+    try:
+        journal = os.path.getsize(path + "-journal")
+    except OSError:  # none, or a writer's commit deleted it just now
+        journal = 0
+    if journal and not processes_with_open(path):
         found.append(Finding("journal", WARN, "a rollback journal (%s bytes) is left by a writer that died "
-                             "mid-transaction; the next open rolls it back" % "{:,}".format(os.path.getsize(journal)),
+                             "mid-transaction; the next open rolls it back" % "{:,}".format(journal),
                              "emfix validate %s (opening recovers it)" % target))
     return found
 
