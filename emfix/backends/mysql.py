@@ -132,14 +132,14 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
             conn.cmd_query(STRICT_SESSION)
         return conn
 
-    def _run(self, func, what):
+    def _run(self, func, what, retry=True):
         """func() with retries of what passes (a lock wait, a deadlock; before a connection is made, a server not
         reachable yet). A connection lost once made is not retried: the driver does not reconnect, so every
         retry would fail the same way until --lock-timeout (and a new session would lack this one's settings)."""
         error_class = self._driver.Error
         connected = self._conn is not None
         try:
-            if self._in_transaction:
+            if self._in_transaction or not retry:
                 return func()
             return call_with_retry(func, self.retry_policy, what=what, transient=lambda exc: is_transient(exc) and not (
                 connected and self._lost(exc)))
@@ -265,6 +265,15 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
 
     def execute(self, sql, params=()):
         return self._cursor_run(sql, params, fetch=False)
+
+    def execute_once(self, sql):
+        """The statement tried once, a lock wait not retried: for one whose waiting holds others up (every write
+        on the server waits behind FLUSH TABLES WITH READ LOCK while it waits)."""
+        def run():
+            with self._cursor() as cursor:
+                cursor.execute(sql)
+                return cursor.rowcount
+        return self._run(run, "statement", retry=False)
 
     def query(self, sql, params=()):
         return [tuple(r) for r in self._cursor_run(sql, params, fetch=True)]

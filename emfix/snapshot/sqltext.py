@@ -29,7 +29,6 @@ from ..backends import open_database
 from ..errors import DamagedInputError, DatabaseLockedError, EmfixError, PrivilegeError
 from ..fileutil import SQL_SNAPSHOT_HEADER
 from ..pool import run_parallel
-from ..retry import RetryPolicy
 from .sqlrows import count_insert_rows, last_row_problem_at
 
 log = logging.getLogger(__name__)
@@ -188,10 +187,9 @@ def _one_moment(connections):
                      "TABLES WITH READ LOCK, and every write with it", running)
             connections = connections[:1]
     if len(connections) > 1:
-        policy, lead.retry_policy = lead.retry_policy, RetryPolicy(deadline=0)  # asked once: no retries
         try:
             lead.execute("SET SESSION lock_wait_timeout = %d" % FLUSH_LOCK_WAIT)
-            lead.execute("FLUSH TABLES WITH READ LOCK")
+            lead.execute_once("FLUSH TABLES WITH READ LOCK")
             locked = True
         except PrivilegeError as exc:
             log.info("reading with one connection (%s)", exc)
@@ -201,7 +199,6 @@ def _one_moment(connections):
                      "statement", FLUSH_LOCK_WAIT)
             connections = connections[:1]
         finally:
-            lead.retry_policy = policy
             lead.execute("SET SESSION lock_wait_timeout = DEFAULT")  # the reads wait for table locks as usual
     try:
         for db in connections:
