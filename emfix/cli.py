@@ -124,10 +124,25 @@ def hide_from_process_list(secrets):
 
 
 def main(argv=None):
+    """Run one command; its exit code. Signal handlers it installs (SIGINT, SIGTERM, SIGXFSZ) are put back as they
+    were when it returns: a program or a test that calls main() keeps its own Ctrl-C (an earlier command's
+    handler swallowed a later Ctrl-C in the same process)."""
+    kept = _signal_handlers()
     try:
         return _main(argv)
     except KeyboardInterrupt as exc:  # also while the parser is built, before _main's own handling
         return _interrupted(exc)
+    finally:
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)
+
+
+def _signal_handlers():
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    names = ("SIGINT", "SIGTERM", "SIGXFSZ")
+    return {s: signal.getsignal(s) for s in (getattr(signal, n) for n in names if hasattr(signal, n))
+            if signal.getsignal(s) is not None}
 
 
 def _interrupted(exc):

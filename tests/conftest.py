@@ -216,10 +216,10 @@ def private_history(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # MySQL snapshots and quarantines too
 
 
-def kill_until_done(args, seed, delay=0.3, attempts=30, env=None):
+def kill_until_done(args, seed, delay=0.3, attempts=30, env=None, at_once=1):
     """Run `emfix ARGS --progress` (with --resume once there is something to resume), SIGKILL it a random
-    0..delay seconds after its first rows-copied line (the first time: at once), until a run finishes on
-    its own or the attempts run out; then finish with --resume. Returns how many kills landed mid-copy.
+    0..delay seconds after its first rows-copied line (the first `at_once` times: at once), until a run finishes
+    on its own or the attempts run out; then finish with --resume. Returns how many kills landed mid-copy.
 
     Waiting for the progress line, not a fixed sleep, is what makes the kills land on a loaded machine."""
     import random
@@ -235,7 +235,7 @@ def kill_until_done(args, seed, delay=0.3, attempts=30, env=None):
         for line in proc.stderr:
             seen.append(line)
             if b" rows (" in line:
-                time.sleep(rng.uniform(0, delay) if attempt else 0)
+                time.sleep(rng.uniform(0, delay) if attempt >= at_once else 0)
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGKILL)
                     kills += 1
