@@ -376,9 +376,11 @@ class BatchCopy:
 
         def insert():
             target.foreign_key_checks(False)
-            written = target.execute_raw(b"INSERT INTO %s (%s) VALUES (%s)" % (
-                target.quote(table).encode("utf-8"), target.quote_columns(self.graph.columns[table]).encode("utf-8"),
-                page.text))
+            columns = target.quote_columns(self.graph.columns[table])
+            written = target.load_text_page(table, columns, page.text, page.count)
+            if written is None:  # not loaded (see backends/mysqlload.py): its INSERT
+                written = target.execute_raw(b"INSERT INTO %s (%s) VALUES (%s)" % (
+                    target.quote(table).encode("utf-8"), columns.encode("utf-8"), page.text))
             if strategy == "conservative" and written != page.count:
                 raise DamagedInputError("a batch of %d rows into %s wrote %d" % (page.count, table, written))
         if lane is not None:

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 from . import pages
 from .backends import open_database
+from .backends.mysqlload import load_folder
 from .copybatches import DUPLICATE_KEY, BatchCopy, without_generated
 from .copycheck import TableCheck, verify_copy
 from .copyjournal import (
@@ -225,10 +226,12 @@ class _Migration:
         that second reader (or the pin of an in-engine copy); the pools open, check and close every
         connection, whatever happens here."""
         src, dst, options = self.src, self.dst, self.options
-        with ConnectionPool(lambda: open_database(src, readonly=src.is_sqlite, retry_policy=options.retry_policy),
-                            size=2) as readers, \
-                ConnectionPool(lambda: open_database(dst, create=options.init, retry_policy=options.retry_policy),
-                               size=2 if src.is_sqlite and not dst.is_sqlite else 1) as writers, \
+        as_text = src.is_sqlite and not dst.is_sqlite  # pages of SQL text, loaded from files of a private folder
+        with load_folder() if as_text else nullcontext() as folder, \
+                ConnectionPool(lambda: open_database(src, readonly=src.is_sqlite, retry_policy=options.retry_policy),
+                               size=2) as readers, \
+                ConnectionPool(lambda: open_database(dst, create=options.init, retry_policy=options.retry_policy,
+                                                     load_directory=folder), size=2 if as_text else 1) as writers, \
                 readers.connection() as source, writers.connection() as target:
             self.readers, self.writers, self.source, self.target = readers, writers, source, target
             plan = self.read_journal()

@@ -8,32 +8,16 @@ import contextlib
 import dataclasses
 import re
 
-from ..errors import (
-    ConnectError,
-    DamagedInputError,
-    EmfixError,
-    MissingDependencyError,
-    PrivilegeError,
-    SchemaError,
-    StillReferencedError,
-    TooManyConnectionsError,
-)
+from ..errors import ConnectError, EmfixError, MissingDependencyError, PrivilegeError, SchemaError
 from ..retry import RetriesExhausted, call_with_retry, is_transient
 from .base import Backend
 from .mysqlcatalog import MySQLCatalogMixin, text_of
+from .mysqlerrors import translate_error
+from .mysqlload import LocalLoadMixin
 from .mysqlvalues import exact_dates_converter, literal_of
-from .replication import ReplicationMixin, translate_server_error
+from .replication import ReplicationMixin
 
-ACCESS_DENIED = 1045
 LOST_CONNECTION = (2006, 2013, 2055)  # server gone away, lost during a query, lost (broken pipe)
-UNKNOWN_DATABASE = 1049
-REFUSED_VALUE_ERRNOS = (3140, 4025)  # MySQL: invalid JSON text; MariaDB: CHECK (json_valid) failed
-INCORRECT_STRING = 1366  # bytes that are not UTF-8 into a utf8mb4 column
-NO_DEFAULT = 1364  # a NOT NULL column without a default that the INSERT does not name
-OUT_OF_RANGE = 1264  # a number past the column's type (1e39 in a FLOAT); a text too long is a schema difference
-PRIVILEGE_ERRNOS = (1044, 1142, 1143, 1227)  # database / table / column / global privilege missing
-TOO_MANY_CONNECTIONS = (1040, 1203, 1226)  # the server's max_connections; the user's max_user_connections or limits
-
 
 
 def load_driver():
@@ -47,13 +31,15 @@ def load_driver():
 
 
 # A server whose sql_mode is not strict cuts a value too long for its column, or a number out of range, with a
-# warning only: a repair or a copy must fail instead. Added where neither strict mode is on; the rest is kept.
-# NO_AUTO_VALUE_ON_ZERO too: a row with id 0 that a copy, an import or an undo writes keeps id 0 (without it the
-# server gives the row a new id, and its children point at 0).
-STRICT_SESSION = ("SET SESSION sql_mode = CONCAT_WS(',', IF(FIND_IN_SET('STRICT_TRANS_TABLES', @@sql_mode) OR "
-                  "FIND_IN_SET('STRICT_ALL_TABLES', @@sql_mode), NULLIF(@@sql_mode, ''), CONCAT_WS(',', "
-                  "NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')), IF(FIND_IN_SET('NO_AUTO_VALUE_ON_ZERO', "
-                  "@@sql_mode), NULL, 'NO_AUTO_VALUE_ON_ZERO'))")
+# warning only: a repair or a copy must fail instead. Added where neither strict mode is on; the rest is kept,
+# but NO_BACKSLASH_ESCAPES: emfix's text (a copy's pages, a snapshot's rows) and the driver's escaping of bound
+# values write a backslash as two (with the mode, a copy stored both). NO_AUTO_VALUE_ON_ZERO too: a row with id 0
+# that a copy, an import or an undo writes keeps id 0 (without it the server gives the row a new id, and its
+# children point at 0).
+_KEPT_MODES = "TRIM(BOTH ',' FROM REPLACE(CONCAT(',', @@sql_mode, ','), ',NO_BACKSLASH_ESCAPES,', ','))"
+STRICT_SESSION = ("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(%s, ''), IF(FIND_IN_SET('STRICT_TRANS_TABLES', "
+                  "@@sql_mode) OR FIND_IN_SET('STRICT_ALL_TABLES', @@sql_mode), NULL, 'STRICT_ALL_TABLES'), "
+                  "IF(FIND_IN_SET('NO_AUTO_VALUE_ON_ZERO', @@sql_mode), NULL, 'NO_AUTO_VALUE_ON_ZERO'))" % _KEPT_MODES)
 
 
 def translate_placeholders(sql):
@@ -73,7 +59,7 @@ def translate_placeholders(sql):
     return "".join(out)
 
 
-class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
+class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend):
     dialect = "mysql"
     quote_char = "`"
     _temp_keyword = "TEMPORARY"
@@ -83,9 +69,11 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
     def foreign_key_checks(self, on):
         self.execute("SET SESSION FOREIGN_KEY_CHECKS = %d" % (1 if on else 0))
 
-    def __init__(self, address, readonly=False, retry_policy=None, create=False, connect_timeout=10):
+    def __init__(self, address, readonly=False, retry_policy=None, create=False, connect_timeout=10,
+                 load_directory=None):
         super().__init__(address, readonly, retry_policy)
         self._driver = load_driver()
+        self.load_directory = load_directory  # LOAD DATA LOCAL from there only (mysqlload)
         self._conn = None
         self._connect_timeout = max(1, min(connect_timeout, int(self.retry_policy.deadline) or 1))
         try:
@@ -121,6 +109,7 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
         use_pure = a.options.get("use_pure")
         if use_pure is not None:
             kwargs["use_pure"] = use_pure.lower() in ("1", "true", "yes")
+        kwargs.update(self._local_load_options())
         try:
             conn = self._driver.connect(**kwargs)
         except ImportError:
@@ -130,6 +119,7 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
                      "mysql-connector-python wheel") from None
         if not self.readonly:  # on every connection, a reconnection too
             conn.cmd_query(STRICT_SESSION)
+        self._after_connect(conn)
         return conn
 
     def _run(self, func, what, retry=True):
@@ -164,70 +154,7 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, Backend):
             and "connection" in str(getattr(exc, "msg", None) or exc).lower())
 
     def _translate(self, exc, exhausted=None):
-        a = self.address
-        errno = getattr(exc, "errno", None)
-        msg = getattr(exc, "msg", None) or str(exc)
-        if errno == ACCESS_DENIED:
-            return ConnectError("access denied for MySQL user %r at %s:%s" % (a.user, a.host, a.port),
-                                kind="access_denied")
-        if errno == UNKNOWN_DATABASE:
-            error = ConnectError("MySQL database %r does not exist on %s:%s" % (a.database, a.host, a.port),
-                                 kind="unknown_database", facts={"target": a.target(),
-                                                                 "database": self.quote(a.database)})
-            error.missing_database = True
-            return error
-        if errno in TOO_MANY_CONNECTIONS:
-            return TooManyConnectionsError(
-                "MySQL %s allows user %r no more connections now: %s" % (a.display(), a.user, msg),
-                kind="too_many_connections",
-                hint="close other sessions of this user, or raise the server's limit (max_connections, "
-                     "max_user_connections); emfix itself may need two at once (a safety snapshot beside a change)")
-        if errno in PRIVILEGE_ERRNOS:
-            return PrivilegeError("MySQL user %r may not do this on %s: %s" % (a.user, a.display(), msg),
-                                  hint=self._grant_hint(errno, msg))
-        cluster = translate_server_error(a, errno, msg, exhausted)  # read-only, conflicts, Galera limits
-        if cluster is not None:
-            return cluster
-        if errno == 1451:  # Cannot delete or update a parent row: a foreign key constraint fails
-            return StillReferencedError("MySQL %s refused to delete a row others still reference: %s" % (
-                a.display(), msg), hint="validate shows which rows reference it")
-        if errno in REFUSED_VALUE_ERRNOS:
-            return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg), kind="refused_json")
-        if errno == NO_DEFAULT:
-            return SchemaError("MySQL %s refused a row: %s" % (a.display(), msg), kind="refused_statement",
-                               hint="the table has a NOT NULL column without a default that the rows do not fill: give "
-                                    "it a default (ALTER TABLE ... ALTER COLUMN ... SET DEFAULT ...) or allow NULL")
-        if errno == OUT_OF_RANGE:
-            return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
-                                     hint="the value does not fit the column's type there (a FLOAT holds at most "
-                                          "about 3.4e38): correct it where it comes from, or widen the column "
-                                          "(e.g. ALTER TABLE ... MODIFY ... DOUBLE)")
-        if errno == INCORRECT_STRING:
-            return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg), kind="refused_text")
-        if exhausted is not None or self._lost(exc) or errno in (2002, 2003, 2005):
-            tries = ""
-            if exhausted is not None:
-                tries = " (gave up after %d attempts in %.1fs)" % (exhausted.attempts, exhausted.elapsed)
-            return ConnectError("cannot reach MySQL server at %s:%s%s: %s" % (a.host, a.port, tries, msg),
-                                hint="check that the server runs and the host/port are right")
-        return exc
-
-    def _grant_hint(self, errno, msg):
-        a = self.address
-        who = "'%s'@'%%'" % a.user
-        if errno == 1227:  # "you need (at least one of) the PROCESS privilege(s)"
-            wanted = re.search(r"the ([A-Z ]+?) privilege", msg)
-            return "as an administrator: GRANT %s ON *.* TO %s" % (wanted.group(1) if wanted else "PROCESS", who)
-        if errno in (1142, 1143):  # "CREATE command denied to user ..."
-            command = msg.split(" command", 1)[0].strip().upper() or "ALL"
-            return "as an administrator: GRANT %s ON `%s`.* TO %s" % (command, a.database, who)
-        if self._conn is None:  # refused at connect: the database itself (or it does not exist; MySQL does not say)
-            return ("the database may not exist, or the user may not use it; as an administrator: CREATE DATABASE "
-                    "IF NOT EXISTS `%s` CHARACTER SET utf8mb4; GRANT ALL ON `%s`.* TO %s" % (
-                        a.database, a.database, who))
-        # 1044 on a database the user can read: emfix's scratch tables (validate, export, cleanup)
-        return ("emfix works in connection-private temporary tables; as an administrator: GRANT CREATE TEMPORARY "
-                "TABLES ON `%s`.* TO %s" % (a.database, who))
+        return translate_error(self.address, exc, exhausted, self._lost(exc), self._conn is not None, self.quote)
 
     def _cut(self):
         """Close the socket without a word to the server. Ctrl-C or SIGTERM may land in the middle of a packet;

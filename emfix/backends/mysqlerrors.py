@@ -1,0 +1,92 @@
+"""MySQL's errors as emfix's own: each with its exit code (errors.py) and a hint of what to do."""
+
+import re
+
+from ..errors import (
+    ConnectError,
+    DamagedInputError,
+    PrivilegeError,
+    SchemaError,
+    StillReferencedError,
+    TooManyConnectionsError,
+)
+from .replication import translate_server_error
+
+ACCESS_DENIED = 1045
+UNKNOWN_DATABASE = 1049
+REFUSED_VALUE_ERRNOS = (3140, 4025)  # MySQL: invalid JSON text; MariaDB: CHECK (json_valid) failed
+INCORRECT_STRING = 1366  # bytes that are not UTF-8 into a utf8mb4 column
+NO_DEFAULT = 1364  # a NOT NULL column without a default that the INSERT does not name
+OUT_OF_RANGE = 1264  # a number past the column's type (1e39 in a FLOAT); a text too long is a schema difference
+PRIVILEGE_ERRNOS = (1044, 1142, 1143, 1227)  # database / table / column / global privilege missing
+TOO_MANY_CONNECTIONS = (1040, 1203, 1226)  # the server's max_connections; the user's max_user_connections or limits
+
+
+def translate_error(a, exc, exhausted, lost, connected, quote):
+    """The driver's error `exc` (of address `a`) as emfix's own, with what to do; `exc` itself where none fits.
+    `lost`: the connection is gone; `connected`: the error came after connecting; `exhausted`: the retries
+    that gave up (RetriesExhausted)."""
+    errno = getattr(exc, "errno", None)
+    msg = getattr(exc, "msg", None) or str(exc)
+    if errno == ACCESS_DENIED:
+        return ConnectError("access denied for MySQL user %r at %s:%s" % (a.user, a.host, a.port),
+                            kind="access_denied")
+    if errno == UNKNOWN_DATABASE:
+        error = ConnectError("MySQL database %r does not exist on %s:%s" % (a.database, a.host, a.port),
+                             kind="unknown_database", facts={"target": a.target(),
+                                                             "database": quote(a.database)})
+        error.missing_database = True
+        return error
+    if errno in TOO_MANY_CONNECTIONS:
+        return TooManyConnectionsError(
+            "MySQL %s allows user %r no more connections now: %s" % (a.display(), a.user, msg),
+            kind="too_many_connections",
+            hint="close other sessions of this user, or raise the server's limit (max_connections, "
+                 "max_user_connections); emfix itself may need two at once (a safety snapshot beside a change)")
+    if errno in PRIVILEGE_ERRNOS:
+        return PrivilegeError("MySQL user %r may not do this on %s: %s" % (a.user, a.display(), msg),
+                              hint=grant_hint(a, errno, msg, connected))
+    cluster = translate_server_error(a, errno, msg, exhausted)  # read-only, conflicts, Galera limits
+    if cluster is not None:
+        return cluster
+    if errno == 1451:  # Cannot delete or update a parent row: a foreign key constraint fails
+        return StillReferencedError("MySQL %s refused to delete a row others still reference: %s" % (
+            a.display(), msg), hint="validate shows which rows reference it")
+    if errno in REFUSED_VALUE_ERRNOS:
+        return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg), kind="refused_json")
+    if errno == NO_DEFAULT:
+        return SchemaError("MySQL %s refused a row: %s" % (a.display(), msg), kind="refused_statement",
+                           hint="the table has a NOT NULL column without a default that the rows do not fill: give "
+                                "it a default (ALTER TABLE ... ALTER COLUMN ... SET DEFAULT ...) or allow NULL")
+    if errno == OUT_OF_RANGE:
+        return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
+                                 hint="the value does not fit the column's type there (a FLOAT holds at most "
+                                      "about 3.4e38): correct it where it comes from, or widen the column "
+                                      "(e.g. ALTER TABLE ... MODIFY ... DOUBLE)")
+    if errno == INCORRECT_STRING:
+        return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg), kind="refused_text")
+    if exhausted is not None or lost or errno in (2002, 2003, 2005):
+        tries = ""
+        if exhausted is not None:
+            tries = " (gave up after %d attempts in %.1fs)" % (exhausted.attempts, exhausted.elapsed)
+        return ConnectError("cannot reach MySQL server at %s:%s%s: %s" % (a.host, a.port, tries, msg),
+                            hint="check that the server runs and the host/port are right")
+    return exc
+
+
+def grant_hint(a, errno, msg, connected):
+    """The GRANT an administrator gives user `a.user` for a privilege error."""
+    who = "'%s'@'%%'" % a.user
+    if errno == 1227:  # "you need (at least one of) the PROCESS privilege(s)"
+        wanted = re.search(r"the ([A-Z ]+?) privilege", msg)
+        return "as an administrator: GRANT %s ON *.* TO %s" % (wanted.group(1) if wanted else "PROCESS", who)
+    if errno in (1142, 1143):  # "CREATE command denied to user ..."
+        command = msg.split(" command", 1)[0].strip().upper() or "ALL"
+        return "as an administrator: GRANT %s ON `%s`.* TO %s" % (command, a.database, who)
+    if not connected:  # refused at connect: the database itself (or it does not exist; MySQL does not say)
+        return ("the database may not exist, or the user may not use it; as an administrator: CREATE DATABASE "
+                "IF NOT EXISTS `%s` CHARACTER SET utf8mb4; GRANT ALL ON `%s`.* TO %s" % (
+                    a.database, a.database, who))
+    # 1044 on a database the user can read: emfix's scratch tables (validate, export, cleanup)
+    return ("emfix works in connection-private temporary tables; as an administrator: GRANT CREATE TEMPORARY "
+            "TABLES ON `%s`.* TO %s" % (a.database, who))

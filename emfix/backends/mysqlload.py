@@ -1,0 +1,157 @@
+"""A page of migrate's SQL text loaded by LOAD DATA LOCAL INFILE: the rows its INSERT would store, for about
+two thirds of the server's work (parsing an INSERT's literals costs MySQL more than reading the same fields).
+
+The page is the body of a multi-row INSERT made by SQLite's quote() (`1,'a',NULL),(2,'it''s',0.5`), with every
+backslash doubled. That text is also a file LOAD DATA reads as it is: fields end at ',', rows at '),(', a quoted
+field is enclosed by ' (a doubled ' inside it is one '), the backslash escapes, the unquoted word NULL is NULL.
+So the same bytes go either way and the values are read alike: numbers from the same digits, text from the
+same characters (utf8mb4).
+
+Where LOAD DATA and INSERT differ, the INSERT decides. LOCAL turns what an INSERT refuses into warnings (a
+duplicate key skips the row; a value that does not fit is changed); a page that gives any warning, or writes
+fewer rows than it holds, is rolled back to a savepoint taken just before it and sent as its INSERT, which
+refuses it or stores it exactly as before. Some differences give no warning, so LOAD DATA is used only where
+there are none: into tables whose columns are all of the types below (a BIT column would take '5' as the byte
+of the character; a DECIMAL reads '3.00000000000000044408e-01' exactly where the INSERT reads a double), and
+never for a page holding a hex literal (a BLOB, or text holding NUL: X'..'), whose characters it would read.
+Where the server or the driver does not allow LOCAL (local_infile off, a driver before 8.0.24), every page goes
+as its INSERT.
+
+The driver reads the file only from the directory given at connect time (allow_local_infile_in_path), a
+private temporary directory of the command: no other file can be asked for by a server.
+"""
+
+import contextlib
+import itertools
+import os
+import shutil
+import socket
+import tempfile
+import time
+
+from ..fileutil import STALE_TEMP_SECONDS, clear_stale_temps, new_temp, remove_own_file
+
+MIN_DRIVER = (8, 0, 24)  # allow_local_infile_in_path: LOCAL limited to one directory
+LOAD_REFUSED = (1148, 3948, 4166)  # the server does not take LOCAL (MySQL 5.7, MySQL 8, MariaDB)
+HEX_LITERAL = b"X'"  # a BLOB, or text holding NUL, in SQLite's quote(): LOAD DATA would read its characters
+SAVEPOINT = "emfix_page"
+LOADS_ALIKE = frozenset((  # column types a field of quote()'s text reads into as the same literal in an INSERT does
+    "tinyint", "smallint", "mediumint", "int", "integer", "bigint", "float", "double", "real", "char", "varchar",
+    "tinytext", "text", "mediumtext", "longtext", "json", "date", "datetime", "timestamp"))
+FOLDER_PREFIX = "emfix-load-"
+_numbers = itertools.count()
+
+
+@contextlib.contextmanager
+def load_folder():
+    """A private folder (mkdtemp: mode 0700) for the pages' files, removed at the end; the folders of runs that
+    were killed go first, each once its files are emfix's own of a process that is gone, untouched for a while."""
+    parent = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith(FOLDER_PREFIX)]
+    except OSError:
+        names = []
+    for name in names:
+        folder = os.path.join(parent, name)
+        try:
+            if time.time() - os.lstat(folder).st_mtime > STALE_TEMP_SECONDS and os.path.isdir(folder) \
+                    and not os.path.islink(folder):
+                clear_stale_temps(folder, older_than=STALE_TEMP_SECONDS)
+                os.rmdir(folder)  # only once nothing else is in it
+        except OSError:
+            pass
+    folder = tempfile.mkdtemp(prefix=FOLDER_PREFIX)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def driver_loads_locally(driver):
+    version = getattr(driver, "__version_info__", None) or ()
+    try:
+        return tuple(int(p) for p in version[:3]) >= MIN_DRIVER
+    except (TypeError, ValueError):
+        return False
+
+
+class LocalLoadMixin:
+    """MySQLBackend's LOAD DATA LOCAL of SQL text pages (see the module's docstring)."""
+
+    load_directory = None  # set before connecting: LOCAL is allowed from there only
+    _nodelay = False  # the connection's socket sends at once (see _after_connect)
+    _alike = None  # {table: _loads_alike}
+
+    def _local_load_options(self):
+        if self.load_directory and driver_loads_locally(self._driver):
+            return {"allow_local_infile_in_path": self.load_directory}
+        return {}
+
+    def _after_connect(self, conn):
+        """LOCAL sends a page's file, then an empty packet, in two writes: with Nagle's algorithm on, the second
+        waits for the server's delayed acknowledgement of the first (40 ms a page, more than the load saves).
+        Off here, as the mysql client has it; where the socket cannot be reached (the C extension), no LOCAL."""
+        self._nodelay = False
+        sock = getattr(getattr(conn, "_socket", None), "sock", None)
+        if self.load_directory and isinstance(sock, socket.socket):
+            try:
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._nodelay = True
+            except OSError:
+                pass
+
+    def _loads_alike(self, table):
+        """Every column of `table` is of a type in LOADS_ALIKE: asked once for the whole database (information_schema
+        is slow to ask), again for a table created since."""
+        if self._alike is None or table not in self._alike:
+            found = {str(name): not bool(int(others)) for name, others in self.query(
+                "SELECT TABLE_NAME, SUM(LOWER(DATA_TYPE) NOT IN (%s)) FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = DATABASE() GROUP BY TABLE_NAME" % ", ".join("?" * len(LOADS_ALIKE)),
+                tuple(sorted(LOADS_ALIKE)))}
+            if table not in found:  # lower_case_table_names: the server's name for it, when it is one table
+                alike = [ok for name, ok in found.items() if name.lower() == table.lower()]
+                found[table] = len(alike) == 1 and alike[0]
+            self._alike = found
+        return self._alike[table]
+
+    def load_text_page(self, table, columns, body, rows):
+        """The `rows` rows of `body` (a page of SQL text, see above) stored in `table` (`columns`, quoted) by LOAD
+        DATA LOCAL, inside the open transaction; None when they were not (nothing of the page is stored then: send
+        its INSERT)."""
+        if not self._in_transaction or not self._nodelay or not self._local_load_options() or HEX_LITERAL in body \
+                or not self._loads_alike(table):
+            return None
+        try:
+            path = new_temp(os.path.join(self.load_directory, "page-%d" % next(_numbers)))
+        except OSError:  # the folder is gone or full: the INSERTs need none
+            self.load_directory = None
+            return None
+        try:
+            try:
+                with open(path, "wb") as handle:
+                    handle.write(body)
+            except OSError:
+                self.load_directory = None
+                return None
+            statement = ("LOAD DATA LOCAL INFILE '%s' INTO TABLE %s CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' "
+                         "ENCLOSED BY X'27' ESCAPED BY X'5C' LINES STARTING BY '' TERMINATED BY '),(' (%s)" % (
+                             path.replace("\\", "\\\\").replace("'", "''"), self.quote(table), columns))
+            self.execute("SAVEPOINT %s" % SAVEPOINT)
+
+            def load():
+                try:
+                    return self._conn.cmd_query(statement.encode("utf-8"))
+                except self._driver.Error as exc:
+                    if getattr(exc, "errno", None) in LOAD_REFUSED:  # the server's no: the connection is fine
+                        return None
+                    raise
+            result = self._run(load, "load a page")
+            if result is not None and result.get("affected_rows") == rows and result.get("warning_count") == 0:
+                return rows
+            self.execute("ROLLBACK TO SAVEPOINT %s" % SAVEPOINT)
+            if result is None:  # not allowed here: the rest go as INSERTs
+                self.load_directory = None
+            return None
+        finally:
+            remove_own_file(path)
