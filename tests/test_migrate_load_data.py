@@ -214,3 +214,16 @@ def test_cli_copy_with_pages_of_one_row_each_loads_them_all(mysql_address, tmp_p
                    "--snapshot-dir", str(tmp_path / "s"))
     assert done.returncode == 0, done.stderr
     assert names(mysql_address) == {k: v for k, v in names(source).items() if k in ids}
+
+
+def test_without_a_temporary_folder_to_be_had_every_page_goes_as_its_insert(mysql_address, tmp_path, monkeypatch):
+    def refused(**_kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(mysqlload.tempfile, "mkdtemp", refused)
+    source, ids = sqlite_source(tmp_path, ["a\\b'c", "'),(x"])
+    loaded = counting_loads(monkeypatch)
+    result = migrate_experiment(source, mysql_address, 1, init=True, strategy="balanced",
+                                snapshot_dir=str(tmp_path / "s"))
+    assert result.verified and loaded and not any(written for _, written in loaded)
+    assert names(mysql_address) == {k: v for k, v in names(source).items() if k in ids}

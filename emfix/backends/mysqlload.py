@@ -44,8 +44,9 @@ _numbers = itertools.count()
 
 @contextlib.contextmanager
 def load_folder():
-    """A private folder (mkdtemp: mode 0700) for the pages' files, removed at the end; the folders of runs that
-    were killed go first, each once its files are emfix's own of a process that is gone, untouched for a while."""
+    """A private folder (mkdtemp: mode 0700) for the pages' files, removed at the end, or None where none can be
+    made; the folders of runs that were killed go first, each once its files are emfix's own of a process that is
+    gone, untouched for a while."""
     parent = tempfile.gettempdir()
     try:
         names = [n for n in os.listdir(parent) if n.startswith(FOLDER_PREFIX)]
@@ -60,7 +61,11 @@ def load_folder():
                 os.rmdir(folder)  # only once nothing else is in it
         except OSError:
             pass
-    folder = tempfile.mkdtemp(prefix=FOLDER_PREFIX)
+    try:
+        folder = tempfile.mkdtemp(prefix=FOLDER_PREFIX)
+    except OSError:  # no temporary folder to be had (TMPDIR full, read-only, missing): every page as its INSERT
+        yield None
+        return
     try:
         yield folder
     finally:
