@@ -23,6 +23,8 @@ from .backends.sqlite import processes_with_open
 from .errors import DamagedInputError, EmfixError, PrivilegeError, SchemaError
 from .findings import FAIL, OK, WARN, Finding
 from .progress import BASE_MB, DEFAULT_BATCH, format_mb
+from .snapshot.restoremark import describe as describe_restore
+from .snapshot.restoremark import unfinished_restore
 
 LARGE_JSON = 10000  # the cookbook's LENGTH(per_label_val) > 10000
 MYSQL_DEFAULT_PACKET = 16 * 1024 * 1024
@@ -181,6 +183,10 @@ def _mysql_state(db, target):
     found = []
     version = db.server_version()
     found.append(Finding("server", OK, "MySQL/MariaDB %s" % version, details={"version": version}))
+    unfinished = unfinished_restore(db)
+    if unfinished is not None:  # a restore killed outright: its mark is all that says so (restoremark.py)
+        message, hint = describe_restore(unfinished, target)
+        found.append(Finding("restore", FAIL, message, hint, unfinished))
     engines = db.query("SELECT table_name, engine FROM information_schema.tables WHERE table_schema = DATABASE() "
                        "AND table_type = 'BASE TABLE'")
     other = [(t, e) for t, e in engines if (e or "").lower() != "innodb"]

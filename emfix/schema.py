@@ -183,11 +183,16 @@ def is_own_table(name):
 
 def users_graph(graph):
     """The graph without emfix's own journal tables: the schema as the user made it (what `schema` shows)."""
+    return without_tables(graph, is_own_table)
+
+
+def without_tables(graph, left_out):
+    """The graph without the tables `left_out(name)` is true of, and their relations."""
     return dataclasses.replace(
-        graph, tables=[t for t in graph.tables if not is_own_table(t)],
-        relations=[r for r in graph.relations if not (is_own_table(r.child) or is_own_table(r.parent))],
-        primary_keys={t: k for t, k in graph.primary_keys.items() if not is_own_table(t)},
-        columns={t: c for t, c in graph.columns.items() if not is_own_table(t)})
+        graph, tables=[t for t in graph.tables if not left_out(t)],
+        relations=[r for r in graph.relations if not (left_out(r.child) or left_out(r.parent))],
+        primary_keys={t: k for t, k in graph.primary_keys.items() if not left_out(t)},
+        columns={t: c for t, c in graph.columns.items() if not left_out(t)})
 
 
 def discover_graph(backend):

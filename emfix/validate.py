@@ -32,6 +32,8 @@ from .jsoncheck import JsonScan, metric_id_ranges, scan_metric_json
 from .pool import ConnectionPool
 from .progress import NoProgress
 from .schema import SchemaGraph, discover_graph, require_experiment_manager
+from .snapshot.restoremark import describe as describe_restore
+from .snapshot.restoremark import unfinished_restore
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class ValidationReport:
     tables_without_key: List[str] = dataclasses.field(default_factory=list)
     hierarchy: Optional[object] = None
     generated_at: str = ""
+    unfinished_restore: Optional[dict] = None  # snapshot/restoremark.py: a restore that did not finish
 
     @property
     def total_violations(self):
@@ -68,6 +71,10 @@ class ValidationReport:
 
     def warnings(self):
         found = []
+        if self.unfinished_restore is not None:
+            message, hint = describe_restore(self.unfinished_restore, self.database.get("url", ""))
+            found.append({"kind": "unfinished_restore", "restore": self.unfinished_restore,
+                          "message": "%s: what is missing shows as violations; %s" % (message, hint)})
         if self.graph.missing_tables:
             found.append({"kind": "missing_tables", "tables": self.graph.missing_tables,
                           "message": "not an Experiment Manager table set: %s missing; the rest was checked"
@@ -473,9 +480,10 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
                     hierarchy = check_hierarchy(db, graph, experiment, limit)
                 timings["hierarchy"] = time.perf_counter() - step
             database = describe_database(db)
+            unfinished = unfinished_restore(db)
         progress.done()
         timings["total"] = time.perf_counter() - started
         return ValidationReport(database=database, graph=graph, relations=checks, tables=tables, json=json_scan,
                                 unreferenced=unreferenced, timings=timings, limit=limit, tables_without_key=no_key,
-                                hierarchy=hierarchy,
+                                hierarchy=hierarchy, unfinished_restore=unfinished,
                                 generated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))

@@ -13,8 +13,10 @@ import os
 import shlex
 
 from .backends import open_database
-from .errors import ConnectError, ReadOnlyServerError, ReplicaError, UsageError
+from .errors import ConnectError, DamagedInputError, ReadOnlyServerError, ReplicaError, UsageError
 from .fileutil import emfix_file_kind
+from .snapshot.restoremark import describe as describe_restore
+from .snapshot.restoremark import unfinished_restore
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +50,12 @@ def _judge(db, force, address):
     return role
 
 
-def check_before_writing(address, force, retry_policy=None):
+def check_before_writing(address, force, retry_policy=None, restoring=False, can_force=True):
     """refuse_if_replica on a connection of its own: what a command calls before the library opens the
     database to change it. A database that does not exist yet (init, migrate --init) is judged by its
-    server. A SQLite file that is emfix's own (a snapshot, a quarantine file) is refused, --force or not."""
+    server. A SQLite file that is emfix's own (a snapshot, a quarantine file) is refused, --force or not.
+    A MySQL database a restore left partly restored (snapshot/restoremark.py) is refused unless --force, but
+    by a restore (`restoring`), which finishes it (`can_force`: the command has a --force to offer)."""
     if address.is_sqlite:
         refuse_own_file(address, retry_policy)
         return None
@@ -62,7 +66,15 @@ def check_before_writing(address, force, retry_policy=None):
             raise
         db = open_database(dataclasses.replace(address, database=None), retry_policy=retry_policy)
     with db:
-        return _judge(db, force, address)
+        role = _judge(db, force, address)
+        unfinished = unfinished_restore(db) if db.address.database and not restoring else None
+        if unfinished is not None:
+            message, hint = describe_restore(unfinished, address.target())
+            if not force:
+                raise DamagedInputError(message + "; nothing was changed", hint=hint + (
+                    "; or add --force to change it as it is" if can_force else ""))
+            log.warning("%s; going ahead as --force asks", message)
+        return role
 
 
 def refuse_own_file(address, retry_policy=None):

@@ -269,11 +269,13 @@ def retry_policy(args):
     return RetryPolicy(deadline=max(0.0, getattr(args, "lock_timeout", 30.0)))
 
 
-def refuse_replica(args, address):
+def refuse_replica(args, address, restoring=False):
     """The write gate (emfix.writegate), before a command that writes takes a snapshot or opens a quarantine:
-    a MySQL replica is refused unless --force, a server that refuses this user's writes always."""
+    a MySQL replica is refused unless --force, a server that refuses this user's writes always; a database a
+    restore left partly restored unless --force, or `restoring` (a restore finishes it)."""
     from ..writegate import check_before_writing
-    check_before_writing(address, getattr(args, "force", False), retry_policy(args))
+    check_before_writing(address, bool(getattr(args, "force", False)), retry_policy(args), restoring,
+                         can_force=hasattr(args, "force"))
 
 
 def writing_address(args):

@@ -149,7 +149,7 @@ def _verify(args, out, directory, address):
 
 def _restore(args, out, directory, address):
     from .. import snapshot
-    common.refuse_replica(args, address)  # before the safety snapshot, and before any question
+    common.refuse_replica(args, address, restoring=True)  # before the safety snapshot, and before any question
     chosen = snapshot.resolve_snapshot_id(directory, args.snapshot_id or "latest-valid", address)
     if not args.yes:  # it replaces the database's content: asked first, as the old tool and every repair do
         ask = common.confirm(lambda _plan: "replace the content of %s with snapshot %s (a safety snapshot of what is "

@@ -17,6 +17,7 @@ from ..schema import discover_graph
 from ..values import portable
 from .checks import count_rows, sha256_of, sqlite_check
 from .manifest import META_TABLE, SnapshotManifest, new_snapshot_id, snapshot_files, write_manifest
+from .restoremark import snapshot_graph
 from .sqltext import MAX_READERS, READERS, SnapshotReader, open_reader, write_sql_snapshot
 from .store import default_snapshot_dir
 
@@ -123,7 +124,7 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
 
     with ConnectionPool(opener, size=workers if as_sql else 1) as pool, pool.connection() as db:
         pool.prepare(workers - 1 if as_sql else 0)  # the other readers connect while this one plans
-        graph = discover_graph(db)
+        graph = snapshot_graph(discover_graph(db))  # without the mark of a restore under way
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as exc:

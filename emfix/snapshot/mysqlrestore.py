@@ -17,6 +17,7 @@ import threading
 from ..backends import open_database
 from ..errors import EmfixError, OperationInterrupted, SchemaError, Terminated
 from ..fileutil import read_only_uri
+from ..killpoints import kill_point
 from ..pool import ConnectionPool, put_unless_stopped, run_parallel
 from .manifest import META_TABLE
 from .sqltext import LOAD_SQL_MODE, SnapshotReader
@@ -184,6 +185,8 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                             tables[created.group(1).replace(b"``", b"`").decode("utf-8")] = statement.decode("utf-8")
                         emptied = emptied or statement.startswith(b"TRUNCATE")  # (before: it may end mid-way)
                         connections[0].execute_raw(statement)
+                        if statement.startswith(b"TRUNCATE"):
+                            kill_point("emptied")  # tests: a restore killed outright, tables emptied
                         continue
                     if not threads:
                         widened = widened_floats(connections[0], tables)
@@ -334,6 +337,7 @@ def load_sqlite_snapshot(address, path, retry_policy, progress, partial):
                         ", ".join('"%s"' % c.replace('"', '""') for c in columns), table.replace('"', '""')))
                     db.executemany(insert, iter(rows), batch_size=1000)
                 counts[table] = int(db.scalar("SELECT count(*) FROM %s" % db.quote(table)))
+                kill_point("emptied")  # tests: a restore killed outright, a table replaced
                 progress.update("%s: %d rows" % (table, counts[table]))
             db.foreign_key_checks(True)
     except KeyboardInterrupt as exc:  # the table being loaded rolls back; the ones before it are replaced

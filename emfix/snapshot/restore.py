@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 from typing import Dict, Optional
 
+from ..backends import open_database
 from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, EmfixError, NoSpaceError, UsageError
 from ..fileutil import durable_file
 from ..progress import NoProgress
@@ -17,6 +18,7 @@ from .checks import count_rows, open_snapshot_file, sqlite_check
 from .legacy import LEGACY_KIND
 from .manifest import snapshot_files, source_text
 from .mysqlrestore import check_restorable, load_sql_snapshot, load_sqlite_snapshot, partly_restored
+from .restoremark import mark_restore, unmark_restore
 from .sqliterestore import restore_by_content
 from .store import default_snapshot_dir, verified_snapshot
 
@@ -68,6 +70,9 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
         safety_id = take_safety()
     progress.update("restoring %s" % snapshot_id, force=True)
     partial = lambda error: partly_restored(error, address, safety_id, directory)  # noqa: E731
+    if not address.is_sqlite:  # before any table is emptied: a kill from here on leaves the mark (restoremark.py)
+        with open_database(address, retry_policy=retry_policy) as db:
+            mark_restore(db, snapshot_id, safety_id)
     if address.is_sqlite:
         method = ("by content under one write lock (the safety snapshot taken inside it)" if done else
                   _restore_sqlite(address, path, retry_policy))
@@ -85,6 +90,9 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
                                 hint="the safety snapshot %s holds the content from before" % safety_id if safety_id
                                 else "no safety snapshot was taken (--no-safety-snapshot); another program "
                                      "writing meanwhile also changes the counts: stop it and restore again")
+    if not address.is_sqlite:
+        with open_database(address, retry_policy=retry_policy) as db:
+            unmark_restore(db)
     return RestoreResult(snapshot_id, safety_id, counts, method)
 
 
