@@ -82,6 +82,21 @@ def normal_type(text):
     return "INT" + kind[7:] if kind.startswith("INTEGER") else kind
 
 
+def sqlite_affinity(kind):
+    """SQLite's column affinity of a declared type (https://www.sqlite.org/datatype3.html, "Determination of
+    column affinity"): a column of TEXT affinity stores a number given to it as text."""
+    kind = normal_type(kind)
+    if "INT" in kind:
+        return "INTEGER"
+    if any(word in kind for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in kind or not kind:
+        return "BLOB"
+    if any(word in kind for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
 # The application writes MySQL's DATETIME and JSON as TEXT on SQLite (the schema doc, "Columns").
 _AS_SQLITE = {"DATETIME": "TEXT", "TIMESTAMP": "TEXT", "JSON": "TEXT", "LONGTEXT": "TEXT", "MEDIUMTEXT": "TEXT",
               "TINYTEXT": "TEXT"}

@@ -13,6 +13,7 @@ import sqlite3
 import threading
 
 from . import pages
+from .catalog import sqlite_affinity
 from .copycheck import count_in_engine
 from .copyjournal import JOURNAL
 from .errors import DamagedInputError, EmfixError, OperationInterrupted
@@ -52,6 +53,7 @@ class BatchCopy:
         self.counted = None  # in-engine, aggressive: both sides counted while DST was attached (copycheck)
         self.gate = None  # SRC's IntegrityCheck, maybe still running: no write into DST begins before it passed
         self.stopping = None  # lanes: set when one failed or was stopped (a wait for the gate ends then)
+        self.real_columns = {}  # SQL text pages: SRC's columns of each table that may hold a REAL
 
     @property
     def graph(self):
@@ -71,6 +73,9 @@ class BatchCopy:
         source, graph, tree, tables = self.source, self.graph, self.plan.tree, self.plan.tables
         self.gate = None if self.in_engine else integrity  # in-engine, the group of batches waits for it
         self.source_counts = {t: tree.count(source, graph, t) for t in tables}  # inside SRC's one moment
+        if self.packet and source.dialect == "sqlite":  # SQL text pages: here, before other threads read SRC
+            self.real_columns = {t: [d.name for d in source.column_details(t) if sqlite_affinity(d.type) != "TEXT"]
+                                 for t in tables}
         total = sum(self.source_counts.values())
         done = sum(self.copied.values())
         if len(self.lanes) > 1 and self._all_as_text(tables, options):
@@ -377,7 +382,7 @@ class BatchCopy:
         def insert():
             target.foreign_key_checks(False)
             columns = target.quote_columns(self.graph.columns[table])
-            written = target.load_text_page(table, columns, page.text, page.count)
+            written = target.load_text_page(table, columns, page.text, page.count, self._may_hold_reals(table))
             if written is None:  # not loaded (see backends/mysqlload.py): its INSERT
                 written = target.execute_raw(b"INSERT INTO %s (%s) VALUES (%s)" % (
                     target.quote(table).encode("utf-8"), columns.encode("utf-8"), page.text))
@@ -394,6 +399,11 @@ class BatchCopy:
             insert()
             self._save_position(copied=True)
         target.write_batch(write)
+
+    def _may_hold_reals(self, table):
+        """SRC's columns of `table` that may hold a REAL (SQLite keeps one only where the affinity is not TEXT),
+        read by run() before other threads use SRC's connection; all of them for a table it did not read."""
+        return self.real_columns.get(table, self.graph.columns[table])
 
     def _write_in_engine(self, table, batch, last):
         source, before = self.source, self.copied.get(table, 0)

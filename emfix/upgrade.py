@@ -26,7 +26,7 @@ from typing import List, Optional, Tuple
 
 from . import rebuild
 from .backends import open_database
-from .catalog import expected_catalog, normal_type, read_catalog
+from .catalog import expected_catalog, normal_type, read_catalog, sqlite_affinity
 from .errors import Cancelled, DamagedInputError, EmfixError, SchemaError
 from .schema import discover_graph, record_schema_version, require_experiment_manager
 from .schemadiff import compare_catalogs, describe, render
@@ -86,8 +86,8 @@ def _narrowing_query(db, table, column, old, new):
     """SQLite: the count of values the copy into the new type would convert (None: it converts none)."""
     # A declared type is only an affinity on SQLite: the copy converts a value only when the affinity
     # changes and the value's storage class is one the new affinity converts.
-    target = _affinity(new)
-    if target == _affinity(old) or target == "BLOB":
+    target = sqlite_affinity(new)
+    if target == sqlite_affinity(old) or target == "BLOB":
         return None
     convertible = ("integer", "real") if target == "TEXT" else ("text",)
     return "SELECT count(*) FROM %s WHERE typeof(%s) IN (%s)" % (
@@ -101,20 +101,6 @@ def narrows(db, table, column, old, new):
         return fa != fb or sb < sa
     query = _narrowing_query(db, table, column, old, new)
     return bool(query and db.scalar(query))
-
-
-def _affinity(kind):
-    """SQLite's rules (https://www.sqlite.org/datatype3.html#determination_of_column_affinity)."""
-    kind = normal_type(kind)
-    if "INT" in kind:
-        return "INTEGER"
-    if any(word in kind for word in ("CHAR", "CLOB", "TEXT")):
-        return "TEXT"
-    if "BLOB" in kind or not kind:
-        return "BLOB"
-    if any(word in kind for word in ("REAL", "FLOA", "DOUB")):
-        return "REAL"
-    return "NUMERIC"
 
 
 def _json_type(catalog):

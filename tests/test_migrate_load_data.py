@@ -1,6 +1,7 @@
 """SQLite -> MySQL pages go by LOAD DATA LOCAL INFILE where the server allows it, and store exactly what their INSERT
 stores: the same bytes read the same way, or the INSERT decides (a warning, a hex literal, a server that says no)."""
 
+import dataclasses
 import os
 import sqlite3
 import struct
@@ -227,3 +228,68 @@ def test_without_a_temporary_folder_to_be_had_every_page_goes_as_its_insert(mysq
                                 snapshot_dir=str(tmp_path / "s"))
     assert result.verified and loaded and not any(written for _, written in loaded)
     assert names(mysql_address) == {k: v for k, v in names(source).items() if k in ids}
+
+
+def test_a_real_in_a_column_sqlite_does_not_keep_as_text_is_stored_as_its_insert_stores_it(mysql_address, tmp_path,
+                                                                                           monkeypatch):
+    """Found by an outside tester: a REAL (SQLite keeps one where the column's affinity is not TEXT) landing in a
+    text column was stored by LOAD DATA as quote() spells it (1.0e-05), by the INSERT as MySQL does (0.00001)."""
+    path = str(tmp_path / "src.db")
+    write_demo(path, SHAPE, faults=False)
+    with sqlite3.connect(path) as db:
+        ids = [r[0] for r in db.execute("SELECT m.metric_id FROM EPOCH_METRIC m JOIN TRIAL_RUN r ON r.id = "
+                                        "m.epoch_trial_run_id JOIN TRIAL t ON t.id = r.trial_id WHERE "
+                                        "t.experiment_id = 1 ORDER BY 1 LIMIT 2")]
+        db.execute("PRAGMA writable_schema = ON")  # per_label_val declared JSON: NUMERIC affinity, a REAL stays one
+        db.execute("UPDATE sqlite_master SET sql = replace(sql, '\"per_label_val\" TEXT', '\"per_label_val\" JSON') "
+                   "WHERE name = 'METRIC'")
+    with sqlite3.connect(path) as db:
+        for key, value in zip(ids, (1e-05, 0.1 + 0.2)):
+            db.execute("UPDATE METRIC SET per_label_val = ? WHERE id = ?", (value, key))
+        assert {r[0] for r in db.execute("SELECT typeof(per_label_val) FROM METRIC WHERE id IN (?, ?)", ids)} == {
+            "real"}
+    source = DatabaseAddress("sqlite", path=path)
+    loaded = counting_loads(monkeypatch)
+    migrate_experiment(source, mysql_address, 1, init=True, strategy="aggressive", snapshot_dir=str(tmp_path / "s"))
+    assert not [t for t, written in loaded if t == "METRIC" and written]
+    other = dataclasses.replace(mysql_address, database=mysql_address.database + "_i")  # the copy as INSERTs
+    monkeypatch.setattr(mysqlload, "driver_loads_locally", lambda driver: False)
+    try:
+        migrate_experiment(source, other, 1, init=True, strategy="aggressive", snapshot_dir=str(tmp_path / "s"))
+
+        def values(address):
+            with open_database(address) as db:
+                return db.query("SELECT id, per_label_val FROM METRIC WHERE id IN (?, ?) ORDER BY id", tuple(ids))
+        assert values(mysql_address) == values(other)
+    finally:
+        with open_database(mysql_address) as db:
+            db.execute("DROP DATABASE IF EXISTS %s" % db.quote(other.database))
+
+
+def test_a_temporary_folder_whose_name_holds_a_quote_gets_every_page_as_its_insert(mysql_address, tmp_path,
+                                                                                   monkeypatch):
+    """Found by an outside tester: TMPDIR=/tmp/q'x crashed every migrate (exit 70): the driver reads the file's
+    name back from the statement without undoing the quote's doubling."""
+    odd = tmp_path / "q'x\\y"
+    odd.mkdir()
+    monkeypatch.setattr(mysqlload.tempfile, "tempdir", str(odd))
+    source, ids = sqlite_source(tmp_path, ["a\\b'c", "'),(x"])
+    loaded = counting_loads(monkeypatch)
+    result = migrate_experiment(source, mysql_address, 1, init=True, strategy="balanced",
+                                snapshot_dir=str(tmp_path / "s"))
+    assert result.verified and loaded and not any(written for _, written in loaded)
+    assert os.listdir(odd) == []
+
+
+def test_an_infinite_real_is_refused_as_a_value_mysql_has_none_for(mysql_address, tmp_path):
+    """quote() writes SQLite's infinite REAL as Inf, which MySQL read as a column name: "Unknown column 'Inf'",
+    with a hint about the schema."""
+    path = str(tmp_path / "src.db")
+    write_demo(path, SHAPE, faults=False)
+    with sqlite3.connect(path) as db:
+        key = db.execute("SELECT m.metric_id FROM EPOCH_METRIC m JOIN TRIAL_RUN r ON r.id = m.epoch_trial_run_id "
+                         "JOIN TRIAL t ON t.id = r.trial_id WHERE t.experiment_id = 1 LIMIT 1").fetchone()[0]
+        db.execute("UPDATE METRIC SET total_val = 9e999 WHERE id = ?", (key,))
+    refused = run_cli("migrate", path, url_of(mysql_address), "-e", "1", "--init", "--strategy", "aggressive",
+                      "--snapshot-dir", str(tmp_path / "s"))
+    assert refused.returncode == 4 and "infinite" in refused.stderr and "9e999" in refused.stderr, refused.stderr

@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import re
 
-from ..errors import ConnectError, EmfixError, MissingDependencyError, PrivilegeError, SchemaError
+from ..errors import ConnectError, DamagedInputError, EmfixError, MissingDependencyError, PrivilegeError, SchemaError
 from ..retry import RetriesExhausted, call_with_retry, is_transient
 from .base import Backend
 from .mysqlcatalog import MySQLCatalogMixin, text_of
@@ -18,6 +18,7 @@ from .mysqlvalues import exact_dates_converter, literal_of
 from .replication import ReplicationMixin
 
 LOST_CONNECTION = (2006, 2013, 2055)  # server gone away, lost during a query, lost (broken pipe)
+UNKNOWN_COLUMN = 1054  # in a page of SQL text: only an unquoted word, SQLite's Inf
 
 
 def load_driver():
@@ -432,7 +433,14 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
         try:
             return self._run(lambda: self._conn.cmd_query(statement), "statement").get("affected_rows", -1)
         except self._driver.Error as exc:  # what _translate leaves as it is: a statement the server refused
-            raise SchemaError("MySQL %s refused a statement: %s" % (self.address.display(), getattr(exc, "msg", exc)),
+            msg = getattr(exc, "msg", None) or str(exc)
+            if getattr(exc, "errno", None) == UNKNOWN_COLUMN and re.search(r"Unknown column '-?Inf'", msg):
+                raise DamagedInputError(  # SQLite's quote() of an infinite REAL (found by an outside tester)
+                    "MySQL %s has no value for an infinite number (SQLite REAL Inf or -Inf): %s" % (
+                        self.address.display(), msg), kind="refused_value",
+                    hint="replace it where it comes from (in SQLite: UPDATE t SET col = NULL WHERE col IN "
+                         "(9e999, -9e999)), then run again") from None
+            raise SchemaError("MySQL %s refused a statement: %s" % (self.address.display(), msg),
                               kind="refused_statement") from None
 
     def server_version(self):

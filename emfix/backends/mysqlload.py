@@ -12,8 +12,10 @@ duplicate key skips the row; a value that does not fit is changed); a page that 
 fewer rows than it holds, is rolled back to a savepoint taken just before it and sent as its INSERT, which
 refuses it or stores it exactly as before. Some differences give no warning, so LOAD DATA is used only where
 there are none: into tables whose columns are all of the types below (a BIT column would take '5' as the byte
-of the character; a DECIMAL reads '3.00000000000000044408e-01' exactly where the INSERT reads a double), and
-never for a page holding a hex literal (a BLOB, or text holding NUL: X'..'), whose characters it would read.
+of the character; a DECIMAL reads '3.00000000000000044408e-01' exactly where the INSERT reads a double), where
+no column that may hold a REAL lands in a character or JSON column (LOAD DATA keeps quote()'s spelling, 1.0e-05,
+where the INSERT stores MySQL's, 0.00001: found by an outside tester), and never for a page holding a hex
+literal (a BLOB, or text holding NUL: X'..'), whose characters it would read.
 Where the server or the driver does not allow LOCAL (local_infile off, a driver before 8.0.24), every page goes
 as its INSERT.
 
@@ -35,9 +37,10 @@ MIN_DRIVER = (8, 0, 24)  # allow_local_infile_in_path: LOCAL limited to one dire
 LOAD_REFUSED = (1148, 3948, 4166)  # the server does not take LOCAL (MySQL 5.7, MySQL 8, MariaDB)
 HEX_LITERAL = b"X'"  # a BLOB, or text holding NUL, in SQLite's quote(): LOAD DATA would read its characters
 SAVEPOINT = "emfix_page"
-LOADS_ALIKE = frozenset((  # column types a field of quote()'s text reads into as the same literal in an INSERT does
-    "tinyint", "smallint", "mediumint", "int", "integer", "bigint", "float", "double", "real", "char", "varchar",
-    "tinytext", "text", "mediumtext", "longtext", "json", "date", "datetime", "timestamp"))
+TEXT_TYPES = frozenset(("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "json"))
+LOADS_ALIKE = TEXT_TYPES | frozenset((  # column types a field of quote()'s text reads into as its literal does
+    "tinyint", "smallint", "mediumint", "int", "integer", "bigint", "float", "double", "real", "date", "datetime",
+    "timestamp"))
 FOLDER_PREFIX = "emfix-load-"
 _numbers = itertools.count()
 
@@ -66,10 +69,25 @@ def load_folder():
     except OSError:  # no temporary folder to be had (TMPDIR full, read-only, missing): every page as its INSERT
         yield None
         return
+    if not _plain(folder):  # the driver finds the name in the statement by a pattern that takes it as it is
+        os.rmdir(folder)
+        yield None
+        return
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _plain(path):
+    """A folder name that goes into LOAD DATA's statement as it is: no quote or backslash (mysql-connector reads
+    the file name back from the statement without undoing them: a TMPDIR holding one crashed every migrate,
+    found by an outside tester), and UTF-8."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "'" not in path and "\\" not in path
 
 
 def driver_loads_locally(driver):
@@ -85,7 +103,7 @@ class LocalLoadMixin:
 
     load_directory = None  # set before connecting: LOCAL is allowed from there only
     _nodelay = False  # the connection's socket sends at once (see _after_connect)
-    _alike = None  # {table: _loads_alike}
+    _columns = None  # {table: {column (lower case): its type}}
 
     def _local_load_options(self):
         if self.load_directory and driver_loads_locally(self._driver):
@@ -106,26 +124,29 @@ class LocalLoadMixin:
             except OSError:
                 pass
 
-    def _loads_alike(self, table):
-        """Every column of `table` is of a type in LOADS_ALIKE: asked once for the whole database (information_schema
-        is slow to ask), again for a table created since."""
-        if self._alike is None or table not in self._alike:
-            found = {str(name): not bool(int(others)) for name, others in self.query(
-                "SELECT TABLE_NAME, SUM(LOWER(DATA_TYPE) NOT IN (%s)) FROM information_schema.COLUMNS "
-                "WHERE TABLE_SCHEMA = DATABASE() GROUP BY TABLE_NAME" % ", ".join("?" * len(LOADS_ALIKE)),
-                tuple(sorted(LOADS_ALIKE)))}
+    def _loads_alike(self, table, real_columns):
+        """Every column of `table` is of a type in LOADS_ALIKE, and none of `real_columns` (those of SRC that may
+        hold a REAL) is of a TEXT_TYPES one: asked once for the whole database (information_schema is slow to
+        ask), again for a table created since."""
+        if self._columns is None or table not in self._columns:
+            found = {}
+            for name, column, kind in self.query("SELECT TABLE_NAME, COLUMN_NAME, LOWER(DATA_TYPE) FROM "
+                                                 "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"):
+                found.setdefault(str(name), {})[str(column).lower()] = str(kind)
             if table not in found:  # lower_case_table_names: the server's name for it, when it is one table
-                alike = [ok for name, ok in found.items() if name.lower() == table.lower()]
-                found[table] = len(alike) == 1 and alike[0]
-            self._alike = found
-        return self._alike[table]
+                same = [c for name, c in found.items() if name.lower() == table.lower()]
+                found[table] = same[0] if len(same) == 1 else {"": "unknown"}
+            self._columns = found
+        kinds = self._columns[table]
+        return all(k in LOADS_ALIKE for k in kinds.values()) and not any(
+            kinds.get(c.lower()) in TEXT_TYPES for c in real_columns)
 
-    def load_text_page(self, table, columns, body, rows):
+    def load_text_page(self, table, columns, body, rows, real_columns=()):
         """The `rows` rows of `body` (a page of SQL text, see above) stored in `table` (`columns`, quoted) by LOAD
         DATA LOCAL, inside the open transaction; None when they were not (nothing of the page is stored then: send
-        its INSERT)."""
+        its INSERT). `real_columns`: the columns whose SRC values may be REALs (SQLite: affinity other than TEXT)."""
         if not self._in_transaction or not self._nodelay or not self._local_load_options() or HEX_LITERAL in body \
-                or not self._loads_alike(table):
+                or not self._loads_alike(table, real_columns):
             return None
         try:
             path = new_temp(os.path.join(self.load_directory, "page-%d" % next(_numbers)))
