@@ -54,8 +54,8 @@ def check_before_writing(address, force, retry_policy=None, restoring=False, can
     """refuse_if_replica on a connection of its own: what a command calls before the library opens the
     database to change it. A database that does not exist yet (init, migrate --init) is judged by its
     server. A SQLite file that is emfix's own (a snapshot, a quarantine file) is refused, --force or not.
-    A MySQL database a restore left partly restored (snapshot/restoremark.py) is refused unless --force, but
-    by a restore (`restoring`), which finishes it (`can_force`: the command has a --force to offer)."""
+    A MySQL database a restore left partly restored (snapshot/restoremark.py) is refused unless --force
+    (`can_force`: the command has one to offer); a restore (`restoring`) goes ahead, as it finishes it."""
     if address.is_sqlite:
         refuse_own_file(address, retry_policy)
         return None

@@ -26,12 +26,11 @@ private temporary directory of the command: no other file can be asked for by a 
 import contextlib
 import itertools
 import os
-import shutil
 import socket
 import tempfile
 import time
 
-from ..fileutil import STALE_TEMP_SECONDS, clear_stale_temps, new_temp, remove_own_file
+from ..fileutil import STALE_TEMP_SECONDS, clear_stale_temps, is_own_file, new_temp, remove_own_file
 
 MIN_DRIVER = (8, 0, 24)  # allow_local_infile_in_path: LOCAL limited to one directory
 LOAD_REFUSED = (1148, 3948, 4166)  # the server does not take LOCAL (MySQL 5.7, MySQL 8, MariaDB)
@@ -75,8 +74,13 @@ def load_folder():
         return
     try:
         yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    finally:  # each page's file went once loaded; one a failure left, then the folder (only if nothing else is in it)
+        for path in [os.path.join(folder, name) for name in os.listdir(folder)]:
+            if is_own_file(path):  # the guard's test (fileutil): an emfix temporary, nothing else
+                with contextlib.suppress(OSError):
+                    remove_own_file(path)
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def _plain(path):
