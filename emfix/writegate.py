@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def refuse_if_replica(db, force):
-    """Raise unless the server behind `db` is the one to write to; return its ReplicationRole (None on
-    SQLite, which has no replicas).
+    """Raise unless the server behind `db` is the one to write to, and its database is not one a restore left
+    partly restored (unless `force`); return its ReplicationRole (None on SQLite, which has no replicas).
 
     ReadOnlyServerError (exit 3) when the server refuses this user's writes, with or without `force`;
     ReplicaError (exit 2) when it is a replica and `force` is false. With `force`, writing to a
@@ -31,7 +31,7 @@ def refuse_if_replica(db, force):
     return _judge(db, force, db.address)
 
 
-def _judge(db, force, address):
+def _judge(db, force, address, restoring=False, can_force=True):
     if not hasattr(db, "replication_role"):
         return None
     role = db.replication_role()
@@ -47,7 +47,25 @@ def _judge(db, force, address):
     if role.is_replica:
         log.warning("writing to MySQL %s, %s, as --force asks: replication from its primary may stop", where,
                     role.describe())
+    if db.address.database and not restoring:
+        _refuse_unfinished_restore(db, force, address, can_force)
     return role
+
+
+def _refuse_unfinished_restore(db, force, address, can_force):
+    unfinished = unfinished_restore(db)
+    if unfinished is None:
+        return
+    message, hint = describe_restore(unfinished, address.target())
+    if not force:
+        raise DamagedInputError(message + "; nothing was changed", hint=hint + (
+            "; or add --force to change it as it is" if can_force else ""))
+    if address.key() not in _warned:  # once, though the command's gate and the library's preflight both ask
+        _warned.add(address.key())
+        log.warning("%s; going ahead as --force asks", message)
+
+
+_warned = set()
 
 
 def check_before_writing(address, force, retry_policy=None, restoring=False, can_force=True):
@@ -66,15 +84,7 @@ def check_before_writing(address, force, retry_policy=None, restoring=False, can
             raise
         db = open_database(dataclasses.replace(address, database=None), retry_policy=retry_policy)
     with db:
-        role = _judge(db, force, address)
-        unfinished = unfinished_restore(db) if db.address.database and not restoring else None
-        if unfinished is not None:
-            message, hint = describe_restore(unfinished, address.target())
-            if not force:
-                raise DamagedInputError(message + "; nothing was changed", hint=hint + (
-                    "; or add --force to change it as it is" if can_force else ""))
-            log.warning("%s; going ahead as --force asks", message)
-        return role
+        return _judge(db, force, address, restoring, can_force)
 
 
 def refuse_own_file(address, retry_policy=None):

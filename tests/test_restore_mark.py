@@ -83,3 +83,14 @@ def test_the_safety_snapshot_of_a_half_restored_database_leaves_the_mark_out(hal
         assert MARK_TABLE in {t.lower() for t in db.tables()}
     tables = snapshot(address, folder)["tables"]
     assert tables and MARK_TABLE not in {t.lower() for t in tables}
+
+
+def test_the_library_refuses_it_too(half_restored, tmp_path):
+    """A program that calls emfix's library (not the command) is refused the same way, by the engine's preflight."""
+    from emfix.cleanup import cleanup_orphans
+    from emfix.errors import DamagedInputError
+    address, folder, _ = half_restored
+    before = counts(address)
+    with pytest.raises(DamagedInputError, match="partly restored"):
+        cleanup_orphans(address, snapshot_dir=folder)
+    assert counts(address) == before
