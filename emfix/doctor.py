@@ -186,7 +186,7 @@ def _mysql_state(db, target):
     unfinished = unfinished_restore(db)
     if unfinished is not None:  # a restore killed outright: its mark is all that says so (restoremark.py)
         message, hint = describe_restore(unfinished, target)
-        found.append(Finding("restore", FAIL, message, hint, unfinished))
+        found.append(Finding("restore", WARN if unfinished["running"] else FAIL, message, hint, unfinished))
     engines = db.query("SELECT table_name, engine FROM information_schema.tables WHERE table_schema = DATABASE() "
                        "AND table_type = 'BASE TABLE'")
     other = [(t, e) for t, e in engines if (e or "").lower() != "innodb"]

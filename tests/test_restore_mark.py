@@ -3,6 +3,8 @@ what to do, validate warns, commands that change the database refuse it (unless 
 and no snapshot carries the mark."""
 
 import json
+import os
+import sqlite3
 
 import pytest
 from conftest import make_demo, run_cli, url_of
@@ -46,15 +48,17 @@ def test_doctor_fails_on_a_restore_killed_outright_and_says_how_to_finish_it(hal
     restore = [f for f in json.loads(found.stdout)["findings"] if f["check"] == "restore"]
     assert found.returncode != 0 and restore and restore[0]["level"] == "FAIL", found.stdout
     assert taken in restore[0]["message"] and "snapshot restore" in restore[0]["fix"]
+    assert "--snapshot-dir %s" % folder in restore[0]["fix"]  # the command as printed finds the snapshot
 
 
 def test_changing_commands_refuse_a_half_restored_database_and_change_nothing(half_restored, tmp_path):
     address, folder, taken = half_restored
     before = counts(address)
-    refused = run_cli("cleanup-orphans", url_of(address), "--yes", "--snapshot-dir", folder)
-    assert refused.returncode == 4 and "partly restored" in refused.stderr, refused.stderr
-    assert "snapshot restore" in refused.stderr and "--snapshot-id %s" % taken in refused.stderr
-    assert counts(address) == before
+    for command in (["cleanup-orphans"], ["repair"], ["fix-json"]):  # repair went ahead (an outside tester)
+        refused = run_cli(*command, url_of(address), "--yes", "--snapshot-dir", folder)
+        assert refused.returncode == 4 and "partly restored" in refused.stderr, (command, refused.stderr)
+        assert "snapshot restore" in refused.stderr and "--snapshot-id %s" % taken in refused.stderr
+        assert counts(address) == before
     report = run_cli("validate", url_of(address), "--json")
     assert "unfinished_restore" in {w["kind"] for w in json.loads(report.stdout)["warnings"]}
 
@@ -64,7 +68,7 @@ def test_a_restore_finishes_it_and_no_snapshot_carries_the_mark(half_restored, t
     finished = run_cli("snapshot", "restore", url_of(address), "--snapshot-dir", folder, "--snapshot-id", taken,
                        "--yes")
     assert finished.returncode == 0, finished.stderr
-    assert MARK_TABLE not in {t.lower() for t in counts(address)}
+    assert unfinished(address) is None and MARK_TABLE not in {t.lower() for t in counts(address)}
     assert run_cli("doctor", url_of(address), "--snapshot-dir", folder).returncode == 0
     cleaned = run_cli("cleanup-orphans", url_of(address), "--yes", "--snapshot-dir", folder)
     assert cleaned.returncode == 0, cleaned.stderr
@@ -81,7 +85,9 @@ def test_the_safety_snapshot_of_a_half_restored_database_leaves_the_mark_out(hal
     address, folder, taken = half_restored
     with open_database(address) as db:
         assert MARK_TABLE in {t.lower() for t in db.tables()}
-    tables = snapshot(address, folder)["tables"]
+    made = run_cli("snapshot", "create", url_of(address), "--snapshot-dir", folder, "--json")
+    assert made.returncode == 0 and "partly restored" in made.stderr  # said: the snapshot holds the half
+    tables = json.loads(made.stdout)["tables"]
     assert tables and MARK_TABLE not in {t.lower() for t in tables}
 
 
@@ -94,3 +100,85 @@ def test_the_library_refuses_it_too(half_restored, tmp_path):
     with pytest.raises(DamagedInputError, match="partly restored"):
         cleanup_orphans(address, snapshot_dir=folder)
     assert counts(address) == before
+
+
+def test_a_second_killed_restore_still_names_what_was_there_before_the_first(half_restored):
+    """Found by an outside tester: each restore replaced the mark, so after two killed restores doctor named the
+    second one's safety snapshot, which holds the first one's half."""
+    address, folder, taken = half_restored
+    first_safety = unfinished(address)["safety_snapshot_id"]
+    again = run_cli("snapshot", "restore", url_of(address), "--snapshot-dir", folder, "--snapshot-id", taken,
+                    "--yes", env={"EMFIX_TEST_KILL_AT": "emptied:3"})
+    assert again.returncode == -9, again.stderr
+    found = unfinished(address)
+    assert found["restores"] == 2 and found["safety_snapshot_id"] == first_safety
+    doctor = run_cli("doctor", url_of(address), "--snapshot-dir", folder)
+    assert first_safety in doctor.stdout and "2 restores" in doctor.stdout, doctor.stdout
+
+
+def unfinished(address):
+    from emfix.snapshot.restoremark import unfinished_restore
+    with open_database(address) as db:
+        return unfinished_restore(db)
+
+
+def test_a_restore_is_refused_while_another_one_runs(mysql_address, tmp_path):
+    """Found by an outside tester: a restore that finished dropped the mark of one still running, which was then
+    killed: half a database, doctor OK. Two restores into one database no longer run at once."""
+    from emfix.snapshot.restoremark import lock_name
+    make_demo(mysql_address, shape=SHAPE, faults=False)
+    folder = str(tmp_path / "snaps")
+    taken = snapshot(mysql_address, folder)["id"]
+    before = counts(mysql_address)
+    with open_database(mysql_address) as running:  # as a restore under way holds it
+        assert running.scalar("SELECT GET_LOCK(?, 0)", (lock_name(mysql_address.database),)) == 1
+        refused = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", folder, "--snapshot-id",
+                          taken, "--yes")
+    assert refused.returncode == 3 and "another restore" in refused.stderr, refused.stderr
+    assert counts(mysql_address) == before and unfinished(mysql_address) is None
+
+
+def test_a_restore_refused_at_its_first_table_leaves_no_mark(mysql_address, tmp_path):
+    """Found by an outside tester: a SQLite-format restore whose first table the server refused changed nothing,
+    yet left the mark."""
+    make_demo(mysql_address, shape=SHAPE, faults=False)
+    folder = str(tmp_path / "snaps")
+    made = run_cli("snapshot", "create", url_of(mysql_address), "--snapshot-dir", folder, "--format", "sqlite",
+                   "--json")
+    taken = json.loads(made.stdout)["id"]
+    with sqlite3.connect(os.path.join(folder, taken + ".db")) as snap:  # the table it loads first
+        first = snap.execute("SELECT name FROM _emfix_snapshot ORDER BY ordinal LIMIT 1").fetchone()[0]
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TRIGGER emfix_t_refuse BEFORE INSERT ON %s FOR EACH ROW SIGNAL SQLSTATE '45000' "
+                   "SET MESSAGE_TEXT = 'no inserts here'" % db.quote(first))
+    refused = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", folder, "--snapshot-id",
+                      taken, "--yes", "--no-safety-snapshot")
+    assert refused.returncode != 0 and "no inserts here" in refused.stderr, refused.stderr
+    assert unfinished(mysql_address) is None
+
+
+def test_a_user_who_may_not_create_tables_restores_unmarked_as_before(mysql_address, tmp_path):
+    """Found by an outside tester: the mark needed CREATE (and DROP) a restore from a SQLite-format snapshot did not
+    need before; such a user restores as before, told that the restore is not marked."""
+    import dataclasses
+    make_demo(mysql_address, shape=SHAPE, faults=False)
+    folder = str(tmp_path / "snaps")
+    made = run_cli("snapshot", "create", url_of(mysql_address), "--snapshot-dir", folder, "--format", "sqlite",
+                   "--json")
+    taken = json.loads(made.stdout)["id"]
+    user = "emfix_t_nocreate"
+    with open_database(mysql_address) as db:
+        db.execute("DROP USER IF EXISTS '%s'@'%%'" % user)
+        db.execute("CREATE USER '%s'@'%%' IDENTIFIED BY 'pw-nocreate'" % user)
+        db.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON %s.* TO '%s'@'%%'" % (db.quote(mysql_address.database),
+                                                                               user))
+    try:
+        limited = dataclasses.replace(mysql_address, user=user, password=None)
+        done = run_cli("snapshot", "restore", url_of(limited), "--snapshot-dir", folder, "--snapshot-id", taken,
+                       "--yes", "--no-safety-snapshot", "--from-other-database",
+                       env={"EMFIX_MYSQL_PASSWORD": "pw-nocreate"})
+        assert done.returncode == 0, done.stderr
+        assert "not marked" in done.stderr
+    finally:
+        with open_database(mysql_address) as db:
+            db.execute("DROP USER IF EXISTS '%s'@'%%'" % user)

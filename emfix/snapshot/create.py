@@ -17,7 +17,8 @@ from ..schema import discover_graph
 from ..values import portable
 from .checks import count_rows, sha256_of, sqlite_check
 from .manifest import META_TABLE, SnapshotManifest, new_snapshot_id, snapshot_files, write_manifest
-from .restoremark import snapshot_graph
+from .restoremark import describe as describe_restore
+from .restoremark import snapshot_graph, unfinished_restore
 from .sqltext import MAX_READERS, READERS, SnapshotReader, open_reader, write_sql_snapshot
 from .store import default_snapshot_dir
 
@@ -125,6 +126,9 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
     with ConnectionPool(opener, size=workers if as_sql else 1) as pool, pool.connection() as db:
         pool.prepare(workers - 1 if as_sql else 0)  # the other readers connect while this one plans
         graph = snapshot_graph(discover_graph(db))  # without the mark of a restore under way
+        unfinished = unfinished_restore(db)
+        if unfinished is not None:  # the snapshot holds the half as it is, and nothing in it says so
+            log.warning("%s: this snapshot holds it as it is", describe_restore(unfinished, address.target())[0])
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as exc:

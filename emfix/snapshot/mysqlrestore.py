@@ -149,6 +149,7 @@ def partly_restored(error, address, safety_id, directory):
     failure = type(error)(message, hint=hint)
     failure.__dict__.update({k: v for k, v in error.__dict__.items()
                              if k not in ("message", "hint", "kind", "facts", "args")})
+    failure.partly_restored = True  # a table was emptied: the restore's mark stays (restoremark.py)
     return failure
 
 

@@ -4,12 +4,12 @@ by content under one write lock (sqliterestore.py), with the backup API, or as a
 into MySQL from SQL text or a SQLite file (mysqlrestore.py)."""
 
 import dataclasses
+import logging
 import os
 import shutil
 import sqlite3
 from typing import Dict, Optional
 
-from ..backends import open_database
 from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, EmfixError, NoSpaceError, UsageError
 from ..fileutil import durable_file
 from ..progress import NoProgress
@@ -18,9 +18,11 @@ from .checks import count_rows, open_snapshot_file, sqlite_check
 from .legacy import LEGACY_KIND
 from .manifest import snapshot_files, source_text
 from .mysqlrestore import check_restorable, load_sql_snapshot, load_sqlite_snapshot, partly_restored
-from .restoremark import mark_restore, unmark_restore
+from .restoremark import RestoreMark
 from .sqliterestore import restore_by_content
 from .store import default_snapshot_dir, verified_snapshot
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -58,6 +60,22 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
     path, _ = snapshot_files(directory, snapshot_id)
     if not address.is_sqlite:  # before anything is emptied: will the tables as they are take its rows?
         check_restorable(address, path, snapshot_id, retry_policy)
+    # MySQL: the restore lock, held to the end, and the mark written before anything is emptied (restoremark.py)
+    mark = RestoreMark(address, retry_policy) if not address.is_sqlite else None
+    try:
+        safety_id, counts, method = _restore(address, directory, snapshot_id, path, manifest, safety_snapshot,
+                                             retry_policy, progress, mark)
+    except BaseException as exc:
+        if mark is not None:
+            _leave(mark, exc)
+        raise
+    if mark is not None:
+        mark.finish()
+    return RestoreResult(snapshot_id, safety_id, counts, method)
+
+
+def _restore(address, directory, snapshot_id, path, manifest, safety_snapshot, retry_policy, progress, mark):
+    """The safety snapshot, then the restore that fits; (safety snapshot id, row counts, method)."""
     def take_safety():
         return create.safety_snapshot(address, directory, "restoring %s" % snapshot_id, retry_policy=retry_policy,
                                       before_restore=True) if safety_snapshot else None
@@ -70,9 +88,8 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
         safety_id = take_safety()
     progress.update("restoring %s" % snapshot_id, force=True)
     partial = lambda error: partly_restored(error, address, safety_id, directory)  # noqa: E731
-    if not address.is_sqlite:  # before any table is emptied: a kill from here on leaves the mark (restoremark.py)
-        with open_database(address, retry_policy=retry_policy) as db:
-            mark_restore(db, snapshot_id, safety_id)
+    if mark is not None:
+        mark.mark(snapshot_id, safety_id, directory)
     if address.is_sqlite:
         method = ("by content under one write lock (the safety snapshot taken inside it)" if done else
                   _restore_sqlite(address, path, retry_policy))
@@ -86,14 +103,25 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
         method = "per-table transactions"
     progress.done()
     if counts != manifest.tables:
-        raise DamagedInputError("after restoring %s the row counts differ from the snapshot" % snapshot_id,
-                                hint="the safety snapshot %s holds the content from before" % safety_id if safety_id
-                                else "no safety snapshot was taken (--no-safety-snapshot); another program "
-                                     "writing meanwhile also changes the counts: stop it and restore again")
-    if not address.is_sqlite:
-        with open_database(address, retry_policy=retry_policy) as db:
-            unmark_restore(db)
-    return RestoreResult(snapshot_id, safety_id, counts, method)
+        error = DamagedInputError("after restoring %s the row counts differ from the snapshot" % snapshot_id,
+                                  hint="the safety snapshot %s holds the content from before" % safety_id if safety_id
+                                  else "no safety snapshot was taken (--no-safety-snapshot); another program "
+                                       "writing meanwhile also changes the counts: stop it and restore again")
+        error.partly_restored = True  # loaded, but not as the snapshot says: the mark stays
+        raise error
+    return safety_id, counts, method
+
+
+def _leave(mark, exc):
+    """A MySQL restore that did not finish: its mark stays where it emptied a table (partly_restored says so), and
+    goes where nothing was changed yet."""
+    try:
+        if getattr(exc, "partly_restored", False):
+            mark.close()
+        else:
+            mark.nothing_changed()
+    except Exception as failure:  # noqa: BLE001 - the restore's own error is the one to tell
+        log.warning("could not end the restore's mark: %s", failure)
 
 
 def _restore_sqlite(address, snapshot_path, retry_policy):

@@ -5,57 +5,141 @@ say so (an error, Ctrl-C, SIGTERM) says the database is partly restored; one kil
 OOM killer, a power cut) could not, and the half-loaded database looked like any other: `doctor` said OK,
 and a cleanup would have taken the rows whose parents were not loaded yet for orphans.
 
-So the restore writes one row into a table of its own, `_emfix_restore`, before it empties anything, and drops
-the table once every table is loaded and counted. While it is there, `doctor` fails with what to do, and the
-commands that change the database refuse it (unless --force) until a restore finishes. Snapshots leave the
-table out: restoring one never brings the mark back.
+So a restore first takes the database's restore lock (GET_LOCK, on a connection it keeps to its end: a second
+restore into the same database is refused meanwhile, and a killed one's lock goes with its connection), then
+writes a row into a table of its own, `_emfix_restore`, before it empties anything. Once every table is loaded
+and counted it deletes the rows, its own and those of restores killed before it (the database now holds a whole
+snapshot), and the table. A restore refused before it changed anything deletes its own row. While a row is there, `doctor`
+fails with what to do, `validate` warns, and the commands that change the database refuse it (unless --force)
+until a restore finishes. Snapshots leave the table out: restoring one never brings a row back.
 """
 
+import hashlib
+import logging
+import os
+
+from ..backends import open_database
+from ..errors import DatabaseLockedError, EmfixError, PrivilegeError
 from ..progress import utc_now
 from ..schema import without_tables
 
+log = logging.getLogger(__name__)
+
 MARK_TABLE = "_emfix_restore"
+COLUMNS = ("run_id", "snapshot_id", "safety_snapshot_id", "snapshot_dir", "started_at")
 
 
-def mark_restore(db, snapshot_id, safety_id):
-    """Say in the database that a restore of `snapshot_id` begins (before the first table is emptied)."""
-    q = db.quote(MARK_TABLE)
-    db.execute("CREATE TABLE IF NOT EXISTS %s (snapshot_id VARCHAR(100) NOT NULL, safety_snapshot_id VARCHAR(100), "
-               "started_at VARCHAR(40) NOT NULL)" % q)
-    with db.transaction():
-        db.execute("DELETE FROM %s" % q)
-        db.execute("INSERT INTO %s (snapshot_id, safety_snapshot_id, started_at) VALUES (?, ?, ?)" % q,
-                   (snapshot_id, safety_id, utc_now()))
+def lock_name(database):
+    """The server-wide name of a database's restore lock (at most 64 characters)."""
+    name = "emfix_restore:%s" % database
+    return name if len(name) <= 64 else "emfix_restore:" + hashlib.sha256(database.encode("utf-8")).hexdigest()[:40]
 
 
-def unmark_restore(db):
-    """The restore finished: every table loaded and counted."""
-    db.execute("DROP TABLE IF EXISTS %s" % db.quote(MARK_TABLE))
+class RestoreMark:
+    """One MySQL restore's lock and mark (see the module's docstring)."""
+
+    def __init__(self, address, retry_policy=None):
+        self.address, self.retry_policy = address, retry_policy
+        self.run_id = None
+        self.db = open_database(address, retry_policy=retry_policy)
+        try:
+            self._lock()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _lock(self):
+        try:
+            got = self.db.scalar("SELECT GET_LOCK(?, 0)", (lock_name(self.address.database),))
+        except EmfixError as exc:  # a server without named locks: restores are not kept apart there
+            log.info("restoring without the restore lock: %s", exc)
+            return
+        if not got:
+            raise DatabaseLockedError("another restore into %s is running now; nothing was changed" %
+                                      self.address.display(), hint="wait for it to finish, then run this again")
+
+    def mark(self, snapshot_id, safety_id, directory):
+        """Before the first table is emptied: the row that says this restore is under way."""
+        q = self.db.quote(MARK_TABLE)
+        try:
+            self.db.execute("CREATE TABLE IF NOT EXISTS %s (run_id VARCHAR(64) NOT NULL PRIMARY KEY, snapshot_id "
+                            "VARCHAR(100) NOT NULL, safety_snapshot_id VARCHAR(100), snapshot_dir TEXT, "
+                            "started_at VARCHAR(40) NOT NULL)" % q)
+        except PrivilegeError as exc:  # a user without CREATE restores as before, unmarked: said, not refused
+            log.warning("this restore is not marked in the database (%s): if it is killed before it ends, only "
+                        "running it again tells", exc.message)
+            return
+        run_id = "%s-%d-%s" % (utc_now(), os.getpid(), os.urandom(4).hex())
+        self.db.execute("INSERT INTO %s (%s) VALUES (?, ?, ?, ?, ?)" % (q, ", ".join(COLUMNS)),
+                        (run_id, snapshot_id, safety_id, os.path.abspath(directory), utc_now()))
+        self.run_id = run_id
+
+    def finish(self):
+        """Every table loaded and counted: no row is left, this restore's nor a killed one's, and the table goes
+        (the database as the snapshot has it; under the lock no other restore is marking). A user who may delete
+        but not drop leaves it, empty."""
+        try:
+            if self.run_id is not None:
+                q = self.db.quote(MARK_TABLE)
+                self.db.execute("DELETE FROM %s" % q)
+                try:
+                    self.db.execute("DROP TABLE IF EXISTS %s" % q)
+                except PrivilegeError:
+                    pass
+        finally:
+            self.close()
+
+    def nothing_changed(self):
+        """Refused before it emptied anything: its own row goes (a killed restore's stays)."""
+        try:
+            if self.run_id is not None:
+                self.db.execute("DELETE FROM %s WHERE run_id = ?" % self.db.quote(MARK_TABLE), (self.run_id,))
+        finally:
+            self.close()
+
+    def close(self):
+        """The lock goes with the connection; the row stays (the restore did not finish)."""
+        self.db.close()
 
 
 def unfinished_restore(db):
-    """{snapshot_id, safety_snapshot_id, started_at} of a restore into this MySQL database that did not finish
-    (the values None where the table holds no row), or None."""
+    """What the rows of restores into this MySQL database that did not finish say, or None: the latest one's
+    snapshot and folder (to run it again), the first one's safety snapshot (what was there before them all), how
+    many there are, and whether a restore holds the lock now (one is running)."""
     if db.dialect != "mysql":
         return None
     name = next((t for t in db.tables() if t.lower() == MARK_TABLE), None)
     if name is None:
         return None
-    rows = db.query("SELECT snapshot_id, safety_snapshot_id, started_at FROM %s" % db.quote(name))
-    keys = ("snapshot_id", "safety_snapshot_id", "started_at")
-    return dict(zip(keys, (str(v) if v is not None else None for v in rows[0]))) if rows else dict.fromkeys(keys)
+    rows = db.query("SELECT snapshot_id, safety_snapshot_id, snapshot_dir, started_at FROM %s ORDER BY started_at"
+                    % db.quote(name))
+    if not rows:
+        return None
+    first, last = rows[0], rows[-1]
+    running = db.scalar("SELECT IS_USED_LOCK(?)", (lock_name(db.address.database),)) is not None
+    return {"snapshot_id": _text(last[0]), "snapshot_dir": _text(last[2]), "started_at": _text(last[3]),
+            "safety_snapshot_id": _text(first[1]), "restores": len(rows), "running": running}
+
+
+def _text(value):
+    return value.decode("utf-8") if isinstance(value, bytes) else (None if value is None else str(value))
 
 
 def describe(found, target):
-    """(message, hint) of an unfinished restore, for doctor and the refusals."""
+    """(message, hint) of a restore under way or one that did not finish, for doctor and the refusals."""
     snapshot = found.get("snapshot_id")
-    message = "a restore%s%s did not finish: the database is partly restored (tables emptied, not all loaded)" % (
-        " of snapshot %s" % snapshot if snapshot else "", " started %s" % found["started_at"]
-        if found.get("started_at") else "")
-    hint = "restore it again: emfix snapshot restore %s%s" % (target, " --snapshot-id %s" % snapshot if snapshot
-                                                                   else "")
+    if found.get("running"):
+        return ("a restore of snapshot %s into this database is running now (started %s): the database is partly "
+                "restored until it ends" % (snapshot, found.get("started_at")), "wait for it to finish")
+    message = "a restore of snapshot %s (started %s) did not finish: the database is partly restored (tables " \
+              "emptied, not all loaded)" % (snapshot, found.get("started_at"))
+    if found.get("restores", 1) > 1:
+        message += "; %d restores did not finish" % found["restores"]
+    hint = "restore it again: emfix snapshot restore %s%s --snapshot-id %s" % (
+        target, " --snapshot-dir %s" % found["snapshot_dir"] if found.get("snapshot_dir") else "", snapshot)
     if found.get("safety_snapshot_id"):
-        hint += " (safety snapshot %s holds what was there before it)" % found["safety_snapshot_id"]
+        hint += " (safety snapshot %s holds what was there before%s)" % (
+            found["safety_snapshot_id"], " the first of them" if found.get("restores", 1) > 1 else " it")
     return message, hint
 
 
