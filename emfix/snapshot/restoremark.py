@@ -9,9 +9,9 @@ So a restore first takes the database's restore lock (GET_LOCK, on a connection 
 restore into the same database is refused meanwhile, and a killed one's lock goes with its connection), then
 writes a row into a table of its own, `_emfix_restore`, before it empties anything. Once every table is loaded
 and counted it deletes the rows, its own and those of restores killed before it (the database now holds a whole
-snapshot), and the table. A restore refused before it changed anything deletes its own row. While a row is there, `doctor`
-fails with what to do, `validate` warns, and the commands that change the database refuse it (unless --force)
-until a restore finishes. Snapshots leave the table out: restoring one never brings a row back.
+snapshot), and the table. A restore refused before it changed anything deletes its own row. While a row is
+there, `doctor` fails with what to do, `validate` warns, and the commands that change the database refuse it
+(unless --force) until a restore finishes. Snapshots leave the table out: restoring one never brings a row back.
 """
 
 import hashlib
