@@ -169,3 +169,21 @@ def test_ctrl_c_mid_result_cuts_the_connection_instead_of_reading_on_for_ever(my
     assert not worker.is_alive(), "a statement after the interruption waited on the cut-off result"
     assert outcome[0] == "interrupted" and "lost the connection" in outcome[1]
     db.close()
+
+
+def test_a_restore_by_a_user_allowed_one_connection_is_still_marked_when_killed(limited, tmp_path):
+    """The restore's lock needs a connection of its own for the whole restore: a user allowed one restores without
+    it (told so), and a kill still leaves the mark (snapshot/restoremark.py)."""
+    from emfix.snapshot.restoremark import unfinished_restore
+    url, set_limit = limited
+    snapshots = str(tmp_path / "snapshots")
+    made = as_limited_user("snapshot", "create", url, "--snapshot-dir", snapshots, "--json")
+    assert made.returncode == 0, made.stderr
+    set_limit(1)
+    killed = run_cli("snapshot", "restore", url, "--snapshot-dir", snapshots, "--snapshot-id",
+                     json.loads(made.stdout)["id"], "--yes", env={"EMFIX_MYSQL_PASSWORD": PASSWORD,
+                                                                  "EMFIX_TEST_KILL_AT": "emptied:2"})
+    assert killed.returncode == -9 and "without the restore lock" in killed.stderr, killed.stderr
+    set_limit(0)
+    with open_database(limited_address(url)) as db:
+        assert unfinished_restore(db) is not None

@@ -14,12 +14,13 @@ there, `doctor` fails with what to do, `validate` warns, and the commands that c
 (unless --force) until a restore finishes. Snapshots leave the table out: restoring one never brings a row back.
 """
 
+import contextlib
 import hashlib
 import logging
 import os
 
 from ..backends import open_database
-from ..errors import DatabaseLockedError, EmfixError, PrivilegeError
+from ..errors import DatabaseLockedError, EmfixError, PrivilegeError, TooManyConnectionsError
 from ..progress import utc_now
 from ..schema import without_tables
 
@@ -41,12 +42,30 @@ class RestoreMark:
     def __init__(self, address, retry_policy=None):
         self.address, self.retry_policy = address, retry_policy
         self.run_id = None
-        self.db = open_database(address, retry_policy=retry_policy)
+        self.db = None
+        try:
+            self.db = open_database(address, retry_policy=retry_policy)
+            open_database(address, retry_policy=retry_policy).close()  # the restore itself needs one more
+        except TooManyConnectionsError as exc:  # a user allowed one connection: marked, but not kept apart
+            log.warning("restoring without the restore lock (%s): another restore into this database would not be "
+                        "refused meanwhile", exc.message)
+            self.close()
+            self.db = None
+            return
         try:
             self._lock()
         except BaseException:
             self.db.close()
             raise
+
+    @contextlib.contextmanager
+    def _connection(self):
+        """The lock's connection, or (without one) a connection of its own for this one statement."""
+        if self.db is not None:
+            yield self.db
+            return
+        with open_database(self.address, retry_policy=self.retry_policy) as db:
+            yield db
 
     def _lock(self):
         try:
@@ -60,19 +79,20 @@ class RestoreMark:
 
     def mark(self, snapshot_id, safety_id, directory):
         """Before the first table is emptied: the row that says this restore is under way."""
-        q = self.db.quote(MARK_TABLE)
-        try:
-            self.db.execute("CREATE TABLE IF NOT EXISTS %s (run_id VARCHAR(64) NOT NULL PRIMARY KEY, snapshot_id "
-                            "VARCHAR(100) NOT NULL, safety_snapshot_id VARCHAR(100), snapshot_dir TEXT, "
-                            "started_at VARCHAR(40) NOT NULL)" % q)
-        except PrivilegeError as exc:  # a user without CREATE restores as before, unmarked: said, not refused
-            log.warning("this restore is not marked in the database (%s): if it is killed before it ends, only "
-                        "running it again tells", exc.message)
-            return
-        run_id = "%s-%d-%s" % (utc_now(), os.getpid(), os.urandom(4).hex())
-        self.db.execute("INSERT INTO %s (%s) VALUES (?, ?, ?, ?, ?)" % (q, ", ".join(COLUMNS)),
-                        (run_id, snapshot_id, safety_id, os.path.abspath(directory), utc_now()))
-        self.run_id = run_id
+        with self._connection() as db:
+            q = db.quote(MARK_TABLE)
+            try:
+                db.execute("CREATE TABLE IF NOT EXISTS %s (run_id VARCHAR(64) NOT NULL PRIMARY KEY, snapshot_id "
+                           "VARCHAR(100) NOT NULL, safety_snapshot_id VARCHAR(100), snapshot_dir TEXT, "
+                           "started_at VARCHAR(40) NOT NULL)" % q)
+            except PrivilegeError as exc:  # a user without CREATE restores as before, unmarked: said, not refused
+                log.warning("this restore is not marked in the database (%s): if it is killed before it ends, only "
+                            "running it again tells", exc.message)
+                return
+            run_id = "%s-%d-%s" % (utc_now(), os.getpid(), os.urandom(4).hex())
+            db.execute("INSERT INTO %s (%s) VALUES (?, ?, ?, ?, ?)" % (q, ", ".join(COLUMNS)),
+                       (run_id, snapshot_id, safety_id, os.path.abspath(directory), utc_now()))
+            self.run_id = run_id
 
     def finish(self):
         """Every table loaded and counted: no row is left, this restore's nor a killed one's, and the table goes
@@ -80,12 +100,11 @@ class RestoreMark:
         but not drop leaves it, empty."""
         try:
             if self.run_id is not None:
-                q = self.db.quote(MARK_TABLE)
-                self.db.execute("DELETE FROM %s" % q)
-                try:
-                    self.db.execute("DROP TABLE IF EXISTS %s" % q)
-                except PrivilegeError:
-                    pass
+                with self._connection() as db:
+                    q = db.quote(MARK_TABLE)
+                    db.execute("DELETE FROM %s" % q)
+                    with contextlib.suppress(PrivilegeError):
+                        db.execute("DROP TABLE IF EXISTS %s" % q)
         finally:
             self.close()
 
@@ -93,13 +112,15 @@ class RestoreMark:
         """Refused before it emptied anything: its own row goes (a killed restore's stays)."""
         try:
             if self.run_id is not None:
-                self.db.execute("DELETE FROM %s WHERE run_id = ?" % self.db.quote(MARK_TABLE), (self.run_id,))
+                with self._connection() as db:
+                    db.execute("DELETE FROM %s WHERE run_id = ?" % db.quote(MARK_TABLE), (self.run_id,))
         finally:
             self.close()
 
     def close(self):
         """The lock goes with the connection; the row stays (the restore did not finish)."""
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
 
 
 def unfinished_restore(db):
