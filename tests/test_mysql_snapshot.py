@@ -501,3 +501,22 @@ def test_a_session_without_backslash_escapes_still_ends_each_row_with_a_nul(exac
     for module in (sqltext, mysqlrestore):  # the snapshot's readers and the restore's loaders
         monkeypatch.setattr(module, "open_database", strict_server)
     round_trip(exact_mysql, tmp_path)
+
+
+def test_a_snapshot_stopped_while_its_readers_read_cuts_their_connections(exact_mysql, tmp_path, monkeypatch):
+    """Found by an outside tester: SIGTERM while the readers ran left them mid-page, and the COMMIT sent on their
+    connections after it waited for ever behind their unfinished results (a hang of 10 minutes, holding the
+    restore lock). A stopped snapshot now cuts its connections; the server rolls back."""
+    from emfix.backends.mysql import MySQLBackend
+    abandoned, committed = [], []
+    monkeypatch.setattr(MySQLBackend, "abandon", lambda self: abandoned.append(self) or self._cut())
+    end_read = sqltext._end_read
+    monkeypatch.setattr(sqltext, "_end_read", lambda db: committed.append(db) or end_read(db))
+
+    def stopped(*_args, **_kwargs):
+        raise KeyboardInterrupt()
+
+    monkeypatch.setattr(sqltext, "run_parallel", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        snapshot.create_snapshot(exact_mysql, str(tmp_path / "s"))
+    assert abandoned and not committed

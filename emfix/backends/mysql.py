@@ -169,6 +169,11 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
             except Exception:  # noqa: BLE001 - gone already
                 pass
 
+    def abandon(self):
+        """Give up a connection another thread may still be reading on (a reader stopped by Ctrl-C or SIGTERM):
+        cut, not COMMIT or QUIT, which would wait behind that read for ever. The server rolls back."""
+        self._cut()
+
     @contextlib.contextmanager
     def _cursor(self, **options):
         """A cursor, closed after use; after an interruption the connection is cut instead (_cut)."""

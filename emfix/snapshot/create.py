@@ -126,7 +126,7 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
     with ConnectionPool(opener, size=workers if as_sql else 1) as pool, pool.connection() as db:
         pool.prepare(workers - 1 if as_sql else 0)  # the other readers connect while this one plans
         graph = snapshot_graph(discover_graph(db))  # without the mark of a restore under way
-        unfinished = unfinished_restore(db)
+        unfinished = unfinished_restore(db) if kind != "safety" else None  # (a restore's own: it knows)
         if unfinished is not None:  # the snapshot holds the half as it is, and nothing in it says so
             log.warning("%s: this snapshot holds it as it is", describe_restore(unfinished, address.target())[0])
         try:

@@ -149,7 +149,6 @@ def partly_restored(error, address, safety_id, directory):
     failure = type(error)(message, hint=hint)
     failure.__dict__.update({k: v for k, v in error.__dict__.items()
                              if k not in ("message", "hint", "kind", "facts", "args")})
-    failure.partly_restored = True  # a table was emptied: the restore's mark stays (restoremark.py)
     return failure
 
 
@@ -210,11 +209,13 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
         except EmfixError as exc:
             if emptied and partial is not None:
                 raise partial(exc) from None
+            exc.nothing_changed = not emptied  # the restore's mark goes (restoremark.py)
             raise
         except KeyboardInterrupt as exc:
             failed.set()  # the loaders stop after the statement they are running
             if emptied and partial is not None:
                 raise partial(interruption(exc)) from None
+            exc.nothing_changed = not emptied
             raise
         finally:
             for db in connections:
@@ -317,7 +318,7 @@ def load_sqlite_snapshot(address, path, retry_policy, progress, partial):
     """A SQLite-file snapshot of a MySQL database, table by table, parents first, each in one transaction
     with foreign-key checks off; an error once a table was replaced is raised as `partial(error)`."""
     src = _open_file(path)
-    counts = {}
+    counts, began, replaced = {}, False, False
     try:
         order = [r for r in src.execute("SELECT name, ddl FROM %s ORDER BY ordinal" % META_TABLE)]
         with open_database(address, retry_policy=retry_policy) as db:
@@ -332,25 +333,29 @@ def load_sqlite_snapshot(address, path, retry_policy, progress, partial):
                            if r[1].lower() not in generated]
                 insert = "INSERT INTO %s (%s) VALUES (%s)" % (db.quote(table), db.quote_columns(columns),
                                                               ", ".join("?" * len(columns)))
+                began = True  # (before: a signal may land between its commit and the next line)
                 with db.transaction():
                     db.execute("DELETE FROM %s" % db.quote(table))
                     rows = src.execute('SELECT %s FROM "%s"' % (
                         ", ".join('"%s"' % c.replace('"', '""') for c in columns), table.replace('"', '""')))
                     db.executemany(insert, iter(rows), batch_size=1000)
+                replaced = True
                 counts[table] = int(db.scalar("SELECT count(*) FROM %s" % db.quote(table)))
                 kill_point("emptied")  # tests: a restore killed outright, a table replaced
                 progress.update("%s: %d rows" % (table, counts[table]))
             db.foreign_key_checks(True)
     except KeyboardInterrupt as exc:  # the table being loaded rolls back; the ones before it are replaced
-        if counts:
+        if began:  # its commit may have happened: said partly restored, the restore's mark kept (restoremark.py)
             raise partial(interruption(exc)) from None
+        exc.nothing_changed = True  # no table touched: the mark goes
         raise
     except Exception as exc:
         error = exc if isinstance(exc, EmfixError) else _refused(address, exc)
-        if error is None:  # not the server's: a bug, with its traceback
+        if error is None:  # not the server's: a bug, with its traceback (the mark stays)
             raise
-        if counts:
+        if replaced:
             raise partial(error) from None
+        error.nothing_changed = True
         raise error from None
     finally:
         src.close()

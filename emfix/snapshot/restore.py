@@ -90,6 +90,7 @@ def _restore(address, directory, snapshot_id, path, manifest, safety_snapshot, r
     partial = lambda error: partly_restored(error, address, safety_id, directory)  # noqa: E731
     if mark is not None:
         mark.mark(snapshot_id, safety_id, directory)
+        mark.loading = True  # from here a failure keeps the mark, unless the loader says nothing was changed
     if address.is_sqlite:
         method = ("by content under one write lock (the safety snapshot taken inside it)" if done else
                   _restore_sqlite(address, path, retry_policy))
@@ -107,19 +108,19 @@ def _restore(address, directory, snapshot_id, path, manifest, safety_snapshot, r
                                   hint="the safety snapshot %s holds the content from before" % safety_id if safety_id
                                   else "no safety snapshot was taken (--no-safety-snapshot); another program "
                                        "writing meanwhile also changes the counts: stop it and restore again")
-        error.partly_restored = True  # loaded, but not as the snapshot says: the mark stays
-        raise error
+        raise error  # loaded, but not as the snapshot says: the mark stays
     return safety_id, counts, method
 
 
 def _leave(mark, exc):
-    """A MySQL restore that did not finish: its mark stays where it emptied a table (partly_restored says so), and
-    goes where nothing was changed yet."""
+    """A MySQL restore that did not finish: its mark goes only where nothing was changed for certain (before the
+    loading began, or a loader that says it emptied nothing: `nothing_changed`), and stays in every other case
+    (an outside tester: a second Ctrl-C inside the handling of the first deleted it, the database half-loaded)."""
     try:
-        if getattr(exc, "partly_restored", False):
-            mark.close()
-        else:
+        if not mark.loading or getattr(exc, "nothing_changed", False):
             mark.nothing_changed()
+        else:
+            mark.close()
     except Exception as failure:  # noqa: BLE001 - the restore's own error is the one to tell
         log.warning("could not end the restore's mark: %s", failure)
 

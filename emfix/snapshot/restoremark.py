@@ -42,6 +42,7 @@ class RestoreMark:
     def __init__(self, address, retry_policy=None):
         self.address, self.retry_policy = address, retry_policy
         self.run_id = None
+        self.loading = False  # set by the restore once it begins to load: a failure then keeps the mark
         self.db = None
         try:
             self.db = open_database(address, retry_policy=retry_policy)
@@ -99,12 +100,12 @@ class RestoreMark:
         (the database as the snapshot has it; under the lock no other restore is marking). A user who may delete
         but not drop leaves it, empty."""
         try:
-            if self.run_id is not None:
-                with self._connection() as db:
-                    q = db.quote(MARK_TABLE)
-                    db.execute("DELETE FROM %s" % q)
+            with self._connection() as db:
+                name = next((t for t in db.tables() if t.lower() == MARK_TABLE), None)
+                if name is not None:  # this restore's row, or (unmarked: no CREATE) killed ones' rows
+                    db.execute("DELETE FROM %s" % db.quote(name))
                     with contextlib.suppress(PrivilegeError):
-                        db.execute("DROP TABLE IF EXISTS %s" % q)
+                        db.execute("DROP TABLE IF EXISTS %s" % db.quote(name))
         finally:
             self.close()
 
