@@ -287,3 +287,17 @@ def exact_mysql(mysql_address):
         db.execute(VALUES_DDL)
         db.executemany("INSERT INTO `VALS` VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", VALUES)
     return mysql_address
+
+
+def server_sql_mode(monkeypatch, mode):
+    """Every MySQL session emfix opens starts with sql_mode `mode`, as on a server configured so (emfix's own
+    session settings come after it)."""
+    import mysql.connector
+    connect = mysql.connector.connect
+
+    def configured(**kwargs):
+        conn = connect(**kwargs)
+        conn.cmd_query("SET SESSION sql_mode = '%s'" % mode)
+        return conn
+
+    monkeypatch.setattr(mysql.connector, "connect", configured)

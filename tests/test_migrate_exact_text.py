@@ -4,7 +4,7 @@ metric values no MySQL column can give back as they are (BLOBs)."""
 import sqlite3
 
 import pytest
-from conftest import run_cli, url_of
+from conftest import run_cli, server_sql_mode, url_of
 
 from emfix import pages
 from emfix.address import DatabaseAddress
@@ -208,17 +208,8 @@ def test_a_server_that_is_not_strict_never_cuts_a_value_emfix_writes(mysql_addre
     """An outside tester's question: on a server whose sql_mode is not strict, a value longer than its column is
     cut with a warning only. emfix's writing sessions add strict mode, so the copy stops instead (the session is
     made lax here, as such a server's would be, before emfix sets its own)."""
-    import mysql.connector
-
     from emfix.errors import EmfixError
-    connect = mysql.connector.connect
-
-    def lax(**kwargs):
-        conn = connect(**kwargs)
-        conn.cmd_query("SET SESSION sql_mode = ''")
-        return conn
-
-    monkeypatch.setattr(mysql.connector, "connect", lax)
+    server_sql_mode(monkeypatch, "")
     path = str(tmp_path / "src.db")
     write_demo(path, SHAPE, faults=False)
     with sqlite3.connect(path) as db:

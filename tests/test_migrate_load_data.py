@@ -7,7 +7,7 @@ import sqlite3
 import struct
 
 import pytest
-from conftest import run_cli, url_of
+from conftest import run_cli, server_sql_mode, url_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -188,15 +188,7 @@ def test_a_server_whose_sql_mode_says_no_backslash_escapes_gets_the_same_text(my
     """With NO_BACKSLASH_ESCAPES, a page's doubled backslashes were stored as two (found beside the LOAD DATA work:
     every page's INSERT, and the driver's escaping of bound values, write a backslash as two). emfix's writing
     sessions leave the mode out; the session is given it here first, as such a server's would be."""
-    import mysql.connector
-    connect = mysql.connector.connect
-
-    def no_backslash_escapes(**kwargs):
-        conn = connect(**kwargs)
-        conn.cmd_query("SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES,STRICT_TRANS_TABLES'")
-        return conn
-
-    monkeypatch.setattr(mysql.connector, "connect", no_backslash_escapes)
+    server_sql_mode(monkeypatch, "NO_BACKSLASH_ESCAPES,STRICT_TRANS_TABLES")
     monkeypatch.setattr(mysqlload, "driver_loads_locally", lambda driver: False)  # every page as its INSERT
     source, ids = sqlite_source(tmp_path, ["a\\b'c", "\\"])
     result = migrate_experiment(source, mysql_address, 1, init=True, strategy="balanced",
