@@ -47,16 +47,14 @@ class RestoreMark:
         try:
             self.db = open_database(address, retry_policy=retry_policy)
             open_database(address, retry_policy=retry_policy).close()  # the restore itself needs one more
+            self._lock()
         except TooManyConnectionsError as exc:  # a user allowed one connection: marked, but not kept apart
             log.warning("restoring without the restore lock (%s): another restore into this database would not be "
                         "refused meanwhile", exc.message)
             self.close()
             self.db = None
-            return
-        try:
-            self._lock()
         except BaseException:
-            self.db.close()
+            self.close()
             raise
 
     @contextlib.contextmanager
