@@ -15,7 +15,7 @@ from emfix import snapshot
 from emfix.backends import open_database
 from emfix.demo import Shape
 from emfix.errors import EmfixError, SchemaError
-from emfix.snapshot import mysqlrestore, sqlrows, sqltext
+from emfix.snapshot import mysqlrestore, sqlreader, sqlrows, sqltext
 
 TABLES = SUBTREE_TABLES + ("VALS",)
 
@@ -323,7 +323,7 @@ def rewrite_statements(directory, made, change):
     with open(path, "rb") as handle:
         first = handle.readline()
         handle.seek(0)
-        statements = [change(s) for s in sqltext.SnapshotReader(path).frames(handle)]
+        statements = [change(s) for s in sqlreader.SnapshotReader(path).frames(handle)]
     last = open(path, "rb").read().rsplit(b"\n", 2)[-2] + b"\n"
     with open(path, "wb") as handle:
         handle.write(first)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from emfix.cli import main
 from emfix.errors import EXIT_BUG, DamagedInputError
-from emfix.snapshot.sqltext import END, MAGIC, SnapshotReader
+from emfix.snapshot.sqlreader import END, MAGIC, SnapshotReader
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                        HealthCheck.too_slow])

@@ -14,7 +14,7 @@ from ..pool import run_parallel
 from ..progress import utc_now
 from .legacy import LEGACY_ID, legacy_manifest
 from .manifest import META_TABLE, SnapshotStatus, check_id, read_manifest, snapshot_files, source_text, write_manifest
-from .sqltext import SnapshotReader
+from .sqlreader import SnapshotReader
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from .checks import count_rows, sha256_of, sqlite_check
 from .manifest import META_TABLE, SnapshotManifest, new_snapshot_id, snapshot_files, write_manifest
 from .restoremark import describe as describe_restore
 from .restoremark import snapshot_graph, unfinished_restore
-from .sqltext import MAX_READERS, READERS, SnapshotReader, open_reader, write_sql_snapshot
+from .sqlreader import SnapshotReader
+from .sqltext import MAX_READERS, READERS, open_reader, write_sql_snapshot
 from .store import default_snapshot_dir
 
 log = logging.getLogger(__name__)

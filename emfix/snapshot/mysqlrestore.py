@@ -20,7 +20,8 @@ from ..fileutil import read_only_uri
 from ..killpoints import kill_point
 from ..pool import ConnectionPool, put_unless_stopped, run_parallel
 from .manifest import META_TABLE
-from .sqltext import LOAD_SQL_MODE, SnapshotReader
+from .sqlreader import SnapshotReader
+from .sqltext import LOAD_SQL_MODE
 from .store import newest_safety_before
 
 COLUMN_LINE = re.compile(r"^  `((?:[^`]|``)+)` ([a-z]+(?:\((?:[^()']|'(?:[^'\\]|\\.|'')*')*\))?(?: unsigned)?)",

@@ -26,16 +26,12 @@ import re
 import threading
 
 from ..backends import open_database
-from ..errors import DamagedInputError, DatabaseLockedError, EmfixError, PrivilegeError
-from ..fileutil import SQL_SNAPSHOT_HEADER
+from ..errors import DatabaseLockedError, EmfixError, PrivilegeError
 from ..pool import run_parallel
-from .sqlrows import count_insert_rows, last_row_problem_at
+from .sqlreader import END, MAGIC
 
 log = logging.getLogger(__name__)
 
-MAGIC = SQL_SNAPSHOT_HEADER + b"1"
-END = b"-- emfix: complete "
-FRAME = re.compile(rb"^-- (\d+)\n$")
 ROW_END = b"\0"  # after each row's literal in a page as the server sends it; `),(` between them in the file
 # Strict (a value the column would cut is an error), an id 0 kept as 0, zero dates taken as they were stored.
 LOAD_SQL_MODE = "NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION"
@@ -434,78 +430,3 @@ class _Pages:
 def _where(conditions):
     return " WHERE " + " AND ".join(conditions) if conditions else ""
 
-
-# -- reading -----------------------------------------------------------------------------------
-
-class SnapshotReader:
-    """The statements of a snapshot file, in order; `counts` (from its last line) once they are all read."""
-
-    def __init__(self, path):
-        self.path = path
-        self.counts = None
-
-    def damaged(self, what):
-        return DamagedInputError("%s is not a whole emfix SQL snapshot: %s" % (self.path, what),
-                                 hint="nothing was changed; `emfix snapshot list` shows the others")
-
-    def frames(self, handle, read_bodies=True):
-        """Each statement without its `;\n`; without `read_bodies`, only its last two bytes (and an INSERT's
-        last row checked, see `_skim`)."""
-        end = os.fstat(handle.fileno()).st_size
-        if not handle.readline().startswith(MAGIC):
-            raise self.damaged("it does not start with the emfix-sql-snapshot-1 line")
-        while True:
-            line = handle.readline()
-            if line.startswith(END):
-                if not line.endswith(b"\n") or handle.read(1):
-                    raise self.damaged("its last line is cut off or followed by more bytes")
-                try:
-                    self.counts = json.loads(line[len(END):].decode("ascii"))["tables"]
-                except (ValueError, KeyError, TypeError):
-                    raise self.damaged("its last line is unreadable") from None
-                return
-            match = FRAME.match(line)
-            if not match:
-                raise self.damaged("it ends early or a statement's length line is broken")
-            size = int(match.group(1))
-            if size < 2 or size > os.fstat(handle.fileno()).st_size - handle.tell():  # 19 digits, or a seek back
-                raise self.damaged("a statement is cut off (its length line says %d bytes)" % size)
-            if read_bodies:
-                body = handle.read(size)
-            elif handle.tell() + size > end:
-                raise self.damaged("a statement is cut off")
-            else:
-                body = self._skim(handle, size)
-            if not body.endswith(b";\n") or read_bodies and len(body) != size:
-                raise self.damaged("a statement is cut off")
-            yield body[:-2]
-
-    def _skim(self, handle, size):
-        """The last two bytes of a statement of `size` bytes, the rest skipped (an INSERT's last row read)."""
-        start = handle.tell()
-        problem = last_row_problem_at(handle, start, size)
-        if problem:
-            raise self.damaged(problem)
-        handle.seek(start + size - 2)
-        return handle.read(2)
-
-    def check(self, full=False):
-        """'' when every statement is whole and the last line is there; else what is wrong. With `full`,
-        every row of every INSERT is read and counted against the last line's counts."""
-        found = {}
-        try:
-            with open(self.path, "rb") as handle:
-                for statement in self.frames(handle, read_bodies=full):
-                    if full and statement.startswith(b"INSERT"):
-                        try:
-                            table, rows = count_insert_rows(statement)
-                        except ValueError as exc:
-                            raise self.damaged(str(exc)) from None
-                        found[table] = found.get(table, 0) + rows
-        except DamagedInputError as exc:
-            return exc.message.split(": ", 1)[-1]
-        wrong = sorted(t for t in set(found) | set(self.counts) if full and found.get(t, 0) != self.counts.get(t))
-        if wrong:
-            return "its INSERTs hold other row counts than its last line names: %s" % ", ".join(
-                "%s %d, not %s" % (t, found.get(t, 0), self.counts.get(t)) for t in wrong[:4])
-        return ""
