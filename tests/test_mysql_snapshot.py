@@ -509,7 +509,8 @@ def test_a_snapshot_stopped_while_its_readers_read_cuts_their_connections(exact_
     restore lock). A stopped snapshot now cuts its connections; the server rolls back."""
     from emfix.backends.mysql import MySQLBackend
     abandoned, committed = [], []
-    monkeypatch.setattr(MySQLBackend, "abandon", lambda self: abandoned.append(self) or self._cut())
+    cut = MySQLBackend.abandon
+    monkeypatch.setattr(MySQLBackend, "abandon", lambda self: abandoned.append(self) or cut(self))
     end_read = sqltext._end_read
     monkeypatch.setattr(sqltext, "_end_read", lambda db: committed.append(db) or end_read(db))
 

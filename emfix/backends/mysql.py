@@ -135,7 +135,7 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
             return call_with_retry(func, self.retry_policy, what=what, transient=lambda exc: is_transient(exc) and not (
                 connected and self._lost(exc)))
         except (KeyboardInterrupt, SystemExit):
-            self._cut()
+            self.abandon()
             raise
         except RetriesExhausted as exc:
             raise self._translate(exc.last_error, exc) from None
@@ -157,11 +157,12 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
     def _translate(self, exc, exhausted=None):
         return translate_error(self.address, exc, exhausted, self._lost(exc), self._conn is not None, self.quote)
 
-    def _cut(self):
-        """Close the socket without a word to the server. Ctrl-C or SIGTERM may land in the middle of a packet;
-        whatever reads on from there (a cursor's close, a ROLLBACK) waits for bytes that never come (an outside
-        tester's `snapshot create` hung so after Ctrl-C). The server rolls back what the session left open; any
-        later call on this connection fails at once as a lost connection."""
+    def abandon(self):
+        """Close the socket without a word to the server. Ctrl-C or SIGTERM may land in the middle of a packet, or
+        another thread may still be reading a result on this connection; whatever reads on from there (a cursor's
+        close, a COMMIT, a ROLLBACK) waits for bytes that never come (outside testers' `snapshot create` hung so).
+        The server rolls back what the session left open; any later call on this connection fails at once as a
+        lost connection."""
         shutdown = getattr(self._conn, "shutdown", None)
         if shutdown is not None:
             try:
@@ -169,19 +170,14 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
             except Exception:  # noqa: BLE001 - gone already
                 pass
 
-    def abandon(self):
-        """Give up a connection another thread may still be reading on (a reader stopped by Ctrl-C or SIGTERM):
-        cut, not COMMIT or QUIT, which would wait behind that read for ever. The server rolls back."""
-        self._cut()
-
     @contextlib.contextmanager
     def _cursor(self, **options):
-        """A cursor, closed after use; after an interruption the connection is cut instead (_cut)."""
+        """A cursor, closed after use; after an interruption the connection is cut instead (abandon)."""
         cursor = self._conn.cursor(**options)
         try:
             yield cursor
         except (KeyboardInterrupt, SystemExit):
-            self._cut()
+            self.abandon()
             raise
         except BaseException:
             cursor.close()
@@ -236,7 +232,7 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
                 if not rows or eof:
                     return
         except (KeyboardInterrupt, SystemExit):
-            self._cut()  # mid-packet, perhaps: the close below would wait for the rest
+            self.abandon()  # mid-packet, perhaps: the close below would wait for the rest
             raise
         finally:
             try:
@@ -258,7 +254,7 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
         try:
             self._conn.commit()  # never retried: a lost COMMIT may have happened or not
         except (KeyboardInterrupt, SystemExit):
-            self._cut()
+            self.abandon()
             raise
         except self._driver.Error as exc:
             raise self._translate(exc) from None

@@ -107,7 +107,6 @@ class LocalLoadMixin:
 
     load_directory = None  # set before connecting: LOCAL is allowed from there only
     _nodelay = False  # the connection's socket sends at once (see _after_connect)
-    _columns = None  # {table: {column (lower case): its type}}
 
     def _local_load_options(self):
         if self.load_directory and driver_loads_locally(self._driver):
@@ -130,19 +129,9 @@ class LocalLoadMixin:
 
     def _loads_alike(self, table, real_columns):
         """Every column of `table` is of a type in LOADS_ALIKE, and none of `real_columns` (those of SRC that may
-        hold a REAL) is of a TEXT_TYPES one: asked once for the whole database (information_schema is slow to
-        ask), again for a table created since."""
-        if self._columns is None or table not in self._columns:
-            found = {}
-            for name, column, kind in self.query("SELECT TABLE_NAME, COLUMN_NAME, LOWER(DATA_TYPE) FROM "
-                                                 "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"):
-                found.setdefault(str(name), {})[str(column).lower()] = str(kind)
-            if table not in found:  # lower_case_table_names: the server's name for it, when it is one table
-                same = [c for name, c in found.items() if name.lower() == table.lower()]
-                found[table] = same[0] if len(same) == 1 else {"": "unknown"}
-            self._columns = found
-        kinds = self._columns[table]
-        return all(k in LOADS_ALIKE for k in kinds.values()) and not any(
+        hold a REAL) is of a TEXT_TYPES one (the catalog's column types: one query per connection)."""
+        kinds = self.column_types(table)
+        return bool(kinds) and all(k in LOADS_ALIKE for k in kinds.values()) and not any(
             kinds.get(c.lower()) in TEXT_TYPES for c in real_columns)
 
     def load_text_page(self, table, columns, body, rows, real_columns=()):
@@ -166,7 +155,7 @@ class LocalLoadMixin:
                 return None
             statement = ("LOAD DATA LOCAL INFILE '%s' INTO TABLE %s CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' "
                          "ENCLOSED BY X'27' ESCAPED BY X'5C' LINES STARTING BY '' TERMINATED BY '),(' (%s)" % (
-                             path.replace("\\", "\\\\").replace("'", "''"), self.quote(table), columns))
+                             path, self.quote(table), columns))  # a plain name (load_folder)
             self.execute("SAVEPOINT %s" % SAVEPOINT)
 
             def load():

@@ -104,11 +104,11 @@ def _restore(address, directory, snapshot_id, path, manifest, safety_snapshot, r
         method = "per-table transactions"
     progress.done()
     if counts != manifest.tables:
-        error = DamagedInputError("after restoring %s the row counts differ from the snapshot" % snapshot_id,
-                                  hint="the safety snapshot %s holds the content from before" % safety_id if safety_id
-                                  else "no safety snapshot was taken (--no-safety-snapshot); another program "
-                                       "writing meanwhile also changes the counts: stop it and restore again")
-        raise error  # loaded, but not as the snapshot says: the mark stays
+        raise DamagedInputError(  # loaded, but not as the snapshot says: the mark stays (_leave)
+            "after restoring %s the row counts differ from the snapshot" % snapshot_id,
+            hint="the safety snapshot %s holds the content from before" % safety_id if safety_id
+            else "no safety snapshot was taken (--no-safety-snapshot); another program "
+                 "writing meanwhile also changes the counts: stop it and restore again")
     return safety_id, counts, method
 
 

@@ -20,6 +20,7 @@ import logging
 import os
 
 from ..backends import open_database
+from ..backends.mysqlcatalog import text_of
 from ..errors import DatabaseLockedError, EmfixError, PrivilegeError, TooManyConnectionsError
 from ..progress import utc_now
 from ..schema import without_tables
@@ -99,7 +100,7 @@ class RestoreMark:
         but not drop leaves it, empty."""
         try:
             with self._connection() as db:
-                name = next((t for t in db.tables() if t.lower() == MARK_TABLE), None)
+                name = _mark_table(db)
                 if name is not None:  # this restore's row, or (unmarked: no CREATE) killed ones' rows
                     db.execute("DELETE FROM %s" % db.quote(name))
                     with contextlib.suppress(PrivilegeError):
@@ -128,7 +129,7 @@ def unfinished_restore(db):
     many there are, and whether a restore holds the lock now (one is running)."""
     if db.dialect != "mysql":
         return None
-    name = next((t for t in db.tables() if t.lower() == MARK_TABLE), None)
+    name = _mark_table(db)
     if name is None:
         return None
     rows = db.query("SELECT snapshot_id, safety_snapshot_id, snapshot_dir, started_at FROM %s ORDER BY started_at"
@@ -137,12 +138,13 @@ def unfinished_restore(db):
         return None
     first, last = rows[0], rows[-1]
     running = db.scalar("SELECT IS_USED_LOCK(?)", (lock_name(db.address.database),)) is not None
-    return {"snapshot_id": _text(last[0]), "snapshot_dir": _text(last[2]), "started_at": _text(last[3]),
-            "safety_snapshot_id": _text(first[1]), "restores": len(rows), "running": running}
+    return {"snapshot_id": text_of(last[0]), "snapshot_dir": text_of(last[2]), "started_at": text_of(last[3]),
+            "safety_snapshot_id": text_of(first[1]), "restores": len(rows), "running": running}
 
 
-def _text(value):
-    return value.decode("utf-8") if isinstance(value, bytes) else (None if value is None else str(value))
+def _mark_table(db):
+    """The mark's table as the server names it (lower_case_table_names), or None."""
+    return next((t for t in db.tables() if t.lower() == MARK_TABLE), None)
 
 
 def describe(found, target):
