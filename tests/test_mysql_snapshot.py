@@ -521,3 +521,28 @@ def test_a_snapshot_stopped_while_its_readers_read_cuts_their_connections(exact_
     with pytest.raises(KeyboardInterrupt):
         snapshot.create_snapshot(exact_mysql, str(tmp_path / "s"))
     assert abandoned and not committed
+
+
+@pytest.mark.parametrize("where", ["flush", "start"])
+def test_a_snapshot_stopped_while_it_takes_its_moment_ends_with_the_signal_not_a_connection_error(
+        exact_mysql, tmp_path, monkeypatch, where):
+    """Ctrl-C or SIGTERM while FLUSH TABLES WITH READ LOCK waits (or while the readers start their transactions)
+    leaves the lead connection mid-statement. Resetting its lock wait (or unlocking) on it then failed, and that
+    error (exit 3) hid the signal's 130 or 143. The signal goes out; the cut connection unlocks on the server."""
+    from emfix.backends.mysql import MySQLBackend
+    execute, execute_once = MySQLBackend.execute, MySQLBackend.execute_once
+
+    def cut_and_stop(self):
+        self.abandon()  # what a signal in the middle of a statement leaves: a connection that cannot be used
+        raise KeyboardInterrupt()
+
+    if where == "flush":
+        monkeypatch.setattr(MySQLBackend, "execute_once", lambda self, sql: cut_and_stop(self) if sql.startswith(
+            "FLUSH TABLES WITH READ LOCK") else execute_once(self, sql))
+    else:
+        monkeypatch.setattr(MySQLBackend, "execute", lambda self, sql, params=(): cut_and_stop(self) if sql.startswith(
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT") else execute(self, sql, params))
+    with pytest.raises(KeyboardInterrupt):
+        snapshot.create_snapshot(exact_mysql, str(tmp_path / "s"))
+    monkeypatch.undo()
+    assert snapshot.create_snapshot(exact_mysql, str(tmp_path / "s")).row_total > 0  # nothing left locked

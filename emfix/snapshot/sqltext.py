@@ -201,14 +201,19 @@ def _one_moment(connections):
             log.info("reading with one connection: FLUSH TABLES WITH READ LOCK waited %d s for another session's "
                      "statement", FLUSH_LOCK_WAIT)
             connections = connections[:1]
-        finally:
-            lead.execute("SET SESSION lock_wait_timeout = DEFAULT")  # the reads wait for table locks as usual
+        # The reads wait for table locks as usual. Not after anything else: Ctrl-C or SIGTERM in the wait leaves the
+        # connection mid-statement, and an error of this statement would hide the signal's exit code.
+        lead.execute("SET SESSION lock_wait_timeout = DEFAULT")
+    stopped = False
     try:
         for db in connections:
             db.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         position = lead.stream_position(locked)
+    except BaseException as exc:
+        stopped = not isinstance(exc, Exception)  # Ctrl-C, SIGTERM: the caller cuts the connections (which unlocks)
+        raise
     finally:
-        if locked:
+        if locked and not stopped:
             lead.execute("UNLOCK TABLES")
     return connections, position
 
