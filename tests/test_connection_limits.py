@@ -84,6 +84,33 @@ def test_a_command_the_limit_leaves_no_connection_for_says_so(limited, tmp_path)
     assert PASSWORD not in refused.stderr
 
 
+def test_a_connection_refused_while_another_is_closing_is_had_once_that_one_is_gone(limited, monkeypatch):
+    """The server counts a connection closed a moment ago until its thread has ended: a restore's probe connection,
+    closed, then its safety snapshot's connection refused (a loaded CI machine). A refused connection is asked for
+    again for a moment (here: the first refusal closes the one held, as a closing connection would go)."""
+    from emfix.backends import mysql
+    url, set_limit = limited
+    set_limit(1)
+    held = open_database(limited_address(url))
+    pause = mysql.time.sleep
+    refusals = []
+
+    def closing_meanwhile(seconds):
+        refusals.append(seconds)
+        held.close()
+        pause(seconds)
+
+    monkeypatch.setattr(mysql.time, "sleep", closing_meanwhile)
+    with open_database(limited_address(url)) as db:
+        assert db.scalar("SELECT 1") == 1
+    assert refusals  # it was refused first
+    monkeypatch.undo()
+    with open_database(limited_address(url)) as held:  # a connection the user keeps is still refused at the end
+        held.scalar("SELECT 1")
+        with pytest.raises(ConnectError):
+            open_database(limited_address(url))
+
+
 def limited_address(url):
     return dataclasses.replace(parse_address(url), password=PASSWORD)
 

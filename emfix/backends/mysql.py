@@ -6,9 +6,12 @@ unbuffered cursor; `?` placeholders are translated to the driver's `%s`.
 
 import contextlib
 import dataclasses
+import math
 import re
+import time
 
-from ..errors import ConnectError, DamagedInputError, EmfixError, MissingDependencyError, PrivilegeError, SchemaError
+from ..errors import (ConnectError, DamagedInputError, EmfixError, MissingDependencyError, PrivilegeError, SchemaError,
+                      TooManyConnectionsError)
 from ..retry import RetriesExhausted, call_with_retry, is_transient
 from .base import Backend
 from .mysqlcatalog import MySQLCatalogMixin, text_of
@@ -41,6 +44,9 @@ _KEPT_MODES = "TRIM(BOTH ',' FROM REPLACE(CONCAT(',', @@sql_mode, ','), ',NO_BAC
 STRICT_SESSION = ("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(%s, ''), IF(FIND_IN_SET('STRICT_TRANS_TABLES', "
                   "@@sql_mode) OR FIND_IN_SET('STRICT_ALL_TABLES', @@sql_mode), NULL, 'STRICT_ALL_TABLES'), "
                   "IF(FIND_IN_SET('NO_AUTO_VALUE_ON_ZERO', @@sql_mode), NULL, 'NO_AUTO_VALUE_ON_ZERO'))" % _KEPT_MODES)
+
+
+CLOSE_GRACE = 0.5  # seconds a connection refused for too many connections is asked for again (MySQLBackend._open)
 
 
 def translate_placeholders(sql):
@@ -78,12 +84,12 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
         self._conn = None
         self._connect_timeout = max(1, min(connect_timeout, int(self.retry_policy.deadline) or 1))
         try:
-            self._conn = self._run(self._connect, "connect to %s" % address.display())
+            self._conn = self._open()
         except ConnectError as exc:
             if not (create and getattr(exc, "missing_database", False)):
                 raise
             self._create_database()
-            self._conn = self._run(self._connect, "connect to %s" % address.display())
+            self._conn = self._open()
         if readonly:
             self.execute("SET SESSION TRANSACTION READ ONLY")
 
@@ -93,13 +99,26 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
         wanted = self.address.database
         server = dataclasses.replace(self.address, database=None)  # the caller's address is left as it is
         try:
-            self._conn = self._run(lambda: self._connect(server), "connect to %s" % server.display())
+            self._conn = self._open(server)
             self.execute(statement)
         except PrivilegeError:
             raise PrivilegeError("MySQL database %r does not exist and user %r may not create it" % (
                 wanted, self.address.user), hint="as an administrator: %s; then run this again" % statement) from None
         finally:
             self.close()
+
+    def _open(self, address=None):
+        """A connection (retried as the policy says); one refused for too many connections is asked for again for a
+        moment: the server counts a connection closed just before (by this process, or the one before it) until its
+        thread has ended (a restore's probe connection closed, then its snapshot's refused: a loaded CI machine)."""
+        until = time.monotonic() + min(CLOSE_GRACE, self.retry_policy.deadline)
+        while True:
+            try:
+                return self._run(lambda: self._connect(address), "connect to %s" % (address or self.address).display())
+            except TooManyConnectionsError:
+                if time.monotonic() >= until:
+                    raise
+                time.sleep(0.02)
 
     def _connect(self, address=None):
         a = address or self.address
@@ -120,8 +139,16 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
                      "mysql-connector-python wheel") from None
         if not self.readonly:  # on every connection, a reconnection too
             conn.cmd_query(STRICT_SESSION)
+        conn.cmd_query("SET SESSION lock_wait_timeout = %d, innodb_lock_wait_timeout = %d" % (
+            self.lock_wait, self.lock_wait))
         self._after_connect(conn)
         return conn
+
+    @property
+    def lock_wait(self):
+        """Seconds one statement waits for a lock on the server: --lock-timeout's, not the server's (a day for a
+        table's metadata lock, so a restore behind an application's open transaction waited on and on)."""
+        return max(1, min(31536000, int(math.ceil(self.retry_policy.deadline))))
 
     def _run(self, func, what, retry=True):
         """func() with retries of what passes (a lock wait, a deadlock; before a connection is made, a server not

@@ -126,8 +126,8 @@ def translate_server_error(address, errno, msg, exhausted=None):
                              hint="emfix rolls such a batch back and runs it again until --lock-timeout; run it "
                                   "again when the other writer is quieter, or with a smaller --batch-size")
     if errno == LOCK_WAIT_TIMEOUT:
-        return ConflictError("MySQL %s: another session held locks on these rows for longer than "
-                             "innodb_lock_wait_timeout%s: %s" % (where, tries, msg),
+        return ConflictError("MySQL %s: another session held a lock this needs (on rows, or on a table in an open "
+                             "transaction) for longer than --lock-timeout allows%s: %s" % (where, tries, msg),
                              hint="retry when that session has finished, or raise --lock-timeout")
     limit = "max_ws_" in low or "writeset size" in low or "write set size" in low
     if limit or errno == ERROR_DURING_COMMIT:

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 
 from ..backends import open_database
-from ..errors import EmfixError, OperationInterrupted, SchemaError, Terminated
+from ..errors import EmfixError, OperationInterrupted, PrivilegeError, SchemaError, Terminated
 from ..fileutil import read_only_uri
 from ..killpoints import kill_point
 from ..pool import ConnectionPool, put_unless_stopped, run_parallel
@@ -30,6 +30,7 @@ INTEGERS = {"tinyint": 1, "smallint": 2, "mediumint": 3, "int": 4, "integer": 4,
 TEXTS = {"tinytext": 255, "text": 65535, "mediumtext": 16777215, "longtext": 4294967295}
 BLOBS = {"tinyblob": 255, "blob": 65535, "mediumblob": 16777215, "longblob": 4294967295}
 CREATE = re.compile(rb"CREATE TABLE IF NOT EXISTS `((?:[^`]|``)+)`")
+TRUNCATE = re.compile(rb"TRUNCATE TABLE `((?:[^`]|``)+)`")
 SIZED = {"char", "varchar", "binary", "varbinary", "datetime", "timestamp", "time", "bit"}
 
 
@@ -166,7 +167,7 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
     many as the server allows this user). Return the row count of every table it filled, counted afterwards,
     and the number of connections that loaded them; an error once a table was emptied is raised as
     `partial(error)`."""
-    emptied = False
+    emptied, locked = False, frozenset()
     reader = SnapshotReader(path)
     with ConnectionPool(lambda: open_database(address, retry_policy=retry_policy), size=workers) as pool:
         connections = pool.acquire_up_to(workers)
@@ -184,12 +185,17 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                         created = CREATE.match(statement)
                         if created:
                             tables[created.group(1).replace(b"``", b"`").decode("utf-8")] = statement.decode("utf-8")
+                        if statement.startswith(b"TRUNCATE"):
+                            locked = hold_for_emptying(connections[0], statement, tables, locked, emptied)
                         emptied = emptied or statement.startswith(b"TRUNCATE")  # (before: it may end mid-way)
                         connections[0].execute_raw(statement)
                         if statement.startswith(b"TRUNCATE"):
                             kill_point("emptied")  # tests: a restore killed outright, tables emptied
                         continue
                     if not threads:
+                        if locked:  # every table is emptied: the loaders write beside the application again
+                            connections[0].execute("UNLOCK TABLES")
+                            locked = frozenset()
                         widened = widened_floats(connections[0], tables)
                         threads = [_start_loader(db, session, inserts, failed, errors) for db in connections]
                     if widened and _inserted_table(statement) in widened:
@@ -211,6 +217,8 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
             if emptied and partial is not None:
                 raise partial(exc) from None
             exc.nothing_changed = not emptied  # the restore's mark goes (restoremark.py)
+            if not emptied and partial is not None:
+                exc.message += "; the restore stopped before it emptied a table: nothing was changed"
             raise
         except KeyboardInterrupt as exc:
             failed.set()  # the loaders stop after the statement they are running
@@ -224,6 +232,25 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
     if reader.counts is None:
         raise reader.damaged("its last line is missing")
     return counts, len(connections)
+
+
+def hold_for_emptying(db, truncate, tables, locked, emptied):
+    """The snapshot's tables ({name: DDL}) locked (LOCK TABLES ... WRITE) before the first TRUNCATE: a wait behind
+    an application's open transaction then ends, at --lock-timeout, with nothing emptied, not with some tables
+    emptied and the next one waiting. The tables locked now; none where this user may not lock tables (each
+    TRUNCATE then waits on its own, as before) or a TRUNCATE names a table not locked (unlocked first)."""
+    match = TRUNCATE.match(truncate)
+    name = match.group(1).replace(b"``", b"`").decode("utf-8") if match else None
+    if locked and name not in locked:
+        db.execute("UNLOCK TABLES")
+        return frozenset()
+    if emptied or locked or name not in tables:
+        return locked
+    try:
+        db.execute("LOCK TABLES %s" % ", ".join("%s WRITE" % db.quote(t) for t in tables))
+    except PrivilegeError:
+        return frozenset()
+    return frozenset(tables)
 
 
 def count_tables(connections, expected, failed):

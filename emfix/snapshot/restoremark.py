@@ -109,11 +109,16 @@ class RestoreMark:
             self.close()
 
     def nothing_changed(self):
-        """Refused before it emptied anything: its own row goes (a killed restore's stays)."""
+        """Refused before it emptied anything: its own row goes (a killed restore's stays), and the table with it
+        when no row is left (as after a restore that finished)."""
         try:
             if self.run_id is not None:
                 with self._connection() as db:
-                    db.execute("DELETE FROM %s WHERE run_id = ?" % db.quote(MARK_TABLE), (self.run_id,))
+                    q = db.quote(MARK_TABLE)
+                    db.execute("DELETE FROM %s WHERE run_id = ?" % q, (self.run_id,))
+                    if self.db is not None and not db.scalar("SELECT COUNT(*) FROM %s" % q):  # under the lock
+                        with contextlib.suppress(PrivilegeError):
+                            db.execute("DROP TABLE IF EXISTS %s" % q)
         finally:
             self.close()
 

@@ -203,7 +203,7 @@ def _one_moment(connections):
             connections = connections[:1]
         # The reads wait for table locks as usual. Not after anything else: Ctrl-C or SIGTERM in the wait leaves the
         # connection mid-statement, and an error of this statement would hide the signal's exit code.
-        lead.execute("SET SESSION lock_wait_timeout = DEFAULT")
+        lead.execute("SET SESSION lock_wait_timeout = %d" % lead.lock_wait)
     stopped = False
     try:
         for db in connections:

@@ -1,0 +1,47 @@
+"""A MySQL statement waits for a lock as long as --lock-timeout says, not as long as the server would (a day for
+a table's metadata lock, 50 s for a row's): a restore behind an application's open transaction stops with nothing
+emptied instead of waiting on and on, or emptying some tables and then waiting."""
+
+import json
+
+from conftest import make_demo, run_cli, url_of
+
+from emfix.backends import open_database
+from emfix.demo import Shape
+from emfix.retry import RetryPolicy
+from emfix.snapshot.restoremark import MARK_TABLE
+
+SHAPE = Shape(experiments=2, trials=2, runs=2, epochs=3, batches=3)
+
+
+def counts(address):
+    with open_database(address) as db:
+        return {t: db.scalar("SELECT count(*) FROM %s" % db.quote(t)) for t in db.tables()}
+
+
+def test_every_connection_waits_for_a_lock_as_long_as_lock_timeout_says(mysql_address):
+    for readonly in (False, True):
+        with open_database(mysql_address, readonly=readonly, retry_policy=RetryPolicy(deadline=7.5)) as db:
+            assert db.query("SELECT @@lock_wait_timeout, @@innodb_lock_wait_timeout")[0] == (8, 8)
+
+
+def test_a_restore_behind_an_open_transaction_stops_at_lock_timeout_and_empties_nothing(mysql_address, tmp_path):
+    make_demo(mysql_address, shape=SHAPE, faults=True)
+    folder = str(tmp_path / "snaps")
+    made = run_cli("snapshot", "create", url_of(mysql_address), "--snapshot-dir", folder, "--json")
+    assert made.returncode == 0, made.stderr
+    taken = json.loads(made.stdout)["id"]
+    before = counts(mysql_address)
+    with open_database(mysql_address) as application:  # reads BATCH in a transaction it keeps open
+        application.execute("START TRANSACTION")
+        application.scalar("SELECT count(*) FROM BATCH")
+        stopped = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", folder, "--snapshot-id",
+                          taken, "--yes", "--no-safety-snapshot", "--lock-timeout", "1", timeout=60)
+        assert stopped.returncode == 3, stopped.stderr
+        assert "--lock-timeout" in stopped.stderr and "nothing was changed" in stopped.stderr, stopped.stderr
+        assert counts(mysql_address) == before  # no table emptied, no mark left
+        application.execute("COMMIT")
+    restored = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", folder, "--snapshot-id", taken,
+                       "--yes", "--no-safety-snapshot")
+    assert restored.returncode == 0, restored.stderr
+    assert MARK_TABLE not in {t.lower() for t in counts(mysql_address)}
