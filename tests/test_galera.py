@@ -447,3 +447,21 @@ def test_doctor_on_each_node_reports_its_state_the_cluster_size_and_wsrep_max_ws
             assert found["replication"]["level"] == "OK"  # a node of a cluster is no replica
             text = cli("doctor", node.url("em_doctor")).stdout
             assert "Galera node Synced, cluster of 2" in text and "wsrep_max_ws_rows 500" in text
+
+
+# -- snapshot and restore on a node ----------------------------------------------------------------
+
+def test_a_restore_into_a_node_leaves_both_nodes_as_the_snapshot_was(cluster, tmp_path):
+    """A restore locks the tables it empties (LOCK TABLES) before the first TRUNCATE: on a node the emptying and the
+    loading still reach the other node, which ends with the snapshot's rows."""
+    url = new_demo(cluster, "em_restore", experiments=2, trials=2, runs=2, epochs=3, batches=3)
+    original = identical(cluster, "em_restore")
+    snaps = str(tmp_path / "snaps")
+    made = cli("snapshot", "create", url, "--snapshot-dir", snaps, "--json")
+    assert made.returncode == 0, made.stderr
+    cluster[1].sql("DELETE FROM em_restore.BATCH_METRIC")  # changed on the other node
+    assert identical(cluster, "em_restore") != original
+    restored = cli("snapshot", "restore", url, "--snapshot-dir", snaps, "--snapshot-id", json.loads(made.stdout)["id"],
+                   "--yes", "--no-safety-snapshot")
+    assert restored.returncode == 0, restored.stderr
+    assert identical(cluster, "em_restore") == original
