@@ -105,8 +105,8 @@ def test_a_connection_refused_while_another_is_closing_is_had_once_that_one_is_g
         assert db.scalar("SELECT 1") == 1
     assert refusals  # it was refused first
     monkeypatch.undo()
-    with open_database(limited_address(url)) as held:  # a connection the user keeps is still refused at the end
-        held.scalar("SELECT 1")
+    with open_database(limited_address(url)) as kept:  # a connection the user keeps is still refused at the end
+        kept.scalar("SELECT 1")
         with pytest.raises(ConnectError):
             open_database(limited_address(url))
 

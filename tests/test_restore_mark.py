@@ -227,3 +227,22 @@ def test_a_restore_that_finishes_clears_the_rows_of_killed_ones_even_unmarked_it
     finally:
         with open_database(address) as db:
             db.execute("DROP USER IF EXISTS '%s'@'%%'" % user)
+
+
+def test_a_row_the_application_inserts_into_an_emptied_table_gets_an_id_after_the_snapshots_rows(mysql_address,
+                                                                                                   tmp_path):
+    """TRUNCATE starts a table's ids at 1 again: a row the application inserted while the restore loaded took an id
+    of the snapshot's rows, whose INSERT then failed on the duplicate key. The emptied table keeps the snapshot's
+    next id (here the restore is killed after it emptied EXPERIMENT, before it loaded it)."""
+    make_demo(mysql_address, shape=SHAPE, faults=True)
+    with open_database(mysql_address) as db:
+        last = db.scalar("SELECT MAX(id) FROM EXPERIMENT")
+    folder = str(tmp_path / "snaps")
+    taken = snapshot(mysql_address, folder)["id"]
+    killed = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", folder, "--snapshot-id", taken,
+                     "--yes", "--no-safety-snapshot", env={"EMFIX_TEST_KILL_AT": "emptied:2"})  # 2nd: EXPERIMENT
+    assert killed.returncode == -9, killed.stderr
+    with open_database(mysql_address) as db:
+        assert db.scalar("SELECT count(*) FROM EXPERIMENT") == 0
+        db.execute("INSERT INTO EXPERIMENT (title, start_time, update_time) VALUES ('meanwhile', NOW(), NOW())")
+        assert db.scalar("SELECT MAX(id) FROM EXPERIMENT") > last

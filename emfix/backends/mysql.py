@@ -10,8 +10,15 @@ import math
 import re
 import time
 
-from ..errors import (ConnectError, DamagedInputError, EmfixError, MissingDependencyError, PrivilegeError, SchemaError,
-                      TooManyConnectionsError)
+from ..errors import (
+    ConnectError,
+    DamagedInputError,
+    EmfixError,
+    MissingDependencyError,
+    PrivilegeError,
+    SchemaError,
+    TooManyConnectionsError,
+)
 from ..retry import RetriesExhausted, call_with_retry, is_transient
 from .base import Backend
 from .mysqlcatalog import MySQLCatalogMixin, text_of

@@ -9,6 +9,7 @@ it was) against information_schema. A restore that stops part way anyway says so
 safety snapshot that holds the content from before.
 """
 
+import contextlib
 import queue
 import re
 import sqlite3
@@ -31,7 +32,13 @@ TEXTS = {"tinytext": 255, "text": 65535, "mediumtext": 16777215, "longtext": 429
 BLOBS = {"tinyblob": 255, "blob": 65535, "mediumblob": 16777215, "longblob": 4294967295}
 CREATE = re.compile(rb"CREATE TABLE IF NOT EXISTS `((?:[^`]|``)+)`")
 TRUNCATE = re.compile(rb"TRUNCATE TABLE `((?:[^`]|``)+)`")
+NEXT_ID = re.compile(r"\)[^()`]* AUTO_INCREMENT=([0-9]+)[^()`]*$")  # in the table options after the last column
 SIZED = {"char", "varchar", "binary", "varbinary", "datetime", "timestamp", "time", "bit"}
+
+
+def _name(match):
+    """The table a CREATE or TRUNCATE regex matched."""
+    return match.group(1).replace(b"``", b"`").decode("utf-8")
 
 
 def snapshot_tables(path):
@@ -49,7 +56,7 @@ def snapshot_tables(path):
                 break
             match = CREATE.match(statement)
             if match:
-                tables[match.group(1).replace(b"``", b"`").decode("utf-8")] = statement.decode("utf-8")
+                tables[_name(match)] = statement.decode("utf-8")
     return tables
 
 
@@ -184,12 +191,13 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                             session.append(statement)
                         created = CREATE.match(statement)
                         if created:
-                            tables[created.group(1).replace(b"``", b"`").decode("utf-8")] = statement.decode("utf-8")
+                            tables[_name(created)] = statement.decode("utf-8")
                         if statement.startswith(b"TRUNCATE"):
                             locked = hold_for_emptying(connections[0], statement, tables, locked, emptied)
                         emptied = emptied or statement.startswith(b"TRUNCATE")  # (before: it may end mid-way)
                         connections[0].execute_raw(statement)
                         if statement.startswith(b"TRUNCATE"):
+                            keep_next_id(connections[0], statement, tables)
                             kill_point("emptied")  # tests: a restore killed outright, tables emptied
                         continue
                     if not threads:
@@ -240,7 +248,7 @@ def hold_for_emptying(db, truncate, tables, locked, emptied):
     emptied and the next one waiting. The tables locked now; none where this user may not lock tables (each
     TRUNCATE then waits on its own, as before) or a TRUNCATE names a table not locked (unlocked first)."""
     match = TRUNCATE.match(truncate)
-    name = match.group(1).replace(b"``", b"`").decode("utf-8") if match else None
+    name = _name(match) if match else None
     if locked and name not in locked:
         db.execute("UNLOCK TABLES")
         return frozenset()
@@ -251,6 +259,18 @@ def hold_for_emptying(db, truncate, tables, locked, emptied):
     except PrivilegeError:
         return frozenset()
     return frozenset(tables)
+
+
+def keep_next_id(db, truncate, tables):
+    """The emptied table's next AUTO_INCREMENT id as the snapshot's DDL has it (TRUNCATE starts it at 1 again): a row
+    the application inserts while the restore loads gets an id after the snapshot's rows, not one of theirs, whose
+    INSERT then failed on a duplicate key (the restore stopped part way)."""
+    match = TRUNCATE.match(truncate)
+    ddl = tables.get(_name(match)) if match else None
+    found = NEXT_ID.search(ddl or "")
+    if found:
+        with contextlib.suppress(PrivilegeError):  # a user without ALTER: as before
+            db.execute("ALTER TABLE %s AUTO_INCREMENT = %d" % (db.quote(_name(match)), int(found.group(1))))
 
 
 def count_tables(connections, expected, failed):
@@ -278,7 +298,7 @@ STAGE = "emfix_restore_stage"
 
 def _inserted_table(statement):
     found = INSERT_INTO.match(statement)
-    return found.group(1).replace(b"``", b"`").decode("utf-8") if found else None
+    return _name(found) if found else None
 
 
 def widened_floats(db, tables):
