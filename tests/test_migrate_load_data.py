@@ -261,11 +261,13 @@ def test_a_real_in_a_column_sqlite_does_not_keep_as_text_is_stored_as_its_insert
             db.execute("DROP DATABASE IF EXISTS %s" % db.quote(other.database))
 
 
+@pytest.mark.parametrize("name", ["q'x\\y", "new\nline"])
 def test_a_temporary_folder_whose_name_holds_a_quote_gets_every_page_as_its_insert(mysql_address, tmp_path,
-                                                                                   monkeypatch):
+                                                                                   monkeypatch, name):
     """Found by an outside tester: TMPDIR=/tmp/q'x crashed every migrate (exit 70): the driver reads the file's
-    name back from the statement without undoing the quote's doubling."""
-    odd = tmp_path / "q'x\\y"
+    name back from the statement without undoing the quote's doubling; in a second round, a newline (the driver's
+    pattern for the name stops there)."""
+    odd = tmp_path / name
     odd.mkdir()
     monkeypatch.setattr(mysqlload.tempfile, "tempdir", str(odd))
     source, ids = sqlite_source(tmp_path, ["a\\b'c", "'),(x"])
