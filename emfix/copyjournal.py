@@ -103,6 +103,27 @@ def journal_states(src, dst, experiment_ids, retry_policy=None):
         return states
 
 
+def held_by_other_copies(db, key):
+    """{table: the highest id} that copies into this database other than `key`'s, still running (or killed and not
+    resumed), reserved: their rows may not be there yet, and a copy that took ids among them (an outside tester:
+    two migrates at once into one DST) put its rows under the other's experiment or made it fail at a duplicate
+    key. A row of an older emfix (no `reserved`) or one not readable holds nothing here (its --resume says so)."""
+    if JOURNAL not in db.tables() or not _has_reserved(db):
+        return {}
+    held = {}
+    for offsets, reserved in db.query("SELECT offsets, reserved FROM %s WHERE state = ? AND run_key <> ? AND "
+                                      "reserved IS NOT NULL" % db.quote(JOURNAL), (RUNNING, key)):
+        try:
+            offsets, reserved = json.loads(offsets), json.loads(reserved)
+        except (TypeError, ValueError):
+            continue
+        if not (is_table_numbers(offsets) and is_table_numbers(reserved)):
+            continue
+        for table, high in reserved.items():
+            held[table] = max(held.get(table, 0), int(high) + int(offsets.get(table, 0)))
+    return held
+
+
 def new_journal_row(db, key, offsets, reserved, started_at):
     """The journal row of a copy that begins: running, the id offsets, what DST reserved (see ensure_journal)."""
     db.execute("DELETE FROM %s WHERE run_key = ?" % db.quote(JOURNAL), (key,))

@@ -6,10 +6,15 @@ largest one already there, and every column that refers to it (through the relat
 composite keys included) moves with it.
 """
 
+import contextlib
+import logging
 from contextlib import nullcontext
 
-from .errors import EmfixError
+from .backends.base import server_lock_name
+from .errors import DatabaseLockedError, EmfixError
 from .schema import EM_TABLES
+
+log = logging.getLogger(__name__)
 
 AUTO_ID_TABLES = tuple(t.name for t in EM_TABLES if t.auto_id)
 
@@ -35,18 +40,26 @@ def id_owner(graph, table, column, seen=None):
     return None
 
 
-def id_offset(db, table, low, high=None):
+def id_offset(db, table, low, high=None, held=None):
     """0 when no id in low..high is taken in `db` (high unknown: when every id there is below low);
-    else the shift that puts low just past the largest id there."""
+    else the shift that puts low just past the largest id there. `held`: the highest id other unfinished copies
+    reserved in this table (their rows may not be there yet): every id up to it counts as taken."""
     q = db.quote
-    if high is not None:
+    if high is not None and (held is None or int(held) < int(low)):
         taken = db.scalar("SELECT count(*) FROM %s WHERE %s BETWEEN ? AND ?" % (q(table), q("id")), (low, high))
         if not taken:
             return 0
-    top = db.scalar("SELECT max(%s) FROM %s" % (q("id"), q(table)))
+    top = _top(db.scalar("SELECT max(%s) FROM %s" % (q("id"), q(table))), held)
     if top is None or (high is None and int(top) < int(low)):
         return 0
     return int(top) + 1 - int(low)
+
+
+def _top(largest, held):
+    """The larger of a table's largest id (None: no row) and what other copies hold (None: nothing)."""
+    if held is None:
+        return largest
+    return int(held) if largest is None else max(int(largest), int(held))
 
 
 def column_shifts(graph, table, columns, offsets):
@@ -76,21 +89,49 @@ def reserve_ids(db, table, top):
         db.execute("ALTER TABLE %s AUTO_INCREMENT = %d" % (db.quote(table), int(top) + 1))
 
 
+@contextlib.contextmanager
+def claiming_alone(db):
+    """Copies into one MySQL database choose their ids one at a time (a named lock, held until the caller has
+    written its journal row), each seeing the reservations of those before it (copyjournal.held_by_other_copies).
+    On SQLite the caller's write transaction (BEGIN IMMEDIATE) does it."""
+    if db.dialect != "mysql":
+        yield
+        return
+    name = server_lock_name("claim", db.address.database)
+    try:
+        got = db.scalar("SELECT GET_LOCK(?, ?)", (name, db.lock_wait))
+    except EmfixError as exc:  # a server without named locks: the copies' journal rows still keep them apart
+        log.info("choosing ids without the claim lock: %s", exc)
+        yield
+        return
+    if not got:
+        raise DatabaseLockedError("another copy into %s has been choosing its ids for longer than --lock-timeout "
+                                  "allows; nothing was copied" % db.address.display(),
+                                  hint="run this again when it has begun copying")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(EmfixError):
+            db.scalar("SELECT RELEASE_LOCK(?)", (name,))
+
+
 SLACK = 1000  # room for the application's inserts while MySQL's reservation (an ALTER TABLE) is made
 
 
-def claim_ids(db, ranges, offsets=None):
+def claim_ids(db, ranges, offsets=None, held=None):
     """{table: shift} for each table's ids low..high (`ranges`: {table: (low, high)}), each shifted range
-    reserved in `db` (reserve_ids), so that the application's inserts from now on go above it. Given offsets
+    reserved in `db` (reserve_ids), so that the application's inserts from now on go above it, and past what
+    other unfinished copies hold (`held`: {table: highest id}, copyjournal.held_by_other_copies). Given offsets
     (a resumed copy's) are reserved again as they are."""
     if offsets is not None:
         for table, (_low, high) in ranges.items():
             reserve_ids(db, table, int(high) + offsets.get(table, 0))
         return offsets
-    return {table: _claim(db, table, int(low), int(high)) for table, (low, high) in ranges.items()}
+    held = held or {}
+    return {table: _claim(db, table, int(low), int(high), held.get(table)) for table, (low, high) in ranges.items()}
 
 
-def claim_gained_ids(db, ranges, offsets, reserved, copied, gained_ids):
+def claim_gained_ids(db, ranges, offsets, reserved, copied, gained_ids, held=None):
     """A resumed copy: (offsets, reserved, gained). `ranges` are the subtree's id ranges in SRC now, `reserved`
     SRC's highest id per table whose moved range DST reserved when the copy began, `gained_ids(table, above)`
     the subtree's ids above that in SRC now (its other experiments' ids lie between). The gained ids are
@@ -101,7 +142,8 @@ def claim_gained_ids(db, ranges, offsets, reserved, copied, gained_ids):
     offsets, reserved, taken, gained = dict(offsets), dict(reserved), [], False
     for table, (low, high) in sorted(ranges.items()):
         if table not in offsets and not copied.get(table):
-            offsets[table], reserved[table], gained = _claim(db, table, int(low), int(high)), int(high), True
+            offsets[table], reserved[table], gained = _claim(db, table, int(low), int(high), (held or {}).get(
+                table)), int(high), True
             continue
         shift, top = offsets.get(table, 0), int(reserved.get(table, high))
         if int(high) <= top:
@@ -145,20 +187,22 @@ def _held_among(db, table, moved_ids, low, high, shown=3):
     return count, first
 
 
-def _claim(db, table, low, high):
+def _claim(db, table, low, high, held=None):
     """Inside a write transaction (SQLite) the application waits, and the first choice holds. MySQL's ALTER TABLE
     is no transaction: an insert meanwhile may take an id of the range. Then a ceiling with room to spare is
     reserved first, and the range put just past the largest id under it: every id the application takes from
-    then on is above the ceiling, every one it took before is below the range."""
-    offset = id_offset(db, table, low, high)
+    then on is above the ceiling, every one it took before is below the range. `held`: see id_offset."""
+    offset = id_offset(db, table, low, high, held)
     reserve_ids(db, table, high + offset)
     if not _taken(db, table, low + offset, high + offset):
         return offset
     slack, q = SLACK, db.quote
     for _ in range(6):
-        ceiling = int(db.scalar("SELECT max(%s) FROM %s" % (q("id"), q(table))) or 0) + 1 + high - low + slack
+        largest = _top(db.scalar("SELECT max(%s) FROM %s" % (q("id"), q(table))), held)
+        ceiling = int(largest or 0) + 1 + high - low + slack
         reserve_ids(db, table, ceiling)
-        below = int(db.scalar("SELECT max(%s) FROM %s WHERE %s <= ?" % (q("id"), q(table), q("id")), (ceiling,)) or 0)
+        below = int(_top(db.scalar("SELECT max(%s) FROM %s WHERE %s <= ?" % (q("id"), q(table), q("id")), (ceiling,)),
+                         held) or 0)
         offset = below + 1 - low
         if high + offset <= ceiling:
             return offset

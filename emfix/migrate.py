@@ -30,6 +30,7 @@ from .copyjournal import (
     UNVERIFIED,
     ensure_journal,
     find_journal,
+    held_by_other_copies,
     journal_key,
     new_journal_row,
     set_reserved,
@@ -56,7 +57,14 @@ from .errors import (
 from .fileutil import read_only_uri
 from .guarded import IntegrityCheck
 from .hierarchy import ROOT, reach_subtree
-from .idshift import IdsTakenError, claim_gained_ids, claim_ids, subtree_id_ranges, subtree_ids_above
+from .idshift import (
+    IdsTakenError,
+    claim_gained_ids,
+    claim_ids,
+    claiming_alone,
+    subtree_id_ranges,
+    subtree_ids_above,
+)
 from .killpoints import kill_point
 from .pool import ConnectionPool
 from .progress import BASE_MB, NoProgress, utc_now
@@ -345,8 +353,8 @@ class _Migration:
                 # The ids are reserved as they are chosen, so the application's inserts meanwhile go above them:
                 # SQLite in one transaction with the journal row (the application waits for it); MySQL's
                 # ALTER TABLE commits by itself, so there the reservation comes before the journal row.
-                with target.transaction() if target.dialect == "sqlite" else nullcontext():
-                    offsets = claim_ids(target, ranges)
+                with target.transaction() if target.dialect == "sqlite" else claiming_alone(target):
+                    offsets = claim_ids(target, ranges, held=held_by_other_copies(target, plan.key))
                     with target.transaction():
                         new_journal_row(target, plan.key, offsets, {t: high for t, (_low, high) in ranges.items()},
                                         utc_now())
@@ -369,11 +377,12 @@ class _Migration:
             if plan.state == RUNNING:
                 claim_ids(target, ranges, offsets)
         else:
-            with target.transaction() if target.dialect == "sqlite" else nullcontext():
+            with target.transaction() if target.dialect == "sqlite" else claiming_alone(target):
                 try:
                     offsets, reserved, gained = claim_gained_ids(
                         target, ranges, offsets, journal["reserved"], journal["copied"],
-                        lambda table, above: subtree_ids_above(self.source, plan.graph, plan.tree, table, above))
+                        lambda table, above: subtree_ids_above(self.source, plan.graph, plan.tree, table, above),
+                        held_by_other_copies(target, plan.key))
                 except IdsTakenError as exc:
                     exc.hint = ("run the same command with --force to copy the experiment again from the start with "
                                 "new ids, reserved first (the rows copied so far stay in DST as experiment %d: "

@@ -263,3 +263,40 @@ def test_an_id_the_application_holds_uncommitted_is_never_chosen_for_the_copy(my
     with open_database(mysql_address) as db:
         assert db.scalar("SELECT title FROM EXPERIMENT WHERE id = ?", (held,)) == "app"
         assert db.scalar("SELECT count(*) FROM EXPERIMENT WHERE id > ?", (held,)) == 1
+
+
+def test_a_copy_begun_meanwhile_takes_no_id_another_unfinished_copy_reserved(address, tmp_path):
+    """Found by an outside tester: two migrates into one DST. A chose its ids (the reservation committed, no row
+    copied yet); B saw no row at those ids and took the same ones, so A could never be resumed (a duplicate key),
+    and run side by side one's trials hung under the other's experiment. The ids of copies still running count
+    as taken; on MySQL the copies choose one at a time."""
+    assert run_cli("init", url_of(address)).returncode == 0
+    first, second = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+    for path in (first, second):
+        make_demo(DatabaseAddress("sqlite", path=path), faults=False)  # the same ids in both
+    killed = run_cli("migrate", first, url_of(address), "-e", "1", "--strategy", "aggressive",
+                     env={"EMFIX_TEST_KILL_AT": "prepared:1"})
+    assert killed.returncode == -9, killed.stderr  # ids chosen and reserved, nothing copied
+    other = run_cli("migrate", second, url_of(address), "-e", "1", "--strategy", "aggressive", "--json")
+    assert other.returncode == 0, other.stderr
+    assert json.loads(other.stdout)[0]["new_experiment_id"] != 1  # experiment 1 is the first copy's
+    resumed = run_cli("migrate", first, url_of(address), "-e", "1", "--strategy", "aggressive", "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)[0]["new_experiment_id"] == 1
+    assert journal_states(address) == ["done", "done"]  # each verified: its subtree holds its own rows alone
+
+
+def test_two_copies_into_one_mysql_database_at_once_each_get_ids_of_their_own(mysql_address, tmp_path):
+    """The same, side by side: on MySQL the reservation (ALTER TABLE) commits apart from the journal row, so the
+    copies choose their ids one at a time (a named lock), each seeing the journal rows of those before it."""
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    sources = [str(tmp_path / name) for name in ("a.db", "b.db")]
+    for path in sources:
+        make_demo(DatabaseAddress("sqlite", path=path), faults=False)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    copies = [subprocess.Popen([sys.executable, "-m", "emfix", "migrate", path, url_of(mysql_address), "-e", "1",
+                                "--strategy", "aggressive", "-q"], env=env, stderr=subprocess.PIPE, text=True)
+              for path in sources]
+    errors = [copy.communicate(timeout=120)[1] for copy in copies]
+    assert [copy.returncode for copy in copies] == [0, 0], errors
+    assert journal_states(mysql_address) == ["done", "done"]

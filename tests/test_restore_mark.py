@@ -5,6 +5,7 @@ and no snapshot carries the mark."""
 import json
 import os
 import sqlite3
+import uuid
 
 import pytest
 from conftest import make_demo, run_cli, url_of
@@ -166,7 +167,7 @@ def test_a_user_who_may_not_create_tables_restores_unmarked_as_before(mysql_addr
     made = run_cli("snapshot", "create", url_of(mysql_address), "--snapshot-dir", folder, "--format", "sqlite",
                    "--json")
     taken = json.loads(made.stdout)["id"]
-    user = "emfix_t_nocreate"
+    user = "emfix_t_nocreate_%s" % uuid.uuid4().hex[:8]  # its own: tests run side by side
     with open_database(mysql_address) as db:
         db.execute("DROP USER IF EXISTS '%s'@'%%'" % user)
         db.execute("CREATE USER '%s'@'%%' IDENTIFIED BY 'pw-nocreate'" % user)
@@ -208,7 +209,7 @@ def test_a_restore_that_finishes_clears_the_rows_of_killed_ones_even_unmarked_it
     killed restore stayed, and every changing command refused a whole database."""
     import dataclasses
     address, folder, taken = half_restored
-    user = "emfix_t_nocreate2"
+    user = "emfix_t_nocreate_%s" % uuid.uuid4().hex[:8]
     with open_database(address) as db:
         db.execute("DROP USER IF EXISTS '%s'@'%%'" % user)
         db.execute("CREATE USER '%s'@'%%' IDENTIFIED BY 'pw-nocreate'" % user)

@@ -2,9 +2,18 @@
 
 import collections
 import contextlib
+import hashlib
 
 from ..errors import ConflictError
 from ..retry import RetriesExhausted, RetryPolicy, call_with_retry
+
+
+def server_lock_name(purpose, database):
+    """The server-wide name of a MySQL named lock (GET_LOCK) for `purpose` in `database`: at most 64 characters."""
+    name = "emfix_%s:%s" % (purpose, database)
+    if len(name) > 64:
+        name = "emfix_%s:%s" % (purpose, hashlib.sha256(database.encode("utf-8")).hexdigest()[:40])
+    return name
 
 Index = collections.namedtuple("Index", "table name columns unique", defaults=(False,))
 # `type` as declared (SQLite) or as the server reports it (MySQL COLUMN_TYPE); `default` as SQL text or None.

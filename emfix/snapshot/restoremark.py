@@ -15,11 +15,11 @@ there, `doctor` fails with what to do, `validate` warns, and the commands that c
 """
 
 import contextlib
-import hashlib
 import logging
 import os
 
 from ..backends import open_database
+from ..backends.base import server_lock_name
 from ..backends.mysqlcatalog import text_of
 from ..errors import DatabaseLockedError, EmfixError, PrivilegeError, TooManyConnectionsError
 from ..progress import utc_now
@@ -33,8 +33,7 @@ COLUMNS = ("run_id", "snapshot_id", "safety_snapshot_id", "snapshot_dir", "start
 
 def lock_name(database):
     """The server-wide name of a database's restore lock (at most 64 characters)."""
-    name = "emfix_restore:%s" % database
-    return name if len(name) <= 64 else "emfix_restore:" + hashlib.sha256(database.encode("utf-8")).hexdigest()[:40]
+    return server_lock_name("restore", database)
 
 
 class RestoreMark:
