@@ -290,3 +290,17 @@ def test_an_infinite_real_is_refused_as_a_value_mysql_has_none_for(mysql_address
     refused = run_cli("migrate", path, url_of(mysql_address), "-e", "1", "--init", "--strategy", "aggressive",
                       "--snapshot-dir", str(tmp_path / "s"))
     assert refused.returncode == 4 and "infinite" in refused.stderr and "9e999" in refused.stderr, refused.stderr
+
+
+def test_text_in_a_number_column_is_refused_as_not_a_number_not_as_bytes(mysql_address, tmp_path):
+    """An outside tester: 'abc' in METRIC.total_val (SQLite keeps it) was refused by MySQL rightly, but the hint
+    said the value's bytes were not UTF-8."""
+    path = str(tmp_path / "src.db")
+    write_demo(path, SHAPE, faults=False)
+    with sqlite3.connect(path) as db:
+        key = db.execute("SELECT m.metric_id FROM EPOCH_METRIC m JOIN TRIAL_RUN r ON r.id = m.epoch_trial_run_id "
+                         "JOIN TRIAL t ON t.id = r.trial_id WHERE t.experiment_id = 1 LIMIT 1").fetchone()[0]
+        db.execute("UPDATE METRIC SET total_val = 'abc' WHERE id = ?", (key,))
+    refused = run_cli("migrate", path, url_of(mysql_address), "-e", "1", "--init", "--strategy", "aggressive")
+    assert refused.returncode == 4 and "Incorrect double value" in refused.stderr, refused.stderr
+    assert "UTF-8" not in refused.stderr and "holds numbers" in refused.stderr

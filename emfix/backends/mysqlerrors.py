@@ -63,8 +63,13 @@ def translate_error(a, exc, exhausted, lost, connected, quote):
                                  hint="the value does not fit the column's type there (a FLOAT holds at most "
                                       "about 3.4e38): correct it where it comes from, or widen the column "
                                       "(e.g. ALTER TABLE ... MODIFY ... DOUBLE)")
-    if errno == INCORRECT_STRING:
+    if errno == INCORRECT_STRING and "string value" in msg.lower():
         return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg), kind="refused_text")
+    if errno == INCORRECT_STRING:  # "Incorrect double value: 'abc'": text SQLite keeps in a number column
+        return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
+                                 hint="the column the error names holds numbers there, and the value is not one: "
+                                      "correct it where it comes from (in SQLite, where typeof() of the column is "
+                                      "'text')")
     if exhausted is not None or lost or errno in (2002, 2003, 2005):
         tries = ""
         if exhausted is not None:
