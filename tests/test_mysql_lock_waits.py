@@ -4,6 +4,7 @@ emptied instead of waiting on and on, or emptying some tables and then waiting."
 
 import json
 
+import pytest
 from conftest import make_demo, run_cli, url_of
 
 from emfix.backends import open_database
@@ -45,3 +46,18 @@ def test_a_restore_behind_an_open_transaction_stops_at_lock_timeout_and_empties_
                        "--yes", "--no-safety-snapshot")
     assert restored.returncode == 0, restored.stderr
     assert MARK_TABLE not in {t.lower() for t in counts(mysql_address)}
+
+
+def test_a_table_emptied_while_a_read_of_one_moment_runs_is_a_clear_error_not_a_bug(mysql_address):
+    """An outside tester: validate, check-hierarchy and snapshot create beside a restore ended with exit 70
+    ("Table definition has changed, please retry transaction")."""
+    from emfix.errors import ConflictError
+    make_demo(mysql_address, shape=SHAPE, faults=True)
+    with open_database(mysql_address) as reader, open_database(mysql_address) as restore:
+        with reader.consistent_read():
+            reader.scalar("SELECT count(*) FROM EXPERIMENT")
+            restore.foreign_key_checks(False)  # as a restore empties it
+            restore.execute("TRUNCATE TABLE METRIC")
+            with pytest.raises(ConflictError) as stopped:
+                reader.scalar("SELECT count(*) FROM METRIC")
+    assert "emptied or altered" in stopped.value.message and stopped.value.exit_code == 3

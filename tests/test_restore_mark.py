@@ -247,3 +247,32 @@ def test_a_row_the_application_inserts_into_an_emptied_table_gets_an_id_after_th
         assert db.scalar("SELECT count(*) FROM EXPERIMENT") == 0
         db.execute("INSERT INTO EXPERIMENT (title, start_time, update_time) VALUES ('meanwhile', NOW(), NOW())")
         assert db.scalar("SELECT MAX(id) FROM EXPERIMENT") > last
+
+
+@pytest.mark.parametrize("snapshot_format", ["sql", "sqlite"])
+def test_a_restore_stopped_before_it_changed_anything_leaves_no_mark(mysql_address, tmp_path, monkeypatch,
+                                                                    snapshot_format):
+    """An outside tester: Ctrl-C or SIGTERM while the loader's connections opened (SQL text), or inside the first
+    table's transaction (a SQLite-file snapshot: rolled back), left the mark on an unchanged database (doctor FAIL,
+    every changing command refused)."""
+    from emfix.backends.base import Backend
+    from emfix.pool import ConnectionPool
+    from emfix.snapshot import restore_snapshot
+    make_demo(mysql_address, shape=SHAPE, faults=True)
+    folder = str(tmp_path / "snaps")
+    made = run_cli("snapshot", "create", url_of(mysql_address), "--snapshot-dir", folder, "--format", snapshot_format,
+                   "--json")
+    assert made.returncode == 0, made.stderr
+    before = counts(mysql_address)
+
+    def stopped(*_args, **_kwargs):
+        raise KeyboardInterrupt()
+
+    if snapshot_format == "sql":
+        monkeypatch.setattr(ConnectionPool, "acquire_up_to", stopped)  # while the loader's connections open
+    else:
+        monkeypatch.setattr(Backend, "executemany", stopped)  # inside the first table's transaction
+    with pytest.raises(KeyboardInterrupt):
+        restore_snapshot(mysql_address, folder, json.loads(made.stdout)["id"], safety_snapshot=False)
+    monkeypatch.undo()
+    assert unfinished(mysql_address) is None and counts(mysql_address) == before

@@ -3,6 +3,7 @@
 import re
 
 from ..errors import (
+    ConflictError,
     ConnectError,
     DamagedInputError,
     PrivilegeError,
@@ -16,6 +17,7 @@ ACCESS_DENIED = 1045
 UNKNOWN_DATABASE = 1049
 REFUSED_VALUE_ERRNOS = (3140, 4025)  # MySQL: invalid JSON text; MariaDB: CHECK (json_valid) failed
 INCORRECT_STRING = 1366  # bytes that are not UTF-8 into a utf8mb4 column
+TABLE_DEF_CHANGED = 1412  # a consistent read of a table TRUNCATEd or ALTERed since it began
 NO_DEFAULT = 1364  # a NOT NULL column without a default that the INSERT does not name
 OUT_OF_RANGE = 1264  # a number past the column's type (1e39 in a FLOAT); a text too long is a schema difference
 PRIVILEGE_ERRNOS = (1044, 1142, 1143, 1227)  # database / table / column / global privilege missing
@@ -49,6 +51,11 @@ def translate_error(a, exc, exhausted, lost, connected, quote):
     cluster = translate_server_error(a, errno, msg, exhausted)  # read-only, conflicts, Galera limits
     if cluster is not None:
         return cluster
+    if errno == TABLE_DEF_CHANGED:
+        return ConflictError("MySQL %s: a table was emptied or altered while this read it at one moment (a restore, a "
+                             "TRUNCATE or an ALTER TABLE ran meanwhile): %s" % (a.display(), msg),
+                             hint="run it again once that has finished (`emfix doctor` says whether a restore is "
+                                  "running)")
     if errno == 1451:  # Cannot delete or update a parent row: a foreign key constraint fails
         return StillReferencedError("MySQL %s refused to delete a row others still reference: %s" % (
             a.display(), msg), hint="validate shows which rows reference it")

@@ -177,7 +177,11 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
     emptied, locked = False, frozenset()
     reader = SnapshotReader(path)
     with ConnectionPool(lambda: open_database(address, retry_policy=retry_policy), size=workers) as pool:
-        connections = pool.acquire_up_to(workers)
+        try:
+            connections = pool.acquire_up_to(workers)
+        except BaseException as exc:  # stopped (or refused) while its connections open: nothing emptied, the mark goes
+            exc.nothing_changed = True
+            raise
         failed = threading.Event()
         try:
             session, inserts, threads = [], queue.Queue(maxsize=workers), []
@@ -366,7 +370,7 @@ def load_sqlite_snapshot(address, path, retry_policy, progress, partial):
     """A SQLite-file snapshot of a MySQL database, table by table, parents first, each in one transaction
     with foreign-key checks off; an error once a table was replaced is raised as `partial(error)`."""
     src = _open_file(path)
-    counts, began, replaced = {}, False, False
+    counts, committing, replaced = {}, False, False
     try:
         order = [r for r in src.execute("SELECT name, ddl FROM %s ORDER BY ordinal" % META_TABLE)]
         with open_database(address, retry_policy=retry_policy) as db:
@@ -381,21 +385,21 @@ def load_sqlite_snapshot(address, path, retry_policy, progress, partial):
                            if r[1].lower() not in generated]
                 insert = "INSERT INTO %s (%s) VALUES (%s)" % (db.quote(table), db.quote_columns(columns),
                                                               ", ".join("?" * len(columns)))
-                began = True  # (before: a signal may land between its commit and the next line)
                 with db.transaction():
                     db.execute("DELETE FROM %s" % db.quote(table))
                     rows = src.execute('SELECT %s FROM "%s"' % (
                         ", ".join('"%s"' % c.replace('"', '""') for c in columns), table.replace('"', '""')))
                     db.executemany(insert, iter(rows), batch_size=1000)
+                    committing = True  # from here its COMMIT may have happened, whatever stops it
                 replaced = True
                 counts[table] = int(db.scalar("SELECT count(*) FROM %s" % db.quote(table)))
                 kill_point("emptied")  # tests: a restore killed outright, a table replaced
                 progress.update("%s: %d rows" % (table, counts[table]))
             db.foreign_key_checks(True)
     except KeyboardInterrupt as exc:  # the table being loaded rolls back; the ones before it are replaced
-        if began:  # its commit may have happened: said partly restored, the restore's mark kept (restoremark.py)
+        if committing:  # a commit may have happened: said partly restored, the restore's mark kept (restoremark.py)
             raise partial(interruption(exc)) from None
-        exc.nothing_changed = True  # no table touched: the mark goes
+        exc.nothing_changed = True  # stopped inside the first table's transaction, rolled back: the mark goes
         raise
     except Exception as exc:
         error = exc if isinstance(exc, EmfixError) else _refused(address, exc)
