@@ -276,3 +276,22 @@ def test_a_restore_stopped_before_it_changed_anything_leaves_no_mark(mysql_addre
         restore_snapshot(mysql_address, folder, json.loads(made.stdout)["id"], safety_snapshot=False)
     monkeypatch.undo()
     assert unfinished(mysql_address) is None and counts(mysql_address) == before
+
+
+def test_a_table_of_the_marks_name_that_emfix_did_not_make_is_not_taken_for_a_mark(mysql_address, tmp_path):
+    """An outside tester: a table `_emfix_restore (x int)` crashed doctor, validate, snapshot create and restore
+    (exit 70). It is no mark; a restore says it is in the way and changes nothing."""
+    make_demo(mysql_address, shape=SHAPE, faults=True)
+    folder = str(tmp_path / "snaps")
+    taken = snapshot(mysql_address, folder)["id"]
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE %s (x INT)" % db.quote(MARK_TABLE))
+    before = counts(mysql_address)
+    assert unfinished(mysql_address) is None
+    assert run_cli("doctor", url_of(mysql_address), "--snapshot-dir", folder).returncode == 0
+    assert run_cli("validate", url_of(mysql_address)).returncode == 1  # the demo's damage, found
+    refused = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", folder, "--snapshot-id", taken,
+                      "--yes", "--no-safety-snapshot")
+    assert refused.returncode == 1 and "emfix did not make" in refused.stderr and "nothing was changed" in \
+        refused.stderr, refused.stderr
+    assert counts(mysql_address) == before

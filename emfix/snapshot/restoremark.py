@@ -17,11 +17,12 @@ there, `doctor` fails with what to do, `validate` warns, and the commands that c
 import contextlib
 import logging
 import os
+import shlex
 
 from ..backends import open_database
 from ..backends.base import server_lock_name
 from ..backends.mysqlcatalog import text_of
-from ..errors import DatabaseLockedError, EmfixError, PrivilegeError, TooManyConnectionsError
+from ..errors import DatabaseLockedError, EmfixError, PrivilegeError, SchemaError, TooManyConnectionsError
 from ..progress import utc_now
 from ..schema import without_tables
 
@@ -88,6 +89,10 @@ class RestoreMark:
                 log.warning("this restore is not marked in the database (%s): if it is killed before it ends, only "
                             "running it again tells", exc.message)
                 return
+            if _mark_table(db) is None:
+                raise SchemaError("%s holds a table %s that emfix did not make (other columns): a restore marks itself "
+                                  "there; nothing was changed" % (self.address.display(), MARK_TABLE),
+                                  hint="rename that table (RENAME TABLE %s TO ...), then run this again" % q)
             run_id = "%s-%d-%s" % (utc_now(), os.getpid(), os.urandom(4).hex())
             db.execute("INSERT INTO %s (%s) VALUES (?, ?, ?, ?, ?)" % (q, ", ".join(COLUMNS)),
                        (run_id, snapshot_id, safety_id, os.path.abspath(directory), utc_now()))
@@ -147,8 +152,12 @@ def unfinished_restore(db):
 
 
 def _mark_table(db):
-    """The mark's table as the server names it (lower_case_table_names), or None."""
-    return next((t for t in db.tables() if t.lower() == MARK_TABLE), None)
+    """The mark's table as the server names it (lower_case_table_names), or None; None too for a table of that name
+    that emfix did not make (other columns: an outside tester's crashed doctor, validate and restore, exit 70)."""
+    name = next((t for t in db.tables() if t.lower() == MARK_TABLE), None)
+    if name is None or not set(COLUMNS) <= {c.lower() for c in db.columns(name)}:
+        return None
+    return name
 
 
 def describe(found, target):
@@ -161,8 +170,8 @@ def describe(found, target):
               "emptied, not all loaded)" % (snapshot, found.get("started_at"))
     if found.get("restores", 1) > 1:
         message += "; %d restores did not finish" % found["restores"]
-    hint = "restore it again: emfix snapshot restore %s%s --snapshot-id %s" % (
-        target, " --snapshot-dir %s" % found["snapshot_dir"] if found.get("snapshot_dir") else "", snapshot)
+    folder = " --snapshot-dir %s" % shlex.quote(found["snapshot_dir"]) if found.get("snapshot_dir") else ""
+    hint = "restore it again: emfix snapshot restore %s%s --snapshot-id %s" % (target, folder, snapshot)
     if found.get("safety_snapshot_id"):
         hint += " (safety snapshot %s holds what was there before%s)" % (
             found["safety_snapshot_id"], " the first of them" if found.get("restores", 1) > 1 else " it")
