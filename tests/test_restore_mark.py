@@ -295,3 +295,31 @@ def test_a_table_of_the_marks_name_that_emfix_did_not_make_is_not_taken_for_a_ma
     assert refused.returncode == 1 and "emfix did not make" in refused.stderr and "nothing was changed" in \
         refused.stderr, refused.stderr
     assert counts(mysql_address) == before
+
+
+def test_a_snapshot_of_a_half_restored_database_is_never_the_latest_valid_one(half_restored):
+    """An outside tester: a snapshot taken of the half (it warned) became `latest-valid`, and restoring that one
+    cleared the mark and left the half for good. Such a snapshot is kept as partial, which `latest-valid` passes by."""
+    address, folder, taken = half_restored
+    made = snapshot(address, folder)
+    assert made["kind"] == "partial" and made["description"].startswith("partial")
+    restored = run_cli("snapshot", "restore", url_of(address), "--snapshot-dir", folder, "--yes", "--json")
+    assert restored.returncode == 0, restored.stderr
+    assert json.loads(restored.stdout)["snapshot_id"] == taken and unfinished(address) is None
+
+
+def test_prune_keeps_the_snapshots_an_unfinished_restore_names(half_restored):
+    """An outside tester: `snapshot prune --keep 1` deleted the snapshot doctor says to restore again and the safety
+    snapshot of what was there before, and doctor's way out failed ("no snapshot")."""
+    address, folder, taken = half_restored
+    again = run_cli("snapshot", "restore", url_of(address), "--snapshot-dir", folder, "--snapshot-id", taken, "--yes",
+                    env={"EMFIX_TEST_KILL_AT": "emptied:3"})  # a second safety snapshot, of the half: the newest
+    assert again.returncode == -9, again.stderr
+    named = unfinished(address)
+    pruned = run_cli("snapshot", "prune", url_of(address), "--snapshot-dir", folder, "--keep", "1", "--json")
+    assert pruned.returncode == 0, pruned.stderr
+    left = {os.path.splitext(name)[0] for name in os.listdir(folder)}
+    assert taken in left and named["safety_snapshot_id"] in left
+    finished = run_cli("snapshot", "restore", url_of(address), "--snapshot-dir", folder, "--snapshot-id", taken,
+                       "--yes")
+    assert finished.returncode == 0, finished.stderr

@@ -186,7 +186,8 @@ def _prune(args, out, directory, address):
     out.text("%s %d snapshots, kept %d" % ("would delete" if result.dry_run else "deleted", len(result.deleted),
                                            len(result.kept)))
     out.lines("  - %s" % snapshot_id for snapshot_id in result.deleted)
-    out.lines("kept %s as well: the newest verified snapshot of its database is never deleted" % snapshot_id
+    out.lines("kept %s as well: the newest verified snapshot of its database (or one a restore that did not finish "
+              "names) is never deleted" % snapshot_id
               for snapshot_id in result.protected)
     return EXIT_OK
 

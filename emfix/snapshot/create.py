@@ -16,7 +16,7 @@ from ..progress import NoProgress, format_mb, utc_now
 from ..schema import discover_graph
 from ..values import portable
 from .checks import count_rows, sha256_of, sqlite_check
-from .manifest import META_TABLE, SnapshotManifest, new_snapshot_id, snapshot_files, write_manifest
+from .manifest import META_TABLE, PARTIAL_KIND, SnapshotManifest, new_snapshot_id, snapshot_files, write_manifest
 from .restoremark import describe as describe_restore
 from .restoremark import snapshot_graph, unfinished_restore
 from .sqlreader import SnapshotReader
@@ -128,8 +128,11 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
         pool.prepare(workers - 1 if as_sql else 0)  # the other readers connect while this one plans
         graph = snapshot_graph(discover_graph(db))  # without the mark of a restore under way
         unfinished = unfinished_restore(db) if kind != "safety" else None  # (a restore's own: it knows)
-        if unfinished is not None:  # the snapshot holds the half as it is, and nothing in it says so
-            log.warning("%s: this snapshot holds it as it is", describe_restore(unfinished, address.target())[0])
+        if unfinished is not None:  # the snapshot holds the half as it is: `latest-valid` never picks it
+            log.warning("%s: this snapshot holds it as it is (kept as partial: `latest-valid` does not pick it)",
+                        describe_restore(unfinished, address.target())[0])
+            kind = PARTIAL_KIND
+            description = "partial (a restore had not finished)" + (": " + description if description else "")
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as exc:

@@ -16,6 +16,7 @@ from ..fileutil import atomic_write_text, is_own_file
 
 PLAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 FORMAT = "emfix-snapshot-1"
+PARTIAL_KIND = "partial"  # a snapshot of a MySQL database a restore had not finished (SnapshotManifest.kind)
 META_TABLE = "_emfix_snapshot"  # only in SQLite-file snapshots of MySQL databases: source DDL per table
 
 
@@ -35,7 +36,8 @@ class SnapshotManifest:
     format: str = FORMAT
     verified_at: Optional[str] = None
     damage: Optional[str] = None  # what the last verify found wrong
-    kind: str = "snapshot"  # or "safety" (taken by restore before it overwrote) or "raw" (bytes of a damaged file)
+    kind: str = "snapshot"  # or "safety" (taken by restore before it overwrote), "raw" (bytes of a damaged file) or
+    # "partial" (of a MySQL database a restore had not finished: what restoring the latest valid one must not bring)
     source_key: Optional[str] = None  # DatabaseAddress.key() of the source: whose snapshot this is
     position: Optional[dict] = None  # MySQL: the data's moment in the binlog (gtid, binlog_file, binlog_position)
 
@@ -49,7 +51,8 @@ class SnapshotManifest:
 
     @property
     def is_safety_copy(self):
-        return self.kind in ("safety", "raw") or str(self.description).startswith("safety copy before restoring")
+        return self.kind in ("safety", "raw", PARTIAL_KIND) or str(self.description).startswith(
+            "safety copy before restoring")
 
     def to_dict(self):
         data = dataclasses.asdict(self)

@@ -3,11 +3,12 @@ under emfix's state home), the listing, ownership, an id or `latest-valid` resol
 
 import dataclasses
 import datetime
+import logging
 import os
 import re
 from typing import List
 
-from ..errors import NotFoundError, UsageError
+from ..errors import EmfixError, NotFoundError, UsageError
 from ..fileutil import (
     SNAPSHOT_ID,
     clear_stale_temps,
@@ -19,6 +20,8 @@ from ..fileutil import (
 from .checks import verify_snapshot
 from .legacy import LEGACY_ID, LEGACY_KIND, legacy_manifest
 from .manifest import SnapshotStatus, read_manifest, snapshot_files
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -164,6 +167,7 @@ def prune_snapshots(directory, *, keep=None, older_than=None, dry_run=False, now
         if status.manifest is not None and status.manifest.kind != LEGACY_KIND:  # the old tool's: never pruned
             by_owner.setdefault(status.manifest.owner, []).append(status)
     protect = [address.path] if address is not None and address.is_sqlite else []
+    named = named_by_unfinished_restore(address)
     deleted, kept, spared = [], [], []
     for snapshots in by_owner.values():
         protected = next((s.id for s in snapshots if s.status == "verified" and not s.manifest.is_safety_copy),
@@ -172,7 +176,8 @@ def prune_snapshots(directory, *, keep=None, older_than=None, dry_run=False, now
             created = _created(status.manifest)
             too_many = keep is not None and rank >= keep
             too_old = older_than is not None and created is not None and now - created > older_than
-            if status.id != protected and (too_many or too_old) and _is_own_snapshot(directory, status.id, protect):
+            if status.id != protected and status.id not in named and (too_many or too_old) and _is_own_snapshot(
+                    directory, status.id, protect):
                 deleted.append(status.id)
             else:
                 kept.append(status.id)
@@ -189,6 +194,24 @@ def prune_snapshots(directory, *, keep=None, older_than=None, dry_run=False, now
         clear_stale_temps(directory, protect)
         fsync_directory(directory)
     return PruneResult(deleted + leftovers, kept, dry_run, spared)
+
+
+def named_by_unfinished_restore(address):
+    """The snapshots a MySQL restore that did not finish names (the one to run again, the safety snapshot of what was
+    there before): doctor's way out, which prune once deleted (an outside tester). None named where the database
+    cannot be asked (said)."""
+    if address is None or address.is_sqlite:
+        return set()
+    from ..backends import open_database
+    from .restoremark import unfinished_restore
+    try:
+        with open_database(address, readonly=True) as db:
+            found = unfinished_restore(db)
+    except EmfixError as exc:
+        log.warning("could not ask %s whether a restore did not finish (%s): prune keeps by --keep and --older-than "
+                    "alone", address.display(), exc.message)
+        return set()
+    return {found.get("snapshot_id"), found.get("safety_snapshot_id")} - {None} if found else set()
 
 
 LEFTOVER_AGE = datetime.timedelta(hours=1)
