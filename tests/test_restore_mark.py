@@ -323,3 +323,50 @@ def test_prune_keeps_the_snapshots_an_unfinished_restore_names(half_restored):
     finished = run_cli("snapshot", "restore", url_of(address), "--snapshot-dir", folder, "--snapshot-id", taken,
                        "--yes")
     assert finished.returncode == 0, finished.stderr
+
+
+def test_a_user_who_may_not_empty_tables_is_told_and_nothing_is_marked(mysql_address, tmp_path):
+    """An outside tester: without DROP (which TRUNCATE needs) the first TRUNCATE was refused, yet the restore said
+    the database was partly restored and left its mark on an unchanged database."""
+    import dataclasses
+    make_demo(mysql_address, shape=SHAPE, faults=True)
+    folder = str(tmp_path / "snaps")
+    taken = snapshot(mysql_address, folder)["id"]
+    before = counts(mysql_address)
+    user = "emfix_t_nodrop_%s" % uuid.uuid4().hex[:8]
+    with open_database(mysql_address) as db:
+        db.execute("CREATE USER '%s'@'%%' IDENTIFIED BY 'pw-nodrop'" % user)
+        db.execute("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX, ALTER ON %s.* TO '%s'@'%%'" % (
+            db.quote(mysql_address.database), user))
+    try:
+        limited = dataclasses.replace(mysql_address, user=user, password=None)
+        refused = run_cli("snapshot", "restore", url_of(limited), "--snapshot-dir", folder, "--snapshot-id", taken,
+                          "--yes", "--no-safety-snapshot", env={"EMFIX_MYSQL_PASSWORD": "pw-nodrop"})
+        assert refused.returncode == 3 and "nothing was changed" in refused.stderr, refused.stderr
+        assert "partly restored" not in refused.stderr and "GRANT" in refused.stderr
+        left = counts(mysql_address)
+        assert left.pop(MARK_TABLE, 0) == 0  # (emptied: a user who may not drop it leaves it so)
+        assert unfinished(mysql_address) is None and left == before
+    finally:
+        with open_database(mysql_address) as db:
+            db.execute("DROP USER IF EXISTS '%s'@'%%'" % user)
+
+
+def test_a_restore_whose_lock_connection_was_lost_still_clears_its_mark(mysql_address, tmp_path, monkeypatch):
+    """An outside tester: the lock's connection killed (an administrator's KILL, wait_timeout) while the restore
+    loaded; every table loaded and counted, then the restore ended "lost the connection" with its mark left."""
+    from emfix.snapshot import restore_snapshot
+    from emfix.snapshot.restoremark import RestoreMark
+    make_demo(mysql_address, shape=SHAPE, faults=True)
+    folder = str(tmp_path / "snaps")
+    taken = snapshot(mysql_address, folder)["id"]
+    mark = RestoreMark.mark
+
+    def mark_then_lose_the_lock(self, *args):
+        mark(self, *args)
+        with open_database(mysql_address) as admin:
+            admin.execute("KILL %d" % self.db.scalar("SELECT CONNECTION_ID()"))
+
+    monkeypatch.setattr(RestoreMark, "mark", mark_then_lose_the_lock)
+    restore_snapshot(mysql_address, folder, taken, safety_snapshot=False)
+    assert unfinished(mysql_address) is None

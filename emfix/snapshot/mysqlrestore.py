@@ -198,8 +198,12 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                             tables[_name(created)] = statement.decode("utf-8")
                         if statement.startswith(b"TRUNCATE"):
                             locked = hold_for_emptying(connections[0], statement, tables, locked, emptied)
-                        emptied = emptied or statement.startswith(b"TRUNCATE")  # (before: it may end mid-way)
-                        connections[0].execute_raw(statement)
+                        before, emptied = emptied, emptied or statement.startswith(b"TRUNCATE")  # (it may end mid-way)
+                        try:
+                            connections[0].execute_raw(statement)
+                        except PrivilegeError:  # refused before it began (TRUNCATE needs DROP): it emptied nothing
+                            emptied = before
+                            raise
                         if statement.startswith(b"TRUNCATE"):
                             keep_next_id(connections[0], statement, tables)
                             kill_point("emptied")  # tests: a restore killed outright, tables emptied

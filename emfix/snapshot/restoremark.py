@@ -22,7 +22,14 @@ import shlex
 from ..backends import open_database
 from ..backends.base import server_lock_name
 from ..backends.mysqlcatalog import text_of
-from ..errors import DatabaseLockedError, EmfixError, PrivilegeError, SchemaError, TooManyConnectionsError
+from ..errors import (
+    ConnectError,
+    DatabaseLockedError,
+    EmfixError,
+    PrivilegeError,
+    SchemaError,
+    TooManyConnectionsError,
+)
 from ..progress import utc_now
 from ..schema import without_tables
 
@@ -103,14 +110,22 @@ class RestoreMark:
         (the database as the snapshot has it; under the lock no other restore is marking). A user who may delete
         but not drop leaves it, empty."""
         try:
-            with self._connection() as db:
-                name = _mark_table(db)
-                if name is not None:  # this restore's row, or (unmarked: no CREATE) killed ones' rows
-                    db.execute("DELETE FROM %s" % db.quote(name))
-                    with contextlib.suppress(PrivilegeError):
-                        db.execute("DROP TABLE IF EXISTS %s" % db.quote(name))
+            try:
+                self._clear()
+            except ConnectError:  # the lock's connection was lost meanwhile (killed, wait_timeout): on one of its own
+                self.close()
+                self.db = None
+                self._clear()
         finally:
             self.close()
+
+    def _clear(self):
+        with self._connection() as db:
+            name = _mark_table(db)
+            if name is not None:  # this restore's row, or (unmarked: no CREATE) killed ones' rows
+                db.execute("DELETE FROM %s" % db.quote(name))
+                with contextlib.suppress(PrivilegeError):
+                    db.execute("DROP TABLE IF EXISTS %s" % db.quote(name))
 
     def nothing_changed(self):
         """Refused before it emptied anything: its own row goes (a killed restore's stays), and the table with it
