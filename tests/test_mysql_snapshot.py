@@ -436,13 +436,14 @@ def test_restore_that_stops_part_way_says_so_and_names_the_safety_snapshot(mysql
     assert "partly restored" in said[0] and len(said) == 2 and said[1].startswith("hint: "), result.stderr
     safety = [s.id for s in snapshot.list_snapshots(str(tmp_path)) if s.id != made.id]
     assert len(safety) == 1 and "safety snapshot %s" % safety[0] in result.stderr
-    assert "--snapshot-id %s" % safety[0] in result.stderr
+    assert "--snapshot-id %s" % safety[0] in result.stderr and "earlier restore" not in result.stderr
     # Stopped a second time (found by an outside tester): its own safety snapshot holds the first one's half,
-    # so the hint also names the one taken before the first.
+    # so the hint names the one taken before the first (the mark says there was one), and its own as the half.
     twice = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
                     "--snapshot-id", made.id, "--yes")
     assert twice.returncode == 1 and "partly restored" in twice.stderr
-    assert "safety snapshot %s, taken before that one" % safety[0] in twice.stderr, twice.stderr
+    assert "safety snapshot %s holds what was there before the first restore that did not finish" % safety[0] in \
+        twice.stderr and "holds the half it began on" in twice.stderr, twice.stderr
     with open_database(mysql_address) as db:
         db.execute("DROP TRIGGER `refuse`")
     again = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
@@ -549,3 +550,12 @@ def test_a_snapshot_stopped_while_it_takes_its_moment_ends_with_the_signal_not_a
         snapshot.create_snapshot(exact_mysql, str(tmp_path / "s"))
     monkeypatch.undo()
     assert snapshot.create_snapshot(exact_mysql, str(tmp_path / "s")).row_total > 0  # nothing left locked
+
+
+def test_a_snapshot_whose_sql_file_is_gone_is_missing_not_a_mismatch(exact_mysql, tmp_path):
+    """An outside tester: a snapshot without its .sql file was said to be damaged, "manifest describes X.sql, not
+    X.db" (the name guessed for a file that is not there)."""
+    made = snapshot.create_snapshot(exact_mysql, str(tmp_path))
+    os.remove(os.path.join(str(tmp_path), made.file))
+    found = snapshot.verify_snapshot(str(tmp_path), made.id)
+    assert found.status == "missing" and found.problem == "file missing: %s" % os.path.join(str(tmp_path), made.file)

@@ -435,3 +435,18 @@ def test_a_database_in_a_folder_named_with_percent_escapes_is_snapshotted_and_re
     assert made.returncode == 0, made.stderr
     fixed = run_cli("fix-json", address.path, "--yes")
     assert fixed.returncode in (0, 1) and "damaged" not in fixed.stderr, fixed.stderr
+
+
+def test_latest_valid_among_damaged_snapshots_of_this_database_says_so(demo_sqlite, tmp_path):
+    """An outside tester: with only damaged snapshots of this database, the hint said they were of other databases
+    and to restore one with --from-other-database."""
+    made = snapshot.create_snapshot(demo_sqlite, snapdir(tmp_path))
+    path = os.path.join(snapdir(tmp_path), made.file)
+    with open(path, "r+b") as handle:  # one byte flipped: the checksum no longer matches
+        handle.seek(made.size // 2)
+        byte = handle.read(1)
+        handle.seek(made.size // 2)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    refused = run_cli("snapshot", "restore", demo_sqlite.path, "--snapshot-dir", snapdir(tmp_path), "--yes")
+    assert refused.returncode == 2 and "no valid snapshot" in refused.stderr, refused.stderr
+    assert "other databases" not in refused.stderr and "fail their check" in refused.stderr

@@ -98,6 +98,10 @@ def verify_snapshot(directory, snapshot_id, *, full=False, record=True, address=
 
 def _find_damage(snapshot_id, manifest, path, full):
     if manifest.id != snapshot_id or manifest.file != os.path.basename(path):
+        described = os.path.join(os.path.dirname(path), manifest.file)
+        if manifest.id == snapshot_id and manifest.file in (snapshot_id + ".sql", snapshot_id + ".db") and not (
+                os.path.exists(path) or os.path.exists(described)):  # its .sql gone: no .db was ever meant
+            return "file missing: %s" % described
         return "manifest describes %s, not %s" % (manifest.file, os.path.basename(path))
     if not os.path.exists(path):
         return "file missing: %s" % path

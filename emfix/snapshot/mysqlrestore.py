@@ -12,6 +12,7 @@ safety snapshot that holds the content from before.
 import contextlib
 import queue
 import re
+import shlex
 import sqlite3
 import threading
 
@@ -141,18 +142,25 @@ def check_restorable(address, path, snapshot_id, retry_policy=None):
                  "`emfix schema diff` shows how the tables differ")
 
 
-def partly_restored(error, address, safety_id, directory):
+def partly_restored(error, address, safety_id, directory, earlier=None):
     """The error of a restore that stopped after it emptied a table: what stopped it, that the database
-    is partly restored, and the safety snapshot that holds the content from before."""
+    is partly restored, and the safety snapshot that holds the content from before. `earlier`: what the mark
+    says of restores killed before this one ({}: none; None: not known, the restore was not marked)."""
     message = "%s; the restore stopped part way: %s is partly restored (tables emptied, not all loaded)" % (
         error.message, address.display())
-    if safety_id:
+    first = (earlier or {}).get("safety_snapshot_id")
+    if first:  # this restore began on the half an earlier one left: its own safety snapshot holds that half
+        hint = ("safety snapshot %s holds what was there before the first restore that did not finish: emfix snapshot "
+                "restore %s --snapshot-dir %s --snapshot-id %s%s" % (
+                    first, address.target(), shlex.quote(directory), first,
+                    " (this restore's, %s, holds the half it began on)" % safety_id if safety_id else ""))
+    elif safety_id:
         hint = ("safety snapshot %s holds the content from before: emfix snapshot restore %s --snapshot-dir %s "
-                "--snapshot-id %s" % (safety_id, address.target(), directory, safety_id))
-        earlier = newest_safety_before(directory, address, safety_id)
-        if earlier:  # a restore stopped twice: this safety snapshot may hold the first one's half (an outside tester)
+                "--snapshot-id %s" % (safety_id, address.target(), shlex.quote(directory), safety_id))
+        older = newest_safety_before(directory, address, safety_id) if earlier is None else None  # unmarked
+        if older:  # a restore stopped twice: this safety snapshot may hold the first one's half (an outside tester)
             hint += ("; if an earlier restore of it stopped part way too, safety snapshot %s, taken before that one, "
-                     "holds what was there before it" % earlier)
+                     "holds what was there before it" % older)
     else:
         hint = "no safety snapshot was taken (--no-safety-snapshot): fix what stopped it and restore again"
     failure = type(error)(message, hint=hint)

@@ -87,7 +87,8 @@ def _restore(address, directory, snapshot_id, path, manifest, safety_snapshot, r
     if not done:
         safety_id = take_safety()
     progress.update("restoring %s" % snapshot_id, force=True)
-    partial = lambda error: partly_restored(error, address, safety_id, directory)  # noqa: E731
+    partial = lambda error: partly_restored(error, address, safety_id, directory,  # noqa: E731
+                                            mark.earlier if mark is not None and mark.run_id else None)
     if mark is not None:
         mark.mark(snapshot_id, safety_id, directory)
         mark.loading = True  # from here a failure keeps the mark, unless the loader says nothing was changed

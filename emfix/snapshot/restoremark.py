@@ -50,6 +50,7 @@ class RestoreMark:
     def __init__(self, address, retry_policy=None):
         self.address, self.retry_policy = address, retry_policy
         self.run_id = None
+        self.earlier = None  # marked: what the rows of restores killed before this one say ({} for none), else unknown
         self.loading = False  # set by the restore once it begins to load: a failure then keeps the mark
         self.db = None
         try:
@@ -100,6 +101,7 @@ class RestoreMark:
                 raise SchemaError("%s holds a table %s that emfix did not make (other columns): a restore marks itself "
                                   "there; nothing was changed" % (self.address.display(), MARK_TABLE),
                                   hint="rename that table (RENAME TABLE %s TO ...), then run this again" % q)
+            self.earlier = unfinished_restore(db) or {}
             run_id = "%s-%d-%s" % (utc_now(), os.getpid(), os.urandom(4).hex())
             db.execute("INSERT INTO %s (%s) VALUES (?, ?, ?, ?, ?)" % (q, ", ".join(COLUMNS)),
                        (run_id, snapshot_id, safety_id, os.path.abspath(directory), utc_now()))

@@ -133,11 +133,19 @@ def verified_snapshot(directory, wanted, address=None):
         checked = verify_snapshot(directory, status.id)
         if checked.status == "verified":
             return status.id, checked
-    others = len([s for s in list_snapshots(directory) if s.manifest is not None]) if address is not None else 0
+    listed = [s for s in list_snapshots(directory) if s.manifest is not None] if address is not None else []
+    own = len([s for s in listed if s.manifest.owner == address.key()])
+    others = len(listed) - own
+    if own:  # an outside tester: damaged snapshots of this database were counted as "of other databases"
+        hint = ("its %d snapshot(s) there are safety copies or fail their check: `emfix snapshot list --snapshot-dir "
+                "%s` says which; restore one by --snapshot-id ID" % (own, directory))
+    elif others:
+        hint = ("%d snapshots of other databases are there: `emfix snapshot list --snapshot-dir %s` names them; "
+                "restore one with --snapshot-id ID --from-other-database" % (others, directory))
+    else:
+        hint = "create one with `emfix snapshot create`"
     raise UsageError("no valid snapshot of %s in %s" % (address.display() if address else "this database", directory),
-                     hint=("%d snapshots of other databases are there: `emfix snapshot list --snapshot-dir %s` "
-                           "names them; restore one with --snapshot-id ID --from-other-database" % (others, directory))
-                     if others else "create one with `emfix snapshot create`")
+                     hint=hint)
 
 
 UNITS = {"d": "days", "h": "hours", "m": "minutes"}
