@@ -304,3 +304,15 @@ def test_text_in_a_number_column_is_refused_as_not_a_number_not_as_bytes(mysql_a
     refused = run_cli("migrate", path, url_of(mysql_address), "-e", "1", "--init", "--strategy", "aggressive")
     assert refused.returncode == 4 and "Incorrect double value" in refused.stderr, refused.stderr
     assert "UTF-8" not in refused.stderr and "holds numbers" in refused.stderr
+
+
+def test_sqlite_temporary_files_that_cannot_be_written_are_a_clear_error(mysql_address, tmp_path):
+    """An outside tester: TMPDIR=/proc (a folder nothing may create files in) made SQLite's temporary tables fail
+    with "unable to open database file", exit 70."""
+    made = run_cli("demo", str(tmp_path / "d"), "--scale", "0.01", "--clean")  # temporary tables that spill to files
+    assert made.returncode == 0, made.stderr
+    path = str(tmp_path / "d" / "experiment.db")
+    refused = run_cli("migrate", path, url_of(mysql_address), "-e", "1", "--init", env={"TMPDIR": "/proc",
+                                                                                          "SQLITE_TMPDIR": "/proc"})
+    assert refused.returncode == 3 and "Traceback" not in refused.stderr, refused.stderr
+    assert "TMPDIR" in refused.stderr.splitlines()[-1]

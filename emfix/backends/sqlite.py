@@ -190,6 +190,10 @@ class SQLiteBackend(Backend):
                                      hint="check the path; if it is damaged, restore a snapshot")
         if "readonly" in message.lower().replace(" ", "") or "read-only" in message.lower():
             return ConnectError("cannot write %s: %s" % (self.path, message))
+        if "unable to open database file" in message and self._conn is not None:  # open already: another file
+            return ConnectError("SQLite cannot open a file it needs beside %s: %s" % (self.path, message),
+                                hint="SQLite writes its temporary files to SQLITE_TMPDIR or TMPDIR (else /var/tmp, "
+                                     "/tmp): point it at a folder you may write")
         if is_disk_full(exc) or "too large" in message or "disk I/O error" in message:
             what = ("SQLite's temporary files while reading %s" if self.readonly else "%s") % self.path
             return NoSpaceError("cannot write %s: %s (the disk is full, a file-size limit was reached, or the disk "
