@@ -278,15 +278,21 @@ def test_a_temporary_folder_whose_name_holds_a_quote_gets_every_page_as_its_inse
     assert os.listdir(odd) == []
 
 
-def test_an_infinite_real_is_refused_as_a_value_mysql_has_none_for(mysql_address, tmp_path):
-    """quote() writes SQLite's infinite REAL as Inf, which MySQL read as a column name: "Unknown column 'Inf'",
-    with a hint about the schema."""
+def source_with_total_val(tmp_path, value):
+    """A SQLite demo whose one metric of experiment 1 holds `value` in total_val: its path."""
     path = str(tmp_path / "src.db")
     write_demo(path, SHAPE, faults=False)
     with sqlite3.connect(path) as db:
         key = db.execute("SELECT m.metric_id FROM EPOCH_METRIC m JOIN TRIAL_RUN r ON r.id = m.epoch_trial_run_id "
                          "JOIN TRIAL t ON t.id = r.trial_id WHERE t.experiment_id = 1 LIMIT 1").fetchone()[0]
-        db.execute("UPDATE METRIC SET total_val = 9e999 WHERE id = ?", (key,))
+        db.execute("UPDATE METRIC SET total_val = ? WHERE id = ?", (value, key))
+    return path
+
+
+def test_an_infinite_real_is_refused_as_a_value_mysql_has_none_for(mysql_address, tmp_path):
+    """quote() writes SQLite's infinite REAL as Inf, which MySQL read as a column name: "Unknown column 'Inf'",
+    with a hint about the schema."""
+    path = source_with_total_val(tmp_path, 9e999)
     refused = run_cli("migrate", path, url_of(mysql_address), "-e", "1", "--init", "--strategy", "aggressive",
                       "--snapshot-dir", str(tmp_path / "s"))
     assert refused.returncode == 4 and "infinite" in refused.stderr and "9e999" in refused.stderr, refused.stderr
@@ -295,12 +301,7 @@ def test_an_infinite_real_is_refused_as_a_value_mysql_has_none_for(mysql_address
 def test_text_in_a_number_column_is_refused_as_not_a_number_not_as_bytes(mysql_address, tmp_path):
     """An outside tester: 'abc' in METRIC.total_val (SQLite keeps it) was refused by MySQL rightly, but the hint
     said the value's bytes were not UTF-8."""
-    path = str(tmp_path / "src.db")
-    write_demo(path, SHAPE, faults=False)
-    with sqlite3.connect(path) as db:
-        key = db.execute("SELECT m.metric_id FROM EPOCH_METRIC m JOIN TRIAL_RUN r ON r.id = m.epoch_trial_run_id "
-                         "JOIN TRIAL t ON t.id = r.trial_id WHERE t.experiment_id = 1 LIMIT 1").fetchone()[0]
-        db.execute("UPDATE METRIC SET total_val = 'abc' WHERE id = ?", (key,))
+    path = source_with_total_val(tmp_path, "abc")
     refused = run_cli("migrate", path, url_of(mysql_address), "-e", "1", "--init", "--strategy", "aggressive")
     assert refused.returncode == 4 and "Incorrect double value" in refused.stderr, refused.stderr
     assert "UTF-8" not in refused.stderr and "holds numbers" in refused.stderr
