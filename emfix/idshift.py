@@ -150,6 +150,11 @@ def claim_gained_ids(db, ranges, offsets, reserved, copied, gained_ids, held=Non
             reserve_ids(db, table, top + shift)  # again: a kill may have come before it held
             continue
         gained = True
+        other = (held or {}).get(table)
+        if other is not None and int(other) > top + shift:  # a copy that chose after this one: its ids lie above
+            taken.append("%s from %d on, where another copy not finished may hold them: finish that one first (with "
+                         "--resume), then this one" % (table, top + 1 + shift))
+            continue
         reserve_ids(db, table, int(high) + shift)
         count, first = _held_among(db, table, (int(i) + shift for i in gained_ids(table, top)),
                                    top + 1 + shift, int(high) + shift)
@@ -160,8 +165,8 @@ def claim_gained_ids(db, ranges, offsets, reserved, copied, gained_ids, held=Non
             reserved[table] = int(high)
     if taken:
         raise IdsTakenError(
-            "SRC gained rows since this copy began, and DST's application has written rows since at ids this "
-            "copy would move them to (%s); nothing more was copied" % "; ".join(taken), kind="ids_taken")
+            "SRC gained rows since this copy began, and ids this copy would move them to are taken in DST (by its "
+            "application, or by another copy): %s; nothing more was copied" % "; ".join(taken), kind="ids_taken")
     return offsets, reserved, gained
 
 

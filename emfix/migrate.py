@@ -33,6 +33,7 @@ from .copyjournal import (
     held_by_other_copies,
     journal_key,
     new_journal_row,
+    read_journal,
     set_reserved,
     set_state,
 )
@@ -227,6 +228,7 @@ class _Migration:
         self.progress, self.interrupted = progress, interrupted
         self.started = time.perf_counter()
         self.readers = self.writers = self.source = self.target = None
+        self.journal_written = False  # this run wrote its journal row (take_back_journal_row deletes no other's)
 
     def run(self):
         """preflight -> prepare DST -> copy -> verify -> finish. SRC is read at one moment from the first
@@ -354,7 +356,14 @@ class _Migration:
                 # SQLite in one transaction with the journal row (the application waits for it); MySQL's
                 # ALTER TABLE commits by itself, so there the reservation comes before the journal row.
                 with target.transaction() if target.dialect == "sqlite" else claiming_alone(target):
+                    if read_journal(target, plan.key) != journal:  # the same copy, begun beside this one
+                        raise EmfixError("another migrate of experiment %d from %s into %s began meanwhile; this "
+                                         "one copied nothing" % (self.experiment_id, self.src.display(),
+                                                                 self.dst.display()),
+                                         hint="let that one finish (stopped, it is finished by the same command with "
+                                              "--resume)")
                     offsets = claim_ids(target, ranges, held=held_by_other_copies(target, plan.key))
+                    self.journal_written = True  # (before: a signal may land between its commit and the next line)
                     with target.transaction():
                         new_journal_row(target, plan.key, offsets, {t: high for t, (_low, high) in ranges.items()},
                                         utc_now())
@@ -501,6 +510,8 @@ class _Migration:
         """Delete the journal row this run wrote; 0 when DST fails too (the answer is the one on its way).
         `only_empty` (stopped at once): only if no page committed under it, and on a connection of its own,
         as the copy's may have been stopped inside a statement (a BEGIN there would commit what it held)."""
+        if not self.journal_written:
+            return 0
         empty = " AND position = '{}' AND copied = '{}'" if only_empty else ""
         try:
             with open_database(self.dst, retry_policy=RetryPolicy(deadline=2.0)) if only_empty else \

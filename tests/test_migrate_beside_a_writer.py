@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import make_demo, run_cli, url_of
 
 from emfix.address import DatabaseAddress
@@ -300,3 +301,57 @@ def test_two_copies_into_one_mysql_database_at_once_each_get_ids_of_their_own(my
     errors = [copy.communicate(timeout=120)[1] for copy in copies]
     assert [copy.returncode for copy in copies] == [0, 0], errors
     assert journal_states(mysql_address) == ["done", "done"]
+
+
+def test_the_same_copy_begun_twice_at_once_is_made_once(address, tmp_path, monkeypatch):
+    """An outside tester: the same migrate started twice at once: both found no journal row, and each copied the
+    experiment (SQLite: two copies, one journal row) or took the other's journal row (MySQL: a resume then used the
+    other's offsets). Here the other run goes from start to end while this one finds its subtree; this one, about
+    to choose its ids, finds the journal row that run wrote and copies nothing."""
+    from emfix import migrate
+    from emfix.errors import EmfixError
+    assert run_cli("init", url_of(address)).returncode == 0
+    source = str(tmp_path / "a.db")
+    make_demo(DatabaseAddress("sqlite", path=source), faults=False)
+    ranges = migrate.subtree_id_ranges
+
+    def the_other_run_first(*args):
+        other = run_cli("migrate", source, url_of(address), "-e", "1", "--strategy", "aggressive")
+        assert other.returncode == 0, other.stderr
+        return ranges(*args)
+
+    monkeypatch.setattr(migrate, "subtree_id_ranges", the_other_run_first)
+    with pytest.raises(EmfixError) as refused:
+        migrate.migrate_experiment(DatabaseAddress("sqlite", path=source), address, 1, strategy="balanced",
+                                   snapshot_dir=str(tmp_path / "snaps"))
+    assert "began meanwhile" in refused.value.message
+    assert journal_states(address) == ["done"]
+    with open_database(address) as db:
+        assert db.scalar("SELECT count(*) FROM EXPERIMENT") == 1
+
+
+def test_a_resumed_copy_moves_no_row_its_source_gained_into_ids_another_unfinished_copy_holds(address, tmp_path):
+    """An outside tester: X (experiment 1) and Y (experiment 2 of another file) both stopped after choosing their ids;
+    X's source then gained a metric whose id lies in Y's range, and X's --resume wrote it there: Y could never be
+    resumed ("Duplicate entry"). X is refused now (finish the other first), and Y finishes."""
+    assert run_cli("init", url_of(address)).returncode == 0
+    x_source, y_source = str(tmp_path / "x.db"), str(tmp_path / "y.db")
+    for path in (x_source, y_source):
+        make_demo(DatabaseAddress("sqlite", path=path), faults=False)
+    with sqlite3.connect(y_source) as db:
+        first = db.execute("SELECT min(m.metric_id) FROM BATCH_METRIC m JOIN TRIAL_RUN r ON r.id = m.trial_run_id "
+                           "JOIN TRIAL t ON t.id = r.trial_id WHERE t.experiment_id = 2").fetchone()[0]
+    x = ("migrate", x_source, url_of(address), "-e", "1", "--strategy", "aggressive")
+    y = ("migrate", y_source, url_of(address), "-e", "2", "--strategy", "aggressive")
+    for args in (x, y):
+        assert run_cli(*args, env={"EMFIX_TEST_KILL_AT": "prepared:1"}).returncode == -9  # ids chosen, none copied
+    with sqlite3.connect(x_source) as db:  # X's source gains metric `first` under experiment 1 (Y holds that id)
+        db.execute("DELETE FROM BATCH_METRIC WHERE metric_id = ?", (first,))
+        db.execute("DELETE FROM EPOCH_METRIC WHERE metric_id = ?", (first,))
+        db.execute("UPDATE METRIC SET type = 'gained' WHERE id = ?", (first,))
+        db.execute("INSERT INTO BATCH_METRIC (batch_idx, epoch_idx, trial_run_id, metric_id) SELECT batch_idx, "
+                   "epoch_idx, trial_run_id, ? FROM BATCH_METRIC WHERE trial_run_id = 1 LIMIT 1", (first,))
+    refused = run_cli(*x, "--resume")
+    assert refused.returncode == 1 and "finish that one first" in refused.stderr, refused.stderr
+    finished = run_cli(*y, "--resume")
+    assert finished.returncode == 0, finished.stderr

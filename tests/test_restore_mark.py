@@ -370,3 +370,26 @@ def test_a_restore_whose_lock_connection_was_lost_still_clears_its_mark(mysql_ad
     monkeypatch.setattr(RestoreMark, "mark", mark_then_lose_the_lock)
     restore_snapshot(mysql_address, folder, taken, safety_snapshot=False)
     assert unfinished(mysql_address) is None
+
+
+def test_rows_the_application_inserts_while_a_restore_loads_do_not_leave_a_half_restored_mark(mysql_address, tmp_path,
+                                                                                              monkeypatch):
+    """An outside tester: an application inserting while the restore loaded made the counts differ (exit 4, right),
+    but the mark stayed and doctor said "tables emptied, not all loaded" of a database with every row loaded."""
+    from emfix.errors import DamagedInputError
+    from emfix.snapshot import mysqlrestore, restore_snapshot
+    make_demo(mysql_address, shape=SHAPE, faults=True)
+    folder = str(tmp_path / "snaps")
+    taken = snapshot(mysql_address, folder)["id"]
+    count_tables = mysqlrestore.count_tables
+
+    def the_application_inserts_first(*args):
+        with open_database(mysql_address) as application:
+            application.execute("INSERT INTO METRIC (type, total_val, per_label_val) VALUES ('app', 0.5, '{}')")
+        return count_tables(*args)
+
+    monkeypatch.setattr(mysqlrestore, "count_tables", the_application_inserts_first)
+    with pytest.raises(DamagedInputError) as said:
+        restore_snapshot(mysql_address, folder, taken, safety_snapshot=False)
+    assert "another program inserted rows while it loaded: METRIC +1" in said.value.message
+    assert unfinished(mysql_address) is None
