@@ -1,12 +1,14 @@
 """What migrate refuses before its first batch, so that a copy never stops half-way at something it could
-have seen: tables DST lacks that are not the Experiment Manager's, columns DST's tables lack, values longer
+have seen: a copy DST's journal says is begun or done (unless --resume or --force), tables DST lacks that are not
+the Experiment Manager's, columns DST's tables lack, values longer
 than a MySQL DST's max_allowed_packet, metric values a JSON column of DST would refuse, BLOBs in text columns that no
 MySQL text column gives back.
 """
 
 import re
 
-from .errors import DamagedInputError, SchemaError
+from .copyjournal import DIFFERS, DONE, RUNNING, UNVERIFIED
+from .errors import AlreadyDoneError, DamagedInputError, EmfixError, SchemaError, UsageError
 from .schema import EM_TABLES
 
 
@@ -208,3 +210,28 @@ def refuse_unfillable_columns(source, target, graph, tree, tables, existing):
                               source.address.display()),
                           hint="make %s a plain column in DST, or the same generated column in SRC, then run the "
                                "same command again" % ("each" if len(computed) > 1 else "it"))
+
+
+def refuse_by_journal(src, dst, experiment_id, journal, resume, force):
+    """What DST's journal says against copying this experiment as asked."""
+    state = journal and journal["state"]
+    if resume and state not in (RUNNING, DONE, DIFFERS, UNVERIFIED):
+        raise UsageError("nothing to resume: %s has no interrupted migration of experiment %d from %s" % (
+            dst.display(), experiment_id, src.display()), hint="run the same command without --resume")
+    if state == RUNNING and not resume and not force:
+        raise EmfixError("a partial migration of experiment %d into %s exists (%s rows copied)" % (
+            experiment_id, dst.display(), "{:,}".format(sum(journal["copied"].values()))),
+            hint="run again with --resume to finish it (--force copies it again from the start with new ids; "
+                 "the rows copied so far stay)")
+    if resume or force:
+        return
+    if state == DIFFERS:
+        raise EmfixError("experiment %d from %s was copied into %s, but the copy differs from the source" % (
+            experiment_id, src.display(), dst.display()),
+            hint="find what changes DST's rows (a trigger?), then run again with --resume to verify it again; "
+                 "--force copies it again as a new experiment")
+    if state in (DONE, UNVERIFIED):
+        raise AlreadyDoneError("experiment %d from %s was already migrated to %s%s" % (
+            experiment_id, src.display(), dst.display(), " (not verified)" if state == UNVERIFIED else ""),
+            hint="pass --force to copy it again as a new experiment%s" % (
+                "; --resume verifies the copy" if state == UNVERIFIED else ""))

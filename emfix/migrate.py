@@ -39,13 +39,13 @@ from .copyjournal import (
 )
 from .copyrefusals import (
     foreign_ddl,
+    refuse_by_journal,
     refuse_invalid_json,
     refuse_missing_columns,
     refuse_oversized_values,
     refuse_unfillable_columns,
 )
 from .errors import (
-    AlreadyDoneError,
     ConnectError,
     DamagedInputError,
     DatabaseLockedError,
@@ -153,31 +153,6 @@ def migrate_experiment(src, dst, experiment_id, *, options=None, progress=None, 
         raise
 
 
-def _refuse_by_journal(src, dst, experiment_id, journal, resume, force):
-    """What DST's journal says against copying this experiment as asked."""
-    state = journal and journal["state"]
-    if resume and state not in (RUNNING, DONE, DIFFERS, UNVERIFIED):
-        raise UsageError("nothing to resume: %s has no interrupted migration of experiment %d from %s" % (
-            dst.display(), experiment_id, src.display()), hint="run the same command without --resume")
-    if state == RUNNING and not resume and not force:
-        raise EmfixError("a partial migration of experiment %d into %s exists (%s rows copied)" % (
-            experiment_id, dst.display(), "{:,}".format(sum(journal["copied"].values()))),
-            hint="run again with --resume to finish it (--force copies it again from the start with new ids; "
-                 "the rows copied so far stay)")
-    if resume or force:
-        return
-    if state == DIFFERS:
-        raise EmfixError("experiment %d from %s was copied into %s, but the copy differs from the source" % (
-            experiment_id, src.display(), dst.display()),
-            hint="find what changes DST's rows (a trigger?), then run again with --resume to verify it again; "
-                 "--force copies it again as a new experiment")
-    if state in (DONE, UNVERIFIED):
-        raise AlreadyDoneError("experiment %d from %s was already migrated to %s%s" % (
-            experiment_id, src.display(), dst.display(), " (not verified)" if state == UNVERIFIED else ""),
-            hint="pass --force to copy it again as a new experiment%s" % (
-                "; --resume verifies the copy" if state == UNVERIFIED else ""))
-
-
 def _holds_nothing(path, but_schema=False):
     import sqlite3
     try:
@@ -250,7 +225,7 @@ class _Migration:
                 offsets = plan.journal["offsets"]
                 return MigrationResult(self.experiment_id, self.experiment_id + offsets.get(ROOT, 0),
                                        plan.journal["copied"], offsets, True, time.perf_counter() - self.started)
-            _refuse_by_journal(src, dst, self.experiment_id, plan.journal, options.resume, options.force)
+            refuse_by_journal(src, dst, self.experiment_id, plan.journal, options.resume, options.force)
             with source.consistent_read():
                 pin = pages.pin_moment(readers) if pages.copies_in_engine(source, target, options.paging) else None
                 second = pin or (readers.acquire() if source.dialect == "sqlite" else None)
