@@ -393,3 +393,136 @@ def test_rows_the_application_inserts_while_a_restore_loads_do_not_leave_a_half_
         restore_snapshot(mysql_address, folder, taken, safety_snapshot=False)
     assert "another program inserted rows while it loaded: METRIC +1" in said.value.message
     assert unfinished(mysql_address) is None
+
+
+def test_a_snapshot_without_a_row_is_restored(mysql_address, tmp_path):
+    """An outside tester: a snapshot of a database whose tables are all empty could never be restored: nothing
+    unlocked the tables its restore locked before emptying them, and its count waited on them (exit 3, marked)."""
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("DELETE FROM SCHEMA_VERSION")
+    folder = str(tmp_path / "snaps")
+    taken = snapshot(mysql_address, folder)["id"]
+    restored = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", folder, "--snapshot-id", taken,
+                       "--yes", "--lock-timeout", "5")
+    assert restored.returncode == 0, restored.stderr
+    assert unfinished(mysql_address) is None
+
+
+def test_a_table_of_the_marks_name_with_more_columns_is_no_mark_and_keeps_its_rows(mysql_address, tmp_path):
+    """An outside tester: a table with the mark's columns and one more was taken for a mark (doctor FAIL), and a
+    restore that finished dropped it with its rows."""
+    make_demo(mysql_address, shape=SHAPE, faults=True)
+    folder = str(tmp_path / "snaps")
+    taken = snapshot(mysql_address, folder)["id"]
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE %s (run_id VARCHAR(64) PRIMARY KEY, snapshot_id VARCHAR(100) NOT NULL, "
+                   "safety_snapshot_id VARCHAR(100), snapshot_dir TEXT, started_at VARCHAR(40) NOT NULL, note TEXT)"
+                   % db.quote(MARK_TABLE))
+        db.execute("INSERT INTO %s VALUES ('mine', 'x', NULL, NULL, '2020', 'important')" % db.quote(MARK_TABLE))
+    assert unfinished(mysql_address) is None
+    refused = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", folder, "--snapshot-id", taken,
+                      "--yes", "--no-safety-snapshot")
+    assert refused.returncode == 1 and "emfix did not make" in refused.stderr, refused.stderr
+    with open_database(mysql_address) as db:
+        assert db.scalar("SELECT note FROM %s" % db.quote(MARK_TABLE)) == "important"
+
+
+def test_a_snapshot_whose_moment_began_after_a_restore_marked_is_partial(mysql_address, tmp_path, monkeypatch):
+    """An outside tester: snapshot create looked for the mark before its moment began; a restore that marked and
+    emptied tables in between went into an ordinary, verified snapshot, which `latest-valid` then restored. The
+    mark is read in the snapshot's own moment (here a half-restored database appears just before it begins)."""
+    from emfix.snapshot import sqltext
+    make_demo(mysql_address, shape=SHAPE, faults=True)
+    folder = str(tmp_path / "snaps")
+    taken = snapshot(mysql_address, folder)["id"]
+    one_moment = sqltext._one_moment
+
+    def a_restore_killed_just_before(connections):
+        killed = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", folder, "--snapshot-id",
+                         taken, "--yes", "--no-safety-snapshot", env={"EMFIX_TEST_KILL_AT": "emptied:3"})
+        assert killed.returncode == -9, killed.stderr
+        return one_moment(connections)
+
+    monkeypatch.setattr(sqltext, "_one_moment", a_restore_killed_just_before)
+    from emfix.snapshot import create_snapshot
+    made = create_snapshot(mysql_address, folder)
+    assert made.kind == "partial"
+
+
+def test_the_mark_read_while_a_restore_drops_it_is_no_bug(mysql_address, monkeypatch):
+    """An outside tester: `snapshot create` beside a restore that finished just then crashed (exit 70, "Table
+    '_emfix_restore' doesn't exist"): the table was listed, then dropped before it was read."""
+    from emfix.snapshot import restoremark
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE %s (run_id VARCHAR(64) PRIMARY KEY, snapshot_id VARCHAR(100) NOT NULL, "
+                   "safety_snapshot_id VARCHAR(100), snapshot_dir TEXT, started_at VARCHAR(40) NOT NULL)"
+                   % db.quote(MARK_TABLE))
+        found = restoremark._mark_table
+        calls = []
+
+        def dropped_after_the_first_look(reader):
+            name = found(reader)
+            if not calls:
+                with open_database(mysql_address) as restore:
+                    restore.execute("DROP TABLE %s" % restore.quote(MARK_TABLE))
+            calls.append(name)
+            return name
+
+        monkeypatch.setattr(restoremark, "_mark_table", dropped_after_the_first_look)
+        assert restoremark.unfinished_restore(db) is None
+
+
+def test_a_restore_that_lost_its_lock_clears_its_own_mark_alone(mysql_address, tmp_path):
+    """An outside tester: with the lock's connection killed, a second restore ran beside the first, and the first,
+    finishing, deleted the second's row too (every row goes only under the lock)."""
+    from emfix.snapshot.restoremark import RestoreMark
+    first, second = RestoreMark(mysql_address), None
+    try:
+        first.mark("snapshot-a", None, str(tmp_path))
+        with open_database(mysql_address) as admin:
+            admin.execute("KILL %d" % first.db.scalar("SELECT CONNECTION_ID()"))
+        second = RestoreMark(mysql_address)  # the lock is free again: a second restore marks
+        second.mark("snapshot-b", None, str(tmp_path))
+        first.finish()
+        assert unfinished(mysql_address)["snapshot_id"] == "snapshot-b"
+    finally:
+        if second is not None:
+            second.finish()
+    assert unfinished(mysql_address) is None
+
+
+def test_a_restore_stopped_while_its_mark_waits_leaves_no_mark(mysql_address, tmp_path):
+    """An outside tester: SIGTERM while the mark's INSERT waited for another session's lock on the table: the
+    statement, abandoned, still committed once that lock went, and an unchanged database was marked."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+    make_demo(mysql_address, shape=SHAPE, faults=True)
+    folder = str(tmp_path / "snaps")
+    taken = snapshot(mysql_address, folder)["id"]
+    before = counts(mysql_address)
+    with open_database(mysql_address) as holder, open_database(mysql_address) as watcher:
+        holder.execute("CREATE TABLE %s (run_id VARCHAR(64) NOT NULL PRIMARY KEY, snapshot_id VARCHAR(100) NOT NULL, "
+                       "safety_snapshot_id VARCHAR(100), snapshot_dir TEXT, started_at VARCHAR(40) NOT NULL)"
+                       % holder.quote(MARK_TABLE))
+        holder.execute("START TRANSACTION")
+        holder.query("SELECT * FROM %s FOR UPDATE" % holder.quote(MARK_TABLE))  # the table's every gap
+        proc = subprocess.Popen([sys.executable, "-m", "emfix", "snapshot", "restore", url_of(mysql_address),
+                                 "--snapshot-dir", folder, "--snapshot-id", taken, "--yes", "--no-safety-snapshot"],
+                                env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        waiting = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO `_emfix_restore`%'"
+        deadline = time.monotonic() + 60
+        while not watcher.scalar(waiting):
+            assert time.monotonic() < deadline and proc.poll() is None, "the mark's INSERT never waited"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1]
+        holder.execute("ROLLBACK")
+    assert proc.returncode == 143, err
+    left = counts(mysql_address)
+    assert left.pop(MARK_TABLE) == 0 and unfinished(mysql_address) is None and left == before

@@ -18,7 +18,7 @@ from ..values import portable
 from .checks import count_rows, sha256_of, sqlite_check
 from .manifest import META_TABLE, PARTIAL_KIND, SnapshotManifest, new_snapshot_id, snapshot_files, write_manifest
 from .restoremark import describe as describe_restore
-from .restoremark import snapshot_graph, unfinished_restore
+from .restoremark import marked_in_moment, snapshot_graph
 from .sqlreader import SnapshotReader
 from .sqltext import MAX_READERS, READERS, open_reader, write_sql_snapshot
 from .store import default_snapshot_dir
@@ -52,14 +52,15 @@ def _copy_sqlite(db, temp):
         dst.close()
 
 
-def _copy_mysql(db, graph, temp, progress):
+def _copy_mysql(db, graph, temp, progress, in_moment):
     """Every table inside one consistent read, streamed in batches into the snapshot file; the read's place
-    in the binary log (where the consistent snapshot starts)."""
+    in the binary log (where the consistent snapshot starts). `in_moment(db)` is called once the read has begun."""
     dst = sqlite3.connect(temp, isolation_level=None)
     try:
         dst.execute("CREATE TABLE %s (ordinal INTEGER, name TEXT PRIMARY KEY, ddl TEXT)" % META_TABLE)
         with db.consistent_read():
             position = db.stream_position(locked=False)
+            in_moment(db)
             for ordinal, table in enumerate(graph.parent_first()):
                 columns = graph.columns[table]
                 ddl = db.query("SHOW CREATE TABLE %s" % db.quote(table))[0][1]
@@ -127,12 +128,11 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
     with ConnectionPool(opener, size=workers if as_sql else 1) as pool, pool.connection() as db:
         pool.prepare(workers - 1 if as_sql else 0)  # the other readers connect while this one plans
         graph = snapshot_graph(discover_graph(db))  # without the mark of a restore under way
-        unfinished = unfinished_restore(db) if kind != "safety" else None  # (a restore's own: it knows)
-        if unfinished is not None:  # the snapshot holds the half as it is: `latest-valid` never picks it
-            log.warning("%s: this snapshot holds it as it is (kept as partial: `latest-valid` does not pick it)",
-                        describe_restore(unfinished, address.target())[0])
-            kind = PARTIAL_KIND
-            description = "partial (a restore had not finished)" + (": " + description if description else "")
+        unfinished = []  # what the mark says at the moment the snapshot reads (a restore's own: it knows)
+
+        def in_moment(reader):
+            if kind != "safety" and reader.dialect == "mysql":
+                unfinished.append(marked_in_moment(reader))
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as exc:
@@ -146,17 +146,22 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
                 position = None
                 if as_sql:
                     written, digest, position = write_sql_snapshot(pool, db, graph, temp, progress=progress,
-                                                                   workers=workers)
+                                                                   workers=workers, in_moment=in_moment)
                     counts, problem = written, _check_sql_copy(temp, written, digest if verify else None)
                 else:
                     if db.dialect == "sqlite":
                         _copy_sqlite(db, temp)
                     else:
-                        position = _copy_mysql(db, graph, temp, progress)
+                        position = _copy_mysql(db, graph, temp, progress, in_moment)
                     digest, counts, problem = _check_sqlite_copy(temp, verify, address, progress)
                 if problem:
                     raise DamagedInputError("the snapshot failed verification right after writing: %s" % problem,
                                             hint="the disk or the source may be damaged; nothing was kept")
+                if unfinished and unfinished[0] is not None:  # it holds the half: `latest-valid` never picks it
+                    log.warning("%s: this snapshot holds it as it is (kept as partial: `latest-valid` does not pick "
+                                "it)", describe_restore(unfinished[0], address.target())[0])
+                    kind = PARTIAL_KIND
+                    description = "partial (a restore had not finished)" + (": " + description if description else "")
                 manifest = SnapshotManifest(
                     id=snapshot_id, created_at=utc_now(), description=description, source=address.to_dict(),
                     source_dialect=db.dialect, emfix_version=__version__, schema_generation=graph.generation,

@@ -227,6 +227,9 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                     put_unless_stopped(inserts, statement, failed)
                     if progress is not None:
                         progress.update("loading %s" % path)
+            if locked:  # a snapshot without a row: nothing unlocked them for the loaders (the count waited on them)
+                connections[0].execute("UNLOCK TABLES")
+                locked = frozenset()
             for _ in threads:
                 put_unless_stopped(inserts, None, failed)
             for thread in threads:

@@ -23,6 +23,7 @@ from ..backends import open_database
 from ..backends.base import server_lock_name
 from ..backends.mysqlcatalog import text_of
 from ..errors import (
+    ConflictError,
     ConnectError,
     DatabaseLockedError,
     EmfixError,
@@ -102,10 +103,13 @@ class RestoreMark:
                                   "there; nothing was changed" % (self.address.display(), MARK_TABLE),
                                   hint="rename that table (RENAME TABLE %s TO ...), then run this again" % q)
             self.earlier = unfinished_restore(db) or {}
-            run_id = "%s-%d-%s" % (utc_now(), os.getpid(), os.urandom(4).hex())
-            db.execute("INSERT INTO %s (%s) VALUES (?, ?, ?, ?, ?)" % (q, ", ".join(COLUMNS)),
-                       (run_id, snapshot_id, safety_id, os.path.abspath(directory), utc_now()))
-            self.run_id = run_id
+            # Its id first, and the row in a transaction: stopped while the INSERT waits (another session holds the
+            # table), the row is never committed, or it is this run's to take back (an outside tester's mark on
+            # an unchanged database).
+            self.run_id = "%s-%d-%s" % (utc_now(), os.getpid(), os.urandom(4).hex())
+            with db.transaction():
+                db.execute("INSERT INTO %s (%s) VALUES (?, ?, ?, ?, ?)" % (q, ", ".join(COLUMNS)),
+                           (self.run_id, snapshot_id, safety_id, os.path.abspath(directory), utc_now()))
 
     def finish(self):
         """Every table loaded and counted: no row is left, this restore's nor a killed one's, and the table goes
@@ -113,21 +117,29 @@ class RestoreMark:
         but not drop leaves it, empty."""
         try:
             try:
-                self._clear()
+                self._clear(locked=self.db is not None)
             except ConnectError:  # the lock's connection was lost meanwhile (killed, wait_timeout): on one of its own
                 self.close()
                 self.db = None
-                self._clear()
+                self._clear(locked=False)
         finally:
             self.close()
 
-    def _clear(self):
+    def _clear(self, locked):
+        """Under the lock every row goes (no other restore is marking); without it (lost, or never had: a user
+        allowed one connection) this restore's own row, and the table once none is left."""
         with self._connection() as db:
             name = _mark_table(db)
-            if name is not None:  # this restore's row, or (unmarked: no CREATE) killed ones' rows
-                db.execute("DELETE FROM %s" % db.quote(name))
+            if name is None:
+                return
+            q = db.quote(name)
+            if locked or self.run_id is None:  # unmarked itself (no CREATE): the rows of killed ones go
+                db.execute("DELETE FROM %s" % q)
+            else:
+                db.execute("DELETE FROM %s WHERE run_id = ?" % q, (self.run_id,))
+            if not db.scalar("SELECT COUNT(*) FROM %s" % q):
                 with contextlib.suppress(PrivilegeError):
-                    db.execute("DROP TABLE IF EXISTS %s" % db.quote(name))
+                    db.execute("DROP TABLE IF EXISTS %s" % q)
 
     def nothing_changed(self):
         """Refused before it emptied anything: its own row goes (a killed restore's stays), and the table with it
@@ -158,8 +170,13 @@ def unfinished_restore(db):
     name = _mark_table(db)
     if name is None:
         return None
-    rows = db.query("SELECT snapshot_id, safety_snapshot_id, snapshot_dir, started_at FROM %s ORDER BY started_at"
-                    % db.quote(name))
+    try:
+        rows = db.query("SELECT snapshot_id, safety_snapshot_id, snapshot_dir, started_at FROM %s ORDER BY started_at"
+                        % db.quote(name))
+    except Exception:  # noqa: BLE001 - a restore that finished meanwhile dropped it (exit 70: an outside tester)
+        if _mark_table(db) is None:
+            return None
+        raise
     if not rows:
         return None
     first, last = rows[0], rows[-1]
@@ -168,11 +185,21 @@ def unfinished_restore(db):
             "safety_snapshot_id": text_of(first[1]), "restores": len(rows), "running": running}
 
 
+def marked_in_moment(db):
+    """unfinished_restore read inside a consistent read that has begun: the restore marked before this moment, whose
+    emptied tables the read sees (snapshot create keeps what it reads as partial then), or None: a mark table made
+    after the moment began is none of this read's (its tables, emptied after, fail the read instead)."""
+    try:
+        return unfinished_restore(db)
+    except ConflictError:  # "Table definition has changed": made after the moment began
+        return None
+
+
 def _mark_table(db):
     """The mark's table as the server names it (lower_case_table_names), or None; None too for a table of that name
     that emfix did not make (other columns: an outside tester's crashed doctor, validate and restore, exit 70)."""
     name = next((t for t in db.tables() if t.lower() == MARK_TABLE), None)
-    if name is None or not set(COLUMNS) <= {c.lower() for c in db.columns(name)}:
+    if name is None or sorted(c.lower() for c in db.columns(name)) != sorted(COLUMNS):  # not one of more columns
         return None
     return name
 

@@ -110,16 +110,18 @@ class _TablePlan:
         self.density = 1.0  # rows per value of the first key column
 
 
-def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=READERS):
+def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=READERS, in_moment=None):
     """Write every table of `graph` into `temp` inside one moment of the database; return the row counts,
     the SHA-256 of what was written, and that moment's place in the binary log (None without one).
 
     `lead` (from `pool`, opened by `open_reader`) plans; it and up to `workers - 1` more connections read, as
-    many as the server allows this user."""
+    many as the server allows this user. `in_moment(lead)` is called once the moment has begun."""
     connections = pool.acquire_up_to(workers, first=[lead])
     stopped = False
     try:
         readers, position = _one_moment(connections)
+        if in_moment is not None:
+            in_moment(lead)
         with open(temp, "wb") as handle:
             out = _Output(handle)
             try:
