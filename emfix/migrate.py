@@ -28,6 +28,7 @@ from .copyjournal import (
     JOURNAL,
     RUNNING,
     UNVERIFIED,
+    copying_alone,
     ensure_journal,
     find_journal,
     held_by_other_copies,
@@ -217,7 +218,9 @@ class _Migration:
                                size=2) as readers, \
                 ConnectionPool(lambda: open_database(dst, create=options.init, retry_policy=options.retry_policy,
                                                      load_directory=folder), size=2 if as_text else 1) as writers, \
-                readers.connection() as source, writers.connection() as target:
+                readers.connection() as source, writers.connection() as target, \
+                copying_alone(target, journal_key(src, self.experiment_id), "experiment %d from %s" % (
+                    self.experiment_id, src.display())):
             self.readers, self.writers, self.source, self.target = readers, writers, source, target
             plan = self.read_journal()
             if self.already_done(plan):

@@ -429,6 +429,7 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
                 pool.connection() as db:
             _tune(db)
             graph = discover_graph(db)
+            restoring = unfinished_restore(db)  # and again at the end: one running now may be gone by then
             require_experiment_manager(graph, address, force)
             timings["discover"] = time.perf_counter() - started
             no_key = [t for t in graph.tables if not graph.primary_keys.get(t)]
@@ -480,7 +481,7 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
                     hierarchy = check_hierarchy(db, graph, experiment, limit)
                 timings["hierarchy"] = time.perf_counter() - step
             database = describe_database(db)
-            unfinished = unfinished_restore(db)
+            unfinished = unfinished_restore(db) or restoring
         progress.done()
         timings["total"] = time.perf_counter() - started
         return ValidationReport(database=database, graph=graph, relations=checks, tables=tables, json=json_scan,

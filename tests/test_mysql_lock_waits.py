@@ -61,3 +61,41 @@ def test_a_table_emptied_while_a_read_of_one_moment_runs_is_a_clear_error_not_a_
             with pytest.raises(ConflictError) as stopped:
                 reader.scalar("SELECT count(*) FROM METRIC")
     assert "emptied or altered" in stopped.value.message and stopped.value.exit_code == 3
+
+
+def test_a_read_of_one_moment_that_meets_a_deadlock_stops_rather_than_read_outside_its_moment(mysql_address):
+    """An outside tester: a snapshot reading table after table in one transaction met a restore's LOCK TABLES; the
+    server ended the deadlock by rolling the snapshot's transaction back, emfix ran the statement again, and it and
+    every read after it saw the half the restore left. Inside a transaction a statement is not run again alone."""
+    import threading
+    import time
+
+    from emfix.errors import ConflictError
+    with open_database(mysql_address) as setup:
+        for table in ("t0", "t1"):
+            setup.execute("CREATE TABLE %s (id INT PRIMARY KEY)" % table)
+            setup.execute("INSERT INTO %s VALUES (1), (2)" % table)
+    with open_database(mysql_address) as reader, open_database(mysql_address) as restore, \
+            open_database(mysql_address) as watcher:
+        done = []
+
+        def lock_then_empty():
+            restore.execute("LOCK TABLES t0 WRITE, t1 WRITE")  # waits for the reader's t1
+            restore.execute("TRUNCATE TABLE t0")
+            restore.execute("TRUNCATE TABLE t1")
+            restore.execute("UNLOCK TABLES")
+            done.append(True)
+
+        with reader.consistent_read():
+            assert reader.scalar("SELECT count(*) FROM t1") == 2
+            locking = threading.Thread(target=lock_then_empty, daemon=True)
+            locking.start()
+            deadline = time.monotonic() + 30
+            while not watcher.scalar("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE "
+                                     "'LOCK TABLES t0 WRITE%' AND STATE LIKE '%metadata lock%'"):
+                assert time.monotonic() < deadline, "LOCK TABLES never waited"
+                time.sleep(0.02)
+            with pytest.raises(ConflictError):
+                reader.scalar("SELECT count(*) FROM t0")
+        locking.join(30)
+        assert done

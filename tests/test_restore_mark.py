@@ -526,3 +526,49 @@ def test_a_restore_stopped_while_its_mark_waits_leaves_no_mark(mysql_address, tm
     assert proc.returncode == 143, err
     left = counts(mysql_address)
     assert left.pop(MARK_TABLE) == 0 and unfinished(mysql_address) is None and left == before
+
+
+def test_validate_beside_a_restore_that_ends_before_it_does_still_says_so(mysql_address, tmp_path, monkeypatch):
+    """An outside tester: validate beside a running restore reported the half's foreign-key violations (and
+    suggested cleanup-orphans) without a word of the restore: it read the mark only at its end, once gone."""
+    from emfix import validate as validating
+    from emfix.snapshot.restoremark import RestoreMark
+    make_demo(mysql_address, shape=SHAPE, faults=True)
+    restore = RestoreMark(mysql_address)
+    restore.mark("snapshot-a", None, str(tmp_path))
+    look = validating.unfinished_restore
+    looks = []
+
+    def the_restore_ends_after_the_first_look(db):
+        found = look(db)
+        if not looks:
+            restore.finish()
+        looks.append(found)
+        return found
+
+    monkeypatch.setattr(validating, "unfinished_restore", the_restore_ends_after_the_first_look)
+    report = validating.validate(mysql_address)
+    assert looks[-1] is None and report.unfinished_restore["running"]
+    assert "unfinished_restore" in {w["kind"] for w in report.warnings()}
+
+
+def test_on_a_case_sensitive_server_the_mark_is_read_from_its_own_table(mysql_address, tmp_path):
+    """An outside tester: with a table `_EMFIX_RESTORE` (the mark's columns, empty) beside the mark's own, doctor read
+    one or the other (WARN, FAIL, WARN)."""
+    from emfix.snapshot.restoremark import RestoreMark
+    with open_database(mysql_address) as db:
+        if db.scalar("SELECT @@lower_case_table_names") != 0:
+            pytest.skip("the server folds table names")
+        db.execute("CREATE TABLE `_EMFIX_RESTORE` (run_id VARCHAR(64) NOT NULL PRIMARY KEY, snapshot_id VARCHAR(100) "
+                   "NOT NULL, safety_snapshot_id VARCHAR(100), snapshot_dir TEXT, started_at VARCHAR(40) NOT NULL)")
+        db.execute("INSERT INTO `_EMFIX_RESTORE` VALUES ('theirs', 'theirs', NULL, NULL, '2020')")
+    assert unfinished(mysql_address) is None  # not the mark's table: its row is no restore of emfix's
+    restore = RestoreMark(mysql_address)
+    try:
+        restore.mark("snapshot-a", None, str(tmp_path))
+        assert all(unfinished(mysql_address)["snapshot_id"] == "snapshot-a" for _ in range(3))
+    finally:
+        restore.finish()
+    assert unfinished(mysql_address) is None
+    with open_database(mysql_address) as db:
+        assert "_EMFIX_RESTORE" in db.tables()  # not emfix's: left as it is

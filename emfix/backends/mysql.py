@@ -164,7 +164,11 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
         error_class = self._driver.Error
         connected = self._conn is not None
         try:
-            if self._in_transaction or not retry:
+            # Inside a transaction (ours, a consistent read, or one begun by a raw START TRANSACTION) a statement is
+            # never tried again by itself: a deadlock has rolled the whole transaction back, and the statement run
+            # again would read outside it (an outside tester: a snapshot that met a restore's LOCK TABLES went on
+            # reading the half the restore left, as if of its moment). The transaction's own retry, if any, decides.
+            if self._in_transaction or not retry or (connected and getattr(self._conn, "in_transaction", False)):
                 return func()
             return call_with_retry(func, self.retry_policy, what=what, transient=lambda exc: is_transient(exc) and not (
                 connected and self._lost(exc)))

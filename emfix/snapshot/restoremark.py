@@ -99,8 +99,8 @@ class RestoreMark:
                             "running it again tells", exc.message)
                 return
             if _mark_table(db) is None:
-                raise SchemaError("%s holds a table %s that emfix did not make (other columns): a restore marks itself "
-                                  "there; nothing was changed" % (self.address.display(), MARK_TABLE),
+                raise SchemaError("%s holds a table or view %s that emfix did not make (other columns): a restore "
+                                  "marks itself there; nothing was changed" % (self.address.display(), MARK_TABLE),
                                   hint="rename that table (RENAME TABLE %s TO ...), then run this again" % q)
             self.earlier = unfinished_restore(db) or {}
             # Its id first, and the row in a transaction: stopped while the INSERT waits (another session holds the
@@ -198,7 +198,12 @@ def marked_in_moment(db):
 def _mark_table(db):
     """The mark's table as the server names it (lower_case_table_names), or None; None too for a table of that name
     that emfix did not make (other columns: an outside tester's crashed doctor, validate and restore, exit 70)."""
-    name = next((t for t in db.tables() if t.lower() == MARK_TABLE), None)
+    tables = db.tables()
+    # The name itself: on a case-sensitive server `_EMFIX_RESTORE` is another table (an outside tester: doctor read
+    # one or the other); one of another case only where the server folds names (lower_case_table_names 1 or 2).
+    name = MARK_TABLE if MARK_TABLE in tables else None
+    if name is None and any(t.lower() == MARK_TABLE for t in tables) and db.scalar("SELECT @@lower_case_table_names"):
+        name = next(t for t in tables if t.lower() == MARK_TABLE)
     if name is None or sorted(c.lower() for c in db.columns(name)) != sorted(COLUMNS):  # not one of more columns
         return None
     return name
