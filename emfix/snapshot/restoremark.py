@@ -146,14 +146,22 @@ class RestoreMark:
         when no row is left (as after a restore that finished)."""
         try:
             if self.run_id is not None:
-                with self._connection() as db:
-                    q = db.quote(MARK_TABLE)
-                    db.execute("DELETE FROM %s WHERE run_id = ?" % q, (self.run_id,))
-                    if self.db is not None and not db.scalar("SELECT COUNT(*) FROM %s" % q):  # under the lock
-                        with contextlib.suppress(PrivilegeError):
-                            db.execute("DROP TABLE IF EXISTS %s" % q)
+                try:
+                    self._take_back()
+                except ConnectError:  # the lock's connection was cut (Ctrl-C, SIGTERM mid-statement): one of its own
+                    self.close()
+                    self.db = None
+                    self._take_back()
         finally:
             self.close()
+
+    def _take_back(self):
+        with self._connection() as db:
+            q = db.quote(MARK_TABLE)
+            db.execute("DELETE FROM %s WHERE run_id = ?" % q, (self.run_id,))
+            if self.db is not None and not db.scalar("SELECT COUNT(*) FROM %s" % q):  # under the lock
+                with contextlib.suppress(PrivilegeError):
+                    db.execute("DROP TABLE IF EXISTS %s" % q)
 
     def close(self):
         """The lock goes with the connection; the row stays (the restore did not finish)."""
