@@ -257,7 +257,8 @@ class _Migration:
         graph = discover_graph(source)
         if ROOT not in graph.tables:
             raise SchemaError("%s has no EXPERIMENT table" % self.src.display())
-        existing = target.tables()
+        with claiming_alone(target):  # not while another copy reserves its ids: its ALTER hides the table a moment
+            existing = target.tables()
         if not existing and not self.options.init:
             raise UsageError("%s has no Experiment Manager schema" % self.dst.display(),
                              hint="add --init to create it, or run `emfix init %s`" % self.dst.display())
