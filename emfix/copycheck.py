@@ -84,10 +84,11 @@ def server_checksum(db, table, columns, where, moves):
 
 
 def verify_copy(source, target, graph, tree, tables, offsets, experiment_id, strategy, source_counts,
-                interrupted=None):
+                interrupted=None, target_graph=None):
     """Counts (and, unless aggressive, checksums) of the subtree on both sides, ids mapped; SRC's
-    counts were taken before the copy, in the same read. `interrupted()` (Ctrl-C) is asked before each table."""
-    target_graph = discover_graph(target)
+    counts were taken before the copy, in the same read. `interrupted()` (Ctrl-C) is asked before each table.
+    `target_graph`: DST's, read by the caller (migrate: while no other copy reserves its ids)."""
+    target_graph = target_graph or discover_graph(target)
     new_tree = reach_subtree(target, target_graph, experiment_id + offsets.get(ROOT, 0))
     checks = []
     for table in tables:

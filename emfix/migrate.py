@@ -455,8 +455,10 @@ class _Migration:
         if copy.counted is not None and strategy == "aggressive":
             return copy.counted  # both sides counted in one pass while DST was attached (in-engine)
         try:
+            with claiming_alone(self.target):  # DST's catalog, not while another copy ALTERs a table (CI: KeyError)
+                target_graph = discover_graph(self.target)
             return verify_copy(self.source, self.target, plan.graph, plan.tree, plan.tables, start.offsets,
-                               self.experiment_id, strategy, copy.source_counts, self.interrupted)
+                               self.experiment_id, strategy, copy.source_counts, self.interrupted, target_graph)
         except ConnectError as exc:  # the copy is whole: only the verify is left
             exc.hint = (exc.hint + "; " if exc.hint else "") + "every row is copied and committed: once that is " \
                 "fixed, run the same command with --resume to verify the copy"
