@@ -11,6 +11,7 @@ from .. import __version__
 from ..backends import open_database
 from ..errors import DamagedInputError, NoSpaceError, NotExperimentManagerError, NotWritableError
 from ..fileutil import clear_stale_temps, durable_file, is_disk_full, remove_own_file
+from ..idshift import claiming_alone
 from ..pool import ConnectionPool, run_parallel
 from ..progress import NoProgress, format_mb, utc_now
 from ..schema import discover_graph
@@ -127,7 +128,8 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
 
     with ConnectionPool(opener, size=workers if as_sql else 1) as pool, pool.connection() as db:
         pool.prepare(workers - 1 if as_sql else 0)  # the other readers connect while this one plans
-        graph = snapshot_graph(discover_graph(db))  # without the mark of a restore under way
+        with claiming_alone(db):  # not while a migrate into it ALTERs a table: the catalog can leave it out (CI)
+            graph = snapshot_graph(discover_graph(db))  # without the mark of a restore under way
         unfinished = []  # what the mark says at the moment the snapshot reads (a restore's own: it knows)
 
         def in_moment(reader):
