@@ -13,16 +13,13 @@ and verifies.
 
 import contextlib
 import json
-import logging
 import os
 
 from .backends import open_database
-from .backends.base import server_lock_name
-from .errors import ConnectError, DatabaseLockedError, EmfixError
+from .backends.base import server_lock
+from .errors import ConnectError, DatabaseLockedError
 from .journal import damaged, decode_fields, is_table_numbers, position_problem
 from .progress import utc_now
-
-log = logging.getLogger(__name__)
 
 JOURNAL = "_emfix_migration"
 RUNNING, DONE, DIFFERS, UNVERIFIED = "running", "done", "differs", "unverified"
@@ -114,24 +111,11 @@ def copying_alone(db, key, what):
     second --resume, the same command twice) is refused at once (an outside tester: two resumes of one copy, and the
     loser's hint, --force, then copied the experiment twice). A SQLite DST: its journal row, read again under the
     write lock where the ids are chosen, keeps fresh starts apart."""
-    if db.dialect != "mysql":
+    with server_lock(db, "copy", "%s:%s" % (db.address.database, key), 0) as held:
+        if held is False:
+            raise DatabaseLockedError("another migrate of %s into %s is running now; this one copied nothing" % (
+                what, db.address.display()), hint="let it finish (stopped, the same command with --resume finishes it)")
         yield
-        return
-    name = server_lock_name("copy", "%s:%s" % (db.address.database, key))
-    try:
-        got = db.scalar("SELECT GET_LOCK(?, 0)", (name,))
-    except EmfixError as exc:  # a server without named locks
-        log.info("copying without the copy's lock: %s", exc)
-        yield
-        return
-    if not got:
-        raise DatabaseLockedError("another migrate of %s into %s is running now; this one copied nothing" % (
-            what, db.address.display()), hint="let it finish (stopped, the same command with --resume finishes it)")
-    try:
-        yield
-    finally:
-        with contextlib.suppress(EmfixError):
-            db.scalar("SELECT RELEASE_LOCK(?)", (name,))
 
 
 def held_by_other_copies(db, key):

@@ -7,14 +7,11 @@ composite keys included) moves with it.
 """
 
 import contextlib
-import logging
 from contextlib import nullcontext
 
-from .backends.base import server_lock_name
+from .backends.base import server_lock
 from .errors import DatabaseLockedError, EmfixError
 from .schema import EM_TABLES
-
-log = logging.getLogger(__name__)
 
 AUTO_ID_TABLES = tuple(t.name for t in EM_TABLES if t.auto_id)
 
@@ -94,25 +91,12 @@ def claiming_alone(db):
     """Copies into one MySQL database choose their ids one at a time (a named lock, held until the caller has
     written its journal row), each seeing the reservations of those before it (copyjournal.held_by_other_copies).
     On SQLite the caller's write transaction (BEGIN IMMEDIATE) does it."""
-    if db.dialect != "mysql":
+    with server_lock(db, "claim", db.address.database, getattr(db, "lock_wait", 0)) as held:
+        if held is False:
+            raise DatabaseLockedError("another copy into %s has been choosing its ids for longer than --lock-timeout "
+                                      "allows; nothing was copied" % db.address.display(),
+                                      hint="run this again when it has begun copying")
         yield
-        return
-    name = server_lock_name("claim", db.address.database)
-    try:
-        got = db.scalar("SELECT GET_LOCK(?, ?)", (name, db.lock_wait))
-    except EmfixError as exc:  # a server without named locks: the copies' journal rows still keep them apart
-        log.info("choosing ids without the claim lock: %s", exc)
-        yield
-        return
-    if not got:
-        raise DatabaseLockedError("another copy into %s has been choosing its ids for longer than --lock-timeout "
-                                  "allows; nothing was copied" % db.address.display(),
-                                  hint="run this again when it has begun copying")
-    try:
-        yield
-    finally:
-        with contextlib.suppress(EmfixError):
-            db.scalar("SELECT RELEASE_LOCK(?)", (name,))
 
 
 SLACK = 1000  # room for the application's inserts while MySQL's reservation (an ALTER TABLE) is made

@@ -257,14 +257,20 @@ class _Migration:
         graph = discover_graph(source)
         if ROOT not in graph.tables:
             raise SchemaError("%s has no EXPERIMENT table" % self.src.display())
-        with claiming_alone(target):  # not while another copy reserves its ids: its ALTER hides the table a moment
-            existing = target.tables()
+        existing = self.dst_catalog(lambda db: db.tables())
         if not existing and not self.options.init:
             raise UsageError("%s has no Experiment Manager schema" % self.dst.display(),
                              hint="add --init to create it, or run `emfix init %s`" % self.dst.display())
         key, journal = (find_journal(target, self.src, self.experiment_id) if JOURNAL in existing
                         else (journal_key(self.src, self.experiment_id), None))
         return _Plan(graph, existing, key, journal)
+
+    def dst_catalog(self, read):
+        """read(DST) of DST's catalog while no other copy reserves its ids: the server's catalog can leave out a
+        table another session holds for its ALTER TABLE ... AUTO_INCREMENT (CI: a copy refused for a missing
+        table, a verify's KeyError)."""
+        with claiming_alone(self.target):
+            return read(self.target)
 
     def already_done(self, plan):
         """--resume of a copy whose journal already says done (or unverified, and no verify asked)."""
@@ -282,9 +288,8 @@ class _Migration:
             raise UsageError("experiment %d does not exist in %s" % (self.experiment_id, self.src.display()))
         tables = [t for t in tree.tables(graph) if t not in options.skip_tables]
         known = {e.lower() for e in plan.existing}
-        if not options.init and any(t.lower() not in known for t in tables):  # once more before a refusal: the
-            with claiming_alone(target):  # catalog left a table out while another session held it (CI)
-                plan.existing = target.tables()
+        if not options.init and any(t.lower() not in known for t in tables):  # once more before a refusal
+            plan.existing = self.dst_catalog(lambda db: db.tables())
             known = {e.lower() for e in plan.existing}
         missing = [t for t in tables if t.lower() not in known]
         rows = {t: tree.count(source, graph, t) for t in missing}
@@ -455,8 +460,7 @@ class _Migration:
         if copy.counted is not None and strategy == "aggressive":
             return copy.counted  # both sides counted in one pass while DST was attached (in-engine)
         try:
-            with claiming_alone(self.target):  # DST's catalog, not while another copy ALTERs a table (CI: KeyError)
-                target_graph = discover_graph(self.target)
+            target_graph = self.dst_catalog(discover_graph)
             return verify_copy(self.source, self.target, plan.graph, plan.tree, plan.tables, start.offsets,
                                self.experiment_id, strategy, copy.source_counts, self.interrupted, target_graph)
         except ConnectError as exc:  # the copy is whole: only the verify is left

@@ -3,9 +3,12 @@
 import collections
 import contextlib
 import hashlib
+import logging
 
-from ..errors import ConflictError
+from ..errors import ConflictError, EmfixError
 from ..retry import RetriesExhausted, RetryPolicy, call_with_retry
+
+log = logging.getLogger(__name__)
 
 
 def server_lock_name(purpose, database):
@@ -14,6 +17,30 @@ def server_lock_name(purpose, database):
     if len(name) > 64:
         name = "emfix_%s:%s" % (purpose, hashlib.sha256(database.encode("utf-8")).hexdigest()[:40])
     return name
+
+
+@contextlib.contextmanager
+def server_lock(db, purpose, key, wait):
+    """A MySQL named lock (GET_LOCK) held for the block, asked for for at most `wait` seconds. Yields True (held),
+    False (another session holds it) or None (not MySQL, or a server without named locks: the callers' other
+    safeguards stand alone then). Released at the end, whatever happens in the block."""
+    if db.dialect != "mysql":
+        yield None
+        return
+    name = server_lock_name(purpose, key)
+    try:
+        held = bool(db.scalar("SELECT GET_LOCK(?, ?)", (name, wait)))
+    except EmfixError as exc:
+        log.info("no named lock %s: %s", name, exc)
+        yield None
+        return
+    try:
+        yield held
+    finally:
+        if held:
+            with contextlib.suppress(EmfixError):
+                db.scalar("SELECT RELEASE_LOCK(?)", (name,))
+
 
 Index = collections.namedtuple("Index", "table name columns unique", defaults=(False,))
 # `type` as declared (SQLite) or as the server reports it (MySQL COLUMN_TYPE); `default` as SQL text or None.

@@ -109,12 +109,13 @@ def _restore(address, directory, snapshot_id, path, manifest, safety_snapshot, r
         if mark is not None and all(n > 0 for n in more.values()) and set(manifest.tables) <= set(counts):
             # Every table loaded, and more rows than the snapshot's: the application inserted while it loaded (an
             # outside tester: the mark stayed, and doctor said "tables emptied, not all loaded"). Not a half.
-            mark.finish()
-            raise DamagedInputError(
+            error = DamagedInputError(
                 "restored snapshot %s, but another program inserted rows while it loaded: %s" % (snapshot_id, ", ".join(
                     "%s %+d" % (t, n) for t, n in sorted(more.items()))),
                 hint="every row of the snapshot is loaded; for the snapshot alone, stop that program and restore "
                      "again")
+            error.every_row_loaded = True  # the mark goes (_leave)
+            raise error
         raise DamagedInputError(  # loaded, but not as the snapshot says: the mark stays (_leave)
             "after restoring %s the row counts differ from the snapshot" % snapshot_id,
             hint="the safety snapshot %s holds the content from before" % safety_id if safety_id
@@ -124,11 +125,14 @@ def _restore(address, directory, snapshot_id, path, manifest, safety_snapshot, r
 
 
 def _leave(mark, exc):
-    """A MySQL restore that did not finish: its mark goes only where nothing was changed for certain (before the
-    loading began, or a loader that says it emptied nothing: `nothing_changed`), and stays in every other case
+    """A MySQL restore that did not finish: its mark goes where every row was loaded (`every_row_loaded`: only more
+    came) or nothing was changed for certain (before the loading began, or a loader that says it emptied nothing:
+    `nothing_changed`), and stays in every other case
     (an outside tester: a second Ctrl-C inside the handling of the first deleted it, the database half-loaded)."""
     try:
-        if not mark.loading or getattr(exc, "nothing_changed", False):
+        if getattr(exc, "every_row_loaded", False):
+            mark.finish()
+        elif not mark.loading or getattr(exc, "nothing_changed", False):
             mark.nothing_changed()
         else:
             mark.close()

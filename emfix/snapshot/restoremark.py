@@ -116,14 +116,19 @@ class RestoreMark:
         (the database as the snapshot has it; under the lock no other restore is marking). A user who may delete
         but not drop leaves it, empty."""
         try:
-            try:
-                self._clear(locked=self.db is not None)
-            except ConnectError:  # the lock's connection was lost meanwhile (killed, wait_timeout): on one of its own
-                self.close()
-                self.db = None
-                self._clear(locked=False)
+            self._on_a_live_connection(lambda: self._clear(locked=self.db is not None))
         finally:
             self.close()
+
+    def _on_a_live_connection(self, work):
+        """work() on the lock's connection, or again on one of its own when that one was lost meanwhile (killed,
+        wait_timeout, cut by Ctrl-C or SIGTERM mid-statement): the lock is gone with it then."""
+        try:
+            work()
+        except ConnectError:
+            self.close()
+            self.db = None
+            work()
 
     def _clear(self, locked):
         """Under the lock every row goes (no other restore is marking); without it (lost, or never had: a user
@@ -146,12 +151,7 @@ class RestoreMark:
         when no row is left (as after a restore that finished)."""
         try:
             if self.run_id is not None:
-                try:
-                    self._take_back()
-                except ConnectError:  # the lock's connection was cut (Ctrl-C, SIGTERM mid-statement): one of its own
-                    self.close()
-                    self.db = None
-                    self._take_back()
+                self._on_a_live_connection(self._take_back)
         finally:
             self.close()
 
