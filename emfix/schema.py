@@ -196,12 +196,11 @@ def without_tables(graph, left_out):
 
 
 def discover_graph(backend):
-    tables = backend.tables()
+    tables, columns, primary_keys, foreign_keys = backend.read_catalog(expected=EM_TABLE_NAMES)
     if not tables:
         raise NotExperimentManagerError("%s has no tables: it is not an Experiment Manager database"
                                         % backend.address.display(),
                           hint="check the path, or create the schema with `emfix init`", kind="no_tables")
-    columns, primary_keys, foreign_keys = backend.describe_tables(tables)
     relations, unresolved = [], []
     declaring = set()
     for table in tables:

@@ -1090,3 +1090,15 @@ def test_after_a_lane_fails_while_committing_no_other_lane_writes_the_journal(tm
         assert "another connection to DST failed" in stopped.value.message
         assert db.scalar("SELECT count(*) FROM T") == 0
         assert db.scalar("SELECT copied FROM %s" % db.quote(JOURNAL)) == "{}"
+
+
+def test_a_refusal_part_way_through_all_says_which_experiments_were_copied_before_it(tmp_path):
+    """An outside tester: `migrate --all` stopped at experiment 3's breaks with "nothing was copied", though
+    experiments 1 and 2 were copied and committed."""
+    src = tmp_path / "src.db"
+    make_demo(DatabaseAddress("sqlite", path=str(src)))
+    refused = run_cli("migrate", str(src), str(tmp_path / "dst.db"), "--all", "--init", "--snapshot-dir",
+                      str(tmp_path / "snaps"))
+    assert refused.returncode == 1, refused.stderr
+    assert "error: experiment 3: the source subtree has" in refused.stderr, refused.stderr
+    assert "(experiments 1, 2 copied before it, and stay)" in refused.stderr, refused.stderr

@@ -99,3 +99,100 @@ def test_a_read_of_one_moment_that_meets_a_deadlock_stops_rather_than_read_outsi
                 reader.scalar("SELECT count(*) FROM t0")
         locking.join(30)
         assert done
+
+
+def test_an_alter_table_queued_behind_a_snapshot_waits_for_it_and_stalls_none_of_its_readers(mysql_address, tmp_path,
+                                                                                          monkeypatch):
+    """An outside tester: two migrates into one database, each with its safety snapshot; one's ALTER TABLE ...
+    AUTO_INCREMENT (reserving its ids) waited for a table the other's snapshot had read on one connection, and the
+    snapshot's next connection asking for that table queued behind the ALTER: both stalled to --lock-timeout. Every
+    reader holds every table from the snapshot's first moment, so the ALTER waits for the snapshot, which finishes."""
+    import threading
+    import time
+
+    from emfix import snapshot
+    from emfix.snapshot import sqltext
+    make_demo(mysql_address, shape=SHAPE, faults=True)
+    monkeypatch.setattr(sqltext, "CHUNK_ROWS", 5)  # every table in many key ranges: each reader reads METRIC
+    altered = []
+    real_mark = snapshot.create.marked_in_moment
+
+    def application_alters_metric():
+        with open_database(mysql_address) as application:
+            application.execute("SET SESSION lock_wait_timeout = 60")
+            application.execute("ALTER TABLE METRIC AUTO_INCREMENT = 1000000")
+            altered.append(True)
+
+    def alter_queued_in_the_moment(lead):
+        lead.scalar("SELECT count(*) FROM METRIC")  # this reader holds METRIC now, whatever the others do
+        threading.Thread(target=application_alters_metric, daemon=True).start()
+        deadline = time.monotonic() + 30
+        with open_database(mysql_address) as watcher:
+            while not watcher.scalar("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE "
+                                     "'ALTER TABLE METRIC%' AND STATE LIKE '%metadata lock%'"):
+                assert time.monotonic() < deadline, "the ALTER never waited for the snapshot"
+                time.sleep(0.02)
+        return real_mark(lead)
+
+    monkeypatch.setattr(snapshot.create, "marked_in_moment", alter_queued_in_the_moment)
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path), workers=3, retry_policy=RetryPolicy(deadline=5))
+    assert made.tables["METRIC"] == counts(mysql_address)["METRIC"]
+    deadline = time.monotonic() + 30
+    while not altered:  # the ALTER went on once the snapshot ended
+        assert time.monotonic() < deadline, "the ALTER never finished"
+        time.sleep(0.02)
+
+
+def test_a_statement_another_session_interrupts_is_a_clear_error_not_a_bug(mysql_address):
+    """An outside tester: KILL QUERY on one of emfix's statements (error 1317) ended every command with exit 70."""
+    import threading
+    import time
+
+    from emfix.errors import ConnectError
+    with open_database(mysql_address) as emfix_side, open_database(mysql_address) as administrator:
+        session = emfix_side.scalar("SELECT CONNECTION_ID()")
+        stopped = []
+
+        def long_statement():
+            try:
+                emfix_side.scalar("SELECT SLEEP(60) FROM (SELECT 1 UNION ALL SELECT 2) two")
+            except ConnectError as exc:
+                stopped.append(exc)
+
+        running = threading.Thread(target=long_statement, daemon=True)
+        running.start()
+        deadline = time.monotonic() + 30
+        while not administrator.scalar("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ? AND INFO "
+                                       "LIKE 'SELECT SLEEP%'", (session,)):
+            assert time.monotonic() < deadline, "the statement never ran"
+            time.sleep(0.02)
+        administrator.execute("KILL QUERY %d" % int(session))
+        running.join(30)
+        assert stopped and stopped[0].kind == "statement_interrupted" and stopped[0].exit_code == 3, stopped
+        assert "KILL QUERY" in stopped[0].hint
+        assert emfix_side.scalar("SELECT 1") == 1  # the connection itself is fine
+
+
+def test_a_table_dropped_between_the_listing_and_the_snapshots_moment_is_a_clear_error(mysql_address, tmp_path,
+                                                                                   monkeypatch):
+    """An outside tester: an application creating and dropping tables beside `snapshot create` ended it with exit 70
+    (SHOW CREATE TABLE of a table listed a moment before). Once the moment has begun, its readers hold every table
+and a DROP waits for the snapshot; before that, the table is missed when the moment begins: exit 3, nothing
+written."""
+    from emfix import snapshot
+    from emfix.errors import NotFoundError
+    make_demo(mysql_address, shape=SHAPE, faults=True)
+    with open_database(mysql_address) as application:
+        application.execute("CREATE TABLE scratch (id INT PRIMARY KEY)")
+    listed = snapshot.create.snapshot_graph
+
+    def dropped_once_listed(graph, db):
+        with open_database(mysql_address) as application:
+            application.execute("DROP TABLE scratch")
+        return listed(graph, db)
+
+    monkeypatch.setattr(snapshot.create, "snapshot_graph", dropped_once_listed)
+    with pytest.raises(NotFoundError) as stopped:
+        snapshot.create_snapshot(mysql_address, str(tmp_path))
+    assert stopped.value.exit_code == 3 and "gone" in stopped.value.message
+    assert not [f for f in tmp_path.iterdir() if f.name.endswith(".sql")]  # nothing listed as a snapshot

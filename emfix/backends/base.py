@@ -272,8 +272,14 @@ class Backend:
 
     def forget_catalog(self):
         """Read the catalog again from now on (indexes, columns' facts): tables were created since."""
-        for name in ("_indexes_cache", "_facts"):
+        for name in ("_indexes_cache", "_facts", "_kinds"):
             self.__dict__.pop(name, None)
+
+    def read_catalog(self, expected=()):  # noqa: ARG002 (a backend whose catalog can leave a table out uses it)
+        """(tables, {table: columns}, {table: primary key}, {table: [ForeignKey]}) of one moment; `expected`:
+        names that should be there (a backend whose catalog can leave a table out makes sure of those)."""
+        tables = self.tables()
+        return (tables,) + self.describe_tables(tables)
 
     def describe_tables(self, tables):
         """({table: columns}, {table: primary key}, {table: [ForeignKey]}) of many tables at once."""

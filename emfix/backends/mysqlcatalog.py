@@ -5,7 +5,9 @@ second). A part of MySQLBackend (as replication.py is), kept apart so that each 
 
 import dataclasses
 import re
+import time
 
+from ..errors import ConflictError, NotFoundError, PrivilegeError
 from ..foreignkey import ForeignKey
 from .base import ColumnDetail, Index, StorageLimit
 
@@ -17,17 +19,40 @@ def text_of(value):
     return value
 
 
+CATALOG_READS = 20  # reads of one catalog query before a database whose tables keep changing is given up on
+
+
 class MySQLCatalogMixin:
     """information_schema, asked for a whole database in one query where it can (it is slow to ask)."""
 
+    def catalog_query(self, sql, params=()):
+        """The rows of an information_schema query, read until two reads in a row agree.
+
+        information_schema is no consistent read: a table another session is rebuilding (ALTER TABLE
+        with ALGORITHM=COPY, its rename at the end) is left out of TABLES, COLUMNS and KEY_COLUMN_USAGE for
+        that moment, without a warning (one read in eleven beside such an ALTER in a loop). A table left out
+        would be a table validate does not check and a snapshot does not hold."""
+        rows = self.query(sql, params)
+        for attempt in range(CATALOG_READS):
+            again = self.query(sql, params)
+            if again == rows:
+                return rows
+            rows = again
+            time.sleep(0.002 * attempt)
+        raise ConflictError("%s: its tables kept changing while emfix read what they are (%d reads of "
+                            "information_schema)" % (self.address.display(), CATALOG_READS + 1),
+                            hint="another program is altering, creating or dropping tables: run emfix again "
+                                 "when it is done")
+
     def column_details(self, table):
-        json_checked = set() if not self._has_check_constraints() else {text_of(c).lower() for (c,) in self.query(
+        json_checked = set() if not self._has_check_constraints() else {
+            text_of(c).lower() for (c,) in self.catalog_query(
             "SELECT c.COLUMN_NAME FROM information_schema.COLUMNS c JOIN information_schema.CHECK_CONSTRAINTS k "
             "ON k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME "
             "AND k.CHECK_CLAUSE = CONCAT('json_valid(`', c.COLUMN_NAME, '`)') "
             "WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = ?", (table,))}
         details = []
-        for name, kind, nullable, default, extra in self.query(
+        for name, kind, nullable, default, extra in self.catalog_query(
                 "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA FROM information_schema.COLUMNS "
                 "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", (table,)):
             name, kind = text_of(name), text_of(kind)
@@ -42,28 +67,51 @@ class MySQLCatalogMixin:
         """Names (lower case) of `table`'s generated columns (VIRTUAL, STORED, PERSISTENT): the server
         computes them and refuses a value for one, so a copy of the rows leaves them out. MySQL 8's
         DEFAULT_GENERATED (a default expression) is an ordinary column."""
-        return {c.lower() for c, generated, _required in self._column_facts().get(table.lower(), ()) if generated}
+        return {c.lower() for c, generated, _required in self._column_facts(table).get(table.lower(), ()) if generated}
 
     def required_columns(self, table):
         """Names of `table`'s columns an INSERT must give a value: NOT NULL, without a default, neither
         AUTO_INCREMENT nor generated."""
-        return [c for c, _generated, required in self._column_facts().get(table.lower(), ()) if required]
+        return [c for c, _generated, required in self._column_facts(table).get(table.lower(), ()) if required]
 
-    def _column_facts(self):
+    def _column_facts(self, table):
         """{table (lower case): [(column, generated?, needs a value?)]} of every table, read in one query per
-        connection (forget_catalog reads it again)."""
-        if "_facts" not in self.__dict__:
+        connection (forget_catalog reads it again; so does a table it lacks)."""
+        def read():
             facts = {}
-            for table, column, nullable, default, extra in self.query(
+            for owner, column, nullable, default, extra in self.catalog_query(
                     "SELECT TABLE_NAME, COLUMN_NAME, IS_NULLABLE, COLUMN_DEFAULT, EXTRA FROM "
                     "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"):
                 extra = (text_of(extra) or "").upper()
                 generated = re.search(r"\b(VIRTUAL|STORED|PERSISTENT)\b", extra) is not None
                 required = text_of(nullable) == "NO" and default is None and not generated and \
                     "AUTO_INCREMENT" not in extra and "GENERATED" not in extra
-                facts.setdefault(text_of(table).lower(), []).append((text_of(column), generated, required))
-            self._facts = facts
-        return self._facts
+                facts.setdefault(text_of(owner).lower(), []).append((text_of(column), generated, required))
+            return facts
+        return self._of_every_table("_facts", read, table)
+
+    def _of_every_table(self, name, read, table):
+        """What `read()` gives for every table ({table (lower case): ...}), kept as self.<name>, and read again
+        when it lacks `table`: a table created since, or one another session's ALTER was renaming into place
+        at that moment (information_schema leaves it out); the second read waits until that is done."""
+        cache = self.__dict__.get(name)
+        if cache is None or table.lower() not in cache:
+            cache = read()
+            if table.lower() not in cache and self._in_place(table):
+                cache = read()
+            self.__dict__[name] = cache
+        return cache
+
+    def _in_place(self, table):
+        """Whether `table` exists, once any rename of it another session is doing has finished (asking for
+        its metadata lock waits for that)."""
+        try:
+            self.query("SELECT 1 FROM %s LIMIT 0" % self.quote(table))
+            return True
+        except NotFoundError as exc:
+            if exc.kind == "no_such_table":
+                return False
+            raise
 
     def _has_check_constraints(self):
         return bool(self.scalar("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
@@ -74,7 +122,7 @@ class MySQLCatalogMixin:
         if table not in cache:
             rounds = self._rounds_fractions()
             limits = {}
-            for name, kind, digits in self.query(
+            for name, kind, digits in self.catalog_query(
                     "SELECT COLUMN_NAME, DATA_TYPE, DATETIME_PRECISION FROM information_schema.COLUMNS "
                     "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", (table,)):
                 kind = text_of(kind).lower()
@@ -101,19 +149,62 @@ class MySQLCatalogMixin:
     def _column_kinds(self, table):
         """{column (lower case): (DATA_TYPE, nullable)}: every table's, read in one query per connection
         (and again for a table created since)."""
-        cache = self.__dict__.get("_kinds")
-        if cache is None or table.lower() not in cache:
-            cache = {}
-            for owner, name, kind, nullable in self.query(
+        def read():
+            kinds = {}
+            for owner, name, kind, nullable in self.catalog_query(
                     "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, IS_NULLABLE FROM information_schema.COLUMNS "
                     "WHERE TABLE_SCHEMA = DATABASE()"):
-                cache.setdefault(text_of(owner).lower(), {})[text_of(name).lower()] = (text_of(kind).lower(),
+                kinds.setdefault(text_of(owner).lower(), {})[text_of(name).lower()] = (text_of(kind).lower(),
                                                                                    text_of(nullable) == "YES")
-            self._kinds = cache
-        return cache.get(table.lower(), {})
+            return kinds
+        return self._of_every_table("_kinds", read, table).get(table.lower(), {})
+
+    def read_catalog(self, expected=()):
+        """(tables, {table: columns}, {table: primary key}, {table: [ForeignKey]}) with no table left out by
+        another session's ALTER TABLE, for the tables listed and the `expected` names.
+
+        Two reads that agree are not enough: a rebuilt table's rename lasts longer than a read (eight reads
+        in a hundred beside such an ALTER in a loop still missed one). So, outside a transaction, the tables are
+        first held by a read-only transaction's metadata locks: an ALTER renames a table only when no other
+        session holds it, and asking for the lock of one being renamed waits until its new copy is in place.
+        The locks go at the end (milliseconds: an ALTER waiting for them waits no longer)."""
+        if self._in_transaction or getattr(self._conn, "in_transaction", False):
+            tables = self.tables()  # inside a transaction, its own locks are the caller's
+            return (tables,) + self.describe_tables(tables)
+        for _attempt in range(CATALOG_READS):
+            self._begin()
+            try:
+                tables = self._hold_tables(expected)
+                if tables is not None:
+                    return (tables,) + self.describe_tables(tables)
+            finally:
+                self._rollback()
+        raise ConflictError("%s: its tables kept changing while emfix read what they are" % self.address.display(),
+                            hint="another program is altering, creating or dropping tables: run emfix again "
+                                 "when it is done")
+
+    def _hold_tables(self, expected):
+        """The tables, each held (a metadata lock) in the open transaction; None after a deadlock between
+        metadata locks (the transaction is then rolled back, and it is tried again)."""
+        held = set()
+        while True:
+            tables = self.tables()
+            wanted = {t.lower(): t for t in list(expected) + tables}
+            if set(wanted) <= held:
+                return tables
+            for key, name in wanted.items():
+                if key in held:
+                    continue
+                try:
+                    self._in_place(name)  # held from here to the transaction's end, if it exists
+                except ConflictError:
+                    return None
+                except PrivilegeError:  # a table this user may not read: not held, still listed
+                    pass
+                held.add(key)
 
     def tables(self):
-        rows = self.query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+        rows = self.catalog_query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
                           "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME")
         return [text_of(r[0]) for r in rows]
 
@@ -136,7 +227,7 @@ class MySQLCatalogMixin:
         """{table name (lower case): [the rest of each row]} of an information_schema query whose first
         column is the table (`column`), over the whole database or (`table`) one table of it."""
         found = {}
-        for row in self.query(sql % ("AND %s = ?" % column if table else ""), (table,) if table else ()):
+        for row in self.catalog_query(sql % ("AND %s = ?" % column if table else ""), (table,) if table else ()):
             found.setdefault(text_of(row[0]).lower(), []).append(tuple(text_of(v) for v in row[1:]))
         return found
 
@@ -170,7 +261,7 @@ class MySQLCatalogMixin:
         return keys  # {table (lower case): [ForeignKey]}; callers put back the table's own spelling
 
     def indexes(self, table):
-        rows = self.query("SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM information_schema.STATISTICS "
+        rows = self.catalog_query("SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM information_schema.STATISTICS "
                           "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
                           (table,))
         groups = {}

@@ -6,6 +6,7 @@ from ..errors import (
     ConflictError,
     ConnectError,
     DamagedInputError,
+    NotFoundError,
     PrivilegeError,
     SchemaError,
     StillReferencedError,
@@ -18,6 +19,8 @@ UNKNOWN_DATABASE = 1049
 REFUSED_VALUE_ERRNOS = (3140, 4025)  # MySQL: invalid JSON text; MariaDB: CHECK (json_valid) failed
 INCORRECT_STRING = 1366  # bytes that are not UTF-8 into a utf8mb4 column
 TABLE_DEF_CHANGED = 1412  # a consistent read of a table TRUNCATEd or ALTERed since it began
+NO_SUCH_TABLE = 1146
+INTERRUPTED = (1317, 1969, 3024)  # KILL QUERY; MariaDB's max_statement_time; MySQL's max_execution_time
 NO_DEFAULT = 1364  # a NOT NULL column without a default that the INSERT does not name
 OUT_OF_RANGE = 1264  # a number past the column's type (1e39 in a FLOAT); a text too long is a schema difference
 PRIVILEGE_ERRNOS = (1044, 1142, 1143, 1227)  # database / table / column / global privilege missing
@@ -56,6 +59,16 @@ def translate_error(a, exc, exhausted, lost, connected, quote):
                              "TRUNCATE or an ALTER TABLE ran meanwhile): %s" % (a.display(), msg),
                              hint="run it again once that has finished (`emfix doctor` says whether a restore is "
                                   "running)")
+    if errno == NO_SUCH_TABLE:  # a table emfix read a moment ago (its catalog, a listing) is gone
+        return NotFoundError("MySQL %s: a table is gone that was there a moment ago (dropped or renamed by another "
+                             "session meanwhile?): %s" % (a.display(), msg), kind="no_such_table",
+                             hint="run it again once the program changing the tables is done")
+    if errno in INTERRUPTED:
+        return ConnectError("MySQL %s interrupted a statement of emfix: %s" % (a.display(), msg),
+                            kind="statement_interrupted",
+                            hint="another session stopped it (KILL QUERY), or the server's max_statement_time "
+                                 "(MySQL: max_execution_time) did; what was not committed is rolled back: run the "
+                                 "same command again (a migrate with --resume)")
     if errno == 1451:  # Cannot delete or update a parent row: a foreign key constraint fails
         return StillReferencedError("MySQL %s refused to delete a row others still reference: %s" % (
             a.display(), msg), hint="validate shows which rows reference it")

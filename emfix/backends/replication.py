@@ -15,6 +15,7 @@ from ..errors import (
     ConflictError,
     ConnectError,
     EmfixError,
+    NotFoundError,
     PrivilegeError,
     ReadOnlyServerError,
     TransactionTooLargeError,
@@ -27,7 +28,6 @@ ERROR_DURING_COMMIT = 1180  # Galera: wsrep_max_ws_rows exceeded, a write set to
 DEADLOCK, LOCK_WAIT_TIMEOUT = 1213, 1205  # Galera reports a certification conflict as a deadlock
 SYNTAX_ERROR = 1064
 NODE_NOT_READY = 1047  # Galera: "WSREP has not yet prepared node for application use"
-NO_SUCH_TABLE = 1146
 PROBE_TABLE = "emfix_read_only_probe"  # never created: deleting nothing from it asks whether writes are allowed
 GALERA_STATUS = ("wsrep_local_state_comment", "wsrep_cluster_size", "wsrep_cluster_status", "wsrep_ready")
 VARIABLES = ("read_only", "super_read_only", "log_bin", "binlog_format", "wsrep_on", "wsrep_max_ws_rows",
@@ -199,10 +199,12 @@ class ReplicationMixin:
             self.execute("DELETE FROM %s WHERE 1 = 0" % self.quote(PROBE_TABLE))
         except ReadOnlyServerError:
             return False
+        except NotFoundError as exc:  # no such table: it got past read_only
+            return True if exc.kind == "no_such_table" else None
         except EmfixError:  # no DELETE privilege here: not known
             return None
-        except self._driver.Error as exc:  # no such table: it got past read_only (or a READ ONLY session: not known)
-            return True if exc.errno == NO_SUCH_TABLE else None
+        except self._driver.Error:  # a READ ONLY session: not known
+            return None
         return True
 
     def stream_position(self, locked):

@@ -86,9 +86,16 @@ def run(args, out):
         max_memory=args.max_memory, skip_tables=tuple(common.table_list(args.skip_tables) or ()))
     results = []
     for experiment_id in ids:
-        result = migrate.migrate_experiment(
-            source, target, experiment_id, options=dataclasses.replace(options, resume=experiment_id in resume),
-            progress=common.make_progress("migrate", args, out), interrupted=stop)
+        try:
+            result = migrate.migrate_experiment(
+                source, target, experiment_id, options=dataclasses.replace(options, resume=experiment_id in resume),
+                progress=common.make_progress("migrate", args, out), interrupted=stop)
+        except EmfixError as exc:
+            if results:  # "nothing was copied" is of this experiment: the ones before it are copied (an outside tester)
+                exc.message = "experiment %d: %s (experiment%s %s copied before it, and stay%s)" % (
+                    experiment_id, exc.message, "s" if len(results) > 1 else "",
+                    ", ".join(str(r.experiment_id) for r in results), "" if len(results) > 1 else "s")
+            raise
         results.append(result)
         history.record(target, "migrate", "done" if result.verified else "DIFFERS", summary="experiment %d -> %s" % (
             result.experiment_id, "%s rows" % n(sum(result.copied.values()))))

@@ -129,7 +129,7 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
     with ConnectionPool(opener, size=workers if as_sql else 1) as pool, pool.connection() as db:
         pool.prepare(workers - 1 if as_sql else 0)  # the other readers connect while this one plans
         with claiming_alone(db):  # not while a migrate into it ALTERs a table: the catalog can leave it out (CI)
-            graph = snapshot_graph(discover_graph(db))  # without the mark of a restore under way
+            graph = snapshot_graph(discover_graph(db), db)  # without the mark of a restore under way
         unfinished = []  # what the mark says at the moment the snapshot reads (a restore's own: it knows)
 
         def in_moment(reader):

@@ -105,7 +105,7 @@ def restore_problems(db, tables):
     """What stops the rows of the snapshot's `tables` ({name: SHOW CREATE TABLE text}) going into the
     database as it is now: [text], empty when nothing does. A table the database lacks is created."""
     live, required = {}, {}
-    for table, column, kind in db.query(
+    for table, column, kind in db.catalog_query(
             "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
             "DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"):
         table, column, kind = (_text(v) for v in (table, column, kind))
@@ -176,12 +176,12 @@ def interruption(exc):
     return OperationInterrupted("the restore was %s" % what)
 
 
-def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, workers=2, partial=None):
+def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, workers=2, partial=None, guard=None):
     """Run the snapshot's statements against the database: its session settings on every connection,
     the tables' DDL and TRUNCATEs on one, the INSERTs over up to `workers` pooled connections at once (as
     many as the server allows this user). Return the row count of every table it filled, counted afterwards,
     and the number of connections that loaded them; an error once a table was emptied is raised as
-    `partial(error)`."""
+    `partial(error)`. `guard(db)`, when given, is asked before each write on `db` (RestoreMark.still_held)."""
     emptied, locked = False, frozenset()
     reader = SnapshotReader(path)
     with ConnectionPool(lambda: open_database(address, retry_policy=retry_policy), size=workers) as pool:
@@ -206,6 +206,8 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                             tables[_name(created)] = statement.decode("utf-8")
                         if statement.startswith(b"TRUNCATE"):
                             locked = hold_for_emptying(connections[0], statement, tables, locked, emptied)
+                            if guard is not None and not emptied:
+                                guard(connections[0])  # (under the LOCK TABLES: no other restore empties meanwhile)
                         before, emptied = emptied, emptied or statement.startswith(b"TRUNCATE")  # (it may end mid-way)
                         try:
                             connections[0].execute_raw(statement)
@@ -221,7 +223,7 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                             connections[0].execute("UNLOCK TABLES")
                             locked = frozenset()
                         widened = widened_floats(connections[0], tables)
-                        threads = [_start_loader(db, session, inserts, failed, errors) for db in connections]
+                        threads = [_start_loader(db, session, inserts, failed, errors, guard) for db in connections]
                     if widened and _inserted_table(statement) in widened:
                         continue  # loaded afterwards, through FLOAT (load_through_floats)
                     put_unless_stopped(inserts, statement, failed)
@@ -324,7 +326,7 @@ def widened_floats(db, tables):
     """{table: [column]}: columns FLOAT in the snapshot (`tables`: {name: SHOW CREATE TABLE text}) and DOUBLE now.
     The snapshot holds a FLOAT as its short text where that reads back as the same float
     (backends.mysqlvalues.FLOAT_LITERAL); read into a DOUBLE, that text is the decimal, not the float."""
-    live = {(_text(t).lower(), _text(c).lower()): _text(k) for t, c, k in db.query(
+    live = {(_text(t).lower(), _text(c).lower()): _text(k) for t, c, k in db.catalog_query(
         "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()")}
     found = {}
     for table, ddl in tables.items():
@@ -360,7 +362,7 @@ def load_through_floats(db, reader, path, widened):
     db.execute("DROP TEMPORARY TABLE IF EXISTS %s" % q(STAGE))
 
 
-def _start_loader(db, session, inserts, failed, errors):
+def _start_loader(db, session, inserts, failed, errors, guard=None):
     def run():
         try:
             for statement in session:
@@ -372,7 +374,10 @@ def _start_loader(db, session, inserts, failed, errors):
                     continue
                 if statement is None:
                     return
-                db.execute_raw(statement)
+                if guard is None:
+                    db.execute_raw(statement)
+                    continue
+                db.write_batch(lambda statement=statement: (guard(db), db.execute_raw(statement)), "restore")
         except BaseException as exc:
             errors.append(exc)
             failed.set()
@@ -381,7 +386,7 @@ def _start_loader(db, session, inserts, failed, errors):
     return thread
 
 
-def load_sqlite_snapshot(address, path, retry_policy, progress, partial):
+def load_sqlite_snapshot(address, path, retry_policy, progress, partial, guard=None):
     """A SQLite-file snapshot of a MySQL database, table by table, parents first, each in one transaction
     with foreign-key checks off; an error once a table was replaced is raised as `partial(error)`."""
     src = _open_file(path)
@@ -401,6 +406,8 @@ def load_sqlite_snapshot(address, path, retry_policy, progress, partial):
                 insert = "INSERT INTO %s (%s) VALUES (%s)" % (db.quote(table), db.quote_columns(columns),
                                                               ", ".join("?" * len(columns)))
                 with db.transaction():
+                    if guard is not None:
+                        guard(db)
                     db.execute("DELETE FROM %s" % db.quote(table))
                     rows = src.execute('SELECT %s FROM "%s"' % (
                         ", ".join('"%s"' % c.replace('"', '""') for c in columns), table.replace('"', '""')))
@@ -423,6 +430,8 @@ def load_sqlite_snapshot(address, path, retry_policy, progress, partial):
         if replaced:
             raise partial(error) from None
         error.nothing_changed = True
+        if "nothing was changed" not in error.message:
+            error.message += "; the restore stopped before it replaced a table: nothing was changed"
         raise error from None
     finally:
         src.close()

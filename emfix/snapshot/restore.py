@@ -92,16 +92,17 @@ def _restore(address, directory, snapshot_id, path, manifest, safety_snapshot, r
     if mark is not None:
         mark.mark(snapshot_id, safety_id, directory)
         mark.loading = True  # from here a failure keeps the mark, unless the loader says nothing was changed
+    guard = mark.still_held if mark is not None else None
     if address.is_sqlite:
         method = ("by content under one write lock (the safety snapshot taken inside it)" if done else
                   _restore_sqlite(address, path, retry_policy))
         counts = count_rows(address.path)
     elif path.endswith(".sql"):
         counts, loaders = load_sql_snapshot(address, path, retry_policy=retry_policy, progress=progress,
-                                            partial=partial)
+                                            partial=partial, guard=guard)
         method = "SQL text: tables emptied, then loaded over %d connection%s" % (loaders, "" if loaders == 1 else "s")
     else:
-        counts = load_sqlite_snapshot(address, path, retry_policy, progress, partial)
+        counts = load_sqlite_snapshot(address, path, retry_policy, progress, partial, guard)
         method = "per-table transactions"
     progress.done()
     if counts != manifest.tables:

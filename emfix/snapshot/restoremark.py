@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MARK_TABLE = "_emfix_restore"
 COLUMNS = ("run_id", "snapshot_id", "safety_snapshot_id", "snapshot_dir", "started_at")
+LOCK_IDLE_SECONDS = 31536000  # the lock's connection: a year idle (the server's longest wait_timeout)
 
 
 def lock_name(database):
@@ -54,6 +55,7 @@ class RestoreMark:
         self.earlier = None  # marked: what the rows of restores killed before this one say ({} for none), else unknown
         self.loading = False  # set by the restore once it begins to load: a failure then keeps the mark
         self.db = None
+        self.lock_session = None  # CONNECTION_ID() of the connection holding the restore lock
         try:
             self.db = open_database(address, retry_policy=retry_policy)
             open_database(address, retry_policy=retry_policy).close()  # the restore itself needs one more
@@ -85,6 +87,25 @@ class RestoreMark:
         if not got:
             raise DatabaseLockedError("another restore into %s is running now; nothing was changed" %
                                       self.address.display(), hint="wait for it to finish, then run this again")
+        self.lock_session = self.db.scalar("SELECT CONNECTION_ID()")
+        # The lock's connection idles while others load: the server's wait_timeout must not close it (and free the
+        # lock for a second restore) however long the loading takes. An administrator's KILL still can: see still_held.
+        self.db.execute("SET SESSION wait_timeout = %d" % LOCK_IDLE_SECONDS)
+
+    def still_held(self, db):
+        """On a connection of this restore, inside the transaction that is about to write (or under its LOCK TABLES):
+        stop when the restore lock is no longer this restore's. Its connection was killed, and a second restore may
+        be loading the same tables (an outside tester: both ran, one "restored", the other stopped at a duplicate
+        key). Asked before each write, in its transaction: a second restore empties a table only once that
+        transaction has ended (its LOCK TABLES waits), and this one's next write stops here."""
+        if self.lock_session is None:  # no lock to lose (a user allowed one connection, a server without GET_LOCK)
+            return
+        holder = db.scalar("SELECT IS_USED_LOCK(?)", (lock_name(self.address.database),))
+        if holder != self.lock_session:
+            raise DatabaseLockedError(
+                "this restore lost the restore lock of %s (its connection was closed, by an administrator's KILL or "
+                "the server): another restore may be loading the database now, so this one stopped" %
+                self.address.display(), hint="run `emfix doctor`; once no restore is running, run this restore again")
 
     def mark(self, snapshot_id, safety_id, directory):
         """Before the first table is emptied: the row that says this restore is under way."""
@@ -235,6 +256,9 @@ def describe(found, target):
     return message, hint
 
 
-def snapshot_graph(graph):
-    """The tables a snapshot holds: all but the mark."""
-    return without_tables(graph, lambda t: t.lower() == MARK_TABLE)
+def snapshot_graph(graph, db):
+    """The tables a snapshot holds: all but the mark. A table of the mark's name that emfix did not make (other
+    columns, or another letter case on a case-sensitive server) is the user's, and held (an outside tester: every
+    snapshot left such tables out, without a word)."""
+    mark = _mark_table(db) if db.dialect == "mysql" else None
+    return graph if mark is None else without_tables(graph, lambda t: t == mark)

@@ -119,7 +119,7 @@ def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=READER
     connections = pool.acquire_up_to(workers, first=[lead])
     stopped = False
     try:
-        readers, position = _one_moment(connections)
+        readers, position = _one_moment(connections, graph.tables)
         if in_moment is not None:
             in_moment(lead)
         with open(temp, "wb") as handle:
@@ -174,7 +174,7 @@ def open_reader(address, retry_policy):
     return db
 
 
-def _one_moment(connections):
+def _one_moment(connections, tables):
     """Start a consistent snapshot on each connection at the same moment, or on the first one alone; with
     it, the moment's GTID and binlog position, read while the lock holds (or where the snapshot starts).
 
@@ -210,6 +210,8 @@ def _one_moment(connections):
     try:
         for db in connections:
             db.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            if locked:
+                _hold_every_table(db, tables)
         position = lead.stream_position(locked)
     except BaseException as exc:
         stopped = not isinstance(exc, Exception)  # Ctrl-C, SIGTERM: the caller cuts the connections (which unlocks)
@@ -218,6 +220,14 @@ def _one_moment(connections):
         if locked and not stopped:
             lead.execute("UNLOCK TABLES")
     return connections, position
+
+
+def _hold_every_table(db, tables):
+    """Every reader holds every table (its metadata lock, to the end of its read) from the start, while no DDL can
+    begin. Else an ALTER TABLE (another migrate reserving its ids) waited for the table one reader held, and every
+    other reader asking for that table queued behind the ALTER: a cycle across sessions that the server cannot see,
+    which stalled both to --lock-timeout (an outside tester)."""
+    db.query(" UNION ALL ".join("(SELECT 1 FROM %s LIMIT 0)" % db.quote(t) for t in tables))
 
 
 def _end_read(db):
