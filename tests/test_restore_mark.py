@@ -487,11 +487,11 @@ def test_a_snapshot_whose_moment_began_after_a_restore_marked_is_partial(mysql_a
     taken = snapshot(mysql_address, folder)["id"]
     one_moment = sqltext._one_moment
 
-    def a_restore_killed_just_before(connections):
+    def a_restore_killed_just_before(connections, tables):
         killed = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", folder, "--snapshot-id",
                          taken, "--yes", "--no-safety-snapshot", env={"EMFIX_TEST_KILL_AT": "emptied:3"})
         assert killed.returncode == -9, killed.stderr
-        return one_moment(connections)
+        return one_moment(connections, tables)
 
     monkeypatch.setattr(sqltext, "_one_moment", a_restore_killed_just_before)
     from emfix.snapshot import create_snapshot
