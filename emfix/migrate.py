@@ -257,7 +257,7 @@ class _Migration:
         graph = discover_graph(source)
         if ROOT not in graph.tables:
             raise SchemaError("%s has no EXPERIMENT table" % self.src.display())
-        existing = self.dst_catalog(lambda db: db.tables())
+        existing = self.dst_catalog(lambda db: db.stable_tables(EM_TABLE_NAMES))
         if not existing and not self.options.init:
             raise UsageError("%s has no Experiment Manager schema" % self.dst.display(),
                              hint="add --init to create it, or run `emfix init %s`" % self.dst.display())
@@ -289,7 +289,7 @@ class _Migration:
         tables = [t for t in tree.tables(graph) if t not in options.skip_tables]
         known = {e.lower() for e in plan.existing}
         if not options.init and any(t.lower() not in known for t in tables):  # once more before a refusal
-            plan.existing = self.dst_catalog(lambda db: db.tables())
+            plan.existing = self.dst_catalog(lambda db: db.stable_tables(EM_TABLE_NAMES))
             known = {e.lower() for e in plan.existing}
         missing = [t for t in tables if t.lower() not in known]
         rows = {t: tree.count(source, graph, t) for t in missing}

@@ -53,3 +53,26 @@ def test_every_table_and_relation_is_read_while_the_application_rebuilds_tables(
         stop.set()
         application.join()
 
+
+
+def test_a_copys_look_at_dst_misses_no_table_and_no_column_while_the_application_rebuilds_tables(mysql_address):
+    """An outside tester: migrate refused "has no table METRIC" and "lacks columns EXPERIMENT.id, ..." of a DST whose
+    application ran ALTER TABLE beside it: its table list and each table's columns were read outside the held
+    catalog."""
+    from emfix.schema import EM_TABLE_NAMES
+    make_demo(mysql_address, shape=SHAPE, faults=False)
+    with open_database(mysql_address) as db:
+        quiet = {t: db.columns(t) for t in db.stable_tables(EM_TABLE_NAMES)}
+    stop = threading.Event()
+    application = threading.Thread(target=rebuild_in_a_loop, args=(mysql_address, stop), daemon=True)
+    application.start()
+    try:
+        for _ in range(40):
+            with open_database(mysql_address) as db:
+                listed = db.stable_tables(EM_TABLE_NAMES)
+                assert sorted(listed) == sorted(quiet)
+                for table in REBUILT:
+                    assert db.columns(table) == quiet[table], table
+    finally:
+        stop.set()
+        application.join()

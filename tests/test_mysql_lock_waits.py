@@ -196,3 +196,30 @@ written."""
         snapshot.create_snapshot(mysql_address, str(tmp_path))
     assert stopped.value.exit_code == 3 and "gone" in stopped.value.message
     assert not [f for f in tmp_path.iterdir() if f.name.endswith(".sql")]  # nothing listed as a snapshot
+
+
+def test_a_column_added_between_the_listing_and_the_snapshots_moment_is_in_the_snapshot(mysql_address, tmp_path,
+                                                                                      monkeypatch):
+    """An outside tester: ALTER TABLE ... ADD COLUMN beside `snapshot create` crashed it (exit 70, KeyError): its
+    rows were read by the columns listed before, their kinds by a read at another moment. Both come from the moment
+    itself now."""
+    from emfix import snapshot
+    make_demo(mysql_address, shape=SHAPE, faults=True)
+    listed = snapshot.create.snapshot_graph
+
+    def column_added_once_listed(graph, db):
+        with open_database(mysql_address) as application:
+            application.execute("ALTER TABLE TRIAL ADD COLUMN added INT NOT NULL DEFAULT 7")
+            application.execute("UPDATE TRIAL SET added = 9")  # what the snapshot's moment holds
+        return listed(graph, db)
+
+    monkeypatch.setattr(snapshot.create, "snapshot_graph", column_added_once_listed)
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path))
+    monkeypatch.undo()
+    with open_database(mysql_address) as application:
+        application.execute("UPDATE TRIAL SET added = 8")
+    restored = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path), "--snapshot-id",
+                       made.id, "--yes", "--no-safety-snapshot")
+    assert restored.returncode == 0, restored.stderr
+    with open_database(mysql_address) as db:
+        assert {r[0] for r in db.query("SELECT DISTINCT added FROM TRIAL")} == {9}

@@ -1,5 +1,6 @@
 """MySQL snapshots as SQL text: exact, one moment over several connections, loadable by the mysql client."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -559,3 +560,34 @@ def test_a_snapshot_whose_sql_file_is_gone_is_missing_not_a_mismatch(exact_mysql
     os.remove(os.path.join(str(tmp_path), made.file))
     found = snapshot.verify_snapshot(str(tmp_path), made.id)
     assert found.status == "missing" and found.problem == "file missing: %s" % os.path.join(str(tmp_path), made.file)
+
+
+def test_tables_whose_names_differ_only_in_letter_case_are_each_snapshotted_and_restored(mysql_address, tmp_path):
+    """An outside tester: `notes` and `NOTES` on a case-sensitive server had their columns merged by the catalog, and
+    snapshot create crashed (exit 70, "Unknown column"). A SQLite file cannot hold both: said, not crashed."""
+    from emfix.backends import open_database
+    with open_database(mysql_address, create=True) as db:
+        if int(db.scalar("SELECT @@lower_case_table_names")):
+            pytest.skip("this server folds table names to one case")
+    make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE notes (a INT PRIMARY KEY)")
+        db.execute("CREATE TABLE NOTES (b INT, c TEXT)")
+        db.execute("INSERT INTO notes VALUES (1), (2)")
+        db.execute("INSERT INTO NOTES VALUES (3, 'x')")
+    made = run_cli("snapshot", "create", url_of(mysql_address), "--snapshot-dir", str(tmp_path), "--json")
+    assert made.returncode == 0, made.stderr
+    taken = json.loads(made.stdout)
+    assert taken["tables"]["notes"] == 2 and taken["tables"]["NOTES"] == 1
+    refused = run_cli("snapshot", "create", url_of(mysql_address), "--snapshot-dir", str(tmp_path), "--format",
+                      "sqlite")
+    assert refused.returncode == 2 and "differ only in letter case" in refused.stderr, refused.stderr
+    with open_database(mysql_address) as db:
+        db.execute("DELETE FROM notes")
+        db.execute("UPDATE NOTES SET c = 'y'")
+    restored = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path), "--snapshot-id",
+                       taken["id"], "--yes", "--no-safety-snapshot")
+    assert restored.returncode == 0, restored.stderr
+    with open_database(mysql_address) as db:
+        assert db.query("SELECT a FROM notes ORDER BY a") == [(1,), (2,)]
+        assert db.query("SELECT b, c FROM NOTES") == [(3, "x")]

@@ -26,6 +26,14 @@ CATALOG_READS = 20  # reads of one catalog query before a database whose tables 
 class MySQLCatalogMixin:
     """information_schema, asked for a whole database in one query where it can (it is slow to ask)."""
 
+    def table_key(self, table):
+        """How the catalogs here key a table: by its name where the server tells `notes` from `NOTES`
+        (lower_case_table_names = 0: an outside tester's two such tables had their columns merged, and snapshot
+        create crashed), else by its name in lower case."""
+        if "_names_fold" not in self.__dict__:
+            self._names_fold = bool(int(self.scalar("SELECT @@lower_case_table_names") or 0))
+        return table.lower() if self._names_fold else table
+
     def catalog_query(self, sql, params=()):
         """The rows of an information_schema query, read until two reads in a row agree.
 
@@ -70,15 +78,17 @@ class MySQLCatalogMixin:
         """Names (lower case) of `table`'s generated columns (VIRTUAL, STORED, PERSISTENT): the server
         computes them and refuses a value for one, so a copy of the rows leaves them out. MySQL 8's
         DEFAULT_GENERATED (a default expression) is an ordinary column."""
-        return {c.lower() for c, generated, _required in self._column_facts(table).get(table.lower(), ()) if generated}
+        facts = self._column_facts(table).get(self.table_key(table), ())
+        return {c.lower() for c, generated, _required in facts if generated}
 
     def required_columns(self, table):
         """Names of `table`'s columns an INSERT must give a value: NOT NULL, without a default, neither
         AUTO_INCREMENT nor generated."""
-        return [c for c, _generated, required in self._column_facts(table).get(table.lower(), ()) if required]
+        facts = self._column_facts(table).get(self.table_key(table), ())
+        return [c for c, _generated, required in facts if required]
 
     def _column_facts(self, table):
-        """{table (lower case): [(column, generated?, needs a value?)]} of every table, read in one query per
+        """{table (table_key): [(column, generated?, needs a value?)]} of every table, read in one query per
         connection (forget_catalog reads it again; so does a table it lacks)."""
         def read():
             facts = {}
@@ -89,18 +99,18 @@ class MySQLCatalogMixin:
                 generated = re.search(r"\b(VIRTUAL|STORED|PERSISTENT)\b", extra) is not None
                 required = text_of(nullable) == "NO" and default is None and not generated and \
                     "AUTO_INCREMENT" not in extra and "GENERATED" not in extra
-                facts.setdefault(text_of(owner).lower(), []).append((text_of(column), generated, required))
+                facts.setdefault(self.table_key(text_of(owner)), []).append((text_of(column), generated, required))
             return facts
         return self._of_every_table("_facts", read, table)
 
     def _of_every_table(self, name, read, table):
-        """What `read()` gives for every table ({table (lower case): ...}), kept as self.<name>, and read again
+        """What `read()` gives for every table ({table_key(table): ...}), kept as self.<name>, and read again
         when it lacks `table`: a table created since, or one another session's ALTER was renaming into place
         at that moment (information_schema leaves it out); the second read waits until that is done."""
         cache = self.__dict__.get(name)
-        if cache is None or table.lower() not in cache:
+        if cache is None or self.table_key(table) not in cache:
             cache = read()
-            if table.lower() not in cache and self._in_place(table):
+            if self.table_key(table) not in cache and self._in_place(table):
                 cache = read()
             self.__dict__[name] = cache
         return cache
@@ -157,30 +167,42 @@ class MySQLCatalogMixin:
             for owner, name, kind, nullable in self.catalog_query(
                     "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, IS_NULLABLE FROM information_schema.COLUMNS "
                     "WHERE TABLE_SCHEMA = DATABASE()"):
-                kinds.setdefault(text_of(owner).lower(), {})[text_of(name).lower()] = (text_of(kind).lower(),
+                kinds.setdefault(self.table_key(text_of(owner)), {})[text_of(name).lower()] = (text_of(kind).lower(),
                                                                                    text_of(nullable) == "YES")
             return kinds
-        return self._of_every_table("_kinds", read, table).get(table.lower(), {})
+        return self._of_every_table("_kinds", read, table).get(self.table_key(table), {})
 
     def read_catalog(self, expected=()):
         """(tables, {table: columns}, {table: primary key}, {table: [ForeignKey]}) with no table left out by
-        another session's ALTER TABLE, for the tables listed and the `expected` names.
-
-        Two reads that agree are not enough: a rebuilt table's rename lasts longer than a read (eight reads
-        in a hundred beside such an ALTER in a loop still missed one). So, outside a transaction, the tables are
-        first held by a read-only transaction's metadata locks: an ALTER renames a table only when no other
-        session holds it, and asking for the lock of one being renamed waits until its new copy is in place.
-        The locks go at the end (milliseconds: an ALTER waiting for them waits no longer)."""
-        if self._in_transaction or getattr(self._conn, "in_transaction", False):
-            tables = self.tables()  # inside a transaction, its own locks are the caller's
+        another session's ALTER TABLE, for the tables listed and the `expected` names (_tables_in_place)."""
+        with self._tables_in_place(expected) as tables:
             return (tables,) + self.describe_tables(tables)
+
+    def stable_tables(self, expected=()):
+        """tables(), none left out by another session's ALTER TABLE (_tables_in_place)."""
+        with self._tables_in_place(expected) as tables:
+            return tables
+
+    @contextlib.contextmanager
+    def _tables_in_place(self, expected):
+        """The tables, held meanwhile (outside a transaction).
+
+        Two reads of information_schema that agree are not enough: a rebuilt table's rename lasts longer than a
+        read (eight reads in a hundred beside such an ALTER in a loop still missed one). So the tables are held
+        by a read-only transaction's metadata locks while what they are is read: an ALTER renames a table only
+        when no other session holds it, and asking for the lock of one being renamed waits until its new copy is
+        in place. The locks go at the end (milliseconds: an ALTER waiting for them waits no longer)."""
+        if self._in_transaction or getattr(self._conn, "in_transaction", False):
+            yield self.tables()  # inside a transaction, its own locks are the caller's
+            return
         for _attempt in range(CATALOG_READS):
             self._begin()
             try:
                 tables = self._hold_tables(expected)
                 if tables is not None:
                     self._tables_held = True
-                    return (tables,) + self.describe_tables(tables)
+                    yield tables
+                    return
             finally:
                 self._tables_held = False
                 self._rollback()
@@ -223,26 +245,32 @@ class MySQLCatalogMixin:
         return [text_of(r[0]) for r in rows]
 
     def columns(self, table):
-        return self._columns_of(table).get(table.lower(), [])
+        found = self._columns_of(table).get(self.table_key(table), [])
+        if not found and not self.__dict__.get("_tables_held"):  # being renamed into place (an ALTER), or none
+            with self._tables_in_place((table,)):
+                found = self._columns_of(table).get(self.table_key(table), [])
+        return found
 
     def primary_key(self, table):
-        return tuple(self._primary_keys_of(table).get(table.lower(), ()))
+        return tuple(self._primary_keys_of(table).get(self.table_key(table), ()))
 
     def foreign_keys(self, table):
-        return [dataclasses.replace(fk, child=table) for fk in self._foreign_keys_of(table).get(table.lower(), [])]
+        found = self._foreign_keys_of(table).get(self.table_key(table), [])
+        return [dataclasses.replace(fk, child=table) for fk in found]
 
     def describe_tables(self, tables):
         """Three queries for the whole database, not three per table (information_schema is slow to ask)."""
         columns, keys, foreign = self._columns_of(), self._primary_keys_of(), self._foreign_keys_of()
-        return ({t: columns.get(t.lower(), []) for t in tables}, {t: tuple(keys.get(t.lower(), ())) for t in tables},
-                {t: [dataclasses.replace(fk, child=t) for fk in foreign.get(t.lower(), [])] for t in tables})
+        key = self.table_key
+        return ({t: columns.get(key(t), []) for t in tables}, {t: tuple(keys.get(key(t), ())) for t in tables},
+                {t: [dataclasses.replace(fk, child=t) for fk in foreign.get(key(t), [])] for t in tables})
 
     def _by_table(self, sql, table, column="TABLE_NAME"):
-        """{table name (lower case): [the rest of each row]} of an information_schema query whose first
+        """{table_key(table): [the rest of each row]} of an information_schema query whose first
         column is the table (`column`), over the whole database or (`table`) one table of it."""
         found = {}
         for row in self.catalog_query(sql % ("AND %s = ?" % column if table else ""), (table,) if table else ()):
-            found.setdefault(text_of(row[0]).lower(), []).append(tuple(text_of(v) for v in row[1:]))
+            found.setdefault(self.table_key(text_of(row[0])), []).append(tuple(text_of(v) for v in row[1:]))
         return found
 
     def _columns_of(self, table=None):
@@ -272,7 +300,7 @@ class MySQLCatalogMixin:
                 groups.setdefault(name, []).append((column, ref_table, ref_column))
             keys[owner] = [ForeignKey(owner, tuple(p[0] for p in parts), parts[0][1], tuple(p[2] for p in parts), name)
                            for name, parts in groups.items()]
-        return keys  # {table (lower case): [ForeignKey]}; callers put back the table's own spelling
+        return keys  # {table_key(table): [ForeignKey]}; callers put back the table's own spelling
 
     def indexes(self, table):
         rows = self.catalog_query("SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM information_schema.STATISTICS "

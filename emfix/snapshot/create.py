@@ -9,7 +9,7 @@ import sqlite3
 
 from .. import __version__
 from ..backends import open_database
-from ..errors import DamagedInputError, NoSpaceError, NotExperimentManagerError, NotWritableError
+from ..errors import DamagedInputError, NoSpaceError, NotExperimentManagerError, NotWritableError, UsageError
 from ..fileutil import clear_stale_temps, durable_file, is_disk_full, remove_own_file
 from ..idshift import claiming_alone
 from ..pool import ConnectionPool, run_parallel
@@ -56,6 +56,14 @@ def _copy_sqlite(db, temp):
 def _copy_mysql(db, graph, temp, progress, in_moment):
     """Every table inside one consistent read, streamed in batches into the snapshot file; the read's place
     in the binary log (where the consistent snapshot starts). `in_moment(db)` is called once the read has begun."""
+    folded = {}
+    for table in graph.tables:  # SQLite's table names are one whatever their letter case; MySQL's may not be
+        if table.lower() in folded:
+            raise UsageError("%s has tables %s and %s, whose names differ only in letter case: a SQLite-file "
+                             "snapshot cannot hold both; nothing was written" % (
+                                 db.address.display(), folded[table.lower()], table),
+                             hint="take it as SQL text: --format sql")
+        folded[table.lower()] = table
     dst = sqlite3.connect(temp, isolation_level=None)
     try:
         dst.execute("CREATE TABLE %s (ordinal INTEGER, name TEXT PRIMARY KEY, ddl TEXT)" % META_TABLE)

@@ -22,12 +22,10 @@ from ..fileutil import read_only_uri
 from ..killpoints import kill_point
 from ..pool import ConnectionPool, put_unless_stopped, run_parallel
 from .manifest import META_TABLE
-from .sqlreader import SnapshotReader
+from .sqlreader import COLUMN_LINE, SnapshotReader
 from .sqltext import LOAD_SQL_MODE
 from .store import newest_safety_before
 
-COLUMN_LINE = re.compile(r"^  `((?:[^`]|``)+)` ([a-z]+(?:\((?:[^()']|'(?:[^'\\]|\\.|'')*')*\))?(?: unsigned)?)",
-                         re.M | re.I)
 INTEGERS = {"tinyint": 1, "smallint": 2, "mediumint": 3, "int": 4, "integer": 4, "bigint": 5}
 TEXTS = {"tinytext": 255, "text": 65535, "mediumtext": 16777215, "longtext": 4294967295}
 BLOBS = {"tinyblob": 255, "blob": 65535, "mediumblob": 16777215, "longblob": 4294967295}
@@ -112,10 +110,10 @@ def restore_problems(db, tables):
         if table not in required:
             required[table] = {c.lower() for c in db.required_columns(table)}
         needs_value = column.lower() in required[table]
-        live.setdefault(table.lower(), {})[column.lower()] = (column, _plain(kind), needs_value)
+        live.setdefault(db.table_key(table), {})[column.lower()] = (column, _plain(kind), needs_value)
     problems = []
     for table, ddl in tables.items():
-        columns = live.get(table.lower())
+        columns = live.get(db.table_key(table))
         if columns is None:
             continue
         wanted = snapshot_columns(ddl)
@@ -326,12 +324,12 @@ def widened_floats(db, tables):
     """{table: [column]}: columns FLOAT in the snapshot (`tables`: {name: SHOW CREATE TABLE text}) and DOUBLE now.
     The snapshot holds a FLOAT as its short text where that reads back as the same float
     (backends.mysqlvalues.FLOAT_LITERAL); read into a DOUBLE, that text is the decimal, not the float."""
-    live = {(_text(t).lower(), _text(c).lower()): _text(k) for t, c, k in db.catalog_query(
+    live = {(db.table_key(_text(t)), _text(c).lower()): _text(k) for t, c, k in db.catalog_query(
         "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()")}
     found = {}
     for table, ddl in tables.items():
         for key, (name, kind) in snapshot_columns(ddl).items():
-            if _split(kind)[0] == "float" and (live.get((table.lower(), key)) or "").lower() == "double":
+            if _split(kind)[0] == "float" and (live.get((db.table_key(table), key)) or "").lower() == "double":
                 found.setdefault(table, []).append(name)
     return found
 

@@ -9,6 +9,15 @@ from ..errors import DamagedInputError
 from ..fileutil import SQL_SNAPSHOT_HEADER
 from .sqlrows import count_insert_rows, last_row_problem_at
 
+# One column's line of SHOW CREATE TABLE: its name (backticks doubled inside) and type
+COLUMN_LINE = re.compile(r"^  `((?:[^`]|``)+)` ([a-z]+(?:\((?:[^()']|'(?:[^'\\]|\\.|'')*')*\))?(?: unsigned)?)",
+                         re.M | re.I)
+
+
+def ddl_column_names(ddl):
+    """The columns of one SHOW CREATE TABLE text, in order."""
+    return [m.group(1).replace("``", "`") for m in COLUMN_LINE.finditer(ddl)]
+
 MAGIC = SQL_SNAPSHOT_HEADER + b"1"
 END = b"-- emfix: complete "
 FRAME = re.compile(rb"^-- (\d+)\n$")

@@ -28,7 +28,7 @@ import threading
 from ..backends import open_database
 from ..errors import DatabaseLockedError, EmfixError, PrivilegeError
 from ..pool import run_parallel
-from .sqlreader import END, MAGIC
+from .sqlreader import END, MAGIC, ddl_column_names
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +210,7 @@ def _one_moment(connections, tables):
     try:
         for db in connections:
             db.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-            if locked:
-                _hold_every_table(db, tables)
+            _hold_every_table(db, tables)
         position = lead.stream_position(locked)
     except BaseException as exc:
         stopped = not isinstance(exc, Exception)  # Ctrl-C, SIGTERM: the caller cuts the connections (which unlocks)
@@ -223,10 +222,12 @@ def _one_moment(connections, tables):
 
 
 def _hold_every_table(db, tables):
-    """Every reader holds every table (its metadata lock, to the end of its read) from the start, while no DDL can
-    begin. Else an ALTER TABLE (another migrate reserving its ids) waited for the table one reader held, and every
-    other reader asking for that table queued behind the ALTER: a cycle across sessions that the server cannot see,
-    which stalled both to --lock-timeout (an outside tester)."""
+    """Every reader holds every table (its metadata lock, to the end of its read) from the start, under FLUSH TABLES
+    WITH READ LOCK while no DDL can begin (with one reader and no such lock, a table altered between the moment's
+    start and this is "Table definition has changed": exit 3). Else an ALTER TABLE (another migrate reserving its
+    ids) waited for the table one reader held, and every other reader asking for that table queued behind the
+    ALTER: a cycle across sessions that the server cannot see, which stalled both to --lock-timeout (an outside
+    tester)."""
     db.query(" UNION ALL ".join("(SELECT 1 FROM %s LIMIT 0)" % db.quote(t) for t in tables))
 
 
@@ -244,12 +245,17 @@ def _write_head(db, graph, out):
         out.statement(sql)
     estimates = {name: int(rows or 0) for name, rows in db.query(
         "SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")}
-    plans = []
+    ddls = []
     for table in graph.parent_first():
         ddl = db.query("SHOW CREATE TABLE %s" % db.quote(table))[0][1]
         out.statement(re.sub(r"^CREATE TABLE", "CREATE TABLE IF NOT EXISTS", ddl))
-        plans.append(_TablePlan(db, table, graph.primary_keys.get(table) or (), graph.columns[table],
-                                estimates.get(table, 0)))
+        ddls.append((table, ddl))
+    # The rows are read by the columns of this moment's DDL, and by their kinds read now (every table is held since
+    # the moment began: no ALTER comes between): a column added since the tables were listed crashed the snapshot
+    # (an outside tester: KeyError from the kinds read at another moment).
+    db.forget_catalog()
+    plans = [_TablePlan(db, table, graph.primary_keys.get(table) or (), ddl_column_names(ddl), estimates.get(table, 0))
+             for table, ddl in ddls]
     for plan in plans:
         out.statement("TRUNCATE TABLE %s" % db.quote(plan.table))
     return plans
