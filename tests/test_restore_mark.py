@@ -364,7 +364,7 @@ def test_a_user_who_may_not_empty_tables_is_told_and_nothing_is_marked(mysql_add
 
 
 @pytest.mark.parametrize("file_format", ["sql", "sqlite"])
-@pytest.mark.parametrize("killed", ["once marked", "once a table was emptied"])
+@pytest.mark.parametrize("killed", ["while the safety snapshot was taken", "once marked", "once a table was emptied"])
 def test_a_restore_whose_lock_connection_was_killed_stops_and_a_rerun_finishes_it(mysql_address, tmp_path,
                                                                                   monkeypatch, file_format, killed):
     """An outside tester: with the lock's connection killed (an administrator's KILL), a second restore was not
@@ -388,15 +388,19 @@ def test_a_restore_whose_lock_connection_was_killed_stops_and_a_rerun_finishes_i
             if holder is not None:
                 admin.execute("KILL %d" % int(holder))
 
-    if killed == "once marked":
+    if killed == "while the safety snapshot was taken":
+        from emfix.snapshot import create
+        safety = create.safety_snapshot
+        monkeypatch.setattr(create, "safety_snapshot", lambda *a, **k: (kill_the_lock_connection(), safety(*a, **k))[1])
+    elif killed == "once marked":
         mark = RestoreMark.mark
         monkeypatch.setattr(RestoreMark, "mark", lambda self, *args: (mark(self, *args), kill_the_lock_connection()))
     else:
         monkeypatch.setattr(mysqlrestore, "kill_point", kill_the_lock_connection)
     with pytest.raises(DatabaseLockedError) as stopped:
-        restore_snapshot(mysql_address, folder, taken["id"], safety_snapshot=False)
+        restore_snapshot(mysql_address, folder, taken["id"], safety_snapshot=killed.startswith("while"))
     assert "lost the restore lock" in stopped.value.message and stopped.value.exit_code == 3
-    if killed == "once marked":
+    if killed != "once a table was emptied":
         assert "nothing was changed" in stopped.value.message
         left = counts(mysql_address)
         assert left.pop(MARK_TABLE, 0) == 0  # (its empty table: dropped only under the lock)

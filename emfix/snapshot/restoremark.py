@@ -109,6 +109,14 @@ class RestoreMark:
 
     def mark(self, snapshot_id, safety_id, directory):
         """Before the first table is emptied: the row that says this restore is under way."""
+        if self.db is not None:
+            try:
+                self.db.scalar("SELECT 1")
+            except ConnectError:  # killed while the safety snapshot was taken (an outside tester: said only "lost")
+                raise DatabaseLockedError(
+                    "this restore lost the restore lock of %s before it changed anything (its connection was closed, "
+                    "by an administrator's KILL or the server); nothing was changed" % self.address.display(),
+                    hint="run `emfix doctor`; once no restore is running, run this restore again") from None
         with self._connection() as db:
             q = db.quote(MARK_TABLE)
             try:
