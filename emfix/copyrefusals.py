@@ -9,7 +9,7 @@ import re
 
 from .copyjournal import DIFFERS, DONE, RUNNING, UNVERIFIED
 from .errors import AlreadyDoneError, DamagedInputError, EmfixError, SchemaError, UsageError
-from .schema import EM_TABLES
+from .schema import EM_TABLES, table_named
 
 
 def foreign_ddl(source, target, graph, foreign, init):
@@ -150,16 +150,16 @@ def refuse_missing_columns(source, target, graph, tree, tables, existing):
     """SRC's columns that DST's table lacks (an INSERT naming them would stop the copy at that table), for the
     tables to copy that hold rows of this experiment: DST's own, or the Experiment Manager's as --init makes
     them. `existing`: DST's table names."""
-    names = {e.lower(): e for e in existing}
     ours = {t.name: [c.name for c in t.columns] for t in EM_TABLES}
     missing = {}
     for table in tables:
-        there = target.columns(names[table.lower()]) if table.lower() in names else ours.get(table)
+        named = table_named(table, existing)
+        there = target.columns(named) if named else ours.get(table)
         if there is None:
             continue  # made from SRC's own DDL (foreign_ddl): SRC's columns
         have = {c.lower() for c in there}
-        if table.lower() in names:  # a generated column is there, if not among the columns SQLite lists
-            have |= target.generated_columns(names[table.lower()])
+        if named:  # a generated column is there, if not among the columns SQLite lists
+            have |= target.generated_columns(named)
         lacking = [c for c in graph.columns[table] if c.lower() not in have]
         if lacking and tree.count(source, graph, table):
             missing[table] = lacking
@@ -179,12 +179,11 @@ def refuse_unfillable_columns(source, target, graph, tree, tables, existing):
     without a default where SRC has no such column (the INSERT would stop at that table half-way), and DST's
     generated columns where SRC holds values of its own (DST computes them: SRC's values could not arrive, and
     the verify would say the copy differs)."""
-    names = {e.lower(): e for e in existing}
     unfilled, computed = {}, {}
     for table in tables:
-        if table.lower() not in names:
+        there = table_named(table, existing)
+        if there is None:
             continue  # created by --init, from the Experiment Manager's schema or SRC's own DDL
-        there = names[table.lower()]
         have = {c.lower() for c in graph.columns[table]}
         generated, theirs = target.generated_columns(there), source.generated_columns(table)
         names_here = {c.lower(): c for c in graph.columns[table]}

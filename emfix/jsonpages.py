@@ -14,6 +14,7 @@ from .backends.sqlite import UndecodableText
 from .errors import OperationInterrupted, UsageError
 from .guarded import Rewrite, key_pages
 from .jsonrepair import repair
+from .schema import table_named
 
 EXAMPLES = 10
 KEYS_PER_QUERY = 500  # within old SQLite's 999 parameters
@@ -42,10 +43,9 @@ class FixJsonResult:
 
 def metric_target(graph, column):
     table, _, name = column.partition(".")
-    tables = {t.lower(): t for t in graph.tables}
-    if not name or table.lower() not in tables:
+    table = table_named(table, graph.tables)
+    if not name or table is None:
         raise UsageError("no column %s" % column, hint="write it as TABLE.COLUMN, e.g. METRIC.per_label_val")
-    table = tables[table.lower()]
     columns = {c.lower(): c for c in graph.columns[table]}
     if name.lower() not in columns:
         raise UsageError("%s has no column %s" % (table, name))

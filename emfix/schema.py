@@ -153,10 +153,13 @@ class SchemaGraph:
                 "unresolved": [r.to_dict() for r in self.unresolved]}
 
 
-def _canonical(name, existing):
-    """The table as the database spells it (MySQL may lower-case names)."""
-    lowered = {t.lower(): t for t in existing}
-    return lowered.get(name.lower())
+def table_named(name, existing):
+    """The table of `existing` that `name` means: itself, else (MySQL may fold names to lower case) the one spelled
+    otherwise; None when there is none. Itself first: on a case-sensitive server `metric` beside `METRIC` is another
+    table (an outside tester: validate checked the links to METRIC against `metric`, and crashed)."""
+    if name in existing:
+        return name
+    return next((t for t in existing if t.lower() == name.lower()), None)
 
 
 CORE_TABLES = ("EXPERIMENT", "TRIAL", "TRIAL_RUN")
@@ -205,12 +208,12 @@ def discover_graph(backend):
     declaring = set()
     for table in tables:
         for fk in foreign_keys[table]:
-            parent = _canonical(fk.parent, tables)
+            parent = table_named(fk.parent, tables)
             rel = dataclasses.replace(fk, child=table, parent=parent or fk.parent, name="", source="declared")
             declaring.add(table)
             (relations if parent else unresolved).append(rel)
     for rel in BUILTIN_RELATIONS:
-        child, parent = _canonical(rel.child, tables), _canonical(rel.parent, tables)
+        child, parent = table_named(rel.child, tables), table_named(rel.parent, tables)
         if not child or child in declaring:
             continue
         if not parent:

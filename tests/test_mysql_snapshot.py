@@ -591,3 +591,31 @@ def test_tables_whose_names_differ_only_in_letter_case_are_each_snapshotted_and_
     with open_database(mysql_address) as db:
         assert db.query("SELECT a FROM notes ORDER BY a") == [(1,), (2,)]
         assert db.query("SELECT b, c FROM NOTES") == [(3, "x")]
+
+
+def test_a_table_spelled_like_an_experiment_manager_table_in_other_letters_is_another_table(mysql_address, tmp_path):
+    """An outside tester: beside METRIC and TRIAL, a user's `metric (x INT)` and `trial` on a case-sensitive server
+    were taken for them: validate crashed (exit 70, the links to METRIC checked against `metric`), and a migrate into
+    the database refused "lacks columns TRIAL.name, ..." (`trial`'s columns read for TRIAL)."""
+    from emfix.address import DatabaseAddress
+    from emfix.schema import discover_graph
+    with open_database(mysql_address, create=True) as db:
+        if int(db.scalar("SELECT @@lower_case_table_names")):
+            pytest.skip("this server folds table names to one case")
+    make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE metric (x INT)")
+        db.execute("CREATE TABLE trial (id INT PRIMARY KEY, experiment_id INT)")
+        db.execute("INSERT INTO trial VALUES (1, 1), (2, 1)")
+        graph = discover_graph(db)
+    assert {r.parent for r in graph.relations if r.child.endswith("_METRIC") and r.child_columns == ("metric_id",)} \
+        == {"METRIC"}
+    assert {r.parent for r in graph.relations if r.child == "TRIAL_RUN"} == {"TRIAL"}
+    checked = run_cli("validate", url_of(mysql_address))
+    assert checked.returncode == 0, checked.stderr
+    source = DatabaseAddress("sqlite", path=str(tmp_path / "src.db"))
+    make_demo(source, shape=Shape(experiments=1, trials=2, runs=1, epochs=1, batches=1), faults=False)
+    copied = run_cli("migrate", source.path, url_of(mysql_address), "-e", "1", "--snapshot-dir", str(tmp_path))
+    assert copied.returncode == 0, copied.stderr
+    with open_database(mysql_address) as db:
+        assert db.scalar("SELECT count(*) FROM trial") == 2 and db.scalar("SELECT count(*) FROM TRIAL") == 3

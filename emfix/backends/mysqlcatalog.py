@@ -218,17 +218,17 @@ class MySQLCatalogMixin:
         held = set()
         while True:
             tables = self.tables()
-            listed = {t.lower() for t in tables}
-            wanted = {t.lower(): t for t in list(expected) + tables}
+            listed = {self.table_key(t) for t in tables}
+            wanted = {self.table_key(t): t for t in list(expected) + tables}
             new = [name for key, name in wanted.items() if key not in held]
             if not new:
                 return tables
             try:
-                together = [name for name in new if name.lower() in listed]
+                together = [name for name in new if self.table_key(name) in listed]
                 if together:  # the listed ones in one statement (a statement each cost 40 ms more per command)
                     try:
                         self.query(" UNION ALL ".join("(SELECT 1 FROM %s LIMIT 0)" % self.quote(t) for t in together))
-                        new = [name for name in new if name.lower() not in listed]
+                        new = [name for name in new if self.table_key(name) not in listed]
                     except NotFoundError:  # one of them dropped meanwhile: one by one below
                         pass
                 for name in new:
