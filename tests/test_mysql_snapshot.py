@@ -562,14 +562,18 @@ def test_a_snapshot_whose_sql_file_is_gone_is_missing_not_a_mismatch(exact_mysql
     assert found.status == "missing" and found.problem == "file missing: %s" % os.path.join(str(tmp_path), made.file)
 
 
+def small_demo_on_a_server_that_keeps_letter_case(address):
+    """A small demo in `address`, on a server that tells `notes` from `NOTES` (lower_case_table_names = 0)."""
+    with open_database(address, create=True) as db:
+        if int(db.scalar("SELECT @@lower_case_table_names")):
+            pytest.skip("this server folds table names to one case")
+    make_demo(address, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
+
+
 def test_tables_whose_names_differ_only_in_letter_case_are_each_snapshotted_and_restored(mysql_address, tmp_path):
     """An outside tester: `notes` and `NOTES` on a case-sensitive server had their columns merged by the catalog, and
     snapshot create crashed (exit 70, "Unknown column"). A SQLite file cannot hold both: said, not crashed."""
-    from emfix.backends import open_database
-    with open_database(mysql_address, create=True) as db:
-        if int(db.scalar("SELECT @@lower_case_table_names")):
-            pytest.skip("this server folds table names to one case")
-    make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    small_demo_on_a_server_that_keeps_letter_case(mysql_address)
     with open_database(mysql_address) as db:
         db.execute("CREATE TABLE notes (a INT PRIMARY KEY)")
         db.execute("CREATE TABLE NOTES (b INT, c TEXT)")
@@ -599,10 +603,7 @@ def test_a_table_spelled_like_an_experiment_manager_table_in_other_letters_is_an
     the database refused "lacks columns TRIAL.name, ..." (`trial`'s columns read for TRIAL)."""
     from emfix.address import DatabaseAddress
     from emfix.schema import discover_graph
-    with open_database(mysql_address, create=True) as db:
-        if int(db.scalar("SELECT @@lower_case_table_names")):
-            pytest.skip("this server folds table names to one case")
-    make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    small_demo_on_a_server_that_keeps_letter_case(mysql_address)
     with open_database(mysql_address) as db:
         db.execute("CREATE TABLE metric (x INT)")
         db.execute("CREATE TABLE trial (id INT PRIMARY KEY, experiment_id INT)")
