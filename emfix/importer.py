@@ -15,6 +15,7 @@ import time
 from typing import Dict
 
 from .backends import open_database
+from .copyjournal import held_by_other_copies
 from .errors import (
     AlreadyDoneError,
     DamagedInputError,
@@ -247,8 +248,9 @@ def _start_journal(db, key, path, trailer, resume, force, pinned=None):
                 path, int(trailer.get("min_ids", {}).get(ROOT, 0)) + offsets.get(ROOT, 0)),
                 hint="pass --force to import another copy")
     offsets = {}
+    held = held_by_other_copies(db, "")  # ids a migrate still running reserved: its rows may not be there yet
     for table, low in trailer.get("min_ids", {}).items():
-        offsets[table] = id_offset(db, table, low, trailer.get("max_ids", {}).get(table))
+        offsets[table] = id_offset(db, table, low, trailer.get("max_ids", {}).get(table), held.get(table))
     offsets.update(pinned or {})
     for table, high in trailer.get("max_ids", {}).items():  # an application inserting meanwhile gets ids above
         if table in offsets and high is not None:

@@ -384,3 +384,23 @@ def test_a_copy_into_mysql_begun_again_while_it_runs_is_refused_at_once(mysql_ad
     assert result.verified
     assert seen[0].returncode == 3 and "is running now" in seen[0].stderr, seen[0].stderr
     assert journal_states(mysql_address) == ["done"]
+
+
+def test_an_import_takes_no_id_an_unfinished_copy_reserved(address, tmp_path):
+    """The same between an import and a migrate: an import into DST chose its ids past the rows there, into the ids
+    a migrate still running had reserved (its rows not copied yet), and that copy could never be resumed."""
+    assert run_cli("init", url_of(address)).returncode == 0
+    first, second = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+    for path in (first, second):
+        make_demo(DatabaseAddress("sqlite", path=path), faults=False)  # the same ids in both
+    killed = run_cli("migrate", first, url_of(address), "-e", "1", "--strategy", "aggressive",
+                     env={"EMFIX_TEST_KILL_AT": "prepared:1"})
+    assert killed.returncode == -9, killed.stderr  # ids chosen and reserved, nothing copied
+    exported = str(tmp_path / "exp1.jsonl")
+    assert run_cli("export", second, "-e", "1", "-o", exported).returncode == 0
+    imported = run_cli("import", url_of(address), exported, "--json")
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout)["experiment_id"] != 1  # experiment 1 is the unfinished copy's
+    resumed = run_cli("migrate", first, url_of(address), "-e", "1", "--strategy", "aggressive", "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)[0]["new_experiment_id"] == 1
