@@ -334,17 +334,19 @@ def create_schema(backend, generation=2, json_type="json", applied_at=None):
         raise SchemaError("unknown schema generation %r (1: without BATCH tables, 2: with)" % generation)
     if json_type not in JSON_TYPES:
         raise SchemaError("unknown JSON column type %r (json or text)" % json_type)
-    existing = {t.lower() for t in backend.tables()}
+    # As the database tells names apart: on a case-sensitive MySQL a user's `metric` is not METRIC (an outside
+    # tester: METRIC was not made, and RESULTS_METRIC's foreign key then failed, half the schema made)
+    existing = {backend.table_key(t) for t in backend.tables()}
     created = []
     with backend.transaction():
         for table in EM_TABLES:
-            if table.generation > generation or table.name.lower() in existing:
+            if table.generation > generation or backend.table_key(table.name) in existing:
                 continue
             backend.execute(table_ddl(backend, table, json_type))
             created.append(table.name)
     # Outside the CREATE's transaction on purpose: MySQL commits each CREATE by itself, so a run killed
     # between the CREATE and the INSERT left an empty SCHEMA_VERSION; the row is written whenever missing.
-    if "schema_version" in existing | {t.lower() for t in created} and not backend.scalar(
+    if backend.table_key("SCHEMA_VERSION") in existing | {backend.table_key(t) for t in created} and not backend.scalar(
             "SELECT count(*) FROM %s" % backend.quote("SCHEMA_VERSION")):
         record_schema_version(backend, "%d.0" % generation, "emfix_init",
                               "created by emfix init (generation %d)" % generation, applied_at)

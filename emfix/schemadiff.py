@@ -94,7 +94,7 @@ def tables_to_count(differences, b):
 
 def rated(differences, b):
     """The differences rated again with B's row counts (a catalog read again with `counts=`)."""
-    return [_rated(d, b.table(d.table)) for d in differences]
+    return [_rated(d, None if d.kind == "missing_table" else b.table(d.table)) for d in differences]
 
 
 def _rated(d, tb):
@@ -225,15 +225,25 @@ def compare_catalogs(a, b):
     differences = []
     order = {name.upper(): i for i, name in enumerate(EM_TABLE_BY_NAME)}
     for name in sorted(a.tables, key=lambda n: (order.get(n.upper(), len(order)), n)):
-        ta, tb = a.tables[name], b.table(name)
+        ta, tb = a.tables[name], _partner(name, a, b)
         if tb is None:
             differences.append(_rated(Difference("missing_table", name, a=ta), None))
         else:
             differences += _compare_table(ta, tb, a.dialect, b.dialect)
     for name in sorted(b.tables):
-        if not a.table(name) and not name.lower().startswith("_emfix"):
+        if not _partner(name, b, a) and not name.lower().startswith("_emfix"):
             differences.append(_rated(Difference("extra_table", name, b=b.tables[name]), b.tables[name]))
     return differences
+
+
+def _partner(name, here, there):
+    """The table of catalog `there` that table `name` of catalog `here` is: the one spelled so, else one spelled in
+    other letters that `here` does not hold itself. On a case-sensitive MySQL a user's `trial` beside TRIAL is
+    another table (an outside tester: it was compared with the other side's TRIAL, and a diff crashed)."""
+    if name in there.tables:
+        return there.tables[name]
+    return next((table for other, table in sorted(there.tables.items())
+                 if other.lower() == name.lower() and other not in here.tables), None)
 
 
 def _fk_text(fk):

@@ -620,3 +620,29 @@ def test_a_table_spelled_like_an_experiment_manager_table_in_other_letters_is_an
     assert copied.returncode == 0, copied.stderr
     with open_database(mysql_address) as db:
         assert db.scalar("SELECT count(*) FROM trial") == 2 and db.scalar("SELECT count(*) FROM TRIAL") == 3
+
+
+def test_init_and_schema_diff_tell_a_look_alike_from_the_experiment_managers_table(mysql_databases, tmp_path):
+    """An outside tester, on a case-sensitive server: `init` beside a user's `metric` took it for METRIC and stopped
+    half-way (exit 70: RESULTS_METRIC's foreign key); `schema diff` compared a user's `trial` with TRIAL (false
+    differences, then exit 70), or between two such databases said "same schema"."""
+    from emfix.address import DatabaseAddress
+    clean, alike = mysql_databases(), mysql_databases()
+    with open_database(alike, create=True) as db:
+        if int(db.scalar("SELECT @@lower_case_table_names")):
+            pytest.skip("this server folds table names to one case")
+        db.execute("CREATE TABLE metric (x INT)")
+        db.execute("CREATE TABLE trial (id INT PRIMARY KEY, experiment_id INT, name TEXT)")
+    for address in (clean, alike):
+        made = run_cli("init", url_of(address), "--json-type", "text")
+        assert made.returncode == 0, made.stderr
+    with open_database(alike) as db:
+        assert {"METRIC", "metric", "TRIAL", "trial"} <= set(db.tables())
+    between = run_cli("schema", "diff", url_of(clean), url_of(alike))
+    assert "table metric is not in A" in between.stdout and "table trial is not in A" in between.stdout, between.stdout
+    assert "TRIAL." not in between.stdout and "METRIC." not in between.stdout, between.stdout
+    sqlite = DatabaseAddress("sqlite", path=str(tmp_path / "em.db"))
+    assert run_cli("init", sqlite.path).returncode == 0
+    against_sqlite = run_cli("schema", "diff", url_of(alike), sqlite.path)
+    assert against_sqlite.returncode in (0, 1), against_sqlite.stderr
+    assert "TRIAL.name" not in against_sqlite.stdout and "TRIAL.start_time" not in against_sqlite.stdout

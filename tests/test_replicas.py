@@ -423,3 +423,11 @@ def test_on_a_replica_doctor_names_the_primary_in_every_repair_it_suggests():
                                                    "Delete_rows_v1 event")], True, None)
     finding = cluster_findings(ADDRESS, stopped, None)[0]
     assert finding.level == "FAIL" and "STOPPED" in finding.message and "Delete_rows" in finding.message
+
+
+def test_a_commit_another_session_interrupted_is_said_so_not_taken_for_a_batch_too_large():
+    """An outside tester: KILL QUERY landing on a restore's COMMIT read "refused to commit a batch" (Galera's limit)."""
+    error = translate_server_error(ADDRESS, 1180, 'Got error 1 "Operation not permitted" during COMMIT')
+    assert error.kind == "statement_interrupted" and error.exit_code == 3 and "KILL QUERY" in error.hint
+    too_large = translate_server_error(ADDRESS, 1180, 'Got error 5 "Input/output error" during COMMIT')
+    assert too_large.kind == "transaction_too_large"

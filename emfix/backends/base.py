@@ -275,6 +275,10 @@ class Backend:
         for name in ("_indexes_cache", "_facts", "_kinds"):
             self.__dict__.pop(name, None)
 
+    def table_key(self, table):
+        """A table's name as the database tells names apart (SQLite: whatever their letter case)."""
+        return table.lower()
+
     def read_catalog(self, expected=()):  # noqa: ARG002 (a backend whose catalog can leave a table out uses it)
         """(tables, {table: columns}, {table: primary key}, {table: [ForeignKey]}) of one moment; `expected`:
         names that should be there (a backend whose catalog can leave a table out makes sure of those)."""

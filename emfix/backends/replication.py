@@ -130,6 +130,11 @@ def translate_server_error(address, errno, msg, exhausted=None):
                              "transaction) for longer than --lock-timeout allows%s: %s" % (where, tries, msg),
                              hint="retry when that session has finished, or raise --lock-timeout")
     limit = "max_ws_" in low or "writeset size" in low or "write set size" in low
+    if errno == ERROR_DURING_COMMIT and not limit and 'error 1 "operation not permitted"' in low:
+        # MariaDB's word for a COMMIT that another session's KILL QUERY interrupted (an outside tester)
+        return ConnectError("MySQL %s interrupted emfix's COMMIT: %s" % (where, msg), kind="statement_interrupted",
+                            hint="another session stopped it (KILL QUERY); the batch is rolled back: run the same "
+                                 "command again (a migrate with --resume)")
     if limit or errno == ERROR_DURING_COMMIT:
         return TransactionTooLargeError("MySQL %s refused to commit a batch: %s" % (where, msg),
                                         kind="transaction_too_large", facts={"galera_limit": limit})
