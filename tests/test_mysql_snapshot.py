@@ -646,3 +646,17 @@ def test_init_and_schema_diff_tell_a_look_alike_from_the_experiment_managers_tab
     against_sqlite = run_cli("schema", "diff", url_of(alike), sqlite.path)
     assert against_sqlite.returncode in (0, 1), against_sqlite.stderr
     assert "TRIAL.name" not in against_sqlite.stdout and "TRIAL.start_time" not in against_sqlite.stdout
+
+
+def test_init_beside_a_look_alike_whose_foreign_key_has_the_name_it_needs_says_so(mysql_address):
+    """An outside tester: a user's `trial` with a foreign key (named trial_ibfk_1, which MariaDB compares whatever the
+    letter case with TRIAL's TRIAL_ibfk_1) made `init` crash (exit 70) with the schema half-made."""
+    with open_database(mysql_address, create=True) as db:
+        if int(db.scalar("SELECT @@lower_case_table_names")):
+            pytest.skip("this server folds table names to one case")
+        db.execute("CREATE TABLE experiment (id INT PRIMARY KEY)")
+        db.execute("CREATE TABLE trial (id INT PRIMARY KEY, experiment_id INT, FOREIGN KEY (experiment_id) "
+                   "REFERENCES experiment (id))")
+    refused = run_cli("init", url_of(mysql_address), "--json-type", "text")
+    assert refused.returncode == 1, refused.stderr
+    assert "refused to create a table" in refused.stderr and "rename that table" in refused.stderr, refused.stderr

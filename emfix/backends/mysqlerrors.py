@@ -20,6 +20,7 @@ REFUSED_VALUE_ERRNOS = (3140, 4025)  # MySQL: invalid JSON text; MariaDB: CHECK 
 INCORRECT_STRING = 1366  # bytes that are not UTF-8 into a utf8mb4 column
 TABLE_DEF_CHANGED = 1412  # a consistent read of a table TRUNCATEd or ALTERed since it began
 NO_SUCH_TABLE = 1146
+CANNOT_CREATE_TABLE = 1005  # errno 121: a constraint's name is taken; 150: a foreign key's parent
 INTERRUPTED = (1317, 1969, 3024)  # KILL QUERY; MariaDB's max_statement_time; MySQL's max_execution_time
 NO_DEFAULT = 1364  # a NOT NULL column without a default that the INSERT does not name
 OUT_OF_RANGE = 1264  # a number past the column's type (1e39 in a FLOAT); a text too long is a schema difference
@@ -60,9 +61,19 @@ def translate_error(a, exc, exhausted, lost, connected, quote):
                              hint="run it again once that has finished (`emfix doctor` says whether a restore is "
                                   "running)")
     if errno == NO_SUCH_TABLE:  # a table emfix read a moment ago (its catalog, a listing) is gone
-        return NotFoundError("MySQL %s: a table is gone that was there a moment ago (dropped or renamed by another "
-                             "session meanwhile?): %s" % (a.display(), msg), kind="no_such_table",
-                             hint="run it again once the program changing the tables is done")
+        return NotFoundError("MySQL %s: a table is not there: %s" % (a.display(), msg), kind="no_such_table",
+                             hint="if another program dropped or renamed it meanwhile, run this again once it is "
+                                  "done; on a server that tells letter cases apart, the Experiment Manager's tables "
+                                  "are spelled in capitals (EXPERIMENT, TRIAL, ...)")
+    if errno == CANNOT_CREATE_TABLE:
+        taken = "errno: 121" in msg
+        return SchemaError("MySQL %s refused to create a table: %s" % (a.display(), msg),
+                           hint="a foreign key of another table already has the name this table's would get (MariaDB "
+                                "compares those names whatever their letter case: a table spelled like this one in "
+                                "other letters, e.g. `trial` beside TRIAL, has them): rename that table, then run "
+                                "this again; the tables made before it stay" if taken else
+                                "a foreign key's parent table is missing or its column differs; the tables made "
+                                "before it stay")
     if errno in INTERRUPTED:
         return ConnectError("MySQL %s interrupted a statement of emfix: %s" % (a.display(), msg),
                             kind="statement_interrupted",
