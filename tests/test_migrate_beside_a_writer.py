@@ -265,11 +265,9 @@ def test_an_id_the_application_holds_uncommitted_is_never_chosen_for_the_copy(my
         assert db.scalar("SELECT count(*) FROM EXPERIMENT WHERE id > ?", (held,)) == 1
 
 
-def test_a_copy_begun_meanwhile_takes_no_id_another_unfinished_copy_reserved(address, tmp_path):
-    """Found by an outside tester: two migrates into one DST. A chose its ids (the reservation committed, no row
-    copied yet); B saw no row at those ids and took the same ones, so A could never be resumed (a duplicate key),
-    and run side by side one's trials hung under the other's experiment. The ids of copies still running count
-    as taken; on MySQL the copies choose one at a time."""
+def a_copy_killed_once_its_ids_are_reserved(address, tmp_path):
+    """Two demo sources with the same ids; the first's copy of experiment 1 into `address` killed once its ids are
+    chosen and reserved (nothing copied yet). Returns both sources' paths."""
     assert run_cli("init", url_of(address)).returncode == 0
     first, second = str(tmp_path / "a.db"), str(tmp_path / "b.db")
     for path in (first, second):
@@ -277,6 +275,15 @@ def test_a_copy_begun_meanwhile_takes_no_id_another_unfinished_copy_reserved(add
     killed = run_cli("migrate", first, url_of(address), "-e", "1", "--strategy", "aggressive",
                      env={"EMFIX_TEST_KILL_AT": "prepared:1"})
     assert killed.returncode == -9, killed.stderr  # ids chosen and reserved, nothing copied
+    return first, second
+
+
+def test_a_copy_begun_meanwhile_takes_no_id_another_unfinished_copy_reserved(address, tmp_path):
+    """Found by an outside tester: two migrates into one DST. A chose its ids (the reservation committed, no row
+    copied yet); B saw no row at those ids and took the same ones, so A could never be resumed (a duplicate key),
+    and run side by side one's trials hung under the other's experiment. The ids of copies still running count
+    as taken; on MySQL the copies choose one at a time."""
+    first, second = a_copy_killed_once_its_ids_are_reserved(address, tmp_path)
     other = run_cli("migrate", second, url_of(address), "-e", "1", "--strategy", "aggressive", "--json")
     assert other.returncode == 0, other.stderr
     assert json.loads(other.stdout)[0]["new_experiment_id"] != 1  # experiment 1 is the first copy's
@@ -389,13 +396,7 @@ def test_a_copy_into_mysql_begun_again_while_it_runs_is_refused_at_once(mysql_ad
 def test_an_import_takes_no_id_an_unfinished_copy_reserved(address, tmp_path):
     """The same between an import and a migrate: an import into DST chose its ids past the rows there, into the ids
     a migrate still running had reserved (its rows not copied yet), and that copy could never be resumed."""
-    assert run_cli("init", url_of(address)).returncode == 0
-    first, second = str(tmp_path / "a.db"), str(tmp_path / "b.db")
-    for path in (first, second):
-        make_demo(DatabaseAddress("sqlite", path=path), faults=False)  # the same ids in both
-    killed = run_cli("migrate", first, url_of(address), "-e", "1", "--strategy", "aggressive",
-                     env={"EMFIX_TEST_KILL_AT": "prepared:1"})
-    assert killed.returncode == -9, killed.stderr  # ids chosen and reserved, nothing copied
+    first, second = a_copy_killed_once_its_ids_are_reserved(address, tmp_path)
     exported = str(tmp_path / "exp1.jsonl")
     assert run_cli("export", second, "-e", "1", "-o", exported).returncode == 0
     imported = run_cli("import", url_of(address), exported, "--json")

@@ -212,6 +212,11 @@ class MySQLCatalogMixin:
                             hint="another program is altering, creating or dropping tables: run emfix again "
                                  "when it is done")
 
+    def hold_tables(self, tables):
+        """Ask, in one statement, for the metadata lock of every table of `tables` (held to the end of the open
+        transaction; waits for a rename of one under way)."""
+        self.query(" UNION ALL ".join("(SELECT 1 FROM %s LIMIT 0)" % self.quote(t) for t in tables))
+
     def _hold_tables(self, expected):
         """The tables, each held (a metadata lock) in the open transaction; None after a deadlock between
         metadata locks (the transaction is then rolled back, and it is tried again)."""
@@ -227,18 +232,15 @@ class MySQLCatalogMixin:
                 together = [name for name in new if self.table_key(name) in listed]
                 if together:  # the listed ones in one statement (a statement each cost 40 ms more per command)
                     try:
-                        self.query(" UNION ALL ".join("(SELECT 1 FROM %s LIMIT 0)" % self.quote(t) for t in together))
+                        self.hold_tables(together)
                         new = [name for name in new if self.table_key(name) not in listed]
-                    except NotFoundError:  # one of them dropped meanwhile: one by one below
+                    except (NotFoundError, PrivilegeError):  # one dropped meanwhile, or not readable: one by one
                         pass
                 for name in new:
-                    self._in_place(name)  # held from here to the transaction's end, if it exists
+                    with contextlib.suppress(PrivilegeError):  # a table this user may not read: listed, not held
+                        self._in_place(name)  # held from here to the transaction's end, if it exists
             except ConflictError:
                 return None
-            except PrivilegeError:  # a table this user may not read: one by one, the others held, it listed
-                for name in new:
-                    with contextlib.suppress(PrivilegeError):
-                        self._in_place(name)
             held.update(wanted)
 
     def tables(self):

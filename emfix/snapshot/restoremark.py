@@ -232,16 +232,18 @@ def marked_in_moment(db):
         return None
 
 
-def _mark_table(db):
+def _mark_table(db, graph=None):
     """The mark's table as the server names it (lower_case_table_names), or None; None too for a table of that name
-    that emfix did not make (other columns: an outside tester's crashed doctor, validate and restore, exit 70)."""
-    tables = db.tables()
+    that emfix did not make (other columns: an outside tester's crashed doctor, validate and restore, exit 70).
+    `graph`: the database's tables and columns as already read (else they are read here)."""
+    tables = graph.tables if graph is not None else db.tables()
     # The name itself: on a case-sensitive server `_EMFIX_RESTORE` is another table (an outside tester: doctor read
     # one or the other); one of another case only where the server folds names (lower_case_table_names 1 or 2).
     name = MARK_TABLE if MARK_TABLE in tables else None
     if name is None and any(t.lower() == MARK_TABLE for t in tables) and db.scalar("SELECT @@lower_case_table_names"):
         name = next(t for t in tables if t.lower() == MARK_TABLE)
-    if name is None or sorted(c.lower() for c in db.columns(name)) != sorted(COLUMNS):  # not one of more columns
+    columns = (graph.columns.get(name, []) if graph is not None else db.columns(name)) if name else []
+    if name is None or sorted(c.lower() for c in columns) != sorted(COLUMNS):  # not one of more columns
         return None
     return name
 
@@ -268,5 +270,5 @@ def snapshot_graph(graph, db):
     """The tables a snapshot holds: all but the mark. A table of the mark's name that emfix did not make (other
     columns, or another letter case on a case-sensitive server) is the user's, and held (an outside tester: every
     snapshot left such tables out, without a word)."""
-    mark = _mark_table(db) if db.dialect == "mysql" else None
+    mark = _mark_table(db, graph) if db.dialect == "mysql" else None  # from the tables and columns just read
     return graph if mark is None else without_tables(graph, lambda t: t == mark)
