@@ -10,6 +10,8 @@ so each row is judged exactly as the probing sweep judges it: 'n' when a key col
 no parent row has the key, 'c' when the parent row is itself doomed.
 """
 
+import re
+
 INTEGER_AFFINITY = "INT"  # SQLite's rule: a declared type containing INT has INTEGER affinity
 MAX_PARTITIONS = 64  # merges of one relation, each a few statements: beyond that, the probing sweep
 
@@ -78,17 +80,37 @@ def integer_keys(db, table, columns):
 
 
 def unreferenced_by_merge(db, table, key, links):
-    """SELECT of `table`'s keys that no link column holds, as a merge (SQLite, INTEGER keys everywhere): the
-    table read in key order, the links' values sorted once, instead of a probe of the links' values per
-    row. None where the merge would not compare as NOT IN does."""
+    """SELECT of `table`'s keys that no link column holds, as merges (SQLite, INTEGER keys everywhere): the
+    table read in key order, each link table's values sorted once, instead of a probe of the links' values per
+    row. None where the merge would not compare as NOT IN does.
+
+    `keys EXCEPT links1 EXCEPT links2 ...`, the largest link table first: each EXCEPT sorts its own arm and
+    the next ones filter only what is left (10M demo, METRIC: 1.1 s of CPU, against 1.6 s for one EXCEPT of
+    the links' UNION ALL, which SQLite first copies into a table of its own to sort)."""
     if db.dialect != "sqlite" or not integer_keys(db, table, [key]) or not all(
             integer_keys(db, r.child, r.child_columns) for r in links):
         return None
     q = db.quote
-    union = " UNION ALL ".join("SELECT %s FROM %s WHERE %s IS NOT NULL" % (
-        q(r.child_columns[0]), q(r.child), q(r.child_columns[0])) for r in links)
-    return "SELECT k FROM (SELECT %s AS k FROM %s WHERE %s IS NOT NULL EXCEPT SELECT * FROM (%s) ORDER BY 1)" % (
-        q(key), q(table), q(key), union)
+    arms = ["SELECT %s FROM %s WHERE %s IS NOT NULL" % (q(r.child_columns[0]), q(r.child), q(r.child_columns[0]))
+            for r in sorted(links, key=lambda r: -_size_hint(db, r.child))]
+    return "SELECT %s AS k FROM %s WHERE %s IS NOT NULL EXCEPT %s ORDER BY 1" % (
+        q(key), q(table), q(key), " EXCEPT ".join(arms))
+
+
+def _size_hint(db, table):
+    """About how many rows `table` holds, for an order of work only: its largest rowid (one seek), or 0 for
+    a WITHOUT ROWID table."""
+    if without_rowid(db, table):
+        return 0
+    return db.scalar("SELECT max(rowid) FROM %s" % db.quote(table)) or 0
+
+
+def without_rowid(db, table):
+    """`table` is a WITHOUT ROWID table (always so on MySQL: no rowid there)."""
+    if db.dialect != "sqlite":
+        return True
+    sql = db.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) or ""
+    return re.search(r"\bWITHOUT\s+ROWID\s*$", sql.strip(), re.IGNORECASE) is not None
 
 
 def sweep_by_merge(db, order, relation, table, rows_table, rel_no, names, select_list, doomed, scratch):

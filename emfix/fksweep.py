@@ -8,12 +8,11 @@ optimize times it.
 """
 
 import dataclasses
-import re
 import sqlite3
 import time
 from typing import Dict, List
 
-from .fkmerge import merge_order, sweep_by_merge, unreferenced_by_merge
+from .fkmerge import merge_order, sweep_by_merge, unreferenced_by_merge, without_rowid
 from .foreignkey import ForeignKey
 from .progress import NoProgress
 
@@ -98,13 +97,6 @@ class TablePlan:
         return "v%d" % self.columns.index(column)
 
 
-def _without_rowid(db, table):
-    if db.dialect != "sqlite":
-        return True
-    sql = db.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) or ""
-    return re.search(r"\bWITHOUT\s+ROWID\s*$", sql.strip(), re.IGNORECASE) is not None
-
-
 def plan_tables(db, graph):
     plans = []
     for number, table in enumerate(graph.parent_first()):
@@ -115,7 +107,7 @@ def plan_tables(db, graph):
         pk = list(graph.primary_keys.get(table) or ())
         columns = list(dict.fromkeys(pk + [c for r in relations for c in r.child_columns]
                                      + [c for keys in key_sets for c in keys]))
-        if not _without_rowid(db, table):
+        if not without_rowid(db, table):
             identity, names = ["rowid"], ["rowid"]
         else:
             names = pk or columns

@@ -284,8 +284,8 @@ def test_object_with_non_number_values_is_a_structure_warning(address):
 
 
 def test_unreferenced_rows_by_merge_equal_not_in(tmp_path, monkeypatch):
-    """#28: METRIC/ARTIFACT rows no link points at, found by a merge of sorted ids, equal NOT IN's answer
-    (links holding NULL, REAL, text and missing ids included)."""
+    """#28: METRIC/ARTIFACT rows no link points at, found by merges of sorted ids (one EXCEPT per link table),
+    equal NOT IN's answer (links holding NULL, REAL, text and missing ids included; a link table WITHOUT ROWID)."""
     from emfix import fksweep
     address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
     make_demo(address)
@@ -305,6 +305,16 @@ def test_unreferenced_rows_by_merge_equal_not_in(tmp_path, monkeypatch):
 
     merged = found()
     assert merged[0]["count"] >= 2 and merged[1]["count"] >= 2  # two of the three new METRIC rows, both ARTIFACTs
+    con = sqlite3.connect(address.path)  # a link table without rowid: the merges' order cannot ask it its size
+    con.executescript("""
+        CREATE TABLE em (epoch_idx INT, epoch_trial_run_id INT, metric_id INT,
+                         PRIMARY KEY (epoch_idx, epoch_trial_run_id, metric_id)) WITHOUT ROWID;
+        INSERT INTO em SELECT * FROM EPOCH_METRIC WHERE metric_id IS NOT NULL;
+        DROP TABLE EPOCH_METRIC;
+        ALTER TABLE em RENAME TO EPOCH_METRIC;
+    """)
+    con.close()
+    assert found() == merged
     monkeypatch.setattr(fksweep, "unreferenced_by_merge", lambda *args: None)
     assert found() == merged
 
