@@ -14,12 +14,15 @@ and verifies.
 import contextlib
 import json
 import os
+import sqlite3
 
 from .backends import open_database
 from .backends.base import server_lock
 from .errors import ConnectError, DatabaseLockedError
+from .fileutil import read_only_uri
 from .journal import damaged, decode_fields, is_table_numbers, position_problem
 from .progress import utc_now
+from .retry import RetryPolicy
 
 JOURNAL = "_emfix_migration"
 RUNNING, DONE, DIFFERS, UNVERIFIED = "running", "done", "differs", "unverified"
@@ -190,3 +193,34 @@ def record_copy_within(address, source_id, into, experiment_id, copied, retry_po
                        "VALUES (?, ?, ?, '{}', ?, ?, ?)" % db.quote(JOURNAL),
                        (key, DONE, json.dumps({"EXPERIMENT": experiment_id - source_id}), json.dumps(copied),
                         finished_at, finished_at))
+
+
+def take_back_row(target, dst, key, only_empty=False):
+    """Delete journal row `key` (a run's own, written before anything was copied under it); 0 when DST fails
+    too (the answer is the one on its way). `only_empty` (the run was stopped at once): only if no page
+    committed under it, and on a connection of its own to `dst`, as `target`'s may have been stopped inside a
+    statement (a BEGIN there would commit what it held)."""
+    empty = " AND position = '{}' AND copied = '{}'" if only_empty else ""
+    try:
+        with open_database(dst, retry_policy=RetryPolicy(deadline=2.0)) if only_empty else \
+                contextlib.nullcontext(target) as db, db.transaction():
+            return db.execute("DELETE FROM %s WHERE run_key = ?%s" % (db.quote(JOURNAL), empty), (key,))
+    except Exception:  # noqa: BLE001 - DST failing too
+        return 0
+
+
+def holds_nothing(path, but_schema=False):
+    """The SQLite file at `path` holds no table (or, `but_schema`, no row but in the journal and SCHEMA_VERSION):
+    a DST file a refused or failed migrate made, which it may remove again."""
+    try:
+        con = sqlite3.connect(read_only_uri(path), uri=True)
+        try:
+            tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            if not but_schema:
+                return not tables
+            return not any(con.execute('SELECT 1 FROM "%s" LIMIT 1' % t.replace('"', '""')).fetchone()
+                           for t in tables if t not in (JOURNAL, "SCHEMA_VERSION") and not t.startswith("sqlite_"))
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False

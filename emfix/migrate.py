@@ -32,11 +32,13 @@ from .copyjournal import (
     ensure_journal,
     find_journal,
     held_by_other_copies,
+    holds_nothing,
     journal_key,
     new_journal_row,
     read_journal,
     set_reserved,
     set_state,
+    take_back_row,
 )
 from .copyrefusals import (
     foreign_ddl,
@@ -56,7 +58,6 @@ from .errors import (
     SchemaError,
     UsageError,
 )
-from .fileutil import read_only_uri
 from .guarded import IntegrityCheck
 from .hierarchy import ROOT, reach_subtree
 from .idshift import (
@@ -70,7 +71,6 @@ from .idshift import (
 from .killpoints import kill_point
 from .pool import ConnectionPool
 from .progress import BASE_MB, NoProgress, utc_now
-from .retry import RetryPolicy
 from .schema import EM_TABLE_NAMES, create_schema, discover_graph
 
 STRATEGIES = ("conservative", "balanced", "aggressive")  # what each does: `emfix migrate --help`
@@ -147,27 +147,11 @@ def migrate_experiment(src, dst, experiment_id, *, options=None, progress=None, 
     except BaseException as exc:
         # A refusal before anything was written must not leave an empty DST file behind it; nor a damaged SRC
         # found while the copy ran uncommitted.
-        if made_dst and os.path.exists(dst.path) and _holds_nothing(dst.path, getattr(exc, "quick_check", False)):
+        if made_dst and os.path.exists(dst.path) and holds_nothing(dst.path, getattr(exc, "quick_check", False)):
             for suffix in ("", "-journal", "-wal", "-shm"):
                 if os.path.exists(dst.path + suffix):
                     os.remove(dst.path + suffix)
         raise
-
-
-def _holds_nothing(path, but_schema=False):
-    import sqlite3
-    try:
-        con = sqlite3.connect(read_only_uri(path), uri=True)
-        try:
-            tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-            if not but_schema:
-                return not tables
-            return not any(con.execute('SELECT 1 FROM "%s" LIMIT 1' % t.replace('"', '""')).fetchone()
-                           for t in tables if t not in (JOURNAL, "SCHEMA_VERSION") and not t.startswith("sqlite_"))
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return False
 
 
 @dataclasses.dataclass
@@ -496,16 +480,7 @@ class _Migration:
             raise
 
     def take_back_journal_row(self, plan, only_empty=False):
-        """Delete the journal row this run wrote; 0 when DST fails too (the answer is the one on its way).
-        `only_empty` (stopped at once): only if no page committed under it, and on a connection of its own,
-        as the copy's may have been stopped inside a statement (a BEGIN there would commit what it held)."""
+        """Delete the journal row this run wrote (copyjournal.take_back_row); 0 when it wrote none."""
         if not self.journal_written:
             return 0
-        empty = " AND position = '{}' AND copied = '{}'" if only_empty else ""
-        try:
-            with open_database(self.dst, retry_policy=RetryPolicy(deadline=2.0)) if only_empty else \
-                    nullcontext(self.target) as target, target.transaction():
-                return target.execute("DELETE FROM %s WHERE run_key = ?%s" % (target.quote(JOURNAL), empty),
-                                      (plan.key,))
-        except Exception:  # noqa: BLE001 - DST failing too
-            return 0
+        return take_back_row(self.target, self.dst, plan.key, only_empty)
