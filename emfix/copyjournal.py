@@ -18,7 +18,7 @@ import sqlite3
 
 from .backends import open_database
 from .backends.base import server_lock
-from .errors import ConnectError, DatabaseLockedError
+from .errors import ConnectError, DatabaseLockedError, EmfixError
 from .fileutil import read_only_uri
 from .journal import damaged, decode_fields, is_table_numbers, position_problem
 from .progress import utc_now
@@ -193,6 +193,17 @@ def record_copy_within(address, source_id, into, experiment_id, copied, retry_po
                        "VALUES (?, ?, ?, '{}', ?, ?, ?)" % db.quote(JOURNAL),
                        (key, DONE, json.dumps({"EXPERIMENT": experiment_id - source_id}), json.dumps(copied),
                         finished_at, finished_at))
+
+
+def moved_on(db, key, position, copied):
+    """Journal row `key` holds another position or other counts than a run's own (`position`, `copied`: what it
+    committed): another run of the same copy committed under it meanwhile. False when it cannot be read."""
+    try:
+        journal = read_journal(db, key)
+    except EmfixError:
+        return False
+    ours = json.loads(json.dumps({"position": position, "copied": copied}))
+    return journal is not None and {"position": journal["position"], "copied": journal["copied"]} != ours
 
 
 def take_back_row(target, dst, key, only_empty=False):

@@ -34,6 +34,7 @@ from .copyjournal import (
     held_by_other_copies,
     holds_nothing,
     journal_key,
+    moved_on,
     new_journal_row,
     read_journal,
     set_reserved,
@@ -392,6 +393,7 @@ class _Migration:
         except BaseException as exc:
             self.undo_start(plan, exc, integrity)
             if getattr(exc, "kind", None) == DUPLICATE_KEY:
+                self.refuse_if_copied_meanwhile(plan, copy)
                 exc.hint = self.collision_hint(start, exc.facts["table"])
             if pin is not None and isinstance(exc, DatabaseLockedError):
                 # In-engine, SRC's connection writes DST attached to it, and only DST can be locked: SRC's own
@@ -412,6 +414,18 @@ class _Migration:
                 pin.execute("COMMIT")
                 self.readers.release(pin)
         return copy
+
+    def refuse_if_copied_meanwhile(self, plan, copy):
+        """A key DST holds, and the journal row no longer says what this run committed: another run of the same copy
+        went on with it meanwhile (two --resume at once into a SQLite DST, which no named lock keeps apart; an outside
+        tester's loser was told to use --force, which copies the experiment a second time)."""
+        if moved_on(self.target, plan.key, copy.position, copy.copied):
+            raise DatabaseLockedError(
+                "another migrate of experiment %d from %s into %s went on with this copy meanwhile (its journal row "
+                "moved past what this run committed); this one stopped" % (
+                    self.experiment_id, self.src.display(), self.dst.display()),
+                hint="the batches committed so far stay: once no other migrate of it runs, the same command with "
+                     "--resume finishes the copy (or says it is done); not --force, which copies it again") from None
 
     def collision_hint(self, start, table):
         """The way out of a copy stopped at a key DST already holds: --resume meets it again (the journal's

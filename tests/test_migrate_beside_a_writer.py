@@ -393,6 +393,42 @@ def test_a_copy_into_mysql_begun_again_while_it_runs_is_refused_at_once(mysql_ad
     assert journal_states(mysql_address) == ["done"]
 
 
+def test_a_resume_another_resume_went_on_with_meanwhile_stops_without_pointing_at_force(address, tmp_path, monkeypatch):
+    """An outside tester: two --resume of one copy at once into a SQLite DST (no named lock there): the loser
+    stopped at a key the winner had copied, and its hint was --force, which copies the experiment a second time.
+    Here the other resume runs from start to end after this one read the journal: this one stops, says why, and
+    points at --resume, not --force; the experiment is in DST once."""
+    from emfix import migrate
+    from emfix.errors import DatabaseLockedError
+    assert run_cli("init", url_of(address)).returncode == 0
+    source = str(tmp_path / "a.db")
+    make_demo(DatabaseAddress("sqlite", path=source), faults=False)
+    args = ("migrate", source, url_of(address), "-e", "1", "--strategy", "aggressive")
+    assert run_cli(*args, env={"EMFIX_TEST_KILL_AT": "prepared:1"}).returncode == -9  # ids reserved, nothing copied
+    other = []
+
+    def the_other_resume_meanwhile(name):
+        if name == "prepared":  # this run has read the journal and committed its start, and copied nothing yet
+            other.append(run_cli(*args, "--resume"))
+
+    monkeypatch.setattr(migrate, "kill_point", the_other_resume_meanwhile)
+    try:
+        migrate.migrate_experiment(DatabaseAddress("sqlite", path=source), address, 1, strategy="aggressive",
+                                   resume=True)
+        ours = None
+    except DatabaseLockedError as exc:
+        ours = exc
+    if address.is_sqlite:
+        assert other[0].returncode == 0, other[0].stderr
+        assert ours is not None and "went on with this copy meanwhile" in ours.message, ours
+        assert "--force" not in ours.hint.replace("not --force", ""), ours.hint
+    else:  # the copy's named lock: the other resume is refused at once, this one finishes
+        assert other[0].returncode == 3 and "is running now" in other[0].stderr and ours is None, other[0].stderr
+    assert journal_states(address) == ["done"]
+    with open_database(address) as db:
+        assert db.scalar("SELECT count(*) FROM EXPERIMENT") == 1
+
+
 def test_an_import_takes_no_id_an_unfinished_copy_reserved(address, tmp_path):
     """The same between an import and a migrate: an import into DST chose its ids past the rows there, into the ids
     a migrate still running had reserved (its rows not copied yet), and that copy could never be resumed."""
