@@ -20,7 +20,7 @@ from .backends import open_database
 from .backends.base import server_lock
 from .errors import ConnectError, DatabaseLockedError, EmfixError
 from .fileutil import read_only_uri
-from .journal import damaged, decode_fields, is_table_numbers, position_problem
+from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers, position_problem
 from .progress import utc_now
 from .retry import RetryPolicy
 
@@ -123,22 +123,24 @@ def copying_alone(db, key, what):
 
 def held_by_other_copies(db, key):
     """{table: the highest id} that copies into this database other than `key`'s, still running (or killed and not
-    resumed), reserved: their rows may not be there yet, and a copy that took ids among them (an outside tester:
-    two migrates at once into one DST) put its rows under the other's experiment or made it fail at a duplicate
-    key. A row of an older emfix (no `reserved`) or one not readable holds nothing here (its --resume says so)."""
-    if JOURNAL not in db.tables() or not _has_reserved(db):
-        return {}
-    held = {}
-    for offsets, reserved in db.query("SELECT offsets, reserved FROM %s WHERE state = ? AND run_key <> ? AND "
-                                      "reserved IS NOT NULL" % db.quote(JOURNAL), (RUNNING, key)):
-        try:
-            offsets, reserved = json.loads(offsets), json.loads(reserved)
-        except (TypeError, ValueError):
+    resumed), reserved: migrates (this journal) and imports (IMPORT_JOURNAL). Their rows may not be there yet, and a
+    copy that took ids among them (an outside tester: two migrates at once into one DST) put its rows under the
+    other's experiment or made it fail at a duplicate key. A row of an older emfix (no `reserved`) or one not readable
+    holds nothing here (its --resume says so)."""
+    present, held = db.tables(), {}
+    for journal in (JOURNAL, IMPORT_JOURNAL):
+        if journal not in present or "reserved" not in {c.lower() for c in db.columns(journal)}:
             continue
-        if not (is_table_numbers(offsets) and is_table_numbers(reserved)):
-            continue
-        for table, high in reserved.items():
-            held[table] = max(held.get(table, 0), int(high) + int(offsets.get(table, 0)))
+        for offsets, reserved in db.query("SELECT offsets, reserved FROM %s WHERE state = ? AND run_key <> ? AND "
+                                          "reserved IS NOT NULL" % db.quote(journal), (RUNNING, key)):
+            try:
+                offsets, reserved = json.loads(offsets), json.loads(reserved)
+            except (TypeError, ValueError):
+                continue
+            if not (is_table_numbers(offsets) and is_table_numbers(reserved)):
+                continue
+            for table, high in reserved.items():
+                held[table] = max(held.get(table, 0), int(high) + int(offsets.get(table, 0)))
     return held
 
 

@@ -28,8 +28,8 @@ from .errors import (
 )
 from .guarded import check_integrity
 from .hierarchy import ROOT
-from .idshift import column_shifts, id_offset, reserve_ids
-from .journal import damaged, decode_fields, is_table_numbers
+from .idshift import claiming_alone, column_shifts, id_offset, reserve_ids
+from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers
 from .killpoints import kill_point
 from .progress import NoProgress
 from .schema import EM_TABLE_NAMES, discover_graph
@@ -49,7 +49,7 @@ class ImportResult:
 
 
 BATCH = 1000
-JOURNAL = "_emfix_import"
+JOURNAL = IMPORT_JOURNAL
 
 
 def _records(path):
@@ -234,7 +234,9 @@ def _start_journal(db, key, path, trailer, resume, force, pinned=None):
     text = "VARCHAR(100)" if db.dialect == "mysql" else "TEXT"
     q = db.quote
     db.execute("CREATE TABLE IF NOT EXISTS %s (run_key %s PRIMARY KEY, state VARCHAR(20), offsets TEXT, "
-               "line INTEGER, counts TEXT)" % (q(JOURNAL), text))
+               "line INTEGER, counts TEXT, reserved TEXT)" % (q(JOURNAL), text))
+    if "reserved" not in {c.lower() for c in db.columns(JOURNAL)}:  # made by an older emfix
+        db.execute("ALTER TABLE %s ADD COLUMN reserved TEXT" % q(JOURNAL))
     rows = db.query("SELECT state, offsets, line, counts FROM %s WHERE run_key = ?" % q(JOURNAL), (key,))
     if rows:
         state, offsets, line, counts = _read_journal(db, key, rows[0])
@@ -247,17 +249,22 @@ def _start_journal(db, key, path, trailer, resume, force, pinned=None):
             raise AlreadyDoneError("%s was already imported as experiment %d" % (
                 path, int(trailer.get("min_ids", {}).get(ROOT, 0)) + offsets.get(ROOT, 0)),
                 hint="pass --force to import another copy")
-    offsets = {}
-    held = held_by_other_copies(db, "")  # ids a migrate still running reserved: its rows may not be there yet
-    for table, low in trailer.get("min_ids", {}).items():
-        offsets[table] = id_offset(db, table, low, trailer.get("max_ids", {}).get(table), held.get(table))
-    offsets.update(pinned or {})
-    for table, high in trailer.get("max_ids", {}).items():  # an application inserting meanwhile gets ids above
-        if table in offsets and high is not None:
-            reserve_ids(db, table, int(high) + offsets[table])
-    with db.transaction():
-        db.execute("DELETE FROM %s WHERE run_key = ?" % q(JOURNAL), (key,))
-        db.execute("INSERT INTO %s VALUES (?, 'running', ?, 0, '{}')" % q(JOURNAL), (key, json.dumps(offsets)))
+    # The ids are chosen as a migrate chooses them (one copy at a time on MySQL, in one write transaction on SQLite),
+    # and the file's highest ids go into the journal row: a migrate or import begun meanwhile counts them as taken.
+    tops = {t: int(high) for t, high in trailer.get("max_ids", {}).items() if high is not None}
+    with db.transaction() if db.dialect == "sqlite" else claiming_alone(db):
+        offsets = {}
+        held = held_by_other_copies(db, key)  # ids unfinished copies reserved: their rows may not be there yet
+        for table, low in trailer.get("min_ids", {}).items():
+            offsets[table] = id_offset(db, table, low, tops.get(table), held.get(table))
+        offsets.update(pinned or {})
+        reserved = {t: high for t, high in tops.items() if t in offsets}
+        for table, high in reserved.items():  # an application inserting meanwhile gets ids above
+            reserve_ids(db, table, high + offsets[table])
+        with db.transaction():
+            db.execute("DELETE FROM %s WHERE run_key = ?" % q(JOURNAL), (key,))
+            db.execute("INSERT INTO %s (run_key, state, offsets, line, counts, reserved) VALUES (?, 'running', ?, 0, "
+                       "'{}', ?)" % q(JOURNAL), (key, json.dumps(offsets), json.dumps(reserved)))
     return {"offsets": offsets, "line": 0, "counts": {}}
 
 

@@ -6,6 +6,7 @@ import json
 
 from .errors import DamagedInputError
 
+IMPORT_JOURNAL = "_emfix_import"  # (migrate's is copyjournal.JOURNAL)
 SCALARS = (int, float, str, type(None))
 
 

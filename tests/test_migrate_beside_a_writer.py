@@ -441,3 +441,27 @@ def test_an_import_takes_no_id_an_unfinished_copy_reserved(address, tmp_path):
     resumed = run_cli("migrate", first, url_of(address), "-e", "1", "--strategy", "aggressive", "--resume", "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)[0]["new_experiment_id"] == 1
+
+
+def test_a_migrate_takes_no_id_an_unfinished_import_reserved(address, tmp_path):
+    """The other way round: an import stopped once its ids were chosen (its journal row written, no row imported yet);
+    a migrate into the same database chose its ids past the rows there, into the import's, and the import could never
+    be resumed. An import's journal row now holds the file's highest ids, and a migrate counts them as taken."""
+    assert run_cli("init", url_of(address)).returncode == 0
+    first, second = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+    for path in (first, second):
+        make_demo(DatabaseAddress("sqlite", path=path), faults=False)  # the same ids in both
+    exported = str(tmp_path / "exp1.jsonl")
+    assert run_cli("export", first, "-e", "1", "-o", exported).returncode == 0
+    killed = run_cli("import", url_of(address), exported, env={"EMFIX_TEST_KILL_AT": "journaled:1"})
+    assert killed.returncode == -9, killed.stderr  # ids chosen and reserved, nothing imported
+    copied = run_cli("migrate", second, url_of(address), "-e", "1", "--strategy", "aggressive", "--json")
+    assert copied.returncode == 0, copied.stderr
+    assert json.loads(copied.stdout)[0]["new_experiment_id"] != 1  # experiment 1 is the unfinished import's
+    resumed = run_cli("import", url_of(address), exported, "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["experiment_id"] == 1
+    for source, experiment in ((first, 1), (second, json.loads(copied.stdout)[0]["new_experiment_id"])):
+        with sqlite3.connect(source) as src, open_database(address) as db:  # each subtree holds its own rows alone
+            trials = src.execute("SELECT count(*) FROM TRIAL WHERE experiment_id = 1").fetchone()[0]
+            assert db.scalar("SELECT count(*) FROM TRIAL WHERE experiment_id = ?", (experiment,)) == trials
