@@ -164,6 +164,7 @@ class GuardedChange:
         self.quarantine_path = None
         self.snapshot_id = None
         self._con = None
+        self._held = None  # the quarantine's lock (quarantine.hold), from when this run takes it to close()
         self._meta = {}
 
     # before anything is written
@@ -179,7 +180,8 @@ class GuardedChange:
         q.writable_dir(self.quarantine_dir)
         self._meta = meta
         unfinished = q.find_unfinished(self.quarantine_dir, self.command, self.address)
-        if unfinished:
+        if unfinished:  # interrupted, or still being written by a run that has not ended: that one keeps it
+            self._held = q.hold(unfinished, "%s of %s" % (self.command, self.address.display()))
             self.quarantine_path = unfinished
             return
         if self.fingerprint is not None and not self.safeguards.force:
@@ -204,6 +206,12 @@ class GuardedChange:
                                                retry_policy=self.safeguards.retry_policy, progress=self.progress)
         self.quarantine_path = self.quarantine_path or q.quarantine_path(self.quarantine_dir, self.command)
         con = q.open_quarantine(self.quarantine_path, create=True)
+        if self._held is None:  # held before it says "in progress": no other run takes it for an interrupted one
+            try:
+                self._held = q.hold(self.quarantine_path, "%s of %s" % (self.command, self.address.display()))
+            except BaseException:
+                con.close()
+                raise
         q.start(con, self.command, self.address, self.reason)
         extra = dict(self._meta)
         if self.fingerprint is not None:
@@ -233,6 +241,8 @@ class GuardedChange:
         if self._con is not None:
             self._con.close()
             self._con = None
+        q.release(self._held)  # (after the connection: see quarantine.hold)
+        self._held = None
 
     def __enter__(self):
         return self

@@ -11,12 +11,18 @@ so it must be durable while it grows, not only once complete. A full disk is NoS
 """
 
 import datetime
+import errno
 import json
 import os
 import sqlite3
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory file locks (one process at a time is then the user's to keep)
+    fcntl = None
+
 from . import __version__
-from .errors import DamagedInputError, NoSpaceError, NotFoundError, NotWritableError, UsageError
+from .errors import DamagedInputError, DatabaseLockedError, NoSpaceError, NotFoundError, NotWritableError, UsageError
 from .fileutil import DATA_FILE_MODE, create_private, is_disk_full, read_only_uri, server_state_dir
 from .killpoints import kill_point
 
@@ -39,6 +45,38 @@ def sql_text(value):
 def quarantine_path(directory, command):
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     return os.path.join(directory, "%s-%s.quarantine.db" % (command, stamp))
+
+
+def hold(path, doing):
+    """The quarantine at `path` for this process alone, for as long as it writes or undoes it: an exclusive
+    advisory lock (flock) on the file, which the kernel lets go when the process ends, however it ends. Another
+    process holding it (`doing` says what this one was about to do) is DatabaseLockedError: a second repair took a
+    running repair's quarantine for an interrupted one, resumed into it, and took out of it rows the first had
+    removed (an outside tester). Returns what `release` lets go (None where there is no such lock).
+
+    flock, not fcntl's byte-range locks (SQLite's own, on the same file, which closing any descriptor of the file
+    would drop): release only once this process's SQLite connections to the file are closed or idle."""
+    if fcntl is None:
+        return None
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise DatabaseLockedError(
+                "another emfix process (a change or an undo that has not ended) is working with the quarantine %s "
+                "now; this %s changed nothing" % (path, doing),
+                hint="let it finish, then run this again (a run that was interrupted is finished by running it "
+                     "again)") from None
+        return None  # a file system without flock: as before
+    return fd
+
+
+def release(held):
+    """Let go of what `hold` took."""
+    if held is not None:
+        os.close(held)
 
 
 def open_quarantine(path, create=False):
@@ -83,12 +121,21 @@ def write_meta(con, **values):
 
 def read_meta(con):
     try:
-        return {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM %s" % META)}
+        rows = con.execute("SELECT key, value FROM %s" % META).fetchall()
     except sqlite3.OperationalError as exc:  # a SQLite file without our table
         raise UsageError("not an emfix quarantine file: %s" % exc) from None
     except sqlite3.DatabaseError as exc:  # not SQLite at all, or cut short
         raise DamagedInputError("not a readable quarantine file: %s" % exc,
                                 hint="pass the file the repair printed") from None
+    meta = {}
+    for key, value in rows:
+        try:
+            meta[key] = json.loads(value)
+        except (TypeError, ValueError, RecursionError):  # edited by hand, or written by something else
+            raise DamagedInputError("the quarantine's record %r is not JSON (%.60r)" % (key, value),
+                                    hint="it was changed after emfix wrote it; a copy of the file from a backup, or "
+                                         "the snapshot the repair took first, has the originals") from None
+    return meta
 
 
 def start(con, command, address, reason):

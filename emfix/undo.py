@@ -84,7 +84,9 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
     """
     quarantine_path = find_quarantine(quarantine_path, address)
     qcon = q.open_quarantine(quarantine_path)
+    held = None
     try:
+        held = q.hold(quarantine_path, "undo")
         meta = q.read_meta(qcon)
         if not meta:
             raise UsageError("%s is not an emfix quarantine file" % quarantine_path)
@@ -105,6 +107,7 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
         return result
     finally:
         qcon.close()
+        q.release(held)  # (after the connection: see quarantine.hold)
 
 
 def _put_rows_back(db, qcon, result, batch_size, finished=True):

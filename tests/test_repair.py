@@ -267,6 +267,28 @@ def test_a_kill_at_each_point_then_a_rerun_ends_where_one_run_ends(address, tmp_
     assert digest(address) == original
 
 
+def test_a_repair_whose_quarantine_a_running_process_holds_changes_nothing(address, tmp_path):
+    """An outside tester: a second repair begun while the first still ran took the first's quarantine for an
+    interrupted one, resumed into it, and took out of it rows the first had removed (an undo then exited 0 with rows
+    missing). A run holds its quarantine for itself while it runs; a second run, and an undo, change nothing."""
+    damaged_metrics(address)
+    killed = run_cli(*repair_args(address, tmp_path, batch="2"), env={"EMFIX_TEST_KILL_AT": "kept:2"})
+    assert killed.returncode == -9
+    (unfinished,) = [str(p) for p in (tmp_path / "q").iterdir()]
+    before = digest(address)
+    held = q.hold(unfinished, "a test standing for a repair still running")  # as that run would hold it
+    try:
+        second = run_cli(*repair_args(address, tmp_path, batch="2"))
+        assert second.returncode == 3 and "is working with the quarantine" in second.stderr, second.stderr
+        undone = run_cli("undo", unfinished)
+        assert undone.returncode == 3 and "is working with the quarantine" in undone.stderr, undone.stderr
+        assert digest(address) == before
+    finally:
+        q.release(held)
+    rerun = run_cli(*repair_args(address, tmp_path, batch="2"))  # the one that was running has ended: finished now
+    assert rerun.returncode == 1 and json.loads(rerun.stdout)["resumed"], rerun.stderr
+
+
 def test_a_resumed_repair_keeps_the_snapshot_taken_before_it_began(sqlite_address, tmp_path):
     damaged_metrics(sqlite_address)
     killed = run_cli(*repair_args(sqlite_address, tmp_path, batch="2"), env={"EMFIX_TEST_KILL_AT": "kept:2"})
