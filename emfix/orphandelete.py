@@ -23,9 +23,11 @@ YIELD_SECONDS = 0.01  # between batches, so a writer polling for the lock finds 
 ATTACHED = "emfix_q"
 
 
-def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interrupted):
+def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interrupted, recheck=None):
     """Children before parents, a short transaction a batch. `names(plan)` gives the doom and stage tables;
-    `batch` is (batch_size, sleep, max_lock_ms). Returns (removed, stats, left alone per table)."""
+    `batch` is (batch_size, sleep, max_lock_ms). `recheck()`, before each table, takes out of the doom tables
+    the rows that are no longer orphans ({table: rows}): those are left alone. Returns (removed, stats, left
+    alone per table)."""
     batch_size, sleep, max_lock_ms = batch
     removed, stats = {}, {"batches": 0, "max_ms": 0.0, "left_alone_examples": {}}
     left_alone = {}
@@ -38,6 +40,8 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
         for table in graph.child_first():
             if table not in doom:
                 continue
+            for rescued, rows in (recheck() if recheck is not None else {}).items():
+                left_alone[rescued] = left_alone.get(rescued, 0) + rows
             plan, count = doom[table]
             doom_table, stage = names(plan)
             ids = ", ".join("i%d" % n for n in range(len(plan.identity)))

@@ -296,6 +296,53 @@ def _copy_doomed(db, graph, doom, qcon, progress):
         qcon.execute("DROP TABLE %s" % staged)
 
 
+def drop_rescued(db, graph, plans, doom):
+    """Take out of the doom tables the rows that are no longer orphans now: an orphan whose missing parent the
+    application has since inserted, and the rows doomed only through such a row (an outside tester: a repair
+    went on and removed a trial whose experiment had been re-created meanwhile, and every run under it).
+    Checked from the sweep's rows tables, parents first: a row stays doomed while one of its reasons holds
+    (a parent still missing, or a parent row still doomed). Returns {table: rows taken out}."""
+    quoted = db.quote
+    by_table = {p.table: p for p in plans}
+    still, taken = {}, {}  # (table, key columns) -> temp table of the keys of its rows still doomed
+    for table in graph.parent_first():
+        plan = by_table.get(table)
+        if plan is None or not plan.relations:
+            continue
+        ids = _identity_list(plan)
+        alive = "%salive_%d" % (TMP, plan.number)
+        db.execute("DROP TABLE IF EXISTS %s" % quoted(alive))
+        db.create_temp_table(alive, "SELECT %s FROM %s WHERE 1 = 0" % (ids, quoted(plan.rows_table)))
+        for rel_no, relation in enumerate(plan.relations):  # one statement per reason (MySQL: a temporary
+            values = [plan.value_name(c) for c in relation.child_columns]  # table once per statement)
+            missing = " AND ".join("p.%s = h.%s" % (quoted(p), v) for p, v in zip(relation.parent_columns, values))
+            reasons = ["h.kind = 'd' AND NOT EXISTS (SELECT 1 FROM %s p WHERE %s)" % (quoted(relation.parent),
+                                                                                     missing)]
+            keys = still.get((relation.parent, tuple(relation.parent_columns)))
+            if keys:
+                reasons.append("h.kind = 'c' AND EXISTS (SELECT 1 FROM %s k WHERE %s)" % (quoted(keys), " AND ".join(
+                    "k.k%d = h.%s" % (n, v) for n, v in enumerate(values))))
+            for reason in reasons:
+                db.execute("INSERT INTO %s SELECT %s FROM %s h WHERE h.rel = %d AND %s" % (
+                    quoted(alive), ", ".join("h." + i for i in ids.split(", ")), quoted(plan.rows_table), rel_no,
+                    reason))
+        same = " AND ".join("a.%s = h.%s" % (i, i) for i in ids.split(", "))
+        for n, keys in enumerate(plan.key_sets):
+            name = "%sstill_%d_%d" % (TMP, plan.number, n)
+            db.execute("DROP TABLE IF EXISTS %s" % quoted(name))
+            db.create_temp_table(name, "SELECT DISTINCT %s FROM %s h WHERE EXISTS (SELECT 1 FROM %s a WHERE %s)" % (
+                ", ".join("h.%s AS k%d" % (plan.value_name(c), m) for m, c in enumerate(keys)),
+                quoted(plan.rows_table), quoted(alive), same), indexes=[["k%d" % m for m in range(len(keys))]])
+            still[(table, tuple(keys))] = name
+        if table in doom:
+            doomed = quoted(_doom_table(doom[table][0]))
+            gone = db.execute("DELETE FROM %s WHERE NOT EXISTS (SELECT 1 FROM %s a WHERE %s)" % (
+                doomed, quoted(alive), " AND ".join("a.%s = %s.%s" % (i, doomed, i) for i in ids.split(", "))))
+            if gone:
+                taken[table] = gone
+    return taken
+
+
 # -- the two halves, as a repair calls them ----------------------------------------------------------
 
 @dataclasses.dataclass
@@ -314,6 +361,7 @@ class OrphanWork:
     tables_filter: Optional[list] = None
     include_unreferenced: bool = False
     recreate_parents: bool = False
+    plans: Optional[list] = None  # the sweep's TablePlans (their rows tables): what still_doomed checks again
 
     @property
     def shown(self):
@@ -343,7 +391,7 @@ def plan_orphans(db, graph, *, tables=None, include_unreferenced=False, recreate
     wanted = _parent_rows_to_create(db, graph, plans)
     keepable = {parent: len(rows) for parent, rows in wanted.items()}
     work = OrphanWork(checks, sweep_tables, wanted, keepable, {}, {}, None, tables_filter=tables,
-                      include_unreferenced=include_unreferenced, recreate_parents=recreate_parents)
+                      include_unreferenced=include_unreferenced, recreate_parents=recreate_parents, plans=plans)
     if recreate_parents and wanted:
         if preview:
             db.execute("SAVEPOINT emfix_dry_run") if db.dialect == "sqlite" else db.execute("START TRANSACTION")
@@ -368,7 +416,7 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
     qcon = change.open()
     qpath = change.quarantine_path
     settle_marks(db, graph, qcon)  # what a killed run kept but did not remove, or removed but did not mark
-    created, doom, plan = {}, work.doom, work.plan
+    created, doom, plan, plans = {}, work.doom, work.plan, work.plans
     if work.recreate_parents and work.wanted:
         def record(table, values):
             # With the rows that already point at it: undo leaves a parent the application has since used.
@@ -387,6 +435,8 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
         raise q.write_error(exc, qpath, "nothing was deleted") from None
     removed, stats, left_alone = delete_batches(
         db, graph, doom, lambda p: (_doom_table(p), _stage_table(p)), qcon, qpath, (batch_size, sleep, max_lock_ms),
-        progress, interrupted)
+        progress, interrupted, recheck=lambda: drop_rescued(db, graph, plans or [], doom))
+    if any(left_alone.values()):  # the copies of rows no longer doomed (never marked removed) leave the quarantine
+        settle_marks(db, graph, qcon)
     return OrphanOutcome(plan, removed, created, left_alone, stats["left_alone_examples"], stats["batches"],
                          stats["max_ms"])

@@ -289,6 +289,48 @@ def test_a_repair_whose_quarantine_a_running_process_holds_changes_nothing(addre
     assert rerun.returncode == 1 and json.loads(rerun.stdout)["resumed"], rerun.stderr
 
 
+def test_an_orphan_whose_parent_the_application_inserts_meanwhile_is_left_alone_with_the_rows_under_it(
+        address, tmp_path, monkeypatch):
+    """An outside tester: while a repair ran, the application inserted the missing trial of some runs; the repair
+    went on and removed the runs and everything under them, though they were orphans no more. Before each table's
+    deletes the orphans are checked again: a row stays doomed only while its parent is still missing (or still
+    doomed itself); the others are left alone and counted so, and an undo still gives back the original."""
+    from emfix import orphans
+    from emfix.repair import repair
+    make_demo(address)
+    with open_database(address) as db:
+        trial, = db.query("SELECT min(r.trial_id) FROM TRIAL_RUN r WHERE NOT EXISTS (SELECT 1 FROM TRIAL t WHERE "
+                          "t.id = r.trial_id) AND EXISTS (SELECT 1 FROM EPOCH e WHERE e.trial_run_id = r.id)")[0]
+        runs = db.scalar("SELECT count(*) FROM TRIAL_RUN WHERE trial_id = ?", (trial,))
+        epochs = db.scalar("SELECT count(*) FROM EPOCH e JOIN TRIAL_RUN r ON r.id = e.trial_run_id WHERE "
+                           "r.trial_id = ?", (trial,))
+    assert trial is not None and runs and epochs
+    original = digest(address)
+    kill_point = orphans.kill_point
+
+    def the_application_inserts_the_trial(name):
+        if name == "kept":  # every doomed row is in the quarantine, none deleted yet
+            with open_database(address) as app:
+                app.execute("INSERT INTO TRIAL (id, name, experiment_id, start_time, update_time) VALUES "
+                            "(?, 'back again', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')", (trial,))
+        kill_point(name)
+
+    monkeypatch.setattr(orphans, "kill_point", the_application_inserts_the_trial)
+    result = repair(address, quarantine_dir=str(tmp_path / "q"), snapshot_dir=str(tmp_path / "snaps"))
+    with open_database(address) as db:
+        assert db.scalar("SELECT count(*) FROM TRIAL_RUN WHERE trial_id = ?", (trial,)) == runs
+        assert db.scalar("SELECT count(*) FROM EPOCH e JOIN TRIAL_RUN r ON r.id = e.trial_run_id WHERE "
+                         "r.trial_id = ?", (trial,)) == epochs
+    assert result.rows_left_alone.get("TRIAL_RUN") == runs and result.rows_left_alone.get("EPOCH") == epochs
+    monkeypatch.setattr(orphans, "kill_point", kill_point)
+    undone = run_cli("undo", result.quarantine)
+    assert undone.returncode == 0, undone.stderr
+    with open_database(address) as db:  # the application's row (not the repair's to undo), as before it came
+        db.foreign_key_checks(False)  # (the links undo put back point at it again)
+        db.execute("DELETE FROM TRIAL WHERE id = ?", (trial,))
+    assert digest(address) == original
+
+
 def test_a_resumed_repair_keeps_the_snapshot_taken_before_it_began(sqlite_address, tmp_path):
     damaged_metrics(sqlite_address)
     killed = run_cli(*repair_args(sqlite_address, tmp_path, batch="2"), env={"EMFIX_TEST_KILL_AT": "kept:2"})
