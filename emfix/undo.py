@@ -62,6 +62,10 @@ def _owner(meta, address, force, quarantine_path):
     return address
 
 
+DAMAGED_HINT = ("it was changed after emfix wrote it; a copy of the file from a backup, or the snapshot taken before "
+                "the change (emfix snapshot list), has the originals")
+
+
 def find_quarantine(name, address=None):
     """The quarantine file named by its path, or by its id (the file name, with or without
     .quarantine.db) in the database's quarantine folder (-d DB) or ./quarantine."""
@@ -90,6 +94,7 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
         meta = q.read_meta(qcon)
         if not meta:
             raise UsageError("%s is not an emfix quarantine file" % quarantine_path)
+        _require_whole(qcon, meta, quarantine_path)
         address = _owner(meta, address, force, quarantine_path)
         result = UndoResult(quarantine_path, {}, 0, address.display())
         batch_size = batch_size or UNDO_BATCH
@@ -108,6 +113,25 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
     finally:
         qcon.close()
         q.release(held)  # (after the connection: see quarantine.hold)
+
+
+def _require_whole(qcon, meta, path):
+    """Refuse, before anything is changed, a quarantine that lacks what its own record says it holds: a table of
+    removed rows it lists (an outside tester dropped one: undo put back the rest, the runs' epochs and batches
+    without their runs, and said it was done), or a record of the wrong shape."""
+    tables, values = meta.get("tables", []), meta.get("values") or []
+    if meta.get("command") in VALUE_COMMANDS:
+        values = [meta]  # a quarantine of values alone: the record names their column itself
+    shaped = isinstance(values, list) and all(isinstance(v, dict) and all(
+        isinstance(v.get(k), str) for k in ("table", "column", "key")) for v in values)
+    if not (shaped and isinstance(tables, list) and all(isinstance(t, str) for t in tables)):
+        raise DamagedInputError("the quarantine %s is damaged: its record of what it holds is not as emfix wrote it"
+                                % path, hint=DAMAGED_HINT)
+    held = {r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    lacking = [t for t in tables if t not in held]
+    if lacking:
+        raise DamagedInputError("the quarantine %s is damaged: it lists removed rows of %s but holds no table of "
+                                "them; nothing was put back" % (path, ", ".join(lacking)), hint=DAMAGED_HINT)
 
 
 def _put_rows_back(db, qcon, result, batch_size, finished=True):

@@ -331,6 +331,32 @@ def test_an_orphan_whose_parent_the_application_inserts_meanwhile_is_left_alone_
     assert digest(address) == original
 
 
+def test_an_undo_of_a_quarantine_whose_record_was_edited_into_something_not_json_is_damaged_input(sqlite_address,
+                                                                                                  tmp_path):
+    """An outside tester: one meta record of a quarantine edited into text that is not JSON crashed undo (exit 70)."""
+    damaged_metrics(sqlite_address)
+    quarantine = repaired(sqlite_address, tmp_path)["quarantine"]
+    before = digest(sqlite_address)
+    with sqlite3.connect(quarantine) as con:
+        con.execute("UPDATE _emfix_meta SET value = '{not json' WHERE key = 'tables'")
+    undone = run_cli("undo", quarantine)
+    assert undone.returncode == 4 and "'tables' is not JSON" in undone.stderr, undone.stderr
+    assert "Traceback" not in undone.stderr and digest(sqlite_address) == before
+
+
+def test_an_undo_of_a_quarantine_lacking_a_table_it_lists_puts_nothing_back(sqlite_address, tmp_path):
+    """An outside tester dropped one table of removed rows from a quarantine: undo put back the rest (epochs and
+    batches without their runs) and exited 0. It is damaged input now, refused before anything is changed."""
+    damaged_metrics(sqlite_address)
+    quarantine = repaired(sqlite_address, tmp_path)["quarantine"]
+    before = digest(sqlite_address)
+    with sqlite3.connect(quarantine) as con:
+        con.execute("DROP TABLE TRIAL_RUN")
+    undone = run_cli("undo", quarantine)
+    assert undone.returncode == 4 and "lists removed rows of TRIAL_RUN" in undone.stderr, undone.stderr
+    assert digest(sqlite_address) == before
+
+
 def test_a_resumed_repair_keeps_the_snapshot_taken_before_it_began(sqlite_address, tmp_path):
     damaged_metrics(sqlite_address)
     killed = run_cli(*repair_args(sqlite_address, tmp_path, batch="2"), env={"EMFIX_TEST_KILL_AT": "kept:2"})
