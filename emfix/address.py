@@ -123,6 +123,8 @@ def _sqlite_path(text):
     rest = text[len("sqlite:"):]
     if rest.startswith("//"):
         rest = rest[2:]  # sqlite:///abs/path -> /abs/path, like file:// URLs
+        if rest.startswith("//"):
+            rest = "/" + rest.lstrip("/")  # SQLAlchemy's sqlite:////abs/path: the same file
     path = unquote(rest.split("?", 1)[0])
     if not path:
         raise AddressError("sqlite URL has no path: %s" % text, hint="write sqlite:///abs/path.db or sqlite:rel.db")

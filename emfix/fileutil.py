@@ -374,9 +374,10 @@ def clear_stale_temps(directory, protect=(), prefix="", older_than=0):
 
 
 def read_only_uri(path):
-    """The URI that opens a SQLite file read-only, whatever characters its path holds (`?`, `#`, `%`)."""
+    """The URI that opens a SQLite file read-only, whatever characters its path holds (`?`, `#`, `%`), and however
+    many slashes it begins with (`//tmp/x.db` after `file:` was an authority, "tmp", which SQLite refused)."""
     from urllib.parse import quote
-    return "file:%s?mode=ro" % quote(os.path.abspath(path))
+    return "file://%s?mode=ro" % quote(os.path.abspath(path))
 
 
 def state_home():

@@ -44,8 +44,11 @@ class FixJsonResult:
 def metric_target(graph, column):
     table, _, name = column.partition(".")
     table = table_named(table, graph.tables)
-    if not name or table is None:
+    if not name:
         raise UsageError("no column %s" % column, hint="write it as TABLE.COLUMN, e.g. METRIC.per_label_val")
+    if table is None:
+        raise UsageError("no column %s: the database has no table %s" % (column, column.partition(".")[0]),
+                         hint="name a table it holds, as TABLE.COLUMN")
     columns = {c.lower(): c for c in graph.columns[table]}
     if name.lower() not in columns:
         raise UsageError("%s has no column %s" % (table, name))

@@ -198,7 +198,12 @@ def repair(address, *, dry_run=False, recreate_parents=False, reset_unfixable=Fa
     with open_database(address, readonly=dry_run and address.is_sqlite and not recreate_parents,
                        retry_policy=retry_policy) as db:
         graph = preflight(db, address, force, writing=not dry_run)
-        table, col, key = metric_target(graph, COLUMN)
+        try:
+            table, col, key = metric_target(graph, COLUMN)
+        except UsageError as exc:  # --force on a database that is not the Experiment Manager's
+            raise UsageError("%s; repair works on the Experiment Manager's %s, and changed nothing" % (
+                exc.message, COLUMN), hint="on another schema: emfix cleanup-orphans, and emfix fix-json --column "
+                                           "TABLE.COLUMN") from None
         progress.update("planning: foreign keys", force=True)
         work = plan_orphans(db, graph, recreate_parents=recreate_parents, preview=dry_run or confirm is not None)
         progress.update("planning: metric JSON", force=True)

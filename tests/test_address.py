@@ -15,6 +15,18 @@ def test_sqlite_url_with_absolute_path():
     assert parse_address("sqlite:///var/data/x.db").path == "/var/data/x.db"
 
 
+def test_sqlalchemys_four_slash_sqlite_url_is_the_absolute_path_and_opens(tmp_path):
+    """An outside tester: sqlite:////tmp/x.db (SQLAlchemy's form of an absolute path) said "invalid uri authority:
+    tmp" (exit 3); so did a plain path beginning with two slashes, opened read-only."""
+    import sqlite3
+
+    from emfix.fileutil import read_only_uri
+    assert parse_address("sqlite:////tmp/x.db").path == "/tmp/x.db"
+    path = tmp_path / "x.db"
+    sqlite3.connect(str(path)).close()
+    sqlite3.connect(read_only_uri("/" + str(path)), uri=True).close()  # //tmp/... is the same file
+
+
 def test_sqlite_url_with_relative_path():
     assert parse_address("sqlite:rel/x.db").path == "rel/x.db"
 

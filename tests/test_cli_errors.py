@@ -40,6 +40,18 @@ def test_text_file_as_database_exit_4(tmp_path):
     assert_clean_failure(run_cli("schema", str(path)), 4, "not a usable SQLite database")
 
 
+def test_repair_forced_onto_another_schema_says_what_it_needs_not_fix_jsons_hint(tmp_path):
+    """An outside tester: `repair --force` on a database that is not the Experiment Manager's said "write it as
+    TABLE.COLUMN", fix-json's hint for an option repair does not have."""
+    import sqlite3
+    path = str(tmp_path / "other.db")
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    result = run_cli("repair", path, "--yes", "--force")
+    assert result.returncode == 2 and "repair works on the Experiment Manager's METRIC" in result.stderr, result.stderr
+    assert "write it as" not in result.stderr
+
+
 def test_directory_as_database_exit_3(tmp_path):
     assert_clean_failure(run_cli("schema", str(tmp_path)), 3, "is a directory")
 
