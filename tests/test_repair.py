@@ -462,3 +462,17 @@ def test_undo_names_a_value_written_since_the_repair_instead_of_overwriting_it(a
     assert values_of(address, "METRIC", "per_label_val")[1] == '{"later": 1}'
     conflicts = json.loads(undone.stdout)["conflicts"]
     assert [c["key"] for c in conflicts] == [1]
+
+
+def test_values_failing_after_the_repair_beyond_the_unrepairable_ones_are_not_called_unrepairable():
+    """An outside tester: malformed values the application wrote while a repair ran (fixable ones) were counted
+    with the plan's unrepairable values, "cannot be repaired without guessing"."""
+    from types import SimpleNamespace
+
+    from emfix.repair import ValuePlan, remaining
+    result = SimpleNamespace(after={"json_metric_issues": 5, "foreign_key_violations": 0,
+                                    "rows_orphaned_through_parent": 0},
+                             plan=SimpleNamespace(values=ValuePlan("METRIC.per_label_val", unfixable=2)),
+                             rows_left_alone={}, values_left_alone=0)
+    said = remaining(result)
+    assert said[0].startswith("2 metric values cannot be repaired") and said[1].startswith("3 metric values still fail")
