@@ -96,6 +96,10 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
             raise UsageError("%s is not an emfix quarantine file" % quarantine_path)
         _require_whole(qcon, meta, quarantine_path)
         address = _owner(meta, address, force, quarantine_path)
+        # Forced into another database (a moved or copied one): the quarantine keeps its marks and its status
+        # for its own (an outside tester undid into a copy that held the rows already; that spent every mark,
+        # and the undo into the database they came from put none of them back).
+        own = q.owner_key(meta) in (None, address.key())
         result = UndoResult(quarantine_path, {}, 0, address.display())
         batch_size = batch_size or UNDO_BATCH
         with open_database(address, retry_policy=retry_policy) as db:
@@ -105,10 +109,13 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
             else:
                 # Rows first, then values: a value a repair rewrote in a row it later removed is kept
                 # (in the row's copy) as the repair wrote it; the row goes back first, then its value.
-                _put_rows_back(db, qcon, result, batch_size, finished=meta.get("status") != "in progress")
+                _put_rows_back(db, qcon, result, batch_size, finished=meta.get("status") != "in progress",
+                               marking=own)
                 for values in meta.get("values") or ():
                     _put_values_back(db, qcon, values, result, batch_size)
-        q.write_meta(qcon, status="undone" if not result.not_restored else "undone, some rows or values not put back")
+        if own:
+            q.write_meta(qcon, status="undone" if not result.not_restored else "undone, some rows or values not put "
+                                                                                 "back")
         return result
     finally:
         qcon.close()
@@ -134,7 +141,7 @@ def _require_whole(qcon, meta, path):
                                 "them; nothing was put back" % (path, ", ".join(lacking)), hint=DAMAGED_HINT)
 
 
-def _put_rows_back(db, qcon, result, batch_size, finished=True):
+def _put_rows_back(db, qcon, result, batch_size, finished=True, marking=True):
     """Every row the repair removed back (parents first), then the parents it created removed. Only rows
     marked removed go back; of a run that did not finish, a copy marked pending goes back too where its key
     is free (MySQL: a kill may have come between a batch and its mark), never reported as a conflict."""
@@ -153,10 +160,10 @@ def _put_rows_back(db, qcon, result, batch_size, finished=True):
                 _reinsert(db, qcon, graph, table, columns, result, batch_size)
                 continue
             _reinsert(db, qcon, graph, table, columns, result, batch_size,
-                      where="%s IN (1, %d)" % (q.qi(q.DELETED), PUTTING_BACK))
+                      where="%s IN (1, %d)" % (q.qi(q.DELETED), PUTTING_BACK), mark=marking)
             if not finished:
                 _reinsert(db, qcon, graph, table, columns, result, batch_size, where="%s = 0" % q.qi(q.DELETED),
-                          report=False)
+                          report=False, mark=marking)
     except BaseException:
         if attached:  # stopped (Ctrl-C, SIGTERM, an error) with a statement still open on it: the error it
             try:      # was is what the user must see; closing the connection detaches it anyway
@@ -232,7 +239,7 @@ KEYS_PER_QUERY = 200
 PUT_BACK, PUTTING_BACK = 2, 3  # the quarantine's marks of undo's own progress (1: removed by the repair)
 
 
-def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=None, report=True):
+def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=None, report=True, mark=True):
     """Insert the quarantined rows by their columns (never by rowid: SQLite may have given that rowid
     to another row since), then check each row that did not go in is there with the same content.
 
@@ -251,7 +258,7 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
                                                         db.quote(table), db.quote_columns(columns), marks)
         double = False
     key_at = [columns.index(c) for c in key]
-    restored, last, mark = 0, 0, where is not None
+    restored, last, mark = 0, 0, mark and where is not None
     while True:
         if where is None:  # an older quarantine: no marks, read it whole in pages of its own rowid
             found = qcon.execute("SELECT rowid, %s FROM %s WHERE rowid > ? ORDER BY rowid LIMIT %d" % (

@@ -476,3 +476,17 @@ def test_values_failing_after_the_repair_beyond_the_unrepairable_ones_are_not_ca
                              rows_left_alone={}, values_left_alone=0)
     said = remaining(result)
     assert said[0].startswith("2 metric values cannot be repaired") and said[1].startswith("3 metric values still fail")
+
+
+def test_an_undo_forced_into_a_copy_leaves_the_quarantine_whole_for_its_own_database(address, tmp_path, request):
+    """An outside tester: `undo Q -d COPY --force` into an unrepaired copy (the rows there already) marked every
+    row put back and the quarantine undone; the undo into the database the rows came from then put none back."""
+    damaged_metrics(address)
+    original = digest(address)
+    copy = other_database(address, tmp_path, request, "copy")
+    quarantine = repaired(address, tmp_path)["quarantine"]
+    forced = run_cli("undo", quarantine, "-d", url_of(copy), "--force")
+    assert forced.returncode == 0, forced.stderr
+    undone = run_cli("undo", quarantine)
+    assert undone.returncode == 0, undone.stderr
+    assert digest(address) == original
