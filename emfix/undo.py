@@ -15,7 +15,7 @@ from typing import Dict, List
 
 from . import quarantine as q
 from .backends import open_database
-from .errors import DamagedInputError, UsageError
+from .errors import DamagedInputError, OperationInterrupted, UsageError
 from .guarded import (
     AFTER,
     LEFT_ALONE,
@@ -79,12 +79,14 @@ def find_quarantine(name, address=None):
     return name  # open_quarantine says it is not there
 
 
-def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch_size=None):
+def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch_size=None, interrupted=None):
     """Put every quarantined row back (parents first), remove the parents a repair created, and put
     every rewritten value back.
 
     Idempotent: rows already present are left alone, so running it twice changes nothing more. A
     row whose key is now taken by a different row is not forced in: it is counted in not_restored.
+    `interrupted()` true (a first Ctrl-C or SIGTERM) stops it between batches: OperationInterrupted, and
+    the same undo run again finishes it.
     """
     quarantine_path = find_quarantine(quarantine_path, address)
     qcon = q.open_quarantine(quarantine_path)
@@ -102,17 +104,18 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
         own = q.owner_key(meta) in (None, address.key())
         result = UndoResult(quarantine_path, {}, 0, address.display())
         batch_size = batch_size or UNDO_BATCH
+        stop = _stopper(interrupted, result)
         with open_database(address, retry_policy=retry_policy) as db:
             check_integrity(db)
             if meta.get("command") in VALUE_COMMANDS:  # a quarantine of values alone, named after their table
-                _put_values_back(db, qcon, dict(meta, kept_as=meta["table"]), result, batch_size)
+                _put_values_back(db, qcon, dict(meta, kept_as=meta["table"]), result, batch_size, stop)
             else:
                 # Rows first, then values: a value a repair rewrote in a row it later removed is kept
                 # (in the row's copy) as the repair wrote it; the row goes back first, then its value.
                 _put_rows_back(db, qcon, result, batch_size, finished=meta.get("status") != "in progress",
-                               marking=own)
+                               marking=own, stop=stop)
                 for values in meta.get("values") or ():
-                    _put_values_back(db, qcon, values, result, batch_size)
+                    _put_values_back(db, qcon, values, result, batch_size, stop)
         if own:
             q.write_meta(qcon, status="undone" if not result.not_restored else "undone, some rows or values not put "
                                                                                  "back")
@@ -141,7 +144,16 @@ def _require_whole(qcon, meta, path):
                                 "them; nothing was put back" % (path, ", ".join(lacking)), hint=DAMAGED_HINT)
 
 
-def _put_rows_back(db, qcon, result, batch_size, finished=True, marking=True):
+def _stopper(interrupted, result):
+    """A check between batches: OperationInterrupted once `interrupted()` says so, naming what is back so far."""
+    def stop():
+        if interrupted is not None and interrupted():
+            raise OperationInterrupted("interrupted after putting back %s rows or values; they are committed" % (
+                "{:,}".format(sum(result.restored.values()))), hint="run the same undo again to finish")
+    return stop
+
+
+def _put_rows_back(db, qcon, result, batch_size, finished=True, marking=True, stop=None):
     """Every row the repair removed back (parents first), then the parents it created removed. Only rows
     marked removed go back; of a run that did not finish, a copy marked pending goes back too where its key
     is free (MySQL: a kill may have come between a batch and its mark), never reported as a conflict."""
@@ -157,13 +169,13 @@ def _put_rows_back(db, qcon, result, batch_size, finished=True, marking=True):
             present = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table))]
             columns = [c for c in present if c not in (q.ROWID, q.DELETED)]
             if q.DELETED not in present:  # an older emfix kept only what it removed
-                _reinsert(db, qcon, graph, table, columns, result, batch_size)
+                _reinsert(db, qcon, graph, table, columns, result, batch_size, stop=stop)
                 continue
             _reinsert(db, qcon, graph, table, columns, result, batch_size,
-                      where="%s IN (1, %d)" % (q.qi(q.DELETED), PUTTING_BACK), mark=marking)
+                      where="%s IN (1, %d)" % (q.qi(q.DELETED), PUTTING_BACK), mark=marking, stop=stop)
             if not finished:
                 _reinsert(db, qcon, graph, table, columns, result, batch_size, where="%s = 0" % q.qi(q.DELETED),
-                          report=False, mark=marking)
+                          report=False, mark=marking, stop=stop)
     except BaseException:
         if attached:  # stopped (Ctrl-C, SIGTERM, an error) with a statement still open on it: the error it
             try:      # was is what the user must see; closing the connection detaches it anyway
@@ -239,7 +251,8 @@ KEYS_PER_QUERY = 200
 PUT_BACK, PUTTING_BACK = 2, 3  # the quarantine's marks of undo's own progress (1: removed by the repair)
 
 
-def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=None, report=True, mark=True):
+def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=None, report=True, mark=True,
+              stop=None):
     """Insert the quarantined rows by their columns (never by rowid: SQLite may have given that rowid
     to another row since), then check each row that did not go in is there with the same content.
 
@@ -268,6 +281,8 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
                 ", ".join(q.qi(c) for c in columns), q.qi(table), where, batch_size or UNDO_BATCH), (last,)).fetchall()
         if not found:
             break
+        if stop is not None:
+            stop()
         last = found[-1][0]
         ids, rows = [r[0] for r in found], [tuple(r[1:]) for r in found]
         if mark and db.dialect != "sqlite":
@@ -338,7 +353,7 @@ def _rows_by_key(db, table, columns, where, rows):
     return present
 
 
-def _put_values_back(db, qcon, values, result, batch_size=None):
+def _put_values_back(db, qcon, values, result, batch_size=None, stop=None):
     """Put each original back, byte for byte and with its storage class, only where the row still holds
     the value the repair wrote (compare-and-swap): a value changed since is named, never overwritten.
     `values` says which column ({table, column, key}) and the quarantine table that keeps it (kept_as).
@@ -357,6 +372,8 @@ def _put_values_back(db, qcon, values, result, batch_size=None):
         rows = cursor.fetchmany(batch_size or UNDO_BATCH)
         if not rows:
             break
+        if stop is not None:
+            stop()
         def batch(rows=rows):
             done = 0
             for ident, original, kind, after in rows:

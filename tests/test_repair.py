@@ -490,3 +490,22 @@ def test_an_undo_forced_into_a_copy_leaves_the_quarantine_whole_for_its_own_data
     undone = run_cli("undo", quarantine)
     assert undone.returncode == 0, undone.stderr
     assert digest(address) == original
+
+
+def test_an_undo_asked_to_stop_stops_between_batches_and_the_same_undo_finishes_it(address, tmp_path):
+    """An outside tester: a SIGTERM to undo was exit 143 ("terminated"), though it has batches to stop between, as
+    repair has (exit 5). Asked to stop (first Ctrl-C or SIGTERM), undo stops after a committed batch; run again,
+    it puts back the rest."""
+    from emfix.errors import OperationInterrupted
+    from emfix.undo import undo
+    damaged_metrics(address)
+    original = digest(address)
+    quarantine = repaired(address, tmp_path)["quarantine"]
+    asked = iter([False, False])  # two batches, then asked to stop
+    with pytest.raises(OperationInterrupted) as stopped:
+        undo(quarantine, batch_size=2, interrupted=lambda: next(asked, True))
+    assert stopped.value.exit_code == 5 and "run the same undo again" in stopped.value.hint
+    assert digest(address) != original
+    again = run_cli("undo", quarantine)
+    assert again.returncode == 0, again.stderr
+    assert digest(address) == original

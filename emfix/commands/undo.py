@@ -44,7 +44,7 @@ def run(args, out):
                 address.display() if address is not None else "the database it came from"))(None):
             raise Cancelled("cancelled; nothing was changed")
     result = undo.undo(args.quarantine, address, retry_policy=common.retry_policy(args), force=args.force,
-                       batch_size=args.batch_size)
+                       batch_size=args.batch_size, interrupted=common.StopFlag().install())
     if out.json:
         common.emit_json(result)
     else:
