@@ -174,6 +174,22 @@ def _recorded(path):
         con.close()
 
 
+def _refuse_other_options(address, unfinished, **ours):
+    """A rerun finishes an interrupted repair only with the options it was begun with: with others (an outside
+    tester), the end state mixed both (parents recreated by the first, values reset by the second) and the
+    quarantine then recorded only the second's, unsaid."""
+    recorded = _recorded(unfinished).get("options")
+    if not isinstance(recorded, dict):  # an older emfix recorded none
+        return
+    theirs = {name: bool(recorded.get(name, False)) for name in ours}
+    if theirs != ours:
+        flags = " ".join("--" + name.replace("_", "-") for name, on in sorted(theirs.items()) if on) or "neither " \
+            "--recreate-parents nor --reset-unfixable"
+        raise UsageError("an interrupted repair of %s begun with %s has not finished (%s); nothing was changed" % (
+            address.display(), flags, unfinished), hint="finish it with --resume (it takes the options it was begun "
+                                                        "with), or `emfix undo %s` first" % unfinished)
+
+
 def repair(address, *, dry_run=False, recreate_parents=False, reset_unfixable=False, resume=False, batch_size=1000,
            max_lock_ms=200, snapshot=True, snapshot_dir=None, quarantine_dir=None, retry_policy=None, progress=None,
            confirm=None, interrupted=None, force=False):
@@ -195,6 +211,8 @@ def repair(address, *, dry_run=False, recreate_parents=False, reset_unfixable=Fa
         options = _recorded(unfinished).get("options") or {}
         recreate_parents = options.get("recreate_parents", recreate_parents)
         reset_unfixable = options.get("reset_unfixable", reset_unfixable)
+    elif unfinished and not dry_run:
+        _refuse_other_options(address, unfinished, recreate_parents=recreate_parents, reset_unfixable=reset_unfixable)
     with open_database(address, readonly=dry_run and address.is_sqlite and not recreate_parents,
                        retry_policy=retry_policy) as db:
         graph = preflight(db, address, force, writing=not dry_run)

@@ -509,3 +509,19 @@ def test_an_undo_asked_to_stop_stops_between_batches_and_the_same_undo_finishes_
     again = run_cli("undo", quarantine)
     assert again.returncode == 0, again.stderr
     assert digest(address) == original
+
+
+def test_a_rerun_with_other_options_than_the_interrupted_repair_changes_nothing(sqlite_address, tmp_path):
+    """An outside tester: a repair begun with --recreate-parents and killed was finished by `repair --yes
+    --reset-unfixable`, "(resumed)": parents recreated by the first, values reset by the second, and the quarantine
+    then said recreate_parents: false. A rerun with other options is refused; --resume (its own options) finishes it."""
+    damaged_metrics(sqlite_address)
+    killed = run_cli(*repair_args(sqlite_address, tmp_path, "--recreate-parents", batch="2"),
+                     env={"EMFIX_TEST_KILL_AT": "kept:2"})
+    assert killed.returncode == -9
+    before = digest(sqlite_address)
+    other = run_cli(*repair_args(sqlite_address, tmp_path, "--reset-unfixable", batch="2"))
+    assert other.returncode == 2 and "begun with --recreate-parents has not finished" in other.stderr, other.stderr
+    assert "--resume" in other.stderr and digest(sqlite_address) == before
+    resumed = run_cli(*repair_args(sqlite_address, tmp_path, "--resume", batch="2"))
+    assert resumed.returncode in (0, 1) and json.loads(resumed.stdout)["resumed"], resumed.stderr
