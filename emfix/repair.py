@@ -195,7 +195,8 @@ def repair(address, *, dry_run=False, recreate_parents=False, reset_unfixable=Fa
            confirm=None, interrupted=None, force=False):
     """Plan, then (unless dry_run) one question, one snapshot, one quarantine, the orphans removed and the
     values rewritten; then the checks again. Returns RepairResult. `resume` finishes an interrupted
-    repair with the options it was started with (a plain rerun finishes it too, with the options given)."""
+    repair with the options it was started with (a plain rerun with those options finishes it too; with others
+    it is refused)."""
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
     started = time.perf_counter()
