@@ -361,7 +361,7 @@ class OrphanWork:
     tables_filter: Optional[list] = None
     include_unreferenced: bool = False
     recreate_parents: bool = False
-    plans: Optional[list] = None  # the sweep's TablePlans (their rows tables): what still_doomed checks again
+    plans: Optional[list] = None  # the sweep's TablePlans (their rows tables): what drop_rescued checks again
 
     @property
     def shown(self):
