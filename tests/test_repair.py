@@ -331,29 +331,21 @@ def test_an_orphan_whose_parent_the_application_inserts_meanwhile_is_left_alone_
     assert digest(address) == original
 
 
-def test_an_undo_of_a_quarantine_whose_record_was_edited_into_something_not_json_is_damaged_input(sqlite_address,
-                                                                                                  tmp_path):
-    """An outside tester: one meta record of a quarantine edited into text that is not JSON crashed undo (exit 70)."""
+@pytest.mark.parametrize("edit, said", [
+    ("UPDATE _emfix_meta SET value = '{not json' WHERE key = 'tables'", "'tables' is not JSON"),
+    ("DROP TABLE TRIAL_RUN", "lists removed rows of TRIAL_RUN"),
+])
+def test_an_undo_of_an_edited_quarantine_is_damaged_input_and_puts_nothing_back(sqlite_address, tmp_path, edit, said):
+    """An outside tester: one meta record of a quarantine edited into text that is not JSON crashed undo (exit 70);
+    with one table of removed rows dropped, undo put back the rest (epochs and batches without their runs) and
+    exited 0. Both are damaged input now, refused before anything is changed."""
     damaged_metrics(sqlite_address)
     quarantine = repaired(sqlite_address, tmp_path)["quarantine"]
     before = digest(sqlite_address)
     with sqlite3.connect(quarantine) as con:
-        con.execute("UPDATE _emfix_meta SET value = '{not json' WHERE key = 'tables'")
+        con.execute(edit)
     undone = run_cli("undo", quarantine)
-    assert undone.returncode == 4 and "'tables' is not JSON" in undone.stderr, undone.stderr
-    assert "Traceback" not in undone.stderr and digest(sqlite_address) == before
-
-
-def test_an_undo_of_a_quarantine_lacking_a_table_it_lists_puts_nothing_back(sqlite_address, tmp_path):
-    """An outside tester dropped one table of removed rows from a quarantine: undo put back the rest (epochs and
-    batches without their runs) and exited 0. It is damaged input now, refused before anything is changed."""
-    damaged_metrics(sqlite_address)
-    quarantine = repaired(sqlite_address, tmp_path)["quarantine"]
-    before = digest(sqlite_address)
-    with sqlite3.connect(quarantine) as con:
-        con.execute("DROP TABLE TRIAL_RUN")
-    undone = run_cli("undo", quarantine)
-    assert undone.returncode == 4 and "lists removed rows of TRIAL_RUN" in undone.stderr, undone.stderr
+    assert undone.returncode == 4 and said in undone.stderr and "Traceback" not in undone.stderr, undone.stderr
     assert digest(sqlite_address) == before
 
 
