@@ -25,8 +25,9 @@ ATTACHED = "emfix_q"
 
 def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interrupted, recheck=None):
     """Children before parents, a short transaction a batch. `names(plan)` gives the doom and stage tables;
-    `batch` is (batch_size, sleep, max_lock_ms). `recheck()`, before each table, takes out of the doom tables
-    the rows that are no longer orphans ({table: rows}): those are left alone. Returns (removed, stats, left
+    `batch` is (batch_size, sleep, max_lock_ms). `recheck(tables)`, before each table, takes out of the doom
+    tables of `tables` (this one and those after it) the rows that are no longer orphans ({table: rows}): those
+    are left alone. Returns (removed, stats, left
     alone per table)."""
     batch_size, sleep, max_lock_ms = batch
     removed, stats = {}, {"batches": 0, "max_ms": 0.0, "left_alone_examples": {}}
@@ -37,10 +38,11 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
         db.execute("ATTACH DATABASE ? AS %s" % ATTACHED, (qpath,))
         db.execute("PRAGMA %s.synchronous = FULL" % ATTACHED)
     try:
-        for table in graph.child_first():
+        order = graph.child_first()
+        for place, table in enumerate(order):
             if table not in doom:
                 continue
-            for rescued, rows in (recheck() if recheck is not None else {}).items():
+            for rescued, rows in (recheck(set(order[place:])) if recheck is not None else {}).items():
                 left_alone[rescued] = left_alone.get(rescued, 0) + rows
             plan, count = doom[table]
             doom_table, stage = names(plan)

@@ -296,25 +296,29 @@ def _copy_doomed(db, graph, doom, qcon, progress):
         qcon.execute("DROP TABLE %s" % staged)
 
 
-def drop_rescued(db, graph, plans, doom):
-    """Take out of the doom tables the rows that are no longer orphans now: an orphan whose missing parent the
-    application has since inserted, and the rows doomed only through such a row (an outside tester: a repair
-    went on and removed a trial whose experiment had been re-created meanwhile, and every run under it).
-    Checked from the sweep's rows tables, parents first: a row stays doomed while one of its reasons holds
-    (a parent still missing, or a parent row still doomed). Returns {table: rows taken out}."""
-    quoted = db.quote
+def drop_rescued(db, graph, plans, doom, pending):
+    """Take out of the doom tables of `pending` tables (not deleted from yet) the rows that are no longer orphans
+    now: an orphan whose missing parent the application has since inserted, or which it pointed at another parent,
+    and the rows doomed only through such a row (an outside tester: a repair went on and removed a trial whose
+    experiment had been re-created meanwhile, and every run under it). Checked from the sweep's rows tables, parents
+    first, against the live rows: a row stays doomed while it still holds the key it was doomed by and that key's
+    parent is still missing, or still doomed itself. Returns {table: rows taken out}."""
+    quoted, same_value = db.quote, "IS" if db.dialect == "sqlite" else "<=>"
     by_table = {p.table: p for p in plans}
     still, taken = {}, {}  # (table, key columns) -> temp table of the keys of its rows still doomed
     for table in graph.parent_first():
         plan = by_table.get(table)
         if plan is None or not plan.relations:
             continue
-        ids = _identity_list(plan)
+        ids = ["i%d" % n for n in range(len(plan.identity))]
         alive = "%salive_%d" % (TMP, plan.number)
-        db.execute("DROP TABLE IF EXISTS %s" % quoted(alive))
-        db.create_temp_table(alive, "SELECT %s FROM %s WHERE 1 = 0" % (ids, quoted(plan.rows_table)))
+        db.create_temp_table(alive, "SELECT %s FROM %s WHERE 1 = 0" % (", ".join(ids), quoted(plan.rows_table)),
+                             indexes=[ids])
+        live = " AND ".join("t.%s = h.i%d" % (expr, n) for n, expr in enumerate(plan.identity))
         for rel_no, relation in enumerate(plan.relations):  # one statement per reason (MySQL: a temporary
             values = [plan.value_name(c) for c in relation.child_columns]  # table once per statement)
+            holds = "EXISTS (SELECT 1 FROM %s t WHERE %s AND %s)" % (quoted(table), live, " AND ".join(
+                "t.%s %s h.%s" % (quoted(c), same_value, v) for c, v in zip(relation.child_columns, values)))
             missing = " AND ".join("p.%s = h.%s" % (quoted(p), v) for p, v in zip(relation.parent_columns, values))
             reasons = ["h.kind = 'd' AND NOT EXISTS (SELECT 1 FROM %s p WHERE %s)" % (quoted(relation.parent),
                                                                                      missing)]
@@ -323,21 +327,19 @@ def drop_rescued(db, graph, plans, doom):
                 reasons.append("h.kind = 'c' AND EXISTS (SELECT 1 FROM %s k WHERE %s)" % (quoted(keys), " AND ".join(
                     "k.k%d = h.%s" % (n, v) for n, v in enumerate(values))))
             for reason in reasons:
-                db.execute("INSERT INTO %s SELECT %s FROM %s h WHERE h.rel = %d AND %s" % (
-                    quoted(alive), ", ".join("h." + i for i in ids.split(", ")), quoted(plan.rows_table), rel_no,
-                    reason))
-        same = " AND ".join("a.%s = h.%s" % (i, i) for i in ids.split(", "))
+                db.execute("INSERT INTO %s SELECT %s FROM %s h WHERE h.rel = %d AND %s AND %s" % (
+                    quoted(alive), ", ".join("h." + i for i in ids), quoted(plan.rows_table), rel_no, reason, holds))
+        same = " AND ".join("a.%s = h.%s" % (i, i) for i in ids)
         for n, keys in enumerate(plan.key_sets):
             name = "%sstill_%d_%d" % (TMP, plan.number, n)
-            db.execute("DROP TABLE IF EXISTS %s" % quoted(name))
             db.create_temp_table(name, "SELECT DISTINCT %s FROM %s h WHERE EXISTS (SELECT 1 FROM %s a WHERE %s)" % (
                 ", ".join("h.%s AS k%d" % (plan.value_name(c), m) for m, c in enumerate(keys)),
                 quoted(plan.rows_table), quoted(alive), same), indexes=[["k%d" % m for m in range(len(keys))]])
             still[(table, tuple(keys))] = name
-        if table in doom:
+        if table in doom and table in pending:
             doomed = quoted(_doom_table(doom[table][0]))
             gone = db.execute("DELETE FROM %s WHERE NOT EXISTS (SELECT 1 FROM %s a WHERE %s)" % (
-                doomed, quoted(alive), " AND ".join("a.%s = %s.%s" % (i, doomed, i) for i in ids.split(", "))))
+                doomed, quoted(alive), " AND ".join("a.%s = %s.%s" % (i, doomed, i) for i in ids)))
             if gone:
                 taken[table] = gone
     return taken
@@ -435,7 +437,7 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
         raise q.write_error(exc, qpath, "nothing was deleted") from None
     removed, stats, left_alone = delete_batches(
         db, graph, doom, lambda p: (_doom_table(p), _stage_table(p)), qcon, qpath, (batch_size, sleep, max_lock_ms),
-        progress, interrupted, recheck=lambda: drop_rescued(db, graph, plans or [], doom))
+        progress, interrupted, recheck=lambda pending: drop_rescued(db, graph, plans or [], doom, pending))
     if any(left_alone.values()):  # the copies of rows no longer doomed (never marked removed) leave the quarantine
         settle_marks(db, graph, qcon)
     return OrphanOutcome(plan, removed, created, left_alone, stats["left_alone_examples"], stats["batches"],

@@ -299,9 +299,11 @@ def remaining(result):
             "" if result.rows_left_alone else " (written since the plan, or in a table without a key); run the same "
                                               "command again"))
     if result.rows_left_alone:
-        said.append("%d rows another process changed after they were planned were left alone (%s); run the same "
-                    "command again to check them anew" % (sum(result.rows_left_alone.values()), ", ".join(
-                        "%s %d" % kv for kv in sorted(result.rows_left_alone.items()))))
+        said.append("%d rows another process changed (or gave back a missing parent) after they were planned were "
+                    "left alone (%s); run the same command again to check them anew (rows under them removed before "
+                    "that are in the quarantine: emfix undo puts everything back)" % (
+                        sum(result.rows_left_alone.values()),
+                        ", ".join("%s %d" % kv for kv in sorted(result.rows_left_alone.items()))))
     if result.values_left_alone:
         said.append("%d metric values another process changed after emfix read them were left as it wrote them"
                     % result.values_left_alone)

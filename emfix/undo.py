@@ -142,6 +142,17 @@ def _require_whole(qcon, meta, path):
     if lacking:
         raise DamagedInputError("the quarantine %s is damaged: it lists removed rows of %s but holds no table of "
                                 "them; nothing was put back" % (path, ", ".join(lacking)), hint=DAMAGED_HINT)
+    removed = meta.get("removed") if meta.get("status") != "in progress" else None
+    for table, count in (removed.items() if isinstance(removed, dict) else ()):
+        if table not in held or not isinstance(count, int):
+            continue
+        if q.DELETED not in {r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table))}:
+            continue  # an older emfix kept only what it removed, unmarked
+        kept = qcon.execute("SELECT count(*) FROM %s WHERE %s IN (1, %d, %d)" % (
+            q.qi(table), q.qi(q.DELETED), PUT_BACK, PUTTING_BACK)).fetchone()[0]
+        if kept < count:  # (an interrupted run and its rerun: more copies than the rerun's count, never fewer)
+            raise DamagedInputError("the quarantine %s is damaged: it holds %d of the %d rows of %s the change "
+                                    "removed; nothing was put back" % (path, kept, count, table), hint=DAMAGED_HINT)
 
 
 def _stopper(interrupted, result):

@@ -289,14 +289,8 @@ def test_a_repair_whose_quarantine_a_running_process_holds_changes_nothing(addre
     assert rerun.returncode == 1 and json.loads(rerun.stdout)["resumed"], rerun.stderr
 
 
-def test_an_orphan_whose_parent_the_application_inserts_meanwhile_is_left_alone_with_the_rows_under_it(
-        address, tmp_path, monkeypatch):
-    """An outside tester: while a repair ran, the application inserted the missing trial of some runs; the repair
-    went on and removed the runs and everything under them, though they were orphans no more. Before each table's
-    deletes the orphans are checked again: a row stays doomed only while its parent is still missing (or still
-    doomed itself); the others are left alone and counted so, and an undo still gives back the original."""
-    from emfix import orphans
-    from emfix.repair import repair
+def runs_of_a_missing_trial(address):
+    """The demo, and (trial id, its runs, their epochs) of a trial it lacks whose runs have epochs."""
     make_demo(address)
     with open_database(address) as db:
         trial, = db.query("SELECT min(r.trial_id) FROM TRIAL_RUN r WHERE NOT EXISTS (SELECT 1 FROM TRIAL t WHERE "
@@ -305,6 +299,18 @@ def test_an_orphan_whose_parent_the_application_inserts_meanwhile_is_left_alone_
         epochs = db.scalar("SELECT count(*) FROM EPOCH e JOIN TRIAL_RUN r ON r.id = e.trial_run_id WHERE "
                            "r.trial_id = ?", (trial,))
     assert trial is not None and runs and epochs
+    return trial, runs, epochs
+
+
+def test_an_orphan_whose_parent_the_application_inserts_meanwhile_is_left_alone_with_the_rows_under_it(
+        address, tmp_path, monkeypatch):
+    """An outside tester: while a repair ran, the application inserted the missing trial of some runs; the repair
+    went on and removed the runs and everything under them, though they were orphans no more. Before each table's
+    deletes the orphans are checked again: a row stays doomed only while its parent is still missing (or still
+    doomed itself); the others are left alone and counted so, and an undo still gives back the original."""
+    from emfix import orphans
+    from emfix.repair import repair
+    trial, runs, epochs = runs_of_a_missing_trial(address)
     original = digest(address)
     kill_point = orphans.kill_point
 
@@ -331,14 +337,43 @@ def test_an_orphan_whose_parent_the_application_inserts_meanwhile_is_left_alone_
     assert digest(address) == original
 
 
+def test_an_orphan_the_application_points_at_an_existing_parent_meanwhile_keeps_the_rows_under_it(
+        address, tmp_path, monkeypatch):
+    """Round 11: the application moved an orphan run under a trial that exists while the repair ran (before any
+    delete); the run was left alone (it had changed) but everything under it was removed, as the second look read
+    the run's trial from the plan, not from the run. It reads the live row now."""
+    from emfix import orphans
+    from emfix.repair import repair
+    trial, runs, epochs = runs_of_a_missing_trial(address)
+    with open_database(address) as db:
+        moved = db.scalar("SELECT min(id) FROM TRIAL_RUN WHERE trial_id = ?", (trial,))
+        under = db.scalar("SELECT count(*) FROM EPOCH WHERE trial_run_id = ?", (moved,))
+    kill_point = orphans.kill_point
+
+    def the_application_moves_the_run(name):
+        if name == "kept":
+            with open_database(address) as app:
+                app.execute("UPDATE TRIAL_RUN SET trial_id = (SELECT min(id) FROM TRIAL) WHERE id = ?", (moved,))
+        kill_point(name)
+
+    monkeypatch.setattr(orphans, "kill_point", the_application_moves_the_run)
+    result = repair(address, quarantine_dir=str(tmp_path / "q"), snapshot_dir=str(tmp_path / "snaps"))
+    with open_database(address) as db:
+        assert db.scalar("SELECT count(*) FROM TRIAL_RUN WHERE id = ?", (moved,)) == 1
+        assert db.scalar("SELECT count(*) FROM EPOCH WHERE trial_run_id = ?", (moved,)) == under
+        assert db.scalar("SELECT count(*) FROM TRIAL_RUN WHERE trial_id = ?", (trial,)) == 0  # the others: removed
+    assert result.rows_left_alone.get("EPOCH") == under
+
+
 @pytest.mark.parametrize("edit, said", [
     ("UPDATE _emfix_meta SET value = '{not json' WHERE key = 'tables'", "'tables' is not JSON"),
     ("DROP TABLE TRIAL_RUN", "lists removed rows of TRIAL_RUN"),
+    ("DELETE FROM TRIAL_RUN", "rows of TRIAL_RUN the change removed"),
 ])
 def test_an_undo_of_an_edited_quarantine_is_damaged_input_and_puts_nothing_back(sqlite_address, tmp_path, edit, said):
-    """An outside tester: one meta record of a quarantine edited into text that is not JSON crashed undo (exit 70);
-    with one table of removed rows dropped, undo put back the rest (epochs and batches without their runs) and
-    exited 0. Both are damaged input now, refused before anything is changed."""
+    """Outside testers: one meta record of a quarantine edited into text that is not JSON crashed undo (exit 70);
+    with one table of removed rows dropped, or emptied, undo put back the rest (epochs and batches without their
+    runs) and exited 0. Each is damaged input now, refused before anything is changed."""
     damaged_metrics(sqlite_address)
     quarantine = repaired(sqlite_address, tmp_path)["quarantine"]
     before = digest(sqlite_address)

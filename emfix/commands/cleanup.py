@@ -82,9 +82,10 @@ def cleanup_lines(result, target):
         lines.append("removed rows kept in: %s" % result.quarantine)
         lines.append("undo with: emfix undo %s" % result.quarantine)
     if result.left_alone:
-        lines.append("left alone: %s rows another process changed after they were planned (%s); run the same "
-                     "command again to check them anew" % (n(sum(result.left_alone.values())), ", ".join(
-                         "%s %s" % (t, n(c)) for t, c in sorted(result.left_alone.items()))))
+        lines.append("left alone: %s rows another process changed (or gave back a missing parent) after they were "
+                     "planned (%s); run the same command again to check them anew" % (
+                         n(sum(result.left_alone.values())),
+                         ", ".join("%s %s" % (t, n(c)) for t, c in sorted(result.left_alone.items()))))
     if result.final:
         lines.append("validate afterwards: %s foreign-key violations, %s rows orphaned through a parent" % (
             n(result.final["total_foreign_key_violations"]), n(result.final["rows_orphaned_through_parent"])))
