@@ -296,6 +296,12 @@ def _copy_doomed(db, graph, doom, qcon, progress):
         qcon.execute("DROP TABLE %s" % staged)
 
 
+def data_version(db):
+    """SQLite's PRAGMA data_version: it changes when another connection commits to the file (this connection's own
+    writes leave it), so an unchanged one means no other process wrote meanwhile. None on MySQL."""
+    return db.scalar("PRAGMA data_version") if db.dialect == "sqlite" else None
+
+
 def drop_rescued(db, graph, plans, doom, pending):
     """Take out of the doom tables of `pending` tables (not deleted from yet) the rows that are no longer orphans
     now: an orphan whose missing parent the application has since inserted, or which it pointed at another parent,
@@ -364,6 +370,7 @@ class OrphanWork:
     include_unreferenced: bool = False
     recreate_parents: bool = False
     plans: Optional[list] = None  # the sweep's TablePlans (their rows tables): what drop_rescued checks again
+    seen: Optional[int] = None  # SQLite's data_version once the sweep was read (see remove_orphans)
 
     @property
     def shown(self):
@@ -390,10 +397,12 @@ def plan_orphans(db, graph, *, tables=None, include_unreferenced=False, recreate
     first). `preview`: also work out what the plan will be once the parents exist (create them, plan,
     roll back), for a dry run or a question."""
     checks, sweep_tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
+    seen = data_version(db)
     wanted = _parent_rows_to_create(db, graph, plans)
     keepable = {parent: len(rows) for parent, rows in wanted.items()}
     work = OrphanWork(checks, sweep_tables, wanted, keepable, {}, {}, None, tables_filter=tables,
-                      include_unreferenced=include_unreferenced, recreate_parents=recreate_parents, plans=plans)
+                      include_unreferenced=include_unreferenced, recreate_parents=recreate_parents, plans=plans,
+                      seen=seen)
     if recreate_parents and wanted:
         if preview:
             db.execute("SAVEPOINT emfix_dry_run") if db.dialect == "sqlite" else db.execute("START TRANSACTION")
@@ -418,7 +427,7 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
     qcon = change.open()
     qpath = change.quarantine_path
     settle_marks(db, graph, qcon)  # what a killed run kept but did not remove, or removed but did not mark
-    created, doom, plan, plans = {}, work.doom, work.plan, work.plans
+    created, doom, plan, plans, seen = {}, work.doom, work.plan, work.plans, [work.seen]
     if work.recreate_parents and work.wanted:
         def record(table, values):
             # With the rows that already point at it: undo leaves a parent the application has since used.
@@ -429,15 +438,23 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
             created = create_parents(db, graph, work.wanted, record)
             qcon.execute("COMMIT")
         _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
+        seen = [data_version(db)]
         doom, left = _build_doom(db, graph, plans, work.tables_filter, work.include_unreferenced)
         plan = _summarize(db, graph, (doom, left), dict(work.keepable), work.keepable)
+
+    def recheck(pending):
+        now = data_version(db)
+        if now is not None and now == seen[0]:
+            return {}  # no other connection committed to the file since the last look: nothing can have changed
+        seen[0] = now
+        return drop_rescued(db, graph, plans or [], doom, pending)
     try:
         _quarantine_rows(db, graph, doom, qcon, qpath, progress)
     except (OSError, sqlite3.OperationalError) as exc:
         raise q.write_error(exc, qpath, "nothing was deleted") from None
     removed, stats, left_alone = delete_batches(
         db, graph, doom, lambda p: (_doom_table(p), _stage_table(p)), qcon, qpath, (batch_size, sleep, max_lock_ms),
-        progress, interrupted, recheck=lambda pending: drop_rescued(db, graph, plans or [], doom, pending))
+        progress, interrupted, recheck=recheck)
     if any(left_alone.values()):  # the copies of rows no longer doomed (never marked removed) leave the quarantine
         settle_marks(db, graph, qcon)
     return OrphanOutcome(plan, removed, created, left_alone, stats["left_alone_examples"], stats["batches"],
