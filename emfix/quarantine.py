@@ -119,6 +119,10 @@ def write_meta(con, **values):
     con.execute("COMMIT")
 
 
+EDITED_HINT = ("it was changed after emfix wrote it; a copy of the file from a backup, or the snapshot taken before "
+               "the change (emfix snapshot list), has the originals")
+
+
 def read_meta(con):
     try:
         rows = con.execute("SELECT key, value FROM %s" % META).fetchall()
@@ -133,8 +137,7 @@ def read_meta(con):
             meta[key] = json.loads(value)
         except (TypeError, ValueError, RecursionError):  # edited by hand, or written by something else
             raise DamagedInputError("the quarantine's record %r is not JSON (%.60r)" % (key, value),
-                                    hint="it was changed after emfix wrote it; a copy of the file from a backup, or "
-                                         "the snapshot the repair took first, has the originals") from None
+                                    hint=EDITED_HINT) from None
     return meta
 
 

@@ -62,10 +62,6 @@ def _owner(meta, address, force, quarantine_path):
     return address
 
 
-DAMAGED_HINT = ("it was changed after emfix wrote it; a copy of the file from a backup, or the snapshot taken before "
-                "the change (emfix snapshot list), has the originals")
-
-
 def find_quarantine(name, address=None):
     """The quarantine file named by its path, or by its id (the file name, with or without
     .quarantine.db) in the database's quarantine folder (-d DB) or ./quarantine."""
@@ -136,12 +132,12 @@ def _require_whole(qcon, meta, path):
         isinstance(v.get(k), str) for k in ("table", "column", "key")) for v in values)
     if not (shaped and isinstance(tables, list) and all(isinstance(t, str) for t in tables)):
         raise DamagedInputError("the quarantine %s is damaged: its record of what it holds is not as emfix wrote it"
-                                % path, hint=DAMAGED_HINT)
+                                % path, hint=q.EDITED_HINT)
     held = {r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     lacking = [t for t in tables if t not in held]
     if lacking:
         raise DamagedInputError("the quarantine %s is damaged: it lists removed rows of %s but holds no table of "
-                                "them; nothing was put back" % (path, ", ".join(lacking)), hint=DAMAGED_HINT)
+                                "them; nothing was put back" % (path, ", ".join(lacking)), hint=q.EDITED_HINT)
     removed = meta.get("removed") if meta.get("status") != "in progress" else None
     for table, count in (removed.items() if isinstance(removed, dict) else ()):
         if table not in held or not isinstance(count, int):
@@ -152,7 +148,7 @@ def _require_whole(qcon, meta, path):
             q.qi(table), q.qi(q.DELETED), PUT_BACK, PUTTING_BACK)).fetchone()[0]
         if kept < count:  # (an interrupted run and its rerun: more copies than the rerun's count, never fewer)
             raise DamagedInputError("the quarantine %s is damaged: it holds %d of the %d rows of %s the change "
-                                    "removed; nothing was put back" % (path, kept, count, table), hint=DAMAGED_HINT)
+                                    "removed; nothing was put back" % (path, kept, count, table), hint=q.EDITED_HINT)
 
 
 def _stopper(interrupted, result):
