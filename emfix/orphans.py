@@ -396,8 +396,8 @@ def plan_orphans(db, graph, *, tables=None, include_unreferenced=False, recreate
     """The sweep, and the rows a cleanup removes (or, with recreate_parents, the parents it creates
     first). `preview`: also work out what the plan will be once the parents exist (create them, plan,
     roll back), for a dry run or a question."""
+    seen = data_version(db)  # before the sweep, which reads in chunks: a commit meanwhile makes the next look run
     checks, sweep_tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
-    seen = data_version(db)
     wanted = _parent_rows_to_create(db, graph, plans)
     keepable = {parent: len(rows) for parent, rows in wanted.items()}
     work = OrphanWork(checks, sweep_tables, wanted, keepable, {}, {}, None, tables_filter=tables,
@@ -437,8 +437,8 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
         with db.transaction():
             created = create_parents(db, graph, work.wanted, record)
             qcon.execute("COMMIT")
+        seen = [data_version(db)]  # (before the sweep: see plan_orphans)
         _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
-        seen = [data_version(db)]
         doom, left = _build_doom(db, graph, plans, work.tables_filter, work.include_unreferenced)
         plan = _summarize(db, graph, (doom, left), dict(work.keepable), work.keepable)
 

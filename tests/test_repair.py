@@ -365,6 +365,30 @@ def test_an_orphan_the_application_points_at_an_existing_parent_meanwhile_keeps_
     assert result.rows_left_alone.get("EPOCH") == under
 
 
+def test_a_parent_the_application_inserts_while_the_plan_is_read_is_seen(sqlite_address, tmp_path, monkeypatch):
+    """Round 12: SQLite's look again is skipped while no other connection has committed (PRAGMA data_version); that
+    was read only after the sweep, which reads in chunks, so a parent inserted during the sweep was never seen and
+    its orphans removed with everything under them."""
+    from emfix import orphans
+    from emfix.repair import repair
+    trial, runs, _epochs = runs_of_a_missing_trial(sqlite_address)
+    sweep = orphans.sweep_foreign_keys
+
+    def the_application_inserts_the_trial_as_the_sweep_ends(*args, **keywords):
+        found = sweep(*args, **keywords)
+        with open_database(sqlite_address) as app:
+            app.execute("INSERT INTO TRIAL (id, name, experiment_id, start_time, update_time) VALUES "
+                        "(?, 'back again', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')", (trial,))
+        monkeypatch.setattr(orphans, "sweep_foreign_keys", sweep)
+        return found
+
+    monkeypatch.setattr(orphans, "sweep_foreign_keys", the_application_inserts_the_trial_as_the_sweep_ends)
+    result = repair(sqlite_address, quarantine_dir=str(tmp_path / "q"), snapshot_dir=str(tmp_path / "snaps"))
+    with open_database(sqlite_address) as db:
+        assert db.scalar("SELECT count(*) FROM TRIAL_RUN WHERE trial_id = ?", (trial,)) == runs
+    assert result.rows_left_alone.get("TRIAL_RUN") == runs
+
+
 @pytest.mark.parametrize("edit, said", [
     ("UPDATE _emfix_meta SET value = '{not json' WHERE key = 'tables'", "'tables' is not JSON"),
     ("DROP TABLE TRIAL_RUN", "lists removed rows of TRIAL_RUN"),
