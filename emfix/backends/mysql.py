@@ -89,6 +89,7 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
         self._driver = load_driver()
         self.load_directory = load_directory  # LOAD DATA LOCAL from there only (mysqlload)
         self._conn = None
+        self._cursors, self._cursors_of = {}, None  # kept cursors, and the connection they belong to (_cursor)
         self._connect_timeout = max(1, min(connect_timeout, int(self.retry_policy.deadline) or 1))
         try:
             self._conn = self._open()
@@ -133,6 +134,9 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
                       database=a.database, autocommit=True, consume_results=True,
                       connection_timeout=self._connect_timeout, charset="utf8mb4",
                       get_warnings=False, converter_class=exact_dates_converter(self._driver))
+        # No connection attributes: the pure-Python driver learns the OS version for them by running `lsb_release
+        # -a` (a shell script and five processes: 10-20 ms a connection, at every start of a command).
+        kwargs["client_flags"] = [-self._driver.constants.ClientFlag.CONNECT_ARGS]
         use_pure = a.options.get("use_pure")
         if use_pure is not None:
             kwargs["use_pure"] = use_pure.lower() in ("1", "true", "yes")
@@ -210,8 +214,13 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
 
     @contextlib.contextmanager
     def _cursor(self, **options):
-        """A cursor, closed after use; after an interruption the connection is cut instead (abandon)."""
-        cursor = self._conn.cursor(**options)
+        """A cursor of this connection, kept for its next statement: the driver's cursor() pings the server first,
+        a round trip for every statement. After an error it is closed and not kept; after an interruption the
+        connection is cut instead (abandon)."""
+        if self._cursors_of is not self._conn:  # a new connection (opened again): the old one's cursors go
+            self._cursors, self._cursors_of = {}, self._conn
+        key = tuple(sorted(options.items()))
+        cursor = self._cursors.pop(key, None) or self._conn.cursor(**options)
         try:
             yield cursor
         except (KeyboardInterrupt, SystemExit):
@@ -220,7 +229,7 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
         except BaseException:
             cursor.close()
             raise
-        cursor.close()
+        self._cursors[key] = cursor
 
     # -- statements ---------------------------------------------------------------------------
     def _cursor_run(self, sql, params, fetch):
@@ -337,6 +346,7 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
                 if not self._driver_failure(exc):
                     raise
             self._conn = None
+            self._cursors = {}
 
     def exact_column(self, table, column, prefix=""):
         if self.column_types(table).get(column.lower()) == "float":
