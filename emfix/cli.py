@@ -13,7 +13,7 @@ import traceback
 
 from . import __version__
 from .address import hide_secrets, remember_secret
-from .commands import REGISTERED, rewrite_argv
+from .commands import modules, rewrite_argv
 from .commands.common import Output, Parser, formatter, hint_for, silence_stdout
 from .errors import EXIT_BUG, EXIT_CTRL_C, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, EmfixError, Terminated
 from .retry import STOP_WAITING, TERMINATE
@@ -30,14 +30,15 @@ EXIT_CODES_HELP = """exit codes:
   143  SIGTERM to a command with no batches to stop between: stopped at once, nothing half-written kept"""
 
 
-def build_parser():
+def build_parser(chosen=None):
+    """The parser of the `chosen` command modules (commands.modules), by default of every command."""
     parser = Parser(prog="emfix", formatter_class=formatter, epilog=EXIT_CODES_HELP,
                     description="emfix: find and repair damage in Experiment Manager databases (SQLite, "
                                 "MySQL/MariaDB).")
     parser.add_argument("--version", action="version", version="emfix %s (Python %s, SQLite %s)" % (
         __version__, sys.version.split()[0], sqlite3.sqlite_version))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for module in REGISTERED:
+    for module in chosen or modules():
         module.register(sub)
     return parser
 
@@ -176,14 +177,17 @@ def _main(argv):
         TERMINATE.clear()
         STOP_WAITING.clear()
         signal.signal(signal.SIGTERM, _terminate)
-    parser = build_parser()
-    secrets = _secrets_on_argv(sys.argv[1:] if argv is None else list(argv))
+    own_argv = argv is None  # this process's command line, which `ps` shows
+    argv = sys.argv[1:] if own_argv else list(argv)
+    chosen = modules(argv)
+    parser = build_parser(chosen)
+    secrets = _secrets_on_argv(argv)
     for secret in secrets:
         remember_secret(secret)
-    if secrets and argv is None:
+    if secrets and own_argv:
         hide_from_process_list(secrets)
     try:
-        args = parser.parse_args(_glue_negative_values(rewrite_argv(sys.argv[1:] if argv is None else list(argv))))
+        args = parser.parse_args(_glue_negative_values(rewrite_argv(argv, chosen)))
         if not args.command:  # not a request for help (that is --help): a usage error, help on stderr
             parser.print_help(sys.stderr)
             sys.stderr.write("error: no command given\n")

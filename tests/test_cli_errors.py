@@ -1,9 +1,11 @@
 """Bad input tried the way a new user would: one clear line, the documented exit code, no traceback."""
 
 import signal
+import subprocess
+import sys
 
 import pytest
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 
 @pytest.fixture
@@ -14,7 +16,6 @@ def no_mysql_driver(tmp_path):
     (blocker / "__init__.py").write_text("raise ImportError('No module named mysql')\n")
     import os
 
-    from conftest import ROOT
     return {"PYTHONPATH": os.pathsep.join([str(blocker.parent), ROOT])}
 
 
@@ -117,6 +118,29 @@ def test_every_command_help_has_an_example():
     for name, command in sub.choices.items():
         assert "Example:" in (command.epilog or ""), name
         assert command.description, name
+
+
+def test_each_command_name_leads_to_the_module_that_registers_it():
+    """A command line builds only its command's parser (commands.NAMES): every name a module registers is there,
+    pointing at that module, and nothing else is."""
+    import importlib
+
+    from emfix import commands
+    from emfix.cli import build_parser
+    registered = {}
+    for name in commands.ORDER:
+        parser = build_parser([importlib.import_module("emfix.commands." + name)])
+        sub = next(a for a in parser._actions if a.dest == "command")
+        registered.update({command: name for command in sub.choices})
+    assert registered == commands.NAMES
+
+
+def test_a_command_line_imports_only_its_own_command(tmp_path):
+    listed = subprocess.run([sys.executable, "-c", "import sys; from emfix.cli import main; main(sys.argv[1:]); "
+                             "print(sorted(m for m in sys.modules if m.startswith('emfix.commands.')))",
+                             "snapshot", "list", "--snapshot-dir", str(tmp_path)],
+                            capture_output=True, text=True, cwd=str(ROOT), check=True).stdout.splitlines()[-1]
+    assert listed == str(["emfix.commands.common", "emfix.commands.snapshot"])
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
