@@ -113,6 +113,23 @@ def test_runs_on_python_3_8(pyz, tmp_path):
         assert result.returncode == expected and "Traceback" not in result.stderr, (args, result.stderr)
 
 
+COUNT_COMPILED = """
+import builtins, sys
+compiled, real = [], builtins.compile
+builtins.compile = lambda source, name, *rest, **kw: compiled.append(name) or real(source, name, *rest, **kw)
+sys.path.insert(0, sys.argv[1])
+import emfix.cli, emfix.repair, emfix.snapshot
+print(len([m for m in sys.modules if m.startswith("emfix")]), len(compiled))
+"""
+
+
+def test_the_building_python_runs_it_from_bytecode(pyz, tmp_path):
+    """zipimport never writes bytecode: without the .pyc in the file, each start compiled every module it imported."""
+    imported, compiled = subprocess.run([sys.executable, "-I", "-S", "-c", COUNT_COMPILED, str(pyz)], check=True,
+                                        capture_output=True, text=True).stdout.split()
+    assert int(imported) > 20 and int(compiled) == 0
+
+
 def test_two_builds_give_one_hash(tmp_path):
     hashes = []
     for name in ("a", "b"):
