@@ -4,9 +4,10 @@ Each batch is one short transaction: it locks the batch's rows that are still th
 still hold the quarantined content (compare-and-swap, NULL-safe, byte for byte), and marks exactly those
 as deleted in the quarantine (`_emfix_deleted`). A row another process changed meanwhile is left alone,
 a row it deleted first is not ours: both leave the quarantine, so undo puts back only what emfix removed.
-On SQLite the quarantine is attached to the same connection, so the delete and its mark commit together;
-on MySQL a batch marks its copies pending first and removed after its commit, and a rerun settles the rows a
-kill left pending (settle_marks).
+On SQLite with a rollback journal the quarantine is attached to the same connection, so the delete and its
+mark commit together; elsewhere (MySQL, and SQLite in WAL mode, where attached files commit one by one) a batch
+marks its copies pending first and removed after its commit, and a rerun settles the rows a kill left pending
+(settle_marks).
 """
 
 import logging
@@ -33,7 +34,7 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
     removed, stats = {}, {"batches": 0, "max_ms": 0.0, "left_alone_examples": {}}
     left_alone = {}
     size = min(batch_size, 500) if max_lock_ms else batch_size  # start small, grow while batches stay quick
-    attached = db.dialect == "sqlite"
+    attached = db.dialect == "sqlite" and db.commits_attached_atomically()
     if attached:
         db.execute("ATTACH DATABASE ? AS %s" % ATTACHED, (qpath,))
         db.execute("PRAGMA %s.synchronous = FULL" % ATTACHED)
@@ -62,7 +63,7 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
                 if not keys:
                     break
                 started = time.perf_counter()
-                ours, not_ours = _remove(db, graph, plan, stage, keys, qcon)
+                ours, not_ours = _remove(db, graph, plan, stage, keys, None if attached else qcon)
                 if not_ours:
                     left_alone[table] = left_alone.get(table, 0) + len(not_ours)
                     examples = stats["left_alone_examples"].setdefault(table, [])
@@ -89,34 +90,37 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
 def _remove(db, graph, plan, stage, keys, qcon):
     """One batch, in one transaction (run again whole after a conflict); a parent a left-alone child still
     references (MySQL's foreign keys refuse it) is left alone too, found by removing the batch row by row.
-    MySQL: the batch's copies are marked pending (0) first, so a rerun after a kill knows which absent
-    rows emfix may have removed (pending) and which someone else did (never pending)."""
-    if db.dialect != "sqlite":
+    With `qcon` (the quarantine is not attached: MySQL, SQLite in WAL mode) the batch's copies are marked
+    pending (0) first, so a rerun after a kill knows which absent rows emfix may have removed (pending) and
+    which someone else did (never pending); without, the marks are written in the batch's own transaction."""
+    if qcon is not None:
         _mark_in_quarantine(db, graph, plan, stage, qcon, pending=keys)
+        kill_point("pending")
     try:
-        ours, not_ours = db.write_batch(lambda: _remove_in_transaction(db, graph, plan, stage, keys))
+        ours, not_ours = db.write_batch(lambda: _remove_in_transaction(db, graph, plan, stage, keys, qcon is None))
     except StillReferencedError:
         ours, not_ours = [], []
         for key in keys:
             try:
-                one = db.write_batch(lambda key=key: _remove_in_transaction(db, graph, plan, stage, [key]))
+                one = db.write_batch(lambda key=key: _remove_in_transaction(db, graph, plan, stage, [key],
+                                                                         qcon is None))
             except StillReferencedError:
                 one = ([], [key])
             ours += one[0]
             not_ours += one[1]
     kill_point("written")
-    if db.dialect != "sqlite":
+    if qcon is not None:
         _mark_in_quarantine(db, graph, plan, stage, qcon, ours, not_ours)
     return ours, not_ours
 
 
-def _remove_in_transaction(db, graph, plan, stage, keys):
+def _remove_in_transaction(db, graph, plan, stage, keys, mark_attached):
     present = _present(db, plan, keys, lock=db.dialect != "sqlite")
     deleted = _delete_keys(db, graph, plan, stage, present) if present else 0
     still = set(_present(db, plan, present)) if deleted < len(present) else set()
     ours = [k for k in present if k not in still]
     not_ours = [k for k in keys if k not in set(ours)]  # changed meanwhile, or deleted by someone else first
-    if db.dialect == "sqlite":
+    if mark_attached:
         _mark_attached(db, graph, plan, stage, ours, not_ours)
     return ours, not_ours
 
@@ -173,11 +177,12 @@ def _mark_attached(db, graph, plan, stage, ours, not_ours):
 
 
 def _mark_in_quarantine(db, graph, plan, stage, qcon, ours=(), not_ours=(), pending=()):
-    """MySQL: after the batch's commit, the same marks, by the staged content of each key (and before it,
-    `pending`: the copies of the rows the batch is about to remove)."""
+    """The quarantine not attached (MySQL, SQLite in WAL mode): after the batch's commit, the same marks, by the
+    staged content of each key (and its rowid on SQLite); before it, `pending`: the copies of the rows the batch
+    is about to remove."""
     if not ours and not not_ours and not pending:
         return
-    columns = list(graph.columns[plan.table])
+    columns = ([q.ROWID] if plan.identity == ["rowid"] else []) + list(graph.columns[plan.table])
     same = " AND ".join("%s IS ?" % q.qi(c) for c in columns)
     qcon.execute("BEGIN")
     if pending:
@@ -193,17 +198,23 @@ def _mark_in_quarantine(db, graph, plan, stage, qcon, ours=(), not_ours=(), pend
 
 
 def _staged(db, graph, plan, stage, keys):
+    """The staged rows of `keys`, as the quarantine holds them (a SQLite row's rowid first)."""
     columns = list(graph.columns[plan.table])
-    one = "(%s)" % ", ".join("?" * len(plan.identity_names))
-    return [tuple(portable(v) for v in row) for row in db.query("SELECT %s FROM %s t WHERE (%s) IN (%s)" % (
-        db.exact_columns(plan.table, columns, "t."), db.quote(stage),
-        ", ".join("t." + db.quote(c) for c in plan.identity_names), ", ".join([one] * len(keys))),
-        tuple(v for k in keys for v in k))]
+    if plan.identity == ["rowid"]:
+        sql = "SELECT t.%s, %s FROM temp.%s t WHERE t.%s IN (%s)" % (
+            q.qi(q.ROWID), db.exact_columns(plan.table, columns, "t."), q.qi(stage), q.qi(q.ROWID),
+            ", ".join("?" * len(keys)))
+    else:
+        one = "(%s)" % ", ".join("?" * len(plan.identity_names))
+        sql = "SELECT %s FROM %s t WHERE (%s) IN (%s)" % (
+            db.exact_columns(plan.table, columns, "t."), db.quote(stage),
+            ", ".join("t." + db.quote(c) for c in plan.identity_names), ", ".join([one] * len(keys)))
+    return [tuple(portable(v) for v in row) for row in db.query(sql, tuple(v for k in keys for v in k))]
 
 
 def settle_marks(db, graph, qcon):
     """Before a rerun stages anew: what an interrupted run kept but did not mark. A copy never marked
-    was never removed by emfix (on SQLite the mark commits with the delete; on MySQL a batch marks its
+    was never removed by emfix (attached, the mark commits with the delete; elsewhere a batch marks its
     copies pending first): it leaves, and the rerun keeps the row again if it is still doomed, as it is
     now. A copy marked pending (MySQL: a kill came between the batch and its marks) was removed when its
     key is gone, and leaves when its key still holds a row."""
@@ -214,7 +225,9 @@ def settle_marks(db, graph, qcon):
         if q.DELETED not in present:
             continue
         qcon.execute("DELETE FROM %s WHERE %s IS NULL" % (q.qi(table), q.qi(q.DELETED)))
-        key = list(graph.primary_keys.get(table) or ())
+        key = db_key = list(graph.primary_keys.get(table) or ())
+        if not key and q.ROWID in present and db.dialect == "sqlite":  # a table without a primary key
+            key, db_key = [q.ROWID], ["rowid"]
         pending = qcon.execute("SELECT DISTINCT %s FROM %s WHERE %s = 0" % (
             ", ".join(q.qi(c) for c in key), q.qi(table), q.qi(q.DELETED))).fetchall() if key else []
         if not pending:
@@ -224,7 +237,7 @@ def settle_marks(db, graph, qcon):
         for start in range(0, len(pending), 200):
             part = pending[start:start + 200]
             alive |= {tuple(r) for r in db.query("SELECT %s FROM %s WHERE (%s) IN (%s)" % (
-                db.quote_columns(key), db.quote(table), db.quote_columns(key), ", ".join([one] * len(part))),
+                db.quote_columns(db_key), db.quote(table), db.quote_columns(db_key), ", ".join([one] * len(part))),
                 tuple(v for k in part for v in k))}
         where = " AND ".join("%s IS ?" % q.qi(c) for c in key)
         qcon.execute("BEGIN")

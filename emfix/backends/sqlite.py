@@ -201,6 +201,15 @@ class SQLiteBackend(Backend):
                                 hint="free some space (SQLite also needs room for temporary files)")
         return exc
 
+    def commits_attached_atomically(self):
+        """A transaction over this database and an attached one commits in both or in neither: SQLite's
+        super-journal, which it writes only where the main database rolls back with a journal file (DELETE,
+        TRUNCATE, PERSIST). In WAL mode (or with journal_mode OFF or MEMORY) each file commits on its own, so a
+        kill between the two leaves one changed and not the other (an outside tester: a delete kept, its mark
+        in the attached quarantine lost)."""
+        mode = self.scalar("PRAGMA main.journal_mode")
+        return str(mode or "").lower() in ("delete", "truncate", "persist")
+
     def quick_check(self):
         """'' when PRAGMA quick_check passes (O(N): one read of the file), else one line of what is wrong."""
         return check_summary(self.query("PRAGMA quick_check"))
