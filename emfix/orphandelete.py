@@ -26,10 +26,10 @@ ATTACHED = "emfix_q"
 
 def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interrupted, recheck=None):
     """Children before parents, a short transaction a batch. `names(plan)` gives the doom and stage tables;
-    `batch` is (batch_size, sleep, max_lock_ms). `recheck(tables)`, before each table, takes out of the doom
-    tables of `tables` (this one and those after it) the rows that are no longer orphans ({table: rows}): those
-    are left alone. Returns (removed, stats, left
-    alone per table)."""
+    `batch` is (batch_size, sleep, max_lock_ms). `recheck(tables, (table, last))`, before each batch, takes out
+    of the doom tables of `tables` (this one and those after it; of this one, past the key `last` the batches
+    reached) the rows that are no longer orphans ({table: rows}): those are left alone. Returns (removed, stats,
+    left alone per table)."""
     batch_size, sleep, max_lock_ms = batch
     removed, stats = {}, {"batches": 0, "max_ms": 0.0, "left_alone_examples": {}}
     left_alone = {}
@@ -43,8 +43,6 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
         for place, table in enumerate(order):
             if table not in doom:
                 continue
-            for rescued, rows in (recheck(set(order[place:])) if recheck is not None else {}).items():
-                left_alone[rescued] = left_alone.get(rescued, 0) + rows
             plan, count = doom[table]
             doom_table, stage = names(plan)
             ids = ", ".join("i%d" % n for n in range(len(plan.identity)))
@@ -54,6 +52,9 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
                     raise OperationInterrupted(
                         "interrupted after removing %d rows; every removed row is in the quarantine"
                         % (sum(removed.values()) + done), hint="run the same command again to finish")
+                for rescued, rows in (recheck(set(order[place:]), (table, last)) if recheck is not None
+                                      else {}).items():
+                    left_alone[rescued] = left_alone.get(rescued, 0) + rows
                 where, params = "", ()
                 if last is not None:
                     where = " WHERE (%s) > (%s)" % (ids, ", ".join("?" * width)) if width > 1 else " WHERE i0 > ?"

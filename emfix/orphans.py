@@ -302,20 +302,21 @@ def data_version(db):
     return db.scalar("PRAGMA data_version") if db.dialect == "sqlite" else None
 
 
-def drop_rescued(db, graph, plans, doom, pending):
+def drop_rescued(db, graph, plans, doom, pending, reached=(None, None)):
     """Take out of the doom tables of `pending` tables (not deleted from yet) the rows that are no longer orphans
     now: an orphan whose missing parent the application has since inserted, or which it pointed at another parent,
     and the rows doomed only through such a row (an outside tester: a repair went on and removed a trial whose
     experiment had been re-created meanwhile, and every run under it). Checked from the sweep's rows tables, parents
     first, against the live rows: a row stays doomed while it still holds the key it was doomed by and that key's
-    parent is still missing, or still doomed itself. Returns {table: rows taken out}."""
+    parent is still missing, or still doomed itself. `reached` is (the table being deleted from, the last key its
+    batches took): its rows up to there were handled already. Returns {table: rows taken out}."""
     quoted, same_value = db.quote, "IS" if db.dialect == "sqlite" else "<=>"
     by_table = {p.table: p for p in plans}
     still, taken = {}, {}  # (table, key columns) -> temp table of the keys of its rows still doomed
     for table in graph.parent_first():
         plan = by_table.get(table)
-        if plan is None or not plan.relations:
-            continue
+        if plan is None or not plan.relations or table not in pending:
+            continue  # (a table deleted from already is no pending table's parent: children go first)
         ids = ["i%d" % n for n in range(len(plan.identity))]
         alive = "%salive_%d" % (TMP, plan.number)
         db.create_temp_table(alive, "SELECT %s FROM %s WHERE 1 = 0" % (", ".join(ids), quoted(plan.rows_table)),
@@ -344,8 +345,12 @@ def drop_rescued(db, graph, plans, doom, pending):
             still[(table, tuple(keys))] = name
         if table in doom and table in pending:
             doomed = quoted(_doom_table(doom[table][0]))
-            gone = db.execute("DELETE FROM %s WHERE NOT EXISTS (SELECT 1 FROM %s a WHERE %s)" % (
-                doomed, quoted(alive), " AND ".join("a.%s = %s.%s" % (i, doomed, i) for i in ids)))
+            past, params = "", ()
+            if reached[0] == table and reached[1] is not None:  # its batches removed (or left) the rows up to there
+                past = " AND (%s) > (%s)" % (", ".join(ids), ", ".join("?" * len(ids)))
+                params = tuple(reached[1])
+            gone = db.execute("DELETE FROM %s WHERE NOT EXISTS (SELECT 1 FROM %s a WHERE %s)%s" % (
+                doomed, quoted(alive), " AND ".join("a.%s = %s.%s" % (i, doomed, i) for i in ids), past), params)
             if gone:
                 taken[table] = gone
     return taken
@@ -442,12 +447,14 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
         doom, left = _build_doom(db, graph, plans, work.tables_filter, work.include_unreferenced)
         plan = _summarize(db, graph, (doom, left), dict(work.keepable), work.keepable)
 
-    def recheck(pending):
+    def recheck(pending, reached):
+        """Before each batch (a parent inserted while a table's batches ran saved its rows only from the next
+        table on: round 13), unless nothing can have changed."""
         now = data_version(db)
         if now is not None and now == seen[0]:
             return {}  # no other connection committed to the file since the last look: nothing can have changed
         seen[0] = now
-        return drop_rescued(db, graph, plans or [], doom, pending)
+        return drop_rescued(db, graph, plans or [], doom, pending, reached)
     try:
         _quarantine_rows(db, graph, doom, qcon, qpath, progress)
     except (OSError, sqlite3.OperationalError) as exc:

@@ -168,6 +168,7 @@ def _put_rows_back(db, qcon, result, batch_size, finished=True, marking=True, st
     db.foreign_key_checks(False)
     names = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
                                        "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
+    _require_columns(qcon, graph, [t for t in graph.parent_first() if t in names], db.address.display())
     attached = db.dialect == "sqlite"
     if attached:  # undo's own marks commit with its inserts
         db.execute("ATTACH DATABASE ? AS %s" % ATTACHED, (qcon_path(qcon),))
@@ -193,6 +194,21 @@ def _put_rows_back(db, qcon, result, batch_size, finished=True, marking=True, st
     if attached:
         db.execute("DETACH DATABASE %s" % ATTACHED)
     _remove_created(db, qcon, graph, result)
+
+
+def _require_columns(qcon, graph, tables, where):
+    """Before anything goes back: every column the quarantine kept a table's rows with is one the table has (an
+    outside tester added one to a quarantine table: exit 70 halfway; a column the table lost since is the same).
+    A column the table gained since is left to its default."""
+    for table in tables:
+        kept = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table)) if r[1] not in (q.ROWID, q.DELETED)]
+        unknown = [c for c in kept if c.lower() not in {n.lower() for n in graph.columns[table]}]
+        if unknown:
+            raise DamagedInputError("the quarantine's copies of %s hold column(s) %s, which %s %s has not; nothing "
+                                    "was put back" % (table, ", ".join(unknown), where, table),
+                                    hint="if the table lost the column since, add it back for the undo; if the "
+                                         "quarantine was edited, a copy of the file from a backup, or the snapshot "
+                                         "taken before the change (emfix snapshot list), has the originals")
 
 
 def qcon_path(con):

@@ -273,3 +273,17 @@ def test_tables_option_limits_what_is_removed(demo_address, tmp_path):
                              tables=["BATCH_METRIC", "METRIC"], include_unreferenced=True)
     assert result.removed == dry.plan.remove
     assert result.final["total_foreign_key_violations"] > 0  # the rest was left, as asked
+
+
+def test_after_a_cleanup_the_table_lines_say_what_was_removed_not_what_was_planned():
+    """Round 13: with rows left alone the first line said the rows removed, the lines under it the plan's."""
+    from emfix.cleanup import CleanupResult
+    from emfix.commands.cleanup import cleanup_lines
+    from emfix.orphans import CleanupPlan
+    plan = CleanupPlan(remove={"BATCH": 3010, "EPOCH": 17}, recreate={}, keepable={}, examples={})
+    result = CleanupResult(plan, dry_run=False, removed={"BATCH": 2010, "EPOCH": 17}, left_alone={"BATCH": 1000})
+    lines = cleanup_lines(result, "experiment.db")
+    assert lines[0].startswith("removed 2,027 rows")
+    assert [line.split()[:2] for line in lines[1:3]] == [["BATCH", "2,010"], ["EPOCH", "17"]]
+    planned = cleanup_lines(CleanupResult(plan, dry_run=True), "experiment.db")
+    assert [line.split()[:2] for line in planned[1:3]] == [["BATCH", "3,010"], ["EPOCH", "17"]]

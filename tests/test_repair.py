@@ -337,6 +337,44 @@ def test_an_orphan_whose_parent_the_application_inserts_meanwhile_is_left_alone_
     assert digest(address) == original
 
 
+def test_a_parent_the_application_inserts_while_a_table_is_being_deleted_from_saves_that_tables_rest(
+        address, tmp_path, monkeypatch):
+    """Round 13: the missing trial inserted while the batches of EPOCH were running, some of the trial's epochs
+    already deleted: the rest were deleted too (the second look came only before each table). It comes before each
+    batch now: the epochs still there when the trial came stay, with the runs; the ones before are in the
+    quarantine, and undo gives back the original."""
+    from emfix import orphandelete
+    from emfix.repair import repair
+    trial, runs, epochs = runs_of_a_missing_trial(address)
+    original = digest(address)
+    kill_point, left = orphandelete.kill_point, []
+    count = ("SELECT count(*) FROM EPOCH e JOIN TRIAL_RUN r ON r.id = e.trial_run_id WHERE r.trial_id = %d" % trial)
+
+    def the_application_inserts_the_trial_midway(name):
+        if name == "written" and not left:
+            with open_database(address) as app:
+                now = app.scalar(count)
+                if 0 < now < epochs:  # EPOCH's batches have begun on this trial's epochs
+                    app.execute("INSERT INTO TRIAL (id, name, experiment_id, start_time, update_time) VALUES "
+                                "(?, 'back again', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')", (trial,))
+                    left.append(now)
+        kill_point(name)
+
+    monkeypatch.setattr(orphandelete, "kill_point", the_application_inserts_the_trial_midway)
+    result = repair(address, quarantine_dir=str(tmp_path / "q"), snapshot_dir=str(tmp_path / "snaps"), batch_size=2)
+    assert left, "the trial came while EPOCH's batches ran"
+    with open_database(address) as db:
+        assert db.scalar("SELECT count(*) FROM TRIAL_RUN WHERE trial_id = ?", (trial,)) == runs
+        assert db.scalar(count) == left[0]
+    monkeypatch.setattr(orphandelete, "kill_point", kill_point)
+    undone = run_cli("undo", result.quarantine)
+    assert undone.returncode == 0, undone.stderr
+    with open_database(address) as db:
+        db.foreign_key_checks(False)
+        db.execute("DELETE FROM TRIAL WHERE id = ?", (trial,))
+    assert digest(address) == original
+
+
 def test_an_orphan_the_application_points_at_an_existing_parent_meanwhile_keeps_the_rows_under_it(
         address, tmp_path, monkeypatch):
     """Round 11: the application moved an orphan run under a trial that exists while the repair ran (before any
@@ -393,6 +431,7 @@ def test_a_parent_the_application_inserts_while_the_plan_is_read_is_seen(sqlite_
     ("UPDATE _emfix_meta SET value = '{not json' WHERE key = 'tables'", "'tables' is not JSON"),
     ("DROP TABLE TRIAL_RUN", "lists removed rows of TRIAL_RUN"),
     ("DELETE FROM TRIAL_RUN", "rows of TRIAL_RUN the change removed"),
+    ("ALTER TABLE TRIAL ADD COLUMN extra TEXT", "hold column(s) extra"),  # round 13: exit 70 halfway
 ])
 def test_an_undo_of_an_edited_quarantine_is_damaged_input_and_puts_nothing_back(sqlite_address, tmp_path, edit, said):
     """Outside testers: one meta record of a quarantine edited into text that is not JSON crashed undo (exit 70);

@@ -44,12 +44,14 @@ def run(args, out):
     return EXIT_OK
 
 
-def cleanup_plan_lines(plan, created=None):
-    """What a cleanup removes, table by table, and what the user should know before saying yes."""
+def cleanup_plan_lines(plan, created=None, removed=None):
+    """What a cleanup removes, table by table (`removed`: what it did remove, rows left alone not counted), and
+    what the user should know before saying yes."""
     lines = []
     for table, count in plan.remove.items():
         lines.append("  %-20s %10s   e.g. %s" % (
-            table, n(count), common.example_keys(plan.examples.get(table, []))))
+            table, n(count if removed is None else removed.get(table, 0)),
+            common.example_keys(plan.examples.get(table, []))))
     if created:
         lines.append("created missing parents: %s" % ", ".join("%s %s" % (t, n(count)) for t, count in created.items()))
     elif plan.recreate:
@@ -75,7 +77,7 @@ def cleanup_lines(result, target):
     else:
         lines.append("removed %s rows from %s in %s batches (longest write %.0f ms), %.1f s" % (
             n(sum(result.removed.values())), target, n(result.batches), result.max_batch_ms, result.seconds))
-    lines += cleanup_plan_lines(plan, result.created)
+    lines += cleanup_plan_lines(plan, result.created, None if result.dry_run else result.removed)
     if result.snapshot_id:
         lines.append("snapshot before: %s" % result.snapshot_id)
     if result.quarantine:
