@@ -230,7 +230,7 @@ class GuardedChange:
         if self._con is None and self.resuming:
             self._con = q.open_quarantine(self.quarantine_path)
         if self._con is not None:
-            q.write_meta(self._con, status="done", **meta)
+            q.write_meta(self._con, status="done", digests=q.content_digests(self._con), **meta)
 
     @property
     def kept_in(self):

@@ -12,6 +12,7 @@ so it must be durable while it grows, not only once complete. A full disk is NoS
 
 import datetime
 import errno
+import hashlib
 import json
 import os
 import sqlite3
@@ -117,6 +118,26 @@ def write_meta(con, **values):
     for key, value in values.items():
         con.execute("INSERT OR REPLACE INTO %s VALUES (?, ?)" % META, (key, json.dumps(value)))
     con.execute("COMMIT")
+
+
+def content_digests(con):
+    """{table: SHA-256 of its copies} for every table of kept rows or values: each row in the quarantine's own
+    order, its values exactly (repr: a float to the last bit, text, bytes and integers told apart), the marks undo
+    sets left out. Written when a change finishes; undo refuses a quarantine that no longer matches (an outside
+    tester edited a kept row, invented one, and undo put them into the database)."""
+    digests = {}
+    for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN (?, ?) AND "
+                                "name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name", (META, CREATED)).fetchall():
+        columns = [r[1] for r in con.execute("PRAGMA table_info(%s)" % qi(table)) if r[1] != DELETED]
+        digest = hashlib.sha256()
+        cursor = con.execute("SELECT %s FROM %s ORDER BY rowid" % (", ".join(qi(c) for c in columns), qi(table)))
+        while True:
+            rows = cursor.fetchmany(5000)
+            if not rows:
+                break
+            digest.update("".join(repr(tuple(r)) for r in rows).encode("utf-8", "surrogatepass"))
+        digests[table] = digest.hexdigest()
+    return digests
 
 
 EDITED_HINT = ("it was changed after emfix wrote it; a copy of the file from a backup, or the snapshot taken before "

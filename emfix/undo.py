@@ -138,6 +138,13 @@ def _require_whole(qcon, meta, path):
     if lacking:
         raise DamagedInputError("the quarantine %s is damaged: it lists removed rows of %s but holds no table of "
                                 "them; nothing was put back" % (path, ", ".join(lacking)), hint=q.EDITED_HINT)
+    recorded = meta.get("digests") if meta.get("status") != "in progress" else None
+    if isinstance(recorded, dict):  # (a change of an older emfix recorded none)
+        now = q.content_digests(qcon)
+        changed = sorted(t for t in set(recorded) | set(now) if recorded.get(t) != now.get(t))
+        if changed:
+            raise DamagedInputError("the quarantine %s is damaged: the copies in %s are not the ones the change kept; "
+                                    "nothing was put back" % (path, ", ".join(changed)), hint=q.EDITED_HINT)
     removed = meta.get("removed") if meta.get("status") != "in progress" else None
     for table, count in (removed.items() if isinstance(removed, dict) else ()):
         if table not in held or not isinstance(count, int):

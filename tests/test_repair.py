@@ -430,8 +430,17 @@ def test_a_parent_the_application_inserts_while_the_plan_is_read_is_seen(sqlite_
 @pytest.mark.parametrize("edit, said", [
     ("UPDATE _emfix_meta SET value = '{not json' WHERE key = 'tables'", "'tables' is not JSON"),
     ("DROP TABLE TRIAL_RUN", "lists removed rows of TRIAL_RUN"),
-    ("DELETE FROM TRIAL_RUN", "rows of TRIAL_RUN the change removed"),
-    ("ALTER TABLE TRIAL ADD COLUMN extra TEXT", "hold column(s) extra"),  # round 13: exit 70 halfway
+    ("DELETE FROM TRIAL_RUN", "copies in TRIAL_RUN are not the ones"),
+    ("ALTER TABLE TRIAL ADD COLUMN extra TEXT", "copies in TRIAL are not the ones"),  # round 13: exit 70 halfway
+    # round 13, each put into the database by undo with exit 0: a kept row edited, one invented, a column dropped
+    # (rows back with a NULL key), an original metric value edited
+    ("UPDATE TRIAL_RUN SET trial_id = trial_id + 1000 WHERE rowid = (SELECT min(rowid) FROM TRIAL_RUN)",
+     "copies in TRIAL_RUN are not the ones"),
+    ("INSERT INTO TRIAL_RUN SELECT * FROM TRIAL_RUN WHERE rowid = (SELECT min(rowid) FROM TRIAL_RUN)",
+     "copies in TRIAL_RUN are not the ones"),
+    ("ALTER TABLE TRIAL_RUN DROP COLUMN status", "copies in TRIAL_RUN are not the ones"),
+    ("UPDATE _emfix_values_METRIC SET per_label_val = '{}' WHERE rowid = (SELECT min(rowid) FROM "
+     "_emfix_values_METRIC)", "copies in _emfix_values_METRIC are not the ones"),
 ])
 def test_an_undo_of_an_edited_quarantine_is_damaged_input_and_puts_nothing_back(sqlite_address, tmp_path, edit, said):
     """Outside testers: one meta record of a quarantine edited into text that is not JSON crashed undo (exit 70);
@@ -444,6 +453,19 @@ def test_an_undo_of_an_edited_quarantine_is_damaged_input_and_puts_nothing_back(
         con.execute(edit)
     undone = run_cli("undo", quarantine)
     assert undone.returncode == 4 and said in undone.stderr and "Traceback" not in undone.stderr, undone.stderr
+    assert digest(sqlite_address) == before
+
+
+def test_an_undo_into_a_table_that_lost_a_column_since_puts_nothing_back(sqlite_address, tmp_path):
+    """A column the quarantine kept rows with that the table no longer has: exit 4 before anything goes back (the
+    same shape as round 13's hand-added quarantine column, which was exit 70 halfway)."""
+    damaged_metrics(sqlite_address)
+    quarantine = repaired(sqlite_address, tmp_path)["quarantine"]
+    with sqlite3.connect(sqlite_address.path) as con:
+        con.execute("ALTER TABLE TRIAL_RUN DROP COLUMN status")
+    before = digest(sqlite_address)
+    undone = run_cli("undo", quarantine)
+    assert undone.returncode == 4 and "hold column(s) status" in undone.stderr, undone.stderr
     assert digest(sqlite_address) == before
 
 
