@@ -15,6 +15,7 @@ from typing import Dict, List
 
 from . import quarantine as q
 from .backends import open_database
+from .copyrefusals import target_requires_json
 from .errors import DamagedInputError, OperationInterrupted, UsageError
 from .guarded import (
     AFTER,
@@ -103,6 +104,8 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
         stop = _stopper(interrupted, result)
         with open_database(address, retry_policy=retry_policy) as db:
             check_integrity(db)
+            _require_json_takers(db, qcon, [dict(meta, kept_as=meta["table"])] if meta.get("command") in VALUE_COMMANDS
+                                 else meta.get("values") or ())
             if meta.get("command") in VALUE_COMMANDS:  # a quarantine of values alone, named after their table
                 _put_values_back(db, qcon, dict(meta, kept_as=meta["table"]), result, batch_size, stop)
             else:
@@ -201,6 +204,29 @@ def _put_rows_back(db, qcon, result, batch_size, finished=True, marking=True, st
     if attached:
         db.execute("DETACH DATABASE %s" % ATTACHED)
     _remove_created(db, qcon, graph, result)
+
+
+def _require_json_takers(db, qcon, kept_values):
+    """Before anything goes back: original metric values that are not JSON, where the column takes JSON only (a
+    MySQL JSON column, MariaDB's CHECK (json_valid(...))). They were there because the check was off when they were
+    written; undo put the rows back, then stopped at the values (an outside tester, exit 4 with half undone)."""
+    for values in kept_values:
+        if (values.get("table"), values.get("column")) != ("METRIC", "per_label_val") or not target_requires_json(db):
+            continue
+        kept, column = q.qi(values.get("kept_as") or values["table"]), q.qi(values["column"])
+        if not qcon.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                            (values.get("kept_as") or values["table"],)).fetchone():
+            continue
+        refused = qcon.execute("SELECT count(*) FROM %s WHERE %s IS NOT NULL AND (NOT json_valid(%s) OR (typeof(%s) = "
+                               "'text' AND instr(%s, char(0)) > 0))" % (kept, column, column, column, column)
+                               ).fetchone()[0]
+        if refused:
+            raise DamagedInputError(
+                "%s of the original metric values are not valid JSON, and METRIC.per_label_val of %s takes JSON only; "
+                "nothing was put back" % ("{:,}".format(refused), db.address.display()), kind="refused_value",
+                hint="to have them back as they were, drop the column's JSON check for the undo and add it again "
+                     "after; or keep the repaired values (the removed rows can go back with the values: not one "
+                     "without the other)")
 
 
 def _require_columns(qcon, graph, tables, where):

@@ -469,6 +469,19 @@ def test_an_undo_into_a_table_that_lost_a_column_since_puts_nothing_back(sqlite_
     assert digest(sqlite_address) == before
 
 
+def test_an_undo_whose_original_values_the_json_check_refuses_puts_nothing_back(mysql_address, tmp_path):
+    """Round 13: MariaDB's CHECK (json_valid(...)) on the metric values, added after the repair (the bad values had
+    been written with the check off): undo put the removed rows back, then stopped at the values with exit 4."""
+    damaged_metrics(mysql_address)
+    quarantine = repaired(mysql_address, tmp_path, "--reset-unfixable")["quarantine"]
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE METRIC ADD CONSTRAINT emfix_test_json CHECK (json_valid(per_label_val))")
+    before = digest(mysql_address)
+    undone = run_cli("undo", quarantine)
+    assert undone.returncode == 4 and "takes JSON only; nothing was put back" in undone.stderr, undone.stderr
+    assert digest(mysql_address) == before
+
+
 def test_a_resumed_repair_keeps_the_snapshot_taken_before_it_began(sqlite_address, tmp_path):
     damaged_metrics(sqlite_address)
     killed = run_cli(*repair_args(sqlite_address, tmp_path, batch="2"), env={"EMFIX_TEST_KILL_AT": "kept:2"})
