@@ -24,12 +24,10 @@ YIELD_SECONDS = 0.01  # between batches, so a writer polling for the lock finds 
 ATTACHED = "emfix_q"
 
 
-def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interrupted, recheck=None):
+def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interrupted, still=None):
     """Children before parents, a short transaction a batch. `names(plan)` gives the doom and stage tables;
-    `batch` is (batch_size, sleep, max_lock_ms). `recheck(tables, (table, last))`, before each batch, takes out
-    of the doom tables of `tables` (this one and those after it; of this one, past the key `last` the batches
-    reached) the rows that are no longer orphans ({table: rows}): those are left alone. Returns (removed, stats,
-    left alone per table)."""
+    `batch` is (batch_size, sleep, max_lock_ms). `still(table, keys)`, inside each batch's transaction, gives the
+    keys doomed still (orphanrescue): the others are left alone. Returns (removed, stats, left alone per table)."""
     batch_size, sleep, max_lock_ms = batch
     removed, stats = {}, {"batches": 0, "max_ms": 0.0, "left_alone_examples": {}}
     left_alone = {}
@@ -40,7 +38,7 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
         db.execute("PRAGMA %s.synchronous = FULL" % ATTACHED)
     try:
         order = graph.child_first()
-        for place, table in enumerate(order):
+        for table in order:
             if table not in doom:
                 continue
             plan, count = doom[table]
@@ -52,9 +50,6 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
                     raise OperationInterrupted(
                         "interrupted after removing %d rows; every removed row is in the quarantine"
                         % (sum(removed.values()) + done), hint="run the same command again to finish")
-                for rescued, rows in (recheck(set(order[place:]), (table, last)) if recheck is not None
-                                      else {}).items():
-                    left_alone[rescued] = left_alone.get(rescued, 0) + rows
                 where, params = "", ()
                 if last is not None:
                     where = " WHERE (%s) > (%s)" % (ids, ", ".join("?" * width)) if width > 1 else " WHERE i0 > ?"
@@ -64,7 +59,8 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
                 if not keys:
                     break
                 started = time.perf_counter()
-                ours, not_ours = _remove(db, graph, plan, stage, keys, None if attached else qcon)
+                ours, not_ours = _remove(db, graph, plan, stage, keys, None if attached else qcon,
+                                         (lambda k, t=table: still(t, k)) if still is not None else None)
                 if not_ours:
                     left_alone[table] = left_alone.get(table, 0) + len(not_ours)
                     examples = stats["left_alone_examples"].setdefault(table, [])
@@ -88,7 +84,7 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
     return removed, stats, left_alone
 
 
-def _remove(db, graph, plan, stage, keys, qcon):
+def _remove(db, graph, plan, stage, keys, qcon, still=None):
     """One batch, in one transaction (run again whole after a conflict); a parent a left-alone child still
     references (MySQL's foreign keys refuse it) is left alone too, found by removing the batch row by row.
     With `qcon` (the quarantine is not attached: MySQL, SQLite in WAL mode) the batch's copies are marked
@@ -98,13 +94,14 @@ def _remove(db, graph, plan, stage, keys, qcon):
         _mark_in_quarantine(db, graph, plan, stage, qcon, pending=keys)
         kill_point("pending")
     try:
-        ours, not_ours = db.write_batch(lambda: _remove_in_transaction(db, graph, plan, stage, keys, qcon is None))
+        ours, not_ours = db.write_batch(lambda: _remove_in_transaction(db, graph, plan, stage, keys, qcon is None,
+                                                                       still))
     except StillReferencedError:
         ours, not_ours = [], []
         for key in keys:
             try:
                 one = db.write_batch(lambda key=key: _remove_in_transaction(db, graph, plan, stage, [key],
-                                                                         qcon is None))
+                                                                         qcon is None, still))
             except StillReferencedError:
                 one = ([], [key])
             ours += one[0]
@@ -115,8 +112,10 @@ def _remove(db, graph, plan, stage, keys, qcon):
     return ours, not_ours
 
 
-def _remove_in_transaction(db, graph, plan, stage, keys, mark_attached):
+def _remove_in_transaction(db, graph, plan, stage, keys, mark_attached, still=None):
     present = _present(db, plan, keys, lock=db.dialect != "sqlite")
+    if still is not None and present:  # orphans no more (a parent came back, or one was pointed at): left alone
+        present = still(present)
     deleted = _delete_keys(db, graph, plan, stage, present) if present else 0
     still = set(_present(db, plan, present)) if deleted < len(present) else set()
     ours = [k for k in present if k not in still]
@@ -217,36 +216,37 @@ def settle_marks(db, graph, qcon):
     """Before a rerun stages anew: what an interrupted run kept but did not mark. A copy never marked
     was never removed by emfix (attached, the mark commits with the delete; elsewhere a batch marks its
     copies pending first): it leaves, and the rerun keeps the row again if it is still doomed, as it is
-    now. A copy marked pending (MySQL: a kill came between the batch and its marks) was removed when its
-    key is gone, and leaves when its key still holds a row."""
+    now. A copy marked pending (a kill came between the batch and its marks) leaves only when its key still
+    holds the very row it copied; otherwise it was removed (its key gone, or given since to a row the
+    application inserted: round 14, where the copy left and the original was lost) and stays, marked."""
     tables = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
                                          "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
     for table in [t for t in tables if t in graph.tables]:
-        present = {r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table))}
+        present = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table))]
         if q.DELETED not in present:
             continue
         qcon.execute("DELETE FROM %s WHERE %s IS NULL" % (q.qi(table), q.qi(q.DELETED)))
+        columns = [c for c in present if c not in (q.ROWID, q.DELETED)]
         key = db_key = list(graph.primary_keys.get(table) or ())
         if not key and q.ROWID in present and db.dialect == "sqlite":  # a table without a primary key
             key, db_key = [q.ROWID], ["rowid"]
-        pending = qcon.execute("SELECT DISTINCT %s FROM %s WHERE %s = 0" % (
-            ", ".join(q.qi(c) for c in key), q.qi(table), q.qi(q.DELETED))).fetchall() if key else []
+        pending = qcon.execute("SELECT rowid, %s, %s FROM %s WHERE %s = 0" % (
+            ", ".join(q.qi(c) for c in key), ", ".join(q.qi(c) for c in columns), q.qi(table),
+            q.qi(q.DELETED))).fetchall() if key else []
         if not pending:
             continue
         one = "(%s)" % ", ".join("?" * len(key))
-        alive = set()
+        live = set()  # (key..., the row's columns...) as the database holds them now
         for start in range(0, len(pending), 200):
-            part = pending[start:start + 200]
-            alive |= {tuple(r) for r in db.query("SELECT %s FROM %s WHERE (%s) IN (%s)" % (
-                db.quote_columns(db_key), db.quote(table), db.quote_columns(db_key), ", ".join([one] * len(part))),
-                tuple(v for k in part for v in k))}
-        where = " AND ".join("%s IS ?" % q.qi(c) for c in key)
+            part = [tuple(r[1:1 + len(key)]) for r in pending[start:start + 200]]
+            live |= {tuple(portable(v) for v in r) for r in db.query("SELECT %s, %s FROM %s WHERE (%s) IN (%s)" % (
+                db.quote_columns(db_key), db.exact_columns(table, columns), db.quote(table),
+                db.quote_columns(db_key), ", ".join([one] * len(part))), tuple(v for k in part for v in k))}
         qcon.execute("BEGIN")
         for row in pending:
-            if tuple(row) in alive:
-                qcon.execute("DELETE FROM %s WHERE %s = 0 AND %s" % (q.qi(table), q.qi(q.DELETED), where), row)
+            if tuple(row[1:]) in live:
+                qcon.execute("DELETE FROM %s WHERE rowid = ?" % q.qi(table), (row[0],))
             else:
-                qcon.execute("UPDATE %s SET %s = 1 WHERE %s = 0 AND %s" % (
-                    q.qi(table), q.qi(q.DELETED), q.qi(q.DELETED), where), row)
+                qcon.execute("UPDATE %s SET %s = 1 WHERE rowid = ?" % (q.qi(table), q.qi(q.DELETED)), (row[0],))
         qcon.execute("COMMIT")
         log.info("settled %d rows of %s a killed run was removing", len(pending), table)

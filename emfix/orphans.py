@@ -19,6 +19,7 @@ from .fksweep import TMP, UNREFERENCED_TABLES, TablePlan, sweep_foreign_keys
 from .guarded import kill_point
 from .hierarchy import ancestor_chain
 from .orphandelete import delete_batches, settle_marks
+from .orphanrescue import still_doomed
 from .values import portable
 
 log = logging.getLogger(__name__)
@@ -302,60 +303,6 @@ def data_version(db):
     return db.scalar("PRAGMA data_version") if db.dialect == "sqlite" else None
 
 
-def drop_rescued(db, graph, plans, doom, pending, reached=(None, None)):
-    """Take out of the doom tables of `pending` tables (not deleted from yet) the rows that are no longer orphans
-    now: an orphan whose missing parent the application has since inserted, or which it pointed at another parent,
-    and the rows doomed only through such a row (an outside tester: a repair went on and removed a trial whose
-    experiment had been re-created meanwhile, and every run under it). Checked from the sweep's rows tables, parents
-    first, against the live rows: a row stays doomed while it still holds the key it was doomed by and that key's
-    parent is still missing, or still doomed itself. `reached` is (the table being deleted from, the last key its
-    batches took): its rows up to there were handled already. Returns {table: rows taken out}."""
-    quoted, same_value = db.quote, "IS" if db.dialect == "sqlite" else "<=>"
-    by_table = {p.table: p for p in plans}
-    still, taken = {}, {}  # (table, key columns) -> temp table of the keys of its rows still doomed
-    for table in graph.parent_first():
-        plan = by_table.get(table)
-        if plan is None or not plan.relations or table not in pending:
-            continue  # (a table deleted from already is no pending table's parent: children go first)
-        ids = ["i%d" % n for n in range(len(plan.identity))]
-        alive = "%salive_%d" % (TMP, plan.number)
-        db.create_temp_table(alive, "SELECT %s FROM %s WHERE 1 = 0" % (", ".join(ids), quoted(plan.rows_table)),
-                             indexes=[ids])
-        live = " AND ".join("t.%s = h.i%d" % (expr, n) for n, expr in enumerate(plan.identity))
-        for rel_no, relation in enumerate(plan.relations):  # one statement per reason (MySQL: a temporary
-            values = [plan.value_name(c) for c in relation.child_columns]  # table once per statement)
-            holds = "EXISTS (SELECT 1 FROM %s t WHERE %s AND %s)" % (quoted(table), live, " AND ".join(
-                "t.%s %s h.%s" % (quoted(c), same_value, v) for c, v in zip(relation.child_columns, values)))
-            missing = " AND ".join("p.%s = h.%s" % (quoted(p), v) for p, v in zip(relation.parent_columns, values))
-            reasons = ["h.kind = 'd' AND NOT EXISTS (SELECT 1 FROM %s p WHERE %s)" % (quoted(relation.parent),
-                                                                                     missing)]
-            keys = still.get((relation.parent, tuple(relation.parent_columns)))
-            if keys:
-                reasons.append("h.kind = 'c' AND EXISTS (SELECT 1 FROM %s k WHERE %s)" % (quoted(keys), " AND ".join(
-                    "k.k%d = h.%s" % (n, v) for n, v in enumerate(values))))
-            for reason in reasons:
-                db.execute("INSERT INTO %s SELECT %s FROM %s h WHERE h.rel = %d AND %s AND %s" % (
-                    quoted(alive), ", ".join("h." + i for i in ids), quoted(plan.rows_table), rel_no, reason, holds))
-        same = " AND ".join("a.%s = h.%s" % (i, i) for i in ids)
-        for n, keys in enumerate(plan.key_sets):
-            name = "%sstill_%d_%d" % (TMP, plan.number, n)
-            db.create_temp_table(name, "SELECT DISTINCT %s FROM %s h WHERE EXISTS (SELECT 1 FROM %s a WHERE %s)" % (
-                ", ".join("h.%s AS k%d" % (plan.value_name(c), m) for m, c in enumerate(keys)),
-                quoted(plan.rows_table), quoted(alive), same), indexes=[["k%d" % m for m in range(len(keys))]])
-            still[(table, tuple(keys))] = name
-        if table in doom and table in pending:
-            doomed = quoted(_doom_table(doom[table][0]))
-            past, params = "", ()
-            if reached[0] == table and reached[1] is not None:  # its batches removed (or left) the rows up to there
-                past = " AND (%s) > (%s)" % (", ".join(ids), ", ".join("?" * len(ids)))
-                params = tuple(reached[1])
-            gone = db.execute("DELETE FROM %s WHERE NOT EXISTS (SELECT 1 FROM %s a WHERE %s)%s" % (
-                doomed, quoted(alive), " AND ".join("a.%s = %s.%s" % (i, doomed, i) for i in ids), past), params)
-            if gone:
-                taken[table] = gone
-    return taken
-
-
 # -- the two halves, as a repair calls them ----------------------------------------------------------
 
 @dataclasses.dataclass
@@ -374,7 +321,7 @@ class OrphanWork:
     tables_filter: Optional[list] = None
     include_unreferenced: bool = False
     recreate_parents: bool = False
-    plans: Optional[list] = None  # the sweep's TablePlans (their rows tables): what drop_rescued checks again
+    plans: Optional[list] = None  # the sweep's TablePlans (their rows tables): what orphanrescue looks at again
     seen: Optional[int] = None  # SQLite's data_version once the sweep was read (see remove_orphans)
 
     @property
@@ -447,21 +394,18 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
         doom, left = _build_doom(db, graph, plans, work.tables_filter, work.include_unreferenced)
         plan = _summarize(db, graph, (doom, left), dict(work.keepable), work.keepable)
 
-    def recheck(pending, reached):
-        """Before each batch (a parent inserted while a table's batches ran saved its rows only from the next
-        table on: round 13), unless nothing can have changed."""
-        now = data_version(db)
-        if now is not None and now == seen[0]:
-            return {}  # no other connection committed to the file since the last look: nothing can have changed
-        seen[0] = now
-        return drop_rescued(db, graph, plans or [], doom, pending, reached)
+    def still(table, keys):
+        """The batch's keys doomed still, looked at inside its transaction (orphanrescue)."""
+        if seen[0] is not None and data_version(db) == seen[0]:
+            return keys  # no other connection has committed to the file since the plan was read: nothing changed
+        return still_doomed(db, graph, plans or [], table, keys)
     try:
         _quarantine_rows(db, graph, doom, qcon, qpath, progress)
     except (OSError, sqlite3.OperationalError) as exc:
         raise q.write_error(exc, qpath, "nothing was deleted") from None
     removed, stats, left_alone = delete_batches(
         db, graph, doom, lambda p: (_doom_table(p), _stage_table(p)), qcon, qpath, (batch_size, sleep, max_lock_ms),
-        progress, interrupted, recheck=recheck)
+        progress, interrupted, still=still)
     if any(left_alone.values()):  # the copies of rows no longer doomed (never marked removed) leave the quarantine
         settle_marks(db, graph, qcon)
     return OrphanOutcome(plan, removed, created, left_alone, stats["left_alone_examples"], stats["batches"],

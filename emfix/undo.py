@@ -236,6 +236,10 @@ def _require_columns(qcon, graph, tables, where):
     for table in tables:
         kept = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table)) if r[1] not in (q.ROWID, q.DELETED)]
         unknown = [c for c in kept if c.lower() not in {n.lower() for n in graph.columns[table]}]
+        lacking = [c for c in graph.primary_keys.get(table) or () if c.lower() not in {k.lower() for k in kept}]
+        if lacking:  # (round 14: rows went back with a NULL or 0 key where the quarantine had lost the column)
+            raise DamagedInputError("the quarantine's copies of %s lack its key column(s) %s; nothing was put back" % (
+                table, ", ".join(lacking)), hint=q.EDITED_HINT)
         if unknown:
             raise DamagedInputError("the quarantine's copies of %s hold column(s) %s, which %s %s has not; nothing "
                                     "was put back" % (table, ", ".join(unknown), where, table),

@@ -375,6 +375,37 @@ def test_a_parent_the_application_inserts_while_a_table_is_being_deleted_from_sa
     assert digest(address) == original
 
 
+def test_a_parent_the_application_inserts_just_before_a_batch_saves_that_batch(address, tmp_path, monkeypatch):
+    """Round 14: the second look came before each batch, so a parent inserted between the look and the batch's
+    delete (an application committing all the time makes the look itself that window) lost the batch in flight.
+    The look is in the batch's own transaction now."""
+    from emfix import orphandelete
+    from emfix.repair import repair
+    trial, runs, epochs = runs_of_a_missing_trial(address)
+    remove, inserted = orphandelete._remove, []
+
+    def the_application_inserts_the_trial_first(db, graph, plan, stage, keys, *rest):
+        if plan.table != "EPOCH" or inserted:
+            return remove(db, graph, plan, stage, keys, *rest)
+        one = "(%s)" % ", ".join("?" * len(plan.identity))
+        batch = "(%s) IN (%s)" % (", ".join("e." + i for i in plan.identity), ", ".join([one] * len(keys)))
+        with open_database(address) as app:  # a batch holding some of the trial's epochs
+            if app.scalar("SELECT count(*) FROM EPOCH e JOIN TRIAL_RUN r ON r.id = e.trial_run_id WHERE r.trial_id = ? "
+                          "AND " + batch, (trial,) + tuple(v for k in keys for v in k)):
+                app.execute("INSERT INTO TRIAL (id, name, experiment_id, start_time, update_time) VALUES "
+                            "(?, 'back again', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')", (trial,))
+                inserted.append(trial)
+        return remove(db, graph, plan, stage, keys, *rest)
+
+    monkeypatch.setattr(orphandelete, "_remove", the_application_inserts_the_trial_first)
+    repair(address, quarantine_dir=str(tmp_path / "q"), snapshot_dir=str(tmp_path / "snaps"), batch_size=2)
+    assert inserted
+    with open_database(address) as db:
+        assert db.scalar("SELECT count(*) FROM TRIAL_RUN WHERE trial_id = ?", (trial,)) == runs
+        assert db.scalar("SELECT count(*) FROM EPOCH e JOIN TRIAL_RUN r ON r.id = e.trial_run_id WHERE "
+                         "r.trial_id = ?", (trial,)) == epochs
+
+
 def test_an_orphan_the_application_points_at_an_existing_parent_meanwhile_keeps_the_rows_under_it(
         address, tmp_path, monkeypatch):
     """Round 11: the application moved an orphan run under a trial that exists while the repair ran (before any
@@ -480,6 +511,22 @@ def test_an_undo_whose_original_values_the_json_check_refuses_puts_nothing_back(
     undone = run_cli("undo", quarantine)
     assert undone.returncode == 4 and "takes JSON only; nothing was put back" in undone.stderr, undone.stderr
     assert digest(mysql_address) == before
+
+
+def test_an_undo_of_an_interrupted_repair_whose_quarantine_lost_a_key_column_changes_nothing(sqlite_address, tmp_path):
+    """Round 14: a quarantine table without one of its table's key columns (no digest yet: the repair was killed)
+    put its rows back with that key NULL (SQLite) or 0 (MariaDB), exit 0."""
+    damaged_metrics(sqlite_address)
+    killed = run_cli(*repair_args(sqlite_address, tmp_path, batch="2"), env={"EMFIX_TEST_KILL_AT": "written:3"})
+    assert killed.returncode == -9, killed.stderr
+    (quarantine,) = [str(p) for p in (tmp_path / "q").iterdir()]
+    with sqlite3.connect(quarantine) as con:
+        con.execute('DROP INDEX IF EXISTS "_emfix_content_BATCH_METRIC"')
+        con.execute("ALTER TABLE BATCH_METRIC DROP COLUMN metric_id")
+    before = digest(sqlite_address)
+    undone = run_cli("undo", quarantine)
+    assert undone.returncode == 4 and "lack its key column(s) metric_id" in undone.stderr, undone.stderr
+    assert digest(sqlite_address) == before
 
 
 def test_a_resumed_repair_keeps_the_snapshot_taken_before_it_began(sqlite_address, tmp_path):

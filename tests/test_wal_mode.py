@@ -38,3 +38,55 @@ def test_a_kill_between_a_batch_and_its_marks_in_wal_mode_loses_nothing(sqlite_a
     undone = run_cli("undo", json.loads(rerun.stdout)["quarantine"])
     assert undone.returncode == 0, undone.stderr
     assert digest(sqlite_address) == original
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL at a kill point: nothing after it runs."""
+
+
+def test_a_key_the_application_fills_again_after_a_kill_keeps_the_original_in_the_quarantine(
+        sqlite_address, tmp_path, monkeypatch):
+    """Round 14: killed between a batch's delete and its marks, the application then inserting a new row under a
+    deleted row's key; the rerun took the key's row for the original (never deleted) and dropped the original's
+    copy: lost for good. The copy leaves only when the key holds the very row it copied."""
+    from emfix import orphandelete
+    from emfix.cleanup import cleanup_orphans
+    in_wal_mode(sqlite_address)
+    original = digest(sqlite_address)
+    remove, kill_point, table = orphandelete._remove, orphandelete.kill_point, []
+
+    def removing(db, graph, plan, *rest):
+        table[:] = [plan.table]
+        return remove(db, graph, plan, *rest)
+
+    def killed_in_batch(name):
+        if name == "written" and table == ["BATCH"]:
+            raise Killed()
+        kill_point(name)
+
+    monkeypatch.setattr(orphandelete, "_remove", removing)
+    monkeypatch.setattr(orphandelete, "kill_point", killed_in_batch)
+    with pytest.raises(Killed):
+        cleanup_orphans(sqlite_address, batch_size=2, snapshot=False, quarantine_dir=str(tmp_path / "q"),
+                        final_validate=False)
+    monkeypatch.undo()
+    (quarantine,) = [str(p) for p in (tmp_path / "q").iterdir() if p.suffix == ".db"]
+    with sqlite3.connect(quarantine) as qcon:
+        gone = qcon.execute("SELECT idx, epoch_idx, trial_run_id, time FROM BATCH WHERE _emfix_deleted = 0").fetchall()
+    assert gone, "the killed batch left its copies pending"
+    with sqlite3.connect(sqlite_address.path) as app:  # the application writes a new row under one of those keys
+        app.execute("INSERT INTO BATCH (idx, epoch_idx, trial_run_id, time) VALUES (?, ?, ?, '2099-01-01')",
+                    gone[0][:3])
+    rerun = run_cli("cleanup-orphans", sqlite_address.path, "--yes", "--json", "--batch-size", "2", "--no-snapshot",
+                    "--quarantine-dir", str(tmp_path / "q"))
+    assert rerun.returncode in (0, 1), rerun.stderr
+    with sqlite3.connect(quarantine) as qcon:
+        assert qcon.execute("SELECT count(*) FROM BATCH WHERE idx IS ? AND epoch_idx IS ? AND trial_run_id IS ? AND "
+                            "time IS ? AND _emfix_deleted = 1", gone[0]).fetchone()[0] == 1
+    undone = run_cli("undo", quarantine)
+    assert undone.returncode == 1 and "BATCH" in undone.stdout + undone.stderr, undone.stderr  # the key is taken
+    with sqlite3.connect(sqlite_address.path) as app:
+        app.execute("DELETE FROM BATCH WHERE time = '2099-01-01'")
+    undone = run_cli("undo", quarantine)
+    assert undone.returncode == 0, undone.stderr
+    assert digest(sqlite_address) == original
