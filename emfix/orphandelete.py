@@ -112,13 +112,13 @@ def _remove(db, graph, plan, stage, keys, qcon, still=None):
     return ours, not_ours
 
 
-def _remove_in_transaction(db, graph, plan, stage, keys, mark_attached, still=None):
+def _remove_in_transaction(db, graph, plan, stage, keys, mark_attached, doomed_still=None):
     present = _present(db, plan, keys, lock=db.dialect != "sqlite")
-    if still is not None and present:  # orphans no more (a parent came back, or one was pointed at): left alone
-        present = still(present)
+    if doomed_still is not None and present:  # orphans no more (a parent came back, one was pointed at): left alone
+        present = doomed_still(present)
     deleted = _delete_keys(db, graph, plan, stage, present) if present else 0
-    still = set(_present(db, plan, present)) if deleted < len(present) else set()
-    ours = [k for k in present if k not in still]
+    kept = set(_present(db, plan, present)) if deleted < len(present) else set()  # changed since: not deleted
+    ours = [k for k in present if k not in kept]
     not_ours = [k for k in keys if k not in set(ours)]  # changed meanwhile, or deleted by someone else first
     if mark_attached:
         _mark_attached(db, graph, plan, stage, ours, not_ours)
