@@ -220,7 +220,9 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
         if self._cursors_of is not self._conn:  # a new connection (opened again): the old one's cursors go
             self._cursors, self._cursors_of = {}, self._conn
         key = tuple(sorted(options.items()))
-        cursor = self._cursors.pop(key, None) or self._conn.cursor(**options)
+        cursor = self._cursors.pop(key, None)
+        if cursor is None:
+            cursor = self._conn.cursor(**options)
         try:
             yield cursor
         except (KeyboardInterrupt, SystemExit):
