@@ -216,9 +216,12 @@ def settle_marks(db, graph, qcon):
     """Before a rerun stages anew: what an interrupted run kept but did not mark. A copy never marked
     was never removed by emfix (attached, the mark commits with the delete; elsewhere a batch marks its
     copies pending first): it leaves, and the rerun keeps the row again if it is still doomed, as it is
-    now. A copy marked pending (a kill came between the batch and its marks) leaves only when its key still
-    holds the very row it copied; otherwise it was removed (its key gone, or given since to a row the
-    application inserted: round 14, where the copy left and the original was lost) and stays, marked."""
+    now. A copy marked pending (a kill came between the batch and its marks) leaves when its key still holds
+    the very row it copied, and is marked removed when its key holds no row. When the key holds another row,
+    emfix may have removed the original (and the application filled the key again: round 14, where the copy
+    left and the original was lost) or not (the application edited it before the batch committed: round 15,
+    where the copy marked removed put the stale row back over the edit): it stays pending, which undo puts
+    back only after every copy marked removed, and only where its key is free."""
     tables = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
                                          "name NOT LIKE '\\_emfix\\_%' ESCAPE '\\'")]
     for table in [t for t in tables if t in graph.tables]:
@@ -242,11 +245,12 @@ def settle_marks(db, graph, qcon):
             live |= {tuple(portable(v) for v in r) for r in db.query("SELECT %s, %s FROM %s WHERE (%s) IN (%s)" % (
                 db.quote_columns(db_key), db.exact_columns(table, columns), db.quote(table),
                 db.quote_columns(db_key), ", ".join([one] * len(part))), tuple(v for k in part for v in k))}
+        held = {r[:len(key)] for r in live}
         qcon.execute("BEGIN")
         for row in pending:
             if tuple(row[1:]) in live:
                 qcon.execute("DELETE FROM %s WHERE rowid = ?" % q.qi(table), (row[0],))
-            else:
+            elif tuple(row[1:1 + len(key)]) not in held:
                 qcon.execute("UPDATE %s SET %s = 1 WHERE rowid = ?" % (q.qi(table), q.qi(q.DELETED)), (row[0],))
         qcon.execute("COMMIT")
         log.info("settled %d rows of %s a killed run was removing", len(pending), table)

@@ -13,13 +13,15 @@ shared next-key locks on what it reads): a parent inserted meanwhile waits for t
 batch sees it.
 """
 
-from .fksweep import TMP
+from .fksweep import TMP, UNREFERENCED_TABLES
 
 
 def still_doomed(db, graph, plans, table, keys):
     """The `keys` (identities of `table`'s doomed rows) that are doomed still, in their order."""
     by_table = {p.table: p for p in plans}
     plan = by_table.get(table)
+    if keys and table in UNREFERENCED_TABLES and (plan is None or not plan.relations):
+        return _unreferenced_still(db, graph, table, keys)
     if plan is None or not plan.relations or not keys:
         return list(keys)
     candidates = _ancestors(db, graph, by_table, plan, keys)
@@ -27,6 +29,28 @@ def still_doomed(db, graph, plans, table, keys):
     ids = ["i%d" % n for n in range(len(plan.identity))]
     found = {tuple(r) for r in db.query("SELECT %s FROM %s" % (", ".join(ids), db.quote(alive[table])))}
     return [k for k in keys if tuple(k) in found]
+
+
+def _unreferenced_still(db, graph, table, keys):
+    """--include-unreferenced: the METRIC/ARTIFACT rows of `keys` no link row points at now (round 15: links the
+    application saved with their run still pointed at metrics the cleanup then removed). By then every doomed link
+    is gone (children first), so a link there now is one that stays. Each link table is read once, joined to the
+    batch's keys (it needs no index of its own); on MySQL without locks (a scan of each would lock all of it): a
+    link written during the batch itself is not seen."""
+    quoted, key = db.quote, (graph.primary_keys.get(table) or ("id",))[0]
+    identity = "rowid" if db.dialect == "sqlite" else quoted(key)
+    wanted = "%swanted_%s" % (TMP, table.lower())
+    db.create_temp_table(wanted, "SELECT %s AS i, %s AS k FROM %s WHERE %s IN (%s)" % (
+        identity, quoted(key), quoted(table), identity, ", ".join("?" * len(keys))), tuple(k[0] for k in keys),
+        indexes=[["k"]])
+    first = "CROSS JOIN" if db.dialect == "sqlite" else "STRAIGHT_JOIN"  # the link table outside, read once
+    doomed = {r[0] for r in db.query("SELECT i FROM %s" % quoted(wanted))}
+    for relation in graph.children_of(table):
+        if len(relation.child_columns) == 1:
+            column = quoted(relation.child_columns[0])
+            doomed -= {r[0] for r in db.query("SELECT DISTINCT w.i FROM %s c %s %s w ON w.k = c.%s" % (
+                quoted(relation.child), first, quoted(wanted), column))}
+    return [k for k in keys if k[0] in doomed]
 
 
 def _ancestors(db, graph, by_table, plan, keys):

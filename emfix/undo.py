@@ -111,8 +111,7 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
             else:
                 # Rows first, then values: a value a repair rewrote in a row it later removed is kept
                 # (in the row's copy) as the repair wrote it; the row goes back first, then its value.
-                _put_rows_back(db, qcon, result, batch_size, finished=meta.get("status") != "in progress",
-                               marking=own, stop=stop)
+                _put_rows_back(db, qcon, result, batch_size, marking=own, stop=stop)
                 for values in meta.get("values") or ():
                     _put_values_back(db, qcon, values, result, batch_size, stop)
         if own:
@@ -170,10 +169,11 @@ def _stopper(interrupted, result):
     return stop
 
 
-def _put_rows_back(db, qcon, result, batch_size, finished=True, marking=True, stop=None):
+def _put_rows_back(db, qcon, result, batch_size, marking=True, stop=None):
     """Every row the repair removed back (parents first), then the parents it created removed. Only rows
-    marked removed go back; of a run that did not finish, a copy marked pending goes back too where its key
-    is free (MySQL: a kill may have come between a batch and its mark), never reported as a conflict."""
+    marked removed go back, then the copies still marked pending (a kill came between a batch and its mark,
+    where the two are two commits: MySQL, SQLite in WAL mode) where their key is free, never reported as a
+    conflict."""
     graph = discover_graph(db)
     db.foreign_key_checks(False)
     names = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
@@ -191,9 +191,11 @@ def _put_rows_back(db, qcon, result, batch_size, finished=True, marking=True, st
                 continue
             _reinsert(db, qcon, graph, table, columns, result, batch_size,
                       where="%s IN (1, %d)" % (q.qi(q.DELETED), PUTTING_BACK), mark=marking, stop=stop)
-            if not finished:
-                _reinsert(db, qcon, graph, table, columns, result, batch_size, where="%s = 0" % q.qi(q.DELETED),
-                          report=False, mark=marking, stop=stop)
+            # Copies emfix may or may not have removed (a kill between a batch and its mark, where the two are two
+            # commits): after the certain ones, and only where the key is free (round 15: such a copy marked
+            # removed put back a stale row over the application's edit of it).
+            _reinsert(db, qcon, graph, table, columns, result, batch_size, where="%s = 0" % q.qi(q.DELETED),
+                      report=False, mark=marking, stop=stop)
     except BaseException:
         if attached:  # stopped (Ctrl-C, SIGTERM, an error) with a statement still open on it: the error it
             try:      # was is what the user must see; closing the connection detaches it anyway
@@ -359,17 +361,22 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
         kill_point("undone")
         written = max(0, written)
         restored += written
-        if written == len(rows) or not report:
+        if written == len(rows):
             continue
-        present = _rows_by_key(db, table, columns, key_at, rows)
-        for row in rows:
+        present, refused = _rows_by_key(db, table, columns, key_at, rows), []
+        for copy, row in zip(ids, rows):
             wanted = [canonical(v) for v in row]
             found_now = present.get(tuple(wanted[i] for i in key_at), [])
-            if wanted not in found_now:
+            if wanted in found_now:
+                continue
+            refused.append(copy)
+            if report:
                 result.not_restored[table] = result.not_restored.get(table, 0) + 1
                 if len(result.conflicts) < 20:
                     result.conflicts.append({"table": table, "row": dict(zip(columns, row)),
                                              "now": [dict(zip(columns, f)) for f in found_now[:1]]})
+        if mark and refused:  # not put back: marked as before, so an undo once the key is free puts it back
+            _mark(qcon, "main", table, refused, 1 if report else 0)  # (round 15: it was marked put back)
     result.restored[table] = result.restored.get(table, 0) + restored
 
 

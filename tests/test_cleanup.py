@@ -287,3 +287,33 @@ def test_after_a_cleanup_the_table_lines_say_what_was_removed_not_what_was_plann
     assert [line.split()[:2] for line in lines[1:3]] == [["BATCH", "2,010"], ["EPOCH", "17"]]
     planned = cleanup_lines(CleanupResult(plan, dry_run=True), "experiment.db")
     assert [line.split()[:2] for line in planned[1:3]] == [["BATCH", "3,010"], ["EPOCH", "17"]]
+
+
+def test_with_include_unreferenced_the_metrics_of_links_the_application_saves_meanwhile_stay(address, tmp_path,
+                                                                                            monkeypatch):
+    """Round 15: the application gave back a run's missing trial while the cleanup ran: its links stayed (the look
+    in each batch), but the metrics they point at were removed as unreferenced (METRIC has no parent, so it was never
+    looked at again). A METRIC batch keeps the rows a link points at now."""
+    from test_repair import runs_of_a_missing_trial
+
+    from emfix import orphandelete
+    trial, runs, _epochs = runs_of_a_missing_trial(address)
+    remove, inserted = orphandelete._remove, []
+
+    def the_application_gives_the_trial_back_first(db, graph, plan, *rest):
+        if not inserted:
+            with open_database(address) as app:
+                app.execute("INSERT INTO TRIAL (id, name, experiment_id, start_time, update_time) VALUES "
+                            "(?, 'back again', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')", (trial,))
+            inserted.append(trial)
+        return remove(db, graph, plan, *rest)
+
+    monkeypatch.setattr(orphandelete, "_remove", the_application_gives_the_trial_back_first)
+    cleanup_orphans(address, include_unreferenced=True, snapshot=False, quarantine_dir=str(tmp_path / "q"),
+                    batch_size=50, final_validate=False)
+    with open_database(address) as db:
+        kept = db.scalar("SELECT count(*) FROM BATCH_METRIC b JOIN TRIAL_RUN r ON r.id = b.trial_run_id WHERE "
+                         "r.trial_id = ?", (trial,))
+        dangling = sum(db.scalar("SELECT count(*) FROM %s l WHERE NOT EXISTS (SELECT 1 FROM METRIC m WHERE m.id = "
+                                 "l.metric_id)" % link) for link in ("BATCH_METRIC", "EPOCH_METRIC"))
+    assert kept and dangling == 0
