@@ -44,6 +44,9 @@ class UndoResult:
     # rows that could not go back: their key now holds a different row (written since the repair)
     not_restored: Dict[str, int] = dataclasses.field(default_factory=dict)
     conflicts: List[dict] = dataclasses.field(default_factory=list)
+    # copies emfix may not have removed (a kill between a batch and its mark), left in the quarantine as their key
+    # holds a row: an undo once the key is free puts them back
+    waiting: Dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _owner(meta, address, force, quarantine_path):
@@ -370,7 +373,9 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
             if wanted in found_now:
                 continue
             refused.append(copy)
-            if report:
+            if not report:
+                result.waiting[table] = result.waiting.get(table, 0) + 1
+            else:
                 result.not_restored[table] = result.not_restored.get(table, 0) + 1
                 if len(result.conflicts) < 20:
                     result.conflicts.append({"table": table, "row": dict(zip(columns, row)),

@@ -86,7 +86,8 @@ def test_a_key_the_application_fills_again_after_a_kill_keeps_the_original_in_th
         assert qcon.execute("SELECT count(*) FROM BATCH WHERE idx IS ? AND epoch_idx IS ? AND trial_run_id IS ? AND "
                             "time IS ? AND _emfix_deleted = 0", gone[0]).fetchone()[0] == 1  # kept, not marked
     undone = run_cli("undo", quarantine)  # the application's row goes back first; the original waits for its key
-    assert undone.returncode == 0, undone.stderr
+    assert undone.returncode == 0 and "kept in the quarantine: 1 rows emfix may not have removed" in undone.stdout, (
+        undone.stdout, undone.stderr)
     with sqlite3.connect(sqlite_address.path) as app:
         assert app.execute("SELECT time FROM BATCH WHERE idx IS ? AND epoch_idx IS ? AND trial_run_id IS ?",
                            gone[0][:3]).fetchall() == [("2099-01-01",)]

@@ -52,6 +52,11 @@ def run(args, out):
                                                                 result.quarantine))
         if result.removed_created:
             out.text("removed %d parent rows the repair had created" % result.removed_created)
+        if result.waiting:  # (round 16: left in the quarantine without a word)
+            out.text("kept in the quarantine: %s rows emfix may not have removed (a kill came between a batch and its "
+                     "mark) whose key holds a row now (%s); an undo once that key is free puts them back" % (
+                         n(sum(result.waiting.values())),
+                         ", ".join("%s %d" % kv for kv in sorted(result.waiting.items()))))
     if result.not_restored:
         counts = ", ".join("%s %d" % kv for kv in sorted(result.not_restored.items()))
         sys.stderr.write("error: %s rows or values could not be put back: another process changed them after the "
