@@ -124,6 +124,12 @@ def _is_utf8(value):
 BLOB_IDS_SHOWN = 10
 
 
+def sqlite_not_json(value):
+    """SQLite's test of a value MySQL's JSON_VALID refuses: SQLite's json_valid() reads TEXT only up to a NUL
+    ('{}' NUL 'x' passes), MySQL's reads it whole."""
+    return "(NOT json_valid({v}) OR (typeof({v}) = 'text' AND instr({v}, char(0)) > 0))".format(v=value)
+
+
 def refuse_invalid_json(source, target, graph, tree, will_create=False):
     """Stop before the first batch, not at it, when DST's JSON column would refuse a value of this subtree."""
     if "METRIC" not in graph.tables or "per_label_val" not in graph.columns["METRIC"]:
@@ -134,9 +140,7 @@ def refuse_invalid_json(source, target, graph, tree, will_create=False):
     if not where:
         return
     value = "t.%s" % source.quote("per_label_val")
-    # SQLite's json_valid() reads TEXT only up to a NUL ('{}' NUL 'x' passes), MySQL's reads it whole
-    invalid = "NOT JSON_VALID(%s)" % value if source.dialect == "mysql" else \
-        "(NOT json_valid({v}) OR (typeof({v}) = 'text' AND instr({v}, char(0)) > 0))".format(v=value)
+    invalid = "NOT JSON_VALID(%s)" % value if source.dialect == "mysql" else sqlite_not_json(value)
     count = int(source.scalar("SELECT count(*) FROM %s t WHERE %s AND %s IS NOT NULL AND %s" % (
         source.quote("METRIC"), where, value, invalid)) or 0)
     if count:

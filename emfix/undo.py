@@ -15,7 +15,7 @@ from typing import Dict, List
 
 from . import quarantine as q
 from .backends import open_database
-from .copyrefusals import target_requires_json
+from .copyrefusals import sqlite_not_json, target_requires_json
 from .errors import DamagedInputError, OperationInterrupted, UsageError
 from .guarded import (
     AFTER,
@@ -175,8 +175,8 @@ def _stopper(interrupted, result):
 def _put_rows_back(db, qcon, result, batch_size, marking=True, stop=None):
     """Every row the repair removed back (parents first), then the parents it created removed. Only rows
     marked removed go back, then the copies still marked pending (a kill came between a batch and its mark,
-    where the two are two commits: MySQL, SQLite in WAL mode) where their key is free, never reported as a
-    conflict."""
+    where the two are two commits: MySQL, SQLite in WAL mode) where their key is free: one whose key holds a row
+    is counted as waiting, not as a conflict (emfix may not have removed it)."""
     graph = discover_graph(db)
     db.foreign_key_checks(False)
     names = [r[0] for r in qcon.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
@@ -218,13 +218,11 @@ def _require_json_takers(db, qcon, kept_values):
     for values in kept_values:
         if (values.get("table"), values.get("column")) != ("METRIC", "per_label_val") or not target_requires_json(db):
             continue
-        kept, column = q.qi(values.get("kept_as") or values["table"]), q.qi(values["column"])
-        if not qcon.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                            (values.get("kept_as") or values["table"],)).fetchone():
+        kept, column = values.get("kept_as") or values["table"], q.qi(values["column"])
+        if not qcon.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (kept,)).fetchone():
             continue
-        refused = qcon.execute("SELECT count(*) FROM %s WHERE %s IS NOT NULL AND (NOT json_valid(%s) OR (typeof(%s) = "
-                               "'text' AND instr(%s, char(0)) > 0))" % (kept, column, column, column, column)
-                               ).fetchone()[0]
+        refused = qcon.execute("SELECT count(*) FROM %s WHERE %s IS NOT NULL AND %s" % (
+            q.qi(kept), column, sqlite_not_json(column))).fetchone()[0]
         if refused:
             raise DamagedInputError(
                 "%s of the original metric values are not valid JSON, and METRIC.per_label_val of %s takes JSON only; "

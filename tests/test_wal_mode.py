@@ -46,15 +46,10 @@ class Killed(BaseException):
     """Stands for a SIGKILL at a kill point: nothing after it runs."""
 
 
-def test_a_key_the_application_fills_again_after_a_kill_keeps_the_original_in_the_quarantine(
-        sqlite_address, tmp_path, monkeypatch):
-    """Round 14: killed between a batch's delete and its marks, the application then inserting a new row under a
-    deleted row's key; the rerun took the key's row for the original (never deleted) and dropped the original's
-    copy: lost for good. The copy leaves only when the key holds the very row it copied."""
+def killed_in_a_batch_of_batch(address, tmp_path, monkeypatch, point):
+    """cleanup-orphans (batches of 2) stopped at kill point `point` of its first BATCH batch; its quarantine."""
     from emfix import orphandelete
     from emfix.cleanup import cleanup_orphans
-    in_wal_mode(sqlite_address)
-    original = digest(sqlite_address)
     remove, kill_point, table = orphandelete._remove, orphandelete.kill_point, []
 
     def removing(db, graph, plan, *rest):
@@ -62,26 +57,42 @@ def test_a_key_the_application_fills_again_after_a_kill_keeps_the_original_in_th
         return remove(db, graph, plan, *rest)
 
     def killed_in_batch(name):
-        if name == "written" and table == ["BATCH"]:
+        if name == point and table == ["BATCH"]:
             raise Killed()
         kill_point(name)
 
     monkeypatch.setattr(orphandelete, "_remove", removing)
     monkeypatch.setattr(orphandelete, "kill_point", killed_in_batch)
     with pytest.raises(Killed):
-        cleanup_orphans(sqlite_address, batch_size=2, snapshot=False, quarantine_dir=str(tmp_path / "q"),
+        cleanup_orphans(address, batch_size=2, snapshot=False, quarantine_dir=str(tmp_path / "q"),
                         final_validate=False)
     monkeypatch.undo()
     (quarantine,) = [str(p) for p in (tmp_path / "q").iterdir() if p.suffix == ".db"]
+    return quarantine
+
+
+def cleaned_again(address, tmp_path):
+    """The same cleanup run again, as a user would after the kill."""
+    rerun = run_cli("cleanup-orphans", address.path, "--yes", "--json", "--batch-size", "2", "--no-snapshot",
+                    "--quarantine-dir", str(tmp_path / "q"))
+    assert rerun.returncode in (0, 1), rerun.stderr
+
+
+def test_a_key_the_application_fills_again_after_a_kill_keeps_the_original_in_the_quarantine(
+        sqlite_address, tmp_path, monkeypatch):
+    """Round 14: killed between a batch's delete and its marks, the application then inserting a new row under a
+    deleted row's key; the rerun took the key's row for the original (never deleted) and dropped the original's
+    copy: lost for good. The copy leaves only when the key holds the very row it copied."""
+    in_wal_mode(sqlite_address)
+    original = digest(sqlite_address)
+    quarantine = killed_in_a_batch_of_batch(sqlite_address, tmp_path, monkeypatch, "written")
     with sqlite3.connect(quarantine) as qcon:
         gone = qcon.execute("SELECT idx, epoch_idx, trial_run_id, time FROM BATCH WHERE _emfix_deleted = 0").fetchall()
     assert gone, "the killed batch left its copies pending"
     with sqlite3.connect(sqlite_address.path) as app:  # the application writes a new row under one of those keys
         app.execute("INSERT INTO BATCH (idx, epoch_idx, trial_run_id, time) VALUES (?, ?, ?, '2099-01-01')",
                     gone[0][:3])
-    rerun = run_cli("cleanup-orphans", sqlite_address.path, "--yes", "--json", "--batch-size", "2", "--no-snapshot",
-                    "--quarantine-dir", str(tmp_path / "q"))
-    assert rerun.returncode in (0, 1), rerun.stderr
+    cleaned_again(sqlite_address, tmp_path)
     with sqlite3.connect(quarantine) as qcon:
         assert qcon.execute("SELECT count(*) FROM BATCH WHERE idx IS ? AND epoch_idx IS ? AND trial_run_id IS ? AND "
                             "time IS ? AND _emfix_deleted = 0", gone[0]).fetchone()[0] == 1  # kept, not marked
@@ -104,30 +115,11 @@ def test_a_row_the_application_changes_after_a_kill_before_its_batch_committed_k
     then editing one of those rows (still an orphan); the rerun marked the stale copy removed, and undo put the stale
     row back over the edit. A copy whose key holds another row stays pending: undo puts it back after the others,
     only where its key is free."""
-    from emfix import orphandelete
-    from emfix.cleanup import cleanup_orphans
     in_wal_mode(sqlite_address)
     copy = str(tmp_path / "as-the-application-leaves-it.db")  # the same change on a copy nothing cleaned
     with sqlite3.connect(sqlite_address.path) as source, sqlite3.connect(copy) as target:
         source.backup(target)
-    remove, kill_point, table = orphandelete._remove, orphandelete.kill_point, []
-
-    def removing(db, graph, plan, *rest):
-        table[:] = [plan.table]
-        return remove(db, graph, plan, *rest)
-
-    def killed_in_batch(name):
-        if name == "pending" and table == ["BATCH"]:
-            raise Killed()
-        kill_point(name)
-
-    monkeypatch.setattr(orphandelete, "_remove", removing)
-    monkeypatch.setattr(orphandelete, "kill_point", killed_in_batch)
-    with pytest.raises(Killed):
-        cleanup_orphans(sqlite_address, batch_size=2, snapshot=False, quarantine_dir=str(tmp_path / "q"),
-                        final_validate=False)
-    monkeypatch.undo()
-    (quarantine,) = [str(p) for p in (tmp_path / "q").iterdir() if p.suffix == ".db"]
+    quarantine = killed_in_a_batch_of_batch(sqlite_address, tmp_path, monkeypatch, "pending")
     with sqlite3.connect(quarantine) as qcon:
         key = qcon.execute("SELECT idx, epoch_idx, trial_run_id FROM BATCH WHERE _emfix_deleted = 0").fetchone()
     for path in (sqlite_address.path, copy):
@@ -138,9 +130,7 @@ def test_a_row_the_application_changes_after_a_kill_before_its_batch_committed_k
             else:
                 app.execute("DELETE FROM BATCH WHERE idx = ? AND epoch_idx = ? AND trial_run_id = ?", key)
     expected = digest(DatabaseAddress("sqlite", path=copy))
-    rerun = run_cli("cleanup-orphans", sqlite_address.path, "--yes", "--json", "--batch-size", "2", "--no-snapshot",
-                    "--quarantine-dir", str(tmp_path / "q"))
-    assert rerun.returncode in (0, 1), rerun.stderr
+    cleaned_again(sqlite_address, tmp_path)
     undone = run_cli("undo", quarantine)
     assert undone.returncode == 0, undone.stderr
     after = digest(sqlite_address)
