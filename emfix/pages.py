@@ -52,8 +52,8 @@ def row_pages(db, graph, tree, table, batch_size, paging, last):
             if not isinstance(last, list) or len(last) != len(keys):  # a journal from another schema or hand
                 raise DamagedInputError("the position saved for %s (%r) is not a key of %d columns" % (
                     table, last, len(keys)), hint="run without --resume after removing what was copied")
-            after = "%s(%s) > (%s)" % (glue, order, ", ".join("?" * len(keys)))
-            params = tuple(last)
+            after, params = db.key_bound(keys, ">", last)
+            after = glue + after
         rows = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT %d" % (cols, source, after, order, batch_size),
                         params)
         if not rows:
@@ -234,13 +234,17 @@ def key_range(db, graph, tree, table, size, last):
     when no key is left."""
     name, key = tree.keys(graph, table)
     keys = ["x.%s" % db.quote(c) for c in key]
-    order, row, marks = ", ".join(keys), "(%s)" % ", ".join(keys), "(%s)" % ", ".join("?" * len(keys))
-    after, params = ([row + " > " + marks], tuple(last)) if last is not None else ([], ())
+    order = ", ".join(keys)
+    after, params = ([], ())
+    if last is not None:
+        after, params = db.key_bound(keys, ">", last)
+        after = [after]
     where = " WHERE " + " AND ".join(after) if after else ""
     bound = db.query("SELECT %s FROM %s x%s ORDER BY %s LIMIT 1 OFFSET %d" % (order, db.quote(name), where, order,
                                                                              size - 1), params)
     if bound:
-        return " AND ".join(after + [row + " <= " + marks]), params + tuple(bound[0]), [portable(v) for v in bound[0]]
+        upto, upto_params = db.key_bound(keys, "<=", bound[0])
+        return " AND ".join(after + [upto]), params + upto_params, [portable(v) for v in bound[0]]
     if db.query("SELECT 1 FROM %s x%s LIMIT 1" % (db.quote(name), where), params):
         return " AND ".join(after) or "1 = 1", params, "done"
     return None

@@ -138,6 +138,21 @@ class Backend:
         self.execute("CREATE INDEX %s%s ON %s (%s)" % (temp, self.quote("%s_%s" % (table, suffix)), self.quote(table),
                                                        self.quote_columns(columns)))
 
+    def key_bound(self, columns, op, values):
+        """`columns` (SQL expressions: a key, in its order) `op` (>, >=, < or <=) the key `values`, as (condition,
+        parameters). SQLite seeks an index with a row value; MariaDB reads a row-value comparison from the index's
+        first entry on (each page of a composite key read all the pages before it again), so there it is spelled
+        out column by column, which its range optimizer seeks."""
+        if len(columns) == 1:
+            return "%s %s ?" % (columns[0], op), (values[0],)
+        if self.dialect == "sqlite":
+            return "(%s) %s (%s)" % (", ".join(columns), op, ", ".join("?" * len(columns))), tuple(values)
+        sql, params = "%s %s ?" % (columns[-1], op), [values[-1]]
+        for column, value in zip(reversed(columns[:-1]), reversed(values[:-1])):
+            sql = "%s %s ? OR (%s = ? AND (%s))" % (column, op[0], column, sql)
+            params = [value, value] + params
+        return "(%s)" % sql, tuple(params)
+
     def scalar(self, sql, params=()):
         rows = self.query(sql, params)
         return rows[0][0] if rows else None
