@@ -212,12 +212,10 @@ class GuardedChange:
             except BaseException:
                 con.close()
                 raise
-        q.start(con, self.command, self.address, self.reason)
         extra = dict(self._meta)
         if self.fingerprint is not None:
             extra["change_fingerprint"] = self.fingerprint
-        if extra:
-            q.write_meta(con, **extra)
+        q.start(con, self.command, self.address, self.reason, **extra)
         self._con = con
         return con
 

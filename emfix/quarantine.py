@@ -162,13 +162,20 @@ def read_meta(con):
     return meta
 
 
-def start(con, command, address, reason):
+def start(con, command, address, reason, **extra):
+    """A new quarantine's records, `extra` (the change's own: its rules, its fingerprint) in the same commit as
+    "in progress": a run killed between two commits left a quarantine a rerun took for another change's
+    (transform-metrics: "an interrupted transform-metrics with other rules has not finished", found by the suite
+    on a loaded machine)."""
     meta = read_meta(con)
     if not meta:
-        write_meta(con, command=command, database=address.target(), database_key=address.key(), reason=reason,
-                   emfix_version=__version__,
-                   started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(), status="in progress",
-                   tables=[])
+        records = dict(command=command, database=address.target(), database_key=address.key(), reason=reason,
+                       emfix_version=__version__, started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                       tables=[])
+        records.update(extra)
+        write_meta(con, status="in progress", **records)
+    elif extra:
+        write_meta(con, **extra)
     return read_meta(con)
 
 

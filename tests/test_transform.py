@@ -115,6 +115,26 @@ def test_template_is_a_rules_file_once_a_rule_is_uncommented(tmp_path):
     assert refused.returncode == 2 and "no rules" in refused.stderr
 
 
+def test_a_new_quarantine_says_in_progress_and_names_its_rules_in_one_commit(tmp_path, monkeypatch):
+    """The suite on a loaded machine: a run killed between the quarantine's "in progress" and the record of its
+    rules left a quarantine whose rerun was refused as "another transform-metrics with other rules" (exit 2, for
+    good: undo was the only way on). Both are written in the same commit now."""
+    from emfix import quarantine as q
+    from emfix.transform import transform_metrics
+    address = make_sqlite(tmp_path)
+    commits, write_meta = [], q.write_meta
+
+    def recorded(con, **values):
+        commits.append(set(values))
+        return write_meta(con, **values)
+
+    monkeypatch.setattr(q, "write_meta", recorded)
+    transform_metrics(address, parse_rules({"*": {"scale": 2}}), snapshot=False,
+                      quarantine_dir=str(tmp_path / "q"))
+    first = next(keys for keys in commits if "status" in keys)
+    assert {"rules_sha256", "change_fingerprint", "table", "column"} <= first, first
+
+
 def test_killed_runs_then_a_rerun_apply_each_rule_exactly_once(tmp_path):
     address = make_sqlite(tmp_path, Shape(runs=10, epochs=10, batches=5))
     reference = tmp_path / "reference.db"
