@@ -136,3 +136,31 @@ def test_a_link_saved_while_the_look_holds_its_locks_waits_for_the_batch_of_metr
                 assert refused.value.errno == 1205
             finally:
                 app.close()
+
+
+def test_on_sqlite_batches_leave_a_long_gap_while_an_application_writes(sqlite_address, monkeypatch):
+    """SQLite locks the whole file; a writer waiting for it polls every 100 ms once its first sleeps are spent, and
+    10 ms gaps between ~100 ms batches let its writes wait 1-2.5 s (the 1M demo). While another connection has
+    committed lately, a gap longer than that poll follows each quarter second of writes; without one, none."""
+    import sqlite3
+
+    from emfix import orphandelete
+    make_demo(sqlite_address)
+    pauses = []
+    monkeypatch.setattr(orphandelete.time, "sleep", pauses.append)
+    with open_database(sqlite_address) as db:
+        gaps = orphandelete.Gaps(db, 0.0)
+        for _ in range(6):
+            gaps.after(100.0)
+        assert max(pauses) == orphandelete.YIELD_SECONDS  # nobody else writes: short gaps only
+        pauses.clear()
+        app = sqlite3.connect(sqlite_address.path, isolation_level=None)
+        try:
+            for _ in range(6):
+                app.execute("INSERT INTO EXPERIMENT (title, start_time, update_time) VALUES ('app', "
+                            "datetime('now'), datetime('now'))")
+                gaps.after(100.0)
+        finally:
+            app.close()
+    long_ones = [p for p in pauses if p >= orphandelete.LONG_GAP_SECONDS]
+    assert len(long_ones) == 2, pauses  # 600 ms of writes: one long gap each 250 ms
