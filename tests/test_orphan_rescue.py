@@ -75,13 +75,26 @@ def test_the_look_reads_each_table_up_the_chain_once_a_batch(address):
     assert not any(s.lstrip().upper().startswith(("CREATE", "INSERT", "DROP")) for s in statements), statements
 
 
+def assert_the_application_waits(address, sql, params):
+    """Another connection's `sql` waits for the locks this one holds (it gives up after 1 s: error 1205)."""
+    import mysql.connector
+    app = mysql.connector.connect(host=address.host, port=address.port, user=address.user,
+                                  password=address.password or "", database=address.database, autocommit=True)
+    try:
+        cursor = app.cursor()
+        cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
+        with pytest.raises(mysql.connector.Error) as refused:
+            cursor.execute(sql, params)
+        assert refused.value.errno == 1205  # lock wait timeout: the look holds what it read, gaps included
+    finally:
+        app.close()
+
+
 def test_a_parent_inserted_while_the_look_holds_its_locks_waits_for_the_batch(mysql_address):
     """On MySQL the look's reads lock what they read, the gap where a missing parent would go included: an
     application inserting that parent waits until the batch has committed (and the next batch sees it). Without
     the lock it would go in between the look and the delete, and the batch would remove rows no longer orphans."""
-    import mysql.connector
     trial, _runs, _epochs = runs_of_a_missing_trial(mysql_address)
-    a = mysql_address
     with open_database(mysql_address) as db:
         graph = discover_graph(db)
         work = plan_orphans(db, graph)
@@ -93,26 +106,16 @@ def test_a_parent_inserted_while_the_look_holds_its_locks_waits_for_the_batch(my
         look = RescueLook(db, graph, work.plans)
         with db.transaction():
             assert look.still("EPOCH", keys) == keys
-            app = mysql.connector.connect(host=a.host, port=a.port, user=a.user, password=a.password or "",
-                                          database=a.database, autocommit=True)
-            try:
-                cursor = app.cursor()
-                cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
-                with pytest.raises(mysql.connector.Error) as refused:
-                    cursor.execute("INSERT INTO TRIAL (id, name, experiment_id, start_time, update_time) VALUES "
-                                   "(%s, 'back again', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')", (trial,))
-                assert refused.value.errno == 1205  # lock wait timeout: the look holds the gap
-            finally:
-                app.close()
+            assert_the_application_waits(mysql_address, "INSERT INTO TRIAL (id, name, experiment_id, start_time, "
+                                         "update_time) VALUES (%s, 'back again', 1, '2026-01-01 00:00:00', "
+                                         "'2026-01-01 00:00:00')", (trial,))
 
 
 def test_a_link_saved_while_the_look_holds_its_locks_waits_for_the_batch_of_metrics(mysql_address):
     """--include-unreferenced on MySQL: a link table with an index led by its metric column (InnoDB makes one for
     each foreign key) is probed with a locking read, so a link the application saves to a metric of the batch
     waits for the batch's commit instead of pointing at a metric the batch then removes."""
-    import mysql.connector
     make_demo(mysql_address)
-    a = mysql_address
     with open_database(mysql_address) as db:
         graph = discover_graph(db)
         work = plan_orphans(db, graph, include_unreferenced=True)
@@ -125,17 +128,8 @@ def test_a_link_saved_while_the_look_holds_its_locks_waits_for_the_batch_of_metr
         look = RescueLook(db, graph, work.plans)
         with db.transaction():
             assert look.still("METRIC", keys) == keys
-            app = mysql.connector.connect(host=a.host, port=a.port, user=a.user, password=a.password or "",
-                                          database=a.database, autocommit=True)
-            try:
-                cursor = app.cursor()
-                cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
-                with pytest.raises(mysql.connector.Error) as refused:
-                    cursor.execute("INSERT INTO EPOCH_METRIC (epoch_idx, epoch_trial_run_id, metric_id) VALUES "
-                                   "(%s, %s, %s)", (epoch[0], epoch[1], keys[0][0]))
-                assert refused.value.errno == 1205
-            finally:
-                app.close()
+            assert_the_application_waits(mysql_address, "INSERT INTO EPOCH_METRIC (epoch_idx, epoch_trial_run_id, "
+                                         "metric_id) VALUES (%s, %s, %s)", (epoch[0], epoch[1], keys[0][0]))
 
 
 def test_on_sqlite_batches_leave_a_long_gap_while_an_application_writes(sqlite_address, monkeypatch):
