@@ -41,6 +41,8 @@ class CleanupResult:
     # rows another process changed after they were planned (re-parented, edited): not deleted
     left_alone: Dict[str, int] = dataclasses.field(default_factory=dict)
     left_alone_examples: Dict[str, list] = dataclasses.field(default_factory=dict)
+    resumed: bool = False  # it finished an interrupted run: `removed` counts that run's rows too
+    one_row_over_ms: float = 0.0  # a batch of one row took longer than --max-lock-ms (the limit cannot be met)
 
 
 def cleanup_orphans(address, *, dry_run=False, batch_size=5000, sleep=0.0, max_lock_ms=200, tables=None,
@@ -70,12 +72,14 @@ def cleanup_orphans(address, *, dry_run=False, batch_size=5000, sleep=0.0, max_l
                                    Safeguards(snapshot, snapshot_dir, quarantine_dir, retry_policy, force), progress)
             change.confirm(confirm, work.shown)
             change.prepare()
+            result.resumed = change.resuming
             with change:
                 outcome = remove_orphans(db, graph, work, change, batch_size=batch_size, sleep=sleep,
                                          max_lock_ms=max_lock_ms, progress=progress, interrupted=interrupted)
                 result.quarantine, result.snapshot_id = change.quarantine_path, change.snapshot_id
                 result.plan, result.removed, result.created = outcome.plan, outcome.removed, outcome.created
                 result.batches, result.max_batch_ms = outcome.batches, outcome.max_batch_ms
+                result.one_row_over_ms = outcome.one_row_over_ms
                 result.left_alone, result.left_alone_examples = outcome.left_alone, outcome.left_alone_examples
                 change.finish(removed=result.removed, created=result.created, left_alone=result.left_alone)
     progress.done()

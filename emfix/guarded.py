@@ -212,6 +212,7 @@ class GuardedChange:
             except BaseException:
                 con.close()
                 raise
+        kill_point("quarantine-opened")
         extra = dict(self._meta)
         if self.fingerprint is not None:
             extra["change_fingerprint"] = self.fingerprint

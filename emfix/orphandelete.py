@@ -37,7 +37,7 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
     `batch` is (batch_size, sleep, max_lock_ms). `still(table, keys)`, inside each batch's transaction, gives the
     keys doomed still (orphanrescue): the others are left alone. Returns (removed, stats, left alone per table)."""
     batch_size, sleep, max_lock_ms = batch
-    removed, stats = {}, {"batches": 0, "max_ms": 0.0, "left_alone_examples": {}}
+    removed, stats = {}, {"batches": 0, "max_ms": 0.0, "one_row_over_ms": 0.0, "left_alone_examples": {}}
     left_alone, gaps = {}, Gaps(db, sleep)
     size = min(batch_size, FIRST_BATCH) if max_lock_ms else batch_size  # start small, grow while batches stay quick
     attached = db.dialect == "sqlite" and db.commits_attached_atomically()
@@ -76,6 +76,8 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 stats["batches"] += 1
                 stats["max_ms"] = max(stats["max_ms"], elapsed_ms)
+                if max_lock_ms and len(keys) == 1 and elapsed_ms > max_lock_ms:  # no batch can be under the limit
+                    stats["one_row_over_ms"] = max(stats["one_row_over_ms"], elapsed_ms)
                 if max_lock_ms:
                     size = next_batch_size(size, len(keys), batch_size, elapsed_ms, max_lock_ms)
                 done += len(ours)

@@ -351,6 +351,7 @@ class OrphanOutcome:
     left_alone_examples: Dict[str, list]
     batches: int
     max_batch_ms: float
+    one_row_over_ms: float = 0.0
 
 
 def plan_orphans(db, graph, *, tables=None, include_unreferenced=False, recreate_parents=False, preview=False):
@@ -419,5 +420,6 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
         progress, interrupted, still=still)
     if any(left_alone.values()):  # the copies of rows no longer doomed (never marked removed) leave the quarantine
         settle_marks(db, graph, qcon)
+    removed = q.removed_counts(qcon)  # what the whole change removed, an interrupted run's share included
     return OrphanOutcome(plan, removed, created, left_alone, stats["left_alone_examples"], stats["batches"],
-                         stats["max_ms"])
+                         stats["max_ms"], stats["one_row_over_ms"])

@@ -88,12 +88,9 @@ def open_quarantine(path, create=False):
             create_private(path, DATA_FILE_MODE)  # every removed row is in here: readable by the owner only
         con = sqlite3.connect(path, isolation_level=None)
         con.execute("PRAGMA synchronous = FULL")  # rows are committed to disk before they are deleted
-        if create:
-            con.execute("CREATE TABLE IF NOT EXISTS %s (key TEXT PRIMARY KEY, value TEXT)" % META)
-            con.execute("CREATE TABLE IF NOT EXISTS %s (ordinal INTEGER PRIMARY KEY, table_name TEXT, "
-                        "key_json TEXT, children_json TEXT)" % CREATED)
-            if "children_json" not in {r[1] for r in con.execute("PRAGMA table_info(%s)" % CREATED)}:
-                con.execute("ALTER TABLE %s ADD COLUMN children_json TEXT" % CREATED)  # an older file
+        if create and _tables(con) and "children_json" not in {
+                r[1] for r in con.execute("PRAGMA table_info(%s)" % CREATED)}:
+            con.execute("ALTER TABLE %s ADD COLUMN children_json TEXT" % CREATED)  # an older file
     except sqlite3.DatabaseError as exc:
         if not create and not isinstance(exc, sqlite3.OperationalError):  # not SQLite, or cut short
             raise DamagedInputError("%s is not a readable quarantine file (%s)" % (path, exc),
@@ -148,6 +145,9 @@ def read_meta(con):
     try:
         rows = con.execute("SELECT key, value FROM %s" % META).fetchall()
     except sqlite3.OperationalError as exc:  # a SQLite file without our table
+        if not _tables(con):
+            raise UsageError("the quarantine file is empty: a run stopped as it began left it, and nothing was "
+                             "kept in it", hint="nothing to undo from it; it can be deleted") from None
         raise UsageError("not an emfix quarantine file: %s" % exc) from None
     except sqlite3.DatabaseError as exc:  # not SQLite at all, or cut short
         raise DamagedInputError("not a readable quarantine file: %s" % exc,
@@ -167,16 +167,34 @@ def start(con, command, address, reason, **extra):
     "in progress": a run killed between two commits left a quarantine a rerun took for another change's
     (transform-metrics: "an interrupted transform-metrics with other rules has not finished", found by the suite
     on a loaded machine)."""
-    meta = read_meta(con)
-    if not meta:
+    if not _tables(con):  # a new file: its tables and records in one commit (a kill before leaves it empty)
         records = dict(command=command, database=address.target(), database_key=address.key(), reason=reason,
                        emfix_version=__version__, started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                       tables=[])
+                       tables=[], status="in progress")
         records.update(extra)
-        write_meta(con, status="in progress", **records)
+        con.execute("BEGIN")
+        con.execute("CREATE TABLE %s (key TEXT PRIMARY KEY, value TEXT)" % META)
+        con.execute("CREATE TABLE %s (ordinal INTEGER PRIMARY KEY, table_name TEXT, key_json TEXT, children_json "
+                    "TEXT)" % CREATED)
+        con.executemany("INSERT INTO %s VALUES (?, ?)" % META, [(k, json.dumps(v)) for k, v in records.items()])
+        con.execute("COMMIT")
     elif extra:
         write_meta(con, **extra)
     return read_meta(con)
+
+
+def _tables(con):
+    return [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+
+
+def removed_counts(con):
+    """{table: rows the change removed (marked 1)}, over every run of it: a rerun after a kill said only its own
+    share (round 17: "removed 3,668 rows" where undo put back 6,682)."""
+    counts = {}
+    for table in read_meta(con).get("tables", []):
+        if table in _tables(con) and DELETED in {r[1] for r in con.execute("PRAGMA table_info(%s)" % qi(table))}:
+            counts[table] = con.execute("SELECT count(*) FROM %s WHERE %s = 1" % (qi(table), qi(DELETED))).fetchone()[0]
+    return {t: n for t, n in counts.items() if n}
 
 
 def ensure_table(con, table, columns, with_rowid):

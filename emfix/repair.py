@@ -257,6 +257,7 @@ def repair(address, *, dry_run=False, recreate_parents=False, reset_unfixable=Fa
                     plan.remove, plan.examples = dict(outcome.plan.remove), dict(outcome.plan.examples)
             elif result.resumed:  # nothing left to remove: still, settle what the interrupted run removed
                 settle_marks(db, graph, change.open())
+                result.removed = q.removed_counts(change.open())
             kill_point("between")
             if plan.values.to_rewrite:
                 done = FixJsonResult(table, col, False)

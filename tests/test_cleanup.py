@@ -1,5 +1,6 @@
 """cleanup-orphans and undo: exact cascades on both backends, nothing lost, killed and rerun."""
 
+import json
 import os
 import random
 import signal
@@ -317,3 +318,79 @@ def test_with_include_unreferenced_the_metrics_of_links_the_application_saves_me
         dangling = sum(db.scalar("SELECT count(*) FROM %s l WHERE NOT EXISTS (SELECT 1 FROM METRIC m WHERE m.id = "
                                  "l.metric_id)" % link) for link in ("BATCH_METRIC", "EPOCH_METRIC"))
     assert kept and dangling == 0
+
+
+def test_a_run_killed_as_its_quarantine_begins_leaves_an_empty_file_that_undo_names_so(demo_sqlite, tmp_path):
+    """Round 17: killed right after it made its quarantine file, a cleanup left one holding only emfix's two empty
+    tables; undo called it "not an emfix quarantine file" (exit 2) and the rerun began another beside it, without a
+    word. The file's tables and its records are one commit now: a kill before leaves it empty, undo says so, and
+    the rerun's own quarantine gives everything back."""
+    qdir = tmp_path / "q"
+    args = ["cleanup-orphans", demo_sqlite.path, "--yes", "--no-snapshot", "--quarantine-dir", str(qdir)]
+    before = {t: sorted(rows) for t, rows in sqlite_dump(demo_sqlite.path).items()}
+    killed = run_cli(*args, env={"EMFIX_TEST_KILL_AT": "quarantine-opened:1"})
+    assert killed.returncode == -signal.SIGKILL
+    leftover, = os.listdir(qdir)
+    undone = run_cli("undo", str(qdir / leftover), "--yes")
+    assert undone.returncode == 2 and "empty" in undone.stderr and "Traceback" not in undone.stderr, undone.stderr
+    rerun = run_cli(*args)
+    assert rerun.returncode in (0, 1), rerun.stderr
+    real, = [name for name in os.listdir(qdir) if name != leftover and name.endswith(".quarantine.db")]
+    assert run_cli("undo", str(qdir / real), "--yes").returncode == 0
+    assert {t: sorted(rows) for t, rows in sqlite_dump(demo_sqlite.path).items()} == before
+
+
+def sqlite_dump(path):
+    con = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
+                                            "'sqlite_%'")]
+        return {t: [tuple(map(repr, r)) for r in con.execute('SELECT * FROM "%s"' % t)] for t in tables}
+    finally:
+        con.close()
+
+
+def test_a_rerun_after_a_kill_counts_what_the_whole_cleanup_removed(tmp_path):
+    """Round 17: a rerun that finished an interrupted cleanup (or repair --resume) said only its own share
+    ("removed 3,668 rows"; repair "removed 0 rows") where undo then put back 6,682."""
+    reference, address = (DatabaseAddress("sqlite", path=str(tmp_path / name)) for name in ("ref.db", "e.db"))
+    for each in (reference, address):
+        make_demo(each)
+    whole = cleanup_orphans(reference, snapshot=False, quarantine_dir=str(tmp_path / "refq"), final_validate=False)
+    args = ["cleanup-orphans", address.path, "--yes", "--no-snapshot", "--batch-size", "5", "--json",
+            "--quarantine-dir", str(tmp_path / "q")]
+    killed = run_cli(*args, env={"EMFIX_TEST_KILL_AT": "written:3"})
+    assert killed.returncode == -signal.SIGKILL
+    rerun = run_cli(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["removed"] == whole.removed
+    text = run_cli(*args[:-3], "--quarantine-dir", str(tmp_path / "q2"))
+    assert text.returncode == 0 and "removed 0 rows" in text.stdout  # a third run: nothing left, its own count
+
+
+def test_a_lock_limit_under_what_one_rows_batch_takes_is_said(demo_sqlite, tmp_path, monkeypatch):
+    """Round 17: with --max-lock-ms 20, batches shrank to a row or two (each one's own cost was over the limit) and a
+    cleanup of seconds took minutes, without a word. The summary now says the limit cannot be met."""
+    from emfix import orphandelete
+    from emfix.commands.cleanup import cleanup_lines
+
+    class SlowClock:  # every batch seems to take 30 ms
+        now = 0.0
+
+        def perf_counter(self):  # read once as a batch starts, once as it ends
+            self.now += 0.03
+            return self.now
+
+        def monotonic(self):
+            return self.now
+
+        def sleep(self, _seconds):
+            pass
+
+    monkeypatch.setattr(orphandelete, "time", SlowClock())
+    result = cleanup_orphans(demo_sqlite, snapshot=False, quarantine_dir=str(tmp_path / "q"), max_lock_ms=20,
+                             final_validate=False)
+    assert result.one_row_over_ms == pytest.approx(30)
+    assert any(line.startswith("note: --max-lock-ms is below") for line in cleanup_lines(result, "db"))
+    quick = cleanup_orphans(demo_sqlite, snapshot=False, quarantine_dir=str(tmp_path / "q2"), final_validate=False)
+    assert not quick.one_row_over_ms

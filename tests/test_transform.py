@@ -115,24 +115,21 @@ def test_template_is_a_rules_file_once_a_rule_is_uncommented(tmp_path):
     assert refused.returncode == 2 and "no rules" in refused.stderr
 
 
-def test_a_new_quarantine_says_in_progress_and_names_its_rules_in_one_commit(tmp_path, monkeypatch):
+def test_a_new_quarantine_says_in_progress_and_names_its_rules_in_one_commit(tmp_path):
     """The suite on a loaded machine: a run killed between the quarantine's "in progress" and the record of its
     rules left a quarantine whose rerun was refused as "another transform-metrics with other rules" (exit 2, for
-    good: undo was the only way on). Both are written in the same commit now."""
+    good: undo was the only way on). A new file's tables and records are written in one commit now."""
     from emfix import quarantine as q
-    from emfix.transform import transform_metrics
-    address = make_sqlite(tmp_path)
-    commits, write_meta = [], q.write_meta
-
-    def recorded(con, **values):
-        commits.append(set(values))
-        return write_meta(con, **values)
-
-    monkeypatch.setattr(q, "write_meta", recorded)
-    transform_metrics(address, parse_rules({"*": {"scale": 2}}), snapshot=False,
-                      quarantine_dir=str(tmp_path / "q"))
-    first = next(keys for keys in commits if "status" in keys)
-    assert {"rules_sha256", "change_fingerprint", "table", "column"} <= first, first
+    from emfix.address import DatabaseAddress
+    con = q.open_quarantine(str(tmp_path / "transform-metrics-x.quarantine.db"), create=True)
+    statements = []
+    con.set_trace_callback(statements.append)
+    meta = q.start(con, "transform-metrics", DatabaseAddress("sqlite", path=str(tmp_path / "e.db")), "why",
+                   rules_sha256="abc", change_fingerprint="f", tables=["METRIC"])
+    con.close()
+    assert [s for s in statements if s.strip().upper() == "COMMIT"] == ["COMMIT"], statements
+    assert (meta["status"], meta["rules_sha256"], meta["change_fingerprint"], meta["tables"]) == (
+        "in progress", "abc", "f", ["METRIC"])
 
 
 def test_killed_runs_then_a_rerun_apply_each_rule_exactly_once(tmp_path):

@@ -15,7 +15,8 @@ def register(sub):
     common.add_repair_options(p, 5000, "most rows per delete transaction (default 5000)")
     p.add_argument("--sleep", type=common.seconds, default=0.0, metavar="S", help="pause between batches (seconds)")
     p.add_argument("--max-lock-ms", type=common.positive_int, default=200, metavar="M",
-                   help="shrink batches so each write transaction stays under M milliseconds (default 200)")
+                   help="shrink batches so each write transaction stays under M milliseconds, if a batch of "
+                        "one row can (default 200; batches aim at 40%% of it)")
     p.add_argument("--tables", metavar="T,...", help="only remove rows from these tables")
     p.add_argument("--include-unreferenced", action="store_true",
                    help="also remove METRIC and ARTIFACT rows nothing references")
@@ -75,8 +76,13 @@ def cleanup_lines(result, target):
     if result.dry_run:
         lines.append("plan: remove %s rows from %s (dry run: nothing changed)" % (n(plan.total), target))
     else:
-        lines.append("removed %s rows from %s in %s batches (longest write %.0f ms), %.1f s" % (
-            n(sum(result.removed.values())), target, n(result.batches), result.max_batch_ms, result.seconds))
+        lines.append("removed %s rows from %s%s in %s batches (longest write %.0f ms), %.1f s" % (
+            n(sum(result.removed.values())), target, " (with the interrupted run before this one)" if result.resumed
+            else "", n(result.batches), result.max_batch_ms, result.seconds))
+        if result.one_row_over_ms:
+            lines.append("note: --max-lock-ms is below what one row's batch takes here (up to %.0f ms): batches "
+                         "stayed at a row or two, and the run took that much longer; a larger limit (the default "
+                         "is 200) lets them grow" % result.one_row_over_ms)
     lines += cleanup_plan_lines(plan, result.created, None if result.dry_run else result.removed)
     if result.snapshot_id:
         lines.append("snapshot before: %s" % result.snapshot_id)
