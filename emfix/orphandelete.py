@@ -138,8 +138,10 @@ def _remove(db, graph, plan, stage, keys, qcon, still=None):
     With `qcon` (the quarantine is not attached: MySQL, SQLite in WAL mode) the batch's copies are marked
     pending (0) first, so a rerun after a kill knows which absent rows emfix may have removed (pending) and
     which someone else did (never pending); without, the marks are written in the batch's own transaction."""
+    staged = None
     if qcon is not None:
-        _mark_in_quarantine(db, graph, plan, stage, qcon, pending=keys)
+        staged = _Staged(db, graph, plan, stage, keys)
+        _mark_in_quarantine(plan, graph, qcon, staged, pending=keys)
         kill_point("pending")
     try:
         ours, not_ours = db.write_batch(lambda: _remove_in_transaction(db, graph, plan, stage, keys, qcon is None,
@@ -156,7 +158,7 @@ def _remove(db, graph, plan, stage, keys, qcon, still=None):
             not_ours += one[1]
     kill_point("written")
     if qcon is not None:
-        _mark_in_quarantine(db, graph, plan, stage, qcon, ours, not_ours)
+        _mark_in_quarantine(plan, graph, qcon, staged, ours, not_ours)
     return ours, not_ours
 
 
@@ -224,10 +226,10 @@ def _mark_attached(db, graph, plan, stage, ours, not_ours):
             "?" * len(not_ours))), tuple(k[0] for k in not_ours))
 
 
-def _mark_in_quarantine(db, graph, plan, stage, qcon, ours=(), not_ours=(), pending=()):
+def _mark_in_quarantine(plan, graph, qcon, staged, ours=(), not_ours=(), pending=()):
     """The quarantine not attached (MySQL, SQLite in WAL mode): after the batch's commit, the same marks, by the
-    staged content of each key (and its rowid on SQLite); before it, `pending`: the copies of the rows the batch
-    is about to remove."""
+    staged content of each key (`staged`: a _Staged); before it, `pending`: the copies of the rows the batch is
+    about to remove."""
     if not ours and not not_ours and not pending:
         return
     columns = ([q.ROWID] if plan.identity == ["rowid"] else []) + list(graph.columns[plan.table])
@@ -235,29 +237,47 @@ def _mark_in_quarantine(db, graph, plan, stage, qcon, ours=(), not_ours=(), pend
     qcon.execute("BEGIN")
     if pending:
         qcon.executemany("UPDATE %s SET %s = 0 WHERE %s IS NULL AND %s" % (
-            q.qi(plan.table), q.qi(q.DELETED), q.qi(q.DELETED), same), _staged(db, graph, plan, stage, pending))
+            q.qi(plan.table), q.qi(q.DELETED), q.qi(q.DELETED), same), staged.rows(pending))
     if ours:
         qcon.executemany("UPDATE %s SET %s = 1 WHERE %s" % (q.qi(plan.table), q.qi(q.DELETED), same),
-                         _staged(db, graph, plan, stage, ours))
+                         staged.rows(ours))
     if not_ours:
         qcon.executemany("DELETE FROM %s WHERE (%s IS NULL OR %s = 0) AND %s" % (
-            q.qi(plan.table), q.qi(q.DELETED), q.qi(q.DELETED), same), _staged(db, graph, plan, stage, not_ours))
+            q.qi(plan.table), q.qi(q.DELETED), q.qi(q.DELETED), same), staged.rows(not_ours))
     qcon.execute("COMMIT")
 
 
-def _staged(db, graph, plan, stage, keys):
-    """The staged rows of `keys`, as the quarantine holds them (a SQLite row's rowid first)."""
-    columns = list(graph.columns[plan.table])
-    if plan.identity == ["rowid"]:
-        sql = "SELECT t.%s, %s FROM temp.%s t WHERE t.%s IN (%s)" % (
-            q.qi(q.ROWID), db.exact_columns(plan.table, columns, "t."), q.qi(stage), q.qi(q.ROWID),
-            ", ".join("?" * len(keys)))
-    else:
-        one = "(%s)" % ", ".join("?" * len(plan.identity_names))
-        sql = "SELECT %s FROM %s t WHERE (%s) IN (%s)" % (
-            db.exact_columns(plan.table, columns, "t."), db.quote(stage),
-            ", ".join("t." + db.quote(c) for c in plan.identity_names), ", ".join([one] * len(keys)))
-    return [tuple(portable(v) for v in row) for row in db.query(sql, tuple(v for k in keys for v in k))]
+class _Staged:
+    """The staged rows of a batch's keys as the quarantine holds them (a SQLite row's rowid first), read once for
+    the marks before and after the batch (on MySQL each read is a statement with the batch's keys)."""
+
+    def __init__(self, db, graph, plan, stage, keys):
+        self.db, self.graph, self.plan, self.stage = db, graph, plan, stage
+        self.by_key = self._read(keys, with_keys=True)
+
+    def rows(self, keys):
+        found = [self.by_key[k] for k in keys if k in self.by_key]
+        missing = [k for k in keys if k not in self.by_key]  # (a row gone before it was staged has none)
+        return found + (self._read(missing) if missing else [])  # the database's equality decides, as ever
+
+    def _read(self, keys, with_keys=False):
+        db, plan, columns = self.db, self.plan, list(self.graph.columns[self.plan.table])
+        if plan.identity == ["rowid"]:
+            names = "t.%s" % q.qi(q.ROWID)
+            sql = "SELECT %s, t.%s, %s FROM temp.%s t WHERE t.%s IN (%s)" % (
+                names, q.qi(q.ROWID), db.exact_columns(plan.table, columns, "t."), q.qi(self.stage), q.qi(q.ROWID),
+                ", ".join("?" * len(keys)))
+        else:
+            one = "(%s)" % ", ".join("?" * len(plan.identity_names))
+            names = ", ".join("t." + db.quote(c) for c in plan.identity_names)
+            sql = "SELECT %s, %s FROM %s t WHERE (%s) IN (%s)" % (
+                names, db.exact_columns(plan.table, columns, "t."), db.quote(self.stage), names,
+                ", ".join([one] * len(keys)))
+        width = len(plan.identity)
+        rows = db.query(sql, tuple(v for k in keys for v in k))
+        if with_keys:
+            return {tuple(row[:width]): tuple(portable(v) for v in row[width:]) for row in rows}
+        return [tuple(portable(v) for v in row[width:]) for row in rows]
 
 
 def settle_marks(db, graph, qcon):
