@@ -47,6 +47,8 @@ class UndoResult:
     # copies emfix may not have removed (a kill between a batch and its mark), left in the quarantine as their key
     # holds a row: an undo once the key is free puts them back
     waiting: Dict[str, int] = dataclasses.field(default_factory=dict)
+    # the change was stopped before it finished (killed, interrupted): what it had kept so far is what went back
+    unfinished: bool = False
 
 
 def _owner(meta, address, force, quarantine_path):
@@ -102,7 +104,7 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
         # for its own (an outside tester undid into a copy that held the rows already; that spent every mark,
         # and the undo into the database they came from put none of them back).
         own = q.owner_key(meta) in (None, address.key())
-        result = UndoResult(quarantine_path, {}, 0, address.display())
+        result = UndoResult(quarantine_path, {}, 0, address.display(), unfinished=meta.get("status") == "in progress")
         batch_size = batch_size or UNDO_BATCH
         stop = _stopper(interrupted, result)
         with open_database(address, retry_policy=retry_policy) as db:

@@ -394,3 +394,17 @@ def test_a_lock_limit_under_what_one_rows_batch_takes_is_said(demo_sqlite, tmp_p
     assert any(line.startswith("note: --max-lock-ms is below") for line in cleanup_lines(result, "db"))
     quick = cleanup_orphans(demo_sqlite, snapshot=False, quarantine_dir=str(tmp_path / "q2"), final_validate=False)
     assert not quick.one_row_over_ms
+
+
+def test_undo_of_a_run_stopped_before_it_kept_anything_says_so(demo_sqlite, tmp_path):
+    """Round 18: undo of a quarantine whose run was killed after its records but before it kept a row said only
+    "put back 0 rows" (exit 0)."""
+    qdir = tmp_path / "q"
+    killed = run_cli("cleanup-orphans", demo_sqlite.path, "--yes", "--no-snapshot", "--quarantine-dir", str(qdir),
+                     env={"EMFIX_TEST_KILL_AT": "staged:1"})
+    assert killed.returncode == -signal.SIGKILL
+    name, = os.listdir(qdir)
+    undone = run_cli("undo", str(qdir / name), "--yes")
+    assert undone.returncode == 0, undone.stderr
+    assert "put back 0 rows" in undone.stdout and "stopped before it finished" in undone.stdout
+    assert "it had kept nothing yet" in undone.stdout

@@ -50,6 +50,10 @@ def run(args, out):
     else:
         out.text("put back %s rows or values into %s from %s" % (n(sum(result.restored.values())), result.database,
                                                                 result.quarantine))
+        if result.unfinished:  # (round 18: "put back 0 rows" from a run killed before it kept any, without a word)
+            nothing = "" if sum(result.restored.values()) else " (it had kept nothing yet)"
+            out.text("the run that wrote this quarantine was stopped before it finished: what it had removed or "
+                     "rewritten so far went back%s" % nothing)
         if result.removed_created:
             out.text("removed %d parent rows the repair had created" % result.removed_created)
         if result.waiting:  # (round 16: left in the quarantine without a word)
