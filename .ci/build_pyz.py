@@ -59,6 +59,11 @@ def bytecode(name, source):
 
 
 if __name__ == "__main__":
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        # marshal gives an object a back-reference by its reference count, which hash randomisation moves (the
+        # order of dict growth, of garbage collection): Python 3.8 built demo.pyc two ways, one build in six (CI's
+        # two-builds test). One fixed seed: the same interpreter does the same thing each time.
+        os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, PYTHONHASHSEED="0"))
     out = sys.argv[1] if len(sys.argv) > 1 else "dist/emfix.pyz"
     print("%s  %s (%d bytes)" % (build(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), out), out,
                                  os.path.getsize(out)))
