@@ -544,6 +544,20 @@ def test_the_readme_first_line_works_and_works_again(tmp_path):
         assert "undo with: emfix undo" in result.stdout and "Traceback" not in result.stderr
 
 
+def test_a_repair_resumed_after_its_deletes_counts_the_rows_they_removed(address, tmp_path):
+    """Round 17: `repair --resume` after a kill between the deletes and the values said "removed 0 rows", where its
+    quarantine held (and undo put back) every row the interrupted run had removed."""
+    make_demo(address)
+    killed = run_cli(*repair_args(address, tmp_path), env={"EMFIX_TEST_KILL_AT": "between:1"})
+    assert killed.returncode == -9, killed.stderr
+    rerun = repaired(address, tmp_path, "--resume")
+    assert rerun["resumed"] and sum(rerun["removed"].values()) > 0
+    undone = run_cli("undo", rerun["quarantine"], "--json")
+    assert undone.returncode == 0, undone.stderr
+    restored = json.loads(undone.stdout)["restored"]
+    assert {t: n for t, n in restored.items() if t in rerun["removed"]} == rerun["removed"]
+
+
 def test_resume_without_an_interrupted_repair_is_refused(sqlite_address, tmp_path):
     make_demo(sqlite_address)
     result = run_cli(*repair_args(sqlite_address, tmp_path, "--resume"))
