@@ -98,17 +98,13 @@ class Gaps:
     def __init__(self, db, sleep):
         self.db, self.sleep, self.sqlite = db, sleep, db.dialect == "sqlite"
         self.held_ms, self.writer_seen_at = 0.0, None
-        self.version = self._version()
-
-    def _version(self):
-        """SQLite's data_version: it moves when another connection commits (this one's own commits leave it)."""
-        return self.db.scalar("PRAGMA data_version") if self.sqlite else None
+        self.version = self.db.data_version()
 
     def after(self, elapsed_ms):
         pause = max(self.sleep, YIELD_SECONDS)
         if self.sqlite:
             self.held_ms += elapsed_ms
-            version, now = self._version(), time.monotonic()
+            version, now = self.db.data_version(), time.monotonic()
             if version != self.version:
                 self.version, self.writer_seen_at = version, now
             writing = self.writer_seen_at is not None and now - self.writer_seen_at < WRITER_MEMORY_SECONDS

@@ -306,12 +306,6 @@ def _copy_doomed(db, graph, doom, qcon, progress):
         qcon.execute("DROP TABLE %s" % staged)
 
 
-def data_version(db):
-    """SQLite's PRAGMA data_version: it changes when another connection commits to the file (this connection's own
-    writes leave it), so an unchanged one means no other process wrote meanwhile. None on MySQL."""
-    return db.scalar("PRAGMA data_version") if db.dialect == "sqlite" else None
-
-
 # -- the two halves, as a repair calls them ----------------------------------------------------------
 
 @dataclasses.dataclass
@@ -358,7 +352,7 @@ def plan_orphans(db, graph, *, tables=None, include_unreferenced=False, recreate
     """The sweep, and the rows a cleanup removes (or, with recreate_parents, the parents it creates
     first). `preview`: also work out what the plan will be once the parents exist (create them, plan,
     roll back), for a dry run or a question."""
-    seen = data_version(db)  # before the sweep, which reads in chunks: a commit meanwhile makes the next look run
+    seen = db.data_version()  # before the sweep, which reads in chunks: a commit meanwhile makes the next look run
     checks, sweep_tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
     wanted = _parent_rows_to_create(db, graph, plans)
     keepable = {parent: len(rows) for parent, rows in wanted.items()}
@@ -399,7 +393,7 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
         with db.transaction():
             created = create_parents(db, graph, work.wanted, record)
             qcon.execute("COMMIT")
-        seen = [data_version(db)]  # (before the sweep: see plan_orphans)
+        seen = [db.data_version()]  # (before the sweep: see plan_orphans)
         _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
         doom, left = _build_doom(db, graph, plans, work.tables_filter, work.include_unreferenced)
         plan = _summarize(db, graph, (doom, left), dict(work.keepable), work.keepable)
@@ -408,7 +402,7 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
 
     def still(table, keys):
         """The batch's keys doomed still, looked at inside its transaction (orphanrescue)."""
-        if seen[0] is not None and data_version(db) == seen[0]:
+        if seen[0] is not None and db.data_version() == seen[0]:
             return keys  # no other connection has committed to the file since the plan was read: nothing changed
         return look.still(table, keys)
     try:

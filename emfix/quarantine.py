@@ -190,9 +190,9 @@ def _tables(con):
 def removed_counts(con):
     """{table: rows the change removed (marked 1)}, over every run of it: a rerun after a kill said only its own
     share (round 17: "removed 3,668 rows" where undo put back 6,682)."""
-    counts = {}
+    counts, present = {}, set(_tables(con))
     for table in read_meta(con).get("tables", []):
-        if table in _tables(con) and DELETED in {r[1] for r in con.execute("PRAGMA table_info(%s)" % qi(table))}:
+        if table in present and DELETED in {r[1] for r in con.execute("PRAGMA table_info(%s)" % qi(table))}:
             counts[table] = con.execute("SELECT count(*) FROM %s WHERE %s = 1" % (qi(table), qi(DELETED))).fetchone()[0]
     return {t: n for t, n in counts.items() if n}
 

@@ -138,6 +138,10 @@ class Backend:
         self.execute("CREATE INDEX %s%s ON %s (%s)" % (temp, self.quote("%s_%s" % (table, suffix)), self.quote(table),
                                                        self.quote_columns(columns)))
 
+    def data_version(self):
+        """SQLite's PRAGMA data_version (backends/sqlite.py): None here, where no such signal exists."""
+        return None
+
     def key_bound(self, columns, op, values):
         """`columns` (SQL expressions: a key, in its order) `op` (>, >=, < or <=) the key `values`, as (condition,
         parameters). SQLite seeks an index with a row value; MariaDB reads a row-value comparison from the index's

@@ -325,6 +325,11 @@ class SQLiteBackend(Backend):
                                    "fk_%s_%d" % (table, fk_id)))
         return keys
 
+    def data_version(self):
+        """PRAGMA data_version: it changes when another connection commits to the file (this connection's own
+        writes leave it), so an unchanged one means no other process wrote meanwhile."""
+        return self.scalar("PRAGMA data_version")
+
     def indexes(self, table):
         result = []
         for row in self.query("PRAGMA index_list(%s)" % self.quote(table)):
