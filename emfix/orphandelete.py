@@ -21,12 +21,14 @@ from .values import portable
 log = logging.getLogger(__name__)
 
 YIELD_SECONDS = 0.01  # between batches, so a writer polling for the lock finds it free
-# SQLite locks the whole file, and a writer waiting for it polls with growing sleeps, then every 100 ms (its default
-# busy handler): gaps of 10 ms between batches of ~100 ms caught a poll about one time in ten, and the application's
-# writes waited 1-2.5 s (the 1M demo beside a writer committing every 10 ms; 0.44 s with these gaps). A gap longer
-# than that poll after each quarter second of writes catches it for sure, while another connection has committed
-# in the last few seconds (without a writer, no run is the slower for it).
-LONG_GAP_SECONDS, LONG_GAP_EVERY_MS, WRITER_MEMORY_SECONDS = 0.11, 250, 5.0
+# SQLite locks the whole file, and a writer waiting for it (its default busy handler) retries after 1, 2, 5, 10, 15, 20,
+# 25, 25, 25 ms, then every 50 and 100 ms. Gaps of 10 ms between batches of ~100 ms caught a retry about one time in
+# ten once the retries were 100 ms apart: the application's writes waited 1-2.5 s (the 1M demo beside a writer
+# committing every 10 ms). A gap of 110 ms after each quarter second of writes still let them wait 0.43 s (the 10M
+# demo: the quarter second came to 0.35 s with the short gaps). A gap longer than the early retries' 25 ms after
+# every batch catches one of them while they are still close together: the writer waits about one batch. Only while
+# another connection has committed in the last few seconds (without a writer, no run is the slower for it).
+WRITER_GAP_SECONDS, WRITER_MEMORY_SECONDS = 0.04, 5.0
 ATTACHED = "emfix_q"
 FIRST_BATCH = 100  # rows: 500 at once took 360 ms on MariaDB with foreign keys (scale-0.05 demo), over the 200 ms limit
 TARGET_SHARE = 0.4  # of --max-lock-ms: the write time batches aim at, room for a slower one under the limit
@@ -83,7 +85,7 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
                 done += len(ours)
                 last = keys[-1]
                 progress.update("%s: %d/%d rows removed" % (table, done, count), force=done == len(ours))
-                gaps.after(elapsed_ms)
+                gaps.after()
             removed[table] = done
     finally:
         if attached:
@@ -93,23 +95,21 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
 
 class Gaps:
     """The pause after each batch: --sleep or YIELD_SECONDS, and on SQLite, while an application is writing too,
-    a long one after each LONG_GAP_EVERY_MS of writes."""
+    WRITER_GAP_SECONDS."""
 
     def __init__(self, db, sleep):
         self.db, self.sleep, self.sqlite = db, sleep, db.dialect == "sqlite"
-        self.held_ms, self.writer_seen_at = 0.0, None
+        self.writer_seen_at = None
         self.version = self.db.data_version()
 
-    def after(self, elapsed_ms):
+    def after(self):
         pause = max(self.sleep, YIELD_SECONDS)
         if self.sqlite:
-            self.held_ms += elapsed_ms
             version, now = self.db.data_version(), time.monotonic()
             if version != self.version:
                 self.version, self.writer_seen_at = version, now
-            writing = self.writer_seen_at is not None and now - self.writer_seen_at < WRITER_MEMORY_SECONDS
-            if writing and self.held_ms >= LONG_GAP_EVERY_MS:
-                self.held_ms, pause = 0.0, max(pause, LONG_GAP_SECONDS)
+            if self.writer_seen_at is not None and now - self.writer_seen_at < WRITER_MEMORY_SECONDS:
+                pause = max(pause, WRITER_GAP_SECONDS)
         time.sleep(pause)
 
 
@@ -165,7 +165,8 @@ def _remove_in_transaction(db, graph, plan, stage, keys, mark_attached, doomed_s
     deleted = _delete_keys(db, graph, plan, stage, present) if present else 0
     kept = set(_present(db, plan, present)) if deleted < len(present) else set()  # changed since: not deleted
     ours = [k for k in present if k not in kept]
-    not_ours = [k for k in keys if k not in set(ours)]  # changed meanwhile, or deleted by someone else first
+    removed = set(ours)  # once: a set built for each key made a batch of 3,000 keys cost 30 ms of Python
+    not_ours = [k for k in keys if k not in removed]  # changed meanwhile, or deleted by someone else first
     if mark_attached:
         _mark_attached(db, graph, plan, stage, ours, not_ours)
     return ours, not_ours

@@ -132,10 +132,11 @@ def test_a_link_saved_while_the_look_holds_its_locks_waits_for_the_batch_of_metr
                                          "metric_id) VALUES (%s, %s, %s)", (epoch[0], epoch[1], keys[0][0]))
 
 
-def test_on_sqlite_batches_leave_a_long_gap_while_an_application_writes(sqlite_address, monkeypatch):
-    """SQLite locks the whole file; a writer waiting for it polls every 100 ms once its first sleeps are spent, and
-    10 ms gaps between ~100 ms batches let its writes wait 1-2.5 s (the 1M demo). While another connection has
-    committed lately, a gap longer than that poll follows each quarter second of writes; without one, none."""
+def test_on_sqlite_batches_leave_a_gap_a_waiting_writer_finds_while_an_application_writes(sqlite_address, monkeypatch):
+    """SQLite locks the whole file; a writer waiting for it retries after growing sleeps, every 100 ms once its
+    first ones are spent: 10 ms gaps between ~100 ms batches let its writes wait 1-2.5 s (the 1M demo), a long gap
+    each quarter second 0.43 s (10M). While another connection has committed lately, a gap longer than the early
+    retries' 25 ms follows every batch; without one, short gaps only."""
     import sqlite3
 
     from emfix import orphandelete
@@ -145,16 +146,16 @@ def test_on_sqlite_batches_leave_a_long_gap_while_an_application_writes(sqlite_a
     with open_database(sqlite_address) as db:
         gaps = orphandelete.Gaps(db, 0.0)
         for _ in range(6):
-            gaps.after(100.0)
-        assert max(pauses) == orphandelete.YIELD_SECONDS  # nobody else writes: short gaps only
+            gaps.after()
+        assert pauses == [orphandelete.YIELD_SECONDS] * 6  # nobody else writes: short gaps only
         pauses.clear()
         app = sqlite3.connect(sqlite_address.path, isolation_level=None)
         try:
             for _ in range(6):
                 app.execute("INSERT INTO EXPERIMENT (title, start_time, update_time) VALUES ('app', "
                             "datetime('now'), datetime('now'))")
-                gaps.after(100.0)
+                gaps.after()
         finally:
             app.close()
-    long_ones = [p for p in pauses if p >= orphandelete.LONG_GAP_SECONDS]
-    assert len(long_ones) == 2, pauses  # 600 ms of writes: one long gap each 250 ms
+    assert pauses == [orphandelete.WRITER_GAP_SECONDS] * 6
+    assert orphandelete.WRITER_GAP_SECONDS > 0.025  # the busy handler's early retries are up to 25 ms apart
