@@ -12,7 +12,7 @@ import sqlite3
 import time
 from typing import Dict, List
 
-from .fkmerge import merge_order, sweep_by_merge, unreferenced_by_merge, without_rowid
+from .fkmerge import merge_order, rowid_ranges, sweep_by_merge, unreferenced_by_merge, without_rowid
 from .foreignkey import ForeignKey
 from .progress import NoProgress
 
@@ -221,10 +221,11 @@ def _sweep_relation(db, graph, plan, rel_no, relation, doomed, chunk_rows=None):
     chunked = chunk_rows and db.dialect == "sqlite" and plan.identity == ["rowid"]
     names = ["rel", "kind"] + ["i%d" % n for n in range(len(plan.identity))] + [
         "v%d" % n for n in range(len(plan.columns))]
-    order = None if chunked else merge_order(db, relation, indexes_of)
+    order = merge_order(db, relation, indexes_of)
     if order:  # both sides indexed in one key order: a merge of the two indexes, no probe per row
         sweep_by_merge(db, order, relation, plan.table, plan.rows_table, rel_no, names, _select_list(db, plan),
-                       doomed[0] if doomed else None, "%smerge_%d_%d" % (TMP, plan.number, rel_no))
+                       doomed[0] if doomed else None, "%smerge_%d_%d" % (TMP, plan.number, rel_no),
+                       chunk_rows if chunked else None)
         return
     hint = " NOT INDEXED" if chunked else _index_hint(db, plan, relation, indexes_of(db, plan.table))
     joined = _parent_key_is_unique(db, graph, relation) and relation.parent != relation.child
@@ -250,16 +251,8 @@ def _sweep_relation(db, graph, plan, rel_no, relation, doomed, chunk_rows=None):
     if index.startswith(" INDEXED BY") and sqlite3.sqlite_version_info >= (3, 15):
         _chunk_by_index(db, plan, statement.replace(" NOT INDEXED", index, 1), index, chunk_rows)
         return
-    for start, end in _rowid_ranges(db, plan.table, chunk_rows):
+    for start, end in rowid_ranges(db, plan.table, chunk_rows):
         db.execute(statement + " AND c.rowid >= %d AND c.rowid < %d" % (start, end))
-
-
-def _rowid_ranges(db, table, size):
-    low = db.scalar("SELECT min(rowid) FROM %s" % db.quote(table))  # apart: together they scan the table
-    high = db.scalar("SELECT max(rowid) FROM %s" % db.quote(table))
-    if low is None:
-        return []
-    return [(start, start + size) for start in range(low, high + 1, size)]
 
 
 def _chunk_by_index(db, plan, statement, hint, chunk_rows):
@@ -268,12 +261,15 @@ def _chunk_by_index(db, plan, statement, hint, chunk_rows):
     columns = next(i.columns for i in indexes_of(db, plan.table) if db.quote(i.name) == name)
     cols = ", ".join("c.%s" % db.quote(c) for c in columns)
     marks = ", ".join("?" * len(columns))
+    # Rows with a NULL in the index are swept apart below, never in these ranges, nor as a bound (NULLs sort
+    # first: a bound with a NULL part compared with nothing, and every row after it was never swept).
+    whole = ["c.%s IS NOT NULL" % db.quote(c) for c in columns]
     low = None
     while True:
-        after = " WHERE (%s) > (%s)" % (cols, marks) if low else ""
-        high = db.query("SELECT %s FROM %s c%s%s ORDER BY %s LIMIT 1 OFFSET %d" % (
-            cols, db.quote(plan.table), hint, after, cols, chunk_rows - 1), low or ())
-        bounds, params = [], []
+        after = " AND (%s) > (%s)" % (cols, marks) if low else ""
+        high = db.query("SELECT %s FROM %s c%s WHERE %s%s ORDER BY %s LIMIT 1 OFFSET %d" % (
+            cols, db.quote(plan.table), hint, " AND ".join(whole), after, cols, chunk_rows - 1), low or ())
+        bounds, params = list(whole), []  # (a table smaller than one chunk had its NULL rows counted twice)
         if low:
             bounds.append("(%s) > (%s)" % (cols, marks))
             params.extend(low)
@@ -288,7 +284,7 @@ def _chunk_by_index(db, plan, statement, hint, chunk_rows):
     nulls = " OR ".join("c.%s IS NULL" % db.quote(c) for c in columns)
     plain = statement.replace(hint, " NOT INDEXED", 1).replace(" WHERE emfix_kind",
                                                                " WHERE (%s) AND emfix_kind" % nulls)
-    for start, end in _rowid_ranges(db, plan.table, chunk_rows * 4):
+    for start, end in rowid_ranges(db, plan.table, chunk_rows * 4):
         db.execute(plain + " AND c.rowid >= %d AND c.rowid < %d" % (start, end))
 
 
