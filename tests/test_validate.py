@@ -8,6 +8,8 @@ import sys
 
 import pytest
 from conftest import make_demo, run_cli, url_of
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
@@ -159,6 +161,43 @@ def test_the_merge_in_short_spans_flags_each_row_once_as_the_whole_sweep_does(tm
     assert offending_rows(address, monkeypatch, chunk_rows) == whole
     assert offending_rows(address, monkeypatch, chunk_rows, merge=False) == whole
     assert sum(len(rows) for rows in whole.values()) > 100
+
+
+KEY_VALUES = st.sampled_from([None, -1, 0, 1, 2, 3, "x", 0.5])
+FEW_KEY_VALUES = st.sampled_from([None, 1, 2, "x", 0.5])  # a value often held by more rows than a span
+
+
+@settings(max_examples=100, deadline=None)
+@given(grand=st.lists(st.sampled_from([1, 2]), max_size=2, unique=True),
+       parents=st.lists(st.tuples(FEW_KEY_VALUES, FEW_KEY_VALUES, st.sampled_from([1, 2, None])), max_size=8),
+       children=st.lists(st.tuples(FEW_KEY_VALUES, FEW_KEY_VALUES, KEY_VALUES), min_size=4, max_size=25),
+       chunk_rows=st.integers(1, 4))
+@example(grand=[1], parents=[(1, 1, 1)], children=[(5, 1, 1), (5, 1, 2), (5, 1, 3), (5, 2, 1)], chunk_rows=1)
+def test_any_keys_swept_in_spans_give_the_rows_of_the_whole_sweep(tmp_path_factory, grand, parents, children,
+                                                                   chunk_rows):
+    """The spans' property, on keys hypothesis picks: NULL parts, text and REAL values in INTEGER columns, one
+    value holding more rows than a span (split by the next part), parents missing or doomed (their own parent
+    missing). The child C is indexed (x, y, z) for the plain merge and W (w, x, y) for the merge per value of w."""
+    address = DatabaseAddress("sqlite", path=str(tmp_path_factory.mktemp("spans") / "keys.db"))
+    con = sqlite3.connect(address.path)
+    con.executescript("""
+        CREATE TABLE G (id INTEGER PRIMARY KEY);
+        CREATE TABLE P (a INTEGER, b INTEGER, g INTEGER REFERENCES G (id), PRIMARY KEY (a, b));
+        CREATE TABLE C (x INTEGER, y INTEGER, z INTEGER, PRIMARY KEY (x, y, z),
+                        FOREIGN KEY (x, y) REFERENCES P (a, b));
+        CREATE TABLE W (w INTEGER, x INTEGER, y INTEGER, PRIMARY KEY (w, x, y), FOREIGN KEY (x, y) REFERENCES P (a, b));
+    """)
+    con.executemany("INSERT INTO G VALUES (?)", [(g,) for g in grand])
+    con.executemany("INSERT OR IGNORE INTO P VALUES (?, ?, ?)", parents)
+    con.executemany("INSERT OR IGNORE INTO C VALUES (?, ?, ?)", children)
+    con.executemany("INSERT OR IGNORE INTO W VALUES (?, ?, ?)", [(z, x, y) for x, y, z in children])
+    con.commit()
+    con.close()
+    monkeypatch = pytest.MonkeyPatch()
+    whole = offending_rows(address, monkeypatch, None)
+    assert offending_rows(address, monkeypatch, None, merge=False) == whole
+    assert offending_rows(address, monkeypatch, chunk_rows) == whole
+    assert offending_rows(address, monkeypatch, chunk_rows, merge=False) == whole
 
 
 def test_known_demo_faults_are_named(demo_address):
