@@ -28,11 +28,15 @@ def merge_order(db, relation, indexes_of):
 
     Only where every key column has INTEGER affinity on both sides: there `=` (the probing sweep) and
     the distinctness EXCEPT uses (the merge) compare values alike (numbers by value, other values as
-    stored, binary), so both find the same rows."""
+    stored, binary), so both find the same rows. Not where either table or one of its indexes names a
+    collation: EXCEPT compares text by the child column's, the probe (and SQLite's own check) by the parent's
+    (an outside tester: under a NOCASE child column, 'ABC' with only a parent 'abc' went unfound)."""
     if db.dialect != "sqlite" or relation.parent == relation.child:
         return None
     if not integer_keys(db, relation.child, relation.child_columns) or \
             not integer_keys(db, relation.parent, relation.parent_columns):
+        return None
+    if names_a_collation(db, relation.child) or names_a_collation(db, relation.parent):
         return None
     width = len(relation.child_columns)
     pairs = dict(zip(relation.child_columns, relation.parent_columns))
@@ -74,6 +78,13 @@ def partition_values(db, table, column, limit=None):
     return found
 
 
+def names_a_collation(db, table):
+    """Does the DDL of `table` or of one of its indexes say COLLATE (SQLite)? (The word in a name or a default
+    value counts too: the probing sweep, right whatever the collations, then does the work.)"""
+    return bool(db.scalar("SELECT count(*) FROM sqlite_master WHERE tbl_name = ? AND upper(sql) LIKE '%COLLATE%'",
+                          (table,)))
+
+
 def integer_keys(db, table, columns):
     """Every one of `columns` has INTEGER affinity in `table` (SQLite)."""
     types = {d.name: d.type for d in db.column_details(table)}
@@ -91,6 +102,8 @@ def unreferenced_by_merge(db, table, key, links):
     if db.dialect != "sqlite" or not integer_keys(db, table, [key]) or not all(
             integer_keys(db, r.child, r.child_columns) for r in links):
         return None
+    if names_a_collation(db, table) or any(names_a_collation(db, r.child) for r in links):
+        return None  # (see merge_order)
     q = db.quote
     arms = ["SELECT %s FROM %s WHERE %s IS NOT NULL" % (q(r.child_columns[0]), q(r.child), q(r.child_columns[0]))
             for r in sorted(links, key=lambda r: -_size_hint(db, r.child))]
@@ -176,7 +189,8 @@ def _child_index(db, table, columns):
 
 class _Span:
     """Child rows whose first key parts equal `prefix` and whose next part is NULL ("null"), equals `low`
-    ("equal"), or lies in [low, high) ("range"; `high` None: from `low` on)."""
+    ("equal"), lies in [low, high) ("range"; `high` None: from `low` on), or is over `low` ("after"; `low` None:
+    not NULL)."""
 
     def __init__(self, prefix, kind, low=None, high=None):
         self.prefix, self.kind, self.low, self.high = prefix, kind, low, high
@@ -188,11 +202,13 @@ class _Span:
             column = quote(columns[len(self.prefix)])
             if self.kind == "null":
                 return where + ["%s IS NULL" % column]
+            if self.kind == "after":
+                return where + (["%s > ?" % column] if self.low is not None else ["%s IS NOT NULL" % column])
             if self.kind == "equal":
                 return where + ["%s = ?" % column]
             return where + ["%s >= ?" % column] + (["%s < ?" % column] if self.high is not None else [])
-        bounds = {"null": (), "equal": (self.low,)}.get(self.kind, (self.low,) + (
-            () if self.high is None else (self.high,)))
+        bounds = {"null": (), "equal": (self.low,), "after": () if self.low is None else (self.low,)}.get(
+            self.kind, (self.low,) + (() if self.high is None else (self.high,)))
         return side(child_keys), side(parent_keys), self.prefix + bounds
 
 
@@ -208,10 +224,14 @@ def _spans(db, table, index, child_keys, partition, head, chunk_rows, prefix=())
     yield _Span(prefix, "null")
     last = len(prefix) + 1 == len(child_keys)
     low = db.scalar("SELECT min(c.%s) FROM %s c%s WHERE %s" % (column, q(table), index, where), head + prefix)
+    below = None  # the last value taken whole, when `low` is the first value over it
     while low is not None:
+        if not exact_bound(low):
+            yield _Span(prefix, "after", below)  # the rest as one span
+            return
         high = db.query("SELECT c.%s FROM %s c%s WHERE %s AND c.%s >= ? ORDER BY c.%s LIMIT 1 OFFSET %d" % (
             column, q(table), index, where, column, column, chunk_rows), head + prefix + (low,))
-        if not high:
+        if not high or not exact_bound(high[0][0]):
             yield _Span(prefix, "range", low)
             return
         if high[0][0] != low:
@@ -222,8 +242,16 @@ def _spans(db, table, index, child_keys, partition, head, chunk_rows, prefix=())
             yield _Span(prefix, "equal", low)
         else:
             yield from _spans(db, table, index, child_keys, partition, head, chunk_rows, prefix + (low,))
+        below = low
         low = db.scalar("SELECT min(c.%s) FROM %s c%s WHERE %s AND c.%s > ?" % (column, q(table), index, where,
                                                                                 column), head + prefix + (low,))
+
+
+def exact_bound(value):
+    """Does `value`, read from an index and bound again as a parameter, compare as the stored value does? A number,
+    text, a BLOB do; TEXT whose bytes are not UTF-8 is read as bytes and would be bound as a BLOB, which sorts after
+    every text (an outside tester: a span starting at one left that row unswept). Such a value ends the splitting."""
+    return isinstance(value, (int, float, str)) or type(value) is bytes
 
 
 def rowid_ranges(db, table, size, temp=False):

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from typing import Dict, List
 
-from .fkmerge import merge_order, rowid_ranges, sweep_by_merge, unreferenced_by_merge, without_rowid
+from .fkmerge import exact_bound, merge_order, rowid_ranges, sweep_by_merge, unreferenced_by_merge, without_rowid
 from .foreignkey import ForeignKey
 from .progress import NoProgress
 
@@ -273,6 +273,8 @@ def _chunk_by_index(db, plan, statement, hint, chunk_rows):
         if low:
             bounds.append("(%s) > (%s)" % (cols, marks))
             params.extend(low)
+        if high and not all(exact_bound(v) for v in high[0]):
+            high = None  # a value that would not be bound as it is stored: the rest in this one range
         if high:
             bounds.append("(%s) <= (%s)" % (cols, marks))
             params.extend(high[0])

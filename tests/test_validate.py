@@ -164,7 +164,8 @@ def test_the_merge_in_short_spans_flags_each_row_once_as_the_whole_sweep_does(tm
 
 
 KEY_VALUES = st.sampled_from([None, -1, 0, 1, 2, 3, "x", 0.5])
-FEW_KEY_VALUES = st.sampled_from([None, 1, 2, "x", 0.5])  # a value often held by more rows than a span
+FEW_KEY_VALUES = st.sampled_from([None, 1, 2, "x", "X", 0.5, "bad"])  # often held by more rows than a span;
+# "bad" becomes TEXT whose bytes are not UTF-8 (emfix reads it as bytes)
 
 
 @settings(max_examples=100, deadline=None)
@@ -177,7 +178,9 @@ def test_any_keys_swept_in_spans_give_the_rows_of_the_whole_sweep(tmp_path_facto
                                                                    chunk_rows):
     """The spans' property, on keys hypothesis picks: NULL parts, text and REAL values in INTEGER columns, one
     value holding more rows than a span (split by the next part), parents missing or doomed (their own parent
-    missing). The child C is indexed (x, y, z) for the plain merge and W (w, x, y) for the merge per value of w."""
+    missing), TEXT that is not UTF-8 (an outside tester: a span starting at it left its row unswept), a NOCASE
+    child column (the merge compared 'ABC' equal to a parent 'abc'; the probe, as SQLite, by the parent's BINARY).
+    The child C is indexed (x, y, z) for the plain merge and W (w, x, y) for the merge per value of w."""
     address = DatabaseAddress("sqlite", path=str(tmp_path_factory.mktemp("spans") / "keys.db"))
     con = sqlite3.connect(address.path)
     con.executescript("""
@@ -186,11 +189,17 @@ def test_any_keys_swept_in_spans_give_the_rows_of_the_whole_sweep(tmp_path_facto
         CREATE TABLE C (x INTEGER, y INTEGER, z INTEGER, PRIMARY KEY (x, y, z),
                         FOREIGN KEY (x, y) REFERENCES P (a, b));
         CREATE TABLE W (w INTEGER, x INTEGER, y INTEGER, PRIMARY KEY (w, x, y), FOREIGN KEY (x, y) REFERENCES P (a, b));
+        CREATE TABLE N (x INTEGER COLLATE NOCASE, y INTEGER, z INTEGER, PRIMARY KEY (x, y, z),
+                        FOREIGN KEY (x, y) REFERENCES P (a, b));
     """)
     con.executemany("INSERT INTO G VALUES (?)", [(g,) for g in grand])
     con.executemany("INSERT OR IGNORE INTO P VALUES (?, ?, ?)", parents)
     con.executemany("INSERT OR IGNORE INTO C VALUES (?, ?, ?)", children)
     con.executemany("INSERT OR IGNORE INTO W VALUES (?, ?, ?)", [(z, x, y) for x, y, z in children])
+    con.executemany("INSERT OR IGNORE INTO N VALUES (?, ?, ?)", children)
+    for table, columns in (("P", "ab"), ("C", "xyz"), ("W", "wxy"), ("N", "xyz")):
+        for column in columns:
+            con.execute("UPDATE OR IGNORE %s SET %s = CAST(x'c3' AS TEXT) WHERE %s = 'bad'" % (table, column, column))
     con.commit()
     con.close()
     monkeypatch = pytest.MonkeyPatch()
