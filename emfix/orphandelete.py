@@ -14,6 +14,7 @@ import logging
 import time
 
 from . import quarantine as q
+from .backends.sqlite import placeholder
 from .errors import OperationInterrupted, StillReferencedError
 from .killpoints import kill_point
 from .values import portable
@@ -230,17 +231,25 @@ def _mark_in_quarantine(plan, graph, qcon, staged, ours=(), not_ours=(), pending
     if not ours and not not_ours and not pending:
         return
     columns = ([q.ROWID] if plan.identity == ["rowid"] else []) + list(graph.columns[plan.table])
-    same = " AND ".join("%s IS ?" % q.qi(c) for c in columns)
+
+    def same(row):  # each value bound with its storage class (TEXT that is not UTF-8 too: round 19, whose copies
+        return " AND ".join("%s IS %s" % (q.qi(c), placeholder(v)) for c, v in zip(columns, row))  # went unmarked)
+
+    def each(sql, rows):
+        grouped = {}
+        for row in rows:
+            grouped.setdefault(sql.replace("{same}", same(row)), []).append(row)
+        for statement, alike in grouped.items():
+            qcon.executemany(statement, alike)
     qcon.execute("BEGIN")
     if pending:
-        qcon.executemany("UPDATE %s SET %s = 0 WHERE %s IS NULL AND %s" % (
-            q.qi(plan.table), q.qi(q.DELETED), q.qi(q.DELETED), same), staged.rows(pending))
+        each("UPDATE %s SET %s = 0 WHERE %s IS NULL AND {same}" % (
+            q.qi(plan.table), q.qi(q.DELETED), q.qi(q.DELETED)), staged.rows(pending))
     if ours:
-        qcon.executemany("UPDATE %s SET %s = 1 WHERE %s" % (q.qi(plan.table), q.qi(q.DELETED), same),
-                         staged.rows(ours))
+        each("UPDATE %s SET %s = 1 WHERE {same}" % (q.qi(plan.table), q.qi(q.DELETED)), staged.rows(ours))
     if not_ours:
-        qcon.executemany("DELETE FROM %s WHERE (%s IS NULL OR %s = 0) AND %s" % (
-            q.qi(plan.table), q.qi(q.DELETED), q.qi(q.DELETED), same), staged.rows(not_ours))
+        each("DELETE FROM %s WHERE (%s IS NULL OR %s = 0) AND {same}" % (q.qi(plan.table), q.qi(q.DELETED),
+                                                                       q.qi(q.DELETED)), staged.rows(not_ours))
     qcon.execute("COMMIT")
 
 
@@ -303,13 +312,13 @@ def settle_marks(db, graph, qcon):
             q.qi(q.DELETED))).fetchall() if key else []
         if not pending:
             continue
-        one = "(%s)" % ", ".join("?" * len(key))
         live = set()  # (key..., the row's columns...) as the database holds them now
         for start in range(0, len(pending), 200):
             part = [tuple(r[1:1 + len(key)]) for r in pending[start:start + 200]]
             live |= {tuple(portable(v) for v in r) for r in db.query("SELECT %s, %s FROM %s WHERE (%s) IN (%s)" % (
                 db.quote_columns(db_key), db.exact_columns(table, columns), db.quote(table),
-                db.quote_columns(db_key), ", ".join([one] * len(part))), tuple(v for k in part for v in k))}
+                db.quote_columns(db_key), ", ".join("(%s)" % ", ".join(placeholder(v) for v in k) for k in part)),
+                tuple(v for k in part for v in k))}
         held = {r[:len(key)] for r in live}
         qcon.execute("BEGIN")
         for row in pending:

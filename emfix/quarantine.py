@@ -23,6 +23,7 @@ except ImportError:  # Windows: no advisory file locks (one process at a time is
     fcntl = None
 
 from . import __version__
+from .backends.sqlite import UndecodableText, text_or_bytes
 from .errors import DamagedInputError, DatabaseLockedError, NoSpaceError, NotFoundError, NotWritableError, UsageError
 from .fileutil import DATA_FILE_MODE, create_private, is_disk_full, read_only_uri, server_state_dir
 from .killpoints import kill_point
@@ -87,6 +88,7 @@ def open_quarantine(path, create=False):
         if create and not os.path.exists(path):
             create_private(path, DATA_FILE_MODE)  # every removed row is in here: readable by the owner only
         con = sqlite3.connect(path, isolation_level=None)
+        con.text_factory = text_or_bytes
         con.execute("PRAGMA synchronous = FULL")  # rows are committed to disk before they are deleted
         if create and _tables(con) and "children_json" not in {
                 r[1] for r in con.execute("PRAGMA table_info(%s)" % CREATED)}:
@@ -132,9 +134,16 @@ def content_digests(con):
             rows = cursor.fetchmany(5000)
             if not rows:
                 break
-            digest.update("".join(repr(tuple(r)) for r in rows).encode("utf-8", "surrogatepass"))
+            digest.update("".join(repr(tuple(_told_apart(v) for v in r)) for r in rows).encode(
+                "utf-8", "surrogatepass"))
         digests[table] = digest.hexdigest()
     return digests
+
+
+def _told_apart(value):
+    """TEXT that is not UTF-8 (read as bytes) apart from a BLOB of the same bytes; every other value as it is (the
+    digests of files written before stay the same)."""
+    return ("text", bytes(value)) if isinstance(value, UndecodableText) else value
 
 
 EDITED_HINT = ("it was changed after emfix wrote it; a copy of the file from a backup, or the snapshot taken before "
@@ -218,6 +227,7 @@ def meta_of(path):
         return None  # (opened read-write, a missing file would be created)
     try:
         con = sqlite3.connect(path, isolation_level=None)
+        con.text_factory = text_or_bytes
         try:
             return read_meta(con)
         finally:
@@ -330,6 +340,7 @@ def contents(path):
     """{table: rows kept} of a quarantine file, and its meta: what an undo of it would put back."""
     try:
         con = sqlite3.connect(read_only_uri(path), uri=True)
+        con.text_factory = text_or_bytes
         try:
             meta = read_meta(con)
             names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "

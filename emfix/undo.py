@@ -15,6 +15,7 @@ from typing import Dict, List
 
 from . import quarantine as q
 from .backends import open_database
+from .backends.sqlite import placeholder
 from .copyrefusals import sqlite_not_json, target_requires_json
 from .errors import DamagedInputError, OperationInterrupted, UsageError
 from .guarded import (
@@ -325,16 +326,18 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
     again does not put back a row the application deleted in between: on SQLite in the batch's own
     transaction (the quarantine attached), on MySQL marked "putting back" first and "put back" after."""
     key = [c for c in (graph.primary_keys.get(table) or ()) if c in columns] or list(columns)
-    marks = ", ".join("?" * len(columns))
-    if key == list(columns) and not graph.primary_keys.get(table):
-        same = " AND ".join("%s %s ?" % (db.quote(c), "IS" if db.dialect == "sqlite" else "<=>") for c in columns)
-        insert = "INSERT INTO %s (%s) SELECT %s WHERE NOT EXISTS (SELECT 1 FROM %s WHERE %s)" % (
-            db.quote(table), db.quote_columns(columns), marks, db.quote(table), same)
-        double = True
-    else:
-        insert = "INSERT %s INTO %s (%s) VALUES (%s)" % ("OR IGNORE" if db.dialect == "sqlite" else "IGNORE",
-                                                        db.quote(table), db.quote_columns(columns), marks)
-        double = False
+    double = key == list(columns) and not graph.primary_keys.get(table)
+
+    def insert(row):
+        """The INSERT of rows like `row`: each value bound with its storage class (placeholder)."""
+        marks = [placeholder(v) for v in row]
+        if double:
+            same = " AND ".join("%s %s %s" % (db.quote(c), "IS" if db.dialect == "sqlite" else "<=>", m)
+                                for c, m in zip(columns, marks))
+            return "INSERT INTO %s (%s) SELECT %s WHERE NOT EXISTS (SELECT 1 FROM %s WHERE %s)" % (
+                db.quote(table), db.quote_columns(columns), ", ".join(marks), db.quote(table), same)
+        return "INSERT %s INTO %s (%s) VALUES (%s)" % ("OR IGNORE" if db.dialect == "sqlite" else "IGNORE",
+                                                       db.quote(table), db.quote_columns(columns), ", ".join(marks))
     key_at = [columns.index(c) for c in key]
     restored, last, mark = 0, 0, mark and where is not None
     while True:
@@ -354,7 +357,9 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
             _mark(qcon, "main", table, ids, PUTTING_BACK)
 
         def batch(rows=rows, ids=ids):  # INSERT IGNORE / WHERE NOT EXISTS: a conflict reruns it whole
-            done = db.executemany(insert, [r + r if double else r for r in rows], batch_size=len(rows))
+            done = 0
+            for sql, alike in _alike(rows, insert).items():  # (one statement but where text is not UTF-8)
+                done += db.executemany(sql, [r + r if double else r for r in alike], batch_size=len(alike))
             if mark and db.dialect == "sqlite":
                 _mark(db, ATTACHED, table, ids, PUT_BACK)
             return done
@@ -388,6 +393,15 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
 ATTACHED = "emfix_q"
 
 
+def _alike(rows, statement):
+    """{statement(row): the rows it binds as they are stored}, in their order: rows holding TEXT that is not UTF-8
+    need CAST(? AS TEXT) where it is (placeholder); every other row shares one statement."""
+    grouped = {}
+    for row in rows:
+        grouped.setdefault(statement(row), []).append(row)
+    return grouped
+
+
 def _mark(con, schema, table, ids, value):
     """Set the quarantine's mark of these copies (by their rowid in the quarantine)."""
     for start in range(0, len(ids), KEYS_PER_QUERY):
@@ -410,14 +424,14 @@ def _rows_by_key(db, table, columns, where, rows):
     names = db.quote_columns([columns[i] for i in where])
     select = "SELECT %s FROM %s WHERE " % (db.exact_columns(table, columns), db.quote(table))
     found = []
-    one = "(%s)" % ", ".join("?" * len(where))
     for start in range(0, len(plain), KEYS_PER_QUERY):  # within old SQLite's 999 parameters
         part = plain[start:start + KEYS_PER_QUERY]
-        found += db.query(select + "(%s) IN (%s)" % (names, ", ".join([one] * len(part))),
-                          tuple(v for k in part for v in k))
-    same = " AND ".join("%s %s ?" % (db.quote(columns[i]), "IS" if db.dialect == "sqlite" else "<=>") for i in where)
+        found += db.query(select + "(%s) IN (%s)" % (names, ", ".join(
+            "(%s)" % ", ".join(placeholder(v) for v in k) for k in part)), tuple(v for k in part for v in k))
+    same = "IS" if db.dialect == "sqlite" else "<=>"
     for k in {k for k in keyed if None in k}:
-        found += db.query(select + same, k)
+        found += db.query(select + " AND ".join("%s %s %s" % (db.quote(columns[i]), same, placeholder(v))
+                                                for i, v in zip(where, k)), k)
     present = {}
     for row in found:
         row = [canonical(v) for v in row]

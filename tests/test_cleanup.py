@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -16,6 +17,7 @@ from emfix.address import DatabaseAddress
 from emfix.backends import open_database
 from emfix.cleanup import cleanup_orphans
 from emfix.demo import Shape
+from emfix.errors import DamagedInputError
 from emfix.undo import undo
 from emfix.validate import validate
 
@@ -408,3 +410,51 @@ def test_undo_of_a_run_stopped_before_it_kept_anything_says_so(demo_sqlite, tmp_
     assert undone.returncode == 0, undone.stderr
     assert "put back 0 rows" in undone.stdout and "stopped before it finished" in undone.stdout
     assert "it had kept nothing yet" in undone.stdout
+
+
+def exact_dump(path):
+    """Every value of every table as its storage class and bytes (text that is not UTF-8 included)."""
+    con = sqlite3.connect(path)
+    try:
+        dump = {}
+        for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"):
+            columns = [r[1] for r in con.execute('PRAGMA table_info("%s")' % table)]
+            dump[table] = sorted(con.execute('SELECT %s FROM "%s"' % (", ".join(
+                'typeof("%s"), hex("%s")' % (c, c) for c in columns), table)).fetchall())
+        return dump
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+def test_rows_holding_text_that_is_not_utf8_go_and_come_back_byte_for_byte(tmp_path, journal):
+    """Round 19: TEXT whose bytes are not UTF-8 in rows a cleanup removes (a doomed trial's name, doomed batches'
+    times, an orphan whose key holds it) crashed the end of the run (exit 70, the quarantine left "in progress") and
+    every undo of it halfway. Now the run finishes, and undo puts every value back with its storage class."""
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    con = sqlite3.connect(address.path, isolation_level=None)
+    con.execute("PRAGMA journal_mode = %s" % journal)
+    con.execute("UPDATE TRIAL SET name = CAST(x'ff6e616d65' AS TEXT) WHERE experiment_id NOT IN (SELECT id FROM "
+                "EXPERIMENT)")
+    assert con.execute("SELECT changes()").fetchone()[0] >= 1
+    con.execute("UPDATE BATCH SET time = CAST(x'c3' AS TEXT) WHERE rowid IN (SELECT b.rowid FROM BATCH b LEFT JOIN "
+                "EPOCH e ON e.idx = b.epoch_idx AND e.trial_run_id = b.trial_run_id WHERE e.idx IS NULL LIMIT 5)")
+    con.execute("INSERT INTO BATCH VALUES (77, CAST(x'c3' AS TEXT), 1, 't')")
+    con.close()
+    before = exact_dump(address.path)
+    result = cleanup_orphans(address, snapshot=False, quarantine_dir=str(tmp_path / "q"), batch_size=50)
+    assert result.final["total_foreign_key_violations"] == 0
+    con = sqlite3.connect(address.path)
+    assert con.execute("SELECT count(*) FROM BATCH WHERE idx = 77").fetchone()[0] == 0
+    con.close()
+    edited = str(tmp_path / "edited.quarantine.db")  # the same bytes as a BLOB: not the copy the change kept
+    shutil.copyfile(result.quarantine, edited)
+    con = sqlite3.connect(edited)
+    con.execute("UPDATE TRIAL SET name = CAST(name AS BLOB)")
+    con.commit()
+    con.close()
+    with pytest.raises(DamagedInputError, match="not the ones the change kept"):
+        undo(edited, address)
+    undo(result.quarantine, address)
+    assert exact_dump(address.path) == before

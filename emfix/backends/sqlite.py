@@ -61,11 +61,19 @@ class UndecodableText(bytes):
     """TEXT whose bytes are not UTF-8: kept as bytes so nothing is lost or mangled."""
 
 
-def _text_factory(raw):
+def text_or_bytes(raw):
+    """A text_factory: TEXT as str, or as UndecodableText where its bytes are not UTF-8 (Python's own refuses
+    to read the row: a quarantine holding such a value made the end of a cleanup and every undo of it fail)."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return UndecodableText(raw)
+
+
+def placeholder(value):
+    """The SQL that binds `value` with its storage class: `?`, or for UndecodableText (bytes to Python, which
+    binds bytes as a BLOB) `CAST(? AS TEXT)`, which keeps its bytes as TEXT."""
+    return "CAST(? AS TEXT)" if isinstance(value, UndecodableText) else "?"
 
 
 class SQLiteBackend(Backend):
@@ -95,7 +103,7 @@ class SQLiteBackend(Backend):
                                              check_same_thread=False)
         except sqlite3.Error as exc:
             raise ConnectError("cannot open SQLite database %s: %s" % (self.path, exc)) from None
-        self._conn.text_factory = _text_factory
+        self._conn.text_factory = text_or_bytes
         try:
             try:
                 self._open_in_turns()
@@ -235,7 +243,7 @@ class SQLiteBackend(Backend):
             try:
                 return self._conn.execute(sql, params).fetchall()
             finally:
-                self._conn.text_factory = _text_factory
+                self._conn.text_factory = text_or_bytes
         return self._run(run, "query")
 
     def iter_rows(self, sql, params=(), arraysize=1000):
