@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 
 from .backends.sqlite import UndecodableText
 from .errors import OperationInterrupted, UsageError
-from .guarded import Rewrite, key_pages
+from .guarded import Rewrite, key_pages, rowid_windows, window_pages
 from .jsonrepair import repair
 from .schema import table_named
 
@@ -89,8 +89,10 @@ def repair_values(db, table, col, key, batch_size, reset_unfixable, rewrites, re
     with `rewrites` (a ValueRewrites) each page is kept, then written by compare-and-swap; without,
     nothing is written (a plan). `found`, a list, receives the key of every value that is not valid."""
     changes = collections.Counter(result.changes)
-    pages = key_pages(db, _page_sql(db, table, col, key, batch_size), batch_size) if keys is None else \
-        _key_pages(db, table, col, key, keys, batch_size)
+    windows = rowid_windows(db, table, key) if keys is None else None
+    pages = _key_pages(db, table, col, key, keys, batch_size) if keys is not None else \
+        window_pages(db, _page_sql(db, table, col, key, batch_size), batch_size, key, windows) if windows is not None \
+        else key_pages(db, _page_sql(db, table, col, key, batch_size), batch_size)
     for rows in pages:
         if interrupted():
             raise OperationInterrupted("interrupted after %d values; every original is in the quarantine"

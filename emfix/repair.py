@@ -22,7 +22,7 @@ from . import quarantine as q
 from .backends import open_database
 from .errors import UsageError
 from .fksweep import sweep_foreign_keys
-from .guarded import GuardedChange, Safeguards, ValueRewrites, kill_point, preflight
+from .guarded import GuardedChange, Safeguards, ValueRewrites, kill_point, preflight, rowid_windows
 from .jsoncheck import scan_metric_json
 from .jsonpages import FixJsonResult, metric_target, repair_values
 from .orphandelete import settle_marks
@@ -151,8 +151,10 @@ def check(address, retry_policy=None):
     with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
         graph = discover_graph(db)
         checks, tables, _plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
-        scan = scan_metric_json(db, graph.columns, limit=0)
-    return figures(checks, tables, scan.issue_count)
+        windows = rowid_windows(db, "METRIC", "id") if "METRIC" in graph.tables else None
+        issues = sum(scan_metric_json(db, graph.columns, limit=0, id_range=window).issue_count
+                     for window in (windows if windows is not None else [None]))
+    return figures(checks, tables, issues)
 
 
 # -- the plan ---------------------------------------------------------------------------------------------
