@@ -256,11 +256,11 @@ class GuardedChange:
 SMALLEST_KEY = -(1 << 63)  # SQLite's and BIGINT's smallest: a page from here misses no integer key
 
 
-def key_pages(db, sql, batch_size):
+def key_pages(db, sql, batch_size, first=SMALLEST_KEY):
     """Pages of rows in key order: `sql` selects the key first and holds one `{after}` where the key's
-    lower bound goes (`key >= ?` on the first page, `key > ?` after). Every key is reached, integers
-    of any size and (SQLite) the text keys that sort after them."""
-    last, op = SMALLEST_KEY, ">="
+    lower bound goes (`key >= ?` on the first page, `key > ?` after). Every key from `first` on is reached,
+    integers of any size and (SQLite) the text keys that sort after them."""
+    last, op = first, ">="
     while True:
         rows = db.query(sql.replace("{after}", op + " ?", 1), (last,))
         if rows:
@@ -295,15 +295,8 @@ def window_pages(db, sql, batch_size, key, windows):
     """key_pages within each of `windows` (rowid_windows): `sql`'s `{after}` gets the window's upper bound too,
     so no statement reads more than one window's rows, however rare the rows it looks for."""
     for start, end in windows:
-        bounded = sql.replace("{after}", "{after} AND %s < %d" % (db.quote(key), end), 1)
-        last, op = start, ">="
-        while True:
-            rows = db.query(bounded.replace("{after}", op + " ?", 1), (last,))
-            if rows:
-                yield rows
-            if len(rows) < batch_size:
-                break
-            last, op = rows[-1][0], ">"
+        yield from key_pages(db, sql.replace("{after}", "{after} AND %s < %d" % (db.quote(key), end), 1), batch_size,
+                             start)
 
 
 # -- values rewritten in place: kept (before and after), then compare-and-swap -----------------------
