@@ -16,7 +16,7 @@ from typing import Dict, Optional
 from .backends import open_database
 from .errors import UsageError
 from .fksweep import sweep_foreign_keys
-from .guarded import GuardedChange, Safeguards, preflight
+from .guarded import GuardedChange, Safeguards, checked_meanwhile, preflight
 from .orphans import CHUNK_ROWS, RECREATABLE_PARENTS, CleanupPlan, plan_orphans, remove_orphans
 from .progress import NoProgress
 from .schema import discover_graph
@@ -57,13 +57,14 @@ def cleanup_orphans(address, *, dry_run=False, batch_size=5000, sleep=0.0, max_l
         raise UsageError("--batch-size must be at least 1")
     with open_database(address, readonly=dry_run and address.is_sqlite and not recreate_parents,
                        retry_policy=retry_policy) as db:
-        graph = preflight(db, address, force, writing=not dry_run)
+        graph = preflight(db, address, force, writing=not dry_run, check=False)
         unknown = sorted(set(tables or ()) - set(graph.tables))
         if unknown:
             raise UsageError("no table %s in %s" % (", ".join(unknown), address.display()))
         progress.update("planning", force=True)
-        work = plan_orphans(db, graph, tables=tables, include_unreferenced=include_unreferenced,
-                            recreate_parents=recreate_parents, preview=dry_run or confirm is not None)
+        with checked_meanwhile(db, retry_policy):
+            work = plan_orphans(db, graph, tables=tables, include_unreferenced=include_unreferenced,
+                                recreate_parents=recreate_parents, preview=dry_run or confirm is not None)
         if dry_run:
             return CleanupResult(work.shown, True, seconds=time.perf_counter() - started)
         result = CleanupResult(work.plan, False)

@@ -22,7 +22,15 @@ from . import quarantine as q
 from .backends import open_database
 from .errors import UsageError
 from .fksweep import sweep_foreign_keys
-from .guarded import GuardedChange, Safeguards, ValueRewrites, kill_point, preflight, rowid_windows
+from .guarded import (
+    GuardedChange,
+    Safeguards,
+    ValueRewrites,
+    checked_meanwhile,
+    kill_point,
+    preflight,
+    rowid_windows,
+)
 from .jsoncheck import scan_metric_json
 from .jsonpages import FixJsonResult, metric_target, repair_values
 from .orphandelete import settle_marks
@@ -218,19 +226,21 @@ def repair(address, *, dry_run=False, recreate_parents=False, reset_unfixable=Fa
         _refuse_other_options(address, unfinished, recreate_parents=recreate_parents, reset_unfixable=reset_unfixable)
     with open_database(address, readonly=dry_run and address.is_sqlite and not recreate_parents,
                        retry_policy=retry_policy) as db:
-        graph = preflight(db, address, force, writing=not dry_run)
+        graph = preflight(db, address, force, writing=not dry_run, check=False)
         try:
             table, col, key = metric_target(graph, COLUMN)
         except UsageError as exc:  # --force on a database that is not the Experiment Manager's
             raise UsageError("%s; repair works on the Experiment Manager's %s, and changed nothing" % (
                 exc.message, COLUMN), hint="on another schema: emfix cleanup-orphans, and emfix fix-json --column "
                                            "TABLE.COLUMN") from None
-        progress.update("planning: foreign keys", force=True)
-        work = plan_orphans(db, graph, recreate_parents=recreate_parents, preview=dry_run or confirm is not None)
-        progress.update("planning: metric JSON", force=True)
-        scan, found = FixJsonResult(table, col, True), []
-        repair_values(db, table, col, key, batch_size, reset_unfixable, None, scan, NoProgress(), lambda: False,
-                      found=found)
+        with checked_meanwhile(db, retry_policy):
+            progress.update("planning: foreign keys", force=True)
+            work = plan_orphans(db, graph, recreate_parents=recreate_parents,
+                                preview=dry_run or confirm is not None)
+            progress.update("planning: metric JSON", force=True)
+            scan, found = FixJsonResult(table, col, True), []
+            repair_values(db, table, col, key, batch_size, reset_unfixable, None, scan, NoProgress(), lambda: False,
+                          found=found)
         plan = _plan(work, scan, reset_unfixable)
         result = RepairResult(address.display(), dry_run, plan, figures(work.checks, work.tables, scan.candidates))
         if dry_run:
