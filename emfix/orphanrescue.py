@@ -13,6 +13,7 @@ what it reads, the gap where a missing parent would go included): a parent inser
 commit, and the next batch sees it.
 """
 
+from .backends.sqlite import placeholder
 from .fksweep import TMP, UNREFERENCED_TABLES
 
 
@@ -88,14 +89,16 @@ class RescueLook:
                 quoted(relation.parent), alias, rel_no, " AND ".join(
                     "%s.%s = h.%s" % (alias, quoted(p), v) for p, v in zip(relation.parent_columns, values))))
             missing.append("WHEN %d THEN %s.%s IS NULL" % (rel_no, alias, quoted(relation.parent_columns[0])))
-        one = "(%s)" % ", ".join("?" * len(columns))
+        # Each value bound with its storage class: a key of TEXT that is not UTF-8 bound as a BLOB found no reason,
+        # and its rows were left alone beside a writer (round 20).
+        keys = ", ".join("(%s)" % ", ".join(placeholder(v) for v in k) for k in wanted)
         rows = db.query("SELECT %s, t.%s IS NOT NULL AND CASE h.rel %s END, CASE h.rel %s END FROM %s h "
                         "LEFT JOIN %s t ON %s%s WHERE (%s) IN (%s)%s" % (
                             ", ".join(["h.i%d" % n for n in range(width)] + ["h.rel", "h.kind"] + [
                                 "h.v%d" % n for n in range(len(plan.columns))]), plan.identity[0], " ".join(holds),
                             " ".join(missing), quoted(self._why_table(plan)), quoted(plan.table), " AND ".join(
                                 "t.%s = h.i%d" % (expr, n) for n, expr in enumerate(plan.identity)), "".join(joins),
-                            ", ".join("h." + c for c in columns), ", ".join([one] * len(wanted)),
+                            ", ".join("h." + c for c in columns), keys,
                             "" if db.dialect == "sqlite" else " LOCK IN SHARE MODE"),
                         tuple(v for k in wanted for v in k))
         return [_Reason(plan, row) for row in rows]

@@ -63,7 +63,8 @@ def _parent_rows_to_create(db, graph, plans):
     """Distinct missing RESULTS/EPOCH rows whose trial run exists.
 
     Returns {parent table: {key tuple (parent key columns, sorted by name): (grandparent,
-    {grandparent column: value})}}, one entry per row however many links point at it.
+    {grandparent column: value})}}, one entry per row however many links point at it; integer keys only (the
+    links of other keys are removed as orphans).
     """
     wanted = {}
     for plan in plans:
@@ -84,6 +85,8 @@ def _parent_rows_to_create(db, graph, plans):
             for row in rows:
                 values = dict(zip(names, row))
                 key = tuple(values[c] for c in sorted(relation.child_columns, key=lambda c: to_parent[c]))
+                if not all(isinstance(v, int) for v in key):  # text, bytes, a REAL in an INT key: not what the old
+                    continue  # API left parentless, and no row to create (round 20: sorting them was exit 70)
                 bucket.setdefault((tuple(order), key), (grand, {g: values[c] for c, g in zip(child_cols, grand_cols)}))
     return {parent: rows for parent, rows in wanted.items() if rows}
 

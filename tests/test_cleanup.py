@@ -472,3 +472,20 @@ def test_a_damaged_file_is_exit_4_though_its_check_runs_beside_the_planning(tmp_
     result = run_cli("cleanup-orphans", address.path, "--yes", "--no-snapshot", *(["--dry-run"] if dry_run else []))
     assert result.returncode == 4 and "is damaged" in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert open(address.path, "rb").read() == before
+
+
+def test_recreate_parents_keeps_integer_links_and_removes_the_ones_whose_key_is_not_a_number(tmp_path):
+    """Round 20: a link to a missing EPOCH whose key held text (or bytes) made --recreate-parents exit 70 (its keys
+    were sorted with the integers). The old API left integer keys parentless; other keys are orphans, removed."""
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    con = sqlite3.connect(address.path)
+    con.execute("INSERT INTO EPOCH_METRIC VALUES ('abc', 1, 5)")
+    con.execute("INSERT INTO EPOCH_METRIC VALUES (CAST(x'ff' AS TEXT), 1, 6)")
+    con.commit()
+    con.close()
+    result = cleanup_orphans(address, snapshot=False, quarantine_dir=str(tmp_path / "q"), recreate_parents=True)
+    assert result.created.get("EPOCH") and result.final["total_foreign_key_violations"] == 0
+    con = sqlite3.connect(address.path)
+    assert con.execute("SELECT count(*) FROM EPOCH_METRIC WHERE typeof(epoch_idx) = 'text'").fetchone()[0] == 0
+    con.close()

@@ -159,3 +159,24 @@ def test_on_sqlite_batches_leave_a_gap_a_waiting_writer_finds_while_an_applicati
             app.close()
     assert pauses == [orphandelete.WRITER_GAP_SECONDS] * 6
     assert orphandelete.WRITER_GAP_SECONDS > 0.025  # the busy handler's early retries are up to 25 ms apart
+
+
+def test_rows_under_a_removed_parent_whose_key_is_text_that_is_not_utf8_are_doomed_still(sqlite_address):
+    """Round 20: beside a writer (when the look runs), the BATCH rows under an orphaned EPOCH whose trial_run_id
+    holds TEXT that is not UTF-8 were left alone, "changed by another process": the look bound that key as a BLOB
+    and found no reason. Each value is bound with its storage class now."""
+    import sqlite3
+    make_demo(sqlite_address)
+    con = sqlite3.connect(sqlite_address.path)
+    con.execute("INSERT INTO EPOCH VALUES (7, CAST(x'ff41' AS TEXT), '2025-01-01')")
+    con.executemany("INSERT INTO BATCH VALUES (?, 7, CAST(x'ff41' AS TEXT), '2025-01-01')", [(i,) for i in range(3)])
+    con.commit()
+    con.close()
+    with open_database(sqlite_address) as db:
+        graph = discover_graph(db)
+        work = plan_orphans(db, graph)
+        plan = next(p for p in work.plans if p.table == "BATCH")
+        keys = [tuple(r) for r in db.query("SELECT h.i0 FROM %s h JOIN BATCH b ON b.rowid = h.i0 WHERE "
+                                           "b.trial_run_id = CAST(x'ff41' AS TEXT)" % db.quote(plan.rows_table))]
+        assert len(keys) == 3
+        assert RescueLook(db, graph, work.plans).still("BATCH", keys) == keys
