@@ -489,3 +489,31 @@ def test_recreate_parents_keeps_integer_links_and_removes_the_ones_whose_key_is_
     con = sqlite3.connect(address.path)
     assert con.execute("SELECT count(*) FROM EPOCH_METRIC WHERE typeof(epoch_idx) = 'text'").fetchone()[0] == 0
     con.close()
+
+
+def test_identical_rows_of_a_table_without_a_primary_key_all_come_back(tmp_path):
+    """Round 20: in a table without a primary key, undo put a copy back "unless one like it is there", so of two
+    identical removed rows one came back and the other was lost (exit 0, no word). A copy goes back now while the
+    table holds fewer rows like it than the quarantine holds copies; a second undo puts back nothing more."""
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    con = sqlite3.connect(address.path)
+    con.executescript("""
+        CREATE TABLE em_copy AS SELECT * FROM EPOCH_METRIC;
+        DROP TABLE EPOCH_METRIC;
+        CREATE TABLE EPOCH_METRIC (epoch_idx INTEGER, epoch_trial_run_id INTEGER, metric_id INTEGER,
+            FOREIGN KEY (epoch_idx, epoch_trial_run_id) REFERENCES EPOCH (idx, trial_run_id),
+            FOREIGN KEY (metric_id) REFERENCES METRIC (id));
+        INSERT INTO EPOCH_METRIC SELECT * FROM em_copy;
+        DROP TABLE em_copy;
+        INSERT INTO EPOCH_METRIC VALUES (900, 9, 1), (900, 9, 1), (900, 9, 1), (901, 9, 2), (901, 9, 2);
+    """)
+    con.commit()
+    con.close()
+    before = exact_dump(address.path)
+    result = cleanup_orphans(address, snapshot=False, quarantine_dir=str(tmp_path / "q"), batch_size=2)
+    assert result.removed["EPOCH_METRIC"] >= 5
+    undo(result.quarantine, address)
+    assert exact_dump(address.path) == before
+    undo(result.quarantine, address)
+    assert exact_dump(address.path) == before
