@@ -13,6 +13,7 @@ no parent row has the key, 'c' when the parent row is itself doomed.
 import re
 
 INTEGER_AFFINITY = "INT"  # SQLite's rule: a declared type containing INT has INTEGER affinity
+MAX_ROWID = (1 << 63) - 1
 MAX_PARTITIONS = 64  # merges of one relation, each a few statements: beyond that, the probing sweep
 DOOMED_KEYS_A_STATEMENT = 1000  # doomed parent keys whose children one short statement reads
 
@@ -178,8 +179,8 @@ def sweep_by_merge(db, order, relation, table, rows_table, rel_no, names, select
                            chunk_rows):
             merge(head, span)
         for start, end in rowid_ranges(db, doomed, DOOMED_KEYS_A_STATEMENT, temp=True) if doomed else ():
-            db.execute(insert + "SELECT %d, 'c', %s FROM %s d CROSS JOIN %s c ON %s%s WHERE d.rowid >= %d AND "
-                       "d.rowid < %d" % (rel_no, selected, q(doomed), q(table), on_doomed, within, start, end), head)
+            db.execute(insert + "SELECT %d, 'c', %s FROM %s d CROSS JOIN %s c ON %s%s WHERE %s" % (
+                rel_no, selected, q(doomed), q(table), on_doomed, within, in_rowid_range("d", start, end)), head)
 
 
 def _child_index(db, table, columns):
@@ -255,10 +256,20 @@ def exact_bound(value):
 
 
 def rowid_ranges(db, table, size, temp=False):
-    """[start, end) rowid ranges of `size` covering `table` (a rowid table; `temp`: a temporary one)."""
+    """[start, end) rowid ranges `size` rowids wide covering `table`'s rows (a rowid table; `temp`: a temporary one),
+    made as they are asked for, each next start the first rowid after the last range (one seek: an empty stretch is
+    skipped, rowids from -2**63 to 2**63-1 made 10**14 ranges); the last end None where start + size would pass the
+    largest rowid."""
     name = ("temp." if temp else "") + db.quote(table)
-    low = db.scalar("SELECT min(rowid) FROM %s" % name)  # apart: together they scan the table
-    high = db.scalar("SELECT max(rowid) FROM %s" % name)
-    if low is None:
-        return []
-    return [(start, start + size) for start in range(low, high + 1, size)]
+    start = db.scalar("SELECT min(rowid) FROM %s" % name)
+    while start is not None:
+        if start + size > MAX_ROWID:
+            yield start, None
+            return
+        yield start, start + size
+        start = db.scalar("SELECT min(rowid) FROM %s WHERE rowid >= ?" % name, (start + size,))
+
+
+def in_rowid_range(alias, start, end):
+    """The condition of rowid_ranges' range [start, end) on `alias`."""
+    return "%s.rowid >= %d%s" % (alias, start, "" if end is None else " AND %s.rowid < %d" % (alias, end))

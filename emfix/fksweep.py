@@ -12,7 +12,15 @@ import sqlite3
 import time
 from typing import Dict, List
 
-from .fkmerge import exact_bound, merge_order, rowid_ranges, sweep_by_merge, unreferenced_by_merge, without_rowid
+from .fkmerge import (
+    exact_bound,
+    in_rowid_range,
+    merge_order,
+    rowid_ranges,
+    sweep_by_merge,
+    unreferenced_by_merge,
+    without_rowid,
+)
 from .foreignkey import ForeignKey
 from .progress import NoProgress
 
@@ -252,7 +260,7 @@ def _sweep_relation(db, graph, plan, rel_no, relation, doomed, chunk_rows=None):
         _chunk_by_index(db, plan, statement.replace(" NOT INDEXED", index, 1), index, chunk_rows)
         return
     for start, end in rowid_ranges(db, plan.table, chunk_rows):
-        db.execute(statement + " AND c.rowid >= %d AND c.rowid < %d" % (start, end))
+        db.execute(statement + " AND " + in_rowid_range("c", start, end))
 
 
 def _chunk_by_index(db, plan, statement, hint, chunk_rows):
@@ -287,7 +295,7 @@ def _chunk_by_index(db, plan, statement, hint, chunk_rows):
     plain = statement.replace(hint, " NOT INDEXED", 1).replace(" WHERE emfix_kind",
                                                                " WHERE (%s) AND emfix_kind" % nulls)
     for start, end in rowid_ranges(db, plan.table, chunk_rows * 4):
-        db.execute(plain + " AND c.rowid >= %d AND c.rowid < %d" % (start, end))
+        db.execute(plain + " AND " + in_rowid_range("c", start, end))
 
 
 def _fetch_examples(db, graph, plan, rel_no, relation, kind, limit):

@@ -24,6 +24,7 @@ from typing import List, Optional
 from . import quarantine as q
 from .backends import open_database
 from .errors import AlreadyDoneError, Cancelled, DamagedInputError, OperationInterrupted
+from .fkmerge import rowid_ranges
 from .killpoints import kill_point
 from .progress import NoProgress
 from .schema import discover_graph, require_experiment_manager
@@ -291,10 +292,11 @@ SCAN_WINDOW = 100000  # keys one statement reads beside an application (SQLite: 
 
 
 def rowid_windows(db, table, key, size=None):
-    """[start, end) ranges of `size` covering `key` when it is a SQLite table's rowid (INTEGER PRIMARY KEY: every
-    key an integer), else None. A scan for rare rows in one statement held the read lock, and so every commit of
-    an application in rollback-journal mode, for as long as the whole table takes (an outside tester: repair's
-    JSON scans of the 10M demo, 1.3 s each)."""
+    """[start, end) ranges of `size` keys covering `key` when it is a SQLite table's rowid (INTEGER PRIMARY KEY:
+    every key an integer; fkmerge.rowid_ranges: empty stretches skipped, the last end maybe None), else None. A scan
+    for rare rows in one statement held the read lock, and so every commit of an application in rollback-journal
+    mode, for as long as the whole table takes (an outside tester: repair's JSON scans of the 10M demo, 1.3 s
+    each)."""
     if db.dialect != "sqlite":
         return None
     keys = [r for r in db.query("PRAGMA table_info(%s)" % db.quote(table)) if r[5]]
@@ -302,18 +304,15 @@ def rowid_windows(db, table, key, size=None):
     if len(keys) != 1 or keys[0][1] != key or str(keys[0][2]).upper() != "INTEGER" or \
             re.search(r"\bWITHOUT\s+ROWID\b", sql, re.IGNORECASE):
         return None
-    low, high = db.scalar("SELECT min(rowid) FROM %s" % db.quote(table)), \
-        db.scalar("SELECT max(rowid) FROM %s" % db.quote(table))
-    size = size or SCAN_WINDOW
-    return [] if low is None else [(start, start + size) for start in range(low, high + 1, size)]
+    return rowid_ranges(db, table, size or SCAN_WINDOW)
 
 
 def window_pages(db, sql, batch_size, key, windows):
     """key_pages within each of `windows` (rowid_windows): `sql`'s `{after}` gets the window's upper bound too,
     so no statement reads more than one window's rows, however rare the rows it looks for."""
     for start, end in windows:
-        yield from key_pages(db, sql.replace("{after}", "{after} AND %s < %d" % (db.quote(key), end), 1), batch_size,
-                             start)
+        bound = "" if end is None else " AND %s < %d" % (db.quote(key), end)
+        yield from key_pages(db, sql.replace("{after}", "{after}" + bound, 1), batch_size, start)
 
 
 # -- values rewritten in place: kept (before and after), then compare-and-swap -----------------------

@@ -250,9 +250,9 @@ def _candidates_sql(backend, has_json_functions, id_range, deep=False):
     where = doubtful if backend.dialect == "sqlite" and has_json_functions else "%s IS NOT NULL AND %s" % (
         v, doubtful)
     params = ()
-    if id_range is not None:
-        where += " AND %s >= ? AND %s < ?" % (q("id"), q("id"))
-        params = id_range
+    if id_range is not None:  # [start, end), end None: to the last
+        where += " AND %s >= ?" % q("id") + ("" if id_range[1] is None else " AND %s < ?" % q("id"))
+        params = tuple(v for v in id_range if v is not None)
     return "SELECT %s, %s, %s FROM %s WHERE %s ORDER BY %s" % (
         q("id"), q("type"), v, q("METRIC"), where, q("id")), params
 

@@ -261,10 +261,13 @@ def _content_key(graph, table):
 
 
 def _keep_new_rows_sql(graph, table, kept, staged, with_rowid):
-    """INSERT the staged rows the quarantine does not already hold with the same content (NULL-safe)."""
+    """INSERT the staged rows the quarantine does not already hold with the same content (NULL-safe). In a SQLite
+    table without a primary key identical rows are told apart by their rowid too: a rerun after a kill took the twin
+    of a row already kept for kept, removed it, and it was lost (round 21)."""
     columns = list(graph.columns[table])
     names = ([q.ROWID] if with_rowid else []) + columns
-    same = " AND ".join("k.%s IS s.%s" % (q.qi(c), q.qi(c)) for c in columns)
+    same = " AND ".join("k.%s IS s.%s" % (q.qi(c), q.qi(c)) for c in (
+        [q.ROWID] if with_rowid and not graph.primary_keys.get(table) else []) + columns)
     return "INSERT INTO %s (%s) SELECT %s FROM %s s WHERE NOT EXISTS (SELECT 1 FROM %s k WHERE %s)" % (
         kept, ", ".join(q.qi(n) for n in names), ", ".join("s." + q.qi(n) for n in names), staged, kept, same)
 

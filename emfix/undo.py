@@ -385,6 +385,14 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
         restored += written
         if written == len(rows):
             continue
+        if double:  # as many rows like them are there already (the application's too: no key tells them apart)
+            short = len(rows) - written
+            counts = result.not_restored if report else result.waiting
+            counts[table] = counts.get(table, 0) + short
+            if report and len(result.conflicts) < 20:
+                result.conflicts.append({"table": table, "rows": short, "now": "as many identical rows are there "
+                                         "already (the table has no primary key to tell them apart)"})
+            continue
         present, refused = _rows_by_key(db, table, columns, key_at, rows), []
         for copy, row in zip(ids, rows):
             wanted = [canonical(v) for v in row]

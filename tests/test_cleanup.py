@@ -491,13 +491,12 @@ def test_recreate_parents_keeps_integer_links_and_removes_the_ones_whose_key_is_
     con.close()
 
 
-def test_identical_rows_of_a_table_without_a_primary_key_all_come_back(tmp_path):
-    """Round 20: in a table without a primary key, undo put a copy back "unless one like it is there", so of two
-    identical removed rows one came back and the other was lost (exit 0, no word). A copy goes back now while the
-    table holds fewer rows like it than the quarantine holds copies; a second undo puts back nothing more."""
+def demo_without_a_primary_key(tmp_path, journal="delete"):
+    """The demo with EPOCH_METRIC rebuilt without a primary key, holding identical orphan rows (pairs and a triple)."""
     address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
     make_demo(address)
-    con = sqlite3.connect(address.path)
+    con = sqlite3.connect(address.path, isolation_level=None)
+    con.execute("PRAGMA journal_mode = %s" % journal)
     con.executescript("""
         CREATE TABLE em_copy AS SELECT * FROM EPOCH_METRIC;
         DROP TABLE EPOCH_METRIC;
@@ -507,9 +506,18 @@ def test_identical_rows_of_a_table_without_a_primary_key_all_come_back(tmp_path)
         INSERT INTO EPOCH_METRIC SELECT * FROM em_copy;
         DROP TABLE em_copy;
         INSERT INTO EPOCH_METRIC VALUES (900, 9, 1), (900, 9, 1), (900, 9, 1), (901, 9, 2), (901, 9, 2);
+        INSERT INTO EPOCH_METRIC SELECT epoch_idx, epoch_trial_run_id, metric_id FROM EPOCH_METRIC e WHERE NOT EXISTS
+            (SELECT 1 FROM EPOCH p WHERE p.idx = e.epoch_idx AND p.trial_run_id = e.epoch_trial_run_id);
     """)
-    con.commit()
     con.close()
+    return address
+
+
+def test_identical_rows_of_a_table_without_a_primary_key_all_come_back(tmp_path):
+    """Round 20: in a table without a primary key, undo put a copy back "unless one like it is there", so of two
+    identical removed rows one came back and the other was lost (exit 0, no word). A copy goes back now while the
+    table holds fewer rows like it than the quarantine holds copies; a second undo puts back nothing more."""
+    address = demo_without_a_primary_key(tmp_path)
     before = exact_dump(address.path)
     result = cleanup_orphans(address, snapshot=False, quarantine_dir=str(tmp_path / "q"), batch_size=2)
     assert result.removed["EPOCH_METRIC"] >= 5
@@ -517,3 +525,37 @@ def test_identical_rows_of_a_table_without_a_primary_key_all_come_back(tmp_path)
     assert exact_dump(address.path) == before
     undo(result.quarantine, address)
     assert exact_dump(address.path) == before
+
+
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+def test_killed_then_run_again_a_table_without_a_primary_key_keeps_every_twin(tmp_path, journal):
+    """Round 21: killed between batches, the rerun took the twin of a row already kept for kept (the same content),
+    removed it and kept no copy: undo then gave back one row of each pair. Twins are told apart by rowid now."""
+    address = demo_without_a_primary_key(tmp_path, journal)
+    before = exact_dump(address.path)
+    args = ["cleanup-orphans", address.path, "--yes", "--no-snapshot", "--batch-size", "2", "--tables", "EPOCH_METRIC",
+            "--quarantine-dir", str(tmp_path / "q")]
+    killed = run_cli(*args, env={"EMFIX_TEST_KILL_AT": "written:3"})  # row 53 removed, its twin (79) not yet
+    assert killed.returncode == -signal.SIGKILL
+    rerun = run_cli(*args)
+    assert rerun.returncode == 1 and "Traceback" not in rerun.stderr  # (1: the other tables' orphans are left)
+    quarantines = [str(tmp_path / "q" / f) for f in os.listdir(str(tmp_path / "q")) if f.endswith(".quarantine.db")]
+    assert len(quarantines) == 1
+    undo(quarantines[0], address)
+    assert exact_dump(address.path) == before
+
+
+def test_undo_says_so_when_identical_rows_are_there_already_in_a_table_without_a_primary_key(tmp_path):
+    """Round 21: the application inserted a row like removed ones; undo then put back one copy fewer (the table holds
+    as many rows like it as the quarantine holds copies) without a word. It counts them as not put back now."""
+    address = demo_without_a_primary_key(tmp_path)
+    result = cleanup_orphans(address, snapshot=False, quarantine_dir=str(tmp_path / "q"))
+    con = sqlite3.connect(address.path)
+    con.execute("INSERT INTO EPOCH_METRIC VALUES (900, 9, 1)")
+    con.commit()
+    con.close()
+    back = undo(result.quarantine, address)
+    assert back.not_restored == {"EPOCH_METRIC": 1}
+    con = sqlite3.connect(address.path)
+    assert con.execute("SELECT count(*) FROM EPOCH_METRIC WHERE epoch_idx = 900").fetchone()[0] == 6
+    con.close()

@@ -81,7 +81,7 @@ def test_counts_equal_brute_force_on_both_backends(demo_address):
 
 def awkward_keys_database(tmp_path):
     """The demo with keys made awkward on purpose: NULL parts, REAL and text values in INT columns, a key
-    twice, missing and doomed parents."""
+    twice, missing and doomed parents, rowids far apart (ranges of rowids by arithmetic: 10**13 of them)."""
     address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
     make_demo(address)
     con = sqlite3.connect(address.path)
@@ -92,6 +92,8 @@ def awkward_keys_database(tmp_path):
         INSERT INTO BATCH VALUES ('x', 0, 1, '2025-01-01'), (NULL, 0, 1, '2025-01-01');
         INSERT INTO BATCH_METRIC VALUES (NULL, 0, 1, 11);
         INSERT INTO EPOCH_METRIC VALUES (NULL, 1, 12), (5000, 1, 13), (0.0, 1, 14);
+        INSERT INTO BATCH_METRIC (rowid, batch_idx, epoch_idx, trial_run_id, metric_id)
+            VALUES (4611686018427387904, 7, 7, 7, 15), (9223372036854775807, NULL, 7, 7, 16);
         INSERT INTO BATCH VALUES (0, NULL, 1, 't'), (1, 0.5, 99999, 't'), (2, 77777, 1, 't'), ('x', 999, 2, 't'),
                                  (NULL, 1, NULL, 't'), (1, 'x', 1, 't');
     """)
