@@ -559,3 +559,30 @@ def test_undo_says_so_when_identical_rows_are_there_already_in_a_table_without_a
     con = sqlite3.connect(address.path)
     assert con.execute("SELECT count(*) FROM EPOCH_METRIC WHERE epoch_idx = 900").fetchone()[0] == 6
     con.close()
+
+
+@pytest.mark.parametrize("command", [("cleanup-orphans",), ("cleanup-orphans", "--dry-run"), ("repair",)])
+def test_orphans_in_a_without_rowid_table_are_refused_up_front(tmp_path, command):
+    """Round 20: a WITHOUT ROWID child made cleanup and repair stop at "no such column: t.rowid", blamed on the
+    quarantine folder, after the dry run had promised to remove its orphans. Now each says what the table is and
+    changes nothing (exit 2), the dry run included."""
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address)
+    con = sqlite3.connect(address.path)
+    con.executescript("""
+        CREATE TABLE bm_copy AS SELECT * FROM BATCH_METRIC;
+        DROP TABLE BATCH_METRIC;
+        CREATE TABLE BATCH_METRIC (batch_idx INTEGER, epoch_idx INTEGER, trial_run_id INTEGER, metric_id INTEGER,
+            PRIMARY KEY (batch_idx, epoch_idx, trial_run_id, metric_id),
+            FOREIGN KEY (batch_idx, epoch_idx, trial_run_id) REFERENCES BATCH (idx, epoch_idx, trial_run_id),
+            FOREIGN KEY (metric_id) REFERENCES METRIC (id)) WITHOUT ROWID;
+        INSERT INTO BATCH_METRIC SELECT * FROM bm_copy;
+        DROP TABLE bm_copy;
+    """)
+    con.commit()
+    con.close()
+    before = exact_dump(address.path)
+    result = run_cli(*command, address.path, "--yes", "--no-snapshot", "--quarantine-dir", str(tmp_path / "q"))
+    assert result.returncode == 2 and "WITHOUT ROWID" in result.stderr and "Traceback" not in result.stderr, \
+        result.stderr
+    assert exact_dump(address.path) == before
