@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import shlex
+import stat
 
 from .backends import open_database
 from .errors import ConnectError, DamagedInputError, ReadOnlyServerError, ReplicaError, UsageError
@@ -109,9 +110,12 @@ def refuse_own_file(address, retry_policy=None):
 
 def _links(path):
     try:
-        return os.stat(path).st_nlink
+        found = os.stat(path)
     except OSError:  # not there yet (init, migrate --init): no other name
         return 1
+    # A directory's links are its entries (round 20: "1 other name (hard links)" for a directory): the opening
+    # says what it is.
+    return found.st_nlink if stat.S_ISREG(found.st_mode) else 1
 
 
 def _primary_hint(address, role, force_helps):

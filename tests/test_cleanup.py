@@ -586,3 +586,11 @@ def test_orphans_in_a_without_rowid_table_are_refused_up_front(tmp_path, command
     assert result.returncode == 2 and "WITHOUT ROWID" in result.stderr and "Traceback" not in result.stderr, \
         result.stderr
     assert exact_dump(address.path) == before
+
+
+def test_a_directory_given_as_the_database_is_named_so(tmp_path):
+    """Round 20: `cleanup-orphans DIR` said the file had "1 other name (hard links)" and suggested copying it."""
+    for command in ("cleanup-orphans", "repair"):
+        result = run_cli(command, str(tmp_path), "--yes")
+        assert result.returncode == run_cli("validate", str(tmp_path)).returncode == 3, result.stderr
+        assert "is a directory" in result.stderr and "hard links" not in result.stderr
