@@ -48,6 +48,9 @@ class UndoResult:
     # copies emfix may not have removed (a kill between a batch and its mark), left in the quarantine as their key
     # holds a row: an undo once the key is free puts them back
     waiting: Dict[str, int] = dataclasses.field(default_factory=dict)
+    # copies of a table without a primary key not put back as the table holds as many rows like them already: the
+    # application's, or this undo's own from a run killed between its two commits (WAL mode); emfix cannot tell
+    alike_there: Dict[str, int] = dataclasses.field(default_factory=dict)
     # the change was stopped before it finished (killed, interrupted): what it had kept so far is what went back
     unfinished: bool = False
 
@@ -385,13 +388,8 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
         restored += written
         if written == len(rows):
             continue
-        if double:  # as many rows like them are there already (the application's too: no key tells them apart)
-            short = len(rows) - written
-            counts = result.not_restored if report else result.waiting
-            counts[table] = counts.get(table, 0) + short
-            if report and len(result.conflicts) < 20:
-                result.conflicts.append({"table": table, "rows": short, "now": "as many identical rows are there "
-                                         "already (the table has no primary key to tell them apart)"})
+        if double:  # as many rows like them are there already: the application's or an earlier run's of this undo
+            result.alike_there[table] = result.alike_there.get(table, 0) + len(rows) - written  # (round 21, 22)
             continue
         present, refused = _rows_by_key(db, table, columns, key_at, rows), []
         for copy, row in zip(ids, rows):

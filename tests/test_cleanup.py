@@ -547,7 +547,9 @@ def test_killed_then_run_again_a_table_without_a_primary_key_keeps_every_twin(tm
 
 def test_undo_says_so_when_identical_rows_are_there_already_in_a_table_without_a_primary_key(tmp_path):
     """Round 21: the application inserted a row like removed ones; undo then put back one copy fewer (the table holds
-    as many rows like it as the quarantine holds copies) without a word. It counts them as not put back now."""
+    as many rows like it as the quarantine holds copies) without a word. It says so now, as a note (exit 0): an
+    undo killed between its two commits (WAL mode) leaves rows of its own there too, and round 22 found counting
+    them as "changed by another process" (exit 1) a false alarm."""
     address = demo_without_a_primary_key(tmp_path)
     result = cleanup_orphans(address, snapshot=False, quarantine_dir=str(tmp_path / "q"))
     con = sqlite3.connect(address.path)
@@ -555,7 +557,7 @@ def test_undo_says_so_when_identical_rows_are_there_already_in_a_table_without_a
     con.commit()
     con.close()
     back = undo(result.quarantine, address)
-    assert back.not_restored == {"EPOCH_METRIC": 1}
+    assert back.alike_there == {"EPOCH_METRIC": 1} and not back.not_restored
     con = sqlite3.connect(address.path)
     assert con.execute("SELECT count(*) FROM EPOCH_METRIC WHERE epoch_idx = 900").fetchone()[0] == 6
     con.close()

@@ -61,6 +61,11 @@ def run(args, out):
                      "mark) whose key holds a row now (%s); an undo once that key is free puts them back" % (
                          n(sum(result.waiting.values())),
                          ", ".join("%s %d" % kv for kv in sorted(result.waiting.items()))))
+    if result.alike_there and not out.json:
+        out.text("not put back again: %s rows of a table without a primary key, which holds as many rows like them "
+                 "already (%s): the application's, or this undo's own from a run stopped between its two commits; "
+                 "emfix cannot tell them apart" % (n(sum(result.alike_there.values())), ", ".join(
+                     "%s %d" % kv for kv in sorted(result.alike_there.items()))))
     if result.not_restored:
         counts = ", ".join("%s %d" % kv for kv in sorted(result.not_restored.items()))
         sys.stderr.write("error: %s rows or values could not be put back: another process changed them after the "
