@@ -18,19 +18,10 @@ from .backends import open_database
 from .backends.sqlite import placeholder
 from .copyrefusals import sqlite_not_json, target_requires_json
 from .errors import DamagedInputError, OperationInterrupted, UsageError
-from .guarded import (
-    AFTER,
-    LEFT_ALONE,
-    STATE,
-    check_integrity,
-    current_values,
-    kill_point,
-    same_value,
-    swap_params,
-    swap_sql,
-)
+from .guarded import check_integrity, kill_point
 from .orphans import children_of
 from .schema import discover_graph
+from .undovalues import UNDO_BATCH, put_values_back
 from .values import canonical
 
 VALUE_COMMANDS = ("fix-json", "transform-metrics")  # repairs that rewrote values in place
@@ -116,13 +107,13 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
             _require_json_takers(db, qcon, [dict(meta, kept_as=meta["table"])] if meta.get("command") in VALUE_COMMANDS
                                  else meta.get("values") or ())
             if meta.get("command") in VALUE_COMMANDS:  # a quarantine of values alone, named after their table
-                _put_values_back(db, qcon, dict(meta, kept_as=meta["table"]), result, batch_size, stop)
+                put_values_back(db, qcon, dict(meta, kept_as=meta["table"]), result, batch_size, stop)
             else:
                 # Rows first, then values: a value a repair rewrote in a row it later removed is kept
                 # (in the row's copy) as the repair wrote it; the row goes back first, then its value.
                 _put_rows_back(db, qcon, result, batch_size, marking=own, stop=stop)
                 for values in meta.get("values") or ():
-                    _put_values_back(db, qcon, values, result, batch_size, stop)
+                    put_values_back(db, qcon, values, result, batch_size, stop)
         if own:
             q.write_meta(qcon, status="undone" if not result.not_restored else "undone, some rows or values not put "
                                                                                  "back")
@@ -313,7 +304,6 @@ def _remove_created(db, qcon, graph, result):
             result.conflicts.append({"table": table, "created": row, "now": why})
 
 
-UNDO_BATCH = 1000
 KEYS_PER_QUERY = 200
 
 
@@ -457,67 +447,3 @@ def _rows_by_key(db, table, columns, where, rows):
         row = [canonical(v) for v in row]
         present.setdefault(tuple(row[i] for i in where), []).append(row)
     return present
-
-
-def _put_values_back(db, qcon, values, result, batch_size=None, stop=None):
-    """Put each original back, byte for byte and with its storage class, only where the row still holds
-    the value the repair wrote (compare-and-swap): a value changed since is named, never overwritten.
-    `values` says which column ({table, column, key}) and the quarantine table that keeps it (kept_as).
-    Batches of UNDO_BATCH commit on their own, so a large undo is many short transactions (replicas,
-    Galera's write-set limits); killed, a rerun finishes it (a value already back is counted as back)."""
-    table, col, key, kept = values["table"], values["column"], values["key"], values.get("kept_as") or values["table"]
-    present = {r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(kept))}
-    if not present:
-        return  # the repair stopped before it kept any value
-    has_after = AFTER in present
-    columns = [q.qi(c) for c in (key, col, q.TYPE_COLUMN)] + ([q.qi(AFTER)] if has_after else ["NULL"])
-    where = " WHERE %s IS NOT %s" % (q.qi(STATE), q.sql_text(LEFT_ALONE)) if STATE in present else ""
-    cursor = qcon.execute("SELECT %s FROM %s%s ORDER BY %s" % (", ".join(columns), q.qi(kept), where, q.qi(key)))
-    restored = 0
-    while True:
-        rows = cursor.fetchmany(batch_size or UNDO_BATCH)
-        if not rows:
-            break
-        if stop is not None:
-            stop()
-        def batch(rows=rows):
-            done = 0
-            for ident, original, kind, after in rows:
-                back = "text-bytes" if kind == "text-bytes" else "plain"
-                if has_after:
-                    done += db.execute(swap_sql(db, table, key, col, "plain", back),
-                                       swap_params(db, original, ident, after))
-                else:  # a quarantine of an older emfix: it did not keep what it wrote
-                    value = "CAST(? AS TEXT)" if back == "text-bytes" and db.dialect == "sqlite" else "?"
-                    done += db.execute("UPDATE %s SET %s = %s WHERE %s = ?" % (
-                        db.quote(table), db.quote(col), value, db.quote(key)), (original, ident))
-            return done
-        restored += db.write_batch(batch)  # compare-and-swap: safe to run again after a conflict
-        kill_point("undone")
-        if has_after:
-            _name_changed_values(db, table, key, col, rows, result)
-    name = table if kept == table else "%s.%s" % (table, col)
-    result.restored[name] = result.restored.get(name, 0) + restored
-
-
-def _name_changed_values(db, table, key, col, rows, result):
-    """Rows of this batch that hold neither the repair's value nor the original: written since."""
-    now = current_values(db, table, key, col, [r[0] for r in rows])
-    for ident, original, _kind, after in rows:
-        value = now[ident] if ident in now else _GONE
-        if value is not _GONE and same_value(value, original):
-            continue  # put back (now, or by an earlier run of undo)
-        result.not_restored[table] = result.not_restored.get(table, 0) + 1
-        if len(result.conflicts) < 20:
-            result.conflicts.append({"table": table, "key": ident, "original": _shown(original),
-                                     "repair_wrote": _shown(after),
-                                     "now": None if value is _GONE else _shown(value)})
-
-
-_GONE = object()
-
-
-def _shown(value):
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "backslashreplace")
-    return value
