@@ -43,6 +43,24 @@ print(worst, writes)
 """
 
 
+def delete_to_fixpoint(graph, run, quote, delete):
+    """The reference's deletes: every row whose parent is missing, relation by relation parents first, again
+    until a pass deletes nothing. `run(sql)` gives the rows a statement deleted; `delete` is the dialect's
+    `DELETE ... c` head, with `{child}` for the child table (the MariaDB bench shares this)."""
+    order = {t: i for i, t in enumerate(graph.parent_first())}
+    relations = sorted(graph.relations, key=lambda r: order[r.child])
+    while True:
+        changed = 0
+        for r in relations:
+            nonnull = " AND ".join("c.%s IS NOT NULL" % quote(c) for c in r.child_columns)
+            match = " AND ".join("p.%s = c.%s" % (quote(p), quote(c))
+                                 for c, p in zip(r.child_columns, r.parent_columns))
+            changed += run("%s WHERE %s AND NOT EXISTS (SELECT 1 FROM %s p WHERE %s)" % (
+                delete.format(child=quote(r.child)), nonnull, quote(r.parent), match))
+        if not changed:
+            return
+
+
 def fixpoint(path):
     from emfix.address import DatabaseAddress
     from emfix.backends import open_database
@@ -50,18 +68,8 @@ def fixpoint(path):
     with open_database(DatabaseAddress("sqlite", path=path)) as db:
         graph = discover_graph(db)
     con = sqlite3.connect(path, isolation_level=None)
-    order = {t: i for i, t in enumerate(graph.parent_first())}
-    relations = sorted(graph.relations, key=lambda r: order[r.child])
-    while True:
-        changed = 0
-        for r in relations:
-            nonnull = " AND ".join('c."%s" IS NOT NULL' % c for c in r.child_columns)
-            match = " AND ".join('p."%s" = c."%s"' % (p, c) for c, p in zip(r.child_columns, r.parent_columns))
-            cur = con.execute('DELETE FROM "%s" AS c WHERE %s AND NOT EXISTS (SELECT 1 FROM "%s" p WHERE %s)' % (
-                r.child, nonnull, r.parent, match))
-            changed += cur.rowcount
-        if not changed:
-            break
+    delete_to_fixpoint(graph, lambda sql: con.execute(sql).rowcount, lambda name: '"%s"' % name,
+                       "DELETE FROM {child} AS c")
     con.close()
 
 

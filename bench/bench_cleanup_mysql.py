@@ -25,6 +25,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
+from bench_cleanup import delete_to_fixpoint  # noqa: E402
 from bench_validate import bench_parser, scale_tag  # noqa: E402
 
 
@@ -72,18 +73,11 @@ def fixpoint(address, include_unreferenced):
                                   password=address.password or "", database=address.database, autocommit=True)
     cur = con.cursor()
     cur.execute("SET foreign_key_checks = 0")  # parents first: InnoDB would refuse a parent its orphans still name
-    order = {t: i for i, t in enumerate(graph.parent_first())}
-    relations = sorted(graph.relations, key=lambda r: order[r.child])
-    while True:
-        changed = 0
-        for r in relations:
-            nonnull = " AND ".join("c.`%s` IS NOT NULL" % c for c in r.child_columns)
-            match = " AND ".join("p.`%s` = c.`%s`" % (p, c) for c, p in zip(r.child_columns, r.parent_columns))
-            cur.execute("DELETE c FROM `%s` c WHERE %s AND NOT EXISTS (SELECT 1 FROM `%s` p WHERE %s)" % (
-                r.child, nonnull, r.parent, match))
-            changed += cur.rowcount
-        if not changed:
-            break
+
+    def run(sql):
+        cur.execute(sql)
+        return cur.rowcount
+    delete_to_fixpoint(graph, run, lambda name: "`%s`" % name, "DELETE c FROM {child} c")
     if include_unreferenced:
         for table in ("METRIC", "ARTIFACT"):
             links = [r for r in graph.children_of(table) if len(r.child_columns) == 1]

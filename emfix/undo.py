@@ -360,7 +360,7 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
         if mark and db.dialect != "sqlite":
             _mark(qcon, "main", table, ids, PUTTING_BACK)
 
-        wanted = {r: copies(r) for r in rows} if double else {}
+        wanted = {r: copies(r) for r in set(rows)} if double else {}  # one count per content, not per copy
 
         def batch(rows=rows, ids=ids, wanted=wanted):  # INSERT IGNORE / up to the copies' number: reran whole
             done = 0
