@@ -104,6 +104,15 @@ class TablePlan:
     def value_name(self, column):
         return "v%d" % self.columns.index(column)
 
+    @property
+    def identity_list(self):
+        """The identity's columns in the scratch tables: "i0, i1, ..."."""
+        return ", ".join("i%d" % n for n in range(len(self.identity)))
+
+    def same_identity(self, alias, other):
+        """SQL: the scratch rows `alias` and `other` name the same row."""
+        return " AND ".join("%s.i%d = %s.i%d" % (alias, n, other, n) for n in range(len(self.identity)))
+
 
 def plan_tables(db, graph):
     plans = []

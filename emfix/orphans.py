@@ -21,6 +21,7 @@ from .guarded import kill_point
 from .hierarchy import ancestor_chain
 from .orphandelete import delete_batches, settle_marks
 from .orphanrescue import RescueLook
+from .orphanstay import Staying, doomed_count, held_table, hold_what_stays_points_at
 from .values import portable
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ class CleanupPlan:
     keepable: Dict[str, int]  # link rows whose missing parent could be recreated instead
     examples: Dict[str, list]  # table -> a few rows to be removed, each {key column: value}
     left_behind: Dict[str, int] = dataclasses.field(default_factory=dict)  # doomed rows outside --tables
+    unkeyed: Dict[str, int] = dataclasses.field(default_factory=dict)  # MySQL tables without a key: rows stay
+    held: Dict[str, int] = dataclasses.field(default_factory=dict)  # doomed rows kept: rows that stay point at them
 
     @property
     def total(self):
@@ -46,10 +49,6 @@ class CleanupPlan:
 
 def _doom_table(plan):
     return "%sdoom_%d" % (TMP, plan.number)
-
-
-def _identity_list(plan):
-    return ", ".join("i%d" % n for n in range(len(plan.identity)))
 
 
 def _recreatable(graph, relation):
@@ -127,32 +126,33 @@ def create_parents(db, graph, wanted, record):
 
 
 def _build_doom(db, graph, plans, tables_filter, include_unreferenced):
-    """One temporary table of row identities per table to remove; returns {table: (plan, count)}."""
-    doom, left = {}, {}
+    """One temporary table of row identities per table to remove; returns ({table: (plan, count)}, Staying)."""
+    doom, staying = {}, Staying()
     for plan in plans:
         if tables_filter and plan.table not in tables_filter:
-            count = int(db.scalar("SELECT count(*) FROM %s WHERE kind IN ('d', 'c')" % db.quote(plan.rows_table))
-                        or 0)
-            if count:
-                left[plan.table] = count
+            staying.left_behind[plan.table] = doomed_count(db, plan)
             continue
         if db.dialect == "mysql" and plan.identity_names == plan.columns and not graph.primary_keys.get(plan.table):
-            log.warning("%s has no primary key: its orphans are reported but not removed", plan.table)
+            staying.unkeyed[plan.table] = doomed_count(db, plan)  # no key to delete its rows one by one
             continue
         if db.dialect == "sqlite" and plan.identity != ["rowid"]:  # (round 20: "no such column: t.rowid", blamed on
-            count = int(db.scalar("SELECT count(*) FROM %s WHERE kind IN ('d', 'c')" % db.quote(plan.rows_table))
-                        or 0)  # the quarantine folder, after the dry run had promised to remove them)
+            count = doomed_count(db, plan)  # the quarantine folder, after the dry run had promised to remove them)
             if count:
                 raise UsageError("%s is a WITHOUT ROWID table: emfix keeps the rows it removes by their rowid and "
                                  "cannot remove its %d orphans; nothing was changed" % (plan.table, count),
                                  hint="`emfix validate` lists them; remove them by hand, or rebuild the table with a "
                                       "rowid, then run it again")
+    staying.held = hold_what_stays_points_at(db, plans, staying)
+    for plan in plans:
+        if plan.table in staying.left_behind or plan.table in staying.unkeyed:
             continue
-        ids = _identity_list(plan)
+        ids = plan.identity_list
+        held = "" if plan.table not in staying.held else " AND NOT EXISTS (SELECT 1 FROM %s h WHERE %s)" % (
+            db.quote(held_table(plan)), plan.same_identity("h", db.quote(plan.rows_table)))
         # Indexed: the batches page through it by key, the unreferenced rows' plan probes it (without, each batch
         # sorted all of it, and the plan read it once per link row).
-        db.create_temp_table(_doom_table(plan), "SELECT DISTINCT %s FROM %s WHERE kind IN ('d', 'c')" % (
-            ids, db.quote(plan.rows_table)), indexes=[ids.split(", ")])
+        db.create_temp_table(_doom_table(plan), "SELECT DISTINCT %s FROM %s WHERE kind IN ('d', 'c')%s" % (
+            ids, db.quote(plan.rows_table), held), indexes=[ids.split(", ")])
         count = int(db.scalar("SELECT count(*) FROM %s" % db.quote(_doom_table(plan))) or 0)
         if count:
             doom[plan.table] = (plan, count)
@@ -163,7 +163,8 @@ def _build_doom(db, graph, plans, tables_filter, include_unreferenced):
                 found = _unreferenced_after(db, graph, table, being_removed)
                 if found:
                     doom[table] = found
-    return doom, left
+    staying.drop_empty()
+    return doom, staying
 
 
 def _unreferenced_after(db, graph, table, by_table):
@@ -205,7 +206,7 @@ def _examples(db, graph, plan, limit=3):
     if plan.identity != ["rowid"]:
         names = plan.identity_names
         rows = db.query("SELECT %s FROM %s ORDER BY %s LIMIT %d" % (
-            _identity_list(plan), db.quote(_doom_table(plan)), _identity_list(plan), limit))
+            plan.identity_list, db.quote(_doom_table(plan)), plan.identity_list, limit))
     else:
         names = list(graph.primary_keys.get(plan.table) or plan.columns)
         rows = db.query("SELECT %s FROM %s d JOIN main.%s t ON t.rowid = d.i0 ORDER BY d.i0 LIMIT %d" % (
@@ -217,10 +218,11 @@ CHUNK_ROWS = 100000  # rows per planning statement: each takes well under 250 ms
 
 
 def _summarize(db, graph, doomed, recreate_counts, keepable):
-    doom, left = doomed
+    doom, staying = doomed
     order = [t for t in graph.child_first() if t in doom]
     return CleanupPlan({t: doom[t][1] for t in order}, recreate_counts, keepable,
-                       {t: _examples(db, graph, doom[t][0]) for t in order}, left)
+                       {t: _examples(db, graph, doom[t][0]) for t in order}, staying.left_behind, staying.unkeyed,
+                       staying.held)
 
 
 # -- doing it ------------------------------------------------------------------------------------
@@ -334,7 +336,7 @@ class OrphanWork:
     wanted: dict  # missing parents --recreate-parents creates
     keepable: Dict[str, int]
     doom: dict
-    left: Dict[str, int]
+    left: "Staying"  # doomed rows that stay where they are
     plan: Optional[CleanupPlan]  # None when parents are created first: the real plan is made then
     preview: Optional[CleanupPlan] = None  # the plan once the parents exist (what a question shows)
     tables_filter: Optional[list] = None
@@ -372,7 +374,7 @@ def plan_orphans(db, graph, *, tables=None, include_unreferenced=False, recreate
     checks, sweep_tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
     wanted = _parent_rows_to_create(db, graph, plans)
     keepable = {parent: len(rows) for parent, rows in wanted.items()}
-    work = OrphanWork(checks, sweep_tables, wanted, keepable, {}, {}, None, tables_filter=tables,
+    work = OrphanWork(checks, sweep_tables, wanted, keepable, {}, Staying(), None, tables_filter=tables,
                       include_unreferenced=include_unreferenced, recreate_parents=recreate_parents, plans=plans,
                       seen=seen)
     if recreate_parents and wanted:

@@ -75,6 +75,8 @@ class RepairPlan:
     examples: Dict[str, list]
     values: ValuePlan
     not_touched: List[str]
+    unkeyed: Dict[str, int] = dataclasses.field(default_factory=dict)  # orphans in MySQL tables without a key: stay
+    held: Dict[str, int] = dataclasses.field(default_factory=dict)  # doomed rows kept: rows that stay point at them
 
     @property
     def rows_to_remove(self):
@@ -173,7 +175,8 @@ def _plan(work, scan, reset_unfixable):
                        "reset to {}" if reset_unfixable else "left as they are", scan.examples[:5], scan.problems[:10])
     recreate = dict(work.keepable) if work.recreate_parents else {}
     return RepairPlan(dict(shown.remove) if shown else {}, recreate, dict(work.keepable),
-                      dict(shown.examples) if shown else {}, values, list(NOT_TOUCHED))
+                      dict(shown.examples) if shown else {}, values, list(NOT_TOUCHED),
+                      dict(shown.unkeyed) if shown else {}, dict(shown.held) if shown else {})
 
 
 def _recorded(path):

@@ -75,6 +75,54 @@ def test_cleanup_leaves_pragma_foreign_key_check_empty(tmp_path):
     con.close()
 
 
+def missing_parents(address):
+    """Every row whose key names a parent that is not there: (table, key columns, values)."""
+    report = validate(address, limit=100000)
+    return {(v.table, tuple(v.columns), tuple(map(repr, v.values))) for r in report.relations for v in r.examples}
+
+
+def test_rows_left_in_place_keep_the_doomed_rows_they_point_at(demo_address, tmp_path):
+    """--tables leaves EPOCH's orphans where they are: the trial runs they hang under stay too (they were removed,
+    and the epochs became new violations; on MySQL InnoDB refused the delete and emfix blamed another process)."""
+    before_violations, before = missing_parents(demo_address), dump_all(demo_address)
+    tables = ["TRIAL", "TRIAL_RUN", "EPOCH", "RESULTS"]
+    dry = cleanup_orphans(demo_address, dry_run=True, tables=tables, quarantine_dir=str(tmp_path / "q"))
+    assert dry.plan.held and set(dry.plan.held) <= set(tables) and "BATCH" in dry.plan.left_behind
+    result = cleanup_orphans(demo_address, tables=tables, snapshot=False, quarantine_dir=str(tmp_path / "q"))
+    assert result.removed == dry.plan.remove == removed_between(before, dump_all(demo_address))
+    assert not result.left_alone and result.plan.held == dry.plan.held
+    assert missing_parents(demo_address) <= before_violations  # no row lost its parent to the cleanup
+
+
+def drop_primary_keys(address, tables):
+    """Each table's primary key becomes a plain index (its foreign keys need one)."""
+    with open_database(address) as db:
+        for table in tables:
+            columns = [r[4] for r in db.query("SHOW INDEX FROM %s WHERE Key_name = 'PRIMARY'" % db.quote(table))]
+            db.execute("ALTER TABLE %s ADD INDEX emfix_test_key (%s), DROP PRIMARY KEY" % (
+                db.quote(table), db.quote_columns(columns)))
+
+
+def test_mysql_tables_without_a_key_keep_what_their_orphans_point_at(mysql_address, tmp_path):
+    """Round 22: rows of a MySQL table without a primary key are not removed, but the plan doomed the rows they
+    point at, which InnoDB then refused to delete: the dry run said 3,672, the run removed 360 and blamed "another
+    process" for the rest (exit 1). The plan now keeps them and says why; what it promises is what it removes."""
+    make_demo(mysql_address)
+    drop_primary_keys(mysql_address, ["BATCH_METRIC", "BATCH_ARTIFACT"])
+    before_violations, before = missing_parents(mysql_address), dump_all(mysql_address)
+    dry = cleanup_orphans(mysql_address, dry_run=True, quarantine_dir=str(tmp_path / "q"))
+    assert set(dry.plan.unkeyed) == {"BATCH_METRIC", "BATCH_ARTIFACT"} and "BATCH" in dry.plan.held
+    assert not set(dry.plan.unkeyed) & set(dry.plan.remove) and "EPOCH_METRIC" in dry.plan.remove
+    result = run_cli("cleanup-orphans", url_of(mysql_address), "--yes", "--no-snapshot", "--quarantine-dir",
+                     str(tmp_path / "q"))
+    assert result.returncode == 1, result.stderr  # orphans remain, said so
+    assert "left alone" not in result.stdout and "without a primary key (BATCH_METRIC" in result.stdout
+    assert "kept: " in result.stdout and "Traceback" not in result.stderr
+    after = dump_all(mysql_address)
+    assert removed_between(before, after) == dry.plan.remove
+    assert missing_parents(mysql_address) <= before_violations
+
+
 def test_undo_restores_the_content_from_before(demo_address, tmp_path):
     before = dump_all(demo_address)
     result = cleanup_orphans(demo_address, snapshot=False, quarantine_dir=str(tmp_path / "q"),

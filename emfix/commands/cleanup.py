@@ -62,11 +62,7 @@ def cleanup_plan_lines(plan, created=None, removed=None):
         lines.append("note: %s links point at RESULTS/EPOCH rows that were never written while their run exists "
                      "(old API; real data). --recreate-parents keeps them by creating those rows." % ", ".join(
                          "%s %s" % (t, n(count)) for t, count in plan.keepable.items()))
-    if plan.left_behind:
-        lines.append("warning: --tables leaves %s doomed rows in other tables (%s); rows under removed parents become "
-                     "new violations: add those tables to --tables, or drop --tables" % (
-                         n(sum(plan.left_behind.values())), ", ".join(
-                             "%s %s" % (t, n(count)) for t, count in plan.left_behind.items())))
+    lines += common.staying_lines(plan.unkeyed, plan.held, plan.left_behind)
     return lines
 
 

@@ -463,3 +463,23 @@ def open_report(path, out):
         out.text("opened %s in a browser" % path)
     else:
         sys.stderr.write("no browser to open here (no display); the report is %s\n" % os.path.abspath(path))
+
+
+def staying_lines(unkeyed, held, left_behind=None):
+    """The doomed rows a cleanup or repair leaves where they are, and why: {table: rows} each."""
+    def total(counts):
+        return n(sum(counts.values()))
+
+    def each(counts):
+        return ", ".join("%s %s" % (t, n(c)) for t, c in counts.items())
+    lines = []
+    if left_behind:
+        lines.append("warning: --tables leaves %s doomed rows in other tables (%s): add those tables to --tables, or "
+                     "drop --tables" % (total(left_behind), each(left_behind)))
+    if unkeyed:
+        lines.append("warning: %s orphaned rows stay in tables without a primary key (%s): emfix cannot remove them "
+                     "row by row on MySQL; add a primary key, or remove them by hand" % (total(unkeyed), each(unkeyed)))
+    if held:
+        lines.append("kept: %s doomed rows that those rows point at (%s): removing them would break their keys" % (
+            total(held), each(held)))
+    return lines

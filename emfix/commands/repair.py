@@ -95,13 +95,14 @@ def plan_lines(plan):
             lines.append("  %-20s %10s   e.g. %s" % (
                 table, n(count), common.example_keys(plan.examples.get(table, []))))
     elif not plan.recreate:
-        lines.append("no orphaned rows")
+        lines.append("no orphaned rows to remove" if plan.unkeyed else "no orphaned rows")
     elif plan.recreate:
         lines.append("then remove the rows still orphaned (counted once the parents exist)")
     if plan.keepable and not plan.recreate:
         lines.append("  note: %s of these link to RESULTS/EPOCH rows never written while their run exists (old API); "
                      "--recreate-parents keeps them by creating those rows" % ", ".join(
                          "%s %s" % (t, n(c)) for t, c in plan.keepable.items()))
+    lines += common.staying_lines(plan.unkeyed, plan.held)
     values = plan.values
     lines.append("repair %s of %s malformed values in %s%s" % (
         n(values.to_repair), n(values.doubtful), values.column, (": " + ", ".join(
