@@ -331,7 +331,8 @@ def _violations(db, graph, plan, rel_no, relation, kind, limit, read):
     if ancestor:
         grand, child_cols, grand_cols = ancestor
         on = " AND ".join("g.%s = h.%s" % (q(g), plan.value_name(c)) for c, g in zip(child_cols, grand_cols))
-        recreatable = "CASE WHEN EXISTS (SELECT 1 FROM %s g WHERE %s) THEN 1 ELSE 0 END" % (q(grand), on)
+        recreatable = "CASE WHEN %sEXISTS (SELECT 1 FROM %s g WHERE %s) THEN 1 ELSE 0 END" % (
+            _integer_keys(db, plan, relation), q(grand), on)
     sql = "SELECT %s, %s, %s FROM %s h WHERE h.rel = ? AND h.kind = ? ORDER BY %s%s" % (
         ids, vals, recreatable, q(plan.rows_table), ids, "" if limit is None else " LIMIT %d" % int(limit))
     width = len(plan.identity)
@@ -352,8 +353,17 @@ def _count_recreatable(db, graph, plan, rel_no, relation):
     q = db.quote
     grand, child_cols, grand_cols = ancestor
     on = " AND ".join("g.%s = h.%s" % (q(g), plan.value_name(c)) for c, g in zip(child_cols, grand_cols))
-    return db.scalar("SELECT count(*) FROM %s h WHERE h.rel = ? AND h.kind = 'd' AND EXISTS "
-                     "(SELECT 1 FROM %s g WHERE %s)" % (q(plan.rows_table), q(grand), on), (rel_no,)) or 0
+    return db.scalar("SELECT count(*) FROM %s h WHERE h.rel = ? AND h.kind = 'd' AND %sEXISTS "
+                     "(SELECT 1 FROM %s g WHERE %s)" % (q(plan.rows_table), _integer_keys(db, plan, relation), q(grand),
+                                                        on), (rel_no,)) or 0
+
+
+def _integer_keys(db, plan, relation):
+    """SQL (and a trailing AND): the missing parent's key is all integers, the only parents --recreate-parents
+    creates (text in a SQLite INTEGER column is not an old-API link; MySQL's key columns are integers)."""
+    if db.dialect != "sqlite":
+        return ""
+    return "".join("typeof(h.%s) = 'integer' AND " % plan.value_name(c) for c in relation.child_columns)
 
 
 def _table_counts(db, plan):

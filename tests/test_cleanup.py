@@ -527,11 +527,17 @@ def test_recreate_parents_keeps_integer_links_and_removes_the_ones_whose_key_is_
     were sorted with the integers). The old API left integer keys parentless; other keys are orphans, removed."""
     address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
     make_demo(address)
+
+    def recreatable():  # what validate calls links whose parent --recreate-parents would create
+        return sum(r.recreatable for r in validate(address).relations)
+    before = recreatable()
     con = sqlite3.connect(address.path)
     con.execute("INSERT INTO EPOCH_METRIC VALUES ('abc', 1, 5)")
     con.execute("INSERT INTO EPOCH_METRIC VALUES (CAST(x'ff' AS TEXT), 1, 6)")
+    con.execute("INSERT INTO EPOCH_METRIC VALUES (77, 1, 7)")  # an integer key: counted
     con.commit()
     con.close()
+    assert recreatable() == before + 1
     result = cleanup_orphans(address, snapshot=False, quarantine_dir=str(tmp_path / "q"), recreate_parents=True)
     assert result.created.get("EPOCH") and result.final["total_foreign_key_violations"] == 0
     con = sqlite3.connect(address.path)
