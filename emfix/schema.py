@@ -162,6 +162,31 @@ def table_named(name, existing):
     return next((t for t in existing if t.lower() == name.lower()), None)
 
 
+def _spelled_as_the_application_does(backend, tables, columns, primary_keys, foreign_keys):
+    """The catalog with the Experiment Manager's tables named as the application names them (METRIC), where the
+    database tells names apart whatever their letter case and holds them otherwise: a MySQL server with
+    lower_case_table_names 1 (Windows' default) stores METRIC as `metric`, and validate said "metric JSON not
+    checked: no METRIC table" (nor were the rest of the checks that name a table made). There the two spellings
+    name one table, so every statement emfix writes finds it."""
+    if backend.table_key("A") == "A":  # a server that tells `metric` from `METRIC`: two tables, names kept
+        return tables, columns, primary_keys, foreign_keys
+    ours = {name.lower(): name for name in EM_TABLE_NAMES}
+    taken = set(tables)
+
+    def spelled(name):
+        wanted = ours.get(name.lower())
+        return wanted if wanted and wanted not in taken else name
+
+    if all(spelled(t) == t for t in tables):
+        return tables, columns, primary_keys, foreign_keys
+
+    def with_names(fk, child):
+        return dataclasses.replace(fk, child=child, parent=spelled(fk.parent))
+    return ([spelled(t) for t in tables], {spelled(t): c for t, c in columns.items()},
+            {spelled(t): k for t, k in primary_keys.items()},
+            {spelled(t): [with_names(fk, spelled(t)) for fk in fks] for t, fks in foreign_keys.items()})
+
+
 CORE_TABLES = ("EXPERIMENT", "TRIAL", "TRIAL_RUN")
 
 
@@ -199,7 +224,8 @@ def without_tables(graph, left_out):
 
 
 def discover_graph(backend):
-    tables, columns, primary_keys, foreign_keys = backend.read_catalog(expected=EM_TABLE_NAMES)
+    tables, columns, primary_keys, foreign_keys = _spelled_as_the_application_does(
+        backend, *backend.read_catalog(expected=EM_TABLE_NAMES))
     if not tables:
         raise NotExperimentManagerError("%s has no tables: it is not an Experiment Manager database"
                                         % backend.address.display(),

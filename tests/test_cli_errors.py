@@ -101,6 +101,27 @@ def test_wrong_password_exit_3_and_password_not_shown(mysql_address):
     assert "s3cret-wrong" not in result.stderr
 
 
+@pytest.mark.mysql
+def test_an_account_that_signs_in_by_socket_only_is_access_denied_not_a_bug(mysql_address):
+    """MariaDB's root@localhost signs in through the unix socket: over TCP the server says 1698, which was exit 70
+    ("a bug in emfix", a traceback file) where 1045 was exit 3 (found beside a second server made for a test)."""
+    import uuid
+
+    from emfix.backends import open_database
+    user = "emfix_sock_%s" % uuid.uuid4().hex[:8]
+    with open_database(mysql_address) as db:
+        if not db.is_mariadb():
+            pytest.skip("unix_socket accounts as MariaDB makes them")
+        db.execute("CREATE USER '%s'@'%%' IDENTIFIED VIA unix_socket" % user)
+    try:
+        result = run_cli("schema", "mysql://%s@%s:%s/%s" % (user, mysql_address.host, mysql_address.port,
+                                                           mysql_address.database))
+        assert_clean_failure(result, 3, "access denied", "unix socket")
+    finally:
+        with open_database(mysql_address) as db:
+            db.execute("DROP USER '%s'@'%%'" % user)
+
+
 def test_version_names_emfix_and_sqlite():
     result = run_cli("--version")
     assert result.returncode == 0 and "emfix" in result.stdout and "SQLite" in result.stdout

@@ -469,3 +469,57 @@ def test_sqlite_json_candidates_equal_the_plain_test(tmp_path, encoding, collati
             assert con.execute(sql, params).fetchall() == expected
             assert len(expected) >= (10 if id_range else 20)
     con.close()
+
+
+def with_tables_in_lower_case(path):
+    """Every table renamed to its name in lower case, as a MySQL server with lower_case_table_names = 1 (Windows'
+    default) stores the application's tables (SQLite, like such a server, finds a table whatever the case)."""
+    con = sqlite3.connect(path)
+    names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
+                                       "'sqlite\\_%' ESCAPE '\\'")]
+    for name in names:
+        con.execute('ALTER TABLE "%s" RENAME TO "%s_renamed"' % (name, name))
+        con.execute('ALTER TABLE "%s_renamed" RENAME TO "%s"' % (name, name.lower()))
+    con.commit()
+    con.close()
+
+
+def test_tables_stored_in_lower_case_are_checked_as_the_applications_own(tmp_path):
+    """On a server that stores METRIC as `metric` (lower_case_table_names = 1), validate said "metric JSON not
+    checked: no METRIC table" and left out every check that names a table; the same report as on METRIC now."""
+    upper = DatabaseAddress("sqlite", path=str(tmp_path / "upper.db"))
+    make_demo(upper)
+    lower = DatabaseAddress("sqlite", path=str(tmp_path / "lower.db"))
+    make_demo(lower)
+    with_tables_in_lower_case(lower.path)
+    expected, found = validate(upper), validate(lower)
+    assert found.json.issue_count == expected.json.issue_count > 0 and found.warnings() == expected.warnings()
+    assert [(u.table, u.count) for u in found.unreferenced] == [(u.table, u.count) for u in expected.unreferenced]
+    assert found.total_violations == expected.total_violations
+    assert found.total_cascade_rows == expected.total_cascade_rows
+
+
+def test_a_repair_of_tables_stored_in_lower_case_comes_undone_exactly(tmp_path):
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "lower.db"))
+    make_demo(address)
+    with_tables_in_lower_case(address.path)
+    before = sqlite_dump(address.path)
+    result = run_cli("repair", address.path, "--yes", "--no-snapshot", "--quarantine-dir", str(tmp_path / "q"),
+                     "--json")
+    assert result.returncode in (0, 1), result.stderr
+    done = json.loads(result.stdout)
+    assert done["removed"] and done["repaired"]
+    assert validate(address).total_violations == 0
+    undone = run_cli("undo", done["quarantine"], "--yes")
+    assert undone.returncode == 0, undone.stderr
+    assert sqlite_dump(address.path) == before
+
+
+def sqlite_dump(path):
+    con = sqlite3.connect(path)
+    con.text_factory = bytes
+    try:
+        return {t: sorted(map(repr, con.execute('SELECT * FROM "%s"' % t.decode()))) for (t,) in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
+    finally:
+        con.close()

@@ -15,6 +15,7 @@ from ..errors import (
 from .replication import translate_server_error
 
 ACCESS_DENIED = 1045
+SOCKET_ONLY_ACCOUNT = 1698  # MariaDB: the account signs in by its unix socket (root@localhost), not a password
 UNKNOWN_DATABASE = 1049
 REFUSED_VALUE_ERRNOS = (3140, 4025)  # MySQL: invalid JSON text; MariaDB: CHECK (json_valid) failed
 INCORRECT_STRING = 1366  # bytes that are not UTF-8 into a utf8mb4 column
@@ -37,6 +38,11 @@ def translate_error(a, exc, exhausted, lost, connected, quote):
     if errno == ACCESS_DENIED:
         return ConnectError("access denied for MySQL user %r at %s:%s" % (a.user, a.host, a.port),
                             kind="access_denied")
+    if errno == SOCKET_ONLY_ACCOUNT:  # (was exit 70: an outside tester's "bug")
+        return ConnectError("access denied for MySQL user %r at %s:%s: %s" % (a.user, a.host, a.port, msg),
+                            kind="access_denied_socket", hint="the server lets this account in only through its unix "
+                            "socket (MariaDB's root@localhost signs in so), which emfix does not use: connect as an "
+                            "account that signs in with a password over TCP")
     if errno == UNKNOWN_DATABASE:
         error = ConnectError("MySQL database %r does not exist on %s:%s" % (a.database, a.host, a.port),
                              kind="unknown_database", facts={"target": a.target(),

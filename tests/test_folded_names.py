@@ -1,0 +1,76 @@
+"""A MariaDB server that folds table names to lower case (lower_case_table_names = 1, Windows' default and a
+common setting of hosted servers): it stores the application's METRIC as `metric`, and information_schema says
+`metric`. emfix names them as the application does, so every check that names a table runs (validate said "metric
+JSON not checked: no METRIC table"), and changes come undone exactly. A server of our own on loopback, as in
+tests/test_replicas.py; it runs only when EMFIX_TEST_MYSQL_URL is set and `mariadbd` is installed.
+"""
+
+import pytest
+from conftest import make_demo, mysql_server_url, run_cli
+from servers import Server, checksums, find_mariadbd
+
+from emfix.validate import validate
+
+FOLDED = "--lower-case-table-names=1"
+
+
+class FoldingServer(Server):
+    def install(self, install, *args):
+        super().install(install, FOLDED, *args)
+
+
+@pytest.fixture(scope="module")
+def folding(tmp_path_factory):
+    mysql_server_url()  # skips unless EMFIX_TEST_MYSQL_URL says the MySQL tests should run
+    pytest.importorskip("mysql.connector")
+    mariadbd, install = find_mariadbd()
+    server = FoldingServer(str(tmp_path_factory.mktemp("folding") / "data"), 7)
+    try:
+        server.start(mariadbd, install, lambda: [FOLDED])
+        assert server.sql("SELECT @@lower_case_table_names")[0][0] == 1
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def folded_demo(folding, request):
+    name = "em_%s" % request.node.name[-20:].lower().replace("[", "_").replace("]", "")
+    folding.sql("DROP DATABASE IF EXISTS `%s`" % name)
+    folding.sql("CREATE DATABASE `%s` CHARACTER SET utf8mb4" % name)
+    make_demo(folding.address(name))
+    assert ("metric",) in folding.sql("SHOW TABLES", name)  # stored in lower case
+    yield folding, name
+    folding.sql("DROP DATABASE IF EXISTS `%s`" % name)
+
+
+def test_validate_checks_the_metric_json_of_tables_stored_in_lower_case(folded_demo, mysql_address):
+    server, name = folded_demo
+    make_demo(mysql_address)  # the same demo where the tables keep their capitals
+    expected, found = validate(mysql_address), validate(server.address(name))
+    assert found.json.issue_count == expected.json.issue_count > 0
+    assert found.warnings() == expected.warnings()  # none says "not checked"
+    assert [(u.table, u.count) for u in found.unreferenced] == [(u.table, u.count) for u in expected.unreferenced]
+    assert found.total_violations == expected.total_violations
+
+
+def test_repair_snapshot_and_undo_of_tables_stored_in_lower_case(folded_demo, tmp_path):
+    server, name = folded_demo
+    url = server.url(name)
+    tables = [r[0] for r in server.sql("SHOW TABLES", name)]
+    before = checksums(server, name)
+    done = run_cli("repair", url, "--yes", "--snapshot-dir", str(tmp_path / "s"), "--quarantine-dir",
+                   str(tmp_path / "q"), "--json", env={"EMFIX_MYSQL_PASSWORD": ""})
+    assert done.returncode in (0, 1), done.stderr
+    assert validate(server.address(name)).total_violations == 0
+    assert run_cli("undo", json_of(done)["quarantine"], "--yes", env={"EMFIX_MYSQL_PASSWORD": ""}).returncode == 0
+    assert checksums(server, name) == before
+    restored = run_cli("snapshot", "restore", url, "--snapshot-dir", str(tmp_path / "s"), "--yes",
+                       "--no-safety-snapshot", env={"EMFIX_MYSQL_PASSWORD": ""})
+    assert restored.returncode == 0, restored.stderr
+    assert checksums(server, name) == before and [r[0] for r in server.sql("SHOW TABLES", name)] == tables
+
+
+def json_of(result):
+    import json
+    return json.loads(result.stdout)
