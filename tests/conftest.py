@@ -301,3 +301,17 @@ def server_sql_mode(monkeypatch, mode):
         return conn
 
     monkeypatch.setattr(mysql.connector, "connect", configured)
+
+
+def server_isolation(monkeypatch, level):
+    """Every MySQL session emfix opens starts at transaction isolation `level` ("READ COMMITTED"), as on a server
+    whose default is so (transaction_isolation / tx_isolation in its configuration)."""
+    import mysql.connector
+    connect = mysql.connector.connect
+
+    def configured(**kwargs):
+        conn = connect(**kwargs)
+        conn.cmd_query("SET SESSION TRANSACTION ISOLATION LEVEL %s" % level)
+        return conn
+
+    monkeypatch.setattr(mysql.connector, "connect", configured)

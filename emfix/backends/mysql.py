@@ -152,6 +152,8 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
             conn.cmd_query(STRICT_SESSION)
         conn.cmd_query("SET SESSION lock_wait_timeout = %d, innodb_lock_wait_timeout = %d" % (
             self.lock_wait, self.lock_wait))
+        # A consistent snapshot is one moment, and a locking read locks the gaps, only here (not at READ COMMITTED).
+        conn.cmd_query("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         self._after_connect(conn)
         return conn
 
