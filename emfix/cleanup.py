@@ -19,7 +19,7 @@ from .fksweep import sweep_foreign_keys
 from .guarded import GuardedChange, Safeguards, checked_meanwhile, preflight
 from .orphans import CHUNK_ROWS, RECREATABLE_PARENTS, CleanupPlan, plan_orphans, remove_orphans
 from .progress import NoProgress
-from .schema import discover_graph
+from .schema import discover_graph, table_named
 
 __all__ = ["COMMAND", "RECREATABLE_PARENTS", "CleanupPlan", "CleanupResult", "cleanup_orphans"]
 
@@ -58,9 +58,11 @@ def cleanup_orphans(address, *, dry_run=False, batch_size=5000, sleep=0.0, max_l
     with open_database(address, readonly=dry_run and address.is_sqlite and not recreate_parents,
                        retry_policy=retry_policy) as db:
         graph = preflight(db, address, force, writing=not dry_run, check=False)
-        unknown = sorted(set(tables or ()) - set(graph.tables))
+        named = {t: table_named(t, graph.tables) for t in tables or ()}  # as the database spells them (trial: TRIAL)
+        unknown = sorted(t for t, found in named.items() if found is None)
         if unknown:
             raise UsageError("no table %s in %s" % (", ".join(unknown), address.display()))
+        tables = list(dict.fromkeys(named.values())) if tables else tables
         progress.update("planning", force=True)
         with checked_meanwhile(db, retry_policy):
             work = plan_orphans(db, graph, tables=tables, include_unreferenced=include_unreferenced,

@@ -123,6 +123,27 @@ def test_mysql_tables_without_a_key_keep_what_their_orphans_point_at(mysql_addre
     assert missing_parents(mysql_address) <= before_violations
 
 
+def test_mysql_metrics_without_a_key_are_not_removed_as_unreferenced(mysql_address, tmp_path):
+    """Round 23: with METRIC's primary key dropped and an id held by two rows, --include-unreferenced removed the
+    unreferenced metrics by id: each such row was kept twice, one of two rows under an id was lost and undo put
+    back the other twice. They stay now, said so, as the orphans of any table without a key."""
+    make_demo(mysql_address)
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE METRIC ADD INDEX emfix_test_key (id), DROP PRIMARY KEY")
+        unreferenced = db.scalar("SELECT min(id) FROM METRIC m WHERE NOT EXISTS (SELECT 1 FROM EPOCH_METRIC x WHERE "
+                                 "x.metric_id = m.id) AND NOT EXISTS (SELECT 1 FROM BATCH_METRIC x WHERE x.metric_id = "
+                                 "m.id) AND NOT EXISTS (SELECT 1 FROM RESULTS_METRIC x WHERE x.metric_id = m.id)")
+        db.execute("INSERT INTO METRIC (id, type, total_val, per_label_val) VALUES (?, 'twin', 1.5, NULL)",
+                   (unreferenced,))
+    before = dump_all(mysql_address)
+    result = cleanup_orphans(mysql_address, include_unreferenced=True, snapshot=False,
+                             quarantine_dir=str(tmp_path / "q"))
+    assert "METRIC" not in result.removed and result.plan.unkeyed.get("METRIC", 0) >= 2
+    assert dump_all(mysql_address)["METRIC"] == before["METRIC"]
+    undo(result.quarantine, mysql_address)
+    assert dump_all(mysql_address) == before
+
+
 def test_undo_restores_the_content_from_before(demo_address, tmp_path):
     before = dump_all(demo_address)
     result = cleanup_orphans(demo_address, snapshot=False, quarantine_dir=str(tmp_path / "q"),

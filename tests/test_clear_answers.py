@@ -316,6 +316,26 @@ def test_cleanup_dry_run_says_what_tables_leaves_behind(demo_db):
     assert result.returncode == 0 and "warning: --tables leaves" in result.stdout and "EPOCH" in result.stdout
 
 
+def test_cleanup_with_an_empty_tables_option_changes_nothing(demo_db):
+    """Round 23: `--tables "$T"` with an empty $T planned a cleanup of every table."""
+    before = sqlite_rows(demo_db.path)
+    result = run_cli("cleanup-orphans", demo_db.path, "--yes", "--no-snapshot", "--tables", " , ")
+    assert result.returncode == 2 and "--tables names no table" in result.stderr
+    assert sqlite_rows(demo_db.path) == before
+
+
+def test_cleanup_tables_are_named_whatever_their_letter_case(demo_db):
+    lower = run_cli("cleanup-orphans", demo_db.path, "--dry-run", "--tables", "trial_run", "--json")
+    upper = run_cli("cleanup-orphans", demo_db.path, "--dry-run", "--tables", "TRIAL_RUN", "--json")
+    assert lower.returncode == upper.returncode == 0, lower.stderr
+    assert json.loads(lower.stdout)["plan"] == json.loads(upper.stdout)["plan"]
+
+
+def test_undo_of_a_directory_says_it_is_a_directory(tmp_path):
+    result = run_cli("undo", str(tmp_path), "--yes")
+    assert result.returncode == 3 and "is a directory" in result.stderr
+
+
 def test_validate_and_fix_json_give_one_diagnosis():
     from emfix.jsoncheck import diagnose
     from emfix.jsonrepair import repair

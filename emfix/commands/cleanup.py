@@ -31,7 +31,7 @@ def run(args, out):
         n(plan.total), address.display()), cleanup_plan_lines)
     result = cleanup.cleanup_orphans(
         address, dry_run=args.dry_run, batch_size=args.batch_size, sleep=args.sleep, max_lock_ms=args.max_lock_ms,
-        tables=common.table_list(args.tables), include_unreferenced=args.include_unreferenced,
+        tables=common.table_list(args.tables, "--tables"), include_unreferenced=args.include_unreferenced,
         recreate_parents=args.recreate_parents, snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir,
         quarantine_dir=args.quarantine_dir, retry_policy=common.retry_policy(args),
         progress=common.make_progress("cleanup", args, out), confirm=ask, interrupted=common.StopFlag().install(),

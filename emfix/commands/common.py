@@ -199,8 +199,14 @@ def seconds(text):
     return number(text, 0, 7 * 86400, "seconds")
 
 
-def table_list(text):
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+def table_list(text, option=None):
+    """The names of a comma-separated option; with `option` (one that narrows what a change touches), given but
+    naming no table is an error: `--tables "$T"` with an empty $T planned a cleanup of every table (round 23)."""
+    names = [t.strip() for t in text.split(",") if t.strip()] if text else None
+    if option and text is not None and not names:
+        raise UsageError("%s names no table; nothing was changed" % option,
+                         hint="name the tables (%s T1,T2), or leave the option out for every table" % option)
+    return names
 
 
 # -- from arguments to an address ---------------------------------------------------------------------
