@@ -20,8 +20,8 @@ def foreign_ddl(source, target, graph, foreign, init):
         return []
     if init and source.dialect == target.dialect:
         if source.dialect == "sqlite":
-            return [re.sub(r"^\s*CREATE\s+TABLE\s+", "CREATE TABLE IF NOT EXISTS ", source.scalar(
-                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (t,)), count=1, flags=re.I)
+            return [re.sub(r"^\s*CREATE\s+TABLE\s+", "CREATE TABLE IF NOT EXISTS ", source.table_sql(t), count=1,
+                       flags=re.I)
                 for t in foreign]
         return [source.query("SHOW CREATE TABLE %s" % source.quote(t))[0][1] for t in foreign]
     described = "; ".join("%s (%d rows of this experiment; columns %s)" % (t, n, ", ".join(graph.columns[t]))

@@ -82,8 +82,8 @@ def partition_values(db, table, column, limit=None):
 def names_a_collation(db, table):
     """Does the DDL of `table` or of one of its indexes say COLLATE (SQLite)? (The word in a name or a default
     value counts too: the probing sweep, right whatever the collations, then does the work.)"""
-    return bool(db.scalar("SELECT count(*) FROM sqlite_master WHERE tbl_name = ? AND upper(sql) LIKE '%COLLATE%'",
-                          (table,)))
+    return bool(db.scalar("SELECT count(*) FROM sqlite_master WHERE tbl_name = ? COLLATE NOCASE AND upper(sql) LIKE "
+                          "'%COLLATE%'", (table,)))
 
 
 def integer_keys(db, table, columns):
@@ -124,7 +124,7 @@ def without_rowid(db, table):
     """`table` is a WITHOUT ROWID table (always so on MySQL: no rowid there)."""
     if db.dialect != "sqlite":
         return True
-    sql = db.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) or ""
+    sql = db.table_sql(table)
     return re.search(r"\bWITHOUT\s+ROWID\s*$", sql.strip(), re.IGNORECASE) is not None
 
 

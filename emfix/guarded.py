@@ -300,7 +300,7 @@ def rowid_windows(db, table, key, size=None):
     if db.dialect != "sqlite":
         return None
     keys = [r for r in db.query("PRAGMA table_info(%s)" % db.quote(table)) if r[5]]
-    sql = str(db.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) or "")
+    sql = db.table_sql(table)
     if len(keys) != 1 or keys[0][1] != key or str(keys[0][2]).upper() != "INTEGER" or \
             re.search(r"\bWITHOUT\s+ROWID\b", sql, re.IGNORECASE):
         return None

@@ -72,7 +72,7 @@ def reserve_ids(db, table, top):
     if top is None:
         return
     if db.dialect == "sqlite":
-        sql = db.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) or ""
+        sql = db.table_sql(table)
         if "AUTOINCREMENT" not in sql.upper():
             return
         with db.transaction():

@@ -35,10 +35,11 @@ FIRST_BATCH = 100  # rows: 500 at once took 360 ms on MariaDB with foreign keys 
 TARGET_SHARE = 0.4  # of --max-lock-ms: the write time batches aim at, room for a slower one under the limit
 
 
-def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interrupted, still=None):
+def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interrupted, still=None, left=None):
     """Children before parents, a short transaction a batch. `names(plan)` gives the doom and stage tables;
     `batch` is (batch_size, sleep, max_lock_ms). `still(table, keys)`, inside each batch's transaction, gives the
-    keys doomed still (orphanrescue): the others are left alone. Returns (removed, stats, left alone per table)."""
+    keys doomed still (orphanrescue): the others are left alone, and told to `left(table, keys)` once the batch has
+    committed. Returns (removed, stats, left alone per table)."""
     batch_size, sleep, max_lock_ms = batch
     removed, stats = {}, {"batches": 0, "max_ms": 0.0, "one_row_over_ms": 0.0, "left_alone_examples": {}}
     left_alone, gaps = {}, Gaps(db, sleep)
@@ -73,6 +74,8 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
                 ours, not_ours = _remove(db, graph, plan, stage, keys, None if attached else qcon,
                                          (lambda k, t=table: still(t, k)) if still is not None else None)
                 if not_ours:
+                    if left is not None:
+                        left(table, not_ours)
                     left_alone[table] = left_alone.get(table, 0) + len(not_ours)
                     examples = stats["left_alone_examples"].setdefault(table, [])
                     examples.extend(list(k) for k in not_ours[:max(0, 3 - len(examples))])

@@ -14,6 +14,7 @@ commit, and the next batch sees it.
 """
 
 from .backends.sqlite import placeholder
+from .fkmerge import without_rowid
 from .fksweep import TMP, UNREFERENCED_TABLES
 
 
@@ -186,3 +187,61 @@ def _unreferenced_still(db, graph, table, keys):
 def _leads_an_index(db, table, column):
     """Is `column` the first column of one of `table`'s indexes (InnoDB makes one for each foreign key)?"""
     return any(i.columns and i.columns[0].lower() == column.lower() for i in db.indexes_cached(table))
+
+
+def newest_rowids(db, graph):
+    """SQLite: each table's largest rowid now, before a plan is read ({table: rowid}; a table without a rowid or a
+    row left out): from here on, rows past what the plan kept are rows written since (ChildrenSince)."""
+    if db.dialect != "sqlite":
+        return {}
+    tops = {}
+    for table in graph.tables:
+        if graph.relations_of(table) and not without_rowid(db, table):
+            tops[table] = db.scalar("SELECT max(rowid) FROM main.%s" % db.quote(table))
+    return tops
+
+
+class ChildrenSince:
+    """SQLite: the doomed parents of a batch that a child row written since the plan points at, or a child the run
+    left alone (the application changed it): such a parent is left alone too. Children go first, so by a parent's
+    batch no planned child points at it; SQLite, enforcing no foreign key, deleted it under the application's new
+    epoch, and the epoch became a new violation (round 23; on MySQL the foreign key refuses the delete).
+
+    A row written since the plan has a rowid past every row the plan kept (SQLite gives the next insert the largest
+    rowid + 1): the newest rowid before the plan, less the doomed rows at the end (which the cleanup removes, and
+    whose rowids the next inserts take again). A child re-pointed at a doomed parent by an UPDATE is not seen."""
+
+    def __init__(self, db, graph, tops, doom_tables):
+        self.db, self.graph, self.marks = db, graph, {}
+        for table, top in tops.items():
+            doomed = doom_tables.get(table)
+            if top is None or doomed is None:
+                self.marks[table] = top if top is not None else -(2 ** 63)
+                continue
+            kept = db.query("SELECT rowid FROM main.%s WHERE rowid <= ? AND rowid NOT IN (SELECT i0 FROM temp.%s) "
+                            "ORDER BY rowid DESC LIMIT 1" % (db.quote(table), db.quote(doomed)), (top,))
+            self.marks[table] = kept[0][0] if kept else -(2 ** 63)
+        self.left = "%sleft_alone" % TMP  # rowids of the rows this run left alone, table by table
+        db.create_temp_table(self.left, "SELECT '' AS t, 0 AS r WHERE 1 = 0", indexes=[["t", "r"]])
+
+    def left_alone(self, table, keys):
+        self.db.executemany("INSERT INTO temp.%s (t, r) VALUES (?, ?)" % self.db.quote(self.left),
+                            [(table, k[0]) for k in keys])
+
+    def pointed_at(self, table, keys):
+        """The rowids among `keys` (of `table`) that such a child row points at now."""
+        db, quoted, found = self.db, self.db.quote, set()
+        for relation in self.graph.children_of(table):
+            mark = self.marks.get(relation.child)
+            if mark is None or relation.child == table:
+                continue
+            on = " AND ".join("c.%s = p.%s" % (quoted(c), quoted(p)) for c, p in zip(relation.child_columns,
+                                                                                  relation.parent_columns))
+            # The child's new and left-alone rows outside (CROSS JOIN), each probing the parent's key: a child's
+            # foreign key seldom has an index of its own, and probing the child for each parent scanned its tail again
+            found |= {r[0] for r in db.query(
+                "SELECT DISTINCT p.rowid FROM main.%s c CROSS JOIN main.%s p ON %s WHERE (c.rowid > ? OR c.rowid IN "
+                "(SELECT r FROM temp.%s WHERE t = ?)) AND p.rowid IN (%s)" % (
+                    quoted(relation.child), quoted(table), on, quoted(self.left), ", ".join("?" * len(keys))),
+                (mark, relation.child) + tuple(k[0] for k in keys))}
+        return found

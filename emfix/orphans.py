@@ -20,7 +20,7 @@ from .fksweep import TMP, UNREFERENCED_TABLES, TablePlan, sweep_foreign_keys
 from .guarded import kill_point
 from .hierarchy import ancestor_chain
 from .orphandelete import delete_batches, settle_marks
-from .orphanrescue import RescueLook
+from .orphanrescue import ChildrenSince, RescueLook, newest_rowids
 from .orphanstay import Staying, doomed_count, held_table, hold_what_stays_points_at
 from .values import portable
 
@@ -346,6 +346,7 @@ class OrphanWork:
     recreate_parents: bool = False
     plans: Optional[list] = None  # the sweep's TablePlans (their rows tables): what orphanrescue looks at again
     seen: Optional[int] = None  # SQLite's data_version once the sweep was read (see remove_orphans)
+    tops: Optional[dict] = None  # SQLite: each table's newest rowid before the sweep (orphanrescue.ChildrenSince)
 
     @property
     def shown(self):
@@ -373,12 +374,13 @@ def plan_orphans(db, graph, *, tables=None, include_unreferenced=False, recreate
     first). `preview`: also work out what the plan will be once the parents exist (create them, plan,
     roll back), for a dry run or a question."""
     seen = db.data_version()  # before the sweep, which reads in chunks: a commit meanwhile makes the next look run
+    tops = newest_rowids(db, graph)
     checks, sweep_tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
     wanted = _parent_rows_to_create(db, graph, plans)
     keepable = {parent: len(rows) for parent, rows in wanted.items()}
     work = OrphanWork(checks, sweep_tables, wanted, keepable, {}, Staying(), None, tables_filter=tables,
                       include_unreferenced=include_unreferenced, recreate_parents=recreate_parents, plans=plans,
-                      seen=seen)
+                      seen=seen, tops=tops)
     if recreate_parents and wanted:
         if preview:
             db.execute("SAVEPOINT emfix_dry_run") if db.dialect == "sqlite" else db.execute("START TRANSACTION")
@@ -403,7 +405,7 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
     qcon = change.open()
     qpath = change.quarantine_path
     settle_marks(db, graph, qcon)  # what a killed run kept but did not remove, or removed but did not mark
-    created, doom, plan, plans, seen = {}, work.doom, work.plan, work.plans, [work.seen]
+    created, doom, plan, plans, seen, tops = {}, work.doom, work.plan, work.plans, [work.seen], work.tops
     if work.recreate_parents and work.wanted:
         def record(table, values):
             # With the rows that already point at it: undo leaves a parent the application has since used.
@@ -413,25 +415,32 @@ def remove_orphans(db, graph, work, change, *, batch_size=5000, sleep=0.0, max_l
         with db.transaction():
             created = create_parents(db, graph, work.wanted, record)
             qcon.execute("COMMIT")
-        seen = [db.data_version()]  # (before the sweep: see plan_orphans)
+        seen, tops = [db.data_version()], newest_rowids(db, graph)  # (before the sweep: see plan_orphans)
         _checks, _tables, plans = sweep_foreign_keys(db, graph, limit=0, chunk_rows=CHUNK_ROWS)
         doom, left = _build_doom(db, graph, plans, work.tables_filter, work.include_unreferenced)
         plan = _summarize(db, graph, (doom, left), dict(work.keepable), work.keepable)
 
     look = RescueLook(db, graph, plans or [])
+    since = ChildrenSince(db, graph, tops, {t: _doom_table(p) for t, (p, _n) in doom.items() if p.identity == [
+        "rowid"]}) if tops else None
 
     def still(table, keys):
-        """The batch's keys doomed still, looked at inside its transaction (orphanrescue)."""
+        """The batch's keys doomed still, and no new child under them, looked at inside its transaction
+        (orphanrescue)."""
         if seen[0] is not None and db.data_version() == seen[0]:
             return keys  # no other connection has committed to the file since the plan was read: nothing changed
-        return look.still(table, keys)
+        keys = look.still(table, keys)
+        if since is not None and keys and doom[table][0].identity == ["rowid"]:
+            taken = since.pointed_at(table, keys)
+            keys = [k for k in keys if k[0] not in taken]
+        return keys
     try:
         _quarantine_rows(db, graph, doom, qcon, qpath, progress)
     except (OSError, sqlite3.OperationalError) as exc:
         raise q.write_error(exc, qpath, "nothing was deleted") from None
     removed, stats, left_alone = delete_batches(
         db, graph, doom, lambda p: (_doom_table(p), _stage_table(p)), qcon, qpath, (batch_size, sleep, max_lock_ms),
-        progress, interrupted, still=still)
+        progress, interrupted, still=still, left=since.left_alone if since is not None else None)
     if any(left_alone.values()):  # the copies of rows no longer doomed (never marked removed) leave the quarantine
         settle_marks(db, graph, qcon)
     removed = q.removed_counts(qcon)  # what the whole change removed, an interrupted run's share included

@@ -129,7 +129,7 @@ def _fk_key(fk):
 
 def rebuild_statements(db, d, ta, tb, a_dialect):
     """The statements that rebuild the live table `tb` as `ta` says, keeping everything else it has."""
-    sql = str(db.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (tb.name,)) or "")
+    sql = db.table_sql(tb.name)
     written, constraints, tail = split_create_table(sql)
     definitions = {name.lower(): text for name, text in written}
     tail_words = _words(tail)
@@ -177,7 +177,8 @@ def rebuild_statements(db, d, ta, tb, a_dialect):
                        "INSERT INTO sqlite_sequence (name, seq) SELECT '%s', seq FROM sqlite_sequence WHERE name = "
                        "'%s'" % (temp.replace("'", "''"), tb.name.replace("'", "''"))]
     statements += ["DROP TABLE %s" % q(tb.name), "ALTER TABLE %s RENAME TO %s" % (q(temp), q(tb.name))]
-    saved = db.query("SELECT type, name, sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('index', 'trigger') "
+    saved = db.query("SELECT type, name, sql FROM sqlite_master WHERE tbl_name = ? COLLATE NOCASE AND type IN "
+                     "('index', 'trigger') "
                      "AND sql IS NOT NULL ORDER BY type = 'trigger', rowid", (tb.name,))
     names = {str(n).lower() for _t, n, _s in saved}
     statements += [s for t, _n, s in saved if t == "index"]

@@ -185,3 +185,70 @@ def test_rows_under_a_removed_parent_whose_key_is_text_that_is_not_utf8_are_doom
                                            "b.trial_run_id = CAST(x'ff41' AS TEXT)" % db.quote(plan.rows_table))]
         assert len(keys) == 3
         assert RescueLook(db, graph, work.plans).still("BATCH", keys) == keys
+
+
+def new_violations(address, before):
+    """Rows whose parent is missing now that were not so before (validate's examples, every one)."""
+    from emfix.validate import validate
+    report = validate(address, limit=100000)
+    now = {(v.table, tuple(map(repr, v.values))) for r in report.relations for v in r.examples}
+    return now - before
+
+
+def missing_parents_now(address):
+    from emfix.validate import validate
+    report = validate(address, limit=100000)
+    return {(v.table, tuple(map(repr, v.values))) for r in report.relations for v in r.examples}
+
+
+def cleanup_while_the_application(address, tmp_path, monkeypatch, table, act):
+    """cleanup-orphans in small batches; `act(app)` runs on another connection, committed, just before the first
+    batch of `table`."""
+    from emfix import orphandelete
+    from emfix.cleanup import cleanup_orphans
+    remove, acted = orphandelete._remove, []
+
+    def before_the_batch(db, graph, plan, *args, **kwargs):
+        if plan.table == table and not acted:
+            acted.append(True)
+            with open_database(address) as app:
+                with app.transaction():
+                    act(app)
+        return remove(db, graph, plan, *args, **kwargs)
+    monkeypatch.setattr(orphandelete, "_remove", before_the_batch)
+    result = cleanup_orphans(address, batch_size=3, snapshot=False, quarantine_dir=str(tmp_path / "q"))
+    assert acted
+    return result
+
+
+def test_a_doomed_run_the_application_writes_a_new_epoch_under_is_left_alone(address, tmp_path, monkeypatch):
+    """Round 23 (SQLite): the application wrote an epoch under a doomed run while the cleanup ran; the epochs' batches
+    were over, so the run was deleted under it and the epoch became a new violation (MySQL's foreign key refuses that
+    delete). The run is left alone now, said so, and nothing else changes."""
+    trial, _runs, _epochs = runs_of_a_missing_trial(address)
+    with open_database(address) as db:
+        run = db.scalar("SELECT min(id) FROM TRIAL_RUN WHERE trial_id = ?", (trial,))
+    before = missing_parents_now(address)
+    result = cleanup_while_the_application(address, tmp_path, monkeypatch, "TRIAL_RUN", lambda app: app.execute(
+        "INSERT INTO EPOCH (idx, trial_run_id, time) VALUES (500, ?, '2030-01-01 00:00:00')", (run,)))
+    assert not new_violations(address, before)
+    assert result.left_alone.get("TRIAL_RUN") == 1
+    with open_database(address) as db:
+        assert db.scalar("SELECT count(*) FROM TRIAL_RUN WHERE id = ?", (run,)) == 1
+
+
+def test_a_doomed_run_whose_epoch_was_left_alone_is_left_alone_too(address, tmp_path, monkeypatch):
+    """Round 23: an epoch the application edited after the plan is left alone (compare-and-swap); its run, doomed
+    too, was then deleted under it on SQLite (a new violation). It stays now with the epoch."""
+    trial, _runs, _epochs = runs_of_a_missing_trial(address)
+    with open_database(address) as db:
+        run, idx = db.query("SELECT e.trial_run_id, min(e.idx) FROM EPOCH e JOIN TRIAL_RUN r ON r.id = e.trial_run_id "
+                            "WHERE r.trial_id = ? GROUP BY e.trial_run_id ORDER BY e.trial_run_id LIMIT 1",
+                            (trial,))[0]
+        batches = db.scalar("SELECT count(*) FROM BATCH WHERE epoch_idx = ? AND trial_run_id = ?", (idx, run))
+    before = missing_parents_now(address)
+    result = cleanup_while_the_application(address, tmp_path, monkeypatch, "EPOCH" if not batches else "BATCH",
+                                           lambda app: app.execute("UPDATE EPOCH SET time = '2031-01-01 00:00:00' "
+                                                                   "WHERE idx = ? AND trial_run_id = ?", (idx, run)))
+    assert not new_violations(address, before)
+    assert result.left_alone.get("EPOCH") == 1 and result.left_alone.get("TRIAL_RUN") == 1

@@ -306,9 +306,15 @@ class SQLiteBackend(Backend):
         alias = keys[0][1].lower() if len(keys) == 1 and keys[0][2].upper() == "INTEGER" else None
         return [c for c in super().required_columns(table) if c.lower() != alias]
 
+    def table_sql(self, table):
+        """The CREATE TABLE statement of `table` ("" when there is none), found whatever the letter case of its name
+        (SQLite's own rule; the catalog names the application's tables as it does: schema.discover_graph)."""
+        return str(self.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
+                               (table,)) or "")
+
     def column_details(self, table):
         info = self._table_info(table)
-        sql = str(self.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) or "")
+        sql = self.table_sql(table)
         keys = [r for r in info if r[5]]
         rowid = len(keys) == 1 and keys[0][2].upper() == "INTEGER"  # an alias of the rowid
         auto = rowid and "AUTOINCREMENT" in sql.upper()
