@@ -41,6 +41,9 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
     keys doomed still (orphanrescue): the others are left alone, and told to `left(table, keys)` once the batch has
     committed. Returns (removed, stats, left alone per table)."""
     batch_size, sleep, max_lock_ms = batch
+    # A batch's keys go into its statements as bound values, each key of a parent up its chain as wide as that key.
+    widest = max([1] + [len(r.parent_columns) for r in graph.relations] + [len(p.identity) for p, _n in doom.values()])
+    batch_size = max(1, min(batch_size, (db.max_parameters - 16) // widest))
     removed, stats = {}, {"batches": 0, "max_ms": 0.0, "one_row_over_ms": 0.0, "left_alone_examples": {}}
     left_alone, gaps = {}, Gaps(db, sleep)
     size = min(batch_size, FIRST_BATCH) if max_lock_ms else batch_size  # start small, grow while batches stay quick

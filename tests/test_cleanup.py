@@ -144,6 +144,27 @@ def test_mysql_metrics_without_a_key_are_not_removed_as_unreferenced(mysql_addre
     assert dump_all(mysql_address) == before
 
 
+@pytest.mark.skipif(not hasattr(sqlite3.Connection, "setlimit"), reason="Connection.setlimit: Python 3.11+")
+def test_cleanup_on_an_sqlite_that_binds_at_most_999_values_a_statement(tmp_path, monkeypatch):
+    """SQLite before 3.32 (Ubuntu 20.04's 3.31, RHEL 8's 3.26) binds at most 999 values a statement: once the
+    batches grew past that, cleanup stopped at "too many SQL variables" (exit 70). Its batches stay under it."""
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
+    make_demo(address, shape=Shape.full(0.1))
+    before = dump_all(address)
+    connect = sqlite3.connect
+
+    def as_before_3_32(*args, **kwargs):
+        con = connect(*args, **kwargs)
+        con.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        return con
+    monkeypatch.setattr(sqlite3, "connect", as_before_3_32)
+    result = cleanup_orphans(address, snapshot=False, quarantine_dir=str(tmp_path / "q"), include_unreferenced=True)
+    assert max(result.removed.values()) > 999 and result.final["total_foreign_key_violations"] == 0
+    undo(result.quarantine, address)
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    assert dump_all(address) == before
+
+
 def test_undo_restores_the_content_from_before(demo_address, tmp_path):
     before = dump_all(demo_address)
     result = cleanup_orphans(demo_address, snapshot=False, quarantine_dir=str(tmp_path / "q"),

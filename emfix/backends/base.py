@@ -142,6 +142,11 @@ class Backend:
         """SQLite's PRAGMA data_version (backends/sqlite.py): None here, where no such signal exists."""
         return None
 
+    @property
+    def max_parameters(self):
+        """How many values one statement may bind (the MySQL driver writes them into the statement's text)."""
+        return 1 << 20
+
     def key_bound(self, columns, op, values):
         """`columns` (SQL expressions: a key, in its order) `op` (>, >=, < or <=) the key `values`, as (condition,
         parameters). SQLite seeks an index with a row value; MariaDB reads a row-value comparison from the index's

@@ -339,6 +339,15 @@ class SQLiteBackend(Backend):
                                    "fk_%s_%d" % (table, fk_id)))
         return keys
 
+    @property
+    def max_parameters(self):
+        """How many ? one statement may hold: 999 before SQLite 3.32 (Ubuntu 20.04's 3.31: a cleanup's batches of
+        1,000 rowids stopped at "too many SQL variables", exit 70), 32,766 since, unless built otherwise."""
+        getlimit = getattr(self._conn, "getlimit", None)  # Python 3.11+
+        if getlimit is not None:
+            return getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        return 999 if sqlite3.sqlite_version_info < (3, 32) else 32766
+
     def data_version(self):
         """PRAGMA data_version: it changes when another connection commits to the file (this connection's own
         writes leave it), so an unchanged one means no other process wrote meanwhile."""
