@@ -16,6 +16,7 @@ owns, once, the protocol around it:
 
 import contextlib
 import dataclasses
+import logging
 import os
 import re
 import threading
@@ -28,6 +29,8 @@ from .fkmerge import rowid_ranges
 from .killpoints import kill_point
 from .progress import NoProgress
 from .schema import discover_graph, require_experiment_manager
+
+log = logging.getLogger(__name__)
 
 AFTER = "_emfix_after"  # the value emfix wrote in place of the original
 STATE = "_emfix_state"  # 'kept' before the write; 'left alone' when another process changed the row first
@@ -151,7 +154,21 @@ def preflight(db, address, force=False, writing=True, check=True):
     if writing:
         from .writegate import refuse_if_replica
         refuse_if_replica(db, force)
+        _say_which_tables_keep_no_transactions(db, graph)
     return graph
+
+
+def _say_which_tables_keep_no_transactions(db, graph):
+    """MyISAM (and other engines without transactions): no batch rolls back, no locking read locks a row there, so a
+    change is exact only while nothing else writes to those tables. Said before the change (a warning line)."""
+    if db.dialect != "mysql":
+        return
+    bare = db.without_transactions(graph.tables)
+    if bare:
+        names = ", ".join(bare) if len(bare) <= 4 else "%d tables (%s, ...)" % (len(bare), ", ".join(list(bare)[:3]))
+        log.warning("%s: no transactions (%s): emfix's change to %s is exact only while no other program writes to "
+                    "%s; stop the application's writes first", names, ", ".join(sorted(set(bare.values()))),
+                    "it" if len(bare) == 1 else "them", "it" if len(bare) == 1 else "them")
 
 
 @contextlib.contextmanager

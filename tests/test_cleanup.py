@@ -165,6 +165,22 @@ def test_cleanup_on_an_sqlite_that_binds_at_most_999_values_a_statement(tmp_path
     assert dump_all(address) == before
 
 
+def test_a_change_to_tables_without_transactions_says_so_first(mysql_address, tmp_path):
+    """MyISAM tables (the schema's notes name them as a source of orphans): no batch rolls back, no locking read
+    locks their rows, so a change is exact only while nothing else writes there; the command says so before it
+    changes anything, and the cleanup and its undo are exact."""
+    make_demo(mysql_address)
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE NOTES (id INT PRIMARY KEY, note VARCHAR(20)) ENGINE=MyISAM")
+    before = dump_all(mysql_address)
+    result = run_cli("cleanup-orphans", url_of(mysql_address), "--yes", "--no-snapshot", "--json", "--quarantine-dir",
+                     str(tmp_path / "q"))
+    assert result.returncode == 0, result.stderr
+    assert "NOTES: no transactions (MyISAM)" in result.stderr
+    assert run_cli("undo", json.loads(result.stdout)["quarantine"], "--yes").returncode == 0
+    assert dump_all(mysql_address) == before
+
+
 def test_undo_restores_the_content_from_before(demo_address, tmp_path):
     before = dump_all(demo_address)
     result = cleanup_orphans(demo_address, snapshot=False, quarantine_dir=str(tmp_path / "q"),

@@ -212,6 +212,16 @@ class MySQLCatalogMixin:
                             hint="another program is altering, creating or dropping tables: run emfix again "
                                  "when it is done")
 
+    def without_transactions(self, tables):
+        """{table: its engine} of the tables of `tables` whose engine keeps no transactions (MyISAM, Aria, MEMORY,
+        ...): no consistent snapshot covers them, no locking read locks their rows."""
+        wanted = {self.table_key(t): t for t in tables}
+        rows = self.query("SELECT t.TABLE_NAME, t.ENGINE FROM information_schema.TABLES t JOIN information_schema."
+                          "ENGINES e ON e.ENGINE = t.ENGINE WHERE t.TABLE_SCHEMA = DATABASE() AND e.TRANSACTIONS <> "
+                          "'YES'")
+        found = {self.table_key(text_of(name)): text_of(engine) for name, engine in rows}
+        return {wanted[k]: engine for k, engine in sorted(found.items()) if k in wanted}
+
     def hold_tables(self, tables):
         """Ask, in one statement, for the metadata lock of every table of `tables` (held to the end of the open
         transaction; waits for a rename of one under way)."""

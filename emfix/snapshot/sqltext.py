@@ -117,9 +117,9 @@ def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=READER
     `lead` (from `pool`, opened by `open_reader`) plans; it and up to `workers - 1` more connections read, as
     many as the server allows this user. `in_moment(lead)` is called once the moment has begun."""
     connections = pool.acquire_up_to(workers, first=[lead])
-    stopped = False
+    stopped, holding = False, False
     try:
-        readers, position = _one_moment(connections, graph.tables)
+        readers, position, holding = _one_moment(connections, graph.tables)
         if in_moment is not None:
             in_moment(lead)
         with open(temp, "wb") as handle:
@@ -140,6 +140,8 @@ def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=READER
         stopped = not isinstance(exc, Exception)  # Ctrl-C, SIGTERM: readers may be mid-page on their connections
         raise
     finally:
+        if holding and not stopped:
+            lead.execute("UNLOCK TABLES")
         for db in connections:
             if stopped:  # a COMMIT beside a reader's unfinished result waited for ever (an outside tester)
                 db.abandon()
@@ -176,14 +178,19 @@ def open_reader(address, retry_policy):
 
 def _one_moment(connections, tables):
     """Start a consistent snapshot on each connection at the same moment, or on the first one alone; with
-    it, the moment's GTID and binlog position, read while the lock holds (or where the snapshot starts).
+    it, the moment's GTID and binlog position, read while the lock holds (or where the snapshot starts), and whether
+    the lock is to be held to the end of the reads (the caller lets it go).
 
     FLUSH TABLES WITH READ LOCK waits for every running statement, and every write waits for it: a statement
     running (MariaDB: for 0.1 s; MySQL: for a second) means one connection, and the lock is asked for once, for at
-    most FLUSH_LOCK_WAIT seconds (retried, a long UPDATE held the application's writes for 30 s: an outside tester)."""
+    most FLUSH_LOCK_WAIT seconds (retried, a long UPDATE held the application's writes for 30 s: an outside tester).
+    Tables whose engine keeps no transactions (MyISAM: the schema's notes name it as a source of orphans) are in no
+    consistent snapshot: the lock is asked for whatever runs, and held until every table is read, as mysqldump's
+    --lock-all-tables does (every write on the server waits meanwhile); without it the snapshot says it is one
+    moment only if nothing writes to them."""
     lead = connections[0]
-    locked = False
-    if len(connections) > 1:
+    locked, bare = False, lead.without_transactions(tables)
+    if len(connections) > 1 and not bare:
         running = lead.scalar(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query' AND ID <> CONNECTION_ID() "
             "AND %s" % ("TIME_MS >= 100" if lead.is_mariadb() else "TIME >= 1"))
@@ -191,18 +198,20 @@ def _one_moment(connections, tables):
             log.info("reading with one connection: %d statement(s) of other sessions running would hold FLUSH "
                      "TABLES WITH READ LOCK, and every write with it", running)
             connections = connections[:1]
-    if len(connections) > 1:
+    if len(connections) > 1 or bare:
         try:
             lead.execute("SET SESSION lock_wait_timeout = %d" % FLUSH_LOCK_WAIT)
             lead.execute_once("FLUSH TABLES WITH READ LOCK")
             locked = True
-        except PrivilegeError as exc:
-            log.info("reading with one connection (%s)", exc)
+        except (PrivilegeError, DatabaseLockedError) as exc:
+            why = str(exc) if isinstance(exc, PrivilegeError) else "FLUSH TABLES WITH READ LOCK waited %d s for " \
+                "another session's statement" % FLUSH_LOCK_WAIT
+            log.info("reading with one connection: %s", why)
             connections = connections[:1]
-        except DatabaseLockedError:
-            log.info("reading with one connection: FLUSH TABLES WITH READ LOCK waited %d s for another session's "
-                     "statement", FLUSH_LOCK_WAIT)
-            connections = connections[:1]
+            if bare:
+                log.warning("%s: no transactions (%s): this snapshot holds %s at one moment only if nothing writes to "
+                            "%s while it reads (%s)", ", ".join(bare), ", ".join(sorted(set(bare.values()))),
+                            "it" if len(bare) == 1 else "them", "it" if len(bare) == 1 else "them", why)
         # The reads wait for table locks as usual. Not after anything else: Ctrl-C or SIGTERM in the wait leaves the
         # connection mid-statement, and an error of this statement would hide the signal's exit code.
         lead.execute("SET SESSION lock_wait_timeout = %d" % lead.lock_wait)
@@ -216,9 +225,9 @@ def _one_moment(connections, tables):
         stopped = not isinstance(exc, Exception)  # Ctrl-C, SIGTERM: the caller cuts the connections (which unlocks)
         raise
     finally:
-        if locked and not stopped:
+        if locked and not stopped and not bare:
             lead.execute("UNLOCK TABLES")
-    return connections, position
+    return connections, position, locked and bool(bare)
 
 
 def _hold_every_table(db, tables):
