@@ -164,14 +164,15 @@ def table_named(name, existing):
 
 def _spelled_as_the_application_does(backend, tables, columns, primary_keys, foreign_keys):
     """The catalog with the Experiment Manager's tables named as the application names them (METRIC), where the
-    database tells names apart whatever their letter case and holds them otherwise: a MySQL server with
-    lower_case_table_names 1 (Windows' default) stores METRIC as `metric`, and validate said "metric JSON not
-    checked: no METRIC table" (nor were the rest of the checks that name a table made). There the two spellings
-    name one table, so every statement emfix writes finds it."""
-    if backend.table_key("A") == "A":  # a server that tells `metric` from `METRIC`: two tables, names kept
-        return tables, columns, primary_keys, foreign_keys
+    database holds them otherwise: a MySQL server with lower_case_table_names 1 (Windows' default) stores METRIC as
+    `metric` (and a dump of it loaded on Linux keeps `metric`), and validate said "metric JSON not checked: no METRIC
+    table" (nor were the rest of the checks that name a table made). The backend remembers the name each is held
+    under, and quotes it so (Backend.stored). A table the database holds in both spellings (a server that tells
+    letter cases apart) keeps its own names: `metric` beside METRIC is another table."""
     ours = {name.lower(): name for name in EM_TABLE_NAMES}
     taken = set(tables)
+    if backend.table_key("A") == "A":  # a server that tells `metric` from `METRIC`: one spelled so is another table
+        taken |= {t.upper() for t in tables if sum(1 for other in tables if other.lower() == t.lower()) > 1}
 
     def spelled(name):
         wanted = ours.get(name.lower())
@@ -179,6 +180,7 @@ def _spelled_as_the_application_does(backend, tables, columns, primary_keys, for
 
     if all(spelled(t) == t for t in tables):
         return tables, columns, primary_keys, foreign_keys
+    backend.remember_stored_names({spelled(t): t for t in tables if spelled(t) != t})  # what `quote` writes
 
     def with_names(fk, child):
         return dataclasses.replace(fk, child=child, parent=spelled(fk.parent))

@@ -63,7 +63,9 @@ class ValidationReport:
 
     @property
     def passed(self):
-        return self.total_violations == 0 and self.json.issue_count == 0
+        """No violation, no JSON issue, and no restore half done (round 24: an empty, half-restored database
+        was "PASS", exit 0, with the restore in a warning)."""
+        return self.total_violations == 0 and self.json.issue_count == 0 and self.unfinished_restore is None
 
     @property
     def status(self):

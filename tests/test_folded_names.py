@@ -5,8 +5,11 @@ JSON not checked: no METRIC table"), and changes come undone exactly. A server o
 tests/test_replicas.py; it runs only when EMFIX_TEST_MYSQL_URL is set and `mariadbd` is installed.
 """
 
+import os
+import subprocess
+
 import pytest
-from conftest import make_demo, mysql_server_url, run_cli
+from conftest import make_demo, mysql_server_url, run_cli, url_of
 from servers import Server, checksums, find_mariadbd
 
 from emfix.validate import validate
@@ -74,3 +77,43 @@ def test_repair_snapshot_and_undo_of_tables_stored_in_lower_case(folded_demo, tm
 def json_of(result):
     import json
     return json.loads(result.stdout)
+
+
+def lower_case_copy(mysql_address):
+    """The demo on the shared server (which tells letter cases apart), every table renamed to lower case: what a
+    dump from a Windows server loaded on Linux holds."""
+    make_demo(mysql_address)
+    from emfix.backends import open_database
+    with open_database(mysql_address) as db:
+        tables = db.tables()
+        db.execute("RENAME TABLE %s" % ", ".join("%s TO %s" % (db.quote(t), db.quote(t.lower())) for t in tables))
+    return mysql_address
+
+
+def test_tables_held_in_lower_case_by_a_server_that_tells_cases_apart_are_the_applications(
+        mysql_address, mysql_databases, tmp_path):
+    """Round 24: there the JSON check, the unreferenced rows, --recreate-parents, export and migrate found "no
+    METRIC/EXPERIMENT table", and repair ended "PASS" with a truncated value left; a snapshot taken on a folding
+    server said `metric` in its CREATE TABLE and METRIC in its INSERTs, which such a server took for two tables.
+    Now each table is named as the application does and written as the database holds it."""
+    upper = mysql_databases()
+    make_demo(upper)
+    address = lower_case_copy(mysql_address)
+    expected, found = validate(upper), validate(address)
+    assert found.json.issue_count == expected.json.issue_count > 0 and found.warnings() == expected.warnings()
+    assert found.total_violations == expected.total_violations
+    assert sum(r.recreatable for r in found.relations) == sum(r.recreatable for r in expected.relations) > 0
+    url = url_of(address)
+    made = run_cli("snapshot", "create", url, "--snapshot-dir", str(tmp_path / "s"), "--json")
+    assert made.returncode == 0, made.stderr
+    text = open(os.path.join(str(tmp_path / "s"), json_of(made)["file"]), "rb").read()
+    assert b"INSERT INTO `metric`" in text and b"INSERT INTO `METRIC`" not in text  # one spelling throughout
+    verified = run_cli("snapshot", "verify", url, json_of(made)["id"], "--snapshot-dir", str(tmp_path / "s"), "--full")
+    assert verified.returncode == 0, verified.stdout + verified.stderr  # its counts name the tables so too
+    other = mysql_databases()
+    loaded = subprocess.run(["mysql", "-h", other.host, "-P", str(other.port), "-u", other.user, other.database],
+                            input=text, capture_output=True)
+    assert loaded.returncode == 0, loaded.stderr[-300:]
+    assert validate(other).json.issue_count == expected.json.issue_count
+    exported = run_cli("export", url, "-e", "1", "-o", str(tmp_path / "e1.json"))
+    assert exported.returncode == 0, exported.stderr

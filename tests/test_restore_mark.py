@@ -62,6 +62,7 @@ def test_changing_commands_refuse_a_half_restored_database_and_change_nothing(ha
         assert counts(address) == before
     report = run_cli("validate", url_of(address), "--json")
     assert "unfinished_restore" in {w["kind"] for w in json.loads(report.stdout)["warnings"]}
+    assert report.returncode == 1 and json.loads(report.stdout)["summary"]["overall_status"] == "FAIL"  # not a PASS
 
 
 def test_a_restore_finishes_it_and_no_snapshot_carries_the_mark(half_restored, tmp_path):

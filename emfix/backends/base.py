@@ -52,6 +52,9 @@ class StorageLimit(collections.namedtuple("StorageLimit", "kind digits rounds"))
     `digits` (< 6) fractional digits that the server rounds or (`rounds` False) truncates."""
 
 
+STORED_NAMES = {}  # address.key() -> {a table as the application spells it: as the database holds it}
+
+
 class Backend:
     """A connection to one database.
 
@@ -72,6 +75,24 @@ class Backend:
     def quote(self, name):
         q = self.quote_char
         return q + str(name).replace(q, q + q) + q
+
+    def stored(self, table):
+        """The name the database holds `table` under, where the catalog names it as the application does
+        (schema.discover_graph: METRIC for a `metric` of a server that dumps from Windows brought): `quote` writes
+        it so on MySQL, where a server that tells letter cases apart finds no METRIC."""
+        names = STORED_NAMES.get(self._names_key()) if STORED_NAMES else None
+        return names.get(table, table) if names else table
+
+    def remember_stored_names(self, names):
+        """{name as the application spells it: name as the database holds it} (see stored), for every connection
+        of this process to the database (a snapshot's readers, validate's helper thread)."""
+        STORED_NAMES.setdefault(self._names_key(), {}).update(names)
+
+    def _names_key(self):
+        key = self.__dict__.get("_key")
+        if key is None:
+            key = self._key = self.address.key()
+        return key
 
     def quote_columns(self, columns, prefix=""):
         return ", ".join(prefix + self.quote(c) for c in columns)

@@ -26,12 +26,18 @@ CATALOG_READS = 20  # reads of one catalog query before a database whose tables 
 class MySQLCatalogMixin:
     """information_schema, asked for a whole database in one query where it can (it is slow to ask)."""
 
+    def quote(self, name):
+        """An identifier quoted; a table the catalog names as the application does, as the database holds it (a
+        server that tells letter cases apart holds `metric`, not METRIC: base.Backend.stored)."""
+        return super().quote(self.stored(name))
+
     def table_key(self, table):
         """How the catalogs here key a table: by its name where the server tells `notes` from `NOTES`
         (lower_case_table_names = 0: an outside tester's two such tables had their columns merged, and snapshot
         create crashed), else by its name in lower case."""
         if "_names_fold" not in self.__dict__:
             self._names_fold = bool(int(self.scalar("SELECT @@lower_case_table_names") or 0))
+        table = self.stored(table)
         return table.lower() if self._names_fold else table
 
     def catalog_query(self, sql, params=()):
@@ -63,7 +69,7 @@ class MySQLCatalogMixin:
             "SELECT c.COLUMN_NAME FROM information_schema.COLUMNS c JOIN information_schema.CHECK_CONSTRAINTS k "
             "ON k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME "
             "AND k.CHECK_CLAUSE = CONCAT('json_valid(`', c.COLUMN_NAME, '`)') "
-            "WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = ?", (table,))}
+            "WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = ?", (self.stored(table),))}
         details = []
         for name, kind, nullable, default, extra in self.catalog_query(
                 "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA FROM information_schema.COLUMNS "
@@ -139,7 +145,7 @@ class MySQLCatalogMixin:
             limits = {}
             for name, kind, digits in self.catalog_query(
                     "SELECT COLUMN_NAME, DATA_TYPE, DATETIME_PRECISION FROM information_schema.COLUMNS "
-                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", (table,)):
+                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", (self.stored(table),)):
                 kind = text_of(kind).lower()
                 if kind == "float":
                     limits[text_of(name)] = StorageLimit("float", 0, False)
@@ -283,7 +289,8 @@ class MySQLCatalogMixin:
         """{table_key(table): [the rest of each row]} of an information_schema query whose first
         column is the table (`column`), over the whole database or (`table`) one table of it."""
         found = {}
-        for row in self.catalog_query(sql % ("AND %s = ?" % column if table else ""), (table,) if table else ()):
+        for row in self.catalog_query(sql % ("AND %s = ?" % column if table else ""), (self.stored(table),) if table
+                                      else ()):
             found.setdefault(self.table_key(text_of(row[0])), []).append(tuple(text_of(v) for v in row[1:]))
         return found
 
@@ -319,7 +326,7 @@ class MySQLCatalogMixin:
     def indexes(self, table):
         rows = self.catalog_query("SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM information_schema.STATISTICS "
                                   "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY INDEX_NAME, "
-                                  "SEQ_IN_INDEX", (table,))
+                                  "SEQ_IN_INDEX", (self.stored(table),))
         groups = {}
         for name, column, non_unique in rows:
             groups.setdefault(text_of(name), ([], not int(non_unique)))[0].append(text_of(column))

@@ -129,6 +129,8 @@ def validation_lines(report, target, examples_shown=EXAMPLES_SHOWN, issues_shown
     if report.json.issue_count:
         parts.append("%s (%s fixable)" % (_plural(report.json.issue_count, "metric JSON issue"),
                                           n(report.json.fixable_count)))
+    if report.unfinished_restore is not None:
+        parts.insert(0, "a restore into it has not finished (see the warning)")
     lines.append(head + (": " + ", ".join(parts) if parts else ": no violations, every metric's JSON is valid"))
 
     if totals:

@@ -263,8 +263,10 @@ def _write_head(db, graph, out):
     # the moment began: no ALTER comes between): a column added since the tables were listed crashed the snapshot
     # (an outside tester: KeyError from the kinds read at another moment).
     db.forget_catalog()
-    plans = [_TablePlan(db, table, graph.primary_keys.get(table) or (), ddl_column_names(ddl), estimates.get(table, 0))
-             for table, ddl in ddls]
+    # Each table under the name the database holds it by, as its CREATE TABLE says (a server that folds names holds
+    # METRIC as `metric`): the file is one spelling throughout, which `mysql DB < file` loads anywhere.
+    plans = [_TablePlan(db, db.stored(table), graph.primary_keys.get(table) or (), ddl_column_names(ddl),
+                        estimates.get(db.stored(table), estimates.get(table, 0))) for table, ddl in ddls]
     for plan in plans:
         out.statement("TRUNCATE TABLE %s" % db.quote(plan.table))
     return plans
