@@ -292,26 +292,23 @@ def exact_mysql(mysql_address):
 def server_sql_mode(monkeypatch, mode):
     """Every MySQL session emfix opens starts with sql_mode `mode`, as on a server configured so (emfix's own
     session settings come after it)."""
-    import mysql.connector
-    connect = mysql.connector.connect
-
-    def configured(**kwargs):
-        conn = connect(**kwargs)
-        conn.cmd_query("SET SESSION sql_mode = '%s'" % mode)
-        return conn
-
-    monkeypatch.setattr(mysql.connector, "connect", configured)
+    server_session(monkeypatch, "SET SESSION sql_mode = '%s'" % mode)
 
 
 def server_isolation(monkeypatch, level):
     """Every MySQL session emfix opens starts at transaction isolation `level` ("READ COMMITTED"), as on a server
     whose default is so (transaction_isolation / tx_isolation in its configuration)."""
+    server_session(monkeypatch, "SET SESSION TRANSACTION ISOLATION LEVEL %s" % level)
+
+
+def server_session(monkeypatch, statement):
+    """Every MySQL session emfix opens runs `statement` first, as a server's own setting would make it."""
     import mysql.connector
     connect = mysql.connector.connect
 
     def configured(**kwargs):
         conn = connect(**kwargs)
-        conn.cmd_query("SET SESSION TRANSACTION ISOLATION LEVEL %s" % level)
+        conn.cmd_query(statement)
         return conn
 
     monkeypatch.setattr(mysql.connector, "connect", configured)

@@ -197,6 +197,19 @@ while True:
 """
 
 
+def snapshots_beside_a_writer(code, address, tmp_path, count=4):
+    """`count` verified snapshots of `address` while a process running `code` (given host, port, user, database;
+    it prints "writing" once it writes) writes to it."""
+    writer = subprocess.Popen([sys.executable, "-c", code, address.host, str(address.port), address.user,
+                               address.database], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        return [snapshot.create_snapshot(address, str(tmp_path), verify=True) for _ in range(count)]
+    finally:
+        writer.kill()
+        writer.wait()
+
+
 def test_snapshot_over_two_connections_during_writes_is_one_moment(mysql_address, tmp_path, monkeypatch):
     """Each experiment and its trial are written in one transaction, and both tables are split into
     ranges that two connections take turns reading: a snapshot that mixed two moments would split a pair."""
@@ -205,15 +218,7 @@ def test_snapshot_over_two_connections_during_writes_is_one_moment(mysql_address
     with open_database(mysql_address) as db:
         db.execute("ANALYZE TABLE `EXPERIMENT`, `TRIAL`")  # row estimates, so the tables are split
         gap = int(db.scalar("SELECT (SELECT count(*) FROM EXPERIMENT) - (SELECT count(*) FROM TRIAL)"))
-    a = mysql_address
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, a.host, str(a.port), a.user, a.database],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout.readline().strip() == "writing"
-        made = [snapshot.create_snapshot(mysql_address, str(tmp_path), verify=True) for _ in range(4)]
-    finally:
-        writer.kill()
-        writer.wait()
+    made = snapshots_beside_a_writer(WRITER, mysql_address, tmp_path)
     for manifest in made:
         assert manifest.tables["EXPERIMENT"] - manifest.tables["TRIAL"] == gap
     assert len({m.tables["TRIAL"] for m in made}) > 1  # the writer really was writing
@@ -244,15 +249,7 @@ def test_a_snapshot_of_tables_without_transactions_beside_a_writer_is_one_moment
             db.execute("CREATE TABLE %s (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(10)) ENGINE=MyISAM" % table)
             db.executemany("INSERT INTO %s (note) VALUES (?)" % table, [("seed",)] * 50)
         db.execute("ANALYZE TABLE LOG_A, LOG_B")  # row estimates, so the tables are split
-    a = mysql_address
-    writer = subprocess.Popen([sys.executable, "-c", MYISAM_WRITER, a.host, str(a.port), a.user, a.database],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout.readline().strip() == "writing"
-        made = [snapshot.create_snapshot(mysql_address, str(tmp_path), verify=True) for _ in range(4)]
-    finally:
-        writer.kill()
-        writer.wait()
+    made = snapshots_beside_a_writer(MYISAM_WRITER, mysql_address, tmp_path)
     for manifest in made:  # A is written first: at any one moment A holds as many rows as B, or one more
         assert manifest.tables["LOG_A"] - manifest.tables["LOG_B"] in (0, 1), manifest.tables
     assert len({m.tables["LOG_B"] for m in made}) > 1  # the writer really was writing
