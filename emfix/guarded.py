@@ -154,16 +154,16 @@ def preflight(db, address, force=False, writing=True, check=True):
     if writing:
         from .writegate import refuse_if_replica
         refuse_if_replica(db, force)
-        _say_which_tables_keep_no_transactions(db, graph)
+        warn_without_transactions(db, graph.tables)
     return graph
 
 
-def _say_which_tables_keep_no_transactions(db, graph):
+def warn_without_transactions(db, tables):
     """MyISAM (and other engines without transactions): no batch rolls back, no locking read locks a row there, so a
     change is exact only while nothing else writes to those tables. Said before the change (a warning line)."""
     if db.dialect != "mysql":
         return
-    bare = db.without_transactions(graph.tables)
+    bare = db.without_transactions(tables)
     if bare:
         names = ", ".join(bare) if len(bare) <= 4 else "%d tables (%s, ...)" % (len(bare), ", ".join(list(bare)[:3]))
         log.warning("%s: no transactions (%s): emfix's change to %s is exact only while no other program writes to "

@@ -16,6 +16,7 @@ from typing import List, Optional
 
 from .backends import open_database
 from .errors import SchemaError, UsageError
+from .schema import remember_spellings
 
 TMP = "emfix_tmp_h_"
 ROOT = "EXPERIMENT"
@@ -285,6 +286,7 @@ def list_experiments(address, retry_policy=None):
 
 
 def _experiment_ids(db):
+    remember_spellings(db)  # EXPERIMENT as the database holds it (round 25: migrate --all of a lower-case database)
     q = db.quote
     return [r[0] for r in db.query("SELECT %s FROM %s ORDER BY %s" % (q("id"), q(ROOT), q("id")))]
 
@@ -293,6 +295,7 @@ def copy_names(address, experiment_id, retry_policy=None):
     """("Migrated_<title>", "Migrated from experiment N: <desc>"): the old tool's names for a copy made
     within one database (`migrate-experiment -d DB -s N`)."""
     with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
+        remember_spellings(db)
         row = db.query("SELECT %s, %s FROM %s WHERE %s = ?" % (db.quote("title"), db.quote("desc"), db.quote(ROOT),
                                                               db.quote("id")), (experiment_id,))
     if not row:

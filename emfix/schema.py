@@ -162,6 +162,13 @@ def table_named(name, existing):
     return next((t for t in existing if t.lower() == name.lower()), None)
 
 
+def remember_spellings(backend):
+    """Learn (Backend.stored) the names the database holds the application's tables under, for a command that
+    writes to them before or without reading the whole catalog (init, upgrade, undo): on a server that tells
+    letter cases apart and holds `metric`, each wrote to a METRIC that is not there, or made one beside it."""
+    _spelled_as_the_application_does(backend, backend.tables(), {}, {}, {})
+
+
 def _spelled_as_the_application_does(backend, tables, columns, primary_keys, foreign_keys):
     """The catalog with the Experiment Manager's tables named as the application names them (METRIC), where the
     database holds them otherwise: a MySQL server with lower_case_table_names 1 (Windows' default) stores METRIC as
@@ -172,6 +179,8 @@ def _spelled_as_the_application_does(backend, tables, columns, primary_keys, for
     ours = {name.lower(): name for name in EM_TABLE_NAMES}
     taken = set(tables)
     if backend.table_key("A") == "A":  # a server that tells `metric` from `METRIC`: one spelled so is another table
+        if taken & set(EM_TABLE_NAMES):  # the application's own spelling is there: a `metric` beside is the user's
+            return tables, columns, primary_keys, foreign_keys
         taken |= {t.upper() for t in tables if sum(1 for other in tables if other.lower() == t.lower()) > 1}
 
     def spelled(name):
@@ -180,7 +189,10 @@ def _spelled_as_the_application_does(backend, tables, columns, primary_keys, for
 
     if all(spelled(t) == t for t in tables):
         return tables, columns, primary_keys, foreign_keys
-    backend.remember_stored_names({spelled(t): t for t in tables if spelled(t) != t})  # what `quote` writes
+    held = {spelled(t): t for t in tables if spelled(t) != t}
+    if all(stored == name.lower() for name, stored in held.items()):  # the ones still to make, made the same way
+        held.update({n: n.lower() for n in EM_TABLE_NAMES if n not in held and n not in taken})  # (init, upgrade)
+    backend.remember_stored_names(held)  # what `quote` writes
 
     def with_names(fk, child):
         return dataclasses.replace(fk, child=child, parent=spelled(fk.parent))
@@ -364,6 +376,7 @@ def create_schema(backend, generation=2, json_type="json", applied_at=None):
         raise SchemaError("unknown JSON column type %r (json or text)" % json_type)
     # As the database tells names apart: on a case-sensitive MySQL a user's `metric` is not METRIC (an outside
     # tester: METRIC was not made, and RESULTS_METRIC's foreign key then failed, half the schema made)
+    remember_spellings(backend)  # the tables held as `metric` are the application's (not made again beside them)
     existing = {backend.table_key(t) for t in backend.tables()}
     created = []
     with backend.transaction():

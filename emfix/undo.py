@@ -18,9 +18,9 @@ from .backends import open_database
 from .backends.sqlite import placeholder
 from .copyrefusals import sqlite_not_json, target_requires_json
 from .errors import DamagedInputError, OperationInterrupted, UsageError
-from .guarded import check_integrity, kill_point
+from .guarded import check_integrity, kill_point, warn_without_transactions
 from .orphans import children_of
-from .schema import discover_graph
+from .schema import discover_graph, remember_spellings
 from .undovalues import UNDO_BATCH, put_values_back
 from .values import canonical
 
@@ -103,7 +103,9 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
         batch_size = batch_size or UNDO_BATCH
         stop = _stopper(interrupted, result)
         with open_database(address, retry_policy=retry_policy) as db:
+            remember_spellings(db)  # values go back into METRIC as the database holds it (round 25: `metric`)
             check_integrity(db)
+            warn_without_transactions(db, db.tables())
             _require_json_takers(db, qcon, [dict(meta, kept_as=meta["table"])] if meta.get("command") in VALUE_COMMANDS
                                  else meta.get("values") or ())
             if meta.get("command") in VALUE_COMMANDS:  # a quarantine of values alone, named after their table

@@ -28,7 +28,7 @@ from . import rebuild
 from .backends import open_database
 from .catalog import expected_catalog, normal_type, read_catalog, sqlite_affinity
 from .errors import Cancelled, DamagedInputError, EmfixError, SchemaError
-from .schema import discover_graph, record_schema_version, require_experiment_manager
+from .schema import discover_graph, record_schema_version, remember_spellings, require_experiment_manager
 from .schemadiff import compare_catalogs, describe, render
 
 CURRENT_GENERATION = 2
@@ -124,8 +124,9 @@ def plan_upgrade(db):
     One comparison (`schemadiff.compare_catalogs`); a type change that would change stored values is
     taken out of it and the target keeps the database's type for that column, so no statement (a
     MODIFY COLUMN for another change, a rebuild) writes the narrower type either."""
+    remember_spellings(db)
     catalog = read_catalog(db, counts=False)
-    target = expected_catalog(db.dialect, CURRENT_GENERATION, _json_type(catalog))
+    target = _as_held(db, expected_catalog(db.dialect, CURRENT_GENERATION, _json_type(catalog)))
     differences = compare_catalogs(target, catalog)
     kept, blocking, checks = [], set(), []
     for d in differences:
@@ -157,6 +158,18 @@ def plan_upgrade(db):
     checks += _refuse_nulls_in_required_columns(db, differences, target)
     return UpgradeResult(db.address.display(), True, catalog.generation, catalog.generation, changes, statements,
                          kept, fingerprint=_fingerprint(db, catalog), checks=checks, rebuilt=rebuilt)
+
+
+def _as_held(db, target):
+    """The expected catalog with each table named as the database holds it (or, for one still to make, as it
+    holds the others: `batch` beside `epoch`), so the statements name it so (round 25: a generation-1 database held
+    in lower case got CREATE TABLE BATCH ... REFERENCES `EPOCH`, refused)."""
+    tables = {}
+    for name, table in target.tables.items():
+        held = db.stored(name)
+        tables[held] = dataclasses.replace(table, name=held, foreign_keys=[
+            dataclasses.replace(fk, child=held, parent=db.stored(fk.parent)) for fk in table.foreign_keys])
+    return dataclasses.replace(target, tables=tables)
 
 
 def _keeping_types(target, catalog, columns):

@@ -117,3 +117,50 @@ def test_tables_held_in_lower_case_by_a_server_that_tells_cases_apart_are_the_ap
     assert validate(other).json.issue_count == expected.json.issue_count
     exported = run_cli("export", url, "-e", "1", "-o", str(tmp_path / "e1.json"))
     assert exported.returncode == 0, exported.stderr
+
+
+def tables_of(address):
+    from emfix.backends import open_database
+    with open_database(address) as db:
+        return sorted(db.tables())
+
+
+def test_commands_that_write_before_reading_the_catalog_find_the_lower_case_tables(
+        mysql_address, mysql_databases, tmp_path):
+    """Round 25, on the shared server (which tells letter cases apart), every table held in lower case: undo of
+    fix-json wrote to a METRIC that is not there (exit 3, nothing put back); init made SCHEMA_VERSION and EXPERIMENT
+    beside them, then failed; migrate --all read EXPERIMENT; a snapshot of them restored into a database spelled
+    the application's way made empty lower-case tables beside its own, then failed. Each finds them now, or (the
+    restore) refuses before it makes anything."""
+    address = lower_case_copy(mysql_address)
+    url, held = url_of(address), tables_of(address)
+    fixed = run_cli("fix-json", url, "--yes", "--snapshot-dir", str(tmp_path / "s"), "--json", "--quarantine-dir",
+                    str(tmp_path / "q"))
+    assert fixed.returncode in (0, 1), fixed.stderr
+    before = validate(address).json.issue_count
+    undone = run_cli("undo", json_of(fixed)["quarantine"], "--yes")
+    assert undone.returncode == 0, undone.stderr
+    assert validate(address).json.issue_count > before  # the originals are back
+    assert run_cli("init", url).returncode == 0 and tables_of(address) == held  # nothing made beside them
+    into = mysql_databases()
+    assert run_cli("init", url_of(into), "--json-type", "text").returncode == 0  # it takes the demo's bad JSON
+    copied = run_cli("migrate", url, url_of(into), "--all", "--strategy", "aggressive")
+    assert copied.returncode == 0, copied.stderr
+    upper = mysql_databases()
+    make_demo(upper)
+    taken = json_of(fixed)["snapshot_id"]  # fix-json's snapshot, of the lower-case tables
+    spelled_otherwise = run_cli("snapshot", "restore", url_of(upper), "--snapshot-dir", str(tmp_path / "s"),
+                                "--snapshot-id", taken, "--from-other-database", "--yes", "--no-safety-snapshot")
+    assert spelled_otherwise.returncode != 0 and "another spelling" in spelled_otherwise.stderr
+    assert all(t == t.upper() for t in tables_of(upper))  # no lower-case table made beside them
+
+
+def test_an_upgrade_of_a_first_generation_database_held_in_lower_case_makes_its_tables_so(mysql_address):
+    address = lower_case_copy(mysql_address)
+    from emfix.backends import open_database
+    with open_database(address) as db:
+        db.execute("DROP TABLE batch_metric, batch_artifact, batch")
+    upgraded = run_cli("schema", "upgrade", url_of(address), "--yes", "--no-snapshot")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert {"batch", "batch_metric", "batch_artifact"} <= set(tables_of(address))
+    assert all(t == t.lower() for t in tables_of(address))

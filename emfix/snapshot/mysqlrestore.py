@@ -112,8 +112,14 @@ def restore_problems(db, tables):
         needs_value = column.lower() in required[table]
         live.setdefault(db.table_key(table), {})[column.lower()] = (column, _plain(kind), needs_value)
     problems = []
+    held = {t.lower(): t for t in db.tables()}
     for table, ddl in tables.items():
         columns = live.get(db.table_key(table))
+        other = held.get(table.lower())
+        if columns is None and other is not None:  # a server that tells cases apart: the restore would make a
+            problems.append("the snapshot's %s is %s here (another spelling: restoring would make a second table "  # (a
+                            "beside it)" % (table, other))  # round 25: a half-made set of empty tables, then refused)
+            continue
         if columns is None:
             continue
         wanted = snapshot_columns(ddl)
@@ -136,7 +142,8 @@ def check_restorable(address, path, snapshot_id, retry_policy=None):
         raise SchemaError("snapshot %s does not fit the tables of %s as they are now: %s%s; nothing was changed" % (
             snapshot_id, address.display(), "; ".join(problems[:4]),
             " (and %d more)" % (len(problems) - 4) if len(problems) > 4 else ""),
-            hint="make those columns as they were (or give an added one a default) and restore again; "
+            hint="make those tables and columns as they were (a column added since: give it a default; a table "
+                 "spelled otherwise: RENAME TABLE, or restore into another database) and restore again; "
                  "`emfix schema diff` shows how the tables differ")
 
 
