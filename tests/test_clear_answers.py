@@ -331,6 +331,13 @@ def test_cleanup_tables_are_named_whatever_their_letter_case(demo_db):
     assert json.loads(lower.stdout)["plan"] == json.loads(upper.stdout)["plan"]
 
 
+def test_snapshot_verify_of_a_database_without_an_id_asks_for_one(demo_db, tmp_path):
+    """Round 25: `snapshot verify DB --snapshot-dir DIR --full` took the database for the id ("... is not a snapshot
+    id"); an old-tool `verify --snapshot-dir DIR ID` still takes the id."""
+    result = run_cli("snapshot", "verify", demo_db.path, "--snapshot-dir", str(tmp_path / "s"), "--full")
+    assert result.returncode == 2 and "needs a snapshot id or --all" in result.stderr, result.stderr
+
+
 def test_undo_of_a_directory_says_it_is_a_directory(tmp_path):
     result = run_cli("undo", str(tmp_path), "--yes")
     assert result.returncode == 3 and "is a directory" in result.stderr

@@ -1,6 +1,7 @@
 """emfix snapshot create|list|verify|restore|prune, and the cookbook's create-snapshot, list-snapshots,
 verify-snapshot and restore-snapshot."""
 
+import os
 import sys
 
 from ..errors import EXIT_DAMAGED, EXIT_OK, Cancelled, UsageError
@@ -90,7 +91,7 @@ def run(args, out):
         raise UsageError("snapshot needs an action: %s" % ", ".join(ACTIONS),
                          hint="e.g. emfix snapshot create experiment.db")
     if action == "verify" and not args.snapshot_id and not args.all and args.db and (
-            args.database or args.snapshot_dir):
+            args.database or args.snapshot_dir) and not ("://" in args.db or os.path.isfile(args.db)):
         # `verify -d DB ID` (the old tool's form) or `verify --snapshot-dir DIR ID`: the positional is the id
         args.snapshot_id, args.db = args.db, None
     directory, address = _where(args)
