@@ -179,7 +179,9 @@ def _spelled_as_the_application_does(backend, tables, columns, primary_keys, for
     ours = {name.lower(): name for name in EM_TABLE_NAMES}
     taken = set(tables)
     if backend.table_key("A") == "A":  # a server that tells `metric` from `METRIC`: one spelled so is another table
-        if taken & set(EM_TABLE_NAMES):  # the application's own spelling is there: a `metric` beside is the user's
+        lowered = {t.lower() for t in tables}
+        if taken & set(EM_TABLE_NAMES) or not all(c.lower() in lowered for c in CORE_TABLES):
+            # the application's own spelling is there, or not its set: a `metric` or `trial` is the user's own
             return tables, columns, primary_keys, foreign_keys
         taken |= {t.upper() for t in tables if sum(1 for other in tables if other.lower() == t.lower()) > 1}
 
