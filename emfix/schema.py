@@ -178,18 +178,20 @@ def _spelled_as_the_application_does(backend, tables, columns, primary_keys, for
     letter cases apart) keeps its own names: `metric` beside METRIC is another table."""
     ours = {name.lower(): name for name in EM_TABLE_NAMES}
     taken = set(tables)
-    if backend.table_key("A") == "A":  # a server that tells `metric` from `METRIC`: one spelled so is another table
-        lowered = {t.lower() for t in tables}
-        if taken & set(EM_TABLE_NAMES) or not all(c.lower() in lowered for c in CORE_TABLES):
-            # the application's own spelling is there, or not its set: a `metric` or `trial` is the user's own
-            return tables, columns, primary_keys, foreign_keys
-        taken |= {t.upper() for t in tables if sum(1 for other in tables if other.lower() == t.lower()) > 1}
+    apart = backend.table_key("A") == "A"  # a server that tells `metric` from `METRIC`: each is its own table
+    if apart and not all(c.lower() in taken for c in CORE_TABLES):
+        backend.remember_stored_names({})  # (read anew each time: a table renamed since is held by its new name)
+        return tables, columns, primary_keys, foreign_keys  # not the application's set held in lower case: a `metric`
+        # or `trial` is the user's own (round 26: and a user's `Metric` beside the application's `metric` stays so)
 
     def spelled(name):
         wanted = ours.get(name.lower())
+        if apart and name != name.lower():
+            return name
         return wanted if wanted and wanted not in taken else name
 
     if all(spelled(t) == t for t in tables):
+        backend.remember_stored_names({})
         return tables, columns, primary_keys, foreign_keys
     held = {spelled(t): t for t in tables if spelled(t) != t}
     if all(stored == name.lower() for name, stored in held.items()):  # the ones still to make, made the same way

@@ -164,3 +164,34 @@ def test_an_upgrade_of_a_first_generation_database_held_in_lower_case_makes_its_
     assert upgraded.returncode == 0, upgraded.stderr
     assert {"batch", "batch_metric", "batch_artifact"} <= set(tables_of(address))
     assert all(t == t.lower() for t in tables_of(address))
+
+
+def test_a_user_table_spelled_otherwise_and_a_partly_capitalised_set_keep_every_check(mysql_address, mysql_databases,
+                                                                                     tmp_path):
+    """Round 26, on the shared server: a SQLite-format snapshot of a lower-case database was refused by its own
+    database ("another spelling"); the application's tables in lower case beside a user's own `Metric` had the JSON
+    check skipped (no table taken for METRIC) and repair said PASS; a lower-case set with METRIC and its links
+    capitalised made init fail half-way. Each as on the application's own spelling now."""
+    upper = mysql_databases()
+    make_demo(upper)
+    expected = validate(upper).json.issue_count
+    address = lower_case_copy(mysql_address)
+    url, before = url_of(address), tables_of(address)
+    made = run_cli("snapshot", "create", url, "--snapshot-dir", str(tmp_path / "s"), "--format", "sqlite")
+    assert made.returncode == 0, made.stderr
+    from emfix.backends import open_database
+    with open_database(address) as db:
+        db.execute("DELETE FROM batch_metric")
+    restored = run_cli("snapshot", "restore", url, "--snapshot-dir", str(tmp_path / "s"), "--yes",
+                       "--no-safety-snapshot")
+    assert restored.returncode == 0, restored.stderr
+    assert tables_of(address) == before and validate(address).json.issue_count == expected
+    with open_database(address) as db:
+        assert db.scalar("SELECT count(*) FROM batch_metric") > 0
+        db.execute("CREATE TABLE Metric (k VARCHAR(20) PRIMARY KEY, v DOUBLE)")
+    assert validate(address).json.issue_count == expected > 0
+    with open_database(address) as db:
+        db.execute("DROP TABLE Metric")
+        db.execute("RENAME TABLE metric TO METRIC, epoch_metric TO EPOCH_METRIC")
+    assert run_cli("init", url).returncode == 0 and len(tables_of(address)) == len(before)
+    assert validate(address).json.issue_count == expected

@@ -85,8 +85,9 @@ class Backend:
 
     def remember_stored_names(self, names):
         """{name as the application spells it: name as the database holds it} (see stored), for every connection
-        of this process to the database (a snapshot's readers, validate's helper thread)."""
-        STORED_NAMES.setdefault(self._names_key(), {}).update(names)
+        of this process to the database (a snapshot's readers, validate's helper thread), in place of what was
+        known before."""
+        STORED_NAMES[self._names_key()] = dict(names)
 
     def _names_key(self):
         key = self.__dict__.get("_key")

@@ -21,6 +21,7 @@ from ..errors import EmfixError, OperationInterrupted, PrivilegeError, SchemaErr
 from ..fileutil import read_only_uri
 from ..killpoints import kill_point
 from ..pool import ConnectionPool, put_unless_stopped, run_parallel
+from ..schema import remember_spellings
 from .manifest import META_TABLE
 from .sqlreader import COLUMN_LINE, SnapshotReader
 from .sqltext import LOAD_SQL_MODE
@@ -115,10 +116,11 @@ def restore_problems(db, tables):
     held = {t.lower(): t for t in db.tables()}
     for table, ddl in tables.items():
         columns = live.get(db.table_key(table))
-        other = held.get(table.lower())
-        if columns is None and other is not None:  # a server that tells cases apart: the restore would make a
-            problems.append("the snapshot's %s is %s here (another spelling: restoring would make a second table "  # (a
-                            "beside it)" % (table, other))  # round 25: a half-made set of empty tables, then refused)
+        made = _created_name(ddl) or table  # as its CREATE TABLE names it (a SQLite-format file keys it otherwise)
+        other = held.get(made.lower())
+        if db.table_key(made) not in live and other is not None:  # a server that tells cases apart: the restore
+            problems.append("the snapshot's %s is %s here (another spelling: restoring would make a second table "
+                            "beside it)" % (made, other))  # (round 25: a half-made set of empty tables, then refused)
             continue
         if columns is None:
             continue
@@ -134,9 +136,15 @@ def restore_problems(db, tables):
     return problems
 
 
+def _created_name(ddl):
+    found = re.match(r"\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?`((?:[^`]|``)+)`", ddl or "", re.IGNORECASE)
+    return found.group(1).replace("``", "`") if found else None
+
+
 def check_restorable(address, path, snapshot_id, retry_policy=None):
     """Refuse (SchemaError: nothing changed yet) a restore whose rows the live tables would not take."""
     with open_database(address, readonly=True, retry_policy=retry_policy) as db:
+        remember_spellings(db)  # a SQLite-format file names the tables as the application does: loaded as held
         problems = restore_problems(db, snapshot_tables(path))
     if problems:
         raise SchemaError("snapshot %s does not fit the tables of %s as they are now: %s%s; nothing was changed" % (
