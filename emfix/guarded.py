@@ -16,7 +16,6 @@ owns, once, the protocol around it:
 
 import contextlib
 import dataclasses
-import logging
 import os
 import re
 import threading
@@ -29,8 +28,6 @@ from .fkmerge import rowid_ranges
 from .killpoints import kill_point
 from .progress import NoProgress
 from .schema import discover_graph, require_experiment_manager
-
-log = logging.getLogger(__name__)
 
 AFTER = "_emfix_after"  # the value emfix wrote in place of the original
 STATE = "_emfix_state"  # 'kept' before the write; 'left alone' when another process changed the row first
@@ -161,14 +158,7 @@ def preflight(db, address, force=False, writing=True, check=True):
 def warn_without_transactions(db, tables):
     """MyISAM (and other engines without transactions): no batch rolls back, no locking read locks a row there, so a
     change is exact only while nothing else writes to those tables. Said before the change (a warning line)."""
-    if db.dialect != "mysql":
-        return
-    bare = db.without_transactions(tables)
-    if bare:
-        names = ", ".join(bare) if len(bare) <= 4 else "%d tables (%s, ...)" % (len(bare), ", ".join(list(bare)[:3]))
-        log.warning("%s: no transactions (%s): emfix's change to %s is exact only while no other program writes to "
-                    "%s; stop the application's writes first", names, ", ".join(sorted(set(bare.values()))),
-                    "it" if len(bare) == 1 else "them", "it" if len(bare) == 1 else "them")
+    db.warn_without_transactions(tables)
 
 
 @contextlib.contextmanager

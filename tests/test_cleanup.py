@@ -180,6 +180,10 @@ def test_a_change_to_tables_without_transactions_says_so_first(mysql_address, tm
     undone = run_cli("undo", json.loads(result.stdout)["quarantine"], "--yes")
     assert undone.returncode == 0 and "NOTES: no transactions (MyISAM)" in undone.stderr  # undo says so too
     assert dump_all(mysql_address) == before
+    exported = run_cli("export", url_of(mysql_address), "-e", "1", "-o", str(tmp_path / "e1.jsonl"))
+    assert exported.returncode == 0, exported.stderr
+    imported = run_cli("import", url_of(mysql_address), str(tmp_path / "e1.jsonl"))
+    assert imported.returncode == 0 and "NOTES: no transactions (MyISAM)" in imported.stderr  # and import
 
 
 def test_undo_restores_the_content_from_before(demo_address, tmp_path):

@@ -5,6 +5,7 @@ second). A part of MySQLBackend (as replication.py is), kept apart so that each 
 
 import contextlib
 import dataclasses
+import logging
 import re
 import time
 
@@ -19,6 +20,8 @@ def text_of(value):
         return value.decode("utf-8")
     return value
 
+
+log = logging.getLogger(__name__)
 
 CATALOG_READS = 20  # reads of one catalog query before a database whose tables keep changing is given up on
 
@@ -227,6 +230,17 @@ class MySQLCatalogMixin:
                           "'YES'")
         found = {self.table_key(text_of(name)): text_of(engine) for name, engine in rows}
         return {wanted[k]: engine for k, engine in sorted(found.items()) if k in wanted}
+
+    def warn_without_transactions(self, tables):
+        """Said before a change: no batch there rolls back and no locking read locks a row, so the change is exact
+        only while nothing else writes to those tables."""
+        bare = self.without_transactions(tables)
+        if bare:
+            names = ", ".join(bare) if len(bare) <= 4 else "%d tables (%s, ...)" % (
+                len(bare), ", ".join(list(bare)[:3]))
+            log.warning("%s: no transactions (%s): emfix's change to %s is exact only while no other program writes "
+                        "to %s; stop the application's writes first", names, ", ".join(sorted(set(bare.values()))),
+                        "it" if len(bare) == 1 else "them", "it" if len(bare) == 1 else "them")
 
     def hold_tables(self, tables):
         """Ask, in one statement, for the metadata lock of every table of `tables` (held to the end of the open

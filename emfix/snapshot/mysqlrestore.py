@@ -145,6 +145,7 @@ def check_restorable(address, path, snapshot_id, retry_policy=None):
     """Refuse (SchemaError: nothing changed yet) a restore whose rows the live tables would not take."""
     with open_database(address, readonly=True, retry_policy=retry_policy) as db:
         remember_spellings(db)  # a SQLite-format file names the tables as the application does: loaded as held
+        db.warn_without_transactions(db.tables())  # emptied and loaded with no transaction to take back (round 25)
         problems = restore_problems(db, snapshot_tables(path))
     if problems:
         raise SchemaError("snapshot %s does not fit the tables of %s as they are now: %s%s; nothing was changed" % (
