@@ -151,14 +151,8 @@ def preflight(db, address, force=False, writing=True, check=True):
     if writing:
         from .writegate import refuse_if_replica
         refuse_if_replica(db, force)
-        warn_without_transactions(db, graph.tables)
+        db.warn_without_transactions(graph.tables)  # MyISAM: exact only while nothing else writes
     return graph
-
-
-def warn_without_transactions(db, tables):
-    """MyISAM (and other engines without transactions): no batch rolls back, no locking read locks a row there, so a
-    change is exact only while nothing else writes to those tables. Said before the change (a warning line)."""
-    db.warn_without_transactions(tables)
 
 
 @contextlib.contextmanager

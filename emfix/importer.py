@@ -26,7 +26,7 @@ from .errors import (
     SchemaError,
     UsageError,
 )
-from .guarded import check_integrity, warn_without_transactions
+from .guarded import check_integrity
 from .hierarchy import ROOT
 from .idshift import claiming_alone, column_shifts, id_offset, reserve_ids
 from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers
@@ -148,7 +148,7 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
     with open_database(address, retry_policy=retry_policy) as db:
         graph = discover_graph(db)
         check_integrity(db)
-        warn_without_transactions(db, graph.tables)  # a batch there commits row by row (round 25)
+        db.warn_without_transactions(graph.tables)  # a batch there commits row by row (round 25)
         skip = set(skip_tables or ())
         missing = [t for t in header["tables"] if t not in graph.tables and t not in skip]
         ours = [t for t in missing if t in EM_TABLE_NAMES]

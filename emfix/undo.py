@@ -18,7 +18,7 @@ from .backends import open_database
 from .backends.sqlite import placeholder
 from .copyrefusals import sqlite_not_json, target_requires_json
 from .errors import DamagedInputError, OperationInterrupted, UsageError
-from .guarded import check_integrity, kill_point, warn_without_transactions
+from .guarded import check_integrity, kill_point
 from .orphans import children_of
 from .schema import discover_graph, remember_spellings
 from .undovalues import UNDO_BATCH, put_values_back
@@ -105,7 +105,7 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
         with open_database(address, retry_policy=retry_policy) as db:
             remember_spellings(db)  # values go back into METRIC as the database holds it (round 25: `metric`)
             check_integrity(db)
-            warn_without_transactions(db, db.tables())
+            db.warn_without_transactions(db.tables())
             _require_json_takers(db, qcon, [dict(meta, kept_as=meta["table"])] if meta.get("command") in VALUE_COMMANDS
                                  else meta.get("values") or ())
             if meta.get("command") in VALUE_COMMANDS:  # a quarantine of values alone, named after their table
