@@ -450,3 +450,35 @@ def test_latest_valid_among_damaged_snapshots_of_this_database_says_so(demo_sqli
     refused = run_cli("snapshot", "restore", demo_sqlite.path, "--snapshot-dir", snapdir(tmp_path), "--yes")
     assert refused.returncode == 2 and "no valid snapshot" in refused.stderr, refused.stderr
     assert "other databases" not in refused.stderr and "fail their check" in refused.stderr
+
+
+def test_keeping_freed_memory_is_asked_once_and_never_fails_where_the_allocator_has_no_such_knob(monkeypatch):
+    import ctypes
+
+    from emfix import heap
+    asked = []
+
+    class Libc:
+        def __init__(self, name):
+            pass
+
+        @property
+        def mallopt(self):
+            def mallopt(param, value):
+                asked.append((param, value))
+                return 1
+            return mallopt
+
+    monkeypatch.setattr(heap, "_done", [])
+    monkeypatch.setattr(ctypes, "CDLL", Libc)
+    heap.keep_freed_memory()
+    heap.keep_freed_memory()
+    assert asked == [(heap.M_TOP_PAD, heap.KEPT_BYTES)]
+
+    class NoMallopt:  # macOS, musl builds without it, Windows
+        def __init__(self, name):
+            raise OSError("no such library")
+
+    monkeypatch.setattr(heap, "_done", [])
+    monkeypatch.setattr(ctypes, "CDLL", NoMallopt)
+    heap.keep_freed_memory()

@@ -242,6 +242,16 @@ class MySQLCatalogMixin:
                         "to %s; stop the application's writes first", names, ", ".join(sorted(set(bare.values()))),
                         "it" if len(bare) == 1 else "them", "it" if len(bare) == 1 else "them")
 
+    @contextlib.contextmanager
+    def reading_held_tables(self):
+        """Catalog reads in a transaction that already holds every table they are about (hold_tables): one read
+        each (catalog_query), as no other session's ALTER can rename one of them meanwhile."""
+        held, self._tables_held = self.__dict__.get("_tables_held", False), True
+        try:
+            yield
+        finally:
+            self._tables_held = held
+
     def hold_tables(self, tables):
         """Ask, in one statement, for the metadata lock of every table of `tables` (held to the end of the open
         transaction; waits for a rename of one under way)."""

@@ -11,6 +11,7 @@ from .. import __version__
 from ..backends import open_database
 from ..errors import DamagedInputError, NoSpaceError, NotExperimentManagerError, NotWritableError, UsageError
 from ..fileutil import clear_stale_temps, durable_file, is_disk_full, remove_own_file
+from ..heap import keep_freed_memory
 from ..idshift import claiming_alone
 from ..pool import ConnectionPool, run_parallel
 from ..progress import NoProgress, format_mb, utc_now
@@ -129,6 +130,8 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
     snapshot_id = new_snapshot_id()
     as_sql = not address.is_sqlite and (file_format or "sql") == "sql"
     path = os.path.join(directory, snapshot_id + (".sql" if as_sql else ".db"))
+    if as_sql:
+        keep_freed_memory()  # before the readers' first allocations: pages of half a megabyte, each faulted in again
     def opener():
         if as_sql:
             return open_reader(address, retry_policy)
