@@ -23,7 +23,7 @@ def keep_freed_memory():
     try:
         import ctypes  # noqa: PLC0415 -- only where a snapshot reads pages
         mallopt = ctypes.CDLL(None).mallopt
-    except (ImportError, OSError, AttributeError, TypeError):  # not glibc (musl, macOS, Windows): its allocator as it is
+    except (ImportError, OSError, AttributeError, TypeError):  # not glibc (macOS, Windows): its allocator as it is
         return
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     if not mallopt(M_TOP_PAD, KEPT_BYTES):
