@@ -696,3 +696,26 @@ def test_init_beside_a_look_alike_whose_foreign_key_has_the_name_it_needs_says_s
     refused = run_cli("init", url_of(mysql_address), "--json-type", "text")
     assert refused.returncode == 1, refused.stderr
     assert "refused to create a table" in refused.stderr and "rename that table" in refused.stderr, refused.stderr
+
+
+def test_a_restore_refused_after_it_created_a_missing_table_says_so_not_that_nothing_changed(mysql_address, tmp_path):
+    make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=1, epochs=2, batches=2), faults=False)
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path))  # (a SQLite-format one replaces table by table)
+    with open_database(mysql_address) as db:
+        db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+        for table in ("EPOCH_METRIC", "BATCH_METRIC", "RESULTS_METRIC", "METRIC"):
+            db.execute("DROP TABLE %s" % db.quote(table))
+        # A table of the user's holds the name of the snapshot's foreign key (InnoDB's names are the database's):
+        # METRIC is made, then EPOCH_METRIC refused.
+        db.execute("CREATE TABLE notes (x INT, CONSTRAINT `EPOCH_METRIC_ibfk_1` FOREIGN KEY (x) "
+                   "REFERENCES `EXPERIMENT` (id))")
+    before = checksums(mysql_address, ("EXPERIMENT", "TRIAL", "EPOCH", "BATCH"))
+    result = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
+                     "--snapshot-id", made.id, "--yes")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "nothing was changed" not in result.stderr and "after it created METRIC, RESULTS_METRIC (empty" in \
+        result.stderr, result.stderr
+    assert "nothing else was changed" in result.stderr
+    assert checksums(mysql_address, ("EXPERIMENT", "TRIAL", "EPOCH", "BATCH")) == before
+    with open_database(mysql_address) as db:
+        assert db.scalar("SELECT count(*) FROM `METRIC`") == 0

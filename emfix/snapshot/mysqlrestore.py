@@ -205,7 +205,9 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
             exc.nothing_changed = True
             raise
         failed = threading.Event()
+        created = []  # tables the database lacked, made by their CREATE TABLE (a failure before emptying says so)
         try:
+            existing = {connections[0].table_key(t) for t in connections[0].tables()}
             session, inserts, threads = [], queue.Queue(maxsize=workers), []
             errors, tables, widened = [], {}, {}
             with open(path, "rb") as handle:
@@ -215,9 +217,10 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                     if not statement.startswith(b"INSERT"):
                         if statement.startswith((b"SET ", b"/*!")):
                             session.append(statement)
-                        created = CREATE.match(statement)
-                        if created:
-                            tables[_name(created)] = statement.decode("utf-8")
+                        match = CREATE.match(statement)
+                        created_name = _name(match) if match else None
+                        if match:
+                            tables[created_name] = statement.decode("utf-8")
                         if statement.startswith(b"TRUNCATE"):
                             locked = hold_for_emptying(connections[0], statement, tables, locked, emptied)
                             if guard is not None and not emptied:
@@ -231,6 +234,8 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                         if statement.startswith(b"TRUNCATE"):
                             keep_next_id(connections[0], statement, tables)
                             kill_point("emptied")  # tests: a restore killed outright, tables emptied
+                        elif created_name and connections[0].table_key(created_name) not in existing:
+                            created.append(created_name)
                         continue
                     if not threads:
                         if locked:  # every table is emptied: the loaders write beside the application again
@@ -261,7 +266,7 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                 raise partial(exc) from None
             exc.nothing_changed = not emptied  # the restore's mark goes (restoremark.py)
             if not emptied and partial is not None:
-                exc.message += "; the restore stopped before it emptied a table: nothing was changed"
+                exc.message += stopped_before("emptied", created)
             raise
         except KeyboardInterrupt as exc:
             failed.set()  # the loaders stop after the statement they are running
@@ -404,7 +409,7 @@ def load_sqlite_snapshot(address, path, retry_policy, progress, partial, guard=N
     """A SQLite-file snapshot of a MySQL database, table by table, parents first, each in one transaction
     with foreign-key checks off; an error once a table was replaced is raised as `partial(error)`."""
     src = _open_file(path)
-    counts, committing, replaced = {}, False, False
+    counts, committing, replaced, created = {}, False, False, []
     try:
         order = [r for r in src.execute("SELECT name, ddl FROM %s ORDER BY ordinal" % META_TABLE)]
         with open_database(address, retry_policy=retry_policy) as db:
@@ -414,6 +419,7 @@ def load_sqlite_snapshot(address, path, retry_policy, progress, partial, guard=N
             for table, ddl in order:
                 if table.lower() not in existing:
                     db.execute(ddl)
+                    created.append(table)
                 generated = db.generated_columns(table)  # the server computes them and refuses a value
                 columns = [r[1] for r in src.execute('PRAGMA table_info("%s")' % table.replace('"', '""'))
                            if r[1].lower() not in generated]
@@ -445,11 +451,19 @@ def load_sqlite_snapshot(address, path, retry_policy, progress, partial, guard=N
             raise partial(error) from None
         error.nothing_changed = True
         if "nothing was changed" not in error.message:
-            error.message += "; the restore stopped before it replaced a table: nothing was changed"
+            error.message += stopped_before("replaced", created)
         raise error from None
     finally:
         src.close()
     return counts
+
+
+def stopped_before(verb, created):
+    """What a restore that stopped before it emptied (`verb`) a table leaves: nothing, or the tables it had created."""
+    if not created:
+        return "; the restore stopped before it %s a table: nothing was changed" % verb
+    return ("; the restore stopped before it %s a table, after it created %s (empty, as in the snapshot), which "
+            "stay%s: nothing else was changed" % (verb, ", ".join(created), "s" if len(created) == 1 else ""))
 
 
 def _refused(address, exc):
