@@ -71,6 +71,7 @@ def export_experiment(address, experiment_id, path, *, fmt="jsonl", retry_policy
                 raise UsageError("experiment %s does not exist in %s" % (experiment_id, address.display()),
                                  hint="`emfix validate DB --experiment ID` lists what a missing id left behind")
             tables = tree.tables(graph)
+            db.warn_without_transactions(tables, reading=True)  # MyISAM: the export is one moment only if so
             dangling = {}
             for broken in check_hierarchy(db, graph, experiment_id, limit=0, tree=tree).breaks:
                 dangling[broken.table] = dangling.get(broken.table, 0) + broken.count

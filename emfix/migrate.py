@@ -120,11 +120,10 @@ class MigrationResult:
 
 
 def _same_database(a, b):
-    if a.is_sqlite and b.is_sqlite:
-        return os.path.exists(a.path) and os.path.exists(b.path) and os.path.samefile(a.path, b.path)
-    if a.is_sqlite or b.is_sqlite:
-        return False
-    return (a.host, a.port, a.database) == (b.host, b.port, b.database)
+    if not (a.is_sqlite or b.is_sqlite):
+        return (a.host, a.port, a.database) == (b.host, b.port, b.database)
+    both = a.is_sqlite and b.is_sqlite and os.path.exists(a.path) and os.path.exists(b.path)
+    return both and os.path.samefile(a.path, b.path)
 
 
 def migrate_experiment(src, dst, experiment_id, *, options=None, progress=None, interrupted=None, **keywords):
@@ -294,6 +293,8 @@ class _Migration:
                     len(report.breaks), report.breaks[0].message),
                     hint="repair it first (emfix cleanup-orphans), or use --strategy aggressive")
             refuse_invalid_json(source, target, graph, tree, will_create="METRIC" not in plan.existing and options.init)
+        source.warn_without_transactions(plan.tables, reading=True)  # MyISAM: no one moment to copy from
+        target.warn_without_transactions([t for t in plan.tables if t.lower() in known])  # nor a batch to roll back
         refuse_missing_columns(source, target, graph, tree, plan.tables, plan.existing)
         refuse_unfillable_columns(source, target, graph, tree, plan.tables, plan.existing)
         refuse_oversized_values(source, target, graph, tree, plan.tables)

@@ -433,6 +433,7 @@ def validate(address, *, limit=100, experiment=None, retry_policy=None, progress
             graph = discover_graph(db)
             restoring = unfinished_restore(db)  # and again at the end: one running now may be gone by then
             require_experiment_manager(graph, address, force)
+            db.warn_without_transactions(graph.tables, reading=True)  # MyISAM: a finding may be a write under way
             timings["discover"] = time.perf_counter() - started
             no_key = [t for t in graph.tables if not graph.primary_keys.get(t)]
             work = _MetricWork(graph, limit, deep_json, every_json_issue, quick_check)

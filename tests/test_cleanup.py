@@ -186,6 +186,28 @@ def test_a_change_to_tables_without_transactions_says_so_first(mysql_address, tm
     assert imported.returncode == 0 and "NOTES: no transactions (MyISAM)" in imported.stderr  # and import
 
 
+def test_a_read_of_tables_without_transactions_says_it_is_one_moment_only_while_nothing_writes(
+        mysql_address, sqlite_address, tmp_path):
+    """No consistent snapshot covers a MyISAM table: validate, export and migrate out of it say so before they read;
+    a migrate into it says its change is exact only while nothing else writes there."""
+    make_demo(mysql_address, faults=False)
+    with open_database(mysql_address) as db:
+        for (name,) in db.query("SELECT constraint_name FROM information_schema.referential_constraints "
+                                "WHERE constraint_schema = DATABASE() AND table_name = 'TRIAL_ARTIFACT'"):
+            db.execute("ALTER TABLE `TRIAL_ARTIFACT` DROP FOREIGN KEY `%s`" % name)
+        db.execute("ALTER TABLE `TRIAL_ARTIFACT` ENGINE=MyISAM")
+    reading = "TRIAL_ARTIFACT: no transactions (MyISAM): what emfix reads of it is one moment only while no other"
+    checked = run_cli("validate", url_of(mysql_address))
+    exported = run_cli("export", url_of(mysql_address), "-e", "1", "-o", str(tmp_path / "e1.jsonl"))
+    copied = run_cli("migrate", url_of(mysql_address), str(tmp_path / "copy.db"), "-e", "1", "--init")
+    for result in (checked, exported, copied):
+        assert result.returncode == 0 and reading in result.stderr, result.stderr
+    make_demo(sqlite_address, faults=False)
+    into = run_cli("migrate", sqlite_address.path, url_of(mysql_address), "-e", "2")
+    assert into.returncode == 0, into.stderr
+    assert "TRIAL_ARTIFACT: no transactions (MyISAM): emfix's change to it is exact only while" in into.stderr
+
+
 def test_undo_restores_the_content_from_before(demo_address, tmp_path):
     before = dump_all(demo_address)
     result = cleanup_orphans(demo_address, snapshot=False, quarantine_dir=str(tmp_path / "q"),

@@ -76,8 +76,9 @@ class Backend:
         q = self.quote_char
         return q + str(name).replace(q, q + q) + q
 
-    def warn_without_transactions(self, tables):
-        """A warning line naming the tables of `tables` whose engine keeps no transactions (MySQL: MyISAM...)."""
+    def warn_without_transactions(self, tables, reading=False):
+        """A warning line naming the tables of `tables` whose engine keeps no transactions (MySQL: MyISAM...), before
+        a change to them (or, `reading`, a read that is to be one moment)."""
 
     def stored(self, table):
         """The name the database holds `table` under, where the catalog names it as the application does

@@ -231,16 +231,19 @@ class MySQLCatalogMixin:
         found = {self.table_key(text_of(name)): text_of(engine) for name, engine in rows}
         return {wanted[k]: engine for k, engine in sorted(found.items()) if k in wanted}
 
-    def warn_without_transactions(self, tables):
+    def warn_without_transactions(self, tables, reading=False):
         """Said before a change: no batch there rolls back and no locking read locks a row, so the change is exact
-        only while nothing else writes to those tables."""
+        only while nothing else writes to those tables. `reading`: said before a read meant to be one moment (a copy,
+        an export, a check), which no consistent snapshot gives there."""
         bare = self.without_transactions(tables)
         if bare:
             names = ", ".join(bare) if len(bare) <= 4 else "%d tables (%s, ...)" % (
                 len(bare), ", ".join(list(bare)[:3]))
-            log.warning("%s: no transactions (%s): emfix's change to %s is exact only while no other program writes "
-                        "to %s; stop the application's writes first", names, ", ".join(sorted(set(bare.values()))),
-                        "it" if len(bare) == 1 else "them", "it" if len(bare) == 1 else "them")
+            them = "it" if len(bare) == 1 else "them"
+            log.warning("%s: no transactions (%s): %s only while no other program writes to %s; stop the "
+                        "application's writes first", names, ", ".join(sorted(set(bare.values()))),
+                        ("what emfix reads of %s is one moment" if reading else "emfix's change to %s is exact") % them,
+                        them)
 
     @contextlib.contextmanager
     def reading_held_tables(self):
