@@ -382,6 +382,28 @@ def test_snapshot_by_a_user_without_reload_reads_in_one_connection(select_only_u
     assert run_cli("snapshot", "verify", url, made["id"], "--snapshot-dir", str(tmp_path), env=env).returncode == 0
 
 
+@pytest.mark.parametrize("file_format", ["sql", "sqlite"])
+def test_a_snapshot_that_could_not_hold_tables_without_transactions_at_its_moment_says_so_in_its_manifest(
+        select_only_user, mysql_address, tmp_path, file_format):
+    """Without RELOAD no FLUSH TABLES WITH READ LOCK holds a MyISAM table while it is read (and a SQLite-format
+    snapshot takes none): the snapshot says so when taken, and keeps saying so in its manifest and in the list."""
+    url, env = select_only_user
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE NOTES (id INT PRIMARY KEY, note VARCHAR(20)) ENGINE=MyISAM")
+    made = run_cli("snapshot", "create", url, "--snapshot-dir", str(tmp_path), "--format", file_format, env=env)
+    assert made.returncode == 0, made.stderr
+    assert "not one moment: NOTES read without transactions or a lock over them (MyISAM)" in made.stdout, made.stdout
+    listed = run_cli("snapshot", "list", "--snapshot-dir", str(tmp_path), env=env)
+    assert "[not one moment: NOTES]" in listed.stdout, listed.stdout
+    manifest = snapshot.list_snapshots(str(tmp_path))[0].manifest
+    assert manifest.not_in_moment == {"NOTES": "MyISAM"}
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE NOTES ENGINE=InnoDB")
+    again = run_cli("snapshot", "create", url, "--snapshot-dir", str(tmp_path), "--format", file_format, "--json",
+                    env=env)
+    assert json.loads(again.stdout)["not_in_moment"] is None
+
+
 def test_undo_on_a_terminal_says_what_it_puts_back_and_asks_first(demo_db, tmp_path):
     done = run_cli("cleanup-orphans", demo_db.path, "--yes", "--no-snapshot", "--json",
                    "--quarantine-dir", str(tmp_path / "q"))

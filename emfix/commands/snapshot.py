@@ -118,6 +118,8 @@ def _create(args, out, directory, address):
         ", verified" if manifest.verified_at else ""))
     if manifest.position:
         out.text("  binary log position: %s" % position_text(manifest.position))
+    if manifest.not_in_moment:
+        out.text("  not one moment: %s" % outside_text(manifest.not_in_moment))
     out.text("  in %s" % directory)
     return EXIT_OK
 
@@ -193,6 +195,12 @@ def _prune(args, out, directory, address):
     return EXIT_OK
 
 
+def outside_text(tables):
+    """What a snapshot's `not_in_moment` says, in words."""
+    return "%s read without transactions or a lock over them (%s): what other programs wrote meanwhile may be in it " \
+        "partly" % (", ".join(tables), ", ".join(sorted(set(tables.values()))))
+
+
 def position_text(position):
     """`gtid 0-1-42, bin.000003:1234` (`about ...` when read just after the data's moment, not in it)."""
     parts = []
@@ -214,8 +222,9 @@ def snapshot_lines(found, directory):
         if m is None:
             lines.append("%-34s %-10s %s" % (s.id, s.status, s.problem))
             continue
-        lines.append("%-34s %-10s %-19s %8.1f MB %12s  %s%s%s" % (
+        lines.append("%-34s %-10s %-19s %8.1f MB %12s  %s%s%s%s" % (
             s.id, s.status, m.created_at[:19].replace("T", " "), m.size / 1e6, n(m.row_total), m.description,
-            "  (%s)" % s.problem if s.problem else "", "  [at %s]" % position_text(m.position) if m.position else ""))
+            "  (%s)" % s.problem if s.problem else "", "  [at %s]" % position_text(m.position) if m.position else "",
+            "  [not one moment: %s]" % ", ".join(m.not_in_moment) if m.not_in_moment else ""))
     lines.append("in %s" % directory)
     return lines

@@ -56,7 +56,8 @@ def _copy_sqlite(db, temp):
 
 def _copy_mysql(db, graph, temp, progress, in_moment):
     """Every table inside one consistent read, streamed in batches into the snapshot file; the read's place
-    in the binary log (where the consistent snapshot starts). `in_moment(db)` is called once the read has begun."""
+    in the binary log (where the consistent snapshot starts) and the tables without transactions, which no
+    consistent read covers ({table: engine}). `in_moment(db)` is called once the read has begun."""
     folded = {}
     for table in graph.tables:  # SQLite's table names are one whatever their letter case; MySQL's may not be
         if table.lower() in folded:
@@ -68,6 +69,8 @@ def _copy_mysql(db, graph, temp, progress, in_moment):
     dst = sqlite3.connect(temp, isolation_level=None)
     try:
         dst.execute("CREATE TABLE %s (ordinal INTEGER, name TEXT PRIMARY KEY, ddl TEXT)" % META_TABLE)
+        outside = db.without_transactions(graph.tables)
+        db.warn_without_transactions(outside, reading=True)
         with db.consistent_read():
             position = db.stream_position(locked=False)
             in_moment(db)
@@ -95,7 +98,7 @@ def _copy_mysql(db, graph, temp, progress, in_moment):
                 dst.execute("COMMIT")
     finally:
         dst.close()
-    return position
+    return position, outside
 
 
 def _write_error(exc, directory):
@@ -156,16 +159,16 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
         try:
             with durable_file(path) as temp:
                 progress.update("copying %s" % address.display(), force=True)
-                position = None
+                position, outside = None, None
                 if as_sql:
-                    written, digest, position = write_sql_snapshot(pool, db, graph, temp, progress=progress,
-                                                                   workers=workers, in_moment=in_moment)
+                    written, digest, position, outside = write_sql_snapshot(
+                        pool, db, graph, temp, progress=progress, workers=workers, in_moment=in_moment)
                     counts, problem = written, _check_sql_copy(temp, written, digest if verify else None)
                 else:
                     if db.dialect == "sqlite":
                         _copy_sqlite(db, temp)
                     else:
-                        position = _copy_mysql(db, graph, temp, progress, in_moment)
+                        position, outside = _copy_mysql(db, graph, temp, progress, in_moment)
                     digest, counts, problem = _check_sqlite_copy(temp, verify, address, progress)
                 if problem:
                     raise DamagedInputError("the snapshot failed verification right after writing: %s" % problem,
@@ -179,7 +182,8 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
                     id=snapshot_id, created_at=utc_now(), description=description, source=address.to_dict(),
                     source_dialect=db.dialect, emfix_version=__version__, schema_generation=graph.generation,
                     tables=counts, size=os.path.getsize(temp), sha256=digest, file=os.path.basename(path),
-                    verified_at=utc_now() if verify else None, kind=kind, source_key=address.key(), position=position)
+                    verified_at=utc_now() if verify else None, kind=kind, source_key=address.key(), position=position,
+                    not_in_moment=outside or None)
         except (OSError, sqlite3.OperationalError) as exc:
             raise _write_error(exc, directory) from None
     try:

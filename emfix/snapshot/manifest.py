@@ -40,6 +40,9 @@ class SnapshotManifest:
     # "partial" (of a MySQL database a restore had not finished: what restoring the latest valid one must not bring)
     source_key: Optional[str] = None  # DatabaseAddress.key() of the source: whose snapshot this is
     position: Optional[dict] = None  # MySQL: the data's moment in the binlog (gtid, binlog_file, binlog_position)
+    # MySQL: {table: engine} of the tables without transactions (MyISAM) read outside the snapshot's one moment (no
+    # FLUSH TABLES WITH READ LOCK held while they were read): rows other programs wrote meanwhile may be in it partly
+    not_in_moment: Optional[Dict[str, str]] = None
 
     @property
     def row_total(self):
@@ -96,7 +99,7 @@ class SnapshotStatus:
             m = self.manifest
             data.update(created_at=m.created_at, description=m.description, size=m.size, row_total=m.row_total,
                         sha256=m.sha256, source=m.source, verified_at=m.verified_at, kind=m.kind,
-                        position=m.position)
+                        position=m.position, not_in_moment=m.not_in_moment)
         return data
 
 

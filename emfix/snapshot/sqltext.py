@@ -112,14 +112,15 @@ class _TablePlan:
 
 def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=READERS, in_moment=None):
     """Write every table of `graph` into `temp` inside one moment of the database; return the row counts,
-    the SHA-256 of what was written, and that moment's place in the binary log (None without one).
+    the SHA-256 of what was written, that moment's place in the binary log (None without one), and the tables
+    without transactions read outside it ({table: engine}, _one_moment).
 
     `lead` (from `pool`, opened by `open_reader`) plans; it and up to `workers - 1` more connections read, as
     many as the server allows this user. `in_moment(lead)` is called once the moment has begun."""
     connections = pool.acquire_up_to(workers, first=[lead])
     stopped, holding = False, False
     try:
-        readers, position, holding = _one_moment(connections, graph.tables)
+        readers, position, holding, outside = _one_moment(connections, graph.tables)
         if in_moment is not None:
             in_moment(lead)
         with open(temp, "wb") as handle:
@@ -135,7 +136,7 @@ def write_sql_snapshot(pool, lead, graph, temp, *, progress=None, workers=READER
                 handle.flush()
             finally:
                 out.synced()
-        return out.counts, out.sha256.hexdigest(), position
+        return out.counts, out.sha256.hexdigest(), position, outside
     except BaseException as exc:
         stopped = not isinstance(exc, Exception)  # Ctrl-C, SIGTERM: readers may be mid-page on their connections
         raise
@@ -178,8 +179,9 @@ def open_reader(address, retry_policy):
 
 def _one_moment(connections, tables):
     """Start a consistent snapshot on each connection at the same moment, or on the first one alone; with
-    it, the moment's GTID and binlog position, read while the lock holds (or where the snapshot starts), and whether
-    the lock is to be held to the end of the reads (the caller lets it go).
+    it, the moment's GTID and binlog position, read while the lock holds (or where the snapshot starts), whether
+    the lock is to be held to the end of the reads (the caller lets it go), and the tables without transactions
+    that no lock holds ({table: engine}: read outside the moment).
 
     FLUSH TABLES WITH READ LOCK waits for every running statement, and every write waits for it: a statement
     running (MariaDB: for 0.1 s; MySQL: for a second) means one connection, and the lock is asked for once, for at
@@ -227,7 +229,7 @@ def _one_moment(connections, tables):
     finally:
         if locked and not stopped and not bare:
             lead.execute("UNLOCK TABLES")
-    return connections, position, locked and bool(bare)
+    return connections, position, locked and bool(bare), {} if locked else bare
 
 
 def _hold_every_table(db, tables):
