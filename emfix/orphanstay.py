@@ -30,6 +30,9 @@ def doomed_count(db, plan):
         plan.identity_list, db.quote(plan.rows_table))) or 0)
 
 
+HELD_KEYS = TMP + "held_keys"  # scratch: the keys one relation's staying doomed children point at
+
+
 def held_table(plan):
     return "%sheld_%d" % (TMP, plan.number)
 
@@ -58,15 +61,20 @@ def hold_what_stays_points_at(db, plans, staying):
                     continue
                 staying_rows = "" if child.table in whole else " AND EXISTS (SELECT 1 FROM %s s WHERE %s)" % (
                     quoted(held_table(child)), child.same_identity("s", "x"))
-                points_at = " AND ".join("x.%s = p.%s" % (child.value_name(c), parent.value_name(pc)) for c, pc in zip(
-                    relation.child_columns, relation.parent_columns))
+                # The keys the staying doomed children point at, indexed, then each doomed parent probes them: a
+                # correlated scan of the children's rows for each parent took 2.2 s of 5,010 held rows (MariaDB).
+                keys = ["k%d" % n for n in range(len(relation.child_columns))]
+                db.create_temp_table(HELD_KEYS, "SELECT DISTINCT %s FROM %s x WHERE x.kind IN ('d', 'c')%s" % (
+                    ", ".join("x.%s AS %s" % (child.value_name(c), k) for c, k in zip(relation.child_columns, keys)),
+                    quoted(child.rows_table), staying_rows), indexes=[keys])
+                points_at = " AND ".join("k.%s = p.%s" % (k, parent.value_name(pc)) for k, pc in zip(
+                    keys, relation.parent_columns))
                 added = db.execute(
                     "INSERT INTO %s (%s) SELECT DISTINCT %s FROM %s p WHERE p.kind IN ('d', 'c') AND EXISTS (SELECT 1 "
-                    "FROM %s x WHERE x.kind IN ('d', 'c') AND %s%s) AND NOT EXISTS (SELECT 1 FROM %s h WHERE %s)" % (
+                    "FROM %s k WHERE %s) AND NOT EXISTS (SELECT 1 FROM %s h WHERE %s)" % (
                         quoted(held_table(parent)), parent.identity_list, ", ".join(
                             "p.i%d" % n for n in range(len(parent.identity))), quoted(parent.rows_table),
-                        quoted(child.rows_table), points_at, staying_rows, quoted(held_table(parent)),
-                        parent.same_identity("h", "p")))
+                        quoted(HELD_KEYS), points_at, quoted(held_table(parent)), parent.same_identity("h", "p")))
                 grew = grew or (added > 0 and relation.parent == child.table)
     return {p.table: int(db.scalar("SELECT count(*) FROM %s" % quoted(held_table(p))) or 0)
             for p in plans if p.table not in whole}
