@@ -382,11 +382,11 @@ def create_schema(backend, generation=2, json_type="json", applied_at=None):
     # tester: METRIC was not made, and RESULTS_METRIC's foreign key then failed, half the schema made)
     remember_spellings(backend)  # the tables held as `metric` are the application's (not made again beside them)
     existing = {backend.table_key(t) for t in backend.tables()}
+    making = [t for t in EM_TABLES if t.generation <= generation and backend.table_key(t.name) not in existing]
+    refuse_taken_key_names(backend, making)
     created = []
     with backend.transaction():
-        for table in EM_TABLES:
-            if table.generation > generation or backend.table_key(table.name) in existing:
-                continue
+        for table in making:
             backend.execute(table_ddl(backend, table, json_type))
             created.append(table.name)
     # Outside the CREATE's transaction on purpose: MySQL commits each CREATE by itself, so a run killed
@@ -396,6 +396,25 @@ def create_schema(backend, generation=2, json_type="json", applied_at=None):
         record_schema_version(backend, "%d.0" % generation, "emfix_init",
                               "created by emfix init (generation %d)" % generation, applied_at)
     return created
+
+
+def refuse_taken_key_names(backend, tables):
+    """Refuse, before any is made, tables whose foreign keys would get a name another table's has (MySQL: InnoDB
+    names them <table>_ibfk_<n> and compares those names whatever their letter case, so a user's `trial` holds
+    TRIAL's): the CREATE of the first such table failed after the ones before it were made (an outside tester)."""
+    if backend.dialect != "mysql":
+        return
+    wanted = {("%s_ibfk_%d" % (t.name, n)).lower(): t.name for t in tables for n in range(1, len(t.foreign_keys) + 1)}
+    taken = [(name, owner, wanted[name.lower()]) for name, owner in backend.query(
+        "SELECT CONSTRAINT_NAME, TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = "
+        "DATABASE()") if str(name).lower() in wanted] if wanted else []
+    if taken:
+        name, owner, ours = taken[0]
+        raise SchemaError("%s: the foreign key %s of table %s has the name %s's would get (the server compares those "
+                          "names whatever their letter case); nothing was created" % (
+                              backend.address.display(), name, owner, ours), kind="key_name_taken",
+                          hint="rename that foreign key (ALTER TABLE `%s` DROP FOREIGN KEY `%s`, then ADD CONSTRAINT "
+                               "with another name), or use another database" % (owner, name))
 
 
 def record_schema_version(backend, version, name, description, applied_at=None):

@@ -686,7 +686,8 @@ def test_init_and_schema_diff_tell_a_look_alike_from_the_experiment_managers_tab
 
 def test_init_beside_a_look_alike_whose_foreign_key_has_the_name_it_needs_says_so(mysql_address):
     """An outside tester: a user's `trial` with a foreign key (named trial_ibfk_1, which MariaDB compares whatever the
-    letter case with TRIAL's TRIAL_ibfk_1) made `init` crash (exit 70) with the schema half-made."""
+    letter case with TRIAL's TRIAL_ibfk_1) made `init` crash (exit 70) with the schema half-made; then it stopped
+    at TRIAL with EXPERIMENT made. It is refused before any table is made now."""
     with open_database(mysql_address, create=True) as db:
         if int(db.scalar("SELECT @@lower_case_table_names")):
             pytest.skip("this server folds table names to one case")
@@ -695,27 +696,53 @@ def test_init_beside_a_look_alike_whose_foreign_key_has_the_name_it_needs_says_s
                    "REFERENCES experiment (id))")
     refused = run_cli("init", url_of(mysql_address), "--json-type", "text")
     assert refused.returncode == 1, refused.stderr
-    assert "refused to create a table" in refused.stderr and "rename that table" in refused.stderr, refused.stderr
+    assert "the foreign key trial_ibfk_1 of table trial has the name TRIAL's would get" in refused.stderr
+    assert "nothing was created" in refused.stderr and "DROP FOREIGN KEY `trial_ibfk_1`" in refused.stderr
+    with open_database(mysql_address) as db:
+        assert sorted(db.tables()) == ["experiment", "trial"]
 
 
-def test_a_restore_refused_after_it_created_a_missing_table_says_so_not_that_nothing_changed(mysql_address, tmp_path):
+def test_a_restore_whose_new_tables_foreign_key_names_are_taken_is_refused_before_it_makes_anything(
+        mysql_address, tmp_path):
+    make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=1, epochs=2, batches=2), faults=False)
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path))
+    with open_database(mysql_address) as db:
+        db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+        for table in ("EPOCH_METRIC", "BATCH_METRIC", "RESULTS_METRIC", "METRIC"):
+            db.execute("DROP TABLE %s" % db.quote(table))
+        # A table of the user's holds the name of the snapshot's foreign key (InnoDB's names are the database's,
+        # in any letter case): METRIC was made, then EPOCH_METRIC refused with errno 121.
+        db.execute("CREATE TABLE notes (x INT, CONSTRAINT `epoch_metric_ibfk_1` FOREIGN KEY (x) "
+                   "REFERENCES `EXPERIMENT` (id))")
+    result = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
+                     "--snapshot-id", made.id, "--yes")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "EPOCH_METRIC's foreign key EPOCH_METRIC_ibfk_1 is the name of table notes's" in result.stderr
+    assert "nothing was changed" in result.stderr, result.stderr
+    with open_database(mysql_address) as db:
+        assert "METRIC" not in db.tables()
+    assert [s.id for s in snapshot.list_snapshots(str(tmp_path))] == [made.id]  # no safety snapshot taken for it
+
+
+def test_a_restore_refused_after_it_created_a_missing_table_says_so_not_that_nothing_changed(
+        mysql_address, tmp_path, monkeypatch):
+    """A CREATE the check before the restore did not foresee (here the taken name, with the check turned off) is
+    refused after the tables before it were made: the restore says which it made, not that nothing changed."""
     make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=1, epochs=2, batches=2), faults=False)
     made = snapshot.create_snapshot(mysql_address, str(tmp_path))  # (a SQLite-format one replaces table by table)
     with open_database(mysql_address) as db:
         db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
         for table in ("EPOCH_METRIC", "BATCH_METRIC", "RESULTS_METRIC", "METRIC"):
             db.execute("DROP TABLE %s" % db.quote(table))
-        # A table of the user's holds the name of the snapshot's foreign key (InnoDB's names are the database's):
-        # METRIC is made, then EPOCH_METRIC refused.
         db.execute("CREATE TABLE notes (x INT, CONSTRAINT `EPOCH_METRIC_ibfk_1` FOREIGN KEY (x) "
                    "REFERENCES `EXPERIMENT` (id))")
     before = checksums(mysql_address, ("EXPERIMENT", "TRIAL", "EPOCH", "BATCH"))
-    result = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
-                     "--snapshot-id", made.id, "--yes")
-    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert "nothing was changed" not in result.stderr and "after it created METRIC, RESULTS_METRIC (empty" in \
-        result.stderr, result.stderr
-    assert "nothing else was changed" in result.stderr
+    monkeypatch.setattr(mysqlrestore, "restore_problems", lambda db, tables: [])
+    with pytest.raises(SchemaError) as stopped:
+        snapshot.restore_snapshot(mysql_address, str(tmp_path), made.id, safety_snapshot=False)
+    said = stopped.value.message
+    assert "nothing was changed" not in said and "after it created METRIC, RESULTS_METRIC (empty" in said, said
+    assert "nothing else was changed" in said
     assert checksums(mysql_address, ("EXPERIMENT", "TRIAL", "EPOCH", "BATCH")) == before
     with open_database(mysql_address) as db:
         assert db.scalar("SELECT count(*) FROM `METRIC`") == 0

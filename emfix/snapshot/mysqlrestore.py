@@ -34,6 +34,7 @@ CREATE = re.compile(rb"CREATE TABLE IF NOT EXISTS `((?:[^`]|``)+)`")
 TRUNCATE = re.compile(rb"TRUNCATE TABLE `((?:[^`]|``)+)`")
 NEXT_ID = re.compile(r"\)[^()`]* AUTO_INCREMENT=([0-9]+)[^()`]*$")  # in the table options after the last column
 SIZED = {"char", "varchar", "binary", "varbinary", "datetime", "timestamp", "time", "bit"}
+FOREIGN_KEY_NAME = re.compile(r"CONSTRAINT `((?:[^`]|``)+)` FOREIGN KEY")
 
 
 def _name(match):
@@ -114,6 +115,9 @@ def restore_problems(db, tables):
         live.setdefault(db.table_key(table), {})[column.lower()] = (column, _plain(kind), needs_value)
     problems = []
     held = {t.lower(): t for t in db.tables()}
+    keys = {str(name).lower(): (name, owner) for name, owner in db.query(
+        "SELECT CONSTRAINT_NAME, TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = "
+        "DATABASE()")}
     for table, ddl in tables.items():
         columns = live.get(db.table_key(table))
         made = _created_name(ddl) or table  # as its CREATE TABLE names it (a SQLite-format file keys it otherwise)
@@ -122,7 +126,10 @@ def restore_problems(db, tables):
             problems.append("the snapshot's %s is %s here (another spelling: restoring would make a second table "
                             "beside it)" % (made, other))  # (round 25: a half-made set of empty tables, then refused)
             continue
-        if columns is None:
+        if columns is None:  # to be made: its foreign keys' names must be free (InnoDB compares them in any case)
+            names = [name.replace("``", "`") for name in FOREIGN_KEY_NAME.findall(ddl or "")]
+            problems += ["%s's foreign key %s is the name of table %s's" % (made, name, keys[name.lower()][1])
+                         for name in names if name.lower() in keys]
             continue
         wanted = snapshot_columns(ddl)
         for key, (name, kind) in wanted.items():
