@@ -405,9 +405,10 @@ def refuse_taken_key_names(backend, tables):
     if backend.dialect != "mysql":
         return
     wanted = {("%s_ibfk_%d" % (t.name, n)).lower(): t.name for t in tables for n in range(1, len(t.foreign_keys) + 1)}
-    taken = [(name, owner, wanted[name.lower()]) for name, owner in backend.query(
-        "SELECT CONSTRAINT_NAME, TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = "
-        "DATABASE()") if str(name).lower() in wanted] if wanted else []
+    rows = backend.query("SELECT CONSTRAINT_NAME, TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE "
+                         "CONSTRAINT_SCHEMA = DATABASE()") if wanted else []
+    named = [tuple(v.decode("utf-8") if isinstance(v, (bytes, bytearray)) else str(v) for v in row) for row in rows]
+    taken = [(name, owner, wanted[name.lower()]) for name, owner in named if name.lower() in wanted]
     if taken:
         name, owner, ours = taken[0]
         raise SchemaError("%s: the foreign key %s of table %s has the name %s's would get (the server compares those "

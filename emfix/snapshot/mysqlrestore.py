@@ -115,7 +115,7 @@ def restore_problems(db, tables):
         live.setdefault(db.table_key(table), {})[column.lower()] = (column, _plain(kind), needs_value)
     problems = []
     held = {t.lower(): t for t in db.tables()}
-    keys = {str(name).lower(): (name, owner) for name, owner in db.query(
+    keys = {_text(name).lower(): (_text(name), _text(owner)) for name, owner in db.query(
         "SELECT CONSTRAINT_NAME, TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = "
         "DATABASE()")}
     for table, ddl in tables.items():
