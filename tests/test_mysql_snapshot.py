@@ -152,6 +152,25 @@ def test_a_snapshot_synced_in_the_background_while_written_is_whole(exact_mysql,
     assert len(synced) > 1 and max(synced) <= made.size
 
 
+@pytest.mark.parametrize("file_format", ["sql", "sqlite"])
+def test_floats_whose_text_outgrows_their_declared_width_come_back_exact(mysql_address, tmp_path, file_format):
+    """An outside tester: MariaDB writes -2.8019071776292417e-14 as -0.000000000000028019071776292417 (33 characters
+    against a DOUBLE's declared 22); GROUP_CONCAT cut such a row, and the snapshot failed as if it were too long."""
+    make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    doubles = [-2.8019071776292417e-14, 1e-300, 5e-324, 1.7976931348623157e308, -123456789012345.67, 0.1,
+               3.0000000000000004e-15]
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE `WIDE` (id INT PRIMARY KEY, d DOUBLE, f FLOAT, d2 DOUBLE)")
+        db.executemany("INSERT INTO `WIDE` VALUES (?, ?, ?, ?)", [(n, v, v if abs(v) < 1e38 else 1.5, -v)
+                                                                  for n, v in enumerate(doubles)])
+    before = checksums(mysql_address, ("WIDE",))
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path), verify=True, file_format=file_format)
+    with open_database(mysql_address) as db:
+        db.execute("UPDATE `WIDE` SET d = 0, f = 0, d2 = 0")
+    snapshot.restore_snapshot(mysql_address, str(tmp_path), made.id, safety_snapshot=False)
+    assert checksums(mysql_address, ("WIDE",)) == before
+
+
 def test_a_row_longer_than_a_page_is_kept_whole(exact_mysql, tmp_path):
     """Pages stay near 512 kB (memory stays flat); a single 3 MB value still fits, up to max_allowed_packet."""
     with open_database(exact_mysql) as db:

@@ -24,7 +24,7 @@ from .base import Backend
 from .mysqlcatalog import MySQLCatalogMixin, text_of
 from .mysqlerrors import translate_error
 from .mysqlload import LocalLoadMixin
-from .mysqlvalues import exact_dates_converter, literal_of
+from .mysqlvalues import FLOAT_KINDS, WIDE_END, exact_dates_converter, literal_of
 from .replication import ReplicationMixin
 
 LOST_CONNECTION = (2006, 2013, 2055)  # server gone away, lost during a query, lost (broken pipe)
@@ -388,10 +388,10 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
         at group_concat_max_len is seen). Returns the rows inserted."""
         columns = [(text_of(r[0]), text_of(r[1])) for r in self.query("SHOW COLUMNS FROM %s" % self.quote(table))]
         found = self._result_columns("SELECT * FROM (%s) AS emfix_s LIMIT 0" % select_sql, params)  # by position
-        literal = "CONCAT('(', CONCAT_WS(',', %s), ')', '\\0')" % ", ".join(
-            literal_of("emfix_s.%s" % self.quote(f), re.match(r"[a-z]+", t.lower()).group(0),
-                       short_floats=self.casts_to_float())
-            for f, (_c, t) in zip(found, columns))
+        kinds = [re.match(r"[a-z]+", t.lower()).group(0) for _c, t in columns]
+        literal = "CONCAT('(', CONCAT_WS(',', %s), ')', %s)" % (", ".join(
+            literal_of("emfix_s.%s" % self.quote(f), kind, short_floats=self.casts_to_float())
+            for f, kind in zip(found, kinds)), WIDE_END if FLOAT_KINDS & set(kinds) else "'\\0'")
         names = self.quote_columns([c for c, _ in columns])
         head = ("INSERT INTO %s (%s) VALUES " % (self.quote(table), names)).encode()
         limit = self._concat_limit()

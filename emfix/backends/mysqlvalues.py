@@ -15,6 +15,11 @@ NUMBER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", 
 # FLOAT (MariaDB 10.4.5, MySQL 8.0.17) get the DOUBLE text.
 FLOAT_LITERAL = "IF(CAST(CONCAT({c}) AS FLOAT) = {c}, CONCAT({c}), CAST({c} AS DOUBLE))"
 FLOAT_LITERAL_OLD_SERVER = "CAST({c} AS DOUBLE)"
+# GROUP_CONCAT copies each row's literal into a field as wide as the expression's declared width, and a DOUBLE's text
+# may be longer than its (-0.000000000000028019071776292417: 33 characters against 22): a row ending in WIDE_END, as
+# wide as a TEXT column can be, is copied into a BLOB, which cuts nothing (an outside tester: such a row was cut).
+FLOAT_KINDS = {"float", "double", "real"}
+WIDE_END = "CAST('\\0' AS CHAR(65536))"
 TEMPORAL_TYPES = {"date", "datetime", "timestamp", "time"}  # their text holds no quote or backslash: no QUOTE scan
 BINARY_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry", "point",
                 "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection"}
