@@ -55,6 +55,23 @@ def test_sql_snapshot_loads_with_the_mysql_client_into_an_empty_database(exact_m
     assert checksums(target, TABLES) == checksums(exact_mysql, TABLES)
 
 
+@pytest.mark.skipif(not shutil.which("mysql"), reason="the mysql client is not installed")
+def test_line_ends_inside_values_survive_the_mysql_client(mysql_address, mysql_databases, tmp_path):
+    """An outside tester: the file held a value's CR LF as the bytes, and the mysql client loading it took them for a
+    line's end and dropped the CR; they are written as \\r and \\n now, as mysqldump writes them."""
+    make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    with open_database(mysql_address) as db:
+        db.execute("UPDATE `EXPERIMENT` SET `desc` = ?", ("line1\r\nline2\rx\ny\r\n\\r\\n\r",))
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path), verify=True)
+    target = mysql_databases()
+    with open(os.path.join(str(tmp_path), made.file), "rb") as dump:
+        subprocess.run(["mysql", "-h", target.host, "-P", str(target.port), "-u", target.user, target.database],
+                       stdin=dump, check=True, timeout=120)
+    assert checksums(target, ("EXPERIMENT",)) == checksums(mysql_address, ("EXPERIMENT",))
+    with open_database(target) as db:
+        assert db.scalar("SELECT `desc` FROM `EXPERIMENT`") == "line1\r\nline2\rx\ny\r\n\\r\\n\r"
+
+
 @pytest.mark.parametrize("file_format", ["sql", "sqlite"])
 def test_restore_into_a_database_without_tables_needs_no_safety_snapshot(exact_mysql, mysql_databases, tmp_path,
                                                                          file_format):

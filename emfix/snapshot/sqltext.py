@@ -356,8 +356,10 @@ class _Pages:
             return self._page(where, params, source, can_split)
         if count and len(text) > 2 * self.target and splittable:
             return False
-        if count:
-            self._write(count, rows, len(text))
+        if count:  # CR and LF inside a value written as \r and \n, as mysqldump does: the mysql client loading the
+            # file read a CR LF in a value as a line's end and dropped the CR (an outside tester); nothing else in a
+            # page is a CR or a LF
+            self._write(count, rows.replace(b"\r", b"\\r").replace(b"\n", b"\\n"), len(text))
         return count
 
     def _write(self, count, rows, size):
