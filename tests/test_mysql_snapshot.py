@@ -55,6 +55,22 @@ def test_sql_snapshot_loads_with_the_mysql_client_into_an_empty_database(exact_m
     assert checksums(target, TABLES) == checksums(exact_mysql, TABLES)
 
 
+@pytest.mark.parametrize("file_format", ["sql", "sqlite"])
+def test_unsigned_integers_past_64_signed_bits_come_back_exact(mysql_address, tmp_path, file_format):
+    """An outside tester: a SQLite-format snapshot of a BIGINT UNSIGNED above 2^63 - 1 crashed (exit 70)."""
+    make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE `BIG` (id INT PRIMARY KEY, u BIGINT UNSIGNED, s BIGINT)")
+        db.execute("INSERT INTO `BIG` VALUES (1, 18446744073709551615, -9223372036854775808), "
+                   "(2, 9223372036854775808, 9223372036854775807), (3, 0, NULL)")
+    before = checksums(mysql_address, ("BIG",))
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path), verify=True, file_format=file_format)
+    with open_database(mysql_address) as db:
+        db.execute("UPDATE `BIG` SET u = 1, s = 1")
+    snapshot.restore_snapshot(mysql_address, str(tmp_path), made.id, safety_snapshot=False)
+    assert checksums(mysql_address, ("BIG",)) == before
+
+
 @pytest.mark.skipif(not shutil.which("mysql"), reason="the mysql client is not installed")
 def test_line_ends_inside_values_survive_the_mysql_client(mysql_address, mysql_databases, tmp_path):
     """An outside tester: the file held a value's CR LF as the bytes, and the mysql client loading it took them for a
