@@ -16,7 +16,7 @@ from emfix import snapshot
 from emfix.backends import open_database
 from emfix.demo import Shape
 from emfix.errors import EmfixError, SchemaError
-from emfix.snapshot import mysqlrestore, sqlreader, sqlrows, sqltext
+from emfix.snapshot import mysqlrestore, restorefit, sqlreader, sqlrows, sqltext
 
 TABLES = SUBTREE_TABLES + ("VALS",)
 
@@ -491,6 +491,11 @@ def test_rows_read_from_the_text_are_the_rows_written(rows, window):
 @pytest.mark.parametrize("change, named", [
     ("ALTER TABLE `METRIC` ADD `note` VARCHAR(10) NOT NULL", "METRIC.note (varchar(10) NOT NULL, no default)"),
     ("ALTER TABLE `TRIAL` DROP COLUMN `name`", "TRIAL.name (in the snapshot) is not in the table"),
+    # an outside tester: a unique key added since emptied the tables, then refused a row ("partly restored")
+    ("UPDATE `ARTIFACT` SET `type` = CONCAT(`type`, `id`); ALTER TABLE `ARTIFACT` ADD UNIQUE KEY `u_type` (`type`)",
+     "ARTIFACT has a unique key u_type on (type) that the snapshot's table did not have"),
+    ("ALTER TABLE `TRIAL` ADD CONSTRAINT `named` CHECK (`name` <> '')",
+     "TRIAL has a CHECK constraint named that the snapshot's table did not have"),
     ("UPDATE `EXPERIMENT` SET title = 'abc'; ALTER TABLE `EXPERIMENT` MODIFY `title` VARCHAR(3)",
      "EXPERIMENT.title is varchar(3)"),  # the snapshot's titles are longer
 ])
@@ -510,6 +515,22 @@ def test_restore_into_tables_that_no_longer_fit_is_refused_before_anything_is_em
     assert [s.id for s in snapshot.list_snapshots(str(tmp_path))] == [made.id]  # no safety snapshot taken for it
 
 
+def test_a_restore_says_it_runs_the_tables_insert_triggers_and_a_unique_key_it_had_and_more_is_no_refusal(
+        mysql_address, tmp_path):
+    """An outside tester: a trigger that changes each row ran on every restored row, exit 0 without a word. It is
+    said before the restore now (a trigger is the application's own: not refused). A unique key on a key the
+    snapshot's table had, and more columns, holds every row it held: no refusal."""
+    make_demo(mysql_address, shape=Shape(experiments=2, trials=2, runs=2, epochs=3, batches=2), faults=False)
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path))
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TRIGGER `tag` BEFORE INSERT ON `TRIAL` FOR EACH ROW SET NEW.name = CONCAT(NEW.name, '!')")
+        db.execute("ALTER TABLE `ARTIFACT` ADD UNIQUE KEY `u_id_type` (`type`, `id`)")
+    result = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
+                     "--snapshot-id", made.id, "--yes", "--no-safety-snapshot")
+    assert result.returncode == 0, result.stderr
+    assert "TRIAL has trigger tag (BEFORE INSERT): the restore runs it on every row it loads" in result.stderr
+
+
 @pytest.mark.parametrize("file_format", ["sql", "sqlite"])
 def test_restore_that_stops_part_way_says_so_and_names_the_safety_snapshot(mysql_address, tmp_path, file_format):
     make_demo(mysql_address, shape=Shape(experiments=2, trials=2, runs=2, epochs=3, batches=2), faults=False)
@@ -521,7 +542,8 @@ def test_restore_that_stops_part_way_says_so_and_names_the_safety_snapshot(mysql
     result = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
                      "--snapshot-id", made.id, "--yes")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    said = [line for line in result.stderr.splitlines() if not line.startswith("restoring snapshot")]
+    assert "METRIC has trigger refuse (BEFORE INSERT): the restore runs it on every row" in result.stderr
+    said = [line for line in result.stderr.splitlines() if not line.startswith(("restoring snapshot", "emfix: "))]
     assert "partly restored" in said[0] and len(said) == 2 and said[1].startswith("hint: "), result.stderr
     safety = [s.id for s in snapshot.list_snapshots(str(tmp_path)) if s.id != made.id]
     assert len(safety) == 1 and "safety snapshot %s" % safety[0] in result.stderr
@@ -576,7 +598,7 @@ def test_a_table_with_generated_columns_is_restored(mysql_address, tmp_path, fil
     ("datetime", "datetime(6)", False), ("enum('a','b','c')", "enum('a','b')", False), ("blob", "varbinary(16)", True),
 ])
 def test_a_column_type_takes_the_values_of_a_narrower_one(live, wanted, fits):
-    assert mysqlrestore.takes(live, wanted) is fits
+    assert restorefit.takes(live, wanted) is fits
 
 
 def test_a_session_without_backslash_escapes_still_ends_each_row_with_a_nul(exact_mysql, tmp_path, monkeypatch):

@@ -5,7 +5,8 @@ A snapshot is a data file (SQL text for MySQL, else a SQLite file) plus a JSON m
 is written the same way only after that, so a snapshot that is listed is complete (create.py, with
 `safety_snapshot`, the verified one taken before every change). One file per job: store.py (where they
 live, whose, prune), checks.py (verify), restore.py, legacy.py (the old tool's), sqltext.py with
-sqlreader.py and sqlrows.py (MySQL as SQL text), mysqlrestore.py with restoremark.py, and sqliterestore.py.
+sqlreader.py and sqlrows.py (MySQL as SQL text), mysqlrestore.py with restorefit.py and restoremark.py, and
+sqliterestore.py.
 """
 
 from .checks import count_rows, sha256_of, sqlite_check, verify_snapshot

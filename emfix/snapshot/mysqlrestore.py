@@ -10,6 +10,7 @@ safety snapshot that holds the content from before.
 """
 
 import contextlib
+import logging
 import queue
 import re
 import shlex
@@ -23,18 +24,16 @@ from ..killpoints import kill_point
 from ..pool import ConnectionPool, put_unless_stopped, run_parallel
 from ..schema import remember_spellings
 from .manifest import META_TABLE
-from .sqlreader import COLUMN_LINE, SnapshotReader
+from .restorefit import insert_triggers, restore_problems, snapshot_columns, split_type
+from .sqlreader import SnapshotReader
 from .sqltext import LOAD_SQL_MODE
 from .store import newest_safety_before
 
-INTEGERS = {"tinyint": 1, "smallint": 2, "mediumint": 3, "int": 4, "integer": 4, "bigint": 5}
-TEXTS = {"tinytext": 255, "text": 65535, "mediumtext": 16777215, "longtext": 4294967295}
-BLOBS = {"tinyblob": 255, "blob": 65535, "mediumblob": 16777215, "longblob": 4294967295}
+log = logging.getLogger(__name__)
+
 CREATE = re.compile(rb"CREATE TABLE IF NOT EXISTS `((?:[^`]|``)+)`")
 TRUNCATE = re.compile(rb"TRUNCATE TABLE `((?:[^`]|``)+)`")
 NEXT_ID = re.compile(r"\)[^()`]* AUTO_INCREMENT=([0-9]+)[^()`]*$")  # in the table options after the last column
-SIZED = {"char", "varchar", "binary", "varbinary", "datetime", "timestamp", "time", "bit"}
-FOREIGN_KEY_NAME = re.compile(r"CONSTRAINT `((?:[^`]|``)+)` FOREIGN KEY")
 
 
 def _name(match):
@@ -61,106 +60,23 @@ def snapshot_tables(path):
     return tables
 
 
-def snapshot_columns(ddl):
-    """{column (lower case): (name, type)} of one SHOW CREATE TABLE text."""
-    return {m.group(1).replace("``", "`").lower(): (m.group(1).replace("``", "`"), _plain(m.group(2)))
-            for m in COLUMN_LINE.finditer(ddl)}
-
-
-def _plain(kind):
-    """A column type as both servers print it: integer display widths dropped (int(11) is int)."""
-    kind = kind.lower().strip()
-    return re.sub(r"^(tinyint|smallint|mediumint|int|integer|bigint)\(\d+\)", r"\1", kind)
-
-
-def _split(kind):
-    match = re.match(r"^([a-z]+)(?:\(([^)]*)\))?( unsigned)?", kind)
-    numbers = tuple(int(n) for n in (match.group(2) or "").split(",") if n.strip().isdigit())
-    return match.group(1), numbers, bool(match.group(3))
-
-
-def takes(live, wanted):
-    """Does a column of type `live` take every value a column of type `wanted` held?"""
-    if live == wanted:
-        return True
-    (a, a_size, a_unsigned), (b, b_size, b_unsigned) = _split(live), _split(wanted)
-    if a in INTEGERS and b in INTEGERS:
-        return a_unsigned == b_unsigned and INTEGERS[a] >= INTEGERS[b]
-    if a == b and a in SIZED and a_unsigned == b_unsigned:
-        return a_size >= b_size
-    if a == b == "decimal" and len(a_size) == len(b_size) == 2:
-        return a_size[1] >= b_size[1] and a_size[0] - a_size[1] >= b_size[0] - b_size[1]
-    if a in ("char", "varchar") and b in ("char", "varchar") or a in ("binary", "varbinary") and b in (
-            "binary", "varbinary"):
-        return a_size >= b_size
-    length = max(b_size or (1,))
-    if a in TEXTS:  # bytes; a character of utf8mb4 takes up to 4
-        return TEXTS[a] >= (TEXTS[b] if b in TEXTS else 4 * length if b in ("char", "varchar") else 1 << 40)
-    if a in BLOBS:
-        return BLOBS[a] >= (BLOBS[b] if b in BLOBS else length if b in ("binary", "varbinary") else 1 << 40)
-    return a == "double" and b == "float"
-
-
-def restore_problems(db, tables):
-    """What stops the rows of the snapshot's `tables` ({name: SHOW CREATE TABLE text}) going into the
-    database as it is now: [text], empty when nothing does. A table the database lacks is created."""
-    live, required = {}, {}
-    for table, column, kind in db.catalog_query(
-            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
-            "DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"):
-        table, column, kind = (_text(v) for v in (table, column, kind))
-        if table not in required:
-            required[table] = {c.lower() for c in db.required_columns(table)}
-        needs_value = column.lower() in required[table]
-        live.setdefault(db.table_key(table), {})[column.lower()] = (column, _plain(kind), needs_value)
-    problems = []
-    held = {t.lower(): t for t in db.tables()}
-    keys = {_text(name).lower(): (_text(name), _text(owner)) for name, owner in db.query(
-        "SELECT CONSTRAINT_NAME, TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = "
-        "DATABASE()")}
-    for table, ddl in tables.items():
-        columns = live.get(db.table_key(table))
-        made = _created_name(ddl) or table  # as its CREATE TABLE names it (a SQLite-format file keys it otherwise)
-        other = held.get(made.lower())
-        if db.table_key(made) not in live and other is not None:  # a server that tells cases apart: the restore
-            problems.append("the snapshot's %s is %s here (another spelling: restoring would make a second table "
-                            "beside it)" % (made, other))  # (round 25: a half-made set of empty tables, then refused)
-            continue
-        if columns is None:  # to be made: its foreign keys' names must be free (InnoDB compares them in any case)
-            names = [name.replace("``", "`") for name in FOREIGN_KEY_NAME.findall(ddl or "")]
-            problems += ["%s's foreign key %s is the name of table %s's" % (made, name, keys[name.lower()][1])
-                         for name in names if name.lower() in keys]
-            continue
-        wanted = snapshot_columns(ddl)
-        for key, (name, kind) in wanted.items():
-            if key not in columns:
-                problems.append("%s.%s (in the snapshot) is not in the table" % (table, name))
-            elif not takes(columns[key][1], kind):
-                problems.append("%s.%s is %s, the snapshot's was %s" % (table, name, columns[key][1], kind))
-        for key, (name, kind, needs_value) in columns.items():
-            if key not in wanted and needs_value:
-                problems.append("%s.%s (%s NOT NULL, no default) is not in the snapshot" % (table, name, kind))
-    return problems
-
-
-def _created_name(ddl):
-    found = re.match(r"\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?`((?:[^`]|``)+)`", ddl or "", re.IGNORECASE)
-    return found.group(1).replace("``", "`") if found else None
-
-
 def check_restorable(address, path, snapshot_id, retry_policy=None):
     """Refuse (SchemaError: nothing changed yet) a restore whose rows the live tables would not take."""
     with open_database(address, readonly=True, retry_policy=retry_policy) as db:
         remember_spellings(db)  # a SQLite-format file names the tables as the application does: loaded as held
         db.warn_without_transactions(db.tables())  # emptied and loaded with no transaction to take back (round 25)
-        problems = restore_problems(db, snapshot_tables(path))
+        tables = snapshot_tables(path)
+        problems = restore_problems(db, tables)
+        for said in [] if problems else insert_triggers(db, tables):
+            log.warning(said)
     if problems:
         raise SchemaError("snapshot %s does not fit the tables of %s as they are now: %s%s; nothing was changed" % (
             snapshot_id, address.display(), "; ".join(problems[:4]),
             " (and %d more)" % (len(problems) - 4) if len(problems) > 4 else ""),
             hint="make those tables and columns as they were (a column added since: give it a default; a table "
-                 "spelled otherwise: RENAME TABLE, or restore into another database) and restore again; "
-                 "`emfix schema diff` shows how the tables differ")
+                 "spelled otherwise: RENAME TABLE, or restore into another database; a unique key, CHECK or trigger: "
+                 "drop it, restore, then make it again) and restore again; `emfix schema diff` shows how the tables "
+                 "differ")
 
 
 def partly_restored(error, address, safety_id, directory, earlier=None):
@@ -357,7 +273,7 @@ def widened_floats(db, tables):
     found = {}
     for table, ddl in tables.items():
         for key, (name, kind) in snapshot_columns(ddl).items():
-            if _split(kind)[0] == "float" and (live.get((db.table_key(table), key)) or "").lower() == "double":
+            if split_type(kind)[0] == "float" and (live.get((db.table_key(table), key)) or "").lower() == "double":
                 found.setdefault(table, []).append(name)
     return found
 

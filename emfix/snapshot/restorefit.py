@@ -1,0 +1,163 @@
+"""Whether a snapshot's rows fit a MySQL database's tables as they are now: the check a restore makes before it
+empties anything, from the snapshot's own CREATE TABLE text (SHOW CREATE TABLE as it was) against
+information_schema: the columns (a column added NOT NULL without a default, one dropped, one narrowed), the names
+of the foreign keys of the tables it will make, and the unique keys and CHECK constraints added since; and the INSERT
+triggers that will run on each row on its way in (said, not refused).
+"""
+
+import re
+
+from .sqlreader import COLUMN_LINE
+
+INTEGERS = {"tinyint": 1, "smallint": 2, "mediumint": 3, "int": 4, "integer": 4, "bigint": 5}
+TEXTS = {"tinytext": 255, "text": 65535, "mediumtext": 16777215, "longtext": 4294967295}
+BLOBS = {"tinyblob": 255, "blob": 65535, "mediumblob": 16777215, "longblob": 4294967295}
+SIZED = {"char", "varchar", "binary", "varbinary", "datetime", "timestamp", "time", "bit"}
+FOREIGN_KEY_NAME = re.compile(r"CONSTRAINT `((?:[^`]|``)+)` FOREIGN KEY")
+
+
+UNIQUE_LINE = re.compile(r"^\s*(?:PRIMARY KEY|UNIQUE KEY `(?:[^`]|``)+`) \((.*)\)", re.M)
+QUOTED = re.compile(r"`((?:[^`]|``)+)`")
+CHECK_NAME = re.compile(r"CONSTRAINT `((?:[^`]|``)+)` CHECK")
+COLUMN_CHECK = re.compile(r"^\s*`((?:[^`]|``)+)` .* CHECK \(", re.M)  # MariaDB names a column's CHECK by the column
+
+
+def snapshot_columns(ddl):
+    """{column (lower case): (name, type)} of one SHOW CREATE TABLE text."""
+    return {m.group(1).replace("``", "`").lower(): (m.group(1).replace("``", "`"), _plain(m.group(2)))
+            for m in COLUMN_LINE.finditer(ddl)}
+
+
+def _plain(kind):
+    """A column type as both servers print it: integer display widths dropped (int(11) is int)."""
+    kind = kind.lower().strip()
+    return re.sub(r"^(tinyint|smallint|mediumint|int|integer|bigint)\(\d+\)", r"\1", kind)
+
+
+def split_type(kind):
+    """(base type, (sizes), unsigned?) of a column type as SHOW CREATE TABLE prints it."""
+    match = re.match(r"^([a-z]+)(?:\(([^)]*)\))?( unsigned)?", kind)
+    numbers = tuple(int(n) for n in (match.group(2) or "").split(",") if n.strip().isdigit())
+    return match.group(1), numbers, bool(match.group(3))
+
+
+def takes(live, wanted):
+    """Does a column of type `live` take every value a column of type `wanted` held?"""
+    if live == wanted:
+        return True
+    (a, a_size, a_unsigned), (b, b_size, b_unsigned) = split_type(live), split_type(wanted)
+    if a in INTEGERS and b in INTEGERS:
+        return a_unsigned == b_unsigned and INTEGERS[a] >= INTEGERS[b]
+    if a == b and a in SIZED and a_unsigned == b_unsigned:
+        return a_size >= b_size
+    if a == b == "decimal" and len(a_size) == len(b_size) == 2:
+        return a_size[1] >= b_size[1] and a_size[0] - a_size[1] >= b_size[0] - b_size[1]
+    if a in ("char", "varchar") and b in ("char", "varchar") or a in ("binary", "varbinary") and b in (
+            "binary", "varbinary"):
+        return a_size >= b_size
+    length = max(b_size or (1,))
+    if a in TEXTS:  # bytes; a character of utf8mb4 takes up to 4
+        return TEXTS[a] >= (TEXTS[b] if b in TEXTS else 4 * length if b in ("char", "varchar") else 1 << 40)
+    if a in BLOBS:
+        return BLOBS[a] >= (BLOBS[b] if b in BLOBS else length if b in ("binary", "varbinary") else 1 << 40)
+    return a == "double" and b == "float"
+
+
+def restore_problems(db, tables):
+    """What stops the rows of the snapshot's `tables` ({name: SHOW CREATE TABLE text}) going into the
+    database as it is now, or changes them on the way in: [text], empty when nothing does. A table the database lacks
+    is created."""
+    live, required = {}, {}
+    for table, column, kind in db.catalog_query(
+            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+            "DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"):
+        table, column, kind = (_text(v) for v in (table, column, kind))
+        if table not in required:
+            required[table] = {c.lower() for c in db.required_columns(table)}
+        needs_value = column.lower() in required[table]
+        live.setdefault(db.table_key(table), {})[column.lower()] = (column, _plain(kind), needs_value)
+    problems = []
+    held = {t.lower(): t for t in db.tables()}
+    uniques, checks = _rules_now(db)
+    keys = {_text(name).lower(): (_text(name), _text(owner)) for name, owner in db.query(
+        "SELECT CONSTRAINT_NAME, TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = "
+        "DATABASE()")}
+    for table, ddl in tables.items():
+        columns = live.get(db.table_key(table))
+        made = _created_name(ddl) or table  # as its CREATE TABLE names it (a SQLite-format file keys it otherwise)
+        other = held.get(made.lower())
+        if db.table_key(made) not in live and other is not None:  # a server that tells cases apart: the restore
+            problems.append("the snapshot's %s is %s here (another spelling: restoring would make a second table "
+                            "beside it)" % (made, other))  # (round 25: a half-made set of empty tables, then refused)
+            continue
+        if columns is None:  # to be made: its foreign keys' names must be free (InnoDB compares them in any case)
+            names = [name.replace("``", "`") for name in FOREIGN_KEY_NAME.findall(ddl or "")]
+            problems += ["%s's foreign key %s is the name of table %s's" % (made, name, keys[name.lower()][1])
+                         for name in names if name.lower() in keys]
+            continue
+        wanted = snapshot_columns(ddl)
+        for key, (name, kind) in wanted.items():
+            if key not in columns:
+                problems.append("%s.%s (in the snapshot) is not in the table" % (table, name))
+            elif not takes(columns[key][1], kind):
+                problems.append("%s.%s is %s, the snapshot's was %s" % (table, name, columns[key][1], kind))
+        for key, (name, kind, needs_value) in columns.items():
+            if key not in wanted and needs_value:
+                problems.append("%s.%s (%s NOT NULL, no default) is not in the snapshot" % (table, name, kind))
+        problems += _new_rules(table, ddl, uniques.get(db.table_key(table), {}),
+                               checks.get(db.table_key(table), set()))
+    return problems
+
+
+def insert_triggers(db, tables):
+    """What the INSERT triggers of the tables a restore loads ({name: SHOW CREATE TABLE text}) will do: run on every
+    row, which then may not be the snapshot's (an outside tester: names came back with " (trg)" added, exit 0). Said,
+    not refused: a trigger is the application's own (an audit row, say), and one that refuses a row ends the
+    restore as a refused statement does."""
+    restored = {db.table_key(_created_name(ddl) or t) for t, ddl in tables.items()}
+    return ["%s has trigger %s (%s INSERT): the restore runs it on every row it loads, so those rows are what it "
+            "makes of the snapshot's" % (t, name, timing) for name, t, timing in (
+                (_text(n), _text(t), _text(w)) for n, t, w in db.query(
+                    "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING FROM information_schema.TRIGGERS WHERE "
+                    "EVENT_OBJECT_SCHEMA = DATABASE() AND EVENT_MANIPULATION = 'INSERT' ORDER BY 2, 1"))
+            if db.table_key(t) in restored]
+
+
+def _new_rules(table, ddl, uniques, checks):
+    """The unique keys and CHECK constraints `table` has now that the snapshot's (`ddl`) did not: its rows were
+    never held to them, so one may refuse a row after the tables were emptied (an outside tester: a UNIQUE key added
+    since, and the restore ended "partly restored")."""
+    had = {tuple(c.replace("``", "`").lower() for c in QUOTED.findall(m.group(1)))
+           for m in UNIQUE_LINE.finditer(ddl or "")}
+    problems = ["%s has a unique key %s on (%s) that the snapshot's table did not have" % (
+        table, name, ", ".join(columns)) for name, columns in sorted(uniques.items())
+        if not any(set(key) <= {c.lower() for c in columns} for key in had)]  # (a key it had, and more: unique)
+    named = {m.replace("``", "`").lower() for m in CHECK_NAME.findall(ddl or "")}
+    named |= {m.group(1).replace("``", "`").lower() for m in COLUMN_CHECK.finditer(ddl or "")}
+    return problems + ["%s has a CHECK constraint %s that the snapshot's table did not have" % (table, name)
+                       for name in sorted(checks) if name.lower() not in named]
+
+
+def _rules_now(db):
+    """({table_key: {unique index: [columns]}}, {table_key: {CHECK constraint names}}) as the database has them now."""
+    uniques = {}
+    for table, index, column in db.query(
+            "SELECT TABLE_NAME, INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = "
+            "DATABASE() AND NON_UNIQUE = 0 ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX"):
+        uniques.setdefault(db.table_key(_text(table)), {}).setdefault(_text(index), []).append(_text(column))
+    checks = {}
+    for table, name in db.query("SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.TABLE_CONSTRAINTS WHERE "
+                                "CONSTRAINT_SCHEMA = DATABASE() AND CONSTRAINT_TYPE = 'CHECK'"):
+        checks.setdefault(db.table_key(_text(table)), set()).add(_text(name))
+    return uniques, checks
+
+
+def _created_name(ddl):
+    found = re.match(r"\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?`((?:[^`]|``)+)`", ddl or "", re.IGNORECASE)
+    return found.group(1).replace("``", "`") if found else None
+
+
+
+
+def _text(value):
+    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else value
