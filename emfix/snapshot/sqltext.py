@@ -50,6 +50,7 @@ FIRST_PAGE_ROWS = 2000
 READERS = 4
 MAX_READERS = 32  # more asks the server for its every connection (its max_connections) and waits to open them
 FLUSH_LOCK_WAIT = 1  # seconds FLUSH TABLES WITH READ LOCK may wait (every write on the server waits meanwhile)
+MAX_PAGE_ROWS = 100000  # the most rows a page asks for by number (LIMIT, OFFSET)
 CHUNK_ROWS = 30000  # a key range one connection reads: small enough that the readers finish together
 INTEGER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
 SYNC_BYTES = 32 << 20  # written bytes pushed to disk in the background: the fsync before the rename has little left
@@ -335,6 +336,10 @@ class _Pages:
     def __init__(self, db, plan, out):
         self.db, self.plan, self.out = db, plan, out
         self.rows = FIRST_PAGE_ROWS
+        # `rows` is a width in key values (by_arithmetic, _split_value), bound by the key range only: capped like a
+        # row count, a table whose ids are a million apart was read a row a page, two queries a row (an outside
+        # tester: 20,000 rows in 34 s); or a number of rows (by_probes, by_offset), capped at MAX_PAGE_ROWS
+        self.widths = False
         self.target = min(PAGE_BYTES, db.page_limit // 4)
         self.table = db.quote(plan.table)
 
@@ -365,10 +370,12 @@ class _Pages:
     def _write(self, count, rows, size):
         """One INSERT of `rows` (each followed by `),(`), `size` bytes as the server sent them."""
         self.out.statement(self.plan.insert, memoryview(rows)[:-2], table=self.plan.table, rows=count)
-        self.rows = max(1, min(100000, int(self.rows * self.target / max(size, 1))))
+        grown = int(self.rows * self.target / max(size, 1))
+        self.rows = max(1, grown if self.widths else min(MAX_PAGE_ROWS, grown))
 
     def by_arithmetic(self, bounds, params, low, high):
         self.rows = max(1, int(FIRST_PAGE_ROWS / max(self.plan.density, 1e-9)))  # values, not rows
+        self.widths = True
         key = self.db.quote(self.plan.keys[0])
         start = low
         crowded = len(self.plan.keys) > 1 and self.plan.density > 4 * FIRST_PAGE_ROWS  # values hold many pages
@@ -379,7 +386,7 @@ class _Pages:
                 can_split=self.rows > 1 or len(self.plan.keys) > 1)
             if written is False and self.rows == 1 and len(self.plan.keys) > 1:
                 self._split_value(bounds, params, start)  # one value of the first key column holds too much
-                self.rows, start = 1, start + 1
+                self.rows, start, self.widths = 1, start + 1, True
                 continue
             if written is False:
                 self._shrink()
@@ -405,6 +412,7 @@ class _Pages:
             return
         low, high = int(low), int(high) + 1
         self.rows = max(1, int(FIRST_PAGE_ROWS * (high - low) / max(self.plan.density, 1.0)))  # values per page
+        self.widths = True
         start = low
         while start < high:
             stop = min(high, start + self.rows)
@@ -413,7 +421,7 @@ class _Pages:
             if written is False and self.rows == 1 and len(keys) > 2:
                 self.rows = FIRST_PAGE_ROWS  # one value of the second column holds too much: probes under it
                 self.by_probes(bounds, params, (value, start))
-                self.rows, start = 1, start + 1
+                self.rows, start, self.widths = 1, start + 1, True
                 continue
             if written is False:
                 self._shrink()
@@ -438,6 +446,7 @@ class _Pages:
         where = bounds + ["%s = ?" % db.quote(k) for k in keys[:len(prefix)]]
         base = params + list(prefix)
         last = len(prefix) == len(keys) - 1
+        self.widths = False
         low = db.scalar("SELECT MIN(%s) FROM %s%s" % (column, self.table, _where(where)), base)
         while low is not None:
             probe = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT 1 OFFSET %d" % (
@@ -458,7 +467,7 @@ class _Pages:
 
     def by_offset(self):
         """A table without a primary key: OFFSET pages, stable inside the consistent snapshot."""
-        offset = 0
+        offset, self.widths = 0, False
         while True:
             written = self._page((), (), "(SELECT * FROM %s LIMIT %d OFFSET %d) page" % (self.table, self.rows, offset))
             if written is False:
