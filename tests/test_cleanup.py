@@ -208,6 +208,27 @@ def test_a_read_of_tables_without_transactions_says_it_is_one_moment_only_while_
     assert "TRIAL_ARTIFACT: no transactions (MyISAM): emfix's change to it is exact only while" in into.stderr
 
 
+def test_relations_to_a_parent_without_transactions_are_checked_though_no_foreign_key_declares_them(mysql_address):
+    """An outside tester: METRIC made MyISAM (InnoDB lets no foreign key point at it, so those were dropped) and a
+    RESULTS_METRIC row pointing at no metric: validate checked 20 relations, not 23, and cleanup saw no orphan. The
+    application's relations a table does not declare are taken as the application defines them."""
+    make_demo(mysql_address, faults=False)
+    with open_database(mysql_address) as db:
+        for (table, name) in db.query("SELECT table_name, constraint_name FROM information_schema.referential_"
+                                      "constraints WHERE constraint_schema = DATABASE() AND referenced_table_name = "
+                                      "'METRIC'"):
+            db.execute("ALTER TABLE %s DROP FOREIGN KEY %s" % (db.quote(table), db.quote(name)))
+        db.execute("ALTER TABLE `METRIC` ENGINE=MyISAM")
+        db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+        db.execute("INSERT INTO `RESULTS_METRIC` SELECT MIN(trial_run_id), 999999 FROM `RESULTS`")
+    checked = run_cli("validate", url_of(mysql_address), "--json")
+    report = json.loads(checked.stdout)
+    broken = [r for r in report["relations"] if r["table"] == "RESULTS_METRIC" and r["parent_table"] == "METRIC"]
+    assert broken and broken[0]["violations"] == 1, checked.stdout[:2000]
+    planned = run_cli("cleanup-orphans", url_of(mysql_address), "--dry-run", "--json")
+    assert json.loads(planned.stdout)["plan"]["remove"].get("RESULTS_METRIC") == 1, planned.stdout[:2000]
+
+
 def test_undo_restores_the_content_from_before(demo_address, tmp_path):
     before = dump_all(demo_address)
     result = cleanup_orphans(demo_address, snapshot=False, quarantine_dir=str(tmp_path / "q"),
