@@ -51,7 +51,7 @@ def _add_options(parser, action):
         parser.add_argument("--format", choices=("sql", "sqlite"), default=None, dest="file_format",
                             help="MySQL only: SQL text that `mysql DB < file` also loads (default, fast), or a "
                                  "SQLite file that opens anywhere (slower)")
-        parser.add_argument("--connections", type=common.positive_int, default=None, metavar="N",
+        parser.add_argument("--connections", type=readers, default=None, metavar="N",
                             help="MySQL: read this many key ranges at once, in one moment (default 4, at most 32; "
                                  "fewer where the server allows this user fewer connections)")
     elif action == "verify":
@@ -74,6 +74,12 @@ def _add_options(parser, action):
         parser.add_argument("--older-than", metavar="AGE", help="delete snapshots older than AGE (30d, 12h, 90m)")
         parser.add_argument("--dry-run", action="store_true", help="show what would be deleted")
     common.add_output_options(parser)
+
+
+def readers(text):
+    """--connections: 1 to MAX_READERS (more asks the server for its every connection)."""
+    from ..snapshot.sqltext import MAX_READERS
+    return common.whole_number(text, 1, MAX_READERS, "it")
 
 
 def _where(args):
