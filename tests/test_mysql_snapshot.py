@@ -577,6 +577,9 @@ def test_restore_that_stops_part_way_says_so_and_names_the_safety_snapshot(mysql
     assert twice.returncode == 1 and "partly restored" in twice.stderr
     assert "safety snapshot %s holds what was there before the first restore that did not finish" % safety[0] in \
         twice.stderr and "holds the half it began on" in twice.stderr, twice.stderr
+    half = [s.manifest for s in snapshot.list_snapshots(str(tmp_path)) if s.id not in (made.id, safety[0])]
+    assert len(half) == 1 and half[0].description.endswith("(partial: a restore had not finished)")  # round 27
+    assert half[0].kind == "safety"  # `latest-valid` picks neither
     with open_database(mysql_address) as db:
         db.execute("DROP TRIGGER `refuse`")
     again = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),

@@ -152,10 +152,11 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
         pool.prepare(workers - 1 if as_sql else 0)  # the other readers connect while this one plans
         with claiming_alone(db):  # not while a migrate into it ALTERs a table: the catalog can leave it out (CI)
             graph = snapshot_graph(discover_graph(db), db)  # without the mark of a restore under way
-        unfinished = []  # what the mark says at the moment the snapshot reads (a restore's own: it knows)
+        unfinished = []  # what the mark says at the moment the snapshot reads (a restore marks itself only after
+        # its safety snapshot: what that one finds is an earlier restore's)
 
         def in_moment(reader):
-            if kind != "safety" and reader.dialect == "mysql":
+            if reader.dialect == "mysql":
                 unfinished.append(marked_in_moment(reader))
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -181,7 +182,9 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
                 if problem:
                     raise DamagedInputError("the snapshot failed verification right after writing: %s" % problem,
                                             hint="the disk or the source may be damaged; nothing was kept")
-                if unfinished and unfinished[0] is not None:  # it holds the half: `latest-valid` never picks it
+                if unfinished and unfinished[0] is not None and kind == "safety":  # the half an earlier restore
+                    description += " (partial: a restore had not finished)"  # left, kept as it is: said (round 27)
+                elif unfinished and unfinished[0] is not None:  # it holds the half: `latest-valid` never picks it
                     log.warning("%s: this snapshot holds it as it is (kept as partial: `latest-valid` does not pick "
                                 "it)", describe_restore(unfinished[0], address.target())[0])
                     kind = PARTIAL_KIND
