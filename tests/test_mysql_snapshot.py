@@ -63,12 +63,7 @@ def test_unsigned_integers_past_64_signed_bits_come_back_exact(mysql_address, tm
         db.execute("CREATE TABLE `BIG` (id INT PRIMARY KEY, u BIGINT UNSIGNED, s BIGINT)")
         db.execute("INSERT INTO `BIG` VALUES (1, 18446744073709551615, -9223372036854775808), "
                    "(2, 9223372036854775808, 9223372036854775807), (3, 0, NULL)")
-    before = checksums(mysql_address, ("BIG",))
-    made = snapshot.create_snapshot(mysql_address, str(tmp_path), verify=True, file_format=file_format)
-    with open_database(mysql_address) as db:
-        db.execute("UPDATE `BIG` SET u = 1, s = 1")
-    snapshot.restore_snapshot(mysql_address, str(tmp_path), made.id, safety_snapshot=False)
-    assert checksums(mysql_address, ("BIG",)) == before
+    round_trip(mysql_address, tmp_path, ("BIG",), file_format=file_format)
 
 
 @pytest.mark.skipif(not shutil.which("mysql"), reason="the mysql client is not installed")
@@ -196,12 +191,7 @@ def test_floats_whose_text_outgrows_their_declared_width_come_back_exact(mysql_a
         db.execute("CREATE TABLE `WIDE` (id INT PRIMARY KEY, d DOUBLE, f FLOAT, d2 DOUBLE)")
         db.executemany("INSERT INTO `WIDE` VALUES (?, ?, ?, ?)", [(n, v, v if abs(v) < 1e38 else 1.5, -v)
                                                                   for n, v in enumerate(doubles)])
-    before = checksums(mysql_address, ("WIDE",))
-    made = snapshot.create_snapshot(mysql_address, str(tmp_path), verify=True, file_format=file_format)
-    with open_database(mysql_address) as db:
-        db.execute("UPDATE `WIDE` SET d = 0, f = 0, d2 = 0")
-    snapshot.restore_snapshot(mysql_address, str(tmp_path), made.id, safety_snapshot=False)
-    assert checksums(mysql_address, ("WIDE",)) == before
+    round_trip(mysql_address, tmp_path, ("WIDE",), file_format=file_format)
 
 
 def test_a_table_whose_ids_are_far_apart_is_read_in_pages_not_a_row_a_page(mysql_address, tmp_path, monkeypatch):
@@ -217,13 +207,8 @@ def test_a_table_whose_ids_are_far_apart_is_read_in_pages_not_a_row_a_page(mysql
         pages.append(self.plan.table)
         return page(self, *args, **kwargs)
     monkeypatch.setattr(sqltext._Pages, "_page", counted)
-    before = checksums(mysql_address, ("SPARSE",))
-    made = snapshot.create_snapshot(mysql_address, str(tmp_path), verify=True)
+    made, _ = round_trip(mysql_address, tmp_path, ("SPARSE",))
     assert made.tables["SPARSE"] == 5000 and pages.count("SPARSE") < 50, pages.count("SPARSE")
-    with open_database(mysql_address) as db:
-        db.execute("DELETE FROM `SPARSE`")
-    snapshot.restore_snapshot(mysql_address, str(tmp_path), made.id, safety_snapshot=False)
-    assert checksums(mysql_address, ("SPARSE",)) == before
 
 
 def test_a_row_longer_than_a_page_is_kept_whole(exact_mysql, tmp_path):
@@ -801,18 +786,24 @@ def test_init_beside_a_look_alike_whose_foreign_key_has_the_name_it_needs_says_s
         assert sorted(db.tables()) == ["experiment", "trial"]
 
 
-def test_a_restore_whose_new_tables_foreign_key_names_are_taken_is_refused_before_it_makes_anything(
-        mysql_address, tmp_path):
-    make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=1, epochs=2, batches=2), faults=False)
-    made = snapshot.create_snapshot(mysql_address, str(tmp_path))
-    with open_database(mysql_address) as db:
+def snapshot_then_taken_key_name(address, directory, name):
+    """A snapshot of a small demo; then METRIC and its links dropped, and a user's table holding the foreign key name
+    `name` (which EPOCH_METRIC's CREATE in the snapshot needs). The snapshot's id."""
+    make_demo(address, shape=Shape(experiments=1, trials=1, runs=1, epochs=2, batches=2), faults=False)
+    made = snapshot.create_snapshot(address, str(directory))
+    with open_database(address) as db:
         db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
         for table in ("EPOCH_METRIC", "BATCH_METRIC", "RESULTS_METRIC", "METRIC"):
             db.execute("DROP TABLE %s" % db.quote(table))
-        # A table of the user's holds the name of the snapshot's foreign key (InnoDB's names are the database's,
-        # in any letter case): METRIC was made, then EPOCH_METRIC refused with errno 121.
-        db.execute("CREATE TABLE notes (x INT, CONSTRAINT `epoch_metric_ibfk_1` FOREIGN KEY (x) "
-                   "REFERENCES `EXPERIMENT` (id))")
+        db.execute("CREATE TABLE notes (x INT, CONSTRAINT `%s` FOREIGN KEY (x) REFERENCES `EXPERIMENT` (id))" % name)
+    return made
+
+
+def test_a_restore_whose_new_tables_foreign_key_names_are_taken_is_refused_before_it_makes_anything(
+        mysql_address, tmp_path):
+    # A table of the user's holds the name of the snapshot's foreign key (InnoDB's names are the database's, in any
+    # letter case): METRIC was made, then EPOCH_METRIC refused with errno 121.
+    made = snapshot_then_taken_key_name(mysql_address, tmp_path, "epoch_metric_ibfk_1")
     result = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
                      "--snapshot-id", made.id, "--yes")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
@@ -826,15 +817,9 @@ def test_a_restore_whose_new_tables_foreign_key_names_are_taken_is_refused_befor
 def test_a_restore_refused_after_it_created_a_missing_table_says_so_not_that_nothing_changed(
         mysql_address, tmp_path, monkeypatch):
     """A CREATE the check before the restore did not foresee (here the taken name, with the check turned off) is
-    refused after the tables before it were made: the restore says which it made, not that nothing changed."""
-    make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=1, epochs=2, batches=2), faults=False)
-    made = snapshot.create_snapshot(mysql_address, str(tmp_path))  # (a SQLite-format one replaces table by table)
-    with open_database(mysql_address) as db:
-        db.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
-        for table in ("EPOCH_METRIC", "BATCH_METRIC", "RESULTS_METRIC", "METRIC"):
-            db.execute("DROP TABLE %s" % db.quote(table))
-        db.execute("CREATE TABLE notes (x INT, CONSTRAINT `EPOCH_METRIC_ibfk_1` FOREIGN KEY (x) "
-                   "REFERENCES `EXPERIMENT` (id))")
+    refused after the tables before it were made: the restore says which it made, not that nothing changed. (A
+    SQLite-format snapshot replaces the tables one by one: there the tables before are restored, and it says so.)"""
+    made = snapshot_then_taken_key_name(mysql_address, tmp_path, "EPOCH_METRIC_ibfk_1")
     before = checksums(mysql_address, ("EXPERIMENT", "TRIAL", "EPOCH", "BATCH"))
     monkeypatch.setattr(mysqlrestore, "restore_problems", lambda db, tables: [])
     with pytest.raises(SchemaError) as stopped:
