@@ -57,12 +57,13 @@ def test_sql_snapshot_loads_with_the_mysql_client_into_an_empty_database(exact_m
 
 @pytest.mark.parametrize("file_format", ["sql", "sqlite"])
 def test_unsigned_integers_past_64_signed_bits_come_back_exact(mysql_address, tmp_path, file_format):
-    """An outside tester: a SQLite-format snapshot of a BIGINT UNSIGNED above 2^63 - 1 crashed (exit 70)."""
+    """Outside testers: a SQLite-format snapshot of a BIGINT UNSIGNED above 2^63 - 1 crashed (exit 70); one of a
+    BIT(64) from 2^63 on could not be restored ("Data too long")."""
     make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
     with open_database(mysql_address) as db:
-        db.execute("CREATE TABLE `BIG` (id INT PRIMARY KEY, u BIGINT UNSIGNED, s BIGINT)")
-        db.execute("INSERT INTO `BIG` VALUES (1, 18446744073709551615, -9223372036854775808), "
-                   "(2, 9223372036854775808, 9223372036854775807), (3, 0, NULL)")
+        db.execute("CREATE TABLE `BIG` (id INT PRIMARY KEY, u BIGINT UNSIGNED, s BIGINT, b BIT(64))")
+        db.execute("INSERT INTO `BIG` VALUES (1, 18446744073709551615, -9223372036854775808, b'1%s'), "
+                   "(2, 9223372036854775808, 9223372036854775807, b'%s'), (3, 0, NULL, NULL)" % ("0" * 63, "1" * 64))
     round_trip(mysql_address, tmp_path, ("BIG",), file_format=file_format)
 
 
@@ -503,6 +504,11 @@ def test_rows_read_from_the_text_are_the_rows_written(rows, window):
      "ARTIFACT has a unique key u_type on (type) that the snapshot's table did not have"),
     ("ALTER TABLE `TRIAL` ADD CONSTRAINT `named` CHECK (`name` <> '')",
      "TRIAL has a CHECK constraint named that the snapshot's table did not have"),
+    # round 28: unique in its first characters only (a prefix), and a column that took NULL made NOT NULL
+    ("UPDATE `ARTIFACT` SET `loc` = CONCAT(LPAD(`id`, 10, '0'), `loc`); ALTER TABLE `ARTIFACT` ADD UNIQUE KEY `p10` "
+     "(`loc`(10), `type`)", "ARTIFACT has a unique key p10 on (loc(10), type)"),
+    ("UPDATE `EXPERIMENT` SET `desc` = '' WHERE `desc` IS NULL; ALTER TABLE `EXPERIMENT` MODIFY `desc` TEXT NOT NULL",
+     "EXPERIMENT.desc is NOT NULL now, the snapshot's took NULL"),
     ("UPDATE `EXPERIMENT` SET title = 'abc'; ALTER TABLE `EXPERIMENT` MODIFY `title` VARCHAR(3)",
      "EXPERIMENT.title is varchar(3)"),  # the snapshot's titles are longer
 ])

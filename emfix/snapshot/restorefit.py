@@ -17,7 +17,8 @@ FOREIGN_KEY_NAME = re.compile(r"CONSTRAINT `((?:[^`]|``)+)` FOREIGN KEY")
 
 
 UNIQUE_LINE = re.compile(r"^\s*(?:PRIMARY KEY|UNIQUE KEY `(?:[^`]|``)+`) \((.*)\)", re.M)
-QUOTED = re.compile(r"`((?:[^`]|``)+)`")
+TEXT_LITERAL = re.compile(r"'(?:[^'\\]|\\.|'')*'")  # a default or comment: its words are not the column's
+KEY_PART = re.compile(r"`((?:[^`]|``)+)`(?:\((\d+)\))?")  # a column of an index, and its prefix's length
 CHECK_NAME = re.compile(r"CONSTRAINT `((?:[^`]|``)+)` CHECK")
 COLUMN_CHECK = re.compile(r"^\s*`((?:[^`]|``)+)` .* CHECK \(", re.M)  # MariaDB names a column's CHECK by the column
 
@@ -68,14 +69,15 @@ def restore_problems(db, tables):
     database as it is now, or changes them on the way in: [text], empty when nothing does. A table the database lacks
     is created."""
     live, required = {}, {}
-    for table, column, kind in db.catalog_query(
-            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
-            "DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"):
-        table, column, kind = (_text(v) for v in (table, column, kind))
+    for table, column, kind, nullable in db.catalog_query(
+            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS WHERE "
+            "TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"):
+        table, column, kind, nullable = (_text(v) for v in (table, column, kind, nullable))
         if table not in required:
             required[table] = {c.lower() for c in db.required_columns(table)}
         needs_value = column.lower() in required[table]
-        live.setdefault(db.table_key(table), {})[column.lower()] = (column, _plain(kind), needs_value)
+        live.setdefault(db.table_key(table), {})[column.lower()] = (column, _plain(kind), needs_value,
+                                                                     nullable == "YES")
     problems = []
     held = {t.lower(): t for t in db.tables()}
     uniques, checks = _rules_now(db)
@@ -95,13 +97,15 @@ def restore_problems(db, tables):
             problems += ["%s's foreign key %s is the name of table %s's" % (made, name, keys[name.lower()][1])
                          for name in names if name.lower() in keys]
             continue
-        wanted = snapshot_columns(ddl)
+        wanted, nulls = snapshot_columns(ddl), nullable_columns(ddl)
         for key, (name, kind) in wanted.items():
             if key not in columns:
                 problems.append("%s.%s (in the snapshot) is not in the table" % (table, name))
             elif not takes(columns[key][1], kind):
                 problems.append("%s.%s is %s, the snapshot's was %s" % (table, name, columns[key][1], kind))
-        for key, (name, kind, needs_value) in columns.items():
+            elif key in nulls and not columns[key][3]:  # an outside tester: emptied, then "cannot be null"
+                problems.append("%s.%s is NOT NULL now, the snapshot's took NULL" % (table, name))
+        for key, (name, kind, needs_value, _nullable) in columns.items():
             if key not in wanted and needs_value:
                 problems.append("%s.%s (%s NOT NULL, no default) is not in the snapshot" % (table, name, kind))
         problems += _new_rules(table, ddl, uniques.get(db.table_key(table), {}),
@@ -123,12 +127,23 @@ def insert_triggers(db, tables):
             if db.table_key(t) in restored]
 
 
+def nullable_columns(ddl):
+    """The columns (lower case) of one SHOW CREATE TABLE text that take NULL (no NOT NULL on their line)."""
+    lines = ((COLUMN_LINE.match(line), TEXT_LITERAL.sub("''", line)) for line in (ddl or "").splitlines())
+    return {m.group(1).replace("``", "`").lower() for m, line in lines if m and " NOT NULL" not in line}
+
+
+def _key_parts(text):
+    """The columns of an index as SHOW CREATE TABLE lists them, a prefix kept with its length: `k`(3) is k(3)."""
+    return tuple("%s(%s)" % (name.replace("``", "`").lower(), size) if size else name.replace("``", "`").lower()
+                 for name, size in KEY_PART.findall(text))
+
+
 def _new_rules(table, ddl, uniques, checks):
     """The unique keys and CHECK constraints `table` has now that the snapshot's (`ddl`) did not: its rows were
     never held to them, so one may refuse a row after the tables were emptied (an outside tester: a UNIQUE key added
     since, and the restore ended "partly restored")."""
-    had = {tuple(c.replace("``", "`").lower() for c in QUOTED.findall(m.group(1)))
-           for m in UNIQUE_LINE.finditer(ddl or "")}
+    had = {_key_parts(m.group(1)) for m in UNIQUE_LINE.finditer(ddl or "")}
     problems = ["%s has a unique key %s on (%s) that the snapshot's table did not have" % (
         table, name, ", ".join(columns)) for name, columns in sorted(uniques.items())
         if not any(set(key) <= {c.lower() for c in columns} for key in had)]  # (a key it had, and more: unique)
@@ -141,10 +156,11 @@ def _new_rules(table, ddl, uniques, checks):
 def _rules_now(db):
     """({table_key: {unique index: [columns]}}, {table_key: {CHECK constraint names}}) as the database has them now."""
     uniques = {}
-    for table, index, column in db.query(
-            "SELECT TABLE_NAME, INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = "
-            "DATABASE() AND NON_UNIQUE = 0 ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX"):
-        uniques.setdefault(db.table_key(_text(table)), {}).setdefault(_text(index), []).append(_text(column))
+    for table, index, column, part in db.query(
+            "SELECT TABLE_NAME, INDEX_NAME, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS WHERE "
+            "TABLE_SCHEMA = DATABASE() AND NON_UNIQUE = 0 ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX"):
+        column = _text(column) + ("(%s)" % part if part else "")  # a prefix: unique in its first characters only
+        uniques.setdefault(db.table_key(_text(table)), {}).setdefault(_text(index), []).append(column)
     checks = {}
     for table, name in db.query("SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.TABLE_CONSTRAINTS WHERE "
                                 "CONSTRAINT_SCHEMA = DATABASE() AND CONSTRAINT_TYPE = 'CHECK'"):
