@@ -1,6 +1,6 @@
 """Whether a snapshot's rows fit a MySQL database's tables as they are now: the check a restore makes before it
 empties anything, from the snapshot's own CREATE TABLE text (SHOW CREATE TABLE as it was) against
-information_schema: the columns (a column added NOT NULL without a default, one dropped, one narrowed), the names
+information_schema: the columns (one added NOT NULL without a default, dropped, narrowed, made NOT NULL), the names
 of the foreign keys of the tables it will make, and the unique keys and CHECK constraints added since; and the INSERT
 triggers that will run on each row on its way in (said, not refused).
 """
