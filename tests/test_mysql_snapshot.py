@@ -528,6 +528,21 @@ def test_restore_into_tables_that_no_longer_fit_is_refused_before_anything_is_em
     assert [s.id for s in snapshot.list_snapshots(str(tmp_path))] == [made.id]  # no safety snapshot taken for it
 
 
+def test_a_repeated_unique_key_met_only_at_commit_is_not_called_an_interruption_alone(mysql_address):
+    """Round 27: loading into an empty table with the checks off (as a restore does), MariaDB checks unique keys
+    only at COMMIT and says `Got error 1 "Operation not permitted" during COMMIT`, which emfix called a KILL QUERY."""
+    with open_database(mysql_address, create=True) as db:
+        db.execute("CREATE TABLE `U` (id INT PRIMARY KEY, k VARCHAR(10), UNIQUE KEY (k))")
+        db.execute("SET SESSION unique_checks = 0")
+        db.foreign_key_checks(False)
+        try:
+            db.execute("INSERT INTO `U` VALUES (1, 'a'), (2, 'a')")
+        except EmfixError as exc:
+            assert exc.kind == "statement_interrupted" and "a row that repeats a unique key" in exc.message, exc
+        else:
+            assert not db.is_mariadb(), "MariaDB took a repeated unique key"  # MySQL says 1062 at once
+
+
 def test_a_restore_says_it_runs_the_tables_insert_triggers_and_a_unique_key_it_had_and_more_is_no_refusal(
         mysql_address, tmp_path):
     """An outside tester: a trigger that changes each row ran on every restored row, exit 0 without a word. It is

@@ -131,10 +131,13 @@ def translate_server_error(address, errno, msg, exhausted=None):
                              hint="retry when that session has finished, or raise --lock-timeout")
     limit = "max_ws_" in low or "writeset size" in low or "write set size" in low
     if errno == ERROR_DURING_COMMIT and not limit and 'error 1 "operation not permitted"' in low:
-        # MariaDB's word for a COMMIT that another session's KILL QUERY interrupted (an outside tester)
-        return ConnectError("MySQL %s interrupted emfix's COMMIT: %s" % (where, msg), kind="statement_interrupted",
-                            hint="another session stopped it (KILL QUERY); the batch is rolled back: run the same "
-                                 "command again (a migrate with --resume)")
+        # MariaDB's word for a COMMIT that another session's KILL QUERY interrupted (an outside tester), and for a
+        # row that repeats a unique key, loaded into an empty table with the checks off (its keys are checked only
+        # at COMMIT then: round 27, a restore into a table with a unique key added since)
+        return ConnectError("MySQL %s stopped emfix's COMMIT: %s (another session's KILL QUERY, or a row that "
+                            "repeats a unique key)" % (where, msg), kind="statement_interrupted",
+                            hint="the batch is rolled back: run the same command again (a migrate with --resume); "
+                                 "stopped again, a unique key refuses one of its rows (not a KILL QUERY)")
     if limit or errno == ERROR_DURING_COMMIT:
         return TransactionTooLargeError("MySQL %s refused to commit a batch: %s" % (where, msg),
                                         kind="transaction_too_large", facts={"galera_limit": limit})
