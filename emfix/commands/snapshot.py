@@ -16,7 +16,8 @@ ACTIONS = {
              "emfix snapshot list experiment.db"),
     "verify": ("check snapshots against their manifests: size, SHA-256, quick_check, row counts (exit 4 if damaged)",
                "emfix snapshot verify experiment.db --all"),
-    "restore": ("verify a snapshot, keep a safety snapshot of the current content, then restore atomically",
+    "restore": ("verify a snapshot, keep a safety snapshot of the current content, then restore it (SQLite: at once; "
+                "MySQL: table by table, refused first if its rows would not fit)",
                 "emfix snapshot restore experiment.db --snapshot-id latest-valid"),
     "prune": ("delete old snapshots; the newest verified one is always kept",
               "emfix snapshot prune experiment.db --keep 10 --older-than 30d"),
