@@ -404,13 +404,9 @@ def refuse_taken_key_names(backend, tables):
     """Refuse, before any is made, tables whose foreign keys would get a name another table's has (MySQL: InnoDB
     names them <table>_ibfk_<n> and compares those names whatever their letter case, so a user's `trial` holds
     TRIAL's): the CREATE of the first such table failed after the ones before it were made (an outside tester)."""
-    if backend.dialect != "mysql":
-        return
     wanted = {("%s_ibfk_%d" % (t.name, n)).lower(): t.name for t in tables for n in range(1, len(t.foreign_keys) + 1)}
-    rows = backend.query("SELECT CONSTRAINT_NAME, TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE "
-                         "CONSTRAINT_SCHEMA = DATABASE()") if wanted else []
-    named = [tuple(v.decode("utf-8") if isinstance(v, (bytes, bytearray)) else str(v) for v in row) for row in rows]
-    taken = [(name, owner, wanted[name.lower()]) for name, owner in named if name.lower() in wanted]
+    held = backend.foreign_key_names() if wanted else {}
+    taken = [held[key] + (ours,) for key, ours in wanted.items() if key in held]
     if taken:
         name, owner, ours = taken[0]
         raise SchemaError("%s: the foreign key %s of table %s has the name %s's would get (the server compares those "

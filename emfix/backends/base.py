@@ -76,9 +76,15 @@ class Backend:
         q = self.quote_char
         return q + str(name).replace(q, q + q) + q
 
-    def warn_without_transactions(self, tables, reading=False):
+    def warn_without_transactions(self, tables, reading=False):  # noqa: ARG002 (SQLite: every table has them)
         """A warning line naming the tables of `tables` whose engine keeps no transactions (MySQL: MyISAM...), before
-        a change to them (or, `reading`, a read that is to be one moment)."""
+        a change to them (or, `reading`, a read that is to be one moment); returns them ({table: engine})."""
+        return {}
+
+    def foreign_key_names(self):
+        """{name in lower case: (name, its table)} of the foreign keys whose names a new table's may not take (MySQL;
+        SQLite's are the table's own)."""
+        return {}
 
     def stored(self, table):
         """The name the database holds `table` under, where the catalog names it as the application does

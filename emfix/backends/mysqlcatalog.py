@@ -231,10 +231,17 @@ class MySQLCatalogMixin:
         found = {self.table_key(text_of(name)): text_of(engine) for name, engine in rows}
         return {wanted[k]: engine for k, engine in sorted(found.items()) if k in wanted}
 
+    def foreign_key_names(self):
+        """{name in lower case: (name, its table)} of the database's foreign keys: InnoDB's names are the database's,
+        compared whatever their letter case, so a new table's key may not take one (init, restore)."""
+        return {text_of(name).lower(): (text_of(name), text_of(table)) for name, table in self.query(
+            "SELECT CONSTRAINT_NAME, TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE "
+            "CONSTRAINT_SCHEMA = DATABASE()")}
+
     def warn_without_transactions(self, tables, reading=False):
         """Said before a change: no batch there rolls back and no locking read locks a row, so the change is exact
         only while nothing else writes to those tables. `reading`: said before a read meant to be one moment (a copy,
-        an export, a check), which no consistent snapshot gives there."""
+        an export, a check), which no consistent snapshot gives there. Returns them ({table: engine})."""
         bare = self.without_transactions(tables)
         if bare:
             names = ", ".join(bare) if len(bare) <= 4 else "%d tables (%s, ...)" % (
@@ -244,6 +251,7 @@ class MySQLCatalogMixin:
                         "application's writes first", names, ", ".join(sorted(set(bare.values()))),
                         ("what emfix reads of %s is one moment" if reading else "emfix's change to %s is exact") % them,
                         them)
+        return bare
 
     @contextlib.contextmanager
     def reading_held_tables(self):

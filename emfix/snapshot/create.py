@@ -69,8 +69,7 @@ def _copy_mysql(db, graph, temp, progress, in_moment):
     dst = sqlite3.connect(temp, isolation_level=None)
     try:
         dst.execute("CREATE TABLE %s (ordinal INTEGER, name TEXT PRIMARY KEY, ddl TEXT)" % META_TABLE)
-        outside = db.without_transactions(graph.tables)
-        db.warn_without_transactions(outside, reading=True)
+        outside = db.warn_without_transactions(graph.tables, reading=True)
         with db.consistent_read():
             position = db.stream_position(locked=False)
             in_moment(db)

@@ -18,6 +18,7 @@ import sqlite3
 import threading
 
 from ..backends import open_database
+from ..backends.mysqlcatalog import text_of
 from ..errors import EmfixError, OperationInterrupted, PrivilegeError, SchemaError, Terminated
 from ..fileutil import read_only_uri
 from ..killpoints import kill_point
@@ -268,7 +269,7 @@ def widened_floats(db, tables):
     """{table: [column]}: columns FLOAT in the snapshot (`tables`: {name: SHOW CREATE TABLE text}) and DOUBLE now.
     The snapshot holds a FLOAT as its short text where that reads back as the same float
     (backends.mysqlvalues.FLOAT_LITERAL); read into a DOUBLE, that text is the decimal, not the float."""
-    live = {(db.table_key(_text(t)), _text(c).lower()): _text(k) for t, c, k in db.catalog_query(
+    live = {(db.table_key(text_of(t)), text_of(c).lower()): text_of(k) for t, c, k in db.catalog_query(
         "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()")}
     found = {}
     for table, ddl in tables.items():
@@ -410,7 +411,3 @@ def _refused(address, exc):
 
 def _open_file(path):
     return sqlite3.connect(read_only_uri(path), uri=True)
-
-
-def _text(value):
-    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else value

@@ -7,6 +7,7 @@ triggers that will run on each row on its way in (said, not refused).
 
 import re
 
+from ..backends.mysqlcatalog import text_of
 from .sqlreader import COLUMN_LINE
 
 INTEGERS = {"tinyint": 1, "smallint": 2, "mediumint": 3, "int": 4, "integer": 4, "bigint": 5}
@@ -72,7 +73,7 @@ def restore_problems(db, tables):
     for table, column, kind, nullable in db.catalog_query(
             "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS WHERE "
             "TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"):
-        table, column, kind, nullable = (_text(v) for v in (table, column, kind, nullable))
+        table, column, kind, nullable = (text_of(v) for v in (table, column, kind, nullable))
         if table not in required:
             required[table] = {c.lower() for c in db.required_columns(table)}
         needs_value = column.lower() in required[table]
@@ -81,9 +82,7 @@ def restore_problems(db, tables):
     problems = []
     held = {t.lower(): t for t in db.tables()}
     uniques, checks = _rules_now(db)
-    keys = {_text(name).lower(): (_text(name), _text(owner)) for name, owner in db.query(
-        "SELECT CONSTRAINT_NAME, TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = "
-        "DATABASE()")}
+    keys = db.foreign_key_names()
     for table, ddl in tables.items():
         columns = live.get(db.table_key(table))
         made = _created_name(ddl) or table  # as its CREATE TABLE names it (a SQLite-format file keys it otherwise)
@@ -121,7 +120,7 @@ def insert_triggers(db, tables):
     restored = {db.table_key(_created_name(ddl) or t) for t, ddl in tables.items()}
     return ["%s has trigger %s (%s INSERT): the restore runs it on every row it loads, so those rows are what it "
             "makes of the snapshot's" % (t, name, timing) for name, t, timing in (
-                (_text(n), _text(t), _text(w)) for n, t, w in db.query(
+                (text_of(n), text_of(t), text_of(w)) for n, t, w in db.query(
                     "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING FROM information_schema.TRIGGERS WHERE "
                     "EVENT_OBJECT_SCHEMA = DATABASE() AND EVENT_MANIPULATION = 'INSERT' ORDER BY 2, 1"))
             if db.table_key(t) in restored]
@@ -159,12 +158,12 @@ def _rules_now(db):
     for table, index, column, part in db.query(
             "SELECT TABLE_NAME, INDEX_NAME, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS WHERE "
             "TABLE_SCHEMA = DATABASE() AND NON_UNIQUE = 0 ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX"):
-        column = _text(column) + ("(%s)" % part if part else "")  # a prefix: unique in its first characters only
-        uniques.setdefault(db.table_key(_text(table)), {}).setdefault(_text(index), []).append(column)
+        column = text_of(column) + ("(%s)" % part if part else "")  # a prefix: unique in its first characters only
+        uniques.setdefault(db.table_key(text_of(table)), {}).setdefault(text_of(index), []).append(column)
     checks = {}
     for table, name in db.query("SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.TABLE_CONSTRAINTS WHERE "
                                 "CONSTRAINT_SCHEMA = DATABASE() AND CONSTRAINT_TYPE = 'CHECK'"):
-        checks.setdefault(db.table_key(_text(table)), set()).add(_text(name))
+        checks.setdefault(db.table_key(text_of(table)), set()).add(text_of(name))
     return uniques, checks
 
 
@@ -173,7 +172,3 @@ def _created_name(ddl):
     return found.group(1).replace("``", "`") if found else None
 
 
-
-
-def _text(value):
-    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else value
