@@ -21,6 +21,7 @@ from .errors import DamagedInputError, OperationInterrupted, UsageError
 from .guarded import check_integrity, kill_point
 from .orphans import children_of
 from .schema import discover_graph, remember_spellings
+from .undotwins import TwinCounter
 from .undovalues import UNDO_BATCH, put_values_back
 from .values import canonical
 
@@ -329,15 +330,13 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
                                                                      PUT_BACK, PUTTING_BACK)
 
     def insert(row):
-        """The INSERT of rows like `row`: each value bound with its storage class (placeholder)."""
-        marks = [placeholder(v) for v in row]
-        if double:
-            same = " AND ".join("%s %s %s" % (db.quote(c), "IS" if db.dialect == "sqlite" else "<=>", m)
-                                for c, m in zip(columns, marks))
-            return "INSERT INTO %s (%s) SELECT %s WHERE (SELECT count(*) FROM %s WHERE %s) < ?" % (
-                db.quote(table), db.quote_columns(columns), ", ".join(marks), db.quote(table), same)
+        """The INSERT of rows like `row`: each value bound with its storage class (placeholder); where a key tells
+        rows apart, one that finds its key taken is left out (and looked at afterwards)."""
+        marks = ", ".join(placeholder(v) for v in row)
+        if double:  # the copies that go back are chosen first (TwinCounter)
+            return "INSERT INTO %s (%s) VALUES (%s)" % (db.quote(table), db.quote_columns(columns), marks)
         return "INSERT %s INTO %s (%s) VALUES (%s)" % ("OR IGNORE" if db.dialect == "sqlite" else "IGNORE",
-                                                       db.quote(table), db.quote_columns(columns), ", ".join(marks))
+                                                       db.quote(table), db.quote_columns(columns), marks)
 
     def copies(row):
         """How many copies like `row` the quarantine holds for this pass (a table without a primary key)."""
@@ -346,6 +345,7 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
                             row).fetchone()[0]
     key_at = [columns.index(c) for c in key]
     restored, last, mark = 0, 0, mark and where is not None
+    twins = TwinCounter(db, table, columns) if double else None  # (its scratch table goes with the connection)
     while True:
         if where is None:  # an older quarantine: no marks, read it whole in pages of its own rowid
             found = qcon.execute("SELECT rowid, %s FROM %s WHERE rowid > ? ORDER BY rowid LIMIT %d" % (
@@ -366,9 +366,8 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
 
         def batch(rows=rows, ids=ids, wanted=wanted):  # INSERT IGNORE / up to the copies' number: reran whole
             done = 0
-            for sql, alike in _alike(rows, insert).items():  # (one statement but where text is not UTF-8)
-                done += db.executemany(sql, [r + r + (wanted[r],) if double else r for r in alike],
-                                       batch_size=len(alike))
+            for sql, alike in _alike(twins.to_put_back(rows, wanted) if double else rows, insert).items():
+                done += db.executemany(sql, alike, batch_size=len(alike))  # (one statement but where text is not UTF-8)
             if mark and db.dialect == "sqlite":
                 _mark(db, ATTACHED, table, ids, PUT_BACK)
             return done

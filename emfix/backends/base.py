@@ -164,6 +164,10 @@ class Backend:
         for n, columns in enumerate(indexes):
             self.create_temp_index(name, columns, "k%d" % n)
 
+    def drop_temp_table(self, name):
+        """A scratch table of this connection gone before the connection is (one made per table of a long run)."""
+        self.execute(self._drop_temp % self.quote(name))
+
     def create_temp_index(self, table, columns, suffix="k"):
         """An index on a scratch table, so probes into it are lookups, not scans."""
         temp = "temp." if self.dialect == "sqlite" else ""
