@@ -44,6 +44,7 @@ def assert_one_clear_line(result, code, *words):
     (["validate", "{db}", "--lock-timeout", "nan"], "between"),
     (["validate", "--mysql", "-d", "x", "--port", "99999"], "a port must be at most"),
     (["snapshot", "create", "{db}", "--connections", "99"], "must be at most 32"),  # its help says so (round 27)
+    (["snapshot", "restore", "{db}", "--snapshot-id", "", "--yes"], "an empty snapshot id"),  # not latest-valid (r29)
 ])
 def test_odd_numbers_are_usage_errors(demo_db, tmp_path, args, words):
     argv = [a.replace("{db}", demo_db.path).replace("{dir}", str(tmp_path / "d")) for a in args]

@@ -1,6 +1,7 @@
 """emfix snapshot create|list|verify|restore|prune, and the cookbook's create-snapshot, list-snapshots,
 verify-snapshot and restore-snapshot."""
 
+import argparse
 import os
 import sys
 
@@ -61,7 +62,7 @@ def _add_options(parser, action):
         parser.add_argument("--full", action="store_true", help="PRAGMA integrity_check instead of quick_check; "
                             "a MySQL SQL snapshot: every row read and counted, not only each INSERT's last")
     elif action == "restore":
-        parser.add_argument("--snapshot-id", dest="snapshot_id", default=None, metavar="ID",
+        parser.add_argument("--snapshot-id", dest="snapshot_id", type=snapshot_id, default=None, metavar="ID",
                             help="the snapshot to restore, or latest-valid (default)")
         parser.add_argument("--no-safety-snapshot", action="store_true",
                             help="do not snapshot the current content first")
@@ -75,6 +76,13 @@ def _add_options(parser, action):
         parser.add_argument("--older-than", metavar="AGE", help="delete snapshots older than AGE (30d, 12h, 90m)")
         parser.add_argument("--dry-run", action="store_true", help="show what would be deleted")
     common.add_output_options(parser)
+
+
+def snapshot_id(text):
+    """--snapshot-id: not empty (an unset shell variable is not latest-valid: a restore replaces the content)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty snapshot id: give one (see `emfix snapshot list`) or latest-valid")
+    return text
 
 
 def readers(text):
@@ -160,7 +168,7 @@ def _verify(args, out, directory, address):
 def _restore(args, out, directory, address):
     from .. import snapshot
     common.refuse_replica(args, address, restoring=True)  # before the safety snapshot, and before any question
-    chosen = snapshot.resolve_snapshot_id(directory, args.snapshot_id or "latest-valid", address)
+    chosen = snapshot.resolve_snapshot_id(directory, args.snapshot_id or "latest-valid", address)  # (never empty)
     if not args.yes:  # it replaces the database's content: asked first, as the old tool and every repair do
         ask = common.confirm(lambda _plan: "replace the content of %s with snapshot %s (a safety snapshot of what is "
                                            "there now is taken first)?" % (address.display(), chosen),
