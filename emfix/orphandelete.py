@@ -17,7 +17,7 @@ from . import quarantine as q
 from .backends.sqlite import placeholder
 from .errors import OperationInterrupted, StillReferencedError
 from .killpoints import kill_point
-from .values import portable
+from .values import portable, sqlite_storable
 
 log = logging.getLogger(__name__)
 
@@ -290,8 +290,8 @@ class _Staged:
         width = len(plan.identity)
         rows = db.query(sql, tuple(v for k in keys for v in k))
         if with_keys:
-            return {tuple(row[:width]): tuple(portable(v) for v in row[width:]) for row in rows}
-        return [tuple(portable(v) for v in row[width:]) for row in rows]
+            return {tuple(row[:width]): tuple(sqlite_storable(portable(v)) for v in row[width:]) for row in rows}
+        return [tuple(sqlite_storable(portable(v)) for v in row[width:]) for row in rows]
 
 
 def settle_marks(db, graph, qcon):
@@ -323,7 +323,8 @@ def settle_marks(db, graph, qcon):
         live = set()  # (key..., the row's columns...) as the database holds them now
         for start in range(0, len(pending), 200):
             part = [tuple(r[1:1 + len(key)]) for r in pending[start:start + 200]]
-            live |= {tuple(portable(v) for v in r) for r in db.query("SELECT %s, %s FROM %s WHERE (%s) IN (%s)" % (
+            live |= {tuple(sqlite_storable(portable(v)) for v in r) for r in db.query(
+                "SELECT %s, %s FROM %s WHERE (%s) IN (%s)" % (
                 db.quote_columns(db_key), db.exact_columns(table, columns), db.quote(table),
                 db.quote_columns(db_key), ", ".join("(%s)" % ", ".join(placeholder(v) for v in k) for k in part)),
                 tuple(v for k in part for v in k))}

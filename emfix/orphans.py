@@ -22,7 +22,7 @@ from .hierarchy import ancestor_chain
 from .orphandelete import delete_batches, settle_marks
 from .orphanrescue import ChildrenSince, RescueLook, newest_rowids
 from .orphanstay import Staying, doomed_count, held_table, hold_what_stays_points_at
-from .values import portable
+from .values import portable, sqlite_storable
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ def _copy_doomed(db, graph, doom, qcon, progress):
         qcon.execute("BEGIN")
         batch = []
         for row in db.iter_rows(select, arraysize=2000):
-            batch.append(tuple(portable(v) for v in row))
+            batch.append(tuple(sqlite_storable(portable(v)) for v in row))
             if len(batch) >= 2000:
                 qcon.executemany(insert, batch)
                 batch = []

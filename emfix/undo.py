@@ -23,7 +23,7 @@ from .orphans import children_of
 from .schema import discover_graph, remember_spellings
 from .undotwins import TwinCounter
 from .undovalues import UNDO_BATCH, put_values_back
-from .values import canonical
+from .values import canonical, numbers_back
 
 VALUE_COMMANDS = ("fix-json", "transform-metrics")  # repairs that rewrote values in place
 
@@ -346,6 +346,7 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
     key_at = [columns.index(c) for c in key]
     restored, last, mark = 0, 0, mark and where is not None
     twins = TwinCounter(db, table, columns) if double else None  # (its scratch table goes with the connection)
+    kinds = db.column_types(table) if db.dialect == "mysql" else {}  # a value past SQLite's INTEGER: its digits
     while True:
         if where is None:  # an older quarantine: no marks, read it whole in pages of its own rowid
             found = qcon.execute("SELECT rowid, %s FROM %s WHERE rowid > ? ORDER BY rowid LIMIT %d" % (
@@ -358,7 +359,7 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
         if stop is not None:
             stop()
         last = found[-1][0]
-        ids, rows = [r[0] for r in found], [tuple(r[1:]) for r in found]
+        ids, rows = [r[0] for r in found], list(numbers_back(kinds, columns, [tuple(r[1:]) for r in found]))
         if mark and db.dialect != "sqlite":
             _mark(qcon, "main", table, ids, PUTTING_BACK)
 

@@ -32,6 +32,27 @@ def portable(value):
     return value
 
 
+def sqlite_storable(value):
+    """A value as a SQLite file keeps it: an integer past SQLite's 64 bits (MySQL's BIGINT UNSIGNED, BIT(64)) as
+    its digits, which a column without a type keeps as text (numbers_back reads them again). Snapshots (round 27)
+    and quarantines (round 29) crashed on one: exit 70."""
+    if isinstance(value, int) and not -(1 << 63) <= value < (1 << 63):
+        return str(value)
+    return value
+
+
+def numbers_back(kinds, columns, rows):
+    """`rows` (of `columns`) with the digits sqlite_storable kept of an integer or BIT column's value bound as the
+    number again: as text MySQL takes a BIT value's characters' bytes (round 28), and a number compares as one.
+    `kinds`: {column (lower case): MySQL DATA_TYPE}."""
+    wide = [n for n, c in enumerate(columns) if kinds.get(c.lower()) in ("bit", "bigint")]
+    for row in rows:
+        if wide and any(isinstance(row[n], str) for n in wide):
+            row = tuple(int(v) if n in wide and isinstance(v, str) and v.isascii() and v.isdigit() else v
+                        for n, v in enumerate(row))
+        yield row
+
+
 def time_text(value):
     """A MySQL TIME (the driver's timedelta) as MySQL reads it back, to the microsecond: `-838:59:59.000001`,
     `100:00:00` (str() writes `-35 days, 1:00:01`, which MySQL refuses)."""

@@ -123,6 +123,28 @@ def test_mysql_tables_without_a_key_keep_what_their_orphans_point_at(mysql_addre
     assert missing_parents(mysql_address) <= before_violations
 
 
+def test_mysql_numbers_past_sqlites_integer_are_quarantined_and_come_back_exactly(mysql_address, tmp_path):
+    """Round 29: a doomed row holding a BIGINT UNSIGNED past 2^63 or a BIT(64) with its top bit set stopped
+    cleanup-orphans (and repair) with exit 70: the quarantine is a SQLite file, whose INTEGER holds 64 signed bits.
+    It keeps such a value as its digits now, and undo binds them as the number again."""
+    make_demo(mysql_address)
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE EPOCH_METRIC ADD COLUMN xu BIGINT UNSIGNED, ADD COLUMN xbit BIT(64)")
+        db.execute("UPDATE EPOCH_METRIC SET xu = 18446744073709551615 - metric_id, xbit = 18446744073709551600 + "
+                   "(metric_id MOD 10)")
+    before = dump_all(mysql_address)
+    result = run_cli("cleanup-orphans", url_of(mysql_address), "--yes", "--no-snapshot", "--tables", "EPOCH_METRIC",
+                     "--quarantine-dir", str(tmp_path / "q"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr  # (other tables' orphans stay)
+    after = dump_all(mysql_address)
+    assert removed_between(before, after) == {"EPOCH_METRIC": len(before["EPOCH_METRIC"]) - len(after["EPOCH_METRIC"])}
+    assert len(after["EPOCH_METRIC"]) < len(before["EPOCH_METRIC"])
+    quarantine = [str(tmp_path / "q" / f) for f in os.listdir(str(tmp_path / "q")) if f.endswith(".quarantine.db")]
+    back = run_cli("undo", quarantine[0], "-d", url_of(mysql_address), "--yes")
+    assert back.returncode == 0, back.stderr
+    assert dump_all(mysql_address) == before
+
+
 def test_mysql_metrics_without_a_key_are_not_removed_as_unreferenced(mysql_address, tmp_path):
     """Round 23: with METRIC's primary key dropped and an id held by two rows, --include-unreferenced removed the
     unreferenced metrics by id: each such row was kept twice, one of two rows under an id was lost and undo put

@@ -16,7 +16,7 @@ from ..idshift import claiming_alone
 from ..pool import ConnectionPool, run_parallel
 from ..progress import NoProgress, format_mb, utc_now
 from ..schema import discover_graph
-from ..values import portable
+from ..values import portable, sqlite_storable
 from .checks import count_rows, sha256_of, sqlite_check
 from .manifest import META_TABLE, PARTIAL_KIND, SnapshotManifest, new_snapshot_id, snapshot_files, write_manifest
 from .restoremark import describe as describe_restore
@@ -86,7 +86,7 @@ def _copy_mysql(db, graph, temp, progress, in_moment):
                 sql = "SELECT %s FROM %s%s" % (db.exact_columns(table, columns), db.quote(table),
                                                " ORDER BY " + db.quote_columns(order) if order else "")
                 for row in db.iter_rows(sql, arraysize=BATCH_ROWS):
-                    batch.append(tuple(_storable(portable(v)) for v in row))
+                    batch.append(tuple(sqlite_storable(portable(v)) for v in row))
                     if len(batch) >= BATCH_ROWS:
                         dst.executemany(insert, batch)
                         copied += len(batch)
@@ -98,14 +98,6 @@ def _copy_mysql(db, graph, temp, progress, in_moment):
     finally:
         dst.close()
     return position, outside
-
-
-def _storable(value):
-    """A value as a SQLite file keeps it: an integer past SQLite's 64 bits (MySQL's BIGINT UNSIGNED) as its digits,
-    which the snapshot's columns (no type) keep as text and MySQL reads back as the same number (round 27: exit 70)."""
-    if isinstance(value, int) and not -(1 << 63) <= value < (1 << 63):
-        return str(value)
-    return value
 
 
 def _write_error(exc, directory):

@@ -24,6 +24,7 @@ from ..fileutil import read_only_uri
 from ..killpoints import kill_point
 from ..pool import ConnectionPool, put_unless_stopped, run_parallel
 from ..schema import remember_spellings
+from ..values import numbers_back
 from .manifest import META_TABLE
 from .restorefit import insert_triggers, restore_problems, snapshot_columns, split_type
 from .sqlreader import SnapshotReader
@@ -355,7 +356,7 @@ def load_sqlite_snapshot(address, path, retry_policy, progress, partial, guard=N
                     db.execute("DELETE FROM %s" % db.quote(table))
                     rows = src.execute('SELECT %s FROM "%s"' % (
                         ", ".join('"%s"' % c.replace('"', '""') for c in columns), table.replace('"', '""')))
-                    db.executemany(insert, _bits_as_numbers(db, table, columns, rows), batch_size=1000)
+                    db.executemany(insert, numbers_back(db.column_types(table), columns, rows), batch_size=1000)
                     committing = True  # from here its COMMIT may have happened, whatever stops it
                 replaced = True
                 counts[table] = int(db.scalar("SELECT count(*) FROM %s" % db.quote(table)))
@@ -380,17 +381,6 @@ def load_sqlite_snapshot(address, path, retry_policy, progress, partial, guard=N
     finally:
         src.close()
     return counts
-
-
-def _bits_as_numbers(db, table, columns, rows):
-    """The rows, a BIT column's value past SQLite's 64 signed bits (kept in the file as its digits) bound as the
-    number: as text MySQL takes its characters' bytes, and refused BIT(64) b'1000...' as too long (round 28)."""
-    kinds = db.column_types(table)
-    bits = [n for n, c in enumerate(columns) if kinds.get(c.lower()) == "bit"]
-    for row in rows:
-        if bits and any(isinstance(row[n], str) for n in bits):
-            row = tuple(int(v) if n in bits and isinstance(v, str) and v.isdigit() else v for n, v in enumerate(row))
-        yield row
 
 
 def stopped_before(verb, created):
