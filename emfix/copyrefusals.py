@@ -7,6 +7,7 @@ MySQL text column gives back.
 
 import re
 
+from .backends.mysqlcatalog import text_of
 from .copyjournal import DIFFERS, DONE, RUNNING, UNVERIFIED
 from .errors import AlreadyDoneError, DamagedInputError, EmfixError, SchemaError, UsageError
 from .schema import EM_TABLES, table_named
@@ -48,16 +49,19 @@ def target_requires_json(target, will_create=False):
                               "DATABASE() AND table_name = 'METRIC' AND check_clause LIKE '%json_valid%'"))
 
 
-def refuse_oversized_values(source, target, graph, tree, tables):
+def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
     """A value longer than DST's max_allowed_packet makes MySQL drop the connection mid-batch, and every
-    --resume after it fail the same way: find it before the first batch. The same scan counts BLOBs in the
-    Experiment Manager's text columns of a SQLite SRC (refuse_blobs_in_text), after the sizes, in every
-    strategy."""
+    --resume after it fail the same way; one longer than DST's column (a VARCHAR(255) TRIAL.name, also as --init is
+    about to make it) is refused at its batch, after other tables' batches committed (round 29): find both before
+    the first batch. The same scan counts BLOBs in the Experiment Manager's text columns of a SQLite SRC
+    (refuse_blobs_in_text), after the sizes, in every strategy. `existing`: DST's tables now."""
     if target.dialect != "mysql":
+        refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables)
         return
     packet = int(target.scalar("SELECT @@max_allowed_packet") or 0)
     # bytes, not characters: SQLite's length() of TEXT counts characters, and only up to a NUL
     length = "length(CAST(t.%s AS BLOB))" if source.dialect == "sqlite" else "LENGTH(t.%s)"
+    characters = "length(t.%s)" if source.dialect == "sqlite" else "CHAR_LENGTH(t.%s)"
     text_columns = {t.name: [c.name for c in t.columns if c.type in ("TEXT", "JSON") or c.type.startswith("VARCHAR")]
                     for t in EM_TABLES}
     blobs = {}  # (table, column): BLOBs found
@@ -65,24 +69,91 @@ def refuse_oversized_values(source, target, graph, tree, tables):
         columns = [c for c in text_columns.get(table, graph.columns[table]) if c in graph.columns[table]]
         if not columns:
             continue
+        limits = column_limits(target, table, existing)
+        narrow = [c for c in columns if limits.get(c.lower())]
         # a MySQL text column gives back text, never the BLOB: such a copy could never be the same value
         held_as_text = list(text_columns.get(table, ())) if source.dialect == "sqlite" else []
         row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(
             ["max(%s)" % (length % source.quote(c)) for c in columns] +
+            ["max(%s)" % (characters % source.quote(c)) for c in narrow] +
             ["sum(typeof(t.%s) = 'blob')" % source.quote(c) for c in held_as_text]),
             source.quote(table), tree.where(source, graph, table)))[0]
-        for column, found in zip(held_as_text, row[len(columns):]):
+        sizes, lengths = row[:len(columns)], row[len(columns):len(columns) + len(narrow)]
+        for column, found in zip(held_as_text, row[len(columns) + len(narrow):]):
             if found:
                 blobs[(table, column)] = int(found)
-        longest = max(int(v or 0) for v in row[:len(columns)])
+        longest = max(int(v or 0) for v in sizes)
         if packet and longest > packet - 1024:  # the statement around the value needs room too
             raise DamagedInputError(
                 "a value in %s is %s bytes, more than %s's max_allowed_packet (%s bytes); nothing was copied" % (
                     table, "{:,}".format(longest), target.address.display(), "{:,}".format(packet)),
                 hint="as an administrator: SET GLOBAL max_allowed_packet = %d (and in the server's config), then "
                      "run again" % min(1 << 30, 1 << (longest + 4096).bit_length()))
+        size_of = dict(zip(columns, sizes))
+        for column, most in zip(narrow, lengths):
+            chars, octets = limits[column.lower()]
+            over = (chars is not None and int(most or 0) > chars) or (
+                octets is not None and int(size_of[column] or 0) > octets)
+            if over:
+                raise DamagedInputError(
+                    "a value of %s.%s is %s %s, more than %s's column holds (%s); nothing was copied" % (
+                        table, column, "{:,}".format(int(most or 0) if chars is not None else int(size_of[column])),
+                        "characters" if chars is not None else "bytes", target.address.display(),
+                        "%s character%s" % ("{:,}".format(chars), "" if chars == 1 else "s") if chars is not None
+                        else "%s bytes" % "{:,}".format(octets)),
+                    hint="widen the column in DST (ALTER TABLE %s MODIFY %s ...), or shorten the value in SRC, then "
+                         "run again" % (table, column))
     if blobs:
         refuse_blobs_in_text(source, target, graph, tree, blobs)
+
+
+def column_limits(target, table, existing):
+    """{column (lower case): (most characters, most bytes)} of a MySQL DST's columns that hold text or bytes up to a
+    length (None where it is not counted that way); a table DST lacks as --init makes it (the Experiment Manager's)."""
+    name = table_named(table, existing)
+    if name is None:
+        made = next((t for t in EM_TABLES if t.name == table), None)
+        return {c.name.lower(): _limit_of_type(c.type) for c in made.columns} if made else {}
+    limits = {}
+    for column, kind, chars, octets in target.query(
+            "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, CHARACTER_OCTET_LENGTH FROM "
+            "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", (name,)):
+        kind = text_of(kind).lower()
+        if kind in ("char", "varchar", "binary", "varbinary") and chars is not None:
+            limits[text_of(column).lower()] = (int(chars), None)
+        elif kind in ("tinytext", "text", "tinyblob", "blob") and octets is not None:
+            limits[text_of(column).lower()] = (None, int(octets))
+    return limits
+
+
+def _limit_of_type(declared):
+    """(most characters, most bytes) of a column --init makes of the Experiment Manager's `declared` type."""
+    found = re.match(r"VARCHAR\((\d+)\)$", declared)
+    if found:
+        return int(found.group(1)), None
+    return (None, 65535) if declared == "TEXT" else None
+
+
+def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables):
+    """MySQL into SQLite: an integer past 2^63 - 1 (BIGINT UNSIGNED, BIT(64)), which SQLite's INTEGER cannot hold
+    (a copy stopped at it with exit 70, its first tables committed: round 29), refused before the first batch."""
+    if source.dialect != "mysql" or target.dialect != "sqlite":
+        return
+    for table in tables:
+        kinds = source.column_types(table)
+        wide = [c for c in graph.columns[table] if kinds.get(c.lower()) in ("bigint", "bit")]
+        if not wide:
+            continue
+        row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(
+            "SUM(t.%s + 0 > 9223372036854775807)" % source.quote(c) for c in wide), source.quote(table),
+            tree.where(source, graph, table)))[0]
+        for column, found in zip(wide, row):
+            if found:
+                raise DamagedInputError(
+                    "%s value%s of %s.%s %s past 9223372036854775807, more than a SQLite INTEGER of %s holds; "
+                    "nothing was copied" % ("{:,}".format(int(found)), "" if int(found) == 1 else "s", table, column,
+                                            "is" if int(found) == 1 else "are", target.address.display()),
+                    hint="copy this experiment into a MySQL database instead, or change those values in SRC first")
 
 
 def refuse_blobs_in_text(source, target, graph, tree, blobs):

@@ -11,6 +11,7 @@ from conftest import make_demo, mysql_server_url, run_cli, sqlite_rows, url_of
 from emfix import snapshot
 from emfix.address import DatabaseAddress, parse_address
 from emfix.backends import open_database
+from emfix.errors import DamagedInputError
 
 
 @pytest.fixture
@@ -240,6 +241,57 @@ def test_migrate_refuses_a_value_over_max_allowed_packet_up_front(demo_db, mysql
     con.close()
     result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1", "--init", "--strategy", "aggressive")
     assert_one_clear_line(result, 4, "max_allowed_packet", "SET GLOBAL max_allowed_packet")
+
+
+def tables_with_rows(address):
+    with open_database(address, readonly=True) as db:
+        return {t for t in db.tables() if db.scalar("SELECT count(*) FROM %s" % db.quote(t))}
+
+
+@pytest.mark.parametrize("dst_has_tables", [False, True])
+def test_migrate_refuses_a_value_longer_than_dsts_column_up_front(demo_db, mysql_address, dst_has_tables):
+    """Round 29: a TRIAL.name longer than the VARCHAR(255) --init makes (or than DST's own column) stopped the copy
+    at its batch, after other tables' pages committed: DST held runs and batches without their trial (exit 1, a
+    hint about differing tables; MySQL into MySQL: exit 70). Refused before anything is written now."""
+    if dst_has_tables:
+        assert run_cli("init", url_of(mysql_address)).returncode == 0
+        with open_database(mysql_address) as db:
+            db.execute("ALTER TABLE TRIAL MODIFY name VARCHAR(3) NOT NULL")
+    else:
+        con = sqlite3.connect(demo_db.path)
+        with con:
+            con.execute("UPDATE TRIAL SET name = ? WHERE experiment_id = 1", ("x" * 300,))
+        con.close()
+    result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1", "--init", "--strategy", "aggressive")
+    assert_one_clear_line(result, 4, "TRIAL.name", "nothing was copied", "%d characters" % (3 if dst_has_tables
+                                                                                                 else 255))
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
+def test_a_value_too_long_for_a_mysql_column_is_a_refused_value_not_a_bug(mysql_address):
+    """Round 29: MySQL's 1406 (Data too long) reached the top as the driver's DataError: exit 70."""
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE narrow (v VARCHAR(2))")
+        with pytest.raises(DamagedInputError, match="refused a value: .*Data too long") as raised:
+            db.executemany("INSERT INTO narrow (v) VALUES (?)", [("abcd",)])
+    assert raised.value.exit_code == 4 and "widen it" in raised.value.hint
+
+
+def test_migrate_mysql_into_sqlite_refuses_a_number_sqlite_cannot_hold_up_front(mysql_address, tmp_path):
+    """Round 29: a BIGINT UNSIGNED (or BIT(64)) value past 2^63 stopped a copy into SQLite with exit 70, its
+    EXPERIMENT row committed."""
+    make_demo(mysql_address, faults=False)
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE METRIC ADD COLUMN xu BIT(64)")
+        db.execute("UPDATE METRIC SET xu = 18446744073709551615 WHERE id = 3")
+    target = DatabaseAddress("sqlite", path=str(tmp_path / "copy.db"))
+    assert run_cli("init", target.path).returncode == 0
+    con = sqlite3.connect(target.path)
+    con.execute("ALTER TABLE METRIC ADD COLUMN xu INTEGER")
+    con.close()
+    result = run_cli("migrate", url_of(mysql_address), target.path, "-e", "1")
+    assert_one_clear_line(result, 4, "METRIC.xu", "9223372036854775807", "nothing was copied")
+    assert not tables_with_rows(target) - {"SCHEMA_VERSION"}
 
 
 # -- disk full ----------------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ NO_SUCH_TABLE = 1146
 CANNOT_CREATE_TABLE = 1005  # errno 121: a constraint's name is taken; 150: a foreign key's parent
 INTERRUPTED = (1317, 1969, 3024)  # KILL QUERY; MariaDB's max_statement_time; MySQL's max_execution_time
 NO_DEFAULT = 1364  # a NOT NULL column without a default that the INSERT does not name
-OUT_OF_RANGE = 1264  # a number past the column's type (1e39 in a FLOAT); a text too long is a schema difference
+OUT_OF_RANGE = 1264  # a number past the column's type (1e39 in a FLOAT)
+DATA_TOO_LONG = 1406  # a text or bytes longer than the column (a MySQL -> MySQL copy's rows: exit 70, round 29)
 PRIVILEGE_ERRNOS = (1044, 1142, 1143, 1227)  # database / table / column / global privilege missing
 TOO_MANY_CONNECTIONS = (1040, 1203, 1226)  # the server's max_connections; the user's max_user_connections or limits
 
@@ -100,6 +101,10 @@ def translate_error(a, exc, exhausted, lost, connected, quote):
                                  hint="the value does not fit the column's type there (a FLOAT holds at most "
                                       "about 3.4e38): correct it where it comes from, or widen the column "
                                       "(e.g. ALTER TABLE ... MODIFY ... DOUBLE)")
+    if errno == DATA_TOO_LONG:
+        return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
+                                 hint="the column there is narrower than the value: widen it (ALTER TABLE ... MODIFY "
+                                      "...), or shorten the value where it comes from")
     if errno == INCORRECT_STRING and "string value" in msg.lower():
         return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg), kind="refused_text")
     if errno == INCORRECT_STRING:  # "Incorrect double value: 'abc'": text SQLite keeps in a number column
