@@ -328,10 +328,11 @@ def test_restore_stops_at_the_first_refused_statement(exact_mysql, tmp_path):
     assert threading.active_count() == 1  # no loader thread is left waiting
 
 
-def test_restore_killed_mid_load_is_finished_by_running_it_again(mysql_address, tmp_path, monkeypatch):
+def restore_killed_mid_load(mysql_address, tmp_path, monkeypatch, *options):
+    """A restore of a snapshot of the demo killed once BATCH_METRIC is emptied and partly loaded again: (its
+    command line, the checksums the snapshot holds)."""
     make_demo(mysql_address, shape=Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10), faults=False)
-    tables = ("BATCH", "BATCH_METRIC", "EPOCH", "METRIC", "TRIAL_RUN")
-    before = checksums(mysql_address, tables)
+    before = checksums(mysql_address, RESTORED_TABLES)
     small_pages(monkeypatch, 4000)  # a file of a few hundred small INSERTs: a kill lands between two
     made = snapshot.create_snapshot(mysql_address, str(tmp_path))
     monkeypatch.undo()
@@ -339,8 +340,9 @@ def test_restore_killed_mid_load_is_finished_by_running_it_again(mysql_address, 
         db.execute("UPDATE `METRIC` SET total_val = total_val + 1")
     total = made.tables["BATCH_METRIC"]
     argv = [sys.executable, "-m", "emfix", "snapshot", "restore", url_of(mysql_address), "--snapshot-dir",
-            str(tmp_path), "--snapshot-id", made.id, "--no-safety-snapshot", "--yes", "-q"]
-    proc = subprocess.Popen(argv, env=dict(os.environ, PYTHONPATH=ROOT), stderr=subprocess.DEVNULL)
+            str(tmp_path), "--snapshot-id", made.id, "--yes"] + list(options)
+    proc = subprocess.Popen(argv, env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     killed = False
     with open_database(mysql_address) as admin:
         while proc.poll() is None:  # kill it once BATCH_METRIC is emptied and partly loaded again
@@ -349,11 +351,33 @@ def test_restore_killed_mid_load_is_finished_by_running_it_again(mysql_address, 
                 killed = True
     proc.wait()
     assert killed, "the restore finished before it could be killed"
-    assert checksums(mysql_address, tables) != before  # half restored
+    assert checksums(mysql_address, RESTORED_TABLES) != before  # half restored
+    return argv, before
+
+
+RESTORED_TABLES = ("BATCH", "BATCH_METRIC", "EPOCH", "METRIC", "TRIAL_RUN")
+
+
+def test_restore_killed_mid_load_is_finished_by_running_it_again(mysql_address, tmp_path, monkeypatch):
+    argv, before = restore_killed_mid_load(mysql_address, tmp_path, monkeypatch, "--no-safety-snapshot", "-q")
     again = run_cli(*argv[3:])
     assert again.returncode == 0, again.stderr
-    assert checksums(mysql_address, tables) == before
+    assert checksums(mysql_address, RESTORED_TABLES) == before
 
+
+def test_a_restore_run_again_after_a_kill_names_the_snapshot_from_before_the_first(mysql_address, tmp_path,
+                                                                                    monkeypatch):
+    """Round 29: the rerun said "the content from before is in snapshot X", X its own safety snapshot of the half
+    the killed one left; the snapshot from before that one went unnamed. Both are named now, each for what it is."""
+    argv, before = restore_killed_mid_load(mysql_address, tmp_path, monkeypatch)
+    with open_database(mysql_address) as db:
+        first = db.scalar("SELECT safety_snapshot_id FROM `_emfix_restore`")
+    again = run_cli(*argv[3:])
+    assert again.returncode == 0, again.stderr
+    assert checksums(mysql_address, RESTORED_TABLES) == before
+    said = again.stdout.replace("\n", " ")
+    assert "before the restore that did not finish is in snapshot %s" % first in said, said
+    assert "holds the partly restored content" in said
 
 
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])

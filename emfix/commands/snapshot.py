@@ -186,7 +186,11 @@ def _restore(args, out, directory, address):
         return EXIT_OK
     out.text("restored snapshot %s into %s (%s rows, %s)" % (
         result.snapshot_id, address.display(), n(sum(result.tables.values())), result.method))
-    if result.safety_snapshot_id:
+    if result.before_unfinished:
+        out.text("the content from before the restore that did not finish is in snapshot %s%s" % (
+            result.before_unfinished, " (snapshot %s holds the partly restored content this one replaced)" %
+            result.safety_snapshot_id if result.safety_snapshot_id else ""))
+    elif result.safety_snapshot_id:
         out.text("the content from before is in snapshot %s" % result.safety_snapshot_id)
     elif not args.no_safety_snapshot:
         out.text("no safety snapshot: the database had no tables before")

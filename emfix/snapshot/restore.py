@@ -31,6 +31,9 @@ class RestoreResult:
     safety_snapshot_id: Optional[str]
     tables: Dict[str, int]
     method: str
+    # this restore replaced the half a restore that did not finish left: the safety snapshot taken before that one
+    # (the safety snapshot of this one holds the half; round 29: only that one was named)
+    before_unfinished: Optional[str] = None
 
 
 def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, safety_snapshot=True, retry_policy=None,
@@ -71,7 +74,8 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
         raise
     if mark is not None:
         mark.finish()
-    return RestoreResult(snapshot_id, safety_id, counts, method)
+    earlier = (mark.earlier or {}).get("safety_snapshot_id") if mark is not None else None
+    return RestoreResult(snapshot_id, safety_id, counts, method, earlier)
 
 
 def _restore(address, directory, snapshot_id, path, manifest, safety_snapshot, retry_policy, progress, mark):
