@@ -552,6 +552,49 @@ def test_restore_into_tables_that_no_longer_fit_is_refused_before_anything_is_em
     assert [s.id for s in snapshot.list_snapshots(str(tmp_path))] == [made.id]  # no safety snapshot taken for it
 
 
+@pytest.mark.parametrize("file_format", ["sql", "sqlite"])
+@pytest.mark.parametrize("change, named", [
+    ("ALTER TABLE `COLL` MODIFY `name` VARCHAR(20) COLLATE utf8mb4_general_ci",
+     "COLL.name, in a unique key, compares by utf8mb4_general_ci now, the snapshot's by utf8mb4_bin"),
+    ("ALTER TABLE `COLL` MODIFY `note` VARCHAR(20) CHARACTER SET latin1",
+     "COLL.note is CHARACTER SET latin1 now, the snapshot's was utf8mb4"),
+])
+def test_a_restore_into_text_columns_of_another_collation_or_character_set_is_refused_first(
+        mysql_address, tmp_path, file_format, change, named):
+    """Round 29: 'a' and 'A' under a unique key of utf8mb4_bin, the column made utf8mb4_general_ci since: the
+    restore emptied the tables, then met the repeated key ("partly restored"); an emoji in a column made latin1 since
+    the same. Refused before anything is emptied now."""
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE `COLL` (id INT PRIMARY KEY, name VARCHAR(20) COLLATE utf8mb4_bin, note VARCHAR(20), "
+                   "UNIQUE KEY `u_name` (name)) DEFAULT CHARSET=utf8mb4")
+        db.executemany("INSERT INTO `COLL` VALUES (?, ?, ?)", [(1, "a", "x"), (2, "A", "\U0001f600"), (3, "b", "y")])
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path), file_format=file_format)
+    with open_database(mysql_address) as db:
+        db.execute("DELETE FROM `COLL` WHERE id = 2")
+        db.execute(change)
+        before = sorted(db.query("SELECT * FROM `COLL`"))
+    result = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
+                     "--snapshot-id", made.id, "--yes")
+    assert result.returncode == 1, result.stderr
+    assert named in result.stderr and "nothing was changed" in result.stderr, result.stderr
+    with open_database(mysql_address) as db:
+        assert sorted(db.query("SELECT * FROM `COLL`")) == before
+
+
+def test_a_text_column_of_the_same_settings_said_otherwise_is_no_refusal(mysql_address, tmp_path):
+    """A collation the snapshot's text leaves to its table's options (or to its character set's default) is that
+    one: a restore of an unchanged table is not refused for it."""
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE `SAME` (id INT PRIMARY KEY, a VARCHAR(9), b VARCHAR(9) CHARACTER SET latin1, "
+                   "c TEXT COLLATE utf8mb4_bin, UNIQUE KEY (a), UNIQUE KEY (b), UNIQUE KEY (c(5))) DEFAULT "
+                   "CHARSET=utf8mb4")
+        db.execute("INSERT INTO `SAME` VALUES (1, 'a', 'b', 'c')")
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path))
+    result = run_cli("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path),
+                     "--snapshot-id", made.id, "--yes")
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_repeated_unique_key_met_only_at_commit_is_not_called_an_interruption_alone(mysql_address):
     """Round 27: loading into an empty table with the checks off (as a restore does), MariaDB checks unique keys
     only at COMMIT and says `Got error 1 "Operation not permitted" during COMMIT`, which emfix called a KILL QUERY."""

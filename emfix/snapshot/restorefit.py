@@ -69,16 +69,18 @@ def restore_problems(db, tables):
     """What stops the rows of the snapshot's `tables` ({name: SHOW CREATE TABLE text}) going into the
     database as it is now, or changes them on the way in: [text], empty when nothing does. A table the database lacks
     is created."""
-    live, required = {}, {}
-    for table, column, kind, nullable in db.catalog_query(
-            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS WHERE "
-            "TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"):
+    live, required, texts = {}, {}, {}
+    for table, column, kind, nullable, charset, collation in db.catalog_query(
+            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLLATION_NAME FROM "
+            "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"):
         table, column, kind, nullable = (text_of(v) for v in (table, column, kind, nullable))
         if table not in required:
             required[table] = {c.lower() for c in db.required_columns(table)}
         needs_value = column.lower() in required[table]
         live.setdefault(db.table_key(table), {})[column.lower()] = (column, _plain(kind), needs_value,
                                                                      nullable == "YES")
+        if charset is not None:
+            texts.setdefault(db.table_key(table), {})[column.lower()] = (text_of(charset), text_of(collation))
     problems = []
     held = {t.lower(): t for t in db.tables()}
     uniques, checks = _rules_now(db)
@@ -109,6 +111,8 @@ def restore_problems(db, tables):
                 problems.append("%s.%s (%s NOT NULL, no default) is not in the snapshot" % (table, name, kind))
         problems += _new_rules(table, ddl, uniques.get(db.table_key(table), {}),
                                checks.get(db.table_key(table), set()))
+        problems += _text_changes(db, table, ddl, texts.get(db.table_key(table), {}),
+                                  uniques.get(db.table_key(table), {}))
     return problems
 
 
@@ -150,6 +154,62 @@ def _new_rules(table, ddl, uniques, checks):
     named |= {m.group(1).replace("``", "`").lower() for m in COLUMN_CHECK.finditer(ddl or "")}
     return problems + ["%s has a CHECK constraint %s that the snapshot's table did not have" % (table, name)
                        for name in sorted(checks) if name.lower() not in named]
+
+
+def _text_changes(db, table, ddl, texts, uniques):
+    """A text column's character set or collation changed since the snapshot (round 29: the tables were emptied,
+    then a row refused): another character set than utf8mb4 may not hold its characters; in a unique key, another
+    collation may find two of its rows alike ('a' and 'A' once _bin, now _ci)."""
+    defaults = {}
+    was = text_settings(ddl, lambda charset: defaults[charset] if charset in defaults else defaults.setdefault(
+        charset, _default_collation(db, charset)))
+    keyed = {c.split("(")[0].lower() for columns in uniques.values() for c in columns}
+    problems = []
+    for key, (charset, collation) in sorted(texts.items()):
+        if key not in was:
+            continue
+        name, (old_charset, old_collation) = snapshot_columns(ddl)[key][0], was[key]
+        if charset != old_charset and charset != "utf8mb4":
+            problems.append("%s.%s is CHARACTER SET %s now, the snapshot's was %s" % (table, name, charset,
+                                                                                      old_charset))
+        elif collation != old_collation and key in keyed:
+            problems.append("%s.%s, in a unique key, compares by %s now, the snapshot's by %s (two of its rows may "
+                            "be alike now)" % (table, name, collation, old_collation))
+    return problems
+
+
+COLUMN_CHARSET = re.compile(r" CHARACTER SET (\w+)")
+COLUMN_COLLATION = re.compile(r" COLLATE (\w+)")
+TEXT_KINDS = {"char", "varchar", "enum", "set"} | set(TEXTS)
+
+
+def text_settings(ddl, default_collation):
+    """{column (lower case): (character set, collation)} of the text columns of one SHOW CREATE TABLE text: as its
+    line says, else as the table's options do (a collation not said: its character set's default)."""
+    options = (ddl or "").rsplit(")", 1)[-1]
+    table_charset = re.search(r"CHARSET=(\w+)", options)
+    table_collation = re.search(r"COLLATE=(\w+)", options)
+    settings = {}
+    for line in (ddl or "").splitlines():
+        found = COLUMN_LINE.match(line)
+        if not found or split_type(_plain(found.group(2)))[0] not in TEXT_KINDS:
+            continue
+        rest = TEXT_LITERAL.sub("''", line[found.end():])
+        charset, collation = COLUMN_CHARSET.search(rest), COLUMN_COLLATION.search(rest)
+        if charset is None and collation is None:
+            charset, collation = table_charset, table_collation
+        if charset is None and collation is None:
+            continue
+        charset = charset.group(1) if charset else collation.group(1).split("_")[0]
+        settings[found.group(1).replace("``", "`").lower()] = (
+            charset, collation.group(1) if collation else default_collation(charset))
+    return settings
+
+
+def _default_collation(db, charset):
+    """The collation a character set has by default on this server."""
+    return text_of(db.scalar("SELECT COLLATION_NAME FROM information_schema.COLLATIONS WHERE CHARACTER_SET_NAME = ? "
+                             "AND IS_DEFAULT = 'Yes'", (charset,)) or "")
 
 
 def _rules_now(db):
