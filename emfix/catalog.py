@@ -77,7 +77,8 @@ class Catalog:
 
 def normal_type(text):
     """INT(11) -> INT, INTEGER -> INT, varchar(50) -> VARCHAR(50): the spelling differences that mean nothing."""
-    kind = re.sub(r"\s+", " ", str(text or "").strip().upper())
+    parts = re.split(r"('(?:[^'\\]|\\.|'')*')", str(text or "").strip())  # ENUM/SET values keep their case
+    kind = "".join(part if n % 2 else re.sub(r"\s+", " ", part.upper()) for n, part in enumerate(parts))
     kind = re.sub(r"^(TINYINT|SMALLINT|MEDIUMINT|INT|INTEGER|BIGINT)\(\d+\)", r"\1", kind)
     return "INT" + kind[7:] if kind.startswith("INTEGER") else kind
 

@@ -176,6 +176,21 @@ def test_dropped_index_not_null_and_table_are_reported_with_the_ddl_that_fixes_t
     assert again.returncode == 0, again.stdout
 
 
+def test_a_diff_keeps_the_letter_case_of_enum_and_set_values(mysql_address, mysql_databases):
+    """Round 29: `schema diff --format ddl` wrote ENUM('a','b','c d') as ENUM('A','B','C D') (the type upper-cased
+    whole, its values too): a column made by it takes other values. Two ENUMs differing only in a value's case
+    differ."""
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE `WEIRD` (id INT PRIMARY KEY, e ENUM('a','b','c d'), s SET('x','Y'))")
+    other = mysql_databases()
+    with open_database(other) as db:
+        db.execute("CREATE TABLE `WEIRD` (id INT PRIMARY KEY, e ENUM('a','B','c d'))")
+    result = run_cli("schema", "diff", url_of(mysql_address), url_of(other), "--format", "ddl")
+    assert "enum('a','b','c d')" in result.stdout.lower()  # (the text as the server prints it, in any case)
+    assert "ENUM('a','b','c d')" in result.stdout and "SET('x','Y')" in result.stdout, result.stdout
+    assert "ENUM('A'" not in result.stdout
+
+
 def test_schema_show_json_is_a_file_diff_reads(tmp_path):
     db = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
     make_demo(db)
