@@ -581,6 +581,30 @@ def test_a_restore_into_text_columns_of_another_collation_or_character_set_is_re
         assert sorted(db.query("SELECT * FROM `COLL`")) == before
 
 
+@pytest.mark.parametrize("file_format", ["sql", "sqlite"])
+def test_a_generated_column_dropped_since_is_no_refusal_one_made_generated_is(mysql_address, tmp_path, file_format):
+    """Round 29: a VIRTUAL column dropped since the snapshot was refused as "not in the table", though a snapshot
+    holds no value of one (the server computes it); a column made GENERATED since would have the server replace
+    the snapshot's values (or refuse them after the tables were emptied): refused first."""
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE `GEN` (id INT PRIMARY KEY, bi BIGINT, gen BIGINT AS (bi + 1) VIRTUAL, g BIGINT)")
+        db.execute("INSERT INTO `GEN` (id, bi, g) VALUES (1, 10, 7), (2, 20, 8)")
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path), file_format=file_format)
+    argv = ("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path), "--snapshot-id", made.id,
+            "--yes", "--no-safety-snapshot")
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE `GEN` DROP COLUMN gen")
+        db.execute("DELETE FROM `GEN` WHERE id = 2")
+    result = run_cli(*argv)
+    assert result.returncode == 0, result.stderr
+    with open_database(mysql_address) as db:
+        assert sorted(db.query("SELECT id, bi, g FROM `GEN`")) == [(1, 10, 7), (2, 20, 8)]
+        db.execute("ALTER TABLE `GEN` DROP COLUMN g, ADD COLUMN g BIGINT AS (bi * 2) VIRTUAL")
+    result = run_cli(*argv)
+    assert result.returncode == 1 and "GEN.g is computed by the server now" in result.stderr, result.stderr
+    assert "nothing was changed" in result.stderr
+
+
 def test_a_text_column_of_the_same_settings_said_otherwise_is_no_refusal(mysql_address, tmp_path):
     """A collation the snapshot's text leaves to its table's options (or to its character set's default) is that
     one: a restore of an unchanged table is not refused for it."""

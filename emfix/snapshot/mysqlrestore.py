@@ -26,7 +26,7 @@ from ..pool import ConnectionPool, put_unless_stopped, run_parallel
 from ..schema import remember_spellings
 from ..values import numbers_back
 from .manifest import META_TABLE
-from .restorefit import insert_triggers, restore_problems, snapshot_columns, split_type
+from .restorefit import generated_columns, insert_triggers, restore_problems, snapshot_columns, split_type
 from .sqlreader import SnapshotReader
 from .sqltext import LOAD_SQL_MODE
 from .store import newest_safety_before
@@ -345,7 +345,8 @@ def load_sqlite_snapshot(address, path, retry_policy, progress, partial, guard=N
                 if table.lower() not in existing:
                     db.execute(ddl)
                     created.append(table)
-                generated = db.generated_columns(table)  # the server computes them and refuses a value
+                # the server computes them and refuses a value: the table's now, and the snapshot's (dropped since)
+                generated = db.generated_columns(table) | generated_columns(ddl)
                 columns = [r[1] for r in src.execute('PRAGMA table_info("%s")' % table.replace('"', '""'))
                            if r[1].lower() not in generated]
                 insert = "INSERT INTO %s (%s) VALUES (%s)" % (db.quote(table), db.quote_columns(columns),

@@ -98,9 +98,15 @@ def restore_problems(db, tables):
             problems += ["%s's foreign key %s is the name of table %s's" % (made, name, keys[name.lower()][1])
                          for name in names if name.lower() in keys]
             continue
-        wanted, nulls = snapshot_columns(ddl), nullable_columns(ddl)
+        wanted, nulls, computed = snapshot_columns(ddl), nullable_columns(ddl), generated_columns(ddl)
+        generated_now = db.generated_columns(table)
         for key, (name, kind) in wanted.items():
-            if key not in columns:
+            if key in computed:  # the snapshot holds no value of it (round 29: one dropped since was refused)
+                continue
+            if key in generated_now:
+                problems.append("%s.%s is computed by the server now (GENERATED), the snapshot holds its values"
+                                % (table, name))
+            elif key not in columns:
                 problems.append("%s.%s (in the snapshot) is not in the table" % (table, name))
             elif not takes(columns[key][1], kind):
                 problems.append("%s.%s is %s, the snapshot's was %s" % (table, name, columns[key][1], kind))
@@ -128,6 +134,13 @@ def insert_triggers(db, tables):
                     "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING FROM information_schema.TRIGGERS WHERE "
                     "EVENT_OBJECT_SCHEMA = DATABASE() AND EVENT_MANIPULATION = 'INSERT' ORDER BY 2, 1"))
             if db.table_key(t) in restored]
+
+
+def generated_columns(ddl):
+    """The columns (lower case) of one SHOW CREATE TABLE text that the server computes: a snapshot holds no value of
+    one (snapshot/sqltext.py leaves them out)."""
+    return {m.group(1).replace("``", "`").lower() for m in COLUMN_LINE.finditer(ddl or "")
+            if " GENERATED ALWAYS AS " in TEXT_LITERAL.sub("''", ddl[m.end():ddl.find("\n", m.end())])}
 
 
 def nullable_columns(ddl):
