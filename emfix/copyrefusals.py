@@ -8,6 +8,7 @@ MySQL text column gives back.
 import re
 
 from .backends.mysqlcatalog import text_of
+from .catalog import sqlite_affinity
 from .copyjournal import DIFFERS, DONE, RUNNING, UNVERIFIED
 from .errors import AlreadyDoneError, DamagedInputError, EmfixError, SchemaError, UsageError
 from .schema import EM_TABLES, table_named
@@ -135,25 +136,42 @@ def _limit_of_type(declared):
 
 
 def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables):
-    """MySQL into SQLite: an integer past 2^63 - 1 (BIGINT UNSIGNED, BIT(64)), which SQLite's INTEGER cannot hold
-    (a copy stopped at it with exit 70, its first tables committed: round 29), refused before the first batch."""
+    """MySQL into SQLite, refused before the first batch (round 29): an integer past 2^63 - 1 (BIGINT UNSIGNED,
+    BIT(64)), which SQLite's INTEGER cannot hold (a copy stopped at it with exit 70, its first tables committed); a
+    DECIMAL a double does not hold into a column of DST that stores numbers as REAL (NUMERIC affinity: a
+    DECIMAL(65,30) of 66 digits kept 15, and only the verify said so, after the copy)."""
     if source.dialect != "mysql" or target.dialect != "sqlite":
         return
+    held = target.tables()
     for table in tables:
         kinds = source.column_types(table)
-        wide = [c for c in graph.columns[table] if kinds.get(c.lower()) in ("bigint", "bit")]
-        if not wide:
+        here = table_named(table, held)
+        numeric = {d.name.lower(): d.type for d in target.column_details(here) if sqlite_affinity(d.type) in (
+            "INTEGER", "REAL", "NUMERIC")} if here else {}
+        tests = [(c, "SUM(t.%s + 0 > 9223372036854775807)" % source.quote(c), None) for c in graph.columns[table]
+                 if kinds.get(c.lower()) in ("bigint", "bit")]
+        tests += [(c, "SUM(CAST(CAST(t.{0} AS DOUBLE) AS DECIMAL(65,30)) <> t.{0})".format(source.quote(c)),
+                   numeric[c.lower()]) for c in graph.columns[table]
+                  if kinds.get(c.lower()) == "decimal" and c.lower() in numeric]
+        if not tests:
             continue
-        row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(
-            "SUM(t.%s + 0 > 9223372036854775807)" % source.quote(c) for c in wide), source.quote(table),
-            tree.where(source, graph, table)))[0]
-        for column, found in zip(wide, row):
-            if found:
+        row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(sql for _c, sql, _d in tests),
+                                                             source.quote(table), tree.where(source, graph, table)))[0]
+        for (column, _sql, declared), found in zip(tests, row):
+            if not found:
+                continue
+            many = "%s value%s of %s.%s %s" % ("{:,}".format(int(found)), "" if int(found) == 1 else "s", table,
+                                                column, "is" if int(found) == 1 else "are")
+            if declared is None:
                 raise DamagedInputError(
-                    "%s value%s of %s.%s %s past 9223372036854775807, more than a SQLite INTEGER of %s holds; "
-                    "nothing was copied" % ("{:,}".format(int(found)), "" if int(found) == 1 else "s", table, column,
-                                            "is" if int(found) == 1 else "are", target.address.display()),
+                    "%s past 9223372036854775807, more than a SQLite INTEGER of %s holds; nothing was copied" % (
+                        many, target.address.display()),
                     hint="copy this experiment into a MySQL database instead, or change those values in SRC first")
+            raise DamagedInputError(
+                "%s DECIMAL with more digits than a double keeps, and %s's column is %s, which SQLite stores as a "
+                "REAL; nothing was copied" % (many, target.address.display(), declared or "without a type"),
+                hint="make that column TEXT in DST (SQLite keeps the digits of a TEXT column as they are), then run "
+                     "again")
 
 
 def refuse_blobs_in_text(source, target, graph, tree, blobs):

@@ -277,21 +277,46 @@ def test_a_value_too_long_for_a_mysql_column_is_a_refused_value_not_a_bug(mysql_
     assert raised.value.exit_code == 4 and "widen it" in raised.value.hint
 
 
-def test_migrate_mysql_into_sqlite_refuses_a_number_sqlite_cannot_hold_up_front(mysql_address, tmp_path):
+@pytest.mark.parametrize("mysql_type, value, sqlite_type, words", [
+    ("BIT(64)", 18446744073709551615, "INTEGER", "past 9223372036854775807"),
+    ("BIGINT UNSIGNED", 9223372036854775808, "INTEGER", "past 9223372036854775807"),
+    ("DECIMAL(65,30)", "12345678901234567890123456789012345.123456789012345678901234567891", "DECIMAL(65,30)",
+     "more digits than a double keeps"),
+])
+def test_migrate_mysql_into_sqlite_refuses_a_number_sqlite_cannot_hold_up_front(mysql_address, tmp_path, mysql_type,
+                                                                                 value, sqlite_type, words):
     """Round 29: a BIGINT UNSIGNED (or BIT(64)) value past 2^63 stopped a copy into SQLite with exit 70, its
-    EXPERIMENT row committed."""
+    EXPERIMENT row committed; a DECIMAL(65,30) into a SQLite column of that type kept 15 of its digits, said only
+    by the verify after the copy."""
     make_demo(mysql_address, faults=False)
     with open_database(mysql_address) as db:
-        db.execute("ALTER TABLE METRIC ADD COLUMN xu BIT(64)")
-        db.execute("UPDATE METRIC SET xu = 18446744073709551615 WHERE id = 3")
+        db.execute("ALTER TABLE METRIC ADD COLUMN xu %s" % mysql_type)
+        db.execute("UPDATE METRIC SET xu = ? WHERE id = 3", (value,))
     target = DatabaseAddress("sqlite", path=str(tmp_path / "copy.db"))
     assert run_cli("init", target.path).returncode == 0
     con = sqlite3.connect(target.path)
-    con.execute("ALTER TABLE METRIC ADD COLUMN xu INTEGER")
+    con.execute("ALTER TABLE METRIC ADD COLUMN xu %s" % sqlite_type)
     con.close()
     result = run_cli("migrate", url_of(mysql_address), target.path, "-e", "1")
-    assert_one_clear_line(result, 4, "METRIC.xu", "9223372036854775807", "nothing was copied")
+    assert_one_clear_line(result, 4, "METRIC.xu", words, "nothing was copied")
     assert not tables_with_rows(target) - {"SCHEMA_VERSION"}
+
+
+def test_a_decimal_into_a_sqlite_text_column_is_copied_with_every_digit(mysql_address, tmp_path):
+    make_demo(mysql_address, faults=False)
+    digits = "12345678901234567890123456789012345.123456789012345678901234567891"
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE METRIC ADD COLUMN xu DECIMAL(65,30)")
+        db.execute("UPDATE METRIC SET xu = ? WHERE id = 3", (digits,))
+    target = DatabaseAddress("sqlite", path=str(tmp_path / "copy.db"))
+    assert run_cli("init", target.path).returncode == 0
+    con = sqlite3.connect(target.path)
+    con.execute("ALTER TABLE METRIC ADD COLUMN xu TEXT")
+    con.close()
+    assert run_cli("migrate", url_of(mysql_address), target.path, "-e", "1").returncode == 0
+    con = sqlite3.connect(target.path)
+    assert con.execute("SELECT xu FROM METRIC WHERE xu IS NOT NULL").fetchall() == [(digits,)]
+    con.close()
 
 
 # -- disk full ----------------------------------------------------------------------------------------------
