@@ -323,11 +323,11 @@ def settle_marks(db, graph, qcon):
         live = set()  # (key..., the row's columns...) as the database holds them now
         for start in range(0, len(pending), 200):
             part = [tuple(r[1:1 + len(key)]) for r in pending[start:start + 200]]
-            live |= {tuple(sqlite_storable(portable(v)) for v in r) for r in db.query(
-                "SELECT %s, %s FROM %s WHERE (%s) IN (%s)" % (
+            found = db.query("SELECT %s, %s FROM %s WHERE (%s) IN (%s)" % (
                 db.quote_columns(db_key), db.exact_columns(table, columns), db.quote(table),
                 db.quote_columns(db_key), ", ".join("(%s)" % ", ".join(placeholder(v) for v in k) for k in part)),
-                tuple(v for k in part for v in k))}
+                tuple(v for k in part for v in k))
+            live |= {tuple(sqlite_storable(portable(v)) for v in r) for r in found}  # as the quarantine keeps them
         held = {r[:len(key)] for r in live}
         qcon.execute("BEGIN")
         for row in pending:

@@ -359,11 +359,15 @@ def _reinsert(db, qcon, graph, table, columns, result, batch_size=None, where=No
         if stop is not None:
             stop()
         last = found[-1][0]
-        ids, rows = [r[0] for r in found], list(numbers_back(kinds, columns, [tuple(r[1:]) for r in found]))
+        ids, kept = [r[0] for r in found], [tuple(r[1:]) for r in found]  # (kept: as the quarantine holds them)
+        rows = list(numbers_back(kinds, columns, kept))
         if mark and db.dialect != "sqlite":
             _mark(qcon, "main", table, ids, PUTTING_BACK)
 
-        wanted = {r: copies(r) for r in set(rows)} if double else {}  # one count per content, not per copy
+        wanted = {}  # one count per content, not per copy
+        for row, as_kept in zip(rows, kept) if double else ():
+            if row not in wanted:
+                wanted[row] = copies(as_kept)
 
         def batch(rows=rows, ids=ids, wanted=wanted):  # INSERT IGNORE / up to the copies' number: reran whole
             done = 0
