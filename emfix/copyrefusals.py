@@ -120,9 +120,10 @@ def column_limits(target, table, existing):
             "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, CHARACTER_OCTET_LENGTH FROM "
             "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", (name,)):
         kind = text_of(kind).lower()
-        if kind in ("char", "varchar", "binary", "varbinary") and chars is not None:
+        if kind in ("char", "varchar") and chars is not None:
             limits[text_of(column).lower()] = (int(chars), None)
-        elif kind in ("tinytext", "text", "tinyblob", "blob") and octets is not None:
+        elif kind in ("binary", "varbinary", "tinytext", "text", "tinyblob", "blob") and octets is not None:
+            # bytes: a binary column's length (round 30: six emoji, 24 bytes, were counted 6 into VARBINARY(20))
             limits[text_of(column).lower()] = (None, int(octets))
     return limits
 

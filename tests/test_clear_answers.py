@@ -248,7 +248,7 @@ def tables_with_rows(address):
         return {t for t in db.tables() if db.scalar("SELECT count(*) FROM %s" % db.quote(t))}
 
 
-@pytest.mark.parametrize("dst_has_tables", [False, True])
+@pytest.mark.parametrize("dst_has_tables", [False, True, "varbinary"])
 def test_migrate_refuses_a_value_longer_than_dsts_column_up_front(demo_db, mysql_address, dst_has_tables):
     """Round 29: a TRIAL.name longer than the VARCHAR(255) --init makes (or than DST's own column) stopped the copy
     at its batch, after other tables' pages committed: DST held runs and batches without their trial (exit 1, a
@@ -256,15 +256,21 @@ def test_migrate_refuses_a_value_longer_than_dsts_column_up_front(demo_db, mysql
     if dst_has_tables:
         assert run_cli("init", url_of(mysql_address)).returncode == 0
         with open_database(mysql_address) as db:
-            db.execute("ALTER TABLE TRIAL MODIFY name VARCHAR(3) NOT NULL")
-    else:
+            db.execute("ALTER TABLE TRIAL MODIFY name %s NOT NULL" % (
+                "VARBINARY(20)" if dst_has_tables == "varbinary" else "VARCHAR(3)"))
+    if dst_has_tables == "varbinary":  # round 30: six emoji are 6 characters, 24 bytes
+        con = sqlite3.connect(demo_db.path)
+        with con:
+            con.execute("UPDATE TRIAL SET name = ? WHERE experiment_id = 1", ("\U0001f600" * 6,))
+        con.close()
+    elif not dst_has_tables:
         con = sqlite3.connect(demo_db.path)
         with con:
             con.execute("UPDATE TRIAL SET name = ? WHERE experiment_id = 1", ("x" * 300,))
         con.close()
     result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1", "--init", "--strategy", "aggressive")
-    assert_one_clear_line(result, 4, "TRIAL.name", "nothing was copied", "%d characters" % (3 if dst_has_tables
-                                                                                                 else 255))
+    assert_one_clear_line(result, 4, "TRIAL.name", "nothing was copied", {
+        False: "255 characters", True: "3 characters", "varbinary": "24 bytes"}[dst_has_tables])
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 

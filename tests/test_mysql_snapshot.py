@@ -603,6 +603,18 @@ def test_a_generated_column_dropped_since_is_no_refusal_one_made_generated_is(my
     result = run_cli(*argv)
     assert result.returncode == 1 and "GEN.g is computed by the server now" in result.stderr, result.stderr
     assert "nothing was changed" in result.stderr
+    with open_database(mysql_address) as db:  # round 30: a generated one made plain NOT NULL, no default
+        db.execute("ALTER TABLE `GEN` DROP COLUMN g, ADD COLUMN g BIGINT")
+        db.execute("ALTER TABLE `GEN` ADD COLUMN gen BIGINT AS (bi + 1) VIRTUAL")
+    virtual = snapshot.create_snapshot(mysql_address, str(tmp_path), file_format=file_format)
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE `GEN` DROP COLUMN gen, ADD COLUMN gen BIGINT NOT NULL")
+        before = sorted(db.query("SELECT * FROM `GEN`"))
+    result = run_cli(*argv[:-3], virtual.id, "--yes", "--no-safety-snapshot")
+    assert result.returncode == 1 and "GEN.gen (bigint NOT NULL, no default) is not in the snapshot" in \
+        result.stderr, result.stderr
+    with open_database(mysql_address) as db:
+        assert sorted(db.query("SELECT * FROM `GEN`")) == before
 
 
 def test_a_text_column_of_the_same_settings_said_otherwise_is_no_refusal(mysql_address, tmp_path):
