@@ -157,6 +157,7 @@ def key_of_source(source):
 
 
 URL_OPTIONS = {"use_pure"}  # what a MySQL URL's query may say (backends/mysql.py reads it)
+USE_PURE = ("0", "1", "true", "false", "yes", "no")
 
 
 def _mysql_address(text, password_file, defaults_file, environ, password=None):
@@ -173,13 +174,19 @@ def _mysql_address(text, password_file, defaults_file, environ, password=None):
     if not database or "/" in database:
         raise AddressError("MySQL URL must name one database: %s" % shown,
                            hint="expected mysql://user@host:port/dbname")
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
-    unknown = sorted(set(options) - URL_OPTIONS)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    options = dict(pairs)
+    # Names only, never a value (round 30: `?=secret` showed the secret); an empty name said as such.
+    unknown = sorted({name or "(one without a name)" for name in options} - URL_OPTIONS)
     if unknown or (parts.query and not options):  # (round 29: ?x=1 was left unread without a word)
         raise AddressError("MySQL URL %s has %s emfix does not read: %s" % (
-            shown, "an option" if len(unknown) <= 1 else "options", ", ".join(unknown) or parts.query),
+            shown.partition("?")[0], "an option" if len(unknown) <= 1 else "options",
+            ", ".join(unknown) or "(its query is not name=value)"),
             hint="the one option a URL takes is use_pure (0 or 1); the password goes in --password-file or "
                  "EMFIX_MYSQL_PASSWORD, the rest in an option file (--defaults-file)")
+    if len(pairs) > len(options) or options.get("use_pure", "0").lower() not in USE_PURE:
+        raise AddressError("MySQL URL %s: use_pure is said more than once, or is not 0 or 1" % shown.partition("?")[0],
+                           hint="?use_pure=1 (the pure-Python driver) or ?use_pure=0 (its C extension), once")
     address = DatabaseAddress(
         "mysql", host=parts.hostname or None, port=port,
         user=unquote(parts.username) if parts.username else None,
