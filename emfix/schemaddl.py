@@ -10,7 +10,7 @@ with `-- ` are advice: what B has beyond A is left for a person to decide.
 import dataclasses
 import re
 
-from .catalog import comparable_type, normal_default
+from .catalog import comparable_type, normal_default, sqlite_affinity
 from .schema import EM_TABLE_BY_NAME, Dialect, column_type
 
 REBUILD_PREFIX = "emfix_rebuild_"
@@ -46,7 +46,13 @@ def translate_type(table, column, a_dialect, b_dialect):
         return column_type(b_dialect, em_column, "text" if column.type == "LONGTEXT" else "json")
     if b_dialect == "mysql":
         return {"REAL": "DOUBLE", "TEXT": "TEXT"}.get(column.type, column.type or "TEXT")
-    return comparable_type(column.type, False)
+    kind = comparable_type(column.type, False)
+    if re.match(r"(ENUM|SET)\b", kind):  # values in quotes, which a SQLite type name cannot hold (round 30)
+        return "TEXT"
+    return kind if SQLITE_TYPE_NAME.match(kind) else sqlite_affinity(kind)
+
+
+SQLITE_TYPE_NAME = re.compile(r"[A-Z_][A-Z0-9_ ]*(\(\s*[+-]?\d+\s*(,\s*[+-]?\d+\s*)?\))?$")
 
 
 def column_sql(d, table, column, a_dialect, primary_key):
@@ -183,7 +189,7 @@ def statements_of(differences, a, b, rebuild=rebuild_sql):
             rebuilds.append(rebuild(d, a.table(table), b.table(table), a.dialect, found))
             found = [f for f in found if f.kind in ADVICE_KINDS]  # what the rebuild does not make: what B has beyond A
         for f in found:
-            statements += fix_of(f, a, b)
+            statements += [s for s in fix_of(f, a, b) if s not in statements]  # (a column's type and default: one)
         actions += [s for s in statements if not s.startswith("--")]
         advice += [s for s in statements if s.startswith("--")]
     return creates + [s for r in rebuilds for s in r] + actions + advice + dropped

@@ -6,6 +6,7 @@ server that does not answer fails the MySQL tests; when it is unset they are ski
 
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -136,6 +137,14 @@ def sqlite_rows(path):
         return {n: sorted(con.execute(select_all(n, lambda t: '"%s"' % t)).fetchall(), key=repr) for n in names}
     finally:
         con.close()
+
+
+def in_the_sqlite3_shell(path, script):
+    """Run a script as its header says a person runs it: `sqlite3 DB < script`."""
+    shell = shutil.which("sqlite3")
+    if shell is None:
+        pytest.skip("no sqlite3 shell on this machine: the script is written for it")
+    return subprocess.run([shell, path], input=script, capture_output=True, text=True)
 
 
 def run_cli(*args, env=None, cwd=None, timeout=120, python_flags=()):

@@ -4,8 +4,7 @@ schema upgrade compares once and keeps a type that would change stored values wi
 import dataclasses
 import sqlite3
 
-import pytest
-from conftest import make_demo, run_cli
+from conftest import in_the_sqlite3_shell, make_demo, run_cli
 
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
@@ -121,16 +120,6 @@ def test_the_ddl_script_of_a_sqlite_rebuild_runs_whole_beside_a_view_and_keeps_e
     assert con.execute("SELECT name FROM sqlite_master WHERE name LIKE 'emfix_rebuild%'").fetchall() == []
     con.close()
     assert run_cli("schema", "diff", reference.path, target.path, "--json").returncode == 0
-
-
-def in_the_sqlite3_shell(path, script):
-    """Run a script as its header says a person runs it: `sqlite3 DB < script`."""
-    import shutil
-    import subprocess
-    shell = shutil.which("sqlite3")
-    if shell is None:
-        pytest.skip("no sqlite3 shell on this machine: the script is written for it")
-    return subprocess.run([shell, path], input=script, capture_output=True, text=True)
 
 
 def test_a_sqlite_rebuild_whose_copy_fails_stops_the_script_and_keeps_every_row(tmp_path):

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, make_demo, run_cli, url_of
+from conftest import ROOT, in_the_sqlite3_shell, make_demo, run_cli, url_of
 
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
@@ -189,6 +189,40 @@ def test_a_diff_keeps_the_letter_case_of_enum_and_set_values(mysql_address, mysq
     assert "enum('a','b','c d')" in result.stdout.lower()  # (the text as the server prints it, in any case)
     assert "ENUM('a','b','c d')" in result.stdout and "SET('x','Y')" in result.stdout, result.stdout
     assert "ENUM('A'" not in result.stdout
+
+
+def test_a_diff_into_sqlite_writes_ddl_the_sqlite3_shell_runs(mysql_address, tmp_path):
+    """Round 30: a MySQL table's ENUM, SET (and DECIMAL with a default) went into SQLite's rebuild as they were:
+    `near "'Low'": syntax error`. They are written as SQLite names them now, and the script runs."""
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE `t` (id INT PRIMARY KEY, e ENUM('Low','HIGH','it''s') NOT NULL DEFAULT 'HIGH', "
+                   "s SET('Aa','bB') DEFAULT 'Aa,bB', d DECIMAL(10,2) DEFAULT 1.50)")
+    target = str(tmp_path / "b.db")
+    con = sqlite3.connect(target)
+    con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, e TEXT, s TEXT)")
+    con.execute("INSERT INTO t VALUES (1, 'Low', 'Aa')")
+    con.commit()
+    con.close()
+    result = run_cli("schema", "diff", url_of(mysql_address), target, "--format", "ddl")
+    assert "ENUM" not in result.stdout and "SET(" not in result.stdout, result.stdout
+    applied = in_the_sqlite3_shell(target, result.stdout)
+    assert applied.returncode == 0 and not applied.stderr, applied.stderr
+    con = sqlite3.connect(target)
+    assert con.execute("SELECT id, e, s FROM t").fetchall() == [(1, "Low", "Aa")]
+    assert [r[1] for r in con.execute("PRAGMA table_info(t)")] == ["id", "e", "s", "d"]
+    con.close()
+
+
+def test_a_column_that_differs_twice_gets_one_modify(mysql_address, mysql_databases):
+    """Round 30: a column whose type and default both differ got its ALTER TABLE ... MODIFY twice (a big table
+    rebuilt twice)."""
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE `t` (id INT PRIMARY KEY, e VARCHAR(9) NOT NULL DEFAULT 'a')")
+    other = mysql_databases()
+    with open_database(other) as db:
+        db.execute("CREATE TABLE `t` (id INT PRIMARY KEY, e VARCHAR(5))")
+    result = run_cli("schema", "diff", url_of(mysql_address), url_of(other), "--format", "ddl")
+    assert result.stdout.count("MODIFY COLUMN") == 1, result.stdout
 
 
 def test_schema_show_json_is_a_file_diff_reads(tmp_path):
