@@ -72,15 +72,18 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
             continue
         limits = column_limits(target, table, existing)
         narrow = [c for c in columns if limits.get(c.lower())]
+        three = [c for c in narrow if limits[c.lower()][2]]
         # a MySQL text column gives back text, never the BLOB: such a copy could never be the same value
         held_as_text = list(text_columns.get(table, ())) if source.dialect == "sqlite" else []
         row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(
             ["max(%s)" % (length % source.quote(c)) for c in columns] +
             ["max(%s)" % (characters % source.quote(c)) for c in narrow] +
+            ["sum(%s)" % (FOUR_BYTES[source.dialect].format(source.quote(c))) for c in three] +
             ["sum(typeof(t.%s) = 'blob')" % source.quote(c) for c in held_as_text]),
             source.quote(table), tree.where(source, graph, table)))[0]
         sizes, lengths = row[:len(columns)], row[len(columns):len(columns) + len(narrow)]
-        for column, found in zip(held_as_text, row[len(columns) + len(narrow):]):
+        fours = row[len(columns) + len(narrow):len(columns) + len(narrow) + len(three)]
+        for column, found in zip(held_as_text, row[len(columns) + len(narrow) + len(three):]):
             if found:
                 blobs[(table, column)] = int(found)
         longest = max(int(v or 0) for v in sizes)
@@ -90,9 +93,18 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
                     table, "{:,}".format(longest), target.address.display(), "{:,}".format(packet)),
                 hint="as an administrator: SET GLOBAL max_allowed_packet = %d (and in the server's config), then "
                      "run again" % min(1 << 30, 1 << (longest + 4096).bit_length()))
+        for column, found in zip(three, fours):
+            if found:
+                raise DamagedInputError(
+                    "%s value%s of %s.%s hold%s a 4-byte character (an emoji, say), which %s's column (CHARACTER "
+                    "SET utf8mb3) cannot hold; nothing was copied" % (
+                        "{:,}".format(int(found)), "" if int(found) == 1 else "s", table, column,
+                        "s" if int(found) == 1 else "", target.address.display()),
+                    hint="make the column utf8mb4 in DST (ALTER TABLE %s MODIFY %s ... CHARACTER SET utf8mb4), then "
+                         "run again" % (table, column))
         size_of = dict(zip(columns, sizes))
         for column, most in zip(narrow, lengths):
-            chars, octets = limits[column.lower()]
+            chars, octets, _three = limits[column.lower()]
             over = (chars is not None and int(most or 0) > chars) or (
                 octets is not None and int(size_of[column] or 0) > octets)
             if over:
@@ -108,23 +120,35 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
         refuse_blobs_in_text(source, target, graph, tree, blobs)
 
 
+FOUR_BYTES = {  # a value holding a character of 4 bytes in UTF-8 (only those start with the bytes F0 to F4)
+    "sqlite": "(typeof(t.{0}) = 'text' AND (instr(CAST(t.{0} AS BLOB), X'F0') + instr(CAST(t.{0} AS BLOB), X'F1') + "
+              "instr(CAST(t.{0} AS BLOB), X'F2') + instr(CAST(t.{0} AS BLOB), X'F3') + "
+              "instr(CAST(t.{0} AS BLOB), X'F4')) > 0)",
+    "mysql": "(LENGTH(t.{0}) <> LENGTH(CONVERT(t.{0} USING utf8mb3)))",
+}
+
+
 def column_limits(target, table, existing):
-    """{column (lower case): (most characters, most bytes)} of a MySQL DST's columns that hold text or bytes up to a
-    length (None where it is not counted that way); a table DST lacks as --init makes it (the Experiment Manager's)."""
+    """{column (lower case): (most characters, most bytes, utf8mb3?)} of a MySQL DST's columns that hold text or bytes
+    up to a length (None where it is not counted that way), or in a character set without 4-byte characters; a
+    table DST lacks as --init makes it (the Experiment Manager's)."""
     name = table_named(table, existing)
     if name is None:
         made = next((t for t in EM_TABLES if t.name == table), None)
         return {c.name.lower(): _limit_of_type(c.type) for c in made.columns} if made else {}
     limits = {}
-    for column, kind, chars, octets in target.query(
-            "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, CHARACTER_OCTET_LENGTH FROM "
+    for column, kind, chars, octets, charset in target.query(
+            "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, CHARACTER_OCTET_LENGTH, CHARACTER_SET_NAME FROM "
             "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", (name,)):
-        kind = text_of(kind).lower()
+        kind, column = text_of(kind).lower(), text_of(column).lower()
+        three = text_of(charset or "").lower() in ("utf8", "utf8mb3")  # no 4-byte character (round 30: an emoji)
         if kind in ("char", "varchar") and chars is not None:
-            limits[text_of(column).lower()] = (int(chars), None)
+            limits[column] = (int(chars), None, three)
         elif kind in ("binary", "varbinary", "tinytext", "text", "tinyblob", "blob") and octets is not None:
             # bytes: a binary column's length (round 30: six emoji, 24 bytes, were counted 6 into VARBINARY(20))
-            limits[text_of(column).lower()] = (None, int(octets))
+            limits[column] = (None, int(octets), three)
+        elif three:
+            limits[column] = (None, None, three)
     return limits
 
 
@@ -132,8 +156,8 @@ def _limit_of_type(declared):
     """(most characters, most bytes) of a column --init makes of the Experiment Manager's `declared` type."""
     found = re.match(r"VARCHAR\((\d+)\)$", declared)
     if found:
-        return int(found.group(1)), None
-    return (None, 65535) if declared == "TEXT" else None
+        return int(found.group(1)), None, False
+    return (None, 65535, False) if declared == "TEXT" else None
 
 
 def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables):

@@ -274,6 +274,32 @@ def test_migrate_refuses_a_value_longer_than_dsts_column_up_front(demo_db, mysql
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
+@pytest.mark.parametrize("from_mysql", [False, True])
+def test_migrate_refuses_a_four_byte_character_into_a_utf8mb3_column_up_front(tmp_path, mysql_address,
+                                                                            mysql_databases, from_mysql):
+    """Round 30: an emoji into DST's TRIAL.name made CHARACTER SET utf8mb3 stopped the copy at its batch, other
+    tables committed, with a hint that the value was not UTF-8 (it was; the column cannot hold it)."""
+    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
+    make_demo(demo_db, faults=False)
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("UPDATE TRIAL SET name = ? WHERE id = (SELECT min(id) FROM TRIAL WHERE experiment_id = 1)",
+                    ("x\U0001f600",))
+    con.close()
+    source = demo_db.path
+    if from_mysql:
+        mysql_source = mysql_databases()
+        assert run_cli("migrate", demo_db.path, url_of(mysql_source), "-e", "1", "--init", "--strategy",
+                       "aggressive").returncode == 0
+        source = url_of(mysql_source)
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE TRIAL MODIFY name VARCHAR(255) CHARACTER SET utf8mb3 NOT NULL")
+    result = run_cli("migrate", source, url_of(mysql_address), "-e", "1", "--strategy", "aggressive")
+    assert_one_clear_line(result, 4, "1 value of TRIAL.name holds a 4-byte character", "nothing was copied")
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
 def test_a_value_too_long_for_a_mysql_column_is_a_refused_value_not_a_bug(mysql_address):
     """Round 29: MySQL's 1406 (Data too long) reached the top as the driver's DataError: exit 70."""
     with open_database(mysql_address) as db:
