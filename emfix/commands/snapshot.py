@@ -175,12 +175,13 @@ def _restore(args, out, directory, address):
                              without_terminal="add --yes to restore snapshot %s without a question" % chosen)
         if not ask(None):
             raise Cancelled("cancelled; nothing was changed")
-    if not out.quiet:
-        sys.stderr.write("restoring snapshot %s into %s\n" % (chosen, address.display()))
+    def starting(snapshot_id):  # once nothing refuses it
+        if not out.quiet:
+            sys.stderr.write("restoring snapshot %s into %s\n" % (snapshot_id, address.display()))
     result = snapshot.restore_snapshot(address, directory, chosen, safety_snapshot=not args.no_safety_snapshot,
                                        retry_policy=common.retry_policy(args),
                                        progress=common.make_progress("snapshot", args, out),
-                                       allow_other_database=args.from_other_database)
+                                       allow_other_database=args.from_other_database, starting=starting)
     if out.json:
         common.emit_json(result)
         return EXIT_OK

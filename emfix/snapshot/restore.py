@@ -37,10 +37,12 @@ class RestoreResult:
 
 
 def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, safety_snapshot=True, retry_policy=None,
-                     progress=None, allow_other_database=False):
+                     progress=None, allow_other_database=False, starting=None):
     """Replace the database's content with a verified snapshot of it; the old content is kept first.
 
-    A snapshot of another database is refused unless `allow_other_database`."""
+    A snapshot of another database is refused unless `allow_other_database`. `starting(snapshot id)` is called once
+    nothing refuses it, before the safety snapshot (the command says then what it restores: a refusal is its
+    error alone, round 30)."""
     progress = progress or NoProgress()
     directory = directory or default_snapshot_dir(address)
     snapshot_id, status = verified_snapshot(directory, snapshot_id, address)
@@ -63,6 +65,8 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
     path, _ = snapshot_files(directory, snapshot_id)
     if not address.is_sqlite:  # before anything is emptied: will the tables as they are take its rows?
         check_restorable(address, path, snapshot_id, retry_policy)
+    if starting is not None:
+        starting(snapshot_id)
     # MySQL: the restore lock, held to the end, and the mark written before anything is emptied (restoremark.py)
     mark = RestoreMark(address, retry_policy) if not address.is_sqlite else None
     try:
