@@ -171,8 +171,8 @@ def _new_rules(table, ddl, uniques, checks):
 
 def _text_changes(db, table, ddl, texts, uniques):
     """A text column's character set or collation changed since the snapshot (round 29: the tables were emptied,
-    then a row refused): another character set than utf8mb4 may not hold its characters; in a unique key, another
-    collation may find two of its rows alike ('a' and 'A' once _bin, now _ci)."""
+    then a row refused): a character set that does not hold all of Unicode may not hold its characters; in a unique
+    key, another collation may find two of its rows alike ('a' and 'A' once _bin, now _ci)."""
     defaults = {}
     was = text_settings(ddl, lambda charset: defaults[charset] if charset in defaults else defaults.setdefault(
         charset, _default_collation(db, charset)))
@@ -182,7 +182,7 @@ def _text_changes(db, table, ddl, texts, uniques):
         if key not in was:
             continue
         name, (old_charset, old_collation) = snapshot_columns(ddl)[key][0], was[key]
-        if charset != old_charset and charset != "utf8mb4":
+        if charset != old_charset and charset not in WHOLE_UNICODE:
             problems.append("%s.%s is CHARACTER SET %s now, the snapshot's was %s" % (table, name, charset,
                                                                                       old_charset))
         elif collation != old_collation and key in keyed:
@@ -191,6 +191,7 @@ def _text_changes(db, table, ddl, texts, uniques):
     return problems
 
 
+WHOLE_UNICODE = ("utf8mb4", "utf16", "utf16le", "utf32")  # character sets that hold every character
 COLUMN_CHARSET = re.compile(r" CHARACTER SET (\w+)")
 COLUMN_COLLATION = re.compile(r" COLLATE (\w+)")
 TEXT_KINDS = {"char", "varchar", "enum", "set"} | set(TEXTS)
