@@ -203,10 +203,9 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
 
     def abandon(self):
         """Close the socket without a word to the server. Ctrl-C or SIGTERM may land in the middle of a packet, or
-        another thread may still be reading a result on this connection; whatever reads on from there (a cursor's
-        close, a COMMIT, a ROLLBACK) waits for bytes that never come (outside testers' `snapshot create` hung so).
-        The server rolls back what the session left open; any later call on this connection fails at once as a
-        lost connection."""
+        another thread may still read a result on this connection; whatever reads on from there (a cursor's close, a
+        COMMIT) waits for bytes that never come (`snapshot create` hung so). The server rolls back what the session
+        left open; any later call on this connection fails at once as a lost connection."""
         shutdown = getattr(self._conn, "shutdown", None)
         if shutdown is not None:
             try:
@@ -230,8 +229,11 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
         except (KeyboardInterrupt, SystemExit):
             self.abandon()
             raise
-        except BaseException:
+        except self._driver.Error:
             cursor.close()
+            raise
+        except BaseException:  # the driver failed to read a row (MIN() of a BIT(64): round 31): a close read on, hung
+            self.abandon()
             raise
         self._cursors[key] = cursor
 

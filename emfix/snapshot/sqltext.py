@@ -447,14 +447,13 @@ class _Pages:
         base = params + list(prefix)
         last = len(prefix) == len(keys) - 1
         self.widths = False
-        low = db.scalar("SELECT MIN(%s) FROM %s%s" % (column, self.table, _where(where)), base)
+        low = self._least(column, where, base)
         while low is not None:
             probe = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT 1 OFFSET %d" % (
                 column, self.table, _where(where + ["%s >= ?" % column]), column, self.rows), base + [low])
             if probe and probe[0][0] == low and not last:
                 self.by_probes(bounds, params, tuple(prefix) + (low,))  # one value, too many rows: split it
-                low = db.scalar("SELECT MIN(%s) FROM %s%s" % (column, self.table, _where(where + [
-                    "%s > ?" % column])), base + [low])
+                low = self._least(column, where + ["%s > ?" % column], base + [low])
                 continue
             if probe:
                 page, values = where + ["%s >= ? AND %s < ?" % (column, column)], base + [low, probe[0][0]]
@@ -464,6 +463,14 @@ class _Pages:
                 self._shrink()
                 continue
             low = probe[0][0] if probe else None
+
+    def _least(self, column, where, params):
+        """The smallest value of the key column `column` under `where`, or None: the row's own value (ORDER BY ...
+        LIMIT 1, an index seek as MIN's), as MIN() of a BIT(64) comes back as digits that the driver reads as the
+        value's bytes (a wrong value, or from 2^32 on an error that left the connection hanging: round 31)."""
+        found = self.db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT 1" % (column, self.table, _where(where), column),
+                              params)
+        return found[0][0] if found else None
 
     def by_offset(self):
         """A table without a primary key: OFFSET pages, stable inside the consistent snapshot."""
