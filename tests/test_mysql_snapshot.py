@@ -636,6 +636,37 @@ def test_a_table_keyed_by_a_bit_64_is_snapshotted_and_restored_exactly(mysql_add
         assert sorted(db.query("SELECT k + 0, v FROM `BITKEY`")) == sorted((k, n) for n, k in enumerate(keys))
 
 
+@pytest.mark.parametrize("file_format", ["sql", "sqlite"])
+@pytest.mark.parametrize("change, named", [
+    ("MODIFY e ENUM('alpha','beta')", "CHANGED.e is enum('alpha','beta'), the snapshot's was enum('Alpha','beta')"),
+    ("MODIFY s SET('red','GREEN')", "CHANGED.s is set('red','GREEN')"),
+    ("MODIFY bl BINARY(20)", "CHANGED.bl is binary(20), the snapshot's was varbinary(4)"),
+    ("DROP COLUMN g, ADD COLUMN g INT NULL", "CHANGED.g was computed by the server (GENERATED) in the snapshot"),
+])
+def test_a_restore_that_would_change_values_on_their_way_in_is_refused_first(mysql_address, tmp_path, file_format,
+                                                                              change, named):
+    """Round 31: 'Alpha' came back 'alpha' (an ENUM's values compared in any case), X'00FF' as 20 bytes (a BINARY
+    pads), a generated column made plain got NULL for every row: exit 0, no word. Refused before anything is
+    emptied now; an ENUM that only gained a value takes the snapshot's rows."""
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE `CHANGED` (id INT PRIMARY KEY, e ENUM('Alpha','beta'), s SET('Red','GREEN'), "
+                   "bl VARBINARY(4), g INT AS (id * 2) VIRTUAL)")
+        db.execute("INSERT INTO `CHANGED` (id, e, s, bl) VALUES (1, 'Alpha', 'Red,GREEN', X'00FF')")
+    made = snapshot.create_snapshot(mysql_address, str(tmp_path), file_format=file_format)
+    argv = ("snapshot", "restore", url_of(mysql_address), "--snapshot-dir", str(tmp_path), "--snapshot-id", made.id,
+            "--yes", "--no-safety-snapshot")
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE `CHANGED` MODIFY e ENUM('Alpha','beta','gamma')")  # a value more: no refusal
+    assert run_cli(*argv).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE `CHANGED` %s" % change)
+        before = sorted(db.query("SELECT * FROM `CHANGED`"))
+    result = run_cli(*argv)
+    assert result.returncode == 1 and named in result.stderr and "nothing was changed" in result.stderr, result.stderr
+    with open_database(mysql_address) as db:
+        assert sorted(db.query("SELECT * FROM `CHANGED`")) == before
+
+
 def test_a_text_column_of_the_same_settings_said_otherwise_is_no_refusal(mysql_address, tmp_path):
     """A collation the snapshot's text leaves to its table's options (or to its character set's default) is that
     one: a restore of an unchanged table is not refused for it."""
@@ -748,7 +779,9 @@ def test_a_table_with_generated_columns_is_restored(mysql_address, tmp_path, fil
     ("int", "bigint", False), ("int unsigned", "int", False), ("longtext", "text", True), ("text", "longtext", False),
     ("text", "varchar(255)", True), ("decimal(12,2)", "decimal(10,2)", True), ("decimal(10,3)", "decimal(10,2)", False),
     ("double", "float", True), ("float", "double", False), ("datetime(6)", "datetime", True),
-    ("datetime", "datetime(6)", False), ("enum('a','b','c')", "enum('a','b')", False), ("blob", "varbinary(16)", True),
+    ("datetime", "datetime(6)", False), ("enum('a','b','c')", "enum('a','b')", True),
+    ("enum('a','c')", "enum('a','b')", False), ("enum('A','b')", "enum('a','b')", False),  # (round 31: by name)
+    ("blob", "varbinary(16)", True),
 ])
 def test_a_column_type_takes_the_values_of_a_narrower_one(live, wanted, fits):
     assert restorefit.takes(live, wanted) is fits

@@ -32,7 +32,9 @@ def snapshot_columns(ddl):
 
 def _plain(kind):
     """A column type as both servers print it: integer display widths dropped (int(11) is int)."""
-    kind = kind.lower().strip()
+    parts = TEXT_LITERAL.split(kind.strip())  # ENUM and SET values keep their case (round 31: 'Alpha' is not 'alpha')
+    literals = TEXT_LITERAL.findall(kind.strip())
+    kind = "".join(part.lower() + (literals[n] if n < len(literals) else "") for n, part in enumerate(parts))
     return re.sub(r"^(tinyint|smallint|mediumint|int|integer|bigint)\(\d+\)", r"\1", kind)
 
 
@@ -44,10 +46,14 @@ def split_type(kind):
 
 
 def takes(live, wanted):
-    """Does a column of type `live` take every value a column of type `wanted` held?"""
+    """Does a column of type `live` take every value a column of type `wanted` held, as it was?"""
     if live == wanted:
         return True
     (a, a_size, a_unsigned), (b, b_size, b_unsigned) = split_type(live), split_type(wanted)
+    if a == b and a in ("enum", "set"):  # every value the snapshot's could hold, spelled alike (round 31)
+        return set(TEXT_LITERAL.findall(wanted)) <= set(TEXT_LITERAL.findall(live))
+    if (a, b) in (("binary", "varbinary"), ("binary", "binary"), ("char", "varchar")):
+        return False  # a BINARY pads with zero bytes, a CHAR drops trailing spaces: other values (round 31)
     if a in INTEGERS and b in INTEGERS:
         return a_unsigned == b_unsigned and INTEGERS[a] >= INTEGERS[b]
     if a == b and a in SIZED and a_unsigned == b_unsigned:
@@ -101,6 +107,9 @@ def restore_problems(db, tables):
         wanted, nulls, computed = snapshot_columns(ddl), nullable_columns(ddl), generated_columns(ddl)
         generated_now = db.generated_columns(table)
         for key, (name, kind) in wanted.items():
+            if key in computed and key in columns and key not in generated_now:  # its default, not the values
+                problems.append("%s.%s was computed by the server (GENERATED) in the snapshot, which holds none of "
+                                "its values; the column is plain now" % (table, name))  # (round 31)
             if key in computed:  # the snapshot holds no value of it (round 29: one dropped since was refused)
                 continue
             if key in generated_now:
