@@ -158,6 +158,12 @@ def key_of_source(source):
 
 URL_OPTIONS = {"use_pure"}  # what a MySQL URL's query may say (backends/mysql.py reads it)
 USE_PURE = ("0", "1", "true", "false", "yes", "no")
+NAMED_OPTIONS = {  # options of other tools' URLs, named when refused (any other name may be a secret: not shown)
+    "ssl_ca", "ssl_cert", "ssl_key", "ssl_disabled", "ssl_verify_cert", "ssl_verify_identity", "ssl_mode", "ssl",
+    "tls", "charset", "collation", "password", "passwd", "pwd", "user", "username", "host", "port", "database", "db",
+    "unix_socket", "socket", "connect_timeout", "connection_timeout", "read_timeout", "write_timeout", "autocommit",
+    "auth_plugin", "use_unicode", "sql_mode", "time_zone", "init_command", "local_infile", "allow_local_infile",
+    "compress", "pool_size", "pool_name", "option_files", "option_groups"}
 
 
 def _mysql_address(text, password_file, defaults_file, environ, password=None):
@@ -176,12 +182,13 @@ def _mysql_address(text, password_file, defaults_file, environ, password=None):
                            hint="expected mysql://user@host:port/dbname")
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     options = dict(pairs)
-    # Names only, never a value (round 30: `?=secret` showed the secret); an empty name said as such.
-    unknown = sorted({name or "(one without a name)" for name in options} - URL_OPTIONS)
-    if unknown or (parts.query and not options):  # (round 29: ?x=1 was left unread without a word)
+    # Never a value, nor a name emfix does not know (rounds 30, 31: `?=secret`, `?password%3Dsecret`, `?secret`)
+    unknown = sorted({name if name in NAMED_OPTIONS else "one whose name is not shown"
+                      for name in options if name not in URL_OPTIONS})
+    if unknown or (parts.query and not options) or parts.fragment:  # (round 29: ?x=1 was left unread, silently)
         raise AddressError("MySQL URL %s has %s emfix does not read: %s" % (
-            shown.partition("?")[0], "an option" if len(unknown) <= 1 else "options",
-            ", ".join(unknown) or "(its query is not name=value)"),
+            shown.partition("?")[0].partition("#")[0], "an option" if len(unknown) <= 1 else "options",
+            ", ".join(unknown) or ("a #fragment" if parts.fragment else "(its query is not name=value)")),
             hint="the one option a URL takes is use_pure (0 or 1); the password goes in --password-file or "
                  "EMFIX_MYSQL_PASSWORD, the rest in an option file (--defaults-file)")
     if len(pairs) > len(options) or options.get("use_pure", "0").lower() not in USE_PURE:

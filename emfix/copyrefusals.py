@@ -163,8 +163,8 @@ def _limit_of_type(declared):
 def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables):
     """MySQL into SQLite, refused before the first batch (round 29): an integer past 2^63 - 1 (BIGINT UNSIGNED,
     BIT(64)), which SQLite's INTEGER cannot hold (a copy stopped at it with exit 70, its first tables committed); a
-    DECIMAL a double does not hold into a column of DST that stores numbers as REAL (NUMERIC affinity: a
-    DECIMAL(65,30) of 66 digits kept 15, and only the verify said so, after the copy)."""
+    DECIMAL into a column of DST that stores numbers as REAL (NUMERIC affinity: a DECIMAL(65,30) of 66 digits kept
+    15, and any DECIMAL differed to the verify, after the copy)."""
     if source.dialect != "mysql" or target.dialect != "sqlite":
         return
     held = target.tables()
@@ -175,8 +175,7 @@ def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables):
             "INTEGER", "REAL", "NUMERIC")} if here else {}
         tests = [(c, "SUM(t.%s + 0 > 9223372036854775807)" % source.quote(c), None) for c in graph.columns[table]
                  if kinds.get(c.lower()) in ("bigint", "bit")]
-        tests += [(c, "SUM(CAST(CAST(t.{0} AS DOUBLE) AS DECIMAL(65,30)) <> t.{0})".format(source.quote(c)),
-                   numeric[c.lower()]) for c in graph.columns[table]
+        tests += [(c, "SUM(t.%s IS NOT NULL)" % source.quote(c), numeric[c.lower()]) for c in graph.columns[table]
                   if kinds.get(c.lower()) == "decimal" and c.lower() in numeric]
         if not tests:
             continue
@@ -192,9 +191,10 @@ def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables):
                     "%s past 9223372036854775807, more than a SQLite INTEGER of %s holds; nothing was copied" % (
                         many, target.address.display()),
                     hint="copy this experiment into a MySQL database instead, or change those values in SRC first")
-            raise DamagedInputError(
-                "%s DECIMAL with more digits than a double keeps, and %s's column is %s, which SQLite stores as a "
-                "REAL; nothing was copied" % (many, target.address.display(), declared or "without a type"),
+            raise DamagedInputError(  # (1.5 too: kept as the REAL 1.5, it never verified as the DECIMAL: round 31)
+                "%s DECIMAL, and %s's column is %s, which SQLite stores as a REAL (a double: not the DECIMAL's digits, "
+                "and never the same value to the verify); nothing was copied" % (
+                    many, target.address.display(), declared or "without a type"),
                 hint="make that column TEXT in DST (SQLite keeps the digits of a TEXT column as they are), then run "
                      "again")
 
