@@ -101,7 +101,7 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
                         "{:,}".format(int(found)), "" if int(found) == 1 else "s", table, column,
                         "s" if int(found) == 1 else "", target.address.display()),
                     hint="make the column utf8mb4 in DST (ALTER TABLE %s MODIFY %s ... CHARACTER SET utf8mb4), then "
-                         "run again" % (table, column))
+                         "run again" % (target.quote(table), target.quote(column)))
         size_of = dict(zip(columns, sizes))
         for column, most in zip(narrow, lengths):
             chars, octets, _three = limits[column.lower()]
@@ -115,7 +115,7 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
                         "%s character%s" % ("{:,}".format(chars), "" if chars == 1 else "s") if chars is not None
                         else "%s bytes" % "{:,}".format(octets)),
                     hint="widen the column in DST (ALTER TABLE %s MODIFY %s ...), or shorten the value in SRC, then "
-                         "run again" % (table, column))
+                         "run again" % (target.quote(table), target.quote(column)))
     if blobs:
         refuse_blobs_in_text(source, target, graph, tree, blobs)
 
