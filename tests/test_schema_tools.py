@@ -176,16 +176,20 @@ def test_dropped_index_not_null_and_table_are_reported_with_the_ddl_that_fixes_t
     assert again.returncode == 0, again.stdout
 
 
+def ddl_between(a, b, table_a, table_b):
+    """`schema diff A B --format ddl` of two MySQL databases, each given one table (`name (columns)`)."""
+    for address, table in ((a, table_a), (b, table_b)):
+        with open_database(address) as db:
+            db.execute("CREATE TABLE %s" % table)
+    return run_cli("schema", "diff", url_of(a), url_of(b), "--format", "ddl")
+
+
 def test_a_diff_keeps_the_letter_case_of_enum_and_set_values(mysql_address, mysql_databases):
     """Round 29: `schema diff --format ddl` wrote ENUM('a','b','c d') as ENUM('A','B','C D') (the type upper-cased
     whole, its values too): a column made by it takes other values. Two ENUMs differing only in a value's case
     differ."""
-    with open_database(mysql_address) as db:
-        db.execute("CREATE TABLE `WEIRD` (id INT PRIMARY KEY, e ENUM('a','b','c d'), s SET('x','Y'))")
-    other = mysql_databases()
-    with open_database(other) as db:
-        db.execute("CREATE TABLE `WEIRD` (id INT PRIMARY KEY, e ENUM('a','B','c d'))")
-    result = run_cli("schema", "diff", url_of(mysql_address), url_of(other), "--format", "ddl")
+    result = ddl_between(mysql_address, mysql_databases(), "`WEIRD` (id INT PRIMARY KEY, e ENUM('a','b','c d'), "
+                         "s SET('x','Y'))", "`WEIRD` (id INT PRIMARY KEY, e ENUM('a','B','c d'))")
     assert "enum('a','b','c d')" in result.stdout.lower()  # (the text as the server prints it, in any case)
     assert "ENUM('a','b','c d')" in result.stdout and "SET('x','Y')" in result.stdout, result.stdout
     assert "ENUM('A'" not in result.stdout
@@ -216,12 +220,8 @@ def test_a_diff_into_sqlite_writes_ddl_the_sqlite3_shell_runs(mysql_address, tmp
 def test_a_column_that_differs_twice_gets_one_modify(mysql_address, mysql_databases):
     """Round 30: a column whose type and default both differ got its ALTER TABLE ... MODIFY twice (a big table
     rebuilt twice)."""
-    with open_database(mysql_address) as db:
-        db.execute("CREATE TABLE `t` (id INT PRIMARY KEY, e VARCHAR(9) NOT NULL DEFAULT 'a')")
-    other = mysql_databases()
-    with open_database(other) as db:
-        db.execute("CREATE TABLE `t` (id INT PRIMARY KEY, e VARCHAR(5))")
-    result = run_cli("schema", "diff", url_of(mysql_address), url_of(other), "--format", "ddl")
+    result = ddl_between(mysql_address, mysql_databases(), "`t` (id INT PRIMARY KEY, e VARCHAR(9) NOT NULL DEFAULT "
+                         "'a')", "`t` (id INT PRIMARY KEY, e VARCHAR(5))")
     assert result.stdout.count("MODIFY COLUMN") == 1, result.stdout
 
 
