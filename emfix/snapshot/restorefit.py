@@ -126,7 +126,7 @@ def restore_problems(db, tables):
                 problems.append("%s.%s (%s NOT NULL, no default) is not in the snapshot" % (table, name, kind))
         problems += _new_rules(table, ddl, uniques.get(db.table_key(table), {}),
                                checks.get(db.table_key(table), set()))
-        problems += _text_changes(db, table, ddl, texts.get(db.table_key(table), {}),
+        problems += _text_changes(db, table, ddl, wanted, texts.get(db.table_key(table), {}),
                                   uniques.get(db.table_key(table), {}))
     return problems
 
@@ -178,7 +178,7 @@ def _new_rules(table, ddl, uniques, checks):
                        for name in sorted(checks) if name.lower() not in named]
 
 
-def _text_changes(db, table, ddl, texts, uniques):
+def _text_changes(db, table, ddl, wanted, texts, uniques):
     """A text column's character set or collation changed since the snapshot (round 29: the tables were emptied,
     then a row refused): a character set that does not hold all of Unicode may not hold its characters; in a unique
     key, another collation may find two of its rows alike ('a' and 'A' once _bin, now _ci)."""
@@ -190,7 +190,7 @@ def _text_changes(db, table, ddl, texts, uniques):
     for key, (charset, collation) in sorted(texts.items()):
         if key not in was:
             continue
-        name, (old_charset, old_collation) = snapshot_columns(ddl)[key][0], was[key]
+        name, (old_charset, old_collation) = wanted[key][0], was[key]
         if charset != old_charset and charset not in WHOLE_UNICODE:
             problems.append("%s.%s is CHARACTER SET %s now, the snapshot's was %s" % (table, name, charset,
                                                                                       old_charset))

@@ -434,8 +434,7 @@ class _Pages:
 
     def _next_value(self, column, where, params, at_least):
         """The smallest value of `column` from `at_least` on under `where` (past a gap), or None."""
-        found = self.db.scalar("SELECT MIN(%s) FROM %s WHERE %s" % (column, self.table, " AND ".join(
-            where + ["%s >= ?" % column])), params + [at_least])
+        found = self._least(column, where + ["%s >= ?" % column], params + [at_least])
         return None if found is None else int(found)
 
     def by_probes(self, bounds, params, prefix):
