@@ -192,16 +192,11 @@ def _link_keys(db, graph, held, number):
     return linked
 
 
-def reach_subtree(db, graph, experiment_id):
-    """Walk down from the experiment, one set-based statement per table (see the module docstring)."""
-    q = db.quote
-    root_key = (graph.primary_keys.get(ROOT) or ("id",))[0]
-    exists = bool(db.scalar("SELECT count(*) FROM %s WHERE %s = ?" % (q(ROOT), q(root_key)), (experiment_id,)))
-    held, columns_of = {ROOT: TMP + "0"}, {ROOT: [root_key]}
-    cast = "CAST(? AS SIGNED)" if db.dialect == "mysql" else "?"
-    db.create_temp_table(held[ROOT], "SELECT %s AS %s" % (cast, q(root_key)), (experiment_id,))
-    order = [ROOT]
-    for number, table in enumerate(_subtree_tables(graph), 1):
+def _walk_steps(graph):
+    """(table, the columns its key table keeps, its membership tests as (ancestor, child columns, ancestor
+    columns)) for every table of the subtree, parents first: the plan reach_subtree and count_subtree share."""
+    held, steps = {ROOT}, []
+    for table in _subtree_tables(graph):
         relations = graph.relations_of(table)
         columns = list(dict.fromkeys(list(graph.primary_keys.get(table) or ()) +
                                      [c for r in relations for c in r.child_columns] +
@@ -210,19 +205,79 @@ def reach_subtree(db, graph, experiment_id):
         for rel in relations:
             if rel.parent not in held:
                 continue
-            for ancestor, child_cols, anc_cols in _tests_for(graph, rel, held):
-                if held[ancestor] not in used:
-                    used.add(held[ancestor])
-                    tests.append(_member(db, "c", child_cols, held[ancestor], anc_cols))
+            for test in _tests_for(graph, rel, held):
+                if test[0] not in used:
+                    used.add(test[0])
+                    tests.append(test)
+        held.add(table)
+        steps.append((table, columns, tests))
+    return steps
+
+
+def _members(db, tests, held):
+    return " OR ".join(_member(db, "c", child_cols, held[ancestor], anc_cols)
+                       for ancestor, child_cols, anc_cols in tests) or "1 = 0"
+
+
+def _root_table(db, graph, experiment_id):
+    """(whether the experiment exists, {ROOT: its one-row key table}, its key column)."""
+    q = db.quote
+    root_key = (graph.primary_keys.get(ROOT) or ("id",))[0]
+    exists = bool(db.scalar("SELECT count(*) FROM %s WHERE %s = ?" % (q(ROOT), q(root_key)), (experiment_id,)))
+    cast = "CAST(? AS SIGNED)" if db.dialect == "mysql" else "?"
+    db.create_temp_table(TMP + "0", "SELECT %s AS %s" % (cast, q(root_key)), (experiment_id,))
+    return exists, {ROOT: TMP + "0"}, root_key
+
+
+def _make_key_table(db, graph, table, name, columns, where):
+    probes = [tuple(graph.primary_keys.get(table) or ())] + [tuple(r.parent_columns) for r in
+                                                             graph.children_of(table)]
+    db.create_temp_table(name, "SELECT %s FROM %s c WHERE %s" % (
+        ", ".join("c.%s" % db.quote(c) for c in columns), db.quote(table), where),
+        indexes=list(dict.fromkeys(k for k in probes if k and set(k) <= set(columns))))
+
+
+def reach_subtree(db, graph, experiment_id):
+    """Walk down from the experiment, one set-based statement per table (see the module docstring)."""
+    exists, held, root_key = _root_table(db, graph, experiment_id)
+    columns_of, order = {ROOT: [root_key]}, [ROOT]
+    for number, (table, columns, tests) in enumerate(_walk_steps(graph), 1):
+        where = _members(db, tests, held)
         held[table], columns_of[table] = TMP + str(number), columns
-        probes = [tuple(graph.primary_keys.get(table) or ())] + [tuple(r.parent_columns) for r in
-                                                                 graph.children_of(table)]
-        db.create_temp_table(held[table], "SELECT %s FROM %s c WHERE %s" % (
-            ", ".join("c.%s" % q(c) for c in columns), q(table), " OR ".join(tests) or "1 = 0"),
-            indexes=list(dict.fromkeys(k for k in probes if k and set(k) <= set(columns))))
+        _make_key_table(db, graph, table, held[table], columns, where)
         order.append(table)
     linked = _link_keys(db, graph, held, len(order))
     return Subtree(experiment_id, exists, held, columns_of, order, linked)
+
+
+def count_subtree(db, graph, experiment_id):
+    """{table: rows of the experiment's subtree} for the hierarchy tables and METRIC/ARTIFACT, by the walk's
+    own membership tests (a row counts exactly when reach_subtree would hold it), but a key table is made only
+    for a table a later test reads (the experiment, its trials and runs): the others (EPOCH, BATCH, the link
+    tables) are counted where they are, and the METRIC/ARTIFACT rows their links point at by one `IN` of the
+    links' ids. migrate's aggressive verify of DST: the rows are read, not copied into key tables."""
+    q = db.quote
+    steps = _walk_steps(graph)
+    read_later = {ancestor for _table, _columns, tests in steps for ancestor, _c, _a in tests}
+    exists, held, _key = _root_table(db, graph, experiment_id)
+    where_of, counts = {}, {ROOT: int(exists)}  # the experiment's own row (the walk's key table always holds one)
+    for number, (table, columns, tests) in enumerate(steps, 1):
+        where_of[table] = _members(db, tests, held)
+        if table in read_later:
+            held[table] = TMP + str(number)
+            _make_key_table(db, graph, table, held[table], columns, where_of[table])
+            counts[table] = int(db.scalar("SELECT count(*) FROM %s" % q(held[table])) or 0)
+        else:
+            counts[table] = int(db.scalar("SELECT count(*) FROM %s c WHERE %s" % (q(table), where_of[table])) or 0)
+    for root in ("METRIC", "ARTIFACT"):
+        links = [r for r in graph.children_of(root) if r.child in where_of and len(r.child_columns) == 1]
+        if root not in graph.tables or not links:
+            continue
+        ids = " UNION ALL ".join("SELECT c.%s FROM %s c WHERE %s" % (q(r.child_columns[0]), q(r.child),
+                                                                     where_of[r.child]) for r in links)
+        counts[root] = int(db.scalar("SELECT count(*) FROM %s m WHERE m.%s IN (%s)" % (
+            q(root), q(links[0].parent_columns[0]), ids)) or 0)
+    return counts
 
 
 def check_hierarchy(db, graph, experiment_id, limit=100, tree=None):

@@ -332,6 +332,27 @@ def test_hierarchy_counts_levels_and_breaks(demo_address):
     assert not stray.exists and [(b.table, b.count) for b in stray.breaks] == [("TRIAL", 1)]
 
 
+def test_counting_a_subtree_counts_what_the_walk_holds_breaks_included(demo_address):
+    """migrate's aggressive verify counts DST's rows where they are (count_subtree); each count must be the
+    walk's, the rows under a missing parent (experiment 3's breaks) and METRIC rows linked twice included."""
+    from emfix.hierarchy import count_subtree, reach_subtree
+    with open_database(demo_address) as db:
+        graph = discover_graph(db)
+        q = db.quote
+        shared = db.query("SELECT e.%s, e.%s FROM %s e JOIN %s r ON r.%s = e.%s ORDER BY 1, 2 LIMIT 1" % (
+            q("epoch_trial_run_id"), q("metric_id"), q("EPOCH_METRIC"), q("RESULTS"), q("trial_run_id"),
+            q("epoch_trial_run_id")))[0]
+        with db.transaction():  # one metric linked by two link tables: counted once
+            db.execute("INSERT INTO %s (%s, %s) VALUES (?, ?)" % (q("RESULTS_METRIC"), q("results_id"),
+                                                                  q("metric_id")), shared)
+        for experiment in (1, 3, 999999):
+            tree = reach_subtree(db, graph, experiment)
+            walked = {t: tree.count(db, graph, t) for t in tree.tables(graph)}
+            counted = count_subtree(db, graph, experiment)
+            assert counted.pop("EXPERIMENT") == int(tree.exists) and walked.pop("EXPERIMENT") == 1
+            assert counted == walked and (experiment == 999999 or walked["METRIC"] > 0)
+
+
 def test_json_output_is_the_report(demo_address):
     result = run_cli("validate", url_of(demo_address), "--json", "--limit", "2")
     assert result.returncode == 1
