@@ -224,10 +224,15 @@ def _literal(value):
 
 
 def _doomed_bounds(db, name, width):
-    """Per key column (min, max) when every key is numeric, else None (no range test)."""
-    row = db.query("SELECT %s FROM %s" % (", ".join("min(k%d), max(k%d)" % (n, n) for n in range(width)),
-                                         db.quote(name)))[0]
-    bounds = list(zip(row[0::2], row[1::2]))
+    """Per key column (min, max) when every key is numeric, else None (no range test). Each bound is a row's
+    own value, found by ORDER BY ... LIMIT 1: MySQL's MIN() of a BIT column comes back as digits the driver
+    reads as the value's bytes (round 32: a BIT(64) key of 70000 as 237031665712, the range then skipped every
+    doomed key; past 2^32 the driver's unpack raised)."""
+    bounds = []
+    for n in range(width):
+        ends = [db.query("SELECT k%d FROM %s WHERE k%d IS NOT NULL ORDER BY k%d %s LIMIT 1" % (
+            n, db.quote(name), n, n, direction)) for direction in ("ASC", "DESC")]
+        bounds.append(tuple(found[0][0] if found else None for found in ends))
     if all(isinstance(v, int) and not isinstance(v, bool) for pair in bounds for v in pair):
         return bounds
     return None

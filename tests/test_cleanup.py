@@ -150,6 +150,38 @@ def test_mysql_numbers_past_sqlites_integer_are_quarantined_and_come_back_exactl
     assert dump_all(mysql_address) == before
 
 
+@pytest.mark.parametrize("note_ids", [(70000, 70001), (2 ** 63 + 7, 2 ** 64 - 1)])
+def test_mysql_children_of_rows_keyed_by_bit64_are_in_the_cascade(mysql_address, tmp_path, note_ids):
+    """Round 32: MIN() of a BIT(64) key comes back as digits the driver reads as the value's bytes: the doomed keys'
+    range was wrong (70000 read as 237031665712), so validate left the rows under doomed NOTEs out of the cascade
+    and cleanup removed nothing, calling its own rows changed by another process; past 2^32 all three were exit 70."""
+    make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE NOTE (id BIT(64) PRIMARY KEY, trial_id INT, FOREIGN KEY (trial_id) REFERENCES "
+                   "TRIAL(id))")
+        db.execute("CREATE TABLE NOTE_TAG (note_id BIT(64), tag VARCHAR(10), PRIMARY KEY (note_id, tag), "
+                   "FOREIGN KEY (note_id) REFERENCES NOTE(id))")
+        with db.transaction():
+            db.execute("SET foreign_key_checks = 0")
+            db.execute("INSERT INTO TRIAL (id, name, experiment_id, start_time, update_time) VALUES (900, 'lost', "
+                       "999, '2026-01-01 00:00:00', '2026-01-01 00:00:00')")
+            for note, tag in zip(note_ids, "ab"):
+                db.execute("INSERT INTO NOTE (id, trial_id) VALUES (?, 900)", (note,))
+                db.execute("INSERT INTO NOTE_TAG (note_id, tag) VALUES (?, ?)", (note, tag))
+            db.execute("SET foreign_key_checks = 1")
+    before = dump_all(mysql_address)
+    report = validate(mysql_address)
+    assert {t: c.cascade_rows for t, c in report.tables.items() if c.cascade_rows} == {"NOTE": 2, "NOTE_TAG": 2}
+    result = run_cli("cleanup-orphans", url_of(mysql_address), "--yes", "--no-snapshot", "--quarantine-dir",
+                     str(tmp_path / "q"), "--json")
+    assert result.returncode == 0, result.stderr
+    after = dump_all(mysql_address)
+    assert removed_between(before, after) == {"TRIAL": 1, "NOTE": 2, "NOTE_TAG": 2}
+    quarantine = json.loads(result.stdout)["quarantine"]
+    assert run_cli("undo", quarantine, "--yes").returncode == 0
+    assert dump_all(mysql_address) == before
+
+
 def test_mysql_metrics_without_a_key_are_not_removed_as_unreferenced(mysql_address, tmp_path):
     """Round 23: with METRIC's primary key dropped and an id held by two rows, --include-unreferenced removed the
     unreferenced metrics by id: each such row was kept twice, one of two rows under an id was lost and undo put
