@@ -59,6 +59,7 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
     if target.dialect != "mysql":
         refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables)
         return
+    refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existing)
     packet = int(target.scalar("SELECT @@max_allowed_packet") or 0)
     # bytes, not characters: SQLite's length() of TEXT counts characters, and only up to a NUL
     length = "length(CAST(t.%s AS BLOB))" if source.dialect == "sqlite" else "LENGTH(t.%s)"
@@ -158,6 +159,71 @@ def _limit_of_type(declared):
     if found:
         return int(found.group(1)), None, False
     return (None, 65535, False) if declared == "TEXT" else None
+
+
+INTEGER_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "integer": 32, "bigint": 64}
+
+
+def integer_ranges(db, table, existing=None):
+    """{column (lower case): (least, most)} of a MySQL database's integer columns of `table`; where `existing` (the
+    database's tables) lacks it, as --init makes it (the Experiment Manager's columns are INT)."""
+    name = table if existing is None else table_named(table, existing)
+    if name is None:
+        made = next((t for t in EM_TABLES if t.name == table), None)
+        return {c.name.lower(): _integer_range("int", "") for c in made.columns if c.type == "INT"} if made else {}
+    ranges = {}
+    for column, kind, declared in db.query(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+            "DATABASE() AND TABLE_NAME = ?", (name,)):
+        kind = text_of(kind).lower()
+        if kind in INTEGER_BITS:
+            ranges[text_of(column).lower()] = _integer_range(kind, text_of(declared))
+    return ranges
+
+
+def _integer_range(kind, declared):
+    bits = INTEGER_BITS[kind]
+    if "unsigned" in declared.lower():
+        return 0, (1 << bits) - 1
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existing):
+    """A MySQL DST's integer column that cannot hold a number of the subtree (an EPOCH.idx of 2^31 into the INT
+    --init makes; a BIGINT UNSIGNED past 2^63 into a BIGINT) refused the batch holding it, after other tables'
+    batches committed (round 32): found before the first batch, from the lowest and highest value of each such
+    column (read from the walk's key table when it holds the column, as it does every key and link column).
+    Only where SRC's column can hold more than DST's: SQLite's INTEGER (64 bits), or a wider MySQL type."""
+    for table in tables:
+        wanted = integer_ranges(target, table, existing)
+        had = integer_ranges(source, table) if source.dialect == "mysql" else None
+        columns = [c for c in graph.columns[table] if c.lower() in wanted and (
+            had is None and wanted[c.lower()] != _integer_range("bigint", "")
+            or had is not None and c.lower() in had and not (
+                wanted[c.lower()][0] <= had[c.lower()][0] and had[c.lower()][1] <= wanted[c.lower()][1]))]
+        if not columns:
+            continue
+        keys = tree.columns.get(table, ()) if table in tree.held else tree.linked.get(table, (None, None))[1:]
+        if set(columns) <= set(keys):  # the walk's key table holds them: the subtree's values, no scan of the table
+            origin = "%s t" % source.quote(tree.held[table] if table in tree.held else tree.linked[table][0])
+        else:
+            origin = "%s t WHERE %s" % (source.quote(table), tree.where(source, graph, table))
+        value = "t.{0}" if source.dialect == "mysql" else \
+            "CASE WHEN typeof(t.{0}) IN ('integer', 'real') THEN t.{0} END"
+        row = source.query("SELECT %s FROM %s" % (", ".join(
+            "min({0}), max({0})".format(value.format(source.quote(c))) for c in columns), origin))[0]
+        for column, low, high in zip(columns, row[0::2], row[1::2]):
+            least, most = wanted[column.lower()]
+            outside = [v for v in (low, high) if v is not None and not least <= v <= most]
+            if not outside:
+                continue
+            made = table_named(table, existing) is None
+            raise DamagedInputError(
+                "a value of %s.%s is %s, more than %s's column holds (%s to %s); nothing was copied" % (
+                    table, column, outside[0], target.address.display(), least, most),
+                hint="%swiden the column in DST (ALTER TABLE %s MODIFY %s BIGINT ...), or change the value in SRC, "
+                     "then run again" % ("create the schema first (emfix init DST), then " if made else "",
+                                         target.quote(table), target.quote(column)))
 
 
 def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables):

@@ -11,6 +11,7 @@ from conftest import make_demo, mysql_server_url, run_cli, sqlite_rows, url_of
 from emfix import snapshot
 from emfix.address import DatabaseAddress, parse_address
 from emfix.backends import open_database
+from emfix.demo import Shape
 from emfix.errors import DamagedInputError
 
 
@@ -297,6 +298,57 @@ def test_migrate_refuses_a_four_byte_character_into_a_utf8mb3_column_up_front(tm
         db.execute("ALTER TABLE TRIAL MODIFY name VARCHAR(255) CHARACTER SET utf8mb3 NOT NULL")
     result = run_cli("migrate", source, url_of(mysql_address), "-e", "1", "--strategy", "aggressive")
     assert_one_clear_line(result, 4, "1 value of TRIAL.name holds a 4-byte character", "nothing was copied")
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
+@pytest.mark.parametrize("case", ["epoch idx 2^31 into --init's INT", "SQLite REAL past INT", "2^63 into BIGINT",
+                                  "40000 into DST's SMALLINT", "32767 into DST's SMALLINT"])
+def test_migrate_refuses_a_number_dsts_integer_column_cannot_hold_up_front(tmp_path, mysql_address, mysql_databases,
+                                                                          case):
+    """Round 32: an EPOCH.idx of 2^31 (and its BATCH rows' epoch_idx) into the INT --init makes stopped the copy at
+    its batch, METRIC's rows committed and no EXPERIMENT row (exit 4, and every --resume the same); MySQL into MySQL
+    the same with a BIGINT UNSIGNED past 2^63 into a BIGINT. Refused before anything is written now; a number
+    that fits is no refusal (the last case)."""
+    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
+    make_demo(demo_db, shape=Shape(experiments=2, trials=2, runs=2, epochs=2, batches=2), faults=False)
+    source, words = demo_db.path, None
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        run = con.execute("SELECT min(r.id) FROM TRIAL_RUN r JOIN TRIAL t ON t.id = r.trial_id WHERE "
+                          "t.experiment_id = 1").fetchone()[0]
+        if case == "epoch idx 2^31 into --init's INT":
+            con.execute("PRAGMA foreign_keys = OFF")
+            for table, column in (("EPOCH", "idx"), ("BATCH", "epoch_idx"), ("EPOCH_METRIC", "epoch_idx")):
+                con.execute("UPDATE %s SET %s = 2147483648 WHERE %s = 0 AND %s = ?" % (
+                    table, column, column, "epoch_trial_run_id" if table == "EPOCH_METRIC" else "trial_run_id"), (run,))
+            words = "EPOCH.idx is 2147483648"
+        elif case == "SQLite REAL past INT":
+            con.execute("UPDATE EPOCH SET idx = 3e9 WHERE idx = 1 AND trial_run_id = ?", (run,))
+            words = "EPOCH.idx is 3000000000"
+        elif "SMALLINT" in case:  # a column of its own: not one of the walk's key tables
+            con.execute("ALTER TABLE EPOCH ADD COLUMN n INTEGER")
+            con.execute("UPDATE EPOCH SET n = ? WHERE trial_run_id = ?", (int(case.split()[0]), run))
+            words = "EPOCH.n is 40000" if case.startswith("40000") else None
+    con.close()
+    if case == "2^63 into BIGINT":
+        mysql_source = mysql_databases()
+        assert run_cli("migrate", demo_db.path, url_of(mysql_source), "-e", "1", "--init", "--strategy",
+                       "aggressive").returncode == 0
+        with open_database(mysql_source) as db:
+            db.execute("ALTER TABLE RESULTS ADD COLUMN xu BIGINT UNSIGNED")
+            db.execute("UPDATE RESULTS SET xu = 9223372036854775808")
+        source, words = url_of(mysql_source), "RESULTS.xu is 9223372036854775808"
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        if case == "2^63 into BIGINT":
+            db.execute("ALTER TABLE RESULTS ADD COLUMN xu BIGINT")
+        if "SMALLINT" in case:
+            db.execute("ALTER TABLE EPOCH ADD COLUMN n SMALLINT")
+    result = run_cli("migrate", source, url_of(mysql_address), "-e", "1", "--init", "--strategy", "aggressive")
+    if words is None:
+        assert result.returncode == 0, result.stderr
+        return
+    assert_one_clear_line(result, 4, words, "nothing was copied", "ALTER TABLE")
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 

@@ -98,9 +98,9 @@ def translate_error(a, exc, exhausted, lost, connected, quote):
                                 "it a default (ALTER TABLE ... ALTER COLUMN ... SET DEFAULT ...) or allow NULL")
     if errno == OUT_OF_RANGE:
         return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
-                                 hint="the value does not fit the column's type there (a FLOAT holds at most "
-                                      "about 3.4e38): correct it where it comes from, or widen the column "
-                                      "(e.g. ALTER TABLE ... MODIFY ... DOUBLE)")
+                                 hint="the value does not fit the column's type there (an INT holds at most "
+                                      "2147483647, a FLOAT about 3.4e38): correct it where it comes from, or widen "
+                                      "the column (ALTER TABLE ... MODIFY ... with a wider type: BIGINT, DOUBLE)")
     if errno == DATA_TOO_LONG:
         return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
                                  hint="the column there is narrower than the value: widen it (ALTER TABLE ... MODIFY "
