@@ -141,6 +141,7 @@ def mask_url(text):
     if match:
         text = match.group(1) + MASK + text[match.end() - 1:]
     head, mark, query = text.partition("?")  # a query's values too, but use_pure's (?password=... : round 29)
+    head = re.sub(r"(;[^=;/?#]*=)[^;?#]*", lambda m: m.group(1) + MASK, head)  # JDBC's ;password=... (round 32)
     return head + mark + re.sub(r"(^|&)((?!use_pure=)[^=&]*=)[^&]*", lambda m: m.group(1) + m.group(2) + MASK, query)
 
 
@@ -180,6 +181,10 @@ def _mysql_address(text, password_file, defaults_file, environ, password=None):
     if not database or "/" in database:
         raise AddressError("MySQL URL must name one database: %s" % shown,
                            hint="expected mysql://user@host:port/dbname")
+    if re.search(r";[^;]*=", database):  # a JDBC URL's properties (;password=...), not a database's name
+        raise AddressError("MySQL URL %s has ;name=value properties after the database name, which emfix does not "
+                           "read" % shown, hint="name the database alone; the password goes in --password-file or "
+                                                "EMFIX_MYSQL_PASSWORD, the rest in an option file (--defaults-file)")
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     options = dict(pairs)
     # Never a value, nor a name emfix does not know (rounds 30, 31: `?=secret`, `?password%3Dsecret`, `?secret`)

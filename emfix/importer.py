@@ -70,10 +70,11 @@ def _records(path):
         except UnicodeDecodeError:
             with open(path, "rb") as raw:
                 sqlite = raw.read(16) == b"SQLite format 3\x00"
-            raise DamagedInputError("%s %s" % (path, "is a SQLite database, not an export file" if sqlite else
-                                               "line %d is not UTF-8 text: not an emfix export" % (number + 1)),
-                                    hint="the order is `emfix import DB FILE`" if sqlite else
-                                    "import reads files written by `emfix export --format jsonl`") from None
+            if sqlite:  # the arguments the wrong way round: a usage error (round 32: exit 4)
+                raise UsageError("%s is a SQLite database, not an export file" % path,
+                                 hint="the order is `emfix import DB FILE`") from None
+            raise DamagedInputError("%s line %d is not UTF-8 text: not an emfix export" % (path, number + 1),
+                                    hint="import reads files written by `emfix export --format jsonl`") from None
 
 
 def check_file(path):

@@ -58,9 +58,20 @@ def hold(path, doing):
 
     flock, not fcntl's byte-range locks (SQLite's own, on the same file, which closing any descriptor of the file
     would drop): release only once this process's SQLite connections to the file are closed or idle."""
-    if fcntl is None:
+    folder, fd = os.path.dirname(os.path.realpath(path)), None
+    try:
+        fd = os.open(path, os.O_RDWR) if fcntl is not None else None
+        if not os.access(folder, os.W_OK):  # SQLite writes its journal beside the file
+            raise PermissionError(errno.EACCES, "its folder %s cannot be written" % folder)
+    except PermissionError as exc:  # (round 32: exit 70 for a read-only quarantine, the database blamed for its folder)
+        if fd is not None:
+            os.close(fd)
+        raise NotWritableError(
+            "the quarantine %s cannot be written (%s); this %s changed nothing" % (path, exc.strerror, doing),
+            hint="emfix keeps in the quarantine what it has done so far: run it as the quarantine's owner, or copy "
+                 "the quarantine into a folder you can write and run it on the copy") from None
+    if fd is None:
         return None
-    fd = os.open(path, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:

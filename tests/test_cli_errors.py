@@ -1,11 +1,14 @@
 """Bad input tried the way a new user would: one clear line, the documented exit code, no traceback."""
 
+import json
 import signal
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, make_demo, run_cli
+
+from emfix.address import DatabaseAddress
 
 
 @pytest.fixture
@@ -55,6 +58,34 @@ def test_repair_forced_onto_another_schema_says_what_it_needs_not_fix_jsons_hint
 
 def test_directory_as_database_exit_3(tmp_path):
     assert_clean_failure(run_cli("schema", str(tmp_path)), 3, "is a directory")
+
+
+def test_a_restore_into_a_directory_is_exit_3_in_two_lines_with_or_without_a_snapshot_id(tmp_path):
+    """Round 32: with an id it said "restoring snapshot ... into DIR" before its error (three lines); without one
+    it looked for snapshots of the folder first (exit 2, "no valid snapshot of DIR")."""
+    demo = str(tmp_path / "experiment.db")
+    make_demo(DatabaseAddress("sqlite", path=demo))
+    snapshots = str(tmp_path / "snaps")
+    created = run_cli("snapshot", "create", demo, "--snapshot-dir", snapshots, "--json")
+    snapshot_id = json.loads(created.stdout)["id"]
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    for chosen in (["--snapshot-id", snapshot_id, "--from-other-database"], []):
+        result = run_cli("snapshot", "restore", str(folder), "--snapshot-dir", snapshots, "--yes", *chosen)
+        assert_clean_failure(result, 3, "is a directory, not a SQLite database file")
+        assert len(result.stderr.strip().splitlines()) == 2 and not list(folder.iterdir())
+
+
+def test_a_file_given_as_the_snapshot_folder_is_exit_3_for_every_snapshot_action(tmp_path):
+    """Round 32: list and verify --all said "no snapshots in FILE" (exit 0); create said exit 3."""
+    demo = str(tmp_path / "experiment.db")
+    make_demo(DatabaseAddress("sqlite", path=demo))
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    for action in (["list", demo], ["verify", "--all"], ["create", demo], ["restore", demo, "--yes"]):
+        result = run_cli("snapshot", *action, "--snapshot-dir", str(afile))
+        assert result.returncode == 3 and "Traceback" not in result.stderr, (action, result.stderr)
+    assert afile.read_text() == "mine\n"
 
 
 def test_malformed_url_exit_2():

@@ -195,7 +195,8 @@ def test_arguments_swapped_or_binary_file_is_a_clear_refusal(tmp_path):
     source = DatabaseAddress("sqlite", path=str(tmp_path / "source.db"))
     make_demo(source, faults=False)
     swapped = run_cli("import", str(tmp_path / "new.db"), source.path)
-    assert swapped.returncode == 4 and "SQLite database" in swapped.stderr and "emfix import DB FILE" in swapped.stderr
+    # arguments the wrong way round: a usage error (round 32: it was 4, damaged input)
+    assert swapped.returncode == 2 and "SQLite database" in swapped.stderr and "emfix import DB FILE" in swapped.stderr
     assert "Traceback" not in swapped.stderr
 
 

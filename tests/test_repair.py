@@ -7,10 +7,14 @@ nothing; a kill at each kill point then a rerun ends where one run ends; a secon
 
 import json
 import os
+import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
 
 import pytest
-from conftest import make_demo, run_cli, url_of
+from conftest import ROOT, make_demo, run_cli, url_of
 from test_beside_a_writer import (
     Writer,
     copy_database,
@@ -620,6 +624,39 @@ def test_undo_finds_a_repair_by_its_id(sqlite_address, tmp_path):
     assert digest(sqlite_address) == original
     missing = run_cli("undo", "repair-nothing", "-d", sqlite_address.path)
     assert missing.returncode == 3 and "no quarantine file" in missing.stderr  # missing: 3, as every named thing
+
+
+@pytest.mark.parametrize("read_only", ["file", "folder"])
+def test_an_undo_of_a_quarantine_it_cannot_write_is_exit_3_naming_the_quarantine(sqlite_address, tmp_path, read_only):
+    """Round 32: a quarantine undo cannot write (a copy from a backup, another user's) was exit 70 (PermissionError);
+    one in a folder undo cannot write was exit 3 blaming the database's folder. Undo keeps its progress in the
+    quarantine, so it says which and changes nothing."""
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        pytest.skip("needs setpriv to run the undo as another user")
+    make_demo(sqlite_address)
+    done = run_cli("repair", sqlite_address.path, "--yes", "--json", "--no-snapshot")
+    quarantine = json.loads(done.stdout)["quarantine"]
+    repaired_digest = digest(sqlite_address)
+    folder = tempfile.mkdtemp(prefix="emfix-test-ro-")  # (tmp_path's folders are the owner's alone)
+    try:
+        copy = os.path.join(folder, os.path.basename(quarantine))
+        shutil.copyfile(quarantine, copy)
+        os.chmod(copy, 0o444 if read_only == "file" else 0o666)
+        os.chmod(folder, 0o555 if read_only == "folder" else 0o755)
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        if read_only == "file" and prefix:
+            os.chmod(folder, 0o777)
+        result = subprocess.run(prefix + [sys.executable, "-m", "emfix", "undo", copy, "-d", sqlite_address.path,
+                                          "--yes"], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                                env=dict(os.environ, PYTHONPATH=ROOT, XDG_STATE_HOME=folder))
+        assert result.returncode == 3, result.stderr
+        assert "the quarantine %s cannot be written" % copy in result.stderr and "Traceback" not in result.stderr
+        assert ("its folder" in result.stderr) == (read_only == "folder")
+        assert len(result.stderr.strip().splitlines()) == 2
+        assert digest(sqlite_address) == repaired_digest
+    finally:
+        os.chmod(folder, 0o700)
+        shutil.rmtree(folder)
 
 
 @pytest.mark.parametrize("kill_at", ["undone:2", "undone:26"])  # in the rows' batches; the values' batch

@@ -189,6 +189,21 @@ def test_a_secret_in_a_urls_query_never_shows(secret, name):
         "mysql://u@h:3306/db?%s0" % name))
 
 
+@settings(max_examples=100)
+@given(secret_text.filter(lambda t: not any(c in t for c in ";?#")),
+       st.sampled_from([";password=", ";user=a;password=", ";pwd=", ";x="]))
+def test_a_secret_in_jdbc_properties_after_the_database_never_shows(secret, name):
+    """Round 32: `mysql://u@h/db;password=secret` (a JDBC URL's properties) was read as a database named
+    `db;password=secret` and shown whole in the error (exit 3); refused now (exit 2), the value masked."""
+    url = "mysql://u@h:3306/db%s%s" % (name, quote(secret, safe=";="))
+    with pytest.raises(EmfixError) as raised:
+        parse_address(url, environ={})
+    shown = raised.value.message + " " + (raised.value.hint or "")
+    assert raised.value.exit_code == 2 and "properties" in shown
+    assert quote(secret, safe=";=") not in shown.replace("mysql://u@h:3306/db", "") or secret in _shown_for(
+        "mysql://u@h:3306/db%s0" % name)
+
+
 def _shown_for(url):
     try:
         parse_address(url, environ={})

@@ -57,6 +57,14 @@ def check_summary(rows, pragma="quick_check"):
                                                   found[0] if found else "?")
 
 
+
+def refuse_a_directory(path):
+    """A folder where a SQLite database file is wanted: said before anything else is looked for (a restore into one
+    looked for its snapshots first, round 32)."""
+    if os.path.isdir(path):
+        raise ConnectError("%s is a directory, not a SQLite database file" % path,
+                           hint="pass the database file inside it, e.g. %s" % os.path.join(path, "experiment.db"))
+
 class UndecodableText(bytes):
     """TEXT whose bytes are not UTF-8: kept as bytes so nothing is lost or mangled."""
 
@@ -135,9 +143,7 @@ class SQLiteBackend(Backend):
         path = self.path
         if path == ":memory:":
             return
-        if os.path.isdir(path):
-            raise ConnectError("%s is a directory, not a SQLite database file" % path,
-                               hint="pass the database file inside it, e.g. %s" % os.path.join(path, "experiment.db"))
+        refuse_a_directory(path)
         if not os.path.exists(path):
             if create:
                 parent = os.path.dirname(os.path.abspath(path))

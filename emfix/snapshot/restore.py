@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 from typing import Dict, Optional
 
+from ..backends.sqlite import refuse_a_directory
 from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, EmfixError, NoSpaceError, UsageError
 from ..fileutil import durable_file
 from ..progress import NoProgress
@@ -44,6 +45,8 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
     nothing refuses it, before the safety snapshot (the command says then what it restores: a refusal is its
     error alone, round 30)."""
     progress = progress or NoProgress()
+    if address.is_sqlite:
+        refuse_a_directory(address.path)
     directory = directory or default_snapshot_dir(address)
     snapshot_id, status = verified_snapshot(directory, snapshot_id, address)
     if status.status != "verified":

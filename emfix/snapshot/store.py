@@ -48,6 +48,9 @@ def list_snapshots(directory, address=None):
     """The snapshots of `address` in a directory (every one when None), newest first, with a cheap
     status (manifest + size). Snapshots of other databases sharing the folder are never included."""
     if not os.path.isdir(directory):
+        if os.path.exists(directory):  # (round 32: "no snapshots in FILE", exit 0, for list and verify --all)
+            raise NotFoundError("%s is a file, not a folder of snapshots" % directory,
+                                hint="pass the folder the snapshots are in (--snapshot-dir)")
         return []
     ids, legacy = set(), set()
     for name in os.listdir(directory):
