@@ -254,7 +254,7 @@ def count_subtree(db, graph, experiment_id):
     """{table: rows of the experiment's subtree} for the hierarchy tables and METRIC/ARTIFACT, by the walk's
     own membership tests (a row counts exactly when reach_subtree would hold it), but a key table is made only
     for a table a later test reads (the experiment, its trials and runs): the others (EPOCH, BATCH, the link
-    tables) are counted where they are, and the METRIC/ARTIFACT rows their links point at by one `IN` of the
+    tables) are counted where they are, and the METRIC/ARTIFACT rows their links point at by one join of the
     links' ids. migrate's aggressive verify of DST: the rows are read, not copied into key tables."""
     q = db.quote
     steps = _walk_steps(graph)
@@ -273,10 +273,12 @@ def count_subtree(db, graph, experiment_id):
         links = [r for r in graph.children_of(root) if r.child in where_of and len(r.child_columns) == 1]
         if root not in graph.tables or not links:
             continue
-        ids = " UNION ALL ".join("SELECT c.%s FROM %s c WHERE %s" % (q(r.child_columns[0]), q(r.child),
-                                                                     where_of[r.child]) for r in links)
-        counts[root] = int(db.scalar("SELECT count(*) FROM %s m WHERE m.%s IN (%s)" % (
-            q(root), q(links[0].parent_columns[0]), ids)) or 0)
+        ids = " UNION ".join("SELECT c.%s AS k FROM %s c WHERE %s" % (q(r.child_columns[0]), q(r.child),
+                                                                      where_of[r.child]) for r in links)
+        # a derived UNION joined by the key: MariaDB runs `IN (... UNION ...)` as a subquery per METRIC row
+        # (0.7 s against 0.2 s for experiment 1 of the 10M demo)
+        counts[root] = int(db.scalar("SELECT count(*) FROM (%s) u JOIN %s m ON m.%s = u.k" % (
+            ids, q(root), q(links[0].parent_columns[0]))) or 0)
     return counts
 
 
