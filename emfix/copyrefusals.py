@@ -208,12 +208,10 @@ def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existin
             origin = "%s t" % source.quote(tree.held[table] if table in tree.held else tree.linked[table][0])
         else:
             origin = "%s t WHERE %s" % (source.quote(table), tree.where(source, graph, table))
-        def ends(value):
-            return source.query("SELECT %s FROM %s" % (", ".join(
-                "min({0}), max({0})".format(value.format(source.quote(c))) for c in columns), origin))[0]
-        row = ends("t.{0}")
+        row = _lowest_and_highest(source, columns, origin, "t.{0}")
         if not all(v is None or isinstance(v, (int, float)) for v in row):  # SQLite: text sorts after numbers
-            row = ends("CASE WHEN typeof(t.{0}) IN ('integer', 'real') THEN t.{0} END")  # (half as fast)
+            row = _lowest_and_highest(source, columns, origin,  # (half as fast)
+                                      "CASE WHEN typeof(t.{0}) IN ('integer', 'real') THEN t.{0} END")
         for column, low, high in zip(columns, row[0::2], row[1::2]):
             least, most = wanted[column.lower()]
             outside = [v for v in (low, high) if v is not None and not least <= v <= most]
@@ -226,6 +224,12 @@ def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existin
                 hint="%swiden the column in DST (ALTER TABLE %s MODIFY %s BIGINT ...), or change the value in SRC, "
                      "then run again" % ("create the schema first (emfix init DST), then " if made else "",
                                          target.quote(table), target.quote(column)))
+
+
+def _lowest_and_highest(db, columns, origin, value):
+    """(min, max, min, max, ...) of `value` (a format of the quoted column) of each column, FROM `origin`."""
+    return db.query("SELECT %s FROM %s" % (", ".join(
+        "min({0}), max({0})".format(value.format(db.quote(c))) for c in columns), origin))[0]
 
 
 def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables):
