@@ -63,9 +63,11 @@ def hold(path, doing):
         fd = os.open(path, os.O_RDWR) if fcntl is not None else None
         if not os.access(folder, os.W_OK):  # SQLite writes its journal beside the file
             raise PermissionError(errno.EACCES, "its folder %s cannot be written" % folder)
-    except PermissionError as exc:  # (round 32: exit 70 for a read-only quarantine, the database blamed for its folder)
+    except OSError as exc:  # (round 32: exit 70 for a read-only quarantine, the database blamed for its folder)
         if fd is not None:
             os.close(fd)
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
         raise NotWritableError(
             "the quarantine %s cannot be written (%s); this %s changed nothing" % (path, exc.strerror, doing),
             hint="emfix keeps in the quarantine what it has done so far: run it as the quarantine's owner, or copy "

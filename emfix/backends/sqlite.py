@@ -57,13 +57,13 @@ def check_summary(rows, pragma="quick_check"):
                                                   found[0] if found else "?")
 
 
-
 def refuse_a_directory(path):
     """A folder where a SQLite database file is wanted: said before anything else is looked for (a restore into one
     looked for its snapshots first, round 32)."""
     if os.path.isdir(path):
         raise ConnectError("%s is a directory, not a SQLite database file" % path,
                            hint="pass the database file inside it, e.g. %s" % os.path.join(path, "experiment.db"))
+
 
 class UndecodableText(bytes):
     """TEXT whose bytes are not UTF-8: kept as bytes so nothing is lost or mangled."""
