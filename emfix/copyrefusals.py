@@ -12,6 +12,7 @@ from .catalog import sqlite_affinity
 from .copyjournal import DIFFERS, DONE, RUNNING, UNVERIFIED
 from .errors import AlreadyDoneError, DamagedInputError, EmfixError, SchemaError, UsageError
 from .schema import EM_TABLES, table_named
+from .values import INTEGER_BITS, integer_range
 
 
 def foreign_ddl(source, target, graph, foreign, init):
@@ -161,31 +162,21 @@ def _limit_of_type(declared):
     return (None, 65535, False) if declared == "TEXT" else None
 
 
-INTEGER_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "integer": 32, "bigint": 64}
-
-
 def integer_ranges(db, table, existing=None):
     """{column (lower case): (least, most)} of a MySQL database's integer columns of `table`; where `existing` (the
     database's tables) lacks it, as --init makes it (the Experiment Manager's columns are INT)."""
     name = table if existing is None else table_named(table, existing)
     if name is None:
         made = next((t for t in EM_TABLES if t.name == table), None)
-        return {c.name.lower(): _integer_range("int", "") for c in made.columns if c.type == "INT"} if made else {}
+        return {c.name.lower(): integer_range("int") for c in made.columns if c.type == "INT"} if made else {}
     ranges = {}
     for column, kind, declared in db.query(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
             "DATABASE() AND TABLE_NAME = ?", (name,)):
         kind = text_of(kind).lower()
         if kind in INTEGER_BITS:
-            ranges[text_of(column).lower()] = _integer_range(kind, text_of(declared))
+            ranges[text_of(column).lower()] = integer_range(kind, text_of(declared))
     return ranges
-
-
-def _integer_range(kind, declared):
-    bits = INTEGER_BITS[kind]
-    if "unsigned" in declared.lower():
-        return 0, (1 << bits) - 1
-    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
 def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existing):
@@ -198,7 +189,7 @@ def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existin
         wanted = integer_ranges(target, table, existing)
         had = integer_ranges(source, table) if source.dialect == "mysql" else None
         columns = [c for c in graph.columns[table] if c.lower() in wanted and (
-            had is None and wanted[c.lower()] != _integer_range("bigint", "")
+            had is None and wanted[c.lower()] != integer_range("bigint")
             or had is not None and c.lower() in had and not (
                 wanted[c.lower()][0] <= had[c.lower()][0] and had[c.lower()][1] <= wanted[c.lower()][1]))]
         if not columns:

@@ -10,8 +10,10 @@ import contextlib
 from contextlib import nullcontext
 
 from .backends.base import server_lock
-from .errors import DatabaseLockedError, EmfixError
+from .backends.mysqlcatalog import text_of
+from .errors import DamagedInputError, DatabaseLockedError, EmfixError
 from .schema import EM_TABLES
+from .values import INTEGER_BITS, integer_range
 
 AUTO_ID_TABLES = tuple(t.name for t in EM_TABLES if t.auto_id)
 
@@ -176,12 +178,32 @@ def _held_among(db, table, moved_ids, low, high, shown=3):
     return count, first
 
 
+def refuse_ids_past_the_column(db, table, low, high, offset):
+    """Before the ids low..high moved by `offset` are reserved: DST's id column must hold them (round 33: a DST whose
+    ids already reach near an INT's 2^31 - 1 moved a copy's ids past it; the copy stopped at its first batch)."""
+    most = (1 << 63) - 1
+    if db.dialect == "mysql":
+        kind, declared = db.query("SELECT DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+                                  "DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'id'", (table,))[0]
+        kind = text_of(kind).lower()
+        most = integer_range(kind, text_of(declared))[1] if kind in INTEGER_BITS else most
+    if high + offset > most:
+        moved = " would be %d to %d there (its ids already reach %d)" % (low + offset, high + offset,
+                                                                         low + offset - 1) if offset else ""
+        raise DamagedInputError(
+            "%s's ids %d to %d%s, past the largest id %s's column holds (%d); nothing was written" % (
+                table, low, high, moved, db.address.display(), most),
+            hint="widen the column in DST (ALTER TABLE %s MODIFY %s BIGINT ... AUTO_INCREMENT, and the columns that "
+                 "refer to it), or copy into another database" % (db.quote(table), db.quote("id")))
+
+
 def _claim(db, table, low, high, held=None):
     """Inside a write transaction (SQLite) the application waits, and the first choice holds. MySQL's ALTER TABLE
     is no transaction: an insert meanwhile may take an id of the range. Then a ceiling with room to spare is
     reserved first, and the range put just past the largest id under it: every id the application takes from
     then on is above the ceiling, every one it took before is below the range. `held`: see id_offset."""
     offset = id_offset(db, table, low, high, held)
+    refuse_ids_past_the_column(db, table, low, high, offset)
     reserve_ids(db, table, high + offset)
     if not _taken(db, table, low + offset, high + offset):
         return offset

@@ -28,7 +28,7 @@ from .errors import (
 )
 from .guarded import check_integrity
 from .hierarchy import ROOT
-from .idshift import claiming_alone, column_shifts, id_offset, reserve_ids
+from .idshift import claiming_alone, column_shifts, id_offset, refuse_ids_past_the_column, reserve_ids
 from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers
 from .killpoints import kill_point
 from .progress import NoProgress
@@ -261,6 +261,9 @@ def _start_journal(db, key, path, trailer, resume, force, pinned=None):
             offsets[table] = id_offset(db, table, low, tops.get(table), held.get(table))
         offsets.update(pinned or {})
         reserved = {t: high for t, high in tops.items() if t in offsets}
+        for table, high in reserved.items():  # DST's id columns hold them (else nothing is reserved: round 33)
+            low = trailer.get("min_ids", {}).get(table)
+            refuse_ids_past_the_column(db, table, high if low is None else int(low), high, offsets[table])
         for table, high in reserved.items():  # an application inserting meanwhile gets ids above
             reserve_ids(db, table, high + offsets[table])
         with db.transaction():

@@ -139,3 +139,14 @@ def as_stored(value, limit):
     if not limit.digits:
         return head
     return "%s.%s" % (head, str(kept).rjust(6, "0")[:limit.digits])
+
+
+INTEGER_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "integer": 32, "bigint": 64}
+
+
+def integer_range(kind, declared=""):
+    """(least, most) a MySQL integer type holds: `kind` its DATA_TYPE, `declared` its COLUMN_TYPE (UNSIGNED)."""
+    bits = INTEGER_BITS[kind]
+    if "unsigned" in declared.lower():
+        return 0, (1 << bits) - 1
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1

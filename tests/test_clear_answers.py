@@ -355,6 +355,37 @@ def test_migrate_refuses_a_number_dsts_integer_column_cannot_hold_up_front(tmp_p
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
+@pytest.mark.parametrize("command", ["migrate", "import"])
+def test_ids_moved_past_dsts_int_id_column_are_refused_before_they_are_reserved(tmp_path, mysql_address, command):
+    """Round 33: a DST whose TRIAL ids already reach near an INT's 2^31 - 1 moved the copy's colliding ids past it;
+    the copy stopped at its first batch. Refused before the ids are reserved now, nothing written."""
+    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
+    make_demo(demo_db, shape=Shape(experiments=2, trials=3, runs=1, epochs=1, batches=1), faults=False)
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        with db.transaction():
+            db.execute("SET foreign_key_checks = 0")
+            for ident in (1, 2147483646):
+                db.execute("INSERT INTO TRIAL (id, name, experiment_id, start_time, update_time) VALUES (?, 'app', 9, "
+                           "'2026-01-01 00:00:00', '2026-01-01 00:00:00')", (ident,))
+            db.execute("SET foreign_key_checks = 1")
+        auto = db.scalar("SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
+                         "TABLE_NAME = 'TRIAL'")
+    if command == "migrate":
+        result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1", "--strategy", "aggressive")
+    else:
+        export = str(tmp_path / "e1.jsonl")
+        assert run_cli("export", demo_db.path, "-e", "1", "-o", export).returncode == 0
+        result = run_cli("import", url_of(mysql_address), export)
+    assert_one_clear_line(result, 4, "TRIAL's ids 1 to 3 would be 2147483647 to 2147483649", "(2147483647)",
+                          "nothing was written", "ALTER TABLE")
+    assert tables_with_rows(mysql_address) - {"SCHEMA_VERSION", "_emfix_migrations"} == {"TRIAL"}
+    with open_database(mysql_address) as db:
+        assert db.scalar("SELECT count(*) FROM TRIAL") == 2
+        assert db.scalar("SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
+                         "TABLE_NAME = 'TRIAL'") == auto
+
+
 def test_a_value_too_long_for_a_mysql_column_is_a_refused_value_not_a_bug(mysql_address):
     """Round 29: MySQL's 1406 (Data too long) reached the top as the driver's DataError: exit 70."""
     with open_database(mysql_address) as db:
