@@ -10,6 +10,7 @@ import pytest
 from conftest import run_cli, server_sql_mode, url_of
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from servers import Server, find_mariadbd
 
 from emfix import pages
 from emfix.address import DatabaseAddress
@@ -174,17 +175,22 @@ def test_migrate_loads_its_pages_and_keeps_backslashes_and_quotes(mysql_address,
 
 
 def test_a_server_that_does_not_allow_local_gets_every_page_as_its_insert(mysql_address, tmp_path, monkeypatch):
-    source, ids = sqlite_source(tmp_path, ["a\\b'c", "'),(x"])
-    loaded = counting_loads(monkeypatch)
-    with open_database(mysql_address) as db:
-        db.execute("SET GLOBAL local_infile = 0")
-        try:
-            result = migrate_experiment(source, mysql_address, 1, init=True, strategy="balanced",
-                                        snapshot_dir=str(tmp_path / "s"))
-        finally:
-            db.execute("SET GLOBAL local_infile = 1")
-    assert result.verified and loaded and not any(written for _, written in loaded)
-    assert names(mysql_address) == {k: v for k, v in names(source).items() if k in ids}
+    """A server of the test's own, started with --local-infile=0: the option is global, and turning it off on the
+    shared server (as this test once did) made the other tests' loads beside it fail now and then."""
+    mariadbd, install = find_mariadbd()
+    server = Server(str(tmp_path / "data"), 8)
+    try:
+        server.start(mariadbd, install, lambda: ["--local-infile=0"])
+        server.sql("CREATE DATABASE em CHARACTER SET utf8mb4")
+        target = server.address("em")
+        source, ids = sqlite_source(tmp_path, ["a\\b'c", "'),(x"])
+        loaded = counting_loads(monkeypatch)
+        result = migrate_experiment(source, target, 1, init=True, strategy="balanced",
+                                    snapshot_dir=str(tmp_path / "s"))
+        assert result.verified and loaded and not any(written for _, written in loaded)
+        assert names(target) == {k: v for k, v in names(source).items() if k in ids}
+    finally:
+        server.stop()
 
 
 def test_a_server_whose_sql_mode_says_no_backslash_escapes_gets_the_same_text(mysql_address, tmp_path, monkeypatch):
