@@ -110,9 +110,15 @@ def decode_value(value):
 
 def as_stored(value, limit):
     """What a column with this `backends.base.StorageLimit` keeps of `value`: a double rounded to single
-    precision (as MySQL converts it), a timestamp's fraction cut to the column's digits."""
+    precision (as MySQL converts it), a timestamp's fraction cut to the column's digits, text in a binary column
+    as its bytes."""
     if value is None:
         return None
+    if limit.kind == "bytes":  # a binary column: text as its UTF-8 bytes, BINARY(n) padded to n with zero bytes
+        kept = value.encode("utf-8") if isinstance(value, str) else value
+        if isinstance(kept, (bytes, bytearray)) and len(kept) < limit.digits:
+            kept = bytes(kept) + b"\0" * (limit.digits - len(kept))
+        return kept
     if limit.kind == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             try:

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 CATALOG_READS = 20  # reads of one catalog query before a database whose tables keep changing is given up on
 
 
+BINARY_KINDS = ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob")
+
+
 class MySQLCatalogMixin:
     """information_schema, asked for a whole database in one query where it can (it is slow to ask)."""
 
@@ -146,14 +149,17 @@ class MySQLCatalogMixin:
         if table not in cache:
             rounds = self._rounds_fractions()
             limits = {}
-            for name, kind, digits in self.catalog_query(
-                    "SELECT COLUMN_NAME, DATA_TYPE, DATETIME_PRECISION FROM information_schema.COLUMNS "
-                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", (self.stored(table),)):
+            for name, kind, digits, octets in self.catalog_query(
+                    "SELECT COLUMN_NAME, DATA_TYPE, DATETIME_PRECISION, CHARACTER_OCTET_LENGTH FROM "
+                    "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                    (self.stored(table),)):
                 kind = text_of(kind).lower()
                 if kind == "float":
                     limits[text_of(name)] = StorageLimit("float", 0, False)
                 elif kind in ("datetime", "timestamp", "time") and int(digits or 0) < 6:
                     limits[text_of(name)] = StorageLimit(kind, int(digits or 0), rounds)
+                elif kind in BINARY_KINDS:  # text copied in is kept as its bytes (BINARY: padded with zero bytes)
+                    limits[text_of(name)] = StorageLimit("bytes", int(octets or 0) if kind == "binary" else 0, False)
             cache[table] = limits
         return cache[table]
 

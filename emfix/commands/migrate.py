@@ -256,6 +256,7 @@ def migrate_check_lines(checks):
                                           "ok" if c.ok else "DIFFERS")
     for c in checks:
         for column, count in sorted(c.narrowed.items()):
-            yield ("  note: %s values of %s.%s are stored at DST's precision (its column keeps less: a "
-                   "single-precision FLOAT or a DATETIME without the fraction, as the Experiment Manager's MySQL "
-                   "schema declares it); the checksums compare them as DST stores them" % (n(count), c.table, column))
+            yield ("  note: %s values of %s.%s are stored as DST's column keeps them (a single-precision FLOAT or a "
+                   "DATETIME without the fraction, as the Experiment Manager's MySQL schema declares it; text in a "
+                   "binary column as its bytes); the checksums compare them as DST stores them" % (
+                       n(count), c.table, column))
