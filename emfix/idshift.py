@@ -183,10 +183,11 @@ def refuse_ids_past_the_column(db, table, low, high, offset):
     ids already reach near an INT's 2^31 - 1 moved a copy's ids past it; the copy stopped at its first batch)."""
     most = (1 << 63) - 1
     if db.dialect == "mysql":
-        kind, declared = db.query("SELECT DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
-                                  "DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'id'", (table,))[0]
-        kind = text_of(kind).lower()
-        most = integer_range(kind, text_of(declared))[1] if kind in INTEGER_BITS else most
+        for kind, declared in db.query("SELECT DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS WHERE "
+                                       "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'id'",
+                                       (db.stored(table),)):
+            kind = text_of(kind).lower()
+            most = integer_range(kind, text_of(declared))[1] if kind in INTEGER_BITS else most
     if high + offset > most:
         moved = " would be %d to %d there (its ids already reach %d)" % (low + offset, high + offset,
                                                                          low + offset - 1) if offset else ""
