@@ -163,8 +163,8 @@ def _limit_of_type(declared):
 
 
 def integer_ranges(db, table, existing=None):
-    """{column (lower case): (least, most)} of a MySQL database's integer columns of `table`; where `existing` (the
-    database's tables) lacks it, as --init makes it (the Experiment Manager's columns are INT)."""
+    """{column (lower case): (least, most)} of a MySQL database's integer (and BIT) columns of `table`; where
+    `existing` (the database's tables) lacks it, as --init makes it (the Experiment Manager's columns are INT)."""
     name = table if existing is None else table_named(table, existing)
     if name is None:
         made = next((t for t in EM_TABLES if t.name == table), None)
@@ -173,24 +173,29 @@ def integer_ranges(db, table, existing=None):
     for column, kind, declared in db.query(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
             "DATABASE() AND TABLE_NAME = ?", (name,)):
-        kind = text_of(kind).lower()
+        kind, declared = text_of(kind).lower(), text_of(declared).lower()
         if kind in INTEGER_BITS:
-            ranges[text_of(column).lower()] = integer_range(kind, text_of(declared))
+            ranges[text_of(column).lower()] = integer_range(kind, declared)
+        elif kind == "bit":  # BIT(n): 0 to 2^n - 1 (round 33: -128 into a BIT(8) stopped the copy at its batch)
+            found = re.search(r"\((\d+)\)", declared)
+            ranges[text_of(column).lower()] = (0, (1 << int(found.group(1) if found else 1)) - 1)
     return ranges
 
 
 def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existing):
     """A MySQL DST's integer column that cannot hold a number of the subtree (an EPOCH.idx of 2^31 into the INT
-    --init makes; a BIGINT UNSIGNED past 2^63 into a BIGINT) refused the batch holding it, after other tables'
-    batches committed (round 32): found before the first batch, from the lowest and highest value of each such
-    column (read from the walk's key table when it holds the column, as it does every key and link column).
-    Only where SRC's column can hold more than DST's: SQLite's INTEGER (64 bits), or a wider MySQL type."""
+    --init makes; a BIGINT UNSIGNED past 2^63 into a BIGINT; -1 into an UNSIGNED or a BIT) refused the batch holding
+    it, after other tables' batches committed (round 32): found before the first batch, from the lowest and highest
+    value of each such column (read from the walk's key table when it holds the column, as it does every key and
+    link column). Only where SRC's column can hold more than DST's: SQLite's INTEGER (64 bits), or a wider MySQL
+    type. From SQLite also any value of such a column that is not an integer (a REAL with a fraction, text, a BLOB:
+    what SQLite's INTEGER affinity could not make one), which MySQL stores changed or refuses (round 33: 3.5 was
+    copied as 4, and the verify said DIFFERS after the copy; '0x10' stopped it at its batch)."""
     for table in tables:
         wanted = integer_ranges(target, table, existing)
         had = integer_ranges(source, table) if source.dialect == "mysql" else None
         columns = [c for c in graph.columns[table] if c.lower() in wanted and (
-            had is None and wanted[c.lower()] != integer_range("bigint")
-            or had is not None and c.lower() in had and not (
+            had is None or c.lower() in had and not (
                 wanted[c.lower()][0] <= had[c.lower()][0] and had[c.lower()][1] <= wanted[c.lower()][1]))]
         if not columns:
             continue
@@ -199,28 +204,34 @@ def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existin
             origin = "%s t" % source.quote(tree.held[table] if table in tree.held else tree.linked[table][0])
         else:
             origin = "%s t WHERE %s" % (source.quote(table), tree.where(source, graph, table))
-        row = _lowest_and_highest(source, columns, origin, "t.{0}")
-        if not all(v is None or isinstance(v, (int, float)) for v in row):  # SQLite: text sorts after numbers
-            row = _lowest_and_highest(source, columns, origin,  # (half as fast)
-                                      "CASE WHEN typeof(t.{0}) IN ('integer', 'real') THEN t.{0} END")
-        for column, low, high in zip(columns, row[0::2], row[1::2]):
+        bits = {c for c, kind in source.column_types(table).items() if kind == "bit"} if had is not None else ()
+        row = source.query("SELECT %s FROM %s" % (", ".join(
+            "min({0}), max({0}), {1}".format(
+                "(t.%s + 0)" % source.quote(c) if c.lower() in bits else "t.%s" % source.quote(c),  # (MIN of a BIT)
+                "0" if had is not None else "sum(typeof(t.%s) NOT IN ('integer', 'null'))" % source.quote(c))
+            for c in columns), origin))[0]
+        for n, column in enumerate(columns):
+            low, high, odd = row[3 * n:3 * n + 3]
             least, most = wanted[column.lower()]
-            outside = [v for v in (low, high) if v is not None and not least <= v <= most]
-            if not outside:
+            outside = [v for v in (low, high) if not odd and v is not None and not least <= v <= most]
+            if not odd and not outside:
                 continue
             made = table_named(table, existing) is None
+            first = "create the schema first (emfix init DST), then " if made else ""
+            if odd:
+                raise DamagedInputError(
+                    "%s value%s of %s.%s %s not an integer (a REAL with a fraction, text or a BLOB SQLite keeps in "
+                    "that column), which %s's integer column would store changed or refuse; nothing was copied" % (
+                        "{:,}".format(int(odd)), "" if int(odd) == 1 else "s", table, column,
+                        "is" if int(odd) == 1 else "are", target.address.display()),
+                    hint="make them integers in SRC (typeof(%s) tells which), or %smake the column in DST one that "
+                         "holds such values, then run again" % (source.quote(column), first))
             raise DamagedInputError(
-                "a value of %s.%s is %s, more than %s's column holds (%s to %s); nothing was copied" % (
+                "a value of %s.%s is %s, outside what %s's column holds (%s to %s); nothing was copied" % (
                     table, column, outside[0], target.address.display(), least, most),
-                hint="%swiden the column in DST (ALTER TABLE %s MODIFY %s BIGINT ...), or change the value in SRC, "
-                     "then run again" % ("create the schema first (emfix init DST), then " if made else "",
-                                         target.quote(table), target.quote(column)))
-
-
-def _lowest_and_highest(db, columns, origin, value):
-    """(min, max, min, max, ...) of `value` (a format of the quoted column) of each column, FROM `origin`."""
-    return db.query("SELECT %s FROM %s" % (", ".join(
-        "min({0}), max({0})".format(value.format(db.quote(c))) for c in columns), origin))[0]
+                hint="%swiden the column in DST (ALTER TABLE %s MODIFY %s with a type that holds it: BIGINT, or "
+                     "not UNSIGNED), or change the value in SRC, then run again" % (
+                         first, target.quote(table), target.quote(column)))
 
 
 def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables):

@@ -96,6 +96,8 @@ def new_temp(path, mode=DATA_FILE_MODE):
 
 
 def is_sqlite_file(path):
+    if not os.path.isfile(path):  # a FIFO's open() waits for a writer (round 33)
+        return False
     try:
         with open(path, "rb") as handle:
             return handle.read(16) == SQLITE_HEADER

@@ -11,6 +11,7 @@ collides and every link still holds.
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from typing import Dict
 
@@ -53,7 +54,11 @@ JOURNAL = IMPORT_JOURNAL
 
 
 def _records(path):
-    """(line number, parsed object) for every line; a line that is not JSON is damage."""
+    """(line number, parsed object) for every line; a line that is not JSON is damage. Only a regular file: the
+    export is read twice (its checksum, then its rows), and a FIFO's open() waits for a writer (round 33)."""
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        raise NotFoundError("%s is not a regular file (a pipe, socket or device): import reads the export twice, "
+                            "its checksum first" % path, hint="write the export to a file first, then import that")
     try:
         handle = open(path, encoding="utf-8")
     except OSError as exc:
@@ -71,8 +76,8 @@ def _records(path):
             with open(path, "rb") as raw:
                 sqlite = raw.read(16) == b"SQLite format 3\x00"
             if sqlite:  # the arguments the wrong way round: a usage error (round 32: exit 4)
-                raise UsageError("%s is a SQLite database, not an export file" % path,
-                                 hint="the order is `emfix import DB FILE`") from None
+                raise UsageError("%s is a SQLite database (or a snapshot), not an export file" % path,
+                                 hint="the order is `emfix import DB FILE`, FILE written by `emfix export`") from None
             raise DamagedInputError("%s line %d is not UTF-8 text: not an emfix export" % (path, number + 1),
                                     hint="import reads files written by `emfix export --format jsonl`") from None
 

@@ -14,6 +14,7 @@ import shlex
 import stat
 
 from .backends import open_database
+from .backends.sqlite import refuse_what_is_no_file
 from .errors import ConnectError, DamagedInputError, ReadOnlyServerError, ReplicaError, UsageError
 from .fileutil import emfix_file_kind
 from .snapshot.restoremark import describe as describe_restore
@@ -76,6 +77,7 @@ def check_before_writing(address, force, retry_policy=None, restoring=False, can
     A MySQL database a restore left partly restored (snapshot/restoremark.py) is refused unless --force
     (`can_force`: the command has one to offer); a restore (`restoring`) goes ahead, as it finishes it."""
     if address.is_sqlite:
+        refuse_what_is_no_file(address.path)  # before a byte of it is read (a FIFO: round 33)
         refuse_own_file(address, retry_policy)
         return None
     try:

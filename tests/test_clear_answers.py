@@ -303,7 +303,8 @@ def test_migrate_refuses_a_four_byte_character_into_a_utf8mb3_column_up_front(tm
 
 @pytest.mark.parametrize("case", ["epoch idx 2^31 into --init's INT", "SQLite REAL past INT", "2^63 into BIGINT",
                                   "40000 into DST's SMALLINT", "40000 beside text into DST's SMALLINT",
-                                  "32767 into DST's SMALLINT"])
+                                  "32767 beside a fraction into DST's SMALLINT", "32767 into DST's SMALLINT",
+                                  "-1 into DST's SMALLINT UNSIGNED", "255 into DST's BIT(8)", "256 into DST's BIT(8)"])
 def test_migrate_refuses_a_number_dsts_integer_column_cannot_hold_up_front(tmp_path, mysql_address, mysql_databases,
                                                                           case):
     """Round 32: an EPOCH.idx of 2^31 (and its BATCH rows' epoch_idx) into the INT --init makes stopped the copy at
@@ -326,12 +327,17 @@ def test_migrate_refuses_a_number_dsts_integer_column_cannot_hold_up_front(tmp_p
         elif case == "SQLite REAL past INT":
             con.execute("UPDATE EPOCH SET idx = 3e9 WHERE idx = 1 AND trial_run_id = ?", (run,))
             words = "EPOCH.idx is 3000000000"
-        elif "SMALLINT" in case:  # a column of its own: not one of the walk's key tables
+        elif "DST's" in case:  # a column of its own: not one of the walk's key tables
             con.execute("ALTER TABLE EPOCH ADD COLUMN n INTEGER")
             con.execute("UPDATE EPOCH SET n = ? WHERE trial_run_id = ?", (int(case.split()[0]), run))
-            if "text" in case:  # SQLite's max() of the column is then that text: the numbers are read apart
+            words = {"40000": "EPOCH.n is 40000", "-1": "EPOCH.n is -1, outside", "256": "EPOCH.n is 256"}.get(
+                case.split()[0])
+            if "text" in case:  # round 33: text (or a fraction, a BLOB) MySQL's integer column changes or refuses
                 con.execute("UPDATE EPOCH SET n = 'many' WHERE idx = 0 AND trial_run_id = ?", (run,))
-            words = "EPOCH.n is 40000" if case.startswith("40000") else None
+                words = "1 value of EPOCH.n is not an integer"
+            if "fraction" in case:
+                con.execute("UPDATE EPOCH SET n = 3.5 WHERE idx = 0 AND trial_run_id = ?", (run,))
+                words = "1 value of EPOCH.n is not an integer"
     con.close()
     if case == "2^63 into BIGINT":
         mysql_source = mysql_databases()
@@ -345,13 +351,14 @@ def test_migrate_refuses_a_number_dsts_integer_column_cannot_hold_up_front(tmp_p
     with open_database(mysql_address) as db:
         if case == "2^63 into BIGINT":
             db.execute("ALTER TABLE RESULTS ADD COLUMN xu BIGINT")
-        if "SMALLINT" in case:
-            db.execute("ALTER TABLE EPOCH ADD COLUMN n SMALLINT")
+        if "DST's" in case:
+            db.execute("ALTER TABLE EPOCH ADD COLUMN n %s" % case.split("DST's ")[1])
     result = run_cli("migrate", source, url_of(mysql_address), "-e", "1", "--init", "--strategy", "aggressive")
     if words is None:
         assert result.returncode == 0, result.stderr
         return
-    assert_one_clear_line(result, 4, words, "nothing was copied", "ALTER TABLE")
+    assert_one_clear_line(result, 4, words, "nothing was copied",
+                          "typeof" if "not an integer" in words else "ALTER TABLE")
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
@@ -384,6 +391,17 @@ def test_ids_moved_past_dsts_int_id_column_are_refused_before_they_are_reserved(
         assert db.scalar("SELECT count(*) FROM TRIAL") == 2
         assert db.scalar("SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
                          "TABLE_NAME = 'TRIAL'") == auto
+
+
+@pytest.mark.parametrize("column, value", [("t DATETIME", "x"), ("n INT", "0x10")])
+def test_text_a_mysql_column_cannot_read_is_a_refused_value_not_a_statement(mysql_address, column, value):
+    """Round 33: 'x' into a DATETIME (1292) and '0x10' into an INT (1265, "Data truncated") were exit 1 with a hint
+    that DST's tables differed from the statements' (they did not): exit 4, a refused value, what to correct."""
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE odd (%s)" % column)
+        with pytest.raises(DamagedInputError, match="refused a value") as raised:
+            db.executemany("INSERT INTO odd VALUES (?)", [(value,)])
+    assert raised.value.exit_code == 4 and "correct it where it comes from" in raised.value.hint
 
 
 def test_a_value_too_long_for_a_mysql_column_is_a_refused_value_not_a_bug(mysql_address):

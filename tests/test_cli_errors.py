@@ -1,6 +1,7 @@
 """Bad input tried the way a new user would: one clear line, the documented exit code, no traceback."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -74,6 +75,24 @@ def test_a_restore_into_a_directory_is_exit_3_in_two_lines_with_or_without_a_sna
         result = run_cli("snapshot", "restore", str(folder), "--snapshot-dir", snapshots, "--yes", *chosen)
         assert_clean_failure(result, 3, "is a directory, not a SQLite database file")
         assert len(result.stderr.strip().splitlines()) == 2 and not list(folder.iterdir())
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_as_the_database_or_the_export_is_exit_3_without_waiting_for_a_writer(tmp_path):
+    """Round 33: snapshot restore and import into a FIFO waited forever to open it (the write gate read its first
+    bytes); an import from a FIFO waited for a writer and then could not read it twice."""
+    demo = str(tmp_path / "experiment.db")
+    make_demo(DatabaseAddress("sqlite", path=demo))
+    export = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", demo, "-e", "1", "-o", export).returncode == 0
+    assert run_cli("snapshot", "create", demo, "--snapshot-dir", str(tmp_path / "s")).returncode == 0
+    pipe = str(tmp_path / "pipe.db")
+    os.mkfifo(pipe)
+    for args in (["snapshot", "restore", pipe, "--yes", "--snapshot-dir", str(tmp_path / "s")],
+                 ["import", pipe, export], ["import", demo, pipe], ["repair", pipe, "--yes"],
+                 ["cleanup-orphans", pipe, "--yes"]):
+        result = run_cli(*args, timeout=60)
+        assert_clean_failure(result, 3, "not a regular file")
 
 
 def test_a_file_given_as_the_snapshot_folder_is_exit_3_for_every_snapshot_action(tmp_path):

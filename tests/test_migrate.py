@@ -1102,3 +1102,32 @@ def test_a_refusal_part_way_through_all_says_which_experiments_were_copied_befor
     assert refused.returncode == 1, refused.stderr
     assert "error: experiment 3: the source subtree has" in refused.stderr, refused.stderr
     assert "(experiments 1, 2 copied before it, and stay)" in refused.stderr, refused.stderr
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "mysql"])
+@pytest.mark.parametrize("strategy", ["balanced", "aggressive"])
+def test_a_table_dst_made_without_its_foreign_key_is_verified_by_srcs(engine, strategy, tmp_path, request):
+    """Round 33: SRC's table X points at TRIAL; DST has X with the same columns but no declared foreign key. The copy
+    put X's rows in DST exactly, and the verify, walking DST by DST's declared relations, counted 0 of them: DIFFERS
+    (exit 4), and every --resume the same. DST's rows are reached by SRC's relations now."""
+    if engine == "mysql":
+        mysql_databases = request.getfixturevalue("mysql_databases")
+        source, target = mysql_databases(), mysql_databases()
+    else:
+        source = DatabaseAddress("sqlite", path=str(tmp_path / "src.db"))
+        target = DatabaseAddress("sqlite", path=str(tmp_path / "dst.db"))
+    make_demo(source, shape=Shape(experiments=2, trials=2, runs=1, epochs=1, batches=1), faults=False)
+    assert run_cli("init", url_of(target)).returncode == 0
+    with open_database(source) as db:
+        db.execute("CREATE TABLE X (trial_id INT PRIMARY KEY, note VARCHAR(20), FOREIGN KEY (trial_id) REFERENCES "
+                   "TRIAL(id))")
+        with db.transaction():
+            db.execute("INSERT INTO X (trial_id, note) SELECT id, name FROM TRIAL")
+    with open_database(target) as db:
+        db.execute("CREATE TABLE X (trial_id INT PRIMARY KEY, note VARCHAR(20))")
+    result = run_cli("migrate", url_of(source), url_of(target), "-e", "1", "--strategy", strategy,
+                     "--snapshot-dir", str(tmp_path / "s"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "DIFFERS" not in result.stdout
+    with open_database(target) as db:
+        assert db.scalar("SELECT count(*) FROM X") == 2

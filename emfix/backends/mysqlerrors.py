@@ -19,6 +19,7 @@ SOCKET_ONLY_ACCOUNT = 1698  # MariaDB: the account signs in by its unix socket (
 UNKNOWN_DATABASE = 1049
 REFUSED_VALUE_ERRNOS = (3140, 4025)  # MySQL: invalid JSON text; MariaDB: CHECK (json_valid) failed
 INCORRECT_STRING = 1366  # bytes that are not UTF-8 into a utf8mb4 column
+VALUE_NOT_TAKEN = (1265, 1292)  # "Data truncated" ('0x10' into an INT), "Incorrect datetime value" ('x'): round 33
 TABLE_DEF_CHANGED = 1412  # a consistent read of a table TRUNCATEd or ALTERed since it began
 NO_SUCH_TABLE = 1146
 CANNOT_CREATE_TABLE = 1005  # errno 121: a constraint's name is taken; 150: a foreign key's parent
@@ -107,6 +108,11 @@ def translate_error(a, exc, exhausted, lost, connected, quote):
                                       "...), or shorten the value where it comes from")
     if errno == INCORRECT_STRING and "string value" in msg.lower():
         return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg), kind="refused_text")
+    if errno in VALUE_NOT_TAKEN:  # a value, not the tables: exit 4 with what to do (it was 1, "tables differ")
+        return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
+                                 hint="the column the error names cannot take that value as it is (text that is not "
+                                      "a number or a date, in SQLite, where typeof() of the column is 'text'): "
+                                      "correct it where it comes from")
     if errno == INCORRECT_STRING:  # "Incorrect double value: 'abc'": text SQLite keeps in a number column
         return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
                                  hint="the column the error names holds numbers there, and the value is not one: "

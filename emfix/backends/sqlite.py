@@ -57,12 +57,16 @@ def check_summary(rows, pragma="quick_check"):
                                                   found[0] if found else "?")
 
 
-def refuse_a_directory(path):
-    """A folder where a SQLite database file is wanted: said before anything else is looked for (a restore into one
-    looked for its snapshots first, round 32)."""
+def refuse_what_is_no_file(path):
+    """A folder, pipe, socket or device where a SQLite database file is wanted: said before anything else is looked
+    for or opened (a restore into a folder looked for its snapshots first, round 32; a restore or an import into a
+    FIFO waited forever to open it, round 33). A path that does not exist passes (it may be created)."""
     if os.path.isdir(path):
         raise ConnectError("%s is a directory, not a SQLite database file" % path,
                            hint="pass the database file inside it, e.g. %s" % os.path.join(path, "experiment.db"))
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would hang the first read
+        raise ConnectError("%s is not a regular file (a pipe, socket or device), not a SQLite database file" % path,
+                           hint="pass the database file itself")
 
 
 class UndecodableText(bytes):
@@ -143,7 +147,7 @@ class SQLiteBackend(Backend):
         path = self.path
         if path == ":memory:":
             return
-        refuse_a_directory(path)
+        refuse_what_is_no_file(path)
         if not os.path.exists(path):
             if create:
                 parent = os.path.dirname(os.path.abspath(path))
@@ -152,9 +156,6 @@ class SQLiteBackend(Backend):
                 return
             raise ConnectError("database file not found: %s" % path,
                                hint="check the path; `emfix demo` writes a sample database to try")
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would hang the first read; a device is no database
-            raise ConnectError("%s is not a regular file (a pipe, socket or device), not a SQLite database file" % path,
-                               hint="pass the database file itself")
         if not os.access(path, os.R_OK):
             raise ConnectError("no permission to read %s" % path)
         if not self.readonly and not os.access(path, os.W_OK):

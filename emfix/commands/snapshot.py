@@ -167,9 +167,9 @@ def _verify(args, out, directory, address):
 
 def _restore(args, out, directory, address):
     from .. import snapshot
-    from ..backends.sqlite import refuse_a_directory
+    from ..backends.sqlite import refuse_what_is_no_file
     if address.is_sqlite:  # said first: not "no valid snapshot of DIR" (round 32)
-        refuse_a_directory(address.path)
+        refuse_what_is_no_file(address.path)
     common.refuse_replica(args, address, restoring=True)  # before the safety snapshot, and before any question
     chosen = snapshot.resolve_snapshot_id(directory, args.snapshot_id or "latest-valid", address)  # (never empty)
     if not args.yes:  # it replaces the database's content: asked first, as the old tool and every repair do

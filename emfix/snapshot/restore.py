@@ -10,7 +10,7 @@ import shutil
 import sqlite3
 from typing import Dict, Optional
 
-from ..backends.sqlite import refuse_a_directory
+from ..backends.sqlite import refuse_what_is_no_file
 from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, EmfixError, NoSpaceError, UsageError
 from ..fileutil import durable_file
 from ..progress import NoProgress
@@ -46,7 +46,7 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
     error alone, round 30)."""
     progress = progress or NoProgress()
     if address.is_sqlite:
-        refuse_a_directory(address.path)
+        refuse_what_is_no_file(address.path)
     directory = directory or default_snapshot_dir(address)
     snapshot_id, status = verified_snapshot(directory, snapshot_id, address)
     if status.status != "verified":
