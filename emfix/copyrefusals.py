@@ -98,10 +98,9 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
         for column, found in zip(three, fours):
             if found:
                 raise DamagedInputError(
-                    "%s value%s of %s.%s hold%s a 4-byte character (an emoji, say), which %s's column (CHARACTER "
-                    "SET utf8mb3) cannot hold; nothing was copied" % (
-                        "{:,}".format(int(found)), "" if int(found) == 1 else "s", table, column,
-                        "s" if int(found) == 1 else "", target.address.display()),
+                    "%s a 4-byte character (an emoji, say), which %s's column (CHARACTER SET utf8mb3) cannot hold; "
+                    "nothing was copied" % (_values_of(found, table, column, "holds", "hold"),
+                                            target.address.display()),
                     hint="make the column utf8mb4 in DST (ALTER TABLE %s MODIFY %s ... CHARACTER SET utf8mb4), then "
                          "run again" % (target.quote(table), target.quote(column)))
         size_of = dict(zip(columns, sizes))
@@ -220,10 +219,9 @@ def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existin
             first = "create the schema first (emfix init DST), then " if made else ""
             if odd:
                 raise DamagedInputError(
-                    "%s value%s of %s.%s %s not an integer (a REAL with a fraction, text or a BLOB SQLite keeps in "
-                    "that column), which %s's integer column would store changed or refuse; nothing was copied" % (
-                        "{:,}".format(int(odd)), "" if int(odd) == 1 else "s", table, column,
-                        "is" if int(odd) == 1 else "are", target.address.display()),
+                    "%s not an integer (a REAL with a fraction, text or a BLOB SQLite keeps in that column), which "
+                    "%s's integer column would store changed or refuse; nothing was copied" % (
+                        _values_of(odd, table, column), target.address.display()),
                     hint="make them integers in SRC (typeof(%s) tells which), or %smake the column in DST one that "
                          "holds such values, then run again" % (source.quote(column), first))
             raise DamagedInputError(
@@ -258,8 +256,7 @@ def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables):
         for (column, _sql, declared), found in zip(tests, row):
             if not found:
                 continue
-            many = "%s value%s of %s.%s %s" % ("{:,}".format(int(found)), "" if int(found) == 1 else "s", table,
-                                                column, "is" if int(found) == 1 else "are")
+            many = _values_of(found, table, column)
             if declared is None:
                 raise DamagedInputError(
                     "%s past 9223372036854775807, more than a SQLite INTEGER of %s holds; nothing was copied" % (
@@ -271,6 +268,13 @@ def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables):
                     many, target.address.display(), declared or "without a type"),
                 hint="make that column TEXT in DST (SQLite keeps the digits of a TEXT column as they are), then run "
                      "again")
+
+
+def _values_of(count, table, column, one="is", more="are"):
+    """"1 value of T.c is" / "2 values of T.c are" (the verbs given)."""
+    count = int(count)
+    return "%s value%s of %s.%s %s" % ("{:,}".format(count), "" if count == 1 else "s", table, column,
+                                       one if count == 1 else more)
 
 
 def refuse_blobs_in_text(source, target, graph, tree, blobs):

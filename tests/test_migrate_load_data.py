@@ -182,13 +182,7 @@ def test_a_server_that_does_not_allow_local_gets_every_page_as_its_insert(mysql_
     try:
         server.start(mariadbd, install, lambda: ["--local-infile=0"])
         server.sql("CREATE DATABASE em CHARACTER SET utf8mb4")
-        target = server.address("em")
-        source, ids = sqlite_source(tmp_path, ["a\\b'c", "'),(x"])
-        loaded = counting_loads(monkeypatch)
-        result = migrate_experiment(source, target, 1, init=True, strategy="balanced",
-                                    snapshot_dir=str(tmp_path / "s"))
-        assert result.verified and loaded and not any(written for _, written in loaded)
-        assert names(target) == {k: v for k, v in names(source).items() if k in ids}
+        every_page_goes_as_its_insert(server.address("em"), tmp_path, monkeypatch)
     finally:
         server.stop()
 
@@ -223,12 +217,16 @@ def test_without_a_temporary_folder_to_be_had_every_page_goes_as_its_insert(mysq
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(mysqlload.tempfile, "mkdtemp", refused)
+    every_page_goes_as_its_insert(mysql_address, tmp_path, monkeypatch)
+
+
+def every_page_goes_as_its_insert(target, tmp_path, monkeypatch):
+    """A copy into `target`: verified, every row there, and not one page loaded (each went as its INSERT)."""
     source, ids = sqlite_source(tmp_path, ["a\\b'c", "'),(x"])
     loaded = counting_loads(monkeypatch)
-    result = migrate_experiment(source, mysql_address, 1, init=True, strategy="balanced",
-                                snapshot_dir=str(tmp_path / "s"))
+    result = migrate_experiment(source, target, 1, init=True, strategy="balanced", snapshot_dir=str(tmp_path / "s"))
     assert result.verified and loaded and not any(written for _, written in loaded)
-    assert names(mysql_address) == {k: v for k, v in names(source).items() if k in ids}
+    assert names(target) == {k: v for k, v in names(source).items() if k in ids}
 
 
 def test_a_real_in_a_column_sqlite_does_not_keep_as_text_is_stored_as_its_insert_stores_it(mysql_address, tmp_path,
