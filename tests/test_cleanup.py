@@ -857,3 +857,17 @@ def test_a_directory_given_as_the_database_is_named_so(tmp_path):
         result = run_cli(command, str(tmp_path), "--yes")
         assert result.returncode == run_cli("validate", str(tmp_path)).returncode == 3, result.stderr
         assert "is a directory" in result.stderr and "hard links" not in result.stderr
+
+
+def test_a_table_whose_rows_were_partly_left_alone_says_its_examples_are_the_plans():
+    """Round 33: "C 2 e.g. id 10, 9223372036854775808, 18446744073709551615": three keys for two rows removed (one
+    was left alone, changed by another process). The line says the count is of how many planned now."""
+    import types
+
+    from emfix.commands.cleanup import cleanup_plan_lines
+    plan = types.SimpleNamespace(remove={"C": 3, "D": 1}, examples={"C": [{"id": 10}, {"id": 11}, {"id": 12}],
+                                                                    "D": [{"id": 5}]},
+                                 recreate={}, keepable={}, unkeyed={}, held={}, left_behind={})
+    lines = cleanup_plan_lines(plan, removed={"C": 2, "D": 1})
+    assert "of 3 planned, e.g." in lines[0] and lines[0].split()[:2] == ["C", "2"]
+    assert "planned" not in lines[1] and "e.g." in lines[1]

@@ -50,8 +50,9 @@ def cleanup_plan_lines(plan, created=None, removed=None):
     what the user should know before saying yes."""
     lines = []
     for table, count in plan.remove.items():
-        lines.append("  %-20s %10s   e.g. %s" % (
-            table, n(count if removed is None else removed.get(table, 0)),
+        done = count if removed is None else removed.get(table, 0)
+        lines.append("  %-20s %10s   %se.g. %s" % (  # the examples are the plan's (round 33: more keys than rows)
+            table, n(done), "of %s planned, " % n(count) if done != count else "",
             common.example_keys(plan.examples.get(table, []))))
     if created:
         lines.append("created missing parents: %s" % ", ".join("%s %s" % (t, n(count)) for t, count in created.items()))
