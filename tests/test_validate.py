@@ -544,3 +544,11 @@ def sqlite_dump(path):
             "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
     finally:
         con.close()
+
+
+def test_bytes_that_are_not_utf8_show_in_json_as_their_hex_whole():
+    """Round 33: a BINARY key's bytes in `validate --json` came out backslash-replaced (0x80 as the four characters
+    \\x80, 0x00 as a real NUL beside them): neither the bytes nor text. Not UTF-8 now: 0x and every byte's hex."""
+    from emfix.jsonable import to_jsonable
+    assert to_jsonable({"k": b"\x80\x00\x00A"}) == {"k": "0x80000041"}
+    assert to_jsonable([b"ABC\x00", "\\x80"]) == ["ABC\x00", "\\x80"]  # UTF-8 bytes stay text; text stays as it is
