@@ -178,7 +178,31 @@ def integer_ranges(db, table, existing=None):
         elif kind == "bit":  # BIT(n): 0 to 2^n - 1 (round 33: -128 into a BIT(8) stopped the copy at its batch)
             found = re.search(r"\((\d+)\)", declared)
             ranges[text_of(column).lower()] = (0, (1 << int(found.group(1) if found else 1)) - 1)
+        elif kind == "year":  # 1901 to 2155; 5 would be stored as 2005 (round 34)
+            ranges[text_of(column).lower()] = (1901, 2155)
     return ranges
+
+
+NUMBER_KINDS = ("decimal", "double", "float", "real")
+TEXT_KINDS = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext")
+
+
+def _integer_tests(source, column, kind):
+    """(the value whose lowest and highest are read, the count of values that are not integers) as SQL, for a
+    column of SRC (`kind`: its MySQL type; None: SQLite) going into an integer column of DST; None: not checked."""
+    value = "t.%s" % source.quote(column)
+    if kind is None:  # SQLite: what its INTEGER affinity could not make an integer (3.0 and 1e19 it could)
+        return value, "sum(typeof(%s) IN ('text', 'blob') OR (typeof(%s) = 'real' AND %s <> round(%s)))" % (
+            (value,) * 4)
+    if kind in INTEGER_BITS:
+        return value, "0"
+    if kind == "bit":
+        return "(%s + 0)" % value, "0"  # (MIN() of a BIT comes back as digits the driver reads as its bytes)
+    if kind in NUMBER_KINDS:  # (round 34: a DOUBLE 3.5 was copied as 4)
+        return value, "sum(%s <> ROUND(%s))" % (value, value)
+    if kind in TEXT_KINDS:  # (round 34: '12abc' stopped the copy at its batch)
+        return "CAST(%s AS DECIMAL(65,0))" % value, "sum(%s NOT REGEXP '^[+-]?[0-9]+$')" % value
+    return None
 
 
 def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existing):
@@ -193,9 +217,11 @@ def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existin
     for table in tables:
         wanted = integer_ranges(target, table, existing)
         had = integer_ranges(source, table) if source.dialect == "mysql" else None
-        columns = [c for c in graph.columns[table] if c.lower() in wanted and (
-            had is None or c.lower() in had and not (
-                wanted[c.lower()][0] <= had[c.lower()][0] and had[c.lower()][1] <= wanted[c.lower()][1]))]
+        kinds = source.column_types(table) if had is not None else {}
+        tests = {c: _integer_tests(source, c, kinds.get(c.lower())) for c in graph.columns[table]
+                 if c.lower() in wanted and (had is None or c.lower() not in had or not (
+                     wanted[c.lower()][0] <= had[c.lower()][0] and had[c.lower()][1] <= wanted[c.lower()][1]))}
+        columns = [c for c, test in tests.items() if test is not None]
         if not columns:
             continue
         keys = tree.columns.get(table, ()) if table in tree.held else tree.linked.get(table, (None, None))[1:]
@@ -203,12 +229,8 @@ def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existin
             origin = "%s t" % source.quote(tree.held[table] if table in tree.held else tree.linked[table][0])
         else:
             origin = "%s t WHERE %s" % (source.quote(table), tree.where(source, graph, table))
-        bits = {c for c, kind in source.column_types(table).items() if kind == "bit"} if had is not None else ()
         row = source.query("SELECT %s FROM %s" % (", ".join(
-            "min({0}), max({0}), {1}".format(
-                "(t.%s + 0)" % source.quote(c) if c.lower() in bits else "t.%s" % source.quote(c),  # (MIN of a BIT)
-                "0" if had is not None else "sum(typeof(t.%s) NOT IN ('integer', 'null'))" % source.quote(c))
-            for c in columns), origin))[0]
+            "min({0}), max({0}), {1}".format(*tests[c]) for c in columns), origin))[0]
         for n, column in enumerate(columns):
             low, high, odd = row[3 * n:3 * n + 3]
             least, most = wanted[column.lower()]
@@ -219,11 +241,13 @@ def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existin
             first = "create the schema first (emfix init DST), then " if made else ""
             if odd:
                 raise DamagedInputError(
-                    "%s not an integer (a REAL with a fraction, text or a BLOB SQLite keeps in that column), which "
-                    "%s's integer column would store changed or refuse; nothing was copied" % (
-                        _values_of(odd, table, column), target.address.display()),
-                    hint="make them integers in SRC (typeof(%s) tells which), or %smake the column in DST one that "
-                         "holds such values, then run again" % (source.quote(column), first))
+                    "%s not an integer (%s), which %s's integer column would store changed or refuse; nothing was "
+                    "copied" % (_values_of(odd, table, column), "a number with a fraction, or text that is not a "
+                                "number" if had is not None else "a REAL with a fraction, text or a BLOB SQLite keeps "
+                                "in that column", target.address.display()),
+                    hint="make them integers in SRC%s, or %smake the column in DST one that holds such values, then "
+                         "run again" % ("" if had is not None else " (typeof(%s) tells which)" % source.quote(column),
+                                        first))
             raise DamagedInputError(
                 "a value of %s.%s is %s, outside what %s's column holds (%s to %s); nothing was copied" % (
                     table, column, outside[0], target.address.display(), least, most),

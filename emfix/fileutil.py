@@ -296,7 +296,11 @@ def durable_output(path, mode=DATA_FILE_MODE, binary=False, in_place=False):
     `in_place` writes straight through (a device or FIFO the user named)."""
     flags, encoding = ("wb", None) if binary else ("w", "utf-8")
     if in_place:
-        with open(path, flags, encoding=encoding) as handle:
+        try:
+            handle = open(path, flags, encoding=encoding)
+        except OSError as exc:  # a socket (ENXIO), a device that says no (round 34: exit 70)
+            raise no_space(exc, path) or NotWritableError("cannot write %s: %s" % (path, exc.strerror)) from None
+        with handle:
             yield handle
         return
     with durable_file(path, mode) as temp:

@@ -114,6 +114,9 @@ def claim_ids(db, ranges, offsets=None, held=None):
             reserve_ids(db, table, int(high) + offsets.get(table, 0))
         return offsets
     held = held or {}
+    for table, (low, high) in ranges.items():  # every table first: none reserved before one is refused (round 34)
+        refuse_ids_past_the_column(db, table, int(low), int(high), id_offset(db, table, int(low), int(high),
+                                                                             held.get(table)))
     return {table: _claim(db, table, int(low), int(high), held.get(table)) for table, (low, high) in ranges.items()}
 
 

@@ -97,7 +97,9 @@ def release(held):
 def open_quarantine(path, create=False):
     if not create and not os.path.isfile(path):
         raise NotFoundError("%s is a directory, not a quarantine file" % path if os.path.isdir(path) else
-                            "no quarantine file %s" % path, hint="pass the path (or the id) the repair printed")
+                            "%s is not a regular file (a pipe, socket or device), not a quarantine file" % path
+                            if os.path.exists(path) else "no quarantine file %s" % path,
+                            hint="pass the path (or the id) the repair printed")
     try:
         if create and not os.path.exists(path):
             create_private(path, DATA_FILE_MODE)  # every removed row is in here: readable by the owner only

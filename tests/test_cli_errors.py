@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -93,6 +94,21 @@ def test_a_fifo_as_the_database_or_the_export_is_exit_3_without_waiting_for_a_wr
                  ["cleanup-orphans", pipe, "--yes"]):
         result = run_cli(*args, timeout=60)
         assert_clean_failure(result, 3, "not a regular file")
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets here")
+def test_output_onto_a_socket_is_exit_3(tmp_path):
+    """Round 34: `export -o SOCKET` and `transform-metrics --template SOCKET` were exit 70 (ENXIO from open())."""
+    demo = str(tmp_path / "experiment.db")
+    make_demo(DatabaseAddress("sqlite", path=demo))
+    path = str(tmp_path / "sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    try:
+        for args in (["export", demo, "-e", "1", "-o", path], ["transform-metrics", "--template", path, "--force"]):
+            assert_clean_failure(run_cli(*args), 3, "cannot write %s" % path)
+    finally:
+        listener.close()
 
 
 def test_a_file_given_as_the_snapshot_folder_is_exit_3_for_every_snapshot_action(tmp_path):

@@ -111,7 +111,7 @@ def translate_error(a, exc, exhausted, lost, connected, quote):
     if errno in VALUE_NOT_TAKEN:  # a value, not the tables: exit 4 with what to do (it was 1, "tables differ")
         return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
                                  hint="the column the error names cannot take that value as it is (text that is not "
-                                      "a number or a date, in SQLite, where typeof() of the column is 'text'): "
+                                      "a number or a date; from SQLite, where typeof() of the column is 'text'): "
                                       "correct it where it comes from")
     if errno == INCORRECT_STRING:  # "Incorrect double value: 'abc'": text SQLite keeps in a number column
         return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
