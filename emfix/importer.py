@@ -9,6 +9,7 @@ collides and every link still holds.
 """
 
 import dataclasses
+import decimal
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ from typing import Dict
 
 from .backends import open_database
 from .copyjournal import held_by_other_copies
+from .copyrefusals import integer_ranges
 from .errors import (
     AlreadyDoneError,
     DamagedInputError,
@@ -29,7 +31,14 @@ from .errors import (
 )
 from .guarded import check_integrity
 from .hierarchy import ROOT
-from .idshift import claiming_alone, column_shifts, id_offset, refuse_ids_past_the_column, reserve_ids
+from .idshift import (
+    claiming_alone,
+    column_shifts,
+    id_offset,
+    id_owner,
+    refuse_ids_past_the_column,
+    reserve_ids,
+)
 from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers
 from .killpoints import kill_point
 from .progress import NoProgress
@@ -82,8 +91,9 @@ def _records(path):
                                     hint="import reads files written by `emfix export --format jsonl`") from None
 
 
-def check_file(path):
-    """Read the whole file once; return (header, trailer) or raise DamagedInputError."""
+def check_file(path, numbers=None):
+    """Read the whole file once; return (header, trailer) or raise DamagedInputError. `numbers` (a dict) gets, per
+    table and column position, [lowest, highest whole number, values that are not one] (_tally)."""
     header, trailer, counts, digest = None, None, {}, hashlib.sha256()
     for number, line, record in _records(path):
         if number == 1:
@@ -107,6 +117,10 @@ def check_file(path):
             continue
         digest.update(line.encode("utf-8"))
         counts[record["table"]] = counts.get(record["table"], 0) + 1
+        if numbers is not None:
+            row = record["row"]
+            _tally(numbers.get(record["table"]) or numbers.setdefault(record["table"], [[None, None, 0] for _ in row]),
+                   row)
     if header is None:
         raise DamagedInputError("%s is empty" % path)
     if trailer is None:
@@ -116,6 +130,52 @@ def check_file(path):
     if trailer.get("sha256") != digest.hexdigest() or stated != counts:
         raise DamagedInputError("%s does not match its own checksum: it was changed or damaged" % path)
     return header, trailer
+
+
+def _tally(stats, row):
+    """Each value of `row` into its column's [lowest, highest whole number, values that are not one]: what an
+    integer column of the database would keep (round 34: a REAL 3.5 was imported into an INT as 4, exit 0)."""
+    for i, value in enumerate(row[:len(stats)]):
+        if value is None:
+            continue
+        kind = type(value)
+        if kind is dict and "$decimal" in value:  # a DECIMAL of MySQL, as its digits
+            number = decimal.Decimal(value["$decimal"])
+            value, kind = (int(number), int) if number == number.to_integral_value() else (value, dict)
+        if kind is int or kind is float and value.is_integer():
+            column = stats[i]
+            if column[0] is None or value < column[0]:
+                column[0] = value
+            if column[1] is None or value > column[1]:
+                column[1] = value
+        else:
+            stats[i][2] += 1
+
+
+def refuse_numbers_the_columns_cannot_hold(db, graph, header, numbers, skip, path):
+    """A MySQL database's integer (BIT, YEAR) columns against the file's values of them, before anything is written:
+    a value that is not a whole number, or one outside the column's range, would be stored changed or refused part
+    way (round 34). Columns holding an id the import moves are left to the id ceiling (idshift)."""
+    if db.dialect != "mysql":
+        return
+    for table in header["tables"]:
+        if table in skip or table not in numbers:
+            continue
+        wanted = integer_ranges(db, db.stored(table))
+        for column, (low, high, odd) in zip(header["columns"][table], numbers[table]):
+            if column.lower() not in wanted or id_owner(graph, table, column):
+                continue
+            least, most = wanted[column.lower()]
+            outside = [v for v in (low, high) if v is not None and not least <= v <= most]
+            if odd or outside:
+                raise DamagedInputError(
+                    "%s of %s.%s in %s %s, which %s's integer column would store changed or refuse; nothing was "
+                    "imported" % ("%s value%s" % ("{:,}".format(odd), "" if odd == 1 else "s") if odd else "a value",
+                                  table, column, path, ("%s not a whole number" % ("is" if odd == 1 else "are"))
+                                  if odd else "is %s, outside %s to %s" % (outside[0], least, most),
+                                  db.address.display()),
+                    hint="widen or change the column there (ALTER TABLE %s MODIFY %s ...), or import into a database "
+                         "whose column holds such values" % (db.quote(table), db.quote(column)))
 
 
 def imported_ids(path, table, offsets, column="id"):
@@ -144,7 +204,8 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
     started = time.perf_counter()
-    header, trailer = check_file(path)
+    numbers = {}
+    header, trailer = check_file(path, numbers)
     dangling = {t: n for t, n in (trailer.get("dangling") or {}).items() if n}
     if dangling and not allow_dangling:
         raise DanglingLinksError("%s holds %s link rows whose parent row is missing (%s); nothing was imported" % (
@@ -167,6 +228,7 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
                                              for t in missing)),
                 hint="create them in the database first, or add --skip-tables %s to leave those rows out"
                 % ",".join(missing))
+        refuse_numbers_the_columns_cannot_hold(db, graph, header, numbers, skip, path)
         key = "import:%s" % trailer["sha256"]
         pinned = {}
         if into_experiment is not None:

@@ -394,6 +394,39 @@ def test_migrate_refuses_what_an_integer_column_would_change_and_copies_what_it_
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
+@pytest.mark.parametrize("values, dst_type, words", [
+    ((3.0, 3.5), "INT", "1 value of EPOCH.n in "),  # (imported as 4, exit 0)
+    ((5,), "YEAR", "is 5.0, outside 1901 to 2155"),  # (imported as 2005; a REAL column of SQLite)
+    ((300,), "TINYINT UNSIGNED", "is 300.0, outside 0 to 255"),  # (stopped part way, the rows before it committed)
+    ((3.0, -7, 1e9), "INT", None),
+])
+def test_import_into_mysql_refuses_what_an_integer_column_would_change_before_writing(tmp_path, mysql_address,
+                                                                                       values, dst_type, words):
+    """Round 34: import had no check of its own: a REAL 3.5 into an INT column was imported as 4 with exit 0, 5 into
+    a YEAR as 2005, and a value out of range stopped it part way. Refused before anything is written now."""
+    source = DatabaseAddress("sqlite", path=str(tmp_path / "s.db"))
+    make_demo(source, shape=Shape(experiments=1, trials=1, runs=1, epochs=3, batches=1), faults=False)
+    con = sqlite3.connect(source.path)
+    with con:
+        con.execute("ALTER TABLE EPOCH ADD COLUMN n REAL")
+        for idx, value in enumerate(values):
+            con.execute("UPDATE EPOCH SET n = ? WHERE idx = ?", (value, idx))
+    con.close()
+    export = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", source.path, "-e", "1", "-o", export).returncode == 0
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE EPOCH ADD COLUMN n %s" % dst_type)
+    result = run_cli("import", url_of(mysql_address), export)
+    if words is None:
+        assert result.returncode == 0, result.stderr
+        with open_database(mysql_address) as db:
+            assert sorted(r[0] for r in db.query("SELECT n FROM EPOCH")) == sorted(int(v) for v in values)
+        return
+    assert_one_clear_line(result, 4, words, "nothing was imported")
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
 @pytest.mark.parametrize("command", ["migrate", "import"])
 def test_ids_moved_past_dsts_int_id_column_are_refused_before_they_are_reserved(tmp_path, mysql_address, command):
     """Round 33: a DST whose TRIAL ids already reach near an INT's 2^31 - 1 moved the copy's colliding ids past it;
