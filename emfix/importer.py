@@ -156,7 +156,7 @@ def refuse_numbers_the_columns_cannot_hold(db, graph, header, numbers, skip, pat
     """A MySQL database's integer (BIT, YEAR) columns against the file's values of them, before anything is written:
     a value that is not a whole number, or one outside the column's range, would be stored changed or refused part
     way (round 34). Columns holding an id the import moves are left to the id ceiling (idshift)."""
-    if db.dialect != "mysql":
+    if db.dialect != "mysql" or numbers is None:
         return
     for table in header["tables"]:
         if table in skip or table not in numbers:
@@ -204,7 +204,7 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
     started = time.perf_counter()
-    numbers = {}
+    numbers = None if address.is_sqlite else {}  # (tallied for MySQL's integer columns only: +20-40 % of this pass)
     header, trailer = check_file(path, numbers)
     dangling = {t: n for t, n in (trailer.get("dangling") or {}).items() if n}
     if dangling and not allow_dangling:
