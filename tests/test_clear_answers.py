@@ -366,7 +366,8 @@ def test_migrate_refuses_a_number_dsts_integer_column_cannot_hold_up_front(tmp_p
     ("sqlite", "REAL", (3.0, 1e19), "BIGINT UNSIGNED", None),  # whole numbers that fit (round 34: refused)
     ("sqlite", "INTEGER", (5,), "YEAR", "EPOCH.n is 5, outside"),  # (stored as 2005)
     ("mysql", "DOUBLE", (3.0, 3.5), "INT", "1 value of EPOCH.n is not an integer"),  # (copied as 4)
-    ("mysql", "VARCHAR(20)", ("12", "12abc"), "INT", "1 value of EPOCH.n is not an integer"),  # (stopped its batch)
+    ("mysql", "VARCHAR(20)", ("12", "12abc"), "INT", "2 values of EPOCH.n are not an integer"),  # (stopped its
+    ("mysql", "VARCHAR(20)", ("12",), "INT", "1 value of EPOCH.n is not an integer"),  # batch; '12' never verified)
     ("mysql", "DECIMAL(20,0)", (1000000000000,), "INT", "EPOCH.n is 1000000000000, outside"),
     ("mysql", "DOUBLE", (3.0, -7.0), "INT", None),
 ])
