@@ -12,7 +12,7 @@ from .catalog import sqlite_affinity
 from .copyjournal import DIFFERS, DONE, RUNNING, UNVERIFIED
 from .errors import AlreadyDoneError, DamagedInputError, EmfixError, SchemaError, UsageError
 from .schema import EM_TABLES, table_named
-from .values import INTEGER_BITS, integer_range
+from .values import INTEGER_BITS, integer_range, whole_number_range
 
 
 def foreign_ddl(source, target, graph, foreign, init):
@@ -172,14 +172,9 @@ def integer_ranges(db, table, existing=None):
     for column, kind, declared in db.query(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
             "DATABASE() AND TABLE_NAME = ?", (name,)):
-        kind, declared = text_of(kind).lower(), text_of(declared).lower()
-        if kind in INTEGER_BITS:
-            ranges[text_of(column).lower()] = integer_range(kind, declared)
-        elif kind == "bit":  # BIT(n): 0 to 2^n - 1 (round 33: -128 into a BIT(8) stopped the copy at its batch)
-            found = re.search(r"\((\d+)\)", declared)
-            ranges[text_of(column).lower()] = (0, (1 << int(found.group(1) if found else 1)) - 1)
-        elif kind == "year":  # 1901 to 2155; 5 would be stored as 2005 (round 34)
-            ranges[text_of(column).lower()] = (1901, 2155)
+        found = whole_number_range(text_of(kind), text_of(declared))  # (round 33: -128 into a BIT(8); 34: a YEAR)
+        if found is not None:
+            ranges[text_of(column).lower()] = found
     return ranges
 
 

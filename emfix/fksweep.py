@@ -225,14 +225,11 @@ def _literal(value):
 
 def _doomed_bounds(db, name, width):
     """Per key column (min, max) when every key is numeric, else None (no range test). Each bound is a row's
-    own value, found by ORDER BY ... LIMIT 1: MySQL's MIN() of a BIT column comes back as digits the driver
-    reads as the value's bytes (round 32: a BIT(64) key of 70000 as 237031665712, the range then skipped every
-    doomed key; past 2^32 the driver's unpack raised)."""
-    bounds = []
-    for n in range(width):
-        ends = [db.query("SELECT k%d FROM %s WHERE k%d IS NOT NULL ORDER BY k%d %s LIMIT 1" % (
-            n, db.quote(name), n, n, direction)) for direction in ("ASC", "DESC")]
-        bounds.append(tuple(found[0][0] if found else None for found in ends))
+    own value (Backend.first_in_order): MySQL's MIN() of a BIT column comes back as digits the driver reads as
+    the value's bytes (round 32: a BIT(64) key of 70000 as 237031665712, the range then skipped every doomed
+    key; past 2^32 the driver's unpack raised)."""
+    bounds = [tuple(db.first_in_order(db.quote(name), "k%d" % n, "k%d IS NOT NULL" % n, last=last)
+                    for last in (False, True)) for n in range(width)]
     if all(isinstance(v, int) and not isinstance(v, bool) for pair in bounds for v in pair):
         return bounds
     return None

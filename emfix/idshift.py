@@ -13,7 +13,7 @@ from .backends.base import server_lock
 from .backends.mysqlcatalog import text_of
 from .errors import DamagedInputError, DatabaseLockedError, EmfixError
 from .schema import EM_TABLES
-from .values import INTEGER_BITS, integer_range
+from .values import whole_number_range
 
 AUTO_ID_TABLES = tuple(t.name for t in EM_TABLES if t.auto_id)
 
@@ -189,8 +189,8 @@ def refuse_ids_past_the_column(db, table, low, high, offset):
         for kind, declared in db.query("SELECT DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS WHERE "
                                        "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'id'",
                                        (db.stored(table),)):
-            kind = text_of(kind).lower()
-            most = integer_range(kind, text_of(declared))[1] if kind in INTEGER_BITS else most
+            found = whole_number_range(text_of(kind), text_of(declared))
+            most = found[1] if found is not None else most
     if high + offset > most:
         moved = " would be %d to %d there (its ids already reach %d)" % (low + offset, high + offset,
                                                                          low + offset - 1) if offset else ""

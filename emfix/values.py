@@ -11,6 +11,7 @@ import base64
 import datetime
 import decimal
 import math
+import re
 import struct
 
 from .backends.sqlite import UndecodableText
@@ -156,3 +157,17 @@ def integer_range(kind, declared=""):
     if "unsigned" in declared.lower():
         return 0, (1 << bits) - 1
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def whole_number_range(kind, declared=""):
+    """(least, most) a MySQL column of whole numbers holds, or None for any other type: the integer types, BIT(n)
+    (0 to 2^n - 1) and YEAR (1901 to 2155; 5 would be stored as 2005)."""
+    kind, declared = kind.lower(), declared.lower()
+    if kind in INTEGER_BITS:
+        return integer_range(kind, declared)
+    if kind == "bit":
+        found = re.search(r"\((\d+)\)", declared)
+        return 0, (1 << int(found.group(1) if found else 1)) - 1
+    if kind == "year":
+        return 1901, 2155
+    return None

@@ -175,6 +175,15 @@ class Backend:
         self.execute("CREATE INDEX %s%s ON %s (%s)" % (temp, self.quote("%s_%s" % (table, suffix)), self.quote(table),
                                                        self.quote_columns(columns)))
 
+    def first_in_order(self, table, column, where="", params=(), last=False):
+        """The least (`last`: the greatest) value of `column` under `where` (SQL, quoted by the caller), or None: the
+        row's own value, found by ORDER BY ... LIMIT 1 (an index seek, as MIN's). Not MIN()/MAX(): of a MySQL BIT
+        column they come back as digits the driver reads as the value's bytes (a wrong bound, and from 2^32 on an
+        error that left the connection hanging: rounds 31, 32)."""
+        found = self.query("SELECT %s FROM %s%s ORDER BY %s%s LIMIT 1" % (
+            column, table, " WHERE %s" % where if where else "", column, " DESC" if last else ""), params)
+        return found[0][0] if found else None
+
     def data_version(self):
         """SQLite's PRAGMA data_version (backends/sqlite.py): None here, where no such signal exists."""
         return None

@@ -464,12 +464,8 @@ class _Pages:
             low = probe[0][0] if probe else None
 
     def _least(self, column, where, params):
-        """The smallest value of the key column `column` under `where`, or None: the row's own value (ORDER BY ...
-        LIMIT 1, an index seek as MIN's), as MIN() of a BIT(64) comes back as digits that the driver reads as the
-        value's bytes (a wrong value, or from 2^32 on an error that left the connection hanging: round 31)."""
-        found = self.db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT 1" % (column, self.table, _where(where), column),
-                              params)
-        return found[0][0] if found else None
+        """The smallest value of the key column `column` under `where`, or None (Backend.first_in_order: not MIN())."""
+        return self.db.first_in_order(self.table, column, " AND ".join(where), params)
 
     def by_offset(self):
         """A table without a primary key: OFFSET pages, stable inside the consistent snapshot."""
