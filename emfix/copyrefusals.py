@@ -7,7 +7,6 @@ MySQL text column gives back.
 
 import re
 
-from .backends.mysqlcatalog import text_of
 from .catalog import sqlite_affinity
 from .copyjournal import DIFFERS, DONE, RUNNING, UNVERIFIED
 from .errors import AlreadyDoneError, DamagedInputError, EmfixError, SchemaError, UsageError
@@ -138,16 +137,14 @@ def column_limits(target, table, existing):
         made = next((t for t in EM_TABLES if t.name == table), None)
         return {c.name.lower(): _limit_of_type(c.type) for c in made.columns} if made else {}
     limits = {}
-    for column, kind, chars, octets, charset in target.query(
-            "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, CHARACTER_OCTET_LENGTH, CHARACTER_SET_NAME FROM "
-            "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", (name,)):
-        kind, column = text_of(kind).lower(), text_of(column).lower()
-        three = text_of(charset or "").lower() in ("utf8", "utf8mb3")  # no 4-byte character (round 30: an emoji)
-        if kind in ("char", "varchar") and chars is not None:
-            limits[column] = (int(chars), None, three)
-        elif kind in ("binary", "varbinary", "tinytext", "text", "tinyblob", "blob") and octets is not None:
+    for column, declared in target.declared_columns(name).items():
+        three = declared.charset in ("utf8", "utf8mb3")  # no 4-byte character (round 30: an emoji)
+        if declared.kind in ("char", "varchar") and declared.chars is not None:
+            limits[column] = (declared.chars, None, three)
+        elif declared.kind in ("binary", "varbinary", "tinytext", "text", "tinyblob", "blob") and \
+                declared.octets is not None:
             # bytes: a binary column's length (round 30: six emoji, 24 bytes, were counted 6 into VARBINARY(20))
-            limits[column] = (None, int(octets), three)
+            limits[column] = (None, declared.octets, three)
         elif three:
             limits[column] = (None, None, three)
     return limits
@@ -169,12 +166,10 @@ def integer_ranges(db, table, existing=None):
         made = next((t for t in EM_TABLES if t.name == table), None)
         return {c.name.lower(): integer_range("int") for c in made.columns if c.type == "INT"} if made else {}
     ranges = {}
-    for column, kind, declared in db.query(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
-            "DATABASE() AND TABLE_NAME = ?", (name,)):
-        found = whole_number_range(text_of(kind), text_of(declared))  # (round 33: -128 into a BIT(8); 34: a YEAR)
+    for column, declared in db.declared_columns(name).items():
+        found = whole_number_range(declared.kind, declared.declared)  # (round 33: -128 into a BIT(8); 34: a YEAR)
         if found is not None:
-            ranges[text_of(column).lower()] = found
+            ranges[column] = found
     return ranges
 
 

@@ -10,7 +10,6 @@ import contextlib
 from contextlib import nullcontext
 
 from .backends.base import server_lock
-from .backends.mysqlcatalog import text_of
 from .errors import DamagedInputError, DatabaseLockedError, EmfixError
 from .schema import EM_TABLES
 from .values import whole_number_range
@@ -186,11 +185,9 @@ def refuse_ids_past_the_column(db, table, low, high, offset):
     ids already reach near an INT's 2^31 - 1 moved a copy's ids past it; the copy stopped at its first batch)."""
     most = (1 << 63) - 1
     if db.dialect == "mysql":
-        for kind, declared in db.query("SELECT DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS WHERE "
-                                       "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'id'",
-                                       (db.stored(table),)):
-            found = whole_number_range(text_of(kind), text_of(declared))
-            most = found[1] if found is not None else most
+        column = db.declared_columns(table).get("id")
+        found = whole_number_range(column.kind, column.declared) if column is not None else None
+        most = found[1] if found is not None else most
     if high + offset > most:
         moved = " would be %d to %d there (its ids already reach %d)" % (low + offset, high + offset,
                                                                          low + offset - 1) if offset else ""

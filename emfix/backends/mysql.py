@@ -460,9 +460,10 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
         """An expression the server evaluates to one row as the body of a SQL tuple (`1,'a',NULL`) that
         gives back the same bits when inserted into the same column types: FLOAT as a text that reads back
         as the same float (FLOAT_LITERAL), binary types as X'hex', strings through QUOTE, NULL as NULL."""
-        kinds = self._column_kinds(table)
+        declared = self.declared_columns(table)
         return "CONCAT_WS(',', %s)" % ", ".join(
-            literal_of(self.quote(c), *kinds[c.lower()], short_floats=self.casts_to_float()) for c in columns)
+            literal_of(self.quote(c), declared[c.lower()].kind, declared[c.lower()].nullable,
+                       short_floats=self.casts_to_float()) for c in columns)
 
     def query_raw(self, sql, params=()):
         """Rows as the server sent them (bytes, not decoded): for text that goes straight into a file."""
