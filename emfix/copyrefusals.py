@@ -9,7 +9,7 @@ import re
 
 from .catalog import sqlite_affinity
 from .copyjournal import DIFFERS, DONE, RUNNING, UNVERIFIED
-from .errors import AlreadyDoneError, DamagedInputError, EmfixError, SchemaError, UsageError
+from .errors import AlreadyDoneError, DamagedInputError, EmfixError, SchemaError, UnfinishedError, UsageError
 from .schema import EM_TABLES, table_named
 from .values import INTEGER_BITS, integer_range, whole_number_range
 
@@ -87,37 +87,51 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
         for column, found in zip(held_as_text, row[len(columns) + len(narrow) + len(three):]):
             if found:
                 blobs[(table, column)] = int(found)
-        longest = max(int(v or 0) for v in sizes)
-        if packet and longest > packet - 1024:  # the statement around the value needs room too
-            raise DamagedInputError(
-                "a value in %s is %s bytes, more than %s's max_allowed_packet (%s bytes); nothing was copied" % (
-                    table, "{:,}".format(longest), target.address.display(), "{:,}".format(packet)),
-                hint="as an administrator: SET GLOBAL max_allowed_packet = %d (and in the server's config), then "
-                     "run again" % min(1 << 30, 1 << (longest + 4096).bit_length()))
+        refuse_past_the_packet(target, table, max(int(v or 0) for v in sizes), packet, "copied")
         for column, found in zip(three, fours):
             if found:
-                raise DamagedInputError(
-                    "%s a 4-byte character (an emoji, say), which %s's column (CHARACTER SET utf8mb3) cannot hold; "
-                    "nothing was copied" % (_values_of(found, table, column, "holds", "hold"),
-                                            target.address.display()),
-                    hint="make the column utf8mb4 in DST (ALTER TABLE %s MODIFY %s ... CHARACTER SET utf8mb4), then "
-                         "run again" % (target.quote(table), target.quote(column)))
+                refuse_four_byte_characters(target, table, column, int(found), "copied")
         size_of = dict(zip(columns, sizes))
         for column, most in zip(narrow, lengths):
-            chars, octets, _three = limits[column.lower()]
-            over = (chars is not None and int(most or 0) > chars) or (
-                octets is not None and int(size_of[column] or 0) > octets)
-            if over:
-                raise DamagedInputError(
-                    "a value of %s.%s is %s %s, more than %s's column holds (%s); nothing was copied" % (
-                        table, column, "{:,}".format(int(most or 0) if chars is not None else int(size_of[column])),
-                        "characters" if chars is not None else "bytes", target.address.display(),
-                        "%s character%s" % ("{:,}".format(chars), "" if chars == 1 else "s") if chars is not None
-                        else "%s bytes" % "{:,}".format(octets)),
-                    hint="widen the column in DST (ALTER TABLE %s MODIFY %s ...), or shorten the value in SRC, then "
-                         "run again" % (target.quote(table), target.quote(column)))
+            refuse_longer_than_the_column(target, table, column, limits[column.lower()], int(most or 0),
+                                          int(size_of[column] or 0), "copied")
     if blobs:
         refuse_blobs_in_text(source, target, graph, tree, blobs)
+
+
+def refuse_past_the_packet(target, table, longest, packet, done):
+    """A value of `longest` bytes that DST's max_allowed_packet (`packet`) would not let through: the server drops the
+    connection mid-batch, and every --resume after it fails the same way. `done`: what was not (copied, imported)."""
+    if packet and longest > packet - 1024:  # the statement around the value needs room too
+        raise DamagedInputError(
+            "a value in %s is %s bytes, more than %s's max_allowed_packet (%s bytes); nothing was %s" % (
+                table, "{:,}".format(longest), target.address.display(), "{:,}".format(packet), done),
+            hint="as an administrator: SET GLOBAL max_allowed_packet = %d (and in the server's config), then "
+                 "run again" % min(1 << 30, 1 << (longest + 4096).bit_length()))
+
+
+def refuse_four_byte_characters(target, table, column, found, done):
+    """`found` values holding a character of 4 bytes in UTF-8, going into a utf8mb3 column of DST (round 30)."""
+    raise DamagedInputError(
+        "%s a 4-byte character (an emoji, say), which %s's column (CHARACTER SET utf8mb3) cannot hold; nothing was "
+        "%s" % (_values_of(found, table, column, "holds", "hold"), target.address.display(), done),
+        hint="make the column utf8mb4 in DST (ALTER TABLE %s MODIFY %s ... CHARACTER SET utf8mb4), then run again" % (
+            target.quote(table), target.quote(column)))
+
+
+def refuse_longer_than_the_column(target, table, column, limit, most_characters, most_bytes, done):
+    """The longest value of a column, in characters and in bytes, against DST's column_limits entry `limit`: one
+    longer is refused at its batch, after other batches committed (round 29)."""
+    chars, octets, _three = limit
+    if (chars is not None and most_characters > chars) or (octets is not None and most_bytes > octets):
+        raise DamagedInputError(
+            "a value of %s.%s is %s %s, more than %s's column holds (%s); nothing was %s" % (
+                table, column, "{:,}".format(most_characters if chars is not None else most_bytes),
+                "characters" if chars is not None else "bytes", target.address.display(),
+                "%s character%s" % ("{:,}".format(chars), "" if chars == 1 else "s") if chars is not None
+                else "%s bytes" % "{:,}".format(octets), done),
+            hint="widen the column in DST (ALTER TABLE %s MODIFY %s ...), or shorten the value in %s, then run "
+                 "again" % (target.quote(table), target.quote(column), "SRC" if done == "copied" else "the file"))
 
 
 FOUR_BYTES = {  # a value holding a character of 4 bytes in UTF-8 (only those start with the bytes F0 to F4)
@@ -428,7 +442,7 @@ def refuse_by_journal(src, dst, experiment_id, journal, resume, force):
         raise UsageError("nothing to resume: %s has no interrupted migration of experiment %d from %s" % (
             dst.display(), experiment_id, src.display()), hint="run the same command without --resume")
     if state == RUNNING and not resume and not force:
-        raise EmfixError("a partial migration of experiment %d into %s exists (%s rows copied)" % (
+        raise UnfinishedError("a partial migration of experiment %d into %s exists (%s rows copied)" % (
             experiment_id, dst.display(), "{:,}".format(sum(journal["copied"].values()))),
             hint="run again with --resume to finish it (--force copies it again from the start with new ids; "
                  "the rows copied so far stay)")

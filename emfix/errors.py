@@ -78,6 +78,11 @@ class AlreadyDoneError(UsageError):
     """This import or migration was finished before: another copy needs --force."""
 
 
+class UnfinishedError(UsageError):
+    """A run of this import or migration stopped part way, and this one asked for neither --resume (finish it) nor
+    --force (copy again): nothing was changed (an outside tester: exit 1, read as a finding)."""
+
+
 class ReplicaError(UsageError):
     """A writing command pointed at a replica: a change there breaks replication; refused without --force."""
 

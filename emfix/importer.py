@@ -18,15 +18,21 @@ from typing import Dict
 
 from .backends import open_database
 from .copyjournal import held_by_other_copies
-from .copyrefusals import integer_ranges
+from .copyrefusals import (
+    column_limits,
+    integer_ranges,
+    refuse_four_byte_characters,
+    refuse_longer_than_the_column,
+    refuse_past_the_packet,
+)
 from .errors import (
     AlreadyDoneError,
     DamagedInputError,
     DanglingLinksError,
-    EmfixError,
     NotFoundError,
     OperationInterrupted,
     SchemaError,
+    UnfinishedError,
     UsageError,
 )
 from .guarded import check_integrity
@@ -93,7 +99,7 @@ def _records(path):
 
 def check_file(path, numbers=None):
     """Read the whole file once; return (header, trailer) or raise DamagedInputError. `numbers` (a dict) gets, per
-    table and column position, [lowest, highest whole number, values that are not one] (_tally)."""
+    table and column position, a NEW_TALLY of its values (tally_values)."""
     header, trailer, counts, digest = None, None, {}, hashlib.sha256()
     for number, line, record in _records(path):
         if number == 1:
@@ -119,8 +125,8 @@ def check_file(path, numbers=None):
         counts[record["table"]] = counts.get(record["table"], 0) + 1
         if numbers is not None:
             row = record["row"]
-            _tally(numbers.get(record["table"]) or numbers.setdefault(record["table"], [[None, None, 0] for _ in row]),
-                   row)
+            stats = numbers.get(record["table"]) or numbers.setdefault(record["table"], [list(NEW_TALLY) for _ in row])
+            tally_values(stats, row)
     if header is None:
         raise DamagedInputError("%s is empty" % path)
     if trailer is None:
@@ -132,37 +138,66 @@ def check_file(path, numbers=None):
     return header, trailer
 
 
-def _tally(stats, row):
-    """Each value of `row` into its column's [lowest, highest whole number, values that are not one]: what an
-    integer column of the database would keep (round 34: a REAL 3.5 was imported into an INT as 4, exit 0)."""
+NEW_TALLY = (None, None, 0, 0, 0, 0)  # lowest and highest whole number, values that are not one, most characters,
+#                                     most bytes, values holding a 4-byte character
+
+
+def tally_values(stats, row):
+    """Each value of `row` into its column's NEW_TALLY: what an integer column of the database would keep (round 34:
+    a REAL 3.5 was imported into an INT as 4, exit 0), and how long a text or bytes column must be (a value longer
+    than the column, or an emoji into utf8mb3, stopped the import at its batch)."""
     for i, value in enumerate(row[:len(stats)]):
         if value is None:
             continue
-        kind = type(value)
+        column, kind = stats[i], type(value)
+        if kind is str:
+            column[2] += 1
+            characters = len(value)
+            if value.isascii():
+                octets = characters
+            else:
+                octets = len(value.encode("utf-8", "surrogatepass"))
+                column[5] += max(value) > "\uffff"
+            column[3], column[4] = max(column[3], characters), max(column[4], octets)
+            continue
+        if kind is dict and "$bytes" in value:  # base64: 4 characters for each 3 bytes, '=' for each byte short
+            coded = value["$bytes"]
+            octets = len(coded) // 4 * 3 - len(coded) + len(coded.rstrip("="))
+            column[2] += 1
+            column[3], column[4] = max(column[3], octets), max(column[4], octets)
+            continue
         if kind is dict and "$decimal" in value:  # a DECIMAL of MySQL, as its digits
             number = decimal.Decimal(value["$decimal"])
             value, kind = (int(number), int) if number == number.to_integral_value() else (value, dict)
         if kind is int or kind is float and value.is_integer():
-            column = stats[i]
             if column[0] is None or value < column[0]:
                 column[0] = value
             if column[1] is None or value > column[1]:
                 column[1] = value
         else:
-            stats[i][2] += 1
+            column[2] += 1
 
 
-def refuse_numbers_the_columns_cannot_hold(db, graph, header, numbers, skip, path):
-    """A MySQL database's integer (BIT, YEAR) columns against the file's values of them, before anything is written:
-    a value that is not a whole number, or one outside the column's range, would be stored changed or refused part
-    way (round 34). Columns holding an id the import moves are left to the id ceiling (idshift)."""
+def refuse_values_the_columns_cannot_hold(db, graph, header, numbers, skip, path):
+    """A MySQL database's columns against the file's values of them, before anything is written: a value an integer
+    (BIT, YEAR) column would store changed or refuse (not a whole number, or outside its range: round 34), text
+    longer than its column, a 4-byte character for a utf8mb3 column, a value past max_allowed_packet (each stopped
+    the import part way). Columns holding an id the import moves are left to the id ceiling (idshift)."""
     if db.dialect != "mysql" or numbers is None:
         return
+    packet = int(db.scalar("SELECT @@max_allowed_packet") or 0)
     for table in header["tables"]:
         if table in skip or table not in numbers:
             continue
         wanted = integer_ranges(db, db.stored(table))
-        for column, (low, high, odd) in zip(header["columns"][table], numbers[table]):
+        limits = column_limits(db, table, graph.tables)
+        for column, (low, high, odd, characters, octets, fours) in zip(header["columns"][table], numbers[table]):
+            refuse_past_the_packet(db, table, octets, packet, "imported")
+            limit = limits.get(column.lower())
+            if limit and limit[2] and fours:
+                refuse_four_byte_characters(db, table, column, fours, "imported")
+            if limit:
+                refuse_longer_than_the_column(db, table, column, limit, characters, octets, "imported")
             if column.lower() not in wanted or id_owner(graph, table, column):
                 continue
             least, most = wanted[column.lower()]
@@ -228,7 +263,7 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
                                              for t in missing)),
                 hint="create them in the database first, or add --skip-tables %s to leave those rows out"
                 % ",".join(missing))
-        refuse_numbers_the_columns_cannot_hold(db, graph, header, numbers, skip, path)
+        refuse_values_the_columns_cannot_hold(db, graph, header, numbers, skip, path)
         key = "import:%s" % trailer["sha256"]
         pinned = {}
         if into_experiment is not None:
@@ -312,7 +347,7 @@ def _start_journal(db, key, path, trailer, resume, force, pinned=None):
         if state in ("running", "done") and resume:  # done: killed after its last commit; nothing left to do
             return {"offsets": offsets, "line": line, "counts": counts, "done": state == "done"}
         if state == "running" and not force:
-            raise EmfixError("a partial import of %s exists (%s rows committed)" % (
+            raise UnfinishedError("a partial import of %s exists (%s rows committed)" % (
                 path, "{:,}".format(sum(counts.values()))), hint="run again with --resume to finish it")
         if state == "done" and not force:
             raise AlreadyDoneError("%s was already imported as experiment %d" % (

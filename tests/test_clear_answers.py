@@ -428,6 +428,41 @@ def test_import_into_mysql_refuses_what_an_integer_column_would_change_before_wr
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
+@pytest.mark.parametrize("value, dst_type, words", [
+    ("é" * 21, "VARCHAR(20)", "EPOCH.note is 21 characters, more than"),  # (stopped at its batch, exit 4)
+    ("ab\U0001F600", "VARCHAR(20) CHARACTER SET utf8mb3", "a 4-byte character"),
+    ("é" * 200, "TINYTEXT", "EPOCH.note is 400 bytes, more than"),  # characters of 2 bytes: TINYTEXT holds 255 bytes
+    (b"\x00\x01\x02" * 4, "VARBINARY(11)", "EPOCH.note is 12 bytes, more than"),
+    ("é" * 20, "VARCHAR(20)", None),  # as long as the column: imported
+    (b"\xff" * 11, "VARBINARY(11)", None),
+], ids=["characters", "utf8mb3", "bytes-of-text", "bytes", "text-fits", "bytes-fit"])
+def test_import_into_mysql_refuses_text_its_columns_cannot_hold_before_writing(tmp_path, mysql_address, value,
+                                                                               dst_type, words):
+    """An outside tester (round 33): import had no check of text lengths or character sets; a value longer than its
+    column, or an emoji into utf8mb3, stopped it at its batch (exit 4) with the batches before committed. Measured
+    while the file is checked now, and refused before anything is written."""
+    source = DatabaseAddress("sqlite", path=str(tmp_path / "s.db"))
+    make_demo(source, shape=Shape(experiments=1, trials=1, runs=1, epochs=3, batches=1), faults=False)
+    con = sqlite3.connect(source.path)
+    with con:
+        con.execute("ALTER TABLE EPOCH ADD COLUMN note")
+        con.execute("UPDATE EPOCH SET note = ? WHERE idx = 1", (value,))
+    con.close()
+    export = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", source.path, "-e", "1", "-o", export).returncode == 0
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE EPOCH ADD COLUMN note %s" % dst_type)
+    result = run_cli("import", url_of(mysql_address), export)
+    if words is None:
+        assert result.returncode == 0, result.stderr
+        with open_database(mysql_address) as db:
+            assert [r[0] for r in db.query("SELECT note FROM EPOCH WHERE note IS NOT NULL")] == [value]
+        return
+    assert_one_clear_line(result, 4, words, "nothing was imported")
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
 @pytest.mark.parametrize("command", ["migrate", "import"])
 def test_ids_moved_past_dsts_int_id_column_are_refused_before_they_are_reserved(tmp_path, mysql_address, command):
     """Round 33: a DST whose TRIAL ids already reach near an INT's 2^31 - 1 moved the copy's colliding ids past it;

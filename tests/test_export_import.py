@@ -188,7 +188,7 @@ def test_second_import_is_refused_unless_forced_and_a_partial_one_explains(tmp_p
     with open_database(source) as db:  # as a killed run leaves it: some batches in, the journal running
         db.execute("UPDATE _emfix_import SET state = 'running'")
     partial = run_cli("import", source.path, path)
-    assert partial.returncode == 1 and "partial import" in partial.stderr and "--resume" in partial.stderr
+    assert partial.returncode == 2 and "partial import" in partial.stderr and "--resume" in partial.stderr
 
 
 def test_arguments_swapped_or_binary_file_is_a_clear_refusal(tmp_path):
@@ -227,3 +227,29 @@ def test_export_to_a_full_disk_leaves_no_partial_file(tmp_path):
     assert os.listdir(str(out)) == []
     directory = run_cli("export", source.path, "-e", "1", "-o", str(out))
     assert directory.returncode == 2 and "is a directory" in directory.stderr
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(), st.binary(), st.integers(), st.floats(allow_nan=False,
+                                                                                     allow_infinity=False)),
+                min_size=1, max_size=8))
+def test_the_tally_of_a_files_values_is_what_mysql_would_measure(values):
+    """import's up-front check measures each value as the export file holds it (text as is, bytes as base64, numbers
+    as JSON numbers): characters, UTF-8 bytes, 4-byte characters and whole numbers, as a MySQL column would count
+    them (the file has no database to ask)."""
+    from emfix.importer import NEW_TALLY, tally_values
+    from emfix.values import encode_value
+
+    stats = [list(NEW_TALLY)]
+    for value in values:
+        tally_values(stats, [json.loads(json.dumps(encode_value(value)))])
+    low, high, odd, characters, octets, fours = stats[0]
+    texts = [v for v in values if isinstance(v, str)]
+    blobs = [v for v in values if isinstance(v, bytes)]
+    wholes = [v for v in values if isinstance(v, int) or isinstance(v, float) and v.is_integer()]
+    assert characters == max([len(v) for v in texts + blobs], default=0)
+    assert octets == max([len(v.encode("utf-8", "surrogatepass")) for v in texts] + [len(v) for v in blobs],
+                         default=0)
+    assert fours == sum(any(ord(c) > 0xFFFF for c in v) for v in texts)
+    assert (low, high) == ((min(wholes), max(wholes)) if wholes else (None, None))
+    assert odd == len(texts) + len(blobs) + sum(isinstance(v, float) and not v.is_integer() for v in values)

@@ -106,7 +106,7 @@ def test_interrupted_without_resume_explains(tmp_path):
                                       "aggressive", "--batch-size", "10"), " rows (")
     assert code == 5 and "--resume" in err, err
     again = run_cli("migrate", source.path, target.path, "-e", "1")
-    assert again.returncode == 1 and "partial migration" in again.stderr and "--resume" in again.stderr
+    assert again.returncode == 2 and "partial migration" in again.stderr and "--resume" in again.stderr
     assert run_cli("migrate", source.path, target.path, "-e", "1", "--resume", "--strategy", "aggressive"
                    ).returncode == 0
 
