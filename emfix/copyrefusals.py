@@ -74,14 +74,26 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
         limits = column_limits(target, table, existing)
         narrow = [c for c in columns if limits.get(c.lower())]
         three = [c for c in narrow if limits[c.lower()][2]]
+        dst_name = table_named(table, existing)
+        padded = [] if dst_name is None else [  # a CHAR drops trailing spaces: such a copy never verifies
+            c for c in columns if getattr(target.declared_columns(dst_name).get(c.lower()), "kind", None) == "char"]
         # a MySQL text column gives back text, never the BLOB: such a copy could never be the same value
         held_as_text = list(text_columns.get(table, ())) if source.dialect == "sqlite" else []
         row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(
             ["max(%s)" % (length % source.quote(c)) for c in columns] +
             ["max(%s)" % (characters % source.quote(c)) for c in narrow] +
             ["sum(%s)" % (FOUR_BYTES[source.dialect].format(source.quote(c))) for c in three] +
-            ["sum(typeof(t.%s) = 'blob')" % source.quote(c) for c in held_as_text]),
+            ["sum(typeof(t.%s) = 'blob')" % source.quote(c) for c in held_as_text] +
+            ["sum(t.%s LIKE '%% ')" % source.quote(c) for c in padded]),
             source.quote(table), tree.where(source, graph, table)))[0]
+        for column, found in zip(padded, row[len(row) - len(padded):]):
+            if found:
+                raise DamagedInputError(
+                    "%s in a space, which %s's column (CHAR) drops; nothing was copied" % (
+                        _values_of(int(found), table, column, "ends", "end"), target.address.display()),
+                    hint="make the column VARCHAR in DST (ALTER TABLE %s MODIFY %s VARCHAR(...)), then run again" % (
+                        target.quote(table), target.quote(column)))
+        row = row[:len(row) - len(padded)]
         sizes, lengths = row[:len(columns)], row[len(columns):len(columns) + len(narrow)]
         fours = row[len(columns) + len(narrow):len(columns) + len(narrow) + len(three)]
         for column, found in zip(held_as_text, row[len(columns) + len(narrow) + len(three):]):

@@ -301,6 +301,27 @@ def test_migrate_refuses_a_four_byte_character_into_a_utf8mb3_column_up_front(tm
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
+@pytest.mark.parametrize("name", ["run ", "run"])
+def test_migrate_refuses_a_trailing_space_into_a_char_column_up_front(tmp_path, mysql_address, name):
+    """Round 33: a TRIAL.name ending in a space into DST's CHAR column (which drops trailing spaces) was copied, and
+    only the verify found it: DIFFERS, exit 4, every --resume too. Refused before the first batch now."""
+    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
+    make_demo(demo_db, shape=Shape(experiments=1, trials=2, runs=1, epochs=1, batches=1), faults=False)
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("UPDATE TRIAL SET name = ? WHERE id = (SELECT min(id) FROM TRIAL)", (name,))
+    con.close()
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE TRIAL MODIFY name CHAR(100) NOT NULL")
+    result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1", "--strategy", "aggressive")
+    if name == "run":
+        assert result.returncode == 0, result.stderr
+        return
+    assert_one_clear_line(result, 4, "1 value of TRIAL.name ends in a space", "CHAR", "nothing was copied")
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
 @pytest.mark.parametrize("case", ["epoch idx 2^31 into --init's INT", "SQLite REAL past INT", "2^63 into BIGINT",
                                   "40000 into DST's SMALLINT", "40000 beside text into DST's SMALLINT",
                                   "32767 beside a fraction into DST's SMALLINT", "32767 into DST's SMALLINT",
