@@ -88,11 +88,7 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
             source.quote(table), tree.where(source, graph, table)))[0]
         for column, found in zip(padded, row[len(row) - len(padded):]):
             if found:
-                raise DamagedInputError(
-                    "%s in a space, which %s's column (CHAR) drops; nothing was copied" % (
-                        _values_of(int(found), table, column, "ends", "end"), target.address.display()),
-                    hint="make the column VARCHAR in DST (ALTER TABLE %s MODIFY %s VARCHAR(...)), then run again" % (
-                        target.quote(table), target.quote(column)))
+                refuse_trailing_spaces_into_char(target, table, column, int(found), "copied")
         row = row[:len(row) - len(padded)]
         sizes, lengths = row[:len(columns)], row[len(columns):len(columns) + len(narrow)]
         fours = row[len(columns) + len(narrow):len(columns) + len(narrow) + len(three)]
@@ -144,6 +140,15 @@ def refuse_longer_than_the_column(target, table, column, limit, most_characters,
                 else "%s bytes" % "{:,}".format(octets), done),
             hint="widen the column in DST (ALTER TABLE %s MODIFY %s ...), or shorten the value in %s, then run "
                  "again" % (target.quote(table), target.quote(column), "SRC" if done == "copied" else "the file"))
+
+
+def refuse_trailing_spaces_into_char(target, table, column, found, done):
+    """`found` values ending in a space, going into a CHAR column of DST, which drops trailing spaces (round 33)."""
+    raise DamagedInputError(
+        "%s in a space, which %s's column (CHAR) drops; nothing was %s" % (
+            _values_of(found, table, column, "ends", "end"), target.address.display(), done),
+        hint="make the column VARCHAR in DST (ALTER TABLE %s MODIFY %s VARCHAR(...)), then run again" % (
+            target.quote(table), target.quote(column)))
 
 
 FOUR_BYTES = {  # a value holding a character of 4 bytes in UTF-8 (only those start with the bytes F0 to F4)

@@ -24,6 +24,7 @@ from .copyrefusals import (
     refuse_four_byte_characters,
     refuse_longer_than_the_column,
     refuse_past_the_packet,
+    refuse_trailing_spaces_into_char,
 )
 from .errors import (
     AlreadyDoneError,
@@ -138,8 +139,9 @@ def check_file(path, numbers=None):
     return header, trailer
 
 
-NEW_TALLY = (None, None, 0, 0, 0, 0)  # lowest and highest whole number, values that are not one, most characters,
-#                                     most bytes, values holding a 4-byte character
+NEW_TALLY = (None, None, 0, 0, 0, 0, 0)  # lowest and highest whole number, values that are not one, most
+#                                        characters, most bytes, values holding a 4-byte character, values ending in
+#                                        a space (a CHAR column drops it)
 
 
 def tally_values(stats, row):
@@ -159,6 +161,7 @@ def tally_values(stats, row):
                 octets = len(value.encode("utf-8", "surrogatepass"))
                 column[5] += max(value) > "\uffff"
             column[3], column[4] = max(column[3], characters), max(column[4], octets)
+            column[6] += value.endswith(" ")
             continue
         if kind is dict and "$bytes" in value:  # base64: 4 characters for each 3 bytes, '=' for each byte short
             coded = value["$bytes"]
@@ -191,13 +194,17 @@ def refuse_values_the_columns_cannot_hold(db, graph, header, numbers, skip, path
             continue
         wanted = integer_ranges(db, db.stored(table))
         limits = column_limits(db, table, graph.tables)
-        for column, (low, high, odd, characters, octets, fours) in zip(header["columns"][table], numbers[table]):
+        declared = db.declared_columns(db.stored(table))
+        for column, (low, high, odd, characters, octets, fours, spaced) in zip(header["columns"][table],
+                                                                              numbers[table]):
             refuse_past_the_packet(db, table, octets, packet, "imported")
             limit = limits.get(column.lower())
             if limit and limit[2] and fours:
                 refuse_four_byte_characters(db, table, column, fours, "imported")
             if limit:
                 refuse_longer_than_the_column(db, table, column, limit, characters, octets, "imported")
+            if spaced and getattr(declared.get(column.lower()), "kind", None) == "char":
+                refuse_trailing_spaces_into_char(db, table, column, spaced, "imported")
             if column.lower() not in wanted or id_owner(graph, table, column):
                 continue
             least, most = wanted[column.lower()]

@@ -454,9 +454,10 @@ def test_import_into_mysql_refuses_what_an_integer_column_would_change_before_wr
     ("ab\U0001F600", "VARCHAR(20) CHARACTER SET utf8mb3", "a 4-byte character"),
     ("é" * 200, "TINYTEXT", "EPOCH.note is 400 bytes, more than"),  # characters of 2 bytes: TINYTEXT holds 255 bytes
     (b"\x00\x01\x02" * 4, "VARBINARY(11)", "EPOCH.note is 12 bytes, more than"),
+    ("run ", "CHAR(20)", "1 value of EPOCH.note ends in a space"),  # (imported without it, exit 0)
     ("é" * 20, "VARCHAR(20)", None),  # as long as the column: imported
     (b"\xff" * 11, "VARBINARY(11)", None),
-], ids=["characters", "utf8mb3", "bytes-of-text", "bytes", "text-fits", "bytes-fit"])
+], ids=["characters", "utf8mb3", "bytes-of-text", "bytes", "char", "text-fits", "bytes-fit"])
 def test_import_into_mysql_refuses_text_its_columns_cannot_hold_before_writing(tmp_path, mysql_address, value,
                                                                                dst_type, words):
     """An outside tester (round 33): import had no check of text lengths or character sets; a value longer than its

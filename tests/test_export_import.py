@@ -243,7 +243,7 @@ def test_the_tally_of_a_files_values_is_what_mysql_would_measure(values):
     stats = [list(NEW_TALLY)]
     for value in values:
         tally_values(stats, [json.loads(json.dumps(encode_value(value)))])
-    low, high, odd, characters, octets, fours = stats[0]
+    low, high, odd, characters, octets, fours, spaced = stats[0]
     texts = [v for v in values if isinstance(v, str)]
     blobs = [v for v in values if isinstance(v, bytes)]
     wholes = [v for v in values if isinstance(v, int) or isinstance(v, float) and v.is_integer()]
@@ -251,5 +251,6 @@ def test_the_tally_of_a_files_values_is_what_mysql_would_measure(values):
     assert octets == max([len(v.encode("utf-8", "surrogatepass")) for v in texts] + [len(v) for v in blobs],
                          default=0)
     assert fours == sum(any(ord(c) > 0xFFFF for c in v) for v in texts)
+    assert spaced == sum(v.endswith(" ") for v in texts)
     assert (low, high) == ((min(wholes), max(wholes)) if wholes else (None, None))
     assert odd == len(texts) + len(blobs) + sum(isinstance(v, float) and not v.is_integer() for v in values)
