@@ -277,23 +277,31 @@ def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existin
                          first, target.quote(table), target.quote(column)))
 
 
+NUMBERS_AS_TEXT = frozenset(INTEGER_BITS) | {"float", "double", "real", "bit", "year"}  # (a DECIMAL keeps its digits)
+
+
 def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables):
     """MySQL into SQLite, refused before the first batch (round 29): an integer past 2^63 - 1 (BIGINT UNSIGNED,
     BIT(64)), which SQLite's INTEGER cannot hold (a copy stopped at it with exit 70, its first tables committed); a
     DECIMAL into a column of DST that stores numbers as REAL (NUMERIC affinity: a DECIMAL(65,30) of 66 digits kept
-    15, and any DECIMAL differed to the verify, after the copy)."""
+    15, and any DECIMAL differed to the verify, after the copy); any other number into a column of DST that stores
+    text (TEXT affinity: a BIGINT 123 became '123', a FLOAT 0.1 '0.100000001490116')."""
     if source.dialect != "mysql" or target.dialect != "sqlite":
         return
     held = target.tables()
     for table in tables:
         kinds = source.column_types(table)
         here = table_named(table, held)
-        numeric = {d.name.lower(): d.type for d in target.column_details(here) if sqlite_affinity(d.type) in (
-            "INTEGER", "REAL", "NUMERIC")} if here else {}
+        affinity = {d.name.lower(): (sqlite_affinity(d.type), d.type) for d in target.column_details(here)} \
+            if here else {}
+        numeric = {c: declared for c, (kind, declared) in affinity.items() if kind in ("INTEGER", "REAL", "NUMERIC")}
+        text = {c: declared for c, (kind, declared) in affinity.items() if kind == "TEXT"}
         tests = [(c, "SUM(t.%s + 0 > 9223372036854775807)" % source.quote(c), None) for c in graph.columns[table]
                  if kinds.get(c.lower()) in ("bigint", "bit")]
         tests += [(c, "SUM(t.%s IS NOT NULL)" % source.quote(c), numeric[c.lower()]) for c in graph.columns[table]
                   if kinds.get(c.lower()) == "decimal" and c.lower() in numeric]
+        tests += [(c, "SUM(t.%s IS NOT NULL)" % source.quote(c), ("text", text[c.lower()]))
+                  for c in graph.columns[table] if c.lower() in text and kinds.get(c.lower()) in NUMBERS_AS_TEXT]
         if not tests:
             continue
         row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(sql for _c, sql, _d in tests),
@@ -302,6 +310,13 @@ def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables):
             if not found:
                 continue
             many = _values_of(found, table, column)
+            if isinstance(declared, tuple):  # (a BIGINT 123 was stored as the text '123': DIFFERS after the copy)
+                raise DamagedInputError(
+                    "%s (%s), and %s's column is %s, which SQLite stores as text (never the same value to the "
+                    "verify); nothing was copied" % (
+                        _values_of(found, table, column, "is a number", "are numbers"), kinds[column.lower()].upper(),
+                        target.address.display(), declared[1]),
+                    hint="make that column INTEGER, REAL or NUMERIC in DST (or give it no type), then run again")
             if declared is None:
                 raise DamagedInputError(
                     "%s past 9223372036854775807, more than a SQLite INTEGER of %s holds; nothing was copied" % (
