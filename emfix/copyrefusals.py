@@ -11,7 +11,7 @@ from .catalog import sqlite_affinity
 from .copyjournal import DIFFERS, DONE, RUNNING, UNVERIFIED
 from .errors import AlreadyDoneError, DamagedInputError, EmfixError, SchemaError, UnfinishedError, UsageError
 from .schema import EM_TABLES, table_named
-from .values import INTEGER_BITS, integer_range, whole_number_range
+from .values import INTEGER_BITS, LATIN1_CHARACTERS, integer_range, whole_number_range
 
 
 def foreign_ddl(source, target, graph, foreign, init):
@@ -61,9 +61,6 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
         return
     refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existing)
     packet = int(target.scalar("SELECT @@max_allowed_packet") or 0)
-    # bytes, not characters: SQLite's length() of TEXT counts characters, and only up to a NUL
-    length = "length(CAST(t.%s AS BLOB))" if source.dialect == "sqlite" else "LENGTH(t.%s)"
-    characters = "length(t.%s)" if source.dialect == "sqlite" else "CHAR_LENGTH(t.%s)"
     text_columns = {t.name: [c.name for c in t.columns if c.type in ("TEXT", "JSON") or c.type.startswith("VARCHAR")]
                     for t in EM_TABLES}
     blobs = {}  # (table, column): BLOBs found
@@ -72,39 +69,69 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
         if not columns:
             continue
         limits = column_limits(target, table, existing)
-        narrow = [c for c in columns if limits.get(c.lower())]
-        three = [c for c in narrow if limits[c.lower()][2]]
         dst_name = table_named(table, existing)
-        padded = [] if dst_name is None else [  # a CHAR drops trailing spaces: such a copy never verifies
-            c for c in columns if getattr(target.declared_columns(dst_name).get(c.lower()), "kind", None) == "char"]
+        declared = target.declared_columns(dst_name) if dst_name is not None else {}
         # a MySQL text column gives back text, never the BLOB: such a copy could never be the same value
         held_as_text = list(text_columns.get(table, ())) if source.dialect == "sqlite" else []
-        row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(
-            ["max(%s)" % (length % source.quote(c)) for c in columns] +
-            ["max(%s)" % (characters % source.quote(c)) for c in narrow] +
-            ["sum(%s)" % (FOUR_BYTES[source.dialect].format(source.quote(c))) for c in three] +
-            ["sum(typeof(t.%s) = 'blob')" % source.quote(c) for c in held_as_text] +
-            ["sum(t.%s LIKE '%% ')" % source.quote(c) for c in padded]),
-            source.quote(table), tree.where(source, graph, table)))[0]
-        for column, found in zip(padded, row[len(row) - len(padded):]):
-            if found:
-                refuse_trailing_spaces_into_char(target, table, column, int(found), "copied")
-        row = row[:len(row) - len(padded)]
-        sizes, lengths = row[:len(columns)], row[len(columns):len(columns) + len(narrow)]
-        fours = row[len(columns) + len(narrow):len(columns) + len(narrow) + len(three)]
-        for column, found in zip(held_as_text, row[len(columns) + len(narrow) + len(three):]):
-            if found:
-                blobs[(table, column)] = int(found)
-        refuse_past_the_packet(target, table, max(int(v or 0) for v in sizes), packet, "copied")
-        for column, found in zip(three, fours):
-            if found:
-                refuse_four_byte_characters(target, table, column, int(found), "copied")
-        size_of = dict(zip(columns, sizes))
-        for column, most in zip(narrow, lengths):
-            refuse_longer_than_the_column(target, table, column, limits[column.lower()], int(most or 0),
-                                          int(size_of[column] or 0), "copied")
+        probes = _value_probes(source, columns, limits, declared, held_as_text)
+        row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(sql for _what, _c, sql, _p in probes),
+                                                             source.quote(table), tree.where(source, graph, table)),
+                           tuple(p for _what, _c, _sql, params in probes for p in params))[0]
+        found = {(what, column): int(value or 0) for (what, column, _sql, _p), value in zip(probes, row)}
+        for column in held_as_text:
+            if found[("blobs", column)]:
+                blobs[(table, column)] = found[("blobs", column)]
+        refuse_past_the_packet(target, table, max(found[("bytes", c)] for c in columns), packet, "copied")
+        for (what, column), count in sorted(found.items()):
+            if what == "charset" and count:
+                refuse_characters_the_charset_lacks(target, table, column, count, limits[column.lower()][2], "copied")
+            elif what == "spaced" and count:
+                refuse_trailing_spaces_into_char(target, table, column, count, "copied")
+            elif what == "characters":
+                refuse_longer_than_the_column(target, table, column, limits[column.lower()], count,
+                                              found[("bytes", column)], "copied")
     if blobs:
         refuse_blobs_in_text(source, target, graph, tree, blobs)
+
+
+def _value_probes(source, columns, limits, declared, held_as_text):
+    """[(what, column, SQL, parameters)] of SRC's aggregates refuse_oversized_values reads in one scan of a table:
+    each column's longest value in bytes, and where DST's column limits them, in characters; values holding a
+    character DST's column's character set lacks; values ending in a space for a CHAR (which drops it: such a copy
+    never verifies); BLOBs in the Experiment Manager's text columns of a SQLite SRC."""
+    quote, sqlite = source.quote, source.dialect == "sqlite"
+    # bytes, not characters: SQLite's length() of TEXT counts characters, and only up to a NUL
+    probes = [("bytes", c, ("max(length(CAST(t.%s AS BLOB)))" if sqlite else "max(LENGTH(t.%s))") % quote(c), ())
+              for c in columns]
+    for column in columns:
+        limit = limits.get(column.lower())
+        if not limit:
+            continue
+        probes.append(("characters", column, ("max(length(t.%s))" if sqlite else "max(CHAR_LENGTH(t.%s))") % quote(
+            column), ()))
+        lacking = _lacking_characters(source, column, limit[2])
+        if lacking is not None:
+            probes.append(("charset", column, "sum(%s)" % lacking[0], lacking[1]))
+    probes += [("spaced", c, "sum(t.%s LIKE '%% ')" % quote(c), ()) for c in columns
+               if getattr(declared.get(c.lower()), "kind", None) == "char"]
+    probes += [("blobs", c, "sum(typeof(t.%s) = 'blob')" % quote(c), ()) for c in held_as_text]
+    return probes
+
+
+def _lacking_characters(source, column, charset):
+    """(SQL true for a value of SRC's `column` holding a character DST's `charset` lacks, its parameters), or None
+    where that is not known (no such character set, or one a SQLite SRC cannot be asked about)."""
+    value = "t.%s" % source.quote(column)
+    if charset == "utf8mb3":  # no 4-byte character (round 30: an emoji)
+        return FOUR_BYTES[source.dialect].format(source.quote(column)), ()
+    if source.dialect == "mysql" and charset and re.fullmatch(r"[a-z0-9_]+", charset):
+        return ("(BINARY CONVERT(CONVERT(%s USING %s) USING utf8mb4) <> BINARY CONVERT(%s USING utf8mb4))" % (
+            value, charset, value), ())  # (what a character set lacks comes back as '?')
+    if charset == "latin1":  # (round 33: CJK text into a latin1 column stopped the copy at its batch)
+        return "(typeof(%s) = 'text' AND %s GLOB ?)" % (value, value), ("*[^%s]*" % LATIN1_CHARACTERS,)
+    if charset == "ascii":
+        return "(typeof(%s) = 'text' AND %s GLOB ?)" % (value, value), ("*[^\x01-\x7f]*",)
+    return None
 
 
 def refuse_past_the_packet(target, table, longest, packet, done):
@@ -118,11 +145,14 @@ def refuse_past_the_packet(target, table, longest, packet, done):
                  "run again" % min(1 << 30, 1 << (longest + 4096).bit_length()))
 
 
-def refuse_four_byte_characters(target, table, column, found, done):
-    """`found` values holding a character of 4 bytes in UTF-8, going into a utf8mb3 column of DST (round 30)."""
+def refuse_characters_the_charset_lacks(target, table, column, found, charset, done):
+    """`found` values holding a character DST's column's character set lacks: a 4-byte one (an emoji) for utf8mb3
+    (round 30), CJK for latin1 (round 33); each stopped a copy at its batch."""
     raise DamagedInputError(
-        "%s a 4-byte character (an emoji, say), which %s's column (CHARACTER SET utf8mb3) cannot hold; nothing was "
-        "%s" % (_values_of(found, table, column, "holds", "hold"), target.address.display(), done),
+        "%s %s, which %s's column (CHARACTER SET %s) cannot hold; nothing was %s" % (
+            _values_of(found, table, column, "holds", "hold"), "a 4-byte character (an emoji, say)"
+            if charset == "utf8mb3" else "a character that character set lacks", target.address.display(), charset,
+            done),
         hint="make the column utf8mb4 in DST (ALTER TABLE %s MODIFY %s ... CHARACTER SET utf8mb4), then run again" % (
             target.quote(table), target.quote(column)))
 
@@ -160,24 +190,26 @@ FOUR_BYTES = {  # a value holding a character of 4 bytes in UTF-8 (only those st
 
 
 def column_limits(target, table, existing):
-    """{column (lower case): (most characters, most bytes, utf8mb3?)} of a MySQL DST's columns that hold text or bytes
-    up to a length (None where it is not counted that way), or in a character set without 4-byte characters; a
-    table DST lacks as --init makes it (the Experiment Manager's)."""
+    """{column (lower case): (most characters, most bytes, character set)} of a MySQL DST's columns that hold text or
+    bytes up to a length (None where it is not counted that way), or in a character set that lacks characters (None:
+    utf8mb4, which has them all; "utf8mb3" for utf8); a table DST lacks as --init makes it (the Experiment
+    Manager's)."""
     name = table_named(table, existing)
     if name is None:
         made = next((t for t in EM_TABLES if t.name == table), None)
         return {c.name.lower(): _limit_of_type(c.type) for c in made.columns} if made else {}
     limits = {}
     for column, declared in target.declared_columns(name).items():
-        three = declared.charset in ("utf8", "utf8mb3")  # no 4-byte character (round 30: an emoji)
+        charset = declared.charset if declared.charset not in (None, "utf8mb4", "binary") else None
+        charset = "utf8mb3" if charset == "utf8" else charset
         if declared.kind in ("char", "varchar") and declared.chars is not None:
-            limits[column] = (declared.chars, None, three)
+            limits[column] = (declared.chars, None, charset)
         elif declared.kind in ("binary", "varbinary", "tinytext", "text", "tinyblob", "blob") and \
                 declared.octets is not None:
             # bytes: a binary column's length (round 30: six emoji, 24 bytes, were counted 6 into VARBINARY(20))
-            limits[column] = (None, declared.octets, three)
-        elif three:
-            limits[column] = (None, None, three)
+            limits[column] = (None, declared.octets, charset)
+        elif charset:
+            limits[column] = (None, None, charset)
     return limits
 
 
@@ -185,8 +217,8 @@ def _limit_of_type(declared):
     """(most characters, most bytes) of a column --init makes of the Experiment Manager's `declared` type."""
     found = re.match(r"VARCHAR\((\d+)\)$", declared)
     if found:
-        return int(found.group(1)), None, False
-    return (None, 65535, False) if declared == "TEXT" else None
+        return int(found.group(1)), None, None
+    return (None, 65535, None) if declared == "TEXT" else None
 
 
 def integer_ranges(db, table, existing=None):

@@ -21,7 +21,7 @@ from .copyjournal import held_by_other_copies
 from .copyrefusals import (
     column_limits,
     integer_ranges,
-    refuse_four_byte_characters,
+    refuse_characters_the_charset_lacks,
     refuse_longer_than_the_column,
     refuse_past_the_packet,
     refuse_trailing_spaces_into_char,
@@ -50,7 +50,7 @@ from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers
 from .killpoints import kill_point
 from .progress import NoProgress
 from .schema import EM_TABLE_NAMES, discover_graph
-from .values import EXPORT_FORMAT, decode_value
+from .values import EXPORT_FORMAT, NOT_LATIN1, decode_value
 
 
 @dataclasses.dataclass
@@ -139,9 +139,9 @@ def check_file(path, numbers=None):
     return header, trailer
 
 
-NEW_TALLY = (None, None, 0, 0, 0, 0, 0)  # lowest and highest whole number, values that are not one, most
-#                                        characters, most bytes, values holding a 4-byte character, values ending in
-#                                        a space (a CHAR column drops it)
+NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0)  # lowest and highest whole number, values that are not one, most
+#                                           characters, most bytes, values holding a 4-byte character, values ending
+#                                           in a space (a CHAR column drops it), values holding a character latin1 lacks
 
 
 def tally_values(stats, row):
@@ -160,6 +160,7 @@ def tally_values(stats, row):
             else:
                 octets = len(value.encode("utf-8", "surrogatepass"))
                 column[5] += max(value) > "\uffff"
+                column[7] += NOT_LATIN1.search(value) is not None
             column[3], column[4] = max(column[3], characters), max(column[4], octets)
             column[6] += value.endswith(" ")
             continue
@@ -195,12 +196,13 @@ def refuse_values_the_columns_cannot_hold(db, graph, header, numbers, skip, path
         wanted = integer_ranges(db, db.stored(table))
         limits = column_limits(db, table, graph.tables)
         declared = db.declared_columns(db.stored(table))
-        for column, (low, high, odd, characters, octets, fours, spaced) in zip(header["columns"][table],
-                                                                              numbers[table]):
+        for column, (low, high, odd, characters, octets, fours, spaced, not_latin1) in zip(header["columns"][table],
+                                                                                          numbers[table]):
             refuse_past_the_packet(db, table, octets, packet, "imported")
             limit = limits.get(column.lower())
-            if limit and limit[2] and fours:
-                refuse_four_byte_characters(db, table, column, fours, "imported")
+            lacking = {"utf8mb3": fours, "latin1": not_latin1}.get(limit[2]) if limit else None
+            if lacking:
+                refuse_characters_the_charset_lacks(db, table, column, lacking, limit[2], "imported")
             if limit:
                 refuse_longer_than_the_column(db, table, column, limit, characters, octets, "imported")
             if spaced and getattr(declared.get(column.lower()), "kind", None) == "char":

@@ -148,6 +148,15 @@ def as_stored(value, limit):
     return "%s.%s" % (head, str(kept).rjust(6, "0")[:limit.digits])
 
 
+# The characters MariaDB's and MySQL's latin1 (Windows-1252, with its five unused bytes kept as U+0081 ... U+009D)
+# holds, besides NUL: what a latin1 column of DST refuses is any other (read off MariaDB 10.11, every code point
+# to U+2FFF).
+LATIN1_CHARACTERS = ("\x01-\x7f\x81\x8d\x8f\x90\x9d\xa0-\xff\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192"
+                     "\u02c6\u02dc\u2013\u2014\u2018-\u201a\u201c-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac"
+                     "\u2122")
+NOT_LATIN1 = re.compile("[^\x00%s]" % LATIN1_CHARACTERS)
+
+
 INTEGER_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "integer": 32, "bigint": 64}
 
 

@@ -301,6 +301,39 @@ def test_migrate_refuses_a_four_byte_character_into_a_utf8mb3_column_up_front(tm
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
+@pytest.mark.parametrize("from_mysql", [False, True])
+@pytest.mark.parametrize("name, words", [("\u4e2d\u6587", "a character that character set lacks"),
+                                         ("caf\xe9 \u20ac\u2013\u0178\x81", None)])
+def test_migrate_refuses_characters_a_latin1_column_lacks_up_front(tmp_path, mysql_address, mysql_databases,
+                                                                   from_mysql, name, words):
+    """Round 33: CJK text into DST's latin1 column stopped the copy at its batch (exit 4, other tables committed).
+    What latin1 (Windows-1252 on MySQL and MariaDB) holds is copied; anything else is refused before the first
+    batch, from a SQLite SRC as from a MySQL one."""
+    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
+    make_demo(demo_db, shape=Shape(experiments=1, trials=2, runs=1, epochs=1, batches=1), faults=False)
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("UPDATE TRIAL SET name = ? WHERE id = (SELECT min(id) FROM TRIAL)", (name,))
+    con.close()
+    source = demo_db.path
+    if from_mysql:
+        mysql_source = mysql_databases()
+        assert run_cli("migrate", demo_db.path, url_of(mysql_source), "-e", "1", "--init").returncode == 0
+        source = url_of(mysql_source)
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE TRIAL MODIFY name VARCHAR(255) CHARACTER SET latin1 NOT NULL")
+    result = run_cli("migrate", source, url_of(mysql_address), "-e", "1")
+    if words is None:
+        assert result.returncode == 0, result.stderr
+        with open_database(mysql_address) as db:
+            assert name in [r[0] for r in db.query("SELECT name FROM TRIAL")]
+        return
+    assert_one_clear_line(result, 4, "1 value of TRIAL.name holds", words, "CHARACTER SET latin1",
+                          "nothing was copied")
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
 @pytest.mark.parametrize("name", ["run ", "run"])
 def test_migrate_refuses_a_trailing_space_into_a_char_column_up_front(tmp_path, mysql_address, name):
     """Round 33: a TRIAL.name ending in a space into DST's CHAR column (which drops trailing spaces) was copied, and
@@ -455,9 +488,12 @@ def test_import_into_mysql_refuses_what_an_integer_column_would_change_before_wr
     ("é" * 200, "TINYTEXT", "EPOCH.note is 400 bytes, more than"),  # characters of 2 bytes: TINYTEXT holds 255 bytes
     (b"\x00\x01\x02" * 4, "VARBINARY(11)", "EPOCH.note is 12 bytes, more than"),
     ("run ", "CHAR(20)", "1 value of EPOCH.note ends in a space"),  # (imported without it, exit 0)
+    ("\u4e2d\u6587", "VARCHAR(20) CHARACTER SET latin1", "a character that character set lacks"),
+    ("caf\xe9 \u20ac\u2013\x81", "VARCHAR(20) CHARACTER SET latin1", None),  # latin1 (Windows-1252) holds these
     ("é" * 20, "VARCHAR(20)", None),  # as long as the column: imported
     (b"\xff" * 11, "VARBINARY(11)", None),
-], ids=["characters", "utf8mb3", "bytes-of-text", "bytes", "char", "text-fits", "bytes-fit"])
+], ids=["characters", "utf8mb3", "bytes-of-text", "bytes", "char", "latin1", "latin1-fits", "text-fits",
+        "bytes-fit"])
 def test_import_into_mysql_refuses_text_its_columns_cannot_hold_before_writing(tmp_path, mysql_address, value,
                                                                                dst_type, words):
     """An outside tester (round 33): import had no check of text lengths or character sets; a value longer than its

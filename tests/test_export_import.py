@@ -229,9 +229,18 @@ def test_export_to_a_full_disk_leaves_no_partial_file(tmp_path):
     assert directory.returncode == 2 and "is a directory" in directory.stderr
 
 
+# What MariaDB 10.11's latin1 column holds, read off the server one code point at a time (U+0001 ... U+2FFF)
+LATIN1 = set(map(chr, [0, *range(1, 0x80), 0x81, 0x8D, 0x8F, 0x90, 0x9D, *range(0xA0, 0x100), 0x152, 0x153, 0x160,
+                       0x161, 0x178, 0x17D, 0x17E, 0x192, 0x2C6, 0x2DC, 0x2013, 0x2014, 0x2018, 0x2019, 0x201A,
+                       0x201C, 0x201D, 0x201E, 0x2020, 0x2021, 0x2022, 0x2026, 0x2030, 0x2039, 0x203A, 0x20AC,
+                       0x2122]))
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.text(), st.binary(), st.integers(), st.floats(allow_nan=False,
-                                                                                     allow_infinity=False)),
+                                                                                     allow_infinity=False),
+                          st.text(st.sampled_from(["a", " ", "\xe9", "\u20ac", "\x81", "\x80", "\u4e2d",
+                                                   "\U0001F600"]))),
                 min_size=1, max_size=8))
 def test_the_tally_of_a_files_values_is_what_mysql_would_measure(values):
     """import's up-front check measures each value as the export file holds it (text as is, bytes as base64, numbers
@@ -243,7 +252,7 @@ def test_the_tally_of_a_files_values_is_what_mysql_would_measure(values):
     stats = [list(NEW_TALLY)]
     for value in values:
         tally_values(stats, [json.loads(json.dumps(encode_value(value)))])
-    low, high, odd, characters, octets, fours, spaced = stats[0]
+    low, high, odd, characters, octets, fours, spaced, not_latin1 = stats[0]
     texts = [v for v in values if isinstance(v, str)]
     blobs = [v for v in values if isinstance(v, bytes)]
     wholes = [v for v in values if isinstance(v, int) or isinstance(v, float) and v.is_integer()]
@@ -252,5 +261,6 @@ def test_the_tally_of_a_files_values_is_what_mysql_would_measure(values):
                          default=0)
     assert fours == sum(any(ord(c) > 0xFFFF for c in v) for v in texts)
     assert spaced == sum(v.endswith(" ") for v in texts)
+    assert not_latin1 == sum(any(c not in LATIN1 for c in v) for v in texts)
     assert (low, high) == ((min(wholes), max(wholes)) if wholes else (None, None))
     assert odd == len(texts) + len(blobs) + sum(isinstance(v, float) and not v.is_integer() for v in values)
