@@ -98,9 +98,10 @@ def sqlite_affinity(kind):
     return "NUMERIC"
 
 
-# The application writes MySQL's DATETIME and JSON as TEXT on SQLite (the schema doc, "Columns").
+# The application writes MySQL's DATETIME and JSON as TEXT on SQLite (the schema doc, "Columns"); a SQLite REAL is
+# MySQL's DOUBLE (the DDL a diff writes for it: a diff of the two said "METRIC.r is DOUBLE, not DOUBLE" for ever).
 _AS_SQLITE = {"DATETIME": "TEXT", "TIMESTAMP": "TEXT", "JSON": "TEXT", "LONGTEXT": "TEXT", "MEDIUMTEXT": "TEXT",
-              "TINYTEXT": "TEXT"}
+              "TINYTEXT": "TEXT", "DOUBLE": "REAL", "DOUBLE PRECISION": "REAL"}
 
 
 def comparable_type(kind, same_engine):
