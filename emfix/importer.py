@@ -9,48 +9,36 @@ collides and every link still holds.
 """
 
 import dataclasses
-import decimal
-import hashlib
 import json
-import os
 import time
 from typing import Dict
 
 from .backends import open_database
 from .copyjournal import held_by_other_copies
-from .copyrefusals import (
-    column_limits,
-    integer_ranges,
-    refuse_characters_the_charset_lacks,
-    refuse_longer_than_the_column,
-    refuse_past_the_packet,
-    refuse_trailing_spaces_into_char,
-)
 from .errors import (
     AlreadyDoneError,
-    DamagedInputError,
     DanglingLinksError,
-    NotFoundError,
     OperationInterrupted,
     SchemaError,
     UnfinishedError,
     UsageError,
 )
+from .exportfile import ValueTally, check_file, records
 from .guarded import check_integrity
 from .hierarchy import ROOT
 from .idshift import (
     claiming_alone,
     column_shifts,
     id_offset,
-    id_owner,
     refuse_ids_past_the_column,
     reserve_ids,
 )
+from .importrefusals import refuse_values_the_columns_cannot_hold
 from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers
 from .killpoints import kill_point
 from .progress import NoProgress
 from .schema import EM_TABLE_NAMES, discover_graph
-from .values import EXPORT_FORMAT, NOT_LATIN1, decode_value
+from .values import decode_value
 
 
 @dataclasses.dataclass
@@ -69,174 +57,6 @@ BATCH = 1000
 JOURNAL = IMPORT_JOURNAL
 
 
-def _records(path):
-    """(line number, parsed object) for every line; a line that is not JSON is damage. Only a regular file: the
-    export is read twice (its checksum, then its rows), and a FIFO's open() waits for a writer (round 33)."""
-    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
-        raise NotFoundError("%s is not a regular file (a pipe, socket or device): import reads the export twice, "
-                            "its checksum first" % path, hint="write the export to a file first, then import that")
-    try:
-        handle = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise NotFoundError("cannot read %s: %s" % (path, exc.strerror)) from None
-    with handle:
-        number = 0
-        try:
-            for number, line in enumerate(handle, 1):
-                try:
-                    yield number, line, json.loads(line)
-                except ValueError:
-                    raise DamagedInputError("%s line %d is not valid JSON (corrupted or cut off)" % (path, number),
-                                            hint="export the experiment again") from None
-        except UnicodeDecodeError:
-            with open(path, "rb") as raw:
-                sqlite = raw.read(16) == b"SQLite format 3\x00"
-            if sqlite:  # the arguments the wrong way round: a usage error (round 32: exit 4)
-                raise UsageError("%s is a SQLite database (or a snapshot), not an export file" % path,
-                                 hint="the order is `emfix import DB FILE`, FILE written by `emfix export`") from None
-            raise DamagedInputError("%s line %d is not UTF-8 text: not an emfix export" % (path, number + 1),
-                                    hint="import reads files written by `emfix export --format jsonl`") from None
-
-
-def check_file(path, numbers=None):
-    """Read the whole file once; return (header, trailer) or raise DamagedInputError. `numbers` (a dict) gets, per
-    table and column position, a NEW_TALLY of its values (tally_values)."""
-    header, trailer, counts, digest = None, None, {}, hashlib.sha256()
-    for number, line, record in _records(path):
-        if number == 1:
-            meta = record.get("header") if isinstance(record, dict) else None
-            if isinstance(record, dict) and "export_metadata" in record and "experiment" in record:
-                raise UsageError("%s is an export in the old single-document layout (--format json); import reads "
-                                 "the jsonl layout" % path,
-                                 hint="export the experiment again without --format json (jsonl is the default)")
-            if not isinstance(meta, dict) or "tables" not in record or "columns" not in record:
-                raise DamagedInputError("%s is not an emfix jsonl export (no header)" % path,
-                                        hint="import reads files written by `emfix export --format jsonl`")
-            if meta.get("format") != EXPORT_FORMAT:
-                raise UsageError("%s was written in format %r; this emfix reads %r" % (
-                    path, meta.get("format"), EXPORT_FORMAT), hint="use the emfix version that wrote it, or newer")
-            header = record
-            continue
-        if trailer is not None:
-            raise DamagedInputError("%s has lines after its trailer" % path)
-        if "trailer" in record:
-            trailer = record["trailer"]
-            continue
-        digest.update(line.encode("utf-8"))
-        counts[record["table"]] = counts.get(record["table"], 0) + 1
-        if numbers is not None:
-            row = record["row"]
-            stats = numbers.get(record["table"]) or numbers.setdefault(record["table"], [list(NEW_TALLY) for _ in row])
-            tally_values(stats, row)
-    if header is None:
-        raise DamagedInputError("%s is empty" % path)
-    if trailer is None:
-        raise DamagedInputError("%s ends without its trailer: the export was cut off" % path,
-                                hint="export the experiment again; nothing was imported")
-    stated = {k: v for k, v in trailer.get("counts", {}).items() if v}
-    if trailer.get("sha256") != digest.hexdigest() or stated != counts:
-        raise DamagedInputError("%s does not match its own checksum: it was changed or damaged" % path)
-    return header, trailer
-
-
-NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0)  # lowest and highest whole number, values that are not one, most
-#                                           characters, most bytes, values holding a 4-byte character, values ending
-#                                           in a space (a CHAR column drops it), values holding a character latin1 lacks
-
-
-def tally_values(stats, row):
-    """Each value of `row` into its column's NEW_TALLY: what an integer column of the database would keep (round 34:
-    a REAL 3.5 was imported into an INT as 4, exit 0), and how long a text or bytes column must be (a value longer
-    than the column, or an emoji into utf8mb3, stopped the import at its batch)."""
-    for i, value in enumerate(row[:len(stats)]):
-        if value is None:
-            continue
-        column, kind = stats[i], type(value)
-        if kind is str:
-            column[2] += 1
-            characters = len(value)
-            if value.isascii():
-                octets = characters
-            else:
-                octets = len(value.encode("utf-8", "surrogatepass"))
-                column[5] += max(value) > "\uffff"
-                column[7] += NOT_LATIN1.search(value) is not None
-            column[3], column[4] = max(column[3], characters), max(column[4], octets)
-            column[6] += value.endswith(" ")
-            continue
-        if kind is dict and "$bytes" in value:  # base64: 4 characters for each 3 bytes, '=' for each byte short
-            coded = value["$bytes"]
-            octets = len(coded) // 4 * 3 - len(coded) + len(coded.rstrip("="))
-            column[2] += 1
-            column[3], column[4] = max(column[3], octets), max(column[4], octets)
-            continue
-        if kind is dict and "$decimal" in value:  # a DECIMAL of MySQL, as its digits
-            number = decimal.Decimal(value["$decimal"])
-            value, kind = (int(number), int) if number == number.to_integral_value() else (value, dict)
-        if kind is int or kind is float and value.is_integer():
-            if column[0] is None or value < column[0]:
-                column[0] = value
-            if column[1] is None or value > column[1]:
-                column[1] = value
-        else:
-            column[2] += 1
-
-
-def refuse_values_the_columns_cannot_hold(db, graph, header, numbers, skip, path):
-    """A MySQL database's columns against the file's values of them, before anything is written: a value an integer
-    (BIT, YEAR) column would store changed or refuse (not a whole number, or outside its range: round 34), text
-    longer than its column, a 4-byte character for a utf8mb3 column, a value past max_allowed_packet (each stopped
-    the import part way). Columns holding an id the import moves are left to the id ceiling (idshift)."""
-    if db.dialect != "mysql" or numbers is None:
-        return
-    packet = int(db.scalar("SELECT @@max_allowed_packet") or 0)
-    for table in header["tables"]:
-        if table in skip or table not in numbers:
-            continue
-        wanted = integer_ranges(db, db.stored(table))
-        limits = column_limits(db, table, graph.tables)
-        declared = db.declared_columns(db.stored(table))
-        for column, (low, high, odd, characters, octets, fours, spaced, not_latin1) in zip(header["columns"][table],
-                                                                                          numbers[table]):
-            refuse_past_the_packet(db, table, octets, packet, "imported")
-            limit = limits.get(column.lower())
-            lacking = {"utf8mb3": fours, "latin1": not_latin1}.get(limit[2]) if limit else None
-            if lacking:
-                refuse_characters_the_charset_lacks(db, table, column, lacking, limit[2], "imported")
-            if limit:
-                refuse_longer_than_the_column(db, table, column, limit, characters, octets, "imported")
-            if spaced and getattr(declared.get(column.lower()), "kind", None) == "char":
-                refuse_trailing_spaces_into_char(db, table, column, spaced, "imported")
-            if column.lower() not in wanted or id_owner(graph, table, column):
-                continue
-            least, most = wanted[column.lower()]
-            outside = [v for v in (low, high) if v is not None and not least <= v <= most]
-            if odd or outside:
-                raise DamagedInputError(
-                    "%s of %s.%s in %s %s, which %s's integer column would store changed or refuse; nothing was "
-                    "imported" % ("%s value%s" % ("{:,}".format(odd), "" if odd == 1 else "s") if odd else "a value",
-                                  table, column, path, ("%s not a whole number" % ("is" if odd == 1 else "are"))
-                                  if odd else "is %s, outside %s to %s" % (outside[0], least, most),
-                                  db.address.display()),
-                    hint="widen or change the column there (ALTER TABLE %s MODIFY %s ...), or import into a database "
-                         "whose column holds such values" % (db.quote(table), db.quote(column)))
-
-
-def imported_ids(path, table, offsets, column="id"):
-    """The `column` values `table`'s rows of the file got in the database it was imported into (with the
-    ImportResult's id_offsets): e.g. the metrics a copy made, for rules applied to them alone."""
-    header, ids = None, []
-    for number, _line, record in _records(path):
-        if number == 1:
-            header = record
-            continue
-        if record.get("table") == table and column in header["columns"].get(table, ()):
-            value = decode_value(record["row"][header["columns"][table].index(column)])
-            if isinstance(value, int):
-                ids.append(value + offsets.get(table, 0))
-    return ids
-
-
 def import_file(address, path, *, experiment_title=None, experiment_desc=None, retry_policy=None, progress=None,
                 resume=False, force=False, interrupted=None, skip_tables=None, allow_dangling=False,
                 into_experiment=None):
@@ -248,8 +68,8 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
     started = time.perf_counter()
-    numbers = None if address.is_sqlite else {}  # (tallied for MySQL's integer columns only: +20-40 % of this pass)
-    header, trailer = check_file(path, numbers)
+    tally = ValueTally()
+    header, trailer = check_file(path, tally)
     dangling = {t: n for t, n in (trailer.get("dangling") or {}).items() if n}
     if dangling and not allow_dangling:
         raise DanglingLinksError("%s holds %s link rows whose parent row is missing (%s); nothing was imported" % (
@@ -272,7 +92,7 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
                                              for t in missing)),
                 hint="create them in the database first, or add --skip-tables %s to leave those rows out"
                 % ",".join(missing))
-        refuse_values_the_columns_cannot_hold(db, graph, header, numbers, skip, path)
+        refuse_values_the_columns_cannot_hold(db, graph, header, tally, skip, path)
         key = "import:%s" % trailer["sha256"]
         pinned = {}
         if into_experiment is not None:
@@ -292,7 +112,7 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
         db.foreign_key_checks(False)  # the subtree may hold rows whose parent is gone
         total = sum(trailer.get("counts", {}).values())
         batch, current, last = [], None, done_line
-        for number, _line, record in _records(path):
+        for number, _line, record in records(path):
             if number <= done_line or number == 1 or "trailer" in record or record.get("table") in skip:
                 continue
             if pinned and record.get("table") == ROOT:

@@ -1,5 +1,6 @@
 """Every failure a clear answer: one line, the documented exit code, never a traceback, nothing changed."""
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -451,8 +452,8 @@ def test_migrate_refuses_what_an_integer_column_would_change_and_copies_what_it_
 
 @pytest.mark.parametrize("values, dst_type, words", [
     ((3.0, 3.5), "INT", "1 value of EPOCH.n in "),  # (imported as 4, exit 0)
-    ((5,), "YEAR", "is 5.0, outside 1901 to 2155"),  # (imported as 2005; a REAL column of SQLite)
-    ((300,), "TINYINT UNSIGNED", "is 300.0, outside 0 to 255"),  # (stopped part way, the rows before it committed)
+    ((5,), "YEAR", "is 5, outside 1901 to 2155"),  # (imported as 2005; a REAL column of SQLite)
+    ((300,), "TINYINT UNSIGNED", "is 300, outside 0 to 255"),  # (stopped part way, the rows before it committed)
     ((3.0, -7, 1e9), "INT", None),
 ])
 def test_import_into_mysql_refuses_what_an_integer_column_would_change_before_writing(tmp_path, mysql_address,
@@ -519,6 +520,89 @@ def test_import_into_mysql_refuses_text_its_columns_cannot_hold_before_writing(t
         return
     assert_one_clear_line(result, 4, words, "nothing was imported")
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
+@pytest.mark.parametrize("value, dst_type, words", [
+    (0.125, "DECIMAL(5,2)", "3 digits after the point, which its DECIMAL(5,2) column would round"),  # (0.13, exit 0)
+    (12345.0, "DECIMAL(5,2)", "12345, past what its DECIMAL(5,2) column holds"),
+    (1e308, "FLOAT", "past what a FLOAT holds"),  # (stopped at its batch: the application's own total_val type)
+    (float("inf"), "DOUBLE", "inf or nan, which no MySQL number holds"),  # (exit 70: Unknown column 'inf')
+    ("abc", "DOUBLE", "text or bytes, which its number column"),
+    ("2025-01-01", "DATETIME", "not a valid DATETIME"),  # (imported as 2025-01-01 00:00:00, exit 0)
+    ("2025-01-01T10:00:00Z", "DATETIME(6)", "not a valid DATETIME"),
+    ("2025-02-30 10:00:00", "DATETIME", "not a valid DATETIME"),
+    (20250101, "DATE", "not a valid DATE"),
+    (123456, "VARCHAR(3)", "is 6 characters, more than"),  # (a number's digits: stopped at its batch)
+    (0.125, "DECIMAL(5,3)", None),
+    ("2025-01-01T10:00:00.5", "DATETIME(6)", None),
+    ("2025-01-01", "DATE", None),
+    (3.0e38, "FLOAT", None),
+], ids=["decimal-scale", "decimal-range", "float-range", "inf", "text-into-double", "date-into-datetime", "zulu",
+        "no-such-day", "number-into-date", "digits-into-varchar", "decimal-fits", "datetime-fits", "date-fits",
+        "float-fits"])
+def test_import_into_mysql_refuses_what_its_columns_would_change_before_writing(tmp_path, mysql_address, value,
+                                                                                dst_type, words):
+    """Round 35: import has no verify, and changed values with exit 0 (a DECIMAL(5,2) rounded 0.125 to 0.13, a DATE
+    into a DATETIME got a time), or stopped part way (1e308 into a FLOAT, 'abc' into a DOUBLE, a Z time zone), or
+    crashed (inf: exit 70). The file's values are measured while it is checked, and refused before writing."""
+    source = DatabaseAddress("sqlite", path=str(tmp_path / "s.db"))
+    make_demo(source, shape=Shape(experiments=1, trials=1, runs=1, epochs=3, batches=1), faults=False)
+    con = sqlite3.connect(source.path)
+    with con:
+        con.execute("ALTER TABLE EPOCH ADD COLUMN x")
+        con.execute("UPDATE EPOCH SET x = ? WHERE idx = 1", (value,))
+    con.close()
+    export = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", source.path, "-e", "1", "-o", export).returncode == 0
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE EPOCH ADD COLUMN x %s" % dst_type)
+    result = run_cli("import", url_of(mysql_address), export)
+    if words is None:
+        assert result.returncode == 0, result.stderr
+        return
+    assert_one_clear_line(result, 4, "EPOCH.x", words, "nothing was imported")
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
+def test_import_refuses_a_row_past_max_allowed_packet_before_writing(tmp_path, mysql_address):
+    """Round 35: two values each under max_allowed_packet, in one row over it, crashed import (exit 70: 1153) after
+    its first tables were committed."""
+    with open_database(mysql_address) as db:
+        packet = int(db.scalar("SELECT @@max_allowed_packet"))
+    source = DatabaseAddress("sqlite", path=str(tmp_path / "s.db"))
+    make_demo(source, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    con = sqlite3.connect(source.path)
+    with con:
+        con.execute("UPDATE ARTIFACT SET type = ?, loc = ? WHERE id = (SELECT min(id) FROM ARTIFACT)",
+                    ("t" * (packet * 6 // 10), "l" * (packet * 6 // 10)))
+    con.close()
+    export = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", source.path, "-e", "1", "-o", export).returncode == 0
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE ARTIFACT MODIFY type LONGTEXT NOT NULL, MODIFY loc LONGTEXT NOT NULL")
+    assert_one_clear_line(run_cli("import", url_of(mysql_address), export), 4, "a row of ARTIFACT",
+                          "max_allowed_packet", "nothing was imported")
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
+def test_import_into_sqlite_refuses_nan_which_sqlite_stores_as_null(tmp_path, demo_db):
+    export = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", demo_db.path, "-e", "1", "-o", export).returncode == 0
+    lines = open(export).read().splitlines(keepends=True)
+    metric = next(i for i, line in enumerate(lines) if '"table": "METRIC"' in line)
+    record = json.loads(lines[metric])
+    record["row"][2] = {"$float": "nan"}
+    lines[metric] = json.dumps(record) + "\n"
+    trailer = json.loads(lines[-1])
+    trailer["trailer"]["sha256"] = hashlib.sha256("".join(lines[1:-1]).encode("utf-8")).hexdigest()
+    lines[-1] = json.dumps(trailer) + "\n"
+    open(export, "w").writelines(lines)
+    target = str(tmp_path / "t.db")
+    assert run_cli("init", target).returncode == 0
+    assert_one_clear_line(run_cli("import", target, export), 4, "METRIC.total_val", "NaN, which SQLite stores as NULL",
+                          "nothing was imported")
 
 
 @pytest.mark.parametrize("command", ["migrate", "import"])

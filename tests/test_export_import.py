@@ -1,6 +1,8 @@
 """export / import: complete subtrees, exact round trips across backends, damaged files refused."""
 
 import datetime
+import decimal
+import hashlib
 import json
 import os
 import re
@@ -10,7 +12,7 @@ import sys
 
 import pytest
 from conftest import ROOT, kill_until_done, make_demo, run_cli, url_of
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emfix.address import DatabaseAddress
@@ -204,7 +206,7 @@ def test_arguments_swapped_or_binary_file_is_a_clear_refusal(tmp_path):
 @given(data=st.binary(max_size=400))
 def test_any_bytes_as_an_export_file_are_refused_without_a_traceback(tmp_path_factory, data):
     from emfix.errors import EmfixError
-    from emfix.importer import check_file
+    from emfix.exportfile import check_file
     path = tmp_path_factory.mktemp("junk") / "junk.jsonl"
     path.write_bytes(data)
     with pytest.raises(EmfixError):
@@ -239,28 +241,95 @@ LATIN1 = set(map(chr, [0, *range(1, 0x80), 0x81, 0x8D, 0x8F, 0x90, 0x9D, *range(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.text(), st.binary(), st.integers(), st.floats(allow_nan=False,
                                                                                      allow_infinity=False),
+                          st.decimals(allow_nan=False, allow_infinity=False),
                           st.text(st.sampled_from(["a", " ", "\xe9", "\u20ac", "\x81", "\x80", "\u4e2d",
                                                    "\U0001F600"]))),
                 min_size=1, max_size=8))
 def test_the_tally_of_a_files_values_is_what_mysql_would_measure(values):
     """import's up-front check measures each value as the export file holds it (text as is, bytes as base64, numbers
-    as JSON numbers): characters, UTF-8 bytes, 4-byte characters and whole numbers, as a MySQL column would count
-    them (the file has no database to ask)."""
-    from emfix.importer import NEW_TALLY, tally_values
+    as JSON numbers, DECIMALs as their digits): characters, UTF-8 bytes, 4-byte characters, whole numbers, the
+    largest magnitude and the most digits after the point, as a MySQL column would count them (the file has no
+    database to ask)."""
+    from emfix import exportfile as f
     from emfix.values import encode_value
 
-    stats = [list(NEW_TALLY)]
+    stats = [list(f.NEW_TALLY)]
     for value in values:
-        tally_values(stats, [json.loads(json.dumps(encode_value(value)))])
-    low, high, odd, characters, octets, fours, spaced, not_latin1 = stats[0]
+        f.tally_values(stats, [json.loads(json.dumps(encode_value(value)))])
     texts = [v for v in values if isinstance(v, str)]
     blobs = [v for v in values if isinstance(v, bytes)]
-    wholes = [v for v in values if isinstance(v, int) or isinstance(v, float) and v.is_integer()]
-    assert characters == max([len(v) for v in texts + blobs], default=0)
-    assert octets == max([len(v.encode("utf-8", "surrogatepass")) for v in texts] + [len(v) for v in blobs],
-                         default=0)
-    assert fours == sum(any(ord(c) > 0xFFFF for c in v) for v in texts)
-    assert spaced == sum(v.endswith(" ") for v in texts)
-    assert not_latin1 == sum(any(c not in LATIN1 for c in v) for v in texts)
-    assert (low, high) == ((min(wholes), max(wholes)) if wholes else (None, None))
-    assert odd == len(texts) + len(blobs) + sum(isinstance(v, float) and not v.is_integer() for v in values)
+    numbers = [v for v in values if isinstance(v, (int, float, decimal.Decimal))]
+    wholes = [int(v) for v in numbers if v == int(v)]
+    fractions = [v for v in numbers if v != int(v)]
+    spelled = [repr(v) if isinstance(v, float) else str(v) for v in fractions]
+    spelled += [str(v) for v in numbers if isinstance(v, decimal.Decimal) and v == int(v)]
+    assert stats[0][f.CHARACTERS] == max([len(v) for v in texts + blobs + spelled], default=0)
+    assert stats[0][f.OCTETS] == max([len(v.encode("utf-8", "surrogatepass")) for v in texts] +
+                                     [len(v) for v in blobs + spelled], default=0)
+    assert stats[0][f.FOURS] == sum(any(ord(c) > 0xFFFF for c in v) for v in texts)
+    assert stats[0][f.SPACED] == sum(v.endswith(" ") for v in texts)
+    assert stats[0][f.NOT_LATIN1_TEXT] == sum(any(c not in LATIN1 for c in v) for v in texts)
+    assert (stats[0][f.LOW], stats[0][f.HIGH]) == ((min(wholes), max(wholes)) if wholes else (None, None))
+    assert stats[0][f.NOT_WHOLE] == len(texts) + len(blobs) + len(fractions)
+    assert (stats[0][f.TEXTS], stats[0][f.BLOBS], stats[0][f.NUMBERS]) == (len(texts), len(blobs), len(numbers))
+    assert stats[0][f.MAGNITUDE] == max([abs(v) for v in numbers], default=0)
+    assert stats[0][f.SCALE] == max([-decimal.Decimal(v).as_tuple().exponent for v in spelled if "." in v or "e" in
+                                     v.lower()] + [0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.datetimes(), st.sampled_from([" ", "T"]), st.booleans())
+def test_every_datetime_and_date_export_writes_counts_as_one(moment, separator, date_only):
+    from emfix import exportfile as f
+
+    stats = [list(f.NEW_TALLY)]
+    f.tally_values(stats, [moment.date().isoformat() if date_only else moment.isoformat(separator)])
+    assert (stats[0][f.DATES], stats[0][f.DATETIMES]) == ((1, 0) if date_only else (0, 1))
+
+
+@pytest.mark.parametrize("text", ["2025-02-30 10:00:00", "0000-00-00 00:00:00", "2025-01-01T10:00:00Z",
+                                  "2025-01-01 10:00:00+02:00", "2025-01-01 10:00:00.1234567", "2025-01-01 24:00:00",
+                                  "2025-1-01 10:00:00", "2025-01-01 10:00", "20250-01-01", "2025-02-29"])
+def test_text_mysql_would_not_give_back_as_written_is_no_datetime(text):
+    from emfix import exportfile as f
+
+    stats = [list(f.NEW_TALLY)]
+    f.tally_values(stats, [text])
+    assert (stats[0][f.DATES], stats[0][f.DATETIMES]) == (0, 0)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                max_size=3), max_leaves=6),
+       st.integers(min_value=0, max_value=50), st.integers(min_value=0, max_value=10))
+def test_an_export_edited_with_its_checksum_made_again_is_refused_or_read(tmp_path_factory, exported, value, line,
+                                                                          position):
+    """Round 35: an export edited by hand with its trailer's SHA-256 made again (a list, true, 1e400, NaN in a row)
+    crashed import (exit 70) after the first tables were committed. Any such file is read or refused as damaged."""
+    from emfix.errors import DamagedInputError
+    from emfix.exportfile import ValueTally, check_file
+
+    lines = exported.read_text().splitlines(keepends=True)
+    rows = lines[1:-1]
+    record = json.loads(rows[line % len(rows)])
+    record["row"][position % len(record["row"])] = value
+    rows[line % len(rows)] = json.dumps(record) + "\n"
+    trailer = json.loads(lines[-1])
+    trailer["trailer"]["sha256"] = hashlib.sha256("".join(rows).encode("utf-8")).hexdigest()
+    path = tmp_path_factory.mktemp("edited") / "e.jsonl"
+    path.write_text(lines[0] + "".join(rows) + json.dumps(trailer) + "\n")
+    try:
+        check_file(str(path), ValueTally())
+    except DamagedInputError as refused:
+        assert "which no emfix export holds" in refused.message
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("exported")
+    source = DatabaseAddress("sqlite", path=str(folder / "s.db"))
+    make_demo(source, shape=Shape(experiments=1, trials=1, runs=1, epochs=2, batches=1), faults=False)
+    path = folder / "e1.jsonl"
+    assert run_cli("export", source.path, "-e", "1", "-o", str(path)).returncode == 0
+    return path

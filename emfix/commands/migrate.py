@@ -171,7 +171,7 @@ def _copy_within(args, out):
     """The old tool's `migrate-experiment -d DB -s ID [-t ID]`: a copy of an experiment inside its own
     database (new ids), or its trials added to experiment -t. Export to a private temporary file, then
     import: both stream, both check, and the import is resumable like any other."""
-    from .. import copyjournal, export, hierarchy, importer, snapshot, transform
+    from .. import copyjournal, export, exportfile, hierarchy, importer, snapshot, transform
     address = common.resolve_address(args)
     if not args.experiment or len(args.experiment) != 1:
         raise UsageError("which experiment? give -s ID (one)", hint="e.g. emfix migrate-experiment -d DB -s 12")
@@ -223,7 +223,7 @@ def _copy_within(args, out):
         transformed = None
         if rules is not None:  # the same transform as transform-metrics, over the copied metrics alone
             transformed = transform.transform_metrics(
-                address, rules, metric_ids=importer.imported_ids(path, "METRIC", result.id_offsets), snapshot=False,
+                address, rules, metric_ids=exportfile.imported_ids(path, "METRIC", result.id_offsets), snapshot=False,
                 quarantine_dir=args.quarantine_dir, retry_policy=policy, force=args.force,
                 progress=common.make_progress("transform-metrics", args, out))
     if out.json:

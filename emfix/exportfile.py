@@ -1,0 +1,270 @@
+"""An export file read back for import: every line checked, every value measured.
+
+The file is read whole before anything is written: its header, each row's shape (a known table, as many values
+as its columns, each value of a kind `emfix export` writes), its trailer's counts and SHA-256. While it is read,
+each column's values are tallied (ValueTally), so that a MySQL database's columns can be held against them before
+the first row goes in: a value the column would store changed, or refuse part way through the import, is refused
+with nothing written (import_refusals).
+"""
+
+import base64
+import binascii
+import datetime
+import decimal
+import hashlib
+import json
+import math
+import os
+import re
+
+from .errors import DamagedInputError, NotFoundError, UsageError
+from .values import EXPORT_FORMAT, NOT_LATIN1, decode_value
+
+# Where each tally of a column keeps what (ValueTally.columns[table][position] is a list of these)
+LOW, HIGH = 0, 1  # the lowest and highest whole number
+NOT_WHOLE = 2  # values that are not a whole number: text, bytes, a fraction, inf, nan
+CHARACTERS, OCTETS = 3, 4  # the longest value: in characters, in UTF-8 bytes (numbers by their digits)
+FOURS, SPACED, NOT_LATIN1_TEXT = 5, 6, 7  # text holding a 4-byte character, ending in a space, latin1 lacks
+TEXTS, BLOBS, NUMBERS = 8, 9, 10  # values of each kind
+MAGNITUDE, SCALE = 11, 12  # the largest absolute value, the most digits after the point
+NOT_FINITE, NANS = 13, 14  # inf, -inf and nan; nan alone
+DATETIMES, DATES = 15, 16  # text that is a valid 'YYYY-MM-DD HH:MM:SS[.ffffff]' ('T' between them too), 'YYYY-MM-DD'
+NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+DATETIME_TEXT = re.compile(r"(\d{4})-(\d\d)-(\d\d)(?:[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?)?\Z")
+
+
+class OddValue(ValueError):
+    """A value no `emfix export` writes (the file was edited): said with its line by check_file."""
+
+
+class ValueTally:
+    """{table: [per column position, a NEW_TALLY list]} and {table: the widest row in bytes} of a file's rows."""
+
+    def __init__(self):
+        self.columns, self.widest_row = {}, {}
+
+
+def records(path):
+    """(line number, line, parsed object) for every line; a line that is not JSON is damage. Only a regular file: the
+    export is read twice (its checksum, then its rows), and a FIFO's open() waits for a writer (round 33)."""
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        raise NotFoundError("%s is not a regular file (a pipe, socket or device): import reads the export twice, "
+                            "its checksum first" % path, hint="write the export to a file first, then import that")
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise NotFoundError("cannot read %s: %s" % (path, exc.strerror)) from None
+    with handle:
+        number = 0
+        try:
+            for number, line in enumerate(handle, 1):
+                try:
+                    yield number, line, json.loads(line)
+                except ValueError:
+                    raise DamagedInputError("%s line %d is not valid JSON (corrupted or cut off)" % (path, number),
+                                            hint="export the experiment again") from None
+        except UnicodeDecodeError:
+            with open(path, "rb") as raw:
+                sqlite = raw.read(16) == b"SQLite format 3\x00"
+            if sqlite:  # the arguments the wrong way round: a usage error (round 32: exit 4)
+                raise UsageError("%s is a SQLite database (or a snapshot), not an export file" % path,
+                                 hint="the order is `emfix import DB FILE`, FILE written by `emfix export`") from None
+            raise DamagedInputError("%s line %d is not UTF-8 text: not an emfix export" % (path, number + 1),
+                                    hint="import reads files written by `emfix export --format jsonl`") from None
+
+
+def check_file(path, tally=None):
+    """Read the whole file once; return (header, trailer) or raise DamagedInputError. `tally` (a ValueTally), when
+    given, gets every column's values measured (tally_values)."""
+    header, trailer, counts, digest = None, None, {}, hashlib.sha256()
+    tally = tally if tally is not None else ValueTally()
+    for number, line, record in records(path):
+        if number == 1:
+            header = _header(path, record)
+            continue
+        if trailer is not None:
+            raise DamagedInputError("%s has lines after its trailer" % path)
+        if isinstance(record, dict) and "trailer" in record and isinstance(record["trailer"], dict):
+            trailer = record["trailer"]
+            continue
+        table, row = _row_of(path, number, header, record)
+        digest.update(line.encode("utf-8"))
+        counts[table] = counts.get(table, 0) + 1
+        stats = tally.columns.get(table) or tally.columns.setdefault(table, [list(NEW_TALLY) for _ in row])
+        try:
+            width = tally_values(stats, row)
+        except OddValue as odd:
+            raise DamagedInputError("%s line %d: a value of %s.%s is %s, which no emfix export holds; nothing was "
+                                    "imported" % (path, number, table, header["columns"][table][odd.args[1]],
+                                                  odd.args[0]),
+                                    hint="export the experiment again (the file was edited)") from None
+        if width > tally.widest_row.get(table, 0):
+            tally.widest_row[table] = width
+    if header is None:
+        raise DamagedInputError("%s is empty" % path)
+    if trailer is None:
+        raise DamagedInputError("%s ends without its trailer: the export was cut off" % path,
+                                hint="export the experiment again; nothing was imported")
+    stated = trailer.get("counts")
+    stated = {k: v for k, v in stated.items() if v} if isinstance(stated, dict) else None
+    if trailer.get("sha256") != digest.hexdigest() or stated != counts:
+        raise DamagedInputError("%s does not match its own checksum: it was changed or damaged" % path)
+    return header, trailer
+
+
+def _header(path, record):
+    meta = record.get("header") if isinstance(record, dict) else None
+    if isinstance(record, dict) and "export_metadata" in record and "experiment" in record:
+        raise UsageError("%s is an export in the old single-document layout (--format json); import reads "
+                         "the jsonl layout" % path,
+                         hint="export the experiment again without --format json (jsonl is the default)")
+    if not isinstance(meta, dict) or "tables" not in record or "columns" not in record:
+        raise DamagedInputError("%s is not an emfix jsonl export (no header)" % path,
+                                hint="import reads files written by `emfix export --format jsonl`")
+    if meta.get("format") != EXPORT_FORMAT:
+        raise UsageError("%s was written in format %r; this emfix reads %r" % (
+            path, meta.get("format"), EXPORT_FORMAT), hint="use the emfix version that wrote it, or newer")
+    tables, columns = record["tables"], record["columns"]
+    if not (isinstance(tables, list) and isinstance(columns, dict) and all(
+            isinstance(t, str) and isinstance(columns.get(t), list) and all(isinstance(c, str) for c in columns[t])
+            for t in tables)):
+        raise DamagedInputError("%s line 1: its header's tables and columns are not what emfix writes" % path,
+                                hint="export the experiment again (the file was edited)")
+    return record
+
+
+def _row_of(path, number, header, record):
+    """(table, row) of a line, or DamagedInputError: a table the header names, as many values as its columns."""
+    table = record.get("table") if isinstance(record, dict) else None
+    row = record.get("row") if isinstance(record, dict) else None
+    if header is None or not isinstance(table, str) or table not in header["columns"] or not isinstance(row, list) \
+            or len(row) != len(header["columns"][table]):
+        raise DamagedInputError("%s line %d is not a row of a table its header names (with one value per column)" % (
+            path, number), hint="export the experiment again (the file was edited)")
+    return table, row
+
+
+def tally_values(stats, row):
+    """Each value of `row` into its column's NEW_TALLY list; return the row's bytes (its text and bytes values), or
+    raise OddValue(what it is, its position) for a value no export holds (a list, true, a bare inf)."""
+    width = 0
+    for i, value in enumerate(row):
+        if value is None:
+            continue
+        column, kind = stats[i], type(value)
+        if kind is str:
+            column[NOT_WHOLE] += 1
+            column[TEXTS] += 1
+            characters = len(value)
+            if value.isascii():
+                octets = characters
+            else:
+                octets = len(value.encode("utf-8", "surrogatepass"))
+                column[FOURS] += max(value) > "\uffff"
+                column[NOT_LATIN1_TEXT] += NOT_LATIN1.search(value) is not None
+            width += octets
+            column[CHARACTERS], column[OCTETS] = max(column[CHARACTERS], characters), max(column[OCTETS], octets)
+            column[SPACED] += value.endswith(" ")
+            if value[4:5] == "-" and 10 <= characters <= 26:
+                _tally_date(column, value)
+            continue
+        if kind is int or kind is float:
+            if kind is float and not math.isfinite(value):
+                raise OddValue("%s written as a bare number" % value, i)
+            _tally_number(column, value, kind)
+            continue
+        if kind is dict:
+            width += _tally_coded(column, value, i)
+            continue
+        raise OddValue("%s" % {bool: "true or false", list: "a list"}.get(kind, kind.__name__), i)
+    return width
+
+
+def _tally_number(column, value, kind):
+    column[NUMBERS] += 1
+    if kind is int or value.is_integer():
+        value = int(value)
+        if column[LOW] is None or value < column[LOW]:
+            column[LOW] = value
+        if column[HIGH] is None or value > column[HIGH]:
+            column[HIGH] = value
+        magnitude = abs(value)
+        if magnitude > column[MAGNITUDE]:
+            column[MAGNITUDE] = magnitude
+        return
+    column[NOT_WHOLE] += 1
+    text = repr(value)  # the shortest text that reads back as this double, as MySQL writes it too
+    column[CHARACTERS], column[OCTETS] = max(column[CHARACTERS], len(text)), max(column[OCTETS], len(text))
+    exponent = decimal.Decimal(text).as_tuple().exponent if "e" in text else -(len(text) - text.index(".") - 1)
+    column[SCALE] = max(column[SCALE], -exponent)
+    if abs(value) > column[MAGNITUDE]:
+        column[MAGNITUDE] = abs(value)
+
+
+def _tally_coded(column, value, position):
+    """A value export wrote as an object: bytes, a DECIMAL's digits, inf or nan; return its bytes."""
+    if "$bytes" in value and set(value) <= {"$bytes", "$text"} and isinstance(value["$bytes"], str):
+        coded = value["$bytes"]
+        try:
+            base64.b64decode(coded, validate=True)
+        except (binascii.Error, ValueError):
+            raise OddValue("bytes that are not base64", position) from None
+        octets = len(coded) // 4 * 3 - len(coded) + len(coded.rstrip("="))  # '=' for each byte short of 3
+        column[NOT_WHOLE] += 1
+        column[BLOBS] += 1
+        column[CHARACTERS], column[OCTETS] = max(column[CHARACTERS], octets), max(column[OCTETS], octets)
+        return octets
+    if set(value) == {"$decimal"} and isinstance(value["$decimal"], str):
+        try:
+            number = decimal.Decimal(value["$decimal"])
+        except decimal.InvalidOperation:
+            number = None
+        if number is None or not number.is_finite():
+            raise OddValue("a DECIMAL that is not a number", position)
+        if number == number.to_integral_value():
+            _tally_number(column, int(number), int)
+        else:
+            column[NUMBERS] += 1
+            column[NOT_WHOLE] += 1
+            column[SCALE] = max(column[SCALE], -number.as_tuple().exponent)
+            column[MAGNITUDE] = max(column[MAGNITUDE], abs(number))
+        text = value["$decimal"]
+        column[CHARACTERS], column[OCTETS] = max(column[CHARACTERS], len(text)), max(column[OCTETS], len(text))
+        return 0
+    if set(value) == {"$float"} and value["$float"] in ("inf", "-inf", "nan"):
+        column[NOT_WHOLE] += 1
+        column[NOT_FINITE] += 1
+        column[NANS] += value["$float"] == "nan"
+        return 0
+    raise OddValue("an object", position)
+
+
+def _tally_date(column, value):
+    """Text that is a whole, valid DATETIME ('T' or ' ' between date and time) or DATE, counted as such."""
+    found = DATETIME_TEXT.match(value)
+    if found is None:
+        return
+    parts = [int(p) for p in found.groups()[:6] if p is not None]
+    try:
+        datetime.datetime(*parts[:3])  # (a valid day: '2025-02-30' is not, nor year 0)
+        if len(parts) > 3:
+            datetime.time(*parts[3:])
+    except ValueError:
+        return
+    column[DATETIMES if len(parts) > 3 else DATES] += 1
+
+
+def imported_ids(path, table, offsets, column="id"):
+    """The `column` values `table`'s rows of the file got in the database it was imported into (with the
+    ImportResult's id_offsets): e.g. the metrics a copy made, for rules applied to them alone."""
+    header, ids = None, []
+    for number, _line, record in records(path):
+        if number == 1:
+            header = record
+            continue
+        if record.get("table") == table and column in header["columns"].get(table, ()):
+            value = decode_value(record["row"][header["columns"][table].index(column)])
+            if isinstance(value, int):
+                ids.append(value + offsets.get(table, 0))
+    return ids

@@ -1,0 +1,145 @@
+"""What import refuses before its first row: values the database's columns would store changed, or refuse part way
+through the import (each found by outside testers: a REAL 3.5 imported into an INT as 4 with exit 0, a DECIMAL
+rounded, a date given a time, inf crashing the batch, a row past max_allowed_packet).
+
+The file has no database to ask, so its values were measured while it was read (exportfile.ValueTally); here each
+column of the database is held against its tally. Into SQLite only NaN is refused (SQLite stores it as NULL).
+"""
+
+import re
+
+from .copyrefusals import (
+    column_limits,
+    integer_ranges,
+    refuse_characters_the_charset_lacks,
+    refuse_longer_than_the_column,
+    refuse_trailing_spaces_into_char,
+)
+from .errors import DamagedInputError
+from .exportfile import (
+    BLOBS,
+    CHARACTERS,
+    DATES,
+    DATETIMES,
+    FOURS,
+    HIGH,
+    LOW,
+    MAGNITUDE,
+    NANS,
+    NOT_FINITE,
+    NOT_LATIN1_TEXT,
+    NOT_WHOLE,
+    NUMBERS,
+    OCTETS,
+    SCALE,
+    SPACED,
+    TEXTS,
+)
+from .idshift import id_owner
+
+FLOAT_MOST = 3.4028234663852886e38  # the largest single-precision float: MySQL refuses more for a FLOAT column
+NUMBER_KINDS = ("float", "double", "real", "decimal")
+DATE_KINDS = {"datetime": DATETIMES, "timestamp": DATETIMES, "date": DATES}
+
+
+def refuse_values_the_columns_cannot_hold(db, graph, header, tally, skip, path):
+    """Every column of the file's tables against its tally; the first value found is refused (DamagedInputError,
+    exit 4), nothing written. Columns holding an id the import moves are left to the id ceiling (idshift)."""
+    for table in header["tables"]:
+        if table in skip or table not in tally.columns:
+            continue
+        if db.dialect != "mysql":
+            for column, stats in zip(header["columns"][table], tally.columns[table]):
+                if stats[NANS]:
+                    _refuse(db, table, column, path, stats[NANS], "NaN, which SQLite stores as NULL",
+                            "change those values in the source and export again")
+            continue
+        _refuse_a_row_past_the_packet(db, table, tally.widest_row.get(table, 0), path)
+        wanted = integer_ranges(db, db.stored(table))
+        limits = column_limits(db, table, graph.tables)
+        declared = db.declared_columns(db.stored(table))
+        for column, stats in zip(header["columns"][table], tally.columns[table]):
+            kind = getattr(declared.get(column.lower()), "kind", None)
+            _refuse_text(db, table, column, stats, limits.get(column.lower()), kind)
+            if column.lower() in wanted and not id_owner(graph, table, column):
+                _refuse_past_the_integers(db, table, column, stats, wanted[column.lower()], path)
+            elif kind in NUMBER_KINDS:
+                _refuse_what_numbers_lose(db, table, column, stats, declared[column.lower()].declared, path)
+            elif kind in DATE_KINDS:
+                others = stats[TEXTS] + stats[BLOBS] + stats[NUMBERS] + stats[NOT_FINITE] - stats[DATE_KINDS[kind]]
+                if others:
+                    _refuse(db, table, column, path, others, "not a valid %s as %s writes it back (%s)" % (
+                        kind.upper(), db.address.display(), "YYYY-MM-DD" if kind == "date" else
+                        "YYYY-MM-DD HH:MM:SS with at most 6 digits of a second, no time zone"),
+                        "correct those values in the source and export again, or change the column")
+
+
+def _refuse_a_row_past_the_packet(db, table, widest, path):
+    packet = int(db.scalar("SELECT @@max_allowed_packet") or 0)
+    if packet and widest > packet - 1024:  # the statement around the row needs room too
+        raise DamagedInputError(
+            "a row of %s in %s is %s bytes, more than %s's max_allowed_packet (%s bytes); nothing was imported" % (
+                table, path, "{:,}".format(widest), db.address.display(), "{:,}".format(packet)),
+            hint="as an administrator: SET GLOBAL max_allowed_packet = %d (and in the server's config), then run "
+                 "again" % min(1 << 30, 1 << (widest + 4096).bit_length()))
+
+
+def _refuse_text(db, table, column, stats, limit, kind):
+    """Text or bytes longer than the column, a character its character set lacks, a space a CHAR drops."""
+    if limit:
+        lacking = {"utf8mb3": stats[FOURS], "latin1": stats[NOT_LATIN1_TEXT]}.get(limit[2])
+        if lacking:
+            refuse_characters_the_charset_lacks(db, table, column, lacking, limit[2], "imported")
+        digits = max((len(str(v)) for v in (stats[LOW], stats[HIGH]) if v is not None), default=0)
+        refuse_longer_than_the_column(db, table, column, limit, max(stats[CHARACTERS], digits),
+                                      max(stats[OCTETS], digits), "imported")
+    if stats[SPACED] and kind == "char":
+        refuse_trailing_spaces_into_char(db, table, column, stats[SPACED], "imported")
+
+
+def _refuse_past_the_integers(db, table, column, stats, wanted, path):
+    """An integer (BIT, YEAR) column: a value that is not a whole number, or outside the column's range (round 34)."""
+    least, most = wanted
+    outside = [v for v in (stats[LOW], stats[HIGH]) if v is not None and not least <= v <= most]
+    if stats[NOT_WHOLE]:
+        _refuse(db, table, column, path, stats[NOT_WHOLE], "not a whole number, which its integer column would "
+                "store changed or refuse", _widen(db, table, column))
+    if outside:
+        _refuse(db, table, column, path, None, "%s, outside %s to %s, which its integer column would refuse" % (
+            outside[0], least, most), _widen(db, table, column))
+
+
+def _refuse_what_numbers_lose(db, table, column, stats, declared, path):
+    """A FLOAT, DOUBLE or DECIMAL column: text or bytes (stored as a number, or refused), inf or nan (which no
+    MySQL number holds), a value past FLOAT's range, a DECIMAL's digits past its scale (rounded) or its range."""
+    if stats[TEXTS] + stats[BLOBS]:
+        _refuse(db, table, column, path, stats[TEXTS] + stats[BLOBS], "text or bytes, which its number column would "
+                "store changed or refuse", _widen(db, table, column))
+    if stats[NOT_FINITE]:
+        _refuse(db, table, column, path, stats[NOT_FINITE], "inf or nan, which no MySQL number holds",
+                "change those values in the source and export again")
+    if declared.startswith("float") and stats[MAGNITUDE] > FLOAT_MOST:
+        _refuse(db, table, column, path, None, "%s, past what a FLOAT holds (%s)" % (stats[MAGNITUDE], FLOAT_MOST),
+                "make the column DOUBLE there (ALTER TABLE %s MODIFY %s DOUBLE ...), then run again" % (
+                    db.quote(table), db.quote(column)))
+    found = re.match(r"decimal\((\d+)(?:,(\d+))?\)", declared)
+    if found:
+        precision, scale = int(found.group(1)), int(found.group(2) or 0)
+        if stats[SCALE] > scale:
+            _refuse(db, table, column, path, None, "%d digits after the point, which its %s column "
+                    "would round" % (stats[SCALE], declared.upper()), _widen(db, table, column))
+        if stats[MAGNITUDE] >= 10 ** (precision - scale):
+            _refuse(db, table, column, path, None, "%s, past what its %s column holds" % (
+                stats[MAGNITUDE], declared.upper()), _widen(db, table, column))
+
+
+def _widen(db, table, column):
+    return "widen or change the column there (ALTER TABLE %s MODIFY %s ...), or import into a database whose " \
+           "column holds such values" % (db.quote(table), db.quote(column))
+
+
+def _refuse(db, table, column, path, count, what, hint):
+    """One line: "N values of T.c in FILE are <what> (DB); nothing was imported" (count None: "a value ... is")."""
+    raise DamagedInputError("%s of %s.%s in %s %s %s (%s); nothing was imported" % (
+        "a value" if count is None else "%s value%s" % ("{:,}".format(count), "" if count == 1 else "s"), table,
+        column, path, "are" if count and count > 1 else "is", what, db.address.display()), hint=hint)
