@@ -171,6 +171,9 @@ def _start_journal(db, key, path, trailer, resume, force, pinned=None):
     if "reserved" not in {c.lower() for c in db.columns(JOURNAL)}:  # made by an older emfix
         db.execute("ALTER TABLE %s ADD COLUMN reserved TEXT" % q(JOURNAL))
     rows = db.query("SELECT state, offsets, line, counts FROM %s WHERE run_key = ?" % q(JOURNAL), (key,))
+    if resume and not rows:  # (an outside tester: it imported the whole file, exit 0)
+        raise UsageError("nothing to resume: %s has no import of %s" % (db.address.display(), path),
+                         hint="run the same command without --resume")
     if rows:
         state, offsets, line, counts = _read_journal(db, key, rows[0])
         if state in ("running", "done") and resume:  # done: killed after its last commit; nothing left to do

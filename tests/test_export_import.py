@@ -193,6 +193,21 @@ def test_second_import_is_refused_unless_forced_and_a_partial_one_explains(tmp_p
     assert partial.returncode == 2 and "partial import" in partial.stderr and "--resume" in partial.stderr
 
 
+def test_import_resume_with_nothing_to_resume_is_a_usage_error_and_imports_nothing(tmp_path):
+    """Round 35: `import DB FILE --resume` into a database that never saw the file imported it whole, exit 0
+    (migrate says "nothing to resume", exit 2, as the README says of both)."""
+    source = DatabaseAddress("sqlite", path=str(tmp_path / "source.db"))
+    make_demo(source, faults=False)
+    path = str(tmp_path / "e1.jsonl")
+    export_experiment(source, 1, path)
+    target = str(tmp_path / "target.db")
+    assert run_cli("init", target).returncode == 0
+    resumed = run_cli("import", target, path, "--resume")
+    assert resumed.returncode == 2 and "nothing to resume" in resumed.stderr, resumed.stderr
+    with open_database(DatabaseAddress("sqlite", path=target)) as db:
+        assert db.scalar("SELECT count(*) FROM EXPERIMENT") == 0
+
+
 def test_arguments_swapped_or_binary_file_is_a_clear_refusal(tmp_path):
     source = DatabaseAddress("sqlite", path=str(tmp_path / "source.db"))
     make_demo(source, faults=False)

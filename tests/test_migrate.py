@@ -399,7 +399,7 @@ def test_a_killed_migrate_all_is_finished_by_resume(new_database, tmp_path):
     kept = content(target)
     env = {"EMFIX_MYSQL_PASSWORD": ""}
     plain = run_cli(*command, env=env)
-    assert plain.returncode == 1 and "nothing was copied" in plain.stderr, plain.stderr
+    assert plain.returncode == 2 and "nothing was copied" in plain.stderr, plain.stderr
     assert "experiment 1 copied" in plain.stderr and "experiment 2 partly copied" in plain.stderr
     assert "--resume" in plain.stderr and "copies the 1 not begun" in plain.stderr
     assert content(target) == kept

@@ -5,7 +5,15 @@ import os
 import tempfile
 
 from .. import history
-from ..errors import EXIT_OK, AlreadyDoneError, DamagedInputError, DanglingLinksError, EmfixError, UsageError
+from ..errors import (
+    EXIT_OK,
+    AlreadyDoneError,
+    DamagedInputError,
+    DanglingLinksError,
+    EmfixError,
+    UnfinishedError,
+    UsageError,
+)
 from . import common
 from .common import n
 
@@ -157,7 +165,7 @@ def _to_resume(source, target, ids, args):
                                            begun & {copyjournal.DIFFERS, copyjournal.UNVERIFIED}),
                                           ("copies the %d not begun" % fresh, fresh)) if needed]
         again = "" if copyjournal.RUNNING in begun else "; --force copies every one again as a new experiment"
-        raise EmfixError(message, hint="to finish: the same command with --resume (it %s)%s" % (
+        raise UnfinishedError(message, hint="to finish: the same command with --resume (it %s)%s" % (
             " and ".join(does), again))
     raise AlreadyDoneError(message, hint="pass --force to copy them again as new experiments")
 
