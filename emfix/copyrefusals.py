@@ -304,8 +304,8 @@ def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existin
             raise DamagedInputError(
                 "a value of %s.%s is %s, outside what %s's column holds (%s to %s); nothing was copied" % (
                     table, column, outside[0], target.address.display(), least, most),
-                hint="%swiden the column in DST (ALTER TABLE %s MODIFY %s with a type that holds it: BIGINT, or "
-                     "not UNSIGNED), or change the value in SRC, then run again" % (
+                hint="%swiden the column in DST (ALTER TABLE %s MODIFY %s with a type that holds it, such as "
+                     "BIGINT, signed for a negative value), or change the value in SRC, then run again" % (
                          first, target.quote(table), target.quote(column)))
 
 

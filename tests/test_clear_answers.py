@@ -335,6 +335,22 @@ def test_migrate_refuses_characters_a_latin1_column_lacks_up_front(tmp_path, mys
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
+def test_a_check_constraint_of_dst_refusing_a_name_is_not_called_invalid_json(tmp_path, mysql_address):
+    """Round 35: a CHECK constraint of DST's TRIAL refusing a name got the hint "a metric value is not valid JSON"."""
+    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
+    make_demo(demo_db, shape=Shape(experiments=1, trials=2, runs=1, epochs=1, batches=1), faults=False)
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("UPDATE TRIAL SET name = 'forbidden' WHERE id = (SELECT min(id) FROM TRIAL)")
+    con.close()
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE TRIAL ADD CONSTRAINT no_forbidden CHECK (name <> 'forbidden')")
+    result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1")
+    assert_one_clear_line(result, 4, "no_forbidden", "a CHECK constraint of that table refused it")
+    assert "JSON" not in result.stderr
+
+
 @pytest.mark.parametrize("name", ["run ", "run"])
 def test_migrate_refuses_a_trailing_space_into_a_char_column_up_front(tmp_path, mysql_address, name):
     """Round 33: a TRIAL.name ending in a space into DST's CHAR column (which drops trailing spaces) was copied, and

@@ -91,6 +91,10 @@ def translate_error(a, exc, exhausted, lost, connected, quote):
     if errno == 1451:  # Cannot delete or update a parent row: a foreign key constraint fails
         return StillReferencedError("MySQL %s refused to delete a row others still reference: %s" % (
             a.display(), msg), hint="validate shows which rows reference it")
+    if errno == 4025 and "per_label_val" not in msg and "json" not in msg.lower():  # another CHECK than the JSON one
+        return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg),
+                                 hint="a CHECK constraint of that table refused it: correct the value where it comes "
+                                      "from, or change the constraint (ALTER TABLE ... DROP CONSTRAINT ...)")
     if errno in REFUSED_VALUE_ERRNOS:
         return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg), kind="refused_json")
     if errno == NO_DEFAULT:

@@ -21,11 +21,12 @@ HINTS = {
         "CHARACTER SET utf8mb4)" % (target, database)),
     "refused_json": lambda: ("a metric value is not valid JSON: repair the source with `emfix fix-json`, or write "
                              "into a LONGTEXT column (`emfix init DST --json-type text`)"),
-    "refused_text": lambda: ("the value's bytes are not UTF-8 (SQLite stores them, a MySQL text column refuses "
-                             "them), or the column there has a character set that cannot hold its characters "
-                             "(utf8mb3 holds no emoji, latin1 only Western European letters: make it utf8mb4); "
-                             "otherwise correct it in SRC, in the column the error names (in METRIC.per_label_val, "
-                             "`emfix fix-json SRC --reset-unfixable` replaces such values, the originals kept)"),
+    "refused_text": lambda: ("the value's bytes are not UTF-8 (a SQLite database can hold such text, a MySQL text "
+                             "column refuses it), or the column there has a character set that cannot hold its "
+                             "characters (utf8mb3 holds no emoji, latin1 only Western European letters: make it "
+                             "utf8mb4); otherwise correct it in SRC, in the column the error names (in "
+                             "METRIC.per_label_val, `emfix fix-json SRC --reset-unfixable` replaces such values, the "
+                             "originals kept)"),
     "refused_statement": lambda: ("its tables differ from the ones the statements were written for; "
                                   "`emfix schema diff` shows how"),
     "read_only_server": lambda: ("a replica takes every change from its primary; point emfix at the primary "
