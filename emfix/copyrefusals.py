@@ -8,10 +8,19 @@ MySQL text column gives back.
 import re
 
 from .catalog import sqlite_affinity
+from .columnfit import (
+    column_limits,
+    integer_ranges,
+    refuse_characters_the_charset_lacks,
+    refuse_longer_than_the_column,
+    refuse_past_the_packet,
+    refuse_trailing_spaces_into_char,
+    values_of,
+)
 from .copyjournal import DIFFERS, DONE, RUNNING, UNVERIFIED
 from .errors import AlreadyDoneError, DamagedInputError, EmfixError, SchemaError, UnfinishedError, UsageError
 from .schema import EM_TABLES, table_named
-from .values import INTEGER_BITS, LATIN1_CHARACTERS, integer_range, whole_number_range
+from .values import INTEGER_BITS, LATIN1_CHARACTERS
 
 
 def foreign_ddl(source, target, graph, foreign, init):
@@ -134,106 +143,12 @@ def _lacking_characters(source, column, charset):
     return None
 
 
-def refuse_past_the_packet(target, table, longest, packet, done):
-    """A value of `longest` bytes that DST's max_allowed_packet (`packet`) would not let through: the server drops the
-    connection mid-batch, and every --resume after it fails the same way. `done`: what was not (copied, imported)."""
-    if packet and longest > packet - 1024:  # the statement around the value needs room too
-        raise DamagedInputError(
-            "a value in %s is %s bytes, more than %s's max_allowed_packet (%s bytes); nothing was %s" % (
-                table, "{:,}".format(longest), target.address.display(), "{:,}".format(packet), done),
-            hint="as an administrator: SET GLOBAL max_allowed_packet = %d (and in the server's config), then "
-                 "run again" % min(1 << 30, 1 << (longest + 4096).bit_length()))
-
-
-def refuse_characters_the_charset_lacks(target, table, column, found, charset, done):
-    """`found` values holding a character DST's column's character set lacks: a 4-byte one (an emoji) for utf8mb3
-    (round 30), CJK for latin1 (round 33); each stopped a copy at its batch."""
-    raise DamagedInputError(
-        "%s %s, which %s's column (CHARACTER SET %s) cannot hold; nothing was %s" % (
-            _values_of(found, table, column, "holds", "hold"), "a 4-byte character (an emoji, say)"
-            if charset == "utf8mb3" else "a character that character set lacks", target.address.display(), charset,
-            done),
-        hint="make the column utf8mb4 in DST (ALTER TABLE %s MODIFY %s ... CHARACTER SET utf8mb4), then run again" % (
-            target.quote(table), target.quote(column)))
-
-
-def refuse_longer_than_the_column(target, table, column, limit, most_characters, most_bytes, done):
-    """The longest value of a column, in characters and in bytes, against DST's column_limits entry `limit`: one
-    longer is refused at its batch, after other batches committed (round 29)."""
-    chars, octets, _three = limit
-    if (chars is not None and most_characters > chars) or (octets is not None and most_bytes > octets):
-        raise DamagedInputError(
-            "a value of %s.%s is %s %s, more than %s's column holds (%s); nothing was %s" % (
-                table, column, "{:,}".format(most_characters if chars is not None else most_bytes),
-                "characters" if chars is not None else "bytes", target.address.display(),
-                "%s character%s" % ("{:,}".format(chars), "" if chars == 1 else "s") if chars is not None
-                else "%s bytes" % "{:,}".format(octets), done),
-            hint="widen the column in DST (ALTER TABLE %s MODIFY %s ...), or shorten the value in %s, then run "
-                 "again" % (target.quote(table), target.quote(column), "SRC" if done == "copied" else "the file"))
-
-
-def refuse_trailing_spaces_into_char(target, table, column, found, done):
-    """`found` values ending in a space, going into a CHAR column of DST, which drops trailing spaces (round 33)."""
-    raise DamagedInputError(
-        "%s in a space, which %s's column (CHAR) drops; nothing was %s" % (
-            _values_of(found, table, column, "ends", "end"), target.address.display(), done),
-        hint="make the column VARCHAR in DST (ALTER TABLE %s MODIFY %s VARCHAR(...)), then run again" % (
-            target.quote(table), target.quote(column)))
-
-
 FOUR_BYTES = {  # a value holding a character of 4 bytes in UTF-8 (only those start with the bytes F0 to F4)
     "sqlite": "(typeof(t.{0}) = 'text' AND (instr(CAST(t.{0} AS BLOB), X'F0') + instr(CAST(t.{0} AS BLOB), X'F1') + "
               "instr(CAST(t.{0} AS BLOB), X'F2') + instr(CAST(t.{0} AS BLOB), X'F3') + "
               "instr(CAST(t.{0} AS BLOB), X'F4')) > 0)",
     "mysql": "(LENGTH(t.{0}) <> LENGTH(CONVERT(t.{0} USING utf8mb3)))",
 }
-
-
-def column_limits(target, table, existing):
-    """{column (lower case): (most characters, most bytes, character set)} of a MySQL DST's columns that hold text or
-    bytes up to a length (None where it is not counted that way), or in a character set that lacks characters (None:
-    utf8mb4, which has them all; "utf8mb3" for utf8); a table DST lacks as --init makes it (the Experiment
-    Manager's)."""
-    name = table_named(table, existing)
-    if name is None:
-        made = next((t for t in EM_TABLES if t.name == table), None)
-        return {c.name.lower(): _limit_of_type(c.type) for c in made.columns} if made else {}
-    limits = {}
-    for column, declared in target.declared_columns(name).items():
-        charset = declared.charset if declared.charset not in (None, "utf8mb4", "binary") else None
-        charset = "utf8mb3" if charset == "utf8" else charset
-        if declared.kind in ("char", "varchar") and declared.chars is not None:
-            limits[column] = (declared.chars, None, charset)
-        elif declared.kind in ("binary", "varbinary", "tinytext", "text", "tinyblob", "blob") and \
-                declared.octets is not None:
-            # bytes: a binary column's length (round 30: six emoji, 24 bytes, were counted 6 into VARBINARY(20))
-            limits[column] = (None, declared.octets, charset)
-        elif charset:
-            limits[column] = (None, None, charset)
-    return limits
-
-
-def _limit_of_type(declared):
-    """(most characters, most bytes) of a column --init makes of the Experiment Manager's `declared` type."""
-    found = re.match(r"VARCHAR\((\d+)\)$", declared)
-    if found:
-        return int(found.group(1)), None, None
-    return (None, 65535, None) if declared == "TEXT" else None
-
-
-def integer_ranges(db, table, existing=None):
-    """{column (lower case): (least, most)} of a MySQL database's integer (and BIT) columns of `table`; where
-    `existing` (the database's tables) lacks it, as --init makes it (the Experiment Manager's columns are INT)."""
-    name = table if existing is None else table_named(table, existing)
-    if name is None:
-        made = next((t for t in EM_TABLES if t.name == table), None)
-        return {c.name.lower(): integer_range("int") for c in made.columns if c.type == "INT"} if made else {}
-    ranges = {}
-    for column, declared in db.declared_columns(name).items():
-        found = whole_number_range(declared.kind, declared.declared)  # (round 33: -128 into a BIT(8); 34: a YEAR)
-        if found is not None:
-            ranges[column] = found
-    return ranges
 
 
 NUMBER_KINDS = ("decimal", "double", "float", "real")
@@ -295,7 +210,7 @@ def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existin
             if odd:
                 raise DamagedInputError(
                     "%s not an integer (%s), which %s's integer column would store changed or refuse; nothing was "
-                    "copied" % (_values_of(odd, table, column), "a number with a fraction, or text" if had is not None
+                    "copied" % (values_of(odd, table, column), "a number with a fraction, or text" if had is not None
                                 else "a REAL with a fraction, text or a BLOB SQLite keeps in that column",
                                 target.address.display()),
                     hint="make them integers in SRC%s, or %smake the column in DST one that holds such values, then "
@@ -341,12 +256,12 @@ def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables):
         for (column, _sql, declared), found in zip(tests, row):
             if not found:
                 continue
-            many = _values_of(found, table, column)
+            many = values_of(found, table, column)
             if isinstance(declared, tuple):  # (a BIGINT 123 was stored as the text '123': DIFFERS after the copy)
                 raise DamagedInputError(
                     "%s (%s), and %s's column is %s, which SQLite stores as text (never the same value to the "
                     "verify); nothing was copied" % (
-                        _values_of(found, table, column, "is a number", "are numbers"), kinds[column.lower()].upper(),
+                        values_of(found, table, column, "is a number", "are numbers"), kinds[column.lower()].upper(),
                         target.address.display(), declared[1]),
                     hint="make that column INTEGER, REAL or NUMERIC in DST (or give it no type), then run again")
             if declared is None:
@@ -360,13 +275,6 @@ def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables):
                     many, target.address.display(), declared or "without a type"),
                 hint="make that column TEXT in DST (SQLite keeps the digits of a TEXT column as they are), then run "
                      "again")
-
-
-def _values_of(count, table, column, one="is", more="are"):
-    """"1 value of T.c is" / "2 values of T.c are" (the verbs given)."""
-    count = int(count)
-    return "%s value%s of %s.%s %s" % ("{:,}".format(count), "" if count == 1 else "s", table, column,
-                                       one if count == 1 else more)
 
 
 def refuse_blobs_in_text(source, target, graph, tree, blobs):

@@ -8,7 +8,7 @@ column of the database is held against its tally. Into SQLite only NaN is refuse
 
 import re
 
-from .copyrefusals import (
+from .columnfit import (
     column_limits,
     integer_ranges,
     refuse_characters_the_charset_lacks,
