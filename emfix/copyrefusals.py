@@ -1,26 +1,21 @@
 """What migrate refuses before its first batch, so that a copy never stops half-way at something it could
 have seen: a copy DST's journal says is begun or done (unless --resume or --force), tables DST lacks that are not
-the Experiment Manager's, columns DST's tables lack, values longer
-than a MySQL DST's max_allowed_packet, metric values a JSON column of DST would refuse, BLOBs in text columns that no
-MySQL text column gives back.
+the Experiment Manager's, columns DST's tables lack or cannot fill, numbers an integer column of DST (or SQLite)
+cannot hold, metric values a JSON column of DST would refuse, BLOBs in text columns that no MySQL text column gives
+back. The scan of SRC's values against DST's column lengths, character sets and number types is copyvalues'.
 """
 
 import re
 
 from .catalog import sqlite_affinity
 from .columnfit import (
-    column_limits,
     integer_ranges,
-    refuse_characters_the_charset_lacks,
-    refuse_longer_than_the_column,
-    refuse_past_the_packet,
-    refuse_trailing_spaces_into_char,
     values_of,
 )
 from .copyjournal import DIFFERS, DONE, RUNNING, UNVERIFIED
 from .errors import AlreadyDoneError, DamagedInputError, EmfixError, SchemaError, UnfinishedError, UsageError
 from .schema import EM_TABLES, table_named
-from .values import INTEGER_BITS, LATIN1_CHARACTERS
+from .values import INTEGER_BITS
 
 
 def foreign_ddl(source, target, graph, foreign, init):
@@ -57,98 +52,6 @@ def target_requires_json(target, will_create=False):
         return True
     return bool(target.scalar("SELECT count(*) FROM information_schema.check_constraints WHERE constraint_schema = "
                               "DATABASE() AND table_name = 'METRIC' AND check_clause LIKE '%json_valid%'"))
-
-
-def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
-    """A value longer than DST's max_allowed_packet makes MySQL drop the connection mid-batch, and every
-    --resume after it fail the same way; one longer than DST's column (a VARCHAR(255) TRIAL.name, also as --init is
-    about to make it) is refused at its batch, after other tables' batches committed (round 29): find both before
-    the first batch. The same scan counts BLOBs in the Experiment Manager's text columns of a SQLite SRC
-    (refuse_blobs_in_text), after the sizes, in every strategy. `existing`: DST's tables now."""
-    if target.dialect != "mysql":
-        refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables)
-        return
-    refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existing)
-    packet = int(target.scalar("SELECT @@max_allowed_packet") or 0)
-    text_columns = {t.name: [c.name for c in t.columns if c.type in ("TEXT", "JSON") or c.type.startswith("VARCHAR")]
-                    for t in EM_TABLES}
-    blobs = {}  # (table, column): BLOBs found
-    for table in tables:
-        columns = [c for c in text_columns.get(table, graph.columns[table]) if c in graph.columns[table]]
-        if not columns:
-            continue
-        limits = column_limits(target, table, existing)
-        dst_name = table_named(table, existing)
-        declared = target.declared_columns(dst_name) if dst_name is not None else {}
-        # a MySQL text column gives back text, never the BLOB: such a copy could never be the same value
-        held_as_text = list(text_columns.get(table, ())) if source.dialect == "sqlite" else []
-        probes = _value_probes(source, columns, limits, declared, held_as_text)
-        row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(sql for _what, _c, sql, _p in probes),
-                                                             source.quote(table), tree.where(source, graph, table)),
-                           tuple(p for _what, _c, _sql, params in probes for p in params))[0]
-        found = {(what, column): int(value or 0) for (what, column, _sql, _p), value in zip(probes, row)}
-        for column in held_as_text:
-            if found[("blobs", column)]:
-                blobs[(table, column)] = found[("blobs", column)]
-        refuse_past_the_packet(target, table, max(found[("bytes", c)] for c in columns), packet, "copied")
-        for (what, column), count in sorted(found.items()):
-            if what == "charset" and count:
-                refuse_characters_the_charset_lacks(target, table, column, count, limits[column.lower()][2], "copied")
-            elif what == "spaced" and count:
-                refuse_trailing_spaces_into_char(target, table, column, count, "copied")
-            elif what == "characters":
-                refuse_longer_than_the_column(target, table, column, limits[column.lower()], count,
-                                              found[("bytes", column)], "copied")
-    if blobs:
-        refuse_blobs_in_text(source, target, graph, tree, blobs)
-
-
-def _value_probes(source, columns, limits, declared, held_as_text):
-    """[(what, column, SQL, parameters)] of SRC's aggregates refuse_oversized_values reads in one scan of a table:
-    each column's longest value in bytes, and where DST's column limits them, in characters; values holding a
-    character DST's column's character set lacks; values ending in a space for a CHAR (which drops it: such a copy
-    never verifies); BLOBs in the Experiment Manager's text columns of a SQLite SRC."""
-    quote, sqlite = source.quote, source.dialect == "sqlite"
-    # bytes, not characters: SQLite's length() of TEXT counts characters, and only up to a NUL
-    probes = [("bytes", c, ("max(length(CAST(t.%s AS BLOB)))" if sqlite else "max(LENGTH(t.%s))") % quote(c), ())
-              for c in columns]
-    for column in columns:
-        limit = limits.get(column.lower())
-        if not limit:
-            continue
-        probes.append(("characters", column, ("max(length(t.%s))" if sqlite else "max(CHAR_LENGTH(t.%s))") % quote(
-            column), ()))
-        lacking = _lacking_characters(source, column, limit[2])
-        if lacking is not None:
-            probes.append(("charset", column, "sum(%s)" % lacking[0], lacking[1]))
-    probes += [("spaced", c, "sum(t.%s LIKE '%% ')" % quote(c), ()) for c in columns
-               if getattr(declared.get(c.lower()), "kind", None) == "char"]
-    probes += [("blobs", c, "sum(typeof(t.%s) = 'blob')" % quote(c), ()) for c in held_as_text]
-    return probes
-
-
-def _lacking_characters(source, column, charset):
-    """(SQL true for a value of SRC's `column` holding a character DST's `charset` lacks, its parameters), or None
-    where that is not known (no such character set, or one a SQLite SRC cannot be asked about)."""
-    value = "t.%s" % source.quote(column)
-    if charset == "utf8mb3":  # no 4-byte character (round 30: an emoji)
-        return FOUR_BYTES[source.dialect].format(source.quote(column)), ()
-    if source.dialect == "mysql" and charset and re.fullmatch(r"[a-z0-9_]+", charset):
-        return ("(BINARY CONVERT(CONVERT(%s USING %s) USING utf8mb4) <> BINARY CONVERT(%s USING utf8mb4))" % (
-            value, charset, value), ())  # (what a character set lacks comes back as '?')
-    if charset == "latin1":  # (round 33: CJK text into a latin1 column stopped the copy at its batch)
-        return "(typeof(%s) = 'text' AND %s GLOB ?)" % (value, value), ("*[^%s]*" % LATIN1_CHARACTERS,)
-    if charset == "ascii":
-        return "(typeof(%s) = 'text' AND %s GLOB ?)" % (value, value), ("*[^\x01-\x7f]*",)
-    return None
-
-
-FOUR_BYTES = {  # a value holding a character of 4 bytes in UTF-8 (only those start with the bytes F0 to F4)
-    "sqlite": "(typeof(t.{0}) = 'text' AND (instr(CAST(t.{0} AS BLOB), X'F0') + instr(CAST(t.{0} AS BLOB), X'F1') + "
-              "instr(CAST(t.{0} AS BLOB), X'F2') + instr(CAST(t.{0} AS BLOB), X'F3') + "
-              "instr(CAST(t.{0} AS BLOB), X'F4')) > 0)",
-    "mysql": "(LENGTH(t.{0}) <> LENGTH(CONVERT(t.{0} USING utf8mb3)))",
-}
 
 
 NUMBER_KINDS = ("decimal", "double", "float", "real")

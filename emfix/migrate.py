@@ -46,9 +46,9 @@ from .copyrefusals import (
     refuse_by_journal,
     refuse_invalid_json,
     refuse_missing_columns,
-    refuse_oversized_values,
     refuse_unfillable_columns,
 )
+from .copyvalues import refuse_oversized_values
 from .errors import (
     ConnectError,
     DamagedInputError,

@@ -17,6 +17,7 @@ import struct
 from .backends.sqlite import UndecodableText
 
 EXPORT_FORMAT = "emfix-export-1"  # the jsonl export's header says which codec wrote it
+WIDE_DECIMALS = decimal.Context(prec=400, Emax=999999, Emin=-999999)  # room for any double to 30 places
 
 
 def portable(value):
@@ -120,6 +121,12 @@ def as_stored(value, limit):
         if isinstance(kept, (bytes, bytearray)) and len(kept) < limit.digits:
             kept = bytes(kept) + b"\0" * (limit.digits - len(kept))
         return kept
+    if limit.kind == "decimal":  # a DECIMAL(p, s): the number's shortest digits (MySQL's too), to s places
+        if isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool):
+            number = decimal.Decimal(repr(value) if isinstance(value, float) else value)
+            return number.quantize(decimal.Decimal(1).scaleb(-limit.digits), context=WIDE_DECIMALS) \
+                if number.is_finite() else value
+        return value
     if limit.kind == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             try:

@@ -351,6 +351,53 @@ def test_a_check_constraint_of_dst_refusing_a_name_is_not_called_invalid_json(tm
     assert "JSON" not in result.stderr
 
 
+@pytest.mark.parametrize("from_mysql", [False, True])
+@pytest.mark.parametrize("value, src_type, dst_type, words", [
+    (0.125, "DOUBLE", "DECIMAL(5,2)", "more digits after the point than DST's DECIMAL(5,2) keeps"),
+    (12345.0, "DOUBLE", "DECIMAL(5,2)", "past what DST's DECIMAL(5,2) holds"),
+    (1e308, "DOUBLE", "FLOAT", "past what a FLOAT holds"),  # (the application's own FLOAT: stopped at its batch)
+    ("1.5", "VARCHAR(10)", "DOUBLE", "text or bytes, which DST's number column"),
+    ("DONE", "VARCHAR(10)", "ENUM('done','run')", "'DONE', is not one of the values"),  # (copied as 'done': DIFFERS)
+    ("done ", "VARCHAR(10)", "ENUM('done','run')", "'done ', is not one of the values"),
+    ("b,a", "VARCHAR(10)", "SET('a','b')", "'b,a', is not one of the values"),  # (copied as 'a,b': DIFFERS)
+    (0.125, "DOUBLE", "DECIMAL(5,3)", None),
+    (3.0e38, "DOUBLE", "FLOAT", None),
+    ("run", "VARCHAR(10)", "ENUM('done','run')", None),
+    ("a,b", "VARCHAR(10)", "SET('a','b')", None),
+], ids=["decimal-scale", "decimal-range", "float-range", "text-into-double", "enum-case", "enum-space", "set-order",
+        "decimal-fits", "float-fits", "enum-fits", "set-fits"])
+def test_migrate_refuses_what_a_typed_column_of_dst_would_change_up_front(tmp_path, mysql_address, mysql_databases,
+                                                                           from_mysql, value, src_type, dst_type,
+                                                                           words):
+    """Round 35: values DST's DECIMAL, FLOAT, DOUBLE, ENUM or SET column would round, refuse at its batch (other
+    tables committed) or store otherwise ('DONE' as 'done', 'b,a' as 'a,b', then DIFFERS) were copied; refused before
+    the first batch now, from SQLite and MySQL sources alike; what fits is copied and verifies."""
+    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
+    make_demo(demo_db, shape=Shape(experiments=1, trials=2, runs=1, epochs=2, batches=1), faults=False)
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("ALTER TABLE EPOCH ADD COLUMN x %s" % src_type)
+        con.execute("UPDATE EPOCH SET x = ? WHERE idx = 1", (value,))
+    con.close()
+    source = demo_db.path
+    if from_mysql:
+        mysql_source = mysql_databases()
+        assert run_cli("init", url_of(mysql_source)).returncode == 0
+        with open_database(mysql_source) as db:
+            db.execute("ALTER TABLE EPOCH ADD COLUMN x %s" % src_type)
+        assert run_cli("migrate", demo_db.path, url_of(mysql_source), "-e", "1").returncode == 0
+        source = url_of(mysql_source)
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE EPOCH ADD COLUMN x %s" % dst_type)
+    result = run_cli("migrate", source, url_of(mysql_address), "-e", "1")
+    if words is None:
+        assert result.returncode == 0, result.stdout + result.stderr
+        return
+    assert_one_clear_line(result, 4, "EPOCH.x", words, "nothing was copied")
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
 @pytest.mark.parametrize("name", ["run ", "run"])
 def test_migrate_refuses_a_trailing_space_into_a_char_column_up_front(tmp_path, mysql_address, name):
     """Round 33: a TRIAL.name ending in a space into DST's CHAR column (which drops trailing spaces) was copied, and

@@ -165,6 +165,9 @@ class MySQLCatalogMixin:
             elif column.kind in ("datetime", "timestamp", "time") and (column.fraction_digits or 0) < 6:
                 rounds = self._rounds_fractions() if rounds is None else rounds
                 limits[column.name] = StorageLimit(column.kind, column.fraction_digits or 0, rounds)
+            elif column.kind == "decimal":  # a number copied in is kept as its digits to the column's scale
+                found = re.match(r"decimal\(\d+,(\d+)\)", column.declared)
+                limits[column.name] = StorageLimit("decimal", int(found.group(1)) if found else 0, False)
             elif column.kind in BINARY_KINDS:  # text copied in is kept as its bytes (BINARY: padded with zero bytes)
                 limits[column.name] = StorageLimit("bytes", (column.octets or 0) if column.kind == "binary" else 0,
                                                    False)

@@ -1,0 +1,225 @@
+"""migrate's one scan of SRC's values against DST's MySQL columns, before the first batch: per table, one query of
+aggregates (the longest value in bytes and characters, characters a character set lacks, trailing spaces for a CHAR,
+numbers a FLOAT, DOUBLE or DECIMAL would refuse or round, BLOBs in text columns), and the distinct values of an ENUM
+or SET column. A value DST would refuse part way through the copy, or store changed, is refused with nothing
+written (each found by outside testers).
+"""
+
+import re
+
+from .backends.mysqlcatalog import DeclaredColumn
+from .columnfit import (
+    column_limits,
+    refuse_characters_the_charset_lacks,
+    refuse_longer_than_the_column,
+    refuse_past_the_packet,
+    refuse_trailing_spaces_into_char,
+    values_of,
+)
+from .copyrefusals import (
+    NUMBER_KINDS,
+    TEXT_KINDS,
+    refuse_blobs_in_text,
+    refuse_numbers_past_dst_columns,
+    refuse_numbers_sqlite_cannot_hold,
+)
+from .errors import DamagedInputError
+from .schema import EM_TABLES, table_named
+from .values import INTEGER_BITS, LATIN1_CHARACTERS
+
+
+def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
+    """A value longer than DST's max_allowed_packet makes MySQL drop the connection mid-batch, and every
+    --resume after it fail the same way; one longer than DST's column (a VARCHAR(255) TRIAL.name, also as --init is
+    about to make it) is refused at its batch, after other tables' batches committed (round 29): find both before
+    the first batch. The same scan counts BLOBs in the Experiment Manager's text columns of a SQLite SRC
+    (refuse_blobs_in_text), after the sizes, in every strategy. `existing`: DST's tables now."""
+    if target.dialect != "mysql":
+        refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables)
+        return
+    refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existing)
+    packet = int(target.scalar("SELECT @@max_allowed_packet") or 0)
+    text_columns = {t.name: [c.name for c in t.columns if c.type in ("TEXT", "JSON") or c.type.startswith("VARCHAR")]
+                    for t in EM_TABLES}
+    em_columns = {t.name: {c.name.lower() for c in t.columns} for t in EM_TABLES}
+    blobs = {}  # (table, column): BLOBs found
+    for table in tables:
+        # an application's table: its text columns, and any column the application does not have (round 35)
+        columns = [c for c in graph.columns[table] if c in text_columns.get(table, graph.columns[table]) or
+                   c.lower() not in em_columns.get(table, ())]
+        dst_name = table_named(table, existing)
+        declared = target.declared_columns(dst_name) if dst_name is not None else _as_init_makes(table)
+        refuse_values_outside_enum_or_set(source, target, graph, tree, table, declared)
+        numbers = [c for c in graph.columns[table] if getattr(declared.get(c.lower()), "kind", None) in NUMBER_KINDS]
+        if not columns and not numbers:
+            continue
+        limits = column_limits(target, table, existing)
+        # a MySQL text column gives back text, never the BLOB: such a copy could never be the same value
+        held_as_text = list(text_columns.get(table, ())) if source.dialect == "sqlite" else []
+        probes = _value_probes(source, columns, limits, declared, held_as_text)
+        probes += _number_probes(source, table, numbers, declared)
+        row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(sql for _what, _c, sql, _p in probes),
+                                                             source.quote(table), tree.where(source, graph, table)),
+                           tuple(p for _what, _c, _sql, params in probes for p in params))[0]
+        found = {(what, column): int(value or 0) for (what, column, _sql, _p), value in zip(probes, row)}
+        for column in held_as_text:
+            if found[("blobs", column)]:
+                blobs[(table, column)] = found[("blobs", column)]
+        refuse_past_the_packet(target, table, max([found[("bytes", c)] for c in columns], default=0), packet,
+                               "copied")
+        for (what, column), count in sorted(found.items()):
+            if what in NUMBER_CHANGES and count:
+                _refuse_a_changed_number(target, table, column, what, count, declared[column.lower()].declared)
+            elif what == "charset" and count:
+                refuse_characters_the_charset_lacks(target, table, column, count, limits[column.lower()][2], "copied")
+            elif what == "spaced" and count:
+                refuse_trailing_spaces_into_char(target, table, column, count, "copied")
+            elif what == "characters":
+                refuse_longer_than_the_column(target, table, column, limits[column.lower()], count,
+                                              found[("bytes", column)], "copied")
+    if blobs:
+        refuse_blobs_in_text(source, target, graph, tree, blobs)
+
+
+def _value_probes(source, columns, limits, declared, held_as_text):
+    """[(what, column, SQL, parameters)] of SRC's aggregates refuse_oversized_values reads in one scan of a table:
+    each column's longest value in bytes, and where DST's column limits them, in characters; values holding a
+    character DST's column's character set lacks; values ending in a space for a CHAR (which drops it: such a copy
+    never verifies); BLOBs in the Experiment Manager's text columns of a SQLite SRC."""
+    quote, sqlite = source.quote, source.dialect == "sqlite"
+    # bytes, not characters: SQLite's length() of TEXT counts characters, and only up to a NUL
+    probes = [("bytes", c, ("max(length(CAST(t.%s AS BLOB)))" if sqlite else "max(LENGTH(t.%s))") % quote(c), ())
+              for c in columns]
+    for column in columns:
+        limit = limits.get(column.lower())
+        if not limit:
+            continue
+        probes.append(("characters", column, ("max(length(t.%s))" if sqlite else "max(CHAR_LENGTH(t.%s))") % quote(
+            column), ()))
+        lacking = _lacking_characters(source, column, limit[2])
+        if lacking is not None:
+            probes.append(("charset", column, "sum(%s)" % lacking[0], lacking[1]))
+    probes += [("spaced", c, "sum(t.%s LIKE '%% ')" % quote(c), ()) for c in columns
+               if getattr(declared.get(c.lower()), "kind", None) == "char"]
+    probes += [("blobs", c, "sum(typeof(t.%s) = 'blob')" % quote(c), ()) for c in held_as_text]
+    return probes
+
+
+FLOAT_MOST = 3.4028234663852886e38  # the largest single-precision float: MySQL refuses more for a FLOAT column
+
+
+NUMBER_CHANGES = {  # what: (its verb for one value, for several, what they are, the hint's way out)
+    "float_range": ("is", "are", "past what a FLOAT holds (%g)" % FLOAT_MOST, "make the column DOUBLE in DST"),
+    "not_finite": ("is", "are", "infinite (SQLite's 9e999 or -9e999), which no MySQL number holds",
+                   "change those values in SRC"),
+    "number_text": ("is", "are", "text or bytes, which DST's number column would store changed or refuse",
+                    "make them numbers in SRC (typeof() tells which), or make the column in DST a text one"),
+    "decimal_scale": ("has", "have", "more digits after the point than DST's %s keeps (it would round them)",
+                      "widen the column in DST"),
+    "decimal_range": ("is", "are", "past what DST's %s holds", "widen the column in DST"),
+}
+
+
+def _as_init_makes(table):
+    """{column (lower case): DeclaredColumn} of an Experiment Manager table as --init is about to make it in MySQL,
+    for the checks of its number columns (its FLOAT total_val)."""
+    made = next((t for t in EM_TABLES if t.name == table), None)
+    return {c.name.lower(): DeclaredColumn(c.name, c.type.lower(), True, c.type.lower(), None, None, None, None)
+            for c in (made.columns if made else ()) if c.type == "FLOAT"}
+
+
+def _number_probes(source, table, numbers, declared):
+    """[(what, column, SQL, parameters)] of SRC's values DST's FLOAT, DOUBLE or DECIMAL column would refuse part way
+    through the copy or store changed (an outside tester, round 35: a REAL 1e308 into the application's own FLOAT
+    total_val stopped the copy at its batch; 0.125 into a DECIMAL(5,2) was copied as 0.13, then DIFFERS)."""
+    quote, sqlite, probes = source.quote, source.dialect == "sqlite", []
+    kinds = {} if sqlite else source.column_types(table)
+    for column in numbers:
+        value, dst = "t.%s" % quote(column), declared[column.lower()]
+        kind = kinds.get(column.lower())
+        number = "typeof(%s) IN ('real', 'integer')" % value if sqlite else (
+            "%s IS NOT NULL" % value if kind in NUMBER_KINDS or kind in INTEGER_BITS else None)
+        if sqlite or kind in TEXT_KINDS or (kind or "").endswith(("binary", "blob")):
+            probes.append(("number_text", column, ("sum(typeof(%s) IN ('text', 'blob'))" if sqlite else
+                                                   "sum(%s IS NOT NULL)") % value, ()))
+        if number is None:
+            continue
+        if dst.kind == "float":
+            probes.append(("float_range", column, "sum(%s AND abs(%s) BETWEEN %r AND 1.7976931348623157e308)" % (
+                number, value, FLOAT_MOST * (1 + 2 ** -52)), ()))
+        if sqlite:  # (a SQLite REAL may be inf: quote() writes it as 9e999; no MySQL number is)
+            probes.append(("not_finite", column, "sum(typeof(%s) = 'real' AND abs(%s) > 1.7976931348623157e308)" % (
+                value, value), ()))
+        found = re.match(r"decimal\((\d+)(?:,(\d+))?\)", dst.declared)
+        if found:
+            scale = int(found.group(2) or 0)
+            probes.append(("decimal_range", column, "sum(%s AND abs(%s) >= 1e%d)" % (
+                number, value, int(found.group(1)) - scale), ()))
+            if sqlite or kind not in INTEGER_BITS:
+                probes.append(("decimal_scale", column, "sum(%s AND round(%s, %d) <> %s)" % (
+                    number, value, scale, value), ()))
+    return probes
+
+
+def _refuse_a_changed_number(target, table, column, what, count, declared):
+    one, more, said, way_out = NUMBER_CHANGES[what]
+    raise DamagedInputError("%s %s; nothing was copied" % (
+        values_of(count, table, column, one, more), said % declared.upper() if "%s" in said else said),
+        hint="%s (ALTER TABLE %s MODIFY %s ...), then run again" % (way_out, target.quote(table), target.quote(column))
+        if way_out.endswith("DST") else way_out + ", then run again")
+
+
+def refuse_values_outside_enum_or_set(source, target, graph, tree, table, declared):
+    """An ENUM or SET column of DST keeps only its own values, as it spells them: another is refused at its batch,
+    one in other letter cases or order is stored changed ('DONE' as 'done', 'b,a' as 'a,b', then DIFFERS: round
+    35). SRC's distinct values are read (only for such columns) and held against the declared ones."""
+    for column in graph.columns[table]:
+        dst = declared.get(column.lower())
+        if dst is None or dst.kind not in ("enum", "set"):
+            continue
+        members = [m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", dst.declared)]
+        value = "t.%s" % source.quote(column)
+        rows = source.query("SELECT DISTINCT %s FROM %s t WHERE %s AND %s IS NOT NULL LIMIT %d" % (
+            value, source.quote(table), tree.where(source, graph, table), value, len(members) + 1 if
+            dst.kind == "enum" else 10000))
+        for (found,) in rows:
+            if not _spelled_as_declared(found, members, dst.kind):
+                raise DamagedInputError(
+                    "a value of %s.%s, %r, is not one of the values DST's column (%s) holds as written; nothing was "
+                    "copied" % (table, column, found, dst.declared.upper() if len(dst.declared) < 80 else
+                                dst.kind.upper()),
+                    hint="make the column in DST one that holds it (ALTER TABLE %s MODIFY %s VARCHAR(...)), or "
+                         "correct the value in SRC, then run again" % (target.quote(table), target.quote(column)))
+
+
+def _spelled_as_declared(value, members, kind):
+    if not isinstance(value, str):  # (a number goes into an ENUM as its position)
+        return False
+    if kind == "enum":
+        return value in members
+    parts = value.split(",") if value else []
+    return all(p in members for p in parts) and parts == sorted(set(parts), key=members.index)
+
+
+def _lacking_characters(source, column, charset):
+    """(SQL true for a value of SRC's `column` holding a character DST's `charset` lacks, its parameters), or None
+    where that is not known (no such character set, or one a SQLite SRC cannot be asked about)."""
+    value = "t.%s" % source.quote(column)
+    if charset == "utf8mb3":  # no 4-byte character (round 30: an emoji)
+        return FOUR_BYTES[source.dialect].format(source.quote(column)), ()
+    if source.dialect == "mysql" and charset and re.fullmatch(r"[a-z0-9_]+", charset):
+        return ("(BINARY CONVERT(CONVERT(%s USING %s) USING utf8mb4) <> BINARY CONVERT(%s USING utf8mb4))" % (
+            value, charset, value), ())  # (what a character set lacks comes back as '?')
+    if charset == "latin1":  # (round 33: CJK text into a latin1 column stopped the copy at its batch)
+        return "(typeof(%s) = 'text' AND %s GLOB ?)" % (value, value), ("*[^%s]*" % LATIN1_CHARACTERS,)
+    if charset == "ascii":
+        return "(typeof(%s) = 'text' AND %s GLOB ?)" % (value, value), ("*[^\x01-\x7f]*",)
+    return None
+
+
+FOUR_BYTES = {  # a value holding a character of 4 bytes in UTF-8 (only those start with the bytes F0 to F4)
+    "sqlite": "(typeof(t.{0}) = 'text' AND (instr(CAST(t.{0} AS BLOB), X'F0') + instr(CAST(t.{0} AS BLOB), X'F1') + "
+              "instr(CAST(t.{0} AS BLOB), X'F2') + instr(CAST(t.{0} AS BLOB), X'F3') + "
+              "instr(CAST(t.{0} AS BLOB), X'F4')) > 0)",
+    "mysql": "(LENGTH(t.{0}) <> LENGTH(CONVERT(t.{0} USING utf8mb3)))",
+}
