@@ -398,6 +398,26 @@ def test_migrate_refuses_what_a_typed_column_of_dst_would_change_up_front(tmp_pa
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
+def test_mysql_to_mysql_into_a_datetime_without_fraction_verifies_as_dst_keeps_it(tmp_path, mysql_address,
+                                                                                   mysql_databases):
+    """Round 35: from a DATETIME(6) into the application's DATETIME, MySQL -> MySQL said DIFFERS (exit 4), where the
+    same copy from SQLite counts the fractions DST drops in its note and verifies: the servers' checksums were
+    compared although the columns are declared otherwise."""
+    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
+    make_demo(demo_db, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    source = mysql_databases()
+    assert run_cli("init", url_of(source)).returncode == 0
+    with open_database(source) as db:
+        db.execute("ALTER TABLE EXPERIMENT MODIFY start_time DATETIME(6) NOT NULL")
+    assert run_cli("migrate", demo_db.path, url_of(source), "-e", "1").returncode == 0
+    with open_database(source) as db:
+        db.execute("UPDATE EXPERIMENT SET start_time = '2025-05-01 09:00:01.654321'")
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    result = run_cli("migrate", url_of(source), url_of(mysql_address), "-e", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "note: 1 value of EXPERIMENT.start_time is stored as DST's column keeps them" in result.stdout
+
+
 @pytest.mark.parametrize("name", ["run ", "run"])
 def test_migrate_refuses_a_trailing_space_into_a_char_column_up_front(tmp_path, mysql_address, name):
     """Round 33: a TRIAL.name ending in a space into DST's CHAR column (which drops trailing spaces) was copied, and
