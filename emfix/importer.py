@@ -18,6 +18,7 @@ from .copyjournal import held_by_other_copies
 from .errors import (
     AlreadyDoneError,
     DanglingLinksError,
+    EmfixError,
     OperationInterrupted,
     SchemaError,
     UnfinishedError,
@@ -109,40 +110,56 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
             return ImportResult(path, new_id, counts, offsets, time.perf_counter() - started, True, already_done=True)
         columns = header["columns"]
         shifts = {t: column_shifts(graph, t, columns[t], offsets) for t in header["tables"]}
+        renamed = {"title": experiment_title, "desc": experiment_desc}
         db.foreign_key_checks(False)  # the subtree may hold rows whose parent is gone
-        total = sum(trailer.get("counts", {}).values())
-        batch, current, last = [], None, done_line
-        for number, _line, record in records(path):
-            if number <= done_line or number == 1 or "trailer" in record or record.get("table") in skip:
-                continue
-            if pinned and record.get("table") == ROOT:
-                continue  # the experiment they go into exists already
-            table = record["table"]
-            if batch and (table != current or len(batch) >= BATCH):
-                _commit_batch(db, key, current, columns[current], batch, last, counts)
-                batch = []
-                progress.rows(sum(counts.values()), total)
-                if interrupted():
-                    raise OperationInterrupted("interrupted after %s rows; they are committed" % "{:,}".format(
-                        sum(counts.values())), hint="run the same command with --resume to finish")
-            current, last = table, number
-            row = [decode_value(v) for v in record["row"]]
-            for index, shift in shifts[table]:
-                if isinstance(row[index], int):
-                    row[index] += shift
-            if table == ROOT and experiment_title is not None and "title" in columns[table]:
-                row[columns[table].index("title")] = experiment_title
-            if table == ROOT and experiment_desc is not None and "desc" in columns[table]:
-                row[columns[table].index("desc")] = experiment_desc
-            batch.append(tuple(row))
-        if batch:
-            _commit_batch(db, key, current, columns[current], batch, last, counts)
+        try:
+            _insert_rows(db, path, (columns, shifts, renamed), trailer, key, done_line, counts, skip, pinned,
+                         progress, interrupted)
+        except EmfixError as exc:  # a batch refused: said with what is committed, and how to finish (round 35)
+            if isinstance(exc, OperationInterrupted):
+                raise
+            exc.message += "; the import stopped part way: %s rows are committed, and the same command with " \
+                           "--resume finishes it once that is fixed" % "{:,}".format(sum(counts.values()))
+            exc.args = (exc.message,)
+            raise
         with db.transaction():
             db.execute("UPDATE %s SET state = 'done' WHERE run_key = ?" % db.quote(JOURNAL), (key,))
     progress.done()
     new_id = header["header"]["experiment_id"] + offsets.get(ROOT, 0)
     return ImportResult(path, new_id, counts, offsets, time.perf_counter() - started, bool(resume and done_line),
                         dangling)
+
+
+def _insert_rows(db, path, rows_as, trailer, key, done_line, counts, skip, pinned, progress, interrupted):
+    """The file's rows from line `done_line` on, parents first, in batches each committed with its journal row;
+    `rows_as`: (each table's columns, their id shifts, the experiment's new title and description)."""
+    columns, shifts, renamed = rows_as
+    total = sum(trailer.get("counts", {}).values())
+    batch, current, last = [], None, done_line
+    for number, _line, record in records(path):
+        if number <= done_line or number == 1 or "trailer" in record or record.get("table") in skip:
+            continue
+        if pinned and record.get("table") == ROOT:
+            continue  # the experiment they go into exists already
+        table = record["table"]
+        if batch and (table != current or len(batch) >= BATCH):
+            _commit_batch(db, key, current, columns[current], batch, last, counts)
+            batch = []
+            progress.rows(sum(counts.values()), total)
+            if interrupted():
+                raise OperationInterrupted("interrupted after %s rows; they are committed" % "{:,}".format(
+                    sum(counts.values())), hint="run the same command with --resume to finish")
+        current, last = table, number
+        row = [decode_value(v) for v in record["row"]]
+        for index, shift in shifts[table]:
+            if isinstance(row[index], int):
+                row[index] += shift
+        for name, given in renamed.items() if table == ROOT else ():
+            if given is not None and name in columns[table]:
+                row[columns[table].index(name)] = given
+        batch.append(tuple(row))
+    if batch:
+        _commit_batch(db, key, current, columns[current], batch, last, counts)
 
 
 def _read_journal(db, key, row):

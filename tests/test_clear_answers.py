@@ -418,6 +418,31 @@ def test_mysql_to_mysql_into_a_datetime_without_fraction_verifies_as_dst_keeps_i
     assert "note: 1 value of EXPERIMENT.start_time is stored as DST's column keeps them" in result.stdout
 
 
+def test_an_import_a_batch_of_stopped_says_what_is_committed_and_how_to_finish(tmp_path, mysql_address):
+    """Round 35: an import stopped at a batch (here a CHECK constraint of DB) said only what the server refused; its
+    first tables were committed, and a plain run again said "partial import exists"."""
+    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
+    make_demo(demo_db, shape=Shape(experiments=1, trials=2, runs=1, epochs=1, batches=1), faults=False)
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("UPDATE TRIAL SET name = 'forbidden' WHERE id = (SELECT min(id) FROM TRIAL)")
+    con.close()
+    export = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", demo_db.path, "-e", "1", "-o", export).returncode == 0
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE TRIAL ADD CONSTRAINT no_forbidden CHECK (name <> 'forbidden')")
+    result = run_cli("import", url_of(mysql_address), export)
+    assert_one_clear_line(result, 4, "no_forbidden", "the import stopped part way", "rows are committed",
+                          "--resume finishes it")
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE TRIAL DROP CONSTRAINT no_forbidden")
+    finished = run_cli("import", url_of(mysql_address), export, "--resume")
+    assert finished.returncode == 0, finished.stderr
+    with open_database(mysql_address) as db:
+        assert db.scalar("SELECT count(*) FROM TRIAL") == 2
+
+
 @pytest.mark.parametrize("name", ["run ", "run"])
 def test_migrate_refuses_a_trailing_space_into_a_char_column_up_front(tmp_path, mysql_address, name):
     """Round 33: a TRIAL.name ending in a space into DST's CHAR column (which drops trailing spaces) was copied, and
