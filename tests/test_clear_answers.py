@@ -302,6 +302,17 @@ def test_migrate_refuses_a_four_byte_character_into_a_utf8mb3_column_up_front(tm
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
+def demo_with_a_trial_named(tmp_path, name):
+    """A small clean SQLite demo whose first trial (of experiment 1) is called `name`."""
+    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
+    make_demo(demo_db, shape=Shape(experiments=1, trials=2, runs=1, epochs=1, batches=1), faults=False)
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("UPDATE TRIAL SET name = ? WHERE id = (SELECT min(id) FROM TRIAL)", (name,))
+    con.close()
+    return demo_db
+
+
 @pytest.mark.parametrize("from_mysql", [False, True])
 @pytest.mark.parametrize("name, words", [("\u4e2d\u6587", "a character that character set lacks"),
                                          ("caf\xe9 \u20ac\u2013\u0178\x81", None)])
@@ -310,12 +321,7 @@ def test_migrate_refuses_characters_a_latin1_column_lacks_up_front(tmp_path, mys
     """Round 33: CJK text into DST's latin1 column stopped the copy at its batch (exit 4, other tables committed).
     What latin1 (Windows-1252 on MySQL and MariaDB) holds is copied; anything else is refused before the first
     batch, from a SQLite SRC as from a MySQL one."""
-    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
-    make_demo(demo_db, shape=Shape(experiments=1, trials=2, runs=1, epochs=1, batches=1), faults=False)
-    con = sqlite3.connect(demo_db.path)
-    with con:
-        con.execute("UPDATE TRIAL SET name = ? WHERE id = (SELECT min(id) FROM TRIAL)", (name,))
-    con.close()
+    demo_db = demo_with_a_trial_named(tmp_path, name)
     source = demo_db.path
     if from_mysql:
         mysql_source = mysql_databases()
@@ -337,12 +343,7 @@ def test_migrate_refuses_characters_a_latin1_column_lacks_up_front(tmp_path, mys
 
 def test_a_check_constraint_of_dst_refusing_a_name_is_not_called_invalid_json(tmp_path, mysql_address):
     """Round 35: a CHECK constraint of DST's TRIAL refusing a name got the hint "a metric value is not valid JSON"."""
-    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
-    make_demo(demo_db, shape=Shape(experiments=1, trials=2, runs=1, epochs=1, batches=1), faults=False)
-    con = sqlite3.connect(demo_db.path)
-    with con:
-        con.execute("UPDATE TRIAL SET name = 'forbidden' WHERE id = (SELECT min(id) FROM TRIAL)")
-    con.close()
+    demo_db = demo_with_a_trial_named(tmp_path, "forbidden")
     assert run_cli("init", url_of(mysql_address)).returncode == 0
     with open_database(mysql_address) as db:
         db.execute("ALTER TABLE TRIAL ADD CONSTRAINT no_forbidden CHECK (name <> 'forbidden')")
@@ -421,12 +422,7 @@ def test_mysql_to_mysql_into_a_datetime_without_fraction_verifies_as_dst_keeps_i
 def test_an_import_a_batch_of_stopped_says_what_is_committed_and_how_to_finish(tmp_path, mysql_address):
     """Round 35: an import stopped at a batch (here a CHECK constraint of DB) said only what the server refused; its
     first tables were committed, and a plain run again said "partial import exists"."""
-    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
-    make_demo(demo_db, shape=Shape(experiments=1, trials=2, runs=1, epochs=1, batches=1), faults=False)
-    con = sqlite3.connect(demo_db.path)
-    with con:
-        con.execute("UPDATE TRIAL SET name = 'forbidden' WHERE id = (SELECT min(id) FROM TRIAL)")
-    con.close()
+    demo_db = demo_with_a_trial_named(tmp_path, "forbidden")
     export = str(tmp_path / "e1.jsonl")
     assert run_cli("export", demo_db.path, "-e", "1", "-o", export).returncode == 0
     assert run_cli("init", url_of(mysql_address)).returncode == 0
@@ -447,12 +443,7 @@ def test_an_import_a_batch_of_stopped_says_what_is_committed_and_how_to_finish(t
 def test_migrate_refuses_a_trailing_space_into_a_char_column_up_front(tmp_path, mysql_address, name):
     """Round 33: a TRIAL.name ending in a space into DST's CHAR column (which drops trailing spaces) was copied, and
     only the verify found it: DIFFERS, exit 4, every --resume too. Refused before the first batch now."""
-    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
-    make_demo(demo_db, shape=Shape(experiments=1, trials=2, runs=1, epochs=1, batches=1), faults=False)
-    con = sqlite3.connect(demo_db.path)
-    with con:
-        con.execute("UPDATE TRIAL SET name = ? WHERE id = (SELECT min(id) FROM TRIAL)", (name,))
-    con.close()
+    demo_db = demo_with_a_trial_named(tmp_path, name)
     assert run_cli("init", url_of(mysql_address)).returncode == 0
     with open_database(mysql_address) as db:
         db.execute("ALTER TABLE TRIAL MODIFY name CHAR(100) NOT NULL")
@@ -558,6 +549,25 @@ def test_migrate_refuses_what_an_integer_column_would_change_and_copies_what_it_
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
+def import_epoch_values(tmp_path, mysql_address, values, src_type, dst_type, column="x"):
+    """Export experiment 1 of a small SQLite demo whose EPOCH has one more column (`src_type`) holding `values` (by
+    idx), then import it into MySQL whose EPOCH has that column as `dst_type`; the import's result."""
+    source = DatabaseAddress("sqlite", path=str(tmp_path / "s.db"))
+    make_demo(source, shape=Shape(experiments=1, trials=1, runs=1, epochs=3, batches=1), faults=False)
+    con = sqlite3.connect(source.path)
+    with con:
+        con.execute("ALTER TABLE EPOCH ADD COLUMN %s %s" % (column, src_type))
+        for idx, value in values.items():
+            con.execute("UPDATE EPOCH SET %s = ? WHERE idx = ?" % column, (value, idx))
+    con.close()
+    export = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", source.path, "-e", "1", "-o", export).returncode == 0
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE EPOCH ADD COLUMN %s %s" % (column, dst_type))
+    return run_cli("import", url_of(mysql_address), export)
+
+
 @pytest.mark.parametrize("values, dst_type, words", [
     ((3.0, 3.5), "INT", "1 value of EPOCH.n in "),  # (imported as 4, exit 0)
     ((5,), "YEAR", "is 5, outside 1901 to 2155"),  # (imported as 2005; a REAL column of SQLite)
@@ -568,20 +578,7 @@ def test_import_into_mysql_refuses_what_an_integer_column_would_change_before_wr
                                                                                        values, dst_type, words):
     """Round 34: import had no check of its own: a REAL 3.5 into an INT column was imported as 4 with exit 0, 5 into
     a YEAR as 2005, and a value out of range stopped it part way. Refused before anything is written now."""
-    source = DatabaseAddress("sqlite", path=str(tmp_path / "s.db"))
-    make_demo(source, shape=Shape(experiments=1, trials=1, runs=1, epochs=3, batches=1), faults=False)
-    con = sqlite3.connect(source.path)
-    with con:
-        con.execute("ALTER TABLE EPOCH ADD COLUMN n REAL")
-        for idx, value in enumerate(values):
-            con.execute("UPDATE EPOCH SET n = ? WHERE idx = ?", (value, idx))
-    con.close()
-    export = str(tmp_path / "e1.jsonl")
-    assert run_cli("export", source.path, "-e", "1", "-o", export).returncode == 0
-    assert run_cli("init", url_of(mysql_address)).returncode == 0
-    with open_database(mysql_address) as db:
-        db.execute("ALTER TABLE EPOCH ADD COLUMN n %s" % dst_type)
-    result = run_cli("import", url_of(mysql_address), export)
+    result = import_epoch_values(tmp_path, mysql_address, dict(enumerate(values)), "REAL", dst_type, column="n")
     if words is None:
         assert result.returncode == 0, result.stderr
         with open_database(mysql_address) as db:
@@ -608,19 +605,7 @@ def test_import_into_mysql_refuses_text_its_columns_cannot_hold_before_writing(t
     """An outside tester (round 33): import had no check of text lengths or character sets; a value longer than its
     column, or an emoji into utf8mb3, stopped it at its batch (exit 4) with the batches before committed. Measured
     while the file is checked now, and refused before anything is written."""
-    source = DatabaseAddress("sqlite", path=str(tmp_path / "s.db"))
-    make_demo(source, shape=Shape(experiments=1, trials=1, runs=1, epochs=3, batches=1), faults=False)
-    con = sqlite3.connect(source.path)
-    with con:
-        con.execute("ALTER TABLE EPOCH ADD COLUMN note")
-        con.execute("UPDATE EPOCH SET note = ? WHERE idx = 1", (value,))
-    con.close()
-    export = str(tmp_path / "e1.jsonl")
-    assert run_cli("export", source.path, "-e", "1", "-o", export).returncode == 0
-    assert run_cli("init", url_of(mysql_address)).returncode == 0
-    with open_database(mysql_address) as db:
-        db.execute("ALTER TABLE EPOCH ADD COLUMN note %s" % dst_type)
-    result = run_cli("import", url_of(mysql_address), export)
+    result = import_epoch_values(tmp_path, mysql_address, {1: value}, "", dst_type, column="note")
     if words is None:
         assert result.returncode == 0, result.stderr
         with open_database(mysql_address) as db:
@@ -653,19 +638,7 @@ def test_import_into_mysql_refuses_what_its_columns_would_change_before_writing(
     """Round 35: import has no verify, and changed values with exit 0 (a DECIMAL(5,2) rounded 0.125 to 0.13, a DATE
     into a DATETIME got a time), or stopped part way (1e308 into a FLOAT, 'abc' into a DOUBLE, a Z time zone), or
     crashed (inf: exit 70). The file's values are measured while it is checked, and refused before writing."""
-    source = DatabaseAddress("sqlite", path=str(tmp_path / "s.db"))
-    make_demo(source, shape=Shape(experiments=1, trials=1, runs=1, epochs=3, batches=1), faults=False)
-    con = sqlite3.connect(source.path)
-    with con:
-        con.execute("ALTER TABLE EPOCH ADD COLUMN x")
-        con.execute("UPDATE EPOCH SET x = ? WHERE idx = 1", (value,))
-    con.close()
-    export = str(tmp_path / "e1.jsonl")
-    assert run_cli("export", source.path, "-e", "1", "-o", export).returncode == 0
-    assert run_cli("init", url_of(mysql_address)).returncode == 0
-    with open_database(mysql_address) as db:
-        db.execute("ALTER TABLE EPOCH ADD COLUMN x %s" % dst_type)
-    result = run_cli("import", url_of(mysql_address), export)
+    result = import_epoch_values(tmp_path, mysql_address, {1: value}, "", dst_type)
     if words is None:
         assert result.returncode == 0, result.stderr
         return
