@@ -150,7 +150,7 @@ def _number_probes(source, table, numbers, declared):
         if sqlite:  # (a SQLite REAL may be inf: quote() writes it as 9e999; no MySQL number is)
             probes.append(("not_finite", column, "sum(typeof(%s) = 'real' AND abs(%s) > 1.7976931348623157e308)" % (
                 value, value), ()))
-        found = re.match(r"decimal\((\d+)(?:,(\d+))?\)", dst.declared)
+        found = re.match(r"decimal\((\d+)(?:,(\d+))?\)", dst.declared.lower())
         if found:
             scale = int(found.group(2) or 0)
             probes.append(("decimal_range", column, "sum(%s AND abs(%s) >= 1e%d)" % (
@@ -186,7 +186,7 @@ def refuse_values_outside_enum_or_set(source, target, graph, tree, table, declar
             if not _spelled_as_declared(found, members, dst.kind):
                 raise DamagedInputError(
                     "a value of %s.%s, %r, is not one of the values DST's column (%s) holds as written; nothing was "
-                    "copied" % (table, column, found, dst.declared.upper() if len(dst.declared) < 80 else
+                    "copied" % (table, column, found, dst.declared if len(dst.declared) < 80 else
                                 dst.kind.upper()),
                     hint="make the column in DST one that holds it (ALTER TABLE %s MODIFY %s VARCHAR(...)), or "
                          "correct the value in SRC, then run again" % (target.quote(table), target.quote(column)))

@@ -64,7 +64,7 @@ def refuse_values_the_columns_cannot_hold(db, graph, header, tally, skip, path):
             if column.lower() in wanted and not id_owner(graph, table, column):
                 _refuse_past_the_integers(db, table, column, stats, wanted[column.lower()], path)
             elif kind in NUMBER_KINDS:
-                _refuse_what_numbers_lose(db, table, column, stats, declared[column.lower()].declared, path)
+                _refuse_what_numbers_lose(db, table, column, stats, declared[column.lower()].declared.lower(), path)
             elif kind in DATE_KINDS:
                 others = stats[TEXTS] + stats[BLOBS] + stats[NUMBERS] + stats[NOT_FINITE] - stats[DATE_KINDS[kind]]
                 if others:

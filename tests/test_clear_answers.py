@@ -364,9 +364,11 @@ def test_a_check_constraint_of_dst_refusing_a_name_is_not_called_invalid_json(tm
     (0.125, "DOUBLE", "DECIMAL(5,3)", None),
     (3.0e38, "DOUBLE", "FLOAT", None),
     ("run", "VARCHAR(10)", "ENUM('done','run')", None),
+    ("Run", "VARCHAR(10)", "ENUM('done','Run')", None),  # (refused: the values were compared in lower case)
+    ("run", "VARCHAR(10)", "ENUM('done','Run')", "'run', is not one of the values DST's column (enum('done','Run'))"),
     ("a,b", "VARCHAR(10)", "SET('a','b')", None),
 ], ids=["decimal-scale", "decimal-range", "float-range", "text-into-double", "enum-case", "enum-space", "set-order",
-        "decimal-fits", "float-fits", "enum-fits", "set-fits"])
+        "decimal-fits", "float-fits", "enum-fits", "enum-case-fits", "enum-other-case", "set-fits"])
 def test_migrate_refuses_what_a_typed_column_of_dst_would_change_up_front(tmp_path, mysql_address, mysql_databases,
                                                                            from_mysql, value, src_type, dst_type,
                                                                            words):

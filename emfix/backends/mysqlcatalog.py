@@ -29,9 +29,10 @@ def _whole(value):
 
 DeclaredColumn = collections.namedtuple(
     "DeclaredColumn", "name kind nullable declared chars octets charset fraction_digits")
-DeclaredColumn.__doc__ = """A column as information_schema.COLUMNS declares it: its name as stored, DATA_TYPE and
-COLUMN_TYPE (lower case), whether it takes NULL, its most characters and bytes, its character set (lower case) and
-its fractional digits of a second (None where they do not apply)."""
+DeclaredColumn.__doc__ = """A column as information_schema.COLUMNS declares it: its name as stored, DATA_TYPE (lower
+case) and COLUMN_TYPE (as declared: an ENUM's values keep their letter case), whether it takes NULL, its most
+characters and bytes, its character set (lower case) and its fractional digits of a second (None where they do not
+apply)."""
 
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ class MySQLCatalogMixin:
                 rounds = self._rounds_fractions() if rounds is None else rounds
                 limits[column.name] = StorageLimit(column.kind, column.fraction_digits or 0, rounds)
             elif column.kind == "decimal":  # a number copied in is kept as its digits to the column's scale
-                found = re.match(r"decimal\(\d+,(\d+)\)", column.declared)
+                found = re.match(r"decimal\(\d+,(\d+)\)", column.declared.lower())
                 limits[column.name] = StorageLimit("decimal", int(found.group(1)) if found else 0, False)
             elif column.kind in BINARY_KINDS:  # text copied in is kept as its bytes (BINARY: padded with zero bytes)
                 limits[column.name] = StorageLimit("bytes", (column.octets or 0) if column.kind == "binary" else 0,
@@ -198,7 +199,7 @@ class MySQLCatalogMixin:
                     "WHERE TABLE_SCHEMA = DATABASE()"):
                 owner, name, kind, nullable, declared, chars, octets, charset, digits = (text_of(v) for v in row)
                 found.setdefault(self.table_key(owner), {})[name.lower()] = DeclaredColumn(
-                    name, kind.lower(), nullable == "YES", declared.lower(), _whole(chars), _whole(octets),
+                    name, kind.lower(), nullable == "YES", declared, _whole(chars), _whole(octets),
                     (charset or "").lower() or None, _whole(digits))
             return found
         return self._of_every_table("_kinds", read, table).get(self.table_key(table), {})
