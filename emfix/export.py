@@ -96,7 +96,8 @@ def _metadata(address, experiment_id, db):
 def _write_jsonl(db, graph, tree, tables, out, experiment_id, address, progress, dangling):
     header = {"header": _metadata(address, experiment_id, db), "tables": tables,
               "columns": {t: graph.columns[t] for t in tables}}
-    out.write(json.dumps(header) + "\n")
+    header_line = json.dumps(header) + "\n"
+    out.write(header_line)
     digest, counts, low_ids, high_ids = hashlib.sha256(), {}, {}, {}
     for table in tables:
         columns, sql = _select(db, graph, tree, table)
@@ -116,7 +117,8 @@ def _write_jsonl(db, graph, tree, tables, out, experiment_id, address, progress,
                 progress.update("%s: %d rows" % (table, count))
         counts[table] = count
     trailer = {"trailer": {"counts": counts, "sha256": digest.hexdigest(), "min_ids": low_ids, "max_ids": high_ids,
-                           "dangling": dangling}}
+                           "dangling": dangling,  # the header's own, so that its column names are checked too
+                           "header_sha256": hashlib.sha256(header_line.encode("utf-8")).hexdigest()}}
     out.write(json.dumps(trailer) + "\n")
     return counts, digest.hexdigest()
 

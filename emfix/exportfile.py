@@ -18,6 +18,7 @@ import os
 import re
 
 from .errors import DamagedInputError, NotFoundError, UsageError
+from .idshift import AUTO_ID_TABLES
 from .values import EXPORT_FORMAT, NOT_LATIN1, decode_value
 
 # Where each tally of a column keeps what (ValueTally.columns[table][position] is a list of these)
@@ -70,8 +71,21 @@ def records(path):
             if sqlite:  # the arguments the wrong way round: a usage error (round 32: exit 4)
                 raise UsageError("%s is a SQLite database (or a snapshot), not an export file" % path,
                                  hint="the order is `emfix import DB FILE`, FILE written by `emfix export`") from None
-            raise DamagedInputError("%s line %d is not UTF-8 text: not an emfix export" % (path, number + 1),
+            raise DamagedInputError("%s line %d is not UTF-8 text: not an emfix export" % (
+                path, _line_of_bad_utf8(path)),
                                     hint="import reads files written by `emfix export --format jsonl`") from None
+
+
+def _line_of_bad_utf8(path):
+    """The number of the first line that is not UTF-8 (the text reader fails a whole chunk ahead of it)."""
+    number = 0
+    with open(path, "rb") as raw:
+        for number, line in enumerate(raw, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return number
 
 
 def check_file(path, tally=None):
@@ -81,7 +95,7 @@ def check_file(path, tally=None):
     tally = tally if tally is not None else ValueTally()
     for number, line, record in records(path):
         if number == 1:
-            header = _header(path, record)
+            header, header_sha256 = _header(path, record), hashlib.sha256(line.encode("utf-8")).hexdigest()
             continue
         if trailer is not None:
             raise DamagedInputError("%s has lines after its trailer" % path)
@@ -108,9 +122,24 @@ def check_file(path, tally=None):
                                 hint="export the experiment again; nothing was imported")
     stated = trailer.get("counts")
     stated = {k: v for k, v in stated.items() if v} if isinstance(stated, dict) else None
-    if trailer.get("sha256") != digest.hexdigest() or stated != counts:
+    if trailer.get("sha256") != digest.hexdigest() or stated != counts or trailer.get(
+            "header_sha256", header_sha256) != header_sha256:  # (exports before round 36 have no header_sha256)
         raise DamagedInputError("%s does not match its own checksum: it was changed or damaged" % path)
+    _check_ids(path, header, trailer, tally)
     return header, trailer
+
+
+def _check_ids(path, header, trailer, tally):
+    """The trailer's lowest and highest id of each table are the rows' own (import moves ids by them: round 36, a
+    trailer without METRIC's left the links to the file's metrics pointing at another experiment's)."""
+    for table in header["tables"]:
+        if table not in AUTO_ID_TABLES or "id" not in header["columns"][table] or table not in tally.columns:
+            continue
+        stats = tally.columns[table][header["columns"][table].index("id")]
+        if stats[NOT_WHOLE] or (trailer.get("min_ids") or {}).get(table) != stats[LOW] or (
+                trailer.get("max_ids") or {}).get(table) != stats[HIGH]:
+            raise DamagedInputError("%s does not match its own trailer: %s's ids are not the ones it states; it was "
+                                    "changed or damaged" % (path, table), hint="export the experiment again")
 
 
 def _header(path, record):
@@ -128,7 +157,7 @@ def _header(path, record):
     tables, columns = record["tables"], record["columns"]
     if not (isinstance(tables, list) and isinstance(columns, dict) and all(
             isinstance(t, str) and isinstance(columns.get(t), list) and all(isinstance(c, str) for c in columns[t])
-            for t in tables)):
+            and len({c.lower() for c in columns[t]}) == len(columns[t]) for t in tables)):  # (a column twice: 36)
         raise DamagedInputError("%s line 1: its header's tables and columns are not what emfix writes" % path,
                                 hint="export the experiment again (the file was edited)")
     return record

@@ -34,7 +34,7 @@ from .idshift import (
     refuse_ids_past_the_column,
     reserve_ids,
 )
-from .importrefusals import refuse_values_the_columns_cannot_hold
+from .importrefusals import refuse_what_the_database_cannot_take
 from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers
 from .killpoints import kill_point
 from .progress import NoProgress
@@ -93,7 +93,7 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
                                              for t in missing)),
                 hint="create them in the database first, or add --skip-tables %s to leave those rows out"
                 % ",".join(missing))
-        refuse_values_the_columns_cannot_hold(db, graph, header, tally, skip, path)
+        refuse_what_the_database_cannot_take(db, graph, header, trailer, tally, skip, path)
         key = "import:%s" % trailer["sha256"]
         pinned = {}
         if into_experiment is not None:
@@ -118,8 +118,10 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
         except EmfixError as exc:  # a batch refused: said with what is committed, and how to finish (round 35)
             if isinstance(exc, OperationInterrupted):
                 raise
-            exc.message += "; the import stopped part way: %s rows are committed, and the same command with " \
-                           "--resume finishes it once that is fixed" % "{:,}".format(sum(counts.values()))
+            done = sum(counts.values())
+            exc.message += "; the import stopped part way: %s row%s committed, and the same command with " \
+                           "--resume finishes it once that is fixed" % ("{:,}".format(done), " is" if done == 1
+                                                                         else "s are")
             exc.args = (exc.message,)
             raise
         with db.transaction():
@@ -225,13 +227,16 @@ def _start_journal(db, key, path, trailer, resume, force, pinned=None):
 
 
 def _commit_batch(db, key, table, columns, rows, line, counts):
-    counts[table] = counts.get(table, 0) + len(rows)
+    """The rows and the journal's line and counts in one transaction; `counts` grows once it is committed (round 36:
+    a batch refused was counted as committed in the error's message)."""
+    after = dict(counts, **{table: counts.get(table, 0) + len(rows)})
 
     def write():  # run again whole after a conflict rolled it back
         _insert(db, table, columns, rows)
         db.execute("UPDATE %s SET line = ?, counts = ? WHERE run_key = ?" % db.quote(JOURNAL),
-                   (line, json.dumps(counts), key))
+                   (line, json.dumps(after), key))
     db.write_batch(write)
+    counts.update(after)
 
 
 def _insert(db, table, columns, rows):

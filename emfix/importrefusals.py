@@ -15,7 +15,7 @@ from .columnfit import (
     refuse_longer_than_the_column,
     refuse_trailing_spaces_into_char,
 )
-from .errors import DamagedInputError
+from .errors import DamagedInputError, SchemaError
 from .exportfile import (
     BLOBS,
     CHARACTERS,
@@ -40,6 +40,58 @@ from .idshift import id_owner
 FLOAT_MOST = 3.4028234663852886e38  # the largest single-precision float: MySQL refuses more for a FLOAT column
 NUMBER_KINDS = ("float", "double", "real", "decimal")
 DATE_KINDS = {"datetime": DATETIMES, "timestamp": DATETIMES, "date": DATES}
+
+
+def refuse_what_the_database_cannot_take(db, graph, header, trailer, tally, skip, path):
+    """Before the first row: columns the database's tables lack, ids import would not move, links to rows the file
+    does not hold, then every value against its column."""
+    refuse_missing_columns(db, graph, header, skip, path)
+    refuse_ids_import_cannot_move(graph, header, trailer, tally, skip, path)
+    refuse_values_the_columns_cannot_hold(db, graph, header, tally, skip, path)
+
+
+def refuse_missing_columns(db, graph, header, skip, path):
+    """Columns of the file that the database's table lacks (round 36: an INSERT naming one crashed, exit 70)."""
+    missing = ["%s.%s" % (table, column) for table in header["tables"] if table not in skip and table in graph.columns
+               for column in header["columns"][table]
+               if column.lower() not in {c.lower() for c in graph.columns[table]}]
+    if missing:
+        raise SchemaError("%s lacks column%s %s that rows in %s have; nothing was imported" % (
+            db.address.display(), "s" if len(missing) > 1 else "", ", ".join(missing), path),
+            hint="add %s to the database first (`emfix schema diff` prints the ALTER TABLE), or add --skip-tables "
+                 "to leave those tables' rows out" % ("it" if len(missing) == 1 else "them"))
+
+
+def refuse_ids_import_cannot_move(graph, header, trailer, tally, skip, path):
+    """Every id import moves must be a whole number (round 36: a TRIAL.experiment_id of 900.5 was stored as 901,
+    another experiment's; "1" as text was not moved), and every link must point at a row of the file unless the
+    trailer says it dangles (round 36: without METRIC's rows, the links pointed at another experiment's metrics)."""
+    dangling = trailer.get("dangling") or {}
+    ranges = {}
+    for table in header["tables"]:
+        if "id" in header["columns"][table] and table in tally.columns:
+            stats = tally.columns[table][header["columns"][table].index("id")]
+            ranges[table] = (stats[LOW], stats[HIGH])
+    for table in header["tables"]:
+        if table in skip or table not in tally.columns:
+            continue
+        for column, stats in zip(header["columns"][table], tally.columns[table]):
+            owner = id_owner(graph, table, column)
+            if owner is None:
+                continue
+            if stats[NOT_WHOLE]:
+                raise DamagedInputError(
+                    "%s of %s.%s in %s %s not a whole number: an id import cannot move; nothing was imported" % (
+                        "{:,} values".format(stats[NOT_WHOLE]) if stats[NOT_WHOLE] > 1 else "a value", table,
+                        column, path, "are" if stats[NOT_WHOLE] > 1 else "is"),
+                    hint="export the experiment again (the file was edited or its source is damaged)")
+            low, high = ranges.get(owner, (None, None))
+            if owner != table and stats[LOW] is not None and not dangling.get(table) and (
+                    low is None or stats[LOW] < low or stats[HIGH] > high):
+                raise DamagedInputError(
+                    "%s.%s in %s refers to %s rows the file does not hold, and its trailer says no link of %s "
+                    "dangles; nothing was imported" % (table, column, path, owner, table),
+                    hint="export the experiment again (the file was edited or cut)")
 
 
 def refuse_values_the_columns_cannot_hold(db, graph, header, tally, skip, path):

@@ -431,7 +431,7 @@ def test_an_import_a_batch_of_stopped_says_what_is_committed_and_how_to_finish(t
     with open_database(mysql_address) as db:
         db.execute("ALTER TABLE TRIAL ADD CONSTRAINT no_forbidden CHECK (name <> 'forbidden')")
     result = run_cli("import", url_of(mysql_address), export)
-    assert_one_clear_line(result, 4, "no_forbidden", "the import stopped part way", "rows are committed",
+    assert_one_clear_line(result, 4, "no_forbidden", "the import stopped part way", "1 row is committed",
                           "--resume finishes it")
     with open_database(mysql_address) as db:
         db.execute("ALTER TABLE TRIAL DROP CONSTRAINT no_forbidden")

@@ -336,8 +336,9 @@ def test_an_export_edited_with_its_checksum_made_again_is_refused_or_read(tmp_pa
     path.write_text(lines[0] + "".join(rows) + json.dumps(trailer) + "\n")
     try:
         check_file(str(path), ValueTally())
-    except DamagedInputError as refused:
-        assert "which no emfix export holds" in refused.message
+    except DamagedInputError as refused:  # a value no export holds, or ids other than the trailer states
+        assert refused.exit_code == 4 and ("which no emfix export holds" in refused.message or
+                                           "does not match its own trailer" in refused.message), refused.message
 
 
 @pytest.fixture(scope="module")
@@ -348,3 +349,79 @@ def exported(tmp_path_factory):
     path = folder / "e1.jsonl"
     assert run_cli("export", source.path, "-e", "1", "-o", str(path)).returncode == 0
     return path
+
+
+def _edited(exported, tmp_path, edit, keep_checksum=False):
+    """A copy of the export with `edit(lines)` applied to its lines (header, rows, trailer as objects), the trailer's
+    counts and SHA-256 of the rows made again (as a hand who knows the format would), unless `keep_checksum`."""
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    edit(lines)
+    rows = [json.dumps(r) + "\n" for r in lines[1:-1]]
+    if not keep_checksum:
+        counts = {}
+        for r in lines[1:-1]:
+            counts[r["table"]] = counts.get(r["table"], 0) + 1
+        lines[-1]["trailer"].update(counts=counts, sha256=hashlib.sha256("".join(rows).encode("utf-8")).hexdigest())
+    path = tmp_path / "edited.jsonl"
+    path.write_text(json.dumps(lines[0]) + "\n" + "".join(rows) + json.dumps(lines[-1]) + "\n")
+    return str(path)
+
+
+def _swap_title_and_desc(lines):
+    columns = lines[0]["columns"]["EXPERIMENT"]
+    i, j = columns.index("title"), columns.index("desc")
+    columns[i], columns[j] = columns[j], columns[i]
+
+
+def _without_metrics(lines):
+    lines[1:-1] = [r for r in lines[1:-1] if r["table"] != "METRIC"]
+    for key in ("min_ids", "max_ids"):
+        lines[-1]["trailer"][key].pop("METRIC", None)
+
+
+def _half_an_id(lines):
+    trial = next(r for r in lines if r.get("table") == "TRIAL")
+    trial["row"][lines[0]["columns"]["TRIAL"].index("experiment_id")] += 0.5
+
+
+def _a_column_twice(lines):
+    lines[0]["columns"]["EXPERIMENT"].append("title")
+    for r in lines[1:-1]:
+        if r["table"] == "EXPERIMENT":
+            r["row"].append("again")
+
+
+def _a_column_no_table_has(lines):  # as an export before round 36 of a source with one more column
+    lines[-1]["trailer"].pop("header_sha256")
+    lines[0]["columns"]["EXPERIMENT"].append("nosuch")
+    for r in lines[1:-1]:
+        if r["table"] == "EXPERIMENT":
+            r["row"].append("x")
+
+
+@pytest.mark.parametrize("edit, keep, code, words", [
+    (_swap_title_and_desc, True, 4, "does not match its own checksum"),  # (title and desc swapped, exit 0)
+    (_without_metrics, False, 4, "refers to METRIC rows the file does not hold"),  # (linked to another's metrics)
+    (_half_an_id, False, 4, "not a whole number: an id import cannot move"),  # (stored as another experiment's id)
+    (_a_column_twice, False, 4, "its header's tables and columns are not what emfix writes"),  # (MySQL: exit 70; SQLite: the second dropped)
+    (_a_column_no_table_has, False, 1, "lacks column EXPERIMENT.nosuch"),  # (exit 70)
+], ids=["header-edited", "rows-left-out", "half-an-id", "column-twice", "column-db-lacks"])
+def test_an_edited_export_is_refused_before_anything_is_imported(exported, tmp_path, edit, keep, code, words):
+    """Round 36: exports edited by hand (the rows' checksum made again, or the header alone changed) were imported
+    with title and description swapped, links pointing at another experiment's rows, or crashed (exit 70)."""
+    path = _edited(exported, tmp_path, edit, keep_checksum=keep)
+    target = str(tmp_path / "t.db")
+    assert run_cli("init", target).returncode == 0
+    result = run_cli("import", target, path)
+    assert result.returncode == code and words in result.stderr and "Traceback" not in result.stderr, result.stderr
+    with open_database(DatabaseAddress("sqlite", path=target)) as db:
+        assert db.scalar("SELECT count(*) FROM EXPERIMENT") == 0
+
+
+def test_a_line_that_is_not_utf8_is_named_by_its_own_number(exported, tmp_path):
+    lines = exported.read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2].replace(b'"table"', b'"t\xedble"', 1)
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b"".join(lines))
+    result = run_cli("import", str(tmp_path / "t.db"), str(path))
+    assert result.returncode == 4 and "line 3 is not UTF-8" in result.stderr, result.stderr
