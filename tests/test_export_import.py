@@ -403,7 +403,7 @@ def _a_column_no_table_has(lines):  # as an export before round 36 of a source w
     (_swap_title_and_desc, True, 4, "does not match its own checksum"),  # (title and desc swapped, exit 0)
     (_without_metrics, False, 4, "refers to METRIC rows the file does not hold"),  # (linked to another's metrics)
     (_half_an_id, False, 4, "not a whole number: an id import cannot move"),  # (stored as another experiment's id)
-    (_a_column_twice, False, 4, "its header's tables and columns are not what emfix writes"),  # (MySQL: exit 70; SQLite: the second dropped)
+    (_a_column_twice, False, 4, "its header's tables and columns are not"),  # (MySQL: exit 70; SQLite: one dropped)
     (_a_column_no_table_has, False, 1, "lacks column EXPERIMENT.nosuch"),  # (exit 70)
 ], ids=["header-edited", "rows-left-out", "half-an-id", "column-twice", "column-db-lacks"])
 def test_an_edited_export_is_refused_before_anything_is_imported(exported, tmp_path, edit, keep, code, words):
