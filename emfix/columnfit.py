@@ -111,3 +111,15 @@ def values_of(count, table, column, one="is", more="are"):
     count = int(count)
     return "%s value%s of %s.%s %s" % ("{:,}".format(count), "" if count == 1 else "s", table, column,
                                        one if count == 1 else more)
+
+
+def digits_kept(declared):
+    """(digits in all, digits after the point) a DECIMAL(p, s), FLOAT(m, d) or DOUBLE(m, d) column keeps (`declared`:
+    its COLUMN_TYPE), or None for a number column without them (FLOAT, DOUBLE: their own precision)."""
+    found = re.match(r"(?:decimal|numeric)(?:\((\d+)(?:,\s*(\d+))?\))?|(?:float|double|real)\((\d+),\s*(\d+)\)",
+                     declared.lower())
+    if found is None:
+        return None
+    if found.group(3):
+        return int(found.group(3)), int(found.group(4))
+    return int(found.group(1) or 10), int(found.group(2) or 0)  # (DECIMAL alone is DECIMAL(10,0))

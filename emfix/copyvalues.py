@@ -10,6 +10,7 @@ import re
 from .backends.mysqlcatalog import DeclaredColumn
 from .columnfit import (
     column_limits,
+    digits_kept,
     refuse_characters_the_charset_lacks,
     refuse_longer_than_the_column,
     refuse_past_the_packet,
@@ -117,6 +118,7 @@ NUMBER_CHANGES = {  # what: (its verb for one value, for several, what they are,
     "decimal_scale": ("has", "have", "more digits after the point than DST's %s keeps (it would round them)",
                       "widen the column in DST"),
     "decimal_range": ("is", "are", "past what DST's %s holds", "widen the column in DST"),
+    "negative": ("is", "are", "negative, which DST's %s refuses", "make the column signed in DST"),
 }
 
 
@@ -150,11 +152,13 @@ def _number_probes(source, table, numbers, declared):
         if sqlite:  # (a SQLite REAL may be inf: quote() writes it as 9e999; no MySQL number is)
             probes.append(("not_finite", column, "sum(typeof(%s) = 'real' AND abs(%s) > 1.7976931348623157e308)" % (
                 value, value), ()))
-        found = re.match(r"decimal\((\d+)(?:,(\d+))?\)", dst.declared.lower())
-        if found:
-            scale = int(found.group(2) or 0)
+        if "unsigned" in dst.declared.lower():
+            probes.append(("negative", column, "sum(%s AND %s < 0)" % (number, value), ()))
+        kept = digits_kept(dst.declared)
+        if kept:  # a DECIMAL(p, s), FLOAT(m, d), DOUBLE(m, d): its range, and the digits after the point it rounds
+            precision, scale = kept
             probes.append(("decimal_range", column, "sum(%s AND abs(%s) >= 1e%d)" % (
-                number, value, int(found.group(1)) - scale), ()))
+                number, value, precision - scale), ()))
             if sqlite or kind not in INTEGER_BITS:
                 probes.append(("decimal_scale", column, "sum(%s AND round(%s, %d) <> %s)" % (
                     number, value, scale, value), ()))
@@ -164,7 +168,7 @@ def _number_probes(source, table, numbers, declared):
 def _refuse_a_changed_number(target, table, column, what, count, declared):
     one, more, said, way_out = NUMBER_CHANGES[what]
     raise DamagedInputError("%s %s; nothing was copied" % (
-        values_of(count, table, column, one, more), said % declared.upper() if "%s" in said else said),
+        values_of(count, table, column, one, more), said % declared if "%s" in said else said),
         hint="%s (ALTER TABLE %s MODIFY %s ...), then run again" % (way_out, target.quote(table), target.quote(column))
         if way_out.endswith("DST") else way_out + ", then run again")
 

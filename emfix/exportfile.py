@@ -30,7 +30,8 @@ TEXTS, BLOBS, NUMBERS = 8, 9, 10  # values of each kind
 MAGNITUDE, SCALE = 11, 12  # the largest absolute value, the most digits after the point
 NOT_FINITE, NANS = 13, 14  # inf, -inf and nan; nan alone
 DATETIMES, DATES = 15, 16  # text that is a valid 'YYYY-MM-DD HH:MM:SS[.ffffff]' ('T' between them too), 'YYYY-MM-DD'
-NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+NEGATIVES = 17  # numbers below 0
+NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 DATETIME_TEXT = re.compile(r"(\d{4})-(\d\d)-(\d\d)(?:[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?)?\Z")
 
@@ -212,6 +213,7 @@ def tally_values(stats, row):
 
 def _tally_number(column, value, kind):
     column[NUMBERS] += 1
+    column[NEGATIVES] += value < 0
     if kind is int or value.is_integer():
         value = int(value)
         if column[LOW] is None or value < column[LOW]:
@@ -255,6 +257,7 @@ def _tally_coded(column, value, position):
             _tally_number(column, int(number), int)
         else:
             column[NUMBERS] += 1
+            column[NEGATIVES] += number < 0
             column[NOT_WHOLE] += 1
             column[SCALE] = max(column[SCALE], -number.as_tuple().exponent)
             column[MAGNITUDE] = max(column[MAGNITUDE], abs(number))

@@ -6,10 +6,10 @@ The file has no database to ask, so its values were measured while it was read (
 column of the database is held against its tally. Into SQLite only NaN is refused (SQLite stores it as NULL).
 """
 
-import re
 
 from .columnfit import (
     column_limits,
+    digits_kept,
     integer_ranges,
     refuse_characters_the_charset_lacks,
     refuse_longer_than_the_column,
@@ -26,6 +26,7 @@ from .exportfile import (
     LOW,
     MAGNITUDE,
     NANS,
+    NEGATIVES,
     NOT_FINITE,
     NOT_LATIN1_TEXT,
     NOT_WHOLE,
@@ -174,9 +175,12 @@ def _refuse_what_numbers_lose(db, table, column, stats, declared, path):
         _refuse(db, table, column, path, None, "%s, past what a FLOAT holds (%s)" % (stats[MAGNITUDE], FLOAT_MOST),
                 "make the column DOUBLE there (ALTER TABLE %s MODIFY %s DOUBLE ...), then run again" % (
                     db.quote(table), db.quote(column)))
-    found = re.match(r"decimal\((\d+)(?:,(\d+))?\)", declared)
-    if found:
-        precision, scale = int(found.group(1)), int(found.group(2) or 0)
+    if "unsigned" in declared and stats[NEGATIVES]:
+        _refuse(db, table, column, path, stats[NEGATIVES], "negative, which its %s column refuses" % declared.upper(),
+                _widen(db, table, column))
+    kept = digits_kept(declared)
+    if kept:  # a DECIMAL(p, s), FLOAT(m, d), DOUBLE(m, d): its range, and the digits after the point it rounds
+        precision, scale = kept
         if stats[SCALE] > scale:
             _refuse(db, table, column, path, None, "%d digits after the point, which its %s column "
                     "would round" % (stats[SCALE], declared.upper()), _widen(db, table, column))

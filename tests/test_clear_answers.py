@@ -355,21 +355,25 @@ def test_a_check_constraint_of_dst_refusing_a_name_is_not_called_invalid_json(tm
 
 @pytest.mark.parametrize("from_mysql", [False, True])
 @pytest.mark.parametrize("value, src_type, dst_type, words", [
-    (0.125, "DOUBLE", "DECIMAL(5,2)", "more digits after the point than DST's DECIMAL(5,2) keeps"),
-    (12345.0, "DOUBLE", "DECIMAL(5,2)", "past what DST's DECIMAL(5,2) holds"),
+    (0.125, "DOUBLE", "DECIMAL(5,2)", "more digits after the point than DST's decimal(5,2) keeps"),
+    (12345.0, "DOUBLE", "DECIMAL(5,2)", "past what DST's decimal(5,2) holds"),
     (1e308, "DOUBLE", "FLOAT", "past what a FLOAT holds"),  # (the application's own FLOAT: stopped at its batch)
     ("1.5", "VARCHAR(10)", "DOUBLE", "text or bytes, which DST's number column"),
     ("DONE", "VARCHAR(10)", "ENUM('done','run')", "'DONE', is not one of the values"),  # (copied as 'done': DIFFERS)
     ("done ", "VARCHAR(10)", "ENUM('done','run')", "'done ', is not one of the values"),
     ("b,a", "VARCHAR(10)", "SET('a','b')", "'b,a', is not one of the values"),  # (copied as 'a,b': DIFFERS)
+    (3.14159, "DOUBLE", "FLOAT(7,2)", "more digits after the point than DST's float(7,2) keeps"),  # (3.14: DIFFERS)
+    (-1.5, "DOUBLE", "DECIMAL(5,2) UNSIGNED", "negative, which DST's decimal(5,2) unsigned refuses"),
     (0.125, "DOUBLE", "DECIMAL(5,3)", None),
+    (1.25, "DOUBLE", "DOUBLE(10,2)", None),
     (3.0e38, "DOUBLE", "FLOAT", None),
     ("run", "VARCHAR(10)", "ENUM('done','run')", None),
     ("Run", "VARCHAR(10)", "ENUM('done','Run')", None),  # (refused: the values were compared in lower case)
     ("run", "VARCHAR(10)", "ENUM('done','Run')", "'run', is not one of the values DST's column (enum('done','Run'))"),
     ("a,b", "VARCHAR(10)", "SET('a','b')", None),
 ], ids=["decimal-scale", "decimal-range", "float-range", "text-into-double", "enum-case", "enum-space", "set-order",
-        "decimal-fits", "float-fits", "enum-fits", "enum-case-fits", "enum-other-case", "set-fits"])
+        "float-m-d-scale", "unsigned-negative", "decimal-fits", "double-m-d-fits", "float-fits", "enum-fits",
+        "enum-case-fits", "enum-other-case", "set-fits"])
 def test_migrate_refuses_what_a_typed_column_of_dst_would_change_up_front(tmp_path, mysql_address, mysql_databases,
                                                                            from_mysql, value, src_type, dst_type,
                                                                            words):
@@ -632,13 +636,15 @@ def test_import_into_mysql_refuses_text_its_columns_cannot_hold_before_writing(t
     ("2025-02-30 10:00:00", "DATETIME", "not a valid DATETIME"),
     (20250101, "DATE", "not a valid DATE"),
     (123456, "VARCHAR(3)", "is 6 characters, more than"),  # (a number's digits: stopped at its batch)
+    (3.14159, "FLOAT(7,2)", "5 digits after the point, which its FLOAT(7,2) column would round"),  # (3.14, exit 0)
+    (-2.5, "DOUBLE UNSIGNED", "negative, which its DOUBLE UNSIGNED column refuses"),  # (stopped part way)
     (0.125, "DECIMAL(5,3)", None),
     ("2025-01-01T10:00:00.5", "DATETIME(6)", None),
     ("2025-01-01", "DATE", None),
     (3.0e38, "FLOAT", None),
 ], ids=["decimal-scale", "decimal-range", "float-range", "inf", "text-into-double", "date-into-datetime", "zulu",
-        "no-such-day", "number-into-date", "digits-into-varchar", "decimal-fits", "datetime-fits", "date-fits",
-        "float-fits"])
+        "no-such-day", "number-into-date", "digits-into-varchar", "float-m-d-scale", "unsigned-negative",
+        "decimal-fits", "datetime-fits", "date-fits", "float-fits"])
 def test_import_into_mysql_refuses_what_its_columns_would_change_before_writing(tmp_path, mysql_address, value,
                                                                                 dst_type, words):
     """Round 35: import has no verify, and changed values with exit 0 (a DECIMAL(5,2) rounded 0.125 to 0.13, a DATE
