@@ -123,3 +123,15 @@ def digits_kept(declared):
     if found.group(3):
         return int(found.group(3)), int(found.group(4))
     return int(found.group(1) or 10), int(found.group(2) or 0)  # (DECIMAL alone is DECIMAL(10,0))
+
+
+def spelled_as_declared(value, declared):
+    """Whether an ENUM or SET column (`declared`: its COLUMN_TYPE) keeps `value` as it is: one of an ENUM's values,
+    letter case and spaces as declared; a SET's values, each once, in their declared order."""
+    members = [m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", declared)]
+    if not isinstance(value, str):  # (a number goes into an ENUM as its position)
+        return False
+    if declared.lower().startswith("enum"):
+        return value in members
+    parts = value.split(",") if value else []
+    return all(p in members for p in parts) and parts == sorted(set(parts), key=members.index)

@@ -15,6 +15,7 @@ from .columnfit import (
     refuse_longer_than_the_column,
     refuse_past_the_packet,
     refuse_trailing_spaces_into_char,
+    spelled_as_declared,
     values_of,
 )
 from .copyrefusals import (
@@ -181,28 +182,19 @@ def refuse_values_outside_enum_or_set(source, target, graph, tree, table, declar
         dst = declared.get(column.lower())
         if dst is None or dst.kind not in ("enum", "set"):
             continue
-        members = [m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", dst.declared)]
+        members = re.findall(r"'((?:[^']|'')*)'", dst.declared)
         value = "t.%s" % source.quote(column)
         rows = source.query("SELECT DISTINCT %s FROM %s t WHERE %s AND %s IS NOT NULL LIMIT %d" % (
             value, source.quote(table), tree.where(source, graph, table), value, len(members) + 1 if
             dst.kind == "enum" else 10000))
         for (found,) in rows:
-            if not _spelled_as_declared(found, members, dst.kind):
+            if not spelled_as_declared(found, dst.declared):
                 raise DamagedInputError(
                     "a value of %s.%s, %r, is not one of the values DST's column (%s) holds as written; nothing was "
                     "copied" % (table, column, found, dst.declared if len(dst.declared) < 80 else
                                 dst.kind.upper()),
                     hint="make the column in DST one that holds it (ALTER TABLE %s MODIFY %s VARCHAR(...)), or "
                          "correct the value in SRC, then run again" % (target.quote(table), target.quote(column)))
-
-
-def _spelled_as_declared(value, members, kind):
-    if not isinstance(value, str):  # (a number goes into an ENUM as its position)
-        return False
-    if kind == "enum":
-        return value in members
-    parts = value.split(",") if value else []
-    return all(p in members for p in parts) and parts == sorted(set(parts), key=members.index)
 
 
 def _lacking_characters(source, column, charset):

@@ -287,6 +287,20 @@ def _tally_date(column, value):
     column[DATETIMES if len(parts) > 3 else DATES] += 1
 
 
+def values_of_columns(path, wanted):
+    """(table, column position, value) of every value of the `wanted` columns ({table: [positions]}), read again
+    from a file check_file passed: for the few columns a check needs every value of (ENUM, SET, JSON)."""
+    header = None
+    for number, _line, record in records(path):
+        if number == 1:
+            header = record
+            continue
+        table = record.get("table")
+        if table in wanted and header is not None:
+            for position in wanted[table]:
+                yield table, position, decode_value(record["row"][position])
+
+
 def imported_ids(path, table, offsets, column="id"):
     """The `column` values `table`'s rows of the file got in the database it was imported into (with the
     ImportResult's id_offsets): e.g. the metrics a copy made, for rules applied to them alone."""

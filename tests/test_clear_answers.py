@@ -637,14 +637,21 @@ def test_import_into_mysql_refuses_text_its_columns_cannot_hold_before_writing(t
     (20250101, "DATE", "not a valid DATE"),
     (123456, "VARCHAR(3)", "is 6 characters, more than"),  # (a number's digits: stopped at its batch)
     (3.14159, "FLOAT(7,2)", "5 digits after the point, which its FLOAT(7,2) column would round"),  # (3.14, exit 0)
+    ("DONE", "ENUM('done','Run')", "'DONE', not one of the values its column (enum('done','Run'))"),  # ('done')
+    ("run", "ENUM('done','Run')", "'run', not one of the values"),  # (imported as 'Run', exit 0)
+    (1, "ENUM('done','Run')", "not text, which its ENUM column would store as another value"),  # ('done')
+    ("b,a", "SET('a','b')", "'b,a', not one of the values"),  # (imported as 'a,b', exit 0)
+    ("Run", "ENUM('done','Run')", None),
+    ("a,b", "SET('a','b')", None),
     (-2.5, "DOUBLE UNSIGNED", "negative, which its DOUBLE UNSIGNED column refuses"),  # (stopped part way)
     (0.125, "DECIMAL(5,3)", None),
     ("2025-01-01T10:00:00.5", "DATETIME(6)", None),
     ("2025-01-01", "DATE", None),
     (3.0e38, "FLOAT", None),
 ], ids=["decimal-scale", "decimal-range", "float-range", "inf", "text-into-double", "date-into-datetime", "zulu",
-        "no-such-day", "number-into-date", "digits-into-varchar", "float-m-d-scale", "unsigned-negative",
-        "decimal-fits", "datetime-fits", "date-fits", "float-fits"])
+        "no-such-day", "number-into-date", "digits-into-varchar", "float-m-d-scale", "enum-case", "enum-other-case",
+        "number-into-enum", "set-order", "enum-fits", "set-fits", "unsigned-negative", "decimal-fits",
+        "datetime-fits", "date-fits", "float-fits"])
 def test_import_into_mysql_refuses_what_its_columns_would_change_before_writing(tmp_path, mysql_address, value,
                                                                                 dst_type, words):
     """Round 35: import has no verify, and changed values with exit 0 (a DECIMAL(5,2) rounded 0.125 to 0.13, a DATE
@@ -677,6 +684,18 @@ def test_import_refuses_a_row_past_max_allowed_packet_before_writing(tmp_path, m
         db.execute("ALTER TABLE ARTIFACT MODIFY type LONGTEXT NOT NULL, MODIFY loc LONGTEXT NOT NULL")
     assert_one_clear_line(run_cli("import", url_of(mysql_address), export), 4, "a row of ARTIFACT",
                           "max_allowed_packet", "nothing was imported")
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
+def test_import_of_the_damaged_demo_into_mysqls_json_column_refuses_its_metrics_up_front(tmp_path, demo_db,
+                                                                                         mysql_address):
+    """Round 36: the demo's own malformed metric JSON, imported into the JSON column `emfix init` makes on MariaDB,
+    stopped the import part way; refused before the first row now, as migrate does."""
+    export = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", demo_db.path, "-e", "1", "-o", export).returncode == 0
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    result = run_cli("import", url_of(mysql_address), export, "--allow-dangling")
+    assert_one_clear_line(result, 4, "METRIC.per_label_val", "not valid JSON", "nothing was imported")
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
