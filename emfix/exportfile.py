@@ -31,7 +31,8 @@ MAGNITUDE, SCALE = 11, 12  # the largest absolute value, the most digits after t
 NOT_FINITE, NANS = 13, 14  # inf, -inf and nan; nan alone
 DATETIMES, DATES = 15, 16  # text that is a valid 'YYYY-MM-DD HH:MM:SS[.ffffff]' ('T' between them too), 'YYYY-MM-DD'
 NEGATIVES = 17  # numbers below 0
-NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+FRACTIONS = 18  # the most digits of a second (trailing zeros aside) in DATETIMES text
+NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 DATETIME_TEXT = re.compile(r"(\d{4})-(\d\d)-(\d\d)(?:[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?)?\Z")
 
@@ -285,6 +286,9 @@ def _tally_date(column, value):
     except ValueError:
         return
     column[DATETIMES if len(parts) > 3 else DATES] += 1
+    digits = len((found.group(7) or "").rstrip("0"))
+    if digits > column[FRACTIONS]:
+        column[FRACTIONS] = digits
 
 
 def values_of_columns(path, wanted):

@@ -3,9 +3,11 @@ through the import (each found by outside testers: a REAL 3.5 imported into an I
 rounded, a date given a time, inf crashing the batch, a row past max_allowed_packet).
 
 The file has no database to ask, so its values were measured while it was read (exportfile.ValueTally); here each
-column of the database is held against its tally. Into SQLite only NaN is refused (SQLite stores it as NULL).
+column of the database is held against its tally. Into SQLite, of the values, only NaN is refused (SQLite stores it
+as NULL); into any database, columns it lacks, ids import cannot move and links to rows the file does not hold.
 """
 
+import logging
 
 from .columnfit import (
     column_limits,
@@ -23,6 +25,7 @@ from .exportfile import (
     DATES,
     DATETIMES,
     FOURS,
+    FRACTIONS,
     HIGH,
     LOW,
     MAGNITUDE,
@@ -40,6 +43,8 @@ from .exportfile import (
 )
 from .idshift import id_owner
 from .jsonrepair import strict_loads
+
+log = logging.getLogger(__name__)
 
 FLOAT_MOST = 3.4028234663852886e38  # the largest single-precision float: MySQL refuses more for a FLOAT column
 NUMBER_KINDS = ("float", "double", "real", "decimal")
@@ -174,6 +179,11 @@ def refuse_values_the_columns_cannot_hold(db, graph, header, tally, skip, path):
                         kind.upper(), db.address.display(), "YYYY-MM-DD" if kind == "date" else
                         "YYYY-MM-DD HH:MM:SS with at most 6 digits of a second, no time zone"),
                         "correct those values in the source and export again, or change the column")
+                kept = declared[column.lower()].fraction_digits or 0
+                if kind != "date" and stats[FRACTIONS] > kept:  # as migrate's note says it (round 36: said nowhere)
+                    log.warning("%s.%s in %s holds fractions of a second to %d digit%s; %s's column keeps %d: they "
+                                "are stored as it keeps them", table, column, path, stats[FRACTIONS],
+                                "" if stats[FRACTIONS] == 1 else "s", db.address.display(), kept)
 
 
 def _refuse_a_row_past_the_packet(db, table, widest, path):

@@ -665,6 +665,15 @@ def test_import_into_mysql_refuses_what_its_columns_would_change_before_writing(
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
+def test_import_says_the_fractions_of_a_second_a_datetime_column_does_not_keep(tmp_path, mysql_address):
+    """Round 36: "2025-01-01 10:00:00.5" into the application's DATETIME was stored without its fraction, said
+    nowhere (migrate says so in its note)."""
+    result = import_epoch_values(tmp_path, mysql_address, {1: "2025-01-01 10:00:00.500"}, "", "DATETIME")
+    assert result.returncode == 0, result.stderr
+    assert "EPOCH.x in" in result.stderr and "fractions of a second to 1 digit;" in result.stderr, result.stderr
+    assert "keeps 0: they are stored as it keeps them" in result.stderr
+
+
 def test_import_refuses_a_row_past_max_allowed_packet_before_writing(tmp_path, mysql_address):
     """Round 35: two values each under max_allowed_packet, in one row over it, crashed import (exit 70: 1153) after
     its first tables were committed."""
