@@ -34,8 +34,10 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
     """A value longer than DST's max_allowed_packet makes MySQL drop the connection mid-batch, and every
     --resume after it fail the same way; one longer than DST's column (a VARCHAR(255) TRIAL.name, also as --init is
     about to make it) is refused at its batch, after other tables' batches committed (round 29): find both before
-    the first batch. The same scan counts BLOBs in the Experiment Manager's text columns of a SQLite SRC
-    (refuse_blobs_in_text), after the sizes, in every strategy. `existing`: DST's tables now."""
+    the first batch. The same scan reads what DST's columns would store otherwise or refuse (characters their
+    character set lacks, a CHAR's trailing spaces, numbers past a FLOAT's or a DECIMAL's range or scale, text into a
+    number column, an ENUM or SET value not as declared) and counts BLOBs in the Experiment Manager's text columns
+    of a SQLite SRC (refuse_blobs_in_text), after the sizes, in every strategy. `existing`: DST's tables now."""
     if target.dialect != "mysql":
         refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables)
         return
