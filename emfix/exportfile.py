@@ -27,14 +27,16 @@ NOT_WHOLE = 2  # values that are not a whole number: text, bytes, a fraction, in
 CHARACTERS, OCTETS = 3, 4  # the longest value: in characters, in UTF-8 bytes (numbers by their digits)
 FOURS, SPACED, NOT_LATIN1_TEXT = 5, 6, 7  # text holding a 4-byte character, ending in a space, latin1 lacks
 TEXTS, BLOBS, NUMBERS = 8, 9, 10  # values of each kind
-MAGNITUDE, SCALE = 11, 12  # the largest absolute value, the most digits after the point
+MAGNITUDE, SCALE = 11, 12  # the largest absolute value of a number that is not whole (a whole one: LOW, HIGH), the
+#                            most digits after the point
 NOT_FINITE, NANS = 13, 14  # inf, -inf and nan; nan alone
 DATETIMES, DATES = 15, 16  # text that is a valid 'YYYY-MM-DD HH:MM:SS[.ffffff]' ('T' between them too), 'YYYY-MM-DD'
-NEGATIVES = 17  # numbers below 0
+NEGATIVES = 17  # numbers below 0 that are not whole (a whole one: LOW)
 FRACTIONS = 18  # the most digits of a second (trailing zeros aside) in DATETIMES text
 NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
-DATETIME_TEXT = re.compile(r"(\d{4})-(\d\d)-(\d\d)(?:[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?)?\Z")
+DATETIME_TEXT = re.compile(r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(?:[ T]([01]\d|2[0-3]):([0-5]\d):([0-5]\d)"
+                           r"(?:\.(\d{1,6}))?)?\Z")
 
 
 class OddValue(ValueError):
@@ -42,10 +44,11 @@ class OddValue(ValueError):
 
 
 class ValueTally:
-    """{table: [per column position, a NEW_TALLY list]} and {table: the widest row in bytes} of a file's rows."""
+    """{table: [per column position, a NEW_TALLY list]} and {table: the widest row in bytes} of a file's rows;
+    `text_too` False: text counted, not measured (tally_values)."""
 
-    def __init__(self):
-        self.columns, self.widest_row = {}, {}
+    def __init__(self, text_too=True):
+        self.columns, self.widest_row, self.text_too = {}, {}, text_too
 
 
 def records(path):
@@ -98,18 +101,22 @@ def check_file(path, tally=None):
     for number, line, record in records(path):
         if number == 1:
             header, header_sha256 = _header(path, record), hashlib.sha256(line.encode("utf-8")).hexdigest()
+            widths = {t: len(c) for t, c in header["columns"].items()}
             continue
         if trailer is not None:
             raise DamagedInputError("%s has lines after its trailer" % path)
         if isinstance(record, dict) and "trailer" in record and isinstance(record["trailer"], dict):
             trailer = record["trailer"]
             continue
-        table, row = _row_of(path, number, header, record)
+        table = record.get("table") if type(record) is dict else None
+        row = record.get("row") if table is not None else None
+        if type(row) is not list or header is None or widths.get(table) != len(row):
+            _row_of(path, number, header, record)  # (it says what is wrong)
         digest.update(line.encode("utf-8"))
         counts[table] = counts.get(table, 0) + 1
         stats = tally.columns.get(table) or tally.columns.setdefault(table, [list(NEW_TALLY) for _ in row])
         try:
-            width = tally_values(stats, row)
+            width = tally_values(stats, row, tally.text_too)
         except OddValue as odd:
             raise DamagedInputError("%s line %d: a value of %s.%s is %s, which no emfix export holds; nothing was "
                                     "imported" % (path, number, table, header["columns"][table][odd.args[1]],
@@ -176,17 +183,29 @@ def _row_of(path, number, header, record):
     return table, row
 
 
-def tally_values(stats, row):
+def tally_values(stats, row, text_too=True):
     """Each value of `row` into its column's NEW_TALLY list; return the row's bytes (its text and bytes values), or
-    raise OddValue(what it is, its position) for a value no export holds (a list, true, a bare inf)."""
+    raise OddValue(what it is, its position) for a value no export holds (a list, true, a bare inf). Without
+    `text_too` (into SQLite, which keeps text as it is) text is only counted, not measured: half this pass's time."""
     width = 0
-    for i, value in enumerate(row):
+    for column, value in zip(stats, row):
         if value is None:
             continue
-        column, kind = stats[i], type(value)
+        kind = type(value)
+        if kind is int:  # (most values: ids) the lowest and highest tell the rest (magnitude, sign, digits)
+            column[NUMBERS] += 1
+            if column[LOW] is None:
+                column[LOW] = column[HIGH] = value
+            elif value < column[LOW]:
+                column[LOW] = value
+            elif value > column[HIGH]:
+                column[HIGH] = value
+            continue
         if kind is str:
             column[NOT_WHOLE] += 1
             column[TEXTS] += 1
+            if not text_too:
+                continue
             characters = len(value)
             if value.isascii():
                 octets = characters
@@ -200,31 +219,34 @@ def tally_values(stats, row):
             if value[4:5] == "-" and 10 <= characters <= 26:
                 _tally_date(column, value)
             continue
-        if kind is int or kind is float:
-            if kind is float and not math.isfinite(value):
-                raise OddValue("%s written as a bare number" % value, i)
+        if kind is float:
+            if not math.isfinite(value):
+                raise OddValue("%s written as a bare number" % value, _position(stats, column))
             _tally_number(column, value, kind)
             continue
         if kind is dict:
-            width += _tally_coded(column, value, i)
+            width += _tally_coded(column, value, _position(stats, column))
             continue
-        raise OddValue("%s" % {bool: "true or false", list: "a list"}.get(kind, kind.__name__), i)
+        raise OddValue({bool: "true or false", list: "a list"}.get(kind, kind.__name__), _position(stats, column))
     return width
 
 
+def _position(stats, column):
+    """The position of a column's tally in its table's list (said only with an odd value)."""
+    return next(i for i, each in enumerate(stats) if each is column)
+
+
 def _tally_number(column, value, kind):
+    """A float (or a DECIMAL's digits) into the tally; a whole one as an int."""
     column[NUMBERS] += 1
-    column[NEGATIVES] += value < 0
     if kind is int or value.is_integer():
         value = int(value)
         if column[LOW] is None or value < column[LOW]:
             column[LOW] = value
         if column[HIGH] is None or value > column[HIGH]:
             column[HIGH] = value
-        magnitude = abs(value)
-        if magnitude > column[MAGNITUDE]:
-            column[MAGNITUDE] = magnitude
         return
+    column[NEGATIVES] += value < 0
     column[NOT_WHOLE] += 1
     text = repr(value)  # the shortest text that reads back as this double, as MySQL writes it too
     column[CHARACTERS], column[OCTETS] = max(column[CHARACTERS], len(text)), max(column[OCTETS], len(text))
@@ -278,17 +300,21 @@ def _tally_date(column, value):
     found = DATETIME_TEXT.match(value)
     if found is None:
         return
-    parts = [int(p) for p in found.groups()[:6] if p is not None]
-    try:
-        datetime.datetime(*parts[:3])  # (a valid day: '2025-02-30' is not, nor year 0)
-        if len(parts) > 3:
-            datetime.time(*parts[3:])
-    except ValueError:
-        return
-    column[DATETIMES if len(parts) > 3 else DATES] += 1
+    year, month, day = found.group(1, 2, 3)
+    if year == "0000" or (day > "28" and not _is_a_day(int(year), int(month), int(day))):
+        return  # (year 0, '2025-02-30')
+    column[DATETIMES if found.group(4) else DATES] += 1
     digits = len((found.group(7) or "").rstrip("0"))
     if digits > column[FRACTIONS]:
         column[FRACTIONS] = digits
+
+
+def _is_a_day(year, month, day):
+    try:
+        datetime.date(year, month, day)
+    except ValueError:
+        return False
+    return True
 
 
 def values_of_columns(path, wanted):

@@ -69,7 +69,7 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
     started = time.perf_counter()
-    tally = ValueTally()
+    tally = ValueTally(text_too=not address.is_sqlite)  # (SQLite keeps text as it is given)
     header, trailer = check_file(path, tally)
     dangling = {t: n for t, n in (trailer.get("dangling") or {}).items() if n}
     if dangling and not allow_dangling:

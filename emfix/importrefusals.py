@@ -230,12 +230,13 @@ def _refuse_what_numbers_lose(db, table, column, stats, declared, path):
     if stats[NOT_FINITE]:
         _refuse(db, table, column, path, stats[NOT_FINITE], "inf or nan, which no MySQL number holds",
                 "change those values in the source and export again")
-    if declared.startswith("float") and stats[MAGNITUDE] > FLOAT_MOST:
-        _refuse(db, table, column, path, None, "%s, past what a FLOAT holds (%s)" % (stats[MAGNITUDE], FLOAT_MOST),
+    magnitude = max([stats[MAGNITUDE]] + [abs(v) for v in (stats[LOW], stats[HIGH]) if v is not None])
+    if declared.startswith("float") and magnitude > FLOAT_MOST:
+        _refuse(db, table, column, path, None, "%s, past what a FLOAT holds (%s)" % (magnitude, FLOAT_MOST),
                 "make the column DOUBLE there (ALTER TABLE %s MODIFY %s DOUBLE ...), then run again" % (
                     db.quote(table), db.quote(column)))
-    if "unsigned" in declared and stats[NEGATIVES]:
-        _refuse(db, table, column, path, stats[NEGATIVES], "negative, which its %s column refuses" % declared.upper(),
+    if "unsigned" in declared and (stats[NEGATIVES] or (stats[LOW] or 0) < 0):
+        _refuse(db, table, column, path, None, "negative, which its %s column refuses" % declared.upper(),
                 _widen(db, table, column))
     kept = digits_kept(declared)
     if kept:  # a DECIMAL(p, s), FLOAT(m, d), DOUBLE(m, d): its range, and the digits after the point it rounds
@@ -243,9 +244,9 @@ def _refuse_what_numbers_lose(db, table, column, stats, declared, path):
         if stats[SCALE] > scale:
             _refuse(db, table, column, path, None, "%d digits after the point, which its %s column "
                     "would round" % (stats[SCALE], declared.upper()), _widen(db, table, column))
-        if stats[MAGNITUDE] >= 10 ** (precision - scale):
+        if magnitude >= 10 ** (precision - scale):
             _refuse(db, table, column, path, None, "%s, past what its %s column holds" % (
-                stats[MAGNITUDE], declared.upper()), _widen(db, table, column))
+                magnitude, declared.upper()), _widen(db, table, column))
 
 
 def _widen(db, table, column):

@@ -287,8 +287,8 @@ def test_the_tally_of_a_files_values_is_what_mysql_would_measure(values):
     assert (stats[0][f.LOW], stats[0][f.HIGH]) == ((min(wholes), max(wholes)) if wholes else (None, None))
     assert stats[0][f.NOT_WHOLE] == len(texts) + len(blobs) + len(fractions)
     assert (stats[0][f.TEXTS], stats[0][f.BLOBS], stats[0][f.NUMBERS]) == (len(texts), len(blobs), len(numbers))
-    assert stats[0][f.MAGNITUDE] == max([abs(v) for v in numbers], default=0)
-    assert stats[0][f.NEGATIVES] == sum(v < 0 for v in numbers)
+    assert stats[0][f.MAGNITUDE] == max([abs(v) for v in fractions], default=0)  # (the whole ones: LOW and HIGH)
+    assert stats[0][f.NEGATIVES] == sum(v < 0 for v in fractions)
     assert stats[0][f.SCALE] == max([-decimal.Decimal(v).as_tuple().exponent for v in spelled if "." in v or "e" in
                                      v.lower()] + [0])
 
