@@ -128,7 +128,8 @@ def digits_kept(declared):
 def spelled_as_declared(value, declared):
     """Whether an ENUM or SET column (`declared`: its COLUMN_TYPE) keeps `value` as it is: one of an ENUM's values,
     letter case and spaces as declared; a SET's values, each once, in their declared order."""
-    members = [m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", declared)]
+    members = [re.sub(r"''|\\(.)", lambda m: "'" if m.group(0) == "''" else m.group(1), m)  # ('' and \\ as written)
+               for m in re.findall(r"'((?:[^'\\]|''|\\.)*)'", declared)]
     if not isinstance(value, str):  # (a number goes into an ENUM as its position)
         return False
     if declared.lower().startswith("enum"):

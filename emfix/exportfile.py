@@ -142,9 +142,10 @@ def _check_ids(path, header, trailer, tally):
     """The trailer's lowest and highest id of each table are the rows' own (import moves ids by them: round 36, a
     trailer without METRIC's left the links to the file's metrics pointing at another experiment's)."""
     for table in header["tables"]:
-        if table not in AUTO_ID_TABLES or "id" not in header["columns"][table] or table not in tally.columns:
+        named = [c.lower() for c in header["columns"][table]]
+        if table not in AUTO_ID_TABLES or "id" not in named or table not in tally.columns:
             continue
-        stats = tally.columns[table][header["columns"][table].index("id")]
+        stats = tally.columns[table][named.index("id")]
         if stats[NOT_WHOLE] or (trailer.get("min_ids") or {}).get(table) != stats[LOW] or (
                 trailer.get("max_ids") or {}).get(table) != stats[HIGH]:
             raise DamagedInputError("%s does not match its own trailer: %s's ids are not the ones it states; it was "

@@ -7,6 +7,7 @@ column of the database is held against its tally. Into SQLite, of the values, on
 as NULL); into any database, columns it lacks, ids import cannot move and links to rows the file does not hold.
 """
 
+import json
 import logging
 
 from .columnfit import (
@@ -42,7 +43,6 @@ from .exportfile import (
     values_of_columns,
 )
 from .idshift import id_owner
-from .jsonrepair import strict_loads
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +97,44 @@ def refuse_values_outside_enum_set_or_json(db, header, tally, skip, path):
                 value, declared if len(declared) < 80 else kind.split("(")[0].upper()), _widen(db, table, column))
 
 
+JSON_DEPTH = 31  # the most nested arrays and objects MariaDB's json_valid() takes (32 is refused: round 37)
+
+
 def _is_json(value):
-    try:
-        strict_loads(value)
-    except (ValueError, TypeError, RecursionError):
+    """Whether MariaDB's json_valid() takes `value`: RFC 8259 text (no NaN or Infinity; a number past a double's
+    range it takes), nested at most JSON_DEPTH deep, no lone surrogate escape, no NUL."""
+    if not isinstance(value, str) or "\0" in value:
         return False
-    return "\0" not in value
+    try:
+        parsed = json.loads(value, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return False
+    level = [(parsed, 1)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, (dict, list)):
+            if depth > JSON_DEPTH:
+                return False
+            pairs = item.items() if isinstance(item, dict) else ((None, each) for each in item)
+            for key, each in pairs:
+                if key is not None and not _encodable(key):
+                    return False
+                level.append((each, depth + 1))
+        elif isinstance(item, str) and not _encodable(item):
+            return False
+    return True
+
+
+def _no_constant(name):
+    raise ValueError("not JSON: %s" % name)
+
+
+def _encodable(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # (a lone surrogate escape, \ud800)
+        return False
+    return True
 
 
 def refuse_missing_columns(db, graph, header, skip, path):
@@ -231,8 +263,10 @@ def _refuse_what_numbers_lose(db, table, column, stats, declared, path):
         _refuse(db, table, column, path, stats[NOT_FINITE], "inf or nan, which no MySQL number holds",
                 "change those values in the source and export again")
     magnitude = max([stats[MAGNITUDE]] + [abs(v) for v in (stats[LOW], stats[HIGH]) if v is not None])
+    shown = next((v for v in (stats[LOW], stats[HIGH]) if v is not None and abs(v) == magnitude),  # (its sign: 37)
+                 "a number of magnitude %s" % magnitude)
     if declared.startswith("float") and magnitude > FLOAT_MOST:
-        _refuse(db, table, column, path, None, "%s, past what a FLOAT holds (%s)" % (magnitude, FLOAT_MOST),
+        _refuse(db, table, column, path, None, "%s, past what a FLOAT holds (%s)" % (shown, FLOAT_MOST),
                 "make the column DOUBLE there (ALTER TABLE %s MODIFY %s DOUBLE ...), then run again" % (
                     db.quote(table), db.quote(column)))
     if "unsigned" in declared and (stats[NEGATIVES] or (stats[LOW] or 0) < 0):
@@ -246,7 +280,7 @@ def _refuse_what_numbers_lose(db, table, column, stats, declared, path):
                     "would round" % (stats[SCALE], declared.upper()), _widen(db, table, column))
         if magnitude >= 10 ** (precision - scale):
             _refuse(db, table, column, path, None, "%s, past what its %s column holds" % (
-                magnitude, declared.upper()), _widen(db, table, column))
+                shown, declared.upper()), _widen(db, table, column))
 
 
 def _widen(db, table, column):

@@ -369,11 +369,12 @@ def test_a_check_constraint_of_dst_refusing_a_name_is_not_called_invalid_json(tm
     (3.0e38, "DOUBLE", "FLOAT", None),
     ("run", "VARCHAR(10)", "ENUM('done','run')", None),
     ("Run", "VARCHAR(10)", "ENUM('done','Run')", None),  # (refused: the values were compared in lower case)
+    ("a\\b", "VARCHAR(10)", "ENUM('Low','a\\\\b')", None),  # (refused: COLUMN_TYPE writes the backslash twice)
     ("run", "VARCHAR(10)", "ENUM('done','Run')", "'run', is not one of the values DST's column (enum('done','Run'))"),
     ("a,b", "VARCHAR(10)", "SET('a','b')", None),
 ], ids=["decimal-scale", "decimal-range", "float-range", "text-into-double", "enum-case", "enum-space", "set-order",
         "float-m-d-scale", "unsigned-negative", "decimal-fits", "double-m-d-fits", "float-fits", "enum-fits",
-        "enum-case-fits", "enum-other-case", "set-fits"])
+        "enum-case-fits", "enum-backslash-fits", "enum-other-case", "set-fits"])
 def test_migrate_refuses_what_a_typed_column_of_dst_would_change_up_front(tmp_path, mysql_address, mysql_databases,
                                                                            from_mysql, value, src_type, dst_type,
                                                                            words):
@@ -641,7 +642,9 @@ def test_import_into_mysql_refuses_text_its_columns_cannot_hold_before_writing(t
     ("run", "ENUM('done','Run')", "'run', not one of the values"),  # (imported as 'Run', exit 0)
     (1, "ENUM('done','Run')", "not text, which its ENUM column would store as another value"),  # ('done')
     ("b,a", "SET('a','b')", "'b,a', not one of the values"),  # (imported as 'a,b', exit 0)
+    (-1000.0, "DOUBLE(6,3)", "-1000, past what its DOUBLE(6,3) column holds"),  # (said as 1000: round 37)
     ("Run", "ENUM('done','Run')", None),
+    ("a\\b", "ENUM('Low','a\\\\b')", None),  # (a member holding a backslash was refused: round 37)
     ("a,b", "SET('a','b')", None),
     (-2.5, "DOUBLE UNSIGNED", "negative, which its DOUBLE UNSIGNED column refuses"),  # (stopped part way)
     (0.125, "DECIMAL(5,3)", None),
@@ -650,7 +653,8 @@ def test_import_into_mysql_refuses_text_its_columns_cannot_hold_before_writing(t
     (3.0e38, "FLOAT", None),
 ], ids=["decimal-scale", "decimal-range", "float-range", "inf", "text-into-double", "date-into-datetime", "zulu",
         "no-such-day", "number-into-date", "digits-into-varchar", "float-m-d-scale", "enum-case", "enum-other-case",
-        "number-into-enum", "set-order", "enum-fits", "set-fits", "unsigned-negative", "decimal-fits",
+        "number-into-enum", "set-order", "negative-range", "enum-fits", "enum-backslash-fits", "set-fits",
+        "unsigned-negative", "decimal-fits",
         "datetime-fits", "date-fits", "float-fits"])
 def test_import_into_mysql_refuses_what_its_columns_would_change_before_writing(tmp_path, mysql_address, value,
                                                                                 dst_type, words):
@@ -705,6 +709,27 @@ def test_import_of_the_damaged_demo_into_mysqls_json_column_refuses_its_metrics_
     assert run_cli("init", url_of(mysql_address)).returncode == 0
     result = run_cli("import", url_of(mysql_address), export, "--allow-dangling")
     assert_one_clear_line(result, 4, "METRIC.per_label_val", "not valid JSON", "nothing was imported")
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
+@pytest.mark.parametrize("depth, words", [(31, None), (32, "not valid JSON")])
+def test_import_holds_metric_json_to_what_mariadbs_json_column_takes(tmp_path, mysql_address, depth, words):
+    """Round 37: a metric nested 32 deep (MariaDB's json_valid() takes 31) stopped the import part way."""
+    source = DatabaseAddress("sqlite", path=str(tmp_path / "s.db"))
+    make_demo(source, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    con = sqlite3.connect(source.path)
+    with con:
+        con.execute("UPDATE METRIC SET per_label_val = ? WHERE id = (SELECT min(id) FROM METRIC)",
+                    ('{"a": %s}' % ("[" * (depth - 1) + "]" * (depth - 1)),))
+    con.close()
+    export = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", source.path, "-e", "1", "-o", export).returncode == 0
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    result = run_cli("import", url_of(mysql_address), export)
+    if words is None:
+        assert result.returncode == 0, result.stderr
+        return
+    assert_one_clear_line(result, 4, "METRIC.per_label_val", words, "nothing was imported")
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 

@@ -426,3 +426,52 @@ def test_a_line_that_is_not_utf8_is_named_by_its_own_number(exported, tmp_path):
     path.write_bytes(b"".join(lines))
     result = run_cli("import", str(tmp_path / "t.db"), str(path))
     assert result.returncode == 4 and "line 3 is not UTF-8" in result.stderr, result.stderr
+
+
+def _ids_as_floats(lines):
+    spot = lines[0]["columns"]["TRIAL"].index("experiment_id")
+    for r in lines[1:-1]:
+        if r["table"] == "TRIAL":
+            r["row"][spot] = float(r["row"][spot])
+
+
+def _ids_as_decimals(lines):
+    spot = lines[0]["columns"]["TRIAL"].index("experiment_id")
+    for r in lines[1:-1]:
+        if r["table"] == "TRIAL":
+            r["row"][spot] = {"$decimal": str(r["row"][spot])}
+
+
+def _link_spelled_otherwise(lines):
+    columns = lines[0]["columns"]["TRIAL"]
+    columns[columns.index("experiment_id")] = "Experiment_Id"
+    lines[-1]["trailer"].pop("header_sha256")  # (as an export before round 36)
+
+
+def _header_names_another_experiment(lines):
+    lines[0]["header"]["experiment_id"] = 2
+    lines[-1]["trailer"].pop("header_sha256")
+
+
+@pytest.mark.parametrize("edit", [_ids_as_floats, _ids_as_decimals, _link_spelled_otherwise,
+                                  _header_names_another_experiment])
+def test_an_export_whose_ids_are_written_otherwise_is_imported_as_its_own_experiment(exported, tmp_path, edit):
+    """Round 37: a TRIAL.experiment_id written 1.0 or as a DECIMAL's digits, or its column spelled Experiment_Id, was
+    imported unmoved (exit 0): the trials joined the experiment already there; an edited header's experiment id was
+    reported as the new one."""
+    target = DatabaseAddress("sqlite", path=str(tmp_path / "t.db"))
+    make_demo(target, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    result = run_cli("import", target.path, _edited(exported, tmp_path, edit), "--json")
+    assert result.returncode == 0, result.stderr
+    new = json.loads(result.stdout)["experiment_id"]
+    with open_database(target) as db:
+        assert new == 2 and db.scalar("SELECT count(*) FROM TRIAL WHERE experiment_id = 2") == 1
+        assert db.scalar("SELECT count(*) FROM TRIAL WHERE experiment_id = 1") == 1
+
+
+def test_skip_tables_naming_a_table_the_database_has_is_a_usage_error(exported, tmp_path):
+    """Round 37: `--skip-tables METRIC` left every link of the copy without its metric (8,816 violations, exit 0)."""
+    target = str(tmp_path / "t.db")
+    assert run_cli("init", target).returncode == 0
+    result = run_cli("import", target, str(exported), "--skip-tables", "METRIC")
+    assert result.returncode == 2 and "leaves out tables the database lacks" in result.stderr, result.stderr
