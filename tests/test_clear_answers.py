@@ -560,6 +560,16 @@ def test_migrate_refuses_what_an_integer_column_would_change_and_copies_what_it_
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
+def imported_or_refused_whole(result, mysql_address, words, *said):
+    """An import that went in (exit 0) where `words` is None, else one clear line (exit 4) saying `said` and
+    `words`, with nothing imported."""
+    if words is None:
+        assert result.returncode == 0, result.stderr
+        return
+    assert_one_clear_line(result, 4, *said, words, "nothing was imported")
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
 def import_epoch_values(tmp_path, mysql_address, values, src_type, dst_type, column="x"):
     """Export experiment 1 of a small SQLite demo whose EPOCH has one more column (`src_type`) holding `values` (by
     idx), then import it into MySQL whose EPOCH has that column as `dst_type`; the import's result."""
@@ -662,11 +672,7 @@ def test_import_into_mysql_refuses_what_its_columns_would_change_before_writing(
     into a DATETIME got a time), or stopped part way (1e308 into a FLOAT, 'abc' into a DOUBLE, a Z time zone), or
     crashed (inf: exit 70). The file's values are measured while it is checked, and refused before writing."""
     result = import_epoch_values(tmp_path, mysql_address, {1: value}, "", dst_type)
-    if words is None:
-        assert result.returncode == 0, result.stderr
-        return
-    assert_one_clear_line(result, 4, "EPOCH.x", words, "nothing was imported")
-    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+    imported_or_refused_whole(result, mysql_address, words, "EPOCH.x")
 
 
 def test_import_says_the_fractions_of_a_second_a_datetime_column_does_not_keep(tmp_path, mysql_address):
@@ -726,11 +732,7 @@ def test_import_holds_metric_json_to_what_mariadbs_json_column_takes(tmp_path, m
     assert run_cli("export", source.path, "-e", "1", "-o", export).returncode == 0
     assert run_cli("init", url_of(mysql_address)).returncode == 0
     result = run_cli("import", url_of(mysql_address), export)
-    if words is None:
-        assert result.returncode == 0, result.stderr
-        return
-    assert_one_clear_line(result, 4, "METRIC.per_label_val", words, "nothing was imported")
-    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+    imported_or_refused_whole(result, mysql_address, words, "METRIC.per_label_val")
 
 
 def test_import_into_sqlite_refuses_nan_which_sqlite_stores_as_null(tmp_path, demo_db):
