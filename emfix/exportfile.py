@@ -129,8 +129,10 @@ def check_file(path, tally=None):
     if trailer is None:
         raise DamagedInputError("%s ends without its trailer: the export was cut off" % path,
                                 hint="export the experiment again; nothing was imported")
-    stated = trailer.get("counts")
-    stated = {k: v for k, v in stated.items() if v} if isinstance(stated, dict) else None
+    if not all(isinstance(trailer.get(key, {}), dict) for key in ("counts", "min_ids", "max_ids", "dangling")):
+        raise DamagedInputError("%s's trailer is not what emfix writes: it was changed or damaged" % path,
+                                hint="export the experiment again")
+    stated = {k: v for k, v in trailer.get("counts", {}).items() if v}
     if trailer.get("sha256") != digest.hexdigest() or stated != counts or trailer.get(
             "header_sha256", header_sha256) != header_sha256:  # (exports before round 36 have no header_sha256)
         raise DamagedInputError("%s does not match its own checksum: it was changed or damaged" % path)

@@ -475,3 +475,12 @@ def test_skip_tables_naming_a_table_the_database_has_is_a_usage_error(exported, 
     assert run_cli("init", target).returncode == 0
     result = run_cli("import", target, str(exported), "--skip-tables", "METRIC")
     assert result.returncode == 2 and "leaves out tables the database lacks" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("field, value", [("min_ids", [1]), ("dangling", "none"), ("counts", None)])
+def test_a_trailer_edited_into_other_shapes_is_refused(exported, tmp_path, field, value):
+    def edit(lines):
+        lines[-1]["trailer"][field] = value
+    path = _edited(exported, tmp_path, edit, keep_checksum=True)
+    result = run_cli("import", str(tmp_path / "t.db"), path)
+    assert result.returncode == 4 and "Traceback" not in result.stderr and "trailer" in result.stderr, result.stderr
