@@ -11,6 +11,10 @@ from .errors import DamagedInputError
 from .schema import EM_TABLES, table_named
 from .values import integer_range, whole_number_range
 
+FLOAT_MOST = 3.4028234663852886e38  # the largest single-precision float: MySQL refuses more for a FLOAT column
+NUMBER_KINDS = ("decimal", "double", "float", "real")  # MySQL's number types that are not whole numbers
+TEXT_KINDS = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext")
+
 
 def refuse_past_the_packet(target, table, longest, packet, done):
     """A value of `longest` bytes that DST's max_allowed_packet (`packet`) would not let through: the server drops the

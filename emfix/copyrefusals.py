@@ -8,10 +8,7 @@ back. The scan of SRC's values against DST's column lengths, character sets and 
 import re
 
 from .catalog import sqlite_affinity
-from .columnfit import (
-    integer_ranges,
-    values_of,
-)
+from .columnfit import NUMBER_KINDS, TEXT_KINDS, integer_ranges, values_of
 from .copyjournal import DIFFERS, DONE, RUNNING, UNVERIFIED
 from .errors import AlreadyDoneError, DamagedInputError, EmfixError, SchemaError, UnfinishedError, UsageError
 from .schema import EM_TABLES, table_named
@@ -52,10 +49,6 @@ def target_requires_json(target, will_create=False):
         return True
     return bool(target.scalar("SELECT count(*) FROM information_schema.check_constraints WHERE constraint_schema = "
                               "DATABASE() AND table_name = 'METRIC' AND check_clause LIKE '%json_valid%'"))
-
-
-NUMBER_KINDS = ("decimal", "double", "float", "real")
-TEXT_KINDS = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext")
 
 
 def _integer_tests(source, column, kind):

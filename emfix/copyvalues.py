@@ -9,6 +9,9 @@ import re
 
 from .backends.mysqlcatalog import DeclaredColumn
 from .columnfit import (
+    FLOAT_MOST,
+    NUMBER_KINDS,
+    TEXT_KINDS,
     column_limits,
     digits_kept,
     refuse_characters_the_charset_lacks,
@@ -19,8 +22,6 @@ from .columnfit import (
     values_of,
 )
 from .copyrefusals import (
-    NUMBER_KINDS,
-    TEXT_KINDS,
     refuse_blobs_in_text,
     refuse_numbers_past_dst_columns,
     refuse_numbers_sqlite_cannot_hold,
@@ -109,7 +110,6 @@ def _value_probes(source, columns, limits, declared, held_as_text):
     return probes
 
 
-FLOAT_MOST = 3.4028234663852886e38  # the largest single-precision float: MySQL refuses more for a FLOAT column
 
 
 NUMBER_CHANGES = {  # what: (its verb for one value, for several, what they are, the hint's way out)

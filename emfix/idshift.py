@@ -60,10 +60,12 @@ def _top(largest, held):
     return int(held) if largest is None else max(int(largest), int(held))
 
 
-def column_shifts(graph, table, columns, offsets):
-    """[(column index, shift)] for the columns of `table` that hold a moved id."""
-    shifts = [(i, offsets.get(id_owner(graph, table, c), 0)) for i, c in enumerate(columns)]
-    return [(i, shift) for i, shift in shifts if shift]
+def column_shifts(graph, table, columns, offsets, unmoved_too=False):
+    """[(column index, shift)] for the columns of `table` that hold a moved id (`unmoved_too`: every id column, a
+    shift of 0 for those that stay)."""
+    owners = [(i, id_owner(graph, table, c)) for i, c in enumerate(columns)]
+    shifts = [(i, offsets.get(owner, 0)) for i, owner in owners if owner]
+    return [(i, shift) for i, shift in shifts if shift or unmoved_too]
 
 
 def reserve_ids(db, table, top):

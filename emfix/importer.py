@@ -29,8 +29,8 @@ from .guarded import check_integrity
 from .hierarchy import ROOT
 from .idshift import (
     claiming_alone,
+    column_shifts,
     id_offset,
-    id_owner,
     refuse_ids_past_the_column,
     reserve_ids,
 )
@@ -116,8 +116,8 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
             new_id = _experiment_of(header, trailer) + offsets.get(ROOT, 0)
             return ImportResult(path, new_id, counts, offsets, time.perf_counter() - started, True, already_done=True)
         columns = header["columns"]
-        shifts = {t: [(i, offsets.get(id_owner(graph, t, c), 0)) for i, c in enumerate(columns[t])
-                      if id_owner(graph, t, c)] for t in header["tables"]}  # (every id column: 1.0 becomes 1)
+        shifts = {t: column_shifts(graph, t, columns[t], offsets, unmoved_too=True)  # (1.0 becomes 1 in every one)
+                  for t in header["tables"]}
         renamed = {"title": experiment_title, "desc": experiment_desc}
         db.foreign_key_checks(False)  # the subtree may hold rows whose parent is gone
         try:

@@ -11,6 +11,8 @@ import json
 import logging
 
 from .columnfit import (
+    FLOAT_MOST,
+    NUMBER_KINDS,
     column_limits,
     digits_kept,
     integer_ranges,
@@ -46,8 +48,6 @@ from .idshift import id_owner
 
 log = logging.getLogger(__name__)
 
-FLOAT_MOST = 3.4028234663852886e38  # the largest single-precision float: MySQL refuses more for a FLOAT column
-NUMBER_KINDS = ("float", "double", "real", "decimal")
 DATE_KINDS = {"datetime": DATETIMES, "timestamp": DATETIMES, "date": DATES}
 
 
@@ -71,8 +71,10 @@ def refuse_values_outside_enum_set_or_json(db, header, tally, skip, path):
     for table in header["tables"]:
         if table in skip or table not in tally.columns:
             continue
-        kinds = {c.name.lower(): c.type.lower() for c in db.column_details(db.stored(table))}
         declared = db.declared_columns(db.stored(table))
+        kinds = {name: column.declared.lower() for name, column in declared.items()}
+        if any(column.kind == "longtext" for column in declared.values()):  # MariaDB's JSON: LONGTEXT with a CHECK
+            kinds.update((c.name.lower(), c.type.lower()) for c in db.column_details(db.stored(table)))
         for position, column in enumerate(header["columns"][table]):
             kind = kinds.get(column.lower(), "")
             if kind.startswith(("enum", "set")) or kind == "json":
