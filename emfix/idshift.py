@@ -11,7 +11,7 @@ from contextlib import nullcontext
 
 from .backends.base import server_lock
 from .errors import DamagedInputError, DatabaseLockedError, EmfixError
-from .schema import EM_TABLES
+from .schema import EM_TABLES, discover_graph
 from .values import whole_number_range
 
 AUTO_ID_TABLES = tuple(t.name for t in EM_TABLES if t.auto_id)
@@ -38,19 +38,64 @@ def id_owner(graph, table, column, seen=None):
     return None
 
 
-def id_offset(db, table, low, high=None, held=None):
+def id_offset(db, table, low, high=None, held=None, referrers=()):
     """0 when no id in low..high is taken in `db` (high unknown: when every id there is below low);
     else the shift that puts low just past the largest id there. `held`: the highest id other unfinished copies
-    reserved in this table (their rows may not be there yet): every id up to it counts as taken."""
+    reserved in this table (their rows may not be there yet): every id up to it counts as taken. `referrers`
+    (referring_columns): an id a row of another table holds is taken too, its row there or not (an orphan given
+    a copied row's id became that row's child: a copied experiment adopted a deleted one's trials)."""
     q = db.quote
     if high is not None and (held is None or int(held) < int(low)):
         taken = db.scalar("SELECT count(*) FROM %s WHERE %s BETWEEN ? AND ?" % (q(table), q("id")), (low, high))
-        if not taken:
+        if not taken and not _referred_within(db, referrers, low, high):
             return 0
-    top = _top(db.scalar("SELECT max(%s) FROM %s" % (q("id"), q(table))), held)
+    top = _top(_larger(db.scalar("SELECT max(%s) FROM %s" % (q("id"), q(table))),
+                       _largest_referred(db, referrers)), held)
     if top is None or (high is None and int(top) < int(low)):
         return 0
     return int(top) + 1 - int(low)
+
+
+def referring_columns(graph):
+    """{auto-increment table: [(table, column)]}: every column of `graph` but the table's own id that holds one of
+    its ids (id_owner), composite keys included: where an orphan keeps the id of the parent it lost."""
+    found = {}
+    for table in graph.tables:
+        for column in graph.columns.get(table, ()):
+            owner = id_owner(graph, table, column)
+            if owner and (table, column) != (owner, "id"):
+                found.setdefault(owner, []).append((table, column))
+    return found
+
+
+def _referred_within(db, referrers, low, high):
+    """Does a row of another table hold an id in low..high?"""
+    q = db.quote
+    return any(db.scalar("SELECT 1 FROM %s WHERE %s BETWEEN ? AND ? LIMIT 1" % (q(table), q(column)),
+                         (low, high)) for table, column in referrers)
+
+
+def _largest_referred(db, referrers, ceiling=None):
+    """The largest id rows of other tables hold (at most `ceiling`), or None: one scan a table."""
+    q, largest, by_table = db.quote, None, {}
+    for table, column in referrers:
+        by_table.setdefault(table, []).append(column)
+    for table, columns in by_table.items():
+        if ceiling is None:
+            row = db.query("SELECT %s FROM %s" % (", ".join("max(%s)" % q(c) for c in columns), q(table)))[0]
+        else:
+            row = db.query("SELECT %s FROM %s" % (", ".join("max(CASE WHEN %s <= ? THEN %s END)" % (q(c), q(c))
+                                                            for c in columns), q(table)), (ceiling,) * len(columns))[0]
+        for value in row:
+            largest = _larger(largest, value)
+    return largest
+
+
+def _larger(a, b):
+    """The larger of two ids, either None (none there)."""
+    if a is None or b is None:
+        return b if a is None else a
+    return max(int(a), int(b))
 
 
 def _top(largest, held):
@@ -105,20 +150,24 @@ def claiming_alone(db):
 SLACK = 1000  # room for the application's inserts while MySQL's reservation (an ALTER TABLE) is made
 
 
-def claim_ids(db, ranges, offsets=None, held=None):
+def claim_ids(db, ranges, offsets=None, held=None, referrers=None):
     """{table: shift} for each table's ids low..high (`ranges`: {table: (low, high)}), each shifted range
     reserved in `db` (reserve_ids), so that the application's inserts from now on go above it, and past what
-    other unfinished copies hold (`held`: {table: highest id}, copyjournal.held_by_other_copies). Given offsets
+    other unfinished copies hold (`held`: {table: highest id}, copyjournal.held_by_other_copies), and past the ids
+    rows of other tables hold (`referrers`: referring_columns of `db`'s graph, read when not given). Given offsets
     (a resumed copy's) are reserved again as they are."""
     if offsets is not None:
         for table, (_low, high) in ranges.items():
             reserve_ids(db, table, int(high) + offsets.get(table, 0))
         return offsets
     held = held or {}
+    referrers = referring_columns(discover_graph(db)) if referrers is None else referrers
+    offsets = {table: id_offset(db, table, int(low), int(high), held.get(table), referrers.get(table, ()))
+               for table, (low, high) in ranges.items()}
     for table, (low, high) in ranges.items():  # every table first: none reserved before one is refused (round 34)
-        refuse_ids_past_the_column(db, table, int(low), int(high), id_offset(db, table, int(low), int(high),
-                                                                             held.get(table)))
-    return {table: _claim(db, table, int(low), int(high), held.get(table)) for table, (low, high) in ranges.items()}
+        refuse_ids_past_the_column(db, table, int(low), int(high), offsets[table])
+    return {table: _claim(db, table, int(low), int(high), held.get(table), referrers.get(table, ()),
+                          offsets[table]) for table, (low, high) in ranges.items()}
 
 
 def claim_gained_ids(db, ranges, offsets, reserved, copied, gained_ids, held=None):
@@ -132,8 +181,9 @@ def claim_gained_ids(db, ranges, offsets, reserved, copied, gained_ids, held=Non
     offsets, reserved, taken, gained = dict(offsets), dict(reserved), [], False
     for table, (low, high) in sorted(ranges.items()):
         if table not in offsets and not copied.get(table):
+            referrers = referring_columns(discover_graph(db)).get(table, ())
             offsets[table], reserved[table], gained = _claim(db, table, int(low), int(high), (held or {}).get(
-                table)), int(high), True
+                table), referrers), int(high), True
             continue
         shift, top = offsets.get(table, 0), int(reserved.get(table, high))
         if int(high) <= top:
@@ -200,23 +250,25 @@ def refuse_ids_past_the_column(db, table, low, high, offset):
                  "refer to it), or copy into another database" % (db.quote(table), db.quote("id")))
 
 
-def _claim(db, table, low, high, held=None):
+def _claim(db, table, low, high, held=None, referrers=(), offset=None):
     """Inside a write transaction (SQLite) the application waits, and the first choice holds. MySQL's ALTER TABLE
     is no transaction: an insert meanwhile may take an id of the range. Then a ceiling with room to spare is
     reserved first, and the range put just past the largest id under it: every id the application takes from
-    then on is above the ceiling, every one it took before is below the range. `held`: see id_offset."""
-    offset = id_offset(db, table, low, high, held)
+    then on is above the ceiling, every one it took before is below the range. `held`, `referrers`: see
+    id_offset (`offset`: its answer, when asked already)."""
+    offset = id_offset(db, table, low, high, held, referrers) if offset is None else offset
     refuse_ids_past_the_column(db, table, low, high, offset)
     reserve_ids(db, table, high + offset)
     if not _taken(db, table, low + offset, high + offset):
         return offset
     slack, q = SLACK, db.quote
     for _ in range(6):
-        largest = _top(db.scalar("SELECT max(%s) FROM %s" % (q("id"), q(table))), held)
+        largest = _top(_larger(db.scalar("SELECT max(%s) FROM %s" % (q("id"), q(table))),
+                               _largest_referred(db, referrers)), held)
         ceiling = int(largest or 0) + 1 + high - low + slack
         reserve_ids(db, table, ceiling)
-        below = int(_top(db.scalar("SELECT max(%s) FROM %s WHERE %s <= ?" % (q("id"), q(table), q("id")), (ceiling,)),
-                         held) or 0)
+        below = int(_top(_larger(db.scalar("SELECT max(%s) FROM %s WHERE %s <= ?" % (q("id"), q(table), q("id")),
+                                           (ceiling,)), _largest_referred(db, referrers, ceiling)), held) or 0)
         offset = below + 1 - low
         if high + offset <= ceiling:
             return offset

@@ -31,6 +31,7 @@ from .idshift import (
     claiming_alone,
     column_shifts,
     id_offset,
+    referring_columns,
     refuse_ids_past_the_column,
     reserve_ids,
 )
@@ -109,7 +110,7 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
                                  hint="give an existing experiment as the target, or none to make a new one")
             pinned[ROOT] = into_experiment - _experiment_of(header, trailer)
             key += ":into:%d" % into_experiment
-        journal = _start_journal(db, key, path, trailer, resume, force, pinned)
+        journal = _start_journal(db, key, path, trailer, resume, force, pinned, graph)
         kill_point("journaled")
         offsets, done_line, counts = journal["offsets"], journal["line"], journal["counts"]
         if journal.get("done"):
@@ -203,7 +204,7 @@ def _read_journal(db, key, row):
     return state, fields["offsets"], line, fields["counts"]
 
 
-def _start_journal(db, key, path, trailer, resume, force, pinned=None):
+def _start_journal(db, key, path, trailer, resume, force, pinned, graph):
     """The journal row for this file's content: new (with fresh offsets), or the one to resume."""
     text = "VARCHAR(100)" if db.dialect == "mysql" else "TEXT"
     q = db.quote
@@ -232,8 +233,9 @@ def _start_journal(db, key, path, trailer, resume, force, pinned=None):
     with db.transaction() if db.dialect == "sqlite" else claiming_alone(db):
         offsets = {}
         held = held_by_other_copies(db, key)  # ids unfinished copies reserved: their rows may not be there yet
+        referrers = referring_columns(graph)
         for table, low in trailer.get("min_ids", {}).items():
-            offsets[table] = id_offset(db, table, low, tops.get(table), held.get(table))
+            offsets[table] = id_offset(db, table, low, tops.get(table), held.get(table), referrers.get(table, ()))
         offsets.update(pinned or {})
         reserved = {t: high for t, high in tops.items() if t in offsets}
         for table, high in reserved.items():  # DST's id columns hold them (else nothing is reserved: round 33)

@@ -1,0 +1,65 @@
+"""An import or a migrate into a database with orphans (rows whose parent was deleted) never gives a copied row
+the id an orphan points at: the orphan would become the copy's child, silently."""
+
+import pytest
+from conftest import make_demo, run_cli, url_of
+
+from emfix.address import DatabaseAddress
+from emfix.backends import open_database
+from emfix.demo import Shape
+
+ORPHANS = [  # (child, its column, parent): the relations the damage below breaks
+    ("TRIAL", "experiment_id", "EXPERIMENT"),
+    ("EPOCH_METRIC", "metric_id", "METRIC"),
+    ("BATCH_METRIC", "metric_id", "METRIC"),
+]
+
+
+def orphans(address):
+    """Each broken relation's orphan rows, as (child, column, the id they point at, how many)."""
+    with open_database(address, readonly=True) as db:
+        q = db.quote
+        return sorted((child, column, ref, count) for child, column, parent in ORPHANS for ref, count in db.query(
+            "SELECT c.%s, count(*) FROM %s c WHERE NOT EXISTS (SELECT 1 FROM %s p WHERE p.%s = c.%s) GROUP BY c.%s"
+            % (q(column), q(child), q(parent), q("id"), q(column), q(column))))
+
+
+def delete_parents(address):
+    """The last experiment and the metrics with the highest ids deleted, their children left behind, as an
+    application without foreign-key checks leaves them."""
+    with open_database(address) as db:
+        q = db.quote
+        db.execute("SET foreign_key_checks = 0" if db.dialect == "mysql" else "PRAGMA foreign_keys = OFF")
+        top = db.scalar("SELECT max(%s) FROM %s" % (q("id"), q("METRIC")))
+        with db.transaction():
+            db.execute("DELETE FROM %s WHERE %s = (SELECT m FROM (SELECT max(%s) AS m FROM %s) x)" % (
+                q("EXPERIMENT"), q("id"), q("id"), q("EXPERIMENT")))
+            db.execute("DELETE FROM %s WHERE %s > ?" % (q("METRIC"), q("id")), (int(top) - 40,))
+    found = orphans(address)
+    assert {child for child, *_ in found} == {child for child, *_ in ORPHANS}
+    return found
+
+
+@pytest.fixture
+def source(tmp_path):
+    address = DatabaseAddress("sqlite", path=str(tmp_path / "source.db"))
+    make_demo(address, shape=Shape(), faults=False)
+    return address
+
+
+def test_an_import_leaves_orphans_orphans(address, source, tmp_path):
+    make_demo(address, faults=False)
+    before = delete_parents(address)
+    path = str(tmp_path / "exp3.jsonl")
+    assert run_cli("export", url_of(source), "-e", "3", "-o", path).returncode == 0
+    result = run_cli("import", url_of(address), path, "--json")
+    assert result.returncode == 0, result.stderr
+    assert orphans(address) == before
+
+
+def test_a_migrate_leaves_orphans_orphans(address, source, tmp_path):
+    make_demo(address, faults=False)
+    before = delete_parents(address)
+    result = run_cli("migrate", url_of(source), url_of(address), "-e", "3", "--strategy", "aggressive")
+    assert result.returncode == 0, result.stderr
+    assert orphans(address) == before
