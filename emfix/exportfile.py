@@ -45,10 +45,11 @@ class OddValue(ValueError):
 
 class ValueTally:
     """{table: [per column position, a NEW_TALLY list]} and {table: the widest row in bytes} of a file's rows;
-    `text_too` False: text counted, not measured (tally_values)."""
+    `text_too` False: text counted, not measured (tally_values). `links` (exportlinks.LinkCheck), when given, is
+    shown the header and every row."""
 
-    def __init__(self, text_too=True):
-        self.columns, self.widest_row, self.text_too = {}, {}, text_too
+    def __init__(self, text_too=True, links=None):
+        self.columns, self.widest_row, self.text_too, self.links = {}, {}, text_too, links
 
 
 def records(path):
@@ -102,6 +103,8 @@ def check_file(path, tally=None):
         if number == 1:
             header, header_sha256 = _header(path, record), hashlib.sha256(line.encode("utf-8")).hexdigest()
             widths = {t: len(c) for t, c in header["columns"].items()}
+            if tally.links is not None:
+                tally.links.begin(header)
             continue
         if trailer is not None:
             raise DamagedInputError("%s has lines after its trailer" % path)
@@ -124,6 +127,8 @@ def check_file(path, tally=None):
                                     hint="export the experiment again (the file was edited)") from None
         if width > tally.widest_row.get(table, 0):
             tally.widest_row[table] = width
+        if tally.links is not None:
+            tally.links.add(table, row)
     if header is None:
         raise DamagedInputError("%s is empty" % path)
     if trailer is None:

@@ -35,6 +35,7 @@ from .idshift import (
     refuse_ids_past_the_column,
     reserve_ids,
 )
+from .exportlinks import LinkCheck
 from .importrefusals import refuse_what_the_database_cannot_take
 from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers
 from .killpoints import kill_point
@@ -70,7 +71,7 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
     started = time.perf_counter()
-    tally = ValueTally(text_too=not address.is_sqlite)  # (SQLite keeps text as it is given)
+    tally = ValueTally(text_too=not address.is_sqlite, links=LinkCheck())  # (SQLite keeps text as it is given)
     header, trailer = check_file(path, tally)
     dangling = {t: n for t, n in (trailer.get("dangling") or {}).items() if n}
     if dangling and not allow_dangling:

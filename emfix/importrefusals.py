@@ -177,10 +177,16 @@ def refuse_ids_import_cannot_move(graph, header, trailer, tally, skip, path):
             low, high = ranges.get(owner, (None, None))
             if owner != table and stats[LOW] is not None and not dangling.get(table) and (
                     low is None or stats[LOW] < low or stats[HIGH] > high):
-                raise DamagedInputError(
-                    "%s.%s in %s refers to %s rows the file does not hold, and its trailer says no link of %s "
-                    "dangles; nothing was imported" % (table, column, path, owner, table),
-                    hint="export the experiment again (the file was edited or cut)")
+                _refuse_a_link(path, table, column, owner, "rows")
+    for table, column, owner, first in tally.links.missing() if tally.links is not None else ():
+        if table not in skip and not dangling.get(table):  # (round 37: three METRIC rows taken out, the file sealed
+            _refuse_a_link(path, table, column, owner, "id %d, a row" % first)  # again: links imported to nothing)
+
+
+def _refuse_a_link(path, table, column, owner, what):
+    raise DamagedInputError("%s.%s in %s refers to %s %s the file does not hold, and its trailer says no link of %s "
+                            "dangles; nothing was imported" % (table, column, path, owner, what, table),
+                            hint="export the experiment again (the file was edited or cut)")
 
 
 def refuse_values_the_columns_cannot_hold(db, graph, header, tally, skip, path):

@@ -380,6 +380,10 @@ def _without_metrics(lines):
         lines[-1]["trailer"][key].pop("METRIC", None)
 
 
+def _three_metrics_left_out(lines):  # within the range the trailer states: ids 2, 3 and 4 (the demo's are linked)
+    lines[1:-1] = [r for r in lines[1:-1] if not (r["table"] == "METRIC" and r["row"][0] in (2, 3, 4))]
+
+
 def _half_an_id(lines):
     trial = next(r for r in lines if r.get("table") == "TRIAL")
     trial["row"][lines[0]["columns"]["TRIAL"].index("experiment_id")] += 0.5
@@ -403,13 +407,15 @@ def _a_column_no_table_has(lines):  # as an export before round 36 of a source w
 @pytest.mark.parametrize("edit, keep, code, words", [
     (_swap_title_and_desc, True, 4, "does not match its own checksum"),  # (title and desc swapped, exit 0)
     (_without_metrics, False, 4, "refers to METRIC rows the file does not hold"),  # (linked to another's metrics)
+    (_three_metrics_left_out, False, 4, "refers to METRIC id 2, a row the file does not hold"),  # (links to nothing)
     (_half_an_id, False, 4, "not a whole number: an id import cannot move"),  # (stored as another experiment's id)
     (_a_column_twice, False, 4, "its header's tables and columns are not"),  # (MySQL: exit 70; SQLite: one dropped)
     (_a_column_no_table_has, False, 1, "lacks column EXPERIMENT.nosuch"),  # (exit 70)
-], ids=["header-edited", "rows-left-out", "half-an-id", "column-twice", "column-db-lacks"])
+], ids=["header-edited", "rows-left-out", "rows-within-the-range-left-out", "half-an-id", "column-twice", "column-db-lacks"])
 def test_an_edited_export_is_refused_before_anything_is_imported(exported, tmp_path, edit, keep, code, words):
     """Round 36: exports edited by hand (the rows' checksum made again, or the header alone changed) were imported
-    with title and description swapped, links pointing at another experiment's rows, or crashed (exit 70)."""
+    with title and description swapped, links pointing at another experiment's rows, or crashed (exit 70); round 37:
+    links to rows taken out from within the file's range of ids were imported pointing at nothing."""
     path = _edited(exported, tmp_path, edit, keep_checksum=keep)
     target = str(tmp_path / "t.db")
     assert run_cli("init", target).returncode == 0
@@ -484,3 +490,33 @@ def test_a_trailer_edited_into_other_shapes_is_refused(exported, tmp_path, field
     path = _edited(exported, tmp_path, edit, keep_checksum=True)
     result = run_cli("import", str(tmp_path / "t.db"), path)
     assert result.returncode == 4 and "Traceback" not in result.stderr and "trailer" in result.stderr, result.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(st.integers(min_value=0, max_value=1 << 20)), st.lists(st.integers(min_value=0, max_value=1 << 20)))
+def test_a_link_to_an_id_the_file_lacks_is_the_first_one_found(held, linked):
+    """exportlinks.LinkCheck, whatever the order and spread of the ids: the smallest linked id not held."""
+    from emfix.exportlinks import LinkCheck
+
+    check = LinkCheck()
+    check.begin({"tables": ["METRIC", "EPOCH_METRIC"],
+                 "columns": {"METRIC": ["id", "type"], "EPOCH_METRIC": ["epoch_idx", "epoch_trial_run_id", "metric_id"]}})
+    for metric_id in sorted(held, key=lambda i: hash(i) % 7):
+        check.add("METRIC", [metric_id, "loss"])
+    for metric_id in linked:
+        check.add("EPOCH_METRIC", [0, 1, float(metric_id) if metric_id % 3 else metric_id])
+    lacking = sorted(set(linked) - held)
+    assert check.missing() == ([("EPOCH_METRIC", "metric_id", "METRIC", lacking[0])] if lacking else [])
+
+
+def test_ids_spread_wider_than_the_bits_allow_are_left_to_the_range_check(monkeypatch):
+    from emfix import exportlinks
+
+    monkeypatch.setattr(exportlinks, "MAX_PAGES", 2)
+    check = exportlinks.LinkCheck()
+    check.begin({"tables": ["METRIC", "RESULTS_METRIC"],
+                 "columns": {"METRIC": ["id"], "RESULTS_METRIC": ["results_id", "metric_id"]}})
+    for metric_id in (1, 1 << 17, 1 << 18):  # three pages of bits
+        check.add("METRIC", [metric_id])
+    check.add("RESULTS_METRIC", [1, 5])
+    assert check.missing() == [] and check.pages == 3
