@@ -25,6 +25,7 @@ from .errors import (
     UsageError,
 )
 from .exportfile import ValueTally, check_file, records
+from .exportlinks import LinkCheck
 from .guarded import check_integrity
 from .hierarchy import ROOT
 from .idshift import (
@@ -35,7 +36,6 @@ from .idshift import (
     refuse_ids_past_the_column,
     reserve_ids,
 )
-from .exportlinks import LinkCheck
 from .importrefusals import refuse_what_the_database_cannot_take
 from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers
 from .killpoints import kill_point

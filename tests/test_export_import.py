@@ -407,11 +407,12 @@ def _a_column_no_table_has(lines):  # as an export before round 36 of a source w
 @pytest.mark.parametrize("edit, keep, code, words", [
     (_swap_title_and_desc, True, 4, "does not match its own checksum"),  # (title and desc swapped, exit 0)
     (_without_metrics, False, 4, "refers to METRIC rows the file does not hold"),  # (linked to another's metrics)
-    (_three_metrics_left_out, False, 4, "refers to METRIC id 2, a row the file does not hold"),  # (links to nothing)
+    (_three_metrics_left_out, False, 4, "refers to METRIC id 2, a row the file does not hold"),  # (linked nothing)
     (_half_an_id, False, 4, "not a whole number: an id import cannot move"),  # (stored as another experiment's id)
     (_a_column_twice, False, 4, "its header's tables and columns are not"),  # (MySQL: exit 70; SQLite: one dropped)
     (_a_column_no_table_has, False, 1, "lacks column EXPERIMENT.nosuch"),  # (exit 70)
-], ids=["header-edited", "rows-left-out", "rows-within-the-range-left-out", "half-an-id", "column-twice", "column-db-lacks"])
+], ids=["header-edited", "rows-left-out", "rows-within-the-range-left-out", "half-an-id", "column-twice",
+        "column-db-lacks"])
 def test_an_edited_export_is_refused_before_anything_is_imported(exported, tmp_path, edit, keep, code, words):
     """Round 36: exports edited by hand (the rows' checksum made again, or the header alone changed) were imported
     with title and description swapped, links pointing at another experiment's rows, or crashed (exit 70); round 37:
@@ -500,7 +501,8 @@ def test_a_link_to_an_id_the_file_lacks_is_the_first_one_found(held, linked):
 
     check = LinkCheck()
     check.begin({"tables": ["METRIC", "EPOCH_METRIC"],
-                 "columns": {"METRIC": ["id", "type"], "EPOCH_METRIC": ["epoch_idx", "epoch_trial_run_id", "metric_id"]}})
+                 "columns": {"METRIC": ["id", "type"],
+                             "EPOCH_METRIC": ["epoch_idx", "epoch_trial_run_id", "metric_id"]}})
     for metric_id in sorted(held, key=lambda i: hash(i) % 7):
         check.add("METRIC", [metric_id, "loss"])
     for metric_id in linked:
