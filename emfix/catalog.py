@@ -99,9 +99,12 @@ def sqlite_affinity(kind):
 
 
 # The application writes MySQL's DATETIME and JSON as TEXT on SQLite (the schema doc, "Columns"); a SQLite REAL is
-# MySQL's DOUBLE (the DDL a diff writes for it: a diff of the two said "METRIC.r is DOUBLE, not DOUBLE" for ever).
+# MySQL's DOUBLE (the DDL a diff writes for it: a diff of the two said "METRIC.r is DOUBLE, not DOUBLE" for ever), a
+# SQLite BOOLEAN MySQL's TINYINT(1), a SQLite column without a type MySQL's TEXT (the DDL's choice: round 37, "bo is
+# TINYINT, not BOOLEAN" and "un is TEXT, not TEXT" for ever).
 _AS_SQLITE = {"DATETIME": "TEXT", "TIMESTAMP": "TEXT", "JSON": "TEXT", "LONGTEXT": "TEXT", "MEDIUMTEXT": "TEXT",
-              "TINYTEXT": "TEXT", "DOUBLE": "REAL", "DOUBLE PRECISION": "REAL"}
+              "TINYTEXT": "TEXT", "DOUBLE": "REAL", "DOUBLE PRECISION": "REAL", "BOOLEAN": "TINYINT",
+              "BOOL": "TINYINT", "": "TEXT"}
 
 
 def comparable_type(kind, same_engine):
@@ -109,19 +112,6 @@ def comparable_type(kind, same_engine):
     if not same_engine and re.match(r"(ENUM|SET)\b", kind):  # SQLite's TEXT (a diff's DDL writes that: round 36,
         return "TEXT"  # "userTab.v is TEXT, not TEXT" for ever)
     return kind if same_engine else _AS_SQLITE.get(kind, kind)
-
-
-def normal_default(text):
-    if text is None:
-        return None
-    value = str(text).strip()
-    if value.upper() in ("NULL", ""):
-        return None
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        value = value[1:-1]
-    if value.lower() in ("current_timestamp()", "current_timestamp"):
-        return "CURRENT_TIMESTAMP"
-    return value
 
 
 def read_catalog(db, counts=True):

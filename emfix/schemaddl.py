@@ -10,8 +10,9 @@ with `-- ` are advice: what B has beyond A is left for a person to decide.
 import dataclasses
 import re
 
-from .catalog import comparable_type, normal_default, sqlite_affinity
+from .catalog import comparable_type, sqlite_affinity
 from .schema import EM_TABLE_BY_NAME, Dialect, column_type
+from .sqldefault import default_sql, normal_default
 
 REBUILD_PREFIX = "emfix_rebuild_"
 # changes SQLite's ALTER TABLE cannot make: the table is rebuilt (a new column only when it needs a value)
@@ -26,14 +27,6 @@ def key(columns):
 
 def _text(name):
     return "'%s'" % name.replace("'", "''")
-
-
-def literal(value):
-    if value is None:
-        return "NULL"
-    if value == "CURRENT_TIMESTAMP" or re.fullmatch(r"-?\d+(\.\d+)?", value):
-        return value
-    return "'%s'" % value.replace("'", "''")
 
 
 def translate_type(table, column, a_dialect, b_dialect):
@@ -62,8 +55,8 @@ def column_sql(d, table, column, a_dialect, primary_key):
     text = "%s %s" % (d.quote(column.name), translate_type(table, column, a_dialect, d.dialect))
     if column.not_null:
         text += " NOT NULL"
-    if normal_default(column.default) is not None:
-        text += " DEFAULT %s" % literal(normal_default(column.default))
+    if normal_default(column.default, a_dialect) is not None:
+        text += " DEFAULT %s" % default_sql(normal_default(column.default, a_dialect), d.dialect)
     return text
 
 
@@ -118,13 +111,18 @@ def needs_rebuild(difference, a, dialect):
     if dialect == "mysql":
         return False
     if difference.kind == "missing_column":
-        return not _simple_new_column(a.table(difference.table).column(difference.column))
+        return not _simple_new_column(a.table(difference.table).column(difference.column), a.dialect)
     return difference.kind in REBUILT_KINDS
 
 
-def _simple_new_column(column):
-    """ALTER TABLE ADD COLUMN can add it: it may be NULL, or it has a default for the rows already there."""
-    return not column.not_null or normal_default(column.default) is not None
+def _simple_new_column(column, a_dialect):
+    """SQLite's ALTER TABLE ADD COLUMN can add it: it may be NULL, or it has a default for the rows already there,
+    and that default is a constant (CURRENT_TIMESTAMP or an expression: "Cannot add a column with non-constant
+    default" on a table with rows)."""
+    default = normal_default(column.default, a_dialect)
+    if default is not None and default.startswith(("CURRENT_", "(")):
+        return False
+    return not column.not_null or default is not None
 
 
 def fix_of(difference, a, b):
@@ -143,7 +141,7 @@ def fix_of(difference, a, b):
         definition = column_sql(d, ta.name, column, a.dialect, ta.primary_key)
         if kind == "missing_column":
             return ["ALTER TABLE %s ADD COLUMN %s" % (q(tb.name), definition)] if (
-                mysql or _simple_new_column(column)) else []
+                mysql or _simple_new_column(column, a.dialect)) else []
         return ["ALTER TABLE %s MODIFY COLUMN %s" % (q(tb.name), definition)] if mysql else []
     if kind == "extra_column":
         return ["-- ALTER TABLE %s DROP COLUMN %s" % (q(tb.name), q(difference.column))]

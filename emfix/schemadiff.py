@@ -15,9 +15,10 @@ import dataclasses
 from typing import List
 
 from . import schemaddl
-from .catalog import comparable_type, normal_default
+from .catalog import comparable_type
 from .schema import EM_TABLE_BY_NAME
-from .schemaddl import key, literal
+from .schemaddl import key
+from .sqldefault import default_sql, normal_default, same_default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +102,7 @@ def _rated(d, tb):
     """`d` with its rating, for table `tb` of B (None: B lacks it)."""
     column = d.a if d.column and d.kind != "extra_column" else None
     rating, reason = rate(d.kind, tb.rows if tb is not None else None, not_null=bool(column and column.not_null),
-                          has_default=bool(column and normal_default(column.default) is not None),
+                          has_default=bool(column and normal_default(column.default, None) is not None),
                           losing_not_null=bool(column and not column.not_null))
     return dataclasses.replace(d, rating=rating, reason=reason)
 
@@ -179,7 +180,7 @@ def _compare_table(ta, tb, a_dialect, b_dialect):
         keyed = column.name.lower() in key(ta.primary_key) and (not same_engine or column.auto)
         if column.not_null != other.not_null and not keyed:
             add("column_null", column.name, column, other)
-        if normal_default(column.default) != normal_default(other.default):
+        if not same_default(column.default, a_dialect, other.default, b_dialect):
             add("column_default", column.name, column, other)
     for column in tb.columns:
         if not ta.column(column.name):
@@ -267,8 +268,9 @@ def describe(d, a_dialect, b_dialect):
     if kind == "column_null":
         return "%s.%s is %s" % (t, d.column, "NULL-able (it lost NOT NULL)" if d.a.not_null else "NOT NULL")
     if kind == "column_default":
-        return "%s.%s defaults to %s, not %s" % (t, d.column, literal(normal_default(d.b.default)),
-                                                 literal(normal_default(d.a.default)))
+        return "%s.%s defaults to %s, not %s" % (t, d.column, default_sql(normal_default(d.b.default, b_dialect),
+                                                                         b_dialect),
+                                                 default_sql(normal_default(d.a.default, a_dialect), b_dialect))
     if kind == "primary_key":
         return "%s's primary key is (%s), not (%s)" % (t, ", ".join(d.b), ", ".join(d.a))
     if kind == "missing_unique":

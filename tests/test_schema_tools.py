@@ -198,19 +198,28 @@ def test_a_diff_keeps_the_letter_case_of_enum_and_set_values(mysql_address, mysq
 @pytest.mark.parametrize("into", ["mysql", "sqlite"])
 def test_a_diff_across_engines_settles_once_its_ddl_is_run(mysql_address, tmp_path, into):
     """Notes of round 33: a SQLite REAL column against MySQL's DOUBLE (the DDL the diff itself wrote for it) stayed a
-    difference, "METRIC.r is DOUBLE, not DOUBLE", however often the DDL was run."""
+    difference, "METRIC.r is DOUBLE, not DOUBLE", however often the DDL was run; round 37: BOOLEAN, a column without
+    a type, and defaults such as CURRENT_TIMESTAMP(6), b'101', 'it''s' and 'x\\y' (written back as other text)."""
     sqlite_path = str(tmp_path / "a.db")
     assert run_cli("init", sqlite_path).returncode == 0
     assert run_cli("init", url_of(mysql_address)).returncode == 0
     if into == "mysql":
         con = sqlite3.connect(sqlite_path)
-        con.execute("ALTER TABLE METRIC ADD COLUMN r REAL")
+        for column in ("r REAL", "bo BOOLEAN", "un", "q TEXT DEFAULT 'it''s'", "w TEXT DEFAULT 'x\\y'",
+                       "f INTEGER DEFAULT TRUE", "x BLOB DEFAULT X'0a01'", "dq VARCHAR(9) DEFAULT \"dq\"",
+                       "p REAL DEFAULT +1.50", "nl TEXT DEFAULT 'NULL'"):
+            con.execute("ALTER TABLE METRIC ADD COLUMN %s" % column)
         con.close()
         a, b = sqlite_path, url_of(mysql_address)
     else:  # (round 36: an ENUM became TEXT in SQLite, and the diff said "v is TEXT, not TEXT" for ever)
         with open_database(mysql_address) as db:
             db.execute("ALTER TABLE METRIC ADD COLUMN r DOUBLE, ADD COLUMN v ENUM('a','b'), ADD COLUMN s SET('x','y'), "
-                       "ADD COLUMN t DATETIME(6), ADD COLUMN b BIT(3)")
+                       "ADD COLUMN t DATETIME(6) DEFAULT CURRENT_TIMESTAMP(6), ADD COLUMN b BIT(3) DEFAULT b'101', "
+                       "ADD COLUMN q VARCHAR(9) DEFAULT 'it''s', ADD COLUMN w VARCHAR(9) DEFAULT 'x\\\\y', "
+                       "ADD COLUMN bo BOOLEAN DEFAULT TRUE, ADD COLUMN n DECIMAL(5,2) DEFAULT 1.50")
+            db.execute("INSERT INTO METRIC (type, total_val) VALUES ('loss', 1)")  # (SQLite rebuilds: CURRENT_...)
+        with sqlite3.connect(sqlite_path) as con:
+            con.execute("INSERT INTO METRIC (type, total_val) VALUES ('loss', 1)")
         a, b = url_of(mysql_address), sqlite_path
     ddl = run_cli("schema", "diff", a, b, "--format", "ddl")
     assert ddl.returncode == 1 and "r" in ddl.stdout, ddl.stdout + ddl.stderr
@@ -222,6 +231,45 @@ def test_a_diff_across_engines_settles_once_its_ddl_is_run(mysql_address, tmp_pa
         assert in_the_sqlite3_shell(sqlite_path, ddl.stdout).returncode == 0
     again = run_cli("schema", "diff", a, b)
     assert again.returncode == 0 and "same schema" in again.stdout, again.stdout
+    if into == "sqlite":
+        with sqlite3.connect(sqlite_path) as con:
+            assert con.execute("SELECT b, q, w, bo, n FROM METRIC").fetchall() == [(5, "it's", "x\\y", 1, 1.5)]
+
+
+@pytest.mark.parametrize("engine", ["mysql", "sqlite"])
+def test_a_diff_of_expression_and_odd_text_defaults_settles_on_one_engine(mysql_databases, tmp_path, engine):
+    """Round 37: defaults were compared with their quotes stripped and written back as quoted text: an expression's
+    default became a text, 'it''s' became it''s."""
+    columns = ["id INTEGER PRIMARY KEY", "q VARCHAR(9) DEFAULT 'it''s'", "e VARCHAR(9) DEFAULT ''",
+               "d DATETIME DEFAULT CURRENT_TIMESTAMP"]
+    if engine == "mysql":
+        columns += ["w VARCHAR(9) DEFAULT 'x\\\\y'", "k VARCHAR(9) DEFAULT (concat('a', 'b'))",
+                    "t DATETIME(3) DEFAULT CURRENT_TIMESTAMP(3)", "b BIT(3) DEFAULT b'101'"]
+        first, second = mysql_databases(), mysql_databases()
+        with open_database(first) as db:
+            db.execute("CREATE TABLE t (%s)" % ", ".join(columns))
+        with open_database(second) as db:
+            db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, q VARCHAR(9) DEFAULT 'its')")
+        a, b = url_of(first), url_of(second)
+    else:
+        columns += ["w TEXT DEFAULT 'x\\y'", "k TEXT DEFAULT (upper('a') || 'b')", "f INTEGER DEFAULT FALSE"]
+        a, b = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+        with sqlite3.connect(a) as con:
+            con.execute("CREATE TABLE t (%s)" % ", ".join(columns))
+        with sqlite3.connect(b) as con:
+            con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, q VARCHAR(9) DEFAULT 'its')")
+            con.execute("INSERT INTO t (id) VALUES (1)")  # (CURRENT_TIMESTAMP and expressions: a rebuild)
+    ddl = run_cli("schema", "diff", a, b, "--format", "ddl")
+    assert ddl.returncode == 1, ddl.stdout + ddl.stderr
+    if engine == "mysql":
+        with open_database(second) as db:
+            for statement in [s for s in ddl.stdout.split(";\n") if s.strip() and not s.startswith("--")]:
+                db.execute(statement)
+    else:
+        applied = in_the_sqlite3_shell(b, ddl.stdout)
+        assert applied.returncode == 0 and not applied.stderr, applied.stderr
+    again = run_cli("schema", "diff", a, b)
+    assert again.returncode == 0, again.stdout
 
 
 def test_a_diff_into_sqlite_writes_ddl_the_sqlite3_shell_runs(mysql_address, tmp_path):

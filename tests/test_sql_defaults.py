@@ -1,0 +1,77 @@
+"""A column's default read from either engine's catalog, written as DDL for either engine, and read back: the same
+default (schema diff compares and writes them: sqldefault.py)."""
+
+import sqlite3
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from emfix.backends import open_database
+from emfix.sqldefault import default_sql, normal_default, same_default
+
+TEXTS = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+# MariaDB keeps a default in utf8mb3 (its table definition): a 4-byte character is reported as '?'
+THREE_BYTE_TEXTS = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00",
+                                         max_codepoint=0xFFFF), max_size=12)
+
+
+def through_sqlite(value):
+    """What SQLite's catalog reports of a column made with default `value` (the one form)."""
+    con = sqlite3.connect(":memory:")
+    con.execute("CREATE TABLE t (c TEXT DEFAULT %s)" % default_sql(value, "sqlite"))
+    return con.execute("SELECT dflt_value FROM pragma_table_info('t')").fetchone()[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXTS)
+@example("it's")
+@example("x\\y")
+@example("5")
+@example("05")
+@example("NULL")
+def test_a_text_default_comes_back_from_sqlite_as_it_went(text):
+    value = normal_default("'%s'" % text.replace("'", "''"), "sqlite")
+    assert normal_default(through_sqlite(value), "sqlite") == value
+    assert value == text if value == "5" else value == "'%s'" % text.replace("'", "''")
+
+
+@pytest.fixture
+def mysql_db(mysql_address):
+    """A database on the test server where each example makes its table."""
+    with open_database(mysql_address) as db:
+        yield db
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(THREE_BYTE_TEXTS)
+@example("it's")
+@example("x\\y")
+@example("a\\%b_\\_")
+@example("tab\there\nline")
+def test_a_text_default_comes_back_from_mariadb_as_it_went(mysql_db, text):
+    value = normal_default("'%s'" % text.replace("'", "''"), "sqlite")
+    mysql_db.execute("DROP TABLE IF EXISTS t")
+    mysql_db.execute("CREATE TABLE t (c VARCHAR(40) DEFAULT %s)" % default_sql(value, "mysql"))
+    reported = mysql_db.scalar("SELECT COLUMN_DEFAULT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                               "AND TABLE_NAME = 't' AND COLUMN_NAME = 'c'")
+    assert normal_default(reported, "mysql") == value
+
+
+@pytest.mark.parametrize("a, a_dialect, b, b_dialect, same", [
+    ("current_timestamp(6)", "mysql", "CURRENT_TIMESTAMP", "sqlite", True),  # (SQLite has no fraction digits)
+    ("current_timestamp(6)", "mysql", "current_timestamp()", "mysql", False),
+    ("current_timestamp()", "mysql", "CURRENT_TIMESTAMP", "sqlite", True),
+    ("b'101'", "mysql", "5", "sqlite", True),
+    ("'5'", "sqlite", "5", "mysql", True),
+    ("'05'", "sqlite", "5", "mysql", False),
+    ("1.50", "mysql", "+1.5", "sqlite", True),
+    ("TRUE", "sqlite", "1", "mysql", True),
+    ("'NULL'", "sqlite", "NULL", "mysql", False),  # the text NULL, and no default
+    ("'x\\\\y'", "mysql", "'x\\y'", "sqlite", True),
+    ("X'0a01'", "sqlite", "x'0A01'", "sqlite", True),
+    ("(datetime('now'))", "sqlite", "datetime('now')", "sqlite", True),
+    ("\"dq\"", "sqlite", "'dq'", "mysql", True),
+])
+def test_defaults_compare_by_the_value_they_set(a, a_dialect, b, b_dialect, same):
+    assert same_default(a, a_dialect, b, b_dialect) is same
