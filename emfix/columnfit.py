@@ -5,6 +5,7 @@ the file's values): a column's length in characters or bytes and its character s
 column's range (integer_ranges), and what each says when a value does not fit.
 """
 
+import json
 import re
 
 from .errors import DamagedInputError
@@ -140,3 +141,43 @@ def spelled_as_declared(value, declared):
         return value in members
     parts = value.split(",") if value else []
     return all(p in members for p in parts) and parts == sorted(set(parts), key=members.index)
+
+
+JSON_DEPTH = 31  # the most nested arrays and objects MariaDB's json_valid() takes (32 is refused: round 37)
+
+
+def mariadb_json_valid(value):
+    """Whether MariaDB's json_valid() takes `value`: RFC 8259 text (no NaN or Infinity; a number past a double's
+    range it takes), nested at most JSON_DEPTH deep, no lone surrogate escape, no NUL."""
+    if not isinstance(value, str) or "\0" in value:
+        return False
+    try:
+        parsed = json.loads(value, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return False
+    level = [(parsed, 1)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, (dict, list)):
+            if depth > JSON_DEPTH:
+                return False
+            pairs = item.items() if isinstance(item, dict) else ((None, each) for each in item)
+            for key, each in pairs:
+                if key is not None and not _encodable(key):
+                    return False
+                level.append((each, depth + 1))
+        elif isinstance(item, str) and not _encodable(item):
+            return False
+    return True
+
+
+def _no_constant(name):
+    raise ValueError("not JSON: %s" % name)
+
+
+def _encodable(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # (a lone surrogate escape, \ud800)
+        return False
+    return True

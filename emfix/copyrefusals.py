@@ -8,7 +8,7 @@ back. The scan of SRC's values against DST's column lengths, character sets and 
 import re
 
 from .catalog import sqlite_affinity
-from .columnfit import NUMBER_KINDS, TEXT_KINDS, integer_ranges, values_of
+from .columnfit import JSON_DEPTH, NUMBER_KINDS, TEXT_KINDS, integer_ranges, mariadb_json_valid, values_of
 from .copyjournal import DIFFERS, DONE, RUNNING, UNVERIFIED
 from .errors import AlreadyDoneError, DamagedInputError, EmfixError, SchemaError, UnfinishedError, UsageError
 from .schema import EM_TABLES, table_named
@@ -218,6 +218,15 @@ def sqlite_not_json(value):
     return "(NOT json_valid({v}) OR (typeof({v}) = 'text' AND instr({v}, char(0)) > 0))".format(v=value)
 
 
+def sqlite_doubtful_json(value):
+    """Text SQLite's json_valid() takes that MariaDB's may not: nested deeper than it allows (counted by its opening
+    brackets, only in a value long enough to hold them), or holding a surrogate's escape (a lone one is refused)."""
+    least = JSON_DEPTH + 1
+    return ("(length({v}) >= {twice} AND length({v}) - length(replace(replace({v}, '[', ''), '{{', '')) >= {least}) "
+            "OR (instr({v}, '\\u') > 0 AND {v} GLOB '*\\u[dD][89abcdefABCDEF]*')").format(
+                v=value, least=least, twice=2 * least)
+
+
 def refuse_invalid_json(source, target, graph, tree, will_create=False):
     """Stop before the first batch, not at it, when DST's JSON column would refuse a value of this subtree."""
     if "METRIC" not in graph.tables or "per_label_val" not in graph.columns["METRIC"]:
@@ -231,6 +240,11 @@ def refuse_invalid_json(source, target, graph, tree, will_create=False):
     invalid = "NOT JSON_VALID(%s)" % value if source.dialect == "mysql" else sqlite_not_json(value)
     count = int(source.scalar("SELECT count(*) FROM %s t WHERE %s AND %s IS NOT NULL AND %s" % (
         source.quote("METRIC"), where, value, invalid)) or 0)
+    if source.dialect == "sqlite":  # what SQLite's json_valid() takes and MariaDB's does not (round 37)
+        count += sum(1 for (text,) in source.iter_rows("SELECT %s FROM %s t WHERE %s AND %s IS NOT NULL AND NOT %s AND "
+                                                       "(%s)" % (value, source.quote("METRIC"), where, value, invalid,
+                                                                 sqlite_doubtful_json(value)))
+                     if not mariadb_json_valid(text))
     if count:
         raise DamagedInputError("%s metric values of this experiment are not valid JSON, and the JSON column of %s "
                                 "refuses them; nothing was copied" % ("{:,}".format(count), target.address.display()),

@@ -16,6 +16,7 @@ from .columnfit import (
     column_limits,
     digits_kept,
     integer_ranges,
+    mariadb_json_valid,
     refuse_characters_the_charset_lacks,
     refuse_longer_than_the_column,
     refuse_trailing_spaces_into_char,
@@ -90,53 +91,13 @@ def refuse_values_outside_enum_set_or_json(db, header, tally, skip, path):
         if value is None:
             continue
         if kind == "json":
-            if not _is_json(value):
+            if not mariadb_json_valid(value):
                 _refuse(db, table, column, path, None, "not valid JSON, which its JSON column refuses",
                         "repair the source's metric JSON first (emfix fix-json), export again, or import into a "
                         "LONGTEXT column (emfix init DB --json-type text)")
         elif not spelled_as_declared(value, declared):
             _refuse(db, table, column, path, None, "%r, not one of the values its column (%s) holds as written" % (
                 value, declared if len(declared) < 80 else kind.split("(")[0].upper()), _widen(db, table, column))
-
-
-JSON_DEPTH = 31  # the most nested arrays and objects MariaDB's json_valid() takes (32 is refused: round 37)
-
-
-def _is_json(value):
-    """Whether MariaDB's json_valid() takes `value`: RFC 8259 text (no NaN or Infinity; a number past a double's
-    range it takes), nested at most JSON_DEPTH deep, no lone surrogate escape, no NUL."""
-    if not isinstance(value, str) or "\0" in value:
-        return False
-    try:
-        parsed = json.loads(value, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
-        return False
-    level = [(parsed, 1)]
-    while level:
-        item, depth = level.pop()
-        if isinstance(item, (dict, list)):
-            if depth > JSON_DEPTH:
-                return False
-            pairs = item.items() if isinstance(item, dict) else ((None, each) for each in item)
-            for key, each in pairs:
-                if key is not None and not _encodable(key):
-                    return False
-                level.append((each, depth + 1))
-        elif isinstance(item, str) and not _encodable(item):
-            return False
-    return True
-
-
-def _no_constant(name):
-    raise ValueError("not JSON: %s" % name)
-
-
-def _encodable(text):
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # (a lone surrogate escape, \ud800)
-        return False
-    return True
 
 
 def refuse_missing_columns(db, graph, header, skip, path):

@@ -236,6 +236,28 @@ def test_malformed_json_into_a_mariadb_json_column_is_a_clear_refusal(mysql_addr
     assert "Traceback" not in unchecked.stderr
 
 
+@pytest.mark.parametrize("value, refused", [
+    ("[" * 32 + "]" * 32, True),  # (SQLite's json_valid() takes it, MariaDB's refuses past 31 levels: round 37)
+    ('{"a": "\\ud800"}', True),  # a lone surrogate's escape
+    ("[" * 31 + "]" * 31, False),
+    ('{"a": "\\ud83d\\ude00"}', False),  # a pair: one character
+])
+def test_json_mariadb_refuses_but_sqlite_takes_is_refused_up_front(mysql_address, tmp_path, value, refused):
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, faults=False)
+    with open_database(source) as db, db.transaction():
+        db.execute("UPDATE METRIC SET per_label_val = ? WHERE id = (SELECT min(metric_id) FROM EPOCH_METRIC)",
+                   (value,))
+    result = run_cli("migrate", source.path, url_of(mysql_address), "-e", "1", "--init", "--snapshot-dir",
+                     str(tmp_path / "snaps"))
+    if refused:
+        assert result.returncode == 4 and "1 metric values" in result.stderr, result.stderr
+        with open_database(mysql_address) as db:
+            assert db.tables() == []
+    else:
+        assert result.returncode == 0, result.stderr
+
+
 def test_mariadb_to_mariadb_killed_then_resumed_equals_one_uninterrupted_run(mysql_databases, tmp_path):
     source, reference, target = mysql_databases(), mysql_databases(), mysql_databases()
     make_demo(source, shape=Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10), faults=False)
