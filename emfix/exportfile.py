@@ -19,7 +19,7 @@ import re
 
 from .errors import DamagedInputError, NotFoundError, UsageError
 from .idshift import AUTO_ID_TABLES
-from .values import EXPORT_FORMAT, NOT_LATIN1, decode_value
+from .values import DECIMAL_DIGITS, EXPORT_FORMAT, NOT_LATIN1, decode_value
 
 # Where each tally of a column keeps what (ValueTally.columns[table][position] is a list of these)
 LOW, HIGH = 0, 1  # the lowest and highest whole number
@@ -284,6 +284,8 @@ def _tally_coded(column, value, position):
             number = None
         if number is None or not number.is_finite():
             raise OddValue("a DECIMAL that is not a number", position)
+        if number and (number.adjusted() >= DECIMAL_DIGITS or number.as_tuple().exponent < -DECIMAL_DIGITS):
+            raise OddValue("a DECIMAL of more digits than MySQL's hold (%d)" % DECIMAL_DIGITS, position)
         if number == number.to_integral_value():
             _tally_number(column, int(number), int)
         else:

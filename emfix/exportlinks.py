@@ -1,100 +1,278 @@
-"""Every link of an export file points at a row the file holds, id by id, checked while the file is read.
+"""Every link of an export file points at a row the file holds, key by key, checked while the file is read.
 
 The trailer's lowest and highest ids bound where a link may point (importrefusals); a file edited and sealed again
-could still lack a row inside that range, and its links would be imported pointing at nothing (an outside tester:
-three METRIC rows taken out, validate found the orphans after the import). Here each auto-increment table's ids are
-bits, and each column holding one of its ids (through the Experiment Manager's relations) has bits beside them; a
-bit set in a column's but not in its table's is a link to a row the file lacks. Bits in pages of 64 Ki ids, made
-as ids arrive, in any order: memory follows the ids' spread, not the file's size (MAX_PAGES bounds it; past that,
-the range check alone).
+could still lack a row inside that range, and its links would be imported pointing at nothing (outside testers:
+three METRIC rows taken out; a BATCH, an EPOCH or a RESULTS row; a negative id; ids spread wide: validate found
+the orphans after the import). Here, for each of the Experiment Manager's relations among the file's tables, the
+keys the parent's rows hold are kept, and each key a child's row points at is looked up as it comes.
+
+Kept in memory as bits: a key of one whole number in pages of 64 Ki numbers (METRIC.id); a composite key as a mask
+of its first column's values (small, as EPOCH's and BATCH's idx) under the rest of it (BATCH: per trial run and
+epoch). Export writes parents before children, so a link is found at once; one that is not yet waits (pending),
+and is looked up again at the end. Anything else (a value that is not a whole number, a first column past
+MASK_BITS, more pages or masks than the bounds, more links waiting than MAX_PENDING) goes to a private temporary
+SQLite database on disk (sqlite3's "" file, deleted when closed): exact either way, and flat in memory.
 """
 
-from .idshift import id_owner
-from .schema import BUILTIN_RELATIONS, EM_TABLE_BY_NAME, SchemaGraph
+import operator
+import sqlite3
+
+from .schema import BUILTIN_RELATIONS
 from .values import decode_value, whole
 
-PAGE_BITS = 16  # ids a page of bits covers: 2^16 (8 KiB)
+PAGE_BITS = 16  # numbers a page of bits covers: 2^16 (8 KiB)
 LOW_BITS = (1 << PAGE_BITS) - 1
-MAX_PAGES = 2048  # pages in all (16 MiB): a file whose ids are spread wider is checked by their range alone
+MAX_PAGES = 1024  # pages in all (8 MiB)
+MASK_BITS = 4096  # a composite key's first column as a bit of its mask: 0 to 4095
+MAX_MASKS = 65536  # masks in all (about 8 MiB)
+MAX_PENDING = 10000  # links waiting for their parent's row, in memory
+FLUSH_ROWS = 5000  # keys written to the temporary database at a time
 
 
-class _Bits:
-    def __init__(self):
-        self.pages = {}
+class _Held:
+    """The keys of one parent table's columns."""
 
-    def first_missing_from(self, held):
-        """The smallest id set here and not in `held`, or None."""
-        for number in sorted(self.pages):
-            page = int.from_bytes(self.pages[number], "little")
-            other = held.pages.get(number)
-            lacking = page & ~int.from_bytes(other, "little") if other is not None else page
-            if lacking:
-                return (number << PAGE_BITS) + ((lacking & -lacking).bit_length() - 1)
-        return None
+    def __init__(self, name, width):
+        self.name, self.width, self.pages, self.masks, self.odd = name, width, {}, {}, False
+
+    def holds(self, key):
+        """True, False, or None: only the store can tell."""
+        if self.width == 1:
+            value = key[0]
+            if type(value) is not int:
+                return None if self.odd else False
+            page = self.pages.get(value >> PAGE_BITS)
+            return page is not None and bool(page[(value & LOW_BITS) >> 3] & (1 << (value & 7)))
+        first = key[0]
+        if type(first) is not int or not 0 <= first < MASK_BITS or not all(type(v) is int for v in key[1:]):
+            return None if self.odd else False
+        return bool((self.masks.get(_rest(key), 0) >> first) & 1)
 
 
 class LinkCheck:
-    """Fed the header (begin) and each row (add) by exportfile.check_file; `missing()` names the first link to an id
-    of an auto-increment table the file does not hold, for each column that has one. Tables the trailer says dangle
-    are left out by the caller."""
+    """Fed the header (begin) and each row (add) by exportfile.check_file; `missing()` gives, for each relation
+    whose child points at a key the parent's rows in the file lack, the first such key. Tables the trailer says
+    dangle are left out by the caller. Close it (or use it in a with block) to delete its temporary database."""
 
     def __init__(self):
-        self.ids, self.links, self.positions, self.pages = {}, {}, {}, 0
+        self.relations, self.watch, self.pages, self.masks = [], {}, 0, 0
+        self.spilled = False  # every key in the store from then on
+        self._store, self._waiting, self._made = None, {}, set()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def begin(self, header):
-        tables, columns = header["tables"], header["columns"]
-        graph = _graph_of(tables, columns)
-        for table in tables:
-            for position, column in enumerate(columns[table]):
-                owner = id_owner(graph, table, column)
-                if owner is None:
-                    continue
-                key = "id" if (table, column) == (owner, "id") else (table, column)
-                bits = self.ids.setdefault(owner, _Bits()) if key == "id" else self.links.setdefault(
-                    (table, column, owner), _Bits())
-                self.positions.setdefault(table, []).append((position, bits))
+        columns, held = header["columns"], {}
+        for rel in BUILTIN_RELATIONS:
+            if rel.child not in columns or rel.parent not in columns or not (
+                    set(rel.child_columns) <= set(columns[rel.child]) and
+                    set(rel.parent_columns) <= set(columns[rel.parent])):
+                continue
+            parent = (rel.parent, rel.parent_columns)
+            if parent not in held:
+                held[parent] = _Held("h%d" % len(held), len(rel.parent_columns))
+                self.watch.setdefault(rel.parent, []).append(
+                    (_getter([columns[rel.parent].index(c) for c in rel.parent_columns]), held[parent], None))
+            number = len(self.relations)
+            self.relations.append((rel, held[parent], "p%d" % number, []))
+            self.watch.setdefault(rel.child, []).append(
+                (_getter([columns[rel.child].index(c) for c in rel.child_columns]), held[parent], number))
 
     def add(self, table, row):
-        for position, bits in self.positions.get(table, ()):
-            value = row[position]
-            if type(value) is not int:
-                value = whole(decode_value(value))
-                if type(value) is not int:  # (what is not a whole id is refused by its tally)
+        spilled = self.spilled
+        for get, held, relation in self.watch.get(table, ()):
+            if type(get) is int:  # one column: its value as a bit of a page
+                value = row[get]
+                if type(value) is int and not spilled:
+                    page = held.pages.get(value >> PAGE_BITS)
+                    if relation is None:
+                        if page is not None:
+                            page[(value & LOW_BITS) >> 3] |= 1 << (value & 7)
+                        else:
+                            self._hold(held, (value,))
+                    elif page is None or not page[(value & LOW_BITS) >> 3] & (1 << (value & 7)):
+                        self._pend(relation, (value,))
                     continue
-            if value < 0:
-                continue
-            page = bits.pages.get(value >> PAGE_BITS)
-            if page is None:
-                page = self._new_page(bits, value)
-                if page is None:
-                    return
-            page[(value & LOW_BITS) >> 3] |= 1 << (value & 7)
+                key = (value,)
+            else:  # a composite key: its first column as a bit of the mask under the rest
+                key = get(row)
+                first = key[0]
+                rest = _rest(key)
+                if type(first) is int and 0 <= first < MASK_BITS and not spilled and (
+                        type(rest) is int or _whole_numbers(rest)):
+                    mask = held.masks.get(rest)
+                    if relation is None:
+                        if mask is not None:
+                            held.masks[rest] = mask | (1 << first)
+                        else:
+                            self._hold(held, key)
+                    elif mask is None or not (mask >> first) & 1:
+                        self._pend(relation, key)
+                    continue
+            if not _whole_numbers(key):
+                key = tuple(whole(decode_value(v)) for v in key)
+                if None in key:  # (a NULL in a foreign key's columns: no link)
+                    continue
+            if relation is None:
+                self._hold(held, key)
+            elif self.spilled or not held.holds(key):
+                self._pend(relation, key)
 
-    def _new_page(self, bits, value):
-        self.pages += 1
-        if self.pages > MAX_PAGES:  # ids spread too wide: the range check alone
-            self.positions, self.ids, self.links = {}, {}, {}
-            return None
-        page = bits.pages[value >> PAGE_BITS] = bytearray(1 << (PAGE_BITS - 3))
-        return page
+    def _hold(self, held, key):
+        if not self.spilled:
+            first = key[0]
+            if held.width == 1 and type(first) is int:
+                page = held.pages.get(first >> PAGE_BITS)
+                if page is None and self.pages < MAX_PAGES:
+                    self.pages += 1
+                    page = held.pages[first >> PAGE_BITS] = bytearray(1 << (PAGE_BITS - 3))
+                if page is not None:
+                    page[(first & LOW_BITS) >> 3] |= 1 << (first & 7)
+                    return
+                return self._spill() or self._put(held.name, key)
+            if held.width > 1 and type(first) is int and 0 <= first < MASK_BITS and _whole_numbers(key[1:]):
+                rest = _rest(key)
+                mask = held.masks.get(rest)
+                if mask is None:
+                    if self.masks >= MAX_MASKS:
+                        return self._spill() or self._put(held.name, key)
+                    self.masks += 1
+                    mask = 0
+                held.masks[rest] = mask | (1 << first)
+                return
+            held.odd = True
+        self._put(held.name, key)
+
+    def _pend(self, number, key):
+        pending = self.relations[number][3]
+        if self.spilled or len(pending) >= MAX_PENDING:
+            self._put(self.relations[number][2], key)
+        else:
+            pending.append(key)
+
+    def _spill(self):
+        """Every held key into the store, and every key from now on: the bounds are reached."""
+        self.spilled = True
+        for held in {id(h): h for _rel, h, _name, _pending in self.relations}.values():
+            for number, page in held.pages.items():
+                bits, base = int.from_bytes(page, "little"), number << PAGE_BITS
+                while bits:
+                    low = bits & -bits
+                    self._put(held.name, (base + low.bit_length() - 1,))
+                    bits ^= low
+            for rest, mask in held.masks.items():
+                while mask:
+                    low = mask & -mask
+                    self._put(held.name, (low.bit_length() - 1,) + (rest if type(rest) is tuple else (rest,)))
+                    mask ^= low
+            held.pages, held.masks, held.odd = {}, {}, True
+        self.pages = self.masks = 0
+
+    def _put(self, table, key):
+        waiting = self._waiting.setdefault(table, [])
+        waiting.append(tuple(_storable(v) for v in key))
+        if len(waiting) >= FLUSH_ROWS:
+            self._flush(table)
+
+    def _flush(self, table):
+        waiting = self._waiting.pop(table, None)
+        if not waiting:
+            return
+        if self._store is None:
+            self._store = sqlite3.connect("")  # a private temporary database on disk, deleted when closed
+            self._store.execute("PRAGMA journal_mode = OFF")
+            self._store.execute("PRAGMA synchronous = OFF")
+        width = len(waiting[0])
+        if table not in self._made:
+            self._store.execute("CREATE TABLE %s (%s)" % (table, ", ".join("c%d" % i for i in range(width))))
+            self._made.add(table)
+        self._store.executemany("INSERT INTO %s VALUES (%s)" % (table, ", ".join("?" * width)), waiting)
 
     def missing(self):
-        """[(table, column, owner, the first id it holds that `owner`'s rows in the file lack)]."""
+        """[(relation, the first key (a tuple) its child points at that the parent's rows in the file lack)]."""
+        for table in list(self._waiting):
+            self._flush(table)
+        for table in sorted(t for t in self._made if t.startswith("h")):
+            width = len(self._store.execute("SELECT * FROM %s LIMIT 0" % table).description)
+            self._store.execute("CREATE INDEX IF NOT EXISTS %s_keys ON %s (%s)" % (table, table, ", ".join(
+                "c%d" % i for i in range(width))))
         found = []
-        for (table, column, owner), bits in sorted(self.links.items()):
-            held = self.ids.get(owner)
-            if held is None:  # no rows of the owner in the file: importrefusals' range check says so
-                continue
-            first = bits.first_missing_from(held)
-            if first is not None:
-                found.append((table, column, owner, first))
+        for rel, held, name, pending in self.relations:
+            lacking = [key for key in pending if not self._held(held, key)]
+            if name in self._made:
+                lacking += self._first_in_store(held, name, len(rel.child_columns))
+            if lacking:
+                found.append((rel, min(lacking, key=_in_order)))
         return found
 
+    def _first_in_store(self, held, name, width):
+        """The first key of the links waiting in table `name` that `held` lacks, as a list of none or one."""
+        columns = ", ".join("c%d" % i for i in range(width))
+        if self.spilled:  # every held key is in the store: one query
+            if held.name not in self._made:
+                row = self._store.execute("SELECT %s FROM %s ORDER BY %s LIMIT 1" % (columns, name, columns)).fetchone()
+            else:
+                row = self._store.execute(
+                    "SELECT %s FROM %s p WHERE NOT EXISTS (SELECT 1 FROM %s h WHERE %s) ORDER BY %s LIMIT 1" % (
+                        ", ".join("p.c%d" % i for i in range(width)), name, held.name,
+                        " AND ".join("h.c%d = p.c%d" % (i, i) for i in range(width)),
+                        ", ".join("p.c%d" % i for i in range(width)))).fetchone()
+            return [] if row is None else [tuple(row)]
+        for key in self._store.execute("SELECT DISTINCT %s FROM %s ORDER BY %s" % (columns, name, columns)):
+            if not self._held(held, key):
+                return [tuple(key)]
+        return []
 
-def _graph_of(tables, columns):
-    """The Experiment Manager's relations among the file's tables (spelled as the application spells them; a file
-    spelling them otherwise is left to the range check)."""
-    relations = [rel for rel in BUILTIN_RELATIONS if rel.child in columns and rel.parent in columns
-                 and set(rel.child_columns) <= set(columns[rel.child])]
-    keys = {t: EM_TABLE_BY_NAME[t].primary_key for t in tables if t in EM_TABLE_BY_NAME}
-    return SchemaGraph(list(tables), relations, keys, {t: list(c) for t, c in columns.items()}, [], [])
+    def _held(self, held, key):
+        known = held.holds(tuple(key))
+        if known is not None and (known or not held.odd):
+            return known
+        if held.name not in self._made:
+            return False
+        where = " AND ".join("c%d = ?" % i for i in range(len(key)))
+        return self._store.execute("SELECT 1 FROM %s WHERE %s LIMIT 1" % (held.name, where),
+                                   [_storable(v) for v in key]).fetchone() is not None
+
+
+def _getter(positions):
+    """One position as it is (LinkCheck.add reads that value itself), several as a function giving their tuple."""
+    return positions[0] if len(positions) == 1 else operator.itemgetter(*positions)
+
+
+def _rest(key):
+    """What a composite key's mask is kept under: its columns after the first (one as it is)."""
+    return key[1] if len(key) == 2 else key[1:]
+
+
+def _whole_numbers(values):
+    """Is `values` (an int, or a tuple) whole numbers only, as ints?"""
+    if type(values) is int:
+        return True
+    if type(values) is not tuple:
+        return False
+    for value in values:
+        if type(value) is not int:
+            return False
+    return True
+
+
+def _storable(value):
+    """A key's value as SQLite keeps it exactly (an int past 64 bits, or anything else, as its text)."""
+    if type(value) is int and -(1 << 63) <= value < (1 << 63):
+        return value
+    if type(value) in (str, float):
+        return value
+    return repr(value)
+
+
+def _in_order(key):
+    return tuple((0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)) for v in key)

@@ -7,7 +7,6 @@ column of the database is held against its tally. Into SQLite, of the values, on
 as NULL); into any database, columns it lacks, ids import cannot move and links to rows the file does not hold.
 """
 
-import json
 import logging
 
 from .columnfit import (
@@ -138,15 +137,20 @@ def refuse_ids_import_cannot_move(graph, header, trailer, tally, skip, path):
             low, high = ranges.get(owner, (None, None))
             if owner != table and stats[LOW] is not None and not dangling.get(table) and (
                     low is None or stats[LOW] < low or stats[HIGH] > high):
-                _refuse_a_link(path, table, column, owner, "rows")
-    for table, column, owner, first in tally.links.missing() if tally.links is not None else ():
-        if table not in skip and not dangling.get(table):  # (round 37: three METRIC rows taken out, the file sealed
-            _refuse_a_link(path, table, column, owner, "id %d, a row" % first)  # again: links imported to nothing)
+                _refuse_a_link(path, "%s.%s" % (table, column), owner, "rows", table)
+    if tally.links is None:
+        return
+    with tally.links:  # (rounds 37-38: rows taken out within the range, the file sealed again: links to nothing)
+        for rel, first in tally.links.missing():
+            if rel.child not in skip and not dangling.get(rel.child):
+                _refuse_a_link(path, "%s.%s" % (rel.child, ", ".join(rel.child_columns)) if len(first) > 1 else
+                               "%s.%s" % (rel.child, rel.child_columns[0]), rel.parent, "%s, a row" % ", ".join(
+                                   "%s=%r" % pair for pair in zip(rel.parent_columns, first)), rel.child)
 
 
-def _refuse_a_link(path, table, column, owner, what):
-    raise DamagedInputError("%s.%s in %s refers to %s %s the file does not hold, and its trailer says no link of %s "
-                            "dangles; nothing was imported" % (table, column, path, owner, what, table),
+def _refuse_a_link(path, columns, parent, what, table):
+    raise DamagedInputError("%s in %s refers to %s %s the file does not hold, and its trailer says no link of %s "
+                            "dangles; nothing was imported" % (columns, path, parent, what, table),
                             hint="export the experiment again (the file was edited or cut)")
 
 

@@ -96,13 +96,21 @@ def encode_value(value):
     return value
 
 
+DECIMAL_DIGITS = 65  # the most digits a MySQL DECIMAL holds (an int of 1E999999999 would take minutes to make)
+
+
 def whole(value):
-    """An id as the int it is: a whole float (1.0) or a DECIMAL's digits ("1") too; anything else as it is (import
-    refuses ids that are not whole numbers before this is asked: round 37, 1.0 was never moved)."""
+    """An id as the int it is: a whole float (1.0) or a DECIMAL's digits ("1", "1.0", "1E0") too; anything else as
+    it is (import refuses ids that are not whole numbers before this is asked: round 37, 1.0 was never moved)."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str):  # (round 38: "2.0", "2.000" and "2E0" are whole too: they were never moved)
+        try:
+            number = decimal.Decimal(value)
+        except decimal.InvalidOperation:
+            return value
+        if number.is_finite() and number.adjusted() < DECIMAL_DIGITS and number == number.to_integral_value():
+            return int(number)
     return value
 
 

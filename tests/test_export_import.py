@@ -384,6 +384,14 @@ def _three_metrics_left_out(lines):  # within the range the trailer states: ids 
     lines[1:-1] = [r for r in lines[1:-1] if not (r["table"] == "METRIC" and r["row"][0] in (2, 3, 4))]
 
 
+def _a_batch_left_out(lines):  # its trial run is there: only the composite key tells (round 38)
+    lines[1:-1] = [r for r in lines[1:-1] if r["table"] != "BATCH" or r["row"][:2] != [0, 1]]
+
+
+def _a_results_row_left_out(lines):
+    lines[1:-1] = [r for r in lines[1:-1] if r["table"] != "RESULTS"]
+
+
 def _half_an_id(lines):
     trial = next(r for r in lines if r.get("table") == "TRIAL")
     trial["row"][lines[0]["columns"]["TRIAL"].index("experiment_id")] += 0.5
@@ -407,11 +415,14 @@ def _a_column_no_table_has(lines):  # as an export before round 36 of a source w
 @pytest.mark.parametrize("edit, keep, code, words", [
     (_swap_title_and_desc, True, 4, "does not match its own checksum"),  # (title and desc swapped, exit 0)
     (_without_metrics, False, 4, "refers to METRIC rows the file does not hold"),  # (linked to another's metrics)
-    (_three_metrics_left_out, False, 4, "refers to METRIC id 2, a row the file does not hold"),  # (linked nothing)
+    (_three_metrics_left_out, False, 4, "refers to METRIC id=3, a row the file does not hold"),  # (linked nothing)
+    (_a_batch_left_out, False, 4, "refers to BATCH idx=0, epoch_idx=1, trial_run_id=1, a row the file does not"),
+    (_a_results_row_left_out, False, 4, "refers to RESULTS trial_run_id=1, a row the file does not hold"),
     (_half_an_id, False, 4, "not a whole number: an id import cannot move"),  # (stored as another experiment's id)
     (_a_column_twice, False, 4, "its header's tables and columns are not"),  # (MySQL: exit 70; SQLite: one dropped)
     (_a_column_no_table_has, False, 1, "lacks column EXPERIMENT.nosuch"),  # (exit 70)
-], ids=["header-edited", "rows-left-out", "rows-within-the-range-left-out", "half-an-id", "column-twice",
+], ids=["header-edited", "rows-left-out", "rows-within-the-range-left-out", "a-batch-left-out", "results-left-out",
+        "half-an-id", "column-twice",
         "column-db-lacks"])
 def test_an_edited_export_is_refused_before_anything_is_imported(exported, tmp_path, edit, keep, code, words):
     """Round 36: exports edited by hand (the rows' checksum made again, or the header alone changed) were imported
@@ -449,6 +460,17 @@ def _ids_as_decimals(lines):
             r["row"][spot] = {"$decimal": str(r["row"][spot])}
 
 
+def _ids_as_decimals_with_a_point(lines):  # round 38: "1.0" and "1E0" were not moved (linked to experiment 1)
+    spot = lines[0]["columns"]["TRIAL"].index("experiment_id")
+    for r in lines[1:-1]:
+        if r["table"] == "TRIAL":
+            r["row"][spot] = {"$decimal": "%d.000" % r["row"][spot]}
+    spot = lines[0]["columns"]["TRIAL_RUN"].index("trial_id")
+    for r in lines[1:-1]:
+        if r["table"] == "TRIAL_RUN":
+            r["row"][spot] = {"$decimal": "%dE0" % r["row"][spot]}
+
+
 def _link_spelled_otherwise(lines):
     columns = lines[0]["columns"]["TRIAL"]
     columns[columns.index("experiment_id")] = "Experiment_Id"
@@ -460,7 +482,8 @@ def _header_names_another_experiment(lines):
     lines[-1]["trailer"].pop("header_sha256")
 
 
-@pytest.mark.parametrize("edit", [_ids_as_floats, _ids_as_decimals, _link_spelled_otherwise,
+@pytest.mark.parametrize("edit", [_ids_as_floats, _ids_as_decimals, _ids_as_decimals_with_a_point,
+                                  _link_spelled_otherwise,
                                   _header_names_another_experiment])
 def test_an_export_whose_ids_are_written_otherwise_is_imported_as_its_own_experiment(exported, tmp_path, edit):
     """Round 37: a TRIAL.experiment_id written 1.0 or as a DECIMAL's digits, or its column spelled Experiment_Id, was
@@ -474,6 +497,8 @@ def test_an_export_whose_ids_are_written_otherwise_is_imported_as_its_own_experi
     with open_database(target) as db:
         assert new == 2 and db.scalar("SELECT count(*) FROM TRIAL WHERE experiment_id = 2") == 1
         assert db.scalar("SELECT count(*) FROM TRIAL WHERE experiment_id = 1") == 1
+        assert db.scalar("SELECT count(*) FROM TRIAL_RUN r JOIN TRIAL t ON t.id = r.trial_id "
+                         "WHERE t.experiment_id = 2") == 1  # (its run under its own trial)
 
 
 def test_skip_tables_naming_a_table_the_database_has_is_a_usage_error(exported, tmp_path):
@@ -493,32 +518,59 @@ def test_a_trailer_edited_into_other_shapes_is_refused(exported, tmp_path, field
     assert result.returncode == 4 and "Traceback" not in result.stderr and "trailer" in result.stderr, result.stderr
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.sets(st.integers(min_value=0, max_value=1 << 20)), st.lists(st.integers(min_value=0, max_value=1 << 20)))
-def test_a_link_to_an_id_the_file_lacks_is_the_first_one_found(held, linked):
-    """exportlinks.LinkCheck, whatever the order and spread of the ids: the smallest linked id not held."""
-    from emfix.exportlinks import LinkCheck
-
-    check = LinkCheck()
-    check.begin({"tables": ["METRIC", "EPOCH_METRIC"],
-                 "columns": {"METRIC": ["id", "type"],
-                             "EPOCH_METRIC": ["epoch_idx", "epoch_trial_run_id", "metric_id"]}})
-    for metric_id in sorted(held, key=lambda i: hash(i) % 7):
-        check.add("METRIC", [metric_id, "loss"])
-    for metric_id in linked:
-        check.add("EPOCH_METRIC", [0, 1, float(metric_id) if metric_id % 3 else metric_id])
-    lacking = sorted(set(linked) - held)
-    assert check.missing() == ([("EPOCH_METRIC", "metric_id", "METRIC", lacking[0])] if lacking else [])
-
-
-def test_ids_spread_wider_than_the_bits_allow_are_left_to_the_range_check(monkeypatch):
+def _link_check(rows, monkeypatch=None, **bounds):
+    """exportlinks.LinkCheck of a file holding `rows` ((table, row) in the order given), its bounds (MAX_PAGES,
+    MAX_MASKS, MAX_PENDING) as given: what it finds missing, as {child table.columns: first key}."""
     from emfix import exportlinks
 
-    monkeypatch.setattr(exportlinks, "MAX_PAGES", 2)
-    check = exportlinks.LinkCheck()
-    check.begin({"tables": ["METRIC", "RESULTS_METRIC"],
-                 "columns": {"METRIC": ["id"], "RESULTS_METRIC": ["results_id", "metric_id"]}})
-    for metric_id in (1, 1 << 17, 1 << 18):  # three pages of bits
-        check.add("METRIC", [metric_id])
-    check.add("RESULTS_METRIC", [1, 5])
-    assert check.missing() == [] and check.pages == 3
+    for name, value in bounds.items():
+        if value is not None:
+            monkeypatch.setattr(exportlinks, name, value)
+    columns = {"METRIC": ["id", "type"], "EPOCH_METRIC": ["epoch_idx", "epoch_trial_run_id", "metric_id"],
+               "BATCH": ["idx", "epoch_idx", "trial_run_id", "time"],
+               "BATCH_METRIC": ["batch_idx", "epoch_idx", "trial_run_id", "metric_id"]}
+    with exportlinks.LinkCheck() as check:
+        check.begin({"tables": list(columns), "columns": columns})
+        for table, row in rows:
+            check.add(table, row)
+        return {rel.child + "." + ",".join(rel.child_columns): first for rel, first in check.missing()}
+
+
+IDS = st.integers(min_value=-(1 << 40), max_value=1 << 40) | st.integers(min_value=-50, max_value=50)
+BOUNDS = st.fixed_dictionaries({"MAX_PAGES": st.sampled_from([None, 1, 3]), "MAX_MASKS": st.sampled_from([None, 1, 4]),
+                                "MAX_PENDING": st.sampled_from([None, 0, 2])})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sets(IDS), st.lists(IDS), BOUNDS, st.booleans(), st.booleans())
+def test_a_link_to_an_id_the_file_lacks_is_the_first_one_found(monkeypatch, held, linked, bounds, as_decimals,
+                                                                 links_first):
+    """exportlinks.LinkCheck, whatever the order, sign and spread of the ids, kept as bits or (past its bounds) in
+    its temporary database, written as ints, floats or a DECIMAL's digits: the smallest linked id not held."""
+    parents = [("METRIC", [metric_id, "loss"]) for metric_id in sorted(held, key=lambda i: hash(i) % 7)]
+    links = [("EPOCH_METRIC", [0, 1, {"$decimal": "%d.0" % i} if as_decimals else float(i) if i % 3 else i])
+             for i in linked]
+    lacking = sorted(set(linked) - held)
+    found = _link_check(links + parents if links_first else parents + links, monkeypatch, **bounds)
+    assert found == ({"EPOCH_METRIC.metric_id": (lacking[0],)} if lacking else {})
+
+
+KEYS = st.tuples(st.integers(0, 5) | st.integers(4094, 4098), st.integers(0, 3), st.integers(1, 4))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sets(KEYS), st.lists(KEYS), BOUNDS, st.booleans())
+def test_a_link_to_a_composite_key_the_file_lacks_is_the_first_one_found(monkeypatch, batches, linked, bounds,
+                                                                         links_first):
+    """Round 38: a BATCH row taken out left its BATCH_METRIC rows pointing at nothing (their trial run was there)."""
+    parents = [("BATCH", [idx, epoch, run, "2025-01-01 00:00:00"]) for idx, epoch, run in batches]
+    links = [("BATCH_METRIC", [idx, epoch, run, 1]) for idx, epoch, run in linked] + [("METRIC", [1, "loss"])]
+    lacking = sorted(set(linked) - batches)
+    found = _link_check(links + parents if links_first else parents + links, monkeypatch, **bounds)
+    assert found == ({"BATCH_METRIC.batch_idx,epoch_idx,trial_run_id": lacking[0]} if lacking else {})
+
+
+def test_keys_that_are_no_whole_number_are_compared_as_they_are():
+    rows = [("METRIC", [1, "loss"]), ("METRIC", [2, "loss"]), ("EPOCH_METRIC", [0, 1, 2.0]),
+            ("EPOCH_METRIC", [0, 1, 1.5]), ("EPOCH_METRIC", [0, 1, None])]
+    assert _link_check(rows) == {"EPOCH_METRIC.metric_id": (1.5,)}
