@@ -12,7 +12,7 @@ from contextlib import nullcontext
 from .backends.base import server_lock
 from .errors import DamagedInputError, DatabaseLockedError, EmfixError
 from .schema import EM_TABLES, discover_graph
-from .values import whole_number_range
+from .values import whole, whole_number_range
 
 AUTO_ID_TABLES = tuple(t.name for t in EM_TABLES if t.auto_id)
 
@@ -80,15 +80,23 @@ def _largest_referred(db, referrers, ceiling=None):
     q, largest, by_table = db.quote, None, {}
     for table, column in referrers:
         by_table.setdefault(table, []).append(column)
+    # SQLite sorts text above every number: a text value would be the max, and hide the largest id
+    numbers = "typeof(%s) IN ('integer', 'real')" if db.dialect == "sqlite" else "%s IS NOT NULL"
     for table, columns in by_table.items():
-        if ceiling is None:
-            row = db.query("SELECT %s FROM %s" % (", ".join("max(%s)" % q(c) for c in columns), q(table)))[0]
-        else:
-            row = db.query("SELECT %s FROM %s" % (", ".join("max(CASE WHEN %s <= ? THEN %s END)" % (q(c), q(c))
-                                                            for c in columns), q(table)), (ceiling,) * len(columns))[0]
+        wanted = [(numbers % q(c)) + ("" if ceiling is None else " AND %s <= ?" % q(c)) for c in columns]
+        row = db.query("SELECT %s FROM %s" % (", ".join("max(CASE WHEN %s THEN %s END)" % (w, q(c))
+                                                        for w, c in zip(wanted, columns)), q(table)),
+                       () if ceiling is None else (ceiling,) * len(columns))[0]
         for value in row:
-            largest = _larger(largest, value)
+            largest = _larger(largest, _as_id(value))
     return largest
+
+
+def _as_id(value):
+    """A referring column's value as the id it points at, or None: a damaged DST may hold text there (round 38: 'abc'
+    crashed import and migrate, exit 70), which points at no id."""
+    value = whole(value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else value)
+    return value if type(value) is int else None
 
 
 def _larger(a, b):

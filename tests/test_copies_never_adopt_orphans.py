@@ -19,9 +19,9 @@ def orphans(address):
     """Each broken relation's orphan rows, as (child, column, the id they point at, how many)."""
     with open_database(address, readonly=True) as db:
         q = db.quote
-        return sorted((child, column, ref, count) for child, column, parent in ORPHANS for ref, count in db.query(
+        return sorted(((child, column, ref, count) for child, column, parent in ORPHANS for ref, count in db.query(
             "SELECT c.%s, count(*) FROM %s c WHERE NOT EXISTS (SELECT 1 FROM %s p WHERE p.%s = c.%s) GROUP BY c.%s"
-            % (q(column), q(child), q(parent), q("id"), q(column), q(column))))
+            % (q(column), q(child), q(parent), q("id"), q(column), q(column)))), key=repr)
 
 
 def delete_parents(address):
@@ -63,3 +63,23 @@ def test_a_migrate_leaves_orphans_orphans(address, source, tmp_path):
     result = run_cli("migrate", url_of(source), url_of(address), "-e", "3", "--strategy", "aggressive")
     assert result.returncode == 0, result.stderr
     assert orphans(address) == before
+
+
+@pytest.mark.parametrize("command", ["import", "migrate"])
+def test_text_in_a_link_column_of_dst_is_no_id_and_no_crash(source, tmp_path, command):
+    """Round 38: a TRIAL.experiment_id of 'abc' in DST (a damaged database is what emfix is for) crashed both,
+    exit 70; SQLite sorts text above numbers, so it also hid the largest id the orphans hold."""
+    target = DatabaseAddress("sqlite", path=str(tmp_path / "target.db"))
+    make_demo(target, faults=False)
+    before = delete_parents(target)
+    with open_database(target) as db, db.transaction():
+        db.execute("UPDATE TRIAL SET experiment_id = 'abc' WHERE id = 1")
+    before = orphans(target)  # ('abc' is one more)
+    if command == "import":
+        path = str(tmp_path / "exp3.jsonl")
+        assert run_cli("export", url_of(source), "-e", "3", "-o", path).returncode == 0
+        result = run_cli("import", target.path, path)
+    else:
+        result = run_cli("migrate", url_of(source), target.path, "-e", "3", "--strategy", "aggressive")
+    assert result.returncode == 0, result.stderr
+    assert ("TRIAL", "experiment_id", "abc", 1) in before and orphans(target) == before
