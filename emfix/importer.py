@@ -29,6 +29,7 @@ from .exportlinks import LinkCheck
 from .guarded import check_integrity
 from .hierarchy import ROOT
 from .idshift import (
+    claim_ids,
     claiming_alone,
     column_shifts,
     id_offset,
@@ -221,9 +222,10 @@ def _start_journal(db, key, path, trailer, resume, force, pinned, graph):
         state, offsets, line, counts = _read_journal(db, key, rows[0])
         if state in ("running", "done") and resume:  # done: killed after its last commit; nothing left to do
             return {"offsets": offsets, "line": line, "counts": counts, "done": state == "done"}
-        if state == "running" and not force:
+        if state == "running":  # (--force too: its journal row, the only way to finish it, was replaced: round 38)
             raise UnfinishedError("a partial import of %s exists (%s rows committed)" % (
-                path, "{:,}".format(sum(counts.values()))), hint="run again with --resume to finish it")
+                path, "{:,}".format(sum(counts.values()))), hint="run again with --resume to finish it%s" % (
+                    " (then --force imports another copy)" if force else ""))
         if state == "done" and not force:
             raise AlreadyDoneError("%s was already imported as experiment %d" % (
                 path, int(trailer.get("min_ids", {}).get(ROOT, 0)) + offsets.get(ROOT, 0)),
@@ -232,18 +234,26 @@ def _start_journal(db, key, path, trailer, resume, force, pinned, graph):
     # and the file's highest ids go into the journal row: a migrate or import begun meanwhile counts them as taken.
     tops = {t: int(high) for t, high in trailer.get("max_ids", {}).items() if high is not None}
     with db.transaction() if db.dialect == "sqlite" else claiming_alone(db):
-        offsets = {}
         held = held_by_other_copies(db, key)  # ids unfinished copies reserved: their rows may not be there yet
         referrers = referring_columns(graph)
-        for table, low in trailer.get("min_ids", {}).items():
-            offsets[table] = id_offset(db, table, low, tops.get(table), held.get(table), referrers.get(table, ()))
-        offsets.update(pinned or {})
+        pinned = pinned or {}
+        lows = {t: low for t, low in trailer.get("min_ids", {}).items() if t not in pinned}
+        # Each range reserved, then checked with a locking read on MySQL and moved past what the application took
+        # meanwhile (round 38: an insert beside the import took an id of its range: duplicate key, exit 70, and
+        # --resume stopped at the same id for ever)
+        offsets = claim_ids(db, {t: (low, tops[t]) for t, low in lows.items() if t in tops}, held=held,
+                            referrers=referrers)
+        for table, low in lows.items():
+            if table not in offsets:  # (no highest id stated: every id below the lowest must be free)
+                offsets[table] = id_offset(db, table, low, None, held.get(table), referrers.get(table, ()))
+        offsets.update(pinned)
         reserved = {t: high for t, high in tops.items() if t in offsets}
-        for table, high in reserved.items():  # DST's id columns hold them (else nothing is reserved: round 33)
-            low = trailer.get("min_ids", {}).get(table)
-            refuse_ids_past_the_column(db, table, high if low is None else int(low), high, offsets[table])
-        for table, high in reserved.items():  # an application inserting meanwhile gets ids above
-            reserve_ids(db, table, high + offsets[table])
+        for table, shift in pinned.items():  # (the experiment the trials join: its own id, reserved as it is)
+            if table in reserved:
+                low = trailer.get("min_ids", {}).get(table)
+                refuse_ids_past_the_column(db, table, reserved[table] if low is None else int(low), reserved[table],
+                                           shift)
+                reserve_ids(db, table, reserved[table] + shift)
         with db.transaction():
             db.execute("DELETE FROM %s WHERE run_key = ?" % q(JOURNAL), (key,))
             db.execute("INSERT INTO %s (run_key, state, offsets, line, counts, reserved) VALUES (?, 'running', ?, 0, "

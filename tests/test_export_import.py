@@ -191,6 +191,10 @@ def test_second_import_is_refused_unless_forced_and_a_partial_one_explains(tmp_p
         db.execute("UPDATE _emfix_import SET state = 'running'")
     partial = run_cli("import", source.path, path)
     assert partial.returncode == 2 and "partial import" in partial.stderr and "--resume" in partial.stderr
+    forced = run_cli("import", source.path, path, "--force")  # (round 38: it replaced the partial one's journal row,
+    assert forced.returncode == 2 and "--resume" in forced.stderr  # the only way to finish it)
+    with open_database(source) as db:
+        assert db.scalar("SELECT count(*) FROM _emfix_import WHERE state = 'running'") == 1
 
 
 def test_import_resume_with_nothing_to_resume_is_a_usage_error_and_imports_nothing(tmp_path):

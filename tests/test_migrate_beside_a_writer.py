@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import make_demo, run_cli, url_of
 
 from emfix.address import DatabaseAddress
@@ -154,6 +155,23 @@ def insert_app_rows(address):
                 "METRIC": db.scalar("SELECT max(id) FROM METRIC WHERE type = 'app'")}
 
 
+def test_an_import_beside_an_application_inserting_rows_finishes_and_loses_none_of_them(address, tmp_path):
+    """Round 38: an import into MariaDB beside an application inserting METRIC rows stopped at a duplicate key (exit
+    70) every time, and --resume at the same id."""
+    source = source_and_target(address, tmp_path)
+    exported = str(tmp_path / "e.jsonl")
+    assert run_cli("export", source, "-e", "1", "-o", exported).returncode == 0
+    app = Application(address, tmp_path)
+    try:
+        app.wait_for(3)
+        done = run_cli("import", url_of(address), exported)
+        app.wait_for(len(app.inserted()) + 3)
+    finally:
+        app.stop()
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert app_rows_lost(address, app.inserted()) == []
+
+
 def test_rows_the_application_inserts_once_the_ids_are_chosen_go_above_the_copy(address, tmp_path):
     source = source_and_target(address, tmp_path)
     args = ("migrate", source, url_of(address), "-e", "1", "--strategy", "aggressive")
@@ -219,11 +237,13 @@ def test_a_source_column_dst_lacks_is_refused_before_anything_is_written(address
         assert db.scalar("SELECT count(*) FROM EXPERIMENT") == 0
 
 
-def test_an_id_the_application_holds_uncommitted_is_never_chosen_for_the_copy(mysql_address, tmp_path):
+@pytest.mark.parametrize("command", ["migrate", "import"])
+def test_an_id_the_application_holds_uncommitted_is_never_chosen_for_the_copy(mysql_address, tmp_path, command):
     """Found by an outside tester (once in ten runs): an application's INSERT that had taken the next
     AUTO_INCREMENT id but not committed yet is invisible to a count, so the copy's experiment was given that id
     and stopped at a duplicate key. Whether the chosen ids are free is now asked with a locking read, which waits
-    for that insert to commit and then sees it: the copy goes past it."""
+    for that insert to commit and then sees it: the copy goes past it. Round 38: import too (it chose its ids
+    by a count: duplicate key, exit 70, and --resume stopped at the same id)."""
     import mysql.connector
     source = DatabaseAddress("sqlite", path=str(tmp_path / "src.db"))
     make_demo(source, faults=False)
@@ -239,8 +259,13 @@ def test_an_id_the_application_holds_uncommitted_is_never_chosen_for_the_copy(my
         cursor.execute("INSERT INTO EXPERIMENT (title, start_time, update_time) VALUES ('app', NOW(), NOW())")
         held = cursor.lastrowid  # taken, not committed: no count sees it
         assert held == top + 1
-        proc = subprocess.Popen([sys.executable, "-m", "emfix", "migrate", source.path, url_of(mysql_address),
-                                 "-e", str(first), "--snapshot-dir", str(tmp_path / "s"), "-q"],
+        args = ["migrate", source.path, url_of(mysql_address), "-e", str(first), "--snapshot-dir",
+                str(tmp_path / "s"), "-q"]
+        if command == "import":
+            exported = str(tmp_path / "e.jsonl")
+            assert run_cli("export", source.path, "-e", str(first), "-o", exported).returncode == 0
+            args = ["import", url_of(mysql_address), exported, "-q"]
+        proc = subprocess.Popen([sys.executable, "-m", "emfix", *args],
                                 env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__))),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         watcher = mysql.connector.connect(host=mysql_address.host, port=mysql_address.port, user=mysql_address.user,
