@@ -13,6 +13,7 @@ from .schema import EM_TABLES, table_named
 from .values import integer_range, whole_number_range
 
 FLOAT_MOST = 3.4028234663852886e38  # the largest single-precision float: MySQL refuses more for a FLOAT column
+FLOAT_ZERO = 2.0 ** -150  # a number not 0 at most this small becomes 0 in a FLOAT column (round 38: 1e-300, exit 0)
 NUMBER_KINDS = ("decimal", "double", "float", "real")  # MySQL's number types that are not whole numbers
 TEXT_KINDS = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext")
 

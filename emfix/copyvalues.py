@@ -10,6 +10,7 @@ import re
 from .backends.mysqlcatalog import DeclaredColumn
 from .columnfit import (
     FLOAT_MOST,
+    FLOAT_ZERO,
     NUMBER_KINDS,
     TEXT_KINDS,
     column_limits,
@@ -114,6 +115,7 @@ def _value_probes(source, columns, limits, declared, held_as_text):
 
 NUMBER_CHANGES = {  # what: (its verb for one value, for several, what they are, the hint's way out)
     "float_range": ("is", "are", "past what a FLOAT holds (%g)" % FLOAT_MOST, "make the column DOUBLE in DST"),
+    "float_zero": ("is", "are", "too small for a FLOAT (it would be stored as 0)", "make the column DOUBLE in DST"),
     "not_finite": ("is", "are", "infinite (SQLite's 9e999 or -9e999), which no MySQL number holds",
                    "change those values in SRC"),
     "number_text": ("is", "are", "text or bytes, which DST's number column would store changed or refuse",
@@ -152,6 +154,8 @@ def _number_probes(source, table, numbers, declared):
         if dst.kind == "float":
             probes.append(("float_range", column, "sum(%s AND abs(%s) BETWEEN %r AND 1.7976931348623157e308)" % (
                 number, value, FLOAT_MOST * (1 + 2 ** -52)), ()))
+            probes.append(("float_zero", column, "sum(%s AND %s <> 0 AND abs(%s) <= %r)" % (
+                number, value, value, FLOAT_ZERO), ()))
         if sqlite:  # (a SQLite REAL may be inf: quote() writes it as 9e999; no MySQL number is)
             probes.append(("not_finite", column, "sum(typeof(%s) = 'real' AND abs(%s) > 1.7976931348623157e308)" % (
                 value, value), ()))

@@ -33,7 +33,8 @@ NOT_FINITE, NANS = 13, 14  # inf, -inf and nan; nan alone
 DATETIMES, DATES = 15, 16  # text that is a valid 'YYYY-MM-DD HH:MM:SS[.ffffff]' ('T' between them too), 'YYYY-MM-DD'
 NEGATIVES = 17  # numbers below 0 that are not whole (a whole one: LOW)
 FRACTIONS = 18  # the most digits of a second (trailing zeros aside) in DATETIMES text
-NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+TINIEST = 19  # the smallest absolute value of a number that is not whole and not 0 (None: none)
+NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None)
 
 DATETIME_TEXT = re.compile(r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(?:[ T]([01]\d|2[0-3]):([0-5]\d):([0-5]\d)"
                            r"(?:\.(\d{1,6}))?)?\Z")
@@ -262,6 +263,8 @@ def _tally_number(column, value, kind):
     column[SCALE] = max(column[SCALE], -exponent)
     if abs(value) > column[MAGNITUDE]:
         column[MAGNITUDE] = abs(value)
+    if value and (column[TINIEST] is None or abs(value) < column[TINIEST]):
+        column[TINIEST] = abs(value)
 
 
 def _tally_coded(column, value, position):
@@ -294,6 +297,7 @@ def _tally_coded(column, value, position):
             column[NOT_WHOLE] += 1
             column[SCALE] = max(column[SCALE], -number.as_tuple().exponent)
             column[MAGNITUDE] = max(column[MAGNITUDE], abs(number))
+            column[TINIEST] = abs(number) if column[TINIEST] is None else min(column[TINIEST], abs(number))
         text = value["$decimal"]
         column[CHARACTERS], column[OCTETS] = max(column[CHARACTERS], len(text)), max(column[OCTETS], len(text))
         return 0

@@ -11,6 +11,7 @@ import logging
 
 from .columnfit import (
     FLOAT_MOST,
+    FLOAT_ZERO,
     NUMBER_KINDS,
     column_limits,
     digits_kept,
@@ -42,6 +43,7 @@ from .exportfile import (
     SCALE,
     SPACED,
     TEXTS,
+    TINIEST,
     values_of_columns,
 )
 from .idshift import id_owner
@@ -242,6 +244,10 @@ def _refuse_what_numbers_lose(db, table, column, stats, declared, path):
         _refuse(db, table, column, path, None, "%s, past what a FLOAT holds (%s)" % (shown, FLOAT_MOST),
                 "make the column DOUBLE there (ALTER TABLE %s MODIFY %s DOUBLE ...), then run again" % (
                     db.quote(table), db.quote(column)))
+    if declared.startswith("float") and stats[TINIEST] is not None and stats[TINIEST] <= FLOAT_ZERO:
+        _refuse(db, table, column, path, None, "a number of magnitude %s, too small for a FLOAT (it would be stored as "
+                "0)" % stats[TINIEST], "make the column DOUBLE there (ALTER TABLE %s MODIFY %s DOUBLE ...), then run "
+                "again" % (db.quote(table), db.quote(column)))
     if "unsigned" in declared and (stats[NEGATIVES] or (stats[LOW] or 0) < 0):
         _refuse(db, table, column, path, None, "negative, which its %s column refuses" % declared.upper(),
                 _widen(db, table, column))

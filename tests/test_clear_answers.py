@@ -358,6 +358,8 @@ def test_a_check_constraint_of_dst_refusing_a_name_is_not_called_invalid_json(tm
     (0.125, "DOUBLE", "DECIMAL(5,2)", "more digits after the point than DST's decimal(5,2) keeps"),
     (12345.0, "DOUBLE", "DECIMAL(5,2)", "past what DST's decimal(5,2) holds"),
     (1e308, "DOUBLE", "FLOAT", "past what a FLOAT holds"),  # (the application's own FLOAT: stopped at its batch)
+    (1e-300, "DOUBLE", "FLOAT", "too small for a FLOAT (it would be stored as 0)"),  # (round 38: stored as 0)
+    (1e-40, "DOUBLE", "FLOAT", None),  # (a FLOAT's smallest numbers keep a few digits, as the application's do)
     ("1.5", "VARCHAR(10)", "DOUBLE", "text or bytes, which DST's number column"),
     ("DONE", "VARCHAR(10)", "ENUM('done','run')", "'DONE', is not one of the values"),  # (copied as 'done': DIFFERS)
     ("done ", "VARCHAR(10)", "ENUM('done','run')", "'done ', is not one of the values"),
@@ -372,8 +374,9 @@ def test_a_check_constraint_of_dst_refusing_a_name_is_not_called_invalid_json(tm
     ("a\\b", "VARCHAR(10)", "ENUM('Low','a\\\\b')", None),  # (refused: COLUMN_TYPE writes the backslash twice)
     ("run", "VARCHAR(10)", "ENUM('done','Run')", "'run', is not one of the values DST's column (enum('done','Run'))"),
     ("a,b", "VARCHAR(10)", "SET('a','b')", None),
-], ids=["decimal-scale", "decimal-range", "float-range", "text-into-double", "enum-case", "enum-space", "set-order",
-        "float-m-d-scale", "unsigned-negative", "decimal-fits", "double-m-d-fits", "float-fits", "enum-fits",
+], ids=["decimal-scale", "decimal-range", "float-range", "float-zero", "float-tiny-fits", "text-into-double",
+        "enum-case", "enum-space", "set-order", "float-m-d-scale", "unsigned-negative", "decimal-fits",
+        "double-m-d-fits", "float-fits", "enum-fits",
         "enum-case-fits", "enum-backslash-fits", "enum-other-case", "set-fits"])
 def test_migrate_refuses_what_a_typed_column_of_dst_would_change_up_front(tmp_path, mysql_address, mysql_databases,
                                                                            from_mysql, value, src_type, dst_type,
@@ -640,6 +643,7 @@ def test_import_into_mysql_refuses_text_its_columns_cannot_hold_before_writing(t
     (0.125, "DECIMAL(5,2)", "3 digits after the point, which its DECIMAL(5,2) column would round"),  # (0.13, exit 0)
     (12345.0, "DECIMAL(5,2)", "12345, past what its DECIMAL(5,2) column holds"),
     (1e308, "FLOAT", "past what a FLOAT holds"),  # (stopped at its batch: the application's own total_val type)
+    (-1e-300, "FLOAT", "too small for a FLOAT (it would be stored as 0)"),  # (round 38: stored as 0, exit 0)
     (float("inf"), "DOUBLE", "inf or nan, which no MySQL number holds"),  # (exit 70: Unknown column 'inf')
     ("abc", "DOUBLE", "text or bytes, which its number column"),
     ("2025-01-01", "DATETIME", "not a valid DATETIME"),  # (imported as 2025-01-01 00:00:00, exit 0)
@@ -661,7 +665,8 @@ def test_import_into_mysql_refuses_text_its_columns_cannot_hold_before_writing(t
     ("2025-01-01T10:00:00.5", "DATETIME(6)", None),
     ("2025-01-01", "DATE", None),
     (3.0e38, "FLOAT", None),
-], ids=["decimal-scale", "decimal-range", "float-range", "inf", "text-into-double", "date-into-datetime", "zulu",
+], ids=["decimal-scale", "decimal-range", "float-range", "float-zero", "inf", "text-into-double",
+        "date-into-datetime", "zulu",
         "no-such-day", "number-into-date", "digits-into-varchar", "float-m-d-scale", "enum-case", "enum-other-case",
         "number-into-enum", "set-order", "negative-range", "enum-fits", "enum-backslash-fits", "set-fits",
         "unsigned-negative", "decimal-fits",
