@@ -57,13 +57,17 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
         declared = target.declared_columns(dst_name) if dst_name is not None else _as_init_makes(table)
         refuse_values_outside_enum_or_set(source, target, graph, tree, table, declared)
         numbers = [c for c in graph.columns[table] if getattr(declared.get(c.lower()), "kind", None) in NUMBER_KINDS]
-        if not columns and not numbers:
+        moments = [c for c in graph.columns[table] if source.dialect == "sqlite" and
+                   getattr(declared.get(c.lower()), "kind", None) in ("datetime", "timestamp")]
+        if not columns and not numbers and not moments:
             continue
         limits = column_limits(target, table, existing)
         # a MySQL text column gives back text, never the BLOB: such a copy could never be the same value
         held_as_text = list(text_columns.get(table, ())) if source.dialect == "sqlite" else []
         probes = _value_probes(source, columns, limits, declared, held_as_text)
         probes += _number_probes(source, table, numbers, declared)
+        probes += [("not_a_datetime", c, "sum(%s)" % NOT_DATETIME_TEXT.format(v="t.%s" % source.quote(c)), ())
+                   for c in moments]
         row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(sql for _what, _c, sql, _p in probes),
                                                              source.quote(table), tree.where(source, graph, table)),
                            tuple(p for _what, _c, _sql, params in probes for p in params))[0]
@@ -124,15 +128,23 @@ NUMBER_CHANGES = {  # what: (its verb for one value, for several, what they are,
                       "widen the column in DST"),
     "decimal_range": ("is", "are", "past what DST's %s holds", "widen the column in DST"),
     "negative": ("is", "are", "negative, which DST's %s refuses", "make the column signed in DST"),
+    "not_a_datetime": ("is", "are", "not 'YYYY-MM-DD HH:MM:SS' text (up to 6 digits of a second), which DST's %s would "
+                       "store changed (a date alone, a number, other separators, more digits) or refuse",
+                       "write them so in SRC, or make the column in DST a text one"),
 }
+# A SQLite value MySQL's DATETIME would store other than as written (round 37: '2025-01-01' copied as '2025-01-01
+# 00:00:00', exit 0; '2025/01/01', '...00.1234567', a number too): not text, or not of its shape. One of its shape
+# with an invalid day or hour (2025-02-30, 24:00) the server refuses at its batch: a check for that costs ~1 us a row.
+NOT_DATETIME_TEXT = ("({v} IS NOT NULL AND NOT (typeof({v}) = 'text' AND ({v} GLOB '????-??-??[ T]??:??:??' OR "
+                     "({v} GLOB '????-??-??[ T]??:??:??.?*' AND length({v}) <= 26))))")
 
 
 def _as_init_makes(table):
     """{column (lower case): DeclaredColumn} of an Experiment Manager table as --init is about to make it in MySQL,
-    for the checks of its number columns (its FLOAT total_val)."""
+    for the checks of its FLOAT (total_val) and DATETIME columns."""
     made = next((t for t in EM_TABLES if t.name == table), None)
     return {c.name.lower(): DeclaredColumn(c.name, c.type.lower(), True, c.type.lower(), None, None, None, None)
-            for c in (made.columns if made else ()) if c.type == "FLOAT"}
+            for c in (made.columns if made else ()) if c.type in ("FLOAT", "DATETIME")}
 
 
 def _number_probes(source, table, numbers, declared):
@@ -173,6 +185,7 @@ def _number_probes(source, table, numbers, declared):
 
 
 def _refuse_a_changed_number(target, table, column, what, count, declared):
+    """NUMBER_CHANGES's refusal of `count` values (numbers, and text DST's DATETIME would store changed)."""
     one, more, said, way_out = NUMBER_CHANGES[what]
     raise DamagedInputError("%s %s; nothing was copied" % (
         values_of(count, table, column, one, more), said % declared if "%s" in said else said),

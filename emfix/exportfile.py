@@ -109,12 +109,12 @@ def check_file(path, tally=None):
             continue
         if trailer is not None:
             raise DamagedInputError("%s has lines after its trailer" % path)
-        if isinstance(record, dict) and "trailer" in record and isinstance(record["trailer"], dict):
+        if isinstance(record, dict) and len(record) == 1 and isinstance(record.get("trailer"), dict):
             trailer = record["trailer"]
             continue
         table = record.get("table") if type(record) is dict else None
         row = record.get("row") if table is not None else None
-        if type(row) is not list or header is None or widths.get(table) != len(row):
+        if type(row) is not list or header is None or widths.get(table) != len(row) or len(record) != 2:
             _row_of(path, number, header, record)  # (it says what is wrong)
         digest.update(line.encode("utf-8"))
         counts[table] = counts.get(table, 0) + 1
@@ -186,9 +186,10 @@ def _row_of(path, number, header, record):
     table = record.get("table") if isinstance(record, dict) else None
     row = record.get("row") if isinstance(record, dict) else None
     if header is None or not isinstance(table, str) or table not in header["columns"] or not isinstance(row, list) \
-            or len(row) != len(header["columns"][table]):
-        raise DamagedInputError("%s line %d is not a row of a table its header names (with one value per column)" % (
-            path, number), hint="export the experiment again (the file was edited)")
+            or len(row) != len(header["columns"][table]) or set(record) != {"table", "row"}:  # (other keys: 38)
+        raise DamagedInputError("%s line %d is not a row of a table its header names (its table and row alone, one "
+                                "value per column)" % (path, number), hint="export the experiment again (the file was "
+                                                                           "edited)")
     return table, row
 
 

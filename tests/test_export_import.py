@@ -396,6 +396,10 @@ def _a_results_row_left_out(lines):
     lines[1:-1] = [r for r in lines[1:-1] if r["table"] != "RESULTS"]
 
 
+def _a_row_with_another_key(lines):  # (round 37: its other keys were read past, silently)
+    lines[2]["note"] = "hand-made"
+
+
 def _half_an_id(lines):
     trial = next(r for r in lines if r.get("table") == "TRIAL")
     trial["row"][lines[0]["columns"]["TRIAL"].index("experiment_id")] += 0.5
@@ -422,11 +426,12 @@ def _a_column_no_table_has(lines):  # as an export before round 36 of a source w
     (_three_metrics_left_out, False, 4, "refers to METRIC id=3, a row the file does not hold"),  # (linked nothing)
     (_a_batch_left_out, False, 4, "refers to BATCH idx=0, epoch_idx=1, trial_run_id=1, a row the file does not"),
     (_a_results_row_left_out, False, 4, "refers to RESULTS trial_run_id=1, a row the file does not hold"),
+    (_a_row_with_another_key, False, 4, "line 3 is not a row of a table its header names (its table and row alone"),
     (_half_an_id, False, 4, "not a whole number: an id import cannot move"),  # (stored as another experiment's id)
     (_a_column_twice, False, 4, "its header's tables and columns are not"),  # (MySQL: exit 70; SQLite: one dropped)
     (_a_column_no_table_has, False, 1, "lacks column EXPERIMENT.nosuch"),  # (exit 70)
 ], ids=["header-edited", "rows-left-out", "rows-within-the-range-left-out", "a-batch-left-out", "results-left-out",
-        "half-an-id", "column-twice",
+        "a-row-with-another-key", "half-an-id", "column-twice",
         "column-db-lacks"])
 def test_an_edited_export_is_refused_before_anything_is_imported(exported, tmp_path, edit, keep, code, words):
     """Round 36: exports edited by hand (the rows' checksum made again, or the header alone changed) were imported

@@ -258,6 +258,31 @@ def test_json_mariadb_refuses_but_sqlite_takes_is_refused_up_front(mysql_address
         assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.parametrize("value, refused", [
+    ("2025-01-01", True),  # (round 37: copied as 2025-01-01 00:00:00, exit 0)
+    ("2025/01/01 10:00:00", True),  # (MySQL takes other separators: stored as 2025-01-01 10:00:00)
+    ("2025-01-01 10:00:00.1234567", True),  # (a 7th digit of a second: dropped)
+    ("2025-01-01 10:00:00.", True),
+    (20250101, True),  # (a number: a date to MySQL)
+    ("2025-01-01T10:00:00.5", False),
+    ("2025-01-01 10:00:00", False),
+])
+def test_text_dst_datetime_would_store_changed_is_refused_up_front(mysql_address, tmp_path, value, refused):
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, faults=False)
+    with open_database(source) as db, db.transaction():
+        db.execute("UPDATE TRIAL SET start_time = ? WHERE id = (SELECT min(id) FROM TRIAL WHERE experiment_id = 1)",
+                   (value,))
+    result = run_cli("migrate", source.path, url_of(mysql_address), "-e", "1", "--init", "--strategy", "aggressive")
+    if refused:
+        assert result.returncode == 4 and "1 value of TRIAL.start_time is not 'YYYY-MM-DD HH:MM:SS' text" in \
+            result.stderr, result.stderr
+        with open_database(mysql_address) as db:
+            assert db.tables() == []
+    else:
+        assert result.returncode == 0, result.stderr
+
+
 def test_mariadb_to_mariadb_killed_then_resumed_equals_one_uninterrupted_run(mysql_databases, tmp_path):
     source, reference, target = mysql_databases(), mysql_databases(), mysql_databases()
     make_demo(source, shape=Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10), faults=False)
