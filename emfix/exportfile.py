@@ -46,11 +46,16 @@ class OddValue(ValueError):
 
 class ValueTally:
     """{table: [per column position, a NEW_TALLY list]} and {table: the widest row in bytes} of a file's rows;
-    `text_too` False: text counted, not measured (tally_values). `links` (exportlinks.LinkCheck), when given, is
-    shown the header and every row."""
+    `text_too` False: text counted, not measured (tally_values). `links` (exportlinks.LinkCheck) and `choices`
+    (importrefusals.ChoiceCheck), when given, are shown the header (begin) and every row (add)."""
 
-    def __init__(self, text_too=True, links=None):
+    def __init__(self, text_too=True, links=None, choices=None):
         self.columns, self.widest_row, self.text_too, self.links = {}, {}, text_too, links
+        self.choices = choices
+
+    @property
+    def watchers(self):
+        return [w for w in (self.links, self.choices) if w is not None]
 
 
 def records(path):
@@ -95,6 +100,19 @@ def _line_of_bad_utf8(path):
     return number
 
 
+def read_header(path):
+    """The file's first line alone, checked as check_file checks it: import reads it before it connects (an
+    unreadable file, arguments the wrong way round, a file that is no export are said first)."""
+    lines = records(path)
+    try:
+        first = next(lines, None)
+    finally:
+        lines.close()
+    if first is None:
+        raise DamagedInputError("%s is empty" % path)
+    return _header(path, first[2])
+
+
 def check_file(path, tally=None):
     """Read the whole file once; return (header, trailer) or raise DamagedInputError. `tally` (a ValueTally), when
     given, gets every column's values measured (tally_values)."""
@@ -104,8 +122,9 @@ def check_file(path, tally=None):
         if number == 1:
             header, header_sha256 = _header(path, record), hashlib.sha256(line.encode("utf-8")).hexdigest()
             widths = {t: len(c) for t, c in header["columns"].items()}
-            if tally.links is not None:
-                tally.links.begin(header)
+            watchers = tally.watchers
+            for watcher in watchers:
+                watcher.begin(header)
             continue
         if trailer is not None:
             raise DamagedInputError("%s has lines after its trailer" % path)
@@ -128,8 +147,8 @@ def check_file(path, tally=None):
                                     hint="export the experiment again (the file was edited)") from None
         if width > tally.widest_row.get(table, 0):
             tally.widest_row[table] = width
-        if tally.links is not None:
-            tally.links.add(table, row)
+        for watcher in watchers:
+            watcher.add(table, row)
     if header is None:
         raise DamagedInputError("%s is empty" % path)
     if trailer is None:
@@ -330,20 +349,6 @@ def _is_a_day(year, month, day):
     except ValueError:
         return False
     return True
-
-
-def values_of_columns(path, wanted):
-    """(table, column position, value) of every value of the `wanted` columns ({table: [positions]}), read again
-    from a file check_file passed: for the few columns a check needs every value of (ENUM, SET, JSON)."""
-    header = None
-    for number, _line, record in records(path):
-        if number == 1:
-            header = record
-            continue
-        table = record.get("table")
-        if table in wanted and header is not None:
-            for position in wanted[table]:
-                yield table, position, decode_value(record["row"][position])
 
 
 def imported_ids(path, table, offsets, column="id"):

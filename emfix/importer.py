@@ -24,7 +24,7 @@ from .errors import (
     UnfinishedError,
     UsageError,
 )
-from .exportfile import ValueTally, check_file, records
+from .exportfile import ValueTally, check_file, read_header, records
 from .exportlinks import LinkCheck
 from .guarded import check_integrity
 from .hierarchy import ROOT
@@ -37,7 +37,7 @@ from .idshift import (
     refuse_ids_past_the_column,
     reserve_ids,
 )
-from .importrefusals import refuse_what_the_database_cannot_take
+from .importrefusals import ChoiceCheck, refuse_what_the_database_cannot_take
 from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers
 from .killpoints import kill_point
 from .progress import NoProgress
@@ -72,15 +72,16 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
     progress = progress or NoProgress()
     interrupted = interrupted or (lambda: False)
     started = time.perf_counter()
+    read_header(path)  # (a file that is no export, or the arguments the wrong way round: said before connecting)
+    # One read checks the file whole and tallies its values and its links; into MySQL, what the database's ENUM, SET
+    # and JSON columns take too (ChoiceCheck, which asks the database as the header comes: connected first)
     tally = ValueTally(text_too=not address.is_sqlite, links=LinkCheck())  # (SQLite keeps text as it is given)
-    header, trailer = check_file(path, tally)
-    dangling = {t: n for t, n in (trailer.get("dangling") or {}).items() if n}
-    if dangling and not allow_dangling:
-        raise DanglingLinksError("%s holds %s link rows whose parent row is missing (%s); nothing was imported" % (
-            path, "{:,}".format(sum(dangling.values())), ", ".join("%s %d" % kv for kv in sorted(dangling.items()))),
-            hint="--allow-dangling imports them as they are (they stay orphans in DB), or clean the source "
-                 "(emfix cleanup-orphans) and export again")
+    if address.is_sqlite:
+        header, trailer = _checked(path, tally, allow_dangling)
     with open_database(address, retry_policy=retry_policy) as db:
+        if not address.is_sqlite:
+            tally.choices = ChoiceCheck(db)
+            header, trailer = _checked(path, tally, allow_dangling)
         graph = discover_graph(db)
         check_integrity(db)
         db.warn_without_transactions(graph.tables)  # a batch there commits row by row (round 25)
@@ -140,7 +141,19 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
     progress.done()
     new_id = _experiment_of(header, trailer) + offsets.get(ROOT, 0)
     return ImportResult(path, new_id, counts, offsets, time.perf_counter() - started, bool(resume and done_line),
-                        dangling)
+                        {t: n for t, n in (trailer.get("dangling") or {}).items() if n})
+
+
+def _checked(path, tally, allow_dangling):
+    """(header, trailer) of the file, read whole (check_file); its dangling links refused unless allowed."""
+    header, trailer = check_file(path, tally)
+    dangling = {t: n for t, n in (trailer.get("dangling") or {}).items() if n}
+    if dangling and not allow_dangling:
+        raise DanglingLinksError("%s holds %s link rows whose parent row is missing (%s); nothing was imported" % (
+            path, "{:,}".format(sum(dangling.values())), ", ".join("%s %d" % kv for kv in sorted(dangling.items()))),
+            hint="--allow-dangling imports them as they are (they stay orphans in DB), or clean the source "
+                 "(emfix cleanup-orphans) and export again")
+    return header, trailer
 
 
 def _experiment_of(header, trailer):

@@ -44,9 +44,10 @@ from .exportfile import (
     SPACED,
     TEXTS,
     TINIEST,
-    values_of_columns,
 )
 from .idshift import id_owner
+from .schema import table_named
+from .values import decode_value
 
 log = logging.getLogger(__name__)
 
@@ -62,41 +63,66 @@ def refuse_what_the_database_cannot_take(db, graph, header, trailer, tally, skip
     refuse_values_outside_enum_set_or_json(db, header, tally, skip, path)
 
 
+class ChoiceCheck:
+    """The values of a MySQL database's ENUM, SET and JSON columns, checked while the file is read (check_file shows
+    it the header and every row): an ENUM or SET column keeps only its own values as declared ('DONE' became 'done',
+    'b,a' 'a,b': round 36), MariaDB's JSON column (a CHECK json_valid) refuses text that is not JSON part way through
+    the import. The first value each column would not take is kept for refuse_values_outside_enum_set_or_json (the
+    file was read a second time for them: 1 s of 346k rows)."""
+
+    def __init__(self, db):
+        self.db, self.watch, self.failures = db, {}, {}
+
+    def begin(self, header):
+        db = self.db
+        existing = db.tables()
+        for table in header["tables"]:
+            stored = table_named(table, existing)
+            if stored is None:
+                continue
+            declared = db.declared_columns(stored)
+            kinds = {name: column.declared.lower() for name, column in declared.items()}
+            if any(column.kind == "longtext" for column in declared.values()):  # MariaDB's JSON: LONGTEXT, a CHECK
+                kinds.update((c.name.lower(), c.type.lower()) for c in db.column_details(stored))
+            for position, column in enumerate(header["columns"][table]):
+                kind = kinds.get(column.lower(), "")
+                if kind.startswith(("enum", "set")) or kind == "json":
+                    self.watch.setdefault(table, []).append((position, column, kind,
+                                                             declared[column.lower()].declared))
+
+    def add(self, table, row):
+        for position, column, kind, declared in self.watch.get(table, ()):
+            value = row[position]
+            if value is None or (table, column) in self.failures:
+                continue
+            value = decode_value(value)
+            if kind != "json" and not isinstance(value, str):  # (a number or bytes: its tally refuses it)
+                continue
+            if not (mariadb_json_valid(value) if kind == "json" else spelled_as_declared(value, declared)):
+                self.failures[(table, column)] = value
+
+
 def refuse_values_outside_enum_set_or_json(db, header, tally, skip, path):
-    """An ENUM or SET column keeps only its own values as declared ('DONE' became 'done', 'b,a' 'a,b', 1 the first
-    value, exit 0: round 36); a JSON column (MariaDB's CHECK json_valid) refuses text that is not JSON, part way
-    through the import (the demo's own damaged metrics). Their values are read from the file once more, only where
-    the database has such columns."""
-    if db.dialect != "mysql":
+    """What ChoiceCheck found while the file was read (a number or bytes into an ENUM or SET column, from its
+    tally: it would go in as a position); the first table and column in the file's order."""
+    choices = tally.choices
+    if db.dialect != "mysql" or choices is None:
         return
-    wanted, checks = {}, {}
     for table in header["tables"]:
         if table in skip or table not in tally.columns:
             continue
-        declared = db.declared_columns(db.stored(table))
-        kinds = {name: column.declared.lower() for name, column in declared.items()}
-        if any(column.kind == "longtext" for column in declared.values()):  # MariaDB's JSON: LONGTEXT with a CHECK
-            kinds.update((c.name.lower(), c.type.lower()) for c in db.column_details(db.stored(table)))
-        for position, column in enumerate(header["columns"][table]):
-            kind = kinds.get(column.lower(), "")
-            if kind.startswith(("enum", "set")) or kind == "json":
-                stats = tally.columns[table][position]
-                if kind != "json" and stats[NUMBERS] + stats[BLOBS]:  # (a number goes in as a position)
-                    _refuse(db, table, column, path, stats[NUMBERS] + stats[BLOBS], "not text, which its %s "
-                            "column would store as another value" % kind.split("(")[0].upper(),
-                            _widen(db, table, column))
-                wanted.setdefault(table, []).append(position)
-                checks[(table, position)] = (column, kind, declared[column.lower()].declared)
-    for table, position, value in values_of_columns(path, wanted) if wanted else ():
-        column, kind, declared = checks[(table, position)]
-        if value is None:
-            continue
-        if kind == "json":
-            if not mariadb_json_valid(value):
+        for position, column, kind, declared in choices.watch.get(table, ()):
+            stats = tally.columns[table][position]
+            if kind != "json" and stats[NUMBERS] + stats[BLOBS]:
+                _refuse(db, table, column, path, stats[NUMBERS] + stats[BLOBS], "not text, which its %s column would "
+                        "store as another value" % kind.split("(")[0].upper(), _widen(db, table, column))
+            if (table, column) not in choices.failures:
+                continue
+            value = choices.failures[(table, column)]
+            if kind == "json":
                 _refuse(db, table, column, path, None, "not valid JSON, which its JSON column refuses",
                         "repair the source's metric JSON first (emfix fix-json), export again, or import into a "
                         "LONGTEXT column (emfix init DB --json-type text)")
-        elif not spelled_as_declared(value, declared):
             _refuse(db, table, column, path, None, "%r, not one of the values its column (%s) holds as written" % (
                 value, declared if len(declared) < 80 else kind.split("(")[0].upper()), _widen(db, table, column))
 
