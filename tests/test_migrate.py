@@ -243,19 +243,30 @@ def test_malformed_json_into_a_mariadb_json_column_is_a_clear_refusal(mysql_addr
     ('{"a": "\\ud83d\\ude00"}', False),  # a pair: one character
 ])
 def test_json_mariadb_refuses_but_sqlite_takes_is_refused_up_front(mysql_address, tmp_path, value, refused):
+    result = migrate_with_one_value(tmp_path, mysql_address, "METRIC", "per_label_val",
+                                    "(SELECT min(metric_id) FROM EPOCH_METRIC)", value, "--snapshot-dir",
+                                    str(tmp_path / "snaps"))
+    refused_whole_or_copied(result, mysql_address, "1 metric values" if refused else None)
+
+
+def migrate_with_one_value(tmp_path, target, table, column, row_id, value, *options):
+    """Migrate experiment 1 of a clean demo, `value` in `column` of `table`'s row `row_id` (SQL), into `target`
+    with --init: the finished process."""
     source = sqlite_at(tmp_path, "s.db")
     make_demo(source, faults=False)
     with open_database(source) as db, db.transaction():
-        db.execute("UPDATE METRIC SET per_label_val = ? WHERE id = (SELECT min(metric_id) FROM EPOCH_METRIC)",
-                   (value,))
-    result = run_cli("migrate", source.path, url_of(mysql_address), "-e", "1", "--init", "--snapshot-dir",
-                     str(tmp_path / "snaps"))
-    if refused:
-        assert result.returncode == 4 and "1 metric values" in result.stderr, result.stderr
-        with open_database(mysql_address) as db:
-            assert db.tables() == []
-    else:
+        db.execute("UPDATE %s SET %s = ? WHERE id = %s" % (table, column, row_id), (value,))
+    return run_cli("migrate", source.path, url_of(target), "-e", "1", "--init", *options)
+
+
+def refused_whole_or_copied(result, target, words):
+    """Refused with `words` (exit 4) before --init made anything, or (words None) copied."""
+    if words is None:
         assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 4 and words in result.stderr, result.stderr
+    with open_database(target) as db:
+        assert db.tables() == []
 
 
 @pytest.mark.parametrize("value, refused", [
@@ -268,19 +279,11 @@ def test_json_mariadb_refuses_but_sqlite_takes_is_refused_up_front(mysql_address
     ("2025-01-01 10:00:00", False),
 ])
 def test_text_dst_datetime_would_store_changed_is_refused_up_front(mysql_address, tmp_path, value, refused):
-    source = sqlite_at(tmp_path, "s.db")
-    make_demo(source, faults=False)
-    with open_database(source) as db, db.transaction():
-        db.execute("UPDATE TRIAL SET start_time = ? WHERE id = (SELECT min(id) FROM TRIAL WHERE experiment_id = 1)",
-                   (value,))
-    result = run_cli("migrate", source.path, url_of(mysql_address), "-e", "1", "--init", "--strategy", "aggressive")
-    if refused:
-        assert result.returncode == 4 and "1 value of TRIAL.start_time is not 'YYYY-MM-DD HH:MM:SS' text" in \
-            result.stderr, result.stderr
-        with open_database(mysql_address) as db:
-            assert db.tables() == []
-    else:
-        assert result.returncode == 0, result.stderr
+    result = migrate_with_one_value(tmp_path, mysql_address, "TRIAL", "start_time",
+                                    "(SELECT min(id) FROM TRIAL WHERE experiment_id = 1)", value, "--strategy",
+                                    "aggressive")
+    refused_whole_or_copied(result, mysql_address, "1 value of TRIAL.start_time is not 'YYYY-MM-DD HH:MM:SS' text"
+                            if refused else None)
 
 
 def test_mariadb_to_mariadb_killed_then_resumed_equals_one_uninterrupted_run(mysql_databases, tmp_path):
