@@ -9,10 +9,10 @@ import collections
 import dataclasses
 import json
 import queue
-import sqlite3
 import threading
 
 from . import pages
+from .backends.base import is_duplicate_key
 from .catalog import sqlite_affinity
 from .copycheck import count_in_engine
 from .copyjournal import JOURNAL
@@ -24,17 +24,6 @@ from .values import portable
 
 LANE_DEPTH = 1  # pages read ahead for each lane
 DUPLICATE_KEY = "duplicate_key"  # EmfixError.kind of a batch stopped at a key DST already holds
-
-
-def is_duplicate_key(exc):
-    """A UNIQUE / PRIMARY KEY refusal: SQLite's IntegrityError, MySQL's 1062 (raw, or as the refused statement
-    of a batch sent as text)."""
-    if getattr(exc, "errno", None) == 1062:
-        return True
-    text = str(exc)
-    if isinstance(exc, sqlite3.IntegrityError):
-        return "UNIQUE constraint failed" in text or "PRIMARY KEY must be unique" in text
-    return getattr(exc, "kind", None) == "refused_statement" and "Duplicate entry" in text
 
 
 class BatchCopy:

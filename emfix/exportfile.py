@@ -34,7 +34,8 @@ DATETIMES, DATES = 15, 16  # text that is a valid 'YYYY-MM-DD HH:MM:SS[.ffffff]'
 NEGATIVES = 17  # numbers below 0 that are not whole (a whole one: LOW)
 FRACTIONS = 18  # the most digits of a second (trailing zeros aside) in DATETIMES text
 TINIEST = 19  # the smallest absolute value of a number that is not whole and not 0 (None: none)
-NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None)
+NULLS = 20  # NULLs
+NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, 0)
 
 DATETIME_TEXT = re.compile(r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(?:[ T]([01]\d|2[0-3]):([0-5]\d):([0-5]\d)"
                            r"(?:\.(\d{1,6}))?)?\Z")
@@ -219,6 +220,7 @@ def tally_values(stats, row, text_too=True):
     width = 0
     for column, value in zip(stats, row):
         if value is None:
+            column[NULLS] += 1
             continue
         kind = type(value)
         if kind is int:  # (most values: ids) the lowest and highest tell the rest (magnitude, sign, digits)

@@ -14,9 +14,11 @@ import time
 from typing import Dict
 
 from .backends import open_database
+from .backends.base import is_duplicate_key
 from .copyjournal import held_by_other_copies
 from .errors import (
     AlreadyDoneError,
+    DamagedInputError,
     DanglingLinksError,
     EmfixError,
     OperationInterrupted,
@@ -283,7 +285,13 @@ def _commit_batch(db, key, table, columns, rows, line, counts):
         _insert(db, table, columns, rows)
         db.execute("UPDATE %s SET line = ?, counts = ? WHERE run_key = ?" % db.quote(JOURNAL),
                    (line, json.dumps(after), key))
-    db.write_batch(write)
+    try:
+        db.write_batch(write)
+    except Exception as exc:  # (round 39: a row the file holds twice crashed the import here, exit 70)
+        if not is_duplicate_key(exc):
+            raise
+        raise DamagedInputError("%s refused a row of %s the file holds twice, or that the database holds already: "
+                                "%s" % (db.address.display(), table, exc), kind="duplicate_key") from None
     counts.update(after)
 
 

@@ -38,6 +38,7 @@ from .exportfile import (
     NOT_FINITE,
     NOT_LATIN1_TEXT,
     NOT_WHOLE,
+    NULLS,
     NUMBERS,
     OCTETS,
     SCALE,
@@ -58,6 +59,7 @@ def refuse_what_the_database_cannot_take(db, graph, header, trailer, tally, skip
     """Before the first row: columns the database's tables lack, ids import would not move, links to rows the file
     does not hold, then every value against its column."""
     refuse_missing_columns(db, graph, header, skip, path)
+    refuse_nulls_the_database_refuses(db, graph, header, tally, skip, path)
     refuse_ids_import_cannot_move(graph, header, trailer, tally, skip, path)
     refuse_values_the_columns_cannot_hold(db, graph, header, tally, skip, path)
     refuse_values_outside_enum_set_or_json(db, header, tally, skip, path)
@@ -139,6 +141,29 @@ def refuse_missing_columns(db, graph, header, skip, path):
                  "to leave those tables' rows out" % ("it" if len(missing) == 1 else "them"))
 
 
+def refuse_nulls_the_database_refuses(db, graph, header, tally, skip, path):
+    """A column the database's table requires (NOT NULL, no default) that the file lacks, or a NULL in a NOT NULL
+    column (round 39: a TRIAL_RUN.trial_id of null, a header without TRIAL.experiment_id stopped the import at its
+    batch, exit 70, and --resume there for ever)."""
+    for table in header["tables"]:
+        if table in skip or table not in graph.tables:
+            continue
+        named = {c.lower(): i for i, c in enumerate(header["columns"][table])}
+        lacking = [c for c in db.required_columns(db.stored(table)) if c.lower() not in named]
+        if lacking:
+            raise SchemaError("%s's %s requires column%s %s, which %s lacks; nothing was imported" % (
+                db.address.display(), table, "s" if len(lacking) > 1 else "", ", ".join(lacking), path),
+                hint="export the experiment again (the file was edited), or give the column a default in the "
+                     "database")
+        stats = tally.columns.get(table)
+        for column in db.column_details(db.stored(table)) if stats else ():
+            position = named.get(column.name.lower())
+            if column.not_null and not column.auto and position is not None and stats[position][NULLS]:
+                _refuse(db, table, header["columns"][table][position], path, stats[position][NULLS],
+                        "NULL, which its NOT NULL column refuses", "export the experiment again (the file was "
+                        "edited)")
+
+
 def refuse_ids_import_cannot_move(graph, header, trailer, tally, skip, path):
     """Every id import moves must be a whole number (round 36: a TRIAL.experiment_id of 900.5 was stored as 901,
     another experiment's; "1" as text was not moved), and every link must point at a row of the file unless the
@@ -162,14 +187,31 @@ def refuse_ids_import_cannot_move(graph, header, trailer, tally, skip, path):
                         "{:,} values".format(stats[NOT_WHOLE]) if stats[NOT_WHOLE] > 1 else "a value", table,
                         column, path, "are" if stats[NOT_WHOLE] > 1 else "is"),
                     hint="export the experiment again (the file was edited or its source is damaged)")
+            if stats[LOW] is not None and (stats[LOW] < -(1 << 63) or stats[HIGH] >= 1 << 63):
+                raise DamagedInputError(  # (round 39: 2^63 crashed the import, exit 70: OverflowError)
+                    "%s.%s in %s holds %d, past what any id column holds (64 bits); nothing was imported" % (
+                        table, column, path, stats[HIGH] if stats[HIGH] >= 1 << 63 else stats[LOW]),
+                    hint="export the experiment again (the file was edited or its source is damaged)")
             low, high = ranges.get(owner, (None, None))
             if owner != table and stats[LOW] is not None and not dangling.get(table) and (
                     low is None or stats[LOW] < low or stats[HIGH] > high):
                 _refuse_a_link(path, "%s.%s" % (table, column), owner, "rows", table)
     if tally.links is None:
         return
-    with tally.links:  # (rounds 37-38: rows taken out within the range, the file sealed again: links to nothing)
-        for rel, first in tally.links.missing():
+    links = tally.links
+    with links:  # (rounds 37-39: rows or tables taken out, the file sealed again: links to nothing)
+        for rel, lacking in links.lacking_columns:
+            if rel.child not in skip:
+                raise DamagedInputError("%s in %s lacks column%s %s of its link to %s; nothing was imported" % (
+                    rel.child, path, "s" if len(lacking) > 1 else "", ", ".join(lacking), rel.parent),
+                    hint="export the experiment again (the file was edited)")
+        found = links.missing()
+        for (table, columns), key in sorted(links.twice.items()):
+            if table not in skip:  # (round 39: a line repeated stopped the import at its batch, exit 70, for good)
+                raise DamagedInputError("%s holds %s %s twice; nothing was imported" % (
+                    path, table, ", ".join("%s=%r" % pair for pair in zip(columns, key))),
+                    hint="export the experiment again (the file was edited)")
+        for rel, first in found:
             if rel.child not in skip and not dangling.get(rel.child):
                 _refuse_a_link(path, "%s.%s" % (rel.child, ", ".join(rel.child_columns)) if len(first) > 1 else
                                "%s.%s" % (rel.child, rel.child_columns[0]), rel.parent, "%s, a row" % ", ".join(

@@ -396,6 +396,54 @@ def _a_results_row_left_out(lines):
     lines[1:-1] = [r for r in lines[1:-1] if r["table"] != "RESULTS"]
 
 
+def _a_table_left_out(lines):  # round 39: its BATCH rows were imported pointing at no EPOCH, exit 0
+    lines[-1]["trailer"].pop("header_sha256")
+    lines[0]["tables"].remove("EPOCH")
+    del lines[0]["columns"]["EPOCH"]
+    lines[1:-1] = [r for r in lines[1:-1] if r["table"] != "EPOCH"]
+
+
+def _a_link_column_left_out(lines):  # round 39: imported as NULL, the links lost
+    lines[-1]["trailer"].pop("header_sha256")
+    spot = lines[0]["columns"]["EPOCH_METRIC"].index("epoch_trial_run_id")
+    del lines[0]["columns"]["EPOCH_METRIC"][spot]
+    for r in lines[1:-1]:
+        if r["table"] == "EPOCH_METRIC":
+            del r["row"][spot]
+
+
+def _a_line_twice(table):
+    def edit(lines):  # round 39: stopped at its batch (exit 70), the import never finished
+        first = next(i for i, r in enumerate(lines) if r.get("table") == table)
+        lines.insert(first + 1, lines[first])
+    edit.__name__ = "_a_%s_line_twice" % table.lower()
+    return edit
+
+
+def _a_null_link(lines):  # round 39: stopped at its batch (exit 70: NOT NULL), the import never finished
+    spot = lines[0]["columns"]["TRIAL_RUN"].index("trial_id")
+    next(r for r in lines[1:-1] if r["table"] == "TRIAL_RUN")["row"][spot] = None
+
+
+def _a_required_column_left_out(lines):
+    lines[-1]["trailer"].pop("header_sha256")
+    spot = lines[0]["columns"]["TRIAL"].index("name")
+    del lines[0]["columns"]["TRIAL"][spot]
+    for r in lines[1:-1]:
+        if r["table"] == "TRIAL":
+            del r["row"][spot]
+
+
+def _an_id_past_64_bits(lines):  # round 39: OverflowError, exit 70
+    for r in lines[1:-1]:
+        if r["table"] == "TRIAL":
+            r["row"][0] += 1 << 63
+        elif r["table"] in ("TRIAL_RUN", "TRIAL_ARTIFACT"):
+            r["row"][lines[0]["columns"][r["table"]].index("trial_id")] += 1 << 63
+    for key in ("min_ids", "max_ids"):
+        lines[-1]["trailer"][key]["TRIAL"] += 1 << 63
+
+
 def _a_row_with_another_key(lines):  # (round 37: its other keys were read past, silently)
     lines[2]["note"] = "hand-made"
 
@@ -426,12 +474,20 @@ def _a_column_no_table_has(lines):  # as an export before round 36 of a source w
     (_three_metrics_left_out, False, 4, "refers to METRIC id=3, a row the file does not hold"),  # (linked nothing)
     (_a_batch_left_out, False, 4, "refers to BATCH idx=0, epoch_idx=1, trial_run_id=1, a row the file does not"),
     (_a_results_row_left_out, False, 4, "refers to RESULTS trial_run_id=1, a row the file does not hold"),
+    (_a_table_left_out, False, 4, "refers to EPOCH idx=0, trial_run_id=1, a row the file does not hold"),
+    (_a_link_column_left_out, False, 4, "EPOCH_METRIC in %s lacks column epoch_trial_run_id of its link to EPOCH"),
+    (_a_line_twice("TRIAL"), False, 4, "holds TRIAL id=1 twice"),
+    (_a_line_twice("EPOCH"), False, 4, "holds EPOCH idx=0, trial_run_id=1 twice"),
+    (_a_null_link, False, 4, "TRIAL_RUN.trial_id in %s is NULL, which its NOT NULL column refuses"),
+    (_a_required_column_left_out, False, 1, "'s TRIAL requires column name, which %s lacks"),
+    (_an_id_past_64_bits, False, 4, "TRIAL.id in %s holds 9223372036854775809, past what any id column holds"),
     (_a_row_with_another_key, False, 4, "line 3 is not a row of a table its header names (its table and row alone"),
     (_half_an_id, False, 4, "not a whole number: an id import cannot move"),  # (stored as another experiment's id)
     (_a_column_twice, False, 4, "its header's tables and columns are not"),  # (MySQL: exit 70; SQLite: one dropped)
     (_a_column_no_table_has, False, 1, "lacks column EXPERIMENT.nosuch"),  # (exit 70)
 ], ids=["header-edited", "rows-left-out", "rows-within-the-range-left-out", "a-batch-left-out", "results-left-out",
-        "a-row-with-another-key", "half-an-id", "column-twice",
+        "a-table-left-out", "a-link-column-left-out", "a-trial-twice", "an-epoch-twice", "a-null-link",
+        "a-required-column-left-out", "an-id-past-64-bits", "a-row-with-another-key", "half-an-id", "column-twice",
         "column-db-lacks"])
 def test_an_edited_export_is_refused_before_anything_is_imported(exported, tmp_path, edit, keep, code, words):
     """Round 36: exports edited by hand (the rows' checksum made again, or the header alone changed) were imported
@@ -441,6 +497,7 @@ def test_an_edited_export_is_refused_before_anything_is_imported(exported, tmp_p
     target = str(tmp_path / "t.db")
     assert run_cli("init", target).returncode == 0
     result = run_cli("import", target, path)
+    words = words % path if "%s" in words else words
     assert result.returncode == code and words in result.stderr and "Traceback" not in result.stderr, result.stderr
     with open_database(DatabaseAddress("sqlite", path=target)) as db:
         assert db.scalar("SELECT count(*) FROM EXPERIMENT") == 0
@@ -583,3 +640,14 @@ def test_keys_that_are_no_whole_number_are_compared_as_they_are():
     rows = [("METRIC", [1, "loss"]), ("METRIC", [2, "loss"]), ("EPOCH_METRIC", [0, 1, 2.0]),
             ("EPOCH_METRIC", [0, 1, 1.5]), ("EPOCH_METRIC", [0, 1, None])]
     assert _link_check(rows) == {"EPOCH_METRIC.metric_id": (1.5,)}
+
+
+def test_a_link_row_the_file_holds_twice_stops_the_import_with_a_clear_error(exported, tmp_path):
+    """Round 39: a repeated EPOCH_METRIC line (a link table's key: not held by the link check) crashed the import at
+    its batch (exit 70: UNIQUE constraint failed); it is said now, with what is committed."""
+    path = _edited(exported, tmp_path, _a_line_twice("EPOCH_METRIC"))
+    target = str(tmp_path / "t.db")
+    assert run_cli("init", target).returncode == 0
+    result = run_cli("import", target, path)
+    assert result.returncode == 4 and "refused a row of EPOCH_METRIC the file holds twice" in result.stderr and \
+        "stopped part way" in result.stderr and "Traceback" not in result.stderr, result.stderr

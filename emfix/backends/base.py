@@ -4,6 +4,7 @@ import collections
 import contextlib
 import hashlib
 import logging
+import sqlite3
 
 from ..errors import ConflictError, EmfixError
 from ..retry import RetriesExhausted, RetryPolicy, call_with_retry
@@ -46,6 +47,17 @@ Index = collections.namedtuple("Index", "table name columns unique", defaults=(F
 # `type` as declared (SQLite) or as the server reports it (MySQL COLUMN_TYPE); `default` as SQL text or None.
 ColumnDetail = collections.namedtuple("ColumnDetail", "name type not_null default auto")
 
+
+
+def is_duplicate_key(exc):
+    """A UNIQUE / PRIMARY KEY refusal: SQLite's IntegrityError, MySQL's 1062 (raw, or as the refused statement
+    of a batch sent as text)."""
+    if getattr(exc, "errno", None) == 1062:
+        return True
+    text = str(exc)
+    if isinstance(exc, sqlite3.IntegrityError):
+        return "UNIQUE constraint failed" in text or "PRIMARY KEY must be unique" in text
+    return getattr(exc, "kind", None) == "refused_statement" and "Duplicate entry" in text
 
 class StorageLimit(collections.namedtuple("StorageLimit", "kind digits rounds")):
     """A column that keeps less than it is given, or keeps it otherwise: a single-precision FLOAT, a DATETIME/TIME
