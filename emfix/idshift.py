@@ -7,12 +7,14 @@ composite keys included) moves with it.
 """
 
 import contextlib
+import decimal
+import math
 from contextlib import nullcontext
 
 from .backends.base import server_lock
 from .errors import DamagedInputError, DatabaseLockedError, EmfixError
 from .schema import EM_TABLES, discover_graph
-from .values import whole, whole_number_range
+from .values import INTEGER_BITS, whole, whole_number_range
 
 AUTO_ID_TABLES = tuple(t.name for t in EM_TABLES if t.auto_id)
 
@@ -70,9 +72,8 @@ def referring_columns(graph):
 
 def _referred_within(db, referrers, low, high):
     """Does a row of another table hold an id in low..high?"""
-    q = db.quote
-    return any(db.scalar("SELECT 1 FROM %s WHERE %s BETWEEN ? AND ? LIMIT 1" % (q(table), q(column)),
-                         (low, high)) for table, column in referrers)
+    return any(db.scalar("SELECT 1 FROM %s WHERE %s BETWEEN ? AND ? LIMIT 1" % (
+        db.quote(table), _as_number(db, table, column)), (low, high)) for table, column in referrers)
 
 
 def _largest_referred(db, referrers, ceiling=None):
@@ -80,22 +81,36 @@ def _largest_referred(db, referrers, ceiling=None):
     q, largest, by_table = db.quote, None, {}
     for table, column in referrers:
         by_table.setdefault(table, []).append(column)
-    # SQLite sorts text above every number: a text value would be the max, and hide the largest id
-    numbers = "typeof(%s) IN ('integer', 'real')" if db.dialect == "sqlite" else "%s IS NOT NULL"
     for table, columns in by_table.items():
-        wanted = [(numbers % q(c)) + ("" if ceiling is None else " AND %s <= ?" % q(c)) for c in columns]
-        row = db.query("SELECT %s FROM %s" % (", ".join("max(CASE WHEN %s THEN %s END)" % (w, q(c))
-                                                        for w, c in zip(wanted, columns)), q(table)),
-                       () if ceiling is None else (ceiling,) * len(columns))[0]
+        values = [_as_number(db, table, c) for c in columns]
+        row = db.query("SELECT %s FROM %s" % (", ".join(
+            "max(%s)" % v if ceiling is None else "max(CASE WHEN %s <= ? THEN %s END)" % (v, v) for v in values),
+            q(table)), () if ceiling is None else (ceiling,) * len(columns))[0]
         for value in row:
             largest = _larger(largest, _as_id(value))
     return largest
 
 
+def _as_number(db, table, column):
+    """`column` as the number the database compares it with an id as (round 39: text that reads as a number, '10.0',
+    ' 11', '1.2e1', MySQL's '13abc' too, was no id to emfix, and the copy's new row of that id adopted its orphan;
+    SQLite sorts text above every number, so a text value also hid the largest id)."""
+    value = db.quote(column)
+    if db.dialect == "sqlite":
+        return "(CASE WHEN typeof(%s) IN ('integer', 'real') THEN %s WHEN typeof(%s) = 'text' THEN CAST(%s AS REAL) " \
+               "END)" % (value, value, value, value)
+    declared = db.declared_columns(db.stored(table)).get(column.lower())
+    return value if declared is None or declared.kind in INTEGER_BITS else "CAST(%s AS DOUBLE)" % value
+
+
 def _as_id(value):
-    """A referring column's value as the id it points at, or None: a damaged DST may hold text there (round 38: 'abc'
-    crashed import and migrate, exit 70), which points at no id."""
+    """The id a referring value points at, or None (text that is no number): a fraction as the id above it, so that
+    the copy's ids go past it whichever way the database rounds."""
     value = whole(value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else value)
+    if isinstance(value, float) and math.isfinite(value):
+        return math.ceil(value)
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return int(value.to_integral_value(rounding=decimal.ROUND_CEILING))
     return value if type(value) is int else None
 
 

@@ -83,3 +83,27 @@ def test_text_in_a_link_column_of_dst_is_no_id_and_no_crash(source, tmp_path, co
         result = run_cli("migrate", url_of(source), target.path, "-e", "3", "--strategy", "aggressive")
     assert result.returncode == 0, result.stderr
     assert ("TRIAL", "experiment_id", "abc", 1) in before and orphans(target) == before
+
+
+@pytest.mark.parametrize("command", ["import", "migrate"])
+def test_text_in_a_link_column_that_reads_as_a_number_is_that_id(source, tmp_path, command):
+    """Round 39: in a TEXT link column, '10.0', ' 11' and '1.2e1' are the ids 10, 11 and 12 to the database's own
+    comparison; emfix took them for no id, and the copy's metrics 10 to 12 adopted them."""
+    target = DatabaseAddress("sqlite", path=str(tmp_path / "target.db"))
+    assert run_cli("init", target.path).returncode == 0
+    with open_database(target) as db, db.transaction():
+        db.execute("DROP TABLE EPOCH_METRIC")
+        db.execute("CREATE TABLE EPOCH_METRIC (epoch_idx INTEGER, epoch_trial_run_id INTEGER, metric_id TEXT, "
+                   "PRIMARY KEY (epoch_idx, epoch_trial_run_id, metric_id))")
+        for text in ("10.0", " 11", "1.2e1"):
+            db.execute("INSERT INTO EPOCH_METRIC VALUES (0, 1, ?)", (text,))
+    before = orphans(target)
+    assert len(before) == 3
+    if command == "import":
+        path = str(tmp_path / "exp1.jsonl")
+        assert run_cli("export", url_of(source), "-e", "1", "-o", path).returncode == 0
+        result = run_cli("import", target.path, path)
+    else:
+        result = run_cli("migrate", url_of(source), target.path, "-e", "1", "--strategy", "aggressive")
+    assert result.returncode == 0, result.stderr
+    assert orphans(target) == before
