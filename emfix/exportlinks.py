@@ -74,26 +74,31 @@ class LinkCheck:
             self._store = None
 
     def begin(self, header):
-        columns, held = header["columns"], {}
+        """Which columns of which of the file's tables to watch (names matched in any letter case, as import matches
+        them with the database's)."""
+        tables = {t.lower(): t for t in header["columns"]}
+        columns = {t: {c.lower(): i for i, c in enumerate(header["columns"][t])} for t in header["columns"]}
+        held = {}
         for rel in BUILTIN_RELATIONS:
-            if rel.child not in columns:
+            child, parent = tables.get(rel.child.lower()), tables.get(rel.parent.lower())
+            if child is None:
                 continue
-            lacking = [c for c in rel.child_columns if c not in columns[rel.child]]
+            lacking = [c for c in rel.child_columns if c.lower() not in columns[child]]
             if lacking:  # (round 39: EPOCH_METRIC without epoch_trial_run_id imported NULLs there, links lost)
                 self.lacking_columns.append((rel, lacking))
                 continue
-            if rel.parent in columns and not set(rel.parent_columns) <= set(columns[rel.parent]):
+            if parent is not None and any(c.lower() not in columns[parent] for c in rel.parent_columns):
                 continue  # (the parent's own columns: refused as its child's would be, where it is a child)
-            parent = (rel.parent, rel.parent_columns)
-            if parent not in held:
-                held[parent] = _Held("h%d" % len(held), rel.parent, rel.parent_columns)
-                if rel.parent in columns:  # a parent table the file lacks holds no key (round 39: without EPOCH,
-                    self.watch.setdefault(rel.parent, []).append(  # its BATCH rows were imported pointing at none)
-                        (_getter([columns[rel.parent].index(c) for c in rel.parent_columns]), held[parent], None))
+            key = (rel.parent, rel.parent_columns)
+            if key not in held:
+                held[key] = _Held("h%d" % len(held), rel.parent, rel.parent_columns)
+                if parent is not None:  # a parent table the file lacks holds no key (round 39: without EPOCH, its
+                    self.watch.setdefault(parent, []).append((_getter(  # BATCH rows were imported pointing at none)
+                        [columns[parent][c.lower()] for c in rel.parent_columns]), held[key], None))
             number = len(self.relations)
-            self.relations.append((rel, held[parent], "p%d" % number, []))
-            self.watch.setdefault(rel.child, []).append(
-                (_getter([columns[rel.child].index(c) for c in rel.child_columns]), held[parent], number))
+            self.relations.append((rel, held[key], "p%d" % number, []))
+            self.watch.setdefault(child, []).append(
+                (_getter([columns[child][c.lower()] for c in rel.child_columns]), held[key], number))
 
     def add(self, table, row):
         spilled = self.spilled

@@ -599,7 +599,8 @@ def _link_check(rows, monkeypatch=None, **bounds):
         check.begin({"tables": list(columns), "columns": columns})
         for table, row in rows:
             check.add(table, row)
-        return {rel.child + "." + ",".join(rel.child_columns): first for rel, first in check.missing()}
+        return {rel.child + "." + ",".join(rel.child_columns): first for rel, first in check.missing()
+                if rel.parent in columns}  # (links to EPOCH, which these rows leave out, are not what is asked)
 
 
 IDS = st.integers(min_value=-(1 << 40), max_value=1 << 40) | st.integers(min_value=-50, max_value=50)
