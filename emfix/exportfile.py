@@ -35,7 +35,8 @@ NEGATIVES = 17  # numbers below 0 that are not whole (a whole one: LOW)
 FRACTIONS = 18  # the most digits of a second (trailing zeros aside) in DATETIMES text
 TINIEST = 19  # the smallest absolute value of a number that is not whole and not 0 (None: none)
 NULLS = 20  # NULLs
-NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, 0)
+NOT_UTF8 = 21  # bytes that are not UTF-8 text
+NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, 0, 0)
 
 DATETIME_TEXT = re.compile(r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(?:[ T]([01]\d|2[0-3]):([0-5]\d):([0-5]\d)"
                            r"(?:\.(\d{1,6}))?)?\Z")
@@ -294,9 +295,13 @@ def _tally_coded(column, value, position):
     if "$bytes" in value and set(value) <= {"$bytes", "$text"} and isinstance(value["$bytes"], str):
         coded = value["$bytes"]
         try:
-            base64.b64decode(coded, validate=True)
+            raw = base64.b64decode(coded, validate=True)
         except (binascii.Error, ValueError):
             raise OddValue("bytes that are not base64", position) from None
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            column[NOT_UTF8] += 1
         octets = len(coded) // 4 * 3 - len(coded) + len(coded.rstrip("="))  # '=' for each byte short of 3
         column[NOT_WHOLE] += 1
         column[BLOBS] += 1

@@ -13,6 +13,7 @@ from .columnfit import (
     FLOAT_MOST,
     FLOAT_ZERO,
     NUMBER_KINDS,
+    TEXT_KINDS,
     column_limits,
     digits_kept,
     integer_ranges,
@@ -37,6 +38,7 @@ from .exportfile import (
     NEGATIVES,
     NOT_FINITE,
     NOT_LATIN1_TEXT,
+    NOT_UTF8,
     NOT_WHOLE,
     NULLS,
     NUMBERS,
@@ -240,8 +242,15 @@ def refuse_values_the_columns_cannot_hold(db, graph, header, tally, skip, path):
         wanted = integer_ranges(db, db.stored(table))
         limits = column_limits(db, table, graph.tables)
         declared = db.declared_columns(db.stored(table))
+        json_columns = {c for _p, c, kind, _d in (tally.choices.watch.get(table, ()) if tally.choices else ())
+                        if kind == "json"}
         for column, stats in zip(header["columns"][table], tally.columns[table]):
             kind = getattr(declared.get(column.lower()), "kind", None)
+            if stats[NOT_UTF8] and kind in TEXT_KINDS and column not in json_columns and \
+                    declared[column.lower()].charset not in (None, "binary"):  # (a JSON column: not valid JSON)
+                _refuse(db, table, column, path, stats[NOT_UTF8], "bytes that are not UTF-8 text, which its text "
+                        "column refuses", "repair them at the source first (emfix fix-json --reset-unfixable for "
+                        "metric values), export again, or make the column a BLOB")  # (round 39: stopped part way)
             _refuse_text(db, table, column, stats, limits.get(column.lower()), kind)
             if column.lower() in wanted and not id_owner(graph, table, column):
                 _refuse_past_the_integers(db, table, column, stats, wanted[column.lower()], path)

@@ -1031,3 +1031,15 @@ def test_undo_on_a_terminal_says_what_it_puts_back_and_asks_first(demo_db, tmp_p
     code, shown = _ask_on_a_terminal(["undo", quarantine], b"y")
     assert code == 0, shown
     assert sqlite_rows(demo_db.path) != after_cleanup
+
+
+def test_import_of_bytes_that_are_not_utf8_into_a_mysql_text_column_is_refused_up_front(tmp_path, demo_db,
+                                                                                       mysql_address):
+    """Round 39: the damaged demo's metric holding bytes that are not UTF-8, imported into the LONGTEXT column
+    `emfix init --json-type text` makes, stopped the import part way (1 to 275,934 rows committed)."""
+    export = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", demo_db.path, "-e", "1", "-o", export).returncode == 0
+    assert run_cli("init", url_of(mysql_address), "--json-type", "text").returncode == 0
+    result = run_cli("import", url_of(mysql_address), export, "--allow-dangling")
+    assert_one_clear_line(result, 4, "METRIC.per_label_val", "bytes that are not UTF-8 text", "nothing was imported")
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
