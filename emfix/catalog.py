@@ -108,10 +108,22 @@ _AS_SQLITE = {"DATETIME": "TEXT", "TIMESTAMP": "TEXT", "JSON": "TEXT", "LONGTEXT
 
 
 def comparable_type(kind, same_engine):
+    if same_engine and str(kind).strip().upper() == "INTEGER":  # (SQLite's rowid alias: _kept_type)
+        return "INTEGER"
     kind = normal_type(kind)
     if not same_engine and re.match(r"(ENUM|SET)\b", kind):  # SQLite's TEXT (a diff's DDL writes that: round 36,
         return "TEXT"  # "userTab.v is TEXT, not TEXT" for ever)
     return kind if same_engine else _AS_SQLITE.get(kind, kind)
+
+
+def _kept_type(db, column, primary):
+    """A column's type, normalized; but SQLite's one INTEGER PRIMARY KEY column (not AUTOINCREMENT: that one is
+    `auto`) stays INTEGER: it is the rowid's alias, which an INT key is not (round 39: a diff's rebuild wrote it as
+    INT, and a row inserted without it got NULL there, not the next id)."""
+    if db.dialect == "sqlite" and not column.auto and tuple(primary) == (column.name,) and \
+            str(column.type or "").strip().upper() == "INTEGER":
+        return "INTEGER"
+    return normal_type(column.type)
 
 
 def read_catalog(db, counts=True):
@@ -130,7 +142,7 @@ def read_catalog(db, counts=True):
                 unique.append(tuple(index.columns))
             else:
                 indexes.append(IndexInfo(index.name, tuple(index.columns)))
-        columns = [ColumnInfo(c.name, normal_type(c.type), c.not_null, c.default, c.auto)
+        columns = [ColumnInfo(c.name, _kept_type(db, c, primary), c.not_null, c.default, c.auto)
                    for c in db.column_details(name)]
         counted = counts is True or (not isinstance(counts, bool) and name in (counts or ()))
         rows = int(db.scalar("SELECT count(*) FROM %s" % db.quote(name)) or 0) if counted else None

@@ -25,15 +25,22 @@ CLOCK_NAMES = {"current_timestamp": "CURRENT_TIMESTAMP", "now": "CURRENT_TIMESTA
 MYSQL_ESCAPES = {"0": "\0", "b": "\b", "n": "\n", "r": "\r", "t": "\t", "Z": "\x1a", "%": "\\%", "_": "\\_"}
 
 
+ON_UPDATE = re.compile(r"\s+ON UPDATE\s+(\S+)\Z", re.IGNORECASE)
+
+
 def normal_default(text, dialect):
     """The default `text` (as `dialect`'s catalog reports it; None: none) in the one form, or None for no default
-    or NULL."""
+    or NULL. MySQL's ON UPDATE clock follows it (mysqlcatalog writes it there): "<default> ON UPDATE <clock>"."""
     if text is None:
         return None
+    updated = ON_UPDATE.search(str(text))
+    if updated:
+        clock = normal_default(updated.group(1), dialect)
+        return "%s ON UPDATE %s" % (normal_default(str(text)[:updated.start()], dialect) or "NULL", clock)
     value = str(text).strip()
     if value.upper() in ("NULL", ""):
         return None
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"" and _one_literal(value, dialect):
         return _text_or_number(_unquoted(value, dialect))
     if NUMBER.match(value):
         return _number(value)
@@ -58,8 +65,8 @@ def same_default(a, a_dialect, b, b_dialect):
     """Do the defaults `a` and `b` (as their engines report them) set the same value? Across engines a clock's
     fraction digits are no difference (SQLite's CURRENT_TIMESTAMP has none to give)."""
     first, second = normal_default(a, a_dialect), normal_default(b, b_dialect)
-    if a_dialect != b_dialect:
-        first, second = _without_fraction(first), _without_fraction(second)
+    if a_dialect != b_dialect:  # (and SQLite has no ON UPDATE)
+        first, second = (_without_fraction(_without_on_update(v)) for v in (first, second))
     return first == second
 
 
@@ -71,12 +78,37 @@ def default_sql(value, dialect):
     if dialect == "mysql" and value.startswith("'"):
         return value.replace("\\", "\\\\")
     if dialect == "sqlite":
-        return _without_fraction(value)
+        return _without_fraction(_without_on_update(value)) or "NULL"
     return value
+
+
+def _without_on_update(value):
+    """The default without MySQL's ON UPDATE clause (None: NULL, no default)."""
+    if value is None or " ON UPDATE " not in value:
+        return value
+    base = value[:value.index(" ON UPDATE ")]
+    return None if base == "NULL" else base
 
 
 def _without_fraction(value):
     return re.sub(r"^(CURRENT_TIMESTAMP|CURRENT_TIME)\(\d+\)$", r"\1", value) if value else value
+
+
+def _one_literal(value, dialect):
+    """Is `value` (quoted at both ends) one string literal, not an expression of several ('a' || 'b': round 39, a
+    diff wrote it back as the text a' || 'b)?"""
+    quote, body, i = value[0], value[1:-1], 0
+    while i < len(body):
+        if body[i] == "\\" and dialect == "mysql":
+            i += 2
+            continue
+        if body[i] == quote:
+            if body[i + 1:i + 2] != quote:
+                return False
+            i += 2
+            continue
+        i += 1
+    return True
 
 
 def _unquoted(value, dialect):

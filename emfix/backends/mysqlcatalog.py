@@ -98,6 +98,9 @@ class MySQLCatalogMixin:
             if name.lower() in json_checked and kind.lower() == "longtext":
                 kind = "json"  # MariaDB's JSON: LONGTEXT with a json_valid check
             default = None if default is None or text_of(default) == "NULL" else text_of(default)
+            updated = re.search(r"\bon update (\S+)", text_of(extra or ""), re.IGNORECASE)
+            if updated:  # (round 39: a diff's DDL dropped ON UPDATE CURRENT_TIMESTAMP, and said "same schema")
+                default = "%s ON UPDATE %s" % (default or "NULL", updated.group(1))
             details.append(ColumnDetail(name, kind, text_of(nullable) == "NO", default,
                                         "auto_increment" in text_of(extra or "").lower()))
         return details
