@@ -260,7 +260,8 @@ LATIN1 = set(map(chr, [0, *range(1, 0x80), 0x81, 0x8D, 0x8F, 0x90, 0x9D, *range(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.text(), st.binary(), st.integers(), st.floats(allow_nan=False,
                                                                                      allow_infinity=False),
-                          st.decimals(allow_nan=False, allow_infinity=False),
+                          st.decimals(allow_nan=False, allow_infinity=False).filter(  # (as MySQL's DECIMAL holds)
+                              lambda d: not d or (d.adjusted() < 65 and d.as_tuple().exponent >= -65)),
                           st.text(st.sampled_from(["a", " ", "\xe9", "\u20ac", "\x81", "\x80", "\u4e2d",
                                                    "\U0001F600"]))),
                 min_size=1, max_size=8))
@@ -295,6 +296,25 @@ def test_the_tally_of_a_files_values_is_what_mysql_would_measure(values):
     assert stats[0][f.NEGATIVES] == sum(v < 0 for v in fractions)
     assert stats[0][f.SCALE] == max([-decimal.Decimal(v).as_tuple().exponent for v in spelled if "." in v or "e" in
                                      v.lower()] + [0])
+    assert stats[0][f.TINIEST] == min([abs(v) for v in fractions if v], default=None)
+    assert stats[0][f.NULLS] == sum(v is None for v in values)
+    assert stats[0][f.NOT_UTF8] == sum(not _utf8(v) for v in blobs)
+
+
+def _utf8(raw):
+    try:
+        raw.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+@pytest.mark.parametrize("digits", ["1E+65", "-1E+70", "1E-66", "1E999999999"])
+def test_a_decimal_no_mysql_column_holds_is_no_value_an_export_writes(digits):
+    from emfix import exportfile as f
+
+    with pytest.raises(f.OddValue):
+        f.tally_values([list(f.NEW_TALLY)], [{"$decimal": digits}])
 
 
 @settings(max_examples=200, deadline=None)
