@@ -57,7 +57,7 @@ class LinkCheck:
 
     def __init__(self):
         self.relations, self.watch, self.pages, self.masks = [], {}, 0, 0
-        self.lacking_columns = []  # (relation, the link's columns the file's child table lacks)
+        self.lacking_columns = []  # (relation, table, the columns of its link or its key the file lacks, which)
         self.twice = {}  # {(parent table, its key columns): the first key its rows hold twice}
         self.spilled = False  # every key in the store from then on
         self._store, self._waiting, self._made = None, {}, set()
@@ -85,10 +85,12 @@ class LinkCheck:
                 continue
             lacking = [c for c in rel.child_columns if c.lower() not in columns[child]]
             if lacking:  # (round 39: EPOCH_METRIC without epoch_trial_run_id imported NULLs there, links lost)
-                self.lacking_columns.append((rel, lacking))
+                self.lacking_columns.append((rel, child, lacking, "its link to %s" % rel.parent))
                 continue
-            if parent is not None and any(c.lower() not in columns[parent] for c in rel.parent_columns):
-                continue  # (the parent's own columns: refused as its child's would be, where it is a child)
+            lacking = [c for c in rel.parent_columns if parent is not None and c.lower() not in columns[parent]]
+            if lacking:  # (round 40: EPOCH without idx: SQLite took NULL there, and BATCH's links pointed at none)
+                self.lacking_columns.append((rel, parent, lacking, "its key, which %s's links point at" % child))
+                continue
             key = (rel.parent, rel.parent_columns)
             if key not in held:
                 held[key] = _Held("h%d" % len(held), rel.parent, rel.parent_columns)

@@ -133,9 +133,15 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
             if isinstance(exc, OperationInterrupted):
                 raise
             done = sum(counts.values())
-            exc.message += "; the import stopped part way: %s row%s committed, and the same command with " \
-                           "--resume finishes it once that is fixed" % ("{:,}".format(done), " is" if done == 1
-                                                                         else "s are")
+            committed = "%s row%s committed" % ("{:,}".format(done), " is" if done == 1 else "s are")
+            if getattr(exc, "kind", None) == "duplicate_key":  # the file's own rows: no --resume gets past them
+                exc.message += "; the import stopped part way: %s (experiment %d, its journal row in %s 'running')" % (
+                    committed, _experiment_of(header, trailer) + offsets.get(ROOT, 0), JOURNAL)
+                exc.hint = "delete that experiment's rows, then import an export made again (--resume would meet " \
+                           "the same row)"  # (round 40: --resume was said to finish it)
+            else:
+                exc.message += "; the import stopped part way: %s, and the same command with --resume finishes " \
+                               "it once that is fixed" % committed
             exc.args = (exc.message,)
             raise
         with db.transaction():

@@ -202,11 +202,12 @@ def refuse_ids_import_cannot_move(graph, header, trailer, tally, skip, path):
         return
     links = tally.links
     with links:  # (rounds 37-39: rows or tables taken out, the file sealed again: links to nothing)
-        for rel, lacking in links.lacking_columns:
-            if rel.child not in skip:
-                raise DamagedInputError("%s in %s lacks column%s %s of its link to %s; nothing was imported" % (
-                    rel.child, path, "s" if len(lacking) > 1 else "", ", ".join(lacking), rel.parent),
-                    hint="export the experiment again (the file was edited)")
+        for rel, table, lacking, what in links.lacking_columns:
+            if rel.child in skip:
+                continue
+            raise DamagedInputError("%s in %s lacks column%s %s of %s; nothing was imported" % (
+                table, path, "s" if len(lacking) > 1 else "", ", ".join(lacking), what),
+                hint="export the experiment again (the file was edited)")
         found = links.missing()
         for (table, columns), key in sorted(links.twice.items()):
             if table not in skip:  # (round 39: a line repeated stopped the import at its batch, exit 70, for good)

@@ -432,6 +432,15 @@ def _a_link_column_left_out(lines):  # round 39: imported as NULL, the links los
             del r["row"][spot]
 
 
+def _a_key_column_left_out(lines):  # round 40: SQLite took NULL for EPOCH.idx, exit 0, BATCH's links to none
+    lines[-1]["trailer"].pop("header_sha256")
+    spot = lines[0]["columns"]["EPOCH"].index("idx")
+    del lines[0]["columns"]["EPOCH"][spot]
+    for r in lines[1:-1]:
+        if r["table"] == "EPOCH":
+            del r["row"][spot]
+
+
 def _a_line_twice(table):
     def edit(lines):  # round 39: stopped at its batch (exit 70), the import never finished
         first = next(i for i, r in enumerate(lines) if r.get("table") == table)
@@ -496,6 +505,7 @@ def _a_column_no_table_has(lines):  # as an export before round 36 of a source w
     (_a_results_row_left_out, False, 4, "refers to RESULTS trial_run_id=1, a row the file does not hold"),
     (_a_table_left_out, False, 4, "refers to EPOCH idx=0, trial_run_id=1, a row the file does not hold"),
     (_a_link_column_left_out, False, 4, "EPOCH_METRIC in %s lacks column epoch_trial_run_id of its link to EPOCH"),
+    (_a_key_column_left_out, False, 4, "EPOCH in %s lacks column idx of its key, which BATCH's links point at"),
     (_a_line_twice("TRIAL"), False, 4, "holds TRIAL id=1 twice"),
     (_a_line_twice("EPOCH"), False, 4, "holds EPOCH idx=0, trial_run_id=1 twice"),
     (_a_null_link, False, 4, "TRIAL_RUN.trial_id in %s is NULL, which its NOT NULL column refuses"),
@@ -506,7 +516,8 @@ def _a_column_no_table_has(lines):  # as an export before round 36 of a source w
     (_a_column_twice, False, 4, "its header's tables and columns are not"),  # (MySQL: exit 70; SQLite: one dropped)
     (_a_column_no_table_has, False, 1, "lacks column EXPERIMENT.nosuch"),  # (exit 70)
 ], ids=["header-edited", "rows-left-out", "rows-within-the-range-left-out", "a-batch-left-out", "results-left-out",
-        "a-table-left-out", "a-link-column-left-out", "a-trial-twice", "an-epoch-twice", "a-null-link",
+        "a-table-left-out", "a-link-column-left-out", "a-key-column-left-out", "a-trial-twice", "an-epoch-twice",
+        "a-null-link",
         "a-required-column-left-out", "an-id-past-64-bits", "a-row-with-another-key", "half-an-id", "column-twice",
         "column-db-lacks"])
 def test_an_edited_export_is_refused_before_anything_is_imported(exported, tmp_path, edit, keep, code, words):
@@ -671,4 +682,5 @@ def test_a_link_row_the_file_holds_twice_stops_the_import_with_a_clear_error(exp
     assert run_cli("init", target).returncode == 0
     result = run_cli("import", target, path)
     assert result.returncode == 4 and "refused a row of EPOCH_METRIC the file holds twice" in result.stderr and \
-        "stopped part way" in result.stderr and "Traceback" not in result.stderr, result.stderr
+        "stopped part way" in result.stderr and "import an export made again" in result.stderr and \
+        "Traceback" not in result.stderr, result.stderr
