@@ -16,7 +16,7 @@ from .sqldefault import default_sql, normal_default
 
 REBUILD_PREFIX = "emfix_rebuild_"
 # changes SQLite's ALTER TABLE cannot make: the table is rebuilt (a new column only when it needs a value)
-REBUILT_KINDS = ("column_type", "column_null", "column_default", "primary_key", "missing_foreign_key")
+REBUILT_KINDS = ("column_type", "column_null", "column_default", "column_auto", "primary_key", "missing_foreign_key")
 ADVICE_KINDS = ("extra_index", "extra_column", "extra_unique", "extra_foreign_key")
 
 
@@ -142,6 +142,10 @@ def fix_of(difference, a, b):
         if kind == "missing_column":
             return ["ALTER TABLE %s ADD COLUMN %s" % (q(tb.name), definition)] if (
                 mysql or _simple_new_column(column, a.dialect)) else []
+        if kind == "column_auto" and mysql:  # (the key is there: a MODIFY naming PRIMARY KEY again is refused)
+            return ["ALTER TABLE %s MODIFY COLUMN %s %s NOT NULL%s" % (
+                q(tb.name), q(column.name), translate_type(ta.name, column, a.dialect, d.dialect),
+                " AUTO_INCREMENT" if column.auto else "")]
         return ["ALTER TABLE %s MODIFY COLUMN %s" % (q(tb.name), definition)] if mysql else []
     if kind == "extra_column":
         return ["-- ALTER TABLE %s DROP COLUMN %s" % (q(tb.name), q(difference.column))]

@@ -24,7 +24,7 @@ from .sqldefault import default_sql, normal_default, same_default
 @dataclasses.dataclass(frozen=True)
 class Difference:
     """One change that makes B like A."""
-    kind: str  # missing_table, extra_table, missing_column, extra_column, column_type, column_null,
+    kind: str  # missing_table, extra_table, missing_column, extra_column, column_type, column_null, column_auto,
     #            column_default, primary_key, missing_unique, extra_unique, missing_index, extra_index,
     #            missing_foreign_key, extra_foreign_key
     table: str
@@ -140,6 +140,8 @@ def rate(kind, rows=None, not_null=False, has_default=False, losing_not_null=Fal
             "BREAKING", "NOT NULL: writes without it fail, and NULLs already there block the change")
     if kind == "column_default":
         return "MINOR", "only rows written later get the new default"
+    if kind == "column_auto":
+        return "MINOR", "only how rows written without an id get one"
     if kind == "primary_key":
         return "BREAKING", "rows are identified differently; duplicates block the change"
     if kind == "missing_unique":
@@ -182,6 +184,8 @@ def _compare_table(ta, tb, a_dialect, b_dialect):
             add("column_null", column.name, column, other)
         if not same_default(column.default, a_dialect, other.default, b_dialect):
             add("column_default", column.name, column, other)
+        if bool(column.auto) != bool(other.auto):  # (round 40: INT PRIMARY KEY against AUTOINCREMENT was "same")
+            add("column_auto", column.name, column, other)
     for column in tb.columns:
         if not ta.column(column.name):
             add("extra_column", column.name, None, column)
@@ -271,6 +275,9 @@ def describe(d, a_dialect, b_dialect):
         return "%s.%s defaults to %s, not %s" % (t, d.column, default_sql(normal_default(d.b.default, b_dialect),
                                                                          b_dialect),
                                                  default_sql(normal_default(d.a.default, a_dialect), b_dialect))
+    if kind == "column_auto":
+        return "%s.%s %s" % (t, d.column, "hands out no ids of its own (A's does: AUTO_INCREMENT, AUTOINCREMENT)"
+                             if d.a.auto else "hands out ids of its own (AUTO_INCREMENT, AUTOINCREMENT), A's does not")
     if kind == "primary_key":
         return "%s's primary key is (%s), not (%s)" % (t, ", ".join(d.b), ", ".join(d.a))
     if kind == "missing_unique":

@@ -424,3 +424,38 @@ def test_upgrade_refuses_a_not_null_its_rows_would_break_and_changes_nothing(tmp
     refused = run_cli("schema", "upgrade", db.path, "--yes")
     assert refused.returncode == 4 and "NULL in status" in refused.stderr and "Traceback" not in refused.stderr
     assert open(db.path, "rb").read() == before
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "mysql"])
+@pytest.mark.parametrize("a_auto", [True, False])
+def test_a_key_that_hands_out_ids_and_one_that_does_not_differ_and_settle(mysql_databases, tmp_path, engine, a_auto):
+    """Round 40: `id INT PRIMARY KEY` against `INTEGER PRIMARY KEY AUTOINCREMENT` (and MariaDB's AUTO_INCREMENT
+    against none) was "same schema": a row inserted without its id then got NULL, or was refused."""
+    auto = {"sqlite": "id INTEGER PRIMARY KEY AUTOINCREMENT", "mysql": "id INT AUTO_INCREMENT PRIMARY KEY"}[engine]
+    plain = "id INT PRIMARY KEY" if engine == "sqlite" else "id INT NOT NULL PRIMARY KEY"
+    tables = ["CREATE TABLE t (%s, v TEXT)" % (auto if first else plain) for first in (a_auto, not a_auto)]
+    if engine == "sqlite":
+        a, b = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+        for path, table in zip((a, b), tables):
+            with sqlite3.connect(path) as con:
+                con.execute(table)
+                con.execute("INSERT INTO t (id, v) VALUES (7, 'kept')")
+    else:
+        first, second = mysql_databases(), mysql_databases()
+        for address, table in zip((first, second), tables):
+            with open_database(address) as db:
+                db.execute(table)
+                db.execute("INSERT INTO t (id, v) VALUES (7, 'kept')")
+        a, b = url_of(first), url_of(second)
+    found = run_cli("schema", "diff", a, b)
+    assert found.returncode == 1 and "t.id hands out" in found.stdout, found.stdout
+    ddl = run_cli("schema", "diff", a, b, "--format", "ddl")
+    if engine == "sqlite":
+        applied = in_the_sqlite3_shell(b, ddl.stdout)
+        assert applied.returncode == 0 and not applied.stderr, applied.stderr
+    else:
+        with open_database(second) as db:
+            for statement in [s for s in ddl.stdout.split(";\n") if s.strip() and not s.startswith("--")]:
+                db.execute(statement)
+    again = run_cli("schema", "diff", a, b)
+    assert again.returncode == 0, again.stdout
