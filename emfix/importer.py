@@ -43,7 +43,7 @@ from .importrefusals import ChoiceCheck, refuse_what_the_database_cannot_take
 from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers
 from .killpoints import kill_point
 from .progress import NoProgress
-from .schema import EM_TABLE_NAMES, discover_graph
+from .schema import EM_TABLE_NAMES, discover_graph, table_named
 from .values import decode_value, whole
 
 
@@ -87,8 +87,10 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
         graph = discover_graph(db)
         check_integrity(db)
         db.warn_without_transactions(graph.tables)  # a batch there commits row by row (round 25)
-        skip = set(skip_tables or ())
-        held = sorted(t for t in skip if t in graph.tables)
+        # (round 40: `--skip-tables epoch` skipped nothing, silently: table names in any letter case, as the file's)
+        spelled = {t.lower(): t for t in header["tables"]}
+        skip = {spelled.get(t.lower(), t) for t in skip_tables or ()}
+        held = sorted(t for t in skip if table_named(t, graph.tables))
         if held:  # (round 37: METRIC skipped left 8,816 links without their rows; EXPERIMENT, trials without theirs)
             raise UsageError("--skip-tables %s: %s has %s; --skip-tables leaves out tables the database lacks" % (
                 ",".join(sorted(skip)), address.display(), ", ".join(held)),
