@@ -55,9 +55,31 @@ def column_sql(d, table, column, a_dialect, primary_key):
     text = "%s %s" % (d.quote(column.name), translate_type(table, column, a_dialect, d.dialect))
     if column.not_null:
         text += " NOT NULL"
-    if normal_default(column.default, a_dialect) is not None:
-        text += " DEFAULT %s" % default_sql(normal_default(column.default, a_dialect), d.dialect)
+    default = normal_default(column.default, a_dialect)
+    if default is not None and not (a_dialect != d.dialect and default.startswith("(")):  # (cross_engine_advice)
+        text += " DEFAULT %s" % default_sql(default, d.dialect)
     return text
+
+
+def cross_engine_advice(a, b, tables):
+    """`-- ` lines for the defaults of A's `tables` that B's engine does not take as A's writes them: an expression
+    (round 40: SQLite's `'a' || 'b'` is OR on MariaDB, MariaDB's concat() unknown to SQLite: every insert failed),
+    MySQL's ON UPDATE clock into SQLite. The DDL leaves the expression out; the advice says what to write."""
+    if a.dialect == b.dialect:
+        return []
+    advice = []
+    for table in tables:
+        for column in a.table(table).columns if a.table(table) is not None else ():
+            default = normal_default(column.default, a.dialect)
+            if default is None:
+                continue
+            if default.startswith("("):
+                advice.append("-- %s.%s: A's default %s is an expression of %s; write it for %s by hand (left out "
+                              "above)" % (table, column.name, default, a.dialect, b.dialect))
+            if " ON UPDATE " in default and b.dialect == "sqlite":
+                advice.append("-- %s.%s: MySQL's ON UPDATE %s has no SQLite column clause (a trigger can do it)" % (
+                    table, column.name, default.split(" ON UPDATE ", 1)[1]))
+    return advice
 
 
 def create_table_sql(d, table, a_dialect, name=None):
@@ -194,6 +216,8 @@ def statements_of(differences, a, b, rebuild=rebuild_sql):
             statements += [s for s in fix_of(f, a, b) if s not in statements]  # (a column's type and default: one)
         actions += [s for s in statements if not s.startswith("--")]
         advice += [s for s in statements if s.startswith("--")]
+    touched = [f.table for f in differences if f.kind not in ("extra_table",)]
+    advice += [s for s in cross_engine_advice(a, b, list(dict.fromkeys(touched))) if s not in advice]
     return creates + [s for r in rebuilds for s in r] + actions + advice + dropped
 
 
