@@ -40,6 +40,16 @@ def delete_parents(address):
     return found
 
 
+def copy_into(command, source, target, experiment, tmp_path):
+    """Experiment `experiment` of `source` into `target` by `command` (import of its export, or an aggressive
+    migrate): the finished process."""
+    if command == "import":
+        path = str(tmp_path / ("exp%d.jsonl" % experiment))
+        assert run_cli("export", url_of(source), "-e", str(experiment), "-o", path).returncode == 0
+        return run_cli("import", url_of(target), path)
+    return run_cli("migrate", url_of(source), url_of(target), "-e", str(experiment), "--strategy", "aggressive")
+
+
 @pytest.fixture
 def source(tmp_path):
     address = DatabaseAddress("sqlite", path=str(tmp_path / "source.db"))
@@ -75,12 +85,7 @@ def test_text_in_a_link_column_of_dst_is_no_id_and_no_crash(source, tmp_path, co
     with open_database(target) as db, db.transaction():
         db.execute("UPDATE TRIAL SET experiment_id = 'abc' WHERE id = 1")
     before = orphans(target)  # ('abc' is one more)
-    if command == "import":
-        path = str(tmp_path / "exp3.jsonl")
-        assert run_cli("export", url_of(source), "-e", "3", "-o", path).returncode == 0
-        result = run_cli("import", target.path, path)
-    else:
-        result = run_cli("migrate", url_of(source), target.path, "-e", "3", "--strategy", "aggressive")
+    result = copy_into(command, source, target, 3, tmp_path)
     assert result.returncode == 0, result.stderr
     assert ("TRIAL", "experiment_id", "abc", 1) in before and orphans(target) == before
 
@@ -99,11 +104,6 @@ def test_text_in_a_link_column_that_reads_as_a_number_is_that_id(source, tmp_pat
             db.execute("INSERT INTO EPOCH_METRIC VALUES (0, 1, ?)", (text,))
     before = orphans(target)
     assert len(before) == 3
-    if command == "import":
-        path = str(tmp_path / "exp1.jsonl")
-        assert run_cli("export", url_of(source), "-e", "1", "-o", path).returncode == 0
-        result = run_cli("import", target.path, path)
-    else:
-        result = run_cli("migrate", url_of(source), target.path, "-e", "1", "--strategy", "aggressive")
+    result = copy_into(command, source, target, 1, tmp_path)
     assert result.returncode == 0, result.stderr
     assert orphans(target) == before
