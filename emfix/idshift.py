@@ -201,12 +201,12 @@ def claim_gained_ids(db, ranges, offsets, reserved, copied, gained_ids, held=Non
     table without an offset (no rows when the copy began, none copied) gets one. When DST holds a row at a
     gained id moved (its application wrote it since), the copy cannot take that id: IdsTakenError, before
     anything more is copied. `gained`: the subtree has ids now that it had not when the copy began."""
-    offsets, reserved, taken, gained = dict(offsets), dict(reserved), [], False
+    offsets, reserved, taken, gained, referrers = dict(offsets), dict(reserved), [], False, None
     for table, (low, high) in sorted(ranges.items()):
         if table not in offsets and not copied.get(table):
-            referrers = referring_columns(discover_graph(db)).get(table, ())
+            referrers = referring_columns(discover_graph(db)) if referrers is None else referrers  # (once)
             offsets[table], reserved[table], gained = _claim(db, table, int(low), int(high), (held or {}).get(
-                table), referrers), int(high), True
+                table), referrers.get(table, ())), int(high), True
             continue
         shift, top = offsets.get(table, 0), int(reserved.get(table, high))
         if int(high) <= top:

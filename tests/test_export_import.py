@@ -423,22 +423,21 @@ def _a_table_left_out(lines):  # round 39: its BATCH rows were imported pointing
     lines[1:-1] = [r for r in lines[1:-1] if r["table"] != "EPOCH"]
 
 
-def _a_link_column_left_out(lines):  # round 39: imported as NULL, the links lost
-    lines[-1]["trailer"].pop("header_sha256")
-    spot = lines[0]["columns"]["EPOCH_METRIC"].index("epoch_trial_run_id")
-    del lines[0]["columns"]["EPOCH_METRIC"][spot]
-    for r in lines[1:-1]:
-        if r["table"] == "EPOCH_METRIC":
-            del r["row"][spot]
+def _a_column_left_out(table, column):
+    """An edit taking `column` out of `table`'s header and rows (as an export before round 36: no header_sha256)."""
+    def edit(lines):
+        lines[-1]["trailer"].pop("header_sha256")
+        spot = lines[0]["columns"][table].index(column)
+        del lines[0]["columns"][table][spot]
+        for r in lines[1:-1]:
+            if r["table"] == table:
+                del r["row"][spot]
+    edit.__name__ = "_%s_%s_left_out" % (table.lower(), column)
+    return edit
 
 
-def _a_key_column_left_out(lines):  # round 40: SQLite took NULL for EPOCH.idx, exit 0, BATCH's links to none
-    lines[-1]["trailer"].pop("header_sha256")
-    spot = lines[0]["columns"]["EPOCH"].index("idx")
-    del lines[0]["columns"]["EPOCH"][spot]
-    for r in lines[1:-1]:
-        if r["table"] == "EPOCH":
-            del r["row"][spot]
+_a_link_column_left_out = _a_column_left_out("EPOCH_METRIC", "epoch_trial_run_id")  # round 39: NULL, links lost
+_a_key_column_left_out = _a_column_left_out("EPOCH", "idx")  # round 40: NULL in SQLite, exit 0, BATCH's links to none
 
 
 def _a_line_twice(table):
@@ -454,13 +453,7 @@ def _a_null_link(lines):  # round 39: stopped at its batch (exit 70: NOT NULL), 
     next(r for r in lines[1:-1] if r["table"] == "TRIAL_RUN")["row"][spot] = None
 
 
-def _a_required_column_left_out(lines):
-    lines[-1]["trailer"].pop("header_sha256")
-    spot = lines[0]["columns"]["TRIAL"].index("name")
-    del lines[0]["columns"]["TRIAL"][spot]
-    for r in lines[1:-1]:
-        if r["table"] == "TRIAL":
-            del r["row"][spot]
+_a_required_column_left_out = _a_column_left_out("TRIAL", "name")
 
 
 def _an_id_past_64_bits(lines):  # round 39: OverflowError, exit 70
