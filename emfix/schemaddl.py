@@ -12,7 +12,7 @@ import re
 
 from .catalog import comparable_type, sqlite_affinity
 from .schema import EM_TABLE_BY_NAME, Dialect, column_type
-from .sqldefault import default_sql, normal_default
+from .sqldefault import default_sql, normal_default, on_update_clock
 
 REBUILD_PREFIX = "emfix_rebuild_"
 # changes SQLite's ALTER TABLE cannot make: the table is rebuilt (a new column only when it needs a value)
@@ -76,9 +76,9 @@ def cross_engine_advice(a, b, tables):
             if default.startswith("("):
                 advice.append("-- %s.%s: A's default %s is an expression of %s; write it for %s by hand (left out "
                               "above)" % (table, column.name, default, a.dialect, b.dialect))
-            if " ON UPDATE " in default and b.dialect == "sqlite":
+            if on_update_clock(default) and b.dialect == "sqlite":
                 advice.append("-- %s.%s: MySQL's ON UPDATE %s has no SQLite column clause (a trigger can do it)" % (
-                    table, column.name, default.split(" ON UPDATE ", 1)[1]))
+                    table, column.name, on_update_clock(default)))
     return advice
 
 

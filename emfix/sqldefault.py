@@ -26,6 +26,9 @@ MYSQL_ESCAPES = {"0": "\0", "b": "\b", "n": "\n", "r": "\r", "t": "\t", "Z": "\x
 
 
 ON_UPDATE = re.compile(r"\s+ON UPDATE\s+(\S+)\Z", re.IGNORECASE)
+# The one form's clause: a text default ends in a quote, an expression in ")" after its own, so text that only
+# reads " ON UPDATE x" (CI: the default ' ON UPDATE ') is never taken for it.
+NORMAL_ON_UPDATE = re.compile(r" ON UPDATE (CURRENT_TIMESTAMP(?:\(\d+\))?)\Z")
 
 
 def normal_default(text, dialect):
@@ -33,8 +36,8 @@ def normal_default(text, dialect):
     or NULL. MySQL's ON UPDATE clock follows it (mysqlcatalog writes it there): "<default> ON UPDATE <clock>"."""
     if text is None:
         return None
-    updated = ON_UPDATE.search(str(text))
-    if updated:
+    updated = ON_UPDATE.search(str(text)) if dialect == "mysql" else None
+    if updated and CLOCK.match(updated.group(1)):
         clock = normal_default(updated.group(1), dialect)
         return "%s ON UPDATE %s" % (normal_default(str(text)[:updated.start()], dialect) or "NULL", clock)
     value = str(text).strip()
@@ -82,11 +85,18 @@ def default_sql(value, dialect):
     return value
 
 
+def on_update_clock(value):
+    """The clock of MySQL's ON UPDATE clause in a default in the one form, or None."""
+    clause = NORMAL_ON_UPDATE.search(value) if value else None
+    return clause.group(1) if clause else None
+
+
 def _without_on_update(value):
     """The default without MySQL's ON UPDATE clause (None: NULL, no default)."""
-    if value is None or " ON UPDATE " not in value:
+    clause = NORMAL_ON_UPDATE.search(value) if value else None
+    if clause is None:
         return value
-    base = value[:value.index(" ON UPDATE ")]
+    base = value[:clause.start()]
     return None if base == "NULL" else base
 
 

@@ -52,6 +52,8 @@ def mysql_db(mysql_address):
 @example("x\\y")
 @example("a\\%b_\\_")
 @example("tab\there\nline")
+@example(" ON UPDATE ")
+@example("x ON UPDATE now()")
 def test_a_text_default_comes_back_from_mariadb_as_it_went(mysql_db, text):
     value = normal_default("'%s'" % text.replace("'", "''"), "sqlite")
     mysql_db.execute("DROP TABLE IF EXISTS t")
@@ -75,6 +77,8 @@ def test_a_text_default_comes_back_from_mariadb_as_it_went(mysql_db, text):
     ("X'0a01'", "sqlite", "x'0A01'", "sqlite", True),
     ("(datetime('now'))", "sqlite", "datetime('now')", "sqlite", True),
     ("\"dq\"", "sqlite", "'dq'", "mysql", True),
+    ("'a ON UPDATE CURRENT_TIMESTAMP'", "mysql", "'a ON UPDATE CURRENT_TIMESTAMP'", "sqlite", True),  # text, no clause
+    ("'a' ON UPDATE current_timestamp()", "mysql", "'a'", "sqlite", True),
 ])
 def test_defaults_compare_by_the_value_they_set(a, a_dialect, b, b_dialect, same):
     assert same_default(a, a_dialect, b, b_dialect) is same
