@@ -87,6 +87,7 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
         graph = discover_graph(db)
         check_integrity(db)
         db.warn_without_transactions(graph.tables)  # a batch there commits row by row (round 25)
+        as_stored = _spell_as_the_database(header, trailer, tally, graph)
         # (round 40: `--skip-tables epoch` skipped nothing, silently: table names in any letter case, as the file's)
         spelled = {t.lower(): t for t in header["tables"]}
         skip = {spelled.get(t.lower(), t) for t in skip_tables or ()}
@@ -96,7 +97,6 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
                 ",".join(sorted(skip)), address.display(), ", ".join(held)),
                 hint="leave out only tables %s does not have (the rows of the others would lose their links)" %
                 address.display())
-        _spell_as_the_database(header, graph)
         missing = [t for t in header["tables"] if t not in graph.tables and t not in skip]
         ours = [t for t in missing if t in EM_TABLE_NAMES]
         if ours:
@@ -129,8 +129,8 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
         renamed = {"title": experiment_title, "desc": experiment_desc}
         db.foreign_key_checks(False)  # the subtree may hold rows whose parent is gone
         try:
-            _insert_rows(db, path, (columns, shifts, renamed), trailer, key, done_line, counts, skip, pinned,
-                         progress, interrupted)
+            _insert_rows(db, path, (columns, shifts, renamed, as_stored), trailer, key, done_line, counts, skip,
+                         pinned, progress, interrupted)
         except EmfixError as exc:  # a batch refused: said with what is committed, and how to finish (round 35)
             if isinstance(exc, OperationInterrupted):
                 raise
@@ -172,26 +172,45 @@ def _experiment_of(header, trailer):
     return int(trailer.get("min_ids", {}).get(ROOT, header["header"]["experiment_id"]))
 
 
-def _spell_as_the_database(header, graph):
-    """The header's column names as the database's tables spell them (round 37: `Experiment_Id` was inserted, but
-    not recognised as the link it is, nor moved: the trials joined another experiment)."""
+def _spell_as_the_database(header, trailer, tally, graph):
+    """The file's table and column names as the database spells them, in the header, the trailer and the tally;
+    {file's table name: the database's}. Round 37: `Experiment_Id` was inserted, but not recognised as the link it
+    is, nor moved (the trials joined another experiment); round 40: a file whose tables were `experiment`, `trial`…
+    "lacked" every table of a database that has them as EXPERIMENT, TRIAL…"""
+    lowered = [t.lower() for t in header["tables"]]
+    as_stored = {t: (table_named(t, graph.tables) if lowered.count(t.lower()) == 1 else None) or t
+                 for t in header["tables"]}
+
+    def respelled(by_table):
+        return {as_stored.get(t, t): v for t, v in by_table.items()}
+
+    header["tables"] = [as_stored[t] for t in header["tables"]]
+    header["columns"] = respelled(header["columns"])
+    for part in ("counts", "min_ids"):
+        if isinstance(trailer.get(part), dict):
+            trailer[part] = respelled(trailer[part])
+    tally.columns, tally.widest_row = respelled(tally.columns), respelled(tally.widest_row)
+    if tally.choices is not None:
+        tally.choices.failures = {(as_stored.get(t, t), c): v for (t, c), v in tally.choices.failures.items()}
     for table, columns in header["columns"].items():
         spelled = {c.lower(): c for c in graph.columns.get(table, ())}
         header["columns"][table] = [spelled.get(c.lower(), c) for c in columns]
+    return as_stored
 
 
 def _insert_rows(db, path, rows_as, trailer, key, done_line, counts, skip, pinned, progress, interrupted):
     """The file's rows from line `done_line` on, parents first, in batches each committed with its journal row;
-    `rows_as`: (each table's columns, their id shifts, the experiment's new title and description)."""
-    columns, shifts, renamed = rows_as
+    `rows_as`: (each table's columns, their id shifts, the experiment's new title and description, the database's
+    spelling of each of the file's table names)."""
+    columns, shifts, renamed, as_stored = rows_as
     total = sum(trailer.get("counts", {}).values())
     batch, current, last = [], None, done_line
     for number, _line, record in records(path):
-        if number <= done_line or number == 1 or "trailer" in record or record.get("table") in skip:
+        if number <= done_line or number == 1 or "trailer" in record:
             continue
-        if pinned and record.get("table") == ROOT:
-            continue  # the experiment they go into exists already
-        table = record["table"]
+        table = as_stored.get(record["table"], record["table"])
+        if table in skip or (pinned and table == ROOT):  # (pinned: the experiment they go into exists already)
+            continue
         if batch and (table != current or len(batch) >= BATCH):
             _commit_batch(db, key, current, columns[current], batch, last, counts)
             batch = []

@@ -567,13 +567,24 @@ def _link_spelled_otherwise(lines):
     lines[-1]["trailer"].pop("header_sha256")  # (as an export before round 36)
 
 
+def _tables_in_lower_case(lines):  # round 40: the database "lacked" every table (exit 1)
+    header, trailer = lines[0], lines[-1]["trailer"]
+    header["tables"] = [t.lower() for t in header["tables"]]
+    header["columns"] = {t.lower(): c for t, c in header["columns"].items()}
+    for r in lines[1:-1]:
+        r["table"] = r["table"].lower()
+    for part in ("min_ids", "max_ids"):
+        trailer[part] = {t.lower(): n for t, n in trailer[part].items()}
+    trailer.pop("header_sha256")
+
+
 def _header_names_another_experiment(lines):
     lines[0]["header"]["experiment_id"] = 2
     lines[-1]["trailer"].pop("header_sha256")
 
 
 @pytest.mark.parametrize("edit", [_ids_as_floats, _ids_as_decimals, _ids_as_decimals_with_a_point,
-                                  _link_spelled_otherwise,
+                                  _link_spelled_otherwise, _tables_in_lower_case,
                                   _header_names_another_experiment])
 def test_an_export_whose_ids_are_written_otherwise_is_imported_as_its_own_experiment(exported, tmp_path, edit):
     """Round 37: a TRIAL.experiment_id written 1.0 or as a DECIMAL's digits, or its column spelled Experiment_Id, was
@@ -589,6 +600,19 @@ def test_an_export_whose_ids_are_written_otherwise_is_imported_as_its_own_experi
         assert db.scalar("SELECT count(*) FROM TRIAL WHERE experiment_id = 1") == 1
         assert db.scalar("SELECT count(*) FROM TRIAL_RUN r JOIN TRIAL t ON t.id = r.trial_id "
                          "WHERE t.experiment_id = 2") == 1  # (its run under its own trial)
+
+
+@pytest.mark.mysql
+def test_an_export_of_tables_in_lower_case_goes_into_mariadb_tables_in_upper_case(exported, tmp_path, mysql_address):
+    """MariaDB on Linux tells `trial` from `TRIAL` (round 40: the import "lacked" every table, exit 1)."""
+    make_demo(mysql_address, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    result = run_cli("import", url_of(mysql_address), _edited(exported, tmp_path, _tables_in_lower_case), "--json")
+    assert result.returncode == 0, result.stderr
+    with open_database(mysql_address) as db:
+        assert db.scalar("SELECT count(*) FROM BATCH_METRIC m JOIN TRIAL_RUN r ON r.id = m.trial_run_id JOIN TRIAL t "
+                         "ON t.id = r.trial_id WHERE t.experiment_id = 2") == exported.read_text().count(
+                             '"table": "BATCH_METRIC"') > 0
+    assert run_cli("validate", url_of(mysql_address), "-q").returncode == 0
 
 
 @pytest.mark.parametrize("named", ["METRIC", "metric"])
