@@ -285,6 +285,29 @@ def test_a_diff_of_expression_and_odd_text_defaults_settles_on_one_engine(mysql_
         assert made[0] == made[1] == [(1, "it's", "x\\y", "Ab", 0, "ab")], made
 
 
+@pytest.mark.parametrize("other", ["CREATE TABLE t (id INTEGER PRIMARY KEY DESC, v TEXT)",
+                                   "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT) WITHOUT ROWID"])
+def test_an_integer_key_that_is_no_rowid_alias_differs_from_one_that_is(tmp_path, other):
+    """SQLite's `INTEGER PRIMARY KEY DESC` column is no rowid alias (its documented quirk), nor is a WITHOUT ROWID
+    table's key: a row inserted without an id gets none (round 40: schema diff called them the same)."""
+    a, b = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+    for path, statement in ((a, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"), (b, other)):
+        with sqlite3.connect(path) as con:
+            con.execute(statement)
+    ddl = run_cli("schema", "diff", a, b, "--format", "ddl")
+    assert ddl.returncode == 1, ddl.stdout + ddl.stderr
+    applied = in_the_sqlite3_shell(b, ddl.stdout)
+    assert applied.returncode == 0 and not applied.stderr, applied.stderr
+    assert run_cli("schema", "diff", a, b).returncode == 0
+    with sqlite3.connect(b) as con:
+        con.execute("INSERT INTO t (v) VALUES ('x')")
+        assert con.execute("SELECT id FROM t").fetchall() == [(1,)]
+    with sqlite3.connect(a) as con:  # (the same the other way: a DESC key has no same as the alias)
+        con.execute("DROP TABLE t")
+        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY DESC, v TEXT)")
+    assert run_cli("schema", "diff", a, b).returncode == 1
+
+
 def test_a_diff_into_sqlite_writes_ddl_the_sqlite3_shell_runs(mysql_address, tmp_path):
     """Round 30: a MySQL table's ENUM, SET (and DECIMAL with a default) went into SQLite's rebuild as they were:
     `near "'Low'": syntax error`. They are written as SQLite names them now, and the script runs."""
