@@ -64,7 +64,8 @@ def column_sql(d, table, column, a_dialect, primary_key):
 def cross_engine_advice(a, b, tables):
     """`-- ` lines for the defaults of A's `tables` that B's engine does not take as A's writes them: an expression
     (round 40: SQLite's `'a' || 'b'` is OR on MariaDB, MariaDB's concat() unknown to SQLite: every insert failed),
-    MySQL's ON UPDATE clock into SQLite. The DDL leaves the expression out; the advice says what to write."""
+    MySQL's ON UPDATE clock or a clock's fraction digits into SQLite. The DDL leaves the expression out; the advice
+    says what to write."""
     if a.dialect == b.dialect:
         return []
     advice = []
@@ -76,6 +77,11 @@ def cross_engine_advice(a, b, tables):
             if default.startswith("("):
                 advice.append("-- %s.%s: A's default %s is an expression of %s; write it for %s by hand (left out "
                               "above)" % (table, column.name, default, a.dialect, b.dialect))
+            fraction = re.match(r"(CURRENT_TIMESTAMP|CURRENT_TIME)\((\d+)\)", default)
+            if fraction and b.dialect == "sqlite":
+                advice.append("-- %s.%s: MySQL's %s keeps %s fraction digits; SQLite's %s has none (written without "
+                              "them above; strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now') keeps 3)" % (
+                                  table, column.name, fraction.group(0), fraction.group(2), fraction.group(1)))
             if on_update_clock(default) and b.dialect == "sqlite":
                 advice.append("-- %s.%s: MySQL's ON UPDATE %s has no SQLite column clause (a trigger can do it)" % (
                     table, column.name, on_update_clock(default)))

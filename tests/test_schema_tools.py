@@ -486,10 +486,12 @@ def test_a_key_that_hands_out_ids_and_one_that_does_not_differ_and_settle(mysql_
 
 def test_an_expression_default_across_engines_is_advice_not_ddl_that_breaks_b(mysql_address, tmp_path):
     """Round 40: MariaDB's DEFAULT (concat('a','b')) was written into SQLite's rebuild (SQLite 3.40 has no concat():
-    every insert leaving the column out failed), and its ON UPDATE clock dropped without a word."""
+    every insert leaving the column out failed), its ON UPDATE clock and a clock's fraction digits dropped without a
+    word."""
     with open_database(mysql_address) as db:
         db.execute("CREATE TABLE t (id INT PRIMARY KEY, k VARCHAR(9) DEFAULT (concat('a', 'b')), u TIMESTAMP NULL "
-                   "DEFAULT '2025-01-01 00:00:00' ON UPDATE CURRENT_TIMESTAMP)")
+                   "DEFAULT '2025-01-01 00:00:00' ON UPDATE CURRENT_TIMESTAMP, f DATETIME(6) DEFAULT "
+                   "CURRENT_TIMESTAMP(6))")
     target = str(tmp_path / "b.db")
     with sqlite3.connect(target) as con:
         con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
@@ -499,6 +501,7 @@ def test_an_expression_default_across_engines_is_advice_not_ddl_that_breaks_b(my
     assert not any("concat" in line for line in statements), ddl.stdout
     assert "-- t.k: A's default (concat('a','b')) is an expression of mysql" in ddl.stdout, ddl.stdout
     assert "-- t.u: MySQL's ON UPDATE CURRENT_TIMESTAMP has no SQLite column clause" in ddl.stdout, ddl.stdout
+    assert "-- t.f: MySQL's CURRENT_TIMESTAMP(6) keeps 6 fraction digits" in ddl.stdout, ddl.stdout
     applied = in_the_sqlite3_shell(target, ddl.stdout)
     assert applied.returncode == 0 and not applied.stderr, applied.stderr
     with sqlite3.connect(target) as con:
