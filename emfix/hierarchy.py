@@ -224,7 +224,9 @@ def _root_table(db, graph, experiment_id):
     q = db.quote
     root_key = (graph.primary_keys.get(ROOT) or ("id",))[0]
     exists = bool(db.scalar("SELECT count(*) FROM %s WHERE %s = ?" % (q(ROOT), q(root_key)), (experiment_id,)))
-    cast = "CAST(? AS SIGNED)" if db.dialect == "mysql" else "?"
+    # (SQLite: the key column of INTEGER affinity, as the experiment's: a link column of TEXT affinity holding '3'
+    # is then 3 to IN, as to the database's own comparison with EXPERIMENT.id; `?` alone has none, and met nothing)
+    cast = "CAST(? AS SIGNED)" if db.dialect == "mysql" else "CAST(? AS INTEGER)"
     db.create_temp_table(TMP + "0", "SELECT %s AS %s" % (cast, q(root_key)), (experiment_id,))
     return exists, {ROOT: TMP + "0"}, root_key
 

@@ -131,9 +131,11 @@ def decode_value(value):
 def as_stored(value, limit):
     """What a column with this `backends.base.StorageLimit` keeps of `value`: a double rounded to single
     precision (as MySQL converts it), a timestamp's fraction cut to the column's digits, text in a binary column
-    as its bytes."""
+    as its bytes, a whole number in a text column as its digits."""
     if value is None:
         return None
+    if limit.kind == "text":  # a whole number as its digits; anything else as it is (its text is the engine's)
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if limit.kind == "bytes":  # a binary column: text as its UTF-8 bytes, BINARY(n) padded to n with zero bytes
         kept = value.encode("utf-8") if isinstance(value, str) else value
         if isinstance(kept, (bytes, bytearray)) and len(kept) < limit.digits:

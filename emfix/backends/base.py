@@ -63,7 +63,8 @@ class StorageLimit(collections.namedtuple("StorageLimit", "kind digits rounds"))
     """A column that keeps less than it is given, or keeps it otherwise: a single-precision FLOAT, a DATETIME/TIME
     with `digits` (< 6) fractional digits that the server rounds or (`rounds` False) truncates, or (kind "bytes") a
     binary column, which keeps text as its bytes and, a BINARY(`digits`), pads them with zero bytes, or (kind
-    "decimal") a DECIMAL with `digits` after the point, which keeps a number as its digits to that scale."""
+    "decimal") a DECIMAL with `digits` after the point, which keeps a number as its digits to that scale, or (kind
+    "text") a text column, which keeps a whole number as its digits (a link column declared VARCHAR)."""
 
 
 STORED_NAMES = {}  # address.key() -> {a table as the application spells it: as the database holds it}

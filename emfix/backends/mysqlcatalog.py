@@ -172,6 +172,8 @@ class MySQLCatalogMixin:
             elif column.kind == "decimal":  # a number copied in is kept as its digits to the column's scale
                 found = re.match(r"decimal\(\d+,(\d+)\)", column.declared.lower())
                 limits[column.name] = StorageLimit("decimal", int(found.group(1)) if found else 0, False)
+            elif column.kind in ("char", "varchar", "tinytext", "text", "mediumtext", "longtext"):
+                limits[column.name] = StorageLimit("text", 0, False)  # a whole number copied in: its digits
             elif column.kind in BINARY_KINDS:  # text copied in is kept as its bytes (BINARY: padded with zero bytes)
                 limits[column.name] = StorageLimit("bytes", (column.octets or 0) if column.kind == "binary" else 0,
                                                    False)

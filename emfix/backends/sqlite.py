@@ -12,7 +12,7 @@ from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, NoSpa
 from ..fileutil import create_private, is_disk_full, read_only_uri
 from ..foreignkey import ForeignKey
 from ..retry import LOCK_TURN, RetriesExhausted, call_with_retry, lock_wait_policy
-from .base import Backend, ColumnDetail, Index
+from .base import Backend, ColumnDetail, Index, StorageLimit
 
 DAMAGE_MESSAGES = ("file is not a database", "malformed", "file is encrypted", "not a database")
 
@@ -318,6 +318,12 @@ class SQLiteBackend(Backend):
         (SQLite's own rule; the catalog names the application's tables as it does: schema.discover_graph)."""
         return str(self.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
                                (table,)) or "")
+
+    def storage_limits(self, table):
+        """A column of TEXT affinity keeps a whole number given to it as its digits (its declared type has CHAR,
+        CLOB or TEXT and no INT: https://www.sqlite.org/datatype3.html)."""
+        return {r[1]: StorageLimit("text", 0, False) for r in self._table_info(table)
+                if "INT" not in str(r[2]).upper() and any(w in str(r[2]).upper() for w in ("CHAR", "CLOB", "TEXT"))}
 
     def column_details(self, table):
         info = self._table_info(table)
