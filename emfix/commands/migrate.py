@@ -266,7 +266,6 @@ def migrate_check_lines(checks):
         for column, count in sorted(c.narrowed.items()):
             yield ("  note: %s %s of %s.%s %s stored as DST's column keeps them (a single-precision FLOAT or a "
                    "DATETIME without the fraction, as the Experiment Manager's MySQL schema declares it; a number in "
-                   "a DECIMAL to its scale; text in a binary column as its bytes; a whole number in a text column as its "
-                   "digits); the checksums compare them as DST "
-                   "stores them" % (n(count), "value" if count == 1 else "values", c.table, column,
-                                    "is" if count == 1 else "are"))
+                   "a DECIMAL to its scale; text in a binary column as its bytes; a whole number in a text column as "
+                   "its digits); the checksums compare them as DST stores them" % (
+                       n(count), "value" if count == 1 else "values", c.table, column, "is" if count == 1 else "are"))
