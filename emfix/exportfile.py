@@ -48,16 +48,17 @@ class OddValue(ValueError):
 
 class ValueTally:
     """{table: [per column position, a NEW_TALLY list]} and {table: the widest row in bytes} of a file's rows;
-    `text_too` False: text counted, not measured (tally_values). `links` (exportlinks.LinkCheck) and `choices`
-    (importrefusals.ChoiceCheck), when given, are shown the header (begin) and every row (add)."""
+    `text_too` False: text counted, not measured (tally_values). `links` (exportlinks.LinkCheck), `choices`
+    (importrefusals.ChoiceCheck) and `junctions` (exportjunctions.JunctionRowsTwice), when given, are shown the
+    header (begin) and every row (add)."""
 
-    def __init__(self, text_too=True, links=None, choices=None):
+    def __init__(self, text_too=True, links=None, choices=None, junctions=None):
         self.columns, self.widest_row, self.text_too, self.links = {}, {}, text_too, links
-        self.choices = choices
+        self.choices, self.junctions = choices, junctions
 
     @property
     def watchers(self):
-        return [w for w in (self.links, self.choices) if w is not None]
+        return [w for w in (self.links, self.choices, self.junctions) if w is not None]
 
 
 def records(path):

@@ -27,6 +27,7 @@ from .errors import (
     UsageError,
 )
 from .exportfile import ValueTally, check_file, read_header, records
+from .exportjunctions import JunctionRowsTwice
 from .exportlinks import LinkCheck
 from .guarded import check_integrity
 from .hierarchy import ROOT
@@ -77,7 +78,8 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
     read_header(path)  # (a file that is no export, or the arguments the wrong way round: said before connecting)
     # One read checks the file whole and tallies its values and its links; into MySQL, what the database's ENUM, SET
     # and JSON columns take too (ChoiceCheck, which asks the database as the header comes: connected first)
-    tally = ValueTally(text_too=not address.is_sqlite, links=LinkCheck())  # (SQLite keeps text as it is given)
+    tally = ValueTally(text_too=not address.is_sqlite,  # (SQLite keeps text as it is given)
+                       links=LinkCheck(), junctions=JunctionRowsTwice())
     if address.is_sqlite:
         header, trailer = _checked(path, tally, allow_dangling)
     with open_database(address, retry_policy=retry_policy) as db:

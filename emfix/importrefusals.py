@@ -47,6 +47,7 @@ from .exportfile import (
     SPACED,
     TEXTS,
     TINIEST,
+    records,
 )
 from .idshift import id_owner
 from .schema import table_named
@@ -209,8 +210,12 @@ def refuse_ids_import_cannot_move(graph, header, trailer, tally, skip, path):
                 table, path, "s" if len(lacking) > 1 else "", ", ".join(lacking), what),
                 hint="export the experiment again (the file was edited)")
         found = links.missing()
-        for (table, columns), key in sorted(links.twice.items()):
-            if table not in skip:  # (round 39: a line repeated stopped the import at its batch, exit 70, for good)
+        twice = dict(links.twice)
+        if tally.junctions is not None:  # (round 40: a junction's row twice stopped the import at its batch)
+            twice.update(tally.junctions.twice(lambda: records(path)))
+        skipped = {t.lower() for t in skip}
+        for (table, columns), key in sorted(twice.items()):
+            if table.lower() not in skipped:  # (round 39: a line repeated stopped the import at its batch, exit 70)
                 raise DamagedInputError("%s holds %s %s twice; nothing was imported" % (
                     path, table, ", ".join("%s=%r" % pair for pair in zip(columns, key))),
                     hint="export the experiment again (the file was edited)")
