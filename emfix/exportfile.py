@@ -200,6 +200,13 @@ def _header(path, record):
             and len({c.lower() for c in columns[t]}) == len(columns[t]) for t in tables)):  # (a column twice: 36)
         raise DamagedInputError("%s line 1: its header's tables and columns are not what emfix writes" % path,
                                 hint="export the experiment again (the file was edited)")
+    spelled = {}
+    for table in tables:  # (round 41: EPOCH_METRIC and epoch_metric, one table to import: "lacks tables", exit 1)
+        if table.lower() in spelled:
+            raise DamagedInputError("%s line 1: its header names one table twice, as %s and %s; nothing was "
+                                    "imported" % (path, spelled[table.lower()], table),
+                                    hint="export the experiment again (the file was edited)")
+        spelled[table.lower()] = table
     return record
 
 

@@ -441,6 +441,15 @@ _a_link_column_left_out = _a_column_left_out("EPOCH_METRIC", "epoch_trial_run_id
 _a_key_column_left_out = _a_column_left_out("EPOCH", "idx")  # round 40: NULL in SQLite, exit 0, BATCH's links to none
 
 
+def _a_table_in_two_letter_cases(lines):  # round 41: "lacks tables" (exit 1), and a hint that led to exit 2
+    header = lines[0]
+    header["tables"].append("epoch_metric")
+    header["columns"]["epoch_metric"] = header["columns"]["EPOCH_METRIC"]
+    lines.insert(len(lines) - 1, {"table": "epoch_metric", "row": next(
+        r["row"] for r in lines[1:-1] if r.get("table") == "EPOCH_METRIC")})
+    lines[-1]["trailer"].pop("header_sha256")
+
+
 def _a_line_twice(table):
     def edit(lines):  # round 39: stopped at its batch (exit 70), the import never finished
         first = next(i for i, r in enumerate(lines) if r.get("table") == table)
@@ -511,12 +520,13 @@ def _a_column_no_table_has(lines):  # as an export before round 36 of a source w
     (_half_an_id, False, 4, "not a whole number: an id import cannot move"),  # (stored as another experiment's id)
     (_a_column_twice, False, 4, "its header's tables and columns are not"),  # (MySQL: exit 70; SQLite: one dropped)
     (_a_column_no_table_has, False, 1, "lacks column EXPERIMENT.nosuch"),  # (exit 70)
+    (_a_table_in_two_letter_cases, False, 4, "its header names one table twice, as EPOCH_METRIC and epoch_metric"),
 ], ids=["header-edited", "rows-left-out", "rows-within-the-range-left-out", "a-batch-left-out", "results-left-out",
         "a-table-left-out", "a-link-column-left-out", "a-key-column-left-out", "a-trial-twice", "an-epoch-twice",
         "a-link-row-twice", "a-batch-artifact-twice",
         "a-null-link",
         "a-required-column-left-out", "an-id-past-64-bits", "a-row-with-another-key", "half-an-id", "column-twice",
-        "column-db-lacks"])
+        "column-db-lacks", "a-table-in-two-letter-cases"])
 def test_an_edited_export_is_refused_before_anything_is_imported(exported, tmp_path, edit, keep, code, words):
     """Round 36: exports edited by hand (the rows' checksum made again, or the header alone changed) were imported
     with title and description swapped, links pointing at another experiment's rows, or crashed (exit 70); round 37:
