@@ -372,7 +372,8 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
                 self.execute("CREATE TEMPORARY TABLE %s %s%s AS %s" % (self.quote(name), "(%s)" % inline if inline
                                                                         else "", engine, select_sql), params)
             finally:
-                self.execute("SET SESSION sql_mode = @emfix_sql_mode")
+                # (on a connection made again meanwhile the variable is NULL: its mode stays as made)
+                self.execute("SET SESSION sql_mode = IFNULL(@emfix_sql_mode, @@SESSION.sql_mode)")
             return
         self.execute("CREATE TEMPORARY TABLE %s %s%s AS SELECT * FROM (%s) AS emfix_s LIMIT 0" % (
             self.quote(name), "(%s)" % inline if inline else "", engine, select_sql), params)
