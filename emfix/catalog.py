@@ -43,6 +43,7 @@ class TableInfo:
     indexes: List[IndexInfo] = dataclasses.field(default_factory=list)  # non-unique, explicit
     foreign_keys: List[ForeignKey] = dataclasses.field(default_factory=list)  # child: this table
     rows: Optional[int] = None
+    without_rowid: bool = False  # SQLite's WITHOUT ROWID table (no rowid; NULL in its key refused)
 
     def to_dict(self):
         """The schema file's form: a foreign key is {"columns", "table" (the parent), "ref_columns"}."""
@@ -126,6 +127,12 @@ def _kept_type(db, table, column, primary):
     return normal_type(column.type)
 
 
+def _is_without_rowid(sql):
+    """Does a SQLite table's CREATE TABLE text end in the WITHOUT ROWID option (after its last parenthesis)?"""
+    sql = str(sql or "")
+    return ")" in sql and re.search(r"\bWITHOUT\s+ROWID\b", sql[sql.rindex(")") + 1:], re.IGNORECASE) is not None
+
+
 def _key_has_its_own_index(db, table):
     """Is SQLite's primary key of `table` an index of its own (origin 'pk'), not the rowid? `INTEGER PRIMARY KEY
     DESC` on the column is (SQLite's documented quirk), as is every key of a WITHOUT ROWID table: no alias, a
@@ -154,7 +161,7 @@ def read_catalog(db, counts=True):
         counted = counts is True or (not isinstance(counts, bool) and name in (counts or ()))
         rows = int(db.scalar("SELECT count(*) FROM %s" % db.quote(name)) or 0) if counted else None
         tables[name] = TableInfo(name, columns, primary, sorted(unique), sorted(indexes, key=lambda i: i.columns),
-                                 foreign, rows)
+                                 foreign, rows, db.dialect == "sqlite" and _is_without_rowid(db.table_sql(name)))
     catalog = Catalog(db.dialect, db.address.display(), tables)
     version_table = catalog.table("SCHEMA_VERSION")
     if version_table:
@@ -205,7 +212,7 @@ def _table(name, t):
     return TableInfo(name, [_column(c, name) for c in _of(t.get("columns"), list, "the columns of %s" % name)],
                      _names(t.get("primary_key", []), "the primary key of %s" % name),
                      [_names(u, "a unique key of %s" % name) for u in _of(t.get("unique", []), list, name)],
-                     indexes, foreign, rows)
+                     indexes, foreign, rows, _of(t.get("without_rowid", False), bool, "without_rowid of %s" % name))
 
 
 def catalog_from_dict(data, origin="the file"):

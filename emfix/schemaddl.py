@@ -16,7 +16,8 @@ from .sqldefault import default_sql, normal_default, on_update_clock
 
 REBUILD_PREFIX = "emfix_rebuild_"
 # changes SQLite's ALTER TABLE cannot make: the table is rebuilt (a new column only when it needs a value)
-REBUILT_KINDS = ("column_type", "column_null", "column_default", "column_auto", "primary_key", "missing_foreign_key")
+REBUILT_KINDS = ("column_type", "column_null", "column_default", "column_auto", "primary_key", "table_rowid",
+                 "missing_foreign_key")
 ADVICE_KINDS = ("extra_index", "extra_column", "extra_unique", "extra_foreign_key")
 
 
@@ -95,7 +96,8 @@ def create_table_sql(d, table, a_dialect, name=None):
     parts += ["UNIQUE (%s)" % d.quote_columns(u) for u in table.unique]
     parts += ["FOREIGN KEY (%s) REFERENCES %s (%s)" % (d.quote_columns(f.child_columns), d.quote(f.parent),
                                                       d.quote_columns(f.parent_columns)) for f in table.foreign_keys]
-    suffix = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" if d.dialect == "mysql" else ""
+    suffix = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" if d.dialect == "mysql" else (
+        " WITHOUT ROWID" if table.without_rowid and table.primary_key else "")
     return "CREATE TABLE %s (\n  %s\n)%s" % (d.quote(name or table.name), ",\n  ".join(parts), suffix)
 
 
@@ -195,6 +197,8 @@ def fix_of(difference, a, b):
             d.quote_columns(fk.parent_columns))] if mysql else []
     if kind == "extra_foreign_key":
         return ["-- drop that foreign key if it is not wanted"]
+    if kind == "table_rowid":
+        return []  # (SQLite alone: a rebuild)
     raise ValueError("no DDL for a change of kind %r" % kind)
 
 

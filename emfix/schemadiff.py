@@ -25,7 +25,7 @@ from .sqldefault import default_sql, normal_default, same_default
 class Difference:
     """One change that makes B like A."""
     kind: str  # missing_table, extra_table, missing_column, extra_column, column_type, column_null, column_auto,
-    #            column_default, primary_key, missing_unique, extra_unique, missing_index, extra_index,
+    #            column_default, primary_key, table_rowid, missing_unique, extra_unique, missing_index, extra_index,
     #            missing_foreign_key, extra_foreign_key
     table: str
     column: str = ""  # for the column kinds
@@ -144,6 +144,8 @@ def rate(kind, rows=None, not_null=False, has_default=False, losing_not_null=Fal
         return "MINOR", "only how rows written without an id get one"
     if kind == "primary_key":
         return "BREAKING", "rows are identified differently; duplicates block the change"
+    if kind == "table_rowid":
+        return "MAJOR", "the table is rebuilt: rowids are not kept, and a NULL in the key blocks WITHOUT ROWID"
     if kind == "missing_unique":
         return "MAJOR", "duplicates already there block it; duplicate writes then fail"
     if kind == "missing_foreign_key":
@@ -191,6 +193,8 @@ def _compare_table(ta, tb, a_dialect, b_dialect):
             add("extra_column", column.name, None, column)
     if key(ta.primary_key) != key(tb.primary_key):
         add("primary_key", a=tuple(ta.primary_key), b=tuple(tb.primary_key))
+    if same_engine and ta.without_rowid != tb.without_rowid:  # (round 41: "same schema")
+        add("table_rowid", a=ta.without_rowid, b=tb.without_rowid)
     b_unique, a_unique = {key(u) for u in tb.unique}, {key(u) for u in ta.unique}
     for unique in ta.unique:
         if key(unique) not in b_unique:
@@ -280,6 +284,8 @@ def describe(d, a_dialect, b_dialect):
                              if d.a.auto else "hands out ids of its own (AUTO_INCREMENT, AUTOINCREMENT), A's does not")
     if kind == "primary_key":
         return "%s's primary key is (%s), not (%s)" % (t, ", ".join(d.b), ", ".join(d.a))
+    if kind == "table_rowid":
+        return "%s is %s, A's is %s" % (t, *(("a WITHOUT ROWID table" if w else "a rowid table") for w in (d.b, d.a)))
     if kind == "missing_unique":
         return "%s lacks UNIQUE (%s)" % (t, ", ".join(d.a))
     if kind == "extra_unique":

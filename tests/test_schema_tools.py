@@ -308,6 +308,25 @@ def test_an_integer_key_that_is_no_rowid_alias_differs_from_one_that_is(tmp_path
     assert run_cli("schema", "diff", a, b).returncode == 1
 
 
+def test_a_without_rowid_table_differs_from_a_rowid_table_with_the_same_columns(tmp_path):
+    """Round 41: `k TEXT PRIMARY KEY ... WITHOUT ROWID` against the same table with a rowid was "same schema" once
+    its key was NOT NULL; the rebuild the DDL makes keeps the rows."""
+    a, b = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+    for path, options in ((a, " WITHOUT ROWID"), (b, "")):
+        with sqlite3.connect(path) as con:
+            con.execute("CREATE TABLE t (k TEXT NOT NULL PRIMARY KEY, v INT)%s" % options)
+            con.execute("INSERT INTO t VALUES ('a', 1)")
+    found = run_cli("schema", "diff", a, b)
+    assert found.returncode == 1 and "t is a rowid table, A's is a WITHOUT ROWID table" in found.stdout, found.stdout
+    applied = in_the_sqlite3_shell(b, run_cli("schema", "diff", a, b, "--format", "ddl").stdout)
+    assert applied.returncode == 0 and not applied.stderr, applied.stderr
+    assert run_cli("schema", "diff", a, b).returncode == 0
+    with sqlite3.connect(b) as con:
+        assert con.execute("SELECT k, v FROM t").fetchall() == [("a", 1)]
+        with pytest.raises(sqlite3.OperationalError):
+            con.execute("SELECT rowid FROM t")
+
+
 def test_a_diff_into_sqlite_writes_ddl_the_sqlite3_shell_runs(mysql_address, tmp_path):
     """Round 30: a MySQL table's ENUM, SET (and DECIMAL with a default) went into SQLite's rebuild as they were:
     `near "'Low'": syntax error`. They are written as SQLite names them now, and the script runs."""
