@@ -57,8 +57,9 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
         declared = target.declared_columns(dst_name) if dst_name is not None else _as_init_makes(table)
         refuse_values_outside_enum_or_set(source, target, graph, tree, table, declared)
         numbers = [c for c in graph.columns[table] if getattr(declared.get(c.lower()), "kind", None) in NUMBER_KINDS]
-        moments = [c for c in graph.columns[table] if source.dialect == "sqlite" and
-                   getattr(declared.get(c.lower()), "kind", None) in ("datetime", "timestamp")]
+        source_kinds = {} if source.dialect == "sqlite" else source.column_types(table)
+        moments = [c for c in graph.columns[table] if getattr(declared.get(c.lower()), "kind", None) in (
+            "datetime", "timestamp") and source_kinds.get(c.lower()) not in ("datetime", "timestamp")]
         if not columns and not numbers and not moments:
             continue
         limits = column_limits(target, table, existing)
@@ -66,7 +67,7 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=()):
         held_as_text = list(text_columns.get(table, ())) if source.dialect == "sqlite" else []
         probes = _value_probes(source, columns, limits, declared, held_as_text)
         probes += _number_probes(source, table, numbers, declared)
-        probes += [("not_a_datetime", c, "sum(%s)" % NOT_DATETIME_TEXT.format(v="t.%s" % source.quote(c)), ())
+        probes += [("not_a_datetime", c, "sum(%s)" % _not_datetime_text(source, c, source_kinds), ())
                    for c in moments]
         row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(sql for _what, _c, sql, _p in probes),
                                                              source.quote(table), tree.where(source, graph, table)),
@@ -133,10 +134,26 @@ NUMBER_CHANGES = {  # what: (its verb for one value, for several, what they are,
                        "write them so in SRC, or make the column in DST a text one"),
 }
 # A SQLite value MySQL's DATETIME would store other than as written (round 37: '2025-01-01' copied as '2025-01-01
-# 00:00:00', exit 0; '2025/01/01', '...00.1234567', a number too): not text, or not of its shape. One of its shape
+# 00:00:00', exit 0; '2025/01/01', '...00.1234567', a number too): not text, or not of its shape. From a MySQL SRC
+# the same for its text columns (_not_datetime_text). One of its shape
 # with an invalid day or hour (2025-02-30, 24:00) the server refuses at its batch: a check for that costs ~1 us a row.
 NOT_DATETIME_TEXT = ("({v} IS NOT NULL AND NOT (typeof({v}) = 'text' AND ({v} GLOB '????-??-??[ T]??:??:??' OR "
                      "({v} GLOB '????-??-??[ T]??:??:??.?*' AND length({v}) <= 26))))")
+
+
+def _not_datetime_text(source, column, source_kinds):
+    """SQL true for a value of SRC's `column` that DST's DATETIME would store other than as written: for a MySQL
+    SRC, text not of the shape, and any value of another kind (a number, a DATE: midnight added)."""
+    value = "t.%s" % source.quote(column)
+    if source.dialect == "sqlite":
+        return NOT_DATETIME_TEXT.format(v=value)
+    if source_kinds.get(column.lower()) in MYSQL_TEXT_KINDS:
+        return "(%s IS NOT NULL AND NOT %s REGEXP '%s')" % (value, value, DATETIME_SHAPE)
+    return "(%s IS NOT NULL)" % value
+
+
+MYSQL_TEXT_KINDS = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext")
+DATETIME_SHAPE = "^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,6})?$"
 
 
 def _as_init_makes(table):

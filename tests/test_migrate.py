@@ -286,6 +286,28 @@ def test_text_dst_datetime_would_store_changed_is_refused_up_front(mysql_address
                             if refused else None)
 
 
+@pytest.mark.parametrize("declared, value, refused", [
+    ("VARCHAR(40)", "2025-01-01", True),  # (stored as 2025-01-01 00:00:00)
+    ("VARCHAR(40)", "2025/01/01 10:00:00", True),
+    ("VARCHAR(40)", "2025-01-01 10:00:00.5", False),
+    ("BIGINT", 20250101103000, True),  # (a number: a moment to MySQL)
+    ("DATE", "2025-01-01", True),  # (midnight added)
+])
+def test_a_mariadb_source_column_dst_datetime_would_store_changed_is_refused_up_front(mysql_databases, declared,
+                                                                                       value, refused):
+    """The check SQLite's text had (round 37), for a MariaDB SRC whose column is no DATETIME: '2025-01-01' was copied
+    as midnight, and the copy then said DIFFERS."""
+    source, target = mysql_databases(), mysql_databases()
+    make_demo(source, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    with open_database(source) as db:
+        db.execute("ALTER TABLE TRIAL MODIFY start_time %s NOT NULL" % declared)
+        with db.transaction():
+            db.execute("UPDATE TRIAL SET start_time = ?", (value,))
+    result = run_cli("migrate", url_of(source), url_of(target), "-e", "1", "--init")
+    refused_whole_or_copied(result, target, "1 value of TRIAL.start_time is not 'YYYY-MM-DD HH:MM:SS' text"
+                            if refused else None)
+
+
 def test_mariadb_to_mariadb_killed_then_resumed_equals_one_uninterrupted_run(mysql_databases, tmp_path):
     source, reference, target = mysql_databases(), mysql_databases(), mysql_databases()
     make_demo(source, shape=Shape(experiments=2, trials=3, runs=4, epochs=20, batches=10), faults=False)
