@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import struct
 
 from .errors import DamagedInputError, NotFoundError, UsageError
 from .idshift import AUTO_ID_TABLES
@@ -36,7 +37,9 @@ FRACTIONS = 18  # the most digits of a second (trailing zeros aside) in DATETIME
 TINIEST = 19  # the smallest absolute value of a number that is not whole and not 0 (None: none)
 NULLS = 20  # NULLs
 NOT_UTF8 = 21  # bytes that are not UTF-8 text
-NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, 0, 0)
+SINGLE = 22  # numbers a single-precision FLOAT (the application's METRIC.total_val on MySQL) keeps otherwise
+NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, 0, 0, 0)
+SINGLE_EXACT = 1 << 24  # whole numbers up to this a FLOAT keeps
 
 DATETIME_TEXT = re.compile(r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(?:[ T]([01]\d|2[0-3]):([0-5]\d):([0-5]\d)"
                            r"(?:\.(\d{1,6}))?)?\Z")
@@ -234,6 +237,8 @@ def tally_values(stats, row, text_too=True):
         kind = type(value)
         if kind is int:  # (most values: ids) the lowest and highest tell the rest (magnitude, sign, digits)
             column[NUMBERS] += 1
+            if not -SINGLE_EXACT <= value <= SINGLE_EXACT and _single(value) != value:
+                column[SINGLE] += 1
             if column[LOW] is None:
                 column[LOW] = column[HIGH] = value
             elif value < column[LOW]:
@@ -281,6 +286,8 @@ def _tally_number(column, value, kind):
     column[NUMBERS] += 1
     if kind is int or value.is_integer():
         value = int(value)
+        if not -SINGLE_EXACT <= value <= SINGLE_EXACT and _single(value) != value:
+            column[SINGLE] += 1
         if column[LOW] is None or value < column[LOW]:
             column[LOW] = value
         if column[HIGH] is None or value > column[HIGH]:
@@ -288,6 +295,7 @@ def _tally_number(column, value, kind):
         return
     column[NEGATIVES] += value < 0
     column[NOT_WHOLE] += 1
+    column[SINGLE] += _single(value) != value
     text = repr(value)  # the shortest text that reads back as this double, as MySQL writes it too
     column[CHARACTERS], column[OCTETS] = max(column[CHARACTERS], len(text)), max(column[OCTETS], len(text))
     exponent = decimal.Decimal(text).as_tuple().exponent if "e" in text else -(len(text) - text.index(".") - 1)
@@ -296,6 +304,14 @@ def _tally_number(column, value, kind):
         column[MAGNITUDE] = abs(value)
     if value and (column[TINIEST] is None or abs(value) < column[TINIEST]):
         column[TINIEST] = abs(value)
+
+
+def _single(number):
+    """`number` as a single-precision FLOAT keeps it (past its range: None)."""
+    try:
+        return struct.unpack("f", struct.pack("f", number))[0]
+    except OverflowError:
+        return None
 
 
 def _tally_coded(column, value, position):

@@ -40,7 +40,7 @@ from .idshift import (
     refuse_ids_past_the_column,
     reserve_ids,
 )
-from .importrefusals import ChoiceCheck, refuse_what_the_database_cannot_take
+from .importrefusals import ChoiceCheck, refuse_what_the_database_cannot_take, values_a_float_keeps_otherwise
 from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers
 from .killpoints import kill_point
 from .progress import NoProgress
@@ -58,6 +58,8 @@ class ImportResult:
     resumed: bool = False
     dangling: Dict[str, int] = dataclasses.field(default_factory=dict)  # link rows imported without their parent
     already_done: bool = False  # --resume of an import that had finished: nothing was inserted this time
+    single_precision: Dict[str, int] = dataclasses.field(default_factory=dict)  # "TABLE.column": numbers a FLOAT
+    #                                                                               column keeps otherwise
 
 
 BATCH = 1000
@@ -111,6 +113,7 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
                 hint="create them in the database first, or add --skip-tables %s to leave those rows out"
                 % ",".join(missing))
         refuse_what_the_database_cannot_take(db, graph, header, trailer, tally, skip, path)
+        single = values_a_float_keeps_otherwise(db, header, tally, skip)
         key = "import:%s" % trailer["sha256"]
         pinned = {}
         if into_experiment is not None:
@@ -153,7 +156,7 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
     progress.done()
     new_id = _experiment_of(header, trailer) + offsets.get(ROOT, 0)
     return ImportResult(path, new_id, counts, offsets, time.perf_counter() - started, bool(resume and done_line),
-                        {t: n for t, n in (trailer.get("dangling") or {}).items() if n})
+                        {t: n for t, n in (trailer.get("dangling") or {}).items() if n}, single_precision=single)
 
 
 def _checked(path, tally, allow_dangling):

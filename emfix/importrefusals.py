@@ -44,6 +44,7 @@ from .exportfile import (
     NUMBERS,
     OCTETS,
     SCALE,
+    SINGLE,
     SPACED,
     TEXTS,
     TINIEST,
@@ -66,6 +67,23 @@ def refuse_what_the_database_cannot_take(db, graph, header, trailer, tally, skip
     refuse_ids_import_cannot_move(graph, header, trailer, tally, skip, path)
     refuse_values_the_columns_cannot_hold(db, graph, header, tally, skip, path)
     refuse_values_outside_enum_set_or_json(db, header, tally, skip, path)
+
+
+def values_a_float_keeps_otherwise(db, header, tally, skip):
+    """{"TABLE.column": how many of the file's numbers a single-precision FLOAT column of the database keeps
+    otherwise}: stored as MySQL's FLOAT keeps them (the application's own METRIC.total_val), and said (migrate says
+    the same in its note)."""
+    if db.dialect != "mysql":
+        return {}
+    kept = {}
+    for table in header["tables"]:
+        if table in skip or table not in tally.columns or db.stored(table) is None:
+            continue
+        declared = db.declared_columns(db.stored(table))
+        for column, stats in zip(header["columns"][table], tally.columns[table]):
+            if getattr(declared.get(column.lower()), "kind", None) == "float" and stats[SINGLE]:
+                kept["%s.%s" % (table, column)] = stats[SINGLE]
+    return kept
 
 
 class ChoiceCheck:

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import resource
+import struct
 import subprocess
 import sys
 
@@ -90,6 +91,23 @@ def test_sqlite_to_mariadb_and_back(tmp_path, mysql_address):
     expected["METRIC"] = [row[:2] + [as_stored(row[2], single)] + row[3:] for row in expected["METRIC"]]
     assert any(a != b for a, b in zip(expected["METRIC"], shifted(path, source, result.id_offsets)["METRIC"]))
     assert records(back) == expected
+    kept_otherwise = sum(a != b for a, b in zip(expected["METRIC"], shifted(path, source, result.id_offsets)["METRIC"]))
+    assert result.single_precision == {"METRIC.total_val": kept_otherwise}  # (said, as migrate says it)
+
+
+def test_an_import_says_how_many_numbers_a_float_column_keeps_otherwise(exported, tmp_path, mysql_address):
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    result = run_cli("import", url_of(mysql_address), str(exported))
+    values = [json.loads(line)["row"][2] for line in exported.read_text().splitlines()
+              if json.loads(line).get("table") == "METRIC"]
+    single = StorageLimit("float", 0, False)
+    changed = sum(as_stored(v, single) != v for v in values)
+    assert result.returncode == 0 and changed and "note: %d value%s of METRIC.total_val %s stored as its " \
+        "single-precision FLOAT" % (changed, "s" if changed > 1 else "", "are" if changed > 1 else "is") in \
+        result.stdout, result.stdout
+    into_sqlite = str(tmp_path / "t.db")
+    assert run_cli("init", into_sqlite).returncode == 0
+    assert "note:" not in run_cli("import", into_sqlite, str(exported)).stdout
 
 
 def test_old_layout_is_read_by_a_script_written_for_the_old_tool(demo_address, tmp_path):
@@ -300,6 +318,19 @@ def test_the_tally_of_a_files_values_is_what_mysql_would_measure(values):
     assert stats[0][f.TINIEST] == min([abs(v) for v in fractions if v], default=None)
     assert stats[0][f.NULLS] == sum(v is None for v in values)
     assert stats[0][f.NOT_UTF8] == sum(not _utf8(v) for v in blobs)
+    assert stats[0][f.SINGLE] == sum(_single_keeps_otherwise(v) for v in numbers)  # (a FLOAT column's note)
+
+
+def _single_keeps_otherwise(number):
+    """Does a single-precision FLOAT keep `number` otherwise (a DECIMAL's digits with a fraction aside)?"""
+    if isinstance(number, decimal.Decimal):
+        if number != int(number):
+            return False
+        number = int(number)
+    try:
+        return struct.unpack("f", struct.pack("f", number))[0] != number
+    except OverflowError:
+        return True
 
 
 def _utf8(raw):

@@ -43,4 +43,8 @@ def run(args, out):
         if result.dangling:
             out.text("including %s link rows whose parent row is missing: %s" % (
                 n(sum(result.dangling.values())), ", ".join("%s %d" % kv for kv in sorted(result.dangling.items()))))
+        for column, count in sorted(result.single_precision.items()):
+            out.text("note: %s %s of %s %s stored as its single-precision FLOAT keeps them (as the Experiment "
+                     "Manager's MySQL schema declares METRIC.total_val)" % (
+                         n(count), "value" if count == 1 else "values", column, "is" if count == 1 else "are"))
     return EXIT_OK
