@@ -12,7 +12,9 @@ a number in its fewest digits (a quoted one too: both engines convert it), X'HEX
 CURRENT_DATE, CURRENT_TIME, or (an expression) as the engine gave it.
 """
 
+import ast
 import decimal
+import operator
 import re
 
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
@@ -61,7 +63,40 @@ def normal_default(text, dialect):
         return CLOCK_NAMES[clock.group(1).lower()] + ("(%d)" % digits if digits else "")
     while value.startswith("(") and value.endswith(")") and _wraps(value):
         value = value[1:-1].strip()
+    number = _arithmetic(value)
+    if number is not None:  # (round 41: MySQL's (1 + 2) and SQLite's (1+2) are the number both engines set: 3)
+        return _number(str(number))
     return "(%s)" % re.sub(r"\s+", " ", value)
+
+
+ARITHMETIC = re.compile(r"[0-9.+\-*()\s]+\Z")
+
+
+def _arithmetic(text):
+    """The value of a constant of numbers, +, - and * (both engines compute it alike; / is not: 7/2 is 3 to SQLite),
+    as a Decimal, or None."""
+    if not ARITHMETIC.match(text) or len(text) > 200:
+        return None
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError):
+        return None
+    operators = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
+
+    def value(node):
+        if isinstance(node, ast.BinOp) and type(node.op) in operators:
+            left, right = value(node.left), value(node.right)
+            return None if left is None or right is None else operators[type(node.op)](left, right)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            operand = value(node.operand)
+            return None if operand is None else (-operand if isinstance(node.op, ast.USub) else operand)
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return decimal.Decimal(repr(node.value))
+        return None
+    try:
+        return value(tree.body)
+    except (decimal.InvalidOperation, RecursionError):
+        return None
 
 
 def same_default(a, a_dialect, b, b_dialect):

@@ -1,6 +1,7 @@
 """A column's default read from either engine's catalog, written as DDL for either engine, and read back: the same
 default (schema diff compares and writes them: sqldefault.py)."""
 
+import decimal
 import sqlite3
 
 import pytest
@@ -79,6 +80,24 @@ def test_a_text_default_comes_back_from_mariadb_as_it_went(mysql_db, text):
     ("\"dq\"", "sqlite", "'dq'", "mysql", True),
     ("'a ON UPDATE CURRENT_TIMESTAMP'", "mysql", "'a ON UPDATE CURRENT_TIMESTAMP'", "sqlite", True),  # text, no clause
     ("'a' ON UPDATE current_timestamp()", "mysql", "'a'", "sqlite", True),
+    ("(1 + 2)", "mysql", "(1+2)", "sqlite", True),  # (round 41: an expression both engines compute alike)
+    ("(2 * 3 - 1.5)", "mysql", "((2 * 3) - 1.5)", "sqlite", True),
+    ("(1 + 2)", "mysql", "4", "sqlite", False),
+    ("(7 / 2)", "mysql", "(7/2)", "sqlite", False),  # (3.5 to MySQL, 3 to SQLite)
 ])
 def test_defaults_compare_by_the_value_they_set(a, a_dialect, b, b_dialect, same):
     assert same_default(a, a_dialect, b, b_dialect) is same
+
+
+@pytest.mark.parametrize("expression", ["1+2", "(2 * 3) - 1.5", "-(4)", "0.1 * 3", "((1))"])
+def test_an_arithmetic_default_is_the_number_mariadb_sets(mysql_db, expression):
+    """MariaDB reports (1+2) as (1 + 2) and drops parentheses; SQLite keeps the text as written: both read as the
+    number the row gets (round 41: the diff left the default out of SQLite's DDL and never settled)."""
+    mysql_db.execute("DROP TABLE IF EXISTS t")
+    mysql_db.execute("CREATE TABLE t (id INT, c DECIMAL(10, 4) DEFAULT (%s))" % expression)
+    mysql_db.execute("INSERT INTO t (id) VALUES (1)")
+    reported = mysql_db.scalar("SELECT COLUMN_DEFAULT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                               "AND TABLE_NAME = 't' AND COLUMN_NAME = 'c'")
+    value = normal_default(reported, "mysql")
+    assert value == normal_default("(%s)" % expression, "sqlite")
+    assert decimal.Decimal(value) == mysql_db.scalar("SELECT c FROM t")  # (the number the row got)
