@@ -24,7 +24,7 @@ from .base import Backend
 from .mysqlcatalog import MySQLCatalogMixin, text_of
 from .mysqlerrors import translate_error
 from .mysqlload import LocalLoadMixin
-from .mysqlmodes import LENIENT_MODES, STRICT_SESSION
+from .mysqlmodes import LENIENT_MODES, set_session_modes
 from .mysqlvalues import FLOAT_KINDS, WIDE_END, exact_dates_converter, literal_of
 from .replication import ReplicationMixin
 
@@ -137,8 +137,7 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
                 "use_pure=0 asks for the C extension of mysql-connector-python, which is not installed here",
                 hint="drop ?use_pure=0 from the URL (the pure-Python driver works), or install the full "
                      "mysql-connector-python wheel") from None
-        if not self.readonly:  # on every connection, a reconnection too
-            conn.cmd_query(STRICT_SESSION)
+        set_session_modes(conn, strict=not self.readonly)  # (on every connection, a reconnection too)
         conn.cmd_query("SET SESSION lock_wait_timeout = %d, innodb_lock_wait_timeout = %d" % (
             self.lock_wait, self.lock_wait))
         # A consistent snapshot is one moment, and a locking read locks the gaps, only here (not at READ COMMITTED).

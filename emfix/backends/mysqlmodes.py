@@ -1,15 +1,45 @@
-"""The sql_mode of emfix's MySQL sessions: strict where it writes, not where it only builds scratch tables."""
+"""The sql_mode of emfix's MySQL sessions: the server's, without the modes that change what emfix's SQL means; strict
+where it writes; not strict where it only builds scratch tables."""
 
-# A server whose sql_mode is not strict cuts a value too long for its column, or a number out of range, with a
-# warning only: a repair or a copy must fail instead. Added where neither strict mode is on; the rest is kept,
-# but NO_BACKSLASH_ESCAPES: emfix's text (a copy's pages, a snapshot's rows) and the driver's escaping of bound
-# values write a backslash as two (with the mode, a copy stored both). NO_AUTO_VALUE_ON_ZERO too: a row with id 0
-# that a copy, an import or an undo writes keeps id 0 (without it the server gives the row a new id, and its
-# children point at 0).
-_KEPT_MODES = "TRIM(BOTH ',' FROM REPLACE(CONCAT(',', @@sql_mode, ','), ',NO_BACKSLASH_ESCAPES,', ','))"
-STRICT_SESSION = ("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(%s, ''), IF(FIND_IN_SET('STRICT_TRANS_TABLES', "
-                  "@@sql_mode) OR FIND_IN_SET('STRICT_ALL_TABLES', @@sql_mode), NULL, 'STRICT_ALL_TABLES'), "
-                  "IF(FIND_IN_SET('NO_AUTO_VALUE_ON_ZERO', @@sql_mode), NULL, 'NO_AUTO_VALUE_ON_ZERO'))" % _KEPT_MODES)
+import re
+
+# The server's sql_mode is kept for emfix's sessions but for the modes that change how emfix's SQL text is read or
+# what a value becomes (an outside tester, round 42: EMPTY_STRING_IS_NULL stored '' as NULL with exit 0; ANSI_QUOTES
+# made a snapshot's '\0' text a syntax error, exit 70). NO_BACKSLASH_ESCAPES: emfix's text (a copy's pages, a
+# snapshot's rows) and the driver's escaping of bound values write a backslash as two (with the mode, a copy stored
+# both). NO_*_OPTIONS leave the table options out of SHOW CREATE TABLE, which a snapshot keeps. ONLY_FULL_GROUP_BY
+# changes no value, but refuses queries MariaDB's default takes. The combinations (ORACLE, ANSI...) name them.
+ALTERING_MODES = frozenset((
+    "ANSI_QUOTES", "PIPES_AS_CONCAT", "NO_BACKSLASH_ESCAPES", "EMPTY_STRING_IS_NULL", "IGNORE_SPACE",
+    "HIGH_NOT_PRECEDENCE", "REAL_AS_FLOAT", "PAD_CHAR_TO_FULL_LENGTH", "SIMULTANEOUS_ASSIGNMENT",
+    "NO_UNSIGNED_SUBTRACTION", "NO_KEY_OPTIONS", "NO_TABLE_OPTIONS", "NO_FIELD_OPTIONS", "ONLY_FULL_GROUP_BY",
+    "ORACLE", "ANSI", "MSSQL", "DB2", "POSTGRESQL", "MAXDB", "MYSQL323", "MYSQL40"))
+
+
+def session_modes(server_modes, strict):
+    """The sql_mode of an emfix session on a server whose session starts with `server_modes`: those that change
+    nothing emfix relies on kept. `strict` (a session that writes): a server whose mode is not strict cuts a value
+    too long for its column, or a number out of range, with a warning only, and a repair or a copy must fail
+    instead: STRICT_ALL_TABLES added where neither strict mode is on. NO_AUTO_VALUE_ON_ZERO too: a row with id 0
+    that a copy, an import or an undo writes keeps id 0 (without it the server gives the row a new id, and its
+    children point at 0)."""
+    modes = [m for m in str(server_modes or "").upper().split(",") if re.match(r"[A-Z0-9_]+\Z", m) and
+             m not in ALTERING_MODES]
+    if strict and "STRICT_TRANS_TABLES" not in modes and "STRICT_ALL_TABLES" not in modes:
+        modes.append("STRICT_ALL_TABLES")
+    if strict and "NO_AUTO_VALUE_ON_ZERO" not in modes:
+        modes.append("NO_AUTO_VALUE_ON_ZERO")
+    return ",".join(modes)
+
+def set_session_modes(conn, strict):
+    """The session_modes of a new driver connection `conn`."""
+    cursor = conn.cursor()
+    cursor.execute("SELECT @@SESSION.sql_mode")
+    modes = cursor.fetchone()[0]
+    cursor.close()
+    modes = modes.decode("utf-8") if isinstance(modes, (bytes, bytearray)) else modes
+    conn.cmd_query("SET SESSION sql_mode = '%s'" % session_modes(modes, strict))
+
 
 # A scratch table's rows come from a SELECT, whose column types it takes: nothing to cut. Strict mode would only turn
 # the warnings of a comparison (text with a number) into an error.

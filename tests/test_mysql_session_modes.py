@@ -1,0 +1,42 @@
+"""emfix's MySQL sessions keep the server's sql_mode but for the modes that change what emfix's SQL means or what a
+value becomes (an outside tester, round 42: under EMPTY_STRING_IS_NULL an import stored '' as NULL with exit 0;
+under ANSI_QUOTES a snapshot was a syntax error, exit 70)."""
+
+import mysql.connector
+import pytest
+
+from emfix.backends.mysqlmodes import session_modes, set_session_modes
+
+
+@pytest.mark.parametrize("server, strict, expected", [
+    ("STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION", True,
+     "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"),
+    ("", True, "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO"),
+    ("", False, ""),
+    ("EMPTY_STRING_IS_NULL,ANSI_QUOTES,TIME_ROUND_FRACTIONAL", False, "TIME_ROUND_FRACTIONAL"),
+    ("PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ORACLE,NO_KEY_OPTIONS,NO_TABLE_OPTIONS,NO_FIELD_OPTIONS,"
+     "NO_AUTO_CREATE_USER,SIMULTANEOUS_ASSIGNMENT", True, "NO_AUTO_CREATE_USER,STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO"),
+    ("no_backslash_escapes,only_full_group_by,pad_char_to_full_length", True,
+     "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO"),
+])
+def test_the_modes_that_change_emfix_sql_are_dropped_and_writers_are_strict(server, strict, expected):
+    assert session_modes(server, strict) == expected
+
+
+@pytest.mark.mysql
+def test_a_session_begun_under_altering_modes_stores_empty_text_and_reads_emfix_sql(mysql_address):
+    conn = mysql.connector.connect(host=mysql_address.host, port=mysql_address.port, user=mysql_address.user,
+                                   password=mysql_address.password or "", database=mysql_address.database,
+                                   autocommit=True)
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SET SESSION sql_mode = 'EMPTY_STRING_IS_NULL,ANSI_QUOTES,PIPES_AS_CONCAT'")
+        set_session_modes(conn, strict=True)
+        cursor.execute("CREATE TABLE t (s VARCHAR(5) NOT NULL)")
+        cursor.execute("INSERT INTO t VALUES ('')")
+        cursor.execute("SELECT s IS NULL, s = '', CONCAT(\"a\", '\\0') = 'a\\0', 1 || 0 FROM t")
+        assert cursor.fetchall() == [(0, 1, 1, 1)]  # ('' kept; "a" a string; || an OR)
+        with pytest.raises(mysql.connector.errors.DataError):
+            cursor.execute("INSERT INTO t VALUES ('toolong')")  # (strict)
+    finally:
+        conn.close()
