@@ -30,14 +30,23 @@ def _text(name):
     return "'%s'" % name.replace("'", "''")
 
 
-def translate_type(table, column, a_dialect, b_dialect):
-    """A's column type as B's engine spells it: the application's own mapping for its columns."""
-    if a_dialect == b_dialect:
-        return column.type
+def application_type(table, column, a_dialect, b_dialect):
+    """The type the application gives its own column in B's engine, where A's column is the application's (its
+    type as the application makes it in A's engine); else None."""
     em_table = EM_TABLE_BY_NAME.get(table.upper())
     em_column = next((c for c in em_table.columns if c.name == column.name), None) if em_table else None
     if em_column and comparable_type(column_type(a_dialect, em_column), False) == comparable_type(column.type, False):
         return column_type(b_dialect, em_column, "text" if column.type == "LONGTEXT" else "json")
+    return None
+
+
+def translate_type(table, column, a_dialect, b_dialect):
+    """A's column type as B's engine spells it: the application's own mapping for its columns."""
+    if a_dialect == b_dialect:
+        return column.type
+    application = application_type(table, column, a_dialect, b_dialect)
+    if application:
+        return application
     if b_dialect == "mysql":
         return {"REAL": "DOUBLE", "TEXT": "TEXT"}.get(column.type, column.type or "TEXT")
     kind = comparable_type(column.type, False)

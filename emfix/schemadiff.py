@@ -20,6 +20,9 @@ from .schema import EM_TABLE_BY_NAME
 from .schemaddl import key
 from .sqldefault import default_sql, normal_default, same_default
 
+# The application's JSON column as legacy installs made it on MySQL (experiment-manager-schema.md, "Columns")
+LEGACY_TYPES = {"JSON": ("JSON", "LONGTEXT", "TEXT")}
+
 
 @dataclasses.dataclass(frozen=True)
 class Difference:
@@ -179,7 +182,13 @@ def _compare_table(ta, tb, a_dialect, b_dialect):
         if other is None:
             add("missing_column", column.name, column)
             continue
-        if comparable_type(column.type, same_engine) != comparable_type(other.type, same_engine):
+        application = schemaddl.application_type(tb.name, column, a_dialect, b_dialect) if (
+            not same_engine and b_dialect == "mysql") else None  # (SQLite's types are affinities: compared as such)
+        if application:  # (round 42: B's TINYTEXT for the application's TEXT was "same" across engines)
+            if comparable_type(other.type, True) not in LEGACY_TYPES.get(comparable_type(application, True), (
+                    comparable_type(application, True),)):
+                add("column_type", column.name, column, other)
+        elif comparable_type(column.type, same_engine) != comparable_type(other.type, same_engine):
             add("column_type", column.name, column, other)
         keyed = column.name.lower() in key(ta.primary_key) and (not same_engine or column.auto)
         if column.not_null != other.not_null and not keyed:

@@ -327,6 +327,26 @@ def test_a_without_rowid_table_differs_from_a_rowid_table_with_the_same_columns(
             con.execute("SELECT rowid FROM t")
 
 
+@pytest.mark.mysql
+def test_an_application_column_narrower_in_mariadb_differs_from_sqlites(mysql_address, tmp_path):
+    """Round 42: EXPERIMENT.desc as TINYTEXT (255 bytes) was "same schema" against SQLite's TEXT, where a diff of two
+    MariaDB databases said it, and an import then refused a 301-byte description. A legacy install's LONGTEXT
+    per_label_val is the application's own."""
+    source = str(tmp_path / "a.db")
+    assert run_cli("init", source).returncode == 0 and run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE EXPERIMENT MODIFY `desc` TINYTEXT")
+        db.execute("ALTER TABLE METRIC MODIFY per_label_val LONGTEXT")
+    found = run_cli("schema", "diff", source, url_of(mysql_address))
+    assert found.returncode == 1 and "EXPERIMENT.desc is TINYTEXT, not TEXT" in found.stdout, found.stdout
+    assert "per_label_val" not in found.stdout, found.stdout
+    ddl = run_cli("schema", "diff", source, url_of(mysql_address), "--format", "ddl").stdout
+    with open_database(mysql_address) as db:
+        for statement in [s for s in ddl.split(";\n") if s.strip() and not s.startswith("--")]:
+            db.execute(statement)
+    assert run_cli("schema", "diff", source, url_of(mysql_address)).returncode == 0
+
+
 def test_a_diff_into_sqlite_writes_ddl_the_sqlite3_shell_runs(mysql_address, tmp_path):
     """Round 30: a MySQL table's ENUM, SET (and DECIMAL with a default) went into SQLite's rebuild as they were:
     `near "'Low'": syntax error`. They are written as SQLite names them now, and the script runs."""
