@@ -157,6 +157,20 @@ def reserve_ids(db, table, top):
         db.execute("ALTER TABLE %s AUTO_INCREMENT = %d" % (db.quote(table), int(top) + 1))
 
 
+def handed_out(db, table):
+    """The highest id SQLite's AUTOINCREMENT sequence of `table` has handed out, or None: every id up to it counts
+    as taken, though its row was deleted. AUTOINCREMENT's promise is that a deleted id is never given again (an
+    outside tester, round 42: a copy took the ids of the experiment the application had just deleted, and would sit
+    under its old id wherever the application kept that one). The sequence is reserved in the transaction that
+    writes the copy's journal row, so a copy killed before it leaves no reservation behind. MySQL's AUTO_INCREMENT
+    is not: an ALTER TABLE commits alone, a copy killed after its reservation left the counter up, and the copy
+    run again would take other ids than one run; there a deleted id is free (README, "ids")."""
+    if db.dialect != "sqlite" or "AUTOINCREMENT" not in db.table_sql(table).upper():
+        return None
+    handed = db.scalar("SELECT seq FROM sqlite_sequence WHERE name = ? COLLATE NOCASE", (db.stored(table),))
+    return int(handed) if handed is not None and int(handed) >= 1 else None  # (nothing handed out: 0 is free)
+
+
 @contextlib.contextmanager
 def claiming_alone(db):
     """Copies into one MySQL database choose their ids one at a time (a named lock, held until the caller has
@@ -183,7 +197,7 @@ def claim_ids(db, ranges, offsets=None, held=None, referrers=None):
         for table, (_low, high) in ranges.items():
             reserve_ids(db, table, int(high) + offsets.get(table, 0))
         return offsets
-    held = held or {}
+    held = {table: _larger((held or {}).get(table), handed_out(db, table)) for table in ranges}
     referrers = referring_columns(discover_graph(db)) if referrers is None else referrers
     offsets = {table: id_offset(db, table, int(low), int(high), held.get(table), referrers.get(table, ()))
                for table, (low, high) in ranges.items()}
@@ -205,8 +219,8 @@ def claim_gained_ids(db, ranges, offsets, reserved, copied, gained_ids, held=Non
     for table, (low, high) in sorted(ranges.items()):
         if table not in offsets and not copied.get(table):
             referrers = referring_columns(discover_graph(db)) if referrers is None else referrers  # (once)
-            offsets[table], reserved[table], gained = _claim(db, table, int(low), int(high), (held or {}).get(
-                table), referrers.get(table, ())), int(high), True
+            offsets[table], reserved[table], gained = _claim(db, table, int(low), int(high), _larger(
+                (held or {}).get(table), handed_out(db, table)), referrers.get(table, ())), int(high), True
             continue
         shift, top = offsets.get(table, 0), int(reserved.get(table, high))
         if int(high) <= top:

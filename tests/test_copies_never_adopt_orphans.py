@@ -7,6 +7,7 @@ from conftest import make_demo, run_cli, url_of
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
 from emfix.demo import Shape
+from emfix.schema import discover_graph
 
 ORPHANS = [  # (child, its column, parent): the relations the damage below breaks
     ("TRIAL", "experiment_id", "EXPERIMENT"),
@@ -130,3 +131,23 @@ def test_a_checked_migrate_into_a_text_link_column_holding_text_verifies(address
         result.stdout, result.stdout
     with open_database(address) as db:
         assert db.scalar("SELECT count(*) FROM TRIAL WHERE experiment_id = '3'") == Shape().trials
+
+
+@pytest.mark.parametrize("command", ["import", "migrate"])
+def test_ids_sqlites_autoincrement_handed_out_are_not_given_again(source, tmp_path, command):
+    """AUTOINCREMENT's promise: a deleted row's id is never handed out again (an outside tester, round 42: the copy
+    of an experiment took the ids of the one the application had just deleted, whole, rows and all)."""
+    target = DatabaseAddress("sqlite", path=str(tmp_path / "target.db"))
+    make_demo(target, shape=Shape(), faults=False)
+    with open_database(target) as db:
+        last, trials = db.scalar("SELECT max(id) FROM EXPERIMENT"), db.scalar("SELECT max(id) FROM TRIAL")
+        db.foreign_key_checks(False)
+        with db.transaction():  # every experiment deleted whole: no row, no orphan holds an id
+            for table in discover_graph(db).tables:
+                if table != "SCHEMA_VERSION":
+                    db.execute("DELETE FROM %s" % db.quote(table))
+    result = copy_into(command, source, target, last, tmp_path)
+    assert result.returncode == 0, result.stderr
+    with open_database(target) as db:
+        assert db.scalar("SELECT id FROM EXPERIMENT") == last + 1
+        assert db.scalar("SELECT min(id) FROM TRIAL") == trials + 1
