@@ -134,9 +134,9 @@ NUMBER_CHANGES = {  # what: (its verb for one value, for several, what they are,
                        "write them so in SRC, or make the column in DST a text one"),
 }
 # A SQLite value MySQL's DATETIME would store other than as written (round 37: '2025-01-01' copied as '2025-01-01
-# 00:00:00', exit 0; '2025/01/01', '...00.1234567', a number too): not text, or not of its shape. From a MySQL SRC
-# the same for its text columns (_not_datetime_text). One of its shape
-# with an invalid day or hour (2025-02-30, 24:00) the server refuses at its batch: a check for that costs ~1 us a row.
+# 00:00:00', exit 0; '2025/01/01', '...00.1234567', a number too): not text, or not of its shape (from a MySQL SRC,
+# _not_datetime_text). One of its shape with an invalid day or hour (2025-02-30, 24:00) the server refuses at its
+# batch: a check for that costs ~1 us a row.
 NOT_DATETIME_TEXT = ("({v} IS NOT NULL AND NOT (typeof({v}) = 'text' AND ({v} GLOB '????-??-??[ T]??:??:??' OR "
                      "({v} GLOB '????-??-??[ T]??:??:??.?*' AND length({v}) <= 26))))")
 
