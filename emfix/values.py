@@ -71,11 +71,20 @@ def canonical(value):
     if isinstance(value, str) and len(value) >= 19 and value[4:5] == "-" and value[10:11] in (" ", "T"):
         try:
             return datetime.datetime.fromisoformat(value.replace(" ", "T")).isoformat()
-        except ValueError:
-            return value
+        except ValueError:  # a zero date or month, a day the month lacks: MySQL keeps it as its text (round 43:
+            return _moment_text(value)  # '0000-00-00T00:00:00.000000' was said to differ from itself)
     if isinstance(value, float) and value.is_integer():
         return int(value) if abs(value) < 1e15 else value
     return value
+
+
+def _moment_text(value):
+    """DATETIME text that is no calendar moment, written one way: 'T' between date and time, no zero fraction."""
+    found = re.match(r"(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?\Z", value)
+    if found is None:
+        return value
+    fraction = (found.group(3) or "").rstrip("0")
+    return "%sT%s%s" % (found.group(1), found.group(2), "." + fraction if fraction else "")
 
 
 # -- in a JSON file (export, import): what JSON cannot hold as it is ------------------------------

@@ -277,11 +277,15 @@ def refused_whole_or_copied(result, target, words):
     (20250101, True),  # (a number: a date to MySQL)
     ("2025-01-01T10:00:00.5", False),
     ("2025-01-01 10:00:00", False),
+    ("2025-02-30 10:00:00", True),  # (round 43: the server refused it at its batch, the batches before committed)
+    ("2025-04-31T10:00:00.000000", True),
+    ("2024-02-29 10:00:00", False),
+    ("0000-00-00T00:00:00.000000", False),  # (MariaDB keeps it as written: round 43, then said DIFFERS)
+    ("2025-00-10 10:00:00", False),
 ])
 def test_text_dst_datetime_would_store_changed_is_refused_up_front(mysql_address, tmp_path, value, refused):
-    result = migrate_with_one_value(tmp_path, mysql_address, "TRIAL", "start_time",
-                                    "(SELECT min(id) FROM TRIAL WHERE experiment_id = 1)", value, "--strategy",
-                                    "aggressive")
+    result = migrate_with_one_value(tmp_path, mysql_address, "TRIAL", "start_time",  # (checksums compared)
+                                    "(SELECT min(id) FROM TRIAL WHERE experiment_id = 1)", value)
     refused_whole_or_copied(result, mysql_address, "1 value of TRIAL.start_time is not 'YYYY-MM-DD HH:MM:SS' text"
                             if refused else None)
 
