@@ -93,6 +93,7 @@ class MigrateOptions:
     snapshot_dir: Optional[str] = None
     max_memory: Optional[int] = None
     skip_tables: Tuple[str, ...] = ()
+    snapshot: bool = True  # False (--no-snapshot): no snapshot of DST first, whatever the strategy
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -318,7 +319,7 @@ class _Migration:
                         target.execute(ddl)
                 ensure_journal(target)
                 snapshot_id = None
-                if options.strategy != "aggressive" and not (options.resume and journal):
+                if options.strategy != "aggressive" and options.snapshot and not (options.resume and journal):
                     from .snapshot import safety_snapshot
                     snapshot_id = safety_snapshot(self.dst, options.snapshot_dir,
                                                   "migrating experiment %d" % self.experiment_id,

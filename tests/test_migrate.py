@@ -339,6 +339,19 @@ def test_verify_prints_rows_and_checksums_side_by_side(tmp_path):
     assert rows and rows[0][1] == rows[0][2] and rows[0][3] == rows[0][5] and rows[0][-1] == "ok"
 
 
+@pytest.mark.parametrize("asked", [True, False])
+def test_no_snapshot_is_heeded_by_a_copy_between_two_databases(tmp_path, asked):
+    """Round 43: --no-snapshot was read only by the copy within one database; between two it was passed over, and
+    a snapshot of DST was taken anyway."""
+    source, target = sqlite_at(tmp_path, "s.db"), str(tmp_path / "t.db")
+    make_demo(source, shape=Shape(experiments=1, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    result = run_cli("migrate", source.path, target, "-e", "1", "--init", "--snapshot-dir", str(tmp_path / "snaps"),
+                     *(["--no-snapshot"] if asked else []))
+    assert result.returncode == 0, result.stderr
+    listed = run_cli("snapshot", "list", target, "--snapshot-dir", str(tmp_path / "snaps"), "--json")
+    assert (json.loads(listed.stdout)["snapshots"] == []) is asked, listed.stdout + listed.stderr
+
+
 def test_in_engine_copy_equals_the_row_by_row_copy_with_ids_moved(tmp_path, monkeypatch):
     """A rollback-journal SRC is copied by INSERT ... SELECT into the attached DST; a WAL SRC row by row
     through Python (a writer could commit between two batches there). Both copies are the same."""

@@ -39,7 +39,8 @@ def register(sub):
                    action="append", metavar="ID", help="an experiment (repeatable)")
     p.add_argument("-t", "--target-experiment", type=common.row_id, metavar="ID",
                    help="with -d DB (one database): add the copied trials to this existing experiment")
-    p.add_argument("--no-snapshot", action="store_true", help="with -d DB: skip the snapshot taken first")
+    p.add_argument("--no-snapshot", action="store_true",
+                   help="skip the snapshot of DST taken first (the balanced and conservative strategies take one)")
     p.add_argument("--all", action="store_true", help="every experiment of SRC")
     p.add_argument("--strategy", choices=sorted(STRATEGIES), default="balanced",
                    help="; ".join("%s: %s" % kv for kv in sorted(STRATEGIES.items())) + " (default balanced)")
@@ -91,7 +92,8 @@ def run(args, out):
     options = migrate.MigrateOptions(
         strategy=args.strategy, batch_size=args.batch_size, paging=args.paging, force=args.force, init=args.init,
         verify=not args.no_verify, retry_policy=common.retry_policy(args), snapshot_dir=args.snapshot_dir,
-        max_memory=args.max_memory, skip_tables=tuple(common.table_list(args.skip_tables) or ()))
+        max_memory=args.max_memory, skip_tables=tuple(common.table_list(args.skip_tables) or ()),
+        snapshot=not args.no_snapshot)
     results = []
     for experiment_id in ids:
         try:
