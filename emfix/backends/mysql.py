@@ -24,7 +24,7 @@ from .base import Backend
 from .mysqlcatalog import MySQLCatalogMixin, text_of
 from .mysqlerrors import translate_error
 from .mysqlload import LocalLoadMixin
-from .mysqlmodes import LENIENT_MODES, set_session_modes
+from .mysqlmodes import lenient_modes, set_session_modes
 from .mysqlvalues import FLOAT_KINDS, WIDE_END, exact_dates_converter, literal_of
 from .replication import ReplicationMixin
 
@@ -137,7 +137,7 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
                 "use_pure=0 asks for the C extension of mysql-connector-python, which is not installed here",
                 hint="drop ?use_pure=0 from the URL (the pure-Python driver works), or install the full "
                      "mysql-connector-python wheel") from None
-        set_session_modes(conn, strict=not self.readonly)  # (on every connection, a reconnection too)
+        self.session_modes = set_session_modes(conn, strict=not self.readonly)  # (a reconnection too)
         conn.cmd_query("SET SESSION lock_wait_timeout = %d, innodb_lock_wait_timeout = %d" % (
             self.lock_wait, self.lock_wait))
         # A consistent snapshot is one moment, and a locking read locks the gaps, only here (not at READ COMMITTED).
@@ -366,13 +366,12 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
             # its locks end with the statement; inside a write transaction they are the change's own. Not strict:
             # a text link compared with a number ('5abc') is the number the server compares, as in a SELECT (round
             # 40: strict mode made it an error, and migrate's verify stopped after the copy)
-            self.execute("SET @emfix_sql_mode = @@SESSION.sql_mode, SESSION sql_mode = " + LENIENT_MODES)
+            self.execute("SET SESSION sql_mode = '%s'" % lenient_modes(self.session_modes))
             try:
                 self.execute("CREATE TEMPORARY TABLE %s %s%s AS %s" % (self.quote(name), "(%s)" % inline if inline
                                                                         else "", engine, select_sql), params)
             finally:
-                # (on a connection made again meanwhile the variable is NULL: its mode stays as made)
-                self.execute("SET SESSION sql_mode = IFNULL(@emfix_sql_mode, @@SESSION.sql_mode)")
+                self.execute("SET SESSION sql_mode = '%s'" % self.session_modes)
             return
         self.execute("CREATE TEMPORARY TABLE %s %s%s AS SELECT * FROM (%s) AS emfix_s LIMIT 0" % (
             self.quote(name), "(%s)" % inline if inline else "", engine, select_sql), params)

@@ -32,15 +32,19 @@ def session_modes(server_modes, strict):
     return ",".join(modes)
 
 def set_session_modes(conn, strict):
-    """The session_modes of a new driver connection `conn`."""
+    """Set the session_modes of a new driver connection `conn`; return them."""
     cursor = conn.cursor()
     cursor.execute("SELECT @@SESSION.sql_mode")
     modes = cursor.fetchone()[0]
     cursor.close()
-    modes = modes.decode("utf-8") if isinstance(modes, (bytes, bytearray)) else modes
-    conn.cmd_query("SET SESSION sql_mode = '%s'" % session_modes(modes, strict))
+    modes = session_modes(modes.decode("utf-8") if isinstance(modes, (bytes, bytearray)) else modes, strict)
+    conn.cmd_query("SET SESSION sql_mode = '%s'" % modes)
+    return modes
 
 
-# A scratch table's rows come from a SELECT, whose column types it takes: nothing to cut. Strict mode would only turn
-# the warnings of a comparison (text with a number) into an error.
-LENIENT_MODES = "REPLACE(REPLACE(@@SESSION.sql_mode, 'STRICT_ALL_TABLES', ''), 'STRICT_TRANS_TABLES', '')"
+def lenient_modes(modes):
+    """`modes` without strict mode, for a scratch table: its rows come from a SELECT, whose column types it takes
+    (nothing to cut), and strict mode would only turn the warnings of a comparison (text with a number) into an
+    error. TRADITIONAL too, which names strict mode again (an outside tester, round 43: under it a migrate copied
+    everything, then stopped at DST's '5abc', exit 4)."""
+    return ",".join(m for m in modes.split(",") if m not in ("STRICT_ALL_TABLES", "STRICT_TRANS_TABLES", "TRADITIONAL"))
