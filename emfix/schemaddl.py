@@ -110,8 +110,13 @@ def create_table_sql(d, table, a_dialect, name=None):
     return "CREATE TABLE %s (\n  %s\n)%s" % (d.quote(name or table.name), ",\n  ".join(parts), suffix)
 
 
-def index_sql(d, table, index, unique=False):
+def index_sql(d, table, index, unique=False, a_dialect=None):
+    """CREATE INDEX for B (`d`); an index of MySQL's A into SQLite is named after its table too: MySQL's index names
+    are the table's own (a foreign key's index is named after its column: `artifact_id` in seven tables), SQLite's
+    the database's (round 43: the DDL stopped at "index artifact_id already exists", twelve tables made)."""
     name = index.name if not unique else ("emfix_uq_%s_%s" % (table, "_".join(index))).lower()
+    if not unique and a_dialect == "mysql" and d.dialect == "sqlite" and not name.lower().startswith(table.lower()):
+        name = "%s_%s" % (table, name)
     columns = index.columns if not unique else index
     return "CREATE %sINDEX %s ON %s (%s)" % ("UNIQUE " if unique else "", d.quote(name), d.quote(table),
                                             d.quote_columns(columns))
@@ -141,7 +146,7 @@ def rebuild_sql(d, ta, tb, a_dialect, _found=()):
     statements += ["DROP TABLE %s" % d.quote(tb.name), "ALTER TABLE %s RENAME TO %s" % (d.quote(temp),
                                                                                       d.quote(tb.name))]
     indexes = list(tb.indexes) + [i for i in ta.indexes if key(i.columns) not in {key(x.columns) for x in tb.indexes}]
-    statements += [index_sql(d, tb.name, i) for i in indexes]
+    statements += [index_sql(d, tb.name, i, a_dialect=a_dialect) for i in indexes]
     return statements
 
 
@@ -171,7 +176,8 @@ def fix_of(difference, a, b):
     q, mysql, kind = d.quote, d.dialect == "mysql", difference.kind
     if kind == "missing_table":
         ta = a.table(difference.table)
-        return [create_table_sql(d, ta, a.dialect)] + [index_sql(d, ta.name, i) for i in ta.indexes]
+        return [create_table_sql(d, ta, a.dialect)] + [index_sql(d, ta.name, i, a_dialect=a.dialect)
+                                                         for i in ta.indexes]
     if kind == "extra_table":
         return ["-- DROP TABLE %s" % q(difference.table)]
     ta, tb = a.table(difference.table), b.table(difference.table)
@@ -196,7 +202,7 @@ def fix_of(difference, a, b):
     if kind == "extra_unique":
         return ["-- drop the unique index on %s (%s) if it is not wanted" % (tb.name, ", ".join(difference.b))]
     if kind == "missing_index":
-        return [index_sql(d, tb.name, difference.a)]
+        return [index_sql(d, tb.name, difference.a, a_dialect=a.dialect)]
     if kind == "extra_index":
         return ["-- DROP INDEX %s%s" % (q(difference.b.name), " ON %s" % q(tb.name) if mysql else "")]
     if kind == "missing_foreign_key":

@@ -347,6 +347,21 @@ def test_an_application_column_narrower_in_mariadb_differs_from_sqlites(mysql_ad
     assert run_cli("schema", "diff", source, url_of(mysql_address)).returncode == 0
 
 
+@pytest.mark.mysql
+def test_the_application_schema_from_mariadb_into_an_empty_sqlite_file_applies_whole(mysql_address, tmp_path):
+    """Round 43: MariaDB's index names are its tables' own (a foreign key's index bears its column's name, artifact_id
+    in seven tables), SQLite's the whole database's: the DDL stopped at "index artifact_id already exists"."""
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    target = str(tmp_path / "b.db")
+    with sqlite3.connect(target) as con:
+        con.execute("CREATE TABLE t (a)")
+        con.execute("DROP TABLE t")
+    applied = in_the_sqlite3_shell(target, run_cli("schema", "diff", url_of(mysql_address), target, "--format",
+                                                   "ddl").stdout)
+    assert applied.returncode == 0 and not applied.stderr, applied.stderr
+    assert run_cli("schema", "diff", url_of(mysql_address), target).returncode == 0
+
+
 def test_a_diff_into_sqlite_writes_ddl_the_sqlite3_shell_runs(mysql_address, tmp_path):
     """Round 30: a MySQL table's ENUM, SET (and DECIMAL with a default) went into SQLite's rebuild as they were:
     `near "'Low'": syntax error`. They are written as SQLite names them now, and the script runs."""
