@@ -58,7 +58,9 @@ def translate_type(table, column, a_dialect, b_dialect):
 SQLITE_TYPE_NAME = re.compile(r"[A-Z_][A-Z0-9_ ]*(\(\s*[+-]?\d+\s*(,\s*[+-]?\d+\s*)?\))?$")
 
 
-def column_sql(d, table, column, a_dialect, primary_key):
+def column_sql(d, table, column, a_dialect, primary_key, kept=None):
+    """A's `column` as B's (`d`) DDL writes it; `kept`: B's column of that name, whose default stays where A's is an
+    expression of the other engine, left out (round 43: MODIFY COLUMN without it dropped B's own default)."""
     if column.auto and tuple(primary_key) == (column.name,):
         return "%s %s" % (d.quote(column.name), "INT PRIMARY KEY AUTO_INCREMENT" if d.dialect == "mysql"
                           else "INTEGER PRIMARY KEY AUTOINCREMENT")
@@ -66,7 +68,9 @@ def column_sql(d, table, column, a_dialect, primary_key):
     if column.not_null:
         text += " NOT NULL"
     default = normal_default(column.default, a_dialect)
-    if default is not None and not (a_dialect != d.dialect and default.startswith("(")):  # (cross_engine_advice)
+    if default is not None and a_dialect != d.dialect and default.startswith("("):  # (cross_engine_advice)
+        default = normal_default(kept.default, d.dialect) if kept is not None else None
+    if default is not None:
         text += " DEFAULT %s" % default_sql(default, d.dialect)
     return text
 
@@ -98,8 +102,10 @@ def cross_engine_advice(a, b, tables):
     return advice
 
 
-def create_table_sql(d, table, a_dialect, name=None):
-    parts = [column_sql(d, table.name, c, a_dialect, table.primary_key) for c in table.columns]
+def create_table_sql(d, table, a_dialect, name=None, kept=None):
+    """`kept`: B's table of that name, whose defaults stay where A's are expressions left out (column_sql)."""
+    parts = [column_sql(d, table.name, c, a_dialect, table.primary_key, kept.column(c.name) if kept else None)
+             for c in table.columns]
     if table.primary_key and not any(c.auto and tuple(table.primary_key) == (c.name,) for c in table.columns):
         parts.append("PRIMARY KEY (%s)" % d.quote_columns(table.primary_key))
     parts += ["UNIQUE (%s)" % d.quote_columns(u) for u in table.unique]
@@ -134,7 +140,7 @@ def rebuild_sql(d, ta, tb, a_dialect, _found=()):
         foreign_keys=list(ta.foreign_keys) + [f for f in tb.foreign_keys
                                               if key(f.child_columns + (f.parent,) + f.parent_columns) not in keys])
     common = [c.name for c in merged.columns if tb.column(c.name)]
-    statements = [create_table_sql(d, merged, a_dialect, temp),
+    statements = [create_table_sql(d, merged, a_dialect, temp, kept=tb),
                   "INSERT INTO %s (%s) SELECT %s FROM %s" % (d.quote(temp), d.quote_columns(common),
                                                               d.quote_columns([tb.column(c).name for c in common]),
                                                               d.quote(tb.name))]
@@ -183,7 +189,7 @@ def fix_of(difference, a, b):
     ta, tb = a.table(difference.table), b.table(difference.table)
     if difference.column and kind != "extra_column":
         column = ta.column(difference.column)
-        definition = column_sql(d, ta.name, column, a.dialect, ta.primary_key)
+        definition = column_sql(d, ta.name, column, a.dialect, ta.primary_key, tb.column(difference.column))
         if kind == "missing_column":
             return ["ALTER TABLE %s ADD COLUMN %s" % (q(tb.name), definition)] if (
                 mysql or _simple_new_column(column, a.dialect)) else []

@@ -54,6 +54,9 @@ def normal_default(text, dialect):
     bits = re.match(r"(?:[bB]'([01]*)'|0b([01]+))\Z", value)
     if bits:
         return str(int(bits.group(1) or bits.group(2) or "0", 2))
+    number = _sqlite_hex_integer(value, dialect)
+    if number is not None:
+        return number
     hexed = re.match(r"(?:[xX]'([0-9a-fA-F]*)'|0x([0-9a-fA-F]+))\Z", value)
     if hexed:
         return "X'%s'" % (hexed.group(1) or hexed.group(2) or "").upper()
@@ -63,10 +66,20 @@ def normal_default(text, dialect):
         return CLOCK_NAMES[clock.group(1).lower()] + ("(%d)" % digits if digits else "")
     while value.startswith("(") and value.endswith(")") and _wraps(value):
         value = value[1:-1].strip()
+    number = _sqlite_hex_integer(value, dialect)
+    if number is not None:
+        return number
     number = _arithmetic(value)
     if number is not None:  # (round 41: MySQL's (1 + 2) and SQLite's (1+2) are the number both engines set: 3)
         return _number(str(number))
     return "(%s)" % re.sub(r"\s+", " ", value)
+
+
+def _sqlite_hex_integer(value, dialect):
+    """SQLite's 0x10 and -0x10 are the integers 16 and -16 (MySQL's 0x10 is bytes, X'10' for both): the number's
+    text, or None (round 43: a diff called it X'10', and MariaDB refused that DDL)."""
+    found = re.match(r"([+-]?)0x([0-9a-fA-F]+)\Z", value) if dialect == "sqlite" else None
+    return None if found is None else str(int(found.group(2), 16) * (-1 if found.group(1) == "-" else 1))
 
 
 ARITHMETIC = re.compile(r"[0-9.+\-*()\s]+\Z")

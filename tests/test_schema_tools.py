@@ -362,6 +362,23 @@ def test_the_application_schema_from_mariadb_into_an_empty_sqlite_file_applies_w
     assert run_cli("schema", "diff", url_of(mysql_address), target).returncode == 0
 
 
+@pytest.mark.mysql
+def test_sqlites_hex_integers_are_numbers_and_a_default_left_out_keeps_bs(mysql_address, tmp_path):
+    """Round 43: SQLite's DEFAULT 0x10 (the integer 16) was called X'10', and the DDL MariaDB got for it failed;
+    A's expression default, left out of B's DDL, made MODIFY COLUMN drop B's own default."""
+    source = str(tmp_path / "a.db")
+    with sqlite3.connect(source) as con:
+        con.execute("CREATE TABLE h (id INTEGER PRIMARY KEY, d INT DEFAULT 0x10, e INT DEFAULT -0x10, "
+                    "k TEXT NOT NULL DEFAULT (upper('a')))")
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE h (id INT PRIMARY KEY, d INT DEFAULT 16, e INT DEFAULT -16, k TEXT DEFAULT 'zz')")
+    found = run_cli("schema", "diff", source, url_of(mysql_address))
+    assert found.returncode == 1 and "h.k is NULL-able" in found.stdout and "h.d" not in found.stdout and \
+        "h.e" not in found.stdout, found.stdout
+    ddl = run_cli("schema", "diff", source, url_of(mysql_address), "--format", "ddl").stdout
+    assert "MODIFY COLUMN `k` TEXT NOT NULL DEFAULT 'zz'" in ddl, ddl
+
+
 def test_a_diff_into_sqlite_writes_ddl_the_sqlite3_shell_runs(mysql_address, tmp_path):
     """Round 30: a MySQL table's ENUM, SET (and DECIMAL with a default) went into SQLite's rebuild as they were:
     `near "'Low'": syntax error`. They are written as SQLite names them now, and the script runs."""
