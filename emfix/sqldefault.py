@@ -78,8 +78,12 @@ def normal_default(text, dialect):
 def _sqlite_hex_integer(value, dialect):
     """SQLite's 0x10 and -0x10 are the integers 16 and -16 (MySQL's 0x10 is bytes, X'10' for both): the number's
     text, or None (round 43: a diff called it X'10', and MariaDB refused that DDL)."""
-    found = re.match(r"([+-]?)0x([0-9a-fA-F]+)\Z", value) if dialect == "sqlite" else None
-    return None if found is None else str(int(found.group(2), 16) * (-1 if found.group(1) == "-" else 1))
+    found = re.match(r"([+-]?)0x([0-9a-fA-F]{1,16})\Z", value) if dialect == "sqlite" else None
+    if found is None:
+        return None
+    number = int(found.group(2), 16)
+    number -= (1 << 64) if number >= 1 << 63 else 0  # (SQLite reads 64 bits as two's complement: 0xffff... is -1)
+    return str(-number if found.group(1) == "-" else number)
 
 
 ARITHMETIC = re.compile(r"[0-9.+\-*()\s]+\Z")

@@ -84,6 +84,8 @@ def test_a_text_default_comes_back_from_mariadb_as_it_went(mysql_db, text):
     ("(2 * 3 - 1.5)", "mysql", "((2 * 3) - 1.5)", "sqlite", True),
     ("(1 + 2)", "mysql", "4", "sqlite", False),
     ("(7 / 2)", "mysql", "(7/2)", "sqlite", False),  # (3.5 to MySQL, 3 to SQLite)
+    ("0x10", "sqlite", "16", "mysql", True),  # (round 43: SQLite's hex integer, not bytes)
+    ("0xffffffffffffffff", "sqlite", "-1", "mysql", True),  # (64 bits, two's complement)
 ])
 def test_defaults_compare_by_the_value_they_set(a, a_dialect, b, b_dialect, same):
     assert same_default(a, a_dialect, b, b_dialect) is same
