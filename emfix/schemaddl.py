@@ -122,7 +122,7 @@ def index_sql(d, table, index, unique=False, a_dialect=None):
     the database's (round 43: the DDL stopped at "index artifact_id already exists", twelve tables made)."""
     name = index.name if not unique else ("emfix_uq_%s_%s" % (table, "_".join(index))).lower()
     if not unique and a_dialect == "mysql" and d.dialect == "sqlite" and not name.lower().startswith(table.lower()):
-        name = "%s_%s" % (table, name)
+        name = "%s__%s" % (table, name)  # (two underscores: `a` + `b_c` and `a_b` + `c` were one, round 44)
     columns = index.columns if not unique else index
     return "CREATE %sINDEX %s ON %s (%s)" % ("UNIQUE " if unique else "", d.quote(name), d.quote(table),
                                             d.quote_columns(columns))

@@ -14,7 +14,9 @@ from emfix.backends.mysqlmodes import lenient_modes, session_modes, set_session_
      "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"),
     ("", True, "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO"),
     ("", False, ""),
-    ("EMPTY_STRING_IS_NULL,ANSI_QUOTES,TIME_ROUND_FRACTIONAL", False, "TIME_ROUND_FRACTIONAL"),
+    ("EMPTY_STRING_IS_NULL,ANSI_QUOTES,TIME_ROUND_FRACTIONAL,NO_ZERO_DATE", False, ""),
+    ("STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,TRADITIONAL", True,
+     "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_VALUE_ON_ZERO"),
     ("PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ORACLE,NO_KEY_OPTIONS,NO_TABLE_OPTIONS,NO_FIELD_OPTIONS,"
      "NO_AUTO_CREATE_USER,SIMULTANEOUS_ASSIGNMENT", True,
      "NO_AUTO_CREATE_USER,STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO"),
@@ -68,3 +70,24 @@ def test_a_scratch_table_compares_text_with_a_number_under_traditional(mysql_add
         db.create_temp_table("emfix_k", "SELECT link FROM t WHERE link IN (SELECT 5)")
         assert db.query("SELECT link FROM emfix_k") == [("5abc",)]
         assert "STRICT_TRANS_TABLES" in str(db.scalar("SELECT @@SESSION.sql_mode"))  # (as it was, after)
+
+
+@pytest.mark.mysql
+def test_a_session_begun_under_traditional_keeps_zero_dates_and_truncates_fractions(mysql_address):
+    """Round 44: under TRADITIONAL an undo put '2025-00-00' back as 0000-00-00 (exit 0); under TIME_ROUND_FRACTIONAL
+    2025-12-31 23:59:59.7 went into the next year. An emfix session stores what it is given, or refuses."""
+    conn = mysql.connector.connect(host=mysql_address.host, port=mysql_address.port, user=mysql_address.user,
+                                   password=mysql_address.password or "", database=mysql_address.database,
+                                   autocommit=True)
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SET SESSION sql_mode = 'TRADITIONAL,TIME_ROUND_FRACTIONAL'")
+        set_session_modes(conn, strict=True)
+        cursor.execute("CREATE TABLE t (d DATETIME)")
+        cursor.execute("INSERT INTO t VALUES ('2025-00-00 00:00:00'), ('2025-12-31 23:59:59.7')")
+        cursor.execute("SELECT CAST(d AS CHAR) FROM t")
+        assert cursor.fetchall() == [("2025-00-00 00:00:00",), ("2025-12-31 23:59:59",)]
+        with pytest.raises(mysql.connector.errors.DataError):
+            cursor.execute("INSERT INTO t VALUES ('2025-02-30 00:00:00')")  # (strict still)
+    finally:
+        conn.close()

@@ -379,6 +379,32 @@ def test_sqlites_hex_integers_are_numbers_and_a_default_left_out_keeps_bs(mysql_
     assert "MODIFY COLUMN `k` TEXT NOT NULL DEFAULT 'zz'" in ddl, ddl
 
 
+def test_a_sqlite_index_named_primary_is_an_index(tmp_path):
+    """Round 44: a SQLite unique index named "PRIMARY" (MySQL's name of a key) was read past: "same schema"."""
+    a, b = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+    for path in (a, b):
+        with sqlite3.connect(path) as con:
+            con.execute("CREATE TABLE u (a INT, b INT)")
+    with sqlite3.connect(a) as con:
+        con.execute('CREATE UNIQUE INDEX "PRIMARY" ON u (b)')
+    found = run_cli("schema", "diff", a, b)
+    assert found.returncode == 1 and "u lacks UNIQUE (b)" in found.stdout, found.stdout
+
+
+@pytest.mark.mysql
+def test_mariadb_index_names_into_sqlite_stay_apart(mysql_address, tmp_path):
+    """Round 44: `a`'s index `b_c` and `a_b`'s index `c` both became a_b_c in SQLite."""
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TABLE a (id INT PRIMARY KEY, c INT, KEY b_c (c))")
+        db.execute("CREATE TABLE a_b (id INT PRIMARY KEY, c INT, KEY c (c))")
+    target = str(tmp_path / "b.db")
+    sqlite3.connect(target).close()
+    applied = in_the_sqlite3_shell(target, run_cli("schema", "diff", url_of(mysql_address), target, "--format",
+                                                   "ddl").stdout)
+    assert applied.returncode == 0 and not applied.stderr, applied.stderr
+    assert run_cli("schema", "diff", url_of(mysql_address), target).returncode == 0
+
+
 def test_a_diff_into_sqlite_writes_ddl_the_sqlite3_shell_runs(mysql_address, tmp_path):
     """Round 30: a MySQL table's ENUM, SET (and DECIMAL with a default) went into SQLite's rebuild as they were:
     `near "'Low'": syntax error`. They are written as SQLite names them now, and the script runs."""
