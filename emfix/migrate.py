@@ -298,7 +298,8 @@ class _Migration:
         target.warn_without_transactions([t for t in plan.tables if t.lower() in known])  # nor a batch to roll back
         refuse_missing_columns(source, target, graph, tree, plan.tables, plan.existing)
         refuse_unfillable_columns(source, target, graph, tree, plan.tables, plan.existing)
-        refuse_oversized_values(source, target, graph, tree, plan.tables, plan.existing)
+        refuse_oversized_values(source, target, graph, tree, plan.tables, plan.existing,
+                                thorough=options.strategy != "aggressive")
 
     def prepare_dst(self, plan, integrity):
         """Only now, once nothing can refuse: the tables DST lacks (--init), the journal table, the snapshot

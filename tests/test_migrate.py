@@ -282,6 +282,12 @@ def refused_whole_or_copied(result, target, words):
     ("2024-02-29 10:00:00", False),
     ("0000-00-00T00:00:00.000000", False),  # (MariaDB keeps it as written: round 43, then said DIFFERS)
     ("2025-00-10 10:00:00", False),
+    ("2025-13-01 00:00:00", True),  # (round 44: each refused by the server at its batch, the rows before committed)
+    ("2025-05-01 24:00:00", True),
+    ("2025-05-01 23:60:00", True),
+    ("2025-05-01 23:59:60", True),
+    ("\u0662\u0660\u0662\u0665-05-01 09:00:00", True),  # (Arabic-Indic digits)
+    ("2025-05-01 09:00:00.+1", True),
 ])
 def test_text_dst_datetime_would_store_changed_is_refused_up_front(mysql_address, tmp_path, value, refused):
     result = migrate_with_one_value(tmp_path, mysql_address, "TRIAL", "start_time",  # (checksums compared)
