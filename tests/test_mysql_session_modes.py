@@ -27,23 +27,30 @@ def test_the_modes_that_change_emfix_sql_are_dropped_and_writers_are_strict(serv
     assert session_modes(server, strict) == expected
 
 
-@pytest.mark.mysql
-def test_a_session_begun_under_altering_modes_stores_empty_text_and_reads_emfix_sql(mysql_address):
-    conn = mysql.connector.connect(host=mysql_address.host, port=mysql_address.port, user=mysql_address.user,
-                                   password=mysql_address.password or "", database=mysql_address.database,
-                                   autocommit=True)
+def emfix_session_begun_under(address, modes):
+    """A driver connection whose session the server began under `modes`, made an emfix writer's
+    (set_session_modes): its cursor, then closed."""
+    conn = mysql.connector.connect(host=address.host, port=address.port, user=address.user,
+                                   password=address.password or "", database=address.database, autocommit=True)
     try:
         cursor = conn.cursor()
-        cursor.execute("SET SESSION sql_mode = 'EMPTY_STRING_IS_NULL,ANSI_QUOTES,PIPES_AS_CONCAT'")
+        cursor.execute("SET SESSION sql_mode = '%s'" % modes)
         set_session_modes(conn, strict=True)
+        yield cursor
+    finally:
+        conn.close()
+
+
+@pytest.mark.mysql
+def test_a_session_begun_under_altering_modes_stores_empty_text_and_reads_emfix_sql(mysql_address):
+    for cursor in emfix_session_begun_under(mysql_address, "EMPTY_STRING_IS_NULL,ANSI_QUOTES,PIPES_AS_CONCAT"):
         cursor.execute("CREATE TABLE t (s VARCHAR(5) NOT NULL)")
         cursor.execute("INSERT INTO t VALUES ('')")
         cursor.execute("SELECT s IS NULL, s = '', CONCAT(\"a\", '\\0') = 'a\\0', 1 || 0 FROM t")
         assert cursor.fetchall() == [(0, 1, 1, 1)]  # ('' kept; "a" a string; || an OR)
         with pytest.raises(mysql.connector.errors.DataError):
             cursor.execute("INSERT INTO t VALUES ('toolong')")  # (strict)
-    finally:
-        conn.close()
+
 
 
 @pytest.mark.parametrize("modes, lenient", [
@@ -76,18 +83,10 @@ def test_a_scratch_table_compares_text_with_a_number_under_traditional(mysql_add
 def test_a_session_begun_under_traditional_keeps_zero_dates_and_truncates_fractions(mysql_address):
     """Round 44: under TRADITIONAL an undo put '2025-00-00' back as 0000-00-00 (exit 0); under TIME_ROUND_FRACTIONAL
     2025-12-31 23:59:59.7 went into the next year. An emfix session stores what it is given, or refuses."""
-    conn = mysql.connector.connect(host=mysql_address.host, port=mysql_address.port, user=mysql_address.user,
-                                   password=mysql_address.password or "", database=mysql_address.database,
-                                   autocommit=True)
-    try:
-        cursor = conn.cursor()
-        cursor.execute("SET SESSION sql_mode = 'TRADITIONAL,TIME_ROUND_FRACTIONAL'")
-        set_session_modes(conn, strict=True)
+    for cursor in emfix_session_begun_under(mysql_address, "TRADITIONAL,TIME_ROUND_FRACTIONAL"):
         cursor.execute("CREATE TABLE t (d DATETIME)")
         cursor.execute("INSERT INTO t VALUES ('2025-00-00 00:00:00'), ('2025-12-31 23:59:59.7')")
         cursor.execute("SELECT CAST(d AS CHAR) FROM t")
         assert cursor.fetchall() == [("2025-00-00 00:00:00",), ("2025-12-31 23:59:59",)]
         with pytest.raises(mysql.connector.errors.DataError):
             cursor.execute("INSERT INTO t VALUES ('2025-02-30 00:00:00')")  # (strict still)
-    finally:
-        conn.close()
