@@ -262,7 +262,7 @@ def _sweep_relation(db, graph, plan, rel_no, relation, doomed, chunk_rows=None):
         if db.dialect == "mysql" and db.reading_one_moment:  # no shared locks held to the end of the read
             db.insert_select(plan.rows_table, "%s %s emfix_kind IS NOT NULL" % (select, filter_clause))
         else:
-            db.execute(statement)
+            db.execute_scratch(statement)
         return
     # Short statements: between them a waiting writer gets the lock (in rollback-journal mode a
     # reader holding its lock longer would block every commit).

@@ -871,3 +871,24 @@ def test_a_table_whose_rows_were_partly_left_alone_says_its_examples_are_the_pla
     lines = cleanup_plan_lines(plan, removed={"C": 2, "D": 1})
     assert "of 3 planned, e.g." in lines[0] and lines[0].split()[:2] == ["C", "2"]
     assert "planned" not in lines[1] and "e.g." in lines[1]
+
+
+@pytest.mark.mysql
+def test_cleanup_on_mariadb_with_a_text_link_holding_5abc_plans_and_removes_the_orphans(mysql_address):
+    """Round 44: in a TRIAL.experiment_id declared VARCHAR, '5abc' (the id 5 to MariaDB's comparison) stopped
+    repair and cleanup-orphans, even --dry-run: strict mode made the sweep's comparison an error (exit 4)."""
+    make_demo(mysql_address, shape=Shape(experiments=2, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    with open_database(mysql_address) as db:
+        db.foreign_key_checks(False)
+        name = db.scalar("SELECT CONSTRAINT_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = "
+                         "DATABASE() AND TABLE_NAME = 'TRIAL' AND REFERENCED_TABLE_NAME = 'EXPERIMENT'")
+        db.execute("ALTER TABLE TRIAL DROP FOREIGN KEY `%s`" % name)
+        db.execute("ALTER TABLE TRIAL MODIFY experiment_id VARCHAR(20) NOT NULL")
+        with db.transaction():
+            db.execute("UPDATE TRIAL SET experiment_id = '2abc' WHERE experiment_id = '2'")
+            db.execute("DELETE FROM EXPERIMENT WHERE id = 1")  # (experiment 1's trial: an orphan)
+    planned = run_cli("cleanup-orphans", url_of(mysql_address), "--dry-run", "--json")
+    assert planned.returncode == 0, planned.stderr
+    assert run_cli("cleanup-orphans", url_of(mysql_address), "--yes", "--no-snapshot").returncode == 0
+    with open_database(mysql_address) as db:
+        assert db.query("SELECT experiment_id FROM TRIAL") == [("2abc",)]  # (experiment 2's, kept)

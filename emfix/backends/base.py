@@ -144,6 +144,11 @@ class Backend:
         """Run one statement; return its rowcount."""
         raise NotImplementedError
 
+    def execute_scratch(self, sql, params=()):
+        """A statement that writes emfix's own scratch tables from a SELECT of the database's (MySQL: without strict
+        mode, whose errors for a comparison's warnings would stop it)."""
+        return self.execute(sql, params)
+
     def query(self, sql, params=()):
         """Rows of a small result, as a list of tuples."""
         raise NotImplementedError

@@ -236,6 +236,15 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
     def execute(self, sql, params=()):
         return self._cursor_run(sql, params, fetch=False)
 
+    def execute_scratch(self, sql, params=()):
+        """A statement writing emfix's scratch tables from a SELECT, not strict (lenient_modes: DST's '5abc'
+        compared with an id stopped migrate's verify, round 40, and cleanup-orphans, round 44)."""
+        self.execute("SET SESSION sql_mode = '%s'" % lenient_modes(self.session_modes))
+        try:
+            return self.execute(sql, params)
+        finally:
+            self.execute("SET SESSION sql_mode = '%s'" % self.session_modes)
+
     def execute_once(self, sql):
         """The statement tried once, a lock wait not retried: for one whose waiting holds others up (every write
         on the server waits behind FLUSH TABLES WITH READ LOCK while it waits)."""
@@ -366,12 +375,8 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
             # its locks end with the statement; inside a write transaction they are the change's own. Not strict:
             # a text link compared with a number ('5abc') is the number the server compares, as in a SELECT (round
             # 40: strict mode made it an error, and migrate's verify stopped after the copy)
-            self.execute("SET SESSION sql_mode = '%s'" % lenient_modes(self.session_modes))
-            try:
-                self.execute("CREATE TEMPORARY TABLE %s %s%s AS %s" % (self.quote(name), "(%s)" % inline if inline
-                                                                        else "", engine, select_sql), params)
-            finally:
-                self.execute("SET SESSION sql_mode = '%s'" % self.session_modes)
+            self.execute_scratch("CREATE TEMPORARY TABLE %s %s%s AS %s" % (
+                self.quote(name), "(%s)" % inline if inline else "", engine, select_sql), params)
             return
         self.execute("CREATE TEMPORARY TABLE %s %s%s AS SELECT * FROM (%s) AS emfix_s LIMIT 0" % (
             self.quote(name), "(%s)" % inline if inline else "", engine, select_sql), params)
