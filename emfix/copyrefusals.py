@@ -93,8 +93,7 @@ def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existin
             origin = "%s t" % source.quote(tree.held[table] if table in tree.held else tree.linked[table][0])
         else:
             origin = "%s t WHERE %s" % (source.quote(table), tree.where(source, graph, table))
-        row = source.query("SELECT %s FROM %s" % (", ".join(
-            "min({0}), max({0}), {1}".format(*tests[c]) for c in columns), origin))[0]
+        row = integer_bounds(source, [tests[c] for c in columns], origin, sqlite=had is None)
         for n, column in enumerate(columns):
             low, high, odd = row[3 * n:3 * n + 3]
             least, most = wanted[column.lower()]
@@ -118,6 +117,21 @@ def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existin
                 hint="%swiden the column in DST (ALTER TABLE %s MODIFY %s with a type that holds it, such as "
                      "BIGINT, signed for a negative value), or change the value in SRC, then run again" % (
                          first, target.quote(table), target.quote(column)))
+
+
+def integer_bounds(source, tests, origin, sqlite):
+    """(lowest, highest, how many are not integers) of each of `tests` (_integer_tests) over `origin`, flattened.
+    From SQLite first by min(), max() and sum(v * 0) alone, a third of the exact count's cost (BATCH's key table:
+    0.026 s against 0.072 s a 104k rows): text or a BLOB sorts above every number and comes back as the highest, an
+    infinite REAL as the lowest or highest (its product with 0 is NULL), and any other REAL makes the sum a REAL;
+    so integers alone there say that no value is anything else, and only otherwise are they counted one by one."""
+    if sqlite:
+        row = source.query("SELECT %s FROM %s" % (", ".join(
+            "min({0}), max({0}), sum({0} * 0)".format(value) for value, _odd in tests), origin))[0]
+        if all(v is None or type(v) is int for v in row):
+            return [0 if n % 3 == 2 else v for n, v in enumerate(row)]
+    return source.query("SELECT %s FROM %s" % (", ".join(
+        "min({0}), max({0}), {1}".format(*test) for test in tests), origin))[0]
 
 
 NUMBERS_AS_TEXT = frozenset(INTEGER_BITS) | {"float", "double", "real", "bit", "year"}  # (a DECIMAL keeps its digits)

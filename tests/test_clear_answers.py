@@ -9,6 +9,8 @@ import uuid
 
 import pytest
 from conftest import make_demo, mysql_server_url, run_cli, sqlite_rows, url_of
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from emfix import snapshot
 from emfix.address import DatabaseAddress, parse_address
@@ -528,6 +530,32 @@ def test_migrate_refuses_a_number_dsts_integer_column_cannot_hold_up_front(tmp_p
     assert_one_clear_line(result, 4, words, "nothing was copied",
                           "typeof" if "not an integer" in words else "ALTER TABLE")
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
+SQLITE_NUMBERS = st.one_of(st.integers(-2 ** 63, 2 ** 63 - 1), st.integers(-5, 5), st.floats(allow_nan=False),
+                           st.sampled_from([3.0, 2.5, -0.0, 1e19, 9e999, -9e999, 2.0 ** 63]))
+SQLITE_VALUES = st.one_of(st.none(), SQLITE_NUMBERS, SQLITE_NUMBERS, SQLITE_NUMBERS, st.text(max_size=3),
+                          st.binary(max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(SQLITE_VALUES, min_size=2, max_size=2), max_size=6))
+@example([[1, 1], [2.5, 2.5], [3, 3]])
+def test_the_quick_integer_check_answers_as_the_value_by_value_count(rows):
+    """migrate's check of the numbers an integer column of DST gets from SQLite reads min(), max() and sum(v * 0)
+    first, and counts the values that are not integers one by one only where those are not all integers: either way
+    the same lowest, highest and count as counting every value (an INTEGER column and one of no affinity)."""
+    from emfix.copyrefusals import _integer_tests, integer_bounds
+    with open_database(DatabaseAddress("sqlite", path=":memory:")) as db:
+        db.execute("CREATE TABLE t (i INTEGER, b)")
+        with db.transaction():
+            for row in rows:
+                db.execute("INSERT INTO t VALUES (?, ?)", tuple(row))
+        tests = [_integer_tests(db, c, None) for c in ("i", "b")]
+        counted = db.query("SELECT %s FROM t t" % ", ".join("min({0}), max({0}), {1}".format(*x) for x in tests))[0]
+        def said(row):  # (a count of no rows is NULL: none)
+            return [v or 0 if n % 3 == 2 else v for n, v in enumerate(row)]
+        assert said(integer_bounds(db, tests, "t t", sqlite=True)) == said(counted)
 
 
 @pytest.mark.parametrize("engine, src_type, values, dst_type, words", [
