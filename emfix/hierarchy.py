@@ -15,6 +15,7 @@ import dataclasses
 from typing import List, Optional
 
 from .backends import open_database
+from .catalog import sqlite_affinity
 from .errors import SchemaError, UsageError
 from .schema import remember_spellings
 
@@ -214,9 +215,30 @@ def _walk_steps(graph):
     return steps
 
 
-def _members(db, tests, held):
-    return " OR ".join(_member(db, "c", child_cols, held[ancestor], anc_cols)
+def _members(db, table, tests, held):
+    return " OR ".join(_bounds(db, table, child_cols, held[ancestor], anc_cols) +
+                       _member(db, "c", child_cols, held[ancestor], anc_cols)
                        for ancestor, child_cols, anc_cols in tests) or "1 = 0"
+
+
+def _bounds(db, table, columns, held_table, held_columns):
+    """SQLite: `c.a BETWEEN lo AND hi AND ` for each of `columns` of numeric affinity, lo and hi the least and
+    greatest of the held values (numbers alone), so that the rows a scan of `table` meets outside them skip the
+    probe of the held table (BATCH and BATCH_METRIC of the 10M demo, experiment 1: 0.17 s -> 0.12 s each). It
+    leaves out no row `IN` would take: that column compares numerically with them, as BETWEEN does; held text
+    or BLOBs (they sort above every number) mean no bound. MySQL: none (its foreign-key columns are indexed)."""
+    if db.dialect != "sqlite":
+        return ""
+    kinds = {d.name.lower(): sqlite_affinity(d.type) for d in db.column_details(table)}
+    found = []
+    for mine, theirs in zip(columns, held_columns):
+        if kinds.get(mine.lower()) not in ("INTEGER", "REAL", "NUMERIC"):
+            continue
+        low, high = db.query("SELECT min(x.%s), max(x.%s) FROM %s x" % (
+            db.quote(theirs), db.quote(theirs), db.quote(held_table)))[0]
+        if all(type(v) in (int, float) for v in (low, high)):
+            found.append("c.%s BETWEEN %r AND %r AND " % (db.quote(mine), low, high))
+    return "".join(found)
 
 
 def _root_table(db, graph, experiment_id):
@@ -244,7 +266,7 @@ def reach_subtree(db, graph, experiment_id):
     exists, held, root_key = _root_table(db, graph, experiment_id)
     columns_of, order = {ROOT: [root_key]}, [ROOT]
     for number, (table, columns, tests) in enumerate(_walk_steps(graph), 1):
-        where = _members(db, tests, held)
+        where = _members(db, table, tests, held)
         held[table], columns_of[table] = TMP + str(number), columns
         _make_key_table(db, graph, table, held[table], columns, where)
         order.append(table)
@@ -264,7 +286,7 @@ def count_subtree(db, graph, experiment_id):
     exists, held, _key = _root_table(db, graph, experiment_id)
     where_of, counts = {}, {ROOT: int(exists)}  # the experiment's own row (the walk's key table always holds one)
     for number, (table, columns, tests) in enumerate(steps, 1):
-        where_of[table] = _members(db, tests, held)
+        where_of[table] = _members(db, table, tests, held)
         if table in read_later:
             held[table] = TMP + str(number)
             _make_key_table(db, graph, table, held[table], columns, where_of[table])

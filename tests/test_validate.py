@@ -353,6 +353,32 @@ def test_counting_a_subtree_counts_what_the_walk_holds_breaks_included(demo_addr
             assert counted == walked and (experiment == 999999 or walked["METRIC"] > 0)
 
 
+LINK_VALUES = st.one_of(st.none(), st.integers(-3, 40), st.floats(-3, 40), st.sampled_from(
+    [2.5, 4.0, "4", " 4", "4.0", "04", "x", "", b"\x04", 2 ** 63 - 1, -2 ** 63, 9e999]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(["INT", "REAL", "NUMERIC", "TEXT", ""]), values=st.lists(LINK_VALUES, max_size=12))
+def test_the_walk_takes_a_child_row_exactly_when_in_does(tmp_path_factory, kind, values):
+    """On SQLite the walk bounds a scan of a child table by the least and greatest held ids before it asks each
+    row's IN: a row of a link column of any affinity, holding any kind of value, is in the experiment's key table
+    exactly when `IN` alone takes it (a bound on a column that compares as text would leave out '10' > '9')."""
+    from emfix.hierarchy import reach_subtree
+    address = DatabaseAddress("sqlite", path=str(tmp_path_factory.mktemp("walk") / "w.db"))
+    make_demo(address, shape=Shape(experiments=2, trials=2, runs=3, epochs=1, batches=1), faults=False)
+    with open_database(address) as db:
+        db.execute('CREATE TABLE "RUN_NOTE" (n INTEGER PRIMARY KEY, run %s REFERENCES "TRIAL_RUN" ("id"))' % kind)
+        with db.transaction():
+            for value in values:
+                db.execute('INSERT INTO "RUN_NOTE" (run) VALUES (?)', (value,))
+        graph = discover_graph(db)
+        tree = reach_subtree(db, graph, 1)
+        held = db.query('SELECT n FROM %s ORDER BY n' % db.quote(tree.held["RUN_NOTE"]))
+        taken = db.query('SELECT n FROM "RUN_NOTE" WHERE run IN (SELECT id FROM %s) ORDER BY n' % db.quote(
+            tree.held["TRIAL_RUN"]))
+        assert held == taken
+
+
 def test_json_output_is_the_report(demo_address):
     result = run_cli("validate", url_of(demo_address), "--json", "--limit", "2")
     assert result.returncode == 1
