@@ -138,9 +138,11 @@ NUMBER_CHANGES = {  # what: (its verb for one value, for several, what they are,
 # 00:00:00', exit 0; '2025/01/01', '...00.1234567', a number too): not text, or not of its shape (from a MySQL SRC,
 # _not_datetime_text). One of its shape with an invalid hour (24:00) the server refuses at its batch: a check for
 # every part costs ~0.7 us a row; a zero month or day it takes (without NO_ZERO_IN_DATE) and keeps as written.
+# GLOB and length() read text only up to a NUL: one after the shape passed them, and the server refused the value
+# at its batch, the batches before it committed (instr() reads the whole text).
 NOT_DATETIME_TEXT = ("({v} IS NOT NULL AND NOT (typeof({v}) = 'text' AND ({v} GLOB '????-??-??[ T]??:??:??' OR "
                      "({v} GLOB '????-??-??[ T]??:??:??.?*' AND length({v}) <= 26)) AND (substr({v}, 9, 2) <= '28' OR "
-                     "date(julianday({v})) = substr({v}, 1, 10)){parts}))")
+                     "date(julianday({v})) = substr({v}, 1, 10)) AND instr({v}, char(0)) = 0{parts}))")
 # Every part in its range, ASCII digits, a fraction of digits alone (round 44: month 13, 24:00, :60, Arabic-Indic
 # digits, '.+1' were refused by the server at their batch, the rows before committed): about 0.7 us a row more, paid
 # by the strategies that validate (not aggressive's).

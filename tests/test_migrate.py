@@ -288,12 +288,24 @@ def refused_whole_or_copied(result, target, words):
     ("2025-05-01 23:59:60", True),
     ("\u0662\u0660\u0662\u0665-05-01 09:00:00", True),  # (Arabic-Indic digits)
     ("2025-05-01 09:00:00.+1", True),
+    ("2025-05-01 09:00:00\x00x", True),  # (GLOB and length() stop at the NUL: the server refused it at its batch)
+    ("2025-05-01 09:00:00.5\x00", True),
 ])
 def test_text_dst_datetime_would_store_changed_is_refused_up_front(mysql_address, tmp_path, value, refused):
     result = migrate_with_one_value(tmp_path, mysql_address, "TRIAL", "start_time",  # (checksums compared)
                                     "(SELECT min(id) FROM TRIAL WHERE experiment_id = 1)", value)
     refused_whole_or_copied(result, mysql_address, "1 value of TRIAL.start_time is not 'YYYY-MM-DD HH:MM:SS' text"
                             if refused else None)
+
+
+@pytest.mark.parametrize("value", ["2025-05-01 09:00:00\x00x", "2025-05-01 09:00:00.5\x00"])
+def test_aggressive_refuses_datetime_text_holding_a_nul_up_front(mysql_address, tmp_path, value):
+    """Text of DATETIME's shape up to a NUL passed the aggressive strategy's check of its shape (GLOB and length()
+    stop at the NUL), and the server refused it at its batch, the batches before it committed."""
+    result = migrate_with_one_value(tmp_path, mysql_address, "TRIAL", "start_time",
+                                    "(SELECT min(id) FROM TRIAL WHERE experiment_id = 1)", value, "--strategy",
+                                    "aggressive")
+    refused_whole_or_copied(result, mysql_address, "1 value of TRIAL.start_time is not 'YYYY-MM-DD HH:MM:SS' text")
 
 
 @pytest.mark.parametrize("declared, value, refused", [
