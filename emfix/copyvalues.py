@@ -74,6 +74,10 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=(), th
                                                              source.quote(table), tree.where(source, graph, table)),
                            tuple(p for _what, _c, _sql, params in probes for p in params))[0]
         found = {(what, column): int(value or 0) for (what, column, _sql, _p), value in zip(probes, row)}
+        for (what, column), count in list(found.items()):
+            if what == "nul_text" and count:
+                found[("characters", column)] = max(found[("characters", column)], _characters_past_a_nul(
+                    source, graph, tree, table, column))
         for column in held_as_text:
             if found[("blobs", column)]:
                 blobs[(table, column)] = found[("blobs", column)]
@@ -108,6 +112,8 @@ def _value_probes(source, columns, limits, declared, held_as_text):
             continue
         probes.append(("characters", column, ("max(length(t.%s))" if sqlite else "max(CHAR_LENGTH(t.%s))") % quote(
             column), ()))
+        if sqlite:  # (length() counts up to a NUL: such values are counted whole by _characters_past_a_nul)
+            probes.append(("nul_text", column, "sum(instr(t.%s, char(0)) > 0)" % quote(column), ()))
         lacking = _lacking_characters(source, column, limit[2])
         if lacking is not None:
             probes.append(("charset", column, "sum(%s)" % lacking[0], lacking[1]))
@@ -117,6 +123,21 @@ def _value_probes(source, columns, limits, declared, held_as_text):
     return probes
 
 
+
+
+def _characters_past_a_nul(source, graph, tree, table, column):
+    """The most characters of a SQLite TEXT value of the subtree holding a NUL, counted whole: length() counts only
+    up to the NUL, and a VARCHAR(255) took 'a' + NUL + 300 characters as one, which the server refused at its batch,
+    the batches before it committed. Read here, a row at a time: such values are rare."""
+    encoding = {"utf-16le": "utf-16-le", "utf-16be": "utf-16-be"}.get(
+        str(source.scalar("PRAGMA encoding")).lower(), "utf-8")
+    most = 0
+    for (value,) in source.iter_rows("SELECT CAST(t.%s AS BLOB) FROM %s t WHERE %s AND typeof(t.%s) = 'text' AND "
+                                     "instr(t.%s, char(0)) > 0" % (source.quote(column), source.quote(table),
+                                                                   tree.where(source, graph, table),
+                                                                   source.quote(column), source.quote(column))):
+        most = max(most, len(bytes(value).decode(encoding, "replace")))
+    return most
 
 
 NUMBER_CHANGES = {  # what: (its verb for one value, for several, what they are, the hint's way out)

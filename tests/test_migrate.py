@@ -308,6 +308,16 @@ def test_aggressive_refuses_datetime_text_holding_a_nul_up_front(mysql_address, 
     refused_whole_or_copied(result, mysql_address, "1 value of TRIAL.start_time is not 'YYYY-MM-DD HH:MM:SS' text")
 
 
+@pytest.mark.parametrize("value, refused", [("a\x00" + "b" * 300, True), ("a\x00" + "\u00e9" * 200, False)])
+def test_text_holding_a_nul_is_measured_whole_against_dsts_column(mysql_address, tmp_path, value, refused):
+    """SQLite's length() counts up to a NUL: 'a' + NUL + 300 characters passed the check of TRIAL.name's
+    VARCHAR(255) as one character, and the server refused it at its batch, the batches before it committed."""
+    result = migrate_with_one_value(tmp_path, mysql_address, "TRIAL", "name",
+                                    "(SELECT min(id) FROM TRIAL WHERE experiment_id = 1)", value, "--strategy",
+                                    "aggressive")
+    refused_whole_or_copied(result, mysql_address, "TRIAL.name is 302 characters, more than" if refused else None)
+
+
 @pytest.mark.parametrize("declared, value, refused", [
     ("VARCHAR(40)", "2025-01-01", True),  # (stored as 2025-01-01 00:00:00)
     ("VARCHAR(40)", "2025/01/01 10:00:00", True),
