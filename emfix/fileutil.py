@@ -300,8 +300,14 @@ def durable_output(path, mode=DATA_FILE_MODE, binary=False, in_place=False):
             handle = open(path, flags, encoding=encoding)
         except OSError as exc:  # a socket (ENXIO), a device that says no (round 34: exit 70)
             raise no_space(exc, path) or NotWritableError("cannot write %s: %s" % (path, exc.strerror)) from None
-        with handle:
-            yield handle
+        try:
+            with handle:
+                yield handle
+        except OSError as exc:  # /dev/full takes the open and refuses the write at the last flush (round 45: exit 70)
+            full = no_space(exc, path)
+            if full is not None:
+                raise full from None
+            raise
         return
     with durable_file(path, mode) as temp:
         with open(temp, flags, encoding=encoding) as handle:

@@ -186,3 +186,15 @@ def test_a_report_clears_what_killed_runs_left_writing_it_and_nothing_else(demo_
     assert result.returncode == 1, result.stderr
     left = sorted(n for n in os.listdir(str(tmp_path)) if n.startswith("."))
     assert left == sorted(n for n in names if n != ".report.json.emfix-%d.tmp" % gone.pid), left
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+@pytest.mark.parametrize("argv", [["export", "{db}", "-e", "1"], ["export", "{db}", "-e", "1", "--format", "json"],
+                                  ["schema", "diff", "{db}", "{db}"], ["repair", "{db}", "--dry-run"],
+                                  ["validate", "{db}"]])
+def test_a_device_that_is_full_is_one_clear_line(demo_sqlite, argv):
+    """Round 45: `export -o /dev/full` crashed (exit 70): the device takes the open and refuses the last flush."""
+    result = run_cli(*[a.format(db=demo_sqlite.path) for a in argv], "-o", "/dev/full")
+    assert result.returncode == 3, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr and "a bug in emfix" not in result.stderr
+    assert "/dev/full" in result.stderr and len(result.stderr.strip().splitlines()) <= 2, result.stderr
