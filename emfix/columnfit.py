@@ -65,6 +65,17 @@ def refuse_trailing_spaces_into_char(target, table, column, found, done):
             target.quote(table), target.quote(column)))
 
 
+def refuse_padding_into_binary(target, table, column, found, octets, done):
+    """`found` values shorter than DST's BINARY(`octets`), which pads them with zero bytes: 'ab' came back as 'ab' and
+    eight NULs, and the copy said it was exact (round 45)."""
+    raise DamagedInputError(
+        "%s shorter than %s's column (BINARY(%d)), which pads %s with zero bytes; nothing was %s" % (
+            values_of(found, table, column, "is", "are"), target.address.display(), octets,
+            "it" if found == 1 else "them", done),
+        hint="make the column VARBINARY in DST (ALTER TABLE %s MODIFY %s VARBINARY(%d)), then run again" % (
+            target.quote(table), target.quote(column), octets))
+
+
 def column_limits(target, table, existing):
     """{column (lower case): (most characters, most bytes, character set)} of a MySQL DST's columns that hold text or
     bytes up to a length (None where it is not counted that way), or in a character set that lacks characters (None:

@@ -17,6 +17,7 @@ from .columnfit import (
     digits_kept,
     refuse_characters_the_charset_lacks,
     refuse_longer_than_the_column,
+    refuse_padding_into_binary,
     refuse_past_the_packet,
     refuse_trailing_spaces_into_char,
     spelled_as_declared,
@@ -76,8 +77,10 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=(), th
         found = {(what, column): int(value or 0) for (what, column, _sql, _p), value in zip(probes, row)}
         for (what, column), count in list(found.items()):
             if what == "nul_text" and count:
-                found[("characters", column)] = max(found[("characters", column)], _characters_past_a_nul(
-                    source, graph, tree, table, column))
+                most, spaced = _texts_holding_a_nul(source, graph, tree, table, column)
+                found[("characters", column)] = max(found[("characters", column)], most)
+                if ("spaced", column) in found:
+                    found[("spaced", column)] += spaced
         for column in held_as_text:
             if found[("blobs", column)]:
                 blobs[(table, column)] = found[("blobs", column)]
@@ -90,6 +93,8 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=(), th
                 refuse_characters_the_charset_lacks(target, table, column, count, limits[column.lower()][2], "copied")
             elif what == "spaced" and count:
                 refuse_trailing_spaces_into_char(target, table, column, count, "copied")
+            elif what == "padded" and count:
+                refuse_padding_into_binary(target, table, column, count, declared[column.lower()].octets, "copied")
             elif what == "characters":
                 refuse_longer_than_the_column(target, table, column, limits[column.lower()], count,
                                               found[("bytes", column)], "copied")
@@ -101,7 +106,8 @@ def _value_probes(source, columns, limits, declared, held_as_text):
     """[(what, column, SQL, parameters)] of SRC's aggregates refuse_oversized_values reads in one scan of a table:
     each column's longest value in bytes, and where DST's column limits them, in characters; values holding a
     character DST's column's character set lacks; values ending in a space for a CHAR (which drops it: such a copy
-    never verifies); BLOBs in the Experiment Manager's text columns of a SQLite SRC."""
+    never verifies); values shorter than a BINARY(n) (which pads them with zero bytes); BLOBs in the Experiment
+    Manager's text columns of a SQLite SRC."""
     quote, sqlite = source.quote, source.dialect == "sqlite"
     # bytes, not characters: SQLite's length() of TEXT counts characters, and only up to a NUL
     probes = [("bytes", c, ("max(length(CAST(t.%s AS BLOB)))" if sqlite else "max(LENGTH(t.%s))") % quote(c), ())
@@ -112,32 +118,36 @@ def _value_probes(source, columns, limits, declared, held_as_text):
             continue
         probes.append(("characters", column, ("max(length(t.%s))" if sqlite else "max(CHAR_LENGTH(t.%s))") % quote(
             column), ()))
-        if sqlite:  # (length() counts up to a NUL: such values are counted whole by _characters_past_a_nul)
+        if sqlite:  # (length() and LIKE read up to a NUL: such values are read whole by _texts_holding_a_nul)
             probes.append(("nul_text", column, "sum(instr(t.%s, char(0)) > 0)" % quote(column), ()))
         lacking = _lacking_characters(source, column, limit[2])
         if lacking is not None:
             probes.append(("charset", column, "sum(%s)" % lacking[0], lacking[1]))
     probes += [("spaced", c, "sum(t.%s LIKE '%% ')" % quote(c), ()) for c in columns
                if getattr(declared.get(c.lower()), "kind", None) == "char"]
+    probes += [("padded", c, ("sum(length(CAST(t.%s AS BLOB)) < %d)" if sqlite else "sum(LENGTH(t.%s) < %d)") % (
+        quote(c), declared[c.lower()].octets), ()) for c in columns
+        if getattr(declared.get(c.lower()), "kind", None) == "binary" and declared[c.lower()].octets]
     probes += [("blobs", c, "sum(typeof(t.%s) = 'blob')" % quote(c), ()) for c in held_as_text]
     return probes
 
 
-
-
-def _characters_past_a_nul(source, graph, tree, table, column):
-    """The most characters of a SQLite TEXT value of the subtree holding a NUL, counted whole: length() counts only
-    up to the NUL, and a VARCHAR(255) took 'a' + NUL + 300 characters as one, which the server refused at its batch,
-    the batches before it committed. Read here, a row at a time: such values are rare."""
+def _texts_holding_a_nul(source, graph, tree, table, column):
+    """(the most characters, how many more end in a space than LIKE counted) of the SQLite TEXT values of the subtree
+    holding a NUL, read whole: length() and LIKE read only up to the NUL (a VARCHAR(255) took 'a' + NUL + 300
+    characters as one, which the server refused at its batch, the batches before it committed; a CHAR would drop
+    the space of 'a' + NUL + ' '). Read here, a row at a time: such values are rare."""
     encoding = {"utf-16le": "utf-16-le", "utf-16be": "utf-16-be"}.get(
         str(source.scalar("PRAGMA encoding")).lower(), "utf-8")
-    most = 0
+    most, spaced = 0, 0
     for (value,) in source.iter_rows("SELECT CAST(t.%s AS BLOB) FROM %s t WHERE %s AND typeof(t.%s) = 'text' AND "
                                      "instr(t.%s, char(0)) > 0" % (source.quote(column), source.quote(table),
                                                                    tree.where(source, graph, table),
                                                                    source.quote(column), source.quote(column))):
-        most = max(most, len(bytes(value).decode(encoding, "replace")))
-    return most
+        text = bytes(value).decode(encoding, "replace")
+        most = max(most, len(text))
+        spaced += text.endswith(" ") - text.split("\0")[0].endswith(" ")  # LIKE's count of it, made right
+    return most, spaced
 
 
 NUMBER_CHANGES = {  # what: (its verb for one value, for several, what they are, the hint's way out)
