@@ -357,6 +357,14 @@ def test_same_database_as_source_and_target_is_refused_at_once(tmp_path):
     assert result.returncode == 2 and "same database" in result.stderr and "export" in result.stderr
 
 
+def test_an_experiment_named_twice_is_copied_once(tmp_path):
+    """Round 45: `-e 1 -e 1` copied experiment 1, then said it was already migrated (exit 2)."""
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, shape=Shape(experiments=2, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    result = run_cli("migrate", source.path, str(tmp_path / "d.db"), "-e", "1", "-e", "1", "--init", "--no-snapshot")
+    assert result.returncode == 0, result.stderr
+
+
 def test_verify_prints_rows_and_checksums_side_by_side(tmp_path):
     source = sqlite_at(tmp_path, "s.db")
     make_demo(source, faults=False)

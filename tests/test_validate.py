@@ -330,6 +330,8 @@ def test_hierarchy_counts_levels_and_breaks(demo_address):
     assert breaks[("RESULTS_METRIC", "RESULTS")] == 2
     stray = validate(demo_address, experiment=999999).hierarchy
     assert not stray.exists and [(b.table, b.count) for b in stray.breaks] == [("TRIAL", 1)]
+    said = run_cli("validate", url_of(demo_address), "-e", "1", "--json")  # -e as migrate and export spell it
+    assert json.loads(said.stdout)["hierarchy"]["experiment_id"] == 1, said.stderr
 
 
 def test_counting_a_subtree_counts_what_the_walk_holds_breaks_included(demo_address):

@@ -82,7 +82,7 @@ def run(args, out):
                          hint="after the migration: emfix transform-metrics DST -e NEW_ID --rules FILE")
     source, target = common.address_of(args.source, args), common.address_of(args.target, args)
     common.refuse_replica(args, target)  # DST is written; SRC is only read (a replica serves)
-    ids = list(args.experiment or [])
+    ids = list(dict.fromkeys(args.experiment or []))  # `-e 1 -e 1` is experiment 1 (round 45: copied, then exit 2)
     if args.all:
         ids = hierarchy.list_experiments(source, retry_policy=common.retry_policy(args))
     if not ids:
