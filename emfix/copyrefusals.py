@@ -7,6 +7,7 @@ back. The scan of SRC's values against DST's column lengths, character sets and 
 
 import re
 
+from .affinityfit import dst_declared_types
 from .catalog import sqlite_affinity
 from .columnfit import JSON_DEPTH, NUMBER_KINDS, TEXT_KINDS, integer_ranges, mariadb_json_valid, values_of
 from .copyjournal import DIFFERS, DONE, RUNNING, UNVERIFIED
@@ -137,20 +138,19 @@ def integer_bounds(source, tests, origin, sqlite):
 NUMBERS_AS_TEXT = frozenset(INTEGER_BITS) | {"float", "double", "real", "bit", "year"}  # (a DECIMAL keeps its digits)
 
 
-def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables):
+def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables, existing):
     """MySQL into SQLite, refused before the first batch (round 29): an integer past 2^63 - 1 (BIGINT UNSIGNED,
     BIT(64)), which SQLite's INTEGER cannot hold (a copy stopped at it with exit 70, its first tables committed); a
     DECIMAL into a column of DST that stores numbers as REAL (NUMERIC affinity: a DECIMAL(65,30) of 66 digits kept
     15, and any DECIMAL differed to the verify, after the copy); any other number into a column of DST that stores
-    text (TEXT affinity: a BIGINT 123 became '123', a FLOAT 0.1 '0.100000001490116')."""
+    text (TEXT affinity: a BIGINT 123 became '123', a FLOAT 0.1 '0.100000001490116'). DST's tables as they are
+    (`existing`), or as --init is about to make them (round 45: a DECIMAL 10.00 into --init's INT was not checked)."""
     if source.dialect != "mysql" or target.dialect != "sqlite":
         return
-    held = target.tables()
     for table in tables:
         kinds = source.column_types(table)
-        here = table_named(table, held)
-        affinity = {d.name.lower(): (sqlite_affinity(d.type), d.type) for d in target.column_details(here)} \
-            if here else {}
+        affinity = {c: (sqlite_affinity(declared), declared) for c, declared in
+                    dst_declared_types(target, table, existing).items()}
         numeric = {c: declared for c, (kind, declared) in affinity.items() if kind in ("INTEGER", "REAL", "NUMERIC")}
         text = {c: declared for c, (kind, declared) in affinity.items() if kind == "TEXT"}
         tests = [(c, "SUM(t.%s + 0 > 9223372036854775807)" % source.quote(c), None) for c in graph.columns[table]

@@ -7,6 +7,7 @@ written (each found by outside testers).
 
 import re
 
+from .affinityfit import refuse_values_dst_affinity_changes
 from .backends.mysqlcatalog import DeclaredColumn
 from .columnfit import (
     FLOAT_MOST,
@@ -43,7 +44,8 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=(), th
     of a SQLite SRC (refuse_blobs_in_text), after the sizes, in every strategy. `existing`: DST's tables now;
     `thorough` (a strategy that validates): every part of a SQLite DATETIME text checked, not its shape alone."""
     if target.dialect != "mysql":
-        refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables)
+        refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables, existing)
+        refuse_values_dst_affinity_changes(source, target, graph, tree, tables, existing)
         return
     refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existing)
     packet = int(target.scalar("SELECT @@max_allowed_packet") or 0)

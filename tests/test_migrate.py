@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -355,6 +356,81 @@ def test_same_database_as_source_and_target_is_refused_at_once(tmp_path):
     make_demo(source, faults=False)
     result = run_cli("migrate", source.path, str(tmp_path / "." / "s.db"), "-e", "1", "--lock-timeout", "30")
     assert result.returncode == 2 and "same database" in result.stderr and "export" in result.stderr
+
+
+T = "'2024-01-02 03:04:05'"
+
+
+def one_run_source(tmp_path, trial_id_type, trial_id, name="t"):
+    """A SQLite database made by `emfix init` holding one experiment, trial and run, TRIAL_RUN.trial_id declared
+    `trial_id_type` and holding `trial_id`, TRIAL.name declared without a type and holding `name`."""
+    path = str(tmp_path / "one.db")
+    assert run_cli("init", path).returncode == 0
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("DROP TABLE TRIAL_RUN")
+        con.execute("CREATE TABLE TRIAL_RUN (id INTEGER PRIMARY KEY AUTOINCREMENT, trial_id %s NOT NULL, status "
+                    "VARCHAR(50) NOT NULL, start_time TEXT NOT NULL, update_time TEXT NOT NULL, FOREIGN KEY "
+                    "(trial_id) REFERENCES TRIAL (id))" % trial_id_type)
+        con.execute("DROP TABLE TRIAL")
+        con.execute("CREATE TABLE TRIAL (id INTEGER PRIMARY KEY AUTOINCREMENT, name NOT NULL, experiment_id INT NOT "
+                    "NULL, start_time TEXT NOT NULL, update_time TEXT NOT NULL, FOREIGN KEY (experiment_id) REFERENCES "
+                    "EXPERIMENT (id))")
+        con.execute("INSERT INTO EXPERIMENT VALUES (1, 'e', NULL, %s, %s)" % (T, T))
+        con.execute("INSERT INTO TRIAL VALUES (10, ?, 1, %s, %s)" % (T, T), (name,))
+        con.execute("INSERT INTO TRIAL_RUN VALUES (10, ?, 'done', %s, %s)" % (T, T), (trial_id,))
+    con.close()
+    return path
+
+
+@pytest.mark.parametrize("trial_id_type, trial_id, name, words", [
+    ("TEXT", "10", "t", "1 value of TRIAL_RUN.trial_id is text (e.g. '10')"),  # (stored as 10: DIFFERS, rows kept)
+    ("TEXT", " 11", "t", None),  # (not a run of this experiment: nothing of it copied)
+    ("", "10", "t", "1 value of TRIAL_RUN.trial_id is text (e.g. '10')"),
+    ("INT", 10, 5, "1 value of TRIAL.name is a number (e.g. 5)"),  # (stored as '5' by --init's VARCHAR)
+    ("INT", 10, "t", None),
+])
+def test_a_value_a_sqlite_dsts_affinity_would_store_otherwise_is_refused_up_front(tmp_path, trial_id_type, trial_id,
+                                                                                  name, words):
+    """Round 45: a TEXT link column holding '10' (ids as text) into DST's INT column was copied as the integer 10,
+    and only the verify said DIFFERS (exit 4, the rows kept in DST); a number in a column without a type into DST's
+    VARCHAR the same. Refused before anything is written now, by what SQLite's affinity does to each value."""
+    source = one_run_source(tmp_path, trial_id_type, trial_id, name)
+    target = sqlite_at(tmp_path, "d.db")
+    result = run_cli("migrate", source, target.path, "-e", "1", "--init", "--no-snapshot")
+    refused_whole_or_never_made(result, target, words)
+
+
+def refused_whole_or_never_made(result, target, words):
+    """refused_whole_or_copied for a SQLite DST the refused copy never made."""
+    if words is not None and not os.path.exists(target.path):
+        assert result.returncode == 4 and words in result.stderr and "nothing was copied" in result.stderr, \
+            result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+        return
+    refused_whole_or_copied(result, target, words)
+
+
+def test_a_mariadb_text_link_a_sqlite_dst_would_store_as_a_number_is_refused_up_front(mysql_address, tmp_path):
+    """Round 45: MariaDB's VARCHAR trial_id '10' into --init's SQLite INT was copied as 10, then DIFFERS (rows kept);
+    a DECIMAL 10.00 into it the same (the DECIMAL refusal read DST's tables as they were, before --init)."""
+    for column, value, words in (("trial_id", "'10'", "1 value of TRIAL_RUN.trial_id is text (e.g. '10')"),
+                                 ("trial_id", "10.00", "1 value of TRIAL_RUN.trial_id is DECIMAL")):
+        with open_database(mysql_address) as db:
+            for table in db.tables():
+                db.execute("SET foreign_key_checks = 0")
+                db.execute("DROP TABLE %s" % db.quote(table))
+        assert run_cli("init", url_of(mysql_address)).returncode == 0
+        with open_database(mysql_address) as db:
+            db.execute("INSERT INTO EXPERIMENT VALUES (1, 'e', NULL, %s, %s)" % (T, T))
+            db.execute("INSERT INTO TRIAL VALUES (10, 't', 1, %s, %s)" % (T, T))
+            db.execute("ALTER TABLE TRIAL_RUN DROP FOREIGN KEY TRIAL_RUN_ibfk_1")
+            db.execute("ALTER TABLE TRIAL_RUN MODIFY %s %s NOT NULL" % (
+                column, "VARCHAR(20)" if value.startswith("'") else "DECIMAL(10,2)"))
+            db.execute("INSERT INTO TRIAL_RUN VALUES (10, %s, 'done', %s, %s)" % (value, T, T))
+        target = sqlite_at(tmp_path, "d%s.db" % len(value))
+        result = run_cli("migrate", url_of(mysql_address), target.path, "-e", "1", "--init", "--no-snapshot")
+        refused_whole_or_never_made(result, target, words)
 
 
 def test_an_experiment_named_twice_is_copied_once(tmp_path):
