@@ -556,6 +556,28 @@ def test_migrate_refuses_a_number_dsts_integer_column_cannot_hold_up_front(tmp_p
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
+def test_text_ids_in_a_link_column_are_said_of_the_link_column(tmp_path, mysql_address):
+    """Round 45: BATCH_METRIC.metric_id holding its ids as text (a TEXT column) was refused as "values of METRIC.id
+    are not an integer": METRIC's ids were read from the walk's key table, which holds the link columns' values."""
+    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "clean.db"))
+    make_demo(demo_db, shape=Shape(experiments=1, trials=1, runs=2, epochs=2, batches=2), faults=False)
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("PRAGMA foreign_keys = OFF")
+        con.execute("CREATE TABLE held AS SELECT batch_idx, epoch_idx, trial_run_id, metric_id FROM BATCH_METRIC")
+        con.execute("DROP TABLE BATCH_METRIC")
+        con.execute("CREATE TABLE BATCH_METRIC (batch_idx INT, epoch_idx INT, trial_run_id INT, metric_id TEXT, "
+                    "PRIMARY KEY (batch_idx, epoch_idx, trial_run_id, metric_id), FOREIGN KEY (batch_idx, epoch_idx, "
+                    "trial_run_id) REFERENCES BATCH (idx, epoch_idx, trial_run_id), FOREIGN KEY (metric_id) "
+                    "REFERENCES METRIC (id))")
+        con.execute("INSERT INTO BATCH_METRIC SELECT batch_idx, epoch_idx, trial_run_id, CAST(metric_id AS TEXT) "
+                    "FROM held")
+        con.execute("DROP TABLE held")
+    con.close()
+    result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1", "--init")
+    assert_one_clear_line(result, 4, "values of BATCH_METRIC.metric_id are not an integer", "nothing was copied")
+
+
 SQLITE_NUMBERS = st.one_of(st.integers(-2 ** 63, 2 ** 63 - 1), st.integers(-5, 5), st.floats(allow_nan=False),
                            st.sampled_from([3.0, 2.5, -0.0, 1e19, 9e999, -9e999, 2.0 ** 63]))
 SQLITE_VALUES = st.one_of(st.none(), SQLITE_NUMBERS, SQLITE_NUMBERS, SQLITE_NUMBERS, st.text(max_size=3),
