@@ -207,7 +207,9 @@ def refuse_ids_import_cannot_move(graph, header, trailer, tally, skip, path):
                     "%s of %s.%s in %s %s not a whole number: an id import cannot move; nothing was imported" % (
                         "{:,} values".format(stats[NOT_WHOLE]) if stats[NOT_WHOLE] > 1 else "a value", table,
                         column, path, "are" if stats[NOT_WHOLE] > 1 else "is"),
-                    hint="export the experiment again (the file was edited or its source is damaged)")
+                    hint="the source holds such ids (a TEXT link column keeps '10' as text), or the file was "
+                         "edited: in the source, give %s.%s an integer type and whole numbers, then export again" % (
+                             table, column))
             if stats[LOW] is not None and (stats[LOW] < -(1 << 63) or stats[HIGH] >= 1 << 63):
                 raise DamagedInputError(  # (round 39: 2^63 crashed the import, exit 70: OverflowError)
                     "%s.%s in %s holds %d, past what any id column holds (64 bits); nothing was imported" % (
