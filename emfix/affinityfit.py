@@ -59,10 +59,10 @@ def refuse_values_dst_affinity_changes(source, target, graph, tree, tables, exis
                 continue
             if changed:
                 raise DamagedInputError(
-                    "%s %s (e.g. %r), which %s's column (%s: SQLite's %s affinity) stores as %s, never the same value "
+                    "%s %s (e.g. %s), which %s's column (%s: SQLite's %s affinity) stores as %s, never the same value "
                     "to the verify; nothing was copied" % (
                         values_of(changed, table, column), "text" if wanted != "TEXT" else "a number",
-                        example, target.address.display(), declared[column.lower()] or "without a type", wanted,
+                        _shown(example), target.address.display(), declared[column.lower()] or "without a type", wanted,
                         "a number" if wanted != "TEXT" else "text"),
                     hint="give that column of DST the type SRC's has (or none: SQLite then keeps every value as it "
                          "is), or make the values %s in SRC, then run again" % (
@@ -111,3 +111,9 @@ def _count_converted(probe, chunk, changed, example):
     count, first = probe.execute("SELECT count(*), min(o) FROM p WHERE typeof(o) <> typeof(v)").fetchone()
     probe.execute("DELETE FROM p")
     return changed + int(count or 0), example if example is not None else first
+
+
+def _shown(value):
+    """A value for the message: its repr, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -12,6 +12,7 @@ subtree through its key table (Subtree.source) at the cost of the rows wanted, n
 """
 
 import dataclasses
+import math
 from typing import List, Optional
 
 from .backends import open_database
@@ -236,7 +237,7 @@ def _bounds(db, table, columns, held_table, held_columns):
             continue
         low, high = db.query("SELECT min(x.%s), max(x.%s) FROM %s x" % (
             db.quote(theirs), db.quote(theirs), db.quote(held_table)))[0]
-        if all(type(v) in (int, float) for v in (low, high)):
+        if all(type(v) is int or (type(v) is float and math.isfinite(v)) for v in (low, high)):  # (no SQL for inf)
             found.append("c.%s BETWEEN %r AND %r AND " % (db.quote(mine), low, high))
     return "".join(found)
 
