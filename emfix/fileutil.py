@@ -10,14 +10,25 @@ emfix names its own (a snapshot id, its temporary marker) is ever deleted, and n
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import sqlite3
 import stat
 import time
 
-from .errors import NoSpaceError, NotWritableError, UsageError
-from .retry import LOCK_TURN, RetriesExhausted, RetryPolicy, call_with_retry, lock_wait_policy
+from .errors import NoSpaceError, NotWritableError, OperationInterrupted, Terminated, UsageError
+from .retry import (
+    LOCK_TURN,
+    STOP_WAITING,
+    TERMINATE,
+    RetriesExhausted,
+    RetryPolicy,
+    call_with_retry,
+    lock_wait_policy,
+)
+
+log = logging.getLogger(__name__)
 
 DATA_FILE_MODE = 0o600  # reports, exports, snapshots, quarantines: they hold the database's data
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -290,6 +301,39 @@ def durable_file(path, mode=DATA_FILE_MODE):
     fsync_directory(os.path.dirname(os.path.abspath(path)))
 
 
+FIFO_WAIT = 0.05  # seconds between looks for a FIFO's reader
+
+
+def _open_in_place(path, flags, encoding):
+    """A device, FIFO or socket the user named, opened for writing. A FIFO without a reader is waited for a look at a
+    time, so that Ctrl-C or SIGTERM ends the wait (round 46: open() waited in the kernel, and a SIGTERM was held
+    until a reader came)."""
+    try:
+        fifo = stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        fifo = False
+    if not fifo:
+        return open(path, flags, encoding=encoding)
+    waited = False
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # (no reader yet)
+                raise
+        if TERMINATE.is_set():
+            raise Terminated()
+        if STOP_WAITING.is_set():
+            raise OperationInterrupted("stopped while waiting for a reader of %s" % path)
+        if not waited:
+            log.warning("waiting for a reader of %s (Ctrl-C to stop)", path)
+        waited = True
+        time.sleep(FIFO_WAIT)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, flags, encoding=encoding)
+
+
 @contextlib.contextmanager
 def durable_output(path, mode=DATA_FILE_MODE, binary=False, in_place=False):
     """A handle whose content replaces `path` only once it is complete and on disk (durable_file);
@@ -297,12 +341,14 @@ def durable_output(path, mode=DATA_FILE_MODE, binary=False, in_place=False):
     flags, encoding = ("wb", None) if binary else ("w", "utf-8")
     if in_place:
         try:
-            handle = open(path, flags, encoding=encoding)
+            handle = _open_in_place(path, flags, encoding)
         except OSError as exc:  # a socket (ENXIO), a device that says no (round 34: exit 70)
             raise no_space(exc, path) or NotWritableError("cannot write %s: %s" % (path, exc.strerror)) from None
         try:
             with handle:
                 yield handle
+        except BrokenPipeError:  # a FIFO's reader that left early (round 46: exit 70)
+            raise UsageError("cannot write %s: its reader went away" % path) from None
         except OSError as exc:  # /dev/full takes the open and refuses the write at the last flush (round 45: exit 70)
             full = no_space(exc, path)
             if full is not None:

@@ -1,6 +1,7 @@
 """Every file emfix writes where a user said goes through one guard (#23): never a database, its -wal or
 -journal, a snapshot, a manifest or a quarantine; an existing file of the user's only with --force."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -8,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import run_cli
+from conftest import ROOT, interrupt_when, run_cli
 
 from emfix import snapshot
 from emfix.transform import TEMPLATE
@@ -198,3 +199,30 @@ def test_a_device_that_is_full_is_one_clear_line(demo_sqlite, argv):
     assert result.returncode == 3, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr and "a bug in emfix" not in result.stderr
     assert "/dev/full" in result.stderr and len(result.stderr.strip().splitlines()) <= 2, result.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_whose_reader_leaves_early_is_one_clear_line(demo_sqlite, tmp_path):
+    """Round 46: `export -o FIFO` whose reader read 10 bytes and left crashed (BrokenPipeError, exit 70)."""
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-m", "emfix", "export", demo_sqlite.path, "-e", "1", "-o", fifo],
+                            env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    with open(fifo, "rb") as reader:
+        reader.read(10)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "its reader went away" in err and "Traceback" not in err, (proc.returncode, err)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_repair_into_a_fifo_without_a_reader_waits_before_it_changes_anything(demo_sqlite, tmp_path):
+    """Round 46: `repair -o FIFO` with no reader repaired the database, then waited for a reader for ever, and a
+    SIGTERM was held back. The FIFO is opened first now, and Ctrl-C ends that wait with nothing changed."""
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    before = hashlib.sha256(open(demo_sqlite.path, "rb").read()).hexdigest()
+    code, _out, err = interrupt_when(["repair", demo_sqlite.path, "-o", fifo, "--yes", "--snapshot-dir",
+                                      str(tmp_path / "snaps")], "waiting for a reader of")
+    assert code == 5 and "stopped while waiting for a reader" in err and "Traceback" not in err, (code, err)
+    assert hashlib.sha256(open(demo_sqlite.path, "rb").read()).hexdigest() == before

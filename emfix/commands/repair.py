@@ -1,6 +1,7 @@
 """emfix repair: the cookbook's whole workflow (snapshot, orphans, metric JSON, validate) in one command,
 under one question, one snapshot and one undo."""
 
+import contextlib
 import json
 
 from .. import history
@@ -39,16 +40,24 @@ def run(args, out):
         args, lambda plan: "repair %s: remove %s rows and rewrite %s metric values (everything kept in one quarantine "
                      "file for `emfix undo`)?" % (address.display(), n(plan.rows_to_remove),
                                                   n(plan.values.to_rewrite)), plan_lines)
-    result = repairing.repair(
-        address, dry_run=args.dry_run, recreate_parents=args.recreate_parents, reset_unfixable=args.reset_unfixable,
-        resume=args.resume, batch_size=args.batch_size, snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir,
-        quarantine_dir=args.quarantine_dir, retry_policy=common.retry_policy(args),
-        progress=common.make_progress("repair", args, out), confirm=ask, interrupted=common.StopFlag().install(),
-        force=args.force)
-    if target is not None and html:
-        _write_page(args.output, address, result, common.retry_policy(args))
-    elif target is not None:
-        _write_report(args.output, target, result)
+    stop = common.StopFlag().install()
+    with contextlib.ExitStack() as later:
+        report = None
+        if target is not None and not html and target[1]:  # a device or FIFO: open (its reader there) before any
+            report = later.enter_context(_report_output(args.output, target))  # change (round 46: repaired, then
+        result = repairing.repair(  # waited for a reader for ever)
+            address, dry_run=args.dry_run, recreate_parents=args.recreate_parents,
+            reset_unfixable=args.reset_unfixable, resume=args.resume, batch_size=args.batch_size,
+            snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir, quarantine_dir=args.quarantine_dir,
+            retry_policy=common.retry_policy(args), progress=common.make_progress("repair", args, out), confirm=ask,
+            interrupted=stop, force=args.force)
+        if target is not None and html:
+            _write_page(args.output, address, result, common.retry_policy(args))
+        elif report is not None:
+            _write_json(report, result)
+        elif target is not None:
+            with _report_output(args.output, target) as handle:
+                _write_json(handle, result)
     if out.json:
         common.emit_json(result)
     else:
@@ -73,14 +82,20 @@ def _write_page(name, address, result, retry_policy):
     common.write_report(name, page, common.protected_paths(address), replaceable=report_html.is_page)
 
 
-def _write_report(name, target, result):
+@contextlib.contextmanager
+def _report_output(name, target):
+    """The -o report's handle (fileutil.durable_output); a failure to open or write it is one clear error."""
     real, in_place = target
     try:
         with durable_output(real, in_place=in_place) as handle:
-            handle.write(json.dumps(common.to_jsonable(result), indent=2, allow_nan=False, default=str) + "\n")
+            yield handle
     except OSError as exc:
         raise UsageError("cannot write report %s: %s" % (name, exc.strerror or exc),
                          hint="check that the directory exists and is writable") from None
+
+
+def _write_json(handle, result):
+    handle.write(json.dumps(common.to_jsonable(result), indent=2, allow_nan=False, default=str) + "\n")
 
 
 def plan_lines(plan):
