@@ -173,8 +173,9 @@ class Subtree:
         return int(db.scalar("SELECT count(*) FROM %s" % source) or 0)
 
     def tables(self, graph):
-        """Parents first: the hierarchy tables reached, then METRIC and ARTIFACT where the graph has them."""
-        return [t for t in graph.parent_first() if t in self.held or t in ("METRIC", "ARTIFACT")]
+        """Parents first: the hierarchy tables reached, then METRIC and ARTIFACT where a link table reached points
+        at them (round 46: without one, a copy read METRIC's pages through a key table it never had: exit 70)."""
+        return [t for t in graph.parent_first() if t in self.held or t in self.linked]
 
 
 def _link_keys(db, graph, held, number):

@@ -55,6 +55,7 @@ from .errors import (
     DatabaseLockedError,
     EmfixError,
     NoSpaceError,
+    NotExperimentManagerError,
     NotFoundError,
     SchemaError,
     UsageError,
@@ -72,7 +73,7 @@ from .idshift import (
 from .killpoints import kill_point
 from .pool import ConnectionPool
 from .progress import BASE_MB, NoProgress, utc_now
-from .schema import EM_TABLE_NAMES, create_schema, discover_graph
+from .schema import EM_TABLE_NAMES, create_schema, discover_graph, require_experiment_manager
 
 STRATEGIES = ("conservative", "balanced", "aggressive")  # what each does: `emfix migrate --help`
 
@@ -240,8 +241,11 @@ class _Migration:
         journal row of this experiment, if any, says how far an earlier copy got."""
         source, target = self.source, self.target
         graph = discover_graph(source)
-        if ROOT not in graph.tables:
-            raise SchemaError("%s has no EXPERIMENT table" % self.src.display())
+        try:  # (round 46: a SRC without TRIAL_RUN crashed the copy, exit 70, with DST made)
+            require_experiment_manager(graph, self.src)
+        except NotExperimentManagerError as exc:
+            exc.hint = "check the path or URL of SRC"  # (--force is not that here)
+            raise
         existing = self.dst_catalog(lambda db: db.stable_tables(EM_TABLE_NAMES))
         if not existing and not self.options.init:
             raise UsageError("%s has no Experiment Manager schema" % self.dst.display(),

@@ -433,6 +433,28 @@ def test_a_mariadb_text_link_a_sqlite_dst_would_store_as_a_number_is_refused_up_
         refused_whole_or_never_made(result, target, words)
 
 
+@pytest.mark.parametrize("dropped, code", [(("TRIAL_RUN",), 2),
+                                           (("EPOCH_METRIC", "BATCH_METRIC", "RESULTS_METRIC"), 0)])
+def test_a_source_lacking_tables_is_refused_or_copied_as_it_is(tmp_path, dropped, code):
+    """Round 46: a SRC without TRIAL_RUN crashed the copy (exit 70) with DST made and its journal "running"; one
+    without METRIC's link tables the same (a key table of METRIC ids read that the walk never made). Not an
+    Experiment Manager database now (exit 2, DST not made), and copied as it is (exit 0)."""
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, shape=Shape(experiments=2, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    con = sqlite3.connect(source.path)
+    with con:
+        con.execute("PRAGMA foreign_keys = OFF")
+        for table in dropped:
+            con.execute("DROP TABLE %s" % table)
+    con.close()
+    target = str(tmp_path / "d.db")
+    result = run_cli("migrate", source.path, target, "-e", "1", "--init", "--no-snapshot")
+    assert result.returncode == code and "a bug in emfix" not in result.stderr, result.stderr
+    if code:
+        assert "not an Experiment Manager database (no TRIAL_RUN table)" in result.stderr, result.stderr
+        assert not os.path.exists(target)
+
+
 def test_an_experiment_named_twice_is_copied_once(tmp_path):
     """Round 45: `-e 1 -e 1` copied experiment 1, then said it was already migrated (exit 2)."""
     source = sqlite_at(tmp_path, "s.db")
