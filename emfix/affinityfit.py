@@ -1,26 +1,40 @@
-"""What a SQLite DST's column affinity would store other than SRC holds it, refused by migrate before its first
-batch (round 45): ids held as text in SRC ('10', ' 11', '1e1' in a TEXT link column, or a MariaDB VARCHAR) became
-integers in DST's INT column, a REAL 3.0 an INTEGER, a number in DST's TEXT column text; the copy was written, and
-only its verify said DIFFERS (exit 4, the rows kept).
+"""What a SQLite DST's column would store other than SRC holds it, or refuse, found by migrate before its first
+batch (rounds 45, 46): ids held as text in SRC ('10' in a TEXT link column, a MariaDB VARCHAR or ENUM) became
+integers in DST's INT column, a REAL 3.0 (a MariaDB FLOAT) an INTEGER, an INT a REAL in DST's REAL column; the copy
+was written, and then the verify said DIFFERS, or said nothing; a STRICT table of DST refused a value part way
+(exit 70).
 
 SQLite converts a value on INSERT by the column's affinity (https://www.sqlite.org/datatype3.html): INTEGER and
 NUMERIC make text that reads as a number, and a REAL without a fraction, a number; REAL makes integers and such text
-REALs; TEXT makes numbers text. Which values a column converts is asked of SQLite itself: they are inserted beside
-their original into a scratch table whose column has DST's affinity, and compared by storage class.
+REALs; TEXT makes numbers text. Which of a SQLite SRC's values a column converts is asked of SQLite itself: they are
+inserted beside their original into a scratch table whose column has DST's affinity, and compared by storage class.
+A STRICT table keeps only values of its column's own storage class (ANY: every one), converting or refusing the
+others: every other value is refused here.
 """
 
+import re
 import sqlite3
 
 from .catalog import sqlite_affinity
 from .columnfit import TEXT_KINDS, values_of
 from .errors import DamagedInputError
 from .schema import EM_TABLES, column_type, table_named
+from .values import INTEGER_BITS
 
 # DST's affinity: the storage classes of SRC's values it may store as another
 CONVERTS = {"INTEGER": ("text", "real"), "NUMERIC": ("text", "real"), "REAL": ("text", "integer"),
             "TEXT": ("integer", "real")}
+STRICT_CLASS = {"INT": "integer", "INTEGER": "integer", "REAL": "real", "TEXT": "text", "BLOB": "blob"}  # ANY: all
 PROBE = "emfix_tmp_affinity"
 CHUNK = 10000  # values of a MySQL SRC tested at a time (in a private in-memory database)
+# The storage class a MySQL SRC's value of each DATA_TYPE is bound to SQLite as (values.portable)
+MYSQL_CLASS = dict([(k, "integer") for k in tuple(INTEGER_BITS) + ("bit", "year")] +
+                   [(k, "real") for k in ("float", "double", "real")] +
+                   [(k, "text") for k in TEXT_KINDS + ("enum", "set", "json", "date", "datetime", "timestamp",
+                                                       "time", "decimal", "numeric")] +
+                   [(k, "blob") for k in ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob")])
+KIND_NAMES = {"text": "text", "integer": "an integer", "real": "a REAL", "blob": "a BLOB"}
+KINDS_NAMES = {"text": "text", "integer": "integers", "real": "REALs", "blob": "BLOBs"}
 
 
 def dst_declared_types(target, table, existing):
@@ -33,12 +47,20 @@ def dst_declared_types(target, table, existing):
     return {c.name.lower(): "INTEGER" if c.auto else column_type("sqlite", c) for c in (made.columns if made else ())}
 
 
+def _strict(target, table, existing):
+    here = table_named(table, existing)
+    return here is not None and re.search(r"\)\s*(?:WITHOUT\s+ROWID\s*,\s*)?STRICT\b[^)]*$", target.table_sql(here),
+                                          re.IGNORECASE) is not None
+
+
 def refuse_values_dst_affinity_changes(source, target, graph, tree, tables, existing):
-    """SQLite DST: refuse the subtree's values a column of DST would store as another storage class (see above)."""
+    """SQLite DST: refuse the subtree's values a column of DST would store as another storage class, or (a STRICT
+    table) refuse (see above)."""
     if target.dialect != "sqlite":
         return
     for table in tables:
         declared = dst_declared_types(target, table, existing)
+        strict = _strict(target, table, existing)
         if source.dialect == "sqlite":
             had = {d.name.lower(): sqlite_affinity(d.type) for d in source.column_details(table)}
         else:
@@ -47,54 +69,90 @@ def refuse_values_dst_affinity_changes(source, target, graph, tree, tables, exis
             if column.lower() not in declared:
                 continue
             wanted = sqlite_affinity(declared[column.lower()])
-            if wanted not in CONVERTS:
-                continue
+            keeps = STRICT_CLASS.get(declared[column.lower()].strip().upper(), "any") if strict else None
             if source.dialect == "sqlite":
-                if had.get(column.lower()) == wanted:  # stored under the same affinity: nothing left to convert
-                    continue
-                changed, example = _converted_in_sqlite(source, graph, tree, table, column, wanted)
-            elif wanted != "TEXT" and kinds.get(column.lower()) in TEXT_KINDS:  # (numbers into TEXT, DECIMALs:
-                changed, example = _converted_from_mysql(source, graph, tree, table, column, wanted)  # copyrefusals)
+                found = _in_sqlite(source, graph, tree, table, column, wanted, keeps, had.get(column.lower()))
             else:
-                continue
-            if changed:
-                raise DamagedInputError(
-                    "%s %s (e.g. %s), which %s's column (%s: SQLite's %s affinity) stores as %s, never the same value "
-                    "to the verify; nothing was copied" % (
-                        values_of(changed, table, column), "text" if wanted != "TEXT" else "a number",
-                        _shown(example), target.address.display(), declared[column.lower()] or "without a type", wanted,
-                        "a number" if wanted != "TEXT" else "text"),
-                    hint="give that column of DST the type SRC's has (or none: SQLite then keeps every value as it "
-                         "is), or make the values %s in SRC, then run again" % (
-                             "numbers" if wanted != "TEXT" else "text"))
+                found = _from_mysql(source, graph, tree, table, column, wanted, keeps, kinds.get(column.lower()))
+            if found and found[0]:
+                _refuse(target, table, column, declared[column.lower()], wanted, keeps, *found)
 
 
-def _converted_in_sqlite(source, graph, tree, table, column, wanted):
-    """(how many, one of them) of the subtree's values of a SQLite SRC's `column` that `wanted` affinity converts."""
+def _refuse(target, table, column, declared, wanted, keeps, count, example):
+    kind = (KIND_NAMES if count == 1 else KINDS_NAMES).get(_class_of(example), "values")
+    if keeps is not None:
+        raise DamagedInputError(
+            "%s %s (e.g. %s), which %s's STRICT table refuses or changes in that column (%s: %s only); nothing was "
+            "copied" % (values_of(count, table, column), kind, _shown(example), target.address.display(), declared,
+                        KINDS_NAMES[keeps]),
+            hint="make them %s in SRC, or give DST's column the type ANY, then run again" % KINDS_NAMES[keeps])
+    raise DamagedInputError(
+        "%s %s (e.g. %s), which %s's column (%s: SQLite's %s affinity) stores as another kind, never the same value "
+        "to the verify; nothing was copied" % (
+            values_of(count, table, column), kind, _shown(example), target.address.display(),
+            declared or "without a type", wanted),
+        hint="give that column of DST the type SRC's has (or none: SQLite then keeps every value as it is), or change "
+             "those values in SRC, then run again")
+
+
+def _class_of(value):
+    return {str: "text", int: "integer", float: "real", bytes: "blob"}.get(type(value))
+
+
+def _in_sqlite(source, graph, tree, table, column, wanted, keeps, had):
+    """(how many, one of them) of the subtree's values of a SQLite SRC's `column` that `wanted` affinity converts,
+    or (`keeps`: a STRICT column's storage class) that are not of that class; None: none can be."""
     q = source.quote
+    where = "%s AND typeof(t.%s) NOT IN ('null', '%s')" % (tree.where(source, graph, table), q(column), keeps)
+    if keeps == "any":
+        return None
+    if keeps is not None:
+        return tuple(source.query("SELECT count(*), min(t.%s) FROM %s t WHERE %s" % (q(column), q(table), where))[0])
+    if wanted not in CONVERTS or had == wanted:  # stored under the same affinity: nothing left to convert
+        return None
     source.execute("DROP TABLE IF EXISTS temp.%s" % q(PROBE))
     source.execute("CREATE TEMP TABLE %s (o, v %s)" % (q(PROBE), wanted))
     try:
         source.execute("INSERT INTO temp.%s SELECT t.%s, t.%s FROM %s t WHERE %s AND typeof(t.%s) IN (%s)" % (
             q(PROBE), q(column), q(column), q(table), tree.where(source, graph, table), q(column),
             ", ".join("'%s'" % kind for kind in CONVERTS[wanted])))
-        changed, example = source.query("SELECT count(*), min(o) FROM temp.%s WHERE typeof(o) <> typeof(v)" % q(
-            PROBE))[0]
+        return tuple(source.query("SELECT count(*), min(o) FROM temp.%s WHERE typeof(o) <> typeof(v)" % q(PROBE))[0])
     finally:
         source.execute("DROP TABLE IF EXISTS temp.%s" % q(PROBE))
-    return int(changed or 0), example
 
 
-def _converted_from_mysql(source, graph, tree, table, column, wanted):
-    """The same for a MySQL SRC's text column: its values that hold a digit (the others read as no number), each
-    inserted beside itself into a private in-memory SQLite table whose column has `wanted` affinity."""
+def _from_mysql(source, graph, tree, table, column, wanted, keeps, kind):
+    """The same for a MySQL SRC, by the storage class its column's values are bound as (MYSQL_CLASS): to a STRICT
+    column of another class, every value; text to an INTEGER, NUMERIC or REAL affinity, those that read as a number
+    (each tried in a private in-memory SQLite table); an integer to REAL, every value; a FLOAT or DOUBLE to INTEGER or
+    NUMERIC, those without a fraction that fit 64 bits. (Numbers to TEXT, DECIMALs: copyrefusals' refusals.)"""
+    q, bound = source.quote, MYSQL_CLASS.get(kind)
+    where = tree.where(source, graph, table)
+    if bound is None or keeps in ("any", bound):
+        return None
+    if keeps is not None:
+        test = "t.%s IS NOT NULL" % q(column)
+    elif bound == "text" and kind not in ("decimal", "numeric") and wanted in ("INTEGER", "NUMERIC", "REAL"):
+        return _text_read_as_numbers(source, table, column, where, wanted)
+    elif bound == "integer" and wanted == "REAL":
+        test = "t.%s IS NOT NULL" % q(column)
+    elif bound == "real" and wanted in ("INTEGER", "NUMERIC"):
+        test = "t.%s = TRUNCATE(t.%s, 0) AND ABS(t.%s) < 9.2e18" % (q(column), q(column), q(column))
+    else:
+        return None
+    count, example = source.query("SELECT SUM(%s), MIN(CASE WHEN %s THEN t.%s END) FROM %s t WHERE %s" % (
+        test, test, q(column), q(table), where))[0]
+    return int(count or 0), example
+
+
+def _text_read_as_numbers(source, table, column, where, wanted):
     q = source.quote
     probe = sqlite3.connect(":memory:")
     try:
         probe.execute("CREATE TABLE p (o, v %s)" % wanted)
         changed, example, chunk = 0, None, []
         rows = source.iter_rows("SELECT t.%s FROM %s t WHERE %s AND t.%s REGEXP '[0-9]'" % (
-            q(column), q(table), tree.where(source, graph, table), q(column)))
+            q(column), q(table), where, q(column)))
         for (value,) in rows:
             chunk.append((value, value))
             if len(chunk) >= CHUNK:

@@ -387,7 +387,7 @@ def one_run_source(tmp_path, trial_id_type, trial_id, name="t"):
     ("TEXT", "10", "t", "1 value of TRIAL_RUN.trial_id is text (e.g. '10')"),  # (stored as 10: DIFFERS, rows kept)
     ("TEXT", " 11", "t", None),  # (not a run of this experiment: nothing of it copied)
     ("", "10", "t", "1 value of TRIAL_RUN.trial_id is text (e.g. '10')"),
-    ("INT", 10, 5, "1 value of TRIAL.name is a number (e.g. 5)"),  # (stored as '5' by --init's VARCHAR)
+    ("INT", 10, 5, "1 value of TRIAL.name is an integer (e.g. 5)"),  # (stored as '5' by --init's VARCHAR)
     ("INT", 10, "t", None),
 ])
 def test_a_value_a_sqlite_dsts_affinity_would_store_otherwise_is_refused_up_front(tmp_path, trial_id_type, trial_id,
@@ -401,36 +401,83 @@ def test_a_value_a_sqlite_dsts_affinity_would_store_otherwise_is_refused_up_fron
     refused_whole_or_never_made(result, target, words)
 
 
+@pytest.mark.parametrize("status_type, words", [("INT", "which %s's STRICT table refuses or changes"), ("TEXT", None),
+                                                 ("ANY", None)])
+def test_a_strict_table_of_a_sqlite_dst_gets_only_what_it_keeps(tmp_path, status_type, words):
+    """Round 46: DST's TRIAL_RUN declared STRICT with status INT refused the demo's 'completed' part way: exit 70,
+    the journal left running. Refused up front now; a STRICT table whose types fit takes the copy."""
+    source = sqlite_at(tmp_path, "s.db")
+    make_demo(source, shape=Shape(experiments=2, trials=1, runs=1, epochs=1, batches=1), faults=False)
+    target = sqlite_at(tmp_path, "d.db")
+    assert run_cli("init", target.path).returncode == 0
+    con = sqlite3.connect(target.path)
+    with con:
+        con.execute("DROP TABLE TRIAL_RUN")
+        con.execute("CREATE TABLE TRIAL_RUN (id INTEGER PRIMARY KEY AUTOINCREMENT, trial_id INT NOT NULL, status %s "
+                    "NOT NULL, start_time TEXT NOT NULL, update_time TEXT NOT NULL) STRICT" % status_type)
+    con.close()
+    result = run_cli("migrate", source.path, target.path, "-e", "1", "--no-snapshot")
+    refused_whole_or_never_made(result, target, words % target.path if words else None)
+
+
 def refused_whole_or_never_made(result, target, words):
-    """refused_whole_or_copied for a SQLite DST the refused copy never made."""
-    if words is not None and not os.path.exists(target.path):
-        assert result.returncode == 4 and words in result.stderr and "nothing was copied" in result.stderr, \
-            result.stderr
-        assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+    """refused_whole_or_copied for a SQLite DST: the refused copy never made it, or left its tables without a row."""
+    if words is None:
+        assert result.returncode == 0, result.stderr
         return
-    refused_whole_or_copied(result, target, words)
+    assert result.returncode == 4 and words in result.stderr and "nothing was copied" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+    if os.path.exists(target.path):
+        with open_database(target) as db:
+            assert not [t for t in db.tables() if t != "SCHEMA_VERSION" and db.scalar(
+                "SELECT count(*) FROM %s" % db.quote(t))]
 
 
-def test_a_mariadb_text_link_a_sqlite_dst_would_store_as_a_number_is_refused_up_front(mysql_address, tmp_path):
-    """Round 45: MariaDB's VARCHAR trial_id '10' into --init's SQLite INT was copied as 10, then DIFFERS (rows kept);
-    a DECIMAL 10.00 into it the same (the DECIMAL refusal read DST's tables as they were, before --init)."""
-    for column, value, words in (("trial_id", "'10'", "1 value of TRIAL_RUN.trial_id is text (e.g. '10')"),
-                                 ("trial_id", "10.00", "1 value of TRIAL_RUN.trial_id is DECIMAL")):
-        with open_database(mysql_address) as db:
-            for table in db.tables():
-                db.execute("SET foreign_key_checks = 0")
-                db.execute("DROP TABLE %s" % db.quote(table))
-        assert run_cli("init", url_of(mysql_address)).returncode == 0
-        with open_database(mysql_address) as db:
-            db.execute("INSERT INTO EXPERIMENT VALUES (1, 'e', NULL, %s, %s)" % (T, T))
-            db.execute("INSERT INTO TRIAL VALUES (10, 't', 1, %s, %s)" % (T, T))
-            db.execute("ALTER TABLE TRIAL_RUN DROP FOREIGN KEY TRIAL_RUN_ibfk_1")
-            db.execute("ALTER TABLE TRIAL_RUN MODIFY %s %s NOT NULL" % (
-                column, "VARCHAR(20)" if value.startswith("'") else "DECIMAL(10,2)"))
-            db.execute("INSERT INTO TRIAL_RUN VALUES (10, %s, 'done', %s, %s)" % (value, T, T))
-        target = sqlite_at(tmp_path, "d%s.db" % len(value))
-        result = run_cli("migrate", url_of(mysql_address), target.path, "-e", "1", "--init", "--no-snapshot")
-        refused_whole_or_never_made(result, target, words)
+@pytest.mark.parametrize("alter, value, dst_ddl, words", [
+    ("ALTER TABLE TRIAL_RUN MODIFY trial_id VARCHAR(20) NOT NULL", "'10'", None,
+     "1 value of TRIAL_RUN.trial_id is text (e.g. '10')"),
+    ("ALTER TABLE TRIAL_RUN MODIFY trial_id DECIMAL(10,2) NOT NULL", "10.00", None,
+     "1 value of TRIAL_RUN.trial_id is DECIMAL"),  # (the DECIMAL refusal read DST's tables as they were, before --init)
+    ("ALTER TABLE TRIAL_RUN MODIFY status ENUM('done', '1') NOT NULL", "'1'", "status INT",
+     "1 value of TRIAL_RUN.status is text (e.g. '1')"),  # (round 46: ENUM's text was not tried)
+    ("ALTER TABLE TRIAL_RUN MODIFY status FLOAT NOT NULL", "3", "status INT",
+     "1 value of TRIAL_RUN.status is a REAL (e.g. 3.0)"),  # (round 46: copied as the INTEGER 3, exit 0)
+    ("ALTER TABLE TRIAL_RUN MODIFY status INT NOT NULL", "3", "status REAL",
+     "1 value of TRIAL_RUN.status is an integer (e.g. 3)"),  # (copied as the REAL 3.0, exit 0)
+    ("ALTER TABLE TRIAL_RUN MODIFY status INT NOT NULL", "3", "status INT", None),
+    ("ALTER TABLE TRIAL_RUN MODIFY status VARCHAR(20) NOT NULL", "'done'", "status TEXT) STRICT --",
+     None),
+    ("ALTER TABLE TRIAL_RUN MODIFY status VARCHAR(20) NOT NULL", "'done'", "status INT) STRICT --",
+     "which %s's STRICT table refuses or changes in that column (INT: integers only)"),
+])
+def test_a_mariadb_value_a_sqlite_dst_would_store_otherwise_is_refused_up_front(mysql_address, tmp_path, alter, value,
+                                                                                  dst_ddl, words):
+    """Round 45: MariaDB's VARCHAR trial_id '10' into --init's SQLite INT was copied as 10, then DIFFERS (rows kept); a
+    DECIMAL 10.00 the same. Round 46: an ENUM '1' into DST's INT the same; a FLOAT 3.0 into INT and an INT into REAL
+    changed kind, verify "ok"; a STRICT table of DST refused TEXT into INT part way (exit 70)."""
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("INSERT INTO EXPERIMENT VALUES (1, 'e', NULL, %s, %s)" % (T, T))
+        db.execute("INSERT INTO TRIAL VALUES (10, 't', 1, %s, %s)" % (T, T))
+        db.execute("ALTER TABLE TRIAL_RUN DROP FOREIGN KEY TRIAL_RUN_ibfk_1")
+        db.execute(alter)
+        db.execute("INSERT INTO TRIAL_RUN (id, trial_id, status, start_time, update_time) VALUES (10, %s, %s, %s, "
+                   "%s)" % (value if "trial_id" in alter else "10", value if "status" in alter else "'done'", T, T))
+    target = sqlite_at(tmp_path, "d.db")
+    options = ["--init"]
+    if dst_ddl is not None:
+        assert run_cli("init", target.path).returncode == 0
+        column, strict = dst_ddl.replace(") STRICT --", ""), dst_ddl.endswith("STRICT --")
+        con = sqlite3.connect(target.path)
+        with con:
+            con.execute("DROP TABLE TRIAL_RUN")
+            con.execute("CREATE TABLE TRIAL_RUN (id INTEGER PRIMARY KEY AUTOINCREMENT, trial_id INT NOT NULL, %s NOT "
+                        "NULL, start_time TEXT NOT NULL, update_time TEXT NOT NULL)%s" % (
+                            column, " STRICT" if strict else ""))
+        con.close()
+        options = []
+    result = run_cli("migrate", url_of(mysql_address), target.path, "-e", "1", "--no-snapshot", *options)
+    refused_whole_or_never_made(result, target, words % target.path if words and "%s" in words else words)
 
 
 @pytest.mark.parametrize("dropped, code", [(("TRIAL_RUN",), 2),
