@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import threading
 
-from .errors import NotWritableError, UsageError
+from .errors import NoSpaceError, NotWritableError, UsageError
 from .fileutil import durable_output, is_disk_full
 from .jsonable import to_jsonable
 
@@ -50,6 +50,9 @@ def _went_away(shown):
 
 
 def _not_written(shown, exc):
+    if is_disk_full(exc):  # (round 46: /dev/full was told to check that its directory exists)
+        return NoSpaceError("cannot write report %s: %s" % (shown, exc.strerror or exc),
+                            hint="free some space or write elsewhere")
     return NotWritableError("cannot write report %s: %s" % (shown, exc.strerror or exc),
                             hint="check that the directory exists and is writable")
 

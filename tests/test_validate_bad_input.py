@@ -123,7 +123,7 @@ def test_the_report_file_has_the_layout_of_json_output(demo_sqlite, tmp_path):
 
 
 def test_an_oserror_of_the_validation_is_not_called_a_failure_to_write_the_report(tmp_path):
-    from emfix.errors import EmfixError, NotWritableError
+    from emfix.errors import EmfixError, NoSpaceError
     from emfix.validatereport import write_validation_report
 
     def failing(_violation, _issue):
@@ -137,9 +137,9 @@ def test_an_oserror_of_the_validation_is_not_called_a_failure_to_write_the_repor
         def to_dict(self):
             return {"foreign_key_violations": {}, "foreign_key_violation_records": {}, "json_metric_issues": [],
                     "summary": {"overall_status": "PASS"}}
-    with pytest.raises(NotWritableError) as info:  # the write itself failing is said as such
+    with pytest.raises(NoSpaceError) as info:  # the write itself failing is said as such (a full one as full)
         write_validation_report("/dev/full", lambda _v, _i: Done(), in_place=True, shown="/dev/full")
-    assert info.value.message.startswith("cannot write report /dev/full: ")
+    assert "/dev/full" in info.value.message and "free some space" in info.value.hint
     path = tmp_path / "ok.json"
     write_validation_report(str(path), lambda _v, _i: Done())
     assert json.loads(path.read_text()) == Done().to_dict()
