@@ -1,15 +1,15 @@
 """What a SQLite DST's column would store other than SRC holds it, or refuse, found by migrate before its first
 batch (rounds 45, 46): ids held as text in SRC ('10' in a TEXT link column, a MariaDB VARCHAR or ENUM) became
-integers in DST's INT column, a REAL 3.0 (a MariaDB FLOAT) an INTEGER, an INT a REAL in DST's REAL column; the copy
-was written, and then the verify said DIFFERS, or said nothing; a STRICT table of DST refused a value part way
-(exit 70).
+integers in DST's INT column, a REAL 3.0 (a MariaDB FLOAT) an INTEGER, an INT a REAL in DST's REAL column, a REAL
+text of 15 digits in a TEXT column; the copy was written, and then the verify said DIFFERS, or said nothing; a
+STRICT table of DST refused a value part way (exit 70).
 
 SQLite converts a value on INSERT by the column's affinity (https://www.sqlite.org/datatype3.html): INTEGER and
 NUMERIC make text that reads as a number, and a REAL without a fraction, a number; REAL makes integers and such text
-REALs; TEXT makes numbers text. Which of a SQLite SRC's values a column converts is asked of SQLite itself: they are
-inserted beside their original into a scratch table whose column has DST's affinity, and compared by storage class.
-A STRICT table keeps only values of its column's own storage class (ANY: every one), converting or refusing the
-others: every other value is refused here.
+REALs; TEXT makes numbers text (an integer's digits are kept: see CONVERTS). Which of a SQLite SRC's values a column
+converts is asked of SQLite itself: they are inserted beside their original into a scratch table whose column has
+DST's affinity, and compared by storage class. A STRICT table keeps only values of its column's own storage class
+(ANY: every one), converting or refusing the others: every other value is refused here.
 """
 
 import re
@@ -21,9 +21,10 @@ from .errors import DamagedInputError
 from .schema import EM_TABLES, column_type, table_named
 from .values import INTEGER_BITS
 
-# DST's affinity: the storage classes of SRC's values it may store as another
-CONVERTS = {"INTEGER": ("text", "real"), "NUMERIC": ("text", "real"), "REAL": ("text", "integer"),
-            "TEXT": ("integer", "real")}
+# DST's affinity: the storage classes of SRC's values it may store as another. Not an integer into TEXT: its digits
+# are the same id to the database's comparisons, and the verify reads it as the column keeps it (round 40); a REAL
+# it keeps to 15 digits.
+CONVERTS = {"INTEGER": ("text", "real"), "NUMERIC": ("text", "real"), "REAL": ("text", "integer"), "TEXT": ("real",)}
 STRICT_CLASS = {"INT": "integer", "INTEGER": "integer", "REAL": "real", "TEXT": "text", "BLOB": "blob"}  # ANY: all
 PROBE = "emfix_tmp_affinity"
 CHUNK = 10000  # values of a MySQL SRC tested at a time (in a private in-memory database)

@@ -387,13 +387,14 @@ def one_run_source(tmp_path, trial_id_type, trial_id, name="t"):
     ("TEXT", "10", "t", "1 value of TRIAL_RUN.trial_id is text (e.g. '10')"),  # (stored as 10: DIFFERS, rows kept)
     ("TEXT", " 11", "t", None),  # (not a run of this experiment: nothing of it copied)
     ("", "10", "t", "1 value of TRIAL_RUN.trial_id is text (e.g. '10')"),
-    ("INT", 10, 5, "1 value of TRIAL.name is an integer (e.g. 5)"),  # (stored as '5' by --init's VARCHAR)
+    ("INT", 10, 2.5, "1 value of TRIAL.name is a REAL (e.g. 2.5)"),  # (kept by --init's VARCHAR as text)
+    ("INT", 10, 5, None),  # (its digits: the same to the verify, round 40)
     ("INT", 10, "t", None),
 ])
 def test_a_value_a_sqlite_dsts_affinity_would_store_otherwise_is_refused_up_front(tmp_path, trial_id_type, trial_id,
                                                                                   name, words):
     """Round 45: a TEXT link column holding '10' (ids as text) into DST's INT column was copied as the integer 10,
-    and only the verify said DIFFERS (exit 4, the rows kept in DST); a number in a column without a type into DST's
+    and only the verify said DIFFERS (exit 4, the rows kept in DST); a REAL in a column without a type into DST's
     VARCHAR the same. Refused before anything is written now, by what SQLite's affinity does to each value."""
     source = one_run_source(tmp_path, trial_id_type, trial_id, name)
     target = sqlite_at(tmp_path, "d.db")

@@ -42,10 +42,12 @@ def run(args, out):
                                                   n(plan.values.to_rewrite)), plan_lines)
     stop = common.StopFlag().install()
     with contextlib.ExitStack() as later:
+        # A device or FIFO -o is opened (its reader there) before any change (round 46: a FIFO without a reader was
+        # repaired, then waited on for ever)
         report = None
-        if target is not None and not html and target[1]:  # a device or FIFO: open (its reader there) before any
-            report = later.enter_context(_report_output(args.output, target))  # change (round 46: repaired, then
-        result = repairing.repair(  # waited for a reader for ever)
+        if target is not None and not html and target[1]:
+            report = later.enter_context(_report_output(args.output, target))
+        result = repairing.repair(
             address, dry_run=args.dry_run, recreate_parents=args.recreate_parents,
             reset_unfixable=args.reset_unfixable, resume=args.resume, batch_size=args.batch_size,
             snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir, quarantine_dir=args.quarantine_dir,
