@@ -55,7 +55,6 @@ from .errors import (
     DatabaseLockedError,
     EmfixError,
     NoSpaceError,
-    NotExperimentManagerError,
     NotFoundError,
     SchemaError,
     UsageError,
@@ -241,11 +240,8 @@ class _Migration:
         journal row of this experiment, if any, says how far an earlier copy got."""
         source, target = self.source, self.target
         graph = discover_graph(source)
-        try:  # (round 46: a SRC without TRIAL_RUN crashed the copy, exit 70, with DST made)
-            require_experiment_manager(graph, self.src)
-        except NotExperimentManagerError as exc:
-            exc.hint = "check the path or URL of SRC"  # (--force is not that here)
-            raise
+        # (round 46: a SRC without TRIAL_RUN crashed the copy, exit 70, with DST made; --force is not that here)
+        require_experiment_manager(graph, self.src, hint="check the path or URL of SRC")
         existing = self.dst_catalog(lambda db: db.stable_tables(EM_TABLE_NAMES))
         if not existing and not self.options.init:
             raise UsageError("%s has no Experiment Manager schema" % self.dst.display(),

@@ -208,7 +208,8 @@ def _spelled_as_the_application_does(backend, tables, columns, primary_keys, for
 CORE_TABLES = ("EXPERIMENT", "TRIAL", "TRIAL_RUN")
 
 
-def require_experiment_manager(graph, address, force=False):
+def require_experiment_manager(graph, address, force=False, hint="check the path or URL; to work on it anyway, "
+                                                                 "add --force"):
     """Refuse (unless `force`) to check or repair a database that lacks the Experiment Manager's core
     tables: a shop's `orders -> users` are not ours to delete or index."""
     present = {t.lower() for t in graph.tables}
@@ -216,8 +217,7 @@ def require_experiment_manager(graph, address, force=False):
     if missing and not force:
         raise NotExperimentManagerError(
             "%s is not an Experiment Manager database (no %s table); nothing was changed" % (
-                address.display(), ", ".join(missing)),
-            hint="check the path or URL; to work on it anyway, add --force")
+                address.display(), ", ".join(missing)), hint=hint)
 
 
 OWN_TABLE_PREFIX = "_emfix"  # emfix's journals (_emfix_migration, _emfix_import): not the user's schema
