@@ -402,11 +402,13 @@ def test_a_value_a_sqlite_dsts_affinity_would_store_otherwise_is_refused_up_fron
     refused_whole_or_never_made(result, target, words)
 
 
-@pytest.mark.parametrize("status_type, words", [("INT", "which %s's STRICT table refuses or changes"), ("TEXT", None),
-                                                 ("ANY", None)])
-def test_a_strict_table_of_a_sqlite_dst_gets_only_what_it_keeps(tmp_path, status_type, words):
+@pytest.mark.parametrize("status_type, words, comment", [("INT", "which %s's STRICT table refuses", ""),
+                                                          ("TEXT", None, ""), ("ANY", None, ""),
+                                                          ("INT", "which %s's STRICT table refuses", " -- (see it)\n")])
+def test_a_strict_table_of_a_sqlite_dst_gets_only_what_it_keeps(tmp_path, status_type, words, comment):
     """Round 46: DST's TRIAL_RUN declared STRICT with status INT refused the demo's 'completed' part way: exit 70,
-    the journal left running. Refused up front now; a STRICT table whose types fit takes the copy."""
+    the journal left running. Refused up front now; a STRICT table whose types fit takes the copy. Round 47: a
+    comment holding ')' after STRICT hid it (exit 70 again)."""
     source = sqlite_at(tmp_path, "s.db")
     make_demo(source, shape=Shape(experiments=2, trials=1, runs=1, epochs=1, batches=1), faults=False)
     target = sqlite_at(tmp_path, "d.db")
@@ -415,7 +417,7 @@ def test_a_strict_table_of_a_sqlite_dst_gets_only_what_it_keeps(tmp_path, status
     with con:
         con.execute("DROP TABLE TRIAL_RUN")
         con.execute("CREATE TABLE TRIAL_RUN (id INTEGER PRIMARY KEY AUTOINCREMENT, trial_id INT NOT NULL, status %s "
-                    "NOT NULL, start_time TEXT NOT NULL, update_time TEXT NOT NULL) STRICT" % status_type)
+                    "NOT NULL, start_time TEXT NOT NULL, update_time TEXT NOT NULL) STRICT%s" % (status_type, comment))
     con.close()
     result = run_cli("migrate", source.path, target.path, "-e", "1", "--no-snapshot")
     refused_whole_or_never_made(result, target, words % target.path if words else None)
@@ -443,6 +445,9 @@ def refused_whole_or_never_made(result, target, words):
      "1 value of TRIAL_RUN.status is text (e.g. '1')"),  # (round 46: ENUM's text was not tried)
     ("ALTER TABLE TRIAL_RUN MODIFY status FLOAT NOT NULL", "3", "status INT",
      "1 value of TRIAL_RUN.status is a REAL (e.g. 3.0)"),  # (round 46: copied as the INTEGER 3, exit 0)
+    ("ALTER TABLE TRIAL_RUN MODIFY status DOUBLE NOT NULL", "9.21e18", "status INT",
+     "1 value of TRIAL_RUN.status is a REAL (e.g. 9.21e+18)"),  # (round 47: past 9.2e18, under 2^63: copied, DIFFERS)
+    ("ALTER TABLE TRIAL_RUN MODIFY status DOUBLE NOT NULL", "9.3e18", "status INT", None),  # (past 2^63: a REAL)
     ("ALTER TABLE TRIAL_RUN MODIFY status INT NOT NULL", "3", "status REAL",
      "1 value of TRIAL_RUN.status is an integer (e.g. 3)"),  # (copied as the REAL 3.0, exit 0)
     ("ALTER TABLE TRIAL_RUN MODIFY status INT NOT NULL", "3", "status INT", None),

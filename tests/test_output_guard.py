@@ -226,3 +226,19 @@ def test_repair_into_a_fifo_without_a_reader_waits_before_it_changes_anything(de
                                       str(tmp_path / "snaps")], "waiting for a reader of")
     assert code == 5 and "stopped while waiting for a reader" in err and "Traceback" not in err, (code, err)
     assert hashlib.sha256(open(demo_sqlite.path, "rb").read()).hexdigest() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_repair_whose_fifo_reader_leaves_says_the_repair_is_done(demo_sqlite, tmp_path):
+    """Round 47: a reader of repair's -o FIFO that left before the report gave one line, "its reader went away", with
+    the repair done and nothing said of it. The hint says it is done, and how to take it back."""
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-m", "emfix", "repair", demo_sqlite.path, "-o", fifo, "--yes",
+                             "--snapshot-dir", str(tmp_path / "snaps"), "--quarantine-dir", str(tmp_path / "q")],
+                            env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    open(fifo, "rb").close()  # returns once repair has opened it: then gone before the report
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "its reader went away" in err and "the repair itself is done" in err, err
+    assert "emfix undo %s" % str(tmp_path / "q") in err, err

@@ -5,7 +5,7 @@ import contextlib
 import json
 
 from .. import history
-from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
+from ..errors import EXIT_OK, EXIT_PROBLEMS, EmfixError, UsageError
 from ..fileutil import check_output_path, durable_output
 from . import common
 from .common import n
@@ -41,25 +41,32 @@ def run(args, out):
                      "file for `emfix undo`)?" % (address.display(), n(plan.rows_to_remove),
                                                   n(plan.values.to_rewrite)), plan_lines)
     stop = common.StopFlag().install()
-    with contextlib.ExitStack() as later:
-        # A device or FIFO -o is opened (its reader there) before any change (round 46: a FIFO without a reader was
-        # repaired, then waited on for ever)
-        report = None
-        if target is not None and not html and target[1]:
-            report = later.enter_context(_report_output(args.output, target))
-        result = repairing.repair(
-            address, dry_run=args.dry_run, recreate_parents=args.recreate_parents,
-            reset_unfixable=args.reset_unfixable, resume=args.resume, batch_size=args.batch_size,
-            snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir, quarantine_dir=args.quarantine_dir,
-            retry_policy=common.retry_policy(args), progress=common.make_progress("repair", args, out), confirm=ask,
-            interrupted=stop, force=args.force)
-        if target is not None and html:
-            _write_page(args.output, address, result, common.retry_policy(args))
-        elif report is not None:
-            _write_json(report, result)
-        elif target is not None:
-            with _report_output(args.output, target) as handle:
-                _write_json(handle, result)
+    result = None
+    try:
+        with contextlib.ExitStack() as later:
+            # A device or FIFO -o is opened (its reader there) before any change (round 46: a FIFO without a reader
+            # was repaired, then waited on for ever)
+            report = None
+            if target is not None and not html and target[1]:
+                report = later.enter_context(_report_output(args.output, target))
+            result = repairing.repair(
+                address, dry_run=args.dry_run, recreate_parents=args.recreate_parents,
+                reset_unfixable=args.reset_unfixable, resume=args.resume, batch_size=args.batch_size,
+                snapshot=not args.no_snapshot, snapshot_dir=args.snapshot_dir, quarantine_dir=args.quarantine_dir,
+                retry_policy=common.retry_policy(args), progress=common.make_progress("repair", args, out),
+                confirm=ask, interrupted=stop, force=args.force)
+            if target is not None and html:
+                _write_page(args.output, address, result, common.retry_policy(args))
+            elif report is not None:
+                _write_json(report, result)
+            elif target is not None:
+                with _report_output(args.output, target) as handle:
+                    _write_json(handle, result)
+    except EmfixError as exc:  # the report lost, the repair done: said so (round 47: the one line said only the first)
+        if result is not None and result.quarantine:
+            exc.hint = ("the repair itself is done and kept: `emfix validate` shows the database now, `emfix undo "
+                        "%s` takes it back" % result.quarantine)
+        raise
     if out.json:
         common.emit_json(result)
     else:
