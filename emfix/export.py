@@ -21,14 +21,14 @@ from typing import Dict
 
 from . import __version__
 from .backends import open_database
-from .errors import SchemaError, UsageError
+from .errors import UsageError
 from .fileutil import check_output_path, durable_output
 from .guarded import check_integrity
 from .hierarchy import ROOT, check_hierarchy, reach_subtree
 from .idshift import AUTO_ID_TABLES
 from .jsonrepair import strict_loads
 from .progress import NoProgress
-from .schema import discover_graph
+from .schema import discover_graph, require_experiment_manager
 from .values import EXPORT_FORMAT, encode_value
 
 BATCH = 1000
@@ -63,8 +63,8 @@ def export_experiment(address, experiment_id, path, *, fmt="jsonl", retry_policy
     with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
         graph = discover_graph(db)
         check_integrity(db)  # a damaged file would give a partial export that looks whole
-        if ROOT not in graph.tables:
-            raise SchemaError("%s has no EXPERIMENT table" % address.display())
+        # (round 46: a database without TRIAL_RUN was "whole" to check-hierarchy, and exported what was reached)
+        require_experiment_manager(graph, address, hint="check the path or URL")
         with db.consistent_read():
             tree = reach_subtree(db, graph, experiment_id)
             if not tree.exists:

@@ -17,7 +17,7 @@ from typing import List, Optional
 
 from .backends import open_database
 from .catalog import sqlite_affinity
-from .errors import SchemaError, UsageError
+from .errors import UsageError
 from .schema import remember_spellings
 
 TMP = "emfix_tmp_h_"
@@ -348,12 +348,12 @@ def check_experiments(address, experiment_id=None, limit=10, *, retry_policy=Non
     SQLite opens read-only; MariaDB refuses the walk's TEMPORARY tables in a READ ONLY session, so the
     MySQL connection is a normal one that writes only to its own temporary tables (as validate's)."""
     from .guarded import check_integrity
-    from .schema import discover_graph
+    from .schema import discover_graph, require_experiment_manager
     with open_database(address, readonly=address.is_sqlite, retry_policy=retry_policy) as db:
         graph = discover_graph(db)
         check_integrity(db)  # a damaged file's breaks would be the damage, not the data's
-        if ROOT not in graph.tables:
-            raise SchemaError("%s has no EXPERIMENT table" % db.address.display())
+        # (round 46: a database without TRIAL_RUN was "whole" to check-hierarchy, and exported what was reached)
+        require_experiment_manager(graph, db.address, hint="check the path or URL")
         ids = [experiment_id] if experiment_id is not None else _experiment_ids(db)
         reports = []
         for ident in ids:  # each experiment read in one moment (on MySQL without a row lock: create_temp_table)

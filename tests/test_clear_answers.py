@@ -97,6 +97,21 @@ def test_empty_database_is_exit_2_and_doctor_reports_it(tmp_path):
                for f in json.loads(doctor.stdout)["findings"])
 
 
+@pytest.mark.parametrize("argv", [["export", "-e", "1", "-o", "{tmp}/e.jsonl"], ["check-hierarchy", "-e", "1"],
+                                  ["validate"]])
+def test_a_database_without_trial_run_is_no_experiment_manager_database_to_any_reader(demo_db, tmp_path, argv):
+    """Round 46: without TRIAL_RUN, check-hierarchy said experiment 1 was "whole" and export wrote what it reached
+    (exit 0), where validate refused it."""
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("PRAGMA foreign_keys = OFF")
+        con.execute("DROP TABLE TRIAL_RUN")
+    con.close()
+    result = run_cli(argv[0], demo_db.path, *[a.format(tmp=tmp_path) for a in argv[1:]])
+    assert_one_clear_line(result, 2, "not an Experiment Manager database (no TRIAL_RUN table)")
+    assert not os.path.exists(str(tmp_path / "e.jsonl"))
+
+
 def test_a_damaged_file_is_exit_4_for_validate_and_a_fail_for_doctor(demo_db):
     size = os.path.getsize(demo_db.path)
     with open(demo_db.path, "r+b") as handle:
