@@ -14,6 +14,8 @@ DST's affinity, and compared by storage class. A STRICT table keeps only values 
 
 import sqlite3
 
+from .backends.mysqlcatalog import BINARY_KINDS
+from .backends.mysqlvalues import TEMPORAL_TYPES
 from .catalog import sqlite_affinity
 from .columnfit import TEXT_KINDS, values_of
 from .errors import DamagedInputError
@@ -30,9 +32,9 @@ CHUNK = 10000  # values of a MySQL SRC tested at a time (in a private in-memory 
 # The storage class a MySQL SRC's value of each DATA_TYPE is bound to SQLite as (values.portable)
 MYSQL_CLASS = dict([(k, "integer") for k in tuple(INTEGER_BITS) + ("bit", "year")] +
                    [(k, "real") for k in ("float", "double", "real")] +
-                   [(k, "text") for k in TEXT_KINDS + ("enum", "set", "json", "date", "datetime", "timestamp",
-                                                       "time", "decimal", "numeric")] +
-                   [(k, "blob") for k in ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob")])
+                   [(k, "text") for k in TEXT_KINDS + tuple(TEMPORAL_TYPES) + ("enum", "set", "json", "decimal",
+                                                                              "numeric")] +
+                   [(k, "blob") for k in BINARY_KINDS])
 KIND_NAMES = {"text": "text", "integer": "an integer", "real": "a REAL", "blob": "a BLOB"}
 KINDS_NAMES = {"text": "text", "integer": "integers", "real": "REALs", "blob": "BLOBs"}
 
@@ -107,18 +109,17 @@ def _in_sqlite(source, graph, tree, table, column, wanted, keeps, had):
     """(how many, one of them) of the subtree's values of a SQLite SRC's `column` that `wanted` affinity converts,
     or (`keeps`: a STRICT column's storage class) that are not of that class; None: none can be."""
     q = source.quote
-    where = "%s AND typeof(t.%s) NOT IN ('null', '%s')" % (tree.where(source, graph, table), q(column), keeps)
-    if keeps == "any":
-        return None
+    if keeps == "any" or (keeps is None and (wanted not in CONVERTS or had == wanted)):
+        return None  # (stored under the same affinity: nothing left to convert)
+    where = tree.where(source, graph, table)
     if keeps is not None:
-        return tuple(source.query("SELECT count(*), min(t.%s) FROM %s t WHERE %s" % (q(column), q(table), where))[0])
-    if wanted not in CONVERTS or had == wanted:  # stored under the same affinity: nothing left to convert
-        return None
+        return tuple(source.query("SELECT count(*), min(t.%s) FROM %s t WHERE %s AND typeof(t.%s) NOT IN ('null', "
+                                  "'%s')" % (q(column), q(table), where, q(column), keeps))[0])
     source.execute("DROP TABLE IF EXISTS temp.%s" % q(PROBE))
     source.execute("CREATE TEMP TABLE %s (o, v %s)" % (q(PROBE), wanted))
     try:
         source.execute("INSERT INTO temp.%s SELECT t.%s, t.%s FROM %s t WHERE %s AND typeof(t.%s) IN (%s)" % (
-            q(PROBE), q(column), q(column), q(table), tree.where(source, graph, table), q(column),
+            q(PROBE), q(column), q(column), q(table), where, q(column),
             ", ".join("'%s'" % kind for kind in CONVERTS[wanted])))
         return tuple(source.query("SELECT count(*), min(o) FROM temp.%s WHERE typeof(o) <> typeof(v)" % q(PROBE))[0])
     finally:
@@ -131,9 +132,9 @@ def _from_mysql(source, graph, tree, table, column, wanted, keeps, kind):
     (each tried in a private in-memory SQLite table); an integer to REAL, every value; a FLOAT or DOUBLE to INTEGER or
     NUMERIC, those without a fraction that fit 64 bits. (Numbers to TEXT, DECIMALs: copyrefusals' refusals.)"""
     q, bound = source.quote, MYSQL_CLASS.get(kind)
-    where = tree.where(source, graph, table)
     if bound is None or keeps in ("any", bound):
         return None
+    where = tree.where(source, graph, table)
     if keeps is not None:
         test = "t.%s IS NOT NULL" % q(column)
     elif bound == "text" and kind not in ("decimal", "numeric") and wanted in ("INTEGER", "NUMERIC", "REAL"):
