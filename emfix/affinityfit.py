@@ -111,16 +111,15 @@ def _in_sqlite(source, graph, tree, table, column, wanted, keeps, had):
     q = source.quote
     if keeps == "any" or (keeps is None and (wanted not in CONVERTS or had == wanted)):
         return None  # (stored under the same affinity: nothing left to convert)
-    where = tree.where(source, graph, table)
     if keeps is not None:
-        return tuple(source.query("SELECT count(*), min(t.%s) FROM %s t WHERE %s AND typeof(t.%s) NOT IN ('null', "
-                                  "'%s')" % (q(column), q(table), where, q(column), keeps))[0])
+        return tuple(source.query("SELECT count(*), min(t.%s) FROM %s" % (q(column), tree.rows(
+            source, graph, table, "typeof(t.%s) NOT IN ('null', '%s')" % (q(column), keeps))))[0])
     source.execute("DROP TABLE IF EXISTS temp.%s" % q(PROBE))
     source.execute("CREATE TEMP TABLE %s (o, v %s)" % (q(PROBE), wanted))
     try:
-        source.execute("INSERT INTO temp.%s SELECT t.%s, t.%s FROM %s t WHERE %s AND typeof(t.%s) IN (%s)" % (
-            q(PROBE), q(column), q(column), q(table), where, q(column),
-            ", ".join("'%s'" % kind for kind in CONVERTS[wanted])))
+        source.execute("INSERT INTO temp.%s SELECT t.%s, t.%s FROM %s" % (q(PROBE), q(column), q(column), tree.rows(
+            source, graph, table, "typeof(t.%s) IN (%s)" % (q(column), ", ".join(
+                "'%s'" % kind for kind in CONVERTS[wanted])))))
         return tuple(source.query("SELECT count(*), min(o) FROM temp.%s WHERE typeof(o) <> typeof(v)" % q(PROBE))[0])
     finally:
         source.execute("DROP TABLE IF EXISTS temp.%s" % q(PROBE))
@@ -134,11 +133,12 @@ def _from_mysql(source, graph, tree, table, column, wanted, keeps, kind):
     q, bound = source.quote, MYSQL_CLASS.get(kind)
     if bound is None or keeps in ("any", bound):
         return None
-    where = tree.where(source, graph, table)
+    rows = tree.rows(source, graph, table)
     if keeps is not None:
         test = "t.%s IS NOT NULL" % q(column)
     elif bound == "text" and kind not in ("decimal", "numeric") and wanted in ("INTEGER", "NUMERIC", "REAL"):
-        return _text_read_as_numbers(source, table, column, where, wanted)
+        return _text_read_as_numbers(source, column, tree.rows(source, graph, table, "t.%s REGEXP '[0-9]'" % q(
+            column)), wanted)
     elif bound == "integer" and wanted == "REAL":
         test = "t.%s IS NOT NULL" % q(column)
     elif bound == "real" and wanted in ("INTEGER", "NUMERIC"):
@@ -146,20 +146,18 @@ def _from_mysql(source, graph, tree, table, column, wanted, keeps, kind):
             q(column), q(column), q(column), q(column))  # (SQLite makes an INTEGER of any whole REAL in 64 bits)
     else:
         return None
-    count, example = source.query("SELECT SUM(%s), MIN(CASE WHEN %s THEN t.%s END) FROM %s t WHERE %s" % (
-        test, test, q(column), q(table), where))[0]
+    count, example = source.query("SELECT SUM(%s), MIN(CASE WHEN %s THEN t.%s END) FROM %s" % (
+        test, test, q(column), rows))[0]
     return int(count or 0), example
 
 
-def _text_read_as_numbers(source, table, column, where, wanted):
+def _text_read_as_numbers(source, column, rows, wanted):
     q = source.quote
     probe = sqlite3.connect(":memory:")
     try:
         probe.execute("CREATE TABLE p (o, v %s)" % wanted)
         changed, example, chunk = 0, None, []
-        rows = source.iter_rows("SELECT t.%s FROM %s t WHERE %s AND t.%s REGEXP '[0-9]'" % (
-            q(column), q(table), where, q(column)))
-        for (value,) in rows:
+        for (value,) in source.iter_rows("SELECT t.%s FROM %s" % (q(column), rows)):
             chunk.append((value, value))
             if len(chunk) >= CHUNK:
                 changed, example = _count_converted(probe, chunk, changed, example)

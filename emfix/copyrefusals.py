@@ -127,8 +127,7 @@ def _subtree_bounds(source, graph, tree, table, columns, tests, wanted, sqlite):
         if row is not None and all(v is None or wanted[c.lower()][0] <= v <= wanted[c.lower()][1]
                                    for n, c in enumerate(columns) for v in row[3 * n:3 * n + 2]):
             return row
-    return integer_bounds(source, tests, "%s t WHERE %s" % (source.quote(table), tree.where(source, graph, table)),
-                          sqlite)
+    return integer_bounds(source, tests, tree.rows(source, graph, table), sqlite)
 
 
 def integer_bounds(source, tests, origin, sqlite, quick_only=False):
@@ -175,8 +174,8 @@ def refuse_numbers_sqlite_cannot_hold(source, target, graph, tree, tables, exist
                   for c in graph.columns[table] if c.lower() in text and kinds.get(c.lower()) in NUMBERS_AS_TEXT]
         if not tests:
             continue
-        row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(sql for _c, sql, _d in tests),
-                                                             source.quote(table), tree.where(source, graph, table)))[0]
+        row = source.query("SELECT %s FROM %s" % (", ".join(sql for _c, sql, _d in tests),
+                                                  tree.rows(source, graph, table)))[0]
         for (column, _sql, declared), found in zip(tests, row):
             if not found:
                 continue
@@ -207,10 +206,10 @@ def refuse_blobs_in_text(source, target, graph, tree, blobs):
     described, not_utf8 = [], []
     for (table, column), count in sorted(blobs.items()):
         key = graph.primary_keys.get(table) or ("rowid",)
-        rows = source.query("SELECT %s, t.%s FROM %s t WHERE %s AND typeof(t.%s) = 'blob' ORDER BY %s LIMIT %d" % (
-            ", ".join("t.%s" % source.quote(k) for k in key), source.quote(column), source.quote(table),
-            tree.where(source, graph, table), source.quote(column), ", ".join("t.%s" % source.quote(k) for k in key),
-            BLOB_IDS_SHOWN))
+        rows = source.query("SELECT %s, t.%s FROM %s ORDER BY %s LIMIT %d" % (
+            ", ".join("t.%s" % source.quote(k) for k in key), source.quote(column), tree.rows(
+                source, graph, table, "typeof(t.%s) = 'blob'" % source.quote(column)),
+            ", ".join("t.%s" % source.quote(k) for k in key), BLOB_IDS_SHOWN))
         shown = ", ".join("/".join(str(v) for v in row[:-1]) for row in rows) + (", ..." if count > len(rows) else "")
         described.append("%s %s.%s (%s %s)" % ("{:,}".format(count), table, column, "/".join(key), shown))
         not_utf8 += ["/".join(str(v) for v in row[:-1]) for row in rows if not _is_utf8(row[-1])]

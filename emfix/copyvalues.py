@@ -73,8 +73,8 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=(), th
         probes += _number_probes(source, table, numbers, declared)
         probes += [("not_a_datetime", c, "sum(%s)" % _not_datetime_text(source, c, source_kinds, thorough), ())
                    for c in moments]
-        row = source.query("SELECT %s FROM %s t WHERE %s" % (", ".join(sql for _what, _c, sql, _p in probes),
-                                                             source.quote(table), tree.where(source, graph, table)),
+        row = source.query("SELECT %s FROM %s" % (", ".join(sql for _what, _c, sql, _p in probes),
+                                                  tree.rows(source, graph, table)),
                            tuple(p for _what, _c, _sql, params in probes for p in params))[0]
         found = {(what, column): int(value or 0) for (what, column, _sql, _p), value in zip(probes, row)}
         for (what, column), count in list(found.items()):
@@ -142,10 +142,9 @@ def _texts_holding_a_nul(source, graph, tree, table, column):
     encoding = {"utf-16le": "utf-16-le", "utf-16be": "utf-16-be"}.get(
         str(source.scalar("PRAGMA encoding")).lower(), "utf-8")
     most, spaced = 0, 0
-    for (value,) in source.iter_rows("SELECT CAST(t.%s AS BLOB) FROM %s t WHERE %s AND typeof(t.%s) = 'text' AND "
-                                     "instr(t.%s, char(0)) > 0" % (source.quote(column), source.quote(table),
-                                                                   tree.where(source, graph, table),
-                                                                   source.quote(column), source.quote(column))):
+    value = "t.%s" % source.quote(column)
+    for (value,) in source.iter_rows("SELECT CAST(%s AS BLOB) FROM %s" % (value, tree.rows(
+            source, graph, table, "typeof(%s) = 'text' AND instr(%s, char(0)) > 0" % (value, value)))):
         text = bytes(value).decode(encoding, "replace")
         most = max(most, len(text))
         spaced += text.endswith(" ") - text.split("\0")[0].endswith(" ")  # LIKE's count of it, made right
@@ -266,8 +265,8 @@ def refuse_values_outside_enum_or_set(source, target, graph, tree, table, declar
             continue
         members = re.findall(r"'((?:[^']|'')*)'", dst.declared)
         value = "t.%s" % source.quote(column)
-        rows = source.query("SELECT DISTINCT %s FROM %s t WHERE %s AND %s IS NOT NULL LIMIT %d" % (
-            value, source.quote(table), tree.where(source, graph, table), value, len(members) + 1 if
+        rows = source.query("SELECT DISTINCT %s FROM %s LIMIT %d" % (
+            value, tree.rows(source, graph, table, "%s IS NOT NULL" % value), len(members) + 1 if
             dst.kind == "enum" else 10000))
         for (found,) in rows:
             if not spelled_as_declared(found, dst.declared):

@@ -164,6 +164,13 @@ class Subtree:
         return ("%s x JOIN %s %s ON %s" % (db.quote(name), db.quote(table), alias, _match(db, "x", key, alias, key)),
                 ["x.%s" % db.quote(c) for c in key], key)
 
+    def rows(self, db, graph, table, *conditions):
+        """What follows FROM to read the subtree's rows of `table` (alias t) that meet `conditions`: through its key
+        table, as `source` and so the copy read them. (`T t WHERE (keys) IN (SELECT ...)` made SQLite copy the key
+        table into a list of its own first: a check of BATCH's 132k rows of the 10M demo took 0.6 s, 0.36 s so.)
+        `source` ends in an ON or WHERE clause: each condition is one more AND term of it."""
+        return self.source(db, graph, table)[0] + "".join(" AND (%s)" % c for c in conditions)
+
     def count(self, db, graph, table):
         """How many rows of `table` the subtree holds, counted through its key table (the cost of the
         subtree, not of a scan of the table)."""

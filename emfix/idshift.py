@@ -332,8 +332,8 @@ def subtree_id_ranges(source, graph, tree, tables):
     for table in tables:
         if id_owner(graph, table, "id") != table:
             continue
-        low, high = source.query("SELECT min(t.%s), max(t.%s) FROM %s t WHERE %s" % (
-            q("id"), q("id"), q(table), tree.where(source, graph, table)))[0]
+        low, high = source.query("SELECT min(t.%s), max(t.%s) FROM %s" % (
+            q("id"), q("id"), tree.rows(source, graph, table)))[0]
         if low is not None:
             ranges[table] = (int(low), int(high))
     return ranges
@@ -343,5 +343,5 @@ def subtree_ids_above(source, graph, tree, table, above):
     """The ids of `table` in the subtree above `above`, in order, as they stream: the rows a resumed copy's SRC
     gained."""
     q = source.quote
-    return (r[0] for r in source.iter_rows("SELECT t.%s FROM %s t WHERE %s AND t.%s > ? ORDER BY t.%s" % (
-        q("id"), q(table), tree.where(source, graph, table), q("id"), q("id")), (above,)))
+    return (r[0] for r in source.iter_rows("SELECT t.%s FROM %s ORDER BY t.%s" % (
+        q("id"), tree.rows(source, graph, table, "t.%s > ?" % q("id")), q("id")), (above,)))
