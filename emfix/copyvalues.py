@@ -142,9 +142,9 @@ def _texts_holding_a_nul(source, graph, tree, table, column):
     encoding = {"utf-16le": "utf-16-le", "utf-16be": "utf-16-be"}.get(
         str(source.scalar("PRAGMA encoding")).lower(), "utf-8")
     most, spaced = 0, 0
-    value = "t.%s" % source.quote(column)
-    for (value,) in source.iter_rows("SELECT CAST(%s AS BLOB) FROM %s" % (value, tree.rows(
-            source, graph, table, "typeof(%s) = 'text' AND instr(%s, char(0)) > 0" % (value, value)))):
+    held = "t.%s" % source.quote(column)
+    for (value,) in source.iter_rows("SELECT CAST(%s AS BLOB) FROM %s" % (held, tree.rows(
+            source, graph, table, "typeof(%s) = 'text' AND instr(%s, char(0)) > 0" % (held, held)))):
         text = bytes(value).decode(encoding, "replace")
         most = max(most, len(text))
         spaced += text.endswith(" ") - text.split("\0")[0].endswith(" ")  # LIKE's count of it, made right
