@@ -73,6 +73,9 @@ def records(path):
     try:
         handle = open(path, encoding="utf-8")
     except OSError as exc:
+        if re.match(r"(mysql|mariadb|sqlite)://", path, re.I):  # the arguments the wrong way round
+            raise UsageError("%s is a database address, not an export file" % path,
+                             hint="the order is `emfix import DB FILE`, FILE written by `emfix export`") from None
         raise NotFoundError("cannot read %s: %s" % (path, exc.strerror)) from None
     with handle:
         number = 0

@@ -197,6 +197,8 @@ def _spell_as_the_database(header, trailer, tally, graph):
     tally.columns, tally.widest_row = respelled(tally.columns), respelled(tally.widest_row)
     if tally.choices is not None:
         tally.choices.failures = {(as_stored.get(t, t), c): v for (t, c), v in tally.choices.failures.items()}
+        tally.choices.short = {(as_stored.get(t, t), c): v for (t, c), v in tally.choices.short.items()}
+        tally.choices.watch = {as_stored.get(t, t): v for t, v in tally.choices.watch.items()}
     for table, columns in header["columns"].items():
         spelled = {c.lower(): c for c in graph.columns.get(table, ())}
         header["columns"][table] = [spelled.get(c.lower(), c) for c in columns]

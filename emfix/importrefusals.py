@@ -20,6 +20,7 @@ from .columnfit import (
     mariadb_json_valid,
     refuse_characters_the_charset_lacks,
     refuse_longer_than_the_column,
+    refuse_padding_into_binary,
     refuse_trailing_spaces_into_char,
     spelled_as_declared,
 )
@@ -67,6 +68,7 @@ def refuse_what_the_database_cannot_take(db, graph, header, trailer, tally, skip
     refuse_ids_import_cannot_move(graph, header, trailer, tally, skip, path)
     refuse_values_the_columns_cannot_hold(db, graph, header, tally, skip, path)
     refuse_values_outside_enum_set_or_json(db, header, tally, skip, path)
+    refuse_padding_into_binary_columns(db, header, tally, skip)
 
 
 def values_a_float_keeps_otherwise(db, header, tally, skip):
@@ -91,10 +93,11 @@ class ChoiceCheck:
     it the header and every row): an ENUM or SET column keeps only its own values as declared ('DONE' became 'done',
     'b,a' 'a,b': round 36), MariaDB's JSON column (a CHECK json_valid) refuses text that is not JSON part way through
     the import. The first value each column would not take is kept for refuse_values_outside_enum_set_or_json (the
-    file was read a second time for them: 1 s of 346k rows)."""
+    file was read a second time for them: 1 s of 346k rows). A BINARY(n) column pads a shorter value with zero bytes
+    (imported with exit 0, each value changed): those are counted (`short`) for refuse_padding_into_binary_columns."""
 
     def __init__(self, db):
-        self.db, self.watch, self.failures = db, {}, {}
+        self.db, self.watch, self.failures, self.short = db, {}, {}, {}
 
     def begin(self, header):
         db = self.db
@@ -112,10 +115,17 @@ class ChoiceCheck:
                 if kind.startswith(("enum", "set")) or kind == "json":
                     self.watch.setdefault(table, []).append((position, column, kind,
                                                              declared[column.lower()].declared))
+                elif kind.startswith("binary") and declared[column.lower()].octets:
+                    self.watch.setdefault(table, []).append((position, column, "binary",
+                                                             declared[column.lower()].octets))
 
     def add(self, table, row):
         for position, column, kind, declared in self.watch.get(table, ()):
             value = row[position]
+            if kind == "binary":
+                if value is not None and _stored_octets(decode_value(value)) < declared:
+                    self.short[(table, column)] = self.short.get((table, column), 0) + 1
+                continue
             if value is None or (table, column) in self.failures:
                 continue
             value = decode_value(value)
@@ -148,6 +158,27 @@ def refuse_values_outside_enum_set_or_json(db, header, tally, skip, path):
                         "LONGTEXT column (emfix init DB --json-type text)")
             _refuse(db, table, column, path, None, "%r, not one of the values its column (%s) holds as written" % (
                 value, declared if len(declared) < 80 else kind.split("(")[0].upper()), _widen(db, table, column))
+
+
+def _stored_octets(value):
+    """The bytes a MySQL BINARY column is given for a value of the file: bytes as they are, text in UTF-8, a number
+    as its digits."""
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass"))
+    return len(repr(value) if isinstance(value, float) else str(value))
+
+
+def refuse_padding_into_binary_columns(db, header, tally, skip):
+    """What ChoiceCheck counted: values shorter than a BINARY(n) column, which pads them (migrate refuses them too)."""
+    choices = tally.choices
+    if db.dialect != "mysql" or choices is None:
+        return
+    for table in header["tables"]:
+        for _position, column, kind, octets in choices.watch.get(table, ()):
+            if kind == "binary" and table not in skip and choices.short.get((table, column)):
+                refuse_padding_into_binary(db, table, column, choices.short[(table, column)], octets, "imported")
 
 
 def refuse_missing_columns(db, graph, header, skip, path):

@@ -493,6 +493,31 @@ def test_migrate_refuses_text_a_binary_column_would_pad_up_front(tmp_path, mysql
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
+@pytest.mark.parametrize("name", ["ab", "abcdefghij"])
+def test_import_refuses_text_a_binary_column_would_pad_up_front(tmp_path, mysql_address, name):
+    """Import had no such check (the session after round 47): 'ab' went into a BINARY(10) as 'ab' and eight zero
+    bytes, exit 0. Refused before the first row now, as migrate does; ten bytes are imported as they are."""
+    demo_db = demo_with_a_trial_named(tmp_path, name)
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("UPDATE TRIAL SET name = ? || substr(name, 1, 0)", (name,))
+    con.close()
+    export = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", demo_db.path, "-e", "1", "-o", export).returncode == 0
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE TRIAL MODIFY name BINARY(10) NOT NULL")
+    result = run_cli("import", url_of(mysql_address), export)
+    if len(name) == 10:
+        assert result.returncode == 0, result.stderr
+        with open_database(mysql_address) as db:
+            assert {bytes(v) for (v,) in db.query("SELECT name FROM TRIAL")} == {name.encode()}
+        return
+    assert_one_clear_line(result, 4, "2 values of TRIAL.name are shorter", "BINARY(10)", "nothing was imported",
+                          "VARBINARY")
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
 @pytest.mark.parametrize("name", ["run ", "run", "run\x00 ", "run \x00x"])
 def test_migrate_refuses_a_trailing_space_into_a_char_column_up_front(tmp_path, mysql_address, name):
     """Round 33: a TRIAL.name ending in a space into DST's CHAR column (which drops trailing spaces) was copied, and

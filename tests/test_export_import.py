@@ -238,6 +238,12 @@ def test_arguments_swapped_or_binary_file_is_a_clear_refusal(tmp_path):
     # arguments the wrong way round: a usage error (round 32: it was 4, damaged input)
     assert swapped.returncode == 2 and "SQLite database" in swapped.stderr and "emfix import DB FILE" in swapped.stderr
     assert "Traceback" not in swapped.stderr
+    # a MySQL URL as FILE said "cannot read mysql://...: No such file or directory" (exit 3)
+    export = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", source.path, "-e", "1", "-o", export).returncode == 0
+    swapped = run_cli("import", export, "mysql://em@db1/experiments")
+    assert swapped.returncode == 2 and "is a database address" in swapped.stderr, swapped.stderr
+    assert "emfix import DB FILE" in swapped.stderr
 
 
 @settings(max_examples=60, deadline=None)
