@@ -64,7 +64,9 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=(), th
         source_kinds = {} if source.dialect == "sqlite" else source.column_types(table)
         moments = [c for c in graph.columns[table] if getattr(declared.get(c.lower()), "kind", None) in (
             "datetime", "timestamp") and source_kinds.get(c.lower()) not in ("datetime", "timestamp")]
-        if not columns and not numbers and not moments:
+        texts = [c for c in graph.columns[table] if getattr(declared.get(c.lower()), "kind", None) in TEXT_KINDS] \
+            if source.dialect == "sqlite" else []
+        if not columns and not numbers and not moments and not texts:
             continue
         limits = column_limits(target, table, existing)
         # a MySQL text column gives back text, never the BLOB: such a copy could never be the same value
@@ -73,6 +75,7 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=(), th
         probes += _number_probes(source, table, numbers, declared)
         probes += [("not_a_datetime", c, "sum(%s)" % _not_datetime_text(source, c, source_kinds, thorough), ())
                    for c in moments]
+        probes += [("real_text", c, "sum(typeof(t.%s) = 'real')" % source.quote(c), ()) for c in texts]
         row = source.query("SELECT %s FROM %s" % (", ".join(sql for _what, _c, sql, _p in probes),
                                                   tree.rows(source, graph, table)),
                            tuple(p for _what, _c, _sql, params in probes for p in params))[0]
@@ -162,6 +165,9 @@ NUMBER_CHANGES = {  # what: (its verb for one value, for several, what they are,
                       "widen the column in DST"),
     "decimal_range": ("is", "are", "past what DST's %s holds", "widen the column in DST"),
     "negative": ("is", "are", "negative, which DST's %s refuses", "make the column signed in DST"),
+    "real_text": ("is a REAL", "are REALs", "(floating-point numbers), which DST's %s column would store as MySQL's "
+                  "text of them (76.0 as '76.0', 1e19 as '1e19'): never the same value to the verify",
+                  "make the column DOUBLE in DST"),
     "not_a_datetime": ("is", "are", "not 'YYYY-MM-DD HH:MM:SS' text (up to 6 digits of a second), which DST's %s would "
                        "store changed (a date alone, a number, other separators, more digits) or refuse",
                        "write them so in SRC, or make the column in DST a text one"),

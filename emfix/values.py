@@ -73,8 +73,8 @@ def canonical(value):
             return datetime.datetime.fromisoformat(value.replace(" ", "T")).isoformat()
         except ValueError:  # a zero date or month, a day the month lacks: MySQL keeps it as its text (round 43:
             return _moment_text(value)  # '0000-00-00T00:00:00.000000' was said to differ from itself)
-    if isinstance(value, float) and value.is_integer():
-        return int(value) if abs(value) < 1e15 else value
+    if isinstance(value, float) and value.is_integer():  # (to 2^64: a SQLite REAL 1e19 copied into a BIGINT UNSIGNED
+        return int(value) if abs(value) < 2.0 ** 64 else value  # as 10000000000000000000 is the same number)
     return value
 
 

@@ -493,6 +493,34 @@ def test_migrate_refuses_text_a_binary_column_would_pad_up_front(tmp_path, mysql
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
+@pytest.mark.parametrize("real, column_type, refused", [
+    (76.0, "VARCHAR(255)", True), (0.25, "TEXT", True), (1e19, "VARCHAR(40)", True),
+    (1e19, "BIGINT UNSIGNED", False), (12345678901234567890.0, "BIGINT UNSIGNED", False), (76.0, "INT", False)])
+def test_migrate_refuses_a_real_a_text_column_would_keep_as_its_text_and_verifies_huge_whole_reals(
+        tmp_path, mysql_address, real, column_type, refused):
+    """The session after round 47: a SQLite REAL into DST's VARCHAR was copied as MySQL's text of it ('76.0'), then
+    the verify said DIFFERS (exit 4, the rows written); refused before the first batch now. A whole REAL past 1e15
+    (1e19, 2^63 and more) copied into a BIGINT UNSIGNED is stored as the same number, and the verify says so (it said
+    DIFFERS: SRC's float against DST's integer)."""
+    demo_db = demo_with_a_trial_named(tmp_path, "t")
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("UPDATE METRIC SET total_val = ?", (real,))
+    con.close()
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE METRIC MODIFY total_val %s NOT NULL" % column_type)
+    result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1")
+    if refused:
+        assert_one_clear_line(result, 4, "METRIC.total_val are REALs", "never the same value", "nothing was copied",
+                              "DOUBLE")
+        assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+        return
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open_database(mysql_address) as db:
+        assert {int(v) for (v,) in db.query("SELECT total_val FROM METRIC")} == {int(real)}
+
+
 @pytest.mark.parametrize("name", ["ab", "abcdefghij"])
 def test_import_refuses_text_a_binary_column_would_pad_up_front(tmp_path, mysql_address, name):
     """Import had no such check (the session after round 47): 'ab' went into a BINARY(10) as 'ab' and eight zero
