@@ -38,7 +38,8 @@ TINIEST = 19  # the smallest absolute value of a number that is not whole and no
 NULLS = 20  # NULLs
 NOT_UTF8 = 21  # bytes that are not UTF-8 text
 SINGLE = 22  # numbers a single-precision FLOAT (the application's METRIC.total_val on MySQL) keeps otherwise
-NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, 0, 0, 0)
+FLOATS = 23  # numbers written with a point or an exponent (JSON's floats: 76.0, 0.25, 1e+19), not DECIMAL digits
+NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, 0, 0, 0, 0)
 SINGLE_EXACT = 1 << 24  # whole numbers up to this a FLOAT keeps
 
 DATETIME_TEXT = re.compile(r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(?:[ T]([01]\d|2[0-3]):([0-5]\d):([0-5]\d)"
@@ -270,6 +271,7 @@ def tally_values(stats, row, text_too=True):
         if kind is float:
             if not math.isfinite(value):
                 raise OddValue("%s written as a bare number" % value, _position(stats, column))
+            column[FLOATS] += 1
             _tally_number(column, value, kind)
             continue
         if kind is dict:

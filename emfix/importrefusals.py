@@ -30,6 +30,7 @@ from .exportfile import (
     CHARACTERS,
     DATES,
     DATETIMES,
+    FLOATS,
     FOURS,
     FRACTIONS,
     HIGH,
@@ -308,6 +309,11 @@ def refuse_values_the_columns_cannot_hold(db, graph, header, tally, skip, path):
                 _refuse(db, table, column, path, stats[NOT_UTF8], "bytes that are not UTF-8 text, which its text "
                         "column refuses", "repair them at the source first (emfix fix-json --reset-unfixable for "
                         "metric values), export again, or make the column a BLOB")  # (round 39: stopped part way)
+            if stats[FLOATS] and kind in TEXT_KINDS:  # (as migrate refuses a SQLite REAL there)
+                _refuse(db, table, column, path, stats[FLOATS], "numbers with a point or an exponent (76.0, 0.25, "
+                        "1e+19), which its text column would store as MySQL's text of them, not the numbers",
+                        "make the column DOUBLE there (ALTER TABLE %s MODIFY %s DOUBLE ...), then run again" % (
+                            db.quote(table), db.quote(column)))
             _refuse_text(db, table, column, stats, limits.get(column.lower()), kind)
             if column.lower() in wanted and not id_owner(graph, table, column):
                 _refuse_past_the_integers(db, table, column, stats, wanted[column.lower()], path)

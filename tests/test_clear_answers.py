@@ -521,6 +521,32 @@ def test_migrate_refuses_a_real_a_text_column_would_keep_as_its_text_and_verifie
         assert {int(v) for (v,) in db.query("SELECT total_val FROM METRIC")} == {int(real)}
 
 
+@pytest.mark.parametrize("real, column_type, refused", [
+    (76.0, "VARCHAR(255)", True), (0.25, "TEXT", True), (76.0, "DOUBLE", False), (1e19, "BIGINT UNSIGNED", False)])
+def test_import_refuses_a_float_a_text_column_would_keep_as_its_text(tmp_path, mysql_address, real, column_type,
+                                                                      refused):
+    """The session after round 47: the file's 76.0 went into a VARCHAR as the text '76.0', exit 0. Refused before the
+    first row now, as migrate refuses a SQLite REAL there; number columns take it as before."""
+    demo_db = demo_with_a_trial_named(tmp_path, "t")
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("UPDATE METRIC SET total_val = ?", (real,))
+    con.close()
+    export = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", demo_db.path, "-e", "1", "-o", export).returncode == 0
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE METRIC MODIFY total_val %s NOT NULL" % column_type)
+    result = run_cli("import", url_of(mysql_address), export)
+    if refused:
+        assert_one_clear_line(result, 4, "METRIC.total_val", "numbers with a point", "nothing was imported", "DOUBLE")
+        assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+        return
+    assert result.returncode == 0, result.stderr
+    with open_database(mysql_address) as db:
+        assert {float(v) for (v,) in db.query("SELECT total_val FROM METRIC")} == {real}
+
+
 @pytest.mark.parametrize("name", ["ab", "abcdefghij"])
 def test_import_refuses_text_a_binary_column_would_pad_up_front(tmp_path, mysql_address, name):
     """Import had no such check (the session after round 47): 'ab' went into a BINARY(10) as 'ab' and eight zero
