@@ -92,8 +92,10 @@ class BatchCopy:
                         group.commit()
                     raise OperationInterrupted("interrupted after %s rows; the copy so far is committed" % (
                         "{:,}".format(done)), hint="run the same command with --resume to finish")
-                if group is not None:
+                if group is not None and isinstance(rows, pages.EngineBatch):
                     group.begin()
+                elif group is not None:  # a page of rows (a table without a key) goes in on DST's own connection:
+                    group.commit()  # the group's transaction holds DST's lock (round 48: it waited on itself, exit 3)
                 try:
                     written = self._write(table, rows, last, options.strategy)
                 except Exception as exc:  # noqa: BLE001 - only a duplicate key is said otherwise

@@ -12,6 +12,7 @@ from .catalog import sqlite_affinity
 from .columnfit import JSON_DEPTH, NUMBER_KINDS, TEXT_KINDS, integer_ranges, mariadb_json_valid, values_of
 from .copyjournal import DIFFERS, DONE, RUNNING, UNVERIFIED
 from .errors import AlreadyDoneError, DamagedInputError, EmfixError, SchemaError, UnfinishedError, UsageError
+from .idshift import id_owner
 from .schema import EM_TABLES, table_named
 from .values import INTEGER_BITS
 
@@ -28,7 +29,8 @@ def foreign_ddl(source, target, graph, foreign, init):
                        flags=re.I)
                 for t in foreign]
         return [source.query("SHOW CREATE TABLE %s" % source.quote(t))[0][1] for t in foreign]
-    described = "; ".join("%s (%d rows of this experiment; columns %s)" % (t, n, ", ".join(graph.columns[t]))
+    described = "; ".join("%s (%d row%s of this experiment; columns %s)" % (t, n, "" if n == 1 else "s", ", ".join(
+        graph.columns[t]))
                           for t, n in foreign.items())
     raise SchemaError("%s lacks tables that are not the Experiment Manager's: %s; nothing was copied" % (
         target.address.display(), described),
@@ -68,6 +70,35 @@ def _integer_tests(source, column, kind):
     if kind in TEXT_KINDS:  # any text (round 34: '12abc' stopped the copy at its batch; '12' is stored as 12, which
         return value, "sum(%s IS NOT NULL)" % value  # the verify never finds the same as the text '12')
     return None
+
+
+def refuse_ids_the_copy_cannot_move(source, graph, tree, tables):
+    """An id or a link to one that is not an integer (a REAL 1.0, the text '1' or ' 1' SQLite compares with 1, a
+    MariaDB VARCHAR or DECIMAL link): the walk reaches its row as the database compares it, but the copy moves only
+    integers by its offsets, so such a trial was copied still pointing at experiment 1, DST's own (round 48: the
+    subtree split between two experiments, then DIFFERS). Refused before anything is written."""
+    sqlite = source.dialect == "sqlite"
+    for table in tables:
+        kinds = {} if sqlite else source.column_types(table)
+        moved = [c for c in graph.columns[table] if id_owner(graph, table, c) and (
+            sqlite or kinds.get(c.lower()) not in INTEGER_BITS)]
+        if not moved:
+            continue
+        odd = ["typeof(t.%s) NOT IN ('integer', 'null')" % source.quote(c) if sqlite else
+               "t.%s IS NOT NULL" % source.quote(c) for c in moved]
+        row = source.query("SELECT %s FROM %s" % (", ".join("sum(%s), min(CASE WHEN %s THEN %s END)" % (
+            test, test, "quote(t.%s)" % source.quote(c) if sqlite else "QUOTE(t.%s)" % source.quote(c))
+            for c, test in zip(moved, odd)), tree.rows(source, graph, table)))[0]
+        for n, column in enumerate(moved):
+            found, example = row[2 * n:2 * n + 2]
+            if found:
+                raise DamagedInputError(
+                    "%s not an integer (e.g. %s), which the copy cannot move with the ids it moves: the row would "
+                    "keep pointing at that id in DST; nothing was copied" % (
+                        values_of(int(found), table, column), example.decode() if isinstance(example, bytes)
+                        else example),
+                    hint="make them integers in SRC (UPDATE %s SET %s = CAST(%s AS INTEGER) WHERE ...), then run "
+                         "again" % (source.quote(table), source.quote(column), source.quote(column)))
 
 
 def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existing):
@@ -110,9 +141,8 @@ def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existin
             raise DamagedInputError(
                 "a value of %s.%s is %s, outside what %s's column holds (%s to %s); nothing was copied" % (
                     table, column, outside[0], target.address.display(), least, most),
-                hint="%swiden the column in DST (ALTER TABLE %s MODIFY %s with a type that holds it, such as "
-                     "BIGINT, signed for a negative value), or change the value in SRC, then run again" % (
-                         first, target.quote(table), target.quote(column)))
+                hint="%swiden the column in DST (ALTER TABLE %s MODIFY %s %s), or change the value in SRC, then run "
+                     "again" % (first, target.quote(table), target.quote(column), _type_holding(outside[0])))
 
 
 def _subtree_bounds(source, graph, tree, table, columns, tests, wanted, sqlite):
@@ -128,6 +158,18 @@ def _subtree_bounds(source, graph, tree, table, columns, tests, wanted, sqlite):
                                    for n, c in enumerate(columns) for v in row[3 * n:3 * n + 2]):
             return row
     return integer_bounds(source, tests, tree.rows(source, graph, table), sqlite)
+
+
+def _type_holding(value):
+    """A MySQL integer type that holds `value`, as a hint says it (round 48: 1e19 refused by a BIGINT was told to
+    make the column BIGINT)."""
+    if -(1 << 31) <= value < (1 << 31):
+        return "INT"
+    if -(1 << 63) <= value < (1 << 63):
+        return "BIGINT"
+    if 0 <= value < (1 << 64):
+        return "BIGINT UNSIGNED"
+    return "DECIMAL(65, 0)"
 
 
 def integer_bounds(source, tests, origin, sqlite, quick_only=False):

@@ -246,7 +246,11 @@ def _number_probes(source, table, numbers, declared):
             precision, scale = kept
             probes.append(("decimal_range", column, "sum(%s AND abs(%s) >= 1e%d)" % (
                 number, value, precision - scale), ()))
-            if sqlite or kind not in INTEGER_BITS:
+            if sqlite:  # (SQLite's round() past 15 places makes digits of its own: 358049.0 was "rounded" by
+                # DECIMAL(40,30), round 48; a whole number never is, and a REAL's 16th place is past its precision)
+                probes.append(("decimal_scale", column, "sum(%s AND round(%s) <> %s AND round(%s, %d) <> %s)" % (
+                    number, value, value, value, min(scale, 15), value), ()))
+            elif kind not in INTEGER_BITS:
                 probes.append(("decimal_scale", column, "sum(%s AND round(%s, %d) <> %s)" % (
                     number, value, scale, value), ()))
     return probes

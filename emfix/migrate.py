@@ -44,6 +44,7 @@ from .copyjournal import (
 from .copyrefusals import (
     foreign_ddl,
     refuse_by_journal,
+    refuse_ids_the_copy_cannot_move,
     refuse_invalid_json,
     refuse_missing_columns,
     refuse_unfillable_columns,
@@ -60,7 +61,7 @@ from .errors import (
     UsageError,
 )
 from .guarded import IntegrityCheck
-from .hierarchy import ROOT, reach_subtree
+from .hierarchy import ROOT, reach_subtree, refuse_rows_without_a_key
 from .idshift import (
     IdsTakenError,
     claim_gained_ids,
@@ -294,12 +295,14 @@ class _Migration:
                     len(report.breaks), report.breaks[0].message),
                     hint="repair it first (emfix cleanup-orphans), or use --strategy aggressive")
             refuse_invalid_json(source, target, graph, tree, will_create="METRIC" not in plan.existing and options.init)
+        refuse_rows_without_a_key(source, graph, tree, "copied")
         source.warn_without_transactions(plan.tables, reading=True)  # MyISAM: no one moment to copy from
         target.warn_without_transactions([t for t in plan.tables if t.lower() in known])  # nor a batch to roll back
         refuse_missing_columns(source, target, graph, tree, plan.tables, plan.existing)
         refuse_unfillable_columns(source, target, graph, tree, plan.tables, plan.existing)
         refuse_oversized_values(source, target, graph, tree, plan.tables, plan.existing,
                                 thorough=options.strategy != "aggressive")
+        refuse_ids_the_copy_cannot_move(source, graph, tree, plan.tables)  # (after: what DST refuses is said first)
 
     def prepare_dst(self, plan, integrity):
         """Only now, once nothing can refuse: the tables DST lacks (--init), the journal table, the snapshot

@@ -1211,3 +1211,92 @@ def test_import_of_bytes_that_are_not_utf8_into_a_mysql_text_column_is_refused_u
     result = run_cli("import", url_of(mysql_address), export, "--allow-dangling")
     assert_one_clear_line(result, 4, "METRIC.per_label_val", "bytes that are not UTF-8 text", "nothing was imported")
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
+# -- round 48: what the walk reaches and the copy could not take as it is ------------------------------------
+
+def _one(path, sql):
+    con = sqlite3.connect(path)
+    try:
+        return con.execute(sql).fetchone()[0]
+    finally:
+        con.close()
+
+
+def _untyped_trial_with_a_link(path, link):
+    """TRIAL rebuilt without column types (as an old tool made it), its third trial's experiment_id `link`."""
+    con = sqlite3.connect(path)
+    with con:
+        con.executescript("CREATE TABLE T2 (id INTEGER PRIMARY KEY AUTOINCREMENT, name, experiment_id, start_time, "
+                          "update_time); INSERT INTO T2 SELECT * FROM TRIAL; DROP TABLE TRIAL; "
+                          "ALTER TABLE T2 RENAME TO TRIAL")
+        con.execute("UPDATE TRIAL SET experiment_id = ? WHERE id = (SELECT max(id) FROM TRIAL)", (link,))
+    con.close()
+
+
+@pytest.mark.parametrize("link", [1.0, "1", " 1"])
+def test_migrate_refuses_a_link_it_cannot_move_before_writing(tmp_path, link):
+    """Round 48: a trial whose experiment_id was the REAL 1.0 (or the text '1' in a column without a type) was
+    reached by the walk, as SQLite compares it with 1, but the copy moves only integers: it was copied still pointing
+    at experiment 1, DST's own, and the rest went to experiment 2 (DIFFERS, the rows kept). Refused up front."""
+    demo_db = demo_with_a_trial_named(tmp_path, "t")
+    _untyped_trial_with_a_link(demo_db.path, link)
+    dst = str(tmp_path / "dst.db")
+    con = sqlite3.connect(dst)
+    with con:  # the same schema, and an experiment 1 of its own
+        for (sql,) in sqlite3.connect(demo_db.path).execute(
+                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite%'"):
+            con.execute(sql)
+        con.execute("INSERT INTO EXPERIMENT VALUES (1, 'own', 'd', 'x', 'y')")
+    con.close()
+    result = run_cli("migrate", demo_db.path, dst, "-e", "1", "--no-snapshot")
+    assert_one_clear_line(result, 4, "TRIAL.experiment_id is not an integer", "nothing was copied", "CAST")
+    assert _one(dst, "SELECT count(*) FROM TRIAL") == 0
+
+
+@pytest.mark.parametrize("command", ["migrate", "export"])
+def test_rows_with_null_in_their_key_are_refused_not_left_out(tmp_path, command):
+    """Round 48: EPOCH_METRIC rows whose metric_id was NULL (SQLite keeps them in a key) matched no key in the copy's
+    reads: left out of migrate's copy and export's file, exit 0, verify "ok". Refused before anything is written."""
+    demo_db = demo_with_a_trial_named(tmp_path, "t")
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("INSERT INTO EPOCH_METRIC (epoch_idx, epoch_trial_run_id, metric_id) SELECT idx, trial_run_id, "
+                    "NULL FROM EPOCH LIMIT 1")
+    con.close()
+    out = str(tmp_path / ("dst.db" if command == "migrate" else "e1.jsonl"))
+    result = run_cli(command, demo_db.path, *(["-o", out] if command == "export" else [out, "--init"]), "-e", "1")
+    assert_one_clear_line(result, 4, "1 row of EPOCH_METRIC in experiment 1 has NULL in its primary key",
+                          "nothing was %s" % ("copied" if command == "migrate" else "exported"), "IS NULL")
+    assert not os.path.exists(out) or command == "migrate"
+
+
+def test_migrate_into_sqlite_copies_a_table_without_a_primary_key(tmp_path):
+    """Round 48: an application's table without a primary key made an in-engine copy wait on its own lock (its page
+    of rows went in on DST's connection while the group of batches held DST): exit 3 after --lock-timeout."""
+    demo_db = demo_with_a_trial_named(tmp_path, "t")
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("CREATE TABLE TRIAL_NOTE (trial_id INT REFERENCES TRIAL(id), note TEXT)")
+        con.execute("INSERT INTO TRIAL_NOTE SELECT id, 'note ' || id FROM TRIAL")
+    con.close()
+    dst = str(tmp_path / "dst.db")
+    result = run_cli("migrate", demo_db.path, dst, "-e", "1", "--init", "--lock-timeout", "5")
+    assert result.returncode == 0, result.stderr
+    assert sqlite_rows(dst)["TRIAL_NOTE"] == sqlite_rows(demo_db.path)["TRIAL_NOTE"]
+
+
+@pytest.mark.parametrize("column_type", ["DECIMAL(40,30)", "DECIMAL(65,30)", "DECIMAL(38,20)"])
+def test_migrate_takes_whole_reals_into_a_decimal_of_a_wide_scale(tmp_path, mysql_address, column_type):
+    """Round 48: 757954.0 was refused by a DECIMAL(40,30) as having "more digits after the point" (SQLite's round()
+    past 15 places makes digits of its own)."""
+    demo_db = demo_with_a_trial_named(tmp_path, "t")
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("UPDATE METRIC SET total_val = round(total_val * 1000000)")
+    con.close()
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE METRIC MODIFY total_val %s NOT NULL" % column_type)
+    result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1")
+    assert result.returncode == 0, result.stderr
