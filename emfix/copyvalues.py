@@ -66,7 +66,8 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=(), th
             "datetime", "timestamp") and source_kinds.get(c.lower()) not in ("datetime", "timestamp")]
         texts = [c for c in graph.columns[table] if getattr(declared.get(c.lower()), "kind", None) in TEXT_KINDS] \
             if source.dialect == "sqlite" else []
-        if not columns and not numbers and not moments and not texts:
+        temporal = _temporal_probes(source, table, graph.columns[table], declared, source_kinds)
+        if not columns and not numbers and not moments and not texts and not temporal:
             continue
         limits = column_limits(target, table, existing)
         # a MySQL text column gives back text, never the BLOB: such a copy could never be the same value
@@ -76,6 +77,7 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=(), th
         probes += [("not_a_datetime", c, "sum(%s)" % _not_datetime_text(source, c, source_kinds, thorough), ())
                    for c in moments]
         probes += [("real_text", c, "sum(typeof(t.%s) = 'real')" % source.quote(c), ()) for c in texts]
+        probes += temporal
         row = source.query("SELECT %s FROM %s" % (", ".join(sql for _what, _c, sql, _p in probes),
                                                   tree.rows(source, graph, table)),
                            tuple(p for _what, _c, _sql, params in probes for p in params))[0]
@@ -168,6 +170,12 @@ NUMBER_CHANGES = {  # what: (its verb for one value, for several, what they are,
     "real_text": ("is a REAL", "are REALs", "(floating-point numbers), which DST's %s column would store as MySQL's "
                   "text of them (76.0 as '76.0', 1e19 as '1e19'): never the same value to the verify",
                   "make the column DOUBLE in DST"),
+    "not_a_date": ("is", "are", "not 'YYYY-MM-DD' text of a day there is, which DST's %s column would store changed (a "
+                   "time of day dropped) or refuse", "write them so in SRC, or make the column in DST DATETIME(6)"),
+    "not_a_time": ("is", "are", "not 'HH:MM:SS' text (up to 6 digits of a second), which DST's %s column would store "
+                   "changed or refuse", "write them so in SRC, or make the column in DST a text one"),
+    "seconds_cut": ("has", "have", "more digits of a second than DST's %s keeps (it would cut or round them)",
+                     "widen the column in DST (DATETIME(6), TIME(6))"),
     "not_a_datetime": ("is", "are", "not 'YYYY-MM-DD HH:MM:SS' text (up to 6 digits of a second), which DST's %s would "
                        "store changed (a date alone, a number, other separators, more digits) or refuse",
                        "write them so in SRC, or make the column in DST a text one"),
@@ -189,6 +197,47 @@ DATETIME_PARTS = (" AND {v} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][ T]
                   "'31' AND substr({v}, 12, 2) < '24' AND substr({v}, 15, 2) < '60' AND substr({v}, 18, 2) < '60'")
 # (the last test: a day past 28 the month has, which the server refuses at its batch, with the batches before it
 # committed: round 43, '2025-02-30'. julianday() counts it on into March; only days past 28 pay for it)
+
+
+DATE_TEXT = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
+TIME_TEXT = "[0-9][0-9]:[0-5][0-9]:[0-5][0-9]"
+MYSQL_SHAPES = {"date": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "time": "^[0-9]{2}:[0-5][0-9]:[0-5][0-9]([.][0-9]{1,6})?$"}
+
+
+def _temporal_probes(source, table, columns, declared, source_kinds):
+    """Probes of what DST's DATE, TIME and DATETIME(n < 6) columns would store changed (round 48: a DATETIME text
+    into a DATE lost its time of day, then DIFFERS; '...01.123456' into a DATETIME(3) kept '.123' with only a note):
+    text not of the column's shape, and digits of a second past those it keeps, except in the Experiment Manager's
+    own DATETIME as its MySQL schema declares it (said in a note, as the README says)."""
+    made = next((t for t in EM_TABLES if t.name == table), None)
+    own = {c.name.lower(): c.type.lower() for c in (made.columns if made else ())}
+    sqlite, probes = source.dialect == "sqlite", []
+    for column in columns:
+        dst, had = declared.get(column.lower()), source_kinds.get(column.lower())
+        if dst is None or dst.kind not in ("date", "time", "datetime", "timestamp"):
+            continue
+        value = "t.%s" % source.quote(column)
+        if had == dst.kind:
+            pass
+        elif dst.kind in ("date", "time") and sqlite:
+            shape = ("%s GLOB '%s' AND date(%s) IS %s" % (value, DATE_TEXT, value, value) if dst.kind == "date" else
+                     "(%s GLOB '%s' OR (%s GLOB '%s.[0-9]*' AND length(%s) <= 15 AND NOT substr(%s, 10) GLOB "
+                     "'*[^0-9]*'))" % (value, TIME_TEXT, value, TIME_TEXT, value, value))
+            probes.append(("not_a_%s" % dst.kind, column, "sum(%s IS NOT NULL AND NOT (typeof(%s) = 'text' AND %s))" % (
+                value, value, shape), ()))
+        elif dst.kind in ("date", "time"):
+            probes.append(("not_a_%s" % dst.kind, column, "SUM(%s IS NOT NULL AND NOT %s REGEXP '%s')" % (
+                value, value, MYSQL_SHAPES[dst.kind]) if had in MYSQL_TEXT_KINDS else "SUM(%s IS NOT NULL)" % value,
+                ()))
+        kept = dst.fraction_digits or 0
+        if dst.kind == "date" or kept >= 6 or own.get(column.lower()) == dst.declared.lower():
+            continue
+        if sqlite:
+            probes.append(("seconds_cut", column, "sum(typeof(%s) = 'text' AND instr(%s, '.') > 0 AND length(rtrim("
+                           "substr(%s, instr(%s, '.') + 1), '0')) > %d)" % (value, value, value, value, kept), ()))
+        elif had in ("datetime", "timestamp", "time"):
+            probes.append(("seconds_cut", column, "SUM(MICROSECOND(%s) %% %d <> 0)" % (value, 10 ** (6 - kept)), ()))
+    return probes
 
 
 def _not_datetime_text(source, column, source_kinds, thorough):

@@ -1300,3 +1300,26 @@ def test_migrate_takes_whole_reals_into_a_decimal_of_a_wide_scale(tmp_path, mysq
         db.execute("ALTER TABLE METRIC MODIFY total_val %s NOT NULL" % column_type)
     result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("column_type, words", [
+    ("DATE", "not 'YYYY-MM-DD' text"), ("TIME", "not 'HH:MM:SS' text"),
+    ("DATETIME(3)", "more digits of a second than DST's datetime(3) keeps"), ("DATETIME(6)", None)])
+def test_migrate_refuses_what_a_date_time_or_narrow_datetime_column_would_change(tmp_path, mysql_address,
+                                                                                column_type, words):
+    """Round 48: TRIAL.start_time copied into a DATE lost its time of day (written, then DIFFERS); into a DATETIME(3)
+    '09:00:01.123456' kept '.123' with only a note (that note is for the Experiment Manager's own DATETIME)."""
+    demo_db = demo_with_a_trial_named(tmp_path, "t")
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("UPDATE TRIAL SET start_time = '2025-05-01 09:00:01.123456'")
+    con.close()
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE TRIAL MODIFY start_time %s NOT NULL" % column_type)
+    result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1")
+    if words is None:
+        assert result.returncode == 0, result.stderr
+        return
+    assert_one_clear_line(result, 4, "values of TRIAL.start_time", words, "nothing was copied")
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
