@@ -85,17 +85,20 @@ def refuse_values_dst_affinity_changes(source, target, graph, tree, tables, exis
 
 
 def _refuse(target, table, column, declared, wanted, keeps, count, example):
-    kind = (KIND_NAMES if count == 1 else KINDS_NAMES).get(_class_of(example), "values")
+    # (one example names the kind of one value only: round 48 was told "3 values are REALs" of 1.0, '1' and ' 1')
+    named = KIND_NAMES.get(_class_of(example), "a value")
+    kind, example = (named, _shown(example)) if count == 1 else ("of another storage class", "%s, %s" % (
+        _shown(example), named))
     if keeps is not None:
         raise DamagedInputError(
             "%s %s (e.g. %s), which %s's STRICT table refuses or changes in that column (%s: %s only); nothing was "
-            "copied" % (values_of(count, table, column), kind, _shown(example), target.address.display(), declared,
+            "copied" % (values_of(count, table, column), kind, example, target.address.display(), declared,
                         KINDS_NAMES[keeps]),
             hint="make them %s in SRC, or give DST's column the type ANY, then run again" % KINDS_NAMES[keeps])
     raise DamagedInputError(
         "%s %s (e.g. %s), which %s's column (%s: SQLite's %s affinity) stores as another kind, never the same value "
         "to the verify; nothing was copied" % (
-            values_of(count, table, column), kind, _shown(example), target.address.display(),
+            values_of(count, table, column), kind, example, target.address.display(),
             declared or "without a type", wanted),
         hint="give that column of DST the type SRC's has (or none: SQLite then keeps every value as it is), or change "
              "those values in SRC, then run again")

@@ -9,7 +9,7 @@ Exit codes are a contract with shell scripts and cron jobs, so they live here on
     4  damaged input (not a database, corrupt file, snapshot mismatch)
     5  interrupted, resumable
    70  a bug in emfix (an unexpected exception; EX_SOFTWARE): never 1, so a crash is not read as a finding
-  130  Ctrl-C twice: stopped at once
+  130  Ctrl-C twice (once, to a command with no batches): stopped at once
 """
 
 EXIT_OK = 0

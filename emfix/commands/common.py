@@ -395,7 +395,8 @@ class StopFlag:
                 raise stop
             self.raised = True
             STOP_WAITING.set()  # a wait for a lock stops now, not at --lock-timeout
-            sys.stderr.write("\nstopping after this batch (Ctrl-C again to abort now)\n")
+            sys.stderr.write("\nstopping after this batch (%s again to abort now)\n" % (
+                "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"))  # (round 48: a SIGTERM was told "Ctrl-C")
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
         return self
