@@ -86,9 +86,12 @@ def refuse_ids_the_copy_cannot_move(source, graph, tree, tables):
             continue
         odd = ["typeof(t.%s) NOT IN ('integer', 'null')" % source.quote(c) if sqlite else
                "t.%s IS NOT NULL" % source.quote(c) for c in moved]
+        # (the walk's key table holds every id and link column, as stored: no read of the table itself)
+        held = table in tree.held and set(moved) <= set(tree.columns.get(table, ()))
         row = source.query("SELECT %s FROM %s" % (", ".join("sum(%s), min(CASE WHEN %s THEN %s END)" % (
             test, test, "quote(t.%s)" % source.quote(c) if sqlite else "QUOTE(t.%s)" % source.quote(c))
-            for c, test in zip(moved, odd)), tree.rows(source, graph, table)))[0]
+            for c, test in zip(moved, odd)), "%s t" % source.quote(tree.held[table]) if held else
+            tree.rows(source, graph, table)))[0]
         for n, column in enumerate(moved):
             found, example = row[2 * n:2 * n + 2]
             if found:
