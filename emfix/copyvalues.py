@@ -174,6 +174,8 @@ NUMBER_CHANGES = {  # what: (its verb for one value, for several, what they are,
                    "time of day dropped) or refuse", "write them so in SRC, or make the column in DST DATETIME(6)"),
     "not_a_time": ("is", "are", "not 'HH:MM:SS' text (up to 6 digits of a second), which DST's %s column would store "
                    "changed or refuse", "write them so in SRC, or make the column in DST a text one"),
+    "timestamp_range": ("is", "are", "outside what DST's %s holds (1970 to 2038; a day from either end is refused "
+                        "too, whatever the session's time zone)", "make the column DATETIME in DST"),
     "seconds_cut": ("has", "have", "more digits of a second than DST's %s keeps (it would cut or round them)",
                      "widen the column in DST (DATETIME(6), TIME(6))"),
     "not_a_datetime": ("is", "are", "not 'YYYY-MM-DD HH:MM:SS' text (up to 6 digits of a second), which DST's %s would "
@@ -229,6 +231,11 @@ def _temporal_probes(source, table, columns, declared, source_kinds):
             probes.append(("not_a_%s" % dst.kind, column, "SUM(%s IS NOT NULL AND NOT %s REGEXP '%s')" % (
                 value, value, MYSQL_SHAPES[dst.kind]) if had in MYSQL_TEXT_KINDS else "SUM(%s IS NOT NULL)" % value,
                 ()))
+        if dst.kind == "timestamp":  # 1970 to 2038 in the session's time zone: a day either side is the margin
+            probes.append(("timestamp_range", column, ("sum(typeof(%s) = 'text' AND julianday(%s) NOT BETWEEN "
+                           "julianday('1970-01-02') AND julianday('2038-01-18'))" if sqlite else
+                           "SUM(%s NOT BETWEEN '1970-01-02' AND '2038-01-18')") % ((value,) * (2 if sqlite else 1)),
+                           ()))
         kept = dst.fraction_digits or 0
         if dst.kind == "date" or kept >= 6 or own.get(column.lower()) == dst.declared.lower():
             continue

@@ -1325,3 +1325,47 @@ def test_migrate_refuses_what_a_date_time_or_narrow_datetime_column_would_change
         return
     assert_one_clear_line(result, 4, "values of TRIAL.start_time", words, "nothing was copied")
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
+
+
+@pytest.mark.parametrize("command", ["migrate", "export"])
+def test_a_table_without_a_key_keeps_its_rows_with_a_null_link(tmp_path, command):
+    """Round 49: an application's NOTES (trial_id, run_id, note) without a primary key was held by its link columns,
+    and its rows of a trial with no run (run_id NULL) matched nothing: left out, exit 0, verify "ok"."""
+    demo_db = demo_with_a_trial_named(tmp_path, "t")
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("CREATE TABLE NOTES (trial_id INT REFERENCES TRIAL(id), run_id INT REFERENCES TRIAL_RUN(id), "
+                    "note TEXT)")
+        con.execute("INSERT INTO NOTES SELECT r.trial_id, r.id, 'run' FROM TRIAL_RUN r")
+        con.execute("INSERT INTO NOTES SELECT id, NULL, 'trial' FROM TRIAL")
+        con.execute("INSERT INTO NOTES SELECT id, NULL, 'trial' FROM TRIAL")  # the same rows twice
+    con.close()
+    expected = _one(demo_db.path, "SELECT count(*) FROM NOTES")
+    out = str(tmp_path / ("dst.db" if command == "migrate" else "e1.jsonl"))
+    result = run_cli(command, demo_db.path, *(["-o", out] if command == "export" else [out, "--init"]), "-e", "1")
+    assert result.returncode == 0, result.stderr
+    if command == "migrate":
+        assert _one(out, "SELECT count(*) FROM NOTES") == expected
+        assert _one(out, "SELECT count(*) FROM NOTES WHERE run_id IS NULL") == 2 * _one(
+            demo_db.path, "SELECT count(*) FROM TRIAL")
+    else:
+        with open(out) as handle:
+            assert sum(1 for line in handle if line.startswith('{"table": "NOTES"')) == expected
+
+
+def test_migrate_refuses_a_moment_a_timestamp_column_cannot_hold(tmp_path, mysql_address):
+    """Round 49: '2040-01-01T00:00:00' into DST's TIMESTAMP (1970 to 2038) was refused by the server at its batch,
+    the batches before it committed (exit 4). Refused up front now."""
+    demo_db = demo_with_a_trial_named(tmp_path, "t")
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute("UPDATE TRIAL SET start_time = '2040-01-01T00:00:00.000000' WHERE id = (SELECT min(id) FROM "
+                    "TRIAL)")
+    con.close()
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("ALTER TABLE TRIAL MODIFY start_time TIMESTAMP(2) NOT NULL")
+    result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1")
+    assert_one_clear_line(result, 4, "TRIAL.start_time is outside what DST's timestamp(2) holds",
+                          "nothing was copied")
+    assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
