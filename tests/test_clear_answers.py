@@ -493,6 +493,25 @@ def test_migrate_refuses_text_a_binary_column_would_pad_up_front(tmp_path, mysql
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
 
 
+def migrate_into_an_altered_column(tmp_path, mysql_address, update, alter, params=(), command="migrate", name="t"):
+    """A small demo changed by `update` (SQLite), migrated (or exported, then imported: `command` "import") into a
+    MariaDB database made by init, then `alter`ed."""
+    demo_db = demo_with_a_trial_named(tmp_path, name)
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute(update, params)
+    con.close()
+    export = str(tmp_path / "e1.jsonl")
+    if command == "import":
+        assert run_cli("export", demo_db.path, "-e", "1", "-o", export).returncode == 0
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute(alter)
+    if command == "import":
+        return run_cli("import", url_of(mysql_address), export)
+    return run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1")
+
+
 @pytest.mark.parametrize("real, column_type, refused", [
     (76.0, "VARCHAR(255)", True), (0.25, "TEXT", True), (1e19, "VARCHAR(40)", True),
     (1e19, "BIGINT UNSIGNED", False), (12345678901234567890.0, "BIGINT UNSIGNED", False), (76.0, "INT", False)])
@@ -502,15 +521,8 @@ def test_migrate_refuses_a_real_a_text_column_would_keep_as_its_text_and_verifie
     the verify said DIFFERS (exit 4, the rows written); refused before the first batch now. A whole REAL past 1e15
     (1e19, 2^63 and more) copied into a BIGINT UNSIGNED is stored as the same number, and the verify says so (it said
     DIFFERS: SRC's float against DST's integer)."""
-    demo_db = demo_with_a_trial_named(tmp_path, "t")
-    con = sqlite3.connect(demo_db.path)
-    with con:
-        con.execute("UPDATE METRIC SET total_val = ?", (real,))
-    con.close()
-    assert run_cli("init", url_of(mysql_address)).returncode == 0
-    with open_database(mysql_address) as db:
-        db.execute("ALTER TABLE METRIC MODIFY total_val %s NOT NULL" % column_type)
-    result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1")
+    result = migrate_into_an_altered_column(tmp_path, mysql_address, "UPDATE METRIC SET total_val = ?",
+                                            "ALTER TABLE METRIC MODIFY total_val %s NOT NULL" % column_type, (real,))
     if refused:
         assert_one_clear_line(result, 4, "METRIC.total_val are REALs", "never the same value", "nothing was copied",
                               "DOUBLE")
@@ -527,17 +539,9 @@ def test_import_refuses_a_float_a_text_column_would_keep_as_its_text(tmp_path, m
                                                                       refused):
     """The session after round 47: the file's 76.0 went into a VARCHAR as the text '76.0', exit 0. Refused before the
     first row now, as migrate refuses a SQLite REAL there; number columns take it as before."""
-    demo_db = demo_with_a_trial_named(tmp_path, "t")
-    con = sqlite3.connect(demo_db.path)
-    with con:
-        con.execute("UPDATE METRIC SET total_val = ?", (real,))
-    con.close()
-    export = str(tmp_path / "e1.jsonl")
-    assert run_cli("export", demo_db.path, "-e", "1", "-o", export).returncode == 0
-    assert run_cli("init", url_of(mysql_address)).returncode == 0
-    with open_database(mysql_address) as db:
-        db.execute("ALTER TABLE METRIC MODIFY total_val %s NOT NULL" % column_type)
-    result = run_cli("import", url_of(mysql_address), export)
+    result = migrate_into_an_altered_column(tmp_path, mysql_address, "UPDATE METRIC SET total_val = ?",
+                                            "ALTER TABLE METRIC MODIFY total_val %s NOT NULL" % column_type, (real,),
+                                            command="import")
     if refused:
         assert_one_clear_line(result, 4, "METRIC.total_val", "numbers with a point", "nothing was imported", "DOUBLE")
         assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
@@ -552,17 +556,9 @@ def test_import_refuses_text_a_binary_column_would_pad_up_front(tmp_path, mysql_
     """Import had no such check (the session after round 47): 'ab' went into a BINARY(10) as 'ab' and eight zero
     bytes, exit 0. Refused before the first row now, as migrate does; ten bytes are imported as they are, text or
     bytes."""
-    demo_db = demo_with_a_trial_named(tmp_path, name)
-    con = sqlite3.connect(demo_db.path)
-    with con:
-        con.execute("UPDATE TRIAL SET name = ? || substr(name, 1, 0)", (name,))
-    con.close()
-    export = str(tmp_path / "e1.jsonl")
-    assert run_cli("export", demo_db.path, "-e", "1", "-o", export).returncode == 0
-    assert run_cli("init", url_of(mysql_address)).returncode == 0
-    with open_database(mysql_address) as db:
-        db.execute("ALTER TABLE TRIAL MODIFY name BINARY(10) NOT NULL")
-    result = run_cli("import", url_of(mysql_address), export)
+    result = migrate_into_an_altered_column(tmp_path, mysql_address, "UPDATE TRIAL SET name = ? || substr(name, 1, 0)",
+                                            "ALTER TABLE TRIAL MODIFY name BINARY(10) NOT NULL", (name,),
+                                            command="import", name=name)
     if len(name) == 10:
         assert result.returncode == 0, result.stderr
         with open_database(mysql_address) as db:
@@ -1292,15 +1288,8 @@ def test_migrate_into_sqlite_copies_a_table_without_a_primary_key(tmp_path):
 def test_migrate_takes_whole_reals_into_a_decimal_of_a_wide_scale(tmp_path, mysql_address, column_type):
     """Round 48: 757954.0 was refused by a DECIMAL(40,30) as having "more digits after the point" (SQLite's round()
     past 15 places makes digits of its own)."""
-    demo_db = demo_with_a_trial_named(tmp_path, "t")
-    con = sqlite3.connect(demo_db.path)
-    with con:
-        con.execute("UPDATE METRIC SET total_val = round(total_val * 1000000)")
-    con.close()
-    assert run_cli("init", url_of(mysql_address)).returncode == 0
-    with open_database(mysql_address) as db:
-        db.execute("ALTER TABLE METRIC MODIFY total_val %s NOT NULL" % column_type)
-    result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1")
+    result = migrate_into_an_altered_column(tmp_path, mysql_address, "UPDATE METRIC SET total_val = round(total_val * "
+                                            "1000000)", "ALTER TABLE METRIC MODIFY total_val %s NOT NULL" % column_type)
     assert result.returncode == 0, result.stderr
 
 
@@ -1311,15 +1300,9 @@ def test_migrate_refuses_what_a_date_time_or_narrow_datetime_column_would_change
                                                                                 column_type, words):
     """Round 48: TRIAL.start_time copied into a DATE lost its time of day (written, then DIFFERS); into a DATETIME(3)
     '09:00:01.123456' kept '.123' with only a note (that note is for the Experiment Manager's own DATETIME)."""
-    demo_db = demo_with_a_trial_named(tmp_path, "t")
-    con = sqlite3.connect(demo_db.path)
-    with con:
-        con.execute("UPDATE TRIAL SET start_time = '2025-05-01 09:00:01.123456'")
-    con.close()
-    assert run_cli("init", url_of(mysql_address)).returncode == 0
-    with open_database(mysql_address) as db:
-        db.execute("ALTER TABLE TRIAL MODIFY start_time %s NOT NULL" % column_type)
-    result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1")
+    result = migrate_into_an_altered_column(tmp_path, mysql_address, "UPDATE TRIAL SET start_time = '2025-05-01 "
+                                            "09:00:01.123456'", "ALTER TABLE TRIAL MODIFY start_time %s NOT NULL" %
+                                            column_type)
     if words is None:
         assert result.returncode == 0, result.stderr
         return
@@ -1356,16 +1339,9 @@ def test_a_table_without_a_key_keeps_its_rows_with_a_null_link(tmp_path, command
 def test_migrate_refuses_a_moment_a_timestamp_column_cannot_hold(tmp_path, mysql_address):
     """Round 49: '2040-01-01T00:00:00' into DST's TIMESTAMP (1970 to 2038) was refused by the server at its batch,
     the batches before it committed (exit 4). Refused up front now."""
-    demo_db = demo_with_a_trial_named(tmp_path, "t")
-    con = sqlite3.connect(demo_db.path)
-    with con:
-        con.execute("UPDATE TRIAL SET start_time = '2040-01-01T00:00:00.000000' WHERE id = (SELECT min(id) FROM "
-                    "TRIAL)")
-    con.close()
-    assert run_cli("init", url_of(mysql_address)).returncode == 0
-    with open_database(mysql_address) as db:
-        db.execute("ALTER TABLE TRIAL MODIFY start_time TIMESTAMP(2) NOT NULL")
-    result = run_cli("migrate", demo_db.path, url_of(mysql_address), "-e", "1")
+    result = migrate_into_an_altered_column(
+        tmp_path, mysql_address, "UPDATE TRIAL SET start_time = '2040-01-01T00:00:00.000000' WHERE id = (SELECT "
+        "min(id) FROM TRIAL)", "ALTER TABLE TRIAL MODIFY start_time TIMESTAMP(2) NOT NULL")
     assert_one_clear_line(result, 4, "TRIAL.start_time is outside what DST's timestamp(2) holds",
                           "nothing was copied")
     assert not tables_with_rows(mysql_address) - {"SCHEMA_VERSION"}
