@@ -79,9 +79,12 @@ def refuse_ids_the_copy_cannot_move(source, graph, tree, tables):
     subtree split between two experiments, then DIFFERS). Refused before anything is written."""
     sqlite = source.dialect == "sqlite"
     for table in tables:
-        kinds = {} if sqlite else source.column_types(table)
-        moved = [c for c in graph.columns[table] if id_owner(graph, table, c) and (
-            sqlite or kinds.get(c.lower()) not in INTEGER_BITS)]
+        # SQLite: an INTEGER or NUMERIC affinity makes an integer of 1.0 and '1' as it stores them; what it keeps
+        # otherwise (1.5, 'abc') equals no id, so no row of DST either (it dangles, as in SRC): not read
+        kinds = {d.name.lower(): sqlite_affinity(d.type) for d in source.column_details(table)} if sqlite else \
+            source.column_types(table)
+        moved = [c for c in graph.columns[table] if id_owner(graph, table, c) and kinds.get(c.lower()) not in (
+            ("INTEGER", "NUMERIC") if sqlite else INTEGER_BITS)]
         if not moved:
             continue
         odd = ["typeof(t.%s) NOT IN ('integer', 'null')" % source.quote(c) if sqlite else
