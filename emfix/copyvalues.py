@@ -219,15 +219,13 @@ def _temporal_probes(source, table, columns, declared, source_kinds):
         if dst is None or dst.kind not in ("date", "time", "datetime", "timestamp"):
             continue
         value = "t.%s" % source.quote(column)
-        if had == dst.kind:
-            pass
-        elif dst.kind in ("date", "time") and sqlite:
+        if dst.kind in ("date", "time") and had != dst.kind and sqlite:
             shape = ("%s GLOB '%s' AND date(%s) IS %s" % (value, DATE_TEXT, value, value) if dst.kind == "date" else
                      "(%s GLOB '%s' OR (%s GLOB '%s.[0-9]*' AND length(%s) <= 15 AND NOT substr(%s, 10) GLOB "
                      "'*[^0-9]*'))" % (value, TIME_TEXT, value, TIME_TEXT, value, value))
             probes.append(("not_a_%s" % dst.kind, column, "sum(%s IS NOT NULL AND NOT (typeof(%s) = 'text' AND %s))" % (
                 value, value, shape), ()))
-        elif dst.kind in ("date", "time"):
+        elif dst.kind in ("date", "time") and had != dst.kind:
             probes.append(("not_a_%s" % dst.kind, column, "SUM(%s IS NOT NULL AND NOT %s REGEXP '%s')" % (
                 value, value, MYSQL_SHAPES[dst.kind]) if had in MYSQL_TEXT_KINDS else "SUM(%s IS NOT NULL)" % value,
                 ()))

@@ -299,8 +299,8 @@ def refuse_rows_without_a_key(db, graph, tree, done):
         key = graph.primary_keys.get(table)
         if table not in tree.held or not key:
             continue
-        found = int(db.scalar("SELECT count(*) FROM %s WHERE %s" % (db.quote(tree.held[table]), " OR ".join(
-            "%s IS NULL" % db.quote(c) for c in key))) or 0)
+        unkeyed = " OR ".join("%s IS NULL" % db.quote(c) for c in key)
+        found = int(db.scalar("SELECT count(*) FROM %s WHERE %s" % (db.quote(tree.held[table]), unkeyed)) or 0)
         if found:
             raise DamagedInputError(
                 "%s row%s of %s in experiment %d %s NULL in %s primary key (%s), by which every copy reads a row: "
@@ -309,8 +309,7 @@ def refuse_rows_without_a_key(db, graph, tree, done):
                     "has" if found == 1 else "have", "its" if found == 1 else "their", ", ".join(key),
                     "it" if found == 1 else "they", done),
                 hint="give those rows their key in the source, or delete them if they mean nothing (SELECT * FROM %s "
-                     "WHERE %s finds them), then run again" % (
-                         db.quote(table), " OR ".join("%s IS NULL" % db.quote(c) for c in key)))
+                     "WHERE %s finds them), then run again" % (db.quote(table), unkeyed))
 
 
 def count_subtree(db, graph, experiment_id):
