@@ -145,11 +145,13 @@ class Subtree:
         if found is None:
             return "1 = 0"
         name, key = found
-        if db.dialect == "sqlite" and table in self.held and not graph.primary_keys.get(table):
+        if table in self.held and not graph.primary_keys.get(table):
             # A table without a primary key is held by its link columns, and a row with NULL in one of them (a note
-            # of a trial, of no run) matched no held row through IN: left out, exit 0 (round 49). IS is NULL-safe.
+            # of a trial, of no run) matched no held row through IN: left out, exit 0 (round 49; from MySQL too,
+            # found after it). IS and <=> are NULL-safe.
+            same = "IS" if db.dialect == "sqlite" else "<=>"
             return "EXISTS (SELECT 1 FROM %s x WHERE %s)" % (db.quote(name), " AND ".join(
-                "x.%s IS %s.%s" % (db.quote(c), alias, db.quote(c)) for c in key))
+                "x.%s %s %s.%s" % (db.quote(c), same, alias, db.quote(c)) for c in key))
         return _member(db, alias, key, name, key)
 
     def referenced_where(self, db, graph, root, alias="t"):
@@ -268,11 +270,20 @@ def _root_table(db, graph, experiment_id):
 
 
 def _make_key_table(db, graph, table, name, columns, where):
-    probes = [tuple(graph.primary_keys.get(table) or (columns if db.dialect == "sqlite" else ()))] + [
-        tuple(r.parent_columns) for r in graph.children_of(table)]  # (SQLite: Subtree.where's IS probes it)
+    probes = [tuple(graph.primary_keys.get(table) or (columns if _indexable(db, table, columns) else ()))] + [
+        tuple(r.parent_columns) for r in graph.children_of(table)]  # (no key: Subtree.where's IS/<=> probes it)
     db.create_temp_table(name, "SELECT %s FROM %s c WHERE %s" % (
         ", ".join("c.%s" % db.quote(c) for c in columns), db.quote(table), where),
         indexes=list(dict.fromkeys(k for k in probes if k and set(k) <= set(columns))))
+
+
+def _indexable(db, table, columns):
+    """Whether an index can hold `columns` of `table` whole: on SQLite any; on MySQL no TEXT or BLOB (a link
+    column is rarely one: InnoDB declares no foreign key on it)."""
+    if db.dialect == "sqlite":
+        return True
+    kinds = {d.name.lower(): d.type.lower() for d in db.column_details(table)}
+    return not any(word in kinds.get(c.lower(), "text") for c in columns for word in ("text", "blob", "json"))
 
 
 def reach_subtree(db, graph, experiment_id):

@@ -46,12 +46,13 @@ def row_pages(db, graph, tree, table, batch_size, paging, last):
             yield rows, offset
             if len(rows) < batch_size:
                 return
+    if not graph.primary_keys.get(table) and table in tree.held:
+        yield from _pages_by_links(db, graph, tree, table, cols, batch_size, last)
+        return
     while True:
         after, params = "", ()
         if last is not None:
-            if not isinstance(last, list) or len(last) != len(keys):  # a journal from another schema or hand
-                raise DamagedInputError("the position saved for %s (%r) is not a key of %d columns" % (
-                    table, last, len(keys)), hint="run without --resume after removing what was copied")
+            _check_position(table, last, keys)
             after, params = db.key_bound(keys, ">", last)
             after = glue + after
         rows = db.query("SELECT %s FROM %s%s ORDER BY %s LIMIT %d" % (cols, source, after, order, batch_size),
@@ -62,6 +63,44 @@ def row_pages(db, graph, tree, table, batch_size, paging, last):
         yield rows, [portable(v) for v in last]
         if len(rows) < batch_size:
             return
+
+
+def _check_position(table, last, keys):
+    if not isinstance(last, list) or len(last) != len(keys):  # a journal from another schema or hand
+        raise DamagedInputError("the position saved for %s (%r) is not a key of %d columns" % (
+            table, last, len(keys)), hint="run without --resume after removing what was copied")
+
+
+def _pages_by_links(db, graph, tree, table, cols, batch_size, last):
+    """A table without a primary key, in pages of whole groups of rows that share their link columns (the columns
+    its key table holds): a page's bound is the link key `batch_size` rows on in the key table, and the page takes
+    every row up to it. Paged by all its columns, a page ending inside a group of identical rows made the next
+    page's `>` skip the rest of the group, and one ending on a NULL skipped every row after it (written, then
+    DIFFERS: round 49). Link keys are the engine's own values, read back from the key table, so they bind exactly;
+    a group larger than a batch makes a larger page."""
+    name, key = tree.keys(graph, table)
+    source = tree.source(db, graph, table)[0]
+    held, mine = ["x.%s" % db.quote(c) for c in key], ["t.%s" % db.quote(c) for c in key]
+    while True:
+        kept, kept_params, after, params = [], (), "", ()
+        if last is not None:
+            _check_position(table, last, key)
+            after, params = db.null_safe_bound(held, ">", last)
+            kept, kept_params = [db.null_safe_bound(mine, ">", last)[0]], params
+            after = " WHERE " + after
+        bound = db.query("SELECT %s FROM %s x%s ORDER BY %s LIMIT 1 OFFSET %d" % (
+            ", ".join(held), db.quote(name), after, ", ".join(held), batch_size - 1), params)
+        if not bound:  # the last page: up to the greatest link key left (NULL sorts last going down)
+            bound = db.query("SELECT %s FROM %s x%s ORDER BY %s LIMIT 1" % (
+                ", ".join(held), db.quote(name), after, ", ".join(h + " DESC" for h in held)), params)
+            if not bound:
+                return
+        upto, upto_params = db.null_safe_bound(mine, "<=", bound[0])
+        rows = db.query("SELECT %s FROM %s AND %s ORDER BY %s" % (
+            cols, source, " AND ".join(kept + [upto]), ", ".join(mine)), kept_params + upto_params)
+        last = [portable(v) for v in bound[0]]
+        if rows:
+            yield rows, last
 
 
 class LiteralPage:

@@ -227,6 +227,27 @@ class Backend:
             params = [value, value] + params
         return "(%s)" % sql, tuple(params)
 
+    def null_safe_bound(self, columns, op, values):
+        """key_bound for columns that may hold NULL (the link columns by which a table without a primary key is
+        paged): NULL sorts first, as ORDER BY puts it on both engines, and a NULL among `values` is spelled IS NULL
+        rather than bound (`c > NULL` holds for no row: the rows after a page that ended on one were left out)."""
+        def beyond(column, value):  # `column` sorts strictly after (op >) or before (op <) `value`
+            if value is None:
+                return ("%s IS NOT NULL" % column, []) if op[0] == ">" else ("1 = 0", [])
+            return ("%s > ?" % column if op[0] == ">" else "(%s IS NULL OR %s < ?)" % (column, column)), [value]
+
+        def same(column, value):
+            return ("%s IS NULL" % column, []) if value is None else ("%s = ?" % column, [value])
+
+        sql, params = beyond(columns[-1], values[-1])
+        if len(op) == 2:  # >= or <=: the last column may equal its value
+            equal, equal_params = same(columns[-1], values[-1])
+            sql, params = "(%s OR %s)" % (sql, equal), params + equal_params
+        for column, value in zip(reversed(columns[:-1]), reversed(values[:-1])):
+            (over, over_params), (equal, equal_params) = beyond(column, value), same(column, value)
+            sql, params = "(%s OR (%s AND %s))" % (over, equal, sql), over_params + equal_params + params
+        return sql, tuple(params)
+
     def scalar(self, sql, params=()):
         rows = self.query(sql, params)
         return rows[0][0] if rows else None
