@@ -127,7 +127,7 @@ def _kept_type(db, table, column, primary):
     return normal_type(column.type)
 
 
-def _is_without_rowid(sql):
+def is_without_rowid(sql):
     """Does a SQLite table's CREATE TABLE text end in the WITHOUT ROWID option (after its last parenthesis)?"""
     sql = str(sql or "")
     return ")" in sql and re.search(r"\bWITHOUT\s+ROWID\b", sql[sql.rindex(")") + 1:], re.IGNORECASE) is not None
@@ -162,7 +162,7 @@ def read_catalog(db, counts=True):
         counted = counts is True or (not isinstance(counts, bool) and name in (counts or ()))
         rows = int(db.scalar("SELECT count(*) FROM %s" % db.quote(name)) or 0) if counted else None
         tables[name] = TableInfo(name, columns, primary, sorted(unique), sorted(indexes, key=lambda i: i.columns),
-                                 foreign, rows, db.dialect == "sqlite" and _is_without_rowid(db.table_sql(name)))
+                                 foreign, rows, db.dialect == "sqlite" and is_without_rowid(db.table_sql(name)))
     catalog = Catalog(db.dialect, db.address.display(), tables)
     version_table = catalog.table("SCHEMA_VERSION")
     if version_table:

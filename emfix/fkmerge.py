@@ -10,7 +10,7 @@ so each row is judged exactly as the probing sweep judges it: 'n' when a key col
 no parent row has the key, 'c' when the parent row is itself doomed.
 """
 
-import re
+from .catalog import is_without_rowid
 
 INTEGER_AFFINITY = "INT"  # SQLite's rule: a declared type containing INT has INTEGER affinity
 MAX_ROWID = (1 << 63) - 1
@@ -124,8 +124,7 @@ def without_rowid(db, table):
     """`table` is a WITHOUT ROWID table (always so on MySQL: no rowid there)."""
     if db.dialect != "sqlite":
         return True
-    sql = db.table_sql(table)
-    return re.search(r"\bWITHOUT\s+ROWID\s*$", sql.strip(), re.IGNORECASE) is not None
+    return is_without_rowid(db.table_sql(table))  # (not only at the end: `WITHOUT ROWID, STRICT` crashed validate)
 
 
 def sweep_by_merge(db, order, relation, table, rows_table, rel_no, names, select_list, doomed, scratch,

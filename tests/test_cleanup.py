@@ -824,11 +824,13 @@ def test_undo_into_a_table_that_lost_its_primary_key_puts_back_each_copy_once(de
     assert dump_all(address)["EPOCH_METRIC"] == rows
 
 
+@pytest.mark.parametrize("options", ["WITHOUT ROWID", "WITHOUT ROWID, STRICT", "STRICT, WITHOUT ROWID"])
 @pytest.mark.parametrize("command", [("cleanup-orphans",), ("cleanup-orphans", "--dry-run"), ("repair",)])
-def test_orphans_in_a_without_rowid_table_are_refused_up_front(tmp_path, command):
+def test_orphans_in_a_without_rowid_table_are_refused_up_front(tmp_path, command, options):
     """Round 20: a WITHOUT ROWID child made cleanup and repair stop at "no such column: t.rowid", blamed on the
     quarantine folder, after the dry run had promised to remove its orphans. Now each says what the table is and
-    changes nothing (exit 2), the dry run included."""
+    changes nothing (exit 2), the dry run included. Spelled `WITHOUT ROWID, STRICT`, it was taken for a table with
+    a rowid, and validate itself crashed (exit 70)."""
     address = DatabaseAddress("sqlite", path=str(tmp_path / "experiment.db"))
     make_demo(address)
     con = sqlite3.connect(address.path)
@@ -838,13 +840,14 @@ def test_orphans_in_a_without_rowid_table_are_refused_up_front(tmp_path, command
         CREATE TABLE BATCH_METRIC (batch_idx INTEGER, epoch_idx INTEGER, trial_run_id INTEGER, metric_id INTEGER,
             PRIMARY KEY (batch_idx, epoch_idx, trial_run_id, metric_id),
             FOREIGN KEY (batch_idx, epoch_idx, trial_run_id) REFERENCES BATCH (idx, epoch_idx, trial_run_id),
-            FOREIGN KEY (metric_id) REFERENCES METRIC (id)) WITHOUT ROWID;
+            FOREIGN KEY (metric_id) REFERENCES METRIC (id)) %s;
         INSERT INTO BATCH_METRIC SELECT * FROM bm_copy;
         DROP TABLE bm_copy;
-    """)
+    """ % options)
     con.commit()
     con.close()
     before = exact_dump(address.path)
+    assert run_cli("validate", address.path, "-q").returncode == 1
     result = run_cli(*command, address.path, "--yes", "--no-snapshot", "--quarantine-dir", str(tmp_path / "q"))
     assert result.returncode == 2 and "WITHOUT ROWID" in result.stderr and "Traceback" not in result.stderr, \
         result.stderr
