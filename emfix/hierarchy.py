@@ -22,6 +22,7 @@ from .schema import remember_spellings
 
 TMP = "emfix_tmp_h_"
 ROOT = "EXPERIMENT"
+ROWID = "emfix_rowid"  # the column of a SQLite key table that holds its table's rowid (Subtree.rowids)
 
 
 @dataclasses.dataclass
@@ -129,6 +130,9 @@ class Subtree:
     columns: dict  # table -> the columns that temporary table holds
     order: List[str]  # EXPERIMENT first, then the hierarchy tables parents first
     linked: dict = dataclasses.field(default_factory=dict)  # METRIC/ARTIFACT -> (temp table of ids, id column)
+    # SQLite tables without a primary key -> the name their rowid reads by, which their key table keeps as ROWID:
+    # a page of their rows is then a range of the key table and one seek per row (pages.py)
+    rowids: dict = dataclasses.field(default_factory=dict)
 
     def keys(self, graph, table):
         """(temporary key table, its key columns) for any table of the subtree, or None."""
@@ -269,12 +273,21 @@ def _root_table(db, graph, experiment_id):
     return exists, {ROOT: TMP + "0"}, root_key
 
 
-def _make_key_table(db, graph, table, name, columns, where):
+def _make_key_table(db, graph, table, name, columns, where, rowid=None):
     probes = [tuple(graph.primary_keys.get(table) or (columns if _indexable(db, table, columns) else ()))] + [
         tuple(r.parent_columns) for r in graph.children_of(table)]  # (no key: Subtree.where's IS/<=> probes it)
     db.create_temp_table(name, "SELECT %s FROM %s c WHERE %s" % (
-        ", ".join("c.%s" % db.quote(c) for c in columns), db.quote(table), where),
-        indexes=list(dict.fromkeys(k for k in probes if k and set(k) <= set(columns))))
+        ", ".join(["c.%s" % db.quote(c) for c in columns] + (["c.%s AS %s" % (rowid, ROWID)] if rowid else [])),
+        db.quote(table), where), indexes=list(dict.fromkeys(k for k in probes if k and set(k) <= set(columns))))
+
+
+def _rowid_name(db, graph, table):
+    """SQLite, a table without a primary key (it always has a rowid): the name its rowid reads by, unless a column
+    took each of them; else None."""
+    if db.dialect != "sqlite" or graph.primary_keys.get(table):
+        return None
+    taken = {c.lower() for c in db.columns(table)}
+    return None if ROWID in taken else next((n for n in ("rowid", "_rowid_", "oid") if n not in taken), None)
 
 
 def _indexable(db, table, columns):
@@ -289,14 +302,17 @@ def _indexable(db, table, columns):
 def reach_subtree(db, graph, experiment_id):
     """Walk down from the experiment, one set-based statement per table (see the module docstring)."""
     exists, held, root_key = _root_table(db, graph, experiment_id)
-    columns_of, order = {ROOT: [root_key]}, [ROOT]
+    columns_of, order, rowids = {ROOT: [root_key]}, [ROOT], {}
     for number, (table, columns, tests) in enumerate(_walk_steps(graph), 1):
         where = _members(db, table, tests, held)
         held[table], columns_of[table] = TMP + str(number), columns
-        _make_key_table(db, graph, table, held[table], columns, where)
+        rowid = _rowid_name(db, graph, table)
+        _make_key_table(db, graph, table, held[table], columns, where, rowid)
+        if rowid:
+            rowids[table] = rowid
         order.append(table)
     linked = _link_keys(db, graph, held, len(order))
-    return Subtree(experiment_id, exists, held, columns_of, order, linked)
+    return Subtree(experiment_id, exists, held, columns_of, order, linked, rowids)
 
 
 def refuse_rows_without_a_key(db, graph, tree, done):
