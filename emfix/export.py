@@ -24,7 +24,7 @@ from .backends import open_database
 from .errors import UsageError
 from .fileutil import check_output_path, durable_output
 from .guarded import check_integrity
-from .hierarchy import ROOT, check_hierarchy, reach_subtree, refuse_rows_without_a_key
+from .hierarchy import ROOT, check_hierarchy, reach_subtree, refuse_rows_no_copy_keeps
 from .idshift import AUTO_ID_TABLES
 from .jsonrepair import strict_loads
 from .progress import NoProgress
@@ -70,7 +70,7 @@ def export_experiment(address, experiment_id, path, *, fmt="jsonl", retry_policy
             if not tree.exists:
                 raise UsageError("experiment %s does not exist in %s" % (experiment_id, address.display()),
                                  hint="`emfix validate DB --experiment ID` lists what a missing id left behind")
-            refuse_rows_without_a_key(db, graph, tree, "exported")
+            refuse_rows_no_copy_keeps(db, graph, tree, "exported")
             tables = tree.tables(graph)
             db.warn_without_transactions(tables, reading=True)  # MyISAM: the export is one moment only if so
             dangling = {}

@@ -61,7 +61,7 @@ from .errors import (
     UsageError,
 )
 from .guarded import IntegrityCheck
-from .hierarchy import ROOT, reach_subtree, refuse_rows_without_a_key
+from .hierarchy import ROOT, reach_subtree, refuse_rows_no_copy_keeps
 from .idshift import (
     IdsTakenError,
     claim_gained_ids,
@@ -295,7 +295,7 @@ class _Migration:
                     len(report.breaks), report.breaks[0].message),
                     hint="repair it first (emfix cleanup-orphans), or use --strategy aggressive")
             refuse_invalid_json(source, target, graph, tree, will_create="METRIC" not in plan.existing and options.init)
-        refuse_rows_without_a_key(source, graph, tree, "copied")
+        refuse_rows_no_copy_keeps(source, graph, tree, "copied", plan.tables)
         source.warn_without_transactions(plan.tables, reading=True)  # MyISAM: no one moment to copy from
         target.warn_without_transactions([t for t in plan.tables if t.lower() in known])  # nor a batch to roll back
         refuse_missing_columns(source, target, graph, tree, plan.tables, plan.existing)

@@ -1370,6 +1370,33 @@ def test_a_mysql_table_without_a_key_keeps_its_rows_with_a_null_link(tmp_path, m
         assert db.scalar("SELECT count(*) FROM NOTES") == expected
 
 
+@pytest.mark.parametrize("command", [("migrate", "-e", "1"), ("migrate", "--all"), ("export", "-e", "1")])
+def test_rows_linking_into_two_experiments_are_refused_up_front(tmp_path, command):
+    """Round 50: NOTES(trial_id, run_id) with a note of experiment 1's trial and experiment 2's run was taken by the
+    walk through its trial, and the copy moved the run id too: it pointed at a run never copied (exit 0, verify
+    "ok"); --all copied such a row once for each experiment. Refused before anything is written; left out with
+    --skip-tables, the rest is copied."""
+    demo_db = DatabaseAddress("sqlite", path=str(tmp_path / "src.db"))
+    make_demo(demo_db, shape=Shape(experiments=2, trials=2, runs=1, epochs=1, batches=1), faults=False)
+    con = sqlite3.connect(demo_db.path)
+    with con:
+        con.execute(NOTES_DDL % "")
+        con.execute("INSERT INTO NOTES SELECT r.trial_id, r.id, 'its own' FROM TRIAL_RUN r")
+        con.execute("INSERT INTO NOTES SELECT (SELECT min(id) FROM TRIAL WHERE experiment_id = 1), (SELECT min(r.id) "
+                    "FROM TRIAL_RUN r JOIN TRIAL t ON t.id = r.trial_id WHERE t.experiment_id = 2), 'across'")
+    con.close()
+    out = str(tmp_path / ("dst.db" if command[0] == "migrate" else "e1.jsonl"))
+    extra = ["-o", out] if command[0] == "export" else [out, "--init"]
+    result = run_cli(command[0], demo_db.path, *extra, *command[1:])
+    assert_one_clear_line(result, 4, "of NOTES in experiment 1 link", "TRIAL", "outside it",
+                          "nothing was %s" % ("copied" if command[0] == "migrate" else "exported"), "--skip-tables")
+    assert not os.path.exists(out) or command[0] == "migrate"
+    if command[0] == "migrate":
+        assert "NOTES" not in sqlite_rows(out) or not sqlite_rows(out)["NOTES"]
+        result = run_cli(*command[:1], demo_db.path, *extra, *command[1:], "--skip-tables", "NOTES")
+        assert result.returncode == 0, result.stderr
+
+
 def test_a_copy_of_a_table_without_a_key_killed_at_random_finishes_exactly(tmp_path):
     """Each page of a table without a primary key ends after a whole group of rows sharing their links, and that
     group's link key is the position a rerun goes on from: killed at random moments, nothing twice, nothing left."""
