@@ -103,8 +103,18 @@ def refuse_ids_the_copy_cannot_move(source, graph, tree, tables):
                     "keep pointing at that id in DST; nothing was copied" % (
                         values_of(int(found), table, column), example.decode() if isinstance(example, bytes)
                         else example),
-                    hint="make them integers in SRC (UPDATE %s SET %s = CAST(%s AS INTEGER) WHERE ...), then run "
-                         "again" % (source.quote(table), source.quote(column), source.quote(column)))
+                    hint=_integer_hint(source, table, column, kinds.get(column.lower())))
+
+
+def _integer_hint(source, table, column, kind):
+    """How to make a column's ids integers: an UPDATE where the column keeps what it is given (SQLite without a type),
+    else a type of its own (round 50: `UPDATE ... CAST(... AS INTEGER)` into a TEXT column stored text again)."""
+    if kind == "BLOB":
+        return "make them integers in SRC (UPDATE %s SET %s = CAST(%s AS INTEGER) WHERE ...), then run again" % (
+            source.quote(table), source.quote(column), source.quote(column))
+    return "give %s.%s an integer type in SRC (%s), then run again" % (
+        table, column, "ALTER TABLE ... MODIFY, if every value is a whole number" if source.dialect == "mysql" else
+        "a %s column keeps them as they are: rebuild the table with INTEGER" % kind)
 
 
 def refuse_numbers_past_dst_columns(source, target, graph, tree, tables, existing):

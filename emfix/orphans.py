@@ -21,7 +21,7 @@ from .guarded import kill_point
 from .hierarchy import ancestor_chain
 from .orphandelete import delete_batches, settle_marks
 from .orphanrescue import ChildrenSince, RescueLook, newest_rowids
-from .orphanstay import Staying, doomed_count, held_table, hold_what_stays_points_at
+from .orphanstay import Staying, doomed_count, held_table, hold_what_stays_points_at, unkeyed_doomed_count
 from .values import portable, sqlite_storable
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def _build_doom(db, graph, plans, tables_filter, include_unreferenced):
             staying.left_behind[plan.table] = doomed_count(db, plan)
             continue
         if db.dialect == "mysql" and plan.identity_names == plan.columns and not graph.primary_keys.get(plan.table):
-            staying.unkeyed[plan.table] = doomed_count(db, plan)  # no key to delete its rows one by one
+            staying.unkeyed[plan.table] = unkeyed_doomed_count(db, plan)  # no key to delete its rows one by one
             continue
         if db.dialect == "sqlite" and plan.identity != ["rowid"]:  # (round 20: "no such column: t.rowid", blamed on
             count = doomed_count(db, plan)  # the quarantine folder, after the dry run had promised to remove them)

@@ -1221,24 +1221,28 @@ def _one(path, sql):
         con.close()
 
 
-def _untyped_trial_with_a_link(path, link):
-    """TRIAL rebuilt without column types (as an old tool made it), its third trial's experiment_id `link`."""
+def _untyped_trial_with_a_link(path, link, kind=""):
+    """TRIAL rebuilt without column types (as an old tool made it; experiment_id of type `kind`), its third trial's
+    experiment_id `link`."""
     con = sqlite3.connect(path)
     with con:
-        con.executescript("CREATE TABLE T2 (id INTEGER PRIMARY KEY AUTOINCREMENT, name, experiment_id, start_time, "
+        con.executescript("CREATE TABLE T2 (id INTEGER PRIMARY KEY AUTOINCREMENT, name, experiment_id %s, start_time, "
                           "update_time); INSERT INTO T2 SELECT * FROM TRIAL; DROP TABLE TRIAL; "
-                          "ALTER TABLE T2 RENAME TO TRIAL")
+                          "ALTER TABLE T2 RENAME TO TRIAL" % kind)
         con.execute("UPDATE TRIAL SET experiment_id = ? WHERE id = (SELECT max(id) FROM TRIAL)", (link,))
     con.close()
 
 
-@pytest.mark.parametrize("link", [1.0, "1", " 1"])
-def test_migrate_refuses_a_link_it_cannot_move_before_writing(tmp_path, link):
+@pytest.mark.parametrize("link, kind, hint", [(1.0, "", "CAST"), ("1", "", "CAST"), (" 1", "", "CAST"),
+                                              ("1", "TEXT", "give TRIAL.experiment_id an integer type"),
+                                              (1.5, "REAL", "give TRIAL.experiment_id an integer type")])
+def test_migrate_refuses_a_link_it_cannot_move_before_writing(tmp_path, link, kind, hint):
     """Round 48: a trial whose experiment_id was the REAL 1.0 (or the text '1' in a column without a type) was
     reached by the walk, as SQLite compares it with 1, but the copy moves only integers: it was copied still pointing
-    at experiment 1, DST's own, and the rest went to experiment 2 (DIFFERS, the rows kept). Refused up front."""
+    at experiment 1, DST's own, and the rest went to experiment 2 (DIFFERS, the rows kept). Refused up front. The
+    hint's UPDATE ... CAST suits a column without a type; a TEXT or REAL one stores its own kind again (round 50)."""
     demo_db = demo_with_a_trial_named(tmp_path, "t")
-    _untyped_trial_with_a_link(demo_db.path, link)
+    _untyped_trial_with_a_link(demo_db.path, link, kind)
     dst = str(tmp_path / "dst.db")
     con = sqlite3.connect(dst)
     with con:  # the same schema, and an experiment 1 of its own
@@ -1248,7 +1252,7 @@ def test_migrate_refuses_a_link_it_cannot_move_before_writing(tmp_path, link):
         con.execute("INSERT INTO EXPERIMENT VALUES (1, 'own', 'd', 'x', 'y')")
     con.close()
     result = run_cli("migrate", demo_db.path, dst, "-e", "1", "--no-snapshot")
-    assert_one_clear_line(result, 4, "TRIAL.experiment_id is not an integer", "nothing was copied", "CAST")
+    assert_one_clear_line(result, 4, "of TRIAL.experiment_id", "not an integer", "nothing was copied", hint)
     assert _one(dst, "SELECT count(*) FROM TRIAL") == 0
 
 
