@@ -17,7 +17,8 @@ from .catalog import sqlite_affinity
 from .copycheck import count_in_engine
 from .copyjournal import JOURNAL
 from .errors import DamagedInputError, EmfixError, OperationInterrupted
-from .idshift import column_shifts
+from .hierarchy import ROOT
+from .idshift import column_shifts, id_owner
 from .pool import run_parallel
 from .progress import DEFAULT_BATCH
 from .values import portable
@@ -101,7 +102,9 @@ class BatchCopy:
                 except Exception as exc:  # noqa: BLE001 - only a duplicate key is said otherwise
                     if not is_duplicate_key(exc):
                         raise
-                    raise self._collision(table, exc, done) from None
+                    # (an in-engine group not committed yet goes back with this batch: round 50 said its rows were)
+                    raise self._collision(table, exc, done - (group.pending if group is not None and group.open
+                                                              is not None else 0)) from None
                 if group is not None:
                     group.wrote(written)
                 done += written
@@ -229,10 +232,30 @@ class BatchCopy:
         run_parallel([lambda n=n: lane(n) for n in range(len(self.lanes))] + [produce], failed)
 
     def _collision(self, table, exc, done):
-        return EmfixError("copying %s into %s stopped: DST already holds a key of a row of this experiment (%s); "
-                          "the %s rows copied before are committed" % (
-                              table, self.target.address.display(), exc, "{:,}".format(done)),
-                          kind=DUPLICATE_KEY, facts={"table": table})
+        """`done`: the rows committed before the batch that met the key."""
+        return EmfixError("copying %s into %s stopped: DST already holds a key of a row of this experiment (%s); %s" % (
+                              table, self.target.address.display(), exc,
+                              "the %s rows copied before are committed" % "{:,}".format(done) if done else
+                              "nothing was committed"),
+                          kind=DUPLICATE_KEY, facts={"table": table}, hint=self._collision_hint(table, done))
+
+    def _collision_hint(self, table, done):
+        """The way out of a copy stopped at a key DST already holds: --resume meets it again (the journal's ids are
+        fixed), --force starts again with new ids chosen past it and reserved; but an application's table keeps its
+        own keys, which no offset moves (round 50: --force was hinted, and met the same key)."""
+        key = self.graph.primary_keys.get(table) or ()
+        if key and not any(id_owner(self.graph, table, c) for c in key):
+            return ("%s's key (%s) is its own, which the copy keeps as it is: a row of this experiment with that key "
+                    "is in DST already (copied before, or the application's own): delete those rows from DST's %s, "
+                    "then run the same command %s" % (table, ", ".join(key), table, "with --resume" if done else
+                                                      "again, or leave %s out (--skip-tables)" % table))
+        partial = ""
+        if table != ROOT and self.copied.get(ROOT) and done:  # copied first: committed before the batch that stopped
+            partial = " (as experiment %d: delete it there if it is not wanted)" % (
+                self.plan.tree.experiment_id + self.start.offsets.get(ROOT, 0))
+        return ("--resume would stop at the same row; run the same command with --force to copy the experiment "
+                "again from the start with new ids, reserved first: the rows copied so far stay in DST%s. If "
+                "the application writes its own ids into %s, stop it meanwhile" % (partial, table))
 
     def _commit_position(self, db, table, last, rows, write=None):
         """Lanes: `write()` (the page's INSERT) and the journal row with this table's new last key and count,

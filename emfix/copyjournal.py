@@ -197,15 +197,26 @@ def record_copy_within(address, source_id, into, experiment_id, copied, retry_po
                         finished_at, finished_at))
 
 
-def moved_on(db, key, position, copied):
-    """Journal row `key` holds another position or other counts than a run's own (`position`, `copied`: what it
-    committed): another run of the same copy committed under it meanwhile. False when it cannot be read."""
+def moved_on(db, key, copied):
+    """Journal row `key` counts more rows of some table than a run's own `copied`: another run of the same copy
+    committed under it meanwhile. Not merely other counts: an in-engine copy counts the batches of a group it has not
+    committed yet, and a key an application's table already held in DST (its own ids, which no offset moves) rolled
+    that group back, which was then told "another migrate went on with this copy" (round 50). False when it cannot
+    be read."""
     try:
         journal = read_journal(db, key)
     except EmfixError:
         return False
-    ours = json.loads(json.dumps({"position": position, "copied": copied}))
-    return journal is not None and {"position": journal["position"], "copied": journal["copied"]} != ours
+    if journal is None or not isinstance(journal.get("copied"), dict):
+        return False
+    return any(_count(n) > _count(copied.get(table)) for table, n in journal["copied"].items())
+
+
+def _count(value):
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def take_back_row(target, dst, key, only_empty=False):

@@ -400,7 +400,6 @@ class _Migration:
             self.undo_start(plan, exc, integrity)
             if getattr(exc, "kind", None) == DUPLICATE_KEY:
                 self.refuse_if_copied_meanwhile(plan, copy)
-                exc.hint = self.collision_hint(start, exc.facts["table"])
             if pin is not None and isinstance(exc, DatabaseLockedError):
                 # In-engine, SRC's connection writes DST attached to it, and only DST can be locked: SRC's own
                 # reads never wait while the pin holds its read lock. It named SRC and SRC's holders.
@@ -425,24 +424,13 @@ class _Migration:
         """A key DST holds, and the journal row no longer says what this run committed: another run of the same copy
         went on with it meanwhile (two --resume at once into a SQLite DST, which no named lock keeps apart; an outside
         tester's loser was told to use --force, which copies the experiment a second time)."""
-        if moved_on(self.target, plan.key, copy.position, copy.copied):
+        if moved_on(self.target, plan.key, copy.copied):
             raise DatabaseLockedError(
                 "another migrate of experiment %d from %s into %s went on with this copy meanwhile (its journal row "
                 "moved past what this run committed); this one stopped" % (
                     self.experiment_id, self.src.display(), self.dst.display()),
                 hint="the batches committed so far stay: once no other migrate of it runs, the same command with "
                      "--resume finishes the copy (or says it is done); not --force, which copies it again") from None
-
-    def collision_hint(self, start, table):
-        """The way out of a copy stopped at a key DST already holds: --resume meets it again (the journal's
-        ids are fixed), --force starts again with new ids chosen past it and reserved."""
-        partial = ""
-        if table != ROOT and start.copied.get(ROOT):  # copied first: committed before the batch that stopped
-            partial = " (as experiment %d: delete it there if it is not wanted)" % (
-                self.experiment_id + start.offsets.get(ROOT, 0))
-        return ("--resume would stop at the same row; run the same command with --force to copy the experiment "
-                "again from the start with new ids, reserved first: the rows copied so far stay in DST%s. If "
-                "the application writes its own ids into %s, stop it meanwhile" % (partial, table))
 
     def counts_in_engine(self, plan):
         """An in-engine copy checked by counts alone has DST attached to SRC's connection: both sides are

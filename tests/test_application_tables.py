@@ -1,0 +1,92 @@
+"""An application's own tables beside the Experiment Manager's: what migrate and export take of them, and what they
+say when they cannot (round 50)."""
+
+import collections
+import sqlite3
+
+from conftest import make_demo, run_cli
+
+from emfix.address import DatabaseAddress
+from emfix.demo import Shape
+
+METRIC_NOTES = ("CREATE TABLE METRIC_NOTE (metric_id INT REFERENCES METRIC(id), note TEXT)",
+                "CREATE TABLE ARTIFACT_TAG (id INTEGER PRIMARY KEY, artifact_id INT REFERENCES ARTIFACT(id), tag TEXT)")
+
+
+def _demo_with(tmp_path, *statements):
+    source = DatabaseAddress("sqlite", path=str(tmp_path / "src.db"))
+    make_demo(source, shape=Shape(experiments=2, trials=2, runs=1, epochs=2, batches=2), faults=False)
+    con = sqlite3.connect(source.path)
+    with con:
+        for statement in statements:
+            con.execute(statement)
+    con.close()
+    return source.path
+
+
+def _rows(path, sql):
+    con = sqlite3.connect(path)
+    try:
+        return collections.Counter(con.execute(sql).fetchall())
+    finally:
+        con.close()
+
+
+def _with_metric_notes(tmp_path):
+    return _demo_with(tmp_path, *METRIC_NOTES, "INSERT INTO METRIC_NOTE SELECT id, 'note ' || id FROM METRIC",
+                      "INSERT INTO METRIC_NOTE SELECT id, 'again' FROM METRIC WHERE id % 3 = 0",
+                      "INSERT INTO ARTIFACT_TAG (artifact_id, tag) SELECT id, 'tag' FROM ARTIFACT")
+
+
+NOTES_OF_LINKED_METRICS = ("SELECT n.note, m.type, m.total_val FROM METRIC_NOTE n JOIN METRIC m ON m.id = n.metric_id "
+                         "WHERE m.id IN (SELECT metric_id FROM EPOCH_METRIC UNION SELECT metric_id FROM BATCH_METRIC "
+                         "UNION SELECT metric_id FROM RESULTS_METRIC)")
+
+
+def test_migrate_takes_the_rows_that_hang_off_the_metrics_and_artifacts_it_copies(tmp_path):
+    """Round 50: a table linking only to METRIC (or ARTIFACT) was left out of migrate and export without a word,
+    while the rows it points at were copied. Its rows go where those rows go, their links moved with them."""
+    source = _with_metric_notes(tmp_path)
+    one, every = str(tmp_path / "one.db"), str(tmp_path / "all.db")
+    assert run_cli("migrate", source, one, "-e", "1", "--init").returncode == 0
+    assert run_cli("migrate", source, one, "-e", "2").returncode == 0  # into a DST whose ids it must move past
+    assert run_cli("validate", one, "-q").returncode == 0
+    assert _rows(one, NOTES_OF_LINKED_METRICS) == _rows(source, NOTES_OF_LINKED_METRICS)
+    assert _rows(one, "SELECT tag FROM ARTIFACT_TAG") == _rows(source, "SELECT tag FROM ARTIFACT_TAG")
+    assert run_cli("migrate", source, every, "--all", "--init").returncode == 0
+    assert _rows(every, "SELECT * FROM METRIC_NOTE") == _rows(source, "SELECT * FROM METRIC_NOTE")
+
+
+def test_export_and_import_take_them_too(tmp_path):
+    source = _with_metric_notes(tmp_path)
+    out, target = str(tmp_path / "e1.jsonl"), str(tmp_path / "dst.db")
+    assert run_cli("export", source, "-e", "1", "-o", out).returncode == 0
+    assert run_cli("init", target).returncode == 0
+    con = sqlite3.connect(target)
+    with con:
+        for statement in METRIC_NOTES:
+            con.execute(statement)
+    con.close()
+    result = run_cli("import", target, out)
+    assert result.returncode == 0, result.stderr
+    migrated = str(tmp_path / "one.db")
+    assert run_cli("migrate", source, migrated, "-e", "1", "--init").returncode == 0
+    assert _rows(target, NOTES_OF_LINKED_METRICS) == _rows(migrated, NOTES_OF_LINKED_METRICS)
+    assert sum(_rows(target, "SELECT * FROM METRIC_NOTE").values()) > 0
+
+
+def test_a_key_of_its_own_already_in_dst_is_said_so_not_another_migrate(tmp_path):
+    """Round 50: copied a second time (--force), a table with its own INTEGER PRIMARY KEY met its keys in DST: the
+    in-engine group went back, and the message said "another migrate went on with this copy meanwhile"; the hint
+    then said --force, which meets the same key."""
+    source = _demo_with(tmp_path, "CREATE TABLE TRIAL_NOTE (id INTEGER PRIMARY KEY, trial_id INT REFERENCES "
+                        "TRIAL(id), note TEXT)", "INSERT INTO TRIAL_NOTE (trial_id, note) SELECT id, 'n' FROM TRIAL")
+    target = str(tmp_path / "dst.db")
+    assert run_cli("migrate", source, target, "-e", "1", "--init").returncode == 0
+    before = _rows(target, "SELECT id FROM TRIAL")
+    result = run_cli("migrate", source, target, "-e", "1", "--force")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "another migrate" not in result.stderr and "nothing was committed" in result.stderr
+    assert "TRIAL_NOTE's key (id) is its own" in result.stderr and "--skip-tables" in result.stderr
+    assert _rows(target, "SELECT id FROM TRIAL") == before
+    assert run_cli("migrate", source, target, "-e", "1", "--force", "--skip-tables", "TRIAL_NOTE").returncode == 0
