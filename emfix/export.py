@@ -24,11 +24,12 @@ from .backends import open_database
 from .errors import UsageError
 from .fileutil import check_output_path, durable_output
 from .guarded import check_integrity
-from .hierarchy import ROOT, check_hierarchy, reach_subtree, refuse_rows_no_copy_keeps
+from .hierarchy import ROOT, check_hierarchy, reach_subtree
 from .idshift import AUTO_ID_TABLES
 from .jsonrepair import strict_loads
 from .progress import NoProgress
 from .schema import discover_graph, require_experiment_manager
+from .subtreerefusals import refuse_rows_no_copy_keeps
 from .values import EXPORT_FORMAT, encode_value
 
 BATCH = 1000

@@ -61,7 +61,7 @@ from .errors import (
     UsageError,
 )
 from .guarded import IntegrityCheck
-from .hierarchy import ROOT, reach_subtree, refuse_rows_no_copy_keeps
+from .hierarchy import ROOT, reach_subtree
 from .idshift import (
     IdsTakenError,
     claim_gained_ids,
@@ -74,6 +74,7 @@ from .killpoints import kill_point
 from .pool import ConnectionPool
 from .progress import BASE_MB, NoProgress, utc_now
 from .schema import EM_TABLE_NAMES, create_schema, discover_graph, require_experiment_manager
+from .subtreerefusals import refuse_rows_no_copy_keeps
 
 STRATEGIES = ("conservative", "balanced", "aggressive")  # what each does: `emfix migrate --help`
 

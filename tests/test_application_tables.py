@@ -90,3 +90,16 @@ def test_a_key_of_its_own_already_in_dst_is_said_so_not_another_migrate(tmp_path
     assert "TRIAL_NOTE's key (id) is its own" in result.stderr and "--skip-tables" in result.stderr
     assert _rows(target, "SELECT id FROM TRIAL") == before
     assert run_cli("migrate", source, target, "-e", "1", "--force", "--skip-tables", "TRIAL_NOTE").returncode == 0
+
+
+def test_a_row_hanging_off_two_metrics_of_different_experiments_is_refused(tmp_path):
+    """A table linking twice to METRIC (a pair of metrics compared) goes with the metrics it points at; a row whose
+    second metric belongs to another experiment would keep a moved id pointing at a metric never copied."""
+    source = _demo_with(tmp_path, "CREATE TABLE METRIC_PAIR (a INT REFERENCES METRIC(id), b INT REFERENCES METRIC(id))",
+                        "INSERT INTO METRIC_PAIR SELECT metric_id, metric_id FROM EPOCH_METRIC",
+                        "INSERT INTO METRIC_PAIR SELECT (SELECT min(metric_id) FROM RESULTS_METRIC), "
+                        "(SELECT max(metric_id) FROM RESULTS_METRIC)")
+    result = run_cli("migrate", source, str(tmp_path / "dst.db"), "-e", "1", "--init")
+    assert result.returncode == 4 and "row of METRIC_PAIR in experiment 1 links through" in result.stderr, \
+        result.stderr
+    assert "nothing was copied" in result.stderr and len(result.stderr.strip().splitlines()) == 2

@@ -1,0 +1,82 @@
+"""Rows of an experiment's subtree that no copy could keep as they are, refused before migrate or export writes
+anything: rows with NULL in their primary key, and rows whose links reach out of the experiment.
+
+Both read the walk's key tables (hierarchy.reach_subtree), never the tables themselves.
+"""
+
+from .errors import DamagedInputError
+
+
+def _same(db, alias, columns, other, other_columns):
+    return " AND ".join("%s.%s = %s.%s" % (alias, db.quote(a), other, db.quote(b))
+                        for a, b in zip(columns, other_columns))
+
+
+def refuse_rows_no_copy_keeps(db, graph, tree, done, tables=None):
+    """What migrate's copy and export's file could not keep as it is, refused before anything is written (`done`:
+    "copied", "exported") in `tables` (default: every table of the subtree)."""
+    tables = tree.tables(graph) if tables is None else tables
+    refuse_rows_without_a_key(db, graph, tree, done, tables)
+    refuse_links_out_of_the_subtree(db, graph, tree, done, tables)
+
+
+def refuse_links_out_of_the_subtree(db, graph, tree, done, tables):
+    """Rows of a table with two or more links into the hierarchy (an application's NOTES(trial_id, run_id)) whose
+    other link points at a row the experiment does not hold (a run of another experiment, or none): the walk takes
+    such a row through one link, and the copy moves every id by its offset, so the other link came to point at a row
+    that was never copied, or at another one (round 50: exit 0, verify "ok"; --all copied the row once for each
+    experiment). A table of the Experiment Manager has one such link; its others go to METRIC or ARTIFACT, whose
+    rows the copy takes along."""
+    q = db.quote
+    for table in tables:
+        if table not in tree.held:
+            continue
+        if table in tree.order:  # walked: its links into the hierarchy
+            inward = [(r, tree.held[r.parent], r.parent_columns) for r in graph.relations_of(table)
+                      if r.parent in tree.held and r.parent != table]
+        else:  # hanging off METRIC/ARTIFACT rows (_attached): its links to them (METRIC_PAIR(a, b), one of them not)
+            inward = [(r, tree.linked[r.parent][0], r.parent_columns) for r in graph.relations_of(table)
+                      if r.parent in tree.linked and list(r.parent_columns) == [tree.linked[r.parent][1]]]
+        if len(inward) < 2:
+            continue
+        for relation, parent_keys, parent_columns in inward:
+            outside = " AND ".join(["x.%s IS NOT NULL" % q(c) for c in relation.child_columns] + [
+                "NOT EXISTS (SELECT 1 FROM %s p WHERE %s)" % (q(parent_keys), _same(
+                    db, "p", parent_columns, "x", relation.child_columns))])
+            found = int(db.scalar("SELECT count(*) FROM %s x WHERE %s" % (q(tree.held[table]), outside)) or 0)
+            if found:
+                raise DamagedInputError(
+                    "%s row%s of %s in experiment %d link%s through %s to %s rows outside it (another experiment's, "
+                    "or missing): a copy of one experiment moves every id it copies, so %s would point at a row "
+                    "that is not there, or another one; nothing was %s" % (
+                        "{:,}".format(found), "" if found == 1 else "s", table, tree.experiment_id,
+                        "s" if found == 1 else "", ", ".join(relation.child_columns), relation.parent,
+                        "that link" if found == 1 else "those links", done),
+                    hint="point %s at rows of experiment %d, or set %s NULL, or leave %s out (--skip-tables, "
+                         "migrate), then run again" % (
+                             ", ".join(relation.child_columns), tree.experiment_id,
+                             ", ".join(relation.child_columns), table))
+
+
+def refuse_rows_without_a_key(db, graph, tree, done, tables):
+    """Rows of the subtree with NULL in a column of their primary key (SQLite keeps such a row; a BATCH_METRIC row
+    of no metric): every copy reads a table's rows by key, through its key table, and a NULL matches none, so they
+    were left out of migrate's copy and export's file, exit 0, verify "ok" (round 48: 3 rows of 74). Refused before
+    anything is written (`done`: "copied", "exported"). (MySQL keeps no NULL in a primary key.)"""
+    if db.dialect != "sqlite":
+        return
+    for table in tables:
+        key = graph.primary_keys.get(table)
+        if table not in tree.held or not key:
+            continue
+        unkeyed = " OR ".join("%s IS NULL" % db.quote(c) for c in key)
+        found = int(db.scalar("SELECT count(*) FROM %s WHERE %s" % (db.quote(tree.held[table]), unkeyed)) or 0)
+        if found:
+            raise DamagedInputError(
+                "%s row%s of %s in experiment %d %s NULL in %s primary key (%s), by which every copy reads a row: "
+                "%s would be left out; nothing was %s" % (
+                    "{:,}".format(found), "" if found == 1 else "s", table, tree.experiment_id,
+                    "has" if found == 1 else "have", "its" if found == 1 else "their", ", ".join(key),
+                    "it" if found == 1 else "they", done),
+                hint="give those rows their key in the source, or delete them if they mean nothing (SELECT * FROM %s "
+                     "WHERE %s finds them), then run again" % (db.quote(table), unkeyed))
