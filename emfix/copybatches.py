@@ -245,10 +245,12 @@ class BatchCopy:
         own keys, which no offset moves (round 50: --force was hinted, and met the same key)."""
         key = self.graph.primary_keys.get(table) or ()
         if key and not any(id_owner(self.graph, table, c) for c in key):
-            return ("%s's key (%s) is its own, which the copy keeps as it is: a row of this experiment with that key "
-                    "is in DST already (copied before, or the application's own): delete those rows from DST's %s, "
-                    "then run the same command %s" % (table, ", ".join(key), table, "with --resume" if done else
-                                                      "again, or leave %s out (--skip-tables)" % table))
+            again = "the same command%s" % (" with --resume" if done else "")
+            return ("%s's key (%s) is its own, which the copy keeps as it is, and DST holds that key already (an "
+                    "earlier copy's row, the copy of another experiment that links the same METRIC or ARTIFACT row, "
+                    "or the application's own): run %s --skip-tables %s to go on without its rows, or delete from "
+                    "DST's %s the rows that are unwanted copies (never the application's) and run %s" % (
+                        table, ", ".join(key), again, table, table, again))
         partial = ""
         if table != ROOT and self.copied.get(ROOT) and done:  # copied first: committed before the batch that stopped
             partial = " (as experiment %d: delete it there if it is not wanted)" % (

@@ -214,15 +214,17 @@ def _link_keys(db, graph, held, number):
 
 
 def _attached(graph, held, linked):
-    """[(table, its links to METRIC/ARTIFACT)] for the tables the walk does not reach whose rows hang off METRIC or
-    ARTIFACT rows alone (an application's METRIC_NOTE(metric_id, note)): they go where those rows go (round 50:
-    left out of migrate and export without a word, while the rows they point at were copied)."""
-    found = []
+    """[(table, its links to METRIC/ARTIFACT or to a table before it here)], parents first, for the tables the walk
+    does not reach whose rows hang off METRIC or ARTIFACT rows (an application's METRIC_NOTE(metric_id, note), and a
+    table linking to that one): they go where those rows go (round 50: left out of migrate and export without a
+    word, while the rows they point at were copied; round 51: the table linking to METRIC_NOTE too)."""
+    found, reached = [], set()
     for table in graph.parent_first():
-        links = [r for r in graph.relations_of(table) if r.parent in linked and len(r.child_columns) == 1
-                 and list(r.parent_columns) == [linked[r.parent][1]]]
-        if table not in held and table not in linked and links:
+        links = [r for r in graph.relations_of(table) if r.parent in reached or (
+            r.parent in linked and list(r.parent_columns) == [linked[r.parent][1]])]
+        if table not in held and table not in linked and table not in reached and links:
             found.append((table, links))
+            reached.add(table)
     return found
 
 
@@ -335,7 +337,8 @@ def reach_subtree(db, graph, experiment_id):
         held[table], columns_of[table] = TMP + str(number), _attached_columns(graph, table)
         rowid = _rowid_name(db, graph, table)
         _make_key_table(db, graph, table, held[table], columns_of[table], " OR ".join(_member(
-            db, "c", r.child_columns, linked[r.parent][0], [linked[r.parent][1]]) for r in links), rowid)
+            db, "c", r.child_columns, *(linked[r.parent][0], [linked[r.parent][1]]) if r.parent in linked else (
+                held[r.parent], r.parent_columns)) for r in links), rowid)
         if rowid:
             rowids[table] = rowid
     return Subtree(experiment_id, exists, held, columns_of, order, linked, rowids)
@@ -372,10 +375,15 @@ def count_subtree(db, graph, experiment_id):
         counts[root] = int(db.scalar("SELECT count(*) FROM (%s) u JOIN %s m ON m.%s = u.k" % (
             ids, q(root), q(links[0].parent_columns[0]))) or 0)
         linked[root] = (ids, links[0].parent_columns[0])
-    for table, links in _attached(graph, where_of, linked):  # rows of the root rows counted above, as reach_subtree
-        counts[table] = int(db.scalar("SELECT count(*) FROM %s c WHERE %s" % (q(table), " OR ".join(
+    attached = {}  # rows hanging off the root rows counted above, as reach_subtree takes them: table -> condition
+    for table, links in _attached(graph, where_of, linked):
+        attached[table] = " OR ".join(
             "c.%s IN (SELECT u.k FROM (%s) u JOIN %s m ON m.%s = u.k)" % (
-                q(r.child_columns[0]), linked[r.parent][0], q(r.parent), q(linked[r.parent][1])) for r in links))) or 0)
+                q(r.child_columns[0]), linked[r.parent][0], q(r.parent), q(linked[r.parent][1])) if r.parent in linked
+            else "(%s) IN (SELECT %s FROM %s c WHERE %s)" % (
+                ", ".join("c.%s" % q(c) for c in r.child_columns), ", ".join("c.%s" % q(c) for c in r.parent_columns),
+                q(r.parent), attached[r.parent]) for r in links)
+        counts[table] = int(db.scalar("SELECT count(*) FROM %s c WHERE %s" % (q(table), attached[table])) or 0)
     return counts
 
 

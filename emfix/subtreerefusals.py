@@ -34,9 +34,12 @@ def refuse_links_out_of_the_subtree(db, graph, tree, done, tables):
         if table in tree.order:  # walked: its links into the hierarchy
             inward = [(r, tree.held[r.parent], r.parent_columns) for r in graph.relations_of(table)
                       if r.parent in tree.held and r.parent != table]
-        else:  # hanging off METRIC/ARTIFACT rows (_attached): its links to them (METRIC_PAIR(a, b), one of them not)
+        else:  # hanging off METRIC/ARTIFACT rows (_attached): its links to them and to tables hanging off them
+            # (METRIC_PAIR(a, b), one of them another experiment's)
             inward = [(r, tree.linked[r.parent][0], r.parent_columns) for r in graph.relations_of(table)
-                      if r.parent in tree.linked and list(r.parent_columns) == [tree.linked[r.parent][1]]]
+                      if r.parent in tree.linked and list(r.parent_columns) == [tree.linked[r.parent][1]]] + [
+                (r, tree.held[r.parent], r.parent_columns) for r in graph.relations_of(table)
+                if r.parent in tree.held and r.parent not in tree.order and r.parent != table]
         if len(inward) < 2:
             continue
         for relation, parent_keys, parent_columns in inward:

@@ -87,7 +87,7 @@ def test_a_key_of_its_own_already_in_dst_is_said_so_not_another_migrate(tmp_path
     result = run_cli("migrate", source, target, "-e", "1", "--force")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert "another migrate" not in result.stderr and "nothing was committed" in result.stderr
-    assert "TRIAL_NOTE's key (id) is its own" in result.stderr and "--skip-tables" in result.stderr
+    assert "TRIAL_NOTE's key (id) is its own" in result.stderr and "--skip-tables TRIAL_NOTE" in result.stderr
     assert _rows(target, "SELECT id FROM TRIAL") == before
     assert run_cli("migrate", source, target, "-e", "1", "--force", "--skip-tables", "TRIAL_NOTE").returncode == 0
 
@@ -103,3 +103,19 @@ def test_a_row_hanging_off_two_metrics_of_different_experiments_is_refused(tmp_p
     assert result.returncode == 4 and "row of METRIC_PAIR in experiment 1 links through" in result.stderr, \
         result.stderr
     assert "nothing was copied" in result.stderr and len(result.stderr.strip().splitlines()) == 2
+
+
+def test_a_table_linking_to_one_that_hangs_off_the_metrics_goes_too(tmp_path):
+    """Round 51: METRIC_NOTE went with the metrics, but a table linking to METRIC_NOTE was left out without a word
+    (exit 0, verify "ok"), from SQLite and into MariaDB alike."""
+    source = _demo_with(tmp_path, "CREATE TABLE METRIC_NOTE (id INTEGER PRIMARY KEY, metric_id INT REFERENCES "
+                        "METRIC(id), note TEXT)", "CREATE TABLE NOTE_REPLY (note_id INT REFERENCES METRIC_NOTE(id), "
+                        "reply TEXT)", "INSERT INTO METRIC_NOTE (metric_id, note) SELECT id, 'n' || id FROM METRIC",
+                        "INSERT INTO NOTE_REPLY SELECT id, 'r' || id FROM METRIC_NOTE",
+                        "INSERT INTO NOTE_REPLY SELECT id, 'again' FROM METRIC_NOTE WHERE id % 2 = 0")
+    every = str(tmp_path / "all.db")
+    result = run_cli("migrate", source, every, "--all", "--init")
+    assert result.returncode == 0, result.stderr
+    query = "SELECT r.reply, n.note FROM NOTE_REPLY r JOIN METRIC_NOTE n ON n.id = r.note_id"
+    assert _rows(every, query) == _rows(source, query)
+    assert run_cli("validate", every, "-q").returncode == 0
