@@ -9,6 +9,8 @@ Each temporary key table is indexed on the keys its children look up, membership
 `IN (SELECT ...)` the planner can drive from the small side, and the METRIC/ARTIFACT ids the
 reached link rows point at get a key table too, so export and migrate read any table of the
 subtree through its key table (Subtree.source) at the cost of the rows wanted, not of the table.
+An application's tables whose rows hang off those METRIC/ARTIFACT rows (and tables hanging off
+them) are held last: they go where the rows they point at go.
 """
 
 import dataclasses
@@ -126,7 +128,7 @@ class Subtree:
 
     experiment_id: int
     exists: bool
-    held: dict  # table -> temporary table of its reached rows (key and link columns)
+    held: dict  # table -> temporary table of its reached rows (key and link columns), attached tables included
     columns: dict  # table -> the columns that temporary table holds
     order: List[str]  # EXPERIMENT first, then the hierarchy tables parents first
     linked: dict = dataclasses.field(default_factory=dict)  # METRIC/ARTIFACT -> (temp table of ids, id column)
@@ -191,8 +193,9 @@ class Subtree:
         return int(db.scalar("SELECT count(*) FROM %s" % source) or 0)
 
     def tables(self, graph):
-        """Parents first: the hierarchy tables reached, then METRIC and ARTIFACT where a link table reached points
-        at them (round 46: without one, a copy read METRIC's pages through a key table it never had: exit 70)."""
+        """Parents first: the hierarchy tables reached, METRIC and ARTIFACT where a link table reached points at
+        them (round 46: without one, a copy read METRIC's pages through a key table it never had: exit 70), and the
+        tables hanging off those."""
         return [t for t in graph.parent_first() if t in self.held or t in self.linked]
 
 
