@@ -21,10 +21,10 @@ from .backends import open_database
 from .catalog import sqlite_affinity
 from .errors import UsageError
 from .schema import remember_spellings
+from .subtreelinks import ROWID, attached_columns, attached_tables, close_over_self_links, member, self_links
 
 TMP = "emfix_tmp_h_"
 ROOT = "EXPERIMENT"
-ROWID = "emfix_rowid"  # the column of a SQLite key table that holds its table's rowid (Subtree.rowids)
 
 
 @dataclasses.dataclass
@@ -112,16 +112,6 @@ def _match(db, alias, columns, other, other_columns):
                         for a, b in zip(columns, other_columns))
 
 
-def _member(db, alias, columns, held_table, held_columns):
-    """`(c.a, c.b) IN (SELECT x.a, x.b FROM held x)`: unlike a correlated EXISTS, the planner can drive
-    this from the (small) held table through an index on c, or skip-scan one whose lead column has few values."""
-    mine = ", ".join("%s.%s" % (alias, db.quote(c)) for c in columns)
-    theirs = ", ".join("x.%s" % db.quote(c) for c in held_columns)
-    if len(columns) > 1:
-        mine, theirs = "(%s)" % mine, theirs
-    return "%s IN (SELECT %s FROM %s x)" % (mine, theirs, db.quote(held_table))
-
-
 @dataclasses.dataclass
 class Subtree:
     """One experiment's rows, held as temporary key tables on the connection that reached them."""
@@ -158,7 +148,7 @@ class Subtree:
             same = "IS" if db.dialect == "sqlite" else "<=>"
             return "EXISTS (SELECT 1 FROM %s x WHERE %s)" % (db.quote(name), " AND ".join(
                 "x.%s %s %s.%s" % (db.quote(c), same, alias, db.quote(c)) for c in key))
-        return _member(db, alias, key, name, key)
+        return member(db, alias, key, name, key)
 
     def referenced_where(self, db, graph, root, alias="t"):
         """For METRIC/ARTIFACT: rows a reached link row points at; None when no link table was reached."""
@@ -216,27 +206,6 @@ def _link_keys(db, graph, held, number):
     return linked
 
 
-def _attached(graph, held, linked):
-    """[(table, its links to METRIC/ARTIFACT or to a table before it here)], parents first, for the tables the walk
-    does not reach whose rows hang off METRIC or ARTIFACT rows (an application's METRIC_NOTE(metric_id, note), and a
-    table linking to that one): they go where those rows go (round 50: left out of migrate and export without a
-    word, while the rows they point at were copied; round 51: the table linking to METRIC_NOTE too)."""
-    found, reached = [], set()
-    for table in graph.parent_first():
-        links = [r for r in graph.relations_of(table) if r.parent in reached or (
-            r.parent in linked and list(r.parent_columns) == [linked[r.parent][1]])]
-        if table not in held and table not in linked and table not in reached and links:
-            found.append((table, links))
-            reached.add(table)
-    return found
-
-
-def _attached_columns(graph, table):
-    return list(dict.fromkeys(list(graph.primary_keys.get(table) or ()) + [
-        c for r in graph.relations_of(table) for c in r.child_columns] + [
-        c for r in graph.children_of(table) for c in r.parent_columns]))
-
-
 def _walk_steps(graph):
     """(table, the columns its key table keeps, its membership tests as (ancestor, child columns, ancestor
     columns)) for every table of the subtree, parents first: the plan reach_subtree and count_subtree share."""
@@ -261,7 +230,7 @@ def _walk_steps(graph):
 
 def _members(db, table, tests, held):
     return " OR ".join(_bounds(db, table, child_cols, held[ancestor], anc_cols) +
-                       _member(db, "c", child_cols, held[ancestor], anc_cols)
+                       member(db, "c", child_cols, held[ancestor], anc_cols)
                        for ancestor, child_cols, anc_cols in tests) or "1 = 0"
 
 
@@ -332,16 +301,18 @@ def reach_subtree(db, graph, experiment_id):
         held[table], columns_of[table] = TMP + str(number), columns
         rowid = _rowid_name(db, graph, table)
         _make_key_table(db, graph, table, held[table], columns, where, rowid)
+        close_over_self_links(db, graph, table, held[table], columns, rowid)
         if rowid:
             rowids[table] = rowid
         order.append(table)
     linked = _link_keys(db, graph, held, len(order))
-    for number, (table, links) in enumerate(_attached(graph, held, linked), len(order) + len(linked)):
-        held[table], columns_of[table] = TMP + str(number), _attached_columns(graph, table)
+    for number, (table, links) in enumerate(attached_tables(graph, held, linked), len(order) + len(linked)):
+        held[table], columns_of[table] = TMP + str(number), attached_columns(graph, table)
         rowid = _rowid_name(db, graph, table)
-        _make_key_table(db, graph, table, held[table], columns_of[table], " OR ".join(_member(
+        _make_key_table(db, graph, table, held[table], columns_of[table], " OR ".join(member(
             db, "c", r.child_columns, *(linked[r.parent][0], [linked[r.parent][1]]) if r.parent in linked else (
                 held[r.parent], r.parent_columns)) for r in links), rowid)
+        close_over_self_links(db, graph, table, held[table], columns_of[table], rowid)
         if rowid:
             rowids[table] = rowid
     return Subtree(experiment_id, exists, held, columns_of, order, linked, rowids)
@@ -360,10 +331,12 @@ def count_subtree(db, graph, experiment_id):
     where_of, counts = {}, {ROOT: int(exists)}  # the experiment's own row (the walk's key table always holds one)
     for number, (table, columns, tests) in enumerate(steps, 1):
         where_of[table] = _members(db, table, tests, held)
-        if table in read_later:
+        if table in read_later or self_links(graph, table, columns):
             held[table] = TMP + str(number)
-            _make_key_table(db, graph, table, held[table], columns, where_of[table])
+            _held_as_walked(db, graph, table, held[table], columns, where_of[table])
             counts[table] = int(db.scalar("SELECT count(*) FROM %s" % q(held[table])) or 0)
+            if self_links(graph, table, columns):  # its rows reached through those links too
+                where_of[table] = _member_of_held(db, graph, table, held[table], columns)
         else:
             counts[table] = int(db.scalar("SELECT count(*) FROM %s c WHERE %s" % (q(table), where_of[table])) or 0)
     linked = {}
@@ -379,15 +352,37 @@ def count_subtree(db, graph, experiment_id):
             ids, q(root), q(links[0].parent_columns[0]))) or 0)
         linked[root] = (ids, links[0].parent_columns[0])
     attached = {}  # rows hanging off the root rows counted above, as reach_subtree takes them: table -> condition
-    for table, links in _attached(graph, where_of, linked):
-        attached[table] = " OR ".join(
-            "c.%s IN (SELECT u.k FROM (%s) u JOIN %s m ON m.%s = u.k)" % (
-                q(r.child_columns[0]), linked[r.parent][0], q(r.parent), q(linked[r.parent][1])) if r.parent in linked
+    for number, (table, links) in enumerate(attached_tables(graph, where_of, linked), len(steps) + 1):
+        attached[table] = " OR ".join(  # (the links' ids as reach_subtree holds them: a METRIC row missing too)
+            "c.%s IN (SELECT u.k FROM (%s) u)" % (q(r.child_columns[0]), linked[r.parent][0]) if r.parent in linked
             else "(%s) IN (SELECT %s FROM %s c WHERE %s)" % (
                 ", ".join("c.%s" % q(c) for c in r.child_columns), ", ".join("c.%s" % q(c) for c in r.parent_columns),
                 q(r.parent), attached[r.parent]) for r in links)
-        counts[table] = int(db.scalar("SELECT count(*) FROM %s c WHERE %s" % (q(table), attached[table])) or 0)
+        columns = attached_columns(graph, table)
+        if self_links(graph, table, columns):
+            _held_as_walked(db, graph, table, TMP + str(number), columns, attached[table])
+            counts[table] = int(db.scalar("SELECT count(*) FROM %s" % q(TMP + str(number))) or 0)
+            attached[table] = _member_of_held(db, graph, table, TMP + str(number), columns)
+        else:
+            counts[table] = int(db.scalar("SELECT count(*) FROM %s c WHERE %s" % (q(table), attached[table])) or 0)
     return counts
+
+
+def _held_as_walked(db, graph, table, name, columns, where):
+    """count_subtree: `table`'s key table, as reach_subtree makes it (its rows reached through its links to itself
+    included)."""
+    rowid = _rowid_name(db, graph, table)
+    _make_key_table(db, graph, table, name, columns, where, rowid)
+    close_over_self_links(db, graph, table, name, columns, rowid)
+
+
+def _member_of_held(db, graph, table, name, columns):
+    """count_subtree: a condition on `table` (alias c) selecting the rows its key table `name` holds."""
+    rowid = _rowid_name(db, graph, table)
+    if rowid:
+        return "c.%s IN (SELECT x.%s FROM %s x)" % (rowid, ROWID, db.quote(name))
+    key = list(graph.primary_keys.get(table) or columns)
+    return member(db, "c", key, name, key)
 
 
 def check_hierarchy(db, graph, experiment_id, limit=100, tree=None):

@@ -36,6 +36,7 @@ from .idshift import (
     claiming_alone,
     column_shifts,
     id_offset,
+    id_owner,
     referring_columns,
     refuse_ids_past_the_column,
     reserve_ids,
@@ -146,6 +147,13 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
                     committed, _experiment_of(header, trailer) + offsets.get(ROOT, 0), JOURNAL)
                 exc.hint = "delete that experiment's rows, then import an export made again (--resume would meet " \
                            "the same row)"  # (round 40: --resume was said to finish it)
+                table = (exc.facts or {}).get("table")
+                key = graph.primary_keys.get(table) or ()
+                if key and not any(id_owner(graph, table, c) for c in key):  # (round 52: an export again holds it)
+                    exc.hint = ("%s's key (%s) is its own, which import keeps as it is, and %s holds that key already "
+                                "(an earlier import's row, or the application's own): delete from its %s the rows "
+                                "that are unwanted copies (never the application's), then run the same command with "
+                                "--resume" % (table, ", ".join(key), address.display(), table))
             else:
                 exc.message += "; the import stopped part way: %s, and the same command with --resume finishes " \
                                "it once that is fixed" % committed
@@ -325,7 +333,8 @@ def _commit_batch(db, key, table, columns, rows, line, counts):
         if not is_duplicate_key(exc):
             raise
         raise DamagedInputError("%s refused a row of %s the file holds twice, or that the database holds already: "
-                                "%s" % (db.address.display(), table, exc), kind="duplicate_key") from None
+                                "%s" % (db.address.display(), table, exc), kind="duplicate_key",
+                                facts={"table": table}) from None
     counts.update(after)
 
 

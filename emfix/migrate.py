@@ -74,7 +74,7 @@ from .killpoints import kill_point
 from .pool import ConnectionPool
 from .progress import BASE_MB, NoProgress, utc_now
 from .schema import EM_TABLE_NAMES, create_schema, discover_graph, require_experiment_manager
-from .subtreerefusals import refuse_rows_no_copy_keeps
+from .subtreerefusals import refuse_rows_no_copy_keeps, refuse_skipped_parents
 
 STRATEGIES = ("conservative", "balanced", "aggressive")  # what each does: `emfix migrate --help`
 
@@ -296,6 +296,7 @@ class _Migration:
                     len(report.breaks), report.breaks[0].message),
                     hint="repair it first (emfix cleanup-orphans), or use --strategy aggressive")
             refuse_invalid_json(source, target, graph, tree, will_create="METRIC" not in plan.existing and options.init)
+        refuse_skipped_parents(source, graph, tree, plan.tables, options.skip_tables)
         refuse_rows_no_copy_keeps(source, graph, tree, "copied", plan.tables)
         source.warn_without_transactions(plan.tables, reading=True)  # MyISAM: no one moment to copy from
         target.warn_without_transactions([t for t in plan.tables if t.lower() in known])  # nor a batch to roll back

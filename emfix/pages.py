@@ -15,9 +15,9 @@ import sys
 import threading
 
 from .errors import DamagedInputError
-from .hierarchy import ROWID
 from .pool import put_unless_stopped
 from .progress import BASE_MB, DEFAULT_BATCH
+from .subtreelinks import ROWID
 from .values import portable
 
 MAX_BATCH = 100000
