@@ -214,7 +214,8 @@ def _walk_steps(graph):
         relations = graph.relations_of(table)
         columns = list(dict.fromkeys(list(graph.primary_keys.get(table) or ()) +
                                      [c for r in relations for c in r.child_columns] +
-                                     [c for r in graph.children_of(table) for c in r.parent_columns]))
+                                     [c for r in graph.children_of(table) for c in r.parent_columns] +
+                                     [c for r in relations if r.parent == table for c in r.parent_columns]))
         tests, used = [], set()
         for rel in relations:
             if rel.parent not in held:

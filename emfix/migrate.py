@@ -74,7 +74,7 @@ from .killpoints import kill_point
 from .pool import ConnectionPool
 from .progress import BASE_MB, NoProgress, utc_now
 from .schema import EM_TABLE_NAMES, create_schema, discover_graph, require_experiment_manager
-from .subtreerefusals import refuse_rows_no_copy_keeps, refuse_skipped_parents
+from .subtreerefusals import refuse_rows_no_copy_keeps, refuse_skipped_parents, skipped_tables
 
 STRATEGIES = ("conservative", "balanced", "aggressive")  # what each does: `emfix migrate --help`
 
@@ -273,7 +273,8 @@ class _Migration:
         tree = reach_subtree(source, graph, self.experiment_id)
         if not tree.exists:
             raise UsageError("experiment %d does not exist in %s" % (self.experiment_id, self.src.display()))
-        tables = [t for t in tree.tables(graph) if t not in options.skip_tables]
+        skipped = skipped_tables(source, graph, tree, options.skip_tables)
+        tables = [t for t in tree.tables(graph) if t not in skipped]
         known = {e.lower() for e in plan.existing}
         if not options.init and any(t.lower() not in known for t in tables):  # once more before a refusal
             plan.existing = self.dst_catalog(lambda db: db.stable_tables(EM_TABLE_NAMES))
@@ -296,7 +297,7 @@ class _Migration:
                     len(report.breaks), report.breaks[0].message),
                     hint="repair it first (emfix cleanup-orphans), or use --strategy aggressive")
             refuse_invalid_json(source, target, graph, tree, will_create="METRIC" not in plan.existing and options.init)
-        refuse_skipped_parents(source, graph, tree, plan.tables, options.skip_tables)
+        refuse_skipped_parents(source, graph, tree, plan.tables, skipped)
         refuse_rows_no_copy_keeps(source, graph, tree, "copied", plan.tables)
         source.warn_without_transactions(plan.tables, reading=True)  # MyISAM: no one moment to copy from
         target.warn_without_transactions([t for t in plan.tables if t.lower() in known])  # nor a batch to roll back

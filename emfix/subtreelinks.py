@@ -34,7 +34,8 @@ def attached_columns(graph, table):
     """The columns an attached table's key table keeps: its key, its links, the keys its children look up."""
     return list(dict.fromkeys(list(graph.primary_keys.get(table) or ()) + [
         c for r in graph.relations_of(table) for c in r.child_columns] + [
-        c for r in graph.children_of(table) for c in r.parent_columns]))
+        c for r in graph.children_of(table) for c in r.parent_columns] + [
+        c for r in graph.relations_of(table) if r.parent == table for c in r.parent_columns]))
 
 
 def self_links(graph, table, columns):
@@ -45,17 +46,19 @@ def self_links(graph, table, columns):
 def close_over_self_links(db, graph, table, name, columns, rowid=None):
     """Add to key table `name` the rows of `table` that reach a held row only through the table's links to itself (a
     note answering a note of the experiment, its own links NULL), level by level until a level adds none (round 52:
-    left out of migrate and export, exit 0). A row is told by its primary key (SQLite without one: its rowid); a
-    MySQL table with neither is not followed. Each level is a table of its own: MySQL reads a temporary table once a
+    left out of migrate and export, exit 0). Each level is a table of its own: MySQL reads a temporary table once a
     statement."""
     q, links = db.quote, self_links(graph, table, columns)
-    identity = list(graph.primary_keys.get(table) or ([ROWID] if rowid else []))
-    if not links or not identity:
+    if not links:
         return
+    # A row is told by its primary key, or its rowid (SQLite), or else by the columns its key table holds, NULL-safe
+    # (MySQL without a key: rows alike in those are taken at the same level, whatever their other columns hold)
+    identity = list(graph.primary_keys.get(table) or ([ROWID] if rowid else columns))
+    same = "=" if graph.primary_keys.get(table) or rowid else ("IS" if db.dialect == "sqlite" else "<=>")
     mine = ["c.%s" % (rowid if c == ROWID else q(c)) for c in identity]
     select = "SELECT %s FROM %s c WHERE (%%s) AND NOT EXISTS (SELECT 1 FROM %s y WHERE %s)" % (
         ", ".join(["c.%s" % q(c) for c in columns] + (["c.%s AS %s" % (rowid, ROWID)] if rowid else [])), q(table),
-        q(name), " AND ".join("y.%s = %s" % (q(c), m) for c, m in zip(identity, mine)))
+        q(name), " AND ".join("y.%s %s %s" % (q(c), same, m) for c, m in zip(identity, mine)))
     level = name + "_l"
     db.create_temp_table(level, "SELECT * FROM %s" % q(name))
     while True:

@@ -5,6 +5,7 @@ Both read the walk's key tables (hierarchy.reach_subtree), never the tables them
 """
 
 from .errors import DamagedInputError, UsageError
+from .schema import EM_TABLE_NAMES, table_named
 
 
 def _same(db, alias, columns, other, other_columns):
@@ -116,3 +117,24 @@ def refuse_skipped_parents(db, graph, tree, tables, skipped):
                                  parent, ", ".join(linked), "s" if len(linked) == 1 else "",
                                  ", ".join("%s %s rows" % (c, "{:,}".format(rows[c])) for c in linked)),
                              hint="leave them out too: --skip-tables %s" % ",".join([parent] + linked))
+
+
+def skipped_tables(db, graph, tree, names):
+    """migrate's `--skip-tables` as SRC spells its tables (SQLite and MySQL names are matched in any letter case, as
+    import matches them: `answer` skipped nothing), refused when it names no table of SRC (a typo left the table
+    in) or an Experiment Manager table holding rows of the experiment: the METRIC rows a skipped RESULTS_METRIC links
+    were copied all the same, and the verify, which finds them through it, said DIFFERS for ever (round 53)."""
+    found = {}
+    for name in names or ():
+        table = table_named(name, graph.tables)
+        if table is None:
+            raise UsageError("--skip-tables %s: %s has no table %s" % (",".join(names), db.address.display(), name),
+                             hint="name tables as SRC has them (`emfix schema show SRC` lists them)")
+        found[table] = name
+    ours = [t for t in found if t in EM_TABLE_NAMES and t in tree.tables(graph) and tree.count(db, graph, t)]
+    if ours:
+        raise UsageError("--skip-tables %s: %s %s the Experiment Manager's, which a copy of an experiment takes whole; "
+                         "nothing was copied" % (",".join(names), ", ".join(ours), "is" if len(ours) == 1 else "are"),
+                         hint="leave out only an application's own tables (--init creates the Experiment Manager's "
+                              "tables DST lacks)")
+    return set(found)

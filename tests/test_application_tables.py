@@ -195,3 +195,36 @@ def test_skipping_a_table_other_copied_tables_link_to_is_refused(tmp_path):
     assert "--skip-tables MNOTE,MREPLY" in result.stderr and "Traceback" not in result.stderr
     assert run_cli("migrate", source, target, "-e", "1", "--init", "--skip-tables", "MNOTE,MREPLY").returncode == 0
     assert run_cli("validate", target, "-q").returncode == 0
+
+
+def test_a_link_to_its_own_table_by_a_column_that_is_not_its_key_is_followed(tmp_path):
+    """Round 53: a self-link to a UNIQUE column (QA.parent_code -> QA.code), or to (run_id, seq) of a table without a
+    primary key, was not followed: its key table did not keep the column, and the rows reached through it were left
+    out, exit 0, verify "ok"."""
+    source = _answers(tmp_path, (1, 1, None, "top"))
+    con = sqlite3.connect(source)
+    with con:
+        con.execute("CREATE TABLE QA (id INTEGER PRIMARY KEY, metric_id INT REFERENCES METRIC(id), code TEXT UNIQUE, "
+                    "parent_code TEXT REFERENCES QA(code))")
+        con.execute("INSERT INTO QA SELECT 1, metric_id, 'a', NULL FROM ANSWER")
+        con.execute("INSERT INTO QA VALUES (2, NULL, 'b', 'a'), (3, NULL, 'c', 'b')")
+    con.close()
+    target = str(tmp_path / "dst.db")
+    result = run_cli("migrate", source, target, "-e", "1", "--init", "--batch-size", "2")
+    assert result.returncode == 0, result.stderr
+    assert sorted(_rows(target, "SELECT code, parent_code FROM QA")) == [("a", None), ("b", "a"), ("c", "b")]
+
+
+def test_skip_tables_names_src_tables_and_never_the_experiment_managers(tmp_path):
+    """Round 53: `--skip-tables RESULTS_METRIC` copied the METRIC rows it links all the same, and the verify, which
+    finds them through it, said DIFFERS for ever; `answer` skipped nothing (import matches any letter case); a name
+    SRC lacks was taken silently."""
+    source = _answers(tmp_path, (1, 1, None, "top"))
+    target = str(tmp_path / "dst.db")
+    refused = run_cli("migrate", source, target, "-e", "1", "--init", "--skip-tables", "RESULTS_METRIC")
+    assert refused.returncode == 2 and "RESULTS_METRIC is the Experiment Manager's" in refused.stderr, refused.stderr
+    unknown = run_cli("migrate", source, target, "-e", "1", "--init", "--skip-tables", "ANSWERS")
+    assert unknown.returncode == 2 and "has no table ANSWERS" in unknown.stderr, unknown.stderr
+    result = run_cli("migrate", source, target, "-e", "1", "--init", "--skip-tables", "answer")
+    assert result.returncode == 0, result.stderr
+    assert not _rows(target, "SELECT name FROM sqlite_master WHERE name = 'ANSWER'")
