@@ -1,7 +1,8 @@
 """Rows of an experiment's subtree that no copy could keep as they are, refused before migrate or export writes
-anything: rows with NULL in their primary key, and rows whose links reach out of the experiment.
+anything: rows with NULL in their primary key, rows whose links reach out of the experiment, and (migrate's
+`--skip-tables`) tables left out that other copied rows need.
 
-Both read the walk's key tables (hierarchy.reach_subtree), never the tables themselves.
+Each reads the walk's key tables (hierarchy.reach_subtree), not the tables themselves.
 """
 
 from .errors import DamagedInputError, UsageError
