@@ -49,7 +49,7 @@ def test_migrate_takes_the_rows_that_hang_off_the_metrics_and_artifacts_it_copie
     source = _with_metric_notes(tmp_path)
     one, every = str(tmp_path / "one.db"), str(tmp_path / "all.db")
     assert run_cli("migrate", source, one, "-e", "1", "--init").returncode == 0
-    assert run_cli("migrate", source, one, "-e", "2").returncode == 0  # into a DST whose ids it must move past
+    assert run_cli("migrate", source, one, "-e", "2").returncode == 0  # into a DST holding experiment 1
     assert run_cli("validate", one, "-q").returncode == 0
     assert _rows(one, NOTES_OF_LINKED_METRICS) == _rows(source, NOTES_OF_LINKED_METRICS)
     assert _rows(one, "SELECT tag FROM ARTIFACT_TAG") == _rows(source, "SELECT tag FROM ARTIFACT_TAG")
