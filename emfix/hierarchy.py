@@ -21,7 +21,15 @@ from .backends import open_database
 from .catalog import sqlite_affinity
 from .errors import UsageError
 from .schema import remember_spellings
-from .subtreelinks import ROWID, attached_columns, attached_tables, close_over_self_links, member, self_links
+from .subtreelinks import (
+    ROWID,
+    attached_columns,
+    attached_tables,
+    close_over_self_links,
+    member,
+    same_keys,
+    self_links,
+)
 
 TMP = "emfix_tmp_h_"
 ROOT = "EXPERIMENT"
@@ -107,11 +115,6 @@ def _subtree_tables(graph):
     return order
 
 
-def _match(db, alias, columns, other, other_columns):
-    return " AND ".join("%s.%s = %s.%s" % (alias, db.quote(a), other, db.quote(b))
-                        for a, b in zip(columns, other_columns))
-
-
 @dataclasses.dataclass
 class Subtree:
     """One experiment's rows, held as temporary key tables on the connection that reached them."""
@@ -164,7 +167,7 @@ class Subtree:
             return ("%s %s WHERE %s" % (db.quote(table), alias, self.where(db, graph, table, alias)),
                     ["%s.%s" % (alias, db.quote(c)) for c in names], names)
         name, key = found
-        return ("%s x JOIN %s %s ON %s" % (db.quote(name), db.quote(table), alias, _match(db, "x", key, alias, key)),
+        return ("%s x JOIN %s %s ON %s" % (db.quote(name), db.quote(table), alias, same_keys(db, "x", key, alias, key)),
                 ["x.%s" % db.quote(c) for c in key], key)
 
     def rows(self, db, graph, table, *conditions):
@@ -399,7 +402,7 @@ def check_hierarchy(db, graph, experiment_id, limit=100, tree=None):
         levels.append(HierarchyLevel(table, int(db.scalar("SELECT count(*) FROM %s" % q(name)) or 0)))
         for rel in graph.relations_of(table):
             missing = "NOT EXISTS (SELECT 1 FROM %s p WHERE %s)" % (
-                q(rel.parent), _match(db, "p", rel.parent_columns, "h", rel.child_columns))
+                q(rel.parent), same_keys(db, "p", rel.parent_columns, "h", rel.child_columns))
             not_null = " AND ".join("h.%s IS NOT NULL" % q(c) for c in rel.child_columns)
             count = int(db.scalar("SELECT count(*) FROM %s h WHERE %s AND %s" % (q(name), not_null, missing)) or 0)
             if count:

@@ -5,6 +5,12 @@ that hang off the METRIC/ARTIFACT rows the subtree links, and the rows a table r
 ROWID = "emfix_rowid"  # the column of a SQLite key table that holds its table's rowid (Subtree.rowids)
 
 
+def same_keys(db, alias, columns, other, other_columns):
+    """`alias.a = other.x AND alias.b = other.y`: the row `alias` and the row `other` hold the same key."""
+    return " AND ".join("%s.%s = %s.%s" % (alias, db.quote(a), other, db.quote(b))
+                        for a, b in zip(columns, other_columns))
+
+
 def member(db, alias, columns, held_table, held_columns):
     """`(c.a, c.b) IN (SELECT x.a, x.b FROM held x)`: unlike a correlated EXISTS, the planner can drive
     this from the (small) held table through an index on c, or skip-scan one whose lead column has few values."""

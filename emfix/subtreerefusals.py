@@ -7,11 +7,7 @@ Each reads the walk's key tables (hierarchy.reach_subtree), not the tables thems
 
 from .errors import DamagedInputError, UsageError
 from .schema import EM_TABLE_NAMES, table_named
-
-
-def _same(db, alias, columns, other, other_columns):
-    return " AND ".join("%s.%s = %s.%s" % (alias, db.quote(a), other, db.quote(b))
-                        for a, b in zip(columns, other_columns))
+from .subtreelinks import same_keys
 
 
 def refuse_rows_no_copy_keeps(db, graph, tree, done, tables=None):
@@ -24,7 +20,7 @@ def refuse_rows_no_copy_keeps(db, graph, tree, done, tables=None):
 
 def _elsewhere(db, relation, parent_columns):
     """` AND` the row x's parent through `relation` is a row of its table (of another experiment, not missing)."""
-    return " AND EXISTS (SELECT 1 FROM %s o WHERE %s)" % (db.quote(relation.parent), _same(
+    return " AND EXISTS (SELECT 1 FROM %s o WHERE %s)" % (db.quote(relation.parent), same_keys(
         db, "o", parent_columns, "x", relation.child_columns))
 
 
@@ -63,7 +59,7 @@ def refuse_links_out_of_the_subtree(db, graph, tree, done, tables):
                            _elsewhere(db, relation, relation.parent_columns)))
         for relation, parent_keys, parent_columns, existing in checks:
             outside = " AND ".join(["x.%s IS NOT NULL" % q(c) for c in relation.child_columns] + [
-                "NOT EXISTS (SELECT 1 FROM %s p WHERE %s)" % (q(parent_keys), _same(
+                "NOT EXISTS (SELECT 1 FROM %s p WHERE %s)" % (q(parent_keys), same_keys(
                     db, "p", parent_columns, "x", relation.child_columns))]) + existing
             found = int(db.scalar("SELECT count(*) FROM %s x WHERE %s" % (q(tree.held[table]), outside)) or 0)
             if found:
@@ -132,7 +128,8 @@ def skipped_tables(db, graph, tree, names):
             raise UsageError("--skip-tables %s: %s has no table %s" % (",".join(names), db.address.display(), name),
                              hint="name tables as SRC has them (`emfix schema show SRC` lists them)")
         found[table] = name
-    ours = [t for t in found if t in EM_TABLE_NAMES and t in tree.tables(graph) and tree.count(db, graph, t)]
+    copied = set(tree.tables(graph))
+    ours = [t for t in found if t in EM_TABLE_NAMES and t in copied and tree.count(db, graph, t)]
     if ours:
         raise UsageError("--skip-tables %s: %s %s the Experiment Manager's, which a copy of an experiment takes whole; "
                          "nothing was copied" % (",".join(names), ", ".join(ours), "is" if len(ours) == 1 else "are"),
