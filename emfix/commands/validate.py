@@ -48,7 +48,7 @@ def _html_wanted(args):
 
 
 def run(args, out):
-    from .. import report_html, validate, validatereport
+    from .. import validate, validatereport
     address = common.resolve_address(args)
     if args.format == "json":
         out.json = True
@@ -60,6 +60,7 @@ def run(args, out):
                    progress=common.make_progress("validate", args, out), parallel=args.jobs > 1,
                    deep_json=args.deep_json, force=args.force, quick_check=not args.no_quick_check)
     if html_report:
+        from .. import report_html  # only for a page: its import was ~20 ms of every start
         output = args.output or ("validation_report.html" if args.open_html else None)
         if output:  # a wrong -o is said before the work, not after it
             check_output_path(output, common.protected_paths(address), force=args.force,
