@@ -18,13 +18,13 @@ from .copycheck import count_in_engine
 from .copyjournal import JOURNAL
 from .errors import DamagedInputError, EmfixError, OperationInterrupted
 from .hierarchy import ROOT
-from .idshift import column_shifts, id_owner
+from .idshift import column_shifts
+from .ownkeys import DUPLICATE_KEY, is_own_key, own_key_hint
 from .pool import run_parallel
 from .progress import DEFAULT_BATCH
 from .values import portable
 
 LANE_DEPTH = 1  # pages read ahead for each lane
-DUPLICATE_KEY = "duplicate_key"  # EmfixError.kind of a batch stopped at a key DST already holds
 
 
 class BatchCopy:
@@ -244,13 +244,8 @@ class BatchCopy:
         fixed), --force starts again with new ids chosen past it and reserved; but an application's table keeps its
         own keys, which no offset moves (round 50: --force was hinted, and met the same key)."""
         key = self.graph.primary_keys.get(table) or ()
-        if key and not any(id_owner(self.graph, table, c) for c in key):
-            again = "the same command%s" % (" with --resume" if done else "")
-            return ("%s's key (%s) is its own, which the copy keeps as it is, and DST holds that key already (an "
-                    "earlier copy's row, the copy of another experiment that links the same METRIC or ARTIFACT row, "
-                    "or the application's own): run %s --skip-tables %s to go on without its rows, or delete from "
-                    "DST's %s the rows that are unwanted copies (never the application's) and run %s" % (
-                        table, ", ".join(key), again, table, table, again))
+        if is_own_key(self.graph, table, key):
+            return own_key_hint(table, key, resume=bool(done))
         partial = ""
         if table != ROOT and self.copied.get(ROOT) and done:  # copied first: committed before the batch that stopped
             partial = " (as experiment %d: delete it there if it is not wanted)" % (

@@ -36,7 +36,6 @@ from .idshift import (
     claiming_alone,
     column_shifts,
     id_offset,
-    id_owner,
     referring_columns,
     refuse_ids_past_the_column,
     reserve_ids,
@@ -44,6 +43,7 @@ from .idshift import (
 from .importrefusals import ChoiceCheck, refuse_what_the_database_cannot_take, values_a_float_keeps_otherwise
 from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers
 from .killpoints import kill_point
+from .ownkeys import first_held, import_own_key_hint, is_own_key, key_held_error, own_keys
 from .progress import NoProgress
 from .schema import EM_TABLE_NAMES, discover_graph, table_named
 from .values import decode_value, whole
@@ -123,6 +123,9 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
                                  hint="give an existing experiment as the target, or none to make a new one")
             pinned[ROOT] = into_experiment - _experiment_of(header, trailer)
             key += ":into:%d" % into_experiment
+        if not resume:  # (resumed: the keys the database holds are this import's own)
+            _refuse_own_keys_held(db, graph, path, header, trailer, {t: column_shifts(
+                graph, t, header["columns"][t], {}, unmoved_too=True) for t in header["tables"]}, as_stored, skip)
         journal = _start_journal(db, key, path, trailer, resume, force, pinned, graph)
         kill_point("journaled")
         offsets, done_line, counts = journal["offsets"], journal["line"], journal["counts"]
@@ -149,11 +152,8 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
                            "the same row)"  # (round 40: --resume was said to finish it)
                 table = (exc.facts or {}).get("table")
                 key = graph.primary_keys.get(table) or ()
-                if key and not any(id_owner(graph, table, c) for c in key):  # (round 52: an export again holds it)
-                    exc.hint = ("%s's key (%s) is its own, which import keeps as it is, and %s holds that key already "
-                                "(an earlier import's row, or the application's own): delete from its %s the rows "
-                                "that are unwanted copies (never the application's), then run the same command with "
-                                "--resume" % (table, ", ".join(key), address.display(), table))
+                if is_own_key(graph, table, key):  # (round 52: an export again holds it)
+                    exc.hint = import_own_key_hint(table, key, address.display(), resume=True)
             else:
                 exc.message += "; the import stopped part way: %s, and the same command with --resume finishes " \
                                "it once that is fixed" % committed
@@ -234,16 +234,42 @@ def _insert_rows(db, path, rows_as, trailer, key, done_line, counts, skip, pinne
                 raise OperationInterrupted("interrupted after %s rows; they are committed" % "{:,}".format(
                     sum(counts.values())), hint="run the same command with --resume to finish")
         current, last = table, number
-        row = [decode_value(v) for v in record["row"]]
-        for index, shift in shifts[table]:
-            value = whole(row[index])
-            row[index] = value + shift if isinstance(value, int) else value
-        for name, given in renamed.items() if table == ROOT else ():
-            if given is not None and name in columns[table]:
-                row[columns[table].index(name)] = given
-        batch.append(tuple(row))
+        batch.append(_as_inserted(record, table, columns[table], shifts[table], renamed))
     if batch:
         _commit_batch(db, key, current, columns[current], batch, last, counts)
+
+
+def _as_inserted(record, table, columns, shifts, renamed):
+    """The file's row as import inserts it: values decoded, ids moved, the experiment's title and description as
+    given."""
+    row = [decode_value(v) for v in record["row"]]
+    for index, shift in shifts:
+        value = whole(row[index])
+        row[index] = value + shift if isinstance(value, int) else value
+    for name, given in renamed.items() if table == ROOT else ():
+        if given is not None and name in columns:
+            row[columns.index(name)] = given
+    return tuple(row)
+
+
+def _refuse_own_keys_held(db, graph, path, header, trailer, shifts, as_stored, skip):
+    """An application's table keeps its own keys (an INTEGER PRIMARY KEY of its own, a UNIQUE code): one the
+    database holds already stopped the import part way (exit 4, rows committed). Said before the first write."""
+    counts = trailer.get("counts") or {}
+    for table in header["tables"]:
+        named = table_named(table, graph.tables)
+        if table in EM_TABLE_NAMES or table in skip or named is None or not counts.get(table):
+            continue
+        columns = header["columns"][table]
+        for positions in own_keys(db, graph, table, named, columns):
+            rows = (_as_inserted(record, table, columns, shifts[table], {})
+                    for _n, _l, record in records(path)
+                    if "row" in record and as_stored.get(record.get("table"), record.get("table")) == table)
+            key = [columns[n] for n in positions]
+            held = first_held(db, named, key, (tuple(row[n] for n in positions) for row in rows))
+            if held is not None:
+                raise key_held_error(db, table, key, held, "%s's %s" % (path, table),
+                                     import_own_key_hint(table, key, db.address.display()), verb="imported")
 
 
 def _read_journal(db, key, row):

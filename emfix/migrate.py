@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 from . import pages
 from .backends import open_database
 from .backends.mysqlload import load_folder
-from .copybatches import DUPLICATE_KEY, BatchCopy, without_generated
+from .copybatches import BatchCopy, without_generated
 from .copycheck import TableCheck, verify_copy
 from .copyjournal import (
     DIFFERS,
@@ -71,6 +71,7 @@ from .idshift import (
     subtree_ids_above,
 )
 from .killpoints import kill_point
+from .ownkeys import DUPLICATE_KEY, refuse_own_keys_dst_holds
 from .pool import ConnectionPool
 from .progress import BASE_MB, NoProgress, utc_now
 from .schema import EM_TABLE_NAMES, create_schema, discover_graph, require_experiment_manager
@@ -306,6 +307,8 @@ class _Migration:
         refuse_oversized_values(source, target, graph, tree, plan.tables, plan.existing,
                                 thorough=options.strategy != "aggressive")
         refuse_ids_the_copy_cannot_move(source, graph, tree, plan.tables)  # (after: what DST refuses is said first)
+        if not options.resume:  # (resumed: the keys DST holds are this copy's own, its journal says how far it got)
+            refuse_own_keys_dst_holds(source, target, graph, tree, plan.tables, plan.existing)
 
     def prepare_dst(self, plan, integrity):
         """Only now, once nothing can refuse: the tables DST lacks (--init), the journal table, the snapshot

@@ -4,9 +4,10 @@ say when they cannot (round 50)."""
 import collections
 import sqlite3
 
-from conftest import make_demo, run_cli
+from conftest import make_demo, run_cli, url_of
 
 from emfix.address import DatabaseAddress
+from emfix.backends import open_database
 from emfix.demo import Shape
 
 METRIC_NOTES = ("CREATE TABLE METRIC_NOTE (metric_id INT REFERENCES METRIC(id), note TEXT)",
@@ -75,21 +76,66 @@ def test_export_and_import_take_them_too(tmp_path):
     assert sum(_rows(target, "SELECT * FROM METRIC_NOTE").values()) > 0
 
 
-def test_a_key_of_its_own_already_in_dst_is_said_so_not_another_migrate(tmp_path):
+TRIAL_NOTES = ("CREATE TABLE TRIAL_NOTE (id INTEGER PRIMARY KEY, trial_id INT REFERENCES TRIAL(id), code TEXT UNIQUE, "
+               "note TEXT)", "INSERT INTO TRIAL_NOTE (trial_id, code, note) SELECT id, 'c' || id, 'n' FROM TRIAL")
+
+
+def _every_row(address):
+    with open_database(address, readonly=True) as db:
+        return {t: sorted(db.query("SELECT * FROM %s" % db.quote(t)), key=repr) for t in db.tables()}
+
+
+def test_a_key_of_its_own_already_in_dst_is_refused_before_anything_is_written(tmp_path):
     """Round 50: copied a second time (--force), a table with its own INTEGER PRIMARY KEY met its keys in DST: the
     in-engine group went back, and the message said "another migrate went on with this copy meanwhile"; the hint
-    then said --force, which meets the same key."""
-    source = _demo_with(tmp_path, "CREATE TABLE TRIAL_NOTE (id INTEGER PRIMARY KEY, trial_id INT REFERENCES "
-                        "TRIAL(id), note TEXT)", "INSERT INTO TRIAL_NOTE (trial_id, note) SELECT id, 'n' FROM TRIAL")
-    target = str(tmp_path / "dst.db")
-    assert run_cli("migrate", source, target, "-e", "1", "--init").returncode == 0
-    before = _rows(target, "SELECT id FROM TRIAL")
-    result = run_cli("migrate", source, target, "-e", "1", "--force")
+    then said --force, which meets the same key. It is seen before the first write now: nothing is written."""
+    source = _demo_with(tmp_path, *TRIAL_NOTES)
+    target = DatabaseAddress("sqlite", path=str(tmp_path / "dst.db"))
+    assert run_cli("migrate", source, target.path, "-e", "1", "--init").returncode == 0
+    before = _every_row(target)
+    result = run_cli("migrate", source, target.path, "-e", "1", "--force")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert "another migrate" not in result.stderr and "nothing was committed" in result.stderr
+    assert "already holds id = 1" in result.stderr and "nothing was copied" in result.stderr
     assert "TRIAL_NOTE's key (id) is its own" in result.stderr and "--skip-tables TRIAL_NOTE" in result.stderr
-    assert _rows(target, "SELECT id FROM TRIAL") == before
-    assert run_cli("migrate", source, target, "-e", "1", "--force", "--skip-tables", "TRIAL_NOTE").returncode == 0
+    assert _every_row(target) == before  # no journal row, no reservation, no snapshot's mark
+    assert run_cli("migrate", source, target.path, "-e", "1", "--force", "--skip-tables", "TRIAL_NOTE").returncode == 0
+
+
+def test_a_unique_code_the_application_wrote_in_dst_is_refused_on_every_engine(tmp_path, mysql_address):
+    """A UNIQUE column of an application's table is a key the copy keeps too; DST compares as its INSERT would
+    (MariaDB's collation: 'C1' is 'c1')."""
+    source = _demo_with(tmp_path, *TRIAL_NOTES)
+    dst = DatabaseAddress("sqlite", path=str(tmp_path / "dst.db"))
+    for target, code in ((dst, "c1"), (mysql_address, "C1")):  # (SQLite's TEXT compares bytes)
+        assert run_cli("init", url_of(target)).returncode == 0
+        with open_database(target) as db:
+            db.execute("CREATE TABLE TRIAL_NOTE (id INT PRIMARY KEY, trial_id INT, code VARCHAR(20) UNIQUE, note TEXT)")
+            db.execute("INSERT INTO TRIAL_NOTE VALUES (900, NULL, ?, 'the application''s')", (code,))
+        before = _every_row(target)
+        result = run_cli("migrate", source, url_of(target), "-e", "1")
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "already holds code = '%s'" % code in result.stderr and "nothing was copied" in result.stderr
+        assert _every_row(target) == before
+        assert run_cli("migrate", source, url_of(target), "-e", "2").returncode == 0  # its codes are c3, c4
+
+
+def test_import_refuses_such_a_key_before_anything_is_written(tmp_path):
+    """Import stopped part way at such a key (exit 4, rows committed, the journal 'running')."""
+    source = _demo_with(tmp_path, *TRIAL_NOTES)
+    out, target = str(tmp_path / "e1.jsonl"), DatabaseAddress("sqlite", path=str(tmp_path / "dst.db"))
+    assert run_cli("export", source, "-e", "1", "-o", out).returncode == 0
+    assert run_cli("init", target.path).returncode == 0
+    con = sqlite3.connect(target.path)
+    with con:
+        con.execute(TRIAL_NOTES[0])
+    con.close()
+    assert run_cli("import", target.path, out).returncode == 0
+    before = _every_row(target)
+    again = run_cli("import", target.path, out, "--force")
+    assert again.returncode == 1 and "Traceback" not in again.stderr, again.stderr
+    assert "already holds id = 1" in again.stderr and "nothing was imported" in again.stderr
+    assert "--resume" not in again.stderr
+    assert _every_row(target) == before
 
 
 def test_a_row_hanging_off_two_metrics_of_different_experiments_is_refused(tmp_path):

@@ -1,0 +1,128 @@
+"""An application's tables keep their own keys in a copy: a key DST holds already stops it.
+
+The Experiment Manager's ids move past what DST holds (idshift) and are reserved first, so they never meet a row of
+DST. An application's table keeps its own keys as they are (an INTEGER PRIMARY KEY of its own, a UNIQUE code): a
+second copy into the same DST, the copy of another experiment that links the same METRIC row, or a row the
+application wrote there meets one. Seen before the first write, the copy is refused with nothing written (round 50
+left it as a stop part way); one written meanwhile still stops the copy at that batch (copybatches).
+"""
+
+from .errors import EmfixError
+from .idshift import id_owner
+from .schema import EM_TABLE_NAMES, table_named
+
+DUPLICATE_KEY = "duplicate_key"  # EmfixError.kind of a copy stopped (or refused) at a key DST already holds
+PROBE = 200  # keys one statement asks DST for
+
+
+def is_own_key(graph, table, columns):
+    """No column of `columns` holds an Experiment Manager id, which a copy would move (idshift.id_owner)."""
+    return bool(columns) and not any(id_owner(graph, table, c) for c in columns)
+
+
+def own_key_hint(table, columns, resume=False):
+    """The way out of a copy stopped at (or refused for) an own key DST holds; `resume`: rows were committed."""
+    again = "the same command%s" % (" with --resume" if resume else "")
+    return ("%s's key (%s) is its own, which the copy keeps as it is, and DST holds that key already (an earlier "
+            "copy's row, the copy of another experiment that links the same METRIC or ARTIFACT row, or the "
+            "application's own): run the same command with %s--skip-tables %s to go on without its rows, or delete "
+            "from DST's %s the rows that are unwanted copies (never the application's) and run %s" % (
+                table, ", ".join(columns), "--resume " if resume else "", table, table, again))
+
+
+def dst_unique_keys(target, named):
+    """DST's primary key and UNIQUE indexes of its table `named`, as column tuples; partial indexes and those on
+    expressions left out (whether a row meets them is not a matter of its columns' values alone)."""
+    keys = [tuple(target.primary_key(named) or ())]
+    partial = set()
+    if target.dialect == "sqlite":
+        partial = {r[1] for r in target.query("PRAGMA index_list(%s)" % target.quote(named)) if len(r) > 4 and r[4]}
+    keys += [tuple(i.columns) for i in target.indexes(named) if i.unique and i.name not in partial]
+    found = []
+    for key in keys:
+        if key and all(isinstance(c, str) for c in key) and key not in found:
+            found.append(key)
+    return found
+
+
+def own_keys(target, graph, table, named, columns):
+    """DST's unique keys of its table `named` that a copy of `table`'s rows keeps as they are, each as the positions
+    of its columns among `columns` (the names the rows come with); a key on a column the rows lack (DST's own: the
+    copy leaves its default) or on an id the copy moves past DST's (idshift) is left out."""
+    at = {c.lower(): n for n, c in enumerate(columns)}
+    found = []
+    for key in dst_unique_keys(target, named):
+        positions = [at.get(c.lower()) for c in key]
+        if None not in positions and is_own_key(graph, table, [columns[n] for n in positions]):
+            found.append(positions)
+    return found
+
+
+def first_held(target, named, columns, keys):
+    """The first of `keys` (tuples of values of DST's table `named`'s `columns`) that the table holds already, or
+    None. DST compares, as its INSERT would (its collations, its types); a key with a NULL meets no other."""
+    batch = []
+    for key in keys:
+        if None in key:
+            continue
+        batch.append(tuple(key))
+        if len(batch) == PROBE:
+            held = _held_in(target, named, columns, batch)
+            if held:
+                return held
+            batch = []
+    return _held_in(target, named, columns, batch) if batch else None
+
+
+def _held_in(target, named, columns, keys):
+    q = target.quote
+    dst_columns = {c.lower(): c for c in target.columns(named)}
+    names = [q(dst_columns.get(c.lower(), c)) for c in columns]
+    if len(names) == 1:
+        where = "%s IN (%s)" % (names[0], ", ".join("?" * len(keys)))
+    else:
+        one = "(%s)" % " AND ".join("%s = ?" % n for n in names)
+        where = " OR ".join([one] * len(keys))
+    found = target.query("SELECT %s FROM %s WHERE %s LIMIT 1" % (", ".join(names), q(named), where),
+                         tuple(v for key in keys for v in key))
+    return tuple(found[0]) if found else None
+
+
+def key_held_error(target, table, columns, held, rows_of, hint, verb="copied"):
+    """The refusal of rows of `table` (`rows_of`: whose) meeting their own key `held` in DST."""
+    return EmfixError("%s already holds %s = %s, a key of its own of a row of %s; nothing was %s" % (
+        target.address.display(), "(%s)" % ", ".join(columns) if len(columns) > 1 else columns[0], _shown(held),
+        rows_of, verb), kind=DUPLICATE_KEY, facts={"table": table}, hint=hint)
+
+
+def import_own_key_hint(table, columns, database, resume=False):
+    """own_key_hint for import, which takes no --skip-tables of a table the database has."""
+    return ("%s's key (%s) is its own, which import keeps as it is, and %s holds that key already (an earlier "
+            "import's row, or the application's own): delete from its %s the rows that are unwanted copies (never the "
+            "application's), then run the same command%s" % (table, ", ".join(columns), database, table,
+                                                              " with --resume" if resume else ""))
+
+
+def refuse_own_keys_dst_holds(source, target, graph, tree, tables, existing):
+    """Refuse, before anything is written, a copy whose rows of an application's table meet a key of their own
+    that DST's table holds already. `existing`: DST's tables (one the copy creates holds no key yet)."""
+    q = source.quote
+    for table in tables:
+        named = table_named(table, existing)
+        if table in EM_TABLE_NAMES or named is None or not tree.count(source, graph, table):
+            continue
+        for positions in own_keys(target, graph, table, named, graph.columns[table]):
+            columns = [graph.columns[table][n] for n in positions]
+            rows = source.iter_rows("SELECT %s FROM %s" % (", ".join("t.%s" % q(c) for c in columns),
+                                                           tree.rows(source, graph, table)), arraysize=PROBE)
+            held = first_held(target, named, columns, rows)
+            for _ in rows:  # read to the end: a MySQL result left part read leaves its connection unusable
+                pass
+            if held is not None:
+                raise key_held_error(target, table, columns, held, "this experiment's " + table,
+                                     own_key_hint(table, columns))
+
+
+def _shown(values):
+    text = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values)
+    return "(%s)" % text if len(values) > 1 else text
