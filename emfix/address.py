@@ -16,6 +16,7 @@ from typing import Optional
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import AddressError, UsageError
+from .inputfile import read_input_text
 
 PASSWORD_ENV = "EMFIX_MYSQL_PASSWORD"
 MASK = "***"
@@ -226,17 +227,22 @@ def _fill_mysql(address, password_file, defaults_file, environ, password=None):
             port = int(option_values.get("port") or DEFAULT_MYSQL_PORT)
         except ValueError:
             raise AddressError("option file has a port that is not a number: %r" % option_values["port"]) from None
-    return dataclasses.replace(address, password=secret, port=port,
-                               user=address.user or option_values.get("user") or _login_name(),
-                               host=address.host or option_values.get("host") or "127.0.0.1")
+    filled = dataclasses.replace(address, password=secret, port=port,
+                                 user=address.user or option_values.get("user") or _login_name(),
+                                 host=address.host or option_values.get("host") or "127.0.0.1")
+    for part in ("user", "password", "host", "database"):  # (round 54: exit 70 in the driver; the value unshown)
+        try:
+            (getattr(filled, part) or "").encode("utf-8")
+        except UnicodeEncodeError:
+            raise AddressError("the MySQL %s holds bytes that are not UTF-8 text" % part,
+                               hint="emfix sends names and passwords to the server as UTF-8: give the %s in UTF-8"
+                               % part) from None
+    return filled
 
 
 def read_password_file(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.readline().rstrip("\r\n")
-    except OSError as exc:
-        raise UsageError("cannot read password file %s: %s" % (path, exc.strerror)) from None
+    """Its first line; a pipe too (`--password-file <(pass show db)`)."""
+    return read_input_text(path, "password file", pipes=True, first_line=True).rstrip("\r\n")
 
 
 def read_option_file(defaults_file=None):
@@ -245,29 +251,23 @@ def read_option_file(defaults_file=None):
     mysql-connector evaluates option-file values as Python literals; we read the file ourselves
     and pass on only user, password, host and port.
     """
-    if defaults_file:
-        if not os.path.isfile(defaults_file):
-            raise UsageError("defaults file not found: %s" % defaults_file)
-        paths = [defaults_file]
-    else:
-        paths = [os.path.expanduser("~/.my.cnf")]
+    path = defaults_file or os.path.expanduser("~/.my.cnf")
+    if not defaults_file and not os.path.isfile(path):
+        return {}
+    text = read_input_text(path, "MySQL option file", pipes=True)
     parser = configparser.ConfigParser(allow_no_value=True, strict=False, interpolation=None,
                                        comment_prefixes=("#", ";"), inline_comment_prefixes=None)
+    try:
+        parser.read_string("[__top__]\n" + text, source=path)
+    except configparser.Error as exc:
+        raise UsageError("cannot read MySQL option file %s: %s" % (path, exc)) from None
     values = {}
-    for path in paths:
-        if not os.path.isfile(path):
-            continue
-        try:
-            with open(path, encoding="utf-8") as handle:
-                parser.read_string("[__top__]\n" + handle.read(), source=path)
-        except (OSError, UnicodeDecodeError, configparser.Error) as exc:
-            raise UsageError("cannot read MySQL option file %s: %s" % (path, exc)) from None
-        for group in ("client", "mysql"):
-            if parser.has_section(group):
-                for key in ("user", "password", "host", "port"):
-                    value = parser.get(group, key, fallback=None)
-                    if value is not None and key not in values:
-                        values[key] = _unquote_option(value)
+    for group in ("client", "mysql"):
+        if parser.has_section(group):
+            for key in ("user", "password", "host", "port"):
+                value = parser.get(group, key, fallback=None)
+                if value is not None and key not in values:
+                    values[key] = _unquote_option(value)
     return values
 
 

@@ -11,8 +11,9 @@ import json
 import re
 from typing import Dict, List, Optional, Tuple
 
-from .errors import DamagedInputError, NotFoundError
+from .errors import DamagedInputError, UsageError
 from .foreignkey import ForeignKey
+from .inputfile import read_input_text
 from .schema import EM_TABLES, column_type, is_own_table
 
 CATALOG_FORMAT = "emfix-schema-1"
@@ -237,13 +238,12 @@ def catalog_from_dict(data, origin="the file"):
 
 def load_json_file(path, what="a schema file"):
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        return json.loads(read_input_text(path, "the file"))
+    except UsageError:  # not UTF-8
+        raise DamagedInputError("%s is not JSON (not UTF-8 text)" % path, hint="give %s" % what) from None
+    except (ValueError, RecursionError) as exc:
         raise DamagedInputError("%s is not JSON (%s)" % (path, str(exc)[:200] or "nested too deeply"),
                                 hint="give %s" % what) from None
-    except OSError as exc:
-        raise NotFoundError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
 
 
 def expected_catalog(dialect, generation=2, json_type="json"):

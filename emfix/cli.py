@@ -15,7 +15,7 @@ from . import __version__
 from .address import hide_secrets, remember_secret
 from .commands import modules, rewrite_argv
 from .commands.common import Output, Parser, formatter, hint_for, silence_stdout
-from .errors import EXIT_BUG, EXIT_CTRL_C, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, EmfixError, Terminated
+from .errors import EXIT_BUG, EXIT_CTRL_C, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, EmfixError, Terminated, UsageError
 from .retry import STOP_WAITING, TERMINATE
 
 EXIT_CODES_HELP = """exit codes:
@@ -129,13 +129,70 @@ def main(argv=None):
     were when it returns: a program or a test that calls main() keeps its own Ctrl-C (an earlier command's
     handler swallowed a later Ctrl-C in the same process)."""
     kept = _signal_handlers()
+    _fill_closed_standard_streams()
+    stderr, sys.stderr = sys.stderr, _Diagnostics(sys.stderr)
     try:
         return _main(argv)
     except KeyboardInterrupt as exc:  # also while the parser is built, before _main's own handling
         return _interrupted(exc)
     finally:
+        sys.stderr = stderr
+        _flush_stdout()
         for signum, handler in kept.items():
             signal.signal(signum, handler)
+
+
+def _flush_stdout():
+    """What is left in stdout's buffer, before Python's own flush at exit, which says a failure as "Exception
+    ignored" and exit 120: lost with the stream, the code stands."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        try:
+            silence_stdout()
+        except (OSError, ValueError):
+            pass
+
+
+def _fill_closed_standard_streams():
+    """A closed stdin, stdout or stderr (`>&-`) is /dev/null: Python had no sys.stdout (validate >&-: exit 70;
+    2>&-: every error exit 1, round 54), and no file opened later takes descriptor 1 or 2, where a stray write
+    would land in it."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one
+        if null != fd:
+            os.close(null)
+            continue
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False))
+
+
+class _Diagnostics:
+    """stderr, whose failure (`2>/dev/full`, a reader gone) loses the message but never changes the exit code: an
+    error said there came back as exit 1, "problems found" (round 54)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def _signal_handlers():
@@ -192,6 +249,7 @@ def _main(argv):
             parser.print_help(sys.stderr)
             sys.stderr.write("error: no command given\n")
             return EXIT_USAGE
+        _refuse_empty_paths(args)
         _configure_logging(args)
         return args.func(args, Output(args))
     except EmfixError as exc:
@@ -211,6 +269,14 @@ def _main(argv):
     except Exception as exc:  # a crash is reported as one, never as a finding (exit 1)
         report_bug(exc)
         return EXIT_BUG
+
+
+def _refuse_empty_paths(args):
+    """`-o ""` (an unset shell variable) was taken as no -o at all: the report went to stdout (round 54)."""
+    for name, flag in (("output", "-o/--output"), ("snapshot_dir", "--snapshot-dir"), ("rules", "--rules"),
+                       ("password_file", "--password-file"), ("defaults_file", "--defaults-file")):
+        if getattr(args, name, None) == "":
+            raise UsageError("%s was given an empty name" % flag, hint="name a file (is a shell variable unset?)")
 
 
 def _stdout_closed():

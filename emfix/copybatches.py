@@ -17,6 +17,7 @@ from .catalog import sqlite_affinity
 from .copycheck import count_in_engine
 from .copyjournal import JOURNAL
 from .errors import DamagedInputError, EmfixError, OperationInterrupted
+from .fileutil import sqlite_name
 from .hierarchy import ROOT
 from .idshift import column_shifts
 from .ownkeys import DUPLICATE_KEY, is_own_key, own_key_hint
@@ -77,7 +78,7 @@ class BatchCopy:
         group, restore = None, None
         if self.in_engine:
             source.execute("COMMIT")  # ATTACH is refused inside a transaction; the pin holds SRC's moment
-            source.execute("ATTACH DATABASE ? AS %s" % pages.ENGINE_DST, (self.target.address.path,))
+            source.execute("ATTACH DATABASE ? AS %s" % pages.ENGINE_DST, (sqlite_name(self.target.address.path),))
             # --batch-size says rows per transaction; without it, batches are grouped into fewer commits
             group = pages.CommitGroup(source, options.batch_size or pages.ENGINE_GROUP, gate=integrity)
             restore = pages.quick_commits(source, pages.ENGINE_DST)

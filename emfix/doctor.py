@@ -15,12 +15,12 @@ import sqlite3
 import stat
 import time
 from typing import List, Optional
-from urllib.parse import quote
 
 from . import history
 from .backends import open_database
 from .backends.sqlite import processes_with_open
 from .errors import DamagedInputError, EmfixError, PrivilegeError, SchemaError
+from .fileutil import uri_path
 from .findings import FAIL, OK, WARN, Finding
 from .progress import BASE_MB, DEFAULT_BATCH, format_mb
 from .snapshot.restoremark import describe as describe_restore
@@ -158,7 +158,7 @@ def _sqlite_lock(path, target):
     probe = None
     try:
         writable = os.access(path, os.W_OK) and os.access(os.path.dirname(path), os.W_OK)
-        uri = "file:%s?mode=%s" % (quote(path), "rw" if writable else "ro")
+        uri = "file:%s?mode=%s" % (uri_path(path), "rw" if writable else "ro")
         probe = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None)
         probe.execute("BEGIN IMMEDIATE" if writable else "BEGIN")
         probe.execute("SELECT count(*) FROM sqlite_master").fetchone()

@@ -22,7 +22,7 @@ from typing import Dict
 from . import __version__
 from .backends import open_database
 from .errors import UsageError
-from .fileutil import check_output_path, durable_output
+from .fileutil import check_output_path, durable_output, stdout_error
 from .guarded import check_integrity
 from .hierarchy import ROOT, check_hierarchy, reach_subtree
 from .idshift import AUTO_ID_TABLES
@@ -79,7 +79,14 @@ def export_experiment(address, experiment_id, path, *, fmt="jsonl", retry_policy
                 dangling[broken.table] = dangling.get(broken.table, 0) + broken.count
             writer = _write_jsonl if fmt == "jsonl" else _write_json
             if path == "-":
-                counts, digest = writer(db, graph, tree, tables, sys.stdout, experiment_id, address, progress, dangling)
+                try:
+                    counts, digest = writer(db, graph, tree, tables, sys.stdout, experiment_id, address, progress,
+                                            dangling)
+                    sys.stdout.flush()
+                except OSError as exc:
+                    if isinstance(exc, BrokenPipeError):
+                        raise  # the reader stopped (`| head`): cli says nothing
+                    raise stdout_error(exc) from None
             else:
                 real, in_place = check_output_path(path, [address.path] if address.is_sqlite else [], force=force)
                 with durable_output(real, in_place=in_place) as out:

@@ -275,6 +275,16 @@ def no_space(exc, what):
     return None
 
 
+def stdout_error(exc):
+    """The clear error for a stdout that cannot take what is written (`> /dev/full`): exit 3, as for `-o` (round 54:
+    exit 70)."""
+    if is_disk_full(exc):
+        return NoSpaceError("cannot write to stdout: %s" % (exc.strerror or exc),
+                            hint="free some space, or write the output to a file with -o")
+    return NotWritableError("cannot write to stdout: %s" % (exc.strerror or exc),
+                            hint="write the output to a file with -o")
+
+
 @contextlib.contextmanager
 def durable_file(path, mode=DATA_FILE_MODE):
     """Yield a temporary path beside `path` to write (by any means: a handle, SQLite, a copy); when the
@@ -434,8 +444,24 @@ def clear_stale_temps(directory, protect=(), prefix="", older_than=0):
 def read_only_uri(path):
     """The URI that opens a SQLite file read-only, whatever characters its path holds (`?`, `#`, `%`), and however
     many slashes it begins with (`//tmp/x.db` after `file:` was an authority, "tmp", which SQLite refused)."""
+    return "file://%s?mode=ro" % uri_path(os.path.abspath(path))
+
+
+def uri_path(path):
+    """`path` %-encoded for a SQLite file: URI, byte by byte: a name that is not UTF-8 (Latin-1, which Python
+    holds as surrogates) crashed every command (round 54, exit 70)."""
     from urllib.parse import quote
-    return "file://%s?mode=ro" % quote(os.path.abspath(path))
+    return quote(os.fsencode(path))
+
+
+def sqlite_name(path):
+    """`path` as a parameter SQLite reads as a file name (ATTACH): its bytes where it is not UTF-8 text (see
+    uri_path; SQLite takes a BLOB's bytes as the name)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
 
 
 def state_home():

@@ -16,6 +16,7 @@ import time
 from . import quarantine as q
 from .backends.sqlite import placeholder
 from .errors import OperationInterrupted, StillReferencedError
+from .fileutil import sqlite_name
 from .killpoints import kill_point
 from .values import portable, sqlite_storable
 
@@ -49,7 +50,7 @@ def delete_batches(db, graph, doom, names, qcon, qpath, batch, progress, interru
     size = min(batch_size, FIRST_BATCH) if max_lock_ms else batch_size  # start small, grow while batches stay quick
     attached = db.dialect == "sqlite" and db.commits_attached_atomically()
     if attached:
-        db.execute("ATTACH DATABASE ? AS %s" % ATTACHED, (qpath,))
+        db.execute("ATTACH DATABASE ? AS %s" % ATTACHED, (sqlite_name(qpath),))
         db.execute("PRAGMA %s.synchronous = FULL" % ATTACHED)
     try:
         order = graph.child_first()

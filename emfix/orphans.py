@@ -16,6 +16,7 @@ from typing import Dict, Optional
 
 from . import quarantine as q
 from .errors import UsageError
+from .fileutil import sqlite_name
 from .fksweep import TMP, UNREFERENCED_TABLES, TablePlan, sweep_foreign_keys
 from .guarded import kill_point
 from .hierarchy import ancestor_chain
@@ -250,7 +251,7 @@ def _quarantine_rows(db, graph, doom, qcon, qpath, progress):
     if attached:
         # The rows were staged in temp tables by short reads of main; the commit (and its fsync)
         # of the quarantine then happens without holding any lock on the database.
-        db.execute("ATTACH DATABASE ? AS emfix_q", (qpath,))
+        db.execute("ATTACH DATABASE ? AS emfix_q", (sqlite_name(qpath),))
         try:
             db.execute("PRAGMA emfix_q.synchronous = FULL")
             db.execute("BEGIN")  # deferred: it writes the quarantine only, so main stays unlocked

@@ -21,10 +21,11 @@ from typing import Dict, List, Optional
 
 from . import quarantine as q
 from .backends import open_database
-from .errors import NotFoundError, OperationInterrupted, UsageError
+from .errors import OperationInterrupted, UsageError
 from .fileutil import write_output_text
 from .guarded import GuardedChange, Rewrite, Safeguards, ValueRewrites, key_pages, preflight
 from .hierarchy import reach_subtree
+from .inputfile import read_input_text
 from .jsonrepair import NonFiniteConstant
 from .progress import NoProgress
 
@@ -184,14 +185,7 @@ def read_rules_text(text, origin="the rules"):
 
 
 def load_rules(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as exc:
-        raise NotFoundError("cannot read the rules file %s: %s" % (path, exc.strerror or exc)) from None
-    except ValueError as exc:  # not UTF-8
-        raise UsageError("the rules file %s is not JSON: %s" % (path, exc)) from None
-    return read_rules_text(text, path)
+    return read_rules_text(read_input_text(path, "the rules file"), path)
 
 
 def write_template(path, force=False):

@@ -18,6 +18,7 @@ from .backends import open_database
 from .backends.sqlite import placeholder
 from .copyrefusals import sqlite_not_json, target_requires_json
 from .errors import DamagedInputError, OperationInterrupted, UsageError
+from .fileutil import sqlite_name
 from .guarded import check_integrity, kill_point
 from .orphans import children_of
 from .schema import discover_graph, remember_spellings
@@ -184,7 +185,7 @@ def _put_rows_back(db, qcon, result, batch_size, marking=True, stop=None):
     _require_columns(qcon, graph, [t for t in graph.parent_first() if t in names], db.address.display())
     attached = db.dialect == "sqlite"
     if attached:  # undo's own marks commit with its inserts
-        db.execute("ATTACH DATABASE ? AS %s" % ATTACHED, (qcon_path(qcon),))
+        db.execute("ATTACH DATABASE ? AS %s" % ATTACHED, (sqlite_name(qcon_path(qcon)),))
     try:
         for table in [t for t in graph.parent_first() if t in names]:
             present = [r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(table))]

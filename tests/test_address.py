@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emfix.address import MASK, parse_address, read_option_file
-from emfix.errors import AddressError, EmfixError, UsageError
+from emfix.errors import AddressError, EmfixError, NotFoundError
 
 
 def test_plain_path_means_sqlite():
@@ -73,8 +73,9 @@ def test_option_file_values_are_not_evaluated(tmp_path):
     assert read_option_file(str(cnf))["password"] == "__import__('os').getcwd()"
 
 
-def test_missing_defaults_file_is_a_usage_error(tmp_path):
-    with pytest.raises(UsageError):
+def test_missing_defaults_file_is_not_found(tmp_path):
+    """Exit 3, as anything named that does not exist (it was 2: round 54)."""
+    with pytest.raises(NotFoundError):
         parse_address("mysql://u@h/db", defaults_file=str(tmp_path / "nope.cnf"), environ={})
 
 

@@ -60,3 +60,27 @@ def test_repairs_never_ask_without_a_terminal(sqlite_address, command):
     result = run_cli(command, sqlite_address.path, "--no-snapshot")  # stdin is /dev/null
     assert result.returncode == 2 and "--yes" in result.stderr and "Traceback" not in result.stderr
     assert open(sqlite_address.path, "rb").read() == before
+
+
+def test_the_weekly_cron_script_of_the_automation_page_mails_the_report(tmp_path):
+    """Round 54: the page's script made its report file with `mktemp`, which `-o` refuses (it never writes over a
+    file that is there): every week it mailed "could not check". Run as printed, with `mail` stubbed."""
+    import json
+    import subprocess
+    text = open(os.path.join(ROOT, "docs", "automation.md"), encoding="utf-8").read()
+    script = re.search(r"```sh\n(#!/bin/sh\n# /usr/local/bin/emfix-weekly.*?)```", text, re.S).group(1)
+    script = script.replace("python3 /opt/emfix/emfix.pyz", "%s -m emfix" % sys.executable)
+    (tmp_path / "bin").mkdir()
+    mail = tmp_path / "bin" / "mail"
+    mail.write_text('#!/bin/sh\necho "$2" > "%s/subject"; cat > "%s/body"\n' % (tmp_path, tmp_path))
+    mail.chmod(0o755)
+    (tmp_path / "weekly.sh").write_text(script)
+    result = run_cli("demo", str(tmp_path / "d"))
+    assert result.returncode == 0
+    env = dict(os.environ, PATH="%s:%s" % (tmp_path / "bin", os.environ["PATH"]), PYTHONPATH=ROOT)
+    done = subprocess.run(["sh", str(tmp_path / "weekly.sh"), str(tmp_path / "d" / "experiment.db"), "ops@example"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "subject").read_text().startswith("emfix: problems in")
+    assert json.loads((tmp_path / "body").read_text())["summary"]["overall_status"] == "FAIL"
+    assert len(os.listdir(tmp_path / "d" / "snapshots")) == 2  # the snapshot and its manifest

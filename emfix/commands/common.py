@@ -324,6 +324,10 @@ def write_stdout(text):
         sys.stdout.flush()
     except BrokenPipeError:
         silence_stdout()
+    except OSError as exc:  # `> /dev/full`
+        from ..fileutil import stdout_error
+        silence_stdout()  # (or Python's flush at exit fails again, and says so)
+        raise stdout_error(exc) from None
 
 
 def silence_stdout():

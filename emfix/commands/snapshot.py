@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from ..errors import EXIT_DAMAGED, EXIT_OK, Cancelled, UsageError
+from ..errors import EXIT_DAMAGED, EXIT_OK, Cancelled, NotFoundError, UsageError
 from . import common
 from .common import n
 
@@ -112,8 +112,26 @@ def run(args, out):
     directory, address = _where(args)
     if action in ("create", "restore") and address is None:
         raise UsageError("snapshot %s needs the database" % action, hint="pass DB as well as --snapshot-dir")
+    if action in ("list", "verify", "prune"):
+        _refuse_a_mistyped_database(directory, address)
     return {"create": _create, "list": _list, "verify": _verify, "restore": _restore,
             "prune": _prune}[action](args, out, directory, address)
+
+
+def _refuse_a_mistyped_database(directory, address):
+    """A SQLite file that does not exist, with no snapshot of it beside: a typo, which `verify --all` passed (exit 0,
+    "no snapshots") beside the damaged snapshots of the database meant (round 54). Its snapshots alone, the file
+    gone, are listed and verified as ever: that is when a restore is wanted."""
+    from .. import snapshot
+    if address is None or not address.is_sqlite or os.path.exists(address.path):
+        return
+    if snapshot.list_snapshots(directory, address):
+        return
+    others = sorted({os.path.basename(s.manifest.source.get("path") or "") for s in snapshot.list_snapshots(directory)
+                     if s.manifest is not None and isinstance(s.manifest.source, dict)} - {""})
+    raise NotFoundError("%s does not exist, and %s holds no snapshot of it" % (address.path, directory),
+                        hint="check the path%s" % ("; the snapshots there are of %s" % ", ".join(others[:5])
+                                                   if others else ""))
 
 
 def _create(args, out, directory, address):

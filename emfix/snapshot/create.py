@@ -149,14 +149,15 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
         def in_moment(reader):
             if reader.dialect == "mysql":
                 unfinished.append(marked_in_moment(reader))
+        made = not os.path.isdir(directory)
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise NotWritableError("cannot create snapshot directory %s: %s" % (directory, exc.strerror),
                              hint="choose another with --snapshot-dir") from None
-        clear_stale_temps(directory, [address.path] if address.is_sqlite else [])
-        _check_space(directory, int(_expected_size(db) * 1.05) + (1 << 20))
         try:
+            clear_stale_temps(directory, [address.path] if address.is_sqlite else [])
+            _check_space(directory, int(_expected_size(db) * 1.05) + (1 << 20))
             with durable_file(path) as temp:
                 progress.update("copying %s" % address.display(), force=True)
                 position, outside = None, None
@@ -187,7 +188,11 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
                     verified_at=utc_now() if verify else None, kind=kind, source_key=address.key(), position=position,
                     not_in_moment=outside or None)
         except (OSError, sqlite3.OperationalError) as exc:
+            _leave_no_empty_folder(made, directory)
             raise _write_error(exc, directory) from None
+        except BaseException:
+            _leave_no_empty_folder(made, directory)
+            raise
     try:
         write_manifest(directory, manifest)
     except OSError as exc:
@@ -196,6 +201,16 @@ def create_snapshot(address, directory=None, *, description="", verify=False, re
     progress.done()
     log.info("%s %s written (%d rows, %s)", label, snapshot_id, manifest.row_total, format_mb(manifest.size))
     return manifest
+
+
+def _leave_no_empty_folder(made, directory):
+    """The snapshot folder this run made, when it failed before writing anything into it (round 54: a damaged
+    database's refused snapshot left an empty `snapshots/` behind). Only an empty folder goes."""
+    if made:
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass
 
 
 def safety_snapshot(address, directory, reason, *, retry_policy=None, progress=None, before_restore=False):

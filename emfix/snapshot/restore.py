@@ -17,11 +17,11 @@ from ..progress import NoProgress
 from . import create
 from .checks import count_rows, open_snapshot_file, sqlite_check
 from .legacy import LEGACY_KIND
-from .manifest import snapshot_files, source_text
+from .manifest import read_manifest, snapshot_files, source_text
 from .mysqlrestore import check_restorable, load_sql_snapshot, load_sqlite_snapshot, partly_restored
 from .restoremark import RestoreMark
 from .sqliterestore import restore_by_content
-from .store import default_snapshot_dir, verified_snapshot
+from .store import default_snapshot_dir, require_snapshot, verified_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +48,19 @@ def restore_snapshot(address, directory=None, snapshot_id="latest-valid", *, saf
     if address.is_sqlite:
         refuse_what_is_no_file(address.path)
     directory = directory or default_snapshot_dir(address)
+    if snapshot_id not in ("latest-valid", "latest"):  # said before the check, which records its time (round 54)
+        try:
+            named = read_manifest(directory, require_snapshot(directory, snapshot_id))
+        except (ValueError, OSError):
+            named = None  # the check says what is wrong with it
+        if named is not None:
+            _refuse_as_source(address, snapshot_id, named, allow_other_database)
     snapshot_id, status = verified_snapshot(directory, snapshot_id, address)
     if status.status != "verified":
         raise DamagedInputError("snapshot %s cannot be restored: %s" % (snapshot_id, status.problem),
                                 hint="nothing was changed; `emfix snapshot list` shows the others")
     manifest = status.manifest
-    if manifest.source_dialect != ("sqlite" if address.is_sqlite else "mysql"):
-        raise UsageError("snapshot %s is of a %s database; %s is %s" % (
-            snapshot_id, manifest.source_dialect, address.display(), "SQLite" if address.is_sqlite else "MySQL"),
-            hint="restore it into the same kind of database it was taken from")
-    if manifest.kind == LEGACY_KIND and not address.is_sqlite:
-        raise UsageError("snapshot %s is the old tool's (a SQLite file without its MySQL DDL); emfix restores it "
-                         "into SQLite only" % snapshot_id, hint="restore it into a SQLite file, then `emfix migrate` "
-                         "that into MySQL")
-    if manifest.kind != LEGACY_KIND and manifest.owner != address.key() and not allow_other_database:
-        raise UsageError("snapshot %s is of another database (%s), not of %s; nothing was changed" % (
-            snapshot_id, source_text(manifest), address.display()),
-            hint="to put that content into this database anyway, add --from-other-database")
+    _refuse_as_source(address, snapshot_id, manifest, allow_other_database)
     path, _ = snapshot_files(directory, snapshot_id)
     if not address.is_sqlite:  # before anything is emptied: will the tables as they are take its rows?
         check_restorable(address, path, snapshot_id, retry_policy)
@@ -194,3 +190,19 @@ def _restore_error(target, exc):
         return NoSpaceError("cannot restore into %s: the disk is full; nothing was changed" % target,
                             hint="free some space (a restore needs room for SQLite's journal too)")
     return EmfixError("cannot restore into %s: %s; nothing was changed" % (target, text))
+
+
+def _refuse_as_source(address, snapshot_id, manifest, allow_other_database):
+    """A snapshot of another kind of database, the old tool's into MySQL, or another database's (unless allowed)."""
+    if manifest.source_dialect != ("sqlite" if address.is_sqlite else "mysql"):
+        raise UsageError("snapshot %s is of a %s database; %s is %s" % (
+            snapshot_id, manifest.source_dialect, address.display(), "SQLite" if address.is_sqlite else "MySQL"),
+            hint="restore it into the same kind of database it was taken from")
+    if manifest.kind == LEGACY_KIND and not address.is_sqlite:
+        raise UsageError("snapshot %s is the old tool's (a SQLite file without its MySQL DDL); emfix restores it "
+                         "into SQLite only" % snapshot_id, hint="restore it into a SQLite file, then `emfix migrate` "
+                         "that into MySQL")
+    if manifest.kind != LEGACY_KIND and manifest.owner != address.key() and not allow_other_database:
+        raise UsageError("snapshot %s is of another database (%s), not of %s; nothing was changed" % (
+            snapshot_id, source_text(manifest), address.display()),
+            hint="to put that content into this database anyway, add --from-other-database")

@@ -10,7 +10,8 @@ Nothing can be written in between; the application's writes wait and land after 
 
 import os
 import sqlite3
-from urllib.parse import quote
+
+from ..fileutil import uri_path
 
 SNAPSHOT = "emfix_snapshot"
 
@@ -23,10 +24,11 @@ def _schema(con, schema):
 def restore_by_content(path, snapshot_path, take_safety_snapshot, timeout):
     """(safety snapshot id, True) once restored under one lock; (None, False) when the file's schema is not
     the snapshot's or it has triggers (the caller then restores the file whole)."""
-    con = sqlite3.connect("file:%s" % quote(os.path.abspath(path)), uri=True, timeout=timeout,
+    con = sqlite3.connect("file:%s" % uri_path(os.path.abspath(path)), uri=True, timeout=timeout,
                           isolation_level=None)
     try:
-        con.execute("ATTACH DATABASE ? AS %s" % SNAPSHOT, ("file:%s?mode=ro" % quote(os.path.abspath(snapshot_path)),))
+        con.execute("ATTACH DATABASE ? AS %s" % SNAPSHOT,
+                    ("file:%s?mode=ro" % uri_path(os.path.abspath(snapshot_path)),))
         live, saved = _schema(con, "main"), _schema(con, SNAPSHOT)
         if live != saved or any(row[0] == "trigger" for row in live):
             return None, False
