@@ -61,23 +61,24 @@ def own_keys(target, graph, table, named, columns):
 def first_held(target, named, columns, keys):
     """The first of `keys` (tuples of values of DST's table `named`'s `columns`) that the table holds already, or
     None. DST compares, as its INSERT would (its collations, its types); a key with a NULL meets no other."""
+    spelled = {c.lower(): c for c in target.columns(named)}
+    names = [target.quote(spelled.get(c.lower(), c)) for c in columns]
     batch = []
     for key in keys:
         if None in key:
             continue
         batch.append(tuple(key))
         if len(batch) == PROBE:
-            held = _held_in(target, named, columns, batch)
+            held = _held_in(target, named, names, batch)
             if held:
                 return held
             batch = []
-    return _held_in(target, named, columns, batch) if batch else None
+    return _held_in(target, named, names, batch) if batch else None
 
 
-def _held_in(target, named, columns, keys):
+def _held_in(target, named, names, keys):
+    """The first of `keys` DST's table holds, by its quoted column `names`."""
     q = target.quote
-    dst_columns = {c.lower(): c for c in target.columns(named)}
-    names = [q(dst_columns.get(c.lower(), c)) for c in columns]
     if len(names) == 1:
         where = "%s IN (%s)" % (names[0], ", ".join("?" * len(keys)))
     else:
