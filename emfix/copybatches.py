@@ -20,9 +20,10 @@ from .errors import DamagedInputError, EmfixError, OperationInterrupted
 from .fileutil import sqlite_name
 from .hierarchy import ROOT
 from .idshift import column_shifts
-from .ownkeys import DUPLICATE_KEY, is_own_key, own_key_hint
+from .ownkeys import DUPLICATE_KEY, failed_key, own_key_hint
 from .pool import run_parallel
 from .progress import DEFAULT_BATCH
+from .schema import EM_TABLE_NAMES
 from .values import portable
 
 LANE_DEPTH = 1  # pages read ahead for each lane
@@ -234,19 +235,23 @@ class BatchCopy:
 
     def _collision(self, table, exc, done):
         """`done`: the rows committed before the batch that met the key."""
-        return EmfixError("copying %s into %s stopped: DST already holds a key of a row of this experiment (%s); %s" % (
-                              table, self.target.address.display(), exc,
+        what = ("DST already holds a key of a row of this experiment" if table in EM_TABLE_NAMES else
+                "a row of this experiment met a unique key DST holds already, or one another copied row holds by "
+                "DST's rules")
+        return EmfixError("copying %s into %s stopped: %s (%s); %s" % (
+                              table, self.target.address.display(), what, exc,
                               "the %s rows copied before are committed" % "{:,}".format(done) if done else
                               "nothing was committed"),
-                          kind=DUPLICATE_KEY, facts={"table": table}, hint=self._collision_hint(table, done))
+                          kind=DUPLICATE_KEY, facts={"table": table, "key": failed_key(exc)},
+                          hint=self._collision_hint(table, done, exc))
 
-    def _collision_hint(self, table, done):
+    def _collision_hint(self, table, done, exc):
         """The way out of a copy stopped at a key DST already holds: --resume meets it again (the journal's ids are
         fixed), --force starts again with new ids chosen past it and reserved; but an application's table keeps its
-        own keys, which no offset moves (round 50: --force was hinted, and met the same key)."""
-        key = self.graph.primary_keys.get(table) or ()
-        if is_own_key(self.graph, table, key):
-            return own_key_hint(table, key, resume=bool(done))
+        own keys, which no offset moves (round 50: --force was hinted, and met the same key; round 55: so was it
+        for a UNIQUE column of such a table whose primary key is an id, and --force then copied it all twice)."""
+        if table not in EM_TABLE_NAMES:  # (--resume even with nothing committed: the journal row says 'running')
+            return own_key_hint(table, failed_key(exc), resume=True)
         partial = ""
         if table != ROOT and self.copied.get(ROOT) and done:  # copied first: committed before the batch that stopped
             partial = " (as experiment %d: delete it there if it is not wanted)" % (

@@ -43,7 +43,7 @@ from .idshift import (
 from .importrefusals import ChoiceCheck, refuse_what_the_database_cannot_take, values_a_float_keeps_otherwise
 from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers
 from .killpoints import kill_point
-from .ownkeys import first_held, import_own_key_hint, is_own_key, key_held_error, own_keys
+from .ownkeys import failed_key, first_held, import_own_key_hint, key_held_error, linked_to, own_keys
 from .progress import NoProgress
 from .schema import EM_TABLE_NAMES, discover_graph, table_named
 from .values import decode_value, whole
@@ -96,12 +96,15 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
         # (round 40: `--skip-tables epoch` skipped nothing, silently: table names in any letter case, as the file's)
         spelled = {t.lower(): t for t in header["tables"]}
         skip = {spelled.get(t.lower(), t) for t in skip_tables or ()}
-        held = sorted(t for t in skip if table_named(t, graph.tables))
-        if held:  # (round 37: METRIC skipped left 8,816 links without their rows; EXPERIMENT, trials without theirs)
-            raise UsageError("--skip-tables %s: %s has %s; --skip-tables leaves out tables the database lacks" % (
+        # (round 37: METRIC skipped left 8,816 links without their rows; EXPERIMENT, trials without theirs. Round 55:
+        # an application's table that nothing else of the file links to may go, the way out of a key it meets)
+        held = sorted(t for t in skip if table_named(t, graph.tables) and (
+            t in EM_TABLE_NAMES or linked_to(graph, t, [f for f in header["tables"] if f not in skip])))
+        if held:
+            raise UsageError("--skip-tables %s: %s has %s, which the file's other rows need" % (
                 ",".join(sorted(skip)), address.display(), ", ".join(held)),
-                hint="leave out only tables %s does not have (the rows of the others would lose their links)" %
-                address.display())
+                hint="leave out only tables %s does not have, or an application's table no other table of the file "
+                     "links to (the rows of the others would lose their links)" % address.display())
         missing = [t for t in header["tables"] if t not in graph.tables and t not in skip]
         ours = [t for t in missing if t in EM_TABLE_NAMES]
         if ours:
@@ -151,9 +154,9 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
                 exc.hint = "delete that experiment's rows, then import an export made again (--resume would meet " \
                            "the same row)"  # (round 40: --resume was said to finish it)
                 table = (exc.facts or {}).get("table")
-                key = graph.primary_keys.get(table) or ()
-                if is_own_key(graph, table, key):  # (round 52: an export again holds it)
-                    exc.hint = import_own_key_hint(table, key, address.display(), resume=True)
+                if table not in EM_TABLE_NAMES:  # (round 52: an export again holds it; round 55: any unique key)
+                    exc.hint = import_own_key_hint(table, exc.facts.get("key") or "unique key", address.display(),
+                                                   resume=True, skippable=not linked_to(graph, table, header["tables"]))
             else:
                 exc.message += "; the import stopped part way: %s, and the same command with --resume finishes " \
                                "it once that is fixed" % committed
@@ -269,7 +272,8 @@ def _refuse_own_keys_held(db, graph, path, header, trailer, shifts, as_stored, s
             held = first_held(db, named, key, (tuple(row[n] for n in positions) for row in rows))
             if held is not None:
                 raise key_held_error(db, table, key, held, "%s's %s" % (path, table),
-                                     import_own_key_hint(table, key, db.address.display()), verb="imported")
+                                     import_own_key_hint(table, key, db.address.display(), skippable=not linked_to(
+                                         graph, table, header["tables"])), verb="imported")
 
 
 def _read_journal(db, key, row):
@@ -360,7 +364,7 @@ def _commit_batch(db, key, table, columns, rows, line, counts):
             raise
         raise DamagedInputError("%s refused a row of %s the file holds twice, or that the database holds already: "
                                 "%s" % (db.address.display(), table, exc), kind="duplicate_key",
-                                facts={"table": table}) from None
+                                facts={"table": table, "key": failed_key(exc)}) from None
     counts.update(after)
 
 

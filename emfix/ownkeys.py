@@ -7,6 +7,8 @@ application wrote there meets one. Seen before the first write, the copy is refu
 left it as a stop part way); one written meanwhile still stops the copy at that batch (copybatches).
 """
 
+import re
+
 from .errors import EmfixError
 from .idshift import id_owner
 from .schema import EM_TABLE_NAMES, table_named
@@ -20,14 +22,33 @@ def is_own_key(graph, table, columns):
     return bool(columns) and not any(id_owner(graph, table, c) for c in columns)
 
 
-def own_key_hint(table, columns, resume=False):
-    """The way out of a copy stopped at (or refused for) an own key DST holds; `resume`: rows were committed."""
+def own_key_hint(table, key, resume=False):
+    """The way out of a copy stopped at (or refused for) an own key of an application's table; `key`: its columns,
+    or the words naming it (failed_key); `resume`: rows were committed."""
     again = "the same command%s" % (" with --resume" if resume else "")
-    return ("%s's key (%s) is its own, which the copy keeps as it is, and DST holds that key already (an earlier "
+    return ("%s's %s is its own, which the copy keeps as it is, and DST holds that key already (an earlier "
             "copy's row, the copy of another experiment that links the same METRIC or ARTIFACT row, or the "
-            "application's own): run the same command with %s--skip-tables %s to go on without its rows, or delete "
-            "from DST's %s the rows that are unwanted copies (never the application's) and run %s" % (
-                table, ", ".join(columns), "--resume " if resume else "", table, table, again))
+            "application's own), or two copied rows share it by DST's rules: run the same command with "
+            "%s--skip-tables %s to go on without its rows, or delete from DST's %s the rows that are unwanted copies "
+            "(never the application's) and run %s" % (
+                table, key if isinstance(key, str) else "key (%s)" % ", ".join(key), "--resume " if resume else "",
+                table, table, again))
+
+
+def failed_key(exc):
+    """The words naming the unique key a refused INSERT met, from the engine's message: `key (code)`, `index
+    eu`, `key pfx`; "unique key" where the message does not say (round 55: a hint named the primary key when a
+    UNIQUE code had refused the row)."""
+    text = str(exc)
+    found = re.search(r"UNIQUE constraint failed: (index '([^']+)'|[^\n]+)", text)
+    if found and found.group(2):
+        return "unique index %s" % found.group(2)
+    if found:
+        return "key (%s)" % ", ".join(part.strip().split(".")[-1] for part in found.group(1).split(","))
+    found = re.search(r"for key '([^']+)'", text)
+    if found:
+        return "unique key %s" % found.group(1).split(".")[-1]
+    return "unique key"
 
 
 def dst_unique_keys(target, named):
@@ -63,17 +84,41 @@ def first_held(target, named, columns, keys):
     None. DST compares, as its INSERT would (its collations, its types); a key with a NULL meets no other."""
     spelled = {c.lower(): c for c in target.columns(named)}
     names = [target.quote(spelled.get(c.lower(), c)) for c in columns]
+    as_text = _text_columns(target, named, columns)
     batch = []
     for key in keys:
         if None in key:
             continue
-        batch.append(tuple(key))
+        key = tuple(_as_text(v) if n in as_text else v for n, v in enumerate(key))
+        if _UNKNOWN in key:
+            continue
+        batch.append(key)
         if len(batch) == PROBE:
             held = _held_in(target, named, names, batch)
             if held:
                 return held
             batch = []
     return _held_in(target, named, names, batch) if batch else None
+
+
+_UNKNOWN = object()
+
+
+def _text_columns(target, named, columns):
+    """Positions of `columns` that DST's MySQL table holds as text: MySQL compares '07' = 7 as numbers, where the
+    row inserted would hold '7' (round 55: a copy refused for a key it would not have met)."""
+    if target.dialect != "mysql":
+        return set()  # SQLite converts the number to text for a TEXT column's comparison, as its INSERT does
+    kinds = {c.name.lower(): (c.type or "").lower() for c in target.column_details(named)}
+    return {n for n, c in enumerate(columns) if any(t in kinds.get(c.lower(), "") for t in ("char", "text"))}
+
+
+def _as_text(value):
+    """The text a MySQL text column holds for `value`, where it is sure: an integer's digits; a REAL's text is
+    the engine's, so such a key is left to the copy's own stop (_UNKNOWN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return str(value) if isinstance(value, int) else _UNKNOWN
 
 
 def _held_in(target, named, names, keys):
@@ -96,12 +141,21 @@ def key_held_error(target, table, columns, held, rows_of, hint, verb="copied"):
         rows_of, verb), kind=DUPLICATE_KEY, facts={"table": table}, hint=hint)
 
 
-def import_own_key_hint(table, columns, database, resume=False):
-    """own_key_hint for import, which takes no --skip-tables of a table the database has."""
-    return ("%s's key (%s) is its own, which import keeps as it is, and %s holds that key already (an earlier "
-            "import's row, or the application's own): delete from its %s the rows that are unwanted copies (never the "
-            "application's), then run the same command%s" % (table, ", ".join(columns), database, table,
-                                                              " with --resume" if resume else ""))
+def import_own_key_hint(table, key, database, resume=False, skippable=True):
+    """own_key_hint for import; `skippable`: no other table of the file links to `table`, so --skip-tables may
+    leave its rows out."""
+    again = "the same command%s" % (" with --resume" if resume else "")
+    return ("%s's %s is its own, which import keeps as it is, and %s holds that key already (an earlier import's "
+            "row, or the application's own), or two of the file's rows share it by the database's rules: %sdelete "
+            "from its %s the rows that are unwanted copies (never the application's), then run %s" % (
+                table, key if isinstance(key, str) else "key (%s)" % ", ".join(key), database,
+                "run %s --skip-tables %s to go on without its rows, or " % (again, table) if skippable else "",
+                table, again))
+
+
+def linked_to(graph, table, tables):
+    """Whether a table of `tables` (other than `table`) has a foreign key to `table`."""
+    return any(r.parent == table and r.child != table for t in tables for r in graph.relations_of(t))
 
 
 def refuse_own_keys_dst_holds(source, target, graph, tree, tables, existing):
