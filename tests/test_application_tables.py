@@ -319,7 +319,8 @@ def test_a_number_is_compared_as_the_text_mariadb_would_store(tmp_path, mysql_ad
     """Round 55: SQLite's integer 7 going into a VARCHAR that holds '07': MariaDB compares '07' = 7 as numbers, and
     the copy was refused, though the row would hold '7'."""
     source = _demo_with(tmp_path, "CREATE TABLE TRIAL_NOTE (id INTEGER PRIMARY KEY, trial_id INT REFERENCES "
-                        "TRIAL(id), code UNIQUE)", "INSERT INTO TRIAL_NOTE (trial_id, code) SELECT id, id + 6 FROM TRIAL")
+                        "TRIAL(id), code UNIQUE)",
+                        "INSERT INTO TRIAL_NOTE (trial_id, code) SELECT id, id + 6 FROM TRIAL")
     assert run_cli("init", url_of(mysql_address)).returncode == 0
     with open_database(mysql_address) as db:
         db.execute("CREATE TABLE TRIAL_NOTE (id INT PRIMARY KEY, trial_id INT, code VARCHAR(20) UNIQUE)")

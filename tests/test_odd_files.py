@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from emfix.cli import main
 from emfix.errors import EXIT_BUG, DamagedInputError
-from emfix.snapshot.sqlreader import END, MAGIC, SnapshotReader
+from emfix.snapshot.mysqlrestore import loader_shares
+from emfix.snapshot.sqlreader import END, MAGIC, SnapshotReader, tail_counts
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                        HealthCheck.too_slow])
@@ -198,6 +199,15 @@ def test_any_damaged_sql_snapshot_is_read_as_damage(tmp_path, statements, cut, e
             list(SnapshotReader(str(path)).frames(handle))
     except DamagedInputError:
         pass
+    try:  # a restore's loaders each read it for their own statements, shared by the counts of its end
+        with open(str(path), "rb") as handle:
+            list(SnapshotReader(str(path)).statements_where(handle, lambda first: len(first) % 2 == 0))
+    except DamagedInputError:
+        pass
+    counts = tail_counts(str(path))
+    assert counts is None or all(isinstance(n, int) for n in counts.values())
+    shares = loader_shares(counts, 3)
+    assert shares == [None] * 3 or set().union(*shares) == set(counts)
 
 
 @pytest.mark.parametrize("digits", [19, 20, 40])

@@ -66,6 +66,26 @@ class SnapshotReader:
                 raise self.damaged("a statement is cut off")
             yield body[:-2]
 
+    def statements_where(self, handle, keep, head=512):
+        """The statements whose first `head` bytes `keep(first bytes)` accepts, in file order, each without its
+        `;\n`; the others skipped unread (each loader of a restore reads the file for its own tables). The file
+        is checked whole by `frames` beside it: this ends at the first line that is not a statement's length."""
+        if not handle.readline().startswith(MAGIC):
+            raise self.damaged("it does not start with the emfix-sql-snapshot-1 line")
+        while True:
+            match = FRAME.match(handle.readline())
+            if not match:
+                return
+            size, start = int(match.group(1)), handle.tell()
+            first = handle.read(min(size, head))
+            if not keep(first):
+                handle.seek(start + size)
+                continue
+            body = first + handle.read(size - len(first))
+            if len(body) != size or not body.endswith(b";\n"):
+                raise self.damaged("a statement is cut off")
+            yield body[:-2]
+
     def _skim(self, handle, size):
         """The last two bytes of a statement of `size` bytes, the rest skipped (an INSERT's last row read)."""
         start = handle.tell()
@@ -95,3 +115,18 @@ class SnapshotReader:
             return "its INSERTs hold other row counts than its last line names: %s" % ", ".join(
                 "%s %d, not %s" % (t, found.get(t, 0), self.counts.get(t)) for t in wrong[:4])
         return ""
+
+
+def tail_counts(path, reach=1 << 20):
+    """The row counts the file's last line names, read from its end alone (a restore shares its tables among its
+    loaders by them before reading the rest); None where that line is not there or not whole."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, os.fstat(handle.fileno()).st_size - reach))
+            tail = handle.read()
+        line = tail[tail.rindex(b"\n" + END) + 1:]
+        counts = json.loads(line[len(END):].decode("ascii"))["tables"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    whole = isinstance(counts, dict) and all(isinstance(n, int) and not isinstance(n, bool) for n in counts.values())
+    return counts if whole else None
