@@ -169,8 +169,8 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                             locked = frozenset()
                         widened = widened_floats(connections[0], tables)
                         shares = loader_shares(tail_counts(path), len(connections), widened)
-                        threads = [_start_loader(db, session, inserts, failed, errors, guard) if share is None else
-                                   _start_table_loader(db, session, reader, share, failed, errors, guard)
+                        threads = [_start_loader(db, session, _from_queue(inserts, failed) if share is None else
+                                                 _from_file(reader, share), failed, errors, guard)
                                    for db, share in zip(connections, shares)]
                     if widened and _inserted_table(statement) in widened:
                         continue  # loaded afterwards, through FLOAT (load_through_floats)
@@ -326,54 +326,52 @@ def loader_shares(counts, loaders, widened=()):
     return [share[2] for share in shares]
 
 
-def _start_table_loader(db, session, reader, share, failed, errors, guard=None):
-    """A loader reading the file on its own for the INSERTs into its tables (`share`, as the file spells them)."""
+def _start_loader(db, session, statements, failed, errors, guard=None):
+    """A thread running the session's settings, then each statement `statements()` yields (in that thread) until
+    one fails or `failed` is set."""
+    def run():
+        try:
+            for statement in session:
+                db.execute_raw(statement)
+            for statement in statements():
+                if failed.is_set():
+                    return
+                if guard is None:
+                    db.execute_raw(statement)
+                else:
+                    db.write_batch(lambda statement=statement: (guard(db), db.execute_raw(statement)), "restore")
+        except BaseException as exc:
+            errors.append(exc)
+            failed.set()
+    thread = threading.Thread(target=run, name="emfix-restore", daemon=True)
+    thread.start()
+    return thread
+
+
+def _from_queue(inserts, failed):
+    """The statements the reading thread puts, up to its None."""
+    def statements():
+        while not failed.is_set():
+            try:
+                statement = inserts.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if statement is None:
+                return
+            yield statement
+    return statements
+
+
+def _from_file(reader, share):
+    """The INSERTs into the tables of `share` (as the file spells them), read from the file by the loader itself."""
     def mine(first):
         found = INSERT_INTO.match(first)
         return found is not None and _name(found) in share
 
-    def run():
-        try:
-            for statement in session:
-                db.execute_raw(statement)
-            with open(reader.path, "rb") as handle:
-                for statement in reader.statements_where(handle, mine):
-                    if failed.is_set():
-                        return
-                    if guard is None:
-                        db.execute_raw(statement)
-                    else:
-                        db.write_batch(lambda statement=statement: (guard(db), db.execute_raw(statement)), "restore")
-        except BaseException as exc:
-            errors.append(exc)
-            failed.set()
-    thread = threading.Thread(target=run, name="emfix-restore", daemon=True)
-    thread.start()
-    return thread
-
-
-def _start_loader(db, session, inserts, failed, errors, guard=None):
-    def run():
-        try:
-            for statement in session:
-                db.execute_raw(statement)
-            while not failed.is_set():
-                try:
-                    statement = inserts.get(timeout=0.5)
-                except queue.Empty:
-                    continue
-                if statement is None:
-                    return
-                if guard is None:
-                    db.execute_raw(statement)
-                    continue
-                db.write_batch(lambda statement=statement: (guard(db), db.execute_raw(statement)), "restore")
-        except BaseException as exc:
-            errors.append(exc)
-            failed.set()
-    thread = threading.Thread(target=run, name="emfix-restore", daemon=True)
-    thread.start()
-    return thread
+    def statements():
+        with open(reader.path, "rb") as handle:
+            yield from reader.statements_where(handle, mine)
+    return statements
 
 
 def load_sqlite_snapshot(address, path, retry_policy, progress, partial, guard=None):
