@@ -1017,3 +1017,25 @@ def test_restore_loaders_take_whole_tables_shared_evenly():
     assert sorted(map(sorted, shares)) == [["BATCH", "EPOCH"], ["BATCH_METRIC", "TRIAL"], ["METRIC"]]
     assert loader_shares(counts, 1) == [set(counts)]
     assert loader_shares(None, 2) == [None, None]
+
+
+def test_a_table_the_last_line_leaves_out_is_loaded_all_the_same(exact_mysql, tmp_path):
+    """Round 56: the loaders shared the tables named by the file's last line, so a table it left out (a snapshot
+    edited by hand, its manifest made to match) was emptied and loaded by no one: exit 0, its rows gone."""
+    import json
+
+    from emfix.snapshot.sqlreader import END
+    before = checksums(exact_mysql, TABLES)
+    made = snapshot.create_snapshot(exact_mysql, str(tmp_path))
+    path = os.path.join(str(tmp_path), made.file)
+    data = open(path, "rb").read()
+    body, last = data[:data.rindex(END)], json.loads(data[data.rindex(END) + len(END):])
+    del last["tables"]["VALS"]
+    with open(path, "wb") as handle:
+        handle.write(body + END + json.dumps(last).encode() + b"\n")
+    made.size, made.sha256 = os.path.getsize(path), snapshot.sha256_of(path)
+    del made.tables["VALS"]
+    snapshot.write_manifest(str(tmp_path), made)
+    empty(exact_mysql, ["VALS"])
+    snapshot.restore_snapshot(exact_mysql, str(tmp_path), made.id, safety_snapshot=False)
+    assert checksums(exact_mysql, TABLES) == before

@@ -445,7 +445,7 @@ def test_rows_the_application_inserts_while_a_restore_loads_do_not_leave_a_half_
     monkeypatch.setattr(mysqlrestore, "count_tables", the_application_inserts_first)
     with pytest.raises(DamagedInputError) as said:
         restore_snapshot(mysql_address, folder, taken, safety_snapshot=False)
-    assert "another program inserted rows while it loaded: METRIC +1" in said.value.message
+    assert "more rows are there than it holds: METRIC +1 (another program inserted them" in said.value.message
     assert unfinished(mysql_address) is None
 
 

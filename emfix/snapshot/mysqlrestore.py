@@ -168,7 +168,7 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                             connections[0].execute("UNLOCK TABLES")
                             locked = frozenset()
                         widened = widened_floats(connections[0], tables)
-                        shares = loader_shares(tail_counts(path), len(connections), widened)
+                        shares = loader_shares(_weights(reader, tail_counts(path)), len(connections), widened)
                         threads = [_start_loader(db, session, _from_queue(inserts, failed) if share is None else
                                                  _from_file(reader, share), failed, errors, guard)
                                    for db, share in zip(connections, shares)]
@@ -346,6 +346,25 @@ def _start_loader(db, session, statements, failed, errors, guard=None):
     thread = threading.Thread(target=run, name="emfix-restore", daemon=True)
     thread.start()
     return thread
+
+
+def _weights(reader, counts):
+    """{table: rows} of every table the file INSERTs into (each found by its statements' heads, not only by the last
+    line: a table that line left out was emptied and loaded by no loader, exit 0, round 56), rows from the last
+    line's counts; None without them."""
+    if counts is None:
+        return None
+    found = set()
+
+    def note(first):
+        match = INSERT_INTO.match(first)
+        if match:
+            found.add(_name(match))
+        return False
+    with open(reader.path, "rb") as handle:
+        for _ in reader.statements_where(handle, note):
+            pass
+    return {table: counts.get(table, 0) for table in found}
 
 
 def _from_queue(inserts, failed):

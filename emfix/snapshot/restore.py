@@ -117,11 +117,12 @@ def _restore(address, directory, snapshot_id, path, manifest, safety_snapshot, r
         if mark is not None and all(n > 0 for n in more.values()) and set(manifest.tables) <= set(counts):
             # Every table loaded, and more rows than the snapshot's: the application inserted while it loaded (an
             # outside tester: the mark stayed, and doctor said "tables emptied, not all loaded"). Not a half.
-            error = DamagedInputError(
-                "restored snapshot %s, but another program inserted rows while it loaded: %s" % (snapshot_id, ", ".join(
-                    "%s %+d" % (t, n) for t, n in sorted(more.items()))),
-                hint="every row of the snapshot is loaded; for the snapshot alone, stop that program and restore "
-                     "again")
+            error = DamagedInputError(  # (round 56: rows an INSERT trigger made were said to be another program's)
+                "restored snapshot %s, but more rows are there than it holds: %s (another program inserted them while "
+                "it loaded, or an INSERT trigger of a restored table did, said before it began)" % (
+                    snapshot_id, ", ".join("%s %+d" % (t, n) for t, n in sorted(more.items()))),
+                hint="every row of the snapshot is loaded; for the snapshot alone, stop that program (a trigger's "
+                     "rows come back with each restore) and restore again")
             error.every_row_loaded = True  # the mark goes (_leave)
             raise error
         raise DamagedInputError(  # loaded, but not as the snapshot says: the mark stays (_leave)
