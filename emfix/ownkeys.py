@@ -24,7 +24,7 @@ def is_own_key(graph, table, columns):
 
 def own_key_hint(table, key, resume=False):
     """The way out of a copy stopped at (or refused for) an own key of an application's table; `key`: its columns,
-    or the words naming it (failed_key); `resume`: rows were committed."""
+    or the words naming it (failed_key); `resume`: the copy began, and its journal row says so."""
     again = "the same command%s" % (" with --resume" if resume else "")
     return ("%s's %s is its own, which the copy keeps as it is, and DST holds that key already (an earlier "
             "copy's row, the copy of another experiment that links the same METRIC or ARTIFACT row, or the "
