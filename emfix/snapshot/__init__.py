@@ -28,8 +28,13 @@ _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names
 
 def __getattr__(name):
     module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError("module %r has no attribute %r" % (__name__, name))
+    if module is None:  # a module of the package (`snapshot.create`), as the eager imports made it an attribute
+        try:
+            return importlib.import_module("." + name, __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != "%s.%s" % (__name__, name):
+                raise
+            raise AttributeError("module %r has no attribute %r" % (__name__, name)) from None
     value = getattr(importlib.import_module("." + module, __name__), name)
     globals()[name] = value
     return value

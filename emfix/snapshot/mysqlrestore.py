@@ -192,6 +192,9 @@ def load_sql_snapshot(address, path, *, retry_policy=None, progress=None, worker
                 load_through_floats(lead, reader, path, widened)
             counts = count_tables(connections, reader.counts or {}, failed)
         except EmfixError as exc:
+            failed.set()  # the loaders reading the file themselves stop after their statement, before this is said
+            for thread in threads:
+                thread.join()
             if emptied and partial is not None:
                 raise partial(exc) from None
             exc.nothing_changed = not emptied  # the restore's mark goes (restoremark.py)
