@@ -14,7 +14,7 @@ from conftest import ROOT, make_demo, mysql_server_url
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from emfix.address import MASK, DatabaseAddress, hide_secrets, mask_url, parse_address
+from emfix.address import MASK, NAMED_OPTIONS, DatabaseAddress, hide_secrets, mask_url, parse_address
 from emfix.backends import open_database
 from emfix.cli import main
 from emfix.errors import EmfixError
@@ -185,8 +185,11 @@ def test_a_secret_in_a_urls_query_never_shows(secret, name):
         parse_address(url, environ={})
     shown = raised.value.message + " " + (raised.value.hint or "")
     assert raised.value.exit_code == 2 and ("emfix does not read" in shown or "use_pure" in shown)
-    assert quote(secret, safe="") not in shown and (secret not in shown or secret in _shown_for(
-        "mysql://u@h:3306/db?%s0" % name))
+    if name == "" and secret in NAMED_OPTIONS:
+        return  # `?option_groups` is an option's name emfix names (hypothesis made one a "secret" once)
+    benign = _shown_for("mysql://u@h:3306/db?%s0" % name)  # what the same URL with a value of "0" shows
+    for text in {secret, quote(secret, safe="")}:  # (a "secret" like `use_pu` is in the hint's own words)
+        assert text not in shown or text in benign
 
 
 @settings(max_examples=100)

@@ -154,3 +154,13 @@ def test_a_host_that_does_not_exist_is_not_tried_again():
         msg="Can't connect to MySQL server on 'nosuchhost:3306' (Errno -2: Name or service not known)", errno=2003))
     assert is_transient(errors.InterfaceError(
         msg="Can't connect to MySQL server on 'db:3306' (Errno -3: Temporary failure in name resolution)", errno=2003))
+
+
+@pytest.mark.parametrize("command", [["export", "{db}", "-e", "1", "-e", "2", "-o", "x.jsonl"],
+                                     ["validate", "{db}", "-e", "1", "-e", "2"],
+                                     ["check-hierarchy", "{db}", "-e", "1", "-e", "2"]])
+def test_an_option_taking_one_experiment_given_twice_is_refused(demo, tmp_path, command):
+    """`export -e 1 -e 2` exported experiment 2 alone, exit 0."""
+    result = run_cli(*[demo if a == "{db}" else a for a in command], cwd=str(tmp_path))
+    assert result.returncode == 2 and "more than once" in result.stderr, result.stderr
+    assert os.listdir(str(tmp_path)) == []

@@ -150,6 +150,18 @@ def whole_number(text, low, high, what):
     return value
 
 
+class Once(argparse._StoreAction):  # noqa: SLF001 (argparse's own store, said once)
+    """An option a command takes one value of: given twice (`export -e 1 -e 2`), it is refused, not the last
+    kept without a word (round 54)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = "_given_" + self.dest
+        if getattr(namespace, given, False):
+            raise argparse.ArgumentError(self, "given more than once; this command takes one")
+        setattr(namespace, given, True)
+        super().__call__(parser, namespace, values, option_string)
+
+
 class IdsThenDatabase(argparse.Action):
     """`-e ID [ID ...]` that leaves a database given after the ids to DB (`-e 1 2 experiment.db`), instead of
     reading the path as one more id."""

@@ -13,7 +13,7 @@ def register(sub):
                 "  emfix export experiment.db -e 12 -o - --format json | gzip > exp12.json.gz",
                 aliases=["export-experiment"])
     common.add_database_options(p)
-    p.add_argument("-e", "--experiment", type=common.row_id, required=True, metavar="ID",
+    p.add_argument("-e", "--experiment", type=common.row_id, required=True, metavar="ID", action=common.Once,
                    help="the experiment to export")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write ('-' for stdout)")
     p.add_argument("--format", choices=("jsonl", "json"), default=None,

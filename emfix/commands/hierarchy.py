@@ -11,6 +11,7 @@ def register(sub):
                        "emfix check-hierarchy experiment.db   |   emfix check-hierarchy -d experiment.db -e 12")
     common.add_database_options(p)
     p.add_argument("-e", "--experiment-id", "--experiment", dest="experiment", type=common.row_id, metavar="ID",
+                   action=common.Once,
                    help="only this experiment (default: every one, a line each)")
     p.add_argument("--limit", type=common.non_negative_int, default=10, metavar="N",
                    help="example rows listed per break (default 10)")

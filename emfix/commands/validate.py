@@ -27,7 +27,7 @@ def register(sub):
                    help="examples listed per relation, and metric JSON issues listed (default: %d and %d in the "
                         "text, %d in --json and -o; 0: none); counts are always complete"
                         % (EXAMPLES_SHOWN, JSON_ISSUES_SHOWN, KEPT_LIMIT))
-    p.add_argument("-e", "--experiment", type=common.row_id, metavar="ID",
+    p.add_argument("-e", "--experiment", type=common.row_id, metavar="ID", action=common.Once,
                    help="walk this experiment's hierarchy; the exit code then answers for it alone")
     p.add_argument("--deep-json", action="store_true",
                    help="SQLite: also check every value inside each metric object is a number (about 2x the "
