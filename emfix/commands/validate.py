@@ -60,7 +60,7 @@ def run(args, out):
                    progress=common.make_progress("validate", args, out), parallel=args.jobs > 1,
                    deep_json=args.deep_json, force=args.force, quick_check=not args.no_quick_check)
     if html_report:
-        from .. import report_html  # only for a page: its import was ~20 ms of every start
+        from .. import report_html  # only for a page (see snapshot/__init__.py: part of 10 ms a start)
         output = args.output or ("validation_report.html" if args.open_html else None)
         if output:  # a wrong -o is said before the work, not after it
             check_output_path(output, common.protected_paths(address), force=args.force,
