@@ -12,8 +12,9 @@ from .catalog import sqlite_affinity
 from .columnfit import JSON_DEPTH, NUMBER_KINDS, TEXT_KINDS, integer_ranges, mariadb_json_valid, values_of
 from .copyjournal import DIFFERS, DONE, RUNNING, UNVERIFIED
 from .errors import AlreadyDoneError, DamagedInputError, EmfixError, SchemaError, UnfinishedError, UsageError
+from .hierarchy import ROOT
 from .idshift import id_owner
-from .schema import EM_TABLES, table_named
+from .schema import EM_TABLES, discover_graph, require_experiment_manager, table_named
 from .values import INTEGER_BITS
 
 
@@ -400,6 +401,17 @@ def refuse_unfillable_columns(source, target, graph, tree, tables, existing):
                               source.address.display()),
                           hint="make %s a plain column in DST, or the same generated column in SRC, then run the "
                                "same command again" % ("each" if len(computed) > 1 else "it"))
+
+
+def checked_source(source, src, experiment_id):
+    """SRC's graph, once SRC has the Experiment Manager's tables and this experiment: checked before DST is opened,
+    which --init into MySQL creates (a refused SRC left an empty database, round 54). (Round 46: a SRC without
+    TRIAL_RUN crashed the copy, exit 70, with DST made; --force is not that here.)"""
+    graph = discover_graph(source)
+    require_experiment_manager(graph, src, hint="check the path or URL of SRC")
+    if not source.query("SELECT 1 FROM %s WHERE %s = ?" % (source.quote(ROOT), source.quote("id")), (experiment_id,)):
+        raise UsageError("experiment %d does not exist in %s" % (experiment_id, src.display()))
+    return graph
 
 
 def refuse_by_journal(src, dst, experiment_id, journal, resume, force):

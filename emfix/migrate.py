@@ -42,6 +42,7 @@ from .copyjournal import (
     take_back_row,
 )
 from .copyrefusals import (
+    checked_source,
     foreign_ddl,
     refuse_by_journal,
     refuse_ids_the_copy_cannot_move,
@@ -74,7 +75,7 @@ from .killpoints import kill_point
 from .ownkeys import DUPLICATE_KEY, refuse_own_keys_dst_holds
 from .pool import ConnectionPool
 from .progress import BASE_MB, NoProgress, utc_now
-from .schema import EM_TABLE_NAMES, create_schema, discover_graph, require_experiment_manager
+from .schema import EM_TABLE_NAMES, create_schema, discover_graph
 from .subtreerefusals import refuse_rows_no_copy_keeps, refuse_skipped_parents, skipped_tables
 
 STRATEGIES = ("conservative", "balanced", "aggressive")  # what each does: `emfix migrate --help`
@@ -206,11 +207,12 @@ class _Migration:
                                size=2) as readers, \
                 ConnectionPool(lambda: open_database(dst, create=options.init, retry_policy=options.retry_policy,
                                                      load_directory=folder), size=2 if as_text else 1) as writers, \
-                readers.connection() as source, writers.connection() as target, \
+                readers.connection() as source, nullcontext(checked_source(source, src, self.experiment_id)) as graph, \
+                writers.connection() as target, \
                 copying_alone(target, journal_key(src, self.experiment_id), "experiment %d from %s" % (
                     self.experiment_id, src.display())):
             self.readers, self.writers, self.source, self.target = readers, writers, source, target
-            plan = self.read_journal()
+            plan = self.read_journal(graph)
             if self.already_done(plan):
                 # Killed after the last commit but before it could say so: the job is done, and says so.
                 offsets = plan.journal["offsets"]
@@ -238,13 +240,10 @@ class _Migration:
                                start.offsets, bool(options.resume and plan.journal),
                                time.perf_counter() - self.started, checks or [], start.snapshot_id)
 
-    def read_journal(self):
-        """Preflight, first step: SRC has an experiment table, DST a schema (or --init makes one), and DST's
-        journal row of this experiment, if any, says how far an earlier copy got."""
-        source, target = self.source, self.target
-        graph = discover_graph(source)
-        # (round 46: a SRC without TRIAL_RUN crashed the copy, exit 70, with DST made; --force is not that here)
-        require_experiment_manager(graph, self.src, hint="check the path or URL of SRC")
+    def read_journal(self, graph):
+        """Preflight, first step: DST has a schema (or --init makes one), and DST's journal row of this experiment,
+        if any, says how far an earlier copy got."""
+        target = self.target
         existing = self.dst_catalog(lambda db: db.stable_tables(EM_TABLE_NAMES))
         if not existing and not self.options.init:
             raise UsageError("%s has no Experiment Manager schema" % self.dst.display(),

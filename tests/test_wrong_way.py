@@ -164,3 +164,27 @@ def test_an_option_taking_one_experiment_given_twice_is_refused(demo, tmp_path, 
     result = run_cli(*[demo if a == "{db}" else a for a in command], cwd=str(tmp_path))
     assert result.returncode == 2 and "more than once" in result.stderr, result.stderr
     assert os.listdir(str(tmp_path)) == []
+
+
+def test_a_refused_source_creates_no_mysql_database(tmp_path, demo):
+    """`migrate BAD_SRC mysql://.../newdb --init` created the empty database newdb, then said "nothing was changed"."""
+    import uuid
+
+    from conftest import mysql_server_url
+
+    from emfix.address import parse_address
+    from emfix.backends import open_database
+    server = parse_address(mysql_server_url())
+    name = "emfix_t_%s" % uuid.uuid4().hex[:10]
+    url = "mysql://%s@%s:%s/%s" % (server.user, server.host, server.port, name)
+    empty = str(tmp_path / "empty.db")
+    import sqlite3
+    sqlite3.connect(empty).execute("CREATE TABLE x (a)").connection.close()
+    try:
+        assert run_cli("migrate", empty, url, "-e", "1", "--init").returncode == 2
+        assert run_cli("migrate", demo, url, "-e", "99", "--init").returncode == 2
+        with open_database(server) as db:
+            assert not db.query("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", (name,))
+    finally:
+        with open_database(server) as db:
+            db.execute("DROP DATABASE IF EXISTS `%s`" % name)
