@@ -403,13 +403,15 @@ def refuse_unfillable_columns(source, target, graph, tree, tables, existing):
                                "same command again" % ("each" if len(computed) > 1 else "it"))
 
 
-def checked_source(source, src, experiment_id):
-    """SRC's graph, once SRC has the Experiment Manager's tables and this experiment: checked before DST is opened,
-    which --init into MySQL creates (a refused SRC left an empty database, round 54). (Round 46: a SRC without
-    TRIAL_RUN crashed the copy, exit 70, with DST made; --force is not that here.)"""
+def checked_source(source, src, experiment_id, resume=False):
+    """SRC's graph, once SRC has the Experiment Manager's tables and (unless `resume`: a finished copy's experiment
+    may have left SRC since) this experiment: checked before DST is opened, which --init into MySQL creates (a refused
+    SRC left an empty database, round 54). (Round 46: a SRC without TRIAL_RUN crashed the copy, exit 70, with DST
+    made; --force is not that here.)"""
     graph = discover_graph(source)
     require_experiment_manager(graph, src, hint="check the path or URL of SRC")
-    if not source.query("SELECT 1 FROM %s WHERE %s = ?" % (source.quote(ROOT), source.quote("id")), (experiment_id,)):
+    if not resume and not source.query("SELECT 1 FROM %s WHERE %s = ?" % (source.quote(ROOT), source.quote("id")),
+                                       (experiment_id,)):
         raise UsageError("experiment %d does not exist in %s" % (experiment_id, src.display()))
     return graph
 

@@ -207,7 +207,8 @@ class _Migration:
                                size=2) as readers, \
                 ConnectionPool(lambda: open_database(dst, create=options.init, retry_policy=options.retry_policy,
                                                      load_directory=folder), size=2 if as_text else 1) as writers, \
-                readers.connection() as source, nullcontext(checked_source(source, src, self.experiment_id)) as graph, \
+                readers.connection() as source, \
+                nullcontext(checked_source(source, src, self.experiment_id, options.resume)) as graph, \
                 writers.connection() as target, \
                 copying_alone(target, journal_key(src, self.experiment_id), "experiment %d from %s" % (
                     self.experiment_id, src.display())):

@@ -188,3 +188,19 @@ def test_a_refused_source_creates_no_mysql_database(tmp_path, demo):
     finally:
         with open_database(server) as db:
             db.execute("DROP DATABASE IF EXISTS `%s`" % name)
+
+
+def test_a_finished_copy_resumed_after_its_experiment_left_src_says_done(tmp_path, demo):
+    """SRC is checked for the experiment before DST is opened, but not on --resume: a copy that finished may have
+    been followed by the experiment's deletion from SRC (a move), and a script resuming it is told it is done."""
+    import sqlite3
+    source, target = str(tmp_path / "src.db"), str(tmp_path / "dst.db")
+    shutil.copyfile(demo, source)
+    assert run_cli("migrate", source, target, "-e", "2", "--init", "--strategy", "aggressive").returncode == 0
+    con = sqlite3.connect(source)
+    with con:
+        con.execute("DELETE FROM EXPERIMENT WHERE id = 2")
+    con.close()
+    result = run_cli("migrate", source, target, "-e", "2", "--resume")
+    assert result.returncode == 0, result.stderr
+    assert run_cli("migrate", source, target, "-e", "2").returncode == 2  # without --resume: not in SRC
