@@ -227,7 +227,7 @@ def test_a_command_line_imports_only_its_own_command(tmp_path):
                              "print(sorted(m for m in sys.modules if m.startswith('emfix.commands.')))",
                              "snapshot", "list", "--snapshot-dir", str(tmp_path)],
                             capture_output=True, text=True, cwd=str(ROOT), check=True).stdout.splitlines()[-1]
-    assert listed == str(["emfix.commands.common", "emfix.commands.snapshot"])
+    assert listed == str(["emfix.commands.argvalues", "emfix.commands.common", "emfix.commands.snapshot"])
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
