@@ -43,7 +43,7 @@ from .idshift import (
 from .importrefusals import ChoiceCheck, refuse_what_the_database_cannot_take, values_a_float_keeps_otherwise
 from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers
 from .killpoints import kill_point
-from .ownkeys import failed_key, first_held, import_own_key_hint, key_held_error, linked_to, own_keys
+from .ownkeys import KeyProbe, failed_key, import_own_key_hint, key_held_error, linked_to, own_keys
 from .progress import NoProgress
 from .schema import EM_TABLE_NAMES, discover_graph, table_named
 from .values import decode_value, whole
@@ -257,23 +257,36 @@ def _as_inserted(record, table, columns, shifts, renamed):
 
 def _refuse_own_keys_held(db, graph, path, header, trailer, shifts, as_stored, skip):
     """An application's table keeps its own keys (an INTEGER PRIMARY KEY of its own, a UNIQUE code): one the
-    database holds already stopped the import part way (exit 4, rows committed). Said before the first write."""
-    counts = trailer.get("counts") or {}
+    database holds already stopped the import part way (exit 4, rows committed). Said before the first write, in
+    one read of the file for every such key."""
+    counts, probes = trailer.get("counts") or {}, {}
     for table in header["tables"]:
         named = table_named(table, graph.tables)
         if table in EM_TABLE_NAMES or table in skip or named is None or not counts.get(table):
             continue
         columns = header["columns"][table]
-        for positions in own_keys(db, graph, table, named, columns):
-            rows = (_as_inserted(record, table, columns, shifts[table], {})
-                    for _n, _l, record in records(path)
-                    if "row" in record and as_stored.get(record.get("table"), record.get("table")) == table)
-            key = [columns[n] for n in positions]
-            held = first_held(db, named, key, (tuple(row[n] for n in positions) for row in rows))
-            if held is not None:
-                raise key_held_error(db, table, key, held, "%s's %s" % (path, table),
-                                     import_own_key_hint(table, key, db.address.display(), skippable=not linked_to(
-                                         graph, table, header["tables"])), verb="imported")
+        probes[table] = [(positions, KeyProbe(db, named, [columns[n] for n in positions]))
+                         for positions in own_keys(db, graph, table, named, columns)]
+    probes = {t: p for t, p in probes.items() if p}
+    if not probes:
+        return
+    for _n, _l, record in records(path):
+        table = as_stored.get(record.get("table"), record.get("table")) if "row" in record else None
+        keyed = probes.get(table, ())
+        row = _as_inserted(record, table, header["columns"][table], shifts[table], {}) if keyed else None
+        for positions, probe in keyed:
+            _refuse_held(db, graph, path, header, table, positions, probe.add(tuple(row[n] for n in positions)))
+    for table, keyed in probes.items():
+        for positions, probe in keyed:
+            _refuse_held(db, graph, path, header, table, positions, probe.finish())
+
+
+def _refuse_held(db, graph, path, header, table, positions, held):
+    if held is None:
+        return
+    key = [header["columns"][table][n] for n in positions]
+    raise key_held_error(db, table, key, held, "%s's %s" % (path, table), import_own_key_hint(
+        table, key, db.address.display(), skippable=not linked_to(graph, table, header["tables"])), verb="imported")
 
 
 def _read_journal(db, key, row):

@@ -79,26 +79,39 @@ def own_keys(target, graph, table, named, columns):
     return found
 
 
-def first_held(target, named, columns, keys):
-    """The first of `keys` (tuples of values of DST's table `named`'s `columns`) that the table holds already, or
-    None. DST compares, as its INSERT would (its collations, its types); a key with a NULL meets no other."""
-    spelled = {c.lower(): c for c in target.columns(named)}
-    names = [target.quote(spelled.get(c.lower(), c)) for c in columns]
-    as_text = _text_columns(target, named, columns)
-    batch = []
-    for key in keys:
+class KeyProbe:
+    """Keys of DST's table `named` (tuples of values of its `columns`) asked of DST PROBE at a time: `add` each, then
+    `finish`; each says the first key the table holds already, or None. DST compares, as its INSERT would (its
+    collations, its types); a key with a NULL meets no other."""
+
+    def __init__(self, target, named, columns):
+        spelled = {c.lower(): c for c in target.columns(named)}
+        self.target, self.named, self.batch = target, named, []
+        self.names = [target.quote(spelled.get(c.lower(), c)) for c in columns]
+        self.as_text = _text_columns(target, named, columns)
+
+    def add(self, key):
         if None in key:
-            continue
-        key = tuple(_as_text(v) if n in as_text else v for n, v in enumerate(key))
+            return None
+        key = tuple(_as_text(v) if n in self.as_text else v for n, v in enumerate(key))
         if _UNKNOWN in key:
-            continue
-        batch.append(key)
-        if len(batch) == PROBE:
-            held = _held_in(target, named, names, batch)
-            if held:
-                return held
-            batch = []
-    return _held_in(target, named, names, batch) if batch else None
+            return None
+        self.batch.append(key)
+        return self.finish() if len(self.batch) == PROBE else None
+
+    def finish(self):
+        batch, self.batch = self.batch, []
+        return _held_in(self.target, self.named, self.names, batch) if batch else None
+
+
+def first_held(target, named, columns, keys):
+    """The first of `keys` that DST's table `named` holds already, or None (KeyProbe)."""
+    probe = KeyProbe(target, named, columns)
+    for key in keys:
+        held = probe.add(key)
+        if held:
+            return held
+    return probe.finish()
 
 
 _UNKNOWN = object()
