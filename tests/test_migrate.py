@@ -16,6 +16,7 @@ from conftest import ROOT, interrupt_when, kill_until_done, make_demo, run_cli, 
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
 from emfix.demo import Shape
+from emfix.hierarchy import Subtree
 from emfix.migrate import JOURNAL, migrate_experiment
 
 
@@ -1407,3 +1408,44 @@ def test_a_table_dst_made_without_its_foreign_key_is_verified_by_srcs(engine, st
     assert "DIFFERS" not in result.stdout
     with open_database(target) as db:
         assert db.scalar("SELECT count(*) FROM X") == 2
+
+
+ODD_LINK_VALUES = [2.5, "m\x00x", b"\x00\xff", "seven", 2 ** 63 - 1]
+
+
+def link_rows(path, experiment_id):
+    """BATCH_METRIC's rows of one experiment as stored: each value's kind and bytes (hex: a NUL stays)."""
+    with sqlite3.connect(path) as db:
+        return sorted(db.execute(
+            "SELECT " + ", ".join("typeof(m.%s), hex(m.%s)" % (c, c) for c in (
+                "batch_idx", "epoch_idx", "trial_run_id", "metric_id")) +
+            " FROM BATCH_METRIC m JOIN TRIAL_RUN r ON r.id = m.trial_run_id JOIN TRIAL t ON t.id = r.trial_id "
+            "WHERE t.experiment_id = ?", (experiment_id,)).fetchall())
+
+
+def test_a_table_whose_key_is_every_column_is_copied_with_its_values_as_stored(tmp_path, monkeypatch):
+    """BATCH_METRIC's key is all its columns: its copy reads them from the walk's key table, where odd values
+    (a REAL, text holding a NUL, a BLOB, words, the greatest integer) must be what the table stores."""
+    read_from = {}
+    original = Subtree.copy_source
+
+    def spy(self, db, graph, table):
+        read_from[table] = original(self, db, graph, table)
+        return read_from[table]
+
+    monkeypatch.setattr(Subtree, "copy_source", spy)
+    source = sqlite_at(tmp_path, "source.db")
+    make_demo(source, shape=Shape(experiments=2), faults=False)
+    with sqlite3.connect(source.path) as db:
+        rowids = [r[0] for r in db.execute(
+            "SELECT m.rowid FROM BATCH_METRIC m JOIN TRIAL_RUN r ON r.id = m.trial_run_id JOIN TRIAL t "
+            "ON t.id = r.trial_id WHERE t.experiment_id = 1 ORDER BY m.rowid LIMIT ?", (len(ODD_LINK_VALUES),))]
+        for rowid, value in zip(rowids, ODD_LINK_VALUES):
+            db.execute("UPDATE BATCH_METRIC SET metric_id = ? WHERE rowid = ?", (value, rowid))
+    before = link_rows(source.path, 1)
+    assert {kind for row in before for kind in row[6::8]} == {"integer", "real", "text", "blob"}
+    target = sqlite_at(tmp_path, "copy.db")
+    result = migrate_experiment(source, target, 1, init=True, strategy="aggressive")  # (breaks: orphan ids)
+    assert result.verified and result.offsets.get("EXPERIMENT", 0) == 0
+    assert link_rows(target.path, 1) == before
+    assert read_from["BATCH_METRIC"][1] == "x" and read_from["BATCH"][1] == "t"  # BATCH has a column more
