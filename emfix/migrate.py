@@ -271,7 +271,7 @@ class _Migration:
         tables DST lacks, (unless aggressive) breaks in the subtree or metric JSON DST's column refuses,
         values too long for a MySQL DST. Runs inside SRC's one moment, beside its quick_check."""
         source, target, graph, options = self.source, self.target, plan.graph, self.options
-        tree = reach_subtree(source, graph, self.experiment_id)
+        tree = reach_subtree(source, graph, self.experiment_id, seek_rowids=True)  # (one moment: see run)
         if not tree.exists:
             raise UsageError("experiment %d does not exist in %s" % (self.experiment_id, self.src.display()))
         skipped = skipped_tables(source, graph, tree, options.skip_tables)
@@ -292,7 +292,7 @@ class _Migration:
                                         or t in foreign]
         if options.strategy != "aggressive" and not options.resume:
             from .hierarchy import check_hierarchy
-            report = check_hierarchy(source, graph, self.experiment_id)
+            report = check_hierarchy(source, graph, self.experiment_id, tree=tree)  # (its key tables: not walked again)
             if report.breaks:
                 raise EmfixError("the source subtree has %d breaks (e.g. %s); nothing was copied" % (
                     len(report.breaks), report.breaks[0].message),
