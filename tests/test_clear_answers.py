@@ -123,6 +123,21 @@ def test_a_damaged_file_is_exit_4_for_validate_and_a_fail_for_doctor(demo_db):
                and "emfix snapshot restore" in f["fix"] for f in json.loads(doctor.stdout)["findings"])
 
 
+def test_init_on_a_damaged_file_is_exit_4_and_writes_nothing(demo_db):
+    """It said "already has every Experiment Manager table", exit 0 (a generation-1 file got tables written)."""
+    with sqlite3.connect(demo_db.path) as con:
+        con.execute("DROP TABLE BATCH_ARTIFACT")  # a table init would create
+    con.close()
+    size = os.path.getsize(demo_db.path)
+    with open(demo_db.path, "r+b") as handle:
+        handle.truncate(size - 1024)
+    with open(demo_db.path, "rb") as handle:
+        before = handle.read()
+    assert_one_clear_line(run_cli("init", demo_db.path), 4, "is damaged", "quick_check found")
+    with open(demo_db.path, "rb") as handle:
+        assert handle.read() == before
+
+
 def test_an_old_layout_export_given_to_import_is_a_usage_error(demo_db, tmp_path):
     path = str(tmp_path / "old.json")
     assert run_cli("export", demo_db.path, "-e", "1", "-o", path, "--format", "json").returncode == 0

@@ -18,8 +18,10 @@ def register(sub):
 
 def run(args, out):
     from .. import schema
+    from ..guarded import check_integrity
     common.refuse_replica(args, common.resolve_address(args))
     with common.open_from_args(args, create=True) as db:
+        check_integrity(db)  # a damaged file is said so (it was "has every table", exit 0), and gets no table
         created = schema.create_schema(db, generation=args.generation, json_type=args.json_type)
         if out.json:
             common.emit_json({"database": db.address.to_dict(), "created": created})
