@@ -123,7 +123,7 @@ def _kept_type(db, table, column, primary):
     `auto`) stays INTEGER: it is the rowid's alias, which an INT key is not (round 39: a diff's rebuild wrote it as
     INT, and a row inserted without it got NULL there, not the next id)."""
     if db.dialect == "sqlite" and not column.auto and tuple(primary) == (column.name,) and \
-            str(column.type or "").strip().upper() == "INTEGER" and not _key_has_its_own_index(db, table):
+            str(column.type or "").strip().upper() == "INTEGER" and not key_has_its_own_index(db, table):
         return "INTEGER"
     return normal_type(column.type)
 
@@ -134,7 +134,7 @@ def is_without_rowid(sql):
     return ")" in sql and re.search(r"\bWITHOUT\s+ROWID\b", sql[sql.rindex(")") + 1:], re.IGNORECASE) is not None
 
 
-def _key_has_its_own_index(db, table):
+def key_has_its_own_index(db, table):
     """Is SQLite's primary key of `table` an index of its own (origin 'pk'), not the rowid? `INTEGER PRIMARY KEY
     DESC` on the column is (SQLite's documented quirk), as is every key of a WITHOUT ROWID table: no alias, a
     row inserted without it is refused (round 40: a diff called it the same as the alias)."""

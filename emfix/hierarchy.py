@@ -18,7 +18,7 @@ import math
 from typing import List, Optional
 
 from .backends import open_database
-from .catalog import is_without_rowid, sqlite_affinity
+from .catalog import is_without_rowid, key_has_its_own_index, sqlite_affinity
 from .errors import UsageError
 from .schema import remember_spellings
 from .subtreelinks import (
@@ -315,8 +315,7 @@ def _seek_name(db, graph, table, columns):
     key = graph.primary_keys.get(table)
     if db.dialect != "sqlite" or not key or {c.lower() for c in graph.columns[table]} <= {c.lower() for c in columns}:
         return None
-    if is_without_rowid(db.table_sql(table)) or not any(
-            row[3] == "pk" for row in db.query("PRAGMA index_list(%s)" % db.quote(table))):
+    if is_without_rowid(db.table_sql(table)) or not key_has_its_own_index(db, table):
         return None  # (no rowid; or the key is the rowid's alias, one seek already)
     taken = {c.lower() for c in db.columns(table)}
     return None if ROWID in taken else next((n for n in ("rowid", "_rowid_", "oid") if n not in taken), None)

@@ -1413,19 +1413,20 @@ def test_a_table_dst_made_without_its_foreign_key_is_verified_by_srcs(engine, st
 ODD_LINK_VALUES = [2.5, "m\x00x", b"\x00\xff", "seven", 2 ** 63 - 1]
 
 
-def link_rows(path, experiment_id):
-    """BATCH_METRIC's rows of one experiment as stored: each value's kind and bytes (hex: a NUL stays)."""
+def stored_rows(path, experiment_id, table="BATCH_METRIC", columns=("batch_idx", "epoch_idx", "trial_run_id",
+                                                                     "metric_id")):
+    """`table`'s rows of one experiment as stored: each value's kind and bytes (hex: a NUL stays)."""
     with sqlite3.connect(path) as db:
         return sorted(db.execute(
-            "SELECT " + ", ".join("typeof(m.%s), hex(m.%s)" % (c, c) for c in (
-                "batch_idx", "epoch_idx", "trial_run_id", "metric_id")) +
-            " FROM BATCH_METRIC m JOIN TRIAL_RUN r ON r.id = m.trial_run_id JOIN TRIAL t ON t.id = r.trial_id "
-            "WHERE t.experiment_id = ?", (experiment_id,)).fetchall())
+            "SELECT " + ", ".join("typeof(m.%s), hex(m.%s)" % (c, c) for c in columns) +
+            " FROM %s m JOIN TRIAL_RUN r ON r.id = m.trial_run_id JOIN TRIAL t ON t.id = r.trial_id "
+            "WHERE t.experiment_id = ?" % table, (experiment_id,)).fetchall())
 
 
-def test_a_table_whose_key_is_every_column_is_copied_with_its_values_as_stored(tmp_path, monkeypatch):
-    """BATCH_METRIC's key is all its columns: its copy reads them from the walk's key table, where odd values
-    (a REAL, text holding a NUL, a BLOB, words, the greatest integer) must be what the table stores."""
+def test_tables_read_through_the_walks_key_tables_are_copied_with_their_values_as_stored(tmp_path, monkeypatch):
+    """BATCH_METRIC's key is all its columns: its copy reads them from the walk's key table; BATCH's key is an index
+    of its own: its rows are read by the rowid the walk kept. Odd values (a REAL, text holding a NUL, a BLOB, words,
+    the greatest integer) must be what each row stores."""
     read_from = {}
     original = Subtree.copy_source
 
@@ -1442,10 +1443,15 @@ def test_a_table_whose_key_is_every_column_is_copied_with_its_values_as_stored(t
             "ON t.id = r.trial_id WHERE t.experiment_id = 1 ORDER BY m.rowid LIMIT ?", (len(ODD_LINK_VALUES),))]
         for rowid, value in zip(rowids, ODD_LINK_VALUES):
             db.execute("UPDATE BATCH_METRIC SET metric_id = ? WHERE rowid = ?", (value, rowid))
-    before = link_rows(source.path, 1)
+            db.execute("UPDATE BATCH SET time = ? WHERE rowid = ?", (value, rowid))
+    before = stored_rows(source.path, 1)
     assert {kind for row in before for kind in row[6::8]} == {"integer", "real", "text", "blob"}
+    batches = stored_rows(source.path, 1, "BATCH", ("idx", "epoch_idx", "trial_run_id", "time"))
+    assert {kind for row in batches for kind in row[6::8]} == {"text", "blob"}  # (TEXT affinity: numbers as text)
     target = sqlite_at(tmp_path, "copy.db")
     result = migrate_experiment(source, target, 1, init=True, strategy="aggressive")  # (breaks: orphan ids)
     assert result.verified and result.offsets.get("EXPERIMENT", 0) == 0
-    assert link_rows(target.path, 1) == before
+    assert stored_rows(target.path, 1) == before
+    assert stored_rows(target.path, 1, "BATCH", ("idx", "epoch_idx", "trial_run_id", "time")) == batches
     assert read_from["BATCH_METRIC"][1] == "x" and read_from["BATCH"][1] == "t"  # BATCH has a column more
+    assert "emfix_rowid" in read_from["BATCH"][0] and "emfix_rowid" not in read_from["BATCH_METRIC"][0]
