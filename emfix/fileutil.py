@@ -259,6 +259,26 @@ def starts_with(prefix):
     return test
 
 
+def appendable(path, first_bytes):
+    """The guard for a file emfix appends to (its history): nothing there yet, or a regular file that is empty or
+    begins with `first_bytes` (one emfix wrote). Anything else (a database, a snapshot, a user's file a variable
+    named by mistake, a FIFO that would wait for a reader) is not written: an appended line corrupted it."""
+    try:
+        mode = os.stat(path).st_mode  # (through links: their target is what would be written)
+    except FileNotFoundError:
+        return not os.path.islink(path)  # (a dangling link: its target would be created wherever it points)
+    except OSError:
+        return False
+    if not stat.S_ISREG(mode):
+        return False
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(first_bytes))
+    except OSError:
+        return False
+    return head in (b"", first_bytes)
+
+
 def is_disk_full(exc):
     """Whether an error means the disk is full: an OSError with ENOSPC, EFBIG (a file-size limit) or EDQUOT
     (a quota), or SQLite's "database or disk is full". Every mapping to NoSpaceError asks here."""

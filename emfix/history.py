@@ -15,10 +15,11 @@ import json
 import logging
 import os
 
-from .fileutil import state_home
+from .fileutil import appendable, state_home
 
 log = logging.getLogger(__name__)
 HISTORY_ENV = "EMFIX_HISTORY"
+FIRST_BYTES = b'{"when": '  # how every entry begins (record's first key)
 READ_LIMIT = 1 << 20  # doctor reads the last MB: plenty for the newest entry of each command
 
 
@@ -36,6 +37,10 @@ def record(address, command, status, **summary):
     path = history_path()
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if not appendable(path, FIRST_BYTES):  # EMFIX_HISTORY naming a database appended a line into it
+            log.warning("nothing recorded in the history: %s is not emfix's history file (check %s)", path,
+                        HISTORY_ENV)
+            return
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry, default=str) + "\n")
     except OSError as exc:

@@ -250,3 +250,22 @@ def test_repair_whose_fifo_reader_leaves_says_the_repair_is_done(demo_sqlite, tm
     _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 2 and "its reader went away" in err and "the repair itself is done" in err, err
     assert "emfix undo %s" % str(tmp_path / "q") in err, err
+
+
+def test_a_history_named_at_a_database_snapshot_or_users_file_is_never_written(demo_sqlite, tmp_path):
+    """EMFIX_HISTORY naming a database by mistake appended each run's JSON line into the file (a snapshot's too,
+    which then failed its checksum): the history is written only to a file of its own, or none."""
+    made = snapshot.create_snapshot(demo_sqlite, str(tmp_path / "snaps"))
+    snap = os.path.join(str(tmp_path / "snaps"), made.file)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    for target in (demo_sqlite.path, snap, snap[:-3] + ".json", str(notes)):
+        before = open(target, "rb").read()
+        result = run_cli("validate", demo_sqlite.path, env={"EMFIX_HISTORY": target})
+        assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr
+        assert "not emfix's history file" in result.stderr
+        assert open(target, "rb").read() == before, target
+    history = tmp_path / "history.jsonl"
+    for _run in range(2):
+        assert run_cli("validate", demo_sqlite.path, env={"EMFIX_HISTORY": str(history)}).returncode in (0, 1)
+    assert [json.loads(line)["command"] for line in history.read_text().splitlines()] == ["validate", "validate"]
