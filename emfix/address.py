@@ -58,6 +58,13 @@ class DatabaseAddress:
             return "sqlite:" + os.path.realpath(self.path)
         return "mysql://%s:%s/%s" % ((self.host or "").lower(), self.port, self.database or "")
 
+    def same_database(self, other):
+        """Both name one database (one server's database; one SQLite file, however each path reaches it)."""
+        if not (self.is_sqlite or other.is_sqlite):
+            return (self.host, self.port, self.database) == (other.host, other.port, other.database)
+        both = self.is_sqlite and other.is_sqlite and os.path.exists(self.path) and os.path.exists(other.path)
+        return both and os.path.samefile(self.path, other.path)
+
     def target(self):
         """How to name the database in a suggested command: never with a password in it."""
         if self.is_sqlite:

@@ -95,13 +95,15 @@ def server_checksum(db, table, columns, where, moves):
 
 
 def verify_copy(source, target, graph, tree, tables, offsets, experiment_id, strategy, source_counts,
-                interrupted=None, target_graph=None):
+                interrupted=None, target_graph=None, beside=None):
     """Counts (and, unless aggressive, checksums) of the subtree on both sides, ids mapped; SRC's
     counts were taken before the copy, in the same read. `interrupted()` (Ctrl-C) is asked before each table.
-    `target_graph`: DST's, read by the caller (migrate: while no other copy reserves its ids)."""
+    `target_graph`: DST's, read by the caller (migrate: while no other copy reserves its ids); `beside`: a second
+    connection to DST, which counts METRIC/ARTIFACT meanwhile (aggressive)."""
     target_graph = with_source_relations(target_graph or discover_graph(target), graph, tables)
     if strategy == "aggressive":  # counts only: DST's rows counted where they are (no key table of the leaves)
-        new_tree, target_counts = None, count_subtree(target, target_graph, experiment_id + offsets.get(ROOT, 0))
+        new_tree, target_counts = None, count_subtree(target, target_graph, experiment_id + offsets.get(ROOT, 0),
+                                                      beside)
     else:
         new_tree, target_counts = reach_subtree(target, target_graph, experiment_id + offsets.get(ROOT, 0)), None
     checks = []

@@ -20,7 +20,9 @@ from typing import List, Optional
 from .backends import open_database
 from .catalog import is_without_rowid, key_has_its_own_index, sqlite_affinity
 from .errors import UsageError
+from .pool import run_parallel
 from .schema import remember_spellings
+from .subtree import Subtree
 from .subtreelinks import (
     ROWID,
     attached_columns,
@@ -113,100 +115,6 @@ def _subtree_tables(graph):
             reached.add(table)
             order.append(table)
     return order
-
-
-@dataclasses.dataclass
-class Subtree:
-    """One experiment's rows, held as temporary key tables on the connection that reached them."""
-
-    experiment_id: int
-    exists: bool
-    held: dict  # table -> temporary table of its reached rows (key and link columns), attached tables included
-    columns: dict  # table -> the columns that temporary table holds
-    order: List[str]  # EXPERIMENT first, then the hierarchy tables parents first
-    linked: dict = dataclasses.field(default_factory=dict)  # METRIC/ARTIFACT -> (temp table of ids, id column)
-    # SQLite tables without a primary key -> the name their rowid reads by, which their key table keeps as ROWID:
-    # a page of their rows is then a range of the key table and one seek per row (pages.py)
-    rowids: dict = dataclasses.field(default_factory=dict)
-    # SQLite tables whose primary key is an index of its own and whose key table lacks a column (BATCH) -> the name
-    # their rowid reads by, kept too (reach_subtree's seek_rowids: one moment): a row is then one seek, not two
-    seeks: dict = dataclasses.field(default_factory=dict)
-
-    def keys(self, graph, table):
-        """(temporary key table, its key columns) for any table of the subtree, or None."""
-        if table in self.held:
-            return self.held[table], list(graph.primary_keys.get(table) or self.columns[table])
-        if table in self.linked:
-            name, column = self.linked[table]
-            return name, [column]
-        return None
-
-    def where(self, db, graph, table, alias="t"):
-        """SQL condition on `table` selecting the subtree's rows: reached rows, or METRIC/ARTIFACT rows linked."""
-        found = self.keys(graph, table)
-        if found is None:
-            return "1 = 0"
-        name, key = found
-        if table in self.held and not graph.primary_keys.get(table):
-            # A table without a primary key is held by its link columns, and a row with NULL in one of them (a note
-            # of a trial, of no run) matched no held row through IN: left out, exit 0 (round 49; from MySQL too,
-            # found after it). IS and <=> are NULL-safe.
-            same = "IS" if db.dialect == "sqlite" else "<=>"
-            return "EXISTS (SELECT 1 FROM %s x WHERE %s)" % (db.quote(name), " AND ".join(
-                "x.%s %s %s.%s" % (db.quote(c), same, alias, db.quote(c)) for c in key))
-        return member(db, alias, key, name, key)
-
-    def referenced_where(self, db, graph, root, alias="t"):
-        """For METRIC/ARTIFACT: rows a reached link row points at; None when no link table was reached."""
-        return self.where(db, graph, root, alias) if root in self.linked else None
-
-    def source(self, db, graph, table, alias="t"):
-        """(FROM clause, key expressions, key column names): the subtree's rows of `table` read through
-        its key table, so a page in key order costs the page, not a scan of the table. A table without
-        a primary key is read by condition (its key table may hold duplicates)."""
-        found = self.keys(graph, table)
-        if found is None or (not graph.primary_keys.get(table) and table not in self.linked):
-            names = list(graph.primary_keys.get(table) or graph.columns[table])
-            return ("%s %s WHERE %s" % (db.quote(table), alias, self.where(db, graph, table, alias)),
-                    ["%s.%s" % (alias, db.quote(c)) for c in names], names)
-        name, key = found
-        seek = "%s.%s = x.%s AND " % (alias, self.seeks[table], ROWID) if table in self.seeks else ""
-        return ("%s x JOIN %s %s ON %s%s" % (db.quote(name), db.quote(table), alias, seek,
-                                             same_keys(db, "x", key, alias, key)),
-                ["x.%s" % db.quote(c) for c in key], key)
-
-    def copy_source(self, db, graph, table):
-        """(FROM clause, alias of the row's columns) for a copy's pages of `table`: `source` (alias t), or, on SQLite,
-        the key table alone (alias x) where it holds every column of a table with a primary key (BATCH_METRIC,
-        EPOCH_METRIC, the link tables): the walk copied those rows at this moment, values as stored (the same
-        declared affinity), so the seek into the table per row is left out (BATCH_METRIC's 132k rows of the 10M
-        demo, experiment 1: 0.27 s -> 0.18 s of SQLite's work on the pages)."""
-        found = self.keys(graph, table) if db.dialect == "sqlite" and graph.primary_keys.get(table) else None
-        if found is not None and table in self.held and table not in self.rowids and (
-                {c.lower() for c in graph.columns[table]} <= {c.lower() for c in self.columns[table]}):
-            return "%s x" % db.quote(found[0]), "x"
-        return self.source(db, graph, table)[0], "t"
-
-    def rows(self, db, graph, table, *conditions):
-        """What follows FROM to read the subtree's rows of `table` (alias t) that meet `conditions`: through its key
-        table, as `source` and so the copy read them. (`T t WHERE (keys) IN (SELECT ...)` made SQLite copy the key
-        table into a list of its own first: a check of BATCH's 132k rows of the 10M demo took 0.6 s, 0.36 s so.)
-        `source` ends in an ON or WHERE clause: each condition is one more AND term of it."""
-        return self.source(db, graph, table)[0] + "".join(" AND (%s)" % c for c in conditions)
-
-    def count(self, db, graph, table):
-        """How many rows of `table` the subtree holds, counted through its key table (the cost of the
-        subtree, not of a scan of the table)."""
-        if table in self.held:  # its key table was filled from the table's own rows, one row each
-            return int(db.scalar("SELECT count(*) FROM %s" % db.quote(self.held[table])) or 0)
-        source = self.source(db, graph, table)[0]
-        return int(db.scalar("SELECT count(*) FROM %s" % source) or 0)
-
-    def tables(self, graph):
-        """Parents first: the hierarchy tables reached, METRIC and ARTIFACT where a link table reached points at
-        them (round 46: without one, a copy read METRIC's pages through a key table it never had: exit 70), and the
-        tables hanging off those."""
-        return [t for t in graph.parent_first() if t in self.held or t in self.linked]
 
 
 def _link_keys(db, graph, held, number):
@@ -362,27 +270,33 @@ def reach_subtree(db, graph, experiment_id, seek_rowids=False):
     return Subtree(experiment_id, exists, held, columns_of, order, linked, rowids, seeks)
 
 
-def count_subtree(db, graph, experiment_id):
+def count_subtree(db, graph, experiment_id, beside=None):
     """{table: rows of the experiment's subtree} for the hierarchy tables and METRIC/ARTIFACT, by the walk's
     own membership tests (a row counts exactly when reach_subtree would hold it), but a key table is made only
     for a table a later test reads (the experiment, its trials and runs): the others (EPOCH, BATCH, the link
     tables) are counted where they are, and the METRIC/ARTIFACT rows their links point at by one join of the
-    links' ids. migrate's aggressive verify of DST: the rows are read, not copied into key tables."""
+    links' ids. migrate's aggressive verify of DST: the rows are read, not copied into key tables. `beside`: a
+    second connection to the same database, which makes the same key tables and counts METRIC/ARTIFACT meanwhile
+    (METRIC's count is 0.12 s of the 0.19 s of experiment 1 of the 10M demo in MariaDB)."""
     q = db.quote
     steps = _walk_steps(graph)
     read_later = {ancestor for _table, _columns, tests in steps for ancestor, _c, _a in tests}
+    conns = [db] if beside is None else [db, beside]
     exists, held, _key = _root_table(db, graph, experiment_id)
-    where_of, counts = {}, {ROOT: int(exists)}  # the experiment's own row (the walk's key table always holds one)
+    if beside is not None:
+        _root_table(beside, graph, experiment_id)
+    where_of, counts, left = {}, {ROOT: int(exists)}, []  # left: tables counted where they are, after the walk
     for number, (table, columns, tests) in enumerate(steps, 1):
         where_of[table] = _members(db, table, tests, held)
         if table in read_later or self_links(graph, table, columns):
             held[table] = TMP + str(number)
-            _held_as_walked(db, graph, table, held[table], columns, where_of[table])
+            for conn in conns:
+                _held_as_walked(conn, graph, table, held[table], columns, where_of[table])
             counts[table] = int(db.scalar("SELECT count(*) FROM %s" % q(held[table])) or 0)
             if self_links(graph, table, columns):  # its rows reached through those links too
                 where_of[table] = _member_of_held(db, graph, table, held[table], columns)
         else:
-            counts[table] = int(db.scalar("SELECT count(*) FROM %s c WHERE %s" % (q(table), where_of[table])) or 0)
+            left.append(table)
     linked = {}
     for root in ("METRIC", "ARTIFACT"):
         links = [r for r in graph.children_of(root) if r.child in where_of and len(r.child_columns) == 1]
@@ -390,13 +304,34 @@ def count_subtree(db, graph, experiment_id):
             continue
         ids = " UNION ".join("SELECT c.%s AS k FROM %s c WHERE %s" % (q(r.child_columns[0]), q(r.child),
                                                                       where_of[r.child]) for r in links)
+        linked[root] = (ids, links[0].parent_columns[0])
+
+    def count_linked(conn):
         # a derived UNION joined by the key: MariaDB runs `IN (... UNION ...)` as a subquery per METRIC row
         # (0.7 s against 0.2 s for experiment 1 of the 10M demo)
-        counts[root] = int(db.scalar("SELECT count(*) FROM (%s) u JOIN %s m ON m.%s = u.k" % (
-            ids, q(root), q(links[0].parent_columns[0]))) or 0)
-        linked[root] = (ids, links[0].parent_columns[0])
-    attached = {}  # rows hanging off the root rows counted above, as reach_subtree takes them: table -> condition
-    for number, (table, links) in enumerate(attached_tables(graph, where_of, linked), len(steps) + 1):
+        return {root: int(conn.scalar("SELECT count(*) FROM (%s) u JOIN %s m ON m.%s = u.k" % (
+            ids, q(root), q(column))) or 0) for root, (ids, column) in linked.items()}
+
+    def count_the_rest():
+        found = {table: int(db.scalar("SELECT count(*) FROM %s c WHERE %s" % (q(table), where_of[table])) or 0)
+                 for table in left}
+        found.update(_count_attached(db, graph, where_of, linked, len(steps) + 1))
+        return found
+
+    if beside is None:
+        counts.update(count_linked(db))
+        counts.update(count_the_rest())
+    else:
+        rest, roots = run_parallel([count_the_rest, lambda: count_linked(beside)])
+        counts.update(rest)
+        counts.update(roots)
+    return counts
+
+
+def _count_attached(db, graph, where_of, linked, first_number):
+    """count_subtree: the rows hanging off the METRIC/ARTIFACT rows it counted, as reach_subtree takes them."""
+    q, counts, attached = db.quote, {}, {}  # attached: table -> condition
+    for number, (table, links) in enumerate(attached_tables(graph, where_of, linked), first_number):
         attached[table] = " OR ".join(  # (the links' ids as reach_subtree holds them: a METRIC row missing too)
             "c.%s IN (SELECT u.k FROM (%s) u)" % (q(r.child_columns[0]), linked[r.parent][0]) if r.parent in linked
             else "(%s) IN (SELECT %s FROM %s c WHERE %s)" % (

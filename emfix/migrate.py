@@ -124,20 +124,13 @@ class MigrationResult:
         return all(check.ok for check in self.verify)
 
 
-def _same_database(a, b):
-    if not (a.is_sqlite or b.is_sqlite):
-        return (a.host, a.port, a.database) == (b.host, b.port, b.database)
-    both = a.is_sqlite and b.is_sqlite and os.path.exists(a.path) and os.path.exists(b.path)
-    return both and os.path.samefile(a.path, b.path)
-
-
 def migrate_experiment(src, dst, experiment_id, *, options=None, progress=None, interrupted=None, **keywords):
     """Copy one experiment of SRC into DST and verify it. `options` is a MigrateOptions, or its fields are
     given here by keyword (strategy=..., init=..., ...)."""
     if options is not None and keywords:
         raise TypeError("give either options or their keywords, not both")
     options = options if options is not None else MigrateOptions(**keywords)
-    if _same_database(src, dst):
+    if src.same_database(dst):
         raise UsageError("SRC and DST are the same database (%s)" % src.display(),
                          hint="to copy an experiment within one database: emfix export, then emfix import")
     if dst.is_sqlite and not options.init and not os.path.exists(dst.path):
@@ -457,14 +450,21 @@ class _Migration:
             return None
         if copy.counted is not None and strategy == "aggressive":
             return copy.counted  # both sides counted in one pass while DST was attached (in-engine)
+        # aggressive: a second connection to DST counts METRIC meanwhile, where the server allows this user one
+        beside = self.writers.acquire_up_to(2, [self.target])[1:] if strategy == "aggressive" and \
+            self.writers.size > 1 else []
         try:
             target_graph = self.dst_catalog(discover_graph)
             return verify_copy(self.source, self.target, plan.graph, plan.tree, plan.tables, start.offsets,
-                               self.experiment_id, strategy, copy.source_counts, self.interrupted, target_graph)
+                               self.experiment_id, strategy, copy.source_counts, self.interrupted, target_graph,
+                               beside[0] if beside else None)
         except ConnectError as exc:  # the copy is whole: only the verify is left
             exc.hint = (exc.hint + "; " if exc.hint else "") + "every row is copied and committed: once that is " \
                 "fixed, run the same command with --resume to verify the copy"
             raise
+        finally:
+            for conn in beside:
+                self.writers.release(conn)
 
     def finish(self, plan, checks):
         """The verify's result is the journal's: a copy is done only once it is verified."""

@@ -16,8 +16,10 @@ from conftest import ROOT, interrupt_when, kill_until_done, make_demo, run_cli, 
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
 from emfix.demo import Shape
-from emfix.hierarchy import Subtree
+from emfix.hierarchy import count_subtree
 from emfix.migrate import JOURNAL, migrate_experiment
+from emfix.schema import discover_graph
+from emfix.subtree import Subtree
 
 
 def content(address):
@@ -1455,3 +1457,15 @@ def test_tables_read_through_the_walks_key_tables_are_copied_with_their_values_a
     assert stored_rows(target.path, 1, "BATCH", ("idx", "epoch_idx", "trial_run_id", "time")) == batches
     assert read_from["BATCH_METRIC"][1] == "x" and read_from["BATCH"][1] == "t"  # BATCH has a column more
     assert "emfix_rowid" in read_from["BATCH"][0] and "emfix_rowid" not in read_from["BATCH_METRIC"][0]
+
+
+def test_an_aggressive_verify_counts_the_same_over_two_connections_as_over_one(mysql_address):
+    """count_subtree's METRIC/ARTIFACT counts run on a second connection beside the others (migrate's aggressive
+    verify into MySQL): the counts are those of one connection, a METRIC row missing included."""
+    make_demo(mysql_address, shape=Shape(experiments=2))  # (with its damage: links to missing METRIC rows)
+    with open_database(mysql_address) as db, open_database(mysql_address) as beside:
+        graph = discover_graph(db)
+        for experiment_id in (1, 2):
+            alone = count_subtree(db, graph, experiment_id)
+            assert alone["METRIC"] and alone["BATCH_METRIC"]
+            assert count_subtree(db, graph, experiment_id, beside) == alone
