@@ -129,9 +129,39 @@ def _kept_type(db, table, column, primary):
 
 
 def is_without_rowid(sql):
-    """Does a SQLite table's CREATE TABLE text end in the WITHOUT ROWID option (after its last parenthesis)?"""
-    sql = str(sql or "")
+    """Does a SQLite table's CREATE TABLE text end in the WITHOUT ROWID option (after its last parenthesis)?
+    Comments are no part of it (`WITHOUT/**/ROWID` is one: round 57, exit 70), nor a parenthesis inside one."""
+    sql = without_comments(str(sql or ""))
     return ")" in sql and re.search(r"\bWITHOUT\s+ROWID\b", sql[sql.rindex(")") + 1:], re.IGNORECASE) is not None
+
+
+QUOTES = {"'": "'", '"': '"', "`": "`", "[": "]"}
+
+
+def without_comments(sql):
+    """SQL text with each comment (`-- ...` to the line's end, `/* ... */`) a space; quoted text and names kept."""
+    out, i, n = [], 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in QUOTES:
+            end = sql.find(QUOTES[c], i + 1)
+            while end != -1 and c != "[" and sql[end + 1:end + 2] == c:  # a doubled quote is one
+                end = sql.find(QUOTES[c], end + 2)
+            end = n if end == -1 else end + 1
+            out.append(sql[i:end])
+            i = end
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            out.append(" ")
+            i = n if end == -1 else end
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            out.append(" ")
+            i = n if end == -1 else end + 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
 
 
 def key_has_its_own_index(db, table):

@@ -329,3 +329,23 @@ def test_a_number_is_compared_as_the_text_mariadb_would_store(tmp_path, mysql_ad
     assert result.returncode == 0, result.stderr
     with open_database(mysql_address) as db:
         assert sorted(r[0] for r in db.query("SELECT code FROM TRIAL_NOTE")) == ["07", "7", "8"]
+
+
+def test_a_table_declared_without_rowid_behind_a_comment_is_copied_and_validated(tmp_path):
+    """Round 57: `WITHOUT/**/ROWID` was read as a rowid table: migrate (which reads a table keyed by an index of
+    its own by the rowid its walk kept) and validate selected its rowid, exit 70."""
+    source = _demo_with(tmp_path, "CREATE TABLE RUN_NOTE (trial_run_id INT REFERENCES TRIAL_RUN(id), k TEXT, v, "
+                                  "PRIMARY KEY (trial_run_id, k)) WITHOUT/**/ROWID",
+                        "CREATE TABLE RUN_TAG (trial_run_id INT REFERENCES TRIAL_RUN(id), tag TEXT, v, "
+                        "PRIMARY KEY (trial_run_id, tag)) WITHOUT -- (no rowid)\n ROWID",
+                        "INSERT INTO RUN_NOTE SELECT id, 'k' || id, x'00ff' FROM TRIAL_RUN",
+                        "INSERT INTO RUN_TAG SELECT id, 'tag', 0.5 FROM TRIAL_RUN")
+    for strategy in ("balanced", "aggressive"):
+        copy = str(tmp_path / ("%s.db" % strategy))
+        result = run_cli("migrate", source, copy, "-e", "1", "--init", "--strategy", strategy)
+        assert result.returncode == 0, result.stderr
+        for table in ("RUN_NOTE", "RUN_TAG"):
+            mine = "SELECT n.* FROM %s n JOIN TRIAL_RUN r ON r.id = n.trial_run_id JOIN TRIAL t ON t.id = r.trial_id " \
+                   "WHERE t.experiment_id = 1" % table
+            assert _rows(copy, mine) == _rows(source, mine) and _rows(copy, mine)
+    assert run_cli("validate", source, "-q").returncode == 0

@@ -14,7 +14,7 @@ from conftest import ROOT, in_the_sqlite3_shell, make_demo, run_cli, url_of
 
 from emfix.address import DatabaseAddress
 from emfix.backends import open_database
-from emfix.catalog import read_catalog
+from emfix.catalog import is_without_rowid, read_catalog
 from emfix.demo import Shape
 from emfix.schema import create_schema
 from emfix.schemadiff import diff_catalogs
@@ -604,3 +604,25 @@ def test_an_expression_default_across_engines_is_advice_not_ddl_that_breaks_b(my
     with sqlite3.connect(target) as con:
         con.execute("INSERT INTO t (id) VALUES (2)")  # (refused: unknown function concat())
         assert con.execute("SELECT u FROM t WHERE id = 2").fetchone() == ("2025-01-01 00:00:00",)
+
+
+@pytest.mark.parametrize("sql, without", [
+    ("CREATE TABLE t (a, PRIMARY KEY (a)) WITHOUT ROWID", True),
+    ("CREATE TABLE t (a, PRIMARY KEY (a)) WITHOUT/**/ROWID", True),
+    ("CREATE TABLE t (a INT PRIMARY KEY) WITHOUT -- why\n ROWID, STRICT", True),
+    ("CREATE TABLE t (a PRIMARY KEY) WITHOUT ROWID /* (see the notes) */", True),
+    ('CREATE TABLE "x)" (a PRIMARY KEY) WITHOUT ROWID', True),
+    ("CREATE TABLE t (a PRIMARY KEY) /* WITHOUT ROWID */", False),
+    ("CREATE TABLE t (a PRIMARY KEY) -- WITHOUT ROWID", False),
+    ("CREATE TABLE t (a PRIMARY KEY, b DEFAULT ') WITHOUT ROWID')", False),
+    ("CREATE TABLE t (a PRIMARY KEY, b DEFAULT 'it''s') ", False),
+    ("CREATE TABLE t (a)", False),
+])
+def test_without_rowid_is_read_past_comments_and_never_inside_one(sql, without):
+    assert is_without_rowid(sql) is without
+    with sqlite3.connect(":memory:") as con:  # what SQLite itself made of it
+        con.execute(sql)
+        table = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        made = bool(con.execute("SELECT count(*) FROM pragma_table_list WHERE name = ? AND wr", (table,)).fetchone()[
+            0]) if sqlite3.sqlite_version_info >= (3, 37) else without
+    assert made is without
