@@ -226,8 +226,13 @@ class _Migration:
                     integrity.deferred = options.strategy == "aggressive" and plan.journal is None
                 start = self.prepare_dst(plan, integrity)
                 kill_point("prepared")  # tests: the journal row and the reservation are committed
-                copy = self.copy(plan, start, integrity, pin)
-                checks = self.verify(plan, start, copy)
+                try:
+                    copy = self.copy(plan, start, integrity, pin)
+                    checks = self.verify(plan, start, copy)
+                finally:  # the pin holds SRC's moment through the verify (round 57: a writer between them: DIFFERS)
+                    if pin is not None:
+                        pin.execute("COMMIT")
+                        readers.release(pin)
                 self.finish(plan, checks)
         self.progress.done()
         return MigrationResult(self.experiment_id, self.experiment_id + start.offsets.get(ROOT, 0), start.copied,
@@ -381,9 +386,8 @@ class _Migration:
         return _Start(offsets, journal["position"], journal["copied"], snapshot_id, gained)
 
     def copy(self, plan, start, integrity, pin):
-        """Every batch still to copy, each committed with its journal row. A failure is said with what to do
-        next (the batches committed stay: --resume goes on from them); the pin of an in-engine copy, which
-        held SRC's moment, is let go whatever happens."""
+        """Every batch still to copy, each committed with its journal row. A failure is said with what to do next
+        (the batches committed stay: --resume goes on from them). `pin`: an in-engine copy's hold of SRC's moment."""
         source, target = self.source, self.target
         packet = pages.literal_limit(source, target)
         # SQL text: two inserting, where the server allows this user a second connection
@@ -414,9 +418,6 @@ class _Migration:
         finally:
             for lane in lanes:
                 self.writers.release(lane)
-            if pin is not None:
-                pin.execute("COMMIT")
-                self.readers.release(pin)
         return copy
 
     def refuse_if_copied_meanwhile(self, plan, copy):

@@ -1469,3 +1469,31 @@ def test_an_aggressive_verify_counts_the_same_over_two_connections_as_over_one(m
             alone = count_subtree(db, graph, experiment_id)
             assert alone["METRIC"] and alone["BATCH_METRIC"]
             assert count_subtree(db, graph, experiment_id, beside) == alone
+
+
+def test_an_in_engine_copy_holds_srcs_moment_through_its_verify(tmp_path, monkeypatch):
+    """Round 57: SQLite into SQLite (SRC in rollback-journal mode), the read lock that keeps writers out of SRC was
+    let go after the copy, and a writer's commit before the verify's checksums of SRC made a whole copy DIFFERS
+    (exit 4). The writer waits until the verify is done now."""
+    from emfix import migrate
+    source = sqlite_at(tmp_path, "source.db")
+    make_demo(source, shape=Shape(experiments=2), faults=False)
+    verify, writes = migrate._Migration.verify, []
+
+    def verify_after_a_write(self, *args):
+        writer = sqlite3.connect(source.path, timeout=0)
+        try:
+            with writer:
+                writer.execute("UPDATE BATCH SET time = '2030-01-01 00:00:00' WHERE trial_run_id IN (SELECT r.id "
+                               "FROM TRIAL_RUN r JOIN TRIAL t ON t.id = r.trial_id WHERE t.experiment_id = 1)")
+            writes.append("committed")
+        except sqlite3.OperationalError as exc:
+            writes.append(str(exc))
+        finally:
+            writer.close()
+        return verify(self, *args)
+
+    monkeypatch.setattr(migrate._Migration, "verify", verify_after_a_write)
+    result = migrate_experiment(source, sqlite_at(tmp_path, "copy.db"), 1, init=True, strategy="balanced",
+                                snapshot=False)
+    assert writes == ["database is locked"] and result.verified
