@@ -20,6 +20,7 @@ from .errors import DamagedInputError, EmfixError, OperationInterrupted
 from .fileutil import sqlite_name
 from .hierarchy import ROOT
 from .idshift import column_shifts
+from .journal import position_text
 from .ownkeys import DUPLICATE_KEY, failed_key, own_key_hint
 from .pool import run_parallel
 from .progress import DEFAULT_BATCH
@@ -460,7 +461,7 @@ class BatchCopy:
         table; `journal` names the table where DST is attached to SRC's connection."""
         db.execute("UPDATE %s SET position = ?%s WHERE run_key = ?" % (
             journal or db.quote(JOURNAL), ", copied = ?" if copied is not None else ""),
-            (json.dumps(position),) + ((json.dumps(copied),) if copied is not None else ()) + (self.plan.key,))
+            (position_text(position),) + ((json.dumps(copied),) if copied is not None else ()) + (self.plan.key,))
 
 
 def without_generated(plan, target):

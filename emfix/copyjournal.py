@@ -20,7 +20,7 @@ from .backends import open_database
 from .backends.base import server_lock
 from .errors import ConnectError, DatabaseLockedError, EmfixError
 from .fileutil import read_only_uri
-from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers, position_problem
+from .journal import IMPORT_JOURNAL, damaged, decode_fields, is_table_numbers, position_problem, position_values
 from .progress import utc_now
 from .retry import RetryPolicy
 
@@ -60,6 +60,7 @@ def read_journal(db, key):
     state, offsets, position, copied, reserved = rows[0]
     try:
         journal = dict(decode_fields((offsets, position, copied), ("offsets", "position", "copied")), state=state)
+        journal["position"] = position_values(journal["position"])
         journal["reserved"] = None if reserved is None else json.loads(reserved)
         wrong = ("its state is not one of %s" % ", ".join(STATES) if state not in STATES else
                  "offsets, copied or reserved is not a table -> number object" if not (

@@ -5,6 +5,7 @@ schema is one DamagedInputError naming it, never an exception further on."""
 import json
 
 from .errors import DamagedInputError
+from .values import decode_value, encode_value
 
 IMPORT_JOURNAL = "_emfix_import"  # (migrate's is copyjournal.JOURNAL)
 SCALARS = (int, float, str, type(None))
@@ -24,10 +25,25 @@ def position_problem(position):
     if not isinstance(position, dict):
         return "position is not an object"
     for table, last in position.items():
-        if not (last == "done" or (is_count(last) and last >= 0) or (
-                isinstance(last, list) and all(isinstance(v, SCALARS) and not isinstance(v, bool) for v in last))):
+        if not (last == "done" or (is_count(last) and last >= 0) or (isinstance(last, list) and all(
+                isinstance(v, SCALARS + (bytes,)) and not isinstance(v, bool) for v in last))):
             return "the position of %s is not a key" % table
     return ""
+
+
+def position_text(position):
+    """migrate's per-table positions as JSON: a key's BLOB, text that is not UTF-8 or infinite REAL as values.py
+    writes them in an export ({"$bytes": ...}; json.dumps of a BLOB key at a page's end was exit 70: round 57)."""
+    return json.dumps({table: [encode_value(v) for v in last] if isinstance(last, list) else last
+                       for table, last in position.items()})
+
+
+def position_values(position):
+    """position_text read back: each key's values as they were (anything else as it is, for position_problem)."""
+    if not isinstance(position, dict):
+        return position
+    return {table: [decode_value(v) for v in last] if isinstance(last, list) else last
+            for table, last in position.items()}
 
 
 def decode_fields(row, names):

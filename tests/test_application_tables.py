@@ -4,6 +4,7 @@ say when they cannot (round 50)."""
 import collections
 import sqlite3
 
+import pytest
 from conftest import make_demo, run_cli, url_of
 
 from emfix.address import DatabaseAddress
@@ -349,3 +350,30 @@ def test_a_table_declared_without_rowid_behind_a_comment_is_copied_and_validated
                    "WHERE t.experiment_id = 1" % table
             assert _rows(copy, mine) == _rows(source, mine) and _rows(copy, mine)
     assert run_cli("validate", source, "-q").returncode == 0
+
+
+def test_keys_a_json_journal_cannot_hold_as_they_are_are_copied_page_by_page_and_resumed(tmp_path):
+    """Round 57: a page ending on a BLOB key (or text that is not UTF-8) could not be saved in the journal (exit 70,
+    and every --resume the same); such text bound as the next page's bound compared as a BLOB, above every text."""
+    from emfix.errors import OperationInterrupted
+    from emfix.migrate import migrate_experiment
+    source = _demo_with(tmp_path, "CREATE TABLE RUN_KEY (trial_run_id INT REFERENCES TRIAL_RUN(id), k, "
+                                  "PRIMARY KEY (trial_run_id, k))",
+                        "INSERT INTO RUN_KEY SELECT r.id, v.k FROM TRIAL_RUN r, (SELECT x'01' AS k UNION ALL "
+                        "SELECT x'02' UNION ALL SELECT CAST(x'41ff' AS TEXT) UNION ALL SELECT CAST(x'42ff' AS TEXT) "
+                        "UNION ALL SELECT 'C' UNION ALL SELECT 9e999 UNION ALL SELECT 1.5) v")
+    mine = "SELECT n.trial_run_id, typeof(n.k), hex(n.k) FROM RUN_KEY n JOIN TRIAL_RUN r ON r.id = n.trial_run_id " \
+           "JOIN TRIAL t ON t.id = r.trial_id WHERE t.experiment_id = 1"
+    whole = str(tmp_path / "whole.db")
+    assert run_cli("migrate", source, whole, "-e", "1", "--init", "--batch-size", "1").returncode == 0
+    assert _rows(whole, mine) == _rows(source, mine) and len(_rows(source, mine)) == 14  # (two runs)
+    address, copy, asked = DatabaseAddress("sqlite", path=source), str(tmp_path / "resumed.db"), []
+
+    def after_some_batches():
+        asked.append(1)
+        return len(asked) > 40
+    with pytest.raises(OperationInterrupted):
+        migrate_experiment(address, DatabaseAddress("sqlite", path=copy), 1, init=True, batch_size=1,
+                           strategy="aggressive", interrupted=after_some_batches)
+    assert run_cli("migrate", source, copy, "-e", "1", "--resume", "--batch-size", "1").returncode == 0
+    assert _rows(copy, mine) == _rows(source, mine)

@@ -212,15 +212,19 @@ class Backend:
         """How many values one statement may bind (the MySQL driver writes them into the statement's text)."""
         return 1 << 20
 
+    def mark(self, value):  # noqa: ARG002 - SQLite's looks at it
+        """The SQL that binds `value` as the value it is (SQLite: text that is not UTF-8 needs more than `?`)."""
+        return "?"
+
     def key_bound(self, columns, op, values):
         """`columns` (SQL expressions: a key, in its order) `op` (>, >=, < or <=) the key `values`, as (condition,
         parameters). SQLite seeks an index with a row value; MariaDB reads a row-value comparison from the index's
         first entry on (each page of a composite key read all the pages before it again), so there it is spelled
         out column by column, which its range optimizer seeks."""
         if len(columns) == 1:
-            return "%s %s ?" % (columns[0], op), (values[0],)
+            return "%s %s %s" % (columns[0], op, self.mark(values[0])), (values[0],)
         if self.dialect == "sqlite":
-            return "(%s) %s (%s)" % (", ".join(columns), op, ", ".join("?" * len(columns))), tuple(values)
+            return "(%s) %s (%s)" % (", ".join(columns), op, ", ".join(self.mark(v) for v in values)), tuple(values)
         sql, params = "%s %s ?" % (columns[-1], op), [values[-1]]
         for column, value in zip(reversed(columns[:-1]), reversed(values[:-1])):
             sql = "%s %s ? OR (%s = ? AND (%s))" % (column, op[0], column, sql)
@@ -234,10 +238,12 @@ class Backend:
         def beyond(column, value):  # `column` sorts strictly after (op >) or before (op <) `value`
             if value is None:
                 return ("%s IS NOT NULL" % column, []) if op[0] == ">" else ("1 = 0", [])
-            return ("%s > ?" % column if op[0] == ">" else "(%s IS NULL OR %s < ?)" % (column, column)), [value]
+            mark = self.mark(value)
+            return ("%s > %s" % (column, mark) if op[0] == ">" else "(%s IS NULL OR %s < %s)" % (column, column, mark)
+                    ), [value]
 
         def same(column, value):
-            return ("%s IS NULL" % column, []) if value is None else ("%s = ?" % column, [value])
+            return ("%s IS NULL" % column, []) if value is None else ("%s = %s" % (column, self.mark(value)), [value])
 
         sql, params = beyond(columns[-1], values[-1])
         if len(op) == 2:  # >= or <=: the last column may equal its value

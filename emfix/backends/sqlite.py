@@ -237,6 +237,11 @@ class SQLiteBackend(Backend):
         except RetriesExhausted as exc:
             raise self.locked_error("gave up after %.1fs" % exc.elapsed) from None
 
+    def mark(self, value):
+        """placeholder(value): a key that is text not UTF-8 (UndecodableText) bound as a BLOB compared above
+        every text, and a page ending on one left the rest of its table out (round 57)."""
+        return placeholder(value)
+
     def execute(self, sql, params=()):
         return self._run(lambda: self._conn.execute(sql, params).rowcount, "statement")
 
