@@ -259,10 +259,16 @@ def starts_with(prefix):
     return test
 
 
+DATABASE_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3", ".s3db", ".sl3")
+
+
 def appendable(path, first_bytes):
-    """The guard for a file emfix appends to (its history): nothing there yet, or a regular file that is empty or
-    begins with `first_bytes` (one emfix wrote). Anything else (a database, a snapshot, a user's file a variable
+    """The guard for a file emfix appends to (its history): nothing there yet, or a regular file that begins with
+    `first_bytes` (one emfix wrote), or is empty and not named as a database (an empty file is an empty SQLite
+    database: round 58). Anything else (a database or its -journal/-wal/-shm, a snapshot, a user's file a variable
     named by mistake, a FIFO that would wait for a reader) is not written: an appended line corrupted it."""
+    if _sidecar_of_database(os.path.realpath(path)) is not None:
+        return False
     try:
         mode = os.stat(path).st_mode  # (through links: their target is what would be written)
     except FileNotFoundError:
@@ -276,7 +282,7 @@ def appendable(path, first_bytes):
             head = handle.read(len(first_bytes))
     except OSError:
         return False
-    return head in (b"", first_bytes)
+    return head == first_bytes or (head == b"" and not os.path.realpath(path).lower().endswith(DATABASE_SUFFIXES))
 
 
 def is_disk_full(exc):

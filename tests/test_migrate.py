@@ -1497,3 +1497,36 @@ def test_an_in_engine_copy_holds_srcs_moment_through_its_verify(tmp_path, monkey
     result = migrate_experiment(source, sqlite_at(tmp_path, "copy.db"), 1, init=True, strategy="balanced",
                                 snapshot=False)
     assert writes == ["database is locked"] and result.verified
+
+
+@pytest.mark.parametrize("refusal, code, words", [
+    ("CREATE TRIGGER frozen BEFORE INSERT ON TRIAL BEGIN SELECT RAISE(ABORT, 'trials are frozen'); END", 1,
+     "SQLite refused a row: trials are frozen"),
+    ("CREATE TRIGGER frozen BEFORE INSERT ON BATCH BEGIN SELECT RAISE(ABORT, 'no batches'); END", 1,
+     "SQLite refused a row: no batches"),
+    ("CREATE TABLE NOTE (id INTEGER PRIMARY KEY, trial_id INT REFERENCES TRIAL(id), v TEXT CHECK (v <> 'v1'))", 4,
+     "SQLite refused a value: CHECK constraint failed"),
+])
+def test_a_row_a_sqlite_dst_refuses_is_said_and_resume_finishes_once_it_is_allowed(tmp_path, refusal, code, words):
+    """Round 58: a SQLite DST's trigger or CHECK constraint refusing a row of an in-engine copy was exit 70 (its
+    IntegrityError untranslated), every --resume too; into MariaDB the same was exit 1."""
+    source, target = str(tmp_path / "source.db"), str(tmp_path / "copy.db")
+    make_demo(DatabaseAddress("sqlite", path=source), shape=Shape(experiments=2), faults=False)
+    with sqlite3.connect(source) as con:
+        con.execute("CREATE TABLE NOTE (id INTEGER PRIMARY KEY, trial_id INT REFERENCES TRIAL(id), v TEXT)")
+        con.execute("INSERT INTO NOTE (trial_id, v) SELECT id, 'v' || id FROM TRIAL")
+    con.close()
+    assert run_cli("init", target).returncode == 0
+    with sqlite3.connect(target) as con:
+        con.execute(refusal)
+    con.close()
+    refused = run_cli("migrate", source, target, "-e", "1", "--init")
+    assert refused.returncode == code and words in refused.stderr and "Traceback" not in refused.stderr, \
+        refused.stderr
+    with sqlite3.connect(target) as con:
+        con.execute("DROP TRIGGER IF EXISTS frozen")
+        con.execute("DROP TABLE IF EXISTS NOTE")
+    con.close()
+    resumed = run_cli("migrate", source, target, "-e", "1", "--init", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert run_cli("validate", target, "-q").returncode == 0

@@ -4,6 +4,7 @@
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -257,15 +258,20 @@ def test_a_history_named_at_a_database_snapshot_or_users_file_is_never_written(d
     which then failed its checksum): the history is written only to a file of its own, or none."""
     made = snapshot.create_snapshot(demo_sqlite, str(tmp_path / "snaps"))
     snap = os.path.join(str(tmp_path / "snaps"), made.file)
-    notes = tmp_path / "notes.txt"
+    notes, empty = tmp_path / "notes.txt", tmp_path / "new.db"
     notes.write_text("my notes\n")
-    for target in (demo_sqlite.path, snap, snap[:-3] + ".json", str(notes)):
+    sqlite3.connect(str(empty)).close()  # an empty file: a SQLite database with no table yet (round 58)
+    for target in (demo_sqlite.path, snap, snap[:-3] + ".json", str(notes), str(empty)):
         before = open(target, "rb").read()
         result = run_cli("validate", demo_sqlite.path, env={"EMFIX_HISTORY": target})
         assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr
         assert "not emfix's history file" in result.stderr
         assert open(target, "rb").read() == before, target
+    journal = demo_sqlite.path + "-journal"  # (a name SQLite gives a file beside the database: not there now)
+    assert "not emfix's history file" in run_cli("validate", demo_sqlite.path, env={"EMFIX_HISTORY": journal}).stderr
+    assert not os.path.exists(journal)
     history = tmp_path / "history.jsonl"
+    history.write_text("")  # (emptied by hand: still the history)
     for _run in range(2):
         assert run_cli("validate", demo_sqlite.path, env={"EMFIX_HISTORY": str(history)}).returncode in (0, 1)
     assert [json.loads(line)["command"] for line in history.read_text().splitlines()] == ["validate", "validate"]

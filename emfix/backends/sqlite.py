@@ -8,11 +8,11 @@ import os
 import sqlite3
 import stat
 
-from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, NoSpaceError
+from ..errors import ConnectError, DamagedInputError, DatabaseLockedError, NoSpaceError, SchemaError
 from ..fileutil import create_private, is_disk_full, read_only_uri
 from ..foreignkey import ForeignKey
 from ..retry import LOCK_TURN, RetriesExhausted, call_with_retry, lock_wait_policy
-from .base import Backend, ColumnDetail, Index, StorageLimit
+from .base import Backend, ColumnDetail, Index, StorageLimit, is_duplicate_key
 
 DAMAGE_MESSAGES = ("file is not a database", "malformed", "file is encrypted", "not a database")
 
@@ -209,12 +209,27 @@ class SQLiteBackend(Backend):
             return ConnectError("SQLite cannot open a file it needs beside %s: %s" % (self.path, message),
                                 hint="SQLite writes its temporary files to SQLITE_TMPDIR or TMPDIR (else /var/tmp, "
                                      "/tmp): point it at a folder you may write")
+        if isinstance(exc, sqlite3.IntegrityError) and not is_duplicate_key(exc):  # (a duplicate: the caller's to say)
+            return self._refused(message)
         if is_disk_full(exc) or "too large" in message or "disk I/O error" in message:
             what = ("SQLite's temporary files while reading %s" if self.readonly else "%s") % self.path
             return NoSpaceError("cannot write %s: %s (the disk is full, a file-size limit was reached, or the disk "
                                 "failed); the transaction was rolled back" % (what, message),
                                 hint="free some space (SQLite also needs room for temporary files)")
         return exc
+
+    @staticmethod
+    def _refused(message):
+        """A write the database refused (round 58: an IntegrityError, exit 70): a CHECK constraint's refusal is
+        a value's (exit 4), a trigger's RAISE, a NOT NULL column or a foreign key the row's (exit 1), as MySQL's."""
+        if message.startswith("CHECK constraint failed"):
+            return DamagedInputError("SQLite refused a value: %s" % message,
+                                     hint="a CHECK constraint of the table written refused it: correct the value "
+                                          "where it comes from, or change the constraint")
+        return SchemaError("SQLite refused a row: %s" % message,
+                           hint="a trigger, a NOT NULL column or a foreign key of the table written refused it: "
+                                "change that, or the row where it comes from, then run the same command again "
+                                "(a migrate or an import with --resume)")
 
     def commits_attached_atomically(self):
         """A transaction over this database and an attached one commits in both or in neither: SQLite's
