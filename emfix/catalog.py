@@ -11,7 +11,7 @@ import json
 import re
 from typing import Dict, List, Optional, Tuple
 
-from .errors import DamagedInputError, UsageError
+from .errors import DamagedInputError, SchemaError, UsageError
 from .foreignkey import ForeignKey
 from .inputfile import read_input_text
 from .schema import EM_TABLES, column_type, is_own_table
@@ -135,19 +135,28 @@ def is_without_rowid(sql):
     return ")" in sql and re.search(r"\bWITHOUT\s+ROWID\b", sql[sql.rindex(")") + 1:], re.IGNORECASE) is not None
 
 
-QUOTES = {"'": "'", '"': '"', "`": "`", "[": "]"}
+def skip_quoted(sql, i):
+    """The index just past the quoted text starting at sql[i] ('…', "…", `…` or […])."""
+    close = "]" if sql[i] == "[" else sql[i]
+    j = i + 1
+    while True:
+        j = sql.find(close, j)
+        if j < 0:
+            raise SchemaError("cannot read the CREATE TABLE statement (unterminated %s)" % close)
+        if close != "]" and sql[j + 1:j + 2] == close:
+            j += 2
+            continue
+        return j + 1
 
 
 def without_comments(sql):
-    """SQL text with each comment (`-- ...` to the line's end, `/* ... */`) a space; quoted text and names kept."""
+    """SQL text (as SQLite keeps it: its quotes closed) with each comment (`-- ...` to the line's end, `/* ... */`)
+    a space; quoted text and names kept."""
     out, i, n = [], 0, len(sql)
     while i < n:
         c = sql[i]
-        if c in QUOTES:
-            end = sql.find(QUOTES[c], i + 1)
-            while end != -1 and c != "[" and sql[end + 1:end + 2] == c:  # a doubled quote is one
-                end = sql.find(QUOTES[c], end + 2)
-            end = n if end == -1 else end + 1
+        if c in "'\"`[":
+            end = skip_quoted(sql, i)
             out.append(sql[i:end])
             i = end
         elif sql.startswith("--", i):

@@ -267,7 +267,8 @@ def appendable(path, first_bytes):
     `first_bytes` (one emfix wrote), or is empty and not named as a database (an empty file is an empty SQLite
     database: round 58). Anything else (a database or its -journal/-wal/-shm, a snapshot, a user's file a variable
     named by mistake, a FIFO that would wait for a reader) is not written: an appended line corrupted it."""
-    if _sidecar_of_database(os.path.realpath(path)) is not None:
+    real = os.path.realpath(path)
+    if _sidecar_of_database(real) is not None:
         return False
     try:
         mode = os.stat(path).st_mode  # (through links: their target is what would be written)
@@ -282,7 +283,7 @@ def appendable(path, first_bytes):
             head = handle.read(len(first_bytes))
     except OSError:
         return False
-    return head == first_bytes or (head == b"" and not os.path.realpath(path).lower().endswith(DATABASE_SUFFIXES))
+    return head == first_bytes or (head == b"" and not real.lower().endswith(DATABASE_SUFFIXES))
 
 
 def is_disk_full(exc):

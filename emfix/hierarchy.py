@@ -22,7 +22,7 @@ from .catalog import is_without_rowid, key_has_its_own_index, sqlite_affinity
 from .errors import UsageError
 from .pool import run_parallel
 from .schema import remember_spellings
-from .subtree import Subtree
+from .subtree import Subtree, holds_every_column
 from .subtreelinks import (
     ROWID,
     attached_columns,
@@ -210,6 +210,11 @@ def _rowid_name(db, graph, table):
     took each of them; else None."""
     if db.dialect != "sqlite" or graph.primary_keys.get(table):
         return None
+    return _free_rowid_name(db, table)
+
+
+def _free_rowid_name(db, table):
+    """The first of SQLite's names for the rowid no column of `table` took (and none took ROWID's), or None."""
     taken = {c.lower() for c in db.columns(table)}
     return None if ROWID in taken else next((n for n in ("rowid", "_rowid_", "oid") if n not in taken), None)
 
@@ -220,13 +225,11 @@ def _seek_name(db, graph, table, columns):
     column (else the copy reads the key table alone), and a name is free; else None. The rowid names the same row
     only within the walk's one moment: the readers keep the key's equality beside it, so a row never passes for
     another."""
-    key = graph.primary_keys.get(table)
-    if db.dialect != "sqlite" or not key or {c.lower() for c in graph.columns[table]} <= {c.lower() for c in columns}:
+    if db.dialect != "sqlite" or not graph.primary_keys.get(table) or holds_every_column(graph, table, columns):
         return None
     if is_without_rowid(db.table_sql(table)) or not key_has_its_own_index(db, table):
         return None  # (no rowid; or the key is the rowid's alias, one seek already)
-    taken = {c.lower() for c in db.columns(table)}
-    return None if ROWID in taken else next((n for n in ("rowid", "_rowid_", "oid") if n not in taken), None)
+    return _free_rowid_name(db, table)
 
 
 def _indexable(db, table, columns):

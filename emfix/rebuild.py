@@ -17,24 +17,11 @@ change; `check_rebuilds` compares the table before and after, before COMMIT.
 import contextlib
 import re
 
+from .catalog import skip_quoted
 from .errors import SchemaError
 from .schemaddl import REBUILD_PREFIX, column_sql, index_sql
 
 TABLE_CONSTRAINTS = ("CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN")
-
-
-def _skip_quoted(sql, i):
-    """The index just past the quoted text starting at sql[i] ('…', "…", `…` or […])."""
-    close = "]" if sql[i] == "[" else sql[i]
-    j = i + 1
-    while True:
-        j = sql.find(close, j)
-        if j < 0:
-            raise SchemaError("cannot read the CREATE TABLE statement (unterminated %s)" % close)
-        if close != "]" and sql[j + 1:j + 2] == close:
-            j += 2
-            continue
-        return j + 1
 
 
 def split_create_table(sql):
@@ -43,7 +30,7 @@ def split_create_table(sql):
     while i < len(sql):
         ch = sql[i]
         if ch in "'\"`[":
-            j = _skip_quoted(sql, i)
+            j = skip_quoted(sql, i)
             if start is not None:
                 current.append(sql[i:j])
             i = j
@@ -80,7 +67,7 @@ def split_create_table(sql):
 
 def _first_token(text):
     if text[:1] in "'\"`[":
-        return text[:_skip_quoted(text, 0)]
+        return text[:skip_quoted(text, 0)]
     return re.match(r"\S+", text).group(0)
 
 
@@ -95,7 +82,7 @@ def _words(text):
     plain, i = [], 0
     while i < len(text):
         if text[i] in "'\"`[":
-            i = _skip_quoted(text, i)
+            i = skip_quoted(text, i)
             plain.append(" _ ")
             continue
         plain.append(text[i])

@@ -7,6 +7,11 @@ from typing import List
 from .subtreelinks import ROWID, member, same_keys
 
 
+def holds_every_column(graph, table, columns):
+    """A key table keeping `columns` of `table` holds its every column (a table whose key is all its columns)."""
+    return {c.lower() for c in graph.columns[table]} <= {c.lower() for c in columns}
+
+
 @dataclasses.dataclass
 class Subtree:
     """One experiment's rows, held as temporary key tables on the connection that reached them."""
@@ -73,10 +78,9 @@ class Subtree:
         EPOCH_METRIC, the link tables): the walk copied those rows at this moment, values as stored (the same
         declared affinity), so the seek into the table per row is left out (BATCH_METRIC's 132k rows of the 10M
         demo, experiment 1: 0.27 s -> 0.18 s of SQLite's work on the pages)."""
-        found = self.keys(graph, table) if db.dialect == "sqlite" and graph.primary_keys.get(table) else None
-        if found is not None and table in self.held and table not in self.rowids and (
-                {c.lower() for c in graph.columns[table]} <= {c.lower() for c in self.columns[table]}):
-            return "%s x" % db.quote(found[0]), "x"
+        if db.dialect == "sqlite" and graph.primary_keys.get(table) and table in self.held and \
+                holds_every_column(graph, table, self.columns[table]):
+            return "%s x" % db.quote(self.held[table]), "x"
         return self.source(db, graph, table)[0], "t"
 
     def rows(self, db, graph, table, *conditions):
