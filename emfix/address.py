@@ -266,8 +266,13 @@ def read_option_file(defaults_file=None):
                                        comment_prefixes=("#", ";"), inline_comment_prefixes=None)
     try:
         parser.read_string("[__top__]\n" + text, source=path)
-    except configparser.Error as exc:
-        raise UsageError("cannot read MySQL option file %s: %s" % (path, exc)) from None
+    except (configparser.Error, AttributeError) as exc:  # (AttributeError: an indented line after a bare key: 60)
+        # Its line is not shown: it may hold a password.
+        lines = [number - 1 for number, _line in getattr(exc, "errors", ())]
+        raise UsageError("cannot read MySQL option file %s: %s" % (path, "line %d is not `key = value`, a [group] "
+                                                                   "or a comment" % lines[0] if lines else
+                                                                   "an indented line continues no value"),
+                         hint="correct the file, or name another with --defaults-file") from None
     values = {}
     for group in ("client", "mysql"):
         if parser.has_section(group):

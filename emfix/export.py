@@ -22,11 +22,12 @@ from typing import Dict
 from . import __version__
 from .backends import open_database
 from .errors import UsageError
-from .fileutil import check_output_path, durable_output, stdout_error
+from .fileutil import durable_output, stdout_error
 from .guarded import check_integrity
 from .hierarchy import ROOT, check_hierarchy, reach_subtree
 from .idshift import AUTO_ID_TABLES
 from .jsonrepair import strict_loads
+from .outputguard import check_output_path
 from .progress import NoProgress
 from .schema import discover_graph, require_experiment_manager
 from .subtreerefusals import refuse_rows_no_copy_keeps

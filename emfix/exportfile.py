@@ -42,6 +42,7 @@ FLOATS = 23  # numbers written with a point or an exponent (JSON's floats: 76.0,
 NEW_TALLY = (None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, 0, 0, 0, 0)
 SINGLE_EXACT = 1 << 24  # whole numbers up to this a FLOAT keeps
 
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON's "\ud800" alone: text no database stores as UTF-8
 DATETIME_TEXT = re.compile(r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(?:[ T]([01]\d|2[0-3]):([0-5]\d):([0-5]\d)"
                            r"(?:\.(\d{1,6}))?)?\Z")
 
@@ -84,7 +85,7 @@ def records(path):
             for number, line in enumerate(handle, 1):
                 try:
                     yield number, line, json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):  # (RecursionError: a line of 100,000 '[', round 60)
                     raise DamagedInputError("%s line %d is not valid JSON (corrupted or cut off)" % (path, number),
                                             hint="export the experiment again") from None
         except UnicodeDecodeError:
@@ -202,11 +203,19 @@ def _header(path, record):
         raise UsageError("%s was written in format %r; this emfix reads %r" % (
             path, meta.get("format"), EXPORT_FORMAT), hint="use the emfix version that wrote it, or newer")
     tables, columns = record["tables"], record["columns"]
-    if not (isinstance(tables, list) and isinstance(columns, dict) and all(
-            isinstance(t, str) and isinstance(columns.get(t), list) and all(isinstance(c, str) for c in columns[t])
+    # Columns for exactly the tables listed (round 60: a table named in columns alone had its rows read, then
+    # nothing to put them in: exit 70 after every other row was committed)
+    if not (isinstance(tables, list) and isinstance(columns, dict) and all(isinstance(t, str) for t in tables)
+            and set(columns) == set(tables) and all(
+            isinstance(columns[t], list) and all(isinstance(c, str) for c in columns[t])
             and len({c.lower() for c in columns[t]}) == len(columns[t]) for t in tables)):  # (a column twice: 36)
         raise DamagedInputError("%s line 1: its header's tables and columns are not what emfix writes" % path,
                                 hint="export the experiment again (the file was edited)")
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate in a name or the metadata (round 60)
+        raise DamagedInputError("%s line 1: its header holds text that is not UTF-8 (a lone surrogate)" % path,
+                                hint="export the experiment again (the file was edited)") from None
     spelled = {}
     for table in tables:  # (round 41: EPOCH_METRIC and epoch_metric, one table to import: "lacks tables", exit 1)
         if table.lower() in spelled:
@@ -253,10 +262,13 @@ def tally_values(stats, row, text_too=True):
         if kind is str:
             column[NOT_WHOLE] += 1
             column[TEXTS] += 1
+            ascii_only = value.isascii()
+            if not ascii_only and LONE_SURROGATE.search(value):  # (round 60: exit 70 part-way through the import)
+                raise OddValue("text holding half of a UTF-16 pair (a lone surrogate)", _position(stats, column))
             if not text_too:
                 continue
             characters = len(value)
-            if value.isascii():
+            if ascii_only:
                 octets = characters
             else:
                 octets = len(value.encode("utf-8", "surrogatepass"))
@@ -312,10 +324,10 @@ def _tally_number(column, value, kind):
 
 
 def _single(number):
-    """`number` as a single-precision FLOAT keeps it (past its range: None)."""
+    """`number` as a single-precision FLOAT keeps it (past its range, a double's included: None)."""
     try:
         return struct.unpack("f", struct.pack("f", number))[0]
-    except OverflowError:
+    except (OverflowError, struct.error):  # (struct.error: an int past a double's range, 10**400: round 60)
         return None
 
 

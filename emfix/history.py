@@ -15,11 +15,12 @@ import json
 import logging
 import os
 
-from .fileutil import appendable, state_home
+from .fileutil import state_home
+from .outputguard import HISTORY_FIRST_BYTES, appendable
 
 log = logging.getLogger(__name__)
 HISTORY_ENV = "EMFIX_HISTORY"
-FIRST_BYTES = b'{"when": '  # how every entry begins (record's first key)
+FIRST_BYTES = HISTORY_FIRST_BYTES  # how every entry begins (record's first key)
 READ_LIMIT = 1 << 20  # doctor reads the last MB: plenty for the newest entry of each command
 
 

@@ -93,6 +93,11 @@ def import_file(address, path, *, experiment_title=None, experiment_desc=None, r
         check_integrity(db)
         db.warn_without_transactions(graph.tables)  # a batch there commits row by row (round 25)
         as_stored = _spell_as_the_database(header, trailer, tally, graph)
+        experiments = sum(n for t, n in trailer["counts"].items() if t.lower() == ROOT.lower() and isinstance(n, int))
+        if experiments != 1:  # (round 60: a file of no rows said it imported experiment 1, another's, exit 0)
+            raise DamagedInputError("%s holds %d %s rows; an export holds its experiment's one; nothing was imported"
+                                    % (path, experiments, ROOT), hint="export the experiment again (the file was "
+                                                                       "edited)")
         # (round 40: `--skip-tables epoch` skipped nothing, silently: table names in any letter case, as the file's)
         spelled = {t.lower(): t for t in header["tables"]}
         skip = {spelled.get(t.lower(), t) for t in skip_tables or ()}

@@ -8,6 +8,7 @@ as NULL); into any database, columns it lacks, ids import cannot move and links 
 """
 
 import logging
+import sys
 
 from .columnfit import (
     FLOAT_MOST,
@@ -294,6 +295,10 @@ def refuse_values_the_columns_cannot_hold(db, graph, header, tally, skip, path):
             continue
         if db.dialect != "mysql":
             for column, stats in zip(header["columns"][table], tally.columns[table]):
+                huge = [v for v in (stats[LOW], stats[HIGH]) if v is not None and not -(1 << 63) <= v < 1 << 63]
+                if huge:  # (round 60: 10**400 stopped the import part way, exit 70)
+                    _refuse(db, table, column, path, None, "%s, past what SQLite holds as an integer (64 bits)" %
+                            _number_text(huge[0]), "change those values in the source and export again")
                 if stats[NANS]:
                     _refuse(db, table, column, path, stats[NANS], "NaN, which SQLite stores as NULL",
                             "change those values in the source and export again")
@@ -382,6 +387,9 @@ def _refuse_what_numbers_lose(db, table, column, stats, declared, path):
     magnitude = max([stats[MAGNITUDE]] + [abs(v) for v in (stats[LOW], stats[HIGH]) if v is not None])
     shown = next((v for v in (stats[LOW], stats[HIGH]) if v is not None and abs(v) == magnitude),  # (its sign: 37)
                  "a number of magnitude %s" % magnitude)
+    if magnitude > sys.float_info.max:  # (an int of the file: 10**400 into a DOUBLE, round 60)
+        _refuse(db, table, column, path, None, "%s, past what a DOUBLE holds" % _number_text(shown),
+                "change those values in the source and export again")
     if declared.startswith("float") and magnitude > FLOAT_MOST:
         _refuse(db, table, column, path, None, "%s, past what a FLOAT holds (%s)" % (shown, FLOAT_MOST),
                 "make the column DOUBLE there (ALTER TABLE %s MODIFY %s DOUBLE ...), then run again" % (
@@ -402,6 +410,12 @@ def _refuse_what_numbers_lose(db, table, column, stats, declared, path):
         if magnitude >= 10 ** (precision - scale):
             _refuse(db, table, column, path, None, "%s, past what its %s column holds" % (
                 shown, declared.upper()), _widen(db, table, column))
+
+
+def _number_text(value):
+    """A number as said in a message: a whole one of hundreds of digits by its first ones and its length."""
+    text = str(value)
+    return text if len(text) <= 30 else "%s... (%d digits)" % (text[:12], len(text.lstrip("-")))
 
 
 def _widen(db, table, column):

@@ -22,11 +22,11 @@ from typing import Dict, List, Optional
 from . import quarantine as q
 from .backends import open_database
 from .errors import OperationInterrupted, UsageError
-from .fileutil import write_output_text
 from .guarded import GuardedChange, Rewrite, Safeguards, ValueRewrites, key_pages, preflight
 from .hierarchy import reach_subtree
 from .inputfile import read_input_text
 from .jsonrepair import NonFiniteConstant
+from .outputguard import write_output_text
 from .progress import NoProgress
 
 COMMAND = "transform-metrics"

@@ -10,6 +10,7 @@ different row, or a value written since, is reported, not forced.
 
 import dataclasses
 import json
+import logging
 import os
 from typing import Dict, List
 
@@ -25,6 +26,8 @@ from .schema import discover_graph, remember_spellings
 from .undotwins import TwinCounter
 from .undovalues import UNDO_BATCH, put_values_back
 from .values import canonical, numbers_back
+
+log = logging.getLogger(__name__)
 
 VALUE_COMMANDS = ("fix-json", "transform-metrics")  # repairs that rewrote values in place
 
@@ -108,8 +111,10 @@ def undo(quarantine_path, address=None, *, retry_policy=None, force=False, batch
             remember_spellings(db)  # values go back into METRIC as the database holds it (round 25: `metric`)
             check_integrity(db)
             db.warn_without_transactions(db.tables())
-            _require_json_takers(db, qcon, [dict(meta, kept_as=meta["table"])] if meta.get("command") in VALUE_COMMANDS
-                                 else meta.get("values") or ())
+            kept_values = [dict(meta, kept_as=meta["table"])] if meta.get("command") in VALUE_COMMANDS else \
+                meta.get("values") or []
+            _require_value_columns(db, qcon, kept_values)
+            _require_json_takers(db, qcon, kept_values)
             if meta.get("command") in VALUE_COMMANDS:  # a quarantine of values alone, named after their table
                 put_values_back(db, qcon, dict(meta, kept_as=meta["table"]), result, batch_size, stop)
             else:
@@ -145,6 +150,9 @@ def _require_whole(qcon, meta, path):
         raise DamagedInputError("the quarantine %s is damaged: it lists removed rows of %s but holds no table of "
                                 "them; nothing was put back" % (path, ", ".join(lacking)), hint=q.EDITED_HINT)
     recorded = meta.get("digests") if meta.get("status") != "in progress" else None
+    if recorded is None and meta.get("status") == "done":  # written with "done" since 2026-12-06 (round 60)
+        log.warning("the quarantine %s records no checksum of its copies (an older emfix wrote it, or it was edited): "
+                    "they go back unchecked", path)
     if isinstance(recorded, dict):  # (a change of an older emfix recorded none)
         now = q.content_digests(qcon)
         changed = sorted(t for t in set(recorded) | set(now) if recorded.get(t) != now.get(t))
@@ -210,6 +218,30 @@ def _put_rows_back(db, qcon, result, batch_size, marking=True, stop=None):
     if attached:
         db.execute("DETACH DATABASE %s" % ATTACHED)
     _remove_created(db, qcon, graph, result)
+
+
+def _require_value_columns(db, qcon, kept_values):
+    """Before anything goes back: the columns a record of kept values names are in the quarantine's table of them
+    and in the database's table (round 60: a record naming another column put the rows back, then stopped at the
+    values, exit 70)."""
+    tables = {t.lower(): t for t in db.tables()}
+    for values in kept_values:
+        kept = values.get("kept_as") or values["table"]
+        present = {r[1] for r in qcon.execute("PRAGMA table_info(%s)" % q.qi(kept))}
+        if not present:
+            continue  # the change stopped before it kept any value
+        if not {values["key"], values["column"], q.TYPE_COLUMN} <= present:
+            raise DamagedInputError("the quarantine's record of kept values of %s names columns its copies do not "
+                                    "hold; nothing was put back" % values["table"], hint=q.EDITED_HINT)
+        stored = tables.get(values["table"].lower())
+        have = {c.lower() for c in db.columns(stored)} if stored else set()
+        lacking = [c for c in (values["key"], values["column"]) if c.lower() not in have]
+        if lacking:
+            raise DamagedInputError("the quarantine kept values of %s.%s, and %s %s has no column %s; nothing was put "
+                                    "back" % (values["table"], values["column"], db.address.display(),
+                                              values["table"], ", ".join(lacking)),
+                                    hint="if the table lost the column since, add it back for the undo; if the "
+                                         "quarantine was edited, " + q.EDITED_HINT.split("; ", 1)[1])
 
 
 def _require_json_takers(db, qcon, kept_values):

@@ -16,7 +16,7 @@ import stat
 from .backends import open_database
 from .backends.sqlite import refuse_what_is_no_file
 from .errors import ConnectError, DamagedInputError, ReadOnlyServerError, ReplicaError, UsageError
-from .fileutil import emfix_file_kind
+from .outputguard import emfix_file_kind
 from .snapshot.restoremark import describe as describe_restore
 from .snapshot.restoremark import unfinished_restore
 

@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emfix.address import MASK, parse_address, read_option_file
-from emfix.errors import AddressError, EmfixError, NotFoundError
+from emfix.errors import AddressError, EmfixError, NotFoundError, UsageError
 
 
 def test_plain_path_means_sqlite():
@@ -71,6 +71,17 @@ def test_option_file_values_are_not_evaluated(tmp_path):
     cnf = tmp_path / "my.cnf"
     cnf.write_text("[client]\npassword = __import__('os').getcwd()\n")
     assert read_option_file(str(cnf))["password"] == "__import__('os').getcwd()"
+
+
+@pytest.mark.parametrize("text", ["x\n  y\n", "[client]\npassword = secret\n= x\n"])
+def test_an_option_file_python_cannot_parse_is_a_usage_error_that_shows_none_of_its_lines(tmp_path, text):
+    """Round 60: an indented line after a bare key was an AttributeError in configparser (every MySQL command exit
+    70, a report written over ~/.my.cnf by mistake included); a line is never shown, as it may hold a password."""
+    cnf = tmp_path / "my.cnf"
+    cnf.write_text(text)
+    with pytest.raises(UsageError) as refused:
+        parse_address("mysql://u@h/db", defaults_file=str(cnf), environ={})
+    assert "cannot read MySQL option file" in refused.value.message and "secret" not in refused.value.message
 
 
 def test_missing_defaults_file_is_not_found(tmp_path):

@@ -537,6 +537,35 @@ def _a_column_no_table_has(lines):  # as an export before round 36 of a source w
             r["row"].append("x")
 
 
+def _a_table_in_columns_alone(lines):  # round 60: its rows read, every other row committed, then exit 70
+    lines[-1]["trailer"].pop("header_sha256")
+    lines[0]["columns"]["XTRA"] = ["id", "v"]
+    lines.insert(len(lines) - 1, {"table": "XTRA", "row": [1, 2]})
+
+
+def _columns_that_are_no_list(lines):  # round 60: TypeError before the checksum was read, exit 70
+    lines[-1]["trailer"].pop("header_sha256")
+    lines[0]["columns"]["XTRA"] = 5
+
+
+def _a_lone_surrogate(lines):  # round 60: exit 70 part way, a half-begun import left behind
+    next(r for r in lines[1:-1] if r["table"] == "EXPERIMENT")["row"][lines[0]["columns"]["EXPERIMENT"].index(
+        "title")] = "half a pair \ud800"
+
+
+def _a_number_past_a_double(lines):  # round 60: struct.error in the tally (exit 70); into SQLite, OverflowError
+    next(r for r in lines[1:-1] if r["table"] == "METRIC")["row"][lines[0]["columns"]["METRIC"].index(
+        "total_val")] = 10 ** 400
+
+
+def _no_table_at_all(lines):  # round 60: "imported 0 rows as experiment 1", another's, exit 0
+    lines[-1]["trailer"].pop("header_sha256")
+    lines[0]["tables"], lines[0]["columns"] = [], {}
+    lines[1:-1] = []
+    for key in ("min_ids", "max_ids"):
+        lines[-1]["trailer"][key] = {}
+
+
 @pytest.mark.parametrize("edit, keep, code, words", [
     (_swap_title_and_desc, True, 4, "does not match its own checksum"),  # (title and desc swapped, exit 0)
     (_without_metrics, False, 4, "refers to METRIC rows the file does not hold"),  # (linked to another's metrics)
@@ -558,12 +587,18 @@ def _a_column_no_table_has(lines):  # as an export before round 36 of a source w
     (_a_column_twice, False, 4, "its header's tables and columns are not"),  # (MySQL: exit 70; SQLite: one dropped)
     (_a_column_no_table_has, False, 1, "lacks column EXPERIMENT.nosuch"),  # (exit 70)
     (_a_table_in_two_letter_cases, False, 4, "its header names one table twice, as EPOCH_METRIC and epoch_metric"),
+    (_a_table_in_columns_alone, False, 4, "its header's tables and columns are not what emfix writes"),
+    (_columns_that_are_no_list, False, 4, "its header's tables and columns are not what emfix writes"),
+    (_a_lone_surrogate, False, 4, "is text holding half of a UTF-16 pair (a lone surrogate)"),
+    (_a_number_past_a_double, False, 4, "METRIC.total_val in %s is 100000000000... (401 digits), past what SQLite"),
+    (_no_table_at_all, False, 4, "holds 0 EXPERIMENT rows; an export holds its experiment's one"),
 ], ids=["header-edited", "rows-left-out", "rows-within-the-range-left-out", "a-batch-left-out", "results-left-out",
         "a-table-left-out", "a-link-column-left-out", "a-key-column-left-out", "a-trial-twice", "an-epoch-twice",
         "a-link-row-twice", "a-batch-artifact-twice",
         "a-null-link",
         "a-required-column-left-out", "an-id-past-64-bits", "a-row-with-another-key", "half-an-id", "column-twice",
-        "column-db-lacks", "a-table-in-two-letter-cases"])
+        "column-db-lacks", "a-table-in-two-letter-cases", "a-table-in-columns-alone", "columns-no-list",
+        "a-lone-surrogate", "a-number-past-a-double", "no-table-at-all"])
 def test_an_edited_export_is_refused_before_anything_is_imported(exported, tmp_path, edit, keep, code, words):
     """Round 36: exports edited by hand (the rows' checksum made again, or the header alone changed) were imported
     with title and description swapped, links pointing at another experiment's rows, or crashed (exit 70); round 37:
@@ -576,6 +611,15 @@ def test_an_edited_export_is_refused_before_anything_is_imported(exported, tmp_p
     assert result.returncode == code and words in result.stderr and "Traceback" not in result.stderr, result.stderr
     with open_database(DatabaseAddress("sqlite", path=target)) as db:
         assert db.scalar("SELECT count(*) FROM EXPERIMENT") == 0
+
+
+def test_a_line_nested_deeper_than_python_reads_is_damage_not_a_crash(exported, tmp_path):
+    """Round 60: a line of 100,000 '[' was a RecursionError (exit 70)."""
+    lines = exported.read_text().splitlines(keepends=True)
+    path = tmp_path / "deep.jsonl"
+    path.write_text(lines[0] + "[" * 100000 + "\n" + "".join(lines[1:]))
+    result = run_cli("import", str(tmp_path / "t.db"), str(path))
+    assert result.returncode == 4 and "line 2 is not valid JSON" in result.stderr, result.stderr
 
 
 def test_a_line_that_is_not_utf8_is_named_by_its_own_number(exported, tmp_path):

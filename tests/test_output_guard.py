@@ -275,3 +275,21 @@ def test_a_history_named_at_a_database_snapshot_or_users_file_is_never_written(d
     for _run in range(2):
         assert run_cli("validate", demo_sqlite.path, env={"EMFIX_HISTORY": str(history)}).returncode in (0, 1)
     assert [json.loads(line)["command"] for line in history.read_text().splitlines()] == ["validate", "validate"]
+
+
+def test_no_output_replaces_emfixs_history_and_a_link_to_nothing_is_not_written_through(demo_sqlite, tmp_path):
+    """Round 60: `export -o` named at the history (--force) replaced it, and nothing was recorded since; one named at
+    a link to nothing created the file wherever the link pointed."""
+    history = tmp_path / "history.jsonl"
+    assert run_cli("validate", demo_sqlite.path, "-q", env={"EMFIX_HISTORY": str(history)}).returncode in (0, 1)
+    kept = history.read_bytes()
+    refused(run_cli("export", demo_sqlite.path, "-e", "1", "-o", str(history), "--force"), "it is emfix's history")
+    refused(run_cli("validate", demo_sqlite.path, "-o", str(history), "--force"), "it is emfix's history")
+    assert history.read_bytes() == kept
+    nowhere = tmp_path / "gone" / "out.jsonl"
+    link = tmp_path / "link.jsonl"
+    os.symlink(str(tmp_path / "nowhere.jsonl"), str(link))
+    os.symlink(str(nowhere), str(tmp_path / "link2.jsonl"))
+    for target in (link, tmp_path / "link2.jsonl"):
+        refused(run_cli("export", demo_sqlite.path, "-e", "1", "-o", str(target)), "which does not exist")
+    assert not os.path.exists(str(tmp_path / "nowhere.jsonl"))

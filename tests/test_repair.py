@@ -476,6 +476,9 @@ def test_a_parent_the_application_inserts_while_the_plan_is_read_is_seen(sqlite_
     ("ALTER TABLE TRIAL_RUN DROP COLUMN status", "copies in TRIAL_RUN are not the ones"),
     ("UPDATE _emfix_values_METRIC SET per_label_val = '{}' WHERE rowid = (SELECT min(rowid) FROM "
      "_emfix_values_METRIC)", "copies in _emfix_values_METRIC are not the ones"),
+    # round 60: the rows went back, then the values stopped at a column the record named (exit 70)
+    ("UPDATE _emfix_meta SET value = replace(value, '\"per_label_val\"', '\"per_label_val`; drop table x\"') "
+     "WHERE key = 'values'", "record of kept values of METRIC names columns its copies do not hold"),
 ])
 def test_an_undo_of_an_edited_quarantine_is_damaged_input_and_puts_nothing_back(sqlite_address, tmp_path, edit, said):
     """Outside testers: one meta record of a quarantine edited into text that is not JSON crashed undo (exit 70);
@@ -494,6 +497,16 @@ def assert_undo_refused(address, quarantine, said):
     undone = run_cli("undo", quarantine)
     assert undone.returncode == 4 and said in undone.stderr and "Traceback" not in undone.stderr, undone.stderr
     assert digest(address) == before
+
+
+def test_an_undo_of_a_finished_quarantine_without_its_checksums_says_they_go_back_unchecked(sqlite_address, tmp_path):
+    """Round 60: with the record of its checksums deleted, an edited quarantine went back without a word."""
+    damaged_metrics(sqlite_address)
+    quarantine = repaired(sqlite_address, tmp_path)["quarantine"]
+    with sqlite3.connect(quarantine) as con:
+        con.execute("DELETE FROM _emfix_meta WHERE key = 'digests'")
+    undone = run_cli("undo", quarantine)
+    assert undone.returncode in (0, 1) and "records no checksum of its copies" in undone.stderr, undone.stderr
 
 
 def test_an_undo_into_a_table_that_lost_a_column_since_puts_nothing_back(sqlite_address, tmp_path):

@@ -50,6 +50,29 @@ def test_a_file_name_that_is_not_utf8_works(demo, tmp_path, command):
     assert "Traceback" not in stderr and "a bug in emfix" not in stderr
 
 
+@pytest.mark.parametrize("option", [["import", "{db}", "{file}", "--experiment-title"],
+                                    ["snapshot", "create", "{db}", "--description"]])
+def test_a_title_that_is_not_utf8_is_a_usage_error_and_changes_nothing(demo, tmp_path, option):
+    """Round 60: `import --experiment-title` of bytes that are not UTF-8 was exit 70, the import's journal left
+    begun (the next plain import refused)."""
+    exported = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", demo, "-e", "1", "-o", exported).returncode == 0
+    target = str(tmp_path / "t.db")
+    shutil.copyfile(demo, target)
+    with open(target, "rb") as handle:
+        before = handle.read()
+    args = [target if a == "{db}" else exported if a == "{file}" else a for a in option] + [LATIN1]
+    env = dict(os.environ, PYTHONPATH=ROOT, XDG_STATE_HOME=str(tmp_path / "state"))
+    result = subprocess.run([sys.executable, "-m", "emfix", *args, "--snapshot-dir", str(tmp_path / "snaps")]
+                            if option[0] == "snapshot" else [sys.executable, "-m", "emfix", *args],
+                            capture_output=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 2 and "holds bytes that are not UTF-8 text" in stderr, stderr
+    with open(target, "rb") as handle:
+        assert handle.read() == before
+    assert not os.path.exists(str(tmp_path / "snaps"))
+
+
 @pytest.mark.parametrize("redirect, code", [(">&-", 1), ("--json >&-", 1), ("> /dev/full", 3), ("-q 2>&-", 1),
                                             ("<&- -q", 1)])
 def test_closed_or_full_output_streams_keep_the_exit_code(demo, tmp_path, redirect, code):

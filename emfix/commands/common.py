@@ -22,6 +22,7 @@ from .argvalues import (  # noqa: F401 (the commands use common.row_id, common.O
     row_id,
     seconds,
     table_list,
+    utf8_text,
     whole_number,
 )
 
@@ -391,7 +392,8 @@ def write_report(path, text, protect=(), exclusive=False, force=False, replaceab
     existing file only with `force` or when `replaceable` says emfix wrote it), written whole or not at
     all. exclusive: an existing file is left alone whatever `force` says (an error says so)."""
     from ..errors import NotWritableError
-    from ..fileutil import check_output_path, durable_output
+    from ..fileutil import durable_output
+    from ..outputguard import check_output_path
     if exclusive and os.path.lexists(path):
         raise UsageError("%s already exists; it was left as it is" % path, hint="give -o another file name")
     real, in_place = check_output_path(path, protect, force=force, replaceable=replaceable)

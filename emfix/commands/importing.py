@@ -10,7 +10,7 @@ def register(sub):
                 "emfix import experiment.db exp12.jsonl --experiment-title 'exp 12 (copy)'")
     common.add_database_options(p)
     p.add_argument("file", metavar="FILE", help="a file written by `emfix export --format jsonl`")
-    p.add_argument("--experiment-title", metavar="T", help="title of the imported experiment")
+    p.add_argument("--experiment-title", metavar="T", type=common.utf8_text, help="title of the imported experiment")
     p.add_argument("--resume", action="store_true", help="finish an import that was interrupted")
     p.add_argument("--force", action="store_true", help="import the file again as another experiment; "
                    "also write to a MySQL replica (refused without)")

@@ -6,7 +6,8 @@ import json
 
 from .. import history
 from ..errors import EXIT_OK, EXIT_PROBLEMS, EmfixError, UsageError
-from ..fileutil import check_output_path, durable_output
+from ..fileutil import durable_output
+from ..outputguard import check_output_path
 from . import common
 from .common import n
 

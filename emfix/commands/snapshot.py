@@ -48,7 +48,7 @@ def _add_options(parser, action):
                         help="where snapshots live (default: snapshots/ beside a SQLite file; for MySQL, "
                              "~/.local/state/emfix/mysql/HOST_PORT/DB/snapshots)")
     if action == "create":
-        parser.add_argument("--description", default="", help="a note stored in the manifest")
+        parser.add_argument("--description", default="", type=common.utf8_text, help="a note stored in the manifest")
         parser.add_argument("--verify", action="store_true", help="verify the snapshot right after writing it")
         parser.add_argument("--format", choices=("sql", "sqlite"), default=None, dest="file_format",
                             help="MySQL only: SQL text that `mysql DB < file` also loads (default, fast), or a "

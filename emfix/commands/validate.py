@@ -2,7 +2,7 @@
 
 from .. import history
 from ..errors import EXIT_OK, EXIT_PROBLEMS, UsageError
-from ..fileutil import check_output_path, starts_with
+from ..outputguard import check_output_path, starts_with
 from . import common
 from .common import n
 
