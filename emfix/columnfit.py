@@ -16,6 +16,7 @@ FLOAT_MOST = 3.4028234663852886e38  # the largest single-precision float: MySQL 
 FLOAT_ZERO = 2.0 ** -150  # a number not 0 at most this small becomes 0 in a FLOAT column (round 38: 1e-300, exit 0)
 NUMBER_KINDS = ("decimal", "double", "float", "real")  # MySQL's number types that are not whole numbers
 TEXT_KINDS = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext")
+BYTES_KINDS = ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob")  # MySQL's columns of bytes
 
 
 def refuse_past_the_packet(target, table, longest, packet, done):

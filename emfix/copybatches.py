@@ -16,12 +16,12 @@ from .backends.base import is_duplicate_key
 from .catalog import sqlite_affinity
 from .copycheck import count_in_engine
 from .copyjournal import JOURNAL
-from .errors import DamagedInputError, EmfixError, OperationInterrupted
+from .errors import DamagedInputError, EmfixError, OperationInterrupted, SchemaError
 from .fileutil import sqlite_name
 from .hierarchy import ROOT
 from .idshift import column_shifts
 from .journal import position_text
-from .ownkeys import DUPLICATE_KEY, failed_key, own_key_hint
+from .ownkeys import DUPLICATE_KEY, failed_key, met_primary_key, own_key_hint
 from .pool import run_parallel
 from .progress import DEFAULT_BATCH
 from .schema import EM_TABLE_NAMES
@@ -104,7 +104,7 @@ class BatchCopy:
                     written = self._write(table, rows, last, options.strategy)
                 except Exception as exc:  # noqa: BLE001 - only a duplicate key is said otherwise
                     if not is_duplicate_key(exc):
-                        raise
+                        raise self._refusal(table, exc) from None
                     # (an in-engine group not committed yet goes back with this batch: round 50 said its rows were)
                     raise self._collision(table, exc, done - (group.pending if group is not None and group.open
                                                               is not None else 0)) from None
@@ -226,7 +226,7 @@ class BatchCopy:
                     self._write_literal(table, rows, last, options.strategy, db)
                 except Exception as exc:  # noqa: BLE001 - only a duplicate key is said otherwise
                     if not is_duplicate_key(exc):
-                        raise
+                        raise self._refusal(table, exc) from None
                     raise self._collision(table, exc, counter["done"]) from None
                 with counted:
                     counter["done"] += rows.count
@@ -234,11 +234,24 @@ class BatchCopy:
 
         run_parallel([lambda n=n: lane(n) for n in range(len(self.lanes))] + [produce], failed)
 
+    def _refusal(self, table, exc):
+        """A row DST's table refused (a trigger's RAISE, a CHECK, NOT NULL), said with the table's name (round 59:
+        "SQLite refused a row: no", which table left to guess); any other error as it is."""
+        if not isinstance(exc, (SchemaError, DamagedInputError)) or "refused" not in exc.message:
+            return exc
+        return type(exc)("copying %s into %s stopped: %s" % (table, self.target.address.display(), exc.message),
+                         hint=exc.hint, kind=exc.kind, facts=exc.facts)
+
     def _collision(self, table, exc, done):
         """`done`: the rows committed before the batch that met the key."""
-        what = ("DST already holds a key of a row of this experiment" if table in EM_TABLE_NAMES else
-                "a row of this experiment met a unique key DST holds already, or one another copied row holds by "
-                "DST's rules")
+        if table in EM_TABLE_NAMES and not met_primary_key(self.target, table, exc):
+            what = ("a unique index of DST's own refused a row of this experiment: DST holds a row of the same value "
+                    "there, or two rows of the copy share it")
+        elif table in EM_TABLE_NAMES:
+            what = "DST already holds a key of a row of this experiment"
+        else:
+            what = ("a row of this experiment met a unique key DST holds already, or one another copied row holds "
+                    "by DST's rules")
         return EmfixError("copying %s into %s stopped: %s (%s); %s" % (
                               table, self.target.address.display(), what, exc,
                               "the %s rows copied before are committed" % "{:,}".format(done) if done else
@@ -253,6 +266,9 @@ class BatchCopy:
         for a UNIQUE column of such a table whose primary key is an id, and --force then copied it all twice)."""
         if table not in EM_TABLE_NAMES:  # (--resume even with nothing committed: the journal row says 'running')
             return own_key_hint(table, failed_key(exc), resume=True)
+        if not met_primary_key(self.target, table, exc):  # new ids would meet it again
+            return ("drop or change the UNIQUE index of %s that DST alone has (%s; the Experiment Manager has no "
+                    "such key), then run the same command with --resume" % (table, failed_key(exc)))
         partial = ""
         if table != ROOT and self.copied.get(ROOT) and done:  # copied first: committed before the batch that stopped
             partial = " (as experiment %d: delete it there if it is not wanted)" % (
@@ -360,7 +376,7 @@ class BatchCopy:
                     self._write_missing(table, self._moved(table, rows))
                 except Exception as exc:  # noqa: BLE001 - only a duplicate key is said otherwise
                     if not is_duplicate_key(exc):
-                        raise
+                        raise self._refusal(table, exc) from None
                     raise self._collision(table, exc, sum(self.copied.values())) from None
         return behind
 

@@ -10,6 +10,7 @@ import re
 from .affinityfit import refuse_values_dst_affinity_changes
 from .backends.mysqlcatalog import DeclaredColumn
 from .columnfit import (
+    BYTES_KINDS,
     FLOAT_MOST,
     FLOAT_ZERO,
     NUMBER_KINDS,
@@ -64,8 +65,9 @@ def refuse_oversized_values(source, target, graph, tree, tables, existing=(), th
         source_kinds = {} if source.dialect == "sqlite" else source.column_types(table)
         moments = [c for c in graph.columns[table] if getattr(declared.get(c.lower()), "kind", None) in (
             "datetime", "timestamp") and source_kinds.get(c.lower()) not in ("datetime", "timestamp")]
-        texts = [c for c in graph.columns[table] if getattr(declared.get(c.lower()), "kind", None) in TEXT_KINDS] \
-            if source.dialect == "sqlite" else []
+        # (and bytes: a REAL 0.5 was stored as '0.5', then DIFFERS; 9e999 stopped the copy part way: round 59)
+        texts = [c for c in graph.columns[table] if getattr(declared.get(c.lower()), "kind", None) in
+                 TEXT_KINDS + BYTES_KINDS] if source.dialect == "sqlite" else []
         temporal = _temporal_probes(source, table, graph.columns[table], declared, source_kinds)
         if not columns and not numbers and not moments and not texts and not temporal:
             continue

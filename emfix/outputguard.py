@@ -163,16 +163,15 @@ def starts_with(prefix):
     return test
 
 
-DATABASE_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3", ".s3db", ".sl3")
-
-
 def appendable(path, first_bytes):
     """The guard for a file emfix appends to (its history): nothing there yet, or a regular file that begins with
-    `first_bytes` (one emfix wrote), or is empty and not named as a database (an empty file is an empty SQLite
-    database: round 58). Anything else (a database or its -journal/-wal/-shm, a snapshot, a user's file a variable
-    named by mistake, a FIFO that would wait for a reader) is not written: an appended line corrupted it."""
+    `first_bytes` (one emfix wrote), or is empty and named as emfix names it (`.jsonl`: an empty file named as a
+    database is an empty SQLite database, round 58; a GeoPackage's `.gpkg` too, round 59). Anything else (a database
+    or its -journal/-wal/-shm, a snapshot, a user's file a variable named by mistake, a FIFO that would wait for a
+    reader) is not written: an appended line corrupted it. A name ending as a database's -journal, -wal or -shm is
+    never written, whatever is beside it (round 59: that of an empty database was, and SQLite then deleted it)."""
     real = os.path.realpath(path)
-    if _sidecar_of_database(real) is not None:
+    if real.endswith(SIDECARS) or path.endswith(SIDECARS):
         return False
     try:
         mode = os.stat(path).st_mode  # (through links: their target is what would be written)
@@ -187,4 +186,4 @@ def appendable(path, first_bytes):
             head = handle.read(len(first_bytes))
     except OSError:
         return False
-    return head == first_bytes or (head == b"" and not real.lower().endswith(DATABASE_SUFFIXES))
+    return head == first_bytes or (head == b"" and real.lower().endswith(".jsonl"))

@@ -146,6 +146,8 @@ def as_stored(value, limit):
     if limit.kind == "text":  # a whole number as its digits; anything else as it is (its text is the engine's)
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if limit.kind == "bytes":  # a binary column: text as its UTF-8 bytes, BINARY(n) padded to n with zero bytes
+        if isinstance(value, int) and not isinstance(value, bool):  # a whole number as its digits (round 59: 7 said
+            value = str(value)  # to differ from the b'7' DST's VARBINARY kept)
         kept = value.encode("utf-8") if isinstance(value, str) else value
         if isinstance(kept, (bytes, bytearray)) and len(kept) < limit.digits:
             kept = bytes(kept) + b"\0" * (limit.digits - len(kept))

@@ -1503,7 +1503,7 @@ def test_an_in_engine_copy_holds_srcs_moment_through_its_verify(tmp_path, monkey
     ("CREATE TRIGGER frozen BEFORE INSERT ON TRIAL BEGIN SELECT RAISE(ABORT, 'trials are frozen'); END", 1,
      "SQLite refused a row: trials are frozen"),
     ("CREATE TRIGGER frozen BEFORE INSERT ON BATCH BEGIN SELECT RAISE(ABORT, 'no batches'); END", 1,
-     "SQLite refused a row: no batches"),
+     "copying BATCH into %s stopped: SQLite refused a row: no batches"),  # (the table named: round 59)
     ("CREATE TABLE NOTE (id INTEGER PRIMARY KEY, trial_id INT REFERENCES TRIAL(id), v TEXT CHECK (v <> 'v1'))", 4,
      "SQLite refused a value: CHECK constraint failed"),
 ])
@@ -1521,6 +1521,7 @@ def test_a_row_a_sqlite_dst_refuses_is_said_and_resume_finishes_once_it_is_allow
         con.execute(refusal)
     con.close()
     refused = run_cli("migrate", source, target, "-e", "1", "--init")
+    words = words % target if "%s" in words else words
     assert refused.returncode == code and words in refused.stderr and "Traceback" not in refused.stderr, \
         refused.stderr
     with sqlite3.connect(target) as con:
@@ -1530,3 +1531,41 @@ def test_a_row_a_sqlite_dst_refuses_is_said_and_resume_finishes_once_it_is_allow
     resumed = run_cli("migrate", source, target, "-e", "1", "--init", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert run_cli("validate", target, "-q").returncode == 0
+
+
+def test_a_unique_index_of_dsts_own_is_named_as_such_and_resume_finishes_once_it_is_gone(tmp_path):
+    """Round 59: two rows of the copy meeting a UNIQUE index DST alone has were said to be a key DST held already,
+    and --force hinted (new ids meet it again); the way out is the index, then --resume."""
+    source, target = str(tmp_path / "source.db"), str(tmp_path / "copy.db")
+    make_demo(DatabaseAddress("sqlite", path=source), shape=Shape(experiments=2, trials=3), faults=False)
+    assert run_cli("init", target).returncode == 0
+    with sqlite3.connect(target) as con:
+        con.execute("CREATE UNIQUE INDEX one_trial_each ON TRIAL(experiment_id)")
+    con.close()
+    refused = run_cli("migrate", source, target, "-e", "1")
+    assert refused.returncode == 1 and "a unique index of DST's own refused a row" in refused.stderr and \
+        "drop or change the UNIQUE index of TRIAL that DST alone has" in refused.stderr and "--force" not in \
+        refused.stderr, refused.stderr
+    with sqlite3.connect(target) as con:
+        con.execute("DROP INDEX one_trial_each")
+    con.close()
+    resumed = run_cli("migrate", source, target, "-e", "1", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_a_row_a_mariadb_trigger_refuses_is_said_and_resume_finishes_once_it_is_allowed(tmp_path, mysql_address):
+    """Round 59: a trigger's SIGNAL into MariaDB (errno 1644) was exit 70, every --resume too."""
+    source = str(tmp_path / "source.db")
+    make_demo(DatabaseAddress("sqlite", path=source), shape=Shape(experiments=2), faults=False)
+    assert run_cli("init", url_of(mysql_address)).returncode == 0
+    with open_database(mysql_address) as db:
+        db.execute("CREATE TRIGGER frozen BEFORE INSERT ON BATCH FOR EACH ROW SIGNAL SQLSTATE '45000' SET "
+                   "MESSAGE_TEXT = 'no batches'")
+    refused = run_cli("migrate", source, url_of(mysql_address), "-e", "1")
+    assert refused.returncode == 1 and "copying BATCH into" in refused.stderr and "refused a row: no batches" in \
+        refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    with open_database(mysql_address) as db:
+        db.execute("DROP TRIGGER frozen")
+    resumed = run_cli("migrate", source, url_of(mysql_address), "-e", "1", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert run_cli("validate", url_of(mysql_address), "-q").returncode == 0

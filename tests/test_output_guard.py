@@ -261,7 +261,11 @@ def test_a_history_named_at_a_database_snapshot_or_users_file_is_never_written(d
     notes, empty = tmp_path / "notes.txt", tmp_path / "new.db"
     notes.write_text("my notes\n")
     sqlite3.connect(str(empty)).close()  # an empty file: a SQLite database with no table yet (round 58)
-    for target in (demo_sqlite.path, snap, snap[:-3] + ".json", str(notes), str(empty)):
+    geopackage, empty_notes = tmp_path / "map.gpkg", tmp_path / "empty.txt"  # (round 59: each written)
+    geopackage.write_bytes(b"")
+    empty_notes.write_bytes(b"")
+    for target in (demo_sqlite.path, snap, snap[:-3] + ".json", str(notes), str(empty), str(geopackage),
+                   str(empty_notes)):
         before = open(target, "rb").read()
         result = run_cli("validate", demo_sqlite.path, env={"EMFIX_HISTORY": target})
         assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr
@@ -270,6 +274,10 @@ def test_a_history_named_at_a_database_snapshot_or_users_file_is_never_written(d
     journal = demo_sqlite.path + "-journal"  # (a name SQLite gives a file beside the database: not there now)
     assert "not emfix's history file" in run_cli("validate", demo_sqlite.path, env={"EMFIX_HISTORY": journal}).stderr
     assert not os.path.exists(journal)
+    (tmp_path / "e.db").write_bytes(b"")  # (round 59: beside an empty database, its -journal was written)
+    for sidecar in ("e.db-journal", "z.sqlite-wal"):
+        result = run_cli("validate", demo_sqlite.path, env={"EMFIX_HISTORY": str(tmp_path / sidecar)})
+        assert "not emfix's history file" in result.stderr and not os.path.exists(str(tmp_path / sidecar))
     history = tmp_path / "history.jsonl"
     history.write_text("")  # (emptied by hand: still the history)
     for _run in range(2):

@@ -54,6 +54,26 @@ def test_restore_round_trips_exactly_on_both_backends(demo_address, tmp_path):
     assert safety.status == "verified" and safety.manifest.tables["METRIC"] == 5
 
 
+def test_a_sqlite_restore_counts_its_rows_before_an_application_writes_again(demo_sqlite, tmp_path, monkeypatch):
+    """Round 59: the rows were counted after the restore let go of its lock, and an application's inserts since made
+    a whole restore "differ from the snapshot" (exit 4, the user sent to the safety snapshot). An insert the moment
+    the lock goes (where the count was taken) changes nothing now; the restore says done."""
+    from emfix.snapshot import restore as restore_module
+
+    manifest = snapshot.create_snapshot(demo_sqlite, snapdir(tmp_path))
+    real_count_rows = restore_module.count_rows
+
+    def an_application_inserts_first(path):
+        con = sqlite3.connect(demo_sqlite.path)
+        with con:
+            con.execute("INSERT INTO METRIC (type, total_val, per_label_val) VALUES ('late', 1.0, '{}')")
+        con.close()
+        return real_count_rows(path)
+    monkeypatch.setattr(restore_module, "count_rows", an_application_inserts_first)
+    result = snapshot.restore_snapshot(demo_sqlite, snapdir(tmp_path), manifest.id)
+    assert result.tables == manifest.tables
+
+
 def test_a_safety_snapshot_is_verified_and_says_before_what(demo_sqlite, tmp_path):
     """The one entry point every change and every restore takes its snapshot through."""
     class Lines:

@@ -25,6 +25,9 @@ NO_SUCH_TABLE = 1146
 CANNOT_CREATE_TABLE = 1005  # errno 121: a constraint's name is taken; 150: a foreign key's parent
 INTERRUPTED = (1317, 1969, 3024)  # KILL QUERY; MariaDB's max_statement_time; MySQL's max_execution_time
 NO_DEFAULT = 1364  # a NOT NULL column without a default that the INSERT does not name
+# A trigger's SIGNAL, a NULL into NOT NULL, a foreign key (with its checks on): the row refused, as SQLite's RAISE
+# (round 59: a trigger's SIGNAL was exit 70)
+ROW_REFUSED = (1644, 1048, 1452)
 OUT_OF_RANGE = 1264  # a number past the column's type (1e39 in a FLOAT)
 DATA_TOO_LONG = 1406  # a text or bytes longer than the column (a MySQL -> MySQL copy's rows: exit 70, round 29)
 PRIVILEGE_ERRNOS = (1044, 1142, 1143, 1227)  # database / table / column / global privilege missing
@@ -97,6 +100,11 @@ def translate_error(a, exc, exhausted, lost, connected, quote):
                                       "from, or change the constraint (ALTER TABLE ... DROP CONSTRAINT ...)")
     if errno in REFUSED_VALUE_ERRNOS:
         return DamagedInputError("MySQL %s refused a value: %s" % (a.display(), msg), kind="refused_json")
+    if errno in ROW_REFUSED:
+        return SchemaError("MySQL %s refused a row: %s" % (a.display(), msg),
+                           hint="a trigger, a NOT NULL column or a foreign key of the table written refused it: "
+                                "change that, or the row where it comes from, then run the same command again (a "
+                                "migrate or an import with --resume)")
     if errno == NO_DEFAULT:
         return SchemaError("MySQL %s refused a row: %s" % (a.display(), msg), kind="refused_statement",
                            hint="the table has a NOT NULL column without a default that the rows do not fill: give "

@@ -22,8 +22,10 @@ def _schema(con, schema):
 
 
 def restore_by_content(path, snapshot_path, take_safety_snapshot, timeout):
-    """(safety snapshot id, True) once restored under one lock; (None, False) when the file's schema is not
-    the snapshot's or it has triggers (the caller then restores the file whole)."""
+    """(safety snapshot id, True, {table: rows}) once restored under one lock, the rows counted inside it (round 59:
+    counted after it, an application's inserts since made a whole restore "differ from the snapshot", exit 4);
+    (None, False, None) when the file's schema is not the snapshot's or it has triggers (the caller then restores
+    the file whole)."""
     con = sqlite3.connect("file:%s" % uri_path(os.path.abspath(path)), uri=True, timeout=timeout,
                           isolation_level=None)
     try:
@@ -31,7 +33,7 @@ def restore_by_content(path, snapshot_path, take_safety_snapshot, timeout):
                     ("file:%s?mode=ro" % uri_path(os.path.abspath(snapshot_path)),))
         live, saved = _schema(con, "main"), _schema(con, SNAPSHOT)
         if live != saved or any(row[0] == "trigger" for row in live):
-            return None, False
+            return None, False, None
         con.execute("PRAGMA foreign_keys = OFF")  # the rows are put back as the snapshot holds them
         con.execute("BEGIN IMMEDIATE")  # from here on no other process writes until COMMIT
         try:
@@ -42,11 +44,13 @@ def restore_by_content(path, snapshot_path, take_safety_snapshot, timeout):
                 name = '"%s"' % table.replace('"', '""')
                 con.execute("DELETE FROM main.%s" % name)
                 con.execute("INSERT INTO main.%s SELECT * FROM %s.%s" % (name, SNAPSHOT, name))
+            counts = {t: con.execute('SELECT count(*) FROM main."%s"' % t.replace('"', '""')).fetchone()[0]
+                      for t in tables if not t.startswith("sqlite_")}
             con.execute("COMMIT")
         except BaseException:
             if con.in_transaction:
                 con.execute("ROLLBACK")
             raise
-        return safety_id, True
+        return safety_id, True, counts
     finally:
         con.close()
