@@ -323,7 +323,7 @@ def test_restore_stops_at_the_first_refused_statement(exact_mysql, tmp_path):
     made = snapshot.create_snapshot(exact_mysql, str(tmp_path))
     with open_database(exact_mysql) as db:
         db.execute(REFUSE_ROW % ("VALS", 4))  # the tables fit; one row of the snapshot is refused all the same
-    with pytest.raises(SchemaError, match="refused a statement: row refused by a trigger"):
+    with pytest.raises(SchemaError, match="refused a row: row refused by a trigger"):
         snapshot.restore_snapshot(exact_mysql, str(tmp_path), made.id, safety_snapshot=False)
     assert threading.active_count() == 1  # no loader thread is left waiting
 
