@@ -144,7 +144,8 @@ def check_file(path, tally=None):
             continue
         table = record.get("table") if type(record) is dict else None
         row = record.get("row") if table is not None else None
-        if type(row) is not list or header is None or widths.get(table) != len(row) or len(record) != 2:
+        if type(row) is not list or header is None or type(table) is not str or widths.get(table) != len(row) or \
+                len(record) != 2:  # (a table that is a list: unhashable, exit 70, round 61)
             _row_of(path, number, header, record)  # (it says what is wrong)
         digest.update(line.encode("utf-8"))
         counts[table] = counts.get(table, 0) + 1

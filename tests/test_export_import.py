@@ -404,6 +404,30 @@ def test_an_export_edited_with_its_checksum_made_again_is_refused_or_read(tmp_pa
                                            "does not match its own trailer" in refused.message), refused.message
 
 
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                       max_size=3), max_leaves=6)
+
+
+@given(st.one_of(JSON_VALUES, st.fixed_dictionaries({"table": JSON_VALUES, "row": JSON_VALUES})),
+       st.integers(min_value=0, max_value=50))
+def test_any_json_in_place_of_a_row_line_is_refused_as_damage(tmp_path_factory, exported, line_value, line):
+    """Round 61: a row line whose table was a list was exit 70 (unhashable); any JSON where a row line stands, the
+    checksum made again, is read or refused as damage, never a crash."""
+    from emfix.errors import DamagedInputError
+    from emfix.exportfile import ValueTally, check_file
+
+    lines = exported.read_text().splitlines(keepends=True)
+    rows = lines[1:-1]
+    rows[line % len(rows)] = json.dumps(line_value) + "\n"
+    trailer = json.loads(lines[-1])
+    trailer["trailer"]["sha256"] = hashlib.sha256("".join(rows).encode("utf-8")).hexdigest()
+    path = tmp_path_factory.mktemp("edited") / "e.jsonl"
+    path.write_text(lines[0] + "".join(rows) + json.dumps(trailer) + "\n")
+    with pytest.raises(DamagedInputError):
+        check_file(str(path), ValueTally())
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     folder = tmp_path_factory.mktemp("exported")
@@ -558,6 +582,10 @@ def _a_number_past_a_double(lines):  # round 60: struct.error in the tally (exit
         "total_val")] = 10 ** 400
 
 
+def _a_table_named_by_a_list(lines):  # round 61: unhashable, exit 70 (the checksum is read after the rows)
+    lines[2]["table"] = [lines[2]["table"]]
+
+
 def _no_table_at_all(lines):  # round 60: "imported 0 rows as experiment 1", another's, exit 0
     lines[-1]["trailer"].pop("header_sha256")
     lines[0]["tables"], lines[0]["columns"] = [], {}
@@ -592,13 +620,14 @@ def _no_table_at_all(lines):  # round 60: "imported 0 rows as experiment 1", ano
     (_a_lone_surrogate, False, 4, "is text holding half of a UTF-16 pair (a lone surrogate)"),
     (_a_number_past_a_double, False, 4, "METRIC.total_val in %s is 100000000000... (401 digits), past what SQLite"),
     (_no_table_at_all, False, 4, "holds 0 EXPERIMENT rows; an export holds its experiment's one"),
+    (_a_table_named_by_a_list, True, 4, "line 3 is not a row of a table its header names"),
 ], ids=["header-edited", "rows-left-out", "rows-within-the-range-left-out", "a-batch-left-out", "results-left-out",
         "a-table-left-out", "a-link-column-left-out", "a-key-column-left-out", "a-trial-twice", "an-epoch-twice",
         "a-link-row-twice", "a-batch-artifact-twice",
         "a-null-link",
         "a-required-column-left-out", "an-id-past-64-bits", "a-row-with-another-key", "half-an-id", "column-twice",
         "column-db-lacks", "a-table-in-two-letter-cases", "a-table-in-columns-alone", "columns-no-list",
-        "a-lone-surrogate", "a-number-past-a-double", "no-table-at-all"])
+        "a-lone-surrogate", "a-number-past-a-double", "no-table-at-all", "a-table-named-by-a-list"])
 def test_an_edited_export_is_refused_before_anything_is_imported(exported, tmp_path, edit, keep, code, words):
     """Round 36: exports edited by hand (the rows' checksum made again, or the header alone changed) were imported
     with title and description swapped, links pointing at another experiment's rows, or crashed (exit 70); round 37:

@@ -301,3 +301,12 @@ def test_no_output_replaces_emfixs_history_and_a_link_to_nothing_is_not_written_
     for target in (link, tmp_path / "link2.jsonl"):
         refused(run_cli("export", demo_sqlite.path, "-e", "1", "-o", str(target)), "which does not exist")
     assert not os.path.exists(str(tmp_path / "nowhere.jsonl"))
+
+
+def test_a_history_named_where_nothing_can_be_written_is_said(demo_sqlite, tmp_path):
+    """Round 61: EMFIX_HISTORY naming a place that cannot be created (under a file) lost the record without a word."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = run_cli("validate", demo_sqlite.path, env={"EMFIX_HISTORY": str(blocker / "history.jsonl")})
+    assert result.returncode in (0, 1) and "nothing recorded in the history: cannot write" in result.stderr, \
+        result.stderr
