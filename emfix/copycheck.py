@@ -40,9 +40,8 @@ def checksum(db, graph, table, where, moves, limits=None, columns=None):
     columns = columns or graph.columns[table]
     lowered = {k.lower(): v for k, v in (limits or {}).items()}
     narrow = [(i, lowered[c.lower()]) for i, c in enumerate(columns) if c.lower() in lowered]
-    # (after the ids moved: a link's digits)
-    as_text = [(i, limit) for i, limit in narrow if limit.kind in ("text", "bytes")]
-    narrow = [(i, limit) for i, limit in narrow if limit.kind not in ("text", "bytes")]
+    as_text = [(i, limit) for i, limit in narrow if limit.kind == "text"]  # (after the ids moved: a link's digits)
+    narrow = [(i, limit) for i, limit in narrow if limit.kind != "text"]
     narrowed = dict.fromkeys((columns[i] for i, _ in narrow + as_text), 0)
     acc, count = 0, 0
     for row in db.iter_rows("SELECT %s FROM %s t WHERE %s" % (db.exact_columns(table, columns, "t."),
