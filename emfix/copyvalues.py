@@ -330,7 +330,7 @@ def refuse_values_outside_enum_or_set(source, target, graph, tree, table, declar
         if dst is None or dst.kind not in ("enum", "set"):
             continue
         members = re.findall(r"'((?:[^']|'')*)'", dst.declared)
-        value = "t.%s" % source.quote(column)
+        value = source.exact_column(table, column, "t.")  # (a MySQL SET as its text, not the driver's set: round 62)
         rows = source.query("SELECT DISTINCT %s FROM %s LIMIT %d" % (
             value, tree.rows(source, graph, table, "%s IS NOT NULL" % value), len(members) + 1 if
             dst.kind == "enum" else 10000))

@@ -102,6 +102,8 @@ def encode_value(value):
         return value.isoformat(" ") if isinstance(value, datetime.datetime) else value.isoformat()
     if isinstance(value, datetime.timedelta):
         return time_text(value)
+    if isinstance(value, set):  # a MySQL SET the driver made a set of (exact_column reads it as its text)
+        return portable(value)
     return value
 
 

@@ -294,3 +294,40 @@ def test_a_time_is_written_as_mysql_reads_it():
         value = -value if sign else value
         expected = text[:-7] if text.endswith(".000000") else text
         assert portable(value) == encode_value(value) == expected
+
+
+def test_a_set_column_travels_as_mysql_spells_it_through_export_and_every_migrate(mysql_databases, tmp_path):
+    """Round 62: the driver hands a SET back as a Python set: export crashed on it (exit 70), a MySQL -> MySQL migrate
+    into a SET column refused every value (exit 4), and into SQLite its members went in alphabetical order ('p,r'
+    for SET('r','p')), which the same column then refused on the way back."""
+    from conftest import run_cli, url_of
+
+    app_set = ("CREATE TABLE app_set (id INT PRIMARY KEY, trial_id INT NOT NULL, s SET('r','p'), "
+               "FOREIGN KEY (trial_id) REFERENCES TRIAL(id))")
+    source, into, back = mysql_databases(), mysql_databases(), mysql_databases()
+    make_demo(source, shape=Shape(experiments=1, trials=2, runs=1, epochs=1, batches=1), faults=False)
+    for address in (source, into, back):
+        if address is not source:
+            assert run_cli("init", url_of(address)).returncode == 0
+        with open_database(address) as db:
+            db.execute(app_set)
+    with open_database(source) as db:
+        db.execute("INSERT INTO app_set SELECT id, id, CASE WHEN id % 2 THEN 'r,p' ELSE 'p' END FROM TRIAL")
+    exported = str(tmp_path / "e1.jsonl")
+    assert run_cli("export", url_of(source), "-e", "1", "-o", exported).returncode == 0
+    with open(exported) as handle:
+        assert '"r,p"' in handle.read()
+    copied = run_cli("migrate", url_of(source), url_of(into), "-e", "1", "--no-snapshot")
+    assert copied.returncode == 0, copied.stderr
+    lite = str(tmp_path / "lite.db")
+    assert run_cli("init", lite).returncode == 0
+    with open_database(DatabaseAddress("sqlite", path=lite)) as db:
+        db.execute("CREATE TABLE app_set (id INTEGER PRIMARY KEY, trial_id INT NOT NULL REFERENCES TRIAL(id), s TEXT)")
+    assert run_cli("migrate", url_of(source), lite, "-e", "1", "--no-snapshot").returncode == 0
+    with open_database(DatabaseAddress("sqlite", path=lite)) as db:
+        assert {v for (v,) in db.query("SELECT s FROM app_set")} == {"r,p", "p"}
+    returned = run_cli("migrate", lite, url_of(back), "-e", "1", "--no-snapshot")
+    assert returned.returncode == 0, returned.stderr
+    for address in (into, back):
+        with open_database(address) as db:
+            assert sorted(v for (v,) in db.query("SELECT CONCAT(s) FROM app_set")) == ["p", "r,p"]

@@ -352,8 +352,11 @@ class MySQLBackend(MySQLCatalogMixin, ReplicationMixin, LocalLoadMixin, Backend)
             self._cursors = {}
 
     def exact_column(self, table, column, prefix=""):
-        if self.column_types(table).get(column.lower()) == "float":
+        kind = self.column_types(table).get(column.lower())
+        if kind == "float":
             return "(%s%s + 0e0)" % (prefix, self.quote(column))
+        if kind == "set":  # MySQL's own text, members in their declared order (the driver's Python set has none:
+            return "CONCAT(%s%s)" % (prefix, self.quote(column))  # 'r,p' came back 'p,r', round 62)
         return prefix + self.quote(column)
 
     def create_temp_table(self, name, select_sql, params=(), indexes=()):
