@@ -60,14 +60,14 @@ def run(args, out):
             out.text("kept in the quarantine: %s rows emfix may not have removed (a kill came between a batch and its "
                      "mark) whose key holds a row now (%s); an undo once that key is free puts them back" % (
                          n(sum(result.waiting.values())),
-                         ", ".join("%s %d" % kv for kv in sorted(result.waiting.items()))))
+                         ", ".join("%s: %d" % kv for kv in sorted(result.waiting.items()))))
     if result.alike_there and not out.json:
         out.text("not put back again: %s rows of a table without a primary key, which holds as many rows like them "
                  "already (%s): the application's, or this undo's own from a run stopped between its two commits; "
                  "emfix cannot tell them apart" % (n(sum(result.alike_there.values())), ", ".join(
-                     "%s %d" % kv for kv in sorted(result.alike_there.items()))))
+                     "%s: %d" % kv for kv in sorted(result.alike_there.items()))))
     if result.not_restored:
-        counts = ", ".join("%s %d" % kv for kv in sorted(result.not_restored.items()))
+        counts = ", ".join("%s: %d" % kv for kv in sorted(result.not_restored.items()))
         sys.stderr.write("error: %s rows or values could not be put back: another process changed them after the "
                          "repair (%s); they were left as they are now and stay in %s\n" % (
                              n(sum(result.not_restored.values())), counts, result.quarantine))
